@@ -1,0 +1,77 @@
+# Shared definitions for start.sh / stop.sh (sourced, not executed).
+# shellcheck shell=bash disable=SC2034
+
+SERVICES_DIR="${MRUNNER_SERVICES_DIR:-/tmp/mrunner-services}"
+# Absolute paths everywhere (slurm.conf, ssh_config and slurm.json embed them).
+SERVICES_DIR="$(realpath -m -- "$SERVICES_DIR")"
+STATE_DIR="$SERVICES_DIR/slurm"
+STATE_JSON="$SERVICES_DIR/slurm.json"
+LOCK_FILE="$SERVICES_DIR/slurm.lock"
+
+TEST_USER=mrtest
+SSH_HOST=127.0.0.1
+SSH_PORT=2222
+SSH_ALIAS=mrunner-test-slurm
+NODE_NAME=localhost
+PARTITION=debug
+GPU_COUNT=2
+
+SLURM_ETC=/etc/slurm
+MUNGE_DIR="$STATE_DIR/munge"
+MUNGE_PIDFILE="$MUNGE_DIR/munged.pid"
+MUNGE_LOG="$MUNGE_DIR/munged.log"
+MUNGE_KEY=/etc/munge/munge.key
+SLURMCTLD_PIDFILE="$STATE_DIR/slurmctld.pid"
+SLURMD_PIDFILE="$STATE_DIR/slurmd.pid"
+SSHD_PIDFILE="$STATE_DIR/sshd.pid"
+
+log() { printf '[slurm-%s] %s\n' "${SCRIPT_TAG:-service}" "$*" >&2; }
+
+# pid_of PIDFILE EXE: print the pid recorded in PIDFILE if that process is alive
+# and is running EXE (guards against stale pidfiles and recycled pids).
+pid_of() {
+  local pidfile="$1" exe="$2" pid
+  [[ -s "$pidfile" ]] || return 1
+  pid="$(tr -dc '0-9' < "$pidfile")"
+  [[ -n "$pid" ]] || return 1
+  alive "$pid" || return 1
+  [[ "$(readlink -f "/proc/$pid/exe" 2>/dev/null || true)" == "$(readlink -f "$exe")" ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# alive PID: the process exists and is not a zombie. (PID 1 on some CI/sandbox
+# machines reaps orphans only every few seconds; a zombie has already exited.)
+alive() {
+  local state
+  state="$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null || true)"
+  [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
+# stop_pidfile NAME PIDFILE EXE: SIGTERM, wait up to 10 s, then SIGKILL.
+stop_pidfile() {
+  local name="$1" pidfile="$2" exe="$3" pid i
+  if pid="$(pid_of "$pidfile" "$exe")"; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+      alive "$pid" || break
+      sleep 0.1
+    done
+    if alive "$pid"; then
+      log "$name did not exit after SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+take_lock() {
+  mkdir -p "$SERVICES_DIR"
+  chmod 0755 "$SERVICES_DIR"
+  exec 9>"$LOCK_FILE"
+  if ! flock -w 600 9; then
+    log "could not take $LOCK_FILE within 600 s"
+    exit 1
+  fi
+}

@@ -1,0 +1,1 @@
+"""mrunner backend plugin (see the package README)."""

@@ -1,0 +1,1 @@
+"""The local backend of mrunner: experiments run as subprocesses of this machine."""

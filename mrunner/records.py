@@ -1,0 +1,114 @@
+"""What mrunner records about a sweep and its experiments, and the states an experiment goes through.
+
+These plain objects are what the core hands to backend hooks and what ``store.Store`` persists. They hold
+no secret: secrets travel separately, from the trackers to the backend, and are never recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PLANNED = "planned"  # recorded, not yet handed to the backend
+SUBMITTED = "submitted"  # the backend accepted it
+PENDING = "pending"  # queued by the scheduler
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TIMEOUT = "timeout"
+PREEMPTED = "preempted"
+LOST = "lost"  # the backend no longer knows it and it never reported an end
+
+STATES = (PLANNED, SUBMITTED, PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, PREEMPTED, LOST)
+ACTIVE = frozenset({SUBMITTED, PENDING, RUNNING})
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, PREEMPTED, LOST})
+# What `mrunner resume` runs again: never handed over, or ended without completing.
+RESUMABLE = frozenset({PLANNED, FAILED, CANCELLED, TIMEOUT, PREEMPTED, LOST})
+
+
+@dataclass
+class Run:
+    """One experiment of a sweep, as recorded.
+
+    ``index`` is its position in the sweep (the Slurm array index, the suffix of its Kubernetes Job);
+    ``id`` its stable identity (script, parameters, code snapshot); ``attempt`` grows on each resume, so a
+    backend can name a resubmission differently from the attempt that failed while keeping a repeated
+    submission of the same attempt idempotent.
+    """
+
+    sweep_id: str
+    index: int
+    id: str
+    name: str
+    parameters: dict[str, Any]
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    state: str = PLANNED
+    attempt: int = 0
+    backend_ref: str | None = None
+    exit_code: int | None = None
+    updated_at: float = 0.0
+
+    @property
+    def ref(self) -> str:
+        """How a user names this experiment on the command line: ``SWEEP/INDEX``."""
+        return f"{self.sweep_id}/{self.index}"
+
+    def config_document(self, sweep: Sweep) -> dict[str, Any]:
+        """The content of the experiment's ``MRUNNER_CONFIG`` file: its parameters and metadata."""
+        return {
+            "parameters": self.parameters,
+            "name": self.name,
+            "id": self.id,
+            "index": self.index,
+            "attempt": self.attempt,
+            "sweep": sweep.id,
+            "sweep_name": sweep.name,
+            "tags": self.tags,
+            "project": sweep.project,
+            "backend": sweep.backend,
+            "context": sweep.context_name,
+            "snapshot": sweep.snapshot_digest,
+            "git_commit": sweep.git_commit,
+            "git_dirty": sweep.git_dirty,
+        }
+
+
+@dataclass
+class Sweep:
+    """A submission: a set of runs of one code snapshot on one context."""
+
+    id: str
+    name: str
+    created_at: float
+    context_name: str
+    backend: str
+    context: dict[str, Any]
+    project: str
+    snapshot_digest: str
+    project_dir: str
+    workdir: str = "."  # the directory experiments start in, relative to the snapshot root
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    tags: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+    package: dict[str, Any] = field(default_factory=dict)  # what the backend's packaging step returned
+    detail: dict[str, Any] = field(default_factory=dict)  # backend bookkeeping (supervisor pid, job ids, ...)
+
+
+@dataclass
+class RunUpdate:
+    """A change of state a backend reports for one run of a sweep."""
+
+    index: int
+    state: str
+    exit_code: int | None = None
+    backend_ref: str | None = None
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ValueError(f"unknown experiment state {self.state!r}; states are {', '.join(STATES)}")
+

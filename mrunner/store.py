@@ -1,0 +1,293 @@
+"""The records: every sweep and experiment with its state history, in SQLite.
+
+Several mrunner processes may use the database at once (a detached local sweep writes states while
+`mrunner status` reads them): WAL mode lets readers and one writer proceed together, and every write is a
+short ``BEGIN IMMEDIATE`` transaction that waits for the lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mrunner import paths
+from mrunner.errors import MrunnerError
+from mrunner.records import ACTIVE, COMPLETED, TERMINAL, Run, RunUpdate, Sweep
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL, context_name TEXT NOT NULL,
+    backend TEXT NOT NULL, context TEXT NOT NULL, project TEXT NOT NULL, snapshot_digest TEXT NOT NULL,
+    project_dir TEXT NOT NULL, workdir TEXT NOT NULL, git_commit TEXT, git_dirty INTEGER,
+    tags TEXT NOT NULL, argv TEXT NOT NULL, package TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS experiments (
+    sweep_id TEXT NOT NULL REFERENCES sweeps(id), idx INTEGER NOT NULL, id TEXT NOT NULL,
+    name TEXT NOT NULL, parameters TEXT NOT NULL, command TEXT NOT NULL, env TEXT NOT NULL,
+    tags TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, backend_ref TEXT,
+    exit_code INTEGER, updated_at REAL NOT NULL,
+    PRIMARY KEY (sweep_id, idx)
+);
+CREATE INDEX IF NOT EXISTS experiments_by_identity ON experiments(id);
+CREATE TABLE IF NOT EXISTS events (
+    sweep_id TEXT NOT NULL, idx INTEGER NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
+    exit_code INTEGER, detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_experiment ON events(sweep_id, idx);
+"""
+
+_RUN_COLUMNS = "sweep_id, idx, id, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code, updated_at"
+_SWEEP_COLUMNS = (
+    "id, name, created_at, context_name, backend, context, project, snapshot_digest, project_dir, workdir, "
+    "git_commit, git_dirty, tags, argv, package, detail"
+)
+
+
+def default_path() -> Path:
+    return paths.data_dir() / "records.db"
+
+
+class Store:
+    """The records database. Cheap to open; open one per process."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path or default_path())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[object]]]) -> None:
+        cursor = self._db.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in statements:
+                cursor.execute(sql, args)
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+
+    def add_sweep(self, sweep: Sweep, runs: Sequence[Run]) -> None:
+        """Record a new sweep with all its runs (state ``planned``) in one transaction: all or nothing."""
+        now = time.time()
+        statements = [(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))]
+        for run in runs:
+            run.updated_at = now
+            statements.append((f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(13)})", _run_row(run)))
+            statements.append(_event(run.sweep_id, run.index, now, run.state, None, "recorded"))
+        self._write(statements)
+
+    def update_sweep(self, sweep: Sweep) -> None:
+        """Save the backend's bookkeeping of a sweep (``package`` and ``detail``)."""
+        self._write(
+            [("UPDATE sweeps SET package=?, detail=? WHERE id=?", (_dump(sweep.package), _dump(sweep.detail), sweep.id))]
+        )
+
+    def apply(self, sweep_id: str, updates: Sequence[RunUpdate], *, keep_terminal: bool = True) -> list[RunUpdate]:
+        """Record state changes; return those that changed something.
+
+        With ``keep_terminal`` an experiment that already ended keeps its final state: a late "failed"
+        from a killed process must not overwrite the "cancelled" that the user's cancel recorded.
+        """
+        if not updates:
+            return []
+        now = time.time()
+        changed: list[RunUpdate] = []
+        cursor = self._db.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            for update in updates:
+                row = cursor.execute(
+                    "SELECT state, exit_code, backend_ref FROM experiments WHERE sweep_id=? AND idx=?",
+                    (sweep_id, update.index),
+                ).fetchone()
+                if row is None:
+                    raise MrunnerError(f"sweep {sweep_id} has no experiment {update.index}")
+                state, exit_code, backend_ref = row
+                if keep_terminal and state in TERMINAL and update.state != state:
+                    continue
+                new_ref = update.backend_ref if update.backend_ref is not None else backend_ref
+                new_exit = update.exit_code if update.exit_code is not None else exit_code
+                if (state, new_exit, new_ref) == (update.state, exit_code, backend_ref):
+                    continue
+                cursor.execute(
+                    "UPDATE experiments SET state=?, exit_code=?, backend_ref=?, updated_at=? WHERE sweep_id=? AND idx=?",
+                    (update.state, new_exit, new_ref, now, sweep_id, update.index),
+                )
+                if state != update.state:
+                    cursor.execute(*_event(sweep_id, update.index, now, update.state, update.exit_code, update.detail))
+                changed.append(update)
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+        return changed
+
+    def start_attempt(self, sweep_id: str, indices: Sequence[int]) -> None:
+        """Make the given runs planned again under a new attempt number (what `resume` does first)."""
+        now = time.time()
+        statements: list[tuple[str, Sequence[object]]] = []
+        for index in indices:
+            statements.append(
+                (
+                    "UPDATE experiments SET state='planned', attempt=attempt+1, exit_code=NULL, backend_ref=NULL, "
+                    "updated_at=? WHERE sweep_id=? AND idx=? AND state!='planned'",
+                    (now, sweep_id, index),
+                )
+            )
+            statements.append(_event(sweep_id, index, now, "planned", None, "resume"))
+        self._write(statements)
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def sweep(self, ref: str) -> Sweep:
+        """The sweep whose id is ``ref`` or starts with it (an unambiguous prefix)."""
+        rows = self._db.execute(
+            f"SELECT {_SWEEP_COLUMNS} FROM sweeps WHERE id=? OR id LIKE ? ESCAPE '\\' ORDER BY created_at DESC",
+            (ref, _like_prefix(ref)),
+        ).fetchall()
+        exact = [row for row in rows if row[0] == ref]
+        if exact:
+            rows = exact
+        if not rows:
+            raise MrunnerError(f"no sweep {ref!r} in the records; `mrunner status` lists the recorded sweeps")
+        if len(rows) > 1:
+            names = ", ".join(row[0] for row in rows[:5])
+            raise MrunnerError(f"sweep {ref!r} is ambiguous: it could be {names}; give more of the id")
+        return _sweep(rows[0])
+
+    def sweeps(self, limit: int = 20) -> list[Sweep]:
+        rows = self._db.execute(
+            f"SELECT {_SWEEP_COLUMNS} FROM sweeps ORDER BY created_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [_sweep(row) for row in rows]
+
+    def runs(self, sweep_id: str, states: Iterable[str] | None = None) -> list[Run]:
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? ORDER BY idx", (sweep_id,)
+        ).fetchall()
+        runs = [_run(row) for row in rows]
+        if states is not None:
+            wanted = set(states)
+            runs = [run for run in runs if run.state in wanted]
+        return runs
+
+    def run(self, sweep_id: str, index: int) -> Run:
+        row = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx=?", (sweep_id, index)
+        ).fetchone()
+        if row is None:
+            raise MrunnerError(f"sweep {sweep_id} has no experiment {index}")
+        return _run(row)
+
+    def find_run(self, ref: str) -> tuple[Sweep, Run]:
+        """An experiment named ``SWEEP/INDEX`` or by a prefix (4+ characters) of its identity."""
+        if "/" in ref:
+            sweep_ref, _, index = ref.rpartition("/")
+            if not index.isdigit():
+                raise MrunnerError(f"experiment {ref!r}: expected SWEEP/INDEX with a number after the slash")
+            sweep = self.sweep(sweep_ref)
+            return sweep, self.run(sweep.id, int(index))
+        if len(ref) < 4:
+            raise MrunnerError(f"experiment {ref!r}: give SWEEP/INDEX or at least 4 characters of its id")
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE id LIKE ? ESCAPE '\\' ORDER BY updated_at DESC",
+            (_like_prefix(ref),),
+        ).fetchall()
+        if not rows:
+            raise MrunnerError(f"no experiment {ref!r} in the records; name it as SWEEP/INDEX (see `mrunner status SWEEP`)")
+        distinct = {(row[0], row[1]) for row in rows}
+        if len(distinct) > 1:
+            names = ", ".join(f"{s}/{i}" for s, i in sorted(distinct)[:5])
+            raise MrunnerError(f"experiment {ref!r} is ambiguous: it could be {names}")
+        run = _run(rows[0])
+        return self.sweep(run.sweep_id), run
+
+    def already_submitted(self, identities: Iterable[str], context_name: str) -> dict[str, Run]:
+        """Runs with these identities on this context that are active or completed (what a repeat would duplicate)."""
+        wanted = list(set(identities))
+        found: dict[str, Run] = {}
+        alive = tuple(ACTIVE | {COMPLETED})
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT {', '.join('e.' + c.strip() for c in _RUN_COLUMNS.split(','))} FROM experiments e "
+                f"JOIN sweeps s ON s.id = e.sweep_id WHERE s.context_name=? AND e.id IN ({_marks(len(chunk))}) "
+                f"AND e.state IN ({_marks(len(alive))})",
+                (context_name, *chunk, *alive),
+            ).fetchall()
+            for row in rows:
+                found.setdefault(row[2], _run(row))
+        return found
+
+    def history(self, sweep_id: str, index: int) -> list[tuple[float, str, int | None, str | None]]:
+        return self._db.execute(
+            "SELECT at, state, exit_code, detail FROM events WHERE sweep_id=? AND idx=? ORDER BY at, rowid",
+            (sweep_id, index),
+        ).fetchall()
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _event(sweep_id: str, index: int, at: float, state: str, exit_code: int | None, detail: str | None):
+    return (
+        "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (sweep_id, index, at, state, exit_code, detail),
+    )
+
+
+def _sweep_row(sweep: Sweep) -> tuple:
+    return (
+        sweep.id, sweep.name, sweep.created_at, sweep.context_name, sweep.backend, _dump(sweep.context),
+        sweep.project, sweep.snapshot_digest, sweep.project_dir, sweep.workdir, sweep.git_commit,
+        None if sweep.git_dirty is None else int(sweep.git_dirty), _dump(sweep.tags), _dump(sweep.argv),
+        _dump(sweep.package), _dump(sweep.detail),
+    )  # fmt: skip
+
+
+def _sweep(row: Sequence) -> Sweep:
+    (id_, name, created_at, context_name, backend, context, project, digest, project_dir, workdir,
+     git_commit, git_dirty, tags, argv, package, detail) = row  # fmt: skip
+    return Sweep(
+        id=id_, name=name, created_at=created_at, context_name=context_name, backend=backend,
+        context=json.loads(context), project=project, snapshot_digest=digest, project_dir=project_dir,
+        workdir=workdir, git_commit=git_commit, git_dirty=None if git_dirty is None else bool(git_dirty),
+        tags=json.loads(tags), argv=json.loads(argv), package=json.loads(package), detail=json.loads(detail),
+    )  # fmt: skip
+
+
+def _run_row(run: Run) -> tuple:
+    return (
+        run.sweep_id, run.index, run.id, run.name, _dump(run.parameters), _dump(run.command), _dump(run.env),
+        _dump(run.tags), run.state, run.attempt, run.backend_ref, run.exit_code, run.updated_at,
+    )  # fmt: skip
+
+
+def _run(row: Sequence) -> Run:
+    (sweep_id, index, id_, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code,
+     updated_at) = row  # fmt: skip
+    return Run(
+        sweep_id=sweep_id, index=index, id=id_, name=name, parameters=json.loads(parameters),
+        command=json.loads(command), env=json.loads(env), tags=json.loads(tags), state=state, attempt=attempt,
+        backend_ref=backend_ref, exit_code=exit_code, updated_at=updated_at,
+    )  # fmt: skip

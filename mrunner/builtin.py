@@ -1,0 +1,35 @@
+"""The core's own plugin: the context keys every backend shares, and the secrets a context forwards."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from mrunner.errors import MrunnerError
+from mrunner.hookspecs import hookimpl
+from mrunner.schema import ContextKey
+
+COMMON_KEYS = [
+    ContextKey("backend", "str", required=True, help="which backend runs the experiments (local, slurm, kubernetes, ...)"),
+    ContextKey("project", "str", help="project name (default: the project folder's name); names the k8s namespace"),
+    ContextKey("python", "str", "python3", help="interpreter that runs a .py experiment script"),
+    ContextKey("env", "dict", {}, help="environment variables (not secrets) set for every experiment"),
+    ContextKey("secrets", "list", [], help="names of environment variables forwarded to experiments as secrets"),
+    ContextKey("tags", "list", [], help="tags added to every experiment of this context"),
+]
+
+
+@hookimpl
+def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+    missing = [name for name in context.get("secrets") or [] if name not in os.environ]
+    if missing:
+        raise MrunnerError(
+            f"context {context_name} forwards the secret {missing[0]} but it is not set in your environment: "
+            f"export {missing[0]}=... or remove it from `secrets`"
+        )
+
+
+@hookimpl
+def mrunner_secrets(context: Mapping[str, Any]) -> dict[str, str]:
+    return {name: os.environ[name] for name in context.get("secrets") or [] if name in os.environ}

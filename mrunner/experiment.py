@@ -1,0 +1,85 @@
+"""An experiment as a spec describes it: a script, its parameters, and what surrounds them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mrunner.errors import MrunnerError
+
+
+@dataclass
+class Experiment:
+    """One point of a grid. ``script`` is a ``.py`` path (relative to where you run mrunner) or a shell
+    command such as ``python3 train.py --fast``; a leading ``.py`` path is run with the context's ``python``.
+
+    ``exclude`` (gitignore patterns) and ``paths_to_copy`` shape the code snapshot, which a sweep shares:
+    the sweep uses the union of its experiments' lists.
+    """
+
+    script: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    project: str | None = None
+    tags: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    script_args: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    paths_to_copy: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.script, str) or not self.script.strip():
+            raise MrunnerError(f"experiment {self.name or '?'}: script must be a non-empty string, got {self.script!r}")
+        if not isinstance(self.parameters, Mapping):
+            raise MrunnerError(f"experiment {self.name or self.script}: parameters must be a mapping")
+        try:
+            json.dumps(self.parameters)
+        except (TypeError, ValueError) as error:
+            raise MrunnerError(
+                f"experiment {self.name or self.script}: parameters must be plain data "
+                f"(numbers, strings, booleans, None, lists, mappings): {error}"
+            ) from None
+        bad_env = [k for k, v in self.env.items() if not isinstance(v, str)]
+        if bad_env:
+            raise MrunnerError(f"experiment {self.name or self.script}: env value of {bad_env[0]} must be a string")
+
+    @property
+    def script_tokens(self) -> list[str]:
+        try:
+            return shlex.split(self.script)
+        except ValueError as error:
+            raise MrunnerError(f"script {self.script!r}: {error}") from None
+
+    @property
+    def python_file(self) -> str | None:
+        """The ``.py`` file the script runs, when there is one (``train.py`` or ``python3 train.py``)."""
+        tokens = self.script_tokens
+        for token in tokens[:2]:
+            if token.endswith(".py"):
+                return token
+        return None
+
+    def command(self, python: str, hydra_app: bool) -> list[str]:
+        """The argv that runs this experiment; a Hydra app also gets every parameter as ``++key=value``."""
+        from mrunner.grid import hydra_overrides
+
+        tokens = self.script_tokens
+        if tokens[0].endswith(".py"):
+            tokens = [python, *tokens]
+        if hydra_app:
+            tokens += hydra_overrides(self.parameters)
+        return tokens + list(self.script_args)
+
+
+def identity(command: Sequence[str], parameters: Mapping[str, Any], env: Mapping[str, str], snapshot: str) -> str:
+    """The experiment's stable identity: the same command, parameters, environment and code give the same id."""
+    document = json.dumps(
+        {"command": list(command), "parameters": parameters, "env": dict(env), "snapshot": snapshot},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(document.encode()).hexdigest()[:16]

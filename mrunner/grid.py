@@ -1,0 +1,245 @@
+"""Parameter overrides in Hydra's grammar, and the grid they span, expanded lazily.
+
+``lr=0.1,0.01 seed=range(5)`` is a grid of 10 points in the order Hydra's basic sweeper uses (the last
+override varies fastest). A ``Grid`` is a sequence: its length is a product and point ``i`` is computed
+from ``i`` by mixed-radix arithmetic, so a million-point grid is counted without building anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.overrides_visitor import HydraErrorListener, HydraOverrideVisitor
+from hydra.core.override_parser.types import Override, OverrideType, ValueType
+from hydra.errors import HydraException
+from hydra.grammar.gen.OverrideLexer import CommonTokenStream, InputStream, OverrideLexer  # type: ignore[attr-defined]
+from hydra.grammar.gen.OverrideParser import OverrideParser
+
+from mrunner.errors import MrunnerError
+
+SET, ADD, FORCE, DELETE = "set", "add", "force", "delete"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One override: a key, how it applies (set, ``+`` add, ``++`` force, ``~`` delete) and its values."""
+
+    key: str
+    how: str
+    values: Sequence[Any]
+    text: str
+
+    @property
+    def is_sweep(self) -> bool:
+        return len(self.values) != 1
+
+
+class Grid(Sequence[list[tuple[Axis, Any]]]):
+    """The cartesian product of ``axes``; each point is a list of (axis, value)."""
+
+    def __init__(self, axes: Sequence[Axis]) -> None:
+        self.axes = list(axes)
+        self._sizes = [len(axis.values) for axis in self.axes]
+        self._count = math.prod(self._sizes)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> list[tuple[Axis, Any]]:  # type: ignore[override]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        index %= self._count
+        point = []
+        for axis, size in zip(reversed(self.axes), reversed(self._sizes)):
+            index, position = divmod(index, size)
+            point.append((axis, axis.values[position]))
+        point.reverse()
+        return point
+
+    def __iter__(self) -> Iterator[list[tuple[Axis, Any]]]:
+        return (self[i] for i in range(self._count))
+
+
+# -- parsing -------------------------------------------------------------------------------------------------
+
+
+class _OverrideSyntaxError(Exception):
+    def __init__(self, message: str, column: int) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class _PositionedErrorListener(HydraErrorListener):
+    """Hydra's listener drops the column; keep it so the error can point at the bad character."""
+
+    def syntaxError(self, recognizer: Any, offending_symbol: Any, line: Any, column: Any, msg: Any, e: Any) -> None:
+        raise _OverrideSyntaxError(str(msg if msg is not None else e), int(column))
+
+
+class _Parser(OverridesParser):
+    def parse_rule(self, s: str, rule_name: str) -> Any:
+        listener = _PositionedErrorListener()
+        lexer = OverrideLexer(InputStream(s))
+        lexer.removeErrorListeners()
+        lexer.addErrorListener(listener)
+        parser = OverrideParser(CommonTokenStream(lexer))
+        parser.removeErrorListeners()
+        parser.addErrorListener(listener)
+        result = HydraOverrideVisitor(self.functions).visit(getattr(parser, rule_name)())
+        result.input_line = s
+        result.validate()
+        return result
+
+
+_parser: _Parser | None = None
+
+
+def parse(text: str) -> Override:
+    """Parse one override, or raise an error that shows where it went wrong."""
+    global _parser
+    if _parser is None:
+        _parser = _Parser.create()
+    try:
+        return _parser.parse_rule(text, "override")
+    except _OverrideSyntaxError as error:
+        column = min(error.column, len(text))
+        raise MrunnerError(
+            f"invalid override {text!r} at character {column + 1} "
+            f"({text[:column]}\u2192{text[column:]}): {error}; see Hydra's override grammar"
+        ) from None
+    except HydraException as error:
+        raise MrunnerError(f"invalid override {text!r}: {error}") from None
+
+
+GlobOptions = Callable[[str], Sequence[str]]
+
+
+def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
+    """The values an override spans: one for a plain override, several for a sweep."""
+    text = override.input_line or override.key_or_group
+    key = override.key_or_group
+    if not key:
+        raise MrunnerError(f"override {text!r} has no key: write KEY=VALUE")
+    if override.package:
+        key = f"{key}@{override.package}"
+    how = {
+        OverrideType.CHANGE: SET, OverrideType.ADD: ADD, OverrideType.FORCE_ADD: FORCE, OverrideType.DEL: DELETE
+    }[override.type]  # fmt: skip
+    if how == DELETE:
+        return Axis(key, how, [None], text)
+    if override.value_type == ValueType.INTERVAL_SWEEP:
+        raise MrunnerError(
+            f"override {text!r}: interval() is for optimisers, which sample it; a grid needs a list, range() or choice()"
+        )
+    if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        options = glob_options(key) if glob_options else []
+        values: Sequence[Any] = override.value().filter(options)  # type: ignore[union-attr]
+        if not values:
+            raise MrunnerError(f"override {text!r}: glob() matched nothing among {list(options) or 'no options'}")
+        return Axis(key, how, list(values), text)
+    if override.value_type == ValueType.RANGE_SWEEP:
+        return Axis(key, how, _range_values(override), text)
+    if override.is_sweep_override():
+        values = [Override._convert_value(v) for v in override.sweep_iterator()]
+        return Axis(key, how, values, text)
+    return Axis(key, how, [override.value()], text)
+
+
+def _range_values(override: Override) -> Sequence[Any]:
+    sweep = override.value()
+    start, stop, step = sweep.start, sweep.stop, sweep.step  # type: ignore[union-attr]
+    if sweep.shuffle:  # type: ignore[union-attr]
+        return [Override._convert_value(v) for v in override.sweep_iterator()]
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in (start, stop, step)):
+        return range(int(start), int(stop), int(step))  # lazy, indexable: a million points cost nothing
+    return [Override._convert_value(v) for v in override.sweep_iterator()]
+
+
+def grid(texts: Sequence[str], multirun: bool, glob_options: GlobOptions | None = None) -> Grid:
+    """The grid the overrides span; without ``multirun`` a sweep is an error that says to add ``-m``."""
+    axes = [axis(parse(text), glob_options) for text in texts]
+    sweeps = [a for a in axes if a.is_sweep]
+    if sweeps and not multirun:
+        raise MrunnerError(
+            f"override {sweeps[0].text!r} is a sweep of {len(sweeps[0].values)} values: add -m to run every point"
+        )
+    seen: dict[str, str] = {}
+    for a in axes:
+        if a.key in seen:
+            raise MrunnerError(f"overrides {seen[a.key]!r} and {a.text!r} set the same key {a.key!r}; keep one")
+        seen[a.key] = a.text
+    return Grid(axes)
+
+
+# -- applying ------------------------------------------------------------------------------------------------
+
+
+def apply(parameters: Mapping[str, Any], point: Sequence[tuple[Axis, Any]]) -> dict[str, Any]:
+    """A copy of ``parameters`` with one grid point applied; dotted keys address nested mappings.
+
+    ``key=v`` sets the key whether it exists or not (a plain script has no config to extend);
+    ``+key=v`` adds and refuses an existing key; ``++key=v`` sets; ``~key`` deletes.
+    """
+    result = copy.deepcopy(dict(parameters))
+    for ax, value in point:
+        *parents, leaf = ax.key.split(".")
+        node = result
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                if ax.how == DELETE:
+                    raise MrunnerError(f"override {ax.text!r}: there is no key {ax.key!r} to delete")
+                child = node[part] = {}
+            node = child
+        if ax.how == DELETE:
+            if leaf not in node:
+                raise MrunnerError(f"override {ax.text!r}: there is no key {ax.key!r} to delete")
+            del node[leaf]
+        elif ax.how == ADD and leaf in node:
+            raise MrunnerError(f"override {ax.text!r}: key {ax.key!r} exists already; use {ax.key}=... to change it")
+        else:
+            node[leaf] = copy.deepcopy(value)
+    return result
+
+
+# -- passing parameters to a Hydra app ---------------------------------------------------------------------------
+
+
+def hydra_overrides(parameters: Mapping[str, Any]) -> list[str]:
+    """``++key=value`` for every leaf of ``parameters``, in Hydra's grammar, for a script that is a Hydra app."""
+    return [f"++{key}={format_value(value)}" for key, value in _leaves(parameters, "")]
+
+
+def _leaves(mapping: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    for key, value in mapping.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def format_value(value: Any) -> str:
+    """A value as Hydra's override grammar reads it back unchanged (strings always quoted)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # Hydra reads a backslash literally unless it precedes a quote (or ends the string): only those
+        # runs of backslashes are doubled, then the quotes are escaped.
+        escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value).replace("'", "\\'")
+        escaped = escaped.replace("${", "\\${")  # a literal, not an interpolation for the app's OmegaConf
+        return f"'{escaped}'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{format_value(v)}" for k, v in value.items()) + "}"
+    raise MrunnerError(f"parameter value {value!r} of type {type(value).__name__} cannot be passed to a Hydra app")

@@ -1,0 +1,214 @@
+"""Experiments in code: ``create_experiments`` and spec files that assign ``experiments_list``.
+
+A spec file is recognised by reading it, never by running it: it assigns the variable at top level.
+A plain experiment script is never executed by mrunner itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import os
+import runpy
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mrunner.errors import MrunnerError
+from mrunner.experiment import Experiment
+from mrunner.naming import experiment_name, random_name
+
+DEFAULT_VARIABLE = "experiments_list"
+ZIP_SUFFIX = "___"
+
+
+def is_spec_file(path: Path, variable: str = DEFAULT_VARIABLE) -> bool:
+    """Whether ``path`` is Python that assigns ``variable`` at top level (read, not run)."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return False
+    for node in tree.body:
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        for target in targets:
+            names = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+            if any(isinstance(name, ast.Name) and name.id == variable for name in names):
+                return True
+    return False
+
+
+def load_spec(path: Path, variable: str = DEFAULT_VARIABLE) -> list[Experiment]:
+    """Run the spec file and return its experiments; any failure is one line naming the file and line."""
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        namespace = runpy.run_path(str(path), run_name="__mrunner_spec__")
+    except SystemExit as error:
+        raise MrunnerError(f"spec {path} called exit({error.code}) instead of assigning {variable}") from None
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        if isinstance(error, MrunnerError):
+            raise MrunnerError(f"spec {path}: {error}") from None
+        raise MrunnerError(f"spec {path} raised {type(error).__name__}{_where(error, path)}: {error}") from None
+    finally:
+        sys.path.pop(0)
+    if variable not in namespace:
+        raise MrunnerError(f"spec {path} does not define {variable}; assign the list of experiments to it")
+    experiments = namespace[variable]
+    if isinstance(experiments, Experiment):
+        experiments = [experiments]
+    if not isinstance(experiments, Iterable) or isinstance(experiments, (str, bytes, Mapping)):
+        raise MrunnerError(f"spec {path}: {variable} must be a list of experiments, got {type(experiments).__name__}")
+    experiments = list(experiments)
+    for position, experiment in enumerate(experiments):
+        if not isinstance(experiment, Experiment):
+            raise MrunnerError(
+                f"spec {path}: {variable}[{position}] is a {type(experiment).__name__}; "
+                f"build experiments with mrunner.create_experiments(...)"
+            )
+    if not experiments:
+        raise MrunnerError(f"spec {path}: {variable} is empty; the grid has no points")
+    return experiments
+
+
+def _where(error: BaseException, path: Path) -> str:
+    resolved = str(path.resolve())
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == resolved]
+    return f" at line {lines[-1]}" if lines else ""
+
+
+def expand_grid(params_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """The points of a grid: a mapping of key -> list of values (cartesian product), or a list of such
+    mappings (the union of their grids). Keys varied together instead of multiplied: a tuple key with a list
+    of tuples, ``{("lr", "batch"): [(0.1, 32), (0.01, 64)]}``, or keys ending in ``___`` (the original's way),
+    whose lists are zipped with each other.
+    """
+    if params_grid is None:
+        return [{}]
+    grids = [params_grid] if isinstance(params_grid, Mapping) else list(params_grid)
+    points: list[dict[str, Any]] = []
+    for grid in grids:
+        if not isinstance(grid, Mapping):
+            raise MrunnerError(f"params_grid must be a mapping or a list of mappings, got {type(grid).__name__}")
+        points.extend(_expand_one(grid))
+    return points
+
+
+def _expand_one(grid: Mapping[Any, Any]) -> list[dict[str, Any]]:
+    axes: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
+    zipped_keys: list[str] = []
+    zipped_values: list[list[Any]] = []
+    for key, values in grid.items():
+        values = list(values) if isinstance(values, (list, tuple, range)) else [values]
+        if isinstance(key, tuple):
+            rows = [tuple(row) for row in values]
+            if any(len(row) != len(key) for row in rows):
+                raise MrunnerError(f"params_grid key {key}: every value must be a tuple of {len(key)} items")
+            axes.append((key, rows))
+        elif isinstance(key, str) and key.endswith(ZIP_SUFFIX):
+            zipped_keys.append(key[: -len(ZIP_SUFFIX)])
+            zipped_values.append(values)
+        else:
+            axes.append(((key,), [(value,) for value in values]))
+    if zipped_keys:
+        lengths = {len(values) for values in zipped_values}
+        if len(lengths) > 1:
+            raise MrunnerError(
+                f"params_grid keys {', '.join(k + ZIP_SUFFIX for k in zipped_keys)} are varied together, "
+                f"so their lists must have the same length (got {sorted(lengths)})"
+            )
+        axes.append((tuple(zipped_keys), list(zip(*zipped_values))))
+    points = []
+    for combination in itertools.product(*(rows for _, rows in axes)):
+        point: dict[str, Any] = {}
+        for (keys, _), row in zip(axes, combination):
+            point.update(zip(keys, row))
+        points.append(point)
+    return points
+
+
+def create_experiments(
+    script: str,
+    *,
+    name: str | None = None,
+    base_config: Mapping[str, Any] | None = None,
+    params_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    tags: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    project: str | None = None,
+    exclude: Sequence[str] | None = None,
+    paths_to_copy: Sequence[str] | None = None,
+    script_args: Sequence[str] = (),
+    add_random_tag: bool = False,
+) -> list[Experiment]:
+    """Experiments for every point of ``params_grid`` merged over a copy of ``base_config``.
+
+    ``script`` is a ``.py`` file or a shell command (``python3 train.py --fast``); ``name`` defaults to the
+    script's file name. With ``add_random_tag`` the grid gets a docker-style tag of its own, handy to find
+    it later in a tracker.
+    """
+    readable = experiment_name(name or Path(_first_py(script) or script.split()[0]).stem)
+    all_tags = list(tags) + ([random_name()] if add_random_tag else [])
+    base = dict(base_config or {})
+    return [
+        Experiment(
+            script=script, parameters={**base, **point}, name=readable, project=project, tags=list(all_tags),
+            env=dict(env or {}), script_args=list(script_args), exclude=list(exclude or []),
+            paths_to_copy=list(paths_to_copy or []),
+        )  # fmt: skip
+        for point in expand_grid(params_grid)
+    ]
+
+
+def _first_py(script: str) -> str | None:
+    return next((token for token in script.split()[:2] if token.endswith(".py")), None)
+
+
+def create_experiments_helper(
+    experiment_name: str,
+    base_config: Mapping[str, Any],
+    params_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    script: str,
+    python_path: str = "",
+    tags: Sequence[str] = (),
+    add_random_tag: bool = True,
+    env: Mapping[str, str] | None = None,
+    project_name: str | None = None,
+    exclude_git_files: bool = True,
+    exclude: Sequence[str] | None = None,
+    with_neptune: bool = True,
+    paths_to_copy: Sequence[str] | None = None,
+    with_mpi: bool = False,
+    callbacks: Sequence[Callable[..., Any]] | None = None,
+    mrunner_ignore: str | None = None,
+) -> list[Experiment]:
+    """The original mrunner's spec helper, so old spec files keep working.
+
+    ``python_path`` is prepended to ``PYTHONPATH``; ``exclude_git_files`` is always honoured (the snapshot
+    follows .gitignore); ``mrunner_ignore`` names a file of extra gitignore-style patterns; each callback is
+    called as ``callback(experiment=...)`` and may return a replacement experiment. ``with_neptune`` is
+    decided by the context's ``neptune`` key now; ``with_mpi`` is not supported.
+    """
+    if with_mpi:
+        raise MrunnerError("create_experiments_helper: with_mpi=True is not supported; use srun in your script")
+    environment = dict(env or {})
+    if python_path:
+        existing = environment.get("PYTHONPATH")
+        environment["PYTHONPATH"] = python_path + (os.pathsep + existing if existing else "")
+    patterns = list(exclude or [])
+    if mrunner_ignore:
+        patterns += [line.strip() for line in Path(mrunner_ignore).read_text().splitlines() if line.strip()]
+    experiments = create_experiments(
+        script, name=experiment_name, base_config=base_config, params_grid=params_grid, tags=tags,
+        env=environment, project=project_name, exclude=patterns, paths_to_copy=paths_to_copy,
+        add_random_tag=add_random_tag,
+    )  # fmt: skip
+    for callback in callbacks or []:
+        experiments = [callback(experiment=e) or e for e in experiments]
+    return experiments

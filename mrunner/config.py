@@ -1,0 +1,152 @@
+"""Contexts and mrunner's own settings.
+
+A context is an option of the Hydra config group ``context``: the user's files in
+``$XDG_CONFIG_HOME/mrunner/context/`` come first on the search path, then the examples shipped in ``conf/``.
+It is composed with Hydra, so ``context.KEY=VALUE``, ``+context.KEY=VALUE`` and ``~context.KEY`` on the
+command line work as in any Hydra app. ``config.yaml`` beside the contexts holds ``current_context``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mrunner import paths
+from mrunner.errors import MrunnerError
+
+DEFAULT_CONTEXT = "local"
+SETTINGS = {"current_context": "the context used when a command names none"}
+
+
+def user_context_dir() -> Path:
+    return paths.config_dir() / "context"
+
+
+def settings_file() -> Path:
+    return paths.config_dir() / "config.yaml"
+
+
+# -- settings (config.yaml) ----------------------------------------------------------------------------------
+
+
+def read_settings() -> dict[str, Any]:
+    data = _read_yaml(settings_file())
+    return data if isinstance(data, dict) else {}
+
+
+def write_setting(key: str, value: str | None) -> None:
+    if key not in SETTINGS:
+        raise MrunnerError(f"unknown setting {key!r}; settings: {', '.join(SETTINGS)}")
+    settings = read_settings()
+    if value is None:
+        settings.pop(key, None)
+    else:
+        settings[key] = value
+    write_yaml(settings_file(), settings)
+
+
+def current_context() -> str:
+    return read_settings().get("current_context") or DEFAULT_CONTEXT
+
+
+# -- contexts ------------------------------------------------------------------------------------------------
+
+
+def context_sources() -> dict[str, Path]:
+    """Every context by name and the file it comes from (the user's shadow the shipped examples)."""
+    found: dict[str, Path] = {}
+    for folder in (user_context_dir(), paths.shipped_conf_dir() / "context"):
+        if folder.is_dir():
+            for file in sorted(folder.glob("*.yaml")):
+                found.setdefault(file.stem, file)
+    return found
+
+
+def is_user_context(name: str) -> bool:
+    return (user_context_dir() / f"{name}.yaml").exists()
+
+
+def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]]:
+    """The context ``name`` (default: ``current_context``, else ``local``) with ``context.*`` overrides applied."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.errors import HydraException, MissingConfigException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    chosen = name or current_context()
+    sources = context_sources()
+    if chosen not in sources:
+        known = ", ".join(sorted(sources)) or "none"
+        raise MrunnerError(f"unknown context {chosen!r}; contexts: {known} (add one with `mrunner context add`)")
+    _check_readable(sources[chosen], chosen)
+    search_path = create_config_search_path(str(paths.shipped_conf_dir()))
+    search_path.prepend("mrunner-user", f"file://{paths.config_dir()}")
+    loader = ConfigLoaderImpl(config_search_path=search_path)
+    hydra_overrides = [f"context={chosen}", *(_forcing(o) for o in overrides)]
+    try:
+        config = loader.load_configuration("config", overrides=hydra_overrides, run_mode=RunMode.RUN)
+        context = OmegaConf.to_container(config.context, resolve=True)
+    except MissingConfigException as error:
+        raise MrunnerError(f"context {chosen}: {str(error).splitlines()[0]}") from None
+    except (HydraException, OmegaConfBaseException) as error:
+        raise MrunnerError(f"context {chosen}: {' '.join(str(error).split())}") from None
+    if not isinstance(context, dict):
+        raise MrunnerError(f"context {chosen} ({sources[chosen]}) must be a mapping of keys to values")
+    return chosen, context
+
+
+def _forcing(override: str) -> str:
+    """``context.KEY=V`` may set a key the context file lacks: schema validation, not Hydra, rejects unknown keys."""
+    return override if override.startswith(("+", "~")) else f"++{override}"
+
+
+def _check_readable(path: Path, name: str) -> None:
+    data = _read_yaml(path)
+    if data is not None and not isinstance(data, dict):
+        raise MrunnerError(f"context {name} ({path}) must be a mapping of keys to values")
+
+
+def read_context(name: str) -> dict[str, Any]:
+    """A context file's own content, without composing (for show/edit/copy)."""
+    sources = context_sources()
+    if name not in sources:
+        raise MrunnerError(f"unknown context {name!r}; contexts: {', '.join(sorted(sources)) or 'none'}")
+    data = _read_yaml(sources[name])
+    return dict(data or {})
+
+
+def write_context(name: str, context: dict[str, Any]) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise MrunnerError(f"invalid context name {name!r}: use letters, digits, dots, dashes and underscores")
+    path = user_context_dir() / f"{name}.yaml"
+    write_yaml(path, context)
+    return path
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.exists():
+        return None
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise MrunnerError(f"{path} is not valid YAML{where}: {problem}") from None
+    except OSError as error:
+        raise MrunnerError(f"cannot read {path}: {error.strerror}") from None
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    """Write atomically: a crash never leaves a half-written config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as stream:
+        yaml.safe_dump(data, stream, sort_keys=False, default_flow_style=False)
+    os.replace(temporary, path)

@@ -1,0 +1,198 @@
+"""The code snapshot: the project's files, frozen at submission, that every experiment of a sweep runs.
+
+Files are chosen as git would (tracked plus untracked-not-ignored, so every .gitignore counts) or, outside a
+git repository, by walking the folder with its top-level .gitignore; ``.mrunnerignore`` and the spec's
+``exclude`` patterns (gitignore syntax) remove more. Each file is hashed; the snapshot's digest is the hash
+of the sorted (path, mode, file hash) list, so an unchanged project gives the same digest and the same
+experiment identities. The tree is copied once per digest under the data directory: editing the project
+while a sweep is queued changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mrunner import paths
+from mrunner.errors import MrunnerError
+
+# Never part of a snapshot, whatever the ignore files say.
+ALWAYS_EXCLUDED = [".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".mypy_cache/", ".pytest_cache/", ".neptune/"]
+LARGE_SNAPSHOT_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    digest: str
+    path: Path  # the frozen copy
+    files: dict[str, tuple[str, int]]  # relative path -> (sha256, mode)
+    size: int
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
+def store_dir() -> Path:
+    return paths.data_dir() / "snapshots"
+
+
+def project_root(start: Path) -> Path:
+    """The folder to snapshot for a target in ``start``: its git work tree, else ``start`` itself."""
+    result = _git(start, "rev-parse", "--show-toplevel")
+    return Path(result.strip()) if result else start
+
+
+def take(
+    root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[str] = (), store: Path | None = None
+) -> Snapshot:
+    """Snapshot ``root`` (plus ``paths_to_copy``, placed at the top by their base names)."""
+    root = root.resolve()
+    selected = _select(root, exclude)
+    sources = {relative: root / relative for relative in selected}
+    for extra in paths_to_copy:
+        _add_extra(sources, Path(extra).expanduser().resolve())
+    files: dict[str, tuple[str, int]] = {}
+    size = 0
+    for relative, source in sorted(sources.items()):
+        try:
+            info = source.stat()
+        except FileNotFoundError:
+            continue  # deleted from the work tree but still in git's index
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        files[relative] = (_hash_file(source), 0o755 if info.st_mode & 0o111 else 0o644)
+        size += info.st_size
+    digest = _digest(files)
+    commit, dirty = _git_state(root)
+    target = _materialise(digest, files, sources, store or store_dir())
+    return Snapshot(digest, target, files, size, commit, dirty)
+
+
+def load(digest: str, store: Path | None = None) -> Snapshot:
+    """A snapshot taken earlier (for `mrunner resume`; the sweep's record holds its git state)."""
+    base = store or store_dir()
+    manifest = base / "trees" / f"{digest}.json"
+    tree = base / "trees" / digest
+    if not manifest.exists() or not tree.is_dir():
+        raise MrunnerError(f"the code snapshot {digest[:12]} is missing from {base}; it cannot be resumed from here")
+    data = json.loads(manifest.read_text())
+    files = {path: (entry[0], entry[1]) for path, entry in data["files"].items()}
+    return Snapshot(digest, tree, files, data["size"])
+
+
+def _select(root: Path, exclude: Sequence[str]) -> list[str]:
+    listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listed is not None:
+        candidates = sorted({name for name in listed.split("\0") if name})
+    else:
+        candidates = _walk(root, _ignore_spec(root / ".gitignore", []))
+    spec = _ignore_spec(root / ".mrunnerignore", [*ALWAYS_EXCLUDED, *exclude])
+    return [name for name in candidates if not spec.match_file(name)]
+
+
+def _ignore_spec(file: Path, extra: Sequence[str]):  # -> pathspec.GitIgnoreSpec
+    import pathspec
+
+    lines = list(extra)
+    if file.is_file():
+        lines += file.read_text(errors="replace").splitlines()
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _walk(root: Path, ignored) -> list[str]:
+    found = []
+    for directory, subdirs, names in os.walk(root):
+        relative_dir = os.path.relpath(directory, root)
+        prefix = "" if relative_dir == "." else relative_dir.replace(os.sep, "/") + "/"
+        subdirs[:] = [d for d in subdirs if d != ".git" and not ignored.match_file(prefix + d + "/")]
+        found += [prefix + name for name in names if not ignored.match_file(prefix + name)]
+    return sorted(found)
+
+
+def _add_extra(sources: dict[str, Path], extra: Path) -> None:
+    if not extra.exists():
+        raise MrunnerError(f"paths_to_copy: {extra} does not exist")
+    if extra.is_file():
+        items = [(extra.name, extra)]
+    else:
+        items = [(f"{extra.name}/{p.relative_to(extra).as_posix()}", p) for p in extra.rglob("*") if p.is_file()]
+    for relative, source in items:
+        if relative in sources:
+            raise MrunnerError(f"paths_to_copy: {extra} would overwrite the project's own {relative}")
+        sources[relative] = source
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _digest(files: dict[str, tuple[str, int]]) -> str:
+    digest = hashlib.sha256()
+    for relative, (sha, mode) in sorted(files.items()):
+        digest.update(f"{relative}\0{mode:o}\0{sha}\n".encode())
+    return digest.hexdigest()
+
+
+def _materialise(digest: str, files: dict[str, tuple[str, int]], sources: dict[str, Path], store: Path) -> Path:
+    """Copy the files to ``store/trees/DIGEST`` once. The copy is built aside and renamed into place, so an
+    interrupted copy never leaves a tree that a later sweep would trust."""
+    trees = store / "trees"
+    target = trees / digest
+    if target.is_dir():
+        return target
+    trees.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=trees))
+    try:
+        for relative, (_, mode) in files.items():
+            destination = building / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sources[relative], destination)
+            os.chmod(destination, mode)
+        size = sum((building / relative).stat().st_size for relative in files)
+        manifest = {"files": {k: list(v) for k, v in files.items()}, "size": size}
+        (trees / f"{digest}.json").write_text(json.dumps(manifest))
+        os.chmod(building, 0o755)
+        try:
+            building.rename(target)
+        except OSError:
+            if not target.is_dir():  # another mrunner finished the same snapshot first: use theirs
+                raise
+    finally:
+        if building.exists():
+            shutil.rmtree(building, ignore_errors=True)
+    return target
+
+
+def _git_state(root: Path) -> tuple[str | None, bool | None]:
+    status = _git(root, "status", "--porcelain=v2", "--branch")
+    if status is None:
+        return None, None
+    commit = None
+    dirty = False
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split()[-1]
+            commit = None if oid == "(initial)" else oid
+        elif not line.startswith("#"):
+            dirty = True
+    return commit, dirty
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    """git's output, or None outside a work tree (or without git)."""
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return result.stdout if result.returncode == 0 else None

@@ -1,0 +1,26 @@
+"""mrunner: run a grid of ML experiments on your machine, a Slurm cluster or Kubernetes.
+
+Inside an experiment: ``from mrunner import get_configuration``. In a spec file:
+``from mrunner import create_experiments``. Importing ``mrunner`` costs almost nothing: everything but
+``get_configuration`` is loaded on first use.
+"""
+
+from mrunner.client import get_configuration
+
+__version__ = "0.2.0"
+__all__ = ["get_configuration", "create_experiments", "create_experiments_helper", "Experiment", "hookimpl"]
+
+_LAZY = {
+    "create_experiments": "mrunner.spec",
+    "create_experiments_helper": "mrunner.spec",
+    "Experiment": "mrunner.experiment",
+    "hookimpl": "mrunner.hookspecs",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mrunner' has no attribute {name!r}")

@@ -1,0 +1,199 @@
+"""mrunner's command line.
+
+    mrunner [OPTIONS] [+context=NAME | --context NAME] TARGET [-m] [OVERRIDE ...] [-- SCRIPT_ARGS ...]
+    mrunner run ...                      (the same, as in the original mrunner)
+    mrunner context|config|plugins|status|logs|cancel|resume ...
+
+Only argparse is imported up front; each command imports what it needs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from mrunner import __version__
+from mrunner.errors import MrunnerError
+
+SUBCOMMANDS = ("context", "config", "plugins", "status", "logs", "cancel", "resume")
+# Options of the original mrunner that override one context key for one run.
+GROUP_OPTIONS = ("cpu", "gpu", "mem", "time", "nodes", "ntasks", "partition", "cmd_type")
+
+RUN_USAGE = "mrunner [OPTIONS] [+context=NAME | --context NAME] TARGET [-m] [OVERRIDE ...] [-- SCRIPT_ARGS ...]"
+RUN_DESCRIPTION = """\
+Run an experiment script (or the experiments of a spec file) for every point of a parameter grid, on the
+context's backend: this machine, a Slurm cluster over SSH, or Kubernetes.
+
+TARGET is an experiment script (never run by mrunner itself, only by the backend) or a spec file, one
+that assigns `experiments_list` at top level (recognised without running it; force with --spec).
+OVERRIDEs use Hydra's grammar: `lr=0.1,0.01`, `seed=range(5)`, `opt=choice(adam,sgd)`, `+new=1`, `~key`,
+`model.depth=3`. `context=NAME` picks a context, `context.KEY=VALUE` changes one of its keys for this run;
+everything else is a parameter. Arguments after `--` reach the script verbatim.
+
+other commands:
+  context   list, show, add, edit, delete, copy, use and import contexts
+  config    show, set or unset mrunner's settings (current_context)
+  plugins   the installed backends and trackers, their versions and hooks
+  status    the recorded sweeps, or one sweep's experiments
+  logs      an experiment's output (-f to follow)
+  cancel    cancel a sweep or one experiment
+  resume    run again what of a sweep never started or failed
+
+`mrunner COMMAND --help` tells more. Records live in $XDG_DATA_HOME/mrunner, contexts in
+$XDG_CONFIG_HOME/mrunner/context.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    before_separator = args[: args.index("--")] if "--" in args else args
+    debug = "--debug" in before_separator
+    try:
+        return _dispatch(args)
+    except MrunnerError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"mrunner: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("mrunner: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _dispatch(args: list[str]) -> int:
+    command, position = _first_positional(args)
+    if command in SUBCOMMANDS:
+        return _subcommand(command, args[:position] + args[position + 1 :])
+    if command == "run":
+        args = args[:position] + args[position + 1 :]
+    return _run(args)
+
+
+def _first_positional(args: list[str]) -> tuple[str | None, int]:
+    """The first word that is not an option or an option's value (``--debug``, ``--context X`` may precede it)."""
+    takes_value = {"--context", "--name", "--tag", *(f"--{o}" for o in GROUP_OPTIONS)}
+    skip = False
+    for position, arg in enumerate(args):
+        if arg == "--":
+            break
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in takes_value
+        else:
+            return arg, position
+    return None, -1
+
+
+# -- running an experiment grid ------------------------------------------------------------------------------
+
+
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mrunner", usage=RUN_USAGE, description=RUN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"mrunner {__version__}")
+    parser.add_argument("items", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("-m", "--multirun", action="store_true", help="run every point of the grid (needed for sweeps)")
+    parser.add_argument("--context", metavar="NAME", help="the context to run on (default: current_context, else local)")
+    parser.add_argument(
+        "--spec", nargs="?", const="experiments_list", metavar="VARIABLE",
+        help="TARGET is a spec file; take the experiments from VARIABLE (default: experiments_list)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="print the count, the plan and the first experiments with their commands; submit and record nothing",
+    )  # fmt: skip
+    parser.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
+    parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended, showing progress")
+    parser.add_argument("--force", action="store_true", help="run experiments again even if already submitted")
+    parser.add_argument("--name", help="the sweep's and experiments' readable name (default: the script's name)")
+    parser.add_argument("--tag", action="append", default=[], help="tag every experiment (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="print only the sweep id")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    group = parser.add_argument_group("context keys for this run (the original mrunner's options)")
+    for option in GROUP_OPTIONS:
+        group.add_argument(f"--{option}", metavar="VALUE", help=f"same as context.{option}=VALUE")
+    return parser
+
+
+def _run(args: list[str]) -> int:
+    from mrunner.commands.run import RunArguments, run
+
+    script_args: list[str] = []
+    if "--" in args:
+        split = args.index("--")
+        args, script_args = args[:split], args[split + 1 :]
+    options = run_parser().parse_intermixed_args(args)
+    target, overrides, context_name, context_overrides = _split_items(options.items)
+    if options.spec and target is None and os.path.isfile(options.spec):
+        target, options.spec = options.spec, "experiments_list"  # `mrunner --spec spec.py`
+    if target is None:
+        raise MrunnerError("no TARGET: give an experiment script or a spec file (see `mrunner --help`)")
+    for option in GROUP_OPTIONS:
+        value = getattr(options, option)
+        if value is not None:
+            context_overrides.append(f"context.{option}={value}")
+    return run(
+        RunArguments(
+            target=target, overrides=overrides, multirun=options.multirun,
+            context_name=options.context or context_name, context_overrides=context_overrides,
+            script_args=script_args, spec_variable=options.spec, dry_run=options.dry_run,
+            detach=options.detach, wait=options.wait, force=options.force, name=options.name,
+            tags=options.tag, quiet=options.quiet,
+        )
+    )  # fmt: skip
+
+
+def _split_items(items: list[str]) -> tuple[str | None, list[str], str | None, list[str]]:
+    """TARGET, parameter overrides, the chosen context, and ``context.*`` overrides."""
+    target = None
+    overrides: list[str] = []
+    context_name = None
+    context_overrides: list[str] = []
+    for item in items:
+        looks_like_override = "=" in item or item.startswith("~")
+        key = item.split("=", 1)[0].lstrip("+~")
+        if target is None and (not looks_like_override or os.path.isfile(item)):
+            target = item
+        elif key == "context" and "=" in item:
+            context_name = item.split("=", 1)[1]
+        elif key.startswith("context."):
+            context_overrides.append(item)
+        elif not looks_like_override:
+            raise MrunnerError(f"unexpected {item!r} after TARGET {target}: overrides look like KEY=VALUE")
+        else:
+            overrides.append(item)
+    return target, overrides, context_name, context_overrides
+
+
+# -- the other commands --------------------------------------------------------------------------------------
+
+
+def _subcommand(command: str, args: list[str]) -> int:
+    from mrunner.commands import contexts, plugins, sweeps
+
+    commands = {
+        "context": (contexts.context_arguments, contexts.context_command),
+        "config": (contexts.config_arguments, contexts.config_command),
+        "plugins": (plugins.plugins_arguments, plugins.plugins_command),
+        "status": (sweeps.status_arguments, sweeps.status_command),
+        "logs": (sweeps.logs_arguments, sweeps.logs_command),
+        "cancel": (sweeps.cancel_arguments, sweeps.cancel_command),
+        "resume": (sweeps.resume_arguments, sweeps.resume_command),
+    }
+    configure, handle = commands[command]
+    parser = argparse.ArgumentParser(prog=f"mrunner {command}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    configure(parser)
+    return handle(parser.parse_args(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

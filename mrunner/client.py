@@ -1,0 +1,77 @@
+"""The experiment's side: ``get_configuration()`` reads the parameters mrunner gave this process.
+
+Everything here is paid once per experiment, so it imports only the standard library: the config file is
+written as JSON, which is also valid YAML, and read back with ``json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+CONFIG_VARIABLE = "MRUNNER_CONFIG"
+
+
+class Config(dict):
+    """The parameters: a dict whose keys also read as attributes, nested mappings included."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no parameter {name!r}; parameters: {', '.join(self) or 'none'}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+def _wrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Config({key: _wrap(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [_wrap(item) for item in value]
+    return value
+
+
+def experiment_info() -> dict[str, Any]:
+    """Everything mrunner wrote for this experiment: ``parameters``, ``name``, ``id``, ``sweep``, ``tags``, ..."""
+    path = os.environ.get(CONFIG_VARIABLE)
+    if not path:
+        raise RuntimeError(
+            f"{CONFIG_VARIABLE} is not set: this script reads its parameters from mrunner. Run it with "
+            f"`mrunner {os.path.basename(sys.argv[0] or 'script.py')} key=value ...`, or point "
+            f"{CONFIG_VARIABLE} at a YAML file with a `parameters:` mapping to run it by hand."
+        )
+    with open(path, encoding="utf-8") as stream:
+        text = stream.read()
+    try:
+        document = json.loads(text)
+    except ValueError:  # a YAML file written by hand
+        import yaml
+
+        document = yaml.safe_load(text)
+    if not isinstance(document, dict) or not isinstance(document.get("parameters", {}), dict):
+        raise RuntimeError(f"{path} ({CONFIG_VARIABLE}) must be a mapping with a `parameters:` mapping")
+    return document
+
+
+def get_configuration(print_diagnostics: bool = False, with_neptune: bool = False) -> Config:
+    """The experiment's parameters, with attribute and key access (``config.lr`` or ``config["lr"]``).
+
+    The script's own command-line flags are left alone. ``print_diagnostics`` prints the parameters and the
+    experiment's identity. ``with_neptune`` starts the Neptune run for this experiment (name, tags,
+    parameters, system facts) and makes it available as ``mrunner.neptune_run()``.
+    """
+    info = experiment_info()
+    config = _wrap(info.get("parameters") or {})
+    if print_diagnostics:
+        print(f"mrunner experiment {info.get('name')} ({info.get('id')}) of sweep {info.get('sweep')}", flush=True)
+        for key, value in config.items():
+            print(f"  {key} = {value!r}", flush=True)
+    if with_neptune:
+        from mrunner.tracking import start_neptune_run
+
+        start_neptune_run(info)
+    return config

@@ -1,0 +1,37 @@
+"""`mrunner plugins`: what is installed, from which distribution, serving what, implementing which hooks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mrunner import plugins, table
+
+
+def plugins_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "The installed plugins (backends and trackers), their versions and hooks."
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def plugins_command(options: argparse.Namespace) -> int:
+    pm = plugins.manager()
+    listing = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        distribution, version = plugins.distribution_of(name)
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        served = []
+        if hasattr(plugin, "mrunner_backends"):
+            served = [info.name for info in plugin.mrunner_backends()]
+        listing.append({"name": name, "distribution": distribution, "version": version, "backends": served, "hooks": hooks})
+    if options.json:
+        print(json.dumps(listing, indent=1))
+        return 0
+    rows = [
+        (p["name"], p["distribution"], p["version"], ", ".join(p["backends"]) or "-",
+         ", ".join(h.removeprefix("mrunner_") for h in p["hooks"]))
+        for p in listing
+    ]  # fmt: skip
+    print(table.render(("PLUGIN", "DISTRIBUTION", "VERSION", "BACKENDS", "HOOKS"), rows, max_width=100))
+    return 0

@@ -1,0 +1,67 @@
+"""`mrunner [run] TARGET [-m] OVERRIDE...`: plan the grid, then print it (--dry-run) or submit it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mrunner.records import COMPLETED, TERMINAL
+
+
+@dataclass
+class RunArguments:
+    target: str
+    overrides: list[str] = field(default_factory=list)
+    multirun: bool = False
+    context_name: str | None = None
+    context_overrides: list[str] = field(default_factory=list)
+    script_args: list[str] = field(default_factory=list)
+    spec_variable: str | None = None
+    dry_run: bool = False
+    detach: bool = False
+    wait: bool = False
+    force: bool = False
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    quiet: bool = False
+
+
+def run(arguments: RunArguments) -> int:
+    from mrunner import dispatch, spec
+    from mrunner.errors import MrunnerError
+    from mrunner.reporter import Reporter
+    from mrunner.store import Store
+
+    target = Path(arguments.target)
+    if not target.is_file():
+        what = "does not exist" if not target.exists() else "is not a file"
+        raise MrunnerError(f"target {target} {what}: give an experiment script or a spec file")
+    variable = arguments.spec_variable
+    if variable is None and target.suffix == ".py" and spec.is_spec_file(target):
+        variable = spec.DEFAULT_VARIABLE
+    request = dispatch.Request(
+        target=target, overrides=arguments.overrides, multirun=arguments.multirun, spec_variable=variable,
+        context_name=arguments.context_name, context_overrides=arguments.context_overrides,
+        script_args=arguments.script_args, name=arguments.name, tags=arguments.tags,
+        detach=arguments.detach, force=arguments.force,
+    )  # fmt: skip
+    plan = dispatch.Plan(request)
+    if arguments.dry_run:
+        print("\n".join(dispatch.describe(plan)))
+        return 0
+    reporter = Reporter(quiet=arguments.quiet)
+    store = Store()
+    sweep, runs = dispatch.submit(plan, store, reporter)
+    if not runs:
+        return 0
+    print(sweep.id)
+    if arguments.wait and not arguments.detach:
+        runs = dispatch.wait(sweep, store, reporter)
+    else:
+        runs = store.runs(sweep.id)
+    reporter.step(f"sweep {sweep.id}: {dispatch.summary(runs)}")
+    if all(run.state in TERMINAL for run in runs):  # the backend ran it to the end (local), or we waited
+        reporter.step(f"see `mrunner status {sweep.id}` and `mrunner logs {sweep.id}/INDEX`")
+        return 0 if all(run.state == COMPLETED for run in runs) else 1
+    reporter.step(f"follow it with `mrunner status {sweep.id}`; `mrunner logs {sweep.id}/0 -f` shows output")
+    return 0

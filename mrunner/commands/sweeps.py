@@ -1,0 +1,178 @@
+"""`mrunner status`, `logs`, `cancel` and `resume`: working on recorded sweeps from any shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+
+from mrunner import dispatch, grid, table
+from mrunner.errors import MrunnerError
+from mrunner.hookspecs import SubmitOptions
+from mrunner.records import COMPLETED, PLANNED, TERMINAL, Run, Sweep
+from mrunner.reporter import Reporter
+from mrunner.store import Store
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _parameters(run: Run) -> str:
+    return " ".join(f"{k}={v}" for k, v in grid._leaves(run.parameters, ""))
+
+
+def _find(store: Store, ref: str) -> tuple[Sweep, Run | None]:
+    """A sweep (``SWEEP``) or one experiment (``SWEEP/INDEX`` or an identity prefix)."""
+    if "/" not in ref:
+        try:
+            return store.sweep(ref), None
+        except MrunnerError:
+            pass
+    return store.find_run(ref)
+
+
+# -- status --------------------------------------------------------------------------------------------------
+
+
+def status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Without SWEEP: the recent sweeps. With SWEEP: its experiments (asks the backend once)."
+    parser.add_argument("sweep", nargs="?", metavar="SWEEP|EXPERIMENT", help="a sweep id (or prefix), or SWEEP/INDEX")
+    parser.add_argument("--limit", type=int, default=10, help="how many recent sweeps to list (default 10)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def status_command(options: argparse.Namespace) -> int:
+    store = Store()
+    if options.sweep is None:
+        return _list_sweeps(store, options)
+    sweep, run = _find(store, options.sweep)
+    runs = dispatch.refresh(sweep, store)
+    if run is not None:
+        return _show_run(store, sweep, runs[run.index], options)
+    if options.json:
+        print(json.dumps({"sweep": asdict(sweep), "experiments": [asdict(r) for r in runs]}, indent=1))
+        return 0
+    print(f"sweep {sweep.id} ({sweep.name}) on context {sweep.context_name} (backend {sweep.backend})")
+    dirty = " (dirty)" if sweep.git_dirty else ""
+    commit = f", git {sweep.git_commit[:10]}{dirty}" if sweep.git_commit else ""
+    print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
+    print(f"{len(runs)} experiments: {dispatch.summary(runs)}")
+    rows = [
+        (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "", _parameters(r))
+        for r in runs
+    ]  # fmt: skip
+    print(table.render(("#", "ID", "STATE", "EXIT", "TRY", "JOB", "PARAMETERS"), rows))
+    return 0
+
+
+def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
+    rows = []
+    listing = []
+    for sweep in store.sweeps(options.limit):
+        try:
+            runs = dispatch.refresh(sweep, store)
+        except MrunnerError as error:  # one unreachable cluster must not hide the other sweeps
+            runs = store.runs(sweep.id)
+            print(f"mrunner: warning: sweep {sweep.id}: {error}", file=sys.stderr)
+        rows.append((sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), len(runs), dispatch.summary(runs)))
+        listing.append({"sweep": asdict(sweep), "states": dispatch.summary(runs)})
+    if options.json:
+        print(json.dumps(listing, indent=1))
+    elif not rows:
+        print("no sweeps recorded yet")
+    else:
+        print(table.render(("SWEEP", "NAME", "CONTEXT", "CREATED", "EXPERIMENTS", "STATES"), rows))
+    return 0
+
+
+def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace) -> int:
+    history = store.history(sweep.id, run.index)
+    if options.json:
+        print(json.dumps({"experiment": asdict(run), "history": history}, indent=1))
+        return 0
+    print(f"experiment {run.ref} ({run.name}), id {run.id}")
+    print(f"state {run.state}" + ("" if run.exit_code is None else f", exit code {run.exit_code}") + f", attempt {run.attempt}")
+    print(f"parameters: {_parameters(run) or '(none)'}")
+    print(f"command: {' '.join(run.command)}")
+    print(table.render(("WHEN", "STATE", "EXIT", "DETAIL"), [
+        (_when(at), state, "" if code is None else code, detail or "") for at, state, code, detail in history
+    ]))  # fmt: skip
+    return 0
+
+
+# -- logs ----------------------------------------------------------------------------------------------------
+
+
+def logs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "An experiment's output (stdout and stderr)."
+    parser.add_argument("experiment", metavar="EXPERIMENT", help="SWEEP/INDEX, or a prefix of the experiment's id")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new output until it ends")
+
+
+def logs_command(options: argparse.Namespace) -> int:
+    from mrunner import plugins
+
+    store = Store()
+    sweep, run = store.find_run(options.experiment)
+    plugins.require_backend(sweep.backend)
+    if run.state == PLANNED:
+        raise MrunnerError(f"experiment {run.ref} was never submitted, so it has no output (`mrunner resume {sweep.id}`)")
+    chunks = plugins.manager().hook.mrunner_logs(sweep=sweep, run=run, follow=options.follow)
+    if chunks is None:
+        raise MrunnerError(f"backend {sweep.backend!r} cannot show logs")
+    for chunk in chunks:
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    return 0
+
+
+# -- cancel --------------------------------------------------------------------------------------------------
+
+
+def cancel_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Cancel a sweep's queued and running experiments, or one experiment."
+    parser.add_argument("target", metavar="SWEEP|EXPERIMENT", help="a sweep id (or prefix), or SWEEP/INDEX")
+
+
+def cancel_command(options: argparse.Namespace) -> int:
+    store = Store()
+    sweep, run = _find(store, options.target)
+    candidates = [run] if run is not None else store.runs(sweep.id)
+    open_runs = [r for r in candidates if r.state not in TERMINAL]
+    if not open_runs:
+        print(f"nothing to cancel: {'experiment ' + run.ref if run else 'sweep ' + sweep.id} has ended")
+        return 0
+    updates = dispatch.cancel(sweep, open_runs, store)
+    print(f"cancelled {len(updates)} experiment{'s' * (len(updates) != 1)} of sweep {sweep.id}")
+    return 0
+
+
+# -- resume --------------------------------------------------------------------------------------------------
+
+
+def resume_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Submit again exactly the experiments of SWEEP that never started or ended without completing "
+        "(failed, cancelled, timed out, preempted, lost), from the sweep's recorded code snapshot."
+    )
+    parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
+    parser.add_argument("--detach", action="store_true", help="return at once (local: run in the background)")
+    parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended")
+
+
+def resume_command(options: argparse.Namespace) -> int:
+    store = Store()
+    reporter = Reporter()
+    sweep = store.sweep(options.sweep)
+    resumed = dispatch.resume(sweep, store, reporter, SubmitOptions(detach=options.detach))
+    if not resumed:
+        return 0
+    runs = dispatch.wait(sweep, store, reporter) if options.wait and not options.detach else store.runs(sweep.id)
+    reporter.step(f"sweep {sweep.id}: {dispatch.summary(runs)}")
+    if all(r.state in TERMINAL for r in runs):
+        return 0 if all(r.state == COMPLETED for r in runs) else 1
+    return 0
+

@@ -1,0 +1,354 @@
+"""The flow of a submission: experiments -> snapshot -> records -> backend hooks, and what follows it
+(status, wait, cancel, resume).
+
+Records are written before anything reaches a backend, and each part the backend accepts is recorded at
+once, so an interruption at any point leaves records from which `mrunner resume` submits exactly what is
+missing. Identities make a repeated submission skip what already ran or runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mrunner import config, grid, plugins
+from mrunner.builtin import COMMON_KEYS
+from mrunner.errors import BackendError, Interrupted, MrunnerError
+from mrunner.experiment import Experiment, identity
+from mrunner.hookspecs import SubmitOptions
+from mrunner.naming import experiment_name, sweep_id
+from mrunner.records import ACTIVE, PLANNED, RESUMABLE, TERMINAL, CANCELLED, Run, RunUpdate, Sweep
+from mrunner.reporter import Reporter
+from mrunner.schema import merge_keys, validate
+from mrunner.store import Store
+
+DRY_RUN_SHOWN = 5
+
+
+@dataclass
+class Request:
+    """What the user asked for on the command line (or through the Python API)."""
+
+    target: Path
+    overrides: list[str] = field(default_factory=list)
+    multirun: bool = False
+    spec_variable: str | None = None  # set: the target is a spec file assigning this variable
+    context_name: str | None = None
+    context_overrides: list[str] = field(default_factory=list)
+    script_args: list[str] = field(default_factory=list)
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    detach: bool = False
+    force: bool = False
+
+
+class Plan:
+    """A request made concrete: the validated context and the experiments, expanded lazily."""
+
+    def __init__(self, request: Request, cwd: Path | None = None) -> None:
+        from mrunner import snapshot, spec
+
+        self.request = request
+        self.cwd = (cwd or Path.cwd()).resolve()
+        target = request.target
+        if not target.exists():
+            raise MrunnerError(f"target {target} does not exist: give an experiment script or a spec file")
+        if not target.is_file():
+            raise MrunnerError(f"target {target} is not a file: give an experiment script or a spec file")
+        self.context_name, raw_context = config.compose(request.context_name, request.context_overrides)
+        self.context = validated_context(self.context_name, raw_context)
+        self.root = snapshot.project_root(self.cwd)
+        if not _is_within(target.resolve(), self.root):
+            self.root = snapshot.project_root(target.resolve().parent)
+        self.workdir = os.path.relpath(self.cwd, self.root) if _is_within(self.cwd, self.root) else "."
+        base_dir = self.root / self.workdir
+        if request.spec_variable:
+            self.base = spec.load_spec(target, request.spec_variable)
+        else:
+            script = os.path.relpath(target.resolve(), base_dir)
+            self.base = [Experiment(script=script, name=experiment_name(request.name or target.stem))]
+        if request.name and request.spec_variable:
+            for experiment in self.base:
+                experiment.name = experiment_name(request.name)
+        for experiment in self.base:
+            experiment.script_args = [*experiment.script_args, *request.script_args]
+        self._hydra = {e.python_file: _is_hydra_app(base_dir, e.python_file) for e in self.base}
+        first_file = next((f for f in self._hydra if f), None)
+        self.grid = grid.grid(
+            request.overrides, request.multirun,
+            glob_options=lambda key: _glob_options(base_dir, first_file, key),
+        )  # fmt: skip
+        if len(self) == 0:
+            raise MrunnerError("the grid is empty: an override has no values (check ranges and lists)")
+        plugins.manager().hook.mrunner_check(context=self.context, context_name=self.context_name)
+
+    def __len__(self) -> int:
+        return len(self.base) * len(self.grid)
+
+    def experiments(self) -> Iterator[Experiment]:
+        for experiment in self.base:
+            for point in self.grid:
+                parameters = grid.apply(experiment.parameters, point)
+                yield Experiment(**{**experiment.__dict__, "parameters": parameters})
+
+    def experiment(self, index: int) -> Experiment:
+        experiment = self.base[index // len(self.grid)]
+        parameters = grid.apply(experiment.parameters, self.grid[index % len(self.grid)])
+        return Experiment(**{**experiment.__dict__, "parameters": parameters})
+
+    def command(self, experiment: Experiment) -> list[str]:
+        hydra_app = self._hydra.get(experiment.python_file, False)
+        command = experiment.command(self.context["python"], hydra_app)
+        if hydra_app:  # Hydra writes its outputs (and chdirs) into the experiment's own directory
+            command += ["hydra.run.dir=${oc.env:MRUNNER_EXPERIMENT_DIR}"]
+        return command
+
+    @property
+    def project(self) -> str:
+        named = self.context.get("project") or next((e.project for e in self.base if e.project), None)
+        return named or self.root.name
+
+
+def validated_context(name: str, context: dict[str, Any]) -> dict[str, Any]:
+    backend = context.get("backend")
+    if not isinstance(backend, str) or not backend:
+        raise MrunnerError(f"context {name} does not name its backend: add `backend: local` (or slurm, kubernetes)")
+    plugins.require_backend(backend)
+    groups = plugins.manager().hook.mrunner_context_keys(backend=backend)
+    keys = merge_keys([COMMON_KEYS, *(group for group in reversed(groups) if group)])
+    return validate(context, keys, name)
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _is_hydra_app(base_dir: Path, python_file: str | None) -> bool:
+    from mrunner.hydra_app import is_hydra_app
+
+    return bool(python_file) and is_hydra_app(base_dir / python_file)
+
+
+def _glob_options(base_dir: Path, python_file: str | None, key: str) -> list[str]:
+    from mrunner.hydra_app import group_options
+
+    if not python_file:
+        raise MrunnerError(f"glob() for {key!r} needs a Hydra app whose config group {key!r} it can list")
+    return group_options(base_dir / python_file, key)
+
+
+# -- dry run -------------------------------------------------------------------------------------------------
+
+
+def describe(plan: Plan) -> list[str]:
+    """The dry run's report: count, backend plan, and the first experiments with their exact commands."""
+    count = len(plan)
+    lines = [
+        "dry run: nothing submitted, nothing recorded",
+        f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
+        f"project {plan.project}, code from {plan.root}",
+    ]
+    steps = plugins.manager().hook.mrunner_plan(context=plan.context, count=count) or []
+    lines += ["plan:", *(f"  - {step}" for step in steps)]
+    shown = min(count, DRY_RUN_SHOWN)
+    lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
+    for index in range(shown):
+        experiment = plan.experiment(index)
+        parameters = " ".join(f"{k}={v}" for k, v in grid._leaves(experiment.parameters, "")) or "(no parameters)"
+        lines.append(f"  [{index}] {experiment.name}: {parameters}")
+        lines.append(f"      $ {shlex.join(plan.command(experiment))}")
+    return lines
+
+
+# -- submitting ----------------------------------------------------------------------------------------------
+
+
+def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Run]]:
+    """Snapshot, record and hand over a planned sweep. Returns the sweep and the runs handed over."""
+    from mrunner import snapshot
+
+    request = plan.request
+    excluded = sorted({p for e in plan.base for p in e.exclude})
+    extra = sorted({p for e in plan.base for p in e.paths_to_copy})
+    frozen = snapshot.take(plan.root, excluded, extra)
+    if frozen.size > snapshot.LARGE_SNAPSHOT_BYTES:
+        reporter.warn(
+            f"the code snapshot of {plan.root} is {frozen.size // 2**20} MiB in {len(frozen.files)} files; "
+            f"list data and outputs in .mrunnerignore"
+        )
+    new_id = sweep_id()
+    sweep = Sweep(
+        id=new_id, name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
+        context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,
+        project=plan.project, snapshot_digest=frozen.digest, project_dir=str(plan.root), workdir=plan.workdir,
+        git_commit=frozen.git_commit, git_dirty=frozen.git_dirty, tags=list(request.tags),
+        argv=["mrunner", *_argv_of(request)],
+    )  # fmt: skip
+    runs = _runs(plan, sweep, frozen.digest, reporter)
+    if not request.force:
+        runs = _skip_submitted(runs, store, plan.context_name, reporter)
+        if not runs:
+            return sweep, []
+    store.add_sweep(sweep, runs)
+    reporter.step(
+        f"sweep {sweep.id}: {len(runs)} experiment{'s' * (len(runs) != 1)} recorded "
+        f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
+    )
+    hand_over(sweep, runs, frozen.path, store, reporter, SubmitOptions(detach=request.detach))
+    return sweep, runs
+
+
+def _argv_of(request: Request) -> list[str]:
+    return [str(request.target), *(["-m"] if request.multirun else []), *request.overrides]
+
+
+def _runs(plan: Plan, sweep: Sweep, digest: str, reporter: Reporter) -> list[Run]:
+    hook = plugins.manager().hook
+    context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
+    context_tags = [str(t) for t in plan.context.get("tags") or []]
+    runs: list[Run] = []
+    seen: dict[str, int] = {}
+    for experiment in plan.experiments():
+        env = dict(context_env)
+        for contributed in hook.mrunner_experiment_env(context=plan.context, parameters=experiment.parameters):
+            env.update(contributed or {})
+        env.update(experiment.env)
+        command = plan.command(experiment)
+        run_id = identity(command, experiment.parameters, env, digest)
+        if run_id in seen:
+            continue  # the same experiment twice in one grid (overlapping unions): run it once
+        seen[run_id] = len(runs)
+        tags = list(dict.fromkeys([*context_tags, *sweep.tags, *experiment.tags]))
+        runs.append(Run(sweep.id, len(runs), run_id, experiment.name, experiment.parameters, command, env, tags))
+    skipped = len(plan) - len(runs)
+    if skipped:
+        reporter.warn(f"{skipped} experiment{'s' * (skipped != 1)} of the grid repeat another exactly; each runs once")
+    return runs
+
+
+def _skip_submitted(runs: list[Run], store: Store, context_name: str, reporter: Reporter) -> list[Run]:
+    existing = store.already_submitted([run.id for run in runs], context_name)
+    if not existing:
+        return runs
+    sweeps = sorted({run.sweep_id for run in existing.values()})
+    fresh = [run for run in runs if run.id not in existing]
+    reporter.step(
+        f"{len(runs) - len(fresh)} of {len(runs)} experiments were already submitted on context {context_name} "
+        f"(sweep {', '.join(sweeps[:3])}) and are running or completed: skipped (--force runs them again)"
+    )
+    for position, run in enumerate(fresh):
+        run.index = position
+    return fresh
+
+
+def hand_over(
+    sweep: Sweep, runs: Sequence[Run], snapshot_dir: Path, store: Store, reporter: Reporter, options: SubmitOptions
+) -> None:
+    """Package, prepare and submit ``runs`` (all planned) through the sweep's backend."""
+    hook = plugins.manager().hook
+    secrets = collect_secrets(sweep.context)
+    try:
+        package = hook.mrunner_package(sweep=sweep, snapshot_dir=snapshot_dir, reporter=reporter)
+        _require(package, sweep, "mrunner_package")
+        sweep.package = package
+        store.update_sweep(sweep)
+        detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
+        _require(detail, sweep, "mrunner_setup_resources")
+        sweep.detail.update(detail)
+        store.update_sweep(sweep)
+        handled = hook.mrunner_submit(
+            sweep=sweep, runs=list(runs), secrets=secrets, options=options,
+            record=lambda updates: store.apply(sweep.id, updates), reporter=reporter,
+        )  # fmt: skip
+        _require(handled, sweep, "mrunner_submit")
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
+        ) from None
+    except MrunnerError as error:
+        raise type(error)(f"{error} (sweep {sweep.id} is recorded: `mrunner resume {sweep.id}` retries)") from None
+    hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
+
+
+def _require(result: object, sweep: Sweep, hook_name: str) -> None:
+    if result is None:
+        raise BackendError(f"backend {sweep.backend!r} did not answer {hook_name}: its plugin is incomplete")
+
+
+def collect_secrets(context: dict[str, Any]) -> dict[str, str]:
+    secrets: dict[str, str] = {}
+    for contributed in plugins.manager().hook.mrunner_secrets(context=context):
+        secrets.update(contributed or {})
+    return secrets
+
+
+# -- afterwards ----------------------------------------------------------------------------------------------
+
+
+def refresh(sweep: Sweep, store: Store) -> list[Run]:
+    """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs."""
+    active = store.runs(sweep.id, ACTIVE)
+    if active:
+        plugins.require_backend(sweep.backend)
+        updates = plugins.manager().hook.mrunner_status(sweep=sweep, runs=active)
+        if updates:
+            store.apply(sweep.id, updates)
+    return store.runs(sweep.id)
+
+
+def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:
+    """Follow the sweep until every run has ended, with a progress display."""
+    runs = refresh(sweep, store)
+    with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
+        while True:
+            ended = sum(run.state in TERMINAL for run in runs)
+            progress.update(ended, description=f"sweep {sweep.id}: {summary(runs)}")
+            if not any(run.state in ACTIVE or run.state == PLANNED for run in runs):
+                return runs
+            time.sleep(interval)
+            runs = refresh(sweep, store)
+
+
+def summary(runs: Sequence[Run]) -> str:
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.state] = counts.get(run.state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items()) or "no experiments"
+
+
+def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:
+    """Cancel ``runs``: planned ones in the records alone, the others through the backend."""
+    planned = [RunUpdate(run.index, CANCELLED, detail="cancelled before submission") for run in runs if run.state == PLANNED]
+    handed = [run for run in runs if run.state in ACTIVE]
+    updates = list(planned)
+    if handed:
+        plugins.require_backend(sweep.backend)
+        result = plugins.manager().hook.mrunner_cancel(sweep=sweep, runs=handed)
+        _require(result, sweep, "mrunner_cancel")
+        updates += result
+    store.apply(sweep.id, updates)
+    return updates
+
+
+def resume(sweep: Sweep, store: Store, reporter: Reporter, options: SubmitOptions) -> list[Run]:
+    """Submit again exactly the runs that never started or ended without completing."""
+    from mrunner import snapshot
+
+    plugins.require_backend(sweep.backend)
+    runs = refresh(sweep, store)
+    chosen = [run for run in runs if run.state in RESUMABLE]
+    if not chosen:
+        reporter.step(f"sweep {sweep.id}: nothing to resume ({summary(runs)})")
+        return []
+    plugins.manager().hook.mrunner_check(context=sweep.context, context_name=sweep.context_name)
+    frozen = snapshot.load(sweep.snapshot_digest)
+    store.start_attempt(sweep.id, [run.index for run in chosen if run.state != PLANNED])
+    chosen = [store.run(sweep.id, run.index) for run in chosen]
+    reporter.step(f"sweep {sweep.id}: resuming {len(chosen)} of {len(runs)} experiments")
+    hand_over(sweep, chosen, frozen.path, store, reporter, options)
+    return chosen

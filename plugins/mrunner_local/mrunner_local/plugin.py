@@ -1,0 +1,127 @@
+"""The local backend's hooks: experiments run as subprocesses of this machine, from the code snapshot."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mrunner import paths
+from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
+from mrunner.records import ACTIVE, LOST, SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.reporter import Reporter
+from mrunner.schema import ContextKey
+
+NAME = "local"
+
+
+def _ours(backend: str) -> bool:
+    return backend == NAME
+
+
+@hookimpl
+def mrunner_backends() -> list[BackendInfo]:
+    return [BackendInfo(NAME, "experiments as subprocesses of this machine, a few at a time")]
+
+
+@hookimpl
+def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
+    if not _ours(backend):
+        return None
+    return [
+        ContextKey("max_parallel", "int", None, "experiments running at once (default: CPUs, or GPUs / gpus_per_experiment)"),
+        ContextKey("gpus", "list", [], "GPU ids handed out through CUDA_VISIBLE_DEVICES, e.g. [0, 1]"),
+        ContextKey("gpus_per_experiment", "int", 1, "how many of `gpus` each experiment gets"),
+        ContextKey("storage_dir", "str", str(paths.data_dir() / "storage"), "STORAGE_DIR; experiments' output folders go below it"),
+        ContextKey("python", "str", sys.executable, "interpreter for .py scripts (default: the one running mrunner)"),
+    ]  # fmt: skip
+
+
+@hookimpl
+def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
+    if not _ours(context["backend"]):
+        return None
+    from mrunner_local.supervisor import parallelism
+
+    slots = min(parallelism(context), count)
+    gpus = context.get("gpus") or []
+    lines = [f"run {count} subprocess{'es' * (count != 1)} from a snapshot of the code, {slots} at a time"]
+    if gpus:
+        lines.append(f"hand out GPUs {', '.join(map(str, gpus))}, {context['gpus_per_experiment']} per experiment")
+    lines.append(f"outputs and logs under {context['storage_dir']}")
+    return lines
+
+
+@hookimpl
+def mrunner_package(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any] | None:
+    if not _ours(sweep.backend):
+        return None
+    return {"code_dir": str(snapshot_dir)}
+
+
+@hookimpl
+def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_local.supervisor import sweep_dir
+
+    sweep_dir(sweep).mkdir(parents=True, exist_ok=True)
+    return {}
+
+
+@hookimpl
+def mrunner_submit(
+    sweep: Sweep,
+    runs: Sequence[Run],
+    secrets: Mapping[str, str],
+    options: SubmitOptions,
+    record: Callable[[Sequence[RunUpdate]], None],
+    reporter: Reporter,
+) -> bool | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_local import supervisor
+
+    record([RunUpdate(run.index, SUBMITTED, detail="queued locally") for run in runs])
+    if options.detach:
+        pid = supervisor.spawn_detached(sweep, runs, secrets)
+        reporter.step(f"sweep {sweep.id} runs in the background (supervisor pid {pid})")
+    else:
+        supervisor.run_inline(sweep, runs, secrets, reporter)
+    return True
+
+
+@hookimpl
+def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+    """The supervisor records states as they change; here only runs whose supervisor died are found out."""
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_local.supervisor import supervisor_alive
+
+    if supervisor_alive(sweep):
+        return []
+    return [
+        RunUpdate(run.index, LOST, detail="its supervisor is gone (killed, or the machine restarted)")
+        for run in runs
+        if run.state in ACTIVE
+    ]
+
+
+@hookimpl
+def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_local.supervisor import cancel
+
+    return cancel(sweep, runs)
+
+
+@hookimpl
+def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_local.supervisor import follow_log
+
+    return follow_log(sweep, run, follow)
+

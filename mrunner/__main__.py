@@ -1,0 +1,7 @@
+"""``python -m mrunner`` is the ``mrunner`` command."""
+
+import sys
+
+from mrunner.cli import main
+
+sys.exit(main())

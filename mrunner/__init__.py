@@ -1,6 +1,7 @@
 """mrunner: run a grid of ML experiments on your machine, a Slurm cluster or Kubernetes.
 
-Inside an experiment: ``from mrunner import get_configuration``. In a spec file:
+Inside an experiment: ``from mrunner import get_configuration`` (and ``mrunner.neptune_run()`` for the run
+``get_configuration(with_neptune=True)`` started). In a spec file:
 ``from mrunner import create_experiments``. Importing ``mrunner`` costs almost nothing: everything but
 ``get_configuration`` is loaded on first use.
 """
@@ -8,13 +9,16 @@ Inside an experiment: ``from mrunner import get_configuration``. In a spec file:
 from mrunner.client import get_configuration
 
 __version__ = "0.2.0"
-__all__ = ["get_configuration", "create_experiments", "create_experiments_helper", "Experiment", "hookimpl"]
+__all__ = [
+    "get_configuration", "neptune_run", "create_experiments", "create_experiments_helper", "Experiment", "hookimpl",
+]
 
 _LAZY = {
     "create_experiments": "mrunner.spec",
     "create_experiments_helper": "mrunner.spec",
     "Experiment": "mrunner.experiment",
     "hookimpl": "mrunner.hookspecs",
+    "neptune_run": "mrunner.tracking",
 }
 
 

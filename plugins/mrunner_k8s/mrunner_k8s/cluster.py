@@ -1,0 +1,230 @@
+"""Talking to the Kubernetes API server with the official client: the project's namespace and volume
+claim, the sweep's Secret and ConfigMap, Jobs, and what status, logs and cancel need.
+
+Every refusal of the API server becomes one ``BackendError`` line holding the server's own message. The
+sweep's objects carry the label ``mrunner/sweep``, so status is one Job list and one pod list per sweep.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from mrunner.errors import BackendError, MrunnerError
+from mrunner.records import (
+    CANCELLED, COMPLETED, FAILED, LOST, PENDING, RUNNING, SUBMITTED, TIMEOUT, Run, RunUpdate, Sweep,
+)  # fmt: skip
+from mrunner.reporter import Reporter
+
+from mrunner_k8s import manifests, names
+
+# A waiting container with one of these reasons will not start by itself: reported with the pending state.
+STUCK_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
+
+
+class Cluster:
+    """The API server of one context, and the namespace a sweep's objects live in."""
+
+    def __init__(self, context: Mapping[str, Any], namespace: str) -> None:
+        from kubernetes import client, config
+
+        try:
+            self.api_client = config.new_client_from_config(
+                config_file=context.get("kubeconfig"), context=context.get("kube_context")
+            )
+        except (config.ConfigException, OSError, KeyError, TypeError) as error:
+            where = context.get("kubeconfig") or "the default kubeconfig"
+            raise MrunnerError(f"cannot load the Kubernetes configuration from {where}: {error}") from None
+        self.namespace = namespace
+        self.core = client.CoreV1Api(self.api_client)
+        self.batch = client.BatchV1Api(self.api_client)
+
+    def call(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``function(*args, **kwargs)``, its refusal turned into one clear line."""
+        return self._call(what, False, function, *args, **kwargs)
+
+    def create(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """Create an object; False when it already exists (409: a repeated submission, which is fine)."""
+        return self._call(what, True, function, *args, **kwargs) is not None
+
+    def _call(self, what: str, conflict_ok: bool, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            result = function(*args, **kwargs)
+            return True if conflict_ok else result
+        except ApiException as error:
+            if conflict_ok and error.status == 409:
+                return None
+            raise BackendError(f"Kubernetes refused to {what}: {api_message(error)}") from None
+        except HTTPError as error:
+            host = self.api_client.configuration.host
+            raise BackendError(f"cannot reach the Kubernetes API server at {host} to {what}: {error}") from None
+
+    # -- resources ---------------------------------------------------------------------------------------
+
+    def ensure_namespace(self, project: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.core.read_namespace(self.namespace)
+            return False
+        except ApiException as error:
+            if error.status != 404:  # 403: a user without cluster-wide rights may still own the namespace
+                return False
+        body = manifests.namespace(self.namespace, project)
+        return self.create(f"create namespace {self.namespace}", self.core.create_namespace, body)
+
+    def ensure_claim(self, context: Mapping[str, Any], project: str) -> bool:
+        """Create the project's volume claim if missing; an existing claim is never changed."""
+        body = manifests.volume_claim(context, project)
+        return self.create(
+            f"create volume claim {names.PVC_NAME} in namespace {self.namespace}",
+            self.core.create_namespaced_persistent_volume_claim, self.namespace, body,
+        )  # fmt: skip
+
+    def put_secret(self, sweep: Sweep, values: Mapping[str, str]) -> None:
+        """The sweep's Secret with the current values (a resume may bring a renewed token)."""
+        body = manifests.secret(sweep, values)
+        what = f"store the sweep's Secret {body.metadata.name}"
+        if not self.create(what, self.core.create_namespaced_secret, self.namespace, body):
+            self.call(what, self.core.replace_namespaced_secret, body.metadata.name, self.namespace, body)
+
+    def put_config(self, sweep: Sweep, runs: Sequence[Run]) -> None:
+        """The experiments' MRUNNER_CONFIG documents; a resume adds or refreshes its runs' keys."""
+        body = manifests.config_map(sweep, runs)
+        size = sum(len(value) for value in body.data.values())
+        if size > 900_000:
+            raise MrunnerError(f"the parameters of {len(runs)} experiments take {size} bytes, over a ConfigMap's 1 MiB: split the sweep")
+        what = f"store the sweep's ConfigMap {body.metadata.name}"
+        if not self.create(what, self.core.create_namespaced_config_map, self.namespace, body):
+            patch = {"data": body.data}
+            self.call(what, self.core.patch_namespaced_config_map, body.metadata.name, self.namespace, patch)
+
+    # -- jobs ----------------------------------------------------------------------------------------------
+
+    def create_job(self, body: Any) -> bool:
+        return self.create(f"create Job {body.metadata.name}", self.batch.create_namespaced_job, self.namespace, body)
+
+    def sweep_objects(self, sweep: Sweep) -> tuple[list[Any], list[Any]]:
+        selector = f"mrunner/sweep={sweep.id}"
+        jobs = self.call("list the sweep's Jobs", self.batch.list_namespaced_job, self.namespace, label_selector=selector)
+        pods = self.call("list the sweep's pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+        return jobs.items, pods.items
+
+    def delete_jobs(self, sweep: Sweep, runs: Sequence[Run]) -> None:
+        """Delete the Jobs of ``runs`` (and their pods) by label: one call per attempt number among them."""
+        from kubernetes import client
+
+        by_attempt: dict[int, list[int]] = {}
+        for run in runs:
+            by_attempt.setdefault(run.attempt, []).append(run.index)
+        options = client.V1DeleteOptions(propagation_policy="Background")
+        for attempt, indices in by_attempt.items():
+            for start in range(0, len(indices), 200):
+                chosen = ",".join(str(i) for i in indices[start : start + 200])
+                selector = f"mrunner/sweep={sweep.id},mrunner/attempt={attempt},mrunner/index in ({chosen})"
+                self.call(
+                    "delete the sweep's Jobs", self.batch.delete_collection_namespaced_job, self.namespace,
+                    label_selector=selector, body=options,
+                )  # fmt: skip
+
+    def pod_of(self, sweep: Sweep, run: Run) -> Any | None:
+        selector = f"mrunner/sweep={sweep.id},mrunner/index={run.index},mrunner/attempt={run.attempt}"
+        pods = self.call("find the experiment's pod", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+        return max(pods.items, key=lambda pod: pod.metadata.creation_timestamp, default=None)
+
+    def log_chunks(self, pod_name: str, follow: bool) -> Iterator[str]:
+        response = self.call(
+            f"read the log of pod {pod_name}", self.core.read_namespaced_pod_log, pod_name, self.namespace,
+            container="experiment", follow=follow, _preload_content=False,
+        )  # fmt: skip
+        try:
+            for chunk in response.stream(4096, decode_content=True):
+                yield chunk.decode(errors="replace")
+        finally:
+            response.release_conn()
+
+
+def api_message(error: Any) -> str:
+    """The API server's own message in one line (``status``'s ``message``), with the HTTP status."""
+    message = None
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        pass
+    text = " ".join(str(message or error.reason or "no message").split())
+    return f"{text} (HTTP {error.status})"
+
+
+# -- states --------------------------------------------------------------------------------------------------
+
+
+def run_states(runs: Sequence[Run], jobs: Sequence[Any], pods: Sequence[Any]) -> list[RunUpdate]:
+    """Each run's state from its Job's conditions and its pod's phase and container state."""
+    jobs_by_run = {_key(job.metadata.labels): job for job in jobs}
+    pods_by_run: dict[tuple[str, str], Any] = {}
+    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
+        pods_by_run[_key(pod.metadata.labels)] = pod  # the newest pod of a run wins
+    updates = []
+    for run in runs:
+        key = (str(run.index), str(run.attempt))
+        update = _state(run, jobs_by_run.get(key), pods_by_run.get(key))
+        if update and (update.state != run.state or update.exit_code != run.exit_code):
+            updates.append(update)
+    return updates
+
+
+def _key(labels: Mapping[str, str] | None) -> tuple[str, str]:
+    labels = labels or {}
+    return labels.get("mrunner/index", ""), labels.get("mrunner/attempt", "")
+
+
+def _state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
+    if job is None:
+        return RunUpdate(run.index, LOST, detail="its Job is gone (deleted outside mrunner)")
+    exit_code, reason = _container_end(pod)
+    for condition in job.status.conditions or []:
+        if condition.status != "True":
+            continue
+        if condition.type == "Complete":
+            return RunUpdate(run.index, COMPLETED, exit_code=0 if exit_code is None else exit_code)
+        if condition.type == "Failed":
+            if condition.reason == "DeadlineExceeded":
+                return RunUpdate(run.index, TIMEOUT, exit_code=exit_code, detail=condition.message)
+            return RunUpdate(run.index, FAILED, exit_code=exit_code, detail=reason or condition.message)
+    if pod is None:
+        return RunUpdate(run.index, PENDING, detail="waiting for a pod") if run.state == SUBMITTED else None
+    phase = pod.status.phase
+    if phase == "Running":
+        return RunUpdate(run.index, RUNNING)
+    if phase == "Succeeded":
+        return RunUpdate(run.index, COMPLETED, exit_code=exit_code)
+    if phase == "Failed":
+        return RunUpdate(run.index, FAILED, exit_code=exit_code, detail=reason)
+    return RunUpdate(run.index, PENDING, detail=_waiting_reason(pod))
+
+
+def _container_end(pod: Any | None) -> tuple[int | None, str | None]:
+    for status in (pod.status.container_statuses or []) if pod is not None else []:
+        terminated = status.state.terminated if status.state else None
+        if terminated is not None:
+            return terminated.exit_code, terminated.reason
+    return None, None
+
+
+def _waiting_reason(pod: Any) -> str | None:
+    for status in pod.status.container_statuses or []:
+        waiting = status.state.waiting if status.state else None
+        if waiting is not None and waiting.reason in STUCK_REASONS:
+            return f"{waiting.reason}: {waiting.message or ''}".strip()
+    for condition in pod.status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return f"unschedulable: {condition.message}"
+    return None
+
+
+def cancelled(runs: Sequence[Run]) -> list[RunUpdate]:
+    return [RunUpdate(run.index, CANCELLED, detail="its Job was deleted") for run in runs]

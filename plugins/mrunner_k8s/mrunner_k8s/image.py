@@ -1,0 +1,258 @@
+"""The experiment image: the base image, the requirements in a layer of their own, mrunner's small client
+library, then the code snapshot. Tagged by content, so an unchanged snapshot is neither built nor pushed
+again; a new image also gets a readable UTC timestamp tag.
+
+No build argument is ever passed and no secret is ever written into the Dockerfile or the build context:
+the registry password reaches only docker's push call (``auth_config``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import mrunner.client
+from mrunner.errors import BackendError, MrunnerError
+from mrunner.records import Sweep
+from mrunner.reporter import Reporter
+
+from mrunner_k8s import names
+from mrunner_k8s.manifests import CODE_DIR
+
+TEMPLATE_VERSION = 1
+CLIENT_DIR = "/mrunner/client"
+REQUIREMENTS_PATH = "/mrunner/requirements.txt"
+_CLIENT_INIT = '"""mrunner\'s client inside an experiment image."""\n\nfrom mrunner.client import get_configuration\n'
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the image's content, and the tag derived from it."""
+
+    base_image: str
+    python: str
+    requirements: bytes
+    snapshot_digest: str
+    workdir: str
+    with_client: bool
+
+    def dockerfile(self) -> str:
+        lines = [f"# mrunner experiment image (template {TEMPLATE_VERSION})", f"FROM {self.base_image}"]
+        if self.with_client:
+            lines += [f"COPY mrunner-client/ {CLIENT_DIR}/", f"ENV PYTHONPATH={CLIENT_DIR}"]
+        if has_requirements(self.requirements):
+            # Its own layer before the code: docker's cache rebuilds it only when the requirements change.
+            lines += [
+                f"COPY requirements.txt {REQUIREMENTS_PATH}",
+                f"RUN {self.python} -m pip install --no-cache-dir --disable-pip-version-check -r {REQUIREMENTS_PATH}",
+            ]
+        workdir = os.path.normpath(os.path.join(CODE_DIR, self.workdir))
+        lines += [f"COPY code/ {CODE_DIR}/", f"WORKDIR {workdir}"]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def tag(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.dockerfile().encode(), self.requirements, self.snapshot_digest.encode(), _client_source()):
+            digest.update(hashlib.sha256(part).digest())
+        return f"c-{digest.hexdigest()[:24]}"
+
+
+def has_requirements(text: bytes) -> bool:
+    return any(line.strip() and not line.strip().startswith(b"#") for line in text.splitlines())
+
+
+def _client_source() -> bytes:
+    return Path(mrunner.client.__file__).read_bytes()
+
+
+def requirements_of(sweep: Sweep, snapshot_dir: Path) -> bytes:
+    """The requirements file's content: looked up in the snapshot (its workdir, then its root), then in the
+    project folder; empty when the context names none."""
+    name = sweep.context.get("requirements_file")
+    if not name:
+        return b""
+    path = Path(name).expanduser()
+    candidates = [path] if path.is_absolute() else [
+        snapshot_dir / sweep.workdir / path, snapshot_dir / path, Path(sweep.project_dir) / path,
+    ]  # fmt: skip
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.read_bytes()
+    raise MrunnerError(f"requirements_file {name} not found in the project {sweep.project_dir}: fix the context key")
+
+
+def recipe(sweep: Sweep, snapshot_dir: Path) -> Recipe:
+    requirements = requirements_of(sweep, snapshot_dir)
+    # A user who installs mrunner itself in the image gets the whole package instead of the client alone.
+    with_client = not any(line.strip().lower().startswith(b"mrunner") for line in requirements.splitlines())
+    return Recipe(
+        base_image=sweep.context["base_image"], python=sweep.context["python"], requirements=requirements,
+        snapshot_digest=sweep.snapshot_digest, workdir=sweep.workdir, with_client=with_client,
+    )  # fmt: skip
+
+
+def build_context(recipe: Recipe, snapshot_dir: Path) -> IO[bytes]:
+    """The build context as a tar (a temporary file), with fixed owners and times so docker's layer cache
+    depends on content alone."""
+    stream = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=stream, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", recipe.dockerfile().encode())
+        _add_bytes(tar, "requirements.txt", recipe.requirements)
+        if recipe.with_client:
+            _add_bytes(tar, "mrunner-client/mrunner/__init__.py", _CLIENT_INIT.encode())
+            _add_bytes(tar, "mrunner-client/mrunner/client.py", _client_source())
+        for path in sorted(p for p in snapshot_dir.rglob("*") if p.is_file()):
+            relative = path.relative_to(snapshot_dir).as_posix()
+            mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            _add_bytes(tar, f"code/{relative}", path.read_bytes(), mode)
+    stream.seek(0)
+    return stream
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uid, info.gid = len(data), mode, 0, 0, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+# -- docker --------------------------------------------------------------------------------------------------
+
+
+def docker_client(context: Mapping[str, Any]) -> Any:
+    import docker
+
+    where = context.get("docker_host") or os.environ.get("DOCKER_HOST") or "the local docker socket"
+    try:
+        client = docker.DockerClient(base_url=context["docker_host"]) if context.get("docker_host") else docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise MrunnerError(f"cannot reach docker at {where} to build the image: {_first_line(error)}") from None
+    return client
+
+
+def auth_config(context: Mapping[str, Any]) -> dict[str, str] | None:
+    """Credentials for the push: ``registry_username`` and the password from ``registry_password_env``;
+    None lets docker use the user's stored credentials (``docker login``)."""
+    variable = context.get("registry_password_env")
+    if not variable:
+        return None
+    password = os.environ.get(variable)
+    if password is None:
+        raise MrunnerError(f"registry_password_env names {variable} but it is not set: export {variable}=...")
+    if not context.get("registry_username"):
+        raise MrunnerError("registry_password_env is set but registry_username is not: add it to the context")
+    return {"username": context["registry_username"], "password": password}
+
+
+def ensure(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any]:
+    """Build and push the sweep's image unless the registry already has it. Returns the facts to record."""
+    context = sweep.context
+    plan = recipe(sweep, snapshot_dir)
+    repository = names.image_repository(context["registry_url"], sweep.project)
+    image = f"{repository}:{plan.tag}"
+    auth = auth_config(context)
+    client = docker_client(context)
+    facts: dict[str, Any] = {"image": image, "built": False, "pushed_bytes": 0}
+    if _in_registry(client, image, auth):
+        reporter.step(f"image {image} is already in the registry: nothing to build or push")
+        return facts
+    if not _local(client, image):
+        started = time.monotonic()
+        _build(client, plan, snapshot_dir, image, context, reporter)
+        facts.update(built=True, build_seconds=round(time.monotonic() - started, 2))
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        client.api.tag(image, repository, stamp)
+        facts["timestamp_tag"] = f"{repository}:{stamp}"
+    pushed = _push(client, repository, plan.tag, auth, reporter)
+    if facts.get("timestamp_tag"):
+        pushed += _push(client, repository, facts["timestamp_tag"].rsplit(":", 1)[1], auth, reporter)
+    facts["pushed_bytes"] = pushed
+    return facts
+
+
+def _in_registry(client: Any, image: str, auth: dict[str, str] | None) -> bool:
+    import docker
+
+    try:
+        client.images.get_registry_data(image, auth_config=auth)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as error:  # unauthorised, unknown manifest, unreachable: the push tells
+        if error.status_code in (401, 403, 404, 500):
+            return False
+        raise BackendError(f"registry check of {image} failed: {_first_line(error)}") from None
+
+
+def _local(client: Any, image: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(image)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _build(client: Any, plan: Recipe, snapshot_dir: Path, image: str, context: Mapping[str, Any], reporter: Reporter) -> None:
+    network = context.get("build_network") or ("bridge" if has_requirements(plan.requirements) else "none")
+    reporter.step(f"building image {image} from {plan.base_image}")
+    tail: list[str] = []
+    with build_context(plan, snapshot_dir) as archive:
+        events = client.api.build(
+            fileobj=archive, custom_context=True, tag=image, rm=True, forcerm=True, pull=False, decode=True,
+            network_mode=network, labels={"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": context.get("project") or ""},
+        )  # fmt: skip
+        for event in _events(events, f"building {image}"):
+            text = event.get("stream", "")
+            if text.startswith("Step "):
+                reporter.step(f"  {text.strip()}")
+            tail = (tail + text.splitlines())[-20:]
+            if "error" in event:
+                detail = " | ".join(line.strip() for line in tail if line.strip())[-600:]
+                raise BackendError(f"docker build of {image} failed: {event['error'].strip()} ({detail})")
+
+
+def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, reporter: Reporter) -> int:
+    """Push one tag; returns the bytes uploaded (layers the registry already had cost nothing)."""
+    sent: dict[str, int] = {}
+    pushed: set[str] = set()
+    with reporter.progress(100, f"pushing {repository}:{tag}") as progress:
+        events = client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
+        for event in _events(events, f"pushing {repository}:{tag}"):
+            if "error" in event:
+                raise BackendError(f"push of {repository}:{tag} failed: {event['error'].strip()}")
+            layer, status = event.get("id"), event.get("status", "")
+            detail = event.get("progressDetail") or {}
+            if layer and status == "Pushing" and detail.get("total"):
+                sent[layer] = max(sent.get(layer, 0), int(detail.get("current") or 0))
+                progress.update(min(99, int(100 * detail["current"] / detail["total"])), f"pushing layer {layer}")
+            elif layer and status == "Pushed":
+                pushed.add(layer)
+        progress.update(100)
+    total = sum(size for layer, size in sent.items() if layer in pushed)
+    reporter.step(f"pushed {repository}:{tag} ({len(pushed)} new layer{'s' * (len(pushed) != 1)}, {total / 1e6:.1f} MB)")
+    return total
+
+
+def _events(events: Iterator[dict[str, Any]], what: str) -> Iterator[dict[str, Any]]:
+    import docker
+
+    try:
+        yield from events
+    except docker.errors.APIError as error:
+        raise BackendError(f"{what} failed: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "explanation", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

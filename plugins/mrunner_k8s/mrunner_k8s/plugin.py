@@ -1,0 +1,178 @@
+"""The Kubernetes backend's hooks: an image per code snapshot, the project's namespace and volume claim,
+one Job per experiment. kubernetes and docker are imported inside the hooks that need them."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mrunner.errors import BackendError, MrunnerError
+from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
+from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.reporter import Reporter
+from mrunner.schema import ContextKey
+
+NAME = "kubernetes"
+LOG_WAIT_SECONDS = 600
+
+
+def _ours(backend: str) -> bool:
+    return backend == NAME
+
+
+def namespace_of(context: Mapping[str, Any], project: str) -> str:
+    from mrunner_k8s import names
+
+    return context.get("namespace") or names.namespace(project)
+
+
+def _cluster(sweep: Sweep):
+    from mrunner_k8s.cluster import Cluster
+
+    return Cluster(sweep.context, sweep.detail.get("namespace") or namespace_of(sweep.context, sweep.project))
+
+
+@hookimpl
+def mrunner_backends() -> list[BackendInfo]:
+    return [BackendInfo(NAME, "an image per code snapshot, one Kubernetes Job per experiment")]
+
+
+@hookimpl
+def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
+    if not _ours(backend):
+        return None
+    from mrunner_k8s.keys import KEYS
+
+    return KEYS
+
+
+@hookimpl
+def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+    if not _ours(context["backend"]):
+        return
+    from mrunner_k8s import names
+
+    variable = context.get("registry_password_env")
+    if variable and variable not in os.environ:
+        raise MrunnerError(f"context {context_name}: registry_password_env names {variable}, which is not set: export it")
+    if variable and not context.get("registry_username"):
+        raise MrunnerError(f"context {context_name}: registry_password_env needs registry_username too")
+    requested = context.get("namespace")
+    if requested and names.rfc1123(requested) != requested:
+        raise MrunnerError(f"context {context_name}: namespace {requested!r} is not a valid name (lower-case letters, digits, '-')")
+
+
+@hookimpl
+def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
+    if not _ours(context["backend"]):
+        return None
+    from mrunner_k8s import names
+
+    project = context.get("project") or "(the project)"
+    repository = names.image_repository(context["registry_url"], context.get("project") or "PROJECT")
+    asked = ", ".join(f"{key}={context[key]}" for key in ("cpu", "mem", "gpu", "tpu") if context.get(key)) or "no resource requests"
+    namespace = context.get("namespace") or (names.namespace(context["project"]) if context.get("project") else "derived from the project")
+    return [
+        f"build {repository}:<content tag> FROM {context['base_image']} (skipped if the registry has it) and push it",
+        f"namespace {namespace} and volume claim {names.PVC_NAME} ({context['default_pvc_size']}) at {context['storage']} for {project}, created if missing",
+        f"{count} Job{'s' * (count != 1)} (one pod each, never restarted), {asked}",
+    ]  # fmt: skip
+
+
+@hookimpl
+def mrunner_package(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_k8s import image
+
+    return image.ensure(sweep, snapshot_dir, reporter)
+
+
+@hookimpl
+def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_k8s import names
+
+    namespace = namespace_of(sweep.context, sweep.project)
+    cluster = _cluster(sweep)
+    cluster.namespace = namespace
+    if cluster.ensure_namespace(sweep.project):
+        reporter.step(f"created namespace {namespace}")
+    if cluster.ensure_claim(sweep.context, sweep.project):
+        reporter.step(f"created volume claim {names.PVC_NAME} ({sweep.context['default_pvc_size']}) in {namespace}")
+    detail: dict[str, Any] = {"namespace": namespace, "secret": None}
+    if secrets:
+        cluster.put_secret(sweep, secrets)
+        detail["secret"] = names.secret(sweep.id)
+    return detail
+
+
+@hookimpl
+def mrunner_submit(
+    sweep: Sweep,
+    runs: Sequence[Run],
+    secrets: Mapping[str, str],
+    options: SubmitOptions,
+    record: Callable[[Sequence[RunUpdate]], None],
+    reporter: Reporter,
+) -> bool | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_k8s import manifests
+
+    cluster = _cluster(sweep)
+    cluster.put_config(sweep, runs)
+    image = sweep.package["image"]
+    existing = 0
+    with reporter.progress(len(runs), f"creating {len(runs)} Jobs in {cluster.namespace}") as progress:
+        for run in runs:
+            body = manifests.job(sweep, run, image, secrets)
+            if not cluster.create_job(body):
+                existing += 1
+            record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")])
+            progress.advance()
+    created = len(runs) - existing
+    note = f" ({existing} already existed)" if existing else ""
+    reporter.step(f"sweep {sweep.id}: {created} Job{'s' * (created != 1)} created in namespace {cluster.namespace}{note}")
+    return True
+
+
+@hookimpl
+def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_k8s.cluster import run_states
+
+    jobs, pods = _cluster(sweep).sweep_objects(sweep)
+    return run_states(runs, jobs, pods)
+
+
+@hookimpl
+def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_k8s.cluster import cancelled
+
+    _cluster(sweep).delete_jobs(sweep, runs)
+    return cancelled(runs)
+
+
+@hookimpl
+def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
+    if not _ours(sweep.backend):
+        return None
+    cluster = _cluster(sweep)
+    pod = cluster.pod_of(sweep, run)
+    deadline = time.monotonic() + LOG_WAIT_SECONDS
+    while follow and (pod is None or pod.status.phase == "Pending") and time.monotonic() < deadline:
+        time.sleep(1)  # following an experiment that has not started yet: wait for its container
+        pod = cluster.pod_of(sweep, run)
+    if pod is None:
+        raise BackendError(f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted")
+    if pod.status.phase == "Pending":
+        raise BackendError(f"experiment {run.ref}'s pod {pod.metadata.name} has not started yet: no output")
+    return cluster.log_chunks(pod.metadata.name, follow)

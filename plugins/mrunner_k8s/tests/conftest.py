@@ -1,0 +1,43 @@
+"""Builders shared by the Kubernetes plugin's tests: a sweep and its runs as the core records them."""
+
+from __future__ import annotations
+
+import pytest
+
+from mrunner.dispatch import validated_context
+from mrunner.records import Run, Sweep
+
+
+def _make_sweep(**context_values) -> Sweep:
+    context = validated_context(
+        "test-k8s", {"backend": "kubernetes", "registry_url": "127.0.0.1:5000", **context_values}
+    )
+    return Sweep(
+        id="brave-turing-3f2a9c", name="train", created_at=0.0, context_name="test-k8s", backend="kubernetes",
+        context=context, project="Demo_Project", snapshot_digest="d" * 64, project_dir="/nowhere", workdir="src",
+    )  # fmt: skip
+
+
+def _make_run(index: int = 0, attempt: int = 0, **env) -> Run:
+    return Run(
+        sweep_id="brave-turing-3f2a9c", index=index, id=f"{index:016x}", name="Exp_0003.train",
+        parameters={"lr": 0.1, "model": {"depth": 3}}, command=["python3", "train.py", "lr=0.1"],
+        env=dict(env), attempt=attempt,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def make_sweep():
+    """``make_sweep(**context_keys)``: a recorded-looking sweep with a validated kubernetes context."""
+    return _make_sweep
+
+
+@pytest.fixture
+def make_run():
+    """``make_run(index, attempt, **env)``: one planned experiment of that sweep."""
+    return _make_run
+
+
+@pytest.fixture
+def sweep() -> Sweep:
+    return _make_sweep(cpu=2, mem="4Gi", gpu=1, storage="/storage", secrets=["MY_TOKEN"])

@@ -1,0 +1,121 @@
+"""The Slurm backend's hooks: code to a content-addressed store over SSH, one job array per sweep.
+
+Every hook first checks the backend is ``slurm`` and imports its modules (paramiko among them) inside
+its body, so `mrunner --help` and the other backends never pay for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
+from mrunner.records import Run, RunUpdate, Sweep
+from mrunner.reporter import Reporter
+from mrunner.schema import ContextKey
+
+NAME = "slurm"
+
+
+def _ours(backend: str) -> bool:
+    return backend == NAME
+
+
+@hookimpl
+def mrunner_backends() -> list[BackendInfo]:
+    return [BackendInfo(NAME, "job arrays on a Slurm cluster reached over SSH")]
+
+
+@hookimpl
+def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
+    if not _ours(backend):
+        return None
+    from mrunner_slurm.keys import KEYS
+
+    return KEYS
+
+
+@hookimpl
+def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+    if not _ours(context.get("backend", "")):
+        return
+    from mrunner_slurm.keys import check
+
+    check(context, context_name)
+
+
+@hookimpl
+def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
+    if not _ours(context["backend"]):
+        return None
+    from mrunner_slurm.submit import describe
+
+    return describe(context, count)
+
+
+@hookimpl
+def mrunner_package(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_slurm import deploy, ssh
+
+    return deploy.deploy(ssh.connection(sweep.context), sweep.context["storage_dir"], snapshot_dir, reporter)
+
+
+@hookimpl
+def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
+    """The sweep's folder and, with ``requirements_file``, the virtualenv. Secrets are written by submit,
+    in the same round trip as the batch scripts, into a file only the user can read."""
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_slurm import batch, environment, ssh
+
+    detail: dict[str, Any] = {"sweep_dir": batch.sweep_dir(sweep.package["storage_dir"], sweep)}
+    if sweep.context.get("requirements_file"):
+        detail["venv"] = environment.ensure_venv(ssh.connection(sweep.context), sweep, reporter)
+    return detail
+
+
+@hookimpl
+def mrunner_submit(
+    sweep: Sweep,
+    runs: Sequence[Run],
+    secrets: Mapping[str, str],
+    options: SubmitOptions,
+    record: Callable[[Sequence[RunUpdate]], None],
+    reporter: Reporter,
+) -> bool | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_slurm import ssh, submit
+
+    submit.submit(ssh.connection(sweep.context), sweep, runs, secrets, record, reporter)
+    return True
+
+
+@hookimpl
+def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_slurm import jobs, ssh
+
+    return jobs.status(ssh.connection(sweep.context), sweep, runs)
+
+
+@hookimpl
+def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_slurm import jobs, ssh
+
+    return jobs.cancel(ssh.connection(sweep.context), sweep, runs)
+
+
+@hookimpl
+def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
+    if not _ours(sweep.backend):
+        return None
+    from mrunner_slurm import jobs, ssh
+
+    return jobs.logs(ssh.connection(sweep.context), sweep, run, follow)

@@ -1,0 +1,343 @@
+"""The cluster side of mrunner's Slurm backend: run by the login node's python3 (standard library only).
+
+mrunner never installs anything on the cluster to drive it: every call sends this file (compressed) ahead
+of its own input on the exec channel's stdin, so the helper is always the version of the plugin that
+calls it. Each command is one round trip: ``begin`` (which objects are missing, the cluster's limits),
+``receive`` (a tar stream of objects, stored content-addressed, then the code folder assembled),
+``prepare`` (files, e.g. the secrets file, written atomically with their modes), ``venv``, ``submit``
+(sbatch each array once, reconciled by job name), ``status``.
+
+Nothing here imports mrunner: this module is also imported by the plugin (for ``LAUNCHER``).
+"""
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+import zlib
+
+# The command line that starts the helper: stdin holds the length of the compressed helper, then the helper.
+LAUNCHER = (
+    "import sys,zlib;b=sys.stdin.buffer;n=int(b.readline());"
+    "exec(compile(zlib.decompress(b.read(n)),'mrunner-slurm-helper','exec'))"
+)
+TEMPORARY = re.compile(r"temporar|try again|Resource temporarily unavailable|Socket timed out", re.I)
+SUBMIT_RETRY_DELAYS = (1, 2, 4, 8, 15)  # seconds between sbatch tries while the queue is full
+
+
+def _store(storage):
+    return os.path.join(storage, ".mrunner")
+
+
+def _write_atomic(path, data, mode=0o644):
+    """Write to a temporary name in the same folder, then rename: readers never see half a file."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, ".tmp-%d-%s" % (os.getpid(), os.path.basename(path)))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(descriptor, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    finally:
+        os.close(descriptor)
+    os.replace(temporary, path)
+
+
+def _slurm_config():
+    result = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
+    config = {}
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            config[key.strip()] = value.strip()
+    wanted = ("MaxArraySize", "MaxJobCount", "MinJobAge", "JobCompType", "JobCompLoc", "AccountingStorageType")
+    return {key: config.get(key) for key in wanted}
+
+
+def begin(storage, digest, stdin):
+    """Which of the manifest's objects the store lacks (none when the code folder exists already)."""
+    storage = os.path.abspath(os.path.expanduser(storage))
+    objects = os.path.join(_store(storage), "objects")
+    os.makedirs(objects, exist_ok=True)
+    have_code = os.path.isdir(os.path.join(_store(storage), "code", digest))
+    hashes = zlib.decompress(stdin).decode().split() if not have_code else []
+    missing = [h for h in hashes if not os.path.exists(os.path.join(objects, h))]
+    return {"storage": storage, "have_code": have_code, "missing": missing, "config": _slurm_config(),
+            "home": os.path.expanduser("~")}
+
+
+def receive(storage, digest, stream):
+    """Store each object of the tar stream under its sha256 once its hash checks out, then assemble the code.
+
+    An object is written to a temporary name and renamed only after its hash matched, so an upload cut off
+    halfway leaves only temporary files, never an object a later sweep would trust.
+    """
+    objects = os.path.join(_store(storage), "objects")
+    manifest = None
+    stored = 0
+    with tarfile.open(fileobj=stream, mode="r|*") as archive:
+        for member in archive:
+            data = archive.extractfile(member).read() if member.isfile() else b""
+            if member.name == "manifest.json":
+                manifest = json.loads(data)
+                continue
+            name = os.path.basename(member.name)
+            if hashlib.sha256(data).hexdigest() != name:
+                raise SystemExit("mrunner: object %s arrived corrupted; retry the submission" % name)
+            _write_atomic(os.path.join(objects, name), data, 0o444)
+            stored += 1
+    if manifest is None:
+        raise SystemExit("mrunner: the upload ended before its manifest; retry the submission")
+    return {"stored": stored, "code_dir": assemble(storage, digest, manifest)}
+
+
+def assemble(storage, digest, manifest):
+    """Build ``code/DIGEST`` from the objects (hardlinks; copies for executables), aside, then rename."""
+    code = os.path.join(_store(storage), "code")
+    target = os.path.join(code, digest)
+    if os.path.isdir(target):
+        return target
+    objects = os.path.join(_store(storage), "objects")
+    building = os.path.join(code, ".tmp-%s-%d" % (digest[:12], os.getpid()))
+    os.makedirs(building)
+    for relative, (sha, mode) in manifest.items():
+        source = os.path.join(objects, sha)
+        destination = os.path.join(building, relative)
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        if not os.path.exists(source):
+            raise SystemExit("mrunner: object %s of %s is missing from the store; retry the submission" % (sha, relative))
+        linked = False
+        if not mode & 0o111:
+            try:
+                os.link(source, destination)
+                linked = True
+            except OSError:
+                pass
+        if not linked:
+            with open(source, "rb") as stream:
+                _write_atomic(destination, stream.read(), mode)
+    try:
+        os.rename(building, target)
+    except OSError:
+        if not os.path.isdir(target):
+            raise
+        subprocess.run(["rm", "-rf", building])
+    return target
+
+
+def prepare(document):
+    """Write files (path -> [text, mode]) atomically; a secrets file gets mode 0600 before any byte."""
+    for path, (text, mode) in document["files"].items():
+        _write_atomic(path, text.encode("utf-8"), mode)
+    for folder in document.get("dirs", []):
+        os.makedirs(folder, exist_ok=True)
+    return {"written": len(document["files"])}
+
+
+def venv(path, python, requirements):
+    """Build a virtualenv at ``path`` from ``requirements`` once; later sweeps reuse it.
+
+    A lock serialises concurrent builders; the ``.mrunner-ready`` marker is written last, so a build that
+    was interrupted is removed and redone instead of trusted.
+    """
+    import fcntl
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ready = os.path.join(path, ".mrunner-ready")
+        if os.path.exists(ready):
+            return {"venv": path, "built": False}
+        subprocess.run(["rm", "-rf", path])
+        steps = [[python, "-m", "venv", path]]
+        if requirements.strip():
+            _write_atomic(path + ".requirements.txt", requirements.encode())
+            steps.append([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
+                          "--disable-pip-version-check", "-r", path + ".requirements.txt"])
+        for step in steps:
+            result = subprocess.run(step, capture_output=True, text=True)
+            if result.returncode:
+                tail = " / ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+                raise SystemExit("mrunner: building the virtualenv failed at `%s`: %s" % (" ".join(step[-3:]), tail))
+        _write_atomic(ready, b"")
+    return {"venv": path, "built": True}
+
+
+def submit(document):
+    """Write the sweep's files, then submit each array unless a job of that name exists already.
+
+    The name carries the sweep id, the attempt and the indices, and a marker file records the job id the
+    moment sbatch returns it, so a repeated submission of the same attempt (after an interruption, or a
+    controller that handed the same id out again) finds its job instead of creating a second one.
+    Prints one JSON line per array as soon as it is accepted.
+    """
+    prepare(document)
+    units = document["units"]
+    names = ",".join(unit["name"] for unit in units)
+    queued = {}
+    listing = subprocess.run(["squeue", "-h", "--states=all", "--name=" + names, "-o", "%j|%F"],
+                             capture_output=True, text=True)
+    for line in listing.stdout.splitlines():
+        name, _, job = line.partition("|")
+        queued[name] = job
+    for unit in units:
+        marker = unit["marker"]
+        job = None
+        if os.path.exists(marker):
+            with open(marker) as stream:
+                job = stream.read().strip() or None
+        job = job or queued.get(unit["name"])
+        reused = job is not None
+        if job is None:
+            job = _sbatch(unit["argv"])
+            if job is None:
+                return None
+            _write_atomic(marker, job.encode())
+        print(json.dumps({"name": unit["name"], "job": job, "reused": reused}), flush=True)
+    return None
+
+
+def _sbatch(argv):
+    for delay in (*SUBMIT_RETRY_DELAYS, None):
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode == 0:
+            return result.stdout.strip().split(";")[0]
+        message = " / ".join(result.stderr.strip().splitlines()[-3:]) or "exit status %d" % result.returncode
+        if delay is None or not TEMPORARY.search(message):
+            if TEMPORARY.search(message):
+                message += (" (still refused after %d tries over %d s: the queue is full, e.g. MaxJobCount reached; "
+                            "finished jobs leave it after MinJobAge)" % (len(SUBMIT_RETRY_DELAYS) + 1, sum(SUBMIT_RETRY_DELAYS)))
+            print(json.dumps({"error": message}), flush=True)
+            return None
+        time.sleep(delay)
+    return None
+
+
+_STATES = {
+    "PENDING": "pending", "CONFIGURING": "pending", "REQUEUED": "pending", "REQUEUE_FED": "pending",
+    "REQUEUE_HOLD": "pending", "RESV_DEL_HOLD": "pending", "SUSPENDED": "pending", "STOPPED": "pending",
+    "RUNNING": "running", "COMPLETING": "running", "STAGE_OUT": "running", "SIGNALING": "running",
+    "RESIZING": "running", "COMPLETED": "completed", "FAILED": "failed", "NODE_FAIL": "failed",
+    "BOOT_FAIL": "failed", "OUT_OF_MEMORY": "failed", "DEADLINE": "timeout", "TIMEOUT": "timeout",
+    "CANCELLED": "cancelled", "REVOKED": "cancelled", "PREEMPTED": "preempted", "SPECIAL_EXIT": "failed",
+}
+_ENDED_BY_SLURM = {"cancelled", "timeout", "preempted"}
+
+
+def _exit_of(raw):
+    """A Slurm ``ExitCode=N:S`` or a raw wait status as an exit code (128+signal when killed)."""
+    if ":" in raw:
+        code, _, sig = raw.partition(":")
+        return 128 + int(sig) if int(sig or 0) and not int(code or 0) else int(code or 0)
+    status = int(raw)
+    return 128 + (status & 0x7F) if status & 0x7F else status >> 8
+
+
+def status(document):
+    """The state of each task, from one squeue, the tasks' exit-code files, then accounting or jobcomp.
+
+    The exit-code file the batch script writes when the experiment's command returns is the surest
+    exit code (it works on clusters without accounting); Slurm's own state wins when Slurm ended the
+    task (cancelled, timed out, preempted).
+    """
+    tasks = document["tasks"]  # [index, attempt, "JOB_TASK"]
+    found = {}
+    jobs = sorted({ref.split("_")[0] for _, _, ref in tasks})
+    if jobs:
+        result = subprocess.run(["squeue", "-h", "--states=all", "-r", "-j", ",".join(jobs),
+                                 "-O", "JobArrayID:|,State:|,Reason:|,exit_code:|"], capture_output=True, text=True)
+        if result.returncode and "Invalid job id" not in result.stderr:
+            raise SystemExit("mrunner: squeue failed: " + " / ".join(result.stderr.strip().splitlines()[-2:]))
+        for line in result.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) >= 4:
+                found[parts[0].strip()] = (parts[1].strip().split()[0], parts[2].strip(), parts[3].strip())
+    answer = {}
+    unresolved = []
+    for index, attempt, ref in tasks:
+        exit_file = os.path.join(document["status_dir"], "%d.%d" % (index, attempt))
+        code = None
+        if os.path.exists(exit_file):
+            with open(exit_file) as stream:
+                text = stream.read().strip()
+            code = int(text) if text.lstrip("-").isdigit() else None
+        queued = found.get(ref)
+        state = _STATES.get(queued[0], "running") if queued else None
+        if state in _ENDED_BY_SLURM:
+            answer[index] = [state, code if code is not None else _exit_of(queued[2] or "0"), queued[1]]
+        elif code is not None:
+            answer[index] = ["completed" if code == 0 else "failed", code, None]
+        elif queued:
+            ended = state in ("completed", "failed")
+            answer[index] = [state, _exit_of(queued[2]) if ended and queued[2] else None,
+                             None if queued[1] in ("None", "") else queued[1]]
+        else:
+            unresolved.append((index, ref))
+    if unresolved:
+        finished = _finished(sorted({ref.split("_")[0] for _, ref in unresolved}))
+        for index, ref in unresolved:
+            if ref in finished:
+                answer[index] = finished[ref]
+            else:
+                answer[index] = ["lost", None, "Slurm no longer knows job %s and it left no exit code" % ref]
+    return answer
+
+
+def _finished(jobs):
+    """Finished tasks Slurm no longer lists: from sacct where accounting runs, else the jobcomp text file."""
+    found = {}
+    result = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(jobs), "-o", "JobID,State,ExitCode"],
+                            capture_output=True, text=True)
+    if result.returncode == 0:
+        for line in result.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) == 3:
+                state = _STATES.get(parts[1].split()[0], "failed")
+                found[parts[0]] = [state, _exit_of(parts[2]), None]
+        return found
+    config = _slurm_config()
+    location = config.get("JobCompLoc")
+    if config.get("JobCompType") != "jobcomp/filetxt" or not location or not os.access(location, os.R_OK):
+        return found
+    wanted = set(jobs)
+    fields = re.compile(r"(\w+)=(\S*)")
+    with open(location, errors="replace") as stream:
+        for line in stream:  # the last line for a job wins (a cancelled ghost can have two)
+            if "ArrayJobId=" not in line:
+                continue
+            values = dict(fields.findall(line))
+            if values.get("ArrayJobId") in wanted:
+                ref = "%s_%s" % (values["ArrayJobId"], values.get("ArrayTaskId"))
+                state = _STATES.get(values.get("JobState", ""), "failed")
+                found[ref] = [state, _exit_of(values.get("ExitCode", "0:0")), None]
+    return found
+
+
+def main(argv, stdin):
+    command = argv[0]
+    if command == "begin":
+        answer = begin(argv[1], argv[2], stdin.read())
+    elif command == "receive":
+        answer = receive(argv[1], argv[2], stdin)
+    elif command == "prepare":
+        answer = prepare(json.loads(zlib.decompress(stdin.read())))
+    elif command == "venv":
+        answer = venv(argv[1], argv[2], stdin.read().decode())
+    elif command == "submit":
+        answer = submit(json.loads(zlib.decompress(stdin.read())))
+    elif command == "status":
+        answer = status(json.loads(zlib.decompress(stdin.read())))
+    else:
+        raise SystemExit("mrunner: unknown helper command %r" % command)
+    if answer is not None:
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__" and sys.argv[:1] == ["-c"]:  # run by LAUNCHER, not imported
+    main(sys.argv[1:], sys.stdin.buffer)

@@ -1,0 +1,126 @@
+"""Submitting a sweep: one job array per attempt, split where the cluster's MaxArraySize demands, all
+written and submitted in one round trip to the helper, each array recorded the moment Slurm accepts it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mrunner.errors import BackendError
+from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.reporter import Reporter
+from mrunner_slurm import batch, remote
+from mrunner_slurm.keys import resource_options
+from mrunner_slurm.ssh import Connection
+
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default, used only if `scontrol show config` did not say
+
+
+@dataclass
+class Unit:
+    """One job array: runs of one attempt whose indices fit in one array (task id = index - offset)."""
+
+    attempt: int
+    runs: list[Run]
+    offset: int
+
+    @property
+    def task_ids(self) -> list[int]:
+        return [run.index - self.offset for run in self.runs]
+
+    def name(self, sweep: Sweep) -> str:
+        return f"mrunner-{sweep.id}-a{self.attempt}-{self.runs[0].index}-{self.runs[-1].index}-{len(self.runs)}"
+
+
+def units(runs: Sequence[Run], max_array_size: int) -> list[Unit]:
+    """Group runs by attempt, then into arrays whose task ids stay below ``max_array_size``.
+
+    A task id is the run's own index when that fits (so `JOB_5` is experiment 5); a later array of a
+    large sweep counts from its first index instead.
+    """
+    result: list[Unit] = []
+    for attempt in sorted({run.attempt for run in runs}):
+        group = sorted((run for run in runs if run.attempt == attempt), key=lambda run: run.index)
+        chunk: list[Run] = []
+        for run in group:
+            if chunk and run.index - chunk[0].index >= max_array_size:
+                result.append(_unit(attempt, chunk, max_array_size))
+                chunk = []
+            chunk.append(run)
+        if chunk:
+            result.append(_unit(attempt, chunk, max_array_size))
+    return result
+
+
+def _unit(attempt: int, chunk: list[Run], max_array_size: int) -> Unit:
+    offset = 0 if chunk[-1].index < max_array_size else chunk[0].index
+    return Unit(attempt, chunk, offset)
+
+
+def max_array_size(connection: Connection) -> int:
+    value = str(connection.facts.get("MaxArraySize") or "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_ARRAY_SIZE
+
+
+def submit(
+    connection: Connection, sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str],
+    record: Callable[[Sequence[RunUpdate]], None], reporter: Reporter,
+) -> None:  # fmt: skip
+    context = sweep.context
+    storage = sweep.package["storage_dir"]
+    code_dir = sweep.package["code_dir"]
+    directory = sweep.detail["sweep_dir"]
+    venv = sweep.detail.get("venv") or context.get("venv")
+    files: dict[str, list] = {batch.secrets_path(directory): [batch.secrets_file(secrets), 0o600]}
+    for run in runs:
+        files.update(batch.task_files(sweep, run, directory, storage))
+    plan = units(runs, max_array_size(connection))
+    jobs: list[dict[str, Any]] = []
+    by_name: dict[str, Unit] = {}
+    for unit in plan:
+        name = unit.name(sweep)
+        by_name[name] = unit
+        script = f"{directory}/slurm/{name}.sh"
+        files[script] = [batch.batch_script(sweep, context, code_dir, directory, unit.attempt, unit.offset, venv), 0o755]
+        argv = [
+            "sbatch", "--parsable", f"--job-name={name}", f"--array={batch.array_spec(unit.task_ids, context.get('array_parallelism'))}",
+            f"--chdir={directory}", f"--output={directory}/slurm/%A_%a.out", "--open-mode=append",
+            *resource_options(context), script,
+        ]  # fmt: skip
+        jobs.append({"name": name, "argv": argv, "marker": f"{directory}/submitted/{name}"})
+    document = {"files": files, "dirs": [f"{directory}/status", f"{directory}/submitted"], "units": jobs}
+    accepted = 0
+    for event in remote.lines(connection, ["submit"], remote.pack(document)):
+        if "error" in event:
+            done = f" ({accepted} of {len(runs)} experiments were submitted and are recorded)" if accepted else ""
+            raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{done}")
+        unit = by_name[event["name"]]
+        record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{event['job']}_{run.index - unit.offset}",
+                          detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""))
+                for run in unit.runs])  # fmt: skip
+        accepted += len(unit.runs)
+        reporter.step(
+            f"{'found' if event['reused'] else 'submitted'} job array {event['job']} ({len(unit.runs)} experiments, "
+            f"{unit.runs[0].index}-{unit.runs[-1].index}) on {connection.target.alias}"
+        )
+    if accepted < len(runs):
+        raise BackendError(f"the submission to {connection.target.alias} ended early: {accepted} of {len(runs)} accepted")
+
+
+def describe(context: Mapping[str, Any], count: int) -> list[str]:
+    """Dry-run lines: where, how many arrays (assuming Slurm's default MaxArraySize), which options."""
+    arrays = -(-count // DEFAULT_MAX_ARRAY_SIZE)
+    throttle = f", at most {context['array_parallelism']} at once" if context.get("array_parallelism") else ""
+    options = " ".join(shlex.quote(o) for o in resource_options(context)) or "(cluster defaults)"
+    lines = [
+        f"upload the code snapshot to {context['slurm_url']}:{context['storage_dir']} (only files it lacks)",
+        f"submit {count} experiment{'s' * (count != 1)} as {arrays} job array{'s' * (arrays != 1)}{throttle} "
+        f"(more if the cluster's MaxArraySize is below {DEFAULT_MAX_ARRAY_SIZE})",
+        f"sbatch {options}",
+    ]
+    if context.get("requirements_file"):
+        lines.append(f"virtualenv from {context['requirements_file']}, built on the cluster once and reused")
+    return lines

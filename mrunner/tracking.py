@@ -57,7 +57,9 @@ def start_neptune_run(info: Mapping[str, Any]) -> Any:
     try:
         import neptune
         from neptune.utils import stringify_unsupported
-    except ImportError:
+    except ImportError as error:
+        if error.name != "neptune":
+            raise  # neptune is there but broken: its own error says more
         raise RuntimeError(
             f"get_configuration(with_neptune=True) needs the neptune package in the experiment's environment "
             f"({sys.executable}): pip install 'mrunner[neptune]'"

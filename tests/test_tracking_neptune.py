@@ -1,0 +1,173 @@
+"""Neptune tracking end to end on the local backend, in offline mode (no account, no network): what each
+experiment writes to its own ``.neptune/`` folder is parsed back and must name the experiment, carry its
+tags and the sweep's tag, its parameters, mrunner's facts and the metric the script logged."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mrunner.store import Store
+from mrunner.tracking import ENABLED_VARIABLE, scheduler_job, tags
+from mrunner.trackers import neptune as tracker
+
+EXPERIMENT = """\
+import mrunner
+
+config = mrunner.get_configuration(with_neptune=True)
+run = mrunner.neptune_run()
+if run is None:
+    print("no neptune run")
+else:
+    for step in range(3):
+        run["train/score"].append(config.lr * step)
+print("finished", flush=True)
+"""
+
+
+@pytest.fixture
+def neptune_installed() -> None:
+    """The experiments import neptune: install it with `uv sync --all-packages --extra neptune`."""
+    if importlib.util.find_spec("neptune") is None:
+        message = "neptune is not installed in this venv: uv sync --all-packages --extra neptune"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def write_context(mrunner_home: Path, name: str, **keys: object) -> None:
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(json.dumps({"backend": "local", **keys}))
+
+
+def operations(experiment_dir: Path) -> list[dict]:
+    """The operations Neptune's offline mode logged for the single run of an experiment."""
+    logs = list(experiment_dir.glob(".neptune/offline/*/data-1.log"))
+    assert len(logs) == 1, f"expected one offline Neptune run in {experiment_dir}, found {logs}"
+    return [json.loads(line)["obj"] for line in logs[0].read_text().splitlines() if line.strip()]
+
+
+def assigned(ops: list[dict], *path: str) -> object:
+    values = [op["value"] for op in ops if op["path"] == list(path) and op["type"].startswith("Assign")]
+    assert values, f"nothing assigned to {'/'.join(path)}"
+    return values[-1]
+
+
+def test_offline_sweep_records_name_tags_parameters_and_metrics(mrunner, mrunner_home, tmp_path, neptune_installed):
+    (tmp_path / "train.py").write_text(EXPERIMENT)
+    write_context(mrunner_home, "tracked", neptune=True, neptune_mode="offline", tags=["from-context"])
+    done = mrunner("+context=tracked", "train.py", "-m", "lr=0.5,2", "+depth=3", "--tag", "cli-tag", "--name", "My Run")
+    assert done.returncode == 0, done.stderr
+
+    sweep = Store().sweeps()[0]
+    runs = Store().runs(sweep.id)
+    assert [run.state for run in runs] == ["completed", "completed"]
+    assert f"neptune: offline" in done.stderr and sweep.id in done.stderr
+    for run in runs:
+        folder = Path(sweep.context["storage_dir"]) / sweep.project / sweep.id / f"{run.index}-{run.name}"
+        ops = operations(folder)
+        assert assigned(ops, "sys", "name") == "my-run"
+        added = {tag for op in ops if op["type"] == "AddStrings" and op["path"] == ["sys", "tags"] for tag in op["values"]}
+        assert added == {sweep.id, "cli-tag", "from-context"}
+        assert assigned(ops, "parameters", "lr") == run.parameters["lr"]
+        assert assigned(ops, "parameters", "depth") == 3
+        assert assigned(ops, "mrunner", "sweep") == sweep.id
+        assert assigned(ops, "mrunner", "experiment_id") == run.id
+        assert assigned(ops, "mrunner", "snapshot") == sweep.snapshot_digest
+        assert assigned(ops, "mrunner", "backend") == "local"
+        assert assigned(ops, "mrunner", "context") == "tracked"
+        scores = [v["value"] for op in ops if op["path"] == ["train", "score"] for v in op["values"]]
+        assert scores == [run.parameters["lr"] * step for step in range(3)]
+        assert run.env[ENABLED_VARIABLE] == "1" and run.env["NEPTUNE_MODE"] == "offline"
+    assert not (tmp_path / ".neptune").exists(), "offline data must land in the experiment's folder, not the cwd"
+
+
+def test_neptune_off_gives_the_script_no_run_and_imports_nothing(mrunner, mrunner_home, tmp_path):
+    (tmp_path / "train.py").write_text(EXPERIMENT)
+    write_context(mrunner_home, "plain")
+    done = mrunner("+context=plain", "train.py", "lr=1")
+    assert done.returncode == 0, done.stderr
+    sweep = Store().sweeps()[0]
+    log = mrunner("logs", f"{sweep.id}/0").stdout
+    assert "no neptune run" in log and "neptune: false" in log
+    assert "neptune" not in done.stderr
+    assert not any(name.startswith("NEPTUNE") or name == ENABLED_VARIABLE for name in Store().run(sweep.id, 0).env)
+
+
+def test_sweep_link_filters_by_the_sweep_tag_on_the_tokens_server(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    token = base64.b64encode(json.dumps({"api_address": "https://neptune.example.org", "api_key": "k"}).encode())
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", token.decode())
+    url = tracker.sweep_url("team/vision", "brave-turing-3f2a9c")
+    assert url.startswith("https://neptune.example.org/team/vision/runs/table?query=")
+    assert "brave-turing-3f2a9c" in url and "sys%2Ftags" in url
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", "not-a-token")
+    assert tracker.sweep_url("team/vision", "x").startswith("https://app.neptune.ai/team/vision/")
+
+
+def test_credentials_come_from_env_then_neptune_yaml_and_context_names_the_project(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
+    monkeypatch.delenv("NEPTUNE_PROJECT", raising=False)
+    assert tracker.credentials() == tracker.Credentials(None, None)
+    (tmp_path / ".neptune.yaml").write_text("api_token: from-file\nproject: file/project\n")
+    assert tracker.credentials() == tracker.Credentials("from-file", "file/project")
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", "from-env")
+    assert tracker.credentials({"neptune_project": "ctx/project"}) == tracker.Credentials("from-env", "ctx/project")
+
+
+def test_the_token_is_a_secret_and_the_project_and_mode_plain_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", "tok")
+    monkeypatch.setenv("NEPTUNE_PROJECT", "ws/p")
+    on = {"neptune": True, "neptune_mode": "async", "neptune_project": None}
+    assert tracker.mrunner_secrets(context=on) == {"NEPTUNE_API_TOKEN": "tok"}
+    assert tracker.mrunner_experiment_env(context=on, parameters={}) == {
+        ENABLED_VARIABLE: "1", "NEPTUNE_MODE": "async", "NEPTUNE_PROJECT": "ws/p",
+    }  # fmt: skip
+    offline = {**on, "neptune_mode": "offline"}
+    assert tracker.mrunner_secrets(context=offline) == {}  # no server: the token stays home
+    off = {**on, "neptune": False}
+    assert tracker.mrunner_secrets(context=off) == {} and tracker.mrunner_experiment_env(context=off, parameters={}) == {}
+
+
+def test_scheduler_job_ids_and_tags():
+    assert scheduler_job({"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "3"}) == {
+        "scheduler": "slurm", "job_id": "40_3",
+    }  # fmt: skip
+    assert scheduler_job({"SLURM_JOB_ID": "41"}) == {"scheduler": "slurm", "job_id": "41"}
+    assert scheduler_job({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOSTNAME": "sweep-3-abcde"}) == {
+        "scheduler": "kubernetes", "job_id": "sweep-3-abcde",
+    }  # fmt: skip
+    assert scheduler_job({"HOSTNAME": "laptop"}) == {}
+    assert tags({"tags": ["a", "b", "a"], "sweep": "s-1"}) == ["a", "b", "s-1"]
+
+
+def test_the_experiment_side_reads_the_same_switch_the_tracker_sets():
+    assert ENABLED_VARIABLE == tracker.ENABLED_VARIABLE
+
+
+def test_run_by_hand_in_debug_mode_returns_the_run(tmp_path, neptune_installed):
+    """Without mrunner (a hand-written MRUNNER_CONFIG), with_neptune=True still starts a run."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.yaml"
+    config.write_text("parameters:\n  lr: 0.25\nname: by-hand\ntags: [manual]\n")
+    script = textwrap.dedent("""
+        import mrunner
+        mrunner.get_configuration(with_neptune=True)
+        run = mrunner.neptune_run()
+        print(run["sys/name"].fetch(), sorted(run["sys/tags"].fetch()), run["parameters/lr"].fetch())
+    """)
+    env = {**os.environ, "MRUNNER_CONFIG": str(config), "NEPTUNE_MODE": "debug", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "by-hand ['manual'] 0.25" in done.stdout

@@ -15,7 +15,6 @@ from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import (
     CANCELLED, COMPLETED, FAILED, LOST, PENDING, RUNNING, SUBMITTED, TIMEOUT, Run, RunUpdate, Sweep,
 )  # fmt: skip
-from mrunner.reporter import Reporter
 
 from mrunner_k8s import manifests, names
 
@@ -27,12 +26,13 @@ class Cluster:
     """The API server of one context, and the namespace a sweep's objects live in."""
 
     def __init__(self, context: Mapping[str, Any], namespace: str) -> None:
+        import os
+
         from kubernetes import client, config
 
+        kubeconfig = os.path.expanduser(context["kubeconfig"]) if context.get("kubeconfig") else None
         try:
-            self.api_client = config.new_client_from_config(
-                config_file=context.get("kubeconfig"), context=context.get("kube_context")
-            )
+            self.api_client = config.new_client_from_config(config_file=kubeconfig, context=context.get("kube_context"))
         except (config.ConfigException, OSError, KeyError, TypeError) as error:
             where = context.get("kubeconfig") or "the default kubeconfig"
             raise MrunnerError(f"cannot load the Kubernetes configuration from {where}: {error}") from None

@@ -167,7 +167,7 @@ def ensure(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, An
         return facts
     if not _local(client, image):
         started = time.monotonic()
-        _build(client, plan, snapshot_dir, image, context, reporter)
+        _build(client, plan, snapshot_dir, image, sweep, reporter)
         facts.update(built=True, build_seconds=round(time.monotonic() - started, 2))
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         client.api.tag(image, repository, stamp)
@@ -203,14 +203,14 @@ def _local(client: Any, image: str) -> bool:
         return False
 
 
-def _build(client: Any, plan: Recipe, snapshot_dir: Path, image: str, context: Mapping[str, Any], reporter: Reporter) -> None:
-    network = context.get("build_network") or ("bridge" if has_requirements(plan.requirements) else "none")
+def _build(client: Any, plan: Recipe, snapshot_dir: Path, image: str, sweep: Sweep, reporter: Reporter) -> None:
+    network = sweep.context.get("build_network") or ("bridge" if has_requirements(plan.requirements) else "none")
     reporter.step(f"building image {image} from {plan.base_image}")
     tail: list[str] = []
     with build_context(plan, snapshot_dir) as archive:
         events = client.api.build(
             fileobj=archive, custom_context=True, tag=image, rm=True, forcerm=True, pull=False, decode=True,
-            network_mode=network, labels={"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": context.get("project") or ""},
+            network_mode=network, labels={"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project},
         )  # fmt: skip
         for event in _events(events, f"building {image}"):
             text = event.get("stream", "")

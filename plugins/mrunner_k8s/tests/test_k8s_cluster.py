@@ -1,0 +1,216 @@
+"""End to end on the loopback Kubernetes 1.20 cluster (tests/services/k8s): the real CLI builds and pushes
+the image, creates the objects and Jobs; status, logs, cancel and resume follow them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.k8s
+
+FAKE_TOKEN = "fake-token-" + uuid.uuid4().hex
+EXPERIMENT = """\
+import hashlib, os, sys, time
+from mrunner import get_configuration
+
+config = get_configuration()
+token = os.environ.get("MY_FAKE_TOKEN", "")
+folder = os.environ["MRUNNER_EXPERIMENT_DIR"]
+with open(os.path.join(folder, "out.txt"), "w") as stream:
+    stream.write("done")
+print(f"lr={config.lr} storage={os.environ['STORAGE_DIR']} folder={folder} "
+      f"token_sha={hashlib.sha256(token.encode()).hexdigest()[:16]}", flush=True)
+time.sleep(float(config.get("sleep", 0)))
+sys.exit(int(config.get("code", 0)))
+"""
+
+
+@pytest.fixture
+def cluster(k8s_service):
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=k8s_service["kubeconfig"], context=k8s_service["kube_context"])
+    return client.CoreV1Api(api), client.BatchV1Api(api)
+
+
+@pytest.fixture
+def namespace(cluster):
+    """A namespace of this test alone; the plugin never deletes one, so the test does."""
+    name = f"mrt-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        cluster[0].delete_namespace(name, propagation_policy="Background")
+    except Exception:  # the test failed before creating it
+        pass
+
+
+@pytest.fixture
+def project(tmp_path, tmp_path_factory, k8s_service, namespace, monkeypatch):
+    """The experiment script in the test's folder, and the context `test-k8s` pointing at the service."""
+    (tmp_path / "exp.py").write_text(EXPERIMENT)
+    (tmp_path / "requirements.txt").write_text("# nothing to install\n")
+    (tmp_path / "unique.txt").write_text(uuid.uuid4().hex)  # a new snapshot, so a new image to build
+    docker_config = tmp_path_factory.mktemp("docker-config")  # no stored registry credentials
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    monkeypatch.setenv("MY_FAKE_TOKEN", FAKE_TOKEN)
+    write_context(k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", secrets=["MY_FAKE_TOKEN"])
+    return tmp_path
+
+
+def write_context(k8s: dict, namespace: str, **keys) -> None:
+    context = {
+        "backend": "kubernetes", "project": "mrt-project", "kubeconfig": k8s["kubeconfig"],
+        "kube_context": k8s["kube_context"], "docker_host": k8s["docker_host"], "base_image": k8s["base_image"],
+        "requirements_file": "requirements.txt", "storage": "/storage", "storage_class": k8s["storage_class"],
+        "default_pvc_size": "100Mi", "host_network": True, "namespace": namespace, **keys,
+    }  # fmt: skip
+    folder = Path(os.environ["XDG_CONFIG_HOME"]) / "mrunner" / "context"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test-k8s.yaml").write_text(json.dumps(context))
+
+
+def submit(mrunner, *args, env=None):
+    result = mrunner("+context=test-k8s", "exp.py", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1], result
+
+
+def experiments(mrunner, sweep_id):
+    result = mrunner("status", sweep_id, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["experiments"]
+
+
+def wait_until(mrunner, sweep_id, done, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = experiments(mrunner, sweep_id)
+        if done(runs):
+            return runs
+        assert time.monotonic() < deadline, f"timed out; states: {[(r['state'], r['exit_code']) for r in runs]}"
+        time.sleep(1)
+
+
+def ended(runs):
+    return all(run["state"] in ("completed", "failed", "cancelled", "timeout", "lost") for run in runs)
+
+
+def test_sweep_runs_reports_logs_and_keeps_the_token_secret(mrunner, project, cluster, namespace, k8s_service):
+    core, batch = cluster
+    sweep_id, first = submit(mrunner, "-m", "lr=0.1,0.01", "code=0,3")
+    assert "building image" in first.stderr
+    runs = wait_until(mrunner, sweep_id, ended)
+    by_params = {(run["parameters"]["lr"], run["parameters"]["code"]): run for run in runs}
+    assert {key: (run["state"], run["exit_code"]) for key, run in by_params.items()} == {
+        (0.1, 0): ("completed", 0), (0.01, 0): ("completed", 0), (0.1, 3): ("failed", 3), (0.01, 3): ("failed", 3),
+    }  # fmt: skip
+
+    index = by_params[(0.01, 3)]["index"]
+    logs = mrunner("logs", f"{sweep_id}/{index}")
+    assert logs.returncode == 0, logs.stderr
+    expected_sha = hashlib.sha256(FAKE_TOKEN.encode()).hexdigest()[:16]
+    assert f"lr=0.01 storage=/storage folder=/storage/mrt-project/{sweep_id}/{index}-exp" in logs.stdout
+    assert f"token_sha={expected_sha}" in logs.stdout  # the pod had the token, through the Secret
+
+    jobs = batch.list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items
+    assert len(jobs) == 4
+    stored = json.dumps(batch.api_client.sanitize_for_serialization(jobs))
+    assert FAKE_TOKEN not in stored and '"secretKeyRef"' in stored
+    config_maps = core.list_namespaced_config_map(namespace, label_selector=f"mrunner/sweep={sweep_id}").items
+    assert FAKE_TOKEN not in json.dumps(core.api_client.sanitize_for_serialization(config_maps))
+    data_dir = Path(os.environ["XDG_DATA_HOME"]) / "mrunner"
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert FAKE_TOKEN.encode() not in path.read_bytes(), path
+    sweep = json.loads(mrunner("status", sweep_id, "--json").stdout)["sweep"]
+    _assert_image_free_of(k8s_service, sweep["package"]["image"], FAKE_TOKEN)
+
+    # The same code again: no build, no push; the resumed failures get new Jobs, the completed keep theirs.
+    second_id, second = submit(mrunner, "-m", "lr=0.5")
+    assert "already in the registry" in second.stderr and "building image" not in second.stderr
+    resumed = mrunner("resume", sweep_id)
+    assert resumed.returncode == 0, resumed.stderr
+    runs = wait_until(mrunner, sweep_id, ended)
+    assert sorted(run["attempt"] for run in runs) == [0, 0, 1, 1]
+    assert len(batch.list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items) == 6
+    assert wait_until(mrunner, second_id, ended)[0]["state"] == "completed"
+
+
+def test_repeated_submission_creates_no_second_job(mrunner, project, cluster, namespace):
+    """Submitting the same attempt again (an interrupted submission being retried) finds the Jobs there."""
+    from mrunner import plugins
+    from mrunner.hookspecs import SubmitOptions
+    from mrunner.reporter import Reporter
+    from mrunner.store import Store
+
+    sweep_id, _ = submit(mrunner, "-m", "lr=0.1,0.2")
+    store = Store()
+    sweep, runs = store.sweep(sweep_id), store.runs(sweep_id)
+    recorded = []
+    handled = plugins.manager().hook.mrunner_submit(
+        sweep=sweep, runs=runs, secrets={"MY_FAKE_TOKEN": FAKE_TOKEN}, options=SubmitOptions(),
+        record=recorded.extend, reporter=Reporter(quiet=True),
+    )  # fmt: skip
+    assert handled is True and [update.state for update in recorded] == ["submitted", "submitted"]
+    jobs = cluster[1].list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items
+    assert sorted(job.metadata.name for job in jobs) == sorted(run.backend_ref.split("/")[1] for run in runs)
+    assert wait_until(mrunner, sweep_id, ended)[0]["state"] == "completed"
+
+
+def test_cancel_stops_a_running_sweep(mrunner, project, cluster, namespace):
+    sweep_id, _ = submit(mrunner, "-m", "sleep=300", "lr=0.1,0.2")
+    wait_until(mrunner, sweep_id, lambda runs: all(run["state"] == "running" for run in runs))
+    cancelled = mrunner("cancel", sweep_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert [run["state"] for run in experiments(mrunner, sweep_id)] == ["cancelled", "cancelled"]
+    assert cluster[1].list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items == []
+    deadline = time.monotonic() + 60
+    while cluster[0].list_namespaced_pod(namespace, label_selector=f"mrunner/sweep={sweep_id}").items:
+        assert time.monotonic() < deadline, "the cancelled Jobs' pods are still there"
+        time.sleep(1)
+
+
+def test_api_server_refusal_is_one_clear_line(mrunner, project):
+    result = mrunner("+context=test-k8s", "context.mem=12XB", "exp.py", "lr=0.1")
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert lines[-1].startswith("mrunner: error: Kubernetes refused to create Job ")
+    assert "12XB" in lines[-1] and "HTTP 422" in lines[-1]
+
+
+def test_push_to_the_auth_registry_needs_credentials(mrunner, project, namespace, k8s_service):
+    registry = f"{k8s_service['auth_registry']}/mrunner-tests"
+    write_context(k8s_service, namespace, registry_url=registry, secrets=["MY_FAKE_TOKEN"])
+    refused = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
+    assert refused.returncode == 3, refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("mrunner: error: push of ") and "basic auth credentials" in last, last
+
+    password = Path(k8s_service["registry_password_file"]).read_text().strip()
+    write_context(
+        k8s_service, namespace, registry_url=registry, secrets=["MY_FAKE_TOKEN"],
+        registry_username=k8s_service["registry_username"], registry_password_env="MRT_REGISTRY_PASSWORD",
+    )  # fmt: skip
+    sweep_id, result = submit(mrunner, "lr=0.2", env={"MRT_REGISTRY_PASSWORD": password})
+    assert "pushed " in result.stderr
+    assert wait_until(mrunner, sweep_id, ended)[0]["state"] == "completed"
+    records = Path(os.environ["XDG_DATA_HOME"]) / "mrunner"
+    assert not any(password.encode() in p.read_bytes() for p in records.rglob("*") if p.is_file())
+
+
+def _assert_image_free_of(k8s: dict, image: str, text: str) -> None:
+    import docker
+
+    client = docker.DockerClient(base_url=k8s["docker_host"])
+    found = client.images.get(image)
+    assert text not in json.dumps(found.history()) and text not in json.dumps(found.attrs)
+    payload = b"".join(found.save())
+    assert text.encode() not in payload

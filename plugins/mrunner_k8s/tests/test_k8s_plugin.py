@@ -1,0 +1,51 @@
+"""The plugin as the command line sees it, without a cluster: context keys, dry run, import cost."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _context(**keys) -> None:
+    folder = Path(os.environ["XDG_CONFIG_HOME"]) / "mrunner" / "context"
+    folder.mkdir(parents=True, exist_ok=True)
+    context = {"backend": "kubernetes", "registry_url": "gcr.io/my-project", "project": "Vision Lab", **keys}
+    (folder / "test-k8s.yaml").write_text(json.dumps(context))
+
+
+def test_plugin_module_does_not_import_kubernetes_or_docker():
+    code = "import sys, mrunner_k8s.plugin; print(sorted(m for m in ('kubernetes', 'docker') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_dry_run_describes_image_objects_and_jobs(mrunner, tmp_path):
+    _context(cpu=4, mem="8Gi")
+    (tmp_path / "exp.py").write_text("print(1)\n")
+    result = mrunner("+context=test-k8s", "exp.py", "-m", "lr=0.1,0.01", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "build gcr.io/my-project/vision-lab:<content tag> FROM python:3.11" in result.stdout
+    assert "namespace vision-lab-" in result.stdout and "mrunner-storage (40Gi) at /storage" in result.stdout
+    assert "2 Jobs (one pod each, never restarted), cpu=4, mem=8Gi" in result.stdout
+
+
+def test_a_plain_registry_password_is_refused(mrunner, tmp_path):
+    _context(registry_password="hunter2")
+    (tmp_path / "exp.py").write_text("print(1)\n")
+    result = mrunner("+context=test-k8s", "exp.py", "--dry-run")
+    assert result.returncode == 2
+    assert "unknown key 'registry_password'" in result.stderr and "registry_password_env" in result.stderr
+
+
+def test_the_password_variable_must_be_set(mrunner, tmp_path):
+    _context(registry_username="alice", registry_password_env="MRT_UNSET_PASSWORD")
+    (tmp_path / "exp.py").write_text("print(1)\n")
+    result = mrunner("+context=test-k8s", "exp.py", "--dry-run", env={"MRT_UNSET_PASSWORD": ""})
+    assert result.returncode == 0, result.stderr  # set, even if empty
+    environment = {k: v for k, v in os.environ.items() if k != "MRT_UNSET_PASSWORD"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mrunner", "+context=test-k8s", "exp.py", "--dry-run"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and "MRT_UNSET_PASSWORD" in result.stderr.strip().splitlines()[-1]

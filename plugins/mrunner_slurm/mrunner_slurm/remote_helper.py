@@ -181,11 +181,12 @@ def submit(document):
     units = document["units"]
     names = ",".join(unit["name"] for unit in units)
     queued = {}
-    listing = subprocess.run(["squeue", "-h", "--states=all", "--name=" + names, "-o", "%j|%F"],
+    listing = subprocess.run(["squeue", "-h", "--states=all", "--name=" + names, "-o", "%j|%F|%r"],
                              capture_output=True, text=True)
     for line in listing.stdout.splitlines():
-        name, _, job = line.partition("|")
-        queued[name] = job
+        name, job, reason = (line.split("|") + ["", ""])[:3]
+        if reason != "BadConstraints":  # a refused sbatch leaves such a record: it never was a submission
+            queued[name] = job
     for unit in units:
         marker = unit["marker"]
         job = None

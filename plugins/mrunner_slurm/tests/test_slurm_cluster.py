@@ -1,0 +1,365 @@
+"""The Slurm backend against the real loopback cluster (tests/services/slurm): submissions go over SSH as
+mrtest through the real command line (or the dispatch API), and every check reads real outcomes back from
+the cluster: files the experiments wrote, Slurm's own job listing, logs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+WRITER = '''
+import json, os, sys
+config = json.load(open(os.environ["MRUNNER_CONFIG"]))
+result = {"parameters": config["parameters"], "argv": sys.argv[1:], "attempt": config["attempt"],
+          "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "weird": os.environ.get("WEIRD"),
+          "prefix": sys.prefix, "storage": os.environ["STORAGE_DIR"]}
+print("experiment", config["index"], "says hello", flush=True)
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "result.json"), "w", encoding="utf-8") as out:
+    json.dump(result, out)
+code = int(config["parameters"].get("exit", 0))
+if code and not os.path.exists(os.path.join(os.environ["STORAGE_DIR"], "heal")):
+    sys.exit(code)
+'''
+
+
+class Cluster:
+    def __init__(self, service: dict, storage: str) -> None:
+        self.service = service
+        self.storage = storage
+
+    def ssh(self, command: str, check: bool = True) -> str:
+        result = subprocess.run(
+            ["ssh", "-F", self.service["ssh_config"], self.service["alias"], command],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if check and result.returncode:
+            raise AssertionError(f"{command}: {result.stderr}")
+        return result.stdout
+
+    def read(self, path: str) -> str:
+        return self.ssh(f"cat {path}")
+
+
+@pytest.fixture
+def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path) -> Cluster:
+    """A context `test-slurm` whose storage_dir is this test's own folder on the cluster."""
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, slurm_service, storage)
+    (tmp_path / "train.py").write_text(WRITER)
+    yield Cluster(slurm_service, storage)
+
+
+def write_context(home: Path, service: dict, storage: str, name: str = "test-slurm", **extra) -> None:
+    folder = home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True, exist_ok=True)
+    context = {
+        "backend": "slurm", "slurm_url": service["alias"], "ssh_config": service["ssh_config"],
+        "storage_dir": storage, "partition": service["partition"], **extra,
+    }  # fmt: skip
+    (folder / f"{name}.yaml").write_text(json.dumps(context))
+
+
+def status(mrunner, sweep: str) -> dict:
+    result = mrunner("status", sweep, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_for(mrunner, sweep: str, predicate, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = status(mrunner, sweep)["experiments"]
+        if predicate(runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
+
+
+def result_of(cluster: Cluster, run: dict, project: str) -> dict:
+    folder = f"{cluster.storage}/{project}/{run['sweep_id']}/{run['index']}-{run['name']}"
+    return json.loads(cluster.read(f"{folder}/result.json"))
+
+
+def test_a_grid_runs_as_one_array_and_every_experiment_gets_its_parameters(cluster, mrunner, tmp_path):
+    result = mrunner("+context=test-slurm", "train.py", "-m", "lr=0.1,0.01", "seed=range(3)", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [r["state"] for r in runs] == ["completed"] * 6
+    jobs = {r["backend_ref"].split("_")[0] for r in runs}
+    assert len(jobs) == 1, "one job array for the whole sweep"
+    assert [r["backend_ref"].split("_")[1] for r in runs] == [str(i) for i in range(6)]
+    seen = [result_of(cluster, r, document["sweep"]["project"])["parameters"] for r in runs]
+    assert seen == [{"lr": lr, "seed": s} for lr in (0.1, 0.01) for s in range(3)]
+    logs = mrunner("logs", f"{sweep}/4")
+    assert logs.returncode == 0 and "experiment 4 says hello" in logs.stdout
+    # the code went into the content-addressed store and the code folder is assembled from it
+    digest = document["sweep"]["snapshot_digest"]
+    assert cluster.read(f"{cluster.storage}/.mrunner/code/{digest}/train.py") == WRITER
+    sha = hashlib.sha256(WRITER.encode()).hexdigest()
+    assert cluster.ssh(f"test -f {cluster.storage}/.mrunner/objects/{sha} && echo ok").strip() == "ok"
+
+
+def test_a_second_dispatch_of_the_same_code_sends_no_file(cluster, mrunner):
+    first = mrunner("+context=test-slurm", "train.py", "-m", "seed=1,2")
+    assert first.returncode == 0, first.stderr
+    assert "sent 1 of 1 files" in first.stderr
+    second = mrunner("+context=test-slurm", "train.py", "-m", "seed=3,4")
+    assert second.returncode == 0, second.stderr
+    assert "sent" not in second.stderr
+
+
+def test_failures_report_exit_codes_and_resume_reruns_exactly_them(cluster, mrunner):
+    result = mrunner("+context=test-slurm", "train.py", "-m", "exit=0,3", "--wait")
+    assert result.returncode == 1, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    runs = status(mrunner, sweep)["experiments"]
+    assert [(r["state"], r["exit_code"]) for r in runs] == [("completed", 0), ("failed", 3)]
+    cluster.ssh(f"touch {cluster.storage}/heal")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    runs = status(mrunner, sweep)["experiments"]
+    assert [(r["state"], r["attempt"]) for r in runs] == [("completed", 0), ("completed", 1)]
+    assert runs[1]["backend_ref"].split("_")[0] != runs[0]["backend_ref"].split("_")[0]
+    project = status(mrunner, sweep)["sweep"]["project"]
+    assert result_of(cluster, runs[1], project)["attempt"] == 1
+
+
+def test_cancel_stops_exactly_the_named_experiment_then_the_sweep(cluster, mrunner, tmp_path):
+    (tmp_path / "sleepy.py").write_text("import time\nprint('start', flush=True)\ntime.sleep(120)\n")
+    result = mrunner("+context=test-slurm", "sleepy.py", "-m", "seed=range(3)")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    runs = wait_for(mrunner, sweep, lambda runs: all(r["state"] == "running" for r in runs))
+    assert [r["state"] for r in runs] == ["running"] * 3
+    assert mrunner("cancel", f"{sweep}/1").returncode == 0
+    job = runs[0]["backend_ref"].split("_")[0]
+    time.sleep(1)
+    listing = cluster.ssh(f"squeue -h -r -j {job} -o '%i %T'")
+    assert f"{job}_1 " not in listing and f"{job}_0 RUNNING" in listing and f"{job}_2 RUNNING" in listing
+    assert [r["state"] for r in status(mrunner, sweep)["experiments"]] == ["running", "cancelled", "running"]
+    assert mrunner("cancel", sweep).returncode == 0
+    time.sleep(1)
+    assert cluster.ssh(f"squeue -h -r -j {job} -t PENDING,RUNNING -o '%i'", check=False).strip() == ""
+    runs = wait_for(mrunner, sweep, lambda runs: all(r["state"] == "cancelled" for r in runs), 10)
+    assert [r["state"] for r in runs] == ["cancelled"] * 3
+
+
+def test_logs_follow_streams_until_the_experiment_ends(cluster, mrunner, tmp_path):
+    (tmp_path / "talk.py").write_text("import time\nfor i in range(4):\n    print('line', i, flush=True)\n    time.sleep(1)\n")
+    result = mrunner("+context=test-slurm", "talk.py")
+    sweep = result.stdout.strip().splitlines()[-1]
+    started = time.monotonic()
+    followed = mrunner("logs", f"{sweep}/0", "-f", timeout=60)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.splitlines() == [f"line {i}" for i in range(4)]
+    assert time.monotonic() - started < 30
+    assert status(mrunner, sweep)["experiments"][0]["state"] == "completed"
+
+
+@pytest.mark.parametrize("gpu,expected", [(1, {"0", "1"}), (2, {"0,1"})])
+def test_a_gpu_request_becomes_gres_and_sets_cuda_visible_devices(cluster, mrunner, mrunner_home, gpu, expected):
+    write_context(mrunner_home, cluster.service, cluster.storage, gpu=gpu)
+    result = mrunner("+context=test-slurm", "train.py", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    run = document["experiments"][0]
+    assert result_of(cluster, run, document["sweep"]["project"])["cuda"] in expected
+
+
+def test_a_refused_gpu_request_shows_slurms_message_and_leaves_resumable_records(cluster, mrunner, mrunner_home):
+    write_context(mrunner_home, cluster.service, cluster.storage, gpu=3)
+    result = mrunner("+context=test-slurm", "train.py", "-m", "seed=1,2")
+    assert result.returncode == 3
+    assert "sbatch refused" in result.stderr and "Requested node configuration is not available" in result.stderr
+    sweep = re.search(r"mrunner resume (\S+)`", result.stderr).group(1)
+    assert [r["state"] for r in status(mrunner, sweep)["experiments"]] == ["planned", "planned"]
+    assert "Requested node configuration" in mrunner("resume", sweep).stderr
+
+
+def test_parameters_with_shell_syntax_and_unicode_arrive_exactly(cluster, mrunner, tmp_path):
+    hostile = ["it's \"quoted\"", "a  b\tc", "$(touch /tmp/pwned)", "`id`", "line1\nline2", "zażółć 日本 ✓", "--x=$HOME;*"]
+    (tmp_path / "spec.py").write_text(
+        "from mrunner import create_experiments\n"
+        f"experiments_list = create_experiments('train.py', params_grid={{'text': {hostile!r}}},"
+        f" script_args={hostile[:5]!r}, env={{'WEIRD': {hostile[4] + hostile[2]!r}}})\n"
+    )
+    result = mrunner("+context=test-slurm", "spec.py", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    for run, text in zip(document["experiments"], hostile):
+        seen = result_of(cluster, run, document["sweep"]["project"])
+        assert seen["parameters"] == {"text": text}
+        assert seen["argv"] == hostile[:5]
+        assert seen["weird"] == hostile[4] + hostile[2]
+    assert cluster.ssh("test -e /tmp/pwned && echo yes || echo no").strip() == "no"
+
+
+def test_a_sweep_larger_than_max_array_size_is_split_into_arrays(cluster, mrunner, small_max_array_size):
+    result = mrunner("+context=test-slurm", "train.py", "-m", "seed=range(10)", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [r["state"] for r in runs] == ["completed"] * 10
+    jobs = [r["backend_ref"].split("_")[0] for r in runs]
+    assert len(set(jobs)) == 3, "10 experiments at MaxArraySize=4: arrays of 4, 4 and 2"
+    assert max(int(r["backend_ref"].split("_")[1]) for r in runs) <= 3
+    assert [result_of(cluster, r, document["sweep"]["project"])["parameters"]["seed"] for r in runs] == list(range(10))
+
+
+@pytest.fixture
+def small_max_array_size(slurm_service):
+    start = Path(__file__).resolve().parents[3] / "tests" / "services" / "slurm" / "start.sh"
+    subprocess.run([str(start)], env={**os.environ, "SLURM_MAX_ARRAY_SIZE": "4"}, check=True, capture_output=True)
+    yield 4
+    subprocess.run([str(start)], env={**os.environ, "SLURM_MAX_ARRAY_SIZE": str(slurm_service["max_array_size"])},
+                   check=True, capture_output=True)  # fmt: skip
+
+
+def test_requirements_file_builds_a_virtualenv_once_and_reuses_it(cluster, mrunner, mrunner_home, tmp_path):
+    (tmp_path / "requirements.txt").write_text("# nothing needed\n")
+    write_context(mrunner_home, cluster.service, cluster.storage, requirements_file="requirements.txt")
+    first = mrunner("+context=test-slurm", "train.py", "--wait")
+    assert first.returncode == 0, first.stderr
+    assert "virtualenv built" in first.stderr
+    document = status(mrunner, first.stdout.strip().splitlines()[-1])
+    prefix = result_of(cluster, document["experiments"][0], document["sweep"]["project"])["prefix"]
+    assert prefix.startswith(f"{cluster.storage}/.mrunner/venvs/")
+    second = mrunner("+context=test-slurm", "train.py", "seed=2", "--wait")
+    assert second.returncode == 0, second.stderr
+    assert "virtualenv built" not in second.stderr
+
+
+def test_an_unknown_host_key_is_refused_with_its_fingerprint(cluster, mrunner, mrunner_home, tmp_path):
+    (tmp_path / "empty_known_hosts").write_text("")
+    config = Path(cluster.service["ssh_config"]).read_text()
+    config = re.sub(r"UserKnownHostsFile .*", f"UserKnownHostsFile {tmp_path / 'empty_known_hosts'}", config)
+    (tmp_path / "ssh_config").write_text(config)
+    write_context(mrunner_home, {**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}, cluster.storage)
+    result = mrunner("+context=test-slurm", "train.py")
+    assert result.returncode == 3
+    assert cluster.service["host_key_fingerprint"] in result.stderr
+    assert "ssh-keyscan -p 2222 127.0.0.1" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "empty_known_hosts").read_text() == "", "never written on trust"
+
+
+def test_an_unreachable_host_is_a_clear_error(cluster, mrunner, mrunner_home):
+    write_context(mrunner_home, {**cluster.service, "alias": "mrtest@127.0.0.1:1"}, cluster.storage)
+    started = time.monotonic()
+    result = mrunner("+context=test-slurm", "train.py")
+    assert result.returncode == 3
+    assert "cannot reach" in result.stderr and "127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean(cluster, mrunner, tmp_path):
+    from mrunner_slurm import deploy, ssh
+    from mrunner import snapshot
+    from mrunner.reporter import Reporter
+
+    for i in range(24):
+        (tmp_path / f"blob{i}.bin").write_bytes(os.urandom(100_000))
+    frozen = snapshot.take(tmp_path)
+    context = {"slurm_url": cluster.service["alias"], "ssh_config": cluster.service["ssh_config"]}
+    connection = ssh.connection(context)
+    real_stream = deploy.stream
+
+    def cut(manifest, sources):
+        for number, chunk in enumerate(real_stream(manifest, sources)):
+            if number == 4:  # about 1 MiB of 2.4 MiB sent: the connection drops
+                connection.client.close()
+                raise OSError("connection dropped")
+            yield chunk
+
+    deploy.stream = cut
+    try:
+        with pytest.raises(Exception):
+            deploy.deploy(connection, cluster.storage, frozen.path, Reporter(quiet=True))
+    finally:
+        deploy.stream = real_stream
+        ssh.close_all()
+    objects = f"{cluster.storage}/.mrunner/objects"
+    check = cluster.ssh(f"cd {objects} && for f in *; do [ \"$(sha256sum < \"$f\" | cut -c1-64)\" = \"$f\" ] || echo BAD $f; done; ls | wc -l")
+    assert "BAD" not in check
+    assert int(check.split()[-1]) < 25, "some objects arrived before the cut, not all"
+    assert cluster.ssh(f"ls {cluster.storage}/.mrunner/code", check=False).strip() == ""
+    result = mrunner("+context=test-slurm", "train.py", "--wait")
+    assert result.returncode == 0, result.stderr
+    document = status(mrunner, result.stdout.strip().splitlines()[-1])
+    assert document["experiments"][0]["state"] == "completed"
+    code = f"{cluster.storage}/.mrunner/code/{document['sweep']['snapshot_digest']}"
+    sums = cluster.ssh(f"cd {code} && sha256sum blob*.bin")
+    for line in sums.splitlines():
+        sha, name = line.split()
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == sha
+
+
+def test_a_secret_reaches_the_experiment_and_nothing_else(cluster, mrunner, mrunner_home, tmp_path):
+    token = f"FAKE-{uuid.uuid4().hex}-TOKEN"
+    (tmp_path / "secret.py").write_text(
+        "import hashlib, os, time\n"
+        "seen = hashlib.sha256(os.environ['MY_FAKE_TOKEN'].encode()).hexdigest()\n"
+        "open(os.path.join(os.environ['MRUNNER_EXPERIMENT_DIR'], 'seen'), 'w').write(seen)\n"
+        "time.sleep(3)\n"
+    )
+    write_context(mrunner_home, cluster.service, cluster.storage, secrets=["MY_FAKE_TOKEN"])
+    result = mrunner("+context=test-slurm", "secret.py", env={"MY_FAKE_TOKEN": token})
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    runs = wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "running")
+    job = runs[0]["backend_ref"].split("_")[0]
+    while_running = cluster.ssh(f"scontrol show job {job}; scontrol show job -d {job}; squeue -a -o '%all'; "
+                                f"scontrol write batch_script {job} -")  # fmt: skip
+    runs = wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "completed")
+    assert runs[0]["state"] == "completed"
+    project = status(mrunner, sweep)["sweep"]["project"]
+    folder = f"{cluster.storage}/{project}/{sweep}"
+    assert cluster.read(f"{folder}/{runs[0]['index']}-{runs[0]['name']}/seen") == hashlib.sha256(token.encode()).hexdigest()
+    assert cluster.ssh(f"stat -c %a {folder}/.secrets.env").strip() == "600"
+    everything = cluster.ssh(f"grep -r -l -F --exclude=.secrets.env -- {token} {cluster.storage}; true")
+    assert everything.strip() == "", f"the secret leaked into {everything}"
+    assert token not in while_running
+    assert token not in result.stdout + result.stderr + mrunner("logs", f"{sweep}/0").stdout
+    for database in (mrunner_home / "data").rglob("*.db*"):
+        assert token.encode() not in database.read_bytes()
+    assert token not in cluster.ssh("cat /tmp/mrunner-services/slurm/slurmctld.log /tmp/mrunner-services/slurm/jobcomp.txt", check=False)
+
+
+def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunner, tmp_path):
+    """mrunner died after sbatch but before recording: submitting the same attempt again must not make a second job."""
+    from mrunner import dispatch
+    from mrunner.records import PLANNED, RunUpdate
+    from mrunner.reporter import Reporter
+    from mrunner.hookspecs import SubmitOptions
+    from mrunner.store import Store
+    from mrunner import snapshot
+
+    (tmp_path / "sleepy.py").write_text("import time\ntime.sleep(5)\n")
+    os.chdir(tmp_path)
+    plan = dispatch.Plan(dispatch.Request(target=Path("sleepy.py"), overrides=["seed=1,2"], multirun=True,
+                                          context_name="test-slurm"))  # fmt: skip
+    store = Store()
+    sweep, runs = dispatch.submit(plan, store, Reporter(quiet=True))
+    first = [r.backend_ref for r in store.runs(sweep.id)]
+    store.apply(sweep.id, [RunUpdate(r.index, PLANNED, backend_ref="") for r in runs], keep_terminal=False)
+    again = store.runs(sweep.id)
+    dispatch.hand_over(sweep, again, snapshot.load(sweep.snapshot_digest).path, store, Reporter(quiet=True), SubmitOptions())
+    assert [r.backend_ref for r in store.runs(sweep.id)] == first
+    job = first[0].split("_")[0]
+    names = cluster.ssh(f"squeue -h --states=all -o '%j' -u mrtest | grep -c mrunner-{sweep.id}").strip()
+    assert names == "1", "exactly one job array for the sweep"
+    cluster.ssh(f"scancel {job}")

@@ -90,7 +90,7 @@ def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]
     loader = ConfigLoaderImpl(config_search_path=search_path)
     hydra_overrides = [f"context={chosen}", *(_forcing(o) for o in overrides)]
     try:
-        config = loader.load_configuration("config", overrides=hydra_overrides, run_mode=RunMode.RUN)
+        config = loader.load_configuration("mrunner", overrides=hydra_overrides, run_mode=RunMode.RUN)
         context = OmegaConf.to_container(config.context, resolve=True)
     except MissingConfigException as error:
         raise MrunnerError(f"context {chosen}: {str(error).splitlines()[0]}") from None

@@ -93,7 +93,8 @@ def _select(root: Path, exclude: Sequence[str]) -> list[str]:
         candidates = sorted({name for name in listed.split("\0") if name})
     else:
         candidates = _walk(root, _ignore_spec(root / ".gitignore", []))
-    spec = _ignore_spec(root / ".mrunnerignore", [*ALWAYS_EXCLUDED, *exclude])
+    own = [f"/{p.relative_to(root).as_posix()}/" for p in (paths.data_dir().resolve(),) if root in p.parents]
+    spec = _ignore_spec(root / ".mrunnerignore", [*ALWAYS_EXCLUDED, *own, *exclude])
     return [name for name in candidates if not spec.match_file(name)]
 
 

@@ -78,8 +78,9 @@ def load_spec(path: Path, variable: str = DEFAULT_VARIABLE) -> list[Experiment]:
 
 
 def _where(error: BaseException, path: Path) -> str:
-    resolved = str(path.resolve())
-    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == resolved]
+    resolved = path.resolve()
+    frames = traceback.extract_tb(error.__traceback__)
+    lines = [frame.lineno for frame in frames if Path(frame.filename).resolve() == resolved]
     return f" at line {lines[-1]}" if lines else ""
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from mrunner import paths
 from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
-from mrunner.records import ACTIVE, LOST, SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
 
@@ -44,9 +44,8 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
         return None
     from mrunner_local.supervisor import parallelism
 
-    slots = min(parallelism(context), count)
     gpus = context.get("gpus") or []
-    lines = [f"run {count} subprocess{'es' * (count != 1)} from a snapshot of the code, {slots} at a time"]
+    lines = [f"run {count} subprocess{'es' * (count != 1)} from a snapshot of the code, at most {parallelism(context)} at a time"]
     if gpus:
         lines.append(f"hand out GPUs {', '.join(map(str, gpus))}, {context['gpus_per_experiment']} per experiment")
     lines.append(f"outputs and logs under {context['storage_dir']}")
@@ -97,15 +96,11 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
     """The supervisor records states as they change; here only runs whose supervisor died are found out."""
     if not _ours(sweep.backend):
         return None
-    from mrunner_local.supervisor import supervisor_alive
+    from mrunner_local.supervisor import reconcile, supervisor_alive
 
     if supervisor_alive(sweep):
         return []
-    return [
-        RunUpdate(run.index, LOST, detail="its supervisor is gone (killed, or the machine restarted)")
-        for run in runs
-        if run.state in ACTIVE
-    ]
+    return reconcile(sweep, [run for run in runs if run.state in ACTIVE])
 
 
 @hookimpl

@@ -20,11 +20,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mrunner.records import CANCELLED, COMPLETED, FAILED, RUNNING, SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
 
 KILL_GRACE_SECONDS = 5.0
+EXIT_CODE_FILE = ".exit_code"
+# The experiment runs under a tiny shell that writes its exit code next to its output. If mrunner itself is
+# killed, the experiment still finishes (it leads its own session), and `status` learns how it ended from
+# this file instead of calling it lost and letting `resume` run it twice.
+_RECORD_EXIT = 'code=0; "$@" || code=$?; printf "%s\\n" "$code" > "$MRUNNER_EXPERIMENT_DIR/' + EXIT_CODE_FILE + '"; exit "$code"'
 
 
 def parallelism(context: Mapping[str, Any]) -> int:
@@ -138,6 +143,7 @@ class Supervisor:
         log = folder / "output.log"
         if run.attempt and log.exists():
             log.rename(folder / f"output.log.{run.attempt - 1}")
+        (folder / EXIT_CODE_FILE).unlink(missing_ok=True)
         config_file = folder / "mrunner_config.yaml"
         config_file.write_text(json.dumps(run.config_document(self.sweep), indent=1))  # JSON is YAML too
         env = {
@@ -151,8 +157,8 @@ class Supervisor:
         with open(log, "wb") as output:
             try:
                 child = subprocess.Popen(
-                    run.command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
-                    stderr=subprocess.STDOUT, start_new_session=True,
+                    ["/bin/sh", "-c", _RECORD_EXIT, "mrunner-experiment", *run.command], cwd=cwd, env=env,
+                    stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
                 )  # fmt: skip
             except OSError as error:
                 output.write(f"mrunner: cannot start {run.command[0]}: {error}\n".encode())
@@ -161,7 +167,7 @@ class Supervisor:
                 return
             with self.lock:
                 self.children[run.index] = child
-            self.record(RunUpdate(run.index, RUNNING, backend_ref=f"pid:{child.pid}"))
+            self.record(RunUpdate(run.index, RUNNING, backend_ref=f"pid:{_identity(child.pid)}"))
             code = child.wait()
         with self.lock:
             self.children.pop(run.index, None)
@@ -240,7 +246,7 @@ def cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
     store = Store()
     updates = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs]
     store.apply(sweep.id, updates)
-    pids = [int(run.backend_ref.split(":", 1)[1]) for run in runs if (run.backend_ref or "").startswith("pid:")]
+    pids = [pid for pid in map(_pid_of, runs) if pid is not None]
     for pid in pids:
         _terminate(pid)
     deadline = time.monotonic() + KILL_GRACE_SECONDS
@@ -249,6 +255,33 @@ def cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
         time.sleep(0.05)
     for pid in pids:
         _kill(pid, signal.SIGKILL)
+    return updates
+
+
+def _pid_of(run: Run) -> int | None:
+    """The pid of a running experiment, if it is still that process (``backend_ref`` is ``pid:PID@START``)."""
+    ref = run.backend_ref or ""
+    if not ref.startswith("pid:"):
+        return None
+    pid = int(ref[4:].split("@", 1)[0])
+    return pid if _identity(pid) == ref[4:] else None
+
+
+def reconcile(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
+    """States of a sweep whose supervisor is gone: finished experiments left their exit code behind, live
+    ones keep running, and the rest are lost (so `resume` runs them, and only them, again)."""
+    updates = []
+    for run in runs:
+        exit_file = experiment_dir(sweep, run) / EXIT_CODE_FILE
+        if run.state == RUNNING and exit_file.exists():
+            text = exit_file.read_text().strip()
+            if text.lstrip("-").isdigit():
+                code = int(text)
+                updates.append(RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code))
+                continue
+        if run.state == RUNNING and _pid_of(run) is not None:
+            continue
+        updates.append(RunUpdate(run.index, LOST, detail="its supervisor is gone (killed, or the machine restarted)"))
     return updates
 
 

@@ -1,0 +1,101 @@
+"""Bad input: each a clear one-line error, a non-zero exit, no traceback, nothing submitted or recorded."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+SCRIPT = "from mrunner import get_configuration\nprint(get_configuration())\n"
+
+
+def recorded_sweeps(home: Path) -> int:
+    db = home / "data" / "mrunner" / "records.db"
+    if not db.exists():
+        return 0
+    return sqlite3.connect(db).execute("SELECT COUNT(*) FROM sweeps").fetchone()[0]
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mrunner: error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "train.py").write_text(SCRIPT)
+    return tmp_path
+
+
+def write_context(home: Path, name: str, text: str) -> None:
+    folder = home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(text)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        ([], ["no TARGET"]),
+        (["missing.py"], ["target missing.py does not exist"]),
+        (["train.py", "lr=0.1,0.01"], ["'lr=0.1,0.01' is a sweep of 2 values", "add -m"]),
+        (["train.py", "-m", "lr=0.1,,2"], ["invalid override 'lr=0.1,,2' at character 8"]),
+        (["train.py", "-m", "lr=range(5,1)"], ["grid is empty"]),
+        (["train.py", "+context=nowhere"], ["unknown context 'nowhere'", "local"]),
+        (["train.py", "context.max_paralel=2"], ["unknown key 'max_paralel'", "did you mean 'max_parallel'", "valid keys:"]),
+        (["train.py", "context.max_parallel=many"], ["'max_parallel' must be int"]),
+        (["train.py", "--partition", "gpu"], ["unknown key 'partition'"]),
+    ],
+)
+def test_bad_command_lines(mrunner, project, mrunner_home, args, fragments):
+    result = mrunner(*args)
+    assert_one_line_error(result, *fragments)
+    assert recorded_sweeps(mrunner_home) == 0
+
+
+@pytest.mark.parametrize(
+    "spec, fragments",
+    [
+        ("x = 1\nexperiments_list = x\ndel experiments_list\n", ["does not define experiments_list"]),
+        ("experiments_list = []\nraise ValueError('bad grid')\n", ["raised ValueError at line 2: bad grid"]),
+    ],
+)
+def test_bad_spec_files(mrunner, project, mrunner_home, spec, fragments):
+    (project / "spec.py").write_text(spec)
+    assert_one_line_error(mrunner("spec.py", "--dry-run"), "spec spec.py", *fragments)
+    assert recorded_sweeps(mrunner_home) == 0
+
+
+def test_backend_not_installed_names_the_package(mrunner, project, mrunner_home):
+    write_context(mrunner_home, "cluster", "backend: slurm\nslurm_url: somewhere\n")
+    result = mrunner("train.py", "+context=cluster", env={"MRUNNER_PLUGINS": "local"})
+    assert_one_line_error(result, "backend 'slurm' is not installed", "pip install mrunner-slurm", "installed backends: local")
+    write_context(mrunner_home, "odd", "backend: quantum\n")
+    assert_one_line_error(mrunner("train.py", "context=odd"), "backend 'quantum' is not installed")
+
+
+def test_unreadable_yaml(mrunner, project, mrunner_home):
+    write_context(mrunner_home, "broken", "backend: local\nmax_parallel: [1\n")
+    result = mrunner("train.py", "+context=broken")
+    assert_one_line_error(result, "broken.yaml is not valid YAML at line")
+    assert recorded_sweeps(mrunner_home) == 0
+
+
+def test_debug_shows_the_traceback(mrunner, project):
+    result = mrunner("--debug", "train.py", "+context=nowhere")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_current_context_is_used_when_none_is_named(mrunner, project, mrunner_home):
+    write_context(mrunner_home, "mine", "backend: local\nmax_parallel: 1\n")
+    assert mrunner("config", "set", "current_context", "mine").returncode == 0
+    result = mrunner("train.py", "--dry-run")
+    assert "context mine" in result.stdout and "at most 1 at a time" in result.stdout
+    assert os.path.exists(mrunner_home / "config" / "mrunner" / "config.yaml")

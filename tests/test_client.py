@@ -1,0 +1,52 @@
+"""The experiment's side: get_configuration() and what importing mrunner costs there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mrunner.client import Config, get_configuration
+
+HEAVY = {"hydra", "omegaconf", "yaml", "pluggy", "rich", "paramiko", "kubernetes", "docker", "neptune", "pathspec"}
+
+
+def test_parameters_by_attribute_and_key(tmp_path, monkeypatch):
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps({"parameters": {"lr": 0.1, "model": {"depth": 3}, "layers": [{"n": 1}]}, "name": "x"}))
+    monkeypatch.setenv("MRUNNER_CONFIG", str(path))
+    config = get_configuration()
+    assert config.lr == config["lr"] == 0.1
+    assert config.model.depth == 3 and config.layers[0].n == 1
+    assert isinstance(config, dict) and isinstance(config.model, Config)
+    with pytest.raises(AttributeError, match="no parameter 'nope'; parameters: lr, model, layers"):
+        config.nope
+
+
+def test_a_hand_written_yaml_file_works(tmp_path, monkeypatch):
+    path = tmp_path / "mine.yaml"
+    path.write_text("parameters:\n  lr: 0.5\n  name: run one\n")
+    monkeypatch.setenv("MRUNNER_CONFIG", str(path))
+    assert get_configuration() == {"lr": 0.5, "name": "run one"}
+
+
+def test_outside_mrunner_it_says_how_to_run(monkeypatch):
+    monkeypatch.delenv("MRUNNER_CONFIG", raising=False)
+    with pytest.raises(RuntimeError, match=r"MRUNNER_CONFIG is not set.*Run it with `mrunner"):
+        get_configuration()
+
+
+def test_reading_parameters_imports_nothing_heavy_and_leaves_flags_alone(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps({"parameters": {"lr": 0.1}}))
+    code = (
+        "import sys, mrunner; c = mrunner.get_configuration(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & %r), sys.argv[1:], c.lr)" % (HEAVY,)
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--lr", "7", "--flag"], env={"MRUNNER_CONFIG": str(path)},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == "[] ['--lr', '7', '--flag'] 0.1"

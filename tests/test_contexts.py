@@ -1,0 +1,97 @@
+"""`mrunner context ...` and `mrunner config ...` as a user types them."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import yaml
+
+
+def context_file(home: Path, name: str) -> Path:
+    return home / "config" / "mrunner" / "context" / f"{name}.yaml"
+
+
+def test_add_show_use_copy_delete(mrunner, mrunner_home):
+    listing = mrunner("context")
+    assert listing.returncode == 0 and "* " in listing.stdout and "local" in listing.stdout  # local is the default
+    added = mrunner("context", "add", "--name", "box", "--type", "local", "--storage", "/data/runs",
+                    "--resources", "max_parallel=3", "gpus=[0,1]")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "active context: box (the first one added)" in added.stdout
+    assert yaml.safe_load(context_file(mrunner_home, "box").read_text()) == {
+        "backend": "local", "storage_dir": "/data/runs", "max_parallel": 3, "gpus": [0, 1]
+    }  # fmt: skip
+    assert "* " in [line for line in mrunner("context", "list").stdout.splitlines() if " box " in line][0]
+    shown = mrunner("context", "show", "box", "--keys")
+    assert "max_parallel: 3" in shown.stdout and "#   gpus_per_experiment: int" in shown.stdout
+    assert mrunner("context", "copy", "box", "box2").returncode == 0
+    assert mrunner("context", "use", "box2").returncode == 0
+    assert "current_context: box2" in mrunner("config").stdout
+    assert mrunner("context", "delete", "box2").returncode == 0
+    assert "current_context: " in mrunner("config").stdout and "box2" not in mrunner("config").stdout
+    refused = mrunner("context", "delete", "local")
+    assert refused.returncode != 0 and "shipped with mrunner" in refused.stderr
+
+
+def test_add_validates_against_the_backend_schema(mrunner, mrunner_home):
+    result = mrunner("context", "add", "--name", "bad", "--backend", "local", "cpus=4")
+    assert result.returncode != 0
+    assert "unknown key 'cpus'" in result.stderr and "valid keys:" in result.stderr
+    assert not context_file(mrunner_home, "bad").exists()
+
+
+def test_edit_opens_the_editor_on_your_own_copy_and_validates(mrunner, mrunner_home, tmp_path):
+    editor = tmp_path / "editor.py"
+    editor.write_text(textwrap.dedent("""
+        import sys
+        with open(sys.argv[1], "a") as f:
+            f.write("max_parallel: 7\\n")
+    """))
+    result = mrunner("context", "edit", "local", env={"EDITOR": f"{sys.executable} {editor}"})
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(context_file(mrunner_home, "local").read_text()) == {"backend": "local", "max_parallel": 7}
+    assert "at most 7 at a time" in "".join(mrunner("run", "x.py", "--dry-run", cwd=_script(tmp_path)).stdout)
+
+
+def _script(folder: Path) -> Path:
+    (folder / "x.py").write_text("print(1)\n")
+    return folder
+
+
+def test_import_the_original_config(mrunner, mrunner_home, tmp_path):
+    original = tmp_path / "config.yaml"
+    original.write_text(textwrap.dedent("""
+        contexts:
+          plgrid:
+            context_name: plgrid
+            backend_type: slurm
+            slurm_url: user@pro.cyfronet.pl
+            storage_dir: /net/scratch
+            partition: plgrid
+          workstation:
+            type: local
+            resources: "max_parallel=2"
+        current_context: workstation
+    """))
+    result = mrunner("context", "import", str(original))
+    assert result.returncode == 0, result.stderr
+    assert "imported workstation" in result.stdout
+    assert yaml.safe_load(context_file(mrunner_home, "workstation").read_text()) == {"backend": "local", "max_parallel": 2}
+    assert yaml.safe_load(context_file(mrunner_home, "plgrid").read_text())["backend"] == "slurm"
+    assert "current_context: workstation" in mrunner("config", "show").stdout
+
+
+def test_user_context_shadows_the_shipped_one(mrunner, mrunner_home, tmp_path):
+    context_file(mrunner_home, "local").parent.mkdir(parents=True)
+    context_file(mrunner_home, "local").write_text("backend: local\nmax_parallel: 5\n")
+    assert "at most 5 at a time" in mrunner("x.py", "--dry-run", cwd=_script(tmp_path)).stdout
+
+
+def test_context_keys_for_one_run(mrunner, tmp_path):
+    result = mrunner("x.py", "context.max_parallel=4", "--dry-run", cwd=_script(tmp_path))
+    assert "at most 4 at a time" in result.stdout
+    result = mrunner("--context", "local", "x.py", "-m", "a=1,2,3", "context.max_parallel=9", "--dry-run",
+                     cwd=_script(tmp_path))  # fmt: skip
+    assert "3 experiments" in result.stdout and "at most 9 at a time" in result.stdout

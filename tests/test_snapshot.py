@@ -1,0 +1,113 @@
+"""The code snapshot: what goes in, its digest, its isolation from later edits."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mrunner import snapshot
+from mrunner.errors import MrunnerError
+
+
+def make_project(root: Path) -> Path:
+    (root / "pkg").mkdir(parents=True)
+    (root / "train.py").write_text("print('train')\n")
+    (root / "pkg" / "model.py").write_text("X = 1\n")
+    (root / "data").mkdir()
+    (root / "data" / "big.bin").write_bytes(b"\0" * 100)
+    (root / "notes.tmp").write_text("scratch")
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    (root / ".gitignore").write_text("data/\n")
+    (root / ".mrunnerignore").write_text("*.tmp\n")
+    return root
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def test_outside_git_the_ignore_files_and_defaults_apply(tmp_path):
+    root = make_project(tmp_path / "project")
+    frozen = snapshot.take(root, exclude=["pkg/"], store=tmp_path / "store")
+    assert sorted(frozen.files) == [".gitignore", ".mrunnerignore", "train.py"]
+    assert frozen.git_commit is None and frozen.git_dirty is None
+    assert (frozen.path / "train.py").read_text() == "print('train')\n"
+
+
+def test_in_git_nested_gitignores_count_and_commit_and_dirtiness_are_recorded(tmp_path):
+    root = make_project(tmp_path / "project")
+    (root / "pkg" / ".gitignore").write_text("generated.py\n")
+    (root / "pkg" / "generated.py").write_text("# generated\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = snapshot.take(root, store=tmp_path / "store")
+    assert sorted(clean.files) == [".gitignore", ".mrunnerignore", "pkg/.gitignore", "pkg/model.py", "train.py"]
+    assert clean.git_commit == git(root, "rev-parse", "HEAD").strip()
+    assert clean.git_dirty is False
+    (root / "new.py").write_text("untracked but not ignored\n")
+    dirty = snapshot.take(root, store=tmp_path / "store")
+    assert "new.py" in dirty.files and dirty.git_dirty is True
+
+
+def test_digest_is_stable_and_changes_with_content_or_mode(tmp_path):
+    root = make_project(tmp_path / "project")
+    first = snapshot.take(root, store=tmp_path / "store")
+    assert snapshot.take(root, store=tmp_path / "store").digest == first.digest
+    (root / "train.py").write_text("print('changed')\n")
+    second = snapshot.take(root, store=tmp_path / "store")
+    assert second.digest != first.digest
+    (root / "train.py").chmod(0o755)
+    third = snapshot.take(root, store=tmp_path / "store")
+    assert third.digest != second.digest and third.files["train.py"][1] == 0o755
+
+
+def test_editing_the_project_later_does_not_change_the_snapshot(tmp_path):
+    root = make_project(tmp_path / "project")
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    (root / "train.py").write_text("print('edited while queued')\n")
+    assert (frozen.path / "train.py").read_text() == "print('train')\n"
+    assert snapshot.load(frozen.digest, store=tmp_path / "store").files == frozen.files
+
+
+def test_paths_to_copy_land_at_the_top(tmp_path):
+    root = make_project(tmp_path / "project")
+    extra = tmp_path / "shared_lib"
+    extra.mkdir()
+    (extra / "util.py").write_text("U = 1\n")
+    frozen = snapshot.take(root, paths_to_copy=[str(extra)], store=tmp_path / "store")
+    assert (frozen.path / "shared_lib" / "util.py").read_text() == "U = 1\n"
+    with pytest.raises(MrunnerError, match="does not exist"):
+        snapshot.take(root, paths_to_copy=[str(tmp_path / "missing")], store=tmp_path / "store")
+
+
+def test_an_interrupted_copy_leaves_no_tree_a_later_sweep_would_trust(tmp_path, monkeypatch):
+    root = make_project(tmp_path / "project")
+    calls = {"n": 0}
+    real_copy = snapshot.shutil.copyfile
+
+    def failing_copy(source, destination):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_copy(source, destination)
+
+    monkeypatch.setattr(snapshot.shutil, "copyfile", failing_copy)
+    with pytest.raises(KeyboardInterrupt):
+        snapshot.take(root, store=tmp_path / "store")
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "store" / "trees").iterdir()] == []
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    assert all((frozen.path / name).exists() for name in frozen.files)
+
+
+def test_mrunner_data_inside_the_project_is_never_snapshotted(tmp_path, monkeypatch):
+    root = make_project(tmp_path / "project")
+    monkeypatch.setenv("XDG_DATA_HOME", str(root / "xdg"))
+    (root / "xdg" / "mrunner").mkdir(parents=True)
+    (root / "xdg" / "mrunner" / "records.db").write_text("db")
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    assert not any(name.startswith("xdg/") for name in frozen.files)

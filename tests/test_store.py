@@ -1,0 +1,89 @@
+"""The records database."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from mrunner.errors import MrunnerError
+from mrunner.records import CANCELLED, COMPLETED, FAILED, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.store import Store
+
+
+def a_sweep(sweep_id: str = "brave-turing-000001", context: str = "local", count: int = 3) -> tuple[Sweep, list[Run]]:
+    sweep = Sweep(
+        id=sweep_id, name="train", created_at=time.time(), context_name=context, backend="local",
+        context={"backend": "local"}, project="p", snapshot_digest="d" * 64, project_dir="/p",
+    )  # fmt: skip
+    runs = [Run(sweep_id, i, f"{sweep_id[-6:]}{i:010d}", "train", {"i": i}, ["python3", "t.py"]) for i in range(count)]
+    return sweep, runs
+
+
+def test_round_trip_and_history(tmp_path):
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep()
+    store.add_sweep(sweep, runs)
+    store.apply(sweep.id, [RunUpdate(0, SUBMITTED, backend_ref="job-7")])
+    store.apply(sweep.id, [RunUpdate(0, COMPLETED, exit_code=0)])
+    run = store.run(sweep.id, 0)
+    assert (run.state, run.exit_code, run.backend_ref, run.parameters) == (COMPLETED, 0, "job-7", {"i": 0})
+    assert [h[1] for h in store.history(sweep.id, 0)] == ["planned", "submitted", "completed"]
+    assert store.sweep("brave-tur").id == sweep.id
+
+
+def test_an_ended_experiment_keeps_its_final_state(tmp_path):
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep()
+    store.add_sweep(sweep, runs)
+    store.apply(sweep.id, [RunUpdate(1, CANCELLED)])
+    assert store.apply(sweep.id, [RunUpdate(1, FAILED, exit_code=-15)]) == []  # the late exit of a killed child
+    assert store.run(sweep.id, 1).state == CANCELLED
+
+
+def test_prefixes_must_be_unambiguous(tmp_path):
+    store = Store(tmp_path / "r.db")
+    for sweep_id in ("calm-curie-aaaaaa", "calm-curie-bbbbbb"):
+        store.add_sweep(*a_sweep(sweep_id))
+    with pytest.raises(MrunnerError, match="ambiguous"):
+        store.sweep("calm-curie")
+    with pytest.raises(MrunnerError, match="no sweep"):
+        store.sweep("nothing")
+    sweep, run = store.find_run("calm-curie-aaaaaa/2")
+    assert (sweep.id, run.index) == ("calm-curie-aaaaaa", 2)
+    assert store.find_run("bbbbbb0000000001")[1].sweep_id == "calm-curie-bbbbbb"
+
+
+def test_already_submitted_means_active_or_completed_on_the_same_context(tmp_path):
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep()
+    store.add_sweep(sweep, runs)
+    store.apply(sweep.id, [RunUpdate(0, RUNNING), RunUpdate(1, FAILED, exit_code=1)])
+    found = store.already_submitted([r.id for r in runs], "local")
+    assert set(found) == {runs[0].id}
+    assert store.already_submitted([r.id for r in runs], "other-context") == {}
+
+
+def _writer(path: str, sweep_id: str, worker: int) -> None:
+    store = Store(path)
+    for i in range(100):
+        store.apply(sweep_id, [RunUpdate(i % 50, RUNNING if (i + worker) % 2 else SUBMITTED, detail=f"w{worker}")],
+                    keep_terminal=False)  # fmt: skip
+
+
+def test_two_processes_write_at_once(tmp_path):
+    path = tmp_path / "r.db"
+    store = Store(path)
+    sweep, runs = a_sweep(count=50)
+    store.add_sweep(sweep, runs)
+    workers = [multiprocessing.Process(target=_writer, args=(str(path), sweep.id, w)) for w in range(2)]
+    for worker in workers:
+        worker.start()
+    for _ in range(50):
+        assert len(store.runs(sweep.id)) == 50  # readers are never blocked by the writers
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    details = {h[3] for i in range(50) for h in store.history(sweep.id, i)}
+    assert {"w0", "w1"} <= details

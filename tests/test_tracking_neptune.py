@@ -61,6 +61,8 @@ def assigned(ops: list[dict], *path: str) -> object:
 
 
 def test_offline_sweep_records_name_tags_parameters_and_metrics(mrunner, mrunner_home, tmp_path, neptune_installed):
+    """The context keys of mrunner_context_keys, mrunner_experiment_env's NEPTUNE_MODE, the experiment's
+    run, and mrunner_sweep_submitted's note on where the offline data is."""
     (tmp_path / "train.py").write_text(EXPERIMENT)
     write_context(mrunner_home, "tracked", neptune=True, neptune_mode="offline", tags=["from-context"])
     done = mrunner("+context=tracked", "train.py", "-m", "lr=0.5,2", "+depth=3", "--tag", "cli-tag", "--name", "My Run")
@@ -69,7 +71,7 @@ def test_offline_sweep_records_name_tags_parameters_and_metrics(mrunner, mrunner
     sweep = Store().sweeps()[0]
     runs = Store().runs(sweep.id)
     assert [run.state for run in runs] == ["completed", "completed"]
-    assert f"neptune: offline" in done.stderr and sweep.id in done.stderr
+    assert "neptune: offline" in done.stderr and sweep.id in done.stderr
     for run in runs:
         folder = Path(sweep.context["storage_dir"]) / sweep.project / sweep.id / f"{run.index}-{run.name}"
         ops = operations(folder)

@@ -54,6 +54,8 @@ def user_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("detach", [False, True], ids=["inline", "detached"])
 def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, user_home, tmp_path, detach):
+    """mrunner_secrets (the tracker's token from ~/.neptune.yaml, the context's `secrets`) delivered by the
+    local backend; mrunner_experiment_env's project recorded; mrunner_sweep_submitted's link printed."""
     neptune_token, my_token = fake_secret("neptune"), fake_secret("mine")
     # The Neptune token only in ~/.neptune.yaml: it can reach the experiment through mrunner_secrets alone.
     credentials_file = user_home / ".neptune.yaml"
@@ -74,6 +76,8 @@ def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, u
             assert time.monotonic() < deadline, "the sweep did not end in 60 s"
             time.sleep(0.1)
     assert watch_neptune.witnessed, "the command-line scan never saw the experiment running"
+    link = f"neptune: experiments tagged {sweep.id} at https://app.neptune.ai/leak/test/runs/table?query="
+    assert link in done.stderr  # mrunner_sweep_submitted
     assert [run.state for run in Store().runs(sweep.id)] == ["completed", "completed"]
 
     shown = {
@@ -125,6 +129,7 @@ def test_the_leak_helper_finds_a_secret_in_files_outputs_and_arguments(tmp_path)
 def test_neptune_without_credentials_is_a_one_line_error_and_nothing_is_recorded(
     mrunner, mrunner_home, user_home, tmp_path, setup, missing
 ):
+    """mrunner_check refuses a tracked context without credentials, for a submission and a dry run."""
     write_context(mrunner_home, "tracked", neptune=True)
     (tmp_path / "train.py").write_text("import mrunner\nmrunner.get_configuration(with_neptune=True)\n")
     for extra in ([], ["--dry-run"]):

@@ -358,8 +358,12 @@ if [ "$(image_label "$PAUSE_IMAGE")" != "$base_hash" ]; then
 fi
 for img in "$BASE_IMAGE" "$PAUSE_IMAGE"; do
   repo="${img#"$REGISTRY"/}"; ref="${repo##*:}"; repo="${repo%:*}"
-  if [ "$(http_code -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$REGISTRY/v2/$repo/manifests/$ref")" != 200 ]; then
+  id="$(docker_cli image inspect -f '{{.Id}}' "$img")"
+  marker="$STATE/registry/pushed-$(echo "$repo-$ref" | tr '/:' '__')"
+  if [ "$(cat "$marker" 2>/dev/null || true)" != "$id" ] || \
+     [ "$(http_code -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$REGISTRY/v2/$repo/manifests/$ref")" != 200 ]; then
     docker_cli push "$img" >/dev/null || die "push of $img failed"
+    echo "$id" > "$marker"
     log "pushed $img"
   fi
 done
@@ -390,15 +394,6 @@ api_ready() { [ "$(curl -sS --cacert "$PKI/ca.crt" -H "Authorization: Bearer $AD
 wait_for "kube-apiserver on $API_URL" 90 kube-apiserver api_ready
 log "kube-apiserver ready"
 
-cat > "$STATE/recycler-pod.json" <<JSON
-{"apiVersion": "v1", "kind": "Pod",
- "metadata": {"generateName": "pv-recycler-", "namespace": "default"},
- "spec": {"restartPolicy": "Never", "hostNetwork": true, "activeDeadlineSeconds": 120,
-  "volumes": [{"name": "vol", "hostPath": {"path": "/tmp/placeholder"}}],
-  "containers": [{"name": "pv-recycler", "image": "$BASE_IMAGE", "imagePullPolicy": "IfNotPresent",
-   "command": ["/bin/sh", "-c", "test -e /scrub && rm -rf /scrub/..?* /scrub/.[!.]* /scrub/* && test -z \"\$(ls -A /scrub)\" || exit 1"],
-   "volumeMounts": [{"name": "vol", "mountPath": "/scrub"}]}]}}
-JSON
 start_component kube-controller-manager "$CM_PORT" "$KBIN/kube-controller-manager" \
   --kubeconfig "$STATE/controller-manager.kubeconfig" \
   --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
@@ -408,7 +403,6 @@ start_component kube-controller-manager "$CM_PORT" "$KBIN/kube-controller-manage
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
   --cluster-name mrunner-test \
   --enable-hostpath-provisioner=true \
-  --pv-recycler-pod-template-filepath-hostpath "$STATE/recycler-pod.json" \
   --node-monitor-grace-period 40s --profiling=false --v 1
 start_component kube-scheduler "$SCHED_PORT" "$KBIN/kube-scheduler" \
   --kubeconfig "$STATE/scheduler.kubeconfig" \
@@ -433,17 +427,19 @@ start_component kubelet "$KUBELET_PORT" "$KBIN/kubelet" \
   --make-iptables-util-chains=false \
   --image-gc-high-threshold 100 --image-gc-low-threshold 99 \
   --eviction-hard 'memory.available<100Mi,nodefs.available<1%,imagefs.available<1%' \
-  --sync-frequency 10s --anonymous-auth=true --authorization-mode AlwaysAllow \
+  --sync-frequency 10s --anonymous-auth=true --authorization-mode AlwaysAllow --oom-score-adj 0 \
   --v 1
 
 # ---------------------------------------------------------------- helpers for the API (curl, admin token)
 # kapi METHOD PATH [JSON-BODY]: prints the body, returns 0 on 2xx, 2 on 409 (exists), 1 otherwise.
+# PATCH bodies are JSON merge patches.
 kapi() {
-  local method="$1" path="$2" body="${3:-}" out code
+  local method="$1" path="$2" body="${3:-}" out code ctype=application/json
+  [ "$method" = PATCH ] && ctype=application/merge-patch+json
   out="$(mktemp)"
   if [ -n "$body" ]; then
     code="$(curl -sS -o "$out" -w '%{http_code}' --cacert "$PKI/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" \
-      -H 'Content-Type: application/json' -X "$method" --data-binary "$body" "$API_URL$path" || echo 000)"
+      -H "Content-Type: $ctype" -X "$method" --data-binary "$body" "$API_URL$path" || echo 000)"
   else
     code="$(curl -sS -o "$out" -w '%{http_code}' --cacert "$PKI/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" \
       -X "$method" "$API_URL$path" || echo 000)"
@@ -467,26 +463,40 @@ wait_for "node $NODE_NAME Ready" 120 kubelet node_ready
 log "node $NODE_NAME Ready"
 
 # ---------------------------------------------------------------- 5. storage
-# StorageClass mrunner-test: the in-tree hostPath provisioner (--enable-hostpath-provisioner) creates a
-# volume under /tmp/hostpath_pv/ for any ReadWriteOnce claim and deletes it with the claim.
-# Static hostPath PVs of the same class (RWO+ROX+RWX, reclaim policy Recycle: scrubbed by a pod and made
-# Available again when their claim is deleted) serve ReadWriteMany claims.
+# StorageClass mrunner-test (the default class): the in-tree hostPath provisioner of the controller
+# manager (--enable-hostpath-provisioner, development-only, fine on one node) creates a volume under
+# /tmp/hostpath_pv/<uuid> for every claim (any access mode) and deletes it with the claim.
+# Besides, a few static hostPath PVs of the same class (RWO+ROX+RWX, reclaim policy Retain, directories
+# under the state dir) exist for tests that want pre-made volumes; the binder uses them first. A
+# Released one is wiped and made Available again by the next start.sh (hostPath "Recycle" is racy in 1.20).
 kcreate /apis/storage.k8s.io/v1/storageclasses "$(jq -n --arg n "$STORAGE_CLASS" '{
   apiVersion: "storage.k8s.io/v1", kind: "StorageClass",
   metadata: {name: $n, annotations: {"storageclass.kubernetes.io/is-default-class": "true"}},
   provisioner: "kubernetes.io/host-path", reclaimPolicy: "Delete", volumeBindingMode: "Immediate"}')"
-STATIC_PVS="${MRUNNER_K8S_STATIC_PVS:-4}"
+STATIC_PVS="${MRUNNER_K8S_STATIC_PVS:-2}"
 for i in $(seq 0 $(( STATIC_PVS - 1 ))); do
-  mkdir -p "$STATE/volumes/pv-$i"
-  kcreate /api/v1/persistentvolumes "$(jq -n --arg n "$STORAGE_CLASS-pv-$i" --arg sc "$STORAGE_CLASS" \
-    --arg p "$STATE/volumes/pv-$i" '{
-    apiVersion: "v1", kind: "PersistentVolume",
-    metadata: {name: $n, labels: {"mrunner-test/static": "true"}},
-    spec: {capacity: {storage: "100Gi"}, accessModes: ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
-           persistentVolumeReclaimPolicy: "Recycle", storageClassName: $sc,
-           hostPath: {path: $p, type: "DirectoryOrCreate"}}}')"
+  pv_name="$STORAGE_CLASS-pv-$i"
+  pv_dir="$STATE/volumes/pv-$i"
+  mkdir -p "$pv_dir"
+  if pv_json="$(kapi GET "/api/v1/persistentvolumes/$pv_name")"; then
+    phase="$(jq -r '.status.phase' <<<"$pv_json")"
+    if [ "$phase" = Released ] || [ "$phase" = Failed ]; then
+      find "$pv_dir" -mindepth 1 -delete
+      kapi PATCH "/api/v1/persistentvolumes/$pv_name" \
+        '{"spec": {"claimRef": null, "persistentVolumeReclaimPolicy": "Retain"}}' >/dev/null \
+        || die "could not make $pv_name Available again"
+      log "static PV $pv_name was $phase: wiped and made Available"
+    fi
+  else
+    kcreate /api/v1/persistentvolumes "$(jq -n --arg n "$pv_name" --arg sc "$STORAGE_CLASS" --arg p "$pv_dir" '{
+      apiVersion: "v1", kind: "PersistentVolume",
+      metadata: {name: $n, labels: {"mrunner-test/static": "true"}},
+      spec: {capacity: {storage: "100Gi"}, accessModes: ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
+             persistentVolumeReclaimPolicy: "Retain", storageClassName: $sc,
+             hostPath: {path: $p, type: "DirectoryOrCreate"}}}')"
+  fi
 done
-log "storage class $STORAGE_CLASS with $STATIC_PVS static hostPath PVs + hostPath provisioner"
+log "storage class $STORAGE_CLASS (hostPath provisioner) + $STATIC_PVS static hostPath PVs"
 
 # ---------------------------------------------------------------- 6. prove a Job really runs
 SMOKE="mrunner-smoke-$(openssl rand -hex 3)"

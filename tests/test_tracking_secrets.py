@@ -158,3 +158,6 @@ def test_a_token_under_env_or_an_unknown_mode_is_refused(mrunner, mrunner_home, 
     write_context(mrunner_home, "odd", neptune=True, neptune_mode="turbo")
     done = mrunner("+context=odd", "train.py", "--dry-run")
     assert done.returncode != 0 and "neptune_mode 'turbo' is not one of" in done.stderr
+    write_context(mrunner_home, "reader", neptune=True, neptune_mode="read-only")
+    done = mrunner("+context=reader", "train.py", "--dry-run")
+    assert done.returncode != 0 and "read-only only opens existing Neptune runs" in done.stderr

@@ -31,7 +31,8 @@ PROJECT_VARIABLE = "NEPTUNE_PROJECT"
 MODE_VARIABLE = "NEPTUNE_MODE"
 #: Set to "1" in an experiment whose context has ``neptune: true``; ``mrunner.tracking`` reads it.
 ENABLED_VARIABLE = "MRUNNER_NEPTUNE"
-MODES = ("async", "sync", "offline", "debug", "read-only")
+#: Neptune's modes that create runs (its fifth, read-only, only opens existing ones: refused by the check).
+MODES = ("async", "sync", "offline", "debug")
 #: Modes that never talk to a Neptune server: no token, no project needed.
 LOCAL_MODES = ("offline", "debug")
 DEFAULT_APP_URL = "https://app.neptune.ai"
@@ -112,6 +113,11 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
     if not _enabled(context):
         return
     mode = _mode(context)
+    if mode == "read-only":
+        raise MrunnerError(
+            f"context {context_name}: neptune_mode read-only only opens existing Neptune runs, and every "
+            f"experiment creates one: use {', '.join(MODES)}"
+        )
     if mode not in MODES:
         raise MrunnerError(f"context {context_name}: neptune_mode {mode!r} is not one of {', '.join(MODES)}")
     if mode in LOCAL_MODES:

@@ -65,12 +65,16 @@ Suites: bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-    apt-get -o DPkg::Lock::Timeout=600 update
+    for attempt in 1 2 3 4 5 6; do   # another apt-get may hold the lists lock
+      apt-get -o DPkg::Lock::Timeout=600 update && break
+      [ "$attempt" = 6 ] && { echo "build.sh: apt-get update failed" >&2; exit 1; }
+      sleep 10
+    done
   fi
   log "fetching the kubernetes source package"
   rm -rf "$SRC_PARENT"
   mkdir -p "$SRC_PARENT"
-  (cd "$SRC_PARENT" && apt-get source kubernetes)
+  (cd "$SRC_PARENT" && apt-get source kubernetes 2>&1 | { grep -v 'Download is performed unsandboxed' || true; })
   TREE="$(src_tree)"
   [ -n "$TREE" ] || { echo "build.sh: no kubernetes-* tree after apt-get source" >&2; exit 1; }
   # Fix 1: vendored reflect2 v1.0.1 crashes under Go >= 1.18 (UnsafeMapType.UnsafeIterate fault):

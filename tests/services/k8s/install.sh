@@ -31,13 +31,27 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "install.sh: installing ${missing[*]}"
-created_policy=0
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-  chmod 755 /usr/sbin/policy-rc.d
-  created_policy=1
+# policy-rc.d exiting 101 forbids every service start during the install. An existing one that already
+# does that is left alone; otherwise ours is put in place and the previous state restored afterwards.
+POLICY=/usr/sbin/policy-rc.d
+BACKUP="$POLICY.mrunner-backup.$$"
+policy_state=keep
+if [ ! -e "$POLICY" ]; then
+  policy_state=created
+elif ! grep -qx 'exit 101' "$POLICY"; then
+  mv -f "$POLICY" "$BACKUP"
+  policy_state=replaced
 fi
-cleanup() { if [ "$created_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; }
+if [ "$policy_state" != keep ]; then
+  printf '#!/bin/sh\n# written by mrunner tests/services/k8s/install.sh\nexit 101\n' > "$POLICY"
+  chmod 755 "$POLICY"
+fi
+cleanup() {
+  case "$policy_state" in
+    created) rm -f "$POLICY" ;;
+    replaced) mv -f "$BACKUP" "$POLICY" ;;
+  esac
+}
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive

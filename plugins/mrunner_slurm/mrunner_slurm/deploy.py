@@ -1,10 +1,12 @@
 """Deploying the code snapshot into a content-addressed store under ``storage_dir`` on the cluster.
 
-``storage_dir/.mrunner/objects/<sha256>`` holds each file content once; ``.mrunner/code/<digest>`` is a
-snapshot's folder, assembled from the objects by the helper. A dispatch asks which of the manifest's
-objects are missing (one round trip) and sends only those, as one gzip (level 1: building it must not cost
-more than sending it) tar stream straight into the helper, which verifies each hash before renaming it into
-place. A changed file of a large project thus costs one object.
+``storage_dir/.mrunner/objects/<sha256>`` holds each file content once; ``.mrunner/trees/<digest>.json``
+each deployed file list; ``.mrunner/code/<digest>`` a snapshot's folder, assembled from the objects by the
+helper. When the store holds an earlier tree of this machine's, a dispatch sends only the files that
+changed since and the list of changes (a changed file of a 2,000-file project costs one object and a few
+hundred bytes); otherwise it asks which objects are missing (one round trip) and sends those with the
+whole list. Either way the data goes as one gzip tar stream (level 1: building it must not cost more than
+sending it) straight into the helper, which verifies each hash before renaming an object into place.
 """
 
 from __future__ import annotations
@@ -34,29 +36,58 @@ def deploy(connection: Connection, storage_dir: str, snapshot_dir: Path, reporte
     """Make the snapshot's code folder exist on the cluster; return where it is and what was sent."""
     digest = snapshot_dir.name
     manifest = manifest_of(snapshot_dir)
-    hashes = sorted({sha for sha, _ in manifest.values()})
-    begun = remote.call(connection, ["begin", storage_dir, digest], zlib.compress("\n".join(hashes).encode(), 1))
+    candidates = _recent_trees(snapshot_dir)
+    begun = remote.call(connection, ["begin", storage_dir, digest], json.dumps({"candidates": list(candidates)}).encode())
     connection.facts.update(begun["config"], storage=begun["storage"])
     storage = begun["storage"]
     code_dir = f"{storage}/.mrunner/code/{digest}"
     if begun["have_code"]:
         return {"storage_dir": storage, "code_dir": code_dir, "objects_sent": 0, "bytes_sent": 0}
-    missing = set(begun["missing"])
-    sources = {}
+    tree, wanted = _tree_to_send(connection, storage, manifest, {d: candidates[d] for d in begun["known"]})
+    sources: dict[str, Path] = {}
     for relative, (sha, _) in manifest.items():
-        if sha in missing and sha not in sources:
+        if sha in wanted and sha not in sources:
             sources[sha] = snapshot_dir / relative
     counter = _Counter()
-    answer = remote.call(connection, ["receive", storage, digest], counter.wrap(stream(manifest, sources)))
+    answer = remote.call(connection, ["receive", storage, digest], counter.wrap(stream(tree, sources)))
     reporter.step(
-        f"code: sent {len(sources)} of {len(hashes)} files ({counter.bytes // 1024} KiB compressed) "
-        f"to {connection.target.alias}"
+        f"code: sent {len(sources)} of {len({sha for sha, _ in manifest.values()})} files "
+        f"({counter.bytes // 1024} KiB compressed) to {connection.target.alias}"
     )
     return {"storage_dir": storage, "code_dir": answer["code_dir"], "objects_sent": len(sources), "bytes_sent": counter.bytes}
 
 
-def stream(manifest: dict[str, list], sources: dict[str, Path]) -> Iterator[bytes]:
-    """The gzip'd tar stream: one member per missing object (named by its hash), then ``manifest.json``."""
+def _recent_trees(snapshot_dir: Path, limit: int = 8) -> dict[str, Path]:
+    """The most recent other snapshots of this machine: their trees may be on the cluster already."""
+    manifests = [p for p in snapshot_dir.parent.glob("*.json") if p.stem != snapshot_dir.name]
+    manifests.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return {p.stem: p for p in manifests[:limit]}
+
+
+def _tree_to_send(
+    connection: Connection, storage: str, manifest: dict[str, list], bases: dict[str, Path]
+) -> tuple[tuple[str, Any], set[str]]:
+    """``("delta.json", changes)`` against the closest tree the cluster has, sending only changed contents;
+    without such a base, ``("manifest.json", manifest)`` and the objects the store lacks (one round trip)."""
+    best: tuple[int, str, dict, list, set] | None = None
+    for base, path in bases.items():
+        old = {k: list(v) for k, v in json.loads(path.read_text())["files"].items()}
+        changed = {k: v for k, v in manifest.items() if old.get(k) != v}
+        removed = [k for k in old if k not in manifest]
+        known = {sha for sha, _ in old.values()}
+        new = {sha for sha, _ in changed.values() if sha not in known}
+        if best is None or len(changed) + len(removed) < best[0]:
+            best = (len(changed) + len(removed), base, changed, removed, new)
+    if best is not None:
+        _, base, changed, removed, new = best
+        return ("delta.json", {"base": base, "set": changed, "removed": removed}), new
+    hashes = sorted({sha for sha, _ in manifest.values()})
+    answer = remote.call(connection, ["missing", storage], zlib.compress("\n".join(hashes).encode(), 1))
+    return ("manifest.json", manifest), set(answer["missing"])
+
+
+def stream(tree: tuple[str, Any], sources: dict[str, Path]) -> Iterator[bytes]:
+    """The gzip'd tar stream: one member per object to send (named by its hash), then the tree."""
     buffer = _Buffer()
     with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.GNU_FORMAT) as archive:
         for sha, path in sources.items():
@@ -64,7 +95,7 @@ def stream(manifest: dict[str, list], sources: dict[str, Path]) -> Iterator[byte
             _add(archive, sha, data)
             if buffer.size >= CHUNK:
                 yield buffer.take()
-        _add(archive, "manifest.json", json.dumps(manifest).encode())
+        _add(archive, tree[0], json.dumps(tree[1]).encode())
     yield buffer.take(final=True)
 
 

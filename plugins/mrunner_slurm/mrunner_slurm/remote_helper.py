@@ -2,7 +2,8 @@
 
 mrunner never installs anything on the cluster to drive it: every call sends this file (compressed) ahead
 of its own input on the exec channel's stdin, so the helper is always the version of the plugin that
-calls it. Each command is one round trip: ``begin`` (which objects are missing, the cluster's limits),
+calls it. Each command is one round trip: ``begin`` (whether the code is there, which earlier trees could be a delta's base, the cluster's limits),
+``missing`` (which objects the store lacks),
 ``receive`` (a tar stream of objects, stored content-addressed, then the code folder assembled),
 ``prepare`` (files, e.g. the secrets file, written atomically with their modes), ``venv``, ``submit``
 (sbatch each array once, reconciled by job name), ``status``.
@@ -33,10 +34,11 @@ def _store(storage):
     return os.path.join(storage, ".mrunner")
 
 
-def _write_atomic(path, data, mode=0o644):
+def _write_atomic(path, data, mode=0o644, made=False):
     """Write to a temporary name in the same folder, then rename: readers never see half a file."""
     folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
+    if not made:
+        os.makedirs(folder, exist_ok=True)
     temporary = os.path.join(folder, ".tmp-%d-%s" % (os.getpid(), os.path.basename(path)))
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -60,23 +62,38 @@ def _slurm_config():
     return {key: config.get(key) for key in wanted}
 
 
-def begin(storage, digest, stdin):
-    """Which of the manifest's objects the store lacks (none when the code folder exists already)."""
+def begin(storage, digest, document):
+    """Whether the code folder exists, which candidate trees the store holds (bases for a delta), the limits."""
     storage = os.path.abspath(os.path.expanduser(storage))
-    objects = os.path.join(_store(storage), "objects")
-    os.makedirs(objects, exist_ok=True)
+    os.makedirs(os.path.join(_store(storage), "objects"), exist_ok=True)
+    os.makedirs(os.path.join(_store(storage), "trees"), exist_ok=True)
     have_code = os.path.isdir(os.path.join(_store(storage), "code", digest))
-    hashes = zlib.decompress(stdin).decode().split() if not have_code else []
-    missing = [h for h in hashes if not os.path.exists(os.path.join(objects, h))]
-    return {"storage": storage, "have_code": have_code, "missing": missing, "config": _slurm_config(),
-            "home": os.path.expanduser("~")}
+    trees = os.path.join(_store(storage), "trees")
+    known = [d for d in document["candidates"] if os.path.exists(os.path.join(trees, d + ".json"))]
+    return {"storage": storage, "have_code": have_code, "known": known, "config": _slurm_config()}
+
+
+def missing(storage, hashes):
+    """Which of these objects the store lacks."""
+    objects = os.path.join(_store(storage), "objects")
+    return {"missing": [h for h in hashes if not os.path.exists(os.path.join(objects, h))]}
+
+
+def _digest(manifest):
+    """The snapshot digest, computed exactly as mrunner's core does, to check a manifest rebuilt from a delta."""
+    digest = hashlib.sha256()
+    for relative, (sha, mode) in sorted(manifest.items()):
+        digest.update(("%s\0%o\0%s\n" % (relative, mode, sha)).encode())
+    return digest.hexdigest()
 
 
 def receive(storage, digest, stream):
     """Store each object of the tar stream under its sha256 once its hash checks out, then assemble the code.
 
     An object is written to a temporary name and renamed only after its hash matched, so an upload cut off
-    halfway leaves only temporary files, never an object a later sweep would trust.
+    halfway leaves only temporary files, never an object a later sweep would trust. The tree comes as
+    ``manifest.json`` (all files) or ``delta.json`` (the changes against a tree the store has); either way
+    it must hash to ``digest``.
     """
     objects = os.path.join(_store(storage), "objects")
     manifest = None
@@ -87,14 +104,26 @@ def receive(storage, digest, stream):
             if member.name == "manifest.json":
                 manifest = json.loads(data)
                 continue
+            if member.name == "delta.json":
+                delta = json.loads(data)
+                with open(os.path.join(_store(storage), "trees", delta["base"] + ".json")) as base:
+                    manifest = json.load(base)
+                for path in delta["removed"]:
+                    manifest.pop(path, None)
+                manifest.update(delta["set"])
+                continue
             name = os.path.basename(member.name)
             if hashlib.sha256(data).hexdigest() != name:
                 raise SystemExit("mrunner: object %s arrived corrupted; retry the submission" % name)
-            _write_atomic(os.path.join(objects, name), data, 0o444)
+            _write_atomic(os.path.join(objects, name), data, 0o444, made=True)
             stored += 1
     if manifest is None:
         raise SystemExit("mrunner: the upload ended before its manifest; retry the submission")
-    return {"stored": stored, "code_dir": assemble(storage, digest, manifest)}
+    if _digest(manifest) != digest:
+        raise SystemExit("mrunner: the rebuilt file list does not match snapshot %s; retry the submission" % digest[:12])
+    code_dir = assemble(storage, digest, manifest)
+    _write_atomic(os.path.join(_store(storage), "trees", digest + ".json"), json.dumps(manifest).encode())
+    return {"stored": stored, "code_dir": code_dir}
 
 
 def assemble(storage, digest, manifest):
@@ -106,10 +135,14 @@ def assemble(storage, digest, manifest):
     objects = os.path.join(_store(storage), "objects")
     building = os.path.join(code, ".tmp-%s-%d" % (digest[:12], os.getpid()))
     os.makedirs(building)
+    made = {building}
     for relative, (sha, mode) in manifest.items():
         source = os.path.join(objects, sha)
         destination = os.path.join(building, relative)
-        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        folder = os.path.dirname(destination)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
         if not os.path.exists(source):
             raise SystemExit("mrunner: object %s of %s is missing from the store; retry the submission" % (sha, relative))
         linked = False
@@ -121,7 +154,7 @@ def assemble(storage, digest, manifest):
                 pass
         if not linked:
             with open(source, "rb") as stream:
-                _write_atomic(destination, stream.read(), mode)
+                _write_atomic(destination, stream.read(), mode, made=True)
     try:
         os.rename(building, target)
     except OSError:
@@ -323,9 +356,14 @@ def _finished(jobs):
 def main(argv, stdin):
     command = argv[0]
     if command == "begin":
-        answer = begin(argv[1], argv[2], stdin.read())
+        answer = begin(argv[1], argv[2], json.loads(stdin.read()))
+    elif command == "missing":
+        answer = missing(argv[1], zlib.decompress(stdin.read()).decode().split())
     elif command == "receive":
-        answer = receive(argv[1], argv[2], stdin)
+        try:
+            answer = receive(argv[1], argv[2], stdin)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            raise SystemExit("mrunner: the code upload was cut off (%s); nothing half-written is kept, retry" % error)
     elif command == "prepare":
         answer = prepare(json.loads(zlib.decompress(stdin.read())))
     elif command == "venv":

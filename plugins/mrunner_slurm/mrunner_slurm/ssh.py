@@ -125,6 +125,8 @@ class Connection:
     client: paramiko.SSHClient
     jump: Connection | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    calls: int = 0  # exec channels opened (what `status` of a sweep must keep at one)
+    bytes_sent: int = 0  # stdin bytes sent to remote commands (benchmarks compare dispatches by it)
     _sftp: paramiko.SFTPClient | None = None
 
     @property
@@ -143,6 +145,7 @@ class Connection:
             raise BackendError(f"the SSH connection to {self.target.alias} was lost")
         channel = transport.open_session(timeout=CONNECT_TIMEOUT)
         channel.exec_command(command)
+        self.calls += 1
         return channel
 
     def run(self, command: str, stdin: bytes | Iterable[bytes] = b"") -> Result:
@@ -150,7 +153,7 @@ class Connection:
         channel = self.open(command)
         errors = _drain_stderr(channel)
         try:
-            _feed(channel, stdin)
+            self.bytes_sent += _feed(channel, stdin)
         except (OSError, EOFError, paramiko.SSHException):
             pass  # the remote stopped reading: its exit status and stderr say why
         stdout = channel.makefile("rb").read()
@@ -163,7 +166,7 @@ class Connection:
         """Run ``command`` and yield its stdout line by line as it comes; raise on a non-zero exit."""
         channel = self.open(command)
         errors = _drain_stderr(channel)
-        _feed(channel, stdin)
+        self.bytes_sent += _feed(channel, stdin)
         for raw in channel.makefile("rb"):
             yield raw.decode(errors="replace").rstrip("\n")
         code = channel.recv_exit_status()
@@ -196,13 +199,16 @@ def _drain_stderr(channel: paramiko.Channel) -> _Stderr:
     return reader
 
 
-def _feed(channel: paramiko.Channel, stdin: bytes | Iterable[bytes]) -> None:
+def _feed(channel: paramiko.Channel, stdin: bytes | Iterable[bytes]) -> int:
     if isinstance(stdin, (bytes, bytearray)):
         stdin = [stdin]
+    sent = 0
     for chunk in stdin:
         if chunk:
             channel.sendall(chunk)
+            sent += len(chunk)
     channel.shutdown_write()
+    return sent
 
 
 _CACHE: dict[tuple[str, str | None], Connection] = {}

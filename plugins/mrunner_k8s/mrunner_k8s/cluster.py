@@ -156,7 +156,8 @@ def api_message(error: Any) -> str:
     except (ValueError, AttributeError):
         pass
     text = " ".join(str(message or error.reason or "no message").split())
-    return f"{text} (HTTP {error.status})"
+    text = text.split(", error found in #", 1)[0]  # a decoding error quotes the whole request after this
+    return f"{text[:500]} (HTTP {error.status})"
 
 
 # -- states --------------------------------------------------------------------------------------------------

@@ -172,9 +172,12 @@ def ensure(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, An
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         client.api.tag(image, repository, stamp)
         facts["timestamp_tag"] = f"{repository}:{stamp}"
-    pushed = _push(client, repository, plan.tag, auth, reporter)
+    pushed, layers = _push(client, repository, plan.tag, auth, reporter)
+    message = f"pushed {image} ({layers} new layer{'s' * (layers != 1)}, {pushed / 1e6:.1f} MB)"
     if facts.get("timestamp_tag"):
-        pushed += _push(client, repository, facts["timestamp_tag"].rsplit(":", 1)[1], auth, reporter)
+        pushed += _push(client, repository, facts["timestamp_tag"].rsplit(":", 1)[1], auth, reporter)[0]
+        message += f", also tagged {facts['timestamp_tag'].rsplit(':', 1)[1]}"
+    reporter.step(message)
     facts["pushed_bytes"] = pushed
     return facts
 
@@ -222,8 +225,9 @@ def _build(client: Any, plan: Recipe, snapshot_dir: Path, image: str, sweep: Swe
                 raise BackendError(f"docker build of {image} failed: {event['error'].strip()} ({detail})")
 
 
-def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, reporter: Reporter) -> int:
-    """Push one tag; returns the bytes uploaded (layers the registry already had cost nothing)."""
+def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, reporter: Reporter) -> tuple[int, int]:
+    """Push one tag; returns the bytes uploaded (layers the registry already had cost nothing) and the
+    number of layers uploaded."""
     sent: dict[str, int] = {}
     pushed: set[str] = set()
     with reporter.progress(100, f"pushing {repository}:{tag}") as progress:
@@ -239,9 +243,7 @@ def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, r
             elif layer and status == "Pushed":
                 pushed.add(layer)
         progress.update(100)
-    total = sum(size for layer, size in sent.items() if layer in pushed)
-    reporter.step(f"pushed {repository}:{tag} ({len(pushed)} new layer{'s' * (len(pushed) != 1)}, {total / 1e6:.1f} MB)")
-    return total
+    return sum(size for layer, size in sent.items() if layer in pushed), len(pushed)
 
 
 def _events(events: Iterator[dict[str, Any]], what: str) -> Iterator[dict[str, Any]]:

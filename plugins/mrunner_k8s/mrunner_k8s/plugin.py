@@ -4,6 +4,7 @@ one Job per experiment. kubernetes and docker are imported inside the hooks that
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
 
 NAME = "kubernetes"
+# The API server's own first check of a resource quantity (it answers 400 to anything else).
+QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 LOG_WAIT_SECONDS = 600
 
 
@@ -60,6 +63,10 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
         raise MrunnerError(f"context {context_name}: registry_password_env names {variable}, which is not set: export it")
     if variable and not context.get("registry_username"):
         raise MrunnerError(f"context {context_name}: registry_password_env needs registry_username too")
+    for key in ("cpu", "mem", "default_pvc_size"):
+        value = context.get(key)
+        if value not in (None, "") and not QUANTITY.match(str(value)):
+            raise MrunnerError(f"context {context_name}: {key} {value!r} is not a Kubernetes quantity (e.g. 4, 500m, 8Gi, 40Gi)")
     requested = context.get("namespace")
     if requested and names.rfc1123(requested) != requested:
         raise MrunnerError(f"context {context_name}: namespace {requested!r} is not a valid name (lower-case letters, digits, '-')")

@@ -118,6 +118,7 @@ def test_sweep_runs_reports_logs_and_keeps_the_token_secret(mrunner, project, cl
     expected_sha = hashlib.sha256(FAKE_TOKEN.encode()).hexdigest()[:16]
     assert f"lr=0.01 storage=/storage folder=/storage/mrt-project/{sweep_id}/{index}-exp" in logs.stdout
     assert f"token_sha={expected_sha}" in logs.stdout  # the pod had the token, through the Secret
+    assert FAKE_TOKEN not in logs.stdout + logs.stderr + first.stdout + first.stderr
 
     jobs = batch.list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items
     assert len(jobs) == 4
@@ -178,12 +179,19 @@ def test_cancel_stops_a_running_sweep(mrunner, project, cluster, namespace):
 
 
 def test_api_server_refusal_is_one_clear_line(mrunner, project):
+    # A quantity the API server cannot even parse (it answers 400) is caught before anything is recorded.
     result = mrunner("+context=test-k8s", "context.mem=12XB", "exp.py", "lr=0.1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mrunner: error: context test-k8s: mem '12XB' is not a Kubernetes quantity (e.g. 4, 500m, 8Gi, 40Gi)"
+    )
+    # A well-formed but invalid one reaches the API server, whose 422 is shown in one line.
+    result = mrunner("+context=test-k8s", "context.mem=-1Gi", "exp.py", "lr=0.1")
     assert result.returncode == 3
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr
     assert lines[-1].startswith("mrunner: error: Kubernetes refused to create Job ")
-    assert "12XB" in lines[-1] and "HTTP 422" in lines[-1]
+    assert "Invalid value: \"-1Gi\": must be greater than or equal to 0" in lines[-1] and "(HTTP 422)" in lines[-1]
 
 
 def test_push_to_the_auth_registry_needs_credentials(mrunner, project, namespace, k8s_service):

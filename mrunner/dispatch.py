@@ -8,6 +8,7 @@ missing. Identities make a repeated submission skip what already ran or runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import time
@@ -94,12 +95,12 @@ class Plan:
         for experiment in self.base:
             for point in self.grid:
                 parameters = grid.apply(experiment.parameters, point)
-                yield Experiment(**{**experiment.__dict__, "parameters": parameters})
+                yield dataclasses.replace(experiment, parameters=parameters)
 
     def experiment(self, index: int) -> Experiment:
         experiment = self.base[index // len(self.grid)]
         parameters = grid.apply(experiment.parameters, self.grid[index % len(self.grid)])
-        return Experiment(**{**experiment.__dict__, "parameters": parameters})
+        return dataclasses.replace(experiment, parameters=parameters)
 
     def command(self, experiment: Experiment) -> list[str]:
         hydra_app = self._hydra.get(experiment.python_file, False)
@@ -159,8 +160,7 @@ def describe(plan: Plan) -> list[str]:
     lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
     for index in range(shown):
         experiment = plan.experiment(index)
-        parameters = " ".join(f"{k}={v}" for k, v in grid._leaves(experiment.parameters, "")) or "(no parameters)"
-        lines.append(f"  [{index}] {experiment.name}: {parameters}")
+        lines.append(f"  [{index}] {experiment.name}: {grid.describe(experiment.parameters) or '(no parameters)'}")
         lines.append(f"      $ {shlex.join(plan.command(experiment))}")
     return lines
 
@@ -261,6 +261,7 @@ def hand_over(
         _require(detail, sweep, "mrunner_setup_resources")
         sweep.detail.update(detail)
         store.update_sweep(sweep)
+        hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
         handled = hook.mrunner_submit(
             sweep=sweep, runs=list(runs), secrets=secrets, options=options,
             record=lambda updates: store.apply(sweep.id, updates), reporter=reporter,
@@ -272,7 +273,6 @@ def hand_over(
         ) from None
     except MrunnerError as error:
         raise type(error)(f"{error} (sweep {sweep.id} is recorded: `mrunner resume {sweep.id}` retries)") from None
-    hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
 
 
 def _require(result: object, sweep: Sweep, hook_name: str) -> None:

@@ -213,15 +213,21 @@ def apply(parameters: Mapping[str, Any], point: Sequence[tuple[Axis, Any]]) -> d
 
 def hydra_overrides(parameters: Mapping[str, Any]) -> list[str]:
     """``++key=value`` for every leaf of ``parameters``, in Hydra's grammar, for a script that is a Hydra app."""
-    return [f"++{key}={format_value(value)}" for key, value in _leaves(parameters, "")]
+    return [f"++{key}={format_value(value)}" for key, value in leaves(parameters)]
 
 
-def _leaves(mapping: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+def leaves(mapping: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every non-mapping value of a nested mapping."""
     for key, value in mapping.items():
         if isinstance(value, Mapping) and value:
-            yield from _leaves(value, f"{prefix}{key}.")
+            yield from leaves(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def describe(parameters: Mapping[str, Any]) -> str:
+    """``a=1 model.depth=3``: parameters on one line, for listings."""
+    return " ".join(f"{key}={value}" for key, value in leaves(parameters))
 
 
 def format_value(value: Any) -> str:

@@ -173,6 +173,7 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
 
 @hookspec
 def mrunner_sweep_submitted(sweep: Sweep, runs: Sequence[Run], reporter: Reporter) -> None:
-    """Called after a submission or resume was handed over: tell the user where to look (a tracker prints
-    the link to the sweep in its UI). Every plugin is called.
+    """Called when a submission or resume is about to hand its runs to ``mrunner_submit`` (packaging and
+    resources are ready): tell the user where to look, e.g. a tracker prints the link to the sweep in its
+    UI. Called before the submit hook because a local sweep runs inside it. Every plugin is called.
     """

@@ -20,10 +20,6 @@ def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def _parameters(run: Run) -> str:
-    return " ".join(f"{k}={v}" for k, v in grid._leaves(run.parameters, ""))
-
-
 def _find(store: Store, ref: str) -> tuple[Sweep, Run | None]:
     """A sweep (``SWEEP``) or one experiment (``SWEEP/INDEX`` or an identity prefix)."""
     if "/" not in ref:
@@ -61,7 +57,7 @@ def status_command(options: argparse.Namespace) -> int:
     print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
     print(f"{len(runs)} experiments: {dispatch.summary(runs)}")
     rows = [
-        (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "", _parameters(r))
+        (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "", grid.describe(r.parameters))
         for r in runs
     ]  # fmt: skip
     print(table.render(("#", "ID", "STATE", "EXIT", "TRY", "JOB", "PARAMETERS"), rows))
@@ -95,7 +91,7 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
         return 0
     print(f"experiment {run.ref} ({run.name}), id {run.id}")
     print(f"state {run.state}" + ("" if run.exit_code is None else f", exit code {run.exit_code}") + f", attempt {run.attempt}")
-    print(f"parameters: {_parameters(run) or '(none)'}")
+    print(f"parameters: {grid.describe(run.parameters) or '(none)'}")
     print(f"command: {' '.join(run.command)}")
     print(table.render(("WHEN", "STATE", "EXIT", "DETAIL"), [
         (_when(at), state, "" if code is None else code, detail or "") for at, state, code, detail in history

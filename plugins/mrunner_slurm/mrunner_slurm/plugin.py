@@ -40,9 +40,19 @@ def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
 def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
     if not _ours(context.get("backend", "")):
         return
+    import threading
+
     from mrunner_slurm.keys import check
 
     check(context, context_name)
+    threading.Thread(target=_warm, args=(dict(context),), name="mrunner-slurm-connect", daemon=True).start()
+
+
+def _warm(context: dict[str, Any]) -> None:
+    """Import paramiko and connect (0.3-0.6 s) while the core snapshots the code and records the sweep."""
+    from mrunner_slurm import ssh
+
+    ssh.warm(context)
 
 
 @hookimpl

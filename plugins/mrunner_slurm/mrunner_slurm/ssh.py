@@ -212,6 +212,7 @@ def _feed(channel: paramiko.Channel, stdin: bytes | Iterable[bytes]) -> int:
 
 
 _CACHE: dict[tuple[str, str | None], Connection] = {}
+_FAILED: dict[tuple[str, str | None], Exception] = {}  # what a background connect (see `warm`) ran into
 _LOCK = threading.Lock()
 
 
@@ -219,12 +220,25 @@ def connection(context: Mapping[str, Any]) -> Connection:
     """The process's connection for the context's ``slurm_url`` (opened on first use, then reused)."""
     key = (str(context["slurm_url"]), context.get("ssh_config"))
     with _LOCK:
+        failed = _FAILED.pop(key, None)
+        if failed is not None:
+            raise failed
         existing = _CACHE.get(key)
         if existing is not None and existing.alive:
             return existing
         opened = connect(resolve(*key))
         _CACHE[key] = opened
         return opened
+
+
+def warm(context: Mapping[str, Any]) -> None:
+    """Open the context's connection, keeping a failure for the next `connection` call to raise (so a
+    dead host is reported once, not retried twice). Run in a background thread by the plugin."""
+    try:
+        connection(context)
+    except Exception as error:  # noqa: BLE001 - handed to the caller of `connection`
+        with _LOCK:
+            _FAILED[(str(context["slurm_url"]), context.get("ssh_config"))] = error
 
 
 def close_all() -> None:

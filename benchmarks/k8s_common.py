@@ -8,6 +8,7 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 SERVICES = Path(os.environ.get("MRUNNER_SERVICES_DIR", "/tmp/mrunner-services"))
 
@@ -45,7 +46,8 @@ def project(home: Path, code_kib: int = 64) -> Path:
     folder = home / "project"
     (folder / "lib").mkdir(parents=True)
     (folder / "exp.py").write_text("from mrunner import get_configuration\nprint(get_configuration())\n")
-    (folder / "lib" / "module.py").write_text("# " + "x" * 100 + "\n" * (code_kib * 10))
+    lines = (f"VALUE_{i} = '{os.urandom(24).hex()}'\n" for i in range(code_kib * 1024 // 64))
+    (folder / "lib" / "module.py").write_text("".join(lines))  # about code_kib KiB of source text
     (folder / "unique.txt").write_text(uuid.uuid4().hex)
     return folder
 
@@ -60,7 +62,7 @@ class ApiCounter:
         original = rest.RESTClientObject.request
 
         def counting(client, method, url, *args, **kwargs):
-            self.calls.append(f"{method} {url.split('?')[0].split('/api', 1)[-1]}")
+            self.calls.append(f"{method} {urlparse(url).path}")
             return original(client, method, url, *args, **kwargs)
 
         rest.RESTClientObject.request = counting
@@ -68,6 +70,59 @@ class ApiCounter:
     def take(self) -> list[str]:
         calls, self.calls = self.calls, []
         return calls
+
+
+WHEEL_PATH = "/opt/wheels/bench_payload-1.0-py3-none-any.whl"
+
+
+def wheel(megabytes: int) -> bytes:
+    """A pure-Python wheel carrying ``megabytes`` MB of incompressible data (a stand-in for numpy, torch)."""
+    import base64
+    import hashlib
+    import io
+    import zipfile
+
+    files = {
+        "bench_payload/__init__.py": b"",
+        **{f"bench_payload/blob{i}.bin": os.urandom(1_000_000) for i in range(megabytes)},
+        "bench_payload-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: bench-payload\nVersion: 1.0\n",
+        "bench_payload-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: mrunner-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+        for name, data in files.items()
+    ) + "bench_payload-1.0.dist-info/RECORD,,\n"
+    files["bench_payload-1.0.dist-info/RECORD"] = record.encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def heavy_base(k8s: dict, megabytes: int) -> str:
+    """A local base image: the service's python image plus a wheel of ``megabytes`` MB at WHEEL_PATH, which
+    a requirements file can install offline. It is in no registry, so the first push of an image built on
+    it uploads it, as a user's first push of a new base to their registry does."""
+    import io
+    import tarfile
+
+    import docker
+
+    tag = f"mrunner-bench/base:{uuid.uuid4().hex[:8]}"
+    archive = io.BytesIO()
+    dockerfile = f"FROM {k8s['base_image']}\nCOPY payload.whl {WHEEL_PATH}\n".encode()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in (("Dockerfile", dockerfile), ("payload.whl", wheel(megabytes))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive.seek(0)
+    client = docker.DockerClient(base_url=k8s["docker_host"])
+    for event in client.api.build(fileobj=archive, custom_context=True, tag=tag, decode=True, network_mode="none"):
+        if "error" in event:
+            raise SystemExit(event["error"])
+    return tag
 
 
 def delete_namespace(k8s: dict, name: str) -> None:

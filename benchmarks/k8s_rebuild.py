@@ -2,10 +2,10 @@
 
     /work/main/.venv/bin/python benchmarks/k8s_rebuild.py [--registry auth|plain] [--code-kib N]
 
-Runs the real CLI in this process against the loopback cluster. The first submission of a new project
-builds on the base image and pushes everything the registry lacks; the second changes one source line.
-With ``--registry auth`` (default) the image goes to the second registry, which does not hold the base
-image, as a user's first push to their own registry would.
+Runs the real CLI in this process against the loopback cluster. The project's requirements file installs
+a wheel of ``--payload-mb`` MB (random bytes; no network here) that a fresh local base image carries, so the
+first submission runs pip, builds every layer and pushes everything the registry lacks (the new base layer,
+the installed requirements, the code); the second changes one source line; the third changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 
-from k8s_common import delete_namespace, isolated_home, project, service, write_context
+from k8s_common import WHEEL_PATH, delete_namespace, heavy_base, isolated_home, project, service, write_context
 
 
 def submit(folder, *overrides) -> dict:
@@ -40,11 +40,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--registry", choices=("auth", "plain"), default="auth")
     parser.add_argument("--code-kib", type=int, default=512)
+    parser.add_argument("--payload-mb", type=int, default=40, help="MB of the wheel the requirements install")
     options = parser.parse_args()
     k8s = service()
     home = isolated_home()
     namespace = f"mrb-{uuid.uuid4().hex[:6]}"
     keys = {"project": "bench-rebuild"}
+    keys.update(base_image=heavy_base(k8s, options.payload_mb), requirements_file="requirements.txt", build_network="none")
     if options.registry == "auth":
         import os
 
@@ -53,6 +55,7 @@ def main() -> None:
                     registry_password_env="MRB_REGISTRY_PASSWORD")  # fmt: skip
     write_context(k8s, namespace, **keys)
     folder = project(home, options.code_kib)
+    (folder / "requirements.txt").write_text(WHEEL_PATH + "\n")
     import os
 
     os.chdir(folder)
@@ -65,7 +68,7 @@ def main() -> None:
     finally:
         delete_namespace(k8s, namespace)
     rows = [("first submission", first), ("after a code-only change", second), ("unchanged code", unchanged)]
-    print(f"registry {options.registry}, project code {options.code_kib} KiB, base {k8s['base_image']}")
+    print(f"registry {options.registry}, project code {options.code_kib} KiB, base {k8s['base_image']} + a {options.payload_mb} MB wheel the requirements install")
     print("| submission | wall s | build s | pushed MB | built |")
     print("|---|---|---|---|---|")
     for label, facts in rows:

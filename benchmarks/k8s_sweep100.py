@@ -33,7 +33,7 @@ def cli(*args: str) -> tuple[float, str]:
 
 
 def summary(calls: list[str]) -> str:
-    counts = collections.Counter(call.rsplit("/", 1)[0] if call.startswith("POST") and "/jobs" in call else call for call in calls)
+    counts = collections.Counter(calls)
     return "; ".join(f"{n}x {call}" for call, n in counts.most_common())
 
 

@@ -207,7 +207,8 @@ def _local(client: Any, image: str) -> bool:
 
 
 def _build(client: Any, plan: Recipe, snapshot_dir: Path, image: str, sweep: Sweep, reporter: Reporter) -> None:
-    network = sweep.context.get("build_network") or ("bridge" if has_requirements(plan.requirements) else "none")
+    # Without requirements nothing needs a network; with them, docker's default network unless set.
+    network = sweep.context.get("build_network") or (None if has_requirements(plan.requirements) else "none")
     reporter.step(f"building image {image} from {plan.base_image}")
     tail: list[str] = []
     with build_context(plan, snapshot_dir) as archive:

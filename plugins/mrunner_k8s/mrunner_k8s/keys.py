@@ -18,7 +18,7 @@ KEYS = [
     ContextKey("docker_host", "str", None, "docker daemon that builds images (default: $DOCKER_HOST or the local socket)"),
     ContextKey("base_image", "str", "python:3.11", "image the experiment image starts FROM"),
     ContextKey("requirements_file", "str", None, "pip requirements installed in their own layer (path in the project)"),
-    ContextKey("build_network", "str", None, "network of `RUN pip install` (default: none without requirements, else bridge)"),
+    ContextKey("build_network", "str", None, "network of the build, e.g. host or none (default: none without requirements, else docker's default)"),
     ContextKey("namespace", "str", None, "namespace of the project's objects (default: derived from the project name)"),
     ContextKey("storage", "str", "/storage", "where the project's volume claim is mounted (STORAGE_DIR)"),
     ContextKey("default_pvc_size", "str", "40Gi", "size of the volume claim when it is created"),

@@ -136,6 +136,8 @@ def test_sweep_runs_reports_logs_and_keeps_the_token_secret(mrunner, project, cl
     # The same code again: no build, no push; the resumed failures get new Jobs, the completed keep theirs.
     second_id, second = submit(mrunner, "-m", "lr=0.5")
     assert "already in the registry" in second.stderr and "building image" not in second.stderr
+    followed = mrunner("logs", f"{second_id}/0", "-f", timeout=120)  # waits for the pod, ends with it
+    assert followed.returncode == 0 and "lr=0.5 storage=/storage" in followed.stdout, followed.stderr
     resumed = mrunner("resume", sweep_id)
     assert resumed.returncode == 0, resumed.stderr
     runs = wait_until(mrunner, sweep_id, ended)

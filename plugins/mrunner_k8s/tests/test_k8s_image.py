@@ -80,3 +80,73 @@ def test_password_comes_from_the_named_variable(make_sweep, monkeypatch):
         image.auth_config(sweep.context)
     monkeypatch.setenv("REGISTRY_PW", "pw")
     assert image.auth_config(sweep.context) == {"username": "alice", "password": "pw"}
+
+
+def _wheel() -> bytes:
+    """A tiny pure-Python wheel pip can install without a network."""
+    import base64
+    import hashlib
+    import io
+    import zipfile
+
+    files = {
+        "tiny_dep/__init__.py": b"VALUE = 42\n",
+        "tiny_dep-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tiny-dep\nVersion: 1.0\n",
+        "tiny_dep-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+        for name, data in files.items()
+    )
+    files["tiny_dep-1.0.dist-info/RECORD"] = (record + "tiny_dep-1.0.dist-info/RECORD,,\n").encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.k8s
+def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_sweep, snapshot, tmp_path):
+    """Built on the service's dockerd: pip runs once; a code change rebuilds only the code layer."""
+    import io
+    import uuid
+
+    import docker
+
+    from mrunner.reporter import Reporter
+
+    client = docker.DockerClient(base_url=k8s_service["docker_host"])
+    base = f"mrunner-test/tiny-dep-base:{uuid.uuid4().hex[:8]}"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in (("Dockerfile", f"FROM {k8s_service['base_image']}\nCOPY tiny.whl /opt/tiny_dep-1.0-py3-none-any.whl\n".encode()), ("tiny.whl", _wheel())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    list(client.api.build(fileobj=context, custom_context=True, tag=base, decode=True, network_mode="none"))
+    (snapshot / "requirements.txt").write_text("/opt/tiny_dep-1.0-py3-none-any.whl\n")
+    (snapshot / "src" / "train.py").write_text(f"# {uuid.uuid4().hex}\nimport tiny_dep\nprint(tiny_dep.VALUE)\n")
+    sweep = make_sweep(
+        base_image=base, requirements_file="requirements.txt", build_network="none",
+        registry_url=f"{k8s_service['registry']}/mrunner-tests", docker_host=k8s_service["docker_host"],
+    )  # fmt: skip
+    sweep.snapshot_digest = uuid.uuid4().hex
+    first = image.ensure(sweep, snapshot, Reporter(quiet=True))
+    (snapshot / "src" / "train.py").write_text("import tiny_dep\nprint(tiny_dep.VALUE + 1)\n")
+    sweep.snapshot_digest = uuid.uuid4().hex
+    second = image.ensure(sweep, snapshot, Reporter(quiet=True))
+    assert first["built"] and second["built"] and first["image"] != second["image"]
+
+    def layers(reference):
+        return [entry["Id"] for entry in client.api.history(reference)]
+
+    # Every layer up to the pip install is shared; only the code (and what follows it) differs.
+    first_layers, second_layers = layers(first["image"])[::-1], layers(second["image"])[::-1]
+    shared = next(i for i, (a, b) in enumerate(zip(first_layers, second_layers)) if a != b)
+    pip_step = next(i for i, entry in enumerate(client.api.history(first["image"])[::-1]) if "pip install" in entry["CreatedBy"])
+    assert shared > pip_step
+    assert second["pushed_bytes"] < first["pushed_bytes"]
+    output = client.containers.run(second["image"], ["python3", "train.py"], network_mode="none", remove=True)
+    assert output.strip() == b"43"

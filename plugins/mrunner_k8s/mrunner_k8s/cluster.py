@@ -13,12 +13,14 @@ from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import (
-    CANCELLED, COMPLETED, FAILED, LOST, PENDING, RUNNING, SUBMITTED, TIMEOUT, Run, RunUpdate, Sweep,
+    CANCELLED, COMPLETED, FAILED, LOST, PENDING, PREEMPTED, RUNNING, SUBMITTED, TIMEOUT, Run, RunUpdate, Sweep,
 )  # fmt: skip
 
 from mrunner_k8s import manifests, names
 
 # A waiting container with one of these reasons will not start by itself: reported with the pending state.
+# A pod that failed for one of these reasons was pushed off its node: the experiment itself did not fail.
+PREEMPTION_REASONS = {"Evicted", "Preempting", "Shutdown", "NodeShutdown", "Terminated"}
 STUCK_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
 
 
@@ -187,6 +189,8 @@ def _state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
     if job is None:
         return RunUpdate(run.index, LOST, detail="its Job is gone (deleted outside mrunner)")
     exit_code, reason = _container_end(pod)
+    if pod is not None and pod.status.phase == "Failed" and pod.status.reason in PREEMPTION_REASONS:
+        return RunUpdate(run.index, PREEMPTED, exit_code=exit_code, detail=f"{pod.status.reason}: {pod.status.message or ''}".strip())
     for condition in job.status.conditions or []:
         if condition.status != "True":
             continue

@@ -1,0 +1,63 @@
+"""How Job conditions and pod states become experiment states (the API objects built as the client's models)."""
+
+from datetime import datetime, timezone
+
+from kubernetes import client as k
+
+from mrunner_k8s.cluster import run_states
+
+
+def _labels(index, attempt=0):
+    return {"mrunner/sweep": "s", "mrunner/index": str(index), "mrunner/attempt": str(attempt)}
+
+
+def job(index, condition=None, reason=None, attempt=0):
+    conditions = [k.V1JobCondition(type=condition, status="True", reason=reason, message="m")] if condition else None
+    return k.V1Job(metadata=k.V1ObjectMeta(labels=_labels(index, attempt)), status=k.V1JobStatus(conditions=conditions))
+
+
+def pod(index, phase, exit_code=None, waiting=None, reason=None, attempt=0, created=0, unschedulable=None):
+    if exit_code is not None:
+        state = k.V1ContainerState(terminated=k.V1ContainerStateTerminated(exit_code=exit_code, reason="Error"))
+    elif waiting:
+        state = k.V1ContainerState(waiting=k.V1ContainerStateWaiting(reason=waiting, message="no such image"))
+    else:
+        state = k.V1ContainerState(running=k.V1ContainerStateRunning())
+    statuses = [k.V1ContainerStatus(name="experiment", image="i", image_id="", ready=False, restart_count=0, state=state)]
+    conditions = [k.V1PodCondition(type="PodScheduled", status="False", message=unschedulable)] if unschedulable else None
+    return k.V1Pod(
+        metadata=k.V1ObjectMeta(labels=_labels(index, attempt), creation_timestamp=datetime.fromtimestamp(created, timezone.utc)),
+        status=k.V1PodStatus(phase=phase, container_statuses=statuses, reason=reason, conditions=conditions),
+    )  # fmt: skip
+
+
+def test_states_from_conditions_and_pods(make_run):
+    runs = [make_run(i) for i in range(8)]
+    for run in runs:
+        run.state = "submitted"
+    jobs = [
+        job(0, "Complete"), job(1, "Failed", "BackoffLimitExceeded"), job(2, "Failed", "DeadlineExceeded"),
+        job(3), job(4), job(5), job(6),
+    ]  # fmt: skip
+    pods = [
+        pod(0, "Succeeded", 0), pod(1, "Failed", 3), pod(2, "Failed", 137), pod(3, "Running"),
+        pod(4, "Pending", waiting="ImagePullBackOff"), pod(5, "Failed", 137, reason="Evicted"),
+        pod(6, "Pending", unschedulable="0/1 nodes are available: 1 Insufficient nvidia.com/gpu."),
+    ]  # fmt: skip
+    updates = {u.index: u for u in run_states(runs, jobs, pods)}
+    assert {i: (u.state, u.exit_code) for i, u in updates.items()} == {
+        0: ("completed", 0), 1: ("failed", 3), 2: ("timeout", 137), 3: ("running", None),
+        4: ("pending", None), 5: ("preempted", 137), 6: ("pending", None), 7: ("lost", None),
+    }  # fmt: skip
+    assert updates[4].detail == "ImagePullBackOff: no such image"
+    assert updates[6].detail.startswith("unschedulable: 0/1 nodes")
+
+
+def test_only_the_runs_attempt_counts_and_unchanged_states_are_not_reported(make_run):
+    run = make_run(0, attempt=1)
+    run.state = "running"
+    jobs = [job(0, "Failed", attempt=0), job(0, attempt=1)]
+    pods = [pod(0, "Failed", 1, attempt=0), pod(0, "Running", attempt=1, created=5)]
+    assert run_states([run], jobs, pods) == []
+    pods.append(pod(0, "Succeeded", 0, attempt=1, created=9))  # a newer pod of the same attempt wins
+    assert [(u.state, u.exit_code) for u in run_states([run], jobs, pods)] == [("completed", 0)]

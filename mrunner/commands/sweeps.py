@@ -22,12 +22,19 @@ def _when(timestamp: float) -> str:
 
 def _find(store: Store, ref: str) -> tuple[Sweep, Run | None]:
     """A sweep (``SWEEP``) or one experiment (``SWEEP/INDEX`` or an identity prefix)."""
-    if "/" not in ref:
-        try:
-            return store.sweep(ref), None
-        except MrunnerError:
-            pass
-    return store.find_run(ref)
+    if "/" in ref:
+        return store.find_run(ref)
+    try:
+        return store.sweep(ref), None
+    except MrunnerError as not_a_sweep:
+        if "ambiguous" in str(not_a_sweep):
+            raise
+    try:
+        return store.find_run(ref)
+    except MrunnerError:
+        raise MrunnerError(
+            f"no sweep or experiment {ref!r} in the records; `mrunner status` lists the recorded sweeps"
+        ) from None
 
 
 # -- status --------------------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ class BackendError(MrunnerError):
     exit_code = 3
 
 
+class NotFound(MrunnerError):
+    """The records hold no sweep or experiment of that name."""
+
+
 class Interrupted(MrunnerError):
     """The user pressed Ctrl-C; what was done is recorded."""
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mrunner import paths
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, NotFound
 from mrunner.records import ACTIVE, COMPLETED, TERMINAL, Run, RunUpdate, Sweep
 
 _SCHEMA = """
@@ -160,7 +160,7 @@ class Store:
         if exact:
             rows = exact
         if not rows:
-            raise MrunnerError(f"no sweep {ref!r} in the records; `mrunner status` lists the recorded sweeps")
+            raise NotFound(f"no sweep {ref!r} in the records; `mrunner status` lists the recorded sweeps")
         if len(rows) > 1:
             names = ", ".join(row[0] for row in rows[:5])
             raise MrunnerError(f"sweep {ref!r} is ambiguous: it could be {names}; give more of the id")
@@ -187,7 +187,7 @@ class Store:
             f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx=?", (sweep_id, index)
         ).fetchone()
         if row is None:
-            raise MrunnerError(f"sweep {sweep_id} has no experiment {index}")
+            raise NotFound(f"sweep {sweep_id} has no experiment {index}")
         return _run(row)
 
     def find_run(self, ref: str) -> tuple[Sweep, Run]:
@@ -199,13 +199,13 @@ class Store:
             sweep = self.sweep(sweep_ref)
             return sweep, self.run(sweep.id, int(index))
         if len(ref) < 4:
-            raise MrunnerError(f"experiment {ref!r}: give SWEEP/INDEX or at least 4 characters of its id")
+            raise NotFound(f"experiment {ref!r}: give SWEEP/INDEX or at least 4 characters of its id")
         rows = self._db.execute(
             f"SELECT {_RUN_COLUMNS} FROM experiments WHERE id LIKE ? ESCAPE '\\' ORDER BY updated_at DESC",
             (_like_prefix(ref),),
         ).fetchall()
         if not rows:
-            raise MrunnerError(f"no experiment {ref!r} in the records; name it as SWEEP/INDEX (see `mrunner status SWEEP`)")
+            raise NotFound(f"no experiment {ref!r} in the records; name it as SWEEP/INDEX (see `mrunner status SWEEP`)")
         distinct = {(row[0], row[1]) for row in rows}
         if len(distinct) > 1:
             names = ", ".join(f"{s}/{i}" for s, i in sorted(distinct)[:5])

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 
 from mrunner import dispatch, grid, table
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, NotFound
 from mrunner.hookspecs import SubmitOptions
 from mrunner.records import COMPLETED, PLANNED, TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
@@ -26,13 +26,12 @@ def _find(store: Store, ref: str) -> tuple[Sweep, Run | None]:
         return store.find_run(ref)
     try:
         return store.sweep(ref), None
-    except MrunnerError as not_a_sweep:
-        if "ambiguous" in str(not_a_sweep):
-            raise
+    except NotFound:
+        pass
     try:
         return store.find_run(ref)
-    except MrunnerError:
-        raise MrunnerError(
+    except NotFound:
+        raise NotFound(
             f"no sweep or experiment {ref!r} in the records; `mrunner status` lists the recorded sweeps"
         ) from None
 

@@ -63,7 +63,8 @@ class Cluster:
             raise BackendError(f"Kubernetes refused to {what}: {api_message(error)}") from None
         except HTTPError as error:
             host = self.api_client.configuration.host
-            raise BackendError(f"cannot reach the Kubernetes API server at {host} to {what}: {error}") from None
+            reason = str(getattr(error, "reason", None) or error).rsplit("): ", 1)[-1].strip("\"')")
+            raise BackendError(f"cannot reach the Kubernetes API server at {host} to {what}: {reason}") from None
 
     # -- resources ---------------------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
 source "$SCRIPT_DIR/common.sh"
 
-log() { echo "stop.sh: $*"; }
+now_ms() { local t="${EPOCHREALTIME/./}"; echo $(( t / 1000 )); }
+T0="$(now_ms)"
+log() { local d=$(( $(now_ms) - T0 )); printf 'stop.sh [%3d.%ds]: %s\n' $(( d / 1000 )) $(( d % 1000 / 100 )) "$*"; }
 
 if [ ! -d "$STATE" ]; then
   log "nothing to stop ($STATE does not exist)"
@@ -22,16 +24,23 @@ flock 8
 
 rm -f "$STATE_FILE"
 
+# A stopped daemon may linger as a zombie until its (non-shell) parent reaps it: that counts as stopped.
+alive() {
+  local st
+  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
 stop_pid() {  # NAME: SIGTERM, wait up to 20 s, then SIGKILL
   local name="$1" pid i
   pid="$(component_pid "$name" || true)"
   if [ -z "$pid" ]; then rm -f "$RUN/$name.pid"; return 0; fi
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
+  for i in $(seq 1 200); do
+    alive "$pid" || break
+    sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     log "$name (pid $pid) did not stop in 20 s: SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.5

@@ -73,6 +73,21 @@ RUNC="$(command -v runc || true)"
 [ -n "$RUNC" ] || RUNC=/usr/sbin/runc
 [ -x "$RUNC" ] || die "runc not found"
 
+# Pre-flight: the ports of every component that is not ours-and-running must be free (one cluster per
+# machine), and no other dockerd may use the same data root.
+for pair in "registry:$REGISTRY_PORT" "registry-auth:$AUTH_REGISTRY_PORT" "etcd:$ETCD_PORT" "etcd:$ETCD_PEER_PORT" \
+            "kube-apiserver:$API_PORT" "kube-controller-manager:$CM_PORT" "kube-scheduler:$SCHED_PORT" \
+            "kubelet:$KUBELET_PORT" "kubelet:$KUBELET_HEALTHZ_PORT"; do
+  if ! component_pid "${pair%%:*}" >/dev/null && port_in_use "${pair##*:}"; then
+    die "port ${pair##*:} (for ${pair%%:*}) is used by another process: $(ss -ltnpH "sport = :${pair##*:}" | head -n 1)
+  (another cluster from a different MRUNNER_SERVICES_DIR? stop it with its stop.sh)"
+  fi
+done
+if ! component_pid dockerd >/dev/null; then
+  other="$(ps -eo pid=,args= | awk -v r="--data-root $DOCKER_DATA_ROOT " '$2 ~ /dockerd$/ && index($0 " ", r) {print $1}')"
+  [ -z "$other" ] || die "another dockerd (pid $other) already uses the data root $DOCKER_DATA_ROOT"
+fi
+
 # ---------------------------------------------------------------- node name (fix 3)
 # The kubelet refuses --node-ip=127.0.0.1; instead the node is named after a host name that resolves
 # to 127.0.0.1 and the apiserver reaches the kubelet via --kubelet-preferred-address-types=Hostname.

@@ -130,3 +130,15 @@ def delete_namespace(k8s: dict, name: str) -> None:
 
     api = config.new_client_from_config(config_file=k8s["kubeconfig"], context=k8s["kube_context"])
     client.CoreV1Api(api).delete_namespace(name, propagation_policy="Background")
+
+
+def remove_images(k8s: dict, references: list) -> None:
+    """Remove the benchmark's images from the service's dockerd (the registry keeps its copies)."""
+    import docker
+
+    client = docker.DockerClient(base_url=k8s["docker_host"])
+    for reference in filter(None, references):
+        try:
+            client.images.remove(reference, force=True)
+        except docker.errors.ImageNotFound:
+            pass

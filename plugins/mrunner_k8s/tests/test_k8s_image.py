@@ -150,3 +150,5 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
     assert second["pushed_bytes"] < first["pushed_bytes"]
     output = client.containers.run(second["image"], ["python3", "train.py"], network_mode="none", remove=True)
     assert output.strip() == b"43"
+    for reference in (base, first["image"], first["timestamp_tag"], second["image"], second["timestamp_tag"]):
+        client.images.remove(reference, force=True)

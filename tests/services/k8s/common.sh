@@ -1,5 +1,5 @@
 # Shared settings for start.sh / stop.sh (sourced, not executed).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this file
 
 SERVICES_DIR="${MRUNNER_SERVICES_DIR:-/tmp/mrunner-services}"
 STATE="$SERVICES_DIR/k8s"                      # everything of one cluster instance
@@ -40,8 +40,6 @@ KUBELET_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 # Host paths the kubelet / hostPath provisioner create outside the state dir.
 HOST_PATHS=(/var/lib/kubelet /var/log/pods /var/log/containers /tmp/hostpath_pv)
 
-# Processes in start order (stop.sh stops them in reverse).
-COMPONENTS=(dockerd registry registry-auth etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 docker_cli() { DOCKER_CONFIG="$STATE/docker-config" docker -H "$DOCKER_HOST_URL" "$@"; }
 

@@ -32,11 +32,11 @@ alive() {
 }
 
 stop_pid() {  # NAME: SIGTERM, wait up to 20 s, then SIGKILL
-  local name="$1" pid i
+  local name="$1" pid
   pid="$(component_pid "$name" || true)"
   if [ -z "$pid" ]; then rm -f "$RUN/$name.pid"; return 0; fi
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 200); do
+  for _ in $(seq 1 200); do
     alive "$pid" || break
     sleep 0.1
   done

@@ -1,6 +1,10 @@
 """Core and local-backend benchmarks, side by side in one run; writes benchmarks/results-core.md.
 
-    uv sync --all-packages --group bench && uv run --no-sync python benchmarks/core.py [--repeat 3]
+    uv sync --all-packages --group bench --compile-bytecode && uv run --no-sync python benchmarks/core.py [--repeat 3]
+
+Installed packages are measured with their bytecode compiled (``--compile-bytecode``), as pip leaves them;
+the script compiles mrunner's own sources too, since a machine with PYTHONDONTWRITEBYTECODE=1 (this one)
+would otherwise recompile them on every run.
 
 1. `mrunner --help` and a 3-point `--dry-run` against bare `python -c pass`, and which heavy libraries each imports.
 2. Counting a 1,000,000-point grid with `--dry-run`: wall time and peak memory (aim: < 3 s, < 200 MB).
@@ -79,6 +83,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, default=HERE / "results-core.md")
     options = parser.parse_args()
+    sources = [HERE.parent / "mrunner", *HERE.parent.glob("plugins/*/mrunner_*")]
+    subprocess.run([PY, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="mrunner-bench-"))
     env = {**os.environ, "XDG_DATA_HOME": str(work / "data"), "XDG_CONFIG_HOME": str(work / "config")}
     (work / "exp.py").write_text(EXPERIMENT)
@@ -88,7 +94,8 @@ def main() -> None:
         "# Core and local backend benchmarks",
         "",
         f"Produced by `{' '.join(['python', 'benchmarks/core.py', *sys.argv[1:]])}` on {time.strftime('%Y-%m-%d')}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; median of {options.repeat} runs (min-max).",
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the start; "
+        f"median of {options.repeat} runs (min-max), bytecode compiled.",
         "",
         "## Start-up",
         "",

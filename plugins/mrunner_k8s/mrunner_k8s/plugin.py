@@ -90,12 +90,12 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
 
 @hookimpl
-def mrunner_package(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any] | None:
+def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
     if not _ours(sweep.backend):
         return None
     from mrunner_k8s import image
 
-    return image.ensure(sweep, snapshot_dir, reporter)
+    return image.ensure(sweep, snapshot.folder(), reporter)
 
 
 @hookimpl

@@ -61,24 +61,28 @@ def project(tmp_path, tmp_path_factory, k8s_service, namespace, monkeypatch):
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.setenv("MY_FAKE_TOKEN", FAKE_TOKEN)
     write_context(k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", secrets=["MY_FAKE_TOKEN"])
+    before = _test_images(k8s_service)
     yield tmp_path
-    _remove_built_images(k8s_service)
+    _remove_images(k8s_service, _test_images(k8s_service) - before)
 
 
-def _remove_built_images(k8s: dict) -> None:
-    """Remove from the service's dockerd the images this test's sweeps built (the registry keeps them)."""
+def _test_images(k8s: dict) -> set[str]:
     import docker
 
-    from mrunner.store import Store
+    client = docker.DockerClient(base_url=k8s["docker_host"])
+    return {tag for image in client.images.list() for tag in image.tags if "/mrunner-tests/" in tag}
+
+
+def _remove_images(k8s: dict, tags: set[str]) -> None:
+    """Remove from the service's dockerd the images this test built (the registries keep their copies)."""
+    import docker
 
     client = docker.DockerClient(base_url=k8s["docker_host"])
-    for sweep in Store().sweeps(100):
-        for key in ("image", "timestamp_tag"):
-            if sweep.package.get(key) and sweep.package.get("built"):
-                try:
-                    client.images.remove(sweep.package[key], force=True)
-                except docker.errors.ImageNotFound:
-                    pass
+    for tag in tags:
+        try:
+            client.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
 
 
 def write_context(k8s: dict, namespace: str, **keys) -> None:

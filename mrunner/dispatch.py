@@ -26,6 +26,7 @@ from mrunner.naming import experiment_name, sweep_id
 from mrunner.records import ACTIVE, PLANNED, RESUMABLE, TERMINAL, CANCELLED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import merge_keys, validate
+from mrunner.snapshot import Snapshot
 from mrunner.store import Store
 
 DRY_RUN_SHOWN = 5
@@ -199,7 +200,7 @@ def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Ru
         f"sweep {sweep.id}: {len(runs)} experiment{'s' * (len(runs) != 1)} recorded "
         f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
     )
-    hand_over(sweep, runs, frozen.path, store, reporter, SubmitOptions(detach=request.detach))
+    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=request.detach))
     return sweep, runs
 
 
@@ -247,13 +248,13 @@ def _skip_submitted(runs: list[Run], store: Store, context_name: str, reporter: 
 
 
 def hand_over(
-    sweep: Sweep, runs: Sequence[Run], snapshot_dir: Path, store: Store, reporter: Reporter, options: SubmitOptions
+    sweep: Sweep, runs: Sequence[Run], frozen: Snapshot, store: Store, reporter: Reporter, options: SubmitOptions
 ) -> None:
     """Package, prepare and submit ``runs`` (all planned) through the sweep's backend."""
     hook = plugins.manager().hook
     secrets = collect_secrets(sweep.context)
     try:
-        package = hook.mrunner_package(sweep=sweep, snapshot_dir=snapshot_dir, reporter=reporter)
+        package = hook.mrunner_package(sweep=sweep, snapshot=frozen, reporter=reporter)
         _require(package, sweep, "mrunner_package")
         sweep.package = package
         store.update_sweep(sweep)
@@ -346,9 +347,9 @@ def resume(sweep: Sweep, store: Store, reporter: Reporter, options: SubmitOption
         reporter.step(f"sweep {sweep.id}: nothing to resume ({summary(runs)})")
         return []
     plugins.manager().hook.mrunner_check(context=sweep.context, context_name=sweep.context_name)
-    frozen = snapshot.load(sweep.snapshot_digest)
+    frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
     store.start_attempt(sweep.id, [run.index for run in chosen if run.state != PLANNED])
     chosen = [store.run(sweep.id, run.index) for run in chosen]
     reporter.step(f"sweep {sweep.id}: resuming {len(chosen)} of {len(runs)} experiments")
-    hand_over(sweep, chosen, frozen.path, store, reporter, options)
+    hand_over(sweep, chosen, frozen, store, reporter, options)
     return chosen

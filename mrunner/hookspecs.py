@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from mrunner.records import Run, RunUpdate, Sweep
     from mrunner.reporter import Reporter
     from mrunner.schema import ContextKey
+    from mrunner.snapshot import Snapshot
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -109,11 +109,13 @@ def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, 
 
 
 @hookspec(firstresult=True)
-def mrunner_package(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any] | None:
+def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
     """Called at submission and resume, before ``mrunner_setup_resources``: make the code snapshot
-    (the read-only folder ``snapshot_dir``) available where the experiments will run: upload it, build and
-    push an image. Return JSON-serialisable facts to record on the sweep (``sweep.package``), e.g. the
-    remote code directory or the image reference. First result.
+    available where the experiments will run: upload it, build and push an image. ``snapshot.files`` is
+    the manifest (path -> (sha256, mode)); ``snapshot.read(path)`` gives a file's content, checked against
+    its hash; ``snapshot.folder()`` freezes a copy on this machine and returns it (only for a backend that
+    needs a folder: copying costs time). Return JSON-serialisable facts to record on the sweep
+    (``sweep.package``), e.g. the remote code directory or the image reference. First result.
     """
 
 

@@ -4,8 +4,10 @@ Files are chosen as git would (tracked plus untracked-not-ignored, so every .git
 git repository, by walking the folder with its top-level .gitignore; ``.mrunnerignore`` and the spec's
 ``exclude`` patterns (gitignore syntax) remove more. Each file is hashed; the snapshot's digest is the hash
 of the sorted (path, mode, file hash) list, so an unchanged project gives the same digest and the same
-experiment identities. The tree is copied once per digest under the data directory: editing the project
-while a sweep is queued changes nothing.
+experiment identities. The manifest is kept under the data directory at once; the content is frozen in a
+copy only for a backend that asks for a folder (``folder()``: the local backend, an image build). A backend
+that streams the files elsewhere reads them with ``read()``, which checks each against its hash, so what
+runs is what was hashed, and editing the project while a sweep is queued changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrunner import paths
@@ -32,11 +34,37 @@ LARGE_SNAPSHOT_BYTES = 200 * 1024 * 1024
 @dataclass(frozen=True)
 class Snapshot:
     digest: str
-    path: Path  # the frozen copy
     files: dict[str, tuple[str, int]]  # relative path -> (sha256, mode)
     size: int
+    store: Path
+    sources: dict[str, Path] = field(default_factory=dict)  # where each file was read; empty once loaded
     git_commit: str | None = None
     git_dirty: bool | None = None
+
+    @property
+    def tree(self) -> Path:
+        return self.store / "trees" / self.digest
+
+    def folder(self) -> Path:
+        """The frozen copy of the files, made on first use and shared by later sweeps of the same digest."""
+        if not self.tree.is_dir():
+            _materialise(self)
+        return self.tree
+
+    def read(self, relative: str) -> bytes:
+        """A file's content as snapshotted: from the frozen copy, else from the project, checked against
+        its hash (a file edited since the snapshot is an error, never silently sent)."""
+        if self.tree.is_dir():
+            return (self.tree / relative).read_bytes()
+        source = self.sources.get(relative)
+        if source is None:
+            raise MrunnerError(
+                f"the content of code snapshot {self.digest[:12]} is no longer on this machine; submit the sweep again"
+            )
+        data = source.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.files[relative][0]:
+            raise MrunnerError(f"{relative} changed while mrunner was submitting it; submit again")
+        return data
 
 
 def store_dir() -> Path:
@@ -71,20 +99,23 @@ def take(
         size += info.st_size
     digest = _digest(files)
     commit, dirty = _git_state(root)
-    target = _materialise(digest, files, sources, store or store_dir())
-    return Snapshot(digest, target, files, size, commit, dirty)
+    base = store or store_dir()
+    _write_manifest(base / "trees" / f"{digest}.json", files, size)
+    return Snapshot(digest, files, size, base, {k: sources[k] for k in files}, commit, dirty)
 
 
-def load(digest: str, store: Path | None = None) -> Snapshot:
-    """A snapshot taken earlier (for `mrunner resume`; the sweep's record holds its git state)."""
+def load(digest: str, root: Path | None = None, store: Path | None = None) -> Snapshot:
+    """A snapshot taken earlier (for `mrunner resume`; the sweep's record holds its git state). Its content
+    comes from the frozen copy if a backend made one, else from the project folder ``root`` as long as the
+    files there still match their hashes (a remote backend's own store usually has them anyway)."""
     base = store or store_dir()
     manifest = base / "trees" / f"{digest}.json"
-    tree = base / "trees" / digest
-    if not manifest.exists() or not tree.is_dir():
+    if not manifest.exists():
         raise MrunnerError(f"the code snapshot {digest[:12]} is missing from {base}; it cannot be resumed from here")
     data = json.loads(manifest.read_text())
     files = {path: (entry[0], entry[1]) for path, entry in data["files"].items()}
-    return Snapshot(digest, tree, files, data["size"])
+    sources = {relative: root / relative for relative in files} if root is not None else {}
+    return Snapshot(digest, files, data["size"], base, sources)
 
 
 def _select(root: Path, exclude: Sequence[str]) -> list[str]:
@@ -145,34 +176,36 @@ def _digest(files: dict[str, tuple[str, int]]) -> str:
     return digest.hexdigest()
 
 
-def _materialise(digest: str, files: dict[str, tuple[str, int]], sources: dict[str, Path], store: Path) -> Path:
-    """Copy the files to ``store/trees/DIGEST`` once. The copy is built aside and renamed into place, so an
+def _write_manifest(path: Path, files: dict[str, tuple[str, int]], size: int) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as stream:
+        json.dump({"files": {k: list(v) for k, v in files.items()}, "size": size}, stream)
+    os.replace(temporary, path)
+
+
+def _materialise(snapshot: Snapshot) -> None:
+    """Copy the files to ``trees/DIGEST``. The copy is built aside and renamed into place, so an
     interrupted copy never leaves a tree that a later sweep would trust."""
-    trees = store / "trees"
-    target = trees / digest
-    if target.is_dir():
-        return target
-    trees.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=trees))
+    trees = snapshot.tree.parent
+    building = Path(tempfile.mkdtemp(prefix=f".{snapshot.digest[:12]}-", dir=trees))
     try:
-        for relative, (_, mode) in files.items():
+        for relative, (_, mode) in snapshot.files.items():
             destination = building / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sources[relative], destination)
+            destination.write_bytes(snapshot.read(relative))
             os.chmod(destination, mode)
-        size = sum((building / relative).stat().st_size for relative in files)
-        manifest = {"files": {k: list(v) for k, v in files.items()}, "size": size}
-        (trees / f"{digest}.json").write_text(json.dumps(manifest))
         os.chmod(building, 0o755)
         try:
-            building.rename(target)
+            building.rename(snapshot.tree)
         except OSError:
-            if not target.is_dir():  # another mrunner finished the same snapshot first: use theirs
+            if not snapshot.tree.is_dir():  # another mrunner finished the same snapshot first: use theirs
                 raise
     finally:
         if building.exists():
             shutil.rmtree(building, ignore_errors=True)
-    return target
 
 
 def _git_state(root: Path) -> tuple[str | None, bool | None]:

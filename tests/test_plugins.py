@@ -38,9 +38,9 @@ def mrunner_plan(context, count):
 
 
 @hookimpl
-def mrunner_package(sweep, snapshot_dir, reporter):
+def mrunner_package(sweep, snapshot, reporter):
     if sweep.backend == "echo":
-        return {"code_dir": str(snapshot_dir)}
+        return {"files": len(snapshot.files)}
 
 
 @hookimpl

@@ -34,7 +34,7 @@ def test_outside_git_the_ignore_files_and_defaults_apply(tmp_path):
     frozen = snapshot.take(root, exclude=["pkg/"], store=tmp_path / "store")
     assert sorted(frozen.files) == [".gitignore", ".mrunnerignore", "train.py"]
     assert frozen.git_commit is None and frozen.git_dirty is None
-    assert (frozen.path / "train.py").read_text() == "print('train')\n"
+    assert (frozen.folder() / "train.py").read_text() == "print('train')\n"
 
 
 def test_in_git_nested_gitignores_count_and_commit_and_dirtiness_are_recorded(tmp_path):
@@ -68,9 +68,27 @@ def test_digest_is_stable_and_changes_with_content_or_mode(tmp_path):
 def test_editing_the_project_later_does_not_change_the_snapshot(tmp_path):
     root = make_project(tmp_path / "project")
     frozen = snapshot.take(root, store=tmp_path / "store")
+    copy = frozen.folder()
     (root / "train.py").write_text("print('edited while queued')\n")
-    assert (frozen.path / "train.py").read_text() == "print('train')\n"
+    assert (copy / "train.py").read_text() == "print('train')\n"
+    assert frozen.read("train.py") == b"print('train')\n"
     assert snapshot.load(frozen.digest, store=tmp_path / "store").files == frozen.files
+
+
+def test_content_is_read_on_demand_and_checked_against_its_hash(tmp_path):
+    root = make_project(tmp_path / "project")
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    assert not frozen.tree.exists()  # nothing is copied until a backend asks for a folder
+    assert frozen.read("train.py") == b"print('train')\n"
+    (root / "train.py").write_text("print('edited during the submission')\n")
+    with pytest.raises(MrunnerError, match="train.py changed while mrunner was submitting it"):
+        frozen.read("train.py")
+    with pytest.raises(MrunnerError, match="changed while"):
+        frozen.folder()  # never freezes content that differs from what was hashed
+    assert not frozen.tree.exists()
+    loaded = snapshot.load(frozen.digest, store=tmp_path / "store")
+    with pytest.raises(MrunnerError, match="no longer on this machine"):
+        loaded.read("train.py")
 
 
 def test_paths_to_copy_land_at_the_top(tmp_path):
@@ -79,29 +97,29 @@ def test_paths_to_copy_land_at_the_top(tmp_path):
     extra.mkdir()
     (extra / "util.py").write_text("U = 1\n")
     frozen = snapshot.take(root, paths_to_copy=[str(extra)], store=tmp_path / "store")
-    assert (frozen.path / "shared_lib" / "util.py").read_text() == "U = 1\n"
+    assert (frozen.folder() / "shared_lib" / "util.py").read_text() == "U = 1\n"
     with pytest.raises(MrunnerError, match="does not exist"):
         snapshot.take(root, paths_to_copy=[str(tmp_path / "missing")], store=tmp_path / "store")
 
 
 def test_an_interrupted_copy_leaves_no_tree_a_later_sweep_would_trust(tmp_path, monkeypatch):
     root = make_project(tmp_path / "project")
+    frozen = snapshot.take(root, store=tmp_path / "store")
     calls = {"n": 0}
-    real_copy = snapshot.shutil.copyfile
+    real_read = snapshot.Snapshot.read
 
-    def failing_copy(source, destination):
+    def failing_read(self, relative):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real_copy(source, destination)
+        return real_read(self, relative)
 
-    monkeypatch.setattr(snapshot.shutil, "copyfile", failing_copy)
+    monkeypatch.setattr(snapshot.Snapshot, "read", failing_read)
     with pytest.raises(KeyboardInterrupt):
-        snapshot.take(root, store=tmp_path / "store")
+        frozen.folder()
     monkeypatch.undo()
-    assert [p.name for p in (tmp_path / "store" / "trees").iterdir()] == []
-    frozen = snapshot.take(root, store=tmp_path / "store")
-    assert all((frozen.path / name).exists() for name in frozen.files)
+    assert [p.name for p in (tmp_path / "store" / "trees").iterdir()] == [f"{frozen.digest}.json"]
+    assert all((frozen.folder() / name).exists() for name in frozen.files)
 
 
 def test_mrunner_data_inside_the_project_is_never_snapshotted(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
 from mrunner.records import ACTIVE, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
+from mrunner.snapshot import Snapshot
 
 NAME = "local"
 
@@ -53,10 +54,10 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
 
 @hookimpl
-def mrunner_package(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any] | None:
+def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
     if not _ours(sweep.backend):
         return None
-    return {"code_dir": str(snapshot_dir)}
+    return {"code_dir": str(snapshot.folder())}
 
 
 @hookimpl

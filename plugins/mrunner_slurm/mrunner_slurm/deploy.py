@@ -20,23 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from mrunner.reporter import Reporter
+from mrunner.snapshot import Snapshot
 from mrunner_slurm import remote
 from mrunner_slurm.ssh import Connection
 
 CHUNK = 256 * 1024
 
 
-def manifest_of(snapshot_dir: Path) -> dict[str, list]:
-    """The snapshot's manifest ``{relpath: [sha256, mode]}``, written next to its folder by the core."""
-    data = json.loads((snapshot_dir.parent / f"{snapshot_dir.name}.json").read_text())
-    return {path: list(entry) for path, entry in data["files"].items()}
-
-
-def deploy(connection: Connection, storage_dir: str, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any]:
+def deploy(connection: Connection, storage_dir: str, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
     """Make the snapshot's code folder exist on the cluster; return where it is and what was sent."""
-    digest = snapshot_dir.name
-    manifest = manifest_of(snapshot_dir)
-    candidates = _recent_trees(snapshot_dir)
+    digest = snapshot.digest
+    manifest = {path: list(entry) for path, entry in snapshot.files.items()}
+    candidates = _recent_trees(snapshot)
     begun = remote.call(connection, ["begin", storage_dir, digest], json.dumps({"candidates": list(candidates)}).encode())
     connection.facts.update(begun["config"], storage=begun["storage"])
     storage = begun["storage"]
@@ -44,12 +39,12 @@ def deploy(connection: Connection, storage_dir: str, snapshot_dir: Path, reporte
     if begun["have_code"]:
         return {"storage_dir": storage, "code_dir": code_dir, "objects_sent": 0, "bytes_sent": 0}
     tree, wanted = _tree_to_send(connection, storage, manifest, {d: candidates[d] for d in begun["known"]})
-    sources: dict[str, Path] = {}
+    sources: dict[str, str] = {}
     for relative, (sha, _) in manifest.items():
         if sha in wanted and sha not in sources:
-            sources[sha] = snapshot_dir / relative
+            sources[sha] = relative
     counter = _Counter()
-    answer = remote.call(connection, ["receive", storage, digest], counter.wrap(stream(tree, sources)))
+    answer = remote.call(connection, ["receive", storage, digest], counter.wrap(stream(tree, sources, snapshot)))
     reporter.step(
         f"code: sent {len(sources)} of {len({sha for sha, _ in manifest.values()})} files "
         f"({counter.bytes // 1024} KiB compressed) to {connection.target.alias}"
@@ -57,9 +52,9 @@ def deploy(connection: Connection, storage_dir: str, snapshot_dir: Path, reporte
     return {"storage_dir": storage, "code_dir": answer["code_dir"], "objects_sent": len(sources), "bytes_sent": counter.bytes}
 
 
-def _recent_trees(snapshot_dir: Path, limit: int = 8) -> dict[str, Path]:
+def _recent_trees(snapshot: Snapshot, limit: int = 8) -> dict[str, Path]:
     """The most recent other snapshots of this machine: their trees may be on the cluster already."""
-    manifests = [p for p in snapshot_dir.parent.glob("*.json") if p.stem != snapshot_dir.name]
+    manifests = [p for p in snapshot.tree.parent.glob("*.json") if p.stem != snapshot.digest]
     manifests.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     return {p.stem: p for p in manifests[:limit]}
 
@@ -86,12 +81,12 @@ def _tree_to_send(
     return ("manifest.json", manifest), set(answer["missing"])
 
 
-def stream(tree: tuple[str, Any], sources: dict[str, Path]) -> Iterator[bytes]:
+def stream(tree: tuple[str, Any], sources: dict[str, str], snapshot: Snapshot) -> Iterator[bytes]:
     """The gzip'd tar stream: one member per object to send (named by its hash), then the tree."""
     buffer = _Buffer()
     with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.GNU_FORMAT) as archive:
-        for sha, path in sources.items():
-            data = path.read_bytes()
+        for sha, relative in sources.items():
+            data = snapshot.read(relative)
             _add(archive, sha, data)
             if buffer.size >= CHUNK:
                 yield buffer.take()

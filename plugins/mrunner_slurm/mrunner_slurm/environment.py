@@ -18,14 +18,12 @@ from mrunner_slurm.ssh import Connection
 def requirements(sweep: Sweep) -> bytes:
     """The requirements file's content: from the sweep's code snapshot, else from the project folder."""
     name = sweep.context["requirements_file"]
-    candidates = []
-    try:
-        frozen = snapshot.load(sweep.snapshot_digest).path
-        candidates += [frozen / sweep.workdir / name, frozen / name]
-    except MrunnerError:
-        pass
     project = Path(sweep.project_dir)
-    candidates += [project / sweep.workdir / name, project / name, Path(os.path.expanduser(name))]
+    frozen = snapshot.load(sweep.snapshot_digest, root=project)
+    for relative in (os.path.normpath(os.path.join(sweep.workdir, name)), name):
+        if relative in frozen.files:
+            return frozen.read(relative)
+    candidates = [project / sweep.workdir / name, project / name, Path(os.path.expanduser(name))]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.read_bytes()

@@ -14,6 +14,7 @@ from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
+from mrunner.snapshot import Snapshot
 
 NAME = "slurm"
 
@@ -65,12 +66,12 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
 
 @hookimpl
-def mrunner_package(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any] | None:
+def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
     if not _ours(sweep.backend):
         return None
     from mrunner_slurm import deploy, ssh
 
-    return deploy.deploy(ssh.connection(sweep.context), sweep.context["storage_dir"], snapshot_dir, reporter)
+    return deploy.deploy(ssh.connection(sweep.context), sweep.context["storage_dir"], snapshot, reporter)
 
 
 @hookimpl

@@ -279,8 +279,8 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
     connection = ssh.connection(context)
     real_stream = deploy.stream
 
-    def cut(tree, sources):  # the stream stops in the middle of an object, as when the link drops
-        for number, chunk in enumerate(real_stream(tree, sources)):
+    def cut(tree, sources, snapshot):  # the stream stops in the middle of an object, as when the link drops
+        for number, chunk in enumerate(real_stream(tree, sources, snapshot)):
             if number == 4:  # about 1 MiB of 2.4 MiB
                 yield chunk[: len(chunk) // 2]
                 return
@@ -289,7 +289,7 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
     deploy.stream = cut
     try:
         with pytest.raises(BackendError, match="cut off"):
-            deploy.deploy(connection, cluster.storage, frozen.path, Reporter(quiet=True))
+            deploy.deploy(connection, cluster.storage, frozen, Reporter(quiet=True))
     finally:
         deploy.stream = real_stream
         ssh.close_all()
@@ -358,7 +358,8 @@ def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunne
     first = [r.backend_ref for r in store.runs(sweep.id)]
     store.apply(sweep.id, [RunUpdate(r.index, PLANNED, backend_ref="") for r in runs], keep_terminal=False)
     again = store.runs(sweep.id)
-    dispatch.hand_over(sweep, again, snapshot.load(sweep.snapshot_digest).path, store, Reporter(quiet=True), SubmitOptions())
+    frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
+    dispatch.hand_over(sweep, again, frozen, store, Reporter(quiet=True), SubmitOptions())
     assert [r.backend_ref for r in store.runs(sweep.id)] == first
     job = first[0].split("_")[0]
     names = cluster.ssh(f"squeue -h --states=all -o '%j' -u mrtest | grep -c mrunner-{sweep.id}").strip()

@@ -23,6 +23,7 @@ import mrunner.client
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import Sweep
 from mrunner.reporter import Reporter
+from mrunner.snapshot import Snapshot
 
 from mrunner_k8s import names
 from mrunner_k8s.manifests import CODE_DIR
@@ -74,24 +75,25 @@ def _client_source() -> bytes:
     return Path(mrunner.client.__file__).read_bytes()
 
 
-def requirements_of(sweep: Sweep, snapshot_dir: Path) -> bytes:
+def requirements_of(sweep: Sweep, snapshot: Snapshot) -> bytes:
     """The requirements file's content: looked up in the snapshot (its workdir, then its root), then in the
     project folder; empty when the context names none."""
     name = sweep.context.get("requirements_file")
     if not name:
         return b""
     path = Path(name).expanduser()
-    candidates = [path] if path.is_absolute() else [
-        snapshot_dir / sweep.workdir / path, snapshot_dir / path, Path(sweep.project_dir) / path,
-    ]  # fmt: skip
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.read_bytes()
+    if not path.is_absolute():
+        for relative in (os.path.normpath(os.path.join(sweep.workdir, name)), os.path.normpath(name)):
+            if relative in snapshot.files:
+                return snapshot.read(relative)
+        path = Path(sweep.project_dir) / path
+    if path.is_file():
+        return path.read_bytes()
     raise MrunnerError(f"requirements_file {name} not found in the project {sweep.project_dir}: fix the context key")
 
 
-def recipe(sweep: Sweep, snapshot_dir: Path) -> Recipe:
-    requirements = requirements_of(sweep, snapshot_dir)
+def recipe(sweep: Sweep, snapshot: Snapshot) -> Recipe:
+    requirements = requirements_of(sweep, snapshot)
     # A user who installs mrunner itself in the image gets the whole package instead of the client alone.
     with_client = not any(line.strip().lower().startswith(b"mrunner") for line in requirements.splitlines())
     return Recipe(
@@ -100,9 +102,10 @@ def recipe(sweep: Sweep, snapshot_dir: Path) -> Recipe:
     )  # fmt: skip
 
 
-def build_context(recipe: Recipe, snapshot_dir: Path) -> IO[bytes]:
-    """The build context as a tar (a temporary file), with fixed owners and times so docker's layer cache
-    depends on content alone."""
+def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
+    """The build context as a tar (a temporary file) of the snapshot's files, read straight from the
+    snapshot (checked against their hashes), with fixed owners and times so docker's layer cache depends
+    on content alone."""
     stream = tempfile.TemporaryFile()
     with tarfile.open(fileobj=stream, mode="w") as tar:
         _add_bytes(tar, "Dockerfile", recipe.dockerfile().encode())
@@ -110,10 +113,8 @@ def build_context(recipe: Recipe, snapshot_dir: Path) -> IO[bytes]:
         if recipe.with_client:
             _add_bytes(tar, "mrunner-client/mrunner/__init__.py", _CLIENT_INIT.encode())
             _add_bytes(tar, "mrunner-client/mrunner/client.py", _client_source())
-        for path in sorted(p for p in snapshot_dir.rglob("*") if p.is_file()):
-            relative = path.relative_to(snapshot_dir).as_posix()
-            mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            _add_bytes(tar, f"code/{relative}", path.read_bytes(), mode)
+        for relative, (_, mode) in sorted(snapshot.files.items()):
+            _add_bytes(tar, f"code/{relative}", snapshot.read(relative), mode)
     stream.seek(0)
     return stream
 
@@ -153,10 +154,11 @@ def auth_config(context: Mapping[str, Any]) -> dict[str, str] | None:
     return {"username": context["registry_username"], "password": password}
 
 
-def ensure(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, Any]:
-    """Build and push the sweep's image unless the registry already has it. Returns the facts to record."""
+def ensure(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
+    """Build and push the sweep's image unless the registry already has it (then no file of the snapshot
+    is read). Returns the facts to record."""
     context = sweep.context
-    plan = recipe(sweep, snapshot_dir)
+    plan = recipe(sweep, snapshot)
     repository = names.image_repository(context["registry_url"], sweep.project)
     image = f"{repository}:{plan.tag}"
     auth = auth_config(context)
@@ -167,7 +169,7 @@ def ensure(sweep: Sweep, snapshot_dir: Path, reporter: Reporter) -> dict[str, An
         return facts
     if not _local(client, image):
         started = time.monotonic()
-        _build(client, plan, snapshot_dir, image, sweep, reporter)
+        _build(client, plan, snapshot, image, sweep, reporter)
         facts.update(built=True, build_seconds=round(time.monotonic() - started, 2))
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         client.api.tag(image, repository, stamp)
@@ -206,12 +208,12 @@ def _local(client: Any, image: str) -> bool:
         return False
 
 
-def _build(client: Any, plan: Recipe, snapshot_dir: Path, image: str, sweep: Sweep, reporter: Reporter) -> None:
+def _build(client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Sweep, reporter: Reporter) -> None:
     # Without requirements nothing needs a network; with them, docker's default network unless set.
     network = sweep.context.get("build_network") or (None if has_requirements(plan.requirements) else "none")
     reporter.step(f"building image {image} from {plan.base_image}")
     tail: list[str] = []
-    with build_context(plan, snapshot_dir) as archive:
+    with build_context(plan, snapshot) as archive:
         events = client.api.build(
             fileobj=archive, custom_context=True, tag=image, rm=True, forcerm=True, pull=False, decode=True,
             network_mode=network, labels={"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project},

@@ -95,7 +95,10 @@ def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dic
         return None
     from mrunner_k8s import image
 
-    return image.ensure(sweep, snapshot.folder(), reporter)
+    facts = image.ensure(sweep, snapshot, reporter)
+    if sweep.package.get("image") == facts["image"]:  # a resume: keep what the first hand-over recorded
+        return {**sweep.package, **facts, "timestamp_tag": sweep.package.get("timestamp_tag")}
+    return facts
 
 
 @hookimpl

@@ -2,13 +2,19 @@ import tarfile
 
 import pytest
 
+from mrunner import snapshot as snapshots
 from mrunner.errors import MrunnerError
 from mrunner_k8s import image
 
 
+def take(root):
+    """The core's snapshot of ``root`` (manifest and sources; no frozen copy is made)."""
+    return snapshots.take(root, store=root.parent / "store")
+
+
 @pytest.fixture
-def snapshot(tmp_path):
-    root = tmp_path / "snapshot"
+def project(tmp_path):
+    root = tmp_path / "project"
     (root / "src").mkdir(parents=True)
     (root / "src" / "train.py").write_text("print('hi')\n")
     (root / "run.sh").write_text("#!/bin/sh\n")
@@ -17,9 +23,9 @@ def snapshot(tmp_path):
     return root
 
 
-def test_dockerfile_requirements_layer_comes_before_the_code(make_sweep, snapshot):
+def test_dockerfile_requirements_layer_comes_before_the_code(make_sweep, project):
     sweep = make_sweep(base_image="python:3.11-slim", requirements_file="requirements.txt")
-    recipe = image.recipe(sweep, snapshot)
+    recipe = image.recipe(sweep, take(project))
     lines = recipe.dockerfile().splitlines()
     assert lines[1] == "FROM python:3.11-slim"
     assert lines.index("COPY requirements.txt /mrunner/requirements.txt") < lines.index("COPY code/ /mrunner/code/")
@@ -28,39 +34,51 @@ def test_dockerfile_requirements_layer_comes_before_the_code(make_sweep, snapsho
     assert not any(line.startswith(("ARG", "ENV MY", "ENV REGISTRY")) for line in lines)
 
 
-def test_without_requirements_there_is_no_run_step(make_sweep, snapshot):
-    recipe = image.recipe(make_sweep(), snapshot)
+def test_without_requirements_there_is_no_run_step(make_sweep, project):
+    recipe = image.recipe(make_sweep(), take(project))
     assert "RUN" not in recipe.dockerfile() and recipe.requirements == b""
-    (snapshot / "empty.txt").write_text("# nothing yet\n\n")
-    assert "RUN" not in image.recipe(make_sweep(requirements_file="empty.txt"), snapshot).dockerfile()
+    (project / "empty.txt").write_text("# nothing yet\n\n")
+    assert "RUN" not in image.recipe(make_sweep(requirements_file="empty.txt"), take(project)).dockerfile()
 
 
-def test_tag_follows_content(make_sweep, snapshot):
+def test_requirements_are_found_in_the_workdir_then_the_root(make_sweep, project):
+    (project / "src" / "requirements.txt").write_text("torch\n")
+    sweep = make_sweep(requirements_file="requirements.txt")  # the sweep's workdir is src
+    assert image.recipe(sweep, take(project)).requirements == b"torch\n"
+    (project / "src" / "requirements.txt").unlink()
+    assert image.recipe(sweep, take(project)).requirements == b"numpy==1.26.4\n"
+
+
+def test_tag_follows_content(make_sweep, project):
     sweep = make_sweep(requirements_file="requirements.txt")
-    tag = image.recipe(sweep, snapshot).tag
-    assert tag == image.recipe(sweep, snapshot).tag and tag.startswith("c-")
+    frozen = take(project)
+    tag = image.recipe(sweep, frozen).tag
+    assert tag == image.recipe(sweep, frozen).tag and tag.startswith("c-")
     sweep.snapshot_digest = "e" * 64
-    assert image.recipe(sweep, snapshot).tag != tag
+    assert image.recipe(sweep, frozen).tag != tag
     sweep.snapshot_digest = "d" * 64
-    (snapshot / "requirements.txt").write_text("numpy==2.0\n")
-    assert image.recipe(sweep, snapshot).tag != tag
-    assert image.recipe(make_sweep(requirements_file="requirements.txt", base_image="other:1"), snapshot).tag != image.recipe(sweep, snapshot).tag
+    (project / "requirements.txt").write_text("numpy==2.0\n")
+    changed = take(project)
+    assert image.recipe(sweep, changed).tag != tag
+    other_base = make_sweep(requirements_file="requirements.txt", base_image="other:1")
+    assert image.recipe(other_base, changed).tag != image.recipe(sweep, changed).tag
 
 
-def test_missing_requirements_file_is_a_user_error(make_sweep, snapshot):
+def test_missing_requirements_file_is_a_user_error(make_sweep, project):
     with pytest.raises(MrunnerError, match="requirements_file nope.txt"):
-        image.recipe(make_sweep(requirements_file="nope.txt"), snapshot)
+        image.recipe(make_sweep(requirements_file="nope.txt"), take(project))
 
 
-def test_mrunner_in_requirements_replaces_the_client_copy(make_sweep, snapshot):
-    (snapshot / "requirements.txt").write_text("mrunner==0.2.0\n")
-    recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), snapshot)
+def test_mrunner_in_requirements_replaces_the_client_copy(make_sweep, project):
+    (project / "requirements.txt").write_text("mrunner==0.2.0\n")
+    recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), take(project))
     assert not recipe.with_client and "PYTHONPATH" not in recipe.dockerfile()
 
 
-def test_build_context_is_deterministic_and_complete(make_sweep, snapshot):
-    recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), snapshot)
-    with image.build_context(recipe, snapshot) as first, image.build_context(recipe, snapshot) as second:
+def test_build_context_is_deterministic_and_complete(make_sweep, project):
+    frozen = take(project)
+    recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), frozen)
+    with image.build_context(recipe, frozen) as first, image.build_context(recipe, frozen) as second:
         assert first.read() == second.read()
         first.seek(0)
         with tarfile.open(fileobj=first) as tar:
@@ -71,6 +89,14 @@ def test_build_context_is_deterministic_and_complete(make_sweep, snapshot):
     assert {"code/src/train.py", "code/run.sh", "code/requirements.txt"} <= set(members)
     assert members["code/run.sh"].mode == 0o755 and members["code/src/train.py"].mode == 0o644
     assert {member.mtime for member in members.values()} == {0}
+    assert not frozen.tree.exists()  # read straight from the project: no frozen copy was needed
+
+
+def test_a_file_edited_after_the_snapshot_is_never_sent(make_sweep, project):
+    frozen = take(project)
+    (project / "src" / "train.py").write_text("print('edited')\n")
+    with pytest.raises(MrunnerError, match="changed while mrunner was submitting"):
+        image.build_context(image.recipe(make_sweep(), frozen), frozen)
 
 
 def test_password_comes_from_the_named_variable(make_sweep, monkeypatch):
@@ -107,7 +133,7 @@ def _wheel() -> bytes:
 
 
 @pytest.mark.k8s
-def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_sweep, snapshot, tmp_path):
+def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_sweep, project, tmp_path):
     """Built on the service's dockerd: pip runs once; a code change rebuilds only the code layer."""
     import io
     import uuid
@@ -126,17 +152,19 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     list(client.api.build(fileobj=context, custom_context=True, tag=base, decode=True, network_mode="none"))
-    (snapshot / "requirements.txt").write_text("/opt/tiny_dep-1.0-py3-none-any.whl\n")
-    (snapshot / "src" / "train.py").write_text(f"# {uuid.uuid4().hex}\nimport tiny_dep\nprint(tiny_dep.VALUE)\n")
+    (project / "requirements.txt").write_text("/opt/tiny_dep-1.0-py3-none-any.whl\n")
+    (project / "src" / "train.py").write_text(f"# {uuid.uuid4().hex}\nimport tiny_dep\nprint(tiny_dep.VALUE)\n")
     sweep = make_sweep(
         base_image=base, requirements_file="requirements.txt", build_network="none",
         registry_url=f"{k8s_service['registry']}/mrunner-tests", docker_host=k8s_service["docker_host"],
     )  # fmt: skip
-    sweep.snapshot_digest = uuid.uuid4().hex
-    first = image.ensure(sweep, snapshot, Reporter(quiet=True))
-    (snapshot / "src" / "train.py").write_text("import tiny_dep\nprint(tiny_dep.VALUE + 1)\n")
-    sweep.snapshot_digest = uuid.uuid4().hex
-    second = image.ensure(sweep, snapshot, Reporter(quiet=True))
+    frozen = take(project)
+    sweep.snapshot_digest = frozen.digest
+    first = image.ensure(sweep, frozen, Reporter(quiet=True))
+    (project / "src" / "train.py").write_text("import tiny_dep\nprint(tiny_dep.VALUE + 1)\n")
+    frozen = take(project)
+    sweep.snapshot_digest = frozen.digest
+    second = image.ensure(sweep, frozen, Reporter(quiet=True))
     assert first["built"] and second["built"] and first["image"] != second["image"]
 
     def layers(reference):

@@ -20,11 +20,19 @@ from mrunner_k8s import names
 
 CODE_DIR = "/mrunner/code"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mrunner"}
-# Runs before the experiment, in the image's python: the experiment's folder on the volume must exist.
-BOOT = (
-    "import os,sys;os.makedirs(os.environ['MRUNNER_EXPERIMENT_DIR'],exist_ok=True);"
-    "os.execvp(sys.argv[1],sys.argv[1:])"
-)
+# The container's first process, in the image's python: it creates the experiment's folder on the volume,
+# runs the experiment as its child and passes termination signals on. As PID 1 the experiment itself
+# would ignore the SIGTERM of a cancel (the kernel drops signals PID 1 has no handler for) and be killed
+# only after the grace period.
+BOOT = """\
+import os, signal, subprocess, sys
+os.makedirs(os.environ["MRUNNER_EXPERIMENT_DIR"], exist_ok=True)
+child = subprocess.Popen(sys.argv[1:])
+for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(number, lambda received, frame: child.send_signal(received))
+code = child.wait()
+sys.exit(128 - code if code < 0 else code)
+"""
 
 
 def _client():  # the models, imported on first use (the plugin module must stay cheap to import)

@@ -41,16 +41,34 @@ def test_job_manifest(sweep, make_run):
     assert "hostNetwork" not in pod and "nodeSelector" not in pod
 
 
-def test_boot_creates_the_experiment_dir_and_execs(tmp_path):
+def test_boot_creates_the_experiment_dir_and_passes_the_exit_code_on(tmp_path):
     import subprocess
     import sys
 
     target = tmp_path / "a" / "b"
     result = subprocess.run(
-        [sys.executable, "-c", manifests.BOOT, sys.executable, "-c", "import os; print(os.getcwd() != '', 'ok')"],
-        env={"MRUNNER_EXPERIMENT_DIR": str(target)}, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", manifests.BOOT, sys.executable, "-c", "print('ok'); raise SystemExit(3)"],
+        env={"MRUNNER_EXPERIMENT_DIR": str(target)}, capture_output=True, text=True,
     )  # fmt: skip
-    assert target.is_dir() and result.stdout.strip() == "True ok"
+    assert target.is_dir() and result.stdout.strip() == "ok" and result.returncode == 3
+
+
+def test_boot_passes_sigterm_to_the_experiment(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    experiment = "import signal, sys, time; print('up', flush=True); time.sleep(60)"
+    boot = subprocess.Popen(
+        [sys.executable, "-c", manifests.BOOT, sys.executable, "-c", experiment],
+        env={"MRUNNER_EXPERIMENT_DIR": str(tmp_path)}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert boot.stdout.readline().strip() == "up"
+    started = time.monotonic()
+    boot.send_signal(signal.SIGTERM)
+    assert boot.wait(timeout=10) == 128 + signal.SIGTERM  # the experiment got it and ended; boot reports it
+    assert time.monotonic() - started < 5
 
 
 def test_placement_keys(make_sweep, make_run):

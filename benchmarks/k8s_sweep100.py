@@ -17,7 +17,7 @@ import os
 import time
 import uuid
 
-from k8s_common import ApiCounter, delete_namespace, isolated_home, project, service, write_context
+from k8s_common import ApiCounter, delete_namespace, isolated_home, project, remove_images, service, write_context
 
 
 def cli(*args: str) -> tuple[float, str]:
@@ -72,6 +72,9 @@ def main() -> None:
         final_calls = counter.take()
     finally:
         delete_namespace(k8s, namespace)
+        from mrunner.store import Store
+
+        remove_images(k8s, [s.package.get(key) for s in Store().sweeps(10) for key in ("image", "timestamp_tag")])
     print(f"{options.count} experiments on the loopback 1.20 cluster (one node)")
     print("| step | wall s | API calls | calls |")
     print("|---|---|---|---|")

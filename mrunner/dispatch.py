@@ -273,7 +273,10 @@ def hand_over(
             f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
         ) from None
     except MrunnerError as error:
-        raise type(error)(f"{error} (sweep {sweep.id} is recorded: `mrunner resume {sweep.id}` retries)") from None
+        raise type(error)(
+            f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
+            f"if it was the context, fix it and submit again)"
+        ) from None
 
 
 def _require(result: object, sweep: Sweep, hook_name: str) -> None:

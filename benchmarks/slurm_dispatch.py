@@ -17,13 +17,11 @@ Every array submitted is cancelled afterwards (cancelled arrays count against Ma
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid

@@ -23,7 +23,7 @@ def test_every_hook_says_when_it_is_called_and_is_typed(name):
     doc = inspect.getdoc(function) or ""
     assert doc.startswith("Called"), f"{name}: the docstring should start by saying when it is called"
     assert "return" in inspect.get_annotations(function), f"{name}: annotate the return type"
-    first_result = getattr(function, "mrunner_spec")["firstresult"]
+    first_result = function.mrunner_spec["firstresult"]
     assert ("First result" in doc) == first_result, f"{name}: say 'First result' exactly when firstresult=True"
 
 

@@ -171,7 +171,8 @@ def ensure(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, An
         started = time.monotonic()
         _build(client, plan, snapshot, image, sweep, reporter)
         facts.update(built=True, build_seconds=round(time.monotonic() - started, 2))
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        # Readable, and still unique when two images are built within the same second.
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{plan.tag[:8]}"
         client.api.tag(image, repository, stamp)
         facts["timestamp_tag"] = f"{repository}:{stamp}"
     pushed, layers = _push(client, repository, plan.tag, auth, reporter)

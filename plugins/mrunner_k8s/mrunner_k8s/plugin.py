@@ -7,7 +7,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError
@@ -15,6 +14,7 @@ from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
+from mrunner.snapshot import Snapshot
 
 NAME = "kubernetes"
 # The API server's own first check of a resource quantity (it answers 400 to anything else).

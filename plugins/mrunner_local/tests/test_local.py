@@ -90,7 +90,7 @@ def test_at_most_max_parallel_at_once_and_gpus_handed_out(mrunner, mrunner_home,
                      "context.gpus=[0,1,2,3]", "context.gpus_per_experiment=2")  # fmt: skip
     found = results(mrunner_home, sweep_of(result))
     intervals = sorted((r["start"], r["end"], r["cuda"]) for r in found.values())
-    for start, end, cuda in intervals:
+    for start, end, _ in intervals:
         overlapping = [c for s, e, c in intervals if s < end and e > start]
         assert len(overlapping) <= 2  # 4 GPUs, 2 per experiment: two slots
         assert len(set(overlapping)) == len(overlapping)  # never the same GPUs twice at once

@@ -7,7 +7,6 @@ its body, so `mrunner --help` and the other backends never pay for them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import time
 import uuid

@@ -75,8 +75,6 @@ def submit(
     directory = sweep.detail["sweep_dir"]
     venv = sweep.detail.get("venv") or context.get("venv")
     files: dict[str, list] = {batch.secrets_path(directory): [batch.secrets_file(secrets), 0o600]}
-    for run in runs:
-        files.update(batch.task_files(sweep, run, directory, storage))
     plan = units(runs, max_array_size(connection))
     jobs: list[dict[str, Any]] = []
     by_name: dict[str, Unit] = {}
@@ -84,7 +82,11 @@ def submit(
         name = unit.name(sweep)
         by_name[name] = unit
         script = f"{directory}/slurm/{name}.sh"
-        files[script] = [batch.batch_script(sweep, context, code_dir, directory, unit.attempt, unit.offset, venv), 0o755]
+        bundle = batch.bundle_path(directory, name)
+        files[bundle] = [batch.task_bundle(sweep, unit.runs, directory, storage), 0o644]
+        files[script] = [
+            batch.batch_script(sweep, context, code_dir, directory, bundle, unit.attempt, unit.offset, venv), 0o755
+        ]
         argv = [
             "sbatch", "--parsable", f"--job-name={name}", f"--array={batch.array_spec(unit.task_ids, context.get('array_parallelism'))}",
             f"--chdir={directory}", f"--output={directory}/slurm/%A_%a.out", "--open-mode=append",

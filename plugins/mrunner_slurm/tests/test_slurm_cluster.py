@@ -361,6 +361,7 @@ def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunne
     dispatch.hand_over(sweep, again, frozen, store, Reporter(quiet=True), SubmitOptions())
     assert [r.backend_ref for r in store.runs(sweep.id)] == first
     job = first[0].split("_")[0]
-    names = cluster.ssh(f"squeue -h --states=all -o '%j' -u mrtest | grep -c mrunner-{sweep.id}").strip()
-    assert names == "1", "exactly one job array for the sweep"
+    # one line per array job id: a running array task has its own squeue line, so lines are not jobs
+    arrays = cluster.ssh(f"squeue -h --states=all -o '%F %j' -u mrtest | grep -F mrunner-{sweep.id} | cut -d' ' -f1 | sort -u")
+    assert arrays.split() == [job], "exactly one job array for the sweep"
     cluster.ssh(f"scancel {job}")

@@ -50,3 +50,23 @@ def test_reading_parameters_imports_nothing_heavy_and_leaves_flags_alone(tmp_pat
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert result.stdout.strip() == "[] ['--lr', '7', '--flag'] 0.1"
+
+
+def test_the_experiment_side_works_from_shipped_files_alone(tmp_path):
+    """What a backend ships where mrunner is not installed: a folder on PYTHONPATH is enough."""
+    from mrunner.runtime import experiment_side_files
+
+    for name, data in experiment_side_files().items():
+        (tmp_path / "ship" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "ship" / name).write_bytes(data)
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps({"parameters": {"lr": 0.25}}))
+    code = "import mrunner; print(mrunner.get_configuration().lr, mrunner.neptune_run(), mrunner.__file__)"
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],  # -S: no site-packages, so the installed mrunner is out of reach
+        env={"MRUNNER_CONFIG": str(path), "PYTHONPATH": str(tmp_path / "ship")}, capture_output=True, text=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["0.25", "None"]
+    assert result.stdout.split()[2].startswith(str(tmp_path / "ship"))

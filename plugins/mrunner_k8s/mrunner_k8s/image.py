@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import mrunner.client
+from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import Sweep
 from mrunner.reporter import Reporter
@@ -31,7 +31,6 @@ from mrunner_k8s.manifests import CODE_DIR
 TEMPLATE_VERSION = 1
 CLIENT_DIR = "/mrunner/client"
 REQUIREMENTS_PATH = "/mrunner/requirements.txt"
-_CLIENT_INIT = '"""mrunner\'s client inside an experiment image."""\n\nfrom mrunner.client import get_configuration\n'
 
 
 @dataclass(frozen=True)
@@ -62,17 +61,13 @@ class Recipe:
     @property
     def tag(self) -> str:
         digest = hashlib.sha256()
-        for part in (self.dockerfile().encode(), self.requirements, self.snapshot_digest.encode(), _client_source()):
+        for part in (self.dockerfile().encode(), self.requirements, self.snapshot_digest.encode(), experiment_side_digest().encode()):
             digest.update(hashlib.sha256(part).digest())
         return f"c-{digest.hexdigest()[:24]}"
 
 
 def has_requirements(text: bytes) -> bool:
     return any(line.strip() and not line.strip().startswith(b"#") for line in text.splitlines())
-
-
-def _client_source() -> bytes:
-    return Path(mrunner.client.__file__).read_bytes()
 
 
 def requirements_of(sweep: Sweep, snapshot: Snapshot) -> bytes:
@@ -111,8 +106,8 @@ def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
         _add_bytes(tar, "Dockerfile", recipe.dockerfile().encode())
         _add_bytes(tar, "requirements.txt", recipe.requirements)
         if recipe.with_client:
-            _add_bytes(tar, "mrunner-client/mrunner/__init__.py", _CLIENT_INIT.encode())
-            _add_bytes(tar, "mrunner-client/mrunner/client.py", _client_source())
+            for name, data in experiment_side_files().items():  # get_configuration() and Neptune tracking
+                _add_bytes(tar, f"mrunner-client/{name}", data)
         for relative, (_, mode) in sorted(snapshot.files.items()):
             _add_bytes(tar, f"code/{relative}", snapshot.read(relative), mode)
     stream.seek(0)

@@ -295,8 +295,8 @@ for p in python3 python3-minimal python3.11 python3.11-minimal libpython3.11-min
          python3-setuptools python3-wheel python3-pkg-resources python3-distutils python3-lib2to3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' && PY_PKGS+=("$p")
 done
-ROOTFS_VERSION=4   # bump when the recipe below changes
-base_hash="$( { echo "$ROOTFS_VERSION"; dpkg-query -W -f='${Package}=${Version}\n' "${PY_PKGS[@]}" busybox-static libc6 libssl3 libffi8 zlib1g; } | sha256sum | cut -c1-16)"
+ROOTFS_VERSION=6   # bump when the recipe below changes
+base_hash="$( { echo "$ROOTFS_VERSION"; dpkg-query -W -f='${Package}=${Version}\n' "${PY_PKGS[@]}" busybox-static libc6 libssl3 libffi8 zlib1g libgcc-s1 libstdc++6 libcrypt1; } | sha256sum | cut -c1-16)"
 image_label() { docker_cli image inspect -f "{{ index .Config.Labels \"org.mrunner.test.recipe\" }}" "$1" 2>/dev/null || true; }
 
 build_python_rootfs() {
@@ -318,6 +318,14 @@ build_python_rootfs() {
     { xargs -0 ldd 2>/dev/null || true; } | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $1 !~ /:$/ {print $1}' | sort -u |
     while IFS= read -r lib; do
       [ -e "$root$lib" ] && continue
+      mkdir -p "$root$(dirname "$lib")"
+      cp -L "$lib" "$root$lib"
+    done
+  # Every library manylinux wheels may link against (glibc's whole set, libgcc_s, libstdc++, libcrypt):
+  # Rust and C++ extensions such as rpds, numpy or torch need more of them than python itself does.
+  dpkg -L libc6 libgcc-s1 libstdc++6 libcrypt1 2>/dev/null | grep -E '/lib[^/]*\.so(\.[0-9.]+)?$' | sort -u |
+    while IFS= read -r lib; do
+      { [ -e "$root$lib" ] || [ ! -e "$lib" ]; } && continue
       mkdir -p "$root$(dirname "$lib")"
       cp -L "$lib" "$root$lib"
     done

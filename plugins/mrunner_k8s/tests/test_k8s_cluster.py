@@ -245,3 +245,59 @@ def _assert_image_free_of(k8s: dict, image: str, text: str) -> None:
     assert text not in json.dumps(found.history()) and text not in json.dumps(found.attrs)
     payload = b"".join(found.save())
     assert text.encode() not in payload
+
+
+NEPTUNE_EXPERIMENT = """\
+import hashlib, os
+import mrunner
+
+config = mrunner.get_configuration(with_neptune=True)
+run = mrunner.neptune_run()
+for step in range(3):
+    run["train/score"].append(config.lr * step)
+run.stop()
+print("token_sha=" + hashlib.sha256(os.environ.get("NEPTUNE_API_TOKEN", "").encode()).hexdigest()[:16], flush=True)
+"""
+
+
+def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(mrunner, project, cluster, namespace, k8s_service):
+    """Neptune in offline mode, end to end on Kubernetes: the image installs neptune (from PyPI, through the
+    host network), the pods' offline data on the volume claim names each experiment and holds its tags and
+    parameters. Offline mode needs no token, so the user's NEPTUNE_API_TOKEN is not forwarded at all: it is
+    in neither the pods nor the Jobs, the image or the records (the Secret path is tested above)."""
+    core, batch = cluster
+    token = "neptune-token-" + uuid.uuid4().hex
+    (project / "exp.py").write_text(NEPTUNE_EXPERIMENT)
+    (project / "requirements.txt").write_text("neptune==1.14.0.post2\n")
+    write_context(
+        k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", build_network="host",
+        neptune=True, neptune_mode="offline", neptune_project="team/project", tags=["k8s-neptune"],
+    )  # fmt: skip
+    sweep_id, first = submit(mrunner, "-m", "lr=0.5,2", "--name", "Tracked Run", env={"NEPTUNE_API_TOKEN": token})
+    runs = wait_until(mrunner, sweep_id, ended, timeout=300)
+    assert [run["state"] for run in runs] == ["completed", "completed"], mrunner("logs", f"{sweep_id}/0").stdout[-2000:]
+    assert "neptune: offline" in first.stderr
+
+    claim = core.read_namespaced_persistent_volume_claim("mrunner-storage", namespace)
+    volume = Path(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
+    for run in runs:
+        folder = volume / "mrt-project" / sweep_id / f"{run['index']}-tracked-run"
+        (log,) = folder.glob(".neptune/offline/*/data-1.log")
+        ops = [json.loads(line)["obj"] for line in log.read_text().splitlines() if line.strip()]
+        values = {tuple(op["path"]): op.get("value") for op in ops if op["type"].startswith("Assign")}
+        assert values[("sys", "name")] == "tracked-run"
+        assert values[("parameters", "lr")] == run["parameters"]["lr"]
+        assert values[("mrunner", "backend")] == "kubernetes" and values[("mrunner", "sweep")] == sweep_id
+        tags = {t for op in ops if op["type"] == "AddStrings" and op["path"] == ["sys", "tags"] for t in op["values"]}
+        assert tags == {sweep_id, "k8s-neptune"}
+        logs = mrunner("logs", f"{sweep_id}/{run['index']}")
+        assert f"token_sha={hashlib.sha256(b'').hexdigest()[:16]}" in logs.stdout and token not in logs.stdout
+
+    jobs = batch.list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items
+    assert token not in json.dumps(batch.api_client.sanitize_for_serialization(jobs))
+    for path in (Path(os.environ["XDG_DATA_HOME"]) / "mrunner").rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+    assert token not in first.stdout + first.stderr
+    sweep = json.loads(mrunner("status", sweep_id, "--json").stdout)["sweep"]
+    _assert_image_free_of(k8s_service, sweep["package"]["image"], token)

@@ -4,8 +4,9 @@
 each deployed file list; ``.mrunner/code/<digest>`` a snapshot's folder, assembled from the objects by the
 helper. When the store holds an earlier tree of this machine's, a dispatch sends only the files that
 changed since and the list of changes (a changed file of a 2,000-file project costs one object and a few
-hundred bytes); otherwise it asks which objects are missing (one round trip) and sends those with the
-whole list. Either way the data goes as one gzip tar stream (level 1: building it must not cost more than
+hundred bytes); otherwise it sends those the store lacks with the whole list. Which ones those are, the
+first call (``begin``) answers when this machine has no earlier tree; only a store that has none of this
+machine's trees costs one more round trip (``missing``). Either way the data goes as one gzip tar stream (level 1: building it must not cost more than
 sending it) straight into the helper, which verifies each hash before renaming an object into place.
 """
 
@@ -32,13 +33,19 @@ def deploy(connection: Connection, storage_dir: str, snapshot: Snapshot, reporte
     digest = snapshot.digest
     manifest = {path: list(entry) for path, entry in snapshot.files.items()}
     candidates = _recent_trees(snapshot)
-    begun = remote.call(connection, ["begin", storage_dir, digest], json.dumps({"candidates": list(candidates)}).encode())
+    request: dict[str, Any] = {"candidates": list(candidates)}
+    if not candidates:  # no delta possible: let `begin` also say which objects the store lacks
+        request["hashes"] = sorted({sha for sha, _ in manifest.values()})
+    begun = remote.call(connection, ["begin", storage_dir, digest], remote.pack(request))
     connection.facts.update(begun["config"], storage=begun["storage"])
     storage = begun["storage"]
     code_dir = f"{storage}/.mrunner/code/{digest}"
     if begun["have_code"]:
         return {"storage_dir": storage, "code_dir": code_dir, "objects_sent": 0, "bytes_sent": 0}
-    tree, wanted = _tree_to_send(connection, storage, manifest, {d: candidates[d] for d in begun["known"]})
+    if "missing" in begun:
+        tree, wanted = ("manifest.json", manifest), set(begun["missing"])
+    else:
+        tree, wanted = _tree_to_send(connection, storage, manifest, {d: candidates[d] for d in begun["known"]})
     sources: dict[str, str] = {}
     for relative, (sha, _) in manifest.items():
         if sha in wanted and sha not in sources:

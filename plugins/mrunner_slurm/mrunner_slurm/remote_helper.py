@@ -2,8 +2,8 @@
 
 mrunner never installs anything on the cluster to drive it: every call sends this file (compressed) ahead
 of its own input on the exec channel's stdin, so the helper is always the version of the plugin that
-calls it. Each command is one round trip: ``begin`` (whether the code is there, which earlier trees could be a delta's base, the cluster's limits),
-``missing`` (which objects the store lacks),
+calls it. Each command is one round trip: ``begin`` (whether the code is there, which earlier trees could be a delta's base, the cluster's limits,
+and, given the manifest's hashes, which objects the store lacks), ``missing`` (the same, on its own),
 ``receive`` (a tar stream of objects, stored content-addressed, then the code folder assembled),
 ``prepare`` (files, e.g. the secrets file, written atomically with their modes), ``venv``, ``submit``
 (sbatch each array once, reconciled by job name), ``status``.
@@ -63,14 +63,18 @@ def _slurm_config():
 
 
 def begin(storage, digest, document):
-    """Whether the code folder exists, which candidate trees the store holds (bases for a delta), the limits."""
+    """Whether the code folder exists, which candidate trees the store holds (bases for a delta), the limits;
+    given the manifest's ``hashes`` (sent when no delta is possible), also which objects are missing."""
     storage = os.path.abspath(os.path.expanduser(storage))
     os.makedirs(os.path.join(_store(storage), "objects"), exist_ok=True)
     os.makedirs(os.path.join(_store(storage), "trees"), exist_ok=True)
     have_code = os.path.isdir(os.path.join(_store(storage), "code", digest))
     trees = os.path.join(_store(storage), "trees")
     known = [d for d in document["candidates"] if os.path.exists(os.path.join(trees, d + ".json"))]
-    return {"storage": storage, "have_code": have_code, "known": known, "config": _slurm_config()}
+    answer = {"storage": storage, "have_code": have_code, "known": known, "config": _slurm_config()}
+    if "hashes" in document and not have_code:
+        answer.update(missing(storage, document["hashes"]))
+    return answer
 
 
 def missing(storage, hashes):
@@ -356,7 +360,7 @@ def _finished(jobs):
 def main(argv, stdin):
     command = argv[0]
     if command == "begin":
-        answer = begin(argv[1], argv[2], json.loads(stdin.read()))
+        answer = begin(argv[1], argv[2], json.loads(zlib.decompress(stdin.read())))
     elif command == "missing":
         answer = missing(argv[1], zlib.decompress(stdin.read()).decode().split())
     elif command == "receive":

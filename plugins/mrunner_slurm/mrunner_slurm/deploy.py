@@ -6,15 +6,16 @@ helper. When the store holds an earlier tree of this machine's, a dispatch sends
 changed since and the list of changes (a changed file of a 2,000-file project costs one object and a few
 hundred bytes); otherwise it sends those the store lacks with the whole list. Which ones those are, the
 first call (``begin``) answers when this machine has no earlier tree; only a store that has none of this
-machine's trees costs one more round trip (``missing``). Either way the data goes as one gzip tar stream (level 1: building it must not cost more than
-sending it) straight into the helper, which verifies each hash before renaming an object into place.
+machine's trees costs one more round trip (``missing``). Either way the data goes as one gzip stream
+(level 1: building it must not cost more than sending it) straight into the helper, which verifies each
+hash before renaming an object into place. The stream is a plain sequence of frames, ``NAME SIZE\n`` then
+SIZE bytes, not a tar: tarfile's headers cost more than everything else of building and reading it
+(about 0.1 s per 2,000 files on each side).
 """
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from mrunner.snapshot import Snapshot
 from mrunner_slurm import remote
 from mrunner_slurm.ssh import Connection
 
-CHUNK = 256 * 1024
+CHUNK = 64 * 1024  # small enough that the cluster starts storing objects while the rest is still being built
 
 
 def deploy(connection: Connection, storage_dir: str, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
@@ -89,39 +90,34 @@ def _tree_to_send(
 
 
 def stream(tree: tuple[str, Any], sources: dict[str, str], snapshot: Snapshot) -> Iterator[bytes]:
-    """The gzip'd tar stream: one member per object to send (named by its hash), then the tree."""
+    """The gzip'd frame stream: one frame per object to send (named by its hash), then the tree."""
     buffer = _Buffer()
-    with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.GNU_FORMAT) as archive:
-        for sha, relative in sources.items():
-            data = snapshot.read(relative)
-            _add(archive, sha, data)
-            if buffer.size >= CHUNK:
-                yield buffer.take()
-        _add(archive, tree[0], json.dumps(tree[1]).encode())
+    for sha, relative in sources.items():
+        _add(buffer, sha, snapshot.read(relative))
+        if buffer.size >= CHUNK:
+            yield buffer.take()
+    _add(buffer, tree[0], json.dumps(tree[1]).encode())
     yield buffer.take(final=True)
 
 
-def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o444
-    archive.addfile(info, io.BytesIO(data))
+def _add(buffer: _Buffer, name: str, data: bytes) -> None:
+    buffer.write(b"%s %d\n" % (name.encode(), len(data)))
+    buffer.write(data)
 
 
 class _Buffer:
-    """A file-like sink that gzips what tarfile writes and hands it out in chunks."""
+    """A sink that gzips what is written and hands it out in chunks."""
 
     def __init__(self) -> None:
         self._compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
         self._parts: list[bytes] = []
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes) -> None:
         out = self._compressor.compress(data)
         if out:
             self._parts.append(out)
             self.size += len(out)
-        return len(data)
 
     def take(self, final: bool = False) -> bytes:
         if final:

@@ -4,7 +4,7 @@ mrunner never installs anything on the cluster to drive it: every call sends thi
 of its own input on the exec channel's stdin, so the helper is always the version of the plugin that
 calls it. Each command is one round trip: ``begin`` (whether the code is there, which earlier trees could be a delta's base, the cluster's limits,
 and, given the manifest's hashes, which objects the store lacks), ``missing`` (the same, on its own),
-``receive`` (a tar stream of objects, stored content-addressed, then the code folder assembled),
+``receive`` (a gzip stream of objects, stored content-addressed, then the code folder assembled),
 ``prepare`` (files, e.g. the secrets file, written atomically with their modes), ``venv``, ``submit``
 (sbatch each array once, reconciled by job name), ``status``.
 
@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import time
 import zlib
 
@@ -91,8 +90,38 @@ def _digest(manifest):
     return digest.hexdigest()
 
 
+def _frames(stream):
+    """The ``(name, data)`` frames of the gzip stream ``deploy.stream`` sends: ``NAME SIZE\n`` then SIZE bytes.
+    A stream that ends before its gzip trailer, or inside a frame, raises EOFError."""
+    inflate = zlib.decompressobj(31)
+    buffer, position = bytearray(), 0
+
+    def more():  # drop what was read, then append the next inflated chunk; positions restart at 0
+        nonlocal position
+        chunk = stream.read(65536)
+        if not chunk:
+            raise EOFError("the stream ended early" if not inflate.eof else "the stream ended inside a frame")
+        del buffer[:position]
+        position = 0
+        buffer.extend(inflate.decompress(chunk))
+
+    while True:
+        newline = buffer.find(b"\n", position)
+        while newline < 0:
+            if inflate.eof and position == len(buffer):
+                return
+            more()
+            newline = buffer.find(b"\n", position)
+        name, size = bytes(buffer[position:newline]).decode().split(" ")
+        start, length = newline + 1 - position, int(size)  # relative to position, which `more` moves
+        while len(buffer) < position + start + length:
+            more()
+        yield name, bytes(buffer[position + start:position + start + length])
+        position += start + length
+
+
 def receive(storage, digest, stream):
-    """Store each object of the tar stream under its sha256 once its hash checks out, then assemble the code.
+    """Store each object of the stream under its sha256 once its hash checks out, then assemble the code.
 
     An object is written to a temporary name and renamed only after its hash matched, so an upload cut off
     halfway leaves only temporary files, never an object a later sweep would trust. The tree comes as
@@ -102,25 +131,23 @@ def receive(storage, digest, stream):
     objects = os.path.join(_store(storage), "objects")
     manifest = None
     stored = 0
-    with tarfile.open(fileobj=stream, mode="r|*") as archive:
-        for member in archive:
-            data = archive.extractfile(member).read() if member.isfile() else b""
-            if member.name == "manifest.json":
-                manifest = json.loads(data)
-                continue
-            if member.name == "delta.json":
-                delta = json.loads(data)
-                with open(os.path.join(_store(storage), "trees", delta["base"] + ".json")) as base:
-                    manifest = json.load(base)
-                for path in delta["removed"]:
-                    manifest.pop(path, None)
-                manifest.update(delta["set"])
-                continue
-            name = os.path.basename(member.name)
-            if hashlib.sha256(data).hexdigest() != name:
-                raise SystemExit("mrunner: object %s arrived corrupted; retry the submission" % name)
-            _write_atomic(os.path.join(objects, name), data, 0o444, made=True)
-            stored += 1
+    for name, data in _frames(stream):
+        if name == "manifest.json":
+            manifest = json.loads(data)
+            continue
+        if name == "delta.json":
+            delta = json.loads(data)
+            with open(os.path.join(_store(storage), "trees", delta["base"] + ".json")) as base:
+                manifest = json.load(base)
+            for path in delta["removed"]:
+                manifest.pop(path, None)
+            manifest.update(delta["set"])
+            continue
+        name = os.path.basename(name)
+        if hashlib.sha256(data).hexdigest() != name:
+            raise SystemExit("mrunner: object %s arrived corrupted; retry the submission" % name)
+        _write_atomic(os.path.join(objects, name), data, 0o444, made=True)
+        stored += 1
     if manifest is None:
         raise SystemExit("mrunner: the upload ended before its manifest; retry the submission")
     if _digest(manifest) != digest:
@@ -366,7 +393,7 @@ def main(argv, stdin):
     elif command == "receive":
         try:
             answer = receive(argv[1], argv[2], stdin)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        except (EOFError, ValueError, zlib.error, OSError) as error:
             raise SystemExit("mrunner: the code upload was cut off (%s); nothing half-written is kept, retry" % error)
     elif command == "prepare":
         answer = prepare(json.loads(zlib.decompress(stdin.read())))

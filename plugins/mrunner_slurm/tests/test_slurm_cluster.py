@@ -280,7 +280,7 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
 
     def cut(tree, sources, snapshot):  # the stream stops in the middle of an object, as when the link drops
         for number, chunk in enumerate(real_stream(tree, sources, snapshot)):
-            if number == 4:  # about 1 MiB of 2.4 MiB
+            if number == 4:  # about 300 KB of 2.4 MB (64 KiB chunks)
                 yield chunk[: len(chunk) // 2]
                 return
             yield chunk

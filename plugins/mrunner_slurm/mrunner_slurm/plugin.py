@@ -49,10 +49,13 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
 
 
 def _warm(context: dict[str, Any]) -> None:
-    """Import paramiko and connect (0.3-0.6 s) while the core snapshots the code and records the sweep."""
-    from mrunner_slurm import ssh
+    """Import paramiko, connect (0.3-0.6 s) and start the first helper while the core snapshots the code
+    and records the sweep."""
+    from mrunner_slurm import remote, ssh
 
-    ssh.warm(context)
+    opened = ssh.warm(context)
+    if opened is not None:
+        remote.prestart(opened)
 
 
 @hookimpl

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import shlex
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from mrunner.errors import BackendError
 from mrunner_slurm import remote_helper
-from mrunner_slurm.ssh import Connection, Result
+from mrunner_slurm.ssh import Call, Connection, Result
 
 HELPER_PYTHON = "python3"  # the login node's interpreter that runs the helper (not the experiments')
 
@@ -32,14 +33,52 @@ def pack(document: Any) -> bytes:
     return zlib.compress(json.dumps(document).encode(), 1)
 
 
+def prestart(connection: Connection) -> None:
+    """Start a helper that waits for its command on stdin, so that the next call skips the cluster's python
+    start-up and the helper's compile (~30 ms of a ~35 ms call). Called while the core snapshots the code,
+    and again in the background whenever a call took the spare one. A spare never used ends when the
+    connection closes (its stdin reaches end of file). Failing to start one is not an error: the next
+    call then starts its own helper, and reports what is wrong."""
+    try:
+        call = connection.start(_command("serve"))
+        call.channel.sendall(_helper())
+    except Exception:  # noqa: BLE001 - see above
+        return
+    with _SPARE_LOCK:
+        if connection.spare is None:
+            connection.spare = call
+            return
+    call.channel.close()
+
+
+_SPARE_LOCK = threading.Lock()
+
+
+def _take_spare(connection: Connection) -> Call | None:
+    with _SPARE_LOCK:
+        spare, connection.spare = connection.spare, None
+    if spare is not None:
+        threading.Thread(target=prestart, args=(connection,), name="mrunner-slurm-helper", daemon=True).start()
+    return spare
+
+
+def _start(connection: Connection, args: list[str]) -> tuple[Call, bytes]:
+    """A started helper for ``args`` and what its stdin must begin with."""
+    spare = _take_spare(connection)
+    if spare is not None:
+        return spare, json.dumps(args).encode() + b"\n"
+    return connection.start(_command(*args)), _helper()
+
+
 def run(connection: Connection, args: Iterable[str], stdin: bytes | Iterable[bytes] = b"") -> Result:
-    """Run a helper command; its stdin is the helper itself, then ``stdin``."""
+    """Run a helper command; its stdin is the helper itself (or, for a spare, the command), then ``stdin``."""
     chunks = [stdin] if isinstance(stdin, (bytes, bytearray)) else stdin
-    return connection.run(_command(*args), _prefixed(chunks))
+    call, head = _start(connection, list(args))
+    return call.finish(_prefixed(head, chunks))
 
 
-def _prefixed(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    yield _helper()
+def _prefixed(head: bytes, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    yield head
     yield from chunks
 
 
@@ -53,7 +92,8 @@ def call(connection: Connection, args: Iterable[str], stdin: bytes | Iterable[by
 
 def lines(connection: Connection, args: Iterable[str], stdin: bytes) -> Iterator[dict[str, Any]]:
     """Run a helper command that answers with one JSON line per event, as they come."""
-    for line in connection.lines(_command(*args), _helper() + stdin):
+    call, head = _start(connection, list(args))
+    for line in call.lines(head + stdin):
         if line.strip():
             yield json.loads(line)
 

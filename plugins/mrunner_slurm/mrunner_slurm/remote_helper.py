@@ -385,6 +385,11 @@ def _finished(jobs):
 
 
 def main(argv, stdin):
+    if argv[0] == "serve":  # started ahead of its command (remote.prestart): the command is stdin's first line
+        line = stdin.readline()
+        if not line.strip():
+            return  # never used: the connection closed
+        argv = json.loads(line)
     command = argv[0]
     if command == "begin":
         answer = begin(argv[1], argv[2], json.loads(zlib.decompress(stdin.read())))

@@ -125,7 +125,8 @@ class Connection:
     client: paramiko.SSHClient
     jump: Connection | None = None
     facts: dict[str, Any] = field(default_factory=dict)
-    calls: int = 0  # exec channels opened (what `status` of a sweep must keep at one)
+    calls: int = 0  # remote commands run (what `status` of a sweep must keep at one)
+    spare: Call | None = None  # a helper started ahead of its command (see `remote.prestart`)
     bytes_sent: int = 0  # stdin bytes sent to remote commands (benchmarks compare dispatches by it)
     _sftp: paramiko.SFTPClient | None = None
 
@@ -139,40 +140,27 @@ class Connection:
             self._sftp = self.client.open_sftp()
         return self._sftp
 
-    def open(self, command: str) -> paramiko.Channel:
+    def open(self, command: str, count: bool = True) -> paramiko.Channel:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise BackendError(f"the SSH connection to {self.target.alias} was lost")
         channel = transport.open_session(timeout=CONNECT_TIMEOUT)
         channel.exec_command(command)
-        self.calls += 1
+        self.calls += count
         return channel
+
+    def start(self, command: str) -> Call:
+        """Start ``command`` without its stdin yet: a call counts (``calls``) once it is fed."""
+        channel = self.open(command, count=False)
+        return Call(self, channel, _drain_stderr(channel))
 
     def run(self, command: str, stdin: bytes | Iterable[bytes] = b"") -> Result:
         """Run ``command`` (a shell line), feed it ``stdin``, return its exit code and output."""
-        channel = self.open(command)
-        errors = _drain_stderr(channel)
-        try:
-            self.bytes_sent += _feed(channel, stdin)
-        except (OSError, EOFError, paramiko.SSHException):
-            pass  # the remote stopped reading: its exit status and stderr say why
-        stdout = channel.makefile("rb").read()
-        code = channel.recv_exit_status()
-        errors.join()
-        channel.close()
-        return Result(code, stdout, b"".join(errors.chunks))
+        return self.start(command).finish(stdin)
 
     def lines(self, command: str, stdin: bytes = b"") -> Iterator[str]:
         """Run ``command`` and yield its stdout line by line as it comes; raise on a non-zero exit."""
-        channel = self.open(command)
-        errors = _drain_stderr(channel)
-        self.bytes_sent += _feed(channel, stdin)
-        for raw in channel.makefile("rb"):
-            yield raw.decode(errors="replace").rstrip("\n")
-        code = channel.recv_exit_status()
-        errors.join()
-        if code:
-            raise BackendError(Result(code, b"", b"".join(errors.chunks)).error)
+        return self.start(command).lines(stdin)
 
     def close(self) -> None:
         if self._sftp is not None:
@@ -180,6 +168,39 @@ class Connection:
         self.client.close()
         if self.jump is not None:
             self.jump.close()
+
+
+@dataclass
+class Call:
+    """A command running on its own exec channel, its stderr drained, waiting for its stdin."""
+
+    connection: Connection
+    channel: paramiko.Channel
+    errors: _Stderr
+
+    def finish(self, stdin: bytes | Iterable[bytes] = b"") -> Result:
+        """Feed ``stdin``, then return the exit code and output."""
+        self.connection.calls += 1
+        try:
+            self.connection.bytes_sent += _feed(self.channel, stdin)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the remote stopped reading: its exit status and stderr say why
+        stdout = self.channel.makefile("rb").read()
+        code = self.channel.recv_exit_status()
+        self.errors.join()
+        self.channel.close()
+        return Result(code, stdout, b"".join(self.errors.chunks))
+
+    def lines(self, stdin: bytes | Iterable[bytes] = b"") -> Iterator[str]:
+        """Feed ``stdin``, then yield stdout line by line as it comes; raise on a non-zero exit."""
+        self.connection.calls += 1
+        self.connection.bytes_sent += _feed(self.channel, stdin)
+        for raw in self.channel.makefile("rb"):
+            yield raw.decode(errors="replace").rstrip("\n")
+        code = self.channel.recv_exit_status()
+        self.errors.join()
+        if code:
+            raise BackendError(Result(code, b"", b"".join(self.errors.chunks)).error)
 
 
 class _Stderr(threading.Thread):
@@ -231,14 +252,15 @@ def connection(context: Mapping[str, Any]) -> Connection:
         return opened
 
 
-def warm(context: Mapping[str, Any]) -> None:
+def warm(context: Mapping[str, Any]) -> Connection | None:
     """Open the context's connection, keeping a failure for the next `connection` call to raise (so a
     dead host is reported once, not retried twice). Run in a background thread by the plugin."""
     try:
-        connection(context)
+        return connection(context)
     except Exception as error:  # noqa: BLE001 - handed to the caller of `connection`
         with _LOCK:
             _FAILED[(str(context["slurm_url"]), context.get("ssh_config"))] = error
+        return None
 
 
 def close_all() -> None:

@@ -87,10 +87,13 @@ def secrets_file(secrets: Mapping[str, str]) -> str:
 
 
 def batch_script(
-    sweep: Sweep, context: Mapping[str, Any], code_dir: str, sweep_directory: str, bundle: str, attempt: int,
-    offset: int, venv: str | None,
+    sweep: Sweep, context: Mapping[str, Any], code_dir: str, client_dir: str, sweep_directory: str, bundle: str,
+    attempt: int, offset: int, venv: str | None,
 ) -> str:  # fmt: skip
-    """The batch script of one job array: environment set-up, then the task's command, then its exit code."""
+    """The batch script of one job array: environment set-up, then the task's command, then its exit code.
+    ``client_dir`` holds mrunner's experiment side (``get_configuration``, tracking); it goes first on
+    ``PYTHONPATH``, after the experiment's own environment, so the script imports the version that
+    submitted it whether or not mrunner is installed on the cluster."""
     setup: list[str] = []
     for module in context.get("modules_to_load") or []:
         setup.append(f"module load {q(str(module))}")
@@ -119,6 +122,7 @@ def batch_script(
         f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
         f'status_file="$sweep_dir/status/$index.{attempt}"',
         f". {q(bundle)} || exit 97",
+        f'export PYTHONPATH={q(client_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"',
         'printf "%s" "$_mrunner_config" >"$MRUNNER_CONFIG.$$" && mv -f "$MRUNNER_CONFIG.$$" "$MRUNNER_CONFIG" || exit 97',
         "unset _mrunner_config",
         'if [ -f "$sweep_dir/.secrets.env" ]; then . "$sweep_dir/.secrets.env" || exit 97; fi',

@@ -12,6 +12,7 @@ from typing import Any
 from mrunner.errors import BackendError
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
+from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner_slurm import batch, remote
 from mrunner_slurm.keys import resource_options
 from mrunner_slurm.ssh import Connection
@@ -75,6 +76,9 @@ def submit(
     directory = sweep.detail["sweep_dir"]
     venv = sweep.detail.get("venv") or context.get("venv")
     files: dict[str, list] = {batch.secrets_path(directory): [batch.secrets_file(secrets), 0o600]}
+    client_dir = f"{storage}/.mrunner/client/{experiment_side_digest()}"  # `import mrunner` in experiments
+    for name, data in experiment_side_files().items():
+        files[f"{client_dir}/{name}"] = [data.decode(), 0o644]
     plan = units(runs, max_array_size(connection))
     jobs: list[dict[str, Any]] = []
     by_name: dict[str, Unit] = {}
@@ -85,7 +89,8 @@ def submit(
         bundle = batch.bundle_path(directory, name)
         files[bundle] = [batch.task_bundle(sweep, unit.runs, directory, storage), 0o644]
         files[script] = [
-            batch.batch_script(sweep, context, code_dir, directory, bundle, unit.attempt, unit.offset, venv), 0o755
+            batch.batch_script(sweep, context, code_dir, client_dir, directory, bundle, unit.attempt, unit.offset, venv),
+            0o755,
         ]
         argv = [
             "sbatch", "--parsable", f"--job-name={name}", f"--array={batch.array_spec(unit.task_ids, context.get('array_parallelism'))}",

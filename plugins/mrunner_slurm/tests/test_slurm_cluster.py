@@ -19,10 +19,12 @@ pytestmark = pytest.mark.slurm
 
 WRITER = '''
 import json, os, sys
-config = json.load(open(os.environ["MRUNNER_CONFIG"]))
-result = {"parameters": config["parameters"], "argv": sys.argv[1:], "attempt": config["attempt"],
+import mrunner  # not installed on the cluster: mrunner ships its experiment side with the sweep
+from mrunner.client import experiment_info
+config = experiment_info()
+result = {"parameters": mrunner.get_configuration(), "argv": sys.argv[1:], "attempt": config["attempt"],
           "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "weird": os.environ.get("WEIRD"),
-          "prefix": sys.prefix, "storage": os.environ["STORAGE_DIR"]}
+          "prefix": sys.prefix, "storage": os.environ["STORAGE_DIR"], "mrunner": mrunner.__file__}
 print("experiment", config["index"], "says hello", flush=True)
 with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "result.json"), "w", encoding="utf-8") as out:
     json.dump(result, out)
@@ -99,8 +101,9 @@ def test_a_grid_runs_as_one_array_and_every_experiment_gets_its_parameters(clust
     jobs = {r["backend_ref"].split("_")[0] for r in runs}
     assert len(jobs) == 1, "one job array for the whole sweep"
     assert [r["backend_ref"].split("_")[1] for r in runs] == [str(i) for i in range(6)]
-    seen = [result_of(cluster, r, document["sweep"]["project"])["parameters"] for r in runs]
-    assert seen == [{"lr": lr, "seed": s} for lr in (0.1, 0.01) for s in range(3)]
+    results = [result_of(cluster, r, document["sweep"]["project"]) for r in runs]
+    assert [r["parameters"] for r in results] == [{"lr": lr, "seed": s} for lr in (0.1, 0.01) for s in range(3)]
+    assert all(r["mrunner"].startswith(f"{cluster.storage}/.mrunner/client/") for r in results)
     logs = mrunner("logs", f"{sweep}/4")
     assert logs.returncode == 0 and "experiment 4 says hello" in logs.stdout
     # the code went into the content-addressed store and the code folder is assembled from it
@@ -365,3 +368,44 @@ def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunne
     arrays = cluster.ssh(f"squeue -h --states=all -o '%F %j' -u mrtest | grep -F mrunner-{sweep.id} | cut -d' ' -f1 | sort -u")
     assert arrays.split() == [job], "exactly one job array for the sweep"
     cluster.ssh(f"scancel {job}")
+
+
+NEPTUNE_EXPERIMENT = """\
+import mrunner
+
+config = mrunner.get_configuration(with_neptune=True)
+run = mrunner.neptune_run()
+for step in range(3):
+    run["train/score"].append(config.lr * step)
+run.stop()
+print("tracked", config.lr, flush=True)
+"""
+
+
+def test_neptune_offline_runs_on_the_cluster(slurm_service, mrunner, mrunner_home, tmp_path):
+    """Neptune in offline mode, end to end on Slurm: a virtualenv built on the cluster from a requirements file
+    holds neptune (kept in a storage_dir of its own, so later runs reuse it), mrunner's shipped experiment side
+    starts the run, and each experiment's offline data names it and holds its tags, parameters and job id."""
+    storage = f"{slurm_service['storage_dir']}/neptune-tests"  # the virtualenv stays for the next run
+    write_context(mrunner_home, slurm_service, storage, requirements_file="requirements.txt", neptune=True,
+                  neptune_mode="offline", tags=["slurm-neptune"], time=10)  # fmt: skip
+    (tmp_path / "requirements.txt").write_text("neptune==1.14.0.post2\n")
+    (tmp_path / "tracked.py").write_text(NEPTUNE_EXPERIMENT)
+    result = mrunner("+context=test-slurm", "tracked.py", "-m", "lr=0.5,2", "--name", "Tracked Run", "--wait",
+                     timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    cluster = Cluster(slurm_service, storage)
+    for run in document["experiments"]:
+        assert run["state"] == "completed", mrunner("logs", f"{sweep}/{run['index']}").stdout[-2000:]
+        folder = f"{storage}/{document['sweep']['project']}/{sweep}/{run['index']}-tracked-run"
+        log = cluster.ssh(f"cat {folder}/.neptune/offline/*/data-1.log")
+        ops = [json.loads(line)["obj"] for line in log.splitlines() if line.strip()]
+        values = {tuple(op["path"]): op.get("value") for op in ops if op["type"].startswith("Assign")}
+        assert values[("sys", "name")] == "tracked-run"
+        assert values[("parameters", "lr")] == run["parameters"]["lr"]
+        assert values[("mrunner", "backend")] == "slurm" and values[("mrunner", "sweep")] == sweep
+        assert values[("mrunner", "scheduler")] == "slurm" and values[("mrunner", "job_id")] == run["backend_ref"]
+        tags = {t for op in ops if op["type"] == "AddStrings" and op["path"] == ["sys", "tags"] for t in op["values"]}
+        assert tags == {sweep, "slurm-neptune"}

@@ -29,6 +29,10 @@ from mrunner.errors import MrunnerError
 # Never part of a snapshot, whatever the ignore files say.
 ALWAYS_EXCLUDED = [".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".mypy_cache/", ".pytest_cache/", ".neptune/"]
 LARGE_SNAPSHOT_BYTES = 200 * 1024 * 1024
+# Small files are kept in memory as they are hashed (up to this much in all), so a backend that streams
+# them gets exactly the hashed bytes without reading and hashing them again.
+KEPT_FILE_BYTES = 1024 * 1024
+KEPT_TOTAL_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Snapshot:
     sources: dict[str, Path] = field(default_factory=dict)  # where each file was read; empty once loaded
     git_commit: str | None = None
     git_dirty: bool | None = None
+    kept: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)  # hashed bytes in memory
 
     @property
     def tree(self) -> Path:
@@ -52,19 +57,23 @@ class Snapshot:
         return self.tree
 
     def read(self, relative: str) -> bytes:
-        """A file's content as snapshotted: from the frozen copy, else from the project, checked against
-        its hash (a file edited since the snapshot is an error, never silently sent)."""
+        """A file's content as snapshotted: the bytes kept when it was hashed, else the project's file
+        checked against its hash, else the frozen copy. A file edited since the snapshot is an error, never
+        silently sent."""
+        if relative in self.kept:
+            return self.kept[relative]
+        source = self.sources.get(relative)
+        if source is not None:
+            data = source.read_bytes()
+            if hashlib.sha256(data).hexdigest() == self.files[relative][0]:
+                return data
         if self.tree.is_dir():
             return (self.tree / relative).read_bytes()
-        source = self.sources.get(relative)
-        if source is None:
-            raise MrunnerError(
-                f"the content of code snapshot {self.digest[:12]} is no longer on this machine; submit the sweep again"
-            )
-        data = source.read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.files[relative][0]:
+        if source is not None:
             raise MrunnerError(f"{relative} changed while mrunner was submitting it; submit again")
-        return data
+        raise MrunnerError(
+            f"the content of code snapshot {self.digest[:12]} is no longer on this machine; submit the sweep again"
+        )
 
 
 def store_dir() -> Path:
@@ -87,7 +96,8 @@ def take(
     for extra in paths_to_copy:
         _add_extra(sources, Path(extra).expanduser().resolve())
     files: dict[str, tuple[str, int]] = {}
-    size = 0
+    kept: dict[str, bytes] = {}
+    size = kept_size = 0
     for relative, source in sorted(sources.items()):
         try:
             info = source.stat()
@@ -95,13 +105,20 @@ def take(
             continue  # deleted from the work tree but still in git's index
         if not stat.S_ISREG(info.st_mode):
             continue
-        files[relative] = (_hash_file(source), 0o755 if info.st_mode & 0o111 else 0o644)
+        mode = 0o755 if info.st_mode & 0o111 else 0o644
+        if info.st_size <= KEPT_FILE_BYTES and kept_size + info.st_size <= KEPT_TOTAL_BYTES:
+            data = source.read_bytes()
+            kept[relative] = data
+            kept_size += len(data)
+            files[relative] = (hashlib.sha256(data).hexdigest(), mode)
+        else:
+            files[relative] = (_hash_file(source), mode)
         size += info.st_size
     digest = _digest(files)
     commit, dirty = _git_state(root)
     base = store or store_dir()
     _write_manifest(base / "trees" / f"{digest}.json", files, size)
-    return Snapshot(digest, files, size, base, {k: sources[k] for k in files}, commit, dirty)
+    return Snapshot(digest, files, size, base, {k: sources[k] for k in files}, commit, dirty, kept)
 
 
 def load(digest: str, root: Path | None = None, store: Path | None = None) -> Snapshot:

@@ -75,11 +75,20 @@ def test_editing_the_project_later_does_not_change_the_snapshot(tmp_path):
     assert snapshot.load(frozen.digest, store=tmp_path / "store").files == frozen.files
 
 
-def test_content_is_read_on_demand_and_checked_against_its_hash(tmp_path):
+def test_small_files_are_served_exactly_as_hashed_even_if_edited_during_the_submission(tmp_path):
     root = make_project(tmp_path / "project")
     frozen = snapshot.take(root, store=tmp_path / "store")
     assert not frozen.tree.exists()  # nothing is copied until a backend asks for a folder
+    (root / "train.py").write_text("print('edited during the submission')\n")
     assert frozen.read("train.py") == b"print('train')\n"
+    assert (frozen.folder() / "train.py").read_text() == "print('train')\n"
+
+
+def test_content_not_kept_in_memory_is_checked_against_its_hash(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "KEPT_FILE_BYTES", 0)  # as for files over the in-memory limit
+    root = make_project(tmp_path / "project")
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    assert frozen.kept == {} and frozen.read("train.py") == b"print('train')\n"
     (root / "train.py").write_text("print('edited during the submission')\n")
     with pytest.raises(MrunnerError, match="train.py changed while mrunner was submitting it"):
         frozen.read("train.py")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.leaks import CmdlineWatch
+
 pytestmark = pytest.mark.slurm
 
 WRITER = '''
@@ -320,15 +322,19 @@ def test_a_secret_reaches_the_experiment_and_nothing_else(cluster, mrunner, mrun
         "time.sleep(3)\n"
     )
     write_context(mrunner_home, cluster.service, cluster.storage, secrets=["MY_FAKE_TOKEN"])
-    result = mrunner("+context=test-slurm", "secret.py", env={"MY_FAKE_TOKEN": token})
-    assert result.returncode == 0, result.stderr
-    sweep = result.stdout.strip().splitlines()[-1]
-    runs = wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "running")
-    job = runs[0]["backend_ref"].split("_")[0]
-    while_running = cluster.ssh(f"scontrol show job {job}; scontrol show job -d {job}; squeue -a -o '%all'; "
-                                f"scontrol write batch_script {job} -")  # fmt: skip
-    runs = wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "completed")
+    # The cluster is this machine: every process of the submission and of the job is in /proc.
+    with CmdlineWatch(token, witness="secret.py") as arguments:
+        result = mrunner("+context=test-slurm", "secret.py", env={"MY_FAKE_TOKEN": token})
+        assert result.returncode == 0, result.stderr
+        sweep = result.stdout.strip().splitlines()[-1]
+        runs = wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "running")
+        job = runs[0]["backend_ref"].split("_")[0]
+        while_running = cluster.ssh(f"scontrol show job {job}; scontrol show job -d {job}; squeue -a -o '%all'; "
+                                    f"scontrol write batch_script {job} -")  # fmt: skip
+        runs = wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "completed")
     assert runs[0]["state"] == "completed"
+    assert arguments.witnessed, "the process scan never saw the experiment running"
+    assert arguments.hits == [], f"the secret was in process arguments: {arguments.hits}"
     project = status(mrunner, sweep)["sweep"]["project"]
     folder = f"{cluster.storage}/{project}/{sweep}"
     assert cluster.read(f"{folder}/{runs[0]['index']}-{runs[0]['name']}/seen") == hashlib.sha256(token.encode()).hexdigest()

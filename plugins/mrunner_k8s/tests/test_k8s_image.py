@@ -92,9 +92,14 @@ def test_build_context_is_deterministic_and_complete(make_sweep, project):
     assert not frozen.tree.exists()  # read straight from the project: no frozen copy was needed
 
 
-def test_a_file_edited_after_the_snapshot_is_never_sent(make_sweep, project):
+def test_a_file_edited_after_the_snapshot_is_never_sent(make_sweep, project, monkeypatch):
     frozen = take(project)
     (project / "src" / "train.py").write_text("print('edited')\n")
+    with tarfile.open(fileobj=image.build_context(image.recipe(make_sweep(), frozen), frozen)) as tar:
+        assert tar.extractfile("code/src/train.py").read() == b"print('hi')\n"  # the bytes that were hashed
+    monkeypatch.setattr(snapshots, "KEPT_FILE_BYTES", 0)  # a file too large to keep in memory is read again
+    frozen = take(project)
+    (project / "src" / "train.py").write_text("print('edited again')\n")
     with pytest.raises(MrunnerError, match="changed while mrunner was submitting"):
         image.build_context(image.recipe(make_sweep(), frozen), frozen)
 

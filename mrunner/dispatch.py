@@ -25,7 +25,7 @@ from mrunner.hookspecs import SubmitOptions
 from mrunner.naming import experiment_name, sweep_id
 from mrunner.records import ACTIVE, PLANNED, RESUMABLE, TERMINAL, CANCELLED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
-from mrunner.schema import merge_keys, validate
+from mrunner.schema import ContextKey, merge_keys, validate
 from mrunner.snapshot import Snapshot
 from mrunner.store import Store
 
@@ -120,10 +120,14 @@ def validated_context(name: str, context: dict[str, Any]) -> dict[str, Any]:
     backend = context.get("backend")
     if not isinstance(backend, str) or not backend:
         raise MrunnerError(f"context {name} does not name its backend: add `backend: local` (or slurm, kubernetes)")
+    return validate(context, context_keys(backend), name)
+
+
+def context_keys(backend: str) -> dict[str, ContextKey]:
+    """Every key a context of ``backend`` accepts: the core's common keys, then the plugins' (which win)."""
     plugins.require_backend(backend)
     groups = plugins.manager().hook.mrunner_context_keys(backend=backend)
-    keys = merge_keys([COMMON_KEYS, *(group for group in reversed(groups) if group)])
-    return validate(context, keys, name)
+    return merge_keys([COMMON_KEYS, *(group for group in reversed(groups) if group)])
 
 
 def _is_within(path: Path, folder: Path) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from mrunner import config, table
+from mrunner.dispatch import context_keys, validated_context
 from mrunner.errors import MrunnerError
 
 # The original mrunner's names for keys that are spelled differently now.
@@ -90,7 +91,7 @@ def _show(name: str, with_keys: bool) -> int:
     print(f"# context {name} ({config.context_sources()[name]})")
     print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
     if with_keys:
-        keys = _schema(data.get("backend", ""))
+        keys = context_keys(data.get("backend", ""))
         print(f"# keys of backend {data.get('backend')}:")
         for key in keys.values():
             default = "" if key.default in (None, [], {}) else f" (default {key.default})"
@@ -98,19 +99,7 @@ def _show(name: str, with_keys: bool) -> int:
     return 0
 
 
-def _schema(backend: str):
-    from mrunner import plugins
-    from mrunner.builtin import COMMON_KEYS
-    from mrunner.schema import merge_keys
-
-    plugins.require_backend(backend)
-    groups = plugins.manager().hook.mrunner_context_keys(backend=backend)
-    return merge_keys([COMMON_KEYS, *(g for g in reversed(groups) if g)])
-
-
 def _check(name: str, data: dict[str, Any]) -> None:
-    from mrunner.dispatch import validated_context
-
     validated_context(name, data)
 
 
@@ -118,7 +107,7 @@ def _add(options: argparse.Namespace) -> int:
     if options.name in config.context_sources() and config.is_user_context(options.name):
         raise MrunnerError(f"context {options.name!r} exists already; `mrunner context edit {options.name}` changes it")
     data: dict[str, Any] = {"backend": options.backend}
-    keys = _schema(options.backend)
+    keys = context_keys(options.backend)
     if options.storage is not None:
         storage_key = next((k for k in ("storage_dir", "storage") if k in keys), "storage_dir")
         data[storage_key] = options.storage

@@ -28,14 +28,10 @@ class RunArguments:
 
 def run(arguments: RunArguments) -> int:
     from mrunner import dispatch, spec
-    from mrunner.errors import MrunnerError
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
-    target = Path(arguments.target)
-    if not target.is_file():
-        what = "does not exist" if not target.exists() else "is not a file"
-        raise MrunnerError(f"target {target} {what}: give an experiment script or a spec file")
+    target = Path(arguments.target)  # Plan says clearly if it is missing or not a file
     variable = arguments.spec_variable
     if variable is None and target.suffix == ".py" and spec.is_spec_file(target):
         variable = spec.DEFAULT_VARIABLE

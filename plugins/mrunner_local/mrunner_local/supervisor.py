@@ -186,7 +186,7 @@ class Supervisor:
             children = list(self.children.items())
         for index, child in children:
             self.record(RunUpdate(index, CANCELLED, detail=reason))
-            _terminate(child.pid)
+            _kill(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         for _, child in children:
             try:
@@ -199,10 +199,6 @@ class Supervisor:
             except queue.Empty:
                 break
             self.record(RunUpdate(run.index, CANCELLED, detail=reason))
-
-
-def _terminate(pid: int) -> None:
-    _kill(pid, signal.SIGTERM)
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -248,7 +244,7 @@ def cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
     store.apply(sweep.id, updates)
     pids = [pid for pid in map(_pid_of, runs) if pid is not None]
     for pid in pids:
-        _terminate(pid)
+        _kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + KILL_GRACE_SECONDS
     while pids and time.monotonic() < deadline:
         pids = [pid for pid in pids if _group_alive(pid)]

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
 
@@ -95,3 +96,23 @@ def test_context_keys_for_one_run(mrunner, tmp_path):
     result = mrunner("--context", "local", "x.py", "-m", "a=1,2,3", "context.max_parallel=9", "--dry-run",
                      cwd=_script(tmp_path))  # fmt: skip
     assert "3 experiments" in result.stdout and "at most 9 at a time" in result.stdout
+
+
+def test_contexts_compose_as_hydra_configs_with_defaults_and_overrides(mrunner_home, monkeypatch):
+    from mrunner import config
+    from mrunner.errors import MrunnerError
+
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True)
+    (folder / "base.yaml").write_text("backend: slurm\nslurm_url: login\ntime: 5\nenv:\n  A: '1'\n")
+    (folder / "child.yaml").write_text("defaults:\n  - base\n  - _self_\ntime: 7\nuser_home: ${oc.env:HOME}\n")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert config.compose("child", []) == (
+        "child", {"backend": "slurm", "slurm_url": "login", "time": 7, "env": {"A": "1"}, "user_home": "/home/someone"}
+    )  # fmt: skip
+    assert config.compose("base", ["context.time=9", "~context.env", "+context.extra=x"])[1] == {
+        "backend": "slurm", "slurm_url": "login", "time": 9, "extra": "x"
+    }  # fmt: skip
+    assert config.compose("base", ["context.env.B=2"])[1]["env"] == {"A": "1", "B": 2}
+    with pytest.raises(MrunnerError, match="Ambiguous value for argument"):
+        config.compose("base", ["context.time=1,2"])

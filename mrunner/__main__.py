@@ -2,6 +2,6 @@
 
 import sys
 
-from mrunner.cli import main
+from mrunner.cli import console
 
-sys.exit(main())
+sys.exit(console())

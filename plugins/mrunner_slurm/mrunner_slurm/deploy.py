@@ -7,8 +7,9 @@ changed since and the list of changes (a changed file of a 2,000-file project co
 hundred bytes); otherwise it sends those the store lacks with the whole list. Which ones those are, the
 first call (``begin``) answers when this machine has no earlier tree; only a store that has none of this
 machine's trees costs one more round trip (``missing``). Either way the data goes as one gzip stream
-(level 1: building it must not cost more than sending it) straight into the helper, which verifies each
-hash before renaming an object into place. The stream is a plain sequence of frames, ``NAME SIZE\n`` then
+(level 1: building it must not cost more than sending it) straight into the helper: the file list first,
+then the objects, each verified against its hash, written once into the code folder being built and
+hard-linked into the store. The stream is a plain sequence of frames, ``NAME SIZE\n`` then
 SIZE bytes, not a tar: tarfile's headers cost more than everything else of building and reading it
 (about 0.1 s per 2,000 files on each side).
 """
@@ -90,13 +91,13 @@ def _tree_to_send(
 
 
 def stream(tree: tuple[str, Any], sources: dict[str, str], snapshot: Snapshot) -> Iterator[bytes]:
-    """The gzip'd frame stream: one frame per object to send (named by its hash), then the tree."""
+    """The gzip'd frame stream: the tree, then one frame per object to send (named by its hash)."""
     buffer = _Buffer()
+    _add(buffer, tree[0], json.dumps(tree[1]).encode())
     for sha, relative in sources.items():
         _add(buffer, sha, snapshot.read(relative))
         if buffer.size >= CHUNK:
             yield buffer.take()
-    _add(buffer, tree[0], json.dumps(tree[1]).encode())
     yield buffer.take(final=True)
 
 

@@ -4,7 +4,7 @@ mrunner never installs anything on the cluster to drive it: every call sends thi
 of its own input on the exec channel's stdin, so the helper is always the version of the plugin that
 calls it. Each command is one round trip: ``begin`` (whether the code is there, which earlier trees could be a delta's base, the cluster's limits,
 and, given the manifest's hashes, which objects the store lacks), ``missing`` (the same, on its own),
-``receive`` (a gzip stream of objects, stored content-addressed, then the code folder assembled),
+``receive`` (a gzip stream of the file list and the objects: the code folder assembled, the objects stored content-addressed),
 ``prepare`` (files, e.g. the secrets file, written atomically with their modes), ``venv``, ``submit``
 (sbatch each array once, reconciled by job name), ``status``.
 
@@ -121,78 +121,128 @@ def _frames(stream):
 
 
 def receive(storage, digest, stream):
-    """Store each object of the stream under its sha256 once its hash checks out, then assemble the code.
+    """Assemble the code folder from a stream of the tree, then the objects the store lacks.
 
-    An object is written to a temporary name and renamed only after its hash matched, so an upload cut off
-    halfway leaves only temporary files, never an object a later sweep would trust. The tree comes as
-    ``manifest.json`` (all files) or ``delta.json`` (the changes against a tree the store has); either way
-    it must hash to ``digest``.
+    The tree (``manifest.json``: all files; ``delta.json``: the changes against a tree the store has) comes
+    first and must hash to ``digest``. The folder is built aside: each object, once its hash checked out,
+    is written straight to its first place there and then hard-linked into the store, so the file is
+    written once, and an upload cut off halfway leaves only the folder aside, never an object a later
+    sweep would trust (a link appears whole). The rest of the folder is linked from the store, and the
+    folder renamed into place.
     """
-    objects = os.path.join(_store(storage), "objects")
-    manifest = None
-    stored = 0
-    for name, data in _frames(stream):
-        if name == "manifest.json":
-            manifest = json.loads(data)
-            continue
-        if name == "delta.json":
-            delta = json.loads(data)
-            with open(os.path.join(_store(storage), "trees", delta["base"] + ".json")) as base:
-                manifest = json.load(base)
-            for path in delta["removed"]:
-                manifest.pop(path, None)
-            manifest.update(delta["set"])
-            continue
-        name = os.path.basename(name)
-        if hashlib.sha256(data).hexdigest() != name:
-            raise SystemExit("mrunner: object %s arrived corrupted; retry the submission" % name)
-        _write_atomic(os.path.join(objects, name), data, 0o444, made=True)
-        stored += 1
-    if manifest is None:
-        raise SystemExit("mrunner: the upload ended before its manifest; retry the submission")
+    frames = _frames(stream)
+    first = next(frames, None)
+    if first is None or first[0] not in ("manifest.json", "delta.json"):
+        raise SystemExit("mrunner: the upload did not start with its file list; retry the submission")
+    manifest = _tree(storage, *first)
     if _digest(manifest) != digest:
         raise SystemExit("mrunner: the rebuilt file list does not match snapshot %s; retry the submission" % digest[:12])
-    code_dir = assemble(storage, digest, manifest)
-    _write_atomic(os.path.join(_store(storage), "trees", digest + ".json"), json.dumps(manifest).encode())
-    return {"stored": stored, "code_dir": code_dir}
-
-
-def assemble(storage, digest, manifest):
-    """Build ``code/DIGEST`` from the objects (hardlinks; copies for executables), aside, then rename."""
     code = os.path.join(_store(storage), "code")
     target = os.path.join(code, digest)
-    if os.path.isdir(target):
-        return target
-    objects = os.path.join(_store(storage), "objects")
     building = os.path.join(code, ".tmp-%s-%d" % (digest[:12], os.getpid()))
     os.makedirs(building)
-    made = {building}
-    for relative, (sha, mode) in manifest.items():
-        source = os.path.join(objects, sha)
-        destination = os.path.join(building, relative)
-        folder = os.path.dirname(destination)
-        if folder not in made:
-            os.makedirs(folder, exist_ok=True)
-            made.add(folder)
-        if not os.path.exists(source):
-            raise SystemExit("mrunner: object %s of %s is missing from the store; retry the submission" % (sha, relative))
-        linked = False
-        if not mode & 0o111:
-            try:
-                os.link(source, destination)
-                linked = True
-            except OSError:
-                pass
-        if not linked:
-            with open(source, "rb") as stream:
-                _write_atomic(destination, stream.read(), mode, made=True)
+    try:
+        _build(storage, building, manifest, frames)
+    except BaseException:
+        subprocess.run(["rm", "-rf", building])  # what arrived whole is in the store already
+        raise
     try:
         os.rename(building, target)
     except OSError:
         if not os.path.isdir(target):
             raise
-        subprocess.run(["rm", "-rf", building])
-    return target
+        subprocess.run(["rm", "-rf", building])  # another upload of the same snapshot finished first
+    _write_atomic(os.path.join(_store(storage), "trees", digest + ".json"), json.dumps(manifest).encode())
+    return {"code_dir": target}
+
+
+def _build(storage, building, manifest, frames):
+    """Fill ``building``: the streamed objects written there and linked into the store, the rest linked."""
+    folders = _Folders(building)
+    objects = os.path.join(_store(storage), "objects")
+    first_place = {}  # sha256 -> where it goes first (executables get copies, so never theirs)
+    for relative, (sha, mode) in manifest.items():
+        if not mode & 0o111:
+            first_place.setdefault(sha, relative)
+    placed = set()
+    for name, data in frames:
+        name = os.path.basename(name)
+        if hashlib.sha256(data).hexdigest() != name:
+            raise SystemExit("mrunner: object %s arrived corrupted; retry the submission" % name)
+        relative = first_place.get(name)
+        if relative is None:
+            _write_atomic(os.path.join(objects, name), data, 0o444, made=True)
+            continue
+        destination = os.path.join(building, relative)
+        folders.make(destination)
+        _write_new(destination, data, 0o444)
+        try:
+            os.link(destination, os.path.join(objects, name))
+        except FileExistsError:
+            pass  # a concurrent upload stored the same content first
+        except OSError:  # no hard links on this file system
+            _write_atomic(os.path.join(objects, name), data, 0o444, made=True)
+        placed.add(relative)
+    _link_the_rest(objects, building, manifest, placed, folders)
+
+
+def _tree(storage, name, data):
+    if name == "manifest.json":
+        return json.loads(data)
+    delta = json.loads(data)
+    with open(os.path.join(_store(storage), "trees", delta["base"] + ".json")) as base:
+        manifest = json.load(base)
+    for path in delta["removed"]:
+        manifest.pop(path, None)
+    manifest.update(delta["set"])
+    return manifest
+
+
+class _Folders:
+    """Makes each folder of the code being built once."""
+
+    def __init__(self, root):
+        self.made = {root}
+
+    def make(self, path):
+        folder = os.path.dirname(path)
+        if folder not in self.made:
+            os.makedirs(folder, exist_ok=True)
+            self.made.add(folder)
+
+
+def _write_new(path, data, mode):
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(descriptor, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    finally:
+        os.close(descriptor)
+
+
+def _link_the_rest(objects, building, manifest, placed, folders):
+    """Link (or, for executables, copy) every file not written from the stream out of the store."""
+    for relative, (sha, mode) in manifest.items():
+        if relative in placed:
+            continue
+        source = os.path.join(objects, sha)
+        destination = os.path.join(building, relative)
+        folders.make(destination)
+        try:
+            if not mode & 0o111:
+                try:
+                    os.link(source, destination)
+                    continue
+                except FileNotFoundError:
+                    raise
+                except OSError:
+                    pass  # no hard links here, or too many to one file (EMLINK): copy
+            with open(source, "rb") as stream:
+                _write_new(destination, stream.read(), mode)
+        except FileNotFoundError:
+            raise SystemExit("mrunner: object %s of %s is missing from the store; retry the submission" % (sha, relative))
 
 
 def prepare(document):

@@ -124,6 +124,46 @@ def test_a_second_dispatch_of_the_same_code_sends_no_file(cluster, mrunner):
     assert "sent" not in second.stderr
 
 
+def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_delta(cluster, tmp_path, mrunner_home):
+    from mrunner import snapshot
+    from mrunner.reporter import Reporter
+    from mrunner_slurm import deploy, ssh
+
+    project = tmp_path / "project"
+    (project / "pkg" / "sub").mkdir(parents=True)
+    for folder in ("pkg", "pkg/sub"):
+        (project / folder / "__init__.py").write_text("")  # the same content twice: one object, two files
+    (project / "pkg" / "model.py").write_text("DEPTH = 3\n")
+    (project / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (project / "run.sh").chmod(0o755)
+    (project / "same_as_run.sh").write_text("#!/bin/sh\necho run\n")  # an executable's content, not executable
+    context = {"slurm_url": cluster.service["alias"], "ssh_config": cluster.service["ssh_config"]}
+
+    def deploy_and_list() -> tuple[dict, dict[str, str]]:
+        """Deploy the project; check the code folder holds exactly its files; return their modes there."""
+        frozen = snapshot.take(project)
+        facts = deploy.deploy(ssh.connection(context), cluster.storage, frozen, Reporter(quiet=True))
+        sums = cluster.ssh(f"cd {facts['code_dir']} && find . -type f -print0 | xargs -0 sha256sum")
+        assert {line.split()[1][2:]: line.split()[0] for line in sums.splitlines()} == {
+            path: sha for path, (sha, _) in frozen.files.items()
+        }
+        modes = cluster.ssh(f"cd {facts['code_dir']} && find . -type f -printf '%P %m\\n'")
+        return facts, dict(line.split() for line in modes.splitlines())
+
+    try:
+        first, files = deploy_and_list()
+        assert first["objects_sent"] == 3  # five files, three contents
+        assert files["run.sh"] == "755" and files["same_as_run.sh"] == "444"
+        assert files["pkg/model.py"] == "444"  # shared with the store, which nobody may edit
+        (project / "pkg" / "model.py").write_text("DEPTH = 4\n")
+        second, files = deploy_and_list()
+        assert (second["objects_sent"], second["bytes_sent"] < 400) == (1, True)
+        assert second["code_dir"] != first["code_dir"]
+        assert cluster.read(f"{first['code_dir']}/pkg/model.py") == "DEPTH = 3\n"  # the first folder untouched
+    finally:
+        ssh.close_all()
+
+
 def test_failures_report_exit_codes_and_resume_reruns_exactly_them(cluster, mrunner):
     result = mrunner("+context=test-slurm", "train.py", "-m", "exit=0,3", "--wait")
     assert result.returncode == 1, result.stderr
@@ -301,7 +341,7 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
     check = cluster.ssh(f"cd {objects} && for f in *; do [ \"$(sha256sum < \"$f\" | cut -c1-64)\" = \"$f\" ] || echo BAD $f; done; ls | wc -l")
     assert "BAD" not in check
     assert 0 < int(check.split()[-1]) < 24, "the objects before the cut were kept, not the one cut off"
-    assert cluster.ssh(f"ls {cluster.storage}/.mrunner/code", check=False).strip() == ""
+    assert cluster.ssh(f"ls -A {cluster.storage}/.mrunner/code", check=False).strip() == ""  # nor a folder aside
     result = mrunner("+context=test-slurm", "train.py", "--wait")
     assert result.returncode == 0, result.stderr
     document = status(mrunner, result.stdout.strip().splitlines()[-1])

@@ -76,7 +76,7 @@ def task_bundle(sweep: Sweep, runs: Sequence[Run], sweep_directory: str, storage
             f"{run.index})",
             *exports(env, "environment variable"),
             "set -- " + " ".join(q(arg) for arg in run.command),
-            f"_mrunner_config={q(json.dumps(run.config_document(sweep), indent=1))};;",
+            f"_mrunner_config={q(json.dumps(run.config_document(sweep)))};;",  # one line: C's encoder, 5x faster
         ]
     lines += ['*) echo "mrunner: no task $index in this array" >&2; exit 97;;', "esac", ""]
     return "\n".join(lines)

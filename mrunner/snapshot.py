@@ -26,8 +26,10 @@ from pathlib import Path
 from mrunner import paths
 from mrunner.errors import MrunnerError
 
-# Never part of a snapshot, whatever the ignore files say.
-ALWAYS_EXCLUDED = [".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".mypy_cache/", ".pytest_cache/", ".neptune/"]
+# Never part of a snapshot, whatever the ignore files say: these folders at any depth, and compiled Python.
+# (Checked without pathspec, whose import alone costs 20 ms: most projects have no pattern of their own.)
+EXCLUDED_FOLDERS = frozenset({".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".neptune"})
+EXCLUDED_SUFFIX = ".pyc"
 LARGE_SNAPSHOT_BYTES = 200 * 1024 * 1024
 # Small files are kept in memory as they are hashed (up to this much in all), so a backend that streams
 # them gets exactly the hashed bytes without reading and hashing them again.
@@ -136,22 +138,34 @@ def load(digest: str, root: Path | None = None, store: Path | None = None) -> Sn
 
 
 def _select(root: Path, exclude: Sequence[str]) -> list[str]:
+    data = paths.data_dir().resolve()
+    own = f"{data.relative_to(root).as_posix()}/" if root in data.parents else None  # mrunner's own records
     listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     if listed is not None:
         candidates = sorted({name for name in listed.split("\0") if name})
     else:
         candidates = _walk(root, _ignore_spec(root / ".gitignore", []))
-    own = [f"/{p.relative_to(root).as_posix()}/" for p in (paths.data_dir().resolve(),) if root in p.parents]
-    spec = _ignore_spec(root / ".mrunnerignore", [*ALWAYS_EXCLUDED, *own, *exclude])
-    return [name for name in candidates if not spec.match_file(name)]
+    spec = _ignore_spec(root / ".mrunnerignore", exclude)
+    return [
+        name for name in candidates
+        if not _always_excluded(name) and not (own and name.startswith(own)) and not (spec and spec.match_file(name))
+    ]  # fmt: skip
 
 
-def _ignore_spec(file: Path, extra: Sequence[str]):  # -> pathspec.GitIgnoreSpec
-    import pathspec
+def _always_excluded(name: str) -> bool:
+    parts = name.split("/")
+    return any(part.endswith(EXCLUDED_SUFFIX) for part in parts) or not EXCLUDED_FOLDERS.isdisjoint(parts[:-1])
 
+
+def _ignore_spec(file: Path, extra: Sequence[str]):  # -> pathspec.GitIgnoreSpec | None
+    """The patterns of ``file`` (if it exists) and ``extra``; None when there are none."""
     lines = list(extra)
     if file.is_file():
         lines += file.read_text(errors="replace").splitlines()
+    if not any(line.strip() and not line.startswith("#") for line in lines):
+        return None
+    import pathspec
+
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
@@ -160,8 +174,11 @@ def _walk(root: Path, ignored) -> list[str]:
     for directory, subdirs, names in os.walk(root):
         relative_dir = os.path.relpath(directory, root)
         prefix = "" if relative_dir == "." else relative_dir.replace(os.sep, "/") + "/"
-        subdirs[:] = [d for d in subdirs if d != ".git" and not ignored.match_file(prefix + d + "/")]
-        found += [prefix + name for name in names if not ignored.match_file(prefix + name)]
+        subdirs[:] = [
+            d for d in subdirs
+            if d not in EXCLUDED_FOLDERS and not (ignored and ignored.match_file(prefix + d + "/"))
+        ]  # fmt: skip
+        found += [prefix + name for name in names if not (ignored and ignored.match_file(prefix + name))]
     return sorted(found)
 
 

@@ -138,3 +138,18 @@ def test_mrunner_data_inside_the_project_is_never_snapshotted(tmp_path, monkeypa
     (root / "xdg" / "mrunner" / "records.db").write_text("db")
     frozen = snapshot.take(root, store=tmp_path / "store")
     assert not any(name.startswith("xdg/") for name in frozen.files)
+
+
+def test_tool_folders_and_compiled_python_are_never_taken_at_any_depth(tmp_path, mrunner_home, monkeypatch):
+    root = tmp_path / "project"
+    for name in ["keep.py", "pkg/venv_tools.py", "pkg/.venv/lib/site.py", "venv/bin/activate", "a/b/__pycache__/m.py",
+                 "a/b/m.pyc", ".neptune/run/data", "sub/.git/config", "a/b/kept.txt"]:  # fmt: skip
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(root / "records"))  # mrunner's own data inside the project
+    (root / "records" / "mrunner").mkdir(parents=True)
+    (root / "records" / "mrunner" / "records.db").write_text("")
+    expected = ["a/b/kept.txt", "keep.py", "pkg/venv_tools.py"]
+    assert sorted(snapshot.take(root, store=tmp_path / "store").files) == expected
+    git(root, "init", "-q")
+    assert sorted(snapshot.take(root, store=tmp_path / "store").files) == expected

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import zlib
 
@@ -27,6 +28,8 @@ LAUNCHER = (
 )
 TEMPORARY = re.compile(r"temporar|try again|Resource temporarily unavailable|Socket timed out", re.I)
 SUBMIT_RETRY_DELAYS = (1, 2, 4, 8, 15)  # seconds between sbatch tries while the queue is full
+WRITERS = 4  # threads creating the files of an upload (see _in_parallel), in batches of
+BATCH_FILES, BATCH_BYTES = 500, 4 * 2**20  # (what a cut-off upload loses at most)
 
 
 def _store(storage):
@@ -157,7 +160,8 @@ def receive(storage, digest, stream):
 
 
 def _build(storage, building, manifest, frames):
-    """Fill ``building``: the streamed objects written there and linked into the store, the rest linked."""
+    """Fill ``building``: the streamed objects written there and linked into the store, then the rest
+    linked from the store (once every streamed object is in it)."""
     folders = _Folders(building)
     objects = os.path.join(_store(storage), "objects")
     first_place = {}  # sha256 -> where it goes first (executables get copies, so never theirs)
@@ -165,25 +169,87 @@ def _build(storage, building, manifest, frames):
         if not mode & 0o111:
             first_place.setdefault(sha, relative)
     placed = set()
+    batch, size = [], 0
     for name, data in frames:
         name = os.path.basename(name)
         if hashlib.sha256(data).hexdigest() != name:
             raise SystemExit("mrunner: object %s arrived corrupted; retry the submission" % name)
         relative = first_place.get(name)
         if relative is None:
-            _write_atomic(os.path.join(objects, name), data, 0o444, made=True)
-            continue
-        destination = os.path.join(building, relative)
-        folders.make(destination)
-        _write_new(destination, data, 0o444)
+            batch.append((_write_atomic, (os.path.join(objects, name), data, 0o444, True)))
+        else:
+            batch.append((_place_object, (folders, os.path.join(building, relative), os.path.join(objects, name), data)))
+            placed.add(relative)
+        size += len(data)
+        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+            _in_parallel(batch)
+            batch, size = [], 0
+    _in_parallel(batch)
+    _in_parallel([
+        (_link_from_store, (folders, os.path.join(objects, sha), building, relative, mode))
+        for relative, (sha, mode) in manifest.items() if relative not in placed
+    ])  # fmt: skip
+
+
+def _in_parallel(tasks):
+    """Run ``(function, args)`` tasks on a few threads; raise the first failure.
+
+    Creating files is most of what a dispatch costs on the cluster, and a file system serves several
+    creations at once (a parallel file system takes a round trip to its metadata server for each): two
+    threads nearly halve it on a local disk. The tasks run while this thread waits, never alongside its
+    parsing, since threads that make system calls wait for the one that holds the interpreter lock.
+    """
+    if len(tasks) < 2 * WRITERS:
+        for function, args in tasks:
+            function(*args)
+        return
+    errors = []
+
+    def work(part):
         try:
-            os.link(destination, os.path.join(objects, name))
-        except FileExistsError:
-            pass  # a concurrent upload stored the same content first
-        except OSError:  # no hard links on this file system
-            _write_atomic(os.path.join(objects, name), data, 0o444, made=True)
-        placed.add(relative)
-    _link_the_rest(objects, building, manifest, placed, folders)
+            for function, args in part:
+                function(*args)
+        except BaseException as error:  # raised again below, in the calling thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(tasks[k::WRITERS],)) for k in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _place_object(folders, destination, stored, data):
+    folders.make(destination)
+    _write_new(destination, data, 0o444)
+    try:
+        os.link(destination, stored)
+    except FileExistsError:
+        pass  # a concurrent upload stored the same content first
+    except OSError:  # no hard links on this file system
+        _write_atomic(stored, data, 0o444, made=True)
+
+
+def _link_from_store(folders, source, building, relative, mode):
+    """Link (or, for an executable, copy) a file of the code folder from the store."""
+    destination = os.path.join(building, relative)
+    folders.make(destination)
+    try:
+        if not mode & 0o111:
+            try:
+                os.link(source, destination)
+                return
+            except FileNotFoundError:
+                raise
+            except OSError:
+                pass  # no hard links here, or too many to one file (EMLINK): copy
+        with open(source, "rb") as stream:
+            _write_new(destination, stream.read(), mode)
+    except FileNotFoundError:
+        raise SystemExit("mrunner: object %s of %s is missing from the store; retry the submission"
+                         % (os.path.basename(source), relative)) from None
 
 
 def _tree(storage, name, data):
@@ -220,29 +286,6 @@ def _write_new(path, data, mode):
             view = view[os.write(descriptor, view) :]
     finally:
         os.close(descriptor)
-
-
-def _link_the_rest(objects, building, manifest, placed, folders):
-    """Link (or, for executables, copy) every file not written from the stream out of the store."""
-    for relative, (sha, mode) in manifest.items():
-        if relative in placed:
-            continue
-        source = os.path.join(objects, sha)
-        destination = os.path.join(building, relative)
-        folders.make(destination)
-        try:
-            if not mode & 0o111:
-                try:
-                    os.link(source, destination)
-                    continue
-                except FileNotFoundError:
-                    raise
-                except OSError:
-                    pass  # no hard links here, or too many to one file (EMLINK): copy
-            with open(source, "rb") as stream:
-                _write_new(destination, stream.read(), mode)
-        except FileNotFoundError:
-            raise SystemExit("mrunner: object %s of %s is missing from the store; retry the submission" % (sha, relative))
 
 
 def prepare(document):
@@ -466,3 +509,5 @@ def main(argv, stdin):
 
 if __name__ == "__main__" and sys.argv[:1] == ["-c"]:  # run by LAUNCHER, not imported
     main(sys.argv[1:], sys.stdin.buffer)
+    sys.stdout.flush()
+    os._exit(0)  # the caller waits for the exit: skip the interpreter's teardown (~10 ms)

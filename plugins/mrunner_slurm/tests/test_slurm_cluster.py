@@ -134,6 +134,8 @@ def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_de
     for folder in ("pkg", "pkg/sub"):
         (project / folder / "__init__.py").write_text("")  # the same content twice: one object, two files
     (project / "pkg" / "model.py").write_text("DEPTH = 3\n")
+    for i in range(40):  # enough files for the cluster side to write them on several threads
+        (project / "pkg" / "sub" / f"layer_{i}.py").write_text(f"WIDTH = {i}\n")
     (project / "run.sh").write_text("#!/bin/sh\necho run\n")
     (project / "run.sh").chmod(0o755)
     (project / "same_as_run.sh").write_text("#!/bin/sh\necho run\n")  # an executable's content, not executable
@@ -152,7 +154,7 @@ def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_de
 
     try:
         first, files = deploy_and_list()
-        assert first["objects_sent"] == 3  # five files, three contents
+        assert first["objects_sent"] == 43  # 45 files, 43 contents
         assert files["run.sh"] == "755" and files["same_as_run.sh"] == "444"
         assert files["pkg/model.py"] == "444"  # shared with the store, which nobody may edit
         (project / "pkg" / "model.py").write_text("DEPTH = 4\n")
@@ -317,7 +319,7 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
     from mrunner_slurm import deploy, ssh
 
     for i in range(24):
-        (tmp_path / f"blob{i}.bin").write_bytes(os.urandom(100_000))
+        (tmp_path / f"blob{i}.bin").write_bytes(os.urandom(1_000_000))
     frozen = snapshot.take(tmp_path)
     context = {"slurm_url": cluster.service["alias"], "ssh_config": cluster.service["ssh_config"]}
     connection = ssh.connection(context)
@@ -325,7 +327,7 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
 
     def cut(tree, sources, snapshot):  # the stream stops in the middle of an object, as when the link drops
         for number, chunk in enumerate(real_stream(tree, sources, snapshot)):
-            if number == 4:  # about 300 KB of 2.4 MB (64 KiB chunks)
+            if number == 18:  # a chunk per 1 MB blob: 18 MB of 24 MB (the cluster stores in 4 MiB batches)
                 yield chunk[: len(chunk) // 2]
                 return
             yield chunk

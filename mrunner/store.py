@@ -7,6 +7,7 @@ short ``BEGIN IMMEDIATE`` transaction that waits for the lock instead of failing
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import time
@@ -70,8 +71,8 @@ class Store:
         cursor = self._db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
-            for sql, args in statements:
-                cursor.execute(sql, args)
+            for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
+                cursor.executemany(sql, [args for _, args in group])  # a run of the same statement at once
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
@@ -84,7 +85,7 @@ class Store:
         for run in runs:
             run.updated_at = now
             statements.append((f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(13)})", _run_row(run)))
-            statements.append(_event(run.sweep_id, run.index, now, run.state, None, "recorded"))
+        statements += [_event(run.sweep_id, run.index, now, run.state, None, "recorded") for run in runs]
         self._write(statements)
 
     def update_sweep(self, sweep: Sweep) -> None:
@@ -103,49 +104,58 @@ class Store:
             return []
         now = time.time()
         changed: list[RunUpdate] = []
+        rows: list[tuple] = []
+        events: list[tuple] = []
         cursor = self._db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
+            current = self._current(cursor, sweep_id, [update.index for update in updates])
             for update in updates:
-                row = cursor.execute(
-                    "SELECT state, exit_code, backend_ref FROM experiments WHERE sweep_id=? AND idx=?",
-                    (sweep_id, update.index),
-                ).fetchone()
-                if row is None:
+                if update.index not in current:
                     raise MrunnerError(f"sweep {sweep_id} has no experiment {update.index}")
-                state, exit_code, backend_ref = row
+                state, exit_code, backend_ref = current[update.index]
                 if keep_terminal and state in TERMINAL and update.state != state:
                     continue
                 new_ref = update.backend_ref if update.backend_ref is not None else backend_ref
                 new_exit = update.exit_code if update.exit_code is not None else exit_code
                 if (state, new_exit, new_ref) == (update.state, exit_code, backend_ref):
                     continue
-                cursor.execute(
-                    "UPDATE experiments SET state=?, exit_code=?, backend_ref=?, updated_at=? WHERE sweep_id=? AND idx=?",
-                    (update.state, new_exit, new_ref, now, sweep_id, update.index),
-                )
+                rows.append((update.state, new_exit, new_ref, now, sweep_id, update.index))
                 if state != update.state:
-                    cursor.execute(*_event(sweep_id, update.index, now, update.state, update.exit_code, update.detail))
+                    events.append(_event(sweep_id, update.index, now, update.state, update.exit_code, update.detail)[1])
+                current[update.index] = (update.state, new_exit, new_ref)
                 changed.append(update)
+            cursor.executemany(
+                "UPDATE experiments SET state=?, exit_code=?, backend_ref=?, updated_at=? WHERE sweep_id=? AND idx=?", rows
+            )
+            cursor.executemany(_EVENT_INSERT, events)
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
         cursor.execute("COMMIT")
         return changed
 
+    @staticmethod
+    def _current(cursor: sqlite3.Cursor, sweep_id: str, indices: Sequence[int]) -> dict[int, tuple]:
+        """(state, exit_code, backend_ref) of the given runs, read in a few queries instead of one each."""
+        found: dict[int, tuple] = {}
+        unique = sorted(set(indices))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            query = f"SELECT idx, state, exit_code, backend_ref FROM experiments WHERE sweep_id=? AND idx IN ({_marks(len(chunk))})"
+            for index, *row in cursor.execute(query, (sweep_id, *chunk)):
+                found[index] = tuple(row)
+        return found
+
     def start_attempt(self, sweep_id: str, indices: Sequence[int]) -> None:
         """Make the given runs planned again under a new attempt number (what `resume` does first)."""
         now = time.time()
-        statements: list[tuple[str, Sequence[object]]] = []
-        for index in indices:
-            statements.append(
-                (
-                    "UPDATE experiments SET state='planned', attempt=attempt+1, exit_code=NULL, backend_ref=NULL, "
-                    "updated_at=? WHERE sweep_id=? AND idx=? AND state!='planned'",
-                    (now, sweep_id, index),
-                )
-            )
-            statements.append(_event(sweep_id, index, now, "planned", None, "resume"))
+        again = (
+            "UPDATE experiments SET state='planned', attempt=attempt+1, exit_code=NULL, backend_ref=NULL, "
+            "updated_at=? WHERE sweep_id=? AND idx=? AND state!='planned'"
+        )
+        statements: list[tuple[str, Sequence[object]]] = [(again, (now, sweep_id, index)) for index in indices]
+        statements += [_event(sweep_id, index, now, "planned", None, "resume") for index in indices]
         self._write(statements)
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -249,11 +259,11 @@ def _dump(value: object) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+_EVENT_INSERT = "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail) VALUES (?, ?, ?, ?, ?, ?)"
+
+
 def _event(sweep_id: str, index: int, at: float, state: str, exit_code: int | None, detail: str | None):
-    return (
-        "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (sweep_id, index, at, state, exit_code, detail),
-    )
+    return _EVENT_INSERT, (sweep_id, index, at, state, exit_code, detail)
 
 
 def _sweep_row(sweep: Sweep) -> tuple:

@@ -35,7 +35,7 @@ SERVICE = json.loads(Path(os.environ.get("MRUNNER_SERVICES_DIR", "/tmp/mrunner-s
 PYTHON = sys.executable
 COUNT = 1000
 FILES = 2000
-PAUSE = 2.0  # seconds between dispatches: slurmctld is still busy with the 1,000 tasks just cancelled
+PAUSE = 4.0  # seconds between dispatches: slurmctld is still busy with the 1,000 tasks just cancelled
 TRAIN = "import os\nopen(os.path.join(os.environ['MRUNNER_EXPERIMENT_DIR'], 'done'), 'w').close()\n"
 
 

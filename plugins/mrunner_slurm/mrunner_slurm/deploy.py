@@ -102,8 +102,7 @@ def stream(tree: tuple[str, Any], sources: dict[str, str], snapshot: Snapshot) -
 
 
 def _add(buffer: _Buffer, name: str, data: bytes) -> None:
-    buffer.write(b"%s %d\n" % (name.encode(), len(data)))
-    buffer.write(data)
+    buffer.write(b"%s %d\n%s" % (name.encode(), len(data), data))  # one compress call per frame, not two
 
 
 class _Buffer:

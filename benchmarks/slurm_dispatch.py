@@ -11,7 +11,8 @@
    - submitit's `map_array` of 1,000 tasks, run as mrtest on the cluster host (no code deploy).
 2. Re-dispatch after changing one file of the project: bytes sent against the first dispatch.
 3. `mrunner status` of the 1,000-experiment sweep: remote calls and wall time.
-Every array submitted is cancelled afterwards (cancelled arrays count against MaxJobCount for MinJobAge).
+Every way submits its arrays held (`--hold`, for mrunner through the context's `sbatch_options`), so no
+task starts and loads the machine while the others are measured; every array is cancelled afterwards (cancelled arrays count against MaxJobCount for MinJobAge).
 The file system matters: ext4 creates a file 20x slower for ~5 minutes after many deletions (it skips
 recently deleted inodes one by one), so do not start this right after removing many files. The ways take
 turns going first, round by round; mrunner's own sources are compiled to bytecode first
@@ -58,7 +59,7 @@ def context(home: Path, storage: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "bench.yaml").write_text(json.dumps({
         "backend": "slurm", "slurm_url": SERVICE["alias"], "ssh_config": SERVICE["ssh_config"],
-        "storage_dir": storage, "partition": SERVICE["partition"], "time": 5,
+        "storage_dir": storage, "partition": SERVICE["partition"], "time": 5, "sbatch_options": ["--hold"],
     }))  # fmt: skip
 
 
@@ -121,7 +122,7 @@ with tarfile.open(fileobj=out, mode="w|") as archive:
         archive.addfile(info, io.BytesIO(data))
 out.parts.append(out.z.flush())
 channel = client.get_transport().open_session()
-channel.exec_command("mkdir -p %s/out && tar -xz -C %s && sbatch --parsable --array=0-999 --time=5 --output=/dev/null -p debug --wrap %s" % (
+channel.exec_command("mkdir -p %s/out && tar -xz -C %s && sbatch --parsable --hold --array=0-999 --time=5 --output=/dev/null -p debug --wrap %s" % (
     storage, storage, "'cd %s/code && MRUNNER_CONFIG=%s/tasks/$SLURM_ARRAY_TASK_ID.yaml python3 train.py'" % (storage, storage)))
 for part in out.parts:
     channel.sendall(part)
@@ -151,7 +152,7 @@ client.set_missing_host_key_policy(paramiko.RejectPolicy())
 client.connect(entry["hostname"], int(entry["port"]), username=entry["user"], key_filename=entry["identityfile"], sock=sock, look_for_keys=False, allow_agent=False)
 ids = []
 for i in range(count):
-    stdin, stdout, stderr = client.exec_command("sbatch --parsable --time=5 --output=/dev/null -p debug --wrap " + shlex.quote("cd %s && python3 -c pass %d" % (storage, i)))
+    stdin, stdout, stderr = client.exec_command("sbatch --parsable --hold --time=5 --output=/dev/null -p debug --wrap " + shlex.quote("cd %s && python3 -c pass %d" % (storage, i)))
     ids.append(stdout.read().decode().strip())
 print(" ".join(ids))
 '''
@@ -171,7 +172,8 @@ import submitit
 def task(i):
     return i
 executor = submitit.AutoExecutor(folder=sys.argv[1], cluster="slurm")
-executor.update_parameters(slurm_partition="debug", timeout_min=5, slurm_array_parallelism=1000)
+executor.update_parameters(slurm_partition="debug", timeout_min=5, slurm_array_parallelism=1000,
+                           slurm_additional_parameters={"hold": True})
 jobs = executor.map_array(task, list(range(1000)))
 elapsed = time.perf_counter() - started
 print(elapsed, jobs[0].job_id.split("_")[0])

@@ -64,6 +64,8 @@ class Plan:
             raise MrunnerError(f"target {target} is not a file: give an experiment script or a spec file")
         self.context_name, raw_context = config.compose(request.context_name, request.context_overrides)
         self.context = validated_context(self.context_name, raw_context)
+        # right away: a backend may start slow work here (the Slurm plugin connects in the background)
+        plugins.manager().hook.mrunner_check(context=self.context, context_name=self.context_name)
         self.root = snapshot.project_root(self.cwd)
         if not _is_within(target.resolve(), self.root):
             self.root = snapshot.project_root(target.resolve().parent)
@@ -87,7 +89,6 @@ class Plan:
         )  # fmt: skip
         if len(self) == 0:
             raise MrunnerError("the grid is empty: an override has no values (check ranges and lists)")
-        plugins.manager().hook.mrunner_check(context=self.context, context_name=self.context_name)
 
     def __len__(self) -> int:
         return len(self.base) * len(self.grid)

@@ -72,6 +72,17 @@ def mrunner_context_keys(backend: str) -> list[ContextKey]:
 
 
 @hookspec
+def mrunner_warm_up(context: Mapping[str, Any]) -> None:
+    """Called first at a submission, before mrunner imports Hydra and composes the context (~0.15 s), with
+    the context file's own keys: not validated, and command-line overrides may still change them.
+
+    A backend may start slow preparations in the background here, e.g. open its connection. It must not
+    raise, block, or do anything a wrong guess would harm; ``mrunner_check`` comes later with the real
+    context. Every plugin is called.
+    """
+
+
+@hookspec
 def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
     """Called once per submission (and dry run), after the context is validated, before anything is recorded.
 

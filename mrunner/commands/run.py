@@ -27,7 +27,9 @@ class RunArguments:
 
 
 def run(arguments: RunArguments) -> int:
-    from mrunner import dispatch, spec
+    if not arguments.dry_run:
+        warm_up(arguments)
+    from mrunner import dispatch, spec  # imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -61,3 +63,16 @@ def run(arguments: RunArguments) -> int:
         return 0 if all(run.state == COMPLETED for run in runs) else 1
     reporter.step(f"follow it with `mrunner status {sweep.id}`; `mrunner logs {sweep.id}/0 -f` shows output")
     return 0
+
+
+def warm_up(arguments: RunArguments) -> None:
+    """Hand the context file's own keys to the backends before Hydra is imported and the context composed,
+    so that slow preparations (the Slurm backend's SSH connection) overlap them."""
+    from mrunner import config, plugins
+    from mrunner.errors import MrunnerError
+
+    try:
+        raw = config.read_context(arguments.context_name or config.current_context())
+    except MrunnerError:
+        return  # composing the context reports what is wrong with it
+    plugins.manager().hook.mrunner_warm_up(context=raw)

@@ -37,20 +37,37 @@ def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
 
 
 @hookimpl
+def mrunner_warm_up(context: Mapping[str, Any]) -> None:
+    if _ours(context.get("backend", "")) and isinstance(context.get("slurm_url"), str):
+        _connect_in_background(context)
+
+
+@hookimpl
 def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
     if not _ours(context.get("backend", "")):
         return
-    import threading
-
     from mrunner_slurm.keys import check
 
     check(context, context_name)
+    _connect_in_background(context)  # unless the warm-up started it for the same host
+
+
+_CONNECTING: set[tuple[str, Any]] = set()
+
+
+def _connect_in_background(context: Mapping[str, Any]) -> None:
+    """Import paramiko, connect and start the first helper (0.1-0.6 s) while the core composes the context,
+    snapshots the code and records the sweep."""
+    import threading
+
+    key = (str(context["slurm_url"]), context.get("ssh_config"))
+    if key in _CONNECTING:
+        return
+    _CONNECTING.add(key)
     threading.Thread(target=_warm, args=(dict(context),), name="mrunner-slurm-connect", daemon=True).start()
 
 
 def _warm(context: dict[str, Any]) -> None:
-    """Import paramiko, connect (0.3-0.6 s) and start the first helper while the core snapshots the code
-    and records the sweep."""
     from mrunner_slurm import remote, ssh
 
     opened = ssh.warm(context)

@@ -9,6 +9,8 @@ import json
 import os
 import re
 import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -164,6 +166,24 @@ def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_de
         assert cluster.read(f"{first['code_dir']}/pkg/model.py") == "DEPTH = 3\n"  # the first folder untouched
     finally:
         ssh.close_all()
+
+
+def test_the_connection_starts_from_the_context_file_before_hydra_is_imported(cluster, mrunner_home, tmp_path):
+    """mrunner_warm_up: the backend gets the context file's keys first and connects while Hydra loads."""
+    code = textwrap.dedent("""
+        import sys, threading
+        from mrunner.commands.run import RunArguments, warm_up
+        warm_up(RunArguments(target="train.py", context_name="test-slurm"))
+        hydra_then = "hydra" in sys.modules
+        for thread in threading.enumerate():
+            if thread.name == "mrunner-slurm-connect":
+                thread.join()
+        from mrunner_slurm import ssh
+        print(hydra_then, [connection.target.alias for connection in ssh._CACHE.values() if connection.alive])
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(None, 1) == ["False", f"['{cluster.service['alias']}']\n"]
 
 
 def test_failures_report_exit_codes_and_resume_reruns_exactly_them(cluster, mrunner):

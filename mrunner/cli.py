@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import os
 import sys
 import traceback
@@ -49,6 +50,7 @@ $XDG_CONFIG_HOME/mrunner/context.
 
 
 _status: int | None = None  # what `main` returned, for `_skip_teardown`
+GC_THRESHOLD = 100_000  # allocations between two runs of the youngest generation's cycle collection
 
 
 def console() -> int:
@@ -61,6 +63,10 @@ def console() -> int:
     """
     global _status
     atexit.register(_skip_teardown)  # before the libraries a command imports register theirs: runs last
+    # A dispatch creates objects that nearly all live to the end (Hydra's, paramiko's modules): at the default
+    # threshold of 700 the cycle collector runs ~130 times and spends 40 ms scanning them (measured). At
+    # 100,000 it does not run in a dispatch, and still runs in long commands (--wait, logs -f, a local sweep).
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     _status = main()
     return _status
 

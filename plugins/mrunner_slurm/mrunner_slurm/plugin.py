@@ -38,7 +38,8 @@ def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
 
 @hookimpl
 def mrunner_warm_up(context: Mapping[str, Any]) -> None:
-    if _ours(context.get("backend", "")) and isinstance(context.get("slurm_url"), str):
+    url = context.get("slurm_url")
+    if _ours(context.get("backend", "")) and isinstance(url, str) and "${" not in url:  # not an interpolation
         _connect_in_background(context)
 
 

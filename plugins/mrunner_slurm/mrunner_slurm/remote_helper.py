@@ -42,7 +42,14 @@ def _write_atomic(path, data, mode=0o644, made=False):
     if not made:
         os.makedirs(folder, exist_ok=True)
     temporary = os.path.join(folder, ".tmp-%d-%s" % (os.getpid(), os.path.basename(path)))
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    _write_file(temporary, data, mode, os.O_TRUNC)
+    os.replace(temporary, path)
+
+
+def _write_file(path, data, mode, flag):
+    """Create ``path`` with exactly ``mode`` (whatever the umask) and write all of ``data``;
+    ``flag`` is ``os.O_TRUNC`` (replace what is there) or ``os.O_EXCL`` (the file must be new)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | flag, mode)
     try:
         os.fchmod(descriptor, mode)
         view = memoryview(data)
@@ -50,7 +57,6 @@ def _write_atomic(path, data, mode=0o644, made=False):
             view = view[os.write(descriptor, view) :]
     finally:
         os.close(descriptor)
-    os.replace(temporary, path)
 
 
 def _slurm_config():
@@ -224,7 +230,7 @@ def _in_parallel(tasks):
 
 def _place_object(folders, destination, stored, data):
     folders.make(destination)
-    _write_new(destination, data, 0o444)
+    _write_file(destination, data, 0o444, os.O_EXCL)
     try:
         os.link(destination, stored)
     except FileExistsError:
@@ -247,7 +253,7 @@ def _link_from_store(folders, source, building, relative, mode):
             except OSError:
                 pass  # no hard links here, or too many to one file (EMLINK): copy
         with open(source, "rb") as stream:
-            _write_new(destination, stream.read(), mode)
+            _write_file(destination, stream.read(), mode, os.O_EXCL)
     except FileNotFoundError:
         raise SystemExit("mrunner: object %s of %s is missing from the store; retry the submission"
                          % (os.path.basename(source), relative)) from None
@@ -276,17 +282,6 @@ class _Folders:
         if folder not in self.made:
             os.makedirs(folder, exist_ok=True)
             self.made.add(folder)
-
-
-def _write_new(path, data, mode):
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(descriptor, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view) :]
-    finally:
-        os.close(descriptor)
 
 
 def prepare(document):

@@ -42,7 +42,9 @@ main()
 """
 
 
-def timed(command: list[str] | str, repeat: int, cwd: Path, env: dict, shell: bool = False) -> tuple[float, float, float]:
+def timed(
+    command: list[str] | str, repeat: int, cwd: Path, env: dict, shell: bool = False
+) -> tuple[float, float, float]:
     """(median, min, max) wall seconds of a command over ``repeat`` runs."""
     times = []
     for _ in range(repeat):
@@ -67,7 +69,9 @@ def peak_rss_mb(command: list[str], cwd: Path, env: dict) -> tuple[float, float]
 
 def imported(args: list[str], cwd: Path, env: dict) -> list[str]:
     """Which heavy top-level packages a run of mrunner imports (from -X importtime)."""
-    result = subprocess.run([PY, "-X", "importtime", "-m", "mrunner", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [PY, "-X", "importtime", "-m", "mrunner", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     names = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     return [name for name in HEAVY if name in names]
 
@@ -145,7 +149,11 @@ def main() -> None:
         lines.append(row("Hydra joblib launcher, `n_jobs=2`", timed(joblib, 1, work, env), floor[0]))
     else:
         lines.append("| Hydra joblib launcher | not installed (`uv sync --group bench`) | |")
-    lines += ["", "Hydra's launchers run once (they take tens of seconds); the others are the median of the repeats.", ""]
+    lines += [
+        "",
+        "Hydra's launchers run once (they take tens of seconds); the others are the median of the repeats.",
+        "",
+    ]
     options.output.write_text("\n".join(lines))
     print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)

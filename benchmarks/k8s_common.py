@@ -88,10 +88,13 @@ def wheel(megabytes: int) -> bytes:
         "bench_payload-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: bench-payload\nVersion: 1.0\n",
         "bench_payload-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: mrunner-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
-    record = "".join(
-        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for name, data in files.items()
-    ) + "bench_payload-1.0.dist-info/RECORD,,\n"
+    record = (
+        "".join(
+            f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+            for name, data in files.items()
+        )
+        + "bench_payload-1.0.dist-info/RECORD,,\n"
+    )
     files["bench_payload-1.0.dist-info/RECORD"] = record.encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:

@@ -18,7 +18,16 @@ import sys
 import time
 import uuid
 
-from k8s_common import WHEEL_PATH, delete_namespace, heavy_base, isolated_home, project, remove_images, service, write_context
+from k8s_common import (
+    WHEEL_PATH,
+    delete_namespace,
+    heavy_base,
+    isolated_home,
+    project,
+    remove_images,
+    service,
+    write_context,
+)
 
 
 def submit(folder, *overrides) -> dict:
@@ -47,7 +56,9 @@ def main() -> None:
     namespace = f"mrb-{uuid.uuid4().hex[:6]}"
     keys = {"project": "bench-rebuild"}
     first = second = {}
-    keys.update(base_image=heavy_base(k8s, options.payload_mb), requirements_file="requirements.txt", build_network="none")
+    keys.update(
+        base_image=heavy_base(k8s, options.payload_mb), requirements_file="requirements.txt", build_network="none"
+    )
     if options.registry == "auth":
         import os
 
@@ -68,9 +79,13 @@ def main() -> None:
         unchanged = submit(folder, "lr=0.2")
     finally:
         delete_namespace(k8s, namespace)
-        remove_images(k8s, [keys["base_image"], *(f.get(key) for f in (first, second) for key in ("image", "timestamp_tag"))])
+        remove_images(
+            k8s, [keys["base_image"], *(f.get(key) for f in (first, second) for key in ("image", "timestamp_tag"))]
+        )
     rows = [("first submission", first), ("after a code-only change", second), ("unchanged code", unchanged)]
-    print(f"registry {options.registry}, project code {options.code_kib} KiB, base {k8s['base_image']} + a {options.payload_mb} MB wheel the requirements install")
+    print(
+        f"registry {options.registry}, project code {options.code_kib} KiB, base {k8s['base_image']} + a {options.payload_mb} MB wheel the requirements install"
+    )
     print("| submission | wall s | build s | pushed MB | built |")
     print("|---|---|---|---|---|")
     for label, facts in rows:

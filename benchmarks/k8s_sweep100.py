@@ -81,7 +81,9 @@ def main() -> None:
     print(f"| submission (image already pushed) | {seconds:.2f} | {len(submit_calls)} | {summary(submit_calls)} |")
     print(f"| one `status` right after | {status_seconds:.2f} | {len(status_calls)} | {summary(status_calls)} |")
     print(f"| one `status` when all ended | {final_seconds:.2f} | {len(final_calls)} | {summary(final_calls)} |")
-    print(f"all {options.count} Jobs ended about {all_done:.0f} s after the first status; final: {final.splitlines()[2]}")
+    print(
+        f"all {options.count} Jobs ended about {all_done:.0f} s after the first status; final: {final.splitlines()[2]}"
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def make_project(root: Path) -> None:
     for i in range(FILES - 1):
         path = root / f"pkg{i % 40}" / f"module_{i}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f'"""Module {i}."""\n\n' + "".join(f"VALUE_{j} = {i * j} + {uuid.uuid4().int % 997}\n" for j in range(12)))
+        path.write_text(
+            f'"""Module {i}."""\n\n' + "".join(f"VALUE_{j} = {i * j} + {uuid.uuid4().int % 997}\n" for j in range(12))
+        )
     (root / "train.py").write_text(TRAIN)
 
 
@@ -94,7 +96,7 @@ def sweep_jobs(home: Path, sweep: str, project: Path) -> tuple[float, dict, set[
     return elapsed, document, jobs
 
 
-BARE = r'''
+BARE = r"""
 import io, json, os, socket, sys, tarfile, time, zlib
 import paramiko
 project, storage, config = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -130,7 +132,7 @@ channel.shutdown_write()
 job = channel.makefile("rb").read().decode().strip()
 assert channel.recv_exit_status() == 0, channel.makefile_stderr("rb").read()
 print(job)
-'''
+"""
 
 
 def bare_dispatch(project: Path, storage: str, workdir: Path) -> tuple[float, str]:
@@ -140,7 +142,7 @@ def bare_dispatch(project: Path, storage: str, workdir: Path) -> tuple[float, st
     return elapsed, result.stdout.strip()
 
 
-SINGLE = r'''
+SINGLE = r"""
 import shlex, socket, sys, paramiko
 storage, config, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 entry = paramiko.SSHConfig.from_path(config).lookup("mrunner-test-slurm")
@@ -155,7 +157,7 @@ for i in range(count):
     stdin, stdout, stderr = client.exec_command("sbatch --parsable --hold --time=5 --output=/dev/null -p debug --wrap " + shlex.quote("cd %s && python3 -c pass %d" % (storage, i)))
     ids.append(stdout.read().decode().strip())
 print(" ".join(ids))
-'''
+"""
 
 
 def single_dispatch(storage: str, workdir: Path) -> tuple[float, set[str]]:
@@ -165,7 +167,7 @@ def single_dispatch(storage: str, workdir: Path) -> tuple[float, set[str]]:
     return elapsed, set(result.stdout.split())
 
 
-SUBMITIT = r'''
+SUBMITIT = r"""
 import sys, time
 started = time.perf_counter()
 import submitit
@@ -177,7 +179,7 @@ executor.update_parameters(slurm_partition="debug", timeout_min=5, slurm_array_p
 jobs = executor.map_array(task, list(range(1000)))
 elapsed = time.perf_counter() - started
 print(elapsed, jobs[0].job_id.split("_")[0])
-'''
+"""
 
 
 def submitit_dispatch(storage: str) -> tuple[float, float, str]:

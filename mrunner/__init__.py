@@ -10,7 +10,12 @@ from mrunner.client import get_configuration
 
 __version__ = "0.2.0"
 __all__ = [
-    "get_configuration", "neptune_run", "create_experiments", "create_experiments_helper", "Experiment", "hookimpl",
+    "get_configuration",
+    "neptune_run",
+    "create_experiments",
+    "create_experiments_helper",
+    "Experiment",
+    "hookimpl",
 ]
 
 _LAZY = {

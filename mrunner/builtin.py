@@ -11,7 +11,9 @@ from mrunner.hookspecs import hookimpl
 from mrunner.schema import ContextKey
 
 COMMON_KEYS = [
-    ContextKey("backend", "str", required=True, help="which backend runs the experiments (local, slurm, kubernetes, ...)"),
+    ContextKey(
+        "backend", "str", required=True, help="which backend runs the experiments (local, slurm, kubernetes, ...)"
+    ),
     ContextKey("project", "str", help="project name (default: the project folder's name); names the k8s namespace"),
     ContextKey("python", "str", "python3", help="interpreter that runs a .py experiment script"),
     ContextKey("env", "dict", {}, help="environment variables (not secrets) set for every experiment"),

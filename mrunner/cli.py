@@ -136,7 +136,9 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mrunner {__version__}")
     parser.add_argument("items", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("-m", "--multirun", action="store_true", help="run every point of the grid (needed for sweeps)")
-    parser.add_argument("--context", metavar="NAME", help="the context to run on (default: current_context, else local)")
+    parser.add_argument(
+        "--context", metavar="NAME", help="the context to run on (default: current_context, else local)"
+    )
     parser.add_argument(
         "--spec", nargs="?", const="experiments_list", metavar="VARIABLE",
         help="TARGET is a spec file; take the experiments from VARIABLE (default: experiments_list)",

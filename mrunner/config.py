@@ -120,7 +120,7 @@ def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]
         raise MrunnerError(f"context {chosen}: {' '.join(str(error).split())}") from None
     if not isinstance(context, dict):
         raise MrunnerError(f"context {chosen} ({sources[chosen]}) must be a mapping of keys to values")
-    return chosen, context
+    return chosen, context  # type: ignore[return-value]  # keys of a composed mapping are strings
 
 
 def _forcing(override: str) -> str:

@@ -23,7 +23,7 @@ from mrunner.errors import BackendError, Interrupted, MrunnerError
 from mrunner.experiment import Experiment, identity
 from mrunner.hookspecs import SubmitOptions
 from mrunner.naming import experiment_name, sweep_id
-from mrunner.records import ACTIVE, PLANNED, RESUMABLE, TERMINAL, CANCELLED, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, CANCELLED, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey, merge_keys, validate
 from mrunner.snapshot import Snapshot
@@ -138,7 +138,7 @@ def _is_within(path: Path, folder: Path) -> bool:
 def _is_hydra_app(base_dir: Path, python_file: str | None) -> bool:
     from mrunner.hydra_app import is_hydra_app
 
-    return bool(python_file) and is_hydra_app(base_dir / python_file)
+    return python_file is not None and is_hydra_app(base_dir / python_file)
 
 
 def _glob_options(base_dir: Path, python_file: str | None, key: str) -> list[str]:
@@ -332,7 +332,9 @@ def summary(runs: Sequence[Run]) -> str:
 
 def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:
     """Cancel ``runs``: planned ones in the records alone, the others through the backend."""
-    planned = [RunUpdate(run.index, CANCELLED, detail="cancelled before submission") for run in runs if run.state == PLANNED]
+    planned = [
+        RunUpdate(run.index, CANCELLED, detail="cancelled before submission") for run in runs if run.state == PLANNED
+    ]
     handed = [run for run in runs if run.state in ACTIVE]
     updates = list(planned)
     if handed:

@@ -96,7 +96,7 @@ class _Parser(OverridesParser):
         return result
 
 
-_parser: _Parser | None = None
+_parser: OverridesParser | None = None
 
 
 def parse(text: str) -> Override:
@@ -156,7 +156,7 @@ def _range_values(override: Override) -> Sequence[Any]:
     if sweep.shuffle:  # type: ignore[union-attr]
         return [Override._convert_value(v) for v in override.sweep_iterator()]
     if all(isinstance(x, int) and not isinstance(x, bool) for x in (start, stop, step)):
-        return range(int(start), int(stop), int(step))  # lazy, indexable: a million points cost nothing
+        return range(int(start), int(stop), int(step))  # type: ignore[arg-type]  # lazy, indexable: a million points cost nothing
     return [Override._convert_value(v) for v in override.sweep_iterator()]
 
 

@@ -131,9 +131,7 @@ def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dic
 
 
 @hookspec(firstresult=True)
-def mrunner_setup_resources(
-    sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter
-) -> dict[str, Any] | None:
+def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
     """Called after ``mrunner_package``: make sure what the experiments need exists (remote directories,
     a virtualenv, a namespace, a volume claim, the Secret holding ``secrets``). Never delete or shrink what
     exists. Return facts to merge into ``sweep.detail``. First result.

@@ -111,4 +111,3 @@ class RunUpdate:
     def __post_init__(self) -> None:
         if self.state not in STATES:
             raise ValueError(f"unknown experiment state {self.state!r}; states are {', '.join(STATES)}")
-

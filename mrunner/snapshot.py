@@ -123,7 +123,9 @@ def take(
     commit, dirty = _git_state(root)
     base = store or store_dir()
     _write_manifest(base / "trees" / f"{digest}.json", files, size)
-    return Snapshot(digest, files, size, base, root, {k: v for k, v in extra.items() if k in files}, commit, dirty, kept)
+    return Snapshot(
+        digest, files, size, base, root, {k: v for k, v in extra.items() if k in files}, commit, dirty, kept
+    )
 
 
 def load(digest: str, root: Path | None = None, store: Path | None = None) -> Snapshot:

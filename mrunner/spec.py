@@ -159,8 +159,14 @@ def create_experiments(
     base = dict(base_config or {})
     return [
         Experiment(
-            script=script, parameters={**base, **point}, name=readable, project=project, tags=list(all_tags),
-            env=dict(env or {}), script_args=list(script_args), exclude=list(exclude or []),
+            script=script,
+            parameters={**base, **point},
+            name=readable,
+            project=project,
+            tags=list(all_tags),
+            env=dict(env or {}),
+            script_args=list(script_args),
+            exclude=list(exclude or []),
             paths_to_copy=list(paths_to_copy or []),
         )  # fmt: skip
         for point in expand_grid(params_grid)

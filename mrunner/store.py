@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_experiment ON events(sweep_id, idx);
 """
 
-_RUN_COLUMNS = "sweep_id, idx, id, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code, updated_at"
+_RUN_COLUMNS = (
+    "sweep_id, idx, id, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code, updated_at"
+)
 _SWEEP_COLUMNS = (
     "id, name, created_at, context_name, backend, context, project, snapshot_digest, project_dir, workdir, "
     "git_commit, git_dirty, tags, argv, package, detail"
@@ -91,7 +93,12 @@ class Store:
     def update_sweep(self, sweep: Sweep) -> None:
         """Save the backend's bookkeeping of a sweep (``package`` and ``detail``)."""
         self._write(
-            [("UPDATE sweeps SET package=?, detail=? WHERE id=?", (_dump(sweep.package), _dump(sweep.detail), sweep.id))]
+            [
+                (
+                    "UPDATE sweeps SET package=?, detail=? WHERE id=?",
+                    (_dump(sweep.package), _dump(sweep.detail), sweep.id),
+                )
+            ]
         )
 
     def apply(self, sweep_id: str, updates: Sequence[RunUpdate], *, keep_terminal: bool = True) -> list[RunUpdate]:
@@ -126,7 +133,8 @@ class Store:
                 current[update.index] = (update.state, new_exit, new_ref)
                 changed.append(update)
             cursor.executemany(
-                "UPDATE experiments SET state=?, exit_code=?, backend_ref=?, updated_at=? WHERE sweep_id=? AND idx=?", rows
+                "UPDATE experiments SET state=?, exit_code=?, backend_ref=?, updated_at=? WHERE sweep_id=? AND idx=?",
+                rows,
             )
             cursor.executemany(_EVENT_INSERT, events)
         except BaseException:

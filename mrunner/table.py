@@ -8,7 +8,9 @@ from collections.abc import Sequence
 def render(headers: Sequence[str], rows: Sequence[Sequence[object]], max_width: int = 60) -> str:
     """Columns padded to their widest cell; cells longer than ``max_width`` are cut with an ellipsis."""
     cells = [[_cut(str(cell), max_width) for cell in row] for row in rows]
-    widths = [max(len(str(h)), *(len(row[i]) for row in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
+    widths = [
+        max(len(str(h)), *(len(row[i]) for row in cells)) if cells else len(str(h)) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)

@@ -49,7 +49,10 @@ def write_context(home: Path, name: str, text: str) -> None:
         (["train.py", "-m", "lr=0.1,,2"], ["invalid override 'lr=0.1,,2' at character 8"]),
         (["train.py", "-m", "lr=range(5,1)"], ["grid is empty"]),
         (["train.py", "+context=nowhere"], ["unknown context 'nowhere'", "local"]),
-        (["train.py", "context.max_paralel=2"], ["unknown key 'max_paralel'", "did you mean 'max_parallel'", "valid keys:"]),
+        (
+            ["train.py", "context.max_paralel=2"],
+            ["unknown key 'max_paralel'", "did you mean 'max_parallel'", "valid keys:"],
+        ),
         (["train.py", "context.max_parallel=many"], ["'max_parallel' must be int"]),
         (["train.py", "--partition", "gpu"], ["unknown key 'partition'"]),
     ],
@@ -76,7 +79,9 @@ def test_bad_spec_files(mrunner, project, mrunner_home, spec, fragments):
 def test_backend_not_installed_names_the_package(mrunner, project, mrunner_home):
     write_context(mrunner_home, "cluster", "backend: slurm\nslurm_url: somewhere\n")
     result = mrunner("train.py", "+context=cluster", env={"MRUNNER_PLUGINS": "local"})
-    assert_one_line_error(result, "backend 'slurm' is not installed", "pip install mrunner-slurm", "installed backends: local")
+    assert_one_line_error(
+        result, "backend 'slurm' is not installed", "pip install mrunner-slurm", "installed backends: local"
+    )
     write_context(mrunner_home, "odd", "backend: quantum\n")
     assert_one_line_error(mrunner("train.py", "context=odd"), "backend 'quantum' is not installed")
 

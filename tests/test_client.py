@@ -22,7 +22,7 @@ def test_parameters_by_attribute_and_key(tmp_path, monkeypatch):
     assert config.model.depth == 3 and config.layers[0].n == 1
     assert isinstance(config, dict) and isinstance(config.model, Config)
     with pytest.raises(AttributeError, match="no parameter 'nope'; parameters: lr, model, layers"):
-        config.nope
+        _ = config.nope
 
 
 def test_a_hand_written_yaml_file_works(tmp_path, monkeypatch):

@@ -45,11 +45,13 @@ def test_add_validates_against_the_backend_schema(mrunner, mrunner_home):
 
 def test_edit_opens_the_editor_on_your_own_copy_and_validates(mrunner, mrunner_home, tmp_path):
     editor = tmp_path / "editor.py"
-    editor.write_text(textwrap.dedent("""
+    editor.write_text(
+        textwrap.dedent("""
         import sys
         with open(sys.argv[1], "a") as f:
             f.write("max_parallel: 7\\n")
-    """))
+    """)
+    )
     result = mrunner("context", "edit", "local", env={"EDITOR": f"{sys.executable} {editor}"})
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(context_file(mrunner_home, "local").read_text()) == {"backend": "local", "max_parallel": 7}
@@ -63,7 +65,8 @@ def _script(folder: Path) -> Path:
 
 def test_import_the_original_config(mrunner, mrunner_home, tmp_path):
     original = tmp_path / "config.yaml"
-    original.write_text(textwrap.dedent("""
+    original.write_text(
+        textwrap.dedent("""
         contexts:
           plgrid:
             context_name: plgrid
@@ -75,11 +78,15 @@ def test_import_the_original_config(mrunner, mrunner_home, tmp_path):
             type: local
             resources: "max_parallel=2"
         current_context: workstation
-    """))
+    """)
+    )
     result = mrunner("context", "import", str(original))
     assert result.returncode == 0, result.stderr
     assert "imported workstation" in result.stdout
-    assert yaml.safe_load(context_file(mrunner_home, "workstation").read_text()) == {"backend": "local", "max_parallel": 2}
+    assert yaml.safe_load(context_file(mrunner_home, "workstation").read_text()) == {
+        "backend": "local",
+        "max_parallel": 2,
+    }
     assert yaml.safe_load(context_file(mrunner_home, "plgrid").read_text())["backend"] == "slurm"
     assert "current_context: workstation" in mrunner("config", "show").stdout
 

@@ -68,7 +68,8 @@ def install(tmp_path: Path, name: str, module_text: str) -> Path:
     module = name.replace("-", "_")
     (package / module).mkdir(parents=True)
     (package / module / "__init__.py").write_text(module_text)
-    (package / "pyproject.toml").write_text(textwrap.dedent(f"""
+    (package / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
         [project]
         name = "{name}"
         version = "1.2.3"
@@ -77,7 +78,8 @@ def install(tmp_path: Path, name: str, module_text: str) -> Path:
         [build-system]
         requires = ["hatchling"]
         build-backend = "hatchling.build"
-    """))
+    """)
+    )
     site = tmp_path / f"site-{name}"
     uv = shutil.which("uv")
     if uv is None:

@@ -18,9 +18,9 @@ def imported_modules(args: list[str], cwd: Path, env: dict | None = None) -> set
         env={**os.environ, **(env or {})},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    return {
-        line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")
-    } - {"package"}
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")} - {
+        "package"
+    }
 
 
 def neptune_modules(modules: set[str]) -> set[str]:

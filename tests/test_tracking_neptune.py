@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from mrunner.store import Store
-from mrunner.tracking import ENABLED_VARIABLE, scheduler_job, tags
 from mrunner.trackers import neptune as tracker
+from mrunner.tracking import ENABLED_VARIABLE, scheduler_job, tags
 
 EXPERIMENT = """\
 import mrunner
@@ -76,7 +76,9 @@ def test_offline_sweep_records_name_tags_parameters_and_metrics(mrunner, mrunner
         folder = Path(sweep.context["storage_dir"]) / sweep.project / sweep.id / f"{run.index}-{run.name}"
         ops = operations(folder)
         assert assigned(ops, "sys", "name") == "my-run"
-        added = {tag for op in ops if op["type"] == "AddStrings" and op["path"] == ["sys", "tags"] for tag in op["values"]}
+        added = {
+            tag for op in ops if op["type"] == "AddStrings" and op["path"] == ["sys", "tags"] for tag in op["values"]
+        }
         assert added == {sweep.id, "cli-tag", "from-context"}
         assert assigned(ops, "parameters", "lr") == run.parameters["lr"]
         assert assigned(ops, "parameters", "depth") == 3
@@ -137,7 +139,9 @@ def test_the_token_is_a_secret_and_the_project_and_mode_plain_environment(monkey
     offline = {**on, "neptune_mode": "offline"}
     assert tracker.mrunner_secrets(context=offline) == {}  # no server: the token stays home
     off = {**on, "neptune": False}
-    assert tracker.mrunner_secrets(context=off) == {} and tracker.mrunner_experiment_env(context=off, parameters={}) == {}
+    assert (
+        tracker.mrunner_secrets(context=off) == {} and tracker.mrunner_experiment_env(context=off, parameters={}) == {}
+    )
 
 
 def test_scheduler_job_ids_and_tags():
@@ -170,6 +174,8 @@ def test_run_by_hand_in_debug_mode_returns_the_run(tmp_path, neptune_installed):
         print(run["sys/name"].fetch(), sorted(run["sys/tags"].fetch()), run["parameters/lr"].fetch())
     """)
     env = {**os.environ, "MRUNNER_CONFIG": str(config), "NEPTUNE_MODE": "debug", "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "by-hand ['manual'] 0.25" in done.stdout

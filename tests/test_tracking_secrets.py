@@ -59,7 +59,9 @@ def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, u
     # The Neptune token only in ~/.neptune.yaml: it can reach the experiment through mrunner_secrets alone.
     credentials_file = user_home / ".neptune.yaml"
     credentials_file.write_text(f"api_token: {neptune_token}\nproject: leak/test\n")
-    write_context(mrunner_home, "tracked", neptune=True, neptune_mode="async", secrets=["MY_FAKE_TOKEN"], max_parallel=2)
+    write_context(
+        mrunner_home, "tracked", neptune=True, neptune_mode="async", secrets=["MY_FAKE_TOKEN"], max_parallel=2
+    )
     (tmp_path / "leak_exp.py").write_text(LEAK_EXPERIMENT)
     env = {"MY_FAKE_TOKEN": my_token}
     grid = ["+context=tracked", "leak_exp.py", "-m", "seed=1,2", "+sleep=1.5"]
@@ -89,7 +91,9 @@ def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, u
         },
     }  # fmt: skip
     places = [mrunner_home, tmp_path, user_home]
-    assert_secret_only_in(neptune_token, paths=places, outputs=shown, cmdlines=watch_neptune, allowed=[credentials_file])
+    assert_secret_only_in(
+        neptune_token, paths=places, outputs=shown, cmdlines=watch_neptune, allowed=[credentials_file]
+    )
     assert_secret_only_in(my_token, paths=places, outputs=shown, cmdlines=watch_mine)
 
     for run in Store().runs(sweep.id):

@@ -24,7 +24,9 @@ def plugins_command(options: argparse.Namespace) -> int:
         served = []
         if hasattr(plugin, "mrunner_backends"):
             served = [info.name for info in plugin.mrunner_backends()]
-        listing.append({"name": name, "distribution": distribution, "version": version, "backends": served, "hooks": hooks})
+        listing.append(
+            {"name": name, "distribution": distribution, "version": version, "backends": served, "hooks": hooks}
+        )
     if options.json:
         print(json.dumps(listing, indent=1))
         return 0

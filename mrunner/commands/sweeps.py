@@ -79,7 +79,9 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
         except MrunnerError as error:  # one unreachable cluster must not hide the other sweeps
             runs = store.runs(sweep.id)
             print(f"mrunner: warning: sweep {sweep.id}: {error}", file=sys.stderr)
-        rows.append((sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), len(runs), dispatch.summary(runs)))
+        rows.append(
+            (sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), len(runs), dispatch.summary(runs))
+        )
         listing.append({"sweep": asdict(sweep), "states": dispatch.summary(runs)})
     if options.json:
         print(json.dumps(listing, indent=1))
@@ -96,7 +98,11 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
         print(json.dumps({"experiment": asdict(run), "history": history}, indent=1))
         return 0
     print(f"experiment {run.ref} ({run.name}), id {run.id}")
-    print(f"state {run.state}" + ("" if run.exit_code is None else f", exit code {run.exit_code}") + f", attempt {run.attempt}")
+    print(
+        f"state {run.state}"
+        + ("" if run.exit_code is None else f", exit code {run.exit_code}")
+        + f", attempt {run.attempt}"
+    )
     print(f"parameters: {grid.describe(run.parameters) or '(none)'}")
     print(f"command: {' '.join(run.command)}")
     print(table.render(("WHEN", "STATE", "EXIT", "DETAIL"), [
@@ -121,7 +127,9 @@ def logs_command(options: argparse.Namespace) -> int:
     sweep, run = store.find_run(options.experiment)
     plugins.require_backend(sweep.backend)
     if run.state == PLANNED:
-        raise MrunnerError(f"experiment {run.ref} was never submitted, so it has no output (`mrunner resume {sweep.id}`)")
+        raise MrunnerError(
+            f"experiment {run.ref} was never submitted, so it has no output (`mrunner resume {sweep.id}`)"
+        )
     chunks = plugins.manager().hook.mrunner_logs(sweep=sweep, run=run, follow=options.follow)
     if chunks is None:
         raise MrunnerError(f"backend {sweep.backend!r} cannot show logs")
@@ -177,4 +185,3 @@ def resume_command(options: argparse.Namespace) -> int:
     if all(r.state in TERMINAL for r in runs):
         return 0 if all(r.state == COMPLETED for r in runs) else 1
     return 0
-

@@ -13,15 +13,31 @@ from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import (
-    CANCELLED, COMPLETED, FAILED, LOST, PENDING, PREEMPTED, RUNNING, SUBMITTED, TIMEOUT, Run, RunUpdate, Sweep,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    LOST,
+    PENDING,
+    PREEMPTED,
+    RUNNING,
+    SUBMITTED,
+    TIMEOUT,
+    Run,
+    RunUpdate,
+    Sweep,
 )  # fmt: skip
-
 from mrunner_k8s import manifests, names
 
 # A waiting container with one of these reasons will not start by itself: reported with the pending state.
 # A pod that failed for one of these reasons was pushed off its node: the experiment itself did not fail.
 PREEMPTION_REASONS = {"Evicted", "Preempting", "Shutdown", "NodeShutdown", "Terminated"}
-STUCK_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
+STUCK_REASONS = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
 
 
 class Cluster:
@@ -100,7 +116,9 @@ class Cluster:
         body = manifests.config_map(sweep, runs)
         size = sum(len(value) for value in body.data.values())
         if size > 900_000:
-            raise MrunnerError(f"the parameters of {len(runs)} experiments take {size} bytes, over a ConfigMap's 1 MiB: split the sweep")
+            raise MrunnerError(
+                f"the parameters of {len(runs)} experiments take {size} bytes, over a ConfigMap's 1 MiB: split the sweep"
+            )
         what = f"store the sweep's ConfigMap {body.metadata.name}"
         if not self.create(what, self.core.create_namespaced_config_map, self.namespace, body):
             patch = {"data": body.data}
@@ -113,8 +131,12 @@ class Cluster:
 
     def sweep_objects(self, sweep: Sweep) -> tuple[list[Any], list[Any]]:
         selector = f"mrunner/sweep={sweep.id}"
-        jobs = self.call("list the sweep's Jobs", self.batch.list_namespaced_job, self.namespace, label_selector=selector)
-        pods = self.call("list the sweep's pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+        jobs = self.call(
+            "list the sweep's Jobs", self.batch.list_namespaced_job, self.namespace, label_selector=selector
+        )
+        pods = self.call(
+            "list the sweep's pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector
+        )
         return jobs.items, pods.items
 
     def delete_jobs(self, sweep: Sweep, runs: Sequence[Run]) -> None:
@@ -136,7 +158,9 @@ class Cluster:
 
     def pod_of(self, sweep: Sweep, run: Run) -> Any | None:
         selector = f"mrunner/sweep={sweep.id},mrunner/index={run.index},mrunner/attempt={run.attempt}"
-        pods = self.call("find the experiment's pod", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+        pods = self.call(
+            "find the experiment's pod", self.core.list_namespaced_pod, self.namespace, label_selector=selector
+        )
         return max(pods.items, key=lambda pod: pod.metadata.creation_timestamp, default=None)
 
     def log_chunks(self, pod_name: str, follow: bool) -> Iterator[str]:
@@ -191,7 +215,9 @@ def _state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
         return RunUpdate(run.index, LOST, detail="its Job is gone (deleted outside mrunner)")
     exit_code, reason = _container_end(pod)
     if pod is not None and pod.status.phase == "Failed" and pod.status.reason in PREEMPTION_REASONS:
-        return RunUpdate(run.index, PREEMPTED, exit_code=exit_code, detail=f"{pod.status.reason}: {pod.status.message or ''}".strip())
+        return RunUpdate(
+            run.index, PREEMPTED, exit_code=exit_code, detail=f"{pod.status.reason}: {pod.status.message or ''}".strip()
+        )
     for condition in job.status.conditions or []:
         if condition.status != "True":
             continue

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import Sweep
 from mrunner.reporter import Reporter
+from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.snapshot import Snapshot
-
 from mrunner_k8s import names
 from mrunner_k8s.manifests import CODE_DIR
 
@@ -61,7 +60,12 @@ class Recipe:
     @property
     def tag(self) -> str:
         digest = hashlib.sha256()
-        for part in (self.dockerfile().encode(), self.requirements, self.snapshot_digest.encode(), experiment_side_digest().encode()):
+        for part in (
+            self.dockerfile().encode(),
+            self.requirements,
+            self.snapshot_digest.encode(),
+            experiment_side_digest().encode(),
+        ):
             digest.update(hashlib.sha256(part).digest())
         return f"c-{digest.hexdigest()[:24]}"
 
@@ -128,7 +132,9 @@ def docker_client(context: Mapping[str, Any]) -> Any:
 
     where = context.get("docker_host") or os.environ.get("DOCKER_HOST") or "the local docker socket"
     try:
-        client = docker.DockerClient(base_url=context["docker_host"]) if context.get("docker_host") else docker.from_env()
+        client = (
+            docker.DockerClient(base_url=context["docker_host"]) if context.get("docker_host") else docker.from_env()
+        )
         client.ping()
     except docker.errors.DockerException as error:
         raise MrunnerError(f"cannot reach docker at {where} to build the image: {_first_line(error)}") from None

@@ -15,7 +15,6 @@ from typing import Any
 
 from mrunner.errors import MrunnerError
 from mrunner.records import Run, Sweep
-
 from mrunner_k8s import names
 
 CODE_DIR = "/mrunner/code"

@@ -60,16 +60,22 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
 
     variable = context.get("registry_password_env")
     if variable and variable not in os.environ:
-        raise MrunnerError(f"context {context_name}: registry_password_env names {variable}, which is not set: export it")
+        raise MrunnerError(
+            f"context {context_name}: registry_password_env names {variable}, which is not set: export it"
+        )
     if variable and not context.get("registry_username"):
         raise MrunnerError(f"context {context_name}: registry_password_env needs registry_username too")
     for key in ("cpu", "mem", "default_pvc_size"):
         value = context.get(key)
         if value not in (None, "") and not QUANTITY.match(str(value)):
-            raise MrunnerError(f"context {context_name}: {key} {value!r} is not a Kubernetes quantity (e.g. 4, 500m, 8Gi, 40Gi)")
+            raise MrunnerError(
+                f"context {context_name}: {key} {value!r} is not a Kubernetes quantity (e.g. 4, 500m, 8Gi, 40Gi)"
+            )
     requested = context.get("namespace")
     if requested and names.rfc1123(requested) != requested:
-        raise MrunnerError(f"context {context_name}: namespace {requested!r} is not a valid name (lower-case letters, digits, '-')")
+        raise MrunnerError(
+            f"context {context_name}: namespace {requested!r} is not a valid name (lower-case letters, digits, '-')"
+        )
 
 
 @hookimpl
@@ -80,8 +86,13 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
     project = context.get("project") or "(the project)"
     repository = names.image_repository(context["registry_url"], context.get("project") or "PROJECT")
-    asked = ", ".join(f"{key}={context[key]}" for key in ("cpu", "mem", "gpu", "tpu") if context.get(key)) or "no resource requests"
-    namespace = context.get("namespace") or (names.namespace(context["project"]) if context.get("project") else "derived from the project")
+    asked = (
+        ", ".join(f"{key}={context[key]}" for key in ("cpu", "mem", "gpu", "tpu") if context.get(key))
+        or "no resource requests"
+    )
+    namespace = context.get("namespace") or (
+        names.namespace(context["project"]) if context.get("project") else "derived from the project"
+    )
     return [
         f"build {repository}:<content tag> FROM {context['base_image']} (skipped if the registry has it) and push it",
         f"namespace {namespace} and volume claim {names.PVC_NAME} ({context['default_pvc_size']}) at {context['storage']} for {project}, created if missing",
@@ -147,7 +158,9 @@ def mrunner_submit(
             progress.advance()
     created = len(runs) - existing
     note = f" ({existing} already existed)" if existing else ""
-    reporter.step(f"sweep {sweep.id}: {created} Job{'s' * (created != 1)} created in namespace {cluster.namespace}{note}")
+    reporter.step(
+        f"sweep {sweep.id}: {created} Job{'s' * (created != 1)} created in namespace {cluster.namespace}{note}"
+    )
     return True
 
 
@@ -182,7 +195,9 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
         time.sleep(1)  # following an experiment that has not started yet: wait for its container
         pod = cluster.pod_of(sweep, run)
     if pod is None:
-        raise BackendError(f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted")
+        raise BackendError(
+            f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted"
+        )
     if pod.status.phase == "Pending":
         raise BackendError(f"experiment {run.ref}'s pod {pod.metadata.name} has not started yet: no output")
     return cluster.log_chunks(pod.metadata.name, follow)

@@ -59,7 +59,9 @@ def project(tmp_path, tmp_path_factory, k8s_service, namespace, monkeypatch):
     docker_config = tmp_path_factory.mktemp("docker-config")  # no stored registry credentials
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.setenv("MY_FAKE_TOKEN", FAKE_TOKEN)
-    write_context(k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", secrets=["MY_FAKE_TOKEN"])
+    write_context(
+        k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", secrets=["MY_FAKE_TOKEN"]
+    )
     before = _test_images(k8s_service)
     yield tmp_path
     _remove_images(k8s_service, _test_images(k8s_service) - before)
@@ -214,7 +216,7 @@ def test_api_server_refusal_is_one_clear_line(mrunner, project):
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr
     assert lines[-1].startswith("mrunner: error: Kubernetes refused to create Job ")
-    assert "Invalid value: \"-1Gi\": must be greater than or equal to 0" in lines[-1] and "(HTTP 422)" in lines[-1]
+    assert 'Invalid value: "-1Gi": must be greater than or equal to 0' in lines[-1] and "(HTTP 422)" in lines[-1]
 
 
 def test_push_to_the_auth_registry_needs_credentials(mrunner, project, namespace, k8s_service):

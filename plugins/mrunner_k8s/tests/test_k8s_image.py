@@ -1,10 +1,10 @@
 import tarfile
 
 import pytest
+from mrunner_k8s import image
 
 from mrunner import snapshot as snapshots
 from mrunner.errors import MrunnerError
-from mrunner_k8s import image
 
 
 def take(root):
@@ -151,7 +151,13 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
     base = f"mrunner-test/tiny-dep-base:{uuid.uuid4().hex[:8]}"
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in (("Dockerfile", f"FROM {k8s_service['base_image']}\nCOPY tiny.whl /opt/tiny_dep-1.0-py3-none-any.whl\n".encode()), ("tiny.whl", _wheel())):
+        for name, data in (
+            (
+                "Dockerfile",
+                f"FROM {k8s_service['base_image']}\nCOPY tiny.whl /opt/tiny_dep-1.0-py3-none-any.whl\n".encode(),
+            ),
+            ("tiny.whl", _wheel()),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -178,7 +184,9 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
     # Every layer up to the pip install is shared; only the code (and what follows it) differs.
     first_layers, second_layers = layers(first["image"])[::-1], layers(second["image"])[::-1]
     shared = next(i for i, (a, b) in enumerate(zip(first_layers, second_layers)) if a != b)
-    pip_step = next(i for i, entry in enumerate(client.api.history(first["image"])[::-1]) if "pip install" in entry["CreatedBy"])
+    pip_step = next(
+        i for i, entry in enumerate(client.api.history(first["image"])[::-1]) if "pip install" in entry["CreatedBy"]
+    )
     assert shared > pip_step
     assert second["pushed_bytes"] < first["pushed_bytes"]
     output = client.containers.run(second["image"], ["python3", "train.py"], network_mode="none", remove=True)

@@ -2,9 +2,9 @@ import json
 
 import pytest
 from kubernetes import client
+from mrunner_k8s import manifests, names
 
 from mrunner.errors import MrunnerError
-from mrunner_k8s import manifests, names
 
 
 def _env(job: dict) -> dict:
@@ -33,7 +33,10 @@ def test_job_manifest(sweep, make_run):
     assert env["MRUNNER_CONFIG"]["value"] == "/etc/mrunner/config.json"
     assert env["MRUNNER_EXPERIMENT_DIR"]["value"] == f"/storage/Demo_Project/{sweep.id}/3-Exp_0003.train"
     assert env["STORAGE_DIR"]["value"] == "/storage" and env["DATASET"]["value"] == "mnist"
-    assert env["MY_TOKEN"] == {"name": "MY_TOKEN", "valueFrom": {"secretKeyRef": {"name": names.secret(sweep.id), "key": "MY_TOKEN"}}}
+    assert env["MY_TOKEN"] == {
+        "name": "MY_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": names.secret(sweep.id), "key": "MY_TOKEN"}},
+    }
     assert "s3cret" not in json.dumps(job)
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert volumes["storage"]["persistentVolumeClaim"]["claimName"] == names.PVC_NAME
@@ -97,7 +100,11 @@ def test_unknown_toleration_key_is_an_error():
 def test_claim_namespace_secret_and_config_map(sweep, make_run):
     claim = manifests.to_dict(manifests.volume_claim({**sweep.context, "storage_class": "fast"}, sweep.project))
     assert claim["metadata"]["name"] == names.PVC_NAME
-    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "40Gi"}}, "storageClassName": "fast"}
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "40Gi"}},
+        "storageClassName": "fast",
+    }
     namespace = manifests.to_dict(manifests.namespace("demo", sweep.project))
     assert namespace["metadata"]["labels"]["mrunner/project"] == "Demo_Project"
     secret = manifests.to_dict(manifests.secret(sweep, {"MY_TOKEN": "s3cret"}))

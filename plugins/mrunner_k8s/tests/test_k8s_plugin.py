@@ -53,9 +53,9 @@ def test_the_password_variable_must_be_set(mrunner, tmp_path):
 
 def test_an_unreachable_api_server_is_one_line(make_sweep, tmp_path):
     import pytest
+    from mrunner_k8s.cluster import Cluster
 
     from mrunner.errors import BackendError
-    from mrunner_k8s.cluster import Cluster
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
@@ -68,15 +68,17 @@ def test_an_unreachable_api_server_is_one_line(make_sweep, tmp_path):
     with pytest.raises(BackendError) as raised:
         Cluster(sweep.context, "demo").sweep_objects(sweep)
     message = str(raised.value)
-    assert message.startswith("cannot reach the Kubernetes API server at https://127.0.0.1:1 to list the sweep's Jobs: ")
+    assert message.startswith(
+        "cannot reach the Kubernetes API server at https://127.0.0.1:1 to list the sweep's Jobs: "
+    )
     assert "Connection refused" in message and "\n" not in message and "HTTPSConnectionPool" not in message
 
 
 def test_a_missing_kubeconfig_is_a_user_error(make_sweep, tmp_path):
     import pytest
+    from mrunner_k8s.cluster import Cluster
 
     from mrunner.errors import MrunnerError
-    from mrunner_k8s.cluster import Cluster
 
     with pytest.raises(MrunnerError, match="cannot load the Kubernetes configuration from .*nope"):
         Cluster(make_sweep(kubeconfig=str(tmp_path / "nope")).context, "demo")

@@ -3,7 +3,6 @@
 from datetime import datetime, timezone
 
 from kubernetes import client as k
-
 from mrunner_k8s.cluster import run_states
 
 
@@ -23,8 +22,12 @@ def pod(index, phase, exit_code=None, waiting=None, reason=None, attempt=0, crea
         state = k.V1ContainerState(waiting=k.V1ContainerStateWaiting(reason=waiting, message="no such image"))
     else:
         state = k.V1ContainerState(running=k.V1ContainerStateRunning())
-    statuses = [k.V1ContainerStatus(name="experiment", image="i", image_id="", ready=False, restart_count=0, state=state)]
-    conditions = [k.V1PodCondition(type="PodScheduled", status="False", message=unschedulable)] if unschedulable else None
+    statuses = [
+        k.V1ContainerStatus(name="experiment", image="i", image_id="", ready=False, restart_count=0, state=state)
+    ]
+    conditions = (
+        [k.V1PodCondition(type="PodScheduled", status="False", message=unschedulable)] if unschedulable else None
+    )
     return k.V1Pod(
         metadata=k.V1ObjectMeta(labels=_labels(index, attempt), creation_timestamp=datetime.fromtimestamp(created, timezone.utc)),
         status=k.V1PodStatus(phase=phase, container_statuses=statuses, reason=reason, conditions=conditions),

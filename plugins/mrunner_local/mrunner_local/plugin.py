@@ -45,7 +45,9 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
     from mrunner_local.supervisor import parallelism
 
     gpus = context.get("gpus") or []
-    lines = [f"run {count} subprocess{'es' * (count != 1)} from a snapshot of the code, at most {parallelism(context)} at a time"]
+    lines = [
+        f"run {count} subprocess{'es' * (count != 1)} from a snapshot of the code, at most {parallelism(context)} at a time"
+    ]
     if gpus:
         lines.append(f"hand out GPUs {', '.join(map(str, gpus))}, {context['gpus_per_experiment']} per experiment")
     lines.append(f"outputs and logs under {context['storage_dir']}")
@@ -119,4 +121,3 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
     from mrunner_local.supervisor import follow_log
 
     return follow_log(sweep, run, follow)
-

@@ -29,7 +29,9 @@ EXIT_CODE_FILE = ".exit_code"
 # The experiment runs under a tiny shell that writes its exit code next to its output. If mrunner itself is
 # killed, the experiment still finishes (it leads its own session), and `status` learns how it ended from
 # this file instead of calling it lost and letting `resume` run it twice.
-_RECORD_EXIT = 'code=0; "$@" || code=$?; printf "%s\\n" "$code" > "$MRUNNER_EXPERIMENT_DIR/' + EXIT_CODE_FILE + '"; exit "$code"'
+_RECORD_EXIT = (
+    'code=0; "$@" || code=$?; printf "%s\\n" "$code" > "$MRUNNER_EXPERIMENT_DIR/' + EXIT_CODE_FILE + '"; exit "$code"'
+)
 
 
 def parallelism(context: Mapping[str, Any]) -> int:

@@ -228,7 +228,8 @@ def test_killing_mrunner_mid_sweep_loses_nothing_and_duplicates_nothing(mrunner,
 def test_a_hydra_app_receives_the_parameters_as_overrides(mrunner, mrunner_home, tmp_path):
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "config.yaml").write_text("lr: 1.0\nmodel:\n  depth: 1\nname: default\n")
-    (tmp_path / "app.py").write_text(textwrap.dedent("""
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent("""
         import json, os
         import hydra
         from omegaconf import OmegaConf
@@ -239,7 +240,8 @@ def test_a_hydra_app_receives_the_parameters_as_overrides(mrunner, mrunner_home,
                 json.dump({"parameters": OmegaConf.to_container(cfg), "cwd": os.getcwd()}, out)
 
         main()
-    """))
+    """)
+    )
     result = mrunner("app.py", "-m", "lr=0.5,0.25", "model.depth=3", "name='it\\'s $(x)'")
     assert result.returncode == 0, result.stderr
     found = results(mrunner_home, sweep_of(result))
@@ -252,13 +254,15 @@ def test_a_hydra_app_receives_the_parameters_as_overrides(mrunner, mrunner_home,
 
 
 def test_spec_files_run_with_their_own_grid_times_the_command_line_grid(mrunner, mrunner_home, project):
-    (project / "spec.py").write_text(textwrap.dedent(f"""
+    (project / "spec.py").write_text(
+        textwrap.dedent(f"""
         from mrunner import create_experiments
         experiments_list = create_experiments(
             "exp.py", name="from spec", base_config={{"ledger": {str(project.parent / "ledger")!r}}},
             params_grid={{"i": [0, 1]}}, tags=["spec"], env={{"EXTRA": "1"}},
         )
-    """))
+    """)
+    )
     dry = mrunner("spec.py", "-m", "sleep=0,0.01", "--dry-run")
     assert dry.returncode == 0 and "4 experiments" in dry.stdout and "from-spec" in dry.stdout
     result = mrunner("--spec", "spec.py", "-m", "sleep=0,0.01")
@@ -281,14 +285,16 @@ def test_dry_run_shows_the_plan_and_commands_and_runs_nothing(mrunner, mrunner_h
 def test_secrets_and_environment_reach_only_the_experiment(mrunner, mrunner_home, project):
     """mrunner_check refuses a missing secret; mrunner_secrets delivers it through the child's environment;
     mrunner_experiment_env and the context's env add the rest."""
-    (project / "env.py").write_text(textwrap.dedent("""
+    (project / "env.py").write_text(
+        textwrap.dedent("""
         import hashlib, json, os
         from mrunner import get_configuration
         get_configuration()
         token = os.environ.get("MY_FAKE_TOKEN", "")
         with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "result.json"), "w") as out:
             json.dump({"token_sha": hashlib.sha256(token.encode()).hexdigest(), "plain": os.environ.get("PLAIN")}, out)
-    """))
+    """)
+    )
     missing = mrunner("env.py", "+context.secrets=[MY_FAKE_TOKEN]")
     assert missing.returncode != 0 and "forwards the secret MY_FAKE_TOKEN but it is not set" in missing.stderr
     token = "tok-3f9a1c-SECRET-VALUE"

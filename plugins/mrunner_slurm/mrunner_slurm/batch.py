@@ -110,9 +110,7 @@ def batch_script(
         launcher.append("srun")
     if context.get("singularity_container"):
         launcher += ["singularity", "exec", *(["--nv"] if context.get("gpu") else []), context["singularity_container"]]
-    rotate = (
-        f'if [ -e "$log" ]; then mv -f "$log" "$log.{attempt - 1}"; fi' if attempt else ""
-    )
+    rotate = f'if [ -e "$log" ]; then mv -f "$log" "$log.{attempt - 1}"; fi' if attempt else ""
     workdir = code_dir if sweep.workdir in ("", ".") else f"{code_dir}/{sweep.workdir}"
     lines = [
         "#!/bin/bash",

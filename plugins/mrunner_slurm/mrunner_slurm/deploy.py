@@ -45,7 +45,7 @@ def deploy(connection: Connection, storage_dir: str, snapshot: Snapshot, reporte
     if begun["have_code"]:
         return {"storage_dir": storage, "code_dir": code_dir, "objects_sent": 0, "bytes_sent": 0}
     if "missing" in begun:
-        tree, wanted = ("manifest.json", manifest), set(begun["missing"])
+        tree, wanted = ("manifest.json", manifest), set[str](begun["missing"])
     else:
         tree, wanted = _tree_to_send(connection, storage, manifest, {d: candidates[d] for d in begun["known"]})
     sources: dict[str, str] = {}
@@ -58,7 +58,12 @@ def deploy(connection: Connection, storage_dir: str, snapshot: Snapshot, reporte
         f"code: sent {len(sources)} of {len({sha for sha, _ in manifest.values()})} files "
         f"({counter.bytes // 1024} KiB compressed) to {connection.target.alias}"
     )
-    return {"storage_dir": storage, "code_dir": answer["code_dir"], "objects_sent": len(sources), "bytes_sent": counter.bytes}
+    return {
+        "storage_dir": storage,
+        "code_dir": answer["code_dir"],
+        "objects_sent": len(sources),
+        "bytes_sent": counter.bytes,
+    }
 
 
 def _recent_trees(snapshot: Snapshot, limit: int = 8) -> dict[str, Path]:

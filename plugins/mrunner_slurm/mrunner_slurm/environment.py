@@ -27,7 +27,9 @@ def requirements(sweep: Sweep) -> bytes:
     for candidate in candidates:
         if candidate.is_file():
             return candidate.read_bytes()
-    raise MrunnerError(f"requirements_file {name} not found in the project {project}: fix the context's requirements_file")
+    raise MrunnerError(
+        f"requirements_file {name} not found in the project {project}: fix the context's requirements_file"
+    )
 
 
 def ensure_venv(connection: Connection, sweep: Sweep, reporter: Reporter) -> str:

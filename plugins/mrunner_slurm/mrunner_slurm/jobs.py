@@ -64,7 +64,9 @@ def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool) -> Iterat
         except FileNotFoundError:
             chunk = b""
             if not follow:
-                raise BackendError(f"experiment {run.ref} has no output yet ({path} does not exist on the cluster)") from None
+                raise BackendError(
+                    f"experiment {run.ref} has no output yet ({path} does not exist on the cluster)"
+                ) from None
         position += len(chunk)
         if chunk:
             yield chunk.decode(errors="replace")

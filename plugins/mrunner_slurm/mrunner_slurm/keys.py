@@ -72,7 +72,9 @@ def resource_options(context: Mapping[str, Any]) -> list[str]:
         options.append(f"--gres={request}")
     extra = context.get("sbatch_options") or []
     if isinstance(extra, dict):
-        options += [f"--{k.lstrip('-')}" if v is True else f"--{k.lstrip('-')}={v}" for k, v in extra.items() if v is not False]
+        options += [
+            f"--{k.lstrip('-')}" if v is True else f"--{k.lstrip('-')}={v}" for k, v in extra.items() if v is not False
+        ]
     else:
         options += [str(item) for item in extra]
     return options

@@ -42,7 +42,7 @@ def prestart(connection: Connection) -> None:
     try:
         call = connection.start(_command("serve"))
         call.channel.sendall(_helper())
-    except Exception:  # noqa: BLE001 - see above
+    except Exception:
         return
     with _SPARE_LOCK:
         if connection.spare is None:

@@ -125,7 +125,7 @@ def _frames(stream):
         start, length = newline + 1 - position, int(size)  # relative to position, which `more` moves
         while len(buffer) < position + start + length:
             more()
-        yield name, bytes(buffer[position + start:position + start + length])
+        yield name, bytes(buffer[position + start : position + start + length])
         position += start + length
 
 
@@ -145,7 +145,9 @@ def receive(storage, digest, stream):
         raise SystemExit("mrunner: the upload did not start with its file list; retry the submission")
     manifest = _tree(storage, *first)
     if _digest(manifest) != digest:
-        raise SystemExit("mrunner: the rebuilt file list does not match snapshot %s; retry the submission" % digest[:12])
+        raise SystemExit(
+            "mrunner: the rebuilt file list does not match snapshot %s; retry the submission" % digest[:12]
+        )
     code = os.path.join(_store(storage), "code")
     target = os.path.join(code, digest)
     building = os.path.join(code, ".tmp-%s-%d" % (digest[:12], os.getpid()))
@@ -184,7 +186,9 @@ def _build(storage, building, manifest, frames):
         if relative is None:
             batch.append((_write_atomic, (os.path.join(objects, name), data, 0o444, True)))
         else:
-            batch.append((_place_object, (folders, os.path.join(building, relative), os.path.join(objects, name), data)))
+            batch.append(
+                (_place_object, (folders, os.path.join(building, relative), os.path.join(objects, name), data))
+            )
             placed.add(relative)
         size += len(data)
         if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
@@ -255,8 +259,10 @@ def _link_from_store(folders, source, building, relative, mode):
         with open(source, "rb") as stream:
             _write_file(destination, stream.read(), mode, os.O_EXCL)
     except FileNotFoundError:
-        raise SystemExit("mrunner: object %s of %s is missing from the store; retry the submission"
-                         % (os.path.basename(source), relative)) from None
+        raise SystemExit(
+            "mrunner: object %s of %s is missing from the store; retry the submission"
+            % (os.path.basename(source), relative)
+        ) from None
 
 
 def _tree(storage, name, data):
@@ -311,8 +317,18 @@ def venv(path, python, requirements):
         steps = [[python, "-m", "venv", path]]
         if requirements.strip():
             _write_atomic(path + ".requirements.txt", requirements.encode())
-            steps.append([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
-                          "--disable-pip-version-check", "-r", path + ".requirements.txt"])
+            steps.append(
+                [
+                    os.path.join(path, "bin", "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "-r",
+                    path + ".requirements.txt",
+                ]
+            )
         for step in steps:
             result = subprocess.run(step, capture_output=True, text=True)
             if result.returncode:
@@ -334,8 +350,9 @@ def submit(document):
     units = document["units"]
     names = ",".join(unit["name"] for unit in units)
     queued = {}
-    listing = subprocess.run(["squeue", "-h", "--states=all", "--name=" + names, "-o", "%j|%F|%r"],
-                             capture_output=True, text=True)
+    listing = subprocess.run(
+        ["squeue", "-h", "--states=all", "--name=" + names, "-o", "%j|%F|%r"], capture_output=True, text=True
+    )
     for line in listing.stdout.splitlines():
         name, job, reason = (line.split("|") + ["", ""])[:3]
         if reason != "BadConstraints":  # a refused sbatch leaves such a record: it never was a submission
@@ -365,8 +382,10 @@ def _sbatch(argv):
         message = " / ".join(result.stderr.strip().splitlines()[-3:]) or "exit status %d" % result.returncode
         if delay is None or not TEMPORARY.search(message):
             if TEMPORARY.search(message):
-                message += (" (still refused after %d tries over %d s: the queue is full, e.g. MaxJobCount reached; "
-                            "finished jobs leave it after MinJobAge)" % (len(SUBMIT_RETRY_DELAYS) + 1, sum(SUBMIT_RETRY_DELAYS)))
+                message += (
+                    " (still refused after %d tries over %d s: the queue is full, e.g. MaxJobCount reached; "
+                    "finished jobs leave it after MinJobAge)" % (len(SUBMIT_RETRY_DELAYS) + 1, sum(SUBMIT_RETRY_DELAYS))
+                )
             print(json.dumps({"error": message}), flush=True)
             return None
         time.sleep(delay)
@@ -374,12 +393,30 @@ def _sbatch(argv):
 
 
 _STATES = {
-    "PENDING": "pending", "CONFIGURING": "pending", "REQUEUED": "pending", "REQUEUE_FED": "pending",
-    "REQUEUE_HOLD": "pending", "RESV_DEL_HOLD": "pending", "SUSPENDED": "pending", "STOPPED": "pending",
-    "RUNNING": "running", "COMPLETING": "running", "STAGE_OUT": "running", "SIGNALING": "running",
-    "RESIZING": "running", "COMPLETED": "completed", "FAILED": "failed", "NODE_FAIL": "failed",
-    "BOOT_FAIL": "failed", "OUT_OF_MEMORY": "failed", "DEADLINE": "timeout", "TIMEOUT": "timeout",
-    "CANCELLED": "cancelled", "REVOKED": "cancelled", "PREEMPTED": "preempted", "SPECIAL_EXIT": "failed",
+    "PENDING": "pending",
+    "CONFIGURING": "pending",
+    "REQUEUED": "pending",
+    "REQUEUE_FED": "pending",
+    "REQUEUE_HOLD": "pending",
+    "RESV_DEL_HOLD": "pending",
+    "SUSPENDED": "pending",
+    "STOPPED": "pending",
+    "RUNNING": "running",
+    "COMPLETING": "running",
+    "STAGE_OUT": "running",
+    "SIGNALING": "running",
+    "RESIZING": "running",
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "NODE_FAIL": "failed",
+    "BOOT_FAIL": "failed",
+    "OUT_OF_MEMORY": "failed",
+    "DEADLINE": "timeout",
+    "TIMEOUT": "timeout",
+    "CANCELLED": "cancelled",
+    "REVOKED": "cancelled",
+    "PREEMPTED": "preempted",
+    "SPECIAL_EXIT": "failed",
 }
 _ENDED_BY_SLURM = {"cancelled", "timeout", "preempted"}
 
@@ -404,8 +441,20 @@ def status(document):
     found = {}
     jobs = sorted({ref.split("_")[0] for _, _, ref in tasks})
     if jobs:
-        result = subprocess.run(["squeue", "-h", "--states=all", "-r", "-j", ",".join(jobs),
-                                 "-O", "JobArrayID:|,State:|,Reason:|,exit_code:|"], capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                "squeue",
+                "-h",
+                "--states=all",
+                "-r",
+                "-j",
+                ",".join(jobs),
+                "-O",
+                "JobArrayID:|,State:|,Reason:|,exit_code:|",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode and "Invalid job id" not in result.stderr:
             raise SystemExit("mrunner: squeue failed: " + " / ".join(result.stderr.strip().splitlines()[-2:]))
         for line in result.stdout.splitlines():
@@ -429,8 +478,11 @@ def status(document):
             answer[index] = ["completed" if code == 0 else "failed", code, None]
         elif queued:
             ended = state in ("completed", "failed")
-            answer[index] = [state, _exit_of(queued[2]) if ended and queued[2] else None,
-                             None if queued[1] in ("None", "") else queued[1]]
+            answer[index] = [
+                state,
+                _exit_of(queued[2]) if ended and queued[2] else None,
+                None if queued[1] in ("None", "") else queued[1],
+            ]
         else:
             unresolved.append((index, ref))
     if unresolved:
@@ -446,8 +498,9 @@ def status(document):
 def _finished(jobs):
     """Finished tasks Slurm no longer lists: from sacct where accounting runs, else the jobcomp text file."""
     found = {}
-    result = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(jobs), "-o", "JobID,State,ExitCode"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", ",".join(jobs), "-o", "JobID,State,ExitCode"], capture_output=True, text=True
+    )
     if result.returncode == 0:
         for line in result.stdout.splitlines():
             parts = line.split("|")
@@ -488,7 +541,9 @@ def main(argv, stdin):
         try:
             answer = receive(argv[1], argv[2], stdin)
         except (EOFError, ValueError, zlib.error, OSError) as error:
-            raise SystemExit("mrunner: the code upload was cut off (%s); nothing half-written is kept, retry" % error)
+            raise SystemExit(
+                "mrunner: the code upload was cut off (%s); nothing half-written is kept, retry" % error
+            ) from None
     elif command == "prepare":
         answer = prepare(json.loads(zlib.decompress(stdin.read())))
     elif command == "venv":

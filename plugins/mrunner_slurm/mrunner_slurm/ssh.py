@@ -289,7 +289,7 @@ def warm(context: Mapping[str, Any]) -> Connection | None:
     dead host is reported once, not retried twice). Run in a background thread by the plugin."""
     try:
         return connection(context)
-    except Exception as error:  # noqa: BLE001 - handed to the caller of `connection`
+    except Exception as error:
         with _LOCK:
             _FAILED[(str(context["slurm_url"]), context.get("ssh_config"))] = error
         return None
@@ -358,7 +358,7 @@ def _connect_once(target: Target) -> Connection:
     key_files = [f for f in target.identity_files if os.path.exists(f)]
     try:
         client.connect(
-            target.host, target.port, username=target.user, key_filename=key_files or None, sock=sock,
+            target.host, target.port, username=target.user, key_filename=key_files or None,  # type: ignore[arg-type]  # paramiko takes a list too sock=sock,
             timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT,
             allow_agent=True, look_for_keys=not target.identities_only,
         )  # fmt: skip

@@ -89,7 +89,9 @@ def submit(
         bundle = batch.bundle_path(directory, name)
         files[bundle] = [batch.task_bundle(sweep, unit.runs, directory, storage), 0o644]
         files[script] = [
-            batch.batch_script(sweep, context, code_dir, client_dir, directory, bundle, unit.attempt, unit.offset, venv),
+            batch.batch_script(
+                sweep, context, code_dir, client_dir, directory, bundle, unit.attempt, unit.offset, venv
+            ),
             0o755,
         ]
         argv = [
@@ -114,7 +116,9 @@ def submit(
             f"{unit.runs[0].index}-{unit.runs[-1].index}) on {connection.target.alias}"
         )
     if accepted < len(runs):
-        raise BackendError(f"the submission to {connection.target.alias} ended early: {accepted} of {len(runs)} accepted")
+        raise BackendError(
+            f"the submission to {connection.target.alias} ended early: {accepted} of {len(runs)} accepted"
+        )
 
 
 def describe(context: Mapping[str, Any], count: int) -> list[str]:

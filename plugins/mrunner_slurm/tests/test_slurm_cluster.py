@@ -21,7 +21,7 @@ from tests.leaks import CmdlineWatch
 
 pytestmark = pytest.mark.slurm
 
-WRITER = '''
+WRITER = """
 import json, os, sys
 import mrunner  # not installed on the cluster: mrunner ships its experiment side with the sweep
 from mrunner.client import experiment_info
@@ -35,7 +35,7 @@ with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "result.json"), "w"
 code = int(config["parameters"].get("exit", 0))
 if code and not os.path.exists(os.path.join(os.environ["STORAGE_DIR"], "heal")):
     sys.exit(code)
-'''
+"""
 
 
 class Cluster:
@@ -127,9 +127,10 @@ def test_a_second_dispatch_of_the_same_code_sends_no_file(cluster, mrunner):
 
 
 def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_delta(cluster, tmp_path, mrunner_home):
+    from mrunner_slurm import deploy, ssh
+
     from mrunner import snapshot
     from mrunner.reporter import Reporter
-    from mrunner_slurm import deploy, ssh
 
     project = tmp_path / "project"
     (project / "pkg" / "sub").mkdir(parents=True)
@@ -223,7 +224,9 @@ def test_cancel_stops_exactly_the_named_experiment_then_the_sweep(cluster, mrunn
 
 
 def test_logs_follow_streams_until_the_experiment_ends(cluster, mrunner, tmp_path):
-    (tmp_path / "talk.py").write_text("import time\nfor i in range(4):\n    print('line', i, flush=True)\n    time.sleep(1)\n")
+    (tmp_path / "talk.py").write_text(
+        "import time\nfor i in range(4):\n    print('line', i, flush=True)\n    time.sleep(1)\n"
+    )
     result = mrunner("+context=test-slurm", "talk.py")
     sweep = result.stdout.strip().splitlines()[-1]
     started = time.monotonic()
@@ -256,7 +259,15 @@ def test_a_refused_gpu_request_shows_slurms_message_and_leaves_resumable_records
 
 
 def test_parameters_with_shell_syntax_and_unicode_arrive_exactly(cluster, mrunner, tmp_path):
-    hostile = ["it's \"quoted\"", "a  b\tc", "$(touch /tmp/pwned)", "`id`", "line1\nline2", "zażółć 日本 ✓", "--x=$HOME;*"]
+    hostile = [
+        'it\'s "quoted"',
+        "a  b\tc",
+        "$(touch /tmp/pwned)",
+        "`id`",
+        "line1\nline2",
+        "zażółć 日本 ✓",
+        "--x=$HOME;*",
+    ]
     (tmp_path / "spec.py").write_text(
         "from mrunner import create_experiments\n"
         f"experiments_list = create_experiments('train.py', params_grid={{'text': {hostile!r}}},"
@@ -333,10 +344,11 @@ def test_an_unreachable_host_is_a_clear_error(cluster, mrunner, mrunner_home):
 
 
 def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean(cluster, mrunner, tmp_path):
+    from mrunner_slurm import deploy, ssh
+
     from mrunner import snapshot
     from mrunner.errors import BackendError
     from mrunner.reporter import Reporter
-    from mrunner_slurm import deploy, ssh
 
     for i in range(24):
         (tmp_path / f"blob{i}.bin").write_bytes(os.urandom(1_000_000))
@@ -360,7 +372,9 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
         deploy.stream = real_stream
         ssh.close_all()
     objects = f"{cluster.storage}/.mrunner/objects"
-    check = cluster.ssh(f"cd {objects} && for f in *; do [ \"$(sha256sum < \"$f\" | cut -c1-64)\" = \"$f\" ] || echo BAD $f; done; ls | wc -l")
+    check = cluster.ssh(
+        f'cd {objects} && for f in *; do [ "$(sha256sum < "$f" | cut -c1-64)" = "$f" ] || echo BAD $f; done; ls | wc -l'
+    )
     assert "BAD" not in check
     assert 0 < int(check.split()[-1]) < 24, "the objects before the cut were kept, not the one cut off"
     assert cluster.ssh(f"ls -A {cluster.storage}/.mrunner/code", check=False).strip() == ""  # nor a folder aside
@@ -399,7 +413,10 @@ def test_a_secret_reaches_the_experiment_and_nothing_else(cluster, mrunner, mrun
     assert arguments.hits == [], f"the secret was in process arguments: {arguments.hits}"
     project = status(mrunner, sweep)["sweep"]["project"]
     folder = f"{cluster.storage}/{project}/{sweep}"
-    assert cluster.read(f"{folder}/{runs[0]['index']}-{runs[0]['name']}/seen") == hashlib.sha256(token.encode()).hexdigest()
+    assert (
+        cluster.read(f"{folder}/{runs[0]['index']}-{runs[0]['name']}/seen")
+        == hashlib.sha256(token.encode()).hexdigest()
+    )
     assert cluster.ssh(f"stat -c %a {folder}/.secrets.env").strip() == "600"
     everything = cluster.ssh(f"grep -r -l -F --exclude=.secrets.env -- {token} {cluster.storage}; true")
     assert everything.strip() == "", f"the secret leaked into {everything}"
@@ -407,17 +424,18 @@ def test_a_secret_reaches_the_experiment_and_nothing_else(cluster, mrunner, mrun
     assert token not in result.stdout + result.stderr + mrunner("logs", f"{sweep}/0").stdout
     for database in (mrunner_home / "data").rglob("*.db*"):
         assert token.encode() not in database.read_bytes()
-    assert token not in cluster.ssh("cat /tmp/mrunner-services/slurm/slurmctld.log /tmp/mrunner-services/slurm/jobcomp.txt", check=False)
+    assert token not in cluster.ssh(
+        "cat /tmp/mrunner-services/slurm/slurmctld.log /tmp/mrunner-services/slurm/jobcomp.txt", check=False
+    )
 
 
 def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunner, tmp_path):
     """mrunner died after sbatch but before recording: submitting the same attempt again must not make a second job."""
-    from mrunner import dispatch
+    from mrunner import dispatch, snapshot
+    from mrunner.hookspecs import SubmitOptions
     from mrunner.records import PLANNED, RunUpdate
     from mrunner.reporter import Reporter
-    from mrunner.hookspecs import SubmitOptions
     from mrunner.store import Store
-    from mrunner import snapshot
 
     (tmp_path / "sleepy.py").write_text("import time\ntime.sleep(5)\n")
     os.chdir(tmp_path)
@@ -433,7 +451,9 @@ def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunne
     assert [r.backend_ref for r in store.runs(sweep.id)] == first
     job = first[0].split("_")[0]
     # one line per array job id: a running array task has its own squeue line, so lines are not jobs
-    arrays = cluster.ssh(f"squeue -h --states=all -o '%F %j' -u mrtest | grep -F mrunner-{sweep.id} | cut -d' ' -f1 | sort -u")
+    arrays = cluster.ssh(
+        f"squeue -h --states=all -o '%F %j' -u mrtest | grep -F mrunner-{sweep.id} | cut -d' ' -f1 | sort -u"
+    )
     assert arrays.split() == [job], "exactly one job array for the sweep"
     cluster.ssh(f"scancel {job}")
 

@@ -23,8 +23,12 @@ def test_match_exec_in_the_ssh_config_still_runs_its_command(tmp_path):
             Port 2200
             User alice
         """))  # fmt: skip
-    code = f"from mrunner_slurm.ssh import resolve; t = resolve('cluster', {str(config)!r}); print(t.host, t.port, t.user)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    code = (
+        f"from mrunner_slurm.ssh import resolve; t = resolve('cluster', {str(config)!r}); print(t.host, t.port, t.user)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["login.example.org", "2200", "alice"]
     assert (tmp_path / "ran").exists()

@@ -19,6 +19,12 @@ COMMON_KEYS = [
     ContextKey("env", "dict", {}, help="environment variables (not secrets) set for every experiment"),
     ContextKey("secrets", "list", [], help="names of environment variables forwarded to experiments as secrets"),
     ContextKey("tags", "list", [], help="tags added to every experiment of this context"),
+    ContextKey(
+        "grace_period",
+        "int",
+        30,
+        help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before it is killed",
+    ),
 ]
 
 

@@ -65,7 +65,9 @@ class Plan:
         self.context_name, raw_context = config.compose(request.context_name, request.context_overrides)
         self.context = validated_context(self.context_name, raw_context)
         # right away: a backend may start slow work here (the Slurm plugin connects in the background)
-        plugins.manager().hook.mrunner_check(context=self.context, context_name=self.context_name)
+        plugins.backend_hooks(self.context["backend"]).mrunner_check(
+            context=self.context, context_name=self.context_name
+        )
         self.root = snapshot.project_root(self.cwd)
         if not _is_within(target.resolve(), self.root):
             self.root = snapshot.project_root(target.resolve().parent)
@@ -126,8 +128,7 @@ def validated_context(name: str, context: dict[str, Any]) -> dict[str, Any]:
 
 def context_keys(backend: str) -> dict[str, ContextKey]:
     """Every key a context of ``backend`` accepts: the core's common keys, then the plugins' (which win)."""
-    plugins.require_backend(backend)
-    groups = plugins.manager().hook.mrunner_context_keys(backend=backend)
+    groups = plugins.backend_hooks(backend).mrunner_context_keys(backend=backend)
     return merge_keys([COMMON_KEYS, *(group for group in reversed(groups) if group)])
 
 
@@ -160,7 +161,7 @@ def describe(plan: Plan) -> list[str]:
         f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
         f"project {plan.project}, code from {plan.root}",
     ]
-    steps = plugins.manager().hook.mrunner_plan(context=plan.context, count=count) or []
+    steps = plugins.backend_hooks(plan.context["backend"]).mrunner_plan(context=plan.context, count=count) or []
     lines += ["plan:", *(f"  - {step}" for step in steps)]
     shown = min(count, DRY_RUN_SHOWN)
     lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
@@ -214,7 +215,7 @@ def _argv_of(request: Request) -> list[str]:
 
 
 def _runs(plan: Plan, sweep: Sweep, digest: str, reporter: Reporter) -> list[Run]:
-    hook = plugins.manager().hook
+    hook = plugins.backend_hooks(plan.context["backend"])
     context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
     context_tags = [str(t) for t in plan.context.get("tags") or []]
     runs: list[Run] = []
@@ -256,7 +257,8 @@ def hand_over(
     sweep: Sweep, runs: Sequence[Run], frozen: Snapshot, store: Store, reporter: Reporter, options: SubmitOptions
 ) -> None:
     """Package, prepare and submit ``runs`` (all planned) through the sweep's backend."""
-    hook = plugins.manager().hook
+    hook = plugins.backend_hooks(sweep.backend)
+    options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
     try:
         package = hook.mrunner_package(sweep=sweep, snapshot=frozen, reporter=reporter)
@@ -264,8 +266,7 @@ def hand_over(
         sweep.package = package
         store.update_sweep(sweep)
         detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
-        _require(detail, sweep, "mrunner_setup_resources")
-        sweep.detail.update(detail)
+        sweep.detail.update(detail or {})
         store.update_sweep(sweep)
         hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
         handled = hook.mrunner_submit(
@@ -286,12 +287,15 @@ def hand_over(
 
 def _require(result: object, sweep: Sweep, hook_name: str) -> None:
     if result is None:
-        raise BackendError(f"backend {sweep.backend!r} did not answer {hook_name}: its plugin is incomplete")
+        raise BackendError(
+            f"backend {sweep.backend!r} answered nothing to {hook_name} for sweep {sweep.id}: a bug in its plugin "
+            f"({plugins.serving_distribution(sweep.backend)}); report it to its authors"
+        )
 
 
 def collect_secrets(context: dict[str, Any]) -> dict[str, str]:
     secrets: dict[str, str] = {}
-    for contributed in plugins.manager().hook.mrunner_secrets(context=context):
+    for contributed in plugins.backend_hooks(context["backend"]).mrunner_secrets(context=context):
         secrets.update(contributed or {})
     return secrets
 
@@ -303,8 +307,8 @@ def refresh(sweep: Sweep, store: Store) -> list[Run]:
     """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs."""
     active = store.runs(sweep.id, ACTIVE)
     if active:
-        plugins.require_backend(sweep.backend)
-        updates = plugins.manager().hook.mrunner_status(sweep=sweep, runs=active)
+        updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active)
+        _require(updates, sweep, "mrunner_status")
         if updates:
             store.apply(sweep.id, updates)
     return store.runs(sweep.id)
@@ -338,8 +342,9 @@ def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:
     handed = [run for run in runs if run.state in ACTIVE]
     updates = list(planned)
     if handed:
-        plugins.require_backend(sweep.backend)
-        result = plugins.manager().hook.mrunner_cancel(sweep=sweep, runs=handed)
+        result = plugins.backend_hooks(sweep.backend).mrunner_cancel(
+            sweep=sweep, runs=handed, record=lambda changes: store.apply(sweep.id, changes)
+        )
         _require(result, sweep, "mrunner_cancel")
         updates += result
     store.apply(sweep.id, updates)
@@ -356,7 +361,7 @@ def resume(sweep: Sweep, store: Store, reporter: Reporter, options: SubmitOption
     if not chosen:
         reporter.step(f"sweep {sweep.id}: nothing to resume ({summary(runs)})")
         return []
-    plugins.manager().hook.mrunner_check(context=sweep.context, context_name=sweep.context_name)
+    plugins.backend_hooks(sweep.backend).mrunner_check(context=sweep.context, context_name=sweep.context_name)
     frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
     store.start_attempt(sweep.id, [run.index for run in chosen if run.state != PLANNED])
     chosen = [store.run(sweep.id, run.index) for run in chosen]

@@ -1,12 +1,28 @@
 """Every hook mrunner calls. A plugin implements some of them with ``@mrunner.hookimpl``.
 
-Backends (local, slurm, kubernetes, third-party) serve contexts whose ``backend`` key names them: each of
-their hooks first checks ``sweep.backend`` (or ``context["backend"]``) and returns ``None`` for any other
-backend. Hooks marked "first result" stop at the first plugin that returns something other than ``None``.
-Trackers (Neptune, ...) answer for every backend.
+Two kinds of plugin answer them:
+
+- A **backend** (local, slurm, kubernetes, third-party) returns the backends it serves from
+  ``mrunner_backends``. The core calls the hooks for a sweep or a context of backend ``B`` on B's plugin
+  only (and on the non-backend plugins), so an implementation never checks ``sweep.backend``: when it is
+  called, the sweep is its own. A backend must implement every hook in ``BACKEND_REQUIRED``; the others are
+  optional, and what an optional hook's absence means is said at each. A backend plugin that misses a required
+  hook, or implements a hook name that is not declared here, is refused when it loads.
+- A **tracker** (Neptune, W&B, ...) or the core's own plugin implements no ``mrunner_backends``; it answers
+  the hooks called on every plugin (check, secrets, experiment env, sweep submitted, context keys) for every
+  backend.
+
+Hooks marked "first result" stop at the first plugin that returns something other than ``None``.
+
+What an experiment sees (its folder, working directory, checkpoint folder, config file, exit-code file and
+environment) is not a backend's choice: ``mrunner.layout`` defines it once, and ``mrunner.attempt`` starts an
+attempt that way where a backend runs it remotely. A backend decides only where the storage root lies.
 
 The core never imports a backend's libraries: a plugin's module imports paramiko, kubernetes or docker
 inside the hook that needs them, so ``mrunner --help`` and unrelated backends stay fast.
+
+Records are written by the core only: a backend reports through the ``record`` callback it is given and
+through its return values.
 """
 
 from __future__ import annotations
@@ -38,11 +54,27 @@ class BackendInfo:
     description: str
 
 
+#: The hooks every backend plugin must implement (checked when it loads).
+BACKEND_REQUIRED = (
+    "mrunner_backends",
+    "mrunner_package",
+    "mrunner_submit",
+    "mrunner_status",
+    "mrunner_cancel",
+    "mrunner_logs",
+)
+
+
 @dataclass(frozen=True)
 class SubmitOptions:
-    """How the user asked to submit: ``detach`` returns at once (local: the sweep runs in the background)."""
+    """How the user asked to submit: ``detach`` returns at once (local: the sweep runs in the background).
+
+    ``records`` is the records database this submission writes to: a backend whose experiments are watched by
+    a process that outlives mrunner (the detached local supervisor) records through
+    ``mrunner.store.Store(records).apply``, the core's own API, at the same records."""
 
     detach: bool = False
+    records: str = ""
 
 
 # -- what plugins provide ------------------------------------------------------------------------------------
@@ -50,21 +82,23 @@ class SubmitOptions:
 
 @hookspec
 def mrunner_backends() -> list[BackendInfo]:
-    """Called when mrunner needs to know which backends are installed.
+    """Called once, when the plugin loads: which backends this plugin serves (usually one).
 
-    Return the backends this plugin serves (usually one). A context naming a backend no plugin serves is an
+    Returns the ``BackendInfo`` of each. Implementing this hook makes a plugin a backend plugin, which must
+    then implement every hook in ``BACKEND_REQUIRED``. A context naming a backend no plugin serves is an
     error that names the package to install.
     """
 
 
 @hookspec
 def mrunner_context_keys(backend: str) -> list[ContextKey]:
-    """Called to validate a context of backend ``backend``, and by `mrunner context show` / `plugins`.
+    """Called to validate a context of backend ``backend``, and by `mrunner context show` and `plugins`.
 
-    A backend returns its keys when ``backend`` is its own name (and ``None`` otherwise); a tracker returns
-    its keys for every backend. The core adds the keys every context has (``backend``, ``project``,
-    ``python``, ``env``, ``secrets``, ``tags``). A backend key with the same name as a core key replaces it
-    (a backend may give ``python`` another default). Unknown keys in a context are an error listing these.
+    ``backend``: the context's backend; the serving backend's plugin and every tracker are called.
+    Returns the keys this plugin accepts in such a context (``None`` or no implementation: none). The core adds
+    the keys every context has (``backend``, ``project``, ``python``, ``env``, ``secrets``, ``tags``,
+    ``grace_period``). A backend key with a core key's name replaces it (a backend may give ``python`` another
+    default). Unknown keys in a context are an error listing every accepted key.
     """
 
 
@@ -73,46 +107,58 @@ def mrunner_context_keys(backend: str) -> list[ContextKey]:
 
 @hookspec
 def mrunner_warm_up(context: Mapping[str, Any]) -> None:
-    """Called first at a submission, before mrunner imports Hydra and composes the context (~0.15 s), with
-    the context file's own keys: not validated, and command-line overrides may still change them.
+    """Called first at a submission, before mrunner imports Hydra and composes the context.
 
+    ``context``: the context file's own keys: not validated, and command-line overrides may still change
+    them. Called on the plugin of the backend the file names and on every tracker. Optional.
     A backend may start slow preparations in the background here, e.g. open its connection. It must not
-    raise, block, or do anything a wrong guess would harm; ``mrunner_check`` comes later with the real
-    context. Every plugin is called.
+    raise, block, or do anything a wrong guess would harm: ``mrunner_check`` comes later with the real
+    context. Returns nothing.
     """
 
 
 @hookspec
 def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
-    """Called once per submission (and dry run), after the context is validated, before anything is recorded.
+    """Called once per submission, dry run and resume, after the context is validated and before anything
+    is recorded, built or submitted.
 
+    ``context``: the validated context (every key present, defaults filled in); ``context_name``: its name,
+    for messages. Called on the context's backend plugin and on every tracker. Optional.
     Raise ``MrunnerError`` with a one-line message naming what to fix (missing credentials, an unusable
-    combination of keys). Every plugin is called.
+    combination of keys, a value the platform refuses): every backend key should be checked here, since
+    nothing is undone later. Returns nothing.
     """
 
 
 @hookspec(firstresult=True)
 def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
-    """Called by ``--dry-run``: describe, in a few short lines, what the backend would do with ``count``
-    experiments (processes at a time, job arrays and their sizes, Jobs and image). First result.
+    """Called by ``--dry-run``: describe what the backend would do.
+
+    ``context``: the validated context; ``count``: how many experiments the sweep has. Returns a few short
+    lines (processes at a time, job arrays and their sizes, Jobs and image, the rendered batch script).
+    Optional: without it the dry run shows no plan. First result.
     """
 
 
 @hookspec
 def mrunner_secrets(context: Mapping[str, Any]) -> dict[str, str]:
-    """Called at submission and resume: return secret environment variables the experiments need
-    (name -> value), e.g. a tracker's API token. Every plugin is called; the results are merged with the
-    variables the context lists under ``secrets``.
+    """Called at submission and resume: secret environment variables the experiments need.
 
-    Secrets are never recorded and never shown: a backend must deliver them only into the experiment's
-    own environment (a child's environment, a user-only file read at job start, a Kubernetes Secret).
+    ``context``: the sweep's validated context. Returns ``{name: value}`` (``None``: none), e.g. a tracker's
+    API token. Every plugin is called; the results are merged with the variables the context lists under
+    ``secrets``. Secrets are never recorded and never shown: a backend must deliver them only into the
+    experiment's own environment (a child's environment, a user-only file read at job start, a Kubernetes
+    Secret), never on a command line, in a batch script, a log, an image layer or a manifest.
     """
 
 
 @hookspec
 def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, str]:
-    """Called for each experiment when a sweep is recorded: return non-secret environment variables for it
-    (e.g. ``NEPTUNE_PROJECT``). They are recorded with the experiment. Every plugin is called.
+    """Called for each experiment when a sweep is recorded: non-secret environment variables for it.
+
+    ``context``: the validated context; ``parameters``: the experiment's parameters. Returns
+    ``{name: value}`` (``None``: none), e.g. ``NEPTUNE_PROJECT``; recorded with the experiment and part of
+    its identity. Called on the context's backend plugin and every tracker.
     """
 
 
@@ -122,19 +168,28 @@ def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, 
 @hookspec(firstresult=True)
 def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
     """Called at submission and resume, before ``mrunner_setup_resources``: make the code snapshot
-    available where the experiments will run: upload it, build and push an image. ``snapshot.files`` is
-    the manifest (path -> (sha256, mode)); ``snapshot.read(path)`` gives a file's content, checked against
-    its hash; ``snapshot.folder()`` freezes a copy on this machine and returns it (only for a backend that
-    needs a folder: copying costs time). Return JSON-serialisable facts to record on the sweep
-    (``sweep.package``), e.g. the remote code directory or the image reference. First result.
+    available where the experiments will run (upload it, build and push an image). Required.
+
+    ``sweep``: the recorded sweep (``sweep.context`` is validated). ``snapshot``: the manifest
+    ``snapshot.files`` (path -> (sha256, mode)); ``snapshot.read(path)`` gives a file's content, checked
+    against its hash; ``snapshot.folder()`` freezes a read-only copy on this machine and returns it (only for
+    a backend that needs a folder: copying costs time); ``mrunner.layout.working_entries(snapshot.files,
+    sweep.workdir)`` says how each experiment's folder mirrors it. ``reporter``: progress and warnings for
+    the user. Returns JSON-serialisable facts recorded as ``sweep.package`` (the remote code folder, the
+    image reference; ``{}`` when there are none). First result.
     """
 
 
 @hookspec(firstresult=True)
 def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
-    """Called after ``mrunner_package``: make sure what the experiments need exists (remote directories,
-    a virtualenv, a namespace, a volume claim, the Secret holding ``secrets``). Never delete or shrink what
-    exists. Return facts to merge into ``sweep.detail``. First result.
+    """Called after ``mrunner_package``: make sure what the experiments need exists (remote folders, a
+    virtualenv, a namespace, a volume claim, the Secret holding ``secrets``). Never delete or shrink what
+    exists.
+
+    ``sweep``: the sweep with ``sweep.package`` filled in; ``secrets``: name -> value, to be delivered only
+    into the experiments' environment; ``reporter``: progress for the user. Returns facts merged into
+    ``sweep.detail`` and recorded. Optional: without it (or returning ``None``) nothing is prepared.
+    First result.
     """
 
 
@@ -147,13 +202,17 @@ def mrunner_submit(
     record: Callable[[Sequence[RunUpdate]], None],
     reporter: Reporter,
 ) -> bool | None:
-    """Called to hand ``runs`` (all in state ``planned``) to the backend. Return ``True`` when handled.
+    """Called to hand ``runs`` (all in state ``planned``, each at its ``attempt``) to the backend. Required.
 
-    Call ``record`` with updates (state ``submitted`` and the job reference) as soon as the backend has
-    accepted each part, so that an interruption loses nothing. Submitting the same run at the same
-    ``attempt`` twice must not create a second job (deterministic names, or look before submitting):
-    `mrunner resume` after an interruption relies on it. Raise ``BackendError`` with the backend's own
-    message when it refuses; what was recorded before stays. First result.
+    ``sweep``: the sweep, packaged and prepared; ``runs``: what to start; ``secrets``: name -> value for the
+    experiments' environment only; ``options``: how the user asked to submit (``detach``); ``record``: call
+    it with ``RunUpdate``s (state ``submitted`` and the job reference) as soon as the backend has accepted
+    each part, so that an interruption loses nothing (a backend that runs experiments itself, like the local
+    one, also records ``running`` and the end through it); ``reporter``: progress for the user.
+    Submitting the same run at the same ``attempt`` twice must not create a second job (deterministic
+    names, or look before submitting): `mrunner resume` after an interruption relies on it. Raise
+    ``BackendError`` with the backend's own message when it refuses; what was recorded before stays.
+    Returns ``True`` once every run is handed over. First result.
     """
 
 
@@ -162,29 +221,47 @@ def mrunner_submit(
 
 @hookspec(firstresult=True)
 def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    """Called by `mrunner status`, `resume` and ``--wait``: return the current state of ``runs`` (the
-    sweep's runs that have not ended), in as few calls to the backend as possible (one per sweep).
-    An empty list means nothing changed. First result.
+    """Called by `mrunner status`, `resume` and ``--wait``: the current state of ``runs``. Required.
+
+    ``sweep``: the recorded sweep; ``runs``: its runs that have not ended (submitted, pending, running).
+    Ask the backend in as few calls as possible (one per sweep). A run that ended reports its real end
+    (completed or failed with its exit code, from the attempt's exit-code file of ``mrunner.layout`` where the
+    scheduler has forgotten it), and a run the backend no longer knows and that left no exit code is
+    ``lost``. Returns the changed states (an empty list: nothing changed). First result.
     """
 
 
 @hookspec(firstresult=True)
-def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    """Called by `mrunner cancel`: stop exactly ``runs`` (queued or running) and return their new states.
+def mrunner_cancel(
+    sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
+) -> list[RunUpdate] | None:
+    """Called by `mrunner cancel`: stop exactly ``runs`` (queued or running). Required.
+
+    ``sweep``: the recorded sweep; ``runs``: the runs to stop; ``record``: records updates at once (a backend
+    whose experiments report their own end records ``cancelled`` before it stops them, so that the end is
+    not taken for a failure). A running experiment's process group gets SIGTERM and the context's
+    ``grace_period`` to save before it is killed. Returns the new states; a run that had already ended
+    before the cancel keeps its real end. First result.
+    """
+
+
+@hookspec(firstresult=True)
+def mrunner_logs(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) -> Iterator[str] | None:
+    """Called by `mrunner logs`: the experiment's output. Required.
+
+    ``sweep``, ``run``: the recorded experiment (at its latest attempt); ``follow``: keep yielding new output
+    until the experiment ends; ``ended``: asks the records (refreshed through ``mrunner_status``) whether the
+    run has ended, for a backend that cannot tell by itself. Returns an iterator over chunks of text.
     First result.
-    """
-
-
-@hookspec(firstresult=True)
-def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
-    """Called by `mrunner logs`: return an iterator over the experiment's output (chunks of text); with
-    ``follow`` it ends when the experiment ends. First result.
     """
 
 
 @hookspec
 def mrunner_sweep_submitted(sweep: Sweep, runs: Sequence[Run], reporter: Reporter) -> None:
     """Called when a submission or resume is about to hand its runs to ``mrunner_submit`` (packaging and
-    resources are ready): tell the user where to look, e.g. a tracker prints the link to the sweep in its
-    UI. Called before the submit hook because a local sweep runs inside it. Every plugin is called.
+    resources are ready): tell the user where to look, e.g. a tracker prints the link to the sweep in its UI.
+
+    ``sweep``: the sweep; ``runs``: the runs about to be handed over; ``reporter``: where to say it. Called
+    before the submit hook because a local sweep runs inside it. Called on the sweep's backend plugin and
+    every tracker. Returns nothing.
     """

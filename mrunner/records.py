@@ -107,6 +107,9 @@ class RunUpdate:
     exit_code: int | None = None
     backend_ref: str | None = None
     detail: str | None = None
+    #: The end the experiment's own exit-code file tells: it outranks a ``cancelled`` recorded while the
+    #: experiment was already ending (a cancel is recorded before the signal, so a waiting run never starts).
+    ended_by_itself: bool = False
 
     def __post_init__(self) -> None:
         if self.state not in STATES:

@@ -235,8 +235,9 @@ def _materialise(snapshot: Snapshot) -> None:
             destination = building / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_bytes(snapshot.read(relative))
-            os.chmod(destination, mode)
-        os.chmod(building, 0o755)
+            os.chmod(destination, mode & ~0o222)  # experiments share the tree: read-only where modes count
+        for folder in sorted({p for relative in snapshot.files for p in Path(relative).parents}, reverse=True):
+            os.chmod(building / folder, 0o555)
         try:
             building.rename(snapshot.tree)
         except OSError:
@@ -244,6 +245,8 @@ def _materialise(snapshot: Snapshot) -> None:
                 raise
     finally:
         if building.exists():
+            for left, _, _ in os.walk(building):
+                os.chmod(left, 0o755)
             shutil.rmtree(building, ignore_errors=True)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mrunner import paths
 from mrunner.errors import MrunnerError, NotFound
-from mrunner.records import ACTIVE, COMPLETED, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, CANCELLED, COMPLETED, TERMINAL, Run, RunUpdate, Sweep
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -121,7 +121,8 @@ class Store:
                 if update.index not in current:
                     raise MrunnerError(f"sweep {sweep_id} has no experiment {update.index}")
                 state, exit_code, backend_ref = current[update.index]
-                if keep_terminal and state in TERMINAL and update.state != state:
+                overrides_cancel = update.ended_by_itself and state == CANCELLED
+                if keep_terminal and state in TERMINAL and update.state != state and not overrides_cancel:
                     continue
                 new_ref = update.backend_ref if update.backend_ref is not None else backend_ref
                 new_exit = update.exit_code if update.exit_code is not None else exit_code

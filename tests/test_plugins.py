@@ -12,54 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ECHO_PLUGIN = '''
-"""A third-party backend: "runs" each experiment by appending its parameters to a file."""
-import json
-from mrunner.hookspecs import BackendInfo, hookimpl
-from mrunner.records import COMPLETED, SUBMITTED, RunUpdate
-from mrunner.schema import ContextKey
-
-
-@hookimpl
-def mrunner_backends():
-    return [BackendInfo("echo", "writes parameters to a file")]
-
-
-@hookimpl
-def mrunner_context_keys(backend):
-    if backend == "echo":
-        return [ContextKey("out_file", "str", required=True, help="where the parameters go")]
-
-
-@hookimpl
-def mrunner_plan(context, count):
-    if context["backend"] == "echo":
-        return [f"append {count} lines to {context['out_file']}"]
-
-
-@hookimpl
-def mrunner_package(sweep, snapshot, reporter):
-    if sweep.backend == "echo":
-        return {"files": len(snapshot.files)}
-
-
-@hookimpl
-def mrunner_setup_resources(sweep, secrets, reporter):
-    if sweep.backend == "echo":
-        return {}
-
-
-@hookimpl
-def mrunner_submit(sweep, runs, secrets, options, record, reporter):
-    if sweep.backend != "echo":
-        return None
-    with open(sweep.context["out_file"], "a") as out:
-        for run in runs:
-            record([RunUpdate(run.index, SUBMITTED, backend_ref=f"echo-{run.index}")])
-            out.write(json.dumps({"sweep": sweep.id, "index": run.index, "parameters": run.parameters}) + "\\n")
-            record([RunUpdate(run.index, COMPLETED, exit_code=0)])
-    return True
-'''
+EXAMPLE_BACKEND = Path(__file__).resolve().parent.parent / "examples" / "backend"
 
 
 def install(tmp_path: Path, name: str, module_text: str) -> Path:
@@ -89,9 +42,22 @@ def install(tmp_path: Path, name: str, module_text: str) -> Path:
     return site
 
 
+def install_folder(package: Path, site: Path) -> Path:
+    """Install the distribution in folder ``package`` into the private site folder ``site``."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is needed to install the test plugin (tests/run installs it)")
+    subprocess.run([uv, "pip", "install", "--quiet", "--no-deps", "--python", sys.executable, "--target", str(site), str(package)],
+                   check=True, capture_output=True)  # fmt: skip
+    return site
+
+
 @pytest.fixture(scope="module")
 def echo_site(tmp_path_factory) -> Path:
-    return install(tmp_path_factory.mktemp("echo"), "mrunner-echo", ECHO_PLUGIN)
+    """The README's example backend (examples/backend), installed from a temporary copy as a user would."""
+    folder = tmp_path_factory.mktemp("process")
+    shutil.copytree(EXAMPLE_BACKEND, folder / "backend", ignore=shutil.ignore_patterns("__pycache__"))
+    return install_folder(folder / "backend", folder / "site")
 
 
 def with_site(site: Path, **extra: str) -> dict:
@@ -99,23 +65,76 @@ def with_site(site: Path, **extra: str) -> dict:
 
 
 def test_an_installed_third_party_backend_is_found_listed_and_used(mrunner, mrunner_home, echo_site, tmp_path):
+    """The example backend's mrunner_backends, mrunner_package, mrunner_submit, mrunner_status and mrunner_logs,
+    as a user installs and uses it."""
     listing = mrunner("plugins", "--json", env=with_site(echo_site))
     plugins = {p["name"]: p for p in json.loads(listing.stdout)}
-    assert plugins["echo"]["distribution"] == "mrunner-echo" and plugins["echo"]["version"] == "1.2.3"
-    assert plugins["echo"]["backends"] == ["echo"]
-    assert "mrunner_submit" in plugins["echo"]["hooks"]
+    assert plugins["process"]["distribution"] == "mrunner-process" and plugins["process"]["version"] == "1.0.0"
+    assert plugins["process"]["backends"] == ["process"]
+    assert "mrunner_submit" in plugins["process"]["hooks"]
     assert plugins["local"]["distribution"] == "mrunner-local"
 
-    (tmp_path / "x.py").write_text("print(1)\n")
-    out = tmp_path / "out.jsonl"
+    (tmp_path / "x.py").write_text("from mrunner import get_configuration\nprint('a is', get_configuration().a)\n")
     folder = mrunner_home / "config" / "mrunner" / "context"
     folder.mkdir(parents=True)
-    (folder / "echo.yaml").write_text(f"backend: echo\nout_file: {out}\n")
-    result = mrunner("x.py", "-m", "a=1,2", "+context=echo", env=with_site(echo_site))
+    (folder / "proc.yaml").write_text(f"backend: process\nstorage_dir: {tmp_path / 'storage'}\n")
+    result = mrunner("x.py", "-m", "a=1,2", "+context=proc", "--wait", env=with_site(echo_site))
     assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [line["parameters"] for line in lines] == [{"a": 1}, {"a": 2}]
-    assert "2 completed" in mrunner("status", lines[0]["sweep"], env=with_site(echo_site)).stdout
+    sweep = result.stdout.strip().splitlines()[-1]
+    assert "2 completed" in mrunner("status", sweep, env=with_site(echo_site)).stdout
+    assert mrunner("logs", f"{sweep}/1", env=with_site(echo_site)).stdout == "a is 2\n"
+
+
+MISSPELLED = """
+from mrunner.hookspecs import hookimpl
+
+@hookimpl
+def mrunner_stauts(sweep, runs):
+    return []
+"""
+
+INCOMPLETE = """
+from mrunner.hookspecs import BackendInfo, hookimpl
+
+@hookimpl
+def mrunner_backends():
+    return [BackendInfo("half", "submits, but cannot tell how its experiments are")]
+
+@hookimpl
+def mrunner_package(sweep, snapshot, reporter):
+    return {}
+
+@hookimpl
+def mrunner_submit(sweep, runs, secrets, options, record, reporter):
+    return True
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        (
+            "mrunner-typo",
+            MISSPELLED,
+            "plugin 'typo' from mrunner-typo 1.2.3 implements mrunner_stauts, which is not an mrunner hook",
+        ),
+        (
+            "mrunner-half",
+            INCOMPLETE,
+            "backend plugin 'half' from mrunner-half 1.2.3 does not implement mrunner_status, which every backend must",
+        ),
+    ],
+)
+def test_a_misspelled_hook_or_a_missing_required_hook_is_refused_when_the_plugin_loads(
+    mrunner, tmp_path, name, text, said
+):
+    site = install(tmp_path, name, text)
+    (tmp_path / "x.py").write_text("print(1)\n")
+    for command in (["plugins"], ["x.py", "--dry-run"]):
+        result = mrunner(*command, env=with_site(site))
+        assert result.returncode != 0
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+        assert said in result.stderr
 
 
 def test_mrunner_plugins_restricts_what_loads(mrunner, echo_site):

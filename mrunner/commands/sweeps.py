@@ -130,9 +130,15 @@ def logs_command(options: argparse.Namespace) -> int:
         raise MrunnerError(
             f"experiment {run.ref} was never submitted, so it has no output (`mrunner resume {sweep.id}`)"
         )
-    chunks = plugins.manager().hook.mrunner_logs(sweep=sweep, run=run, follow=options.follow)
+
+    def ended() -> bool:
+        return store.run(sweep.id, run.index).state in TERMINAL or all(
+            r.state in TERMINAL for r in dispatch.refresh(sweep, store) if r.index == run.index
+        )
+
+    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=options.follow, ended=ended)
     if chunks is None:
-        raise MrunnerError(f"backend {sweep.backend!r} cannot show logs")
+        raise MrunnerError(f"backend {sweep.backend!r} answered nothing to mrunner_logs: a bug in its plugin")
     for chunk in chunks:
         sys.stdout.write(chunk)
         sys.stdout.flush()

@@ -22,10 +22,6 @@ QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 LOG_WAIT_SECONDS = 600
 
 
-def _ours(backend: str) -> bool:
-    return backend == NAME
-
-
 def namespace_of(context: Mapping[str, Any], project: str) -> str:
     from mrunner_k8s import names
 
@@ -45,8 +41,6 @@ def mrunner_backends() -> list[BackendInfo]:
 
 @hookimpl
 def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
-    if not _ours(backend):
-        return None
     from mrunner_k8s.keys import KEYS
 
     return KEYS
@@ -54,8 +48,6 @@ def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
 
 @hookimpl
 def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
-    if not _ours(context["backend"]):
-        return
     from mrunner_k8s import names
 
     variable = context.get("registry_password_env")
@@ -80,8 +72,6 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
 
 @hookimpl
 def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
-    if not _ours(context["backend"]):
-        return None
     from mrunner_k8s import names
 
     project = context.get("project") or "(the project)"
@@ -102,8 +92,6 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
 @hookimpl
 def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_k8s import image
 
     facts = image.ensure(sweep, snapshot, reporter)
@@ -114,8 +102,6 @@ def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dic
 
 @hookimpl
 def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_k8s import names
 
     namespace = namespace_of(sweep.context, sweep.project)
@@ -141,8 +127,6 @@ def mrunner_submit(
     record: Callable[[Sequence[RunUpdate]], None],
     reporter: Reporter,
 ) -> bool | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_k8s import manifests
 
     cluster = _cluster(sweep)
@@ -166,8 +150,6 @@ def mrunner_submit(
 
 @hookimpl
 def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_k8s.cluster import run_states
 
     jobs, pods = _cluster(sweep).sweep_objects(sweep)
@@ -176,8 +158,6 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
 
 @hookimpl
 def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_k8s.cluster import cancelled
 
     _cluster(sweep).delete_jobs(sweep, runs)
@@ -186,8 +166,6 @@ def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
 
 @hookimpl
 def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
-    if not _ours(sweep.backend):
-        return None
     cluster = _cluster(sweep)
     pod = cluster.pod_of(sweep, run)
     deadline = time.monotonic() + LOG_WAIT_SECONDS

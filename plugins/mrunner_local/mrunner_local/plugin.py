@@ -16,10 +16,6 @@ from mrunner.snapshot import Snapshot
 NAME = "local"
 
 
-def _ours(backend: str) -> bool:
-    return backend == NAME
-
-
 @hookimpl
 def mrunner_backends() -> list[BackendInfo]:
     return [BackendInfo(NAME, "experiments as subprocesses of this machine, a few at a time")]
@@ -27,21 +23,18 @@ def mrunner_backends() -> list[BackendInfo]:
 
 @hookimpl
 def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
-    if not _ours(backend):
-        return None
     return [
         ContextKey("max_parallel", "int", None, "experiments running at once (default: CPUs, or GPUs / gpus_per_experiment)"),
         ContextKey("gpus", "list", [], "GPU ids handed out through CUDA_VISIBLE_DEVICES, e.g. [0, 1]"),
         ContextKey("gpus_per_experiment", "int", 1, "how many of `gpus` each experiment gets"),
         ContextKey("storage_dir", "str", str(paths.data_dir() / "storage"), "STORAGE_DIR; experiments' output folders go below it"),
+        ContextKey("grace_period", "int", 10, "seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before SIGKILL"),
         ContextKey("python", "str", sys.executable, "interpreter for .py scripts (default: the one running mrunner)"),
     ]  # fmt: skip
 
 
 @hookimpl
 def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
-    if not _ours(context["backend"]):
-        return None
     from mrunner_local.supervisor import parallelism
 
     gpus = context.get("gpus") or []
@@ -56,15 +49,13 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
 @hookimpl
 def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
-    if not _ours(sweep.backend):
-        return None
-    return {"code_dir": str(snapshot.folder())}
+    from mrunner.layout import working_entries
+
+    return {"code_dir": str(snapshot.folder()), "entries": working_entries(snapshot.files, sweep.workdir)}
 
 
 @hookimpl
 def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_local.supervisor import sweep_dir
 
     sweep_dir(sweep).mkdir(parents=True, exist_ok=True)
@@ -80,24 +71,20 @@ def mrunner_submit(
     record: Callable[[Sequence[RunUpdate]], None],
     reporter: Reporter,
 ) -> bool | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_local import supervisor
 
     record([RunUpdate(run.index, SUBMITTED, detail="queued locally") for run in runs])
     if options.detach:
-        pid = supervisor.spawn_detached(sweep, runs, secrets)
+        pid = supervisor.spawn_detached(sweep, runs, secrets, options.records)
         reporter.step(f"sweep {sweep.id} runs in the background (supervisor pid {pid})")
     else:
-        supervisor.run_inline(sweep, runs, secrets, reporter)
+        supervisor.run_inline(sweep, runs, secrets, record, options.records, reporter)
     return True
 
 
 @hookimpl
 def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
     """The supervisor records states as they change; here only runs whose supervisor died are found out."""
-    if not _ours(sweep.backend):
-        return None
     from mrunner_local.supervisor import reconcile, supervisor_alive
 
     if supervisor_alive(sweep):
@@ -106,18 +93,16 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
 
 
 @hookimpl
-def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    if not _ours(sweep.backend):
-        return None
+def mrunner_cancel(
+    sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
+) -> list[RunUpdate] | None:
     from mrunner_local.supervisor import cancel
 
-    return cancel(sweep, runs)
+    return cancel(sweep, runs, record)
 
 
 @hookimpl
-def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
-    if not _ours(sweep.backend):
-        return None
+def mrunner_logs(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) -> Iterator[str] | None:
     from mrunner_local.supervisor import follow_log
 
-    return follow_log(sweep, run, follow)
+    return follow_log(sweep, run, follow, ended)

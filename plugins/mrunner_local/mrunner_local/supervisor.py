@@ -1,9 +1,14 @@
 """Running a sweep's experiments on this machine: at most ``max_parallel`` at once, GPUs handed out one
-set per experiment, output to a log per experiment, every state change recorded as it happens.
+set per experiment, each attempt laid out as ``mrunner.layout`` says, every state change recorded through
+the core as it happens.
 
 The supervisor runs inside `mrunner` (with a progress bar; Ctrl-C cancels) or, with ``--detach``, as a
-background process of its own (``python -m mrunner_local.supervisor``) that `status`, `logs` and `cancel`
-find through the records.
+background process of its own (``python -m mrunner_local.supervisor RECORDS SWEEP INDEX...``) that records
+into the records database the sweep was submitted to.
+
+Stopping is exact: a cancel is recorded before the signal (so a waiting experiment never starts), each
+running experiment's process group gets SIGTERM and ``grace_period`` seconds, then SIGKILL; and an experiment
+that had ended before the signal keeps its real end, which its exit-code file proves.
 """
 
 from __future__ import annotations
@@ -16,21 +21,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
+from mrunner import layout as contract
+from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
 
-KILL_GRACE_SECONDS = 5.0
-EXIT_CODE_FILE = ".exit_code"
-# The experiment runs under a tiny shell that writes its exit code next to its output. If mrunner itself is
-# killed, the experiment still finishes (it leads its own session), and `status` learns how it ended from
-# this file instead of calling it lost and letting `resume` run it twice.
+Record = Callable[[Sequence[RunUpdate]], None]
+# The experiment runs under a tiny shell that writes its exit code to the attempt's exit-code file. If
+# mrunner itself is killed, the experiment still finishes (it leads its own session), and `status` learns
+# how it ended from this file instead of calling it lost and letting `resume` run it twice. The shell dies
+# with the group's SIGTERM, so a written file also proves that the experiment ended before any signal.
 _RECORD_EXIT = (
-    'code=0; "$@" || code=$?; printf "%s\\n" "$code" > "$MRUNNER_EXPERIMENT_DIR/' + EXIT_CODE_FILE + '"; exit "$code"'
+    'file=$1; shift; code=0; "$@" || code=$?; '
+    'printf "%s\\n" "$code" > "$file.tmp" && mv -f "$file.tmp" "$file"; exit "$code"'
 )
 
 
@@ -43,16 +50,16 @@ def parallelism(context: Mapping[str, Any]) -> int:
     return os.cpu_count() or 1
 
 
+def storage(sweep: Sweep) -> str:
+    return str(Path(sweep.context["storage_dir"]).expanduser())
+
+
+def layout_of(sweep: Sweep, run: Run) -> contract.Layout:
+    return contract.of_run(storage(sweep), sweep, run)
+
+
 def sweep_dir(sweep: Sweep) -> Path:
-    return Path(sweep.context["storage_dir"]).expanduser() / sweep.project / sweep.id
-
-
-def experiment_dir(sweep: Sweep, run: Run) -> Path:
-    return sweep_dir(sweep) / f"{run.index}-{run.name}"
-
-
-def log_path(sweep: Sweep, run: Run) -> Path:
-    return experiment_dir(sweep, run) / "output.log"
+    return Path(contract.Layout(storage(sweep), sweep.project, sweep.id, 0, "").sweep_dir)
 
 
 # -- which process supervises a sweep ------------------------------------------------------------------------
@@ -73,7 +80,7 @@ def _identity(pid: int) -> str:
 
 def supervisor_alive(sweep: Sweep) -> bool:
     """Whether the supervisor recorded for the sweep (``sweep.detail["supervisor"]``) still runs."""
-    recorded = Store().sweep(sweep.id).detail.get("supervisor")
+    recorded = sweep.detail.get("supervisor")
     if not recorded:
         return False
     pid = int(recorded.split("@", 1)[0])
@@ -84,10 +91,19 @@ def supervisor_alive(sweep: Sweep) -> bool:
 
 
 class Supervisor:
-    def __init__(self, sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str], on_end=None) -> None:
+    def __init__(
+        self,
+        sweep: Sweep,
+        runs: Sequence[Run],
+        secrets: Mapping[str, str],
+        record: Record,
+        state_of: Callable[[int], str],
+        on_end: Callable[[Run], None] | None = None,
+    ) -> None:
         self.sweep = sweep
-        self.store = Store()
         self.lock = threading.Lock()
+        self._record = record
+        self.state_of = state_of
         self.secrets = dict(secrets)
         self.on_end = on_end
         self.pending: queue.Queue[Run] = queue.Queue()
@@ -100,25 +116,26 @@ class Supervisor:
             self.gpus.put(gpus[start : start + per])
         self.slots = min(parallelism(sweep.context), max(1, len(runs)))
         self.children: dict[int, subprocess.Popen] = {}
+        self.workers: list[threading.Thread] = []
         self.stopping = threading.Event()
         self.base_env = {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1")}
+        self.entries = list(sweep.package.get("entries") or [])
+        self.code_dir = sweep.package["code_dir"]
 
     def record(self, update: RunUpdate) -> None:
         with self.lock:
-            self.store.apply(self.sweep.id, [update])
-
-    def claim(self) -> None:
-        """Say in the records that this process supervises the sweep."""
-        with self.lock:
-            self.sweep.detail["supervisor"] = _identity(os.getpid())
-            self.store.update_sweep(self.sweep)
+            self._record([update])
 
     def run(self) -> None:
         """Run every pending experiment; returns when all have ended (or ``stop`` was called)."""
-        workers = [threading.Thread(target=self._work, daemon=True) for _ in range(self.slots)]
-        for worker in workers:
+        self.workers = [threading.Thread(target=self._work, daemon=True) for _ in range(self.slots)]
+        for worker in self.workers:
             worker.start()
-        for worker in workers:
+        self.join()
+
+    def join(self) -> None:
+        """Wait for the workers: each records how its experiment ended before it returns."""
+        for worker in self.workers:
             while worker.is_alive():
                 worker.join(0.2)  # short joins keep the main thread responsive to Ctrl-C and signals
 
@@ -128,10 +145,6 @@ class Supervisor:
                 run = self.pending.get_nowait()
             except queue.Empty:
                 return
-            with self.lock:
-                current = self.store.run(self.sweep.id, run.index).state
-            if current != SUBMITTED:
-                continue  # cancelled (or taken over) while it waited
             gpus = self.gpus.get() if self.sweep.context.get("gpus") else None
             try:
                 self._run_one(run, gpus)
@@ -140,67 +153,99 @@ class Supervisor:
                     self.gpus.put(gpus)
 
     def _run_one(self, run: Run, gpus: list[str] | None) -> None:
-        folder = experiment_dir(self.sweep, run)
-        folder.mkdir(parents=True, exist_ok=True)
-        log = folder / "output.log"
-        if run.attempt and log.exists():
-            log.rename(folder / f"output.log.{run.attempt - 1}")
-        (folder / EXIT_CODE_FILE).unlink(missing_ok=True)
-        config_file = folder / "mrunner_config.yaml"
-        config_file.write_text(json.dumps(run.config_document(self.sweep), indent=1))  # JSON is YAML too
-        env = {
-            **self.base_env, **run.env, **self.secrets,
-            "MRUNNER_CONFIG": str(config_file), "MRUNNER_EXPERIMENT_DIR": str(folder),
-            "STORAGE_DIR": str(Path(self.sweep.context["storage_dir"]).expanduser()),
-        }  # fmt: skip
+        layout = layout_of(self.sweep, run)
+        exit_file = layout.exit_code_file()
+        try:
+            contract.prepare(layout, self.code_dir, self.entries, json.dumps(run.config_document(self.sweep)))
+        except OSError as error:
+            self.record(RunUpdate(run.index, FAILED, exit_code=97, detail=f"cannot set up its folder: {error}"))
+            self._ended(run)
+            return
+        env = {**self.base_env, **run.env, **self.secrets, **layout.environment()}
         if gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        cwd = Path(self.sweep.package["code_dir"]) / self.sweep.workdir
-        with open(log, "wb") as output:
-            try:
-                child = subprocess.Popen(
-                    ["/bin/sh", "-c", _RECORD_EXIT, "mrunner-experiment", *run.command], cwd=cwd, env=env,
-                    stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
-            except OSError as error:
-                output.write(f"mrunner: cannot start {run.command[0]}: {error}\n".encode())
-                self.record(RunUpdate(run.index, FAILED, exit_code=127, detail=f"cannot start: {error.strerror}"))
+        cwd = contract.working_directory(layout, self.sweep.workdir)
+        with open(layout.log_file(), "wb") as output:
+            with self.lock:  # a stop either sees this child or keeps it from starting: never neither
+                if self.stopping.is_set() or self.state_of(run.index) != SUBMITTED:
+                    return  # cancelled (or taken over) while it waited
+                child: subprocess.Popen[bytes] | None
+                try:
+                    child = subprocess.Popen(
+                        ["/bin/sh", "-c", _RECORD_EXIT, "mrunner-experiment", exit_file, *run.command],
+                        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )  # fmt: skip
+                except OSError as error:
+                    output.write(f"mrunner: cannot start {run.command[0]}: {error}\n".encode())
+                    self._record(
+                        [RunUpdate(run.index, FAILED, exit_code=127, detail=f"cannot start: {error.strerror}")]
+                    )
+                    child = None
+                else:
+                    self.children[run.index] = child
+                    self._record([RunUpdate(run.index, RUNNING, backend_ref=f"pid:{_identity(child.pid)}")])
+            if child is None:
                 self._ended(run)
                 return
-            with self.lock:
-                self.children[run.index] = child
-            self.record(RunUpdate(run.index, RUNNING, backend_ref=f"pid:{_identity(child.pid)}"))
             code = child.wait()
         with self.lock:
             self.children.pop(run.index, None)
-        state = COMPLETED if code == 0 else CANCELLED if self.stopping.is_set() else FAILED
-        self.record(RunUpdate(run.index, state, exit_code=code, detail=None if code >= 0 else f"signal {-code}"))
+        self.record(end_of(run, exit_file, code, stopped=self.stopping.is_set()))
         self._ended(run)
 
     def _ended(self, run: Run) -> None:
         if self.on_end:
             self.on_end(run)
 
-    def stop(self, reason: str) -> None:
-        """Cancel everything: running children are terminated, waiting experiments never start."""
-        self.stopping.set()
+    def stop(self, reason: str, reporter: Reporter | None = None) -> None:
+        """Cancel everything: waiting experiments never start, running ones get SIGTERM, then the grace
+        period, then SIGKILL of their whole process group."""
         with self.lock:
-            children = list(self.children.items())
-        for index, child in children:
-            self.record(RunUpdate(index, CANCELLED, detail=reason))
-            _kill(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + KILL_GRACE_SECONDS
-        for _, child in children:
-            try:
-                child.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _kill(child.pid, signal.SIGKILL)
-        while True:
-            try:
-                run = self.pending.get_nowait()
-            except queue.Empty:
-                break
-            self.record(RunUpdate(run.index, CANCELLED, detail=reason))
+            self.stopping.set()
+            children = dict(self.children)
+            waiting = []
+            while True:
+                try:
+                    waiting.append(self.pending.get_nowait())
+                except queue.Empty:
+                    break
+            self._record(
+                [RunUpdate(index, CANCELLED, detail=reason) for index in [*children, *(r.index for r in waiting)]]
+            )
+        pids = [child.pid for child in children.values()]
+        grace = float(self.sweep.context.get("grace_period", 30))
+        if pids and reporter is not None:
+            reporter.step(
+                f"stopping {len(pids)} running experiment{'s' * (len(pids) != 1)}: SIGTERM, then SIGKILL after {grace:g} s"
+            )
+        terminate_groups(pids, grace)
+
+
+def end_of(run: Run, exit_file: str, code: int, stopped: bool) -> RunUpdate:
+    """How an attempt ended: its own exit code when its exit-code file has one (it ended by itself, even if
+    a stop came just after), else cancelled when it was stopped, else what its shell returned."""
+    real = contract.read_exit_code(exit_file)
+    if real is not None:
+        return RunUpdate(run.index, COMPLETED if real == 0 else FAILED, exit_code=real, ended_by_itself=True)
+    if stopped:
+        return RunUpdate(run.index, CANCELLED, exit_code=code)
+    detail = f"signal {-code}" if code < 0 else None
+    return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, detail=detail)
+
+
+def terminate_groups(pids: Sequence[int], grace: float) -> None:
+    """SIGTERM each process group, wait up to ``grace`` seconds for them to be gone, SIGKILL what is left."""
+    for pid in pids:
+        _kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _group_alive(pid)]
+        if alive:
+            time.sleep(0.05)
+    for pid in alive:
+        _kill(pid, signal.SIGKILL)
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -210,50 +255,95 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def run_inline(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str], reporter: Reporter) -> None:
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a group whose only member is an unreaped leader has ended
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] != "Z" or _other_members(pid)
+    except OSError:
+        return _other_members(pid)
+
+
+def _other_members(pgid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pgid:
+            try:
+                with open(f"/proc/{entry}/stat") as stream:
+                    if int(stream.read().rsplit(")", 1)[1].split()[2]) == pgid:
+                        return True
+            except (OSError, ValueError, IndexError):
+                continue
+    return False
+
+
+def run_inline(
+    sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str], record: Record, store_path: str, reporter: Reporter
+) -> None:
     """Run the sweep in this process with a progress bar; Ctrl-C cancels what runs and what waits."""
+    store = Store(Path(store_path))
     with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
-        supervisor = Supervisor(sweep, runs, secrets, on_end=lambda run: progress.advance())
-        supervisor.claim()
+        supervisor = Supervisor(
+            sweep, runs, secrets, record, lambda index: store.run(sweep.id, index).state, lambda run: progress.advance()
+        )
+        _claim(sweep, store)
+        previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
         try:
             supervisor.run()
         except KeyboardInterrupt:
-            supervisor.stop("cancelled by Ctrl-C")
+            supervisor.stop("cancelled (mrunner was interrupted)", reporter)
+            supervisor.join()
             raise
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
-def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]) -> int:
+def _interrupt(number: int, _frame: object) -> None:
+    """A SIGTERM or SIGHUP to mrunner stops a sweep it runs as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _claim(sweep: Sweep, store: Store) -> None:
+    """Say in the records that this process supervises the sweep."""
+    sweep.detail["supervisor"] = _identity(os.getpid())
+    store.update_sweep(sweep)
+
+
+def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str], store_path: str) -> int:
     """Start a background supervisor for ``runs``; secrets reach it through its environment only."""
     log = sweep_dir(sweep) / "supervisor.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mrunner_local.supervisor", sweep.id, *(str(run.index) for run in runs)],
+            [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id, *(str(run.index) for run in runs)],
             env={**os.environ, **secrets}, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     # Recorded here, not only by the child, so a `status` right after submission finds it alive.
     sweep.detail["supervisor"] = _identity(process.pid)
-    Store().update_sweep(sweep)
+    Store(Path(store_path)).update_sweep(sweep)
     return process.pid
 
 
-def cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
-    """Record the runs cancelled first (so the supervisor neither starts them nor calls them failed),
-    then terminate those that run."""
-    store = Store()
+def cancel(sweep: Sweep, runs: Sequence[Run], record: Record) -> list[RunUpdate]:
+    """Record the runs cancelled first (so the supervisor neither starts them nor calls them failed), then
+    stop those that run; one that had ended by itself meanwhile keeps its end (its supervisor records it)."""
     updates = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs]
-    store.apply(sweep.id, updates)
+    record(updates)
     pids = [pid for pid in map(_pid_of, runs) if pid is not None]
-    for pid in pids:
-        _kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_GRACE_SECONDS
-    while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if _group_alive(pid)]
-        time.sleep(0.05)
-    for pid in pids:
-        _kill(pid, signal.SIGKILL)
-    return updates
+    terminate_groups(pids, float(sweep.context.get("grace_period", 30)))
+    ends = [_own_end(sweep, run) for run in runs]
+    return [end for end in ends if end is not None] + [u for u, e in zip(updates, ends) if e is None]
+
+
+def _own_end(sweep: Sweep, run: Run) -> RunUpdate | None:
+    code = contract.read_exit_code(layout_of(sweep, run).exit_code_file())
+    if code is None:
+        return None
+    return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True)
 
 
 def _pid_of(run: Run) -> int | None:
@@ -270,54 +360,50 @@ def reconcile(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
     ones keep running, and the rest are lost (so `resume` runs them, and only them, again)."""
     updates = []
     for run in runs:
-        exit_file = experiment_dir(sweep, run) / EXIT_CODE_FILE
-        if run.state == RUNNING and exit_file.exists():
-            text = exit_file.read_text().strip()
-            if text.lstrip("-").isdigit():
-                code = int(text)
-                updates.append(RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code))
+        if run.state == RUNNING:
+            end = _own_end(sweep, run)
+            if end is not None:
+                updates.append(end)
                 continue
-        if run.state == RUNNING and _pid_of(run) is not None:
-            continue
+            if _pid_of(run) is not None:
+                continue
         updates.append(RunUpdate(run.index, LOST, detail="its supervisor is gone (killed, or the machine restarted)"))
     return updates
 
 
-def _group_alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def follow_log(sweep: Sweep, run: Run, follow: bool) -> Iterator[str]:
-    """The experiment's output; with ``follow``, new output as it comes until the experiment ends."""
-    path = log_path(sweep, run)
-    store = Store()
+def follow_log(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) -> Iterator[str]:
+    """The attempt's output; with ``follow``, new output as it comes until the experiment ends."""
+    layout = layout_of(sweep, run)
+    path = layout.log_file()
     position = 0
     while True:
-        ended = store.run(sweep.id, run.index).state in TERMINAL
-        if path.exists():
+        done = contract.read_exit_code(layout.exit_code_file()) is not None or ended()
+        if os.path.exists(path):
             with open(path, "rb") as stream:
                 stream.seek(position)
                 chunk = stream.read()
                 position += len(chunk)
             if chunk:
                 yield chunk.decode(errors="replace")
-        if not follow or ended:
+        if not follow or done:
             return
         time.sleep(0.2)
 
 
 def main(argv: Sequence[str]) -> int:
-    """The detached supervisor: ``python -m mrunner_local.supervisor SWEEP INDEX...``."""
-    store = Store()
-    sweep = store.sweep(argv[0])
-    runs = [store.run(sweep.id, int(index)) for index in argv[1:]]
-    supervisor = Supervisor(sweep, runs, {})  # secrets are in this process's environment already
-    supervisor.claim()
+    """The detached supervisor: ``python -m mrunner_local.supervisor RECORDS SWEEP INDEX...``."""
+    store = Store(Path(argv[0]))
+    sweep = store.sweep(argv[1])
+    runs = [store.run(sweep.id, int(index)) for index in argv[2:]]
+
+    def record(updates: Sequence[RunUpdate]) -> None:
+        store.apply(sweep.id, updates)
+
+    # secrets are in this process's environment already
+    supervisor = Supervisor(sweep, runs, {}, record, lambda index: store.run(sweep.id, index).state)
+    _claim(sweep, store)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop("cancelled (supervisor terminated)"))
+    signal.signal(signal.SIGHUP, lambda *_: supervisor.stop("cancelled (supervisor hung up)"))
     try:
         supervisor.run()
     except KeyboardInterrupt:

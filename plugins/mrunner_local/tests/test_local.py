@@ -14,17 +14,20 @@ from pathlib import Path
 import pytest
 
 COUNTING_SCRIPT = """
-import json, os, sys, time
+import glob, json, os, sys, time
 from mrunner import get_configuration
 
 config = get_configuration()
 record = {"parameters": dict(config), "argv": sys.argv[1:], "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
-          "storage": os.environ["STORAGE_DIR"], "cwd": os.getcwd(), "start": time.time()}
+          "storage": os.environ["STORAGE_DIR"], "cwd": os.getcwd(), "file": os.path.realpath(__file__),
+          "start": time.time()}
 with open(os.path.join(config.get("ledger", "."), f"ran-{config.get('i', 0)}.txt"), "a") as ledger:
     ledger.write("x")  # one character per time the experiment ran
 print("started", config.get("i"), flush=True)
 print("to stderr", file=sys.stderr, flush=True)
 time.sleep(config.get("sleep", 0))
+while config.get("pair") and len(glob.glob(os.path.join(config.ledger, "ran-*.txt"))) < 2:
+    time.sleep(0.02)  # the first experiments wait for a second to start: they overlap by construction
 while config.get("gate") and not os.path.exists(config.gate):  # held until the test opens the gate
     time.sleep(0.02)
 record["end"] = time.time()
@@ -79,14 +82,16 @@ def test_a_grid_runs_to_completion_from_the_snapshot(mrunner, mrunner_home, proj
     assert [found[i]["parameters"]["i"] for i in range(4)] == [0, 1, 2, 3]
     assert found[0]["argv"] == ["--flag", "a b"]
     snapshot_root = mrunner_home / "data" / "mrunner" / "snapshots" / "trees"
-    assert Path(found[0]["cwd"]).parent == snapshot_root  # ran from the frozen copy, not the project
+    assert Path(found[0]["file"]).parent.parent == snapshot_root  # ran the frozen copy, not the project
+    for index, record in found.items():  # in its own folder, where its relative writes land
+        assert Path(record["cwd"]).name == f"{index}-exp" and Path(record["cwd"]).parent.name == sweep
     assert ledger(project) == {0: 1, 1: 1, 2: 1, 3: 1}
     states = status(mrunner, sweep)
     assert {e["state"] for e in states.values()} == {"completed"} and {e["exit_code"] for e in states.values()} == {0}
 
 
 def test_at_most_max_parallel_at_once_and_gpus_handed_out(mrunner, mrunner_home, project):
-    result = mrunner("exp.py", "-m", "i=range(6)", "sleep=0.4", "ledger=" + str(project.parent / "ledger"),
+    result = mrunner("exp.py", "-m", "i=range(6)", "pair=1", "ledger=" + str(project.parent / "ledger"),
                      "context.gpus=[0,1,2,3]", "context.gpus_per_experiment=2")  # fmt: skip
     found = results(mrunner_home, sweep_of(result))
     intervals = sorted((r["start"], r["end"], r["cuda"]) for r in found.values())

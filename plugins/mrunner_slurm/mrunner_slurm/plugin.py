@@ -1,7 +1,7 @@
 """The Slurm backend's hooks: code to a content-addressed store over SSH, one job array per sweep.
 
-Every hook first checks the backend is ``slurm`` and imports its modules (paramiko among them) inside
-its body, so `mrunner --help` and the other backends never pay for them.
+The core calls these hooks only for Slurm contexts and sweeps. Each imports its modules (paramiko among them)
+inside its body, so `mrunner --help` and the other backends never pay for them.
 """
 
 from __future__ import annotations
@@ -18,10 +18,6 @@ from mrunner.snapshot import Snapshot
 NAME = "slurm"
 
 
-def _ours(backend: str) -> bool:
-    return backend == NAME
-
-
 @hookimpl
 def mrunner_backends() -> list[BackendInfo]:
     return [BackendInfo(NAME, "job arrays on a Slurm cluster reached over SSH")]
@@ -29,8 +25,6 @@ def mrunner_backends() -> list[BackendInfo]:
 
 @hookimpl
 def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
-    if not _ours(backend):
-        return None
     from mrunner_slurm.keys import KEYS
 
     return KEYS
@@ -39,14 +33,12 @@ def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
 @hookimpl
 def mrunner_warm_up(context: Mapping[str, Any]) -> None:
     url = context.get("slurm_url")
-    if _ours(context.get("backend", "")) and isinstance(url, str) and "${" not in url:  # not an interpolation
+    if isinstance(url, str) and "${" not in url:  # not an interpolation
         _connect_in_background(context)
 
 
 @hookimpl
 def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
-    if not _ours(context.get("backend", "")):
-        return
     from mrunner_slurm.keys import check
 
     check(context, context_name)
@@ -78,8 +70,6 @@ def _warm(context: dict[str, Any]) -> None:
 
 @hookimpl
 def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
-    if not _ours(context["backend"]):
-        return None
     from mrunner_slurm.submit import describe
 
     return describe(context, count)
@@ -87,8 +77,6 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
 @hookimpl
 def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_slurm import deploy, ssh
 
     return deploy.deploy(ssh.connection(sweep.context), sweep.context["storage_dir"], snapshot, reporter)
@@ -98,8 +86,6 @@ def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dic
 def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
     """The sweep's folder and, with ``requirements_file``, the virtualenv. Secrets are written by submit,
     in the same round trip as the batch scripts, into a file only the user can read."""
-    if not _ours(sweep.backend):
-        return None
     from mrunner_slurm import batch, environment, ssh
 
     detail: dict[str, Any] = {"sweep_dir": batch.sweep_dir(sweep.package["storage_dir"], sweep)}
@@ -117,8 +103,6 @@ def mrunner_submit(
     record: Callable[[Sequence[RunUpdate]], None],
     reporter: Reporter,
 ) -> bool | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_slurm import ssh, submit
 
     submit.submit(ssh.connection(sweep.context), sweep, runs, secrets, record, reporter)
@@ -127,8 +111,6 @@ def mrunner_submit(
 
 @hookimpl
 def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_slurm import jobs, ssh
 
     return jobs.status(ssh.connection(sweep.context), sweep, runs)
@@ -136,8 +118,6 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
 
 @hookimpl
 def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_slurm import jobs, ssh
 
     return jobs.cancel(ssh.connection(sweep.context), sweep, runs)
@@ -145,8 +125,6 @@ def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
 
 @hookimpl
 def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
-    if not _ours(sweep.backend):
-        return None
     from mrunner_slurm import jobs, ssh
 
     return jobs.logs(ssh.connection(sweep.context), sweep, run, follow)

@@ -1,0 +1,108 @@
+"""An example third-party backend, complete in one file: each experiment runs as a background process of this
+machine, started by mrunner's own attempt wrapper (``python -m mrunner.attempt``), which lays it out as
+``mrunner.layout`` says, passes signals on and writes its exit code. Context keys: ``storage_dir``.
+
+The core calls these hooks only for sweeps and contexts of backend ``process``; it records what they return.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mrunner import layout
+from mrunner.hookspecs import BackendInfo, hookimpl
+from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, RunUpdate
+from mrunner.schema import ContextKey
+
+
+@hookimpl
+def mrunner_backends():
+    return [BackendInfo("process", "each experiment as a background process of this machine")]
+
+
+@hookimpl
+def mrunner_context_keys(backend):
+    return [ContextKey("storage_dir", "str", required=True, help="where the experiments' folders go")]
+
+
+def _layout(sweep, run):
+    return layout.of_run(sweep.context["storage_dir"], sweep, run)
+
+
+@hookimpl
+def mrunner_package(sweep, snapshot, reporter):
+    return {"code_dir": str(snapshot.folder()), "entries": layout.working_entries(snapshot.files, sweep.workdir)}
+
+
+@hookimpl
+def mrunner_submit(sweep, runs, secrets, options, record, reporter):
+    for run in runs:
+        where = _layout(sweep, run)
+        os.makedirs(os.path.dirname(where.log_file()), exist_ok=True)
+        document = json.dumps(run.config_document(sweep))
+        env = {**os.environ, **run.env, **secrets, **where.environment(), "MRUNNER_CONFIG_DOCUMENT": document}
+        command = [sys.executable, "-m", "mrunner.attempt", "--code", sweep.package["code_dir"],
+                   "--workdir", sweep.workdir, "--entries", json.dumps(sweep.package["entries"]),
+                   "--grace", str(sweep.context["grace_period"]), "--", *run.command]  # fmt: skip
+        with open(where.log_file(), "wb") as log:
+            child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True)  # fmt: skip
+        record([RunUpdate(run.index, RUNNING, backend_ref=str(child.pid))])
+    return True
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _end(sweep, run):
+    code = layout.read_exit_code(_layout(sweep, run).exit_code_file())
+    if code is not None:
+        return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True)
+    if not _alive(int(run.backend_ref)):
+        return RunUpdate(run.index, LOST, detail="its process ended without an exit code")
+    return None
+
+
+@hookimpl
+def mrunner_status(sweep, runs):
+    return [end for end in (_end(sweep, run) for run in runs) if end is not None]
+
+
+@hookimpl
+def mrunner_cancel(sweep, runs, record):
+    record([RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs])
+    for run in runs:
+        try:
+            os.kill(int(run.backend_ref), signal.SIGTERM)  # the wrapper passes it on and kills after the grace
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + float(sweep.context["grace_period"]) + 5
+    while any(_alive(int(run.backend_ref)) for run in runs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ends = {run.index: _end(sweep, run) for run in runs}
+    return [e if e is not None and e.state != LOST else RunUpdate(i, CANCELLED) for i, e in ends.items()]
+
+
+@hookimpl
+def mrunner_logs(sweep, run, follow, ended):
+    path, position = _layout(sweep, run).log_file(), 0
+    while True:
+        done = ended()
+        with open(path, "rb") as stream:
+            stream.seek(position)
+            chunk = stream.read()
+        position += len(chunk)
+        if chunk:
+            yield chunk.decode(errors="replace")
+        if not follow or done:
+            return
+        time.sleep(0.2)

@@ -1,0 +1,126 @@
+"""One attempt of an experiment, as a remote backend starts it: ``python -m mrunner.attempt OPTIONS -- ARGV``.
+
+It prepares the attempt's folders and working directory (``mrunner.layout``), runs the experiment as the
+leader of its own process group, passes the signals a scheduler sends before it stops a job (SIGTERM, SIGINT,
+SIGHUP, SIGUSR1, SIGUSR2) on to that whole group, kills the group once a stopping signal's grace period is
+over, and writes the exit code to the attempt's exit-code file when the experiment ended by itself (a stopped
+attempt leaves none, so that its end is told by whoever stopped it: a cancel, a requeue, the time limit). Being the process that receives the signals
+matters: a batch shell or a container's PID 1 that does not pass them on leaves the experiment no chance to
+save a checkpoint.
+
+The layout comes from the contract's environment variables (``MRUNNER_EXPERIMENT_DIR``, ...), which the
+backend sets; they are inherited by the experiment. Standard library only: it ships with every sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+from mrunner import layout as contract
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: The exit code when the attempt could not be set up (its folders, links or config).
+SETUP_FAILED = 97
+
+
+def from_environment(environ: dict[str, str]) -> contract.Layout:
+    """The layout the backend described in the contract's variables."""
+    storage = environ[contract.STORAGE_DIR]
+    below = environ[contract.SWEEP_DIR][len(storage.rstrip("/")) :].strip("/")
+    project, _, sweep = below.partition("/")
+    index, _, name = environ[contract.EXPERIMENT_DIR].rsplit("/", 1)[-1].partition("-")
+    found = contract.Layout(storage, project, sweep, int(index), name, int(environ.get(contract.ATTEMPT, "0")))
+    if found.experiment_dir != environ[contract.EXPERIMENT_DIR]:
+        raise ValueError(f"{contract.EXPERIMENT_DIR} and {contract.SWEEP_DIR} do not follow mrunner.layout")
+    return found
+
+
+def _arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m mrunner.attempt", description=__doc__.splitlines()[0])
+    parser.add_argument("--code", required=True, help="the code snapshot's folder")
+    parser.add_argument("--workdir", default=".", help="the start directory, relative to the snapshot")
+    parser.add_argument("--entries", default="[]", help="JSON list from mrunner.layout.working_entries")
+    parser.add_argument("--config-from", help="a file holding the config document (else $MRUNNER_CONFIG_DOCUMENT)")
+    parser.add_argument("--grace", type=float, default=30.0, help="seconds between a stopping signal and the kill")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    options = parser.parse_args(argv)
+    if options.command[:1] == ["--"]:
+        options.command = options.command[1:]
+    if not options.command:
+        parser.error("no command after --")
+    return options
+
+
+def main(argv: Sequence[str]) -> int:
+    options = _arguments(argv)
+    environ = dict(os.environ)
+    document = environ.pop("MRUNNER_CONFIG_DOCUMENT", None)
+    try:
+        layout = from_environment(environ)
+        if options.config_from:
+            with open(options.config_from, encoding="utf-8") as stream:
+                document = stream.read()
+        contract.prepare(layout, options.code, json.loads(options.entries), document)
+        cwd = contract.working_directory(layout, options.workdir)
+    except (OSError, KeyError, ValueError) as error:
+        print(f"mrunner: cannot set up the experiment: {error}", file=sys.stderr, flush=True)
+        return SETUP_FAILED
+    return run(options.command, cwd, environ, layout.exit_code_file(), options.grace)
+
+
+def run(command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_file: str, grace: float) -> int:
+    """Run ``command`` in its own process group, pass signals on, record and return its exit code."""
+    try:
+        child = subprocess.Popen(list(command), cwd=cwd, env=environ, start_new_session=True)
+    except OSError as error:
+        print(f"mrunner: cannot start {command[0]}: {error.strerror}", file=sys.stderr, flush=True)
+        contract.write_atomic(exit_code_file, "127\n")
+        return 127
+    killer: list[threading.Timer] = []
+
+    def forward(number: int, _frame: object) -> None:
+        if _exited(child.pid):
+            return  # it ended before the signal: its end is its own
+        _signal_group(child.pid, number)
+        if number in STOPPING and not killer:
+            timer = threading.Timer(grace, _signal_group, (child.pid, signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
+            killer.append(timer)
+
+    for number in FORWARDED:
+        signal.signal(number, forward)
+    code = child.wait()
+    status = 128 - code if code < 0 else code
+    if killer:  # stopped: nothing of the group may outlive the attempt, and its end is not its own
+        _signal_group(child.pid, signal.SIGKILL)
+    else:
+        contract.write_atomic(exit_code_file, f"{status}\n")
+    return status
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child has exited, without reaping it (``wait`` in the main thread does that)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _signal_group(pid: int, number: int) -> None:
+    try:
+        os.killpg(pid, number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,209 @@
+"""The experiment contract: where an experiment's files are and what it finds in its environment, the same
+on every backend. A backend decides where the storage root is on its platform (a local folder, a cluster's
+file system, a volume claim), never what lies below it.
+
+Below ``STORAGE_DIR`` (posix paths, the same on every backend)::
+
+    PROJECT/SWEEP/                       the sweep folder (MRUNNER_SWEEP_DIR)
+        INDEX-NAME/                      the experiment's own folder (MRUNNER_EXPERIMENT_DIR) and its working
+                                         directory: the project's files appear in it as links into the code
+                                         snapshot, and every relative write lands in it
+        checkpoints/INDEX-NAME/          MRUNNER_CHECKPOINT_DIR: the same for every attempt of the experiment
+        config/INDEX.json                MRUNNER_CONFIG: parameters and metadata (JSON, which is YAML too)
+        logs/INDEX.ATTEMPT.log           what one attempt printed
+        status/INDEX.ATTEMPT             one attempt's exit code, written when its command returns by itself
+                                         (not after a stopping signal): proof of how it ended
+
+Why links instead of running in the snapshot: experiments of one sweep share one snapshot, so a script that
+writes ``out.txt`` or ``checkpoints/`` by a relative path would overwrite its neighbours' files there, and a
+later sweep of the same code would find them (and resume from another run's checkpoint). Copying the tree
+per experiment would cost files x experiments on a cluster's quota'd file system. A link per top-level entry
+keeps relative reads (``data/...``, configs) and imports working at a cost that does not grow with the
+project's size. Folders that hold only placeholders (``outputs/.gitkeep``) are made real, since scripts
+write into them; so are the folders on the way to the directory mrunner was started in.
+
+This module is part of the experiment side that backends ship where experiments run (see
+``mrunner.runtime``): it imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CONFIG = "MRUNNER_CONFIG"
+EXPERIMENT_DIR = "MRUNNER_EXPERIMENT_DIR"
+CHECKPOINT_DIR = "MRUNNER_CHECKPOINT_DIR"
+ATTEMPT = "MRUNNER_ATTEMPT"
+SWEEP_DIR = "MRUNNER_SWEEP_DIR"
+STORAGE_DIR = "STORAGE_DIR"
+#: The variables every experiment gets, on every backend.
+VARIABLES = (CONFIG, EXPERIMENT_DIR, CHECKPOINT_DIR, ATTEMPT, SWEEP_DIR, STORAGE_DIR)
+
+#: File names that only keep an otherwise empty folder in version control: a folder holding nothing else is
+#: an output folder, created real in each experiment's own folder instead of linked to the snapshot's.
+PLACEHOLDERS = frozenset({".gitkeep", ".keep", ".gitignore", ".placeholder", ".empty"})
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one path component that every file system and shell accepts."""
+    return _UNSAFE.sub("_", text).strip(".") or "_"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one experiment's files are, below a backend's storage root."""
+
+    storage: str
+    project: str
+    sweep: str
+    index: int
+    name: str
+    attempt: int = 0
+
+    @property
+    def sweep_dir(self) -> str:
+        return f"{self.storage.rstrip('/')}/{safe_name(self.project)}/{self.sweep}"
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.index}-{safe_name(self.name)}"
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.sweep_dir}/{self.folder_name}"
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return f"{self.sweep_dir}/checkpoints/{self.folder_name}"
+
+    @property
+    def config_file(self) -> str:
+        return f"{self.sweep_dir}/config/{self.index}.json"
+
+    def log_file(self, attempt: int | None = None) -> str:
+        return f"{self.sweep_dir}/logs/{self.index}.{self.attempt if attempt is None else attempt}.log"
+
+    def exit_code_file(self, attempt: int | None = None) -> str:
+        return f"{self.sweep_dir}/status/{self.index}.{self.attempt if attempt is None else attempt}"
+
+    def environment(self) -> dict[str, str]:
+        """The contract's variables for this attempt (a backend adds the experiment's own ``env``)."""
+        return {
+            CONFIG: self.config_file,
+            EXPERIMENT_DIR: self.experiment_dir,
+            CHECKPOINT_DIR: self.checkpoint_dir,
+            ATTEMPT: str(self.attempt),
+            SWEEP_DIR: self.sweep_dir,
+            STORAGE_DIR: self.storage,
+        }
+
+    def folders(self) -> list[str]:
+        """The folders an attempt needs before it starts."""
+        sweep = self.sweep_dir
+        return [self.experiment_dir, self.checkpoint_dir, f"{sweep}/config", f"{sweep}/logs", f"{sweep}/status"]
+
+
+def of_run(storage: str, sweep, run) -> Layout:  # sweep, run: mrunner.records.Sweep and Run (duck-typed)
+    """The layout of a recorded experiment at its current attempt."""
+    return Layout(storage, sweep.project, sweep.id, run.index, run.name, run.attempt)
+
+
+# -- the working directory -----------------------------------------------------------------------------------
+
+
+def working_entries(files: Iterable[str], workdir: str = ".") -> list[str]:
+    """How an experiment's folder mirrors the code snapshot, from the snapshot's file list: ``"d PATH"`` for a
+    folder made real, ``"l PATH"`` for a link to the snapshot's entry at ``PATH``. Computed once per sweep;
+    its length depends on the project's top-level entries and output folders, not on its number of files.
+    """
+    children: dict[str, set[str]] = {"": set()}
+    folders: set[str] = {""}
+    only_placeholders: dict[str, bool] = {"": True}
+    for path in files:
+        parts = path.split("/")
+        parent = ""
+        for depth, part in enumerate(parts):
+            child = f"{parent}/{part}" if parent else part
+            children.setdefault(parent, set()).add(child)
+            if depth < len(parts) - 1:
+                folders.add(child)
+                only_placeholders.setdefault(child, True)
+            parent = child
+        if parts[-1] not in PLACEHOLDERS:  # a real file: none of its folders is an output folder
+            for depth in range(len(parts)):
+                only_placeholders["/".join(parts[:depth])] = False
+    real = {""}
+    start = os.path.normpath(workdir)
+    if start not in (".", ""):
+        parts = start.split("/")
+        real.update("/".join(parts[: depth + 1]) for depth in range(len(parts)))
+    for folder in folders:
+        if folder and only_placeholders.get(folder):
+            parts = folder.split("/")
+            real.update("/".join(parts[: depth + 1]) for depth in range(len(parts)))
+    entries: list[str] = []
+
+    def visit(folder: str) -> None:
+        for child in sorted(children.get(folder, ())):
+            if child in real:
+                entries.append(f"d {child}")
+                visit(child)
+            elif not (child.rsplit("/", 1)[-1] in PLACEHOLDERS and only_placeholders.get(folder)):
+                entries.append(f"l {child}")
+
+    visit("")
+    for folder in sorted(real - folders - {""}):  # the start directory need not exist in the snapshot
+        entries.append(f"d {folder}")
+    return entries
+
+
+def prepare(layout: Layout, code_dir: str, entries: Iterable[str], document: str | None = None) -> str:
+    """Make an attempt's folders and working directory; write its config document when given. Returns the
+    working directory's root (the experiment's folder). Idempotent: a later attempt finds what an earlier
+    one made, and an experiment's own files are never replaced by a link."""
+    for folder in layout.folders():
+        os.makedirs(folder, exist_ok=True)
+    root = layout.experiment_dir
+    for entry in entries:
+        kind, relative = entry.split(" ", 1)
+        target = os.path.join(root, relative)
+        if kind == "d":
+            os.makedirs(target, exist_ok=True)
+        elif not os.path.lexists(target):
+            os.symlink(os.path.join(code_dir, relative), target)
+    if document is not None:
+        write_atomic(layout.config_file, document)
+    try:
+        os.unlink(layout.exit_code_file())
+    except FileNotFoundError:
+        pass
+    return root
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old content or the new, never a part."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def read_exit_code(path: str) -> int | None:
+    """The exit code an attempt left in its status file, or ``None`` when it has not ended (or left none)."""
+    try:
+        with open(path, encoding="ascii") as stream:
+            text = stream.read().strip()
+    except (OSError, ValueError):
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def working_directory(layout: Layout, workdir: str) -> str:
+    """Where the experiment's process starts: its folder, or the mirror of the folder mrunner ran in."""
+    start = os.path.normpath(workdir)
+    return layout.experiment_dir if start in (".", "") else f"{layout.experiment_dir}/{start}"

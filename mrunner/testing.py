@@ -1,0 +1,255 @@
+"""The shared backend test suite: what every backend must do, as a user sees it through the command line.
+
+A backend's tests subclass ``BackendTestSuite`` and give a ``backend_context`` fixture that writes a context
+file into the test's mrunner home and returns its name (as Hydra's launcher plugins subclass Hydra's
+``LauncherTestSuite``)::
+
+    class TestMyBackend(BackendTestSuite):
+        @pytest.fixture
+        def backend_context(self, mrunner_home, tmp_path):
+            return write_context(mrunner_home, "mine", {"backend": "mine", "storage_dir": str(tmp_path)})
+
+The tests need the ``mrunner`` and ``mrunner_home`` fixtures of this repository's ``conftest.py`` (a command
+line runner and a private XDG home). Each experiment prints one ``PROBE`` line of JSON that says what it saw,
+so the suite reads only what ``mrunner logs`` and ``mrunner status --json`` show: it works for a backend whose
+experiments run on another machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROBE = r"""
+import hashlib, json, os, sys, time
+from mrunner import get_configuration
+import helper  # a module of the project: imports work from the experiment's folder
+
+config = get_configuration()
+fresh = not os.path.exists("out.txt") and not os.listdir("outputs")
+with open("out.txt", "w") as out:
+    out.write(str(config.i))
+with open(os.path.join("outputs", "o.txt"), "w") as out:
+    out.write(str(config.i))
+done_file = os.path.join(os.environ["MRUNNER_CHECKPOINT_DIR"], "done")
+for line in range(int(config.get("lines", 0))):
+    print("line", line, flush=True)
+    time.sleep(0.2)
+while config.get("hold"):
+    time.sleep(0.1)  # held until cancelled
+secret = os.environ.get("MRUNNER_SUITE_SECRET")
+probe = {
+    "i": config.i, "fresh": fresh, "data": open("data/input.txt").read().strip(), "helper": helper.VALUE,
+    "cwd_is_experiment_dir": os.path.realpath(os.getcwd()) == os.path.realpath(os.environ["MRUNNER_EXPERIMENT_DIR"]),
+    "attempt": int(os.environ["MRUNNER_ATTEMPT"]), "checkpoint_dir": os.environ["MRUNNER_CHECKPOINT_DIR"],
+    "own_files": [open("out.txt").read(), open(os.path.join("outputs", "o.txt")).read()],
+    "secret_sha": hashlib.sha256(secret.encode()).hexdigest() if secret else None,
+}
+if config.get("fail_first") == config.i and probe["attempt"] == 0:
+    print("PROBE " + json.dumps(probe), flush=True)
+    sys.exit(3)
+with open(done_file, "a") as done:
+    done.write("x")
+probe["done"] = len(open(done_file).read())
+print("PROBE " + json.dumps(probe), flush=True)
+"""
+
+
+def write_context(home: Path, name: str, keys: dict[str, Any]) -> str:
+    """Write context ``name`` into the test's mrunner home; returns its name."""
+    folder = home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(json.dumps(keys))  # JSON is YAML too
+    return name
+
+
+class BackendTestSuite:
+    """Every backend passes these tests against its real platform."""
+
+    #: Seconds a small sweep may take from submission to its end on this backend.
+    timeout: float = 300.0
+
+    @pytest.fixture
+    def backend_context(self) -> str:
+        raise NotImplementedError("a backend's suite gives a `backend_context` fixture returning a context name")
+
+    @pytest.fixture
+    def project(self, tmp_path: Path, mrunner) -> Path:
+        folder = tmp_path / "project"
+        (folder / "data").mkdir(parents=True)
+        (folder / "outputs").mkdir()
+        (folder / "probe.py").write_text(PROBE)
+        (folder / "helper.py").write_text("VALUE = 42\n")
+        (folder / "data" / "input.txt").write_text("project data\n")
+        (folder / "outputs" / ".gitkeep").write_text("")
+        mrunner.cwd = folder
+        return folder
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def submit(self, mrunner, context: str, *args: str, env: dict | None = None) -> str:
+        result = mrunner(f"+context={context}", "probe.py", *args, env=env, timeout=self.timeout)
+        assert result.stdout.strip(), result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    def status(self, mrunner, sweep: str) -> dict[int, dict]:
+        result = mrunner("status", sweep, "--json", timeout=self.timeout)
+        assert result.returncode == 0, result.stderr
+        return {e["index"]: e for e in json.loads(result.stdout)["experiments"]}
+
+    def wait_for(self, mrunner, sweep: str, condition: Callable[[dict[int, dict]], bool]) -> dict[int, dict]:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            states = self.status(mrunner, sweep)
+            if condition(states):
+                return states
+            assert time.monotonic() < deadline, f"sweep {sweep} never reached the state: {states}"
+            time.sleep(0.5)
+
+    def ended(self, mrunner, sweep: str) -> dict[int, dict]:
+        terminal = {"completed", "failed", "cancelled", "timeout", "preempted", "lost"}
+        return self.wait_for(mrunner, sweep, lambda s: all(e["state"] in terminal for e in s.values()))
+
+    def probe(self, mrunner, sweep: str, index: int) -> dict:
+        text = mrunner("logs", f"{sweep}/{index}", timeout=self.timeout).stdout
+        lines = [line for line in text.splitlines() if line.startswith("PROBE ")]
+        assert lines, f"experiment {sweep}/{index} printed no probe: {text!r}"
+        return json.loads(lines[-1][len("PROBE ") :])
+
+    # -- the contract ------------------------------------------------------------------------------------
+
+    def test_a_grid_runs_each_point_once_in_its_own_folder(self, mrunner, backend_context, project):
+        sweep = self.submit(mrunner, backend_context, "-m", "i=range(3)", "--wait")
+        states = self.ended(mrunner, sweep)
+        assert [states[i]["state"] for i in range(3)] == ["completed"] * 3
+        for index in range(3):
+            seen = self.probe(mrunner, sweep, index)
+            assert seen["i"] == index and seen["fresh"] and seen["own_files"] == [str(index)] * 2
+            assert seen["cwd_is_experiment_dir"] and seen["attempt"] == 0 and seen["done"] == 1
+            assert seen["data"] == "project data" and seen["helper"] == 42
+        checkpoints = {self.probe(mrunner, sweep, index)["checkpoint_dir"] for index in range(3)}
+        assert len(checkpoints) == 3
+        again = self.submit(mrunner, backend_context, "-m", "i=range(2)", "+second=1", "--wait")
+        assert again != sweep
+        self.ended(mrunner, again)
+        for index in range(2):  # a later sweep of the same code finds none of the first one's files
+            seen = self.probe(mrunner, again, index)
+            assert seen["fresh"] and seen["own_files"] == [str(index)] * 2
+
+    def test_failure_then_resume_runs_exactly_the_failed(self, mrunner, backend_context, project):
+        sweep = self.submit(mrunner, backend_context, "-m", "i=range(3)", "fail_first=1", "--wait")
+        states = self.ended(mrunner, sweep)
+        assert [states[i]["state"] for i in range(3)] == ["completed", "failed", "completed"]
+        assert states[1]["exit_code"] == 3
+        resumed = mrunner("resume", sweep, "--wait", timeout=self.timeout)
+        assert resumed.returncode == 0, resumed.stderr
+        states = self.ended(mrunner, sweep)
+        assert [states[i]["state"] for i in range(3)] == ["completed"] * 3
+        assert [states[i]["attempt"] for i in range(3)] == [0, 1, 0]
+        seen = self.probe(mrunner, sweep, 1)
+        assert seen["attempt"] == 1 and seen["done"] == 1
+        first = self.probe(mrunner, sweep, 0)
+        assert seen["checkpoint_dir"] != first["checkpoint_dir"]
+
+    def test_cancel_of_one_then_of_all(self, mrunner, backend_context, project):
+        sweep = self.submit(mrunner, backend_context, "-m", "i=range(2)", "hold=1", "--detach")
+        self.wait_for(mrunner, sweep, lambda s: all(e["state"] == "running" for e in s.values()))
+        one = mrunner("cancel", f"{sweep}/0", timeout=self.timeout)
+        assert one.returncode == 0, one.stderr
+        states = self.status(mrunner, sweep)
+        assert states[0]["state"] == "cancelled" and states[1]["state"] == "running"
+        everything = mrunner("cancel", sweep, timeout=self.timeout)
+        assert everything.returncode == 0, everything.stderr
+        states = self.ended(mrunner, sweep)
+        assert [states[i]["state"] for i in range(2)] == ["cancelled", "cancelled"]
+
+    def test_logs_follow_until_the_end(self, mrunner, backend_context, project):
+        sweep = self.submit(mrunner, backend_context, "i=0", "lines=5", "--detach")
+        followed = mrunner("logs", f"{sweep}/0", "-f", timeout=self.timeout)
+        assert followed.returncode == 0, followed.stderr
+        assert [f"line {n}" for n in range(5)] == [
+            line for line in followed.stdout.splitlines() if line.startswith("line")
+        ]
+        assert "PROBE " in followed.stdout
+        assert self.status(mrunner, sweep)[0]["state"] == "completed"
+
+    def test_an_interrupted_submission_then_resume_runs_each_once(self, mrunner, backend_context, project):
+        command = [
+            sys.executable,
+            "-m",
+            "mrunner",
+            f"+context={backend_context}",
+            "probe.py",
+            "-m",
+            "i=range(4)",
+            "lines=3",
+        ]
+        process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + self.timeout
+        sweep = None
+        while sweep is None:  # interrupt as soon as the sweep is recorded: mid-submission on a remote backend
+            assert time.monotonic() < deadline, "the submission recorded no sweep"
+            listing = json.loads(mrunner("status", "--json").stdout)
+            sweep = listing[0]["sweep"]["id"] if listing else None
+        process.send_signal(signal.SIGINT)  # a fast backend may have handed everything over already
+        out, err = process.communicate(timeout=self.timeout)
+        assert "Traceback" not in err, err
+        resumed = mrunner("resume", sweep, "--wait", timeout=self.timeout)
+        assert resumed.returncode == 0, resumed.stderr
+        states = self.ended(mrunner, sweep)
+        assert [states[i]["state"] for i in range(4)] == ["completed"] * 4
+        for index in range(4):  # none completed twice, none lost
+            assert self.probe(mrunner, sweep, index)["done"] == 1
+
+    def test_two_identical_submissions_at_once_run_each_experiment_once(self, mrunner, backend_context, project):
+        command = [
+            sys.executable,
+            "-m",
+            "mrunner",
+            f"+context={backend_context}",
+            "probe.py",
+            "-m",
+            "i=range(3)",
+            "--wait",
+        ]
+        both = [
+            subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        outputs = [process.communicate(timeout=self.timeout) for process in both]
+        assert all(process.returncode == 0 for process in both), outputs
+        sweeps = {out.strip().splitlines()[-1] for out, _ in outputs if out.strip()}
+        ran: list[int] = []
+        for sweep in sweeps:
+            for entry in self.ended(mrunner, sweep).values():
+                ran.append(entry["parameters"]["i"])
+        assert sorted(ran) == [0, 1, 2]
+
+    def test_a_secret_reaches_the_experiment_and_nothing_else(self, mrunner, mrunner_home, backend_context, project):
+        value = "s3cr3t-" + hashlib.sha256(os.urandom(16)).hexdigest()[:20]
+        env = {"MRUNNER_SUITE_SECRET": value}
+        secrets = ["context.secrets=[MRUNNER_SUITE_SECRET]"]
+        dry = mrunner(f"+context={backend_context}", "probe.py", "i=0", *secrets, "--dry-run", env=env)
+        assert dry.returncode == 0, dry.stderr
+        result = mrunner(
+            f"+context={backend_context}", "probe.py", "i=0", *secrets, "--wait", env=env, timeout=self.timeout
+        )
+        sweep = result.stdout.strip().splitlines()[-1]
+        self.ended(mrunner, sweep)
+        assert self.probe(mrunner, sweep, 0)["secret_sha"] == hashlib.sha256(value.encode()).hexdigest()
+        shown = [dry.stdout, dry.stderr, result.stdout, result.stderr, mrunner("status", sweep, "--json").stdout]
+        shown.append(mrunner("logs", f"{sweep}/0").stdout)
+        assert not any(value in text for text in shown)
+        for path in (mrunner_home / "data").rglob("*"):
+            if path.is_file():
+                assert value.encode() not in path.read_bytes(), f"the secret was written into {path}"

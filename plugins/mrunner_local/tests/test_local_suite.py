@@ -1,0 +1,15 @@
+"""The shared backend suite (mrunner.testing) against the local backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from mrunner.testing import BackendTestSuite, write_context
+
+
+class TestLocalBackend(BackendTestSuite):
+    timeout = 120.0
+
+    @pytest.fixture
+    def backend_context(self, mrunner_home) -> str:
+        return write_context(mrunner_home, "suite-local", {"backend": "local", "max_parallel": 2, "grace_period": 5})

@@ -13,6 +13,7 @@ import argparse
 import atexit
 import gc
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     before_separator = args[: args.index("--")] if "--" in args else args
     debug = "--debug" in before_separator
+    for number in (signal.SIGTERM, signal.SIGHUP):  # stop as Ctrl-C does: what was done is recorded, the rest resumable
+        signal.signal(number, _interrupt)
     try:
         return _dispatch(args)
     except MrunnerError as error:
@@ -98,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _interrupt(number: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _dispatch(args: list[str]) -> int:

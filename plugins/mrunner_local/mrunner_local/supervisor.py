@@ -289,21 +289,12 @@ def run_inline(
             sweep, runs, secrets, record, lambda index: store.run(sweep.id, index).state, lambda run: progress.advance()
         )
         _claim(sweep, store)
-        previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
         try:
             supervisor.run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP to mrunner (the command line turns them into it)
             supervisor.stop("cancelled (mrunner was interrupted)", reporter)
             supervisor.join()
             raise
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-
-
-def _interrupt(number: int, _frame: object) -> None:
-    """A SIGTERM or SIGHUP to mrunner stops a sweep it runs as Ctrl-C does."""
-    raise KeyboardInterrupt
 
 
 def _claim(sweep: Sweep, store: Store) -> None:

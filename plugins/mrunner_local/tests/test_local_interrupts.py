@@ -1,0 +1,143 @@
+"""Stopping a local sweep is exact: Ctrl-C, SIGTERM and SIGHUP to mrunner, and `mrunner cancel`, as a user sends them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mrunner.records import CANCELLED, COMPLETED, PLANNED, RUNNING, Run, RunUpdate, Sweep
+from mrunner.store import Store
+
+# Ignores SIGTERM, as does a child it starts in its group; holds on attempt 0 until killed, exits 0 on later ones.
+STUBBORN = """
+import os, signal, subprocess, sys, time
+from mrunner import get_configuration
+
+config = get_configuration()
+if config.get("quick_index") == config.i:
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+with open(os.path.join(config.pids, f"{config.i}.{os.environ['MRUNNER_ATTEMPT']}"), "w") as out:
+    out.write(f"{os.getpid()} {child.pid}")
+while os.environ["MRUNNER_ATTEMPT"] == "0":
+    time.sleep(0.05)
+child.kill()
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, mrunner) -> Path:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "stubborn.py").write_text(STUBBORN)
+    (tmp_path / "pids").mkdir()
+    mrunner.cwd = tmp_path / "project"
+    return tmp_path / "project"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def states(mrunner, sweep: str) -> dict[int, str]:
+    data = json.loads(mrunner("status", sweep, "--json").stdout)
+    return {e["index"]: e["state"] for e in data["experiments"]}
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_an_interrupt_kills_experiments_that_ignore_sigterm_after_the_grace_and_resume_runs_the_rest(
+    mrunner, project, number
+):
+    pids = project.parent / "pids"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "stubborn.py", "-m", "i=range(3)", f"pids={pids}",
+         "context.max_parallel=2", "context.grace_period=1"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: len(list(pids.iterdir())) == 2)  # two run, the third waits for a slot
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    held = [int(pid) for path in pids.iterdir() for pid in path.read_text().split()]
+    process.send_signal(number)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "stopping 2 running experiments: SIGTERM, then SIGKILL after 1 s" in stderr
+    assert f"mrunner resume {sweep}" in stderr
+    assert not [pid for pid in held if alive(pid)]  # nothing outlives what the records call ended
+    assert set(states(mrunner, sweep).values()) == {CANCELLED}
+    resumed = mrunner("resume", sweep)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(states(mrunner, sweep).values()) == {COMPLETED}
+    assert sorted(path.name for path in pids.iterdir()) == [
+        "0.0",
+        "0.1",
+        "1.0",
+        "1.1",
+        "2.1",
+    ]  # the third never started
+
+
+def test_an_experiment_that_ended_before_the_interrupt_keeps_its_end(mrunner, project):
+    pids = project.parent / "pids"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "stubborn.py", "-m", "i=range(2)", f"pids={pids}", "quick_index=0",
+         "context.max_parallel=2", "context.grace_period=1"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: (pids / "1.0").exists())
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    wait_for(lambda: states(mrunner, sweep)[0] == COMPLETED)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert states(mrunner, sweep) == {0: COMPLETED, 1: CANCELLED}
+
+
+def test_an_end_read_from_the_exit_code_file_outranks_a_cancel_recorded_while_it_ended(mrunner_home, tmp_path):
+    """The race a stop can meet (the experiment exits 0 just as the cancel is recorded), played on the records:
+    the supervisor's end read from the attempt's exit-code file wins; an end from anywhere else does not."""
+    from mrunner_local.supervisor import end_of
+
+    store = Store(tmp_path / "records.db")
+    sweep = Sweep("s1", "s", time.time(), "local", "local", {"storage_dir": str(tmp_path)}, "p", "d", str(tmp_path))
+    runs = [Run("s1", index, f"id{index}", "e", {}, ["true"], state=PLANNED) for index in range(2)]
+    store.add_sweep(sweep, runs)
+    store.apply("s1", [RunUpdate(0, RUNNING), RunUpdate(1, RUNNING)])
+    store.apply("s1", [RunUpdate(0, CANCELLED), RunUpdate(1, CANCELLED)])
+    exit_file = tmp_path / "0.0"
+    exit_file.write_text("0\n")
+    store.apply("s1", [end_of(runs[0], str(exit_file), 0, stopped=True)])
+    store.apply("s1", [end_of(runs[1], str(tmp_path / "missing"), -15, stopped=True)])
+    store.apply("s1", [RunUpdate(1, COMPLETED, exit_code=0)])  # a late report without that proof changes nothing
+    assert [run.state for run in store.runs("s1")] == [COMPLETED, CANCELLED]
+
+
+def test_cancel_from_another_shell_kills_a_detached_experiment_that_ignores_sigterm(mrunner, project):
+    pids = project.parent / "pids"
+    result = mrunner("stubborn.py", "i=0", f"pids={pids}", "context.grace_period=1", "--detach")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    wait_for(lambda: (pids / "0.0").exists() and len((pids / "0.0").read_text().split()) == 2)
+    held = [int(pid) for pid in (pids / "0.0").read_text().split()]
+    cancelled = mrunner("cancel", sweep)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert not [pid for pid in held if alive(pid)]
+    assert states(mrunner, sweep) == {0: CANCELLED}

@@ -1,5 +1,5 @@
-"""What a sweep looks like on the cluster, and the files that run it: per job array, one batch script and
-one task bundle holding every task's environment, argv and config document, selected by array index.
+"""The files that run a sweep on the cluster: per job array, one batch script and one task bundle holding
+every task's environment, argv and config document, selected by array index.
 
 Every value reaching a shell is quoted with ``shlex.quote``; the bundle sets the experiment's argv with
 ``set -- ...``, so parameters holding quotes, spaces, ``$(...)``, backticks, newlines or any Unicode arrive
@@ -10,11 +10,12 @@ One bundle per array instead of two files per experiment: creating files is what
 cluster's side of a dispatch (2,000 small files took 0.15-0.5 s on the test cluster), while bash parses a
 1,000-task bundle in about 15 ms at task start.
 
-Layout under ``STORAGE/PROJECT/SWEEP/``: ``tasks/NAME.sh`` (the task bundle of array NAME),
-``tasks/INDEX.yaml`` (MRUNNER_CONFIG, JSON, written by the task at its start), ``INDEX-NAME/``
-(MRUNNER_EXPERIMENT_DIR, with ``output.log``), ``status/INDEX.ATTEMPT`` (exit code written when the command
-returns), ``slurm/NAME.sh`` (batch scripts), ``slurm/JOB_TASK.out`` (what the batch script itself printed),
-``submitted/NAME`` (job id of each array, for idempotent resubmission).
+Where an experiment's files are is ``mrunner.layout``'s alone (its folder and working directory, checkpoint
+folder, config, one log and one exit-code file per attempt); the batch script ``exec``s mrunner's attempt
+wrapper (``python -m mrunner.attempt``), which lays them out and runs the experiment. Only Slurm's own files
+are named here, below the sweep folder: ``tasks/NAME.sh`` (the task bundle of array NAME), ``slurm/NAME.sh``
+(batch scripts), ``slurm/JOB_TASK.out`` (what the batch script printed before the wrapper started),
+``submitted/NAME`` (job id of each array, for idempotent resubmission), ``.secrets.env``.
 """
 
 from __future__ import annotations
@@ -25,24 +26,17 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mrunner import layout
 from mrunner.errors import MrunnerError
 from mrunner.records import Run, Sweep
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 q = shlex.quote
 
 
 def sweep_dir(storage: str, sweep: Sweep) -> str:
-    return f"{storage}/{_UNSAFE.sub('_', sweep.project)}/{sweep.id}"
-
-
-def experiment_dir(sweep_directory: str, run: Run) -> str:
-    return f"{sweep_directory}/{run.index}-{_UNSAFE.sub('_', run.name)}"
-
-
-def log_path(sweep_directory: str, run: Run) -> str:
-    return f"{experiment_dir(sweep_directory, run)}/output.log"
+    """The sweep's folder on the cluster, as ``mrunner.layout`` places it."""
+    return layout.Layout(storage, sweep.project, sweep.id, 0, "").sweep_dir
 
 
 def secrets_path(sweep_directory: str) -> str:
@@ -62,21 +56,20 @@ def bundle_path(sweep_directory: str, name: str) -> str:
     return f"{sweep_directory}/tasks/{name}.sh"
 
 
-def task_bundle(sweep: Sweep, runs: Sequence[Run], sweep_directory: str, storage: str) -> str:
+def task_bundle(sweep: Sweep, runs: Sequence[Run], storage: str) -> str:
     """The tasks of one array as one ``case "$index"`` the batch script sources: each branch exports the
-    experiment's environment, sets its argv with ``set --`` and puts its config document (the content of
-    ``MRUNNER_CONFIG``, ``tasks/INDEX.yaml``) in ``_mrunner_config`` for the batch script to write."""
+    experiment's environment (its own, then the contract's variables and its config document for the
+    wrapper), sets its argv with ``set --`` and names its attempt's log in ``_mrunner_log``."""
     lines = ['case "$index" in']
     for run in runs:
-        env = {
-            **run.env, "MRUNNER_CONFIG": f"{sweep_directory}/tasks/{run.index}.yaml",
-            "MRUNNER_EXPERIMENT_DIR": experiment_dir(sweep_directory, run), "STORAGE_DIR": storage,
-        }  # fmt: skip
+        where = layout.of_run(storage, sweep, run)
         lines += [
             f"{run.index})",
-            *exports(env, "environment variable"),
+            *exports({**run.env, **where.environment()}, "environment variable"),
+            # one line: C's encoder, 5x faster
+            f"export MRUNNER_CONFIG_DOCUMENT={q(json.dumps(run.config_document(sweep)))}",
             "set -- " + " ".join(q(arg) for arg in run.command),
-            f"_mrunner_config={q(json.dumps(run.config_document(sweep)))};;",  # one line: C's encoder, 5x faster
+            f"_mrunner_log={q(where.log_file())};;",
         ]
     lines += ['*) echo "mrunner: no task $index in this array" >&2; exit 97;;', "esac", ""]
     return "\n".join(lines)
@@ -90,9 +83,11 @@ def batch_script(
     sweep: Sweep, context: Mapping[str, Any], code_dir: str, client_dir: str, sweep_directory: str, bundle: str,
     attempt: int, offset: int, venv: str | None,
 ) -> str:  # fmt: skip
-    """The batch script of one job array: environment set-up, then the task's command, then its exit code.
-    ``client_dir`` holds mrunner's experiment side (``get_configuration``, tracking); it goes first on
-    ``PYTHONPATH``, after the experiment's own environment, so the script imports the version that
+    """The batch script of one job array: environment set-up, then ``exec`` of the attempt wrapper, so that
+    the wrapper is the batch step's process and a scancel's SIGTERM or ``--signal=B:USR1@N`` reaches it (and
+    through it the experiment's process group); its output and the experiment's go to the attempt's log.
+    ``client_dir`` holds mrunner's experiment side (the wrapper, ``get_configuration``, tracking); it goes
+    first on ``PYTHONPATH``, after the experiment's own environment, so the task runs the version that
     submitted it whether or not mrunner is installed on the cluster."""
     setup: list[str] = []
     for module in context.get("modules_to_load") or []:
@@ -110,31 +105,37 @@ def batch_script(
         launcher.append("srun")
     if context.get("singularity_container"):
         launcher += ["singularity", "exec", *(["--nv"] if context.get("gpu") else []), context["singularity_container"]]
-    rotate = f'if [ -e "$log" ]; then mv -f "$log" "$log.{attempt - 1}"; fi' if attempt else ""
-    workdir = code_dir if sweep.workdir in ("", ".") else f"{code_dir}/{sweep.workdir}"
+    wrapper = [
+        *launcher, str(context.get("python") or "python3"), "-m", "mrunner.attempt", "--code", code_dir,
+        "--workdir", sweep.workdir or ".", "--entries", json.dumps(entries_of(sweep)),
+        "--grace", str(context.get("grace_period", 30)), "--",
+    ]  # fmt: skip
     lines = [
         "#!/bin/bash",
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",
         *setup,
-        f"sweep_dir={q(sweep_directory)}",
         f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
-        f'status_file="$sweep_dir/status/$index.{attempt}"',
         f". {q(bundle)} || exit 97",
         f'export PYTHONPATH={q(client_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"',
-        'printf "%s" "$_mrunner_config" >"$MRUNNER_CONFIG.$$" && mv -f "$MRUNNER_CONFIG.$$" "$MRUNNER_CONFIG" || exit 97',
-        "unset _mrunner_config",
-        'if [ -f "$sweep_dir/.secrets.env" ]; then . "$sweep_dir/.secrets.env" || exit 97; fi',
-        'mkdir -p "$MRUNNER_EXPERIMENT_DIR" "$sweep_dir/status" || exit 97',
-        'log="$MRUNNER_EXPERIMENT_DIR/output.log"',
-        rotate,
-        f"cd {q(workdir)} || exit 97",
-        " ".join([*(q(part) for part in launcher), '"$@"', '>"$log" 2>&1 </dev/null']),
-        "code=$?",
-        'printf "%s\\n" "$code" >"$status_file.tmp" && mv -f "$status_file.tmp" "$status_file"',
-        "exit $code",
+        f"if [ -f {q(secrets_path(sweep_directory))} ]; then . {q(secrets_path(sweep_directory))} || exit 97; fi",
+        # appended, never truncated: a task Slurm requeues runs this attempt again into the same log
+        " ".join(["exec", *(q(part) for part in wrapper), '"$@"', '>>"$_mrunner_log" 2>&1 </dev/null']),
         "",
     ]
     return "\n".join(line for line in lines if line)
+
+
+def entries_of(sweep: Sweep) -> list[str]:
+    """How each experiment's folder mirrors the code snapshot (``mrunner.layout.working_entries``), computed
+    once per sweep at package time; a sweep recorded before that was kept computes it from its snapshot."""
+    if "entries" in sweep.package:
+        return list(sweep.package["entries"])
+    from pathlib import Path
+
+    from mrunner import snapshot
+
+    frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
+    return layout.working_entries(frozen.files, sweep.workdir)
 
 
 def array_spec(task_ids: Sequence[int], parallelism: int | None) -> str:

@@ -1,13 +1,13 @@
-"""Following submitted experiments: state (one helper call per sweep), cancel (one scancel), logs (SFTP)."""
+"""Following submitted experiments: state (one helper call per sweep), cancel (one helper call), logs (SFTP)."""
 
 from __future__ import annotations
 
-import shlex
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from mrunner.errors import BackendError
-from mrunner.records import CANCELLED, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.layout import Layout, of_run
+from mrunner.records import CANCELLED, COMPLETED, FAILED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner_slurm import batch, remote
 from mrunner_slurm.ssh import Connection
 
@@ -15,18 +15,26 @@ FOLLOW_INTERVAL = 1.0  # seconds between reads of a followed log
 STATE_INTERVAL = 3.0  # seconds between state checks while following
 
 
+def _layout(sweep: Sweep, run: Run) -> Layout:
+    return of_run(sweep.package["storage_dir"], sweep, run)
+
+
+def _task(sweep: Sweep, run: Run) -> list:
+    """What the helper needs of a task: its index, its array task and its attempt's exit-code file."""
+    return [run.index, run.backend_ref, _layout(sweep, run).exit_code_file()]
+
+
 def status(connection: Connection, sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
-    tasks = [[run.index, run.attempt, run.backend_ref] for run in runs if run.backend_ref]
+    tasks = [_task(sweep, run) for run in runs if run.backend_ref]
     if not tasks:
         return []
-    document = {"tasks": tasks, "status_dir": f"{sweep.detail['sweep_dir']}/status"}
-    answer = remote.call(connection, ["status"], remote.pack(document))
+    answer = remote.call(connection, ["status"], remote.pack({"tasks": tasks}))
     by_index = {run.index: run for run in runs}
     updates = []
-    for index, (state, code, detail) in answer.items():
+    for index, (state, code, detail, own) in answer.items():
         run = by_index[int(index)]
         if (state, code) != (run.state, run.exit_code):
-            updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail))
+            updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own))
     return updates
 
 
@@ -40,22 +48,38 @@ def task_specs(runs: Sequence[Run]) -> list[str]:
     return [f"{job}_[{batch.array_spec(sorted(tasks), None)}]" for job, tasks in by_job.items()]
 
 
-def cancel(connection: Connection, sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
-    specs = task_specs(runs)
-    if specs:
-        result = connection.run(shlex.join(["scancel", *specs]))
-        if result.code:
-            raise BackendError(f"scancel on {connection.target.alias} failed: {result.error}")
-    return [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel` (scancel)") for run in runs]
+def cancel(
+    connection: Connection, sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
+) -> list[RunUpdate]:
+    """Record the runs cancelled, then scancel them and wait (one helper call) until their tasks are gone
+    (the wrapper's grace period, bounded by Slurm's KillWait): a task whose experiment had ended by itself
+    left its exit-code file meanwhile and keeps that end."""
+    cancelled = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel` (scancel)") for run in runs]
+    record(cancelled)
+    tasks = [_task(sweep, run) for run in runs if run.backend_ref]
+    if not tasks:
+        return cancelled
+    document = {"specs": task_specs(runs), "tasks": tasks, "wait": float(sweep.context.get("grace_period", 30)) + 10}
+    codes = remote.call(connection, ["cancel"], remote.pack(document))
+    updates = []
+    for update in cancelled:
+        code = codes.get(str(update.index))
+        if code is None:
+            updates.append(update)
+        else:
+            updates.append(
+                RunUpdate(update.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True)
+            )
+    return updates
 
 
-def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool) -> Iterator[str]:
-    """The experiment's output log; with ``follow``, new output until Slurm says the experiment ended."""
-    path = batch.log_path(sweep.detail["sweep_dir"], run)
+def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) -> Iterator[str]:
+    """The output of the run's attempt; with ``follow``, new output until the records say it ended."""
+    path = _layout(sweep, run).log_file()
     sftp = connection.sftp()
     position = 0
     checked = 0.0
-    ended = run.state in TERMINAL
+    done = run.state in TERMINAL
     while True:
         try:
             with sftp.open(path, "rb") as stream:
@@ -70,12 +94,10 @@ def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool) -> Iterat
         position += len(chunk)
         if chunk:
             yield chunk.decode(errors="replace")
-        if not follow or ended:
+        if not follow or done:
             return
         if time.monotonic() - checked >= STATE_INTERVAL:
             checked = time.monotonic()
-            updates = status(connection, sweep, [run])
-            state = updates[-1].state if updates else run.state
-            ended = state in TERMINAL  # one more read after the end catches the last output
+            done = ended()  # one more read after the end catches the last output
             continue
         time.sleep(FOLLOW_INTERVAL)

@@ -77,9 +77,11 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
 @hookimpl
 def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
+    from mrunner import layout
     from mrunner_slurm import deploy, ssh
 
-    return deploy.deploy(ssh.connection(sweep.context), sweep.context["storage_dir"], snapshot, reporter)
+    facts = deploy.deploy(ssh.connection(sweep.context), sweep.context["storage_dir"], snapshot, reporter)
+    return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir)}  # once per sweep
 
 
 @hookimpl
@@ -117,14 +119,16 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
 
 
 @hookimpl
-def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+def mrunner_cancel(
+    sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
+) -> list[RunUpdate] | None:
     from mrunner_slurm import jobs, ssh
 
-    return jobs.cancel(ssh.connection(sweep.context), sweep, runs)
+    return jobs.cancel(ssh.connection(sweep.context), sweep, runs, record)
 
 
 @hookimpl
-def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
+def mrunner_logs(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) -> Iterator[str] | None:
     from mrunner_slurm import jobs, ssh
 
-    return jobs.logs(ssh.connection(sweep.context), sweep, run, follow)
+    return jobs.logs(ssh.connection(sweep.context), sweep, run, follow, ended)

@@ -6,7 +6,7 @@ calls it. Each command is one round trip: ``begin`` (whether the code is there, 
 and, given the manifest's hashes, which objects the store lacks), ``missing`` (the same, on its own),
 ``receive`` (a gzip stream of the file list and the objects: the code folder assembled, the objects stored content-addressed),
 ``prepare`` (files, e.g. the secrets file, written atomically with their modes), ``venv``, ``submit``
-(sbatch each array once, reconciled by job name), ``status``.
+(sbatch each array once, reconciled by job name), ``status``, ``cancel`` (scancel, then the ends).
 
 Nothing here imports mrunner: this module is also imported by the plugin (for ``LAUNCHER``).
 """
@@ -163,8 +163,21 @@ def receive(storage, digest, stream):
         if not os.path.isdir(target):
             raise
         subprocess.run(["rm", "-rf", building])  # another upload of the same snapshot finished first
+    else:
+        _protect(target, manifest)
     _write_atomic(os.path.join(_store(storage), "trees", digest + ".json"), json.dumps(manifest).encode())
     return {"code_dir": target}
+
+
+def _protect(code, manifest):
+    """Make the code folder read-only: its files are hard links into the store that every sweep of the same
+    content shares, and experiments reach them through links in their own folders, so a write through a
+    link must fail instead of changing the store (the objects are 0444 already; executables are copies)."""
+    for relative, (_, mode) in manifest.items():
+        if mode & 0o111:
+            os.chmod(os.path.join(code, relative), mode & 0o555)
+    for folder, _, _ in os.walk(code, topdown=False):
+        os.chmod(folder, 0o555)
 
 
 def _build(storage, building, manifest, frames):
@@ -430,58 +443,58 @@ def _exit_of(raw):
     return 128 + (status & 0x7F) if status & 0x7F else status >> 8
 
 
-def status(document):
-    """The state of each task, from one squeue, the tasks' exit-code files, then accounting or jobcomp.
+def _exit_code(path):
+    """The exit code the attempt wrapper wrote when the experiment ended by itself, else None."""
+    try:
+        with open(path) as stream:
+            text = stream.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
 
-    The exit-code file the batch script writes when the experiment's command returns is the surest
-    exit code (it works on clusters without accounting); Slurm's own state wins when Slurm ended the
-    task (cancelled, timed out, preempted).
+
+def _listing(jobs, fields):
+    """squeue's lines for these jobs' tasks (``-r``: one line per array task)."""
+    result = subprocess.run(
+        ["squeue", "-h", "--states=all", "-r", "-j", ",".join(jobs), "-O", fields], capture_output=True, text=True
+    )
+    if result.returncode and "Invalid job id" not in result.stderr:
+        raise SystemExit("mrunner: squeue failed: " + " / ".join(result.stderr.strip().splitlines()[-2:]))
+    return result.stdout.splitlines()
+
+
+def status(document):
+    """The state of each task, from its exit-code file, then one squeue, then accounting or jobcomp.
+
+    The exit-code file (``mrunner.layout``'s, whose path each task brings) exists only when the experiment
+    ended by itself: it is the surest end and outranks a cancel, a time limit or a preemption that came
+    while the experiment was ending. Without it, Slurm's state tells the end.
     """
-    tasks = document["tasks"]  # [index, attempt, "JOB_TASK"]
+    tasks = document["tasks"]  # [index, "JOB_TASK", exit-code file]
     found = {}
-    jobs = sorted({ref.split("_")[0] for _, _, ref in tasks})
+    jobs = sorted({ref.split("_")[0] for _, ref, _ in tasks})
     if jobs:
-        result = subprocess.run(
-            [
-                "squeue",
-                "-h",
-                "--states=all",
-                "-r",
-                "-j",
-                ",".join(jobs),
-                "-O",
-                "JobArrayID:|,State:|,Reason:|,exit_code:|",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode and "Invalid job id" not in result.stderr:
-            raise SystemExit("mrunner: squeue failed: " + " / ".join(result.stderr.strip().splitlines()[-2:]))
-        for line in result.stdout.splitlines():
+        for line in _listing(jobs, "JobArrayID:|,State:|,Reason:|,exit_code:|"):
             parts = line.split("|")
             if len(parts) >= 4:
                 found[parts[0].strip()] = (parts[1].strip().split()[0], parts[2].strip(), parts[3].strip())
     answer = {}
     unresolved = []
-    for index, attempt, ref in tasks:
-        exit_file = os.path.join(document["status_dir"], "%d.%d" % (index, attempt))
-        code = None
-        if os.path.exists(exit_file):
-            with open(exit_file) as stream:
-                text = stream.read().strip()
-            code = int(text) if text.lstrip("-").isdigit() else None
+    for index, ref, exit_file in tasks:
+        code = _exit_code(exit_file)
         queued = found.get(ref)
         state = _STATES.get(queued[0], "running") if queued else None
-        if state in _ENDED_BY_SLURM:
-            answer[index] = [state, code if code is not None else _exit_of(queued[2] or "0"), queued[1]]
-        elif code is not None:
-            answer[index] = ["completed" if code == 0 else "failed", code, None]
+        if code is not None:
+            answer[index] = ["completed" if code == 0 else "failed", code, None, True]
+        elif state in _ENDED_BY_SLURM:
+            answer[index] = [state, _exit_of(queued[2] or "0"), queued[1], False]
         elif queued:
             ended = state in ("completed", "failed")
             answer[index] = [
                 state,
                 _exit_of(queued[2]) if ended and queued[2] else None,
                 None if queued[1] in ("None", "") else queued[1],
+                False,
             ]
         else:
             unresolved.append((index, ref))
@@ -489,10 +502,39 @@ def status(document):
         finished = _finished(sorted({ref.split("_")[0] for _, ref in unresolved}))
         for index, ref in unresolved:
             if ref in finished:
-                answer[index] = finished[ref]
+                answer[index] = finished[ref] + [False]
             else:
-                answer[index] = ["lost", None, "Slurm no longer knows job %s and it left no exit code" % ref]
+                answer[index] = ["lost", None, "Slurm no longer knows job %s and it left no exit code" % ref, False]
     return answer
+
+
+_ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING"}
+
+
+def _alive(jobs):
+    """The array tasks of these jobs that are queued or still running."""
+    alive = set()
+    for line in _listing(jobs, "JobArrayID:|,State:|"):
+        ref, _, state = line.partition("|")
+        if state.strip("| ").split()[:1] and state.strip("| ").split()[0] in _ALIVE:
+            alive.add(ref.strip())
+    return alive
+
+
+def cancel(document):
+    """scancel the tasks, wait until none of them is left running (at most ``wait`` seconds: the wrapper's
+    grace period, which Slurm's KillWait bounds too), then read their exit-code files: a task whose
+    experiment ended by itself before the signal reached it keeps that end."""
+    tasks = document["tasks"]  # [index, "JOB_TASK", exit-code file]
+    result = subprocess.run(["scancel", *document["specs"]], capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit("mrunner: scancel failed: " + " / ".join(result.stderr.strip().splitlines()[-2:]))
+    refs = {ref for _, ref, _ in tasks}
+    jobs = sorted({ref.split("_")[0] for ref in refs})
+    deadline = time.monotonic() + document["wait"]
+    while time.monotonic() < deadline and refs & _alive(jobs):
+        time.sleep(0.2)
+    return {index: _exit_code(exit_file) for index, _, exit_file in tasks}
 
 
 def _finished(jobs):
@@ -552,6 +594,8 @@ def main(argv, stdin):
         answer = submit(json.loads(zlib.decompress(stdin.read())))
     elif command == "status":
         answer = status(json.loads(zlib.decompress(stdin.read())))
+    elif command == "cancel":
+        answer = cancel(json.loads(zlib.decompress(stdin.read())))
     else:
         raise SystemExit("mrunner: unknown helper command %r" % command)
     if answer is not None:

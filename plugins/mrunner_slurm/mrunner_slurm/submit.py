@@ -4,11 +4,13 @@ written and submitted in one round trip to the helper, each array recorded the m
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mrunner import layout
 from mrunner.errors import BackendError
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -87,7 +89,7 @@ def submit(
         by_name[name] = unit
         script = f"{directory}/slurm/{name}.sh"
         bundle = batch.bundle_path(directory, name)
-        files[bundle] = [batch.task_bundle(sweep, unit.runs, directory, storage), 0o644]
+        files[bundle] = [batch.task_bundle(sweep, unit.runs, storage), 0o644]
         files[script] = [
             batch.batch_script(
                 sweep, context, code_dir, client_dir, directory, bundle, unit.attempt, unit.offset, venv
@@ -100,7 +102,9 @@ def submit(
             *resource_options(context), script,
         ]  # fmt: skip
         jobs.append({"name": name, "argv": argv, "marker": f"{directory}/submitted/{name}"})
-    document = {"files": files, "dirs": [f"{directory}/status", f"{directory}/submitted"], "units": jobs}
+    first = layout.of_run(storage, sweep, runs[0])  # the batch scripts write into the logs folder at once
+    dirs = [posixpath.dirname(first.log_file()), posixpath.dirname(first.exit_code_file()), f"{directory}/submitted"]
+    document = {"files": files, "dirs": dirs, "units": jobs}
     accepted = 0
     for event in remote.lines(connection, ["submit"], remote.pack(document)):
         if "error" in event:

@@ -158,8 +158,10 @@ def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_de
     try:
         first, files = deploy_and_list()
         assert first["objects_sent"] == 43  # 45 files, 43 contents
-        assert files["run.sh"] == "755" and files["same_as_run.sh"] == "444"
+        assert files["run.sh"] == "555" and files["same_as_run.sh"] == "444"  # read-only, executable kept
         assert files["pkg/model.py"] == "444"  # shared with the store, which nobody may edit
+        folders = cluster.ssh(f"cd {first['code_dir']} && find . -type d -printf '%m\\n' | sort -u").split()
+        assert folders == ["555"], "no file can be added to the code folder"
         (project / "pkg" / "model.py").write_text("DEPTH = 4\n")
         second, files = deploy_and_list()
         assert (second["objects_sent"], second["bytes_sent"] < 400) == (1, True)
@@ -221,6 +223,22 @@ def test_cancel_stops_exactly_the_named_experiment_then_the_sweep(cluster, mrunn
     assert cluster.ssh(f"squeue -h -r -j {job} -t PENDING,RUNNING -o '%i'", check=False).strip() == ""
     runs = wait_for(mrunner, sweep, lambda runs: all(r["state"] == "cancelled" for r in runs), 10)
     assert [r["state"] for r in runs] == ["cancelled"] * 3
+
+
+def test_cancel_of_an_experiment_that_had_ended_keeps_its_real_end(cluster, mrunner, tmp_path):
+    from mrunner.store import Store
+
+    (tmp_path / "quick.py").write_text("import sys\nsys.exit(3)\n")
+    result = mrunner("+context=test-slurm", "quick.py")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    [run] = Store().runs(sweep)  # the records as submitted, not refreshed from the cluster
+    job = run.backend_ref.split("_")[0]
+    cluster.ssh(f"while squeue -h -j {job} -o %i | grep -q .; do sleep 0.2; done")
+    assert Store().runs(sweep)[0].state == "submitted"  # the records do not know yet that it ended
+    assert mrunner("cancel", sweep).returncode == 0
+    [run] = status(mrunner, sweep)["experiments"]
+    assert (run["state"], run["exit_code"]) == ("failed", 3)
 
 
 def test_logs_follow_streams_until_the_experiment_ends(cluster, mrunner, tmp_path):
@@ -497,3 +515,86 @@ def test_neptune_offline_runs_on_the_cluster(slurm_service, mrunner, mrunner_hom
         assert values[("mrunner", "scheduler")] == "slurm" and values[("mrunner", "job_id")] == run["backend_ref"]
         tags = {t for op in ops if op["type"] == "AddStrings" and op["path"] == ["sys", "tags"] for t in op["values"]}
         assert tags == {sweep, "slurm-neptune"}
+
+
+ISOLATED = """
+import json, os, sys, time
+import helpers  # a module of the project, imported from the experiment's own folder
+from mrunner.client import experiment_info
+seed = experiment_info()["parameters"]["seed"]
+seen = {"out_before": os.path.exists("out.txt"), "outputs_before": sorted(os.listdir("outputs")),
+        "data": open("data/input.txt").read(), "helper": helpers.VALUE, "cwd": os.getcwd(),
+        "env": {k: os.environ[k] for k in ("MRUNNER_EXPERIMENT_DIR", "MRUNNER_CHECKPOINT_DIR", "MRUNNER_ATTEMPT")}}
+with open("out.txt", "w") as out:
+    out.write(str(seed))
+with open("outputs/result.txt", "w") as out:
+    out.write(str(seed))
+time.sleep(2)  # the other experiment of the sweep writes its own meanwhile
+seen["out_after"] = open("out.txt").read()
+seen["outputs_after"] = open("outputs/result.txt").read()
+try:
+    open("data/input.txt", "a").write("changed")
+    seen["snapshot_written"] = True
+except OSError:
+    seen["snapshot_written"] = False
+json.dump(seen, open("seen.json", "w"))
+"""
+
+
+def test_relative_writes_land_in_each_experiments_own_folder_and_the_project_stays_readable(cluster, mrunner, tmp_path):
+    from mrunner.layout import Layout
+
+    (tmp_path / "iso.py").write_text(ISOLATED)
+    (tmp_path / "helpers.py").write_text("VALUE = 42\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "input.txt").write_text("project data")
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / ".gitkeep").write_text("")
+    sweeps = []
+    for seeds in ("1,2", "3"):
+        result = mrunner("+context=test-slurm", "iso.py", "-m", f"seed={seeds}", "--wait")
+        assert result.returncode == 0, result.stderr
+        sweeps.append(status(mrunner, result.stdout.strip().splitlines()[-1]))
+    assert sweeps[0]["sweep"]["snapshot_digest"] == sweeps[1]["sweep"]["snapshot_digest"]
+    for document in sweeps:
+        for run in document["experiments"]:
+            where = Layout(cluster.storage, document["sweep"]["project"], run["sweep_id"], run["index"], run["name"])
+            seen = json.loads(cluster.read(f"{where.experiment_dir}/seen.json"))
+            seed = str(run["parameters"]["seed"])
+            assert (seen["out_after"], seen["outputs_after"]) == (seed, seed)
+            assert (seen["out_before"], seen["outputs_before"]) == (False, [])  # nothing of another sweep
+            assert (seen["data"], seen["helper"]) == ("project data", 42)
+            assert seen["cwd"] == where.experiment_dir
+            assert seen["env"] == {"MRUNNER_EXPERIMENT_DIR": where.experiment_dir,
+                                   "MRUNNER_CHECKPOINT_DIR": where.checkpoint_dir, "MRUNNER_ATTEMPT": "0"}  # fmt: skip
+            assert seen["snapshot_written"] is False
+            assert cluster.read(where.log_file(0)) == "" and cluster.read(where.exit_code_file(0)).strip() == "0"
+    code = f"{cluster.storage}/.mrunner/code/{sweeps[0]['sweep']['snapshot_digest']}"
+    assert cluster.ssh(f"cd {code} && find . | sort").split() == [
+        ".", "./data", "./data/input.txt", "./helpers.py", "./iso.py", "./outputs", "./outputs/.gitkeep",
+        "./train.py",
+    ]  # fmt: skip
+    assert cluster.read(f"{code}/data/input.txt") == "project data"
+
+
+def test_an_experiment_of_a_large_project_costs_a_few_files(cluster, mrunner, tmp_path):
+    """A 2,000-file project: each experiment's folder holds a link per top-level entry, not per file."""
+    from mrunner.layout import Layout
+
+    for folder, count in (("pkg", 1000), ("data", 998)):
+        (tmp_path / folder).mkdir()
+        for i in range(count):
+            (tmp_path / folder / f"f{i}.txt").write_text(f"{folder} {i}\n")
+    (tmp_path / "count.py").write_text("print(open('data/f7.txt').read(), end='')\n")
+    result = mrunner("+context=test-slurm", "count.py", "-m", "seed=1,2", "--wait", timeout=300)
+    assert result.returncode == 0, result.stderr
+    document = status(mrunner, result.stdout.strip().splitlines()[-1])
+    for run in document["experiments"]:
+        where = Layout(cluster.storage, document["sweep"]["project"], run["sweep_id"], run["index"], run["name"])
+        assert cluster.read(where.log_file()) == "data 7\n"
+        made = cluster.ssh(
+            f"find {where.experiment_dir} {where.checkpoint_dir} {where.config_file} {where.log_file()} "
+            f"{where.exit_code_file()} | wc -l"
+        )
+        # the folder, 4 links (count.py, data, pkg, train.py), the checkpoint folder, config, log, exit code
+        assert int(made) == 9, made

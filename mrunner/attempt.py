@@ -100,7 +100,10 @@ def run(command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_fil
         signal.signal(number, forward)
     code = child.wait()
     status = 128 - code if code < 0 else code
-    if killer:  # stopped: nothing of the group may outlive the attempt, and its end is not its own
+    # Stopped, by the signal passed on or by one sent to it straight (a scheduler such as Slurm signals every
+    # process of the job, so the experiment can die before this process's own signal arrives): nothing of
+    # the group may outlive the attempt, and its end is not its own.
+    if killer or -code in STOPPING:
         _signal_group(child.pid, signal.SIGKILL)
     else:
         contract.write_atomic(exit_code_file, f"{status}\n")

@@ -1,0 +1,24 @@
+"""The shared backend suite (mrunner.testing) against the real loopback Slurm cluster."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from mrunner.testing import BackendTestSuite, write_context
+
+pytestmark = pytest.mark.slurm
+
+
+class TestSlurmBackend(BackendTestSuite):
+    timeout = 300.0
+
+    @pytest.fixture
+    def backend_context(self, slurm_service, mrunner_home) -> str:
+        keys = {
+            "backend": "slurm", "slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"],
+            "storage_dir": f"{slurm_service['storage_dir']}/suite-{uuid.uuid4().hex[:10]}",
+            "partition": slurm_service["partition"], "grace_period": 5,
+        }  # fmt: skip
+        return write_context(mrunner_home, "suite-slurm", keys)

@@ -179,7 +179,7 @@ def test_repeated_submission_creates_no_second_job(mrunner, project, cluster, na
     store = Store()
     sweep, runs = store.sweep(sweep_id), store.runs(sweep_id)
     recorded = []
-    handled = plugins.manager().hook.mrunner_submit(
+    handled = plugins.backend_hooks(sweep.backend).mrunner_submit(
         sweep=sweep, runs=runs, secrets={"MY_FAKE_TOKEN": FAKE_TOKEN}, options=SubmitOptions(),
         record=recorded.extend, reporter=Reporter(quiet=True),
     )  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError
@@ -211,6 +212,18 @@ def _key(labels: Mapping[str, str] | None) -> tuple[str, str]:
 
 
 def _state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
+    update = _api_state(run, job, pod)
+    if update is not None and update.state in (COMPLETED, FAILED) and not _stopped(pod):
+        return replace(update, ended_by_itself=True)  # the wrapper also left the exit-code file on the claim
+    return update
+
+
+def _stopped(pod: Any | None) -> bool:
+    """Whether the pod is being deleted (a cancel, or someone else): its end is then not its own."""
+    return pod is not None and pod.metadata.deletion_timestamp is not None
+
+
+def _api_state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
     if job is None:
         return RunUpdate(run.index, LOST, detail="its Job is gone (deleted outside mrunner)")
     exit_code, reason = _container_end(pod)

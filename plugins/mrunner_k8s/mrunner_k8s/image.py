@@ -25,10 +25,9 @@ from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.snapshot import Snapshot
 from mrunner_k8s import names
-from mrunner_k8s.manifests import CODE_DIR
+from mrunner_k8s.manifests import CLIENT_DIR, CODE_DIR
 
-TEMPLATE_VERSION = 1
-CLIENT_DIR = "/mrunner/client"
+TEMPLATE_VERSION = 2
 REQUIREMENTS_PATH = "/mrunner/requirements.txt"
 
 
@@ -45,8 +44,10 @@ class Recipe:
 
     def dockerfile(self) -> str:
         lines = [f"# mrunner experiment image (template {TEMPLATE_VERSION})", f"FROM {self.base_image}"]
+        # Always there: the container starts the experiment through its start wrapper (``mrunner.attempt``).
+        lines.append(f"COPY mrunner-client/ {CLIENT_DIR}/")
         if self.with_client:
-            lines += [f"COPY mrunner-client/ {CLIENT_DIR}/", f"ENV PYTHONPATH={CLIENT_DIR}"]
+            lines.append(f"ENV PYTHONPATH={CLIENT_DIR}")
         if has_requirements(self.requirements):
             # Its own layer before the code: docker's cache rebuilds it only when the requirements change.
             lines += [
@@ -93,7 +94,8 @@ def requirements_of(sweep: Sweep, snapshot: Snapshot) -> bytes:
 
 def recipe(sweep: Sweep, snapshot: Snapshot) -> Recipe:
     requirements = requirements_of(sweep, snapshot)
-    # A user who installs mrunner itself in the image gets the whole package instead of the client alone.
+    # A user who installs mrunner itself in the image imports the whole package instead of the client alone
+    # (the client stays in the image for the start wrapper, which runs from its folder).
     with_client = not any(line.strip().lower().startswith(b"mrunner") for line in requirements.splitlines())
     return Recipe(
         base_image=sweep.context["base_image"], python=sweep.context["python"], requirements=requirements,
@@ -109,9 +111,8 @@ def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
     with tarfile.open(fileobj=stream, mode="w") as tar:
         _add_bytes(tar, "Dockerfile", recipe.dockerfile().encode())
         _add_bytes(tar, "requirements.txt", recipe.requirements)
-        if recipe.with_client:
-            for name, data in experiment_side_files().items():  # get_configuration() and Neptune tracking
-                _add_bytes(tar, f"mrunner-client/{name}", data)
+        for name, data in experiment_side_files().items():  # the start wrapper, get_configuration(), tracking
+            _add_bytes(tar, f"mrunner-client/{name}", data)
         for relative, (_, mode) in sorted(snapshot.files.items()):
             _add_bytes(tar, f"code/{relative}", snapshot.read(relative), mode)
     stream.seek(0)

@@ -13,25 +13,18 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mrunner import layout
 from mrunner.errors import MrunnerError
 from mrunner.records import Run, Sweep
 from mrunner_k8s import names
 
 CODE_DIR = "/mrunner/code"
+#: mrunner's experiment side (``mrunner.runtime``), in every image: the start wrapper runs from here.
+CLIENT_DIR = "/mrunner/client"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mrunner"}
-# The container's first process, in the image's python: it creates the experiment's folder on the volume,
-# runs the experiment as its child and passes termination signals on. As PID 1 the experiment itself
-# would ignore the SIGTERM of a cancel (the kernel drops signals PID 1 has no handler for) and be killed
-# only after the grace period.
-BOOT = """\
-import os, signal, subprocess, sys
-os.makedirs(os.environ["MRUNNER_EXPERIMENT_DIR"], exist_ok=True)
-child = subprocess.Popen(sys.argv[1:])
-for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(number, lambda received, frame: child.send_signal(received))
-code = child.wait()
-sys.exit(128 - code if code < 0 else code)
-"""
+#: Seconds the kubelet waits after its SIGTERM beyond ``grace_period``, so that the wrapper's own kill of the
+#: experiment's process group comes first and the pod ends the way the wrapper says.
+KILL_MARGIN_SECONDS = 5
 
 
 def _client():  # the models, imported on first use (the plugin module must stay cheap to import)
@@ -84,8 +77,21 @@ def config_map(sweep: Sweep, runs: Iterable[Run]) -> Any:
     return c.V1ConfigMap(metadata=metadata, data=data)
 
 
-def experiment_dir(sweep: Sweep, run: Run) -> str:
-    return posixpath.join(sweep.context["storage"], sweep.project, sweep.id, f"{run.index}-{run.name}")
+def command(sweep: Sweep, run: Run) -> list[str]:
+    """The container's command: the core's start wrapper (``mrunner.attempt``) around the recorded command.
+
+    It is PID 1, so it passes the kubelet's SIGTERM on to the experiment's process group (the kernel drops
+    signals PID 1 has no handler for), kills the group after ``grace_period``, prepares the experiment's
+    folder on the claim and writes the exit code there when the experiment ends by itself. The container's
+    working directory is the shipped client's folder, so ``python -m`` finds the wrapper that matches the
+    layout even when the image installs another mrunner; the experiment itself starts in its own folder."""
+    context = sweep.context
+    return [
+        context["python"], "-m", "mrunner.attempt", "--code", CODE_DIR, "--workdir", sweep.workdir,
+        "--entries", json.dumps(sweep.package["entries"]),
+        "--config-from", posixpath.join(names.CONFIG_DIR, names.CONFIG_FILE),
+        "--grace", str(context["grace_period"]), "--", *run.command,
+    ]  # fmt: skip
 
 
 def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str]) -> Any:
@@ -93,13 +99,9 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str]) -> Any:
     c = _client()
     context = sweep.context
     storage = context["storage"]
-    env = [
-        c.V1EnvVar(name="MRUNNER_CONFIG", value=posixpath.join(names.CONFIG_DIR, names.CONFIG_FILE)),
-        c.V1EnvVar(name="MRUNNER_EXPERIMENT_DIR", value=experiment_dir(sweep, run)),
-        c.V1EnvVar(name="STORAGE_DIR", value=storage),
-        c.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
-    ]
-    fixed = {variable.name for variable in env}
+    contract = layout.of_run(storage, sweep, run).environment()
+    fixed = {**contract, "PYTHONUNBUFFERED": "1"}
+    env = [c.V1EnvVar(name=key, value=value) for key, value in fixed.items()]
     env += [c.V1EnvVar(name=key, value=str(value)) for key, value in run.env.items() if key not in fixed]
     secret_name = names.secret(sweep.id)
     env += [
@@ -110,8 +112,8 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str]) -> Any:
         name="experiment",
         image=image,
         image_pull_policy="IfNotPresent",  # images are tagged by content: a tag never changes
-        command=[context["python"], "-c", BOOT, *run.command],
-        working_dir=posixpath.normpath(posixpath.join(CODE_DIR, sweep.workdir)),
+        command=command(sweep, run),
+        working_dir=CLIENT_DIR,
         env=env,
         resources=resources(context),
         volume_mounts=[
@@ -134,6 +136,7 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str]) -> Any:
     labels = run_labels(sweep, run)
     pod = c.V1PodSpec(
         restart_policy="Never",
+        termination_grace_period_seconds=int(context["grace_period"]) + KILL_MARGIN_SECONDS,
         containers=[container],
         volumes=volumes,
         host_network=bool(context.get("host_network")) or None,

@@ -92,12 +92,14 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 
 @hookimpl
 def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
+    from mrunner import layout
     from mrunner_k8s import image
 
     facts = image.ensure(sweep, snapshot, reporter)
-    if sweep.package.get("image") == facts["image"]:  # a resume: keep what the first hand-over recorded
+    if sweep.package.get("image") == facts["image"] and "entries" in sweep.package:
+        # A resume: keep what the first hand-over recorded, so every attempt's folder mirrors the code alike.
         return {**sweep.package, **facts, "timestamp_tag": sweep.package.get("timestamp_tag")}
-    return facts
+    return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir)}
 
 
 @hookimpl
@@ -157,11 +159,22 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
 
 
 @hookimpl
-def mrunner_cancel(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    from mrunner_k8s.cluster import cancelled
+def mrunner_cancel(
+    sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
+) -> list[RunUpdate] | None:
+    from mrunner_k8s.cluster import cancelled, run_states
 
-    _cluster(sweep).delete_jobs(sweep, runs)
-    return cancelled(runs)
+    cluster = _cluster(sweep)
+    jobs, pods = cluster.sweep_objects(sweep)
+    # A pod that had already ended keeps its real end, and its Job stays (with the log `mrunner logs` shows).
+    ends = [update for update in run_states(runs, jobs, pods) if update.ended_by_itself]
+    ended = {update.index for update in ends}
+    stopping = [run for run in runs if run.index not in ended]
+    updates = cancelled(stopping)
+    if stopping:
+        record(updates)  # before the delete: the pod's end under the kubelet's SIGTERM is the cancel's
+        cluster.delete_jobs(sweep, stopping)
+    return [*ends, *updates]
 
 
 @hookimpl

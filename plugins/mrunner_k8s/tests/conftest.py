@@ -15,6 +15,7 @@ def _make_sweep(**context_values) -> Sweep:
     return Sweep(
         id="brave-turing-3f2a9c", name="train", created_at=0.0, context_name="test-k8s", backend="kubernetes",
         context=context, project="Demo_Project", snapshot_digest="d" * 64, project_dir="/nowhere", workdir="src",
+        package={"image": "127.0.0.1:5000/demo:c-1", "entries": ["d outputs", "d src", "l src/train.py"]},
     )  # fmt: skip
 
 

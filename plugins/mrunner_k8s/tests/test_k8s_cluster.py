@@ -179,7 +179,7 @@ def test_repeated_submission_creates_no_second_job(mrunner, project, cluster, na
     store = Store()
     sweep, runs = store.sweep(sweep_id), store.runs(sweep_id)
     recorded = []
-    handled = plugins.manager().hook.mrunner_submit(
+    handled = plugins.backend_hooks(sweep.backend).mrunner_submit(
         sweep=sweep, runs=runs, secrets={"MY_FAKE_TOKEN": FAKE_TOKEN}, options=SubmitOptions(),
         record=recorded.extend, reporter=Reporter(quiet=True),
     )  # fmt: skip
@@ -201,6 +201,89 @@ def test_cancel_stops_a_running_sweep(mrunner, project, cluster, namespace):
     while cluster[0].list_namespaced_pod(namespace, label_selector=f"mrunner/sweep={sweep_id}").items:
         assert time.monotonic() < deadline, "the cancelled Jobs' pods are still there after 25 s"
         time.sleep(1)
+
+
+ISOLATED_EXPERIMENT = """\
+import json, os
+import helper
+from mrunner import get_configuration
+
+config = get_configuration()
+seen = {"out": os.path.exists("out.txt"), "outputs": sorted(os.listdir("outputs"))}
+for path in ("out.txt", "outputs/result.txt"):
+    with open(path, "w") as stream:
+        stream.write(str(config.lr))
+with open("data/input.txt") as stream:
+    data = stream.read().strip()
+names = ("MRUNNER_EXPERIMENT_DIR", "MRUNNER_CHECKPOINT_DIR", "MRUNNER_ATTEMPT", "MRUNNER_CONFIG", "STORAGE_DIR")
+report = {"seen": seen, "data": data, "helper": helper.VALUE, "cwd": os.getcwd(), "env": {n: os.environ[n] for n in names}}
+print("REPORT " + json.dumps(report), flush=True)
+"""
+
+
+def _volume(core, namespace: str) -> Path:
+    """The test cluster's claim is a hostPath volume: the test reads what the pods left on it."""
+    claim = core.read_namespaced_persistent_volume_claim("mrunner-storage", namespace)
+    return Path(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
+
+
+def _report(mrunner, sweep_id: str, index: int) -> dict:
+    logs = mrunner("logs", f"{sweep_id}/{index}")
+    assert logs.returncode == 0, logs.stderr
+    (line,) = [line for line in logs.stdout.splitlines() if line.startswith("REPORT ")]
+    return json.loads(line.removeprefix("REPORT "))
+
+
+def test_experiments_write_into_their_own_folders_and_read_the_project(mrunner, project, cluster, namespace):
+    """Relative writes land in each experiment's folder on the claim, never in the code or a neighbour's."""
+    from mrunner import layout
+
+    (project / "exp.py").write_text(ISOLATED_EXPERIMENT)
+    (project / "helper.py").write_text("VALUE = 'from the project'\n")
+    (project / "data").mkdir()
+    (project / "data" / "input.txt").write_text("project data\n")
+    (project / "outputs").mkdir()
+    (project / "outputs" / ".gitkeep").write_text("")
+    first_id, _ = submit(mrunner, "-m", "lr=0.1,0.2")
+    first = wait_until(mrunner, first_id, ended)
+    second_id, _ = submit(mrunner, "lr=0.3")  # the same code: the same image, a new sweep
+    second = wait_until(mrunner, second_id, ended)
+    assert [run["state"] for run in first + second] == ["completed"] * 3
+
+    volume = _volume(cluster[0], namespace)
+    for sweep_id, run in [(first_id, run) for run in first] + [(second_id, second[0])]:
+        where = layout.Layout("/storage", "mrt-project", sweep_id, run["index"], run["name"], run["attempt"])
+        report = _report(mrunner, sweep_id, run["index"])
+        assert report["seen"] == {"out": False, "outputs": []}  # nothing of the neighbour or the earlier sweep
+        assert report["data"] == "project data" and report["helper"] == "from the project"
+        assert report["cwd"] == where.experiment_dir
+        assert report["env"] == {
+            "MRUNNER_EXPERIMENT_DIR": where.experiment_dir, "MRUNNER_CHECKPOINT_DIR": where.checkpoint_dir,
+            "MRUNNER_ATTEMPT": "0", "MRUNNER_CONFIG": where.config_file, "STORAGE_DIR": "/storage",
+        }  # fmt: skip
+        on_claim = layout.Layout(str(volume), "mrt-project", sweep_id, run["index"], run["name"], run["attempt"])
+        folder = Path(on_claim.experiment_dir)
+        lr = str(run["parameters"]["lr"])
+        assert (folder / "out.txt").read_text() == lr and (folder / "outputs" / "result.txt").read_text() == lr
+        assert not (folder / "outputs").is_symlink() and (folder / "data").is_symlink()
+        assert Path(on_claim.checkpoint_dir).is_dir()
+        assert layout.read_exit_code(on_claim.exit_code_file()) == 0  # the wrapper's proof of its own end
+        assert json.loads(Path(on_claim.config_file).read_text())["parameters"]["lr"] == run["parameters"]["lr"]
+
+
+def test_cancel_after_the_pod_completed_keeps_completed(mrunner, project, cluster, namespace):
+    core, batch = cluster
+    sweep_id, _ = submit(mrunner, "lr=0.1")
+    deadline = time.monotonic() + 120
+    # Waits on the API server alone: the records still say submitted when the cancel comes.
+    while [pod.status.phase for pod in core.list_namespaced_pod(namespace, label_selector=f"mrunner/sweep={sweep_id}").items] != ["Succeeded"]:  # fmt: skip
+        assert time.monotonic() < deadline, "the experiment's pod did not succeed within 120 s"
+        time.sleep(1)
+    cancelled = mrunner("cancel", sweep_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert [(run["state"], run["exit_code"]) for run in experiments(mrunner, sweep_id)] == [("completed", 0)]
+    assert len(batch.list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items) == 1
+    assert "lr=0.1 storage=/storage" in mrunner("logs", f"{sweep_id}/0").stdout  # its log is still there
 
 
 def test_api_server_refusal_is_one_clear_line(mrunner, project):

@@ -69,10 +69,15 @@ def test_missing_requirements_file_is_a_user_error(make_sweep, project):
         image.recipe(make_sweep(requirements_file="nope.txt"), take(project))
 
 
-def test_mrunner_in_requirements_replaces_the_client_copy(make_sweep, project):
+def test_mrunner_in_requirements_is_imported_but_the_wrapper_stays(make_sweep, project):
     (project / "requirements.txt").write_text("mrunner==0.2.0\n")
-    recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), take(project))
+    frozen = take(project)
+    recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), frozen)
     assert not recipe.with_client and "PYTHONPATH" not in recipe.dockerfile()
+    # The container starts through the shipped mrunner.attempt (run from its folder), whatever is installed.
+    assert "COPY mrunner-client/ /mrunner/client/" in recipe.dockerfile().splitlines()
+    with image.build_context(recipe, frozen) as archive, tarfile.open(fileobj=archive) as tar:
+        assert b"def main" in tar.extractfile("mrunner-client/mrunner/attempt.py").read()
 
 
 def test_build_context_is_deterministic_and_complete(make_sweep, project):

@@ -4,6 +4,7 @@ import pytest
 from kubernetes import client
 from mrunner_k8s import manifests, names
 
+from mrunner import layout
 from mrunner.errors import MrunnerError
 
 
@@ -27,11 +28,19 @@ def test_job_manifest(sweep, make_run):
     container = pod["containers"][0]
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
     assert container["resources"]["requests"] == container["resources"]["limits"]
-    assert container["command"][:2] == ["python3", "-c"] and container["command"][3:] == run.command
-    assert container["workingDir"] == "/mrunner/code/src"
+    # The core's start wrapper, run from the shipped client's folder, around the recorded command.
+    assert container["command"] == [
+        "python3", "-m", "mrunner.attempt", "--code", "/mrunner/code", "--workdir", "src",
+        "--entries", json.dumps(sweep.package["entries"]), "--config-from", "/etc/mrunner/config.json",
+        "--grace", "30", "--", *run.command,
+    ]  # fmt: skip
+    assert container["workingDir"] == "/mrunner/client"
+    assert pod["terminationGracePeriodSeconds"] == 30 + manifests.KILL_MARGIN_SECONDS
     env = _env(job)
-    assert env["MRUNNER_CONFIG"]["value"] == "/etc/mrunner/config.json"
+    where = layout.of_run("/storage", sweep, run)
+    assert {key: env[key]["value"] for key in layout.VARIABLES} == where.environment()
     assert env["MRUNNER_EXPERIMENT_DIR"]["value"] == f"/storage/Demo_Project/{sweep.id}/3-Exp_0003.train"
+    assert env["MRUNNER_ATTEMPT"]["value"] == "1" and env["MRUNNER_CONFIG"]["value"] == where.config_file
     assert env["STORAGE_DIR"]["value"] == "/storage" and env["DATASET"]["value"] == "mnist"
     assert env["MY_TOKEN"] == {
         "name": "MY_TOKEN",
@@ -44,34 +53,18 @@ def test_job_manifest(sweep, make_run):
     assert "hostNetwork" not in pod and "nodeSelector" not in pod
 
 
-def test_boot_creates_the_experiment_dir_and_passes_the_exit_code_on(tmp_path):
-    import subprocess
-    import sys
-
-    target = tmp_path / "a" / "b"
-    result = subprocess.run(
-        [sys.executable, "-c", manifests.BOOT, sys.executable, "-c", "print('ok'); raise SystemExit(3)"],
-        env={"MRUNNER_EXPERIMENT_DIR": str(target)}, capture_output=True, text=True,
-    )  # fmt: skip
-    assert target.is_dir() and result.stdout.strip() == "ok" and result.returncode == 3
+def test_the_runs_env_cannot_replace_the_contracts_variables(sweep, make_run):
+    run = make_run(0, MRUNNER_EXPERIMENT_DIR="/elsewhere", STORAGE_DIR="/nope")
+    env = _env(manifests.to_dict(manifests.job(sweep, run, "img", {})))
+    assert env["MRUNNER_EXPERIMENT_DIR"]["value"] == layout.of_run("/storage", sweep, run).experiment_dir
+    assert env["STORAGE_DIR"]["value"] == "/storage"
 
 
-def test_boot_passes_sigterm_to_the_experiment(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    experiment = "import signal, sys, time; print('up', flush=True); time.sleep(60)"
-    boot = subprocess.Popen(
-        [sys.executable, "-c", manifests.BOOT, sys.executable, "-c", experiment],
-        env={"MRUNNER_EXPERIMENT_DIR": str(tmp_path)}, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert boot.stdout.readline().strip() == "up"
-    started = time.monotonic()
-    boot.send_signal(signal.SIGTERM)
-    assert boot.wait(timeout=10) == 128 + signal.SIGTERM  # the experiment got it and ended; boot reports it
-    assert time.monotonic() - started < 5
+def test_grace_period_sets_the_wrapper_and_the_pod(make_sweep, make_run):
+    pod = manifests.to_dict(manifests.job(make_sweep(grace_period=7), make_run(), "img", {}))["spec"]["template"]
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[command.index("--grace") + 1] == "7"
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 7 + manifests.KILL_MARGIN_SECONDS
 
 
 def test_placement_keys(make_sweep, make_run):

@@ -64,3 +64,17 @@ def test_only_the_runs_attempt_counts_and_unchanged_states_are_not_reported(make
     assert run_states([run], jobs, pods) == []
     pods.append(pod(0, "Succeeded", 0, attempt=1, created=9))  # a newer pod of the same attempt wins
     assert [(u.state, u.exit_code) for u in run_states([run], jobs, pods)] == [("completed", 0)]
+
+
+def test_an_end_of_its_own_is_marked_and_a_deleted_pods_is_not(make_run):
+    runs = [make_run(i) for i in range(4)]
+    for run in runs:
+        run.state = "running"
+    deleting = pod(3, "Failed", 143)
+    deleting.metadata.deletion_timestamp = datetime.fromtimestamp(60, timezone.utc)  # a cancel's delete
+    jobs = [job(0, "Complete"), job(1, "Failed", "BackoffLimitExceeded"), job(2, "Failed", "DeadlineExceeded"), job(3)]
+    pods = [pod(0, "Succeeded", 0), pod(1, "Failed", 3), pod(2, "Failed", 137), deleting]
+    updates = {u.index: u for u in run_states(runs, jobs, pods)}
+    assert {i: (u.state, u.ended_by_itself) for i, u in updates.items()} == {
+        0: ("completed", True), 1: ("failed", True), 2: ("timeout", False), 3: ("failed", False),
+    }  # fmt: skip

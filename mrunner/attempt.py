@@ -50,6 +50,7 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--entries", default="[]", help="JSON list from mrunner.layout.working_entries")
     parser.add_argument("--config-from", help="a file holding the config document (else $MRUNNER_CONFIG_DOCUMENT)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds between a stopping signal and the kill")
+    parser.add_argument("--log", help="also append the experiment's output to this file (the attempt's log)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
@@ -73,13 +74,20 @@ def main(argv: Sequence[str]) -> int:
     except (OSError, KeyError, ValueError) as error:
         print(f"mrunner: cannot set up the experiment: {error}", file=sys.stderr, flush=True)
         return SETUP_FAILED
-    return run(options.command, cwd, environ, layout.exit_code_file(), options.grace)
+    return run(options.command, cwd, environ, layout.exit_code_file(), options.grace, options.log)
 
 
-def run(command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_file: str, grace: float) -> int:
-    """Run ``command`` in its own process group, pass signals on, record and return its exit code."""
+def run(
+    command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_file: str, grace: float, log: str | None = None
+) -> int:
+    """Run ``command`` in its own process group, pass signals on, record and return its exit code. With
+    ``log``, the output also goes to that file (for a platform whose own log of the process does not last,
+    such as a pod's)."""
     try:
-        child = subprocess.Popen(list(command), cwd=cwd, env=environ, start_new_session=True)
+        child = subprocess.Popen(
+            list(command), cwd=cwd, env=environ, start_new_session=True,
+            stdout=subprocess.PIPE if log else None, stderr=subprocess.STDOUT if log else None,
+        )  # fmt: skip
     except OSError as error:
         print(f"mrunner: cannot start {command[0]}: {error.strerror}", file=sys.stderr, flush=True)
         contract.write_atomic(exit_code_file, "127\n")
@@ -98,7 +106,13 @@ def run(command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_fil
 
     for number in FORWARDED:
         signal.signal(number, forward)
+    copier = None
+    if log and child.stdout is not None:
+        copier = threading.Thread(target=_copy, args=(child.stdout.fileno(), log), daemon=True)
+        copier.start()
     code = child.wait()
+    if copier is not None:
+        copier.join(5.0)  # a process the experiment left behind may hold the pipe: it is killed below
     status = 128 - code if code < 0 else code
     # Stopped, by the signal passed on or by one sent to it straight (a scheduler such as Slurm signals every
     # process of the job, so the experiment can die before this process's own signal arrives): nothing of
@@ -108,6 +122,19 @@ def run(command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_fil
     else:
         contract.write_atomic(exit_code_file, f"{status}\n")
     return status
+
+
+def _copy(source: int, log: str) -> None:
+    """Pass the experiment's output on to this process's stdout and append it to ``log``."""
+    with open(log, "ab") as copy:
+        while True:
+            chunk = os.read(source, 65536)
+            if not chunk:
+                return
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            copy.write(chunk)
+            copy.flush()
 
 
 def _exited(pid: int) -> bool:

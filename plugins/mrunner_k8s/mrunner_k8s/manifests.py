@@ -82,7 +82,8 @@ def command(sweep: Sweep, run: Run) -> list[str]:
 
     It is PID 1, so it passes the kubelet's SIGTERM on to the experiment's process group (the kernel drops
     signals PID 1 has no handler for), kills the group after ``grace_period``, prepares the experiment's
-    folder on the claim and writes the exit code there when the experiment ends by itself. The container's
+    folder on the claim, writes the exit code there when the experiment ends by itself, and copies the output into
+    the attempt's log on the claim (the pod's own log goes with its Job). The container's
     working directory is the shipped client's folder, so ``python -m`` finds the wrapper that matches the
     layout even when the image installs another mrunner; the experiment itself starts in its own folder."""
     context = sweep.context
@@ -90,7 +91,8 @@ def command(sweep: Sweep, run: Run) -> list[str]:
         context["python"], "-m", "mrunner.attempt", "--code", CODE_DIR, "--workdir", sweep.workdir,
         "--entries", json.dumps(sweep.package["entries"]),
         "--config-from", posixpath.join(names.CONFIG_DIR, names.CONFIG_FILE),
-        "--grace", str(context["grace_period"]), "--", *run.command,
+        "--grace", str(context["grace_period"]),
+        "--log", layout.of_run(context["storage"], sweep, run).log_file(), "--", *run.command,
     ]  # fmt: skip
 
 

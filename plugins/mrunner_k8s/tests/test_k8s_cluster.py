@@ -269,6 +269,8 @@ def test_experiments_write_into_their_own_folders_and_read_the_project(mrunner, 
         assert Path(on_claim.checkpoint_dir).is_dir()
         assert layout.read_exit_code(on_claim.exit_code_file()) == 0  # the wrapper's proof of its own end
         assert json.loads(Path(on_claim.config_file).read_text())["parameters"]["lr"] == run["parameters"]["lr"]
+        pod_log = mrunner("logs", f"{sweep_id}/{run['index']}").stdout
+        assert pod_log and Path(on_claim.log_file()).read_text() == pod_log  # the attempt's log outlives its pod
 
 
 def test_cancel_after_the_pod_completed_keeps_completed(mrunner, project, cluster, namespace):

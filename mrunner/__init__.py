@@ -1,16 +1,19 @@
 """mrunner: run a grid of ML experiments on your machine, a Slurm cluster or Kubernetes.
 
-Inside an experiment: ``from mrunner import get_configuration`` (and ``mrunner.neptune_run()`` for the run
+Inside an experiment: ``from mrunner import get_configuration`` (``mrunner.checkpoint_dir()`` and
+``mrunner.attempt()`` for resuming) (and ``mrunner.neptune_run()`` for the run
 ``get_configuration(with_neptune=True)`` started). In a spec file:
 ``from mrunner import create_experiments``. Importing ``mrunner`` costs almost nothing: everything but
 ``get_configuration`` is loaded on first use.
 """
 
-from mrunner.client import get_configuration
+from mrunner.client import attempt, checkpoint_dir, get_configuration
 
 __version__ = "0.2.0"
 __all__ = [
     "get_configuration",
+    "checkpoint_dir",
+    "attempt",
     "neptune_run",
     "create_experiments",
     "create_experiments_helper",

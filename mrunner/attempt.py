@@ -69,6 +69,10 @@ def main(argv: Sequence[str]) -> int:
         if options.config_from:
             with open(options.config_from, encoding="utf-8") as stream:
                 document = stream.read()
+        if document is not None:  # the document was written for the submitted attempt; a requeue runs a later one
+            described = json.loads(document)
+            if described.get("attempt") != layout.attempt:
+                document = json.dumps({**described, "attempt": layout.attempt})
         contract.prepare(layout, options.code, json.loads(options.entries), document)
         cwd = contract.working_directory(layout, options.workdir)
     except (OSError, KeyError, ValueError) as error:

@@ -25,11 +25,27 @@ COMMON_KEYS = [
         30,
         help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before it is killed",
     ),
+    ContextKey(
+        "max_requeue",
+        "int",
+        3,
+        help="times an experiment stopped by the platform (preempted, time limit, node or pod lost) is started "
+        "again by itself as its next attempt",
+    ),
+    ContextKey(
+        "retry_failed",
+        "int",
+        0,
+        help="times an experiment whose script failed by itself (non-zero exit) is started again as its next attempt",
+    ),
 ]
 
 
 @hookimpl
 def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+    for key in ("grace_period", "max_requeue", "retry_failed"):
+        if int(context.get(key) or 0) < 0:
+            raise MrunnerError(f"context {context_name}: {key} must be 0 or more, got {context[key]}")
     missing = [name for name in context.get("secrets") or [] if name not in os.environ]
     if missing:
         raise MrunnerError(

@@ -12,6 +12,8 @@ import sys
 from typing import Any
 
 CONFIG_VARIABLE = "MRUNNER_CONFIG"
+CHECKPOINT_VARIABLE = "MRUNNER_CHECKPOINT_DIR"  # the names of mrunner.layout's contract
+ATTEMPT_VARIABLE = "MRUNNER_ATTEMPT"
 
 
 class Config(dict):
@@ -75,3 +77,20 @@ def get_configuration(print_diagnostics: bool = False, with_neptune: bool = Fals
 
         start_neptune_run(info)
     return config
+
+
+def checkpoint_dir() -> str:
+    """This experiment's checkpoint folder: the same for every attempt (a requeue after preemption or the
+    time limit, a `mrunner resume`), and its own, so a script resumes by loading what it saved there."""
+    path = os.environ.get(CHECKPOINT_VARIABLE)
+    if not path:
+        raise RuntimeError(
+            f"{CHECKPOINT_VARIABLE} is not set: this script is not run by mrunner; set it to a folder to run it by hand"
+        )
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def attempt() -> int:
+    """Which attempt of this experiment this process is: 0 for the first, then 1, 2, ... (0 outside mrunner)."""
+    return int(os.environ.get(ATTEMPT_VARIABLE) or 0)

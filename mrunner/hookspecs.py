@@ -97,7 +97,7 @@ def mrunner_context_keys(backend: str) -> list[ContextKey]:
     ``backend``: the context's backend; the serving backend's plugin and every tracker are called.
     Returns the keys this plugin accepts in such a context (``None`` or no implementation: none). The core adds
     the keys every context has (``backend``, ``project``, ``python``, ``env``, ``secrets``, ``tags``,
-    ``grace_period``). A backend key with a core key's name replaces it (a backend may give ``python`` another
+    ``grace_period``, ``max_requeue``, ``retry_failed``). A backend key with a core key's name replaces it (a backend may give ``python`` another
     default). Unknown keys in a context are an error listing every accepted key.
     """
 
@@ -227,7 +227,10 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
     Ask the backend in as few calls as possible (one per sweep). A run that ended reports its real end
     (completed or failed with its exit code, from the attempt's exit-code file of ``mrunner.layout`` where the
     scheduler has forgotten it), and a run the backend no longer knows and that left no exit code is
-    ``lost``. Returns the changed states (an empty list: nothing changed). First result.
+    ``lost``. A run the platform started again by itself (a Slurm requeue, a replaced pod) reports the new
+    attempt's state with ``RunUpdate.attempt`` set to the new attempt and ``RunUpdate.ends`` saying how each
+    earlier one ended (``preempted``, ``timeout``, ``lost``, ``failed`` for a retried failure): the core records
+    every attempt's end. Returns the changed states (an empty list: nothing changed). First result.
     """
 
 

@@ -165,7 +165,8 @@ def working_entries(files: Iterable[str], workdir: str = ".") -> list[str]:
 def prepare(layout: Layout, code_dir: str, entries: Iterable[str], document: str | None = None) -> str:
     """Make an attempt's folders and working directory; write its config document when given. Returns the
     working directory's root (the experiment's folder). Idempotent: a later attempt finds what an earlier
-    one made, and an experiment's own files are never replaced by a link."""
+    one made, and an experiment's own files are never replaced by a link; a link an earlier attempt made
+    into another snapshot is pointed at this attempt's."""
     for folder in layout.folders():
         os.makedirs(folder, exist_ok=True)
     root = layout.experiment_dir
@@ -176,6 +177,8 @@ def prepare(layout: Layout, code_dir: str, entries: Iterable[str], document: str
             os.makedirs(target, exist_ok=True)
         elif not os.path.lexists(target):
             os.symlink(os.path.join(code_dir, relative), target)
+        elif os.path.islink(target) and os.readlink(target) != os.path.join(code_dir, relative):
+            _relink(target, os.path.join(code_dir, relative))  # an attempt of other code (`resume --current-code`)
     if document is not None:
         write_atomic(layout.config_file, document)
     try:
@@ -183,6 +186,12 @@ def prepare(layout: Layout, code_dir: str, entries: Iterable[str], document: str
     except FileNotFoundError:
         pass
     return root
+
+
+def _relink(path: str, source: str) -> None:
+    temporary = f"{path}.{os.getpid()}.link"
+    os.symlink(source, temporary)
+    os.replace(temporary, path)
 
 
 def write_atomic(path: str, text: str) -> None:

@@ -98,6 +98,28 @@ class Sweep:
     detail: dict[str, Any] = field(default_factory=dict)  # backend bookkeeping (supervisor pid, job ids, ...)
 
 
+#: How an attempt came to start.
+SUBMITTED_BY_USER = "submitted"
+REQUEUED = "requeued"  # started again by the platform (or the backend) after it stopped the attempt before
+RESUMED = "resumed"  # started again by `mrunner resume`
+
+
+@dataclass
+class Attempt:
+    """One attempt of an experiment: how it started, with what, and how it ended (``end`` None: not yet)."""
+
+    number: int
+    started_at: float
+    cause: str
+    snapshot_digest: str
+    #: the context keys this attempt ran with that differ from the sweep's first submission
+    changes: dict[str, Any] = field(default_factory=dict)
+    ended_at: float | None = None
+    end: str | None = None
+    exit_code: int | None = None
+    detail: str | None = None
+
+
 @dataclass
 class RunUpdate:
     """A change of state a backend reports for one run of a sweep."""
@@ -110,6 +132,11 @@ class RunUpdate:
     #: The end the experiment's own exit-code file tells: it outranks a ``cancelled`` recorded while the
     #: experiment was already ending (a cancel is recorded before the signal, so a waiting run never starts).
     ended_by_itself: bool = False
+    #: The attempt this state is of, when the platform started a later attempt than the recorded one by itself
+    #: (a requeue after preemption or the time limit, a replaced pod); ``None``: the recorded attempt.
+    attempt: int | None = None
+    #: How each earlier attempt ended (attempt -> state) when ``attempt`` is set; one missing is ``preempted``.
+    ends: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.state not in STATES:

@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from mrunner import paths
+from mrunner import paths, records
 from mrunner.errors import MrunnerError, NotFound
-from mrunner.records import ACTIVE, CANCELLED, COMPLETED, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, CANCELLED, COMPLETED, TERMINAL, Attempt, Run, RunUpdate, Sweep
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -38,6 +38,12 @@ CREATE TABLE IF NOT EXISTS events (
     exit_code INTEGER, detail TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_experiment ON events(sweep_id, idx);
+CREATE TABLE IF NOT EXISTS attempts (
+    sweep_id TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL, started_at REAL NOT NULL,
+    cause TEXT NOT NULL, snapshot_digest TEXT NOT NULL, changes TEXT NOT NULL, ended_at REAL, ended TEXT,
+    exit_code INTEGER, detail TEXT,
+    PRIMARY KEY (sweep_id, idx, attempt)
+);
 """
 
 _RUN_COLUMNS = (
@@ -83,21 +89,39 @@ class Store:
     def add_sweep(self, sweep: Sweep, runs: Sequence[Run]) -> None:
         """Record a new sweep with all its runs (state ``planned``) in one transaction: all or nothing."""
         now = time.time()
-        statements = [(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))]
+        statements: list[tuple[str, Sequence[object]]] = [
+            (f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
+        ]
         for run in runs:
             run.updated_at = now
             statements.append((f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(13)})", _run_row(run)))
         statements += [_event(run.sweep_id, run.index, now, run.state, None, "recorded") for run in runs]
+        statements += [
+            _attempt_start(
+                run.sweep_id, run.index, run.attempt, now, records.SUBMITTED_BY_USER, sweep.snapshot_digest, {}
+            )
+            for run in runs
+        ]
         self._write(statements)
 
     def update_sweep(self, sweep: Sweep) -> None:
-        """Save the backend's bookkeeping of a sweep (``package`` and ``detail``)."""
+        """Save the backend's bookkeeping of a sweep (``package`` and ``detail``) and what a resume may change
+        (the context's resources and limits, the code snapshot)."""
         self._write(
             [
                 (
-                    "UPDATE sweeps SET package=?, detail=? WHERE id=?",
-                    (_dump(sweep.package), _dump(sweep.detail), sweep.id),
-                )
+                    "UPDATE sweeps SET package=?, detail=?, context=?, snapshot_digest=?, git_commit=?, git_dirty=? "
+                    "WHERE id=?",
+                    (
+                        _dump(sweep.package),
+                        _dump(sweep.detail),
+                        _dump(sweep.context),
+                        sweep.snapshot_digest,
+                        sweep.git_commit,
+                        None if sweep.git_dirty is None else int(sweep.git_dirty),
+                        sweep.id,
+                    ),
+                )  # fmt: skip
             ]
         )
 
@@ -105,7 +129,10 @@ class Store:
         """Record state changes; return those that changed something.
 
         With ``keep_terminal`` an experiment that already ended keeps its final state: a late "failed"
-        from a killed process must not overwrite the "cancelled" that the user's cancel recorded.
+        from a killed process must not overwrite the "cancelled" that the user's cancel recorded. An update of
+        a later attempt than the recorded one (``RunUpdate.attempt``: the platform requeued it) records the
+        earlier attempts' ends and starts the new attempt, whatever the recorded state was. Every attempt's end
+        is kept in the attempts table.
         """
         if not updates:
             return []
@@ -113,6 +140,7 @@ class Store:
         changed: list[RunUpdate] = []
         rows: list[tuple] = []
         events: list[tuple] = []
+        attempts: list[tuple[str, Sequence[object]]] = []
         cursor = self._db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
@@ -120,52 +148,123 @@ class Store:
             for update in updates:
                 if update.index not in current:
                     raise MrunnerError(f"sweep {sweep_id} has no experiment {update.index}")
-                state, exit_code, backend_ref = current[update.index]
+                state, exit_code, backend_ref, attempt = current[update.index]
+                new_ref = update.backend_ref if update.backend_ref is not None else backend_ref
+                if update.attempt is not None and update.attempt > attempt:
+                    attempts += self._requeued(sweep_id, update, attempt, now)
+                    detail = f"attempt {update.attempt} (requeued by the platform)"
+                    events.append(_event(sweep_id, update.index, now, update.state, update.exit_code, detail)[1])
+                    attempt, exit_code = update.attempt, update.exit_code
+                    rows.append((update.state, exit_code, new_ref, attempt, now, sweep_id, update.index))
+                    current[update.index] = (update.state, exit_code, new_ref, attempt)
+                    changed.append(update)
+                    continue
                 overrides_cancel = update.ended_by_itself and state == CANCELLED
                 if keep_terminal and state in TERMINAL and update.state != state and not overrides_cancel:
                     continue
-                new_ref = update.backend_ref if update.backend_ref is not None else backend_ref
                 new_exit = update.exit_code if update.exit_code is not None else exit_code
                 if (state, new_exit, new_ref) == (update.state, exit_code, backend_ref):
                     continue
-                rows.append((update.state, new_exit, new_ref, now, sweep_id, update.index))
+                rows.append((update.state, new_exit, new_ref, attempt, now, sweep_id, update.index))
                 if state != update.state:
                     events.append(_event(sweep_id, update.index, now, update.state, update.exit_code, update.detail)[1])
-                current[update.index] = (update.state, new_exit, new_ref)
+                if update.state in TERMINAL:
+                    attempts.append(
+                        _attempt_end(sweep_id, update.index, attempt, now, update.state, new_exit, update.detail)
+                    )
+                current[update.index] = (update.state, new_exit, new_ref, attempt)
                 changed.append(update)
             cursor.executemany(
-                "UPDATE experiments SET state=?, exit_code=?, backend_ref=?, updated_at=? WHERE sweep_id=? AND idx=?",
+                "UPDATE experiments SET state=?, exit_code=?, backend_ref=?, attempt=?, updated_at=? "
+                "WHERE sweep_id=? AND idx=?",
                 rows,
             )
             cursor.executemany(_EVENT_INSERT, events)
+            for sql, args in attempts:
+                cursor.execute(sql, args)
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
         cursor.execute("COMMIT")
         return changed
 
+    def _requeued(
+        self, sweep_id: str, update: RunUpdate, attempt: int, now: float
+    ) -> list[tuple[str, Sequence[object]]]:
+        """The attempt rows of a requeue seen by ``update``: the ends of the recorded attempt and of any
+        the platform ran in between, and the start of ``update.attempt``."""
+        assert update.attempt is not None
+        row = self._db.execute(
+            "SELECT snapshot_digest, changes FROM attempts WHERE sweep_id=? AND idx=? AND attempt=?",
+            (sweep_id, update.index, attempt),
+        ).fetchone()
+        snapshot, changes = (row[0], json.loads(row[1])) if row else ("", {})
+        statements = []
+        for earlier in range(attempt, update.attempt):
+            cause = (
+                records.REQUEUED
+                if earlier > attempt
+                else records.SUBMITTED_BY_USER
+                if earlier == 0
+                else records.RESUMED
+            )
+            end = update.ends.get(earlier, records.PREEMPTED)
+            statements.append(_attempt_start(sweep_id, update.index, earlier, now, cause, snapshot, changes))
+            statements.append(_attempt_end(sweep_id, update.index, earlier, now, end, None, "stopped by the platform"))
+        statements.append(
+            _attempt_start(sweep_id, update.index, update.attempt, now, records.REQUEUED, snapshot, changes)
+        )
+        return statements
+
     @staticmethod
     def _current(cursor: sqlite3.Cursor, sweep_id: str, indices: Sequence[int]) -> dict[int, tuple]:
-        """(state, exit_code, backend_ref) of the given runs, read in a few queries instead of one each."""
+        """(state, exit_code, backend_ref, attempt) of the given runs, read in a few queries instead of one each."""
         found: dict[int, tuple] = {}
         unique = sorted(set(indices))
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
-            query = f"SELECT idx, state, exit_code, backend_ref FROM experiments WHERE sweep_id=? AND idx IN ({_marks(len(chunk))})"
+            query = f"SELECT idx, state, exit_code, backend_ref, attempt FROM experiments WHERE sweep_id=? AND idx IN ({_marks(len(chunk))})"
             for index, *row in cursor.execute(query, (sweep_id, *chunk)):
                 found[index] = tuple(row)
         return found
 
-    def start_attempt(self, sweep_id: str, indices: Sequence[int]) -> None:
-        """Make the given runs planned again under a new attempt number (what `resume` does first)."""
+    def start_attempt(
+        self, sweep_id: str, indices: Sequence[int], snapshot_digest: str = "", changes: dict | None = None
+    ) -> None:
+        """Make the given runs planned again under a new attempt number (what `resume` does first), recording
+        the snapshot and the changed context keys the new attempt runs with."""
         now = time.time()
+        current = {index: row[3] for index, row in self._current(self._db.cursor(), sweep_id, indices).items()}
         again = (
             "UPDATE experiments SET state='planned', attempt=attempt+1, exit_code=NULL, backend_ref=NULL, "
             "updated_at=? WHERE sweep_id=? AND idx=? AND state!='planned'"
         )
         statements: list[tuple[str, Sequence[object]]] = [(again, (now, sweep_id, index)) for index in indices]
         statements += [_event(sweep_id, index, now, "planned", None, "resume") for index in indices]
+        statements += [
+            _attempt_start(sweep_id, index, current[index] + 1, now, records.RESUMED, snapshot_digest, changes or {})
+            for index in indices
+        ]
         self._write(statements)
+
+    def attempts(self, sweep_id: str, index: int | None = None) -> dict[int, list[Attempt]]:
+        """Every attempt of an experiment (or of every experiment of the sweep), first to latest, by index."""
+        query = (
+            "SELECT idx, attempt, started_at, cause, snapshot_digest, changes, ended_at, ended, exit_code, detail "
+            "FROM attempts WHERE sweep_id=?"
+        )
+        args: tuple = (sweep_id,)
+        if index is not None:
+            query += " AND idx=?"
+            args += (index,)
+        found: dict[int, list[Attempt]] = {}
+        for idx, number, started, cause, digest, changes, ended_at, ended, code, detail in self._db.execute(
+            query + " ORDER BY idx, attempt", args
+        ):
+            found.setdefault(idx, []).append(
+                Attempt(number, started, cause, digest, json.loads(changes), ended_at, ended, code, detail)
+            )
+        return found
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -273,6 +372,26 @@ _EVENT_INSERT = "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail
 
 def _event(sweep_id: str, index: int, at: float, state: str, exit_code: int | None, detail: str | None):
     return _EVENT_INSERT, (sweep_id, index, at, state, exit_code, detail)
+
+
+def _attempt_start(
+    sweep_id: str, index: int, attempt: int, at: float, cause: str, snapshot: str, changes: dict
+) -> tuple[str, Sequence[object]]:
+    """An attempt's start row; one that is there already is kept."""
+    return (
+        "INSERT INTO attempts (sweep_id, idx, attempt, started_at, cause, snapshot_digest, changes) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sweep_id, idx, attempt) DO NOTHING",
+        (sweep_id, index, attempt, at, cause, snapshot, _dump(changes)),
+    )
+
+
+def _attempt_end(
+    sweep_id: str, index: int, attempt: int, at: float, end: str, exit_code: int | None, detail: str | None
+) -> tuple[str, Sequence[object]]:
+    return (
+        "UPDATE attempts SET ended_at=?, ended=?, exit_code=?, detail=? WHERE sweep_id=? AND idx=? AND attempt=?",
+        (at, end, exit_code, detail, sweep_id, index, attempt),
+    )
 
 
 def _sweep_row(sweep: Sweep) -> tuple:

@@ -66,7 +66,8 @@ def start_neptune_run(info: Mapping[str, Any]) -> Any:
         ) from None
     options: dict[str, Any] = {}
     if "NEPTUNE_CUSTOM_RUN_ID" not in os.environ and info.get("sweep"):
-        # Every process of one experiment attempt (DDP ranks, a requeued Slurm job) joins the same run.
+        # Every process of every attempt of one experiment (DDP ranks, a requeued Slurm job, a replaced pod,
+        # a `mrunner resume`) joins the same run instead of starting another.
         options["custom_run_id"] = _custom_run_id(info)
     options.update(_missing_credentials())
     run = neptune.init_run(
@@ -76,6 +77,7 @@ def start_neptune_run(info: Mapping[str, Any]) -> Any:
     if parameters:
         run["parameters"] = stringify_unsupported(dict(parameters))
     run["mrunner"] = stringify_unsupported(system_facts(info))
+    run["mrunner/attempts"].append(str(info.get("attempt", 0)))  # one entry per attempt that joined the run
     _run = run
     return run
 
@@ -121,7 +123,8 @@ def scheduler_job(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def _custom_run_id(info: Mapping[str, Any]) -> str:
-    readable = f"{info['sweep']}-{info.get('index', 0)}-{info.get('attempt', 0)}"
+    """The experiment's identity in its sweep, the same for all its attempts."""
+    readable = f"{info['sweep']}-{info.get('index', 0)}"
     if len(readable) <= CUSTOM_RUN_ID_LIMIT:
         return readable
     return hashlib.sha256(readable.encode()).hexdigest()[:CUSTOM_RUN_ID_LIMIT]

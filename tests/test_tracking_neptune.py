@@ -179,3 +179,33 @@ def test_run_by_hand_in_debug_mode_returns_the_run(tmp_path, neptune_installed):
     )
     assert done.returncode == 0, done.stderr
     assert "by-hand ['manual'] 0.25" in done.stdout
+
+
+def test_offline_attempts_of_one_experiment_are_one_run(mrunner, mrunner_home, tmp_path, neptune_installed):
+    """A resumed attempt joins the run of the attempt before it: Neptune gets the same custom run id (offline
+    mode keeps it in memory only: each attempt's offline folder is what `neptune sync` uploads into that run),
+    and each attempt records its number."""
+    script = EXPERIMENT.replace(
+        'print("finished"', 'print("custom run id", run._custom_run_id); assert mrunner.attempt() > 0; print("finished"'
+    )
+    (tmp_path / "train.py").write_text(script)
+    write_context(mrunner_home, "tracked", neptune=True, neptune_mode="offline")
+    failed = mrunner("+context=tracked", "train.py", "lr=1")
+    assert failed.returncode == 1, failed.stderr
+    sweep = Store().sweeps()[0]
+    resumed = mrunner("resume", sweep.id)
+    assert resumed.returncode == 0, resumed.stderr
+    (run,) = Store().runs(sweep.id)
+    ids = [
+        mrunner("logs", f"{sweep.id}/0", "--attempt", str(n)).stdout.count(f"custom run id {sweep.id}-0\n")
+        for n in (0, 1)
+    ]
+    assert ids == [1, 1]
+    folder = Path(sweep.context["storage_dir"]) / sweep.project / sweep.id / f"{run.index}-{run.name}"
+    logs = sorted(folder.glob(".neptune/offline/*/data-1.log"), key=lambda path: path.stat().st_mtime)
+    recorded = []
+    for log in logs:
+        ops = [json.loads(line)["obj"] for line in log.read_text().splitlines() if line.strip()]
+        attempts = [v["value"] for op in ops if op["path"] == ["mrunner", "attempts"] for v in op["values"]]
+        recorded.append((assigned(ops, "mrunner", "attempt"), attempts))
+    assert recorded == [(0, ["0"]), (1, ["1"])]

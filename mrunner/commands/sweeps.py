@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -55,7 +56,9 @@ def status_command(options: argparse.Namespace) -> int:
     if run is not None:
         return _show_run(store, sweep, runs[run.index], options)
     if options.json:
-        print(json.dumps({"sweep": asdict(sweep), "experiments": [asdict(r) for r in runs]}, indent=1))
+        attempts = store.attempts(sweep.id)
+        experiments = [{**asdict(r), "attempts": [asdict(a) for a in attempts.get(r.index, [])]} for r in runs]
+        print(json.dumps({"sweep": asdict(sweep), "experiments": experiments}, indent=1))
         return 0
     print(f"sweep {sweep.id} ({sweep.name}) on context {sweep.context_name} (backend {sweep.backend})")
     dirty = " (dirty)" if sweep.git_dirty else ""
@@ -94,8 +97,13 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
 
 def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace) -> int:
     history = store.history(sweep.id, run.index)
+    attempts = store.attempts(sweep.id, run.index).get(run.index, [])
     if options.json:
-        print(json.dumps({"experiment": asdict(run), "history": history}, indent=1))
+        print(
+            json.dumps(
+                {"experiment": asdict(run), "attempts": [asdict(a) for a in attempts], "history": history}, indent=1
+            )
+        )
         return 0
     print(f"experiment {run.ref} ({run.name}), id {run.id}")
     print(
@@ -105,6 +113,13 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
     )
     print(f"parameters: {grid.describe(run.parameters) or '(none)'}")
     print(f"command: {' '.join(run.command)}")
+    print(table.render(("TRY", "STARTED", "HOW", "SNAPSHOT", "CHANGED", "ENDED", "END", "EXIT", "DETAIL"), [
+        (a.number, _when(a.started_at), a.cause, a.snapshot_digest[:12],
+         " ".join(f"{k}={v}" for k, v in a.changes.items()), "" if a.ended_at is None else _when(a.ended_at),
+         a.end or ("" if a.number < run.attempt else run.state), "" if a.exit_code is None else a.exit_code,
+         a.detail or "")
+        for a in attempts
+    ]))  # fmt: skip
     print(table.render(("WHEN", "STATE", "EXIT", "DETAIL"), [
         (_when(at), state, "" if code is None else code, detail or "") for at, state, code, detail in history
     ]))  # fmt: skip
@@ -118,6 +133,9 @@ def logs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "An experiment's output (stdout and stderr)."
     parser.add_argument("experiment", metavar="EXPERIMENT", help="SWEEP/INDEX, or a prefix of the experiment's id")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new output until it ends")
+    parser.add_argument(
+        "--attempt", type=int, metavar="N", help="the output of attempt N (default: the latest; 0 is the first)"
+    )
 
 
 def logs_command(options: argparse.Namespace) -> int:
@@ -136,7 +154,14 @@ def logs_command(options: argparse.Namespace) -> int:
             r.state in TERMINAL for r in dispatch.refresh(sweep, store) if r.index == run.index
         )
 
-    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=options.follow, ended=ended)
+    follow = options.follow
+    if options.attempt is not None and options.attempt != run.attempt:
+        if not 0 <= options.attempt < run.attempt:
+            raise MrunnerError(
+                f"experiment {run.ref} has attempts 0 to {run.attempt}; --attempt {options.attempt} is not one of them"
+            )
+        run, follow = dataclasses.replace(run, attempt=options.attempt), False  # an earlier attempt has ended
+    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=follow, ended=ended)
     if chunks is None:
         raise MrunnerError(f"backend {sweep.backend!r} answered nothing to mrunner_logs: a bug in its plugin")
     for chunk in chunks:
@@ -170,20 +195,38 @@ def cancel_command(options: argparse.Namespace) -> int:
 
 
 def resume_arguments(parser: argparse.ArgumentParser) -> None:
+    from mrunner.cli import GROUP_OPTIONS
+
     parser.description = (
         "Submit again exactly the experiments of SWEEP that never started or ended without completing "
-        "(failed, cancelled, timed out, preempted, lost), from the sweep's recorded code snapshot."
+        "(failed, cancelled, timed out, preempted, lost) as their next attempt, from the sweep's recorded code "
+        "snapshot (or the current code with --current-code), optionally with changed resources and limits "
+        "(context.KEY=VALUE or the options below). Completed experiments never run again."
     )
     parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
+    parser.add_argument("changes", nargs="*", metavar="context.KEY=VALUE", help="a context key the attempts get")
     parser.add_argument("--detach", action="store_true", help="return at once (local: run in the background)")
     parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended")
+    parser.add_argument(
+        "--current-code", action="store_true",
+        help="run the project folder's code as it is now (a new snapshot, recorded with the attempts)",
+    )  # fmt: skip
+    group = parser.add_argument_group("context keys for the new attempts")
+    for option in GROUP_OPTIONS:
+        group.add_argument(f"--{option}", metavar="VALUE", help=f"same as context.{option}=VALUE")
 
 
 def resume_command(options: argparse.Namespace) -> int:
+    from mrunner.cli import GROUP_OPTIONS
+
     store = Store()
     reporter = Reporter()
     sweep = store.sweep(options.sweep)
-    resumed = dispatch.resume(sweep, store, reporter, SubmitOptions(detach=options.detach))
+    changes = list(options.changes)
+    changes += [f"context.{o}={getattr(options, o)}" for o in GROUP_OPTIONS if getattr(options, o) is not None]
+    resumed = dispatch.resume(
+        sweep, store, reporter, SubmitOptions(detach=options.detach), changes, current_code=options.current_code
+    )
     if not resumed:
         return 0
     runs = dispatch.wait(sweep, store, reporter) if options.wait and not options.detach else store.runs(sweep.id)

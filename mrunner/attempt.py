@@ -51,6 +51,13 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--config-from", help="a file holding the config document (else $MRUNNER_CONFIG_DOCUMENT)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds between a stopping signal and the kill")
     parser.add_argument("--log", help="also append the experiment's output to this file (the attempt's log)")
+    parser.add_argument(
+        "--requeue-on", metavar="SIGNAL", help="the signal a scheduler sends before the time limit (e.g. USR1)"
+    )
+    parser.add_argument(
+        "--requeue-command", default="[]", help="JSON argv that requeues this job, run on that signal (passed on first)"
+    )
+    parser.add_argument("--requeues-left", type=int, default=0, help="how many more requeues the attempt may ask for")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
@@ -78,15 +85,30 @@ def main(argv: Sequence[str]) -> int:
     except (OSError, KeyError, ValueError) as error:
         print(f"mrunner: cannot set up the experiment: {error}", file=sys.stderr, flush=True)
         return SETUP_FAILED
-    return run(options.command, cwd, environ, layout.exit_code_file(), options.grace, options.log)
+    requeue = None
+    if options.requeue_on and options.requeues_left > 0:
+        requeue = (
+            getattr(signal, "SIG" + options.requeue_on.upper().removeprefix("SIG")),
+            json.loads(options.requeue_command),
+        )
+    return run(options.command, cwd, environ, layout.exit_code_file(), options.grace, options.log, requeue)
+
+
+#: Beside an attempt's exit-code file: how the attempt was stopped when the wrapper knows it (``timeout``).
+END_NOTE = ".end"
 
 
 def run(
-    command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_file: str, grace: float, log: str | None = None
-) -> int:
+    command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_file: str, grace: float,
+    log: str | None = None, requeue: tuple[int, list[str]] | None = None,
+) -> int:  # fmt: skip
     """Run ``command`` in its own process group, pass signals on, record and return its exit code. With
     ``log``, the output also goes to that file (for a platform whose own log of the process does not last,
-    such as a pod's)."""
+    such as a pod's).
+
+    With ``requeue`` (signal, argv): that signal (a scheduler's warning before the time limit) is passed on
+    to the experiment, so it can save, and then the argv requeues the job, which the scheduler stops and
+    starts again as the next attempt; the attempt's end is noted as ``timeout``."""
     try:
         child = subprocess.Popen(
             list(command), cwd=cwd, env=environ, start_new_session=True,
@@ -97,11 +119,19 @@ def run(
         contract.write_atomic(exit_code_file, "127\n")
         return 127
     killer: list[threading.Timer] = []
+    requeued: list[int] = []
 
     def forward(number: int, _frame: object) -> None:
         if _exited(child.pid):
             return  # it ended before the signal: its end is its own
         _signal_group(child.pid, number)
+        if requeue is not None and number == requeue[0] and not requeued:
+            requeued.append(number)
+            contract.write_atomic(exit_code_file + END_NOTE, "timeout\n")
+            try:
+                subprocess.Popen(requeue[1], stdin=subprocess.DEVNULL, start_new_session=True)
+            except OSError as error:
+                print(f"mrunner: cannot requeue with {requeue[1][0]}: {error.strerror}", file=sys.stderr, flush=True)
         if number in STOPPING and not killer:
             timer = threading.Timer(grace, _signal_group, (child.pid, signal.SIGKILL))
             timer.daemon = True

@@ -30,6 +30,8 @@ from mrunner import layout
 from mrunner.errors import MrunnerError
 from mrunner.records import Run, Sweep
 
+#: The signal Slurm sends ``grace_period`` seconds before the time limit (``--signal=B:USR1@N``).
+LIMIT_SIGNAL = "USR1"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 q = shlex.quote
 
@@ -59,7 +61,8 @@ def bundle_path(sweep_directory: str, name: str) -> str:
 def task_bundle(sweep: Sweep, runs: Sequence[Run], storage: str) -> str:
     """The tasks of one array as one ``case "$index"`` the batch script sources: each branch exports the
     experiment's environment (its own, then the contract's variables and its config document for the
-    wrapper), sets its argv with ``set --`` and names its attempt's log in ``_mrunner_log``."""
+    wrapper), sets its argv with ``set --`` and names its logs and exit-code files without the attempt
+    (``_mrunner_logs``, ``_mrunner_status``): the batch script adds the attempt, which a requeue raises."""
     lines = ['case "$index" in']
     for run in runs:
         where = layout.of_run(storage, sweep, run)
@@ -69,10 +72,18 @@ def task_bundle(sweep: Sweep, runs: Sequence[Run], storage: str) -> str:
             # one line: C's encoder, 5x faster
             f"export MRUNNER_CONFIG_DOCUMENT={q(json.dumps(run.config_document(sweep)))}",
             "set -- " + " ".join(q(arg) for arg in run.command),
-            f"_mrunner_log={q(where.log_file())};;",
+            f"_mrunner_logs={q(attempt_prefix(where.log_file(0), '.log'))}",
+            f"_mrunner_status={q(attempt_prefix(where.exit_code_file(0), ''))};;",
         ]
     lines += ['*) echo "mrunner: no task $index in this array" >&2; exit 97;;', "esac", ""]
     return "\n".join(lines)
+
+
+def attempt_prefix(path_of_attempt_0: str, suffix: str) -> str:
+    """A layout path of attempt 0 (``.../logs/INDEX.0.log``) without its attempt: ``.../logs/INDEX``."""
+    ending = f".0{suffix}"
+    assert path_of_attempt_0.endswith(ending), path_of_attempt_0
+    return path_of_attempt_0[: -len(ending)]
 
 
 def secrets_file(secrets: Mapping[str, str]) -> str:
@@ -108,18 +119,39 @@ def batch_script(
     wrapper = [
         *launcher, str(context.get("python") or "python3"), "-m", "mrunner.attempt", "--code", code_dir,
         "--workdir", sweep.workdir or ".", "--entries", json.dumps(entries_of(sweep)),
-        "--grace", str(context.get("grace_period", 30)), "--",
+        "--grace", str(context.get("grace_period", 30)), "--requeue-on", LIMIT_SIGNAL,
     ]  # fmt: skip
+    limit = int(context.get("max_requeue", 3))
     lines = [
         "#!/bin/bash",
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",
         *setup,
         f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
         f". {q(bundle)} || exit 97",
+        # a task Slurm requeued (preemption, the time limit) runs the next attempt: its own log and exit code
+        "restarts=${SLURM_RESTART_COUNT:-0}",
+        "export MRUNNER_ATTEMPT=$((MRUNNER_ATTEMPT + restarts))",
+        '_mrunner_log="$_mrunner_logs.$MRUNNER_ATTEMPT.log"',
+        f'if [ "$restarts" -gt {limit} ]; then',
+        f"  echo 'mrunner: requeued more than max_requeue={limit} times: not started again' >>\"$_mrunner_log\"",
+        '  echo preempted >"$_mrunner_status.$MRUNNER_ATTEMPT.end"; exit 0',
+        "fi",
         f'export PYTHONPATH={q(client_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"',
         f"if [ -f {q(secrets_path(sweep_directory))} ]; then . {q(secrets_path(sweep_directory))} || exit 97; fi",
-        # appended, never truncated: a task Slurm requeues runs this attempt again into the same log
-        " ".join(["exec", *(q(part) for part in wrapper), '"$@"', '>>"$_mrunner_log" 2>&1 </dev/null']),
+        # appended, never truncated
+        " ".join(
+            [
+                "exec",
+                *(q(part) for part in wrapper),
+                "--requeue-command",
+                '"[\\"scontrol\\", \\"requeue\\", \\"$SLURM_JOB_ID\\"]"',
+                "--requeues-left",
+                f"$(({limit} - restarts))",
+                "--",
+                '"$@"',
+                '>>"$_mrunner_log" 2>&1 </dev/null',
+            ]
+        ),  # fmt: skip
         "",
     ]
     return "\n".join(line for line in lines if line)

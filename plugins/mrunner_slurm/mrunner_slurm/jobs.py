@@ -25,15 +25,34 @@ def _task(sweep: Sweep, run: Run) -> list:
 
 
 def status(connection: Connection, sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
-    tasks = [_task(sweep, run) for run in runs if run.backend_ref]
+    limit = int(sweep.context.get("max_requeue", 3))
+    tasks = []
+    for run in runs:
+        if run.backend_ref:
+            where = _layout(sweep, run)
+            logs = batch.attempt_prefix(where.log_file(0), ".log")
+            tasks.append(
+                [
+                    run.index,
+                    run.backend_ref,
+                    run.attempt,
+                    batch.attempt_prefix(where.exit_code_file(0), ""),
+                    logs,
+                    limit,
+                ]
+            )
     if not tasks:
         return []
     answer = remote.call(connection, ["status"], remote.pack({"tasks": tasks}))
     by_index = {run.index: run for run in runs}
     updates = []
-    for index, (state, code, detail, own) in answer.items():
+    for index, (state, code, detail, own, attempt, ends) in answer.items():
         run = by_index[int(index)]
-        if (state, code) != (run.state, run.exit_code):
+        if attempt > run.attempt:  # Slurm requeued it: the next attempt of the same array task
+            ended = {int(number): end for number, end in ends.items()}
+            updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own,
+                                     attempt=attempt, ends=ended))  # fmt: skip
+        elif (state, code) != (run.state, run.exit_code):
             updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own))
     return updates
 

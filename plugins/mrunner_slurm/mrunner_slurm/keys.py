@@ -59,6 +59,18 @@ def gres(gpu: str | int | None) -> str | None:
     return f"gpu:{str(gpu).strip()}"
 
 
+def stopping_options(context: Mapping[str, Any]) -> list[str]:
+    """Requeueable, with the wrapper (the batch shell: ``B:``) warned ``grace_period`` seconds before the time
+    limit, so the experiment can save and the wrapper requeue it as its next attempt. A ``--signal`` of the
+    context's own ``sbatch_options`` replaces the warning."""
+    extra = context.get("sbatch_options") or []
+    names = [str(k).lstrip("-") for k in extra] if isinstance(extra, dict) else [str(o).lstrip("-") for o in extra]
+    options = ["--requeue"]
+    if not any(name.split("=")[0] == "signal" for name in names):
+        options.append(f"--signal=B:USR1@{max(int(context.get('grace_period', 30)), 1)}")
+    return options
+
+
 def resource_options(context: Mapping[str, Any]) -> list[str]:
     """The sbatch options for the resources each experiment asks for (one argv item each, no shell)."""
     simple = [
@@ -67,6 +79,7 @@ def resource_options(context: Mapping[str, Any]) -> list[str]:
         ("nodelist", "--nodelist"), ("exclude_nodes", "--exclude"),
     ]  # fmt: skip
     options = [f"{flag}={context[key]}" for key, flag in simple if context.get(key) not in (None, "")]
+    options += stopping_options(context)
     request = gres(context.get("gpu"))
     if request:
         options.append(f"--gres={request}")

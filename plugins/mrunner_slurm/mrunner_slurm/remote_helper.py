@@ -464,33 +464,46 @@ def _listing(jobs, fields):
 
 
 def status(document):
-    """The state of each task, from its exit-code file, then one squeue, then accounting or jobcomp.
+    """The state of each task's latest attempt, from its exit-code file, then one squeue, then jobcomp.
 
     The exit-code file (``mrunner.layout``'s, whose path each task brings) exists only when the experiment
     ended by itself: it is the surest end and outranks a cancel, a time limit or a preemption that came
     while the experiment was ending. Without it, Slurm's state tells the end.
+
+    A task Slurm requeued (preemption, ``scontrol requeue``, the wrapper's requeue before the time limit) is
+    the next attempt: its attempt is the one it was submitted at (in its job name) plus Slurm's restart
+    count, or, once Slurm forgot it, the latest attempt that left a log. Each earlier attempt's end is the
+    note the wrapper or the batch script left beside its exit-code file (``timeout``), else ``preempted``.
     """
-    tasks = document["tasks"]  # [index, "JOB_TASK", exit-code file]
+    tasks = document["tasks"]  # [index, "JOB_TASK", recorded attempt, exit-code prefix, log prefix, max_requeue]
     found = {}
-    jobs = sorted({ref.split("_")[0] for _, ref, _ in tasks})
+    jobs = sorted({task[1].split("_")[0] for task in tasks})
     if jobs:
-        for line in _listing(jobs, "JobArrayID:|,State:|,Reason:|,exit_code:|"):
+        for line in _listing(jobs, "JobArrayID:|,State:|,Reason:|,exit_code:|,RestartCnt:|,Name:|"):
             parts = line.split("|")
-            if len(parts) >= 4:
-                found[parts[0].strip()] = (parts[1].strip().split()[0], parts[2].strip(), parts[3].strip())
+            if len(parts) >= 6:
+                submitted = re.search(r"-a(\d+)-\d+-\d+-\d+$", parts[5].strip())
+                attempt = int(submitted.group(1)) + int(parts[4].strip() or 0) if submitted else None
+                found[parts[0].strip()] = (parts[1].strip().split()[0], parts[2].strip(), parts[3].strip(), attempt)
     answer = {}
     unresolved = []
-    for index, ref, exit_file in tasks:
-        code = _exit_code(exit_file)
+    for index, ref, recorded, status_prefix, log_prefix, limit in tasks:
         queued = found.get(ref)
+        attempt = queued[3] if queued and queued[3] is not None else _latest_log(log_prefix, recorded, limit)
+        attempt = max(attempt, recorded)
+        ends = {a: _note(status_prefix, a) or "preempted" for a in range(recorded, attempt)}
+        code = _exit_code("%s.%d" % (status_prefix, attempt))
+        note = _note(status_prefix, attempt)
         state = _STATES.get(queued[0], "running") if queued else None
         if code is not None:
-            answer[index] = ["completed" if code == 0 else "failed", code, None, True]
+            entry = ["completed" if code == 0 else "failed", code, None, True]
+        elif note == "preempted":  # the batch script found max_requeue reached and did not start it
+            entry = ["preempted", None, "requeued more than max_requeue=%d times" % limit, False]
         elif state in _ENDED_BY_SLURM:
-            answer[index] = [state, _exit_of(queued[2] or "0"), queued[1], False]
+            entry = [state, _exit_of(queued[2] or "0"), queued[1], False]
         elif queued:
             ended = state in ("completed", "failed")
-            answer[index] = [
+            entry = [
                 state,
                 _exit_of(queued[2]) if ended and queued[2] else None,
                 None if queued[1] in ("None", "") else queued[1],
@@ -498,14 +511,34 @@ def status(document):
             ]
         else:
             unresolved.append((index, ref))
+            entry = [None, None, None, False]
+        answer[index] = entry + [attempt, ends]
     if unresolved:
         finished = _finished(sorted({ref.split("_")[0] for _, ref in unresolved}))
         for index, ref in unresolved:
             if ref in finished:
-                answer[index] = finished[ref] + [False]
+                answer[index][:4] = finished[ref] + [False]
             else:
-                answer[index] = ["lost", None, "Slurm no longer knows job %s and it left no exit code" % ref, False]
+                answer[index][:4] = ["lost", None, "Slurm no longer knows job %s and it left no exit code" % ref, False]
     return answer
+
+
+def _note(status_prefix, attempt):
+    """How an attempt was stopped, as the wrapper or the batch script noted it (``timeout``, ``preempted``)."""
+    try:
+        with open("%s.%d.end" % (status_prefix, attempt)) as stream:
+            return stream.read().strip() or None
+    except OSError:
+        return None
+
+
+def _latest_log(log_prefix, recorded, limit):
+    """The latest attempt from ``recorded`` on that left a log (a requeued task Slurm no longer lists)."""
+    latest = recorded
+    for attempt in range(recorded + 1, recorded + limit + 2):
+        if os.path.exists("%s.%d.log" % (log_prefix, attempt)):
+            latest = attempt
+    return latest
 
 
 _ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING"}

@@ -1,0 +1,151 @@
+"""Preemption, time limits and requeue on the real loopback cluster: a task Slurm requeues comes back as its
+next attempt of the same array task, continues from its checkpoint folder and keeps every attempt's log; a
+task reaching its time limit saves on the warning signal and is requeued by the wrapper, up to max_requeue,
+then ends `timeout`. Slurm holds a requeued job for two minutes before it is eligible again; the tests let it
+start at once (`scontrol update StartTime=now`), as an impatient user would."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from mrunner.records import COMPLETED, PENDING, PREEMPTED, TIMEOUT
+from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, status, write_context
+
+pytestmark = pytest.mark.slurm
+
+# Saves its step in the checkpoint folder after every step; SIGUSR1 (the time limit near) saves and notes it;
+# SIGTERM (requeue, cancel) saves and stops. `slow_until` attempts take `pause` seconds per step, later ones none.
+CHECKPOINTING = """
+import json, os, signal, sys, time
+import mrunner
+
+config = mrunner.get_configuration()
+path = os.path.join(mrunner.checkpoint_dir(), "state.json")
+state = json.load(open(path)) if os.path.exists(path) else {"step": 0, "attempts": [], "warned": []}
+state["attempts"].append(mrunner.attempt())
+
+def save(*_):
+    with open(path + ".tmp", "w") as out:
+        json.dump(state, out)
+    os.replace(path + ".tmp", path)
+
+def warned(*_):
+    state["warned"].append(mrunner.attempt())
+    save()
+
+signal.signal(signal.SIGUSR1, warned)
+signal.signal(signal.SIGTERM, lambda *_: (save(), sys.exit(143)))
+print("attempt", mrunner.attempt(), "from step", state["step"], flush=True)
+while state["step"] < config.steps:
+    state["step"] += 1
+    save()
+    time.sleep(config.pause if mrunner.attempt() < config.slow_until else 0)
+print("done at step", state["step"], flush=True)
+"""
+
+
+@pytest.fixture
+def project(slurm_service: dict, tmp_path: Path, mrunner_home: Path, mrunner):
+    import uuid
+
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    (tmp_path / "train.py").write_text(CHECKPOINTING)
+    return Cluster(slurm_service, storage)
+
+
+def wait_until(mrunner, sweep: str, predicate, timeout: float, what: str) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = status(mrunner, sweep)["experiments"]
+        if predicate(runs):
+            return runs
+        assert time.monotonic() < deadline, (
+            f"timed out waiting for {what}: {[(r['state'], r['attempt']) for r in runs]}"
+        )
+        time.sleep(1)
+
+
+def checkpoint(cluster: Cluster, document: dict, run: dict) -> dict:
+    folder = (
+        f"{cluster.storage}/{document['sweep']['project']}/{run['sweep_id']}/checkpoints/{run['index']}-{run['name']}"
+    )
+    text = cluster.ssh(f"cat {folder}/state.json 2>/dev/null", check=False)
+    return json.loads(text) if text.strip() else {"step": 0, "attempts": [], "warned": []}
+
+
+def release(cluster: Cluster, ref: str) -> None:
+    """Let a requeued task start now instead of after Slurm's two-minute hold."""
+    cluster.ssh(f"scontrol update JobId={ref} StartTime=now")
+
+
+def ends(run: dict) -> list[tuple[int, str | None]]:
+    return [(a["number"], a["end"]) for a in run["attempts"]]
+
+
+def test_a_requeued_task_continues_from_its_checkpoint_as_attempt_1_and_its_neighbour_runs_once(
+    project, mrunner, mrunner_home, slurm_service
+):
+    cluster = project
+    write_context(mrunner_home, slurm_service, cluster.storage, grace_period=5)
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", "i=0,1", "steps=30", "pause=0.5", "slow_until=9")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    first = document["experiments"][0]
+    deadline = time.monotonic() + 60
+    while checkpoint(cluster, document, first)["step"] < 3:
+        assert time.monotonic() < deadline, "experiment 0 never reached step 3"
+        time.sleep(0.5)
+    cluster.ssh(f"scontrol requeue {first['backend_ref']}")
+    runs = wait_until(mrunner, sweep, lambda rs: rs[0]["attempt"] == 1, 60, "the requeue")
+    assert runs[0]["state"] == PENDING and runs[0]["backend_ref"] == first["backend_ref"]
+    squeue = cluster.ssh(f"squeue -h -r -j {first['backend_ref'].split('_')[0]} -O 'JobArrayID:|,State:|,RestartCnt:|'")
+    assert f"{first['backend_ref']}|PENDING|1|" in squeue.replace(" ", "")  # squeue tells the same story
+    release(cluster, first["backend_ref"])
+    runs = wait_until(mrunner, sweep, lambda rs: all(r["state"] == COMPLETED for r in rs), 120, "the end")
+    document = status(mrunner, sweep)
+    again, neighbour = document["experiments"]
+    assert ends(again) == [(0, PREEMPTED), (1, COMPLETED)] and again["attempt"] == 1
+    assert ends(neighbour) == [(0, COMPLETED)]
+    state = checkpoint(cluster, document, again)
+    assert state["step"] == 30 and state["attempts"] == [0, 1]
+    assert checkpoint(cluster, document, neighbour)["attempts"] == [0]
+    latest = mrunner("logs", f"{sweep}/0").stdout
+    resumed_from = int(latest.split("attempt 1 from step ")[1].split()[0])
+    assert resumed_from >= 3 and "done at step 30" in latest
+    earlier = mrunner("logs", f"{sweep}/0", "--attempt", "0").stdout
+    assert "attempt 0 from step 0" in earlier and "done" not in earlier  # kept, not truncated
+
+
+def test_the_time_limit_saves_on_the_signal_requeues_up_to_max_requeue_then_ends_timeout(
+    project, mrunner, mrunner_home, slurm_service
+):
+    cluster = project
+    write_context(mrunner_home, slurm_service, cluster.storage, grace_period=20, time=1, max_requeue=1)
+    # experiment 0 is slow in attempt 0 only (completes in attempt 1), experiment 1 in every attempt
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", "slow_until=1,9", "steps=1000", "pause=1")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    refs = [r["backend_ref"] for r in status(mrunner, sweep)["experiments"]]
+    released: set[tuple[str, int]] = set()
+
+    def settled(runs: list[dict]) -> bool:
+        for run in runs:
+            if run["state"] == PENDING and run["attempt"] > 0 and (run["backend_ref"], run["attempt"]) not in released:
+                release(cluster, run["backend_ref"])
+                released.add((run["backend_ref"], run["attempt"]))
+        return all(run["state"] in (COMPLETED, TIMEOUT) for run in runs)
+
+    wait_until(mrunner, sweep, settled, 300, "the time limits")
+    document = status(mrunner, sweep)
+    done, limited = document["experiments"]
+    assert [r["backend_ref"] for r in (done, limited)] == refs  # the same array tasks
+    assert ends(done) == [(0, TIMEOUT), (1, COMPLETED)]
+    assert ends(limited) == [(0, TIMEOUT), (1, TIMEOUT)] and limited["state"] == TIMEOUT  # max_requeue reached
+    state = checkpoint(cluster, document, done)
+    assert state["step"] == 1000 and state["attempts"] == [0, 1] and 0 in state["warned"]
+    assert 0 < int(mrunner("logs", f"{sweep}/0").stdout.split("attempt 1 from step ")[1].split()[0]) < 1000

@@ -31,6 +31,8 @@ from mrunner.reporter import Reporter
 from mrunner.store import Store
 
 Record = Callable[[Sequence[RunUpdate]], None]
+#: How long a killed process group may take to be gone: the kernel delivers SIGKILL when it next runs it.
+KILLED_WITHIN_SECONDS = 10.0
 # The experiment runs under a tiny shell that writes its exit code to the attempt's exit-code file. If
 # mrunner itself is killed, the experiment still finishes (it leads its own session), and `status` learns
 # how it ended from this file instead of calling it lost and letting `resume` run it twice. The shell dies
@@ -235,7 +237,8 @@ def end_of(run: Run, exit_file: str, code: int, stopped: bool) -> RunUpdate:
 
 
 def terminate_groups(pids: Sequence[int], grace: float) -> None:
-    """SIGTERM each process group, wait up to ``grace`` seconds for them to be gone, SIGKILL what is left."""
+    """SIGTERM each process group, wait up to ``grace`` seconds for them to be gone, SIGKILL what is left and
+    wait until it is gone too."""
     for pid in pids:
         _kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -246,6 +249,11 @@ def terminate_groups(pids: Sequence[int], grace: float) -> None:
             time.sleep(0.05)
     for pid in alive:
         _kill(pid, signal.SIGKILL)
+    killed = time.monotonic() + KILLED_WITHIN_SECONDS  # SIGKILL is not instant: return once they are gone
+    while alive and time.monotonic() < killed:
+        alive = [pid for pid in alive if _group_alive(pid)]
+        if alive:
+            time.sleep(0.02)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mrunner import layout
-from mrunner.errors import MrunnerError
 from mrunner.records import Run, Sweep
 from mrunner_k8s import names
 
@@ -177,15 +176,13 @@ def resources(context: Mapping[str, Any]) -> Any:
 
 
 def tolerations(items: Iterable[Any]) -> list[Any]:
-    """Tolerations as written in a pod spec (camelCase keys); an unknown key is an error, not ignored."""
+    """Tolerations as written in a pod spec (camelCase keys), checked as ``keys.check`` does."""
+    from mrunner_k8s.keys import check_toleration
+
     c = _client()
-    fields = set(c.V1Toleration.attribute_map.values())
     result = []
     for item in items:
-        if not isinstance(item, Mapping) or set(item) - fields:
-            raise MrunnerError(
-                f"context key 'tolerations': each item must be a mapping of {', '.join(sorted(fields))}; got {item!r}"
-            )
+        check_toleration(item, "context key 'tolerations'")
         result.append(c.V1Toleration.from_dict(dict(item)))
     return result
 

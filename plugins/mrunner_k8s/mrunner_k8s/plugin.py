@@ -4,7 +4,6 @@ one Job per experiment. kubernetes and docker are imported inside the hooks that
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -17,8 +16,6 @@ from mrunner.schema import ContextKey
 from mrunner.snapshot import Snapshot
 
 NAME = "kubernetes"
-# The API server's own first check of a resource quantity (it answers 400 to anything else).
-QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 LOG_WAIT_SECONDS = 600
 
 
@@ -48,8 +45,9 @@ def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
 
 @hookimpl
 def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
-    from mrunner_k8s import names
+    from mrunner_k8s import keys, names
 
+    keys.check(context, context_name)
     variable = context.get("registry_password_env")
     if variable and variable not in os.environ:
         raise MrunnerError(
@@ -57,12 +55,6 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
         )
     if variable and not context.get("registry_username"):
         raise MrunnerError(f"context {context_name}: registry_password_env needs registry_username too")
-    for key in ("cpu", "mem", "default_pvc_size"):
-        value = context.get(key)
-        if value not in (None, "") and not QUANTITY.match(str(value)):
-            raise MrunnerError(
-                f"context {context_name}: {key} {value!r} is not a Kubernetes quantity (e.g. 4, 500m, 8Gi, 40Gi)"
-            )
     requested = context.get("namespace")
     if requested and names.rfc1123(requested) != requested:
         raise MrunnerError(

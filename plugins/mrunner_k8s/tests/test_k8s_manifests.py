@@ -70,12 +70,12 @@ def test_grace_period_sets_the_wrapper_and_the_pod(make_sweep, make_run):
 def test_placement_keys(make_sweep, make_run):
     sweep = make_sweep(
         host_network=True, node_selector={"pool": "gpu"}, image_pull_secret="regcred", tpu=8,
-        tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 30}],
+        tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}],
     )  # fmt: skip
     pod = manifests.to_dict(manifests.job(sweep, make_run(), "img", {}))["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True and pod["nodeSelector"] == {"pool": "gpu"}
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
-    assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 30}]
+    assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}]
     assert pod["containers"][0]["resources"]["limits"] == {"google.com/tpu": "8"}
     assert "MY_TOKEN" not in _env({"spec": {"template": {"spec": pod}}})
 

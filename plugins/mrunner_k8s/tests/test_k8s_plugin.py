@@ -82,3 +82,40 @@ def test_a_missing_kubeconfig_is_a_user_error(make_sweep, tmp_path):
 
     with pytest.raises(MrunnerError, match="cannot load the Kubernetes configuration from .*nope"):
         Cluster(make_sweep(kubeconfig=str(tmp_path / "nope")).context, "demo")
+
+
+def test_fractional_cpus_and_quantities_are_accepted(mrunner, tmp_path):
+    (tmp_path / "exp.py").write_text("print(1)\n")
+    for cpu in (0.5, "500m", 1.5, 2, "1e1"):
+        _context(cpu=cpu, mem="1.5Gi")
+        result = mrunner("+context=test-k8s", "exp.py", "--dry-run")
+        assert result.returncode == 0, (cpu, result.stderr)
+        assert f"cpu={cpu}" in result.stdout
+
+
+def test_every_kubernetes_key_is_checked_before_anything_is_built(mrunner, tmp_path):
+    """Checked by mrunner_check, so the dry run refuses them, and a real submission records nothing."""
+    (tmp_path / "exp.py").write_text("print(1)\n")
+    cases = [
+        ({"cpu": "half"}, "cpu 'half' is not a Kubernetes quantity"),
+        ({"cpu": True}, "cpu True is not a Kubernetes quantity"),
+        ({"mem": "8 GB"}, "mem '8 GB' is not a Kubernetes quantity"),
+        ({"gpu": -1}, "gpu must be 0 or more"),
+        ({"tolerations": [{"kee": "gpu"}]}, "each item of tolerations must be a mapping of key, operator"),
+        ({"tolerations": [{"key": "gpu", "operator": "Exist"}]}, "toleration operator must be Exists or Equal"),
+        ({"tolerations": [{"key": "gpu", "effect": "NoSchedul"}]}, "toleration effect must be one of NoSchedule"),
+        ({"tolerations": [{"key": "a", "effect": "NoSchedule", "tolerationSeconds": 5}]}, "needs effect NoExecute"),
+        ({"tolerations": ["gpu"]}, "each item of tolerations must be a mapping"),
+        ({"node_selector": {"pool": "gpu nodes"}}, "node_selector pool: 'gpu nodes' is not a valid label value"),
+        ({"node_selector": {"bad key!": "x"}}, "node_selector bad key!"),
+        ({"pvc_access_mode": "ReadWriteAll"}, "pvc_access_mode must be one of ReadWriteOnce"),
+        ({"active_deadline_seconds": 0}, "active_deadline_seconds must be at least 1"),
+    ]
+    for keys, expected in cases:
+        _context(**keys)
+        for args in (("--dry-run",), ()):
+            result = mrunner("+context=test-k8s", "exp.py", *args)
+            assert result.returncode == 2, (keys, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and expected in lines[0], (keys, lines)
+    assert mrunner("status").stdout.strip() == "no sweeps recorded yet"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mrunner.errors import MrunnerError
 from mrunner.store import Store
 from mrunner.trackers import neptune as tracker
 from mrunner.tracking import ENABLED_VARIABLE, scheduler_job, tags
@@ -91,6 +92,51 @@ def test_offline_sweep_records_name_tags_parameters_and_metrics(mrunner, mrunner
         assert scores == [run.parameters["lr"] * step for step in range(3)]
         assert run.env[ENABLED_VARIABLE] == "1" and run.env["NEPTUNE_MODE"] == "offline"
     assert not (tmp_path / ".neptune").exists(), "offline data must land in the experiment's folder, not the cwd"
+
+
+def test_neptune_mode_exported_in_the_shell_applies_without_a_token(mrunner, mrunner_home, tmp_path, monkeypatch,
+                                                                  neptune_installed):  # fmt: skip
+    """`export NEPTUNE_MODE=offline`, as Neptune's docs say, with a context that sets no neptune_mode: no
+    token is asked for, and the experiments run offline (the mode travels in their recorded environment)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
+    (tmp_path / "train.py").write_text(EXPERIMENT)
+    write_context(mrunner_home, "tracked", neptune=True)
+    done = mrunner("+context=tracked", "train.py", "lr=0.5", env={"NEPTUNE_MODE": "offline"})
+    assert done.returncode == 0, done.stderr
+    sweep = Store().sweeps()[0]
+    run = Store().run(sweep.id, 0)
+    assert run.state == "completed" and run.env["NEPTUNE_MODE"] == "offline"
+    folder = Path(sweep.context["storage_dir"]) / sweep.project / sweep.id / f"{run.index}-{run.name}"
+    assert assigned(operations(folder), "parameters", "lr") == 0.5
+    refused = mrunner("+context=tracked", "train.py", "lr=1", "--dry-run", env={"NEPTUNE_MODE": "asink"})
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "mrunner: error: context tracked: $NEPTUNE_MODE 'asink' is not one of async, sync, offline, debug"
+    )
+
+
+def test_neptune_variables_apply_where_the_context_does_not_set_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NEPTUNE_MODE", "offline")
+    monkeypatch.setenv("NEPTUNE_PROJECT", "shell/project")
+    monkeypatch.setenv("NEPTUNE_REQUEST_TIMEOUT", "90")
+    monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
+    shell = {"neptune": True, "neptune_mode": None, "neptune_project": None, "env": {}}
+    assert tracker.mrunner_experiment_env(context=shell, parameters={}) == {
+        ENABLED_VARIABLE: "1", "NEPTUNE_MODE": "offline", "NEPTUNE_PROJECT": "shell/project",
+        "NEPTUNE_REQUEST_TIMEOUT": "90",
+    }  # fmt: skip
+    tracker.mrunner_check(context=shell, context_name="c")  # offline: no token needed
+    assert tracker.mrunner_secrets(context=shell) == {}
+    own = {**shell, "neptune_mode": "debug", "neptune_project": "ctx/project", "env": {"NEPTUNE_REQUEST_TIMEOUT": "5"}}
+    env = tracker.mrunner_experiment_env(context=own, parameters={})
+    assert env["NEPTUNE_MODE"] == "debug" and env["NEPTUNE_PROJECT"] == "ctx/project"
+    assert "NEPTUNE_REQUEST_TIMEOUT" not in env  # the context's own env sets it (and reaches the experiment)
+    by_env = {**shell, "env": {"NEPTUNE_MODE": "sync"}}
+    assert tracker.mrunner_experiment_env(context=by_env, parameters={})["NEPTUNE_MODE"] == "sync"
+    with pytest.raises(MrunnerError, match="no API token"):  # sync talks to the server: the token is needed
+        tracker.mrunner_check(context=by_env, context_name="c")
 
 
 def test_neptune_off_gives_the_script_no_run_and_imports_nothing(mrunner, mrunner_home, tmp_path):

@@ -7,7 +7,10 @@ the experiments only as a secret (``mrunner_secrets``), the project and mode as 
 
 Credentials come from the environment (``NEPTUNE_API_TOKEN``, ``NEPTUNE_PROJECT``), else from
 ``~/.neptune.yaml`` (the original mrunner's file: ``api_token:`` and ``project:``); a context's
-``neptune_project`` names the project before either.
+``neptune_project`` names the project before either. Neptune's own variables of the submitting shell
+(``NEPTUNE_MODE``, ``NEPTUNE_PROJECT`` and its tuning ones, ``FORWARDED``) apply wherever the context does
+not set the matching key, and travel with each experiment's environment, so they hold on every backend,
+not only on this machine.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ MODES = ("async", "sync", "offline", "debug")
 #: Modes that never talk to a Neptune server: no token, no project needed.
 LOCAL_MODES = ("offline", "debug")
 DEFAULT_APP_URL = "https://app.neptune.ai"
+#: Neptune's settings read from its environment variables (neptune/envs.py) that have no context key:
+#: taken from the submitting shell into each experiment's environment unless the context's ``env`` sets them.
+FORWARDED = (
+    "NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE", "NEPTUNE_REQUEST_TIMEOUT", "NEPTUNE_MONITORING_NAMESPACE",
+    "NEPTUNE_SYNC_BATCH_TIMEOUT", "NEPTUNE_SYNC_AFTER_STOP_TIMEOUT", "NEPTUNE_SUBPROCESS_KILL_TIMEOUT",
+    "NEPTUNE_MAX_DISK_USAGE", "NEPTUNE_RAISE_ERROR_ON_DISK_USAGE_EXCEEDED", "NEPTUNE_ASYNC_BATCH_SIZE",
+    "NEPTUNE_ENABLE_DEFAULT_ASYNC_LAG_CALLBACK", "NEPTUNE_ENABLE_DEFAULT_ASYNC_NO_PROGRESS_CALLBACK",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,16 @@ def _enabled(context: Mapping[str, Any]) -> bool:
 
 
 def _mode(context: Mapping[str, Any]) -> str:
-    return context.get("neptune_mode") or "async"
+    """The context's ``neptune_mode`` (or ``NEPTUNE_MODE`` in its ``env``), else ``$NEPTUNE_MODE`` (as
+    Neptune's docs tell users to export), else async."""
+    own = context.get("env") or {}
+    return context.get("neptune_mode") or own.get(MODE_VARIABLE) or os.environ.get(MODE_VARIABLE) or "async"
+
+
+def _mode_source(context: Mapping[str, Any]) -> str:
+    if context.get("neptune_mode"):
+        return "neptune_mode"
+    return f"env {MODE_VARIABLE}" if MODE_VARIABLE in (context.get("env") or {}) else f"${MODE_VARIABLE}"
 
 
 @hookimpl
@@ -99,7 +119,7 @@ def mrunner_context_keys(backend: str) -> list[ContextKey]:
     return [
         ContextKey("neptune", "bool", False, "track every experiment as a Neptune run (needs `pip install mrunner[neptune]`)"),
         ContextKey("neptune_project", "str", None, "Neptune project WORKSPACE/NAME (default: $NEPTUNE_PROJECT or ~/.neptune.yaml)"),
-        ContextKey("neptune_mode", "str", "async", f"Neptune connection mode: {'|'.join(MODES)}; offline writes .neptune/ in each experiment's folder"),
+        ContextKey("neptune_mode", "str", None, f"Neptune connection mode: {'|'.join(MODES)} (default: $NEPTUNE_MODE, else async); offline writes .neptune/ in each experiment's folder"),
     ]  # fmt: skip
 
 
@@ -115,11 +135,11 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
     mode = _mode(context)
     if mode == "read-only":
         raise MrunnerError(
-            f"context {context_name}: neptune_mode read-only only opens existing Neptune runs, and every "
+            f"context {context_name}: {_mode_source(context)} read-only only opens existing Neptune runs, and every "
             f"experiment creates one: use {', '.join(MODES)}"
         )
     if mode not in MODES:
-        raise MrunnerError(f"context {context_name}: neptune_mode {mode!r} is not one of {', '.join(MODES)}")
+        raise MrunnerError(f"context {context_name}: {_mode_source(context)} {mode!r} is not one of {', '.join(MODES)}")
     if mode in LOCAL_MODES:
         return
     found = credentials(context)
@@ -152,6 +172,12 @@ def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, 
     project = credentials(context).project
     if project:
         env[PROJECT_VARIABLE] = project
+    own = context.get("env") or {}
+    for name in FORWARDED:
+        if name in os.environ and name not in own:
+            env[name] = os.environ[name]
+    if PROJECT_VARIABLE in own and not context.get("neptune_project"):
+        env[PROJECT_VARIABLE] = str(own[PROJECT_VARIABLE])  # the context sets it: it wins over the shell
     return env
 
 
@@ -159,7 +185,7 @@ def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, 
 def mrunner_sweep_submitted(sweep: Any, runs: Sequence[Any], reporter: Any) -> None:
     if not _enabled(sweep.context) or not runs:
         return
-    mode = _mode(sweep.context)
+    mode = runs[0].env.get(MODE_VARIABLE) or _mode(sweep.context)
     if mode == "offline":
         reporter.step(
             f"neptune: offline; each experiment writes .neptune/ in its own folder, tagged {sweep.id}; "

@@ -1,7 +1,8 @@
 """One SSH connection to the cluster's login node, reused for every exec channel and SFTP call of a command.
 
-Hosts come from ``slurm_url`` (``[user@]host[:port]`` or a Host alias) resolved through the ssh config
-(HostName, User, Port, IdentityFile, IdentitiesOnly, UserKnownHostsFile, ProxyJump). Host keys are checked
+Hosts come from ``slurm_url`` (``[user@]host[:port]`` or a Host alias) resolved through the ssh config as
+OpenSSH reads it (``Include`` followed by ``ssh_config``, ``Match`` by paramiko): HostName, User, Port,
+IdentityFile, IdentitiesOnly, UserKnownHostsFile, ProxyJump, ProxyCommand. Host keys are checked
 against known_hosts and never accepted on trust: an unknown or changed key is refused with its fingerprint
 and the command that trusts it. TCP_NODELAY is set on the socket: without it Nagle's algorithm delays every
 small round trip (measured 5x slower). This module imports paramiko, so only hooks import it.
@@ -75,6 +76,7 @@ class Target:
     known_hosts: tuple[str, ...]
     proxy_jump: str | None = None
     config_path: str | None = None
+    proxy_command: str | None = None
 
     @property
     def known_hosts_name(self) -> str:
@@ -90,7 +92,7 @@ def resolve(url: str, config_path: str | None) -> Target:
     path = os.path.expanduser(config_path or "~/.ssh/config")
     entry: dict[str, Any] = {}
     if os.path.exists(path):
-        entry = paramiko.SSHConfig.from_path(path).lookup(alias)
+        entry = _lookup(path, alias)
     elif config_path:
         raise MrunnerError(f"ssh_config {config_path} does not exist: fix the context's `ssh_config`")
     host = entry.get("hostname", alias)
@@ -100,10 +102,27 @@ def resolve(url: str, config_path: str | None) -> Target:
     known = entry.get("userknownhostsfile", "~/.ssh/known_hosts ~/.ssh/known_hosts2")
     known_files = tuple(os.path.expanduser(f) for f in shlex.split(known)) + ("/etc/ssh/ssh_known_hosts",)
     jump = entry.get("proxyjump")
+    command = entry.get("proxycommand")
     return Target(
         alias, host, port, user, files, str(entry.get("identitiesonly", "no")).lower() == "yes", known_files,
         None if jump in (None, "none") else jump, path if os.path.exists(path) else None,
+        None if command in (None, "none") else command,
     )  # fmt: skip
+
+
+def _lookup(path: str, alias: str) -> dict[str, Any]:
+    """The ssh config's settings for ``alias``, with ``Include`` followed (``ssh_config``) and ``Match``
+    applied (paramiko); what cannot be followed is one line naming the file."""
+    from mrunner_slurm.ssh_config import ConfigError, flattened
+
+    try:
+        return dict(paramiko.SSHConfig.from_text(flattened(path)).lookup(alias))
+    except ConfigError as error:
+        raise MrunnerError(f"ssh config: {error}") from None
+    except OSError as error:
+        raise MrunnerError(f"cannot read the ssh config {error.filename or path}: {error.strerror}") from None
+    except (paramiko.ConfigParseError, paramiko.CouldNotCanonicalize) as error:
+        raise MrunnerError(f"the ssh config {path} cannot be read for {alias}: {error}") from None
 
 
 def _local_user() -> str:
@@ -344,6 +363,8 @@ def _connect_once(target: Target) -> Connection:
         sock: Any = jump.client.get_transport().open_channel(  # type: ignore[union-attr]
             "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT
         )
+    elif target.proxy_command:  # its %h, %p, ... were expanded by paramiko's lookup
+        sock = paramiko.ProxyCommand(target.proxy_command)
     else:
         sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -358,7 +379,8 @@ def _connect_once(target: Target) -> Connection:
     key_files = [f for f in target.identity_files if os.path.exists(f)]
     try:
         client.connect(
-            target.host, target.port, username=target.user, key_filename=key_files or None,  # type: ignore[arg-type]  # paramiko takes a list too sock=sock,
+            target.host, target.port, username=target.user, sock=sock,
+            key_filename=key_files or None,  # type: ignore[arg-type]  # paramiko takes a list too
             timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT,
             allow_agent=True, look_for_keys=not target.identities_only,
         )  # fmt: skip

@@ -598,3 +598,45 @@ def test_an_experiment_of_a_large_project_costs_a_few_files(cluster, mrunner, tm
         )
         # the folder, 4 links (count.py, data, pkg, train.py), the checkpoint folder, config, log, exit code
         assert int(made) == 9, made
+
+
+RELAY = """
+import pathlib, socket, sys, threading
+pathlib.Path(__file__).with_name("relayed").write_text(" ".join(sys.argv[1:]))
+connection = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+def upstream():
+    while data := sys.stdin.buffer.read1(65536):
+        connection.sendall(data)
+    connection.shutdown(socket.SHUT_WR)
+threading.Thread(target=upstream, daemon=True).start()
+while data := connection.recv(65536):
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+"""
+
+
+def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
+    cluster, mrunner, mrunner_home, tmp_path_factory
+):
+    """As `ssh` reads it: the main file includes a folder of files by a glob relative to its ~/.ssh, one of
+    them defines the alias, reached through a ProxyCommand (a relay that counts as the whole network path)."""
+    home = tmp_path_factory.mktemp("home")
+    (home / ".ssh" / "conf.d").mkdir(parents=True)
+    (home / "relay.py").write_text(RELAY)
+    service = cluster.service
+    (home / ".ssh" / "config").write_text("Include conf.d/*\n")
+    (home / ".ssh" / "conf.d" / "cluster").write_text(textwrap.dedent(f"""\
+        Host included-cluster
+            HostName {service['host']}
+            Port {service['port']}
+            User {service['user']}
+            IdentityFile {service['key_file']}
+            UserKnownHostsFile {service['known_hosts']}
+            IdentitiesOnly yes
+            ProxyCommand {sys.executable} {home / 'relay.py'} %h %p
+        """))  # fmt: skip
+    write_context(mrunner_home, {**service, "alias": "included-cluster", "ssh_config": None}, cluster.storage)
+    result = mrunner("+context=test-slurm", "train.py", "--wait", env={"HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    assert "on included-cluster" in result.stderr
+    assert (home / "relayed").read_text() == f"{service['host']} {service['port']}"

@@ -3,6 +3,8 @@ when a ``Match exec`` line needs it, and then it works."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -32,3 +34,74 @@ def test_match_exec_in_the_ssh_config_still_runs_its_command(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["login.example.org", "2200", "alice"]
     assert (tmp_path / "ran").exists()
+
+
+def _resolve(home, alias, config=None):
+    """``resolve`` in a process whose home (``~/.ssh``) is ``home``."""
+    code = (
+        "import json; from mrunner_slurm.ssh import resolve; "
+        f"t = resolve({alias!r}, {config!r}); print(json.dumps([t.host, t.port, t.user, t.proxy_command]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(home)},
+    )  # fmt: skip
+    return done
+
+
+def test_include_is_followed_relative_to_dot_ssh_with_globs_in_order(tmp_path):
+    ssh = tmp_path / ".ssh"
+    (ssh / "config.d").mkdir(parents=True)
+    (ssh / "config").write_text(textwrap.dedent("""\
+        Include config.d/*.conf
+        Host other
+            HostName other.example.org
+        Host *
+            User fallback
+        """))  # fmt: skip
+    (ssh / "config.d" / "10-cluster.conf").write_text("Host cluster\n    HostName login.example.org\n    Port 2200\n")
+    (ssh / "config.d" / "20-later.conf").write_text("Host cluster\n    Port 9999\n    User alice\n")
+    (ssh / "config.d" / "ignored.txt").write_text("Host cluster\n    Port 1\n")
+    done = _resolve(tmp_path, "cluster")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["login.example.org", 2200, "alice", None]  # first value wins, as in ssh
+    assert json.loads(_resolve(tmp_path, "other").stdout)[:3] == ["other.example.org", 22, "fallback"]
+
+
+def test_include_inside_a_block_applies_only_there_and_match_is_applied(tmp_path):
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "common").write_text("User shared\nPort 2022\n")
+    config = tmp_path / "custom_config"
+    config.write_text(textwrap.dedent(f"""\
+        Host cluster
+            Include ~/.ssh/common
+            HostName login.example.org
+        Match originalhost gateway user *
+            HostName gw.example.org
+            ProxyCommand {sys.executable} relay.py %h %p
+        """))  # fmt: skip
+    assert json.loads(_resolve(tmp_path, "cluster", str(config)).stdout) == ["login.example.org", 2022, "shared", None]
+    host, port, user, proxy = json.loads(_resolve(tmp_path, "gateway", str(config)).stdout)
+    assert (host, port, user) == ("gw.example.org", 22, os.environ.get("USER") or user)
+    assert proxy == f"{sys.executable} relay.py gw.example.org 22"
+
+
+def test_what_cannot_be_followed_is_one_line(tmp_path):
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "blocks").write_text("Host inner\n    Port 1\n")
+    (tmp_path / ".ssh" / "config").write_text("Host cluster\n    Include blocks\n")
+    done = _resolve(tmp_path, "cluster")
+    assert done.returncode == 1 and "Traceback" in done.stderr  # resolve raises; the CLI prints its line
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"ssh config: {tmp_path}/.ssh/blocks:1: a file included inside a Host/Match block has a Host block "
+            f"of its own, which mrunner cannot follow: move its Include to the top of the config"
+        )
+    )
+    (tmp_path / ".ssh" / "config").write_text("Include config\n")
+    assert "Include nested too deeply" in _resolve(tmp_path, "cluster").stderr.strip().splitlines()[-1]
+    (tmp_path / ".ssh" / "config").write_text("Match host cluster !localnetwork 10.0.0.0/8\n    Port 1\n")
+    last = _resolve(tmp_path, "cluster").stderr.strip().splitlines()[-1]
+    assert f"ssh config: {tmp_path}/.ssh/config:1: Match localnetwork is not supported" in last

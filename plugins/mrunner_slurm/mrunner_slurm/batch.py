@@ -14,7 +14,8 @@ Where an experiment's files are is ``mrunner.layout``'s alone (its folder and wo
 folder, config, one log and one exit-code file per attempt); the batch script ``exec``s mrunner's attempt
 wrapper (``python -m mrunner.attempt``), which lays them out and runs the experiment. Only Slurm's own files
 are named here, below the sweep folder: ``tasks/NAME.sh`` (the task bundle of array NAME), ``slurm/NAME.sh``
-(batch scripts), ``slurm/JOB_TASK.out`` (what the batch script printed before the wrapper started),
+(batch scripts), ``slurm/JOB_TASK.out`` (what the batch script printed before its attempt's log was known, and Slurm's
+own notices: time limit, cancel, requeue; ``mrunner logs`` shows it after the log),
 ``submitted/NAME`` (job id of each array, for idempotent resubmission), ``.secrets.env``.
 """
 
@@ -32,8 +33,18 @@ from mrunner.records import Run, Sweep
 
 #: The signal Slurm sends ``grace_period`` seconds before the time limit (``--signal=B:USR1@N``).
 LIMIT_SIGNAL = "USR1"
+# The first failing command of the environment set-up ends the task (97: set-up failed), saying which.
+SETUP_TRAP = (
+    "trap '_mrunner_code=$?; echo \"mrunner: the environment set-up failed (exit $_mrunner_code) at: "
+    "$BASH_COMMAND\" >&2; exit 97' ERR"
+)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 q = shlex.quote
+
+
+def slurm_output(sweep_directory: str, backend_ref: str) -> str:
+    """Slurm's own output file of array task ``JOB_TASK`` (sbatch ``--output=slurm/%A_%a.out``)."""
+    return f"{sweep_directory}/slurm/{backend_ref}.out"
 
 
 def sweep_dir(storage: str, sweep: Sweep) -> str:
@@ -97,6 +108,10 @@ def batch_script(
     """The batch script of one job array: environment set-up, then ``exec`` of the attempt wrapper, so that
     the wrapper is the batch step's process and a scancel's SIGTERM or ``--signal=B:USR1@N`` reaches it (and
     through it the experiment's process group); its output and the experiment's go to the attempt's log.
+    The set-up (modules, conda, venv, prolog) writes to that log too, and the first of its commands that
+    fails stops the task with exit 97 and a line naming the command (an ERR trap: like ``set -e``, but it
+    says what failed), instead of running the experiment in the wrong environment. Only what comes before
+    the log is known (the task bundle) and what Slurm itself writes stays in ``slurm/JOB_TASK.out``.
     ``client_dir`` holds mrunner's experiment side (the wrapper, ``get_configuration``, tracking); it goes
     first on ``PYTHONPATH``, after the experiment's own environment, so the task runs the version that
     submitted it whether or not mrunner is installed on the cluster."""
@@ -125,20 +140,21 @@ def batch_script(
     lines = [
         "#!/bin/bash",
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",
-        *setup,
         f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
         f". {q(bundle)} || exit 97",
         # a task Slurm requeued (preemption, the time limit) runs the next attempt: its own log and exit code
         "restarts=${SLURM_RESTART_COUNT:-0}",
         "export MRUNNER_ATTEMPT=$((MRUNNER_ATTEMPT + restarts))",
         '_mrunner_log="$_mrunner_logs.$MRUNNER_ATTEMPT.log"',
+        # appended, never truncated: the set-up's output and errors go to this attempt's log too
+        'exec >>"$_mrunner_log" 2>&1 </dev/null',
         f'if [ "$restarts" -gt {limit} ]; then',
-        f"  echo 'mrunner: requeued more than max_requeue={limit} times: not started again' >>\"$_mrunner_log\"",
+        f"  echo 'mrunner: requeued more than max_requeue={limit} times: not started again'",
         '  echo preempted >"$_mrunner_status.$MRUNNER_ATTEMPT.end"; exit 0',
         "fi",
+        *([SETUP_TRAP, *setup, "trap - ERR"] if setup else []),
         f'export PYTHONPATH={q(client_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"',
         f"if [ -f {q(secrets_path(sweep_directory))} ]; then . {q(secrets_path(sweep_directory))} || exit 97; fi",
-        # appended, never truncated
         " ".join(
             [
                 "exec",
@@ -149,7 +165,6 @@ def batch_script(
                 f"$(({limit} - restarts))",
                 "--",
                 '"$@"',
-                '>>"$_mrunner_log" 2>&1 </dev/null',
             ]
         ),  # fmt: skip
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from mrunner.errors import BackendError
 from mrunner.layout import Layout, of_run
@@ -93,7 +94,9 @@ def cancel(
 
 
 def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) -> Iterator[str]:
-    """The output of the run's attempt; with ``follow``, new output until the records say it ended."""
+    """The output of the run's attempt; with ``follow``, new output until the records say it ended. Then
+    what Slurm wrote about the task (``slurm/JOB_TASK.out``: a time limit, a cancel, a requeue, an error
+    before the log was known), so a task that never reached its log still says why."""
     path = _layout(sweep, run).log_file()
     sftp = connection.sftp()
     position = 0
@@ -107,6 +110,10 @@ def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool, ended: Ca
         except FileNotFoundError:
             chunk = b""
             if not follow:
+                notes = _slurm_notes(sftp, sweep, run)
+                if notes:
+                    yield notes
+                    return
                 raise BackendError(
                     f"experiment {run.ref} has no output yet ({path} does not exist on the cluster)"
                 ) from None
@@ -114,9 +121,27 @@ def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool, ended: Ca
         if chunk:
             yield chunk.decode(errors="replace")
         if not follow or done:
+            notes = _slurm_notes(sftp, sweep, run)
+            if notes:
+                yield notes
             return
         if time.monotonic() - checked >= STATE_INTERVAL:
             checked = time.monotonic()
             done = ended()  # one more read after the end catches the last output
             continue
         time.sleep(FOLLOW_INTERVAL)
+
+
+def _slurm_notes(sftp: Any, sweep: Sweep, run: Run) -> str:
+    """What Slurm's own output file of the run's task holds, under a line saying so; "" when it is empty."""
+    if not run.backend_ref:
+        return ""
+    path = batch.slurm_output(batch.sweep_dir(sweep.package["storage_dir"], sweep), run.backend_ref)
+    try:
+        with sftp.open(path, "rb") as stream:
+            text = stream.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    if not text.strip():
+        return ""
+    return f"mrunner: what Slurm wrote about task {run.backend_ref} ({path}):\n{text.rstrip()}\n"

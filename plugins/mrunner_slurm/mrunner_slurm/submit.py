@@ -98,7 +98,7 @@ def submit(
         ]
         argv = [
             "sbatch", "--parsable", f"--job-name={name}", f"--array={batch.array_spec(unit.task_ids, context.get('array_parallelism'))}",
-            f"--chdir={directory}", f"--output={directory}/slurm/%A_%a.out", "--open-mode=append",
+            f"--chdir={directory}", f"--output={batch.slurm_output(directory, '%A_%a')}", "--open-mode=append",
             *resource_options(context), script,
         ]  # fmt: skip
         jobs.append({"name": name, "argv": argv, "marker": f"{directory}/submitted/{name}"})

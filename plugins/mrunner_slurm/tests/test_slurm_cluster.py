@@ -640,3 +640,50 @@ def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
     assert result.returncode == 0, result.stderr
     assert "on included-cluster" in result.stderr
     assert (home / "relayed").read_text() == f"{service['host']} {service['port']}"
+
+
+@pytest.mark.parametrize(
+    "keys, command",
+    [
+        ({"modules_to_load": ["no-such-module/1.0"]}, "module load no-such-module/1.0"),
+        ({"venv": "/nonexistent/venv"}, ". /nonexistent/venv/bin/activate"),
+        ({"conda": "no-such-env"}, "conda activate no-such-env"),
+        ({"prolog_cmd": ["export READY=1", "test -d /nonexistent-dataset", "echo never"]}, "test -d /nonexistent-dataset"),
+    ],
+)  # fmt: skip
+def test_a_failing_environment_set_up_fails_the_experiment_and_says_why_in_its_log(
+    cluster, mrunner, mrunner_home, keys, command
+):
+    write_context(mrunner_home, cluster.service, cluster.storage, **keys)
+    result = mrunner("+context=test-slurm", "train.py", "--wait")
+    assert result.returncode == 1, result.stderr
+    sweep = result.stdout.strip().splitlines()[0]
+    [run] = status(mrunner, sweep)["experiments"]
+    assert (run["state"], run["exit_code"]) == ("failed", 97)
+    log = mrunner("logs", f"{sweep}/0")
+    assert log.returncode == 0, log.stderr
+    assert "mrunner: the environment set-up failed (exit " in log.stdout and f") at: {command}\n" in log.stdout
+    assert "says hello" not in log.stdout and "echo never" not in log.stdout.split("at: ")[-1]
+
+
+def test_logs_show_what_slurm_wrote_about_the_task(cluster, mrunner, tmp_path):
+    (tmp_path / "slow.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(300)\n")
+    result = mrunner("+context=test-slurm", "slow.py")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[0]
+    wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "running", timeout=60)
+    deadline = time.monotonic() + 30
+    while "started" not in mrunner("logs", f"{sweep}/0").stdout:
+        assert time.monotonic() < deadline, "the experiment never printed"
+        time.sleep(0.5)
+    assert mrunner("cancel", sweep).returncode == 0
+    job = status(mrunner, sweep)["experiments"][0]["backend_ref"]
+    deadline = time.monotonic() + 30
+    while True:  # slurmstepd writes its notice as the step ends
+        shown = mrunner("logs", f"{sweep}/0").stdout
+        if "CANCELLED" in shown or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    before, _, after = shown.partition(f"mrunner: what Slurm wrote about task {job} (")
+    assert "started" in before
+    assert f"/slurm/{job}.out):\n" in after and "CANCELLED" in after, shown

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import shlex
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from mrunner.errors import BackendError, Interrupted, MrunnerError
 from mrunner.experiment import Experiment, identity
 from mrunner.hookspecs import SubmitOptions
 from mrunner.naming import experiment_name, sweep_id
-from mrunner.records import ACTIVE, CANCELLED, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, CANCELLED, PENDING, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey, merge_keys, validate
 from mrunner.snapshot import Snapshot
@@ -315,23 +315,40 @@ def refresh(sweep: Sweep, store: Store) -> list[Run]:
 
 
 def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:
-    """Follow the sweep until every run has ended, with a progress display."""
+    """Follow the sweep until every run has ended, with a progress display (without a terminal, a line
+    each time the states or the reasons runs wait change)."""
     runs = refresh(sweep, store)
+    shown = ""
     with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
         while True:
             ended = sum(run.state in TERMINAL for run in runs)
-            progress.update(ended, description=f"sweep {sweep.id}: {summary(runs)}")
+            line = f"sweep {sweep.id}: {summary(runs, store.details(sweep.id))}"
+            progress.update(ended, description=line)
+            if line != shown and not reporter.interactive:
+                reporter.step(line)
+            shown = line
             if not any(run.state in ACTIVE or run.state == PLANNED for run in runs):
                 return runs
             time.sleep(interval)
             runs = refresh(sweep, store)
 
 
-def summary(runs: Sequence[Run]) -> str:
+def summary(runs: Sequence[Run], details: Mapping[int, str] | None = None) -> str:
+    """``3 completed, 2 pending``; with ``details`` (``Store.details``), why runs wait:
+    ``2 pending (Resources)``."""
     counts: dict[str, int] = {}
+    reasons: dict[str, dict[str, None]] = {}
     for run in runs:
         counts[run.state] = counts.get(run.state, 0) + 1
-    return ", ".join(f"{n} {state}" for state, n in counts.items()) or "no experiments"
+        reason = (details or {}).get(run.index)
+        if reason and run.state == PENDING:
+            reasons.setdefault(run.state, {})[reason] = None
+    parts = []
+    for state, n in counts.items():
+        why = list(reasons.get(state, ()))
+        more = f"; {len(why) - 2} more reasons" if len(why) > 2 else ""
+        parts.append(f"{n} {state}" + (f" ({'; '.join(why[:2])}{more})" if why else ""))
+    return ", ".join(parts) or "no experiments"
 
 
 def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:

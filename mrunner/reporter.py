@@ -32,10 +32,15 @@ class Reporter:
     def warn(self, message: str) -> None:
         print(f"mrunner: warning: {message}", file=sys.stderr, flush=True)
 
+    @property
+    def interactive(self) -> bool:
+        """Whether progress bars are shown (stderr is a terminal and not quiet)."""
+        return not self.quiet and sys.stderr.isatty()
+
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Progress]:
         """A progress bar over ``total`` items (silent when not a terminal or quiet)."""
-        if self.quiet or not sys.stderr.isatty():
+        if not self.interactive:
             yield _NoProgress()
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn

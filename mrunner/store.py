@@ -141,6 +141,7 @@ class Store:
         rows: list[tuple] = []
         events: list[tuple] = []
         attempts: list[tuple[str, Sequence[object]]] = []
+        same_state: list[RunUpdate] = []
         cursor = self._db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
@@ -164,6 +165,8 @@ class Store:
                     continue
                 new_exit = update.exit_code if update.exit_code is not None else exit_code
                 if (state, new_exit, new_ref) == (update.state, exit_code, backend_ref):
+                    if update.detail and state in ACTIVE:
+                        same_state.append(update)  # a new reason for the same state (pending: Resources)
                     continue
                 rows.append((update.state, new_exit, new_ref, attempt, now, sweep_id, update.index))
                 if state != update.state:
@@ -179,6 +182,11 @@ class Store:
                 "WHERE sweep_id=? AND idx=?",
                 rows,
             )
+            if same_state:
+                latest = self._latest_details(cursor, sweep_id, [update.index for update in same_state])
+                for update in same_state:
+                    if latest.get(update.index) != update.detail:
+                        events.append(_event(sweep_id, update.index, now, update.state, None, update.detail)[1])
             cursor.executemany(_EVENT_INSERT, events)
             for sql, args in attempts:
                 cursor.execute(sql, args)
@@ -227,6 +235,27 @@ class Store:
             for index, *row in cursor.execute(query, (sweep_id, *chunk)):
                 found[index] = tuple(row)
         return found
+
+    @staticmethod
+    def _latest_details(cursor: sqlite3.Cursor, sweep_id: str, indices: Sequence[int] | None) -> dict[int, str | None]:
+        """The detail of each run's latest event (all runs of the sweep when ``indices`` is None)."""
+        query = (
+            "SELECT idx, detail FROM events WHERE rowid IN "
+            "(SELECT max(rowid) FROM events WHERE sweep_id=?{} GROUP BY idx)"
+        )
+        if indices is None:
+            return dict(cursor.execute(query.format(""), (sweep_id,)).fetchall())
+        found: dict[int, str | None] = {}
+        unique = sorted(set(indices))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            found.update(cursor.execute(query.format(f" AND idx IN ({_marks(len(chunk))})"), (sweep_id, *chunk)))
+        return found
+
+    def details(self, sweep_id: str) -> dict[int, str]:
+        """What the backend last said about each run of the sweep (its pending reason, why it failed), if anything."""
+        latest = self._latest_details(self._db.cursor(), sweep_id, None)
+        return {index: detail for index, detail in latest.items() if detail}
 
     def start_attempt(
         self, sweep_id: str, indices: Sequence[int], snapshot_digest: str = "", changes: dict | None = None

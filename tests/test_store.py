@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mrunner.errors import MrunnerError
-from mrunner.records import CANCELLED, COMPLETED, FAILED, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.records import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.store import Store
 
 
@@ -87,3 +87,19 @@ def test_two_processes_write_at_once(tmp_path):
         assert worker.exitcode == 0
     details = {h[3] for i in range(50) for h in store.history(sweep.id, i)}
     assert {"w0", "w1"} <= details
+
+
+def test_a_new_reason_for_the_same_state_is_recorded_once(tmp_path):
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep()
+    store.add_sweep(sweep, runs)
+    store.apply(sweep.id, [RunUpdate(0, PENDING, detail="Priority"), RunUpdate(1, PENDING)])
+    store.apply(sweep.id, [RunUpdate(0, PENDING, detail="Priority"), RunUpdate(1, PENDING)])
+    assert store.details(sweep.id) == {0: "Priority", 2: "recorded"}  # 2 is still planned
+    store.apply(sweep.id, [RunUpdate(0, PENDING, detail="Resources"), RunUpdate(1, PENDING, detail="Resources")])
+    assert store.details(sweep.id) == {0: "Resources", 1: "Resources", 2: "recorded"}
+    assert [(h[1], h[3]) for h in store.history(sweep.id, 0)] == [
+        ("planned", "recorded"), ("pending", "Priority"), ("pending", "Resources"),
+    ]  # fmt: skip
+    store.apply(sweep.id, [RunUpdate(0, RUNNING)])
+    assert store.details(sweep.id) == {1: "Resources", 2: "recorded"}  # running now: the reason it waited is history

@@ -55,21 +55,26 @@ def status_command(options: argparse.Namespace) -> int:
     runs = dispatch.refresh(sweep, store)
     if run is not None:
         return _show_run(store, sweep, runs[run.index], options)
+    # what the backend last said about a run that has not completed: why it waits, why it failed
+    details = {i: d for i, d in store.details(sweep.id).items() if runs[i].state not in (COMPLETED, PLANNED)}
     if options.json:
         attempts = store.attempts(sweep.id)
-        experiments = [{**asdict(r), "attempts": [asdict(a) for a in attempts.get(r.index, [])]} for r in runs]
+        experiments = [
+            {**asdict(r), "detail": details.get(r.index), "attempts": [asdict(a) for a in attempts.get(r.index, [])]}
+            for r in runs
+        ]
         print(json.dumps({"sweep": asdict(sweep), "experiments": experiments}, indent=1))
         return 0
     print(f"sweep {sweep.id} ({sweep.name}) on context {sweep.context_name} (backend {sweep.backend})")
     dirty = " (dirty)" if sweep.git_dirty else ""
     commit = f", git {sweep.git_commit[:10]}{dirty}" if sweep.git_commit else ""
     print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
-    print(f"{len(runs)} experiments: {dispatch.summary(runs)}")
+    print(f"{len(runs)} experiments: {dispatch.summary(runs, details)}")
     rows = [
-        (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "", grid.describe(r.parameters))
+        (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "", grid.describe(r.parameters), details.get(r.index, ""))
         for r in runs
     ]  # fmt: skip
-    print(table.render(("#", "ID", "STATE", "EXIT", "TRY", "JOB", "PARAMETERS"), rows))
+    print(table.render(("#", "ID", "STATE", "EXIT", "TRY", "JOB", "PARAMETERS", "REASON"), rows))
     return 0
 
 

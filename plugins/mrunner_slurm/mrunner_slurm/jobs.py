@@ -8,7 +8,7 @@ from typing import Any
 
 from mrunner.errors import BackendError
 from mrunner.layout import Layout, of_run
-from mrunner.records import CANCELLED, COMPLETED, FAILED, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import CANCELLED, COMPLETED, FAILED, PENDING, TERMINAL, Run, RunUpdate, Sweep
 from mrunner_slurm import batch, remote
 from mrunner_slurm.ssh import Connection
 
@@ -49,13 +49,35 @@ def status(connection: Connection, sweep: Sweep, runs: Sequence[Run]) -> list[Ru
     updates = []
     for index, (state, code, detail, own, attempt, ends) in answer.items():
         run = by_index[int(index)]
+        if state == PENDING and detail:
+            detail = pending_reason(detail)  # reported even when still pending: the records keep the latest
         if attempt > run.attempt:  # Slurm requeued it: the next attempt of the same array task
             ended = {int(number): end for number, end in ends.items()}
             updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own,
                                      attempt=attempt, ends=ended))  # fmt: skip
-        elif (state, code) != (run.state, run.exit_code):
+        elif (state, code) != (run.state, run.exit_code) or (state == PENDING and detail):
             updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own))
     return updates
+
+
+# Reasons of a pending job that no waiting cures: the request exceeds a limit of the partition, QOS or
+# association itself (Slurm keeps such a job queued unless EnforcePartLimits refuses it at sbatch).
+_NEVER = {
+    "PartitionNodeLimit": "more nodes than the partition has or allows",
+    "PartitionTimeLimit": "a time limit above the partition's",
+    "PartitionConfig": "more CPUs or memory than the partition has, or a partition it cannot use",
+    "BadConstraints": "constraints or resources that no node offers",
+    "InvalidQOS": "a QOS the account cannot use",
+    "InvalidAccount": "an account the user cannot use",
+}
+
+
+def pending_reason(reason: str) -> str:
+    """Slurm's reason, saying so when the request can never run as asked and what to change."""
+    asked = _NEVER.get(reason) or ("a job larger than a per-job limit" if "PerJob" in reason else None)
+    if asked is None:
+        return reason
+    return f"{reason}: can never run as asked ({asked}); cancel it and submit with a smaller request"
 
 
 def task_specs(runs: Sequence[Run]) -> list[str]:

@@ -687,3 +687,32 @@ def test_logs_show_what_slurm_wrote_about_the_task(cluster, mrunner, tmp_path):
     before, _, after = shown.partition(f"mrunner: what Slurm wrote about task {job} (")
     assert "started" in before
     assert f"/slurm/{job}.out):\n" in after and "CANCELLED" in after, shown
+
+
+def test_a_request_that_can_never_run_says_so_in_the_table_and_the_wait_line(cluster, mrunner, mrunner_home):
+    write_context(mrunner_home, cluster.service, cluster.storage, nodes=2)  # the partition has one node
+    result = mrunner("+context=test-slurm", "train.py")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[0]
+    runs = wait_for(mrunner, sweep, lambda runs: (runs[0]["detail"] or "").startswith("PartitionNodeLimit"))
+    assert runs[0]["state"] == "pending", runs
+    assert "can never run as asked (more nodes than the partition has or allows)" in runs[0]["detail"]
+    table = mrunner("status", sweep)
+    assert "1 experiments: 1 pending (PartitionNodeLimit: can never run as asked" in table.stdout
+    assert "REASON" in table.stdout.splitlines()[3] and "PartitionNodeLimit" in table.stdout.splitlines()[4]
+    from mrunner import dispatch
+    from mrunner.reporter import Reporter
+    from mrunner.store import Store
+
+    class Seen(Exception):
+        pass
+
+    class Watching(Reporter):  # what --wait prints without a terminal, stopped at its first line
+        def step(self, message):
+            raise Seen(message)
+
+    store = Store()
+    with pytest.raises(Seen) as line:
+        dispatch.wait(store.sweep(sweep), store, Watching())
+    assert str(line.value).startswith(f"sweep {sweep}: 1 pending (PartitionNodeLimit: can never run as asked")
+    assert mrunner("cancel", sweep).returncode == 0

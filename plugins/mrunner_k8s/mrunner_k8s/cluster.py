@@ -157,6 +157,13 @@ class Cluster:
                     label_selector=selector, body=options,
                 )  # fmt: skip
 
+    def nodes(self) -> list[Any] | None:
+        """The cluster's nodes, or None when this user may not list them."""
+        try:
+            return list(self.call("list the nodes", self.core.list_node).items)
+        except BackendError:
+            return None
+
     def pod_of(self, sweep: Sweep, run: Run) -> Any | None:
         selector = f"mrunner/sweep={sweep.id},mrunner/index={run.index},mrunner/attempt={run.attempt}"
         pods = self.call(
@@ -201,9 +208,31 @@ def run_states(runs: Sequence[Run], jobs: Sequence[Any], pods: Sequence[Any]) ->
     for run in runs:
         key = (str(run.index), str(run.attempt))
         update = _state(run, jobs_by_run.get(key), pods_by_run.get(key))
-        if update and (update.state != run.state or update.exit_code != run.exit_code):
-            updates.append(update)
+        if update and (update.state != run.state or update.exit_code != run.exit_code or _waits(update)):
+            updates.append(update)  # a pending run's reason always: the records keep the latest
     return updates
+
+
+def _waits(update: RunUpdate) -> bool:
+    return update.state == PENDING and bool(update.detail)
+
+
+def never_schedulable(context: Mapping[str, Any], nodes: Sequence[Any]) -> str | None:
+    """Why no node could ever hold one experiment's pod (its cpu or memory above every node's
+    allocatable), or None when one could."""
+    from kubernetes.utils import parse_quantity
+
+    for key, resource in (("cpu", "cpu"), ("mem", "memory")):
+        if context.get(key) in (None, ""):
+            continue
+        asked = parse_quantity(str(context[key]))
+        largest = max((parse_quantity((node.status.allocatable or {}).get(resource, "0")) for node in nodes), default=0)
+        if asked > largest:
+            return (
+                f"can never run as asked: {key} {context[key]} is more than any node offers "
+                f"(the largest allocatable {resource} is {largest:f}); cancel it and submit with less"
+            )
+    return None
 
 
 def _key(labels: Mapping[str, str] | None) -> tuple[str, str]:

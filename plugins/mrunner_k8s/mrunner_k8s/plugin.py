@@ -144,10 +144,25 @@ def mrunner_submit(
 
 @hookimpl
 def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    from mrunner_k8s.cluster import run_states
+    from dataclasses import replace
 
-    jobs, pods = _cluster(sweep).sweep_objects(sweep)
-    return run_states(runs, jobs, pods)
+    from mrunner_k8s.cluster import never_schedulable, run_states
+
+    cluster = _cluster(sweep)
+    jobs, pods = cluster.sweep_objects(sweep)
+    updates = run_states(runs, jobs, pods)
+    if any(
+        (update.detail or "").startswith("unschedulable:") and "Insufficient" in update.detail for update in updates
+    ):
+        nodes = cluster.nodes()  # one more call, only then
+        never = never_schedulable(sweep.context, nodes) if nodes else None
+        if never:
+            updates = [
+                replace(update, detail=f"{update.detail} {never}")
+                if (update.detail or "").startswith("unschedulable:") else update
+                for update in updates
+            ]  # fmt: skip
+    return updates
 
 
 @hookimpl

@@ -388,3 +388,17 @@ def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(mrunner, pr
     assert token not in first.stdout + first.stderr
     sweep = json.loads(mrunner("status", sweep_id, "--json").stdout)["sweep"]
     _assert_image_free_of(k8s_service, sweep["package"]["image"], token)
+
+
+def test_fractional_cpus_run_and_a_request_no_node_holds_says_it_can_never_run(mrunner, project):
+    sweep_id, _ = submit(mrunner, "lr=0.3", "context.cpu=0.5")
+    [run] = wait_until(mrunner, sweep_id, ended, timeout=300)
+    assert (run["state"], run["exit_code"]) == ("completed", 0)
+
+    sweep_id, _ = submit(mrunner, "lr=0.4", "context.cpu=64")
+    [run] = wait_until(mrunner, sweep_id, lambda runs: "can never run" in (runs[0]["detail"] or ""))
+    assert run["state"] == "pending" and "Insufficient cpu" in run["detail"]
+    assert "cpu 64 is more than any node offers" in run["detail"]
+    table = mrunner("status", sweep_id).stdout
+    assert "1 pending (unschedulable: 0/1 nodes are available: 1 Insufficient cpu." in table
+    assert mrunner("cancel", sweep_id).returncode == 0

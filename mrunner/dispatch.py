@@ -283,6 +283,12 @@ def hand_over(
             f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
             f"if it was the context, fix it and submit again)"
         ) from None
+    except (OSError, EOFError) as error:  # a connection a backend did not word itself (requests' are OSErrors)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BackendError(
+            f"the connection to the {sweep.backend} backend was lost: {reason} (sweep {sweep.id} is recorded: "
+            f"`mrunner resume {sweep.id}` continues where it stopped)"
+        ) from None
 
 
 def _require(result: object, sweep: Sweep, hook_name: str) -> None:

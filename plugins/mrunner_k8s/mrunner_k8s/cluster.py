@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import (
@@ -79,14 +79,18 @@ class Cluster:
                 return None
             raise BackendError(f"Kubernetes refused to {what}: {api_message(error)}") from None
         except HTTPError as error:
-            host = self.api_client.configuration.host
-            reason = str(getattr(error, "reason", None) or error).rsplit("): ", 1)[-1].strip("\"')")
-            raise BackendError(f"cannot reach the Kubernetes API server at {host} to {what}: {reason}") from None
+            self._unreachable(error, what)
+
+    def _unreachable(self, error: Exception, what: str) -> NoReturn:
+        host = self.api_client.configuration.host
+        reason = str(getattr(error, "reason", None) or error).rsplit("): ", 1)[-1].strip("\"')")
+        raise BackendError(f"cannot reach the Kubernetes API server at {host} to {what}: {reason}") from None
 
     # -- resources ---------------------------------------------------------------------------------------
 
     def ensure_namespace(self, project: str) -> bool:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
             self.core.read_namespace(self.namespace)
@@ -94,6 +98,8 @@ class Cluster:
         except ApiException as error:
             if error.status != 404:  # 403: a user without cluster-wide rights may still own the namespace
                 return False
+        except HTTPError as error:
+            self._unreachable(error, f"read namespace {self.namespace}")
         body = manifests.namespace(self.namespace, project)
         return self.create(f"create namespace {self.namespace}", self.core.create_namespace, body)
 

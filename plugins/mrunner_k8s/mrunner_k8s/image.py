@@ -254,11 +254,14 @@ def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, r
 
 def _events(events: Iterator[dict[str, Any]], what: str) -> Iterator[dict[str, Any]]:
     import docker
+    import requests
 
     try:
         yield from events
     except docker.errors.APIError as error:
         raise BackendError(f"{what} failed: {_first_line(error)}") from None
+    except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as error:
+        raise BackendError(f"the connection to docker was lost while {what}: {_first_line(error)}") from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -402,3 +402,37 @@ def test_fractional_cpus_run_and_a_request_no_node_holds_says_it_can_never_run(m
     table = mrunner("status", sweep_id).stdout
     assert "1 pending (unschedulable: 0/1 nodes are available: 1 Insufficient cpu." in table
     assert mrunner("cancel", sweep_id).returncode == 0
+
+
+def _closed_port_kubeconfig(folder: Path) -> Path:
+    kubeconfig = folder / "unreachable.kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "down",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "down", "context": {"cluster": "c", "user": "u"}}],
+    }))  # fmt: skip
+    return kubeconfig
+
+
+def test_an_api_server_down_at_the_namespace_step_and_an_unreachable_registry_are_one_line(
+    mrunner, project, namespace, k8s_service, tmp_path_factory
+):
+    kubeconfig = _closed_port_kubeconfig(tmp_path_factory.mktemp("kube"))
+    write_context(k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests",
+                  kubeconfig=str(kubeconfig), kube_context="down")  # fmt: skip
+    down = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
+    assert down.returncode == 3 and "Traceback" not in down.stderr, down.stderr
+    last = down.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"mrunner: error: cannot reach the Kubernetes API server at https://127.0.0.1:1 to read namespace {namespace}: "
+    ), last
+    sweep_id = down.stdout.strip() or last.split("sweep ")[1].split(" ")[0]
+    assert f"`mrunner resume {sweep_id}` retries" in last
+
+    write_context(k8s_service, namespace, registry_url="127.0.0.1:1/mrunner-tests")
+    unreachable = mrunner("+context=test-k8s", "exp.py", "lr=0.2")
+    assert unreachable.returncode == 3 and "Traceback" not in unreachable.stderr, unreachable.stderr
+    last = unreachable.stderr.strip().splitlines()[-1]
+    assert last.startswith("mrunner: error: push of 127.0.0.1:1/mrunner-tests/") and "127.0.0.1:1" in last, last
+    assert "mrunner resume " in last

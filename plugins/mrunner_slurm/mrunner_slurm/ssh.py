@@ -191,11 +191,19 @@ class Connection:
             self._sftp = self.client.open_sftp()
         return self._sftp
 
+    def lost(self) -> BackendError:
+        """The one line for a connection that dropped in the middle of a command."""
+        t = self.target
+        return BackendError(f"the SSH connection to {t.alias} ({t.host}:{t.port}) was lost in the middle of a command")
+
     def open(self, command: str, count: bool = True) -> paramiko.Channel:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
-            raise BackendError(f"the SSH connection to {self.target.alias} was lost")
-        channel = transport.open_session(timeout=CONNECT_TIMEOUT)
+            raise self.lost()
+        try:
+            channel = transport.open_session(timeout=CONNECT_TIMEOUT)
+        except (paramiko.SSHException, EOFError, OSError):
+            raise self.lost() from None
         channel.exec_command(command)
         self.calls += count
         return channel
@@ -240,6 +248,8 @@ class Call:
         code = self.channel.recv_exit_status()
         self.errors.join()
         self.channel.close()
+        if code == -1:  # the channel closed without an exit status: the connection (or the remote sshd) died
+            raise self.connection.lost()
         return Result(code, stdout, b"".join(self.errors.chunks))
 
     def lines(self, stdin: bytes | Iterable[bytes] = b"") -> Iterator[str]:
@@ -250,6 +260,8 @@ class Call:
             yield raw.decode(errors="replace").rstrip("\n")
         code = self.channel.recv_exit_status()
         self.errors.join()
+        if code == -1:
+            raise self.connection.lost()
         if code:
             raise BackendError(Result(code, b"", b"".join(self.errors.chunks)).error)
 

@@ -716,3 +716,26 @@ def test_a_request_that_can_never_run_says_so_in_the_table_and_the_wait_line(clu
         dispatch.wait(store.sweep(sweep), store, Watching())
     assert str(line.value).startswith(f"sweep {sweep}: 1 pending (PartitionNodeLimit: can never run as asked")
     assert mrunner("cancel", sweep).returncode == 0
+
+
+def test_a_connection_dropped_in_the_middle_of_a_command_is_one_line(cluster):
+    """The TCP connection to the real sshd is cut while a command runs: no `exit status -1`."""
+    import threading
+
+    from mrunner_slurm import ssh
+
+    from mrunner.errors import BackendError
+
+    opened = ssh.connect(ssh.resolve(cluster.service["alias"], cluster.service["ssh_config"]))
+    call = opened.start("echo started; sleep 30")
+    reader = call.channel.makefile("rb")
+    threading.Thread(target=lambda: (reader.readline(), opened.client.get_transport().sock.close())).start()
+    with pytest.raises(BackendError) as raised:
+        call.finish()
+    target = opened.target
+    assert str(raised.value) == (
+        f"the SSH connection to {target.alias} ({target.host}:{target.port}) was lost in the middle of a command"
+    )
+    with pytest.raises(BackendError, match="was lost"):
+        opened.run("true")
+    opened.close()

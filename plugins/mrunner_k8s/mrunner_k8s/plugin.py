@@ -151,9 +151,8 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
     cluster = _cluster(sweep)
     jobs, pods = cluster.sweep_objects(sweep)
     updates = run_states(runs, jobs, pods)
-    if any(
-        (update.detail or "").startswith("unschedulable:") and "Insufficient" in update.detail for update in updates
-    ):
+    unschedulable = [update.detail for update in updates if (update.detail or "").startswith("unschedulable:")]
+    if any("Insufficient" in (detail or "") for detail in unschedulable):
         nodes = cluster.nodes()  # one more call, only then
         never = never_schedulable(sweep.context, nodes) if nodes else None
         if never:

@@ -293,7 +293,7 @@ def test_api_server_refusal_is_one_clear_line(mrunner, project):
     result = mrunner("+context=test-k8s", "context.mem=12XB", "exp.py", "lr=0.1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "mrunner: error: context test-k8s: mem '12XB' is not a Kubernetes quantity (e.g. 4, 500m, 8Gi, 40Gi)"
+        "mrunner: error: context test-k8s: mem '12XB' is not a Kubernetes quantity (e.g. 4, 0.5, 500m, 8Gi, 40Gi)"
     )
     # A well-formed but invalid one reaches the API server, whose 422 is shown in one line.
     result = mrunner("+context=test-k8s", "context.mem=-1Gi", "exp.py", "lr=0.1")

@@ -360,6 +360,14 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
             runs = refresh(sweep, store)
 
 
+def output(sweep: Sweep, run: Run) -> str:
+    """An experiment's output so far, as `mrunner logs` shows it."""
+    plugins.require_backend(sweep.backend)
+    chunks = plugins.manager().hook.mrunner_logs(sweep=sweep, run=run, follow=False)
+    _require(chunks, sweep, "mrunner_logs")
+    return "".join(chunks)
+
+
 def summary(runs: Sequence[Run]) -> str:
     counts: dict[str, int] = {}
     for run in runs:

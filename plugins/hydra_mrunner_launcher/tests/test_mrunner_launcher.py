@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hydra.core.plugins import Plugins
@@ -20,6 +19,7 @@ from hydra.test_utils.launcher_common_tests import (
 from hydra_plugins.mrunner_launcher.mrunner_launcher import MrunnerLauncher
 
 from mrunner.errors import MrunnerError
+from plugins.hydra_mrunner_launcher.tests.apps import failed_sweep, returned, run_app
 
 
 def test_hydra_discovers_the_launcher() -> None:
@@ -50,36 +50,16 @@ class TestMrunnerLauncherIntegration(IntegrationTestSuite):
     """Apps started as scripts: each job runs the app's own script from the code snapshot."""
 
 
-APP = """
-import hydra
-
-@hydra.main(config_path=None, config_name=None, version_base=None)
-def main(cfg):
-    if cfg.x == "boom":
-        raise ValueError("boom is not a number")
-    return {"twice": cfg.x * 2}
-
-if __name__ == "__main__":
-    main()
-"""
-
-
-def run_app(folder: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "app.py", "-m", "hydra/launcher=mrunner", "hydra.sweep.dir=sweep", *overrides],
-        cwd=folder, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
 def test_return_values_come_back_and_a_failed_job_fails_the_multirun(tmp_path, mrunner):
-    (tmp_path / "app.py").write_text(APP)
-    result = run_app(tmp_path, "+x=1,2,boom")
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert "Error executing job with overrides: ['+x=boom']" in lines
-    failure = next(line for line in lines if line.startswith("job #2"))
+    values = returned(run_app(tmp_path, "drive", "hydra/launcher=mrunner", "hydra.sweep.dir=first", "+x=1,2"))
+    assert values == [
+        {"status": "COMPLETED", "value": {"twice": 2}, "overrides": ["+x=1"], "num": 0},
+        {"status": "COMPLETED", "value": {"twice": 4}, "overrides": ["+x=2"], "num": 1},
+    ]
+    result = run_app(tmp_path, "-m", "hydra/launcher=mrunner", "hydra.sweep.dir=sweep", "+x=1,2,boom")
+    sweep, failure = failed_sweep(result, 2)
+    assert "Error executing job with overrides: ['+x=boom']" in result.stderr
     assert "failed: ValueError: boom is not a number" in failure
-    sweep = failure.split("(")[1].split("/")[0]
     listed = json.loads(mrunner("status", sweep, "--json", cwd=tmp_path).stdout)["experiments"]
     assert [e["state"] for e in listed] == ["completed", "completed", "failed"]
     assert [e["parameters"] for e in listed] == [{"x": 1}, {"x": 2}, {"x": "boom"}]

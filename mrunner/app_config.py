@@ -125,10 +125,15 @@ class AppConfig:
 
     def __init__(self, script: Path, arguments: MainArguments) -> None:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra._internal.config_repository import CachingConfigRepository
         from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
-        from hydra.core.plugins import Plugins
+        from hydra._internal.core_plugins.file_config_source import FileConfigSource
+        from hydra._internal.core_plugins.importlib_resources_config_source import ImportlibResourcesConfigSource
+        from hydra._internal.core_plugins.structured_config_source import StructuredConfigSource
+        from hydra._internal.sources_registry import SourcesRegistry
 
-        Plugins.instance()  # registers Hydra's config sources and its own configs (launchers, sweepers)
+        for source in (FileConfigSource, ImportlibResourcesConfigSource, StructuredConfigSource):
+            SourcesRegistry.instance().register(source)  # what Hydra's plugin discovery would register
         self.script = script
         self.arguments = arguments
         search_path = ConfigSearchPathImpl()
@@ -137,6 +142,7 @@ class AppConfig:
             search_path.append("main", arguments.config_dir)
         search_path.append("schema", "structured://")
         self.loader = ConfigLoaderImpl(config_search_path=search_path)
+        self.repository = CachingConfigRepository(self.loader.repository)  # files are read once for every compose
 
     def is_group(self, override_text: str) -> bool:
         """Whether the override chooses a config group option (``db=postgres``) rather than sets a value."""
@@ -161,11 +167,37 @@ class AppConfig:
         previous = VersionBase.instance().getbase()
         setbase(self.arguments.version_base)
         try:
+            if not any(text.lstrip("+~").startswith("hydra") for text in overrides):
+                try:
+                    return self._compose_own(overrides)
+                except Exception:  # e.g. the app's defaults override a hydra/ group: Hydra's whole way says
+                    pass
+            from hydra.core.plugins import Plugins
+
+            Plugins.instance()  # Hydra's own configs of its plugins (launchers, sweepers): its whole way needs them
             return self.loader.load_configuration(self.arguments.config_name, list(overrides), RunMode.RUN)
         except Exception as error:  # Hydra's and OmegaConf's own errors: what the app would report
             raise self._refusal(error, choices) from None
         finally:
             VersionBase.instance().version_base = previous
+
+    def _compose_own(self, overrides: Sequence[str]) -> Any:
+        """Hydra's composition of the app's own config, without Hydra's ``hydra`` node (launcher, logging,
+        help): the same defaults list, merge and overrides, in a fraction of the time."""
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra._internal.defaults_list import create_defaults_list
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from omegaconf import OmegaConf
+
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        defaults = create_defaults_list(
+            repo=self.repository, config_name=self.arguments.config_name, overrides_list=parsed,
+            prepend_hydra=False, skip_missing=False,
+        )  # fmt: skip
+        config = self.loader._compose_config_from_defaults_list(defaults=defaults.defaults, repo=self.repository)
+        OmegaConf.set_struct(config, True)
+        ConfigLoaderImpl._apply_overrides_to_config(defaults.config_overrides, config)
+        return config
 
     def apply(self, config: Any, override_text: str, choices: Sequence[str] = ()) -> None:
         """Apply one value override to a composed config, as Hydra does after composing."""

@@ -23,7 +23,7 @@ class MrunnerLauncherConf:
 
 HELP = {
     "context": "the mrunner context the jobs run on (default: mrunner's current_context, else local)",
-    "context_keys": "context keys changed for this multirun, e.g. {time: 60, cpu: 4} (mrunner's context.KEY=VALUE)",
+    "context_keys": "context keys changed for this multirun: +hydra.launcher.context_keys.time=60 (mrunner's context.KEY=VALUE)",
     "name": "the mrunner sweep's and experiments' name (default: the job name, hydra.job.name)",
     "tags": "tags of every experiment of the sweep",
     "shared_fs": "whether the jobs see this machine's files at the same paths (null: on the local backend only)",

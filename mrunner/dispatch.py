@@ -361,9 +361,9 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
 
 
 def output(sweep: Sweep, run: Run) -> str:
-    """An experiment's output so far, as `mrunner logs` shows it."""
+    """An ended experiment's output, as `mrunner logs` shows it."""
     plugins.require_backend(sweep.backend)
-    chunks = plugins.manager().hook.mrunner_logs(sweep=sweep, run=run, follow=False)
+    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=False, ended=lambda: True)
     _require(chunks, sweep, "mrunner_logs")
     return "".join(chunks)
 

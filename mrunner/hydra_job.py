@@ -1,5 +1,5 @@
 """The job side of Hydra's ``mrunner`` launcher: a Hydra callback that each job's overrides name, which
-reports how the job ended as one line of its output.
+reports the job's config and how it ended as one line of its output.
 
 The launcher reads that line back through the backend's logs, which every backend has, so neither a
 shared file system nor a channel of its own is needed; the return value travels as JSON (plain data),
@@ -39,7 +39,15 @@ class JobReport:
         HydraConfig.instance().set_config(config)
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
-        report: dict[str, Any] = {"status": job_return.status.name, "cwd": os.getcwd()}
+        from omegaconf import OmegaConf
+
+        report: dict[str, Any] = {
+            "status": job_return.status.name, "cwd": os.getcwd(),
+            "subdir": str(OmegaConf.select(config, "hydra.sweep.subdir")),
+            # the config the job ran with, as written (interpolations kept): the launcher's JobReturn
+            "config": OmegaConf.to_container(job_return.cfg, enum_to_str=True),
+            "hydra": OmegaConf.to_container(job_return.hydra_cfg, enum_to_str=True),
+        }  # fmt: skip
         value = job_return._return_value  # the property raises a failed job's exception
         if job_return.status.name == "COMPLETED":
             report.update(_plain(value))

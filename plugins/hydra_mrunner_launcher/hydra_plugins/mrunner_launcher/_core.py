@@ -4,8 +4,10 @@ sweep (``dispatch.Request`` -> ``Plan`` -> ``submit`` -> ``wait``), then make ea
 
 A job reaches its backend in one of two ways:
 - **a command** (an app started as ``python app.py -m ...``): the job runs the app's own script from the
-  code snapshot with its overrides, as ``python app.py OVERRIDES`` would, on any backend. It reports its
-  end through a Hydra callback (``mrunner.hydra_job``) on its output, which the backend's logs bring back.
+  code snapshot with its overrides, as ``python app.py OVERRIDES`` would, on any backend. It composes its
+  config there, and reports that config and how it ended through a Hydra callback (``mrunner.hydra_job``)
+  on its output, which the backend's logs bring back: the launcher composes nothing itself (composing
+  costs about a tenth of a second per job), except for a job that never got to report.
 - **a task function** that no command reaches (Hydra's in-process API, a notebook): it is pickled with the
   job's config, like Hydra's joblib and submitit launchers do, and runs on the local backend only, since
   a pickle ties the job to this machine's Python.
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 CALLBACK = "mrunner.hydra_job.JobReport"
 # Hydra overrides that stay with the multirun: a job runs alone, in the folder it is given (hydra.run.dir).
 NOT_FOR_JOBS = ("hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper", "hydra.mode", "hydra.run.",
-                "hydra.sweep.")  # fmt: skip
+                "hydra.sweep.dir")  # fmt: skip
 
 
 class JobFailed(MrunnerError, CompactHydraException):
@@ -57,7 +59,13 @@ class JobFailed(MrunnerError, CompactHydraException):
 class Job:
     index: int
     overrides: list[str]
-    config: DictConfig  # the job's whole config, as Hydra's basic launcher composes it
+
+
+@dataclass
+class Composed:
+    """A job's config as Hydra's basic launcher composes it before ``run_job``."""
+
+    config: DictConfig  # with its hydra node
     hydra_cfg: DictConfig
     output_dir: str  # absolute: hydra.sweep.dir / hydra.sweep.subdir
 
@@ -69,11 +77,7 @@ def launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], in
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    before = HydraConfig.instance().cfg
-    try:
-        jobs = [_compose(launcher, initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-    finally:
-        HydraConfig.instance().cfg = before
+    jobs = [Job(initial_job_idx + i, list(overrides)) for i, overrides in enumerate(job_overrides)]
     log.info(f"mrunner launcher: {len(jobs)} jobs, sweep output dir {sweep_dir}")
     for job in jobs:
         log.info(f"\t#{job.index} : {' '.join(filter_overrides(job.overrides))}")
@@ -92,7 +96,7 @@ def launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], in
         )
     name = experiment_name(options.get("name") or str(launcher.config.hydra.job.name))
     if script is not None:
-        experiments = [_command_job(job, script, name, launcher.config, shared) for job in jobs]
+        experiments = [_command_job(job, script, name, launcher.config, sweep_dir, shared) for job in jobs]
     else:
         experiments = [_function_job(job, launcher, sweep_dir, name) for job in jobs]
     root = snapshot.project_root(Path.cwd()).resolve()
@@ -113,23 +117,28 @@ def launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], in
     runs = dispatch.wait(sweep, store, reporter, interval=float(options.get("poll_interval") or 2.0))
     reporter.step(f"sweep {sweep.id}: {dispatch.summary(runs)} (`mrunner status {sweep.id}`)")
     if script is not None:
-        return [_command_return(job, run, sweep, shared) for job, run in zip(jobs, runs)]
-    return [_function_return(job, run, sweep_dir) for job, run in zip(jobs, runs)]
+        return [_command_return(launcher, job, run, sweep, sweep_dir, shared) for job, run in zip(jobs, runs)]
+    return [_function_return(launcher, job, run, sweep_dir) for job, run in zip(jobs, runs)]
 
 
-def _compose(launcher: MrunnerLauncher, index: int, overrides: list[str]) -> Job:
+def _compose(launcher: MrunnerLauncher, job: Job) -> Composed:
     """The job's config exactly as Hydra's basic launcher makes it before ``run_job``."""
     assert launcher.hydra_context is not None and launcher.config is not None
-    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
-    with open_dict(config):
-        config.hydra.job.id = f"{config.hydra.job.name}_{index}"
-        config.hydra.job.num = index
-    HydraConfig.instance().set_config(config)  # ${hydra:...} in the sweep folders resolves against this job
-    output_dir = os.path.abspath(os.path.join(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir)))
-    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-        config.hydra.runtime.output_dir = output_dir
-    HydraConfig.instance().set_config(config)
-    return Job(index, overrides, config, copy.deepcopy(HydraConfig.instance().cfg), output_dir)  # type: ignore[arg-type]
+    before = HydraConfig.instance().cfg
+    try:
+        config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, job.overrides)
+        with open_dict(config):
+            config.hydra.job.id = f"{config.hydra.job.name}_{job.index}"
+            config.hydra.job.num = job.index
+        HydraConfig.instance().set_config(config)  # ${hydra:...} in the sweep folders resolves against this job
+        output_dir = os.path.abspath(os.path.join(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir)))
+        with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+            config.hydra.runtime.output_dir = output_dir
+        HydraConfig.instance().set_config(config)
+        hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+    finally:
+        HydraConfig.instance().cfg = before
+    return Composed(config, hydra_cfg, output_dir)  # type: ignore[arg-type]
 
 
 def _script(task_function: Any) -> str | None:
@@ -145,19 +154,21 @@ def _parameters(overrides: list[str]) -> dict[str, Any]:
     return grid.hydra_point({}, grid.grid(overrides, multirun=False), 0)[0] if overrides else {}
 
 
-def _command_job(job: Job, script: str, name: str, master: DictConfig, shared: bool) -> Experiment:
+def _command_job(job: Job, script: str, name: str, master: DictConfig, sweep_dir: Path, shared: bool) -> Experiment:
     """The job as ``python app.py OVERRIDES``: the sweeper's overrides, the multirun's own Hydra overrides,
-    and where it runs (its Hydra output folder when it shares this machine's files)."""
+    its number, and where it runs (its Hydra output folder when it shares this machine's files; the job
+    resolves ``hydra.sweep.subdir`` itself, as Hydra's launchers do)."""
     given = OmegaConf.to_container(master.hydra.overrides.hydra)  # as written: ${...} stays unresolved
     assert isinstance(given, list)
     passed = [str(o) for o in given if not str(o).lstrip("+~").startswith(NOT_FOR_JOBS)]
     own = [
-        f"hydra.job.num={job.index}", f"hydra.job.id={grid.format_value(job.config.hydra.job.id)}",
+        f"hydra.sweep.dir={grid.format_value(str(sweep_dir))}", f"hydra.job.num={job.index}",
+        f"hydra.job.id={grid.format_value(f'{master.hydra.job.name}_{job.index}')}",
         f"++hydra.callbacks.mrunner_job._target_={CALLBACK}",
     ]  # fmt: skip
     if shared:
         own += [
-            f"hydra.run.dir={grid.format_value(job.output_dir)}",
+            "hydra.run.dir=${hydra.sweep.dir}/${hydra.sweep.subdir}",
             f"++hydra.callbacks.mrunner_job.original_cwd={grid.format_value(os.getcwd())}",
         ]
     return Experiment(
@@ -170,12 +181,11 @@ def _function_job(job: Job, launcher: MrunnerLauncher, sweep_dir: Path, name: st
     """The job as a pickle of its task function and config, run by ``_job`` on this machine."""
     import cloudpickle
 
-    config = copy.deepcopy(job.config)
+    config = _compose(launcher, job).config
     with read_write(config.hydra):
-        config.hydra.sweep.dir = str(sweep_dir)  # the job starts in the code snapshot: make it absolute
-    folder = sweep_dir / ".mrunner"
-    folder.mkdir(exist_ok=True)
-    job_file = folder / f"job-{job.index}.pickle"
+        config.hydra.sweep.dir = str(sweep_dir)  # the job starts in its own folder: make it absolute
+    job_file = _job_file(sweep_dir, job)
+    job_file.parent.mkdir(exist_ok=True)
     state = {"config": config, "hydra_context": launcher.hydra_context, "task_function": launcher.task_function,
              "singleton_state": Singleton.get_state()}  # fmt: skip
     job_file.write_bytes(cloudpickle.dumps(state))
@@ -184,16 +194,28 @@ def _function_job(job: Job, launcher: MrunnerLauncher, sweep_dir: Path, name: st
     return Experiment(script=script, name=name, parameters=_parameters(job.overrides))
 
 
+def _job_file(sweep_dir: Path, job: Job) -> Path:
+    return sweep_dir / ".mrunner" / f"job-{job.index}.pickle"
+
+
 # -- what each job returned ------------------------------------------------------------------------------
 
 
-def _command_return(job: Job, run: Run, sweep: Sweep, shared: bool) -> JobReturn:
+def _command_return(
+    launcher: MrunnerLauncher, job: Job, run: Run, sweep: Sweep, sweep_dir: Path, shared: bool
+) -> JobReturn:
     output = dispatch.output(sweep, run) if run.state != PLANNED else ""
     report = hydra_job.read_report(output)
-    returned = _job_return(job)
-    if not shared:  # Hydra's outputs of the job, here as well: its .hydra/ as the launcher composed it, its log
-        _write_outputs(job, returned.cfg, output)
-    returned.working_dir = report["cwd"] if shared and report else job.output_dir
+    if report is not None and "config" in report:  # the config the job composed and ran with
+        returned = _job_return(job, OmegaConf.create(report["config"]), OmegaConf.create(report["hydra"]))
+        output_dir = str(sweep_dir / report["subdir"])
+    else:  # it never got to report: its config as Hydra would have made it
+        composed = _compose(launcher, job)
+        returned = _job_return(job, _task_config(composed.config), composed.hydra_cfg)
+        output_dir = composed.output_dir
+    if not shared:  # Hydra's outputs of the job, here as well: its .hydra/ and its log
+        _write_outputs(returned, output_dir, output)
+    returned.working_dir = report["cwd"] if shared and report else output_dir
     if report is not None and report.get("status") == "FAILED":
         returned.status = JobStatus.FAILED
         returned.return_value = JobFailed(
@@ -212,30 +234,35 @@ def _command_return(job: Job, run: Run, sweep: Sweep, shared: bool) -> JobReturn
     return returned
 
 
-def _function_return(job: Job, run: Run, sweep_dir: Path) -> JobReturn:
+def _function_return(launcher: MrunnerLauncher, job: Job, run: Run, sweep_dir: Path) -> JobReturn:
     import cloudpickle
 
-    result = Path(_job.result_path(str(sweep_dir / ".mrunner" / f"job-{job.index}.pickle")))
+    result = Path(_job.result_path(str(_job_file(sweep_dir, job))))
     if result.exists():
         returned = cloudpickle.loads(result.read_bytes())
         if run.state == COMPLETED or returned.status == JobStatus.FAILED:
             return returned  # type: ignore[no-any-return]
-    returned = _job_return(job)
-    returned.working_dir = job.output_dir
+    composed = _compose(launcher, job)
+    returned = _job_return(job, _task_config(composed.config), composed.hydra_cfg)
+    returned.working_dir = composed.output_dir
     returned.status = JobStatus.FAILED
     returned.return_value = JobFailed(_ended(job, run))
     return returned
 
 
-def _job_return(job: Job) -> JobReturn:
-    returned = JobReturn()
-    returned.overrides = job.overrides
-    task_cfg = copy.deepcopy(job.config)
+def _task_config(config: DictConfig) -> DictConfig:
+    task_cfg = copy.deepcopy(config)
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
+    return task_cfg
+
+
+def _job_return(job: Job, task_cfg: Any, hydra_cfg: Any) -> JobReturn:
+    returned = JobReturn()
+    returned.overrides = job.overrides
     returned.cfg = task_cfg
-    returned.hydra_cfg = job.hydra_cfg
-    returned.task_name = str(job.config.hydra.job.name)
+    returned.hydra_cfg = hydra_cfg
+    returned.task_name = str(hydra_cfg.hydra.job.name)
     return returned
 
 
@@ -244,12 +271,13 @@ def _ended(job: Job, run: Run) -> str:
     return f"job #{job.index} ({run.ref}) ended {run.state}{code}: see `mrunner logs {run.ref}`"
 
 
-def _write_outputs(job: Job, task_cfg: Any, output: str) -> None:
-    folder = Path(job.output_dir)
+def _write_outputs(returned: JobReturn, output_dir: str, output: str) -> None:
+    assert returned.hydra_cfg is not None
+    folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    subdir = job.config.hydra.output_subdir
+    subdir = returned.hydra_cfg.hydra.output_subdir
     if subdir is not None:
-        _save_config(task_cfg, "config.yaml", folder / str(subdir))
-        _save_config(job.hydra_cfg, "hydra.yaml", folder / str(subdir))
-        _save_config(job.config.hydra.overrides.task, "overrides.yaml", folder / str(subdir))
-    (folder / f"{job.config.hydra.job.name}.log").write_text(output, encoding="utf-8")
+        _save_config(returned.cfg, "config.yaml", folder / str(subdir))  # type: ignore[arg-type]
+        _save_config(returned.hydra_cfg, "hydra.yaml", folder / str(subdir))
+        _save_config(returned.hydra_cfg.hydra.overrides.task, "overrides.yaml", folder / str(subdir))
+    (folder / f"{returned.task_name}.log").write_text(output, encoding="utf-8")

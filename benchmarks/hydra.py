@@ -52,6 +52,7 @@ if __name__ == "__main__":
 """
 PLAIN = "from mrunner import get_configuration\nget_configuration()\n"
 GRID = ["db=mysql,postgres", "lr=range(0,500)"]
+NOTE = "Hydra's basic and joblib launchers run each job inside a Python that has started and imported Hydra already (basic: the launching process itself; joblib: worker processes it reuses), so they pay no start-up per job. mrunner runs each experiment as a process of its own, from the code snapshot, with its own folder and records, as the `xargs` floor does: its cost per experiment is the app's own start-up."
 CHECK_PROBE = """
 import sys, time
 from pathlib import Path
@@ -176,7 +177,7 @@ def sweep_section(work: Path, env: dict, repeat: int, count: int) -> list[str]:
             shutil.rmtree(runs, ignore_errors=True)
             times += timed(command, 1, folder, env, shell=shell)
         lines.append(f"| {label} | {spread(times, per=count)} | {spread(times)} |")
-    return lines
+    return [*lines, "", NOTE]
 
 
 def main() -> None:

@@ -14,8 +14,10 @@ unless ``shared_fs`` says so; both ways are run:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,6 +39,7 @@ def scratch_root() -> Path:
     if not _SCRATCH:
         folder = Path(tempfile.mkdtemp(prefix="mrunner-hydra-slurm-"))
         folder.chmod(0o777)
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         _SCRATCH.append(folder)
     return _SCRATCH[0]
 

@@ -34,9 +34,15 @@ DRY_RUN_SHOWN = 5
 
 @dataclass
 class Request:
-    """What the user asked for on the command line (or through the Python API)."""
+    """What the user asked for on the command line (or through the Python API).
 
-    target: Path
+    ``experiments``, when given, are the sweep's experiments, made whole by the caller (commands, overrides,
+    names): ``target``, the grid and the override check are then not used. Hydra's launcher plugin passes
+    its sweeper's jobs this way, already composed and checked by Hydra. ``argv`` is what the sweep records
+    as the command that made it (default: the mrunner command line).
+    """
+
+    target: Path | None
     overrides: list[str] = field(default_factory=list)
     multirun: bool = False
     spec_variable: str | None = None  # set: the target is a spec file assigning this variable
@@ -47,6 +53,8 @@ class Request:
     tags: list[str] = field(default_factory=list)
     detach: bool = False
     force: bool = False
+    experiments: list[Experiment] | None = None
+    argv: list[str] | None = None
 
 
 class Plan:
@@ -58,9 +66,9 @@ class Plan:
         self.request = request
         self.cwd = (cwd or Path.cwd()).resolve()
         target = request.target
-        if not target.exists():
+        if request.experiments is None and (target is None or not target.exists()):
             raise MrunnerError(f"target {target} does not exist: give an experiment script or a spec file")
-        if not target.is_file():
+        if request.experiments is None and target is not None and not target.is_file():
             raise MrunnerError(f"target {target} is not a file: give an experiment script or a spec file")
         self.context_name, raw_context = config.compose(request.context_name, request.context_overrides)
         self.context = validated_context(self.context_name, raw_context)
@@ -69,13 +77,17 @@ class Plan:
             context=self.context, context_name=self.context_name
         )
         self.root = snapshot.project_root(self.cwd)
-        if not _is_within(target.resolve(), self.root):
+        if target is not None and not _is_within(target.resolve(), self.root):
             self.root = snapshot.project_root(target.resolve().parent)
         self.workdir = os.path.relpath(self.cwd, self.root) if _is_within(self.cwd, self.root) else "."
         base_dir = self.root / self.workdir
-        if request.spec_variable:
+        if request.experiments is not None:
+            self.base = list(request.experiments)
+        elif request.spec_variable:
+            assert target is not None
             self.base = spec.load_spec(target, request.spec_variable)
         else:
+            assert target is not None
             script = os.path.relpath(target.resolve(), base_dir)
             self.base = [Experiment(script=script, name=experiment_name(request.name or target.stem))]
         if request.name and request.spec_variable:
@@ -84,34 +96,49 @@ class Plan:
         for experiment in self.base:
             experiment.script_args = [*experiment.script_args, *request.script_args]
         self._hydra = {e.python_file: _is_hydra_app(base_dir, e.python_file) for e in self.base}
-        first_file = next((f for f in self._hydra if f), None)
+        first_file = next((f for f, hydra_app in self._hydra.items() if hydra_app), None)
         self.grid = grid.grid(
             request.overrides, request.multirun,
             glob_options=lambda key: _glob_options(base_dir, first_file, key),
         )  # fmt: skip
         if len(self) == 0:
             raise MrunnerError("the grid is empty: an override has no values (check ranges and lists)")
+        if request.experiments is None:
+            self._check_hydra_apps(base_dir)
 
     def __len__(self) -> int:
         return len(self.base) * len(self.grid)
 
     def experiments(self) -> Iterator[Experiment]:
-        for experiment in self.base:
-            for point in self.grid:
-                parameters = grid.apply(experiment.parameters, point)
-                yield dataclasses.replace(experiment, parameters=parameters)
+        return (self.experiment(index) for index in range(len(self)))
 
     def experiment(self, index: int) -> Experiment:
         experiment = self.base[index // len(self.grid)]
-        parameters = grid.apply(experiment.parameters, self.grid[index % len(self.grid)])
+        if self.request.experiments is not None:
+            return experiment
+        point = index % len(self.grid)
+        if self._hydra.get(experiment.python_file):
+            parameters, overrides = grid.hydra_point(experiment.parameters, self.grid, point)
+            return dataclasses.replace(experiment, parameters=parameters, overrides=overrides)
+        parameters = grid.apply(experiment.parameters, self.grid[point])
         return dataclasses.replace(experiment, parameters=parameters)
 
     def command(self, experiment: Experiment) -> list[str]:
         hydra_app = self._hydra.get(experiment.python_file, False)
         command = experiment.command(self.context["python"], hydra_app)
-        if hydra_app:  # Hydra writes its outputs (and chdirs) into the experiment's own directory
+        if hydra_app and not any(o.startswith("hydra.run.dir=") for o in experiment.overrides):
+            # Hydra writes its outputs (and chdirs) into the experiment's own directory
             command += ["hydra.run.dir=${oc.env:MRUNNER_EXPERIMENT_DIR}"]
         return command
+
+    def _check_hydra_apps(self, base_dir: Path) -> None:
+        """Compose each Hydra app's config for the grid and refuse what it does not accept (app_config)."""
+        from mrunner import app_config
+
+        for python_file in {e.python_file for e in self.base if self._hydra.get(e.python_file)}:
+            assert python_file is not None
+            own = [grid.hydra_overrides(e.parameters) for e in self.base if e.python_file == python_file]
+            app_config.check(base_dir / python_file, own, self.grid.axes)
 
     @property
     def project(self) -> str:
@@ -143,11 +170,15 @@ def _is_hydra_app(base_dir: Path, python_file: str | None) -> bool:
 
 
 def _glob_options(base_dir: Path, python_file: str | None, key: str) -> list[str]:
+    from mrunner import app_config
     from mrunner.hydra_app import group_options
 
     if not python_file:
         raise MrunnerError(f"glob() for {key!r} needs a Hydra app whose config group {key!r} it can list")
-    return group_options(base_dir / python_file, key)
+    arguments = app_config.main_arguments(base_dir / python_file)
+    if arguments is None:  # its configs are known only by running it: the config folder is what there is
+        return group_options(base_dir / python_file, key)
+    return app_config.AppConfig(base_dir / python_file, arguments).group_options(key)
 
 
 # -- dry run -------------------------------------------------------------------------------------------------
@@ -194,7 +225,7 @@ def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Ru
         context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,
         project=plan.project, snapshot_digest=frozen.digest, project_dir=str(plan.root), workdir=plan.workdir,
         git_commit=frozen.git_commit, git_dirty=frozen.git_dirty, tags=list(request.tags),
-        argv=["mrunner", *_argv_of(request)],
+        argv=_argv_of(request),
     )  # fmt: skip
     runs = _runs(plan, sweep, frozen.digest, reporter)
     if not request.force:
@@ -211,7 +242,9 @@ def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Ru
 
 
 def _argv_of(request: Request) -> list[str]:
-    return [str(request.target), *(["-m"] if request.multirun else []), *request.overrides]
+    if request.argv is not None:
+        return list(request.argv)
+    return ["mrunner", str(request.target), *(["-m"] if request.multirun else []), *request.overrides]
 
 
 def _runs(plan: Plan, sweep: Sweep, digest: str, reporter: Reporter) -> list[Run]:
@@ -337,6 +370,14 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
                 return runs
             time.sleep(interval)
             runs = refresh(sweep, store)
+
+
+def output(sweep: Sweep, run: Run) -> str:
+    """An ended experiment's output, as `mrunner logs` shows it."""
+    plugins.require_backend(sweep.backend)
+    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=False, ended=lambda: True)
+    _require(chunks, sweep, "mrunner_logs")
+    return "".join(chunks)
 
 
 def summary(runs: Sequence[Run], details: Mapping[int, str] | None = None) -> str:

@@ -19,7 +19,8 @@ class Experiment:
     command such as ``python3 train.py --fast``; a leading ``.py`` path is run with the context's ``python``.
 
     ``exclude`` (gitignore patterns) and ``paths_to_copy`` shape the code snapshot, which a sweep shares:
-    the sweep uses the union of its experiments' lists.
+    the sweep uses the union of its experiments' lists. ``overrides`` are what a Hydra app receives on its
+    command line, in Hydra's grammar (the plan sets them: see ``grid.hydra_point``).
     """
 
     script: str
@@ -31,6 +32,7 @@ class Experiment:
     script_args: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     paths_to_copy: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.script, str) or not self.script.strip():
@@ -65,14 +67,12 @@ class Experiment:
         return None
 
     def command(self, python: str, hydra_app: bool) -> list[str]:
-        """The argv that runs this experiment; a Hydra app also gets every parameter as ``++key=value``."""
-        from mrunner.grid import hydra_overrides
-
+        """The argv that runs this experiment; a Hydra app also gets its ``overrides``."""
         tokens = self.script_tokens
         if tokens[0].endswith(".py"):
             tokens = [python, *tokens]
         if hydra_app:
-            tokens += hydra_overrides(self.parameters)
+            tokens += self.overrides
         return tokens + list(self.script_args)
 
 

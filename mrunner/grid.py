@@ -27,16 +27,28 @@ SET, ADD, FORCE, DELETE = "set", "add", "force", "delete"
 
 @dataclass(frozen=True)
 class Axis:
-    """One override: a key, how it applies (set, ``+`` add, ``++`` force, ``~`` delete) and its values."""
+    """One override: a key, how it applies (set, ``+`` add, ``++`` force, ``~`` delete) and its values.
+
+    ``texts`` are the override each value becomes for a Hydra app, as Hydra's basic sweeper writes it for
+    each of its jobs (``+a=0``, ``db=mysql``); ``None`` for a lazy integer range, whose texts are computed.
+    """
 
     key: str
     how: str
     values: Sequence[Any]
     text: str
+    key_element: str = ""
+    texts: Sequence[str] | None = None
 
     @property
     def is_sweep(self) -> bool:
         return len(self.values) != 1
+
+    def override(self, position: int) -> str:
+        """The override of the value at ``position``, in Hydra's grammar."""
+        if self.texts is None:
+            return f"{self.key_element}={self.values[position]}"
+        return self.texts[position]
 
 
 class Grid(Sequence[list[tuple[Axis, Any]]]):
@@ -63,6 +75,16 @@ class Grid(Sequence[list[tuple[Axis, Any]]]):
 
     def __iter__(self) -> Iterator[list[tuple[Axis, Any]]]:
         return (self[i] for i in range(self._count))
+
+    def overrides(self, index: int) -> list[str]:
+        """Point ``index`` as the overrides a Hydra app receives, in the order they were given."""
+        index %= self._count
+        texts = []
+        for axis, size in zip(reversed(self.axes), reversed(self._sizes)):
+            index, position = divmod(index, size)
+            texts.append(axis.override(position))
+        texts.reverse()
+        return texts
 
 
 # -- parsing -------------------------------------------------------------------------------------------------
@@ -130,8 +152,9 @@ def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
     how = {
         OverrideType.CHANGE: SET, OverrideType.ADD: ADD, OverrideType.FORCE_ADD: FORCE, OverrideType.DEL: DELETE
     }[override.type]  # fmt: skip
+    element = override.get_key_element()
     if how == DELETE:
-        return Axis(key, how, [None], text)
+        return Axis(key, how, [None], text, element, [_single_text(override, element)])
     if override.value_type == ValueType.INTERVAL_SWEEP:
         raise MrunnerError(
             f"override {text!r}: interval() is for optimisers, which sample it; a grid needs a list, range() or choice()"
@@ -141,13 +164,22 @@ def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
         values: Sequence[Any] = override.value().filter(options)  # type: ignore[union-attr]
         if not values:
             raise MrunnerError(f"override {text!r}: glob() matched nothing among {list(options) or 'no options'}")
-        return Axis(key, how, list(values), text)
+        return Axis(key, how, list(values), text, element, [f"{element}={value}" for value in values])
     if override.value_type == ValueType.RANGE_SWEEP:
-        return Axis(key, how, _range_values(override), text)
+        values = _range_values(override)
+        texts = None if isinstance(values, range) else [f"{element}={v}" for v in override.sweep_string_iterator()]
+        return Axis(key, how, values, text, element, texts)
     if override.is_sweep_override():
         values = [Override._convert_value(v) for v in override.sweep_iterator()]
-        return Axis(key, how, values, text)
-    return Axis(key, how, [override.value()], text)
+        return Axis(key, how, values, text, element, [f"{element}={v}" for v in override.sweep_string_iterator()])
+    return Axis(key, how, [override.value()], text, element, [_single_text(override, element)])
+
+
+def _single_text(override: Override, element: str) -> str:
+    """``key=value`` as Hydra's basic sweeper writes a plain override (``~key`` keeps its optional value)."""
+    if override.is_delete() and override._value is None:
+        return element
+    return f"{element}={override.get_value_element_as_str()}"
 
 
 def _range_values(override: Override) -> Sequence[Any]:
@@ -220,8 +252,34 @@ def _copied(value: Any) -> Any:
 
 
 def hydra_overrides(parameters: Mapping[str, Any]) -> list[str]:
-    """``++key=value`` for every leaf of ``parameters``, in Hydra's grammar, for a script that is a Hydra app."""
-    return [f"++{key}={format_value(value)}" for key, value in leaves(parameters)]
+    """``key=value`` for every leaf of ``parameters`` (a spec's), in Hydra's grammar, for a Hydra app.
+
+    A key keeps a ``+`` or ``++`` it starts with, so a spec can add keys the app's config lacks.
+    """
+    return [f"{key}={format_value(value)}" for key, value in leaves(parameters)]
+
+
+def hydra_point(parameters: Mapping[str, Any], grid: Grid, index: int) -> tuple[dict[str, Any], list[str]]:
+    """A Hydra app's experiment at point ``index``: the parameters to record and the overrides it receives.
+
+    The experiment's own parameters (a spec's) come first, except those the point sets again; then the
+    point's overrides as Hydra's basic sweeper writes them for its jobs, so each keeps Hydra's meaning
+    (``db=postgres`` chooses a config group option, ``lr=3`` must name an existing key). The record keeps
+    dotted keys as given (``db``, ``db.user``): a group choice and its keys do not nest.
+    """
+    point = grid[index]
+    chosen = {axis.key for axis, _ in point}
+    recorded: dict[str, Any] = {}
+    overrides: list[str] = []
+    for key, value in leaves(parameters):
+        plain = key.lstrip("+")
+        if plain not in chosen:
+            recorded[plain] = value
+            overrides.append(f"{key}={format_value(value)}")
+    for axis, value in point:
+        if axis.how != DELETE and not axis.key.startswith(("hydra.", "hydra/")):
+            recorded[axis.key] = _copied(value)
+    return recorded, overrides + grid.overrides(index)
 
 
 def leaves(mapping: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-EXPERIMENT_MODULES = ("__init__.py", "client.py", "tracking.py", "layout.py", "attempt.py")
+EXPERIMENT_MODULES = ("__init__.py", "client.py", "tracking.py", "layout.py", "attempt.py", "hydra_job.py")
 
 
 def experiment_side_files() -> dict[str, bytes]:

@@ -1,9 +1,14 @@
-"""`mrunner plugins`: what is installed, from which distribution, serving what, implementing which hooks."""
+"""`mrunner plugins`: what is installed, from which distribution, serving what, implementing which hooks.
+
+A plugin that is neither a backend nor a tracker (Hydra's ``mrunner`` launcher) may list the options it
+reads as ``OPTIONS``: (option, default, meaning) tuples, shown here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from mrunner import plugins, table
 
@@ -24,9 +29,13 @@ def plugins_command(options: argparse.Namespace) -> int:
         served = []
         if hasattr(plugin, "mrunner_backends"):
             served = [info.name for info in plugin.mrunner_backends()]
-        listing.append(
-            {"name": name, "distribution": distribution, "version": version, "backends": served, "hooks": hooks}
-        )
+        entry: dict[str, Any] = {
+            "name": name, "distribution": distribution, "version": version, "backends": served, "hooks": hooks
+        }  # fmt: skip
+        described = getattr(plugin, "OPTIONS", None)
+        if described:
+            entry["options"] = [{"option": o, "default": d, "help": h} for o, d, h in described]
+        listing.append(entry)
     if options.json:
         print(json.dumps(listing, indent=1))
         return 0
@@ -36,4 +45,9 @@ def plugins_command(options: argparse.Namespace) -> int:
         for p in listing
     ]  # fmt: skip
     print(table.render(("PLUGIN", "DISTRIBUTION", "VERSION", "BACKENDS", "HOOKS"), rows, max_width=100))
+    for plugin in listing:
+        if plugin.get("options"):
+            print(f"\noptions of {plugin['name']}:")
+            described = [(o["option"], json.dumps(o["default"]), o["help"]) for o in plugin["options"]]
+            print(table.render(("OPTION", "DEFAULT", "MEANING"), described, max_width=120))
     return 0

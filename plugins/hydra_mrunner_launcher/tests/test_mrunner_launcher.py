@@ -1,0 +1,98 @@
+"""Hydra's own launcher test suites (hydra-core's ``launcher_common_tests``) with ``hydra/launcher=mrunner``
+on the local backend, and what the suites do not look at: the sweep in mrunner's records, failed jobs
+reported failed, return values, the option listing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
+from hydra.test_utils.launcher_common_tests import (
+    BatchedSweeperTestSuite,
+    IntegrationTestSuite,
+    LauncherTestSuite,
+)
+from hydra_plugins.mrunner_launcher.mrunner_launcher import MrunnerLauncher
+
+from mrunner.errors import MrunnerError
+from plugins.hydra_mrunner_launcher.tests.apps import failed_sweep, returned, run_app
+
+
+def test_hydra_discovers_the_launcher() -> None:
+    assert MrunnerLauncher.__name__ in [plugin.__name__ for plugin in Plugins.instance().discover(Launcher)]
+
+
+@pytest.mark.parametrize("launcher_name, overrides", [("mrunner", [])])
+class TestMrunnerLauncher(LauncherTestSuite):
+    """In-process task functions (the suite's): pickled jobs, run by the local backend."""
+
+
+@pytest.mark.parametrize("launcher_name, overrides", [("mrunner", ["hydra.sweeper.max_batch_size=2"])])
+class TestMrunnerLauncherBatches(BatchedSweeperTestSuite):
+    """Each batch of the sweeper is one mrunner sweep."""
+
+
+@pytest.mark.parametrize(
+    "task_launcher_cfg, extra_flags",
+    [
+        (
+            {"defaults": [{"override hydra/launcher": "mrunner"}, {"override hydra/hydra_logging": "hydra_debug"},
+                          {"override hydra/job_logging": "disabled"}]},
+            ["-m"],
+        ),
+    ],
+)  # fmt: skip
+class TestMrunnerLauncherIntegration(IntegrationTestSuite):
+    """Apps started as scripts: each job runs the app's own script from the code snapshot."""
+
+
+def test_return_values_come_back_and_a_failed_job_fails_the_multirun(tmp_path, mrunner):
+    values = returned(run_app(tmp_path, "drive", "hydra/launcher=mrunner", "hydra.sweep.dir=first", "+x=1,2"))
+    assert values == [
+        {"status": "COMPLETED", "value": {"twice": 2}, "overrides": ["+x=1"], "num": 0},
+        {"status": "COMPLETED", "value": {"twice": 4}, "overrides": ["+x=2"], "num": 1},
+    ]
+    result = run_app(tmp_path, "-m", "hydra/launcher=mrunner", "hydra.sweep.dir=sweep", "+x=1,2,boom")
+    sweep, failure = failed_sweep(result, 2)
+    assert "Error executing job with overrides: ['+x=boom']" in result.stderr
+    assert "failed: ValueError: boom is not a number" in failure
+    listed = json.loads(mrunner("status", sweep, "--json", cwd=tmp_path).stdout)["experiments"]
+    assert [e["state"] for e in listed] == ["completed", "completed", "failed"]
+    assert [e["parameters"] for e in listed] == [{"x": 1}, {"x": 2}, {"x": "boom"}]
+    assert "ValueError: boom is not a number" in mrunner("logs", f"{sweep}/2", cwd=tmp_path).stdout
+    assert (tmp_path / "sweep" / "multirun.yaml").exists()
+    for index in range(3):
+        assert (tmp_path / "sweep" / str(index) / ".hydra" / "overrides.yaml").exists()
+
+
+@pytest.mark.usefixtures("hydra_restore_singletons")
+def test_a_remote_context_refuses_a_task_function_no_command_reaches(hydra_sweep_runner, mrunner_home, tmp_path):
+    """Hydra's in-process API (what the suites use) needs a pickle of the task function: local only."""
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True)
+    (folder / "far.yaml").write_text("backend: slurm\nslurm_url: nowhere.invalid\n")
+    sweep = hydra_sweep_runner(
+        calling_file=None, calling_module="hydra.test_utils.a_module", task_function=None, config_path="configs",
+        config_name="compose.yaml", overrides=["hydra/launcher=mrunner", "hydra.launcher.context=far", "+a=0,1"],
+        temp_dir=tmp_path,
+    )  # fmt: skip
+    with pytest.raises(MrunnerError, match="only a context on this machine .backend local. can run it"):
+        with sweep:
+            pass
+    assert json.loads(subprocess.run([sys.executable, "-m", "mrunner", "status", "--json"], capture_output=True,
+                                     text=True).stdout) == []  # fmt: skip
+
+
+def test_mrunner_plugins_lists_the_launcher_and_its_options(mrunner):
+    listing = json.loads(mrunner("plugins", "--json").stdout)
+    launcher = next(p for p in listing if p["name"] == "hydra-launcher")
+    assert launcher["distribution"] == "hydra-mrunner-launcher"
+    assert [o["option"] for o in launcher["options"]] == [
+        "hydra.launcher.context", "hydra.launcher.context_keys", "hydra.launcher.name", "hydra.launcher.tags",
+        "hydra.launcher.shared_fs", "hydra.launcher.poll_interval", "hydra.launcher.quiet",
+    ]  # fmt: skip
+    assert "hydra.launcher.shared_fs" in mrunner("plugins").stdout

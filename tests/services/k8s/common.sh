@@ -15,6 +15,12 @@ DOCKER_SOCK="$STATE/docker.sock"
 DOCKER_HOST_URL="unix://$DOCKER_SOCK"
 DOCKER_EXEC_ROOT="$STATE/docker-exec"
 KUBELET_ROOT="$STATE/kubelet"
+# CNI (dockershim's --network-plugin=cni): Debian's plugins, our own config, cache and address leases.
+CNI_BIN_DIR=/usr/lib/cni
+CNI_DIR="$STATE/cni"
+CNI_CONF_DIR="$CNI_DIR/net.d"
+CNI_BRIDGE=mrunner-cni0                       # created by start.sh, removed by stop.sh
+POD_SUBNET="${MRUNNER_K8S_POD_SUBNET:-10.244.0.0/24}"  # the bridge has no address: the host never routes it
 
 API_PORT=6443
 ETCD_PORT=2379

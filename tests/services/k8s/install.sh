@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   docker.io            # dockerd 20.10 + containerd + runc (we start a PRIVATE dockerd ourselves)
   docker-registry      # CNCF distribution 2.8 registry binary
+  containernetworking-plugins  # CNI bridge, host-local and loopback: each pod in its own network namespace
   etcd-server          # etcd 3.4 for kube-apiserver
   golang-go            # Go 1.19 to build Kubernetes 1.20 from Debian's source package
   golang-github-modern-go-reflect2-dev  # reflect2 1.0.2 source (fix for the vendored 1.0.1)
@@ -14,7 +15,8 @@ PACKAGES=(
   apache2-utils        # htpasswd for the auth registry
   busybox-static       # shell/coreutils in the locally made Python image
   openssl ca-certificates curl
-  iptables kmod conntrack util-linux mount  # things kubelet/dockerd look for
+  iptables kmod conntrack util-linux mount  # things kubelet/dockerd look for (util-linux: nsenter for CNI)
+  iproute2             # ip: stop.sh removes the CNI bridge
   python3 python3-venv python3-pip          # copied into the base image
 )
 

@@ -434,6 +434,33 @@ start_component kube-scheduler "$SCHED_PORT" "$KBIN/kube-scheduler" \
   --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --port 0 \
   --leader-elect=false --profiling=false --v 1
 
+# Each pod in its own network namespace, as on a user's cluster: the CNI bridge plugin puts the pod's
+# veth on the bridge $CNI_BRIDGE and host-local gives it an address of $POD_SUBNET (dockershim brings up
+# the pod's lo itself). No gateway, no masquerade, no route: the bridge carries no address, IP forwarding
+# and iptables stay untouched, so a pod reaches nothing but itself and the other pods. Without a network
+# plugin dockershim finds no pod address and kills every non-hostNetwork pod a second after it starts.
+if pid="$(component_pid kubelet)" && ! tr '\0' '\n' < "/proc/$pid/cmdline" | grep -qx -- "$CNI_CONF_DIR"; then
+  die "the running kubelet (pid $pid) has no CNI network plugin (started by an older start.sh): run stop.sh first"
+fi
+mkdir -p "$CNI_CONF_DIR" "$CNI_DIR/cache" "$CNI_DIR/networks"
+for plugin in bridge host-local loopback; do
+  [ -x "$CNI_BIN_DIR/$plugin" ] || die "CNI plugin $CNI_BIN_DIR/$plugin missing (Debian package containernetworking-plugins)"
+done
+jq -n --arg bridge "$CNI_BRIDGE" --arg subnet "$POD_SUBNET" --arg leases "$CNI_DIR/networks" '{
+  cniVersion: "0.4.0", name: "mrunner-test",
+  plugins: [{type: "bridge", bridge: $bridge, isGateway: false, isDefaultGateway: false, ipMasq: false,
+             hairpinMode: false, promiscMode: false,
+             ipam: {type: "host-local", ranges: [[{subnet: $subnet}]], dataDir: $leases}}]}' \
+  > "$CNI_CONF_DIR/10-mrunner-test.conflist.tmp"
+mv -f "$CNI_CONF_DIR/10-mrunner-test.conflist.tmp" "$CNI_CONF_DIR/10-mrunner-test.conflist"
+# The bridge is made here rather than by the plugin so that it gets no IPv6 link-local address either:
+# then the host has no address at all on the pods' link.
+ip link show "$CNI_BRIDGE" >/dev/null 2>&1 || ip link add "$CNI_BRIDGE" type bridge || die "could not create the bridge $CNI_BRIDGE"
+if [ -e "/proc/sys/net/ipv6/conf/$CNI_BRIDGE/disable_ipv6" ]; then
+  echo 1 > "/proc/sys/net/ipv6/conf/$CNI_BRIDGE/disable_ipv6"
+fi
+ip link set "$CNI_BRIDGE" up
+
 mkdir -p "$KUBELET_ROOT" "$STATE/dockershim" "$STATE/volume-plugins"
 start_component kubelet "$KUBELET_PORT" "$KBIN/kubelet" \
   --kubeconfig "$STATE/kubelet.kubeconfig" \
@@ -445,6 +472,7 @@ start_component kubelet "$KUBELET_PORT" "$KBIN/kubelet" \
   --root-dir "$KUBELET_ROOT" --cert-dir "$STATE/kubelet-pki" \
   --experimental-dockershim-root-directory "$STATE/dockershim" \
   --volume-plugin-dir "$STATE/volume-plugins" \
+  --network-plugin cni --cni-bin-dir "$CNI_BIN_DIR" --cni-conf-dir "$CNI_CONF_DIR" --cni-cache-dir "$CNI_DIR/cache" \
   --cgroup-driver cgroupfs --fail-swap-on=false \
   --node-status-update-frequency 1s \
   --make-iptables-util-chains=false \
@@ -522,12 +550,14 @@ done
 log "storage class $STORAGE_CLASS (hostPath provisioner) + $STATIC_PVS static hostPath PVs"
 
 # ---------------------------------------------------------------- 6. prove a Job really runs
+# In a network namespace of its own (no hostNetwork): it prints the interfaces it sees, lo and the CNI's eth0.
 SMOKE="mrunner-smoke-$(openssl rand -hex 3)"
-kcreate /apis/batch/v1/namespaces/default/jobs "$(jq -n --arg n "$SMOKE" --arg img "$BASE_IMAGE" '{
+SMOKE_CODE="print(' '.join(sorted(line.split(':')[0].strip() for line in open('/proc/net/dev').readlines()[2:])))"
+kcreate /apis/batch/v1/namespaces/default/jobs "$(jq -n --arg n "$SMOKE" --arg img "$BASE_IMAGE" --arg code "$SMOKE_CODE" '{
   apiVersion: "batch/v1", kind: "Job", metadata: {name: $n},
-  spec: {backoffLimit: 0, template: {spec: {hostNetwork: true, restartPolicy: "Never",
+  spec: {backoffLimit: 0, template: {spec: {restartPolicy: "Never",
     containers: [{name: "main", image: $img, imagePullPolicy: "IfNotPresent",
-                  command: ["python3", "-c", "print(1)"]}]}}}}')"
+                  command: ["python3", "-c", $code]}]}}}}')"
 job_state() {
   kapi GET "/apis/batch/v1/namespaces/default/jobs/$SMOKE" | jq -r '[.status.conditions[]? | select(.status=="True") | .type] | join(",")'
 }
@@ -542,9 +572,9 @@ if [ "$(job_state)" != Complete ]; then
 fi
 pod="$(kapi GET "/api/v1/namespaces/default/pods?labelSelector=job-name%3D$SMOKE" | jq -r '.items[0].metadata.name')"
 out="$(kapi GET "/api/v1/namespaces/default/pods/$pod/log" || true)"
-[ "$out" = 1 ] || { tail_log kubelet; die "smoke Job pod log was '$out', expected '1' (apiserver -> kubelet logs path broken?)"; }
+[ "$out" = "eth0 lo" ] || { tail_log kubelet; die "smoke Job pod log was '$out', expected 'eth0 lo' (the pod's own network namespace; apiserver -> kubelet logs path broken?)"; }
 kapi DELETE "/apis/batch/v1/namespaces/default/jobs/$SMOKE" '{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"}' >/dev/null || true
-log "smoke Job $SMOKE completed in ${job_secs}s, pod log '1' read back through the API"
+log "smoke Job $SMOKE completed in ${job_secs}s in its own network namespace (pod log '$out' read back through the API)"
 
 # ---------------------------------------------------------------- state file (the contract for tests)
 jq -n \

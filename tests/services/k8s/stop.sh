@@ -63,6 +63,11 @@ for c in kube-scheduler kube-controller-manager kube-apiserver etcd registry-aut
   stop_pid "$c"
 done
 
+# The CNI bridge (the pods' veths went with their network namespaces when their containers were removed).
+if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then
+  ip link delete "$CNI_BRIDGE" type bridge && log "removed the CNI bridge $CNI_BRIDGE" || log "could not remove $CNI_BRIDGE"
+fi
+
 # Unmount what the kubelet/docker left mounted under the state dir or /var/lib/kubelet (deepest first).
 awk '{print $2}' /proc/self/mounts | sed 's/\\040/ /g' | \
   grep -E "^($STATE|/var/lib/kubelet)/" | sort -r | while IFS= read -r m; do

@@ -91,7 +91,7 @@ def write_context(k8s: dict, namespace: str, **keys) -> None:
         "backend": "kubernetes", "project": "mrt-project", "kubeconfig": k8s["kubeconfig"],
         "kube_context": k8s["kube_context"], "docker_host": k8s["docker_host"], "base_image": k8s["base_image"],
         "requirements_file": "requirements.txt", "storage": "/storage", "storage_class": k8s["storage_class"],
-        "default_pvc_size": "100Mi", "host_network": True, "namespace": namespace, **keys,
+        "default_pvc_size": "100Mi", "namespace": namespace, **keys,
     }  # fmt: skip
     folder = Path(os.environ["XDG_CONFIG_HOME"]) / "mrunner" / "context"
     folder.mkdir(parents=True, exist_ok=True)

@@ -42,3 +42,26 @@ def make_run():
 @pytest.fixture
 def sweep() -> Sweep:
     return _make_sweep(cpu=2, mem="4Gi", gpu=1, storage="/storage", secrets=["MY_TOKEN"])
+
+
+@pytest.fixture
+def own_images(k8s_service):
+    """``own_images(namespace, registry=None)``: a registry path for this test's images alone, whose images
+    are removed from the service's dockerd when the test ends (the registries keep their copies). The dockerd
+    and registries are shared by every test run on the machine, concurrent ones too: a test touches only its
+    own images."""
+    folders: list[str] = []
+
+    def path(namespace: str, registry: str | None = None) -> str:
+        folders.append(f"/mrunner-tests/{namespace}/")
+        return f"{registry or k8s_service['registry']}/mrunner-tests/{namespace}"
+
+    yield path
+    import docker
+
+    client = docker.DockerClient(base_url=k8s_service["docker_host"])
+    for tag in {tag for image in client.images.list() for tag in image.tags if any(f in tag for f in folders)}:
+        try:
+            client.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass

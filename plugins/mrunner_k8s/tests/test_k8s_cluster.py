@@ -51,7 +51,7 @@ def namespace(cluster):
 
 
 @pytest.fixture
-def project(tmp_path, tmp_path_factory, k8s_service, namespace, monkeypatch):
+def project(tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monkeypatch):
     """The experiment script in the test's folder, and the context `test-k8s` pointing at the service."""
     (tmp_path / "exp.py").write_text(EXPERIMENT)
     (tmp_path / "requirements.txt").write_text("# nothing to install\n")
@@ -59,31 +59,8 @@ def project(tmp_path, tmp_path_factory, k8s_service, namespace, monkeypatch):
     docker_config = tmp_path_factory.mktemp("docker-config")  # no stored registry credentials
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.setenv("MY_FAKE_TOKEN", FAKE_TOKEN)
-    write_context(
-        k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", secrets=["MY_FAKE_TOKEN"]
-    )
-    before = _test_images(k8s_service)
-    yield tmp_path
-    _remove_images(k8s_service, _test_images(k8s_service) - before)
-
-
-def _test_images(k8s: dict) -> set[str]:
-    import docker
-
-    client = docker.DockerClient(base_url=k8s["docker_host"])
-    return {tag for image in client.images.list() for tag in image.tags if "/mrunner-tests/" in tag}
-
-
-def _remove_images(k8s: dict, tags: set[str]) -> None:
-    """Remove from the service's dockerd the images this test built (the registries keep their copies)."""
-    import docker
-
-    client = docker.DockerClient(base_url=k8s["docker_host"])
-    for tag in tags:
-        try:
-            client.images.remove(tag, force=True)
-        except docker.errors.ImageNotFound:
-            pass
+    write_context(k8s_service, namespace, registry_url=own_images(namespace), secrets=["MY_FAKE_TOKEN"])
+    return tmp_path
 
 
 def write_context(k8s: dict, namespace: str, **keys) -> None:
@@ -216,7 +193,7 @@ def test_cancel_stops_a_running_sweep(mrunner, project, cluster, namespace):
     core, batch = cluster
     (project / "exp.py").write_text(STOPPABLE)
     sweep_id, _ = submit(mrunner, "-m", "lr=0.1,0.2")
-    volume = claim_folder(core, namespace)
+    volume = _volume(core, namespace)
     wait_for("both experiments to be ready for the signal", lambda: len(list(volume.rglob("started.txt"))) == 2)
     cancelled = mrunner("cancel", sweep_id)
     assert cancelled.returncode == 0, cancelled.stderr
@@ -226,14 +203,6 @@ def test_cancel_stops_a_running_sweep(mrunner, project, cluster, namespace):
     wait_for("both experiments to save on the signal", lambda: len(list(volume.rglob("stopped.txt"))) == 2)
     assert [path.read_text() for path in volume.rglob("stopped.txt")] == ["SIGTERM", "SIGTERM"]
     wait_for("the pods to be deleted", lambda: not core.list_namespaced_pod(namespace, label_selector=selector).items)
-
-
-def claim_folder(core, namespace: str) -> Path:
-    """The host folder of the project's volume claim (the test cluster's volumes are hostPath folders)."""
-    wait_for("the volume claim to be bound", lambda: core.read_namespaced_persistent_volume_claim(
-        "mrunner-storage", namespace).spec.volume_name)  # fmt: skip
-    claim = core.read_namespaced_persistent_volume_claim("mrunner-storage", namespace)
-    return Path(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
 
 
 def wait_for(what: str, done, timeout: float = 120) -> None:
@@ -263,6 +232,8 @@ print("REPORT " + json.dumps(report), flush=True)
 
 def _volume(core, namespace: str) -> Path:
     """The test cluster's claim is a hostPath volume: the test reads what the pods left on it."""
+    wait_for("the volume claim to be bound", lambda: core.read_namespaced_persistent_volume_claim(
+        "mrunner-storage", namespace).spec.volume_name)  # fmt: skip
     claim = core.read_namespaced_persistent_volume_claim("mrunner-storage", namespace)
     return Path(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
 
@@ -343,8 +314,8 @@ def test_api_server_refusal_is_one_clear_line(mrunner, project):
     ]
 
 
-def test_push_to_the_auth_registry_needs_credentials(mrunner, project, namespace, k8s_service):
-    registry = f"{k8s_service['auth_registry']}/mrunner-tests"
+def test_push_to_the_auth_registry_needs_credentials(mrunner, project, namespace, k8s_service, own_images):
+    registry = own_images(namespace, k8s_service["auth_registry"])
     write_context(k8s_service, namespace, registry_url=registry, secrets=["MY_FAKE_TOKEN"])
     refused = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
     assert refused.returncode == 3, refused.stderr
@@ -386,7 +357,9 @@ print("token_sha=" + hashlib.sha256(os.environ.get("NEPTUNE_API_TOKEN", "").enco
 """
 
 
-def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(mrunner, project, cluster, namespace, k8s_service):
+def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(
+    mrunner, project, cluster, namespace, k8s_service, own_images
+):
     """Neptune in offline mode, end to end on Kubernetes: the image installs neptune (from PyPI, through the
     host network), the pods' offline data on the volume claim names each experiment and holds its tags and
     parameters. Offline mode needs no token, so the user's NEPTUNE_API_TOKEN is not forwarded at all: it is
@@ -396,7 +369,7 @@ def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(mrunner, pr
     (project / "exp.py").write_text(NEPTUNE_EXPERIMENT)
     (project / "requirements.txt").write_text("neptune==1.14.0.post2\n")
     write_context(
-        k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", build_network="host",
+        k8s_service, namespace, registry_url=own_images(namespace), build_network="host",
         neptune=True, neptune_mode="offline", neptune_project="team/project", tags=["k8s-neptune"],
     )  # fmt: skip
     sweep_id, first = submit(mrunner, "-m", "lr=0.5,2", "--name", "Tracked Run", env={"NEPTUNE_API_TOKEN": token})
@@ -404,7 +377,7 @@ def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(mrunner, pr
     assert [run["state"] for run in runs] == ["completed", "completed"], mrunner("logs", f"{sweep_id}/0").stdout[-2000:]
     assert "neptune: offline" in first.stderr
 
-    volume = claim_folder(core, namespace)
+    volume = _volume(core, namespace)
     for run in runs:
         folder = volume / "mrt-project" / sweep_id / f"{run['index']}-tracked-run"
         (log,) = folder.glob(".neptune/offline/*/data-1.log")
@@ -454,10 +427,10 @@ def _closed_port_kubeconfig(folder: Path) -> Path:
 
 
 def test_an_api_server_down_at_the_namespace_step_and_an_unreachable_registry_are_one_line(
-    mrunner, project, namespace, k8s_service, tmp_path_factory
+    mrunner, project, namespace, k8s_service, tmp_path_factory, own_images
 ):
     kubeconfig = _closed_port_kubeconfig(tmp_path_factory.mktemp("kube"))
-    write_context(k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests",
+    write_context(k8s_service, namespace, registry_url=own_images(namespace),
                   kubeconfig=str(kubeconfig), kube_context="down")  # fmt: skip
     down = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
     assert down.returncode == 3 and "Traceback" not in down.stderr, down.stderr
@@ -468,7 +441,7 @@ def test_an_api_server_down_at_the_namespace_step_and_an_unreachable_registry_ar
     sweep_id = down.stdout.strip() or last.split("sweep ")[1].split(" ")[0]
     assert f"`mrunner resume {sweep_id}` retries" in last
 
-    write_context(k8s_service, namespace, registry_url="127.0.0.1:1/mrunner-tests")
+    write_context(k8s_service, namespace, registry_url=own_images(namespace, "127.0.0.1:1"))
     unreachable = mrunner("+context=test-k8s", "exp.py", "lr=0.2")
     assert unreachable.returncode == 3 and "Traceback" not in unreachable.stderr, unreachable.stderr
     last = unreachable.stderr.strip().splitlines()[-1]

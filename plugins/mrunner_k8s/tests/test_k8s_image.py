@@ -118,6 +118,9 @@ def test_password_comes_from_the_named_variable(make_sweep, monkeypatch):
     assert image.auth_config(sweep.context) == {"username": "alice", "password": "pw"}
 
 
+WHEEL = "/opt/tiny_dep-1.0-py3-none-any.whl"
+
+
 def _wheel() -> bytes:
     """A tiny pure-Python wheel pip can install without a network."""
     import base64
@@ -144,7 +147,12 @@ def _wheel() -> bytes:
 
 @pytest.mark.k8s
 def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_sweep, project, tmp_path):
-    """Built on the service's dockerd: pip runs once; a code change rebuilds only the code layer."""
+    """Built on the service's dockerd: pip runs once; a code change rebuilds only the code layer.
+
+    The dockerd, its build cache and the registry outlive the test and are shared with every other test run
+    on the machine: the base image carries this run's own label, so that no layer of the first image can come
+    from an earlier run's cache (its push would then send next to nothing), and only this test's own images
+    are removed at its end, also when it fails."""
     import io
     import uuid
 
@@ -153,48 +161,55 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
     from mrunner.reporter import Reporter
 
     client = docker.DockerClient(base_url=k8s_service["docker_host"])
-    base = f"mrunner-test/tiny-dep-base:{uuid.uuid4().hex[:8]}"
+    run = uuid.uuid4().hex[:8]
+    base = f"mrunner-test/tiny-dep-base:{run}"
+    dockerfile = f"FROM {k8s_service['base_image']}\nLABEL org.mrunner.test.run={run}\nCOPY tiny.whl {WHEEL}\n"
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in (
-            (
-                "Dockerfile",
-                f"FROM {k8s_service['base_image']}\nCOPY tiny.whl /opt/tiny_dep-1.0-py3-none-any.whl\n".encode(),
-            ),
-            ("tiny.whl", _wheel()),
-        ):
+        for name, data in (("Dockerfile", dockerfile.encode()), ("tiny.whl", _wheel())):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
-    list(client.api.build(fileobj=context, custom_context=True, tag=base, decode=True, network_mode="none"))
-    (project / "requirements.txt").write_text("/opt/tiny_dep-1.0-py3-none-any.whl\n")
-    (project / "src" / "train.py").write_text(f"# {uuid.uuid4().hex}\nimport tiny_dep\nprint(tiny_dep.VALUE)\n")
-    sweep = make_sweep(
-        base_image=base, requirements_file="requirements.txt", build_network="none",
-        registry_url=f"{k8s_service['registry']}/mrunner-tests", docker_host=k8s_service["docker_host"],
-    )  # fmt: skip
-    frozen = take(project)
-    sweep.snapshot_digest = frozen.digest
-    first = image.ensure(sweep, frozen, Reporter(quiet=True))
-    (project / "src" / "train.py").write_text("import tiny_dep\nprint(tiny_dep.VALUE + 1)\n")
-    frozen = take(project)
-    sweep.snapshot_digest = frozen.digest
-    second = image.ensure(sweep, frozen, Reporter(quiet=True))
-    assert first["built"] and second["built"] and first["image"] != second["image"]
+    made = [base]
+    try:
+        events = list(
+            client.api.build(fileobj=context, custom_context=True, tag=base, decode=True, network_mode="none")
+        )
+        assert not [event for event in events if "error" in event], events[-3:]
+        (project / "requirements.txt").write_text(f"{WHEEL}\n")
+        (project / "src" / "train.py").write_text(f"# {uuid.uuid4().hex}\nimport tiny_dep\nprint(tiny_dep.VALUE)\n")
+        sweep = make_sweep(
+            base_image=base, requirements_file="requirements.txt", build_network="none",
+            registry_url=f"{k8s_service['registry']}/mrunner-tests", docker_host=k8s_service["docker_host"],
+        )  # fmt: skip
+        frozen = take(project)
+        sweep.snapshot_digest = frozen.digest
+        first = image.ensure(sweep, frozen, Reporter(quiet=True))
+        made += [first["image"], first.get("timestamp_tag")]
+        (project / "src" / "train.py").write_text("import tiny_dep\nprint(tiny_dep.VALUE + 1)\n")
+        frozen = take(project)
+        sweep.snapshot_digest = frozen.digest
+        second = image.ensure(sweep, frozen, Reporter(quiet=True))
+        made += [second["image"], second.get("timestamp_tag")]
+        assert first["built"] and second["built"] and first["image"] != second["image"]
 
-    def layers(reference):
-        return [entry["Id"] for entry in client.api.history(reference)]
+        def layers(reference):
+            return [entry["Id"] for entry in client.api.history(reference)]
 
-    # Every layer up to the pip install is shared; only the code (and what follows it) differs.
-    first_layers, second_layers = layers(first["image"])[::-1], layers(second["image"])[::-1]
-    shared = next(i for i, (a, b) in enumerate(zip(first_layers, second_layers)) if a != b)
-    pip_step = next(
-        i for i, entry in enumerate(client.api.history(first["image"])[::-1]) if "pip install" in entry["CreatedBy"]
-    )
-    assert shared > pip_step
-    assert second["pushed_bytes"] < first["pushed_bytes"]
-    output = client.containers.run(second["image"], ["python3", "train.py"], network_mode="none", remove=True)
-    assert output.strip() == b"43"
-    for reference in (base, first["image"], first["timestamp_tag"], second["image"], second["timestamp_tag"]):
-        client.images.remove(reference, force=True)
+        # Every layer up to the pip install is shared; only the code (and what follows it) differs.
+        first_layers, second_layers = layers(first["image"])[::-1], layers(second["image"])[::-1]
+        shared = next(i for i, (a, b) in enumerate(zip(first_layers, second_layers)) if a != b)
+        pip_step = next(
+            i for i, entry in enumerate(client.api.history(first["image"])[::-1]) if "pip install" in entry["CreatedBy"]
+        )
+        assert shared > pip_step
+        assert second["pushed_bytes"] < first["pushed_bytes"]
+        output = client.containers.run(second["image"], ["python3", "train.py"], network_mode="none", remove=True)
+        assert output.strip() == b"43"
+    finally:
+        for reference in filter(None, made):
+            try:
+                client.images.remove(reference, force=True)
+            except docker.errors.ImageNotFound:
+                pass

@@ -15,7 +15,7 @@ class TestKubernetesBackend(BackendTestSuite):
     timeout = 300.0
 
     @pytest.fixture
-    def backend_context(self, k8s_service, mrunner_home, tmp_path_factory, monkeypatch):
+    def backend_context(self, k8s_service, mrunner_home, tmp_path_factory, own_images, monkeypatch):
         from kubernetes import client, config
 
         monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path_factory.mktemp("docker-config")))  # no stored credentials
@@ -23,9 +23,9 @@ class TestKubernetesBackend(BackendTestSuite):
         keys = {
             "backend": "kubernetes", "project": "mrt-suite", "kubeconfig": k8s_service["kubeconfig"],
             "kube_context": k8s_service["kube_context"], "docker_host": k8s_service["docker_host"],
-            "base_image": k8s_service["base_image"], "registry_url": f"{k8s_service['registry']}/mrunner-tests",
+            "base_image": k8s_service["base_image"], "registry_url": own_images(namespace),
             "storage": "/storage", "storage_class": k8s_service["storage_class"], "default_pvc_size": "100Mi",
-            "host_network": True, "namespace": namespace, "grace_period": 5,
+            "namespace": namespace, "grace_period": 5,
         }  # fmt: skip
         yield write_context(mrunner_home, "suite-k8s", keys)
         api = config.new_client_from_config(config_file=k8s_service["kubeconfig"], context=k8s_service["kube_context"])

@@ -67,7 +67,18 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     return options
 
 
+#: Signals that came before the experiment started: a scheduler or the kubelet may stop an attempt at once, and
+#: a process without a handler (PID 1 in a container) would drop them.
+_early: list[int] = []
+
+
+def _hold(number: int, _frame: object) -> None:
+    _early.append(number)
+
+
 def main(argv: Sequence[str]) -> int:
+    for number in FORWARDED:
+        signal.signal(number, _hold)
     options = _arguments(argv)
     environ = dict(os.environ)
     document = environ.pop("MRUNNER_CONFIG_DOCUMENT", None)
@@ -109,6 +120,10 @@ def run(
     With ``requeue`` (signal, argv): that signal (a scheduler's warning before the time limit) is passed on
     to the experiment, so it can save, and then the argv requeues the job, which the scheduler stops and
     starts again as the next attempt; the attempt's end is noted as ``timeout``."""
+    stopped = [number for number in _early if number in STOPPING]
+    if stopped:  # stopped before it started: it never runs, and its end is not its own
+        print(f"mrunner: stopped by signal {stopped[0]} before the experiment started", file=sys.stderr, flush=True)
+        return 128 + stopped[0]
     try:
         child = subprocess.Popen(
             list(command), cwd=cwd, env=environ, start_new_session=True,
@@ -140,6 +155,9 @@ def run(
 
     for number in FORWARDED:
         signal.signal(number, forward)
+    for early in _early:  # a warning (SIGUSR1) that came while it was being set up
+        forward(early, None)
+    _early.clear()
     copier = None
     if log and child.stdout is not None:
         copier = threading.Thread(target=_copy, args=(child.stdout.fileno(), log), daemon=True)

@@ -265,6 +265,34 @@ class BackendTestSuite:
         """Whether the sweep's code folder is still on the backend (``None``: this suite cannot tell)."""
         return None
 
+    #: Whether the backend's pull streams files and writes each aside (``mrunner.transfer.Receiver``), which
+    #: the interrupted-pull test relies on; a backend that links or copies local files atomically says False.
+    pull_streams: bool = True
+
+    def interrupt_a_pull(self, sweep: str, folder: Path, project: Path) -> None:
+        """Interrupt `mrunner pull` (Ctrl-C) while it writes ``folder/big.bin``: a FIFO stands where the
+        receiver writes that file aside, so the pull blocks there until the test reads it."""
+        import threading
+
+        folder.mkdir(parents=True)
+        fifo = folder / ".big.bin.mrunner-part"
+        os.mkfifo(fifo)
+        command = [sys.executable, "-m", "mrunner", "pull", sweep, "--to", str(folder.parents[2])]
+        process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        opened: list = []
+        reader = threading.Thread(target=lambda: opened.append(fifo.open("rb")), daemon=True)
+        reader.start()  # returns once the pull opens the file to write it
+        reader.join(self.timeout)
+        if reader.is_alive():  # the pull never came to it: let the reader go, then fail
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            process.kill()
+            raise AssertionError(f"the pull never wrote big.bin: {process.communicate()}")
+        with opened[0] as stream:  # kept open until the pull has ended: it is cut off by Ctrl-C, not a pipe
+            assert stream.read(1000), "the pull wrote nothing of big.bin"
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=self.timeout)
+        assert process.returncode == 130 and "Traceback" not in err, err
+
     @staticmethod
     def pulled(folder: Path) -> dict[str, tuple[int, int]]:
         """Every file below ``folder``: relative path -> (inode, mtime_ns)."""
@@ -284,27 +312,19 @@ class BackendTestSuite:
         detail = mrunner("status", f"{sweep}/1", timeout=self.timeout)
         assert "output folder: " in detail.stdout, detail.stdout
         big = {i: hashlib.sha256(str(i).encode()).digest() * 9600 for i in range(2)}
-        # interrupted: the receiver blocks on a FIFO where big.bin of experiment 1 is written aside
         target = tmp_path / "results"
-        fifo = target / names[1] / "outputs" / "nested" / "deep" / ".big.bin.mrunner-part"
-        fifo.parent.mkdir(parents=True)
-        os.mkfifo(fifo)
-        command = [sys.executable, "-m", "mrunner", "pull", sweep, "--to", str(target)]
-        process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        with open(fifo, "rb") as reader:  # returns once the pull writes that file
-            assert reader.read(1000)
-            process.send_signal(signal.SIGINT)
-            _, err = process.communicate(timeout=self.timeout)
-        assert process.returncode == 130 and "Traceback" not in err, err
-        assert not (fifo.parent / "big.bin").exists()
-        for path in target.rglob("*"):  # what is in place is whole
-            if path.name == "out.txt":
-                assert path.read_text() == path.parent.name.split("-", 1)[0]
-            if path.name == "big.bin":
-                assert path.read_bytes() == big[int(path.relative_to(target).parts[0].split("-")[0])]
+        if self.pull_streams:
+            self.interrupt_a_pull(sweep, target / names[1] / "outputs" / "nested" / "deep", project)
+            assert not (target / names[1] / "outputs" / "nested" / "deep" / "big.bin").exists()
+            for path in target.rglob("*"):  # what is in place is whole
+                if path.name == "out.txt":
+                    assert path.read_text() == path.parent.name.split("-", 1)[0]
+                if path.name == "big.bin":
+                    assert path.read_bytes() == big[int(path.relative_to(target).parts[0].split("-")[0])]
         first = mrunner("pull", sweep, "--to", str(target), timeout=self.timeout)
         assert first.returncode == 0, first.stderr
-        assert stat.S_ISREG(fifo.parent.joinpath("big.bin").lstat().st_mode) and not fifo.exists()
+        deep = target / names[1] / "outputs" / "nested" / "deep"
+        assert stat.S_ISREG((deep / "big.bin").lstat().st_mode) and not (deep / ".big.bin.mrunner-part").exists()
         for index in range(2):
             folder = target / names[index]
             assert (folder / "out.txt").read_text() == str(index)

@@ -12,6 +12,7 @@ from mrunner.testing import BackendTestSuite, write_context
 
 class TestLocalBackend(BackendTestSuite):
     timeout = 120.0
+    pull_streams = False  # hard links (or copies) made aside and renamed
 
     @pytest.fixture
     def backend_context(self, mrunner_home) -> str:

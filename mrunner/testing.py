@@ -270,14 +270,14 @@ class BackendTestSuite:
     pull_streams: bool = True
 
     def interrupt_a_pull(self, sweep: str, folder: Path, project: Path) -> None:
-        """Interrupt `mrunner pull` (Ctrl-C) while it writes ``folder/big.bin``: a FIFO stands where the
+        """Interrupt `mrunner pull` (SIGTERM, which it takes as Ctrl-C) while it writes ``folder/big.bin``: a FIFO stands where the
         receiver writes that file aside, so the pull blocks there until the test reads it."""
         import threading
 
         folder.mkdir(parents=True)
         fifo = folder / ".big.bin.mrunner-part"
         os.mkfifo(fifo)
-        command = [sys.executable, "-m", "mrunner", "pull", sweep, "--to", str(folder.parents[2])]
+        command = [sys.executable, "-m", "mrunner", "pull", sweep, "--to", str(folder.parents[3])]
         process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         opened: list = []
         reader = threading.Thread(target=lambda: opened.append(fifo.open("rb")), daemon=True)
@@ -287,11 +287,14 @@ class BackendTestSuite:
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
             process.kill()
             raise AssertionError(f"the pull never wrote big.bin: {process.communicate()}")
-        with opened[0] as stream:  # kept open until the pull has ended: it is cut off by Ctrl-C, not a pipe
+        with opened[0] as stream:  # read to its end: the pull is cut off by Ctrl-C, never by a closed pipe
             assert stream.read(1000), "the pull wrote nothing of big.bin"
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT is ignored by a test run in the background)
+            threading.Thread(target=stream.read, daemon=True).start()  # what it flushes as it stops
             _, err = process.communicate(timeout=self.timeout)
         assert process.returncode == 130 and "Traceback" not in err, err
+        fifo.unlink()
+        fifo.write_bytes(b"half a file")  # what a cut-off pull leaves on a disk: the next one replaces it
 
     @staticmethod
     def pulled(folder: Path) -> dict[str, tuple[int, int]]:

@@ -64,18 +64,22 @@ def _files(root: str, include: Sequence[str]) -> Iterator[tuple[str, os.stat_res
 
 
 def listing(destination: str, folders: Iterable[str]) -> dict[str, list[int]]:
-    """What this machine has of these experiment folders: ``FOLDER/RELATIVE`` -> [size, mtime_ns]. Parts left
-    by an interrupted pull are removed (the next stream brings their files again)."""
+    """What this machine has of these experiment folders: ``FOLDER/RELATIVE`` -> [size, mtime_ns]."""
     have: dict[str, list[int]] = {}
     for folder in folders:
-        root = os.path.join(destination, folder)
-        for dirpath, _, names in os.walk(root):
+        for relative, info in _files(os.path.join(destination, folder), ()):
+            have[f"{folder}/{relative}"] = [info.st_size, info.st_mtime_ns]
+    return have
+
+
+def remove_parts(destination: str, folders: Iterable[str]) -> None:
+    """Remove what an interrupted pull left aside, once a complete one has written every file it had to
+    (a part whose file has since gone on the other side would stay otherwise)."""
+    for folder in folders:
+        for dirpath, _, names in os.walk(os.path.join(destination, folder)):
             for name in names:
                 if name.endswith(PART):
                     os.unlink(os.path.join(dirpath, name))
-        for relative, info in _files(root, ()):
-            have[f"{folder}/{relative}"] = [info.st_size, info.st_mtime_ns]
-    return have
 
 
 # -- the sending side ----------------------------------------------------------------------------------------
@@ -176,7 +180,7 @@ class Receiver:
         self.ended = False
         self._inflate = zlib.decompressobj(31)
         self._buffer = bytearray()
-        self._plan: dict[str, int] | None = None
+        self.plan: dict[str, int] | None = None  # the stream's header, once read
         self._current: tuple[IO[bytes], str, str, int, int] | None = None  # stream, part, final, mode, mtime
         self._left = 0
         self._folders: set[str] = set()
@@ -211,10 +215,10 @@ class Receiver:
             if newline < 0:
                 break
             line = bytes(buffer[position:newline])
-            if self._plan is None:
-                self._plan = json.loads(line)
-                self.unchanged = self._plan["unchanged"]
-                self.on_plan(self._plan["files"], self._plan["bytes"])
+            if self.plan is None:
+                self.plan = json.loads(line)
+                self.unchanged = self.plan["unchanged"]
+                self.on_plan(self.plan["files"], self.plan["bytes"])
                 position = newline + 1
                 continue
             if line == END.strip():
@@ -260,12 +264,23 @@ class Receiver:
             self._current = None
 
 
-def receive(chunks: Iterable[bytes], receiver: Receiver) -> Receiver:
-    """Feed ``chunks`` to ``receiver``; an interruption leaves only whole files in place."""
+def receive(chunks: Iterable[bytes], destination: str, progress: Callable[[int, str], Any], label: str) -> Receiver:
+    """Write the stream ``chunks`` below ``destination``; an interruption leaves only whole files in place.
+    ``progress(total, label)`` is a context manager giving an object with ``advance()`` (``Reporter.progress``),
+    entered once the stream says how many files follow."""
+    receiver = Receiver(destination)
+    stream = iter(chunks)
     try:
-        for chunk in chunks:
+        for chunk in stream:
             receiver.feed(chunk)
-        receiver.close()
+            if receiver.plan is not None:
+                break
+        total = receiver.plan["files"] if receiver.plan else 0
+        with progress(total, label) as bar:
+            receiver.on_file = bar.advance
+            for chunk in stream:
+                receiver.feed(chunk)
+            receiver.close()
     except BaseException:
         receiver._abandon()
         raise

@@ -64,9 +64,7 @@ def started(store: Store, run: Run) -> bool:
     return any(state not in (PLANNED, CANCELLED) for _, state, _, _ in store.history(run.sweep_id, run.index))
 
 
-def collect(
-    store: Store, older_than: float, dry_run: bool, reporter: Reporter
-) -> dict[str, list[Artefact]]:
+def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) -> dict[str, list[Artefact]]:
     """Remove (or, with ``dry_run``, list) every backend's and this machine's unneeded artefacts."""
     with lock(exclusive=True):
         sweeps = store.sweeps(limit=2**62)

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mrunner.records import Run, RunUpdate, Sweep
     from mrunner.reporter import Reporter
     from mrunner.schema import ContextKey
-    from pathlib import Path
-
     from mrunner.snapshot import Snapshot
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -306,7 +306,9 @@ class BackendTestSuite:
                 found[path.relative_to(folder).as_posix()] = (info.st_ino, info.st_mtime_ns)
         return found
 
-    def test_pull_brings_outputs_once_and_completes_an_interrupted_pull(self, mrunner, backend_context, project, tmp_path):
+    def test_pull_brings_outputs_once_and_completes_an_interrupted_pull(
+        self, mrunner, backend_context, project, tmp_path
+    ):
         sweep = self.submit(mrunner, backend_context, "-m", "i=range(2)", "payload=1", "--wait")
         states = self.ended(mrunner, sweep)
         names = {i: f"{i}-{states[i]['name']}" for i in range(2)}

@@ -148,7 +148,10 @@ def mrunner_pull(
 def mrunner_output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str] | None:
     from mrunner_slurm import results
 
-    return {run.index: f"{sweep.context['slurm_url']}:{path}" for run, path in zip(runs, results.folders(sweep, runs).values())}
+    return {
+        run.index: f"{sweep.context['slurm_url']}:{path}"
+        for run, path in zip(runs, results.folders(sweep, runs).values())
+    }
 
 
 @hookimpl

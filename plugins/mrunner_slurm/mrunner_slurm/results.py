@@ -62,9 +62,7 @@ def pull(
     return Pulled(received.files, received.bytes, received.unchanged)
 
 
-def collect(
-    connection: Connection, storage: str, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool
-) -> list[Artefact]:
+def collect(connection: Connection, storage: str, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool) -> list[Artefact]:
     """One ``gc`` helper call for one storage folder: what our ended sweeps used goes unless a kept sweep or a
     queued or running job (of any machine) uses it too; what no record names goes once old enough."""
     kept = {sweep.id for sweep in keep.sweeps}

@@ -2,7 +2,7 @@
 
     mrunner [OPTIONS] [+context=NAME | --context NAME] TARGET [-m] [OVERRIDE ...] [-- SCRIPT_ARGS ...]
     mrunner run ...                      (the same, as in the original mrunner)
-    mrunner context|config|plugins|status|logs|cancel|resume ...
+    mrunner context|config|plugins|status|logs|cancel|resume|pull|gc|forget ...
 
 Only argparse is imported up front; each command imports what it needs, so `--help` stays fast.
 """
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from mrunner import __version__
 from mrunner.errors import MrunnerError
 
-SUBCOMMANDS = ("context", "config", "plugins", "status", "logs", "cancel", "resume")
+SUBCOMMANDS = ("context", "config", "plugins", "status", "logs", "cancel", "resume", "pull", "gc", "forget")
 # Options of the original mrunner that override one context key for one run.
 GROUP_OPTIONS = ("cpu", "gpu", "mem", "time", "nodes", "ntasks", "partition", "cmd_type")
 
@@ -44,6 +44,9 @@ other commands:
   logs      an experiment's output (-f to follow)
   cancel    cancel a sweep or one experiment
   resume    run again what of a sweep never started or failed
+  pull      bring a sweep's output folders to this machine (only what changed)
+  gc        remove code snapshots, code folders, environments mrunner left behind
+  forget    remove the records of a sweep that never reached its backend
 
 `mrunner COMMAND --help` tells more. Records live in $XDG_DATA_HOME/mrunner, contexts in
 $XDG_CONFIG_HOME/mrunner/context.
@@ -221,7 +224,7 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str], str | None, l
 
 
 def _subcommand(command: str, args: list[str]) -> int:
-    from mrunner.commands import contexts, plugins, sweeps
+    from mrunner.commands import contexts, plugins, results, sweeps
 
     commands = {
         "context": (contexts.context_arguments, contexts.context_command),
@@ -231,6 +234,9 @@ def _subcommand(command: str, args: list[str]) -> int:
         "logs": (sweeps.logs_arguments, sweeps.logs_command),
         "cancel": (sweeps.cancel_arguments, sweeps.cancel_command),
         "resume": (sweeps.resume_arguments, sweeps.resume_command),
+        "pull": (results.pull_arguments, results.pull_command),
+        "gc": (results.gc_arguments, results.gc_command),
+        "forget": (results.forget_arguments, results.forget_command),
     }
     configure, handle = commands[command]
     parser = argparse.ArgumentParser(prog=f"mrunner {command}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrunner import config, grid, plugins
+from mrunner import cleanup, config, grid, plugins
 from mrunner.builtin import COMMON_KEYS
 from mrunner.errors import BackendError, Interrupted, MrunnerError
 from mrunner.experiment import Experiment, identity
@@ -294,13 +294,14 @@ def hand_over(
     options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
     try:
-        package = hook.mrunner_package(sweep=sweep, snapshot=frozen, reporter=reporter)
-        _require(package, sweep, "mrunner_package")
-        sweep.package = package
-        store.update_sweep(sweep)
-        detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
-        sweep.detail.update(detail or {})
-        store.update_sweep(sweep)
+        with cleanup.lock(exclusive=False):  # `mrunner gc` waits until what the sweep needs is in place
+            package = hook.mrunner_package(sweep=sweep, snapshot=frozen, reporter=reporter)
+            _require(package, sweep, "mrunner_package")
+            sweep.package = package
+            store.update_sweep(sweep)
+            detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
+            sweep.detail.update(detail or {})
+            store.update_sweep(sweep)
         hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
         handled = hook.mrunner_submit(
             sweep=sweep, runs=list(runs), secrets=secrets, options=options,

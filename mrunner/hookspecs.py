@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mrunner.records import Run, RunUpdate, Sweep
     from mrunner.reporter import Reporter
     from mrunner.schema import ContextKey
@@ -75,6 +77,42 @@ class SubmitOptions:
 
     detach: bool = False
     records: str = ""
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """What ``mrunner_pull`` brought: files written (new or changed), their bytes, and files already here
+    unchanged (neither sent nor rewritten)."""
+
+    files: int = 0
+    bytes: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One thing of mrunner's own that ``mrunner_gc`` removed (or, in a dry run, would remove): ``kind`` (code
+    folder, object, virtualenv, Secret, ...), ``where`` (a path or an object's name on the backend), and how
+    many files and bytes it held (``0`` where the platform does not count them, as for a Kubernetes object)."""
+
+    kind: str
+    where: str
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Keep:
+    """What ``mrunner_gc`` must leave: ``sweeps``, the recorded sweeps some run of which is planned, queued or
+    running (states refreshed from the backend) or that were created within ``older_than`` seconds. What a
+    recorded sweep outside ``sweeps`` made may go at once: this machine's submissions wait for the collection
+    (the core's lock), and record their sweep before they package. What no record of this machine names
+    (another machine's, or a submission cut off) may go only once it is older than both ``older_than`` and
+    ``grace`` seconds and nothing queued or running on the backend uses it."""
+
+    sweeps: Sequence[Sweep]
+    older_than: float
+    grace: float
 
 
 # -- what plugins provide ------------------------------------------------------------------------------------
@@ -256,6 +294,51 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]
     until the experiment ends; ``ended``: asks the records (refreshed through ``mrunner_status``) whether the
     run has ended, for a backend that cannot tell by itself. Returns an iterator over chunks of text.
     First result.
+    """
+
+
+@hookspec(firstresult=True)
+def mrunner_pull(
+    sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
+) -> Pulled | None:
+    """Called by `mrunner pull`: bring the experiment folders of ``runs`` to this machine. Required.
+
+    ``sweep``: the recorded sweep; ``runs``: the experiments to bring (each was handed to the backend; it
+    may still run: bring what exists so far). ``destination``: a local folder; experiment ``run`` goes to
+    ``destination / layout.folder_name`` (``mrunner.layout.of_run(...)``), mirroring its experiment folder
+    (``Layout.experiment_dir``) file for file. Leave out links (the contract's links into the code snapshot
+    are the project's files, not results). ``include``: glob patterns (``fnmatch``, matched against the
+    path relative to the experiment folder; ``*`` crosses ``/``); empty: every file. Send only files new or
+    changed since the last pull (size and modification time differ from the local copy, whose time is set
+    to the remote's), and write each file aside and rename it into place, so an interrupted pull leaves no
+    half-written file and the next one completes it. ``mrunner.transfer`` does all of this for a backend
+    that can run Python where the files are. ``reporter``: a progress bar for long pulls. Returns what was
+    pulled. First result.
+    """
+
+
+@hookspec(firstresult=True)
+def mrunner_output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str] | None:
+    """Called by `mrunner status SWEEP/INDEX` and ``status SWEEP --json``: where each experiment's folder is
+    on its backend, as the user would reach it (``HOST:PATH``, ``pvc/CLAIM:PATH``, a local path).
+
+    ``sweep``, ``runs``: recorded. Answer from the records alone (no remote call). Returns index -> place.
+    Optional: without it status shows no place. First result.
+    """
+
+
+@hookspec
+def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
+    """Called by `mrunner gc`: remove the backend's own artefacts that no sweep in ``keep`` needs.
+
+    ``sweeps``: every recorded sweep of this backend (their contexts and packages say where the backend put
+    things: clusters, storage folders, namespaces); ``keep``: what must stay (see ``Keep``); also keep what
+    the backend itself says is queued or running (a sweep of another machine's records); ``dry_run``: remove
+    nothing, list what would go. Never remove results (experiment folders, checkpoint folders, logs, exit
+    codes): only what mrunner made to run experiments (code folders, content-store objects, environments,
+    secrets and configuration objects, finished jobs). Be safe against a submission that packages at the
+    same time (a lock the packaging step takes too, or ``keep.grace``). ``reporter``: progress. Returns what
+    was (or would be) removed. Optional: without it the backend's sweeps leave nothing to collect.
     """
 
 

@@ -295,6 +295,17 @@ class Store:
             )
         return found
 
+    def forget(self, sweep_id: str) -> None:
+        """Remove a sweep's records (`mrunner forget`, only for a sweep that never reached its backend)."""
+        self._write(
+            [
+                ("DELETE FROM events WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM attempts WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM experiments WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM sweeps WHERE id=?", (sweep_id,)),
+            ]
+        )
+
     # -- reading -------------------------------------------------------------------------------------------
 
     def sweep(self, ref: str) -> Sweep:

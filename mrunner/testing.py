@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -42,6 +43,10 @@ with open("out.txt", "w") as out:
 with open(os.path.join("outputs", "o.txt"), "w") as out:
     out.write(str(config.i))
 done_file = os.path.join(os.environ["MRUNNER_CHECKPOINT_DIR"], "done")
+if config.get("payload"):  # results in nested folders, one of 300 KB, for `mrunner pull`
+    os.makedirs(os.path.join("outputs", "nested", "deep"), exist_ok=True)
+    with open(os.path.join("outputs", "nested", "deep", "big.bin"), "wb") as out:
+        out.write(hashlib.sha256(str(config.i).encode()).digest() * 9600)
 for line in range(int(config.get("lines", 0))):
     print("line", line, flush=True)
     time.sleep(0.2)
@@ -253,3 +258,116 @@ class BackendTestSuite:
         for path in (mrunner_home / "data").rglob("*"):
             if path.is_file():
                 assert value.encode() not in path.read_bytes(), f"the secret was written into {path}"
+
+    # -- results back and clean-up -------------------------------------------------------------------------
+
+    def code_folder_exists(self, mrunner, sweep: str) -> bool | None:
+        """Whether the sweep's code folder is still on the backend (``None``: this suite cannot tell)."""
+        return None
+
+    #: Whether the backend's pull streams files and writes each aside (``mrunner.transfer.Receiver``), which
+    #: the interrupted-pull test relies on; a backend that links or copies local files atomically says False.
+    pull_streams: bool = True
+
+    def interrupt_a_pull(self, sweep: str, folder: Path, project: Path) -> None:
+        """Interrupt `mrunner pull` (SIGTERM, which it takes as Ctrl-C) while it writes ``folder/big.bin``: a FIFO stands where the
+        receiver writes that file aside, so the pull blocks there until the test reads it."""
+        import threading
+
+        folder.mkdir(parents=True)
+        fifo = folder / ".big.bin.mrunner-part"
+        os.mkfifo(fifo)
+        command = [sys.executable, "-m", "mrunner", "pull", sweep, "--to", str(folder.parents[3])]
+        process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        opened: list = []
+        reader = threading.Thread(target=lambda: opened.append(fifo.open("rb")), daemon=True)
+        reader.start()  # returns once the pull opens the file to write it
+        reader.join(self.timeout)
+        if reader.is_alive():  # the pull never came to it: let the reader go, then fail
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            process.kill()
+            raise AssertionError(f"the pull never wrote big.bin: {process.communicate()}")
+        with opened[0] as stream:  # read to its end: the pull is cut off by Ctrl-C, never by a closed pipe
+            assert stream.read(1000), "the pull wrote nothing of big.bin"
+            process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT is ignored by a test run in the background)
+            threading.Thread(target=stream.read, daemon=True).start()  # what it flushes as it stops
+            _, err = process.communicate(timeout=self.timeout)
+        assert process.returncode == 130 and "Traceback" not in err, err
+        fifo.unlink()
+        fifo.write_bytes(b"half a file")  # what a cut-off pull leaves on a disk: the next one replaces it
+
+    @staticmethod
+    def pulled(folder: Path) -> dict[str, tuple[int, int]]:
+        """Every file below ``folder``: relative path -> (inode, mtime_ns)."""
+        found = {}
+        for path in folder.rglob("*"):
+            if path.is_file() or path.is_symlink():
+                info = path.lstat()
+                found[path.relative_to(folder).as_posix()] = (info.st_ino, info.st_mtime_ns)
+        return found
+
+    def test_pull_brings_outputs_once_and_completes_an_interrupted_pull(
+        self, mrunner, backend_context, project, tmp_path
+    ):
+        sweep = self.submit(mrunner, backend_context, "-m", "i=range(2)", "payload=1", "--wait")
+        states = self.ended(mrunner, sweep)
+        names = {i: f"{i}-{states[i]['name']}" for i in range(2)}
+        shown = self.status(mrunner, sweep)
+        assert all(shown[i]["output_dir"] for i in range(2)), shown
+        detail = mrunner("status", f"{sweep}/1", timeout=self.timeout)
+        assert "output folder: " in detail.stdout, detail.stdout
+        big = {i: hashlib.sha256(str(i).encode()).digest() * 9600 for i in range(2)}
+        target = tmp_path / "results"
+        if self.pull_streams:
+            self.interrupt_a_pull(sweep, target / names[1] / "outputs" / "nested" / "deep", project)
+            assert not (target / names[1] / "outputs" / "nested" / "deep" / "big.bin").exists()
+            for path in target.rglob("*"):  # what is in place is whole
+                if path.name == "out.txt":
+                    assert path.read_text() == path.parent.name.split("-", 1)[0]
+                if path.name == "big.bin":
+                    assert path.read_bytes() == big[int(path.relative_to(target).parts[0].split("-")[0])]
+        first = mrunner("pull", sweep, "--to", str(target), timeout=self.timeout)
+        assert first.returncode == 0, first.stderr
+        deep = target / names[1] / "outputs" / "nested" / "deep"
+        assert stat.S_ISREG((deep / "big.bin").lstat().st_mode) and not (deep / ".big.bin.mrunner-part").exists()
+        for index in range(2):
+            folder = target / names[index]
+            assert (folder / "out.txt").read_text() == str(index)
+            assert (folder / "outputs" / "o.txt").read_text() == str(index)
+            assert (folder / "outputs" / "nested" / "deep" / "big.bin").read_bytes() == big[index]
+            assert not (folder / "probe.py").exists() and not (folder / "data").exists()  # links to the code
+        before = self.pulled(target)
+        again = mrunner("pull", sweep, "--to", str(target), timeout=self.timeout)
+        assert again.returncode == 0 and "pulled 0 files" in again.stdout, again.stdout + again.stderr
+        assert self.pulled(target) == before  # nothing rewritten
+        default = mrunner("pull", f"{sweep}/0", "--include", "*.bin", timeout=self.timeout)
+        assert default.returncode == 0, default.stderr
+        only = self.pulled(project / "mrunner-results" / sweep)
+        assert list(only) == [f"{names[0]}/outputs/nested/deep/big.bin"], only
+
+    def test_pull_of_an_unknown_sweep_or_an_experiment_never_started(self, mrunner, backend_context, project):
+        unknown = mrunner("pull", "nosuchsweep", timeout=self.timeout)
+        assert unknown.returncode != 0 and "no sweep or experiment" in unknown.stderr
+        assert "Traceback" not in unknown.stderr
+
+    def test_gc_while_a_sweep_runs_keeps_it_and_the_ended_results(self, mrunner, backend_context, project, tmp_path):
+        ended = self.submit(mrunner, backend_context, "-m", "i=range(2)", "--wait")
+        self.ended(mrunner, ended)
+        (project / "helper.py").write_text("VALUE = 42  # changed: another code snapshot\n")
+        running = self.submit(mrunner, backend_context, "i=0", "lines=100", "--detach")
+        self.wait_for(mrunner, running, lambda s: s[0]["state"] == "running")
+        dry = mrunner("gc", "--older-than", "0", "--dry-run", timeout=self.timeout)
+        assert dry.returncode == 0 and "would free" in dry.stdout, dry.stdout + dry.stderr
+        if self.code_folder_exists(mrunner, ended) is not None:
+            assert self.code_folder_exists(mrunner, ended)
+        collected = mrunner("gc", "--older-than", "0", timeout=self.timeout)
+        assert collected.returncode == 0 and "freed" in collected.stdout, collected.stdout + collected.stderr
+        assert self.status(mrunner, running)[0]["state"] == "running"
+        if self.code_folder_exists(mrunner, ended) is not None:
+            assert not self.code_folder_exists(mrunner, ended)
+            assert self.code_folder_exists(mrunner, running)
+        states = self.ended(mrunner, running)
+        assert states[0]["state"] == "completed" and self.probe(mrunner, running, 0)["done"] == 1
+        pulled = mrunner("pull", ended, "--to", str(tmp_path / "after-gc"), timeout=self.timeout)
+        assert pulled.returncode == 0, pulled.stderr
+        assert sorted(p.name for p in (tmp_path / "after-gc").glob("*/out.txt")) == ["out.txt", "out.txt"]

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict
 
 from mrunner import dispatch, grid, table
+from mrunner.commands.results import output_dirs
 from mrunner.errors import MrunnerError, NotFound
 from mrunner.hookspecs import SubmitOptions
 from mrunner.records import COMPLETED, PLANNED, TERMINAL, Run, Sweep
@@ -59,10 +60,14 @@ def status_command(options: argparse.Namespace) -> int:
     details = {i: d for i, d in store.details(sweep.id).items() if runs[i].state not in (COMPLETED, PLANNED)}
     if options.json:
         attempts = store.attempts(sweep.id)
+        places = output_dirs(sweep, runs)
         experiments = [
-            {**asdict(r), "detail": details.get(r.index), "attempts": [asdict(a) for a in attempts.get(r.index, [])]}
+            {
+                **asdict(r), "detail": details.get(r.index), "output_dir": places.get(r.index),
+                "attempts": [asdict(a) for a in attempts.get(r.index, [])],
+            }
             for r in runs
-        ]
+        ]  # fmt: skip
         print(json.dumps({"sweep": asdict(sweep), "experiments": experiments}, indent=1))
         return 0
     print(f"sweep {sweep.id} ({sweep.name}) on context {sweep.context_name} (backend {sweep.backend})")
@@ -103,10 +108,12 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
 def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace) -> int:
     history = store.history(sweep.id, run.index)
     attempts = store.attempts(sweep.id, run.index).get(run.index, [])
+    place = output_dirs(sweep, [run]).get(run.index)
     if options.json:
+        experiment = {**asdict(run), "output_dir": place}
         print(
             json.dumps(
-                {"experiment": asdict(run), "attempts": [asdict(a) for a in attempts], "history": history}, indent=1
+                {"experiment": experiment, "attempts": [asdict(a) for a in attempts], "history": history}, indent=1
             )
         )
         return 0
@@ -118,6 +125,8 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
     )
     print(f"parameters: {grid.describe(run.parameters) or '(none)'}")
     print(f"command: {' '.join(run.command)}")
+    if place:
+        print(f"output folder: {place} (`mrunner pull {run.ref}` brings it here)")
     print(table.render(("TRY", "STARTED", "HOW", "SNAPSHOT", "CHANGED", "ENDED", "END", "EXIT", "DETAIL"), [
         (a.number, _when(a.started_at), a.cause, a.snapshot_digest[:12],
          " ".join(f"{k}={v}" for k, v in a.changes.items()), "" if a.ended_at is None else _when(a.ended_at),

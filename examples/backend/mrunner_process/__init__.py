@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from mrunner import layout
-from mrunner.hookspecs import BackendInfo, hookimpl
+from mrunner import layout, transfer
+from mrunner.hookspecs import BackendInfo, Pulled, hookimpl
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, RunUpdate
 from mrunner.schema import ContextKey
 
@@ -106,3 +106,14 @@ def mrunner_logs(sweep, run, follow, ended):
         if not follow or done:
             return
         time.sleep(0.2)
+
+
+@hookimpl
+def mrunner_pull(sweep, runs, destination, include, reporter):
+    folders = {_layout(sweep, run).folder_name: _layout(sweep, run).experiment_dir for run in runs}
+    return Pulled(*transfer.copy_folders(folders, str(destination), include))
+
+
+@hookimpl
+def mrunner_output_dirs(sweep, runs):
+    return {run.index: _layout(sweep, run).experiment_dir for run in runs}

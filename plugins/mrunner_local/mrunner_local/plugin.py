@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from mrunner import paths
-from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
+from mrunner.hookspecs import BackendInfo, Pulled, SubmitOptions, hookimpl
 from mrunner.records import ACTIVE, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
@@ -106,3 +107,28 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]
     from mrunner_local.supervisor import follow_log
 
     return follow_log(sweep, run, follow, ended)
+
+
+@hookimpl
+def mrunner_pull(
+    sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
+) -> Pulled | None:
+    """Hard links from the storage folder where it shares a file system with ``destination``, else copies."""
+    from mrunner.transfer import copy_folders
+    from mrunner_local.supervisor import layout_of
+
+    files = size = unchanged = 0
+    with reporter.progress(len(runs), f"pull {sweep.id}") as bar:
+        for run in runs:
+            where = layout_of(sweep, run)
+            counts = copy_folders({where.folder_name: where.experiment_dir}, str(destination), include)
+            files, size, unchanged = files + counts[0], size + counts[1], unchanged + counts[2]
+            bar.advance()
+    return Pulled(files, size, unchanged)
+
+
+@hookimpl
+def mrunner_output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str] | None:
+    from mrunner_local.supervisor import layout_of
+
+    return {run.index: layout_of(sweep, run).experiment_dir for run in runs}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from mrunner.testing import BackendTestSuite, write_context
@@ -9,7 +12,12 @@ from mrunner.testing import BackendTestSuite, write_context
 
 class TestLocalBackend(BackendTestSuite):
     timeout = 120.0
+    pull_streams = False  # hard links (or copies) made aside and renamed
 
     @pytest.fixture
     def backend_context(self, mrunner_home) -> str:
         return write_context(mrunner_home, "suite-local", {"backend": "local", "max_parallel": 2, "grace_period": 5})
+
+    def code_folder_exists(self, mrunner, sweep: str) -> bool | None:
+        package = json.loads(mrunner("status", sweep, "--json").stdout)["sweep"]["package"]
+        return Path(package["code_dir"]).is_dir()

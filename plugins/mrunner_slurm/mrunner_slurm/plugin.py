@@ -7,9 +7,10 @@ inside its body, so `mrunner --help` and the other backends never pay for them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
+from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, SubmitOptions, hookimpl
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
@@ -132,3 +133,38 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]
     from mrunner_slurm import jobs, ssh
 
     return jobs.logs(ssh.connection(sweep.context), sweep, run, follow, ended)
+
+
+@hookimpl
+def mrunner_pull(
+    sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
+) -> Pulled | None:
+    from mrunner_slurm import results, ssh
+
+    return results.pull(ssh.connection(sweep.context), sweep, runs, destination, include, reporter)
+
+
+@hookimpl
+def mrunner_output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str] | None:
+    from mrunner_slurm import results
+
+    return {
+        run.index: f"{sweep.context['slurm_url']}:{path}"
+        for run, path in zip(runs, results.folders(sweep, runs).values())
+    }
+
+
+@hookimpl
+def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
+    """One helper call per cluster and storage folder the records name."""
+    from mrunner_slurm import results, ssh
+
+    clusters: dict[tuple[str, Any], list[Sweep]] = {}
+    for sweep in sweeps:
+        clusters.setdefault((str(sweep.context["slurm_url"]), sweep.context.get("ssh_config")), []).append(sweep)
+    removed: list[Artefact] = []
+    for group in clusters.values():  # what a cluster's sweeps keep is kept in each of its storage folders
+        for storage in sorted({results.storage_of(sweep) for sweep in group if sweep.package}):
+            reporter.step(f"collecting in {group[0].context['slurm_url']}:{storage}")
+            removed += results.collect(ssh.connection(group[0].context), storage, group, keep, dry_run)
+    return removed

@@ -78,7 +78,9 @@ def begin(storage, digest, document):
     os.makedirs(os.path.join(_store(storage), "trees"), exist_ok=True)
     have_code = os.path.isdir(os.path.join(_store(storage), "code", digest))
     trees = os.path.join(_store(storage), "trees")
-    known = [d for d in document["candidates"] if os.path.exists(os.path.join(trees, d + ".json"))]
+    known = [d for d in document["candidates"] if _touch(os.path.join(trees, d + ".json"))]
+    if have_code:
+        _touch(os.path.join(trees, digest + ".json"))
     answer = {"storage": storage, "have_code": have_code, "known": known, "config": _slurm_config()}
     if "hashes" in document and not have_code:
         answer.update(missing(storage, document["hashes"]))
@@ -88,7 +90,18 @@ def begin(storage, digest, document):
 def missing(storage, hashes):
     """Which of these objects the store lacks."""
     objects = os.path.join(_store(storage), "objects")
-    return {"missing": [h for h in hashes if not os.path.exists(os.path.join(objects, h))]}
+    return {"missing": [h for h in hashes if not _touch(os.path.join(objects, h))]}
+
+
+def _touch(path):
+    """Mark ``path`` as just used (a collection keeps what was used within its grace); whether it exists."""
+    try:
+        os.utime(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:  # another user's file in a shared store: it exists
+        return os.path.exists(path)
 
 
 def _digest(manifest):
@@ -324,7 +337,7 @@ def venv(path, python, requirements):
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ready = os.path.join(path, ".mrunner-ready")
-        if os.path.exists(ready):
+        if _touch(ready):  # when it was last used is what `gc` goes by
             return {"venv": path, "built": False}
         subprocess.run(["rm", "-rf", path])
         steps = [[python, "-m", "venv", path]]
@@ -601,6 +614,127 @@ def _finished(jobs):
     return found
 
 
+_CODE_PATH = re.compile(r"/\.mrunner/(code|venvs)/([0-9a-f]{24,64})")
+
+
+def _in_use():
+    """Code folders and virtualenvs that this user's queued or running jobs use, read from their batch
+    scripts (every machine's sweeps, not only the records of the one collecting)."""
+    result = subprocess.run(
+        ["squeue", "-h", "-u", str(os.getuid()), "-t", "PD,R,CG,CF,S,RQ,RS,RH,SE,SO,ST", "-o", "%o"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if result.returncode:
+        raise SystemExit("mrunner: squeue failed, so nothing is collected: " + result.stderr.strip()[-200:])
+    used = {"code": set(), "venvs": set()}
+    for script in set(result.stdout.split()):
+        try:
+            with open(script, errors="replace") as stream:
+                text = stream.read()
+        except OSError:
+            continue
+        for kind, name in _CODE_PATH.findall(text):
+            used[kind].add(name)
+    return used
+
+
+def _measure(path):
+    if os.path.islink(path) or not os.path.isdir(path):
+        return 1, os.lstat(path).st_size
+    files = size = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            files += 1
+            size += os.lstat(os.path.join(folder, name)).st_size
+    return files, size
+
+
+def _gone(path, kind, dry_run, removed):
+    files, size = _measure(path)
+    if not dry_run:
+        if os.path.isdir(path) and not os.path.islink(path):
+            subprocess.run(["chmod", "-R", "u+w", path], capture_output=True)  # code folders are read-only
+            subprocess.run(["rm", "-rf", path], check=True)
+        else:
+            os.unlink(path)
+    removed.append([kind, path, files, size])
+
+
+def gc(document):
+    """Remove code folders, their file lists and virtualenvs nothing needs, then the objects no remaining
+    file list names. Kept: what the records' live sweeps name, what queued or running jobs use, and what no
+    record names unless older than ``unknown_age``; objects and builds younger than ``grace`` in any case
+    (a submission of another machine may be on its way to them). Results are never looked at."""
+    storage = os.path.abspath(os.path.expanduser(document["storage"]))
+    store, now, dry_run = _store(storage), time.time(), document["dry_run"]
+    used = _in_use()
+    keep = set(document["keep_digests"]) | used["code"]
+    remove = set(document["remove_digests"]) - keep
+    removed = []
+
+    def age(path):
+        return now - os.lstat(path).st_mtime
+
+    def goes(digest, path):
+        if digest in keep:
+            return False
+        return digest in remove or age(path) > document["unknown_age"]
+
+    code, trees = os.path.join(store, "code"), os.path.join(store, "trees")
+    gone_code = set()
+    for name in sorted(os.listdir(code)) if os.path.isdir(code) else []:
+        path = os.path.join(code, name)
+        if name.startswith(".tmp-") and age(path) > document["grace"]:  # an upload cut off
+            _gone(path, "code folder", dry_run, removed)
+        elif not name.startswith(".") and goes(name, path):
+            _gone(path, "code folder", dry_run, removed)
+            gone_code.add(name)
+    left = set()
+    for name in sorted(os.listdir(trees)) if os.path.isdir(trees) else []:
+        path, digest = os.path.join(trees, name), name[: -len(".json")]
+        if not name.endswith(".json"):
+            continue
+        has_code = digest not in gone_code and os.path.isdir(os.path.join(code, digest))
+        if not has_code and goes(digest, path):
+            _gone(path, "file list", dry_run, removed)
+        else:
+            left.add(path)
+    referenced = set()
+    for path in left:
+        with open(path) as stream:
+            referenced.update(sha for sha, _ in json.load(stream).values())
+    objects = os.path.join(store, "objects")
+    for entry in os.scandir(objects) if os.path.isdir(objects) else []:
+        if entry.name not in referenced and now - entry.stat(follow_symlinks=False).st_mtime > document["grace"]:
+            _gone(entry.path, "object", dry_run, removed)
+    venvs = os.path.join(store, "venvs")
+    keep_venvs = {os.path.basename(p) for p in document["keep_venvs"]} | used["venvs"]
+    remove_venvs = {os.path.basename(p) for p in document["remove_venvs"]} - keep_venvs
+    for name in sorted(os.listdir(venvs)) if os.path.isdir(venvs) else []:
+        path = os.path.join(venvs, name)
+        if not os.path.isdir(path) or name in keep_venvs:
+            continue
+        ready = os.path.join(path, ".mrunner-ready")
+        last_use = age(ready) if os.path.exists(ready) else age(path)
+        if name in remove_venvs or last_use > document["unknown_age"]:
+            _collect_venv(path, dry_run, removed)
+    return {"removed": removed}
+
+
+def _collect_venv(path, dry_run, removed):
+    """A virtualenv goes only while no submission builds or reuses it (its lock is free)."""
+    import fcntl
+
+    with open(path + ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        _gone(path, "virtualenv", dry_run, removed)
+        if os.path.exists(path + ".requirements.txt"):
+            _gone(path + ".requirements.txt", "virtualenv requirements", dry_run, removed)
+
+
 def main(argv, stdin):
     if argv[0] == "serve":  # started ahead of its command (remote.prestart): the command is stdin's first line
         line = stdin.readline()
@@ -629,6 +763,8 @@ def main(argv, stdin):
         answer = status(json.loads(zlib.decompress(stdin.read())))
     elif command == "cancel":
         answer = cancel(json.loads(zlib.decompress(stdin.read())))
+    elif command == "gc":
+        answer = gc(json.loads(zlib.decompress(stdin.read())))
     else:
         raise SystemExit("mrunner: unknown helper command %r" % command)
     if answer is not None:

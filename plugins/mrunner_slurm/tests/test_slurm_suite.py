@@ -16,9 +16,19 @@ class TestSlurmBackend(BackendTestSuite):
 
     @pytest.fixture
     def backend_context(self, slurm_service, mrunner_home) -> str:
+        self.service = slurm_service
         keys = {
             "backend": "slurm", "slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"],
             "storage_dir": f"{slurm_service['storage_dir']}/suite-{uuid.uuid4().hex[:10]}",
             "partition": slurm_service["partition"], "grace_period": 5,
         }  # fmt: skip
         return write_context(mrunner_home, "suite-slurm", keys)
+
+    def code_folder_exists(self, mrunner, sweep: str) -> bool | None:
+        import json
+        import subprocess
+
+        package = json.loads(mrunner("status", sweep, "--json").stdout)["sweep"]["package"]
+        service = self.service
+        probe = ["ssh", "-F", service["ssh_config"], service["alias"], f"test -d {package['code_dir']}"]
+        return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0

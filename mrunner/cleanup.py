@@ -1,0 +1,188 @@
+"""`mrunner gc` and `mrunner forget`: removing what mrunner left behind, never results or records.
+
+What stays is decided from the records, refreshed from each backend: a sweep some run of which is planned,
+queued or running, or that is younger than ``--older-than``, keeps everything it needs; so does anything
+no record names and that was made within ``GRACE`` (another machine's submission may be packaging it).
+On this machine the core collects its own artefacts, the code snapshots' frozen copies (a recorded sweep
+keeps its manifest, which `resume` needs) and unrecorded manifests; each backend collects its own through
+``mrunner_gc``.
+
+A submission of this machine and a collection exclude each other with a lock (``lock``): the submission
+holds it shared while it packages and prepares (so several submit at once), the collection exclusively
+while it decides and removes. A submission records its sweep before it packages, so a collection that
+starts first makes it wait until the removal is over, and one that starts later sees the sweep as planned.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from mrunner import paths, plugins
+from mrunner.errors import MrunnerError
+from mrunner.hookspecs import Artefact, Keep
+from mrunner.records import ACTIVE, CANCELLED, PLANNED, Run, Sweep
+from mrunner.reporter import Reporter
+from mrunner.store import Store
+
+GRACE = 600.0  # seconds within which a new artefact is never collected, whatever the records say
+DEFAULT_OLDER_THAN = "7d"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``30m``, ``12h``, ``7d``, ``2w``, ``0`` or plain seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not match:
+        raise MrunnerError(f"--older-than {text!r}: give a duration like 30m, 12h, 7d or 2w")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+@contextmanager
+def lock(exclusive: bool) -> Iterator[None]:
+    """This machine's collection lock (see the module's docstring)."""
+    path = paths.data_dir() / "gc.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as stream:
+        fcntl.flock(stream, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(stream, fcntl.LOCK_UN)
+
+
+def started(store: Store, run: Run) -> bool:
+    """Whether the run was ever handed to its backend (a cancel before submission is not a start)."""
+    if run.state not in (PLANNED, CANCELLED):
+        return True
+    return any(state not in (PLANNED, CANCELLED) for _, state, _, _ in store.history(run.sweep_id, run.index))
+
+
+def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) -> dict[str, list[Artefact]]:
+    """Remove (or, with ``dry_run``, list) every backend's and this machine's unneeded artefacts."""
+    with lock(exclusive=True):
+        sweeps = store.sweeps(limit=2**62)
+        now = time.time()
+        by_backend: dict[str, list[Sweep]] = {}
+        for sweep in sweeps:
+            by_backend.setdefault(sweep.backend, []).append(sweep)
+        kept: dict[str, list[Sweep]] = {}
+        unreachable: set[str] = set()
+        for backend, group in by_backend.items():
+            kept[backend] = []
+            for sweep in group:
+                try:
+                    runs = _refreshed(store, sweep)
+                except MrunnerError as error:  # what cannot be checked is kept, and its backend left alone
+                    reporter.warn(f"sweep {sweep.id}: {error}; nothing of backend {backend} is collected")
+                    unreachable.add(backend)
+                    break
+                if now - sweep.created_at < older_than or any(r.state == PLANNED or r.state in ACTIVE for r in runs):
+                    kept[backend].append(sweep)
+        freed: dict[str, list[Artefact]] = {}
+        needed = [sweep for group in kept.values() for sweep in group]
+        freed["this machine"] = _snapshots(sweeps, needed, dry_run, now, unreachable, by_backend)
+        for backend, group in by_backend.items():
+            if backend in unreachable or backend not in plugins.backends():
+                continue
+            keep = Keep(sweeps=kept[backend], older_than=older_than, grace=GRACE)
+            results = plugins.backend_hooks(backend).mrunner_gc(
+                sweeps=group, keep=keep, dry_run=dry_run, reporter=reporter
+            )
+            freed[backend] = [artefact for result in results for artefact in result or []]
+        return freed
+
+
+def _refreshed(store: Store, sweep: Sweep) -> list[Run]:
+    from mrunner import dispatch
+
+    runs = store.runs(sweep.id)
+    if not any(run.state in ACTIVE for run in runs):
+        return runs
+    plugins.require_backend(sweep.backend)
+    return dispatch.refresh(sweep, store)
+
+
+def _snapshots(
+    sweeps: Sequence[Sweep], needed: Sequence[Sweep], dry_run: bool, now: float, unreachable: set[str],
+    by_backend: dict[str, list[Sweep]],
+) -> list[Artefact]:  # fmt: skip
+    """The frozen copies no needed sweep runs from, and the manifests no record names."""
+    from mrunner import snapshot
+
+    trees = snapshot.store_dir() / "trees"
+    if not trees.is_dir():
+        return []
+    keep_copies = {sweep.snapshot_digest for sweep in needed}
+    for backend in unreachable:
+        keep_copies.update(sweep.snapshot_digest for sweep in by_backend[backend])
+    recorded = {sweep.snapshot_digest for sweep in sweeps}
+    gone: list[Artefact] = []
+    for entry in sorted(trees.iterdir()):
+        name = entry.name
+        digest = name.removesuffix(".json")
+        if digest in keep_copies or (digest not in recorded and now - entry.lstat().st_mtime < GRACE):
+            continue  # needed, or perhaps a submission that has snapshotted but not yet recorded
+        if entry.is_dir():
+            gone.append(_remove(entry, "snapshot copy", dry_run))
+        elif name.endswith(".json") and digest not in recorded:
+            gone.append(_remove(entry, "snapshot manifest", dry_run))
+    return gone
+
+
+def size_of(path: Path) -> tuple[int, int]:
+    """(files, bytes) below ``path`` (a file: itself), links not followed."""
+    if not path.is_dir() or path.is_symlink():
+        return 1, path.lstat().st_size
+    files = size = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            files += 1
+            size += os.lstat(os.path.join(folder, name)).st_size
+    return files, size
+
+
+def _remove(path: Path, kind: str, dry_run: bool) -> Artefact:
+    files, size = size_of(path)
+    if not dry_run:
+        if path.is_dir() and not path.is_symlink():
+            for folder, _, _ in os.walk(path):
+                os.chmod(folder, 0o755)  # frozen copies are read-only
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return Artefact(kind, str(path), files, size)
+
+
+def forget(store: Store, sweep: Sweep) -> list[Artefact]:
+    """Remove the records and the code snapshot of a sweep that never reached its backend; refuse any other."""
+    runs = store.runs(sweep.id)
+    handed = [run for run in runs if started(store, run)]
+    if handed:
+        raise MrunnerError(
+            f"sweep {sweep.id} reached backend {sweep.backend} ({len(handed)} of {len(runs)} experiments were "
+            f"submitted): its records are the only account of its results; `mrunner gc` frees what it left"
+        )
+    if sweep.package:
+        raise MrunnerError(
+            f"sweep {sweep.id} was packaged on backend {sweep.backend} (its code is there) though no experiment "
+            f"was submitted: `mrunner resume {sweep.id}` runs it, `mrunner gc` frees its code once it is old"
+        )
+    from mrunner import snapshot
+
+    with lock(exclusive=True):
+        store.forget(sweep.id)
+        others = {other.snapshot_digest for other in store.sweeps(limit=2**62)}
+        gone: list[Artefact] = []
+        if sweep.snapshot_digest not in others:
+            trees = snapshot.store_dir() / "trees"
+            for path in (trees / sweep.snapshot_digest, trees / f"{sweep.snapshot_digest}.json"):
+                if path.exists():
+                    gone.append(_remove(path, "snapshot copy" if path.is_dir() else "snapshot manifest", False))
+        return gone

@@ -1,0 +1,145 @@
+"""`mrunner pull`, `gc` and `forget`: results back to this machine, and what mrunner left behind removed."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mrunner import cleanup, dispatch, plugins
+from mrunner.errors import BackendError, MrunnerError
+from mrunner.hookspecs import Artefact
+from mrunner.records import Run, Sweep
+from mrunner.reporter import Reporter
+from mrunner.store import Store
+
+RESULTS_DIR = "mrunner-results"
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+# -- pull ----------------------------------------------------------------------------------------------------
+
+
+def pull_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Bring the output folders of a sweep's experiments (or of one) to this machine: only files new or "
+        "changed since the last pull, each written whole. Works while the sweep still runs."
+    )
+    parser.add_argument("target", metavar="SWEEP[/INDEX]", help="a sweep id (or prefix), or SWEEP/INDEX")
+    parser.add_argument(
+        "--to", metavar="DIR", type=Path,
+        help=f"the folder that receives one folder per experiment, INDEX-NAME (default ./{RESULTS_DIR}/SWEEP)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--include", metavar="GLOB", action="append", default=[],
+        help="only files whose path in the experiment's folder matches (repeatable; `*` crosses /)",
+    )  # fmt: skip
+
+
+def pull_command(options: argparse.Namespace) -> int:
+    from mrunner.commands.sweeps import _find
+
+    store = Store()
+    reporter = Reporter()
+    sweep, one = _find(store, options.target)
+    plugins.require_backend(sweep.backend)
+    runs = dispatch.refresh(sweep, store)
+    if one is not None:
+        runs = [run for run in runs if run.index == one.index]
+    chosen = [run for run in runs if cleanup.started(store, run)]
+    if not chosen:
+        what = f"experiment {one.ref}" if one is not None else f"no experiment of sweep {sweep.id}"
+        raise MrunnerError(
+            f"{what} {'never started' if one is not None else 'was ever submitted'}, so there is nothing to pull "
+            f"(`mrunner resume {sweep.id}` runs it)"
+        )
+    destination = (options.to or Path(RESULTS_DIR) / sweep.id).absolute()
+    destination.mkdir(parents=True, exist_ok=True)
+    started_at = time.monotonic()
+    pulled = _pull(sweep, chosen, destination, options.include, reporter)
+    elapsed = time.monotonic() - started_at
+    print(
+        f"pulled {pulled.files} file{'s' * (pulled.files != 1)} ({_size(pulled.bytes)}) of {len(chosen)} "
+        f"experiment{'s' * (len(chosen) != 1)} to {destination} in {elapsed:.1f} s; {pulled.unchanged} unchanged"
+    )
+    return 0
+
+
+def _pull(sweep: Sweep, runs: list[Run], destination: Path, include: list[str], reporter: Reporter):
+    pulled = plugins.backend_hooks(sweep.backend).mrunner_pull(
+        sweep=sweep, runs=runs, destination=destination, include=include, reporter=reporter
+    )
+    if pulled is None:
+        raise BackendError(
+            f"backend {sweep.backend!r} answered nothing to mrunner_pull for sweep {sweep.id}: a bug in its plugin "
+            f"({plugins.serving_distribution(sweep.backend)})"
+        )
+    return pulled
+
+
+def output_dirs(sweep: Sweep, runs: list[Run]) -> dict[int, str]:
+    """Where each experiment's folder is on its backend (empty when the backend does not say)."""
+    plugins.require_backend(sweep.backend)
+    return plugins.backend_hooks(sweep.backend).mrunner_output_dirs(sweep=sweep, runs=runs) or {}
+
+
+# -- gc ------------------------------------------------------------------------------------------------------
+
+
+def gc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Remove what mrunner left behind that no planned, queued or running sweep needs: code snapshots on this "
+        "machine; code folders, unused content-store objects and virtualenvs on Slurm; a sweep's Secret, "
+        "ConfigMap and finished Jobs on Kubernetes. Never results, checkpoints, logs or records."
+    )
+    parser.add_argument(
+        "--older-than", metavar="DURATION", default=cleanup.DEFAULT_OLDER_THAN,
+        help=f"keep what sweeps younger than this use, ended or not (30m, 12h, 7d; default {cleanup.DEFAULT_OLDER_THAN})",
+    )  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="list what would go and its size; remove nothing")
+
+
+def gc_command(options: argparse.Namespace) -> int:
+    older_than = cleanup.parse_duration(options.older_than)
+    freed = cleanup.collect(Store(), older_than, options.dry_run, Reporter())
+    verb = "would free" if options.dry_run else "freed"
+    for place, artefacts in freed.items():
+        if options.dry_run:
+            for artefact in artefacts:
+                print(f"{place}: {artefact.kind} {artefact.where} ({_counts(artefact.files, artefact.bytes)})")
+        print(
+            f"{place}: {verb} {len(artefacts)} item{'s' * (len(artefacts) != 1)}, "
+            f"{_counts(sum(a.files for a in artefacts), sum(a.bytes for a in artefacts))}"
+        )
+    return 0
+
+
+def _counts(files: int, size: int) -> str:
+    return f"{files} file{'s' * (files != 1)}, {_size(size)}"
+
+
+# -- forget --------------------------------------------------------------------------------------------------
+
+
+def forget_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Remove the records and code snapshot of a sweep that never reached its backend (its submission was "
+        "refused before anything was submitted). Refuses any other sweep."
+    )
+    parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
+
+
+def forget_command(options: argparse.Namespace) -> int:
+    store = Store()
+    sweep = store.sweep(options.sweep)
+    gone: list[Artefact] = cleanup.forget(store, sweep)
+    print(f"forgot sweep {sweep.id} ({len(gone)} snapshot file{'s' * (len(gone) != 1)} removed)")
+    return 0

@@ -1,0 +1,327 @@
+"""Bringing experiment folders to this machine: only what is new or changed, as one compressed stream, and
+never a half-written file.
+
+The receiving side lists what it has (``have``: path -> [size, mtime_ns]); the sending side, where the files
+are (a cluster's login node, a pod mounting a volume claim), walks the experiment folders and streams each
+file whose size or modification time differs; the receiver writes it aside, sets the sender's time and
+renames it into place. So a second pull of unchanged results sends nothing and rewrites nothing, and a pull
+cut off halfway leaves whole files and a ``.mrunner-part`` that the next pull replaces.
+
+The stream is gzip (level 1: the sender must not be slower than the wire) of: one JSON line (how many files
+and bytes follow, how many are unchanged), then per file ``PATHLEN SIZE MODE MTIME_NS\\n``, the UTF-8 path
+(``FOLDER/RELATIVE``), SIZE bytes; then ``end\\n``. Not tar: tar has no way to say "these are unchanged", and
+its headers cost more than the small files they describe.
+
+Links are never sent: an experiment folder's links point into the code snapshot (the project's files, not
+results), and whatever else a link points to lives elsewhere.
+
+This module is standard library only: a backend runs it where the files are, as ``python -c LAUNCHER send``
+with the compressed source and the request on stdin (see ``LAUNCHER``), or imports it (``send_to``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import sys
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any
+
+PART = ".mrunner-part"
+CHUNK = 1 << 20
+END = b"end\n"
+#: Runs this module from stdin: the length of the compressed source, the source, then the request.
+LAUNCHER = (
+    "import sys,zlib;b=sys.stdin.buffer;n=int(b.readline());"
+    "exec(compile(zlib.decompress(b.read(n)),'mrunner-transfer','exec'))"
+)
+
+
+def included(relative: str, include: Sequence[str]) -> bool:
+    return not include or any(fnmatch.fnmatchcase(relative, pattern) for pattern in include)
+
+
+def _files(root: str, include: Sequence[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, stat) of every regular file below ``root``, links left out."""
+    stack = [""]
+    while stack:
+        relative = stack.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, relative) if relative else root))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            if entry.is_symlink():
+                continue
+            if entry.is_dir():
+                stack.append(path)
+            elif entry.is_file() and not entry.name.endswith(PART) and included(path, include):
+                yield path, entry.stat(follow_symlinks=False)
+
+
+def listing(destination: str, folders: Iterable[str]) -> dict[str, list[int]]:
+    """What this machine has of these experiment folders: ``FOLDER/RELATIVE`` -> [size, mtime_ns]."""
+    have: dict[str, list[int]] = {}
+    for folder in folders:
+        for relative, info in _files(os.path.join(destination, folder), ()):
+            have[f"{folder}/{relative}"] = [info.st_size, info.st_mtime_ns]
+    return have
+
+
+def remove_parts(destination: str, folders: Iterable[str]) -> None:
+    """Remove what an interrupted pull left aside, once a complete one has written every file it had to
+    (a part whose file has since gone on the other side would stay otherwise)."""
+    for folder in folders:
+        for dirpath, _, names in os.walk(os.path.join(destination, folder)):
+            for name in names:
+                if name.endswith(PART):
+                    os.unlink(os.path.join(dirpath, name))
+
+
+# -- the sending side ----------------------------------------------------------------------------------------
+
+
+def send(request: Mapping[str, Any], out: IO[bytes]) -> None:
+    """Stream what the receiver lacks. ``request``: ``folders`` (FOLDER -> the experiment folder here),
+    ``have`` (see ``listing``), ``include`` (globs)."""
+    have = request.get("have") or {}
+    include = request.get("include") or ()
+    chosen, unchanged, total = [], 0, 0
+    for folder, root in request["folders"].items():
+        for relative, info in _files(os.path.expanduser(root), include):
+            name = f"{folder}/{relative}"
+            if have.get(name) == [info.st_size, info.st_mtime_ns]:
+                unchanged += 1
+                continue
+            chosen.append((name, os.path.join(root, relative), info))
+            total += info.st_size
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
+    pending: list[bytes] = []
+    size = 0
+
+    def write(data: bytes) -> None:
+        nonlocal size
+        compressed = deflate.compress(data)
+        if compressed:
+            pending.append(compressed)
+            size += len(compressed)
+            if size >= CHUNK:
+                flush()
+
+    def flush() -> None:
+        nonlocal size
+        out.write(b"".join(pending))
+        pending.clear()
+        size = 0
+
+    write(json.dumps({"files": len(chosen), "bytes": total, "unchanged": unchanged}).encode() + b"\n")
+    for name, path, info in chosen:
+        encoded = name.encode("utf-8", "surrogateescape")
+        try:
+            stream = open(path, "rb")
+        except OSError:  # removed since the walk (a running experiment): sent empty, fetched again next time
+            write(b"%d 0 %o 0\n%s" % (len(encoded), info.st_mode & 0o777, encoded))
+            continue
+        with stream:
+            left, mtime = info.st_size, info.st_mtime_ns
+            write(b"%d %d %o %d\n%s" % (len(encoded), left, info.st_mode & 0o777, mtime, encoded))
+            while left:
+                data = stream.read(min(left, CHUNK))
+                if not data:  # shrank while read: padded, and a zero time makes the next pull fetch it again
+                    data = bytes(min(left, CHUNK))
+                left -= len(data)
+                write(data)
+    write(END)
+    pending.append(deflate.flush())
+    flush()
+    out.flush()
+
+
+def source() -> bytes:
+    """What ``LAUNCHER`` reads on stdin ahead of the request: this module, compressed."""
+    with open(__file__, "rb") as stream:
+        blob = zlib.compress(stream.read(), 9)
+    return str(len(blob)).encode() + b"\n" + blob
+
+
+def request_bytes(request: Mapping[str, Any]) -> bytes:
+    """The request as ``main`` reads it after the source: compressed JSON (a long ``have`` shrinks ~10x)."""
+    blob = zlib.compress(json.dumps(request).encode(), 1)
+    return str(len(blob)).encode() + b"\n" + blob
+
+
+def main() -> None:
+    stdin = sys.stdin.buffer
+    length = int(stdin.readline())
+    send(json.loads(zlib.decompress(stdin.read(length))), sys.stdout.buffer)
+
+
+# -- the receiving side --------------------------------------------------------------------------------------
+
+
+class Receiver:
+    """Writes a stream from ``send`` below ``destination``, each file aside then renamed into place.
+
+    ``on_plan(files, bytes)`` is called once the header says what follows, ``on_file()`` after each file."""
+
+    def __init__(
+        self,
+        destination: str,
+        on_plan: Callable[[int, int], None] = lambda files, size: None,
+        on_file: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.destination = destination
+        self.on_plan, self.on_file = on_plan, on_file
+        self.files = self.bytes = self.unchanged = 0
+        self.ended = False
+        self._inflate = zlib.decompressobj(31)
+        self._buffer = bytearray()
+        self.plan: dict[str, int] | None = None  # the stream's header, once read
+        self._current: tuple[IO[bytes], str, str, int, int] | None = None  # stream, part, final, mode, mtime
+        self._left = 0
+        self._folders: set[str] = set()
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += self._inflate.decompress(chunk)
+        self._parse()
+
+    def close(self) -> None:
+        """Check that the stream was whole; a cut-off one leaves its current file aside, never in place."""
+        self._buffer += self._inflate.flush()
+        self._parse()
+        if not self.ended:
+            self._abandon()
+            raise EOFError("the stream of files ended early")
+
+    def _parse(self) -> None:
+        buffer = self._buffer
+        position = 0
+        while not self.ended:
+            if self._current is not None:
+                take = min(self._left, len(buffer) - position)
+                if take:
+                    self._current[0].write(buffer[position : position + take])
+                    position += take
+                    self._left -= take
+                if self._left:
+                    break
+                self._finish()
+                continue
+            newline = buffer.find(b"\n", position)
+            if newline < 0:
+                break
+            line = bytes(buffer[position:newline])
+            if self.plan is None:
+                self.plan = json.loads(line)
+                self.unchanged = self.plan["unchanged"]
+                self.on_plan(self.plan["files"], self.plan["bytes"])
+                position = newline + 1
+                continue
+            if line == END.strip():
+                self.ended = True
+                position = newline + 1
+                break
+            length, size, mode, mtime = (int(field, 8 if k == 2 else 10) for k, field in enumerate(line.split()))
+            if len(buffer) < newline + 1 + length:
+                break
+            name = bytes(buffer[newline + 1 : newline + 1 + length]).decode("utf-8", "surrogateescape")
+            position = newline + 1 + length
+            self._start(name, size, mode, mtime)
+        del buffer[:position]
+
+    def _start(self, name: str, size: int, mode: int, mtime: int) -> None:
+        parts = name.split("/")
+        if any(part in ("", ".", "..") for part in parts) or len(parts) < 2:
+            raise ValueError(f"refusing the unsafe path {name!r} in the stream")
+        final = os.path.join(self.destination, *parts)
+        folder = os.path.dirname(final)
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        part = os.path.join(folder, f".{parts[-1]}{PART}")
+        self._current = (open(part, "wb"), part, final, mode, mtime)
+        self._left = size
+        self.bytes += size
+
+    def _finish(self) -> None:
+        assert self._current is not None
+        stream, part, final, mode, mtime = self._current
+        stream.close()
+        os.chmod(part, mode | 0o600)
+        os.utime(part, ns=(mtime, mtime))
+        os.replace(part, final)
+        self._current = None
+        self.files += 1
+        self.on_file()
+
+    def _abandon(self) -> None:
+        if self._current is not None:
+            self._current[0].close()
+            self._current = None
+
+
+def receive(chunks: Iterable[bytes], destination: str, progress: Callable[[int, str], Any], label: str) -> Receiver:
+    """Write the stream ``chunks`` below ``destination``; an interruption leaves only whole files in place.
+    ``progress(total, label)`` is a context manager giving an object with ``advance()`` (``Reporter.progress``),
+    entered once the stream says how many files follow."""
+    receiver = Receiver(destination)
+    stream = iter(chunks)
+    try:
+        for chunk in stream:
+            receiver.feed(chunk)
+            if receiver.plan is not None:
+                break
+        total = receiver.plan["files"] if receiver.plan else 0
+        with progress(total, label) as bar:
+            receiver.on_file = bar.advance
+            for chunk in stream:
+                receiver.feed(chunk)
+            receiver.close()
+    except BaseException:
+        receiver._abandon()
+        raise
+    return receiver
+
+
+def copy_folders(
+    folders: Mapping[str, str], destination: str, include: Sequence[str], on_file: Callable[[], None] = lambda: None
+) -> tuple[int, int, int]:
+    """For a backend whose files are on this machine: the same quick check, then a hard link into place (a copy
+    across file systems, or where links are refused). Returns (files, bytes, unchanged)."""
+    files = size = unchanged = 0
+    for folder, root in folders.items():
+        for relative, info in _files(root, include):
+            final = os.path.join(destination, folder, relative)
+            try:
+                here = os.stat(final)
+                if (here.st_size, here.st_mtime_ns) == (info.st_size, info.st_mtime_ns):
+                    unchanged += 1
+                    continue
+            except FileNotFoundError:
+                pass
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            part = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}{PART}")
+            try:
+                os.unlink(part)
+            except FileNotFoundError:
+                pass
+            source_path = os.path.join(root, relative)
+            try:
+                os.link(source_path, part)
+            except OSError:
+                shutil.copy2(source_path, part)
+            os.replace(part, final)
+            files += 1
+            size += info.st_size
+            on_file()
+    return files, size, unchanged
+
+
+if __name__ == "__main__" and sys.argv[:1] == ["-c"]:  # run by LAUNCHER, not imported
+    main()
+    sys.stdout.flush()
+    os._exit(0)

@@ -1,0 +1,81 @@
+"""Experiment folders back from the cluster (`mrunner pull`) and mrunner's own files there collected
+(`mrunner gc`), each in one call over the plugin's verified connection.
+
+A pull runs the core's ``mrunner.transfer`` on the login node (sent ahead of its request on stdin, like the
+helper): this machine sends what it has of the experiment folders (sizes and times), the cluster answers
+with one gzip stream of the files that are new or changed, and each is written aside and renamed here.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mrunner import layout, transfer
+from mrunner.errors import BackendError
+from mrunner.hookspecs import Artefact, Keep, Pulled
+from mrunner.records import Run, Sweep
+from mrunner.reporter import Reporter
+from mrunner_slurm import remote
+from mrunner_slurm.ssh import Connection, Result
+
+CHUNK = 1 << 18
+
+
+def storage_of(sweep: Sweep) -> str:
+    return str(sweep.package.get("storage_dir") or sweep.context["storage_dir"])
+
+
+def folders(sweep: Sweep, runs: Sequence[Run]) -> dict[str, str]:
+    where = [layout.of_run(storage_of(sweep), sweep, run) for run in runs]
+    return {w.folder_name: w.experiment_dir for w in where}
+
+
+def pull(
+    connection: Connection, sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str],
+    reporter: Reporter,
+) -> Pulled:  # fmt: skip
+    wanted = folders(sweep, runs)
+    request = {"folders": wanted, "have": transfer.listing(str(destination), wanted), "include": list(include)}
+    call = connection.start(shlex.join([remote.HELPER_PYTHON, "-c", transfer.LAUNCHER]))
+    connection.calls += 1
+    channel = call.channel
+    channel.sendall(transfer.source() + transfer.request_bytes(request))
+    channel.shutdown_write()
+
+    def chunks() -> Iterator[bytes]:
+        while data := channel.recv(CHUNK):
+            yield data
+
+    try:
+        received = transfer.receive(chunks(), str(destination), reporter.progress, f"pull {sweep.id}")
+    except (EOFError, ValueError) as error:
+        code = channel.recv_exit_status()
+        call.errors.join()
+        message = Result(code, b"", b"".join(call.errors.chunks)).error
+        raise BackendError(f"pull from {connection.target.alias} failed: {message} ({error})") from None
+    finally:
+        channel.close()
+    transfer.remove_parts(str(destination), wanted)
+    return Pulled(received.files, received.bytes, received.unchanged)
+
+
+def collect(connection: Connection, storage: str, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool) -> list[Artefact]:
+    """One ``gc`` helper call for one storage folder: what our ended sweeps used goes unless a kept sweep or a
+    queued or running job (of any machine) uses it too; what no record names goes once old enough."""
+    kept = {sweep.id for sweep in keep.sweeps}
+    document: dict[str, Any] = {
+        "storage": storage,
+        "keep_digests": sorted({s.snapshot_digest for s in sweeps if s.id in kept}),
+        "remove_digests": sorted({s.snapshot_digest for s in sweeps if s.id not in kept}),
+        "keep_venvs": sorted({str(s.detail["venv"]) for s in sweeps if s.id in kept and s.detail.get("venv")}),
+        "remove_venvs": sorted({str(s.detail["venv"]) for s in sweeps if s.id not in kept and s.detail.get("venv")}),
+        "unknown_age": max(keep.older_than, keep.grace),
+        "grace": keep.grace,
+        "dry_run": dry_run,
+    }
+    answer = remote.call(connection, ["gc"], remote.pack(document))
+    host = connection.target.alias
+    return [Artefact(kind, f"{host}:{path}", files, size) for kind, path, files, size in answer["removed"]]

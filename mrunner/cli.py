@@ -108,6 +108,12 @@ def _interrupt(number: int, _frame: object) -> None:
 
 
 def _dispatch(args: list[str]) -> int:
+    before_separator = args[: args.index("--")] if "--" in args else args
+    if any(arg == "--config" or arg.startswith("--config=") for arg in before_separator):
+        raise MrunnerError(
+            "--config FILE named the original mrunner's config.yaml: import its contexts once with "
+            "`mrunner context import FILE`, then choose one with --context NAME"
+        )
     command, position = _first_positional(args)
     if command in SUBCOMMANDS:
         return _subcommand(command, args[:position] + args[position + 1 :])

@@ -12,11 +12,14 @@ from typing import Any
 
 from mrunner.errors import MrunnerError
 
+BARE_PYTHONS = ("python", "python3")
+
 
 @dataclass
 class Experiment:
     """One point of a grid. ``script`` is a ``.py`` path (relative to where you run mrunner) or a shell
-    command such as ``python3 train.py --fast``; a leading ``.py`` path is run with the context's ``python``.
+    command such as ``python3 train.py --fast``; a leading ``.py`` path, or a leading bare ``python`` or
+    ``python3``, is run with the context's ``python``.
 
     ``exclude`` (gitignore patterns) and ``paths_to_copy`` shape the code snapshot, which a sweep shares:
     the sweep uses the union of its experiments' lists.
@@ -71,6 +74,8 @@ class Experiment:
         tokens = self.script_tokens
         if tokens[0].endswith(".py"):
             tokens = [python, *tokens]
+        elif tokens[0] in BARE_PYTHONS:  # `python3 -m pkg.run`: the context's interpreter, not whichever is on PATH
+            tokens = [python, *tokens[1:]]
         if hydra_app:
             tokens += hydra_overrides(self.parameters)
         return tokens + list(self.script_args)

@@ -23,11 +23,11 @@ from mrunner.errors import BackendError, Interrupted, MrunnerError
 from mrunner.experiment import Experiment, identity
 from mrunner.hookspecs import SubmitOptions
 from mrunner.naming import experiment_name, sweep_id
-from mrunner.records import ACTIVE, CANCELLED, PENDING, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, CANCELLED, FAILED, PENDING, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey, merge_keys, validate
 from mrunner.snapshot import Snapshot
-from mrunner.store import Store
+from mrunner.store import Recorded, Store
 
 DRY_RUN_SHOWN = 5
 
@@ -196,12 +196,11 @@ def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Ru
         git_commit=frozen.git_commit, git_dirty=frozen.git_dirty, tags=list(request.tags),
         argv=["mrunner", *_argv_of(request)],
     )  # fmt: skip
-    runs = _runs(plan, sweep, frozen.digest, reporter)
-    if not request.force:
-        runs = _skip_submitted(runs, store, plan.context_name, reporter)
-        if not runs:
-            return sweep, []
-    store.add_sweep(sweep, runs)
+    recorded = store.record_sweep(sweep, _runs(plan, sweep, frozen.digest), skip_submitted=not request.force)
+    _report_recorded(recorded, len(plan), plan.context_name, reporter)
+    if not recorded.count:  # everything runs or ran already: the sweep that has them
+        return store.sweep(recorded.skipped_sweeps[0]), []
+    runs = store.runs(sweep.id)
     reporter.step(
         f"sweep {sweep.id}: {len(runs)} experiment{'s' * (len(runs) != 1)} recorded "
         f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
@@ -214,43 +213,35 @@ def _argv_of(request: Request) -> list[str]:
     return [str(request.target), *(["-m"] if request.multirun else []), *request.overrides]
 
 
-def _runs(plan: Plan, sweep: Sweep, digest: str, reporter: Reporter) -> list[Run]:
+def _runs(plan: Plan, sweep: Sweep, digest: str) -> Iterator[Run]:
+    """The sweep's runs, one at a time (the store records them in chunks, so a sweep is never all in memory)."""
     hook = plugins.backend_hooks(plan.context["backend"])
     context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
     context_tags = [str(t) for t in plan.context.get("tags") or []]
-    runs: list[Run] = []
-    seen: dict[str, int] = {}
-    for experiment in plan.experiments():
+    for index, experiment in enumerate(plan.experiments()):
         env = dict(context_env)
         for contributed in hook.mrunner_experiment_env(context=plan.context, parameters=experiment.parameters):
             env.update(contributed or {})
         env.update(experiment.env)
         command = plan.command(experiment)
         run_id = identity(command, experiment.parameters, env, digest)
-        if run_id in seen:
-            continue  # the same experiment twice in one grid (overlapping unions): run it once
-        seen[run_id] = len(runs)
         tags = list(dict.fromkeys([*context_tags, *sweep.tags, *experiment.tags]))
-        runs.append(Run(sweep.id, len(runs), run_id, experiment.name, experiment.parameters, command, env, tags))
-    skipped = len(plan) - len(runs)
-    if skipped:
-        reporter.warn(f"{skipped} experiment{'s' * (skipped != 1)} of the grid repeat another exactly; each runs once")
-    return runs
+        yield Run(sweep.id, index, run_id, experiment.name, experiment.parameters, command, env, tags)
 
 
-def _skip_submitted(runs: list[Run], store: Store, context_name: str, reporter: Reporter) -> list[Run]:
-    existing = store.already_submitted([run.id for run in runs], context_name)
-    if not existing:
-        return runs
-    sweeps = sorted({run.sweep_id for run in existing.values()})
-    fresh = [run for run in runs if run.id not in existing]
-    reporter.step(
-        f"{len(runs) - len(fresh)} of {len(runs)} experiments were already submitted on context {context_name} "
-        f"(sweep {', '.join(sweeps[:3])}) and are running or completed: skipped (--force runs them again)"
-    )
-    for position, run in enumerate(fresh):
-        run.index = position
-    return fresh
+def _report_recorded(recorded: Recorded, count: int, context_name: str, reporter: Reporter) -> None:
+    if recorded.repeated:
+        repeated = recorded.repeated
+        reporter.warn(
+            f"{repeated} experiment{'s' * (repeated != 1)} of the grid repeat another exactly; each runs once"
+        )
+    if recorded.skipped:
+        sweeps = ", ".join(recorded.skipped_sweeps[:3]) + (", ..." if len(recorded.skipped_sweeps) > 3 else "")
+        reporter.step(
+            f"{recorded.skipped} of {count - recorded.repeated} experiments were already submitted on context "
+            f"{context_name} (sweep {sweeps}) and are being submitted, running or completed: skipped "
+            f"(--force runs them again)"
+        )
 
 
 def hand_over(
@@ -275,10 +266,12 @@ def hand_over(
         )  # fmt: skip
         _require(handled, sweep, "mrunner_submit")
     except KeyboardInterrupt:
+        _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted")
         raise Interrupted(
             f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
         ) from None
     except MrunnerError as error:
+        _not_handed_over(sweep, store, FAILED, f"not submitted: {error}")
         raise type(error)(
             f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
             f"if it was the context, fix it and submit again)"
@@ -289,6 +282,13 @@ def hand_over(
             f"the connection to the {sweep.backend} backend was lost: {reason} (sweep {sweep.id} is recorded: "
             f"`mrunner resume {sweep.id}` continues where it stopped)"
         ) from None
+
+
+def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str) -> None:
+    """Runs still planned after a failed hand-over end as ``state``: `resume` runs them, and a repeated
+    submission (which skips planned runs, as being submitted by another mrunner) runs them too."""
+    planned = store.runs(sweep.id, {PLANNED})
+    store.apply(sweep.id, [RunUpdate(run.index, state, detail=detail) for run in planned])
 
 
 def _require(result: object, sweep: Sweep, hook_name: str) -> None:

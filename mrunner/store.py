@@ -12,11 +12,17 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrunner import paths, records
 from mrunner.errors import MrunnerError, NotFound
-from mrunner.records import ACTIVE, CANCELLED, COMPLETED, TERMINAL, Attempt, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, CANCELLED, COMPLETED, PLANNED, TERMINAL, Attempt, Run, RunUpdate, Sweep
+
+RECORD_CHUNK = 1000  # runs checked and inserted at once while a sweep is recorded
+# What a repeated submission on the same context must not run again: being submitted right now (planned),
+# queued or running, or completed.
+TAKEN = ACTIVE | {COMPLETED, PLANNED}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -55,6 +61,17 @@ _SWEEP_COLUMNS = (
 )
 
 
+@dataclass
+class Recorded:
+    """What ``record_sweep`` did: ``count`` runs recorded, ``repeated`` runs identical to an earlier one of
+    the sweep, ``skipped`` runs already taken on the context by ``skipped_sweeps``."""
+
+    count: int = 0
+    repeated: int = 0
+    skipped: int = 0
+    skipped_sweeps: list[str] = field(default_factory=list)
+
+
 def default_path() -> Path:
     return paths.data_dir() / "records.db"
 
@@ -86,23 +103,74 @@ class Store:
             raise
         cursor.execute("COMMIT")
 
-    def add_sweep(self, sweep: Sweep, runs: Sequence[Run]) -> None:
-        """Record a new sweep with all its runs (state ``planned``) in one transaction: all or nothing."""
+    def record_sweep(self, sweep: Sweep, runs: Iterable[Run], skip_submitted: bool = True) -> Recorded:
+        """Record a new sweep with its runs (state ``planned``) in one ``BEGIN IMMEDIATE`` transaction: all
+        or nothing, and nothing at all when no run is left to record.
+
+        ``runs`` is consumed in chunks, so memory does not grow with the sweep. A run identical to an
+        earlier one of the same sweep is recorded once. With ``skip_submitted``, a run whose identity is
+        planned, active or completed on the sweep's context in another sweep is skipped: the check and the
+        insert are one transaction, so two identical submissions at the same moment record (and run) each
+        experiment once. Recorded runs get consecutive indices from 0 (``run.index`` is set).
+        """
         now = time.time()
-        statements: list[tuple[str, Sequence[object]]] = [
-            (f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
-        ]
-        for run in runs:
-            run.updated_at = now
-            statements.append((f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(13)})", _run_row(run)))
-        statements += [_event(run.sweep_id, run.index, now, run.state, None, "recorded") for run in runs]
-        statements += [
-            _attempt_start(
-                run.sweep_id, run.index, run.attempt, now, records.SUBMITTED_BY_USER, sweep.snapshot_digest, {}
+        recorded = Recorded()
+        taken = tuple(TAKEN)
+        cursor = self._db.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
+            remaining = iter(runs)
+            while chunk := list(itertools.islice(remaining, RECORD_CHUNK)):
+                self._record_chunk(cursor, sweep, chunk, now, taken if skip_submitted else None, recorded)
+            if recorded.count == 0:
+                cursor.execute("ROLLBACK")
+                return recorded
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+        return recorded
+
+    @staticmethod
+    def _record_chunk(
+        cursor: sqlite3.Cursor, sweep: Sweep, chunk: list[Run], now: float, taken: tuple[str, ...] | None,
+        recorded: Recorded,
+    ) -> None:  # fmt: skip
+        identities = list({run.id for run in chunk})
+        query = (
+            f"SELECT e.id, e.sweep_id FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
+            f"WHERE e.id IN ({_marks(len(identities))}) AND (e.sweep_id = ?"
+        )
+        arguments: list[object] = [*identities, sweep.id]
+        if taken is not None:
+            query += f" OR (s.context_name = ? AND e.state IN ({_marks(len(taken))}))"
+            arguments += [sweep.context_name, *taken]
+        found = dict(cursor.execute(query + ")", arguments).fetchall())
+        rows, events, attempts = [], [], []
+        for run in chunk:
+            other = found.get(run.id)
+            if other == sweep.id:
+                recorded.repeated += 1
+                continue
+            if other is not None:
+                recorded.skipped += 1
+                if other not in recorded.skipped_sweeps:
+                    recorded.skipped_sweeps.append(other)
+                continue
+            found[run.id] = sweep.id
+            run.sweep_id, run.index, run.updated_at = sweep.id, recorded.count, now
+            recorded.count += 1
+            rows.append(_run_row(run))
+            events.append((sweep.id, run.index, now, run.state, None, "recorded"))
+            sql, row = _attempt_start(
+                sweep.id, run.index, run.attempt, now, records.SUBMITTED_BY_USER, sweep.snapshot_digest, {}
             )
-            for run in runs
-        ]
-        self._write(statements)
+            attempts.append(row)
+        cursor.executemany(f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(13)})", rows)
+        cursor.executemany(_EVENT_INSERT, events)
+        if attempts:
+            cursor.executemany(sql, attempts)
 
     def update_sweep(self, sweep: Sweep) -> None:
         """Save the backend's bookkeeping of a sweep (``package`` and ``detail``) and what a resume may change
@@ -359,23 +427,6 @@ class Store:
             raise MrunnerError(f"experiment {ref!r} is ambiguous: it could be {names}")
         run = _run(rows[0])
         return self.sweep(run.sweep_id), run
-
-    def already_submitted(self, identities: Iterable[str], context_name: str) -> dict[str, Run]:
-        """Runs with these identities on this context that are active or completed (what a repeat would duplicate)."""
-        wanted = list(set(identities))
-        found: dict[str, Run] = {}
-        alive = tuple(ACTIVE | {COMPLETED})
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT {', '.join('e.' + c.strip() for c in _RUN_COLUMNS.split(','))} FROM experiments e "
-                f"JOIN sweeps s ON s.id = e.sweep_id WHERE s.context_name=? AND e.id IN ({_marks(len(chunk))}) "
-                f"AND e.state IN ({_marks(len(alive))})",
-                (context_name, *chunk, *alive),
-            ).fetchall()
-            for row in rows:
-                found.setdefault(row[2], _run(row))
-        return found
 
     def history(self, sweep_id: str, index: int) -> list[tuple[float, str, int | None, str | None]]:
         return self._db.execute(

@@ -50,9 +50,9 @@ def run(arguments: RunArguments) -> int:
     reporter = Reporter(quiet=arguments.quiet)
     store = Store()
     sweep, runs = dispatch.submit(plan, store, reporter)
+    print(sweep.id)  # the new sweep; when every experiment was already submitted, the sweep that has them
     if not runs:
         return 0
-    print(sweep.id)
     if arguments.wait and not arguments.detach:
         runs = dispatch.wait(sweep, store, reporter)
     else:

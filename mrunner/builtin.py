@@ -38,6 +38,13 @@ COMMON_KEYS = [
         0,
         help="times an experiment whose script failed by itself (non-zero exit) is started again as its next attempt",
     ),
+    ContextKey(
+        "max_experiments",
+        "int",
+        10_000,
+        minimum=1,
+        help="a larger sweep is refused unless submitted with --yes (a typo like a=range(1000000) asks first)",
+    ),  # fmt: skip
 ]
 
 

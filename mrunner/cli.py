@@ -163,6 +163,9 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
     parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended, showing progress")
     parser.add_argument("--force", action="store_true", help="run experiments again even if already submitted")
+    parser.add_argument(
+        "-y", "--yes", action="store_true", help="submit a sweep larger than the context's max_experiments (10,000)"
+    )
     parser.add_argument("--name", help="the sweep's and experiments' readable name (default: the script's name)")
     parser.add_argument("--tag", action="append", default=[], help="tag every experiment (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="print only the sweep id")
@@ -195,7 +198,7 @@ def _run(args: list[str]) -> int:
             target=target, overrides=overrides, multirun=options.multirun,
             context_name=options.context or context_name, context_overrides=context_overrides,
             script_args=script_args, spec_variable=options.spec, dry_run=options.dry_run,
-            detach=options.detach, wait=options.wait, force=options.force, name=options.name,
+            detach=options.detach, wait=options.wait, force=options.force, yes=options.yes, name=options.name,
             tags=options.tag, quiet=options.quiet,
         )
     )  # fmt: skip

@@ -47,6 +47,7 @@ class Request:
     tags: list[str] = field(default_factory=list)
     detach: bool = False
     force: bool = False
+    yes: bool = False  # submit even a sweep larger than the context's max_experiments
 
 
 class Plan:
@@ -163,6 +164,8 @@ def describe(plan: Plan) -> list[str]:
     ]
     steps = plugins.backend_hooks(plan.context["backend"]).mrunner_plan(context=plan.context, count=count) or []
     lines += ["plan:", *(f"  - {step}" for step in steps)]
+    if too_large(plan) and not plan.request.yes:
+        lines.append(f"refused without --yes: {too_large(plan)}")
     shown = min(count, DRY_RUN_SHOWN)
     lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
     for index in range(shown):
@@ -177,9 +180,25 @@ def describe(plan: Plan) -> list[str]:
 
 def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Run]]:
     """Snapshot, record and hand over a planned sweep. Returns the sweep and the runs handed over."""
+    sweep, frozen, count = record(plan, store, reporter)
+    if not count:
+        return sweep, []
+    runs = store.runs(sweep.id)
+    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach))
+    return sweep, runs
+
+
+def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapshot, int]:
+    """Check the sweep's size, snapshot the code and record the sweep; nothing reaches a backend yet.
+
+    Returns the sweep, its snapshot and how many experiments were recorded; when that is 0 (every one runs
+    or ran already), the sweep is the one that has them.
+    """
     from mrunner import snapshot
 
     request = plan.request
+    if too_large(plan) and not request.yes:
+        raise MrunnerError(too_large(plan))
     excluded = sorted({p for e in plan.base for p in e.exclude})
     extra = sorted({p for e in plan.base for p in e.paths_to_copy})
     frozen = snapshot.take(plan.root, excluded, extra)
@@ -188,9 +207,8 @@ def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Ru
             f"the code snapshot of {plan.root} is {frozen.size // 2**20} MiB in {len(frozen.files)} files; "
             f"list data and outputs in .mrunnerignore"
         )
-    new_id = sweep_id()
     sweep = Sweep(
-        id=new_id, name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
+        id=sweep_id(), name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
         context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,
         project=plan.project, snapshot_digest=frozen.digest, project_dir=str(plan.root), workdir=plan.workdir,
         git_commit=frozen.git_commit, git_dirty=frozen.git_dirty, tags=list(request.tags),
@@ -199,14 +217,25 @@ def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Ru
     recorded = store.record_sweep(sweep, _runs(plan, sweep, frozen.digest), skip_submitted=not request.force)
     _report_recorded(recorded, len(plan), plan.context_name, reporter)
     if not recorded.count:  # everything runs or ran already: the sweep that has them
-        return store.sweep(recorded.skipped_sweeps[0]), []
-    runs = store.runs(sweep.id)
+        return store.sweep(recorded.skipped_sweeps[0]), frozen, 0
+    count = recorded.count
     reporter.step(
-        f"sweep {sweep.id}: {len(runs)} experiment{'s' * (len(runs) != 1)} recorded "
+        f"sweep {sweep.id}: {count} experiment{'s' * (count != 1)} recorded "
         f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
     )
-    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=request.detach))
-    return sweep, runs
+    return sweep, frozen, count
+
+
+def too_large(plan: Plan) -> str:
+    """Why the sweep needs ``--yes`` (empty when it does not): it is larger than ``max_experiments``."""
+    count, limit = len(plan), plan.context["max_experiments"]
+    if count <= limit:
+        return ""
+    return (
+        f"the sweep has {count:,} experiments, more than max_experiments ({limit:,}) of context {plan.context_name}: "
+        f"add --yes to submit them all, or raise the limit (context.max_experiments={count} for this run, "
+        f"or in the context file)"
+    )
 
 
 def _argv_of(request: Request) -> list[str]:

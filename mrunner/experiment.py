@@ -81,6 +81,10 @@ class Experiment:
         return tokens + list(self.script_args)
 
 
+# The same output as json.dumps(..., sort_keys=True, separators=(",", ":")), without a new encoder per call.
+_IDENTITY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 @functools.lru_cache(maxsize=64)
 def _split(script: str) -> tuple[str, ...]:
     """A script's words, split once however many grid points share it (shlex is slow: 20 us a call)."""
@@ -89,9 +93,7 @@ def _split(script: str) -> tuple[str, ...]:
 
 def identity(command: Sequence[str], parameters: Mapping[str, Any], env: Mapping[str, str], snapshot: str) -> str:
     """The experiment's stable identity: the same command, parameters, environment and code give the same id."""
-    document = json.dumps(
-        {"command": list(command), "parameters": parameters, "env": dict(env), "snapshot": snapshot},
-        sort_keys=True,
-        separators=(",", ":"),
+    document = _IDENTITY_ENCODER.encode(
+        {"command": list(command), "parameters": parameters, "env": dict(env), "snapshot": snapshot}
     )
     return hashlib.sha256(document.encode()).hexdigest()[:16]

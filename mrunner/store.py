@@ -443,8 +443,11 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True)  # one encoder: json.dumps(..., sort_keys=True) builds one per call
+
+
 def _dump(value: object) -> str:
-    return json.dumps(value, sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 _EVENT_INSERT = "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail) VALUES (?, ?, ?, ?, ?, ?)"

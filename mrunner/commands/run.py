@@ -21,6 +21,7 @@ class RunArguments:
     detach: bool = False
     wait: bool = False
     force: bool = False
+    yes: bool = False
     name: str | None = None
     tags: list[str] = field(default_factory=list)
     quiet: bool = False
@@ -41,7 +42,7 @@ def run(arguments: RunArguments) -> int:
         target=target, overrides=arguments.overrides, multirun=arguments.multirun, spec_variable=variable,
         context_name=arguments.context_name, context_overrides=arguments.context_overrides,
         script_args=arguments.script_args, name=arguments.name, tags=arguments.tags,
-        detach=arguments.detach, force=arguments.force,
+        detach=arguments.detach, force=arguments.force, yes=arguments.yes,
     )  # fmt: skip
     plan = dispatch.Plan(request)
     if arguments.dry_run:

@@ -45,6 +45,13 @@ COMMON_KEYS = [
         minimum=1,
         help="a larger sweep is refused unless submitted with --yes (a typo like a=range(1000000) asks first)",
     ),  # fmt: skip
+    ContextKey(
+        "max_snapshot_mb",
+        "int",
+        200,
+        minimum=1,
+        help="a larger code snapshot is refused before it is copied: list data and outputs in .mrunnerignore",
+    ),  # fmt: skip
 ]
 
 

@@ -69,9 +69,7 @@ class Plan:
         plugins.backend_hooks(self.context["backend"]).mrunner_check(
             context=self.context, context_name=self.context_name
         )
-        self.root = snapshot.project_root(self.cwd)
-        if not _is_within(target.resolve(), self.root):
-            self.root = snapshot.project_root(target.resolve().parent)
+        self.root = snapshot.project_root(target.resolve().parent)
         self.workdir = os.path.relpath(self.cwd, self.root) if _is_within(self.cwd, self.root) else "."
         base_dir = self.root / self.workdir
         if request.spec_variable:
@@ -201,12 +199,7 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
         raise MrunnerError(too_large(plan))
     excluded = sorted({p for e in plan.base for p in e.exclude})
     extra = sorted({p for e in plan.base for p in e.paths_to_copy})
-    frozen = snapshot.take(plan.root, excluded, extra)
-    if frozen.size > snapshot.LARGE_SNAPSHOT_BYTES:
-        reporter.warn(
-            f"the code snapshot of {plan.root} is {frozen.size // 2**20} MiB in {len(frozen.files)} files; "
-            f"list data and outputs in .mrunnerignore"
-        )
+    frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     sweep = Sweep(
         id=sweep_id(), name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
         context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,

@@ -13,7 +13,12 @@ import hashlib
 from pathlib import Path
 
 EXPERIMENT_MODULES = (
-    "__init__.py", "client.py", "tracking.py", "layout.py", "attempt.py", "helpers/__init__.py",
+    "__init__.py",
+    "client.py",
+    "tracking.py",
+    "layout.py",
+    "attempt.py",
+    "helpers/__init__.py",
     "helpers/client_helper.py",
 )
 

@@ -101,6 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as error:  # a file-system failure no command turned into a sentence of its own
+        from mrunner.errors import os_error
+
+        if debug:
+            traceback.print_exc()
+        print(f"mrunner: error: {os_error(error, 'use')}", file=sys.stderr)
+        return 2
 
 
 def _interrupt(number: int, _frame: object) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 from mrunner import config, grid, plugins
 from mrunner.builtin import COMMON_KEYS
-from mrunner.errors import BackendError, Interrupted, MrunnerError
+from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
 from mrunner.experiment import Experiment, identity
 from mrunner.hookspecs import SubmitOptions
 from mrunner.naming import experiment_name, sweep_id
@@ -182,7 +183,7 @@ def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Ru
     if not count:
         return sweep, []
     runs = store.runs(sweep.id)
-    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach))
+    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach), new=True)
     return sweep, runs
 
 
@@ -200,6 +201,7 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     excluded = sorted({p for e in plan.base for p in e.exclude})
     extra = sorted({p for e in plan.base for p in e.paths_to_copy})
     frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
+    _check_space(frozen, len(plan), store)
     sweep = Sweep(
         id=sweep_id(), name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
         context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,
@@ -217,6 +219,25 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
         f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
     )
     return sweep, frozen, count
+
+
+RECORD_BYTES = 1024  # what recording one experiment may take on disk: its row, index entries, events, the log
+
+
+def _check_space(frozen: Snapshot, count: int, store: Store) -> None:
+    """Refuse before recording when the data folder cannot hold the snapshot's copy and the records: a full
+    disk found later would leave a sweep recorded that never ran."""
+    needed = (0 if frozen.tree.is_dir() else frozen.size) + count * RECORD_BYTES
+    folder = frozen.store
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise MrunnerError(
+            f"not enough space in {folder} for the code snapshot and the records of {count} experiments: "
+            f"{needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free; free some space, or point XDG_DATA_HOME "
+            f"at another file system (nothing was recorded)"
+        )
 
 
 def too_large(plan: Plan) -> str:
@@ -267,9 +288,11 @@ def _report_recorded(recorded: Recorded, count: int, context_name: str, reporter
 
 
 def hand_over(
-    sweep: Sweep, runs: Sequence[Run], frozen: Snapshot, store: Store, reporter: Reporter, options: SubmitOptions
-) -> None:
-    """Package, prepare and submit ``runs`` (all planned) through the sweep's backend."""
+    sweep: Sweep, runs: Sequence[Run], frozen: Snapshot, store: Store, reporter: Reporter, options: SubmitOptions,
+    new: bool = False,
+) -> None:  # fmt: skip
+    """Package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep whose
+    packaging or preparation failed (so no run can have reached the backend) is removed from the records."""
     hook = plugins.backend_hooks(sweep.backend)
     options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
@@ -281,6 +304,7 @@ def hand_over(
         detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
         sweep.detail.update(detail or {})
         store.update_sweep(sweep)
+        new = False  # from here on a backend may accept runs before it can record them: keep the sweep
         hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
         handled = hook.mrunner_submit(
             sweep=sweep, runs=list(runs), secrets=secrets, options=options,
@@ -288,12 +312,21 @@ def hand_over(
         )  # fmt: skip
         _require(handled, sweep, "mrunner_submit")
     except KeyboardInterrupt:
-        _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted")
+        _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
         raise Interrupted(
             f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
         ) from None
-    except MrunnerError as error:
-        _not_handed_over(sweep, store, FAILED, f"not submitted: {error}")
+    except (MrunnerError, OSError) as failure:
+        error = failure if isinstance(failure, MrunnerError) else os_error(failure, "write", failure.filename)
+        try:
+            forgotten = _not_handed_over(sweep, store, FAILED, f"not submitted: {error}", forget=new)
+        except MrunnerError:  # the records cannot be written either (a full disk)
+            raise type(error)(
+                f"{error} (sweep {sweep.id} stays recorded as planned: `mrunner resume {sweep.id}` submits it "
+                f"once this is fixed)"
+            ) from None
+        if forgotten:
+            raise type(error)(f"{error} (nothing was submitted or recorded: fix it and submit again)") from None
         raise type(error)(
             f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
             f"if it was the context, fix it and submit again)"
@@ -306,11 +339,17 @@ def hand_over(
         ) from None
 
 
-def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str) -> None:
-    """Runs still planned after a failed hand-over end as ``state``: `resume` runs them, and a repeated
-    submission (which skips planned runs, as being submitted by another mrunner) runs them too."""
-    planned = store.runs(sweep.id, {PLANNED})
+def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str, forget: bool) -> bool:
+    """After a failed hand-over: with ``forget``, a sweep none of whose runs left ``planned`` is removed
+    (returns True); otherwise the runs still planned end as ``state``, so that `resume` runs them, and so
+    does a repeated submission (which skips planned runs, as being submitted by another mrunner)."""
+    runs = store.runs(sweep.id)
+    planned = [run for run in runs if run.state == PLANNED]
+    if forget and len(planned) == len(runs):
+        store.forget_sweep(sweep.id)
+        return True
     store.apply(sweep.id, [RunUpdate(run.index, state, detail=detail) for run in planned])
+    return False
 
 
 def _require(result: object, sweep: Sweep, hook_name: str) -> None:

@@ -216,8 +216,15 @@ def load(digest: str, root: Path | None = None, store: Path | None = None) -> Sn
     manifest = base / "trees" / f"{digest}.json"
     if not manifest.exists():
         raise MrunnerError(f"the code snapshot {digest[:12]} is missing from {base}; it cannot be resumed from here")
-    data = json.loads(manifest.read_text())
-    files = {path: (entry[0], entry[1]) for path, entry in data["files"].items()}
+    try:
+        data = json.loads(manifest.read_text())
+        files = {path: (entry[0], entry[1]) for path, entry in data["files"].items()}
+    except OSError as error:
+        raise os_error(error, "read the code snapshot's manifest", manifest) from None
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise MrunnerError(
+            f"the code snapshot's manifest {manifest} is damaged: the sweep cannot be resumed from it; submit again"
+        ) from None
     return Snapshot(digest, files, data["size"], base, root)
 
 
@@ -337,6 +344,13 @@ def _materialise(snapshot: Snapshot) -> None:
     """Copy the files to ``trees/DIGEST``. The copy is built aside and renamed into place, so an
     interrupted copy never leaves a tree that a later sweep would trust."""
     trees = snapshot.tree.parent
+    try:
+        _build_tree(snapshot, trees)
+    except OSError as error:
+        raise os_error(error, "copy the code snapshot to", snapshot.tree) from None
+
+
+def _build_tree(snapshot: Snapshot, trees: Path) -> None:
     building = Path(tempfile.mkdtemp(prefix=f".{snapshot.digest[:12]}-", dir=trees))
     try:
         for relative, (_, mode) in snapshot.files.items():

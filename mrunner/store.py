@@ -7,21 +7,23 @@ short ``BEGIN IMMEDIATE`` transaction that waits for the lock instead of failing
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mrunner import paths, records
-from mrunner.errors import MrunnerError, NotFound
+from mrunner import paths, process, records
+from mrunner.errors import MrunnerError, NotFound, os_error
 from mrunner.records import ACTIVE, CANCELLED, COMPLETED, PLANNED, TERMINAL, Attempt, Run, RunUpdate, Sweep
 
 RECORD_CHUNK = 1000  # runs checked and inserted at once while a sweep is recorded
-# What a repeated submission on the same context must not run again: being submitted right now (planned),
-# queued or running, or completed.
+# What a repeated submission on the same context must not run again: being submitted right now (planned,
+# by a submitter still running), queued or running, or completed.
 TAKEN = ACTIVE | {COMPLETED, PLANNED}
 
 _SCHEMA = """
@@ -50,6 +52,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     exit_code INTEGER, detail TEXT,
     PRIMARY KEY (sweep_id, idx, attempt)
 );
+CREATE TABLE IF NOT EXISTS submitters (sweep_id TEXT PRIMARY KEY, process TEXT NOT NULL);
 """
 
 _RUN_COLUMNS = (
@@ -76,16 +79,64 @@ def default_path() -> Path:
     return paths.data_dir() / "records.db"
 
 
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a failure of the database or its file system into one line that says what to do."""
+
+    @functools.wraps(method)
+    def guarded(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            raise self.failure(error) from None
+        except OSError as error:
+            raise os_error(error, "open the records in", error.filename or self.path.parent) from None
+
+    return guarded
+
+
 class Store:
     """The records database. Cheap to open; open one per process."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path or default_path())
+        self._open()
+
+    @_guarded
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+
+    def failure(self, error: sqlite3.Error) -> MrunnerError:
+        """What a database error means for the user, as one line naming the database."""
+        name = getattr(error, "sqlite_errorname", "") or ""
+        text = str(error)
+        path, folder = self.path, self.path.parent
+        if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text or "not a database" in text:
+            return MrunnerError(
+                f"the records database {path} is damaged ({text}): set it aside with `mv {path} {path}.damaged` "
+                f"(and its -wal and -shm files, if any); mrunner then starts new records"
+            )
+        if name == "SQLITE_FULL" or "disk is full" in text:
+            return MrunnerError(
+                f"cannot write the records database {path}: the disk is full; free some space on that file system, "
+                f"or point XDG_DATA_HOME at another one (this change was not recorded)"
+            )
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return MrunnerError(
+                f"cannot write the records database {path}: it is read-only; make {folder} writable, or point "
+                f"XDG_DATA_HOME at a writable folder"
+            )
+        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+            return MrunnerError(
+                f"cannot open the records database {path} ({text}): make {folder} readable and writable, or point "
+                f"XDG_DATA_HOME at a folder that is"
+            )
+        if name.startswith("SQLITE_BUSY") or "locked" in text:
+            return MrunnerError(f"the records database {path} stayed locked by another mrunner for a minute: try again")
+        return MrunnerError(f"the records database {path} failed: {text}")
 
     def close(self) -> None:
         self._db.close()
@@ -99,10 +150,11 @@ class Store:
             for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
                 cursor.executemany(sql, [args for _, args in group])  # a run of the same statement at once
         except BaseException:
-            cursor.execute("ROLLBACK")
+            _rollback(cursor)
             raise
         cursor.execute("COMMIT")
 
+    @_guarded
     def record_sweep(self, sweep: Sweep, runs: Iterable[Run], skip_submitted: bool = True) -> Recorded:
         """Record a new sweep with its runs (state ``planned``) in one ``BEGIN IMMEDIATE`` transaction: all
         or nothing, and nothing at all when no run is left to record.
@@ -120,6 +172,7 @@ class Store:
         cursor.execute("BEGIN IMMEDIATE")
         try:
             cursor.execute(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
+            cursor.execute("INSERT INTO submitters (sweep_id, process) VALUES (?, ?)", (sweep.id, process.identity()))
             remaining = iter(runs)
             while chunk := list(itertools.islice(remaining, RECORD_CHUNK)):
                 self._record_chunk(cursor, sweep, chunk, now, taken if skip_submitted else None, recorded)
@@ -127,7 +180,7 @@ class Store:
                 cursor.execute("ROLLBACK")
                 return recorded
         except BaseException:
-            cursor.execute("ROLLBACK")
+            _rollback(cursor)
             raise
         cursor.execute("COMMIT")
         return recorded
@@ -139,14 +192,23 @@ class Store:
     ) -> None:  # fmt: skip
         identities = list({run.id for run in chunk})
         query = (
-            f"SELECT e.id, e.sweep_id FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
-            f"WHERE e.id IN ({_marks(len(identities))}) AND (e.sweep_id = ?"
+            f"SELECT e.id, e.sweep_id, e.state, p.process FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
+            f"LEFT JOIN submitters p ON p.sweep_id = e.sweep_id WHERE e.id IN ({_marks(len(identities))}) "
+            f"AND (e.sweep_id = ?"
         )
         arguments: list[object] = [*identities, sweep.id]
         if taken is not None:
             query += f" OR (s.context_name = ? AND e.state IN ({_marks(len(taken))}))"
             arguments += [sweep.context_name, *taken]
-        found = dict(cursor.execute(query + ")", arguments).fetchall())
+        found: dict[str, str] = {}
+        submitting: dict[str, bool] = {}  # a planned run is being submitted only while its submitter runs
+        for identity, owner, state, submitter in cursor.execute(query + ")", arguments):
+            if owner != sweep.id and state == PLANNED:
+                if submitter not in submitting:
+                    submitting[submitter] = submitter is not None and process.alive(submitter)
+                if not submitting[submitter]:
+                    continue
+            found[identity] = owner
         rows, events, attempts = [], [], []
         for run in chunk:
             other = found.get(run.id)
@@ -172,6 +234,20 @@ class Store:
         if attempts:
             cursor.executemany(sql, attempts)
 
+    @_guarded
+    def forget_sweep(self, sweep_id: str) -> None:
+        """Remove a sweep none of whose runs ever reached a backend (its hand-over failed at once)."""
+        self._write(
+            [
+                ("DELETE FROM submitters WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM attempts WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM events WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM experiments WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM sweeps WHERE id=?", (sweep_id,)),
+            ]
+        )
+
+    @_guarded
     def update_sweep(self, sweep: Sweep) -> None:
         """Save the backend's bookkeeping of a sweep (``package`` and ``detail``) and what a resume may change
         (the context's resources and limits, the code snapshot)."""
@@ -193,6 +269,7 @@ class Store:
             ]
         )
 
+    @_guarded
     def apply(self, sweep_id: str, updates: Sequence[RunUpdate], *, keep_terminal: bool = True) -> list[RunUpdate]:
         """Record state changes; return those that changed something.
 
@@ -259,7 +336,7 @@ class Store:
             for sql, args in attempts:
                 cursor.execute(sql, args)
         except BaseException:
-            cursor.execute("ROLLBACK")
+            _rollback(cursor)
             raise
         cursor.execute("COMMIT")
         return changed
@@ -320,11 +397,13 @@ class Store:
             found.update(cursor.execute(query.format(f" AND idx IN ({_marks(len(chunk))})"), (sweep_id, *chunk)))
         return found
 
+    @_guarded
     def details(self, sweep_id: str) -> dict[int, str]:
         """What the backend last said about each run of the sweep (its pending reason, why it failed), if anything."""
         latest = self._latest_details(self._db.cursor(), sweep_id, None)
         return {index: detail for index, detail in latest.items() if detail}
 
+    @_guarded
     def start_attempt(
         self, sweep_id: str, indices: Sequence[int], snapshot_digest: str = "", changes: dict | None = None
     ) -> None:
@@ -344,6 +423,7 @@ class Store:
         ]
         self._write(statements)
 
+    @_guarded
     def attempts(self, sweep_id: str, index: int | None = None) -> dict[int, list[Attempt]]:
         """Every attempt of an experiment (or of every experiment of the sweep), first to latest, by index."""
         query = (
@@ -365,6 +445,7 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------------------------
 
+    @_guarded
     def sweep(self, ref: str) -> Sweep:
         """The sweep whose id is ``ref`` or starts with it (an unambiguous prefix)."""
         rows = self._db.execute(
@@ -381,12 +462,14 @@ class Store:
             raise MrunnerError(f"sweep {ref!r} is ambiguous: it could be {names}; give more of the id")
         return _sweep(rows[0])
 
+    @_guarded
     def sweeps(self, limit: int = 20) -> list[Sweep]:
         rows = self._db.execute(
             f"SELECT {_SWEEP_COLUMNS} FROM sweeps ORDER BY created_at DESC LIMIT ?", (limit,)
         ).fetchall()
         return [_sweep(row) for row in rows]
 
+    @_guarded
     def runs(self, sweep_id: str, states: Iterable[str] | None = None) -> list[Run]:
         rows = self._db.execute(
             f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? ORDER BY idx", (sweep_id,)
@@ -397,6 +480,7 @@ class Store:
             runs = [run for run in runs if run.state in wanted]
         return runs
 
+    @_guarded
     def run(self, sweep_id: str, index: int) -> Run:
         row = self._db.execute(
             f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx=?", (sweep_id, index)
@@ -405,6 +489,7 @@ class Store:
             raise NotFound(f"sweep {sweep_id} has no experiment {index}")
         return _run(row)
 
+    @_guarded
     def find_run(self, ref: str) -> tuple[Sweep, Run]:
         """An experiment named ``SWEEP/INDEX`` or by a prefix (4+ characters) of its identity."""
         if "/" in ref:
@@ -428,11 +513,20 @@ class Store:
         run = _run(rows[0])
         return self.sweep(run.sweep_id), run
 
+    @_guarded
     def history(self, sweep_id: str, index: int) -> list[tuple[float, str, int | None, str | None]]:
         return self._db.execute(
             "SELECT at, state, exit_code, detail FROM events WHERE sweep_id=? AND idx=? ORDER BY at, rowid",
             (sweep_id, index),
         ).fetchall()
+
+
+def _rollback(cursor: sqlite3.Cursor) -> None:
+    """Undo the open transaction; if that fails too (a full disk), SQLite undoes it when the file is next opened."""
+    try:
+        cursor.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 def _marks(count: int) -> str:

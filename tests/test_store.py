@@ -115,3 +115,19 @@ def test_a_new_reason_for_the_same_state_is_recorded_once(tmp_path):
     ]  # fmt: skip
     store.apply(sweep.id, [RunUpdate(0, RUNNING)])
     assert store.details(sweep.id) == {1: "Resources", 2: "recorded"}  # running now: the reason it waited is history
+
+
+def test_planned_runs_of_a_submitter_that_died_are_not_taken(tmp_path):
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep(count=2)
+    store.record_sweep(sweep, runs)
+
+    def same_runs(sweep_id: str):
+        other, repeat = a_sweep(sweep_id, count=2)
+        for run in repeat:
+            run.id = runs[run.index].id
+        return other, repeat
+
+    assert store.record_sweep(*same_runs("brave-turing-000002")).count == 0  # this process runs: being submitted
+    store._db.execute("UPDATE submitters SET process='999999999@1' WHERE sweep_id=?", (sweep.id,))
+    assert store.record_sweep(*same_runs("brave-turing-000003")).count == 2  # a crash left them planned: run them

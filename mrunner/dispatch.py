@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrunner import config, grid, plugins
+from mrunner import checks, config, grid, plugins
 from mrunner.builtin import COMMON_KEYS
 from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
 from mrunner.experiment import Experiment, identity
@@ -76,8 +76,11 @@ class Plan:
         if request.spec_variable:
             self.base = spec.load_spec(target, request.spec_variable)
         else:
-            script = os.path.relpath(target.resolve(), base_dir)
+            script = checks.target_script(target, base_dir)
             self.base = [Experiment(script=script, name=experiment_name(request.name or target.stem))]
+        checks.check_programs(
+            self.base, snapshot.selection(self.root, *self.snapshot_patterns), self.root, self.workdir
+        )
         if request.name and request.spec_variable:
             for experiment in self.base:
                 experiment.name = experiment_name(request.name)
@@ -94,6 +97,13 @@ class Plan:
 
     def __len__(self) -> int:
         return len(self.base) * len(self.grid)
+
+    @property
+    def snapshot_patterns(self) -> tuple[list[str], list[str]]:
+        """The snapshot's ``exclude`` patterns and ``paths_to_copy``: the union of the experiments' lists."""
+        excluded = sorted({p for e in self.base for p in e.exclude})
+        extra = sorted({p for e in self.base for p in e.paths_to_copy})
+        return excluded, extra
 
     def experiments(self) -> Iterator[Experiment]:
         for experiment in self.base:
@@ -198,8 +208,7 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     request = plan.request
     if too_large(plan) and not request.yes:
         raise MrunnerError(too_large(plan))
-    excluded = sorted({p for e in plan.base for p in e.exclude})
-    extra = sorted({p for e in plan.base for p in e.paths_to_copy})
+    excluded, extra = plan.snapshot_patterns
     frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     _check_space(frozen, len(plan), store)
     sweep = Sweep(

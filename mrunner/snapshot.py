@@ -129,6 +129,15 @@ def project_root(start: Path) -> Path:
     return start
 
 
+def selection(root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[str] = ()) -> set[str]:
+    """The relative paths a snapshot of ``root`` would hold, found without reading any file."""
+    root = root.resolve()
+    sources = {relative: os.path.join(root, relative) for relative in _select(root, exclude)}
+    for path in paths_to_copy:
+        _add_extra({}, sources, Path(path).expanduser().resolve())
+    return set(sources)
+
+
 def take(
     root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[str] = (), store: Path | None = None,
     max_bytes: int | None = None,

@@ -17,6 +17,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from mrunner import __version__
 from mrunner.errors import MrunnerError
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MrunnerError as error:
         if debug:
             traceback.print_exc()
-        print(f"mrunner: error: {error}", file=sys.stderr)
+        print(f"mrunner: error: {one_line(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("mrunner: interrupted", file=sys.stderr)
@@ -106,12 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if debug:
             traceback.print_exc()
-        print(f"mrunner: error: {os_error(error, 'use')}", file=sys.stderr)
+        print(f"mrunner: error: {one_line(str(os_error(error, 'use')))}", file=sys.stderr)
         return 2
 
 
 def _interrupt(number: int, _frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def one_line(message: str) -> str:
+    """An error message as one line: a line break or other control character from the input (a file name,
+    an override) is shown escaped instead of breaking the line."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _dispatch(args: list[str]) -> int:
@@ -148,8 +157,15 @@ def _first_positional(args: list[str]) -> tuple[str | None, int]:
 # -- running an experiment grid ------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as mrunner's: one line (argparse prints the usage first), the same exit code."""
+
+    def error(self, message: str) -> NoReturn:
+        raise MrunnerError(f"{message} (see `{self.prog} --help`)")
+
+
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mrunner", usage=RUN_USAGE, description=RUN_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
@@ -249,7 +265,7 @@ def _subcommand(command: str, args: list[str]) -> int:
         "resume": (sweeps.resume_arguments, sweeps.resume_command),
     }
     configure, handle = commands[command]
-    parser = argparse.ArgumentParser(prog=f"mrunner {command}")
+    parser = _Parser(prog=f"mrunner {command}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     configure(parser)
     return handle(parser.parse_args(args))

@@ -138,6 +138,8 @@ def validated_context(name: str, context: dict[str, Any]) -> dict[str, Any]:
 
 def context_keys(backend: str) -> dict[str, ContextKey]:
     """Every key a context of ``backend`` accepts: the core's common keys, then the plugins' (which win)."""
+    if not isinstance(backend, str) or not backend:
+        raise MrunnerError(f"backend must name a backend (local, slurm, kubernetes, ...), not {backend!r}")
     groups = plugins.backend_hooks(backend).mrunner_context_keys(backend=backend)
     return merge_keys([COMMON_KEYS, *(group for group in reversed(groups) if group)])
 

@@ -23,7 +23,6 @@ COMMON_KEYS = [
         "grace_period",
         "int",
         30,
-        minimum=0,
         help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before it is killed",
     ),
     ContextKey(

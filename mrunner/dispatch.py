@@ -9,6 +9,7 @@ missing. Identities make a repeated submission skip what already ran or runs.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shlex
 import shutil
@@ -327,8 +328,8 @@ def hand_over(
         raise Interrupted(
             f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
         ) from None
-    except (MrunnerError, OSError) as failure:
-        error = failure if isinstance(failure, MrunnerError) else os_error(failure, "write", failure.filename)
+    except (MrunnerError, OSError, EOFError) as failure:
+        error = _as_error(failure, sweep)
         try:
             forgotten = _not_handed_over(sweep, store, FAILED, f"not submitted: {error}", forget=new)
         except MrunnerError:  # the records cannot be written either (a full disk)
@@ -342,12 +343,21 @@ def hand_over(
             f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
             f"if it was the context, fix it and submit again)"
         ) from None
-    except (OSError, EOFError) as error:  # a connection a backend did not word itself (requests' are OSErrors)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BackendError(
-            f"the connection to the {sweep.backend} backend was lost: {reason} (sweep {sweep.id} is recorded: "
-            f"`mrunner resume {sweep.id}` continues where it stopped)"
-        ) from None
+
+
+# A failure of this machine's files (a full disk, a read-only folder), not of a connection to the backend.
+FILE_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _as_error(failure: BaseException, sweep: Sweep) -> MrunnerError:
+    """A failure during the hand-over as one line: ours as it is, the file system's naming the path, and
+    anything else as a connection a backend did not word itself (requests' errors are OSErrors)."""
+    if isinstance(failure, MrunnerError):
+        return failure
+    if isinstance(failure, OSError) and (failure.filename is not None or failure.errno in FILE_SYSTEM_ERRNOS):
+        return os_error(failure, "write", failure.filename)
+    reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    return BackendError(f"the connection to the {sweep.backend} backend was lost: {reason}")
 
 
 def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str, forget: bool) -> bool:

@@ -29,7 +29,7 @@ def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
         ContextKey("gpus", "list", [], "GPU ids handed out through CUDA_VISIBLE_DEVICES, e.g. [0, 1]"),
         ContextKey("gpus_per_experiment", "int", 1, "how many of `gpus` each experiment gets", minimum=1),
         ContextKey("storage_dir", "str", str(paths.data_dir() / "storage"), "STORAGE_DIR; experiments' output folders go below it"),
-        ContextKey("grace_period", "int", 10, "seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before SIGKILL", minimum=0),
+        ContextKey("grace_period", "int", 10, "seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before SIGKILL"),
         ContextKey("python", "str", sys.executable, "interpreter for .py scripts (default: the one running mrunner)"),
     ]  # fmt: skip
 

@@ -23,7 +23,7 @@ __all__ = [
 
 _LAZY = {
     "create_experiments": "mrunner.spec",
-    "create_experiments_helper": "mrunner.spec",
+    "create_experiments_helper": "mrunner.helpers.specification_helper",
     "Experiment": "mrunner.experiment",
     "hookimpl": "mrunner.hookspecs",
     "neptune_run": "mrunner.tracking",

@@ -38,6 +38,20 @@ COMMON_KEYS = [
         0,
         help="times an experiment whose script failed by itself (non-zero exit) is started again as its next attempt",
     ),
+    ContextKey(
+        "max_experiments",
+        "int",
+        10_000,
+        minimum=1,
+        help="a larger sweep is refused unless submitted with --yes (a typo like a=range(1000000) asks first)",
+    ),  # fmt: skip
+    ContextKey(
+        "max_snapshot_mb",
+        "int",
+        200,
+        minimum=1,
+        help="a larger code snapshot is refused before it is copied: list data and outputs in .mrunnerignore",
+    ),  # fmt: skip
 ]
 
 

@@ -17,6 +17,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from mrunner import __version__
 from mrunner.errors import MrunnerError
@@ -97,20 +98,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MrunnerError as error:
         if debug:
             traceback.print_exc()
-        print(f"mrunner: error: {error}", file=sys.stderr)
+        print(f"mrunner: error: {one_line(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("mrunner: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as error:  # a file-system failure no command turned into a sentence of its own
+        from mrunner.errors import os_error
+
+        if debug:
+            traceback.print_exc()
+        print(f"mrunner: error: {one_line(str(os_error(error, 'use')))}", file=sys.stderr)
+        return 2
 
 
 def _interrupt(number: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def one_line(message: str) -> str:
+    """An error message as one line: a line break or other control character from the input (a file name,
+    an override) is shown escaped instead of breaking the line."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def _dispatch(args: list[str]) -> int:
+    before_separator = args[: args.index("--")] if "--" in args else args
+    if any(arg == "--config" or arg.startswith("--config=") for arg in before_separator):
+        raise MrunnerError(
+            "--config FILE named the original mrunner's config.yaml: import its contexts once with "
+            "`mrunner context import FILE`, then choose one with --context NAME"
+        )
     command, position = _first_positional(args)
     if command in SUBCOMMANDS:
         return _subcommand(command, args[:position] + args[position + 1 :])
@@ -138,8 +160,15 @@ def _first_positional(args: list[str]) -> tuple[str | None, int]:
 # -- running an experiment grid ------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as mrunner's: one line (argparse prints the usage first), the same exit code."""
+
+    def error(self, message: str) -> NoReturn:
+        raise MrunnerError(f"{message} (see `{self.prog} --help`)")
+
+
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mrunner", usage=RUN_USAGE, description=RUN_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
@@ -160,6 +189,9 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
     parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended, showing progress")
     parser.add_argument("--force", action="store_true", help="run experiments again even if already submitted")
+    parser.add_argument(
+        "-y", "--yes", action="store_true", help="submit a sweep larger than the context's max_experiments (10,000)"
+    )
     parser.add_argument("--name", help="the sweep's and experiments' readable name (default: the script's name)")
     parser.add_argument("--tag", action="append", default=[], help="tag every experiment (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="print only the sweep id")
@@ -192,7 +224,7 @@ def _run(args: list[str]) -> int:
             target=target, overrides=overrides, multirun=options.multirun,
             context_name=options.context or context_name, context_overrides=context_overrides,
             script_args=script_args, spec_variable=options.spec, dry_run=options.dry_run,
-            detach=options.detach, wait=options.wait, force=options.force, name=options.name,
+            detach=options.detach, wait=options.wait, force=options.force, yes=options.yes, name=options.name,
             tags=options.tag, quiet=options.quiet,
         )
     )  # fmt: skip
@@ -239,7 +271,7 @@ def _subcommand(command: str, args: list[str]) -> int:
         "forget": (results.forget_arguments, results.forget_command),
     }
     configure, handle = commands[command]
-    parser = argparse.ArgumentParser(prog=f"mrunner {command}")
+    parser = _Parser(prog=f"mrunner {command}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     configure(parser)
     return handle(parser.parse_args(args))

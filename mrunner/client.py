@@ -37,9 +37,12 @@ def _wrap(value: Any) -> Any:
     return value
 
 
-def experiment_info() -> dict[str, Any]:
-    """Everything mrunner wrote for this experiment: ``parameters``, ``name``, ``id``, ``sweep``, ``tags``, ..."""
-    path = os.environ.get(CONFIG_VARIABLE)
+def experiment_info(path: str | None = None) -> dict[str, Any]:
+    """Everything mrunner wrote for this experiment: ``parameters``, ``name``, ``id``, ``sweep``, ``tags``, ...
+
+    Read from ``path`` if given, else from the file ``MRUNNER_CONFIG`` names.
+    """
+    path = path or os.environ.get(CONFIG_VARIABLE)
     if not path:
         raise RuntimeError(
             f"{CONFIG_VARIABLE} is not set: this script reads its parameters from mrunner. Run it with "

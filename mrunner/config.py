@@ -8,6 +8,7 @@ command line work as in any Hydra app. ``config.yaml`` beside the contexts holds
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from mrunner import paths
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, os_error
 
 DEFAULT_CONTEXT = "local"
 SETTINGS = {"current_context": "the context used when a command names none"}
@@ -35,7 +36,12 @@ def settings_file() -> Path:
 
 def read_settings() -> dict[str, Any]:
     data = _read_yaml(settings_file())
-    return data if isinstance(data, dict) else {}
+    if data is not None and not isinstance(data, dict):
+        raise MrunnerError(
+            f"{settings_file()} must be a mapping such as `current_context: local`, not a {type(data).__name__}: "
+            f"fix it, or delete it to start from no settings"
+        )
+    return data or {}
 
 
 def write_setting(key: str, value: str | None) -> None:
@@ -140,6 +146,10 @@ def read_context(name: str) -> dict[str, Any]:
     if name not in sources:
         raise MrunnerError(f"unknown context {name!r}; contexts: {', '.join(sorted(sources)) or 'none'}")
     data = _read_yaml(sources[name])
+    if data is not None and not isinstance(data, dict):
+        raise MrunnerError(
+            f"context {name} ({sources[name]}) must be a mapping of keys to values, not a {type(data).__name__}"
+        )
     return dict(data or {})
 
 
@@ -162,13 +172,33 @@ def _read_yaml(path: Path) -> Any:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise MrunnerError(f"{path} is not valid YAML{where}: {problem}") from None
     except OSError as error:
-        raise MrunnerError(f"cannot read {path}: {error.strerror}") from None
+        raise os_error(error, "read", path) from None
+    except UnicodeDecodeError as error:
+        raise MrunnerError(
+            f"{path} is not valid YAML: it is not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
 
 
 def write_yaml(path: Path, data: Any) -> None:
-    """Write atomically: a crash never leaves a half-written config."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as stream:
-        yaml.safe_dump(data, stream, sort_keys=False, default_flow_style=False)
-    os.replace(temporary, path)
+    """Write atomically: a crash (or a full disk) never leaves a half-written config."""
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(handle, "w") as stream:
+            yaml.safe_dump(data, stream, sort_keys=False, default_flow_style=False)
+        os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+        raise os_error(
+            error, "write", path, _CONFIG_REMEDIES.get(error.errno or 0, "")
+        ) from None  # path, not the temporary file: that is the one to fix
+
+
+_CONFIG_REMEDIES = {
+    errno.EROFS: "that file system is read-only: point XDG_CONFIG_HOME at a writable folder",
+    errno.EACCES: "make its folder writable, or point XDG_CONFIG_HOME at a writable folder",
+    errno.EPERM: "make its folder writable, or point XDG_CONFIG_HOME at a writable folder",
+    errno.ENOSPC: "free some space on that file system, or point XDG_CONFIG_HOME at another one",
+}

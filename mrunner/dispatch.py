@@ -9,25 +9,27 @@ missing. Identities make a repeated submission skip what already ran or runs.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shlex
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrunner import cleanup, config, grid, plugins
+from mrunner import checks, cleanup, config, grid, plugins
 from mrunner.builtin import COMMON_KEYS
-from mrunner.errors import BackendError, Interrupted, MrunnerError
+from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
 from mrunner.experiment import Experiment, identity
 from mrunner.hookspecs import SubmitOptions
 from mrunner.naming import experiment_name, sweep_id
-from mrunner.records import ACTIVE, CANCELLED, PENDING, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, CANCELLED, FAILED, PENDING, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey, merge_keys, validate
 from mrunner.snapshot import Snapshot
-from mrunner.store import Store
+from mrunner.store import Recorded, Store
 
 DRY_RUN_SHOWN = 5
 
@@ -55,6 +57,7 @@ class Request:
     force: bool = False
     experiments: list[Experiment] | None = None
     argv: list[str] | None = None
+    yes: bool = False  # submit even a sweep larger than the context's max_experiments
 
 
 class Plan:
@@ -76,9 +79,8 @@ class Plan:
         plugins.backend_hooks(self.context["backend"]).mrunner_check(
             context=self.context, context_name=self.context_name
         )
-        self.root = snapshot.project_root(self.cwd)
-        if target is not None and not _is_within(target.resolve(), self.root):
-            self.root = snapshot.project_root(target.resolve().parent)
+        # the project holds the target (the nearest marker up from it); the launcher's jobs have none: the cwd's
+        self.root = snapshot.project_root(target.resolve().parent if target is not None else self.cwd)
         self.workdir = os.path.relpath(self.cwd, self.root) if _is_within(self.cwd, self.root) else "."
         base_dir = self.root / self.workdir
         if request.experiments is not None:
@@ -88,8 +90,11 @@ class Plan:
             self.base = spec.load_spec(target, request.spec_variable)
         else:
             assert target is not None
-            script = os.path.relpath(target.resolve(), base_dir)
+            script = checks.target_script(target, base_dir)
             self.base = [Experiment(script=script, name=experiment_name(request.name or target.stem))]
+        checks.check_programs(
+            self.base, snapshot.selection(self.root, *self.snapshot_patterns), self.root, self.workdir
+        )
         if request.name and request.spec_variable:
             for experiment in self.base:
                 experiment.name = experiment_name(request.name)
@@ -108,6 +113,13 @@ class Plan:
 
     def __len__(self) -> int:
         return len(self.base) * len(self.grid)
+
+    @property
+    def snapshot_patterns(self) -> tuple[list[str], list[str]]:
+        """The snapshot's ``exclude`` patterns and ``paths_to_copy``: the union of the experiments' lists."""
+        excluded = sorted({p for e in self.base for p in e.exclude})
+        extra = sorted({p for e in self.base for p in e.paths_to_copy})
+        return excluded, extra
 
     def experiments(self) -> Iterator[Experiment]:
         return (self.experiment(index) for index in range(len(self)))
@@ -155,6 +167,8 @@ def validated_context(name: str, context: dict[str, Any]) -> dict[str, Any]:
 
 def context_keys(backend: str) -> dict[str, ContextKey]:
     """Every key a context of ``backend`` accepts: the core's common keys, then the plugins' (which win)."""
+    if not isinstance(backend, str) or not backend:
+        raise MrunnerError(f"backend must name a backend (local, slurm, kubernetes, ...), not {backend!r}")
     groups = plugins.backend_hooks(backend).mrunner_context_keys(backend=backend)
     return merge_keys([COMMON_KEYS, *(group for group in reversed(groups) if group)])
 
@@ -194,6 +208,8 @@ def describe(plan: Plan) -> list[str]:
     ]
     steps = plugins.backend_hooks(plan.context["backend"]).mrunner_plan(context=plan.context, count=count) or []
     lines += ["plan:", *(f"  - {step}" for step in steps)]
+    if too_large(plan) and not plan.request.yes:
+        lines.append(f"refused without --yes: {too_large(plan)}")
     shown = min(count, DRY_RUN_SHOWN)
     lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
     for index in range(shown):
@@ -208,37 +224,76 @@ def describe(plan: Plan) -> list[str]:
 
 def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Run]]:
     """Snapshot, record and hand over a planned sweep. Returns the sweep and the runs handed over."""
+    sweep, frozen, count = record(plan, store, reporter)
+    if not count:
+        return sweep, []
+    runs = store.runs(sweep.id)
+    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach), new=True)
+    return sweep, runs
+
+
+def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapshot, int]:
+    """Check the sweep's size, snapshot the code and record the sweep; nothing reaches a backend yet.
+
+    Returns the sweep, its snapshot and how many experiments were recorded; when that is 0 (every one runs
+    or ran already), the sweep is the one that has them.
+    """
     from mrunner import snapshot
 
     request = plan.request
-    excluded = sorted({p for e in plan.base for p in e.exclude})
-    extra = sorted({p for e in plan.base for p in e.paths_to_copy})
-    frozen = snapshot.take(plan.root, excluded, extra)
-    if frozen.size > snapshot.LARGE_SNAPSHOT_BYTES:
-        reporter.warn(
-            f"the code snapshot of {plan.root} is {frozen.size // 2**20} MiB in {len(frozen.files)} files; "
-            f"list data and outputs in .mrunnerignore"
-        )
-    new_id = sweep_id()
+    if too_large(plan) and not request.yes:
+        raise MrunnerError(too_large(plan))
+    excluded, extra = plan.snapshot_patterns
+    frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
+    _check_space(frozen, len(plan), store)
     sweep = Sweep(
-        id=new_id, name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
+        id=sweep_id(), name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
         context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,
         project=plan.project, snapshot_digest=frozen.digest, project_dir=str(plan.root), workdir=plan.workdir,
         git_commit=frozen.git_commit, git_dirty=frozen.git_dirty, tags=list(request.tags),
         argv=_argv_of(request),
     )  # fmt: skip
-    runs = _runs(plan, sweep, frozen.digest, reporter)
-    if not request.force:
-        runs = _skip_submitted(runs, store, plan.context_name, reporter)
-        if not runs:
-            return sweep, []
-    store.add_sweep(sweep, runs)
+    recorded = store.record_sweep(sweep, _runs(plan, sweep, frozen.digest), skip_submitted=not request.force)
+    _report_recorded(recorded, len(plan), plan.context_name, reporter)
+    if not recorded.count:  # everything runs or ran already: the sweep that has them
+        return store.sweep(recorded.skipped_sweeps[0]), frozen, 0
+    count = recorded.count
     reporter.step(
-        f"sweep {sweep.id}: {len(runs)} experiment{'s' * (len(runs) != 1)} recorded "
+        f"sweep {sweep.id}: {count} experiment{'s' * (count != 1)} recorded "
         f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
     )
-    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=request.detach))
-    return sweep, runs
+    return sweep, frozen, count
+
+
+RECORD_BYTES = 1024  # what recording one experiment may take on disk: its row, index entries, events, the log
+
+
+def _check_space(frozen: Snapshot, count: int, store: Store) -> None:
+    """Refuse before recording when the data folder cannot hold the snapshot's copy and the records: a full
+    disk found later would leave a sweep recorded that never ran."""
+    needed = (0 if frozen.tree.is_dir() else frozen.size) + count * RECORD_BYTES
+    folder = frozen.store
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise MrunnerError(
+            f"not enough space in {folder} for the code snapshot and the records of {count} experiments: "
+            f"{needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free; free some space, or point XDG_DATA_HOME "
+            f"at another file system (nothing was recorded)"
+        )
+
+
+def too_large(plan: Plan) -> str:
+    """Why the sweep needs ``--yes`` (empty when it does not): it is larger than ``max_experiments``."""
+    count, limit = len(plan), plan.context["max_experiments"]
+    if count <= limit:
+        return ""
+    return (
+        f"the sweep has {count:,} experiments, more than max_experiments ({limit:,}) of context {plan.context_name}: "
+        f"add --yes to submit them all, or raise the limit (context.max_experiments={count} for this run, "
+        f"or in the context file)"
+    )
 
 
 def _argv_of(request: Request) -> list[str]:
@@ -247,49 +302,43 @@ def _argv_of(request: Request) -> list[str]:
     return ["mrunner", str(request.target), *(["-m"] if request.multirun else []), *request.overrides]
 
 
-def _runs(plan: Plan, sweep: Sweep, digest: str, reporter: Reporter) -> list[Run]:
+def _runs(plan: Plan, sweep: Sweep, digest: str) -> Iterator[Run]:
+    """The sweep's runs, one at a time (the store records them in chunks, so a sweep is never all in memory)."""
     hook = plugins.backend_hooks(plan.context["backend"])
     context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
     context_tags = [str(t) for t in plan.context.get("tags") or []]
-    runs: list[Run] = []
-    seen: dict[str, int] = {}
-    for experiment in plan.experiments():
+    for index, experiment in enumerate(plan.experiments()):
         env = dict(context_env)
         for contributed in hook.mrunner_experiment_env(context=plan.context, parameters=experiment.parameters):
             env.update(contributed or {})
         env.update(experiment.env)
         command = plan.command(experiment)
         run_id = identity(command, experiment.parameters, env, digest)
-        if run_id in seen:
-            continue  # the same experiment twice in one grid (overlapping unions): run it once
-        seen[run_id] = len(runs)
         tags = list(dict.fromkeys([*context_tags, *sweep.tags, *experiment.tags]))
-        runs.append(Run(sweep.id, len(runs), run_id, experiment.name, experiment.parameters, command, env, tags))
-    skipped = len(plan) - len(runs)
-    if skipped:
-        reporter.warn(f"{skipped} experiment{'s' * (skipped != 1)} of the grid repeat another exactly; each runs once")
-    return runs
+        yield Run(sweep.id, index, run_id, experiment.name, experiment.parameters, command, env, tags)
 
 
-def _skip_submitted(runs: list[Run], store: Store, context_name: str, reporter: Reporter) -> list[Run]:
-    existing = store.already_submitted([run.id for run in runs], context_name)
-    if not existing:
-        return runs
-    sweeps = sorted({run.sweep_id for run in existing.values()})
-    fresh = [run for run in runs if run.id not in existing]
-    reporter.step(
-        f"{len(runs) - len(fresh)} of {len(runs)} experiments were already submitted on context {context_name} "
-        f"(sweep {', '.join(sweeps[:3])}) and are running or completed: skipped (--force runs them again)"
-    )
-    for position, run in enumerate(fresh):
-        run.index = position
-    return fresh
+def _report_recorded(recorded: Recorded, count: int, context_name: str, reporter: Reporter) -> None:
+    if recorded.repeated:
+        repeated = recorded.repeated
+        reporter.warn(
+            f"{repeated} experiment{'s' * (repeated != 1)} of the grid repeat another exactly; each runs once"
+        )
+    if recorded.skipped:
+        sweeps = ", ".join(recorded.skipped_sweeps[:3]) + (", ..." if len(recorded.skipped_sweeps) > 3 else "")
+        reporter.step(
+            f"{recorded.skipped} of {count - recorded.repeated} experiments were already submitted on context "
+            f"{context_name} (sweep {sweeps}) and are being submitted, running or completed: skipped "
+            f"(--force runs them again)"
+        )
 
 
 def hand_over(
-    sweep: Sweep, runs: Sequence[Run], frozen: Snapshot, store: Store, reporter: Reporter, options: SubmitOptions
-) -> None:
-    """Package, prepare and submit ``runs`` (all planned) through the sweep's backend."""
+    sweep: Sweep, runs: Sequence[Run], frozen: Snapshot, store: Store, reporter: Reporter, options: SubmitOptions,
+    new: bool = False,
+) -> None:  # fmt: skip
+    """Package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep whose
+    packaging or preparation failed (so no run can have reached the backend) is removed from the records."""
     hook = plugins.backend_hooks(sweep.backend)
     options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
@@ -302,6 +351,7 @@ def hand_over(
             detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
             sweep.detail.update(detail or {})
             store.update_sweep(sweep)
+        new = False  # from here on a backend may accept runs before it can record them: keep the sweep
         hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
         handled = hook.mrunner_submit(
             sweep=sweep, runs=list(runs), secrets=secrets, options=options,
@@ -309,20 +359,53 @@ def hand_over(
         )  # fmt: skip
         _require(handled, sweep, "mrunner_submit")
     except KeyboardInterrupt:
+        _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
         raise Interrupted(
             f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
         ) from None
-    except MrunnerError as error:
+    except (MrunnerError, OSError, EOFError) as failure:
+        error = _as_error(failure, sweep)
+        try:
+            forgotten = _not_handed_over(sweep, store, FAILED, f"not submitted: {error}", forget=new)
+        except MrunnerError:  # the records cannot be written either (a full disk)
+            raise type(error)(
+                f"{error} (sweep {sweep.id} stays recorded as planned: `mrunner resume {sweep.id}` submits it "
+                f"once this is fixed)"
+            ) from None
+        if forgotten:
+            raise type(error)(f"{error} (nothing was submitted or recorded: fix it and submit again)") from None
         raise type(error)(
             f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
             f"if it was the context, fix it and submit again)"
         ) from None
-    except (OSError, EOFError) as error:  # a connection a backend did not word itself (requests' are OSErrors)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BackendError(
-            f"the connection to the {sweep.backend} backend was lost: {reason} (sweep {sweep.id} is recorded: "
-            f"`mrunner resume {sweep.id}` continues where it stopped)"
-        ) from None
+
+
+# A failure of this machine's files (a full disk, a read-only folder), not of a connection to the backend.
+FILE_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _as_error(failure: BaseException, sweep: Sweep) -> MrunnerError:
+    """A failure during the hand-over as one line: ours as it is, the file system's naming the path, and
+    anything else as a connection a backend did not word itself (requests' errors are OSErrors)."""
+    if isinstance(failure, MrunnerError):
+        return failure
+    if isinstance(failure, OSError) and (failure.filename is not None or failure.errno in FILE_SYSTEM_ERRNOS):
+        return os_error(failure, "write", failure.filename)
+    reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    return BackendError(f"the connection to the {sweep.backend} backend was lost: {reason}")
+
+
+def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str, forget: bool) -> bool:
+    """After a failed hand-over: with ``forget``, a sweep none of whose runs left ``planned`` is removed
+    (returns True); otherwise the runs still planned end as ``state``, so that `resume` runs them, and so
+    does a repeated submission (which skips planned runs, as being submitted by another mrunner)."""
+    runs = store.runs(sweep.id)
+    planned = [run for run in runs if run.state == PLANNED]
+    if forget and len(planned) == len(runs):
+        store.forget_sweep(sweep.id)
+        return True
+    store.apply(sweep.id, [RunUpdate(run.index, state, detail=detail) for run in planned])
+    return False
 
 
 def _require(result: object, sweep: Sweep, hook_name: str) -> None:

@@ -1,5 +1,7 @@
 """Errors a user can fix. The CLI prints them as one line and exits non-zero, without a traceback."""
 
+import errno
+
 
 class MrunnerError(Exception):
     """Something the user can fix: bad input, a missing plugin, a refusal from a cluster.
@@ -24,3 +26,28 @@ class Interrupted(MrunnerError):
     """The user pressed Ctrl-C; what was done is recorded."""
 
     exit_code = 130
+
+
+def os_error(error: OSError, doing: str, path: object = None, advice: str = "") -> MrunnerError:
+    """One line for a failure of the file system: what mrunner was doing, on which path, the system's
+    reason and what to do (``advice``, else a remedy for the kind of failure)."""
+    where = path if path is not None else (error.filename or "?")
+    reason = error.strerror or str(error)
+    remedy = advice or _REMEDIES.get(error.errno or 0, "")
+    return MrunnerError(f"cannot {doing} {where}: {reason}" + (f"; {remedy}" if remedy else ""))
+
+
+_SPACE = "free some space on that file system, or point XDG_DATA_HOME at another one"
+_OWNER = "check its permissions and owner"
+_REMEDIES = {
+    errno.ENOSPC: _SPACE,
+    errno.EDQUOT: _SPACE,
+    errno.EFBIG: "the file is larger than this process may write (see `ulimit -f`)",
+    errno.EACCES: _OWNER,
+    errno.EPERM: _OWNER,
+    errno.EROFS: "that file system is read-only: point XDG_DATA_HOME (records) or XDG_CONFIG_HOME (contexts) "
+    "at a writable folder",
+    errno.ELOOP: "it is a loop of symbolic links: remove the link",
+    errno.ENAMETOOLONG: "shorten the name",
+    errno.EIO: "the device reported an error",
+}

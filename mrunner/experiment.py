@@ -12,11 +12,14 @@ from typing import Any
 
 from mrunner.errors import MrunnerError
 
+BARE_PYTHONS = ("python", "python3")
+
 
 @dataclass
 class Experiment:
     """One point of a grid. ``script`` is a ``.py`` path (relative to where you run mrunner) or a shell
-    command such as ``python3 train.py --fast``; a leading ``.py`` path is run with the context's ``python``.
+    command such as ``python3 train.py --fast``; a leading ``.py`` path, or a leading bare ``python`` or
+    ``python3``, is run with the context's ``python``.
 
     ``exclude`` (gitignore patterns) and ``paths_to_copy`` shape the code snapshot, which a sweep shares:
     the sweep uses the union of its experiments' lists. ``overrides`` are what a Hydra app receives on its
@@ -71,9 +74,15 @@ class Experiment:
         tokens = self.script_tokens
         if tokens[0].endswith(".py"):
             tokens = [python, *tokens]
+        elif tokens[0] in BARE_PYTHONS:  # `python3 -m pkg.run`: the context's interpreter, not whichever is on PATH
+            tokens = [python, *tokens[1:]]
         if hydra_app:
             tokens += self.overrides
         return tokens + list(self.script_args)
+
+
+# The same output as json.dumps(..., sort_keys=True, separators=(",", ":")), without a new encoder per call.
+_IDENTITY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -84,9 +93,7 @@ def _split(script: str) -> tuple[str, ...]:
 
 def identity(command: Sequence[str], parameters: Mapping[str, Any], env: Mapping[str, str], snapshot: str) -> str:
     """The experiment's stable identity: the same command, parameters, environment and code give the same id."""
-    document = json.dumps(
-        {"command": list(command), "parameters": parameters, "env": dict(env), "snapshot": snapshot},
-        sort_keys=True,
-        separators=(",", ":"),
+    document = _IDENTITY_ENCODER.encode(
+        {"command": list(command), "parameters": parameters, "env": dict(env), "snapshot": snapshot}
     )
     return hashlib.sha256(document.encode()).hexdigest()[:16]

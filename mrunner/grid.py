@@ -205,6 +205,15 @@ def grid(texts: Sequence[str], multirun: bool, glob_options: GlobOptions | None 
         if a.key in seen:
             raise MrunnerError(f"overrides {seen[a.key]!r} and {a.text!r} set the same key {a.key!r}; keep one")
         seen[a.key] = a.text
+    for key, text in seen.items():  # `model=3 model.depth=4`: one would silently undo the other
+        parts = key.split(".")
+        for depth in range(1, len(parts)):
+            parent = ".".join(parts[:depth])
+            if parent in seen:
+                raise MrunnerError(
+                    f"overrides {seen[parent]!r} and {text!r} conflict: {key!r} is inside {parent!r}, which the first "
+                    f"replaces; keep one (or set {parent} as a whole)"
+                )
     return Grid(axes)
 
 

@@ -3,7 +3,8 @@ cluster, a layer of an image) when mrunner itself is not installed there.
 
 These modules import only the standard library (``neptune`` only when an experiment asks for tracking), so
 putting their folder on ``PYTHONPATH`` is all an experiment needs for ``from mrunner import
-get_configuration`` and ``mrunner.neptune_run()``.
+get_configuration``, ``mrunner.neptune_run()`` and the original mrunner's
+``from mrunner.helpers.client_helper import get_configuration``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-EXPERIMENT_MODULES = ("__init__.py", "client.py", "tracking.py", "layout.py", "attempt.py", "hydra_job.py")
+EXPERIMENT_MODULES = (
+    "__init__.py",
+    "client.py",
+    "tracking.py",
+    "layout.py",
+    "attempt.py",
+    "hydra_job.py",
+    "helpers/__init__.py",
+    "helpers/client_helper.py",
+)
 
 
 def experiment_side_files() -> dict[str, bytes]:

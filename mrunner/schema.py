@@ -30,6 +30,7 @@ class ContextKey:
     default: Any = None
     help: str = ""
     required: bool = False
+    minimum: float | None = None  # for numbers: the smallest value that makes sense (`max_parallel: 0` does not)
 
     def __post_init__(self) -> None:
         if self.type not in _TYPES:
@@ -46,6 +47,11 @@ class ContextKey:
         if not isinstance(value, kinds):
             raise MrunnerError(
                 f"context {context_name}: key {self.name!r} must be {self.type}, got {type(value).__name__} {value!r}"
+            )
+        if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
+            raise MrunnerError(
+                f"context {context_name}: key {self.name!r} must be at least {self.minimum:g}, got {value!r} "
+                f"- {self.help}"
             )
         return value
 

@@ -1,8 +1,11 @@
 """The code snapshot: the project's files, frozen at submission, that every experiment of a sweep runs.
 
-Files are chosen as git would (tracked plus untracked-not-ignored, so every .gitignore counts) or, outside a
-git repository, by walking the folder with its top-level .gitignore; ``.mrunnerignore`` and the spec's
-``exclude`` patterns (gitignore syntax) remove more. Each file is hashed; the snapshot's digest is the hash
+The project is the target's git work tree, else the nearest folder up with a project marker
+(``pyproject.toml``, ``setup.py``, ``.mrunnerignore``, ...), else the target's folder. Files are chosen as
+the working tree holds them (tracked plus untracked-not-ignored, so every .gitignore counts, nested
+repositories and submodules included) or, outside git, by walking the folder with its top-level
+.gitignore; ``.mrunnerignore`` and the spec's ``exclude`` patterns (gitignore syntax) remove more. A
+snapshot larger than the context's ``max_snapshot_mb`` is refused before any file is read. Each file is hashed; the snapshot's digest is the hash
 of the sorted (path, mode, file hash) list, so an unchanged project gives the same digest and the same
 experiment identities. The manifest is kept under the data directory at once; the content is frozen in a
 copy only for a backend that asks for a folder (``folder()``: the local backend, an image build). A backend
@@ -12,6 +15,7 @@ runs is what was hashed, and editing the project while a sweep is queued changes
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -24,13 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrunner import paths
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, os_error
 
 # Never part of a snapshot, whatever the ignore files say: these folders at any depth, and compiled Python.
 # (Checked without pathspec, whose import alone costs 20 ms: most projects have no pattern of their own.)
 EXCLUDED_FOLDERS = frozenset({".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".neptune"})
 EXCLUDED_SUFFIX = ".pyc"
-LARGE_SNAPSHOT_BYTES = 200 * 1024 * 1024
+# What makes a folder a project's root outside git (the files Python's packaging tools look for, and ours).
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".mrunnerignore", "requirements.txt", "Pipfile",
+                   "environment.yml", "tox.ini")  # fmt: skip
+COPY_CHUNK = 1 << 20  # files are hashed and copied this much at a time, never read whole
 # Small files are kept in memory as they are hashed (up to this much in all), so a backend that streams
 # them gets exactly the hashed bytes without reading and hashing them again.
 KEPT_FILE_BYTES = 1024 * 1024
@@ -59,6 +66,24 @@ class Snapshot:
             _materialise(self)
         return self.tree
 
+    def copy_file(self, relative: str, destination: Path) -> None:
+        """Write a file's snapshotted content to ``destination``, a chunk at a time (never read whole)
+        and checked against its hash, like ``read``."""
+        if relative in self.kept:
+            destination.write_bytes(self.kept[relative])
+            return
+        source = self.extra.get(relative) or (self.root / relative if self.root is not None else None)
+        if source is None or not source.exists():
+            destination.write_bytes(self.read(relative))  # says what is missing
+            return
+        digest = hashlib.sha256()
+        with open(source, "rb") as reading, open(destination, "wb") as writing:
+            while chunk := reading.read(COPY_CHUNK):
+                digest.update(chunk)
+                writing.write(chunk)
+        if digest.hexdigest() != self.files[relative][0]:
+            raise MrunnerError(f"{relative} changed while mrunner was submitting it; submit again")
+
     def read(self, relative: str) -> bytes:
         """A file's content as snapshotted: the bytes kept when it was hashed, else the project's file
         checked against its hash, else the frozen copy. A file edited since the snapshot is an error, never
@@ -84,48 +109,112 @@ def store_dir() -> Path:
 
 
 def project_root(start: Path) -> Path:
-    """The folder to snapshot for a target in ``start``: its git work tree, else ``start`` itself."""
+    """The folder to snapshot for a target in ``start``: its git work tree; else the nearest folder up with
+    a project marker; else ``start`` itself. A home folder or ``/`` is a root only when it holds a marker:
+    a script lying in one is refused rather than snapshotting everything below it."""
+    start = start.resolve()
     result = _git(start, "rev-parse", "--show-toplevel")
-    return Path(result.strip()) if result else start
+    if result:
+        return Path(result.strip())
+    for folder in (start, *start.parents):
+        if any(os.path.lexists(folder / marker) for marker in PROJECT_MARKERS):
+            return folder
+    if start == Path.home().resolve() or start == Path(start.anchor):
+        where = "your home folder" if start != Path(start.anchor) else "the root folder"
+        raise MrunnerError(
+            f"{start} is {where} and holds no project marker ({', '.join(PROJECT_MARKERS[:4])}, ...): mrunner "
+            f"will not snapshot all of it; move the script into a folder of its own, or mark {start} as the "
+            f"project with a .mrunnerignore listing what to leave out"
+        )
+    return start
+
+
+def selection(root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[str] = ()) -> set[str]:
+    """The relative paths a snapshot of ``root`` would hold, found without reading any file."""
+    root = root.resolve()
+    sources = {relative: os.path.join(root, relative) for relative in _select(root, exclude)}
+    for path in paths_to_copy:
+        _add_extra({}, sources, Path(path).expanduser().resolve())
+    return set(sources)
 
 
 def take(
-    root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[str] = (), store: Path | None = None
-) -> Snapshot:
-    """Snapshot ``root`` (plus ``paths_to_copy``, placed at the top by their base names)."""
+    root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[str] = (), store: Path | None = None,
+    max_bytes: int | None = None,
+) -> Snapshot:  # fmt: skip
+    """Snapshot ``root`` (plus ``paths_to_copy``, placed at the top by their base names). Over ``max_bytes``
+    in all, it is refused before any file is read, naming the largest folders."""
     root = root.resolve()
     selected = _select(root, exclude)
     sources = {relative: os.path.join(root, relative) for relative in selected}  # strings: 2,000 Paths cost 5 ms
     extra: dict[str, Path] = {}
     for path in paths_to_copy:
         _add_extra(extra, sources, Path(path).expanduser().resolve())
-    files: dict[str, tuple[str, int]] = {}
-    kept: dict[str, bytes] = {}
-    size = kept_size = 0
+    found: list[tuple[str, str, os.stat_result]] = []
     for relative, source in sorted(sources.items()):
         try:
             info = os.stat(source)
         except FileNotFoundError:
-            continue  # deleted from the work tree but still in git's index
-        if not stat.S_ISREG(info.st_mode):
-            continue
+            continue  # deleted from the work tree but still in git's index, or a dangling link
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                continue  # a loop of symbolic links holds no content
+            raise os_error(
+                error, "read", source, f"fix it, or leave it out with a line in {root}/.mrunnerignore"
+            ) from None
+        if stat.S_ISREG(info.st_mode):
+            found.append((relative, source, info))
+    size = sum(info.st_size for _, _, info in found)
+    if max_bytes is not None and size > max_bytes:
+        raise MrunnerError(_too_large(root, found, size, max_bytes))
+    files: dict[str, tuple[str, int]] = {}
+    kept: dict[str, bytes] = {}
+    kept_size = 0
+    for relative, source, info in found:
         mode = 0o755 if info.st_mode & 0o111 else 0o644
-        if info.st_size <= KEPT_FILE_BYTES and kept_size + info.st_size <= KEPT_TOTAL_BYTES:
-            with open(source, "rb") as stream:
-                data = stream.read()
-            kept[relative] = data
-            kept_size += len(data)
-            files[relative] = (hashlib.sha256(data).hexdigest(), mode)
-        else:
-            files[relative] = (_hash_file(source), mode)
-        size += info.st_size
+        keep = info.st_size <= KEPT_FILE_BYTES and kept_size + info.st_size <= KEPT_TOTAL_BYTES
+        try:
+            if keep:
+                with open(source, "rb") as stream:
+                    data = stream.read()
+                kept[relative] = data
+                kept_size += len(data)
+                files[relative] = (hashlib.sha256(data).hexdigest(), mode)
+            else:
+                files[relative] = (_hash_file(source), mode)
+        except OSError as error:
+            raise os_error(
+                error, "read", source, f"make it readable, or leave it out with a line in {root}/.mrunnerignore"
+            ) from None
     digest = _digest(files)
     commit, dirty = _git_state(root)
     base = store or store_dir()
-    _write_manifest(base / "trees" / f"{digest}.json", files, size)
+    manifest = base / "trees" / f"{digest}.json"
+    try:
+        _write_manifest(manifest, files, size)
+    except OSError as error:
+        raise os_error(error, "write the code snapshot's manifest", error.filename or manifest) from None
     return Snapshot(
         digest, files, size, base, root, {k: v for k, v in extra.items() if k in files}, commit, dirty, kept
     )
+
+
+def _too_large(root: Path, found: Sequence[tuple[str, str, os.stat_result]], size: int, limit: int) -> str:
+    by_top: dict[str, int] = {}
+    for relative, _, info in found:
+        top, slash, _ = relative.partition("/")
+        by_top[top + slash] = by_top.get(top + slash, 0) + info.st_size
+    largest = sorted(by_top.items(), key=lambda item: -item[1])[:3]
+    named = ", ".join(f"{name} ({_mib(bytes_)})" for name, bytes_ in largest)
+    return (
+        f"the code snapshot of {root} would be {_mib(size)} in {len(found)} files, more than max_snapshot_mb "
+        f"({limit // 2**20} MB): the largest are {named}; list data and outputs in {root}/.mrunnerignore "
+        f"(gitignore syntax), or raise max_snapshot_mb"
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
 def load(digest: str, root: Path | None = None, store: Path | None = None) -> Snapshot:
@@ -136,24 +225,55 @@ def load(digest: str, root: Path | None = None, store: Path | None = None) -> Sn
     manifest = base / "trees" / f"{digest}.json"
     if not manifest.exists():
         raise MrunnerError(f"the code snapshot {digest[:12]} is missing from {base}; it cannot be resumed from here")
-    data = json.loads(manifest.read_text())
-    files = {path: (entry[0], entry[1]) for path, entry in data["files"].items()}
+    try:
+        data = json.loads(manifest.read_text())
+        files = {path: (entry[0], entry[1]) for path, entry in data["files"].items()}
+    except OSError as error:
+        raise os_error(error, "read the code snapshot's manifest", manifest) from None
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise MrunnerError(
+            f"the code snapshot's manifest {manifest} is damaged: the sweep cannot be resumed from it; submit again"
+        ) from None
     return Snapshot(digest, files, data["size"], base, root)
 
 
 def _select(root: Path, exclude: Sequence[str]) -> list[str]:
     data = paths.data_dir().resolve()
     own = f"{data.relative_to(root).as_posix()}/" if root in data.parents else None  # mrunner's own records
-    listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-    if listed is not None:
-        candidates = sorted({name for name in listed.split("\0") if name})
-    else:
-        candidates = _walk(root, _ignore_spec(root / ".gitignore", []))
+    listed = _git_files(root)
+    candidates = listed if listed is not None else _walk(root, _ignore_spec(root / ".gitignore", []))
     spec = _ignore_spec(root / ".mrunnerignore", exclude)
     return [
         name for name in candidates
         if not _always_excluded(name) and not (own and name.startswith(own)) and not (spec and spec.match_file(name))
     ]  # fmt: skip
+
+
+def _git_files(folder: Path, prefix: str = "") -> list[str] | None:
+    """What the git working tree at ``folder`` holds (tracked and untracked files that are not ignored), the
+    files of nested repositories and submodules included; None outside git."""
+    try:
+        result = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=folder,
+            capture_output=True, check=False,
+        )  # fmt: skip
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if result.returncode != 0:
+        return None
+    names: set[str] = set()
+    for raw in result.stdout.split(b"\0"):
+        name = os.fsdecode(raw)  # any byte is a valid file name: undecodable ones survive as surrogates
+        if not name:
+            continue
+        path = folder / name
+        if name.endswith("/") or (path.is_dir() and not path.is_symlink()):  # a nested repository or submodule
+            inner = name.rstrip("/")
+            nested = _git_files(path, f"{prefix}{inner}/") if (path / ".git").exists() else None
+            names.update(nested if nested is not None else (f"{prefix}{inner}/{n}" for n in _walk(path, None)))
+        else:
+            names.add(prefix + name)
+    return sorted(names)
 
 
 def _always_excluded(name: str) -> bool:
@@ -175,7 +295,11 @@ def _ignore_spec(file: Path, extra: Sequence[str]):  # -> pathspec.GitIgnoreSpec
 
 def _walk(root: Path, ignored) -> list[str]:
     found = []
-    for directory, subdirs, names in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        raise os_error(error, "read", error.filename, f"make it readable, or leave it out in {root}/.mrunnerignore")
+
+    for directory, subdirs, names in os.walk(root, onerror=unreadable):
         relative_dir = os.path.relpath(directory, root)
         prefix = "" if relative_dir == "." else relative_dir.replace(os.sep, "/") + "/"
         subdirs[:] = [
@@ -203,7 +327,7 @@ def _add_extra(extra_files: dict[str, Path], sources: dict[str, str], extra: Pat
 def _hash_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
+        while chunk := stream.read(COPY_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -211,7 +335,7 @@ def _hash_file(path: str | Path) -> str:
 def _digest(files: dict[str, tuple[str, int]]) -> str:
     digest = hashlib.sha256()
     for relative, (sha, mode) in sorted(files.items()):
-        digest.update(f"{relative}\0{mode:o}\0{sha}\n".encode())
+        digest.update(os.fsencode(relative) + f"\0{mode:o}\0{sha}\n".encode())
     return digest.hexdigest()
 
 
@@ -229,12 +353,19 @@ def _materialise(snapshot: Snapshot) -> None:
     """Copy the files to ``trees/DIGEST``. The copy is built aside and renamed into place, so an
     interrupted copy never leaves a tree that a later sweep would trust."""
     trees = snapshot.tree.parent
+    try:
+        _build_tree(snapshot, trees)
+    except OSError as error:
+        raise os_error(error, "copy the code snapshot to", snapshot.tree) from None
+
+
+def _build_tree(snapshot: Snapshot, trees: Path) -> None:
     building = Path(tempfile.mkdtemp(prefix=f".{snapshot.digest[:12]}-", dir=trees))
     try:
         for relative, (_, mode) in snapshot.files.items():
             destination = building / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            destination.write_bytes(snapshot.read(relative))
+            snapshot.copy_file(relative, destination)
             os.chmod(destination, mode & ~0o222)  # experiments share the tree: read-only where modes count
         for folder in sorted({p for relative in snapshot.files for p in Path(relative).parents}, reverse=True):
             os.chmod(building / folder, 0o555)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import ast
 import itertools
-import os
 import runpy
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,8 @@ def load_spec(path: Path, variable: str = DEFAULT_VARIABLE) -> list[Experiment]:
     """Run the spec file and return its experiments; any failure is one line naming the file and line."""
     sys.path.insert(0, str(path.parent.resolve()))
     try:
-        namespace = runpy.run_path(str(path), run_name="__mrunner_spec__")
+        # `script`: the spec file's name, which the original mrunner gave spec files (`globals()["script"]`)
+        namespace = runpy.run_path(str(path), init_globals={"script": path.name}, run_name="__mrunner_spec__")
     except SystemExit as error:
         raise MrunnerError(f"spec {path} called exit({error.code}) instead of assigning {variable}") from None
     except BaseException as error:
@@ -175,47 +175,3 @@ def create_experiments(
 
 def _first_py(script: str) -> str | None:
     return next((token for token in script.split()[:2] if token.endswith(".py")), None)
-
-
-def create_experiments_helper(
-    experiment_name: str,
-    base_config: Mapping[str, Any],
-    params_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-    script: str,
-    python_path: str = "",
-    tags: Sequence[str] = (),
-    add_random_tag: bool = True,
-    env: Mapping[str, str] | None = None,
-    project_name: str | None = None,
-    exclude_git_files: bool = True,
-    exclude: Sequence[str] | None = None,
-    with_neptune: bool = True,
-    paths_to_copy: Sequence[str] | None = None,
-    with_mpi: bool = False,
-    callbacks: Sequence[Callable[..., Any]] | None = None,
-    mrunner_ignore: str | None = None,
-) -> list[Experiment]:
-    """The original mrunner's spec helper, so old spec files keep working.
-
-    ``python_path`` is prepended to ``PYTHONPATH``; ``exclude_git_files`` is always honoured (the snapshot
-    follows .gitignore); ``mrunner_ignore`` names a file of extra gitignore-style patterns; each callback is
-    called as ``callback(experiment=...)`` and may return a replacement experiment. ``with_neptune`` is
-    decided by the context's ``neptune`` key now; ``with_mpi`` is not supported.
-    """
-    if with_mpi:
-        raise MrunnerError("create_experiments_helper: with_mpi=True is not supported; use srun in your script")
-    environment = dict(env or {})
-    if python_path:
-        existing = environment.get("PYTHONPATH")
-        environment["PYTHONPATH"] = python_path + (os.pathsep + existing if existing else "")
-    patterns = list(exclude or [])
-    if mrunner_ignore:
-        patterns += [line.strip() for line in Path(mrunner_ignore).read_text().splitlines() if line.strip()]
-    experiments = create_experiments(
-        script, name=experiment_name, base_config=base_config, params_grid=params_grid, tags=tags,
-        env=environment, project=project_name, exclude=patterns, paths_to_copy=paths_to_copy,
-        add_random_tag=add_random_tag,
-    )  # fmt: skip
-    for callback in callbacks or []:
-        experiments = [callback(experiment=e) or e for e in experiments]
-    return experiments

@@ -7,16 +7,24 @@ short ``BEGIN IMMEDIATE`` transaction that waits for the lock instead of failing
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mrunner import paths, records
-from mrunner.errors import MrunnerError, NotFound
-from mrunner.records import ACTIVE, CANCELLED, COMPLETED, TERMINAL, Attempt, Run, RunUpdate, Sweep
+from mrunner import paths, process, records
+from mrunner.errors import MrunnerError, NotFound, os_error
+from mrunner.records import ACTIVE, CANCELLED, COMPLETED, PLANNED, TERMINAL, Attempt, Run, RunUpdate, Sweep
+
+RECORD_CHUNK = 1000  # runs checked and inserted at once while a sweep is recorded
+# What a repeated submission on the same context must not run again: being submitted right now (planned,
+# by a submitter still running), queued or running, or completed.
+TAKEN = ACTIVE | {COMPLETED, PLANNED}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -44,6 +52,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     exit_code INTEGER, detail TEXT,
     PRIMARY KEY (sweep_id, idx, attempt)
 );
+CREATE TABLE IF NOT EXISTS submitters (sweep_id TEXT PRIMARY KEY, process TEXT NOT NULL);
 """
 
 _RUN_COLUMNS = (
@@ -55,8 +64,34 @@ _SWEEP_COLUMNS = (
 )
 
 
+@dataclass
+class Recorded:
+    """What ``record_sweep`` did: ``count`` runs recorded, ``repeated`` runs identical to an earlier one of
+    the sweep, ``skipped`` runs already taken on the context by ``skipped_sweeps``."""
+
+    count: int = 0
+    repeated: int = 0
+    skipped: int = 0
+    skipped_sweeps: list[str] = field(default_factory=list)
+
+
 def default_path() -> Path:
     return paths.data_dir() / "records.db"
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a failure of the database or its file system into one line that says what to do."""
+
+    @functools.wraps(method)
+    def guarded(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            raise self.failure(error) from None
+        except OSError as error:
+            raise os_error(error, "open the records in", error.filename or self.path.parent) from None
+
+    return guarded
 
 
 class Store:
@@ -64,11 +99,44 @@ class Store:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path or default_path())
+        self._open()
+
+    @_guarded
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+
+    def failure(self, error: sqlite3.Error) -> MrunnerError:
+        """What a database error means for the user, as one line naming the database."""
+        name = getattr(error, "sqlite_errorname", "") or ""
+        text = str(error)
+        path, folder = self.path, self.path.parent
+        if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text or "not a database" in text:
+            return MrunnerError(
+                f"the records database {path} is damaged ({text}): set it aside with `mv {path} {path}.damaged` "
+                f"(and its -wal and -shm files, if any); mrunner then starts new records"
+            )
+        if name == "SQLITE_FULL" or "disk is full" in text:
+            return MrunnerError(
+                f"cannot write the records database {path}: the disk is full; free some space on that file system, "
+                f"or point XDG_DATA_HOME at another one (this change was not recorded)"
+            )
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return MrunnerError(
+                f"cannot write the records database {path}: it is read-only; make {folder} writable, or point "
+                f"XDG_DATA_HOME at a writable folder"
+            )
+        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+            return MrunnerError(
+                f"cannot open the records database {path} ({text}): make {folder} readable and writable, or point "
+                f"XDG_DATA_HOME at a folder that is"
+            )
+        if name.startswith("SQLITE_BUSY") or "locked" in text:
+            return MrunnerError(f"the records database {path} stayed locked by another mrunner for a minute: try again")
+        return MrunnerError(f"the records database {path} failed: {text}")
 
     def close(self) -> None:
         self._db.close()
@@ -82,28 +150,104 @@ class Store:
             for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
                 cursor.executemany(sql, [args for _, args in group])  # a run of the same statement at once
         except BaseException:
-            cursor.execute("ROLLBACK")
+            _rollback(cursor)
             raise
         cursor.execute("COMMIT")
 
-    def add_sweep(self, sweep: Sweep, runs: Sequence[Run]) -> None:
-        """Record a new sweep with all its runs (state ``planned``) in one transaction: all or nothing."""
-        now = time.time()
-        statements: list[tuple[str, Sequence[object]]] = [
-            (f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
-        ]
-        for run in runs:
-            run.updated_at = now
-            statements.append((f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(13)})", _run_row(run)))
-        statements += [_event(run.sweep_id, run.index, now, run.state, None, "recorded") for run in runs]
-        statements += [
-            _attempt_start(
-                run.sweep_id, run.index, run.attempt, now, records.SUBMITTED_BY_USER, sweep.snapshot_digest, {}
-            )
-            for run in runs
-        ]
-        self._write(statements)
+    @_guarded
+    def record_sweep(self, sweep: Sweep, runs: Iterable[Run], skip_submitted: bool = True) -> Recorded:
+        """Record a new sweep with its runs (state ``planned``) in one ``BEGIN IMMEDIATE`` transaction: all
+        or nothing, and nothing at all when no run is left to record.
 
+        ``runs`` is consumed in chunks, so memory does not grow with the sweep. A run identical to an
+        earlier one of the same sweep is recorded once. With ``skip_submitted``, a run whose identity is
+        planned, active or completed on the sweep's context in another sweep is skipped: the check and the
+        insert are one transaction, so two identical submissions at the same moment record (and run) each
+        experiment once. Recorded runs get consecutive indices from 0 (``run.index`` is set).
+        """
+        now = time.time()
+        recorded = Recorded()
+        taken = tuple(TAKEN)
+        cursor = self._db.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
+            cursor.execute("INSERT INTO submitters (sweep_id, process) VALUES (?, ?)", (sweep.id, process.identity()))
+            remaining = iter(runs)
+            while chunk := list(itertools.islice(remaining, RECORD_CHUNK)):
+                self._record_chunk(cursor, sweep, chunk, now, taken if skip_submitted else None, recorded)
+            if recorded.count == 0:
+                cursor.execute("ROLLBACK")
+                return recorded
+        except BaseException:
+            _rollback(cursor)
+            raise
+        cursor.execute("COMMIT")
+        return recorded
+
+    @staticmethod
+    def _record_chunk(
+        cursor: sqlite3.Cursor, sweep: Sweep, chunk: list[Run], now: float, taken: tuple[str, ...] | None,
+        recorded: Recorded,
+    ) -> None:  # fmt: skip
+        identities = list({run.id for run in chunk})
+        query = (
+            f"SELECT e.id, e.sweep_id, e.state, p.process FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
+            f"LEFT JOIN submitters p ON p.sweep_id = e.sweep_id WHERE e.id IN ({_marks(len(identities))}) "
+            f"AND (e.sweep_id = ?"
+        )
+        arguments: list[object] = [*identities, sweep.id]
+        if taken is not None:
+            query += f" OR (s.context_name = ? AND e.state IN ({_marks(len(taken))}))"
+            arguments += [sweep.context_name, *taken]
+        found: dict[str, str] = {}
+        submitting: dict[str, bool] = {}  # a planned run is being submitted only while its submitter runs
+        for identity, owner, state, submitter in cursor.execute(query + ")", arguments):
+            if owner != sweep.id and state == PLANNED:
+                if submitter not in submitting:
+                    submitting[submitter] = submitter is not None and process.alive(submitter)
+                if not submitting[submitter]:
+                    continue
+            found[identity] = owner
+        rows, events, attempts = [], [], []
+        for run in chunk:
+            other = found.get(run.id)
+            if other == sweep.id:
+                recorded.repeated += 1
+                continue
+            if other is not None:
+                recorded.skipped += 1
+                if other not in recorded.skipped_sweeps:
+                    recorded.skipped_sweeps.append(other)
+                continue
+            found[run.id] = sweep.id
+            run.sweep_id, run.index, run.updated_at = sweep.id, recorded.count, now
+            recorded.count += 1
+            rows.append(_run_row(run))
+            events.append((sweep.id, run.index, now, run.state, None, "recorded"))
+            sql, row = _attempt_start(
+                sweep.id, run.index, run.attempt, now, records.SUBMITTED_BY_USER, sweep.snapshot_digest, {}
+            )
+            attempts.append(row)
+        cursor.executemany(f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(13)})", rows)
+        cursor.executemany(_EVENT_INSERT, events)
+        if attempts:
+            cursor.executemany(sql, attempts)
+
+    @_guarded
+    def forget_sweep(self, sweep_id: str) -> None:
+        """Remove a sweep none of whose runs ever reached a backend (its hand-over failed at once)."""
+        self._write(
+            [
+                ("DELETE FROM submitters WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM attempts WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM events WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM experiments WHERE sweep_id=?", (sweep_id,)),
+                ("DELETE FROM sweeps WHERE id=?", (sweep_id,)),
+            ]
+        )
+
+    @_guarded
     def update_sweep(self, sweep: Sweep) -> None:
         """Save the backend's bookkeeping of a sweep (``package`` and ``detail``) and what a resume may change
         (the context's resources and limits, the code snapshot)."""
@@ -125,6 +269,7 @@ class Store:
             ]
         )
 
+    @_guarded
     def apply(self, sweep_id: str, updates: Sequence[RunUpdate], *, keep_terminal: bool = True) -> list[RunUpdate]:
         """Record state changes; return those that changed something.
 
@@ -191,7 +336,7 @@ class Store:
             for sql, args in attempts:
                 cursor.execute(sql, args)
         except BaseException:
-            cursor.execute("ROLLBACK")
+            _rollback(cursor)
             raise
         cursor.execute("COMMIT")
         return changed
@@ -252,11 +397,13 @@ class Store:
             found.update(cursor.execute(query.format(f" AND idx IN ({_marks(len(chunk))})"), (sweep_id, *chunk)))
         return found
 
+    @_guarded
     def details(self, sweep_id: str) -> dict[int, str]:
         """What the backend last said about each run of the sweep (its pending reason, why it failed), if anything."""
         latest = self._latest_details(self._db.cursor(), sweep_id, None)
         return {index: detail for index, detail in latest.items() if detail}
 
+    @_guarded
     def start_attempt(
         self, sweep_id: str, indices: Sequence[int], snapshot_digest: str = "", changes: dict | None = None
     ) -> None:
@@ -276,6 +423,7 @@ class Store:
         ]
         self._write(statements)
 
+    @_guarded
     def attempts(self, sweep_id: str, index: int | None = None) -> dict[int, list[Attempt]]:
         """Every attempt of an experiment (or of every experiment of the sweep), first to latest, by index."""
         query = (
@@ -308,6 +456,7 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------------------------
 
+    @_guarded
     def sweep(self, ref: str) -> Sweep:
         """The sweep whose id is ``ref`` or starts with it (an unambiguous prefix)."""
         rows = self._db.execute(
@@ -324,12 +473,14 @@ class Store:
             raise MrunnerError(f"sweep {ref!r} is ambiguous: it could be {names}; give more of the id")
         return _sweep(rows[0])
 
+    @_guarded
     def sweeps(self, limit: int = 20) -> list[Sweep]:
         rows = self._db.execute(
             f"SELECT {_SWEEP_COLUMNS} FROM sweeps ORDER BY created_at DESC LIMIT ?", (limit,)
         ).fetchall()
         return [_sweep(row) for row in rows]
 
+    @_guarded
     def runs(self, sweep_id: str, states: Iterable[str] | None = None) -> list[Run]:
         rows = self._db.execute(
             f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? ORDER BY idx", (sweep_id,)
@@ -340,6 +491,7 @@ class Store:
             runs = [run for run in runs if run.state in wanted]
         return runs
 
+    @_guarded
     def run(self, sweep_id: str, index: int) -> Run:
         row = self._db.execute(
             f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx=?", (sweep_id, index)
@@ -348,6 +500,7 @@ class Store:
             raise NotFound(f"sweep {sweep_id} has no experiment {index}")
         return _run(row)
 
+    @_guarded
     def find_run(self, ref: str) -> tuple[Sweep, Run]:
         """An experiment named ``SWEEP/INDEX`` or by a prefix (4+ characters) of its identity."""
         if "/" in ref:
@@ -371,28 +524,20 @@ class Store:
         run = _run(rows[0])
         return self.sweep(run.sweep_id), run
 
-    def already_submitted(self, identities: Iterable[str], context_name: str) -> dict[str, Run]:
-        """Runs with these identities on this context that are active or completed (what a repeat would duplicate)."""
-        wanted = list(set(identities))
-        found: dict[str, Run] = {}
-        alive = tuple(ACTIVE | {COMPLETED})
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT {', '.join('e.' + c.strip() for c in _RUN_COLUMNS.split(','))} FROM experiments e "
-                f"JOIN sweeps s ON s.id = e.sweep_id WHERE s.context_name=? AND e.id IN ({_marks(len(chunk))}) "
-                f"AND e.state IN ({_marks(len(alive))})",
-                (context_name, *chunk, *alive),
-            ).fetchall()
-            for row in rows:
-                found.setdefault(row[2], _run(row))
-        return found
-
+    @_guarded
     def history(self, sweep_id: str, index: int) -> list[tuple[float, str, int | None, str | None]]:
         return self._db.execute(
             "SELECT at, state, exit_code, detail FROM events WHERE sweep_id=? AND idx=? ORDER BY at, rowid",
             (sweep_id, index),
         ).fetchall()
+
+
+def _rollback(cursor: sqlite3.Cursor) -> None:
+    """Undo the open transaction; if that fails too (a full disk), SQLite undoes it when the file is next opened."""
+    try:
+        cursor.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 def _marks(count: int) -> str:
@@ -403,8 +548,11 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True)  # one encoder: json.dumps(..., sort_keys=True) builds one per call
+
+
 def _dump(value: object) -> str:
-    return json.dumps(value, sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 _EVENT_INSERT = "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail) VALUES (?, ?, ?, ?, ?, ?)"

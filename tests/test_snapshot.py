@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -115,15 +116,15 @@ def test_an_interrupted_copy_leaves_no_tree_a_later_sweep_would_trust(tmp_path, 
     root = make_project(tmp_path / "project")
     frozen = snapshot.take(root, store=tmp_path / "store")
     calls = {"n": 0}
-    real_read = snapshot.Snapshot.read
+    real_copy = snapshot.Snapshot.copy_file
 
-    def failing_read(self, relative):
+    def failing_copy(self, relative, destination):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real_read(self, relative)
+        return real_copy(self, relative, destination)
 
-    monkeypatch.setattr(snapshot.Snapshot, "read", failing_read)
+    monkeypatch.setattr(snapshot.Snapshot, "copy_file", failing_copy)
     with pytest.raises(KeyboardInterrupt):
         frozen.folder()
     monkeypatch.undo()
@@ -153,3 +154,98 @@ def test_tool_folders_and_compiled_python_are_never_taken_at_any_depth(tmp_path,
     assert sorted(snapshot.take(root, store=tmp_path / "store").files) == expected
     git(root, "init", "-q")
     assert sorted(snapshot.take(root, store=tmp_path / "store").files) == expected
+
+
+def test_outside_git_the_root_is_the_nearest_folder_with_a_project_marker(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    project = tmp_path / "home" / "work" / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    assert snapshot.project_root(project / "src") == project
+    loose = tmp_path / "home" / "work" / "loose"
+    loose.mkdir()
+    assert snapshot.project_root(loose) == loose  # no marker up to the home folder: the target's own folder
+    with pytest.raises(MrunnerError, match=r"is your home folder and holds no project marker.*\.mrunnerignore"):
+        snapshot.project_root(tmp_path / "home")
+    (tmp_path / "home" / ".mrunnerignore").write_text("work/\n")
+    assert snapshot.project_root(tmp_path / "home") == tmp_path / "home"  # a marker of its own: then it is one
+
+
+def test_running_from_a_parent_folder_snapshots_only_the_project(mrunner, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "setup.py").write_text("")
+    (project / "train.py").write_text("print('ran')\n")
+    (tmp_path / "big-neighbour.bin").write_bytes(b"x" * 1000)
+    result = mrunner("project/train.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "snapshot" in result.stderr and "2 files" in result.stderr  # setup.py and train.py
+
+
+def test_a_snapshot_over_the_limit_is_refused_before_reading_naming_the_largest_folders(tmp_path, monkeypatch):
+    root = make_project(tmp_path / "project")
+    (root / "checkpoints").mkdir()
+    (root / "checkpoints" / "model.pt").write_bytes(b"\0" * 3 * 2**20)
+    (root / "logs").mkdir()
+    (root / "logs" / "run.log").write_bytes(b"\0" * 2**20)
+    monkeypatch.setattr(snapshot, "_hash_file", lambda path: pytest.fail(f"{path} was read"))
+    with pytest.raises(MrunnerError) as error:
+        snapshot.take(root, store=tmp_path / "store", max_bytes=2 * 2**20)
+    message = str(error.value)
+    assert "would be 4.0 MiB in 6 files, more than max_snapshot_mb (2 MB)" in message
+    assert "the largest are checkpoints/ (3.0 MiB), logs/ (1.0 MiB)" in message
+    assert f"{root}/.mrunnerignore" in message and not (tmp_path / "store").exists()
+
+
+def test_large_files_are_hashed_and_copied_in_chunks(tmp_path, monkeypatch):
+    root = make_project(tmp_path / "project")
+    (root / "weights.bin").write_bytes(bytes(range(256)) * 4 * 2**12)  # 4 MiB, over the in-memory limit
+    reads: list[int] = []
+
+    class Spy:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.stream.close()
+
+        def read(self, size=-1):
+            reads.append(size)
+            return self.stream.read(size)
+
+        def write(self, data):
+            return self.stream.write(data)
+
+    monkeypatch.setattr(snapshot, "open", lambda *a, **k: Spy(open(*a, **k)), raising=False)
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    copy = frozen.folder()
+    assert (copy / "weights.bin").read_bytes() == (root / "weights.bin").read_bytes()
+    assert reads and all(0 < size <= snapshot.COPY_CHUNK for size in reads if size != -1)
+    assert -1 not in reads[-10:]  # the large file's reads are all chunked
+
+
+def test_in_git_the_snapshot_holds_what_the_working_tree_holds(tmp_path):
+    root = make_project(tmp_path / "project")
+    git(root, "init", "-q")
+    nested = root / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    (nested / "lib.py").write_text("L = 1\n")
+    (nested / ".gitignore").write_text("*.log\n")
+    (nested / "debug.log").write_text("ignored by the nested repository\n")
+    git(nested, "init", "-q")
+    git(nested, "add", "-A")
+    git(nested, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lib")
+    odd = [os.fsdecode(b"caf\xe9.txt"), "line\nbreak.txt", "spaces and 'quotes' $x.txt"]
+    for name in odd:
+        (root / name).write_bytes(os.fsencode(name))
+    os.symlink("loop", root / "loop")  # a link to itself
+    os.symlink("missing-target", root / "dangling")
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    assert {"vendor/lib/lib.py", "vendor/lib/.gitignore", *odd} <= set(frozen.files)
+    assert "vendor/lib/debug.log" not in frozen.files and "loop" not in frozen.files
+    copy = frozen.folder()
+    assert all((copy / name).read_bytes() == os.fsencode(name) for name in odd)
+    assert snapshot.load(frozen.digest, store=tmp_path / "store").files == frozen.files

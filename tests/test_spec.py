@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mrunner import create_experiments, create_experiments_helper
+from mrunner import create_experiments
 from mrunner.errors import MrunnerError
 from mrunner.spec import is_spec_file, load_spec
 
@@ -50,23 +50,6 @@ def test_keys_varied_together():
 def test_parameters_must_be_plain_data():
     with pytest.raises(MrunnerError, match="plain data"):
         create_experiments("t.py", params_grid={"f": [object()]})
-
-
-def test_original_helper_keeps_old_spec_files_working(tmp_path):
-    ignore = write(tmp_path / "ignore.txt", "data/\n*.ckpt\n")
-    experiments = create_experiments_helper(
-        experiment_name="old", base_config={"x": 1}, params_grid={"y": [1, 2]}, script="python3 run.py",
-        python_path="lib", tags=["t"], env={"A": "b"}, project_name="proj", exclude=["logs"], mrunner_ignore=str(ignore),
-        callbacks=[lambda experiment: experiment.tags.append("seen")],
-    )  # fmt: skip
-    assert len(experiments) == 2
-    first = experiments[0]
-    assert first.parameters == {"x": 1, "y": 1}
-    assert first.env == {"A": "b", "PYTHONPATH": "lib"}
-    assert first.project == "proj"
-    assert first.exclude == ["logs", "data/", "*.ckpt"]
-    assert first.tags[0] == "t" and first.tags[-1] == "seen" and len(first.tags) == 3  # plus a random tag
-    assert experiments[0].tags[1] == experiments[1].tags[1]  # one random tag per grid
 
 
 def test_spec_file_recognised_without_running_it(tmp_path):

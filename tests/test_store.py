@@ -24,7 +24,7 @@ def a_sweep(sweep_id: str = "brave-turing-000001", context: str = "local", count
 def test_round_trip_and_history(tmp_path):
     store = Store(tmp_path / "r.db")
     sweep, runs = a_sweep()
-    store.add_sweep(sweep, runs)
+    store.record_sweep(sweep, runs)
     store.apply(sweep.id, [RunUpdate(0, SUBMITTED, backend_ref="job-7")])
     store.apply(sweep.id, [RunUpdate(0, COMPLETED, exit_code=0)])
     run = store.run(sweep.id, 0)
@@ -36,7 +36,7 @@ def test_round_trip_and_history(tmp_path):
 def test_an_ended_experiment_keeps_its_final_state(tmp_path):
     store = Store(tmp_path / "r.db")
     sweep, runs = a_sweep()
-    store.add_sweep(sweep, runs)
+    store.record_sweep(sweep, runs)
     store.apply(sweep.id, [RunUpdate(1, CANCELLED)])
     assert store.apply(sweep.id, [RunUpdate(1, FAILED, exit_code=-15)]) == []  # the late exit of a killed child
     assert store.run(sweep.id, 1).state == CANCELLED
@@ -45,7 +45,7 @@ def test_an_ended_experiment_keeps_its_final_state(tmp_path):
 def test_prefixes_must_be_unambiguous(tmp_path):
     store = Store(tmp_path / "r.db")
     for sweep_id in ("calm-curie-aaaaaa", "calm-curie-bbbbbb"):
-        store.add_sweep(*a_sweep(sweep_id))
+        store.record_sweep(*a_sweep(sweep_id))
     with pytest.raises(MrunnerError, match="ambiguous"):
         store.sweep("calm-curie")
     with pytest.raises(MrunnerError, match="no sweep"):
@@ -55,14 +55,26 @@ def test_prefixes_must_be_unambiguous(tmp_path):
     assert store.find_run("bbbbbb0000000001")[1].sweep_id == "calm-curie-bbbbbb"
 
 
-def test_already_submitted_means_active_or_completed_on_the_same_context(tmp_path):
+def test_recording_skips_what_is_taken_on_the_same_context_and_repeats_within_the_sweep(tmp_path):
     store = Store(tmp_path / "r.db")
-    sweep, runs = a_sweep()
-    store.add_sweep(sweep, runs)
-    store.apply(sweep.id, [RunUpdate(0, RUNNING), RunUpdate(1, FAILED, exit_code=1)])
-    found = store.already_submitted([r.id for r in runs], "local")
-    assert set(found) == {runs[0].id}
-    assert store.already_submitted([r.id for r in runs], "other-context") == {}
+    sweep, runs = a_sweep(count=4)
+    store.record_sweep(sweep, runs)
+    store.apply(sweep.id, [RunUpdate(0, RUNNING), RunUpdate(1, FAILED, exit_code=1), RunUpdate(2, COMPLETED)])
+    again, repeat = a_sweep("brave-turing-000002", count=4)
+    for run in repeat:
+        run.id = runs[run.index].id
+    recorded = store.record_sweep(again, [*repeat, repeat[1]])
+    # 0 runs, 2 completed, 3 is still planned (being submitted): taken; 1 failed: recorded again, once
+    assert (recorded.count, recorded.skipped, recorded.repeated, recorded.skipped_sweeps) == (1, 3, 1, [sweep.id])
+    assert [(r.index, r.id) for r in store.runs(again.id)] == [(0, runs[1].id)]
+    elsewhere, _ = a_sweep("brave-turing-000003", context="other-context", count=4)
+    assert store.record_sweep(elsewhere, a_sweep(count=4)[1]).count == 4
+    nothing, _ = a_sweep("brave-turing-000004")
+    assert store.record_sweep(nothing, a_sweep(count=4)[1][2:]).count == 0
+    with pytest.raises(MrunnerError, match="no sweep"):
+        store.sweep(nothing.id)  # a sweep with nothing to run is not recorded at all
+    forced = store.record_sweep(a_sweep("brave-turing-000005")[0], a_sweep(count=2)[1], skip_submitted=False)
+    assert forced.count == 2
 
 
 def _writer(path: str, sweep_id: str, worker: int) -> None:
@@ -76,7 +88,7 @@ def test_two_processes_write_at_once(tmp_path):
     path = tmp_path / "r.db"
     store = Store(path)
     sweep, runs = a_sweep(count=50)
-    store.add_sweep(sweep, runs)
+    store.record_sweep(sweep, runs)
     workers = [multiprocessing.Process(target=_writer, args=(str(path), sweep.id, w)) for w in range(2)]
     for worker in workers:
         worker.start()
@@ -92,7 +104,7 @@ def test_two_processes_write_at_once(tmp_path):
 def test_a_new_reason_for_the_same_state_is_recorded_once(tmp_path):
     store = Store(tmp_path / "r.db")
     sweep, runs = a_sweep()
-    store.add_sweep(sweep, runs)
+    store.record_sweep(sweep, runs)
     store.apply(sweep.id, [RunUpdate(0, PENDING, detail="Priority"), RunUpdate(1, PENDING)])
     store.apply(sweep.id, [RunUpdate(0, PENDING, detail="Priority"), RunUpdate(1, PENDING)])
     assert store.details(sweep.id) == {0: "Priority", 2: "recorded"}  # 2 is still planned
@@ -103,3 +115,19 @@ def test_a_new_reason_for_the_same_state_is_recorded_once(tmp_path):
     ]  # fmt: skip
     store.apply(sweep.id, [RunUpdate(0, RUNNING)])
     assert store.details(sweep.id) == {1: "Resources", 2: "recorded"}  # running now: the reason it waited is history
+
+
+def test_planned_runs_of_a_submitter_that_died_are_not_taken(tmp_path):
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep(count=2)
+    store.record_sweep(sweep, runs)
+
+    def same_runs(sweep_id: str):
+        other, repeat = a_sweep(sweep_id, count=2)
+        for run in repeat:
+            run.id = runs[run.index].id
+        return other, repeat
+
+    assert store.record_sweep(*same_runs("brave-turing-000002")).count == 0  # this process runs: being submitted
+    store._db.execute("UPDATE submitters SET process='999999999@1' WHERE sweep_id=?", (sweep.id,))
+    assert store.record_sweep(*same_runs("brave-turing-000003")).count == 2  # a crash left them planned: run them

@@ -33,6 +33,7 @@ def test_help_and_a_tracked_dry_run_do_not_import_neptune(tmp_path, mrunner_home
     folder.mkdir(parents=True)
     (folder / "tracked.yaml").write_text(json.dumps({"backend": "local", "neptune": True, "neptune_project": "w/p"}))
     (tmp_path / "train.py").write_text("import mrunner\nmrunner.get_configuration(with_neptune=True)\n")
+    (tmp_path / ".mrunnerignore").write_text("")  # HOME is the project here: a home folder needs a marker
     help_modules = imported_modules(["-m", "mrunner", "--help"], tmp_path)
     assert "mrunner.cli" in help_modules  # the report is read correctly
     assert neptune_modules(help_modules) == set()

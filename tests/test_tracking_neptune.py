@@ -101,6 +101,7 @@ def test_neptune_mode_exported_in_the_shell_applies_without_a_token(mrunner, mru
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
     (tmp_path / "train.py").write_text(EXPERIMENT)
+    (tmp_path / ".mrunnerignore").write_text("")  # HOME is the project here: a home folder needs a marker
     write_context(mrunner_home, "tracked", neptune=True)
     done = mrunner("+context=tracked", "train.py", "lr=0.5", env={"NEPTUNE_MODE": "offline"})
     assert done.returncode == 0, done.stderr

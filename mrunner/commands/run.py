@@ -21,6 +21,7 @@ class RunArguments:
     detach: bool = False
     wait: bool = False
     force: bool = False
+    yes: bool = False
     name: str | None = None
     tags: list[str] = field(default_factory=list)
     quiet: bool = False
@@ -41,7 +42,7 @@ def run(arguments: RunArguments) -> int:
         target=target, overrides=arguments.overrides, multirun=arguments.multirun, spec_variable=variable,
         context_name=arguments.context_name, context_overrides=arguments.context_overrides,
         script_args=arguments.script_args, name=arguments.name, tags=arguments.tags,
-        detach=arguments.detach, force=arguments.force,
+        detach=arguments.detach, force=arguments.force, yes=arguments.yes,
     )  # fmt: skip
     plan = dispatch.Plan(request)
     if arguments.dry_run:
@@ -50,9 +51,9 @@ def run(arguments: RunArguments) -> int:
     reporter = Reporter(quiet=arguments.quiet)
     store = Store()
     sweep, runs = dispatch.submit(plan, store, reporter)
+    print(sweep.id)  # the new sweep; when every experiment was already submitted, the sweep that has them
     if not runs:
         return 0
-    print(sweep.id)
     if arguments.wait and not arguments.detach:
         runs = dispatch.wait(sweep, store, reporter)
     else:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mrunner import paths
+from mrunner.errors import MrunnerError
 from mrunner.hookspecs import BackendInfo, Pulled, SubmitOptions, hookimpl
 from mrunner.records import ACTIVE, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -25,13 +26,23 @@ def mrunner_backends() -> list[BackendInfo]:
 @hookimpl
 def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
     return [
-        ContextKey("max_parallel", "int", None, "experiments running at once (default: CPUs, or GPUs / gpus_per_experiment)"),
+        ContextKey("max_parallel", "int", None, "experiments running at once (default: CPUs, or GPUs / gpus_per_experiment)", minimum=1),
         ContextKey("gpus", "list", [], "GPU ids handed out through CUDA_VISIBLE_DEVICES, e.g. [0, 1]"),
-        ContextKey("gpus_per_experiment", "int", 1, "how many of `gpus` each experiment gets"),
+        ContextKey("gpus_per_experiment", "int", 1, "how many of `gpus` each experiment gets", minimum=1),
         ContextKey("storage_dir", "str", str(paths.data_dir() / "storage"), "STORAGE_DIR; experiments' output folders go below it"),
         ContextKey("grace_period", "int", 10, "seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before SIGKILL"),
         ContextKey("python", "str", sys.executable, "interpreter for .py scripts (default: the one running mrunner)"),
     ]  # fmt: skip
+
+
+@hookimpl
+def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+    gpus, per = context.get("gpus") or [], context.get("gpus_per_experiment") or 1
+    if gpus and per > len(gpus):
+        raise MrunnerError(
+            f"context {context_name}: gpus_per_experiment is {per} but gpus lists only {len(gpus)} "
+            f"({', '.join(map(str, gpus))}), so no experiment could ever start: lower gpus_per_experiment or list more gpus"
+        )
 
 
 @hookimpl

@@ -119,7 +119,7 @@ def test_an_end_read_from_the_exit_code_file_outranks_a_cancel_recorded_while_it
     store = Store(tmp_path / "records.db")
     sweep = Sweep("s1", "s", time.time(), "local", "local", {"storage_dir": str(tmp_path)}, "p", "d", str(tmp_path))
     runs = [Run("s1", index, f"id{index}", "e", {}, ["true"], state=PLANNED) for index in range(2)]
-    store.add_sweep(sweep, runs)
+    store.record_sweep(sweep, runs)
     store.apply("s1", [RunUpdate(0, RUNNING), RunUpdate(1, RUNNING)])
     store.apply("s1", [RunUpdate(0, CANCELLED), RunUpdate(1, CANCELLED)])
     exit_file = tmp_path / "0.0"

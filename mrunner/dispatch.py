@@ -104,7 +104,7 @@ class Plan:
         first_file = next((f for f, hydra_app in self._hydra.items() if hydra_app), None)
         self.grid = grid.grid(
             request.overrides, request.multirun,
-            glob_options=lambda key: _glob_options(base_dir, first_file, key),
+            glob_options=lambda key: _glob_options(base_dir, first_file, key), hydra_app=first_file is not None,
         )  # fmt: skip
         if len(self) == 0:
             raise MrunnerError("the grid is empty: an override has no values (check ranges and lists)")

@@ -192,8 +192,13 @@ def _range_values(override: Override) -> Sequence[Any]:
     return [Override._convert_value(v) for v in override.sweep_iterator()]
 
 
-def grid(texts: Sequence[str], multirun: bool, glob_options: GlobOptions | None = None) -> Grid:
-    """The grid the overrides span; without ``multirun`` a sweep is an error that says to add ``-m``."""
+def grid(
+    texts: Sequence[str], multirun: bool, glob_options: GlobOptions | None = None, hydra_app: bool = False
+) -> Grid:
+    """The grid the overrides span; without ``multirun`` a sweep is an error that says to add ``-m``.
+
+    For a Hydra app a key inside another override's key is Hydra's to judge (``db=postgres db.timeout=3``
+    chooses a group option and sets a key of it): its config check refuses what the app does not accept."""
     axes = [axis(parse(text), glob_options) for text in texts]
     sweeps = [a for a in axes if a.is_sweep]
     if sweeps and not multirun:
@@ -205,7 +210,7 @@ def grid(texts: Sequence[str], multirun: bool, glob_options: GlobOptions | None 
         if a.key in seen:
             raise MrunnerError(f"overrides {seen[a.key]!r} and {a.text!r} set the same key {a.key!r}; keep one")
         seen[a.key] = a.text
-    for key, text in seen.items():  # `model=3 model.depth=4`: one would silently undo the other
+    for key, text in seen.items() if not hydra_app else ():  # `model=3 model.depth=4`: one would undo the other
         parts = key.split(".")
         for depth in range(1, len(parts)):
             parent = ".".join(parts[:depth])

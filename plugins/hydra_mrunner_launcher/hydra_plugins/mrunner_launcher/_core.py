@@ -151,7 +151,7 @@ def _script(task_function: Any) -> str | None:
 
 
 def _parameters(overrides: list[str]) -> dict[str, Any]:
-    return grid.hydra_point({}, grid.grid(overrides, multirun=False), 0)[0] if overrides else {}
+    return grid.hydra_point({}, grid.grid(overrides, multirun=False, hydra_app=True), 0)[0] if overrides else {}
 
 
 def _command_job(job: Job, script: str, name: str, master: DictConfig, sweep_dir: Path, shared: bool) -> Experiment:

@@ -29,6 +29,8 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signa
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: The exit code when the attempt could not be set up (its folders, links or config).
 SETUP_FAILED = 97
+#: The exit code with ``--once`` when the attempt had started before (its log exists): not run a second time.
+STARTED_BEFORE = 98
 
 
 def from_environment(environ: dict[str, str]) -> contract.Layout:
@@ -51,6 +53,12 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--config-from", help="a file holding the config document (else $MRUNNER_CONFIG_DOCUMENT)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds between a stopping signal and the kill")
     parser.add_argument("--log", help="also append the experiment's output to this file (the attempt's log)")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="refuse to start when the attempt's --log exists already (a platform that replaces a lost process "
+        "by itself, like a Kubernetes Job, must not run the same attempt twice)",
+    )
     parser.add_argument(
         "--requeue-on", metavar="SIGNAL", help="the signal a scheduler sends before the time limit (e.g. USR1)"
     )
@@ -91,6 +99,12 @@ def main(argv: Sequence[str]) -> int:
             described = json.loads(document)
             if described.get("attempt") != layout.attempt:
                 document = json.dumps({**described, "attempt": layout.attempt})
+        if options.once and options.log and _started_before(options.log):
+            print(
+                f"mrunner: attempt {layout.attempt} of this experiment started before: not started again",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            return STARTED_BEFORE
         contract.prepare(layout, options.code, json.loads(options.entries), document)
         cwd = contract.working_directory(layout, options.workdir)
     except (OSError, KeyError, ValueError) as error:
@@ -174,6 +188,16 @@ def run(
     else:
         contract.write_atomic(exit_code_file, f"{status}\n")
     return status
+
+
+def _started_before(log: str) -> bool:
+    """Create the attempt's log; True when it was there already (created by an earlier start of it)."""
+    os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+    try:
+        os.close(os.open(log, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return True
+    return False
 
 
 def _copy(source: int, log: str) -> None:

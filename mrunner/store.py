@@ -276,7 +276,8 @@ class Store:
         With ``keep_terminal`` an experiment that already ended keeps its final state: a late "failed"
         from a killed process must not overwrite the "cancelled" that the user's cancel recorded. An update of
         a later attempt than the recorded one (``RunUpdate.attempt``: the platform requeued it) records the
-        earlier attempts' ends and starts the new attempt, whatever the recorded state was. Every attempt's end
+        earlier attempts' ends and starts the new attempt, whatever the recorded state was but ``cancelled``
+        (a cancel recorded first is never undone by a requeue seen meanwhile). Every attempt's end
         is kept in the attempts table.
         """
         if not updates:
@@ -296,7 +297,7 @@ class Store:
                     raise MrunnerError(f"sweep {sweep_id} has no experiment {update.index}")
                 state, exit_code, backend_ref, attempt = current[update.index]
                 new_ref = update.backend_ref if update.backend_ref is not None else backend_ref
-                if update.attempt is not None and update.attempt > attempt:
+                if update.attempt is not None and update.attempt > attempt and state != CANCELLED:
                     attempts += self._requeued(sweep_id, update, attempt, now)
                     detail = f"attempt {update.attempt} (requeued by the platform)"
                     events.append(_event(sweep_id, update.index, now, update.state, update.exit_code, detail)[1])

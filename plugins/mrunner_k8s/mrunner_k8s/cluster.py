@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
+from mrunner.attempt import STARTED_BEFORE
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import (
     CANCELLED,
@@ -31,7 +32,7 @@ from mrunner_k8s import manifests, names
 
 # A waiting container with one of these reasons will not start by itself: reported with the pending state.
 # A pod that failed for one of these reasons was pushed off its node: the experiment itself did not fail.
-PREEMPTION_REASONS = {"Evicted", "Preempting", "Shutdown", "NodeShutdown", "Terminated"}
+PREEMPTION_REASONS = {"Evicted", "Preempting", "Shutdown", "NodeShutdown", "Terminated", "NodeLost"}
 STUCK_REASONS = {
     "ErrImagePull",
     "ImagePullBackOff",
@@ -147,21 +148,43 @@ class Cluster:
         return jobs.items, pods.items
 
     def delete_jobs(self, sweep: Sweep, runs: Sequence[Run]) -> None:
-        """Delete the Jobs of ``runs`` (and their pods) by label: one call per attempt number among them."""
+        """Delete the Jobs of ``runs`` of every attempt (and their pods) by label, Job first: a status that
+        replaced a lost pod meanwhile finds the lost attempt's Job gone (``requeue``), and its new Job goes too."""
         from kubernetes import client
 
-        by_attempt: dict[int, list[int]] = {}
-        for run in runs:
-            by_attempt.setdefault(run.attempt, []).append(run.index)
         options = client.V1DeleteOptions(propagation_policy="Background")
-        for attempt, indices in by_attempt.items():
-            for start in range(0, len(indices), 200):
-                chosen = ",".join(str(i) for i in indices[start : start + 200])
-                selector = f"mrunner/sweep={sweep.id},mrunner/attempt={attempt},mrunner/index in ({chosen})"
-                self.call(
-                    "delete the sweep's Jobs", self.batch.delete_collection_namespaced_job, self.namespace,
-                    label_selector=selector, body=options,
-                )  # fmt: skip
+        indices = sorted(run.index for run in runs)
+        for start in range(0, len(indices), 200):
+            chosen = ",".join(str(i) for i in indices[start : start + 200])
+            selector = f"mrunner/sweep={sweep.id},mrunner/index in ({chosen})"
+            self.call(
+                "delete the sweep's Jobs", self.batch.delete_collection_namespaced_job, self.namespace,
+                label_selector=selector, body=options,
+            )  # fmt: skip
+
+    def job_stays(self, name: str) -> bool:
+        """Whether the Job exists and is not being deleted."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            job = self.batch.read_namespaced_job(name, self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise BackendError(f"Kubernetes refused to read Job {name}: {api_message(error)}") from None
+        return job.metadata is not None and job.metadata.deletion_timestamp is None
+
+    def delete_job(self, name: str) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.batch.delete_namespaced_job(
+                name, self.namespace, body=client.V1DeleteOptions(propagation_policy="Background")
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise BackendError(f"Kubernetes refused to delete Job {name}: {api_message(error)}") from None
 
     def nodes(self) -> list[Any] | None:
         """The cluster's nodes, or None when this user may not list them."""
@@ -205,16 +228,22 @@ def api_message(error: Any) -> str:
 
 
 def run_states(runs: Sequence[Run], jobs: Sequence[Any], pods: Sequence[Any]) -> list[RunUpdate]:
-    """Each run's state from its Job's conditions and its pod's phase and container state."""
+    """Each run's state from its Job's conditions and its pods' phases and container states.
+
+    A pod lost to the platform (evicted, deleted while its Job stays, its node gone) makes its attempt
+    ``preempted`` with ``LOSS`` in the detail: ``mrunner_k8s.requeue`` starts the next attempt for it. It is
+    reported only once no pod of the attempt runs any more (a deleted pod is still saving its checkpoint)."""
     jobs_by_run = {_key(job.metadata.labels): job for job in jobs}
-    pods_by_run: dict[tuple[str, str], Any] = {}
+    pods_by_run: dict[tuple[str, str], list[Any]] = {}
     for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
-        pods_by_run[_key(pod.metadata.labels)] = pod  # the newest pod of a run wins
+        pods_by_run.setdefault(_key(pod.metadata.labels), []).append(pod)  # oldest first
     updates = []
     for run in runs:
         key = (str(run.index), str(run.attempt))
-        update = _state(run, jobs_by_run.get(key), pods_by_run.get(key))
-        if update and (update.state != run.state or update.exit_code != run.exit_code or _waits(update)):
+        update = _state(run, jobs_by_run.get(key), pods_by_run.get(key, []))
+        if update and (
+            update.state != run.state or update.exit_code != run.exit_code or _waits(update) or is_loss(update)
+        ):
             updates.append(update)  # a pending run's reason always: the records keep the latest
     return updates
 
@@ -241,16 +270,77 @@ def never_schedulable(context: Mapping[str, Any], nodes: Sequence[Any]) -> str |
     return None
 
 
+#: Starts the detail of a ``preempted`` state that the platform caused (the attempt may be requeued).
+LOSS = "pod lost: "
+
+
+def is_loss(update: RunUpdate) -> bool:
+    return update.state == PREEMPTED and (update.detail or "").startswith(LOSS)
+
+
 def _key(labels: Mapping[str, str] | None) -> tuple[str, str]:
     labels = labels or {}
     return labels.get("mrunner/index", ""), labels.get("mrunner/attempt", "")
 
 
-def _state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
+def _state(run: Run, job: Any | None, pods: Sequence[Any]) -> RunUpdate | None:
+    # The Job's own stop (active_deadline_seconds) and a Job being deleted (a cancel) are no platform loss.
+    watched = job is not None and job.metadata.deletion_timestamp is None and not _deadline_exceeded(job)
+    if watched and pods:
+        if any(_stopped(pod) and _container_running(pod) for pod in pods):
+            return None  # a deleted pod's experiment is still saving: nothing starts before it ends
+        if any(_stopped(pod) and _started(pod) for pod in pods) and not _ended(pods[-1]):
+            return None  # the Job's own replacement of a deleted pod, about to refuse the attempt (--once)
+        loss = _loss(job, pods[-1])
+        if loss is not None:
+            return RunUpdate(run.index, PREEMPTED, detail=LOSS + loss)
+    elif watched and _has_condition(job, "Failed"):
+        return RunUpdate(run.index, PREEMPTED, detail=LOSS + "its pod disappeared")
+    pod = pods[-1] if pods else None
     update = _api_state(run, job, pod)
     if update is not None and update.state in (COMPLETED, FAILED) and not _stopped(pod):
         return replace(update, ended_by_itself=True)  # the wrapper also left the exit-code file on the claim
     return update
+
+
+def _loss(job: Any, pod: Any) -> str | None:
+    """Why the attempt's newest pod was lost to the platform, or None when it was not (it ran, or is to)."""
+    if pod.status.phase in ("Failed", "Unknown") and pod.status.reason in PREEMPTION_REASONS:
+        return f"{pod.status.reason}: {pod.status.message or ''}".strip()
+    if _stopped(pod):
+        if _started(pod) or _has_condition(job, "Failed"):
+            return f"pod {pod.metadata.name} was deleted"
+        return None  # deleted before it started: the Job controller starts the attempt in a new pod
+    if _container_end(pod)[0] == STARTED_BEFORE:
+        return f"pod {pod.metadata.name} replaced a lost pod and did not run the attempt a second time"
+    return None
+
+
+def _started(pod: Any) -> bool:
+    """Whether the pod's container ever ran (so the attempt's log exists on the claim)."""
+    return any(
+        status.state and (status.state.running or status.state.terminated)
+        for status in pod.status.container_statuses or []
+    )
+
+
+def _ended(pod: Any) -> bool:
+    return _stopped(pod) or pod.status.phase in ("Succeeded", "Failed")
+
+
+def _deadline_exceeded(job: Any) -> bool:
+    return any(
+        c.status == "True" and c.type == "Failed" and c.reason == "DeadlineExceeded"
+        for c in job.status.conditions or []
+    )
+
+
+def _has_condition(job: Any, kind: str) -> bool:
+    return any(c.status == "True" and c.type == kind for c in job.status.conditions or [])
+
+
+def _container_running(pod: Any) -> bool:
+    return any(status.state and status.state.running for status in pod.status.container_statuses or [])
 
 
 def _stopped(pod: Any | None) -> bool:
@@ -262,10 +352,6 @@ def _api_state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
     if job is None:
         return RunUpdate(run.index, LOST, detail="its Job is gone (deleted outside mrunner)")
     exit_code, reason = _container_end(pod)
-    if pod is not None and pod.status.phase == "Failed" and pod.status.reason in PREEMPTION_REASONS:
-        return RunUpdate(
-            run.index, PREEMPTED, exit_code=exit_code, detail=f"{pod.status.reason}: {pod.status.message or ''}".strip()
-        )
     for condition in job.status.conditions or []:
         if condition.status != "True":
             continue

@@ -82,7 +82,10 @@ def command(sweep: Sweep, run: Run) -> list[str]:
     It is PID 1, so it passes the kubelet's SIGTERM on to the experiment's process group (the kernel drops
     signals PID 1 has no handler for), kills the group after ``grace_period``, prepares the experiment's
     folder on the claim, writes the exit code there when the experiment ends by itself, and copies the output into
-    the attempt's log on the claim (the pod's own log goes with its Job). The container's
+    the attempt's log on the claim (the pod's own log goes with its Job). With ``--once`` a pod the Job
+    controller starts in place of a deleted one (Kubernetes 1.20 does so at once, while the deleted one
+    still saves) finds the attempt's log and exits 98 without running it: the backend's status starts
+    the next attempt as a new Job instead (``mrunner_k8s.requeue``). The container's
     working directory is the shipped client's folder, so ``python -m`` finds the wrapper that matches the
     layout even when the image installs another mrunner; the experiment itself starts in its own folder."""
     context = sweep.context
@@ -91,12 +94,18 @@ def command(sweep: Sweep, run: Run) -> list[str]:
         "--entries", json.dumps(sweep.package["entries"]),
         "--config-from", posixpath.join(names.CONFIG_DIR, names.CONFIG_FILE),
         "--grace", str(context["grace_period"]),
-        "--log", layout.of_run(context["storage"], sweep, run).log_file(), "--", *run.command,
+        "--log", layout.of_run(context["storage"], sweep, run).log_file(), "--once", "--", *run.command,
     ]  # fmt: skip
 
 
-def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str]) -> Any:
-    """One experiment's Job: one pod, never restarted, its parameters mounted from the sweep's ConfigMap."""
+#: Job annotations counting the automatic attempts so far since the user's submission or resume.
+REQUEUES = "mrunner/requeues"
+RETRIES = "mrunner/retries"
+
+
+def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str], requeues: int = 0, retries: int = 0) -> Any:
+    """One attempt's Job: one pod, never restarted, its parameters mounted from the sweep's ConfigMap;
+    ``requeues`` and ``retries`` count the attempts started automatically before it."""
     c = _client()
     context = sweep.context
     storage = context["storage"]
@@ -155,7 +164,12 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str]) -> Any:
     metadata = c.V1ObjectMeta(
         name=names.job(sweep.id, run.index, run.attempt, run.name),
         labels=labels,
-        annotations={"mrunner/name": run.name, "mrunner/ref": run.ref},
+        annotations={
+            "mrunner/name": run.name,
+            "mrunner/ref": run.ref,
+            REQUEUES: str(requeues),
+            RETRIES: str(retries),
+        },  # fmt: skip
     )
     return c.V1Job(api_version="batch/v1", kind="Job", metadata=metadata, spec=spec)
 

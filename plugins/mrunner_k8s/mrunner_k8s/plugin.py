@@ -147,6 +147,7 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
     from dataclasses import replace
 
     from mrunner_k8s.cluster import never_schedulable, run_states
+    from mrunner_k8s.requeue import next_attempts
 
     cluster = _cluster(sweep)
     jobs, pods = cluster.sweep_objects(sweep)
@@ -161,7 +162,7 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
                 if (update.detail or "").startswith("unschedulable:") else update
                 for update in updates
             ]  # fmt: skip
-    return updates
+    return next_attempts(cluster, sweep, runs, updates, jobs)
 
 
 @hookimpl
@@ -173,7 +174,7 @@ def mrunner_cancel(
     cluster = _cluster(sweep)
     jobs, pods = cluster.sweep_objects(sweep)
     # A pod that had already ended keeps its real end, and its Job stays (with the log `mrunner logs` shows).
-    ends = [update for update in run_states(runs, jobs, pods) if update.ended_by_itself]
+    ends = [update for update in run_states(runs, jobs, pods) if update.ended_by_itself]  # never retried here
     ended = {update.index for update in ends}
     stopping = [run for run in runs if run.index not in ended]
     updates = cancelled(stopping)

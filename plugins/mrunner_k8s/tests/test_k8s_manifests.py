@@ -32,7 +32,7 @@ def test_job_manifest(sweep, make_run):
     assert container["command"] == [
         "python3", "-m", "mrunner.attempt", "--code", "/mrunner/code", "--workdir", "src",
         "--entries", json.dumps(sweep.package["entries"]), "--config-from", "/etc/mrunner/config.json",
-        "--grace", "30", "--log", layout.of_run("/storage", sweep, run).log_file(), "--", *run.command,
+        "--grace", "30", "--log", layout.of_run("/storage", sweep, run).log_file(), "--once", "--", *run.command,
     ]  # fmt: skip
     assert container["workingDir"] == "/mrunner/client"
     assert pod["terminationGracePeriodSeconds"] == 30 + manifests.KILL_MARGIN_SECONDS

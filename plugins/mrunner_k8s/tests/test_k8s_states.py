@@ -3,7 +3,7 @@
 from datetime import datetime, timezone
 
 from kubernetes import client as k
-from mrunner_k8s.cluster import run_states
+from mrunner_k8s.cluster import is_loss, run_states
 
 
 def _labels(index, attempt=0):
@@ -50,7 +50,7 @@ def test_states_from_conditions_and_pods(make_run):
     updates = {u.index: u for u in run_states(runs, jobs, pods)}
     assert {i: (u.state, u.exit_code) for i, u in updates.items()} == {
         0: ("completed", 0), 1: ("failed", 3), 2: ("timeout", 137), 3: ("running", None),
-        4: ("pending", None), 5: ("preempted", 137), 6: ("pending", None), 7: ("lost", None),
+        4: ("pending", None), 5: ("preempted", None), 6: ("pending", None), 7: ("lost", None),
     }  # fmt: skip
     assert updates[4].detail == "ImagePullBackOff: no such image"
     assert updates[6].detail.startswith("unschedulable: 0/1 nodes")
@@ -76,5 +76,28 @@ def test_an_end_of_its_own_is_marked_and_a_deleted_pods_is_not(make_run):
     pods = [pod(0, "Succeeded", 0), pod(1, "Failed", 3), pod(2, "Failed", 137), deleting]
     updates = {u.index: u for u in run_states(runs, jobs, pods)}
     assert {i: (u.state, u.ended_by_itself) for i, u in updates.items()} == {
-        0: ("completed", True), 1: ("failed", True), 2: ("timeout", False), 3: ("failed", False),
+        0: ("completed", True), 1: ("failed", True), 2: ("timeout", False), 3: ("preempted", False),
     }  # fmt: skip
+    assert is_loss(updates[3])  # deleted while its Job stays: the platform's doing, requeued by status
+
+
+def test_a_deleted_pod_is_lost_only_once_nothing_of_its_attempt_runs(make_run):
+    run = make_run(0)
+    run.state = "running"
+    saving = pod(0, "Running")
+    saving.metadata.deletion_timestamp = datetime.fromtimestamp(60, timezone.utc)
+    assert run_states([run], [job(0)], [saving]) == []  # its experiment still saves: nothing starts yet
+    deleted = pod(0, "Failed", 143)
+    deleted.metadata.deletion_timestamp = datetime.fromtimestamp(60, timezone.utc)
+    replacement = pod(0, "Running", created=5)  # the Job controller's own, about to refuse (--once)
+    assert run_states([run], [job(0)], [deleted, replacement]) == []
+    (update,) = run_states([run], [job(0, "Failed")], [pod(0, "Failed", 98, created=5)])  # the deleted one is gone
+    assert is_loss(update)
+    cancelled = job(0)
+    cancelled.metadata.deletion_timestamp = datetime.fromtimestamp(60, timezone.utc)
+    assert not any(is_loss(u) for u in run_states([run], [cancelled], [deleted]))  # a cancel is no loss
+    never_started = pod(0, "Pending")
+    never_started.metadata.deletion_timestamp = datetime.fromtimestamp(60, timezone.utc)
+    never_started.status.container_statuses = None
+    legit = pod(0, "Running", created=5)  # deleted before it started: the Job's new pod runs the attempt
+    assert run_states([run], [job(0)], [never_started, legit]) == []

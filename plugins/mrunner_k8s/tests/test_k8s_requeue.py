@@ -1,0 +1,109 @@
+"""A pod lost to deletion on the loopback Kubernetes 1.20 cluster comes back as the experiment's next attempt,
+in a Job of its own, from its checkpoint folder on the claim, up to max_requeue; a failed script is started
+again only within retry_failed."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from mrunner.records import COMPLETED, FAILED, PREEMPTED
+from plugins.mrunner_k8s.tests import test_k8s_cluster as base
+from plugins.mrunner_k8s.tests.test_k8s_cluster import _volume, experiments, submit, write_context
+from plugins.mrunner_slurm.tests.test_slurm_requeue import CHECKPOINTING
+
+pytestmark = pytest.mark.k8s
+# The end-to-end tests' fixtures: the service's clients, a namespace of the test's own, the project folder.
+cluster, namespace, project = base.cluster, base.namespace, base.project
+
+
+@pytest.fixture
+def checkpointing(project, k8s_service, namespace):
+    (project / "exp.py").write_text(CHECKPOINTING + "\nsys.exit(int(config.get('code', 0)))\n")
+    return project
+
+
+def _context(k8s_service, namespace, **keys):
+    write_context(k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", grace_period=5, **keys)  # fmt: skip
+
+
+def wait_until(mrunner, sweep_id, predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = experiments(mrunner, sweep_id)
+        if predicate(runs):
+            return runs
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {[(r['state'], r['attempt']) for r in runs]}"  # fmt: skip
+        time.sleep(1)
+
+
+def checkpoint(volume, sweep_id: str, run: dict) -> dict:
+    path = volume / "mrt-project" / sweep_id / "checkpoints" / f"{run['index']}-{run['name']}" / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {"step": 0, "attempts": []}
+
+
+def ends(mrunner, sweep_id: str) -> list[list[tuple[int, str | None]]]:
+    result = mrunner("status", sweep_id, "--json")
+    return [[(a["number"], a["end"]) for a in run["attempts"]] for run in json.loads(result.stdout)["experiments"]]
+
+
+def _delete_running_pod(mrunner, cluster, namespace, sweep_id, volume) -> dict:
+    """Wait until experiment 0 has saved 3 steps, then delete its pod as a node drain would."""
+    runs = wait_until(mrunner, sweep_id, lambda rs: all(r["state"] == "running" for r in rs), 120, "both running")
+    deadline = time.monotonic() + 60
+    while checkpoint(volume, sweep_id, runs[0])["step"] < 3:
+        assert time.monotonic() < deadline, "experiment 0 never reached step 3"
+        time.sleep(0.5)
+    selector = f"mrunner/sweep={sweep_id},mrunner/index=0"
+    (pod,) = cluster[0].list_namespaced_pod(namespace, label_selector=selector).items
+    cluster[0].delete_namespaced_pod(pod.metadata.name, namespace)
+    return runs[0]
+
+
+def test_a_deleted_pod_continues_from_its_checkpoint_as_attempt_1_and_its_neighbour_runs_once(
+    mrunner,
+    checkpointing,
+    cluster,
+    namespace,
+    k8s_service,
+):
+    _context(k8s_service, namespace)
+    sweep_id, _ = submit(mrunner, "-m", "i=0,1", "steps=40", "pause=0.5", "slow_until=9")
+    volume = _volume(cluster[0], namespace)
+    first = _delete_running_pod(mrunner, cluster, namespace, sweep_id, volume)
+    runs = wait_until(mrunner, sweep_id, lambda rs: all(r["state"] == COMPLETED for r in rs), 180, "the end")
+    assert [r["attempt"] for r in runs] == [1, 0]
+    assert ends(mrunner, sweep_id) == [[(0, PREEMPTED), (1, COMPLETED)], [(0, COMPLETED)]]
+    state = checkpoint(volume, sweep_id, first)
+    assert state["step"] == 40 and state["attempts"] == [0, 1]  # never a second run of attempt 0
+    assert checkpoint(volume, sweep_id, runs[1])["attempts"] == [0]
+    jobs = cluster[1].list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id},mrunner/index=0")
+    assert sorted(job.metadata.labels["mrunner/attempt"] for job in jobs.items) == ["0", "1"]  # a Job per attempt
+    latest = mrunner("logs", f"{sweep_id}/0").stdout
+    assert int(latest.split("attempt 1 from step ")[1].split()[0]) >= 3 and "done at step 40" in latest
+
+
+def test_max_requeue_0_ends_a_deleted_pods_experiment_preempted(
+    mrunner,
+    checkpointing,
+    cluster,
+    namespace,
+    k8s_service,
+):
+    _context(k8s_service, namespace, max_requeue=0)
+    sweep_id, _ = submit(mrunner, "-m", "i=0,1", "steps=20", "pause=0.5", "slow_until=9")
+    volume = _volume(cluster[0], namespace)
+    _delete_running_pod(mrunner, cluster, namespace, sweep_id, volume)
+    runs = wait_until(mrunner, sweep_id, lambda rs: all(r["state"] in (COMPLETED, PREEMPTED) for r in rs), 180, "the end")  # fmt: skip
+    assert [(r["state"], r["attempt"]) for r in runs] == [(PREEMPTED, 0), (COMPLETED, 0)]
+    assert ends(mrunner, sweep_id) == [[(0, PREEMPTED)], [(0, COMPLETED)]]
+
+
+def test_a_failed_script_is_retried_only_within_retry_failed(mrunner, checkpointing, cluster, namespace, k8s_service):
+    _context(k8s_service, namespace, retry_failed=1)
+    sweep_id, _ = submit(mrunner, "-m", "code=0,3", "steps=2", "pause=0", "slow_until=0")
+    runs = wait_until(mrunner, sweep_id, lambda rs: all(r["state"] in (COMPLETED, FAILED) for r in rs), 180, "the end")  # fmt: skip
+    assert [(r["state"], r["exit_code"], r["attempt"]) for r in runs] == [(COMPLETED, 0, 0), (FAILED, 3, 1)]
+    assert ends(mrunner, sweep_id) == [[(0, COMPLETED)], [(0, FAILED), (1, FAILED)]]

@@ -37,6 +37,13 @@ OVERRIDEs use Hydra's grammar: `lr=0.1,0.01`, `seed=range(5)`, `opt=choice(adam,
 `model.depth=3`. `context=NAME` picks a context, `context.KEY=VALUE` changes one of its keys for this run;
 everything else is a parameter. Arguments after `--` reach the script verbatim.
 
+examples:
+  mrunner train.py lr=0.1                                   one run on this machine
+  mrunner train.py -m lr=0.1,0.01 'seed=range(3)'           a grid of 6 points, as many at once as CPUs
+  mrunner +context=cluster train.py -m 'lr=choice(0.1,0.01)' --wait   on Slurm, following it to the end
+  mrunner spec.py --dry-run                                 what a spec file would run, submitting nothing
+  mrunner status; mrunner logs SWEEP/0 -f; mrunner resume SWEEP --time 2:00:00
+
 other commands:
   context   list, show, add, edit, delete, copy, use and import contexts
   config    show, set or unset mrunner's settings (current_context)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mrunner.records import COMPLETED, TERMINAL
+from mrunner.records import COMPLETED, FAILED, TERMINAL, Run, Sweep
+
+if TYPE_CHECKING:
+    from mrunner.reporter import Reporter
 
 
 @dataclass
@@ -60,10 +64,31 @@ def run(arguments: RunArguments) -> int:
         runs = store.runs(sweep.id)
     reporter.step(f"sweep {sweep.id}: {dispatch.summary(runs)}")
     if all(run.state in TERMINAL for run in runs):  # the backend ran it to the end (local), or we waited
+        failed = next((run for run in runs if run.state == FAILED), None)
+        if failed is not None:
+            _show_tail(sweep, failed, reporter)
         reporter.step(f"see `mrunner status {sweep.id}` and `mrunner logs {sweep.id}/INDEX`")
         return 0 if all(run.state == COMPLETED for run in runs) else 1
     reporter.step(f"follow it with `mrunner status {sweep.id}`; `mrunner logs {sweep.id}/0 -f` shows output")
     return 0
+
+
+TAIL_LINES = 10
+
+
+def _show_tail(sweep: Sweep, run: Run, reporter: Reporter) -> None:
+    """Where a researcher looks first: the end of the first failing experiment's output."""
+    from mrunner import dispatch
+    from mrunner.errors import MrunnerError
+
+    try:
+        lines = dispatch.output(sweep, run).rstrip("\n").splitlines()[-TAIL_LINES:]
+    except MrunnerError:
+        return  # its output cannot be read now: `mrunner logs` says why
+    exit_code = "" if run.exit_code is None else f" (exit {run.exit_code})"
+    reporter.step(f"experiment {run.ref} failed{exit_code}; the end of its output:")
+    for line in lines:
+        reporter.step(f"  | {line}")
 
 
 def warm_up(arguments: RunArguments) -> None:

@@ -330,3 +330,11 @@ def test_a_detached_sweep_records_into_the_records_it_was_submitted_to(mrunner_h
     wait_for(lambda: records.run(sweep.id, 0).state == "completed")
     assert records.run(sweep.id, 0).exit_code == 0
     assert not default_path().exists()
+
+
+def test_a_sweep_that_ends_with_failures_shows_the_end_of_the_first_failing_log(mrunner, tmp_path):
+    (tmp_path / "bad.py").write_text("import sys\nfor i in range(20):\n    print('line', i)\nsys.exit(4)\n")
+    result = mrunner("bad.py", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "failed (exit 4); the end of its output:" in result.stderr
+    assert "  | line 19" in result.stderr and "  | line 10" in result.stderr and "line 9\n" not in result.stderr

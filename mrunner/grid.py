@@ -154,6 +154,8 @@ def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
     }[override.type]  # fmt: skip
     element = override.get_key_element()
     if how == DELETE:
+        if override.is_sweep_override():
+            raise MrunnerError(f"override {text!r}: a deletion (~{key}) takes one value at most, not a sweep")
         return Axis(key, how, [None], text, element, [_single_text(override, element)])
     if override.value_type == ValueType.INTERVAL_SWEEP:
         raise MrunnerError(

@@ -60,7 +60,13 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
     for key in ("grace_period", "max_requeue", "retry_failed"):
         if int(context.get(key) or 0) < 0:
             raise MrunnerError(f"context {context_name}: {key} must be 0 or more, got {context[key]}")
-    missing = [name for name in context.get("secrets") or [] if name not in os.environ]
+    names = context.get("secrets") or []
+    bad = [name for name in names if not isinstance(name, str) or not name]
+    if bad:
+        raise MrunnerError(
+            f"context {context_name}: secrets lists names of environment variables; {bad[0]!r} is not one"
+        )
+    missing = [name for name in names if name not in os.environ]
     if missing:
         raise MrunnerError(
             f"context {context_name} forwards the secret {missing[0]} but it is not set in your environment: "

@@ -155,7 +155,7 @@ def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
     element = override.get_key_element()
     if how == DELETE:
         if override.is_sweep_override():
-            raise MrunnerError(f"override {text!r} deletes {key!r}: it takes no list of values (write ~{key})")
+            raise MrunnerError(f"override {text!r}: a deletion (~{key}) takes one value at most, not a sweep")
         return Axis(key, how, [None], text, element, [_single_text(override, element)])
     if override.value_type == ValueType.INTERVAL_SWEEP:
         raise MrunnerError(

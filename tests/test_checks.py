@@ -83,6 +83,8 @@ def test_a_script_path_with_spaces_and_shell_characters_runs_exactly_that_file(m
         ),
         (["model=3", "model.depth=4"], ["overrides 'model=3' and 'model.depth=4' conflict", "keep one"]),
         (["-m", "a.b.c=1,2", "~a.b"], ["overrides '~a.b' and 'a.b.c=1,2' conflict"]),
+        (["-m", "~lr=1,2"], ["a deletion (~lr) takes one value at most"]),  # found by test_cli_properties
+        (["context.secrets=[null]"], ["secrets lists names of environment variables; None is not one"]),
     ],
 )
 def test_values_that_could_never_work_are_refused(mrunner, project, mrunner_home, overrides, fragments):

@@ -272,7 +272,8 @@ def test_a_refused_gpu_request_shows_slurms_message_and_leaves_resumable_records
     assert result.returncode == 3
     assert "sbatch refused" in result.stderr and "Requested node configuration is not available" in result.stderr
     sweep = re.search(r"mrunner resume (\S+)`", result.stderr).group(1)
-    assert [r["state"] for r in status(mrunner, sweep)["experiments"]] == ["planned", "planned"]
+    # not submitted: failed (so that resume and a repeated submission run them), never left planned
+    assert [r["state"] for r in status(mrunner, sweep)["experiments"]] == ["failed", "failed"]
     assert "Requested node configuration" in mrunner("resume", sweep).stderr
 
 

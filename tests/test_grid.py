@@ -98,9 +98,3 @@ def test_values_reach_a_hydra_app_exactly(value):
     if isinstance(value, str) and "${" in value:
         value = value.replace("${", "\\${")  # kept literal: OmegaConf turns \${ back into ${ in the app
     assert parsed == value
-
-
-def test_a_delete_with_a_list_of_values_is_one_line_not_a_crash():
-    """Found by the property test: `~lr=1,2` reached Hydra's value printer, which raised."""
-    with pytest.raises(MrunnerError, match=r"override '~lr=1,2': a deletion \(~lr\) takes one value at most"):
-        grid.grid(["~lr=1,2"], multirun=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mrunner import layout as contract
+from mrunner import process
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
@@ -67,26 +68,12 @@ def sweep_dir(sweep: Sweep) -> Path:
 # -- which process supervises a sweep ------------------------------------------------------------------------
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time (from /proc), so a reused pid is not mistaken for the supervisor."""
-    try:
-        with open(f"/proc/{pid}/stat") as stream:
-            return stream.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _identity(pid: int) -> str:
-    return f"{pid}@{_start_time(pid)}"
-
-
 def supervisor_alive(sweep: Sweep) -> bool:
     """Whether the supervisor recorded for the sweep (``sweep.detail["supervisor"]``) still runs."""
     recorded = sweep.detail.get("supervisor")
     if not recorded:
         return False
-    pid = int(recorded.split("@", 1)[0])
-    return _identity(pid) == recorded
+    return process.alive(recorded)
 
 
 # -- running -------------------------------------------------------------------------------------------------
@@ -186,7 +173,7 @@ class Supervisor:
                     child = None
                 else:
                     self.children[run.index] = child
-                    self._record([RunUpdate(run.index, RUNNING, backend_ref=f"pid:{_identity(child.pid)}")])
+                    self._record([RunUpdate(run.index, RUNNING, backend_ref=f"pid:{process.identity(child.pid)}")])
             if child is None:
                 self._ended(run)
                 return
@@ -307,7 +294,7 @@ def run_inline(
 
 def _claim(sweep: Sweep, store: Store) -> None:
     """Say in the records that this process supervises the sweep."""
-    sweep.detail["supervisor"] = _identity(os.getpid())
+    sweep.detail["supervisor"] = process.identity(os.getpid())
     store.update_sweep(sweep)
 
 
@@ -316,15 +303,15 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
     log = sweep_dir(sweep) / "supervisor.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
-        process = subprocess.Popen(
+        started = subprocess.Popen(
             [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id, *(str(run.index) for run in runs)],
             env={**os.environ, **secrets}, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     # Recorded here, not only by the child, so a `status` right after submission finds it alive.
-    sweep.detail["supervisor"] = _identity(process.pid)
+    sweep.detail["supervisor"] = process.identity(started.pid)
     Store(Path(store_path)).update_sweep(sweep)
-    return process.pid
+    return started.pid
 
 
 def cancel(sweep: Sweep, runs: Sequence[Run], record: Record) -> list[RunUpdate]:
@@ -351,7 +338,7 @@ def _pid_of(run: Run) -> int | None:
     if not ref.startswith("pid:"):
         return None
     pid = int(ref[4:].split("@", 1)[0])
-    return pid if _identity(pid) == ref[4:] else None
+    return pid if process.identity(pid) == ref[4:] else None
 
 
 def reconcile(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:

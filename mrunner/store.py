@@ -94,6 +94,10 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+#: How long a write waits for another mrunner's transaction before it gives up.
+LOCK_SECONDS = 60.0
+
+
 class Store:
     """The records database. Cheap to open; open one per process."""
 
@@ -104,10 +108,20 @@ class Store:
     @_guarded
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite3.connect(self.path, timeout=LOCK_SECONDS, isolation_level=None, check_same_thread=False)
+        # Switching a new database to WAL needs it alone and SQLite answers "locked" at once instead of waiting
+        # (two first submissions opening a new database together hit that): wait here as the busy timeout would.
+        deadline = time.monotonic() + LOCK_SECONDS
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def failure(self, error: sqlite3.Error) -> MrunnerError:
         """What a database error means for the user, as one line naming the database."""

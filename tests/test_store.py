@@ -131,3 +131,28 @@ def test_planned_runs_of_a_submitter_that_died_are_not_taken(tmp_path):
     assert store.record_sweep(*same_runs("brave-turing-000002")).count == 0  # this process runs: being submitted
     store._db.execute("UPDATE submitters SET process='999999999@1' WHERE sweep_id=?", (sweep.id,))
     assert store.record_sweep(*same_runs("brave-turing-000003")).count == 2  # a crash left them planned: run them
+
+
+def test_processes_opening_a_new_database_together_all_get_it(tmp_path):
+    """Switching a new database to WAL answers "locked" at once to all but one opener: each waits instead."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\nfrom pathlib import Path\nfrom mrunner.store import Store\n"
+        "start = float(sys.argv[2])\nwhile time.time() < start: pass\n"
+        "Store(Path(sys.argv[1])).sweeps()\nprint('ok')\n"
+    )
+    for round_ in range(10):
+        start = str(time.time() + 0.3)
+        openers = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(tmp_path / f"{round_}.db"), start],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for _ in range(3)
+        ]
+        results = [opener.communicate(timeout=120) for opener in openers]
+        assert [out for out, _ in results] == ["ok\n"] * 3, results

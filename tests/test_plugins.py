@@ -35,13 +35,7 @@ def install(tmp_path: Path, name: str, module_text: str) -> Path:
         build-backend = "hatchling.build"
     """)
     )
-    site = tmp_path / f"site-{name}"
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.fail("uv is needed to install the test plugin (tests/run installs it)")
-    subprocess.run([uv, "pip", "install", "--quiet", "--no-deps", "--python", sys.executable, "--target", str(site), str(package)],
-                   check=True, capture_output=True)  # fmt: skip
-    return site
+    return install_folder(package, tmp_path / f"site-{name}")
 
 
 def install_folder(package: Path, site: Path) -> Path:

@@ -728,9 +728,17 @@ def test_a_connection_dropped_in_the_middle_of_a_command_is_one_line(cluster):
     from mrunner.errors import BackendError
 
     opened = ssh.connect(ssh.resolve(cluster.service["alias"], cluster.service["ssh_config"]))
-    call = opened.start("echo started; sleep 30")
-    reader = call.channel.makefile("rb")
-    threading.Thread(target=lambda: (reader.readline(), opened.client.get_transport().sock.close())).start()
+    # The command says it started on stderr, which the call's own drain thread collects: a second reader of
+    # stdout would race finish() for the line and could leave the connection standing.
+    call = opened.start("echo started >&2; sleep 30")
+
+    def cut_once_started() -> None:
+        deadline = time.monotonic() + 20
+        while not call.errors.chunks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        opened.client.get_transport().sock.close()
+
+    threading.Thread(target=cut_once_started).start()
     with pytest.raises(BackendError) as raised:
         call.finish()
     target = opened.target

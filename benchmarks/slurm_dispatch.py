@@ -182,6 +182,12 @@ print(elapsed, jobs[0].job_id.split("_")[0])
 """
 
 
+def ensure_submitit() -> None:
+    """Give the cluster user a virtualenv with submitit (from PyPI) unless it has one: a fresh cluster has none."""
+    setup = "test -x ~/bench-venv/bin/python || { python3 -m venv ~/bench-venv && ~/bench-venv/bin/pip install -q submitit; }"
+    subprocess.run(["ssh", "-F", SERVICE["ssh_config"], SERVICE["alias"], setup], check=True)
+
+
 def submitit_dispatch(storage: str) -> tuple[float, float, str]:
     started = time.perf_counter()
     result = subprocess.run(
@@ -223,6 +229,7 @@ def main() -> None:
     options = parser.parse_args()
     sources = [Path(__file__).parent.parent / "mrunner", *Path(__file__).parent.parent.glob("plugins/*/mrunner_*")]
     subprocess.run([PYTHON, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
+    ensure_submitit()
     rows: dict[str, list[float]] = {"mrunner": [], "bare": [], "single": [], "submitit": [], "submitit_call": []}
     status_times: list[float] = []
     calls = None

@@ -107,6 +107,12 @@ class BackendTestSuite:
         assert result.stdout.strip(), result.stderr
         return result.stdout.strip().splitlines()[-1]
 
+    @staticmethod
+    def start(project: Path, *args: str) -> subprocess.Popen:
+        """`mrunner ARGS` started in ``project`` without waiting, for a test that interrupts or races it."""
+        command = [sys.executable, "-m", "mrunner", *args]
+        return subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
     def status(self, mrunner, sweep: str) -> dict[int, dict]:
         result = mrunner("status", sweep, "--json", timeout=self.timeout)
         assert result.returncode == 0, result.stderr
@@ -189,17 +195,7 @@ class BackendTestSuite:
         assert self.status(mrunner, sweep)[0]["state"] == "completed"
 
     def test_an_interrupted_submission_then_resume_runs_each_once(self, mrunner, backend_context, project):
-        command = [
-            sys.executable,
-            "-m",
-            "mrunner",
-            f"+context={backend_context}",
-            "probe.py",
-            "-m",
-            "i=range(4)",
-            "lines=3",
-        ]
-        process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = self.start(project, f"+context={backend_context}", "probe.py", "-m", "i=range(4)", "lines=3")
         deadline = time.monotonic() + self.timeout
         sweep = None
         while sweep is None:  # interrupt as soon as the sweep is recorded: mid-submission on a remote backend
@@ -217,18 +213,8 @@ class BackendTestSuite:
             assert self.probe(mrunner, sweep, index)["done"] == 1
 
     def test_two_identical_submissions_at_once_run_each_experiment_once(self, mrunner, backend_context, project):
-        command = [
-            sys.executable,
-            "-m",
-            "mrunner",
-            f"+context={backend_context}",
-            "probe.py",
-            "-m",
-            "i=range(3)",
-            "--wait",
-        ]
         both = [
-            subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.start(project, f"+context={backend_context}", "probe.py", "-m", "i=range(3)", "--wait")
             for _ in range(2)
         ]
         outputs = [process.communicate(timeout=self.timeout) for process in both]
@@ -277,8 +263,7 @@ class BackendTestSuite:
         folder.mkdir(parents=True)
         fifo = folder / ".big.bin.mrunner-part"
         os.mkfifo(fifo)
-        command = [sys.executable, "-m", "mrunner", "pull", sweep, "--to", str(folder.parents[3])]
-        process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = self.start(project, "pull", sweep, "--to", str(folder.parents[3]))
         opened: list = []
         reader = threading.Thread(target=lambda: opened.append(fifo.open("rb")), daemon=True)
         reader.start()  # returns once the pull opens the file to write it

@@ -36,11 +36,14 @@ Record = Callable[[Sequence[RunUpdate]], None]
 KILLED_WITHIN_SECONDS = 10.0
 # The experiment runs under a tiny shell that writes its exit code to the attempt's exit-code file. If
 # mrunner itself is killed, the experiment still finishes (it leads its own session), and `status` learns
-# how it ended from this file instead of calling it lost and letting `resume` run it twice. The shell dies
-# with the group's SIGTERM, so a written file also proves that the experiment ended before any signal.
+# how it ended from this file instead of calling it lost and letting `resume` run it twice. The shell shares
+# the experiment's process group, so a stop reaches it too: while the experiment runs, a stopping signal only
+# marks the attempt stopped (the trap runs once the experiment is gone; the experiment itself gets the default
+# disposition back at exec), and a stopped attempt writes no file. Once the experiment has ended the signals are
+# ignored, so an end that came just before a stop is still written (a killed shell used to lose it).
 _RECORD_EXIT = (
-    'file=$1; shift; code=0; "$@" || code=$?; '
-    'printf "%s\\n" "$code" > "$file.tmp" && mv -f "$file.tmp" "$file"; exit "$code"'
+    'file=$1; shift; stopped=; trap "stopped=1" TERM INT HUP; code=0; "$@" || code=$?; trap "" TERM INT HUP; '
+    'if [ -z "$stopped" ]; then printf "%s\\n" "$code" > "$file.tmp" && mv -f "$file.tmp" "$file"; fi; exit "$code"'
 )
 
 

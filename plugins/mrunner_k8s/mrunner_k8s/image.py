@@ -156,13 +156,19 @@ def auth_config(context: Mapping[str, Any]) -> dict[str, str] | None:
     return {"username": context["registry_username"], "password": password}
 
 
+def reference(sweep: Sweep, plan: Recipe) -> str:
+    """The image a sweep's Jobs run: the project's repository, tagged by the recipe's content, so it is
+    known before anything is built (a dry run shows it)."""
+    return f"{names.image_repository(sweep.context['registry_url'], sweep.project)}:{plan.tag}"
+
+
 def ensure(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
     """Build and push the sweep's image unless the registry already has it (then no file of the snapshot
     is read). Returns the facts to record."""
     context = sweep.context
     plan = recipe(sweep, snapshot)
     repository = names.image_repository(context["registry_url"], sweep.project)
-    image = f"{repository}:{plan.tag}"
+    image = reference(sweep, plan)
     auth = auth_config(context)
     client = docker_client(context)
     facts: dict[str, Any] = {"image": image, "built": False, "pushed_bytes": 0}

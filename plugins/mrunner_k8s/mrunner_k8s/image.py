@@ -261,12 +261,15 @@ def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, r
 def _events(events: Iterator[dict[str, Any]], what: str) -> Iterator[dict[str, Any]]:
     import docker
     import requests
+    import urllib3
 
     try:
         yield from events
     except docker.errors.APIError as error:
         raise BackendError(f"{what} failed: {_first_line(error)}") from None
-    except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as error:
+    # a dockerd that dies while it streams breaks the response in urllib3, below requests' own errors
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.DockerException,
+            OSError) as error:  # fmt: skip
         raise BackendError(f"the connection to docker was lost while {what}: {_first_line(error)}") from None
 
 

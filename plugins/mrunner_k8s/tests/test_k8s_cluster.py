@@ -496,3 +496,49 @@ def test_an_api_server_down_at_the_namespace_step_and_an_unreachable_registry_ar
     last = unreachable.stderr.strip().splitlines()[-1]
     assert last.startswith("mrunner: error: push of 127.0.0.1:1/mrunner-tests/") and "127.0.0.1:1" in last, last
     assert last.endswith("(nothing was submitted or recorded: fix it and submit again)"), last
+
+
+@pytest.fixture
+def own_dockerd():
+    """A dockerd of this test alone, which it may kill (the service's engine is shared)."""
+    from tests.own_dockerd import OwnDockerd
+
+    engine = OwnDockerd()
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+def registry_proxy(k8s_service):
+    from tests.own_dockerd import RegistryProxy
+
+    proxy = RegistryProxy(k8s_service["registry"])
+    yield proxy
+    proxy.close()
+
+
+def test_a_dockerd_that_dies_during_the_push_is_one_line_and_the_next_submission_continues(
+    mrunner, project, namespace, k8s_service, own_images, own_dockerd, registry_proxy
+):
+    """The test's own dockerd builds the image and is killed (SIGKILL) when its push starts the first blob
+    upload: one line, nothing recorded; with the engine back, the same submission goes on from the image
+    that engine built (no second build) and runs."""
+    registry = own_images(namespace, registry_proxy.address)
+    write_context(k8s_service, namespace, registry_url=registry, docker_host=own_dockerd.url, secrets=["MY_FAKE_TOKEN"])
+    registry_proxy.on_upload = own_dockerd.kill
+    died = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
+    assert registry_proxy.uploads_cut == 1, died.stderr  # killed in the middle of the push
+    assert died.returncode == 3 and "Traceback" not in died.stderr, died.stderr
+    last = died.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mrunner: error: the connection to docker was lost while pushing {registry}/"), last
+    assert last.endswith("(nothing was submitted or recorded: fix it and submit again)"), last
+    assert json.loads(mrunner("status", "--json").stdout) == []
+
+    own_dockerd.start()
+    sweep_id, again = submit(mrunner, "lr=0.1")
+    assert "building image" not in again.stderr and "pushed " in again.stderr, again.stderr
+    [run] = wait_until(mrunner, sweep_id, ended, timeout=300)
+    assert (run["state"], run["exit_code"]) == ("completed", 0), mrunner("logs", f"{sweep_id}/0").stdout

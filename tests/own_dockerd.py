@@ -81,25 +81,22 @@ class OwnDockerd:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _kill_containerd(self) -> None:
+        """Kill the containerd a killed dockerd leaves (if it did not die with it) and remove its pidfile:
+        a dockerd started on the same exec root takes the id there for a containerd still running, and this
+        machine's init may leave the dead one a zombie, which still answers kill(pid, 0)."""
         pidfile = self.folder / "exec" / "containerd" / "containerd.pid"
         try:
             pid = int(pidfile.read_text().strip())
         except (OSError, ValueError):
             return
-        stat = Path(f"/proc/{pid}/stat")
         try:
-            if str(self.folder) not in Path(f"/proc/{pid}/cmdline").read_text():
-                return  # the id was reused by another process
-            os.kill(pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            return
+            ours = str(self.folder) in Path(f"/proc/{pid}/cmdline").read_text()  # empty for a zombie
+            if ours:
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            ours = False
         deadline = time.monotonic() + READY_SECONDS
-        while True:  # until it is gone (or a zombie its new parent has not reaped yet)
-            try:
-                if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
-            except OSError:
-                break
+        while ours and _state(pid) not in ("Z", None):  # until it is gone, or a zombie
             if time.monotonic() > deadline:
                 raise AssertionError(f"containerd {pid} did not end after SIGKILL")
             time.sleep(0.05)
@@ -162,3 +159,11 @@ class RegistryProxy:
         self.uploads_cut += 1
         callback()
         return True
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter (``R``, ``S``, ``Z``, ...), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None

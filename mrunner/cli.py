@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from mrunner import __version__
@@ -263,6 +263,12 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str], str | None, l
 
 
 def _subcommand(command: str, args: list[str]) -> int:
+    parser, handle = subcommand_parser(command)
+    return handle(parser.parse_args(args))
+
+
+def subcommand_parser(command: str) -> tuple[argparse.ArgumentParser, Callable[[argparse.Namespace], int]]:
+    """The parser of ``mrunner COMMAND`` (one of ``SUBCOMMANDS``) and the function that runs what it parsed."""
     from mrunner.commands import contexts, plugins, results, sweeps
 
     commands = {
@@ -281,7 +287,7 @@ def _subcommand(command: str, args: list[str]) -> int:
     parser = _Parser(prog=f"mrunner {command}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     configure(parser)
-    return handle(parser.parse_args(args))
+    return parser, handle
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from mrunner import checks, cleanup, config, grid, plugins
 from mrunner.builtin import COMMON_KEYS
@@ -58,6 +58,7 @@ class Request:
     experiments: list[Experiment] | None = None
     argv: list[str] | None = None
     yes: bool = False  # submit even a sweep larger than the context's max_experiments
+    dry_run: bool = False  # only shown (``describe``): the backend's check reaches nothing
 
 
 class Plan:
@@ -77,7 +78,7 @@ class Plan:
         self.context = validated_context(self.context_name, raw_context)
         # right away: a backend may start slow work here (the Slurm plugin connects in the background)
         plugins.backend_hooks(self.context["backend"]).mrunner_check(
-            context=self.context, context_name=self.context_name
+            context=self.context, context_name=self.context_name, dry_run=request.dry_run
         )
         # the project holds the target (the nearest marker up from it); the launcher's jobs have none: the cwd's
         self.root = snapshot.project_root(target.resolve().parent if target is not None else self.cwd)
@@ -198,9 +199,19 @@ def _glob_options(base_dir: Path, python_file: str | None, key: str) -> list[str
 # -- dry run -------------------------------------------------------------------------------------------------
 
 
+#: How the dry run shows its own sweep id in what it renders: a submission gets a new one.
+SWEEP_ID_PLACEHOLDER = "<sweep id>"
+
+
 def describe(plan: Plan) -> list[str]:
-    """The dry run's report: count, backend plan, and the first experiments with their exact commands."""
+    """The dry run's report: count, backend plan, the first experiments with their exact commands, and what
+    the backend would be handed (``mrunner_render``). The code is snapshotted as a submission does it (the
+    same size limit), but nothing is stored or recorded."""
+    from mrunner import snapshot
+
     count = len(plan)
+    excluded, extra = plan.snapshot_patterns
+    frozen = snapshot.scan(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     lines = [
         "dry run: nothing submitted, nothing recorded",
         f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
@@ -216,6 +227,24 @@ def describe(plan: Plan) -> list[str]:
         experiment = plan.experiment(index)
         lines.append(f"  [{index}] {experiment.name}: {grid.describe(experiment.parameters) or '(no parameters)'}")
         lines.append(f"      $ {shlex.join(plan.command(experiment))}")
+    return lines + rendered(plan, frozen)
+
+
+def rendered(plan: Plan, frozen: Snapshot) -> list[str]:
+    """What the backend's ``mrunner_render`` shows, each as a title line and its exact text between marks.
+    The hook gets the secrets' names alone, so no value can be shown."""
+    sweep = new_sweep(plan, frozen)
+    secret_names = sorted(collect_secrets(plan.context))
+    renderings = plugins.backend_hooks(plan.context["backend"]).mrunner_render(
+        sweep=sweep, runs=PlannedRuns(plan, sweep, frozen.digest), snapshot=frozen, secret_names=secret_names
+    )
+    lines: list[str] = []
+    for rendering in renderings or []:
+        lines += [
+            f"--- {rendering.title.replace(sweep.id, SWEEP_ID_PLACEHOLDER)}",
+            *rendering.text.replace(sweep.id, SWEEP_ID_PLACEHOLDER).rstrip("\n").splitlines(),
+            "---",
+        ]
     return lines
 
 
@@ -246,13 +275,7 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     excluded, extra = plan.snapshot_patterns
     frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     _check_space(frozen, len(plan), store)
-    sweep = Sweep(
-        id=sweep_id(), name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
-        context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,
-        project=plan.project, snapshot_digest=frozen.digest, project_dir=str(plan.root), workdir=plan.workdir,
-        git_commit=frozen.git_commit, git_dirty=frozen.git_dirty, tags=list(request.tags),
-        argv=_argv_of(request),
-    )  # fmt: skip
+    sweep = new_sweep(plan, frozen)
     recorded = store.record_sweep(sweep, _runs(plan, sweep, frozen.digest), skip_submitted=not request.force)
     _report_recorded(recorded, len(plan), plan.context_name, reporter)
     if not recorded.count:  # everything runs or ran already: the sweep that has them
@@ -296,6 +319,18 @@ def too_large(plan: Plan) -> str:
     )
 
 
+def new_sweep(plan: Plan, frozen: Snapshot) -> Sweep:
+    """The sweep a submission of ``plan`` records (a new id each time), its code ``frozen``."""
+    request = plan.request
+    return Sweep(
+        id=sweep_id(), name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
+        context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,
+        project=plan.project, snapshot_digest=frozen.digest, project_dir=str(plan.root), workdir=plan.workdir,
+        git_commit=frozen.git_commit, git_dirty=frozen.git_dirty, tags=list(request.tags),
+        argv=_argv_of(request),
+    )  # fmt: skip
+
+
 def _argv_of(request: Request) -> list[str]:
     if request.argv is not None:
         return list(request.argv)
@@ -304,18 +339,56 @@ def _argv_of(request: Request) -> list[str]:
 
 def _runs(plan: Plan, sweep: Sweep, digest: str) -> Iterator[Run]:
     """The sweep's runs, one at a time (the store records them in chunks, so a sweep is never all in memory)."""
-    hook = plugins.backend_hooks(plan.context["backend"])
-    context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
-    context_tags = [str(t) for t in plan.context.get("tags") or []]
-    for index, experiment in enumerate(plan.experiments()):
-        env = dict(context_env)
-        for contributed in hook.mrunner_experiment_env(context=plan.context, parameters=experiment.parameters):
+    make = _RunMaker(plan, sweep, digest)
+    return (make(index, experiment) for index, experiment in enumerate(plan.experiments()))
+
+
+class _RunMaker:
+    """Makes experiment ``index`` of a plan into the run a submission records: its environment (the
+    context's, the plugins', its own), command, identity and tags."""
+
+    def __init__(self, plan: Plan, sweep: Sweep, digest: str) -> None:
+        self.plan, self.sweep, self.digest = plan, sweep, digest
+        self.hook = plugins.backend_hooks(plan.context["backend"])
+        self.context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
+        self.context_tags = [str(t) for t in plan.context.get("tags") or []]
+
+    def __call__(self, index: int, experiment: Experiment) -> Run:
+        plan = self.plan
+        env = dict(self.context_env)
+        for contributed in self.hook.mrunner_experiment_env(context=plan.context, parameters=experiment.parameters):
             env.update(contributed or {})
         env.update(experiment.env)
         command = plan.command(experiment)
-        run_id = identity(command, experiment.parameters, env, digest)
-        tags = list(dict.fromkeys([*context_tags, *sweep.tags, *experiment.tags]))
-        yield Run(sweep.id, index, run_id, experiment.name, experiment.parameters, command, env, tags)
+        run_id = identity(command, experiment.parameters, env, self.digest)
+        tags = list(dict.fromkeys([*self.context_tags, *self.sweep.tags, *experiment.tags]))
+        return Run(self.sweep.id, index, run_id, experiment.name, experiment.parameters, command, env, tags)
+
+
+class PlannedRuns(Sequence[Run]):
+    """A sweep's runs as a submission would record them, each made when it is indexed: a dry run renders
+    what a few of them need without making every run of a large sweep."""
+
+    def __init__(self, plan: Plan, sweep: Sweep, digest: str) -> None:
+        self._plan = plan
+        self._make = _RunMaker(plan, sweep, digest)
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    @overload
+    def __getitem__(self, index: int) -> Run: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Run]: ...
+
+    def __getitem__(self, index: int | slice) -> Run | list[Run]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._make(index, self._plan.experiment(index))
 
 
 def _report_recorded(recorded: Recorded, count: int, context_name: str, reporter: Reporter) -> None:
@@ -523,7 +596,7 @@ def resume(
         reporter.step(f"sweep {sweep.id}: nothing to resume ({summary(runs)})")
         return []
     context = validated_context(sweep.context_name, {**sweep.context, **changes})
-    plugins.backend_hooks(sweep.backend).mrunner_check(context=context, context_name=sweep.context_name)
+    plugins.backend_hooks(sweep.backend).mrunner_check(context=context, context_name=sweep.context_name, dry_run=False)
     if current_code:
         frozen = snapshot.take(Path(sweep.project_dir))
         reporter.step(f"sweep {sweep.id}: running the current code of {sweep.project_dir} ({frozen.digest[:12]})")

@@ -90,6 +90,15 @@ class Pulled:
 
 
 @dataclass(frozen=True)
+class Rendered:
+    """One thing ``mrunner_render`` shows: ``title``, one line saying what it is and where it would go;
+    ``text``, its exact content (a batch script, a manifest in YAML, a command line)."""
+
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Artefact:
     """One thing of mrunner's own that ``mrunner_gc`` removed (or, in a dry run, would remove): ``kind`` (code
     folder, object, virtualenv, Secret, ...), ``where`` (a path or an object's name on the backend), and how
@@ -156,12 +165,14 @@ def mrunner_warm_up(context: Mapping[str, Any]) -> None:
 
 
 @hookspec
-def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
     """Called once per submission, dry run and resume, after the context is validated and before anything
     is recorded, built or submitted.
 
     ``context``: the validated context (every key present, defaults filled in); ``context_name``: its name,
-    for messages. Called on the context's backend plugin and on every tracker. Optional.
+    for messages; ``dry_run``: the check is for ``--dry-run``, which checks the same but reaches nothing:
+    start no connection or preparation then. Called on the context's backend plugin and on every tracker.
+    Optional.
     Raise ``MrunnerError`` with a one-line message naming what to fix (missing credentials, an unusable
     combination of keys, a value the platform refuses): every backend key should be checked here, since
     nothing is undone later. Returns nothing.
@@ -173,8 +184,30 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
     """Called by ``--dry-run``: describe what the backend would do.
 
     ``context``: the validated context; ``count``: how many experiments the sweep has. Returns a few short
-    lines (processes at a time, job arrays and their sizes, Jobs and image, the rendered batch script).
-    Optional: without it the dry run shows no plan. First result.
+    lines (processes at a time, job arrays and their sizes, Jobs and image); what would be handed over
+    itself is ``mrunner_render``'s. Optional: without it the dry run shows no plan. First result.
+    """
+
+
+@hookspec(firstresult=True)
+def mrunner_render(
+    sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: Sequence[str]
+) -> list[Rendered] | None:
+    """Called by ``--dry-run`` after the checks: what a submission would hand to the backend (the batch
+    script, the Job manifest), rendered by the code that submits it, so the dry run shows exactly that.
+
+    ``sweep``: the sweep as a submission would record it, but not recorded: its ``id`` is the dry run's own
+    (shown as ``<sweep id>``: a submission gets a new one); ``package`` and ``detail`` are empty, since
+    neither packaging nor ``mrunner_setup_resources`` ran. ``runs``: its experiments in order (planned,
+    attempt 0), each built when it is indexed, so take only the ones you need from a large sweep; as if none
+    repeated another or had been submitted before (the records are not read). ``snapshot``: the code
+    snapshot, hashed as a submission hashes it but stored nowhere (use ``snapshot.files`` and
+    ``snapshot.read``, never ``folder()``). ``secret_names``: the names of the secret variables the
+    experiments would get; their values are not given, since a rendering must reference them as the real
+    objects do. Render without side effects: build, upload and contact nothing. A value that only packaging
+    or the backend decides is shown as a placeholder in angle brackets (``<home folder on the cluster>``).
+    Returns the renderings, in the order a submission makes them. Optional: without it the dry run shows
+    the plan and the commands alone. First result.
     """
 
 

@@ -91,3 +91,15 @@ def test_values_that_could_never_work_are_refused(mrunner, project, mrunner_home
     for result in both(mrunner, "train.py", *overrides):
         assert_one_line_error(result, *fragments)
     assert recorded_sweeps(mrunner_home) == 0
+
+
+def test_the_dry_run_refuses_a_snapshot_over_max_snapshot_mb_and_stores_nothing(mrunner, project, mrunner_home):
+    """The dry run hashes the snapshot as a submission does (for mrunner_render), so it refuses the same
+    size, and keeps no manifest of it."""
+    (project / "data.bin").write_bytes(b"\0" * (3 * 2**20))
+    for result in both(mrunner, "train.py", "context.max_snapshot_mb=2"):
+        assert_one_line_error(result, "more than max_snapshot_mb (2 MB)", ".mrunnerignore")
+    assert recorded_sweeps(mrunner_home) == 0
+    dry = mrunner("train.py", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert not list((mrunner_home / "data").rglob("*.json"))  # no snapshot manifest

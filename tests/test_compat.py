@@ -223,3 +223,90 @@ def test_the_original_config_option_says_how_to_bring_its_contexts(mrunner, tmp_
         "mrunner: error: --config FILE named the original mrunner's config.yaml: import its contexts once with "
         "`mrunner context import FILE`, then choose one with --context NAME"
     ]
+
+
+# An experiment configured with gin, the way the original's users wrote them: parameters named
+# "Configurable.argument" in the spec, `get_configuration(inject_parameters_to_gin=True)` in the script.
+GIN_EXPERIMENT = """\
+import json
+import gin
+from mrunner.helpers.client_helper import get_configuration
+
+
+@gin.configurable
+def relu(x):
+    return max(x, 0)
+
+
+@gin.configurable
+class Agent:
+    def __init__(self, lr=None, name=None, activation=None, layers=None):
+        self.lr, self.name, self.activation, self.layers = lr, name, activation, layers
+
+
+params = get_configuration(inject_parameters_to_gin=True)
+agent = Agent()
+print("GIN " + json.dumps({
+    "lr": agent.lr, "name": agent.name, "activation": agent.activation(-2), "layers": agent.layers,
+    "steps": params.steps, "bound": gin.query_parameter("Agent.lr"),
+}), flush=True)
+"""
+
+GIN_SPEC = """\
+from mrunner.helpers.specification_helper import create_experiments_helper
+
+experiments_list = create_experiments_helper(
+    experiment_name="gin agent", project_name="my-workspace/gin", script="python train_gin.py",
+    python_path="", tags=["gin"], with_neptune=False,
+    base_config={"steps": 3, "Agent.name": "Bob's agent", "Agent.activation": "@relu", "Agent.layers": "(64, 32)"},
+    params_grid={"Agent.lr": [0.1, 0.01]},
+)
+"""
+
+
+def test_parameters_with_a_dot_reach_gin_bindings_as_in_the_original(mrunner, tmp_path):
+    """get_configuration(inject_parameters_to_gin=True) with the real gin-config: every parameter named
+    ``Configurable.argument`` is bound (a string as a string, quotes and all; ``@name`` as a reference; a
+    literal such as ``(64, 32)`` as its value), as the original's inject_dict_to_gin did."""
+    pytest.importorskip("gin")
+    write(tmp_path, "train_gin.py", GIN_EXPERIMENT)
+    write(tmp_path, "spec.py", GIN_SPEC)
+    result = mrunner("run", "spec.py")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.split()[0]
+    seen = [json.loads(output.split("GIN ", 1)[1].splitlines()[0]) for output in logs(mrunner, sweep, 2)]
+    assert seen == [
+        {"lr": lr, "name": "Bob's agent", "activation": 0, "layers": [64, 32], "steps": 3, "bound": lr}
+        for lr in (0.1, 0.01)
+    ]  # fmt: skip
+
+
+ABSL_EXPERIMENT = """\
+from absl import app, flags
+from mrunner.helpers.client_helper import get_configuration
+
+flags.DEFINE_float("learning_rate", 0.0, "the learning rate")
+flags.DEFINE_integer("batch", 1, "the batch size")
+flags.DEFINE_string("run_mode", "learner", "as seed_rl's scripts, which used mrunner this way")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    get_configuration(inject_parameters_to_FLAGS=True)
+    print("FLAGS", FLAGS.learning_rate, FLAGS.batch, FLAGS.run_mode, argv[1:], flush=True)
+
+
+app.run(main)
+"""
+
+
+def test_parameters_reach_absl_flags_as_in_the_original(mrunner, tmp_path):
+    """get_configuration(inject_parameters_to_FLAGS=True) with the real absl-py: every parameter is set on
+    absl's FLAGS, after absl parsed the script's own command line (the original's option, used by seed_rl)."""
+    pytest.importorskip("absl")
+    write(tmp_path, "train_absl.py", ABSL_EXPERIMENT)
+    result = mrunner("train_absl.py", "-m", "learning_rate=0.5,0.25", "batch=64", "--", "--run_mode=actor")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.split()[0]
+    lines = [output.split("FLAGS ", 1)[1].splitlines()[0] for output in logs(mrunner, sweep, 2)]
+    assert lines == ["0.5 64 actor []", "0.25 64 actor []"]

@@ -156,13 +156,19 @@ def auth_config(context: Mapping[str, Any]) -> dict[str, str] | None:
     return {"username": context["registry_username"], "password": password}
 
 
+def reference(sweep: Sweep, plan: Recipe) -> str:
+    """The image a sweep's Jobs run: the project's repository, tagged by the recipe's content, so it is
+    known before anything is built (a dry run shows it)."""
+    return f"{names.image_repository(sweep.context['registry_url'], sweep.project)}:{plan.tag}"
+
+
 def ensure(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
     """Build and push the sweep's image unless the registry already has it (then no file of the snapshot
     is read). Returns the facts to record."""
     context = sweep.context
     plan = recipe(sweep, snapshot)
     repository = names.image_repository(context["registry_url"], sweep.project)
-    image = f"{repository}:{plan.tag}"
+    image = reference(sweep, plan)
     auth = auth_config(context)
     client = docker_client(context)
     facts: dict[str, Any] = {"image": image, "built": False, "pushed_bytes": 0}
@@ -255,12 +261,15 @@ def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, r
 def _events(events: Iterator[dict[str, Any]], what: str) -> Iterator[dict[str, Any]]:
     import docker
     import requests
+    import urllib3
 
     try:
         yield from events
     except docker.errors.APIError as error:
         raise BackendError(f"{what} failed: {_first_line(error)}") from None
-    except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as error:
+    # a dockerd that dies while it streams breaks the response in urllib3, below requests' own errors
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.DockerException,
+            OSError) as error:  # fmt: skip
         raise BackendError(f"the connection to docker was lost while {what}: {_first_line(error)}") from None
 
 

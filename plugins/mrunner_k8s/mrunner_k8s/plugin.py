@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.hookspecs import BackendInfo, SubmitOptions, hookimpl
+from mrunner.hookspecs import BackendInfo, Rendered, SubmitOptions, hookimpl
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
@@ -80,6 +80,30 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
         f"namespace {namespace} and volume claim {names.PVC_NAME} ({context['default_pvc_size']}) at {context['storage']} for {project}, created if missing",
         f"{count} Job{'s' * (count != 1)} (one pod each, never restarted), {asked}",
     ]  # fmt: skip
+
+
+@hookimpl
+def mrunner_render(
+    sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: Sequence[str]
+) -> list[Rendered]:
+    """The first experiment's Job, made by ``manifests.job`` from what packaging would record: the image is
+    named by its content, so its reference is known before it is built."""
+    from dataclasses import replace
+
+    import yaml
+
+    from mrunner import layout
+    from mrunner_k8s import image, manifests
+
+    reference = image.reference(sweep, image.recipe(sweep, snapshot))
+    planned = replace(
+        sweep, package={"image": reference, "entries": layout.working_entries(snapshot.files, sweep.workdir)}
+    )
+    body = manifests.job(planned, runs[0], reference, secret_names)
+    namespace = namespace_of(sweep.context, sweep.project)
+    others = f" (one per experiment: {len(runs)} in all)" if len(runs) > 1 else ""
+    text = yaml.safe_dump(manifests.to_dict(body), sort_keys=False, width=10_000)
+    return [Rendered(f"Job {body.metadata.name} of experiment 0 in namespace {namespace}{others}", text)]
 
 
 @hookimpl

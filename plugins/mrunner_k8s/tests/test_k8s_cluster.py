@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.renderings import one, renderings
+
 pytestmark = pytest.mark.k8s
 
 FAKE_TOKEN = "fake-token-" + uuid.uuid4().hex
@@ -143,6 +145,52 @@ def test_sweep_runs_reports_logs_and_keeps_the_token_secret(mrunner, project, cl
     assert sorted(run["attempt"] for run in runs) == [0, 0, 1, 1]
     assert len(batch.list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items) == 6
     assert wait_until(mrunner, second_id, ended)[0]["state"] == "completed"
+
+
+def test_the_dry_run_shows_the_job_the_submission_creates(mrunner, project, cluster, namespace, k8s_service):
+    """mrunner_render: `--dry-run` prints the first experiment's Job, made by the code that submits; the
+    Job the real submission creates holds every field of it unchanged (the sweep id aside; the API server
+    adds its defaults). The image is named by content, so it is known before the build; the token is only
+    referenced from the sweep's Secret. Nothing is built, recorded or stored by the dry run."""
+    import yaml
+
+    _, batch = cluster
+    args = ("-m", "lr=0.5,0.25", "context.cpu=1", "context.mem=200Mi")
+    dry = mrunner("+context=test-k8s", "exp.py", *args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert FAKE_TOKEN not in dry.stdout + dry.stderr
+    data = Path(os.environ["XDG_DATA_HOME"])
+    assert not data.exists() or not any(p.is_file() for p in data.rglob("*"))
+    title, text = one(renderings(dry.stdout), "Job <sweep id>-0-exp of experiment 0 in namespace ")
+    assert title.endswith(f" {namespace} (one per experiment: 2 in all)"), title
+    shown = yaml.safe_load(text)
+    env = {item["name"]: item for item in shown["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MY_FAKE_TOKEN"] == {
+        "name": "MY_FAKE_TOKEN", "valueFrom": {"secretKeyRef": {"key": "MY_FAKE_TOKEN", "name": "<sweep id>-secrets"}}
+    }  # fmt: skip
+
+    sweep_id, result = submit(mrunner, *args)
+    image = json.loads(mrunner("status", sweep_id, "--json").stdout)["sweep"]["package"]["image"]
+    assert shown["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    created = batch.read_namespaced_job(f"{sweep_id}-0-exp", namespace)
+    expected = yaml.safe_load(text.replace("<sweep id>", sweep_id))
+    _assert_within(expected, batch.api_client.sanitize_for_serialization(created), "job")
+    assert [run["state"] for run in wait_until(mrunner, sweep_id, ended)] == ["completed", "completed"]
+
+
+def _assert_within(expected, actual, where: str) -> None:
+    """Every field of ``expected`` is in ``actual`` with the same value (lists item by item, same length)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{where}: {actual!r} is not a mapping"
+        for key, value in expected.items():
+            assert key in actual, f"{where}.{key} is missing from the created object"
+            _assert_within(value, actual[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: {actual!r} != {expected!r}"
+        for position, (item, other) in enumerate(zip(expected, actual)):
+            _assert_within(item, other, f"{where}[{position}]")
+    else:
+        assert actual == expected, f"{where}: created {actual!r}, dry run showed {expected!r}"
 
 
 def test_repeated_submission_creates_no_second_job(mrunner, project, cluster, namespace):
@@ -448,3 +496,49 @@ def test_an_api_server_down_at_the_namespace_step_and_an_unreachable_registry_ar
     last = unreachable.stderr.strip().splitlines()[-1]
     assert last.startswith("mrunner: error: push of 127.0.0.1:1/mrunner-tests/") and "127.0.0.1:1" in last, last
     assert last.endswith("(nothing was submitted or recorded: fix it and submit again)"), last
+
+
+@pytest.fixture
+def own_dockerd():
+    """A dockerd of this test alone, which it may kill (the service's engine is shared)."""
+    from tests.own_dockerd import OwnDockerd
+
+    engine = OwnDockerd()
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+def registry_proxy(k8s_service):
+    from tests.own_dockerd import RegistryProxy
+
+    proxy = RegistryProxy(k8s_service["registry"])
+    yield proxy
+    proxy.close()
+
+
+def test_a_dockerd_that_dies_during_the_push_is_one_line_and_the_next_submission_continues(
+    mrunner, project, namespace, k8s_service, own_images, own_dockerd, registry_proxy
+):
+    """The test's own dockerd builds the image and is killed (SIGKILL) when its push starts the first blob
+    upload: one line, nothing recorded; with the engine back, the same submission goes on from the image
+    that engine built (no second build) and runs."""
+    registry = own_images(namespace, registry_proxy.address)
+    write_context(k8s_service, namespace, registry_url=registry, docker_host=own_dockerd.url, secrets=["MY_FAKE_TOKEN"])
+    registry_proxy.on_upload = own_dockerd.kill
+    died = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
+    assert registry_proxy.uploads_cut == 1, died.stderr  # killed in the middle of the push
+    assert died.returncode == 3 and "Traceback" not in died.stderr, died.stderr
+    last = died.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mrunner: error: the connection to docker was lost while pushing {registry}/"), last
+    assert last.endswith("(nothing was submitted or recorded: fix it and submit again)"), last
+    assert json.loads(mrunner("status", "--json").stdout) == []
+
+    own_dockerd.start()
+    sweep_id, again = submit(mrunner, "lr=0.1")
+    assert "building image" not in again.stderr and "pushed " in again.stderr, again.stderr
+    [run] = wait_until(mrunner, sweep_id, ended, timeout=300)
+    assert (run["state"], run["exit_code"]) == ("completed", 0), mrunner("logs", f"{sweep_id}/0").stdout

@@ -41,9 +41,8 @@ def deploy(connection: Connection, storage_dir: str, snapshot: Snapshot, reporte
     begun = remote.call(connection, ["begin", storage_dir, digest], remote.pack(request))
     connection.facts.update(begun["config"], storage=begun["storage"])
     storage = begun["storage"]
-    code_dir = f"{storage}/.mrunner/code/{digest}"
     if begun["have_code"]:
-        return {"storage_dir": storage, "code_dir": code_dir, "objects_sent": 0, "bytes_sent": 0}
+        return {"storage_dir": storage, "code_dir": code_dir(storage, digest), "objects_sent": 0, "bytes_sent": 0}
     if "missing" in begun:
         tree, wanted = ("manifest.json", manifest), set[str](begun["missing"])
     else:
@@ -64,6 +63,11 @@ def deploy(connection: Connection, storage_dir: str, snapshot: Snapshot, reporte
         "objects_sent": len(sources),
         "bytes_sent": counter.bytes,
     }
+
+
+def code_dir(storage: str, digest: str) -> str:
+    """The folder the helper assembles snapshot ``digest`` in, below the resolved ``storage``."""
+    return f"{storage}/.mrunner/code/{digest}"
 
 
 def _recent_trees(snapshot: Snapshot, limit: int = 8) -> dict[str, Path]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mrunner.errors import MrunnerError
-from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, SubmitOptions, hookimpl
+from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
@@ -40,7 +40,7 @@ def mrunner_warm_up(context: Mapping[str, Any]) -> None:
 
 
 @hookimpl
-def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
     from mrunner_slurm.keys import check
 
     check(context, context_name)
@@ -49,7 +49,8 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
             f"context {context_name}: retry_failed is not supported by the Slurm backend yet: set it to 0 and use "
             f"`mrunner resume SWEEP` to run failed experiments again"
         )
-    _connect_in_background(context)  # unless the warm-up started it for the same host
+    if not dry_run:  # a dry run reaches nothing
+        _connect_in_background(context)  # unless the warm-up started it for the same host
 
 
 _CONNECTING: set[tuple[str, Any]] = set()
@@ -80,6 +81,15 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
     from mrunner_slurm.submit import describe
 
     return describe(context, count)
+
+
+@hookimpl
+def mrunner_render(
+    sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: Sequence[str]
+) -> list[Rendered]:
+    from mrunner_slurm.submit import render
+
+    return render(sweep, runs, snapshot, secret_names)
 
 
 @hookimpl

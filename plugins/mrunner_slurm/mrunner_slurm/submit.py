@@ -4,6 +4,7 @@ written and submitted in one round trip to the helper, each array recorded the m
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -12,10 +13,12 @@ from typing import Any
 
 from mrunner import layout
 from mrunner.errors import BackendError
+from mrunner.hookspecs import Rendered
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
-from mrunner_slurm import batch, remote
+from mrunner.snapshot import Snapshot
+from mrunner_slurm import batch, deploy, remote
 from mrunner_slurm.keys import resource_options
 from mrunner_slurm.ssh import Connection
 
@@ -68,40 +71,66 @@ def max_array_size(connection: Connection) -> int:
     return int(value) if value.isdigit() else DEFAULT_MAX_ARRAY_SIZE
 
 
-def submit(
-    connection: Connection, sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str],
-    record: Callable[[Sequence[RunUpdate]], None], reporter: Reporter,
-) -> None:  # fmt: skip
+@dataclass
+class Array:
+    """One job array as a submission writes and submits it: its batch script and task bundle (paths and
+    contents) and the sbatch command line."""
+
+    unit: Unit
+    name: str
+    script_path: str
+    script: str
+    bundle_path: str
+    bundle: str
+    argv: list[str]
+
+
+def client_dir(storage: str) -> str:
+    """Where mrunner's experiment side goes on the cluster (``import mrunner`` in experiments)."""
+    return f"{storage}/.mrunner/client/{experiment_side_digest()}"
+
+
+def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int) -> list[Array]:
+    """The job arrays of ``runs``, from what the sweep's packaging and set-up recorded (code folder, sweep
+    folder, virtualenv): what a submission writes, and what a dry run shows."""
     context = sweep.context
     storage = sweep.package["storage_dir"]
-    code_dir = sweep.package["code_dir"]
     directory = sweep.detail["sweep_dir"]
     venv = sweep.detail.get("venv") or context.get("venv")
-    files: dict[str, list] = {batch.secrets_path(directory): [batch.secrets_file(secrets), 0o600]}
-    client_dir = f"{storage}/.mrunner/client/{experiment_side_digest()}"  # `import mrunner` in experiments
-    for name, data in experiment_side_files().items():
-        files[f"{client_dir}/{name}"] = [data.decode(), 0o644]
-    plan = units(runs, max_array_size(connection))
-    jobs: list[dict[str, Any]] = []
-    by_name: dict[str, Unit] = {}
-    for unit in plan:
+    result = []
+    for unit in units(runs, max_array_size):
         name = unit.name(sweep)
-        by_name[name] = unit
         script = f"{directory}/slurm/{name}.sh"
         bundle = batch.bundle_path(directory, name)
-        files[bundle] = [batch.task_bundle(sweep, unit.runs, storage), 0o644]
-        files[script] = [
-            batch.batch_script(
-                sweep, context, code_dir, client_dir, directory, bundle, unit.attempt, unit.offset, venv
-            ),
-            0o755,
-        ]
         argv = [
             "sbatch", "--parsable", f"--job-name={name}", f"--array={batch.array_spec(unit.task_ids, context.get('array_parallelism'))}",
             f"--chdir={directory}", f"--output={batch.slurm_output(directory, '%A_%a')}", "--open-mode=append",
             *resource_options(context), script,
         ]  # fmt: skip
-        jobs.append({"name": name, "argv": argv, "marker": f"{directory}/submitted/{name}"})
+        text = batch.batch_script(
+            sweep, context, sweep.package["code_dir"], client_dir(storage), directory, bundle, unit.attempt,
+            unit.offset, venv,
+        )  # fmt: skip
+        result.append(Array(unit, name, script, text, bundle, batch.task_bundle(sweep, unit.runs, storage), argv))
+    return result
+
+
+def submit(
+    connection: Connection, sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str],
+    record: Callable[[Sequence[RunUpdate]], None], reporter: Reporter,
+) -> None:  # fmt: skip
+    storage = sweep.package["storage_dir"]
+    directory = sweep.detail["sweep_dir"]
+    files: dict[str, list] = {batch.secrets_path(directory): [batch.secrets_file(secrets), 0o600]}
+    for name, data in experiment_side_files().items():
+        files[f"{client_dir(storage)}/{name}"] = [data.decode(), 0o644]
+    jobs: list[dict[str, Any]] = []
+    by_name: dict[str, Unit] = {}
+    for array in arrays(sweep, runs, max_array_size(connection)):
+        by_name[array.name] = array.unit
+        files[array.bundle_path] = [array.bundle, 0o644]
+        files[array.script_path] = [array.script, 0o755]
+        jobs.append({"name": array.name, "argv": array.argv, "marker": f"{directory}/submitted/{array.name}"})
     first = layout.of_run(storage, sweep, runs[0])  # the batch scripts write into the logs folder at once
     dirs = [posixpath.dirname(first.log_file()), posixpath.dirname(first.exit_code_file()), f"{directory}/submitted"]
     document = {"files": files, "dirs": dirs, "units": jobs}
@@ -127,15 +156,52 @@ def submit(
 
 def describe(context: Mapping[str, Any], count: int) -> list[str]:
     """Dry-run lines: where, how many arrays (assuming Slurm's default MaxArraySize), which options."""
-    arrays = -(-count // DEFAULT_MAX_ARRAY_SIZE)
+    needed = -(-count // DEFAULT_MAX_ARRAY_SIZE)
     throttle = f", at most {context['array_parallelism']} at once" if context.get("array_parallelism") else ""
     options = " ".join(shlex.quote(o) for o in resource_options(context)) or "(cluster defaults)"
     lines = [
         f"upload the code snapshot to {context['slurm_url']}:{context['storage_dir']} (only files it lacks)",
-        f"submit {count} experiment{'s' * (count != 1)} as {arrays} job array{'s' * (arrays != 1)}{throttle} "
+        f"submit {count} experiment{'s' * (count != 1)} as {needed} job array{'s' * (needed != 1)}{throttle} "
         f"(more if the cluster's MaxArraySize is below {DEFAULT_MAX_ARRAY_SIZE})",
         f"sbatch {options}",
     ]
     if context.get("requirements_file"):
         lines.append(f"virtualenv from {context['requirements_file']}, built on the cluster once and reused")
     return lines
+
+
+#: What the dry run shows for a value only the cluster or packaging decides.
+HOME_ON_CLUSTER = "<home folder on the cluster>"
+VENV_AT_SUBMISSION = "<virtualenv built at submission>"
+
+
+def render(sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: Sequence[str]) -> list[Rendered]:
+    """The dry run's view of the first job array: its sbatch command and batch script, made by ``arrays``
+    as a submission makes them, from the facts packaging would record (the code folder is named by the
+    snapshot's digest). The cluster's MaxArraySize is taken as Slurm's default. Secrets are not in the
+    script (it sources the sweep's ``.secrets.env``), so their names are not needed."""
+    storage = storage_on_cluster(str(sweep.context["storage_dir"]))
+    package = {
+        "storage_dir": storage, "code_dir": deploy.code_dir(storage, snapshot.digest),
+        "entries": layout.working_entries(snapshot.files, sweep.workdir),
+    }  # fmt: skip
+    detail = {"sweep_dir": batch.sweep_dir(storage, sweep)}
+    if sweep.context.get("requirements_file"):
+        detail["venv"] = VENV_AT_SUBMISSION
+    planned = dataclasses.replace(sweep, package=package, detail=detail)
+    first = arrays(planned, runs[: min(len(runs), DEFAULT_MAX_ARRAY_SIZE)], DEFAULT_MAX_ARRAY_SIZE)[0]
+    where = sweep.context["slurm_url"]
+    return [
+        Rendered(f"sbatch command of job array {first.name} (on {where})", shlex.join(first.argv)),
+        Rendered(f"batch script {first.script_path} of job array {first.name} (on {where})", first.script),
+    ]
+
+
+def storage_on_cluster(storage_dir: str) -> str:
+    """``storage_dir`` as the cluster's helper resolves it (``abspath(expanduser(...))``), where this machine
+    can tell: an absolute path as it is, ``~/...`` below a placeholder for the home folder."""
+    if storage_dir.startswith("/"):
+        return posixpath.normpath(storage_dir)
+    if storage_dir == "~" or storage_dir.startswith("~/"):
+        return posixpath.normpath(HOME_ON_CLUSTER + storage_dir[1:])
+    return posixpath.normpath(f"{HOME_ON_CLUSTER}/{storage_dir}")  # relative: the helper starts in the home

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.leaks import CmdlineWatch
+from tests.renderings import one, renderings
 
 pytestmark = pytest.mark.slurm
 
@@ -446,6 +447,41 @@ def test_a_secret_reaches_the_experiment_and_nothing_else(cluster, mrunner, mrun
     assert token not in cluster.ssh(
         "cat /tmp/mrunner-services/slurm/slurmctld.log /tmp/mrunner-services/slurm/jobcomp.txt", check=False
     )
+
+
+def test_the_dry_run_shows_the_batch_script_the_submission_writes(cluster, mrunner, mrunner_home, tmp_path):
+    """mrunner_render: `--dry-run` prints the sbatch command and the batch script of the first job array,
+    made by the code that submits; the real submission then writes exactly that script on the cluster (the
+    sweep id aside) and submits that array. The secret is only sourced, never in the script; the dry run
+    records and stores nothing."""
+    token = f"FAKE-{uuid.uuid4().hex}-TOKEN"
+    write_context(
+        mrunner_home, cluster.service, cluster.storage, secrets=["MY_FAKE_TOKEN"], time=5,
+        prolog_cmd=["export STAGE='set up'", "test -n \"$STAGE\""], array_parallelism=2,
+    )  # fmt: skip
+    args = ("+context=test-slurm", "train.py", "-m", f"lr={uuid.uuid4().int % 1000},0.01", "seed=1,2")
+    dry = mrunner(*args, "--dry-run", env={"MY_FAKE_TOKEN": token})
+    assert dry.returncode == 0, dry.stderr
+    assert token not in dry.stdout + dry.stderr
+    assert not (mrunner_home / "data").exists() or not any(p.is_file() for p in (mrunner_home / "data").rglob("*"))
+    found = renderings(dry.stdout)
+    command_title, command = one(found, "sbatch command of job array mrunner-<sweep id>-a0-0-3-4 ")
+    script_title, script = one(found, "batch script ")
+    path = re.fullmatch(r"batch script (.+) of job array mrunner-<sweep id>-a0-0-3-4 \(on .+\)", script_title)[1]
+    assert path.startswith(f"{cluster.storage}/") and path.endswith("/slurm/mrunner-<sweep id>-a0-0-3-4.sh")
+    assert command.startswith("sbatch --parsable --job-name=mrunner-<sweep id>-a0-0-3-4 --array=0-3%2 ")
+    assert command.endswith(f" {path}") and "--time=5" in command
+    assert "MY_FAKE_TOKEN" not in script and ".secrets.env" in script  # sourced at start, never written here
+
+    real = mrunner(*args, "--wait", env={"MY_FAKE_TOKEN": token})
+    assert real.returncode == 0, real.stderr
+    sweep = real.stdout.strip().splitlines()[-1]
+    assert cluster.read(path.replace("<sweep id>", sweep)) == script.replace("<sweep id>", sweep)
+    runs = status(mrunner, sweep)["experiments"]
+    assert [run["state"] for run in runs] == ["completed"] * 4
+    job = runs[0]["backend_ref"].split("_")[0]
+    shown = cluster.ssh(f"scontrol show job {job}")  # the array sbatch accepted: the rendered command's
+    assert f"JobName=mrunner-{sweep}-a0-0-3-4" in shown and f"Command={path.replace('<sweep id>', sweep)}" in shown
 
 
 def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunner, tmp_path):

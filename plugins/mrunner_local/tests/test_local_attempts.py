@@ -114,10 +114,3 @@ def test_resume_with_changed_keys_and_the_current_code_reruns_only_what_did_not_
     assert shown["sweep"]["context"]["grace_period"] == 7
     table = mrunner("status", f"{sweep}/1").stdout
     assert "resumed" in table and "grace_period=7" in table
-
-
-def test_retry_failed_is_refused_where_it_is_not_honoured(mrunner, tmp_path):
-    (tmp_path / "x.py").write_text("print(1)\n")
-    result = mrunner("x.py", "context.retry_failed=1", "--dry-run", cwd=tmp_path)
-    assert result.returncode != 0 and result.stderr.count("\n") == 1
-    assert "retry_failed is not supported by the local backend yet" in result.stderr

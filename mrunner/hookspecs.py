@@ -270,8 +270,8 @@ def mrunner_status(sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> l
     scheduler has forgotten it), and a run the backend no longer knows and that left no exit code is
     ``lost``. A run the platform started again by itself (a Slurm requeue, a replaced pod) reports the new
     attempt's state with ``RunUpdate.attempt`` set to the new attempt and ``RunUpdate.ends`` saying how each
-    earlier one ended (``preempted``, ``timeout``, ``lost``, ``failed`` for a retried failure): the core records
-    every attempt's end. Returns the changed states (an empty list: nothing changed). First result.
+    earlier one ended (``preempted``, ``timeout``, ``lost``, ``failed`` for a failure retried within the context's
+    ``retry_failed``, with its exit code in ``RunUpdate.end_codes``): the core records every attempt's end. Returns the changed states (an empty list: nothing changed). First result.
     """
 
 

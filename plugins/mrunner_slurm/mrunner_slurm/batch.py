@@ -153,13 +153,13 @@ def batch_script(
         'exec >>"$_mrunner_log" 2>&1 </dev/null',
         # the restarts the wrapper asked for after a failure (noted `retry`) count against retry_failed, the rest
         # (preemption, the time limit) against max_requeue
-        "retried=0",
+        "_mrunner_retried=0",
         'while [ "$_mrunner_attempt" -lt "$MRUNNER_ATTEMPT" ]; do',
-        f'  if [ "$(cat "$_mrunner_status.$_mrunner_attempt{END_NOTE}" 2>/dev/null)" = {RETRY_NOTE} ]; then retried=$((retried + 1)); fi',
+        f'  if [ "$(cat "$_mrunner_status.$_mrunner_attempt{END_NOTE}" 2>/dev/null)" = {RETRY_NOTE} ]; then _mrunner_retried=$((_mrunner_retried + 1)); fi',
         "  _mrunner_attempt=$((_mrunner_attempt + 1))",
         "done",
-        "requeues=$((restarts - retried))",
-        f'if [ "$requeues" -gt {limit} ]; then',
+        "_mrunner_requeues=$((restarts - _mrunner_retried))",
+        f'if [ "$_mrunner_requeues" -gt {limit} ]; then',
         f"  echo 'mrunner: requeued more than max_requeue={limit} times: not started again'",
         '  echo preempted >"$_mrunner_status.$MRUNNER_ATTEMPT.end"; exit 0',
         "fi",
@@ -175,9 +175,9 @@ def batch_script(
                 # every task of the array by that id
                 '"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"',
                 "--requeues-left",
-                f"$(({limit} - requeues))",
+                f"$(({limit} - _mrunner_requeues))",
                 "--retries-left",
-                f"$(({retries} - retried))",
+                f"$(({retries} - _mrunner_retried))",
                 "--",
                 '"$@"',
             ]

@@ -15,6 +15,7 @@ backend sets; they are inherited by the experiment. Standard library only: it sh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -66,6 +67,12 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         "--requeue-command", default="[]", help="JSON argv that requeues this job, run on that signal (passed on first)"
     )
     parser.add_argument("--requeues-left", type=int, default=0, help="how many more requeues the attempt may ask for")
+    parser.add_argument(
+        "--retries-left", type=int, default=0,
+        help="how many more times a failure of the experiment (a non-zero exit by itself) may be retried "
+        "(retry_failed): the attempt notes `retry` beside its exit code, then runs --requeue-command, or without "
+        "one runs the next attempt itself, its output in that attempt's log",
+    )  # fmt: skip
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
@@ -78,6 +85,8 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
 #: Signals that came before the experiment started: a scheduler or the kubelet may stop an attempt at once, and
 #: a process without a handler (PID 1 in a container) would drop them.
 _early: list[int] = []
+#: Stopping signals that came while an experiment ran or after it ended: no further attempt starts then.
+_stopped: list[int] = []
 
 
 def _hold(number: int, _frame: object) -> None:
@@ -95,10 +104,7 @@ def main(argv: Sequence[str]) -> int:
         if options.config_from:
             with open(options.config_from, encoding="utf-8") as stream:
                 document = stream.read()
-        if document is not None:  # the document was written for the submitted attempt; a requeue runs a later one
-            described = json.loads(document)
-            if described.get("attempt") != layout.attempt:
-                document = json.dumps({**described, "attempt": layout.attempt})
+        document = _for_attempt(document, layout.attempt)
         if options.once and options.log and _started_before(options.log):
             print(
                 f"mrunner: attempt {layout.attempt} of this experiment started before: not started again",
@@ -111,21 +117,75 @@ def main(argv: Sequence[str]) -> int:
         print(f"mrunner: cannot set up the experiment: {error}", file=sys.stderr, flush=True)
         return SETUP_FAILED
     requeue = None
+    command = json.loads(options.requeue_command)
     if options.requeue_on and options.requeues_left > 0:
-        requeue = (
-            getattr(signal, "SIG" + options.requeue_on.upper().removeprefix("SIG")),
-            json.loads(options.requeue_command),
-        )
-    return run(options.command, cwd, environ, layout.exit_code_file(), options.grace, options.log, requeue)
+        requeue = (getattr(signal, "SIG" + options.requeue_on.upper().removeprefix("SIG")), command)
+    retries, log = options.retries_left, options.log
+    while True:
+        retry = command if retries > 0 else None
+        status = run(options.command, cwd, environ, layout.exit_code_file(), options.grace, log, requeue, retry)
+        if command or _stopped or _note(layout) != RETRY_NOTE:
+            return status
+        # no scheduler to ask: this process runs the next attempt, as the scheduler would
+        retries -= 1
+        layout = dataclasses.replace(layout, attempt=layout.attempt + 1)
+        environ.update(layout.environment())
+        for number in FORWARDED:
+            signal.signal(number, _hold)  # a stop from now on keeps the next attempt from starting
+        try:
+            contract.prepare(layout, options.code, json.loads(options.entries), _for_attempt(document, layout.attempt))
+            cwd = contract.working_directory(layout, options.workdir)
+            if log:
+                log = layout.log_file()
+            else:
+                _output_to(layout.log_file())
+        except OSError as error:
+            print(f"mrunner: cannot set up attempt {layout.attempt}: {error}", file=sys.stderr, flush=True)
+            return SETUP_FAILED
 
 
-#: Beside an attempt's exit-code file: how the attempt was stopped when the wrapper knows it (``timeout``).
+def _for_attempt(document: str | None, attempt: int) -> str | None:
+    """The config document as the attempt sees it (written for the submitted attempt; a requeue or a retry
+    runs a later one)."""
+    if document is None:
+        return None
+    described = json.loads(document)
+    return document if described.get("attempt") == attempt else json.dumps({**described, "attempt": attempt})
+
+
+def retried(layout: contract.Layout) -> bool:
+    """Whether the layout's attempt failed by itself and was started again as the next attempt
+    (``--retries-left``): a backend that reads exit codes looks at the next attempt then."""
+    return _note(layout) == RETRY_NOTE and contract.read_exit_code(layout.exit_code_file()) is not None
+
+
+def _note(layout: contract.Layout) -> str | None:
+    try:
+        with open(layout.exit_code_file() + END_NOTE, encoding="ascii") as stream:
+            return stream.read().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _output_to(log: str) -> None:
+    """Point this process's stdout and stderr (and so the next experiment's) at ``log``, appending."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
+    os.close(descriptor)
+
+
+#: Beside an attempt's exit-code file: how the attempt was stopped when the wrapper knows it (``timeout``), or
+#: ``retry`` when it failed by itself and the wrapper asked for the next attempt (``retry_failed``).
 END_NOTE = ".end"
+RETRY_NOTE = "retry"
 
 
 def run(
     command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_file: str, grace: float,
-    log: str | None = None, requeue: tuple[int, list[str]] | None = None,
+    log: str | None = None, requeue: tuple[int, list[str]] | None = None, retry: list[str] | None = None,
 ) -> int:  # fmt: skip
     """Run ``command`` in its own process group, pass signals on, record and return its exit code. With
     ``log``, the output also goes to that file (for a platform whose own log of the process does not last,
@@ -133,7 +193,12 @@ def run(
 
     With ``requeue`` (signal, argv): that signal (a scheduler's warning before the time limit) is passed on
     to the experiment, so it can save, and then the argv requeues the job, which the scheduler stops and
-    starts again as the next attempt; the attempt's end is noted as ``timeout``."""
+    starts again as the next attempt; the attempt's end is noted as ``timeout``.
+
+    With ``retry`` (argv): when the experiment fails by itself, the attempt's end is noted ``retry`` (before
+    its exit code is written, so a reader never sees the failure without the note) and the argv requeues the
+    job for the next attempt; if it cannot, the note goes and the failure is the end. An empty argv leaves
+    the next attempt to the caller (``main`` runs it in this process)."""
     stopped = [number for number in _early if number in STOPPING]
     if stopped:  # stopped before it started: it never runs, and its end is not its own
         print(f"mrunner: stopped by signal {stopped[0]} before the experiment started", file=sys.stderr, flush=True)
@@ -151,6 +216,8 @@ def run(
     requeued: list[int] = []
 
     def forward(number: int, _frame: object) -> None:
+        if number in STOPPING:
+            _stopped.append(number)
         if _exited(child.pid):
             return  # it ended before the signal: its end is its own
         _signal_group(child.pid, number)
@@ -185,9 +252,30 @@ def run(
     # the group may outlive the attempt, and its end is not its own.
     if killer or -code in STOPPING:
         _signal_group(child.pid, signal.SIGKILL)
+    elif status != 0 and retry is not None and not requeued and not _stopped:
+        _retry(exit_code_file, status, retry)
     else:
         contract.write_atomic(exit_code_file, f"{status}\n")
     return status
+
+
+def _retry(exit_code_file: str, status: int, command: list[str]) -> None:
+    """Record the failure with the note that it is retried, then ask for the next attempt (the scheduler
+    stops this job: its signals find the experiment gone)."""
+    note = exit_code_file + END_NOTE
+    contract.write_atomic(note, RETRY_NOTE + "\n")
+    contract.write_atomic(exit_code_file, f"{status}\n")
+    print(f"mrunner: the experiment failed (exit {status}): starting it again as the next attempt", flush=True)
+    if not command:
+        return
+    try:
+        asked = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        refusal = (asked.stderr.strip() or f"exit status {asked.returncode}") if asked.returncode else ""
+    except OSError as error:
+        refusal = error.strerror or str(error)
+    if refusal:
+        os.unlink(note)
+        print(f"mrunner: cannot start it again with {command[0]}: {refusal}", file=sys.stderr, flush=True)
 
 
 def _started_before(log: str) -> bool:

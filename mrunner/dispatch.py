@@ -500,14 +500,20 @@ def collect_secrets(context: dict[str, Any]) -> dict[str, str]:
 
 
 def refresh(sweep: Sweep, store: Store) -> list[Run]:
-    """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs."""
-    active = store.runs(sweep.id, ACTIVE)
-    if active:
-        updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active)
+    """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs.
+    A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too (see the hook)."""
+    runs = store.runs(sweep.id)
+    active = [run for run in runs if run.state in ACTIVE]
+    ended: list[Run] = []
+    if plugins.takes(sweep.backend, "mrunner_status", "ended"):
+        ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
+    if active or ended:
+        updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active, ended=ended)
         _require(updates, sweep, "mrunner_status")
         if updates:
             store.apply(sweep.id, updates)
-    return store.runs(sweep.id)
+            return store.runs(sweep.id)
+    return runs
 
 
 def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:

@@ -291,17 +291,20 @@ def mrunner_submit(
 
 
 @hookspec(firstresult=True)
-def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+def mrunner_status(sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate] | None:
     """Called by `mrunner status`, `resume` and ``--wait``: the current state of ``runs``. Required.
 
     ``sweep``: the recorded sweep; ``runs``: its runs that have not ended (submitted, pending, running).
-    Ask the backend in as few calls as possible (one per sweep). A run that ended reports its real end
+    ``ended``: its runs that ended but were not cancelled, for a platform that may start a finished run again
+    by itself (Slurm requeues a finished job it still keeps): a backend whose implementation takes this
+    argument is called also when no run is active, and reports such a run's new attempt; one that does not
+    take it is called only for active runs. Ask the backend in as few calls as possible (one per sweep). A run that ended reports its real end
     (completed or failed with its exit code, from the attempt's exit-code file of ``mrunner.layout`` where the
     scheduler has forgotten it), and a run the backend no longer knows and that left no exit code is
     ``lost``. A run the platform started again by itself (a Slurm requeue, a replaced pod) reports the new
     attempt's state with ``RunUpdate.attempt`` set to the new attempt and ``RunUpdate.ends`` saying how each
-    earlier one ended (``preempted``, ``timeout``, ``lost``, ``failed`` for a retried failure): the core records
-    every attempt's end. Returns the changed states (an empty list: nothing changed). First result.
+    earlier one ended (``preempted``, ``timeout``, ``lost``, ``failed`` for a failure retried within the context's
+    ``retry_failed``, with its exit code in ``RunUpdate.end_codes``): the core records every attempt's end. Returns the changed states (an empty list: nothing changed). First result.
     """
 
 

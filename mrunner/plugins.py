@@ -138,6 +138,15 @@ def backend_hooks(backend: str) -> BackendHooks:
     return hooks
 
 
+def takes(backend: str, hook: str, argument: str) -> bool:
+    """Whether the plugin serving ``backend`` implements ``hook`` with ``argument`` (pluggy gives an
+    implementation only the arguments it names, so a hook can grow one that older plugins do not take)."""
+    require_backend(backend)
+    chosen = _serving[backend][0]
+    implementations = getattr(manager().hook, hook).get_hookimpls()
+    return any(impl.plugin is chosen and argument in impl.argnames for impl in implementations)
+
+
 def distribution_of(plugin_name: str) -> tuple[str, str]:
     """(distribution, version) of a registered plugin, for `mrunner plugins`."""
     from mrunner import __version__

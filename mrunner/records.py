@@ -101,6 +101,7 @@ class Sweep:
 #: How an attempt came to start.
 SUBMITTED_BY_USER = "submitted"
 REQUEUED = "requeued"  # started again by the platform (or the backend) after it stopped the attempt before
+RETRIED = "retried"  # started again after the attempt before failed by itself (``retry_failed``)
 RESUMED = "resumed"  # started again by `mrunner resume`
 
 
@@ -137,6 +138,8 @@ class RunUpdate:
     attempt: int | None = None
     #: How each earlier attempt ended (attempt -> state) when ``attempt`` is set; one missing is ``preempted``.
     ends: dict[int, str] = field(default_factory=dict)
+    #: The exit code of each earlier attempt that ended by itself (a failure retried within ``retry_failed``).
+    end_codes: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.state not in STATES:

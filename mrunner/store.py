@@ -291,7 +291,9 @@ class Store:
         from a killed process must not overwrite the "cancelled" that the user's cancel recorded. An update of
         a later attempt than the recorded one (``RunUpdate.attempt``: the platform requeued it) records the
         earlier attempts' ends and starts the new attempt, whatever the recorded state was but ``cancelled``
-        (a cancel recorded first is never undone by a requeue seen meanwhile). Every attempt's end
+        (a cancel recorded first is never undone by a requeue seen meanwhile; a ``cancelled`` update of a
+        later attempt, the cancel's own account of which attempt it stopped, is recorded, and so is a later
+        attempt's own end). Every attempt's end
         is kept in the attempts table.
         """
         if not updates:
@@ -311,12 +313,22 @@ class Store:
                     raise MrunnerError(f"sweep {sweep_id} has no experiment {update.index}")
                 state, exit_code, backend_ref, attempt = current[update.index]
                 new_ref = update.backend_ref if update.backend_ref is not None else backend_ref
-                if update.attempt is not None and update.attempt > attempt and state != CANCELLED:
+                # a later attempt: never over a recorded cancel, unless it is the cancel's own account (the
+                # attempt it stopped was a later one than recorded: the platform had started it again) or
+                # that attempt's own end, which outranks a cancel as it does for the recorded attempt
+                later = update.attempt is not None and update.attempt > attempt
+                if later and (state != CANCELLED or update.state == CANCELLED or update.ended_by_itself):
+                    assert update.attempt is not None
                     attempts += self._requeued(sweep_id, update, attempt, now)
-                    detail = f"attempt {update.attempt} (requeued by the platform)"
+                    how = _restart_cause(update, update.attempt)
+                    detail = f"attempt {update.attempt} ({'retried' if how == records.RETRIED else 'requeued by the platform'})"
                     events.append(_event(sweep_id, update.index, now, update.state, update.exit_code, detail)[1])
                     attempt, exit_code = update.attempt, update.exit_code
                     rows.append((update.state, exit_code, new_ref, attempt, now, sweep_id, update.index))
+                    if update.state in TERMINAL:  # it ended before anyone looked
+                        attempts.append(
+                            _attempt_end(sweep_id, update.index, attempt, now, update.state, exit_code, update.detail)
+                        )
                     current[update.index] = (update.state, exit_code, new_ref, attempt)
                     changed.append(update)
                     continue
@@ -370,18 +382,19 @@ class Store:
         statements = []
         for earlier in range(attempt, update.attempt):
             cause = (
-                records.REQUEUED
+                _restart_cause(update, earlier)
                 if earlier > attempt
                 else records.SUBMITTED_BY_USER
                 if earlier == 0
                 else records.RESUMED
             )
             end = update.ends.get(earlier, records.PREEMPTED)
+            code = update.end_codes.get(earlier)
+            why = "stopped by the platform" if code is None else "ended by itself"
             statements.append(_attempt_start(sweep_id, update.index, earlier, now, cause, snapshot, changes))
-            statements.append(_attempt_end(sweep_id, update.index, earlier, now, end, None, "stopped by the platform"))
-        statements.append(
-            _attempt_start(sweep_id, update.index, update.attempt, now, records.REQUEUED, snapshot, changes)
-        )
+            statements.append(_attempt_end(sweep_id, update.index, earlier, now, end, code, why))
+        cause = _restart_cause(update, update.attempt)
+        statements.append(_attempt_start(sweep_id, update.index, update.attempt, now, cause, snapshot, changes))
         return statements
 
     @staticmethod
@@ -575,6 +588,11 @@ _EVENT_INSERT = "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail
 
 def _event(sweep_id: str, index: int, at: float, state: str, exit_code: int | None, detail: str | None):
     return _EVENT_INSERT, (sweep_id, index, at, state, exit_code, detail)
+
+
+def _restart_cause(update: RunUpdate, attempt: int) -> str:
+    """How an attempt the platform started by itself came: retried after a failure, or requeued."""
+    return records.RETRIED if update.ends.get(attempt - 1) == records.FAILED else records.REQUEUED
 
 
 def _attempt_start(

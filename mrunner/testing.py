@@ -60,7 +60,7 @@ probe = {
     "own_files": [open("out.txt").read(), open(os.path.join("outputs", "o.txt")).read()],
     "secret_sha": hashlib.sha256(secret.encode()).hexdigest() if secret else None,
 }
-if config.get("fail_first") == config.i and probe["attempt"] == 0:
+if config.get("fail_first") == config.i and probe["attempt"] == 0 or config.get("fail_always") == config.i:
     print("PROBE " + json.dumps(probe), flush=True)
     sys.exit(3)
 # Completing is one step: a stop that comes while it completes waits until the process is gone, and there is no
@@ -123,12 +123,17 @@ class BackendTestSuite:
         assert result.returncode == 0, result.stderr
         return {e["index"]: e for e in json.loads(result.stdout)["experiments"]}
 
+    def while_waiting(self, mrunner, sweep: str, states: dict[int, dict]) -> None:
+        """Called at each look while a test waits for a state: a backend's suite may hurry its platform along
+        here where it waits on purpose (Slurm holds a requeued task for two minutes)."""
+
     def wait_for(self, mrunner, sweep: str, condition: Callable[[dict[int, dict]], bool]) -> dict[int, dict]:
         deadline = time.monotonic() + self.timeout
         while True:
             states = self.status(mrunner, sweep)
             if condition(states):
                 return states
+            self.while_waiting(mrunner, sweep, states)
             assert time.monotonic() < deadline, f"sweep {sweep} never reached the state: {states}"
             time.sleep(0.5)
 
@@ -176,6 +181,26 @@ class BackendTestSuite:
         assert seen["attempt"] == 1 and seen["done"] == 1
         first = self.probe(mrunner, sweep, 0)
         assert seen["checkpoint_dir"] != first["checkpoint_dir"]
+
+    def test_a_failure_is_retried_as_the_next_attempt_within_retry_failed(self, mrunner, backend_context, project):
+        """retry_failed=1: a script that fails once completes in attempt 1, from the same folders, its first
+        log kept; one that always fails ends failed with its exit code once the retry is spent."""
+        retry = ["fail_first=1", "fail_always=2", "context.retry_failed=1"]
+        sweep = self.submit(mrunner, backend_context, "-m", "i=range(3)", *retry, "--detach")
+        states = self.ended(mrunner, sweep)
+        shown = [(states[i]["state"], states[i]["exit_code"], states[i]["attempt"]) for i in range(3)]
+        assert shown == [("completed", 0, 0), ("completed", 0, 1), ("failed", 3, 1)], states
+        ends = {i: [(a["number"], a["cause"], a["end"], a["exit_code"]) for a in states[i]["attempts"]] for i in (1, 2)}
+        assert ends[1] == [(0, "submitted", "failed", 3), (1, "retried", "completed", 0)]
+        assert ends[2] == [(0, "submitted", "failed", 3), (1, "retried", "failed", 3)]
+        assert [a["end"] for a in states[0]["attempts"]] == ["completed"]  # its neighbours ran once
+        second = self.probe(mrunner, sweep, 1)
+        assert second["attempt"] == 1 and not second["fresh"] and second["done"] == 1  # its own folder, again
+        first = mrunner("logs", f"{sweep}/1", "--attempt", "0", timeout=self.timeout)
+        assert first.returncode == 0, first.stderr
+        (line,) = [line for line in first.stdout.splitlines() if line.startswith("PROBE ")]
+        earlier = json.loads(line[len("PROBE ") :])
+        assert earlier["attempt"] == 0 and earlier["checkpoint_dir"] == second["checkpoint_dir"]
 
     def test_cancel_of_one_then_of_all(self, mrunner, backend_context, project):
         sweep = self.submit(mrunner, backend_context, "-m", "i=range(2)", "hold=1", "--detach")

@@ -1,6 +1,7 @@
 """An example third-party backend, complete in one file: each experiment runs as a background process of this
 machine, started by mrunner's own attempt wrapper (``python -m mrunner.attempt``), which lays it out as
-``mrunner.layout`` says, passes signals on and writes its exit code. Context keys: ``storage_dir``.
+``mrunner.layout`` says, passes signals on, writes its exit code and, within ``retry_failed``, runs a failed
+experiment again as its next attempt. Context keys: ``storage_dir``.
 
 The core calls these hooks only for sweeps and contexts of backend ``process``; it records what they return.
 """
@@ -11,9 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from mrunner import layout, transfer
+from mrunner.attempt import retried
 from mrunner.hookspecs import BackendInfo, Pulled, hookimpl
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, RunUpdate
 from mrunner.schema import ContextKey
@@ -47,7 +50,8 @@ def mrunner_submit(sweep, runs, secrets, options, record, reporter):
         env = {**os.environ, **run.env, **secrets, **where.environment(), "MRUNNER_CONFIG_DOCUMENT": document}
         command = [sys.executable, "-m", "mrunner.attempt", "--code", sweep.package["code_dir"],
                    "--workdir", sweep.workdir, "--entries", json.dumps(sweep.package["entries"]),
-                   "--grace", str(sweep.context["grace_period"]), "--", *run.command]  # fmt: skip
+                   "--grace", str(sweep.context["grace_period"]),
+                   "--retries-left", str(sweep.context["retry_failed"]), "--", *run.command]  # fmt: skip
         with open(where.log_file(), "wb") as log:
             child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                      start_new_session=True)  # fmt: skip
@@ -64,12 +68,17 @@ def _alive(pid):
 
 
 def _end(sweep, run):
-    code = layout.read_exit_code(_layout(sweep, run).exit_code_file())
+    where, failed = _layout(sweep, run), {}
+    while retried(where):  # the wrapper ran the next attempt (retry_failed)
+        failed[where.attempt] = layout.read_exit_code(where.exit_code_file())
+        where = replace(where, attempt=where.attempt + 1)
+    later = {"attempt": where.attempt, "ends": dict.fromkeys(failed, FAILED), "end_codes": failed} if failed else {}
+    code = layout.read_exit_code(where.exit_code_file())
     if code is not None:
-        return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True)
+        return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True, **later)
     if not _alive(int(run.backend_ref)):
-        return RunUpdate(run.index, LOST, detail="its process ended without an exit code")
-    return None
+        return RunUpdate(run.index, LOST, detail="its process ended without an exit code", **later)
+    return RunUpdate(run.index, RUNNING, **later) if failed else None
 
 
 @hookimpl
@@ -88,8 +97,13 @@ def mrunner_cancel(sweep, runs, record):
     deadline = time.monotonic() + float(sweep.context["grace_period"]) + 5
     while any(_alive(int(run.backend_ref)) for run in runs) and time.monotonic() < deadline:
         time.sleep(0.1)
-    ends = {run.index: _end(sweep, run) for run in runs}
-    return [e if e is not None and e.state != LOST else RunUpdate(i, CANCELLED) for i, e in ends.items()]
+    updates = []
+    for run in runs:
+        end = _end(sweep, run)
+        if end is None or end.state not in (COMPLETED, FAILED):  # stopped: cancelled, at the attempt it ran
+            end = RunUpdate(run.index, CANCELLED) if end is None else replace(end, state=CANCELLED, detail=None)
+        updates.append(end)
+    return updates
 
 
 @hookimpl

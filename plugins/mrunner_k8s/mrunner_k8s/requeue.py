@@ -48,7 +48,8 @@ def next_attempts(cluster: Cluster, sweep: Sweep, runs: Sequence[Run], updates: 
         if started is not None:
             end = FAILED if retry else PREEMPTED
             why = f"attempt {run.attempt} {'failed' if retry else update.detail}"
-            result.append(RunUpdate(run.index, PENDING, backend_ref=started, detail=why, attempt=run.attempt + 1, ends={run.attempt: end}))  # fmt: skip
+            codes = {run.attempt: update.exit_code} if retry and update.exit_code is not None else {}
+            result.append(RunUpdate(run.index, PENDING, backend_ref=started, detail=why, attempt=run.attempt + 1, ends={run.attempt: end}, end_codes=codes))  # fmt: skip
     return result
 
 

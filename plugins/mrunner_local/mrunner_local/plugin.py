@@ -43,11 +43,6 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
             f"context {context_name}: gpus_per_experiment is {per} but gpus lists only {len(gpus)} "
             f"({', '.join(map(str, gpus))}), so no experiment could ever start: lower gpus_per_experiment or list more gpus"
         )
-    if context.get("retry_failed"):  # honoured by the Kubernetes backend so far; a key that did nothing would mislead
-        raise MrunnerError(
-            f"context {context_name}: retry_failed is not supported by the local backend yet: set it to 0 and use "
-            f"`mrunner resume SWEEP` to run failed experiments again"
-        )
 
 
 @hookimpl

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +140,14 @@ class Supervisor:
                 return
             gpus = self.gpus.get() if self.sweep.context.get("gpus") else None
             try:
-                self._run_one(run, gpus)
+                self._run_one(run, gpus, int(self.sweep.context.get("retry_failed") or 0))
             finally:
                 if gpus is not None:
                     self.gpus.put(gpus)
 
-    def _run_one(self, run: Run, gpus: list[str] | None) -> None:
+    def _run_one(self, run: Run, gpus: list[str] | None, retries: int) -> None:
+        """Run the run's attempt; one that fails by itself is started again as the next attempt (same
+        checkpoint folder, a log of its own) while ``retries`` (``retry_failed``) allow."""
         layout = layout_of(self.sweep, run)
         exit_file = layout.exit_code_file()
         try:
@@ -183,8 +186,32 @@ class Supervisor:
             code = child.wait()
         with self.lock:
             self.children.pop(run.index, None)
-        self.record(end_of(run, exit_file, code, stopped=self.stopping.is_set()))
+        end = end_of(run, exit_file, code, stopped=self.stopping.is_set())
+        following = self._retry(run, end) if retries > 0 else None
+        if following is not None:
+            self._run_one(following, gpus, retries - 1)
+            return
+        self.record(end)
         self._ended(run)
+
+    def _retry(self, run: Run, end: RunUpdate) -> Run | None:
+        """The next attempt of a run whose script failed by itself, recorded as submitted; None when the
+        run was cancelled or the sweep is stopping meanwhile (then the failure is its end)."""
+        if end.state != FAILED or not end.ended_by_itself or end.exit_code is None:
+            return None
+        with self.lock:
+            if self.stopping.is_set() or self.state_of(run.index) != RUNNING:
+                return None
+            number = run.attempt + 1
+            self._record(
+                [
+                    RunUpdate(
+                        run.index, SUBMITTED, detail=f"attempt {run.attempt} failed (exit {end.exit_code})",
+                        attempt=number, ends={run.attempt: FAILED}, end_codes={run.attempt: end.exit_code},
+                    )
+                ]
+            )  # fmt: skip
+        return replace(run, attempt=number, state=SUBMITTED, exit_code=None)
 
     def _ended(self, run: Run) -> None:
         if self.on_end:

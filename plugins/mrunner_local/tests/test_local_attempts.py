@@ -116,8 +116,24 @@ def test_resume_with_changed_keys_and_the_current_code_reruns_only_what_did_not_
     assert "resumed" in table and "grace_period=7" in table
 
 
-def test_retry_failed_is_refused_where_it_is_not_honoured(mrunner, tmp_path):
-    (tmp_path / "x.py").write_text("print(1)\n")
-    result = mrunner("x.py", "context.retry_failed=1", "--dry-run", cwd=tmp_path)
-    assert result.returncode != 0 and result.stderr.count("\n") == 1
-    assert "retry_failed is not supported by the local backend yet" in result.stderr
+def test_a_cancel_of_a_retried_experiment_stops_it_and_starts_no_further_attempt(mrunner, tmp_path: Path):
+    (tmp_path / "flaky.py").write_text(
+        "import sys, time, mrunner\n"
+        "print('attempt', mrunner.attempt(), flush=True)\n"
+        "if mrunner.attempt() == 0:\n    sys.exit(3)\n"
+        "time.sleep(600)\n"
+    )
+    submitted = mrunner("flaky.py", "context.retry_failed=2", "context.grace_period=2", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    wait_for(lambda: status(mrunner, f"{sweep}/0")["experiment"]["state"] == "running"
+             and status(mrunner, f"{sweep}/0")["experiment"]["attempt"] == 1)  # fmt: skip
+    cancelled = mrunner("cancel", f"{sweep}/0")
+    assert cancelled.returncode == 0, cancelled.stderr
+    shown = status(mrunner, f"{sweep}/0")
+    assert (shown["experiment"]["state"], shown["experiment"]["attempt"]) == (CANCELLED, 1)
+    assert [(a["number"], a["cause"], a["end"], a["exit_code"]) for a in shown["attempts"]] == [
+        (0, "submitted", FAILED, 3), (1, "retried", CANCELLED, None)
+    ]  # fmt: skip
+    assert "attempt 1" in mrunner("logs", f"{sweep}/0").stdout
+    assert "attempt 0" in mrunner("logs", f"{sweep}/0", "--attempt", "0").stdout

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mrunner import layout
+from mrunner.attempt import END_NOTE, RETRY_NOTE
 from mrunner.errors import MrunnerError
 from mrunner.records import Run, Sweep
 
@@ -137,18 +138,28 @@ def batch_script(
         "--grace", str(context.get("grace_period", 30)), "--requeue-on", LIMIT_SIGNAL,
     ]  # fmt: skip
     limit = int(context.get("max_requeue", 3))
+    retries = int(context.get("retry_failed") or 0)
     lines = [
         "#!/bin/bash",
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",
         f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
         f". {q(bundle)} || exit 97",
-        # a task Slurm requeued (preemption, the time limit) runs the next attempt: its own log and exit code
+        # a task Slurm requeued (preemption, the time limit, a retry) runs the next attempt: its own log and exit code
         "restarts=${SLURM_RESTART_COUNT:-0}",
+        "_mrunner_attempt=$MRUNNER_ATTEMPT",
         "export MRUNNER_ATTEMPT=$((MRUNNER_ATTEMPT + restarts))",
         '_mrunner_log="$_mrunner_logs.$MRUNNER_ATTEMPT.log"',
         # appended, never truncated: the set-up's output and errors go to this attempt's log too
         'exec >>"$_mrunner_log" 2>&1 </dev/null',
-        f'if [ "$restarts" -gt {limit} ]; then',
+        # the restarts the wrapper asked for after a failure (noted `retry`) count against retry_failed, the rest
+        # (preemption, the time limit) against max_requeue
+        "_mrunner_retried=0",
+        'while [ "$_mrunner_attempt" -lt "$MRUNNER_ATTEMPT" ]; do',
+        f'  if [ "$(cat "$_mrunner_status.$_mrunner_attempt{END_NOTE}" 2>/dev/null)" = {RETRY_NOTE} ]; then _mrunner_retried=$((_mrunner_retried + 1)); fi',
+        "  _mrunner_attempt=$((_mrunner_attempt + 1))",
+        "done",
+        "_mrunner_requeues=$((restarts - _mrunner_retried))",
+        f'if [ "$_mrunner_requeues" -gt {limit} ]; then',
         f"  echo 'mrunner: requeued more than max_requeue={limit} times: not started again'",
         '  echo preempted >"$_mrunner_status.$MRUNNER_ATTEMPT.end"; exit 0',
         "fi",
@@ -160,9 +171,13 @@ def batch_script(
                 "exec",
                 *(q(part) for part in wrapper),
                 "--requeue-command",
-                '"[\\"scontrol\\", \\"requeue\\", \\"$SLURM_JOB_ID\\"]"',
+                # the array task by its array name: the task that keeps the array's own job id would requeue
+                # every task of the array by that id
+                '"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"',
                 "--requeues-left",
-                f"$(({limit} - restarts))",
+                f"$(({limit} - _mrunner_requeues))",
+                "--retries-left",
+                f"$(({retries} - _mrunner_retried))",
                 "--",
                 '"$@"',
             ]

@@ -20,41 +20,59 @@ def _layout(sweep: Sweep, run: Run) -> Layout:
     return of_run(sweep.package["storage_dir"], sweep, run)
 
 
+#: How long after a run's recorded end status still asks Slurm whether it started the run again: Slurm can
+#: requeue a finished job only while it keeps it (MinJobAge after its end, 300 s by default; clusters often
+#: keep them longer), and a requeued task that ran while nobody looked is found by its attempt's log.
+RESTARTABLE_SECONDS = 3600.0
+
+
 def _task(sweep: Sweep, run: Run) -> list:
-    """What the helper needs of a task: its index, its array task and its attempt's exit-code file."""
-    return [run.index, run.backend_ref, _layout(sweep, run).exit_code_file()]
-
-
-def status(connection: Connection, sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
+    """What the helper needs of a task: its index, array task, recorded attempt, exit-code and log prefixes
+    (the helper adds the attempt), and how many requeues and retries it may have had."""
+    where = _layout(sweep, run)
     limit = int(sweep.context.get("max_requeue", 3))
-    tasks = []
-    for run in runs:
-        if run.backend_ref:
-            where = _layout(sweep, run)
-            logs = batch.attempt_prefix(where.log_file(0), ".log")
-            tasks.append(
-                [
-                    run.index,
-                    run.backend_ref,
-                    run.attempt,
-                    batch.attempt_prefix(where.exit_code_file(0), ""),
-                    logs,
-                    limit,
-                ]
-            )
+    retries = int(sweep.context.get("retry_failed") or 0)
+    return [
+        run.index,
+        run.backend_ref,
+        run.attempt,
+        batch.attempt_prefix(where.exit_code_file(0), ""),
+        batch.attempt_prefix(where.log_file(0), ".log"),
+        limit,
+        retries,
+    ]
+
+
+def _later(index: int, state: str, code: int | None, detail: str | None, own: bool, attempt: int, ends: dict) -> RunUpdate:  # fmt: skip
+    """The state of a later attempt than the recorded one, with how each attempt before it ended."""
+    states = {int(number): end for number, (end, _) in ends.items()}
+    codes = {int(number): c for number, (_, c) in ends.items() if c is not None}
+    return RunUpdate(index, state, exit_code=code, detail=detail, ended_by_itself=own, attempt=attempt, ends=states,
+                     end_codes=codes)  # fmt: skip
+
+
+def restartable(ended: Sequence[Run]) -> list[Run]:
+    """The ended runs Slurm may still run again: handed to Slurm, their end recorded not long ago."""
+    recent = time.time() - RESTARTABLE_SECONDS
+    return [run for run in ended if run.backend_ref and run.updated_at >= recent]
+
+
+def status(connection: Connection, sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run] = ()) -> list[RunUpdate]:
+    """The runs' states in one helper call; ended runs that are ``restartable`` are asked about too, and
+    reported only when Slurm started them again."""
+    tasks = [_task(sweep, run) + [False] for run in runs if run.backend_ref]
+    tasks += [_task(sweep, run) + [True] for run in restartable(ended)]
     if not tasks:
         return []
     answer = remote.call(connection, ["status"], remote.pack({"tasks": tasks}))
-    by_index = {run.index: run for run in runs}
+    by_index = {run.index: run for run in [*runs, *ended]}
     updates = []
     for index, (state, code, detail, own, attempt, ends) in answer.items():
         run = by_index[int(index)]
         if state == PENDING and detail:
             detail = pending_reason(detail)  # reported even when still pending: the records keep the latest
         if attempt > run.attempt:  # Slurm requeued it: the next attempt of the same array task
-            ended = {int(number): end for number, end in ends.items()}
-            updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own,
-                                     attempt=attempt, ends=ended))  # fmt: skip
+            updates.append(_later(int(index), state, code, detail, own, attempt, ends))
         elif (state, code) != (run.state, run.exit_code) or (state == PENDING and detail):
             updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own))
     return updates
@@ -98,20 +116,27 @@ def cancel(
     left its exit-code file meanwhile and keeps that end."""
     cancelled = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel` (scancel)") for run in runs]
     record(cancelled)
-    tasks = [_task(sweep, run) for run in runs if run.backend_ref]
+    tasks = []
+    for run in runs:
+        if run.backend_ref:
+            *task, limit, retries = _task(sweep, run)
+            tasks.append([*task, limit + retries])
     if not tasks:
         return cancelled
     document = {"specs": task_specs(runs), "tasks": tasks, "wait": float(sweep.context.get("grace_period", 30)) + 10}
-    codes = remote.call(connection, ["cancel"], remote.pack(document))
+    answer = remote.call(connection, ["cancel"], remote.pack(document))
+    recorded = {run.index: run.attempt for run in runs}
     updates = []
     for update in cancelled:
-        code = codes.get(str(update.index))
-        if code is None:
-            updates.append(update)
+        code, attempt, ends = answer.get(str(update.index), [None, recorded[update.index], {}])
+        own = code is not None
+        state, code = (COMPLETED if code == 0 else FAILED, code) if own else (CANCELLED, None)
+        if attempt > recorded[update.index]:  # the attempt it stopped was one Slurm had started since
+            updates.append(_later(update.index, state, code, update.detail if not own else None, own, attempt, ends))
+        elif own:
+            updates.append(RunUpdate(update.index, state, exit_code=code, ended_by_itself=True))
         else:
-            updates.append(
-                RunUpdate(update.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True)
-            )
+            updates.append(update)
     return updates
 
 

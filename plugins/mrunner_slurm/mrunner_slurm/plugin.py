@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mrunner.errors import MrunnerError
 from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -44,11 +43,6 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
     from mrunner_slurm.keys import check
 
     check(context, context_name)
-    if context.get("retry_failed"):  # honoured by the Kubernetes backend so far; a key that did nothing would mislead
-        raise MrunnerError(
-            f"context {context_name}: retry_failed is not supported by the Slurm backend yet: set it to 0 and use "
-            f"`mrunner resume SWEEP` to run failed experiments again"
-        )
     if not dry_run:  # a dry run reaches nothing
         _connect_in_background(context)  # unless the warm-up started it for the same host
 
@@ -129,10 +123,13 @@ def mrunner_submit(
 
 
 @hookimpl
-def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
+def mrunner_status(sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate] | None:
+    """Also the ended runs: Slurm may run a finished task again (``scontrol requeue``)."""
     from mrunner_slurm import jobs, ssh
 
-    return jobs.status(ssh.connection(sweep.context), sweep, runs)
+    if not runs and not jobs.restartable(ended):
+        return []  # no remote call for a sweep that ended long ago
+    return jobs.status(ssh.connection(sweep.context), sweep, runs, ended)
 
 
 @hookimpl

@@ -476,49 +476,81 @@ def _listing(jobs, fields):
     return result.stdout.splitlines()
 
 
+def _queued(jobs):
+    """Each array task of these jobs that Slurm lists: (state, reason, exit code, attempt). The attempt is the
+    one the task was submitted at (in its job name) plus Slurm's restart count."""
+    found = {}
+    for line in _listing(jobs, "JobArrayID:|,State:|,Reason:|,exit_code:|,RestartCnt:|,Name:|"):
+        parts = line.split("|")
+        if len(parts) >= 6:
+            submitted = re.search(r"-a(\d+)-\d+-\d+-\d+$", parts[5].strip())
+            attempt = int(submitted.group(1)) + int(parts[4].strip() or 0) if submitted else None
+            found[parts[0].strip()] = (parts[1].strip().split()[0], parts[2].strip(), parts[3].strip(), attempt)
+    return found
+
+
+def _current_attempt(queued, recorded, log_prefix, most):
+    """The task's latest attempt: Slurm's count while it lists the task, else the latest that left a log."""
+    attempt = queued[3] if queued and queued[3] is not None else _latest_log(log_prefix, recorded, most)
+    return max(attempt, recorded)
+
+
+def _ends(status_prefix, recorded, attempt):
+    """How each attempt from ``recorded`` to before ``attempt`` ended: [state, exit code]. One that left its
+    exit code ended by itself (a failure retried within retry_failed, or a finished task Slurm ran again);
+    else the note the wrapper or the batch script left (``timeout``), else it was ``preempted``."""
+    ends = {}
+    for number in range(recorded, attempt):
+        code = _exit_code("%s.%d" % (status_prefix, number))
+        if code is not None:
+            ends[number] = ["completed" if code == 0 else "failed", code]
+        else:
+            note = _note(status_prefix, number)
+            ends[number] = [note if note in _ENDED_BY_SLURM else "preempted", None]
+    return ends
+
+
 def status(document):
     """The state of each task's latest attempt, from its exit-code file, then one squeue, then jobcomp.
 
     The exit-code file (``mrunner.layout``'s, whose path each task brings) exists only when the experiment
     ended by itself: it is the surest end and outranks a cancel, a time limit or a preemption that came
-    while the experiment was ending. Without it, Slurm's state tells the end.
+    while the experiment was ending. Without it, Slurm's state tells the end. An exit code noted ``retry``
+    is no end while Slurm still runs that attempt: the wrapper is asking Slurm for the next one.
 
-    A task Slurm requeued (preemption, ``scontrol requeue``, the wrapper's requeue before the time limit) is
-    the next attempt: its attempt is the one it was submitted at (in its job name) plus Slurm's restart
-    count, or, once Slurm forgot it, the latest attempt that left a log. Each earlier attempt's end is the
-    note the wrapper or the batch script left beside its exit-code file (``timeout``), else ``preempted``.
+    A task Slurm requeued (preemption, ``scontrol requeue``, the wrapper's requeue before the time limit or
+    after a failure within retry_failed) is the next attempt: its attempt is the one it was submitted at (in
+    its job name) plus Slurm's restart count, or, once Slurm forgot it, the latest attempt that left a log.
+    A task whose run was recorded as ended (``ended``) is answered only when Slurm started it again.
     """
-    tasks = document["tasks"]  # [index, "JOB_TASK", recorded attempt, exit-code prefix, log prefix, max_requeue]
-    found = {}
+    # [index, "JOB_TASK", recorded attempt, exit-code prefix, log prefix, max_requeue, retry_failed, ended]
+    tasks = document["tasks"]
     jobs = sorted({task[1].split("_")[0] for task in tasks})
-    if jobs:
-        for line in _listing(jobs, "JobArrayID:|,State:|,Reason:|,exit_code:|,RestartCnt:|,Name:|"):
-            parts = line.split("|")
-            if len(parts) >= 6:
-                submitted = re.search(r"-a(\d+)-\d+-\d+-\d+$", parts[5].strip())
-                attempt = int(submitted.group(1)) + int(parts[4].strip() or 0) if submitted else None
-                found[parts[0].strip()] = (parts[1].strip().split()[0], parts[2].strip(), parts[3].strip(), attempt)
+    found = _queued(jobs) if jobs else {}
     answer = {}
     unresolved = []
-    for index, ref, recorded, status_prefix, log_prefix, limit in tasks:
+    for index, ref, recorded, status_prefix, log_prefix, limit, retries, ended in tasks:
         queued = found.get(ref)
-        attempt = queued[3] if queued and queued[3] is not None else _latest_log(log_prefix, recorded, limit)
-        attempt = max(attempt, recorded)
-        ends = {a: _note(status_prefix, a) or "preempted" for a in range(recorded, attempt)}
+        attempt = _current_attempt(queued, recorded, log_prefix, limit + retries)
+        if ended and attempt == recorded:
+            continue  # an ended run that Slurm has not started again
+        ends = _ends(status_prefix, recorded, attempt)
         code = _exit_code("%s.%d" % (status_prefix, attempt))
         note = _note(status_prefix, attempt)
         state = _STATES.get(queued[0], "running") if queued else None
-        if code is not None:
+        if code is not None and note == "retry" and state in ("pending", "running"):
+            entry = ["running", None, "attempt %d failed (exit %d): being started again" % (attempt, code), False]
+        elif code is not None:
             entry = ["completed" if code == 0 else "failed", code, None, True]
         elif note == "preempted":  # the batch script found max_requeue reached and did not start it
             entry = ["preempted", None, "requeued more than max_requeue=%d times" % limit, False]
         elif state in _ENDED_BY_SLURM:
             entry = [state, _exit_of(queued[2] or "0"), queued[1], False]
         elif queued:
-            ended = state in ("completed", "failed")
+            finished = state in ("completed", "failed")
             entry = [
                 state,
-                _exit_of(queued[2]) if ended and queued[2] else None,
+                _exit_of(queued[2]) if finished and queued[2] else None,
                 None if queued[1] in ("None", "") else queued[1],
                 False,
             ]
@@ -527,17 +559,18 @@ def status(document):
             entry = [None, None, None, False]
         answer[index] = entry + [attempt, ends]
     if unresolved:
-        finished = _finished(sorted({ref.split("_")[0] for _, ref in unresolved}))
+        finished_tasks = _finished(sorted({ref.split("_")[0] for _, ref in unresolved}))
         for index, ref in unresolved:
-            if ref in finished:
-                answer[index][:4] = finished[ref] + [False]
+            if ref in finished_tasks:
+                answer[index][:4] = finished_tasks[ref] + [False]
             else:
                 answer[index][:4] = ["lost", None, "Slurm no longer knows job %s and it left no exit code" % ref, False]
     return answer
 
 
 def _note(status_prefix, attempt):
-    """How an attempt was stopped, as the wrapper or the batch script noted it (``timeout``, ``preempted``)."""
+    """How an attempt was stopped, as the wrapper or the batch script noted it (``timeout``, ``preempted``),
+    or ``retry`` when the wrapper asked for the next attempt after a failure."""
     try:
         with open("%s.%d.end" % (status_prefix, attempt)) as stream:
             return stream.read().strip() or None
@@ -545,10 +578,11 @@ def _note(status_prefix, attempt):
         return None
 
 
-def _latest_log(log_prefix, recorded, limit):
-    """The latest attempt from ``recorded`` on that left a log (a requeued task Slurm no longer lists)."""
+def _latest_log(log_prefix, recorded, most):
+    """The latest attempt from ``recorded`` on that left a log (a requeued task Slurm no longer lists), at
+    most ``most`` + 1 attempts on."""
     latest = recorded
-    for attempt in range(recorded + 1, recorded + limit + 2):
+    for attempt in range(recorded + 1, recorded + most + 2):
         if os.path.exists("%s.%d.log" % (log_prefix, attempt)):
             latest = attempt
     return latest
@@ -569,18 +603,25 @@ def _alive(jobs):
 
 def cancel(document):
     """scancel the tasks, wait until none of them is left running (at most ``wait`` seconds: the wrapper's
-    grace period, which Slurm's KillWait bounds too), then read their exit-code files: a task whose
-    experiment ended by itself before the signal reached it keeps that end."""
-    tasks = document["tasks"]  # [index, "JOB_TASK", exit-code file]
+    grace period, which Slurm's KillWait bounds too), then read the exit-code file of the attempt each task
+    was running (Slurm may have started a later one than the records know): a task whose experiment ended
+    by itself before the signal reached it keeps that end. Answers [exit code or None, attempt, ends]."""
+    tasks = document["tasks"]  # [index, "JOB_TASK", recorded attempt, exit-code prefix, log prefix, most attempts]
     result = subprocess.run(["scancel", *document["specs"]], capture_output=True, text=True)
     if result.returncode:
         raise SystemExit("mrunner: scancel failed: " + " / ".join(result.stderr.strip().splitlines()[-2:]))
-    refs = {ref for _, ref, _ in tasks}
+    refs = {task[1] for task in tasks}
     jobs = sorted({ref.split("_")[0] for ref in refs})
     deadline = time.monotonic() + document["wait"]
     while time.monotonic() < deadline and refs & _alive(jobs):
         time.sleep(0.2)
-    return {index: _exit_code(exit_file) for index, _, exit_file in tasks}
+    found = _queued(jobs)
+    answer = {}
+    for index, ref, recorded, status_prefix, log_prefix, most in tasks:
+        attempt = _current_attempt(found.get(ref), recorded, log_prefix, most)
+        code = _exit_code("%s.%d" % (status_prefix, attempt))
+        answer[index] = [code, attempt, _ends(status_prefix, recorded, attempt)]
+    return answer
 
 
 def _finished(jobs):

@@ -7,10 +7,14 @@ file whose size or modification time differs; the receiver writes it aside, sets
 renames it into place. So a second pull of unchanged results sends nothing and rewrites nothing, and a pull
 cut off halfway leaves whole files and a ``.mrunner-part`` that the next pull replaces.
 
-The stream is gzip (level 1: the sender must not be slower than the wire) of: one JSON line (how many files
-and bytes follow, how many are unchanged), then per file ``PATHLEN SIZE MODE MTIME_NS\\n``, the UTF-8 path
-(``FOLDER/RELATIVE``), SIZE bytes; then ``end\\n``. Not tar: tar has no way to say "these are unchanged", and
-its headers cost more than the small files they describe.
+The stream is a sequence of frames, each one byte of kind, four of length (big-endian) and the payload:
+``z`` frames carry pieces of one raw deflate stream (level 1: the sender must not be slower than the wire),
+``r`` frames bytes as they are. Together they make one logical stream: one JSON line (how many files and
+bytes follow, how many are unchanged), then per file ``PATHLEN SIZE MODE MTIME_NS\\n``, the UTF-8 path
+(``FOLDER/RELATIVE``), SIZE bytes; then ``end\\n``. A megabyte of a file that a sample shows does not
+compress (a checkpoint, an image, an archive) goes as an ``r`` frame: deflating it would cost the sender's
+CPU for nothing, while headers and text go deflated. Not tar: tar has no way to say "these are
+unchanged", and its headers cost more than the small files they describe.
 
 Links are never sent: an experiment folder's links point into the code snapshot (the project's files, not
 results), and whatever else a link points to lives elsewhere.
@@ -25,6 +29,7 @@ import fnmatch
 import json
 import os
 import shutil
+import struct
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,6 +38,10 @@ from typing import IO, Any
 PART = ".mrunner-part"
 CHUNK = 1 << 20
 END = b"end\n"
+FRAME = struct.Struct(">cI")  # a frame's kind and length
+Z, R = b"z", b"r"  # a piece of the deflate stream; bytes as they are
+SAMPLED = 1 << 16  # a file's read of at least this many bytes is sampled: sent undeflated if it does not compress
+SAMPLE = 1 << 14
 #: Runs this module from stdin: the length of the compressed source, the source, then the request.
 LAUNCHER = (
     "import sys,zlib;b=sys.stdin.buffer;n=int(b.readline());"
@@ -99,46 +108,78 @@ def send(request: Mapping[str, Any], out: IO[bytes]) -> None:
                 continue
             chosen.append((name, os.path.join(root, relative), info))
             total += info.st_size
-    deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
-    pending: list[bytes] = []
-    size = 0
-
-    def write(data: bytes) -> None:
-        nonlocal size
-        compressed = deflate.compress(data)
-        if compressed:
-            pending.append(compressed)
-            size += len(compressed)
-            if size >= CHUNK:
-                flush()
-
-    def flush() -> None:
-        nonlocal size
-        out.write(b"".join(pending))
-        pending.clear()
-        size = 0
-
-    write(json.dumps({"files": len(chosen), "bytes": total, "unchanged": unchanged}).encode() + b"\n")
+    frames = _Frames(out)
+    frames.write(json.dumps({"files": len(chosen), "bytes": total, "unchanged": unchanged}).encode() + b"\n")
     for name, path, info in chosen:
         encoded = name.encode("utf-8", "surrogateescape")
         try:
             stream = open(path, "rb")
         except OSError:  # removed since the walk (a running experiment): sent empty, fetched again next time
-            write(b"%d 0 %o 0\n%s" % (len(encoded), info.st_mode & 0o777, encoded))
+            frames.write(b"%d 0 %o 0\n%s" % (len(encoded), info.st_mode & 0o777, encoded))
             continue
         with stream:
             left, mtime = info.st_size, info.st_mtime_ns
-            write(b"%d %d %o %d\n%s" % (len(encoded), left, info.st_mode & 0o777, mtime, encoded))
+            frames.write(b"%d %d %o %d\n%s" % (len(encoded), left, info.st_mode & 0o777, mtime, encoded))
             while left:
                 data = stream.read(min(left, CHUNK))
                 if not data:  # shrank while read: padded, and a zero time makes the next pull fetch it again
                     data = bytes(min(left, CHUNK))
                 left -= len(data)
-                write(data)
-    write(END)
-    pending.append(deflate.flush())
-    flush()
-    out.flush()
+                if len(data) >= SAMPLED and _incompressible(data):
+                    frames.raw(data)
+                else:
+                    frames.write(data)
+    frames.write(END)
+    frames.close()
+
+
+def _incompressible(data: bytes) -> bool:
+    """Whether deflate would save less than a tenth of ``data``, judged from a sample at its start."""
+    sample = data[:SAMPLE]
+    return len(zlib.compress(sample, 1)) > 0.9 * len(sample)
+
+
+class _Frames:
+    """The sending side's frames (see the module's docstring), written to ``out`` a megabyte at a time."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
+        self.deflated = bytearray()  # the deflate stream's output not yet framed
+        self.pending: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.deflated += self.deflate.compress(data)
+        if len(self.deflated) >= CHUNK:
+            self._frame(Z, self.deflated)
+
+    def raw(self, data: bytes) -> None:
+        """Send ``data`` undeflated, after everything deflated so far (a sync flush ends its deflate block)."""
+        self.deflated += self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self._frame(Z, self.deflated)
+        self._frame(R, data)
+
+    def close(self) -> None:
+        self.deflated += self.deflate.flush()
+        self._frame(Z, self.deflated)
+        self._send()
+        self.out.flush()
+
+    def _frame(self, kind: bytes, data: bytes | bytearray) -> None:
+        if not data:
+            return
+        self.pending += (FRAME.pack(kind, len(data)), bytes(data))
+        self.size += len(data)
+        if isinstance(data, bytearray):
+            data.clear()
+        if self.size >= CHUNK:
+            self._send()
+
+    def _send(self) -> None:
+        self.out.write(b"".join(self.pending))
+        self.pending.clear()
+        self.size = 0
 
 
 def source() -> bytes:
@@ -178,22 +219,40 @@ class Receiver:
         self.on_plan, self.on_file = on_plan, on_file
         self.files = self.bytes = self.unchanged = 0
         self.ended = False
-        self._inflate = zlib.decompressobj(31)
-        self._buffer = bytearray()
+        self._inflate = zlib.decompressobj(-15)
+        self._buffer = bytearray()  # the logical stream, not yet parsed
+        self._head = bytearray()  # a frame's header, while it arrives
+        self._kind, self._frame_left = Z, 0
         self.plan: dict[str, int] | None = None  # the stream's header, once read
         self._current: tuple[IO[bytes], str, str, int, int] | None = None  # stream, part, final, mode, mtime
         self._left = 0
         self._folders: set[str] = set()
 
     def feed(self, chunk: bytes) -> None:
-        self._buffer += self._inflate.decompress(chunk)
+        view, position = memoryview(chunk), 0
+        while position < len(view):
+            if not self._frame_left:
+                taken = view[position : position + FRAME.size - len(self._head)]
+                self._head += taken
+                position += len(taken)
+                if len(self._head) < FRAME.size:
+                    break
+                self._kind, self._frame_left = FRAME.unpack(self._head)
+                self._head.clear()
+                if self._kind not in (Z, R):
+                    raise ValueError(f"not a stream of files (a frame of kind {self._kind!r})")
+                continue
+            piece = view[position : position + self._frame_left]
+            position += len(piece)
+            self._frame_left -= len(piece)
+            self._buffer += self._inflate.decompress(piece) if self._kind == Z else piece
         self._parse()
 
     def close(self) -> None:
         """Check that the stream was whole; a cut-off one leaves its current file aside, never in place."""
         self._buffer += self._inflate.flush()
         self._parse()
-        if not self.ended:
+        if not self.ended or self._frame_left or self._head:
             self._abandon()
             raise EOFError("the stream of files ended early")
 

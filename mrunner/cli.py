@@ -269,21 +269,23 @@ def _subcommand(command: str, args: list[str]) -> int:
 
 def subcommand_parser(command: str) -> tuple[argparse.ArgumentParser, Callable[[argparse.Namespace], int]]:
     """The parser of ``mrunner COMMAND`` (one of ``SUBCOMMANDS``) and the function that runs what it parsed."""
-    from mrunner.commands import contexts, plugins, results, sweeps
+    import importlib
 
-    commands = {
-        "context": (contexts.context_arguments, contexts.context_command),
-        "config": (contexts.config_arguments, contexts.config_command),
-        "plugins": (plugins.plugins_arguments, plugins.plugins_command),
-        "status": (sweeps.status_arguments, sweeps.status_command),
-        "logs": (sweeps.logs_arguments, sweeps.logs_command),
-        "cancel": (sweeps.cancel_arguments, sweeps.cancel_command),
-        "resume": (sweeps.resume_arguments, sweeps.resume_command),
-        "pull": (results.pull_arguments, results.pull_command),
-        "gc": (results.gc_arguments, results.gc_command),
-        "forget": (results.forget_arguments, results.forget_command),
+    commands = {  # command -> (module, its arguments function, its command function); only its module is imported
+        "context": ("contexts", "context_arguments", "context_command"),
+        "config": ("contexts", "config_arguments", "config_command"),
+        "plugins": ("plugins", "plugins_arguments", "plugins_command"),
+        "status": ("sweeps", "status_arguments", "status_command"),
+        "logs": ("sweeps", "logs_arguments", "logs_command"),
+        "cancel": ("sweeps", "cancel_arguments", "cancel_command"),
+        "resume": ("sweeps", "resume_arguments", "resume_command"),
+        "pull": ("results", "pull_arguments", "pull_command"),
+        "gc": ("results", "gc_arguments", "gc_command"),
+        "forget": ("results", "forget_arguments", "forget_command"),
     }
-    configure, handle = commands[command]
+    name, arguments, handler = commands[command]
+    module = importlib.import_module(f"mrunner.commands.{name}")
+    configure, handle = getattr(module, arguments), getattr(module, handler)
     parser = _Parser(prog=f"mrunner {command}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     configure(parser)

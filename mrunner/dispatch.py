@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
-from mrunner import checks, cleanup, config, grid, plugins
+from mrunner import checks, cleanup, config, plugins
 from mrunner.builtin import COMMON_KEYS
 from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
 from mrunner.experiment import Experiment, identity
@@ -102,6 +102,8 @@ class Plan:
         for experiment in self.base:
             experiment.script_args = [*experiment.script_args, *request.script_args]
         self._hydra = {e.python_file: _is_hydra_app(base_dir, e.python_file) for e in self.base}
+        from mrunner import grid  # Hydra's override parser: only planning needs it (status, pull, gc do not)
+
         first_file = next((f for f, hydra_app in self._hydra.items() if hydra_app), None)
         self.grid = grid.grid(
             request.overrides, request.multirun,
@@ -130,6 +132,8 @@ class Plan:
         if self.request.experiments is not None:
             return experiment
         point = index % len(self.grid)
+        from mrunner import grid
+
         if self._hydra.get(experiment.python_file):
             parameters, overrides = grid.hydra_point(experiment.parameters, self.grid, point)
             return dataclasses.replace(experiment, parameters=parameters, overrides=overrides)
@@ -146,7 +150,7 @@ class Plan:
 
     def _check_hydra_apps(self, base_dir: Path) -> None:
         """Compose each Hydra app's config for the grid and refuse what it does not accept (app_config)."""
-        from mrunner import app_config
+        from mrunner import app_config, grid
 
         for python_file in {e.python_file for e in self.base if self._hydra.get(e.python_file)}:
             assert python_file is not None
@@ -222,6 +226,8 @@ def describe(plan: Plan) -> list[str]:
     if too_large(plan) and not plan.request.yes:
         lines.append(f"refused without --yes: {too_large(plan)}")
     shown = min(count, DRY_RUN_SHOWN)
+    from mrunner import grid
+
     lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
     for index in range(shown):
         experiment = plan.experiment(index)

@@ -51,6 +51,7 @@ def pull_command(options: argparse.Namespace) -> int:
     reporter = Reporter()
     sweep, one = _find(store, options.target)
     plugins.require_backend(sweep.backend)
+    plugins.backend_hooks(sweep.backend).mrunner_warm_up(context=sweep.context)  # connects while we list
     runs = dispatch.refresh(sweep, store)
     if one is not None:
         runs = [run for run in runs if run.index == one.index]

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from mrunner import dispatch, grid, table
+from mrunner import dispatch, table
 from mrunner.commands.results import output_dirs
 from mrunner.errors import MrunnerError, NotFound
 from mrunner.hookspecs import SubmitOptions
@@ -75,6 +75,8 @@ def status_command(options: argparse.Namespace) -> int:
     commit = f", git {sweep.git_commit[:10]}{dirty}" if sweep.git_commit else ""
     print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
     print(f"{len(runs)} experiments: {dispatch.summary(runs, details)}")
+    from mrunner import grid
+
     rows = [
         (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "", grid.describe(r.parameters), details.get(r.index, ""))
         for r in runs
@@ -123,6 +125,8 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
         + ("" if run.exit_code is None else f", exit code {run.exit_code}")
         + f", attempt {run.attempt}"
     )
+    from mrunner import grid
+
     print(f"parameters: {grid.describe(run.parameters) or '(none)'}")
     print(f"command: {' '.join(run.command)}")
     if place:

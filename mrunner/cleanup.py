@@ -27,7 +27,7 @@ from pathlib import Path
 from mrunner import paths, plugins
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import Artefact, Keep
-from mrunner.records import ACTIVE, CANCELLED, PLANNED, Run, Sweep
+from mrunner.records import ACTIVE, CANCELLED, FAILED, PLANNED, STATES, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
 
@@ -57,11 +57,16 @@ def lock(exclusive: bool) -> Iterator[None]:
             fcntl.flock(stream, fcntl.LOCK_UN)
 
 
+#: States only a backend records, for a run it accepted; a hand-over that failed or was interrupted before
+#: the backend had the run records ``failed`` or ``cancelled`` without any of them.
+HANDED = frozenset(STATES) - {PLANNED, FAILED, CANCELLED}
+
+
 def started(store: Store, run: Run) -> bool:
-    """Whether the run was ever handed to its backend (a cancel before submission is not a start)."""
-    if run.state not in (PLANNED, CANCELLED):
+    """Whether the run was ever handed to its backend (a cancel or a refusal before submission is not a start)."""
+    if run.state in HANDED or run.backend_ref:
         return True
-    return any(state not in (PLANNED, CANCELLED) for _, state, _, _ in store.history(run.sweep_id, run.index))
+    return any(state in HANDED for _, state, _, _ in store.history(run.sweep_id, run.index))
 
 
 def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) -> dict[str, list[Artefact]]:
@@ -161,23 +166,27 @@ def _remove(path: Path, kind: str, dry_run: bool) -> Artefact:
 
 
 def forget(store: Store, sweep: Sweep) -> list[Artefact]:
-    """Remove the records and the code snapshot of a sweep that never reached its backend; refuse any other."""
-    runs = store.runs(sweep.id)
-    handed = [run for run in runs if started(store, run)]
-    if handed:
-        raise MrunnerError(
-            f"sweep {sweep.id} reached backend {sweep.backend} ({len(handed)} of {len(runs)} experiments were "
-            f"submitted): its records are the only account of its results; `mrunner gc` frees what it left"
-        )
-    if sweep.package:
-        raise MrunnerError(
-            f"sweep {sweep.id} was packaged on backend {sweep.backend} (its code is there) though no experiment "
-            f"was submitted: `mrunner resume {sweep.id}` runs it, `mrunner gc` frees its code once it is old"
-        )
-    from mrunner import snapshot
+    """Remove the records and the code snapshot of a sweep that never reached its backend; refuse any other.
+
+    Decided under the collection lock, so that a submission or resume of this machine that is packaging the
+    sweep finishes first; a submission of another process past that point is found from its records."""
+    from mrunner import process, snapshot
 
     with lock(exclusive=True):
-        store.forget(sweep.id)
+        runs = store.runs(sweep.id)
+        handed = [run for run in runs if started(store, run)]
+        if handed:
+            raise MrunnerError(
+                f"sweep {sweep.id} reached backend {sweep.backend} ({len(handed)} of {len(runs)} experiments were "
+                f"submitted): its records are the only account of its results; `mrunner gc` frees what it left"
+            )
+        submitter = store.submitter(sweep.id)
+        if any(run.state == PLANNED for run in runs) and submitter and process.alive(submitter):
+            raise MrunnerError(
+                f"sweep {sweep.id} is being submitted right now (by process {submitter.partition('@')[0]}): "
+                f"forget it once that submission has ended, if it reached nothing"
+            )
+        store.forget_sweep(sweep.id)
         others = {other.snapshot_digest for other in store.sweeps(limit=2**62)}
         gone: list[Artefact] = []
         if sweep.snapshot_digest not in others:

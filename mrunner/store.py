@@ -471,17 +471,6 @@ class Store:
             )
         return found
 
-    def forget(self, sweep_id: str) -> None:
-        """Remove a sweep's records (`mrunner forget`, only for a sweep that never reached its backend)."""
-        self._write(
-            [
-                ("DELETE FROM events WHERE sweep_id=?", (sweep_id,)),
-                ("DELETE FROM attempts WHERE sweep_id=?", (sweep_id,)),
-                ("DELETE FROM experiments WHERE sweep_id=?", (sweep_id,)),
-                ("DELETE FROM sweeps WHERE id=?", (sweep_id,)),
-            ]
-        )
-
     # -- reading -------------------------------------------------------------------------------------------
 
     @_guarded
@@ -551,6 +540,12 @@ class Store:
             raise MrunnerError(f"experiment {ref!r} is ambiguous: it could be {names}")
         run = _run(rows[0])
         return self.sweep(run.sweep_id), run
+
+    @_guarded
+    def submitter(self, sweep_id: str) -> str | None:
+        """``PID@START`` of the process that recorded the sweep (see ``mrunner.process``), if known."""
+        row = self._db.execute("SELECT process FROM submitters WHERE sweep_id=?", (sweep_id,)).fetchone()
+        return row[0] if row else None
 
     @_guarded
     def history(self, sweep_id: str, index: int) -> list[tuple[float, str, int | None, str | None]]:

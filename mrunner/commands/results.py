@@ -132,8 +132,8 @@ def _counts(files: int, size: int) -> str:
 
 def forget_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Remove the records and code snapshot of a sweep that never reached its backend (its submission was "
-        "refused before anything was submitted). Refuses any other sweep."
+        "Remove the records and code snapshot of a sweep no experiment of which reached its backend (its "
+        "submission was refused or interrupted before anything was submitted). Refuses any other sweep."
     )
     parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
 
@@ -142,5 +142,11 @@ def forget_command(options: argparse.Namespace) -> int:
     store = Store()
     sweep = store.sweep(options.sweep)
     gone: list[Artefact] = cleanup.forget(store, sweep)
-    print(f"forgot sweep {sweep.id} ({len(gone)} snapshot file{'s' * (len(gone) != 1)} removed)")
+    files = sum(artefact.files for artefact in gone)
+    print(f"forgot sweep {sweep.id} (its records and {files} snapshot file{'s' * (files != 1)} removed)")
+    if sweep.package:  # its code reached the backend though no experiment did
+        print(
+            f"its code uploaded to backend {sweep.backend} is no longer recorded: `mrunner gc` removes it there "
+            f"once older than --older-than"
+        )
     return 0

@@ -656,19 +656,22 @@ def _finished(jobs):
 
 
 _CODE_PATH = re.compile(r"/\.mrunner/(code|venvs)/([0-9a-f]{24,64})")
+_CLIENT_PATH = re.compile(r"([^\s'\"=:]+/\.mrunner/client/[0-9a-f]{16,64})")
 
 
 def _in_use():
-    """Code folders and virtualenvs that this user's queued or running jobs use, read from their batch
-    scripts (every machine's sweeps, not only the records of the one collecting)."""
+    """Code folders, virtualenvs, experiment sides (``client``) and sweep folders that this user's queued or
+    running jobs use, read from their batch scripts (every machine's sweeps, not only the records of the one
+    collecting); a batch script lies in its sweep folder's ``slurm/``."""
     result = subprocess.run(
         ["squeue", "-h", "-u", str(os.getuid()), "-t", "PD,R,CG,CF,S,RQ,RS,RH,SE,SO,ST", "-o", "%o"],
         capture_output=True, text=True,
     )  # fmt: skip
     if result.returncode:
         raise SystemExit("mrunner: squeue failed, so nothing is collected: " + result.stderr.strip()[-200:])
-    used = {"code": set(), "venvs": set()}
+    used = {"code": set(), "venvs": set(), "client": set(), "sweeps": set()}  # names; real paths of the last two
     for script in set(result.stdout.split()):
+        used["sweeps"].add(os.path.dirname(os.path.dirname(os.path.realpath(script))))
         try:
             with open(script, errors="replace") as stream:
                 text = stream.read()
@@ -676,7 +679,22 @@ def _in_use():
             continue
         for kind, name in _CODE_PATH.findall(text):
             used[kind].add(name)
+        used["client"].update(_clients(text))
     return used
+
+
+def _clients(text):
+    """The experiment sides (``STORAGE/.mrunner/client/DIGEST``, as real paths) a batch script names: of
+    this storage folder only, since every storage of one mrunner version has one of the same digest."""
+    return {os.path.realpath(path) for path in _CLIENT_PATH.findall(text)}
+
+
+def _named_clients(script):
+    try:
+        with open(script, errors="replace") as stream:
+            return _clients(stream.read())
+    except OSError:
+        return set()
 
 
 def _measure(path):
@@ -759,7 +777,82 @@ def gc(document):
         last_use = age(ready) if os.path.exists(ready) else age(path)
         if name in remove_venvs or last_use > document["unknown_age"]:
             _collect_venv(path, dry_run, removed)
+    _collect_sweep_files(storage, document, used, now, removed)
     return {"removed": removed}
+
+
+_SWEEP_NAME = re.compile(r"^[a-z]+(?:-[a-z]+)*-[0-9a-f]{6}$")  # mrunner.naming.sweep_id
+
+
+def _sweep_dirs(storage):
+    """(sweep id, folder) of every sweep folder below ``storage`` (``PROJECT/SWEEP``, as mrunner.layout puts
+    it) that mrunner's own files mark as one: any machine's sweeps, recorded or not."""
+    for project in sorted(os.listdir(storage)) if os.path.isdir(storage) else []:
+        folder = os.path.join(storage, project)
+        if project.startswith(".") or os.path.islink(folder) or not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if _SWEEP_NAME.match(name) and not os.path.islink(path) and os.path.isdir(os.path.join(path, "submitted")):
+                yield name, path
+
+
+def _collect_sweep_files(storage, document, used, now, removed):
+    """What a sweep's submission wrote to run it, beside its results: ``.secrets.env`` goes as soon as no
+    queued or running job of the sweep can read it, whatever ``--older-than`` says (a resume writes it
+    again): at once for a recorded sweep that is not kept, else once older than ``grace`` (a submission
+    may be writing it now, its sbatch still to come); the task bundles, batch scripts and
+    submission markers (``mrunner-SWEEP-*`` in ``tasks/``, ``slurm/``, ``submitted/``) go with the code
+    folders' rule; the experiment sides (``.mrunner/client/DIGEST``) once no job or kept sweep's batch
+    script names them. Results (experiment, checkpoint, config, logs, status folders, Slurm's ``.out``
+    files) are never touched."""
+    dry_run, grace = document["dry_run"], document["grace"]
+    keep, remove = set(document.get("keep_sweeps", ())), set(document.get("remove_sweeps", ()))
+    clients_named = set(used["client"])
+    for sweep, folder in _sweep_dirs(storage):
+        running = os.path.realpath(folder) in used["sweeps"]
+        secrets = os.path.join(folder, ".secrets.env")
+        if not running and os.path.lexists(secrets) and (sweep in remove or now - os.lstat(secrets).st_mtime > grace):
+            _gone(secrets, "secrets file", dry_run, removed)
+        own = _run_files(folder, sweep)
+        newest = max((os.lstat(path).st_mtime for _, path in own), default=0)
+        goes = not running and sweep not in keep and (sweep in remove or now - newest > document["unknown_age"])
+        for kind, path in own:
+            if goes:
+                _gone(path, kind, dry_run, removed)
+            elif kind == "batch script":
+                clients_named |= _named_clients(path)
+    clients = os.path.join(_store(storage), "client")
+    for name in sorted(os.listdir(clients)) if os.path.isdir(clients) else []:
+        path = os.path.join(clients, name)
+        if (
+            os.path.realpath(path) not in clients_named and now - _newest(path) > grace
+        ):  # a submission rewrites its files
+            _gone(path, "experiment side", dry_run, removed)
+
+
+_RUN_FILES = (("tasks", "task bundle", ".sh"), ("slurm", "batch script", ".sh"), ("submitted", "submission marker", ""))
+
+
+def _run_files(folder, sweep):
+    """(kind, path) of what submitting sweep ``sweep`` wrote in its folder to run its arrays (see
+    mrunner_slurm.batch): files named after an array, ``mrunner-SWEEP-...``, never Slurm's ``.out`` files."""
+    found = []
+    for sub, kind, suffix in _RUN_FILES:
+        where = os.path.join(folder, sub)
+        for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
+            if name.startswith("mrunner-%s-" % sweep) and name.endswith(suffix):
+                found.append((kind, os.path.join(where, name)))
+    return found
+
+
+def _newest(path):
+    """The latest modification time of ``path`` and everything below it."""
+    newest = os.lstat(path).st_mtime
+    for folder, dirs, names in os.walk(path):
+        for name in dirs + names:
+            newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+    return newest
 
 
 def _collect_venv(path, dry_run, removed):

@@ -64,7 +64,9 @@ def pull(
 
 def collect(connection: Connection, storage: str, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool) -> list[Artefact]:
     """One ``gc`` helper call for one storage folder: what our ended sweeps used goes unless a kept sweep or a
-    queued or running job (of any machine) uses it too; what no record names goes once old enough."""
+    queued or running job (of any machine) uses it too; what no record names goes once old enough. Besides
+    the code store, that is each sweep's secrets file, task bundles and batch scripts (see the helper's
+    ``_collect_sweep_files``)."""
     kept = {sweep.id for sweep in keep.sweeps}
     document: dict[str, Any] = {
         "storage": storage,
@@ -72,6 +74,8 @@ def collect(connection: Connection, storage: str, sweeps: Sequence[Sweep], keep:
         "remove_digests": sorted({s.snapshot_digest for s in sweeps if s.id not in kept}),
         "keep_venvs": sorted({str(s.detail["venv"]) for s in sweeps if s.id in kept and s.detail.get("venv")}),
         "remove_venvs": sorted({str(s.detail["venv"]) for s in sweeps if s.id not in kept and s.detail.get("venv")}),
+        "keep_sweeps": sorted(s.id for s in sweeps if s.id in kept),
+        "remove_sweeps": sorted(s.id for s in sweeps if s.id not in kept),
         "unknown_age": max(keep.older_than, keep.grace),
         "grace": keep.grace,
         "dry_run": dry_run,

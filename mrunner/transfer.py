@@ -41,7 +41,7 @@ END = b"end\n"
 FRAME = struct.Struct(">cI")  # a frame's kind and length
 Z, R = b"z", b"r"  # a piece of the deflate stream; bytes as they are
 SAMPLED = 1 << 16  # a file's read of at least this many bytes is sampled: sent undeflated if it does not compress
-SAMPLE = 1 << 14
+SAMPLE = 1 << 13
 #: Runs this module from stdin: the length of the compressed source, the source, then the request.
 LAUNCHER = (
     "import sys,zlib;b=sys.stdin.buffer;n=int(b.readline());"
@@ -146,18 +146,22 @@ class _Frames:
         self.out = out
         self.deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
         self.deflated = bytearray()  # the deflate stream's output not yet framed
+        self.fed = False  # whether the deflate stream took bytes since its last flush
         self.pending: list[bytes] = []
         self.size = 0
 
     def write(self, data: bytes) -> None:
+        self.fed = True
         self.deflated += self.deflate.compress(data)
         if len(self.deflated) >= CHUNK:
             self._frame(Z, self.deflated)
 
     def raw(self, data: bytes) -> None:
         """Send ``data`` undeflated, after everything deflated so far (a sync flush ends its deflate block)."""
-        self.deflated += self.deflate.flush(zlib.Z_SYNC_FLUSH)
-        self._frame(Z, self.deflated)
+        if self.fed:
+            self.deflated += self.deflate.flush(zlib.Z_SYNC_FLUSH)
+            self.fed = False
+            self._frame(Z, self.deflated)
         self._frame(R, data)
 
     def close(self) -> None:
@@ -177,7 +181,8 @@ class _Frames:
             self._send()
 
     def _send(self) -> None:
-        self.out.write(b"".join(self.pending))
+        for part in self.pending:  # a megabyte of raw bytes is written as it is, not copied into a join
+            self.out.write(part)
         self.pending.clear()
         self.size = 0
 
@@ -245,7 +250,17 @@ class Receiver:
             piece = view[position : position + self._frame_left]
             position += len(piece)
             self._frame_left -= len(piece)
-            self._buffer += self._inflate.decompress(piece) if self._kind == Z else piece
+            if self._kind == Z:
+                self._buffer += self._inflate.decompress(piece)
+                continue
+            if self._current is not None and not self._buffer:  # a file's raw bytes: straight to the file
+                direct = piece[: self._left]
+                self._current[0].write(direct)
+                self._left -= len(direct)
+                piece = piece[len(direct) :]
+                if not self._left:
+                    self._finish()
+            self._buffer += piece
         self._parse()
 
     def close(self) -> None:

@@ -12,8 +12,11 @@ folder has. Then, round by round, the ways take turns going first, each into a f
 - rsync over ssh: `rsync -az` of the same folders (an include filter: only the experiment folders);
 - mrunner: `mrunner pull SWEEP --to DIR` (the real CLI), then the same command again (unchanged results),
   and, for comparison, rsync's second run too.
-Every pulled tree is checked against what was written (file count and bytes). Nothing is deleted until
-the end: ext4 here creates files much slower for minutes after many deletions (see results-slurm.md).
+Every pulled tree is checked against what was written (file count and bytes), then removed. The pulls land
+in a tmpfs (``--dest``, default /dev/shm): on this shared machine a gigabyte written to disk per pull soon
+has the kernel throttling every writer while dirty pages are written back (a pull's writes took 1 s or 5.6 s
+depending on what came before), and ext4 creates files much slower for minutes after many deletions (see
+results-slurm.md). The cluster's side reads from its disk (the page cache, after the first round).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,6 +123,15 @@ def tree(folder: Path) -> tuple[int, int]:
     return files, size
 
 
+def inodes(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        os.path.join(directory, name): (info.st_ino, info.st_mtime_ns)
+        for directory, _, names in os.walk(folder)
+        for name in names
+        for info in [os.lstat(os.path.join(directory, name))]
+    }
+
+
 def timed(argv: list[str] | str, **kwargs) -> float:
     started = time.perf_counter()
     result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
@@ -155,10 +168,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--experiments", type=int, default=1000)
+    parser.add_argument("--dest", default="/dev/shm", help="where the pulled trees land (one at a time)")
     options = parser.parse_args()
     sources = [Path(__file__).parent.parent / "mrunner", *Path(__file__).parent.parent.glob("plugins/*/mrunner_*")]
     subprocess.run([PYTHON, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
     load_start = os.getloadavg()
+    loads: list[float] = []  # the 1-minute load average as each round starts
     rows: dict[str, list[float]] = {
         "bare": [],
         "tar_uncompressed": [],
@@ -168,17 +183,18 @@ def main() -> None:
         "rsync_again": [],
     }
     storage = f"{SERVICE['storage_dir']}/bench-pull-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as temporary:
-        workdir = Path(temporary)
+    with tempfile.TemporaryDirectory() as temporary, tempfile.TemporaryDirectory(dir=options.dest) as landing:
+        workdir, pulls = Path(temporary), Path(landing)
         home, project = workdir / "home", workdir / "project"
         sweep, sweep_dir, dirs, code_dir = make_sweep(home, project, storage, options.experiments)
         written = write_results(dirs, code_dir)
         print(f"sweep {sweep}: wrote {written['files']} files, {written['bytes']} bytes", file=sys.stderr)
         for round_ in range(options.repeat):
+            loads.append(os.getloadavg()[0])
             ways = ["bare", "tar_uncompressed", "rsync", "mrunner"]
             order = ways[round_ % 4 :] + ways[: round_ % 4]  # each way goes first in turn
             for way in order:
-                target = workdir / f"{way}{round_}"
+                target = pulls / f"{way}{round_}"
                 if way == "bare":
                     rows["bare"].append(bare(sweep_dir, target))
                 elif way == "tar_uncompressed":
@@ -188,15 +204,19 @@ def main() -> None:
                     rows["rsync_again"].append(rsync(sweep_dir, target))
                 else:
                     rows["mrunner"].append(pull(home, project, sweep, target))
+                    first = inodes(target)
                     rows["mrunner_again"].append(pull(home, project, sweep, target))
+                    if inodes(target) != first:
+                        raise SystemExit("the second pull rewrote files")
                 found = tree(target)
                 if found != (written["files"], written["bytes"]):
                     raise SystemExit(f"{way} pulled {found}, expected {written['files']} files, {written['bytes']} B")
+                shutil.rmtree(target)
             print(f"round {round_}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()), file=sys.stderr)
     ssh(f"chmod -R u+w {shlex.quote(storage)} && rm -rf {shlex.quote(storage)}")
     medians = {k: statistics.median(v) for k, v in rows.items()}
     report = {
-        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "load_average": {"start": load_start, "end": os.getloadavg(), "rounds": loads},
         "written": written,
         "seconds": {k: summary(v) for k, v in rows.items()},
         "mrunner_vs_bare": medians["mrunner"] / medians["bare"],

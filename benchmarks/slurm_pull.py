@@ -215,6 +215,14 @@ def main() -> None:
             print(f"round {round_}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()), file=sys.stderr)
     ssh(f"chmod -R u+w {shlex.quote(storage)} && rm -rf {shlex.quote(storage)}")
     medians = {k: statistics.median(v) for k, v in rows.items()}
+    rounds = range(len(rows["mrunner"]))  # ratios within a round: its ways ran minutes apart at most
+    per_round = {
+        "mrunner_vs_bare": [rows["mrunner"][i] / rows["bare"][i] for i in rounds],
+        "mrunner_vs_tar_uncompressed": [rows["mrunner"][i] / rows["tar_uncompressed"][i] for i in rounds],
+        "rsync_vs_tar_uncompressed": [rows["rsync"][i] / rows["tar_uncompressed"][i] for i in rounds],
+        "second_pull_vs_first": [rows["mrunner_again"][i] / rows["mrunner"][i] for i in rounds],
+        "rsync_second_vs_first": [rows["rsync_again"][i] / rows["rsync"][i] for i in rounds],
+    }
     report = {
         "load_average": {"start": load_start, "end": os.getloadavg(), "rounds": loads},
         "written": written,
@@ -223,6 +231,7 @@ def main() -> None:
         "rsync_vs_bare": medians["rsync"] / medians["bare"],
         "mrunner_vs_tar_uncompressed": medians["mrunner"] / medians["tar_uncompressed"],
         "second_pull_vs_first": medians["mrunner_again"] / medians["mrunner"],
+        "per_round": {k: {"median": statistics.median(v), "all": v} for k, v in per_round.items()},
     }
     print(json.dumps(report, indent=1))
 

@@ -33,11 +33,3 @@ class TestKubernetesBackend(BackendTestSuite):
             client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
         except client.ApiException:
             pass
-
-    # `mrunner pull` and `gc` have no Kubernetes implementation yet (issue 13: a short-lived pod mounting the claim);
-    # the suite's pull and gc tests are left out here, not weakened, until it exists.
-    @pytest.mark.skip(reason="mrunner pull is not implemented for Kubernetes yet (issue 13)")
-    def test_pull_brings_outputs_once_and_completes_an_interrupted_pull(self) -> None: ...
-
-    @pytest.mark.skip(reason="mrunner gc is not implemented for Kubernetes yet (issue 13)")
-    def test_gc_while_a_sweep_runs_keeps_it_and_the_ended_results(self) -> None: ...

@@ -1,0 +1,225 @@
+"""Experiment folders back from the project's volume claim (`mrunner pull`), through the Kubernetes API alone.
+
+A short-lived pod of the sweep's own image mounts the claim read-only (``manifests.pull_pod``), and the core's
+``mrunner.transfer`` runs in it through ``exec``, as on Slurm: its source and the request (what this machine
+already has) go in on stdin, length-prefixed (an exec on Kubernetes 1.20 cannot close stdin), and the gzip
+stream of the files that are new or changed comes back on stdout, each written aside and renamed here. The
+pod is deleted when the pull ends, however it ends; one whose mrunner vanished ends by itself (a minute after
+its transfer, at the latest at its deadline), and `mrunner gc` deletes what is left of it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mrunner import layout, transfer
+from mrunner.errors import BackendError
+from mrunner.hookspecs import Pulled
+from mrunner.records import Run, Sweep
+from mrunner.reporter import Reporter
+from mrunner_k8s import manifests, names
+from mrunner_k8s.cluster import STUCK_REASONS, Cluster, api_message
+
+#: How long a pull pod may take to start (pulling the image on a node that lacks it, attaching the volume).
+START_SECONDS = 300
+STDIN_CHUNK = 1 << 18
+
+
+def folders(sweep: Sweep, runs: Sequence[Run]) -> dict[str, str]:
+    """FOLDER -> the experiment's folder as the pull pod (and the experiment) sees it."""
+    where = [layout.of_run(sweep.context["storage"], sweep, run) for run in runs]
+    return {w.folder_name: w.experiment_dir for w in where}
+
+
+def output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str]:
+    """``pvc/CLAIM:PATH``, PATH as the experiments see it (the claim mounted at ``storage``)."""
+    return {
+        run.index: f"pvc/{names.PVC_NAME}:{layout.of_run(sweep.context['storage'], sweep, run).experiment_dir}"
+        for run in runs
+    }
+
+
+def pull(
+    cluster: Cluster, sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str],
+    reporter: Reporter,
+) -> Pulled:  # fmt: skip
+    wanted = folders(sweep, runs)
+    request = {"folders": wanted, "have": transfer.listing(str(destination), wanted), "include": list(include)}
+    with pull_pod(cluster, sweep, reporter) as name:
+        received = _transfer(cluster, sweep, name, request, destination, reporter)
+    transfer.remove_parts(str(destination), wanted)
+    return Pulled(received.files, received.bytes, received.unchanged)
+
+
+@contextmanager
+def pull_pod(cluster: Cluster, sweep: Sweep, reporter: Reporter) -> Iterator[str]:
+    """A running pull pod's name; the pod is deleted when the block ends, an interruption included."""
+    _check_claim(cluster)
+    name = f"{names.rfc1123(sweep.id, limit=48)}-pull-{secrets.token_hex(3)}"
+    try:
+        body = manifests.pull_pod(sweep, name)
+        cluster.call(
+            f"create the pull pod {name} in namespace {cluster.namespace}", cluster.core.create_namespaced_pod,
+            cluster.namespace, body,
+        )  # fmt: skip
+        _wait_until_running(cluster, name)
+        yield name
+    finally:
+        _delete(cluster, name, reporter)
+
+
+def _check_claim(cluster: Cluster) -> None:
+    claim = cluster.if_exists(
+        f"read volume claim {names.PVC_NAME} in namespace {cluster.namespace}",
+        cluster.core.read_namespaced_persistent_volume_claim, names.PVC_NAME, cluster.namespace,
+    )  # fmt: skip
+    if claim is None:
+        raise BackendError(
+            f"volume claim {names.PVC_NAME} is gone from namespace {cluster.namespace} (deleted outside mrunner): "
+            f"the sweep's results went with it"
+        )
+    if claim.metadata.deletion_timestamp is not None:
+        raise BackendError(
+            f"volume claim {names.PVC_NAME} in namespace {cluster.namespace} is being deleted: no new pod may mount it"
+        )
+
+
+def _delete(cluster: Cluster, name: str, reporter: Reporter) -> None:
+    from kubernetes import client
+
+    try:
+        cluster.if_exists(
+            f"delete the pull pod {name}", cluster.core.delete_namespaced_pod, name, cluster.namespace,
+            body=client.V1DeleteOptions(grace_period_seconds=0),
+        )  # fmt: skip
+    except BackendError as error:  # never in place of what ended the pull
+        reporter.warn(f"{error}; it ends by itself within {manifests.PULL_IDLE_SECONDS} s and `mrunner gc` removes it")
+
+
+def _wait_until_running(cluster: Cluster, name: str) -> None:
+    """Follow the pod (a watch, so its start is seen at once) until it runs; one line on why it does not."""
+    from kubernetes import watch
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    deadline = time.monotonic() + START_SECONDS
+    waiting = "it was not scheduled"
+    what = f"watch the pull pod {name} in namespace {cluster.namespace}"
+    while (left := deadline - time.monotonic()) > 0:
+        watcher = watch.Watch()
+        events = watcher.stream(
+            cluster.core.list_namespaced_pod, cluster.namespace, field_selector=f"metadata.name={name}",
+            timeout_seconds=max(1, int(left)),
+        )  # fmt: skip
+        try:
+            for event in events:
+                if event["type"] == "DELETED":
+                    raise BackendError(f"the pull pod {name} was deleted before it started (by someone else)")
+                pod = event["object"]
+                if pod.status.phase == "Running":
+                    return
+                waiting = _not_running(pod) or waiting
+        except ApiException as error:
+            raise BackendError(f"Kubernetes refused to {what}: {api_message(error)}") from None
+        except HTTPError as error:
+            cluster.unreachable(error, what)
+        finally:
+            watcher.stop()
+    raise BackendError(f"the pull pod {name} did not start within {START_SECONDS} s: {waiting}")
+
+
+def _not_running(pod: Any) -> str | None:
+    """Why the pod does not run yet (None: no reason given); raises when it never will."""
+    name = pod.metadata.name
+    for status in pod.status.container_statuses or []:
+        state = status.state
+        if state and state.terminated:
+            end = state.terminated
+            raise BackendError(
+                f"the pull pod {name} ended before the transfer: {end.reason} {end.message or ''}".strip()
+            )
+        if state and state.waiting:
+            reason = f"{state.waiting.reason}: {state.waiting.message or ''}".strip(": ")
+            if state.waiting.reason in STUCK_REASONS:
+                raise BackendError(f"the pull pod {name} cannot start: {reason}")
+            return reason
+    if pod.status.phase in ("Failed", "Succeeded"):
+        raise BackendError(
+            f"the pull pod {name} ended before the transfer: {pod.status.reason} {pod.status.message or ''}".strip()
+        )
+    for condition in pod.status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return f"unschedulable: {condition.message}"
+    return None
+
+
+def _transfer(
+    cluster: Cluster, sweep: Sweep, name: str, request: dict[str, Any], destination: Path, reporter: Reporter
+) -> transfer.Receiver:
+    from kubernetes.stream import stream, ws_client
+    from websocket import WebSocketException
+
+    connection = cluster.call(
+        f"start the transfer in the pull pod {name}", stream, cluster.core.connect_get_namespaced_pod_exec, name,
+        cluster.namespace, container="pull", command=[sweep.context["python"], "-c", transfer.LAUNCHER],
+        stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False, binary=True,
+    )  # fmt: skip
+    # The client keeps a copy of all the output unless told not to (`capture_all`, which `stream` does not pass on).
+    connection._all = ws_client._IgnoredIO()
+    errors = bytearray()
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            payload = transfer.source() + transfer.request_bytes(request)
+            for start in range(0, len(payload), STDIN_CHUNK):
+                connection.write_stdin(payload[start : start + STDIN_CHUNK])
+            while connection.is_open():
+                connection.update(timeout=None)
+                errors.extend(connection.read_channel(ws_client.STDERR_CHANNEL))
+                if data := connection.read_channel(ws_client.STDOUT_CHANNEL):
+                    yield data
+            errors.extend(connection.read_channel(ws_client.STDERR_CHANNEL))
+            if data := connection.read_channel(ws_client.STDOUT_CHANNEL):
+                yield data
+        except (WebSocketException, OSError) as error:
+            raise EOFError(f"the connection to the API server broke: {error}") from None
+
+    try:
+        return transfer.receive(chunks(), str(destination), reporter.progress, f"pull {sweep.id}")
+    except (EOFError, ValueError, zlib.error) as error:
+        cause = _cause(cluster, connection, bytes(errors), name)
+        raise BackendError(
+            f"pull through pod {name} in namespace {cluster.namespace} failed: {cause} ({error})"
+        ) from None
+    finally:
+        connection.close()
+
+
+def _cause(cluster: Cluster, connection: Any, errors: bytes, name: str) -> str:
+    """The pod side's own account of a transfer that broke off: the exec's status, the transfer's last line
+    of stderr, or why the pod stopped (its deadline)."""
+    from kubernetes.stream import ws_client
+
+    try:
+        status = json.loads(connection.read_channel(ws_client.ERROR_CHANNEL) or b"{}")
+    except Exception:  # a broken connection, or no status: the other accounts remain
+        status = {}
+    lines = [line for line in errors.decode(errors="replace").splitlines() if line.strip()]
+    if lines:
+        return lines[-1].strip()
+    if status.get("status") not in (None, "Success"):
+        return str(status.get("message") or status.get("reason"))
+    try:
+        pod = cluster.if_exists(f"read the pull pod {name}", cluster.core.read_namespaced_pod, name, cluster.namespace)
+    except BackendError as error:
+        return str(error)
+    if pod is not None and pod.status.reason:
+        return f"{pod.status.reason}: {pod.status.message or ''}".strip(": ")
+    return "the pod gave no reason"

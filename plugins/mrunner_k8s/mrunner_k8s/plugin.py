@@ -12,7 +12,7 @@ from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
-from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.records import SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
 from mrunner.snapshot import Snapshot
@@ -215,9 +215,14 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
     cluster = _cluster(sweep)
     pod = cluster.pod_of(sweep, run)
     deadline = time.monotonic() + LOG_WAIT_SECONDS
-    while follow and (pod is None or pod.status.phase == "Pending") and time.monotonic() < deadline:
+    waits = follow and run.state not in TERMINAL
+    while waits and (pod is None or pod.status.phase == "Pending") and time.monotonic() < deadline:
         time.sleep(1)  # following an experiment that has not started yet: wait for its container
         pod = cluster.pod_of(sweep, run)
+    if pod is None and run.state in TERMINAL:  # its Job was deleted (`mrunner gc`): the log on the claim stays
+        from mrunner_k8s.results import claim_log
+
+        return claim_log(cluster, sweep, run)
     if pod is None:
         raise BackendError(
             f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted"
@@ -253,9 +258,8 @@ def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Rep
     places: dict[tuple[Any, Any, str], list[Sweep]] = {}
     for sweep in sweeps:
         namespace = sweep.detail.get("namespace") or namespace_of(sweep.context, sweep.project)
-        places.setdefault((sweep.context.get("kubeconfig"), sweep.context.get("kube_context"), namespace), []).append(
-            sweep
-        )
+        place = (sweep.context.get("kubeconfig"), sweep.context.get("kube_context"), namespace)
+        places.setdefault(place, []).append(sweep)
     removed: list[Artefact] = []
     for (_, kube_context, namespace), group in sorted(places.items(), key=lambda item: str(item[0])):
         where = f"namespace {namespace}" + (f" of {kube_context}" if kube_context else "")

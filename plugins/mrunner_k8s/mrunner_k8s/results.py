@@ -160,62 +160,126 @@ def _not_running(pod: Any) -> str | None:
     return None
 
 
-def _transfer(
-    cluster: Cluster, sweep: Sweep, name: str, request: dict[str, Any], destination: Path, reporter: Reporter
-) -> transfer.Receiver:
-    from kubernetes.stream import stream, ws_client
-    from websocket import WebSocketException
+class _Exec:
+    """A process started in the pull pod through ``exec``: its stdin written at once (never closed: Kubernetes
+    1.20 cannot), its stdout read as it comes, its stderr kept for the account of a failure."""
 
-    connection = cluster.call(
-        f"start the transfer in the pull pod {name}", stream, cluster.core.connect_get_namespaced_pod_exec, name,
-        cluster.namespace, container="pull", command=[sweep.context["python"], "-c", transfer.LAUNCHER],
-        stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False, binary=True,
-    )  # fmt: skip
-    # The client keeps a copy of all the output unless told not to (`capture_all`, which `stream` does not pass on).
-    connection._all = ws_client._IgnoredIO()
-    errors = bytearray()
+    def __init__(self, cluster: Cluster, pod: str, command: list[str], stdin: bytes = b"") -> None:
+        from kubernetes.stream import stream, ws_client
 
-    def chunks() -> Iterator[bytes]:
+        self.cluster, self.pod, self.stdin = cluster, pod, stdin
+        self.errors = bytearray()
+        self.connection = cluster.call(
+            f"start a process in the pull pod {pod}", stream, cluster.core.connect_get_namespaced_pod_exec, pod,
+            cluster.namespace, container="pull", command=command, stdin=bool(stdin), stdout=True, stderr=True,
+            tty=False, _preload_content=False, binary=True,
+        )  # fmt: skip
+        # The client keeps a copy of all the output unless told not to (`capture_all`, which `stream` does not pass).
+        self.connection._all = ws_client._IgnoredIO()
+
+    def output(self) -> Iterator[bytes]:
+        """Chunks of stdout until the process ends; ``EOFError`` when the connection breaks."""
+        from kubernetes.stream import ws_client
+        from websocket import WebSocketException
+
+        connection = self.connection
         try:
-            payload = transfer.source() + transfer.request_bytes(request)
-            for start in range(0, len(payload), STDIN_CHUNK):
-                connection.write_stdin(payload[start : start + STDIN_CHUNK])
+            for start in range(0, len(self.stdin), STDIN_CHUNK):
+                connection.write_stdin(self.stdin[start : start + STDIN_CHUNK])
             while connection.is_open():
                 connection.update(timeout=None)
-                errors.extend(connection.read_channel(ws_client.STDERR_CHANNEL))
+                self.errors.extend(connection.read_channel(ws_client.STDERR_CHANNEL))
                 if data := connection.read_channel(ws_client.STDOUT_CHANNEL):
                     yield data
-            errors.extend(connection.read_channel(ws_client.STDERR_CHANNEL))
+            self.errors.extend(connection.read_channel(ws_client.STDERR_CHANNEL))
             if data := connection.read_channel(ws_client.STDOUT_CHANNEL):
                 yield data
         except (WebSocketException, OSError) as error:
             raise EOFError(f"the connection to the API server broke: {error}") from None
 
+    def status(self) -> dict[str, Any]:
+        """The exec's own end (``{"status": "Success"}``, or a failure and its message); ``{}`` when unknown."""
+        from kubernetes.stream import ws_client
+
+        try:
+            return json.loads(self.connection.read_channel(ws_client.ERROR_CHANNEL) or b"{}")
+        except Exception:  # a broken connection, or no status: the other accounts remain
+            return {}
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _transfer(
+    cluster: Cluster, sweep: Sweep, name: str, request: dict[str, Any], destination: Path, reporter: Reporter
+) -> transfer.Receiver:
+    command = [sweep.context["python"], "-c", transfer.LAUNCHER]
+    process = _Exec(cluster, name, command, transfer.source() + transfer.request_bytes(request))
     try:
-        return transfer.receive(chunks(), str(destination), reporter.progress, f"pull {sweep.id}")
+        return transfer.receive(process.output(), str(destination), reporter.progress, f"pull {sweep.id}")
     except (EOFError, ValueError, zlib.error) as error:
-        cause = _cause(cluster, connection, bytes(errors), name)
         raise BackendError(
-            f"pull through pod {name} in namespace {cluster.namespace} failed: {cause} ({error})"
+            f"pull through pod {name} in namespace {cluster.namespace} failed: {_cause(process)} ({error})"
         ) from None
     finally:
-        connection.close()
+        process.close()
 
 
-def _cause(cluster: Cluster, connection: Any, errors: bytes, name: str) -> str:
-    """The pod side's own account of a transfer that broke off: the exec's status, the transfer's last line
-    of stderr, or why the pod stopped (its deadline)."""
-    from kubernetes.stream import ws_client
+#: Copies the file named by its argument to stdout; exits 3 when there is none.
+READ_FILE = """
+import shutil, sys
+try:
+    stream = open(sys.argv[1], "rb")
+except FileNotFoundError:
+    sys.exit(3)
+shutil.copyfileobj(stream, sys.stdout.buffer)
+"""
 
-    try:
-        status = json.loads(connection.read_channel(ws_client.ERROR_CHANNEL) or b"{}")
-    except Exception:  # a broken connection, or no status: the other accounts remain
-        status = {}
-    lines = [line for line in errors.decode(errors="replace").splitlines() if line.strip()]
+
+def claim_log(cluster: Cluster, sweep: Sweep, run: Run) -> Iterator[str]:
+    """The attempt's log as the start wrapper wrote it on the claim: for an experiment whose pod went with its
+    Job (`mrunner gc`, or a delete outside mrunner)."""
+    import codecs
+
+    path = layout.of_run(sweep.context["storage"], sweep, run).log_file()
+    with pull_pod(cluster, sweep, Reporter()) as name:
+        process = _Exec(cluster, name, [sweep.context["python"], "-c", READ_FILE, path])
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            for chunk in process.output():
+                yield decoder.decode(chunk)
+            yield decoder.decode(b"", final=True)
+        except EOFError as error:
+            raise BackendError(f"reading {path} through pod {name} failed: {_cause(process)} ({error})") from None
+        finally:
+            process.close()
+        status = process.status()
+        if status.get("status") not in (None, "Success"):
+            code = _exit_code(status)
+            if code == 3:
+                raise BackendError(
+                    f"experiment {run.ref} has no pod (its Job was deleted) and no log at pvc/{names.PVC_NAME}:{path}"
+                )
+            raise BackendError(f"reading {path} through pod {name} failed: {_cause(process)}")
+
+
+def _exit_code(status: dict[str, Any]) -> int | None:
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            return int(cause["message"])
+    return None
+
+
+def _cause(process: _Exec) -> str:
+    """The pod side's own account of a process that broke off: its last line of stderr, the exec's status,
+    or why the pod stopped (its deadline)."""
+    lines = [line for line in process.errors.decode(errors="replace").splitlines() if line.strip()]
     if lines:
         return lines[-1].strip()
+    status = process.status()
     if status.get("status") not in (None, "Success"):
         return str(status.get("message") or status.get("reason"))
+    cluster, name = process.cluster, process.pod
     try:
         pod = cluster.if_exists(f"read the pull pod {name}", cluster.core.read_namespaced_pod, name, cluster.namespace)
     except BackendError as error:

@@ -83,7 +83,7 @@ def _check_claim(cluster: Cluster) -> None:
     if claim is None:
         raise BackendError(
             f"volume claim {names.PVC_NAME} is gone from namespace {cluster.namespace} (deleted outside mrunner): "
-            f"the sweep's results went with it"
+            f"there is nothing to read the sweep's results from"
         )
     if claim.metadata.deletion_timestamp is not None:
         raise BackendError(
@@ -162,48 +162,53 @@ def _not_running(pod: Any) -> str | None:
 
 class _Exec:
     """A process started in the pull pod through ``exec``: its stdin written at once (never closed: Kubernetes
-    1.20 cannot), its stdout read as it comes, its stderr kept for the account of a failure."""
+    1.20 cannot), its stdout read frame by frame as it comes (the client's own channel buffers copy what they
+    hold at every frame, which costs seconds per 100 MB), its stderr and end kept for the account of a failure."""
 
     def __init__(self, cluster: Cluster, pod: str, command: list[str], stdin: bytes = b"") -> None:
-        from kubernetes.stream import stream, ws_client
+        from kubernetes.stream import stream
 
         self.cluster, self.pod, self.stdin = cluster, pod, stdin
         self.errors = bytearray()
+        self.end = bytearray()
         self.connection = cluster.call(
             f"start a process in the pull pod {pod}", stream, cluster.core.connect_get_namespaced_pod_exec, pod,
             cluster.namespace, container="pull", command=command, stdin=bool(stdin), stdout=True, stderr=True,
             tty=False, _preload_content=False, binary=True,
         )  # fmt: skip
-        # The client keeps a copy of all the output unless told not to (`capture_all`, which `stream` does not pass).
-        self.connection._all = ws_client._IgnoredIO()
 
     def output(self) -> Iterator[bytes]:
         """Chunks of stdout until the process ends; ``EOFError`` when the connection breaks."""
-        from kubernetes.stream import ws_client
-        from websocket import WebSocketException
+        from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
+        from websocket import ABNF, WebSocketException
 
-        connection = self.connection
         try:
             for start in range(0, len(self.stdin), STDIN_CHUNK):
-                connection.write_stdin(self.stdin[start : start + STDIN_CHUNK])
-            while connection.is_open():
-                connection.update(timeout=None)
-                self.errors.extend(connection.read_channel(ws_client.STDERR_CHANNEL))
-                if data := connection.read_channel(ws_client.STDOUT_CHANNEL):
+                self.connection.write_stdin(self.stdin[start : start + STDIN_CHUNK])
+            socket = self.connection.sock
+            while True:
+                opcode, frame = socket.recv_data_frame(True)
+                if opcode == ABNF.OPCODE_CLOSE:
+                    return
+                if opcode not in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT) or not frame.data:
+                    continue
+                data = frame.data if isinstance(frame.data, bytes) else frame.data.encode()
+                channel, data = data[0], data[1:]
+                if channel == STDOUT_CHANNEL and data:
                     yield data
-            self.errors.extend(connection.read_channel(ws_client.STDERR_CHANNEL))
-            if data := connection.read_channel(ws_client.STDOUT_CHANNEL):
-                yield data
+                elif channel == STDERR_CHANNEL:
+                    self.errors += data
+                    del self.errors[:-65536]  # the last lines are the account
+                elif channel == ERROR_CHANNEL:
+                    self.end += data
         except (WebSocketException, OSError) as error:
             raise EOFError(f"the connection to the API server broke: {error}") from None
 
     def status(self) -> dict[str, Any]:
         """The exec's own end (``{"status": "Success"}``, or a failure and its message); ``{}`` when unknown."""
-        from kubernetes.stream import ws_client
-
         try:
-            return json.loads(self.connection.read_channel(ws_client.ERROR_CHANNEL) or b"{}")
-        except Exception:  # a broken connection, or no status: the other accounts remain
+            return json.loads(bytes(self.end) or b"{}")
+        except ValueError:
             return {}
 
     def close(self) -> None:

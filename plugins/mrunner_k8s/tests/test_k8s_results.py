@@ -153,8 +153,33 @@ def test_a_pull_that_cannot_happen_says_why_in_one_line(
     assert "cannot reach the Kubernetes API server at https://127.0.0.1:9 to read volume claim" in pull(down)
 
 
-def test_gc_removes_the_ended_sweeps_objects_and_keeps_the_running_ones(mrunner, project, cluster, namespace):
+def ended_pull_pod(core, namespace: str, sweep: str, image: str) -> str:
+    """A pull pod that has ended (as one whose mrunner was killed does, a minute after its transfer)."""
     from kubernetes import client
+
+    name = f"{sweep}-pull-ended"
+    labels = {"app.kubernetes.io/managed-by": "mrunner", "mrunner/pull-of": sweep}
+    container = client.V1Container(name="pull", image=image, command=["python3", "-c", "pass"])
+    spec = client.V1PodSpec(restart_policy="Never", containers=[container])
+    core.create_namespaced_pod(
+        namespace, client.V1Pod(metadata=client.V1ObjectMeta(name=name, labels=labels), spec=spec)
+    )
+    deadline = time.monotonic() + 120
+    while core.read_namespaced_pod(name, namespace).status.phase != "Succeeded":
+        assert time.monotonic() < deadline, "the pull pod never ended"
+        time.sleep(0.5)
+    return name
+
+
+def test_gc_removes_the_ended_sweeps_objects_and_keeps_the_running_ones(
+    mrunner, project, cluster, namespace, k8s_service
+):
+    from kubernetes import client
+    from mrunner_k8s import plugin
+
+    from mrunner.hookspecs import Keep
+    from mrunner.reporter import Reporter
+    from mrunner.store import Store
 
     core = cluster[0]
     ended = submit(mrunner, "-m", "i=1,2", "--wait")
@@ -168,22 +193,33 @@ def test_gc_removes_the_ended_sweeps_objects_and_keeps_the_running_ones(mrunner,
     labels = {"app.kubernetes.io/managed-by": "mrunner", "mrunner/sweep": "elsewhere-sweep-0a1b2c"}
     other = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="elsewhere-sweep-0a1b2c-config", labels=labels))
     core.create_namespaced_config_map(namespace, other)
+    leftover = ended_pull_pod(core, namespace, ended, k8s_service["base_image"])
 
     dry = mrunner("gc", "--older-than", "0", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     listed = sorted(line.split(" (")[0] for line in dry.stdout.splitlines() if line.startswith("kubernetes: ") and " would free " not in line)  # fmt: skip
     expected = sorted(
         f"kubernetes: {kind} {namespace}/{name}" for kind, names in before[ended].items() for name in names
-    )
+    ) + [f"kubernetes: pull pod {namespace}/{leftover}"]
     assert listed == expected, dry.stdout
-    assert "kubernetes: would free 4 items" in dry.stdout, dry.stdout
+    assert "kubernetes: would free 5 items" in dry.stdout, dry.stdout
     assert objects(cluster, namespace, ended) == before[ended]  # a dry run removes nothing
 
     collected = mrunner("gc", "--older-than", "0")
-    assert collected.returncode == 0 and "kubernetes: freed 4 items" in collected.stdout, collected.stdout
+    assert collected.returncode == 0 and "kubernetes: freed 5 items" in collected.stdout, collected.stdout
     assert objects(cluster, namespace, ended) == {"Job": [], "Secret": [], "ConfigMap": []}
     assert objects(cluster, namespace, running) == before[running]
     assert core.read_namespaced_config_map("elsewhere-sweep-0a1b2c-config", namespace) is not None
+    assert core.list_namespaced_pod(namespace, label_selector=PULL_PODS).items == []
+
+    # Once the unrecorded sweep is old enough (here: no grace at all) it goes; a sweep whose Job is still
+    # active stays although these records no longer keep it: the cluster's own state is asked too.
+    removed = plugin.mrunner_gc(
+        sweeps=Store().sweeps(limit=100), keep=Keep(sweeps=[], older_than=0, grace=0), dry_run=False,
+        reporter=Reporter(quiet=True),
+    )  # fmt: skip
+    assert [(a.kind, a.where) for a in removed] == [("ConfigMap", f"{namespace}/elsewhere-sweep-0a1b2c-config")]
+    assert objects(cluster, namespace, running) == before[running]
     assert states(mrunner, running) == ["running"]
     pulled = mrunner("pull", ended, "--to", str(project / "after-gc"))  # the results stay on the claim
     assert pulled.returncode == 0, pulled.stderr

@@ -64,6 +64,7 @@ BACKEND_REQUIRED = (
     "mrunner_status",
     "mrunner_cancel",
     "mrunner_logs",
+    "mrunner_pull",
 )
 
 

@@ -68,7 +68,14 @@ class Cluster:
         """Create an object; False when it already exists (409: a repeated submission, which is fine)."""
         return self._call(what, True, function, *args, **kwargs) is not None
 
-    def _call(self, what: str, conflict_ok: bool, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def if_exists(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any | None:
+        """Read or delete an object that may be gone; None when it does not exist (404)."""
+        return self._call(what, False, function, *args, missing_ok=True, **kwargs)
+
+    def _call(
+        self, what: str, conflict_ok: bool, function: Callable[..., Any], *args: Any, missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -76,13 +83,13 @@ class Cluster:
             result = function(*args, **kwargs)
             return True if conflict_ok else result
         except ApiException as error:
-            if conflict_ok and error.status == 409:
+            if (conflict_ok and error.status == 409) or (missing_ok and error.status == 404):
                 return None
             raise BackendError(f"Kubernetes refused to {what}: {api_message(error)}") from None
         except HTTPError as error:
-            self._unreachable(error, what)
+            self.unreachable(error, what)
 
-    def _unreachable(self, error: Exception, what: str) -> NoReturn:
+    def unreachable(self, error: Exception, what: str) -> NoReturn:
         host = self.api_client.configuration.host
         reason = str(getattr(error, "reason", None) or error).rsplit("): ", 1)[-1].strip("\"')")
         raise BackendError(f"cannot reach the Kubernetes API server at {host} to {what}: {reason}") from None
@@ -100,7 +107,7 @@ class Cluster:
             if error.status != 404:  # 403: a user without cluster-wide rights may still own the namespace
                 return False
         except HTTPError as error:
-            self._unreachable(error, f"read namespace {self.namespace}")
+            self.unreachable(error, f"read namespace {self.namespace}")
         body = manifests.namespace(self.namespace, project)
         return self.create(f"create namespace {self.namespace}", self.core.create_namespace, body)
 

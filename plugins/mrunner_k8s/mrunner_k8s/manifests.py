@@ -1,6 +1,6 @@
 """The Kubernetes objects of a sweep, built as the official client's models (which check field names and
-types as they are built): the project's Namespace and volume claim, the sweep's Secret and ConfigMap, and
-one Job per experiment.
+types as they are built): the project's Namespace and volume claim, the sweep's Secret and ConfigMap,
+one Job per experiment, and the pod `mrunner pull` reads the claim through.
 
 Secrets appear here only as references (``env[].valueFrom.secretKeyRef``): the values go into the Secret
 object alone, so the Job as stored by the API server, the image and the records never hold them.
@@ -172,6 +172,78 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str], requeue
         },  # fmt: skip
     )
     return c.V1Job(api_version="batch/v1", kind="Job", metadata=metadata, spec=spec)
+
+
+#: The label of a pull pod (value: the sweep's id): not ``mrunner/sweep``, so a sweep's status never sees it.
+PULL_LABEL = "mrunner/pull-of"
+#: A pull pod is stopped by the kubelet after this long, whatever happens to the mrunner that made it (a
+#: longer pull is cut there; the next pull sends only what is still missing).
+PULL_DEADLINE_SECONDS = 4 * 3600
+#: ... and its main process ends this long after the last process ``exec`` started in the container ended.
+PULL_IDLE_SECONDS = 60
+#: The pull pod's main process: it waits while another process runs in the container (the transfer, started
+#: through ``exec``) and ends ``PULL_IDLE_SECONDS`` after the last, reaping any orphan the exec leaves it, so an
+#: orphaned pod ends by itself in a minute rather than at its deadline.
+PULL_WATCH = f"""
+import os, time
+seen = time.monotonic()
+while time.monotonic() - seen < {PULL_IDLE_SECONDS}:
+    time.sleep(1)
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    if any(name.isdigit() and int(name) != os.getpid() for name in os.listdir("/proc")):
+        seen = time.monotonic()
+"""
+
+
+def pull_pod(sweep: Sweep, name: str) -> Any:
+    """The short-lived pod `mrunner pull` reads the volume claim through: the sweep's own image (it has the
+    experiment's Python, which runs ``mrunner.transfer``), the claim mounted read-only where the experiments
+    mount it (so the layout's paths hold), placed as the experiments are (node selector, tolerations, host
+    network) and preferably beside the project's running pods (a ``ReadWriteOnce`` claim is attached there)."""
+    c = _client()
+    context = sweep.context
+    project = {**MANAGED_BY, "mrunner/project": names.label_value(sweep.project)}
+    container = c.V1Container(
+        name="pull",
+        image=sweep.package["image"],
+        image_pull_policy="IfNotPresent",
+        command=[context["python"], "-c", PULL_WATCH],
+        volume_mounts=[c.V1VolumeMount(name="storage", mount_path=context["storage"], read_only=True)],
+    )
+    beside = c.V1WeightedPodAffinityTerm(
+        weight=100,
+        pod_affinity_term=c.V1PodAffinityTerm(
+            label_selector=c.V1LabelSelector(match_labels=project), topology_key="kubernetes.io/hostname"
+        ),
+    )
+    spec = c.V1PodSpec(
+        restart_policy="Never",
+        active_deadline_seconds=PULL_DEADLINE_SECONDS,
+        termination_grace_period_seconds=0,  # it only reads
+        containers=[container],
+        volumes=[
+            c.V1Volume(
+                name="storage",
+                persistent_volume_claim=c.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=names.PVC_NAME, read_only=True
+                ),
+            )
+        ],
+        affinity=c.V1Affinity(
+            pod_affinity=c.V1PodAffinity(preferred_during_scheduling_ignored_during_execution=[beside])
+        ),
+        host_network=bool(context.get("host_network")) or None,
+        node_selector={str(k): str(v) for k, v in (context.get("node_selector") or {}).items()} or None,
+        tolerations=tolerations(context.get("tolerations") or []) or None,
+        image_pull_secrets=[c.V1LocalObjectReference(name=context["image_pull_secret"])]
+        if context.get("image_pull_secret")
+        else None,
+    )
+    metadata = c.V1ObjectMeta(name=name, labels={**project, PULL_LABEL: sweep.id})
+    return c.V1Pod(api_version="v1", kind="Pod", metadata=metadata, spec=spec)
 
 
 def resources(context: Mapping[str, Any]) -> Any:

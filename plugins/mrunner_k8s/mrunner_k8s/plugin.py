@@ -1,16 +1,18 @@
 """The Kubernetes backend's hooks: an image per code snapshot, the project's namespace and volume claim,
-one Job per experiment. kubernetes and docker are imported inside the hooks that need them."""
+one Job per experiment; results read back from the claim by a short-lived pod. kubernetes and docker are
+imported inside the hooks that need them."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.hookspecs import BackendInfo, Rendered, SubmitOptions, hookimpl
-from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
+from mrunner.records import SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
 from mrunner.snapshot import Snapshot
@@ -213,9 +215,14 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
     cluster = _cluster(sweep)
     pod = cluster.pod_of(sweep, run)
     deadline = time.monotonic() + LOG_WAIT_SECONDS
-    while follow and (pod is None or pod.status.phase == "Pending") and time.monotonic() < deadline:
+    waits = follow and run.state not in TERMINAL
+    while waits and (pod is None or pod.status.phase == "Pending") and time.monotonic() < deadline:
         time.sleep(1)  # following an experiment that has not started yet: wait for its container
         pod = cluster.pod_of(sweep, run)
+    if pod is None and run.state in TERMINAL:  # its Job was deleted (`mrunner gc`): the log on the claim stays
+        from mrunner_k8s.results import claim_log
+
+        return claim_log(cluster, sweep, run)
     if pod is None:
         raise BackendError(
             f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted"
@@ -223,3 +230,42 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
     if pod.status.phase == "Pending":
         raise BackendError(f"experiment {run.ref}'s pod {pod.metadata.name} has not started yet: no output")
     return cluster.log_chunks(pod.metadata.name, follow)
+
+
+@hookimpl
+def mrunner_pull(
+    sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
+) -> Pulled | None:
+    from mrunner_k8s import results
+
+    return results.pull(_cluster(sweep), sweep, runs, destination, include, reporter)
+
+
+@hookimpl
+def mrunner_output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str] | None:
+    from mrunner_k8s import results
+
+    return results.output_dirs(sweep, runs)
+
+
+@hookimpl
+def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
+    """One round of lists per cluster and namespace the records name; a cluster that cannot be reached (its
+    kubeconfig gone, its API server down) is left alone with a warning, the others are collected."""
+    from mrunner_k8s.cluster import Cluster
+    from mrunner_k8s.collect import collect
+
+    places: dict[tuple[Any, Any, str], list[Sweep]] = {}
+    for sweep in sweeps:
+        namespace = sweep.detail.get("namespace") or namespace_of(sweep.context, sweep.project)
+        place = (sweep.context.get("kubeconfig"), sweep.context.get("kube_context"), namespace)
+        places.setdefault(place, []).append(sweep)
+    removed: list[Artefact] = []
+    for (_, kube_context, namespace), group in sorted(places.items(), key=lambda item: str(item[0])):
+        where = f"namespace {namespace}" + (f" of {kube_context}" if kube_context else "")
+        reporter.step(f"collecting in {where}")
+        try:
+            removed += collect(Cluster(group[0].context, namespace), sweeps, keep, dry_run)
+        except MrunnerError as error:
+            reporter.warn(f"{where} left as it is: {error}")
+    return removed

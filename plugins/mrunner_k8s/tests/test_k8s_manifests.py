@@ -80,6 +80,32 @@ def test_placement_keys(make_sweep, make_run):
     assert "MY_TOKEN" not in _env({"spec": {"template": {"spec": pod}}})
 
 
+def test_pull_pod_reads_the_claim_with_the_sweeps_image_where_experiments_run(make_sweep):
+    sweep = make_sweep(
+        host_network=True, node_selector={"pool": "gpu"}, image_pull_secret="regcred", python="/venv/bin/python",
+        tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}], storage="/data",
+    )  # fmt: skip
+    pod = manifests.to_dict(manifests.pull_pod(sweep, "brave-turing-3f2a9c-pull-0a1b2c"))
+    labels = pod["metadata"]["labels"]
+    assert labels[manifests.PULL_LABEL] == sweep.id and labels["app.kubernetes.io/managed-by"] == "mrunner"
+    assert "mrunner/sweep" not in labels  # the sweep's status lists its pods by that label: not this one
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] == manifests.PULL_DEADLINE_SECONDS
+    container = spec["containers"][0]
+    assert container["image"] == sweep.package["image"]  # the experiment's own Python runs the transfer
+    assert container["command"][:2] == ["/venv/bin/python", "-c"]
+    compile(container["command"][2], "pull-watch", "exec")
+    assert container["volumeMounts"] == [{"name": "storage", "mountPath": "/data", "readOnly": True}]
+    assert spec["volumes"] == [
+        {"name": "storage", "persistentVolumeClaim": {"claimName": names.PVC_NAME, "readOnly": True}}
+    ]
+    assert spec["hostNetwork"] is True and spec["nodeSelector"] == {"pool": "gpu"}
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    term = spec["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["labelSelector"]["matchLabels"]["mrunner/project"] == names.label_value(sweep.project)
+
+
 def test_no_resources_means_no_requests(make_sweep, make_run):
     pod = manifests.to_dict(manifests.job(make_sweep(), make_run(), "img", {}))["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"] == {}

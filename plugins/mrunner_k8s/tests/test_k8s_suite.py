@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -27,17 +28,16 @@ class TestKubernetesBackend(BackendTestSuite):
             "storage": "/storage", "storage_class": k8s_service["storage_class"], "default_pvc_size": "100Mi",
             "namespace": namespace, "grace_period": 5,
         }  # fmt: skip
-        yield write_context(mrunner_home, "suite-k8s", keys)
         api = config.new_client_from_config(config_file=k8s_service["kubeconfig"], context=k8s_service["kube_context"])
+        self.core, self.namespace = client.CoreV1Api(api), namespace
+        yield write_context(mrunner_home, "suite-k8s", keys)
         try:  # the plugin never deletes a namespace, so the test does
-            client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
+            self.core.delete_namespace(namespace, propagation_policy="Background")
         except client.ApiException:
             pass
 
-    # `mrunner pull` and `gc` have no Kubernetes implementation yet (issue 13: a short-lived pod mounting the claim);
-    # the suite's pull and gc tests are left out here, not weakened, until it exists.
-    @pytest.mark.skip(reason="mrunner pull is not implemented for Kubernetes yet (issue 13)")
-    def test_pull_brings_outputs_once_and_completes_an_interrupted_pull(self) -> None: ...
-
-    @pytest.mark.skip(reason="mrunner gc is not implemented for Kubernetes yet (issue 13)")
-    def test_gc_while_a_sweep_runs_keeps_it_and_the_ended_results(self) -> None: ...
+    def interrupt_a_pull(self, sweep: str, folder: Path, project: Path) -> None:
+        """The suite's interrupted pull; its pod is deleted as the pull stops (Ctrl-C), not left to end by itself."""
+        super().interrupt_a_pull(sweep, folder, project)
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector="mrunner/pull-of").items
+        assert [pod.metadata.name for pod in pods] == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from mrunner.dispatch import validated_context
@@ -65,3 +67,23 @@ def own_images(k8s_service):
             client.images.remove(tag, force=True)
         except docker.errors.ImageNotFound:
             pass
+
+
+@pytest.fixture
+def cluster(k8s_service):
+    """The core and batch API clients of the test cluster."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=k8s_service["kubeconfig"], context=k8s_service["kube_context"])
+    return client.CoreV1Api(api), client.BatchV1Api(api)
+
+
+@pytest.fixture
+def namespace(cluster):
+    """A namespace of this test alone; the plugin never deletes one, so the test does."""
+    name = f"mrt-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        cluster[0].delete_namespace(name, propagation_policy="Background")
+    except Exception:  # the test failed before creating it
+        pass

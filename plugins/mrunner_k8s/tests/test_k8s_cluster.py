@@ -34,25 +34,6 @@ sys.exit(int(config.get("code", 0)))
 
 
 @pytest.fixture
-def cluster(k8s_service):
-    from kubernetes import client, config
-
-    api = config.new_client_from_config(config_file=k8s_service["kubeconfig"], context=k8s_service["kube_context"])
-    return client.CoreV1Api(api), client.BatchV1Api(api)
-
-
-@pytest.fixture
-def namespace(cluster):
-    """A namespace of this test alone; the plugin never deletes one, so the test does."""
-    name = f"mrt-{uuid.uuid4().hex[:8]}"
-    yield name
-    try:
-        cluster[0].delete_namespace(name, propagation_policy="Background")
-    except Exception:  # the test failed before creating it
-        pass
-
-
-@pytest.fixture
 def project(tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monkeypatch):
     """The experiment script in the test's folder, and the context `test-k8s` pointing at the service."""
     (tmp_path / "exp.py").write_text(EXPERIMENT)

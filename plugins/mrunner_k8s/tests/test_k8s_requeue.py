@@ -15,8 +15,8 @@ from plugins.mrunner_k8s.tests.test_k8s_cluster import _volume, experiments, sub
 from plugins.mrunner_slurm.tests.test_slurm_requeue import CHECKPOINTING
 
 pytestmark = pytest.mark.k8s
-# The end-to-end tests' fixtures: the service's clients, a namespace of the test's own, the project folder.
-cluster, namespace, project = base.cluster, base.namespace, base.project
+# The end-to-end tests' project folder (the clients and the namespace come from conftest.py).
+project = base.project
 
 
 @pytest.fixture

@@ -149,12 +149,7 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str], requeue
         termination_grace_period_seconds=int(context["grace_period"]) + KILL_MARGIN_SECONDS,
         containers=[container],
         volumes=volumes,
-        host_network=bool(context.get("host_network")) or None,
-        node_selector={str(k): str(v) for k, v in (context.get("node_selector") or {}).items()} or None,
-        tolerations=tolerations(context.get("tolerations") or []) or None,
-        image_pull_secrets=[c.V1LocalObjectReference(name=context["image_pull_secret"])]
-        if context.get("image_pull_secret")
-        else None,
+        **placement(context),
     )
     spec = c.V1JobSpec(
         backoff_limit=0,
@@ -235,12 +230,7 @@ def pull_pod(sweep: Sweep, name: str) -> Any:
         affinity=c.V1Affinity(
             pod_affinity=c.V1PodAffinity(preferred_during_scheduling_ignored_during_execution=[beside])
         ),
-        host_network=bool(context.get("host_network")) or None,
-        node_selector={str(k): str(v) for k, v in (context.get("node_selector") or {}).items()} or None,
-        tolerations=tolerations(context.get("tolerations") or []) or None,
-        image_pull_secrets=[c.V1LocalObjectReference(name=context["image_pull_secret"])]
-        if context.get("image_pull_secret")
-        else None,
+        **placement(context),
     )
     metadata = c.V1ObjectMeta(name=name, labels={**project, PULL_LABEL: sweep.id})
     return c.V1Pod(api_version="v1", kind="Pod", metadata=metadata, spec=spec)
@@ -259,6 +249,20 @@ def resources(context: Mapping[str, Any]) -> Any:
         amounts["google.com/tpu"] = str(context["tpu"])
     c = _client()
     return c.V1ResourceRequirements(requests=amounts or None, limits=dict(amounts) or None)
+
+
+def placement(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod-spec fields that say where and how a pod of the sweep may run: the experiments' and the pull pod's."""
+    from kubernetes import client as c
+
+    return {
+        "host_network": bool(context.get("host_network")) or None,
+        "node_selector": {str(k): str(v) for k, v in (context.get("node_selector") or {}).items()} or None,
+        "tolerations": tolerations(context.get("tolerations") or []) or None,
+        "image_pull_secrets": [c.V1LocalObjectReference(name=context["image_pull_secret"])]
+        if context.get("image_pull_secret")
+        else None,
+    }
 
 
 def tolerations(items: Iterable[Any]) -> list[Any]:

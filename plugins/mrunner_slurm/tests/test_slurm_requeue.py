@@ -2,7 +2,7 @@
 next attempt of the same array task, continues from its checkpoint folder and keeps every attempt's log; a
 task reaching its time limit saves on the warning signal and is requeued by the wrapper, up to max_requeue,
 then ends `timeout`. Slurm holds a requeued job for two minutes before it is eligible again; the tests let it
-start at once (`scontrol update StartTime=now`), as an impatient user would."""
+start two seconds after the requeue (`scontrol update StartTime=now`), as an impatient user would."""
 
 from __future__ import annotations
 
@@ -77,9 +77,28 @@ def checkpoint(cluster: Cluster, document: dict, run: dict) -> dict:
     return json.loads(text) if text.strip() else {"step": 0, "attempts": [], "warned": []}
 
 
+def release_command(ref: str) -> str:
+    """A shell line that lets a requeued task start now instead of after Slurm's two-minute hold, once its
+    requeue is two seconds old; it prints `early` before then (and does nothing), else `released` or `free`.
+
+    slurmd refuses a task whose new credential dates from the same second as the revocation of its last one
+    ("Job credential revoked": the task fails with exit 1 and is gone), which is what Slurm's hold guards
+    against. The requeue's time is the begin time Slurm set, less its hold (cred_expire, 120 s here)."""
+    return (
+        f"begin=$(squeue -h -j {ref} -O EligibleTime 2>/dev/null | tr -d ' '); now=$(date +%s); "
+        f'case "$begin" in 20*) begin=$(date -d "$begin" +%s);; *) begin=0;; esac; '
+        f'if [ "$begin" -le $((now + 3)) ]; then echo free; elif [ "$now" -lt $((begin - 118)) ]; then echo early; '
+        f"else scontrol update JobId={ref} StartTime=now && echo released; fi"
+    )
+
+
 def release(cluster: Cluster, ref: str) -> None:
-    """Let a requeued task start now instead of after Slurm's two-minute hold."""
-    cluster.ssh(f"scontrol update JobId={ref} StartTime=now")
+    """Let a requeued task start now instead of after Slurm's two-minute hold, as soon as that is safe (see
+    ``release_command``)."""
+    deadline = time.monotonic() + 30
+    while "early" in cluster.ssh(release_command(ref)):
+        assert time.monotonic() < deadline, f"the requeue of {ref} never got two seconds old"
+        time.sleep(0.2)
 
 
 def ends(run: dict) -> list[tuple[int, str | None]]:

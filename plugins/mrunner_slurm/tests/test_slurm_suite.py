@@ -25,20 +25,16 @@ class TestSlurmBackend(BackendTestSuite):
         return write_context(mrunner_home, "suite-slurm", keys)
 
     def while_waiting(self, mrunner, sweep: str, states: dict[int, dict]) -> None:
-        """Let a requeued task (a retry) start now instead of after Slurm's two-minute hold, as the requeue
+        """Let a requeued task (a retry) start soon instead of after Slurm's two-minute hold, as the requeue
         tests do."""
         import subprocess
+
+        from plugins.mrunner_slurm.tests.test_slurm_requeue import release_command
 
         held = [e["backend_ref"] for e in states.values() if e["state"] == "pending" and e["attempt"] > 0]
         service = self.service
         for ref in held:
-            update = [
-                "ssh",
-                "-F",
-                service["ssh_config"],
-                service["alias"],
-                f"scontrol update JobId={ref} StartTime=now",
-            ]
+            update = ["ssh", "-F", service["ssh_config"], service["alias"], release_command(ref)]
             subprocess.run(update, capture_output=True, timeout=60)
 
     def code_folder_exists(self, mrunner, sweep: str) -> bool | None:

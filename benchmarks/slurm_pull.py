@@ -34,6 +34,8 @@ import time
 import uuid
 from pathlib import Path
 
+from slurm_dispatch import context  # this folder is the script's first path entry
+
 SERVICE = json.loads(Path(os.environ.get("MRUNNER_SERVICES_DIR", "/tmp/mrunner-services"), "slurm.json").read_text())
 PYTHON = sys.executable
 SSH = ["ssh", "-F", SERVICE["ssh_config"], SERVICE["alias"]]
@@ -87,15 +89,10 @@ def mrunner(home: Path, cwd: Path, *argv: str) -> subprocess.CompletedProcess:
 
 def make_sweep(home: Path, project: Path, storage: str, count: int) -> tuple[str, str, list[str], str]:
     """Submit held, cancel; returns sweep id, sweep folder, experiment folders, code folder."""
-    folder = home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "benchpull.yaml").write_text(json.dumps({
-        "backend": "slurm", "slurm_url": SERVICE["alias"], "ssh_config": SERVICE["ssh_config"],
-        "storage_dir": storage, "partition": SERVICE["partition"], "time": 5, "sbatch_options": ["--hold"],
-    }))  # fmt: skip
+    context(home, storage)  # the dispatch benchmark's held-array context, `bench`
     project.mkdir(parents=True, exist_ok=True)
     (project / "train.py").write_text(TRAIN)
-    sweep = mrunner(home, project, "+context=benchpull", "train.py", "-m", f"seed=range({count})").stdout.split()[-1]
+    sweep = mrunner(home, project, "+context=bench", "train.py", "-m", f"seed=range({count})").stdout.split()[-1]
     sweep = sweep.strip()
     document = json.loads(mrunner(home, project, "status", sweep, "--json").stdout)
     mrunner(home, project, "cancel", sweep)

@@ -370,11 +370,33 @@ def connect(target: Target) -> Connection:
 GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
+class _Transport(paramiko.Transport):
+    """Answers every global request of the server that wants no answer with an SSH_MSG_IGNORE.
+
+    OpenSSH's sshd sends one (``hostkeys-00@openssh.com``) just after authentication, while its socket still
+    has Nagle's algorithm on (sshd turns it off for interactive sessions only). Unanswered, this side's kernel
+    delays its ACK of that packet (delayed ACK: 40 ms on Linux, up to 200 ms elsewhere), and the server's
+    kernel holds back the server's next packet, the confirmation of the connection's first channel, until
+    that ACK arrives: every command's first call waited for the timer. The ignored message carries the ACK.
+    """
+
+    def _parse_global_request(self, m: paramiko.Message) -> None:
+        m.get_text()
+        wants_reply = m.get_boolean()
+        m.rewind()
+        super()._parse_global_request(m)  # type: ignore[misc]  # paramiko has it (in its handler table); its stubs do not
+        if not wants_reply:
+            ignored = paramiko.Message()
+            ignored.add_byte(paramiko.common.cMSG_IGNORE)
+            ignored.add_string(b"")
+            self._send_message(ignored)  # type: ignore[attr-defined]  # paramiko has it; its stubs do not
+
+
 def _transport(sock: Any, **options: Any) -> paramiko.Transport:
     """A transport that offers AES-GCM first (the client's order decides among what both sides have): one
     pass over each packet where AES-CTR needs a second for its HMAC, and decrypting is most of what a pull's
     stream costs this side. A server without GCM gets paramiko's usual order."""
-    transport = paramiko.Transport(sock, **options)
+    transport = _Transport(sock, **options)
     security = transport.get_security_options()
     security.ciphers = GCM + tuple(cipher for cipher in security.ciphers if cipher not in GCM)
     return transport

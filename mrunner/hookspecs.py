@@ -155,12 +155,10 @@ def mrunner_context_keys(backend: str) -> list[ContextKey]:
 
 @hookspec
 def mrunner_warm_up(context: Mapping[str, Any]) -> None:
-    """Called first at a submission, before mrunner imports Hydra and composes the context; and at a pull,
-    with the recorded sweep's context, before the records are refreshed and this machine's files listed.
+    """Called first at a submission, before mrunner imports Hydra and composes the context.
 
     ``context``: the context file's own keys: not validated, and command-line overrides may still change
-    them (at a pull: the sweep's validated context). Called on the plugin of the backend the file names and
-    on every tracker (at a pull: only on the sweep's backend). Optional.
+    them. Called on the plugin of the backend the file names and on every tracker. Optional.
     A backend may start slow preparations in the background here, e.g. open its connection. It must not
     raise, block, or do anything a wrong guess would harm: ``mrunner_check`` comes later with the real
     context. Returns nothing.

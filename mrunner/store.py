@@ -517,6 +517,21 @@ class Store:
             raise NotFound(f"sweep {sweep_id} has no experiment {index}")
         return _run(row)
 
+    def find(self, ref: str) -> tuple[Sweep, Run | None]:
+        """A sweep (``SWEEP``: its id or a prefix) or one experiment (``SWEEP/INDEX`` or a prefix of its id)."""
+        if "/" in ref:
+            return self.find_run(ref)
+        try:
+            return self.sweep(ref), None
+        except NotFound:
+            pass
+        try:
+            return self.find_run(ref)
+        except NotFound:
+            raise NotFound(
+                f"no sweep or experiment {ref!r} in the records; `mrunner status` lists the recorded sweeps"
+            ) from None
+
     @_guarded
     def find_run(self, ref: str) -> tuple[Sweep, Run]:
         """An experiment named ``SWEEP/INDEX`` or by a prefix (4+ characters) of its identity."""

@@ -1,11 +1,12 @@
 """Bringing experiment folders to this machine: only what is new or changed, as one compressed stream, and
 never a half-written file.
 
-The receiving side lists what it has (``have``: path -> [size, mtime_ns]); the sending side, where the files
-are (a cluster's login node, a pod mounting a volume claim), walks the experiment folders and streams each
-file whose size or modification time differs; the receiver writes it aside, sets the sender's time and
-renames it into place. So a second pull of unchanged results sends nothing and rewrites nothing, and a pull
-cut off halfway leaves whole files and a ``.mrunner-part`` that the next pull replaces.
+The sending side, where the files are (a cluster's login node, a pod mounting a volume claim), gets the
+experiment folders first and walks them while the receiving side lists what it has (``have``: path ->
+[size, mtime_ns]); then it gets ``have`` and streams each file whose size or modification time differs.
+The receiver writes it aside, sets the sender's time and renames it into place. So a second pull of
+unchanged results sends nothing and rewrites nothing, and a pull cut off halfway leaves whole files and a
+``.mrunner-part`` that the next pull replaces (or removes, once complete, if its file is gone).
 
 The stream is a sequence of frames, each one byte of kind, four of length (big-endian) and the payload:
 ``z`` frames carry pieces of one raw deflate stream (level 1: the sender must not be slower than the wire),
@@ -19,8 +20,8 @@ unchanged", and its headers cost more than the small files they describe.
 Links are never sent: an experiment folder's links point into the code snapshot (the project's files, not
 results), and whatever else a link points to lives elsewhere.
 
-This module is standard library only: a backend runs it where the files are, as ``python -c LAUNCHER send``
-with the compressed source and the request on stdin (see ``LAUNCHER``), or imports it (``send_to``).
+This module is standard library only: a backend runs it where the files are, as ``python -c LAUNCHER``
+with the compressed source, the request and ``have`` on stdin (``source``, ``request_bytes``, ``have_bytes``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ FRAME = struct.Struct(">cI")  # a frame's kind and length
 Z, R = b"z", b"r"  # a piece of the deflate stream; bytes as they are
 SAMPLED = 1 << 16  # a file's read of at least this many bytes is sampled: sent undeflated if it does not compress
 SAMPLE = 1 << 13
-#: Runs this module from stdin: the length of the compressed source, the source, then the request.
+#: Runs this module from stdin: the length of the compressed source, the source, then the request and ``have``.
 LAUNCHER = (
     "import sys,zlib;b=sys.stdin.buffer;n=int(b.readline());"
     "exec(compile(zlib.decompress(b.read(n)),'mrunner-transfer','exec'))"
@@ -53,61 +54,76 @@ def included(relative: str, include: Sequence[str]) -> bool:
     return not include or any(fnmatch.fnmatchcase(relative, pattern) for pattern in include)
 
 
-def _files(root: str, include: Sequence[str]) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, stat) of every regular file below ``root``, links left out."""
-    stack = [""]
+def _files(
+    root: str, include: Sequence[str], parts: list[str] | None = None
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, path, stat) of every regular file below ``root``, links left out; with ``parts``, the
+    ``.mrunner-part`` files found are added to it (else skipped)."""
+    stack = [("", root)]
     while stack:
-        relative = stack.pop()
+        relative, folder = stack.pop()
         try:
-            entries = list(os.scandir(os.path.join(root, relative) if relative else root))
+            entries = list(os.scandir(folder))
         except (FileNotFoundError, NotADirectoryError):
             continue
+        prefix = f"{relative}/" if relative else ""
         for entry in entries:
-            path = f"{relative}/{entry.name}" if relative else entry.name
-            if entry.is_symlink():
-                continue
-            if entry.is_dir():
-                stack.append(path)
-            elif entry.is_file() and not entry.name.endswith(PART) and included(path, include):
-                yield path, entry.stat(follow_symlinks=False)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((prefix + entry.name, entry.path))
+            elif not entry.is_file(follow_symlinks=False):
+                continue  # a link or something that is not a file
+            elif entry.name.endswith(PART):
+                if parts is not None:
+                    parts.append(entry.path)
+            elif not include or included(prefix + entry.name, include):
+                yield prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)
 
 
-def listing(destination: str, folders: Iterable[str]) -> dict[str, list[int]]:
-    """What this machine has of these experiment folders: ``FOLDER/RELATIVE`` -> [size, mtime_ns]."""
-    have: dict[str, list[int]] = {}
-    for folder in folders:
-        for relative, info in _files(os.path.join(destination, folder), ()):
-            have[f"{folder}/{relative}"] = [info.st_size, info.st_mtime_ns]
-    return have
+class Local:
+    """What this machine has of some experiment folders: ``have`` (``FOLDER/RELATIVE`` -> [size, mtime_ns]),
+    and the ``parts`` an interrupted pull left aside."""
 
+    def __init__(self, destination: str, folders: Iterable[str]) -> None:
+        self.have: dict[str, list[int]] = {}
+        self.parts: list[str] = []
+        for folder in folders:
+            for relative, _, info in _files(os.path.join(destination, folder), (), self.parts):
+                self.have[f"{folder}/{relative}"] = [info.st_size, info.st_mtime_ns]
 
-def remove_parts(destination: str, folders: Iterable[str]) -> None:
-    """Remove what an interrupted pull left aside, once a complete one has written every file it had to
-    (a part whose file has since gone on the other side would stay otherwise)."""
-    for folder in folders:
-        for dirpath, _, names in os.walk(os.path.join(destination, folder)):
-            for name in names:
-                if name.endswith(PART):
-                    os.unlink(os.path.join(dirpath, name))
+    def remove_parts(self) -> None:
+        """Once a pull is complete: the parts found before it that it did not complete itself (their file is
+        gone on the other side, or was left out by ``include``)."""
+        for part in self.parts:
+            try:
+                os.unlink(part)
+            except FileNotFoundError:  # completed and renamed by this pull
+                pass
 
 
 # -- the sending side ----------------------------------------------------------------------------------------
 
 
-def send(request: Mapping[str, Any], out: IO[bytes]) -> None:
-    """Stream what the receiver lacks. ``request``: ``folders`` (FOLDER -> the experiment folder here),
-    ``have`` (see ``listing``), ``include`` (globs)."""
-    have = request.get("have") or {}
+def walk(request: Mapping[str, Any]) -> list[tuple[str, str, os.stat_result]]:
+    """(``FOLDER/RELATIVE``, path here, stat) of every file the request names. ``request``: ``folders``
+    (FOLDER -> the experiment folder here), ``include`` (globs)."""
     include = request.get("include") or ()
-    chosen, unchanged, total = [], 0, 0
+    found: list[tuple[str, str, os.stat_result]] = []
     for folder, root in request["folders"].items():
-        for relative, info in _files(os.path.expanduser(root), include):
-            name = f"{folder}/{relative}"
-            if have.get(name) == [info.st_size, info.st_mtime_ns]:
-                unchanged += 1
-                continue
-            chosen.append((name, os.path.join(root, relative), info))
-            total += info.st_size
+        found += (
+            (f"{folder}/{relative}", path, info) for relative, path, info in _files(os.path.expanduser(root), include)
+        )
+    return found
+
+
+def send(found: Iterable[tuple[str, str, os.stat_result]], have: Mapping[str, list[int]], out: IO[bytes]) -> None:
+    """Stream the files of ``found`` (see ``walk``) that the receiver lacks: ``have`` is its ``Local.have``."""
+    chosen, unchanged, total = [], 0, 0
+    for name, path, info in found:
+        if have.get(name) == [info.st_size, info.st_mtime_ns]:
+            unchanged += 1
+            continue
+        chosen.append((name, path, info))
+        total += info.st_size
     frames = _Frames(out)
     frames.write(json.dumps({"files": len(chosen), "bytes": total, "unchanged": unchanged}).encode() + b"\n")
     for name, path, info in chosen:
@@ -194,16 +210,32 @@ def source() -> bytes:
     return str(len(blob)).encode() + b"\n" + blob
 
 
-def request_bytes(request: Mapping[str, Any]) -> bytes:
-    """The request as ``main`` reads it after the source: compressed JSON (a long ``have`` shrinks ~10x)."""
-    blob = zlib.compress(json.dumps(request).encode(), 1)
+def request_bytes(folders: Mapping[str, str], include: Sequence[str]) -> bytes:
+    """What ``main`` reads after the source: the folders to walk (FOLDER -> the experiment folder where the
+    files are) and the ``include`` globs, as compressed JSON. Sent before the receiver lists its own files,
+    so that both sides walk at once."""
+    return _document({"folders": dict(folders), "include": list(include)})
+
+
+def have_bytes(have: Mapping[str, list[int]]) -> bytes:
+    """What ``main`` reads after the request: the receiver's ``Local.have`` (a long one shrinks ~10x)."""
+    return _document(have)
+
+
+def _document(document: Any) -> bytes:
+    blob = zlib.compress(json.dumps(document).encode(), 1)
     return str(len(blob)).encode() + b"\n" + blob
+
+
+def _read(stream: IO[bytes]) -> Any:
+    length = int(stream.readline())
+    return json.loads(zlib.decompress(stream.read(length)))
 
 
 def main() -> None:
     stdin = sys.stdin.buffer
-    length = int(stdin.readline())
-    send(json.loads(zlib.decompress(stdin.read(length))), sys.stdout.buffer)
+    found = walk(_read(stdin))
+    send(found, _read(stdin), sys.stdout.buffer)
 
 
 # -- the receiving side --------------------------------------------------------------------------------------
@@ -368,7 +400,7 @@ def copy_folders(
     across file systems, or where links are refused). Returns (files, bytes, unchanged)."""
     files = size = unchanged = 0
     for folder, root in folders.items():
-        for relative, info in _files(root, include):
+        for relative, source_path, info in _files(root, include):
             final = os.path.join(destination, folder, relative)
             try:
                 here = os.stat(final)
@@ -383,7 +415,6 @@ def copy_folders(
                 os.unlink(part)
             except FileNotFoundError:
                 pass
-            source_path = os.path.join(root, relative)
             try:
                 os.link(source_path, part)
             except OSError:

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mrunner import cleanup, dispatch, plugins
+from mrunner import cleanup, plugins
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.hookspecs import Artefact
 from mrunner.records import Run, Sweep
@@ -45,14 +45,11 @@ def pull_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pull_command(options: argparse.Namespace) -> int:
-    from mrunner.commands.sweeps import _find
-
     store = Store()
     reporter = Reporter()
-    sweep, one = _find(store, options.target)
+    sweep, one = store.find(options.target)
     plugins.require_backend(sweep.backend)
-    plugins.backend_hooks(sweep.backend).mrunner_warm_up(context=sweep.context)  # connects while we list
-    runs = dispatch.refresh(sweep, store)
+    runs = store.runs(sweep.id)  # as recorded, no call to the backend: one not started yet has no folder to bring
     if one is not None:
         runs = [run for run in runs if run.index == one.index]
     chosen = [run for run in runs if cleanup.started(store, run)]

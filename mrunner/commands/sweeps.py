@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 from mrunner import dispatch, table
 from mrunner.commands.results import output_dirs
-from mrunner.errors import MrunnerError, NotFound
+from mrunner.errors import MrunnerError
 from mrunner.hookspecs import SubmitOptions
 from mrunner.records import COMPLETED, PLANNED, TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
@@ -20,22 +20,6 @@ from mrunner.store import Store
 
 def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
-def _find(store: Store, ref: str) -> tuple[Sweep, Run | None]:
-    """A sweep (``SWEEP``) or one experiment (``SWEEP/INDEX`` or an identity prefix)."""
-    if "/" in ref:
-        return store.find_run(ref)
-    try:
-        return store.sweep(ref), None
-    except NotFound:
-        pass
-    try:
-        return store.find_run(ref)
-    except NotFound:
-        raise NotFound(
-            f"no sweep or experiment {ref!r} in the records; `mrunner status` lists the recorded sweeps"
-        ) from None
 
 
 # -- status --------------------------------------------------------------------------------------------------
@@ -52,7 +36,7 @@ def status_command(options: argparse.Namespace) -> int:
     store = Store()
     if options.sweep is None:
         return _list_sweeps(store, options)
-    sweep, run = _find(store, options.sweep)
+    sweep, run = store.find(options.sweep)
     runs = dispatch.refresh(sweep, store)
     if run is not None:
         return _show_run(store, sweep, runs[run.index], options)
@@ -198,7 +182,7 @@ def cancel_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cancel_command(options: argparse.Namespace) -> int:
     store = Store()
-    sweep, run = _find(store, options.target)
+    sweep, run = store.find(options.target)
     candidates = [run] if run is not None else store.runs(sweep.id)
     open_runs = [r for r in candidates if r.state not in TERMINAL]
     if not open_runs:

@@ -51,10 +51,11 @@ def pull(
     reporter: Reporter,
 ) -> Pulled:  # fmt: skip
     wanted = folders(sweep, runs)
-    request = {"folders": wanted, "have": transfer.listing(str(destination), wanted), "include": list(include)}
+    local = transfer.Local(str(destination), wanted)
+    request = transfer.request_bytes(wanted, include) + transfer.have_bytes(local.have)
     with pull_pod(cluster, sweep, reporter) as name:
         received = _transfer(cluster, sweep, name, request, destination, reporter)
-    transfer.remove_parts(str(destination), wanted)
+    local.remove_parts()
     return Pulled(received.files, received.bytes, received.unchanged)
 
 
@@ -216,10 +217,10 @@ class _Exec:
 
 
 def _transfer(
-    cluster: Cluster, sweep: Sweep, name: str, request: dict[str, Any], destination: Path, reporter: Reporter
+    cluster: Cluster, sweep: Sweep, name: str, request: bytes, destination: Path, reporter: Reporter
 ) -> transfer.Receiver:
     command = [sweep.context["python"], "-c", transfer.LAUNCHER]
-    process = _Exec(cluster, name, command, transfer.source() + transfer.request_bytes(request))
+    process = _Exec(cluster, name, command, transfer.source() + request)
     try:
         return transfer.receive(process.output(), str(destination), reporter.progress, f"pull {sweep.id}")
     except (EOFError, ValueError, zlib.error) as error:

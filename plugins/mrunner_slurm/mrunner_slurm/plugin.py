@@ -152,14 +152,9 @@ def mrunner_logs(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]
 def mrunner_pull(
     sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
 ) -> Pulled | None:
-    from mrunner_slurm import results
+    from mrunner_slurm import results, ssh
 
-    def connect() -> Any:  # imported here: the warm-up's thread imports paramiko meanwhile
-        from mrunner_slurm import ssh
-
-        return ssh.connection(sweep.context)
-
-    return results.pull(connect, sweep, runs, destination, include, reporter)
+    return results.pull(ssh.connection(sweep.context), sweep, runs, destination, include, reporter)
 
 
 @hookimpl

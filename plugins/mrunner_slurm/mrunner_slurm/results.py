@@ -2,14 +2,16 @@
 (`mrunner gc`), each in one call over the plugin's verified connection.
 
 A pull runs the core's ``mrunner.transfer`` on the login node (sent ahead of its request on stdin, like the
-helper): this machine sends what it has of the experiment folders (sizes and times), the cluster answers
-with one gzip stream of the files that are new or changed, and each is written aside and renamed here.
+helper), which walks the experiment folders while this machine lists its own copies; this machine then
+sends what it has (sizes and times), the cluster answers with one compressed stream of the files that are
+new or changed, and each is written aside and renamed here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,7 @@ from mrunner.hookspecs import Artefact, Keep, Pulled
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 
-if TYPE_CHECKING:  # paramiko's import is ~0.1 s: a pull lists this machine's files while another thread does it
+if TYPE_CHECKING:
     from mrunner_slurm.ssh import Connection
 
 CHUNK = 1 << 18
@@ -35,37 +37,39 @@ def folders(sweep: Sweep, runs: Sequence[Run]) -> dict[str, str]:
 
 
 def pull(
-    connect: Callable[[], Connection], sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str],
+    connection: Connection, sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str],
     reporter: Reporter,
 ) -> Pulled:  # fmt: skip
-    """``connect()`` gives the connection, which the plugin's warm-up is opening meanwhile: this machine's
-    files are listed first."""
+    """The sender starts walking the cluster's folders first; this machine lists its own meanwhile."""
     from mrunner_slurm import remote
-    from mrunner_slurm.ssh import Result
 
     wanted = folders(sweep, runs)
-    request = {"folders": wanted, "have": transfer.listing(str(destination), wanted), "include": list(include)}
-    connection = connect()
     call = connection.start(shlex.join([remote.HELPER_PYTHON, "-c", transfer.LAUNCHER]))
     connection.calls += 1
     channel = call.channel
-    channel.sendall(transfer.source() + transfer.request_bytes(request))
-    channel.shutdown_write()
 
     def chunks() -> Iterator[bytes]:
         while data := channel.recv(CHUNK):
             yield data
 
     try:
+        with contextlib.suppress(OSError):  # the sender ended early: its stream ends early, its errors say why
+            channel.sendall(transfer.source() + transfer.request_bytes(wanted, include))
+        local = transfer.Local(str(destination), wanted)
+        with contextlib.suppress(OSError):
+            channel.sendall(transfer.have_bytes(local.have))
+            channel.shutdown_write()
         received = transfer.receive(chunks(), str(destination), reporter.progress, f"pull {sweep.id}")
     except (EOFError, ValueError) as error:
+        from mrunner_slurm.ssh import Result
+
         code = channel.recv_exit_status()
         call.errors.join()
         message = Result(code, b"", b"".join(call.errors.chunks)).error
         raise BackendError(f"pull from {connection.target.alias} failed: {message} ({error})") from None
     finally:
         channel.close()
-    transfer.remove_parts(str(destination), wanted)
+    local.remove_parts()
     return Pulled(received.files, received.bytes, received.unchanged)
 
 

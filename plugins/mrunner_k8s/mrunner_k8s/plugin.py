@@ -8,14 +8,16 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
 from mrunner.records import SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
-from mrunner.snapshot import Snapshot
+
+if TYPE_CHECKING:  # the snapshot module (pathspec) is imported only by what builds one
+    from mrunner.snapshot import Snapshot
 
 NAME = "kubernetes"
 LOG_WAIT_SECONDS = 600

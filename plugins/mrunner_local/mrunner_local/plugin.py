@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrunner import paths
 from mrunner.errors import MrunnerError
@@ -13,7 +13,9 @@ from mrunner.hookspecs import BackendInfo, Pulled, SubmitOptions, hookimpl
 from mrunner.records import ACTIVE, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
-from mrunner.snapshot import Snapshot
+
+if TYPE_CHECKING:  # the snapshot module (pathspec) is imported only by what builds one
+    from mrunner.snapshot import Snapshot
 
 NAME = "local"
 

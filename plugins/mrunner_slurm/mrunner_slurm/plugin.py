@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
-from mrunner.snapshot import Snapshot
+
+if TYPE_CHECKING:  # the snapshot module (pathspec) is imported only by what builds one
+    from mrunner.snapshot import Snapshot
 
 NAME = "slurm"
 

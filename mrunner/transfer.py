@@ -2,8 +2,8 @@
 never a half-written file.
 
 The sending side, where the files are (a cluster's login node, a pod mounting a volume claim), gets the
-experiment folders first and walks them while the receiving side lists what it has (``have``: path ->
-[size, mtime_ns]); then it gets ``have`` and streams each file whose size or modification time differs.
+experiment folders first and walks them while the receiving side lists what it has (``have``: FOLDER ->
+RELATIVE -> [size, mtime_ns]); then it gets ``have`` and streams each file whose size or modification time differs.
 The receiver writes it aside, sets the sender's time and renames it into place. So a second pull of
 unchanged results sends nothing and rewrites nothing, and a pull cut off halfway leaves whole files and a
 ``.mrunner-part`` that the next pull replaces (or removes, once complete, if its file is gone).
@@ -26,10 +26,8 @@ with the compressed source, the request and ``have`` on stdin (``source``, ``req
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
-import shutil
 import struct
 import sys
 import zlib
@@ -51,6 +49,8 @@ LAUNCHER = (
 
 
 def included(relative: str, include: Sequence[str]) -> bool:
+    import fnmatch  # here: the sender starts on every pull, and most pulls give no pattern
+
     return not include or any(fnmatch.fnmatchcase(relative, pattern) for pattern in include)
 
 
@@ -80,15 +80,19 @@ def _files(
 
 
 class Local:
-    """What this machine has of some experiment folders: ``have`` (``FOLDER/RELATIVE`` -> [size, mtime_ns]),
+    """What this machine has of some experiment folders: ``have`` (FOLDER -> RELATIVE -> [size, mtime_ns]),
     and the ``parts`` an interrupted pull left aside."""
 
     def __init__(self, destination: str, folders: Iterable[str]) -> None:
-        self.have: dict[str, list[int]] = {}
+        self.have: dict[str, dict[str, list[int]]] = {}
         self.parts: list[str] = []
         for folder in folders:
-            for relative, _, info in _files(os.path.join(destination, folder), (), self.parts):
-                self.have[f"{folder}/{relative}"] = [info.st_size, info.st_mtime_ns]
+            files = {
+                relative: [info.st_size, info.st_mtime_ns]
+                for relative, _, info in _files(os.path.join(destination, folder), (), self.parts)
+            }
+            if files:
+                self.have[folder] = files
 
     def remove_parts(self) -> None:
         """Once a pull is complete: the parts found before it that it did not complete itself (their file is
@@ -103,26 +107,27 @@ class Local:
 # -- the sending side ----------------------------------------------------------------------------------------
 
 
-def walk(request: Mapping[str, Any]) -> list[tuple[str, str, os.stat_result]]:
-    """(``FOLDER/RELATIVE``, path here, stat) of every file the request names. ``request``: ``folders``
+def walk(request: Mapping[str, Any]) -> list[tuple[str, str, str, os.stat_result]]:
+    """(FOLDER, RELATIVE, path here, stat) of every file the request names. ``request``: ``folders``
     (FOLDER -> the experiment folder here), ``include`` (globs)."""
     include = request.get("include") or ()
-    found: list[tuple[str, str, os.stat_result]] = []
+    found: list[tuple[str, str, str, os.stat_result]] = []
     for folder, root in request["folders"].items():
-        found += (
-            (f"{folder}/{relative}", path, info) for relative, path, info in _files(os.path.expanduser(root), include)
-        )
+        found += ((folder, relative, path, info) for relative, path, info in _files(os.path.expanduser(root), include))
     return found
 
 
-def send(found: Iterable[tuple[str, str, os.stat_result]], have: Mapping[str, list[int]], out: IO[bytes]) -> None:
+def send(
+    found: Iterable[tuple[str, str, str, os.stat_result]], have: Mapping[str, Mapping[str, list[int]]], out: IO[bytes]
+) -> None:
     """Stream the files of ``found`` (see ``walk``) that the receiver lacks: ``have`` is its ``Local.have``."""
     chosen, unchanged, total = [], 0, 0
-    for name, path, info in found:
-        if have.get(name) == [info.st_size, info.st_mtime_ns]:
+    nothing: dict[str, list[int]] = {}
+    for folder, relative, path, info in found:
+        if have.get(folder, nothing).get(relative) == [info.st_size, info.st_mtime_ns]:
             unchanged += 1
             continue
-        chosen.append((name, path, info))
+        chosen.append((f"{folder}/{relative}", path, info))
         total += info.st_size
     frames = _Frames(out)
     frames.write(json.dumps({"files": len(chosen), "bytes": total, "unchanged": unchanged}).encode() + b"\n")
@@ -217,7 +222,7 @@ def request_bytes(folders: Mapping[str, str], include: Sequence[str]) -> bytes:
     return _document({"folders": dict(folders), "include": list(include)})
 
 
-def have_bytes(have: Mapping[str, list[int]]) -> bytes:
+def have_bytes(have: Mapping[str, Mapping[str, list[int]]]) -> bytes:
     """What ``main`` reads after the request: the receiver's ``Local.have`` (a long one shrinks ~10x)."""
     return _document(have)
 
@@ -418,6 +423,8 @@ def copy_folders(
             try:
                 os.link(source_path, part)
             except OSError:
+                import shutil  # here: the sender runs this module and never copies
+
                 shutil.copy2(source_path, part)
             os.replace(part, final)
             files += 1

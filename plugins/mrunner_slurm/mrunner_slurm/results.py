@@ -44,7 +44,7 @@ def pull(
     from mrunner_slurm import remote
 
     wanted = folders(sweep, runs)
-    call = connection.start(shlex.join([remote.HELPER_PYTHON, "-c", transfer.LAUNCHER]))
+    call = connection.start(shlex.join([remote.HELPER_PYTHON, "-S", "-c", transfer.LAUNCHER]))  # stdlib only: no site
     connection.calls += 1
     channel = call.channel
 

@@ -1,0 +1,104 @@
+"""mrunner.transfer, both sides in this process: what a pull sends, writes and leaves behind, whatever the backend."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from mrunner import transfer
+
+
+def _progress(total: int, label: str):
+    class Bar:
+        def advance(self) -> None:
+            pass
+
+    return contextlib.nullcontext(Bar())
+
+
+def pull(source: Path, destination: Path, include: tuple[str, ...] = (), cut_at: int | None = None):
+    """One pull of every folder below ``source`` as the backends run it: the sender walks, the receiver lists,
+    the sender streams what the receiver lacks. ``cut_at``: the stream ends after that many bytes."""
+    folders = {folder.name: str(folder) for folder in source.iterdir()}
+    local = transfer.Local(str(destination), folders)
+    stream = io.BytesIO()
+    transfer.send(transfer.walk({"folders": folders, "include": list(include)}), local.have, stream)
+    data = stream.getvalue()[:cut_at]
+    received = transfer.receive(
+        [data[k : k + 4096] for k in range(0, len(data), 4096)], str(destination), _progress, "t"
+    )
+    local.remove_parts()
+    return received
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    root = tmp_path / "cluster"
+    for index in range(2):
+        folder = root / f"{index}-run"
+        (folder / "outputs" / "deep").mkdir(parents=True)
+        (folder / "metrics.json").write_text(f'{{"loss": {index}}}')
+        (folder / "outputs" / "deep" / "model.bin").write_bytes(os.urandom(300_000))
+        (folder / "outputs" / "script").write_text("#!/bin/sh\n")
+        (folder / "outputs" / "script").chmod(0o755)
+        (folder / "code").symlink_to(tmp_path)  # an experiment folder's link into the code snapshot
+    return root
+
+
+def tree(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        path.relative_to(folder).as_posix(): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+
+
+def test_a_pull_mirrors_files_without_links_then_a_second_sends_nothing(source, tmp_path):
+    destination = tmp_path / "here"
+    first = pull(source, destination)
+    assert (first.files, first.unchanged) == (6, 0)
+    assert tree(destination) == tree(source)  # contents and modification times
+    assert not any(path.is_symlink() for path in destination.rglob("*"))
+    assert (destination / "0-run" / "outputs" / "script").stat().st_mode & 0o777 == 0o755
+    inodes = {path: path.stat().st_ino for path in destination.rglob("*")}
+    second = pull(source, destination)
+    assert (second.files, second.bytes, second.unchanged) == (0, 0, 6)
+    assert {path: path.stat().st_ino for path in destination.rglob("*")} == inodes  # nothing rewritten
+
+
+def test_a_changed_file_is_sent_again_and_include_limits_what_is_sent(source, tmp_path):
+    destination = tmp_path / "here"
+    only = pull(source, destination, include=("*.bin",))
+    assert sorted(tree(destination)) == ["0-run/outputs/deep/model.bin", "1-run/outputs/deep/model.bin"]
+    assert only.files == 2
+    (source / "1-run" / "metrics.json").write_text('{"loss": 0.5}')
+    again = pull(source, destination)
+    assert (again.files, again.unchanged) == (4, 2)
+    (source / "1-run" / "metrics.json").write_text('{"loss": 0.25}')  # same size, a later time
+    changed = pull(source, destination)
+    assert changed.files == 1 and tree(destination) == tree(source)
+
+
+def test_a_cut_off_pull_leaves_only_whole_files_and_the_next_completes_it(source, tmp_path):
+    destination = tmp_path / "here"
+    with pytest.raises(EOFError):
+        pull(source, destination, cut_at=400_000)  # within the second model.bin
+    whole = {name: file for name, file in tree(destination).items() if not name.endswith(transfer.PART)}
+    assert whole and all(whole[name] == tree(source)[name] for name in whole)
+    parts = list(destination.rglob(f"*{transfer.PART}"))
+    assert len(parts) == 1, parts
+    pull(source, destination)
+    assert tree(destination) == tree(source) and not list(destination.rglob(f"*{transfer.PART}"))
+
+
+def test_a_part_whose_file_is_gone_on_the_other_side_is_removed_by_a_complete_pull(source, tmp_path):
+    destination = tmp_path / "here"
+    stale = destination / "0-run" / "outputs" / f".gone.txt{transfer.PART}"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half of a file the experiment later removed")
+    pull(source, destination)
+    assert not stale.exists() and tree(destination) == tree(source)

@@ -392,11 +392,24 @@ class _Transport(paramiko.Transport):
             self._send_message(ignored)  # type: ignore[attr-defined]  # paramiko has it; its stubs do not
 
 
+#: When this side starts a key re-exchange: OpenSSH's default for ciphers of 128-bit blocks, 2^32 blocks.
+REKEY_BYTES = 2**36
+REKEY_PACKETS = 2**31
+
+
 def _transport(sock: Any, **options: Any) -> paramiko.Transport:
     """A transport that offers AES-GCM first (the client's order decides among what both sides have): one
     pass over each packet where AES-CTR needs a second for its HMAC, and decrypting is most of what a pull's
-    stream costs this side. A server without GCM gets paramiko's usual order."""
+    stream costs this side. A server without GCM gets paramiko's usual order.
+
+    paramiko starts a key re-exchange every 512 MiB; when the server closes a channel while one is under way,
+    paramiko's transport thread waits for the exchange it should itself complete (paramiko issue 822): the
+    command hung 30 s, then the connection failed ("Key-exchange timed out"), e.g. a pull whose stream ended
+    near 512 MiB. So this side re-keys at OpenSSH's own limit instead, and a server re-keys at its own.
+    """
     transport = _Transport(sock, **options)
+    transport.packetizer.REKEY_BYTES = REKEY_BYTES
+    transport.packetizer.REKEY_PACKETS = REKEY_PACKETS
     security = transport.get_security_options()
     security.ciphers = GCM + tuple(cipher for cipher in security.ciphers if cipher not in GCM)
     return transport

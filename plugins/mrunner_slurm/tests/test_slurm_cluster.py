@@ -784,3 +784,21 @@ def test_a_connection_dropped_in_the_middle_of_a_command_is_one_line(cluster):
     with pytest.raises(BackendError, match="was lost"):
         opened.run("true")
     opened.close()
+
+
+def test_a_stream_that_ends_where_paramiko_would_re_key_completes(cluster):
+    """A command whose output ends near 512 MiB, where paramiko starts a key re-exchange by default: the
+    server's close arrived during it and paramiko's transport thread deadlocked (paramiko issue 822), so the
+    call failed after 30 s with "Key-exchange timed out". The connection keeps serving commands after."""
+    from mrunner_slurm import ssh
+
+    opened = ssh.connect(ssh.resolve(cluster.service["alias"], cluster.service["ssh_config"]))
+    size = 512 << 20
+    call = opened.start(f"head -c {size} /dev/zero")
+    call.channel.shutdown_write()
+    received = 0
+    while data := call.channel.recv(1 << 20):
+        received += len(data)
+    assert (received, call.channel.recv_exit_status()) == (size, 0)
+    assert opened.run("echo still here").stdout == b"still here\n"
+    opened.close()

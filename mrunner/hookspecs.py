@@ -279,8 +279,10 @@ def mrunner_submit(
     ``sweep``: the sweep, packaged and prepared; ``runs``: what to start; ``secrets``: name -> value for the
     experiments' environment only; ``options``: how the user asked to submit (``detach``); ``record``: call
     it with ``RunUpdate``s (state ``submitted`` and the job reference) as soon as the backend has accepted
-    each part, so that an interruption loses nothing (a backend that runs experiments itself, like the local
-    one, also records ``running`` and the end through it); ``reporter``: progress for the user.
+    each part, so that an interruption loses nothing: hand each part over and record it inside
+    ``mrunner.interrupts.held()``, or a Ctrl-C between the two leaves an accepted job recorded as never
+    submitted, which `resume` runs again (a backend that runs experiments itself, like the local one, also
+    records ``running`` and the end through ``record``); ``reporter``: progress for the user.
     Submitting the same run at the same ``attempt`` twice must not create a second job (deterministic
     names, or look before submitting): `mrunner resume` after an interruption relies on it. Raise
     ``BackendError`` with the backend's own message when it refuses; what was recorded before stays.

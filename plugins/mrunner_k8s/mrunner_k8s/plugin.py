@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mrunner import interrupts
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
 from mrunner.records import SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
@@ -158,9 +159,10 @@ def mrunner_submit(
     with reporter.progress(len(runs), f"creating {len(runs)} Jobs in {cluster.namespace}") as progress:
         for run in runs:
             body = manifests.job(sweep, run, image, secrets)
-            if not cluster.create_job(body):
-                existing += 1
-            record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")])
+            with interrupts.held():  # a Job the API server created is recorded before an interrupt stops us
+                if not cluster.create_job(body):
+                    existing += 1
+                record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")])
             progress.advance()
     created = len(runs) - existing
     note = f" ({existing} already existed)" if existing else ""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mrunner import layout
+from mrunner import interrupts, layout
 from mrunner.errors import BackendError
 from mrunner.hookspecs import Rendered
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
@@ -135,19 +135,20 @@ def submit(
     dirs = [posixpath.dirname(first.log_file()), posixpath.dirname(first.exit_code_file()), f"{directory}/submitted"]
     document = {"files": files, "dirs": dirs, "units": jobs}
     accepted = 0
-    for event in remote.lines(connection, ["submit"], remote.pack(document)):
-        if "error" in event:
-            done = f" ({accepted} of {len(runs)} experiments were submitted and are recorded)" if accepted else ""
-            raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{done}")
-        unit = by_name[event["name"]]
-        record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{event['job']}_{run.index - unit.offset}",
-                          detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""))
-                for run in unit.runs])  # fmt: skip
-        accepted += len(unit.runs)
-        reporter.step(
-            f"{'found' if event['reused'] else 'submitted'} job array {event['job']} ({len(unit.runs)} experiments, "
-            f"{unit.runs[0].index}-{unit.runs[-1].index}) on {connection.target.alias}"
-        )
+    with interrupts.held():  # until every array sbatch accepted is recorded
+        for event in remote.lines(connection, ["submit"], remote.pack(document)):
+            if "error" in event:
+                done = f" ({accepted} of {len(runs)} experiments were submitted and are recorded)" if accepted else ""
+                raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{done}")
+            unit = by_name[event["name"]]
+            record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{event['job']}_{run.index - unit.offset}",
+                              detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""))
+                    for run in unit.runs])  # fmt: skip
+            accepted += len(unit.runs)
+            reporter.step(
+                f"{'found' if event['reused'] else 'submitted'} job array {event['job']} ({len(unit.runs)} "
+                f"experiments, {unit.runs[0].index}-{unit.runs[-1].index}) on {connection.target.alias}"
+            )
     if accepted < len(runs):
         raise BackendError(
             f"the submission to {connection.target.alias} ended early: {accepted} of {len(runs)} accepted"

@@ -98,8 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     before_separator = args[: args.index("--")] if "--" in args else args
     debug = "--debug" in before_separator
-    for number in (signal.SIGTERM, signal.SIGHUP):  # stop as Ctrl-C does: what was done is recorded, the rest resumable
-        signal.signal(number, _interrupt)
+    # Stop as Ctrl-C does: what was done is recorded, the rest resumable. A signal ignored by whoever started
+    # mrunner stays ignored, as Python leaves an ignored SIGINT: under `nohup`, closing the terminal must not
+    # stop the sweep.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _interrupt)
     try:
         return _dispatch(args)
     except MrunnerError as error:

@@ -14,6 +14,7 @@ import pytest
 
 from mrunner.records import CANCELLED, COMPLETED, PLANNED, RUNNING, Run, RunUpdate, Sweep
 from mrunner.store import Store
+from mrunner.testing import as_from_a_terminal
 
 # Ignores SIGTERM, as does a child it starts in its group; holds on attempt 0 until killed, exits 0 on later ones.
 STUBBORN = """
@@ -71,7 +72,7 @@ def test_an_interrupt_kills_experiments_that_ignore_sigterm_after_the_grace_and_
     process = subprocess.Popen(
         [sys.executable, "-m", "mrunner", "stubborn.py", "-m", "i=range(3)", f"pids={pids}",
          "context.max_parallel=2", "context.grace_period=1"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal,
     )  # fmt: skip
     wait_for(lambda: len(list(pids.iterdir())) == 2)  # two run, the third waits for a slot
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
@@ -100,7 +101,7 @@ def test_an_experiment_that_ended_before_the_interrupt_keeps_its_end(mrunner, pr
     process = subprocess.Popen(
         [sys.executable, "-m", "mrunner", "stubborn.py", "-m", "i=range(2)", f"pids={pids}", "quick_index=0",
          "context.max_parallel=2", "context.grace_period=1"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal,
     )  # fmt: skip
     wait_for(lambda: (pids / "1.0").exists())
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
@@ -109,6 +110,39 @@ def test_an_experiment_that_ended_before_the_interrupt_keeps_its_end(mrunner, pr
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
     assert states(mrunner, sweep) == {0: COMPLETED, 1: CANCELLED}
+
+
+WAITS = """
+import os, time
+from mrunner import get_configuration
+
+config = get_configuration()
+open(os.path.join(config.folder, "started"), "w").close()
+while not os.path.exists(os.path.join(config.folder, "go")):
+    time.sleep(0.05)
+"""
+
+
+def test_a_hangup_that_nohup_ignores_leaves_the_sweep_running(mrunner, project):
+    """`nohup mrunner ...`, then the terminal closes: the hangup stays ignored, as for any program under nohup."""
+    folder = project.parent / "pids"
+    (project / "waits.py").write_text(WAITS)
+
+    def as_under_nohup() -> None:
+        as_from_a_terminal()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "waits.py", f"folder={folder}"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_under_nohup,
+    )  # fmt: skip
+    wait_for(lambda: (folder / "started").exists())
+    process.send_signal(signal.SIGHUP)  # with a handler of mrunner's own, this would stop the sweep at once
+    (folder / "go").touch()
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    assert states(mrunner, sweep) == {0: COMPLETED}
 
 
 def test_an_end_read_from_the_exit_code_file_outranks_a_cancel_recorded_while_it_ended(mrunner_home, tmp_path):

@@ -75,6 +75,15 @@ os._exit(0)
 """
 
 
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of an mrunner a test stops as a user does: Ctrl-C's SIGINT, a closed terminal's SIGHUP
+    and SIGTERM arrive with their usual meaning, as in a terminal's foreground job, however the test run was
+    started (a shell starts a background command with SIGINT ignored, ``nohup`` with SIGHUP ignored, and an
+    ignored signal is inherited)."""
+    for number in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def write_context(home: Path, name: str, keys: dict[str, Any]) -> str:
     """Write context ``name`` into the test's mrunner home; returns its name."""
     folder = home / "config" / "mrunner" / "context"
@@ -116,7 +125,10 @@ class BackendTestSuite:
     def start(project: Path, *args: str) -> subprocess.Popen:
         """`mrunner ARGS` started in ``project`` without waiting, for a test that interrupts or races it."""
         command = [sys.executable, "-m", "mrunner", *args]
-        return subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=as_from_a_terminal,
+        )  # fmt: skip
 
     def status(self, mrunner, sweep: str) -> dict[int, dict]:
         result = mrunner("status", sweep, "--json", timeout=self.timeout)
@@ -287,7 +299,7 @@ class BackendTestSuite:
     pull_streams: bool = True
 
     def interrupt_a_pull(self, sweep: str, folder: Path, project: Path) -> None:
-        """Interrupt `mrunner pull` (SIGTERM, which it takes as Ctrl-C) while it writes ``folder/big.bin``: a FIFO stands where the
+        """Interrupt `mrunner pull` with Ctrl-C's SIGINT while it writes ``folder/big.bin``: a FIFO stands where the
         receiver writes that file aside, so the pull blocks there until the test reads it."""
         import threading
 
@@ -305,7 +317,7 @@ class BackendTestSuite:
             raise AssertionError(f"the pull never wrote big.bin: {process.communicate()}")
         with opened[0] as stream:  # read to its end: the pull is cut off by Ctrl-C, never by a closed pipe
             assert stream.read(1000), "the pull wrote nothing of big.bin"
-            process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT is ignored by a test run in the background)
+            process.send_signal(signal.SIGINT)
             threading.Thread(target=stream.read, daemon=True).start()  # what it flushes as it stops
             _, err = process.communicate(timeout=self.timeout)
         assert process.returncode == 130 and "Traceback" not in err, err

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mrunner.testing import as_from_a_terminal
+
 COUNTING_SCRIPT = """
 import glob, json, os, sys, time
 from mrunner import get_configuration
@@ -149,7 +151,7 @@ def test_a_repeated_submission_runs_nothing_twice(mrunner, project):
 
 def start_mrunner(project: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mrunner", *args], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)  # fmt: skip
 
 
 def wait_for(condition, timeout: float = 30.0) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from mrunner.records import CANCELLED, COMPLETED, FAILED
+from mrunner.testing import as_from_a_terminal
 
 # Saves its step in the checkpoint folder after every step (atomically); SIGTERM saves and stops.
 CHECKPOINTING = """
@@ -64,7 +65,7 @@ def test_ctrl_c_during_a_checkpointing_script_then_resume_continues_from_its_che
     process = subprocess.Popen(
         [sys.executable, "-m", "mrunner", "train.py", "steps=400", "pause=0.05", "context.grace_period=5",
          f"context.storage_dir={storage}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal,
     )  # fmt: skip
     wait_for(lambda: bool(list(storage.glob("*/*/checkpoints/0-*/state.json"))) and checkpoint(storage)["step"] >= 3)
     process.send_signal(signal.SIGINT)

@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from mrunner import interrupts
+
 PROBE = r"""
 import hashlib, json, os, sys, time
 from mrunner import get_configuration
@@ -80,8 +82,16 @@ def as_from_a_terminal() -> None:
     and SIGTERM arrive with their usual meaning, as in a terminal's foreground job, however the test run was
     started (a shell starts a background command with SIGINT ignored, ``nohup`` with SIGHUP ignored, and an
     ignored signal is inherited)."""
-    for number in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+    for number in interrupts.SIGNALS:
         signal.signal(number, signal.SIG_DFL)
+
+
+def start_mrunner(cwd: Path, *args: str, preexec_fn: Callable[[], None] = as_from_a_terminal) -> subprocess.Popen:
+    """`mrunner ARGS` started in ``cwd`` without waiting, for a test that interrupts or races it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mrunner", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=preexec_fn,
+    )  # fmt: skip
 
 
 def write_context(home: Path, name: str, keys: dict[str, Any]) -> str:
@@ -120,15 +130,6 @@ class BackendTestSuite:
         result = mrunner(f"+context={context}", "probe.py", *args, env=env, timeout=self.timeout)
         assert result.stdout.strip(), result.stderr
         return result.stdout.strip().splitlines()[-1]
-
-    @staticmethod
-    def start(project: Path, *args: str) -> subprocess.Popen:
-        """`mrunner ARGS` started in ``project`` without waiting, for a test that interrupts or races it."""
-        command = [sys.executable, "-m", "mrunner", *args]
-        return subprocess.Popen(
-            command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=as_from_a_terminal,
-        )  # fmt: skip
 
     def status(self, mrunner, sweep: str) -> dict[int, dict]:
         result = mrunner("status", sweep, "--json", timeout=self.timeout)
@@ -237,7 +238,7 @@ class BackendTestSuite:
         assert self.status(mrunner, sweep)[0]["state"] == "completed"
 
     def test_an_interrupted_submission_then_resume_runs_each_once(self, mrunner, backend_context, project):
-        process = self.start(project, f"+context={backend_context}", "probe.py", "-m", "i=range(4)", "lines=3")
+        process = start_mrunner(project, f"+context={backend_context}", "probe.py", "-m", "i=range(4)", "lines=3")
         deadline = time.monotonic() + self.timeout
         sweep = None
         while sweep is None:  # interrupt as soon as the sweep is recorded: mid-submission on a remote backend
@@ -257,7 +258,7 @@ class BackendTestSuite:
 
     def test_two_identical_submissions_at_once_run_each_experiment_once(self, mrunner, backend_context, project):
         both = [
-            self.start(project, f"+context={backend_context}", "probe.py", "-m", "i=range(3)", "--wait")
+            start_mrunner(project, f"+context={backend_context}", "probe.py", "-m", "i=range(3)", "--wait")
             for _ in range(2)
         ]
         outputs = [process.communicate(timeout=self.timeout) for process in both]
@@ -306,7 +307,7 @@ class BackendTestSuite:
         folder.mkdir(parents=True)
         fifo = folder / ".big.bin.mrunner-part"
         os.mkfifo(fifo)
-        process = self.start(project, "pull", sweep, "--to", str(folder.parents[3]))
+        process = start_mrunner(project, "pull", sweep, "--to", str(folder.parents[3]))
         opened: list = []
         reader = threading.Thread(target=lambda: opened.append(fifo.open("rb")), daemon=True)
         reader.start()  # returns once the pull opens the file to write it

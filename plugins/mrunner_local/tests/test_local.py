@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.testing import as_from_a_terminal
+from mrunner.testing import start_mrunner
 
 COUNTING_SCRIPT = """
 import glob, json, os, sys, time
@@ -147,11 +147,6 @@ def test_a_repeated_submission_runs_nothing_twice(mrunner, project):
     assert ledger(project) == {0: 1, 1: 1, 2: 1}
     mrunner(*args, "--force")
     assert ledger(project) == {0: 2, 1: 2, 2: 1}
-
-
-def start_mrunner(project: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mrunner", *args], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)  # fmt: skip
 
 
 def wait_for(condition, timeout: float = 30.0) -> None:

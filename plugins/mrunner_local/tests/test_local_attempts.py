@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from mrunner.records import CANCELLED, COMPLETED, FAILED
-from mrunner.testing import as_from_a_terminal
+from mrunner.testing import start_mrunner
 
 # Saves its step in the checkpoint folder after every step (atomically); SIGTERM saves and stops.
 CHECKPOINTING = """
@@ -62,11 +60,8 @@ def checkpoint(storage: Path) -> dict:
 def test_ctrl_c_during_a_checkpointing_script_then_resume_continues_from_its_checkpoint(mrunner, tmp_path: Path):
     (tmp_path / "train.py").write_text(CHECKPOINTING)
     storage = tmp_path / "storage"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mrunner", "train.py", "steps=400", "pause=0.05", "context.grace_period=5",
-         f"context.storage_dir={storage}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal,
-    )  # fmt: skip
+    process = start_mrunner(tmp_path, "train.py", "steps=400", "pause=0.05", "context.grace_period=5",
+                            f"context.storage_dir={storage}")  # fmt: skip
     wait_for(lambda: bool(list(storage.glob("*/*/checkpoints/0-*/state.json"))) and checkpoint(storage)["step"] >= 3)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from mrunner.records import CANCELLED, COMPLETED, PLANNED, RUNNING, Run, RunUpdate, Sweep
 from mrunner.store import Store
-from mrunner.testing import as_from_a_terminal
+from mrunner.testing import as_from_a_terminal, start_mrunner
 
 # Ignores SIGTERM, as does a child it starts in its group; holds on attempt 0 until killed, exits 0 on later ones.
 STUBBORN = """
@@ -69,11 +67,8 @@ def test_an_interrupt_kills_experiments_that_ignore_sigterm_after_the_grace_and_
     mrunner, project, number
 ):
     pids = project.parent / "pids"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mrunner", "stubborn.py", "-m", "i=range(3)", f"pids={pids}",
-         "context.max_parallel=2", "context.grace_period=1"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal,
-    )  # fmt: skip
+    process = start_mrunner(project, "stubborn.py", "-m", "i=range(3)", f"pids={pids}", "context.max_parallel=2",
+                            "context.grace_period=1")  # fmt: skip
     wait_for(lambda: len(list(pids.iterdir())) == 2)  # two run, the third waits for a slot
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
     held = [int(pid) for path in pids.iterdir() for pid in path.read_text().split()]
@@ -98,11 +93,8 @@ def test_an_interrupt_kills_experiments_that_ignore_sigterm_after_the_grace_and_
 
 def test_an_experiment_that_ended_before_the_interrupt_keeps_its_end(mrunner, project):
     pids = project.parent / "pids"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mrunner", "stubborn.py", "-m", "i=range(2)", f"pids={pids}", "quick_index=0",
-         "context.max_parallel=2", "context.grace_period=1"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal,
-    )  # fmt: skip
+    process = start_mrunner(project, "stubborn.py", "-m", "i=range(2)", f"pids={pids}", "quick_index=0",
+                            "context.max_parallel=2", "context.grace_period=1")  # fmt: skip
     wait_for(lambda: (pids / "1.0").exists())
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
     wait_for(lambda: states(mrunner, sweep)[0] == COMPLETED)
@@ -132,10 +124,7 @@ def test_a_hangup_that_nohup_ignores_leaves_the_sweep_running(mrunner, project):
         as_from_a_terminal()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mrunner", "waits.py", f"folder={folder}"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_under_nohup,
-    )  # fmt: skip
+    process = start_mrunner(project, "waits.py", f"folder={folder}", preexec_fn=as_under_nohup)
     wait_for(lambda: (folder / "started").exists())
     process.send_signal(signal.SIGHUP)  # with a handler of mrunner's own, this would stop the sweep at once
     (folder / "go").touch()

@@ -18,10 +18,13 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrunner import grid
 from mrunner.errors import MrunnerError
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 _UNSET: Any = object()
 
@@ -121,90 +124,47 @@ def _at_least(version: str, floor: str) -> bool:
 
 
 class AppConfig:
-    """The config of one Hydra app, loaded by Hydra's config loader as the app itself would load it."""
+    """The config of one Hydra app, composed by Hydra's own steps (``hydra_internals.Composer``) from the
+    app's config folder, as the app itself would compose it."""
 
     def __init__(self, script: Path, arguments: MainArguments) -> None:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra._internal.config_repository import CachingConfigRepository
-        from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
-        from hydra._internal.core_plugins.file_config_source import FileConfigSource
-        from hydra._internal.core_plugins.importlib_resources_config_source import ImportlibResourcesConfigSource
-        from hydra._internal.core_plugins.structured_config_source import StructuredConfigSource
-        from hydra._internal.sources_registry import SourcesRegistry
+        from mrunner.hydra_internals import Composer
 
-        for source in (FileConfigSource, ImportlibResourcesConfigSource, StructuredConfigSource):
-            SourcesRegistry.instance().register(source)  # what Hydra's plugin discovery would register
         self.script = script
         self.arguments = arguments
-        search_path = ConfigSearchPathImpl()
-        search_path.append("hydra", "pkg://hydra.conf")
-        if arguments.config_dir is not None:
-            search_path.append("main", arguments.config_dir)
-        search_path.append("schema", "structured://")
-        self.loader = ConfigLoaderImpl(config_search_path=search_path)
-        self.repository = CachingConfigRepository(self.loader.repository)  # files are read once for every compose
+        own = [] if arguments.config_dir is None else [("main", arguments.config_dir)]
+        self.composer = Composer([("hydra", "pkg://hydra.conf"), *own])
 
-    def is_group(self, override_text: str) -> bool:
+    def is_group(self, override: Override) -> bool:
         """Whether the override chooses a config group option (``db=postgres``) rather than sets a value."""
-        override = grid.parse(override_text)
         value = None if override.is_delete() else override.value()
-        return not isinstance(value, dict) and self.loader.repository.group_exists(override.key_or_group)
+        return not isinstance(value, dict) and self.composer.group_exists(override.key_or_group)
 
     def group_options(self, group: str) -> list[str]:
         """The options of config group ``group``, as ``glob()`` sees them in Hydra."""
-        from hydra.core.object_type import ObjectType
-
-        return self.loader.get_group_options(group.split("@", 1)[0], results_filter=ObjectType.CONFIG)
+        return self.composer.group_options(group.split("@", 1)[0])
 
     def compose(self, overrides: Sequence[str], choices: Sequence[str] = ()) -> Any:
         """The app's config with ``overrides``, or an error with Hydra's reason on one line (which names
         the group ``choices`` it was composed with, if any)."""
-        from hydra.core.utils import JobRuntime
-        from hydra.types import RunMode
-        from hydra.version import VersionBase, setbase
+        from mrunner.hydra_internals import app_runtime
 
-        JobRuntime.instance().set("name", self.script.stem)
-        previous = VersionBase.instance().getbase()
-        setbase(self.arguments.version_base)
-        try:
-            if not any(text.lstrip("+~").startswith("hydra") for text in overrides):
-                try:
-                    return self._compose_own(overrides)
-                except Exception:  # e.g. the app's defaults override a hydra/ group: Hydra's whole way says
-                    pass
-            from hydra.core.plugins import Plugins
+        name = self.arguments.config_name
+        with app_runtime(self.script.stem, self.arguments.version_base):
+            try:
+                if not any(text.lstrip("+~").startswith("hydra") for text in overrides):
+                    try:
+                        return self.composer.compose(name, overrides)
+                    except Exception:  # e.g. the app's defaults override a hydra/ group: Hydra's whole way says
+                        pass
+                return self.composer.compose_with_hydra(name, overrides)
+            except Exception as error:  # Hydra's and OmegaConf's own errors: what the app would report
+                raise self._refusal(error, choices) from None
 
-            Plugins.instance()  # Hydra's own configs of its plugins (launchers, sweepers): its whole way needs them
-            return self.loader.load_configuration(self.arguments.config_name, list(overrides), RunMode.RUN)
-        except Exception as error:  # Hydra's and OmegaConf's own errors: what the app would report
-            raise self._refusal(error, choices) from None
-        finally:
-            VersionBase.instance().version_base = previous
-
-    def _compose_own(self, overrides: Sequence[str]) -> Any:
-        """Hydra's composition of the app's own config, without Hydra's ``hydra`` node (launcher, logging,
-        help): the same defaults list, merge and overrides, in a fraction of the time."""
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra._internal.defaults_list import create_defaults_list
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from omegaconf import OmegaConf
-
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-        defaults = create_defaults_list(
-            repo=self.repository, config_name=self.arguments.config_name, overrides_list=parsed,
-            prepend_hydra=False, skip_missing=False,
-        )  # fmt: skip
-        config = self.loader._compose_config_from_defaults_list(defaults=defaults.defaults, repo=self.repository)
-        OmegaConf.set_struct(config, True)
-        ConfigLoaderImpl._apply_overrides_to_config(defaults.config_overrides, config)
-        return config
-
-    def apply(self, config: Any, override_text: str, choices: Sequence[str] = ()) -> None:
+    def apply(self, config: Any, override: Override, choices: Sequence[str] = ()) -> None:
         """Apply one value override to a composed config, as Hydra does after composing."""
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
         try:
-            ConfigLoaderImpl._apply_overrides_to_config([grid.parse(override_text)], config)
+            self.composer.apply(config, override)
         except Exception as error:
             raise self._refusal(error, choices) from None
 
@@ -254,12 +214,14 @@ def check(script: Path, fixed: Sequence[Sequence[str]], axes: Sequence[grid.Axis
     script) and ``axes`` the command line's. Returns how many times the config was composed: once per
     distinct combination of group choices, each other value being applied to that composition.
     Returns 0 when the app's config cannot be known without running it (see ``main_arguments``).
+    Every override is parsed once, here, and handed to Hydra parsed.
     """
     arguments = main_arguments(script)
     if arguments is None:
         return 0
     app = AppConfig(script, arguments)
-    group_axes = [axis for axis in axes if axis.how != grid.DELETE and app.is_group(axis.override(0))]
+    parsed = {text: grid.parse(text) for own in fixed for text in own}
+    group_axes = [axis for axis in axes if axis.how != grid.DELETE and app.is_group(grid.parse(axis.override(0)))]
     value_axes = [axis for axis in axes if axis not in group_axes]
     # Only a set (key=value) can be refused for its value, once its key exists: an added or forced key has
     # no type to keep, and a delete has no value.
@@ -267,32 +229,26 @@ def check(script: Path, fixed: Sequence[Sequence[str]], axes: Sequence[grid.Axis
     by_groups: dict[tuple[str, ...], list[list[str]]] = {}
     set_by_axes = {axis.key for axis in axes}
     for own in fixed:
-        overrides = [text for text in own if _key(text) not in set_by_axes]  # the command line's win
-        groups = tuple(text for text in overrides if app.is_group(text))
+        overrides = [text for text in own if _key(parsed[text]) not in set_by_axes]  # the command line's win
+        groups = tuple(text for text in overrides if app.is_group(parsed[text]))
         by_groups.setdefault(groups, []).append([text for text in overrides if text not in groups])
     composed = 0
     for fixed_groups, fixed_values in by_groups.items():
-        for choice in itertools.product(*(_positions(axis) for axis in group_axes)):
+        for choice in itertools.product(*(range(len(axis.values)) for axis in group_axes)):
             chosen = [axis.override(position) for axis, position in zip(group_axes, choice)]
-            first = [axis.override(0) for axis in value_axes]
             choices = [*fixed_groups, *chosen]
-            config = app.compose([*choices, *fixed_values[0], *first], choices)
+            config = app.compose([*choices, *fixed_values[0], *(axis.override(0) for axis in value_axes)], choices)
             composed += 1
             for other in {text for values in fixed_values[1:] for text in values if text[0] not in "+~"}:
-                app.apply(copy.deepcopy(config), other, choices)
+                app.apply(copy.deepcopy(config), parsed[other], choices)
             for axis in typed_axes:
                 for position in _checked_positions(axis):
-                    app.apply(copy.deepcopy(config), axis.override(position), choices)
+                    app.apply(copy.deepcopy(config), grid.parse(axis.override(position)), choices)
     return composed
 
 
-def _key(text: str) -> str:
-    override = grid.parse(text)
+def _key(override: Override) -> str:
     return f"{override.key_or_group}@{override.package}" if override.package else override.key_or_group
-
-
-def _positions(axis: grid.Axis) -> range:
-    return range(len(axis.values))
 
 
 def _checked_positions(axis: grid.Axis) -> Sequence[int]:

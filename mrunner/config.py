@@ -77,24 +77,13 @@ def is_user_context(name: str) -> bool:
 
 
 def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]]:
-    """The context ``name`` (default: ``current_context``, else ``local``) with ``context.*`` overrides applied.
-
-    Hydra's own pieces compose it (search path, defaults list, merge, overrides), but not Hydra's
-    ``load_configuration``: that also composes Hydra's ``hydra`` node (launcher, logging, help, ...) and
-    runs its search path plugins, three quarters of the time and nothing a context uses.
-    """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.config_repository import CachingConfigRepository, ConfigRepository
-    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
-    from hydra._internal.core_plugins.file_config_source import FileConfigSource
-    from hydra._internal.core_plugins.structured_config_source import StructuredConfigSource
-    from hydra._internal.defaults_list import create_defaults_list
-    from hydra._internal.sources_registry import SourcesRegistry
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    """The context ``name`` (default: ``current_context``, else ``local``) with ``context.*`` overrides applied,
+    composed by Hydra's own steps (``hydra_internals.Composer``) from the user's folder, then mrunner's."""
     from hydra.errors import HydraException, MissingConfigException
-    from hydra.types import RunMode
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+
+    from mrunner.hydra_internals import Composer
 
     chosen = name or current_context()
     sources = context_sources()
@@ -102,23 +91,13 @@ def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]
         known = ", ".join(sorted(sources)) or "none"
         raise MrunnerError(f"unknown context {chosen!r}; contexts: {known} (add one with `mrunner context add`)")
     _check_readable(sources[chosen], chosen)
-    for source in (FileConfigSource, StructuredConfigSource):  # what Hydra's plugin discovery would register
-        SourcesRegistry.instance().register(source)
-    search_path = ConfigSearchPathImpl()
-    search_path.append("mrunner-user", f"file://{paths.config_dir()}")
-    search_path.append("main", f"file://{paths.shipped_conf_dir()}")
-    search_path.append("schema", "structured://")  # Hydra requires it, last
-    loader = ConfigLoaderImpl(config_search_path=search_path)
-    repository = CachingConfigRepository(ConfigRepository(config_search_path=search_path))
+    composer = Composer(
+        [("mrunner-user", f"file://{paths.config_dir()}"), ("main", f"file://{paths.shipped_conf_dir()}")]
+    )
     try:
-        parsed = OverridesParser.create().parse_overrides([f"context={chosen}", *(_forcing(o) for o in overrides)])
-        ConfigLoaderImpl.validate_sweep_overrides_legal(parsed, run_mode=RunMode.RUN, from_shell=True)
-        defaults = create_defaults_list(
-            repo=repository, config_name="mrunner", overrides_list=parsed, prepend_hydra=False, skip_missing=False
+        config = composer.compose(
+            "mrunner", [f"context={chosen}", *(_forcing(o) for o in overrides)], refuse_sweeps=True
         )
-        config = loader._compose_config_from_defaults_list(defaults=defaults.defaults, repo=repository)
-        OmegaConf.set_struct(config, True)
-        ConfigLoaderImpl._apply_overrides_to_config(defaults.config_overrides, config)
         context = OmegaConf.to_container(config.context, resolve=True)
     except MissingConfigException as error:
         raise MrunnerError(f"context {chosen}: {str(error).splitlines()[0]}") from None

@@ -13,13 +13,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.overrides_visitor import HydraErrorListener, HydraOverrideVisitor
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException
-from hydra.grammar.gen.OverrideLexer import CommonTokenStream, InputStream, OverrideLexer  # type: ignore[attr-defined]
-from hydra.grammar.gen.OverrideParser import OverrideParser
 
+from mrunner import hydra_internals
 from mrunner.errors import MrunnerError
 
 SET, ADD, FORCE, DELETE = "set", "add", "force", "delete"
@@ -90,45 +87,11 @@ class Grid(Sequence[list[tuple[Axis, Any]]]):
 # -- parsing -------------------------------------------------------------------------------------------------
 
 
-class _OverrideSyntaxError(Exception):
-    def __init__(self, message: str, column: int) -> None:
-        super().__init__(message)
-        self.column = column
-
-
-class _PositionedErrorListener(HydraErrorListener):
-    """Hydra's listener drops the column; keep it so the error can point at the bad character."""
-
-    def syntaxError(self, recognizer: Any, offending_symbol: Any, line: Any, column: Any, msg: Any, e: Any) -> None:
-        raise _OverrideSyntaxError(str(msg if msg is not None else e), int(column))
-
-
-class _Parser(OverridesParser):
-    def parse_rule(self, s: str, rule_name: str) -> Any:
-        listener = _PositionedErrorListener()
-        lexer = OverrideLexer(InputStream(s))
-        lexer.removeErrorListeners()
-        lexer.addErrorListener(listener)
-        parser = OverrideParser(CommonTokenStream(lexer))
-        parser.removeErrorListeners()
-        parser.addErrorListener(listener)
-        result = HydraOverrideVisitor(self.functions).visit(getattr(parser, rule_name)())
-        result.input_line = s
-        result.validate()
-        return result
-
-
-_parser: OverridesParser | None = None
-
-
 def parse(text: str) -> Override:
     """Parse one override, or raise an error that shows where it went wrong."""
-    global _parser
-    if _parser is None:
-        _parser = _Parser.create()
     try:
-        return _parser.parse_rule(text, "override")
-    except _OverrideSyntaxError as error:
+        return hydra_internals.parse_override(text)
+    except hydra_internals.OverrideSyntaxError as error:
         column = min(error.column, len(text))
         raise MrunnerError(
             f"invalid override {text!r} at character {column + 1} "
@@ -172,14 +135,14 @@ def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
         texts = None if isinstance(values, range) else [f"{element}={v}" for v in override.sweep_string_iterator()]
         return Axis(key, how, values, text, element, texts)
     if override.is_sweep_override():
-        values = [Override._convert_value(v) for v in override.sweep_iterator()]
+        values = [hydra_internals.plain(v) for v in override.sweep_iterator()]
         return Axis(key, how, values, text, element, [f"{element}={v}" for v in override.sweep_string_iterator()])
     return Axis(key, how, [override.value()], text, element, [_single_text(override, element)])
 
 
 def _single_text(override: Override, element: str) -> str:
     """``key=value`` as Hydra's basic sweeper writes a plain override (``~key`` keeps its optional value)."""
-    if override.is_delete() and override._value is None:
+    if hydra_internals.deletes_whatever_value(override):
         return element
     return f"{element}={override.get_value_element_as_str()}"
 
@@ -188,10 +151,10 @@ def _range_values(override: Override) -> Sequence[Any]:
     sweep = override.value()
     start, stop, step = sweep.start, sweep.stop, sweep.step  # type: ignore[union-attr]
     if sweep.shuffle:  # type: ignore[union-attr]
-        return [Override._convert_value(v) for v in override.sweep_iterator()]
+        return [hydra_internals.plain(v) for v in override.sweep_iterator()]
     if all(isinstance(x, int) and not isinstance(x, bool) for x in (start, stop, step)):
         return range(int(start), int(stop), int(step))  # type: ignore[arg-type]  # lazy, indexable: a million points cost nothing
-    return [Override._convert_value(v) for v in override.sweep_iterator()]
+    return [hydra_internals.plain(v) for v in override.sweep_iterator()]
 
 
 def grid(

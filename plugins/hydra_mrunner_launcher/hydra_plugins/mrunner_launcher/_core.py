@@ -27,7 +27,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, _save_config, configure_log, filter_overrides, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.errors import CompactHydraException
 from hydra_plugins.mrunner_launcher import _job
 from hydra_plugins.mrunner_launcher.mrunner_launcher import MrunnerLauncher
@@ -277,7 +277,10 @@ def _write_outputs(returned: JobReturn, output_dir: str, output: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     subdir = returned.hydra_cfg.hydra.output_subdir
     if subdir is not None:
-        _save_config(returned.cfg, "config.yaml", folder / str(subdir))  # type: ignore[arg-type]
-        _save_config(returned.hydra_cfg, "hydra.yaml", folder / str(subdir))
-        _save_config(returned.hydra_cfg.hydra.overrides.task, "overrides.yaml", folder / str(subdir))
+        (folder / str(subdir)).mkdir(parents=True, exist_ok=True)
+        # what Hydra's own run_job writes (with its private _save_config), through OmegaConf's public API
+        configs = {"config.yaml": returned.cfg, "hydra.yaml": returned.hydra_cfg}
+        configs["overrides.yaml"] = returned.hydra_cfg.hydra.overrides.task
+        for name, config in configs.items():
+            (folder / str(subdir) / name).write_text(OmegaConf.to_yaml(config), encoding="utf-8")
     (folder / f"{returned.task_name}.log").write_text(output, encoding="utf-8")

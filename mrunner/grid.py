@@ -1,23 +1,28 @@
-"""Parameter overrides in Hydra's grammar, and the grid they span, expanded lazily.
+"""The one grid engine: the command line's overrides (Hydra's grammar) and the grids written in Python
+(``params_grid`` of ``create_experiments`` and of the original's ``create_experiments_helper``) span the
+same lazy ``Grid``.
 
 ``lr=0.1,0.01 seed=range(5)`` is a grid of 10 points in the order Hydra's basic sweeper uses (the last
 override varies fastest). A ``Grid`` is a sequence: its length is a product and point ``i`` is computed
 from ``i`` by mixed-radix arithmetic, so a million-point grid is counted without building anything.
+Keys varied together (a tuple key, keys ending in ``___``) are one dimension of several axes, and a list
+of grids is their ``Union``, one after the other.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hydra.core.override_parser.types import Override, OverrideType, ValueType
-from hydra.errors import HydraException
-
-from mrunner import hydra_internals
 from mrunner.errors import MrunnerError
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 SET, ADD, FORCE, DELETE = "set", "add", "force", "delete"
 
@@ -48,40 +53,69 @@ class Axis:
         return self.texts[position]
 
 
-class Grid(Sequence[list[tuple[Axis, Any]]]):
-    """The cartesian product of ``axes``; each point is a list of (axis, value)."""
+Point = list[tuple[Axis, Any]]
 
-    def __init__(self, axes: Sequence[Axis]) -> None:
-        self.axes = list(axes)
-        self._sizes = [len(axis.values) for axis in self.axes]
+
+class Grid(Sequence[Point]):
+    """The cartesian product of its dimensions; each point is a list of (axis, value).
+
+    A dimension is an axis, or several axes varied together: their values at the same position go into the
+    same point, and the dimension is as long as its shortest axis (as ``zip`` pairs them).
+    """
+
+    def __init__(self, axes: Sequence[Axis | Sequence[Axis]]) -> None:
+        self.dimensions = [(axis,) if isinstance(axis, Axis) else tuple(axis) for axis in axes]
+        self.axes = [axis for dimension in self.dimensions for axis in dimension]
+        self._sizes = [min(len(axis.values) for axis in dimension) for dimension in self.dimensions]
         self._count = math.prod(self._sizes)
 
     def __len__(self) -> int:
         return self._count
 
-    def __getitem__(self, index: int) -> list[tuple[Axis, Any]]:  # type: ignore[override]
-        if not -self._count <= index < self._count:
-            raise IndexError(index)
-        index %= self._count
-        point = []
-        for axis, size in zip(reversed(self.axes), reversed(self._sizes)):
-            index, position = divmod(index, size)
-            point.append((axis, axis.values[position]))
-        point.reverse()
-        return point
+    def __getitem__(self, index: int) -> Point:  # type: ignore[override]
+        return [(axis, axis.values[position]) for axis, position in self._positions(index)]
 
-    def __iter__(self) -> Iterator[list[tuple[Axis, Any]]]:
+    def __iter__(self) -> Iterator[Point]:
         return (self[i] for i in range(self._count))
 
     def overrides(self, index: int) -> list[str]:
         """Point ``index`` as the overrides a Hydra app receives, in the order they were given."""
+        return [axis.override(position) for axis, position in self._positions(index)]
+
+    def _positions(self, index: int) -> list[tuple[Axis, int]]:
+        """Each axis and the position of its value in point ``index``, in the order of the axes."""
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
         index %= self._count
-        texts = []
-        for axis, size in zip(reversed(self.axes), reversed(self._sizes)):
+        positions = []
+        for dimension, size in zip(reversed(self.dimensions), reversed(self._sizes)):
             index, position = divmod(index, size)
-            texts.append(axis.override(position))
-        texts.reverse()
-        return texts
+            positions += [(axis, position) for axis in reversed(dimension)]
+        positions.reverse()
+        return positions
+
+
+class Union(Sequence[Point]):
+    """Grids one after the other: a list of ``params_grid`` mappings spans the union of their grids."""
+
+    def __init__(self, grids: Sequence[Grid]) -> None:
+        self.grids = list(grids)
+        self._starts = list(itertools.accumulate((len(g) for g in self.grids), initial=0))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def __getitem__(self, index: int) -> Point:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        which = (
+            bisect.bisect_right(self._starts, index) - 1
+        )  # the last grid starting at or before it: empty ones skipped
+        return self.grids[which][index - self._starts[which]]
+
+    def __iter__(self) -> Iterator[Point]:
+        return (point for grid in self.grids for point in grid)
 
 
 # -- parsing -------------------------------------------------------------------------------------------------
@@ -89,6 +123,10 @@ class Grid(Sequence[list[tuple[Axis, Any]]]):
 
 def parse(text: str) -> Override:
     """Parse one override, or raise an error that shows where it went wrong."""
+    from hydra.errors import HydraException
+
+    from mrunner import hydra_internals  # Hydra's grammar: only parsing needs it, not the grids written in Python
+
     try:
         return hydra_internals.parse_override(text)
     except hydra_internals.OverrideSyntaxError as error:
@@ -106,6 +144,10 @@ GlobOptions = Callable[[str], Sequence[str]]
 
 def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
     """The values an override spans: one for a plain override, several for a sweep."""
+    from hydra.core.override_parser.types import OverrideType, ValueType
+
+    from mrunner import hydra_internals
+
     text = override.input_line or override.key_or_group
     key = override.key_or_group
     if not key:
@@ -142,12 +184,16 @@ def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
 
 def _single_text(override: Override, element: str) -> str:
     """``key=value`` as Hydra's basic sweeper writes a plain override (``~key`` keeps its optional value)."""
+    from mrunner import hydra_internals
+
     if hydra_internals.deletes_whatever_value(override):
         return element
     return f"{element}={override.get_value_element_as_str()}"
 
 
 def _range_values(override: Override) -> Sequence[Any]:
+    from mrunner import hydra_internals
+
     sweep = override.value()
     start, stop, step = sweep.start, sweep.stop, sweep.step  # type: ignore[union-attr]
     if sweep.shuffle:  # type: ignore[union-attr]
@@ -185,6 +231,35 @@ def grid(
                     f"replaces; keep one (or set {parent} as a whole)"
                 )
     return Grid(axes)
+
+
+# -- grids written in Python ---------------------------------------------------------------------------------
+
+#: One mapping of ``params_grid`` (key -> values) read into the dimensions of its grid.
+Dimensions = Callable[[Mapping[Any, Any]], list[Axis | tuple[Axis, ...]]]
+
+
+def python_grid(params_grid: Mapping[Any, Any] | Sequence[Mapping[Any, Any]], dimensions: Dimensions) -> Union:
+    """The grid of ``params_grid``, one mapping or a list of them (the union of their grids, in order).
+
+    The way a mapping is read (which keys vary together, what a value may be) is the caller's: the
+    original's helper and ``create_experiments`` differ there, and keep their own rules."""
+    grids = [params_grid] if isinstance(params_grid, Mapping) else list(params_grid)
+    for one in grids:
+        if not isinstance(one, Mapping):
+            raise MrunnerError(f"params_grid must be a mapping or a list of mappings, got {type(one).__name__}")
+    return Union([Grid(dimensions(one)) for one in grids])
+
+
+def parameter_axis(key: Any, values: Sequence[Any]) -> Axis:
+    """An axis of a grid written in Python: ``key`` is a name as written (``a.b`` is one key, as the
+    original's ``config.update(point)`` took it), set to each of ``values``."""
+    return Axis(key, SET, values, str(key), str(key))
+
+
+def parameters(point: Point) -> dict[str, Any]:
+    """A point of a grid written in Python as the mapping of its keys to their values."""
+    return {axis.key: value for axis, value in point}
 
 
 # -- applying ------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ A plain experiment script is never executed by mrunner itself.
 from __future__ import annotations
 
 import ast
-import itertools
 import runpy
 import sys
 import traceback
@@ -15,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mrunner import grid
 from mrunner.errors import MrunnerError
 from mrunner.experiment import Experiment
 from mrunner.naming import experiment_name, random_name
@@ -88,50 +88,36 @@ def expand_grid(params_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]] | N
     """The points of a grid: a mapping of key -> list of values (cartesian product), or a list of such
     mappings (the union of their grids). Keys varied together instead of multiplied: a tuple key with a list
     of tuples, ``{("lr", "batch"): [(0.1, 32), (0.01, 64)]}``, or keys ending in ``___`` (the original's way),
-    whose lists are zipped with each other.
+    whose lists are zipped with each other (and vary fastest).
     """
     if params_grid is None:
         return [{}]
-    grids = [params_grid] if isinstance(params_grid, Mapping) else list(params_grid)
-    points: list[dict[str, Any]] = []
-    for grid in grids:
-        if not isinstance(grid, Mapping):
-            raise MrunnerError(f"params_grid must be a mapping or a list of mappings, got {type(grid).__name__}")
-        points.extend(_expand_one(grid))
-    return points
+    return [grid.parameters(point) for point in grid.python_grid(params_grid, _dimensions)]
 
 
-def _expand_one(grid: Mapping[Any, Any]) -> list[dict[str, Any]]:
-    axes: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
-    zipped_keys: list[str] = []
-    zipped_values: list[list[Any]] = []
-    for key, values in grid.items():
+def _dimensions(params_grid: Mapping[Any, Any]) -> list[grid.Axis | tuple[grid.Axis, ...]]:
+    dimensions: list[grid.Axis | tuple[grid.Axis, ...]] = []
+    zipped: list[grid.Axis] = []
+    for key, values in params_grid.items():
         values = list(values) if isinstance(values, (list, tuple, range)) else [values]
         if isinstance(key, tuple):
             rows = [tuple(row) for row in values]
             if any(len(row) != len(key) for row in rows):
                 raise MrunnerError(f"params_grid key {key}: every value must be a tuple of {len(key)} items")
-            axes.append((key, rows))
+            dimensions.append(tuple(grid.parameter_axis(k, [row[i] for row in rows]) for i, k in enumerate(key)))
         elif isinstance(key, str) and key.endswith(ZIP_SUFFIX):
-            zipped_keys.append(key[: -len(ZIP_SUFFIX)])
-            zipped_values.append(values)
+            zipped.append(grid.parameter_axis(key[: -len(ZIP_SUFFIX)], values))
         else:
-            axes.append(((key,), [(value,) for value in values]))
-    if zipped_keys:
-        lengths = {len(values) for values in zipped_values}
+            dimensions.append(grid.parameter_axis(key, values))
+    if zipped:
+        lengths = {len(axis.values) for axis in zipped}
         if len(lengths) > 1:
             raise MrunnerError(
-                f"params_grid keys {', '.join(k + ZIP_SUFFIX for k in zipped_keys)} are varied together, "
+                f"params_grid keys {', '.join(axis.key + ZIP_SUFFIX for axis in zipped)} are varied together, "
                 f"so their lists must have the same length (got {sorted(lengths)})"
             )
-        axes.append((tuple(zipped_keys), list(zip(*zipped_values))))
-    points = []
-    for combination in itertools.product(*(rows for _, rows in axes)):
-        point: dict[str, Any] = {}
-        for (keys, _), row in zip(axes, combination):
-            point.update(zip(keys, row))
-        points.append(point)
-    return points
+        dimensions.append(tuple(zipped))
+    return dimensions
 
 
 def create_experiments(

@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mrunner import create_experiments_helper
 from mrunner.errors import MrunnerError
@@ -310,3 +312,48 @@ def test_parameters_reach_absl_flags_as_in_the_original(mrunner, tmp_path):
     sweep = result.stdout.split()[0]
     lines = [output.split("FLAGS ", 1)[1].splitlines()[0] for output in logs(mrunner, sweep, 2)]
     assert lines == ["0.5 64 actor []", "0.25 64 actor []"]
+
+
+def original_get_combinations(param_grids, limit=None):
+    """The original mrunner's get_combinations (specification_helper.py), as it was written, minus its
+    container-type assertion (the helper refuses those with a clear line instead)."""
+    from itertools import product
+
+    if isinstance(param_grids, dict):
+        param_grids = [param_grids]
+    combinations = []
+    for param_grid in param_grids:
+        items = param_grid.items()
+        if not items:
+            combinations.append({})
+        else:
+            keys___, grids___, keys, grids = [], [], [], []
+            for key, grid in items:
+                if "___" in key:
+                    keys___.append(key[:-3])
+                    grids___.append(grid)
+                else:
+                    keys.append(key)
+                    grids.append(grid)
+            if grids___:
+                for param_values___ in zip(*grids___):
+                    for param_values in product(*grids):
+                        combinations.append(dict(zip(keys___ + keys, param_values___ + param_values)))
+            else:
+                for param_values in product(*grids):
+                    combinations.append(dict(zip(keys, param_values)))
+    if limit:
+        combinations = combinations[:limit]
+    return combinations
+
+
+grid_keys = st.sampled_from(["a", "b", "c", "a___", "b___", "c___", "x___y", "a.b"])
+one_grid = st.dictionaries(grid_keys, st.lists(st.integers(0, 9), max_size=3), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(one_grid, st.lists(one_grid, max_size=3)), st.none() | st.integers(0, 5))
+def test_grids_expand_as_the_original_expanded_them(params_grid, limit):
+    """The helper's grids, now the same lazy grid as the command line's, keep the original's every point in
+    its order: ``___`` keys zipped (to the shortest) and varied slowest, lists of grids one after the other."""
+    assert get_combinations(params_grid, limit) == original_get_combinations(params_grid, limit)

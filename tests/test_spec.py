@@ -43,6 +43,11 @@ def test_keys_varied_together():
     ]  # fmt: skip
     suffixed = create_experiments("t.py", params_grid={"lr___": [0.1, 0.01], "bs___": [32, 64]})
     assert [e.parameters for e in suffixed] == [{"lr": 0.1, "bs": 32}, {"lr": 0.01, "bs": 64}]
+    mixed = create_experiments("t.py", params_grid={"lr___": [0.1, 0.01], "seed": [0, 1], "bs___": [32, 64]})
+    assert [e.parameters for e in mixed] == [
+        {"seed": 0, "lr": 0.1, "bs": 32}, {"seed": 0, "lr": 0.01, "bs": 64},
+        {"seed": 1, "lr": 0.1, "bs": 32}, {"seed": 1, "lr": 0.01, "bs": 64},
+    ]  # fmt: skip  # unlike the original's helper, `___` keys vary fastest here
     with pytest.raises(MrunnerError, match="same length"):
         create_experiments("t.py", params_grid={"lr___": [0.1], "bs___": [32, 64]})
 

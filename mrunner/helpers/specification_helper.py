@@ -12,12 +12,12 @@ they travel as JSON, never as pickles.
 from __future__ import annotations
 
 import copy
-import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mrunner import grid
 from mrunner.errors import MrunnerError
 from mrunner.experiment import Experiment
 from mrunner.naming import experiment_name as readable_name
@@ -132,25 +132,20 @@ def get_combinations(param_grids: Mapping[str, Any] | Sequence[Mapping[str, Any]
     """Every combination of a grid (a mapping of key -> list of values) or of a list of grids (their union),
     in the original's order: keys with ``___`` (which is cut off) are zipped together and vary slowest, the
     other keys form a product in their order. ``limit`` keeps the first ``limit`` combinations."""
-    grids = [param_grids] if isinstance(param_grids, Mapping) else list(param_grids)
-    combinations: list[dict[str, Any]] = []
-    for grid in grids:
-        if not isinstance(grid, Mapping):
-            raise MrunnerError(f"params_grid must be a mapping or a list of mappings, got {type(grid).__name__}")
-        zipped_keys, zipped_values, keys, values = [], [], [], []
-        for key, options in grid.items():
-            options = _options(key, options)
-            if isinstance(key, str) and ZIPPED in key:
-                zipped_keys.append(key[: -len(ZIPPED)])
-                zipped_values.append(options)
-            else:
-                keys.append(key)
-                values.append(options)
-        outer = list(zip(*zipped_values)) if zipped_keys else [()]
-        for together in outer:
-            for product in itertools.product(*values):
-                combinations.append(dict(zip([*zipped_keys, *keys], [*together, *product])))
+    combinations = [grid.parameters(point) for point in grid.python_grid(param_grids, _dimensions)]
     return combinations[:limit] if limit else combinations
+
+
+def _dimensions(param_grid: Mapping[Any, Any]) -> list[grid.Axis | tuple[grid.Axis, ...]]:
+    """The original's reading of a grid: every key with ``___`` in it (its last three characters cut off)
+    in one dimension first, zipped as ``zip`` does (to the shortest list), then each other key."""
+    zipped, axes = [], []
+    for key, options in param_grid.items():
+        if isinstance(key, str) and ZIPPED in key:
+            zipped.append(grid.parameter_axis(key[: -len(ZIPPED)], _options(key, options)))
+        else:
+            axes.append(grid.parameter_axis(key, _options(key, options)))
+    return [tuple(zipped), *axes] if zipped else list(axes)
 
 
 def _options(key: Any, options: Any) -> list[Any]:

@@ -140,6 +140,13 @@ class AppConfig:
         value = None if override.is_delete() else override.value()
         return not isinstance(value, dict) and self.composer.group_exists(override.key_or_group)
 
+    def chooses_group(self, axis: grid.Axis) -> bool:
+        """Whether the grid's axis chooses options of a config group (``db=mysql,postgres``), read from the
+        axis as the grid parsed it."""
+        if axis.how == grid.DELETE or not axis.values or isinstance(axis.values[0], dict):
+            return False
+        return self.composer.group_exists(axis.key.split("@", 1)[0])
+
     def group_options(self, group: str) -> list[str]:
         """The options of config group ``group``, as ``glob()`` sees them in Hydra."""
         return self.composer.group_options(group.split("@", 1)[0])
@@ -161,7 +168,7 @@ class AppConfig:
             except Exception as error:  # Hydra's and OmegaConf's own errors: what the app would report
                 raise self._refusal(error, choices) from None
 
-    def apply(self, config: Any, override: Override, choices: Sequence[str] = ()) -> None:
+    def apply(self, config: Any, override: str, choices: Sequence[str] = ()) -> None:
         """Apply one value override to a composed config, as Hydra does after composing."""
         try:
             self.composer.apply(config, override)
@@ -214,36 +221,36 @@ def check(script: Path, fixed: Sequence[Sequence[str]], axes: Sequence[grid.Axis
     script) and ``axes`` the command line's. Returns how many times the config was composed: once per
     distinct combination of group choices, each other value being applied to that composition.
     Returns 0 when the app's config cannot be known without running it (see ``main_arguments``).
-    Every override is parsed once, here, and handed to Hydra parsed.
     """
     arguments = main_arguments(script)
     if arguments is None:
         return 0
     app = AppConfig(script, arguments)
-    parsed = {text: grid.parse(text) for own in fixed for text in own}
-    group_axes = [axis for axis in axes if axis.how != grid.DELETE and app.is_group(grid.parse(axis.override(0)))]
-    value_axes = [axis for axis in axes if axis not in group_axes]
+    # The grid, read once: the group options it chooses, the values composed with, the values tried after.
     # Only a set (key=value) can be refused for its value, once its key exists: an added or forced key has
     # no type to keep, and a delete has no value.
-    typed_axes = [axis for axis in value_axes if axis.how == grid.SET]
-    by_groups: dict[tuple[str, ...], list[list[str]]] = {}
+    chooses = [app.chooses_group(axis) for axis in axes]
+    group_texts = [[a.override(p) for p in range(len(a.values))] for a, group in zip(axes, chooses) if group]
+    value_axes = [axis for axis, group in zip(axes, chooses) if not group]
+    first_values = [axis.override(0) for axis in value_axes]
+    later_values = [a.override(p) for a in value_axes if a.how == grid.SET for p in _checked_positions(a)]
     set_by_axes = {axis.key for axis in axes}
+    # Each experiment's own overrides, less those the command line sets again, by the group options they choose.
+    by_groups: dict[tuple[str, ...], list[list[str]]] = {}
     for own in fixed:
-        overrides = [text for text in own if _key(parsed[text]) not in set_by_axes]  # the command line's win
+        parsed = {text: grid.parse(text) for text in own}
+        overrides = [text for text in own if _key(parsed[text]) not in set_by_axes]
         groups = tuple(text for text in overrides if app.is_group(parsed[text]))
         by_groups.setdefault(groups, []).append([text for text in overrides if text not in groups])
     composed = 0
     for fixed_groups, fixed_values in by_groups.items():
-        for choice in itertools.product(*(range(len(axis.values)) for axis in group_axes)):
-            chosen = [axis.override(position) for axis, position in zip(group_axes, choice)]
+        others = {text for values in fixed_values[1:] for text in values if text[0] not in "+~"}
+        for chosen in itertools.product(*group_texts):
             choices = [*fixed_groups, *chosen]
-            config = app.compose([*choices, *fixed_values[0], *(axis.override(0) for axis in value_axes)], choices)
+            config = app.compose([*choices, *fixed_values[0], *first_values], choices)
             composed += 1
-            for other in {text for values in fixed_values[1:] for text in values if text[0] not in "+~"}:
-                app.apply(copy.deepcopy(config), parsed[other], choices)
-            for axis in typed_axes:
-                for position in _checked_positions(axis):
-                    app.apply(copy.deepcopy(config), grid.parse(axis.override(position)), choices)
+            for text in [*others, *later_values]:
+                app.apply(copy.deepcopy(config), text, choices)
     return composed
 
 

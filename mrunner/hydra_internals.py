@@ -138,11 +138,12 @@ class Composer:
         Plugins.instance()  # Hydra's own configs of its plugins (launchers, sweepers): its whole way needs them
         return self.loader.load_configuration(config_name, list(overrides), RunMode.RUN)
 
-    def apply(self, config: Any, override: Override) -> None:
-        """Apply one value override to a composed config, as Hydra does after composing."""
+    def apply(self, config: Any, override: str) -> None:
+        """Apply one value override (a valid one: see ``parse_override``) to a composed config, as Hydra
+        does after composing."""
         from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-        ConfigLoaderImpl._apply_overrides_to_config([override], config)
+        ConfigLoaderImpl._apply_overrides_to_config([parse_override(override)], config)
 
     def group_exists(self, group: str) -> bool:
         return bool(self.loader.repository.group_exists(group))

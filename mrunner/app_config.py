@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mrunner import grid
 from mrunner.errors import MrunnerError
+from mrunner.hydra_app import is_hydra_main
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
@@ -44,7 +45,7 @@ def main_arguments(script: Path) -> MainArguments | None:
     tree = _parsed(script)
     if tree is None or _registers_configs(script):
         return None
-    call = next((n for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_hydra_main(n.func)), None)
+    call = next((n for n in ast.walk(tree) if isinstance(n, ast.Call) and is_hydra_main(n.func)), None)
     if call is None:
         return None
     given = dict(zip(("config_path", "config_name", "version_base"), call.args))
@@ -109,12 +110,6 @@ def _registers_configs(script: Path) -> bool:
                 base = folder.joinpath(*name.split("."))
                 pending += [p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()]
     return False
-
-
-def _is_hydra_main(func: ast.expr) -> bool:
-    if isinstance(func, ast.Attribute):
-        return func.attr == "main" and isinstance(func.value, ast.Name) and func.value.id == "hydra"
-    return isinstance(func, ast.Name) and func.id == "main"
 
 
 def _at_least(version: str, floor: str) -> bool:

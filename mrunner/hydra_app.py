@@ -24,7 +24,7 @@ def config_dir(script: Path) -> Path | None:
     except (SyntaxError, ValueError, OSError):
         return None
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _is_hydra_main(node.func):
+        if isinstance(node, ast.Call) and is_hydra_main(node.func):
             for keyword in node.keywords:
                 if keyword.arg == "config_path" and isinstance(keyword.value, ast.Constant):
                     if isinstance(keyword.value.value, str):
@@ -32,7 +32,8 @@ def config_dir(script: Path) -> Path | None:
     return None
 
 
-def _is_hydra_main(func: ast.expr) -> bool:
+def is_hydra_main(func: ast.expr) -> bool:
+    """Whether a call is ``hydra.main(...)`` or ``main(...)`` (``from hydra import main``)."""
     if isinstance(func, ast.Attribute):
         return func.attr == "main" and isinstance(func.value, ast.Name) and func.value.id == "hydra"
     return isinstance(func, ast.Name) and func.id == "main"

@@ -122,9 +122,12 @@ class Composer:
         if refuse_sweeps:
             ConfigLoaderImpl.validate_sweep_overrides_legal(parsed, run_mode=RunMode.RUN, from_shell=True)
         defaults = create_defaults_list(
-            repo=self.repository, config_name=config_name, overrides_list=parsed, prepend_hydra=False,
+            repo=self.repository,
+            config_name=config_name,
+            overrides_list=parsed,
+            prepend_hydra=False,
             skip_missing=False,
-        )  # fmt: skip
+        )
         config = self.loader._compose_config_from_defaults_list(defaults=defaults.defaults, repo=self.repository)
         OmegaConf.set_struct(config, True)
         ConfigLoaderImpl._apply_overrides_to_config(defaults.config_overrides, config)

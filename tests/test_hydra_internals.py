@@ -30,10 +30,21 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 ROOM = REPOSITORY / "mrunner" / "hydra_internals.py"
 
 PUBLIC_MODULES = {
-    "hydra", "hydra.main", "hydra.compose", "hydra.initialize", "hydra.utils", "hydra.types", "hydra.errors",
-    "hydra.core.config_store", "hydra.core.hydra_config", "hydra.core.plugins", "hydra.core.utils",
-    "hydra.core.singleton", "hydra.core.override_parser.overrides_parser", "hydra.core.override_parser.types",
-}  # fmt: skip
+    "hydra",
+    "hydra.main",
+    "hydra.compose",
+    "hydra.initialize",
+    "hydra.utils",
+    "hydra.types",
+    "hydra.errors",
+    "hydra.core.config_store",
+    "hydra.core.hydra_config",
+    "hydra.core.plugins",
+    "hydra.core.utils",
+    "hydra.core.singleton",
+    "hydra.core.override_parser.overrides_parser",
+    "hydra.core.override_parser.types",
+}
 PUBLIC_PACKAGES = ("hydra.plugins", "hydra.test_utils")  # and every module inside them
 
 

@@ -109,9 +109,8 @@ class Union(Sequence[Point]):
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         index %= len(self)
-        which = (
-            bisect.bisect_right(self._starts, index) - 1
-        )  # the last grid starting at or before it: empty ones skipped
+        # the last grid that starts at or before the index: an empty grid starts where the next one does
+        which = bisect.bisect_right(self._starts, index) - 1
         return self.grids[which][index - self._starts[which]]
 
     def __iter__(self) -> Iterator[Point]:

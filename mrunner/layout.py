@@ -8,6 +8,8 @@ Below ``STORAGE_DIR`` (posix paths, the same on every backend)::
         INDEX-NAME/                      the experiment's own folder (MRUNNER_EXPERIMENT_DIR) and its working
                                          directory: the project's files appear in it as links into the code
                                          snapshot, and every relative write lands in it
+            mrunner-metrics.jsonl        what ``mrunner.report`` recorded, a line of JSON per call, every
+                                         attempt appending (``mrunner results`` brings back only these)
         checkpoints/INDEX-NAME/          MRUNNER_CHECKPOINT_DIR: the same for every attempt of the experiment
         config/INDEX.json                MRUNNER_CONFIG: parameters and metadata (JSON, which is YAML too)
         logs/INDEX.ATTEMPT.log           what one attempt printed
@@ -39,6 +41,8 @@ CHECKPOINT_DIR = "MRUNNER_CHECKPOINT_DIR"
 ATTEMPT = "MRUNNER_ATTEMPT"
 SWEEP_DIR = "MRUNNER_SWEEP_DIR"
 STORAGE_DIR = "STORAGE_DIR"
+#: ``mrunner.report``'s file in the experiment's own folder (the name mrunner.metrics writes to).
+METRICS_FILE = "mrunner-metrics.jsonl"
 #: The variables every experiment gets, on every backend.
 VARIABLES = (CONFIG, EXPERIMENT_DIR, CHECKPOINT_DIR, ATTEMPT, SWEEP_DIR, STORAGE_DIR)
 
@@ -76,6 +80,10 @@ class Layout:
     @property
     def experiment_dir(self) -> str:
         return f"{self.sweep_dir}/{self.folder_name}"
+
+    @property
+    def metrics_file(self) -> str:
+        return f"{self.experiment_dir}/{METRICS_FILE}"
 
     @property
     def checkpoint_dir(self) -> str:

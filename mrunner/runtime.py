@@ -16,6 +16,7 @@ EXPERIMENT_MODULES = (
     "__init__.py",
     "client.py",
     "tracking.py",
+    "metrics.py",
     "layout.py",
     "attempt.py",
     "hydra_job.py",

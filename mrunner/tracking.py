@@ -145,3 +145,25 @@ def _missing_credentials() -> dict[str, str]:
     if found.project and not os.environ.get("NEPTUNE_PROJECT"):
         options["project"] = found.project
     return options
+
+
+# -- forwarding mrunner.report ----------------------------------------------------------------------------------
+
+
+def forwarders() -> list[Any]:
+    """The trackers this experiment's context enabled, each as a function ``(metrics, step)`` that logs
+    one report (``mrunner.report`` calls them). A tracker's package is imported when its first report comes."""
+    found = []
+    if os.environ.get(ENABLED_VARIABLE) == "1":
+        found.append(_neptune_forward)
+    return found
+
+
+def _neptune_forward(metrics: Mapping[str, float], step: int | None) -> None:
+    run = _run
+    if run is None:
+        from mrunner.client import experiment_info
+
+        run = start_neptune_run(experiment_info())
+    for name, value in metrics.items():
+        run[f"metrics/{name}"].append(value, step=step)

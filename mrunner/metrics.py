@@ -1,0 +1,141 @@
+"""``mrunner.report(metrics, step=None)``: what an experiment measured, kept in its own folder.
+
+Each call appends one line of JSON (``{"attempt", "step", "time", "metrics"}``) to the experiment's metrics
+file (``mrunner.layout.METRICS_FILE`` in ``MRUNNER_EXPERIMENT_DIR``) with a single ``write`` on a descriptor
+opened with ``O_APPEND``: the kernel places each line at the file's end, so several processes of one
+experiment (DDP ranks) append whole lines side by side, and a later attempt (a requeue, a resume) appends to
+what the earlier ones wrote. Nothing is buffered in the process: a line written is on its way to the disk
+even if the process is killed the next instant, and a kill mid-write leaves at most one torn last line,
+which readers skip (``mrunner.metrics``).
+
+Then it forwards the same numbers to every tracker the context enabled (Neptune, MLflow, W&B), unless the
+context defers tracking (``tracking: deferred``): then mrunner uploads the file's lines from the submitting
+machine when it brings them back.
+
+Part of the experiment side shipped with each sweep (``mrunner.runtime``): the standard library only; a
+tracker's package is imported on the first report that forwards to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from numbers import Real
+from typing import Any
+
+EXPERIMENT_DIR_VARIABLE = "MRUNNER_EXPERIMENT_DIR"  # the names of mrunner.layout's contract
+ATTEMPT_VARIABLE = "MRUNNER_ATTEMPT"
+METRICS_FILE = "mrunner-metrics.jsonl"  # the same as mrunner.layout.METRICS_FILE
+#: ``deferred``: the experiment only writes its metrics file; mrunner uploads it to the trackers later.
+TRACKING_VARIABLE = "MRUNNER_TRACKING"
+
+_descriptor: int | None = None
+_opened_by: int | None = None  # the process that opened it: a forked child opens its own
+_attempt = 0
+_warned = False
+_forwarders: list[Callable[[dict[str, float], int | None], None]] | None = None
+
+
+def report(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """Record ``metrics`` (names to numbers), optionally at training step ``step``.
+
+    ``mrunner results SWEEP`` shows them as a table over the grid; trackers the context enables receive
+    them too. Cheap enough for every training step. For a step reported twice (an attempt that restarted
+    from an earlier checkpoint) the later attempt's value counts. Outside mrunner (no
+    ``MRUNNER_EXPERIMENT_DIR``) it does nothing and warns once.
+    """
+    values = _numbers(metrics)
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise TypeError(f"mrunner.report: step must be an int, not {type(step).__name__}")
+    descriptor = _open()
+    if descriptor is None:
+        return
+    line = json.dumps({"attempt": _attempt, "step": step, "time": time.time(), "metrics": values})
+    os.write(descriptor, (line + "\n").encode())
+    for forward in _forwarders or ():
+        forward(values, step)
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """``metrics`` as plain numbers; a name that is not a string or a value that is not a number is refused
+    here, in the experiment, where the mistake is made (a tensor of one element counts as its number)."""
+    values: dict[str, float] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str):
+            raise TypeError(f"mrunner.report: metric names are strings, not {key!r}")
+        kind = type(value)
+        if kind is float or kind is int or (isinstance(value, Real) and kind is not bool):
+            values[key] = value  # int or float (numpy's too), kept as given
+            continue
+        if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__"):
+            raise ValueError(f"mrunner.report: metric {key!r} is {value!r}, not a number")
+        try:
+            values[key] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"mrunner.report: metric {key!r} is {value!r}, not a single number") from None
+    return values
+
+
+def _open() -> int | None:
+    global _descriptor, _opened_by, _attempt, _warned, _forwarders
+    if _descriptor is not None and _opened_by == os.getpid():
+        return _descriptor
+    folder = os.environ.get(EXPERIMENT_DIR_VARIABLE)
+    if not folder:
+        if not _warned:
+            _warned = True
+            print(
+                f"mrunner: {EXPERIMENT_DIR_VARIABLE} is not set (not run by mrunner): mrunner.report() records nothing",
+                file=sys.stderr,
+                flush=True,
+            )
+        return None
+    _descriptor = os.open(os.path.join(folder, METRICS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    _opened_by = os.getpid()
+    _attempt = int(os.environ.get(ATTEMPT_VARIABLE) or 0)
+    _forwarders = [] if os.environ.get(TRACKING_VARIABLE) == "deferred" else _enabled_forwarders()
+    return _descriptor
+
+
+def _enabled_forwarders() -> list[Callable[[dict[str, float], int | None], None]]:
+    """The trackers this experiment's context enabled, each as a function taking (metrics, step)."""
+    from mrunner import tracking
+
+    return tracking.forwarders()
+
+
+# -- reading --------------------------------------------------------------------------------------------------
+
+
+def read(path: str) -> dict[str, dict[int, float]]:
+    """The curves a metrics file holds: metric -> {step: value}, the later attempt's value for a step that
+    several reported. A report without a step is at the next step of its metric in its attempt (0, 1, ...).
+    A line that is not whole JSON (the torn last line of a killed process) is skipped."""
+    with open(path, "rb") as stream:
+        data = stream.read()
+    return curves(data.splitlines())
+
+
+def curves(lines: list[bytes]) -> dict[str, dict[int, float]]:
+    """``read`` of lines already in memory."""
+    found: dict[str, dict[int, tuple[int, float]]] = {}
+    implicit: dict[tuple[int, str], int] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            attempt, step, values = int(entry.get("attempt") or 0), entry.get("step"), entry["metrics"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # torn, or not one of report's lines
+        for name, value in values.items():
+            at = step
+            if at is None:
+                at = implicit.get((attempt, name), 0)
+                implicit[attempt, name] = at + 1
+            points = found.setdefault(name, {})
+            earlier = points.get(at)
+            if earlier is None or earlier[0] <= attempt:
+                points[at] = (attempt, value)
+    return {name: {step: value for step, (_, value) in sorted(points.items())} for name, points in found.items()}

@@ -1,0 +1,100 @@
+"""``mrunner.report``: one whole line per call, durable across attempts and processes, refused values named."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mrunner import metrics
+from mrunner.layout import METRICS_FILE
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_script(code: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python that imports mrunner from this checkout, as an experiment does."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MRUNNER_")}
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**clean, "PYTHONPATH": str(REPO), **env}, cwd=cwd,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_metrics_file_name_is_the_layouts():
+    assert metrics.METRICS_FILE == METRICS_FILE
+
+
+def test_each_call_appends_one_line_and_attempts_append_to_the_same_file(tmp_path):
+    code = "import mrunner\nfor s in range(3): mrunner.report({'loss': 1.0 / (s + 1), 'n': s}, step=s + int(os.environ['MRUNNER_ATTEMPT']))"
+    for attempt in ("0", "1"):
+        done = run_script(
+            "import os\n" + code, {"MRUNNER_EXPERIMENT_DIR": str(tmp_path), "MRUNNER_ATTEMPT": attempt}, tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
+    assert [(line["attempt"], line["step"]) for line in lines] == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (1, 3)]
+    assert all(isinstance(line["time"], float) for line in lines)
+    # steps 1 and 2 were reported by both attempts: the later one's values count
+    assert metrics.read(str(tmp_path / METRICS_FILE)) == {
+        "loss": {0: 1.0, 1: 1.0, 2: 0.5, 3: 1 / 3},
+        "n": {0: 0, 1: 0, 2: 1, 3: 2},
+    }
+
+
+def test_several_processes_of_one_experiment_write_whole_lines(tmp_path):
+    code = (
+        "import os, mrunner\n"
+        "pids = []\n"
+        "for rank in range(4):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        for s in range(2000): mrunner.report({f'rank{rank}': float(s), 'pad' * 20: 1.5}, step=s)\n"
+        "        os._exit(0)\n"
+        "    pids.append(pid)\n"
+        "for pid in pids: os.waitpid(pid, 0)\n"
+    )
+    done = run_script(code, {"MRUNNER_EXPERIMENT_DIR": str(tmp_path)}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / METRICS_FILE).read_text().splitlines()
+    assert len(lines) == 8000 and all(json.loads(line)["metrics"] for line in lines)
+    curves = metrics.read(str(tmp_path / METRICS_FILE))
+    assert all(curves[f"rank{rank}"] == {s: float(s) for s in range(2000)} for rank in range(4))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        ("mrunner.report({'loss': 'low'})", "ValueError: mrunner.report: metric 'loss' is 'low', not a number"),
+        ("mrunner.report({'acc': None})", "ValueError: mrunner.report: metric 'acc' is None, not a number"),
+        ("mrunner.report({'ok': True})", "ValueError: mrunner.report: metric 'ok' is True, not a number"),
+        ("mrunner.report({'loss': 1.0}, step=1.5)", "TypeError: mrunner.report: step must be an int, not float"),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_refused_naming_its_key(tmp_path, call, message):
+    done = run_script(f"import mrunner\n{call}", {"MRUNNER_EXPERIMENT_DIR": str(tmp_path)}, tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == message
+    assert not (tmp_path / METRICS_FILE).exists() or not (tmp_path / METRICS_FILE).read_text()
+
+
+def test_outside_mrunner_it_does_nothing_and_warns_once(tmp_path):
+    done = run_script("import mrunner\nfor s in range(5): mrunner.report({'loss': 0.5}, step=s)", {}, tmp_path)
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        "mrunner: MRUNNER_EXPERIMENT_DIR is not set (not run by mrunner): mrunner.report() records nothing"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_torn_last_line_and_reports_without_steps(tmp_path):
+    path = tmp_path / METRICS_FILE
+    lines = [
+        {"attempt": 0, "step": None, "time": 1.0, "metrics": {"loss": 3.0}},
+        {"attempt": 0, "step": None, "time": 2.0, "metrics": {"loss": 2.0, "acc": 0.5}},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"attempt": 0, "step": 7, "metr')
+    assert metrics.read(str(path)) == {"loss": {0: 3.0, 1: 2.0}, "acc": {0: 0.5}}

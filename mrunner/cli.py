@@ -2,7 +2,7 @@
 
     mrunner [OPTIONS] [+context=NAME | --context NAME] TARGET [-m] [OVERRIDE ...] [-- SCRIPT_ARGS ...]
     mrunner run ...                      (the same, as in the original mrunner)
-    mrunner context|config|plugins|status|logs|cancel|resume|pull|gc|forget ...
+    mrunner context|config|plugins|status|logs|cancel|resume|results|pull|gc|forget ...
 
 Only argparse is imported up front; each command imports what it needs, so `--help` stays fast.
 """
@@ -22,7 +22,9 @@ from typing import NoReturn
 from mrunner import __version__
 from mrunner.errors import MrunnerError
 
-SUBCOMMANDS = ("context", "config", "plugins", "status", "logs", "cancel", "resume", "pull", "gc", "forget")
+SUBCOMMANDS = (
+    "context", "config", "plugins", "status", "logs", "cancel", "resume", "results", "pull", "gc", "forget",
+)  # fmt: skip
 # Options of the original mrunner that override one context key for one run.
 GROUP_OPTIONS = ("cpu", "gpu", "mem", "time", "nodes", "ntasks", "partition", "cmd_type")
 
@@ -52,6 +54,7 @@ other commands:
   logs      an experiment's output (-f to follow)
   cancel    cancel a sweep or one experiment
   resume    run again what of a sweep never started or failed
+  results   a sweep's reported metrics as a table over its grid (--over seed, --plot, --json, --csv)
   pull      bring a sweep's output folders to this machine (only what changed)
   gc        remove code snapshots, code folders, environments mrunner left behind
   forget    remove the records of a sweep that never reached its backend
@@ -266,9 +269,20 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str], str | None, l
 # -- the other commands --------------------------------------------------------------------------------------
 
 
+#: Options whose value may start with a dash (`results --sort -acc`: descending), which argparse would take
+#: for an option of its own.
+DASHED_VALUES = ("--sort",)
+
+
 def _subcommand(command: str, args: list[str]) -> int:
     parser, handle = subcommand_parser(command)
-    return handle(parser.parse_args(args))
+    glued: list[str] = []
+    for arg in args:
+        if glued and glued[-1] in DASHED_VALUES and arg.startswith("-") and arg != "--":
+            glued[-1] = f"{glued[-1]}={arg}"
+        else:
+            glued.append(arg)
+    return handle(parser.parse_args(glued))
 
 
 def subcommand_parser(command: str) -> tuple[argparse.ArgumentParser, Callable[[argparse.Namespace], int]]:
@@ -283,6 +297,7 @@ def subcommand_parser(command: str) -> tuple[argparse.ArgumentParser, Callable[[
         "logs": ("sweeps", "logs_arguments", "logs_command"),
         "cancel": ("sweeps", "cancel_arguments", "cancel_command"),
         "resume": ("sweeps", "resume_arguments", "resume_command"),
+        "results": ("report", "results_arguments", "results_command"),
         "pull": ("results", "pull_arguments", "pull_command"),
         "gc": ("results", "gc_arguments", "gc_command"),
         "forget": ("results", "forget_arguments", "forget_command"),

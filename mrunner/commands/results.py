@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mrunner import cleanup, plugins
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.hookspecs import Artefact
+from mrunner.hookspecs import Artefact, Pulled
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
@@ -62,7 +62,7 @@ def pull_command(options: argparse.Namespace) -> int:
     destination = (options.to or Path(RESULTS_DIR) / sweep.id).absolute()
     destination.mkdir(parents=True, exist_ok=True)
     started_at = time.monotonic()
-    pulled = _pull(sweep, chosen, destination, options.include, reporter)
+    pulled = pull_runs(sweep, chosen, destination, options.include, reporter)
     elapsed = time.monotonic() - started_at
     print(
         f"pulled {pulled.files} file{'s' * (pulled.files != 1)} ({_size(pulled.bytes)}) of {len(chosen)} "
@@ -71,7 +71,9 @@ def pull_command(options: argparse.Namespace) -> int:
     return 0
 
 
-def _pull(sweep: Sweep, runs: list[Run], destination: Path, include: list[str], reporter: Reporter):
+def pull_runs(sweep: Sweep, runs: list[Run], destination: Path, include: list[str], reporter: Reporter) -> Pulled:
+    """Bring the folders of `runs` (only files matching `include`, when given) into `destination`: the one
+    place commands call the backend's pull (`pull`, `results`)."""
     pulled = plugins.backend_hooks(sweep.backend).mrunner_pull(
         sweep=sweep, runs=runs, destination=destination, include=include, reporter=reporter
     )

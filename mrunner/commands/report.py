@@ -1,0 +1,229 @@
+"""`mrunner results`: a sweep's reported metrics as a table over its grid (or as JSON, CSV, a picture).
+
+The metrics files (``mrunner.layout.METRICS_FILE``) come back through the backend's own pull, restricted to
+them, into a cache below mrunner's data folder (never the project's): every backend works the same way, and a
+second call transfers only the files that changed since the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mrunner import cleanup, comparison, dispatch, metrics, paths
+from mrunner.commands.results import pull_runs
+from mrunner.comparison import Experiment, Row
+from mrunner.errors import MrunnerError, NotFound
+from mrunner.layout import METRICS_FILE, of_run
+from mrunner.records import Run, Sweep
+from mrunner.reporter import Reporter
+from mrunner.store import Store
+from mrunner.table import render
+
+
+def cache_dir(sweep_id: str) -> Path:
+    """Where `results` keeps a sweep's metrics files: mrunner's data folder, not the project."""
+    return paths.data_dir() / "metrics" / sweep_id
+
+
+def results_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "A sweep's reported metrics (mrunner.report) as a table: one row per experiment, the grid's varying "
+        "axes as columns (the constant parameters above), each metric summarised, the state of any experiment "
+        "that has not completed. Brings back only the metrics files, and only those that changed."
+    )
+    parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
+    parser.add_argument(
+        "--agg", choices=comparison.AGGREGATES, default="last",
+        help="how a metric's curve becomes one number (default: last, its value at the last step)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--over", metavar="AXES", action="append", default=[],
+        help="fold the experiments that differ only in these axes (comma-separated, repeatable, e.g. seed) into one row: mean ± std, n",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sort", metavar="[-]NAME", help="order rows by a metric or axis (ascending; -NAME descending)"
+    )
+    parser.add_argument(
+        "--where", metavar="KEY=VALUE", action="append", default=[],
+        help="only experiments whose parameter KEY is VALUE (repeatable: all must hold)",
+    )  # fmt: skip
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the rows as a JSON list of flat records (pandas)")
+    output.add_argument("--csv", metavar="FILE", type=Path, help="write the rows to FILE as CSV ('-': print it)")
+    output.add_argument("--plot", metavar="METRIC", help="draw METRIC against an axis (--x) into -o FILE.png")
+    output.add_argument(
+        "--curves", metavar="METRIC", help="draw METRIC against its step, a line per row, into -o FILE.png"
+    )
+    parser.add_argument("--x", metavar="AXIS", help="the axis on the horizontal of --plot (default: the first axis)")
+    parser.add_argument("-o", "--output", metavar="FILE", type=Path, help="the picture --plot or --curves writes")
+
+
+def results_command(options: argparse.Namespace) -> int:
+    store = Store()
+    sweep = _sweep(store, options.sweep)
+    runs = dispatch.refresh(sweep, store)
+    experiments = fetch(store, sweep, runs, Reporter())
+    over = [axis for value in options.over for axis in value.split(",") if axis]
+    if (options.plot or options.curves) and options.output is None:
+        raise MrunnerError(f"--{'plot' if options.plot else 'curves'} draws into a file: add -o FILE.png")
+    chosen = _where(experiments, options.where)
+    axes, constants = comparison.split_axes(chosen)
+    names = comparison.metric_names(chosen)
+    comparison.check_names(over, axes, [], "fold over")
+    for wanted in (options.plot, options.curves):
+        if wanted and wanted not in names:
+            raise MrunnerError(f"no metric {wanted!r} in sweep {sweep.id}; its metrics: {', '.join(names) or 'none'}")
+    if options.x:
+        comparison.check_names([options.x], axes, [], "draw against")
+    found = comparison.rows(chosen, axes, names, options.agg, over)
+    if options.sort:
+        found = comparison.sort(found, options.sort, axes, names)
+    kept = [axis for axis in axes if axis not in over]
+    if options.plot or options.curves:
+        from mrunner import plot
+
+        if options.plot:
+            plot.against_axis(chosen, found, kept, options.plot, options.x, over, options.output, sweep.id)
+        else:
+            plot.curves(chosen, found, kept, options.curves, options.output, sweep.id)
+        print(f"wrote {options.output}")
+        return 0
+    records = _records(found, kept, constants, names, over)
+    if options.json:
+        print(json.dumps(records, indent=1))
+    elif options.csv:
+        _write_csv(records, options.csv)
+    else:
+        print(_table(sweep, runs, found, kept, constants, names, over, options.agg))
+    return 0
+
+
+def _sweep(store: Store, ref: str) -> Sweep:
+    try:
+        return store.sweep(ref)
+    except NotFound:
+        recent = [sweep.id for sweep in store.sweeps(limit=5)]
+        raise MrunnerError(
+            f"no sweep {ref!r} in the records; recent sweeps: {', '.join(recent) or 'none (nothing was ever submitted)'}"
+        ) from None
+
+
+def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> list[Experiment]:
+    """Bring back the metrics files of the experiments that started, read them; refuse a sweep without any."""
+    started = [run for run in runs if cleanup.started(store, run)]
+    folder = cache_dir(sweep.id)
+    if started:
+        folder.mkdir(parents=True, exist_ok=True)
+        pull_runs(sweep, started, folder, [METRICS_FILE], reporter)
+    experiments = []
+    for run in runs:
+        path = folder / of_run("", sweep, run).folder_name / METRICS_FILE
+        try:
+            curves = metrics.read(str(path))
+        except FileNotFoundError:
+            curves = {}
+        parameters = comparison.flatten(run.parameters)
+        experiments.append(Experiment(run.index, run.name, run.state, run.exit_code, parameters, curves))
+    if not any(experiment.curves for experiment in experiments):
+        raise MrunnerError(
+            f"sweep {sweep.id} has no reported metrics yet ({dispatch.summary(runs)}): its experiments record them "
+            f"with mrunner.report({{'loss': loss}}, step=step)"
+        )
+    return experiments
+
+
+def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experiment]:
+    chosen = experiments
+    for condition in conditions:
+        key, equals, wanted = condition.partition("=")
+        if not equals or not key:
+            raise MrunnerError(f"--where {condition!r}: expected KEY=VALUE, e.g. --where lr=0.1")
+        if not any(key in experiment.parameters for experiment in experiments):
+            names = dict.fromkeys(name for experiment in experiments for name in experiment.parameters)
+            raise MrunnerError(f"--where {condition!r}: no parameter {key!r}; parameters: {', '.join(names) or 'none'}")
+        chosen = [e for e in chosen if key in e.parameters and comparison.matches(e.parameters[key], wanted)]
+    if not chosen:
+        raise MrunnerError(f"no experiment has {' and '.join(conditions)}")
+    return chosen
+
+
+def _records(
+    found: list[Row], axes: list[str], constants: dict[str, Any], names: list[str], over: list[str]
+) -> list[dict[str, Any]]:
+    """The rows as flat records, every parameter included, for pandas (``pd.DataFrame(records)``)."""
+    records = []
+    for row in found:
+        record: dict[str, Any] = {"index": row.indices[0]} if not over else {"n": len(row.indices)}
+        record.update(constants)
+        record.update(row.axes)
+        for name in names:
+            record[name] = row.metrics.get(name)
+            if over:
+                record[f"{name}_std"] = row.std.get(name)
+                record[f"{name}_n"] = row.count.get(name, 0)
+        record["state"] = row.state or "completed"
+        records.append(record)
+    return records
+
+
+def _write_csv(records: list[dict[str, Any]], path: Path) -> None:
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    if str(path) == "-":
+        _csv_to(sys.stdout, records, columns)
+        return
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        _csv_to(stream, records, columns)
+    print(f"wrote {len(records)} row{'s' * (len(records) != 1)} to {path}")
+
+
+def _csv_to(stream: Any, records: list[dict[str, Any]], columns: list[str]) -> None:
+    writer = csv.DictWriter(stream, columns)
+    writer.writeheader()
+    for record in records:
+        writer.writerow(
+            {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in record.items()}
+        )
+
+
+def _table(
+    sweep: Sweep, runs: list[Run], found: list[Row], axes: list[str], constants: dict[str, Any],
+    names: list[str], over: list[str], how: str,
+) -> str:  # fmt: skip
+    lines = [
+        f"sweep {sweep.id}: {dispatch.summary(runs)}; metrics: {how}"
+        + (f", mean ± std over {', '.join(over)}" if over else "")
+    ]
+    if constants:
+        lines.append("constant: " + ", ".join(f"{key}={_cell(value)}" for key, value in constants.items()))
+    headers = (["#"] if not over else []) + axes + names + (["n"] if over else []) + ["state"]
+    cells = []
+    for row in found:
+        values = []
+        for name in names:
+            if name not in row.metrics:
+                values.append("-")
+            elif over:
+                values.append(f"{comparison.number(row.metrics[name])} ± {comparison.number(row.std[name])}")
+            else:
+                values.append(comparison.number(row.metrics[name]))
+        first = [] if over else [row.indices[0]]
+        cells.append(
+            first
+            + [_cell(row.axes[axis]) for axis in axes]
+            + values
+            + ([len(row.indices)] if over else [])
+            + [row.state]
+        )
+    lines.append(render(headers, cells))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)

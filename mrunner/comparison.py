@@ -1,0 +1,194 @@
+"""A sweep's experiments side by side: what `mrunner results` shows, from their parameters and reported metrics.
+
+The grid's axes are the parameters whose values differ between experiments (nested parameters and a Hydra app's
+overrides, config-group choices included, as dotted names); the others are the constants, shown once. A metric
+is summarised per experiment by ``agg`` over its curve (``mrunner.metrics.read``), and ``--over`` axes fold the
+experiments that differ only there into one row of mean, standard deviation and count.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mrunner.errors import MrunnerError
+from mrunner.records import COMPLETED
+
+AGGREGATES = ("last", "min", "max", "mean")
+
+
+@dataclass
+class Row:
+    """One experiment (or, with ``--over``, one group of them): its axes' values, metrics and state."""
+
+    axes: dict[str, Any]
+    metrics: dict[str, float]
+    state: str
+    indices: list[int]
+    #: with --over: each metric's standard deviation and how many experiments had it
+    std: dict[str, float] = field(default_factory=dict)
+    count: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Experiment:
+    """What `results` knows of one experiment: recorded facts and its curves (metric -> {step: value})."""
+
+    index: int
+    name: str
+    state: str
+    exit_code: int | None
+    parameters: dict[str, Any]
+    curves: dict[str, dict[int, float]]
+
+
+def flatten(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameters as dotted names (``{"model": {"depth": 3}}`` -> ``{"model.depth": 3}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in parameters.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def split_axes(experiments: Sequence[Experiment]) -> tuple[list[str], dict[str, Any]]:
+    """The varying parameters (in the order the experiments name them) and the constant ones with their value."""
+    names: dict[str, None] = {}
+    for experiment in experiments:
+        names.update(dict.fromkeys(experiment.parameters))
+    missing = object()
+    axes, constants = [], {}
+    for name in names:
+        values = {_key(experiment.parameters.get(name, missing)) for experiment in experiments}
+        if len(values) > 1:
+            axes.append(name)
+        else:
+            constants[name] = experiments[0].parameters[name]
+    return axes, constants
+
+
+def metric_names(experiments: Sequence[Experiment]) -> list[str]:
+    names: dict[str, None] = {}
+    for experiment in experiments:
+        names.update(dict.fromkeys(experiment.curves))
+    return list(names)
+
+
+def aggregate(curve: Mapping[int, float], how: str) -> float:
+    values = list(curve.values())  # in step order
+    if how == "last":
+        return values[-1]
+    if how == "min":
+        return min(values)
+    if how == "max":
+        return max(values)
+    return math.fsum(values) / len(values)
+
+
+def state_of(experiment: Experiment) -> str:
+    """The experiment's state as a cell: empty when completed (the usual case), else the state (and exit code)."""
+    if experiment.state == COMPLETED:
+        return ""
+    if experiment.exit_code not in (None, 0):
+        return f"{experiment.state} ({experiment.exit_code})"
+    return experiment.state
+
+
+def matches(value: Any, wanted: str) -> bool:
+    """Whether a parameter's value is what ``--where KEY=VALUE`` asks (numbers compared as numbers)."""
+    if str(value) == wanted or _text(value) == wanted:
+        return True
+    try:
+        return float(value) == float(wanted)
+    except (TypeError, ValueError):
+        return False
+
+
+def rows(
+    experiments: Sequence[Experiment], axes: Sequence[str], metrics: Sequence[str], how: str, over: Sequence[str]
+) -> list[Row]:
+    """One row per experiment, or per group of experiments equal on every axis but ``over``."""
+    single = [
+        Row(
+            axes={axis: experiment.parameters.get(axis) for axis in axes},
+            metrics={m: aggregate(experiment.curves[m], how) for m in metrics if experiment.curves.get(m)},
+            state=state_of(experiment),
+            indices=[experiment.index],
+        )
+        for experiment in experiments
+    ]
+    if not over:
+        return single
+    kept = [axis for axis in axes if axis not in over]
+    groups: dict[tuple, list[Row]] = {}
+    for row in single:
+        groups.setdefault(tuple(_key(row.axes[axis]) for axis in kept), []).append(row)
+    folded = []
+    for members in groups.values():
+        values = {m: [r.metrics[m] for r in members if m in r.metrics] for m in metrics}
+        states = [r.state.split(" ")[0] for r in members if r.state]
+        counted = {state: states.count(state) for state in dict.fromkeys(states)}
+        folded.append(
+            Row(
+                axes={axis: members[0].axes[axis] for axis in kept},
+                metrics={m: math.fsum(v) / len(v) for m, v in values.items() if v},
+                std={m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in values.items() if v},
+                count={m: len(v) for m, v in values.items()},
+                state=", ".join(f"{n} {state}" for state, n in counted.items()),
+                indices=[i for r in members for i in r.indices],
+            )
+        )
+    return folded
+
+
+def sort(found: list[Row], key: str, axes: Sequence[str], metrics: Sequence[str]) -> list[Row]:
+    """``--sort NAME`` ascending, ``--sort -NAME`` descending; rows without a value go last either way."""
+    descending = key.startswith("-")
+    name = key.lstrip("-")
+    check_names([name], axes, metrics, "sort by")
+
+    def value(row: Row) -> Any:
+        return row.metrics.get(name) if name in metrics else row.axes.get(name)
+
+    present = [row for row in found if value(row) is not None]
+    absent = [row for row in found if value(row) is None]
+    try:
+        present.sort(key=value, reverse=descending)
+    except TypeError:  # an axis of mixed kinds: by its text
+        present.sort(key=lambda row: _text(value(row)), reverse=descending)
+    return present + absent
+
+
+def check_names(names: Sequence[str], axes: Sequence[str], metrics: Sequence[str], what: str) -> None:
+    for name in names:
+        if name not in axes and name not in metrics:
+            raise MrunnerError(
+                f"cannot {what} {name!r}: the sweep's axes are {', '.join(axes) or 'none'} and its metrics "
+                f"{', '.join(metrics) or 'none'}"
+            )
+
+
+def number(value: float) -> str:
+    """A metric as a cell: four significant digits, plain or scientific as fits."""
+    if value != value or value in (math.inf, -math.inf):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _key(value: Any) -> Any:
+    """A value as a dictionary key (lists of a list-valued axis become tuples)."""
+    if isinstance(value, list):
+        return tuple(_key(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _key(v)) for k, v in value.items()))
+    return value

@@ -1,0 +1,175 @@
+"""`mrunner results` on the local backend, through the real command line: the table over the grid, its
+options, and the one-line refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+TRAIN = """
+import math, os, time, mrunner
+c = mrunner.get_configuration()
+for step in range(5):
+    mrunner.report({"loss": round((1 + c.seed) * c.lr * (5 - step), 6), "acc": step / 4}, step=step)
+if c.get("torn") == c.seed:  # a process killed mid-line leaves this
+    with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "mrunner-metrics.jsonl"), "a") as out:
+        out.write('{"attempt": 0, "step": 9, "metrics": {"loss": 12')
+if c.get("fail") == c.seed:
+    raise SystemExit(3)
+while c.get("gate") and not os.path.exists(c.gate):
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, mrunner) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "train.py").write_text(TRAIN)
+    mrunner.cwd = folder
+    return folder
+
+
+def submit(mrunner, *args: str) -> str:
+    result = mrunner("train.py", "-m", *args)
+    assert result.stdout.strip(), result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def records(mrunner, *args: str) -> list[dict]:
+    result = mrunner("results", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_table_shows_axes_constants_metrics_and_what_did_not_complete(mrunner, project):
+    sweep = submit(mrunner, "lr=0.1,1.0", "seed=range(3)", "width=8", "fail=2", "torn=1", "--wait")
+    shown = mrunner("results", sweep)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1] == "constant: fail=2, torn=1, width=8"
+    assert lines[2].split() == ["#", "lr", "seed", "loss", "acc", "state"]
+    rows = {int(line.split()[0]): line.split() for line in lines[3:]}
+    assert rows[0] == ["0", "0.1", "0", "0.1", "1"]  # the last step's values, completed: no state shown
+    assert rows[1] == ["1", "0.1", "1", "0.2", "1"]  # its torn last line is skipped
+    assert rows[2] == ["2", "0.1", "2", "0.3", "1", "failed", "(3)"]
+    assert rows[5] == ["5", "1.0", "2", "3", "1", "failed", "(3)"]
+    assert [r["loss"] for r in records(mrunner, sweep, "--agg", "max")] == [0.5, 1.0, 1.5, 5.0, 10.0, 15.0]
+    assert [r["acc"] for r in records(mrunner, sweep, "--agg", "mean")] == [0.5] * 6
+    assert [r["index"] for r in records(mrunner, sweep, "--sort", "-loss")] == [5, 4, 3, 2, 1, 0]
+    assert [r["index"] for r in records(mrunner, sweep, "--sort", "loss", "--where", "lr=1")] == [3, 4, 5]
+    first = records(mrunner, sweep)[0]
+    assert first == {
+        "index": 0, "width": 8, "fail": 2, "torn": 1, "lr": 0.1, "seed": 0, "loss": 0.1, "acc": 1.0,
+        "state": "completed",
+    }  # fmt: skip
+
+
+def test_over_an_axis_gives_mean_std_and_count(mrunner, project, tmp_path):
+    sweep = submit(mrunner, "lr=0.1,1.0", "seed=range(3)", "--wait")
+    shown = mrunner("results", sweep, "--over", "seed", "--sort", "-loss")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "mean ± std over seed" in lines[0]
+    assert lines[1].split() == ["lr", "loss", "acc", "n", "state"]
+    assert lines[2].split() == ["1.0", "2", "±", "1", "1", "±", "0", "3"]
+    assert lines[3].split() == ["0.1", "0.2", "±", "0.1", "1", "±", "0", "3"]
+    target = tmp_path / "grid.csv"
+    written = mrunner("results", sweep, "--over", "seed", "--csv", str(target))
+    assert written.returncode == 0 and f"wrote 2 rows to {target}" in written.stdout, written.stderr
+    with open(target, newline="") as stream:
+        table = list(csv.DictReader(stream))
+    assert [(row["lr"], float(row["loss"]), float(row["loss_std"]), row["n"]) for row in table] == [
+        ("0.1", pytest.approx(0.2), pytest.approx(0.1), "3"),
+        ("1.0", pytest.approx(2.0), pytest.approx(1.0), "3"),
+    ]
+
+
+def test_a_running_experiment_shows_what_it_reported_so_far(mrunner, project, tmp_path):
+    gate = tmp_path / "gate"
+    sweep = submit(mrunner, "lr=0.5", "seed=range(2)", f"gate={gate}", "--detach")
+    deadline = time.monotonic() + 60
+    while True:
+        found = mrunner("results", sweep, "--json")
+        if found.returncode == 0 and all(r["loss"] is not None for r in json.loads(found.stdout)):
+            break
+        assert time.monotonic() < deadline, found.stdout + found.stderr
+        time.sleep(0.2)
+    table = mrunner("results", sweep).stdout.splitlines()
+    assert table[2].split()[-1] == "state" and [line.split()[-1] for line in table[3:]] == ["running", "running"]
+    gate.write_text("")
+    while any(e["state"] != "completed" for e in json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert [line.split()[-1] for line in mrunner("results", sweep).stdout.splitlines()[3:]] == [
+        "1",
+        "1",
+    ]  # acc, no state
+
+
+def test_results_of_a_spec_file_sweep(mrunner, project):
+    (project / "spec.py").write_text(
+        "from mrunner.experiment import Experiment\n"
+        "experiments_list = [Experiment(name='t', script='python train.py', parameters={'lr': lr, 'seed': 0})"
+        " for lr in (0.1, 0.2)]\n"
+    )
+    result = mrunner("spec.py", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    assert [(r["lr"], r["loss"]) for r in records(mrunner, sweep)] == [(0.1, 0.1), (0.2, 0.2)]
+
+
+def test_results_of_a_hydra_app_has_its_overrides_and_group_choices_as_axes(mrunner, project):
+    (project / "conf" / "opt").mkdir(parents=True)
+    (project / "conf" / "config.yaml").write_text("defaults:\n  - opt: sgd\n  - _self_\nlr: 0.1\n")
+    (project / "conf" / "opt" / "sgd.yaml").write_text("name: sgd\nscale: 1\n")
+    (project / "conf" / "opt" / "adam.yaml").write_text("name: adam\nscale: 2\n")
+    (project / "app.py").write_text(
+        "import hydra, mrunner\n"
+        "@hydra.main(config_path='conf', config_name='config', version_base=None)\n"
+        "def main(cfg):\n"
+        "    mrunner.report({'loss': cfg.lr * cfg.opt.scale})\n"
+        "main()\n"
+    )
+    result = mrunner("app.py", "-m", "opt=glob(*)", "lr=0.1,0.3", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    found = sorted((r["opt"], r["lr"], r["loss"]) for r in records(mrunner, sweep))
+    assert found == [("adam", 0.1, 0.2), ("adam", 0.3, 0.6), ("sgd", 0.1, 0.1), ("sgd", 0.3, 0.3)]
+    header = mrunner("results", sweep).stdout.splitlines()[1].split()
+    assert header == ["#", "opt", "lr", "loss", "state"] or header == ["#", "lr", "opt", "loss", "state"]
+
+
+def assert_refused(result, *parts: str) -> None:
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for part in parts:
+        assert part in result.stderr, result.stderr
+
+
+def test_refusals_name_what_exists(mrunner, project):
+    assert_refused(mrunner("results", "nosuchsweep"), "no sweep 'nosuchsweep'", "recent sweeps: none")
+    sweep = submit(mrunner, "lr=0.1,1.0", "seed=0", "--wait")
+    assert_refused(mrunner("results", "nosuchsweep"), f"recent sweeps: {sweep}")
+    assert_refused(mrunner("results", sweep, "--over", "sed"), "'sed'", "axes are lr")
+    assert_refused(mrunner("results", sweep, "--sort", "-los"), "'los'", "metrics loss, acc")
+    assert_refused(mrunner("results", sweep, "--where", "seeds=0"), "no parameter 'seeds'", "parameters: lr, seed")
+    assert_refused(mrunner("results", sweep, "--plot", "los", "-o", "x.png"), "no metric 'los'", "loss, acc")
+    (project / "quiet.py").write_text("import mrunner\nmrunner.get_configuration()\n")
+    quiet = mrunner("quiet.py", "-m", "a=1,2", "--wait")
+    silent = quiet.stdout.strip().splitlines()[-1]
+    assert_refused(mrunner("results", silent), f"sweep {silent} has no reported metrics yet", "2 completed")
+
+
+def test_the_metrics_come_back_into_mrunners_data_folder_not_the_project(mrunner, project, mrunner_home):
+    sweep = submit(mrunner, "lr=0.1", "seed=range(2)", "--wait")
+    assert mrunner("results", sweep).returncode == 0
+    cached = sorted(p.relative_to(mrunner_home / "data" / "mrunner" / "metrics" / sweep).as_posix()
+                    for p in (mrunner_home / "data" / "mrunner" / "metrics" / sweep).rglob("*") if p.is_file())  # fmt: skip
+    assert cached == ["0-train/mrunner-metrics.jsonl", "1-train/mrunner-metrics.jsonl"]
+    assert sorted(os.listdir(project)) == ["train.py"]

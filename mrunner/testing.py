@@ -49,6 +49,10 @@ if config.get("payload"):  # results in nested folders, one of 300 KB, for `mrun
     os.makedirs(os.path.join("outputs", "nested", "deep"), exist_ok=True)
     with open(os.path.join("outputs", "nested", "deep", "big.bin"), "wb") as out:
         out.write(hashlib.sha256(str(config.i).encode()).digest() * 9600)
+if config.get("report"):  # metrics for `mrunner results`: score = 10 i + g + step
+    import mrunner
+    for step in range(3):
+        mrunner.report({"score": 10 * config.i + config.get("g", 0) + step}, step=step)
 for line in range(int(config.get("lines", 0))):
     print("line", line, flush=True)
     time.sleep(0.2)
@@ -375,6 +379,25 @@ class BackendTestSuite:
         assert default.returncode == 0, default.stderr
         only = self.pulled(project / "mrunner-results" / sweep)
         assert list(only) == [f"{names[0]}/outputs/nested/deep/big.bin"], only
+
+    def test_results_bring_back_only_the_metrics_and_only_once(self, mrunner, mrunner_home, backend_context, project):
+        """`mrunner results` through the backend's pull: the table's numbers, the metrics files alone in mrunner's
+        data folder, and a second call that rewrites none of them."""
+        sweep = self.submit(mrunner, backend_context, "-m", "i=range(2)", "g=0,1", "report=1", "payload=1", "--wait")
+        self.ended(mrunner, sweep)
+        shown = mrunner("results", sweep, "--over", "g", "--json", timeout=self.timeout)
+        assert shown.returncode == 0, shown.stderr
+        assert [(r["i"], r["score"], r["score_std"], r["n"]) for r in json.loads(shown.stdout)] == [
+            (0, 2.5, pytest.approx(0.7071, abs=1e-4), 2),
+            (1, 12.5, pytest.approx(0.7071, abs=1e-4), 2),
+        ]
+        cache = mrunner_home / "data" / "mrunner" / "metrics" / sweep
+        first = self.pulled(cache)
+        assert sorted(path.split("/", 1)[1] for path in first) == ["mrunner-metrics.jsonl"] * 4, first
+        again = mrunner("results", sweep, "--sort=-score", timeout=self.timeout)
+        assert again.returncode == 0, again.stderr
+        assert [line.split()[0] for line in again.stdout.splitlines()[3:]] == ["3", "2", "1", "0"], again.stdout
+        assert self.pulled(cache) == first  # nothing transferred or rewritten
 
     def test_pull_of_an_unknown_sweep_or_an_experiment_never_started(self, mrunner, backend_context, project):
         unknown = mrunner("pull", "nosuchsweep", timeout=self.timeout)

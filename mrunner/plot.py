@@ -1,0 +1,173 @@
+"""`mrunner results --plot` and `--curves`: a sweep's metrics as pictures (PNG, SVG, PDF: matplotlib's formats).
+
+matplotlib is an optional extra (``mrunner[plot]``), imported only here, drawing without a display (Agg). Both
+pictures stay readable for large grids: up to ``LEGEND_LIMIT`` lines get a legend; more are coloured along a
+colour bar of the axis that tells them apart (or drawn thin and translucent when nothing orders them). A swept
+axis whose values are geometric (0.001, 0.01, 0.1) is drawn on a log scale, and so is a metric spanning
+several orders of magnitude.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mrunner.comparison import Experiment, Row
+from mrunner.errors import MrunnerError
+
+LEGEND_LIMIT = 12
+#: A positive axis whose largest value is at least this many times its smallest is drawn on a log scale.
+LOG_SPAN = 50.0
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise MrunnerError("pictures need matplotlib: pip install 'mrunner[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+def geometric(values: Sequence[Any]) -> bool:
+    """Whether numbers are spread so that a log scale shows them evenly (positive, spanning LOG_SPAN or more)."""
+    numbers = [v for v in values if _numeric(v)]
+    if len(numbers) < 2 or len(numbers) != len(values) or min(numbers) <= 0:
+        return False
+    return max(numbers) / min(numbers) >= LOG_SPAN
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _label(axes: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in axes.items()) or "all"
+
+
+def against_axis(
+    experiments: Sequence[Experiment], rows: Sequence[Row], axes: Sequence[str], metric: str, x: str | None,
+    over: Sequence[str], output: Path, sweep_id: str,
+) -> None:  # fmt: skip
+    """``metric`` against axis ``x`` (default: the first), a line for each value of the other axes, error bars
+    (one standard deviation) over the ``over`` axes."""
+    if not axes:
+        raise MrunnerError(f"sweep {sweep_id} has no axis left to draw {metric} against (every parameter is constant)")
+    x = x or axes[0]
+    if x not in axes:
+        raise MrunnerError(f"cannot draw against {x!r}: it is folded by --over; the axes left are {', '.join(axes)}")
+    others = [axis for axis in axes if axis != x]
+    lines: dict[tuple, list[Row]] = {}
+    for row in rows:
+        if metric in row.metrics:
+            lines.setdefault(tuple(str(row.axes[a]) for a in others), []).append(row)
+    xs = [row.axes[x] for row in rows]
+    numeric_x = all(_numeric(v) for v in xs)
+    categories = list(dict.fromkeys(str(v) for v in xs))
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(8, 5), layout="constrained")
+    line_axes = [{a: members[0].axes[a] for a in others} for members in lines.values()]
+    colour = _colouring(pyplot, figure, axis, line_axes, others)
+    for number, members in enumerate(lines.values()):
+        members = sorted(members, key=lambda r: r.axes[x] if numeric_x else categories.index(str(r.axes[x])))
+        positions = [r.axes[x] if numeric_x else categories.index(str(r.axes[x])) for r in members]
+        values = [r.metrics[metric] for r in members]
+        style = colour(number, line_axes[number])
+        if over:
+            errors = [r.std.get(metric, 0.0) for r in members]
+            axis.errorbar(positions, values, yerr=errors, capsize=3, marker="o", markersize=3, **style)
+        else:
+            axis.plot(positions, values, marker="o", markersize=3, **style)
+    if numeric_x and geometric(xs):
+        axis.set_xscale("log")
+    if not numeric_x:
+        axis.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 6 else 0)
+    _log_if_spread(axis, [r.metrics[metric] for r in rows if metric in r.metrics])
+    axis.set_xlabel(x)
+    axis.set_ylabel(metric + (f" (mean ± std over {', '.join(over)})" if over else ""))
+    axis.set_title(f"sweep {sweep_id}: {metric} against {x}", fontsize=10)
+    _save(pyplot, figure, axis, len(lines), output)
+
+
+def curves(
+    experiments: Sequence[Experiment], rows: Sequence[Row], axes: Sequence[str], metric: str, output: Path,
+    sweep_id: str,
+) -> None:  # fmt: skip
+    """``metric`` against its step, a line per row: an experiment, or with ``--over`` a group's mean with a band
+    of one standard deviation."""
+    by_index = {experiment.index: experiment for experiment in experiments}
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(8, 5), layout="constrained")
+    drawn = [row for row in rows if any(by_index[i].curves.get(metric) for i in row.indices)]
+    colour = _colouring(pyplot, figure, axis, [row.axes for row in drawn], list(axes))
+    every: list[float] = []
+    for number, row in enumerate(drawn):
+        members = [by_index[i].curves[metric] for i in row.indices if by_index[i].curves.get(metric)]
+        steps = sorted({step for curve in members for step in curve})
+        means, spreads = [], []
+        for step in steps:
+            values = [curve[step] for curve in members if step in curve]
+            means.append(math.fsum(values) / len(values))
+            spreads.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        every += means
+        style = colour(number, row.axes)
+        axis.plot(steps, means, **style)
+        if len(members) > 1:
+            low = [m - s for m, s in zip(means, spreads)]
+            high = [m + s for m, s in zip(means, spreads)]
+            axis.fill_between(steps, low, high, color=style["color"], alpha=0.15, linewidth=0)
+    _log_if_spread(axis, every)
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("step")
+    axis.set_ylabel(metric)
+    grouped = len(drawn) < len(experiments)
+    axis.set_title(f"sweep {sweep_id}: {metric} per step" + (" (mean ± std per group)" if grouped else ""), fontsize=10)
+    _save(pyplot, figure, axis, len(drawn), output)
+
+
+def _colouring(pyplot: Any, figure: Any, axis: Any, labels: list[dict[str, Any]], names: Sequence[str]) -> Any:
+    """A function (line number, its axes' values) -> line style. Few lines: one colour each, labelled for the
+    legend. Many: coloured along the first numeric axis that tells them apart, with a colour bar, thin and
+    translucent so that a thousand stay legible."""
+    if len(labels) <= LEGEND_LIMIT:
+        cycle = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
+        return lambda number, axes: {"color": cycle[number % len(cycle)], "label": _label(axes)}
+    import matplotlib.colors as colors
+
+    scale = next(
+        (n for n in names if all(_numeric(a.get(n)) for a in labels) and len({a.get(n) for a in labels}) > 1), None
+    )
+    width = 0.6 if len(labels) > 100 else 1.0
+    alpha = 0.35 if len(labels) > 100 else 0.7
+    if scale is None:
+        return lambda number, axes: {"color": "tab:blue", "alpha": alpha, "linewidth": width}
+    values = [a[scale] for a in labels]
+    norm = (colors.LogNorm if geometric(values) else colors.Normalize)(min(values), max(values))
+    cmap = pyplot.get_cmap("viridis")
+    figure.colorbar(pyplot.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axis, label=scale)
+    return lambda number, axes: {"color": cmap(norm(axes[scale])), "alpha": alpha, "linewidth": width}
+
+
+def _log_if_spread(axis: Any, values: list[float]) -> None:
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) >= 1000:
+        axis.set_yscale("log")
+
+
+def _save(pyplot: Any, figure: Any, axis: Any, lines: int, output: Path) -> None:
+    if lines <= LEGEND_LIMIT and lines > 1:
+        axis.legend(fontsize=8)
+    axis.grid(True, alpha=0.3)
+    try:
+        figure.savefig(output, dpi=120)
+    except (OSError, ValueError) as error:
+        raise MrunnerError(f"cannot write {output}: {error}") from None
+    finally:
+        pyplot.close(figure)

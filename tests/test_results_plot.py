@@ -1,0 +1,59 @@
+"""`mrunner results --plot` and `--curves`: pictures written, log scales for geometric axes, and one line
+telling how to install matplotlib where it is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mrunner import plot
+
+TRAIN = """
+import math, mrunner
+c = mrunner.get_configuration()
+for step in range(10):
+    mrunner.report({"loss": (1 + 0.1 * c.seed) * math.exp(-c.lr * step) + c.width}, step=step)
+"""
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def sweep(tmp_path: Path, mrunner) -> str:
+    (tmp_path / "train.py").write_text(TRAIN)
+    result = mrunner("train.py", "-m", "lr=0.001,0.01,0.1", "seed=0,1", "width=1,2", "--wait")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_a_metric_against_an_axis_and_its_curves(sweep, mrunner, tmp_path):
+    for args in (["--plot", "loss", "--over", "seed"], ["--plot", "loss", "--x", "width"], ["--curves", "loss"],
+                 ["--curves", "loss", "--over", "seed"]):  # fmt: skip
+        target = tmp_path / "picture.png"
+        drawn = mrunner("results", sweep, *args, "-o", str(target))
+        assert drawn.returncode == 0 and drawn.stdout.strip() == f"wrote {target}", drawn.stderr
+        assert target.read_bytes().startswith(PNG)
+        target.unlink()
+
+
+def test_a_picture_needs_a_file_and_an_axis_that_is_not_folded(sweep, mrunner):
+    missing = mrunner("results", sweep, "--plot", "loss")
+    assert missing.returncode != 0 and "add -o FILE.png" in missing.stderr
+    folded = mrunner("results", sweep, "--plot", "loss", "--over", "seed", "--x", "seed", "-o", "x.png")
+    assert folded.returncode != 0 and "cannot draw against 'seed'" in folded.stderr, folded.stderr
+
+
+def test_without_matplotlib_one_line_says_how_to_install_it(sweep, mrunner, tmp_path):
+    shim = tmp_path / "without-matplotlib"
+    shim.mkdir()
+    (shim / "matplotlib.py").write_text("raise ImportError('No module named matplotlib', name='matplotlib')\n")
+    drawn = mrunner("results", sweep, "--plot", "loss", "-o", "x.png", env={"PYTHONPATH": str(shim)})
+    assert drawn.returncode != 0
+    assert drawn.stderr.strip() == "mrunner: error: pictures need matplotlib: pip install 'mrunner[plot]'"
+
+
+def test_a_geometric_axis_is_drawn_on_a_log_scale():
+    assert plot.geometric([0.0001, 0.001, 0.01, 0.1])
+    assert not plot.geometric([1, 2, 3, 4])  # even steps
+    assert not plot.geometric([0, 0.1, 1.0, 10.0])  # zero has no logarithm
+    assert not plot.geometric(["adam", "sgd"])

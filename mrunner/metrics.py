@@ -93,7 +93,11 @@ def _open() -> int | None:
                 flush=True,
             )
         return None
-    _descriptor = os.open(os.path.join(folder, METRICS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    path = os.path.join(folder, METRICS_FILE)
+    _descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    end = os.lseek(_descriptor, 0, os.SEEK_END)
+    if end and os.pread(_descriptor, 1, end - 1) != b"\n":
+        os.write(_descriptor, b"\n")  # an earlier process was killed mid-line: end it, so ours stay whole
     _opened_by = os.getpid()
     _attempt = int(os.environ.get(ATTEMPT_VARIABLE) or 0)
     _forwarders = [] if os.environ.get(TRACKING_VARIABLE) == "deferred" else _enabled_forwarders()
@@ -116,20 +120,37 @@ def read(path: str) -> dict[str, dict[int, float]]:
     A line that is not whole JSON (the torn last line of a killed process) is skipped."""
     with open(path, "rb") as stream:
         data = stream.read()
-    return curves(data.splitlines())
+    return curves(entries(data))
 
 
-def curves(lines: list[bytes]) -> dict[str, dict[int, float]]:
-    """``read`` of lines already in memory."""
+def entries(data: bytes) -> list[Any]:
+    """The JSON objects of a metrics file's content, skipping any line that is not whole JSON."""
+    text = data.decode("utf-8", "replace").strip()
+    if not text:
+        return []
+    try:  # one parse of the whole file: several times faster than a parse per line
+        return json.loads("[" + text.replace("\n", ",") + "]")
+    except ValueError:  # a torn line (or interleaved writes on a file system without O_APPEND)
+        found = []
+        for line in text.splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+
+def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
+    """``read`` of entries already parsed."""
     found: dict[str, dict[int, tuple[int, float]]] = {}
     implicit: dict[tuple[int, str], int] = {}
-    for line in lines:
+    for entry in lines:
         try:
-            entry = json.loads(line)
             attempt, step, values = int(entry.get("attempt") or 0), entry.get("step"), entry["metrics"]
+            items = values.items()
         except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # torn, or not one of report's lines
-        for name, value in values.items():
+            continue  # not one of report's lines
+        for name, value in items:
             at = step
             if at is None:
                 at = implicit.get((attempt, name), 0)

@@ -141,9 +141,9 @@ def _colouring(pyplot: Any, figure: Any, axis: Any, labels: list[dict[str, Any]]
         return lambda number, axes: {"color": cycle[number % len(cycle)], "label": _label(axes)}
     import matplotlib.colors as colors
 
-    scale = next(
-        (n for n in names if all(_numeric(a.get(n)) for a in labels) and len({a.get(n) for a in labels}) > 1), None
-    )
+    ordered = [n for n in names if all(_numeric(a.get(n)) for a in labels) and len({a.get(n) for a in labels}) > 1]
+    ordered.sort(key=lambda n: "seed" in n.lower())  # a seed orders nothing: colour by a real axis first
+    scale = ordered[0] if ordered else None
     width = 0.6 if len(labels) > 100 else 1.0
     alpha = 0.35 if len(labels) > 100 else 0.7
     if scale is None:

@@ -98,3 +98,11 @@ def test_a_torn_last_line_and_reports_without_steps(tmp_path):
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"attempt": 0, "step": 7, "metr')
     assert metrics.read(str(path)) == {"loss": {0: 3.0, 1: 2.0}, "acc": {0: 0.5}}
+
+
+def test_an_attempt_after_a_torn_line_starts_on_a_line_of_its_own(tmp_path):
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"attempt": 0, "step": 0, "metrics": {"loss": 1.0}}) + '\n{"att')
+    code = "import mrunner\nmrunner.report({'loss': 0.5}, step=1)"
+    done = run_script(code, {"MRUNNER_EXPERIMENT_DIR": str(tmp_path), "MRUNNER_ATTEMPT": "1"}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert metrics.read(str(tmp_path / METRICS_FILE)) == {"loss": {0: 1.0, 1: 0.5}}

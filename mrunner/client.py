@@ -79,6 +79,10 @@ def get_configuration(print_diagnostics: bool = False, with_neptune: bool = Fals
         from mrunner.tracking import start_neptune_run
 
         start_neptune_run(info)
+    if os.environ.get("MRUNNER_MLFLOW") == "1" or os.environ.get("MRUNNER_WANDB") == "1":  # trackers' variables
+        from mrunner.tracking import join_runs
+
+        join_runs(info)
     return config
 
 

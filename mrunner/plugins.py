@@ -21,7 +21,7 @@ from mrunner import hookspecs
 from mrunner.errors import MrunnerError
 
 ENTRY_POINT_GROUP = "mrunner"
-BUILTIN_PLUGINS = ("mrunner.builtin", "mrunner.trackers.neptune")
+BUILTIN_PLUGINS = ("mrunner.builtin", "mrunner.trackers.neptune", "mrunner.trackers.mlflow", "mrunner.trackers.wandb")
 
 # Where to get the backends mrunner's own project publishes, for the "not installed" error.
 KNOWN_BACKEND_PACKAGES = {"local": "mrunner-local", "slurm": "mrunner-slurm", "kubernetes": "mrunner-k8s"}

@@ -17,6 +17,8 @@ EXPERIMENT_MODULES = (
     "client.py",
     "tracking.py",
     "metrics.py",
+    "mlflow_run.py",
+    "wandb_run.py",
     "layout.py",
     "attempt.py",
     "hydra_job.py",

@@ -153,10 +153,53 @@ def _missing_credentials() -> dict[str, str]:
 def forwarders() -> list[Any]:
     """The trackers this experiment's context enabled, each as a function ``(metrics, step)`` that logs
     one report (``mrunner.report`` calls them). A tracker's package is imported when its first report comes."""
+    from mrunner import mlflow_run, wandb_run
+
     found = []
     if os.environ.get(ENABLED_VARIABLE) == "1":
-        found.append(_neptune_forward)
+        found.append(_guarded("Neptune", _neptune_forward))
+    if mlflow_run.enabled():
+        found.append(_guarded("MLflow", mlflow_run.log))
+    if wandb_run.enabled():
+        found.append(_guarded("W&B", wandb_run.log))
     return found
+
+
+def _guarded(tracker: str, forward: Any) -> Any:
+    """``forward``, except that a failure (the server down) warns once and stops forwarding to that tracker in
+    this process: the experiment goes on, and its metrics stay in its folder."""
+    failed: list[BaseException] = []
+
+    def call(metrics: Mapping[str, float], step: int | None) -> None:
+        if failed:
+            return
+        try:
+            forward(metrics, step)
+        except Exception as error:
+            failed.append(error)
+            print(
+                f"mrunner: {tracker} refused a report ({type(error).__name__}: {error}); this process stops "
+                f"sending it metrics, which stay in the experiment's mrunner-metrics.jsonl",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return call
+
+
+def join_runs(info: Mapping[str, Any]) -> None:
+    """Called by ``get_configuration()``: make this experiment's tracker runs known before the script starts its
+    own, so that ``mlflow.start_run()`` and ``wandb.init()`` continue mrunner's run (``MLFLOW_RUN_ID``,
+    ``WANDB_RUN_ID``)."""
+    from mrunner import mlflow_run, wandb_run
+
+    if wandb_run.enabled():
+        wandb_run.identify(info)
+    if mlflow_run.enabled():
+        try:
+            mlflow_run.run_id(info)
+        except Exception as error:
+            print(f"mrunner: no MLflow run ({type(error).__name__}: {error})", file=sys.stderr, flush=True)
 
 
 def _neptune_forward(metrics: Mapping[str, float], step: int | None) -> None:

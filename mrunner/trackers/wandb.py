@@ -1,0 +1,91 @@
+"""Weights & Biases, a tracker plugin: the submitting side of it.
+
+This module never imports ``wandb``; the experiment's side, which does, is ``mrunner.wandb_run``. Here the
+context's ``wandb*`` keys are declared and checked, ``WANDB_API_KEY`` travels to the experiments only as a
+secret, and the project, entity and mode as plain environment (W&B reads them itself).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mrunner.errors import MrunnerError
+from mrunner.hookspecs import hookimpl
+from mrunner.schema import ContextKey
+
+KEY_VARIABLE = "WANDB_API_KEY"
+MODE_VARIABLE = "WANDB_MODE"
+#: Set to "1" in an experiment whose context has ``wandb: true``; ``mrunner.wandb_run`` reads it.
+ENABLED_VARIABLE = "MRUNNER_WANDB"
+MODES = ("online", "offline")
+
+
+def _enabled(context: Mapping[str, Any]) -> bool:
+    return bool(context.get("wandb"))
+
+
+def _mode(context: Mapping[str, Any]) -> str:
+    return context.get("wandb_mode") or os.environ.get(MODE_VARIABLE) or "online"
+
+
+@hookimpl
+def mrunner_context_keys(backend: str) -> list[ContextKey]:
+    return [
+        ContextKey("wandb", "bool", False, "track every experiment as a W&B run (needs `pip install mrunner[wandb]` where experiments run)"),
+        ContextKey("wandb_project", "str", None, "the W&B project (default: the project's name)"),
+        ContextKey("wandb_entity", "str", None, "the W&B entity, a user or team (default: W&B's own default)"),
+        ContextKey("wandb_mode", "str", None, "online | offline (default: $WANDB_MODE, else online); offline writes the run into the experiment's folder, for `wandb sync`"),
+    ]  # fmt: skip
+
+
+@hookimpl
+def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+    if KEY_VARIABLE in (context.get("env") or {}):
+        raise MrunnerError(
+            f"context {context_name} sets {KEY_VARIABLE} under `env`, which is recorded and shown: remove it and "
+            f"export it in your shell (with `wandb: true` it is forwarded as a secret)"
+        )
+    if not _enabled(context):
+        return
+    mode = _mode(context)
+    if mode not in MODES:
+        raise MrunnerError(f"context {context_name}: wandb_mode {mode!r} is not one of {', '.join(MODES)}")
+    if mode == "online" and not os.environ.get(KEY_VARIABLE):
+        raise MrunnerError(
+            f"context {context_name} tracks experiments in W&B online but {KEY_VARIABLE} is not set: export it, "
+            f"or set wandb_mode: offline (then `wandb sync` the runs from the experiments' folders)"
+        )
+
+
+@hookimpl
+def mrunner_secrets(context: Mapping[str, Any]) -> dict[str, str]:
+    if not _enabled(context) or not os.environ.get(KEY_VARIABLE):
+        return {}
+    return {KEY_VARIABLE: os.environ[KEY_VARIABLE]}
+
+
+@hookimpl
+def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, str]:
+    if not _enabled(context):
+        return {}
+    env = {ENABLED_VARIABLE: "1", MODE_VARIABLE: _mode(context)}
+    if context.get("wandb_project"):
+        env["WANDB_PROJECT"] = str(context["wandb_project"])
+    if context.get("wandb_entity"):
+        env["WANDB_ENTITY"] = str(context["wandb_entity"])
+    return env
+
+
+@hookimpl
+def mrunner_sweep_submitted(sweep: Any, runs: Sequence[Any], reporter: Any) -> None:
+    if not _enabled(sweep.context) or not runs:
+        return
+    project = sweep.context.get("wandb_project") or sweep.project
+    if _mode(sweep.context) == "offline":
+        reporter.step(
+            f"W&B offline: each experiment's run is in its folder (wandb/), group {sweep.id}: `wandb sync` it"
+        )
+    else:
+        reporter.step(f"W&B: runs in project {project!r}, group {sweep.id}")

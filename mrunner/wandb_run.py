@@ -1,0 +1,53 @@
+"""The experiment's side of W&B tracking: one W&B run per experiment, the same for all its attempts.
+
+What the submitting side arranged (``mrunner.trackers.wandb``): ``MRUNNER_WANDB=1`` when the context has
+``wandb: true``, ``WANDB_MODE``, ``WANDB_PROJECT`` and ``WANDB_ENTITY`` as plain environment, the API key as a
+secret. ``get_configuration()`` (or the first ``mrunner.report``) sets the run's identity in this process's
+environment (``WANDB_RUN_ID``, derived from the sweep and index, so every attempt and every process resumes
+the same run; ``WANDB_RUN_GROUP``, the sweep; ``WANDB_DIR``, the experiment's folder), so a script's own
+``wandb.init()`` joins it too. ``wandb`` is imported here only, and only when a report is forwarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENABLED_VARIABLE = "MRUNNER_WANDB"  # the same name as mrunner.trackers.wandb.ENABLED_VARIABLE
+
+
+def enabled() -> bool:
+    return os.environ.get(ENABLED_VARIABLE) == "1"
+
+
+def run_id(info: Mapping[str, Any]) -> str:
+    """The experiment's W&B run id: the same for all its attempts, unique across sweeps (W&B allows
+    ``[a-z0-9]``, up to 64 characters)."""
+    return hashlib.sha256(f"{info.get('sweep')}/{info.get('index', 0)}".encode()).hexdigest()[:32]
+
+
+def identify(info: Mapping[str, Any]) -> None:
+    """Set the run's identity in the environment, where ``wandb.init()`` reads it."""
+    os.environ.setdefault("WANDB_RUN_ID", run_id(info))
+    os.environ.setdefault("WANDB_RESUME", "allow")
+    os.environ.setdefault("WANDB_RUN_GROUP", str(info.get("sweep") or "mrunner"))
+    os.environ.setdefault("WANDB_NAME", str(info.get("name") or "experiment"))
+    os.environ.setdefault("WANDB_PROJECT", str(info.get("project") or "mrunner"))
+    folder = os.environ.get("MRUNNER_EXPERIMENT_DIR")
+    if folder:
+        os.environ.setdefault("WANDB_DIR", folder)
+
+
+def log(metrics: Mapping[str, float], step: int | None) -> None:
+    """Log one report to the experiment's run, started (or resumed) on the first."""
+    import wandb
+
+    if wandb.run is None:
+        from mrunner.client import experiment_info
+
+        info = experiment_info()
+        identify(info)
+        wandb.init(config=dict(info.get("parameters") or {}), tags=[str(t) for t in info.get("tags") or []])
+    wandb.log(dict(metrics), step=step)

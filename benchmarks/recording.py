@@ -2,7 +2,7 @@
 
     uv run --no-sync python benchmarks/recording.py [--sizes 1000 10000 100000 1000000]
 
-Each measurement runs in a fresh process. "mrunner" is ``dispatch.record``: the grid of
+Each measurement runs in a fresh process. "mrunner" is ``submission.record``: the grid of
 ``exp.py -m a=range(N)`` expanded, every experiment's command, environment and identity computed, the
 duplicate check against the records, and the rows inserted (experiments and their first events) in one
 transaction. The floor is a bare SQLite ``executemany`` of the same rows (read back from mrunner's database)
@@ -34,16 +34,16 @@ def _peak_mb() -> float:
 
 
 def child_mrunner(size: int, folder: Path) -> dict:
-    from mrunner import dispatch
+    from mrunner import planning, submission
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
-    request = dispatch.Request(target=folder / "exp.py", overrides=[f"a=range({size})"], multirun=True, yes=True)
-    plan = dispatch.Plan(request, cwd=folder)
+    request = planning.Request(target=folder / "exp.py", overrides=[f"a=range({size})"], multirun=True, yes=True)
+    plan = planning.Plan(request, cwd=folder)
     store = Store(folder / "records.db")
     before = _peak_mb()
     start = time.perf_counter()
-    sweep, _, count = dispatch.record(plan, store, Reporter(quiet=True))
+    sweep, _, count = submission.record(plan, store, Reporter(quiet=True))
     seconds = time.perf_counter() - start
     assert count == size, (count, size)
     return {"seconds": seconds, "peak_mb": _peak_mb(), "before_mb": before, "sweep": sweep.id}
@@ -114,7 +114,7 @@ def write(rows: list[tuple[int, dict, dict]], options: argparse.Namespace) -> No
         f"on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"load average {os.getloadavg()[0]:.1f} at the end; one run per size, each in a fresh process.",
         "",
-        "`dispatch.record` of `exp.py -m a=range(N)` (grid, commands, environments, identities, the check against",
+        "`submission.record` of `exp.py -m a=range(N)` (grid, commands, environments, identities, the check against",
         "the records, the inserts) against the floor, a bare SQLite `executemany` of the same rows into an empty",
         "database of the same schema. Peak memory is the process's peak resident set, Python and Hydra included.",
         "",

@@ -206,12 +206,12 @@ def redispatch_bytes(project: Path, home: Path) -> tuple[int, int, int, int]:
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from mrunner import dispatch\n"
+        "from mrunner import planning, submission\n"
         "from mrunner.reporter import Reporter\n"
         "from mrunner.store import Store\n"
         "from mrunner_slurm import ssh\n"
-        "plan = dispatch.Plan(dispatch.Request(target=Path('train.py'), overrides=['seed=range(1000)'], multirun=True, context_name='bench'))\n"
-        "sweep, runs = dispatch.submit(plan, Store(), Reporter(quiet=True))\n"
+        "plan = planning.Plan(planning.Request(target=Path('train.py'), overrides=['seed=range(1000)'], multirun=True, context_name='bench'))\n"
+        "sweep, runs = submission.submit(plan, Store(), Reporter(quiet=True))\n"
         "connection = next(iter(ssh._CACHE.values()))\n"
         "print(json.dumps({'total': connection.bytes_sent, 'code': sweep.package['bytes_sent'], 'sweep': sweep.id}))\n"
     )  # fmt: skip
@@ -289,8 +289,8 @@ def main() -> None:
 def status_calls(project: Path, home: Path, sweep: str) -> int:
     """Remote calls one `refresh` of the 1,000-experiment sweep makes (in-process, counting exec channels)."""
     code = (
-        "from mrunner import dispatch\nfrom mrunner.store import Store\nfrom mrunner_slurm import ssh\n"
-        f"store = Store(); sweep = store.sweep({sweep!r}); dispatch.refresh(sweep, store)\n"
+        "from mrunner import following\nfrom mrunner.store import Store\nfrom mrunner_slurm import ssh\n"
+        f"store = Store(); sweep = store.sweep({sweep!r}); following.refresh(sweep, store)\n"
         "print(sum(c.calls for c in ssh._CACHE.values()))\n"
     )
     _, result = timed([PYTHON, "-c", code], project, env_for(home))

@@ -7,27 +7,24 @@ On this machine the core collects its own artefacts, the code snapshots' frozen 
 keeps its manifest, which `resume` needs) and unrecorded manifests; each backend collects its own through
 ``mrunner_gc``.
 
-A submission of this machine and a collection exclude each other with a lock (``lock``): the submission
-holds it shared while it packages and prepares (so several submit at once), the collection exclusively
-while it decides and removes. A submission records its sweep before it packages, so a collection that
-starts first makes it wait until the removal is over, and one that starts later sees the sweep as planned.
+A submission of this machine and a collection exclude each other with ``mrunner.gc_lock``. What runs
+still is learnt from ``following.refresh``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-from mrunner import paths, plugins
+from mrunner import gc_lock, plugins, states
 from mrunner.errors import MrunnerError
+from mrunner.following import refresh
 from mrunner.hookspecs import Artefact, Keep
-from mrunner.records import ACTIVE, CANCELLED, FAILED, PLANNED, STATES, Run, Sweep
+from mrunner.records import ACTIVE, PLANNED, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
 
@@ -44,34 +41,17 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
-@contextmanager
-def lock(exclusive: bool) -> Iterator[None]:
-    """This machine's collection lock (see the module's docstring)."""
-    path = paths.data_dir() / "gc.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as stream:
-        fcntl.flock(stream, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(stream, fcntl.LOCK_UN)
-
-
-#: States only a backend records, for a run it accepted; a hand-over that failed or was interrupted before
-#: the backend had the run records ``failed`` or ``cancelled`` without any of them.
-HANDED = frozenset(STATES) - {PLANNED, FAILED, CANCELLED}
-
-
 def started(store: Store, run: Run) -> bool:
-    """Whether the run was ever handed to its backend (a cancel or a refusal before submission is not a start)."""
-    if run.state in HANDED or run.backend_ref:
+    """Whether the run was ever handed to its backend (``states.HANDED``; a cancel or a refusal before
+    submission is not a start): its state tells, else its backend reference, else its recorded history."""
+    if run.state in states.HANDED or run.backend_ref:
         return True
-    return any(state in HANDED for _, state, _, _ in store.history(run.sweep_id, run.index))
+    return any(state in states.HANDED for _, state, _, _ in store.history(run.sweep_id, run.index))
 
 
 def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) -> dict[str, list[Artefact]]:
     """Remove (or, with ``dry_run``, list) every backend's and this machine's unneeded artefacts."""
-    with lock(exclusive=True):
+    with gc_lock.held(exclusive=True):
         sweeps = store.sweeps(limit=2**62)
         now = time.time()
         by_backend: dict[str, list[Sweep]] = {}
@@ -88,7 +68,7 @@ def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) 
                     reporter.warn(f"sweep {sweep.id}: {error}; nothing of backend {backend} is collected")
                     unreachable.add(backend)
                     break
-                if now - sweep.created_at < older_than or any(r.state == PLANNED or r.state in ACTIVE for r in runs):
+                if now - sweep.created_at < older_than or any(r.state in states.UNFINISHED for r in runs):
                     kept[backend].append(sweep)
         freed: dict[str, list[Artefact]] = {}
         needed = [sweep for group in kept.values() for sweep in group]
@@ -105,13 +85,11 @@ def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) 
 
 
 def _refreshed(store: Store, sweep: Sweep) -> list[Run]:
-    from mrunner import dispatch
-
     runs = store.runs(sweep.id)
     if not any(run.state in ACTIVE for run in runs):
         return runs
     plugins.require_backend(sweep.backend)
-    return dispatch.refresh(sweep, store)
+    return refresh(sweep, store)
 
 
 def _snapshots(
@@ -172,7 +150,7 @@ def forget(store: Store, sweep: Sweep) -> list[Artefact]:
     sweep finishes first; a submission of another process past that point is found from its records."""
     from mrunner import process, snapshot
 
-    with lock(exclusive=True):
+    with gc_lock.held(exclusive=True):
         runs = store.runs(sweep.id)
         handed = [run for run in runs if started(store, run)]
         if handed:

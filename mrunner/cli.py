@@ -20,13 +20,12 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from mrunner import __version__
+from mrunner.commands import GROUP_OPTIONS
 from mrunner.errors import MrunnerError
 
 SUBCOMMANDS = (
     "context", "config", "plugins", "status", "logs", "cancel", "resume", "results", "pull", "gc", "forget",
 )  # fmt: skip
-# Options of the original mrunner that override one context key for one run.
-GROUP_OPTIONS = ("cpu", "gpu", "mem", "time", "nodes", "ntasks", "partition", "cmd_type")
 
 RUN_USAGE = "mrunner [OPTIONS] [+context=NAME | --context NAME] TARGET [-m] [OVERRIDE ...] [-- SCRIPT_ARGS ...]"
 RUN_DESCRIPTION = """\

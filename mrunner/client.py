@@ -6,10 +6,12 @@ written as JSON, which is also valid YAML, and read back with ``json``.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from typing import Any
+
+from mrunner.layout import experiment_info
+
+__all__ = ["Config", "experiment_info", "get_configuration"]
 
 CONFIG_VARIABLE = "MRUNNER_CONFIG"
 CHECKPOINT_VARIABLE = "MRUNNER_CHECKPOINT_DIR"  # the names of mrunner.layout's contract
@@ -35,31 +37,6 @@ def _wrap(value: Any) -> Any:
     if isinstance(value, list):
         return [_wrap(item) for item in value]
     return value
-
-
-def experiment_info(path: str | None = None) -> dict[str, Any]:
-    """Everything mrunner wrote for this experiment: ``parameters``, ``name``, ``id``, ``sweep``, ``tags``, ...
-
-    Read from ``path`` if given, else from the file ``MRUNNER_CONFIG`` names.
-    """
-    path = path or os.environ.get(CONFIG_VARIABLE)
-    if not path:
-        raise RuntimeError(
-            f"{CONFIG_VARIABLE} is not set: this script reads its parameters from mrunner. Run it with "
-            f"`mrunner {os.path.basename(sys.argv[0] or 'script.py')} key=value ...`, or point "
-            f"{CONFIG_VARIABLE} at a YAML file with a `parameters:` mapping to run it by hand."
-        )
-    with open(path, encoding="utf-8") as stream:
-        text = stream.read()
-    try:
-        document = json.loads(text)
-    except ValueError:  # a YAML file written by hand
-        import yaml
-
-        document = yaml.safe_load(text)
-    if not isinstance(document, dict) or not isinstance(document.get("parameters", {}), dict):
-        raise RuntimeError(f"{path} ({CONFIG_VARIABLE}) must be a mapping with a `parameters:` mapping")
-    return document
 
 
 def get_configuration(print_diagnostics: bool = False, with_neptune: bool = False) -> Config:

@@ -102,7 +102,7 @@ def log(metrics: Mapping[str, float], step: int | None, timestamp: float | None 
     """Log one report to the experiment's run (at ``step``, 0 when it has none)."""
     from mlflow.entities import Metric
 
-    from mrunner.client import experiment_info
+    from mrunner.layout import experiment_info
 
     identity = run_id(experiment_info())
     at = int((timestamp or time.time()) * 1000)

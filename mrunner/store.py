@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrunner import paths, process, records
+from mrunner import paths, process, records, states
 from mrunner.errors import MrunnerError, NotFound, os_error
-from mrunner.records import ACTIVE, CANCELLED, COMPLETED, PLANNED, TERMINAL, Attempt, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, PLANNED, TERMINAL, Attempt, Run, RunUpdate, Sweep
+from mrunner.states import Change
 
 RECORD_CHUNK = 1000  # runs checked and inserted at once while a sweep is recorded
-# What a repeated submission on the same context must not run again: being submitted right now (planned,
-# by a submitter still running), queued or running, or completed.
-TAKEN = ACTIVE | {COMPLETED, PLANNED}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -181,7 +179,7 @@ class Store:
         """
         now = time.time()
         recorded = Recorded()
-        taken = tuple(TAKEN)
+        taken = tuple(states.TAKEN)
         cursor = self._db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
@@ -287,14 +285,10 @@ class Store:
     def apply(self, sweep_id: str, updates: Sequence[RunUpdate], *, keep_terminal: bool = True) -> list[RunUpdate]:
         """Record state changes; return those that changed something.
 
-        With ``keep_terminal`` an experiment that already ended keeps its final state: a late "failed"
-        from a killed process must not overwrite the "cancelled" that the user's cancel recorded. An update of
-        a later attempt than the recorded one (``RunUpdate.attempt``: the platform requeued it) records the
-        earlier attempts' ends and starts the new attempt, whatever the recorded state was but ``cancelled``
-        (a cancel recorded first is never undone by a requeue seen meanwhile; a ``cancelled`` update of a
-        later attempt, the cancel's own account of which attempt it stopped, is recorded, and so is a later
-        attempt's own end). Every attempt's end
-        is kept in the attempts table.
+        Which change an update makes is ``states.change`` (with ``keep_terminal`` an experiment that already
+        ended keeps its final state). An update of a later attempt than the recorded one (``RunUpdate.attempt``:
+        the platform requeued it) records the earlier attempts' ends and starts the new attempt. Every
+        attempt's end is kept in the attempts table.
         """
         if not updates:
             return []
@@ -313,14 +307,11 @@ class Store:
                     raise MrunnerError(f"sweep {sweep_id} has no experiment {update.index}")
                 state, exit_code, backend_ref, attempt = current[update.index]
                 new_ref = update.backend_ref if update.backend_ref is not None else backend_ref
-                # a later attempt: never over a recorded cancel, unless it is the cancel's own account (the
-                # attempt it stopped was a later one than recorded: the platform had started it again) or
-                # that attempt's own end, which outranks a cancel as it does for the recorded attempt
-                later = update.attempt is not None and update.attempt > attempt
-                if later and (state != CANCELLED or update.state == CANCELLED or update.ended_by_itself):
+                decided = states.change(state, attempt, update, keep_terminal)
+                if decided is Change.LATER_ATTEMPT:
                     assert update.attempt is not None
                     attempts += self._requeued(sweep_id, update, attempt, now)
-                    how = _restart_cause(update, update.attempt)
+                    how = states.restart_cause(update, update.attempt)
                     detail = f"attempt {update.attempt} ({'retried' if how == records.RETRIED else 'requeued by the platform'})"
                     events.append(_event(sweep_id, update.index, now, update.state, update.exit_code, detail)[1])
                     attempt, exit_code = update.attempt, update.exit_code
@@ -332,8 +323,7 @@ class Store:
                     current[update.index] = (update.state, exit_code, new_ref, attempt)
                     changed.append(update)
                     continue
-                overrides_cancel = update.ended_by_itself and state == CANCELLED
-                if keep_terminal and state in TERMINAL and update.state != state and not overrides_cancel:
+                if decided is Change.KEPT:
                     continue
                 new_exit = update.exit_code if update.exit_code is not None else exit_code
                 if (state, new_exit, new_ref) == (update.state, exit_code, backend_ref):
@@ -381,19 +371,13 @@ class Store:
         snapshot, changes = (row[0], json.loads(row[1])) if row else ("", {})
         statements = []
         for earlier in range(attempt, update.attempt):
-            cause = (
-                _restart_cause(update, earlier)
-                if earlier > attempt
-                else records.SUBMITTED_BY_USER
-                if earlier == 0
-                else records.RESUMED
-            )
-            end = update.ends.get(earlier, records.PREEMPTED)
+            cause = states.start_cause(update, earlier, attempt)
+            end = states.replaced_end(update, earlier)
             code = update.end_codes.get(earlier)
             why = "stopped by the platform" if code is None else "ended by itself"
             statements.append(_attempt_start(sweep_id, update.index, earlier, now, cause, snapshot, changes))
             statements.append(_attempt_end(sweep_id, update.index, earlier, now, end, code, why))
-        cause = _restart_cause(update, update.attempt)
+        cause = states.restart_cause(update, update.attempt)
         statements.append(_attempt_start(sweep_id, update.index, update.attempt, now, cause, snapshot, changes))
         return statements
 
@@ -598,11 +582,6 @@ _EVENT_INSERT = "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail
 
 def _event(sweep_id: str, index: int, at: float, state: str, exit_code: int | None, detail: str | None):
     return _EVENT_INSERT, (sweep_id, index, at, state, exit_code, detail)
-
-
-def _restart_cause(update: RunUpdate, attempt: int) -> str:
-    """How an attempt the platform started by itself came: retried after a failure, or requeued."""
-    return records.RETRIED if update.ends.get(attempt - 1) == records.FAILED else records.REQUEUED
 
 
 def _attempt_start(

@@ -205,7 +205,7 @@ def join_runs(info: Mapping[str, Any]) -> None:
 def _neptune_forward(metrics: Mapping[str, float], step: int | None) -> None:
     run = _run
     if run is None:
-        from mrunner.client import experiment_info
+        from mrunner.layout import experiment_info
 
         run = start_neptune_run(experiment_info())
     for name, value in metrics.items():

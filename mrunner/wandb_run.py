@@ -45,7 +45,7 @@ def log(metrics: Mapping[str, float], step: int | None) -> None:
     import wandb
 
     if wandb.run is None:
-        from mrunner.client import experiment_info
+        from mrunner.layout import experiment_info
 
         info = experiment_info()
         identify(info)

@@ -1,5 +1,5 @@
 """Reading what ``--dry-run`` prints of ``mrunner_render``: each rendering is a ``--- TITLE`` line, its exact
-text, then a ``---`` line (``mrunner.dispatch.rendered``)."""
+text, then a ``---`` line (``mrunner.dry_run.rendered``)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from mrunner import config, table
-from mrunner.dispatch import context_keys, validated_context
 from mrunner.errors import MrunnerError
+from mrunner.planning import context_keys, validated_context
 
 # The original mrunner's names for keys that are spelled differently now.
 RENAMED_KEYS = {"type": "backend", "backend_type": "backend"}

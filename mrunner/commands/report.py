@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mrunner import cleanup, comparison, dispatch, metrics, paths
+from mrunner import cleanup, comparison, following, metrics, paths
 from mrunner.commands.results import pull_runs
 from mrunner.comparison import Experiment, Row
 from mrunner.errors import MrunnerError, NotFound
@@ -66,7 +66,7 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
 def results_command(options: argparse.Namespace) -> int:
     store = Store()
     sweep = _sweep(store, options.sweep)
-    runs = dispatch.refresh(sweep, store)
+    runs = following.refresh(sweep, store)
     experiments = fetch(store, sweep, runs, Reporter())
     over = [axis for value in options.over for axis in value.split(",") if axis]
     if (options.plot or options.curves) and options.output is None:
@@ -131,7 +131,7 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> li
         experiments.append(Experiment(run.index, run.name, run.state, run.exit_code, parameters, curves))
     if not any(experiment.curves for experiment in experiments):
         raise MrunnerError(
-            f"sweep {sweep.id} has no reported metrics yet ({dispatch.summary(runs)}): its experiments record them "
+            f"sweep {sweep.id} has no reported metrics yet ({following.summary(runs)}): its experiments record them "
             f"with mrunner.report({{'loss': loss}}, step=step)"
         )
     return experiments
@@ -195,7 +195,7 @@ def _table(
     names: list[str], over: list[str], how: str,
 ) -> str:  # fmt: skip
     lines = [
-        f"sweep {sweep.id}: {dispatch.summary(runs)}; metrics: {how}"
+        f"sweep {sweep.id}: {following.summary(runs)}; metrics: {how}"
         + (f", mean ± std over {', '.join(over)}" if over else "")
     ]
     if constants:

@@ -34,7 +34,8 @@ class RunArguments:
 def run(arguments: RunArguments) -> int:
     if not arguments.dry_run:
         warm_up(arguments)
-    from mrunner import dispatch, spec  # imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
+    # planning imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
+    from mrunner import following, planning, spec, submission
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -42,27 +43,29 @@ def run(arguments: RunArguments) -> int:
     variable = arguments.spec_variable
     if variable is None and target.suffix == ".py" and spec.is_spec_file(target):
         variable = spec.DEFAULT_VARIABLE
-    request = dispatch.Request(
+    request = planning.Request(
         target=target, overrides=arguments.overrides, multirun=arguments.multirun, spec_variable=variable,
         context_name=arguments.context_name, context_overrides=arguments.context_overrides,
         script_args=arguments.script_args, name=arguments.name, tags=arguments.tags,
         detach=arguments.detach, force=arguments.force, yes=arguments.yes, dry_run=arguments.dry_run,
     )  # fmt: skip
-    plan = dispatch.Plan(request)
+    plan = planning.Plan(request)
     if arguments.dry_run:
-        print("\n".join(dispatch.describe(plan)))
+        from mrunner import dry_run
+
+        print("\n".join(dry_run.describe(plan)))
         return 0
     reporter = Reporter(quiet=arguments.quiet)
     store = Store()
-    sweep, runs = dispatch.submit(plan, store, reporter)
+    sweep, runs = submission.submit(plan, store, reporter)
     print(sweep.id)  # the new sweep; when every experiment was already submitted, the sweep that has them
     if not runs:
         return 0
     if arguments.wait and not arguments.detach:
-        runs = dispatch.wait(sweep, store, reporter)
+        runs = following.wait(sweep, store, reporter)
     else:
         runs = store.runs(sweep.id)
-    reporter.step(f"sweep {sweep.id}: {dispatch.summary(runs)}")
+    reporter.step(f"sweep {sweep.id}: {following.summary(runs)}")
     if all(run.state in TERMINAL for run in runs):  # the backend ran it to the end (local), or we waited
         failed = next((run for run in runs if run.state == FAILED), None)
         if failed is not None:
@@ -78,11 +81,11 @@ TAIL_LINES = 10
 
 def _show_tail(sweep: Sweep, run: Run, reporter: Reporter) -> None:
     """Where a researcher looks first: the end of the first failing experiment's output."""
-    from mrunner import dispatch
+    from mrunner import following
     from mrunner.errors import MrunnerError
 
     try:
-        lines = dispatch.output(sweep, run).rstrip("\n").splitlines()[-TAIL_LINES:]
+        lines = following.output(sweep, run).rstrip("\n").splitlines()[-TAIL_LINES:]
     except MrunnerError:
         return  # its output cannot be read now: `mrunner logs` says why
     exit_code = "" if run.exit_code is None else f" (exit {run.exit_code})"

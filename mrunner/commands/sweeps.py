@@ -9,7 +9,8 @@ import sys
 import time
 from dataclasses import asdict
 
-from mrunner import dispatch, table
+from mrunner import following, table
+from mrunner.commands import GROUP_OPTIONS
 from mrunner.commands.results import output_dirs
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import SubmitOptions
@@ -37,7 +38,7 @@ def status_command(options: argparse.Namespace) -> int:
     if options.sweep is None:
         return _list_sweeps(store, options)
     sweep, run = store.find(options.sweep)
-    runs = dispatch.refresh(sweep, store)
+    runs = following.refresh(sweep, store)
     if run is not None:
         return _show_run(store, sweep, runs[run.index], options)
     # what the backend last said about a run that has not completed: why it waits, why it failed
@@ -58,7 +59,7 @@ def status_command(options: argparse.Namespace) -> int:
     dirty = " (dirty)" if sweep.git_dirty else ""
     commit = f", git {sweep.git_commit[:10]}{dirty}" if sweep.git_commit else ""
     print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
-    print(f"{len(runs)} experiments: {dispatch.summary(runs, details)}")
+    print(f"{len(runs)} experiments: {following.summary(runs, details)}")
     from mrunner import grid
 
     rows = [
@@ -74,14 +75,14 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
     listing = []
     for sweep in store.sweeps(options.limit):
         try:
-            runs = dispatch.refresh(sweep, store)
+            runs = following.refresh(sweep, store)
         except MrunnerError as error:  # one unreachable cluster must not hide the other sweeps
             runs = store.runs(sweep.id)
             print(f"mrunner: warning: sweep {sweep.id}: {error}", file=sys.stderr)
         rows.append(
-            (sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), len(runs), dispatch.summary(runs))
+            (sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), len(runs), following.summary(runs))
         )
-        listing.append({"sweep": asdict(sweep), "states": dispatch.summary(runs)})
+        listing.append({"sweep": asdict(sweep), "states": following.summary(runs)})
     if options.json:
         print(json.dumps(listing, indent=1))
     elif not rows:
@@ -153,7 +154,7 @@ def logs_command(options: argparse.Namespace) -> int:
 
     def ended() -> bool:
         return store.run(sweep.id, run.index).state in TERMINAL or all(
-            r.state in TERMINAL for r in dispatch.refresh(sweep, store) if r.index == run.index
+            r.state in TERMINAL for r in following.refresh(sweep, store) if r.index == run.index
         )
 
     follow = options.follow
@@ -188,7 +189,7 @@ def cancel_command(options: argparse.Namespace) -> int:
     if not open_runs:
         print(f"nothing to cancel: {'experiment ' + run.ref if run else 'sweep ' + sweep.id} has ended")
         return 0
-    updates = dispatch.cancel(sweep, open_runs, store)
+    updates = following.cancel(sweep, open_runs, store)
     print(f"cancelled {len(updates)} experiment{'s' * (len(updates) != 1)} of sweep {sweep.id}")
     return 0
 
@@ -197,8 +198,6 @@ def cancel_command(options: argparse.Namespace) -> int:
 
 
 def resume_arguments(parser: argparse.ArgumentParser) -> None:
-    from mrunner.cli import GROUP_OPTIONS
-
     parser.description = (
         "Submit again exactly the experiments of SWEEP that never started or ended without completing "
         "(failed, cancelled, timed out, preempted, lost) as their next attempt, from the sweep's recorded code "
@@ -219,20 +218,20 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resume_command(options: argparse.Namespace) -> int:
-    from mrunner.cli import GROUP_OPTIONS
+    from mrunner import resuming
 
     store = Store()
     reporter = Reporter()
     sweep = store.sweep(options.sweep)
     changes = list(options.changes)
     changes += [f"context.{o}={getattr(options, o)}" for o in GROUP_OPTIONS if getattr(options, o) is not None]
-    resumed = dispatch.resume(
+    resumed = resuming.resume(
         sweep, store, reporter, SubmitOptions(detach=options.detach), changes, current_code=options.current_code
     )
     if not resumed:
         return 0
-    runs = dispatch.wait(sweep, store, reporter) if options.wait and not options.detach else store.runs(sweep.id)
-    reporter.step(f"sweep {sweep.id}: {dispatch.summary(runs)}")
+    runs = following.wait(sweep, store, reporter) if options.wait and not options.detach else store.runs(sweep.id)
+    reporter.step(f"sweep {sweep.id}: {following.summary(runs)}")
     if all(r.state in TERMINAL for r in runs):
         return 0 if all(r.state == COMPLETED for r in runs) else 1
     return 0

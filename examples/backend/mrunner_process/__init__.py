@@ -20,6 +20,7 @@ from mrunner.attempt import retried
 from mrunner.hookspecs import BackendInfo, Pulled, hookimpl
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, RunUpdate
 from mrunner.schema import ContextKey
+from mrunner.states import ended
 
 
 @hookimpl
@@ -75,7 +76,7 @@ def _end(sweep, run):
     later = {"attempt": where.attempt, "ends": dict.fromkeys(failed, FAILED), "end_codes": failed} if failed else {}
     code = layout.read_exit_code(where.exit_code_file())
     if code is not None:
-        return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True, **later)
+        return RunUpdate(run.index, ended(code), exit_code=code, ended_by_itself=True, **later)
     if not _alive(int(run.backend_ref)):
         return RunUpdate(run.index, LOST, detail="its process ended without an exit code", **later)
     return RunUpdate(run.index, RUNNING, **later) if failed else None

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from mrunner.dispatch import validated_context
+from mrunner.planning import validated_context
 from mrunner.records import Run, Sweep
 
 

@@ -316,9 +316,10 @@ def test_secrets_and_environment_reach_only_the_experiment(mrunner, mrunner_home
 def test_a_detached_sweep_records_into_the_records_it_was_submitted_to(mrunner_home, project, tmp_path):
     """mrunner_submit with detach: the background supervisor records through the core's Store at the records the
     submission used (here not the default path), never at a path of its own."""
-    from mrunner.dispatch import Plan, Request, submit
+    from mrunner.planning import Plan, Request
     from mrunner.reporter import Reporter
     from mrunner.store import Store, default_path
+    from mrunner.submission import submit
 
     records = Store(tmp_path / "elsewhere" / "records.db")
     request = Request(target=project / "exp.py", overrides=["i=0", f"ledger={project.parent / 'ledger'}"], detach=True)

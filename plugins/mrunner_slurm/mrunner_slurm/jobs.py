@@ -8,7 +8,8 @@ from typing import Any
 
 from mrunner.errors import BackendError
 from mrunner.layout import Layout, of_run
-from mrunner.records import CANCELLED, COMPLETED, FAILED, PENDING, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import CANCELLED, PENDING, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.states import ended
 from mrunner_slurm import batch, remote
 from mrunner_slurm.ssh import Connection
 
@@ -130,7 +131,7 @@ def cancel(
     for update in cancelled:
         code, attempt, ends = answer.get(str(update.index), [None, recorded[update.index], {}])
         own = code is not None
-        state, code = (COMPLETED if code == 0 else FAILED, code) if own else (CANCELLED, None)
+        state, code = (ended(code), code) if own else (CANCELLED, None)
         if attempt > recorded[update.index]:  # the attempt it stopped was one Slurm had started since
             updates.append(_later(update.index, state, code, update.detail if not own else None, own, attempt, ends))
         elif own:

@@ -486,7 +486,7 @@ def test_the_dry_run_shows_the_batch_script_the_submission_writes(cluster, mrunn
 
 def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunner, tmp_path):
     """mrunner died after sbatch but before recording: submitting the same attempt again must not make a second job."""
-    from mrunner import dispatch, snapshot
+    from mrunner import planning, snapshot, submission
     from mrunner.hookspecs import SubmitOptions
     from mrunner.records import PLANNED, RunUpdate
     from mrunner.reporter import Reporter
@@ -494,15 +494,15 @@ def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunne
 
     (tmp_path / "sleepy.py").write_text("import time\ntime.sleep(5)\n")
     os.chdir(tmp_path)
-    plan = dispatch.Plan(dispatch.Request(target=Path("sleepy.py"), overrides=["seed=1,2"], multirun=True,
+    plan = planning.Plan(planning.Request(target=Path("sleepy.py"), overrides=["seed=1,2"], multirun=True,
                                           context_name="test-slurm"))  # fmt: skip
     store = Store()
-    sweep, runs = dispatch.submit(plan, store, Reporter(quiet=True))
+    sweep, runs = submission.submit(plan, store, Reporter(quiet=True))
     first = [r.backend_ref for r in store.runs(sweep.id)]
     store.apply(sweep.id, [RunUpdate(r.index, PLANNED, backend_ref="") for r in runs], keep_terminal=False)
     again = store.runs(sweep.id)
     frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
-    dispatch.hand_over(sweep, again, frozen, store, Reporter(quiet=True), SubmitOptions())
+    submission.hand_over(sweep, again, frozen, store, Reporter(quiet=True), SubmitOptions())
     assert [r.backend_ref for r in store.runs(sweep.id)] == first
     job = first[0].split("_")[0]
     # one line per array job id: a running array task has its own squeue line, so lines are not jobs
@@ -737,7 +737,7 @@ def test_a_request_that_can_never_run_says_so_in_the_table_and_the_wait_line(clu
     table = mrunner("status", sweep)
     assert "1 experiments: 1 pending (PartitionNodeLimit: can never run as asked" in table.stdout
     assert "REASON" in table.stdout.splitlines()[3] and "PartitionNodeLimit" in table.stdout.splitlines()[4]
-    from mrunner import dispatch
+    from mrunner import following
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -750,7 +750,7 @@ def test_a_request_that_can_never_run_says_so_in_the_table_and_the_wait_line(clu
 
     store = Store()
     with pytest.raises(Seen) as line:
-        dispatch.wait(store.sweep(sweep), store, Watching())
+        following.wait(store.sweep(sweep), store, Watching())
     assert str(line.value).startswith(f"sweep {sweep}: 1 pending (PartitionNodeLimit: can never run as asked")
     assert mrunner("cancel", sweep).returncode == 0
 

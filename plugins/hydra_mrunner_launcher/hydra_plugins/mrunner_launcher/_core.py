@@ -1,5 +1,5 @@
 """The launcher's flow: compose each job's config as Hydra's launchers do, hand the jobs to mrunner as one
-sweep (``dispatch.Request`` -> ``Plan`` -> ``submit`` -> ``wait``), then make each experiment's end a
+sweep (``planning.Request`` -> ``Plan`` -> ``submission.submit`` -> ``following.wait``), then make each experiment's end a
 ``JobReturn``.
 
 A job reaches its backend in one of two ways:
@@ -34,7 +34,7 @@ from hydra_plugins.mrunner_launcher.mrunner_launcher import MrunnerLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mrunner import config as mrunner_config
-from mrunner import dispatch, grid, hydra_job, snapshot
+from mrunner import following, grid, hydra_job, planning, snapshot, submission
 from mrunner.errors import MrunnerError
 from mrunner.experiment import Experiment
 from mrunner.naming import experiment_name
@@ -103,19 +103,19 @@ def launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], in
     if sweep_dir.resolve().is_relative_to(root):  # the jobs write there while the code is snapshotted
         for experiment in experiments:
             experiment.exclude = [f"/{sweep_dir.resolve().relative_to(root)}/"]
-    request = dispatch.Request(
+    request = planning.Request(
         target=None, experiments=experiments, context_name=context_name, name=name,
         context_overrides=[f"context.{k}={grid.format_value(v)}" for k, v in keys.items()],
         tags=[str(t) for t in options.get("tags") or []], force=True, argv=[Path(sys.executable).name, *sys.argv],
     )  # fmt: skip
-    plan = dispatch.Plan(request)
+    plan = planning.Plan(request)
     if plan.context["backend"] != backend:
         raise MrunnerError(f"context {context_name}: context_keys may not change its backend ({backend!r})")
     store = Store()
     reporter = Reporter(quiet=bool(options.get("quiet")))
-    sweep, runs = dispatch.submit(plan, store, reporter)
-    runs = dispatch.wait(sweep, store, reporter, interval=float(options.get("poll_interval") or 2.0))
-    reporter.step(f"sweep {sweep.id}: {dispatch.summary(runs)} (`mrunner status {sweep.id}`)")
+    sweep, runs = submission.submit(plan, store, reporter)
+    runs = following.wait(sweep, store, reporter, interval=float(options.get("poll_interval") or 2.0))
+    reporter.step(f"sweep {sweep.id}: {following.summary(runs)} (`mrunner status {sweep.id}`)")
     if script is not None:
         return [_command_return(launcher, job, run, sweep, sweep_dir, shared) for job, run in zip(jobs, runs)]
     return [_function_return(launcher, job, run, sweep_dir) for job, run in zip(jobs, runs)]
@@ -204,7 +204,7 @@ def _job_file(sweep_dir: Path, job: Job) -> Path:
 def _command_return(
     launcher: MrunnerLauncher, job: Job, run: Run, sweep: Sweep, sweep_dir: Path, shared: bool
 ) -> JobReturn:
-    output = dispatch.output(sweep, run) if run.state != PLANNED else ""
+    output = following.output(sweep, run) if run.state != PLANNED else ""
     report = hydra_job.read_report(output)
     if report is not None and "config" in report:  # the config the job composed and ran with
         returned = _job_return(job, OmegaConf.create(report["config"]), OmegaConf.create(report["hydra"]))

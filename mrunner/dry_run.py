@@ -1,0 +1,63 @@
+"""The dry run (``--dry-run``): what a submission of a plan would do, shown and nothing more. The code is
+snapshotted as a submission does it (the same size limit) but nothing is stored, recorded or handed over.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from mrunner import plugins
+from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
+from mrunner.snapshot import Snapshot
+from mrunner.submission import collect_secrets
+
+DRY_RUN_SHOWN = 5
+
+#: How the dry run shows its own sweep id in what it renders: a submission gets a new one.
+SWEEP_ID_PLACEHOLDER = "<sweep id>"
+
+
+def describe(plan: Plan) -> list[str]:
+    """The dry run's report: count, backend plan, the first experiments with their exact commands, and what
+    the backend would be handed (``mrunner_render``)."""
+    from mrunner import snapshot
+
+    count = len(plan)
+    excluded, extra = plan.snapshot_patterns
+    frozen = snapshot.scan(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
+    lines = [
+        "dry run: nothing submitted, nothing recorded",
+        f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
+        f"project {plan.project}, code from {plan.root}",
+    ]
+    steps = plugins.backend_hooks(plan.context["backend"]).mrunner_plan(context=plan.context, count=count) or []
+    lines += ["plan:", *(f"  - {step}" for step in steps)]
+    if too_large(plan) and not plan.request.yes:
+        lines.append(f"refused without --yes: {too_large(plan)}")
+    shown = min(count, DRY_RUN_SHOWN)
+    from mrunner import grid
+
+    lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
+    for index in range(shown):
+        experiment = plan.experiment(index)
+        lines.append(f"  [{index}] {experiment.name}: {grid.describe(experiment.parameters) or '(no parameters)'}")
+        lines.append(f"      $ {shlex.join(plan.command(experiment))}")
+    return lines + rendered(plan, frozen)
+
+
+def rendered(plan: Plan, frozen: Snapshot) -> list[str]:
+    """What the backend's ``mrunner_render`` shows, each as a title line and its exact text between marks.
+    The hook gets the secrets' names alone, so no value can be shown."""
+    sweep = new_sweep(plan, frozen)
+    secret_names = sorted(collect_secrets(plan.context))
+    renderings = plugins.backend_hooks(plan.context["backend"]).mrunner_render(
+        sweep=sweep, runs=PlannedRuns(plan, sweep, frozen.digest), snapshot=frozen, secret_names=secret_names
+    )
+    lines: list[str] = []
+    for rendering in renderings or []:
+        lines += [
+            f"--- {rendering.title.replace(sweep.id, SWEEP_ID_PLACEHOLDER)}",
+            *rendering.text.replace(sweep.id, SWEEP_ID_PLACEHOLDER).rstrip("\n").splitlines(),
+            "---",
+        ]
+    return lines

@@ -1,0 +1,103 @@
+"""Following a sweep once it is handed over: refresh its runs from the backend, wait for them, read an
+ended experiment's output, summarise, cancel. Every change a backend reports goes through the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from mrunner import plugins
+from mrunner.errors import BackendError
+from mrunner.records import ACTIVE, CANCELLED, PENDING, PLANNED, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.reporter import Reporter
+from mrunner.states import UNFINISHED
+from mrunner.store import Store
+
+
+def refresh(sweep: Sweep, store: Store) -> list[Run]:
+    """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs.
+    A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too (see the hook)."""
+    runs = store.runs(sweep.id)
+    active = [run for run in runs if run.state in ACTIVE]
+    ended: list[Run] = []
+    if plugins.takes(sweep.backend, "mrunner_status", "ended"):
+        ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
+    if active or ended:
+        updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active, ended=ended)
+        require_answer(updates, sweep, "mrunner_status")
+        if updates:
+            store.apply(sweep.id, updates)
+            return store.runs(sweep.id)
+    return runs
+
+
+def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:
+    """Follow the sweep until every run has ended, with a progress display (without a terminal, a line
+    each time the states or the reasons runs wait change)."""
+    runs = refresh(sweep, store)
+    shown = ""
+    with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
+        while True:
+            ended = sum(run.state in TERMINAL for run in runs)
+            line = f"sweep {sweep.id}: {summary(runs, store.details(sweep.id))}"
+            progress.update(ended, description=line)
+            if line != shown and not reporter.interactive:
+                reporter.step(line)
+            shown = line
+            if not any(run.state in UNFINISHED for run in runs):
+                return runs
+            time.sleep(interval)
+            runs = refresh(sweep, store)
+
+
+def output(sweep: Sweep, run: Run) -> str:
+    """An ended experiment's output, as `mrunner logs` shows it."""
+    plugins.require_backend(sweep.backend)
+    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=False, ended=lambda: True)
+    require_answer(chunks, sweep, "mrunner_logs")
+    return "".join(chunks)
+
+
+def summary(runs: Sequence[Run], details: Mapping[int, str] | None = None) -> str:
+    """``3 completed, 2 pending``; with ``details`` (``Store.details``), why runs wait:
+    ``2 pending (Resources)``."""
+    counts: dict[str, int] = {}
+    reasons: dict[str, dict[str, None]] = {}
+    for run in runs:
+        counts[run.state] = counts.get(run.state, 0) + 1
+        reason = (details or {}).get(run.index)
+        if reason and run.state == PENDING:
+            reasons.setdefault(run.state, {})[reason] = None
+    parts = []
+    for state, n in counts.items():
+        why = list(reasons.get(state, ()))
+        more = f"; {len(why) - 2} more reasons" if len(why) > 2 else ""
+        parts.append(f"{n} {state}" + (f" ({'; '.join(why[:2])}{more})" if why else ""))
+    return ", ".join(parts) or "no experiments"
+
+
+def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:
+    """Cancel ``runs``: planned ones in the records alone, the others through the backend."""
+    planned = [
+        RunUpdate(run.index, CANCELLED, detail="cancelled before submission") for run in runs if run.state == PLANNED
+    ]
+    handed = [run for run in runs if run.state in ACTIVE]
+    updates = list(planned)
+    if handed:
+        result = plugins.backend_hooks(sweep.backend).mrunner_cancel(
+            sweep=sweep, runs=handed, record=lambda changes: store.apply(sweep.id, changes)
+        )
+        require_answer(result, sweep, "mrunner_cancel")
+        updates += result
+    store.apply(sweep.id, updates)
+    return updates
+
+
+def require_answer(result: object, sweep: Sweep, hook_name: str) -> None:
+    """Refuse a backend's ``None`` where its hook must answer: a bug in its plugin, named as such."""
+    if result is None:
+        raise BackendError(
+            f"backend {sweep.backend!r} answered nothing to {hook_name} for sweep {sweep.id}: a bug in its plugin "
+            f"({plugins.serving_distribution(sweep.backend)}); report it to its authors"
+        )

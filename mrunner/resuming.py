@@ -1,0 +1,88 @@
+"""Resuming a sweep: submit again, as their next attempt, exactly the runs that never started or ended
+without completing, optionally with changed resources and limits or the current code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mrunner import plugins
+from mrunner.errors import MrunnerError
+from mrunner.following import refresh, summary
+from mrunner.hookspecs import SubmitOptions
+from mrunner.planning import validated_context
+from mrunner.records import PLANNED, RESUMABLE, Run, Sweep
+from mrunner.reporter import Reporter
+from mrunner.store import Store
+from mrunner.submission import hand_over
+
+#: Context keys a resume may not change: they say where the sweep's records and files are, or are part of
+#: its experiments' identities.
+FIXED_ON_RESUME = ("backend", "project", "env", "secrets", "tags")
+
+
+def resume(
+    sweep: Sweep, store: Store, reporter: Reporter, options: SubmitOptions, context_overrides: Sequence[str] = (),
+    current_code: bool = False,
+) -> list[Run]:  # fmt: skip
+    """Submit again exactly the runs that never started or ended without completing (a completed run never
+    runs again), as their next attempt. ``context_overrides`` (``context.KEY=VALUE``) change the resources and
+    limits the new attempts get, validated as a submission's context is; ``current_code`` runs the project
+    folder's code as it is now (a new snapshot) instead of the recorded one. The attempt records say what
+    each attempt ran with."""
+    from mrunner import snapshot
+
+    plugins.require_backend(sweep.backend)
+    changes = context_changes(sweep, context_overrides)
+    runs = refresh(sweep, store)
+    chosen = [run for run in runs if run.state in RESUMABLE]
+    if not chosen:
+        reporter.step(f"sweep {sweep.id}: nothing to resume ({summary(runs)})")
+        return []
+    context = validated_context(sweep.context_name, {**sweep.context, **changes})
+    plugins.backend_hooks(sweep.backend).mrunner_check(context=context, context_name=sweep.context_name, dry_run=False)
+    if current_code:
+        frozen = snapshot.take(Path(sweep.project_dir))
+        reporter.step(f"sweep {sweep.id}: running the current code of {sweep.project_dir} ({frozen.digest[:12]})")
+        sweep.snapshot_digest, sweep.git_commit, sweep.git_dirty = frozen.digest, frozen.git_commit, frozen.git_dirty
+    else:
+        frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
+    sweep.context = context
+    store.update_sweep(sweep)
+    store.start_attempt(sweep.id, [run.index for run in chosen if run.state != PLANNED], sweep.snapshot_digest, changes)
+    chosen = [store.run(sweep.id, run.index) for run in chosen]
+    changed = ", ".join(f"{key}={value}" for key, value in changes.items())
+    reporter.step(
+        f"sweep {sweep.id}: resuming {len(chosen)} of {len(runs)} experiments" + (f" with {changed}" if changed else "")
+    )
+    hand_over(sweep, chosen, frozen, store, reporter, options)
+    return chosen
+
+
+def context_changes(sweep: Sweep, overrides: Sequence[str]) -> dict[str, Any]:
+    """``context.KEY=VALUE`` overrides as ``{KEY: VALUE}``, values read as `mrunner run` reads them (Hydra's
+    grammar). A key the sweep's backend does not accept is refused by the validation that follows."""
+    if not overrides:
+        return {}
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    changes: dict[str, Any] = {}
+    for text in overrides:
+        try:
+            (override,) = OverridesParser.create().parse_overrides([text.lstrip("+")])
+        except HydraException as error:
+            raise MrunnerError(f"cannot read {text!r}: {' '.join(str(error).split())}") from None
+        key = override.key_or_group
+        if not key.startswith("context.") or override.is_delete() or override.is_sweep_override():
+            raise MrunnerError(f"resume changes one context key at a time as context.KEY=VALUE, got {text!r}")
+        name = key[len("context.") :]
+        if name in FIXED_ON_RESUME:
+            raise MrunnerError(
+                f"resume cannot change context.{name} of sweep {sweep.id}: submit a new sweep for that "
+                f"(keys a resume may change: resources and limits such as time, mem, gpu, cpu, max_requeue)"
+            )
+        changes[name] = override.value()
+    return changes

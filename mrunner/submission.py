@@ -1,0 +1,177 @@
+"""Submission: snapshot the code, record the sweep, hand its runs to the backend.
+
+Records are written before anything reaches a backend, and each part the backend accepts is recorded at
+once, so an interruption at any point leaves records from which `mrunner resume` submits exactly what is
+missing. Identities make a repeated submission skip what already ran or runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import shutil
+from collections.abc import Sequence
+from typing import Any
+
+from mrunner import gc_lock, plugins
+from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
+from mrunner.following import require_answer
+from mrunner.hookspecs import SubmitOptions
+from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
+from mrunner.records import CANCELLED, FAILED, PLANNED, Run, RunUpdate, Sweep
+from mrunner.reporter import Reporter
+from mrunner.snapshot import Snapshot
+from mrunner.store import Recorded, Store
+
+
+def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Run]]:
+    """Snapshot, record and hand over a planned sweep. Returns the sweep and the runs handed over."""
+    sweep, frozen, count = record(plan, store, reporter)
+    if not count:
+        return sweep, []
+    runs = store.runs(sweep.id)
+    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach), new=True)
+    return sweep, runs
+
+
+def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapshot, int]:
+    """Check the sweep's size, snapshot the code and record the sweep; nothing reaches a backend yet.
+
+    Returns the sweep, its snapshot and how many experiments were recorded; when that is 0 (every one runs
+    or ran already), the sweep is the one that has them.
+    """
+    from mrunner import snapshot
+
+    request = plan.request
+    if too_large(plan) and not request.yes:
+        raise MrunnerError(too_large(plan))
+    excluded, extra = plan.snapshot_patterns
+    frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
+    _check_space(frozen, len(plan), store)
+    sweep = new_sweep(plan, frozen)
+    recorded = store.record_sweep(sweep, PlannedRuns(plan, sweep, frozen.digest), skip_submitted=not request.force)
+    _report_recorded(recorded, len(plan), plan.context_name, reporter)
+    if not recorded.count:  # everything runs or ran already: the sweep that has them
+        return store.sweep(recorded.skipped_sweeps[0]), frozen, 0
+    count = recorded.count
+    reporter.step(
+        f"sweep {sweep.id}: {count} experiment{'s' * (count != 1)} recorded "
+        f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
+    )
+    return sweep, frozen, count
+
+
+RECORD_BYTES = 1024  # what recording one experiment may take on disk: its row, index entries, events, the log
+
+
+def _check_space(frozen: Snapshot, count: int, store: Store) -> None:
+    """Refuse before recording when the data folder cannot hold the snapshot's copy and the records: a full
+    disk found later would leave a sweep recorded that never ran."""
+    needed = (0 if frozen.tree.is_dir() else frozen.size) + count * RECORD_BYTES
+    folder = frozen.store
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise MrunnerError(
+            f"not enough space in {folder} for the code snapshot and the records of {count} experiments: "
+            f"{needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free; free some space, or point XDG_DATA_HOME "
+            f"at another file system (nothing was recorded)"
+        )
+
+
+def _report_recorded(recorded: Recorded, count: int, context_name: str, reporter: Reporter) -> None:
+    if recorded.repeated:
+        repeated = recorded.repeated
+        reporter.warn(
+            f"{repeated} experiment{'s' * (repeated != 1)} of the grid repeat another exactly; each runs once"
+        )
+    if recorded.skipped:
+        sweeps = ", ".join(recorded.skipped_sweeps[:3]) + (", ..." if len(recorded.skipped_sweeps) > 3 else "")
+        reporter.step(
+            f"{recorded.skipped} of {count - recorded.repeated} experiments were already submitted on context "
+            f"{context_name} (sweep {sweeps}) and are being submitted, running or completed: skipped "
+            f"(--force runs them again)"
+        )
+
+
+def hand_over(
+    sweep: Sweep, runs: Sequence[Run], frozen: Snapshot, store: Store, reporter: Reporter, options: SubmitOptions,
+    new: bool = False,
+) -> None:  # fmt: skip
+    """Package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep whose
+    packaging or preparation failed (so no run can have reached the backend) is removed from the records."""
+    hook = plugins.backend_hooks(sweep.backend)
+    options = dataclasses.replace(options, records=str(store.path))
+    secrets = collect_secrets(sweep.context)
+    try:
+        with gc_lock.held(exclusive=False):  # `mrunner gc` waits until what the sweep needs is in place
+            package = hook.mrunner_package(sweep=sweep, snapshot=frozen, reporter=reporter)
+            require_answer(package, sweep, "mrunner_package")
+            sweep.package = package
+            store.update_sweep(sweep)
+            detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
+            sweep.detail.update(detail or {})
+            store.update_sweep(sweep)
+        new = False  # from here on a backend may accept runs before it can record them: keep the sweep
+        hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
+        handled = hook.mrunner_submit(
+            sweep=sweep, runs=list(runs), secrets=secrets, options=options,
+            record=lambda updates: store.apply(sweep.id, updates), reporter=reporter,
+        )  # fmt: skip
+        require_answer(handled, sweep, "mrunner_submit")
+    except KeyboardInterrupt:
+        _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
+        raise Interrupted(
+            f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
+        ) from None
+    except (MrunnerError, OSError, EOFError) as failure:
+        error = _as_error(failure, sweep)
+        try:
+            forgotten = _not_handed_over(sweep, store, FAILED, f"not submitted: {error}", forget=new)
+        except MrunnerError:  # the records cannot be written either (a full disk)
+            raise type(error)(
+                f"{error} (sweep {sweep.id} stays recorded as planned: `mrunner resume {sweep.id}` submits it "
+                f"once this is fixed)"
+            ) from None
+        if forgotten:
+            raise type(error)(f"{error} (nothing was submitted or recorded: fix it and submit again)") from None
+        raise type(error)(
+            f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
+            f"if it was the context, fix it and submit again)"
+        ) from None
+
+
+# A failure of this machine's files (a full disk, a read-only folder), not of a connection to the backend.
+FILE_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _as_error(failure: BaseException, sweep: Sweep) -> MrunnerError:
+    """A failure during the hand-over as one line: ours as it is, the file system's naming the path, and
+    anything else as a connection a backend did not word itself (requests' errors are OSErrors)."""
+    if isinstance(failure, MrunnerError):
+        return failure
+    if isinstance(failure, OSError) and (failure.filename is not None or failure.errno in FILE_SYSTEM_ERRNOS):
+        return os_error(failure, "write", failure.filename)
+    reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    return BackendError(f"the connection to the {sweep.backend} backend was lost: {reason}")
+
+
+def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str, forget: bool) -> bool:
+    """After a failed hand-over: with ``forget``, a sweep none of whose runs left ``planned`` is removed
+    (returns True); otherwise the runs still planned end as ``state``, so that `resume` runs them, and so
+    does a repeated submission (which skips planned runs, as being submitted by another mrunner)."""
+    runs = store.runs(sweep.id)
+    planned = [run for run in runs if run.state == PLANNED]
+    if forget and len(planned) == len(runs):
+        store.forget_sweep(sweep.id)
+        return True
+    store.apply(sweep.id, [RunUpdate(run.index, state, detail=detail) for run in planned])
+    return False
+
+
+def collect_secrets(context: dict[str, Any]) -> dict[str, str]:
+    secrets: dict[str, str] = {}
+    for contributed in plugins.backend_hooks(context["backend"]).mrunner_secrets(context=context):
+        secrets.update(contributed or {})
+    return secrets

@@ -52,7 +52,7 @@ WRAPPER_MARGIN_SECONDS = 5.0
 #: taken to have failed of it.
 FULL_BELOW_BYTES = 256 * 1024
 #: The least the stop message asks to free, whatever the sweep's experiments wrote so far.
-ASK_AT_LEAST_BYTES = 16 * 2**20
+ASK_AT_LEAST_BYTES = 2**20
 
 
 def parallelism(context: Mapping[str, Any]) -> int:
@@ -333,10 +333,10 @@ def end_of(run: Run, exit_file: str, code: int, stopped: bool) -> RunUpdate:
         return RunUpdate(run.index, COMPLETED if real == 0 else FAILED, exit_code=real, ended_by_itself=True)
     if stopped:
         return RunUpdate(run.index, CANCELLED, exit_code=code)
-    number = -code if code < 0 else code - 128
-    if number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL):
-        name = signal.Signals(number).name
-        return RunUpdate(run.index, CANCELLED, detail=f"stopped by {name} to its pid")
+    if code < 0:  # the wrapper itself was killed (its experiment died with it)
+        return RunUpdate(run.index, CANCELLED, detail=f"its pid was killed ({signal.Signals(-code).name})")
+    if code - 128 in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL):  # passed on, then the kill
+        return RunUpdate(run.index, CANCELLED, detail="stopped by a signal to its pid")
     if code == SETUP_FAILED:
         return RunUpdate(run.index, FAILED, exit_code=code, detail="cannot set up its folder (its log says why)")
     detail = f"signal {-code}" if code < 0 else None

@@ -38,11 +38,12 @@ from typing import Any
 
 from mrunner import layout as contract
 from mrunner import process
-from mrunner.attempt import SETUP_FAILED, START, command_line
+from mrunner.attempt import SETUP_FAILED, command_line
 from mrunner.errors import MrunnerError
 from mrunner.recorder import Recorder
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
+from mrunner_local.wrapper import Wrapper
 
 #: How long a killed process group may take to be gone: the kernel delivers SIGKILL when it next runs it.
 KILLED_WITHIN_SECONDS = 10.0
@@ -123,7 +124,7 @@ class Supervisor:
         for start in range(0, len(gpus) - per + 1, per):
             self.gpus.put(gpus[start : start + per])
         self.slots = min(parallelism(sweep.context), max(1, len(runs)))
-        self.children: dict[int, subprocess.Popen] = {}
+        self.children: dict[int, Wrapper] = {}
         self.workers: list[threading.Thread] = []
         self.stopping = threading.Event()
         #: Why the sweep stopped before its end by itself (a full disk), as one line; None while it did not.
@@ -196,12 +197,9 @@ class Supervisor:
             with self.lock:  # a stop either sees this child or keeps it from starting: never neither
                 if self.stopping.is_set() or self.recorder.state(run.index) != SUBMITTED:
                     return  # cancelled (or taken over) while it waited
-                child: subprocess.Popen[bytes] | None
+                child: Wrapper | None
                 try:
-                    child = subprocess.Popen(
-                        command, cwd=sweep_dir(self.sweep), env=env, stdin=subprocess.PIPE, stdout=output,
-                        stderr=subprocess.STDOUT, start_new_session=True,
-                    )  # fmt: skip
+                    child = Wrapper(command, str(sweep_dir(self.sweep)), env, output.fileno())
                 except OSError as error:
                     output.write(f"mrunner: cannot start the attempt wrapper: {error}\n".encode())
                     self.recorder(
@@ -210,16 +208,14 @@ class Supervisor:
                     child = None
                 else:
                     self.children[run.index] = child
-                    assert child.stdin is not None
                     try:  # recorded running first: the wrapper starts the experiment once told to
                         self.recorder([RunUpdate(run.index, RUNNING, backend_ref=f"pid:{process.identity(child.pid)}")])
-                        child.stdin.write(START)
                     except BaseException:
-                        child.stdin.close()  # without `start`: it ends at once, having started nothing
+                        child.abandon()
                         child.wait()
                         self.children.pop(run.index, None)
                         raise
-                    child.stdin.close()
+                    child.start()
             if child is None:
                 self._ended(run)
                 return

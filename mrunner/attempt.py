@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mrunner import layout as contract
 
@@ -32,6 +32,47 @@ STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SETUP_FAILED = 97
 #: The exit code with ``--once`` when the attempt had started before (its log exists): not run a second time.
 STARTED_BEFORE = 98
+#: The exit code with ``--handshake`` when the starter went away before it said ``start``: not started.
+UNSTARTED = 99
+#: What the starter writes to the wrapper's stdin under ``--handshake`` once it recorded the attempt.
+START = b"start\n"
+
+
+class Shell(str):
+    """A value the caller's shell expands (``"$@"``, ``$((N - used))``): a batch script writes it unquoted."""
+
+
+def command_line(
+    python: str, code: str, command: Sequence[str], *, workdir: str = ".", entries: Sequence[str] = (),
+    grace: float, config_from: str | None = None, log: str | None = None, once: bool = False,
+    handshake: bool = False, requeue_on: str | None = None, requeue_command: str | None = None,
+    requeues_left: int | str | None = None, retries_left: int | str | None = None,
+) -> list[str]:  # fmt: skip
+    """The wrapper's command line around an experiment's ``command``: the one place every backend (local,
+    Slurm's batch script, a Kubernetes container, a third party's) gets it from, so that an option of the
+    wrapper means the same everywhere. The options are those of ``main`` (``--help``); a ``Shell`` value is
+    left for the caller's shell to expand."""
+    line = [python, "-m", "mrunner.attempt", "--code", code, "--workdir", workdir or "."]
+    line += ["--entries", json.dumps(list(entries))]
+    if config_from is not None:
+        line += ["--config-from", config_from]
+    line += ["--grace", str(grace)]
+    if log is not None:
+        line += ["--log", log]
+    line += ["--once"] * once + ["--handshake"] * handshake
+    if requeue_on is not None:
+        line += ["--requeue-on", requeue_on]
+    if requeue_command is not None:
+        line += ["--requeue-command", requeue_command]
+    if requeues_left is not None:
+        line += ["--requeues-left", _word(requeues_left)]
+    if retries_left is not None:
+        line += ["--retries-left", _word(retries_left)]
+    return [*line, "--", *command]
+
+
+def _word(value: int | str) -> str:
+    return value if isinstance(value, str) else str(value)  # a Shell stays a Shell
 
 
 def from_environment(environ: dict[str, str]) -> contract.Layout:
@@ -73,6 +114,11 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         "(retry_failed): the attempt notes `retry` beside its exit code, then runs --requeue-command, or without "
         "one runs the next attempt itself, its output in that attempt's log",
     )  # fmt: skip
+    parser.add_argument(
+        "--handshake", action="store_true",
+        help="start the experiment only once a line `start` arrives on stdin (the starter recorded the attempt "
+        "first); the end of stdin before it means the starter is gone: exit 99 without starting",
+    )  # fmt: skip
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
@@ -97,6 +143,9 @@ def main(argv: Sequence[str]) -> int:
     for number in FORWARDED:
         signal.signal(number, _hold)
     options = _arguments(argv)
+    if options.handshake and not _told_to_start():
+        _say("mrunner: whoever started this attempt went away before it was recorded: not started")
+        return UNSTARTED
     environ = dict(os.environ)
     document = environ.pop("MRUNNER_CONFIG_DOCUMENT", None)
     try:
@@ -106,15 +155,12 @@ def main(argv: Sequence[str]) -> int:
                 document = stream.read()
         document = _for_attempt(document, layout.attempt)
         if options.once and options.log and _started_before(options.log):
-            print(
-                f"mrunner: attempt {layout.attempt} of this experiment started before: not started again",
-                file=sys.stderr, flush=True,
-            )  # fmt: skip
+            _say(f"mrunner: attempt {layout.attempt} of this experiment started before: not started again")
             return STARTED_BEFORE
         contract.prepare(layout, options.code, json.loads(options.entries), document)
         cwd = contract.working_directory(layout, options.workdir)
     except (OSError, KeyError, ValueError) as error:
-        print(f"mrunner: cannot set up the experiment: {error}", file=sys.stderr, flush=True)
+        _say(f"mrunner: cannot set up the experiment: {error}")
         return SETUP_FAILED
     requeue = None
     command = json.loads(options.requeue_command)
@@ -140,8 +186,17 @@ def main(argv: Sequence[str]) -> int:
             else:
                 _output_to(layout.log_file())
         except OSError as error:
-            print(f"mrunner: cannot set up attempt {layout.attempt}: {error}", file=sys.stderr, flush=True)
+            _say(f"mrunner: cannot set up attempt {layout.attempt}: {error}")
             return SETUP_FAILED
+
+
+def _told_to_start() -> bool:
+    """Wait for the starter's ``start`` on stdin; then stdin is the null device (the experiment reads none)."""
+    told = sys.stdin.buffer.readline() == START
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return told
 
 
 def _for_attempt(document: str | None, attempt: int) -> str | None:
@@ -201,16 +256,16 @@ def run(
     the next attempt to the caller (``main`` runs it in this process)."""
     stopped = [number for number in _early if number in STOPPING]
     if stopped:  # stopped before it started: it never runs, and its end is not its own
-        print(f"mrunner: stopped by signal {stopped[0]} before the experiment started", file=sys.stderr, flush=True)
+        _say(f"mrunner: stopped by signal {stopped[0]} before the experiment started")
         return 128 + stopped[0]
     try:
         child = subprocess.Popen(
-            list(command), cwd=cwd, env=environ, start_new_session=True,
+            list(command), cwd=cwd, env=environ, preexec_fn=_own_group(),
             stdout=subprocess.PIPE if log else None, stderr=subprocess.STDOUT if log else None,
         )  # fmt: skip
     except OSError as error:
-        print(f"mrunner: cannot start {command[0]}: {error.strerror}", file=sys.stderr, flush=True)
-        contract.write_atomic(exit_code_file, "127\n")
+        _say(f"mrunner: cannot start {command[0]}: {error.strerror}")
+        _write_end(exit_code_file, 127)
         return 127
     killer: list[threading.Timer] = []
     requeued: list[int] = []
@@ -227,7 +282,7 @@ def run(
             try:
                 subprocess.Popen(requeue[1], stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as error:
-                print(f"mrunner: cannot requeue with {requeue[1][0]}: {error.strerror}", file=sys.stderr, flush=True)
+                _say(f"mrunner: cannot requeue with {requeue[1][0]}: {error.strerror}")
         if number in STOPPING and not killer:
             timer = threading.Timer(grace, _signal_group, (child.pid, signal.SIGKILL))
             timer.daemon = True
@@ -250,13 +305,37 @@ def run(
     # Stopped, by the signal passed on or by one sent to it straight (a scheduler such as Slurm signals every
     # process of the job, so the experiment can die before this process's own signal arrives): nothing of
     # the group may outlive the attempt, and its end is not its own.
-    if killer or -code in STOPPING:
+    halted = bool(killer) or -code in STOPPING
+    if halted:
         _signal_group(child.pid, signal.SIGKILL)
-    elif status != 0 and retry is not None and not requeued and not _stopped:
+    if status == 0:
+        # Exit 0 is the experiment's own word that its work is done: completed, whatever signal came after it
+        # (or raced `forward`'s look), so that nothing finished is ever run again.
+        _write_end(exit_code_file, 0)
+    elif halted:
+        pass
+    elif retry is not None and not requeued and not _stopped:
         _retry(exit_code_file, status, retry)
     else:
-        contract.write_atomic(exit_code_file, f"{status}\n")
+        _write_end(exit_code_file, status)
     return status
+
+
+def _write_end(exit_code_file: str, status: int) -> None:
+    """Write the exit code; a disk too full for it (or gone) is said in the log, and the exit status of this
+    process still tells it to a starter that waits for it (the local supervisor)."""
+    try:
+        contract.write_atomic(exit_code_file, f"{status}\n")
+    except OSError as error:
+        _say(f"mrunner: cannot write the exit code {status} to {exit_code_file}: {error.strerror or error}")
+
+
+def _say(line: str) -> None:
+    """A line of the wrapper's own to stderr (the attempt's log); a full disk must not turn it into a crash."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _retry(exit_code_file: str, status: int, command: list[str]) -> None:
@@ -265,7 +344,7 @@ def _retry(exit_code_file: str, status: int, command: list[str]) -> None:
     note = exit_code_file + END_NOTE
     contract.write_atomic(note, RETRY_NOTE + "\n")
     contract.write_atomic(exit_code_file, f"{status}\n")
-    print(f"mrunner: the experiment failed (exit {status}): starting it again as the next attempt", flush=True)
+    _say(f"mrunner: the experiment failed (exit {status}): starting it again as the next attempt")
     if not command:
         return
     try:
@@ -275,7 +354,7 @@ def _retry(exit_code_file: str, status: int, command: list[str]) -> None:
         refusal = error.strerror or str(error)
     if refusal:
         os.unlink(note)
-        print(f"mrunner: cannot start it again with {command[0]}: {refusal}", file=sys.stderr, flush=True)
+        _say(f"mrunner: cannot start it again with {command[0]}: {refusal}")
 
 
 def _started_before(log: str) -> bool:
@@ -299,6 +378,31 @@ def _copy(source: int, log: str) -> None:
             sys.stdout.buffer.flush()
             copy.write(chunk)
             copy.flush()
+
+
+def _own_group() -> Callable[[], None]:
+    """What the experiment's process does before its command: lead a process group of its own (the signals
+    passed on reach its children too; it stays in this wrapper's session, which a starter can stop as a whole),
+    and on Linux die with this wrapper, so that a wrapper killed outright (SIGKILL) leaves no experiment
+    running unsupervised. Made before the fork: the child only calls what is loaded already."""
+    wrapper = os.getpid()
+    prctl = None
+    if sys.platform == "linux":
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def before_exec() -> None:
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != wrapper:  # the wrapper died before the request took effect
+                os._exit(128 + signal.SIGKILL)
+
+    return before_exec
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _exited(pid: int) -> bool:

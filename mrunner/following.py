@@ -34,7 +34,7 @@ def refresh(sweep: Sweep, store: Store) -> list[Run]:
 
 def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:
     """Follow the sweep until every run has ended, with a progress display (without a terminal, a line
-    each time the states or the reasons runs wait change)."""
+    each time the states or the reasons runs wait change; the final line is the caller's to say, once)."""
     runs = refresh(sweep, store)
     shown = ""
     with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
@@ -42,11 +42,11 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
             ended = sum(run.state in TERMINAL for run in runs)
             line = f"sweep {sweep.id}: {summary(runs, store.details(sweep.id))}"
             progress.update(ended, description=line)
+            if not any(run.state in UNFINISHED for run in runs):
+                return runs
             if line != shown and not reporter.interactive:
                 reporter.step(line)
             shown = line
-            if not any(run.state in UNFINISHED for run in runs):
-                return runs
             time.sleep(interval)
             runs = refresh(sweep, store)
 

@@ -73,8 +73,8 @@ class SubmitOptions:
     """How the user asked to submit: ``detach`` returns at once (local: the sweep runs in the background).
 
     ``records`` is the records database this submission writes to: a backend whose experiments are watched by
-    a process that outlives mrunner (the detached local supervisor) records through
-    ``mrunner.store.Store(records).apply``, the core's own API, at the same records."""
+    a process of its own (the local supervisor, which may outlive mrunner) records through
+    ``mrunner.recorder.Recorder(records, sweep.id)``, the core's API for that, at the same records."""
 
     detach: bool = False
     records: str = ""

@@ -14,6 +14,7 @@ from mrunner.commands import GROUP_OPTIONS
 from mrunner.commands.results import output_dirs
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import SubmitOptions
+from mrunner.recorder import STOPPED
 from mrunner.records import COMPLETED, PLANNED, TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
@@ -31,6 +32,11 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep", nargs="?", metavar="SWEEP|EXPERIMENT", help="a sweep id (or prefix), or SWEEP/INDEX")
     parser.add_argument("--limit", type=int, default=10, help="how many recent sweeps to list (default 10)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--wait", action="store_true",
+        help="with SWEEP: follow it to its end first (a progress bar on a terminal, else a line each time the "
+        "counts change); exits 1 if an experiment did not complete",
+    )  # fmt: skip
 
 
 def status_command(options: argparse.Namespace) -> int:
@@ -38,9 +44,18 @@ def status_command(options: argparse.Namespace) -> int:
     if options.sweep is None:
         return _list_sweeps(store, options)
     sweep, run = store.find(options.sweep)
+    if options.wait:
+        runs = following.wait(sweep, store, Reporter())
+        looked = runs if run is None else [runs[run.index]]
+        shown = _show_sweep(store, sweep, runs, options) if run is None else _show_run(store, sweep, looked[0], options)
+        return shown or int(any(r.state != COMPLETED for r in looked))
     runs = following.refresh(sweep, store)
     if run is not None:
         return _show_run(store, sweep, runs[run.index], options)
+    return _show_sweep(store, sweep, runs, options)
+
+
+def _show_sweep(store: Store, sweep: Sweep, runs: list[Run], options: argparse.Namespace) -> int:
     # what the backend last said about a run that has not completed: why it waits, why it failed
     details = {i: d for i, d in store.details(sweep.id).items() if runs[i].state not in (COMPLETED, PLANNED)}
     if options.json:
@@ -59,6 +74,8 @@ def status_command(options: argparse.Namespace) -> int:
     dirty = " (dirty)" if sweep.git_dirty else ""
     commit = f", git {sweep.git_commit[:10]}{dirty}" if sweep.git_commit else ""
     print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
+    if sweep.detail.get(STOPPED):
+        print(f"its supervisor stopped before the end: {sweep.detail[STOPPED]}")
     print(f"{len(runs)} experiments: {following.summary(runs, details)}")
     from mrunner import grid
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mrunner import layout, transfer
-from mrunner.attempt import retried
+from mrunner.attempt import command_line, retried
 from mrunner.hookspecs import BackendInfo, Pulled, hookimpl
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, RunUpdate
 from mrunner.schema import ContextKey
@@ -49,10 +49,9 @@ def mrunner_submit(sweep, runs, secrets, options, record, reporter):
         os.makedirs(os.path.dirname(where.log_file()), exist_ok=True)
         document = json.dumps(run.config_document(sweep))
         env = {**os.environ, **run.env, **secrets, **where.environment(), "MRUNNER_CONFIG_DOCUMENT": document}
-        command = [sys.executable, "-m", "mrunner.attempt", "--code", sweep.package["code_dir"],
-                   "--workdir", sweep.workdir, "--entries", json.dumps(sweep.package["entries"]),
-                   "--grace", str(sweep.context["grace_period"]),
-                   "--retries-left", str(sweep.context["retry_failed"]), "--", *run.command]  # fmt: skip
+        command = command_line(sys.executable, sweep.package["code_dir"], run.command, workdir=sweep.workdir,
+                               entries=sweep.package["entries"], grace=sweep.context["grace_period"],
+                               retries_left=sweep.context["retry_failed"])  # fmt: skip
         with open(where.log_file(), "wb") as log:
             child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                      start_new_session=True)  # fmt: skip

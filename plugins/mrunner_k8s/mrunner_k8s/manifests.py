@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mrunner import layout
+from mrunner.attempt import command_line
 from mrunner.records import Run, Sweep
 from mrunner_k8s import names
 
@@ -89,13 +90,17 @@ def command(sweep: Sweep, run: Run) -> list[str]:
     working directory is the shipped client's folder, so ``python -m`` finds the wrapper that matches the
     layout even when the image installs another mrunner; the experiment itself starts in its own folder."""
     context = sweep.context
-    return [
-        context["python"], "-m", "mrunner.attempt", "--code", CODE_DIR, "--workdir", sweep.workdir,
-        "--entries", json.dumps(sweep.package["entries"]),
-        "--config-from", posixpath.join(names.CONFIG_DIR, names.CONFIG_FILE),
-        "--grace", str(context["grace_period"]),
-        "--log", layout.of_run(context["storage"], sweep, run).log_file(), "--once", "--", *run.command,
-    ]  # fmt: skip
+    return command_line(
+        context["python"],
+        CODE_DIR,
+        run.command,
+        workdir=sweep.workdir,
+        entries=sweep.package["entries"],
+        config_from=posixpath.join(names.CONFIG_DIR, names.CONFIG_FILE),
+        grace=context["grace_period"],
+        log=layout.of_run(context["storage"], sweep, run).log_file(),
+        once=True,
+    )
 
 
 #: Job annotations counting the automatic attempts so far since the user's submission or resume.

@@ -92,7 +92,7 @@ def mrunner_submit(
         pid = supervisor.spawn_detached(sweep, runs, secrets, options.records)
         reporter.step(f"sweep {sweep.id} runs in the background (supervisor pid {pid})")
     else:
-        supervisor.run_inline(sweep, runs, secrets, record, options.records, reporter)
+        supervisor.run_inline(sweep, runs, secrets, options.records, reporter)
     return True
 
 

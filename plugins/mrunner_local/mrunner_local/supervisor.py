@@ -1,21 +1,31 @@
 """Running a sweep's experiments on this machine: at most ``max_parallel`` at once, GPUs handed out one
-set per experiment, each attempt laid out as ``mrunner.layout`` says, every state change recorded through
-the core as it happens.
+set per experiment, each attempt started through the core's attempt wrapper (``mrunner.attempt``, as every
+backend starts one), every state change recorded through the core (``mrunner.recorder``) as it happens.
 
 The supervisor runs inside `mrunner` (with a progress bar; Ctrl-C cancels) or, with ``--detach``, as a
 background process of its own (``python -m mrunner_local.supervisor RECORDS SWEEP INDEX...``) that records
 into the records database the sweep was submitted to.
 
-Stopping is exact: a cancel is recorded before the signal (so a waiting experiment never starts), each
-running experiment's process group gets SIGTERM and ``grace_period`` seconds, then SIGKILL; and an experiment
-that had ended before the signal keeps its real end, which its exit-code file proves.
+Each attempt is one session: the wrapper leads it (its pid is the one recorded, and ``status`` shows), the
+experiment leads a process group inside it. A SIGTERM to that pid, from the supervisor's stop, `mrunner cancel`
+or a user's ``kill``, is passed on to the experiment's group, which gets ``grace_period`` seconds before
+SIGKILL; the wrapper writes the attempt's exit-code file when the experiment ended by itself (always when it
+exited 0), so an experiment that had ended before a stop keeps its real end. The wrapper starts the experiment
+only once the supervisor has recorded it running (``--handshake``): a supervisor killed in between leaves nothing
+running that the records do not know of. A wrapper killed outright takes its experiment with it (see
+``mrunner.attempt``) and the supervisor stops what is left of its session.
+
+A full disk (the storage's, or the records') stops the sweep: nothing more starts, the experiments that run end
+as they end, and the reason, naming the disk and the space needed, is where ``mrunner`` and ``status`` show it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,24 +38,22 @@ from typing import Any
 
 from mrunner import layout as contract
 from mrunner import process
+from mrunner.attempt import SETUP_FAILED, command_line
+from mrunner.errors import MrunnerError
+from mrunner.recorder import Recorder
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
-from mrunner.store import Store
+from mrunner_local.wrapper import Wrapper
 
-Record = Callable[[Sequence[RunUpdate]], None]
 #: How long a killed process group may take to be gone: the kernel delivers SIGKILL when it next runs it.
 KILLED_WITHIN_SECONDS = 10.0
-# The experiment runs under a tiny shell that writes its exit code to the attempt's exit-code file. If
-# mrunner itself is killed, the experiment still finishes (it leads its own session), and `status` learns
-# how it ended from this file instead of calling it lost and letting `resume` run it twice. The shell shares
-# the experiment's process group, so a stop reaches it too: while the experiment runs, a stopping signal only
-# marks the attempt stopped (the trap runs once the experiment is gone; the experiment itself gets the default
-# disposition back at exec), and a stopped attempt writes no file. Once the experiment has ended the signals are
-# ignored, so an end that came just before a stop is still written (a killed shell used to lose it).
-_RECORD_EXIT = (
-    'file=$1; shift; stopped=; trap "stopped=1" TERM INT HUP; code=0; "$@" || code=$?; trap "" TERM INT HUP; '
-    'if [ -z "$stopped" ]; then printf "%s\\n" "$code" > "$file.tmp" && mv -f "$file.tmp" "$file"; fi; exit "$code"'
-)
+#: Beyond ``grace_period``: how long a wrapper may take to kill its experiment's group and exit.
+WRAPPER_MARGIN_SECONDS = 5.0
+#: Below this much free space the storage's disk counts as full: no experiment starts, and one that failed is
+#: taken to have failed of it.
+FULL_BELOW_BYTES = 256 * 1024
+#: The least the stop message asks to free, whatever the sweep's experiments wrote so far.
+ASK_AT_LEAST_BYTES = 2**20
 
 
 def parallelism(context: Mapping[str, Any]) -> int:
@@ -83,41 +91,52 @@ def supervisor_alive(sweep: Sweep) -> bool:
 # -- running -------------------------------------------------------------------------------------------------
 
 
+class DiskFull(Exception):
+    """The disk the sweep needs is full: the sweep stops (the message names the disk and the space needed).
+    ``unstarted``: the experiment that was about to start, which does not."""
+
+    def __init__(self, message: str, unstarted: Run | None = None) -> None:
+        super().__init__(message)
+        self.unstarted = unstarted
+
+
 class Supervisor:
     def __init__(
         self,
         sweep: Sweep,
         runs: Sequence[Run],
         secrets: Mapping[str, str],
-        record: Record,
-        state_of: Callable[[int], str],
+        recorder: Recorder,
         on_end: Callable[[Run], None] | None = None,
     ) -> None:
         self.sweep = sweep
         self.lock = threading.Lock()
-        self._record = record
-        self.state_of = state_of
+        self.recorder = recorder
         self.secrets = dict(secrets)
         self.on_end = on_end
         self.pending: queue.Queue[Run] = queue.Queue()
         for run in runs:
             self.pending.put(run)
+        self.total = len(runs)
         self.gpus: queue.Queue[list[str]] = queue.Queue()
         gpus = [str(g) for g in sweep.context.get("gpus") or []]
         per = max(1, int(sweep.context.get("gpus_per_experiment") or 1))
         for start in range(0, len(gpus) - per + 1, per):
             self.gpus.put(gpus[start : start + per])
         self.slots = min(parallelism(sweep.context), max(1, len(runs)))
-        self.children: dict[int, subprocess.Popen] = {}
+        self.children: dict[int, Wrapper] = {}
         self.workers: list[threading.Thread] = []
         self.stopping = threading.Event()
+        #: Why the sweep stopped before its end by itself (a full disk), as one line; None while it did not.
+        self.failure: str | None = None
         self.base_env = {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1")}
         self.entries = list(sweep.package.get("entries") or [])
         self.code_dir = sweep.package["code_dir"]
+        self.grace = float(sweep.context.get("grace_period", 30))
 
     def record(self, update: RunUpdate) -> None:
         with self.lock:
-            self._record([update])
+            self.recorder([update])
 
     def run(self) -> None:
         """Run every pending experiment; returns when all have ended (or ``stop`` was called)."""
@@ -141,6 +160,10 @@ class Supervisor:
             gpus = self.gpus.get() if self.sweep.context.get("gpus") else None
             try:
                 self._run_one(run, gpus, int(self.sweep.context.get("retry_failed") or 0))
+            except DiskFull as full:
+                self._fail(str(full), full.unstarted)
+            except (MrunnerError, OSError) as error:  # the records cannot be written (a full disk, most often)
+                self._fail(_as_line(error))
             finally:
                 if gpus is not None:
                     self.gpus.put(gpus)
@@ -149,44 +172,63 @@ class Supervisor:
         """Run the run's attempt; one that fails by itself is started again as the next attempt (same
         checkpoint folder, a log of its own) while ``retries`` (``retry_failed``) allow."""
         layout = layout_of(self.sweep, run)
-        exit_file = layout.exit_code_file()
-        try:
-            contract.prepare(layout, self.code_dir, self.entries, json.dumps(run.config_document(self.sweep)))
-        except OSError as error:
-            self.record(RunUpdate(run.index, FAILED, exit_code=97, detail=f"cannot set up its folder: {error}"))
-            self._ended(run)
-            return
+        if _disk_full(storage(self.sweep)):
+            raise DiskFull(self._full_message(), run)
         env = {**self.base_env, **run.env, **self.secrets, **layout.environment()}
+        env["MRUNNER_CONFIG_DOCUMENT"] = json.dumps(run.config_document(self.sweep))
         if gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        cwd = contract.working_directory(layout, self.sweep.workdir)
-        with open(layout.log_file(), "wb") as output:
+        try:
+            os.makedirs(os.path.dirname(layout.log_file()), exist_ok=True)
+            output = open(layout.log_file(), "wb")
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(self._full_message(), run) from None
+            self.record(
+                RunUpdate(run.index, FAILED, exit_code=SETUP_FAILED, detail=f"cannot set up its folder: {error}")
+            )
+            self._ended(run)
+            return
+        command = command_line(
+            sys.executable, self.code_dir, run.command, workdir=self.sweep.workdir, entries=self.entries,
+            grace=self.grace, handshake=True,
+        )  # fmt: skip
+        with output:
             with self.lock:  # a stop either sees this child or keeps it from starting: never neither
-                if self.stopping.is_set() or self.state_of(run.index) != SUBMITTED:
+                if self.stopping.is_set() or self.recorder.state(run.index) != SUBMITTED:
                     return  # cancelled (or taken over) while it waited
-                child: subprocess.Popen[bytes] | None
+                child: Wrapper | None
                 try:
-                    child = subprocess.Popen(
-                        ["/bin/sh", "-c", _RECORD_EXIT, "mrunner-experiment", exit_file, *run.command],
-                        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )  # fmt: skip
+                    child = Wrapper(command, str(sweep_dir(self.sweep)), env, output.fileno())
                 except OSError as error:
-                    output.write(f"mrunner: cannot start {run.command[0]}: {error}\n".encode())
-                    self._record(
+                    output.write(f"mrunner: cannot start the attempt wrapper: {error}\n".encode())
+                    self.recorder(
                         [RunUpdate(run.index, FAILED, exit_code=127, detail=f"cannot start: {error.strerror}")]
                     )
                     child = None
                 else:
                     self.children[run.index] = child
-                    self._record([RunUpdate(run.index, RUNNING, backend_ref=f"pid:{process.identity(child.pid)}")])
+                    try:  # recorded running first: the wrapper starts the experiment once told to
+                        self.recorder([RunUpdate(run.index, RUNNING, backend_ref=f"pid:{process.identity(child.pid)}")])
+                    except BaseException:
+                        child.abandon()
+                        child.wait()
+                        self.children.pop(run.index, None)
+                        raise
+                    child.start()
             if child is None:
                 self._ended(run)
                 return
             code = child.wait()
         with self.lock:
             self.children.pop(run.index, None)
-        end = end_of(run, exit_file, code, stopped=self.stopping.is_set())
+        end = end_of(run, layout.exit_code_file(), code, stopped=self.stopping.is_set())
+        if end.state == CANCELLED and not self.stopping.is_set():
+            _stop_session(child.pid)  # the wrapper was killed outright: what is left of its session goes too
+        if end.state == FAILED and _disk_full(storage(self.sweep)):
+            self.record(replace(end, detail=f"the disk is full: {_disk(storage(self.sweep))}"))
+            self._ended(run)
+            raise DiskFull(self._full_message())
         following = self._retry(run, end) if retries > 0 else None
         if following is not None:
             self._run_one(following, gpus, retries - 1)
@@ -200,10 +242,10 @@ class Supervisor:
         if end.state != FAILED or not end.ended_by_itself or end.exit_code is None:
             return None
         with self.lock:
-            if self.stopping.is_set() or self.state_of(run.index) != RUNNING:
+            if self.stopping.is_set() or self.recorder.state(run.index) != RUNNING:
                 return None
             number = run.attempt + 1
-            self._record(
+            self.recorder(
                 [
                     RunUpdate(
                         run.index, SUBMITTED, detail=f"attempt {run.attempt} failed (exit {end.exit_code})",
@@ -217,115 +259,202 @@ class Supervisor:
         if self.on_end:
             self.on_end(run)
 
+    def _full_message(self) -> str:
+        """One line: which disk, how much is free, about how much the rest of the sweep needs."""
+        folder = storage(self.sweep)
+        written = _size_of(sweep_dir(self.sweep))
+        started = max(1, self.total - self.pending.qsize())
+        needed = max(ASK_AT_LEAST_BYTES, written // started * (self.pending.qsize() + 1))
+        return (
+            f"the disk of {folder} ({_disk(folder)}) is full: free at least {_megabytes(needed)} there "
+            f"(what the rest of sweep {self.sweep.id} needs, going by what its experiments wrote so far), then "
+            f"`mrunner resume {self.sweep.id}` runs what did not complete"
+        )
+
+    def _fail(self, reason: str, unstarted: Run | None = None) -> None:
+        """Stop the sweep for ``reason``: nothing more starts; what runs ends as it ends, recorded by its worker."""
+        with self.lock:
+            if self.failure is None:
+                self.failure = reason
+            self.stopping.set()
+            waiting = [*([unstarted] if unstarted else []), *_drain(self.pending)]
+        if not waiting:
+            return
+        try:
+            self.recorder([RunUpdate(r.index, CANCELLED, detail=f"not started: {reason}") for r in waiting])
+        except (MrunnerError, OSError):
+            pass  # the records' own disk is full: `status` finds them never started (the supervisor's reason)
+
     def stop(self, reason: str, reporter: Reporter | None = None) -> None:
         """Cancel everything: waiting experiments never start, running ones get SIGTERM, then the grace
-        period, then SIGKILL of their whole process group."""
+        period, then SIGKILL of their whole session."""
         with self.lock:
             self.stopping.set()
             children = dict(self.children)
-            waiting = []
-            while True:
-                try:
-                    waiting.append(self.pending.get_nowait())
-                except queue.Empty:
-                    break
-            self._record(
+            waiting = _drain(self.pending)
+            self.recorder(
                 [RunUpdate(index, CANCELLED, detail=reason) for index in [*children, *(r.index for r in waiting)]]
             )
         pids = [child.pid for child in children.values()]
-        grace = float(self.sweep.context.get("grace_period", 30))
         if pids and reporter is not None:
             reporter.step(
-                f"stopping {len(pids)} running experiment{'s' * (len(pids) != 1)}: SIGTERM, then SIGKILL after {grace:g} s"
+                f"stopping {len(pids)} running experiment{'s' * (len(pids) != 1)}: SIGTERM, then SIGKILL after {self.grace:g} s"
             )
-        terminate_groups(pids, grace)
+        terminate_attempts(pids, self.grace)
+
+
+def _drain(pending: queue.Queue[Run]) -> list[Run]:
+    waiting = []
+    while True:
+        try:
+            waiting.append(pending.get_nowait())
+        except queue.Empty:
+            return waiting
+
+
+def _as_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def end_of(run: Run, exit_file: str, code: int, stopped: bool) -> RunUpdate:
-    """How an attempt ended: its own exit code when its exit-code file has one (it ended by itself, even if
-    a stop came just after), else cancelled when it was stopped, else what its shell returned."""
+    """How an attempt ended, from its exit-code file and its wrapper's exit status ``code``: the
+    experiment's own exit code when the file has one, or when the wrapper exited 0 (only an experiment that
+    exited 0 makes it do that: completed, even if its file could not be written or a stop came just after);
+    else cancelled when it was stopped (by this supervisor, or by a signal to its wrapper, the pid `status`
+    shows); else how its wrapper ended (it could not set up the attempt, or failed itself)."""
     real = contract.read_exit_code(exit_file)
+    if real is None and code == 0:
+        real = 0
     if real is not None:
         return RunUpdate(run.index, COMPLETED if real == 0 else FAILED, exit_code=real, ended_by_itself=True)
     if stopped:
         return RunUpdate(run.index, CANCELLED, exit_code=code)
+    if code < 0:  # the wrapper itself was killed (its experiment died with it)
+        return RunUpdate(run.index, CANCELLED, detail=f"its pid was killed ({signal.Signals(-code).name})")
+    if code - 128 in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL):  # passed on, then the kill
+        return RunUpdate(run.index, CANCELLED, detail="stopped by a signal to its pid")
+    if code == SETUP_FAILED:
+        return RunUpdate(run.index, FAILED, exit_code=code, detail="cannot set up its folder (its log says why)")
     detail = f"signal {-code}" if code < 0 else None
-    return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, detail=detail)
+    return RunUpdate(run.index, FAILED, exit_code=code, detail=detail)
 
 
-def terminate_groups(pids: Sequence[int], grace: float) -> None:
-    """SIGTERM each process group, wait up to ``grace`` seconds for them to be gone, SIGKILL what is left and
-    wait until it is gone too."""
+# -- stopping ------------------------------------------------------------------------------------------------
+
+
+def terminate_attempts(pids: Sequence[int], grace: float) -> None:
+    """Stop the attempts whose wrappers are ``pids`` as a cancel does: SIGTERM to each wrapper (it passes it
+    on to the experiment's group and kills the group after ``grace`` seconds), then, should anything of an
+    attempt's session be left a little after that, SIGKILL to all of it; returns once they are gone."""
     for pid in pids:
         _kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + grace + WRAPPER_MARGIN_SECONDS
     alive = list(pids)
     while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if _group_alive(pid)]
+        alive = [pid for pid in alive if _session_members(pid)]
         if alive:
             time.sleep(0.05)
     for pid in alive:
-        _kill(pid, signal.SIGKILL)
+        _stop_session(pid)
+
+
+def _stop_session(sid: int) -> None:
+    """SIGKILL every process of the session ``sid`` and wait until they are gone."""
     killed = time.monotonic() + KILLED_WITHIN_SECONDS  # SIGKILL is not instant: return once they are gone
-    while alive and time.monotonic() < killed:
-        alive = [pid for pid in alive if _group_alive(pid)]
-        if alive:
-            time.sleep(0.02)
+    members = _session_members(sid)
+    while members and time.monotonic() < killed:
+        for pid in members:
+            _kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+        members = _session_members(sid)
 
 
 def _kill(pid: int, sig: int) -> None:
     try:
-        os.killpg(pid, sig)  # the child leads its own session: this reaches its children too
+        os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def _group_alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:  # a group whose only member is an unreaped leader has ended
-        with open(f"/proc/{pid}/stat") as stream:
-            return stream.read().rsplit(")", 1)[1].split()[0] != "Z" or _other_members(pid)
-    except OSError:
-        return _other_members(pid)
-
-
-def _other_members(pgid: int) -> bool:
+def _session_members(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid``."""
+    members = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != pgid:
+        if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as stream:
-                    if int(stream.read().rsplit(")", 1)[1].split()[2]) == pgid:
-                        return True
-            except (OSError, ValueError, IndexError):
+                    fields = stream.read().rsplit(")", 1)[1].split()
+            except OSError:
                 continue
-    return False
+            if fields[0] != "Z" and int(fields[3]) == sid:
+                members.append(int(entry))
+    return members
+
+
+# -- a full disk ---------------------------------------------------------------------------------------------
+
+
+def _existing(path: str) -> str:
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _disk_full(folder: str) -> bool:
+    try:
+        return shutil.disk_usage(_existing(folder)).free < FULL_BELOW_BYTES
+    except OSError:
+        return False
+
+
+def _disk(folder: str) -> str:
+    """``N MB free of M MB on MOUNT``."""
+    where = _existing(folder)
+    usage = shutil.disk_usage(where)
+    mount = os.path.realpath(where)
+    while not os.path.ismount(mount):
+        mount = os.path.dirname(mount)
+    return f"{_megabytes(usage.free)} free of {_megabytes(usage.total)} on {mount}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def _size_of(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+# -- from another shell --------------------------------------------------------------------------------------
 
 
 def run_inline(
-    sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str], record: Record, store_path: str, reporter: Reporter
+    sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str], store_path: str, reporter: Reporter
 ) -> None:
-    """Run the sweep in this process with a progress bar; Ctrl-C cancels what runs and what waits."""
-    store = Store(Path(store_path))
+    """Run the sweep in this process with a progress bar; Ctrl-C cancels what runs and what waits. A sweep
+    stopped by a full disk raises the reason."""
+    recorder = Recorder(store_path, sweep.id)
+    identity = process.identity(os.getpid())
     with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
-        supervisor = Supervisor(
-            sweep, runs, secrets, record, lambda index: store.run(sweep.id, index).state, lambda run: progress.advance()
-        )
-        _claim(sweep, store)
+        supervisor = Supervisor(sweep, runs, secrets, recorder, lambda run: progress.advance())
+        recorder.supervised_by(identity)
+        sweep.detail["supervisor"] = identity
         try:
             supervisor.run()
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP to mrunner (the command line turns them into it)
             supervisor.stop("cancelled (mrunner was interrupted)", reporter)
             supervisor.join()
             raise
-
-
-def _claim(sweep: Sweep, store: Store) -> None:
-    """Say in the records that this process supervises the sweep."""
-    sweep.detail["supervisor"] = process.identity(os.getpid())
-    store.update_sweep(sweep)
+    if supervisor.failure is not None:
+        leave_reason(sweep, recorder, identity, supervisor.failure)
+        raise MrunnerError(f"sweep {sweep.id} stopped: {supervisor.failure}")
 
 
 def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str], store_path: str) -> int:
@@ -339,18 +468,18 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
             start_new_session=True,
         )  # fmt: skip
     # Recorded here, not only by the child, so a `status` right after submission finds it alive.
+    Recorder(store_path, sweep.id).supervised_by(process.identity(started.pid))
     sweep.detail["supervisor"] = process.identity(started.pid)
-    Store(Path(store_path)).update_sweep(sweep)
     return started.pid
 
 
-def cancel(sweep: Sweep, runs: Sequence[Run], record: Record) -> list[RunUpdate]:
+def cancel(sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]) -> list[RunUpdate]:
     """Record the runs cancelled first (so the supervisor neither starts them nor calls them failed), then
     stop those that run; one that had ended by itself meanwhile keeps its end (its supervisor records it)."""
     updates = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs]
     record(updates)
     pids = [pid for pid in map(_pid_of, runs) if pid is not None]
-    terminate_groups(pids, float(sweep.context.get("grace_period", 30)))
+    terminate_attempts(pids, float(sweep.context.get("grace_period", 30)))
     ends = [_own_end(sweep, run) for run in runs]
     return [end for end in ends if end is not None] + [u for u, e in zip(updates, ends) if e is None]
 
@@ -363,7 +492,8 @@ def _own_end(sweep: Sweep, run: Run) -> RunUpdate | None:
 
 
 def _pid_of(run: Run) -> int | None:
-    """The pid of a running experiment, if it is still that process (``backend_ref`` is ``pid:PID@START``)."""
+    """The pid of a running experiment's wrapper, if it is still that process (``backend_ref`` is
+    ``pid:PID@START``)."""
     ref = run.backend_ref or ""
     if not ref.startswith("pid:"):
         return None
@@ -371,9 +501,41 @@ def _pid_of(run: Run) -> int | None:
     return pid if process.identity(pid) == ref[4:] else None
 
 
+def leave_reason(sweep: Sweep, recorder: Recorder, identity: str, reason: str) -> None:
+    """Say why supervisor ``identity`` stopped the sweep early: in the records, and in the sweep's
+    ``supervisor.log``, which is all there is when the records' disk is the full one."""
+    try:
+        recorder.stopped(reason)
+    except (MrunnerError, OSError):
+        pass
+    try:
+        with open(sweep_dir(sweep) / "supervisor.log", "a", encoding="utf-8") as log:
+            log.write(f"mrunner: supervisor {identity} stopped: {reason}\n")
+    except OSError:
+        pass
+
+
+def stop_reason(sweep: Sweep) -> str | None:
+    """Why the sweep's latest supervisor stopped early, as it recorded it or, when the records could not take
+    it, as its line in ``supervisor.log`` says."""
+    if sweep.detail.get("stopped"):
+        return str(sweep.detail["stopped"])
+    prefix = f"mrunner: supervisor {sweep.detail.get('supervisor')} stopped: "
+    try:
+        with open(sweep_dir(sweep) / "supervisor.log", "rb") as stream:
+            stream.seek(max(0, stream.seek(0, os.SEEK_END) - 4096))
+            lines = stream.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line[len(prefix) :] for line in reversed(lines) if line.startswith(prefix)), None)
+
+
 def reconcile(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
     """States of a sweep whose supervisor is gone: finished experiments left their exit code behind, live
-    ones keep running, and the rest are lost (so `resume` runs them, and only them, again)."""
+    ones keep running (their wrappers see them to their end), and the rest never started or were stopped
+    with their supervisor: cancelled when it stopped for a reason it gave (a full disk), else lost (so
+    `resume` runs them, and only them, again)."""
+    reason = stop_reason(sweep)
     updates = []
     for run in runs:
         if run.state == RUNNING:
@@ -383,7 +545,12 @@ def reconcile(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
                 continue
             if _pid_of(run) is not None:
                 continue
-        updates.append(RunUpdate(run.index, LOST, detail="its supervisor is gone (killed, or the machine restarted)"))
+        if reason:
+            updates.append(RunUpdate(run.index, CANCELLED, detail=f"its supervisor stopped: {reason}"))
+        else:
+            updates.append(
+                RunUpdate(run.index, LOST, detail="its supervisor is gone (killed, or the machine restarted)")
+            )
     return updates
 
 
@@ -408,23 +575,22 @@ def follow_log(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) 
 
 def main(argv: Sequence[str]) -> int:
     """The detached supervisor: ``python -m mrunner_local.supervisor RECORDS SWEEP INDEX...``."""
-    store = Store(Path(argv[0]))
-    sweep = store.sweep(argv[1])
-    runs = [store.run(sweep.id, int(index)) for index in argv[2:]]
-
-    def record(updates: Sequence[RunUpdate]) -> None:
-        store.apply(sweep.id, updates)
-
+    recorder = Recorder(argv[0], argv[1])
+    sweep = recorder.sweep()
+    runs = [recorder.run(int(index)) for index in argv[2:]]
     # secrets are in this process's environment already
-    supervisor = Supervisor(sweep, runs, {}, record, lambda index: store.run(sweep.id, index).state)
-    _claim(sweep, store)
+    supervisor = Supervisor(sweep, runs, {}, recorder)
+    recorder.supervised_by(process.identity(os.getpid()))
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop("cancelled (supervisor terminated)"))
     signal.signal(signal.SIGHUP, lambda *_: supervisor.stop("cancelled (supervisor hung up)"))
     try:
         supervisor.run()
     except KeyboardInterrupt:
         supervisor.stop("cancelled (supervisor interrupted)")
-    return 0
+    if supervisor.failure is None:
+        return 0
+    leave_reason(sweep, recorder, process.identity(os.getpid()), supervisor.failure)
+    return 1
 
 
 if __name__ == "__main__":

@@ -336,3 +336,28 @@ def test_a_sweep_that_ends_with_failures_shows_the_end_of_the_first_failing_log(
     assert result.returncode == 1
     assert "failed (exit 4); the end of its output:" in result.stderr
     assert "  | line 19" in result.stderr and "  | line 10" in result.stderr and "line 9\n" not in result.stderr
+
+
+def test_status_wait_follows_a_sweep_from_another_shell_to_its_end(mrunner, project):
+    """`mrunner status SWEEP --wait` without a terminal: one line per change of the counts, the final counts
+    once, and exit 1 because an experiment failed."""
+    folder = project.parent / "ledger"
+    gate = folder / "gate"
+    (folder / "fail-1").touch()
+    result = mrunner("exp.py", "-m", "i=range(3)", f"gate={gate}", f"ledger={folder}", "context.max_parallel=3",
+                     "--detach")  # fmt: skip
+    sweep = sweep_of(result)
+    wait_for(lambda: len(ledger(project)) == 3)
+    follow = subprocess.Popen([sys.executable, "-m", "mrunner", "status", sweep, "--wait"], cwd=project,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert follow.stderr is not None
+    first = follow.stderr.readline().strip()  # it follows: then the experiments may end
+    gate.touch()
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 1, err
+    lines = [first, *err.strip().splitlines()]
+    assert lines[0] == f"sweep {sweep}: 3 running"
+    assert len(set(lines)) == len(lines)  # a line only when the counts change
+    assert out.count("2 completed, 1 failed") == 1 and "2 completed, 1 failed" not in err  # the end, once
+    again = mrunner("status", sweep, "--wait")  # an ended sweep: at once
+    assert again.returncode == 1 and again.stderr == ""

@@ -164,3 +164,28 @@ def test_cancel_from_another_shell_kills_a_detached_experiment_that_ignores_sigt
     assert cancelled.returncode == 0, cancelled.stderr
     assert not [pid for pid in held if alive(pid)]
     assert states(mrunner, sweep) == {0: CANCELLED}
+
+
+def wrapper_pid(mrunner, sweep: str, index: int) -> int:
+    """The pid `status` shows for an experiment (its attempt's wrapper)."""
+    ref = json.loads(mrunner("status", f"{sweep}/{index}", "--json").stdout)["experiment"]["backend_ref"]
+    return int(ref[len("pid:") :].split("@")[0])
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL])
+def test_a_kill_of_the_pid_status_shows_stops_the_experiment_as_a_cancel_does(mrunner, project, number):
+    """`kill -TERM PID`: SIGTERM to the experiment's group, the grace period, SIGKILL, recorded cancelled; `kill -9
+    PID`: nothing of the experiment runs on unsupervised, and it is recorded cancelled too, never failed."""
+    pids = project.parent / "pids"
+    result = mrunner("stubborn.py", "i=0", f"pids={pids}", "context.grace_period=1", "--detach")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    wait_for(lambda: (pids / "0.0").exists() and len((pids / "0.0").read_text().split()) == 2)
+    held = [int(pid) for pid in (pids / "0.0").read_text().split()]
+    os.kill(wrapper_pid(mrunner, sweep, 0), number)
+    wait_for(lambda: not [pid for pid in held if alive(pid)], timeout=30)
+    wait_for(lambda: states(mrunner, sweep) == {0: CANCELLED})
+    shown = json.loads(mrunner("status", f"{sweep}/0", "--json").stdout)
+    assert shown["experiment"]["exit_code"] is None
+    expected = "stopped by a signal to its pid" if number == signal.SIGTERM else "its pid was killed (SIGKILL)"
+    assert expected in mrunner("status", f"{sweep}/0").stdout

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mrunner import layout
-from mrunner.attempt import END_NOTE, RETRY_NOTE
+from mrunner.attempt import END_NOTE, RETRY_NOTE, Shell, command_line
 from mrunner.errors import MrunnerError
 from mrunner.records import Run, Sweep
 
@@ -132,13 +132,20 @@ def batch_script(
         launcher.append("srun")
     if context.get("singularity_container"):
         launcher += ["singularity", "exec", *(["--nv"] if context.get("gpu") else []), context["singularity_container"]]
-    wrapper = [
-        *launcher, str(context.get("python") or "python3"), "-m", "mrunner.attempt", "--code", code_dir,
-        "--workdir", sweep.workdir or ".", "--entries", json.dumps(entries_of(sweep)),
-        "--grace", str(context.get("grace_period", 30)), "--requeue-on", LIMIT_SIGNAL,
-    ]  # fmt: skip
     limit = int(context.get("max_requeue", 3))
     retries = int(context.get("retry_failed") or 0)
+    wrapper = [
+        *launcher,
+        *command_line(
+            str(context.get("python") or "python3"), code_dir, [Shell('"$@"')], workdir=sweep.workdir or ".",
+            entries=entries_of(sweep), grace=context.get("grace_period", 30), requeue_on=LIMIT_SIGNAL,
+            # the array task by its array name: the task that keeps the array's own job id would requeue
+            # every task of the array by that id
+            requeue_command=Shell('"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"'),
+            requeues_left=Shell(f"$(({limit} - _mrunner_requeues))"),
+            retries_left=Shell(f"$(({retries} - _mrunner_retried))"),
+        ),
+    ]  # fmt: skip
     lines = [
         "#!/bin/bash",
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",
@@ -166,22 +173,7 @@ def batch_script(
         *([SETUP_TRAP, *setup, "trap - ERR"] if setup else []),
         f'export PYTHONPATH={q(client_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"',
         f"if [ -f {q(secrets_path(sweep_directory))} ]; then . {q(secrets_path(sweep_directory))} || exit 97; fi",
-        " ".join(
-            [
-                "exec",
-                *(q(part) for part in wrapper),
-                "--requeue-command",
-                # the array task by its array name: the task that keeps the array's own job id would requeue
-                # every task of the array by that id
-                '"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"',
-                "--requeues-left",
-                f"$(({limit} - _mrunner_requeues))",
-                "--retries-left",
-                f"$(({retries} - _mrunner_retried))",
-                "--",
-                '"$@"',
-            ]
-        ),  # fmt: skip
+        " ".join(["exec", *(part if isinstance(part, Shell) else q(part) for part in wrapper)]),
         "",
     ]
     return "\n".join(line for line in lines if line)

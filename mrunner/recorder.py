@@ -1,0 +1,62 @@
+"""The records of one sweep as a backend's own long-lived process reaches them: the core's API for recording
+from a process that is not ``mrunner`` itself (the local backend's detached supervisor, and the inline one).
+
+Records are written by the core only (``mrunner.hookspecs``). A backend whose experiments are watched by a
+process that outlives the ``mrunner`` command cannot be handed the core's ``record`` callback across a
+process boundary, so it is handed where the records are (``SubmitOptions.records``) and opens a
+``Recorder`` there: the same rules as the callback (``Store.apply``: a terminal state is kept, an end read from
+an exit-code file outranks a cancel), plus the two facts such a process owns about its sweep: that it
+supervises it, and why it stopped when it stops early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mrunner.records import Run, RunUpdate, Sweep
+from mrunner.store import Store
+
+#: ``Sweep.detail`` keys a supervising process owns.
+SUPERVISOR = "supervisor"
+STOPPED = "stopped"
+
+
+class Recorder:
+    """One sweep's records, opened from the path a submission was given (``SubmitOptions.records``)."""
+
+    def __init__(self, records: str, sweep_id: str) -> None:
+        self._store = Store(Path(records))
+        self.sweep_id = sweep_id
+
+    def __call__(self, updates: Sequence[RunUpdate]) -> None:
+        """Record state changes of the sweep's experiments (a ``record`` callback of the hooks)."""
+        self._store.apply(self.sweep_id, updates)
+
+    def sweep(self) -> Sweep:
+        return self._store.sweep(self.sweep_id)
+
+    def run(self, index: int) -> Run:
+        return self._store.run(self.sweep_id, index)
+
+    def state(self, index: int) -> str:
+        """The recorded state of one experiment: a cancel from another shell is seen here before it starts."""
+        return self.run(index).state
+
+    def supervised_by(self, identity: str) -> None:
+        """Say that the process ``identity`` (``mrunner.process.identity``) supervises the sweep now; a
+        reason an earlier supervisor stopped for is cleared."""
+        self._set_detail({SUPERVISOR: identity, STOPPED: None})
+
+    def stopped(self, reason: str) -> None:
+        """Say why the supervisor stops before the sweep ended (``mrunner status`` shows it)."""
+        self._set_detail({STOPPED: reason})
+
+    def _set_detail(self, values: dict[str, str | None]) -> None:
+        sweep = self.sweep()
+        for key, value in values.items():
+            if value is None:
+                sweep.detail.pop(key, None)
+            else:
+                sweep.detail[key] = value
+        self._store.update_sweep(sweep)

@@ -1,0 +1,92 @@
+"""A disk that fills during a local sweep (inline and detached): the sweep stops with one line naming the disk and
+the space needed, nothing is recorded lost, and after space is freed `resume` runs exactly what did not complete.
+The disk is a small tmpfs this test mounts as the context's storage_dir (root only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mrunner.records import COMPLETED
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
+
+# Each experiment writes 300 KB into its own folder on the storage disk, then marks the ledger (on another disk).
+FILLS = """
+import os
+from mrunner import get_configuration
+
+config = get_configuration()
+with open("result.bin", "wb") as out:
+    out.write(os.urandom(300_000))
+with open(os.path.join(config.ledger, f"done-{config.i}"), "a") as ledger:
+    ledger.write("x")
+"""
+
+POINTS = 12
+
+
+@pytest.fixture
+def disk(tmp_path: Path):
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture
+def project(tmp_path: Path, mrunner) -> Path:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "fills.py").write_text(FILLS)
+    (tmp_path / "ledger").mkdir()
+    mrunner.cwd = tmp_path / "project"
+    return tmp_path / "project"
+
+
+def done(ledger: Path) -> dict[int, int]:
+    return {int(p.name.split("-")[1]): len(p.read_text()) for p in ledger.glob("done-*")}
+
+
+def states(mrunner, sweep: str) -> dict[int, str]:
+    return {e["index"]: e["state"] for e in json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]}
+
+
+def wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_a_storage_disk_that_fills_stops_the_sweep_and_resume_runs_the_rest_once(mrunner, project, disk, detach):
+    ledger = project.parent / "ledger"
+    arguments = ["fills.py", "-m", f"i=range({POINTS})", f"ledger={ledger}", f"context.storage_dir={disk}",
+                 "context.max_parallel=2"]  # fmt: skip
+    result = mrunner(*arguments, *(["--detach"] if detach else []))
+    assert "Traceback" not in result.stderr, result.stderr
+    if detach:
+        assert result.returncode == 0, result.stderr
+        sweep = result.stdout.strip().splitlines()[-1]
+        wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep).values()))
+        shown = mrunner("status", sweep).stdout
+        assert f"the disk of {disk}" in shown and "free at least" in shown, shown
+    else:
+        assert result.returncode != 0, result.stderr
+        sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+        stopped = [line for line in result.stderr.splitlines() if "stopped: the disk of" in line]
+        assert len(stopped) == 1 and str(disk) in stopped[0] and "free at least" in stopped[0], result.stderr
+    ended = states(mrunner, sweep)
+    assert "lost" not in ended.values() and COMPLETED in ended.values() and set(ended.values()) != {COMPLETED}
+    assert {i for i, state in ended.items() if state == COMPLETED} == set(done(ledger))
+    subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)  # space freed
+    resumed = mrunner("resume", sweep)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(states(mrunner, sweep).values()) == {COMPLETED}
+    assert done(ledger) == dict.fromkeys(range(POINTS), 1)

@@ -209,10 +209,10 @@ def redispatch_bytes(project: Path, home: Path) -> tuple[int, int, int, int]:
         "from mrunner import dispatch\n"
         "from mrunner.reporter import Reporter\n"
         "from mrunner.store import Store\n"
-        "from mrunner_slurm import ssh\n"
+        "from mrunner_slurm import transport\n"
         "plan = dispatch.Plan(dispatch.Request(target=Path('train.py'), overrides=['seed=range(1000)'], multirun=True, context_name='bench'))\n"
         "sweep, runs = dispatch.submit(plan, Store(), Reporter(quiet=True))\n"
-        "connection = next(iter(ssh._CACHE.values()))\n"
+        "connection = next(iter(transport._CACHE.values()))\n"
         "print(json.dumps({'total': connection.bytes_sent, 'code': sweep.package['bytes_sent'], 'sweep': sweep.id}))\n"
     )  # fmt: skip
     _, first = timed([PYTHON, "-c", code], project, env_for(home))
@@ -289,9 +289,9 @@ def main() -> None:
 def status_calls(project: Path, home: Path, sweep: str) -> int:
     """Remote calls one `refresh` of the 1,000-experiment sweep makes (in-process, counting exec channels)."""
     code = (
-        "from mrunner import dispatch\nfrom mrunner.store import Store\nfrom mrunner_slurm import ssh\n"
+        "from mrunner import dispatch\nfrom mrunner.store import Store\nfrom mrunner_slurm import transport\n"
         f"store = Store(); sweep = store.sweep({sweep!r}); dispatch.refresh(sweep, store)\n"
-        "print(sum(c.calls for c in ssh._CACHE.values()))\n"
+        "print(sum(c.calls for c in transport._CACHE.values()))\n"
     )
     _, result = timed([PYTHON, "-c", code], project, env_for(home))
     return int(result.stdout.strip())

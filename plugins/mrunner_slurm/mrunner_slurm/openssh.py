@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pwd
 import queue
 import re
 import shlex
@@ -31,6 +32,7 @@ CONNECT_TIMEOUT = 15
 RETRIES = 3  # transient failures (refused, reset, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s
 COMMAND_PERSIST = 120  # seconds a master this command opened outlives it if the command is killed
 _URL = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?$")
+DEFAULT_CONFIG = "~/.ssh/config"  # the context key's default
 _MISSING = 97  # the exit code of `read` for a file that does not exist
 #: How ssh says that it, not the remote command, failed (a 255 exit is then a lost connection).
 _SSH_FAILURE = re.compile(
@@ -58,16 +60,20 @@ class Destination:
 
 def destination(url: str, config_path: str | None) -> Destination:
     """``slurm_url`` (``[user@]host[:port]`` or a Host alias) as ``ssh`` arguments. ``-F`` only for a config
-    file other than the default: with ``-F`` OpenSSH skips ``/etc/ssh/ssh_config``, which ``ssh ALIAS`` reads."""
+    file other than the one ssh reads by itself (``.ssh/config`` in the account's home, which is not always
+    ``$HOME``): with ``-F`` OpenSSH skips ``/etc/ssh/ssh_config``, which ``ssh ALIAS`` reads."""
     match = _URL.match(url.strip())
     if not match:
         raise MrunnerError(f"slurm_url {url!r} is not [user@]host[:port] or a Host alias of your ssh config")
     arguments: list[str] = []
-    path = None
-    if config_path and os.path.expanduser(config_path) != os.path.expanduser("~/.ssh/config"):
-        path = os.path.expanduser(config_path)
-        if not os.path.exists(path):
+    path = os.path.expanduser(config_path) if config_path else None
+    if path == os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ssh", "config"):
+        path = None  # what ssh reads anyway, with /etc/ssh/ssh_config
+    elif path and not os.path.exists(path):
+        if config_path != DEFAULT_CONFIG:  # the key's default may name no file ($HOME elsewhere)
             raise MrunnerError(f"ssh_config {config_path} does not exist: fix the context's `ssh_config`")
+        path = None
+    if path:
         arguments += ["-F", path]
     if match["user"]:
         arguments += ["-l", match["user"]]

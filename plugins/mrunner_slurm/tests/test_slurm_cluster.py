@@ -659,16 +659,20 @@ while data := connection.recv(65536):
 """
 
 
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
 def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
-    cluster, mrunner, mrunner_home, tmp_path_factory
+    cluster, mrunner, mrunner_home, tmp_path_factory, transport
 ):
     """As `ssh` reads it: the main file includes a folder of files by a glob relative to its ~/.ssh, one of
-    them defines the alias, reached through a ProxyCommand (a relay that counts as the whole network path)."""
+    them defines the alias, reached through a ProxyCommand (a relay that counts as the whole network path).
+    OpenSSH reads ~/.ssh of the account, not of $HOME, so there the sandbox's file is given as ssh_config and
+    includes by an absolute glob (paramiko follows $HOME, and relative includes are its reader's own)."""
     home = tmp_path_factory.mktemp("home")
     (home / ".ssh" / "conf.d").mkdir(parents=True)
     (home / "relay.py").write_text(RELAY)
     service = cluster.service
-    (home / ".ssh" / "config").write_text("Include conf.d/*\n")
+    glob = "conf.d/*" if transport == "paramiko" else f"{home}/.ssh/conf.d/*"
+    (home / ".ssh" / "config").write_text(f"Include {glob}\n")
     (home / ".ssh" / "conf.d" / "cluster").write_text(textwrap.dedent(f"""\
         Host included-cluster
             HostName {service['host']}
@@ -679,7 +683,10 @@ def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
             IdentitiesOnly yes
             ProxyCommand {sys.executable} {home / 'relay.py'} %h %p
         """))  # fmt: skip
-    write_context(mrunner_home, {**service, "alias": "included-cluster", "ssh_config": None}, cluster.storage)
+    config = None if transport == "paramiko" else str(home / ".ssh" / "config")
+    write_context(
+        mrunner_home, {**service, "alias": "included-cluster", "ssh_config": config}, cluster.storage, ssh=transport
+    )
     result = mrunner("+context=test-slurm", "train.py", "--wait", env={"HOME": str(home)})
     assert result.returncode == 0, result.stderr
     assert "on included-cluster" in result.stderr

@@ -236,7 +236,7 @@ def connection(context: Mapping[str, Any], context_name: str | None = None) -> C
     key = _key(context)
     with _LOCK:
         failed = _FAILED.pop(key, None)
-        if failed is not None and not (isinstance(failed, NeedsLogin) and _can_prompt(key[2])):
+        if failed is not None and not (isinstance(failed, NeedsLogin) and _can_prompt()):
             raise failed.named(context_name) if isinstance(failed, NeedsLogin) else failed
         existing = _CACHE.get(key)
         if existing is not None and existing.alive:
@@ -265,7 +265,7 @@ def batch_connection(context: Mapping[str, Any], context_name: str | None = None
         return opened
 
 
-def _can_prompt(transport: str) -> bool:
+def _can_prompt() -> bool:
     from mrunner_slurm import terminal
 
     return terminal.available()

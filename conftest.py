@@ -51,6 +51,12 @@ def slurm_service() -> dict:
 
 
 @pytest.fixture(scope="session")
+def sshd_mfa_service() -> dict:
+    """The MFA login node and the bastion in front of the Slurm cluster (tests/services/sshd-mfa)."""
+    return service("sshd-mfa")
+
+
+@pytest.fixture(scope="session")
 def k8s_service() -> dict:
     return service("k8s")
 

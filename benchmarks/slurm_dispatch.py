@@ -1,6 +1,9 @@
 """Slurm backend benchmarks on the loopback cluster (tests/services/slurm), side by side in one run.
 
-    .venv/bin/python benchmarks/slurm_dispatch.py [--repeat 3] [--skip-single]
+    .venv/bin/python benchmarks/slurm_dispatch.py [--repeat 3] [--skip-single] [--ssh openssh|paramiko] [--login]
+
+`--ssh` is the context's transport (default: the context's default, OpenSSH where installed); `--login` runs
+`mrunner login bench` before each measured command (not timed), so OpenSSH goes through that master.
 
 1. Dispatching 1,000 experiments of a 2,000-file project (code not yet on the cluster), wall time from
    process start to return:
@@ -37,6 +40,8 @@ PYTHON = sys.executable
 COUNT = 1000
 FILES = 2000
 PAUSE = 4.0  # seconds between dispatches: slurmctld is still busy with the 1,000 tasks just cancelled
+TRANSPORT: dict[str, str] = {}  # the context's `ssh` key, from --ssh
+LOGIN = [False]  # --login: a `mrunner login` master is open while mrunner is measured
 TRAIN = "import os\nopen(os.path.join(os.environ['MRUNNER_EXPERIMENT_DIR'], 'done'), 'w').close()\n"
 
 
@@ -62,11 +67,23 @@ def context(home: Path, storage: str) -> None:
     (folder / "bench.yaml").write_text(json.dumps({
         "backend": "slurm", "slurm_url": SERVICE["alias"], "ssh_config": SERVICE["ssh_config"],
         "storage_dir": storage, "partition": SERVICE["partition"], "time": 5, "sbatch_options": ["--hold"],
+        **TRANSPORT,
     }))  # fmt: skip
+    if LOGIN[0]:
+        subprocess.run([PYTHON, "-m", "mrunner", "login", "bench"], env=env_for(home), check=True,
+                       capture_output=True, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def logout(home: Path) -> None:
+    if LOGIN[0]:
+        subprocess.run([PYTHON, "-m", "mrunner", "logout", "bench"], env=env_for(home), capture_output=True)
 
 
 def env_for(home: Path) -> dict:
-    return {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data")}
+    runtime = Path("/tmp") / f"mrb-{abs(hash(str(home))) % 10**8}"  # short: it holds sockets
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    return {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
+            "XDG_RUNTIME_DIR": str(runtime)}  # fmt: skip
 
 
 def timed(argv: list[str], cwd: Path, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
@@ -209,10 +226,10 @@ def redispatch_bytes(project: Path, home: Path) -> tuple[int, int, int, int]:
         "from mrunner import planning, submission\n"
         "from mrunner.reporter import Reporter\n"
         "from mrunner.store import Store\n"
-        "from mrunner_slurm import ssh\n"
+        "from mrunner_slurm import transport\n"
         "plan = planning.Plan(planning.Request(target=Path('train.py'), overrides=['seed=range(1000)'], multirun=True, context_name='bench'))\n"
         "sweep, runs = submission.submit(plan, Store(), Reporter(quiet=True))\n"
-        "connection = next(iter(ssh._CACHE.values()))\n"
+        "connection = next(iter(transport._CACHE.values()))\n"
         "print(json.dumps({'total': connection.bytes_sent, 'code': sweep.package['bytes_sent'], 'sweep': sweep.id}))\n"
     )  # fmt: skip
     _, first = timed([PYTHON, "-c", code], project, env_for(home))
@@ -226,7 +243,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-single", action="store_true", help="skip the 1,000 separate sbatch calls (15 s)")
+    parser.add_argument("--ssh", choices=["openssh", "paramiko"], help="the context's transport")
+    parser.add_argument("--login", action="store_true", help="measure mrunner through a `mrunner login` master")
     options = parser.parse_args()
+    TRANSPORT.update({"ssh": options.ssh} if options.ssh else {})
+    LOGIN[0] = options.login
     sources = [Path(__file__).parent.parent / "mrunner", *Path(__file__).parent.parent.glob("plugins/*/mrunner_*")]
     subprocess.run([PYTHON, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
     ensure_submitit()
@@ -251,6 +272,7 @@ def main() -> None:
                     if calls is None:
                         calls = status_calls(project, home, sweep)
                     cancel_jobs(jobs)
+                    logout(home)
                 elif way == "bare":
                     elapsed, job = bare_dispatch(project, f"{base}/bare{round_}", workdir)
                     rows["bare"].append(elapsed)
@@ -275,9 +297,11 @@ def main() -> None:
         _, d1, jobs1 = sweep_jobs(home, sweep1, project)
         _, d2, jobs2 = sweep_jobs(home, sweep2, project)
         cancel_jobs(jobs1 | jobs2)
+        logout(home)
         # ~50,000 files: left behind, every run would slow the file system down; code folders are read-only
         ssh(f"chmod -R u+w {base} && rm -rf {base}")
     report = {
+        "transport": options.ssh or "default", "login": options.login,
         "dispatch_seconds": {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)} for k, v in rows.items() if v},
         "status": {"remote_calls": calls, "median_seconds": statistics.median(status_times)},
         "redispatch": {"first_code_bytes": code1, "first_total_bytes": total1, "second_code_bytes": code2,
@@ -289,9 +313,9 @@ def main() -> None:
 def status_calls(project: Path, home: Path, sweep: str) -> int:
     """Remote calls one `refresh` of the 1,000-experiment sweep makes (in-process, counting exec channels)."""
     code = (
-        "from mrunner import following\nfrom mrunner.store import Store\nfrom mrunner_slurm import ssh\n"
+        "from mrunner import following\nfrom mrunner.store import Store\nfrom mrunner_slurm import transport\n"
         f"store = Store(); sweep = store.sweep({sweep!r}); following.refresh(sweep, store)\n"
-        "print(sum(c.calls for c in ssh._CACHE.values()))\n"
+        "print(sum(c.calls for c in transport._CACHE.values()))\n"
     )
     _, result = timed([PYTHON, "-c", code], project, env_for(home))
     return int(result.stdout.strip())

@@ -34,7 +34,8 @@ import time
 import uuid
 from pathlib import Path
 
-from slurm_dispatch import context  # this folder is the script's first path entry
+import slurm_dispatch  # this folder is the script's first path entry
+from slurm_dispatch import context
 
 SERVICE = json.loads(Path(os.environ.get("MRUNNER_SERVICES_DIR", "/tmp/mrunner-services"), "slurm.json").read_text())
 PYTHON = sys.executable
@@ -75,7 +76,7 @@ def ssh(command: str, stdin: str | None = None) -> str:
 
 
 def env_for(home: Path) -> dict:
-    return {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data")}
+    return slurm_dispatch.env_for(home)  # the same runtime folder as `context` logs in with
 
 
 def mrunner(home: Path, cwd: Path, *argv: str) -> subprocess.CompletedProcess:
@@ -166,7 +167,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--experiments", type=int, default=1000)
     parser.add_argument("--dest", default="/dev/shm", help="where the pulled trees land (one at a time)")
+    parser.add_argument("--ssh", choices=["openssh", "paramiko"], help="the context's transport")
+    parser.add_argument("--login", action="store_true", help="pull through a `mrunner login` master")
     options = parser.parse_args()
+    slurm_dispatch.TRANSPORT.update({"ssh": options.ssh} if options.ssh else {})
+    slurm_dispatch.LOGIN[0] = options.login
     sources = [Path(__file__).parent.parent / "mrunner", *Path(__file__).parent.parent.glob("plugins/*/mrunner_*")]
     subprocess.run([PYTHON, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
     load_start = os.getloadavg()
@@ -220,7 +225,10 @@ def main() -> None:
         "second_pull_vs_first": [rows["mrunner_again"][i] / rows["mrunner"][i] for i in rounds],
         "rsync_second_vs_first": [rows["rsync_again"][i] / rows["rsync"][i] for i in rounds],
     }
+    slurm_dispatch.logout(home)
     report = {
+        "transport": options.ssh or "default",
+        "login": options.login,
         "load_average": {"start": load_start, "end": os.getloadavg(), "rounds": loads},
         "written": written,
         "seconds": {k: summary(v) for k, v in rows.items()},

@@ -2,7 +2,7 @@
 
     mrunner [OPTIONS] [+context=NAME | --context NAME] TARGET [-m] [OVERRIDE ...] [-- SCRIPT_ARGS ...]
     mrunner run ...                      (the same, as in the original mrunner)
-    mrunner context|config|plugins|status|logs|cancel|resume|results|pull|gc|forget ...
+    mrunner context|config|plugins|status|logs|cancel|resume|results|pull|gc|forget|login|logout ...
 
 Only argparse is imported up front; each command imports what it needs, so `--help` stays fast.
 """
@@ -25,6 +25,7 @@ from mrunner.errors import MrunnerError
 
 SUBCOMMANDS = (
     "context", "config", "plugins", "status", "logs", "cancel", "resume", "results", "pull", "gc", "forget",
+    "login", "logout",
 )  # fmt: skip
 
 RUN_USAGE = "mrunner [OPTIONS] [+context=NAME | --context NAME] TARGET [-m] [OVERRIDE ...] [-- SCRIPT_ARGS ...]"
@@ -57,6 +58,8 @@ other commands:
   pull      bring a sweep's output folders to this machine (only what changed)
   gc        remove code snapshots, code folders, environments mrunner left behind
   forget    remove the records of a sweep that never reached its backend
+  login     log in to a context's cluster once (one-time codes); without CONTEXT, list open logins
+  logout    close a context's login
 
 `mrunner COMMAND --help` tells more. Records live in $XDG_DATA_HOME/mrunner, contexts in
 $XDG_CONFIG_HOME/mrunner/context.
@@ -300,6 +303,8 @@ def subcommand_parser(command: str) -> tuple[argparse.ArgumentParser, Callable[[
         "pull": ("results", "pull_arguments", "pull_command"),
         "gc": ("results", "gc_arguments", "gc_command"),
         "forget": ("results", "forget_arguments", "forget_command"),
+        "login": ("login", "login_arguments", "login_command"),
+        "logout": ("login", "logout_arguments", "logout_command"),
     }
     name, arguments, handler = commands[command]
     module = importlib.import_module(f"mrunner.commands.{name}")

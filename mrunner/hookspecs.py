@@ -56,6 +56,16 @@ class BackendInfo:
     description: str
 
 
+@dataclass(frozen=True)
+class Login:
+    """A shared authenticated connection that `mrunner login` opened and that is still up."""
+
+    context_name: str  # the context it was opened for
+    where: str  # the host as the user knows it, e.g. ``cluster (me@login.example.org:22)``
+    opened_at: float  # epoch seconds
+    persist: str  # how long it stays up after its last use, as the context said (``10h``)
+
+
 #: The hooks every backend plugin must implement (checked when it loads).
 BACKEND_REQUIRED = (
     "mrunner_backends",
@@ -389,4 +399,35 @@ def mrunner_sweep_submitted(sweep: Sweep, runs: Sequence[Run], reporter: Reporte
     ``sweep``: the sweep; ``runs``: the runs about to be handed over; ``reporter``: where to say it. Called
     before the submit hook because a local sweep runs inside it. Called on the sweep's backend plugin and
     every tracker. Returns nothing.
+    """
+
+
+# -- logging in ----------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def mrunner_login(context: Mapping[str, Any], context_name: str) -> str | None:
+    """Called by `mrunner login CONTEXT`: open a shared authenticated connection to the context's cluster that
+    every later command, in any shell, reuses without asking (a one-time code is then asked once a day).
+
+    ``context``: the validated context; ``context_name``: its name, for messages. Prompt in the terminal as
+    the platform's own client would. First result: one line saying what is open and until when. Optional:
+    without it, the backend needs no login and `mrunner login` says so.
+    """
+
+
+@hookspec(firstresult=True)
+def mrunner_logout(context: Mapping[str, Any], context_name: str) -> str | None:
+    """Called by `mrunner logout CONTEXT`: close what ``mrunner_login`` opened for the context's cluster.
+
+    ``context``: the validated context; ``context_name``: its name. First result: one line saying what was
+    closed (or that nothing was open). Optional, like ``mrunner_login``.
+    """
+
+
+@hookspec
+def mrunner_logins() -> list[Login]:
+    """Called by `mrunner login` without a context, on every plugin: the logins that are up.
+
+    Returns a ``Login`` for each. Optional: a plugin without it has none.
     """

@@ -21,3 +21,20 @@ def shipped_conf_dir() -> Path:
     here = Path(__file__).resolve().parent
     packaged = here / "conf"
     return packaged if packaged.is_dir() else here.parent / "conf"
+
+
+def runtime_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/mrunner`` (else ``/tmp/mrunner-UID``): sockets of open logins, which only this user
+    may reach. Created with mode 0700; one that another user owns, or others can enter, is refused."""
+    from mrunner.errors import MrunnerError
+
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    folder = Path(base) / "mrunner" if base else Path("/tmp") / f"mrunner-{os.getuid()}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = folder.lstat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o077 or not folder.is_dir() or folder.is_symlink():
+        raise MrunnerError(
+            f"{folder} must be a folder of yours that only you can use (mode 0700): remove it, or set "
+            f"XDG_RUNTIME_DIR to such a folder"
+        )
+    return folder

@@ -28,7 +28,10 @@ def _when(timestamp: float) -> str:
 
 
 def status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Without SWEEP: the recent sweeps. With SWEEP: its experiments (asks the backend once)."
+    parser.description = (
+        "Without SWEEP: the recent sweeps, as last recorded (no backend is asked: a cluster that wants a "
+        "one-time code is not contacted). With SWEEP: its experiments (asks the backend once)."
+    )
     parser.add_argument("sweep", nargs="?", metavar="SWEEP|EXPERIMENT", help="a sweep id (or prefix), or SWEEP/INDEX")
     parser.add_argument("--limit", type=int, default=10, help="how many recent sweeps to list (default 10)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -91,11 +94,7 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
     rows = []
     listing = []
     for sweep in store.sweeps(options.limit):
-        try:
-            runs = following.refresh(sweep, store)
-        except MrunnerError as error:  # one unreachable cluster must not hide the other sweeps
-            runs = store.runs(sweep.id)
-            print(f"mrunner: warning: sweep {sweep.id}: {error}", file=sys.stderr)
+        runs = store.runs(sweep.id)  # the records alone: listing reaches no cluster (`status SWEEP` does)
         rows.append(
             (sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), len(runs), following.summary(runs))
         )

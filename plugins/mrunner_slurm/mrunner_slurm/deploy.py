@@ -25,7 +25,7 @@ from typing import Any
 from mrunner.reporter import Reporter
 from mrunner.snapshot import Snapshot
 from mrunner_slurm import remote
-from mrunner_slurm.ssh import Connection
+from mrunner_slurm.transport import Connection
 
 CHUNK = 64 * 1024  # small enough that the cluster starts storing objects while the rest is still being built
 

@@ -12,7 +12,7 @@ from mrunner.errors import MrunnerError
 from mrunner.records import Sweep
 from mrunner.reporter import Reporter
 from mrunner_slurm import remote
-from mrunner_slurm.ssh import Connection
+from mrunner_slurm.transport import Connection
 
 
 def requirements(sweep: Sweep) -> bytes:

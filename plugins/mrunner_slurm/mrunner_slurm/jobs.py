@@ -1,17 +1,16 @@
-"""Following submitted experiments: state (one helper call per sweep), cancel (one helper call), logs (SFTP)."""
+"""Following submitted experiments: state (one helper call per sweep), cancel (one helper call), logs (reads)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from mrunner.errors import BackendError
 from mrunner.layout import Layout, of_run
 from mrunner.records import CANCELLED, PENDING, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.states import ended
 from mrunner_slurm import batch, remote
-from mrunner_slurm.ssh import Connection
+from mrunner_slurm.transport import Connection
 
 FOLLOW_INTERVAL = 1.0  # seconds between reads of a followed log
 STATE_INTERVAL = 3.0  # seconds between state checks while following
@@ -146,30 +145,24 @@ def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool, ended: Ca
     what Slurm wrote about the task (``slurm/JOB_TASK.out``: a time limit, a cancel, a requeue, an error
     before the log was known), so a task that never reached its log still says why."""
     path = _layout(sweep, run).log_file()
-    sftp = connection.sftp()
     position = 0
     checked = 0.0
     done = run.state in TERMINAL
     while True:
-        try:
-            with sftp.open(path, "rb") as stream:
-                stream.seek(position)
-                chunk = stream.read()
-        except FileNotFoundError:
+        chunk = connection.read(path, position)
+        if chunk is None:
             chunk = b""
             if not follow:
-                notes = _slurm_notes(sftp, sweep, run)
+                notes = _slurm_notes(connection, sweep, run)
                 if notes:
                     yield notes
                     return
-                raise BackendError(
-                    f"experiment {run.ref} has no output yet ({path} does not exist on the cluster)"
-                ) from None
+                raise BackendError(f"experiment {run.ref} has no output yet ({path} does not exist on the cluster)")
         position += len(chunk)
         if chunk:
             yield chunk.decode(errors="replace")
         if not follow or done:
-            notes = _slurm_notes(sftp, sweep, run)
+            notes = _slurm_notes(connection, sweep, run)
             if notes:
                 yield notes
             return
@@ -180,16 +173,12 @@ def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool, ended: Ca
         time.sleep(FOLLOW_INTERVAL)
 
 
-def _slurm_notes(sftp: Any, sweep: Sweep, run: Run) -> str:
+def _slurm_notes(connection: Connection, sweep: Sweep, run: Run) -> str:
     """What Slurm's own output file of the run's task holds, under a line saying so; "" when it is empty."""
     if not run.backend_ref:
         return ""
     path = batch.slurm_output(batch.sweep_dir(sweep.package["storage_dir"], sweep), run.backend_ref)
-    try:
-        with sftp.open(path, "rb") as stream:
-            text = stream.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
+    text = (connection.read(path) or b"").decode(errors="replace")
     if not text.strip():
         return ""
     return f"mrunner: what Slurm wrote about task {run.backend_ref} ({path}):\n{text.rstrip()}\n"

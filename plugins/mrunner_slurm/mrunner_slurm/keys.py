@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,8 @@ from mrunner.schema import ContextKey
 KEYS = [
     ContextKey("slurm_url", "str", required=True, help="login node to submit from: [user@]host[:port] or a Host alias of your ssh config"),
     ContextKey("ssh_config", "str", "~/.ssh/config", "ssh config file honoured for slurm_url (HostName, User, Port, IdentityFile, ProxyJump, ...)"),
+    ContextKey("ssh", "str", None, "openssh (the system ssh client with your own config, reusing `mrunner login`) or paramiko; default: openssh where ssh is installed"),
+    ContextKey("login_persist", "str", "10h", "how long a `mrunner login` connection stays up after its last use (OpenSSH time: 30m, 10h, 1d)"),
     ContextKey("storage_dir", "str", "~/mrunner", "folder on the cluster for code, virtualenvs and experiment outputs (STORAGE_DIR)"),
     ContextKey("python", "str", "python3", "interpreter on the cluster that runs a .py experiment script"),
     ContextKey("partition", "str", None, "Slurm partition (--partition)"),
@@ -36,8 +39,17 @@ KEYS = [
 ]  # fmt: skip
 
 
+_PERSIST = re.compile(r"^(\d+[smhdwSMHDW]?)+$")
+
+
 def check(context: Mapping[str, Any], context_name: str) -> None:
     """Reject combinations sbatch would refuse later, naming the key to fix."""
+    if context.get("ssh") not in (None, "openssh", "paramiko"):
+        raise MrunnerError(f"context {context_name}: ssh must be openssh or paramiko, got {context.get('ssh')!r}")
+    if not _PERSIST.match(str(context.get("login_persist") or "10h")):
+        raise MrunnerError(
+            f"context {context_name}: login_persist must be a time such as 30m, 10h or 1d, got {context.get('login_persist')!r}"
+        )
     if context.get("cmd_type") not in ("sbatch", "srun"):
         raise MrunnerError(f"context {context_name}: cmd_type must be sbatch or srun, got {context.get('cmd_type')!r}")
     if context.get("venv") and context.get("requirements_file"):

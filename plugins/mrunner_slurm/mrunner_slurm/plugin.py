@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
+from mrunner.hookspecs import Artefact, BackendInfo, Keep, Login, Pulled, Rendered, SubmitOptions, hookimpl
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
@@ -53,7 +53,7 @@ _CONNECTING: set[tuple[str, Any]] = set()
 
 
 def _connect_in_background(context: Mapping[str, Any]) -> None:
-    """Import paramiko, connect and start the first helper (0.1-0.6 s) while the core composes the context,
+    """Connect (without prompting) and start the first helper (0.1-0.6 s) while the core composes the context,
     snapshots the code and records the sweep."""
     import threading
 
@@ -65,9 +65,9 @@ def _connect_in_background(context: Mapping[str, Any]) -> None:
 
 
 def _warm(context: dict[str, Any]) -> None:
-    from mrunner_slurm import remote, ssh
+    from mrunner_slurm import remote, transport
 
-    opened = ssh.warm(context)
+    opened = transport.warm(context)
     if opened is not None:
         remote.prestart(opened)
 
@@ -91,9 +91,11 @@ def mrunner_render(
 @hookimpl
 def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
     from mrunner import layout
-    from mrunner_slurm import deploy, ssh
+    from mrunner_slurm import deploy, transport
 
-    facts = deploy.deploy(ssh.connection(sweep.context), sweep.context["storage_dir"], snapshot, reporter)
+    facts = deploy.deploy(
+        transport.connection(sweep.context, sweep.context_name), sweep.context["storage_dir"], snapshot, reporter
+    )
     return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir)}  # once per sweep
 
 
@@ -101,11 +103,13 @@ def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dic
 def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
     """The sweep's folder and, with ``requirements_file``, the virtualenv. Secrets are written by submit,
     in the same round trip as the batch scripts, into a file only the user can read."""
-    from mrunner_slurm import batch, environment, ssh
+    from mrunner_slurm import batch, environment, transport
 
     detail: dict[str, Any] = {"sweep_dir": batch.sweep_dir(sweep.package["storage_dir"], sweep)}
     if sweep.context.get("requirements_file"):
-        detail["venv"] = environment.ensure_venv(ssh.connection(sweep.context), sweep, reporter)
+        detail["venv"] = environment.ensure_venv(
+            transport.connection(sweep.context, sweep.context_name), sweep, reporter
+        )
     return detail
 
 
@@ -118,45 +122,47 @@ def mrunner_submit(
     record: Callable[[Sequence[RunUpdate]], None],
     reporter: Reporter,
 ) -> bool | None:
-    from mrunner_slurm import ssh, submit
+    from mrunner_slurm import submit, transport
 
-    submit.submit(ssh.connection(sweep.context), sweep, runs, secrets, record, reporter)
+    submit.submit(transport.connection(sweep.context, sweep.context_name), sweep, runs, secrets, record, reporter)
     return True
 
 
 @hookimpl
 def mrunner_status(sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate] | None:
     """Also the ended runs: Slurm may run a finished task again (``scontrol requeue``)."""
-    from mrunner_slurm import jobs, ssh
+    from mrunner_slurm import jobs, transport
 
     if not runs and not jobs.restartable(ended):
         return []  # no remote call for a sweep that ended long ago
-    return jobs.status(ssh.connection(sweep.context), sweep, runs, ended)
+    return jobs.status(transport.connection(sweep.context, sweep.context_name), sweep, runs, ended)
 
 
 @hookimpl
 def mrunner_cancel(
     sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
 ) -> list[RunUpdate] | None:
-    from mrunner_slurm import jobs, ssh
+    from mrunner_slurm import jobs, transport
 
-    return jobs.cancel(ssh.connection(sweep.context), sweep, runs, record)
+    return jobs.cancel(transport.connection(sweep.context, sweep.context_name), sweep, runs, record)
 
 
 @hookimpl
 def mrunner_logs(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) -> Iterator[str] | None:
-    from mrunner_slurm import jobs, ssh
+    from mrunner_slurm import jobs, transport
 
-    return jobs.logs(ssh.connection(sweep.context), sweep, run, follow, ended)
+    return jobs.logs(transport.connection(sweep.context, sweep.context_name), sweep, run, follow, ended)
 
 
 @hookimpl
 def mrunner_pull(
     sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
 ) -> Pulled | None:
-    from mrunner_slurm import results, ssh
+    from mrunner_slurm import results, transport
 
-    return results.pull(ssh.connection(sweep.context), sweep, runs, destination, include, reporter)
+    return results.pull(
+        transport.connection(sweep.context, sweep.context_name), sweep, runs, destination, include, reporter
+    )
 
 
 @hookimpl
@@ -172,7 +178,7 @@ def mrunner_output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str] | N
 @hookimpl
 def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
     """One helper call per cluster and storage folder the records name."""
-    from mrunner_slurm import results, ssh
+    from mrunner_slurm import results, transport
 
     clusters: dict[tuple[str, Any], list[Sweep]] = {}
     for sweep in sweeps:
@@ -181,5 +187,31 @@ def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Rep
     for group in clusters.values():  # what a cluster's sweeps keep is kept in each of its storage folders
         for storage in sorted({results.storage_of(sweep) for sweep in group if sweep.package}):
             reporter.step(f"collecting in {group[0].context['slurm_url']}:{storage}")
-            removed += results.collect(ssh.connection(group[0].context), storage, group, keep, dry_run)
+            try:  # a cluster that needs a login is skipped, not prompted for: gc visits every cluster
+                connection = transport.batch_connection(group[0].context, group[0].context_name)
+            except transport.NeedsLogin as error:
+                reporter.warn(f"skipped {group[0].context['slurm_url']}: {error}")
+                break
+            removed += results.collect(connection, storage, group, keep, dry_run)
     return removed
+
+
+@hookimpl
+def mrunner_login(context: Mapping[str, Any], context_name: str) -> str | None:
+    from mrunner_slurm import logins
+
+    return logins.login(context, context_name)
+
+
+@hookimpl
+def mrunner_logout(context: Mapping[str, Any], context_name: str) -> str | None:
+    from mrunner_slurm import logins
+
+    return logins.logout(context, context_name)
+
+
+@hookimpl
+def mrunner_logins() -> list[Login]:
+    from mrunner_slurm import logins
+
+    return logins.logins()

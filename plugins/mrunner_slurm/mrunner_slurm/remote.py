@@ -13,7 +13,7 @@ from typing import Any
 
 from mrunner.errors import BackendError
 from mrunner_slurm import remote_helper
-from mrunner_slurm.ssh import Call, Connection, Result
+from mrunner_slurm.transport import Call, Connection, Result
 
 HELPER_PYTHON = "python3"  # the login node's interpreter that runs the helper (not the experiments')
 
@@ -41,14 +41,14 @@ def prestart(connection: Connection) -> None:
     call then starts its own helper, and reports what is wrong."""
     try:
         call = connection.start(_command("serve"))
-        call.channel.sendall(_helper())
+        call.send(_helper())
     except Exception:
         return
     with _SPARE_LOCK:
         if connection.spare is None:
             connection.spare = call
             return
-    call.channel.close()
+    call.close()
 
 
 _SPARE_LOCK = threading.Lock()

@@ -22,7 +22,7 @@ from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 
 if TYPE_CHECKING:
-    from mrunner_slurm.ssh import Connection
+    from mrunner_slurm.transport import Connection
 
 CHUNK = 1 << 18
 
@@ -46,29 +46,29 @@ def pull(
     wanted = folders(sweep, runs)
     call = connection.start(shlex.join([remote.HELPER_PYTHON, "-S", "-c", transfer.LAUNCHER]))  # stdlib only: no site
     connection.calls += 1
-    channel = call.channel
 
     def chunks() -> Iterator[bytes]:
-        while data := channel.recv(CHUNK):
+        while data := call.recv(CHUNK):
             yield data
 
     try:
         with contextlib.suppress(OSError):  # the sender ended early: its stream ends early, its errors say why
-            channel.sendall(transfer.source() + transfer.request_bytes(wanted, include))
+            call.send(transfer.source() + transfer.request_bytes(wanted, include))
         local = transfer.Local(str(destination), wanted)
         with contextlib.suppress(OSError):
-            channel.sendall(transfer.have_bytes(local.have))
-            channel.shutdown_write()
+            call.send(transfer.have_bytes(local.have))
+            call.shutdown_write()
         received = transfer.receive(chunks(), str(destination), reporter.progress, f"pull {sweep.id}")
     except (EOFError, ValueError) as error:
-        from mrunner_slurm.ssh import Result
+        from mrunner_slurm.transport import Result
 
-        code = channel.recv_exit_status()
-        call.errors.join()
-        message = Result(code, b"", b"".join(call.errors.chunks)).error
+        code = call.exit_status()
+        if code == -1:
+            raise connection.lost() from None
+        message = Result(code, b"", call.stderr()).error
         raise BackendError(f"pull from {connection.target.alias} failed: {message} ({error})") from None
     finally:
-        channel.close()
+        call.close()
     local.remove_parts()
     return Pulled(received.files, received.bytes, received.unchanged)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import importlib
 import os
@@ -27,11 +28,11 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError
+from mrunner_slurm.transport import Call, Connection, NeedsLogin, Target
 
 
 class _ImportedOnFirstUse(types.ModuleType):
@@ -61,26 +62,6 @@ with _deferred("invoke"):
 CONNECT_TIMEOUT = 15.0
 RETRIES = 3  # transient failures (resets, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s
 _URL = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?$")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where to connect, after the ssh config was applied."""
-
-    alias: str
-    host: str
-    port: int
-    user: str
-    identity_files: tuple[str, ...]
-    identities_only: bool
-    known_hosts: tuple[str, ...]
-    proxy_jump: str | None = None
-    config_path: str | None = None
-    proxy_command: str | None = None
-
-    @property
-    def known_hosts_name(self) -> str:
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
 def resolve(url: str, config_path: str | None) -> Target:
@@ -151,35 +132,14 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         )
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: bytes
-    stderr: bytes
+class ParamikoConnection(Connection):
+    """A paramiko client; its exec channels are the calls, SFTP reads the files."""
 
-    @property
-    def text(self) -> str:
-        return self.stdout.decode(errors="replace")
-
-    @property
-    def error(self) -> str:
-        """The remote's own complaint, as one line."""
-        lines = [line.strip() for line in self.stderr.decode(errors="replace").splitlines() if line.strip()]
-        return " / ".join(lines[-3:]) or f"exit status {self.code}"
-
-
-@dataclass
-class Connection:
-    """An open SSH connection; ``facts`` caches what was learnt about the cluster (MaxArraySize, ...)."""
-
-    target: Target
-    client: paramiko.SSHClient
-    jump: Connection | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
-    calls: int = 0  # remote commands run (what `status` of a sweep must keep at one)
-    spare: Call | None = None  # a helper started ahead of its command (see `remote.prestart`)
-    bytes_sent: int = 0  # stdin bytes sent to remote commands (benchmarks compare dispatches by it)
-    _sftp: paramiko.SFTPClient | None = None
+    def __init__(self, target: Target, client: paramiko.SSHClient, jump: ParamikoConnection | None = None) -> None:
+        super().__init__(target)
+        self.client = client
+        self.jump = jump
+        self._sftp: paramiko.SFTPClient | None = None
 
     @property
     def alive(self) -> bool:
@@ -191,10 +151,13 @@ class Connection:
             self._sftp = self.client.open_sftp()
         return self._sftp
 
-    def lost(self) -> BackendError:
-        """The one line for a connection that dropped in the middle of a command."""
-        t = self.target
-        return BackendError(f"the SSH connection to {t.alias} ({t.host}:{t.port}) was lost in the middle of a command")
+    def read(self, path: str, offset: int = 0) -> bytes | None:
+        try:
+            with self.sftp().open(path, "rb") as stream:
+                stream.seek(offset)
+                return stream.read()
+        except FileNotFoundError:
+            return None
 
     def open(self, command: str, count: bool = True) -> paramiko.Channel:
         transport = self.client.get_transport()
@@ -208,18 +171,9 @@ class Connection:
         self.calls += count
         return channel
 
-    def start(self, command: str) -> Call:
-        """Start ``command`` without its stdin yet: a call counts (``calls``) once it is fed."""
+    def start(self, command: str) -> ParamikoCall:
         channel = self.open(command, count=False)
-        return Call(self, channel, _drain_stderr(channel))
-
-    def run(self, command: str, stdin: bytes | Iterable[bytes] = b"") -> Result:
-        """Run ``command`` (a shell line), feed it ``stdin``, return its exit code and output."""
-        return self.start(command).finish(stdin)
-
-    def lines(self, command: str, stdin: bytes = b"") -> Iterator[str]:
-        """Run ``command`` and yield its stdout line by line as it comes; raise on a non-zero exit."""
-        return self.start(command).lines(stdin)
+        return ParamikoCall(self, channel, _drain_stderr(channel))
 
     def close(self) -> None:
         if self._sftp is not None:
@@ -229,41 +183,37 @@ class Connection:
             self.jump.close()
 
 
-@dataclass
-class Call:
-    """A command running on its own exec channel, its stderr drained, waiting for its stdin."""
+class ParamikoCall(Call):
+    """A command on its own exec channel, its stderr drained by a thread."""
 
-    connection: Connection
-    channel: paramiko.Channel
-    errors: _Stderr
+    def __init__(self, connection: ParamikoConnection, channel: paramiko.Channel, errors: _Stderr) -> None:
+        self.connection = connection
+        self.channel = channel
+        self.errors = errors
 
-    def finish(self, stdin: bytes | Iterable[bytes] = b"") -> Result:
-        """Feed ``stdin``, then return the exit code and output."""
-        self.connection.calls += 1
+    def send(self, data: bytes) -> None:
         try:
-            self.connection.bytes_sent += _feed(self.channel, stdin)
-        except (OSError, EOFError, paramiko.SSHException):
-            pass  # the remote stopped reading: its exit status and stderr say why
-        stdout = self.channel.makefile("rb").read()
-        code = self.channel.recv_exit_status()
-        self.errors.join()
-        self.channel.close()
-        if code == -1:  # the channel closed without an exit status: the connection (or the remote sshd) died
-            raise self.connection.lost()
-        return Result(code, stdout, b"".join(self.errors.chunks))
+            self.channel.sendall(data)
+        except (EOFError, paramiko.SSHException) as error:
+            raise OSError(str(error)) from None
 
-    def lines(self, stdin: bytes | Iterable[bytes] = b"") -> Iterator[str]:
-        """Feed ``stdin``, then yield stdout line by line as it comes; raise on a non-zero exit."""
-        self.connection.calls += 1
-        self.connection.bytes_sent += _feed(self.channel, stdin)
-        for raw in self.channel.makefile("rb"):
-            yield raw.decode(errors="replace").rstrip("\n")
+    def shutdown_write(self) -> None:
+        self.channel.shutdown_write()
+
+    def recv(self, size: int) -> bytes:
+        return self.channel.recv(size)
+
+    def exit_status(self) -> int:
         code = self.channel.recv_exit_status()
         self.errors.join()
-        if code == -1:
-            raise self.connection.lost()
-        if code:
-            raise BackendError(Result(code, b"", b"".join(self.errors.chunks)).error)
+        return code
+
+    def stderr(self) -> bytes:
+        self.errors.join()
+        return b"".join(self.errors.chunks)
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 class _Stderr(threading.Thread):
@@ -283,64 +233,18 @@ def _drain_stderr(channel: paramiko.Channel) -> _Stderr:
     return reader
 
 
-def _feed(channel: paramiko.Channel, stdin: bytes | Iterable[bytes]) -> int:
-    if isinstance(stdin, (bytes, bytearray)):
-        stdin = [stdin]
-    sent = 0
-    for chunk in stdin:
-        if chunk:
-            channel.sendall(chunk)
-            sent += len(chunk)
-    channel.shutdown_write()
-    return sent
-
-
-_CACHE: dict[tuple[str, str | None], Connection] = {}
-_FAILED: dict[tuple[str, str | None], Exception] = {}  # what a background connect (see `warm`) ran into
-_LOCK = threading.Lock()
-
-
-def connection(context: Mapping[str, Any]) -> Connection:
-    """The process's connection for the context's ``slurm_url`` (opened on first use, then reused)."""
-    key = (str(context["slurm_url"]), context.get("ssh_config"))
-    with _LOCK:
-        failed = _FAILED.pop(key, None)
-        if failed is not None:
-            raise failed
-        existing = _CACHE.get(key)
-        if existing is not None and existing.alive:
-            return existing
-        opened = connect(resolve(*key))
-        _CACHE[key] = opened
-        return opened
-
-
-def warm(context: Mapping[str, Any]) -> Connection | None:
-    """Open the context's connection, keeping a failure for the next `connection` call to raise (so a
-    dead host is reported once, not retried twice). Run in a background thread by the plugin."""
-    try:
-        return connection(context)
-    except Exception as error:
-        with _LOCK:
-            _FAILED[(str(context["slurm_url"]), context.get("ssh_config"))] = error
-        return None
-
-
-def close_all() -> None:
-    with _LOCK:
-        for opened in _CACHE.values():
-            opened.close()
-        _CACHE.clear()
-
-
-def connect(target: Target) -> Connection:
-    """Open and authenticate a connection, retrying transient failures with backoff."""
+def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
+    """Open and authenticate a connection, retrying transient failures with backoff. With ``interactive``
+    (and a terminal), a server that wants a one-time code after the key (keyboard-interactive) asks for it
+    in the terminal; otherwise such a server is ``NeedsLogin``."""
     delay = 0.5
     for attempt in range(RETRIES + 1):
         try:
-            return _connect_once(target)
+            return _connect_once(target, interactive)
         except (BackendError, MrunnerError):
             raise
+        except _NoTerminal as error:
+            raise NeedsLogin.of(target, None, str(error), paramiko=True) from None
         except paramiko.BadHostKeyException as error:
             raise BackendError(
                 f"the host key of {target.alias} ({target.known_hosts_name}) CHANGED: it offers "
@@ -370,6 +274,32 @@ def connect(target: Target) -> Connection:
 GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
+class _NoTerminal(Exception):
+    """The server asked a keyboard-interactive question and there is no terminal to ask in."""
+
+
+class _Prompter:
+    """Answers a server's keyboard-interactive questions (a one-time code after the key) in the terminal, as
+    ``ssh`` does: the server's name and instructions, then each prompt, hidden unless the server wants it
+    echoed. paramiko's own fallback reads stdin with ``input()``, which hangs a command run without a
+    terminal or eats its piped input; this refuses at once instead."""
+
+    def __init__(self, target: Target, interactive: bool) -> None:
+        self.target = target
+        self.interactive = interactive
+        self.refused: str | None = None  # why it could not ask (paramiko's thread turns the raise into a failure)
+
+    def __call__(self, title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+        from mrunner_slurm import terminal
+
+        if not prompts:
+            return []
+        if not (self.interactive and terminal.available()):
+            self.refused = f"the server asks: {prompts[0][0].strip()}"
+            raise _NoTerminal(self.refused)
+        return terminal.ask([title, instructions], prompts)
+
+
 class _Transport(paramiko.Transport):
     """Answers every global request of the server that wants no answer with an SSH_MSG_IGNORE.
 
@@ -391,13 +321,27 @@ class _Transport(paramiko.Transport):
             ignored.add_string(b"")
             self._send_message(ignored)  # type: ignore[attr-defined]  # paramiko has it; its stubs do not
 
+    prompter: _Prompter | None = None
+
+    def auth_interactive_dumb(self, username: str, handler: Any = None, submethods: str = "") -> list[str]:
+        """What ``SSHClient.connect`` calls when the key was accepted and the server wants a second factor."""
+        from mrunner_slurm import terminal
+
+        prompter = self.prompter
+        if handler is not None or prompter is None:  # not made by `_transport`: paramiko's own behaviour
+            return super().auth_interactive_dumb(username, handler, submethods)
+        if not (prompter.interactive and terminal.available()):  # refused here, before the server asks
+            prompter.refused = "the server wants a one-time code (keyboard-interactive) after the key"
+            raise _NoTerminal(prompter.refused)
+        return self.auth_interactive(username, prompter, submethods)
+
 
 #: When this side starts a key re-exchange: OpenSSH's default for ciphers of 128-bit blocks, 2^32 blocks.
 REKEY_BYTES = 2**36
 REKEY_PACKETS = 2**31
 
 
-def _transport(sock: Any, **options: Any) -> paramiko.Transport:
+def _transport(sock: Any, prompter: _Prompter | None = None, **options: Any) -> paramiko.Transport:
     """A transport that offers AES-GCM first (the client's order decides among what both sides have): one
     pass over each packet where AES-CTR needs a second for its HMAC, and decrypting is most of what a pull's
     stream costs this side. A server without GCM gets paramiko's usual order.
@@ -408,6 +352,7 @@ def _transport(sock: Any, **options: Any) -> paramiko.Transport:
     near 512 MiB. So this side re-keys at OpenSSH's own limit instead, and a server re-keys at its own.
     """
     transport = _Transport(sock, **options)
+    transport.prompter = prompter
     transport.packetizer.REKEY_BYTES = REKEY_BYTES
     transport.packetizer.REKEY_PACKETS = REKEY_PACKETS
     security = transport.get_security_options()
@@ -415,11 +360,11 @@ def _transport(sock: Any, **options: Any) -> paramiko.Transport:
     return transport
 
 
-def _connect_once(target: Target) -> Connection:
+def _connect_once(target: Target, interactive: bool) -> ParamikoConnection:
     jump = None
     if target.proxy_jump:
         hop = target.proxy_jump.split(",")[0]
-        jump = connect(resolve(hop, target.config_path))
+        jump = connect(resolve(hop, target.config_path), interactive)
         sock: Any = jump.client.get_transport().open_channel(  # type: ignore[union-attr]
             "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT
         )
@@ -437,19 +382,23 @@ def _connect_once(target: Target) -> Connection:
                 pass  # an unreadable or malformed known_hosts file is treated as missing
     client.set_missing_host_key_policy(_RefuseUnknown(target))
     key_files = [f for f in target.identity_files if os.path.exists(f)]
+    prompter = _Prompter(target, interactive)
     try:
         client.connect(
             target.host, target.port, username=target.user, sock=sock,
             key_filename=key_files or None,  # type: ignore[arg-type]  # paramiko takes a list too
             timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT,
-            allow_agent=True, look_for_keys=not target.identities_only, transport_factory=_transport,
+            allow_agent=True, look_for_keys=not target.identities_only,
+            transport_factory=functools.partial(_transport, prompter=prompter),
         )  # fmt: skip
     except BaseException:
         client.close()
         if jump is not None:
             jump.close()
+        if prompter.refused:
+            raise _NoTerminal(prompter.refused) from None
         raise
     transport = client.get_transport()
     if transport is not None:
         transport.set_keepalive(30)
-    return Connection(target, client, jump)
+    return ParamikoConnection(target, client, jump)

@@ -20,7 +20,7 @@ from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.snapshot import Snapshot
 from mrunner_slurm import batch, deploy, remote
 from mrunner_slurm.keys import resource_options
-from mrunner_slurm.ssh import Connection
+from mrunner_slurm.transport import Connection
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default, used only if `scontrol show config` did not say
 

@@ -66,12 +66,19 @@ def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path) -> Cluster:
     yield Cluster(slurm_service, storage)
 
 
+def transport_key() -> dict[str, str]:
+    """``MRUNNER_TEST_SSH=paramiko`` runs these tests with the paramiko transport (default: the context's
+    default, OpenSSH here): tests/run runs them with both."""
+    chosen = os.environ.get("MRUNNER_TEST_SSH")
+    return {"ssh": chosen} if chosen else {}
+
+
 def write_context(home: Path, service: dict, storage: str, name: str = "test-slurm", **extra) -> None:
     folder = home / "config" / "mrunner" / "context"
     folder.mkdir(parents=True, exist_ok=True)
     context = {
         "backend": "slurm", "slurm_url": service["alias"], "ssh_config": service["ssh_config"],
-        "storage_dir": storage, "partition": service["partition"], **extra,
+        "storage_dir": storage, "partition": service["partition"], **transport_key(), **extra,
     }  # fmt: skip
     (folder / f"{name}.yaml").write_text(json.dumps(context))
 
@@ -128,7 +135,7 @@ def test_a_second_dispatch_of_the_same_code_sends_no_file(cluster, mrunner):
 
 
 def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_delta(cluster, tmp_path, mrunner_home):
-    from mrunner_slurm import deploy, ssh
+    from mrunner_slurm import deploy, transport
 
     from mrunner import snapshot
     from mrunner.reporter import Reporter
@@ -143,12 +150,12 @@ def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_de
     (project / "run.sh").write_text("#!/bin/sh\necho run\n")
     (project / "run.sh").chmod(0o755)
     (project / "same_as_run.sh").write_text("#!/bin/sh\necho run\n")  # an executable's content, not executable
-    context = {"slurm_url": cluster.service["alias"], "ssh_config": cluster.service["ssh_config"]}
+    context = {"slurm_url": cluster.service["alias"], "ssh_config": cluster.service["ssh_config"], **transport_key()}
 
     def deploy_and_list() -> tuple[dict, dict[str, str]]:
         """Deploy the project; check the code folder holds exactly its files; return their modes there."""
         frozen = snapshot.take(project)
-        facts = deploy.deploy(ssh.connection(context), cluster.storage, frozen, Reporter(quiet=True))
+        facts = deploy.deploy(transport.connection(context), cluster.storage, frozen, Reporter(quiet=True))
         sums = cluster.ssh(f"cd {facts['code_dir']} && find . -type f -print0 | xargs -0 sha256sum")
         assert {line.split()[1][2:]: line.split()[0] for line in sums.splitlines()} == {
             path: sha for path, (sha, _) in frozen.files.items()
@@ -169,7 +176,7 @@ def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_de
         assert second["code_dir"] != first["code_dir"]
         assert cluster.read(f"{first['code_dir']}/pkg/model.py") == "DEPTH = 3\n"  # the first folder untouched
     finally:
-        ssh.close_all()
+        transport.close_all()
 
 
 def test_the_connection_starts_from_the_context_file_before_hydra_is_imported(cluster, mrunner_home, tmp_path):
@@ -182,8 +189,8 @@ def test_the_connection_starts_from_the_context_file_before_hydra_is_imported(cl
         for thread in threading.enumerate():
             if thread.name == "mrunner-slurm-connect":
                 thread.join()
-        from mrunner_slurm import ssh
-        print(hydra_then, [connection.target.alias for connection in ssh._CACHE.values() if connection.alive])
+        from mrunner_slurm import transport
+        print(hydra_then, [connection.target.alias for connection in transport._CACHE.values() if connection.alive])
     """)
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -364,7 +371,7 @@ def test_an_unreachable_host_is_a_clear_error(cluster, mrunner, mrunner_home):
 
 
 def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean(cluster, mrunner, tmp_path):
-    from mrunner_slurm import deploy, ssh
+    from mrunner_slurm import deploy, transport
 
     from mrunner import snapshot
     from mrunner.errors import BackendError
@@ -373,8 +380,8 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
     for i in range(24):
         (tmp_path / f"blob{i}.bin").write_bytes(os.urandom(1_000_000))
     frozen = snapshot.take(tmp_path)
-    context = {"slurm_url": cluster.service["alias"], "ssh_config": cluster.service["ssh_config"]}
-    connection = ssh.connection(context)
+    context = {"slurm_url": cluster.service["alias"], "ssh_config": cluster.service["ssh_config"], **transport_key()}
+    connection = transport.connection(context)
     real_stream = deploy.stream
 
     def cut(tree, sources, snapshot):  # the stream stops in the middle of an object, as when the link drops
@@ -390,7 +397,7 @@ def test_an_upload_cut_off_halfway_leaves_no_trusted_object_and_a_retry_is_clean
             deploy.deploy(connection, cluster.storage, frozen, Reporter(quiet=True))
     finally:
         deploy.stream = real_stream
-        ssh.close_all()
+        transport.close_all()
     objects = f"{cluster.storage}/.mrunner/objects"
     check = cluster.ssh(
         f'cd {objects} && for f in *; do [ "$(sha256sum < "$f" | cut -c1-64)" = "$f" ] || echo BAD $f; done; ls | wc -l'
@@ -652,16 +659,20 @@ while data := connection.recv(65536):
 """
 
 
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
 def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
-    cluster, mrunner, mrunner_home, tmp_path_factory
+    cluster, mrunner, mrunner_home, tmp_path_factory, transport
 ):
     """As `ssh` reads it: the main file includes a folder of files by a glob relative to its ~/.ssh, one of
-    them defines the alias, reached through a ProxyCommand (a relay that counts as the whole network path)."""
+    them defines the alias, reached through a ProxyCommand (a relay that counts as the whole network path).
+    OpenSSH reads ~/.ssh of the account, not of $HOME, so there the sandbox's file is given as ssh_config and
+    includes by an absolute glob (paramiko follows $HOME, and relative includes are its reader's own)."""
     home = tmp_path_factory.mktemp("home")
     (home / ".ssh" / "conf.d").mkdir(parents=True)
     (home / "relay.py").write_text(RELAY)
     service = cluster.service
-    (home / ".ssh" / "config").write_text("Include conf.d/*\n")
+    glob = "conf.d/*" if transport == "paramiko" else f"{home}/.ssh/conf.d/*"
+    (home / ".ssh" / "config").write_text(f"Include {glob}\n")
     (home / ".ssh" / "conf.d" / "cluster").write_text(textwrap.dedent(f"""\
         Host included-cluster
             HostName {service['host']}
@@ -672,7 +683,10 @@ def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
             IdentitiesOnly yes
             ProxyCommand {sys.executable} {home / 'relay.py'} %h %p
         """))  # fmt: skip
-    write_context(mrunner_home, {**service, "alias": "included-cluster", "ssh_config": None}, cluster.storage)
+    config = None if transport == "paramiko" else str(home / ".ssh" / "config")
+    write_context(
+        mrunner_home, {**service, "alias": "included-cluster", "ssh_config": config}, cluster.storage, ssh=transport
+    )
     result = mrunner("+context=test-slurm", "train.py", "--wait", env={"HOME": str(home)})
     assert result.returncode == 0, result.stderr
     assert "on included-cluster" in result.stderr

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from plugins.mrunner_slurm.tests.test_slurm_cluster import transport_key
+
 pytestmark = pytest.mark.slurm
 
 # Writes results in every folder of the layout's, then waits (while HOLD is set) for the test's go-ahead.
@@ -54,7 +56,7 @@ def cluster(slurm_service: dict, mrunner_home: Path, tmp_path: Path, mrunner) ->
     (folder / "gc-slurm.yaml").write_text(json.dumps({
         "backend": "slurm", "slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"],
         "storage_dir": storage, "partition": slurm_service["partition"], "secrets": ["MY_FAKE_TOKEN"],
-        "grace_period": 5,
+        "grace_period": 5, **transport_key(),
     }))  # fmt: skip
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "train.py").write_text(SCRIPT)

@@ -14,11 +14,13 @@ pytestmark = pytest.mark.slurm
 class TestSlurmBackend(BackendTestSuite):
     timeout = 300.0
 
-    @pytest.fixture
-    def backend_context(self, slurm_service, mrunner_home) -> str:
+    @pytest.fixture(params=["openssh", "paramiko"])
+    def backend_context(self, request, slurm_service, mrunner_home) -> str:
+        """The suite runs once per transport."""
         self.service = slurm_service
         keys = {
-            "backend": "slurm", "slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"],
+            "backend": "slurm", "ssh": request.param,
+            "slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"],
             "storage_dir": f"{slurm_service['storage_dir']}/suite-{uuid.uuid4().hex[:10]}",
             "partition": slurm_service["partition"], "grace_period": 5,
         }  # fmt: skip

@@ -105,3 +105,43 @@ def test_what_cannot_be_followed_is_one_line(tmp_path):
     (tmp_path / ".ssh" / "config").write_text("Match host cluster !localnetwork 10.0.0.0/8\n    Port 1\n")
     last = _resolve(tmp_path, "cluster").stderr.strip().splitlines()[-1]
     assert f"ssh config: {tmp_path}/.ssh/config:1: Match localnetwork is not supported" in last
+
+
+def test_the_openssh_transport_imports_no_paramiko():
+    """A context on OpenSSH never pays for paramiko (0.3 s): the transport modules import it only when chosen."""
+    code = (
+        "import sys; from mrunner_slurm import transport, openssh, logins, remote, jobs, submit, deploy, results; "
+        "print('paramiko' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr
+
+
+def test_an_unknown_transport_or_login_time_is_one_line(tmp_path, mrunner, mrunner_home):
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True)
+    (tmp_path / "train.py").write_text("print(1)\n")
+    for key, value, expected in (
+        ("ssh", "putty", "ssh must be openssh or paramiko, got 'putty'"),
+        ("login_persist", "a day", "login_persist must be a time such as 30m, 10h or 1d, got 'a day'"),
+    ):
+        context = {"backend": "slurm", "slurm_url": "cluster", key: value}
+        (folder / "c.yaml").write_text(json.dumps(context))
+        result = mrunner("+context=c", "train.py", "--dry-run")
+        assert result.returncode != 0 and result.stderr == f"mrunner: error: context c: {expected}\n", result.stderr
+
+
+def test_the_runtime_folder_is_private(tmp_path, monkeypatch):
+    """Login sockets live where only the user can reach them: created 0700; one others can enter is refused."""
+    from mrunner import paths
+    from mrunner.errors import MrunnerError
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert paths.runtime_dir().stat().st_mode & 0o777 == 0o700
+    (tmp_path / "mrunner").chmod(0o755)
+    try:
+        paths.runtime_dir()
+    except MrunnerError as error:
+        assert "only you can use (mode 0700)" in str(error)
+    else:
+        raise AssertionError("a folder others can enter was accepted")

@@ -1,0 +1,125 @@
+"""`mrunner login CONTEXT`: one OpenSSH master connection per cluster, opened in a terminal (where the cluster
+asks for a passphrase or a one-time code) and reused by every later mrunner command in any shell.
+
+The master's socket lives in mrunner's runtime folder (``paths.runtime_dir()/ssh``, mode 0700: only this user
+can reach the connection), named by a hash of ``slurm_url`` and ``ssh_config``, next to a small JSON note of
+which context opened it and when (for `mrunner login` without a context). It stays up ``login_persist`` after
+its last use (OpenSSH's ControlPersist). Where the user's own ssh config already keeps a master for the host
+and it is up, mrunner uses theirs and opens none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mrunner.errors import MrunnerError
+from mrunner.hookspecs import Login
+
+_COUNTER = itertools.count()
+
+
+def folder() -> Path:
+    from mrunner import paths
+
+    sockets = paths.runtime_dir() / "ssh"
+    sockets.mkdir(mode=0o700, exist_ok=True)
+    return sockets
+
+
+def _name(url: str, config_path: str | None) -> str:
+    config = os.path.abspath(os.path.expanduser(config_path)) if config_path else ""
+    return hashlib.sha256(f"{url}\0{config}".encode()).hexdigest()[:16]  # short: a socket path has ~100 bytes
+
+
+def socket_path(url: str, config_path: str | None) -> str:
+    """Where the login master of this cluster listens."""
+    return str(folder() / _name(url, config_path))
+
+
+def command_socket_path(url: str, config_path: str | None) -> str:
+    """A fresh socket for a master this command opens for itself (and closes at its end)."""
+    return str(folder() / f"{_name(url, config_path)}-{os.getpid()}-{next(_COUNTER)}")
+
+
+def _require_openssh(context: Mapping[str, Any], context_name: str) -> None:
+    from mrunner_slurm import transport
+
+    if transport.chosen(context) != "openssh":
+        raise MrunnerError(
+            f"context {context_name}: `mrunner login` keeps an OpenSSH connection, and this context uses paramiko "
+            f"(ssh: paramiko), which asks for a code once per command instead; set ssh: openssh to log in"
+        )
+
+
+def login(context: Mapping[str, Any], context_name: str) -> str:
+    """Open the cluster's login master (prompting in the terminal as ssh does) unless one is up already."""
+    from mrunner_slurm import openssh, terminal
+
+    _require_openssh(context, context_name)
+    url, config = str(context["slurm_url"]), context.get("ssh_config")
+    where = openssh.destination(url, config)
+    found = openssh.settings(where)
+    target = openssh.target_of(where, found)
+    theirs = found.get("controlpath")
+    if theirs and openssh.masters.check(where, theirs):
+        return f"{target.alias}: your own ssh master connection ({theirs}) is up; mrunner uses it"
+    path = socket_path(url, config)
+    persist = str(context.get("login_persist") or "10h")
+    if not openssh.masters.check(where, path):
+        interactive = terminal.available()
+        openssh.masters.open(where, target, path, persist, interactive=interactive, found=found)
+    note = {"context": context_name, "url": url, "ssh_config": config, "opened_at": time.time(), "persist": persist,
+            "where": f"{target.user}@{target.host}:{target.port}"}  # fmt: skip
+    Path(path + ".json").write_text(json.dumps(note))
+    return (
+        f"logged in to {target.alias} ({note['where']}): mrunner commands in any shell reuse this connection "
+        f"until {persist} after its last use, or `mrunner logout {context_name}`"
+    )
+
+
+def logout(context: Mapping[str, Any], context_name: str) -> str:
+    """Close the cluster's login master; the user's own master is theirs to close."""
+    from mrunner_slurm import openssh
+
+    _require_openssh(context, context_name)
+    url, config = str(context["slurm_url"]), context.get("ssh_config")
+    where = openssh.destination(url, config)
+    path = socket_path(url, config)
+    Path(path + ".json").unlink(missing_ok=True)
+    if openssh.masters.check(where, path):
+        openssh.masters.close(where, path)
+        return f"logged out of {where.destination} (context {context_name})"
+    theirs = openssh.settings(where).get("controlpath")
+    if theirs and openssh.masters.check(where, theirs):
+        return (
+            f"{where.destination}: the connection is your own ssh master ({theirs}), not mrunner's; close it "
+            f"with `ssh -O exit {where.destination}`"
+        )
+    return f"context {context_name}: no login is open for {where.destination}"
+
+
+def logins() -> list[Login]:
+    """The login masters that are up; notes of ones that ended are removed."""
+    from mrunner_slurm import openssh
+
+    open_ones = []
+    for note_file in sorted(folder().glob("*.json")):
+        try:
+            note = json.loads(note_file.read_text())
+            where = openssh.destination(note["url"], note.get("ssh_config"))
+        except (OSError, ValueError, KeyError, MrunnerError):
+            note_file.unlink(missing_ok=True)
+            continue
+        if openssh.masters.check(where, str(note_file.with_suffix(""))):
+            open_ones.append(Login(note["context"], f"{where.destination} ({note['where']})", note["opened_at"],
+                                   note["persist"]))  # fmt: skip
+        else:
+            note_file.unlink(missing_ok=True)
+    return open_ones

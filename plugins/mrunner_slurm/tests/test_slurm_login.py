@@ -1,0 +1,294 @@
+"""Reaching clusters as researchers have them (tests/services/sshd-mfa in front of the loopback Slurm): an MFA
+login node that asks a one-time code after the key, a bastion reached with an agent's key, a changed host key.
+
+Commands run "with no terminal" start in a session of their own (``setsid``: no controlling terminal), as
+under cron or a launcher's background worker; a login runs in a pseudo-terminal, where the test types the code.
+Every code the sshd accepts is a line of its log, which is how "asked exactly once" is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import pty
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from plugins.mrunner_slurm.tests.test_slurm_cluster import write_context
+
+pytestmark = pytest.mark.slurm
+
+SCRIPT = """
+import os, sys, time
+from mrunner import get_configuration
+config = get_configuration()
+print("experiment says", config.get("i"), flush=True)
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "out.txt"), "w") as out:
+    out.write(f"i={config.get('i')}\\n")
+time.sleep(float(config.get("sleep", 0)))
+"""
+PROMPT = b"One-time password"
+
+
+def totp(secret_hex: str, step: int) -> str:
+    """RFC 6238 (SHA-1, 30 s, 6 digits), as pam_oath checks it."""
+    digest = hmac.new(bytes.fromhex(secret_hex), struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    return f"{(struct.unpack('>I', digest[offset : offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+def next_code(service: dict) -> str:
+    """A code pam_oath accepts now: it refuses a code it has seen (or an older one), so each login of the
+    test session takes the next 30-second step not used yet (within pam_oath's window of 20 steps)."""
+    state = Path(service["totp_secret_file"]).with_name("last_step")
+    last = int(state.read_text()) if state.exists() else 0
+    step = max(int(time.time()) // 30, last + 1)
+    state.write_text(str(step))
+    return totp(Path(service["totp_secret_file"]).read_text().strip(), step)
+
+
+def accepted_codes(service: dict) -> int:
+    return Path(service["mfa_log"]).read_text(errors="replace").count("Accepted keyboard-interactive/pam")
+
+
+class Environment:
+    """The test's mrunner home plus a runtime folder of its own (short: it holds sockets)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.project = tmp_path / "project"
+        self.project.mkdir()
+        (self.project / "train.py").write_text(SCRIPT)
+        self.runtime = tempfile.mkdtemp(prefix="mr", dir="/tmp")
+        self.env = {**os.environ, "XDG_RUNTIME_DIR": self.runtime}
+
+    def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        """``mrunner ARGS`` with no terminal at all."""
+        return subprocess.run(
+            [sys.executable, "-m", "mrunner", *args], cwd=self.project, capture_output=True, text=True,
+            timeout=timeout, env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    def in_terminal(self, *args: str, answers: dict[bytes, str], timeout: float = 120) -> tuple[int, str, int]:
+        """``mrunner ARGS`` in a pseudo-terminal, answering each prompt that contains a key of ``answers``
+        with what its value (a function) gives: the exit code, the output and how many prompts came."""
+        pid, terminal = pty.fork()
+        if pid == 0:  # the child: its controlling terminal is the pty
+            os.chdir(self.project)
+            os.execve(sys.executable, [sys.executable, "-m", "mrunner", *args], self.env)
+        output, asked, deadline = b"", 0, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([terminal], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                data = os.read(terminal, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            output += data
+            for prompt, answer in answers.items():
+                if output.count(prompt) > asked:
+                    asked += 1
+                    os.write(terminal, answer().encode() + b"\n")
+        _, status = os.waitpid(pid, 0)
+        os.close(terminal)
+        return os.waitstatus_to_exitcode(status), output.decode(errors="replace"), asked
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+
+@pytest.fixture
+def environment(tmp_path: Path) -> Environment:
+    made = Environment(tmp_path)
+    yield made
+    made.cleanup()
+
+
+def mfa_context(mrunner_home: Path, slurm: dict, mfa: dict, name: str = "mfa", **extra) -> None:
+    service = {**slurm, "alias": mfa["mfa_alias"], "ssh_config": mfa["ssh_config"]}
+    write_context(mrunner_home, service, f"{slurm['storage_dir']}/login-{uuid.uuid4().hex[:10]}", name, **extra)
+
+
+def one_line(stderr: str) -> str:
+    """The one error line (progress lines before it aside), with no traceback."""
+    lines = [line for line in stderr.splitlines() if line.startswith("mrunner: error")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
+    slurm_service, sshd_mfa_service, mrunner_home, environment
+):
+    """Log in once in a terminal; then submit, wait, read logs, pull, cancel, list and collect with no terminal:
+    the sshd accepted exactly one code. After logout the same command fails at once in one line. (The hooks
+    mrunner_login, mrunner_logins and mrunner_logout.)"""
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    before = accepted_codes(sshd_mfa_service)
+    code, output, asked = environment.in_terminal("login", "mfa", answers={PROMPT: lambda: next_code(sshd_mfa_service)})
+    assert (code, asked) == (0, 1), output
+    assert "logged in to mrunner-test-mfa" in output
+
+    submitted = environment.run("+context=mfa", "train.py", "-m", "i=0,1", "--wait")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.split()[-1]
+    logs = environment.run("logs", f"{sweep}/1")
+    assert logs.returncode == 0 and "experiment says 1" in logs.stdout, logs.stderr
+    pulled = environment.run("pull", sweep)
+    assert pulled.returncode == 0, pulled.stderr
+    assert sorted(p.read_text() for p in environment.project.glob(f"**/{sweep}/**/out.txt")) == ["i=0\n", "i=1\n"]
+    held = environment.run("+context=mfa", "train.py", "i=5", "sleep=600")
+    assert held.returncode == 0, held.stderr
+    cancelled = environment.run("cancel", held.stdout.split()[-1])
+    assert cancelled.returncode == 0 and "cancelled 1 experiment" in cancelled.stdout, cancelled.stderr
+    listed = environment.run("login")
+    assert "mfa" in listed.stdout and "mrunner-test-mfa" in listed.stdout, listed.stdout
+    assert accepted_codes(sshd_mfa_service) - before == 1, "one code for the whole sequence"
+
+    out = environment.run("logout", "mfa")
+    assert out.returncode == 0 and "logged out of mrunner-test-mfa" in out.stdout, out.stderr
+    assert "no login is open" in environment.run("login").stdout
+    started = time.monotonic()
+    refused = environment.run("status", sweep)
+    assert refused.returncode != 0 and time.monotonic() - started < 10
+    line = one_line(refused.stderr)
+    assert "context mfa" in line and "mrunner-test-mfa" in line and "`mrunner login mfa`" in line, line
+    # the list of sweeps comes from the records: it reaches no cluster, so it needs no login
+    listing = environment.run("status")
+    assert listing.returncode == 0 and sweep in listing.stdout and listing.stderr == "", listing.stderr
+    collected = environment.run("gc", "--dry-run")
+    assert collected.returncode == 0, collected.stderr
+    warnings = [line for line in collected.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("mrunner: warning: skipped mrunner-test-mfa"), collected.stderr
+    assert accepted_codes(sshd_mfa_service) - before == 1
+
+
+def test_a_submission_in_a_terminal_asks_once_and_keeps_the_connection(
+    slurm_service, sshd_mfa_service, mrunner_home, environment
+):
+    """No login: the submission itself asks for the code once and uses that connection to the end (--wait)."""
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    before = accepted_codes(sshd_mfa_service)
+    code, output, asked = environment.in_terminal(
+        "+context=mfa", "train.py", "-m", "i=0,1", "--wait", answers={PROMPT: lambda: next_code(sshd_mfa_service)}
+    )
+    assert (code, asked) == (0, 1), output
+    assert accepted_codes(sshd_mfa_service) - before == 1
+    assert "no login is open" in environment.run("login").stdout  # its connection ended with the command
+
+
+def test_paramiko_asks_for_the_code_in_the_terminal_once_and_refuses_without_one(
+    slurm_service, sshd_mfa_service, mrunner_home, environment
+):
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="paramiko")
+    before = accepted_codes(sshd_mfa_service)
+    code, output, asked = environment.in_terminal(
+        "+context=mfa", "train.py", "-m", "i=0,1", "--wait", answers={PROMPT: lambda: next_code(sshd_mfa_service)}
+    )
+    assert (code, asked) == (0, 1), output
+    assert accepted_codes(sshd_mfa_service) - before == 1
+    started = time.monotonic()
+    refused = environment.run("+context=mfa", "train.py", "i=7")
+    assert refused.returncode != 0 and time.monotonic() - started < 10
+    line = one_line(refused.stderr)
+    assert "context mfa" in line and "needs an interactive login" in line and "one-time code" in line, line
+
+
+@pytest.fixture
+def agent(sshd_mfa_service, tmp_path):
+    """An ssh-agent holding the bastion's encrypted key (its passphrase given once, by SSH_ASKPASS)."""
+    socket = tempfile.mktemp(prefix="agent", dir="/tmp")
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", socket], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(socket):
+        assert time.monotonic() < deadline, "ssh-agent did not start"
+        time.sleep(0.05)
+    askpass = tmp_path / "askpass"
+    askpass.write_text(f"#!/bin/sh\ncat {sshd_mfa_service['passphrase_file']}\n")
+    askpass.chmod(0o700)
+    env = {**os.environ, "SSH_AUTH_SOCK": socket, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force",
+           "DISPLAY": "none"}  # fmt: skip
+    added = subprocess.run(["ssh-add", sshd_mfa_service["encrypted_key"]], env=env, capture_output=True,
+                           stdin=subprocess.DEVNULL, start_new_session=True, timeout=30)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    yield socket
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_cluster_behind_a_bastion_with_the_key_in_an_agent(
+    slurm_service, sshd_mfa_service, mrunner_home, environment, agent, transport
+):
+    service = {**slurm_service, "alias": sshd_mfa_service["behind_bastion_alias"],
+               "ssh_config": sshd_mfa_service["ssh_config"]}  # fmt: skip
+    write_context(mrunner_home, service, f"{slurm_service['storage_dir']}/jump-{uuid.uuid4().hex[:10]}", ssh=transport)
+    bastion_before = Path(sshd_mfa_service["bastion_log"]).read_text(errors="replace").count("Accepted publickey")
+    done = environment.run("+context=test-slurm", "train.py", "-m", "i=0,1", "--wait", env={"SSH_AUTH_SOCK": agent})
+    assert done.returncode == 0, done.stderr
+    sweep = done.stdout.split()[-1]
+    logs = environment.run("logs", f"{sweep}/0", env={"SSH_AUTH_SOCK": agent})
+    assert "experiment says 0" in logs.stdout, logs.stderr
+    assert (
+        Path(sshd_mfa_service["bastion_log"]).read_text(errors="replace").count("Accepted publickey") > bastion_before
+    )
+    without = environment.run("logs", f"{sweep}/0", env={"SSH_AUTH_SOCK": ""})  # no agent: the key is locked
+    assert without.returncode != 0 and len(without.stderr.strip().splitlines()) == 1, without.stderr
+
+
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_changed_host_key_is_refused_in_one_line(slurm_service, mrunner_home, environment, tmp_path, transport):
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:2222 {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
+    config = Path(slurm_service["ssh_config"]).read_text()
+    (tmp_path / "ssh_config").write_text(config.replace(slurm_service["known_hosts"], str(known)))
+    service = {**slurm_service, "ssh_config": str(tmp_path / "ssh_config")}
+    write_context(mrunner_home, service, f"{slurm_service['storage_dir']}/key-{uuid.uuid4().hex[:10]}", ssh=transport)
+    refused = environment.run("+context=test-slurm", "train.py")
+    assert refused.returncode == 3
+    line = one_line(refused.stderr)
+    assert "CHANGED" in line and slurm_service["host_key_fingerprint"] in line, line
+    assert "ssh-keygen -R '[127.0.0.1]:2222'" in line, line
+    assert len(known.read_text().splitlines()) == 1, "known_hosts untouched"
+
+
+def test_the_users_own_master_connection_is_used(slurm_service, mrunner_home, environment, tmp_path):
+    """A ~/.ssh/config with ControlMaster/ControlPath: mrunner goes through the user's master, opens none."""
+    path = tempfile.mktemp(prefix="cm", dir="/tmp")
+    config = Path(slurm_service["ssh_config"]).read_text() + f"    ControlMaster auto\n    ControlPath {path}\n"
+    (tmp_path / "ssh_config").write_text(config)
+    service = {**slurm_service, "ssh_config": str(tmp_path / "ssh_config")}
+    write_context(mrunner_home, service, f"{slurm_service['storage_dir']}/own-{uuid.uuid4().hex[:10]}", ssh="openssh")
+    ssh = ["ssh", "-F", str(tmp_path / "ssh_config"), slurm_service["alias"]]
+    subprocess.run([*ssh[:-1], "-f", "-N", "-o", "ControlPersist=60", ssh[-1]], check=True, timeout=30,
+                   stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        said = environment.run("login", "test-slurm")
+        assert said.returncode == 0 and "your own ssh master" in said.stdout, said.stderr
+        done = environment.run("+context=test-slurm", "train.py", "i=0", "--wait")
+        assert done.returncode == 0, done.stderr
+        sockets = list(Path(environment.runtime, "mrunner", "ssh").glob("*"))
+        assert sockets == [], "no master of mrunner's own"
+        sweep = done.stdout.split()[-1]
+        timings = []
+        for _ in range(3):  # through an open master, asking the cluster about the sweep
+            started = time.monotonic()
+            assert environment.run("status", sweep).returncode == 0
+            timings.append(time.monotonic() - started)
+        print("mrunner status SWEEP through the user's master:", json.dumps([round(t, 3) for t in timings]))
+    finally:
+        subprocess.run([*ssh[:-1], "-O", "exit", ssh[-1]], capture_output=True, timeout=30)

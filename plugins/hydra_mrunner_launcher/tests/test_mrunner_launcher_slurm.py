@@ -26,8 +26,6 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite
 
 from plugins.hydra_mrunner_launcher.tests.apps import failed_sweep, returned, run_app
 
-pytestmark = pytest.mark.slurm
-
 # The virtualenv the jobs run in, built once per content and kept in a storage_dir of its own for later runs.
 REQUIREMENTS = "hydra-core==1.3.8\n"
 STORAGE = "hydra-launcher-tests"

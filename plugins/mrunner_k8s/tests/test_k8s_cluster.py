@@ -14,8 +14,6 @@ import pytest
 
 from tests.renderings import one, renderings
 
-pytestmark = pytest.mark.k8s
-
 FAKE_TOKEN = "fake-token-" + uuid.uuid4().hex
 EXPERIMENT = """\
 import hashlib, os, sys, time

@@ -14,7 +14,6 @@ from plugins.mrunner_k8s.tests import test_k8s_cluster as base
 from plugins.mrunner_k8s.tests.test_k8s_cluster import _volume, experiments, submit, write_context
 from plugins.mrunner_slurm.tests.test_slurm_requeue import CHECKPOINTING
 
-pytestmark = pytest.mark.k8s
 # The end-to-end tests' project folder (the clients and the namespace come from conftest.py).
 project = base.project
 

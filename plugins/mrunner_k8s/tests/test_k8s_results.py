@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.k8s
-
 EXPERIMENT = """\
 import os, time
 from mrunner import get_configuration

@@ -20,8 +20,6 @@ import pytest
 from tests.leaks import CmdlineWatch
 from tests.renderings import one, renderings
 
-pytestmark = pytest.mark.slurm
-
 WRITER = """
 import json, os, sys
 import mrunner  # not installed on the cluster: mrunner ships its experiment side with the sweep

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slurm
-
 # Writes results in every folder of the layout's, then waits (while HOLD is set) for the test's go-ahead.
 SCRIPT = """
 import os, time

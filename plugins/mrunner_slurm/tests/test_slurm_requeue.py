@@ -15,8 +15,6 @@ import pytest
 from mrunner.records import COMPLETED, PENDING, PREEMPTED, TIMEOUT
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, status, write_context
 
-pytestmark = pytest.mark.slurm
-
 # Saves its step in the checkpoint folder after every step; SIGUSR1 (the time limit near) saves and notes it;
 # SIGTERM (requeue, cancel) saves and stops. `slow_until` attempts take `pause` seconds per step, later ones none.
 CHECKPOINTING = """

@@ -16,8 +16,6 @@ from mrunner.store import Store
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, status, write_context
 from plugins.mrunner_slurm.tests.test_slurm_requeue import ends, release, wait_until
 
-pytestmark = pytest.mark.slurm
-
 # Attempt 0 fails when `fail` is set; later attempts (or every attempt without `fail`) wait for the file `go`
 # below STORAGE_DIR when `hold` is set, so a test sees them running for as long as it needs.
 SCRIPT = """

@@ -9,8 +9,9 @@ tests or into the developer's own), ``mrunner`` (the command line, run with that
 Tags, from the fixtures a test uses (directly or through others), the heaviest need only: ``k8s`` (the
 Kubernetes cluster, its Docker engine and registries: ``k8s_service``), ``slurm`` (the Slurm cluster:
 ``slurm_service``), ``local`` (runs mrunner and its experiments as processes of this machine: the ``mrunner``
-fixture, or a test of the local backend's package ``mrunner_local``), else ``core`` (in-process only). So
-``pytest -m "not slurm and not k8s"`` runs every test that starts no cluster.
+fixture, or a test of the local backend's package ``mrunner_local``), else ``core`` (in-process only). A test
+whose need no fixture shows marks it itself. So ``pytest -m "not slurm and not k8s"`` runs every test that
+starts no cluster.
 
 Importing this module costs little: pytest imports it at start in every project where mrunner is installed,
 so it imports nothing of mrunner beyond what a fixture uses when it runs.
@@ -54,8 +55,10 @@ def need(item: pytest.Item) -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tag each test with what it needs, unless it says so itself (a need no fixture shows)."""
     for item in items:
-        item.add_marker(need(item))
+        if not any(item.get_closest_marker(name) for name in ("core", *(name for name, _, _ in NEEDS))):
+            item.add_marker(need(item))
 
 
 @pytest.fixture

@@ -18,10 +18,6 @@ from mrunner.testing import BackendTestSuite
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Builds a virtualenv and runs the suite in it: needs a minute or two and starts no cluster; its need shows in
-# no fixture (it runs mrunner in the new virtualenv, not through the `mrunner` fixture), so it says it here.
-pytestmark = [pytest.mark.local, pytest.mark.slow]
-
 
 def run(*command: str | Path, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     """A command as a user types it: no variable of this test run (pytest's, the workspace's virtualenv)."""
@@ -30,6 +26,25 @@ def run(*command: str | Path, cwd: Path, timeout: float = 900) -> subprocess.Com
                           timeout=timeout)  # fmt: skip
 
 
+def test_pytest_loads_the_kit_by_its_entry_point_and_the_plugin_imports_nothing_heavy():
+    """Every pytest run where mrunner is installed imports the plugin: it must cost nothing a test does not use."""
+    from importlib.metadata import entry_points
+
+    assert [e.value for e in entry_points(group="pytest11") if e.name == "mrunner"] == ["mrunner.testing.plugin"]
+    report = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import pytest; import mrunner.testing.plugin"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    modules = [line.rsplit("|", 1)[1].strip() for line in report.stderr.splitlines() if line.startswith("import time:")]
+    after_pytest = modules[modules.index("pytest") + 1 :]  # the report lists a module once its imports are done
+    assert after_pytest[-1] == "mrunner.testing.plugin", after_pytest
+    assert set(after_pytest) <= {"mrunner.client", "mrunner", "mrunner.testing", "mrunner.testing.plugin"}, after_pytest
+
+
+# Builds a virtualenv and runs the suite in it: needs a minute or two and starts no cluster; its need shows in
+# no fixture (it runs mrunner in the new virtualenv, not through the `mrunner` fixture), so it says it here.
+@pytest.mark.local
+@pytest.mark.slow
 def test_the_example_backend_copied_out_of_the_repository_passes_the_shared_suite_with_its_own_tests(tmp_path):
     uv = shutil.which("uv")
     if uv is None:

@@ -3,15 +3,15 @@ Hydra ships ``hydra_pytest``): the fixtures the shared backend suite (``mrunner.
 and mrunner's own tests use, and a tag on every test saying what it needs.
 
 Fixtures: ``mrunner_home`` (a private XDG config and data home, so records and contexts never leak between
-tests or into the developer's own), ``mrunner`` (the command line, run with that home), ``slurm_service`` and
-``k8s_service`` (the loopback services' state files; see ``mrunner.testing.services``).
+tests or into the developer's own), ``mrunner`` (the command line, run with that home), ``slurm_service``,
+``k8s_service`` and ``mlflow_service`` (the loopback services' state files; see ``mrunner.testing.services``).
 
 Tags, from the fixtures a test uses (directly or through others), the heaviest need only: ``k8s`` (the
 Kubernetes cluster, its Docker engine and registries: ``k8s_service``), ``slurm`` (the Slurm cluster:
-``slurm_service``), ``local`` (runs mrunner and its experiments as processes of this machine: the ``mrunner``
+``slurm_service``), ``mlflow`` (the MLflow tracking server: ``mlflow_service``), ``local`` (runs mrunner and its experiments as processes of this machine: the ``mrunner``
 fixture, or a test of the local backend's package ``mrunner_local``), else ``core`` (in-process only). A test
 whose need no fixture shows marks it itself. So ``pytest -m "not slurm and not k8s"`` runs every test that
-starts no cluster.
+starts no cluster (``and not mlflow``: no service at all).
 
 Importing this module costs little: pytest imports it at start in every project where mrunner is installed,
 so it imports nothing of mrunner beyond what a fixture uses when it runs.
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 NEEDS = (
     ("k8s", "k8s_service", "needs the loopback Kubernetes cluster, Docker engine and registry (tests/services/k8s)"),
     ("slurm", "slurm_service", "needs the loopback Slurm cluster behind sshd (tests/services/slurm)"),
+    ("mlflow", "mlflow_service", "needs the loopback MLflow tracking server (tests/services/mlflow)"),
     ("local", "mrunner", "runs mrunner and its experiments as processes of this machine; starts no cluster"),
 )
 CORE_HELP = "runs in the test's process only: starts no mrunner, experiment or cluster"
@@ -99,3 +100,11 @@ def k8s_service() -> dict[str, Any]:
     from mrunner.testing.services import service
 
     return service("k8s")
+
+
+@pytest.fixture(scope="session")
+def mlflow_service() -> dict[str, Any]:
+    """The loopback MLflow tracking server's state file (``mrunner.testing.services.service``)."""
+    from mrunner.testing.services import service
+
+    return service("mlflow")

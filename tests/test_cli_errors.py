@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mrunner.testing import write_context
+
 SCRIPT = "from mrunner import get_configuration\nprint(get_configuration())\n"
 
 
@@ -32,12 +34,6 @@ def assert_one_line_error(result, *fragments: str) -> None:
 def project(tmp_path: Path) -> Path:
     (tmp_path / "train.py").write_text(SCRIPT)
     return tmp_path
-
-
-def write_context(home: Path, name: str, text: str) -> None:
-    folder = home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.yaml").write_text(text)
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mrunner import paths
 from mrunner.store import Store
+from mrunner.testing import wait_for
 
 SCRIPT = "from mrunner import get_configuration\nprint('i', get_configuration().i)\n"
 
@@ -38,13 +38,6 @@ def snapshot_files(digest: str) -> list[str]:
     return sorted(p.name for p in trees().glob(f"{digest}*")) if trees().is_dir() else []
 
 
-def wait_for(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def assert_one_line_refusal(result, *fragments: str) -> None:
     assert result.returncode != 0, result
     lines = result.stderr.strip().splitlines()
@@ -66,7 +59,7 @@ def interrupted_before_packaging(project: Path) -> str:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            wait_for(lambda: Store().sweeps(limit=10), "the submission to record its sweep")
+            wait_for(lambda: Store().sweeps(limit=10), what="the submission to record its sweep")
             submission.send_signal(signal.SIGTERM)
             _, err = submission.communicate(timeout=60)
         finally:

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.testing import BackendTestSuite, write_context
-
 EXAMPLE_BACKEND = Path(__file__).resolve().parent.parent / "examples" / "backend"
 
 
@@ -149,19 +147,3 @@ def test_a_plugin_that_fails_to_import_is_named(mrunner, tmp_path):
     assert "plugin 'broken' from distribution mrunner-broken 1.2.3 failed to import" in result.stderr
     assert "a_module_that_does_not_exist" in result.stderr
     assert mrunner("plugins", env=with_site(site, MRUNNER_PLUGINS="local")).returncode == 0
-
-
-class TestExampleBackend(BackendTestSuite):
-    """The README's example backend, installed from a temporary folder, passes the shared backend suite."""
-
-    timeout = 120.0
-    pull_streams = False  # mrunner.transfer.copy_folders: links or copies made aside
-
-    @pytest.fixture(autouse=True)
-    def installed(self, echo_site, monkeypatch):
-        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(echo_site), os.environ.get("PYTHONPATH", "")]))
-
-    @pytest.fixture
-    def backend_context(self, mrunner_home, tmp_path) -> str:
-        keys = {"backend": "process", "storage_dir": str(tmp_path / "storage"), "grace_period": 5}
-        return write_context(mrunner_home, "suite-process", keys)

@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 
-from conftest import service
 from mrunner.testing import write_context
 
 SCRIPT = """
@@ -27,11 +26,6 @@ print("TOKEN", hashlib.sha256(token.encode()).hexdigest() if token else None, "R
 if c.lr == 0.2 and mrunner.attempt() == 0:
     sys.exit(3)
 """
-
-
-@pytest.fixture(scope="module")
-def mlflow_service() -> dict:
-    return service("mlflow")
 
 
 @pytest.fixture

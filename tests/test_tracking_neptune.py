@@ -15,6 +15,7 @@ import pytest
 
 from mrunner.errors import MrunnerError
 from mrunner.store import Store
+from mrunner.testing import write_context
 from mrunner.trackers import neptune as tracker
 from mrunner.tracking import ENABLED_VARIABLE, scheduler_job, tags
 
@@ -42,12 +43,6 @@ def neptune_installed() -> None:
         pytest.skip(message)
 
 
-def write_context(mrunner_home: Path, name: str, **keys: object) -> None:
-    folder = mrunner_home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.yaml").write_text(json.dumps({"backend": "local", **keys}))
-
-
 def operations(experiment_dir: Path) -> list[dict]:
     """The operations Neptune's offline mode logged for the single run of an experiment."""
     logs = list(experiment_dir.glob(".neptune/offline/*/data-1.log"))
@@ -65,7 +60,11 @@ def test_offline_sweep_records_name_tags_parameters_and_metrics(mrunner, mrunner
     """The context keys of mrunner_context_keys, mrunner_experiment_env's NEPTUNE_MODE, the experiment's
     run, and mrunner_sweep_submitted's note on where the offline data is."""
     (tmp_path / "train.py").write_text(EXPERIMENT)
-    write_context(mrunner_home, "tracked", neptune=True, neptune_mode="offline", tags=["from-context"])
+    write_context(
+        mrunner_home,
+        "tracked",
+        {"backend": "local", "neptune": True, "neptune_mode": "offline", "tags": ["from-context"]},
+    )
     done = mrunner("+context=tracked", "train.py", "-m", "lr=0.5,2", "+depth=3", "--tag", "cli-tag", "--name", "My Run")
     assert done.returncode == 0, done.stderr
 
@@ -102,7 +101,7 @@ def test_neptune_mode_exported_in_the_shell_applies_without_a_token(mrunner, mru
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
     (tmp_path / "train.py").write_text(EXPERIMENT)
     (tmp_path / ".mrunnerignore").write_text("")  # HOME is the project here: a home folder needs a marker
-    write_context(mrunner_home, "tracked", neptune=True)
+    write_context(mrunner_home, "tracked", {"backend": "local", "neptune": True})
     done = mrunner("+context=tracked", "train.py", "lr=0.5", env={"NEPTUNE_MODE": "offline"})
     assert done.returncode == 0, done.stderr
     sweep = Store().sweeps()[0]
@@ -142,7 +141,7 @@ def test_neptune_variables_apply_where_the_context_does_not_set_them(monkeypatch
 
 def test_neptune_off_gives_the_script_no_run_and_imports_nothing(mrunner, mrunner_home, tmp_path):
     (tmp_path / "train.py").write_text(EXPERIMENT)
-    write_context(mrunner_home, "plain")
+    write_context(mrunner_home, "plain", {"backend": "local"})
     done = mrunner("+context=plain", "train.py", "lr=1")
     assert done.returncode == 0, done.stderr
     sweep = Store().sweeps()[0]
@@ -236,7 +235,7 @@ def test_offline_attempts_of_one_experiment_are_one_run(mrunner, mrunner_home, t
         'print("finished"', 'print("custom run id", run._custom_run_id); assert mrunner.attempt() > 0; print("finished"'
     )
     (tmp_path / "train.py").write_text(script)
-    write_context(mrunner_home, "tracked", neptune=True, neptune_mode="offline")
+    write_context(mrunner_home, "tracked", {"backend": "local", "neptune": True, "neptune_mode": "offline"})
     failed = mrunner("+context=tracked", "train.py", "lr=1")
     assert failed.returncode == 1, failed.stderr
     sweep = Store().sweeps()[0]

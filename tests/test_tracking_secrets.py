@@ -15,6 +15,7 @@ import pytest
 
 from mrunner.records import TERMINAL
 from mrunner.store import Store
+from mrunner.testing import wait_for, write_context
 from tests.leaks import CmdlineWatch, assert_secret_only_in, fake_secret, secret_places
 
 # The experiment proves it received the secrets by writing their hashes, then sleeps so that the
@@ -31,14 +32,6 @@ with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "received.json"), "
 print("experiment", config.seed, "started", flush=True)
 time.sleep(config.sleep)
 """
-
-
-def write_context(mrunner_home: Path, name: str, **keys: object) -> Path:
-    folder = mrunner_home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(json.dumps({"backend": "local", **keys}))
-    return path
 
 
 @pytest.fixture
@@ -60,7 +53,9 @@ def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, u
     credentials_file = user_home / ".neptune.yaml"
     credentials_file.write_text(f"api_token: {neptune_token}\nproject: leak/test\n")
     write_context(
-        mrunner_home, "tracked", neptune=True, neptune_mode="async", secrets=["MY_FAKE_TOKEN"], max_parallel=2
+        mrunner_home,
+        "tracked",
+        {"backend": "local", "neptune": True, "neptune_mode": "async", "secrets": ["MY_FAKE_TOKEN"], "max_parallel": 2},
     )
     (tmp_path / "leak_exp.py").write_text(LEAK_EXPERIMENT)
     env = {"MY_FAKE_TOKEN": my_token}
@@ -72,10 +67,7 @@ def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, u
         done = mrunner(*grid, *(["--detach"] if detach else []), env=env)
         assert done.returncode == 0, done.stderr
         sweep = Store().sweeps()[0]
-        deadline = time.monotonic() + 60
-        while not all(run.state in TERMINAL for run in Store().runs(sweep.id)):
-            assert time.monotonic() < deadline, "the sweep did not end in 60 s"
-            time.sleep(0.1)
+        wait_for(lambda: all(run.state in TERMINAL for run in Store().runs(sweep.id)), what="the sweep's end")
     assert watch_neptune.witnessed, "the command-line scan never saw the experiment running"
     link = f"neptune: experiments tagged {sweep.id} at https://app.neptune.ai/leak/test/runs/table?query="
     assert link in done.stderr  # mrunner_sweep_submitted
@@ -133,7 +125,7 @@ def test_neptune_without_credentials_is_a_one_line_error_and_nothing_is_recorded
     mrunner, mrunner_home, user_home, tmp_path, setup, missing
 ):
     """mrunner_check refuses a tracked context without credentials, for a submission and a dry run."""
-    write_context(mrunner_home, "tracked", neptune=True)
+    write_context(mrunner_home, "tracked", {"backend": "local", "neptune": True})
     (tmp_path / "train.py").write_text("import mrunner\nmrunner.get_configuration(with_neptune=True)\n")
     for extra in ([], ["--dry-run"]):
         done = mrunner("+context=tracked", "train.py", "-m", "lr=1,2", *extra, env=setup)
@@ -147,7 +139,7 @@ def test_neptune_without_credentials_is_a_one_line_error_and_nothing_is_recorded
 
 @pytest.mark.parametrize("mode", ["offline", "debug"])
 def test_offline_and_debug_modes_need_no_credentials(mrunner, mrunner_home, user_home, tmp_path, mode):
-    write_context(mrunner_home, "tracked", neptune=True, neptune_mode=mode)
+    write_context(mrunner_home, "tracked", {"backend": "local", "neptune": True, "neptune_mode": mode})
     (tmp_path / "train.py").write_text("print('hi')\n")
     done = mrunner("+context=tracked", "train.py", "--dry-run")
     assert done.returncode == 0, done.stderr
@@ -155,12 +147,12 @@ def test_offline_and_debug_modes_need_no_credentials(mrunner, mrunner_home, user
 
 def test_a_token_under_env_or_an_unknown_mode_is_refused(mrunner, mrunner_home, user_home, tmp_path):
     (tmp_path / "train.py").write_text("print('hi')\n")
-    write_context(mrunner_home, "leaky", env={"NEPTUNE_API_TOKEN": "abc"})
+    write_context(mrunner_home, "leaky", {"backend": "local", "env": {"NEPTUNE_API_TOKEN": "abc"}})
     done = mrunner("+context=leaky", "train.py", "--dry-run")
     assert done.returncode != 0 and "under `env`" in done.stderr and "abc" not in done.stderr
-    write_context(mrunner_home, "odd", neptune=True, neptune_mode="turbo")
+    write_context(mrunner_home, "odd", {"backend": "local", "neptune": True, "neptune_mode": "turbo"})
     done = mrunner("+context=odd", "train.py", "--dry-run")
     assert done.returncode != 0 and "neptune_mode 'turbo' is not one of" in done.stderr
-    write_context(mrunner_home, "reader", neptune=True, neptune_mode="read-only")
+    write_context(mrunner_home, "reader", {"backend": "local", "neptune": True, "neptune_mode": "read-only"})
     done = mrunner("+context=reader", "train.py", "--dry-run")
     assert done.returncode != 0 and "read-only only opens existing Neptune runs" in done.stderr

@@ -24,9 +24,8 @@ from pathlib import Path
 import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite
 
+from mrunner.testing import write_context
 from plugins.hydra_mrunner_launcher.tests.apps import failed_sweep, returned, run_app
-
-pytestmark = pytest.mark.slurm
 
 # The virtualenv the jobs run in, built once per content and kept in a storage_dir of its own for later runs.
 REQUIREMENTS = "hydra-core==1.3.8\n"
@@ -44,15 +43,13 @@ def scratch_root() -> Path:
     return _SCRATCH[0]
 
 
-def write_context(home: Path, service: dict, name: str = "test-slurm") -> None:
-    folder = home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    context = {
+def slurm_context(service: dict) -> dict:
+    """The keys of the tests' Slurm context on the loopback cluster."""
+    return {
         "backend": "slurm", "slurm_url": service["alias"], "ssh_config": service["ssh_config"],
         "storage_dir": f"{service['storage_dir']}/{STORAGE}", "partition": service["partition"],
         "requirements_file": "requirements.txt", "time": 10,
     }  # fmt: skip
-    (folder / f"{name}.yaml").write_text(json.dumps(context))
 
 
 def flags(shared: bool) -> list[str]:
@@ -68,7 +65,7 @@ TASK_CFG = {"defaults": [{"override hydra/job_logging": "disabled"}]}
 class _OnSlurm(IntegrationTestSuite):
     @pytest.fixture(autouse=True)
     def cluster(self, slurm_service: dict, mrunner_home: Path):
-        write_context(mrunner_home, slurm_service)
+        write_context(mrunner_home, "test-slurm", slurm_context(slurm_service))
         umask = os.umask(0)  # the jobs (as mrtest) create folders in the ones made here (as this user)
         yield
         os.umask(umask)
@@ -108,7 +105,7 @@ class TestSlurmRemote(_OnSlurm):
 
 
 def test_on_the_cluster_values_come_back_failures_fail_and_the_sweep_is_recorded(slurm_service, mrunner_home, mrunner):
-    write_context(mrunner_home, slurm_service)
+    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service))
     folder = scratch_root() / "returns"
     folder.mkdir(mode=0o777, exist_ok=True)
     (folder / "requirements.txt").write_text(REQUIREMENTS)

@@ -6,15 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from mrunner.testing import wait_for, write_context
 from tests.renderings import one, renderings
-
-pytestmark = pytest.mark.k8s
 
 FAKE_TOKEN = "fake-token-" + uuid.uuid4().hex
 EXPERIMENT = """\
@@ -34,7 +32,7 @@ sys.exit(int(config.get("code", 0)))
 
 
 @pytest.fixture
-def project(tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monkeypatch):
+def project(mrunner_home, tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monkeypatch):
     """The experiment script in the test's folder, and the context `test-k8s` pointing at the service."""
     (tmp_path / "exp.py").write_text(EXPERIMENT)
     (tmp_path / "requirements.txt").write_text("# nothing to install\n")
@@ -42,20 +40,22 @@ def project(tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monk
     docker_config = tmp_path_factory.mktemp("docker-config")  # no stored registry credentials
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.setenv("MY_FAKE_TOKEN", FAKE_TOKEN)
-    write_context(k8s_service, namespace, registry_url=own_images(namespace), secrets=["MY_FAKE_TOKEN"])
+    write_context(
+        mrunner_home,
+        "test-k8s",
+        k8s_context(k8s_service, namespace, registry_url=own_images(namespace), secrets=["MY_FAKE_TOKEN"]),
+    )
     return tmp_path
 
 
-def write_context(k8s: dict, namespace: str, **keys) -> None:
-    context = {
+def k8s_context(k8s: dict, namespace: str, **keys) -> dict:
+    """The keys of the context `test-k8s` on the loopback cluster, in namespace ``namespace``."""
+    return {
         "backend": "kubernetes", "project": "mrt-project", "kubeconfig": k8s["kubeconfig"],
         "kube_context": k8s["kube_context"], "docker_host": k8s["docker_host"], "base_image": k8s["base_image"],
         "requirements_file": "requirements.txt", "storage": "/storage", "storage_class": k8s["storage_class"],
         "default_pvc_size": "100Mi", "namespace": namespace, **keys,
     }  # fmt: skip
-    folder = Path(os.environ["XDG_CONFIG_HOME"]) / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "test-k8s.yaml").write_text(json.dumps(context))
 
 
 def submit(mrunner, *args, env=None):
@@ -70,16 +70,6 @@ def experiments(mrunner, sweep_id):
     return json.loads(result.stdout)["experiments"]
 
 
-def wait_until(mrunner, sweep_id, done, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = experiments(mrunner, sweep_id)
-        if done(runs):
-            return runs
-        assert time.monotonic() < deadline, f"timed out; states: {[(r['state'], r['exit_code']) for r in runs]}"
-        time.sleep(1)
-
-
 def ended(runs):
     return all(run["state"] in ("completed", "failed", "cancelled", "timeout", "lost") for run in runs)
 
@@ -88,7 +78,7 @@ def test_sweep_runs_reports_logs_and_keeps_the_token_secret(mrunner, project, cl
     core, batch = cluster
     sweep_id, first = submit(mrunner, "-m", "lr=0.1,0.01", "code=0,3")
     assert "building image" in first.stderr
-    runs = wait_until(mrunner, sweep_id, ended)
+    runs = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=120, every=1)
     by_params = {(run["parameters"]["lr"], run["parameters"]["code"]): run for run in runs}
     assert {key: (run["state"], run["exit_code"]) for key, run in by_params.items()} == {
         (0.1, 0): ("completed", 0), (0.01, 0): ("completed", 0), (0.1, 3): ("failed", 3), (0.01, 3): ("failed", 3),
@@ -122,10 +112,10 @@ def test_sweep_runs_reports_logs_and_keeps_the_token_secret(mrunner, project, cl
     assert followed.returncode == 0 and "lr=0.5 storage=/storage" in followed.stdout, followed.stderr
     resumed = mrunner("resume", sweep_id)
     assert resumed.returncode == 0, resumed.stderr
-    runs = wait_until(mrunner, sweep_id, ended)
+    runs = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=120, every=1)
     assert sorted(run["attempt"] for run in runs) == [0, 0, 1, 1]
     assert len(batch.list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items) == 6
-    assert wait_until(mrunner, second_id, ended)[0]["state"] == "completed"
+    assert wait_for(lambda: experiments(mrunner, second_id), ended, timeout=120, every=1)[0]["state"] == "completed"
 
 
 def test_the_dry_run_shows_the_job_the_submission_creates(mrunner, project, cluster, namespace, k8s_service):
@@ -156,7 +146,10 @@ def test_the_dry_run_shows_the_job_the_submission_creates(mrunner, project, clus
     created = batch.read_namespaced_job(f"{sweep_id}-0-exp", namespace)
     expected = yaml.safe_load(text.replace("<sweep id>", sweep_id))
     _assert_within(expected, batch.api_client.sanitize_for_serialization(created), "job")
-    assert [run["state"] for run in wait_until(mrunner, sweep_id, ended)] == ["completed", "completed"]
+    assert [run["state"] for run in wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=120, every=1)] == [
+        "completed",
+        "completed",
+    ]
 
 
 def _assert_within(expected, actual, where: str) -> None:
@@ -192,7 +185,7 @@ def test_repeated_submission_creates_no_second_job(mrunner, project, cluster, na
     assert handled is True and [update.state for update in recorded] == ["submitted", "submitted"]
     jobs = cluster[1].list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items
     assert sorted(job.metadata.name for job in jobs) == sorted(run.backend_ref.split("/")[1] for run in runs)
-    assert wait_until(mrunner, sweep_id, ended)[0]["state"] == "completed"
+    assert wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=120, every=1)[0]["state"] == "completed"
 
 
 STOPPABLE = """\
@@ -223,22 +216,30 @@ def test_cancel_stops_a_running_sweep(mrunner, project, cluster, namespace):
     (project / "exp.py").write_text(STOPPABLE)
     sweep_id, _ = submit(mrunner, "-m", "lr=0.1,0.2")
     volume = _volume(core, namespace)
-    wait_for("both experiments to be ready for the signal", lambda: len(list(volume.rglob("started.txt"))) == 2)
+    wait_for(
+        lambda: len(list(volume.rglob("started.txt"))) == 2,
+        timeout=120,
+        every=0.2,
+        what="both experiments to be ready for the signal",
+    )
     cancelled = mrunner("cancel", sweep_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert [run["state"] for run in experiments(mrunner, sweep_id)] == ["cancelled", "cancelled"]
     selector = f"mrunner/sweep={sweep_id}"
     assert batch.list_namespaced_job(namespace, label_selector=selector).items == []
-    wait_for("both experiments to save on the signal", lambda: len(list(volume.rglob("stopped.txt"))) == 2)
+    wait_for(
+        lambda: len(list(volume.rglob("stopped.txt"))) == 2,
+        timeout=120,
+        every=0.2,
+        what="both experiments to save on the signal",
+    )
     assert [path.read_text() for path in volume.rglob("stopped.txt")] == ["SIGTERM", "SIGTERM"]
-    wait_for("the pods to be deleted", lambda: not core.list_namespaced_pod(namespace, label_selector=selector).items)
-
-
-def wait_for(what: str, done, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    wait_for(
+        lambda: not core.list_namespaced_pod(namespace, label_selector=selector).items,
+        timeout=120,
+        every=0.2,
+        what="the pods to be deleted",
+    )
 
 
 ISOLATED_EXPERIMENT = """\
@@ -261,8 +262,8 @@ print("REPORT " + json.dumps(report), flush=True)
 
 def _volume(core, namespace: str) -> Path:
     """The test cluster's claim is a hostPath volume: the test reads what the pods left on it."""
-    wait_for("the volume claim to be bound", lambda: core.read_namespaced_persistent_volume_claim(
-        "mrunner-storage", namespace).spec.volume_name)  # fmt: skip
+    wait_for(lambda: core.read_namespaced_persistent_volume_claim(
+        "mrunner-storage", namespace).spec.volume_name, timeout=120, every=0.2, what="the volume claim to be bound")  # fmt: skip
     claim = core.read_namespaced_persistent_volume_claim("mrunner-storage", namespace)
     return Path(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
 
@@ -285,9 +286,9 @@ def test_experiments_write_into_their_own_folders_and_read_the_project(mrunner, 
     (project / "outputs").mkdir()
     (project / "outputs" / ".gitkeep").write_text("")
     first_id, _ = submit(mrunner, "-m", "lr=0.1,0.2")
-    first = wait_until(mrunner, first_id, ended)
+    first = wait_for(lambda: experiments(mrunner, first_id), ended, timeout=120, every=1)
     second_id, _ = submit(mrunner, "lr=0.3")  # the same code: the same image, a new sweep
-    second = wait_until(mrunner, second_id, ended)
+    second = wait_for(lambda: experiments(mrunner, second_id), ended, timeout=120, every=1)
     assert [run["state"] for run in first + second] == ["completed"] * 3
 
     volume = _volume(cluster[0], namespace)
@@ -316,11 +317,15 @@ def test_experiments_write_into_their_own_folders_and_read_the_project(mrunner, 
 def test_cancel_after_the_pod_completed_keeps_completed(mrunner, project, cluster, namespace):
     core, batch = cluster
     sweep_id, _ = submit(mrunner, "lr=0.1")
-    deadline = time.monotonic() + 120
     # Waits on the API server alone: the records still say submitted when the cancel comes.
-    while [pod.status.phase for pod in core.list_namespaced_pod(namespace, label_selector=f"mrunner/sweep={sweep_id}").items] != ["Succeeded"]:  # fmt: skip
-        assert time.monotonic() < deadline, "the experiment's pod did not succeed within 120 s"
-        time.sleep(1)
+    selector = f"mrunner/sweep={sweep_id}"
+    wait_for(
+        lambda: [pod.status.phase for pod in core.list_namespaced_pod(namespace, label_selector=selector).items],
+        lambda phases: phases == ["Succeeded"],
+        timeout=120,
+        every=1,
+        what="the experiment's pod to succeed",
+    )
     cancelled = mrunner("cancel", sweep_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert [(run["state"], run["exit_code"]) for run in experiments(mrunner, sweep_id)] == [("completed", 0)]
@@ -343,9 +348,13 @@ def test_api_server_refusal_is_one_clear_line(mrunner, project):
     ]
 
 
-def test_push_to_the_auth_registry_needs_credentials(mrunner, project, namespace, k8s_service, own_images):
+def test_push_to_the_auth_registry_needs_credentials(
+    mrunner_home, mrunner, project, namespace, k8s_service, own_images
+):
     registry = own_images(namespace, k8s_service["auth_registry"])
-    write_context(k8s_service, namespace, registry_url=registry, secrets=["MY_FAKE_TOKEN"])
+    write_context(
+        mrunner_home, "test-k8s", k8s_context(k8s_service, namespace, registry_url=registry, secrets=["MY_FAKE_TOKEN"])
+    )
     refused = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
     assert refused.returncode == 3, refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
@@ -353,12 +362,20 @@ def test_push_to_the_auth_registry_needs_credentials(mrunner, project, namespace
 
     password = Path(k8s_service["registry_password_file"]).read_text().strip()
     write_context(
-        k8s_service, namespace, registry_url=registry, secrets=["MY_FAKE_TOKEN"],
-        registry_username=k8s_service["registry_username"], registry_password_env="MRT_REGISTRY_PASSWORD",
-    )  # fmt: skip
+        mrunner_home,
+        "test-k8s",
+        k8s_context(
+            k8s_service,
+            namespace,
+            registry_url=registry,
+            secrets=["MY_FAKE_TOKEN"],
+            registry_username=k8s_service["registry_username"],
+            registry_password_env="MRT_REGISTRY_PASSWORD",
+        ),
+    )
     sweep_id, result = submit(mrunner, "lr=0.2", env={"MRT_REGISTRY_PASSWORD": password})
     assert "pushed " in result.stderr
-    assert wait_until(mrunner, sweep_id, ended)[0]["state"] == "completed"
+    assert wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=120, every=1)[0]["state"] == "completed"
     records = Path(os.environ["XDG_DATA_HOME"]) / "mrunner"
     assert not any(password.encode() in p.read_bytes() for p in records.rglob("*") if p.is_file())
 
@@ -387,7 +404,7 @@ print("token_sha=" + hashlib.sha256(os.environ.get("NEPTUNE_API_TOKEN", "").enco
 
 
 def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(
-    mrunner, project, cluster, namespace, k8s_service, own_images
+    mrunner_home, mrunner, project, cluster, namespace, k8s_service, own_images
 ):
     """Neptune in offline mode, end to end on Kubernetes: the image installs neptune (from PyPI, through the
     host network), the pods' offline data on the volume claim names each experiment and holds its tags and
@@ -398,11 +415,21 @@ def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(
     (project / "exp.py").write_text(NEPTUNE_EXPERIMENT)
     (project / "requirements.txt").write_text("neptune==1.14.0.post2\n")
     write_context(
-        k8s_service, namespace, registry_url=own_images(namespace), build_network="host",
-        neptune=True, neptune_mode="offline", neptune_project="team/project", tags=["k8s-neptune"],
-    )  # fmt: skip
+        mrunner_home,
+        "test-k8s",
+        k8s_context(
+            k8s_service,
+            namespace,
+            registry_url=own_images(namespace),
+            build_network="host",
+            neptune=True,
+            neptune_mode="offline",
+            neptune_project="team/project",
+            tags=["k8s-neptune"],
+        ),
+    )
     sweep_id, first = submit(mrunner, "-m", "lr=0.5,2", "--name", "Tracked Run", env={"NEPTUNE_API_TOKEN": token})
-    runs = wait_until(mrunner, sweep_id, ended, timeout=300)
+    runs = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=300, every=1)
     assert [run["state"] for run in runs] == ["completed", "completed"], mrunner("logs", f"{sweep_id}/0").stdout[-2000:]
     assert "neptune: offline" in first.stderr
 
@@ -432,11 +459,16 @@ def test_neptune_offline_runs_in_the_pods_and_its_token_goes_nowhere(
 
 def test_fractional_cpus_run_and_a_request_no_node_holds_says_it_can_never_run(mrunner, project):
     sweep_id, _ = submit(mrunner, "lr=0.3", "context.cpu=0.5")
-    [run] = wait_until(mrunner, sweep_id, ended, timeout=300)
+    [run] = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=300, every=1)
     assert (run["state"], run["exit_code"]) == ("completed", 0)
 
     sweep_id, _ = submit(mrunner, "lr=0.4", "context.cpu=64")
-    [run] = wait_until(mrunner, sweep_id, lambda runs: "can never run" in (runs[0]["detail"] or ""))
+    [run] = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda runs: "can never run" in (runs[0]["detail"] or ""),
+        timeout=120,
+        every=1,
+    )
     assert run["state"] == "pending" and "Insufficient cpu" in run["detail"]
     assert "cpu 64 is more than any node offers" in run["detail"]
     table = mrunner("status", sweep_id).stdout
@@ -456,11 +488,16 @@ def _closed_port_kubeconfig(folder: Path) -> Path:
 
 
 def test_an_api_server_down_at_the_namespace_step_and_an_unreachable_registry_are_one_line(
-    mrunner, project, namespace, k8s_service, tmp_path_factory, own_images
+    mrunner_home, mrunner, project, namespace, k8s_service, tmp_path_factory, own_images
 ):
     kubeconfig = _closed_port_kubeconfig(tmp_path_factory.mktemp("kube"))
-    write_context(k8s_service, namespace, registry_url=own_images(namespace),
-                  kubeconfig=str(kubeconfig), kube_context="down")  # fmt: skip
+    write_context(
+        mrunner_home,
+        "test-k8s",
+        k8s_context(
+            k8s_service, namespace, registry_url=own_images(namespace), kubeconfig=str(kubeconfig), kube_context="down"
+        ),
+    )
     down = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
     assert down.returncode == 3 and "Traceback" not in down.stderr, down.stderr
     last = down.stderr.strip().splitlines()[-1]
@@ -471,7 +508,9 @@ def test_an_api_server_down_at_the_namespace_step_and_an_unreachable_registry_ar
     assert last.endswith("(nothing was submitted or recorded: fix it and submit again)"), last
     assert json.loads(mrunner("status", "--json").stdout) == []
 
-    write_context(k8s_service, namespace, registry_url=own_images(namespace, "127.0.0.1:1"))
+    write_context(
+        mrunner_home, "test-k8s", k8s_context(k8s_service, namespace, registry_url=own_images(namespace, "127.0.0.1:1"))
+    )
     unreachable = mrunner("+context=test-k8s", "exp.py", "lr=0.2")
     assert unreachable.returncode == 3 and "Traceback" not in unreachable.stderr, unreachable.stderr
     last = unreachable.stderr.strip().splitlines()[-1]
@@ -502,13 +541,19 @@ def registry_proxy(k8s_service):
 
 
 def test_a_dockerd_that_dies_during_the_push_is_one_line_and_the_next_submission_continues(
-    mrunner, project, namespace, k8s_service, own_images, own_dockerd, registry_proxy
+    mrunner_home, mrunner, project, namespace, k8s_service, own_images, own_dockerd, registry_proxy
 ):
     """The test's own dockerd builds the image and is killed (SIGKILL) when its push starts the first blob
     upload: one line, nothing recorded; with the engine back, the same submission goes on from the image
     that engine built (no second build) and runs."""
     registry = own_images(namespace, registry_proxy.address)
-    write_context(k8s_service, namespace, registry_url=registry, docker_host=own_dockerd.url, secrets=["MY_FAKE_TOKEN"])
+    write_context(
+        mrunner_home,
+        "test-k8s",
+        k8s_context(
+            k8s_service, namespace, registry_url=registry, docker_host=own_dockerd.url, secrets=["MY_FAKE_TOKEN"]
+        ),
+    )
     registry_proxy.on_upload = own_dockerd.kill
     died = mrunner("+context=test-k8s", "exp.py", "lr=0.1")
     assert registry_proxy.uploads_cut == 1, died.stderr  # killed in the middle of the push
@@ -521,5 +566,5 @@ def test_a_dockerd_that_dies_during_the_push_is_one_line_and_the_next_submission
     own_dockerd.start()
     sweep_id, again = submit(mrunner, "lr=0.1")
     assert "building image" not in again.stderr and "pushed " in again.stderr, again.stderr
-    [run] = wait_until(mrunner, sweep_id, ended, timeout=300)
+    [run] = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=300, every=1)
     assert (run["state"], run["exit_code"]) == ("completed", 0), mrunner("logs", f"{sweep_id}/0").stdout

@@ -145,7 +145,6 @@ def _wheel() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.k8s
 def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_sweep, project, tmp_path):
     """Built on the service's dockerd: pip runs once; a code change rebuilds only the code layer.
 

@@ -5,16 +5,15 @@ again only within retry_failed."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from mrunner.records import COMPLETED, FAILED, PREEMPTED
+from mrunner.testing import wait_for, write_context
 from plugins.mrunner_k8s.tests import test_k8s_cluster as base
-from plugins.mrunner_k8s.tests.test_k8s_cluster import _volume, experiments, submit, write_context
+from plugins.mrunner_k8s.tests.test_k8s_cluster import _volume, experiments, k8s_context, submit
 from plugins.mrunner_slurm.tests.test_slurm_requeue import CHECKPOINTING
 
-pytestmark = pytest.mark.k8s
 # The end-to-end tests' project folder (the clients and the namespace come from conftest.py).
 project = base.project
 
@@ -25,18 +24,14 @@ def checkpointing(project, k8s_service, namespace):
     return project
 
 
-def _context(k8s_service, namespace, **keys):
-    write_context(k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", grace_period=5, **keys)  # fmt: skip
-
-
-def wait_until(mrunner, sweep_id, predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = experiments(mrunner, sweep_id)
-        if predicate(runs):
-            return runs
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: {[(r['state'], r['attempt']) for r in runs]}"  # fmt: skip
-        time.sleep(1)
+def _context(mrunner_home, k8s_service, namespace, **keys):
+    write_context(
+        mrunner_home,
+        "test-k8s",
+        k8s_context(
+            k8s_service, namespace, registry_url=f"{k8s_service['registry']}/mrunner-tests", grace_period=5, **keys
+        ),
+    )
 
 
 def checkpoint(volume, sweep_id: str, run: dict) -> dict:
@@ -51,11 +46,19 @@ def ends(mrunner, sweep_id: str) -> list[list[tuple[int, str | None]]]:
 
 def _delete_running_pod(mrunner, cluster, namespace, sweep_id, volume) -> dict:
     """Wait until experiment 0 has saved 3 steps, then delete its pod as a node drain would."""
-    runs = wait_until(mrunner, sweep_id, lambda rs: all(r["state"] == "running" for r in rs), 120, "both running")
-    deadline = time.monotonic() + 60
-    while checkpoint(volume, sweep_id, runs[0])["step"] < 3:
-        assert time.monotonic() < deadline, "experiment 0 never reached step 3"
-        time.sleep(0.5)
+    runs = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda rs: all(r["state"] == "running" for r in rs),
+        timeout=120,
+        every=1,
+        what="both running",
+    )
+    wait_for(
+        lambda: checkpoint(volume, sweep_id, runs[0])["step"],
+        lambda step: step >= 3,
+        every=0.5,
+        what="experiment 0 to reach step 3",
+    )
     selector = f"mrunner/sweep={sweep_id},mrunner/index=0"
     (pod,) = cluster[0].list_namespaced_pod(namespace, label_selector=selector).items
     cluster[0].delete_namespaced_pod(pod.metadata.name, namespace)
@@ -63,17 +66,24 @@ def _delete_running_pod(mrunner, cluster, namespace, sweep_id, volume) -> dict:
 
 
 def test_a_deleted_pod_continues_from_its_checkpoint_as_attempt_1_and_its_neighbour_runs_once(
+    mrunner_home,
     mrunner,
     checkpointing,
     cluster,
     namespace,
     k8s_service,
 ):
-    _context(k8s_service, namespace)
+    _context(mrunner_home, k8s_service, namespace)
     sweep_id, _ = submit(mrunner, "-m", "i=0,1", "steps=40", "pause=0.5", "slow_until=9")
     volume = _volume(cluster[0], namespace)
     first = _delete_running_pod(mrunner, cluster, namespace, sweep_id, volume)
-    runs = wait_until(mrunner, sweep_id, lambda rs: all(r["state"] == COMPLETED for r in rs), 180, "the end")
+    runs = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda rs: all(r["state"] == COMPLETED for r in rs),
+        timeout=180,
+        every=1,
+        what="the end",
+    )
     assert [r["attempt"] for r in runs] == [1, 0]
     assert ends(mrunner, sweep_id) == [[(0, PREEMPTED), (1, COMPLETED)], [(0, COMPLETED)]]
     state = checkpoint(volume, sweep_id, first)
@@ -86,24 +96,39 @@ def test_a_deleted_pod_continues_from_its_checkpoint_as_attempt_1_and_its_neighb
 
 
 def test_max_requeue_0_ends_a_deleted_pods_experiment_preempted(
+    mrunner_home,
     mrunner,
     checkpointing,
     cluster,
     namespace,
     k8s_service,
 ):
-    _context(k8s_service, namespace, max_requeue=0)
+    _context(mrunner_home, k8s_service, namespace, max_requeue=0)
     sweep_id, _ = submit(mrunner, "-m", "i=0,1", "steps=20", "pause=0.5", "slow_until=9")
     volume = _volume(cluster[0], namespace)
     _delete_running_pod(mrunner, cluster, namespace, sweep_id, volume)
-    runs = wait_until(mrunner, sweep_id, lambda rs: all(r["state"] in (COMPLETED, PREEMPTED) for r in rs), 180, "the end")  # fmt: skip
+    runs = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda rs: all(r["state"] in (COMPLETED, PREEMPTED) for r in rs),
+        timeout=180,
+        every=1,
+        what="the end",
+    )
     assert [(r["state"], r["attempt"]) for r in runs] == [(PREEMPTED, 0), (COMPLETED, 0)]
     assert ends(mrunner, sweep_id) == [[(0, PREEMPTED)], [(0, COMPLETED)]]
 
 
-def test_a_failed_script_is_retried_only_within_retry_failed(mrunner, checkpointing, cluster, namespace, k8s_service):
-    _context(k8s_service, namespace, retry_failed=1)
+def test_a_failed_script_is_retried_only_within_retry_failed(
+    mrunner_home, mrunner, checkpointing, cluster, namespace, k8s_service
+):
+    _context(mrunner_home, k8s_service, namespace, retry_failed=1)
     sweep_id, _ = submit(mrunner, "-m", "code=0,3", "steps=2", "pause=0", "slow_until=0")
-    runs = wait_until(mrunner, sweep_id, lambda rs: all(r["state"] in (COMPLETED, FAILED) for r in rs), 180, "the end")  # fmt: skip
+    runs = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda rs: all(r["state"] in (COMPLETED, FAILED) for r in rs),
+        timeout=180,
+        every=1,
+        what="the end",
+    )
     assert [(r["state"], r["exit_code"], r["attempt"]) for r in runs] == [(COMPLETED, 0, 0), (FAILED, 3, 1)]
     assert ends(mrunner, sweep_id) == [[(0, COMPLETED)], [(0, FAILED), (1, FAILED)]]

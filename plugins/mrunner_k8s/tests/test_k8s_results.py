@@ -5,15 +5,13 @@ and gc removes exactly the ended sweeps' objects while a sweep runs (their logs 
 from __future__ import annotations
 
 import json
-import os
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.k8s
+from mrunner.testing import wait_for, write_context
 
 EXPERIMENT = """\
 import os, time
@@ -29,7 +27,7 @@ PULL_PODS = "app.kubernetes.io/managed-by=mrunner,mrunner/pull-of"
 
 
 @pytest.fixture
-def project(tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monkeypatch, mrunner):
+def project(tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monkeypatch, mrunner, mrunner_home):
     """exp.py in the test's folder and the context `results-k8s` (with a secret, so sweeps have a Secret)."""
     (tmp_path / "exp.py").write_text(EXPERIMENT)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path_factory.mktemp("docker-config")))  # no stored credentials
@@ -41,9 +39,7 @@ def project(tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monk
         "storage_class": k8s_service["storage_class"], "default_pvc_size": "100Mi", "namespace": namespace,
         "secrets": ["MRT_RESULTS_TOKEN"], "grace_period": 5,
     }  # fmt: skip
-    folder = Path(os.environ["XDG_CONFIG_HOME"]) / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results-k8s.yaml").write_text(json.dumps(context))
+    write_context(mrunner_home, "results-k8s", context)
     mrunner.cwd = tmp_path
     return tmp_path
 
@@ -60,13 +56,6 @@ def states(mrunner, sweep: str) -> list[str]:
     return [run["state"] for run in json.loads(result.stdout)["experiments"]]
 
 
-def wait_for(mrunner, sweep: str, wanted: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while (now := states(mrunner, sweep)) != [wanted] * len(now):
-        assert time.monotonic() < deadline, f"sweep {sweep} never became {wanted}: {now}"
-        time.sleep(0.5)
-
-
 def objects(cluster, namespace: str, sweep: str) -> dict[str, list[str]]:
     """The sweep's Jobs, Secrets and ConfigMaps in the namespace, by kind."""
     core, batch = cluster
@@ -81,7 +70,7 @@ def objects(cluster, namespace: str, sweep: str) -> dict[str, list[str]]:
 
 def test_a_pull_leaves_no_pod_and_status_says_where_the_folder_is(mrunner, project, cluster, namespace):
     sweep = submit(mrunner, "i=7", "--wait")
-    wait_for(mrunner, sweep, "completed")
+    wait_for(lambda: states(mrunner, sweep), lambda now: set(now) == {"completed"}, timeout=180, every=0.5)
     shown = mrunner("status", f"{sweep}/0")
     assert f"output folder: pvc/mrunner-storage:/storage/mrt-results/{sweep}/0-exp" in shown.stdout, shown.stdout
     pulled = mrunner("pull", sweep, "--to", str(project / "results"))
@@ -145,10 +134,12 @@ def ended_pull_pod(core, namespace: str, sweep: str, image: str) -> str:
     core.create_namespaced_pod(
         namespace, client.V1Pod(metadata=client.V1ObjectMeta(name=name, labels=labels), spec=spec)
     )
-    deadline = time.monotonic() + 120
-    while core.read_namespaced_pod(name, namespace).status.phase != "Succeeded":
-        assert time.monotonic() < deadline, "the pull pod never ended"
-        time.sleep(0.5)
+    wait_for(
+        lambda: core.read_namespaced_pod(name, namespace).status.phase == "Succeeded",
+        timeout=120,
+        every=0.5,
+        what="the pull pod's end",
+    )
     return name
 
 
@@ -164,9 +155,9 @@ def test_gc_removes_the_ended_sweeps_objects_and_keeps_the_running_ones(
 
     core = cluster[0]
     ended = submit(mrunner, "-m", "i=1,2", "--wait")
-    wait_for(mrunner, ended, "completed")
+    wait_for(lambda: states(mrunner, ended), lambda now: set(now) == {"completed"}, timeout=180, every=0.5)
     running = submit(mrunner, "i=3", "sleep=300")
-    wait_for(mrunner, running, "running")
+    wait_for(lambda: states(mrunner, running), lambda now: set(now) == {"running"}, timeout=180, every=0.5)
     before = {sweep: objects(cluster, namespace, sweep) for sweep in (ended, running)}
     assert all(len(names) == (2 if sweep == ended and kind == "Job" else 1) for sweep in before
                for kind, names in before[sweep].items()), before  # fmt: skip

@@ -9,8 +9,6 @@ import pytest
 
 from mrunner.testing import BackendTestSuite, write_context
 
-pytestmark = pytest.mark.k8s
-
 
 class TestKubernetesBackend(BackendTestSuite):
     timeout = 300.0

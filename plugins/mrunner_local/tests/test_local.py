@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from mrunner.testing import start_mrunner
+from mrunner.testing import start_mrunner, wait_for
 
 COUNTING_SCRIPT = """
 import glob, json, os, sys, time
@@ -147,13 +146,6 @@ def test_a_repeated_submission_runs_nothing_twice(mrunner, project):
     assert ledger(project) == {0: 1, 1: 1, 2: 1}
     mrunner(*args, "--force")
     assert ledger(project) == {0: 2, 1: 2, 2: 1}
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def pids_of(mrunner, sweep: str) -> list[int]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 from mrunner.records import CANCELLED, COMPLETED, FAILED
-from mrunner.testing import start_mrunner
+from mrunner.testing import start_mrunner, wait_for
 
 # Saves its step in the checkpoint folder after every step (atomically); SIGTERM saves and stops.
 CHECKPOINTING = """
@@ -37,13 +36,6 @@ while state["step"] < config.steps:
     time.sleep(config.pause)
 print("done at step", state["step"], flush=True)
 """
-
-
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def status(mrunner, ref: str) -> dict:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from mrunner.records import COMPLETED
+from mrunner.testing import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
 
@@ -57,13 +57,6 @@ def states(mrunner, sweep: str) -> dict[int, str]:
     return {e["index"]: e["state"] for e in json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]}
 
 
-def wait_for(condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("detach", [False, True])
 def test_a_storage_disk_that_fills_stops_the_sweep_and_resume_runs_the_rest_once(mrunner, project, disk, detach):
     ledger = project.parent / "ledger"
@@ -74,7 +67,7 @@ def test_a_storage_disk_that_fills_stops_the_sweep_and_resume_runs_the_rest_once
     if detach:
         assert result.returncode == 0, result.stderr
         sweep = result.stdout.strip().splitlines()[-1]
-        wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep).values()))
+        wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep).values()), timeout=120, every=0.1)
         shown = mrunner("status", sweep).stdout
         assert f"the disk of {disk}" in shown and "free at least" in shown, shown
     else:

@@ -12,7 +12,7 @@ import pytest
 
 from mrunner.records import CANCELLED, COMPLETED, PLANNED, RUNNING, Run, RunUpdate, Sweep
 from mrunner.store import Store
-from mrunner.testing import as_from_a_terminal, start_mrunner
+from mrunner.testing import as_from_a_terminal, start_mrunner, wait_for
 
 # Ignores SIGTERM, as does a child it starts in its group; holds on attempt 0 until killed, exits 0 on later ones.
 STUBBORN = """
@@ -48,13 +48,6 @@ def alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def states(mrunner, sweep: str) -> dict[int, str]:

@@ -15,7 +15,7 @@ import pytest
 
 from mrunner.records import COMPLETED
 from mrunner.store import Store, default_path
-from mrunner.testing import start_mrunner
+from mrunner.testing import start_mrunner, wait_for
 
 # Completing is one step: once the mark is written no stopping signal is taken any more, and the process ends
 # with exit 0 at once (no interpreter teardown for a signal to land in). Before it, SIGTERM stops it with 143.
@@ -45,13 +45,6 @@ def project(tmp_path: Path, mrunner) -> Path:
     return tmp_path / "project"
 
 
-def wait_for(condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def done(ledger: Path) -> dict[int, int]:
     return {int(p.name.split("-")[1]): len(p.read_text()) for p in ledger.glob("done-*")}
 
@@ -68,7 +61,7 @@ def stop_moment(rng: random.Random, ledger: Path) -> None:
     """Wait for a random number of completions (0: for the first start), then a few random milliseconds: a
     stop that often meets an experiment in the middle of completing."""
     completions = rng.randrange(POINTS)
-    wait_for(lambda: len(done(ledger)) >= completions and any(ledger.glob("started-*")))
+    wait_for(lambda: len(done(ledger)) >= completions and any(ledger.glob("started-*")), timeout=120, every=0.01)
     time.sleep(rng.uniform(0, 0.05))
 
 
@@ -137,9 +130,9 @@ def kill_the_supervisor(mrunner, project: Path, rng: random.Random, trial: int) 
     stop_moment(rng, ledger)
     supervisor = int(Store(default_path()).sweep(sweep).detail["supervisor"].split("@")[0])
     os.kill(supervisor, signal.SIGKILL)
-    wait_for(lambda: not alive(supervisor))
+    wait_for(lambda: not alive(supervisor), timeout=120, every=0.01)
     running = [index for index, state in states(mrunner, sweep).items() if state == "running"]
-    wait_for(lambda: "running" not in states(mrunner, sweep).values())
+    wait_for(lambda: "running" not in states(mrunner, sweep).values(), timeout=120, every=0.01)
     ended = states(mrunner, sweep)
     # completed, or (killed between recording it running and telling its wrapper to start) never started
     assert all(ended[i] == COMPLETED or (ended[i] == "lost" and i not in done(ledger)) for i in running)

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from mrunner.testing import wait_for, write_context
 from tests.leaks import CmdlineWatch
 from tests.renderings import one, renderings
-
-pytestmark = pytest.mark.slurm
 
 WRITER = """
 import json, os, sys
@@ -61,41 +60,30 @@ class Cluster:
 def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path) -> Cluster:
     """A context `test-slurm` whose storage_dir is this test's own folder on the cluster."""
     storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
-    write_context(mrunner_home, slurm_service, storage)
+    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, storage))
     (tmp_path / "train.py").write_text(WRITER)
     yield Cluster(slurm_service, storage)
 
 
 def transport_key() -> dict[str, str]:
     """``MRUNNER_TEST_SSH=paramiko`` runs these tests with the paramiko transport (default: the context's
-    default, OpenSSH here): tests/run runs them with both."""
+    default, OpenSSH here); the shared suite runs over both by itself."""
     chosen = os.environ.get("MRUNNER_TEST_SSH")
     return {"ssh": chosen} if chosen else {}
 
 
-def write_context(home: Path, service: dict, storage: str, name: str = "test-slurm", **extra) -> None:
-    folder = home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    context = {
+def slurm_context(service: dict, storage: str, **extra) -> dict:
+    """The keys of a Slurm context on the loopback cluster whose storage_dir is ``storage``."""
+    return {
         "backend": "slurm", "slurm_url": service["alias"], "ssh_config": service["ssh_config"],
         "storage_dir": storage, "partition": service["partition"], **transport_key(), **extra,
     }  # fmt: skip
-    (folder / f"{name}.yaml").write_text(json.dumps(context))
 
 
 def status(mrunner, sweep: str) -> dict:
     result = mrunner("status", sweep, "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def wait_for(mrunner, sweep: str, predicate, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = status(mrunner, sweep)["experiments"]
-        if predicate(runs) or time.monotonic() > deadline:
-            return runs
-        time.sleep(0.5)
 
 
 def result_of(cluster: Cluster, run: dict, project: str) -> dict:
@@ -218,7 +206,12 @@ def test_cancel_stops_exactly_the_named_experiment_then_the_sweep(cluster, mrunn
     result = mrunner("+context=test-slurm", "sleepy.py", "-m", "seed=range(3)")
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip().splitlines()[-1]
-    runs = wait_for(mrunner, sweep, lambda runs: all(r["state"] == "running" for r in runs))
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda runs: all(r["state"] == "running" for r in runs),
+        timeout=60,
+        every=0.5,
+    )
     assert [r["state"] for r in runs] == ["running"] * 3
     assert mrunner("cancel", f"{sweep}/1").returncode == 0
     job = runs[0]["backend_ref"].split("_")[0]
@@ -229,7 +222,12 @@ def test_cancel_stops_exactly_the_named_experiment_then_the_sweep(cluster, mrunn
     assert mrunner("cancel", sweep).returncode == 0
     time.sleep(1)
     assert cluster.ssh(f"squeue -h -r -j {job} -t PENDING,RUNNING -o '%i'", check=False).strip() == ""
-    runs = wait_for(mrunner, sweep, lambda runs: all(r["state"] == "cancelled" for r in runs), 10)
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda runs: all(r["state"] == "cancelled" for r in runs),
+        timeout=10,
+        every=0.5,
+    )
     assert [r["state"] for r in runs] == ["cancelled"] * 3
 
 
@@ -265,7 +263,7 @@ def test_logs_follow_streams_until_the_experiment_ends(cluster, mrunner, tmp_pat
 
 @pytest.mark.parametrize("gpu,expected", [(1, {"0", "1"}), (2, {"0,1"})])
 def test_a_gpu_request_becomes_gres_and_sets_cuda_visible_devices(cluster, mrunner, mrunner_home, gpu, expected):
-    write_context(mrunner_home, cluster.service, cluster.storage, gpu=gpu)
+    write_context(mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, gpu=gpu))
     result = mrunner("+context=test-slurm", "train.py", "--wait")
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip().splitlines()[-1]
@@ -275,7 +273,7 @@ def test_a_gpu_request_becomes_gres_and_sets_cuda_visible_devices(cluster, mrunn
 
 
 def test_a_refused_gpu_request_shows_slurms_message_and_leaves_resumable_records(cluster, mrunner, mrunner_home):
-    write_context(mrunner_home, cluster.service, cluster.storage, gpu=3)
+    write_context(mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, gpu=3))
     result = mrunner("+context=test-slurm", "train.py", "-m", "seed=1,2")
     assert result.returncode == 3
     assert "sbatch refused" in result.stderr and "Requested node configuration is not available" in result.stderr
@@ -336,7 +334,11 @@ def small_max_array_size(slurm_service):
 
 def test_requirements_file_builds_a_virtualenv_once_and_reuses_it(cluster, mrunner, mrunner_home, tmp_path):
     (tmp_path / "requirements.txt").write_text("# nothing needed\n")
-    write_context(mrunner_home, cluster.service, cluster.storage, requirements_file="requirements.txt")
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(cluster.service, cluster.storage, requirements_file="requirements.txt"),
+    )
     first = mrunner("+context=test-slurm", "train.py", "--wait")
     assert first.returncode == 0, first.stderr
     assert "virtualenv built" in first.stderr
@@ -353,7 +355,11 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint(cluster, mrunner, m
     config = Path(cluster.service["ssh_config"]).read_text()
     config = re.sub(r"UserKnownHostsFile .*", f"UserKnownHostsFile {tmp_path / 'empty_known_hosts'}", config)
     (tmp_path / "ssh_config").write_text(config)
-    write_context(mrunner_home, {**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}, cluster.storage)
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context({**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}, cluster.storage),
+    )
     result = mrunner("+context=test-slurm", "train.py")
     assert result.returncode == 3
     assert cluster.service["host_key_fingerprint"] in result.stderr
@@ -362,7 +368,9 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint(cluster, mrunner, m
 
 
 def test_an_unreachable_host_is_a_clear_error(cluster, mrunner, mrunner_home):
-    write_context(mrunner_home, {**cluster.service, "alias": "mrtest@127.0.0.1:1"}, cluster.storage)
+    write_context(
+        mrunner_home, "test-slurm", slurm_context({**cluster.service, "alias": "mrtest@127.0.0.1:1"}, cluster.storage)
+    )
     started = time.monotonic()
     result = mrunner("+context=test-slurm", "train.py")
     assert result.returncode == 3
@@ -424,17 +432,29 @@ def test_a_secret_reaches_the_experiment_and_nothing_else(cluster, mrunner, mrun
         "open(os.path.join(os.environ['MRUNNER_EXPERIMENT_DIR'], 'seen'), 'w').write(seen)\n"
         "time.sleep(3)\n"
     )
-    write_context(mrunner_home, cluster.service, cluster.storage, secrets=["MY_FAKE_TOKEN"])
+    write_context(
+        mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, secrets=["MY_FAKE_TOKEN"])
+    )
     # The cluster is this machine: every process of the submission and of the job is in /proc.
     with CmdlineWatch(token, witness="secret.py") as arguments:
         result = mrunner("+context=test-slurm", "secret.py", env={"MY_FAKE_TOKEN": token})
         assert result.returncode == 0, result.stderr
         sweep = result.stdout.strip().splitlines()[-1]
-        runs = wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "running")
+        runs = wait_for(
+            lambda: status(mrunner, sweep)["experiments"],
+            lambda runs: runs[0]["state"] == "running",
+            timeout=60,
+            every=0.5,
+        )
         job = runs[0]["backend_ref"].split("_")[0]
         while_running = cluster.ssh(f"scontrol show job {job}; scontrol show job -d {job}; squeue -a -o '%all'; "
                                     f"scontrol write batch_script {job} -")  # fmt: skip
-        runs = wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "completed")
+        runs = wait_for(
+            lambda: status(mrunner, sweep)["experiments"],
+            lambda runs: runs[0]["state"] == "completed",
+            timeout=60,
+            every=0.5,
+        )
     assert runs[0]["state"] == "completed"
     assert arguments.witnessed, "the process scan never saw the experiment running"
     assert arguments.hits == [], f"the secret was in process arguments: {arguments.hits}"
@@ -463,9 +483,17 @@ def test_the_dry_run_shows_the_batch_script_the_submission_writes(cluster, mrunn
     records and stores nothing."""
     token = f"FAKE-{uuid.uuid4().hex}-TOKEN"
     write_context(
-        mrunner_home, cluster.service, cluster.storage, secrets=["MY_FAKE_TOKEN"], time=5,
-        prolog_cmd=["export STAGE='set up'", "test -n \"$STAGE\""], array_parallelism=2,
-    )  # fmt: skip
+        mrunner_home,
+        "test-slurm",
+        slurm_context(
+            cluster.service,
+            cluster.storage,
+            secrets=["MY_FAKE_TOKEN"],
+            time=5,
+            prolog_cmd=["export STAGE='set up'", 'test -n "$STAGE"'],
+            array_parallelism=2,
+        ),
+    )
     args = ("+context=test-slurm", "train.py", "-m", f"lr={uuid.uuid4().int % 1000},0.01", "seed=1,2")
     dry = mrunner(*args, "--dry-run", env={"MY_FAKE_TOKEN": token})
     assert dry.returncode == 0, dry.stderr
@@ -537,8 +565,19 @@ def test_neptune_offline_runs_on_the_cluster(slurm_service, mrunner, mrunner_hom
     holds neptune (kept in a storage_dir of its own, so later runs reuse it), mrunner's shipped experiment side
     starts the run, and each experiment's offline data names it and holds its tags, parameters and job id."""
     storage = f"{slurm_service['storage_dir']}/neptune-tests"  # the virtualenv stays for the next run
-    write_context(mrunner_home, slurm_service, storage, requirements_file="requirements.txt", neptune=True,
-                  neptune_mode="offline", tags=["slurm-neptune"], time=10)  # fmt: skip
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(
+            slurm_service,
+            storage,
+            requirements_file="requirements.txt",
+            neptune=True,
+            neptune_mode="offline",
+            tags=["slurm-neptune"],
+            time=10,
+        ),
+    )
     (tmp_path / "requirements.txt").write_text("neptune==1.14.0.post2\n")
     (tmp_path / "tracked.py").write_text(NEPTUNE_EXPERIMENT)
     result = mrunner("+context=test-slurm", "tracked.py", "-m", "lr=0.5,2", "--name", "Tracked Run", "--wait",
@@ -685,7 +724,9 @@ def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
         """))  # fmt: skip
     config = None if transport == "paramiko" else str(home / ".ssh" / "config")
     write_context(
-        mrunner_home, {**service, "alias": "included-cluster", "ssh_config": config}, cluster.storage, ssh=transport
+        mrunner_home,
+        "test-slurm",
+        slurm_context({**service, "alias": "included-cluster", "ssh_config": config}, cluster.storage, ssh=transport),
     )
     result = mrunner("+context=test-slurm", "train.py", "--wait", env={"HOME": str(home)})
     assert result.returncode == 0, result.stderr
@@ -705,7 +746,7 @@ def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
 def test_a_failing_environment_set_up_fails_the_experiment_and_says_why_in_its_log(
     cluster, mrunner, mrunner_home, keys, command
 ):
-    write_context(mrunner_home, cluster.service, cluster.storage, **keys)
+    write_context(mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, **keys))
     result = mrunner("+context=test-slurm", "train.py", "--wait")
     assert result.returncode == 1, result.stderr
     sweep = result.stdout.strip().splitlines()[0]
@@ -722,30 +763,34 @@ def test_logs_show_what_slurm_wrote_about_the_task(cluster, mrunner, tmp_path):
     result = mrunner("+context=test-slurm", "slow.py")
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip().splitlines()[0]
-    wait_for(mrunner, sweep, lambda runs: runs[0]["state"] == "running", timeout=60)
-    deadline = time.monotonic() + 30
-    while "started" not in mrunner("logs", f"{sweep}/0").stdout:
-        assert time.monotonic() < deadline, "the experiment never printed"
-        time.sleep(0.5)
+    wait_for(
+        lambda: status(mrunner, sweep)["experiments"], lambda runs: runs[0]["state"] == "running", timeout=60, every=0.5
+    )
+    wait_for(lambda: mrunner("logs", f"{sweep}/0").stdout, lambda shown: "started" in shown, timeout=30, every=0.5)
     assert mrunner("cancel", sweep).returncode == 0
     job = status(mrunner, sweep)["experiments"][0]["backend_ref"]
-    deadline = time.monotonic() + 30
-    while True:  # slurmstepd writes its notice as the step ends
-        shown = mrunner("logs", f"{sweep}/0").stdout
-        if "CANCELLED" in shown or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    # slurmstepd writes its notice as the step ends
+    shown = wait_for(
+        lambda: mrunner("logs", f"{sweep}/0").stdout, lambda shown: "CANCELLED" in shown, timeout=30, every=0.5
+    )
     before, _, after = shown.partition(f"mrunner: what Slurm wrote about task {job} (")
     assert "started" in before
     assert f"/slurm/{job}.out):\n" in after and "CANCELLED" in after, shown
 
 
 def test_a_request_that_can_never_run_says_so_in_the_table_and_the_wait_line(cluster, mrunner, mrunner_home):
-    write_context(mrunner_home, cluster.service, cluster.storage, nodes=2)  # the partition has one node
+    write_context(
+        mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, nodes=2)
+    )  # the partition has one node
     result = mrunner("+context=test-slurm", "train.py")
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip().splitlines()[0]
-    runs = wait_for(mrunner, sweep, lambda runs: (runs[0]["detail"] or "").startswith("PartitionNodeLimit"))
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda runs: (runs[0]["detail"] or "").startswith("PartitionNodeLimit"),
+        timeout=60,
+        every=0.5,
+    )
     assert runs[0]["state"] == "pending", runs
     assert "can never run as asked (more nodes than the partition has or allows)" in runs[0]["detail"]
     table = mrunner("status", sweep)

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from mrunner.testing import wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import transport_key
-
-pytestmark = pytest.mark.slurm
 
 # Writes results in every folder of the layout's, then waits (while HOLD is set) for the test's go-ahead.
 SCRIPT = """
@@ -51,13 +49,11 @@ class Cluster:
 @pytest.fixture
 def cluster(slurm_service: dict, mrunner_home: Path, tmp_path: Path, mrunner) -> Cluster:
     storage = f"{slurm_service['storage_dir']}/gc-{uuid.uuid4().hex[:10]}"
-    folder = mrunner_home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "gc-slurm.yaml").write_text(json.dumps({
+    write_context(mrunner_home, "gc-slurm", {
         "backend": "slurm", "slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"],
         "storage_dir": storage, "partition": slurm_service["partition"], "secrets": ["MY_FAKE_TOKEN"],
         "grace_period": 5, **transport_key(),
-    }))  # fmt: skip
+    })  # fmt: skip
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "train.py").write_text(SCRIPT)
     mrunner.cwd = tmp_path / "project"
@@ -76,14 +72,9 @@ def status(mrunner, sweep: str) -> dict:
     return json.loads(result.stdout)
 
 
-def wait_for(mrunner, sweep: str, state: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        document = status(mrunner, sweep)
-        if all(run["state"] == state for run in document["experiments"]):
-            return document
-        assert time.monotonic() < deadline, f"sweep {sweep} never became {state}: {document['experiments']}"
-        time.sleep(0.5)
+def all_in(state: str):
+    """A ``wait_for`` condition on a sweep's status: every experiment is in ``state``."""
+    return lambda document: all(run["state"] == state for run in document["experiments"])
 
 
 def run_files(sweep_dir: str) -> set[str]:
@@ -100,10 +91,10 @@ def test_gc_removes_what_ended_sweeps_left_to_run_and_keeps_results_and_what_a_r
 ):
     token = f"FAKE-{uuid.uuid4().hex}-TOKEN"
     ended = submit(mrunner, token, "-m", "seed=1,2", "--wait")
-    first = wait_for(mrunner, ended, "completed")
+    first = wait_for(lambda: status(mrunner, ended), all_in("completed"), timeout=120, every=0.5)
     (tmp_path / "project" / "train.py").write_text(SCRIPT + "# changed: another code snapshot\n")
     running = submit(mrunner, token, "seed=3", "hold=1", "--detach")
-    second = wait_for(mrunner, running, "running")
+    second = wait_for(lambda: status(mrunner, running), all_in("running"), timeout=120, every=0.5)
     project = first["sweep"]["project"]
     ended_dir, running_dir = f"{project}/{ended}", f"{project}/{running}"
     ended_code = f".mrunner/code/{first['sweep']['snapshot_digest']}"
@@ -139,7 +130,8 @@ def test_gc_removes_what_ended_sweeps_left_to_run_and_keeps_results_and_what_a_r
     assert any(p.startswith(f"{ended_dir}/slurm/") and p.endswith(".out") for p in after)
 
     cluster.ssh(f"touch {cluster.storage}/release")
-    assert wait_for(mrunner, running, "completed")["experiments"][0]["exit_code"] == 0
+    done = wait_for(lambda: status(mrunner, running), all_in("completed"), timeout=120, every=0.5)
+    assert done["experiments"][0]["exit_code"] == 0
     pulled = mrunner("pull", ended, "--to", str(tmp_path / "results"))
     assert pulled.returncode == 0, pulled.stderr
     assert sorted(p.read_text() for p in (tmp_path / "results").glob("*/outputs/result.txt")) == ["1", "2"]

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins.mrunner_slurm.tests.test_slurm_cluster import write_context
+from mrunner.testing import write_context
+from plugins.mrunner_slurm.tests.test_slurm_cluster import slurm_context
 
 pytestmark = pytest.mark.slurm
 
@@ -119,7 +120,9 @@ def environment(tmp_path: Path) -> Environment:
 
 def mfa_context(mrunner_home: Path, slurm: dict, mfa: dict, name: str = "mfa", **extra) -> None:
     service = {**slurm, "alias": mfa["mfa_alias"], "ssh_config": mfa["ssh_config"]}
-    write_context(mrunner_home, service, f"{slurm['storage_dir']}/login-{uuid.uuid4().hex[:10]}", name, **extra)
+    write_context(
+        mrunner_home, name, slurm_context(service, f"{slurm['storage_dir']}/login-{uuid.uuid4().hex[:10]}", **extra)
+    )
 
 
 def one_line(stderr: str) -> str:
@@ -234,7 +237,11 @@ def test_a_cluster_behind_a_bastion_with_the_key_in_an_agent(
 ):
     service = {**slurm_service, "alias": sshd_mfa_service["behind_bastion_alias"],
                "ssh_config": sshd_mfa_service["ssh_config"]}  # fmt: skip
-    write_context(mrunner_home, service, f"{slurm_service['storage_dir']}/jump-{uuid.uuid4().hex[:10]}", ssh=transport)
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(service, f"{slurm_service['storage_dir']}/jump-{uuid.uuid4().hex[:10]}", ssh=transport),
+    )
     bastion_before = Path(sshd_mfa_service["bastion_log"]).read_text(errors="replace").count("Accepted publickey")
     done = environment.run("+context=test-slurm", "train.py", "-m", "i=0,1", "--wait", env={"SSH_AUTH_SOCK": agent})
     assert done.returncode == 0, done.stderr
@@ -257,7 +264,11 @@ def test_a_changed_host_key_is_refused_in_one_line(slurm_service, mrunner_home, 
     config = Path(slurm_service["ssh_config"]).read_text()
     (tmp_path / "ssh_config").write_text(config.replace(slurm_service["known_hosts"], str(known)))
     service = {**slurm_service, "ssh_config": str(tmp_path / "ssh_config")}
-    write_context(mrunner_home, service, f"{slurm_service['storage_dir']}/key-{uuid.uuid4().hex[:10]}", ssh=transport)
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(service, f"{slurm_service['storage_dir']}/key-{uuid.uuid4().hex[:10]}", ssh=transport),
+    )
     refused = environment.run("+context=test-slurm", "train.py")
     assert refused.returncode == 3
     line = one_line(refused.stderr)
@@ -272,7 +283,11 @@ def test_the_users_own_master_connection_is_used(slurm_service, mrunner_home, en
     config = Path(slurm_service["ssh_config"]).read_text() + f"    ControlMaster auto\n    ControlPath {path}\n"
     (tmp_path / "ssh_config").write_text(config)
     service = {**slurm_service, "ssh_config": str(tmp_path / "ssh_config")}
-    write_context(mrunner_home, service, f"{slurm_service['storage_dir']}/own-{uuid.uuid4().hex[:10]}", ssh="openssh")
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(service, f"{slurm_service['storage_dir']}/own-{uuid.uuid4().hex[:10]}", ssh="openssh"),
+    )
     ssh = ["ssh", "-F", str(tmp_path / "ssh_config"), slurm_service["alias"]]
     subprocess.run([*ssh[:-1], "-f", "-N", "-o", "ControlPersist=60", ssh[-1]], check=True, timeout=30,
                    stdin=subprocess.DEVNULL)  # fmt: skip

@@ -7,15 +7,13 @@ start two seconds after the requeue (`scontrol update StartTime=now`), as an imp
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from mrunner.records import COMPLETED, PENDING, PREEMPTED, TIMEOUT
-from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, status, write_context
-
-pytestmark = pytest.mark.slurm
+from mrunner.testing import wait_for, write_context
+from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
 
 # Saves its step in the checkpoint folder after every step; SIGUSR1 (the time limit near) saves and notes it;
 # SIGTERM (requeue, cancel) saves and stops. `slow_until` attempts take `pause` seconds per step, later ones none.
@@ -57,18 +55,6 @@ def project(slurm_service: dict, tmp_path: Path, mrunner_home: Path, mrunner):
     return Cluster(slurm_service, storage)
 
 
-def wait_until(mrunner, sweep: str, predicate, timeout: float, what: str) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = status(mrunner, sweep)["experiments"]
-        if predicate(runs):
-            return runs
-        assert time.monotonic() < deadline, (
-            f"timed out waiting for {what}: {[(r['state'], r['attempt']) for r in runs]}"
-        )
-        time.sleep(1)
-
-
 def checkpoint(cluster: Cluster, document: dict, run: dict) -> dict:
     folder = (
         f"{cluster.storage}/{document['sweep']['project']}/{run['sweep_id']}/checkpoints/{run['index']}-{run['name']}"
@@ -95,10 +81,13 @@ def release_command(ref: str) -> str:
 def release(cluster: Cluster, ref: str) -> None:
     """Let a requeued task start now instead of after Slurm's two-minute hold, as soon as that is safe (see
     ``release_command``)."""
-    deadline = time.monotonic() + 30
-    while "early" in cluster.ssh(release_command(ref)):
-        assert time.monotonic() < deadline, f"the requeue of {ref} never got two seconds old"
-        time.sleep(0.2)
+    wait_for(
+        lambda: cluster.ssh(release_command(ref)),
+        lambda said: "early" not in said,
+        timeout=30,
+        every=0.2,
+        what=f"the requeue of {ref} to get two seconds old",
+    )
 
 
 def ends(run: dict) -> list[tuple[int, str | None]]:
@@ -109,23 +98,38 @@ def test_a_requeued_task_continues_from_its_checkpoint_as_attempt_1_and_its_neig
     project, mrunner, mrunner_home, slurm_service
 ):
     cluster = project
-    write_context(mrunner_home, slurm_service, cluster.storage, grace_period=5)
+    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, cluster.storage, grace_period=5))
     submitted = mrunner("+context=test-slurm", "train.py", "-m", "i=0,1", "steps=30", "pause=0.5", "slow_until=9")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
     document = status(mrunner, sweep)
     first = document["experiments"][0]
-    deadline = time.monotonic() + 60
-    while checkpoint(cluster, document, first)["step"] < 3:
-        assert time.monotonic() < deadline, "experiment 0 never reached step 3"
-        time.sleep(0.5)
+    wait_for(
+        lambda: checkpoint(cluster, document, first)["step"],
+        lambda step: step >= 3,
+        timeout=60,
+        every=0.5,
+        what="experiment 0 to reach step 3",
+    )
     cluster.ssh(f"scontrol requeue {first['backend_ref']}")
-    runs = wait_until(mrunner, sweep, lambda rs: rs[0]["attempt"] == 1, 60, "the requeue")
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: rs[0]["attempt"] == 1,
+        timeout=60,
+        every=1,
+        what="the requeue",
+    )
     assert runs[0]["state"] == PENDING and runs[0]["backend_ref"] == first["backend_ref"]
     squeue = cluster.ssh(f"squeue -h -r -j {first['backend_ref'].split('_')[0]} -O 'JobArrayID:|,State:|,RestartCnt:|'")
     assert f"{first['backend_ref']}|PENDING|1|" in squeue.replace(" ", "")  # squeue tells the same story
     release(cluster, first["backend_ref"])
-    runs = wait_until(mrunner, sweep, lambda rs: all(r["state"] == COMPLETED for r in rs), 120, "the end")
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: all(r["state"] == COMPLETED for r in rs),
+        timeout=120,
+        every=1,
+        what="the end",
+    )
     document = status(mrunner, sweep)
     again, neighbour = document["experiments"]
     assert ends(again) == [(0, PREEMPTED), (1, COMPLETED)] and again["attempt"] == 1
@@ -144,7 +148,11 @@ def test_the_time_limit_saves_on_the_signal_requeues_up_to_max_requeue_then_ends
     project, mrunner, mrunner_home, slurm_service
 ):
     cluster = project
-    write_context(mrunner_home, slurm_service, cluster.storage, grace_period=20, time=1, max_requeue=1)
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(slurm_service, cluster.storage, grace_period=20, time=1, max_requeue=1),
+    )
     # experiment 0 is slow in attempt 0 only (completes in attempt 1), experiment 1 in every attempt
     submitted = mrunner("+context=test-slurm", "train.py", "-m", "slow_until=1,9", "steps=1000", "pause=1")
     assert submitted.returncode == 0, submitted.stderr
@@ -159,7 +167,7 @@ def test_the_time_limit_saves_on_the_signal_requeues_up_to_max_requeue_then_ends
                 released.add((run["backend_ref"], run["attempt"]))
         return all(run["state"] in (COMPLETED, TIMEOUT) for run in runs)
 
-    wait_until(mrunner, sweep, settled, 300, "the time limits")
+    wait_for(lambda: status(mrunner, sweep)["experiments"], settled, timeout=300, every=1, what="the time limits")
     document = status(mrunner, sweep)
     done, limited = document["experiments"]
     assert [r["backend_ref"] for r in (done, limited)] == refs  # the same array tasks

@@ -13,10 +13,9 @@ import pytest
 
 from mrunner.records import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING
 from mrunner.store import Store
-from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, status, write_context
-from plugins.mrunner_slurm.tests.test_slurm_requeue import ends, release, wait_until
-
-pytestmark = pytest.mark.slurm
+from mrunner.testing import wait_for, write_context
+from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
+from plugins.mrunner_slurm.tests.test_slurm_requeue import ends, release
 
 # Attempt 0 fails when `fail` is set; later attempts (or every attempt without `fail`) wait for the file `go`
 # below STORAGE_DIR when `hold` is set, so a test sees them running for as long as it needs.
@@ -60,7 +59,11 @@ def restarts(cluster: Cluster, ref: str) -> int:
 
 
 def test_a_retry_counts_against_retry_failed_not_max_requeue(cluster, mrunner, mrunner_home, slurm_service):
-    write_context(mrunner_home, slurm_service, cluster.storage, grace_period=5, max_requeue=0, retry_failed=1)
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(slurm_service, cluster.storage, grace_period=5, max_requeue=0, retry_failed=1),
+    )
     sweep = submit(mrunner, "-m", "fail=0,1")
 
     def settled(runs: list[dict]) -> bool:
@@ -69,7 +72,7 @@ def test_a_retry_counts_against_retry_failed_not_max_requeue(cluster, mrunner, m
                 release(cluster, run["backend_ref"])
         return all(run["state"] in (COMPLETED, FAILED) for run in runs)
 
-    runs = wait_until(mrunner, sweep, settled, 120, "the retry")
+    runs = wait_for(lambda: status(mrunner, sweep)["experiments"], settled, timeout=120, every=1, what="the retry")
     assert [(r["state"], r["exit_code"], r["attempt"]) for r in runs] == [(COMPLETED, 0, 0), (COMPLETED, 0, 1)]
     failed_once = status(mrunner, sweep)["experiments"][1]
     assert [(a["number"], a["cause"], a["end"], a["exit_code"]) for a in failed_once["attempts"]] == [
@@ -82,7 +85,7 @@ def test_a_retry_counts_against_retry_failed_not_max_requeue(cluster, mrunner, m
 def test_a_finished_task_that_slurm_runs_again_is_shown_running_its_next_attempt(
     cluster, mrunner, mrunner_home, slurm_service
 ):
-    write_context(mrunner_home, slurm_service, cluster.storage, grace_period=5)
+    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, cluster.storage, grace_period=5))
     sweep = submit(mrunner, "i=0", "hold=1", "--wait")
     (run,) = status(mrunner, sweep)["experiments"]
     assert (run["state"], run["exit_code"], run["attempt"]) == (COMPLETED, 0, 0)
@@ -95,10 +98,18 @@ def test_a_finished_task_that_slurm_runs_again_is_shown_running_its_next_attempt
             release(cluster, runs[0]["backend_ref"])
         return runs[0]["state"] == RUNNING
 
-    (run,) = wait_until(mrunner, sweep, running, 60, "attempt 1 running")
+    (run,) = wait_for(
+        lambda: status(mrunner, sweep)["experiments"], running, timeout=60, every=1, what="attempt 1 running"
+    )
     assert (run["exit_code"], run["attempt"]) == (None, 1) and restarts(cluster, run["backend_ref"]) == 1
     cluster.ssh(f"touch {cluster.storage}/go")
-    (run,) = wait_until(mrunner, sweep, lambda rs: rs[0]["state"] == COMPLETED, 60, "attempt 1 ending")
+    (run,) = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: rs[0]["state"] == COMPLETED,
+        timeout=60,
+        every=1,
+        what="attempt 1 ending",
+    )
     assert ends(run) == [(0, COMPLETED), (1, COMPLETED)] and run["attempt"] == 1
     assert [a["cause"] for a in run["attempts"]] == ["submitted", "requeued"]
     assert "attempt 1" in mrunner("logs", f"{sweep}/0").stdout
@@ -109,7 +120,9 @@ def test_a_cancel_after_slurm_started_a_later_attempt_reads_that_attempts_end(
 ):
     """Attempt 0 failed (its exit-code file says 3) and was retried; the records, never refreshed, still say
     attempt 0: the cancel stops attempt 1 and the run ends cancelled, not failed with attempt 0's code."""
-    write_context(mrunner_home, slurm_service, cluster.storage, grace_period=5, retry_failed=1)
+    write_context(
+        mrunner_home, "test-slurm", slurm_context(slurm_service, cluster.storage, grace_period=5, retry_failed=1)
+    )
     sweep = submit(mrunner, "i=0", "fail=1", "hold=1")
     (recorded,) = Store().runs(sweep)  # the records as they are, without asking Slurm
     ref = recorded.backend_ref

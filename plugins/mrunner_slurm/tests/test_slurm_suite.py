@@ -8,8 +8,6 @@ import pytest
 
 from mrunner.testing import BackendTestSuite, write_context
 
-pytestmark = pytest.mark.slurm
-
 
 class TestSlurmBackend(BackendTestSuite):
     timeout = 300.0

@@ -1,4 +1,4 @@
-"""The shared backend test suite: what every backend must do, as a user sees it through the command line.
+"""The shared backend suite: what every backend must do, as a user sees it through the command line.
 
 A backend's tests subclass ``BackendTestSuite`` and give a ``backend_context`` fixture that writes a context
 file into the test's mrunner home and returns its name (as Hydra's launcher plugins subclass Hydra's
@@ -9,10 +9,10 @@ file into the test's mrunner home and returns its name (as Hydra's launcher plug
         def backend_context(self, mrunner_home, tmp_path):
             return write_context(mrunner_home, "mine", {"backend": "mine", "storage_dir": str(tmp_path)})
 
-The tests need the ``mrunner`` and ``mrunner_home`` fixtures of this repository's ``conftest.py`` (a command
-line runner and a private XDG home). Each experiment prints one ``PROBE`` line of JSON that says what it saw,
-so the suite reads only what ``mrunner logs`` and ``mrunner status --json`` show: it works for a backend whose
-experiments run on another machine.
+The ``mrunner`` and ``mrunner_home`` fixtures come from mrunner's pytest plugin (``mrunner.testing.plugin``),
+which pytest loads by itself wherever mrunner is installed. Each experiment prints one ``PROBE`` line of JSON
+that says what it saw, so the suite reads only what ``mrunner logs`` and ``mrunner status --json`` show: it
+works for a backend whose experiments run on another machine.
 """
 
 from __future__ import annotations
@@ -22,16 +22,14 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mrunner import interrupts
+from mrunner.testing.commands import start_mrunner
+from mrunner.testing.waiting import wait_for
 
 PROBE = r"""
 import hashlib, json, os, sys, time
@@ -81,31 +79,6 @@ os._exit(0)
 """
 
 
-def as_from_a_terminal() -> None:
-    """``preexec_fn`` of an mrunner a test stops as a user does: Ctrl-C's SIGINT, a closed terminal's SIGHUP
-    and SIGTERM arrive with their usual meaning, as in a terminal's foreground job, however the test run was
-    started (a shell starts a background command with SIGINT ignored, ``nohup`` with SIGHUP ignored, and an
-    ignored signal is inherited)."""
-    for number in interrupts.SIGNALS:
-        signal.signal(number, signal.SIG_DFL)
-
-
-def start_mrunner(cwd: Path, *args: str, preexec_fn: Callable[[], None] = as_from_a_terminal) -> subprocess.Popen:
-    """`mrunner ARGS` started in ``cwd`` without waiting, for a test that interrupts or races it."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "mrunner", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=preexec_fn,
-    )  # fmt: skip
-
-
-def write_context(home: Path, name: str, keys: dict[str, Any]) -> str:
-    """Write context ``name`` into the test's mrunner home; returns its name."""
-    folder = home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.yaml").write_text(json.dumps(keys))  # JSON is YAML too
-    return name
-
-
 class BackendTestSuite:
     """Every backend passes these tests against its real platform."""
 
@@ -145,14 +118,15 @@ class BackendTestSuite:
         here where it waits on purpose (Slurm holds a requeued task for two minutes)."""
 
     def wait_for(self, mrunner, sweep: str, condition: Callable[[dict[int, dict]], bool]) -> dict[int, dict]:
-        deadline = time.monotonic() + self.timeout
-        while True:
+        """The sweep's states (``status``) once ``condition`` holds for them."""
+
+        def look() -> dict[int, dict]:
             states = self.status(mrunner, sweep)
-            if condition(states):
-                return states
-            self.while_waiting(mrunner, sweep, states)
-            assert time.monotonic() < deadline, f"sweep {sweep} never reached the state: {states}"
-            time.sleep(0.5)
+            if not condition(states):
+                self.while_waiting(mrunner, sweep, states)
+            return states
+
+        return wait_for(look, condition, timeout=self.timeout, every=0.5, what=f"sweep {sweep} to reach the state")
 
     def ended(self, mrunner, sweep: str) -> dict[int, dict]:
         terminal = {"completed", "failed", "cancelled", "timeout", "preempted", "lost"}

@@ -1,0 +1,47 @@
+"""Running the real ``mrunner`` command line from a test: to its end (``MrunnerCommand``, the ``mrunner``
+fixture) or started and left running for a test that interrupts or races it (``start_mrunner``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from mrunner import interrupts
+
+
+class MrunnerCommand:
+    """``mrunner(*args)`` runs the command line in ``cwd`` (the fixture's ``tmp_path`` unless a test moves it)
+    with the test's mrunner home, and returns the completed process."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def __call__(
+        self, *args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess:  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "mrunner", *args], cwd=cwd or self.cwd, capture_output=True, text=True,
+            timeout=timeout, env={**os.environ, **(env or {})}, input=input,
+        )  # fmt: skip
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of an mrunner a test stops as a user does: Ctrl-C's SIGINT, a closed terminal's SIGHUP
+    and SIGTERM arrive with their usual meaning, as in a terminal's foreground job, however the test run was
+    started (a shell starts a background command with SIGINT ignored, ``nohup`` with SIGHUP ignored, and an
+    ignored signal is inherited)."""
+    for number in interrupts.SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+
+
+def start_mrunner(cwd: Path, *args: str, preexec_fn: Callable[[], None] = as_from_a_terminal) -> subprocess.Popen:
+    """`mrunner ARGS` started in ``cwd`` without waiting, for a test that interrupts or races it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mrunner", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=preexec_fn,
+    )  # fmt: skip

@@ -1,0 +1,119 @@
+"""mrunner's pytest plugin, loaded by pytest wherever mrunner is installed (the ``pytest11`` entry point, as
+Hydra ships ``hydra_pytest``): the fixtures the shared backend suite (``mrunner.testing.BackendTestSuite``)
+and mrunner's own tests use, and a tag on every test saying what it needs.
+
+Fixtures: ``mrunner_home`` (a private XDG config and data home, so records and contexts never leak between
+tests or into the developer's own), ``mrunner`` (the command line, run with that home), ``slurm_service``,
+``k8s_service`` and ``mlflow_service`` (the loopback services' state files; see ``mrunner.testing.services``).
+
+Tags, from the fixtures a test uses (directly or through others), the heaviest need only: ``k8s`` (the
+Kubernetes cluster, its Docker engine and registries: ``k8s_service``), ``slurm`` (the Slurm cluster:
+``slurm_service``), ``mlflow`` (the MLflow tracking server: ``mlflow_service``), ``local`` (runs mrunner and its experiments as processes of this machine: the ``mrunner``
+fixture, or a test of the local backend's package ``mrunner_local``), else ``core`` (in-process only). A test
+whose need no fixture shows marks it itself. So ``pytest -m "not slurm and not k8s"`` runs every test that
+starts no cluster (``and not mlflow``: no service at all).
+
+Importing this module costs little: pytest imports it at start in every project where mrunner is installed,
+so it imports nothing of mrunner beyond what a fixture uses when it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from mrunner.testing.commands import MrunnerCommand
+
+#: What a test needs, heaviest first: the fixture that makes a test need it, and the marker's help.
+NEEDS = (
+    ("k8s", "k8s_service", "needs the loopback Kubernetes cluster, Docker engine and registry (tests/services/k8s)"),
+    ("slurm", "slurm_service", "needs the loopback Slurm cluster behind sshd (tests/services/slurm)"),
+    ("sshd_mfa", "sshd_mfa_service", "needs the MFA login node and bastion (tests/services/sshd-mfa)"),
+    ("mlflow", "mlflow_service", "needs the loopback MLflow tracking server (tests/services/mlflow)"),
+    ("local", "mrunner", "runs mrunner and its experiments as processes of this machine; starts no cluster"),
+)
+CORE_HELP = "runs in the test's process only: starts no mrunner, experiment or cluster"
+#: A test in a folder of this name tests the local backend's package: it needs at least ``local``.
+LOCAL_PACKAGE = "mrunner_local"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, _, help in NEEDS:
+        config.addinivalue_line("markers", f"{name}: {help} (tagged by mrunner.testing.plugin)")
+    config.addinivalue_line("markers", f"core: {CORE_HELP} (tagged by mrunner.testing.plugin)")
+
+
+def need(item: pytest.Item) -> str:
+    """What ``item`` needs, by the fixtures it uses and the folder it is in."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    for name, fixture, _ in NEEDS:
+        if fixture in fixtures or (name == "local" and LOCAL_PACKAGE in Path(str(item.path)).parts):
+            return name
+    return "core"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tag each test with what it needs, unless it says so itself (a need no fixture shows)."""
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in ("core", *(name for name, _, _ in NEEDS))):
+            item.add_marker(need(item))
+
+
+@pytest.fixture
+def mrunner_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh XDG config and data home for mrunner (contexts go to ``HOME/config/mrunner/context``, records
+    below ``HOME/data/mrunner``), every plugin allowed to load, and a fresh plugin manager in this process."""
+    from mrunner import plugins
+
+    home = tmp_path_factory.mktemp("mrunner-home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.delenv("MRUNNER_PLUGINS", raising=False)
+    plugins.reset()
+    yield home
+    plugins.reset()
+
+
+@pytest.fixture
+def mrunner(tmp_path: Path, mrunner_home: Path) -> MrunnerCommand:
+    """``mrunner(*args, env=, timeout=, cwd=, input=)`` runs the command line in ``tmp_path`` with the test's
+    mrunner home and returns the completed process."""
+    from mrunner.testing.commands import MrunnerCommand
+
+    return MrunnerCommand(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def slurm_service() -> dict[str, Any]:
+    """The loopback Slurm cluster's state file (``mrunner.testing.services.service``)."""
+    from mrunner.testing.services import service
+
+    return service("slurm")
+
+
+@pytest.fixture(scope="session")
+def k8s_service() -> dict[str, Any]:
+    """The loopback Kubernetes cluster's state file (``mrunner.testing.services.service``)."""
+    from mrunner.testing.services import service
+
+    return service("k8s")
+
+
+@pytest.fixture(scope="session")
+def mlflow_service() -> dict[str, Any]:
+    """The loopback MLflow tracking server's state file (``mrunner.testing.services.service``)."""
+    from mrunner.testing.services import service
+
+    return service("mlflow")
+
+
+@pytest.fixture(scope="session")
+def sshd_mfa_service() -> dict[str, Any]:
+    """The MFA login node and the bastion in front of the Slurm cluster (tests/services/sshd-mfa)."""
+    from mrunner.testing.services import service
+
+    return service("sshd-mfa")

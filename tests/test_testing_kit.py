@@ -1,0 +1,78 @@
+"""mrunner's test kit works outside this repository: a backend in its own folder, with only mrunner, its own
+package and pytest installed, runs the whole shared backend suite from its own test file (the README's promise
+to a third-party backend)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mrunner.testing import BackendTestSuite
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*command: str | Path, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """A command as a user types it: no variable of this test run (pytest's, the workspace's virtualenv)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV", "UV_PROJECT"))}
+    return subprocess.run([str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def test_pytest_loads_the_kit_by_its_entry_point_and_the_plugin_imports_nothing_heavy():
+    """Every pytest run where mrunner is installed imports the plugin: it must cost nothing a test does not use
+    (no Hydra, no plugin manager: what a fixture needs it imports when it runs)."""
+    from importlib.metadata import entry_points
+
+    assert [e.value for e in entry_points(group="pytest11") if e.name == "mrunner"] == ["mrunner.testing.plugin"]
+    report = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import pytest; import mrunner.testing.plugin"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    modules = [line.rsplit("|", 1)[1].strip() for line in report.stderr.splitlines() if line.startswith("import time:")]
+    after_pytest = modules[modules.index("pytest") + 1 :]  # the report lists a module once its imports are done
+    assert after_pytest[-1] == "mrunner.testing.plugin", after_pytest
+    package = subprocess.run([sys.executable, "-c", "import sys, mrunner; print(*sys.modules)"], capture_output=True,
+                             text=True, timeout=120).stdout.split()  # fmt: skip
+    # nothing beyond what `import mrunner` (which an experiment pays) imports, pytest's own imports aside
+    assert set(after_pytest) - {"mrunner.testing", "mrunner.testing.plugin"} <= set(package), after_pytest
+
+
+# Builds a virtualenv and runs the suite in it: needs a minute or two and starts no cluster; its need shows in
+# no fixture (it runs mrunner in the new virtualenv, not through the `mrunner` fixture), so it says it here.
+@pytest.mark.local
+@pytest.mark.slow
+def test_the_example_backend_copied_out_of_the_repository_passes_the_shared_suite_with_its_own_tests(tmp_path):
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is needed to make the virtualenv (tests/run installs it)")
+    backend = tmp_path / "backend"
+    shutil.copytree(REPO / "examples" / "backend", backend, ignore=shutil.ignore_patterns("__pycache__"))
+    assert REPO not in backend.parents
+    made = run(uv, "venv", "--quiet", "--python", sys.executable, tmp_path / "venv", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    python = tmp_path / "venv" / "bin" / "python"
+    # `pip install mrunner` (the core and its default local backend, from this checkout) and the backend, as a user
+    # installs them (--no-sources: not as editable members of this workspace); nothing of this checkout on the path
+    installed = run(uv, "pip", "install", "--quiet", "--no-sources", "--compile-bytecode", "--python", python,
+                    REPO, REPO / "plugins" / "mrunner_local", f"{backend}[test]", cwd=backend)  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    where = run(python, "-c", "import mrunner, mrunner_process; print(mrunner.__file__, mrunner_process.__file__)",
+                cwd=tmp_path)  # fmt: skip
+    assert all(path.startswith(str(tmp_path / "venv")) for path in where.stdout.split()), where
+
+    tested = run(python, "-m", "pytest", "-rA", "-p", "no:cacheprovider", cwd=backend)
+
+    passed = set(re.findall(r"^PASSED tests/test_suite\.py::TestProcessBackend::(\w+)$", tested.stdout, re.M))
+    suite = {name for name, _ in inspect.getmembers(BackendTestSuite, inspect.isfunction) if name.startswith("test_")}
+    summary = tested.stdout.strip().splitlines()[-1] if tested.stdout.strip() else tested.stderr
+    assert tested.returncode == 0, tested.stdout[-5000:] + tested.stderr
+    assert passed == suite, summary
+    assert re.search(rf"\b{len(suite)} passed\b", summary) and not re.search(r"failed|error|skipped", summary), summary

@@ -510,6 +510,17 @@ def _ends(status_prefix, recorded, attempt):
     return ends
 
 
+def _completed_before(status_prefix, attempt):
+    """The first attempt before ``attempt`` whose experiment exited 0, else None. Its end stands whatever Slurm
+    did with the task later: a node lost mid-run leaves the step running while Slurm requeues the task, and
+    the step may still finish and write its 0 after the requeue was seen (the next attempt then does not run
+    it: the batch script checks at task start)."""
+    for number in range(attempt):
+        if _exit_code("%s.%d" % (status_prefix, number)) == 0:
+            return number
+    return None
+
+
 def status(document):
     """The state of each task's latest attempt, from its exit-code file, then one squeue, then jobcomp.
 
@@ -521,7 +532,8 @@ def status(document):
     A task Slurm requeued (preemption, ``scontrol requeue``, the wrapper's requeue before the time limit or
     after a failure within retry_failed) is the next attempt: its attempt is the one it was submitted at (in
     its job name) plus Slurm's restart count, or, once Slurm forgot it, the latest attempt that left a log.
-    A task whose run was recorded as ended (``ended``) is answered only when Slurm started it again.
+    A task whose run was recorded as ended (``ended``) is answered only when Slurm started it again. An
+    attempt that exited 0 makes the task completed, whatever attempt Slurm is at since (a lost node).
     """
     # [index, "JOB_TASK", recorded attempt, exit-code prefix, log prefix, max_requeue, retry_failed, ended]
     tasks = document["tasks"]
@@ -532,6 +544,13 @@ def status(document):
     for index, ref, recorded, status_prefix, log_prefix, limit, retries, ended in tasks:
         queued = found.get(ref)
         attempt = _current_attempt(queued, recorded, log_prefix, limit + retries)
+        finished = _completed_before(status_prefix, attempt)
+        if finished is not None:  # completed, whatever Slurm did with the task afterwards
+            if not ended:
+                detail = "attempt %d completed (exit 0); Slurm's later start of the task did not run it again"
+                at = max(recorded, finished)
+                answer[index] = ["completed", 0, detail % finished, True, at, _ends(status_prefix, recorded, at)]
+            continue
         if ended and attempt == recorded:
             continue  # an ended run that Slurm has not started again
         ends = _ends(status_prefix, recorded, attempt)
@@ -620,6 +639,9 @@ def cancel(document):
     for index, ref, recorded, status_prefix, log_prefix, most in tasks:
         attempt = _current_attempt(found.get(ref), recorded, log_prefix, most)
         code = _exit_code("%s.%d" % (status_prefix, attempt))
+        finished = _completed_before(status_prefix, attempt) if code is None else None
+        if finished is not None:  # an earlier attempt had completed: the cancel stopped nothing of it
+            code, attempt = 0, max(recorded, finished)
         answer[index] = [code, attempt, _ends(status_prefix, recorded, attempt)]
     return answer
 

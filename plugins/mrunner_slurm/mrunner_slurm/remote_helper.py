@@ -11,6 +11,7 @@ and, given the manifest's hashes, which objects the store lacks), ``missing`` (t
 Nothing here imports mrunner: this module is also imported by the plugin (for ``LAUNCHER``).
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -358,10 +359,26 @@ def venv(path, python, requirements):
         for step in steps:
             result = subprocess.run(step, capture_output=True, text=True)
             if result.returncode:
-                tail = " / ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
-                raise SystemExit("mrunner: building the virtualenv failed at `%s`: %s" % (" ".join(step[-3:]), tail))
+                subprocess.run(["rm", "-rf", path])
+                output = "\n".join((result.stderr + "\n" + result.stdout).strip().splitlines()[-40:])
+                # the caller keeps the first line and cuts the tool's output below it (mrunner.errors.cut_output)
+                raise SystemExit(
+                    "mrunner: building the virtualenv failed at `%s`%s:\n%s"
+                    % (" ".join(step[-3:]), _space_note(os.path.dirname(path), output), output)
+                )
         _write_atomic(ready, b"")
     return {"venv": path, "built": True}
+
+
+def _space_note(folder, output):
+    """`` (no space left...)`` when a failed build ran out of disk: ensurepip dies with only ``exit status 1``
+    when it does, so the free space is measured (after the failed build was removed) besides reading the
+    output; "" otherwise."""
+    stat = os.statvfs(folder)
+    free = stat.f_bavail * stat.f_frsize
+    if free < 64 * 2**20 or "No space left" in output or "Errno 28" in output or "Disk quota" in output:
+        return " (no space left, ENOSPC: %d KiB free at %s)" % (free // 1024, folder)
+    return ""
 
 
 def submit(document):
@@ -897,6 +914,14 @@ def main(argv, stdin):
         if not line.strip():
             return  # never used: the connection closed
         argv = json.loads(line)
+    try:
+        _run(argv, stdin)
+    except OSError as failure:  # a write without a file name (the upload's) is below the storage it names
+        where = argv[1] if len(argv) > 1 and argv[0] in ("begin", "missing", "receive", "venv") else "?"
+        raise SystemExit("mrunner: " + _os_failure(failure, where)) from None
+
+
+def _run(argv, stdin):
     command = argv[0]
     if command == "begin":
         answer = begin(argv[1], argv[2], json.loads(zlib.decompress(stdin.read())))
@@ -906,6 +931,8 @@ def main(argv, stdin):
         try:
             answer = receive(argv[1], argv[2], stdin)
         except (EOFError, ValueError, zlib.error, OSError) as error:
+            if isinstance(error, OSError) and error.errno in _STORAGE_ERRORS:
+                raise  # the storage's own trouble, named by `_os_failure`: retrying does not cure it
             raise SystemExit(
                 "mrunner: the code upload was cut off (%s); nothing half-written is kept, retry" % error
             ) from None
@@ -925,6 +952,31 @@ def main(argv, stdin):
         raise SystemExit("mrunner: unknown helper command %r" % command)
     if answer is not None:
         print(json.dumps(answer), flush=True)
+
+
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _os_failure(error, where):
+    """One line for the cluster's file system refusing a write: which path, the reason (ENOSPC, EROFS, EACCES:
+    the names a cluster's admin knows) and what to change, instead of a traceback flattened into a line."""
+    path = error.filename or where
+    name = errno.errorcode.get(error.errno or 0, "errno %s" % error.errno)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            "no space left (%s%s) at %s: free space on that file system, or set the context's storage_dir "
+            "to another one" % (name, ": disk quota exceeded" if error.errno == errno.EDQUOT else "", path)
+        )
+    if error.errno == errno.EROFS:
+        return "%s is on a read-only file system (EROFS): set the context's storage_dir to a writable folder" % path
+    if error.errno in (errno.EACCES, errno.EPERM):
+        import getpass
+
+        return (
+            "user %s may not write %s (%s: %s): set the context's storage_dir to a folder it can write, or "
+            "give it that permission" % (getpass.getuser(), path, name, error.strerror)
+        )
+    return "%s: %s (%s)" % (path, error.strerror, name)
 
 
 if __name__ == "__main__" and sys.argv[:1] == ["-c"]:  # run by LAUNCHER, not imported

@@ -165,6 +165,16 @@ def test_the_same_grid_on_another_storage_dir_is_a_new_run_and_a_changed_max_par
     assert "2 of 2 experiments were already submitted" in back.stderr
 
 
+def test_resume_refuses_in_one_line_an_option_its_backend_does_not_honour(mrunner, project):
+    sweep = sweep_of(mrunner("exp.py", "-m", "i=0", "ledger=" + str(project.parent / "ledger")))
+    refused = mrunner("resume", sweep, "--time", "5")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert f"--time: the local backend of sweep {sweep} has no time key; it takes none of these options" in (
+        refused.stderr
+    )
+    assert "--time VALUE same as context.time=VALUE (slurm)" in " ".join(mrunner("resume", "--help").stdout.split())
+
+
 def wait_for(condition, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

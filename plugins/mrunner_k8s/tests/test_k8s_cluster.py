@@ -523,3 +523,22 @@ def test_a_dockerd_that_dies_during_the_push_is_one_line_and_the_next_submission
     assert "building image" not in again.stderr and "pushed " in again.stderr, again.stderr
     [run] = wait_until(mrunner, sweep_id, ended, timeout=300)
     assert (run["state"], run["exit_code"]) == ("completed", 0), mrunner("logs", f"{sweep_id}/0").stdout
+
+
+def test_a_resource_quota_that_blocks_the_pods_is_named_in_one_line(mrunner, project, cluster, namespace):
+    """The namespace's ResourceQuota lets no pod be created: status says the quota's own words, once the
+    namespace exists (the submission makes it), instead of "waiting for a pod"."""
+    from kubernetes import client
+
+    core, _ = cluster
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    quota = client.V1ResourceQuota(metadata=client.V1ObjectMeta(name="no-pods"),
+                                   spec=client.V1ResourceQuotaSpec(hard={"pods": "0"}))  # fmt: skip
+    core.create_namespaced_resource_quota(namespace, quota)
+    sweep_id, _ = submit(mrunner, "lr=0.5")
+    [run] = wait_until(mrunner, sweep_id, lambda runs: "refuses" in (runs[0]["detail"] or ""), timeout=120)
+    assert run["state"] == "pending" and "exceeded quota: no-pods" in run["detail"], run["detail"]
+    assert "\n" not in run["detail"] and "raise the quota" in run["detail"]
+    table = mrunner("status", sweep_id).stdout
+    assert "the cluster refuses to create its pod: exceeded quota: no-pods" in " ".join(table.split())
+    assert mrunner("cancel", sweep_id).returncode == 0

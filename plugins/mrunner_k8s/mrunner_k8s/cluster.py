@@ -170,6 +170,24 @@ class Cluster:
                 found[name] = (when, event.message or "")
         return {name: message for name, (_, message) in found.items()}
 
+    def claim_trouble(self) -> str:
+        """One line on why the project's volume claim is not bound: its phase and its latest warning (a
+        storage class that does not exist, a provisioner's refusal), with the context keys that fix it."""
+        claim = self.call(
+            f"read volume claim {names.PVC_NAME}", self.core.read_namespaced_persistent_volume_claim,
+            names.PVC_NAME, self.namespace,
+        )  # fmt: skip
+        events = self.call(
+            "list the volume claim's events", self.core.list_namespaced_event, self.namespace,
+            field_selector=f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={names.PVC_NAME},type=Warning",
+        )  # fmt: skip
+        latest = max(events.items, key=lambda e: e.last_timestamp or e.metadata.creation_timestamp, default=None)
+        why = f": {' '.join((latest.message or latest.reason or '').split())}" if latest is not None else ""
+        return (
+            f"its volume claim {names.PVC_NAME} cannot be bound ({claim.status.phase}){why}; fix storage_class, "
+            f"pvc_access_mode or default_pvc_size, then delete the claim (it is never changed) and resume"
+        )
+
     def delete_jobs(self, sweep: Sweep, runs: Sequence[Run]) -> None:
         """Delete the Jobs of ``runs`` of every attempt (and their pods) by label, Job first: a status that
         replaced a lost pod meanwhile finds the lost attempt's Job gone (``requeue``), and its new Job goes too."""
@@ -271,6 +289,8 @@ def run_states(runs: Sequence[Run], jobs: Sequence[Any], pods: Sequence[Any]) ->
     return updates
 
 
+#: The scheduler's words for a pod whose volume claim is not bound (``Cluster.claim_trouble`` says why).
+UNBOUND = "unbound immediate PersistentVolumeClaims"
 #: The detail of a pending run whose Job has no pod yet.
 NO_POD = "waiting for a pod"
 _REFUSED = re.compile(r'^Error creating: pods "[^"]*" is forbidden: ')

@@ -542,3 +542,15 @@ def test_a_resource_quota_that_blocks_the_pods_is_named_in_one_line(mrunner, pro
     table = mrunner("status", sweep_id).stdout
     assert "the cluster refuses to create its pod: exceeded quota: no-pods" in " ".join(table.split())
     assert mrunner("cancel", sweep_id).returncode == 0
+
+
+def test_a_volume_claim_that_cannot_be_bound_is_named_in_one_line(mrunner, project, namespace, k8s_service):
+    """A storage class the cluster does not have: the claim stays Pending, and status says so with the
+    claim's own warning and the keys to fix, instead of the scheduler's words."""
+    write_context(k8s_service, namespace, registry_url=k8s_service["registry"] + f"/mrunner-tests/{namespace}",
+                  storage_class="no-such-class", secrets=["MY_FAKE_TOKEN"])  # fmt: skip
+    sweep_id, _ = submit(mrunner, "lr=0.6")
+    [run] = wait_until(mrunner, sweep_id, lambda runs: "cannot be bound" in (runs[0]["detail"] or ""), timeout=120)
+    assert run["state"] == "pending" and "\n" not in run["detail"], run["detail"]
+    assert "no-such-class" in run["detail"] and "fix storage_class" in run["detail"], run["detail"]
+    assert mrunner("cancel", sweep_id).returncode == 0

@@ -361,23 +361,30 @@ def venv(path, python, requirements):
             if result.returncode:
                 subprocess.run(["rm", "-rf", path])
                 output = "\n".join((result.stderr + "\n" + result.stdout).strip().splitlines()[-40:])
+                full = _no_space(os.path.dirname(path), output)
                 # the caller keeps the first line and cuts the tool's output below it (mrunner.errors.cut_output)
                 raise SystemExit(
                     "mrunner: building the virtualenv failed at `%s`%s:\n%s"
-                    % (" ".join(step[-3:]), _space_note(os.path.dirname(path), output), output)
+                    % (" ".join(step[-3:]), " (%s)" % full if full else "", output)
                 )
         _write_atomic(ready, b"")
     return {"venv": path, "built": True}
 
 
-def _space_note(folder, output):
-    """`` (no space left...)`` when a failed build ran out of disk: ensurepip dies with only ``exit status 1``
-    when it does, so the free space is measured (after the failed build was removed) besides reading the
-    output; "" otherwise."""
+def _full(status_prefix):
+    """For a failed experiment: `no space left` when the sweep's file system is full, the likely cause of a
+    failure with an empty log (Python's exit 120: it could not even flush its output); else None."""
+    return _no_space(os.path.dirname(os.path.dirname(status_prefix)), "", 2**20) or None
+
+
+def _no_space(folder, output, least=64 * 2**20):
+    """``no space left, ENOSPC: N KiB free at FOLDER`` when a failure ran out of disk: ensurepip dies with only
+    ``exit status 1`` when it does, so the free space is measured (after what failed was removed) besides
+    reading the output; "" otherwise."""
     stat = os.statvfs(folder)
     free = stat.f_bavail * stat.f_frsize
-    if free < 64 * 2**20 or "No space left" in output or "Errno 28" in output or "Disk quota" in output:
-        return " (no space left, ENOSPC: %d KiB free at %s)" % (free // 1024, folder)
+    if free < least or "No space left" in output or "Errno 28" in output or "Disk quota" in output:
+        return "no space left, ENOSPC: %d KiB free at %s" % (free // 1024, folder)
     return ""
 
 
@@ -601,6 +608,11 @@ def status(document):
                 answer[index][:4] = finished_tasks[ref] + [False]
             else:
                 answer[index][:4] = ["lost", None, "Slurm no longer knows job %s and it left no exit code" % ref, False]
+    prefixes = {task[0]: task[3] for task in tasks}
+    for index, entry in answer.items():
+        full = _full(prefixes[index]) if entry[0] == "failed" else None
+        if full:  # a full disk is why, whatever Slurm's reason (NonZeroExitCode) or the exit code (120) say
+            entry[2] = full + ("; %s" % entry[2] if entry[2] else "")
     return answer
 
 

@@ -4,6 +4,7 @@ systems are real: small tmpfs mounts made on this machine, where the loopback cl
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -93,3 +94,19 @@ def test_a_full_disk_at_the_virtualenv_build_says_enospc_not_ensurepip_exit_stat
     line = one_line(submit(mrunner, mrunner_home, slurm_service, storage, requirements_file="requirements.txt"))
     assert "building the virtualenv failed" in line and "no space left, ENOSPC" in line and str(storage) in line
     assert "\x1b" not in line and len(line) < 600, line
+
+
+def test_an_experiment_that_fills_the_disk_fails_with_enospc_in_its_detail(
+    place, project, mrunner, mrunner_home, slurm_service
+):
+    """Its own writes fill the storage's file system: the run is failed, and status says the file system
+    is full (a log may be empty then: nothing more could be written)."""
+    storage = mounted(place / "small", "size=4m")
+    (project / "train.py").write_text("open('big.bin', 'wb').write(bytes(8 * 2**20))\n")
+    write_context(mrunner_home, slurm_service, str(storage))
+    submitted = mrunner("+context=test-slurm", "train.py", "--wait")
+    assert submitted.returncode == 1, submitted.stderr
+    document = json.loads(mrunner("status", submitted.stdout.strip().splitlines()[-1], "--json").stdout)
+    [run] = document["experiments"]
+    assert run["state"] == "failed" and run["exit_code"] != 0
+    assert f"no space left, ENOSPC: 0 KiB free at {storage}/" in (run["detail"] or ""), run

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, MrunnerError, cut_output
 from mrunner.records import Sweep
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
@@ -260,8 +260,8 @@ def _build(client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Swe
                 reporter.step(f"  {text.strip()}")
             tail = (tail + text.splitlines())[-20:]
             if "error" in event:
-                detail = " | ".join(line.strip() for line in tail if line.strip())[-600:]
-                raise BackendError(f"docker build of {image} failed: {event['error'].strip()} ({detail})")
+                detail = cut_output("\n".join(tail))  # pip's colours and pages of progress: its last words
+                raise BackendError(f"docker build of {image} failed: {cut_output(event['error'], 1)} ({detail})")
 
 
 def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, reporter: Reporter) -> tuple[int, int]:

@@ -554,3 +554,13 @@ def test_a_volume_claim_that_cannot_be_bound_is_named_in_one_line(mrunner, proje
     assert run["state"] == "pending" and "\n" not in run["detail"], run["detail"]
     assert "no-such-class" in run["detail"] and "fix storage_class" in run["detail"], run["detail"]
     assert mrunner("cancel", sweep_id).returncode == 0
+
+
+def test_a_pip_failure_in_the_image_build_is_one_short_line(mrunner, project):
+    """pip's pages of output and colours are cut to its last words: which requirement it could not find."""
+    (project / "requirements.txt").write_text("mrunner-no-such-package-3f2a==9.9\n")
+    failed = mrunner("+context=test-k8s", "exp.py", "lr=0.7", "context.build_network=none")
+    assert failed.returncode == 3 and "Traceback" not in failed.stderr, failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("mrunner: error: docker build of ") and "mrunner-no-such-package-3f2a" in last, last
+    assert "\x1b" not in last and len(last) < 800, last

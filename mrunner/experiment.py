@@ -101,7 +101,8 @@ def _split(script: str) -> tuple[str, ...]:
 NOT_TARGET = frozenset(
     {
         "max_parallel", "array_parallelism", "grace_period", "max_requeue", "retry_failed", "tags", "secrets",
-        "neptune", "neptune_project", "neptune_mode", "docker_host", "build_network", "registry_username",
+        "neptune", "neptune_project", "neptune_mode", "mlflow", "mlflow_experiment", "mlflow_tracking_uri", "wandb",
+        "wandb_entity", "wandb_mode", "wandb_project", "docker_host", "build_network", "registry_username",
         "registry_password_env", "image_pull_secret", "env",
     }
 )  # fmt: skip

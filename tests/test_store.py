@@ -175,6 +175,6 @@ def test_an_experiments_identity_includes_its_target_and_resources_but_not_how_i
                        ("partition", "cpu"), ("time", 60), ("backend", "local")]:  # fmt: skip
         assert of({**slurm, key: value}) != first, key
     for key, value in [("grace_period", 5), ("max_requeue", 0), ("retry_failed", 2), ("array_parallelism", 4),
-                       ("tags", ["b"]), ("neptune", True), ("secrets", []), ("max_parallel", 2),
+                       ("tags", ["b"]), ("neptune", True), ("mlflow_tracking_uri", "http://x"), ("secrets", []), ("max_parallel", 2),
                        ("account", None)]:  # fmt: skip
         assert of({**slurm, key: value}) == first, key

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from mrunner import following, table
+from mrunner import following, planning, table
 from mrunner.commands import GROUP_OPTIONS
 from mrunner.commands.results import output_dirs
 from mrunner.errors import MrunnerError
@@ -243,7 +243,7 @@ def _honouring(options: Sequence[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {option: [] for option in options}
     for backend in plugins.backends():
         try:
-            keys = dispatch.context_keys(backend)
+            keys = planning.context_keys(backend)
         except MrunnerError:
             continue
         for option in options:
@@ -254,7 +254,7 @@ def _honouring(options: Sequence[str]) -> dict[str, list[str]]:
 
 def _check_honoured(sweep: Sweep, given: Sequence[str], options: Sequence[str]) -> None:
     """Refuse, in one line, a shorthand option for a key the sweep's backend does not have, naming those it has."""
-    keys = dispatch.context_keys(sweep.backend)
+    keys = planning.context_keys(sweep.backend)
     refused = [option for option in given if option not in keys]
     if refused:
         honoured = [f"--{option}" for option in options if option in keys]

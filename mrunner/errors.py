@@ -1,6 +1,7 @@
 """Errors a user can fix. The CLI prints them as one line and exits non-zero, without a traceback."""
 
 import errno
+import re
 
 
 class MrunnerError(Exception):
@@ -51,3 +52,26 @@ _REMEDIES = {
     errno.ENAMETOOLONG: "shorten the name",
     errno.EIO: "the device reported an error",
 }
+
+
+# CSI sequences (colours, cursor moves) and the few other escapes tools print to a terminal
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+# lines that say nothing of the failure: blank, rules, pip's hint and notice lines, a traceback's frames
+_NOISE = re.compile(
+    r"^\s*$|^[\s=\-*#│╰╭─]+$|^[\s│╰╭─>]*(See above|\[\d+ lines? of output\]|\[end of output\])"
+    r"|^\s*((hint|note):|\[notice\])|^\s*Traceback \(most recent call last\)|^\s+File \"",
+    re.I,
+)
+
+
+def cut_output(text: str, lines: int = 3, width: int = 200) -> str:
+    """What matters of a subprocess's output for a one-line error: without colour codes, the last ``lines``
+    lines that say something (not blank, not rules, hints or traceback frames), each cut to ``width``
+    characters, joined with `` / ``. Tools (pip, docker) print pages of progress and colour; the cause is
+    in their last words."""
+    plain = _ANSI.sub("", text).replace("\r\n", "\n")
+    kept = [line.strip() for line in plain.replace("\r", "\n").splitlines() if not _NOISE.match(line)]
+    if not kept:
+        kept = [line.strip() for line in plain.splitlines() if line.strip()]
+    cut = [line if len(line) <= width else line[: width - 3] + "..." for line in kept[-lines:]]
+    return " / ".join(cut)

@@ -91,9 +91,37 @@ def _split(script: str) -> tuple[str, ...]:
     return tuple(shlex.split(script))
 
 
-def identity(command: Sequence[str], parameters: Mapping[str, Any], env: Mapping[str, str], snapshot: str) -> str:
-    """The experiment's stable identity: the same command, parameters, environment and code give the same id."""
+#: Context keys that change neither where an experiment runs nor with what, so a sweep that differs only in
+#: them repeats the earlier one: how many run at once (``max_parallel``, ``array_parallelism``), how a stop
+#: or a failure is handled (``grace_period``, ``max_requeue``, ``retry_failed``), labels (``tags``), which
+#: secrets are forwarded (their values are never recorded), where results are tracked (the trackers' keys),
+#: and how the image is built and pushed rather than what it holds (``docker_host``, ``build_network``,
+#: the registry's credentials). Every other key is the target: the cluster, its storage, the resources, the
+#: interpreter and environment set-up, so changing one of them is a new run, not a repeat.
+NOT_TARGET = frozenset(
+    {
+        "max_parallel", "array_parallelism", "grace_period", "max_requeue", "retry_failed", "tags", "secrets",
+        "neptune", "neptune_project", "neptune_mode", "mlflow", "mlflow_experiment", "mlflow_tracking_uri", "wandb",
+        "wandb_entity", "wandb_mode", "wandb_project", "docker_host", "build_network", "registry_username",
+        "registry_password_env", "image_pull_secret", "env",
+    }
+)  # fmt: skip
+
+
+def target(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Where and with what a context runs its experiments, as part of their identity: every key but
+    ``NOT_TARGET`` (``env`` is the experiment's own environment, already in its identity). A key left unset
+    is left out, so a key that a later mrunner adds without a value keeps earlier identities."""
+    return {key: value for key, value in context.items() if key not in NOT_TARGET and value is not None}
+
+
+def identity(
+    command: Sequence[str], parameters: Mapping[str, Any], env: Mapping[str, str], snapshot: str,
+    where: Mapping[str, Any],
+) -> str:  # fmt: skip
+    """The experiment's stable identity: the same command, parameters, environment, code and target
+    (``target``: the cluster, storage and resources) give the same id."""
     document = _IDENTITY_ENCODER.encode(
-        {"command": list(command), "parameters": parameters, "env": dict(env), "snapshot": snapshot}
+        {"command": list(command), "parameters": parameters, "env": dict(env), "snapshot": snapshot, "target": where}
     )
     return hashlib.sha256(document.encode()).hexdigest()[:16]

@@ -17,7 +17,7 @@ from typing import Any, overload
 from mrunner import checks, config, plugins
 from mrunner.builtin import COMMON_KEYS
 from mrunner.errors import MrunnerError
-from mrunner.experiment import Experiment, identity
+from mrunner.experiment import Experiment, identity, target
 from mrunner.naming import experiment_name, sweep_id
 from mrunner.records import Run, Sweep
 from mrunner.schema import ContextKey, merge_keys, validate
@@ -229,6 +229,7 @@ class _RunMaker:
         self.hook = plugins.backend_hooks(plan.context["backend"])
         self.context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
         self.context_tags = [str(t) for t in plan.context.get("tags") or []]
+        self.target = target(plan.context)
 
     def __call__(self, index: int, experiment: Experiment) -> Run:
         plan = self.plan
@@ -237,7 +238,7 @@ class _RunMaker:
             env.update(contributed or {})
         env.update(experiment.env)
         command = plan.command(experiment)
-        run_id = identity(command, experiment.parameters, env, self.digest)
+        run_id = identity(command, experiment.parameters, env, self.digest, self.target)
         tags = list(dict.fromkeys([*self.context_tags, *self.sweep.tags, *experiment.tags]))
         return Run(self.sweep.id, index, run_id, experiment.name, experiment.parameters, command, env, tags)
 

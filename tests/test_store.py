@@ -156,3 +156,25 @@ def test_processes_opening_a_new_database_together_all_get_it(tmp_path):
         ]
         results = [opener.communicate(timeout=120) for opener in openers]
         assert [out for out, _ in results] == ["ok\n"] * 3, results
+
+
+def test_an_experiments_identity_includes_its_target_and_resources_but_not_how_it_is_scheduled():
+    """Another cluster, storage or memory is a new run; max_parallel, the grace period, requeues, tags and
+    tracking are not; a key left unset (a key a later mrunner adds) changes nothing."""
+    from mrunner.experiment import identity, target
+
+    slurm = {"backend": "slurm", "slurm_url": "login1", "storage_dir": "/scratch/me", "mem": "8G", "partition": "gpu",
+             "grace_period": 30, "max_requeue": 3, "retry_failed": 0, "array_parallelism": None, "tags": ["a"],
+             "neptune": False, "secrets": ["TOKEN"]}  # fmt: skip
+
+    def of(context: dict) -> str:
+        return identity(["python3", "train.py"], {"lr": 0.1}, {}, "digest", target(context))
+
+    first = of(slurm)
+    for key, value in [("slurm_url", "login2"), ("storage_dir", "/scratch/other"), ("mem", "16G"),
+                       ("partition", "cpu"), ("time", 60), ("backend", "local")]:  # fmt: skip
+        assert of({**slurm, key: value}) != first, key
+    for key, value in [("grace_period", 5), ("max_requeue", 0), ("retry_failed", 2), ("array_parallelism", 4),
+                       ("tags", ["b"]), ("neptune", True), ("mlflow_tracking_uri", "http://x"), ("secrets", []), ("max_parallel", 2),
+                       ("account", None)]:  # fmt: skip
+        assert of({**slurm, key: value}) == first, key

@@ -7,9 +7,10 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 
-from mrunner import following, table
+from mrunner import following, planning, table
 from mrunner.commands import GROUP_OPTIONS
 from mrunner.commands.results import output_dirs
 from mrunner.errors import MrunnerError
@@ -228,9 +229,40 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
         "--current-code", action="store_true",
         help="run the project folder's code as it is now (a new snapshot, recorded with the attempts)",
     )  # fmt: skip
-    group = parser.add_argument_group("context keys for the new attempts")
+    group = parser.add_argument_group("context keys for the new attempts, where the sweep's backend has the key")
+    honouring = _honouring(GROUP_OPTIONS)
     for option in GROUP_OPTIONS:
-        group.add_argument(f"--{option}", metavar="VALUE", help=f"same as context.{option}=VALUE")
+        where = ", ".join(honouring[option]) or "no installed backend"
+        group.add_argument(f"--{option}", metavar="VALUE", help=f"same as context.{option}=VALUE ({where})")
+
+
+def _honouring(options: Sequence[str]) -> dict[str, list[str]]:
+    """Which installed backends have each of these keys (a backend whose plugin fails to load is left out)."""
+    from mrunner import plugins
+
+    found: dict[str, list[str]] = {option: [] for option in options}
+    for backend in plugins.backends():
+        try:
+            keys = planning.context_keys(backend)
+        except MrunnerError:
+            continue
+        for option in options:
+            if option in keys:
+                found[option].append(backend)
+    return found
+
+
+def _check_honoured(sweep: Sweep, given: Sequence[str], options: Sequence[str]) -> None:
+    """Refuse, in one line, a shorthand option for a key the sweep's backend does not have, naming those it has."""
+    keys = planning.context_keys(sweep.backend)
+    refused = [option for option in given if option not in keys]
+    if refused:
+        honoured = [f"--{option}" for option in options if option in keys]
+        offer = f"its options are {', '.join(honoured)}" if honoured else "it takes none of these options"
+        raise MrunnerError(
+            f"--{refused[0]}: the {sweep.backend} backend of sweep {sweep.id} has no {refused[0]} key; {offer} "
+            f"(or context.KEY=VALUE with a key of its context)"
+        )
 
 
 def resume_command(options: argparse.Namespace) -> int:
@@ -239,6 +271,7 @@ def resume_command(options: argparse.Namespace) -> int:
     store = Store()
     reporter = Reporter()
     sweep = store.sweep(options.sweep)
+    _check_honoured(sweep, [o for o in GROUP_OPTIONS if getattr(options, o) is not None], GROUP_OPTIONS)
     changes = list(options.changes)
     changes += [f"context.{o}={getattr(options, o)}" for o in GROUP_OPTIONS if getattr(options, o) is not None]
     resumed = resuming.resume(

@@ -8,6 +8,7 @@ sweep's objects carry the label ``mrunner/sweep``, so status is one Job list and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
@@ -154,6 +155,39 @@ class Cluster:
         )
         return jobs.items, pods.items
 
+    def creation_refusals(self) -> dict[str, str]:
+        """Why the Job controller could not create a Job's pod (a ResourceQuota, a LimitRange, an admission
+        policy), by Job name: the latest ``FailedCreate`` event of each Job of the namespace (one call)."""
+        events = self.call(
+            "list why pods were not created", self.core.list_namespaced_event, self.namespace,
+            field_selector="reason=FailedCreate,involvedObject.kind=Job",
+        )  # fmt: skip
+        found: dict[str, tuple[Any, str]] = {}
+        for event in events.items:
+            when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+            name = event.involved_object.name
+            if name not in found or (when and found[name][0] and when > found[name][0]):
+                found[name] = (when, event.message or "")
+        return {name: message for name, (_, message) in found.items()}
+
+    def claim_trouble(self) -> str:
+        """One line on why the project's volume claim is not bound: its phase and its latest warning (a
+        storage class that does not exist, a provisioner's refusal), with the context keys that fix it."""
+        claim = self.call(
+            f"read volume claim {names.PVC_NAME}", self.core.read_namespaced_persistent_volume_claim,
+            names.PVC_NAME, self.namespace,
+        )  # fmt: skip
+        events = self.call(
+            "list the volume claim's events", self.core.list_namespaced_event, self.namespace,
+            field_selector=f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={names.PVC_NAME},type=Warning",
+        )  # fmt: skip
+        latest = max(events.items, key=lambda e: e.last_timestamp or e.metadata.creation_timestamp, default=None)
+        why = f": {' '.join((latest.message or latest.reason or '').split())}" if latest is not None else ""
+        return (
+            f"its volume claim {names.PVC_NAME} cannot be bound ({claim.status.phase}){why}; fix storage_class, "
+            f"pvc_access_mode or default_pvc_size, then delete the claim (it is never changed) and resume"
+        )
+
     def delete_jobs(self, sweep: Sweep, runs: Sequence[Run]) -> None:
         """Delete the Jobs of ``runs`` of every attempt (and their pods) by label, Job first: a status that
         replaced a lost pod meanwhile finds the lost attempt's Job gone (``requeue``), and its new Job goes too."""
@@ -253,6 +287,30 @@ def run_states(runs: Sequence[Run], jobs: Sequence[Any], pods: Sequence[Any]) ->
         ):
             updates.append(update)  # a pending run's reason always: the records keep the latest
     return updates
+
+
+#: The scheduler's words for a pod whose volume claim is not bound (``Cluster.claim_trouble`` says why).
+UNBOUND = "unbound immediate PersistentVolumeClaims"
+#: The detail of a pending run whose Job has no pod yet.
+NO_POD = "waiting for a pod"
+_REFUSED = re.compile(r'^Error creating: pods "[^"]*" is forbidden: ')
+
+
+def explain_waiting(updates: Sequence[RunUpdate], runs: Sequence[Run], jobs: Sequence[Any],
+                    refusals: Mapping[str, str]) -> list[RunUpdate]:  # fmt: skip
+    """Runs still waiting for a pod, with the reason the cluster refused to create it (``creation_refusals``)
+    in one line instead of "waiting for a pod": a quota says which, what was asked and what is left."""
+    names = {_key(job.metadata.labels): job.metadata.name for job in jobs}
+    attempts = {run.index: str(run.attempt) for run in runs}
+    explained = []
+    for update in updates:
+        refusal = refusals.get(names.get((str(update.index), attempts.get(update.index, "")), ""))
+        if update.detail == NO_POD and refusal:
+            reason = " ".join(_REFUSED.sub("", refusal).split())
+            fix = "; raise the quota or submit with a smaller request" if "exceeded quota" in reason else ""
+            update = replace(update, detail=f"the cluster refuses to create its pod: {reason}{fix}")
+        explained.append(update)
+    return explained
 
 
 def _waits(update: RunUpdate) -> bool:
@@ -369,7 +427,7 @@ def _api_state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
                 return RunUpdate(run.index, TIMEOUT, exit_code=exit_code, detail=condition.message)
             return RunUpdate(run.index, FAILED, exit_code=exit_code, detail=reason or condition.message)
     if pod is None:
-        return RunUpdate(run.index, PENDING, detail="waiting for a pod") if run.state == SUBMITTED else None
+        return RunUpdate(run.index, PENDING, detail=NO_POD) if run.state in (SUBMITTED, PENDING) else None
     phase = pod.status.phase
     if phase == "Running":
         return RunUpdate(run.index, RUNNING)

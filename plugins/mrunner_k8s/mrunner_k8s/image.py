@@ -8,18 +8,20 @@ the registry password reaches only docker's push call (``auth_config``).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import io
 import os
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, MrunnerError, cut_output
 from mrunner.records import Sweep
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
@@ -171,6 +173,30 @@ def ensure(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, An
     image = reference(sweep, plan)
     auth = auth_config(context)
     client = docker_client(context)
+    with _engine(f"building or pushing {image}"):
+        return _build_and_push(client, plan, snapshot, sweep, repository, image, auth, reporter)
+
+
+@contextlib.contextmanager
+def _engine(what: str) -> Iterator[None]:
+    """An engine that goes away between two requests (after the ping, before a push) named as docker's."""
+    import docker
+    import requests
+    import urllib3
+
+    try:
+        yield
+    except docker.errors.APIError:
+        raise
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.DockerException,
+            ConnectionError) as error:  # fmt: skip
+        raise BackendError(f"the connection to docker was lost while {what}: {_first_line(error)}") from None
+
+
+def _build_and_push(
+    client: Any, plan: Recipe, snapshot: Snapshot, sweep: Sweep, repository: str, image: str,
+    auth: dict[str, str] | None, reporter: Reporter,
+) -> dict[str, Any]:  # fmt: skip
     facts: dict[str, Any] = {"image": image, "built": False, "pushed_bytes": 0}
     if _in_registry(client, image, auth):
         reporter.step(f"image {image} is already in the registry: nothing to build or push")
@@ -223,18 +249,19 @@ def _build(client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Swe
     reporter.step(f"building image {image} from {plan.base_image}")
     tail: list[str] = []
     with build_context(plan, snapshot) as archive:
-        events = client.api.build(
+        start = functools.partial(
+            client.api.build,
             fileobj=archive, custom_context=True, tag=image, rm=True, forcerm=True, pull=False, decode=True,
             network_mode=network, labels={"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project},
         )  # fmt: skip
-        for event in _events(events, f"building {image}"):
+        for event in _events(start, f"building {image}"):
             text = event.get("stream", "")
             if text.startswith("Step "):
                 reporter.step(f"  {text.strip()}")
             tail = (tail + text.splitlines())[-20:]
             if "error" in event:
-                detail = " | ".join(line.strip() for line in tail if line.strip())[-600:]
-                raise BackendError(f"docker build of {image} failed: {event['error'].strip()} ({detail})")
+                detail = cut_output("\n".join(tail))  # pip's colours and pages of progress: its last words
+                raise BackendError(f"docker build of {image} failed: {cut_output(event['error'], 1)} ({detail})")
 
 
 def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, reporter: Reporter) -> tuple[int, int]:
@@ -243,8 +270,8 @@ def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, r
     sent: dict[str, int] = {}
     pushed: set[str] = set()
     with reporter.progress(100, f"pushing {repository}:{tag}") as progress:
-        events = client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
-        for event in _events(events, f"pushing {repository}:{tag}"):
+        start = functools.partial(client.api.push, repository, tag=tag, stream=True, decode=True, auth_config=auth)
+        for event in _events(start, f"pushing {repository}:{tag}"):
             if "error" in event:
                 raise BackendError(f"push of {repository}:{tag} failed: {event['error'].strip()}")
             layer, status = event.get("id"), event.get("status", "")
@@ -258,13 +285,15 @@ def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, r
     return sum(size for layer, size in sent.items() if layer in pushed), len(pushed)
 
 
-def _events(events: Iterator[dict[str, Any]], what: str) -> Iterator[dict[str, Any]]:
+def _events(start: Callable[[], Iterator[dict[str, Any]]], what: str) -> Iterator[dict[str, Any]]:
+    """The events of a build or push that ``start`` begins: an engine gone before the first event (the
+    request itself refused) or while it streams is named as docker's, not as the backend's connection."""
     import docker
     import requests
     import urllib3
 
     try:
-        yield from events
+        yield from start()
     except docker.errors.APIError as error:
         raise BackendError(f"{what} failed: {_first_line(error)}") from None
     # a dockerd that dies while it streams breaks the response in urllib3, below requests' own errors

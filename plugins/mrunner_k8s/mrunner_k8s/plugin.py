@@ -176,12 +176,17 @@ def mrunner_submit(
 def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
     from dataclasses import replace
 
-    from mrunner_k8s.cluster import never_schedulable, run_states
+    from mrunner_k8s.cluster import NO_POD, UNBOUND, explain_waiting, never_schedulable, run_states
     from mrunner_k8s.requeue import next_attempts
 
     cluster = _cluster(sweep)
     jobs, pods = cluster.sweep_objects(sweep)
     updates = run_states(runs, jobs, pods)
+    if any(update.detail == NO_POD for update in updates):
+        updates = explain_waiting(updates, runs, jobs, cluster.creation_refusals())
+    if any(UNBOUND in (update.detail or "") for update in updates):
+        trouble = cluster.claim_trouble()
+        updates = [replace(u, detail=trouble) if UNBOUND in (u.detail or "") else u for u in updates]
     unschedulable = [update.detail for update in updates if (update.detail or "").startswith("unschedulable:")]
     if any("Insufficient" in (detail or "") for detail in unschedulable):
         nodes = cluster.nodes()  # one more call, only then

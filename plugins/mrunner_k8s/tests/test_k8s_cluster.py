@@ -568,3 +568,58 @@ def test_a_dockerd_that_dies_during_the_push_is_one_line_and_the_next_submission
     assert "building image" not in again.stderr and "pushed " in again.stderr, again.stderr
     [run] = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=300, every=1)
     assert (run["state"], run["exit_code"]) == ("completed", 0), mrunner("logs", f"{sweep_id}/0").stdout
+
+
+def test_a_resource_quota_that_blocks_the_pods_is_named_in_one_line(mrunner, project, cluster, namespace):
+    """The namespace's ResourceQuota lets no pod be created: status says the quota's own words, once the
+    namespace exists (the submission makes it), instead of "waiting for a pod"."""
+    from kubernetes import client
+
+    core, _ = cluster
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    quota = client.V1ResourceQuota(metadata=client.V1ObjectMeta(name="no-pods"),
+                                   spec=client.V1ResourceQuotaSpec(hard={"pods": "0"}))  # fmt: skip
+    core.create_namespaced_resource_quota(namespace, quota)
+    sweep_id, _ = submit(mrunner, "lr=0.5")
+    [run] = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda runs: "refuses" in (runs[0]["detail"] or ""),
+        timeout=120,
+        every=1,
+    )
+    assert run["state"] == "pending" and "exceeded quota: no-pods" in run["detail"], run["detail"]
+    assert "\n" not in run["detail"] and "raise the quota" in run["detail"]
+    table = mrunner("status", sweep_id).stdout
+    assert "the cluster refuses to create its pod: exceeded quota: no-pods" in " ".join(table.split())
+    assert mrunner("cancel", sweep_id).returncode == 0
+
+
+def test_a_volume_claim_that_cannot_be_bound_is_named_in_one_line(
+    mrunner, mrunner_home, project, namespace, k8s_service, own_images
+):
+    """A storage class the cluster does not have: the claim stays Pending, and status says so with the
+    claim's own warning and the keys to fix, instead of the scheduler's words."""
+    write_context(mrunner_home, "test-k8s", k8s_context(
+        k8s_service, namespace, registry_url=own_images(namespace), storage_class="no-such-class",
+        secrets=["MY_FAKE_TOKEN"],
+    ))  # fmt: skip
+    sweep_id, _ = submit(mrunner, "lr=0.6")
+    [run] = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda runs: "cannot be bound" in (runs[0]["detail"] or ""),
+        timeout=120,
+        every=1,
+    )
+    assert run["state"] == "pending" and "\n" not in run["detail"], run["detail"]
+    assert "no-such-class" in run["detail"] and "fix storage_class" in run["detail"], run["detail"]
+    assert mrunner("cancel", sweep_id).returncode == 0
+
+
+def test_a_pip_failure_in_the_image_build_is_one_short_line(mrunner, project):
+    """pip's pages of output and colours are cut to its last words: which requirement it could not find."""
+    (project / "requirements.txt").write_text("mrunner-no-such-package-3f2a==9.9\n")
+    failed = mrunner("+context=test-k8s", "exp.py", "lr=0.7", "context.build_network=none")
+    assert failed.returncode == 3 and "Traceback" not in failed.stderr, failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("mrunner: error: docker build of ") and "mrunner-no-such-package-3f2a" in last, last
+    assert "\x1b" not in last and len(last) < 800, last

@@ -1,3 +1,4 @@
+import os
 import tarfile
 
 import pytest
@@ -212,3 +213,39 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
                 client.images.remove(reference, force=True)
             except docker.errors.ImageNotFound:
                 pass
+
+
+@pytest.fixture
+def gone_engine():
+    """A docker client of an engine that answered its ping and then died (a test's own dockerd, killed)."""
+    import shutil
+
+    if shutil.which("dockerd") is None:
+        message = "no dockerd on this machine"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    import docker
+
+    from tests.own_dockerd import OwnDockerd
+
+    engine = OwnDockerd()
+    try:
+        engine.start()
+        client = docker.DockerClient(base_url=engine.url)
+        client.ping()
+        engine.kill()
+        yield client
+    finally:
+        engine.close()
+
+
+def test_an_engine_gone_before_the_push_or_the_registry_check_is_named_as_docker(gone_engine):
+    from mrunner.errors import BackendError
+    from mrunner.reporter import Reporter
+
+    with pytest.raises(BackendError, match=r"^the connection to docker was lost while pushing 127\.0\.0\.1:1/p:t: "):
+        image._push(gone_engine, "127.0.0.1:1/p", "t", None, Reporter(quiet=True))
+    with pytest.raises(BackendError, match=r"^the connection to docker was lost while building or pushing x: "):
+        with image._engine("building or pushing x"):
+            image._in_registry(gone_engine, "127.0.0.1:1/p:t", None)

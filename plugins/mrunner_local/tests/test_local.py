@@ -148,6 +148,32 @@ def test_a_repeated_submission_runs_nothing_twice(mrunner, project):
     assert ledger(project) == {0: 2, 1: 2, 2: 1}
 
 
+def test_the_same_grid_on_another_storage_dir_is_a_new_run_and_a_changed_max_parallel_a_repeat(mrunner, project):
+    """An experiment's identity includes where it runs: another storage_dir (results elsewhere) runs the grid
+    again, while a key that changes neither where nor with what it runs (max_parallel) does not."""
+    args = ("exp.py", "-m", "i=0,1", "ledger=" + str(project.parent / "ledger"))
+    sweep_of(mrunner(*args))
+    again = mrunner(*args, "context.max_parallel=1")
+    assert again.returncode == 0 and "2 of 2 experiments were already submitted" in again.stderr
+    elsewhere = project.parent / "elsewhere"
+    moved = mrunner(*args, f"context.storage_dir={elsewhere}")
+    assert moved.returncode == 0 and "already submitted" not in moved.stderr, moved.stderr
+    assert ledger(project) == {0: 2, 1: 2}
+    assert len(list(elsewhere.rglob("result.json"))) == 2
+    back = mrunner(*args, f"context.storage_dir={elsewhere}")
+    assert "2 of 2 experiments were already submitted" in back.stderr
+
+
+def test_resume_refuses_in_one_line_an_option_its_backend_does_not_honour(mrunner, project):
+    sweep = sweep_of(mrunner("exp.py", "-m", "i=0", "ledger=" + str(project.parent / "ledger")))
+    refused = mrunner("resume", sweep, "--time", "5")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert f"--time: the local backend of sweep {sweep} has no time key; it takes none of these options" in (
+        refused.stderr
+    )
+    assert "--time VALUE same as context.time=VALUE (slurm)" in " ".join(mrunner("resume", "--help").stdout.split())
+
+
 def pids_of(mrunner, sweep: str) -> list[int]:
     return [int(e["backend_ref"][4:].split("@")[0]) for e in status(mrunner, sweep).values()
             if (e["backend_ref"] or "").startswith("pid:")]  # fmt: skip

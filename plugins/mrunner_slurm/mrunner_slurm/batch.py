@@ -158,6 +158,15 @@ def batch_script(
         '_mrunner_log="$_mrunner_logs.$MRUNNER_ATTEMPT.log"',
         # appended, never truncated: the set-up's output and errors go to this attempt's log too
         'exec >>"$_mrunner_log" 2>&1 </dev/null',
+        # an experiment that completed in an earlier attempt is not run again: Slurm requeues the task of a node
+        # it lost while the step goes on there, finishes and writes its exit code 0 (what the status reads)
+        "_mrunner_earlier=0",
+        'while [ "$_mrunner_earlier" -lt "$MRUNNER_ATTEMPT" ]; do',
+        '  if [ "$(cat "$_mrunner_status.$_mrunner_earlier" 2>/dev/null)" = 0 ]; then',
+        '    echo "mrunner: attempt $_mrunner_earlier of this experiment completed (exit 0): not run again"; exit 0',
+        "  fi",
+        "  _mrunner_earlier=$((_mrunner_earlier + 1))",
+        "done",
         # the restarts the wrapper asked for after a failure (noted `retry`) count against retry_failed, the rest
         # (preemption, the time limit) against max_requeue
         "_mrunner_retried=0",

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mrunner.errors import BackendError
+from mrunner.errors import BackendError, cut_output
 from mrunner_slurm import remote_helper
 from mrunner_slurm.transport import Call, Connection, Result
 
@@ -99,7 +99,14 @@ def lines(connection: Connection, args: Iterable[str], stdin: bytes) -> Iterator
 
 
 def _helper_error(connection: Connection, result: Result) -> str:
-    message = result.error.removeprefix("mrunner: ")
+    """The helper's complaint as one line: its own first line (``mrunner: ...``) with the tool output it
+    quotes below cut to what matters (colour codes gone, the last meaningful lines), or the output alone."""
+    text = result.stderr.decode(errors="replace").strip()
+    head, _, rest = text.partition("\n")
+    if head.startswith("mrunner: "):
+        message = head.removeprefix("mrunner: ") + (" " + cut_output(rest) if rest.strip() else "")
+    else:
+        message = cut_output(text) or f"exit status {result.code}"
     if result.code == 127 or "command not found" in message:
         return f"{connection.target.alias} has no {HELPER_PYTHON} on its PATH, which mrunner needs on the login node"
     return f"on {connection.target.alias}: {message}"

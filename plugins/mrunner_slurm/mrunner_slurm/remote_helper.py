@@ -11,6 +11,7 @@ and, given the manifest's hashes, which objects the store lacks), ``missing`` (t
 Nothing here imports mrunner: this module is also imported by the plugin (for ``LAUNCHER``).
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -358,10 +359,33 @@ def venv(path, python, requirements):
         for step in steps:
             result = subprocess.run(step, capture_output=True, text=True)
             if result.returncode:
-                tail = " / ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
-                raise SystemExit("mrunner: building the virtualenv failed at `%s`: %s" % (" ".join(step[-3:]), tail))
+                subprocess.run(["rm", "-rf", path])
+                output = "\n".join((result.stderr + "\n" + result.stdout).strip().splitlines()[-40:])
+                full = _no_space(os.path.dirname(path), output)
+                # the caller keeps the first line and cuts the tool's output below it (mrunner.errors.cut_output)
+                raise SystemExit(
+                    "mrunner: building the virtualenv failed at `%s`%s:\n%s"
+                    % (" ".join(step[-3:]), " (%s)" % full if full else "", output)
+                )
         _write_atomic(ready, b"")
     return {"venv": path, "built": True}
+
+
+def _full(status_prefix):
+    """For a failed experiment: `no space left` when the sweep's file system is full, the likely cause of a
+    failure with an empty log (Python's exit 120: it could not even flush its output); else None."""
+    return _no_space(os.path.dirname(os.path.dirname(status_prefix)), "", 2**20) or None
+
+
+def _no_space(folder, output, least=64 * 2**20):
+    """``no space left, ENOSPC: N KiB free at FOLDER`` when a failure ran out of disk: ensurepip dies with only
+    ``exit status 1`` when it does, so the free space is measured (after what failed was removed) besides
+    reading the output; "" otherwise."""
+    stat = os.statvfs(folder)
+    free = stat.f_bavail * stat.f_frsize
+    if free < least or "No space left" in output or "Errno 28" in output or "Disk quota" in output:
+        return "no space left, ENOSPC: %d KiB free at %s" % (free // 1024, folder)
+    return ""
 
 
 def submit(document):
@@ -510,6 +534,17 @@ def _ends(status_prefix, recorded, attempt):
     return ends
 
 
+def _completed_before(status_prefix, attempt):
+    """The first attempt before ``attempt`` whose experiment exited 0, else None. Its end stands whatever Slurm
+    did with the task later: a node lost mid-run leaves the step running while Slurm requeues the task, and
+    the step may still finish and write its 0 after the requeue was seen (the next attempt then does not run
+    it: the batch script checks at task start)."""
+    for number in range(attempt):
+        if _exit_code("%s.%d" % (status_prefix, number)) == 0:
+            return number
+    return None
+
+
 def status(document):
     """The state of each task's latest attempt, from its exit-code file, then one squeue, then jobcomp.
 
@@ -521,7 +556,8 @@ def status(document):
     A task Slurm requeued (preemption, ``scontrol requeue``, the wrapper's requeue before the time limit or
     after a failure within retry_failed) is the next attempt: its attempt is the one it was submitted at (in
     its job name) plus Slurm's restart count, or, once Slurm forgot it, the latest attempt that left a log.
-    A task whose run was recorded as ended (``ended``) is answered only when Slurm started it again.
+    A task whose run was recorded as ended (``ended``) is answered only when Slurm started it again. An
+    attempt that exited 0 makes the task completed, whatever attempt Slurm is at since (a lost node).
     """
     # [index, "JOB_TASK", recorded attempt, exit-code prefix, log prefix, max_requeue, retry_failed, ended]
     tasks = document["tasks"]
@@ -532,6 +568,13 @@ def status(document):
     for index, ref, recorded, status_prefix, log_prefix, limit, retries, ended in tasks:
         queued = found.get(ref)
         attempt = _current_attempt(queued, recorded, log_prefix, limit + retries)
+        finished = _completed_before(status_prefix, attempt)
+        if finished is not None:  # completed, whatever Slurm did with the task afterwards
+            if not ended:
+                detail = "attempt %d completed (exit 0); Slurm's later start of the task did not run it again"
+                at = max(recorded, finished)
+                answer[index] = ["completed", 0, detail % finished, True, at, _ends(status_prefix, recorded, at)]
+            continue
         if ended and attempt == recorded:
             continue  # an ended run that Slurm has not started again
         ends = _ends(status_prefix, recorded, attempt)
@@ -565,6 +608,11 @@ def status(document):
                 answer[index][:4] = finished_tasks[ref] + [False]
             else:
                 answer[index][:4] = ["lost", None, "Slurm no longer knows job %s and it left no exit code" % ref, False]
+    prefixes = {task[0]: task[3] for task in tasks}
+    for index, entry in answer.items():
+        full = _full(prefixes[index]) if entry[0] == "failed" else None
+        if full:  # a full disk is why, whatever Slurm's reason (NonZeroExitCode) or the exit code (120) say
+            entry[2] = full + ("; %s" % entry[2] if entry[2] else "")
     return answer
 
 
@@ -620,6 +668,9 @@ def cancel(document):
     for index, ref, recorded, status_prefix, log_prefix, most in tasks:
         attempt = _current_attempt(found.get(ref), recorded, log_prefix, most)
         code = _exit_code("%s.%d" % (status_prefix, attempt))
+        finished = _completed_before(status_prefix, attempt) if code is None else None
+        if finished is not None:  # an earlier attempt had completed: the cancel stopped nothing of it
+            code, attempt = 0, max(recorded, finished)
         answer[index] = [code, attempt, _ends(status_prefix, recorded, attempt)]
     return answer
 
@@ -875,6 +926,14 @@ def main(argv, stdin):
         if not line.strip():
             return  # never used: the connection closed
         argv = json.loads(line)
+    try:
+        _run(argv, stdin)
+    except OSError as failure:  # a write without a file name (the upload's) is below the storage it names
+        where = argv[1] if len(argv) > 1 and argv[0] in ("begin", "missing", "receive", "venv") else "?"
+        raise SystemExit("mrunner: " + _os_failure(failure, where)) from None
+
+
+def _run(argv, stdin):
     command = argv[0]
     if command == "begin":
         answer = begin(argv[1], argv[2], json.loads(zlib.decompress(stdin.read())))
@@ -884,6 +943,8 @@ def main(argv, stdin):
         try:
             answer = receive(argv[1], argv[2], stdin)
         except (EOFError, ValueError, zlib.error, OSError) as error:
+            if isinstance(error, OSError) and error.errno in _STORAGE_ERRORS:
+                raise  # the storage's own trouble, named by `_os_failure`: retrying does not cure it
             raise SystemExit(
                 "mrunner: the code upload was cut off (%s); nothing half-written is kept, retry" % error
             ) from None
@@ -903,6 +964,31 @@ def main(argv, stdin):
         raise SystemExit("mrunner: unknown helper command %r" % command)
     if answer is not None:
         print(json.dumps(answer), flush=True)
+
+
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _os_failure(error, where):
+    """One line for the cluster's file system refusing a write: which path, the reason (ENOSPC, EROFS, EACCES:
+    the names a cluster's admin knows) and what to change, instead of a traceback flattened into a line."""
+    path = error.filename or where
+    name = errno.errorcode.get(error.errno or 0, "errno %s" % error.errno)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            "no space left (%s%s) at %s: free space on that file system, or set the context's storage_dir "
+            "to another one" % (name, ": disk quota exceeded" if error.errno == errno.EDQUOT else "", path)
+        )
+    if error.errno == errno.EROFS:
+        return "%s is on a read-only file system (EROFS): set the context's storage_dir to a writable folder" % path
+    if error.errno in (errno.EACCES, errno.EPERM):
+        import getpass
+
+        return (
+            "user %s may not write %s (%s: %s): set the context's storage_dir to a folder it can write, or "
+            "give it that permission" % (getpass.getuser(), path, name, error.strerror)
+        )
+    return "%s: %s (%s)" % (path, error.strerror, name)
 
 
 if __name__ == "__main__" and sys.argv[:1] == ["-c"]:  # run by LAUNCHER, not imported

@@ -176,3 +176,68 @@ def test_the_time_limit_saves_on_the_signal_requeues_up_to_max_requeue_then_ends
     state = checkpoint(cluster, document, done)
     assert state["step"] == 1000 and state["attempts"] == [0, 1] and 0 in state["warned"]
     assert 0 < int(mrunner("logs", f"{sweep}/0").stdout.split("attempt 1 from step ")[1].split()[0]) < 1000
+
+
+def test_an_experiment_that_exited_0_is_completed_and_never_run_again_whatever_slurm_does_with_its_task(
+    project, mrunner, mrunner_home, slurm_service
+):
+    """What a node lost mid-run does, without taking down the shared cluster's only node: Slurm requeues the
+    task while the experiment's step goes on there, finishes and writes its exit code 0. Experiment 0 has
+    completed when its task is requeued (`scontrol requeue` of the finished task); experiment 1 is requeued
+    while it runs, and its attempt 0's exit code 0 is written afterwards (the late write of the lost node's
+    step, written here as the test user writes it). Both stay or become completed, and when Slurm starts
+    their tasks again the batch script does not run them."""
+    cluster = project
+    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, cluster.storage, grace_period=2))
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", "slow_until=0,9", "steps=100", "pause=1")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    folder = f"{cluster.storage}/{document['sweep']['project']}/{sweep}"
+    done, running = document["experiments"]
+    wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: rs[0]["state"] == COMPLETED and rs[1]["state"] == "running",
+        timeout=60,
+        every=1,
+        what="0 to end",
+    )
+    assert cluster.ssh(f"cat {folder}/status/0.0").strip() == "0"
+    cluster.ssh(f"scontrol requeue {done['backend_ref']}")  # kept by Slurm for MinJobAge after its end
+    wait_for(
+        lambda: checkpoint(cluster, document, running)["step"], lambda step: step >= 2, timeout=60, every=0.5,
+        what="experiment 1 at step 2",
+    )  # fmt: skip
+    cluster.ssh(f"scontrol requeue {running['backend_ref']}")
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: rs[1]["attempt"] == 1,
+        timeout=60,
+        every=1,
+        what="the requeue of experiment 1",
+    )
+    assert runs[1]["state"] == PENDING
+    assert runs[0]["state"] == COMPLETED and runs[0]["attempt"] == 0  # its requeue changes nothing
+    cluster.ssh(f"echo 0 > {folder}/status/1.0")  # the lost node's step ends after the requeue
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: rs[1]["state"] == COMPLETED,
+        timeout=30,
+        every=1,
+        what="the late exit code 0",
+    )
+    assert runs[1]["exit_code"] == 0
+    for run in (done, running):
+        release(cluster, run["backend_ref"])
+    job = done["backend_ref"].split("_")[0]
+    wait_for(
+        lambda: cluster.ssh(f"squeue -h -r -j {job} -O 'JobArrayID:|,State:|,RestartCnt:|'"),
+        lambda listing: "PENDING" not in listing and "RUNNING" not in listing, timeout=60, every=0.5,
+        what="the requeued tasks to end",
+    )  # fmt: skip
+    document = status(mrunner, sweep)
+    assert [(r["state"], r["exit_code"]) for r in document["experiments"]] == [(COMPLETED, 0), (COMPLETED, 0)]
+    assert ends(document["experiments"][0]) == [(0, COMPLETED)]
+    for run in document["experiments"]:
+        assert checkpoint(cluster, document, run)["attempts"] == [0]  # never started again
+        assert "completed (exit 0): not run again" in cluster.ssh(f"cat {folder}/logs/{run['index']}.1.log")

@@ -1,0 +1,59 @@
+"""One-line errors from tools' output: colour codes gone, the last words that say something kept."""
+
+from __future__ import annotations
+
+from mrunner.errors import cut_output
+
+PIP_NOT_FOUND = (
+    "\x1b[33mWARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None))\x1b[0m\n"
+    "\x1b[31mERROR: Could not find a version that satisfies the requirement nosuchpkg==9 (from versions: none)"
+    "\x1b[0m\n\x1b[31mERROR: No matching distribution found for nosuchpkg==9\x1b[0m\n"
+    "\n\x1b[1m[\x1b[0m\x1b[34;49mnotice\x1b[0m\x1b[1;39;49m]\x1b[0m A new release of pip is available: 23.0 -> 24.0\n"
+)
+
+PIP_BUILD_FAILED = """  error: subprocess-exited-with-error
+
+  × python setup.py egg_info did not run successfully.
+  │ exit code: 1
+  ╰─> [6 lines of output]
+      Traceback (most recent call last):
+        File "<string>", line 2, in <module>
+      ModuleNotFoundError: No module named 'numpy'
+      [end of output]
+
+  note: This error originates from a subprocess, and is likely not a problem with pip.
+error: metadata-generation-failed
+
+× Encountered error while generating package metadata.
+╰─> See above for output.
+
+note: This is an issue with the package mentioned above, not pip.
+hint: See above for details.
+"""
+
+
+def test_pip_output_loses_its_colour_codes_and_notices_and_keeps_its_last_errors():
+    line = cut_output(PIP_NOT_FOUND, lines=2)
+    assert "\x1b" not in line and "notice" not in line
+    assert line == (
+        "ERROR: Could not find a version that satisfies the requirement nosuchpkg==9 (from versions: none) / "
+        "ERROR: No matching distribution found for nosuchpkg==9"
+    )
+
+
+def test_a_build_failure_keeps_what_failed_not_hints_rules_or_traceback_frames():
+    line = cut_output(PIP_BUILD_FAILED)
+    assert "note:" not in line and "hint:" not in line and "See above" not in line and 'File "' not in line
+    assert line == (
+        "ModuleNotFoundError: No module named 'numpy' / error: metadata-generation-failed / "
+        "× Encountered error while generating package metadata."
+    )
+
+
+def test_long_lines_are_cut_and_output_of_only_noise_still_says_something():
+    line = cut_output("x" * 5000, width=100)
+    assert len(line) == 100 and line.endswith("...")
+    assert cut_output("hint: nothing else\n") == "hint: nothing else"
+    assert cut_output("") == ""
+    progress = "".join(f"\r\x1b[2K{i}% done" for i in range(100)) + "\nfailed: disk\n"
+    assert cut_output(progress, lines=2) == "99% done / failed: disk"

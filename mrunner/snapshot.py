@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrunner import paths
+from mrunner import paths, treeguard
 from mrunner.errors import MrunnerError, os_error
 
 # Never part of a snapshot, whatever the ignore files say: these folders at any depth, and compiled Python.
@@ -365,12 +365,14 @@ def _materialise(snapshot: Snapshot) -> None:
     interrupted copy never leaves a tree that a later sweep would trust."""
     trees = snapshot.tree.parent
     try:
-        _build_tree(snapshot, trees)
+        if _build_tree(snapshot, trees):
+            treeguard.protect(snapshot.tree)  # experiments, root's included, cannot change it for later ones
     except OSError as error:
         raise os_error(error, "copy the code snapshot to", snapshot.tree) from None
 
 
-def _build_tree(snapshot: Snapshot, trees: Path) -> None:
+def _build_tree(snapshot: Snapshot, trees: Path) -> bool:
+    """Whether this process built the tree (False: another mrunner finished the same snapshot first)."""
     building = Path(tempfile.mkdtemp(prefix=f".{snapshot.digest[:12]}-", dir=trees))
     try:
         for relative, (_, mode) in snapshot.files.items():
@@ -385,6 +387,8 @@ def _build_tree(snapshot: Snapshot, trees: Path) -> None:
         except OSError:
             if not snapshot.tree.is_dir():  # another mrunner finished the same snapshot first: use theirs
                 raise
+            return False
+        return True
     finally:
         if building.exists():
             for left, _, _ in os.walk(building):

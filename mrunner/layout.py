@@ -19,10 +19,11 @@ Below ``STORAGE_DIR`` (posix paths, the same on every backend)::
 Why links instead of running in the snapshot: experiments of one sweep share one snapshot, so a script that
 writes ``out.txt`` or ``checkpoints/`` by a relative path would overwrite its neighbours' files there, and a
 later sweep of the same code would find them (and resume from another run's checkpoint). Copying the tree
-per experiment would cost files x experiments of content on a cluster's quota'd file system. The project's
-folders are made real in the experiment's folder with a link per file, so that deleting ``data/x`` or
-creating ``data/new`` changes only the experiment's own folder (a link per top-level folder would let them
-reach the shared snapshot); relative reads and imports work as in the project. Writing through a link
+per experiment would cost files x experiments on a cluster's quota'd file system. A link per top-level entry
+keeps relative reads (``data/...``, configs) and imports working at a cost that does not grow with the
+project's size; the local backend instead makes the project's folders real with a link per file
+(``mirror``), so that deleting ``data/x`` or creating ``data/new`` changes only the experiment's own folder,
+never the shared snapshot. Writing through a link
 reaches the snapshot's file: the snapshot itself is guarded against that (``mrunner.treeguard``). Folders
 that hold only placeholders (``outputs/.gitkeep``) are made real and empty, since scripts write into them;
 so are the folders on the way to the directory mrunner was started in.
@@ -130,11 +131,14 @@ def of_run(storage: str, sweep, run) -> Layout:  # sweep, run: mrunner.records.S
 # -- the working directory -----------------------------------------------------------------------------------
 
 
-def working_entries(files: Iterable[str], workdir: str = ".") -> list[str]:
+def working_entries(files: Iterable[str], workdir: str = ".", mirror: bool = False) -> list[str]:
     """How an experiment's folder mirrors the code snapshot, from the snapshot's file list: ``"d PATH"`` for a
-    folder made real, ``"l PATH"`` for a link to the snapshot's file at ``PATH``, ``"m PATH"`` for a folder
-    mirrored when the attempt is prepared (real folders, a link per file). Computed once per sweep; its
-    length depends on the project's top-level entries and output folders, not on its number of files.
+    folder made real, ``"l PATH"`` for a link to the snapshot's entry at ``PATH``, and with ``mirror``
+    ``"m PATH"`` for a folder mirrored when the attempt is prepared (real folders, a link per file) instead of
+    a link to it. Computed once per sweep; its length depends on the project's top-level entries and output
+    folders, not on its number of files. ``mirror`` keeps deletes and creates below the project's folders in
+    the experiment's folder at the cost of a link per file per experiment: the local backend's choice; a
+    cluster's backend with a file-count quota keeps a link per top-level entry.
     """
     children: dict[str, set[str]] = {"": set()}
     folders: set[str] = {""}
@@ -168,7 +172,7 @@ def working_entries(files: Iterable[str], workdir: str = ".") -> list[str]:
             if child in real:
                 entries.append(f"d {child}")
                 visit(child)
-            elif child in folders:
+            elif mirror and child in folders:
                 entries.append(f"m {child}")
             elif not (child.rsplit("/", 1)[-1] in PLACEHOLDERS and only_placeholders.get(folder)):
                 entries.append(f"l {child}")

@@ -110,3 +110,17 @@ def test_an_experiment_cannot_change_what_the_next_one_and_a_later_sweep_run(
     (tree,) = [p for p in trees.iterdir() if p.is_dir()]
     assert sorted(os.listdir(tree / "data")) == ["x", "y"]
     assert mrunner("gc").returncode == 0
+
+
+def test_collecting_a_sealed_tree_clears_the_flag_and_its_guard(tmp_path):
+    from mrunner import cleanup, treeguard
+
+    tree = tmp_path / "trees" / "digest"
+    (tree / "data").mkdir(parents=True)
+    (tree / "data" / "x").write_text("x")
+    if not treeguard.protect(tree):
+        pytest.skip("this file system keeps no immutable flag")
+    with pytest.raises(PermissionError):
+        (tree / "data" / "x").unlink()  # root included
+    cleanup._remove(tree, "snapshot copy", dry_run=False)
+    assert not tree.exists() and not treeguard.guard_dir(tree).exists()

@@ -506,20 +506,30 @@ def collect_secrets(context: dict[str, Any]) -> dict[str, str]:
 
 
 def refresh(sweep: Sweep, store: Store) -> list[Run]:
-    """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs.
-    A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too (see the hook)."""
-    runs = store.runs(sweep.id)
+    """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs."""
+    look(sweep, store)
+    return store.runs(sweep.id)
+
+
+def look(sweep: Sweep, store: Store, index: int | None = None) -> None:
+    """Ask the backend about the sweep's unfinished runs, or about run ``index`` alone, in one call and record
+    what changed. Only those runs are read from the records, so a look at one experiment of a large sweep
+    costs what one run costs. A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too
+    (see the hook)."""
+    takes_ended = plugins.takes(sweep.backend, "mrunner_status", "ended")
+    if index is not None:
+        runs = [store.run(sweep.id, index)]
+    else:
+        runs = store.runs(sweep.id, None if takes_ended else ACTIVE)
     active = [run for run in runs if run.state in ACTIVE]
     ended: list[Run] = []
-    if plugins.takes(sweep.backend, "mrunner_status", "ended"):
+    if takes_ended:
         ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
     if active or ended:
         updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active, ended=ended)
         _require(updates, sweep, "mrunner_status")
         if updates:
             store.apply(sweep.id, updates)
-            return store.runs(sweep.id)
-    return runs
 
 
 def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:

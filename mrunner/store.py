@@ -12,7 +12,7 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -452,8 +452,11 @@ class Store:
         self._write(statements)
 
     @_guarded
-    def attempts(self, sweep_id: str, index: int | None = None) -> dict[int, list[Attempt]]:
-        """Every attempt of an experiment (or of every experiment of the sweep), first to latest, by index."""
+    def attempts(
+        self, sweep_id: str, index: int | None = None, *, start: int = 0, stop: int | None = None
+    ) -> dict[int, list[Attempt]]:
+        """Every attempt of an experiment (or of every experiment of the sweep with ``start <= index < stop``),
+        first to latest, by index."""
         query = (
             "SELECT idx, attempt, started_at, cause, snapshot_digest, changes, ended_at, ended, exit_code, detail "
             "FROM attempts WHERE sweep_id=?"
@@ -462,6 +465,9 @@ class Store:
         if index is not None:
             query += " AND idx=?"
             args += (index,)
+        else:
+            query += " AND idx>=?" + ("" if stop is None else " AND idx<?")
+            args += (start,) if stop is None else (start, stop)
         found: dict[int, list[Attempt]] = {}
         for idx, number, started, cause, digest, changes, ended_at, ended, code, detail in self._db.execute(
             query + " ORDER BY idx, attempt", args
@@ -498,15 +504,55 @@ class Store:
         return [_sweep(row) for row in rows]
 
     @_guarded
-    def runs(self, sweep_id: str, states: Iterable[str] | None = None) -> list[Run]:
-        rows = self._db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? ORDER BY idx", (sweep_id,)
-        ).fetchall()
-        runs = [_run(row) for row in rows]
+    def runs(
+        self, sweep_id: str, states: Iterable[str] | None = None, *, start: int = 0, stop: int | None = None,
+        limit: int | None = None, last: bool = False,
+    ) -> list[Run]:  # fmt: skip
+        """The sweep's runs in index order: those in ``states`` (default all) with ``start <= index < stop``,
+        at most ``limit`` of them (the last ones with ``last``). Read through the primary key, so a slice of
+        a large sweep costs what the slice holds."""
+        query = f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx>=?"
+        arguments: list[object] = [sweep_id, start]
+        if stop is not None:
+            query += " AND idx<?"
+            arguments.append(stop)
         if states is not None:
-            wanted = set(states)
-            runs = [run for run in runs if run.state in wanted]
-        return runs
+            wanted = sorted(set(states))
+            query += f" AND state IN ({_marks(len(wanted))})"
+            arguments += wanted
+        query += " ORDER BY idx DESC" if last else " ORDER BY idx"
+        if limit is not None:
+            query += " LIMIT ?"
+            arguments.append(limit)
+        runs = [_run(row) for row in self._db.execute(query, arguments)]
+        return runs[::-1] if last else runs
+
+    def iter_runs(self, sweep_id: str, states: Iterable[str] | None = None, chunk: int = RECORD_CHUNK) -> Iterator[Run]:
+        """The sweep's runs in index order, read ``chunk`` at a time: memory does not grow with the sweep."""
+        wanted = None if states is None else list(states)
+        start = 0
+        while batch := self.runs(sweep_id, wanted, start=start, limit=chunk):
+            yield from batch
+            start = batch[-1].index + 1
+
+    @_guarded
+    def count(self, sweep_id: str) -> int:
+        """How many runs the sweep has."""
+        return int(self._db.execute("SELECT count(*) FROM experiments WHERE sweep_id=?", (sweep_id,)).fetchone()[0])
+
+    @_guarded
+    def counts(self, sweep_id: str) -> dict[str, int]:
+        """How many runs of the sweep are in each state, in the order of ``records.STATES``."""
+        found = dict(
+            self._db.execute("SELECT state, count(*) FROM experiments WHERE sweep_id=? GROUP BY state", (sweep_id,))
+        )
+        return {state: found[state] for state in records.STATES if state in found}
+
+    @_guarded
+    def latest_details(self, sweep_id: str, indices: Sequence[int]) -> dict[int, str]:
+        """What the backend last said about each of the given runs, if anything (see ``details``)."""
+        latest = self._latest_details(self._db.cursor(), sweep_id, indices)
+        return {index: detail for index, detail in latest.items() if detail}
 
     @_guarded
     def run(self, sweep_id: str, index: int) -> Run:
@@ -543,9 +589,9 @@ class Store:
             return sweep, self.run(sweep.id, int(index))
         if len(ref) < 4:
             raise NotFound(f"experiment {ref!r}: give SWEEP/INDEX or at least 4 characters of its id")
-        rows = self._db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE id LIKE ? ESCAPE '\\' ORDER BY updated_at DESC",
-            (_like_prefix(ref),),
+        rows = self._db.execute(  # a range of the identity index, not a scan of every experiment
+            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE id>=? AND id<=? ORDER BY updated_at DESC LIMIT 100",
+            (ref.lower(), ref.lower() + _LAST_CHARACTER),  # identities are lower-case hex
         ).fetchall()
         if not rows:
             raise NotFound(f"no experiment {ref!r} in the records; name it as SWEEP/INDEX (see `mrunner status SWEEP`)")
@@ -580,6 +626,10 @@ def _rollback(cursor: sqlite3.Cursor) -> None:
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
+
+
+#: Above every character an identity holds: ``id BETWEEN prefix AND prefix + this`` is every id with the prefix.
+_LAST_CHARACTER = "\U0010ffff"
 
 
 def _like_prefix(text: str) -> str:

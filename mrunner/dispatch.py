@@ -29,7 +29,7 @@ from mrunner.records import ACTIVE, CANCELLED, FAILED, PENDING, PLANNED, RESUMAB
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey, merge_keys, validate
 from mrunner.snapshot import Snapshot
-from mrunner.store import Recorded, Store
+from mrunner.store import Recorded, Store, StoredRuns
 
 DRY_RUN_SHOWN = 5
 
@@ -257,12 +257,12 @@ def rendered(plan: Plan, frozen: Snapshot) -> list[str]:
 # -- submitting ----------------------------------------------------------------------------------------------
 
 
-def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Run]]:
+def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Sequence[Run]]:
     """Snapshot, record and hand over a planned sweep. Returns the sweep and the runs handed over."""
     sweep, frozen, count = record(plan, store, reporter)
     if not count:
         return sweep, []
-    runs = store.runs(sweep.id)
+    runs = StoredRuns(store, sweep.id, range(count))  # read a chunk at a time: the records hold them
     hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach), new=True)
     return sweep, runs
 
@@ -431,9 +431,9 @@ def hand_over(
             sweep.detail.update(detail or {})
             store.update_sweep(sweep)
         new = False  # from here on a backend may accept runs before it can record them: keep the sweep
-        hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
+        hook.mrunner_sweep_submitted(sweep=sweep, runs=runs, reporter=reporter)
         handled = hook.mrunner_submit(
-            sweep=sweep, runs=list(runs), secrets=secrets, options=options,
+            sweep=sweep, runs=runs, secrets=secrets, options=options,
             record=lambda updates: store.apply(sweep.id, updates), reporter=reporter,
         )  # fmt: skip
         _require(handled, sweep, "mrunner_submit")

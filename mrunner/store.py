@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 from mrunner import paths, process, records
 from mrunner.errors import MrunnerError, NotFound, os_error
@@ -527,6 +527,17 @@ class Store:
         runs = [_run(row) for row in self._db.execute(query, arguments)]
         return runs[::-1] if last else runs
 
+    @_guarded
+    def runs_at(self, sweep_id: str, indices: Sequence[int]) -> list[Run]:
+        """The sweep's runs of the given indices (in index order), through the primary key."""
+        found: list[Run] = []
+        unique = sorted(set(indices))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            query = f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx IN ({_marks(len(chunk))}) ORDER BY idx"
+            found += [_run(row) for row in self._db.execute(query, (sweep_id, *chunk))]
+        return found
+
     def iter_runs(self, sweep_id: str, states: Iterable[str] | None = None, chunk: int = RECORD_CHUNK) -> Iterator[Run]:
         """The sweep's runs in index order, read ``chunk`` at a time: memory does not grow with the sweep."""
         wanted = None if states is None else list(states)
@@ -614,6 +625,44 @@ class Store:
             "SELECT at, state, exit_code, detail FROM events WHERE sweep_id=? AND idx=? ORDER BY at, rowid",
             (sweep_id, index),
         ).fetchall()
+
+
+class StoredRuns(Sequence[Run]):
+    """Some runs of a sweep (``indices``, in that order) as a sequence read from the records a chunk at a
+    time: a submission hands a million runs to its backend without holding them all in memory."""
+
+    def __init__(self, store: Store, sweep_id: str, indices: Sequence[int]) -> None:
+        self._store, self._sweep_id, self._indices = store, sweep_id, indices
+        self._chunk_start, self._chunk = 0, cast("list[Run]", [])
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, position: int) -> Run: ...
+    @overload
+    def __getitem__(self, position: slice) -> list[Run]: ...
+
+    def __getitem__(self, position: int | slice) -> Run | list[Run]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError(position)
+        if not self._chunk_start <= position < self._chunk_start + len(self._chunk):
+            self._chunk_start = position - position % RECORD_CHUNK
+            self._chunk = self._read(self._chunk_start)
+        return self._chunk[position - self._chunk_start]
+
+    def __iter__(self) -> Iterator[Run]:
+        for start in range(0, len(self), RECORD_CHUNK):
+            yield from self._read(start)
+
+    def _read(self, start: int) -> list[Run]:
+        wanted = list(self._indices[start : start + RECORD_CHUNK])
+        found = {run.index: run for run in self._store.runs_at(self._sweep_id, wanted)}
+        return [found[index] for index in wanted]
 
 
 def _rollback(cursor: sqlite3.Cursor) -> None:

@@ -35,6 +35,7 @@ def run(arguments: RunArguments) -> int:
     if not arguments.dry_run:
         warm_up(arguments)
     from mrunner import dispatch, spec  # imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
+    from mrunner.commands.sweeps import counts_text
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -59,16 +60,15 @@ def run(arguments: RunArguments) -> int:
     if not runs:
         return 0
     if arguments.wait and not arguments.detach:
-        runs = dispatch.wait(sweep, store, reporter)
-    else:
-        runs = store.runs(sweep.id)
-    reporter.step(f"sweep {sweep.id}: {dispatch.summary(runs)}")
-    if all(run.state in TERMINAL for run in runs):  # the backend ran it to the end (local), or we waited
-        failed = next((run for run in runs if run.state == FAILED), None)
-        if failed is not None:
-            _show_tail(sweep, failed, reporter)
+        dispatch.wait(sweep, store, reporter)
+    counts = store.counts(sweep.id)  # not the runs themselves: a sweep of a million fits in memory
+    reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
+    if set(counts) <= TERMINAL:  # the backend ran it to the end (local), or we waited
+        failed = store.runs(sweep.id, [FAILED], limit=1)
+        if failed:
+            _show_tail(sweep, failed[0], reporter)
         reporter.step(f"see `mrunner status {sweep.id}` and `mrunner logs {sweep.id}/INDEX`")
-        return 0 if all(run.state == COMPLETED for run in runs) else 1
+        return 0 if set(counts) == {COMPLETED} else 1
     reporter.step(f"follow it with `mrunner status {sweep.id}`; `mrunner logs {sweep.id}/0 -f` shows output")
     return 0
 

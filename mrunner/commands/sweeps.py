@@ -65,7 +65,7 @@ def status_command(options: argparse.Namespace) -> int:
     print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
     waiting = store.runs(sweep.id, [PENDING], limit=SHOWN_OF_STATE * 10)
     reasons = store.latest_details(sweep.id, [r.index for r in waiting])
-    print(f"{total} experiments: {_counts_text(counts, list(dict.fromkeys(reasons.values())))}")
+    print(f"{total} experiments: {counts_text(counts, list(dict.fromkeys(reasons.values())))}")
     if options.all or total <= ALL_ROWS:
         shown = list(store.iter_runs(sweep.id))
     else:
@@ -91,7 +91,7 @@ def status_command(options: argparse.Namespace) -> int:
     return 0
 
 
-def _counts_text(counts: dict[str, int], reasons: list[str]) -> str:
+def counts_text(counts: dict[str, int], reasons: list[str]) -> str:
     """``3 completed, 2 pending (Resources)``: the count of each state, and why runs wait."""
     parts = []
     for state, count in counts.items():

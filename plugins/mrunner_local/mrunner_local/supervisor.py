@@ -3,8 +3,8 @@ set per experiment, each attempt laid out as ``mrunner.layout`` says, every stat
 the core as it happens.
 
 The supervisor runs inside `mrunner` (with a progress bar; Ctrl-C cancels) or, with ``--detach``, as a
-background process of its own (``python -m mrunner_local.supervisor RECORDS SWEEP INDEX...``) that records
-into the records database the sweep was submitted to.
+background process of its own (``python -m mrunner_local.supervisor RECORDS SWEEP``, the indices on its
+standard input) that records into the records database the sweep was submitted to.
 
 Stopping is exact: a cancel is recorded before the signal (so a waiting experiment never starts), each
 running experiment's process group gets SIGTERM and ``grace_period`` seconds, then SIGKILL; and an experiment
@@ -30,7 +30,8 @@ from mrunner import layout as contract
 from mrunner import process
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
-from mrunner.store import Store
+from mrunner.store import Store, StoredRuns
+from mrunner_local.pending import Pending, read_indices, write_indices
 
 Record = Callable[[Sequence[RunUpdate]], None]
 #: How long a killed process group may take to be gone: the kernel delivers SIGKILL when it next runs it.
@@ -99,9 +100,7 @@ class Supervisor:
         self.state_of = state_of
         self.secrets = dict(secrets)
         self.on_end = on_end
-        self.pending: queue.Queue[Run] = queue.Queue()
-        for run in runs:
-            self.pending.put(run)
+        self.pending = Pending(runs)  # read as workers take them: a million runs are never all in memory
         self.gpus: queue.Queue[list[str]] = queue.Queue()
         gpus = [str(g) for g in sweep.context.get("gpus") or []]
         per = max(1, int(sweep.context.get("gpus_per_experiment") or 1))
@@ -334,10 +333,13 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
         started = subprocess.Popen(
-            [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id, *(str(run.index) for run in runs)],
-            env={**os.environ, **secrets}, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id],
+            env={**os.environ, **secrets}, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+    assert started.stdin is not None
+    with started.stdin:  # the runs' indices, read by main() before it starts anything
+        write_indices((run.index for run in runs), started.stdin)
     # Recorded here, not only by the child, so a `status` right after submission finds it alive.
     sweep.detail["supervisor"] = process.identity(started.pid)
     Store(Path(store_path)).update_sweep(sweep)
@@ -407,10 +409,11 @@ def follow_log(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) 
 
 
 def main(argv: Sequence[str]) -> int:
-    """The detached supervisor: ``python -m mrunner_local.supervisor RECORDS SWEEP INDEX...``."""
+    """The detached supervisor: ``python -m mrunner_local.supervisor RECORDS SWEEP`` with the indices of its
+    runs on standard input (``pending.write_indices``)."""
     store = Store(Path(argv[0]))
     sweep = store.sweep(argv[1])
-    runs = [store.run(sweep.id, int(index)) for index in argv[2:]]
+    runs = StoredRuns(store, sweep.id, read_indices(sys.stdin.buffer))
 
     def record(updates: Sequence[RunUpdate]) -> None:
         store.apply(sweep.id, updates)

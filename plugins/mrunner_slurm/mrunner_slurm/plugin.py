@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mrunner.errors import MrunnerError
 from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -180,6 +181,11 @@ def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Rep
     removed: list[Artefact] = []
     for group in clusters.values():  # what a cluster's sweeps keep is kept in each of its storage folders
         for storage in sorted({results.storage_of(sweep) for sweep in group if sweep.package}):
-            reporter.step(f"collecting in {group[0].context['slurm_url']}:{storage}")
-            removed += results.collect(ssh.connection(group[0].context), storage, group, keep, dry_run)
+            where = f"{group[0].context['slurm_url']}:{storage}"
+            reporter.step(f"collecting in {where}")
+            try:
+                removed += results.collect(ssh.connection(group[0].context), storage, group, keep, dry_run)
+            except MrunnerError as error:  # a retired cluster, or one that wants a code: collect the others
+                reporter.warn(f"{where} left as it is: {error}")
+                break
     return removed

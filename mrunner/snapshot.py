@@ -30,9 +30,14 @@ from pathlib import Path
 from mrunner import paths
 from mrunner.errors import MrunnerError, os_error
 
+#: Where `mrunner pull` puts results by default (``./mrunner-results/SWEEP``): never snapshotted, so that
+#: pulled results neither grow later snapshots nor change the code's identity (and so de-duplication).
+RESULTS_FOLDER = "mrunner-results"
 # Never part of a snapshot, whatever the ignore files say: these folders at any depth, and compiled Python.
 # (Checked without pathspec, whose import alone costs 20 ms: most projects have no pattern of their own.)
-EXCLUDED_FOLDERS = frozenset({".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".neptune"})
+EXCLUDED_FOLDERS = frozenset(
+    {".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".neptune", RESULTS_FOLDER}
+)
 EXCLUDED_SUFFIX = ".pyc"
 # What makes a folder a project's root outside git (the files Python's packaging tools look for, and ours).
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".mrunnerignore", "requirements.txt", "Pipfile",

@@ -10,10 +10,11 @@ from mrunner import cleanup, plugins
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.hookspecs import Artefact, Pulled
 from mrunner.records import Run, Sweep
+from mrunner.snapshot import RESULTS_FOLDER
 from mrunner.reporter import Reporter
 from mrunner.store import Store
 
-RESULTS_DIR = "mrunner-results"
+RESULTS_DIR = RESULTS_FOLDER  # the default destination of a pull: no code snapshot takes it
 
 
 def _size(count: int) -> str:
@@ -36,7 +37,8 @@ def pull_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="SWEEP[/INDEX]", help="a sweep id (or prefix), or SWEEP/INDEX")
     parser.add_argument(
         "--to", metavar="DIR", type=Path,
-        help=f"the folder that receives one folder per experiment, INDEX-NAME (default ./{RESULTS_DIR}/SWEEP)",
+        help=f"the folder that receives one folder per experiment, INDEX-NAME (default ./{RESULTS_DIR}/SWEEP, a folder "
+        "no code snapshot takes)",
     )  # fmt: skip
     parser.add_argument(
         "--include", metavar="GLOB", action="append", default=[],

@@ -141,6 +141,12 @@ def one_line(message: str) -> str:
 
 
 def _dispatch(args: list[str]) -> int:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise MrunnerError(
+            "the working directory was deleted (or moved away): cd into an existing folder and run mrunner again"
+        ) from None
     before_separator = args[: args.index("--")] if "--" in args else args
     if any(arg == "--config" or arg.startswith("--config=") for arg in before_separator):
         raise MrunnerError(
@@ -275,6 +281,10 @@ DASHED_VALUES = ("--sort",)
 
 
 def _subcommand(command: str, args: list[str]) -> int:
+    if command == "context":
+        from mrunner.commands.contexts import key_options
+
+        args = key_options(args)  # the original mrunner's `context add --KEY VALUE`
     parser, handle = subcommand_parser(command)
     glued: list[str] = []
     for arg in args:

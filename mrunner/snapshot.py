@@ -89,6 +89,26 @@ class Snapshot:
         if digest.hexdigest() != self.files[relative][0]:
             raise MrunnerError(f"{relative} changed while mrunner was submitting it; submit again")
 
+    def changed_since(self) -> str | None:
+        """A file whose snapshotted content is no longer to be had (no frozen copy, and the project's file
+        changed or is gone), if any: checked before a resume records anything, so that it can say what to do
+        instead of failing half way."""
+        if self.tree.is_dir() or self.root is None:
+            return None
+        for relative, (expected, _) in self.files.items():
+            source = self.extra.get(relative) or self.root / relative
+            if relative in self.kept:
+                continue
+            if not source.is_file():
+                return relative
+            digest = hashlib.sha256()
+            with open(source, "rb") as reading:
+                while chunk := reading.read(COPY_CHUNK):
+                    digest.update(chunk)
+            if digest.hexdigest() != expected:
+                return relative
+        return None
+
     def read(self, relative: str) -> bytes:
         """A file's content as snapshotted: the bytes kept when it was hashed, else the project's file
         checked against its hash, else the frozen copy. A file edited since the snapshot is an error, never

@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -108,7 +110,8 @@ class Store:
     @_guarded
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=LOCK_SECONDS, isolation_level=None, check_same_thread=False)
+        # a write waits for another process's transaction in ``_begin``, which says who holds it
+        self._db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=False)
         # Switching a new database to WAL needs it alone and SQLite answers "locked" at once instead of waiting
         # (two first submissions opening a new database together hit that): wait here as the busy timeout would.
         deadline = time.monotonic() + LOCK_SECONDS
@@ -149,7 +152,11 @@ class Store:
                 f"XDG_DATA_HOME at a folder that is"
             )
         if name.startswith("SQLITE_BUSY") or "locked" in text:
-            return MrunnerError(f"the records database {path} stayed locked by another mrunner for a minute: try again")
+            holders = "; ".join(_holders(path)) or "another process"
+            return MrunnerError(
+                f"the records database {path} stayed locked for {LOCK_SECONDS:g} s by {holders}: let it finish "
+                f"(or stop it), then try again"
+            )
         return MrunnerError(f"the records database {path} failed: {text}")
 
     def close(self) -> None:
@@ -157,9 +164,28 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------------------------
 
+    def _begin(self, cursor: sqlite3.Cursor) -> None:
+        """Start a write transaction, waiting up to ``LOCK_SECONDS`` for another process's; after the first
+        second, say on stderr which process holds the database, so that a wait is never silent."""
+        deadline = time.monotonic() + LOCK_SECONDS
+        said = False
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")  # waits up to the connection's timeout (a second) itself
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                if not said:
+                    holders = "; ".join(_holders(self.path)) or "another process"
+                    print(
+                        f"mrunner: waiting for the records database {self.path}, in use by {holders}", file=sys.stderr
+                    )
+                    said = True
+
     def _write(self, statements: Iterable[tuple[str, Sequence[object]]]) -> None:
         cursor = self._db.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        self._begin(cursor)
         try:
             for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
                 cursor.executemany(sql, [args for _, args in group])  # a run of the same statement at once
@@ -183,7 +209,7 @@ class Store:
         recorded = Recorded()
         taken = tuple(TAKEN)
         cursor = self._db.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        self._begin(cursor)
         try:
             cursor.execute(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
             cursor.execute("INSERT INTO submitters (sweep_id, process) VALUES (?, ?)", (sweep.id, process.identity()))
@@ -305,7 +331,7 @@ class Store:
         attempts: list[tuple[str, Sequence[object]]] = []
         same_state: list[RunUpdate] = []
         cursor = self._db.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        self._begin(cursor)
         try:
             current = self._current(cursor, sweep_id, [update.index for update in updates])
             for update in updates:
@@ -663,6 +689,24 @@ class StoredRuns(Sequence[Run]):
         wanted = list(self._indices[start : start + RECORD_CHUNK])
         found = {run.index: run for run in self._store.runs_at(self._sweep_id, wanted)}
         return [found[index] for index in wanted]
+
+
+def _holders(path: Path) -> list[str]:
+    """``pid N (command)`` of every other process of this machine that has the database open (from /proc)."""
+    names = {str(path.resolve()), f"{path.resolve()}-wal", f"{path.resolve()}-shm"}
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            opened = any(os.readlink(f"/proc/{entry}/fd/{fd}") in names for fd in os.listdir(f"/proc/{entry}/fd"))
+            if opened:
+                with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                    command = " ".join(stream.read().decode(errors="replace").split("\0")).strip()
+                found.append(f"pid {entry} ({command[:80]})")
+        except OSError:
+            continue
+    return found
 
 
 def _rollback(cursor: sqlite3.Cursor) -> None:

@@ -10,8 +10,8 @@ from mrunner import cleanup, plugins
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.hookspecs import Artefact, Pulled
 from mrunner.records import Run, Sweep
-from mrunner.snapshot import RESULTS_FOLDER
 from mrunner.reporter import Reporter
+from mrunner.snapshot import RESULTS_FOLDER
 from mrunner.store import Store
 
 RESULTS_DIR = RESULTS_FOLDER  # the default destination of a pull: no code snapshot takes it

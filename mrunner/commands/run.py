@@ -36,6 +36,7 @@ def run(arguments: RunArguments) -> int:
         warm_up(arguments)
     from mrunner import dispatch, spec  # imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
     from mrunner.commands.sweeps import counts_text
+    from mrunner.errors import MrunnerError
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -43,6 +44,12 @@ def run(arguments: RunArguments) -> int:
     variable = arguments.spec_variable
     if variable is None and target.suffix == ".py" and spec.is_spec_file(target):
         variable = spec.DEFAULT_VARIABLE
+    elif variable is None and target.suffix == ".py" and spec.builds_experiments(target):
+        raise MrunnerError(
+            f"{target} builds experiments (it imports create_experiments or Experiment) but assigns no "
+            f"{spec.DEFAULT_VARIABLE} at top level: assign its list to {spec.DEFAULT_VARIABLE}, or name the "
+            f"variable with --spec VARIABLE"
+        )
     request = dispatch.Request(
         target=target, overrides=arguments.overrides, multirun=arguments.multirun, spec_variable=variable,
         context_name=arguments.context_name, context_overrides=arguments.context_overrides,

@@ -25,7 +25,19 @@ from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
 from mrunner.experiment import Experiment, identity
 from mrunner.hookspecs import SubmitOptions
 from mrunner.naming import experiment_name, sweep_id
-from mrunner.records import ACTIVE, CANCELLED, FAILED, PENDING, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import (
+    ACTIVE,
+    CANCELLED,
+    CANNOT_RUN,
+    FAILED,
+    PENDING,
+    PLANNED,
+    RESUMABLE,
+    TERMINAL,
+    Run,
+    RunUpdate,
+    Sweep,
+)  # fmt: skip
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey, merge_keys, validate
 from mrunner.snapshot import Snapshot
@@ -532,23 +544,57 @@ def look(sweep: Sweep, store: Store, index: int | None = None) -> None:
             store.apply(sweep.id, updates)
 
 
+#: How long `--wait` goes on asking a backend that cannot be reached (an API server restarting, a dropped
+#: connection) before it gives up.
+WAIT_RETRY_SECONDS = 300.0
+
+
 def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:
     """Follow the sweep until every run has ended, with a progress display (without a terminal, a line
-    each time the states or the reasons runs wait change)."""
-    runs = refresh(sweep, store)
+    each time the states or the reasons runs wait change). A backend that cannot be reached is asked again
+    for ``WAIT_RETRY_SECONDS``; a run the platform says can never run as asked (``records.CANNOT_RUN``)
+    ends the wait with one line."""
+    runs = _refreshed_patiently(sweep, store, reporter, interval)
     shown = ""
     with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
         while True:
             ended = sum(run.state in TERMINAL for run in runs)
-            line = f"sweep {sweep.id}: {summary(runs, store.details(sweep.id))}"
+            details = store.details(sweep.id)
+            line = f"sweep {sweep.id}: {summary(runs, details)}"
             progress.update(ended, description=line)
             if line != shown and not reporter.interactive:
                 reporter.step(line)
             shown = line
             if not any(run.state in ACTIVE or run.state == PLANNED for run in runs):
                 return runs
+            hopeless = [r for r in runs if r.state == PENDING and CANNOT_RUN in details.get(r.index, "")]
+            if hopeless:
+                more = f" (and {len(hopeless) - 1} more)" if len(hopeless) > 1 else ""
+                raise MrunnerError(
+                    f"experiment {hopeless[0].ref}{more} waits for ever: {details[hopeless[0].index]}; "
+                    f"`mrunner cancel {sweep.id}`"
+                )
             time.sleep(interval)
+            runs = _refreshed_patiently(sweep, store, reporter, interval)
+
+
+def _refreshed_patiently(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> list[Run]:
+    """``refresh``, asking again while the backend cannot be reached, for up to ``WAIT_RETRY_SECONDS``."""
+    deadline = None
+    while True:
+        try:
             runs = refresh(sweep, store)
+        except BackendError as error:
+            if deadline is None:
+                deadline = time.monotonic() + WAIT_RETRY_SECONDS
+                reporter.warn(f"{error}; asking again for up to {WAIT_RETRY_SECONDS / 60:g} minutes")
+            if time.monotonic() > deadline:
+                raise BackendError(f"{error} (asked again for {WAIT_RETRY_SECONDS / 60:g} minutes)") from None
+            time.sleep(interval)
+            continue
+        if deadline is not None:
+            reporter.step(f"sweep {sweep.id}: the backend answers again")
+        return runs
 
 
 def output(sweep: Sweep, run: Run) -> str:

@@ -443,6 +443,13 @@ def test_fractional_cpus_run_and_a_request_no_node_holds_says_it_can_never_run(m
     assert "1 pending (unschedulable: 0/1 nodes are available: 1 Insufficient cpu." in table
     assert mrunner("cancel", sweep_id).returncode == 0
 
+    waited = mrunner("+context=test-k8s", "exp.py", "lr=0.5", "context.cpu=64", "--wait", timeout=300)
+    assert waited.returncode != 0, waited.stderr  # ends with one line instead of waiting for ever
+    last = waited.stderr.strip().splitlines()[-1]
+    assert last.startswith("mrunner: error: experiment ") and "waits for ever: unschedulable" in last, last
+    assert "cpu 64 is more than any node offers" in last
+    assert mrunner("cancel", waited.stdout.strip().splitlines()[0]).returncode == 0
+
 
 def _closed_port_kubeconfig(folder: Path) -> Path:
     kubeconfig = folder / "unreachable.kubeconfig"

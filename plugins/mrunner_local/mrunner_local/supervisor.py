@@ -30,7 +30,7 @@ from mrunner import layout as contract
 from mrunner import process
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
-from mrunner.store import Store, StoredRuns
+from mrunner.store import RECORD_CHUNK, Store, StoredRuns
 from mrunner_local.pending import Pending, read_indices, write_indices
 
 Record = Callable[[Sequence[RunUpdate]], None]
@@ -222,15 +222,16 @@ class Supervisor:
         with self.lock:
             self.stopping.set()
             children = dict(self.children)
-            waiting = []
-            while True:
+            cancelled = list(children)
+            while True:  # recorded a chunk at a time: a million waiting runs are never all in memory
                 try:
-                    waiting.append(self.pending.get_nowait())
+                    cancelled.append(self.pending.get_nowait().index)
                 except queue.Empty:
                     break
-            self._record(
-                [RunUpdate(index, CANCELLED, detail=reason) for index in [*children, *(r.index for r in waiting)]]
-            )
+                if len(cancelled) >= RECORD_CHUNK:
+                    self._record([RunUpdate(index, CANCELLED, detail=reason) for index in cancelled])
+                    cancelled = []
+            self._record([RunUpdate(index, CANCELLED, detail=reason) for index in cancelled])
         pids = [child.pid for child in children.values()]
         grace = float(self.sweep.context.get("grace_period", 30))
         if pids and reporter is not None:

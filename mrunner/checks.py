@@ -55,6 +55,11 @@ def check_programs(experiments: Sequence[Experiment], files: Collection[str], ro
         if os.path.isabs(path):
             continue  # an installed program, outside the project
         relative = os.path.normpath(os.path.join(workdir, path)).replace(os.sep, "/")
+        if relative == ".." or relative.startswith("../"):
+            raise MrunnerError(
+                f"experiment {experiment.name}: its script {path} lies outside the project {root}, whose folder is "
+                f"what is snapshotted: move the script into the project"
+            )
         if relative not in files:
             why = (
                 "exists but is left out of the code snapshot (by .gitignore, .mrunnerignore or exclude): "

@@ -58,23 +58,29 @@ def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) 
         for sweep in sweeps:
             by_backend.setdefault(sweep.backend, []).append(sweep)
         kept: dict[str, list[Sweep]] = {}
-        unreachable: set[str] = set()
+        unchecked: dict[str, list[Sweep]] = {}  # why sweeps could not be checked (a cluster gone): their sweeps
         for backend, group in by_backend.items():
             kept[backend] = []
             for sweep in group:
                 try:
                     runs = _refreshed(store, sweep)
-                except MrunnerError as error:  # what cannot be checked is kept, and its backend left alone
-                    reporter.warn(f"sweep {sweep.id}: {error}; nothing of backend {backend} is collected")
-                    unreachable.add(backend)
-                    break
+                except MrunnerError as error:  # what cannot be checked is kept; the other sweeps are collected
+                    unchecked.setdefault(str(error), []).append(sweep)
+                    kept[backend].append(sweep)
+                    continue
                 if now - sweep.created_at < older_than or any(r.state in states.UNFINISHED for r in runs):
                     kept[backend].append(sweep)
+        for why, group in unchecked.items():  # one line per cluster that cannot be reached, not per sweep
+            count = len(group)
+            reporter.warn(
+                f"{why}; what {'its' if count == 1 else f'its {count}'} sweep{'s' * (count != 1)} "
+                f"({', '.join(sweep.id for sweep in group[:3])}{', ...' if count > 3 else ''}) left is kept"
+            )
         freed: dict[str, list[Artefact]] = {}
         needed = [sweep for group in kept.values() for sweep in group]
-        freed["this machine"] = _snapshots(sweeps, needed, dry_run, now, unreachable, by_backend)
+        freed["this machine"] = _snapshots(sweeps, needed, dry_run, now)
         for backend, group in by_backend.items():
-            if backend in unreachable or backend not in plugins.backends():
+            if backend not in plugins.backends():
                 continue
             keep = Keep(sweeps=kept[backend], older_than=older_than, grace=GRACE)
             results = plugins.backend_hooks(backend).mrunner_gc(
@@ -82,6 +88,20 @@ def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) 
             )
             freed[backend] = [artefact for result in results for artefact in result or []]
         return freed
+
+
+def _check_retired(store: Store, sweep: Sweep) -> None:
+    """Refuse to forget a sweep said to be of a retired cluster while that cluster runs some of it."""
+    try:
+        runs = _refreshed(store, sweep)
+    except MrunnerError:
+        return  # it cannot be reached: retired indeed
+    running = [run for run in runs if run.state in ACTIVE]
+    if running:
+        raise MrunnerError(
+            f"sweep {sweep.id} is not of a retired cluster: backend {sweep.backend} runs {len(running)} of its "
+            f"experiments; `mrunner cancel {sweep.id}` first"
+        )
 
 
 def _refreshed(store: Store, sweep: Sweep) -> list[Run]:
@@ -92,10 +112,7 @@ def _refreshed(store: Store, sweep: Sweep) -> list[Run]:
     return refresh(sweep, store)
 
 
-def _snapshots(
-    sweeps: Sequence[Sweep], needed: Sequence[Sweep], dry_run: bool, now: float, unreachable: set[str],
-    by_backend: dict[str, list[Sweep]],
-) -> list[Artefact]:  # fmt: skip
+def _snapshots(sweeps: Sequence[Sweep], needed: Sequence[Sweep], dry_run: bool, now: float) -> list[Artefact]:
     """The frozen copies no needed sweep runs from, and the manifests no record names."""
     from mrunner import snapshot
 
@@ -103,8 +120,6 @@ def _snapshots(
     if not trees.is_dir():
         return []
     keep_copies = {sweep.snapshot_digest for sweep in needed}
-    for backend in unreachable:
-        keep_copies.update(sweep.snapshot_digest for sweep in by_backend[backend])
     recorded = {sweep.snapshot_digest for sweep in sweeps}
     gone: list[Artefact] = []
     for entry in sorted(trees.iterdir()):
@@ -146,8 +161,10 @@ def _remove(path: Path, kind: str, dry_run: bool) -> Artefact:
     return Artefact(kind, str(path), files, size)
 
 
-def forget(store: Store, sweep: Sweep) -> list[Artefact]:
-    """Remove the records and the code snapshot of a sweep that never reached its backend; refuse any other.
+def forget(store: Store, sweep: Sweep, retired: bool = False) -> list[Artefact]:
+    """Remove the records and the code snapshot of a sweep that never reached its backend; refuse any other,
+    unless ``retired``: the sweep's cluster is gone, so its records account for nothing that can still be
+    reached (refused while the backend says some of its experiments are queued or running).
 
     Decided under the collection lock, so that a submission or resume of this machine that is packaging the
     sweep finishes first; a submission of another process past that point is found from its records."""
@@ -156,10 +173,13 @@ def forget(store: Store, sweep: Sweep) -> list[Artefact]:
     with gc_lock.held(exclusive=True):
         runs = store.runs(sweep.id)
         handed = [run for run in runs if started(store, run)]
-        if handed:
+        if handed and retired:
+            _check_retired(store, sweep)
+        elif handed:
             raise MrunnerError(
                 f"sweep {sweep.id} reached backend {sweep.backend} ({len(handed)} of {len(runs)} experiments were "
-                f"submitted): its records are the only account of its results; `mrunner gc` frees what it left"
+                f"submitted): its records are the only account of its results; `mrunner gc` frees what it left "
+                f"(if its cluster is gone for good, `mrunner forget --retired {sweep.id}`)"
             )
         submitter = store.submitter(sweep.id)
         if any(run.state == PLANNED for run in runs) and submitter and process.alive(submitter):

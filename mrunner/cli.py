@@ -143,6 +143,12 @@ def one_line(message: str) -> str:
 
 
 def _dispatch(args: list[str]) -> int:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise MrunnerError(
+            "the working directory was deleted (or moved away): cd into an existing folder and run mrunner again"
+        ) from None
     before_separator = args[: args.index("--")] if "--" in args else args
     if any(arg == "--config" or arg.startswith("--config=") for arg in before_separator):
         raise MrunnerError(
@@ -278,13 +284,24 @@ DASHED_VALUES = ("--sort",)
 
 def _subcommand(command: str, args: list[str]) -> int:
     parser, handle = subcommand_parser(command)
+    return handle(parser.parse_args(subcommand_arguments(command, args)))
+
+
+def subcommand_arguments(command: str, args: list[str]) -> list[str]:
+    """``args`` as the parser of ``mrunner COMMAND`` reads them: a value that starts with a dash glued to its
+    option (``--sort=-acc``), and the original mrunner's ``context add --KEY VALUE`` for a key of the backend
+    as ``KEY=VALUE``."""
     glued: list[str] = []
     for arg in args:
         if glued and glued[-1] in DASHED_VALUES and arg.startswith("-") and arg != "--":
             glued[-1] = f"{glued[-1]}={arg}"
         else:
             glued.append(arg)
-    return handle(parser.parse_args(glued))
+    if command != "context":
+        return glued
+    from mrunner.commands.contexts import key_options
+
+    return key_options(glued)
 
 
 def subcommand_parser(command: str) -> tuple[argparse.ArgumentParser, Callable[[argparse.Namespace], int]]:

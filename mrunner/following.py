@@ -8,47 +8,91 @@ import time
 from collections.abc import Mapping, Sequence
 
 from mrunner import plugins
-from mrunner.errors import BackendError
-from mrunner.records import ACTIVE, CANCELLED, PENDING, PLANNED, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.errors import BackendError, MrunnerError
+from mrunner.records import ACTIVE, CANCELLED, CANNOT_RUN, PENDING, PLANNED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.states import UNFINISHED
 from mrunner.store import Store
 
 
 def refresh(sweep: Sweep, store: Store) -> list[Run]:
-    """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs.
-    A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too (see the hook)."""
-    runs = store.runs(sweep.id)
+    """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs."""
+    look(sweep, store)
+    return store.runs(sweep.id)
+
+
+def look(sweep: Sweep, store: Store, index: int | None = None) -> None:
+    """Ask the backend about the sweep's unfinished runs, or about run ``index`` alone, in one call and record
+    what changed. Only those runs are read from the records, so a look at one experiment of a large sweep
+    costs what one run costs. A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too
+    (see the hook)."""
+    takes_ended = plugins.takes(sweep.backend, "mrunner_status", "ended")
+    if index is not None:
+        runs = [store.run(sweep.id, index)]
+    else:
+        runs = store.runs(sweep.id, None if takes_ended else ACTIVE)
     active = [run for run in runs if run.state in ACTIVE]
     ended: list[Run] = []
-    if plugins.takes(sweep.backend, "mrunner_status", "ended"):
+    if takes_ended:
         ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
     if active or ended:
         updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active, ended=ended)
         require_answer(updates, sweep, "mrunner_status")
         if updates:
             store.apply(sweep.id, updates)
-            return store.runs(sweep.id)
-    return runs
+
+
+#: How long `--wait` goes on asking a backend that cannot be reached (an API server restarting, a dropped
+#: connection) before it gives up.
+WAIT_RETRY_SECONDS = 300.0
 
 
 def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:
     """Follow the sweep until every run has ended, with a progress display (without a terminal, a line
-    each time the states or the reasons runs wait change; the final line is the caller's to say, once)."""
-    runs = refresh(sweep, store)
+    each time the states or the reasons runs wait change; the final line is the caller's to say, once).
+    A backend that cannot be reached is asked again for ``WAIT_RETRY_SECONDS``; a run the platform says can
+    never run as asked (``records.CANNOT_RUN``) ends the wait with one line."""
+    runs = _refreshed_patiently(sweep, store, reporter, interval)
     shown = ""
     with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
         while True:
             ended = sum(run.state in TERMINAL for run in runs)
-            line = f"sweep {sweep.id}: {summary(runs, store.details(sweep.id))}"
+            details = store.details(sweep.id)
+            line = f"sweep {sweep.id}: {summary(runs, details)}"
             progress.update(ended, description=line)
             if not any(run.state in UNFINISHED for run in runs):
                 return runs
             if line != shown and not reporter.interactive:
                 reporter.step(line)
             shown = line
+            hopeless = [r for r in runs if r.state == PENDING and CANNOT_RUN in details.get(r.index, "")]
+            if hopeless:
+                more = f" (and {len(hopeless) - 1} more)" if len(hopeless) > 1 else ""
+                raise MrunnerError(
+                    f"experiment {hopeless[0].ref}{more} waits for ever: {details[hopeless[0].index]}; "
+                    f"`mrunner cancel {sweep.id}`"
+                )
             time.sleep(interval)
+            runs = _refreshed_patiently(sweep, store, reporter, interval)
+
+
+def _refreshed_patiently(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> list[Run]:
+    """``refresh``, asking again while the backend cannot be reached, for up to ``WAIT_RETRY_SECONDS``."""
+    deadline = None
+    while True:
+        try:
             runs = refresh(sweep, store)
+        except BackendError as error:
+            if deadline is None:
+                deadline = time.monotonic() + WAIT_RETRY_SECONDS
+                reporter.warn(f"{error}; asking again for up to {WAIT_RETRY_SECONDS / 60:g} minutes")
+            if time.monotonic() > deadline:
+                raise BackendError(f"{error} (asked again for {WAIT_RETRY_SECONDS / 60:g} minutes)") from None
+            time.sleep(interval)
+            continue
+        if deadline is not None:
+            reporter.step(f"sweep {sweep.id}: the backend answers again")
+        return runs
 
 
 def output(sweep: Sweep, run: Run) -> str:

@@ -386,8 +386,10 @@ def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Rep
     nothing, list what would go. Never remove results (experiment folders, checkpoint folders, logs, exit
     codes): only what mrunner made to run experiments (code folders, content-store objects, environments,
     secrets and configuration objects, finished jobs). Be safe against a submission that packages at the
-    same time (a lock the packaging step takes too, or ``keep.grace``). ``reporter``: progress. Returns what
-    was (or would be) removed. Optional: without it the backend's sweeps leave nothing to collect.
+    same time (a lock the packaging step takes too, or ``keep.grace``). A place (a cluster, a namespace) that
+    cannot be reached is left as it is with one ``reporter.warn`` line, and the others are collected: one
+    retired cluster must not stop every collection. ``reporter``: progress. Returns what was (or would be)
+    removed. Optional: without it the backend's sweeps leave nothing to collect.
     """
 
 

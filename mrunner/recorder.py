@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mrunner.records import Run, RunUpdate, Sweep
-from mrunner.store import Store
+from mrunner.store import Store, StoredRuns
 
 #: ``Sweep.detail`` keys a supervising process owns.
 SUPERVISOR = "supervisor"
@@ -38,6 +38,10 @@ class Recorder:
 
     def run(self, index: int) -> Run:
         return self._store.run(self.sweep_id, index)
+
+    def runs(self, indices: Sequence[int]) -> Sequence[Run]:
+        """The runs at ``indices``, read a chunk at a time as they are used (``store.StoredRuns``)."""
+        return StoredRuns(self._store, self.sweep_id, indices)
 
     def state(self, index: int) -> str:
         """The recorded state of one experiment: a cancel from another shell is seen here before it starts."""

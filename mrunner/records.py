@@ -25,6 +25,10 @@ ACTIVE = frozenset({SUBMITTED, PENDING, RUNNING})
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, PREEMPTED, LOST})
 # What `mrunner resume` runs again: never handed over, or ended without completing.
 RESUMABLE = frozenset({PLANNED, FAILED, CANCELLED, TIMEOUT, PREEMPTED, LOST})
+#: What a backend's detail of a ``pending`` run says when the platform can never run the request as asked
+#: (more nodes than the partition has, more CPUs than any node): `--wait` ends with that line instead of
+#: waiting for ever.
+CANNOT_RUN = "can never run as asked"
 
 
 @dataclass

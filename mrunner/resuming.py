@@ -49,6 +49,12 @@ def resume(
         sweep.snapshot_digest, sweep.git_commit, sweep.git_dirty = frozen.digest, frozen.git_commit, frozen.git_dirty
     else:
         frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
+        if changed := frozen.changed_since():  # its frozen copy was collected and the project moved on
+            raise MrunnerError(
+                f"sweep {sweep.id}: its code snapshot {sweep.snapshot_digest[:12]} is no longer on this machine and "
+                f"{changed} changed since in {sweep.project_dir}: `mrunner resume {sweep.id} --current-code` runs "
+                f"the code as it is now (nothing was resumed)"
+            )
     sweep.context = context
     store.update_sweep(sweep)
     store.start_attempt(sweep.id, [run.index for run in chosen if run.state != PLANNED], sweep.snapshot_digest, changes)

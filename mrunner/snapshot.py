@@ -30,9 +30,14 @@ from pathlib import Path
 from mrunner import paths, treeguard
 from mrunner.errors import MrunnerError, os_error
 
+#: Where `mrunner pull` puts results by default (``./mrunner-results/SWEEP``): never snapshotted, so that
+#: pulled results neither grow later snapshots nor change the code's identity (and so de-duplication).
+RESULTS_FOLDER = "mrunner-results"
 # Never part of a snapshot, whatever the ignore files say: these folders at any depth, and compiled Python.
 # (Checked without pathspec, whose import alone costs 20 ms: most projects have no pattern of their own.)
-EXCLUDED_FOLDERS = frozenset({".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".neptune"})
+EXCLUDED_FOLDERS = frozenset(
+    {".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".neptune", RESULTS_FOLDER}
+)
 EXCLUDED_SUFFIX = ".pyc"
 # What makes a folder a project's root outside git (the files Python's packaging tools look for, and ours).
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".mrunnerignore", "requirements.txt", "Pipfile",
@@ -83,6 +88,26 @@ class Snapshot:
                 writing.write(chunk)
         if digest.hexdigest() != self.files[relative][0]:
             raise MrunnerError(f"{relative} changed while mrunner was submitting it; submit again")
+
+    def changed_since(self) -> str | None:
+        """A file whose snapshotted content is no longer to be had (no frozen copy, and the project's file
+        changed or is gone), if any: checked before a resume records anything, so that it can say what to do
+        instead of failing half way."""
+        if self.tree.is_dir() or self.root is None:
+            return None
+        for relative, (expected, _) in self.files.items():
+            source = self.extra.get(relative) or self.root / relative
+            if relative in self.kept:
+                continue
+            if not source.is_file():
+                return relative
+            digest = hashlib.sha256()
+            with open(source, "rb") as reading:
+                while chunk := reading.read(COPY_CHUNK):
+                    digest.update(chunk)
+            if digest.hexdigest() != expected:
+                return relative
+        return None
 
     def read(self, relative: str) -> bytes:
         """A file's content as snapshotted: the bytes kept when it was hashed, else the project's file

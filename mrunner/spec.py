@@ -42,6 +42,20 @@ def is_spec_file(path: Path, variable: str = DEFAULT_VARIABLE) -> bool:
     return False
 
 
+def builds_experiments(path: Path) -> bool:
+    """Whether ``path`` imports ``create_experiments`` or ``Experiment`` from mrunner, as a spec file does (a
+    spec that assigns its list to another name would otherwise run as an experiment script, doing nothing)."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return False
+    return any(
+        isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mrunner"
+        and any(alias.name in ("create_experiments", "Experiment") for alias in node.names)
+        for node in ast.walk(tree)
+    )  # fmt: skip
+
+
 def load_spec(path: Path, variable: str = DEFAULT_VARIABLE) -> list[Experiment]:
     """Run the spec file and return its experiments; any failure is one line naming the file and line."""
     sys.path.insert(0, str(path.parent.resolve()))

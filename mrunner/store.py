@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
 import sqlite3
+import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 from mrunner import paths, process, records, states
 from mrunner.errors import MrunnerError, NotFound, os_error
@@ -106,7 +108,8 @@ class Store:
     @_guarded
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=LOCK_SECONDS, isolation_level=None, check_same_thread=False)
+        # a write waits for another process's transaction in ``_begin``, which says who holds it
+        self._db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=False)
         # Switching a new database to WAL needs it alone and SQLite answers "locked" at once instead of waiting
         # (two first submissions opening a new database together hit that): wait here as the busy timeout would.
         deadline = time.monotonic() + LOCK_SECONDS
@@ -147,7 +150,11 @@ class Store:
                 f"XDG_DATA_HOME at a folder that is"
             )
         if name.startswith("SQLITE_BUSY") or "locked" in text:
-            return MrunnerError(f"the records database {path} stayed locked by another mrunner for a minute: try again")
+            holders = "; ".join(_holders(path)) or "another process"
+            return MrunnerError(
+                f"the records database {path} stayed locked for {LOCK_SECONDS:g} s by {holders}: let it finish "
+                f"(or stop it), then try again"
+            )
         return MrunnerError(f"the records database {path} failed: {text}")
 
     def close(self) -> None:
@@ -155,9 +162,28 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------------------------
 
+    def _begin(self, cursor: sqlite3.Cursor) -> None:
+        """Start a write transaction, waiting up to ``LOCK_SECONDS`` for another process's; after the first
+        second, say on stderr which process holds the database, so that a wait is never silent."""
+        deadline = time.monotonic() + LOCK_SECONDS
+        said = False
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")  # waits up to the connection's timeout (a second) itself
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                if not said:
+                    holders = "; ".join(_holders(self.path)) or "another process"
+                    print(
+                        f"mrunner: waiting for the records database {self.path}, in use by {holders}", file=sys.stderr
+                    )
+                    said = True
+
     def _write(self, statements: Iterable[tuple[str, Sequence[object]]]) -> None:
         cursor = self._db.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        self._begin(cursor)
         try:
             for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
                 cursor.executemany(sql, [args for _, args in group])  # a run of the same statement at once
@@ -181,7 +207,7 @@ class Store:
         recorded = Recorded()
         taken = tuple(states.TAKEN)
         cursor = self._db.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        self._begin(cursor)
         try:
             cursor.execute(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
             cursor.execute("INSERT INTO submitters (sweep_id, process) VALUES (?, ?)", (sweep.id, process.identity()))
@@ -299,7 +325,7 @@ class Store:
         attempts: list[tuple[str, Sequence[object]]] = []
         same_state: list[RunUpdate] = []
         cursor = self._db.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        self._begin(cursor)
         try:
             current = self._current(cursor, sweep_id, [update.index for update in updates])
             for update in updates:
@@ -436,8 +462,11 @@ class Store:
         self._write(statements)
 
     @_guarded
-    def attempts(self, sweep_id: str, index: int | None = None) -> dict[int, list[Attempt]]:
-        """Every attempt of an experiment (or of every experiment of the sweep), first to latest, by index."""
+    def attempts(
+        self, sweep_id: str, index: int | None = None, *, start: int = 0, stop: int | None = None
+    ) -> dict[int, list[Attempt]]:
+        """Every attempt of an experiment (or of every experiment of the sweep with ``start <= index < stop``),
+        first to latest, by index."""
         query = (
             "SELECT idx, attempt, started_at, cause, snapshot_digest, changes, ended_at, ended, exit_code, detail "
             "FROM attempts WHERE sweep_id=?"
@@ -446,6 +475,9 @@ class Store:
         if index is not None:
             query += " AND idx=?"
             args += (index,)
+        else:
+            query += " AND idx>=?" + ("" if stop is None else " AND idx<?")
+            args += (start,) if stop is None else (start, stop)
         found: dict[int, list[Attempt]] = {}
         for idx, number, started, cause, digest, changes, ended_at, ended, code, detail in self._db.execute(
             query + " ORDER BY idx, attempt", args
@@ -482,15 +514,66 @@ class Store:
         return [_sweep(row) for row in rows]
 
     @_guarded
-    def runs(self, sweep_id: str, states: Iterable[str] | None = None) -> list[Run]:
-        rows = self._db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? ORDER BY idx", (sweep_id,)
-        ).fetchall()
-        runs = [_run(row) for row in rows]
+    def runs(
+        self, sweep_id: str, states: Iterable[str] | None = None, *, start: int = 0, stop: int | None = None,
+        limit: int | None = None, last: bool = False,
+    ) -> list[Run]:  # fmt: skip
+        """The sweep's runs in index order: those in ``states`` (default all) with ``start <= index < stop``,
+        at most ``limit`` of them (the last ones with ``last``). Read through the primary key, so a slice of
+        a large sweep costs what the slice holds."""
+        query = f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx>=?"
+        arguments: list[object] = [sweep_id, start]
+        if stop is not None:
+            query += " AND idx<?"
+            arguments.append(stop)
         if states is not None:
-            wanted = set(states)
-            runs = [run for run in runs if run.state in wanted]
-        return runs
+            wanted = sorted(set(states))
+            query += f" AND state IN ({_marks(len(wanted))})"
+            arguments += wanted
+        query += " ORDER BY idx DESC" if last else " ORDER BY idx"
+        if limit is not None:
+            query += " LIMIT ?"
+            arguments.append(limit)
+        runs = [_run(row) for row in self._db.execute(query, arguments)]
+        return runs[::-1] if last else runs
+
+    @_guarded
+    def runs_at(self, sweep_id: str, indices: Sequence[int]) -> list[Run]:
+        """The sweep's runs of the given indices (in index order), through the primary key."""
+        found: list[Run] = []
+        unique = sorted(set(indices))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            query = f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx IN ({_marks(len(chunk))}) ORDER BY idx"
+            found += [_run(row) for row in self._db.execute(query, (sweep_id, *chunk))]
+        return found
+
+    def iter_runs(self, sweep_id: str, states: Iterable[str] | None = None, chunk: int = RECORD_CHUNK) -> Iterator[Run]:
+        """The sweep's runs in index order, read ``chunk`` at a time: memory does not grow with the sweep."""
+        wanted = None if states is None else list(states)
+        start = 0
+        while batch := self.runs(sweep_id, wanted, start=start, limit=chunk):
+            yield from batch
+            start = batch[-1].index + 1
+
+    @_guarded
+    def count(self, sweep_id: str) -> int:
+        """How many runs the sweep has."""
+        return int(self._db.execute("SELECT count(*) FROM experiments WHERE sweep_id=?", (sweep_id,)).fetchone()[0])
+
+    @_guarded
+    def counts(self, sweep_id: str) -> dict[str, int]:
+        """How many runs of the sweep are in each state, in the order of ``records.STATES``."""
+        found = dict(
+            self._db.execute("SELECT state, count(*) FROM experiments WHERE sweep_id=? GROUP BY state", (sweep_id,))
+        )
+        return {state: found[state] for state in records.STATES if state in found}
+
+    @_guarded
+    def latest_details(self, sweep_id: str, indices: Sequence[int]) -> dict[int, str]:
+        """What the backend last said about each of the given runs, if anything (see ``details``)."""
+        latest = self._latest_details(self._db.cursor(), sweep_id, indices)
+        return {index: detail for index, detail in latest.items() if detail}
 
     @_guarded
     def run(self, sweep_id: str, index: int) -> Run:
@@ -527,9 +610,9 @@ class Store:
             return sweep, self.run(sweep.id, int(index))
         if len(ref) < 4:
             raise NotFound(f"experiment {ref!r}: give SWEEP/INDEX or at least 4 characters of its id")
-        rows = self._db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE id LIKE ? ESCAPE '\\' ORDER BY updated_at DESC",
-            (_like_prefix(ref),),
+        rows = self._db.execute(  # a range of the identity index, not a scan of every experiment
+            f"SELECT {_RUN_COLUMNS} FROM experiments WHERE id>=? AND id<=? ORDER BY updated_at DESC LIMIT 100",
+            (ref.lower(), ref.lower() + _LAST_CHARACTER),  # identities are lower-case hex
         ).fetchall()
         if not rows:
             raise NotFound(f"no experiment {ref!r} in the records; name it as SWEEP/INDEX (see `mrunner status SWEEP`)")
@@ -554,6 +637,62 @@ class Store:
         ).fetchall()
 
 
+class StoredRuns(Sequence[Run]):
+    """Some runs of a sweep (``indices``, in that order) as a sequence read from the records a chunk at a
+    time: a submission hands a million runs to its backend without holding them all in memory."""
+
+    def __init__(self, store: Store, sweep_id: str, indices: Sequence[int]) -> None:
+        self._store, self._sweep_id, self._indices = store, sweep_id, indices
+        self._chunk_start, self._chunk = 0, cast("list[Run]", [])
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, position: int) -> Run: ...
+    @overload
+    def __getitem__(self, position: slice) -> list[Run]: ...
+
+    def __getitem__(self, position: int | slice) -> Run | list[Run]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError(position)
+        if not self._chunk_start <= position < self._chunk_start + len(self._chunk):
+            self._chunk_start = position - position % RECORD_CHUNK
+            self._chunk = self._read(self._chunk_start)
+        return self._chunk[position - self._chunk_start]
+
+    def __iter__(self) -> Iterator[Run]:
+        for start in range(0, len(self), RECORD_CHUNK):
+            yield from self._read(start)
+
+    def _read(self, start: int) -> list[Run]:
+        wanted = list(self._indices[start : start + RECORD_CHUNK])
+        found = {run.index: run for run in self._store.runs_at(self._sweep_id, wanted)}
+        return [found[index] for index in wanted]
+
+
+def _holders(path: Path) -> list[str]:
+    """``pid N (command)`` of every other process of this machine that has the database open (from /proc)."""
+    names = {str(path.resolve()), f"{path.resolve()}-wal", f"{path.resolve()}-shm"}
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            opened = any(os.readlink(f"/proc/{entry}/fd/{fd}") in names for fd in os.listdir(f"/proc/{entry}/fd"))
+            if opened:
+                with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                    command = " ".join(stream.read().decode(errors="replace").split("\0")).strip()
+                found.append(f"pid {entry} ({command[:80]})")
+        except OSError:
+            continue
+    return found
+
+
 def _rollback(cursor: sqlite3.Cursor) -> None:
     """Undo the open transaction; if that fails too (a full disk), SQLite undoes it when the file is next opened."""
     try:
@@ -564,6 +703,10 @@ def _rollback(cursor: sqlite3.Cursor) -> None:
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
+
+
+#: Above every character an identity holds: ``id BETWEEN prefix AND prefix + this`` is every id with the prefix.
+_LAST_CHARACTER = "\U0010ffff"
 
 
 def _like_prefix(text: str) -> str:

@@ -21,15 +21,15 @@ from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
 from mrunner.records import CANCELLED, FAILED, PLANNED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.snapshot import Snapshot
-from mrunner.store import Recorded, Store
+from mrunner.store import Recorded, Store, StoredRuns
 
 
-def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, list[Run]]:
+def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Sequence[Run]]:
     """Snapshot, record and hand over a planned sweep. Returns the sweep and the runs handed over."""
     sweep, frozen, count = record(plan, store, reporter)
     if not count:
         return sweep, []
-    runs = store.runs(sweep.id)
+    runs = StoredRuns(store, sweep.id, range(count))  # read a chunk at a time: the records hold them
     hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach), new=True)
     return sweep, runs
 
@@ -114,9 +114,9 @@ def hand_over(
             sweep.detail.update(detail or {})
             store.update_sweep(sweep)
         new = False  # from here on a backend may accept runs before it can record them: keep the sweep
-        hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
+        hook.mrunner_sweep_submitted(sweep=sweep, runs=runs, reporter=reporter)
         handled = hook.mrunner_submit(
-            sweep=sweep, runs=list(runs), secrets=secrets, options=options,
+            sweep=sweep, runs=runs, secrets=secrets, options=options,
             record=lambda updates: store.apply(sweep.id, updates), reporter=reporter,
         )  # fmt: skip
         require_answer(handled, sweep, "mrunner_submit")

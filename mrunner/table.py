@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from collections.abc import Sequence
 
+GAP = "  "
 
-def render(headers: Sequence[str], rows: Sequence[Sequence[object]], max_width: int = 60) -> str:
-    """Columns padded to their widest cell; cells longer than ``max_width`` are cut with an ellipsis."""
-    cells = [[_cut(str(cell), max_width) for cell in row] for row in rows]
-    widths = [
-        max(len(str(h)), *(len(row[i]) for row in cells)) if cells else len(str(h)) for i, h in enumerate(headers)
-    ]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
+
+def terminal_width() -> int | None:
+    """The width tables must fit: the terminal's when stdout is one, else ``COLUMNS`` when set, else none
+    (a table written to a file or a pipe keeps its full cells)."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+def render(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], max_width: int = 60, width: int | None = None,
+    whole: Sequence[int] = (0,),
+) -> str:  # fmt: skip
+    """Columns padded to their widest cell; cells longer than ``max_width`` are cut with an ellipsis, and with
+    ``width`` (default: ``terminal_width()``) the widest columns but those in ``whole`` (by default the
+    first, which names the row) are cut further until a line fits, so that the terminal never wraps a row."""
+    cells = [[_cut(str(cell), max_width) for cell in row] for row in [headers, *rows]]
+    cells = [row + [""] * (len(headers) - len(row)) for row in cells]  # a short row: a mark between rows
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    width = terminal_width() if width is None else width
+    if width is not None:
+        cuttable = [i for i in range(len(widths)) if i not in whole]
+        while cuttable and sum(widths) + len(GAP) * (len(widths) - 1) > width:
+            widest = max(cuttable, key=lambda i: widths[i])
+            if widths[widest] <= 1:
+                break
+            widths[widest] -= 1
+        cells = [[_cut(cell, w) for cell, w in zip(row, widths)] for row in cells]
+    return "\n".join(GAP.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells)
 
 
 def _cut(text: str, width: int) -> str:

@@ -71,7 +71,7 @@ def check_arguments(args: list[str]) -> None:
     command, position = cli._first_positional(args)
     if command in cli.SUBCOMMANDS:
         parser, _ = cli.subcommand_parser(command)
-        parser.parse_args(args[:position] + args[position + 1 :])
+        parser.parse_args(cli.subcommand_arguments(command, args[:position] + args[position + 1 :]))
         return
     if command == "run":
         args = args[:position] + args[position + 1 :]

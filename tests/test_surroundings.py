@@ -128,10 +128,13 @@ def test_a_context_file_that_is_valid_yaml_but_not_a_mapping(mrunner_home, proje
     for args in (
         ["train.py", "+context=listed"],
         ["context", "show", "listed"],
-        ["context"],
         ["context", "copy", "listed", "x"],
     ):
         assert_one_line_error(run(mrunner_home, project, *args), "context listed", "must be a mapping")
+    listed = run(mrunner_home, project, "context")  # the list goes on: the file is shown broken, with one warning
+    assert listed.returncode == 0 and "(broken)" in listed.stdout, listed
+    (warning,) = listed.stderr.strip().splitlines()
+    assert "context listed" in warning and "must be a mapping" in warning, warning
     (folder / "listed.yaml").unlink()
     (mrunner_home / "config" / "mrunner" / "config.yaml").write_text("just text\n")
     for args in (["config"], ["train.py"], ["context", "use", "local"]):

@@ -76,10 +76,16 @@ def context_command(options: argparse.Namespace) -> int:
 
 
 def _list() -> int:
+    import sys
+
     active = config.current_context()
     rows = []
     for name, path in config.context_sources().items():
-        backend = (config.read_context(name) or {}).get("backend", "?")
+        try:
+            backend = (config.read_context(name) or {}).get("backend", "?")
+        except MrunnerError as error:  # one broken file must not hide the others
+            backend = "(broken)"
+            print(f"mrunner: warning: context {name} cannot be read: {error}", file=sys.stderr)
         origin = "yours" if config.is_user_context(name) else "example shipped with mrunner"
         rows.append(("*" if name == active else "", name, backend, origin, path))
     print(table.render(("", "NAME", "BACKEND", "ORIGIN", "FILE"), rows, max_width=80))
@@ -125,6 +131,42 @@ def _add(options: argparse.Namespace) -> int:
         config.write_setting("current_context", options.name)
         print(f"active context: {options.name} (the first one added)")
     return 0
+
+
+def key_options(args: list[str]) -> list[str]:
+    """``context add``'s ``--KEY VALUE`` and ``--KEY=VALUE`` for any key of the chosen backend, as the original
+    mrunner's README writes them (``--slurm_url host --storage_dir /x``), turned into ``KEY=VALUE``."""
+    if "add" not in args:
+        return args
+    backend = None
+    for position, arg in enumerate(args):
+        for option in ("--backend", "--type", "--backend_type"):
+            if arg == option and position + 1 < len(args):
+                backend = args[position + 1]
+            elif arg.startswith(option + "="):
+                backend = arg.partition("=")[2]
+    if not backend:
+        return args  # argparse says --backend is missing
+    own = {"name", "backend", "type", "backend_type", "storage", "resources", "registry_url", "neptune", "debug"}
+    keys = set(context_keys(backend)) - own
+    rewritten: list[str] = []
+    pairs: list[str] = []  # after every option: argparse takes KEY=VALUE positionals in one run
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        key, equals, value = arg[2:].partition("=")
+        if arg.startswith("--") and key.replace("-", "_") in keys:
+            key = key.replace("-", "_")
+            if not equals:
+                if position + 1 >= len(args):
+                    raise MrunnerError(f"context add: --{key} needs a value")
+                position += 1
+                value = args[position]
+            pairs.append(f"{key}={value}")
+        else:
+            rewritten.append(arg)
+        position += 1
+    return rewritten + pairs
 
 
 def _pairs(items: list[str], where: str) -> dict[str, Any]:

@@ -24,10 +24,10 @@ def logout_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _context(name: str) -> dict:
-    from mrunner import config, dispatch
+    from mrunner import config, planning
 
     chosen, context = config.compose(name, [])
-    return dispatch.validated_context(chosen, context)
+    return planning.validated_context(chosen, context)
 
 
 def login_command(options: argparse.Namespace) -> int:

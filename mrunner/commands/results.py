@@ -11,9 +11,10 @@ from mrunner.errors import BackendError, MrunnerError
 from mrunner.hookspecs import Artefact, Pulled
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
+from mrunner.snapshot import RESULTS_FOLDER
 from mrunner.store import Store
 
-RESULTS_DIR = "mrunner-results"
+RESULTS_DIR = RESULTS_FOLDER  # the default destination of a pull: no code snapshot takes it
 
 
 def _size(count: int) -> str:
@@ -36,7 +37,8 @@ def pull_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="SWEEP[/INDEX]", help="a sweep id (or prefix), or SWEEP/INDEX")
     parser.add_argument(
         "--to", metavar="DIR", type=Path,
-        help=f"the folder that receives one folder per experiment, INDEX-NAME (default ./{RESULTS_DIR}/SWEEP)",
+        help=f"the folder that receives one folder per experiment, INDEX-NAME (default ./{RESULTS_DIR}/SWEEP, a folder "
+        "no code snapshot takes)",
     )  # fmt: skip
     parser.add_argument(
         "--include", metavar="GLOB", action="append", default=[],
@@ -132,18 +134,24 @@ def _counts(files: int, size: int) -> str:
 def forget_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Remove the records and code snapshot of a sweep no experiment of which reached its backend (its "
-        "submission was refused or interrupted before anything was submitted). Refuses any other sweep."
+        "submission was refused or interrupted before anything was submitted). Refuses any other sweep, but "
+        "with --retired."
     )
     parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
+    parser.add_argument(
+        "--retired", action="store_true",
+        help="the sweep's cluster is gone for good: forget the sweep though it reached it (its files there are "
+        "no longer mrunner's); refused while the backend runs any of it",
+    )  # fmt: skip
 
 
 def forget_command(options: argparse.Namespace) -> int:
     store = Store()
     sweep = store.sweep(options.sweep)
-    gone: list[Artefact] = cleanup.forget(store, sweep)
+    gone: list[Artefact] = cleanup.forget(store, sweep, retired=options.retired)
     files = sum(artefact.files for artefact in gone)
     print(f"forgot sweep {sweep.id} (its records and {files} snapshot file{'s' * (files != 1)} removed)")
-    if sweep.package:  # its code reached the backend though no experiment did
+    if sweep.package and not options.retired:  # its code reached the backend though no experiment did
         print(
             f"its code uploaded to backend {sweep.backend} is no longer recorded: `mrunner gc` removes it there "
             f"once older than --older-than"

@@ -36,6 +36,8 @@ def run(arguments: RunArguments) -> int:
         warm_up(arguments)
     # planning imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
     from mrunner import following, planning, spec, submission
+    from mrunner.commands.sweeps import counts_text
+    from mrunner.errors import MrunnerError
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -43,6 +45,12 @@ def run(arguments: RunArguments) -> int:
     variable = arguments.spec_variable
     if variable is None and target.suffix == ".py" and spec.is_spec_file(target):
         variable = spec.DEFAULT_VARIABLE
+    elif variable is None and target.suffix == ".py" and spec.builds_experiments(target):
+        raise MrunnerError(
+            f"{target} builds experiments (it imports create_experiments or Experiment) but assigns no "
+            f"{spec.DEFAULT_VARIABLE} at top level: assign its list to {spec.DEFAULT_VARIABLE}, or name the "
+            f"variable with --spec VARIABLE"
+        )
     request = planning.Request(
         target=target, overrides=arguments.overrides, multirun=arguments.multirun, spec_variable=variable,
         context_name=arguments.context_name, context_overrides=arguments.context_overrides,
@@ -62,16 +70,15 @@ def run(arguments: RunArguments) -> int:
     if not runs:
         return 0
     if arguments.wait and not arguments.detach:
-        runs = following.wait(sweep, store, reporter)
-    else:
-        runs = store.runs(sweep.id)
-    reporter.step(f"sweep {sweep.id}: {following.summary(runs)}")
-    if all(run.state in TERMINAL for run in runs):  # the backend ran it to the end (local), or we waited
-        failed = next((run for run in runs if run.state == FAILED), None)
-        if failed is not None:
-            _show_tail(sweep, failed, reporter)
+        following.wait(sweep, store, reporter)
+    counts = store.counts(sweep.id)  # not the runs themselves: a sweep of a million fits in memory
+    reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
+    if set(counts) <= TERMINAL:  # the backend ran it to the end (local), or we waited
+        failed = store.runs(sweep.id, [FAILED], limit=1)
+        if failed:
+            _show_tail(sweep, failed[0], reporter)
         reporter.step(f"see `mrunner status {sweep.id}` and `mrunner logs {sweep.id}/INDEX`")
-        return 0 if all(run.state == COMPLETED for run in runs) else 1
+        return 0 if set(counts) == {COMPLETED} else 1
     reporter.step(f"follow it with `mrunner status {sweep.id}`; `mrunner logs {sweep.id}/0 -f` shows output")
     return 0
 

@@ -16,9 +16,22 @@ from mrunner.commands.results import output_dirs
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import SubmitOptions
 from mrunner.recorder import STOPPED
-from mrunner.records import COMPLETED, PLANNED, TERMINAL, Run, Sweep
+from mrunner.records import (
+    COMPLETED,
+    FAILED,
+    LOST,
+    PENDING,
+    PLANNED,
+    PREEMPTED,
+    RUNNING,
+    TERMINAL,
+    TIMEOUT,
+    Attempt,
+    Run,
+    Sweep,
+)
 from mrunner.reporter import Reporter
-from mrunner.store import Store
+from mrunner.store import RECORD_CHUNK, Store
 
 
 def _when(timestamp: float) -> str:
@@ -31,16 +44,27 @@ def _when(timestamp: float) -> str:
 def status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Without SWEEP: the recent sweeps, as last recorded (no backend is asked: a cluster that wants a "
-        "one-time code is not contacted). With SWEEP: its experiments (asks the backend once)."
+        "one-time code is not contacted). With SWEEP: its counts and the rows worth a look (failed, running, "
+        "the first and last few; --all: every row). With SWEEP/INDEX: one experiment. Asks the backend once."
     )
     parser.add_argument("sweep", nargs="?", metavar="SWEEP|EXPERIMENT", help="a sweep id (or prefix), or SWEEP/INDEX")
     parser.add_argument("--limit", type=int, default=10, help="how many recent sweeps to list (default 10)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--all", action="store_true", help="every experiment of SWEEP, not only the rows worth a look")
+    parser.add_argument("--json", action="store_true", help="machine-readable output (every experiment of SWEEP)")
     parser.add_argument(
         "--wait", action="store_true",
         help="with SWEEP: follow it to its end first (a progress bar on a terminal, else a line each time the "
         "counts change); exits 1 if an experiment did not complete",
     )  # fmt: skip
+
+
+#: ``status SWEEP`` shows this many of the first and of the last rows, and at most ``SHOWN_OF_STATE`` rows of
+#: each state worth a look (failed or stopped without completing, running); a sweep of at most ``ALL_ROWS``
+#: rows is shown whole.
+FIRST_AND_LAST = 5
+SHOWN_OF_STATE = 20
+WORTH_A_LOOK = (FAILED, TIMEOUT, LOST, PREEMPTED, RUNNING)
+ALL_ROWS = 40
 
 
 def status_command(options: argparse.Namespace) -> int:
@@ -49,57 +73,108 @@ def status_command(options: argparse.Namespace) -> int:
         return _list_sweeps(store, options)
     sweep, run = store.find(options.sweep)
     if options.wait:
-        runs = following.wait(sweep, store, Reporter())
-        looked = runs if run is None else [runs[run.index]]
-        shown = _show_sweep(store, sweep, runs, options) if run is None else _show_run(store, sweep, looked[0], options)
-        return shown or int(any(r.state != COMPLETED for r in looked))
-    runs = following.refresh(sweep, store)
+        following.wait(sweep, store, Reporter())
+    else:
+        following.look(sweep, store, None if run is None else run.index)
     if run is not None:
-        return _show_run(store, sweep, runs[run.index], options)
-    return _show_sweep(store, sweep, runs, options)
+        run = store.run(sweep.id, run.index)
+        shown = _show_run(store, sweep, run, options)
+        return shown or int(options.wait and run.state != COMPLETED)
+    shown = _show_sweep(store, sweep, options)
+    return shown or int(options.wait and set(store.counts(sweep.id)) != {COMPLETED})
 
 
-def _show_sweep(store: Store, sweep: Sweep, runs: list[Run], options: argparse.Namespace) -> int:
-    # what the backend last said about a run that has not completed: why it waits, why it failed
-    details = {i: d for i, d in store.details(sweep.id).items() if runs[i].state not in (COMPLETED, PLANNED)}
+def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace) -> int:
     if options.json:
-        attempts = store.attempts(sweep.id)
-        places = output_dirs(sweep, runs)
-        experiments = [
-            {
-                **asdict(r), "detail": details.get(r.index), "output_dir": places.get(r.index),
-                "attempts": [asdict(a) for a in attempts.get(r.index, [])],
-            }
-            for r in runs
-        ]  # fmt: skip
-        print(json.dumps({"sweep": asdict(sweep), "experiments": experiments}, indent=1))
+        _write_json(store, sweep)
         return 0
+    counts = store.counts(sweep.id)
+    total = sum(counts.values())
     print(f"sweep {sweep.id} ({sweep.name}) on context {sweep.context_name} (backend {sweep.backend})")
     dirty = " (dirty)" if sweep.git_dirty else ""
     commit = f", git {sweep.git_commit[:10]}{dirty}" if sweep.git_commit else ""
     print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
     if sweep.detail.get(STOPPED):
         print(f"its supervisor stopped before the end: {sweep.detail[STOPPED]}")
-    print(f"{len(runs)} experiments: {following.summary(runs, details)}")
+    waiting = store.runs(sweep.id, [PENDING], limit=SHOWN_OF_STATE * 10)
+    reasons = store.latest_details(sweep.id, [r.index for r in waiting])
+    print(f"{total} experiments: {counts_text(counts, list(dict.fromkeys(reasons.values())))}")
+    if options.all or total <= ALL_ROWS:
+        shown = list(store.iter_runs(sweep.id))
+    else:
+        chosen = {r.index: r for r in store.runs(sweep.id, limit=FIRST_AND_LAST)}
+        chosen.update((r.index, r) for r in store.runs(sweep.id, limit=FIRST_AND_LAST, last=True))
+        for state in WORTH_A_LOOK:
+            chosen.update((r.index, r) for r in store.runs(sweep.id, [state], limit=SHOWN_OF_STATE))
+        shown = [chosen[index] for index in sorted(chosen)]
+    # what the backend last said about a run that has not completed: why it waits, why it failed
+    details = store.latest_details(sweep.id, [r.index for r in shown if r.state not in (COMPLETED, PLANNED)])
     from mrunner import grid
 
-    rows = [
-        (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "", grid.describe(r.parameters), details.get(r.index, ""))
-        for r in runs
-    ]  # fmt: skip
+    rows: list[tuple[object, ...]] = []
+    for before, r in zip([None, *shown], shown):
+        if before is not None and r.index != before.index + 1:
+            rows.append(("…",))  # rows left out
+        rows.append(
+            (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "",
+             grid.describe(r.parameters), details.get(r.index, ""))
+        )  # fmt: skip
     print(table.render(("#", "ID", "STATE", "EXIT", "TRY", "JOB", "PARAMETERS", "REASON"), rows))
+    if len(shown) < total:
+        print(f"{len(shown)} of {total} rows shown; --all shows every row")
     return 0
+
+
+def counts_text(counts: dict[str, int], reasons: list[str]) -> str:
+    """``3 completed, 2 pending (Resources)``: the count of each state, and why runs wait."""
+    parts = []
+    for state, count in counts.items():
+        why = reasons if state == PENDING else []
+        more = f"; {len(why) - 2} more reasons" if len(why) > 2 else ""
+        parts.append(f"{count} {state}" + (f" ({'; '.join(why[:2])}{more})" if why else ""))
+    return ", ".join(parts) or "no experiments"
+
+
+def _shallow(record: Run | Attempt) -> dict[str, object]:
+    """A record's fields as a dict, as ``asdict`` makes it without copying every value deeply (its values are
+    fresh from the records, not shared): ``asdict`` took most of the time of a large sweep's ``--json``."""
+    return {name: getattr(record, name) for name in _FIELDS[type(record)]}
+
+
+_FIELDS = {kind: [f.name for f in dataclasses.fields(kind)] for kind in (Run, Attempt)}
+
+
+def _write_json(store: Store, sweep: Sweep) -> None:
+    """Every experiment of the sweep as one JSON document, written a chunk of runs at a time: memory and the
+    time to the first byte do not grow with the sweep."""
+    out = sys.stdout
+    out.write('{"sweep": ' + json.dumps(asdict(sweep), indent=1) + ',\n"experiments": [')
+    first = True
+    start = 0
+    while chunk := store.runs(sweep.id, start=start, limit=RECORD_CHUNK):
+        stop = chunk[-1].index + 1
+        attempts = store.attempts(sweep.id, start=start, stop=stop)
+        places = output_dirs(sweep, chunk)
+        details = store.latest_details(sweep.id, [r.index for r in chunk if r.state not in (COMPLETED, PLANNED)])
+        for r in chunk:
+            experiment = {
+                **_shallow(r), "detail": details.get(r.index), "output_dir": places.get(r.index),
+                "attempts": [_shallow(a) for a in attempts.get(r.index, [])],
+            }  # fmt: skip
+            out.write(("\n" if first else ",\n") + json.dumps(experiment))
+            first = False
+        start = stop
+    out.write("\n]}\n")
 
 
 def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
     rows = []
     listing = []
     for sweep in store.sweeps(options.limit):
-        runs = store.runs(sweep.id)  # the records alone: listing reaches no cluster (`status SWEEP` does)
-        rows.append(
-            (sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), len(runs), following.summary(runs))
-        )
-        listing.append({"sweep": asdict(sweep), "states": following.summary(runs)})
+        counts = store.counts(sweep.id)  # the records alone: listing reaches no cluster (`status SWEEP` does)
+        states = counts_text(counts, [])
+        rows.append((sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), sum(counts.values()), states))
+        listing.append({"sweep": asdict(sweep), "states": states})
     if options.json:
         print(json.dumps(listing, indent=1))
     elif not rows:

@@ -17,6 +17,7 @@ from mrunner.attempt import STARTED_BEFORE
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import (
     CANCELLED,
+    CANNOT_RUN,
     COMPLETED,
     FAILED,
     LOST,
@@ -329,7 +330,7 @@ def never_schedulable(context: Mapping[str, Any], nodes: Sequence[Any]) -> str |
         largest = max((parse_quantity((node.status.allocatable or {}).get(resource, "0")) for node in nodes), default=0)
         if asked > largest:
             return (
-                f"can never run as asked: {key} {context[key]} is more than any node offers "
+                f"{CANNOT_RUN}: {key} {context[key]} is more than any node offers "
                 f"(the largest allocatable {resource} is {largest:f}); cancel it and submit with less"
             )
     return None

@@ -475,6 +475,13 @@ def test_fractional_cpus_run_and_a_request_no_node_holds_says_it_can_never_run(m
     assert "1 pending (unschedulable: 0/1 nodes are available: 1 Insufficient cpu." in table
     assert mrunner("cancel", sweep_id).returncode == 0
 
+    waited = mrunner("+context=test-k8s", "exp.py", "lr=0.5", "context.cpu=64", "--wait", timeout=300)
+    assert waited.returncode != 0, waited.stderr  # ends with one line instead of waiting for ever
+    last = waited.stderr.strip().splitlines()[-1]
+    assert last.startswith("mrunner: error: experiment ") and "waits for ever: unschedulable" in last, last
+    assert "cpu 64 is more than any node offers" in last
+    assert mrunner("cancel", waited.stdout.strip().splitlines()[0]).returncode == 0
+
 
 def _closed_port_kubeconfig(folder: Path) -> Path:
     kubeconfig = folder / "unreachable.kubeconfig"
@@ -623,3 +630,109 @@ def test_a_pip_failure_in_the_image_build_is_one_short_line(mrunner, project):
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("mrunner: error: docker build of ") and "mrunner-no-such-package-3f2a" in last, last
     assert "\x1b" not in last and len(last) < 800, last
+
+
+class _Relay:
+    """A TCP relay in front of the API server that the test stops and starts again on the same port: an API
+    server restart (or a dropped connection) as the client sees it."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.port, self._sockets, self._listener = target, 0, [], None
+
+    def start(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.port, self._listener = listener.getsockname()[1], listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self._sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.close()
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        import socket
+
+        self._listener.close()
+        for end in self._sockets:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+                end.close()
+            except OSError:
+                pass
+        self._sockets = []
+
+
+def test_wait_rides_out_an_api_server_that_goes_away_and_comes_back(
+    mrunner, project, namespace, k8s_service, own_images, mrunner_home, tmp_path
+):
+    import subprocess
+    import sys
+    import threading
+    from urllib.parse import urlparse
+
+    api = urlparse(k8s_service["api_server"])
+    relay = _Relay((api.hostname, api.port))
+    relay.start()
+    kubeconfig = tmp_path / "relayed.kubeconfig"
+    text = Path(k8s_service["kubeconfig"]).read_text()
+    kubeconfig.write_text(text.replace(k8s_service["api_server"], f"https://127.0.0.1:{relay.port}"))
+    keys = k8s_context(
+        k8s_service,
+        namespace,
+        registry_url=own_images(namespace),
+        secrets=["MY_FAKE_TOKEN"],
+        kubeconfig=str(kubeconfig),
+    )
+    write_context(mrunner_home, "test-k8s", keys)
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "+context=test-k8s", "exp.py", "lr=0.7", "sleep=25", "--wait"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in waiting.stderr:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def said(fragment: str, timeout: float) -> None:
+        wait_for(lambda: any(fragment in line for line in list(lines)), timeout=timeout, what=repr(fragment))
+
+    said(": 1 running", timeout=300)
+    relay.stop()  # the API server goes away while the experiment runs
+    said("asking again for up to 5 minutes", timeout=120)
+    relay.start()  # and comes back on the same address
+    assert waiting.wait(timeout=300) == 0, "\n".join(lines)
+    said("the backend answers again", timeout=5)
+    assert any(": 1 completed" in line for line in lines), "\n".join(lines)
+    assert not any("Traceback" in line for line in lines)

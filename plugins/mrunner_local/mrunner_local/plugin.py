@@ -13,6 +13,7 @@ from mrunner.hookspecs import BackendInfo, Pulled, SubmitOptions, hookimpl
 from mrunner.records import ACTIVE, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import ContextKey
+from mrunner.store import RECORD_CHUNK
 
 if TYPE_CHECKING:  # the snapshot module (pathspec) is imported only by what builds one
     from mrunner.snapshot import Snapshot
@@ -87,7 +88,8 @@ def mrunner_submit(
 ) -> bool | None:
     from mrunner_local import supervisor
 
-    record([RunUpdate(run.index, SUBMITTED, detail="queued locally") for run in runs])
+    for start in range(0, len(runs), RECORD_CHUNK):  # a chunk at a time: runs may be a million, read lazily
+        record([RunUpdate(run.index, SUBMITTED, detail="queued locally") for run in runs[start : start + RECORD_CHUNK]])
     if options.detach:
         pid = supervisor.spawn_detached(sweep, runs, secrets, options.records)
         reporter.step(f"sweep {sweep.id} runs in the background (supervisor pid {pid})")

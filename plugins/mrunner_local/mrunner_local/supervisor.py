@@ -3,8 +3,8 @@ set per experiment, each attempt started through the core's attempt wrapper (``m
 backend starts one), every state change recorded through the core (``mrunner.recorder``) as it happens.
 
 The supervisor runs inside `mrunner` (with a progress bar; Ctrl-C cancels) or, with ``--detach``, as a
-background process of its own (``python -m mrunner_local.supervisor RECORDS SWEEP INDEX...``) that records
-into the records database the sweep was submitted to.
+background process of its own (``python -m mrunner_local.supervisor RECORDS SWEEP``, the indices on its
+standard input) that records into the records database the sweep was submitted to.
 
 Each attempt is one session: the wrapper leads it (its pid is the one recorded, and ``status`` shows), the
 experiment leads a process group inside it. A SIGTERM to that pid, from the supervisor's stop, `mrunner cancel`
@@ -43,6 +43,8 @@ from mrunner.errors import MrunnerError
 from mrunner.recorder import Recorder
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
+from mrunner.store import RECORD_CHUNK
+from mrunner_local.pending import Pending, read_indices, write_indices
 from mrunner_local.wrapper import Wrapper
 
 #: How long a killed process group may take to be gone: the kernel delivers SIGKILL when it next runs it.
@@ -114,10 +116,7 @@ class Supervisor:
         self.recorder = recorder
         self.secrets = dict(secrets)
         self.on_end = on_end
-        self.pending: queue.Queue[Run] = queue.Queue()
-        for run in runs:
-            self.pending.put(run)
-        self.total = len(runs)
+        self.pending = Pending(runs)  # read as workers take them: a million runs are never all in memory
         self.gpus: queue.Queue[list[str]] = queue.Queue()
         gpus = [str(g) for g in sweep.context.get("gpus") or []]
         per = max(1, int(sweep.context.get("gpus_per_experiment") or 1))
@@ -272,7 +271,7 @@ class Supervisor:
         """One line: which disk, how much is free, about how much the rest of the sweep needs."""
         folder = storage(self.sweep)
         written = _size_of(sweep_dir(self.sweep))
-        started = max(1, self.total - self.pending.qsize())
+        started = max(1, self.pending.taken)
         needed = max(ASK_AT_LEAST_BYTES, written // started * (self.pending.qsize() + 1))
         return (
             f"the disk of {folder} ({_disk(folder)}) is full: free at least {_megabytes(needed)} there "
@@ -286,13 +285,25 @@ class Supervisor:
             if self.failure is None:
                 self.failure = reason
             self.stopping.set()
-            waiting = [*([unstarted] if unstarted else []), *_drain(self.pending)]
-        if not waiting:
-            return
-        try:
-            self.recorder([RunUpdate(r.index, CANCELLED, detail=f"not started: {reason}") for r in waiting])
-        except (MrunnerError, OSError):
-            pass  # the records' own disk is full: `status` finds them never started (the supervisor's reason)
+            try:
+                self._cancel_waiting([unstarted.index] if unstarted else [], f"not started: {reason}")
+            except (MrunnerError, OSError):
+                pass  # the records' own disk is full: `status` finds them never started (the supervisor's reason)
+
+    def _cancel_waiting(self, first: list[int], detail: str) -> None:
+        """Record ``first`` and every run still waiting cancelled (under ``self.lock``), a chunk at a time: a
+        million waiting runs are never all in memory."""
+        cancelled = first
+        while True:
+            try:
+                cancelled.append(self.pending.get_nowait().index)
+            except queue.Empty:
+                break
+            if len(cancelled) >= RECORD_CHUNK:
+                self.recorder([RunUpdate(index, CANCELLED, detail=detail) for index in cancelled])
+                cancelled = []
+        if cancelled:
+            self.recorder([RunUpdate(index, CANCELLED, detail=detail) for index in cancelled])
 
     def stop(self, reason: str, reporter: Reporter | None = None) -> None:
         """Cancel everything: waiting experiments never start, running ones get SIGTERM, then the grace
@@ -300,25 +311,13 @@ class Supervisor:
         with self.lock:
             self.stopping.set()
             children = dict(self.children)
-            waiting = _drain(self.pending)
-            self.recorder(
-                [RunUpdate(index, CANCELLED, detail=reason) for index in [*children, *(r.index for r in waiting)]]
-            )
+            self._cancel_waiting(list(children), reason)
         pids = [child.pid for child in children.values()]
         if pids and reporter is not None:
             reporter.step(
                 f"stopping {len(pids)} running experiment{'s' * (len(pids) != 1)}: SIGTERM, then SIGKILL after {self.grace:g} s"
             )
         terminate_attempts(pids, self.grace)
-
-
-def _drain(pending: queue.Queue[Run]) -> list[Run]:
-    waiting = []
-    while True:
-        try:
-            waiting.append(pending.get_nowait())
-        except queue.Empty:
-            return waiting
 
 
 def _as_line(error: BaseException) -> str:
@@ -472,10 +471,13 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
         started = subprocess.Popen(
-            [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id, *(str(run.index) for run in runs)],
-            env={**os.environ, **secrets}, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id],
+            env={**os.environ, **secrets}, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+    assert started.stdin is not None
+    with started.stdin:  # the runs' indices, read by main() before it starts anything
+        write_indices((run.index for run in runs), started.stdin)
     # Recorded here, not only by the child, so a `status` right after submission finds it alive.
     Recorder(store_path, sweep.id).supervised_by(process.identity(started.pid))
     sweep.detail["supervisor"] = process.identity(started.pid)
@@ -583,10 +585,11 @@ def follow_log(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) 
 
 
 def main(argv: Sequence[str]) -> int:
-    """The detached supervisor: ``python -m mrunner_local.supervisor RECORDS SWEEP INDEX...``."""
+    """The detached supervisor: ``python -m mrunner_local.supervisor RECORDS SWEEP`` with the indices of its
+    runs on standard input (``pending.write_indices``)."""
     recorder = Recorder(argv[0], argv[1])
     sweep = recorder.sweep()
-    runs = [recorder.run(int(index)) for index in argv[2:]]
+    runs = recorder.runs(read_indices(sys.stdin.buffer))
     # secrets are in this process's environment already
     supervisor = Supervisor(sweep, runs, {}, recorder)
     recorder.supervised_by(process.identity(os.getpid()))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from mrunner.errors import BackendError
 from mrunner.layout import Layout, of_run
-from mrunner.records import CANCELLED, PENDING, TERMINAL, Run, RunUpdate, Sweep
+from mrunner.records import CANCELLED, CANNOT_RUN, PENDING, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.states import ended
 from mrunner_slurm import batch, remote
 from mrunner_slurm.transport import Connection
@@ -95,7 +95,7 @@ def pending_reason(reason: str) -> str:
     asked = _NEVER.get(reason) or ("a job larger than a per-job limit" if "PerJob" in reason else None)
     if asked is None:
         return reason
-    return f"{reason}: can never run as asked ({asked}); cancel it and submit with a smaller request"
+    return f"{reason}: {CANNOT_RUN} ({asked}); cancel it and submit with a smaller request"
 
 
 def task_specs(runs: Sequence[Run]) -> list[str]:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mrunner.errors import MrunnerError
 from mrunner.hookspecs import Artefact, BackendInfo, Keep, Login, Pulled, Rendered, SubmitOptions, hookimpl
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -186,13 +187,17 @@ def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Rep
     removed: list[Artefact] = []
     for group in clusters.values():  # what a cluster's sweeps keep is kept in each of its storage folders
         for storage in sorted({results.storage_of(sweep) for sweep in group if sweep.package}):
-            reporter.step(f"collecting in {group[0].context['slurm_url']}:{storage}")
+            where = f"{group[0].context['slurm_url']}:{storage}"
+            reporter.step(f"collecting in {where}")
             try:  # a cluster that needs a login is skipped, not prompted for: gc visits every cluster
                 connection = transport.batch_connection(group[0].context, group[0].context_name)
+                removed += results.collect(connection, storage, group, keep, dry_run)
             except transport.NeedsLogin as error:
                 reporter.warn(f"skipped {group[0].context['slurm_url']}: {error}")
                 break
-            removed += results.collect(connection, storage, group, keep, dry_run)
+            except MrunnerError as error:  # a retired cluster: collect the others
+                reporter.warn(f"{where} left as it is: {error}")
+                break
     return removed
 
 

@@ -813,6 +813,13 @@ def test_a_request_that_can_never_run_says_so_in_the_table_and_the_wait_line(clu
     assert str(line.value).startswith(f"sweep {sweep}: 1 pending (PartitionNodeLimit: can never run as asked")
     assert mrunner("cancel", sweep).returncode == 0
 
+    waited = mrunner("+context=test-slurm", "train.py", "--wait", timeout=240)  # ends instead of waiting for ever
+    assert waited.returncode != 0, waited.stderr
+    last = waited.stderr.strip().splitlines()[-1]
+    assert last.startswith("mrunner: error: experiment ") and "waits for ever: Partition" in last, last
+    assert "can never run as asked" in last
+    assert mrunner("cancel", waited.stdout.strip().splitlines()[0]).returncode == 0
+
 
 def test_a_connection_dropped_in_the_middle_of_a_command_is_one_line(cluster):
     """The TCP connection to the real sshd is cut while a command runs: no `exit status -1`."""

@@ -1,0 +1,124 @@
+"""Small points of the command line, each through the real `mrunner` command: a message that names the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from mrunner import paths
+from mrunner.store import Store
+
+
+def _project(tmp_path: Path, mrunner, script: str = "print('hi')\n") -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (project / "train.py").write_text(script)
+    mrunner.cwd = project
+    return project
+
+
+def _one_line_error(result, *fragments: str) -> str:
+    assert result.returncode != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mrunner: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def test_resume_after_gc_of_a_changed_project_names_current_code(mrunner, tmp_path):
+    project = _project(
+        tmp_path, mrunner, "import sys\nfrom mrunner import get_configuration\nsys.exit(get_configuration().i)\n"
+    )
+    ran = mrunner("train.py", "-m", "i=0,1")
+    assert ran.returncode == 1, ran.stderr
+    (sweep,) = Store().sweeps()
+    (project / "train.py").write_text("print('changed')\n")
+    assert mrunner("gc", "--older-than", "0").returncode == 0
+    resumed = mrunner("resume", sweep.id)
+    _one_line_error(resumed, "--current-code", "train.py changed")
+    failed = Store().run(sweep.id, 1)
+    assert (failed.state, failed.attempt, failed.exit_code) == ("failed", 0, 1)  # left as it was
+
+
+def test_a_write_waiting_for_the_records_lock_names_the_process_holding_it(mrunner, tmp_path):
+    _project(tmp_path, mrunner)
+    Store().close()  # the database exists
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline()",
+         str(paths.data_dir() / "records.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        submission = subprocess.Popen(
+            [sys.executable, "-m", "mrunner", "train.py"], cwd=mrunner.cwd, stderr=subprocess.PIPE, text=True
+        )
+        line = submission.stderr.readline()
+        assert "waiting for the records database" in line and f"pid {holder.pid} (" in line, line
+    finally:
+        holder.communicate("\n")
+    rest = submission.communicate()[1]
+    assert submission.returncode == 0, rest
+
+
+def test_a_spec_that_assigns_another_name_is_refused(mrunner, tmp_path):
+    project = _project(tmp_path, mrunner)
+    (project / "spec.py").write_text(
+        "from mrunner import create_experiments\nexps = create_experiments('train.py', params_grid={'lr': [1, 2]})\n"
+    )
+    _one_line_error(mrunner("spec.py"), "assigns no experiments_list", "--spec VARIABLE")
+    assert Store().sweeps() == []
+
+
+def test_a_script_outside_the_project_is_named_so(mrunner, tmp_path):
+    project = _project(tmp_path, mrunner)
+    (tmp_path / "exp.py").write_text("print('outside')\n")
+    (project / "spec.py").write_text(
+        "from mrunner import create_experiments\nexperiments_list = create_experiments('../exp.py', params_grid={'lr': [1]})\n"
+    )
+    message = _one_line_error(mrunner("spec.py"), "lies outside the project")
+    assert ".gitignore" not in message
+
+
+def test_a_deleted_working_directory_is_named(mrunner, tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+         "from mrunner.cli import main; sys.exit(main(['status']))", str(gone)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    _one_line_error(result, "the working directory was deleted")
+
+
+def test_context_add_takes_every_key_of_the_backend_as_an_option(mrunner, mrunner_home):
+    added = mrunner(
+        "context", "add", "--name", "N", "--type", "slurm", "--slurm_url", "me@login.example.org",
+        "--storage_dir", "/scratch/me", "--partition=gpu", "--time", "60",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    written = yaml.safe_load((mrunner_home / "config" / "mrunner" / "context" / "N.yaml").read_text())
+    assert written == {
+        "backend": "slurm", "slurm_url": "me@login.example.org", "storage_dir": "/scratch/me", "partition": "gpu",
+        "time": 60,
+    }  # fmt: skip
+    refused = mrunner("context", "add", "--name", "M", "--type", "slurm", "--slurm_url", "x", "--no_such_key", "1")
+    _one_line_error(refused, "--no_such_key")
+
+
+def test_one_broken_context_file_leaves_the_others_listed(mrunner, mrunner_home):
+    assert mrunner("context", "add", "--name", "fine", "--type", "local").returncode == 0
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    (folder / "broken.yaml").write_text("backend: [unclosed\n")
+    listed = mrunner("context", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "fine" in listed.stdout and "broken" in listed.stdout and "local" in listed.stdout
+    (warning,) = listed.stderr.strip().splitlines()
+    assert "context broken cannot be read" in warning and str(folder / "broken.yaml") in warning

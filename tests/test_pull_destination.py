@@ -1,0 +1,27 @@
+"""`mrunner pull SWEEP` without --to writes into ./mrunner-results of the project, a folder no snapshot takes:
+the same grid submitted again after a pull is the same code and is skipped as already run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mrunner.store import Store
+
+
+def test_pulled_results_never_change_the_next_snapshot(mrunner, tmp_path: Path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (project / "train.py").write_text("open('result.txt', 'w').write('42')\n")
+    mrunner.cwd = project
+    first = mrunner("train.py", "-m", "i=range(2)")
+    assert first.returncode == 0, first.stderr
+    (sweep,) = Store().sweeps()
+    pulled = mrunner("pull", sweep.id)
+    assert pulled.returncode == 0, pulled.stderr
+    assert sorted(p.name for p in (project / "mrunner-results" / sweep.id).glob("*/result.txt")) == ["result.txt"] * 2
+
+    again = mrunner("train.py", "-m", "i=range(2)")
+    assert again.returncode == 0, again.stderr
+    assert "2 of 2 experiments were already submitted" in again.stderr, again.stderr
+    assert {s.snapshot_digest for s in Store().sweeps()} == {sweep.snapshot_digest}

@@ -1,0 +1,138 @@
+"""The records at scale: a look at one experiment costs the same in a sweep of 10 and of 50,000, and
+`mrunner status` of a 50,000-run sweep shows counts and the rows worth a look.
+
+Costs are counted, not timed: SQLite's virtual-machine steps (``set_progress_handler``) for the same lookups in
+both sweeps, and every statement's query plan must search an index instead of scanning a table. The timings
+are in benchmarks/results-status.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from mrunner.records import COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.store import Store
+
+LARGE = 50_000
+
+
+def _sweep(sweep_id: str, count: int) -> tuple[Sweep, list[Run]]:
+    sweep = Sweep(
+        id=sweep_id, name="train", created_at=time.time(), context_name="local", backend="local",
+        context={"backend": "local", "storage_dir": "/nonexistent"}, project="p", snapshot_digest="d" * 64,
+        project_dir="/p",
+    )  # fmt: skip
+    runs = [Run(sweep_id, i, f"{sweep_id[:4]}{i:012x}", "train", {"lr": i}, ["python3", "t.py"]) for i in range(count)]
+    return sweep, runs
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """One database holding a sweep of 10 and a sweep of 50,000 experiments, a few of them failed or running."""
+    store = Store(tmp_path_factory.mktemp("records") / "records.db")
+    for sweep_id, count in (("aaaa-small", 10), ("bbbb-large", LARGE)):
+        sweep, runs = _sweep(sweep_id, count)
+        store.record_sweep(sweep, runs)
+        store.apply(sweep.id, [RunUpdate(i, SUBMITTED) for i in range(count)])
+        store.apply(sweep.id, [RunUpdate(i, COMPLETED, exit_code=0) for i in range(2, count - 2)])
+        store.apply(sweep.id, [RunUpdate(count - 2, FAILED, exit_code=3, detail="it failed"), RunUpdate(1, RUNNING)])
+    return store
+
+
+def _lookups(store: Store, sweep_id: str, index: int) -> None:
+    """What `mrunner status SWEEP/INDEX` reads from the records."""
+    sweep, run = store.find(f"{sweep_id}/{index}")
+    assert run is not None and run.index == index
+    store.run(sweep.id, index)
+    store.history(sweep.id, index)
+    store.attempts(sweep.id, index)
+    store.latest_details(sweep.id, [index])
+    assert store.find_run(run.id)[1].index == index
+
+
+def _steps(store: Store, sweep_id: str, index: int) -> int:
+    """SQLite virtual-machine instructions the lookups take: a scan of a table grows with it, a search does not."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store._db.set_progress_handler(count, 1)
+    try:
+        _lookups(store, sweep_id, index)
+    finally:
+        store._db.set_progress_handler(None, 1)
+    return steps
+
+
+def test_a_lookup_of_one_experiment_costs_the_same_in_a_sweep_of_10_and_of_50000(records):
+    small = _steps(records, "aaaa-small", 8)
+    large = _steps(records, "bbbb-large", LARGE - 2)
+    assert large <= small * 1.2 + 50, (small, large)
+
+
+def test_every_statement_of_a_lookup_searches_an_index(records):
+    statements: list[str] = []
+    records._db.set_trace_callback(statements.append)
+    try:
+        _lookups(records, "bbbb-large", LARGE - 2)
+    finally:
+        records._db.set_trace_callback(None)
+    plain = sqlite3.connect(records.path)
+    for statement in statements:
+        plan = " | ".join(row[3] for row in plain.execute(f"EXPLAIN QUERY PLAN {statement}"))
+        for table in ("experiments", "events", "attempts"):
+            assert f"SCAN {table}" not in plan, (statement, plan)
+    assert statements
+
+
+def test_iterating_and_slicing_the_runs(records):
+    assert [run.index for run in records.runs("bbbb-large", limit=3, last=True)] == [LARGE - 3, LARGE - 2, LARGE - 1]
+    assert [run.index for run in records.runs("bbbb-large", [FAILED, RUNNING])] == [1, LARGE - 2]
+    assert sum(1 for _ in records.iter_runs("bbbb-large", chunk=7000)) == LARGE
+    assert records.counts("bbbb-large") == {SUBMITTED: 2, RUNNING: 1, COMPLETED: LARGE - 4, FAILED: 1}
+
+
+def _lines(output: str) -> list[str]:
+    return output.rstrip("\n").splitlines()
+
+
+def test_status_of_a_large_sweep_shows_counts_and_the_rows_worth_a_look(records, mrunner, mrunner_home):
+    (mrunner_home / "data" / "mrunner").mkdir(parents=True)
+    path = mrunner_home / "data" / "mrunner" / "records.db"
+    source = sqlite3.connect(records.path)
+    source.execute("VACUUM INTO ?", (str(path),))
+    source.close()
+
+    shown = mrunner("status", "bbbb-large")
+    assert shown.returncode == 0, shown.stderr
+    lines = _lines(shown.stdout)
+    # no supervisor runs the sweep: the local backend finds its unfinished experiments lost
+    assert f"{LARGE} experiments: {LARGE - 4} completed, 1 failed, 3 lost" in shown.stdout
+    assert len(lines) < 40, shown.stdout
+    assert any(line.split()[0] == str(LARGE - 2) and FAILED in line for line in lines)
+    assert "it failed" in shown.stdout and "--all shows every row" in lines[-1]
+    assert sum(LOST in line for line in lines[4:]) == 3
+    for index in (0, 1, 4, LARGE - 5, LARGE - 1):
+        assert any(line.split()[0] == str(index) for line in lines[4:]), index
+
+    everything = mrunner("status", "bbbb-large", "--all")
+    assert len(_lines(everything.stdout)) == 4 + LARGE
+
+    as_json = mrunner("status", "bbbb-large", "--json")
+    document = json.loads(as_json.stdout)
+    assert len(document["experiments"]) == LARGE
+    assert document["experiments"][LARGE - 2]["detail"] == "it failed"
+    assert document["experiments"][LARGE - 2]["state"] == FAILED
+
+    narrow = mrunner("status", "bbbb-large", env={"COLUMNS": "40"})
+    assert narrow.returncode == 0, narrow.stderr
+    table = _lines(narrow.stdout)[3:-1]  # the rows, between the counts and the last line (plain text)
+    assert max(len(line) for line in table) <= 40, narrow.stdout
+    assert any(line.split()[0] == str(LARGE - 2) for line in table)  # the row's index is never cut

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mrunner import gc_lock, plugins, states, treeguard
+from mrunner import gc_lock, plugins, states
 from mrunner.errors import MrunnerError
 from mrunner.following import refresh
 from mrunner.hookspecs import Artefact, Keep
@@ -150,12 +150,9 @@ def _remove(path: Path, kind: str, dry_run: bool) -> Artefact:
     files, size = size_of(path)
     if not dry_run:
         if path.is_dir() and not path.is_symlink():
-            treeguard.unseal(path)  # a frozen copy is immutable where the file system allows it
-            guard = treeguard.guard_dir(path)
-            for folder in [path, guard] if kind == "snapshot copy" and guard.is_dir() else [path]:
-                for inner, _, _ in os.walk(folder):
-                    os.chmod(inner, 0o755)  # frozen copies are read-only
-                shutil.rmtree(folder)
+            for folder, _, _ in os.walk(path):
+                os.chmod(folder, 0o755)  # frozen copies are read-only
+            shutil.rmtree(path)
         else:
             path.unlink()
     return Artefact(kind, str(path), files, size)

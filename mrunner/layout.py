@@ -21,12 +21,8 @@ writes ``out.txt`` or ``checkpoints/`` by a relative path would overwrite its ne
 later sweep of the same code would find them (and resume from another run's checkpoint). Copying the tree
 per experiment would cost files x experiments on a cluster's quota'd file system. A link per top-level entry
 keeps relative reads (``data/...``, configs) and imports working at a cost that does not grow with the
-project's size; the local backend instead makes the project's folders real with a link per file
-(``mirror``), so that deleting ``data/x`` or creating ``data/new`` changes only the experiment's own folder,
-never the shared snapshot. Writing through a link
-reaches the snapshot's file: the snapshot itself is guarded against that (``mrunner.treeguard``). Folders
-that hold only placeholders (``outputs/.gitkeep``) are made real and empty, since scripts write into them;
-so are the folders on the way to the directory mrunner was started in.
+project's size. Folders that hold only placeholders (``outputs/.gitkeep``) are made real, since scripts
+write into them; so are the folders on the way to the directory mrunner was started in.
 
 This module is part of the experiment side that backends ship where experiments run (see
 ``mrunner.runtime``): it imports only the standard library.
@@ -131,14 +127,10 @@ def of_run(storage: str, sweep, run) -> Layout:  # sweep, run: mrunner.records.S
 # -- the working directory -----------------------------------------------------------------------------------
 
 
-def working_entries(files: Iterable[str], workdir: str = ".", mirror: bool = False) -> list[str]:
+def working_entries(files: Iterable[str], workdir: str = ".") -> list[str]:
     """How an experiment's folder mirrors the code snapshot, from the snapshot's file list: ``"d PATH"`` for a
-    folder made real, ``"l PATH"`` for a link to the snapshot's entry at ``PATH``, and with ``mirror``
-    ``"m PATH"`` for a folder mirrored when the attempt is prepared (real folders, a link per file) instead of
-    a link to it. Computed once per sweep; its length depends on the project's top-level entries and output
-    folders, not on its number of files. ``mirror`` keeps deletes and creates below the project's folders in
-    the experiment's folder at the cost of a link per file per experiment: the local backend's choice; a
-    cluster's backend with a file-count quota keeps a link per top-level entry.
+    folder made real, ``"l PATH"`` for a link to the snapshot's entry at ``PATH``. Computed once per sweep;
+    its length depends on the project's top-level entries and output folders, not on its number of files.
     """
     children: dict[str, set[str]] = {"": set()}
     folders: set[str] = {""}
@@ -172,8 +164,6 @@ def working_entries(files: Iterable[str], workdir: str = ".", mirror: bool = Fal
             if child in real:
                 entries.append(f"d {child}")
                 visit(child)
-            elif mirror and child in folders:
-                entries.append(f"m {child}")
             elif not (child.rsplit("/", 1)[-1] in PLACEHOLDERS and only_placeholders.get(folder)):
                 entries.append(f"l {child}")
 
@@ -195,11 +185,11 @@ def prepare(layout: Layout, code_dir: str, entries: Iterable[str], document: str
         kind, relative = entry.split(" ", 1)
         target = os.path.join(root, relative)
         if kind == "d":
-            _folder(target)
-        elif kind == "m":
-            _mirror(os.path.join(code_dir, relative), target)
-        else:
-            _link(os.path.join(code_dir, relative), target)
+            os.makedirs(target, exist_ok=True)
+        elif not os.path.lexists(target):
+            os.symlink(os.path.join(code_dir, relative), target)
+        elif os.path.islink(target) and os.readlink(target) != os.path.join(code_dir, relative):
+            _relink(target, os.path.join(code_dir, relative))  # an attempt of other code (`resume --current-code`)
     if document is not None:
         write_atomic(layout.config_file, document)
     try:
@@ -207,34 +197,6 @@ def prepare(layout: Layout, code_dir: str, entries: Iterable[str], document: str
     except FileNotFoundError:
         pass
     return root
-
-
-def _folder(path: str) -> None:
-    """A real folder at ``path``: a link to a snapshot's folder that an earlier attempt made is replaced, so
-    that nothing this attempt creates there lands in a snapshot."""
-    if os.path.islink(path):
-        os.unlink(path)
-    os.makedirs(path, exist_ok=True)
-
-
-def _mirror(source: str, target: str) -> None:
-    """Mirror the snapshot's folder ``source`` at ``target``: real folders and a link per file. Deleting or
-    adding a file below it then touches only the experiment's own folder, never the snapshot that later
-    experiments and sweeps share (the cost is a link per file: benchmarks/results-snapshot-guard.md)."""
-    for directory, _, names in os.walk(source):
-        inner = os.path.relpath(directory, source)
-        folder = target if inner == "." else os.path.join(target, inner)
-        _folder(folder)
-        for name in names:
-            _link(os.path.join(directory, name), os.path.join(folder, name))
-
-
-def _link(source: str, target: str) -> None:
-    """A link at ``target`` to ``source``; an experiment's own file there is never replaced."""
-    if not os.path.lexists(target):
-        os.symlink(source, target)
-    elif os.path.islink(target) and os.readlink(target) != source:
-        _relink(target, source)  # an attempt of other code (`resume --current-code`)
 
 
 def _relink(path: str, source: str) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrunner import paths, treeguard
+from mrunner import paths
 from mrunner.errors import MrunnerError, os_error
 
 #: Where `mrunner pull` puts results by default (``./mrunner-results/SWEEP``): never snapshotted, so that
@@ -390,14 +390,12 @@ def _materialise(snapshot: Snapshot) -> None:
     interrupted copy never leaves a tree that a later sweep would trust."""
     trees = snapshot.tree.parent
     try:
-        if _build_tree(snapshot, trees):
-            treeguard.protect(snapshot.tree)  # experiments, root's included, cannot change it for later ones
+        _build_tree(snapshot, trees)
     except OSError as error:
         raise os_error(error, "copy the code snapshot to", snapshot.tree) from None
 
 
-def _build_tree(snapshot: Snapshot, trees: Path) -> bool:
-    """Whether this process built the tree (False: another mrunner finished the same snapshot first)."""
+def _build_tree(snapshot: Snapshot, trees: Path) -> None:
     building = Path(tempfile.mkdtemp(prefix=f".{snapshot.digest[:12]}-", dir=trees))
     try:
         for relative, (_, mode) in snapshot.files.items():
@@ -412,8 +410,6 @@ def _build_tree(snapshot: Snapshot, trees: Path) -> bool:
         except OSError:
             if not snapshot.tree.is_dir():  # another mrunner finished the same snapshot first: use theirs
                 raise
-            return False
-        return True
     finally:
         if building.exists():
             for left, _, _ in os.walk(building):

@@ -76,17 +76,6 @@ def mrunner_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     plugins.reset()
     yield home
     plugins.reset()
-    _unseal_snapshots(home / "data" / "mrunner" / "snapshots" / "trees")
-
-
-def _unseal_snapshots(trees: Path) -> None:
-    """Clear the immutable flag of the code snapshots a test froze (``mrunner.treeguard`` seals them where the
-    file system allows, root included), so pytest can remove its temporary folders."""
-    if trees.is_dir():
-        from mrunner import treeguard
-
-        for tree in trees.iterdir():
-            treeguard.unseal(tree)
 
 
 @pytest.fixture

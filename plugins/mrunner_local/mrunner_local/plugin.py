@@ -66,7 +66,7 @@ def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
 def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
     from mrunner.layout import working_entries
 
-    return {"code_dir": str(snapshot.folder()), "entries": working_entries(snapshot.files, sweep.workdir, mirror=True)}
+    return {"code_dir": str(snapshot.folder()), "entries": working_entries(snapshot.files, sweep.workdir)}
 
 
 @hookimpl

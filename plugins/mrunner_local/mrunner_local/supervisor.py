@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mrunner import layout as contract
-from mrunner import process, treeguard
+from mrunner import process
 from mrunner.attempt import SETUP_FAILED, command_line
 from mrunner.errors import MrunnerError
 from mrunner.recorder import Recorder
@@ -173,12 +173,6 @@ class Supervisor:
         layout = layout_of(self.sweep, run)
         if _disk_full(storage(self.sweep)):
             raise DiskFull(self._full_message(), run)
-        try:
-            damage = treeguard.check(Path(self.code_dir), self.sweep.id)  # what an earlier experiment changed
-        except OSError as error:
-            self.record(RunUpdate(run.index, FAILED, exit_code=SETUP_FAILED, detail=f"cannot check its code: {error}"))
-            self._ended(run)
-            return
         env = {**self.base_env, **run.env, **self.secrets, **layout.environment()}
         env["MRUNNER_CONFIG_DOCUMENT"] = json.dumps(run.config_document(self.sweep))
         if gpus is not None:
@@ -199,9 +193,6 @@ class Supervisor:
             grace=self.grace, handshake=True,
         )  # fmt: skip
         with output:
-            if damage:
-                output.write(f"mrunner: {damage}\n".encode())
-                print(f"mrunner: warning: {damage}", file=sys.stderr, flush=True)
             with self.lock:  # a stop either sees this child or keeps it from starting: never neither
                 if self.stopping.is_set() or self.recorder.state(run.index) != SUBMITTED:
                     return  # cancelled (or taken over) while it waited

@@ -1,4 +1,4 @@
-"""The flow of a submission: experiments -> snapshot -> records -> backend hooks, and what follows it
+"""The flow of a submission: experiments -> snapshot -> records -> backend, and what follows it
 (status, wait, cancel, resume).
 
 Records are written before anything reaches a backend, and each part the backend accepts is recorded at
@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any, overload
 
 from mrunner import checks, cleanup, config, plugins
-from mrunner.builtin import COMMON_KEYS
+from mrunner.backend import SubmitOptions
 from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
 from mrunner.experiment import Experiment, identity
-from mrunner.hookspecs import SubmitOptions
 from mrunner.naming import experiment_name, sweep_id
 from mrunner.records import ACTIVE, CANCELLED, FAILED, PENDING, PLANNED, RESUMABLE, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
-from mrunner.schema import ContextKey, merge_keys, validate
+from mrunner.schema import ContextKey, validate
 from mrunner.snapshot import Snapshot
 from mrunner.store import Recorded, Store
 
@@ -77,9 +76,7 @@ class Plan:
         self.context_name, raw_context = config.compose(request.context_name, request.context_overrides)
         self.context = validated_context(self.context_name, raw_context)
         # right away: a backend may start slow work here (the Slurm plugin connects in the background)
-        plugins.backend_hooks(self.context["backend"]).mrunner_check(
-            context=self.context, context_name=self.context_name, dry_run=request.dry_run
-        )
+        plugins.check(self.context, self.context_name, request.dry_run)
         # the project holds the target (the nearest marker up from it); the launcher's jobs have none: the cwd's
         self.root = snapshot.project_root(target.resolve().parent if target is not None else self.cwd)
         self.workdir = os.path.relpath(self.cwd, self.root) if _is_within(self.cwd, self.root) else "."
@@ -171,11 +168,10 @@ def validated_context(name: str, context: dict[str, Any]) -> dict[str, Any]:
 
 
 def context_keys(backend: str) -> dict[str, ContextKey]:
-    """Every key a context of ``backend`` accepts: the core's common keys, then the plugins' (which win)."""
+    """Every key a context of ``backend`` accepts: the core's, the trackers', then the backend's (which win)."""
     if not isinstance(backend, str) or not backend:
         raise MrunnerError(f"backend must name a backend (local, slurm, kubernetes, ...), not {backend!r}")
-    groups = plugins.backend_hooks(backend).mrunner_context_keys(backend=backend)
-    return merge_keys([COMMON_KEYS, *(group for group in reversed(groups) if group)])
+    return plugins.context_keys(backend)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -209,7 +205,7 @@ SWEEP_ID_PLACEHOLDER = "<sweep id>"
 
 def describe(plan: Plan) -> list[str]:
     """The dry run's report: count, backend plan, the first experiments with their exact commands, and what
-    the backend would be handed (``mrunner_render``). The code is snapshotted as a submission does it (the
+    the backend would be handed (``Backend.render``). The code is snapshotted as a submission does it (the
     same size limit), but nothing is stored or recorded."""
     from mrunner import snapshot
 
@@ -221,7 +217,7 @@ def describe(plan: Plan) -> list[str]:
         f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
         f"project {plan.project}, code from {plan.root}",
     ]
-    steps = plugins.backend_hooks(plan.context["backend"]).mrunner_plan(context=plan.context, count=count) or []
+    steps = plugins.backend(plan.context["backend"]).plan(plan.context, count)
     lines += ["plan:", *(f"  - {step}" for step in steps)]
     if too_large(plan) and not plan.request.yes:
         lines.append(f"refused without --yes: {too_large(plan)}")
@@ -237,15 +233,15 @@ def describe(plan: Plan) -> list[str]:
 
 
 def rendered(plan: Plan, frozen: Snapshot) -> list[str]:
-    """What the backend's ``mrunner_render`` shows, each as a title line and its exact text between marks.
+    """What the backend's ``Backend.render`` shows, each as a title line and its exact text between marks.
     The hook gets the secrets' names alone, so no value can be shown."""
     sweep = new_sweep(plan, frozen)
     secret_names = sorted(collect_secrets(plan.context))
-    renderings = plugins.backend_hooks(plan.context["backend"]).mrunner_render(
-        sweep=sweep, runs=PlannedRuns(plan, sweep, frozen.digest), snapshot=frozen, secret_names=secret_names
+    renderings = plugins.backend(plan.context["backend"]).render(
+        sweep, PlannedRuns(plan, sweep, frozen.digest), frozen, secret_names
     )
     lines: list[str] = []
-    for rendering in renderings or []:
+    for rendering in renderings:
         lines += [
             f"--- {rendering.title.replace(sweep.id, SWEEP_ID_PLACEHOLDER)}",
             *rendering.text.replace(sweep.id, SWEEP_ID_PLACEHOLDER).rstrip("\n").splitlines(),
@@ -355,15 +351,13 @@ class _RunMaker:
 
     def __init__(self, plan: Plan, sweep: Sweep, digest: str) -> None:
         self.plan, self.sweep, self.digest = plan, sweep, digest
-        self.hook = plugins.backend_hooks(plan.context["backend"])
         self.context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
         self.context_tags = [str(t) for t in plan.context.get("tags") or []]
 
     def __call__(self, index: int, experiment: Experiment) -> Run:
         plan = self.plan
         env = dict(self.context_env)
-        for contributed in self.hook.mrunner_experiment_env(context=plan.context, parameters=experiment.parameters):
-            env.update(contributed or {})
+        env.update(plugins.experiment_env(plan.context, experiment.parameters))
         env.update(experiment.env)
         command = plan.command(experiment)
         run_id = identity(command, experiment.parameters, env, self.digest)
@@ -418,25 +412,21 @@ def hand_over(
 ) -> None:  # fmt: skip
     """Package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep whose
     packaging or preparation failed (so no run can have reached the backend) is removed from the records."""
-    hook = plugins.backend_hooks(sweep.backend)
+    backend = plugins.backend(sweep.backend)
     options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
     try:
         with cleanup.lock(exclusive=False):  # `mrunner gc` waits until what the sweep needs is in place
-            package = hook.mrunner_package(sweep=sweep, snapshot=frozen, reporter=reporter)
-            _require(package, sweep, "mrunner_package")
+            package = backend.package(sweep, frozen, reporter)
+            _require(package, sweep, "package")
             sweep.package = package
             store.update_sweep(sweep)
-            detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
+            detail = backend.setup_resources(sweep, secrets, reporter)
             sweep.detail.update(detail or {})
             store.update_sweep(sweep)
         new = False  # from here on a backend may accept runs before it can record them: keep the sweep
-        hook.mrunner_sweep_submitted(sweep=sweep, runs=list(runs), reporter=reporter)
-        handled = hook.mrunner_submit(
-            sweep=sweep, runs=list(runs), secrets=secrets, options=options,
-            record=lambda updates: store.apply(sweep.id, updates), reporter=reporter,
-        )  # fmt: skip
-        _require(handled, sweep, "mrunner_submit")
+        plugins.sweep_submitted(sweep, list(runs), reporter)
+        backend.submit(sweep, list(runs), secrets, options, lambda updates: store.apply(sweep.id, updates), reporter)
     except KeyboardInterrupt:
         _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
         raise Interrupted(
@@ -487,19 +477,16 @@ def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str, forget
     return False
 
 
-def _require(result: object, sweep: Sweep, hook_name: str) -> None:
+def _require(result: object, sweep: Sweep, method: str) -> None:
     if result is None:
         raise BackendError(
-            f"backend {sweep.backend!r} answered nothing to {hook_name} for sweep {sweep.id}: a bug in its plugin "
+            f"backend {sweep.backend!r} answered nothing to {method} for sweep {sweep.id}: a bug in its plugin "
             f"({plugins.serving_distribution(sweep.backend)}); report it to its authors"
         )
 
 
 def collect_secrets(context: dict[str, Any]) -> dict[str, str]:
-    secrets: dict[str, str] = {}
-    for contributed in plugins.backend_hooks(context["backend"]).mrunner_secrets(context=context):
-        secrets.update(contributed or {})
-    return secrets
+    return plugins.secrets(context)
 
 
 # -- afterwards ----------------------------------------------------------------------------------------------
@@ -507,15 +494,13 @@ def collect_secrets(context: dict[str, Any]) -> dict[str, str]:
 
 def refresh(sweep: Sweep, store: Store) -> list[Run]:
     """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs.
-    A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too (see the hook)."""
+    The backend hears of the ended runs too (see ``Backend.status``)."""
     runs = store.runs(sweep.id)
     active = [run for run in runs if run.state in ACTIVE]
-    ended: list[Run] = []
-    if plugins.takes(sweep.backend, "mrunner_status", "ended"):
-        ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
+    ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
     if active or ended:
-        updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active, ended=ended)
-        _require(updates, sweep, "mrunner_status")
+        updates = plugins.backend(sweep.backend).status(sweep, active, ended)
+        _require(updates, sweep, "status")
         if updates:
             store.apply(sweep.id, updates)
             return store.runs(sweep.id)
@@ -543,9 +528,8 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
 
 def output(sweep: Sweep, run: Run) -> str:
     """An ended experiment's output, as `mrunner logs` shows it."""
-    plugins.require_backend(sweep.backend)
-    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=False, ended=lambda: True)
-    _require(chunks, sweep, "mrunner_logs")
+    chunks = plugins.backend(sweep.backend).logs(sweep, run, False, lambda: True)
+    _require(chunks, sweep, "logs")
     return "".join(chunks)
 
 
@@ -575,10 +559,8 @@ def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:
     handed = [run for run in runs if run.state in ACTIVE]
     updates = list(planned)
     if handed:
-        result = plugins.backend_hooks(sweep.backend).mrunner_cancel(
-            sweep=sweep, runs=handed, record=lambda changes: store.apply(sweep.id, changes)
-        )
-        _require(result, sweep, "mrunner_cancel")
+        result = plugins.backend(sweep.backend).cancel(sweep, handed, lambda changes: store.apply(sweep.id, changes))
+        _require(result, sweep, "cancel")
         updates += result
     store.apply(sweep.id, updates)
     return updates
@@ -600,7 +582,7 @@ def resume(
     each attempt ran with."""
     from mrunner import snapshot
 
-    plugins.require_backend(sweep.backend)
+    plugins.backend(sweep.backend)
     changes = context_changes(sweep, context_overrides)
     runs = refresh(sweep, store)
     chosen = [run for run in runs if run.state in RESUMABLE]
@@ -608,7 +590,7 @@ def resume(
         reporter.step(f"sweep {sweep.id}: nothing to resume ({summary(runs)})")
         return []
     context = validated_context(sweep.context_name, {**sweep.context, **changes})
-    plugins.backend_hooks(sweep.backend).mrunner_check(context=context, context_name=sweep.context_name, dry_run=False)
+    plugins.check(context, sweep.context_name, False)
     if current_code:
         frozen = snapshot.take(Path(sweep.project_dir))
         reporter.step(f"sweep {sweep.id}: running the current code of {sweep.project_dir} ({frozen.digest[:12]})")

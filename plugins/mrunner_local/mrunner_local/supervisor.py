@@ -233,7 +233,7 @@ class Supervisor:
                 [RunUpdate(index, CANCELLED, detail=reason) for index in [*children, *(r.index for r in waiting)]]
             )
         pids = [child.pid for child in children.values()]
-        grace = float(self.sweep.context.get("grace_period", 30))
+        grace = float(self.sweep.context["grace_period"])
         if pids and reporter is not None:
             reporter.step(
                 f"stopping {len(pids)} running experiment{'s' * (len(pids) != 1)}: SIGTERM, then SIGKILL after {grace:g} s"
@@ -350,7 +350,7 @@ def cancel(sweep: Sweep, runs: Sequence[Run], record: Record) -> list[RunUpdate]
     updates = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs]
     record(updates)
     pids = [pid for pid in map(_pid_of, runs) if pid is not None]
-    terminate_groups(pids, float(sweep.context.get("grace_period", 30)))
+    terminate_groups(pids, float(sweep.context["grace_period"]))
     ends = [_own_end(sweep, run) for run in runs]
     return [end for end in ends if end is not None] + [u for u, e in zip(updates, ends) if e is None]
 

@@ -135,7 +135,7 @@ def batch_script(
     wrapper = [
         *launcher, str(context.get("python") or "python3"), "-m", "mrunner.attempt", "--code", code_dir,
         "--workdir", sweep.workdir or ".", "--entries", json.dumps(entries_of(sweep)),
-        "--grace", str(context.get("grace_period", 30)), "--requeue-on", LIMIT_SIGNAL,
+        "--grace", str(context["grace_period"]), "--requeue-on", LIMIT_SIGNAL,
     ]  # fmt: skip
     limit = int(context.get("max_requeue", 3))
     retries = int(context.get("retry_failed") or 0)

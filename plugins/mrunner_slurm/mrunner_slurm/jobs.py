@@ -123,7 +123,7 @@ def cancel(
             tasks.append([*task, limit + retries])
     if not tasks:
         return cancelled
-    document = {"specs": task_specs(runs), "tasks": tasks, "wait": float(sweep.context.get("grace_period", 30)) + 10}
+    document = {"specs": task_specs(runs), "tasks": tasks, "wait": float(sweep.context["grace_period"]) + 10}
     answer = remote.call(connection, ["cancel"], remote.pack(document))
     recorded = {run.index: run.attempt for run in runs}
     updates = []

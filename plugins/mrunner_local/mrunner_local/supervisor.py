@@ -49,11 +49,11 @@ _RECORD_EXIT = (
 
 
 def parallelism(context: Mapping[str, Any]) -> int:
-    gpus = context.get("gpus") or []
+    gpus = context["gpus"]
     if context.get("max_parallel"):
         return max(1, int(context["max_parallel"]))
     if gpus:
-        return max(1, len(gpus) // max(1, int(context.get("gpus_per_experiment") or 1)))
+        return max(1, len(gpus) // max(1, int(context["gpus_per_experiment"])))
     return os.cpu_count() or 1
 
 
@@ -103,8 +103,8 @@ class Supervisor:
         for run in runs:
             self.pending.put(run)
         self.gpus: queue.Queue[list[str]] = queue.Queue()
-        gpus = [str(g) for g in sweep.context.get("gpus") or []]
-        per = max(1, int(sweep.context.get("gpus_per_experiment") or 1))
+        gpus = [str(g) for g in sweep.context["gpus"]]
+        per = max(1, int(sweep.context["gpus_per_experiment"]))
         for start in range(0, len(gpus) - per + 1, per):
             self.gpus.put(gpus[start : start + per])
         self.slots = min(parallelism(sweep.context), max(1, len(runs)))
@@ -140,7 +140,7 @@ class Supervisor:
                 return
             gpus = self.gpus.get() if self.sweep.context.get("gpus") else None
             try:
-                self._run_one(run, gpus, int(self.sweep.context.get("retry_failed") or 0))
+                self._run_one(run, gpus, int(self.sweep.context["retry_failed"]))
             finally:
                 if gpus is not None:
                     self.gpus.put(gpus)

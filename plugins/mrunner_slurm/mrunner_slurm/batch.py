@@ -117,7 +117,7 @@ def batch_script(
     first on ``PYTHONPATH``, after the experiment's own environment, so the task runs the version that
     submitted it whether or not mrunner is installed on the cluster."""
     setup: list[str] = []
-    for module in context.get("modules_to_load") or []:
+    for module in context["modules_to_load"]:
         setup.append(f"module load {q(str(module))}")
     if context.get("conda"):
         setup.append('eval "$(conda shell.bash hook)"')
@@ -133,12 +133,12 @@ def batch_script(
     if context.get("singularity_container"):
         launcher += ["singularity", "exec", *(["--nv"] if context.get("gpu") else []), context["singularity_container"]]
     wrapper = [
-        *launcher, str(context.get("python") or "python3"), "-m", "mrunner.attempt", "--code", code_dir,
+        *launcher, str(context["python"]), "-m", "mrunner.attempt", "--code", code_dir,
         "--workdir", sweep.workdir or ".", "--entries", json.dumps(entries_of(sweep)),
         "--grace", str(context["grace_period"]), "--requeue-on", LIMIT_SIGNAL,
     ]  # fmt: skip
-    limit = int(context.get("max_requeue", 3))
-    retries = int(context.get("retry_failed") or 0)
+    limit = int(context["max_requeue"])
+    retries = int(context["retry_failed"])
     lines = [
         "#!/bin/bash",
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",

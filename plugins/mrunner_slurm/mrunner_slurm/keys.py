@@ -22,7 +22,7 @@ class SlurmKeys:
     partition: str | None = key(None, option="--partition", help="Slurm partition")
     account: str | None = key(None, option="--account", help="Slurm account to charge")
     qos: str | None = key(None, option="--qos", help="quality of service")
-    time: str | int | None = key(None, option="--time", help="time limit per experiment: minutes, or a Slurm time such as 1-12:00:00")
+    time: str | int | None = key(None, option="--time", help="time limit per experiment: minutes (60), or a Slurm time such as 1-12:00:00")
     nodes: int | None = key(None, option="--nodes", help="nodes per experiment")
     ntasks: int | None = key(None, option="--ntasks", help="tasks per experiment; with cmd_type srun the command runs once per task")
     cpu: int | None = key(None, option="--cpus-per-task", help="CPUs per experiment task")
@@ -32,12 +32,12 @@ class SlurmKeys:
     exclude_nodes: str | None = key(None, option="--exclude", help="never run on these nodes")
     modules_to_load: list[str] = key([], help="environment modules loaded before the experiment (`module load NAME`)")
     sbatch_options: list[str] | dict[str, Any] = key([], help="extra sbatch options: a list such as [--constraint=a100] or a mapping {constraint: a100}")
-    prolog_cmd: str | list[str] | None = key(None, help="shell line(s) run in the batch script before the experiment (a string or a list)")
+    prolog_cmd: str | list[str] | None = key(None, help="shell line(s) run in the batch script before the experiment, verbatim (a string or a list)")
     cmd_type: Literal["sbatch", "srun"] = key("sbatch", help="sbatch: the batch script runs the command; srun: it runs it with srun inside the allocation")
     venv: str | None = key(None, help="an existing virtualenv on the cluster to activate")
-    requirements_file: str | None = key(None, help="requirements file (in the project): a virtualenv is built from it on the cluster once and reused")
+    requirements_file: str | None = key(None, help="requirements file (in the project): a virtualenv is built from it on the cluster once per distinct content, then reused")
     conda: str | None = key(None, help="conda environment to activate (`conda activate NAME`)")
-    singularity_container: str | None = key(None, help="Singularity/Apptainer image the command runs in (`singularity exec IMAGE`)")
+    singularity_container: str | None = key(None, help="Singularity/Apptainer image the command runs in (`singularity exec [--nv] IMAGE`)")
     array_parallelism: int | None = key(None, minimum=1, option="--array=...%N", help="at most this many experiments of a job array run at once")
     # fmt: on
 
@@ -72,7 +72,7 @@ def stopping_options(context: Mapping[str, Any]) -> list[str]:
     """Requeueable, with the wrapper (the batch shell: ``B:``) warned ``grace_period`` seconds before the time
     limit, so the experiment can save and the wrapper requeue it as its next attempt. A ``--signal`` of the
     context's own ``sbatch_options`` replaces the warning."""
-    extra = context.get("sbatch_options") or []
+    extra = context["sbatch_options"]
     names = [str(k).lstrip("-") for k in extra] if isinstance(extra, dict) else [str(o).lstrip("-") for o in extra]
     options = ["--requeue"]
     if not any(name.split("=")[0] == "signal" for name in names):
@@ -89,7 +89,7 @@ def resource_options(context: Mapping[str, Any]) -> list[str]:
     request = gres(context.get("gpu"))
     if request:
         options.append(f"--gres={request}")
-    extra = context.get("sbatch_options") or []
+    extra = context["sbatch_options"]
     if isinstance(extra, dict):
         options += [
             f"--{k.lstrip('-')}" if v is True else f"--{k.lstrip('-')}={v}" for k, v in extra.items() if v is not False

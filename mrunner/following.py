@@ -17,15 +17,13 @@ from mrunner.store import Store
 
 def refresh(sweep: Sweep, store: Store) -> list[Run]:
     """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs.
-    A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too (see the hook)."""
+    The backend hears of the ended runs too (see ``Backend.status``)."""
     runs = store.runs(sweep.id)
     active = [run for run in runs if run.state in ACTIVE]
-    ended: list[Run] = []
-    if plugins.takes(sweep.backend, "mrunner_status", "ended"):
-        ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
+    ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
     if active or ended:
-        updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active, ended=ended)
-        require_answer(updates, sweep, "mrunner_status")
+        updates = plugins.backend(sweep.backend).status(sweep, active, ended)
+        require_answer(updates, sweep, "status")
         if updates:
             store.apply(sweep.id, updates)
             return store.runs(sweep.id)
@@ -53,9 +51,8 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
 
 def output(sweep: Sweep, run: Run) -> str:
     """An ended experiment's output, as `mrunner logs` shows it."""
-    plugins.require_backend(sweep.backend)
-    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=False, ended=lambda: True)
-    require_answer(chunks, sweep, "mrunner_logs")
+    chunks = plugins.backend(sweep.backend).logs(sweep, run, False, lambda: True)
+    require_answer(chunks, sweep, "logs")
     return "".join(chunks)
 
 
@@ -85,10 +82,8 @@ def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:
     handed = [run for run in runs if run.state in ACTIVE]
     updates = list(planned)
     if handed:
-        result = plugins.backend_hooks(sweep.backend).mrunner_cancel(
-            sweep=sweep, runs=handed, record=lambda changes: store.apply(sweep.id, changes)
-        )
-        require_answer(result, sweep, "mrunner_cancel")
+        result = plugins.backend(sweep.backend).cancel(sweep, handed, lambda changes: store.apply(sweep.id, changes))
+        require_answer(result, sweep, "cancel")
         updates += result
     store.apply(sweep.id, updates)
     return updates

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mrunner.backend import Login
 from mrunner.errors import MrunnerError
-from mrunner.hookspecs import Login
 
 _COUNTER = itertools.count()
 

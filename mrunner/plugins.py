@@ -41,7 +41,7 @@ KNOWN_BACKEND_PACKAGES = {"local": "mrunner-local", "slurm": "mrunner-slurm", "k
 OLD_BACKEND_HOOKS = frozenset(
     {"mrunner_backends", "mrunner_package", "mrunner_setup_resources", "mrunner_submit", "mrunner_status",
      "mrunner_cancel", "mrunner_logs", "mrunner_pull", "mrunner_plan", "mrunner_render", "mrunner_output_dirs",
-     "mrunner_gc"}
+     "mrunner_gc", "mrunner_login", "mrunner_logout", "mrunner_logins"}
 )  # fmt: skip
 
 _manager: pluggy.PluginManager | None = None

@@ -43,7 +43,7 @@ from mrunner.errors import MrunnerError
 from mrunner.recorder import Recorder
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
-from mrunner.store import RECORD_CHUNK
+from mrunner.store import RECORD_CHUNK, default_path
 from mrunner_local.pending import Pending, read_indices, write_indices
 from mrunner_local.wrapper import Wrapper
 
@@ -218,11 +218,19 @@ class Supervisor:
                     self.children[run.index] = child
                     try:  # recorded running first: the wrapper starts the experiment once told to
                         self.recorder([RunUpdate(run.index, RUNNING, backend_ref=f"pid:{process.identity(child.pid)}")])
+                        # A cancel from another shell recorded between the look above and this record keeps
+                        # its `cancelled` (and never learnt this pid): the experiment must not start then.
+                        claimed = self.recorder.state(run.index) == RUNNING
                     except BaseException:
                         child.abandon()
                         child.wait()
                         self.children.pop(run.index, None)
                         raise
+                    if not claimed:
+                        child.abandon()
+                        child.wait()
+                        self.children.pop(run.index, None)
+                        return
                     child.start()
             if child is None:
                 self._ended(run)
@@ -489,7 +497,10 @@ def cancel(sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpda
     stop those that run; one that had ended by itself meanwhile keeps its end (its supervisor records it)."""
     updates = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs]
     record(updates)
-    pids = [pid for pid in map(_pid_of, runs) if pid is not None]
+    # The pids as recorded now, not as ``runs`` were read: a run the supervisor recorded running in between
+    # (after that read, before the cancel) runs with a pid that only the records know.
+    recorded = Recorder(str(default_path()), sweep.id).runs([run.index for run in runs])
+    pids = [pid for pid in map(_pid_of, recorded) if pid is not None]
     terminate_attempts(pids, float(sweep.context["grace_period"]))
     ends = [_own_end(sweep, run) for run in runs]
     return [end for end in ends if end is not None] + [u for u, e in zip(updates, ends) if e is None]

@@ -3,7 +3,8 @@
 Inside an experiment: ``from mrunner import get_configuration`` (``mrunner.checkpoint_dir()`` and
 ``mrunner.attempt()`` for resuming, ``mrunner.report({"loss": loss}, step=step)`` for what it measured) (and ``mrunner.neptune_run()`` for the run
 ``get_configuration(with_neptune=True)`` started). In a spec file:
-``from mrunner import create_experiments``. Importing ``mrunner`` costs almost nothing: everything but
+``from mrunner import create_experiments``. A backend plugin subclasses ``mrunner.Backend`` and registers
+it with ``@mrunner.hookimpl`` (docs/write-a-backend.md). Importing ``mrunner`` costs almost nothing: everything but
 ``get_configuration`` is loaded on first use.
 """
 
@@ -21,6 +22,7 @@ __all__ = [
     "create_experiments_helper",
     "Experiment",
     "hookimpl",
+    "Backend",
 ]
 
 _LAZY = {
@@ -28,6 +30,7 @@ _LAZY = {
     "create_experiments_helper": "mrunner.helpers.specification_helper",
     "Experiment": "mrunner.experiment",
     "hookimpl": "mrunner.hookspecs",
+    "Backend": "mrunner.backend",
     "neptune_run": "mrunner.tracking",
 }
 

@@ -5,7 +5,7 @@ queued or running, or that is younger than ``--older-than``, keeps everything it
 no record names and that was made within ``GRACE`` (another machine's submission may be packaging it).
 On this machine the core collects its own artefacts, the code snapshots' frozen copies (a recorded sweep
 keeps its manifest, which `resume` needs) and unrecorded manifests; each backend collects its own through
-``mrunner_gc``.
+``Backend.gc``.
 
 A submission of this machine and a collection exclude each other with ``mrunner.gc_lock``. What runs
 still is learnt from ``following.refresh``.
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mrunner import gc_lock, plugins, states
+from mrunner.backend import Artefact, Keep
 from mrunner.errors import MrunnerError
 from mrunner.following import refresh
-from mrunner.hookspecs import Artefact, Keep
 from mrunner.records import ACTIVE, PLANNED, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
@@ -83,10 +83,7 @@ def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) 
             if backend not in plugins.backends():
                 continue
             keep = Keep(sweeps=kept[backend], older_than=older_than, grace=GRACE)
-            results = plugins.backend_hooks(backend).mrunner_gc(
-                sweeps=group, keep=keep, dry_run=dry_run, reporter=reporter
-            )
-            freed[backend] = [artefact for result in results for artefact in result or []]
+            freed[backend] = plugins.backend(backend).gc(group, keep, dry_run, reporter)
         return freed
 
 
@@ -108,7 +105,7 @@ def _refreshed(store: Store, sweep: Sweep) -> list[Run]:
     runs = store.runs(sweep.id)
     if not any(run.state in ACTIVE for run in runs):
         return runs
-    plugins.require_backend(sweep.backend)
+    plugins.backend(sweep.backend)
     return refresh(sweep, store)
 
 

@@ -49,7 +49,7 @@ examples:
 other commands:
   context   list, show, add, edit, delete, copy, use and import contexts
   config    show, set or unset mrunner's settings (current_context)
-  plugins   the installed backends and trackers, their versions and hooks
+  plugins   the installed backends and trackers, their versions, hooks and methods
   status    the recorded sweeps, or one sweep's experiments
   logs      an experiment's output (-f to follow)
   cancel    cancel a sweep or one experiment

@@ -19,7 +19,7 @@ SWEEP_ID_PLACEHOLDER = "<sweep id>"
 
 def describe(plan: Plan) -> list[str]:
     """The dry run's report: count, backend plan, the first experiments with their exact commands, and what
-    the backend would be handed (``mrunner_render``)."""
+    the backend would be handed (``Backend.render``)."""
     from mrunner import snapshot
 
     count = len(plan)
@@ -30,7 +30,7 @@ def describe(plan: Plan) -> list[str]:
         f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
         f"project {plan.project}, code from {plan.root}",
     ]
-    steps = plugins.backend_hooks(plan.context["backend"]).mrunner_plan(context=plan.context, count=count) or []
+    steps = plugins.backend(plan.context["backend"]).plan(plan.context, count)
     lines += ["plan:", *(f"  - {step}" for step in steps)]
     if too_large(plan) and not plan.request.yes:
         lines.append(f"refused without --yes: {too_large(plan)}")
@@ -46,15 +46,15 @@ def describe(plan: Plan) -> list[str]:
 
 
 def rendered(plan: Plan, frozen: Snapshot) -> list[str]:
-    """What the backend's ``mrunner_render`` shows, each as a title line and its exact text between marks.
-    The hook gets the secrets' names alone, so no value can be shown."""
+    """What the backend's ``Backend.render`` shows, each as a title line and its exact text between marks.
+    The backend gets the secrets' names alone, so no value can be shown."""
     sweep = new_sweep(plan, frozen)
     secret_names = sorted(collect_secrets(plan.context))
-    renderings = plugins.backend_hooks(plan.context["backend"]).mrunner_render(
-        sweep=sweep, runs=PlannedRuns(plan, sweep, frozen.digest), snapshot=frozen, secret_names=secret_names
+    renderings = plugins.backend(plan.context["backend"]).render(
+        sweep, PlannedRuns(plan, sweep, frozen.digest), frozen, secret_names
     )
     lines: list[str] = []
-    for rendering in renderings or []:
+    for rendering in renderings:
         lines += [
             f"--- {rendering.title.replace(sweep.id, SWEEP_ID_PLACEHOLDER)}",
             *rendering.text.replace(sweep.id, SWEEP_ID_PLACEHOLDER).rstrip("\n").splitlines(),

@@ -23,21 +23,14 @@ def refresh(sweep: Sweep, store: Store) -> list[Run]:
 
 def look(sweep: Sweep, store: Store, index: int | None = None) -> None:
     """Ask the backend about the sweep's unfinished runs, or about run ``index`` alone, in one call and record
-    what changed. Only those runs are read from the records, so a look at one experiment of a large sweep
-    costs what one run costs. A backend whose ``mrunner_status`` takes ``ended`` hears of the ended runs too
-    (see the hook)."""
-    takes_ended = plugins.takes(sweep.backend, "mrunner_status", "ended")
-    if index is not None:
-        runs = [store.run(sweep.id, index)]
-    else:
-        runs = store.runs(sweep.id, None if takes_ended else ACTIVE)
+    what changed. With ``index`` only that run is read from the records, so a look at one experiment of a
+    large sweep costs what one run costs. The backend hears of the ended runs too (see ``Backend.status``)."""
+    runs = [store.run(sweep.id, index)] if index is not None else store.runs(sweep.id)
     active = [run for run in runs if run.state in ACTIVE]
-    ended: list[Run] = []
-    if takes_ended:
-        ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
+    ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
     if active or ended:
-        updates = plugins.backend_hooks(sweep.backend).mrunner_status(sweep=sweep, runs=active, ended=ended)
-        require_answer(updates, sweep, "mrunner_status")
+        updates = plugins.backend(sweep.backend).status(sweep, active, ended)
+        require_answer(updates, sweep, "status")
         if updates:
             store.apply(sweep.id, updates)
 
@@ -97,9 +90,8 @@ def _refreshed_patiently(sweep: Sweep, store: Store, reporter: Reporter, interva
 
 def output(sweep: Sweep, run: Run) -> str:
     """An ended experiment's output, as `mrunner logs` shows it."""
-    plugins.require_backend(sweep.backend)
-    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=False, ended=lambda: True)
-    require_answer(chunks, sweep, "mrunner_logs")
+    chunks = plugins.backend(sweep.backend).logs(sweep, run, False, lambda: True)
+    require_answer(chunks, sweep, "logs")
     return "".join(chunks)
 
 
@@ -129,10 +121,8 @@ def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:
     handed = [run for run in runs if run.state in ACTIVE]
     updates = list(planned)
     if handed:
-        result = plugins.backend_hooks(sweep.backend).mrunner_cancel(
-            sweep=sweep, runs=handed, record=lambda changes: store.apply(sweep.id, changes)
-        )
-        require_answer(result, sweep, "mrunner_cancel")
+        result = plugins.backend(sweep.backend).cancel(sweep, handed, lambda changes: store.apply(sweep.id, changes))
+        require_answer(result, sweep, "cancel")
         updates += result
     store.apply(sweep.id, updates)
     return updates

@@ -1,7 +1,7 @@
 """Planning: what the user asked for (``Request``) made concrete (``Plan``): the context composed and
 validated, the experiments and their grid expanded lazily, and the sweep and runs a submission of the plan
 would record (``new_sweep``, ``PlannedRuns``). Nothing here stores, snapshots or hands anything over; the
-only backend hooks asked are the ones that check and complete a plan (check, context keys, experiment env).
+only backend calls made are the ones that check and complete a plan (check, context keys, experiment env).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any, overload
 
 from mrunner import checks, config, plugins
-from mrunner.builtin import COMMON_KEYS
 from mrunner.errors import MrunnerError
 from mrunner.experiment import Experiment, identity, target
 from mrunner.naming import experiment_name, sweep_id
 from mrunner.records import Run, Sweep
-from mrunner.schema import ContextKey, merge_keys, validate
+from mrunner.schema import ContextKey, validate
 from mrunner.snapshot import Snapshot
 
 
@@ -67,9 +66,7 @@ class Plan:
         self.context_name, raw_context = config.compose(request.context_name, request.context_overrides)
         self.context = validated_context(self.context_name, raw_context)
         # right away: a backend may start slow work here (the Slurm plugin connects in the background)
-        plugins.backend_hooks(self.context["backend"]).mrunner_check(
-            context=self.context, context_name=self.context_name, dry_run=request.dry_run
-        )
+        plugins.check(self.context, self.context_name, request.dry_run)
         # the project holds the target (the nearest marker up from it); the launcher's jobs have none: the cwd's
         self.root = snapshot.project_root(target.resolve().parent if target is not None else self.cwd)
         self.workdir = os.path.relpath(self.cwd, self.root) if _is_within(self.cwd, self.root) else "."
@@ -161,11 +158,10 @@ def validated_context(name: str, context: dict[str, Any]) -> dict[str, Any]:
 
 
 def context_keys(backend: str) -> dict[str, ContextKey]:
-    """Every key a context of ``backend`` accepts: the core's common keys, then the plugins' (which win)."""
+    """Every key a context of ``backend`` accepts: the core's, the trackers', then the backend's (which win)."""
     if not isinstance(backend, str) or not backend:
         raise MrunnerError(f"backend must name a backend (local, slurm, kubernetes, ...), not {backend!r}")
-    groups = plugins.backend_hooks(backend).mrunner_context_keys(backend=backend)
-    return merge_keys([COMMON_KEYS, *(group for group in reversed(groups) if group)])
+    return plugins.context_keys(backend)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -226,7 +222,6 @@ class _RunMaker:
 
     def __init__(self, plan: Plan, sweep: Sweep, digest: str) -> None:
         self.plan, self.sweep, self.digest = plan, sweep, digest
-        self.hook = plugins.backend_hooks(plan.context["backend"])
         self.context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
         self.context_tags = [str(t) for t in plan.context.get("tags") or []]
         self.target = target(plan.context)
@@ -234,8 +229,7 @@ class _RunMaker:
     def __call__(self, index: int, experiment: Experiment) -> Run:
         plan = self.plan
         env = dict(self.context_env)
-        for contributed in self.hook.mrunner_experiment_env(context=plan.context, parameters=experiment.parameters):
-            env.update(contributed or {})
+        env.update(plugins.experiment_env(plan.context, experiment.parameters))
         env.update(experiment.env)
         command = plan.command(experiment)
         run_id = identity(command, experiment.parameters, env, self.digest, self.target)

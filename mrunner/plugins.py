@@ -1,24 +1,35 @@
-"""The plugin manager: built-in plugins plus every distribution's entry point in the group ``mrunner``.
+"""The plugin manager: built-in plugins plus every distribution's entry point in the group ``mrunner``, and
+the typed facade the core calls them through.
 
 ``MRUNNER_PLUGINS`` restricts which entry points load: a comma-separated list of entry-point names
 (``MRUNNER_PLUGINS=local,slurm``); empty loads none. Built-in plugins always load.
 
-Each plugin is checked as it loads (one line naming its distribution and the hook): a hook name that does
-not exist is an error instead of an implementation nobody calls, and a backend plugin must implement every
-hook in ``hookspecs.BACKEND_REQUIRED``. The core calls a backend's hooks through ``backend_hooks(name)``,
-which leaves out every other backend's plugin, so no implementation checks which backend a sweep is for.
+Each plugin is checked as it loads (one line naming its distribution): a hook name that does not exist is
+an error instead of an implementation nobody calls; a plugin of the old backend shape (module-level
+``mrunner_backends``, ``mrunner_submit``, ...) is refused with a pointer to docs/write-a-backend.md; a
+backend object must be a complete ``mrunner.Backend``. The core reaches a backend as ``backend(name)``, an
+object whose methods mypy checks, and the trackers through the functions below, which call the backend's
+method and then every plugin's hook.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from mrunner import hookspecs
+from mrunner.backend import Backend
 from mrunner.errors import MrunnerError
+
+if TYPE_CHECKING:
+    from mrunner.records import Run, Sweep
+    from mrunner.reporter import Reporter
+    from mrunner.schema import ContextKey
 
 ENTRY_POINT_GROUP = "mrunner"
 BUILTIN_PLUGINS = ("mrunner.builtin", "mrunner.trackers.neptune", "mrunner.trackers.mlflow", "mrunner.trackers.wandb")
@@ -26,10 +37,16 @@ BUILTIN_PLUGINS = ("mrunner.builtin", "mrunner.trackers.neptune", "mrunner.track
 # Where to get the backends mrunner's own project publishes, for the "not installed" error.
 KNOWN_BACKEND_PACKAGES = {"local": "mrunner-local", "slurm": "mrunner-slurm", "kubernetes": "mrunner-k8s"}
 
+# The hooks a backend plugin implemented before a backend became one object: refused with a pointer to the docs.
+OLD_BACKEND_HOOKS = frozenset(
+    {"mrunner_backends", "mrunner_package", "mrunner_setup_resources", "mrunner_submit", "mrunner_status",
+     "mrunner_cancel", "mrunner_logs", "mrunner_pull", "mrunner_plan", "mrunner_render", "mrunner_output_dirs",
+     "mrunner_gc", "mrunner_login", "mrunner_logout", "mrunner_logins"}
+)  # fmt: skip
+
 _manager: pluggy.PluginManager | None = None
 _distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
-_serving: dict[str, tuple[object, hookspecs.BackendInfo]] = {}  # backend name -> (plugin, info)
-_backend_hooks: dict[str, BackendHooks] = {}
+_serving: dict[str, tuple[object, Backend]] = {}  # backend name -> (plugin, backend)
 
 
 def manager() -> pluggy.PluginManager:
@@ -45,7 +62,6 @@ def reset() -> None:
     global _manager
     _manager = None
     _serving.clear()
-    _backend_hooks.clear()
 
 
 def _build() -> pluggy.PluginManager:
@@ -69,33 +85,71 @@ def _build() -> pluggy.PluginManager:
 
 
 def _register(pm: pluggy.PluginManager, plugin: Any, name: str, where: str) -> None:
-    pm.register(plugin, name=name)
-    implemented = {caller.name for caller in pm.get_hookcallers(plugin) or []}
+    implemented = {hook for hook in dir(plugin) if pm.parse_hookimpl_opts(plugin, hook) is not None}
+    old = sorted(implemented & OLD_BACKEND_HOOKS)
+    if old:
+        raise MrunnerError(
+            f"plugin {name!r} from {where} is a backend of the old shape (module-level hooks such as {old[0]}): "
+            f"a backend is now one mrunner.Backend subclass registered through mrunner_register_backends "
+            f"(docs/write-a-backend.md); upgrade or uninstall it, or leave it out with MRUNNER_PLUGINS"
+        )
     unknown = sorted(hook for hook in implemented if not hasattr(hookspecs, hook))
     if unknown:
-        pm.unregister(plugin)
         raise MrunnerError(
             f"plugin {name!r} from {where} implements {unknown[0]}, which is not an mrunner hook (misspelled? "
             f"the hooks are in mrunner/hookspecs.py); fix or uninstall it, or leave it out with MRUNNER_PLUGINS"
         )
-    if "mrunner_backends" not in implemented:
-        return
-    missing = [hook for hook in hookspecs.BACKEND_REQUIRED if hook not in implemented]
-    if missing:
-        pm.unregister(plugin)
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as error:  # a hook implemented with arguments its declaration lacks
         raise MrunnerError(
-            f"backend plugin {name!r} from {where} does not implement {missing[0]}, which every backend must; "
-            f"upgrade or uninstall it, or leave it out with MRUNNER_PLUGINS"
-        )
-    for infos in plugin_call(pm, plugin, "mrunner_backends"):
-        for info in infos or []:
-            _serving.setdefault(info.name, (plugin, info))
-
-
-def plugin_call(pm: pluggy.PluginManager, plugin: Any, hook: str) -> Any:
-    """Call one plugin's implementation of ``hook`` alone (a list holding its result)."""
+            f"plugin {name!r} from {where} does not fit mrunner's hooks: {' '.join(str(error).split())}; upgrade "
+            f"or uninstall it, or leave it out with MRUNNER_PLUGINS"
+        ) from None
+    if "mrunner_register_backends" not in implemented:
+        return
+    registered: list[Backend] = []
     others = [p for p in pm.get_plugins() if p is not plugin]
-    return pm.subset_hook_caller(hook, others)()
+    try:
+        pm.subset_hook_caller("mrunner_register_backends", others)(register=registered.append)
+    except Exception as error:  # an abstract class cannot be instantiated: say which method it misses
+        raise MrunnerError(_refused(plugin, name, where, error)) from error
+    for backend in registered:
+        problem = _problem(backend)
+        if problem:
+            raise MrunnerError(
+                f"backend plugin {name!r} from {where} registers {problem}; upgrade or uninstall it, or leave it "
+                f"out with MRUNNER_PLUGINS"
+            )
+        _serving.setdefault(backend.name, (plugin, backend))  # the first plugin to serve a name keeps it
+
+
+def _refused(plugin: Any, name: str, where: str, error: Exception) -> str:
+    incomplete = [
+        value for value in vars(plugin).values()
+        if inspect.isclass(value) and issubclass(value, Backend) and inspect.isabstract(value)
+        and value.__module__ == getattr(plugin, "__name__", None)
+    ]  # fmt: skip
+    if incomplete and isinstance(error, TypeError):
+        missing = sorted(incomplete[0].__abstractmethods__)
+        return (
+            f"backend plugin {name!r} from {where}: {incomplete[0].__name__} does not implement "
+            f"{', '.join(missing)}, which every mrunner.Backend must; upgrade or uninstall it, or leave it out "
+            f"with MRUNNER_PLUGINS"
+        )
+    return (
+        f"backend plugin {name!r} from {where} failed to register its backends: {type(error).__name__}: {error}; "
+        f"upgrade or uninstall it, or leave it out with MRUNNER_PLUGINS"
+    )
+
+
+def _problem(backend: object) -> str | None:
+    """What is wrong with an object a plugin registered as a backend, or None."""
+    if not isinstance(backend, Backend):
+        return f"{backend!r}, which is not an mrunner.Backend"
+    if not isinstance(getattr(backend, "name", None), str) or not backend.name:
+        return f"a {type(backend).__name__} without a name (set the class attribute `name`)"
+    return None
 
 
 def _load(entry_point: EntryPoint, where: str) -> Any:
@@ -107,44 +161,6 @@ def _load(entry_point: EntryPoint, where: str) -> Any:
             f"{type(error).__name__}: {error}; reinstall or uninstall it, or leave it out with "
             f"MRUNNER_PLUGINS"
         ) from error
-
-
-class BackendHooks:
-    """The hooks as the core calls them for one backend: its plugin's and every non-backend plugin's
-    (trackers, the core's own), never another backend's."""
-
-    def __init__(self, pm: pluggy.PluginManager, excluded: list[object]) -> None:
-        self._pm = pm
-        self._excluded = excluded
-        self._callers: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        caller = self._callers.get(name)
-        if caller is None:
-            caller = self._callers[name] = self._pm.subset_hook_caller(name, self._excluded)
-        return caller
-
-
-def backend_hooks(backend: str) -> BackendHooks:
-    """The hooks for sweeps and contexts of ``backend`` (which must be installed)."""
-    require_backend(backend)
-    hooks = _backend_hooks.get(backend)
-    if hooks is None:
-        chosen = _serving[backend][0]
-        others = [plugin for plugin, _ in _serving.values() if plugin is not chosen]
-        hooks = _backend_hooks[backend] = BackendHooks(manager(), others)
-    return hooks
-
-
-def takes(backend: str, hook: str, argument: str) -> bool:
-    """Whether the plugin serving ``backend`` implements ``hook`` with ``argument`` (pluggy gives an
-    implementation only the arguments it names, so a hook can grow one that older plugins do not take)."""
-    require_backend(backend)
-    chosen = _serving[backend][0]
-    implementations = getattr(manager().hook, hook).get_hookimpls()
-    return any(impl.plugin is chosen and argument in impl.argnames for impl in implementations)
 
 
 def distribution_of(plugin_name: str) -> tuple[str, str]:
@@ -161,13 +177,19 @@ def serving_distribution(backend: str) -> str:
     return " ".join(distribution_of(name))
 
 
-def backends() -> dict[str, hookspecs.BackendInfo]:
+def backends() -> dict[str, Backend]:
     """Every installed backend by name."""
     manager()
-    return {name: info for name, (_, info) in _serving.items()}
+    return {name: backend for name, (_, backend) in _serving.items()}
 
 
-def require_backend(name: str) -> hookspecs.BackendInfo:
+def backends_of(plugin: object) -> list[Backend]:
+    """The backends ``plugin`` registered, for `mrunner plugins`."""
+    manager()
+    return [backend for owner, backend in _serving.values() if owner is plugin]
+
+
+def backend(name: str) -> Backend:
     """The installed backend ``name``, or an error that names the package to install."""
     served = backends()
     if name in served:
@@ -179,3 +201,53 @@ def require_backend(name: str) -> hookspecs.BackendInfo:
     else:
         hint = "install the package that provides it"
     raise MrunnerError(f"backend {name!r} is not installed: {hint} (installed backends: {installed})")
+
+
+# -- what the core asks the backend and every tracker ---------------------------------------------------------
+
+
+def context_keys(backend_name: str) -> dict[str, ContextKey]:
+    """Every key a context of ``backend_name`` accepts: the core's, each tracker's, then the backend's
+    (a backend's key of a core key's name overrides it)."""
+    from mrunner.builtin import CoreKeys
+    from mrunner.schema import keys_of, merge_keys
+
+    chosen = backend(backend_name)
+    trackers = [keys_of(declared) for declared in reversed(manager().hook.mrunner_context_keys()) if declared]
+    return merge_keys([keys_of(CoreKeys), *trackers], keys_of(chosen.keys))
+
+
+def warm_up(context: Mapping[str, Any]) -> None:
+    """``Backend.warm_up`` of the backend the context file names (when installed), then the trackers'."""
+    name = context.get("backend")
+    if isinstance(name, str) and name in backends():
+        backend(name).warm_up(context)
+    manager().hook.mrunner_warm_up(context=context)
+
+
+def check(context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
+    """``Backend.check`` of the context's backend, then every plugin's ``mrunner_check``."""
+    backend(context["backend"]).check(context, context_name, dry_run)
+    manager().hook.mrunner_check(context=context, context_name=context_name, dry_run=dry_run)
+
+
+def secrets(context: Mapping[str, Any]) -> dict[str, str]:
+    """Every plugin's ``mrunner_secrets``, merged (the core's own plugin, which forwards the context's
+    ``secrets`` list, last)."""
+    merged: dict[str, str] = {}
+    for contributed in manager().hook.mrunner_secrets(context=context):
+        merged.update(contributed or {})
+    return merged
+
+
+def experiment_env(context: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, str]:
+    """Every plugin's ``mrunner_experiment_env`` for one experiment, merged."""
+    merged: dict[str, str] = {}
+    for contributed in manager().hook.mrunner_experiment_env(context=context, parameters=parameters):
+        merged.update(contributed or {})
+    return merged
+
+
+def sweep_submitted(sweep: Sweep, runs: Sequence[Run], reporter: Reporter) -> None:
+    """Every plugin's ``mrunner_sweep_submitted``."""
+    manager().hook.mrunner_sweep_submitted(sweep=sweep, runs=runs, reporter=reporter)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mrunner import plugins
+from mrunner.backend import SubmitOptions
 from mrunner.errors import MrunnerError
 from mrunner.following import refresh, summary
-from mrunner.hookspecs import SubmitOptions
 from mrunner.planning import validated_context
 from mrunner.records import PLANNED, RESUMABLE, Run, Sweep
 from mrunner.reporter import Reporter
@@ -34,7 +34,7 @@ def resume(
     each attempt ran with."""
     from mrunner import snapshot
 
-    plugins.require_backend(sweep.backend)
+    plugins.backend(sweep.backend)
     changes = context_changes(sweep, context_overrides)
     runs = refresh(sweep, store)
     chosen = [run for run in runs if run.state in RESUMABLE]
@@ -42,7 +42,7 @@ def resume(
         reporter.step(f"sweep {sweep.id}: nothing to resume ({summary(runs)})")
         return []
     context = validated_context(sweep.context_name, {**sweep.context, **changes})
-    plugins.backend_hooks(sweep.backend).mrunner_check(context=context, context_name=sweep.context_name, dry_run=False)
+    plugins.check(context, sweep.context_name, False)
     if current_code:
         frozen = snapshot.take(Path(sweep.project_dir))
         reporter.step(f"sweep {sweep.id}: running the current code of {sweep.project_dir} ({frozen.digest[:12]})")

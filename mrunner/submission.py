@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from mrunner import gc_lock, plugins
+from mrunner.backend import SubmitOptions
 from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
 from mrunner.following import require_answer
-from mrunner.hookspecs import SubmitOptions
 from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
 from mrunner.records import CANCELLED, FAILED, PLANNED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -101,25 +101,21 @@ def hand_over(
 ) -> None:  # fmt: skip
     """Package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep whose
     packaging or preparation failed (so no run can have reached the backend) is removed from the records."""
-    hook = plugins.backend_hooks(sweep.backend)
+    backend = plugins.backend(sweep.backend)
     options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
     try:
         with gc_lock.held(exclusive=False):  # `mrunner gc` waits until what the sweep needs is in place
-            package = hook.mrunner_package(sweep=sweep, snapshot=frozen, reporter=reporter)
-            require_answer(package, sweep, "mrunner_package")
+            package = backend.package(sweep, frozen, reporter)
+            require_answer(package, sweep, "package")
             sweep.package = package
             store.update_sweep(sweep)
-            detail = hook.mrunner_setup_resources(sweep=sweep, secrets=secrets, reporter=reporter)
+            detail = backend.setup_resources(sweep, secrets, reporter)
             sweep.detail.update(detail or {})
             store.update_sweep(sweep)
         new = False  # from here on a backend may accept runs before it can record them: keep the sweep
-        hook.mrunner_sweep_submitted(sweep=sweep, runs=runs, reporter=reporter)
-        handled = hook.mrunner_submit(
-            sweep=sweep, runs=runs, secrets=secrets, options=options,
-            record=lambda updates: store.apply(sweep.id, updates), reporter=reporter,
-        )  # fmt: skip
-        require_answer(handled, sweep, "mrunner_submit")
+        plugins.sweep_submitted(sweep, runs, reporter)
+        backend.submit(sweep, runs, secrets, options, lambda updates: store.apply(sweep.id, updates), reporter)
     except KeyboardInterrupt:
         _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
         raise Interrupted(
@@ -171,7 +167,4 @@ def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str, forget
 
 
 def collect_secrets(context: dict[str, Any]) -> dict[str, str]:
-    secrets: dict[str, str] = {}
-    for contributed in plugins.backend_hooks(context["backend"]).mrunner_secrets(context=context):
-        secrets.update(contributed or {})
-    return secrets
+    return plugins.secrets(context)

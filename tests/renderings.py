@@ -1,4 +1,4 @@
-"""Reading what ``--dry-run`` prints of ``mrunner_render``: each rendering is a ``--- TITLE`` line, its exact
+"""Reading what ``--dry-run`` prints of ``Backend.render``: each rendering is a ``--- TITLE`` line, its exact
 text, then a ``---`` line (``mrunner.dry_run.rendered``)."""
 
 from __future__ import annotations

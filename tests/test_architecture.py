@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     # one step's machinery each: compose a context, read a spec, snapshot code, keep the records, run an attempt
     ("parts", "config spec checks app_config snapshot store recorder attempt gc_lock comparison plot"),
     # what plugins implement and how they are found; the trackers built in
-    ("contracts", "hookspecs builtin plugins trackers tracking metrics mlflow_run wandb_run"),
+    ("contracts", "hookspecs backend builtin plugins trackers tracking metrics mlflow_run wandb_run"),
     # the flow's first rooms: a request made concrete; what follows a hand-over
     ("planning and following", "planning following"),
     # what records a sweep and hands it over; what removes what sweeps left
@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     # built on a submission
     ("dry run and resume", "dry_run resuming"),
     # the entrances: the commands, the Python API, the test kit; then the command line that routes to commands
-    ("commands", "commands client helpers testing"),
+    ("commands", "commands client helpers testing keys_doc"),
     ("command line", "cli __main__"),
 )
 #: The package itself: its ``__init__`` is the experiment's API (``get_configuration``) and names the rest

@@ -76,7 +76,7 @@ def test_a_script_path_with_spaces_and_shell_characters_runs_exactly_that_file(m
     [
         (["context.max_parallel=0"], ["key 'max_parallel' must be at least 1, got 0"]),
         (["context.gpus_per_experiment=0"], ["key 'gpus_per_experiment' must be at least 1"]),
-        (["context.grace_period=-1"], ["grace_period must be 0 or more, got -1"]),
+        (["context.grace_period=-1"], ["key 'grace_period' must be at least 0, got -1"]),
         (
             ["context.gpus=[0,1]", "context.gpus_per_experiment=3"],
             ["gpus_per_experiment is 3 but gpus lists only 2 (0, 1), so no experiment could ever start"],
@@ -94,7 +94,7 @@ def test_values_that_could_never_work_are_refused(mrunner, project, mrunner_home
 
 
 def test_the_dry_run_refuses_a_snapshot_over_max_snapshot_mb_and_stores_nothing(mrunner, project, mrunner_home):
-    """The dry run hashes the snapshot as a submission does (for mrunner_render), so it refuses the same
+    """The dry run hashes the snapshot as a submission does (for Backend.render), so it refuses the same
     size, and keeps no manifest of it."""
     (project / "data.bin").write_bytes(b"\0" * (3 * 2**20))
     for result in both(mrunner, "train.py", "context.max_snapshot_mb=2"):

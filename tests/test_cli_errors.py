@@ -100,3 +100,14 @@ def test_current_context_is_used_when_none_is_named(mrunner, project, mrunner_ho
     result = mrunner("train.py", "--dry-run")
     assert "context mine" in result.stdout and "at most 1 at a time" in result.stdout
     assert os.path.exists(mrunner_home / "config" / "mrunner" / "config.yaml")
+
+
+def test_login_to_a_backend_that_needs_none_is_refused_in_one_line(mrunner, mrunner_home):
+    """`mrunner login`/`logout` on a local context: the default Backend.login and Backend.logout refuse it, and
+    the list of open logins asks every backend's Backend.logins (none open)."""
+    write_context(mrunner_home, "here", "backend: local\n")
+    assert_one_line_error(mrunner("login", "here"), "context here: backend local needs no login")
+    assert_one_line_error(mrunner("logout", "here"), "context here: backend local needs no login")
+    listed = mrunner("login")
+    assert listed.returncode == 0, listed.stderr
+    assert "no login is open" in listed.stdout

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mrunner.testing import write_context
+
 EXAMPLE_BACKEND = Path(__file__).resolve().parent.parent / "examples" / "backend"
 
 
@@ -59,13 +61,15 @@ def with_site(site: Path, **extra: str) -> dict:
 
 
 def test_an_installed_third_party_backend_is_found_listed_and_used(mrunner, mrunner_home, echo_site, tmp_path):
-    """The example backend's mrunner_backends, mrunner_package, mrunner_submit, mrunner_status and mrunner_logs,
-    as a user installs and uses it."""
+    """The example backend's mrunner_register_backends, and its Backend.package, submit, status and logs, as a
+    user installs and uses it."""
     listing = mrunner("plugins", "--json", env=with_site(echo_site))
     plugins = {p["name"]: p for p in json.loads(listing.stdout)}
     assert plugins["process"]["distribution"] == "mrunner-process" and plugins["process"]["version"] == "1.0.0"
     assert plugins["process"]["backends"] == ["process"]
-    assert "mrunner_submit" in plugins["process"]["hooks"]
+    assert plugins["process"]["hooks"] == ["mrunner_register_backends"]
+    assert {"package", "submit", "status", "output_dirs"} <= set(plugins["process"]["methods"])
+    assert "gc" not in plugins["process"]["methods"]  # left to Backend's default
     assert plugins["local"]["distribution"] == "mrunner-local"
 
     (tmp_path / "x.py").write_text("from mrunner import get_configuration\nprint('a is', get_configuration().a)\n")
@@ -77,6 +81,8 @@ def test_an_installed_third_party_backend_is_found_listed_and_used(mrunner, mrun
     sweep = result.stdout.strip().splitlines()[-1]
     assert "2 completed" in mrunner("status", sweep, env=with_site(echo_site)).stdout
     assert mrunner("logs", f"{sweep}/1", env=with_site(echo_site)).stdout == "a is 2\n"
+    shown = mrunner("context", "show", "proc", "--keys", env=with_site(echo_site)).stdout
+    assert "#   storage_dir: str (required) [STORAGE_DIR] - where the experiments' folders go" in shown
 
 
 MISSPELLED = """
@@ -88,19 +94,40 @@ def mrunner_stauts(sweep, runs):
 """
 
 INCOMPLETE = """
-from mrunner.hookspecs import BackendInfo, hookimpl
+from mrunner import Backend, hookimpl
+
+class HalfBackend(Backend):
+    name = "half"
+
+    def package(self, sweep, snapshot, reporter):
+        return {}
+
+    def submit(self, sweep, runs, secrets, options, record, reporter):
+        pass
+
+@hookimpl
+def mrunner_register_backends(register):
+    register(HalfBackend())
+"""
+
+OLD_SHAPE = """
+from mrunner.hookspecs import hookimpl
 
 @hookimpl
 def mrunner_backends():
-    return [BackendInfo("half", "submits, but cannot tell how its experiments are")]
-
-@hookimpl
-def mrunner_package(sweep, snapshot, reporter):
-    return {}
+    return []
 
 @hookimpl
 def mrunner_submit(sweep, runs, secrets, options, record, reporter):
     return True
+"""
+
+NOT_A_BACKEND = """
+from mrunner import hookimpl
+
+@hookimpl
+def mrunner_register_backends(register):
+    register("odd")
 """
 
 
@@ -115,11 +142,24 @@ def mrunner_submit(sweep, runs, secrets, options, record, reporter):
         (
             "mrunner-half",
             INCOMPLETE,
-            "backend plugin 'half' from mrunner-half 1.2.3 does not implement mrunner_status, which every backend must",
+            "backend plugin 'half' from mrunner-half 1.2.3: HalfBackend does not implement cancel, logs, pull, "
+            "status, which every mrunner.Backend must",
+        ),
+        (
+            "mrunner-old",
+            OLD_SHAPE,
+            "plugin 'old' from mrunner-old 1.2.3 is a backend of the old shape (module-level hooks such as "
+            "mrunner_backends): a backend is now one mrunner.Backend subclass registered through "
+            "mrunner_register_backends (docs/write-a-backend.md)",
+        ),
+        (
+            "mrunner-odd",
+            NOT_A_BACKEND,
+            "backend plugin 'odd' from mrunner-odd 1.2.3 registers 'odd', which is not an mrunner.Backend",
         ),
     ],
 )
-def test_a_misspelled_hook_or_a_missing_required_hook_is_refused_when_the_plugin_loads(
+def test_a_misspelled_hook_an_incomplete_or_old_backend_is_refused_when_the_plugin_loads(
     mrunner, tmp_path, name, text, said
 ):
     site = install(tmp_path, name, text)
@@ -129,6 +169,31 @@ def test_a_misspelled_hook_or_a_missing_required_hook_is_refused_when_the_plugin
         assert result.returncode != 0
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
         assert said in result.stderr
+
+
+TRACKER = """
+import json, os
+from mrunner import hookimpl
+
+@hookimpl
+def mrunner_warm_up(context):
+    with open(os.environ["WARMED"], "w") as out:
+        json.dump(dict(context), out)
+"""
+
+
+def test_a_tracker_hears_the_context_file_first(mrunner, mrunner_home, tmp_path):
+    """mrunner_warm_up: a tracker plugin gets the context file's own keys before the context is composed (at
+    a submission: a dry run reaches nothing)."""
+    site = install(tmp_path, "mrunner-warm", TRACKER)
+    (tmp_path / "x.py").write_text("print(1)\n")
+    write_context(mrunner_home, "warm", {"backend": "local", "max_parallel": 3})
+    warmed = tmp_path / "warmed.json"
+    result = mrunner("+context=warm", "x.py", "--dry-run", env=with_site(site, WARMED=str(warmed)))
+    assert result.returncode == 0 and not warmed.exists(), result.stderr
+    result = mrunner("+context=warm", "x.py", "--wait", env=with_site(site, WARMED=str(warmed)))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(warmed.read_text()) == {"backend": "local", "max_parallel": 3}
 
 
 def test_mrunner_plugins_restricts_what_loads(mrunner, echo_site):

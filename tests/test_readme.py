@@ -82,6 +82,9 @@ def check_arguments(args: list[str]) -> None:
     assert target is not None, "no TARGET"
 
 
+#: The backend of ``examples/backend``, which a document installs before its commands use it.
+EXAMPLE_BACKEND = "process"
+
 COMMANDS = [
     (f"{document.relative_to(REPO)}:{line}", command)
     for document in DOCUMENTS
@@ -106,4 +109,6 @@ def test_each_command_is_valid_bash_and_its_mrunner_options_exist(where, command
         try:
             check_arguments(args)
         except (MrunnerError, SystemExit) as error:
+            if str(error).startswith(f"backend {EXAMPLE_BACKEND!r} is not installed"):
+                continue  # docs/write-a-backend.md installs the example backend first; these tests do not
             pytest.fail(f"{where}: mrunner {shlex.join(args)}: {error}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from mrunner import config, table
+from mrunner import config, schema, table
 from mrunner.errors import MrunnerError
 from mrunner.planning import context_keys, validated_context
 
@@ -98,10 +98,9 @@ def _show(name: str, with_keys: bool) -> int:
     print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
     if with_keys:
         keys = context_keys(data.get("backend", ""))
-        print(f"# keys of backend {data.get('backend')}:")
-        for key in keys.values():
-            default = "" if key.default in (None, [], {}) else f" (default {key.default})"
-            print(f"#   {key.name}: {key.type}{default} - {key.help}")
+        print(f"# keys of backend {data.get('backend')} (all of them: docs/context-keys.md):")
+        for declared in keys.values():
+            print(f"#   {schema.describe(declared)}")
     return 0
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from mrunner.errors import MrunnerError
-
 
 def login_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
@@ -36,10 +34,7 @@ def login_command(options: argparse.Namespace) -> int:
     if options.context is None:
         return _list()
     context = _context(options.context)
-    line = plugins.backend_hooks(context["backend"]).mrunner_login(context=context, context_name=options.context)
-    if line is None:
-        raise MrunnerError(f"context {options.context}: backend {context['backend']} needs no login")
-    print(line)
+    print(plugins.backend(context["backend"]).login(context, options.context))
     return 0
 
 
@@ -47,10 +42,7 @@ def logout_command(options: argparse.Namespace) -> int:
     from mrunner import plugins
 
     context = _context(options.context)
-    line = plugins.backend_hooks(context["backend"]).mrunner_logout(context=context, context_name=options.context)
-    if line is None:
-        raise MrunnerError(f"context {options.context}: backend {context['backend']} needs no login")
-    print(line)
+    print(plugins.backend(context["backend"]).logout(context, options.context))
     return 0
 
 
@@ -60,8 +52,8 @@ def _list() -> int:
     rows = [
         (login.context_name, login.where, time.strftime("%Y-%m-%d %H:%M", time.localtime(login.opened_at)),
          f"{login.persist} after last use")
-        for found in plugins.manager().hook.mrunner_logins()
-        for login in found or []
+        for backend in plugins.backends().values()
+        for login in backend.logins()
     ]  # fmt: skip
     if not rows:
         print("no login is open (`mrunner login CONTEXT` opens one)")

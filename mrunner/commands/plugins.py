@@ -1,4 +1,5 @@
-"""`mrunner plugins`: what is installed, from which distribution, serving what, implementing which hooks.
+"""`mrunner plugins`: what is installed, from which distribution, serving which backends (and the
+``Backend`` methods each implements), implementing which hooks.
 
 A plugin that is neither a backend nor a tracker (Hydra's ``mrunner`` launcher) may list the options it
 reads as ``OPTIONS``: (option, default, meaning) tuples, shown here.
@@ -7,10 +8,12 @@ reads as ``OPTIONS``: (option, default, meaning) tuples, shown here.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from typing import Any
 
 from mrunner import plugins, table
+from mrunner.backend import Backend
 
 
 def plugins_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +29,10 @@ def plugins_command(options: argparse.Namespace) -> int:
             continue
         distribution, version = plugins.distribution_of(name)
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-        served = []
-        if hasattr(plugin, "mrunner_backends"):
-            served = [info.name for info in plugin.mrunner_backends()]
+        served = plugins.backends_of(plugin)
         entry: dict[str, Any] = {
-            "name": name, "distribution": distribution, "version": version, "backends": served, "hooks": hooks
+            "name": name, "distribution": distribution, "version": version, "backends": [b.name for b in served],
+            "methods": sorted({method for backend in served for method in _implemented(backend)}), "hooks": hooks,
         }  # fmt: skip
         described = getattr(plugin, "OPTIONS", None)
         if described:
@@ -41,13 +43,21 @@ def plugins_command(options: argparse.Namespace) -> int:
         return 0
     rows = [
         (p["name"], p["distribution"], p["version"], ", ".join(p["backends"]) or "-",
-         ", ".join(h.removeprefix("mrunner_") for h in p["hooks"]))
+         ", ".join([*(h.removeprefix("mrunner_") for h in p["hooks"]), *(f"Backend.{m}" for m in p["methods"])]))
         for p in listing
     ]  # fmt: skip
-    print(table.render(("PLUGIN", "DISTRIBUTION", "VERSION", "BACKENDS", "HOOKS"), rows, max_width=100))
+    print(table.render(("PLUGIN", "DISTRIBUTION", "VERSION", "BACKENDS", "HOOKS AND METHODS"), rows, max_width=100))
     for plugin in listing:
         if plugin.get("options"):
             print(f"\noptions of {plugin['name']}:")
             described = [(o["option"], json.dumps(o["default"]), o["help"]) for o in plugin["options"]]
             print(table.render(("OPTION", "DEFAULT", "MEANING"), described, max_width=120))
     return 0
+
+
+def _implemented(backend: Backend) -> list[str]:
+    """The ``Backend`` methods ``backend``'s class defines itself (the others keep their defaults)."""
+    return [
+        name for name, value in vars(Backend).items()
+        if inspect.isfunction(value) and not name.startswith("_") and getattr(type(backend), name) is not value
+    ]  # fmt: skip

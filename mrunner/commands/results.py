@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from mrunner import cleanup, plugins
+from mrunner.backend import Artefact, Pulled
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.hookspecs import Artefact, Pulled
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.snapshot import RESULTS_FOLDER
@@ -50,7 +50,7 @@ def pull_command(options: argparse.Namespace) -> int:
     store = Store()
     reporter = Reporter()
     sweep, one = store.find(options.target)
-    plugins.require_backend(sweep.backend)
+    plugins.backend(sweep.backend)
     runs = store.runs(sweep.id)  # as recorded, no call to the backend: one not started yet has no folder to bring
     if one is not None:
         runs = [run for run in runs if run.index == one.index]
@@ -76,12 +76,10 @@ def pull_command(options: argparse.Namespace) -> int:
 def pull_runs(sweep: Sweep, runs: list[Run], destination: Path, include: list[str], reporter: Reporter) -> Pulled:
     """Bring the folders of `runs` (only files matching `include`, when given) into `destination`: the one
     place commands call the backend's pull (`pull`, `results`)."""
-    pulled = plugins.backend_hooks(sweep.backend).mrunner_pull(
-        sweep=sweep, runs=runs, destination=destination, include=include, reporter=reporter
-    )
+    pulled = plugins.backend(sweep.backend).pull(sweep, runs, destination, include, reporter)
     if pulled is None:
         raise BackendError(
-            f"backend {sweep.backend!r} answered nothing to mrunner_pull for sweep {sweep.id}: a bug in its plugin "
+            f"backend {sweep.backend!r} answered nothing to pull for sweep {sweep.id}: a bug in its plugin "
             f"({plugins.serving_distribution(sweep.backend)})"
         )
     return pulled
@@ -89,8 +87,7 @@ def pull_runs(sweep: Sweep, runs: list[Run], destination: Path, include: list[st
 
 def output_dirs(sweep: Sweep, runs: list[Run]) -> dict[int, str]:
     """Where each experiment's folder is on its backend (empty when the backend does not say)."""
-    plugins.require_backend(sweep.backend)
-    return plugins.backend_hooks(sweep.backend).mrunner_output_dirs(sweep=sweep, runs=runs) or {}
+    return plugins.backend(sweep.backend).output_dirs(sweep, runs)
 
 
 # -- gc ------------------------------------------------------------------------------------------------------

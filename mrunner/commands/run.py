@@ -111,6 +111,4 @@ def warm_up(arguments: RunArguments) -> None:
         raw = config.read_context(arguments.context_name or config.current_context())
     except MrunnerError:
         return  # composing the context reports what is wrong with it
-    backend = raw.get("backend")
-    if isinstance(backend, str) and backend in plugins.backends():
-        plugins.backend_hooks(backend).mrunner_warm_up(context=raw)
+    plugins.warm_up(raw)

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from mrunner import following, planning, table
+from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS
 from mrunner.commands.results import output_dirs
 from mrunner.errors import MrunnerError
-from mrunner.hookspecs import SubmitOptions
 from mrunner.recorder import STOPPED
 from mrunner.records import (
     COMPLETED,
@@ -238,7 +238,7 @@ def logs_command(options: argparse.Namespace) -> int:
 
     store = Store()
     sweep, run = store.find_run(options.experiment)
-    plugins.require_backend(sweep.backend)
+    plugins.backend(sweep.backend)
     if run.state == PLANNED:
         raise MrunnerError(
             f"experiment {run.ref} was never submitted, so it has no output (`mrunner resume {sweep.id}`)"
@@ -256,9 +256,9 @@ def logs_command(options: argparse.Namespace) -> int:
                 f"experiment {run.ref} has attempts 0 to {run.attempt}; --attempt {options.attempt} is not one of them"
             )
         run, follow = dataclasses.replace(run, attempt=options.attempt), False  # an earlier attempt has ended
-    chunks = plugins.backend_hooks(sweep.backend).mrunner_logs(sweep=sweep, run=run, follow=follow, ended=ended)
+    chunks = plugins.backend(sweep.backend).logs(sweep, run, follow, ended)
     if chunks is None:
-        raise MrunnerError(f"backend {sweep.backend!r} answered nothing to mrunner_logs: a bug in its plugin")
+        raise MrunnerError(f"backend {sweep.backend!r} answered nothing to logs: a bug in its plugin")
     for chunk in chunks:
         sys.stdout.write(chunk)
         sys.stdout.flush()

@@ -316,7 +316,7 @@ class BackendTestSuite:
     def test_pull_brings_outputs_once_and_completes_an_interrupted_pull(
         self, mrunner, backend_context, project, tmp_path
     ):
-        """mrunner_pull and mrunner_output_dirs: nested folders, a 300 KB file, only whole files after an interrupt,
+        """Backend.pull and Backend.output_dirs: nested folders, a 300 KB file, only whole files after an interrupt,
         then a complete pull, then one that transfers and rewrites nothing."""
         sweep = self.submit(mrunner, backend_context, "-m", "i=range(2)", "payload=1", "--wait")
         states = self.ended(mrunner, sweep)
@@ -379,7 +379,7 @@ class BackendTestSuite:
         assert "Traceback" not in unknown.stderr
 
     def test_gc_while_a_sweep_runs_keeps_it_and_the_ended_results(self, mrunner, backend_context, project, tmp_path):
-        """mrunner_gc: what a running sweep needs stays, the ended sweeps' code goes, their results stay."""
+        """Backend.gc: what a running sweep needs stays, the ended sweeps' code goes, their results stay."""
         ended = self.submit(mrunner, backend_context, "-m", "i=range(2)", "--wait")
         self.ended(mrunner, ended)
         (project / "helper.py").write_text("VALUE = 42  # changed: another code snapshot\n")

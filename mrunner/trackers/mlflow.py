@@ -15,11 +15,12 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import hookimpl
-from mrunner.schema import ContextKey
+from mrunner.schema import key
 
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
 EXPERIMENT_VARIABLE = "MLFLOW_EXPERIMENT_NAME"
@@ -39,13 +40,23 @@ def tracking_uri(context: Mapping[str, Any]) -> str | None:
     return context.get("mlflow_tracking_uri") or os.environ.get(URI_VARIABLE) or None
 
 
+@dataclass(frozen=True, kw_only=True)
+class MlflowKeys:
+    """The keys MLflow adds to every context."""
+
+    mlflow: bool = key(
+        False,
+        help="track every experiment as an MLflow run (needs `pip install mrunner[mlflow]` where experiments run)",
+    )
+    mlflow_tracking_uri: str | None = key(None, help="the MLflow tracking server (default: $MLFLOW_TRACKING_URI)")
+    mlflow_experiment: str | None = key(
+        None, help="the MLflow experiment the runs go into (default: the project's name)"
+    )
+
+
 @hookimpl
-def mrunner_context_keys(backend: str) -> list[ContextKey]:
-    return [
-        ContextKey("mlflow", "bool", False, "track every experiment as an MLflow run (needs `pip install mrunner[mlflow]` where experiments run)"),
-        ContextKey("mlflow_tracking_uri", "str", None, "the MLflow tracking server (default: $MLFLOW_TRACKING_URI)"),
-        ContextKey("mlflow_experiment", "str", None, "the MLflow experiment the runs go into (default: the project's name)"),
-    ]  # fmt: skip
+def mrunner_context_keys() -> type:
+    return MlflowKeys
 
 
 @hookimpl

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import hookimpl
-from mrunner.schema import ContextKey
+from mrunner.schema import key
 
 TOKEN_VARIABLE = "NEPTUNE_API_TOKEN"
 PROJECT_VARIABLE = "NEPTUNE_PROJECT"
@@ -114,13 +114,24 @@ def _mode_source(context: Mapping[str, Any]) -> str:
     return f"env {MODE_VARIABLE}" if MODE_VARIABLE in (context.get("env") or {}) else f"${MODE_VARIABLE}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class NeptuneKeys:
+    """The keys Neptune adds to every context."""
+
+    neptune: bool = key(False, help="track every experiment as a Neptune run (needs `pip install mrunner[neptune]`)")
+    neptune_project: str | None = key(
+        None, help="Neptune project WORKSPACE/NAME (default: $NEPTUNE_PROJECT or ~/.neptune.yaml)"
+    )
+    neptune_mode: str | None = key(
+        None,
+        help=f"Neptune connection mode: {'|'.join(MODES)} (default: $NEPTUNE_MODE, else async); offline writes "
+        f".neptune/ in each experiment's folder",
+    )
+
+
 @hookimpl
-def mrunner_context_keys(backend: str) -> list[ContextKey]:
-    return [
-        ContextKey("neptune", "bool", False, "track every experiment as a Neptune run (needs `pip install mrunner[neptune]`)"),
-        ContextKey("neptune_project", "str", None, "Neptune project WORKSPACE/NAME (default: $NEPTUNE_PROJECT or ~/.neptune.yaml)"),
-        ContextKey("neptune_mode", "str", None, f"Neptune connection mode: {'|'.join(MODES)} (default: $NEPTUNE_MODE, else async); offline writes .neptune/ in each experiment's folder"),
-    ]  # fmt: skip
+def mrunner_context_keys() -> type:
+    return NeptuneKeys
 
 
 @hookimpl

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import hookimpl
-from mrunner.schema import ContextKey
+from mrunner.schema import key
 
 KEY_VARIABLE = "WANDB_API_KEY"
 MODE_VARIABLE = "WANDB_MODE"
@@ -30,14 +31,25 @@ def _mode(context: Mapping[str, Any]) -> str:
     return context.get("wandb_mode") or os.environ.get(MODE_VARIABLE) or "online"
 
 
+@dataclass(frozen=True, kw_only=True)
+class WandbKeys:
+    """The keys W&B adds to every context."""
+
+    wandb: bool = key(
+        False, help="track every experiment as a W&B run (needs `pip install mrunner[wandb]` where experiments run)"
+    )
+    wandb_project: str | None = key(None, help="the W&B project (default: the project's name)")
+    wandb_entity: str | None = key(None, help="the W&B entity, a user or team (default: W&B's own default)")
+    wandb_mode: str | None = key(
+        None,
+        help="online | offline (default: $WANDB_MODE, else online); offline writes the run into the experiment's "
+        "folder, for `wandb sync`",
+    )
+
+
 @hookimpl
-def mrunner_context_keys(backend: str) -> list[ContextKey]:
-    return [
-        ContextKey("wandb", "bool", False, "track every experiment as a W&B run (needs `pip install mrunner[wandb]` where experiments run)"),
-        ContextKey("wandb_project", "str", None, "the W&B project (default: the project's name)"),
-        ContextKey("wandb_entity", "str", None, "the W&B entity, a user or team (default: W&B's own default)"),
-        ContextKey("wandb_mode", "str", None, "online | offline (default: $WANDB_MODE, else online); offline writes the run into the experiment's folder, for `wandb sync`"),
-    ]  # fmt: skip
+def mrunner_context_keys() -> type:
+    return WandbKeys
 
 
 @hookimpl

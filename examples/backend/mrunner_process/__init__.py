@@ -3,8 +3,12 @@ machine, started by mrunner's own attempt wrapper (``python -m mrunner.attempt``
 ``mrunner.layout`` says, passes signals on, writes its exit code and, within ``retry_failed``, runs a failed
 experiment again as its next attempt. Context keys: ``storage_dir``.
 
-The core calls these hooks only for sweeps and contexts of backend ``process``; it records what they return.
+A backend is one ``mrunner.Backend`` subclass, registered by the hook ``mrunner_register_backends``; the
+core calls its methods only for sweeps and contexts of backend ``process`` and records what they return.
+docs/write-a-backend.md walks through it.
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -12,51 +16,96 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mrunner import layout, transfer
+from mrunner import Backend, hookimpl, layout, states, transfer
 from mrunner.attempt import command_line, retried
-from mrunner.hookspecs import BackendInfo, Pulled, hookimpl
+from mrunner.backend import Pulled
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, RunUpdate
-from mrunner.schema import ContextKey
-from mrunner.states import ended
+from mrunner.schema import key
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessKeys:
+    """The context keys this backend adds to the core's (``grace_period``, ``retry_failed``, ...)."""
+
+    storage_dir: str = key(option="STORAGE_DIR", help="where the experiments' folders go")
+
+
+class ProcessBackend(Backend):
+    name = "process"
+    description = "each experiment as a background process of this machine"
+    keys = ProcessKeys
+
+    def package(self, sweep, snapshot, reporter):
+        return {"code_dir": str(snapshot.folder()), "entries": layout.working_entries(snapshot.files, sweep.workdir)}
+
+    def submit(self, sweep, runs, secrets, options, record, reporter):
+        for run in runs:
+            where = _layout(sweep, run)
+            os.makedirs(os.path.dirname(where.log_file()), exist_ok=True)
+            document = json.dumps(run.config_document(sweep))
+            env = {**os.environ, **run.env, **secrets, **where.environment(), "MRUNNER_CONFIG_DOCUMENT": document}
+            command = command_line(sys.executable, sweep.package["code_dir"], run.command, workdir=sweep.workdir,
+                                   entries=sweep.package["entries"], grace=sweep.context["grace_period"],
+                                   retries_left=sweep.context["retry_failed"])  # fmt: skip
+            with open(where.log_file(), "wb") as log:
+                child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True)  # fmt: skip
+            record([RunUpdate(run.index, RUNNING, backend_ref=str(child.pid))])
+
+    def status(self, sweep, runs, ended):
+        # An ended experiment never starts again by itself: `ended` is not needed here.
+        return [end for end in (_end(sweep, run) for run in runs) if end is not None]
+
+    def cancel(self, sweep, runs, record):
+        record([RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs])
+        for run in runs:
+            try:
+                os.kill(int(run.backend_ref), signal.SIGTERM)  # the wrapper passes it on and kills after the grace
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + float(sweep.context["grace_period"]) + 5
+        while any(_alive(int(run.backend_ref)) for run in runs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        updates = []
+        for run in runs:
+            end = _end(sweep, run)
+            if end is None or end.state not in (COMPLETED, FAILED):  # stopped: cancelled, at the attempt it ran
+                end = RunUpdate(run.index, CANCELLED) if end is None else replace(end, state=CANCELLED, detail=None)
+            updates.append(end)
+        return updates
+
+    def logs(self, sweep, run, follow, ended):
+        path, position = _layout(sweep, run).log_file(), 0
+        while True:
+            done = ended()
+            with open(path, "rb") as stream:
+                stream.seek(position)
+                chunk = stream.read()
+            position += len(chunk)
+            if chunk:
+                yield chunk.decode(errors="replace")
+            if not follow or done:
+                return
+            time.sleep(0.2)
+
+    def pull(self, sweep, runs, destination, include, reporter):
+        folders = {_layout(sweep, run).folder_name: _layout(sweep, run).experiment_dir for run in runs}
+        return Pulled(*transfer.copy_folders(folders, str(destination), include))
+
+    def output_dirs(self, sweep, runs):
+        return {run.index: _layout(sweep, run).experiment_dir for run in runs}
 
 
 @hookimpl
-def mrunner_backends():
-    return [BackendInfo("process", "each experiment as a background process of this machine")]
-
-
-@hookimpl
-def mrunner_context_keys(backend):
-    return [ContextKey("storage_dir", "str", required=True, help="where the experiments' folders go")]
+def mrunner_register_backends(register):
+    register(ProcessBackend())
 
 
 def _layout(sweep, run):
     return layout.of_run(sweep.context["storage_dir"], sweep, run)
-
-
-@hookimpl
-def mrunner_package(sweep, snapshot, reporter):
-    return {"code_dir": str(snapshot.folder()), "entries": layout.working_entries(snapshot.files, sweep.workdir)}
-
-
-@hookimpl
-def mrunner_submit(sweep, runs, secrets, options, record, reporter):
-    for run in runs:
-        where = _layout(sweep, run)
-        os.makedirs(os.path.dirname(where.log_file()), exist_ok=True)
-        document = json.dumps(run.config_document(sweep))
-        env = {**os.environ, **run.env, **secrets, **where.environment(), "MRUNNER_CONFIG_DOCUMENT": document}
-        command = command_line(sys.executable, sweep.package["code_dir"], run.command, workdir=sweep.workdir,
-                               entries=sweep.package["entries"], grace=sweep.context["grace_period"],
-                               retries_left=sweep.context["retry_failed"])  # fmt: skip
-        with open(where.log_file(), "wb") as log:
-            child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True)  # fmt: skip
-        record([RunUpdate(run.index, RUNNING, backend_ref=str(child.pid))])
-    return True
 
 
 def _alive(pid):
@@ -75,59 +124,7 @@ def _end(sweep, run):
     later = {"attempt": where.attempt, "ends": dict.fromkeys(failed, FAILED), "end_codes": failed} if failed else {}
     code = layout.read_exit_code(where.exit_code_file())
     if code is not None:
-        return RunUpdate(run.index, ended(code), exit_code=code, ended_by_itself=True, **later)
+        return RunUpdate(run.index, states.ended(code), exit_code=code, ended_by_itself=True, **later)
     if not _alive(int(run.backend_ref)):
         return RunUpdate(run.index, LOST, detail="its process ended without an exit code", **later)
     return RunUpdate(run.index, RUNNING, **later) if failed else None
-
-
-@hookimpl
-def mrunner_status(sweep, runs):
-    return [end for end in (_end(sweep, run) for run in runs) if end is not None]
-
-
-@hookimpl
-def mrunner_cancel(sweep, runs, record):
-    record([RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs])
-    for run in runs:
-        try:
-            os.kill(int(run.backend_ref), signal.SIGTERM)  # the wrapper passes it on and kills after the grace
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + float(sweep.context["grace_period"]) + 5
-    while any(_alive(int(run.backend_ref)) for run in runs) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    updates = []
-    for run in runs:
-        end = _end(sweep, run)
-        if end is None or end.state not in (COMPLETED, FAILED):  # stopped: cancelled, at the attempt it ran
-            end = RunUpdate(run.index, CANCELLED) if end is None else replace(end, state=CANCELLED, detail=None)
-        updates.append(end)
-    return updates
-
-
-@hookimpl
-def mrunner_logs(sweep, run, follow, ended):
-    path, position = _layout(sweep, run).log_file(), 0
-    while True:
-        done = ended()
-        with open(path, "rb") as stream:
-            stream.seek(position)
-            chunk = stream.read()
-        position += len(chunk)
-        if chunk:
-            yield chunk.decode(errors="replace")
-        if not follow or done:
-            return
-        time.sleep(0.2)
-
-
-@hookimpl
-def mrunner_pull(sweep, runs, destination, include, reporter):
-    folders = {_layout(sweep, run).folder_name: _layout(sweep, run).experiment_dir for run in runs}
-    return Pulled(*transfer.copy_folders(folders, str(destination), include))
-
-
-@hookimpl
-def mrunner_output_dirs(sweep, runs):
-    return {run.index: _layout(sweep, run).experiment_dir for run in runs}

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from mrunner.hookspecs import Artefact, Keep
+from mrunner.backend import Artefact, Keep
 from mrunner.records import Sweep
 from mrunner_k8s import manifests
 from mrunner_k8s.cluster import Cluster

@@ -9,37 +9,44 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from mrunner.errors import MrunnerError
-from mrunner.schema import ContextKey
+from mrunner.schema import key
 
-KEYS = [
-    ContextKey("kubeconfig", "str", None, "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)"),
-    ContextKey("kube_context", "str", None, "kubeconfig context (default: its current context)"),
-    ContextKey("registry_url", "str", None, "registry (and path) images are pushed to, e.g. gcr.io/my-project", required=True),
-    ContextKey("registry_username", "str", None, "registry user (default: docker's stored credentials)"),
-    ContextKey("registry_password_env", "str", None, "environment variable holding the registry password (never a context value)"),
-    ContextKey("docker_host", "str", None, "docker daemon that builds images (default: $DOCKER_HOST or the local socket)"),
-    ContextKey("base_image", "str", "python:3.11", "image the experiment image starts FROM"),
-    ContextKey("requirements_file", "str", None, "pip requirements installed in their own layer (path in the project)"),
-    ContextKey("build_network", "str", None, "network of the build, e.g. host or none (default: none without requirements, else docker's default)"),
-    ContextKey("namespace", "str", None, "namespace of the project's objects (default: derived from the project name)"),
-    ContextKey("storage", "str", "/storage", "where the project's volume claim is mounted (STORAGE_DIR)"),
-    ContextKey("default_pvc_size", "str", "40Gi", "size of the volume claim when it is created"),
-    ContextKey("storage_class", "str", None, "storage class of the volume claim (default: the cluster's default)"),
-    ContextKey("pvc_access_mode", "str", "ReadWriteOnce", "access mode of the volume claim (ReadWriteMany for multi-node sweeps)"),
-    ContextKey("cpu", "any", None, "CPUs per experiment (request and limit), e.g. 4, 0.5 or 500m"),
-    ContextKey("mem", "any", None, "memory per experiment (request and limit), e.g. 8Gi"),
-    ContextKey("gpu", "int", 0, "nvidia.com/gpu per experiment"),
-    ContextKey("tpu", "int", 0, "google.com/tpu per experiment"),
-    ContextKey("node_selector", "dict", {}, "node labels the experiments' pods require"),
-    ContextKey("tolerations", "list", [], "pod tolerations, as in a pod spec (key, operator, value, effect)"),
-    ContextKey("image_pull_secret", "str", None, "existing Secret the kubelet pulls the image with"),
-    ContextKey("host_network", "bool", False, "run pods in the node's network (clusters without a network plugin)"),
-    ContextKey("active_deadline_seconds", "int", None, "a Job running longer is stopped and recorded as timeout"),
-    ContextKey("python", "str", "python3", "interpreter in the image that runs a .py experiment script"),
-]  # fmt: skip
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesKeys:
+    """The keys of ``backend: kubernetes``; ``option`` names the field of the Job's pod (or claim) a key sets."""
+
+    # fmt: off
+    kubeconfig: str | None = key(None, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    kube_context: str | None = key(None, help="kubeconfig context (default: its current context)")
+    registry_url: str = key(help="registry (and path) images are pushed to, e.g. gcr.io/my-project")
+    registry_username: str | None = key(None, help="registry user (default: docker's stored credentials)")
+    registry_password_env: str | None = key(None, help="environment variable holding the registry password (never a context value)")
+    docker_host: str | None = key(None, help="docker daemon that builds images (default: $DOCKER_HOST or the local socket)")
+    base_image: str = key("python:3.11", help="image the experiment image starts FROM")
+    requirements_file: str | None = key(None, help="pip requirements installed in their own layer (path in the project)")
+    build_network: str | None = key(None, help="network of the build, e.g. host or none (default: none without requirements, else docker's default)")
+    namespace: str | None = key(None, help="namespace of the project's objects (default: derived from the project name)")
+    storage: str = key("/storage", option="STORAGE_DIR", help="where the project's volume claim is mounted")
+    default_pvc_size: str = key("40Gi", option="resources.requests.storage", help="size of the volume claim when it is created")
+    storage_class: str | None = key(None, option="storageClassName", help="storage class of the volume claim (default: the cluster's default)")
+    pvc_access_mode: Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"] = key("ReadWriteOnce", option="accessModes", help="access mode of the volume claim (ReadWriteMany for multi-node sweeps)")
+    cpu: Any = key(None, option="resources cpu", help="CPUs per experiment (request and limit), e.g. 4, 0.5 or 500m")
+    mem: Any = key(None, option="resources memory", help="memory per experiment (request and limit), e.g. 8Gi")
+    gpu: int = key(0, minimum=0, option="resources nvidia.com/gpu", help="GPUs per experiment")
+    tpu: int = key(0, minimum=0, option="resources google.com/tpu", help="TPUs per experiment")
+    node_selector: dict[str, Any] = key({}, option="nodeSelector", help="node labels the experiments' pods require")
+    tolerations: list[Any] = key([], option="tolerations", help="pod tolerations, as in a pod spec (key, operator, value, effect)")
+    image_pull_secret: str | None = key(None, option="imagePullSecrets", help="existing Secret the kubelet pulls the image with")
+    host_network: bool = key(False, option="hostNetwork", help="run pods in the node's network (clusters without a network plugin)")
+    active_deadline_seconds: int | None = key(None, minimum=1, option="activeDeadlineSeconds", help="a Job running longer is stopped and recorded as timeout")
+    python: str = key("python3", help="interpreter in the image that runs a .py experiment script")
+    # fmt: on
+
 
 # The API server's grammar of a resource quantity: a decimal number, then a binary (Ki..Ei) or decimal
 # (n, u, m, k, M, G, T, P, E) suffix or an exponent.
@@ -47,37 +54,27 @@ QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[num
 TOLERATION_FIELDS = {"key": str, "operator": str, "value": str, "effect": str, "tolerationSeconds": int}
 TOLERATION_OPERATORS = ("Exists", "Equal")
 TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def check(context: Mapping[str, Any], context_name: str) -> None:
     """Every key the Job is built from, checked as the API server would, before an image is built or
-    pushed: a mistake here would otherwise surface only at the first Job, after the push."""
+    pushed: a mistake here would otherwise surface only at the first Job, after the push. Types, ranges
+    and choices are checked from ``KubernetesKeys`` before."""
     where = f"context {context_name}"
-    for key in ("cpu", "mem", "default_pvc_size"):
-        value = context.get(key)
+    for name in ("cpu", "mem", "default_pvc_size"):
+        value = context[name]
         if value in (None, ""):
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not QUANTITY.match(str(value)):
-            raise MrunnerError(f"{where}: {key} {value!r} is not a Kubernetes quantity (e.g. 4, 0.5, 500m, 8Gi, 40Gi)")
-    for key in ("gpu", "tpu"):
-        if (context.get(key) or 0) < 0:
-            raise MrunnerError(f"{where}: {key} must be 0 or more, got {context[key]}")
-    deadline = context.get("active_deadline_seconds")
-    if deadline is not None and deadline < 1:
-        raise MrunnerError(f"{where}: active_deadline_seconds must be at least 1, got {deadline}")
-    if context.get("pvc_access_mode") not in ACCESS_MODES:
-        raise MrunnerError(
-            f"{where}: pvc_access_mode must be one of {', '.join(ACCESS_MODES)}, got {context.get('pvc_access_mode')!r}"
-        )
-    for name, value in (context.get("node_selector") or {}).items():
+            raise MrunnerError(f"{where}: {name} {value!r} is not a Kubernetes quantity (e.g. 4, 0.5, 500m, 8Gi, 40Gi)")
+    for name, value in context["node_selector"].items():
         if not _label_key(str(name)) or not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise MrunnerError(f"{where}: node_selector {name}: {value!r} is not a node label (name: value)")
         if not _LABEL_NAME.match(str(value)):
             raise MrunnerError(f"{where}: node_selector {name}: {value!r} is not a valid label value")
-    for item in context.get("tolerations") or []:
+    for item in context["tolerations"]:
         check_toleration(item, where)
 
 

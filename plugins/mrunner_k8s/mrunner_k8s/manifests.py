@@ -262,8 +262,8 @@ def placement(context: Mapping[str, Any]) -> dict[str, Any]:
 
     return {
         "host_network": bool(context.get("host_network")) or None,
-        "node_selector": {str(k): str(v) for k, v in (context.get("node_selector") or {}).items()} or None,
-        "tolerations": tolerations(context.get("tolerations") or []) or None,
+        "node_selector": {str(k): str(v) for k, v in context["node_selector"].items()} or None,
+        "tolerations": tolerations(context["tolerations"]) or None,
         "image_pull_secrets": [c.V1LocalObjectReference(name=context["image_pull_secret"])]
         if context.get("image_pull_secret")
         else None,

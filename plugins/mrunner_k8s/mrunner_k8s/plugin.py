@@ -1,6 +1,6 @@
-"""The Kubernetes backend's hooks: an image per code snapshot, the project's namespace and volume claim,
-one Job per experiment; results read back from the claim by a short-lived pod. kubernetes and docker are
-imported inside the hooks that need them."""
+"""The Kubernetes backend: an image per code snapshot, the project's namespace and volume claim, one Job
+per experiment; results read back from the claim by a short-lived pod. kubernetes and docker are imported
+inside the methods that need them."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mrunner import interrupts
+from mrunner.backend import Artefact, Backend, Keep, Pulled, Rendered, SubmitOptions
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.hookspecs import Artefact, BackendInfo, Keep, Pulled, Rendered, SubmitOptions, hookimpl
+from mrunner.hookspecs import hookimpl
 from mrunner.records import SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
-from mrunner.schema import ContextKey
+from mrunner_k8s.keys import KubernetesKeys
+from mrunner_k8s.keys import check as check_keys
 
 if TYPE_CHECKING:  # the snapshot module (pathspec) is imported only by what builds one
     from mrunner.snapshot import Snapshot
 
-NAME = "kubernetes"
 LOG_WAIT_SECONDS = 600
 
 
@@ -36,245 +37,223 @@ def _cluster(sweep: Sweep):
     return Cluster(sweep.context, sweep.detail.get("namespace") or namespace_of(sweep.context, sweep.project))
 
 
-@hookimpl
-def mrunner_backends() -> list[BackendInfo]:
-    return [BackendInfo(NAME, "an image per code snapshot, one Kubernetes Job per experiment")]
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+    description = "an image per code snapshot, one Kubernetes Job per experiment"
+    keys = KubernetesKeys
 
+    def check(self, context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
+        from mrunner_k8s import names
 
-@hookimpl
-def mrunner_context_keys(backend: str) -> list[ContextKey] | None:
-    from mrunner_k8s.keys import KEYS
+        check_keys(context, context_name)
+        variable = context.get("registry_password_env")
+        if variable and variable not in os.environ:
+            raise MrunnerError(
+                f"context {context_name}: registry_password_env names {variable}, which is not set: export it"
+            )
+        if variable and not context.get("registry_username"):
+            raise MrunnerError(f"context {context_name}: registry_password_env needs registry_username too")
+        requested = context.get("namespace")
+        if requested and names.rfc1123(requested) != requested:
+            raise MrunnerError(
+                f"context {context_name}: namespace {requested!r} is not a valid name (lower-case letters, digits, '-')"
+            )
 
-    return KEYS
+    def plan(self, context: Mapping[str, Any], count: int) -> list[str]:
+        from mrunner_k8s import names
 
-
-@hookimpl
-def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
-    from mrunner_k8s import keys, names
-
-    keys.check(context, context_name)
-    variable = context.get("registry_password_env")
-    if variable and variable not in os.environ:
-        raise MrunnerError(
-            f"context {context_name}: registry_password_env names {variable}, which is not set: export it"
+        project = context.get("project") or "(the project)"
+        repository = names.image_repository(context["registry_url"], context.get("project") or "PROJECT")
+        asked = (
+            ", ".join(f"{key}={context[key]}" for key in ("cpu", "mem", "gpu", "tpu") if context.get(key))
+            or "no resource requests"
         )
-    if variable and not context.get("registry_username"):
-        raise MrunnerError(f"context {context_name}: registry_password_env needs registry_username too")
-    requested = context.get("namespace")
-    if requested and names.rfc1123(requested) != requested:
-        raise MrunnerError(
-            f"context {context_name}: namespace {requested!r} is not a valid name (lower-case letters, digits, '-')"
+        namespace = context.get("namespace") or (
+            names.namespace(context["project"]) if context.get("project") else "derived from the project"
+        )
+        return [
+            f"build {repository}:<content tag> FROM {context['base_image']} (skipped if the registry has it) and push it",
+            f"namespace {namespace} and volume claim {names.PVC_NAME} ({context['default_pvc_size']}) at {context['storage']} for {project}, created if missing",
+            f"{count} Job{'s' * (count != 1)} (one pod each, never restarted), {asked}",
+        ]  # fmt: skip
+
+    def render(
+        self, sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: Sequence[str]
+    ) -> list[Rendered]:
+        """The first experiment's Job, made by ``manifests.job`` from what packaging would record: the image is
+        named by its content, so its reference is known before it is built."""
+        from dataclasses import replace
+
+        import yaml
+
+        from mrunner import layout
+        from mrunner_k8s import image, manifests
+
+        reference = image.reference(sweep, image.recipe(sweep, snapshot))
+        planned = replace(
+            sweep, package={"image": reference, "entries": layout.working_entries(snapshot.files, sweep.workdir)}
+        )
+        body = manifests.job(planned, runs[0], reference, secret_names)
+        namespace = namespace_of(sweep.context, sweep.project)
+        others = f" (one per experiment: {len(runs)} in all)" if len(runs) > 1 else ""
+        text = yaml.safe_dump(manifests.to_dict(body), sort_keys=False, width=10_000)
+        return [Rendered(f"Job {body.metadata.name} of experiment 0 in namespace {namespace}{others}", text)]
+
+    def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
+        from mrunner import layout
+        from mrunner_k8s import image
+
+        facts = image.ensure(sweep, snapshot, reporter)
+        if sweep.package.get("image") == facts["image"] and "entries" in sweep.package:
+            # A resume: keep what the first hand-over recorded, so every attempt's folder mirrors the code alike.
+            return {**sweep.package, **facts, "timestamp_tag": sweep.package.get("timestamp_tag")}
+        return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir)}
+
+    def setup_resources(self, sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any]:
+        from mrunner_k8s import names
+
+        namespace = namespace_of(sweep.context, sweep.project)
+        cluster = _cluster(sweep)
+        cluster.namespace = namespace
+        if cluster.ensure_namespace(sweep.project):
+            reporter.step(f"created namespace {namespace}")
+        if cluster.ensure_claim(sweep.context, sweep.project):
+            reporter.step(f"created volume claim {names.PVC_NAME} ({sweep.context['default_pvc_size']}) in {namespace}")
+        detail: dict[str, Any] = {"namespace": namespace, "secret": None}
+        if secrets:
+            cluster.put_secret(sweep, secrets)
+            detail["secret"] = names.secret(sweep.id)
+        return detail
+
+    def submit(
+        self,
+        sweep: Sweep,
+        runs: Sequence[Run],
+        secrets: Mapping[str, str],
+        options: SubmitOptions,
+        record: Callable[[Sequence[RunUpdate]], None],
+        reporter: Reporter,
+    ) -> None:
+        from mrunner_k8s import manifests
+
+        cluster = _cluster(sweep)
+        cluster.put_config(sweep, runs)
+        image = sweep.package["image"]
+        existing = 0
+        with reporter.progress(len(runs), f"creating {len(runs)} Jobs in {cluster.namespace}") as progress:
+            for run in runs:
+                body = manifests.job(sweep, run, image, secrets)
+                with interrupts.held():  # a Job the API server created is recorded before an interrupt stops us
+                    if not cluster.create_job(body):
+                        existing += 1
+                    record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")])
+                progress.advance()
+        created = len(runs) - existing
+        note = f" ({existing} already existed)" if existing else ""
+        reporter.step(
+            f"sweep {sweep.id}: {created} Job{'s' * (created != 1)} created in namespace {cluster.namespace}{note}"
         )
 
+    def status(self, sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate]:
+        """A replaced pod is reported as the run's next attempt; an ended run never starts again by itself."""
+        from dataclasses import replace
 
-@hookimpl
-def mrunner_plan(context: Mapping[str, Any], count: int) -> list[str] | None:
-    from mrunner_k8s import names
+        from mrunner_k8s.cluster import NO_POD, UNBOUND, explain_waiting, never_schedulable, run_states
+        from mrunner_k8s.requeue import next_attempts
 
-    project = context.get("project") or "(the project)"
-    repository = names.image_repository(context["registry_url"], context.get("project") or "PROJECT")
-    asked = (
-        ", ".join(f"{key}={context[key]}" for key in ("cpu", "mem", "gpu", "tpu") if context.get(key))
-        or "no resource requests"
-    )
-    namespace = context.get("namespace") or (
-        names.namespace(context["project"]) if context.get("project") else "derived from the project"
-    )
-    return [
-        f"build {repository}:<content tag> FROM {context['base_image']} (skipped if the registry has it) and push it",
-        f"namespace {namespace} and volume claim {names.PVC_NAME} ({context['default_pvc_size']}) at {context['storage']} for {project}, created if missing",
-        f"{count} Job{'s' * (count != 1)} (one pod each, never restarted), {asked}",
-    ]  # fmt: skip
+        if not runs:
+            return []
+        cluster = _cluster(sweep)
+        jobs, pods = cluster.sweep_objects(sweep)
+        updates = run_states(runs, jobs, pods)
+        if any(update.detail == NO_POD for update in updates):
+            updates = explain_waiting(updates, runs, jobs, cluster.creation_refusals())
+        if any(UNBOUND in (update.detail or "") for update in updates):
+            trouble = cluster.claim_trouble()
+            updates = [replace(u, detail=trouble) if UNBOUND in (u.detail or "") else u for u in updates]
+        unschedulable = [update.detail for update in updates if (update.detail or "").startswith("unschedulable:")]
+        if any("Insufficient" in (detail or "") for detail in unschedulable):
+            nodes = cluster.nodes()  # one more call, only then
+            never = never_schedulable(sweep.context, nodes) if nodes else None
+            if never:
+                updates = [
+                    replace(update, detail=f"{update.detail} {never}")
+                    if (update.detail or "").startswith("unschedulable:") else update
+                    for update in updates
+                ]  # fmt: skip
+        return next_attempts(cluster, sweep, runs, updates, jobs)
 
+    def cancel(
+        self, sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
+    ) -> list[RunUpdate]:
+        from mrunner_k8s.cluster import cancelled, run_states
 
-@hookimpl
-def mrunner_render(
-    sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: Sequence[str]
-) -> list[Rendered]:
-    """The first experiment's Job, made by ``manifests.job`` from what packaging would record: the image is
-    named by its content, so its reference is known before it is built."""
-    from dataclasses import replace
+        cluster = _cluster(sweep)
+        jobs, pods = cluster.sweep_objects(sweep)
+        # A pod that had already ended keeps its real end, and its Job stays (with the log `mrunner logs` shows).
+        ends = [update for update in run_states(runs, jobs, pods) if update.ended_by_itself]  # never retried here
+        ended = {update.index for update in ends}
+        stopping = [run for run in runs if run.index not in ended]
+        updates = cancelled(stopping)
+        if stopping:
+            record(updates)  # before the delete: the pod's end under the kubelet's SIGTERM is the cancel's
+            cluster.delete_jobs(sweep, stopping)
+        return [*ends, *updates]
 
-    import yaml
-
-    from mrunner import layout
-    from mrunner_k8s import image, manifests
-
-    reference = image.reference(sweep, image.recipe(sweep, snapshot))
-    planned = replace(
-        sweep, package={"image": reference, "entries": layout.working_entries(snapshot.files, sweep.workdir)}
-    )
-    body = manifests.job(planned, runs[0], reference, secret_names)
-    namespace = namespace_of(sweep.context, sweep.project)
-    others = f" (one per experiment: {len(runs)} in all)" if len(runs) > 1 else ""
-    text = yaml.safe_dump(manifests.to_dict(body), sort_keys=False, width=10_000)
-    return [Rendered(f"Job {body.metadata.name} of experiment 0 in namespace {namespace}{others}", text)]
-
-
-@hookimpl
-def mrunner_package(sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
-    from mrunner import layout
-    from mrunner_k8s import image
-
-    facts = image.ensure(sweep, snapshot, reporter)
-    if sweep.package.get("image") == facts["image"] and "entries" in sweep.package:
-        # A resume: keep what the first hand-over recorded, so every attempt's folder mirrors the code alike.
-        return {**sweep.package, **facts, "timestamp_tag": sweep.package.get("timestamp_tag")}
-    return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir)}
-
-
-@hookimpl
-def mrunner_setup_resources(sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any] | None:
-    from mrunner_k8s import names
-
-    namespace = namespace_of(sweep.context, sweep.project)
-    cluster = _cluster(sweep)
-    cluster.namespace = namespace
-    if cluster.ensure_namespace(sweep.project):
-        reporter.step(f"created namespace {namespace}")
-    if cluster.ensure_claim(sweep.context, sweep.project):
-        reporter.step(f"created volume claim {names.PVC_NAME} ({sweep.context['default_pvc_size']}) in {namespace}")
-    detail: dict[str, Any] = {"namespace": namespace, "secret": None}
-    if secrets:
-        cluster.put_secret(sweep, secrets)
-        detail["secret"] = names.secret(sweep.id)
-    return detail
-
-
-@hookimpl
-def mrunner_submit(
-    sweep: Sweep,
-    runs: Sequence[Run],
-    secrets: Mapping[str, str],
-    options: SubmitOptions,
-    record: Callable[[Sequence[RunUpdate]], None],
-    reporter: Reporter,
-) -> bool | None:
-    from mrunner_k8s import manifests
-
-    cluster = _cluster(sweep)
-    cluster.put_config(sweep, runs)
-    image = sweep.package["image"]
-    existing = 0
-    with reporter.progress(len(runs), f"creating {len(runs)} Jobs in {cluster.namespace}") as progress:
-        for run in runs:
-            body = manifests.job(sweep, run, image, secrets)
-            with interrupts.held():  # a Job the API server created is recorded before an interrupt stops us
-                if not cluster.create_job(body):
-                    existing += 1
-                record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")])
-            progress.advance()
-    created = len(runs) - existing
-    note = f" ({existing} already existed)" if existing else ""
-    reporter.step(
-        f"sweep {sweep.id}: {created} Job{'s' * (created != 1)} created in namespace {cluster.namespace}{note}"
-    )
-    return True
-
-
-@hookimpl
-def mrunner_status(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate] | None:
-    from dataclasses import replace
-
-    from mrunner_k8s.cluster import NO_POD, UNBOUND, explain_waiting, never_schedulable, run_states
-    from mrunner_k8s.requeue import next_attempts
-
-    cluster = _cluster(sweep)
-    jobs, pods = cluster.sweep_objects(sweep)
-    updates = run_states(runs, jobs, pods)
-    if any(update.detail == NO_POD for update in updates):
-        updates = explain_waiting(updates, runs, jobs, cluster.creation_refusals())
-    if any(UNBOUND in (update.detail or "") for update in updates):
-        trouble = cluster.claim_trouble()
-        updates = [replace(u, detail=trouble) if UNBOUND in (u.detail or "") else u for u in updates]
-    unschedulable = [update.detail for update in updates if (update.detail or "").startswith("unschedulable:")]
-    if any("Insufficient" in (detail or "") for detail in unschedulable):
-        nodes = cluster.nodes()  # one more call, only then
-        never = never_schedulable(sweep.context, nodes) if nodes else None
-        if never:
-            updates = [
-                replace(update, detail=f"{update.detail} {never}")
-                if (update.detail or "").startswith("unschedulable:") else update
-                for update in updates
-            ]  # fmt: skip
-    return next_attempts(cluster, sweep, runs, updates, jobs)
-
-
-@hookimpl
-def mrunner_cancel(
-    sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
-) -> list[RunUpdate] | None:
-    from mrunner_k8s.cluster import cancelled, run_states
-
-    cluster = _cluster(sweep)
-    jobs, pods = cluster.sweep_objects(sweep)
-    # A pod that had already ended keeps its real end, and its Job stays (with the log `mrunner logs` shows).
-    ends = [update for update in run_states(runs, jobs, pods) if update.ended_by_itself]  # never retried here
-    ended = {update.index for update in ends}
-    stopping = [run for run in runs if run.index not in ended]
-    updates = cancelled(stopping)
-    if stopping:
-        record(updates)  # before the delete: the pod's end under the kubelet's SIGTERM is the cancel's
-        cluster.delete_jobs(sweep, stopping)
-    return [*ends, *updates]
-
-
-@hookimpl
-def mrunner_logs(sweep: Sweep, run: Run, follow: bool) -> Iterator[str] | None:
-    cluster = _cluster(sweep)
-    pod = cluster.pod_of(sweep, run)
-    deadline = time.monotonic() + LOG_WAIT_SECONDS
-    waits = follow and run.state not in TERMINAL
-    while waits and (pod is None or pod.status.phase == "Pending") and time.monotonic() < deadline:
-        time.sleep(1)  # following an experiment that has not started yet: wait for its container
+    def logs(self, sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) -> Iterator[str]:
+        cluster = _cluster(sweep)
         pod = cluster.pod_of(sweep, run)
-    if pod is None and run.state in TERMINAL:  # its Job was deleted (`mrunner gc`): the log on the claim stays
-        from mrunner_k8s.results import claim_log
+        deadline = time.monotonic() + LOG_WAIT_SECONDS
+        waits = follow and run.state not in TERMINAL
+        while waits and (pod is None or pod.status.phase == "Pending") and time.monotonic() < deadline:
+            time.sleep(1)  # following an experiment that has not started yet: wait for its container
+            pod = cluster.pod_of(sweep, run)
+        if pod is None and run.state in TERMINAL:  # its Job was deleted (`mrunner gc`): the log on the claim stays
+            from mrunner_k8s.results import claim_log
 
-        return claim_log(cluster, sweep, run)
-    if pod is None:
-        raise BackendError(
-            f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted"
-        )
-    if pod.status.phase == "Pending":
-        raise BackendError(f"experiment {run.ref}'s pod {pod.metadata.name} has not started yet: no output")
-    return cluster.log_chunks(pod.metadata.name, follow)
+            return claim_log(cluster, sweep, run)
+        if pod is None:
+            raise BackendError(
+                f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted"
+            )
+        if pod.status.phase == "Pending":
+            raise BackendError(f"experiment {run.ref}'s pod {pod.metadata.name} has not started yet: no output")
+        return cluster.log_chunks(pod.metadata.name, follow)
+
+    def pull(
+        self, sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
+    ) -> Pulled:
+        from mrunner_k8s import results
+
+        return results.pull(_cluster(sweep), sweep, runs, destination, include, reporter)
+
+    def output_dirs(self, sweep: Sweep, runs: Sequence[Run]) -> dict[int, str]:
+        from mrunner_k8s import results
+
+        return results.output_dirs(sweep, runs)
+
+    def gc(self, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
+        """One round of lists per cluster and namespace the records name; a cluster that cannot be reached (its
+        kubeconfig gone, its API server down) is left alone with a warning, the others are collected."""
+        from mrunner_k8s.cluster import Cluster
+        from mrunner_k8s.collect import collect
+
+        places: dict[tuple[Any, Any, str], list[Sweep]] = {}
+        for sweep in sweeps:
+            namespace = sweep.detail.get("namespace") or namespace_of(sweep.context, sweep.project)
+            place = (sweep.context.get("kubeconfig"), sweep.context.get("kube_context"), namespace)
+            places.setdefault(place, []).append(sweep)
+        removed: list[Artefact] = []
+        for (_, kube_context, namespace), group in sorted(places.items(), key=lambda item: str(item[0])):
+            where = f"namespace {namespace}" + (f" of {kube_context}" if kube_context else "")
+            reporter.step(f"collecting in {where}")
+            try:
+                removed += collect(Cluster(group[0].context, namespace), sweeps, keep, dry_run)
+            except MrunnerError as error:
+                reporter.warn(f"{where} left as it is: {error}")
+        return removed
 
 
 @hookimpl
-def mrunner_pull(
-    sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
-) -> Pulled | None:
-    from mrunner_k8s import results
-
-    return results.pull(_cluster(sweep), sweep, runs, destination, include, reporter)
-
-
-@hookimpl
-def mrunner_output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str] | None:
-    from mrunner_k8s import results
-
-    return results.output_dirs(sweep, runs)
-
-
-@hookimpl
-def mrunner_gc(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
-    """One round of lists per cluster and namespace the records name; a cluster that cannot be reached (its
-    kubeconfig gone, its API server down) is left alone with a warning, the others are collected."""
-    from mrunner_k8s.cluster import Cluster
-    from mrunner_k8s.collect import collect
-
-    places: dict[tuple[Any, Any, str], list[Sweep]] = {}
-    for sweep in sweeps:
-        namespace = sweep.detail.get("namespace") or namespace_of(sweep.context, sweep.project)
-        place = (sweep.context.get("kubeconfig"), sweep.context.get("kube_context"), namespace)
-        places.setdefault(place, []).append(sweep)
-    removed: list[Artefact] = []
-    for (_, kube_context, namespace), group in sorted(places.items(), key=lambda item: str(item[0])):
-        where = f"namespace {namespace}" + (f" of {kube_context}" if kube_context else "")
-        reporter.step(f"collecting in {where}")
-        try:
-            removed += collect(Cluster(group[0].context, namespace), sweeps, keep, dry_run)
-        except MrunnerError as error:
-            reporter.warn(f"{where} left as it is: {error}")
-    return removed
+def mrunner_register_backends(register: Callable[[Backend], None]) -> None:
+    register(KubernetesBackend())

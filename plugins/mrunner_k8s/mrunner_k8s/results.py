@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mrunner import layout, transfer
+from mrunner.backend import Pulled
 from mrunner.errors import BackendError
-from mrunner.hookspecs import Pulled
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner_k8s import manifests, names

@@ -119,7 +119,7 @@ def test_sweep_runs_reports_logs_and_keeps_the_token_secret(mrunner, project, cl
 
 
 def test_the_dry_run_shows_the_job_the_submission_creates(mrunner, project, cluster, namespace, k8s_service):
-    """mrunner_render: `--dry-run` prints the first experiment's Job, made by the code that submits; the
+    """Backend.render: `--dry-run` prints the first experiment's Job, made by the code that submits; the
     Job the real submission creates holds every field of it unchanged (the sweep id aside; the API server
     adds its defaults). The image is named by content, so it is known before the build; the token is only
     referenced from the sweep's Secret. Nothing is built, recorded or stored by the dry run."""
@@ -170,7 +170,7 @@ def _assert_within(expected, actual, where: str) -> None:
 def test_repeated_submission_creates_no_second_job(mrunner, project, cluster, namespace):
     """Submitting the same attempt again (an interrupted submission being retried) finds the Jobs there."""
     from mrunner import plugins
-    from mrunner.hookspecs import SubmitOptions
+    from mrunner.backend import SubmitOptions
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -178,11 +178,10 @@ def test_repeated_submission_creates_no_second_job(mrunner, project, cluster, na
     store = Store()
     sweep, runs = store.sweep(sweep_id), store.runs(sweep_id)
     recorded = []
-    handled = plugins.backend_hooks(sweep.backend).mrunner_submit(
-        sweep=sweep, runs=runs, secrets={"MY_FAKE_TOKEN": FAKE_TOKEN}, options=SubmitOptions(),
-        record=recorded.extend, reporter=Reporter(quiet=True),
-    )  # fmt: skip
-    assert handled is True and [update.state for update in recorded] == ["submitted", "submitted"]
+    plugins.backend(sweep.backend).submit(
+        sweep, runs, {"MY_FAKE_TOKEN": FAKE_TOKEN}, SubmitOptions(), recorded.extend, Reporter(quiet=True)
+    )
+    assert [update.state for update in recorded] == ["submitted", "submitted"]
     jobs = cluster[1].list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items
     assert sorted(job.metadata.name for job in jobs) == sorted(run.backend_ref.split("/")[1] for run in runs)
     assert wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=120, every=1)[0]["state"] == "completed"

@@ -94,13 +94,13 @@ def test_fractional_cpus_and_quantities_are_accepted(mrunner, tmp_path):
 
 
 def test_every_kubernetes_key_is_checked_before_anything_is_built(mrunner, tmp_path):
-    """Checked by mrunner_check, so the dry run refuses them, and a real submission records nothing."""
+    """Checked from KubernetesKeys and by Backend.check, so the dry run refuses them, and a real submission records nothing."""
     (tmp_path / "exp.py").write_text("print(1)\n")
     cases = [
         ({"cpu": "half"}, "cpu 'half' is not a Kubernetes quantity"),
         ({"cpu": True}, "cpu True is not a Kubernetes quantity"),
         ({"mem": "8 GB"}, "mem '8 GB' is not a Kubernetes quantity"),
-        ({"gpu": -1}, "gpu must be 0 or more"),
+        ({"gpu": -1}, "key 'gpu' must be at least 0, got -1"),
         ({"tolerations": [{"kee": "gpu"}]}, "each item of tolerations must be a mapping of key, operator"),
         ({"tolerations": [{"key": "gpu", "operator": "Exist"}]}, "toleration operator must be Exists or Equal"),
         ({"tolerations": [{"key": "gpu", "effect": "NoSchedul"}]}, "toleration effect must be one of NoSchedule"),
@@ -108,8 +108,8 @@ def test_every_kubernetes_key_is_checked_before_anything_is_built(mrunner, tmp_p
         ({"tolerations": ["gpu"]}, "each item of tolerations must be a mapping"),
         ({"node_selector": {"pool": "gpu nodes"}}, "node_selector pool: 'gpu nodes' is not a valid label value"),
         ({"node_selector": {"bad key!": "x"}}, "node_selector bad key!"),
-        ({"pvc_access_mode": "ReadWriteAll"}, "pvc_access_mode must be one of ReadWriteOnce"),
-        ({"active_deadline_seconds": 0}, "active_deadline_seconds must be at least 1"),
+        ({"pvc_access_mode": "ReadWriteAll"}, "key 'pvc_access_mode' must be one of ReadWriteOnce"),
+        ({"active_deadline_seconds": 0}, "key 'active_deadline_seconds' must be at least 1"),
     ]
     for keys, expected in cases:
         _context(**keys)

@@ -85,8 +85,8 @@ def test_a_pull_that_cannot_happen_says_why_in_one_line(
     """Through the hook, against the real API server: the claim is missing, the image cannot be pulled, the
     API server cannot be reached. No pull pod stays."""
     from kubernetes import client
-    from mrunner_k8s import plugin
     from mrunner_k8s.cluster import Cluster
+    from mrunner_k8s.plugin import KubernetesBackend
 
     from mrunner.errors import BackendError
     from mrunner.reporter import Reporter
@@ -102,9 +102,7 @@ def test_a_pull_that_cannot_happen_says_why_in_one_line(
 
     def pull(what) -> str:
         with pytest.raises(BackendError) as raised:
-            plugin.mrunner_pull(
-                sweep=what, runs=[make_run(0)], destination=tmp_path, include=[], reporter=Reporter(quiet=True)
-            )
+            KubernetesBackend().pull(what, [make_run(0)], tmp_path, [], Reporter(quiet=True))
         message = str(raised.value)
         assert "\n" not in message
         assert core.list_namespaced_pod(namespace, label_selector=PULL_PODS).items == []
@@ -147,9 +145,9 @@ def test_gc_removes_the_ended_sweeps_objects_and_keeps_the_running_ones(
     mrunner, project, cluster, namespace, k8s_service
 ):
     from kubernetes import client
-    from mrunner_k8s import plugin
+    from mrunner_k8s.plugin import KubernetesBackend
 
-    from mrunner.hookspecs import Keep
+    from mrunner.backend import Keep
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -186,10 +184,9 @@ def test_gc_removes_the_ended_sweeps_objects_and_keeps_the_running_ones(
 
     # Once the unrecorded sweep is old enough (here: no grace at all) it goes; a sweep whose Job is still
     # active stays although these records no longer keep it: the cluster's own state is asked too.
-    removed = plugin.mrunner_gc(
-        sweeps=Store().sweeps(limit=100), keep=Keep(sweeps=[], older_than=0, grace=0), dry_run=False,
-        reporter=Reporter(quiet=True),
-    )  # fmt: skip
+    removed = KubernetesBackend().gc(
+        Store().sweeps(limit=100), Keep(sweeps=[], older_than=0, grace=0), False, Reporter(quiet=True)
+    )
     assert [(a.kind, a.where) for a in removed] == [("ConfigMap", f"{namespace}/elsewhere-sweep-0a1b2c-config")]
     assert objects(cluster, namespace, running) == before[running]
     assert states(mrunner, running) == ["running"]

@@ -59,11 +59,11 @@ ASK_AT_LEAST_BYTES = 2**20
 
 
 def parallelism(context: Mapping[str, Any]) -> int:
-    gpus = context.get("gpus") or []
+    gpus = context["gpus"]
     if context.get("max_parallel"):
         return max(1, int(context["max_parallel"]))
     if gpus:
-        return max(1, len(gpus) // max(1, int(context.get("gpus_per_experiment") or 1)))
+        return max(1, len(gpus) // max(1, int(context["gpus_per_experiment"])))
     return os.cpu_count() or 1
 
 
@@ -118,8 +118,8 @@ class Supervisor:
         self.on_end = on_end
         self.pending = Pending(runs)  # read as workers take them: a million runs are never all in memory
         self.gpus: queue.Queue[list[str]] = queue.Queue()
-        gpus = [str(g) for g in sweep.context.get("gpus") or []]
-        per = max(1, int(sweep.context.get("gpus_per_experiment") or 1))
+        gpus = [str(g) for g in sweep.context["gpus"]]
+        per = max(1, int(sweep.context["gpus_per_experiment"]))
         for start in range(0, len(gpus) - per + 1, per):
             self.gpus.put(gpus[start : start + per])
         self.slots = min(parallelism(sweep.context), max(1, len(runs)))
@@ -131,7 +131,7 @@ class Supervisor:
         self.base_env = {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1")}
         self.entries = list(sweep.package.get("entries") or [])
         self.code_dir = sweep.package["code_dir"]
-        self.grace = float(sweep.context.get("grace_period", 30))
+        self.grace = float(sweep.context["grace_period"])
 
     def record(self, update: RunUpdate) -> None:
         with self.lock:
@@ -158,7 +158,7 @@ class Supervisor:
                 return
             gpus = self.gpus.get() if self.sweep.context.get("gpus") else None
             try:
-                self._run_one(run, gpus, int(self.sweep.context.get("retry_failed") or 0))
+                self._run_one(run, gpus, int(self.sweep.context["retry_failed"]))
             except DiskFull as full:
                 self._fail(str(full), full.unstarted)
             except (MrunnerError, OSError) as error:  # the records cannot be written (a full disk, most often)
@@ -492,7 +492,7 @@ def cancel(sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpda
     # (after that read, before the cancel) runs with a pid that only the records know.
     recorded = Recorder(str(default_path()), sweep.id).runs([run.index for run in runs])
     pids = [pid for pid in map(_pid_of, recorded) if pid is not None]
-    terminate_attempts(pids, float(sweep.context.get("grace_period", 30)))
+    terminate_attempts(pids, float(sweep.context["grace_period"]))
     ends = [_own_end(sweep, run) for run in runs]
     return [end for end in ends if end is not None] + [u for u, e in zip(updates, ends) if e is None]
 

@@ -72,7 +72,7 @@ def ledger(project: Path) -> dict[int, int]:
 
 
 def test_a_grid_runs_to_completion_from_the_snapshot(mrunner, mrunner_home, project):
-    """mrunner_package, mrunner_setup_resources and mrunner_submit of the local backend: every point runs once,
+    """Backend.package, Backend.setup_resources and Backend.submit of the local backend: every point runs once,
     from the snapshot, with its parameters, its own folder, and arguments after -- untouched."""
     result = mrunner("exp.py", "-m", "i=range(4)", "ledger=" + str(project.parent / "ledger"), "--", "--flag", "a b")
     sweep = sweep_of(result)
@@ -105,7 +105,7 @@ def test_at_most_max_parallel_at_once_and_gpus_handed_out(mrunner, mrunner_home,
 
 
 def test_failures_are_recorded_with_exit_codes_and_logs(mrunner, mrunner_home, project):
-    """mrunner_logs: the experiment's stdout and stderr, from any shell."""
+    """Backend.logs: the experiment's stdout and stderr, from any shell."""
     (project.parent / "ledger" / "fail-1").touch()
     result = mrunner("exp.py", "-m", "i=0,1", "ledger=" + str(project.parent / "ledger"))
     assert result.returncode == 1  # a sweep with failures fails the command
@@ -202,7 +202,7 @@ def test_ctrl_c_terminates_the_children_and_records_them_cancelled(mrunner, proj
 
 
 def test_detached_sweep_is_followed_and_cancelled_from_another_shell(mrunner, project):
-    """mrunner_status and mrunner_cancel on a sweep that runs in the background."""
+    """Backend.status and Backend.cancel on a sweep that runs in the background."""
     result = mrunner("exp.py", "-m", "i=range(3)", "sleep=60", "ledger=" + str(project.parent / "ledger"),
                      "context.max_parallel=2", "--detach")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -294,7 +294,7 @@ def test_spec_files_run_with_their_own_grid_times_the_command_line_grid(mrunner,
 
 
 def test_dry_run_shows_the_plan_and_commands_and_runs_nothing(mrunner, mrunner_home, project):
-    """mrunner_plan: the local backend's lines in the dry run."""
+    """Backend.plan: the local backend's lines in the dry run."""
     result = mrunner("exp.py", "-m", "i=range(1000)", "j=range(1000)", "--dry-run", "context.max_parallel=3")
     assert result.returncode == 0
     assert "1000000 experiments" in result.stdout and "at most 3 at a time" in result.stdout
@@ -332,7 +332,7 @@ def test_secrets_and_environment_reach_only_the_experiment(mrunner, mrunner_home
 
 
 def test_a_detached_sweep_records_into_the_records_it_was_submitted_to(mrunner_home, project, tmp_path):
-    """mrunner_submit with detach: the background supervisor records through the core's Store at the records the
+    """Backend.submit with detach: the background supervisor records through the core's Store at the records the
     submission used (here not the default path), never at a path of its own."""
     from mrunner.planning import Plan, Request
     from mrunner.reporter import Reporter

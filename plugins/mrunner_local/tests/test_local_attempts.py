@@ -88,7 +88,7 @@ def test_resume_with_changed_keys_and_the_current_code_reruns_only_what_did_not_
     refused = mrunner("resume", sweep, "context.backend=slurm")
     assert refused.returncode != 0 and "cannot change context.backend" in refused.stderr
     refused = mrunner("resume", sweep, "context.grace_period=-1")
-    assert refused.returncode != 0 and "grace_period must be 0 or more" in refused.stderr
+    assert refused.returncode != 0 and "key 'grace_period' must be at least 0" in refused.stderr
     assert "Traceback" not in refused.stderr
     (tmp_path / "train.py").write_text(CHECKPOINTING.replace("sys.exit(3)", "pass"))  # the bug fixed
     resumed = mrunner("resume", sweep, "context.grace_period=7", "--current-code")

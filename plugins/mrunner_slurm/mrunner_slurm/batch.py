@@ -117,7 +117,7 @@ def batch_script(
     first on ``PYTHONPATH``, after the experiment's own environment, so the task runs the version that
     submitted it whether or not mrunner is installed on the cluster."""
     setup: list[str] = []
-    for module in context.get("modules_to_load") or []:
+    for module in context["modules_to_load"]:
         setup.append(f"module load {q(str(module))}")
     if context.get("conda"):
         setup.append('eval "$(conda shell.bash hook)"')
@@ -132,13 +132,13 @@ def batch_script(
         launcher.append("srun")
     if context.get("singularity_container"):
         launcher += ["singularity", "exec", *(["--nv"] if context.get("gpu") else []), context["singularity_container"]]
-    limit = int(context.get("max_requeue", 3))
-    retries = int(context.get("retry_failed") or 0)
+    limit = int(context["max_requeue"])
+    retries = int(context["retry_failed"])
     wrapper = [
         *launcher,
         *command_line(
-            str(context.get("python") or "python3"), code_dir, [Shell('"$@"')], workdir=sweep.workdir or ".",
-            entries=entries_of(sweep), grace=context.get("grace_period", 30), requeue_on=LIMIT_SIGNAL,
+            str(context["python"]), code_dir, [Shell('"$@"')], workdir=sweep.workdir or ".",
+            entries=entries_of(sweep), grace=context["grace_period"], requeue_on=LIMIT_SIGNAL,
             # the array task by its array name: the task that keeps the array's own job id would requeue
             # every task of the array by that id
             requeue_command=Shell('"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"'),

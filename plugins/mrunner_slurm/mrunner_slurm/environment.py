@@ -34,7 +34,7 @@ def requirements(sweep: Sweep) -> bytes:
 
 def ensure_venv(connection: Connection, sweep: Sweep, reporter: Reporter) -> str:
     content = requirements(sweep)
-    python = sweep.context.get("python") or "python3"
+    python = sweep.context["python"]
     key = hashlib.sha256(python.encode() + b"\0" + content).hexdigest()[:24]
     path = f"{sweep.package['storage_dir']}/.mrunner/venvs/{key}"
     reporter.step(f"virtualenv for {sweep.context['requirements_file']}: {path}")

@@ -30,8 +30,8 @@ def _task(sweep: Sweep, run: Run) -> list:
     """What the helper needs of a task: its index, array task, recorded attempt, exit-code and log prefixes
     (the helper adds the attempt), and how many requeues and retries it may have had."""
     where = _layout(sweep, run)
-    limit = int(sweep.context.get("max_requeue", 3))
-    retries = int(sweep.context.get("retry_failed") or 0)
+    limit = int(sweep.context["max_requeue"])
+    retries = int(sweep.context["retry_failed"])
     return [
         run.index,
         run.backend_ref,
@@ -123,7 +123,7 @@ def cancel(
             tasks.append([*task, limit + retries])
     if not tasks:
         return cancelled
-    document = {"specs": task_specs(runs), "tasks": tasks, "wait": float(sweep.context.get("grace_period", 30)) + 10}
+    document = {"specs": task_specs(runs), "tasks": tasks, "wait": float(sweep.context["grace_period"]) + 10}
     answer = remote.call(connection, ["cancel"], remote.pack(document))
     recorded = {run.index: run.attempt for run in runs}
     updates = []

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mrunner.backend import Login
 from mrunner.errors import MrunnerError
-from mrunner.hookspecs import Login
 
 _COUNTER = itertools.count()
 
@@ -71,7 +71,7 @@ def login(context: Mapping[str, Any], context_name: str) -> str:
     if theirs and openssh.masters.check(where, theirs):
         return f"{target.alias}: your own ssh master connection ({theirs}) is up; mrunner uses it"
     path = socket_path(url, config)
-    persist = str(context.get("login_persist") or "10h")
+    persist = str(context["login_persist"])
     if not openssh.masters.check(where, path):
         interactive = terminal.available()
         openssh.masters.open(where, target, path, persist, interactive=interactive, found=found)

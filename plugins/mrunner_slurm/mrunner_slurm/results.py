@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mrunner import layout, transfer
+from mrunner.backend import Artefact, Keep, Pulled
 from mrunner.errors import BackendError
-from mrunner.hookspecs import Artefact, Keep, Pulled
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 

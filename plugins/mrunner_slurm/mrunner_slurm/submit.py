@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mrunner import interrupts, layout
+from mrunner.backend import Rendered
 from mrunner.errors import BackendError
-from mrunner.hookspecs import Rendered
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files

@@ -168,7 +168,7 @@ def test_code_folders_hold_exact_contents_and_modes_and_a_change_travels_as_a_de
 
 
 def test_the_connection_starts_from_the_context_file_before_hydra_is_imported(cluster, mrunner_home, tmp_path):
-    """mrunner_warm_up: the backend gets the context file's keys first and connects while Hydra loads."""
+    """Backend.warm_up: the backend gets the context file's keys first and connects while Hydra loads."""
     code = textwrap.dedent("""
         import sys, threading
         from mrunner.commands.run import RunArguments, warm_up
@@ -477,7 +477,7 @@ def test_a_secret_reaches_the_experiment_and_nothing_else(cluster, mrunner, mrun
 
 
 def test_the_dry_run_shows_the_batch_script_the_submission_writes(cluster, mrunner, mrunner_home, tmp_path):
-    """mrunner_render: `--dry-run` prints the sbatch command and the batch script of the first job array,
+    """Backend.render: `--dry-run` prints the sbatch command and the batch script of the first job array,
     made by the code that submits; the real submission then writes exactly that script on the cluster (the
     sweep id aside) and submits that array. The secret is only sourced, never in the script; the dry run
     records and stores nothing."""
@@ -522,7 +522,7 @@ def test_the_dry_run_shows_the_batch_script_the_submission_writes(cluster, mrunn
 def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunner, tmp_path):
     """mrunner died after sbatch but before recording: submitting the same attempt again must not make a second job."""
     from mrunner import planning, snapshot, submission
-    from mrunner.hookspecs import SubmitOptions
+    from mrunner.backend import SubmitOptions
     from mrunner.records import PLANNED, RunUpdate
     from mrunner.reporter import Reporter
     from mrunner.store import Store

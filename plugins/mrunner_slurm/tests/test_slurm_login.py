@@ -136,8 +136,8 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     slurm_service, sshd_mfa_service, mrunner_home, environment
 ):
     """Log in once in a terminal; then submit, wait, read logs, pull, cancel, list and collect with no terminal:
-    the sshd accepted exactly one code. After logout the same command fails at once in one line. (The hooks
-    mrunner_login, mrunner_logins and mrunner_logout.)"""
+    the sshd accepted exactly one code. After logout the same command fails at once in one line. (Backend.login,
+    Backend.logins and Backend.logout.)"""
     mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
     before = accepted_codes(sshd_mfa_service)
     code, output, asked = environment.in_terminal("login", "mfa", answers={PROMPT: lambda: next_code(sshd_mfa_service)})

@@ -10,6 +10,10 @@ an error instead of an implementation nobody calls; a plugin of the old backend 
 backend object must be a complete ``mrunner.Backend``. The core reaches a backend as ``backend(name)``, an
 object whose methods mypy checks, and the trackers through the functions below, which call the backend's
 method and then every plugin's hook.
+
+``MRUNNER_TRACE_CALLS`` names a folder where each process leaves an empty file per backend method
+(``Backend.submit``) and hook (``mrunner_check``) it called: the test kit's ``--mrunner-check-called`` sets it
+so that a whole test run shows which of them no test exercises, whichever process called them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from mrunner.schema import ContextKey
 
 ENTRY_POINT_GROUP = "mrunner"
+TRACE_CALLS = "MRUNNER_TRACE_CALLS"
 BUILTIN_PLUGINS = ("mrunner.builtin", "mrunner.trackers.neptune", "mrunner.trackers.mlflow", "mrunner.trackers.wandb")
 
 # Where to get the backends mrunner's own project publishes, for the "not installed" error.
@@ -47,6 +52,7 @@ OLD_BACKEND_HOOKS = frozenset(
 _manager: pluggy.PluginManager | None = None
 _distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
 _serving: dict[str, tuple[object, Backend]] = {}  # backend name -> (plugin, backend)
+_called: set[str] = set()  # what this process already left a trace of
 
 
 def manager() -> pluggy.PluginManager:
@@ -67,6 +73,8 @@ def reset() -> None:
 def _build() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
+    if os.environ.get(TRACE_CALLS):
+        pm.add_hookcall_monitoring(lambda name, _implementations, _arguments: _trace(name), lambda *_: None)
     for name in BUILTIN_PLUGINS:
         _register(pm, __import__(name, fromlist=["_"]), name, f"mrunner (built-in {name})")
     allowed = os.environ.get("MRUNNER_PLUGINS")
@@ -121,7 +129,28 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str, where: str) -> N
                 f"backend plugin {name!r} from {where} registers {problem}; upgrade or uninstall it, or leave it "
                 f"out with MRUNNER_PLUGINS"
             )
+        if os.environ.get(TRACE_CALLS):
+            _trace_methods(backend)
         _serving.setdefault(backend.name, (plugin, backend))  # the first plugin to serve a name keeps it
+
+
+def _trace(name: str) -> None:
+    if name not in _called:
+        _called.add(name)
+        with open(os.path.join(os.environ[TRACE_CALLS], name), "a", encoding="ascii"):
+            pass
+
+
+def _trace_methods(backend: Backend) -> None:
+    """Leave a trace of each call of ``backend``'s methods; the method is looked up at each call, so a test
+    that patches the class still reaches its patch."""
+    for method in (name for name, value in vars(Backend).items() if inspect.isfunction(value)):
+
+        def traced(*args: Any, _method: str = method, **kwargs: Any) -> Any:
+            _trace(f"Backend.{_method}")
+            return getattr(type(backend), _method)(backend, *args, **kwargs)
+
+        setattr(backend, method, traced)
 
 
 def _refused(plugin: Any, name: str, where: str, error: Exception) -> str:

@@ -76,3 +76,25 @@ def test_the_example_backend_copied_out_of_the_repository_passes_the_shared_suit
     assert tested.returncode == 0, tested.stdout[-5000:] + tested.stderr
     assert passed == suite, summary
     assert re.search(rf"\b{len(suite)} passed\b", summary) and not re.search(r"failed|error|skipped", summary), summary
+
+
+def test_check_called_fails_a_run_that_calls_a_method_or_hook_in_no_test_and_counts_the_processes_tests_start(
+    tmp_path,
+):
+    """``--mrunner-check-called`` (the whole suite's run) fails when a Backend method or hook was never called,
+    naming them; a call made in a process a test started counts (``mrunner plugins`` registers the backends)."""
+    (tmp_path / "test_one.py").write_text(
+        "import subprocess, sys\n\n\n"
+        "def test_lists_the_plugins():\n"
+        "    subprocess.run([sys.executable, '-m', 'mrunner', 'plugins'], check=True, capture_output=True)\n"
+    )
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_one.py"]
+    plain = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stdout
+    checked = subprocess.run([*command, "--mrunner-check-called"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert checked.returncode == 1, checked.stdout
+    line = next(line for line in checked.stdout.splitlines() if line.startswith("called by no test"))
+    missing = line.split(": ", 1)[1].split(", ")
+    assert {"Backend.submit", "Backend.status", "mrunner_check"} <= set(missing)
+    assert "mrunner_register_backends" not in missing

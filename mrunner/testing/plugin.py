@@ -13,6 +13,9 @@ fixture, or a test of the local backend's package ``mrunner_local``), else ``cor
 whose need no fixture shows marks it itself. So ``pytest -m "not slurm and not k8s"`` runs every test that
 starts no cluster (``and not mlflow``: no service at all).
 
+``--mrunner-check-called`` (the whole suite's run, ``tests/run`` without arguments, passes it): the run fails
+when a ``Backend`` method or a hook was called by no test, in the tests' process or any process they started.
+
 Importing this module costs little: pytest imports it at start in every project where mrunner is installed,
 so it imports nothing of mrunner beyond what a fixture uses when it runs.
 """
@@ -41,10 +44,58 @@ CORE_HELP = "runs in the test's process only: starts no mrunner, experiment or c
 LOCAL_PACKAGE = "mrunner_local"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--mrunner-check-called",
+        action="store_true",
+        help="fail the run when a mrunner Backend method or hook was called by no test (for whole-suite runs)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, _, help in NEEDS:
         config.addinivalue_line("markers", f"{name}: {help} (tagged by mrunner.testing.plugin)")
     config.addinivalue_line("markers", f"core: {CORE_HELP} (tagged by mrunner.testing.plugin)")
+    if config.getoption("mrunner_check_called"):
+        import os
+        import tempfile
+
+        from mrunner import plugins
+
+        os.environ[plugins.TRACE_CALLS] = tempfile.mkdtemp(prefix="mrunner-calls-")
+        plugins.reset()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under ``--mrunner-check-called``: fail a run in which a Backend method or a hook was never called."""
+    if not session.config.getoption("mrunner_check_called"):
+        return
+    import os
+    import shutil
+
+    from mrunner import plugins
+
+    folder = os.environ.pop(plugins.TRACE_CALLS)
+    missing = sorted(set(callable_names()) - set(os.listdir(folder)))
+    shutil.rmtree(folder, ignore_errors=True)
+    if missing:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "--mrunner-check-called", red=True)
+            reporter.write_line(f"called by no test: {', '.join(missing)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def callable_names() -> list[str]:
+    """Every hook (``mrunner_check``) and every Backend method (``Backend.submit``) a test run should call."""
+    import inspect
+
+    from mrunner import hookspecs
+    from mrunner.backend import Backend
+
+    hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("mrunner_")]
+    methods = [f"Backend.{name}" for name, value in vars(Backend).items() if inspect.isfunction(value)]
+    return hooks + methods
 
 
 def need(item: pytest.Item) -> str:

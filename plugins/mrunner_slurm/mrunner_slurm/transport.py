@@ -238,31 +238,27 @@ def connection(context: Mapping[str, Any], context_name: str | None = None) -> C
         failed = _FAILED.pop(key, None)
         if failed is not None and not (isinstance(failed, NeedsLogin) and _can_prompt()):
             raise failed.named(context_name) if isinstance(failed, NeedsLogin) else failed
-        existing = _CACHE.get(key)
-        if existing is not None and existing.alive:
-            return existing
-        try:
-            opened = _open(key, interactive=True)
-        except NeedsLogin as error:
-            raise error.named(context_name) from None
-        _CACHE[key] = opened
-        return opened
+        return _reused_or_opened(key, context_name, interactive=True)
 
 
 def batch_connection(context: Mapping[str, Any], context_name: str | None = None) -> Connection:
     """Like ``connection`` but never prompting, even in a terminal: for commands that visit many clusters
     (gc) and skip one that needs a login."""
-    key = _key(context)
     with _LOCK:
-        existing = _CACHE.get(key)
-        if existing is not None and existing.alive:
-            return existing
-        try:
-            opened = _open(key, interactive=False)
-        except NeedsLogin as error:
-            raise error.named(context_name) from None
-        _CACHE[key] = opened
-        return opened
+        return _reused_or_opened(_key(context), context_name, interactive=False)
+
+
+def _reused_or_opened(key: tuple[str, str | None, str], context_name: str | None, interactive: bool) -> Connection:
+    """The cached connection for ``key`` while it lives, else a new one, cached (called holding ``_LOCK``)."""
+    existing = _CACHE.get(key)
+    if existing is not None and existing.alive:
+        return existing
+    try:
+        opened = _open(key, interactive=interactive)
+    except NeedsLogin as error:
+        raise error.named(context_name) from None
+    _CACHE[key] = opened
+    return opened
 
 
 def _can_prompt() -> bool:

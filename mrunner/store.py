@@ -779,6 +779,16 @@ def _run(row: Sequence) -> Run:
      updated_at) = row  # fmt: skip
     return Run(
         sweep_id=sweep_id, index=index, id=id_, name=name, parameters=json.loads(parameters),
-        command=json.loads(command), env=json.loads(env), tags=json.loads(tags), state=state, attempt=attempt,
+        command=json.loads(command), env=_loads(env), tags=_loads(tags), state=state, attempt=attempt,
         backend_ref=backend_ref, exit_code=exit_code, updated_at=updated_at,
     )  # fmt: skip
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, without the decoder for the empty values most runs' env and tags hold (a large sweep's
+    `status --json` decodes every run)."""
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)

@@ -139,9 +139,11 @@ class LocalBackend(Backend):
         return Pulled(files, size, unchanged)
 
     def output_dirs(self, sweep: Sweep, runs: Sequence[Run]) -> dict[int, str]:
-        from mrunner_local.supervisor import layout_of
+        from mrunner.layout import of_run
+        from mrunner_local.supervisor import storage
 
-        return {run.index: layout_of(sweep, run).experiment_dir for run in runs}
+        where = storage(sweep)  # once: a sweep's runs share it, and `status --json` asks for every run
+        return {run.index: of_run(where, sweep, run).experiment_dir for run in runs}
 
 
 @hookimpl

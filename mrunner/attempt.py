@@ -325,7 +325,7 @@ def _write_end(exit_code_file: str, status: int) -> None:
     """Write the exit code; a disk too full for it (or gone) is said in the log, and the exit status of this
     process still tells it to a starter that waits for it (the local supervisor)."""
     try:
-        contract.write_atomic(exit_code_file, f"{status}\n")
+        contract.write_exit_code(exit_code_file, status)
     except OSError as error:
         _say(f"mrunner: cannot write the exit code {status} to {exit_code_file}: {error.strerror or error}")
 

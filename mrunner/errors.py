@@ -23,6 +23,10 @@ class NotFound(MrunnerError):
     """The records hold no sweep or experiment of that name."""
 
 
+class NotRecorded(MrunnerError):
+    """The records cannot be written (a full disk, a read-only folder); reading them still works."""
+
+
 class Interrupted(MrunnerError):
     """The user pressed Ctrl-C; what was done is recorded."""
 

@@ -30,6 +30,7 @@ This module is part of the experiment side that backends ship where experiments 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -192,11 +193,24 @@ def prepare(layout: Layout, code_dir: str, entries: Iterable[str], document: str
             _relink(target, os.path.join(code_dir, relative))  # an attempt of other code (`resume --current-code`)
     if document is not None:
         write_atomic(layout.config_file, document)
-    try:
-        os.unlink(layout.exit_code_file())
-    except FileNotFoundError:
-        pass
+    write_atomic(layout.exit_code_file(), EXIT_CODE_ROOM)
     return root
+
+
+#: What an attempt's exit-code file holds until the attempt ends (no exit code: blanks): the file's room on
+#: its disk, taken before the experiment runs, so that ``write_exit_code`` can write the end into it in place
+#: when the experiment has filled the disk.
+EXIT_CODE_ROOM = " " * 15 + "\n"
+
+
+def write_exit_code(path: str, status: int) -> None:
+    """Write an attempt's exit code: atomically, or, on a disk too full for a new file, into the room
+    ``prepare`` took (a write of a few bytes within the file's own block). Raises ``OSError`` when neither can."""
+    try:
+        write_atomic(path, f"{status}\n")
+    except OSError:
+        with open(path, "r+", encoding="ascii") as stream:
+            stream.write(f"{status}".ljust(len(EXIT_CODE_ROOM) - 1) + "\n")
 
 
 def _relink(path: str, source: str) -> None:
@@ -208,9 +222,14 @@ def _relink(path: str, source: str) -> None:
 def write_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old content or the new, never a part."""
     temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def read_exit_code(path: str) -> int | None:

@@ -7,10 +7,12 @@ short ``BEGIN IMMEDIATE`` transaction that waits for the lock instead of failing
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import time
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast, overload
 
 from mrunner import paths, process, records, states
-from mrunner.errors import MrunnerError, NotFound, os_error
+from mrunner.errors import MrunnerError, NotFound, NotRecorded, os_error
 from mrunner.records import ACTIVE, PLANNED, TERMINAL, Attempt, Run, RunUpdate, Sweep
 from mrunner.states import Change
 
@@ -94,8 +96,38 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+def _spends_the_reserve(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A write of what already happened (an experiment's end, a sweep's update) that meets a full disk makes
+    room and is tried again: it frees the records' reserve, then folds the write-ahead log into the database
+    and truncates it (the log grows by whole pages with every write until SQLite's checkpoint, megabytes on a
+    busy sweep; folding needs room in the database first). Experiments that fill the disk the records share still get their ends
+    recorded, so that `resume` knows what completed. Inside ``_guarded``."""
+
+    @functools.wraps(method)
+    def spending(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            if not _is_full(error):
+                raise
+        self._reserve.unlink(missing_ok=True)  # the room folding the log into the database needs, at first
+        with contextlib.suppress(sqlite3.Error):  # another process reading: it folds in what it can
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return method(self, *args, **kwargs)
+
+    return spending
+
+
+def _is_full(error: sqlite3.Error) -> bool:
+    return getattr(error, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(error)
+
+
 #: How long a write waits for another mrunner's transaction before it gives up.
 LOCK_SECONDS = 60.0
+#: Space the records keep beside them (``records.db.reserve``) for the writes of ``_spends_the_reserve``: room
+#: for the ends of a sweep's running experiments and its stop. Made when a sweep is recorded, where the disk
+#: has room for it a few times over.
+RESERVE_BYTES = 256 * 1024
 
 
 class Store:
@@ -134,13 +166,13 @@ class Store:
                 f"the records database {path} is damaged ({text}): set it aside with `mv {path} {path}.damaged` "
                 f"(and its -wal and -shm files, if any); mrunner then starts new records"
             )
-        if name == "SQLITE_FULL" or "disk is full" in text:
-            return MrunnerError(
+        if _is_full(error):
+            return NotRecorded(
                 f"cannot write the records database {path}: the disk is full; free some space on that file system, "
                 f"or point XDG_DATA_HOME at another one (this change was not recorded)"
             )
         if name.startswith("SQLITE_READONLY") or "readonly" in text:
-            return MrunnerError(
+            return NotRecorded(
                 f"cannot write the records database {path}: it is read-only; make {folder} writable, or point "
                 f"XDG_DATA_HOME at a writable folder"
             )
@@ -159,6 +191,19 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def _reserve(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def _keep_reserve(self) -> None:
+        if self._reserve.exists():
+            return
+        try:
+            if shutil.disk_usage(self.path.parent).free > 4 * RESERVE_BYTES:
+                self._reserve.write_bytes(bytes(RESERVE_BYTES))
+        except OSError:
+            self._reserve.unlink(missing_ok=True)  # no room after all: the records go on without it
 
     # -- writing -------------------------------------------------------------------------------------------
 
@@ -221,6 +266,7 @@ class Store:
             _rollback(cursor)
             raise
         cursor.execute("COMMIT")
+        self._keep_reserve()
         return recorded
 
     @staticmethod
@@ -286,6 +332,7 @@ class Store:
         )
 
     @_guarded
+    @_spends_the_reserve
     def update_sweep(self, sweep: Sweep) -> None:
         """Save the backend's bookkeeping of a sweep (``package`` and ``detail``) and what a resume may change
         (the context's resources and limits, the code snapshot)."""
@@ -308,6 +355,7 @@ class Store:
         )
 
     @_guarded
+    @_spends_the_reserve
     def apply(self, sweep_id: str, updates: Sequence[RunUpdate], *, keep_terminal: bool = True) -> list[RunUpdate]:
         """Record state changes; return those that changed something.
 
@@ -442,6 +490,7 @@ class Store:
         return {index: detail for index, detail in latest.items() if detail}
 
     @_guarded
+    @_spends_the_reserve
     def start_attempt(
         self, sweep_id: str, indices: Sequence[int], snapshot_digest: str = "", changes: dict | None = None
     ) -> None:

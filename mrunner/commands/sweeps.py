@@ -14,7 +14,7 @@ from mrunner import following, planning, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS
 from mrunner.commands.results import output_dirs
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, NotRecorded
 from mrunner.recorder import STOPPED
 from mrunner.records import (
     COMPLETED,
@@ -75,7 +75,10 @@ def status_command(options: argparse.Namespace) -> int:
     if options.wait:
         following.wait(sweep, store, Reporter())
     else:
-        following.look(sweep, store, None if run is None else run.index)
+        try:
+            following.look(sweep, store, None if run is None else run.index)
+        except NotRecorded as error:  # what the backend says now is lost, what was recorded can still be shown
+            print(f"mrunner: warning: {error}; shown as last recorded", file=sys.stderr)
     if run is not None:
         run = store.run(sweep.id, run.index)
         shown = _show_run(store, sweep, run, options)

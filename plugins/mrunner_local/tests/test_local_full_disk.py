@@ -49,12 +49,26 @@ def project(tmp_path: Path, mrunner) -> Path:
     return tmp_path / "project"
 
 
+def fill(disk: Path) -> None:
+    """Take the last free byte of ``disk``, the records' reserve included."""
+    for reserve in disk.rglob("*.reserve"):
+        reserve.unlink()
+    try:
+        with open(disk / "filler", "wb") as filler:
+            while True:
+                filler.write(bytes(64 * 1024))
+                filler.flush()
+    except OSError:  # full, at the open or at a write
+        pass
+
+
 def done(ledger: Path) -> dict[int, int]:
     return {int(p.name.split("-")[1]): len(p.read_text()) for p in ledger.glob("done-*")}
 
 
-def states(mrunner, sweep: str) -> dict[int, str]:
-    return {e["index"]: e["state"] for e in json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]}
+def states(mrunner, sweep: str, env: dict | None = None) -> dict[int, str]:
+    shown = json.loads(mrunner("status", sweep, "--json", env=env).stdout)
+    return {e["index"]: e["state"] for e in shown["experiments"]}
 
 
 @pytest.mark.parametrize("detach", [False, True])
@@ -82,4 +96,39 @@ def test_a_storage_disk_that_fills_stops_the_sweep_and_resume_runs_the_rest_once
     resumed = mrunner("resume", sweep)
     assert resumed.returncode == 0, resumed.stderr
     assert set(states(mrunner, sweep).values()) == {COMPLETED}
+    assert done(ledger) == dict.fromkeys(range(POINTS), 1)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_a_full_disk_under_the_records_and_the_outputs_stops_the_sweep_and_resume_runs_the_rest_once(
+    mrunner, project, disk, detach
+):
+    """The records database shares the disk the experiments fill: whichever write meets the full disk first
+    (an experiment's output, its exit code, the records of its end), no experiment is recorded lost or runs
+    twice, and `resume` after space is freed completes the rest."""
+    ledger = project.parent / "ledger"
+    subprocess.run(["mount", "-o", "remount,size=3m", str(disk)], check=True)
+    env = {"XDG_DATA_HOME": str(disk / "data")}
+    arguments = ["fills.py", "-m", f"i=range({POINTS})", f"ledger={ledger}", f"context.storage_dir={disk}/storage",
+                 "context.max_parallel=2"]  # fmt: skip
+    result = mrunner(*arguments, *(["--detach"] if detach else []), env=env)
+    assert "Traceback" not in result.stderr, result.stderr
+    if detach:
+        assert result.returncode == 0, result.stderr
+        sweep = result.stdout.strip().splitlines()[-1]
+        wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep, env).values()), timeout=120,
+                 every=0.1)  # fmt: skip
+    else:
+        assert result.returncode != 0, result.stderr
+        assert "disk" in result.stderr.splitlines()[-1], result.stderr
+        sweep = json.loads(mrunner("status", "--json", env=env).stdout)[0]["sweep"]["id"]
+    ended = states(mrunner, sweep, env)
+    assert "lost" not in ended.values() and set(ended.values()) != {COMPLETED}, ended
+    fill(disk)  # not a byte left, the records' reserve spent: what was recorded can still be read
+    shown = mrunner("status", sweep, env=env)
+    assert shown.returncode == 0 and f"{POINTS} experiments" in shown.stdout, shown.stderr
+    subprocess.run(["mount", "-o", "remount,size=30m", str(disk)], check=True)  # space freed
+    resumed = mrunner("resume", sweep, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(states(mrunner, sweep, env).values()) == {COMPLETED}
     assert done(ledger) == dict.fromkeys(range(POINTS), 1)

@@ -27,6 +27,7 @@ def attempt(what, action):
 
 if config["mode"] != "look":  # what a careless script does, through the project's folders and its own file
     attempt("delete data/x", lambda: os.remove("data/x"))
+    attempt("delete conf/b.yaml", lambda: os.remove("conf/b.yaml"))
     attempt("add data/new", lambda: open("data/new", "w").write("new"))
     attempt("append conf/a.yaml", lambda: open("conf/a.yaml", "a").write("b: 2\\n"))
     attempt("append task.log", lambda: open("task.log", "a").write("more\\n"))
@@ -42,6 +43,7 @@ seen = {
     "task.log": open("task.log").read(),
     "script": open(__file__).read(),
     "own data": sorted(name for name in os.listdir("data") if os.path.exists(os.path.join("data", name))),
+    "own conf": sorted(name for name in os.listdir("conf") if os.path.exists(os.path.join("conf", name))),
     "errors": errors,
 }
 with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "seen.json"), "w") as out:
@@ -58,6 +60,7 @@ def project(tmp_path: Path, mrunner) -> Path:
     (folder / "data" / "x").write_text("x")
     (folder / "data" / "y").write_text("y")
     (folder / "conf" / "a.yaml").write_text("a: 1\n")
+    (folder / "conf" / "b.yaml").write_text("b: 1\n")
     (folder / "task.log").write_text("a run left this\n")  # as a Hydra job's hydra-task.log
     mrunner.cwd = folder
     return folder
@@ -84,12 +87,12 @@ def tree_of(home: Path) -> Path:
 
 
 def assert_original(view: dict) -> None:
-    assert view["data"] == ["x", "y"] and view["conf"] == ["a.yaml"] and view["a.yaml"] == "a: 1\n"
+    assert view["data"] == ["x", "y"] and view["conf"] == ["a.yaml", "b.yaml"] and view["a.yaml"] == "a: 1\n"
     assert view["script"] == SCRIPT and view["own data"] == ["x", "y"] and view["task.log"] == "a run left this\n"
 
 
 def assert_pristine(tree: Path) -> None:
-    assert sorted(os.listdir(tree / "data")) == ["x", "y"] and sorted(os.listdir(tree / "conf")) == ["a.yaml"]
+    assert sorted(os.listdir(tree / "data")) == ["x", "y"] and sorted(os.listdir(tree / "conf")) == ["a.yaml", "b.yaml"]
     assert (tree / "conf" / "a.yaml").read_text() == "a: 1\n" and (tree / "exp.py").read_text() == SCRIPT
     assert (tree / "task.log").read_text() == "a run left this\n"
 
@@ -110,7 +113,7 @@ def test_an_experiment_cannot_change_what_the_next_one_and_a_later_sweep_run(
     assert vandal["errors"] == {}  # every write succeeded ...
     assert vandal["a.yaml"] == "a: 1\nb: 2\n" and vandal["task.log"] == "a run left this\nmore\n"
     assert vandal["script"] == SCRIPT + "# damaged\n"  # ... and the experiment sees what it wrote
-    assert "new" in vandal["own data"] and "x" not in vandal["own data"]
+    assert "new" in vandal["own data"] and "x" not in vandal["own data"] and "b.yaml" not in vandal["own conf"]
     assert_original(look)  # ... and the next experiment does not
     if view == "overlay":
         assert vandal["own data"] == ["new"] and "new" in vandal["conf"]  # resolved paths stay in its view

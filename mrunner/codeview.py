@@ -95,10 +95,11 @@ def _only_placeholders(folder: str) -> bool:
     return True
 
 
-def available(storage: str) -> bool:
-    """Whether ``mount`` works for experiments whose folders lie below ``storage`` (an existing folder): tried
-    in a child process on a small overlay there, which checks that a write reaches the upper layer only."""
-    if os.environ.get(FAKE_NO_MOUNT) or not sys.platform.startswith("linux"):
+def available(code_dir: str, storage: str) -> bool:
+    """Whether ``mount`` works for the snapshot ``code_dir`` and experiments whose folders lie below
+    ``storage`` (an existing folder): tried in a child process, with an upper layer there, checking that a
+    file created in the view lands in the upper layer only."""
+    if os.environ.get(FAKE_NO_MOUNT) or _LIBC is None:
         return False
     try:
         probe = tempfile.mkdtemp(prefix=".mrunner-view-probe-", dir=storage)
@@ -109,7 +110,7 @@ def available(storage: str) -> bool:
         if pid == 0:
             code = 1
             try:
-                code = _probe(probe)
+                code = _probe(code_dir, probe)
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
@@ -120,24 +121,18 @@ def available(storage: str) -> bool:
         shutil.rmtree(probe, ignore_errors=True)
 
 
-def _probe(folder: str) -> int:
-    """In a child process: 0 when a view mounted below ``folder`` takes a write without passing it on."""
-    lower, upper, work = (os.path.join(folder, name) for name in ("lower", "upper", "work"))
-    for path in (lower, upper, work):
-        os.mkdir(path)
-    with open(os.path.join(lower, "file"), "w") as stream:
-        stream.write("lower")
+def _probe(code_dir: str, folder: str) -> int:
+    """In a child process: 0 when a view of ``code_dir`` mounted below ``folder`` keeps a new file to itself."""
+    upper, work = os.path.join(folder, "upper"), os.path.join(folder, "work")
+    os.mkdir(upper)
     try:
-        os.mkdir(os.path.join(lower, "outputs"))
-        os.mkdir(os.path.join(upper, "outputs"))
-        hide_placeholders(lower, upper, ["d outputs"])  # needs the right to set trusted.* attributes
-        mount(lower, upper, work)
+        os.setxattr(upper, "trusted.overlay.probe", b"y")  # what hide_placeholders needs
+        mount(code_dir, upper, work)
+        with open(os.path.join(upper, ".mrunner-view-probe"), "w") as stream:
+            stream.write("upper")
     except OSError:
         return 1
-    with open(os.path.join(upper, "file"), "a") as stream:
-        stream.write(" changed")
-    with open(os.path.join(lower, "file")) as stream:
-        return 0 if stream.read() == "lower" else 1
+    return 1 if os.path.lexists(os.path.join(code_dir, ".mrunner-view-probe")) else 0
 
 
 def _escape(path: str) -> str:

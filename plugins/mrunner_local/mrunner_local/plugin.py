@@ -84,7 +84,7 @@ class LocalBackend(Backend):
             os.makedirs(storage(sweep), exist_ok=True)
         except OSError:
             pass  # said where the sweep's folder is made
-        if codeview.available(storage(sweep)):
+        if codeview.available(str(code), storage(sweep)):
             return {"code_dir": str(code), "entries": working_entries(snapshot.files, sweep.workdir), "view": "overlay"}
         try:
             treeguard.watch(code, snapshot.files, snapshot.copy_file)

@@ -11,8 +11,8 @@ Below ``STORAGE_DIR`` (posix paths, the same on every backend)::
             mrunner-metrics.jsonl        what ``mrunner.report`` recorded, a line of JSON per call, every
                                          attempt appending (``mrunner results`` brings back only these)
         checkpoints/INDEX-NAME/          MRUNNER_CHECKPOINT_DIR: the same for every attempt of the experiment
-        views/INDEX-NAME/                the work folder of the experiment's copy-on-write view of the code
-                                         (``mrunner.codeview``), where a backend mounts one; empty after it
+        views/INDEX-NAME/                the work folder of an attempt's copy-on-write view of the code
+                                         (``mrunner.codeview``), where a backend mounts one; removed after it
         config/INDEX.json                MRUNNER_CONFIG: parameters and metadata (JSON, which is YAML too)
         logs/INDEX.ATTEMPT.log           what one attempt printed
         status/INDEX.ATTEMPT             one attempt's exit code, written when its command returns by itself

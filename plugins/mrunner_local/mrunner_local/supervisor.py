@@ -242,6 +242,8 @@ class Supervisor:
                 self._ended(run)
                 return
             code = child.wait()
+        if self.view == "overlay":  # the attempt's mount namespace ended with its wrapper: the view is gone
+            shutil.rmtree(layout.view_work_dir, ignore_errors=True)
         with self.lock:
             self.children.pop(run.index, None)
         end = end_of(run, layout.exit_code_file(), code, stopped=self.stopping.is_set())

@@ -125,6 +125,7 @@ def test_an_experiment_cannot_change_what_the_next_one_and_a_later_sweep_run(
         assert not os.path.lexists(folder / "data" / "y") or not (folder / "data" / "y").is_file()  # a whiteout
         assert "changed after" not in log(mrunner_home, sweep, 1) and "restored" not in first.stderr
         assert str(storage(mrunner_home)) not in Path("/proc/self/mountinfo").read_text()  # nothing left mounted
+        assert os.listdir(folder.parent / "views") == []  # nor the overlay's work folders
     else:
         assert f"changed after sweep {sweep} used it" in log(mrunner_home, sweep, 1)
         assert "restored" in first.stderr

@@ -1,6 +1,7 @@
 """One attempt of an experiment, as a remote backend starts it: ``python -m mrunner.attempt OPTIONS -- ARGV``.
 
-It prepares the attempt's folders and working directory (``mrunner.layout``), runs the experiment as the
+It prepares the attempt's folders and working directory (``mrunner.layout``; with ``--view``, a copy-on-write
+view of the code snapshot over the experiment's folder, ``mrunner.codeview``), runs the experiment as the
 leader of its own process group, passes the signals a scheduler sends before it stops a job (SIGTERM, SIGINT,
 SIGHUP, SIGUSR1, SIGUSR2) on to that whole group, kills the group once a stopping signal's grace period is
 over, and writes the exit code to the attempt's exit-code file when the experiment ended by itself (a stopped

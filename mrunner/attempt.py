@@ -1,6 +1,7 @@
 """One attempt of an experiment, as a remote backend starts it: ``python -m mrunner.attempt OPTIONS -- ARGV``.
 
-It prepares the attempt's folders and working directory (``mrunner.layout``), runs the experiment as the
+It prepares the attempt's folders and working directory (``mrunner.layout``; with ``--view``, a copy-on-write
+view of the code snapshot over the experiment's folder, ``mrunner.codeview``), runs the experiment as the
 leader of its own process group, passes the signals a scheduler sends before it stops a job (SIGTERM, SIGINT,
 SIGHUP, SIGUSR1, SIGUSR2) on to that whole group, kills the group once a stopping signal's grace period is
 over, and writes the exit code to the attempt's exit-code file when the experiment ended by itself (a stopped
@@ -24,6 +25,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from mrunner import codeview
 from mrunner import layout as contract
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -46,14 +48,14 @@ def command_line(
     python: str, code: str, command: Sequence[str], *, workdir: str = ".", entries: Sequence[str] = (),
     grace: float, config_from: str | None = None, log: str | None = None, once: bool = False,
     handshake: bool = False, requeue_on: str | None = None, requeue_command: str | None = None,
-    requeues_left: int | str | None = None, retries_left: int | str | None = None,
+    requeues_left: int | str | None = None, retries_left: int | str | None = None, view: bool = False,
 ) -> list[str]:  # fmt: skip
     """The wrapper's command line around an experiment's ``command``: the one place every backend (local,
     Slurm's batch script, a Kubernetes container, a third party's) gets it from, so that an option of the
     wrapper means the same everywhere. The options are those of ``main`` (``--help``); a ``Shell`` value is
     left for the caller's shell to expand."""
     line = [python, "-m", "mrunner.attempt", "--code", code, "--workdir", workdir or "."]
-    line += ["--entries", json.dumps(list(entries))]
+    line += ["--entries", json.dumps(list(entries))] + ["--view"] * view
     if config_from is not None:
         line += ["--config-from", config_from]
     line += ["--grace", str(grace)]
@@ -92,6 +94,11 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--code", required=True, help="the code snapshot's folder")
     parser.add_argument("--workdir", default=".", help="the start directory, relative to the snapshot")
     parser.add_argument("--entries", default="[]", help="JSON list from mrunner.layout.working_entries")
+    parser.add_argument(
+        "--view", action="store_true",
+        help="lay the code copy-on-write over the experiment's folder (mrunner.codeview: a mount namespace of "
+        "its own, root only) instead of links: its writes to the project's files never reach the shared code",
+    )  # fmt: skip
     parser.add_argument("--config-from", help="a file holding the config document (else $MRUNNER_CONFIG_DOCUMENT)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds between a stopping signal and the kill")
     parser.add_argument("--log", help="also append the experiment's output to this file (the attempt's log)")
@@ -157,7 +164,14 @@ def main(argv: Sequence[str]) -> int:
         if options.once and options.log and _started_before(options.log):
             _say(f"mrunner: attempt {layout.attempt} of this experiment started before: not started again")
             return STARTED_BEFORE
-        contract.prepare(layout, options.code, json.loads(options.entries), document)
+        entries = json.loads(options.entries)
+        if options.view:
+            entries = contract.real_folders(entries)
+            contract.unlink_snapshot_links(layout.experiment_dir, os.path.dirname(options.code))
+        contract.prepare(layout, options.code, entries, document)
+        if options.view:
+            codeview.hide_placeholders(options.code, layout.experiment_dir, entries)
+            codeview.mount(options.code, layout.experiment_dir, layout.view_work_dir)
         cwd = contract.working_directory(layout, options.workdir)
     except (OSError, KeyError, ValueError) as error:
         _say(f"mrunner: cannot set up the experiment: {error}")
@@ -179,7 +193,7 @@ def main(argv: Sequence[str]) -> int:
         for number in FORWARDED:
             signal.signal(number, _hold)  # a stop from now on keeps the next attempt from starting
         try:
-            contract.prepare(layout, options.code, json.loads(options.entries), _for_attempt(document, layout.attempt))
+            contract.prepare(layout, options.code, entries, _for_attempt(document, layout.attempt))
             cwd = contract.working_directory(layout, options.workdir)
             if log:
                 log = layout.log_file()

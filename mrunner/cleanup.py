@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mrunner import gc_lock, plugins, states
+from mrunner import gc_lock, plugins, states, treeguard
 from mrunner.backend import Artefact, Keep
 from mrunner.errors import MrunnerError
 from mrunner.following import refresh
@@ -147,9 +147,11 @@ def _remove(path: Path, kind: str, dry_run: bool) -> Artefact:
     files, size = size_of(path)
     if not dry_run:
         if path.is_dir() and not path.is_symlink():
-            for folder, _, _ in os.walk(path):
-                os.chmod(folder, 0o755)  # frozen copies are read-only
-            shutil.rmtree(path)
+            guard = treeguard.guard_dir(path)  # a watched snapshot's pristine copy and record go with it
+            for folder in [path, guard] if kind == "snapshot copy" and guard.is_dir() else [path]:
+                for inner, _, _ in os.walk(folder):
+                    os.chmod(inner, 0o755)  # frozen copies are read-only
+                shutil.rmtree(folder)
         else:
             path.unlink()
     return Artefact(kind, str(path), files, size)

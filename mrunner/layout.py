@@ -11,6 +11,8 @@ Below ``STORAGE_DIR`` (posix paths, the same on every backend)::
             mrunner-metrics.jsonl        what ``mrunner.report`` recorded, a line of JSON per call, every
                                          attempt appending (``mrunner results`` brings back only these)
         checkpoints/INDEX-NAME/          MRUNNER_CHECKPOINT_DIR: the same for every attempt of the experiment
+        views/INDEX-NAME/                the work folder of an attempt's copy-on-write view of the code
+                                         (``mrunner.codeview``), where a backend mounts one; removed after it
         config/INDEX.json                MRUNNER_CONFIG: parameters and metadata (JSON, which is YAML too)
         logs/INDEX.ATTEMPT.log           what one attempt printed
         status/INDEX.ATTEMPT             one attempt's exit code, written when its command returns by itself
@@ -23,6 +25,13 @@ per experiment would cost files x experiments on a cluster's quota'd file system
 keeps relative reads (``data/...``, configs) and imports working at a cost that does not grow with the
 project's size. Folders that hold only placeholders (``outputs/.gitkeep``) are made real, since scripts
 write into them; so are the folders on the way to the directory mrunner was started in.
+
+Links let a script that deletes ``data/x``, creates ``data/new`` or appends to ``conf/a.yaml`` reach the shared
+snapshot where file modes do not stop it (root). The local backend therefore lays a copy-on-write view of the
+snapshot over the experiment's folder instead of links, where it may mount one (``mrunner.codeview``: the
+attempt's wrapper makes no links then, only the real folders); where it may not, it mirrors the project's
+folders (``mirror``: real folders, a link per file, so deletes and creates stay in the experiment's folder)
+and watches the snapshot for writes through the links (``mrunner.treeguard``).
 
 This module is part of the experiment side that backends ship where experiments run (see
 ``mrunner.runtime``): it imports only the standard library.
@@ -94,6 +103,10 @@ class Layout:
         return f"{self.sweep_dir}/checkpoints/{self.folder_name}"
 
     @property
+    def view_work_dir(self) -> str:
+        return f"{self.sweep_dir}/views/{self.folder_name}"
+
+    @property
     def config_file(self) -> str:
         return f"{self.sweep_dir}/config/{self.index}.json"
 
@@ -128,10 +141,14 @@ def of_run(storage: str, sweep, run) -> Layout:  # sweep, run: mrunner.records.S
 # -- the working directory -----------------------------------------------------------------------------------
 
 
-def working_entries(files: Iterable[str], workdir: str = ".") -> list[str]:
+def working_entries(files: Iterable[str], workdir: str = ".", mirror: bool = False) -> list[str]:
     """How an experiment's folder mirrors the code snapshot, from the snapshot's file list: ``"d PATH"`` for a
-    folder made real, ``"l PATH"`` for a link to the snapshot's entry at ``PATH``. Computed once per sweep;
-    its length depends on the project's top-level entries and output folders, not on its number of files.
+    folder made real, ``"l PATH"`` for a link to the snapshot's entry at ``PATH``, and with ``mirror``
+    ``"m PATH"`` for a folder mirrored when the attempt is prepared (real folders, a link per file) instead of
+    a link to it. Computed once per sweep; its length depends on the project's top-level entries and output
+    folders, not on its number of files. ``mirror`` keeps deletes and creates below the project's folders in
+    the experiment's folder at the cost of a link per file per experiment: the local backend's choice where
+    it cannot mount a copy-on-write view (``mrunner.codeview``).
     """
     children: dict[str, set[str]] = {"": set()}
     folders: set[str] = {""}
@@ -165,6 +182,8 @@ def working_entries(files: Iterable[str], workdir: str = ".") -> list[str]:
             if child in real:
                 entries.append(f"d {child}")
                 visit(child)
+            elif mirror and child in folders:
+                entries.append(f"m {child}")
             elif not (child.rsplit("/", 1)[-1] in PLACEHOLDERS and only_placeholders.get(folder)):
                 entries.append(f"l {child}")
 
@@ -186,11 +205,11 @@ def prepare(layout: Layout, code_dir: str, entries: Iterable[str], document: str
         kind, relative = entry.split(" ", 1)
         target = os.path.join(root, relative)
         if kind == "d":
-            os.makedirs(target, exist_ok=True)
-        elif not os.path.lexists(target):
-            os.symlink(os.path.join(code_dir, relative), target)
-        elif os.path.islink(target) and os.readlink(target) != os.path.join(code_dir, relative):
-            _relink(target, os.path.join(code_dir, relative))  # an attempt of other code (`resume --current-code`)
+            _folder(target)
+        elif kind == "m":
+            _mirror(os.path.join(code_dir, relative), target)
+        else:
+            _link(os.path.join(code_dir, relative), target)
     if document is not None:
         write_atomic(layout.config_file, document)
     write_atomic(layout.exit_code_file(), EXIT_CODE_ROOM)
@@ -211,6 +230,51 @@ def write_exit_code(path: str, status: int) -> None:
     except OSError:
         with open(path, "r+", encoding="ascii") as stream:
             stream.write(f"{status}".ljust(len(EXIT_CODE_ROOM) - 1) + "\n")
+
+
+def real_folders(entries: Iterable[str]) -> list[str]:
+    """Only the real folders of ``entries``: what an experiment's folder needs under a copy-on-write view of
+    the snapshot, which shows the snapshot's files itself."""
+    return [entry for entry in entries if entry.startswith("d ")]
+
+
+def unlink_snapshot_links(root: str, trees: str) -> None:
+    """Remove the links below ``root`` that point into a code snapshot below ``trees`` (made by an earlier
+    attempt that ran with links): under a copy-on-write view they would still reach the shared snapshot."""
+    prefix = trees.rstrip("/") + "/"
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and os.readlink(path).startswith(prefix):
+                os.unlink(path)
+
+
+def _folder(path: str) -> None:
+    """A real folder at ``path``: a link to a snapshot's folder that an earlier attempt made is replaced, so
+    that nothing this attempt creates there lands in a snapshot."""
+    if os.path.islink(path):
+        os.unlink(path)
+    os.makedirs(path, exist_ok=True)
+
+
+def _mirror(source: str, target: str) -> None:
+    """Mirror the snapshot's folder ``source`` at ``target``: real folders and a link per file. Deleting or
+    adding a file below it then touches only the experiment's own folder, never the snapshot that later
+    experiments and sweeps share (the cost is a link per file: benchmarks/results-snapshot-guard.md)."""
+    for directory, _, names in os.walk(source):
+        inner = os.path.relpath(directory, source)
+        folder = target if inner == "." else os.path.join(target, inner)
+        _folder(folder)
+        for name in names:
+            _link(os.path.join(directory, name), os.path.join(folder, name))
+
+
+def _link(source: str, target: str) -> None:
+    """A link at ``target`` to ``source``; an experiment's own file there is never replaced."""
+    if not os.path.lexists(target):
+        os.symlink(source, target)
+    elif os.path.islink(target) and os.readlink(target) != source:
+        _relink(target, source)  # an attempt of other code (`resume --current-code`)
 
 
 def _relink(path: str, source: str) -> None:

@@ -21,6 +21,7 @@ EXPERIMENT_MODULES = (
     "wandb_run.py",
     "layout.py",
     "attempt.py",
+    "codeview.py",
     "hydra_job.py",
     "helpers/__init__.py",
     "helpers/client_helper.py",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mrunner import paths
 from mrunner.backend import Backend, Pulled, SubmitOptions
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, os_error
 from mrunner.hookspecs import hookimpl
 from mrunner.records import ACTIVE, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -70,10 +70,28 @@ class LocalBackend(Backend):
         return lines
 
     def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
-        from mrunner.layout import working_entries
+        """The snapshot's folder and how experiments see it: through a copy-on-write view where this machine
+        may mount one (``view: overlay``), else through links per file with the folder watched
+        (``view: watched``): either way no experiment changes what the next one and later sweeps run."""
+        import os
 
-        entries = working_entries(snapshot.files, sweep.workdir)
-        return {"code_dir": str(snapshot.folder()), "entries": entries}
+        from mrunner import codeview, treeguard
+        from mrunner.layout import working_entries
+        from mrunner_local.supervisor import storage
+
+        code = snapshot.folder()
+        try:
+            os.makedirs(storage(sweep), exist_ok=True)
+        except OSError:
+            pass  # said where the sweep's folder is made
+        if codeview.available(str(code), storage(sweep)):
+            return {"code_dir": str(code), "entries": working_entries(snapshot.files, sweep.workdir), "view": "overlay"}
+        try:
+            treeguard.watch(code, snapshot.files, snapshot.copy_file)
+        except OSError as error:
+            raise os_error(error, "keep a pristine copy of the code snapshot in", treeguard.guard_dir(code)) from None
+        entries = working_entries(snapshot.files, sweep.workdir, mirror=True)
+        return {"code_dir": str(code), "entries": entries, "view": "watched"}
 
     def setup_resources(self, sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any]:
         from mrunner_local.supervisor import sweep_dir

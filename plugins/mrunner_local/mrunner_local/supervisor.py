@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mrunner import layout as contract
-from mrunner import process
+from mrunner import process, treeguard
 from mrunner.attempt import SETUP_FAILED, command_line
 from mrunner.errors import MrunnerError
 from mrunner.recorder import Recorder
@@ -131,6 +131,9 @@ class Supervisor:
         self.base_env = {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1")}
         self.entries = list(sweep.package.get("entries") or [])
         self.code_dir = sweep.package["code_dir"]
+        #: How experiments see the code (``package``): a copy-on-write view, or links to a watched snapshot
+        #: (None: a sweep recorded before either, with links per top-level entry).
+        self.view = sweep.package.get("view")
         self.grace = float(sweep.context["grace_period"])
 
     def record(self, update: RunUpdate) -> None:
@@ -173,6 +176,15 @@ class Supervisor:
         layout = layout_of(self.sweep, run)
         if _disk_full(storage(self.sweep)):
             raise DiskFull(self._full_message(), run)
+        damage = None
+        if self.view == "watched":
+            try:
+                damage = treeguard.check(Path(self.code_dir), self.sweep.id)  # what an earlier experiment changed
+            except OSError as error:
+                detail = f"cannot check its code snapshot: {error}"
+                self.record(RunUpdate(run.index, FAILED, exit_code=SETUP_FAILED, detail=detail))
+                self._ended(run)
+                return
         env = {**self.base_env, **run.env, **self.secrets, **layout.environment()}
         env["MRUNNER_CONFIG_DOCUMENT"] = json.dumps(run.config_document(self.sweep))
         if gpus is not None:
@@ -190,9 +202,12 @@ class Supervisor:
             return
         command = command_line(
             sys.executable, self.code_dir, run.command, workdir=self.sweep.workdir, entries=self.entries,
-            grace=self.grace, handshake=True,
+            grace=self.grace, handshake=True, view=self.view == "overlay",
         )  # fmt: skip
         with output:
+            if damage:
+                output.write(f"mrunner: {damage}\n".encode())
+                print(f"mrunner: warning: {damage}", file=sys.stderr, flush=True)
             with self.lock:  # a stop either sees this child or keeps it from starting: never neither
                 if self.stopping.is_set() or self.recorder.state(run.index) != SUBMITTED:
                     return  # cancelled (or taken over) while it waited
@@ -227,6 +242,8 @@ class Supervisor:
                 self._ended(run)
                 return
             code = child.wait()
+        if self.view == "overlay":  # the attempt's mount namespace ended with its wrapper: the view is gone
+            shutil.rmtree(layout.view_work_dir, ignore_errors=True)
         with self.lock:
             self.children.pop(run.index, None)
         end = end_of(run, layout.exit_code_file(), code, stopped=self.stopping.is_set())

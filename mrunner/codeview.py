@@ -1,0 +1,144 @@
+"""A copy-on-write view of the code snapshot in each experiment's folder: what keeps an experiment, root's
+included, from changing the snapshot that the next experiment and every later sweep of the same code run,
+while its own writes to the project's files succeed.
+
+Why copy-on-write, and why this way. An experiment's folder shows the project's files; experiments of a sweep
+and later sweeps of the same code share one frozen copy of them (``mrunner.snapshot``). File modes keep an
+ordinary user from writing to it, not root (most containers and cloud images). Sealing the copy (the immutable
+flag) stops root too, but then a script that legitimately writes to a file the project holds fails with EPERM:
+a Hydra job appending to the ``hydra-task.log`` an earlier run left in the project, a script that rewrites a
+config or a cache it ships with. A link per file cannot be made copy-on-write either: a plain ``open(path,
+"a")`` through a link reaches the shared file, and no user-space rule (copy what looks like an output: logs,
+top-level files) knows which files a script writes. Copying the tree per experiment would cost its size per
+experiment. An overlay mount gives each experiment exactly the semantics wanted, at the cost of one mount:
+
+    the experiment's folder  =  overlay(lower = the snapshot's folder, upper = the experiment's folder itself)
+
+mounted at the experiment's folder, in a mount namespace of the attempt's own (``unshare``). Reads see the
+snapshot's files; the first write to one copies it into the experiment's folder (the file only, not the tree);
+a created file lands there; a delete leaves a whiteout there (a character device 0/0, which transfers skip).
+The snapshot is never written, and the experiment sees its own writes. The namespace belongs to the attempt's
+wrapper and its experiment: the mount is seen by no other process, and it goes when they end, a crash or a
+kill included, so there is nothing to unmount and nothing for ``gc`` but the overlay's empty work folder in
+the sweep's folder (``Layout.view_work_dir``), removed with it.
+
+It needs the right to mount (root with CAP_SYS_ADMIN) and a storage file system that overlayfs accepts as its
+upper layer (ext4, xfs, btrfs, tmpfs; not NFS). ``available`` finds out once per sweep by mounting a small
+overlay in a child process; where it cannot, the local backend falls back to links per file and a watched
+snapshot (``mrunner.treeguard``): the write succeeds, and the changed tree is found, restored and named before
+it is used again.
+
+This module is part of the experiment side that backends ship where experiments run (``mrunner.runtime``):
+standard library only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
+
+from mrunner.layout import PLACEHOLDERS
+
+#: Set only by tests (and the benchmark): behave as where mounting is impossible (an ordinary user, a container
+#: without CAP_SYS_ADMIN, a storage file system overlayfs cannot write to).
+FAKE_NO_MOUNT = "MRUNNER_FAKE_NO_OVERLAY"
+
+# Loaded when imported, before the local backend forks a wrapper from a process with other threads.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_CLONE_NEWNS = 0x00020000
+_MS_REC = 0x4000
+_MS_SLAVE = 1 << 19
+
+
+class ViewError(OSError):
+    """The view could not be mounted; its message says which step failed."""
+
+
+def mount(code_dir: str, folder: str, work_dir: str) -> None:
+    """Lay the snapshot ``code_dir`` copy-on-write over ``folder`` (the experiment's folder, which keeps what
+    the experiment writes), for this process and the processes it starts. ``work_dir``: an empty folder on the
+    same file system as ``folder`` that overlayfs needs, of this experiment alone. Call it in a process of
+    one thread (the attempt's wrapper before it starts the experiment)."""
+    libc = _LIBC
+    if libc is None:
+        raise ViewError(0, "cannot mount a copy-on-write view of the code: not on Linux")
+    os.makedirs(work_dir, exist_ok=True)
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        _fail("make a mount namespace of its own", ctypes.get_errno())
+    # Mounts made here never propagate out; those made outside later still reach the experiment.
+    if libc.mount(b"none", b"/", None, _MS_REC | _MS_SLAVE, None) != 0:
+        _fail("keep its mounts to itself", ctypes.get_errno())
+    options = f"lowerdir={_escape(code_dir)},upperdir={_escape(folder)},workdir={_escape(work_dir)}"
+    if libc.mount(b"overlay", os.fsencode(folder), b"overlay", 0, os.fsencode(options)) != 0:
+        _fail("mount the copy-on-write view of the code", ctypes.get_errno())
+
+
+def hide_placeholders(code_dir: str, folder: str, entries: Iterable[str]) -> None:
+    """Keep the output folders of ``entries`` (``"d PATH"`` folders of the snapshot holding only placeholders
+    such as ``outputs/.gitkeep``) empty under the view, as they are with links: each is marked opaque in
+    ``folder``, the upper layer, so the snapshot's placeholders do not show through. Before ``mount``."""
+    for entry in entries:
+        kind, relative = entry.split(" ", 1)
+        lower = os.path.join(code_dir, relative)
+        if kind == "d" and os.path.isdir(lower) and _only_placeholders(lower):
+            os.setxattr(os.path.join(folder, relative), "trusted.overlay.opaque", b"y")
+
+
+def _only_placeholders(folder: str) -> bool:
+    for _, _, names in os.walk(folder):
+        if any(name not in PLACEHOLDERS for name in names):
+            return False
+    return True
+
+
+def available(code_dir: str, storage: str) -> bool:
+    """Whether ``mount`` works for the snapshot ``code_dir`` and experiments whose folders lie below
+    ``storage`` (an existing folder): tried in a child process, with an upper layer there, checking that a
+    file created in the view lands in the upper layer only."""
+    if os.environ.get(FAKE_NO_MOUNT) or _LIBC is None:
+        return False
+    try:
+        probe = tempfile.mkdtemp(prefix=".mrunner-view-probe-", dir=storage)
+    except OSError:
+        return False
+    try:
+        pid = os.fork()  # a child of this process: a new interpreter would cost ten times as much
+        if pid == 0:
+            code = 1
+            try:
+                code = _probe(code_dir, probe)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+def _probe(code_dir: str, folder: str) -> int:
+    """In a child process: 0 when a view of ``code_dir`` mounted below ``folder`` keeps a new file to itself."""
+    upper, work = os.path.join(folder, "upper"), os.path.join(folder, "work")
+    os.mkdir(upper)
+    try:
+        os.setxattr(upper, "trusted.overlay.probe", b"y")  # what hide_placeholders needs
+        mount(code_dir, upper, work)
+        with open(os.path.join(upper, ".mrunner-view-probe"), "w") as stream:
+            stream.write("upper")
+    except OSError:
+        return 1
+    return 1 if os.path.lexists(os.path.join(code_dir, ".mrunner-view-probe")) else 0
+
+
+def _escape(path: str) -> str:
+    """A path as overlayfs's options take it: its separators (``,`` and ``:``) and backslashes escaped."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+def _fail(what: str, number: int) -> None:
+    raise ViewError(number, f"cannot {what}: {os.strerror(number)}")

@@ -56,26 +56,34 @@ def units(runs: Sequence[Run], max_array_size: int) -> list[Unit]:
     A task id is the run's own index when that fits (so `JOB_5` is experiment 5); a later array of a
     large sweep counts from its first index instead.
     """
-    groups: dict[tuple[int, str], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.attempt, run.resource_class), []).append(run)
     result: list[Unit] = []
-    for group in sorted(groups.values(), key=lambda group: (group[0].attempt, min(run.index for run in group))):
-        group.sort(key=lambda run: run.index)
+    for attempt, group in classes(runs):
         chunk: list[Run] = []
         for run in group:
             if chunk and run.index - chunk[0].index >= max_array_size:
-                result.append(_unit(chunk, max_array_size))
+                result.append(_unit(attempt, chunk, max_array_size))
                 chunk = []
             chunk.append(run)
         if chunk:
-            result.append(_unit(chunk, max_array_size))
+            result.append(_unit(attempt, chunk, max_array_size))
     return result
 
 
-def _unit(chunk: list[Run], max_array_size: int) -> Unit:
+def classes(runs: Sequence[Run]) -> list[tuple[int, list[Run]]]:
+    """The runs of each attempt and resource class (``Run.resource_class``), each group by index: by attempt,
+    then in the order of their first runs (one pass over ``runs``, which may be read from the records)."""
+    groups: dict[tuple[int, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.attempt, run.resource_class), []).append(run)
+    for group in groups.values():
+        group.sort(key=lambda run: run.index)
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], item[1][0].index))
+    return [(attempt, group) for (attempt, _), group in ordered]
+
+
+def _unit(attempt: int, chunk: list[Run], max_array_size: int) -> Unit:
     offset = 0 if chunk[-1].index < max_array_size else chunk[0].index
-    return Unit(chunk[0].attempt, chunk, offset, dict(chunk[0].resources))
+    return Unit(attempt, chunk, offset, dict(chunk[0].resources))
 
 
 def max_array_size(connection: Connection) -> int:

@@ -116,3 +116,31 @@ def test_resume_with_a_resource_option_overrides_the_class(cluster, mrunner):
     assert [r["resources"] for r in runs] == [{"mem": "900M"}] * 2
     assert [memory_of(cluster, document, r, 1)["mem"] for r in runs] == ["900", "900"]
     assert [r["attempts"][1]["changes"] for r in runs] == [{"mem": "900M"}] * 2
+
+
+def test_arrays_group_runs_by_attempt_and_resource_class():
+    """No cluster: which arrays a submission makes, and the sbatch options each class's array gets."""
+    from mrunner_slurm.submit import arrays, units
+
+    from mrunner.planning import validated_context
+    from mrunner.records import Run, Sweep
+
+    def run(index: int, attempt: int, **resources) -> Run:
+        return Run("s", index, f"id{index}", "n", {}, ["python3", "t.py"], attempt=attempt, resources=resources)
+
+    runs = [run(0, 0, mem="1G"), run(1, 0, mem="2G"), run(2, 0, mem="1G"), run(3, 1, mem="2G"), run(4, 0)]
+    grouped = units(runs, max_array_size=1001)
+    assert [(u.attempt, u.resources, [r.index for r in u.runs]) for u in grouped] == [
+        (0, {"mem": "1G"}, [0, 2]), (0, {"mem": "2G"}, [1]), (0, {}, [4]), (1, {"mem": "2G"}, [3]),
+    ]  # fmt: skip
+    assert len({u.name(Sweep("s", "n", 0, "c", "slurm", {}, "p", "d", "/p")) for u in grouped}) == 4
+    context = validated_context("c", {"backend": "slurm", "slurm_url": "h", "mem": "500M"})
+    sweep = Sweep(
+        "s", "n", 0, "c", "slurm", context, "p", "d" * 64, "/p",
+        package={"storage_dir": "/st", "code_dir": "/st/code", "entries": []}, detail={"sweep_dir": "/st/p/s"},
+    )  # fmt: skip
+    made = arrays(sweep, runs, 1001)
+    assert [[o for o in a.argv if o.startswith("--mem=")] for a in made] == [
+        ["--mem=1G"], ["--mem=2G"], ["--mem=500M"], ["--mem=2G"],
+    ]  # fmt: skip
+    assert [a.argv[3] for a in made] == ["--array=0,2", "--array=1", "--array=4", "--array=3"]

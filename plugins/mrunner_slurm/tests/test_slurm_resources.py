@@ -84,6 +84,8 @@ def test_each_memory_class_is_its_own_array_and_resume_keeps_the_class(cluster, 
     assert shown.returncode == 0, shown.stderr
     assert "resources: mem=600M (2), mem=1200M (2)" in shown.stdout
     assert "RESOURCES" in shown.stdout and "mem=1200M" in shown.stdout.splitlines()[-1]
+    one = mrunner("status", f"{sweep}/3")
+    assert "resources: mem=1200M (beyond context test-slurm)" in one.stdout, one.stdout
 
     cluster.ssh(f"touch {cluster.storage}/heal")
     resumed = mrunner("resume", sweep, "--wait")

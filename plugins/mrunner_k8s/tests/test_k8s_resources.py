@@ -37,3 +37,14 @@ def test_each_pod_gets_the_memory_of_its_point(mrunner, project, cluster, namesp
     assert memory == {"0": "64Mi", "1": "128Mi"}
     shown = mrunner("status", sweep_id)
     assert "resources: mem=64Mi (1), mem=128Mi (1)" in shown.stdout, shown.stdout
+
+
+def test_only_the_point_asking_more_than_any_node_says_it_can_never_run(mrunner, project):  # noqa: F811
+    sweep_id, _ = submit(mrunner, "-m", "context.mem=64Mi,1000Ti", "lr=0.2")
+    runs = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda runs: runs[0]["state"] == "completed" and "can never run" in (runs[1]["detail"] or ""),
+        timeout=300, every=1, what="the small point to complete and the big one to be found unschedulable",
+    )  # fmt: skip
+    assert runs[1]["state"] == "pending" and "mem 1000Ti is more than any node offers" in runs[1]["detail"]
+    assert mrunner("cancel", sweep_id).returncode == 0

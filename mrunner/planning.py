@@ -74,6 +74,7 @@ class Plan:
         self.resources = grid.Grid(
             resources.axes(swept, plain, keys, self.context["backend"], self.context_name, request.multirun)
         )
+        self._resource_points = [resources.point(self.resources, r) for r in range(len(self.resources))]
         # right away: a backend may start slow work here (the Slurm plugin connects in the background)
         plugins.check(self.context, self.context_name, request.dry_run)
         # the project holds the target (the nearest marker up from it); the launcher's jobs have none: the cwd's
@@ -133,12 +134,9 @@ class Plan:
     def resource_classes(self) -> dict[str, tuple[dict[str, Any], int]]:
         """Each distinct set of per-point resources (by its label, ``records.resource_label``; empty: the
         context's own) with how many experiments ask for it, in the order they first appear."""
-        from mrunner import resources
-
         classes: dict[str, tuple[dict[str, Any], int]] = {}
-        points = [resources.point(self.resources, r) for r in range(len(self.resources))]
         for experiment in self.base:
-            for own in points:
+            for own in self._resource_points:
                 merged = {**experiment.resources, **own}
                 label = resource_label(merged)
                 classes[label] = (merged, classes.get(label, (merged, 0))[1] + len(self.grid))
@@ -161,9 +159,8 @@ class Plan:
         resource_point, point = divmod(index % per_experiment, len(self.grid))
         changes: dict[str, Any] = {}
         if self.resources.axes:
-            from mrunner import resources
-
-            changes["resources"] = {**experiment.resources, **resources.point(self.resources, resource_point)}
+            own = self._resource_points[resource_point]
+            changes["resources"] = {**experiment.resources, **own} if experiment.resources else own
         if self.request.experiments is not None:
             return dataclasses.replace(experiment, **changes) if changes else experiment
         from mrunner import grid

@@ -83,7 +83,7 @@ def classes(runs: Sequence[Run]) -> list[tuple[int, list[Run]]]:
 
 def _unit(attempt: int, chunk: list[Run], max_array_size: int) -> Unit:
     offset = 0 if chunk[-1].index < max_array_size else chunk[0].index
-    return Unit(attempt, chunk, offset, dict(chunk[0].resources))
+    return Unit(attempt, chunk, offset, resources=dict(chunk[0].resources))
 
 
 def max_array_size(connection: Connection) -> int:

@@ -7,7 +7,9 @@ benchmarks/results-resources.md.
 and, with a swept ``context.mem``, its resources) for a sweep of RUNS experiments on a Slurm context (a dry
 plan: nothing is contacted), with no resource swept against 2 and 4 classes of the same total size.
 "group into arrays" is ``mrunner_slurm.submit.units`` over RUNS recorded-looking runs whose classes
-alternate (the worst case: every class spans the whole index range). Best of REPEATS, in one process, CPU time
+alternate (the worst case: every class spans the whole index range). "status" is what `mrunner status SWEEP`
+adds, ``Store.resource_classes`` (one GROUP BY over the sweep's rows), beside the ``Store.counts`` it already
+made, for a recorded sweep of RUNS runs in two classes. Best of REPEATS, in one process, CPU time
 of this process (the machine is shared: time spent waiting for a core is left out).
 """
 
@@ -80,6 +82,24 @@ def group(runs: int, repeats: int) -> list[tuple[int, float, int]]:
     return found
 
 
+def status(runs: int, repeats: int) -> tuple[float, float]:
+    from mrunner.records import Run, Sweep
+    from mrunner.store import Store
+
+    store = Store(Path(tempfile.mkdtemp(prefix="mrunner-bench-resources-")) / "records.db")
+    sweep = Sweep("bench-resources", "n", 0.0, "c", "slurm", {}, "p", "d" * 64, "/p")
+    made = [
+        Run("", i, f"{i:016x}", "n", {}, ["python3", "exp.py"], resources={"mem": "8G" if i % 2 else "32G"})
+        for i in range(runs)
+    ]  # fmt: skip
+    store.record_sweep(sweep, made, skip_submitted=False)
+    assert len(store.resource_classes(sweep.id)) == 2
+    return (
+        best(repeats, lambda: store.counts(sweep.id)),
+        best(repeats, lambda: store.resource_classes(sweep.id)),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20000)
@@ -87,6 +107,7 @@ def main() -> None:
     options = parser.parse_args()
     made = make_runs(options.runs, options.repeats)
     grouped = group(options.runs, options.repeats)
+    counts, classes = status(options.runs, options.repeats)
     load = os.getloadavg()[0]
     lines = [
         "# Per-point resources",
@@ -108,6 +129,10 @@ def main() -> None:
         "| classes | time | arrays |",
         "|---|---|---|",
         *(f"| {classes} | {seconds * 1e3:.1f} ms | {arrays} |" for classes, seconds, arrays in grouped),
+        "",
+        f"`mrunner status SWEEP` of a recorded {options.runs:,}-run sweep in two classes: the classes line costs",
+        f"{classes * 1e3:.1f} ms (`Store.resource_classes`), beside {counts * 1e3:.1f} ms for the state counts",
+        "(`Store.counts`) it already read.",
         "",
         "The machine is shared by other work (the load average above): differences between rows smaller than",
         "the spread between repeated runs of this script are noise, not a cost of per-point resources.",

@@ -147,14 +147,28 @@ def test_the_dry_run_shows_each_class_with_its_count_and_sbatch_options(project,
         (("+context=cluster", "-m", "context.mem=1G,2G", "--mem", "3G"), "context.mem is set more than once"),
         (("+context=cluster", "-m", "context.gpu=1,a:b"), "gpu must be a count or type:count"),
         (("+context=cluster", "-m", "context.nodes=1,x"), "key 'nodes' must be int, got str 'x'"),
-        (("-m", "context.gpus_per_experiment=1,2"),
-         "the local backend takes no per-point resources, so context key 'gpus_per_experiment' must be one value"),
+        (("-m", "context.storage_dir=/a,/b"),
+         "'storage_dir' cannot vary per point; keys of the local backend that may: gpus_per_experiment"),
     ],
 )  # fmt: skip
 def test_a_key_that_cannot_vary_per_point_is_refused_in_one_line(project, mrunner, mrunner_home, args, said):
     for dry in ([], ["--dry-run"]):
         assert_one_line_error(mrunner("train.py", *args, *dry), said)
     assert recorded_sweeps(mrunner_home) == 0
+
+
+def test_a_backend_without_per_point_keys_refuses_any_swept_key():
+    from mrunner import resources
+    from mrunner.errors import MrunnerError
+    from mrunner.schema import ContextKey
+
+    keys = {"mem": ContextKey("mem", str), "storage_dir": ContextKey("storage_dir", str)}
+    with pytest.raises(MrunnerError) as refused:
+        resources.axes(["context.mem=1G,2G"], [], keys, "process", "c", multirun=True)
+    assert str(refused.value) == (
+        "'context.mem=1G,2G': the process backend takes no per-point resources, so context key 'mem' must be one "
+        "value for the whole sweep"
+    )
 
 
 def test_a_database_from_before_per_point_resources_opens_with_none(mrunner_home):

@@ -8,6 +8,7 @@ import shlex
 
 from mrunner import plugins
 from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
+from mrunner.records import resource_label
 from mrunner.snapshot import Snapshot
 from mrunner.submission import collect_secrets
 
@@ -30,8 +31,7 @@ def describe(plan: Plan) -> list[str]:
         f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
         f"project {plan.project}, code from {plan.root}",
     ]
-    steps = plugins.backend(plan.context["backend"]).plan(plan.context, count)
-    lines += ["plan:", *(f"  - {step}" for step in steps)]
+    lines += ["plan:", *planned_steps(plan)]
     if too_large(plan) and not plan.request.yes:
         lines.append(f"refused without --yes: {too_large(plan)}")
     shown = min(count, DRY_RUN_SHOWN)
@@ -40,9 +40,31 @@ def describe(plan: Plan) -> list[str]:
     lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
     for index in range(shown):
         experiment = plan.experiment(index)
-        lines.append(f"  [{index}] {experiment.name}: {grid.describe(experiment.parameters) or '(no parameters)'}")
+        own = f" [{resource_label(experiment.resources)}]" if experiment.resources else ""
+        lines.append(f"  [{index}] {experiment.name}: {grid.describe(experiment.parameters) or '(no parameters)'}{own}")
         lines.append(f"      $ {shlex.join(plan.command(experiment))}")
     return lines + rendered(plan, frozen)
+
+
+def planned_steps(plan: Plan) -> list[str]:
+    """The backend's plan (``Backend.plan``), once per resource class when experiments ask for different
+    resources: the steps every class shares once, then each class with its count and its own steps (a
+    Slurm job array of its own, with its own sbatch options)."""
+    backend = plugins.backend(plan.context["backend"])
+    classes = plan.resource_classes()
+    if len(classes) == 1:
+        ((own, count),) = classes.values()
+        return [f"  - {step}" for step in backend.plan({**plan.context, **own}, count)]
+    steps = {label: backend.plan({**plan.context, **own}, count) for label, (own, count) in classes.items()}
+    # shared: what the whole sweep's plan says too (so neither the count nor a class's resources changed it)
+    whole = backend.plan(plan.context, len(plan))
+    shared = [step for step in whole if all(step in each for each in steps.values())]
+    lines = [f"  - {step}" for step in shared]
+    lines.append(f"  - {len(classes)} resource classes, each submitted on its own:")
+    for label, (_, count) in classes.items():
+        lines.append(f"    - {label or '(the context as it is)'}: {count} experiment{'s' * (count != 1)}")
+        lines += [f"      - {step}" for step in steps[label] if step not in shared]
+    return lines
 
 
 def rendered(plan: Plan, frozen: Snapshot) -> list[str]:

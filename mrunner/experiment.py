@@ -23,7 +23,10 @@ class Experiment:
 
     ``exclude`` (gitignore patterns) and ``paths_to_copy`` shape the code snapshot, which a sweep shares:
     the sweep uses the union of its experiments' lists. ``overrides`` are what a Hydra app receives on its
-    command line, in Hydra's grammar (the plan sets them: see ``grid.hydra_point``).
+    command line, in Hydra's grammar (the plan sets them: see ``grid.hydra_point``). ``resources`` are
+    context keys this experiment asks for differently from the context (``{"mem": "32G", "gpu": 2}``): only
+    keys the backend declares per point (resources), checked when the sweep is planned; experiments of the
+    same resources are submitted together (one Slurm job array per class).
     """
 
     script: str
@@ -36,6 +39,7 @@ class Experiment:
     exclude: list[str] = field(default_factory=list)
     paths_to_copy: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    resources: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.script, str) or not self.script.strip():
@@ -49,6 +53,11 @@ class Experiment:
                 f"experiment {self.name or self.script}: parameters must be plain data "
                 f"(numbers, strings, booleans, None, lists, mappings): {error}"
             ) from None
+        if not isinstance(self.resources, Mapping) or not all(isinstance(k, str) for k in self.resources):
+            raise MrunnerError(
+                f"experiment {self.name or self.script}: resources must be a mapping of context keys to values, "
+                f"such as {{'mem': '32G'}}"
+            )
         bad_env = [k for k, v in self.env.items() if not isinstance(v, str)]
         if bad_env:
             raise MrunnerError(f"experiment {self.name or self.script}: env value of {bad_env[0]} must be a string")

@@ -24,6 +24,9 @@ def markdown() -> str:
         "",
         "Every key a context may set, as the core, the trackers and each backend declare it (a dataclass: see",
         "`mrunner/schema.py`). `mrunner context show NAME --keys` lists the keys of one context's backend.",
+        "A key marked *per point* is a resource each grid point may ask for differently",
+        "(`-m context.mem=8G,32G`, or a spec's `create_experiments(..., resources={...})`): each distinct set is",
+        "submitted as its own class (a Slurm job array each). See [per-point resources](resources.md).",
         "",
         "## Every context",
         "",
@@ -47,7 +50,8 @@ def _table(keys: Iterable[ContextKey]) -> list[str]:
         core = declared.core_default_text()
         if core is not None:
             default = f"{default or 'none'} (the core's: `{core}`)"
-        cells = [f"`{declared.name}`", declared.kind(), default, declared.option or "", declared.help]
+        meaning = declared.help + (" *(per point)*" if declared.per_point else "")
+        cells = [f"`{declared.name}`", declared.kind(), default, declared.option or "", meaning]
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return rows
 

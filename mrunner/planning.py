@@ -7,6 +7,7 @@ only backend calls made are the ones that check and complete a plan (check, cont
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from mrunner import checks, config, plugins
 from mrunner.errors import MrunnerError
 from mrunner.experiment import Experiment, identity, target
 from mrunner.naming import experiment_name, sweep_id
-from mrunner.records import Run, Sweep
+from mrunner.records import Run, Sweep, resource_label
 from mrunner.schema import ContextKey, validate
 from mrunner.snapshot import Snapshot
 
@@ -63,8 +64,17 @@ class Plan:
             raise MrunnerError(f"target {target} does not exist: give an experiment script or a spec file")
         if request.experiments is None and target is not None and not target.is_file():
             raise MrunnerError(f"target {target} is not a file: give an experiment script or a spec file")
-        self.context_name, raw_context = config.compose(request.context_name, request.context_overrides)
+        from mrunner import grid, resources  # Hydra's override parser: only planning needs it (not status, pull, gc)
+
+        plain, swept = resources.split(request.context_overrides)
+        self.context_name, raw_context = config.compose(request.context_name, plain)
         self.context = validated_context(self.context_name, raw_context)
+        keys = context_keys(self.context["backend"])
+        #: the per-point resources' dimension (``context.mem=8G,32G``): one point (no axis) when none is swept
+        self.resources = grid.Grid(
+            resources.axes(swept, plain, keys, self.context["backend"], self.context_name, request.multirun)
+        )
+        self._resource_points = [resources.point(self.resources, r) for r in range(len(self.resources))]
         # right away: a backend may start slow work here (the Slurm plugin connects in the background)
         plugins.check(self.context, self.context_name, request.dry_run)
         # the project holds the target (the nearest marker up from it); the launcher's jobs have none: the cwd's
@@ -86,11 +96,10 @@ class Plan:
         if request.name and request.spec_variable:
             for experiment in self.base:
                 experiment.name = experiment_name(request.name)
+        self._check_own_resources(keys)
         for experiment in self.base:
             experiment.script_args = [*experiment.script_args, *request.script_args]
         self._hydra = {e.python_file: _is_hydra_app(base_dir, e.python_file) for e in self.base}
-        from mrunner import grid  # Hydra's override parser: only planning needs it (status, pull, gc do not)
-
         first_file = next((f for f, hydra_app in self._hydra.items() if hydra_app), None)
         self.grid = grid.grid(
             request.overrides, request.multirun,
@@ -100,9 +109,38 @@ class Plan:
             raise MrunnerError("the grid is empty: an override has no values (check ranges and lists)")
         if request.experiments is None:
             self._check_hydra_apps(base_dir)
+        for own in [r for r, _ in self.resource_classes().values() if r]:  # what the declaration cannot check
+            plugins.check({**self.context, **own}, self.context_name, dry_run=True)  # connects to nothing
 
     def __len__(self) -> int:
-        return len(self.base) * len(self.grid)
+        return len(self.base) * len(self.resources) * len(self.grid)
+
+    def _check_own_resources(self, keys: dict[str, ContextKey]) -> None:
+        """A spec's per-experiment resources, checked (and written as the context holds them) once per
+        distinct set."""
+        from mrunner import resources
+
+        seen: dict[str, dict[str, Any]] = {}
+        for experiment in self.base:
+            if experiment.resources:
+                label = json.dumps(experiment.resources, sort_keys=True, default=str)
+                if label not in seen:
+                    who = f"experiment {experiment.name} (resources)"
+                    seen[label] = resources.checked(
+                        experiment.resources, keys, self.context["backend"], self.context_name, who
+                    )
+                experiment.resources = dict(seen[label])
+
+    def resource_classes(self) -> dict[str, tuple[dict[str, Any], int]]:
+        """Each distinct set of per-point resources (by its label, ``records.resource_label``; empty: the
+        context's own) with how many experiments ask for it, in the order they first appear."""
+        classes: dict[str, tuple[dict[str, Any], int]] = {}
+        for experiment in self.base:
+            for own in self._resource_points:
+                merged = {**experiment.resources, **own}
+                label = resource_label(merged)
+                classes[label] = (merged, classes.get(label, (merged, 0))[1] + len(self.grid))
+        return classes
 
     @property
     def snapshot_patterns(self) -> tuple[list[str], list[str]]:
@@ -115,17 +153,23 @@ class Plan:
         return (self.experiment(index) for index in range(len(self)))
 
     def experiment(self, index: int) -> Experiment:
-        experiment = self.base[index // len(self.grid)]
+        """Experiment ``index``: the spec's experiments vary slowest, then the resources, then the grid."""
+        per_experiment = len(self.resources) * len(self.grid)
+        experiment = self.base[index // per_experiment]
+        resource_point, point = divmod(index % per_experiment, len(self.grid))
+        changes: dict[str, Any] = {}
+        if self.resources.axes:
+            own = self._resource_points[resource_point]
+            changes["resources"] = {**experiment.resources, **own} if experiment.resources else own
         if self.request.experiments is not None:
-            return experiment
-        point = index % len(self.grid)
+            return dataclasses.replace(experiment, **changes) if changes else experiment
         from mrunner import grid
 
         if self._hydra.get(experiment.python_file):
-            parameters, overrides = grid.hydra_point(experiment.parameters, self.grid, point)
-            return dataclasses.replace(experiment, parameters=parameters, overrides=overrides)
-        parameters = grid.apply(experiment.parameters, self.grid[point])
-        return dataclasses.replace(experiment, parameters=parameters)
+            changes["parameters"], changes["overrides"] = grid.hydra_point(experiment.parameters, self.grid, point)
+        else:
+            changes["parameters"] = grid.apply(experiment.parameters, self.grid[point])
+        return dataclasses.replace(experiment, **changes)
 
     def command(self, experiment: Experiment) -> list[str]:
         hydra_app = self._hydra.get(experiment.python_file, False)
@@ -224,7 +268,7 @@ class _RunMaker:
         self.plan, self.sweep, self.digest = plan, sweep, digest
         self.context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
         self.context_tags = [str(t) for t in plan.context.get("tags") or []]
-        self.target = target(plan.context)
+        self.targets: dict[str, dict[str, Any]] = {"": target(plan.context)}  # by resource class
 
     def __call__(self, index: int, experiment: Experiment) -> Run:
         plan = self.plan
@@ -232,9 +276,15 @@ class _RunMaker:
         env.update(plugins.experiment_env(plan.context, experiment.parameters))
         env.update(experiment.env)
         command = plan.command(experiment)
-        run_id = identity(command, experiment.parameters, env, self.digest, self.target)
+        label = resource_label(experiment.resources)
+        if label not in self.targets:  # its own resources are part of where it runs, so of its identity
+            self.targets[label] = target({**plan.context, **experiment.resources})
+        run_id = identity(command, experiment.parameters, env, self.digest, self.targets[label])
         tags = list(dict.fromkeys([*self.context_tags, *self.sweep.tags, *experiment.tags]))
-        return Run(self.sweep.id, index, run_id, experiment.name, experiment.parameters, command, env, tags)
+        return Run(
+            self.sweep.id, index, run_id, experiment.name, experiment.parameters, command, env, tags,
+            resources=dict(experiment.resources),
+        )  # fmt: skip
 
 
 class PlannedRuns(Sequence[Run]):

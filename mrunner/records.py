@@ -38,7 +38,9 @@ class Run:
     ``index`` is its position in the sweep (the Slurm array index, the suffix of its Kubernetes Job);
     ``id`` its stable identity (script, parameters, code snapshot); ``attempt`` grows on each resume, so a
     backend can name a resubmission differently from the attempt that failed while keeping a repeated
-    submission of the same attempt idempotent.
+    submission of the same attempt idempotent. ``resources`` are the context keys this experiment asks for
+    differently from its sweep (a swept ``context.mem=8G,32G``, a spec's per-experiment resources): its
+    context is ``context(sweep)``, and runs of equal ``resources`` form one resource class.
     """
 
     sweep_id: str
@@ -54,11 +56,22 @@ class Run:
     backend_ref: str | None = None
     exit_code: int | None = None
     updated_at: float = 0.0
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
         """How a user names this experiment on the command line: ``SWEEP/INDEX``."""
         return f"{self.sweep_id}/{self.index}"
+
+    def context(self, sweep: Sweep) -> dict[str, Any]:
+        """The context this experiment runs with: the sweep's, with its own ``resources`` over it."""
+        return {**sweep.context, **self.resources} if self.resources else sweep.context
+
+    @property
+    def resource_class(self) -> str:
+        """Its ``resources`` as one label (``mem=32G gpu=2``), the same for every run of its class; empty when
+        it asks for nothing beyond its sweep's context."""
+        return resource_label(self.resources)
 
     def config_document(self, sweep: Sweep) -> dict[str, Any]:
         """The content of the experiment's ``MRUNNER_CONFIG`` file: its parameters and metadata."""
@@ -78,6 +91,11 @@ class Run:
             "git_commit": sweep.git_commit,
             "git_dirty": sweep.git_dirty,
         }
+
+
+def resource_label(resources: dict[str, Any]) -> str:
+    """``mem=32G gpu=2``: per-point resources as a label, keys in a fixed order."""
+    return " ".join(f"{key}={resources[key]}" for key in sorted(resources))
 
 
 @dataclass

@@ -30,8 +30,9 @@ def resume(
     """Submit again exactly the runs that never started or ended without completing (a completed run never
     runs again), as their next attempt. ``context_overrides`` (``context.KEY=VALUE``) change the resources and
     limits the new attempts get, validated as a submission's context is; ``current_code`` runs the project
-    folder's code as it is now (a new snapshot) instead of the recorded one. The attempt records say what
-    each attempt ran with."""
+    folder's code as it is now (a new snapshot) instead of the recorded one. Each run keeps its own
+    per-point resources (``Run.resources``) unless ``context_overrides`` change that key. The attempt
+    records say what each attempt ran with."""
     from mrunner import snapshot
 
     plugins.backend(sweep.backend)
@@ -58,6 +59,14 @@ def resume(
     sweep.context = context
     store.update_sweep(sweep)
     store.start_attempt(sweep.id, [run.index for run in chosen if run.state != PLANNED], sweep.snapshot_digest, changes)
+    # each keeps the resources it asked for (its class), except those this resume changes for all of them
+    changed_own = {
+        run.index: {**run.resources, **{key: context[key] for key in changes if key in run.resources}}
+        for run in chosen
+        if any(key in run.resources for key in changes)
+    }
+    if changed_own:
+        store.set_resources(sweep.id, changed_own)
     chosen = [store.run(sweep.id, run.index) for run in chosen]
     changed = ", ".join(f"{key}={value}" for key, value in changes.items())
     reporter.step(

@@ -40,6 +40,7 @@ def key(
     option: str | None = None,
     factory: Callable[[], Any] | None = None,
     shown: str | None = None,
+    per_point: bool = False,
 ) -> Any:
     """One context key's declaration, as the default of a dataclass field.
 
@@ -47,9 +48,12 @@ def key(
     copied for each context). ``help``: one line saying what it does. ``minimum``: the smallest value that
     makes sense, for numbers (``max_parallel: 0`` does not). ``option``: the platform option the key
     becomes (Slurm's ``mem`` is ``--mem``), shown in the docs. ``factory``: computes a default that depends
-    on the machine (the running interpreter); ``shown``: how the docs write such a default.
+    on the machine (the running interpreter); ``shown``: how the docs write such a default. ``per_point``: a
+    resource each grid point may ask for differently (``context.mem=8G,32G`` on the command line, a spec's
+    per-experiment ``resources``); the backend then runs each distinct set of such values as its own class
+    (a Slurm job array each), so only keys the backend can honour per experiment say so.
     """
-    metadata = {"mrunner": {"help": help, "minimum": minimum, "option": option, "shown": shown}}
+    metadata = {"mrunner": {"help": help, "minimum": minimum, "option": option, "shown": shown, "per_point": per_point}}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     if isinstance(default, (list, dict)):
@@ -70,6 +74,7 @@ class ContextKey:
     option: str | None = None
     shown: str | None = None
     overrides: Any = _NOT_OVERRIDDEN  # the core's default, where a backend's declaration replaces it
+    per_point: bool = False  # a grid point may set it (see ``key``)
 
     @property
     def type(self) -> str:
@@ -172,7 +177,7 @@ def keys_of(declaration: type) -> dict[str, ContextKey]:
             default, required = None, True
         keys[field.name] = ContextKey(
             field.name, hints[field.name], default, meta.get("help", ""), required, meta.get("minimum"),
-            meta.get("option"), meta.get("shown"),
+            meta.get("option"), meta.get("shown"), per_point=bool(meta.get("per_point")),
         )  # fmt: skip
     return keys
 
@@ -221,4 +226,7 @@ def describe(declared: ContextKey) -> str:
     if core is not None:
         default = f"{default or 'no default'}; the core's default: {core}"
     option = f" [{declared.option}]" if declared.option else ""
-    return f"{declared.name}: {declared.kind()}{f' ({default})' if default else ''}{option} - {declared.help}"
+    per_point = " (may vary per point)" if declared.per_point else ""
+    return (
+        f"{declared.name}: {declared.kind()}{f' ({default})' if default else ''}{option} - {declared.help}{per_point}"
+    )

@@ -147,12 +147,15 @@ def create_experiments(
     paths_to_copy: Sequence[str] | None = None,
     script_args: Sequence[str] = (),
     add_random_tag: bool = False,
+    resources: Mapping[str, Any] | None = None,
 ) -> list[Experiment]:
     """Experiments for every point of ``params_grid`` merged over a copy of ``base_config``.
 
     ``script`` is a ``.py`` file or a shell command (``python3 train.py --fast``); ``name`` defaults to the
     script's file name. With ``add_random_tag`` the grid gets a docker-style tag of its own, handy to find
-    it later in a tracker.
+    it later in a tracker. ``resources`` (context keys such as ``{"mem": "32G", "gpu": 2}``) are what these
+    experiments ask for instead of the context's: a grid whose big points need more is two calls, added
+    together, each with its own resources.
     """
     readable = experiment_name(name or Path(_first_py(script) or script.split()[0]).stem)
     all_tags = list(tags) + ([random_name()] if add_random_tag else [])
@@ -168,6 +171,7 @@ def create_experiments(
             script_args=list(script_args),
             exclude=list(exclude or []),
             paths_to_copy=list(paths_to_copy or []),
+            resources=dict(resources or {}),
         )  # fmt: skip
         for point in expand_grid(params_grid)
     ]

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     sweep_id TEXT NOT NULL REFERENCES sweeps(id), idx INTEGER NOT NULL, id TEXT NOT NULL,
     name TEXT NOT NULL, parameters TEXT NOT NULL, command TEXT NOT NULL, env TEXT NOT NULL,
     tags TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, backend_ref TEXT,
-    exit_code INTEGER, updated_at REAL NOT NULL,
+    exit_code INTEGER, updated_at REAL NOT NULL, resources TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (sweep_id, idx)
 );
 CREATE INDEX IF NOT EXISTS experiments_by_identity ON experiments(id);
@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS submitters (sweep_id TEXT PRIMARY KEY, process TEXT N
 """
 
 _RUN_COLUMNS = (
-    "sweep_id, idx, id, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code, updated_at"
+    "sweep_id, idx, id, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code, updated_at, "
+    "resources"
 )
 _SWEEP_COLUMNS = (
     "id, name, created_at, context_name, backend, context, project, snapshot_digest, project_dir, workdir, "
@@ -150,6 +151,7 @@ class Store:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
+                _add_columns(self._db)
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -313,7 +315,7 @@ class Store:
                 sweep.id, run.index, run.attempt, now, records.SUBMITTED_BY_USER, sweep.snapshot_digest, {}
             )
             attempts.append(row)
-        cursor.executemany(f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(13)})", rows)
+        cursor.executemany(f"INSERT INTO experiments ({_RUN_COLUMNS}) VALUES ({_marks(14)})", rows)
         cursor.executemany(_EVENT_INSERT, events)
         if attempts:
             cursor.executemany(sql, attempts)
@@ -619,6 +621,24 @@ class Store:
         return {state: found[state] for state in records.STATES if state in found}
 
     @_guarded
+    def resource_classes(self, sweep_id: str) -> dict[str, int]:
+        """How many runs of the sweep ask for each set of per-point resources (``Run.resource_class``; empty:
+        the sweep's context as it is), in the order of their first run."""
+        rows = self._db.execute(
+            "SELECT resources, count(*), min(idx) FROM experiments WHERE sweep_id=? GROUP BY resources ORDER BY 3",
+            (sweep_id,),
+        )
+        return {records.resource_label(json.loads(resources)): count for resources, count, _ in rows}
+
+    @_guarded
+    def set_resources(self, sweep_id: str, resources: dict[int, dict[str, Any]]) -> None:
+        """Record what runs ask for from now on (a resume that changes a per-point resource), by index."""
+        self._write(
+            ("UPDATE experiments SET resources=? WHERE sweep_id=? AND idx=?", (_dump(own), sweep_id, index))
+            for index, own in resources.items()
+        )
+
+    @_guarded
     def latest_details(self, sweep_id: str, indices: Sequence[int]) -> dict[int, str]:
         """What the backend last said about each of the given runs, if anything (see ``details``)."""
         latest = self._latest_details(self._db.cursor(), sweep_id, indices)
@@ -796,6 +816,23 @@ def _attempt_end(
     )
 
 
+#: Columns added after a table was first created, with their declaration: a database written by an earlier
+#: mrunner gets them when opened (its runs asked for no per-point resources).
+_ADDED_COLUMNS = {"experiments": {"resources": "TEXT NOT NULL DEFAULT '{}'"}}
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns.items():
+            if name not in present:
+                try:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+                except sqlite3.OperationalError as error:
+                    if "duplicate column" not in str(error):  # another mrunner added it just now
+                        raise
+
+
 def _sweep_row(sweep: Sweep) -> tuple:
     return (
         sweep.id, sweep.name, sweep.created_at, sweep.context_name, sweep.backend, _dump(sweep.context),
@@ -819,17 +856,17 @@ def _sweep(row: Sequence) -> Sweep:
 def _run_row(run: Run) -> tuple:
     return (
         run.sweep_id, run.index, run.id, run.name, _dump(run.parameters), _dump(run.command), _dump(run.env),
-        _dump(run.tags), run.state, run.attempt, run.backend_ref, run.exit_code, run.updated_at,
+        _dump(run.tags), run.state, run.attempt, run.backend_ref, run.exit_code, run.updated_at, _dump(run.resources),
     )  # fmt: skip
 
 
 def _run(row: Sequence) -> Run:
     (sweep_id, index, id_, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code,
-     updated_at) = row  # fmt: skip
+     updated_at, resources) = row  # fmt: skip
     return Run(
         sweep_id=sweep_id, index=index, id=id_, name=name, parameters=json.loads(parameters),
         command=json.loads(command), env=_loads(env), tags=_loads(tags), state=state, attempt=attempt,
-        backend_ref=backend_ref, exit_code=exit_code, updated_at=updated_at,
+        backend_ref=backend_ref, exit_code=exit_code, updated_at=updated_at, resources=_loads(resources),
     )  # fmt: skip
 
 

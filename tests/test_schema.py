@@ -29,7 +29,7 @@ def test_the_committed_keys_page_is_generated_from_the_declarations():
     )
     for backend in ("local", "slurm", "kubernetes"):
         assert f"## Backend `{backend}`" in page
-    assert "| `mem` | str |  | --mem | memory per node, e.g. 8G |" in page
+    assert "| `mem` | str |  | --mem | memory per node, e.g. 8G *(per point)* |" in page
 
 
 @dataclass(frozen=True, kw_only=True)

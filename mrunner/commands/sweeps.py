@@ -102,6 +102,12 @@ def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace) -> int:
     waiting = store.runs(sweep.id, [PENDING], limit=SHOWN_OF_STATE * 10)
     reasons = store.latest_details(sweep.id, [r.index for r in waiting])
     print(f"{total} experiments: {counts_text(counts, list(dict.fromkeys(reasons.values())))}")
+    classes = store.resource_classes(sweep.id)
+    if len(classes) > 1 or "" not in classes:  # experiments ask for resources of their own
+        print(
+            "resources: "
+            + ", ".join(f"{label or 'the context as it is'} ({count})" for label, count in classes.items())
+        )
     if options.all or total <= ALL_ROWS:
         shown = list(store.iter_runs(sweep.id))
     else:
@@ -114,15 +120,17 @@ def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace) -> int:
     details = store.latest_details(sweep.id, [r.index for r in shown if r.state not in (COMPLETED, PLANNED)])
     from mrunner import grid
 
+    by_class = len(classes) > 1  # a column of what each asks for, where they differ
     rows: list[tuple[object, ...]] = []
     for before, r in zip([None, *shown], shown):
         if before is not None and r.index != before.index + 1:
             rows.append(("…",))  # rows left out
         rows.append(
             (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "",
-             grid.describe(r.parameters), details.get(r.index, ""))
+             *([r.resource_class] if by_class else []), grid.describe(r.parameters), details.get(r.index, ""))
         )  # fmt: skip
-    print(table.render(("#", "ID", "STATE", "EXIT", "TRY", "JOB", "PARAMETERS", "REASON"), rows))
+    header = ("#", "ID", "STATE", "EXIT", "TRY", "JOB", *(["RESOURCES"] if by_class else []), "PARAMETERS", "REASON")
+    print(table.render(header, rows))
     if len(shown) < total:
         print(f"{len(shown)} of {total} rows shown; --all shows every row")
     return 0
@@ -208,6 +216,8 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
     from mrunner import grid
 
     print(f"parameters: {grid.describe(run.parameters) or '(none)'}")
+    if run.resources:
+        print(f"resources: {run.resource_class} (beyond context {sweep.context_name})")
     print(f"command: {' '.join(run.command)}")
     if place:
         print(f"output folder: {place} (`mrunner pull {run.ref}` brings it here)")

@@ -110,9 +110,10 @@ RETRIES = "mrunner/retries"
 
 def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str], requeues: int = 0, retries: int = 0) -> Any:
     """One attempt's Job: one pod, never restarted, its parameters mounted from the sweep's ConfigMap;
-    ``requeues`` and ``retries`` count the attempts started automatically before it."""
+    ``requeues`` and ``retries`` count the attempts started automatically before it. Its resources and
+    deadline are the run's own where it asks for its own (``Run.resources``: a per-point resource)."""
     c = _client()
-    context = sweep.context
+    context = run.context(sweep)
     storage = context["storage"]
     contract = layout.of_run(storage, sweep, run).environment()
     fixed = {**contract, "PYTHONUNBUFFERED": "1"}

@@ -174,13 +174,19 @@ class KubernetesBackend(Backend):
         unschedulable = [update.detail for update in updates if (update.detail or "").startswith("unschedulable:")]
         if any("Insufficient" in (detail or "") for detail in unschedulable):
             nodes = cluster.nodes()  # one more call, only then
-            never = never_schedulable(sweep.context, nodes) if nodes else None
-            if never:
-                updates = [
-                    replace(update, detail=f"{update.detail} {never}")
-                    if (update.detail or "").startswith("unschedulable:") else update
-                    for update in updates
-                ]  # fmt: skip
+            waiting = {u.index for u in updates if (u.detail or "").startswith("unschedulable:")}
+            # each run's own request (a per-point resource may ask more than the sweep's context), once a class
+            by_class: dict[str, str | None] = {}
+            never: dict[int, str | None] = {}
+            for run in runs:
+                if run.index in waiting:
+                    if run.resource_class not in by_class:
+                        by_class[run.resource_class] = never_schedulable(run.context(sweep), nodes) if nodes else None
+                    never[run.index] = by_class[run.resource_class]
+            updates = [
+                replace(update, detail=f"{update.detail} {never[update.index]}") if never.get(update.index) else update
+                for update in updates
+            ]
         return next_attempts(cluster, sweep, runs, updates, jobs)
 
     def cancel(

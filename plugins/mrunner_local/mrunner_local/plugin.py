@@ -31,7 +31,7 @@ class LocalKeys:
     gpus: list[Any] = key(
         [], option="CUDA_VISIBLE_DEVICES", help="GPU ids handed out through CUDA_VISIBLE_DEVICES, e.g. [0, 1]"
     )
-    gpus_per_experiment: int = key(1, minimum=1, help="how many of `gpus` each experiment gets")
+    gpus_per_experiment: int = key(1, minimum=1, help="how many of `gpus` each experiment gets", per_point=True)
     storage_dir: str = key(
         factory=lambda: str(paths.data_dir() / "storage"), shown="$XDG_DATA_HOME/mrunner/storage",
         option="STORAGE_DIR", help="experiments' output folders go below it",

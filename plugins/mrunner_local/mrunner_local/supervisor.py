@@ -44,6 +44,7 @@ from mrunner.recorder import Recorder
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import RECORD_CHUNK, default_path
+from mrunner_local.gpus import GpuPool
 from mrunner_local.pending import Pending, read_indices, write_indices
 from mrunner_local.wrapper import Wrapper
 
@@ -117,17 +118,18 @@ class Supervisor:
         self.secrets = dict(secrets)
         self.on_end = on_end
         self.pending = Pending(runs)  # read as workers take them: a million runs are never all in memory
-        self.gpus: queue.Queue[list[str]] = queue.Queue()
         gpus = [str(g) for g in sweep.context["gpus"]]
-        per = max(1, int(sweep.context["gpus_per_experiment"]))
-        for start in range(0, len(gpus) - per + 1, per):
-            self.gpus.put(gpus[start : start + per])
-        self.slots = min(parallelism(sweep.context), max(1, len(runs)))
+        self.gpus = GpuPool(gpus)
+        # with GPUs, each experiment's own count (a per-point gpus_per_experiment) bounds how many run at once:
+        # as many workers as GPUs, each waiting in the pool for the GPUs its experiment asks
+        workers = len(gpus) if gpus and not sweep.context.get("max_parallel") else parallelism(sweep.context)
+        self.slots = min(workers, max(1, len(runs)))
         self.children: dict[int, Wrapper] = {}
         self.workers: list[threading.Thread] = []
         self.stopping = threading.Event()
         #: Why the sweep stopped before its end by itself (a full disk), as one line; None while it did not.
         self.failure: str | None = None
+        self.stop_reason = "not started: the sweep was stopped"  # what ``stop`` was told
         self.base_env = {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1")}
         self.entries = list(sweep.package.get("entries") or [])
         self.code_dir = sweep.package["code_dir"]
@@ -159,7 +161,12 @@ class Supervisor:
                 run = self.pending.get_nowait()
             except queue.Empty:
                 return
-            gpus = self.gpus.get() if self.sweep.context.get("gpus") else None
+            gpus = None
+            if self.sweep.context.get("gpus"):
+                gpus = self.gpus.take(max(1, int(run.context(self.sweep)["gpus_per_experiment"])), self.stopping)
+                if gpus is None:  # the sweep stopped while it waited for GPUs
+                    self._not_started(run)
+                    return
             try:
                 self._run_one(run, gpus, int(self.sweep.context["retry_failed"]))
             except DiskFull as full:
@@ -168,7 +175,15 @@ class Supervisor:
                 self._fail(_as_line(error))
             finally:
                 if gpus is not None:
-                    self.gpus.put(gpus)
+                    self.gpus.give(gpus)
+
+    def _not_started(self, run: Run) -> None:
+        """Record a run this worker took but will not start (its sweep stopped while it waited) cancelled, as
+        a stop records the waiting ones, unless a cancel recorded it first."""
+        with self.lock:
+            if self.recorder.state(run.index) == SUBMITTED:
+                reason = f"not started: {self.failure}" if self.failure else self.stop_reason
+                self.recorder([RunUpdate(run.index, CANCELLED, detail=reason)])
 
     def _run_one(self, run: Run, gpus: list[str] | None, retries: int) -> None:
         """Run the run's attempt; one that fails by itself is started again as the next attempt (same
@@ -325,6 +340,7 @@ class Supervisor:
         """Cancel everything: waiting experiments never start, running ones get SIGTERM, then the grace
         period, then SIGKILL of their whole session."""
         with self.lock:
+            self.stop_reason = reason
             self.stopping.set()
             children = dict(self.children)
             self._cancel_waiting(list(children), reason)

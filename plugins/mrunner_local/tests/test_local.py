@@ -381,3 +381,24 @@ def test_status_wait_follows_a_sweep_from_another_shell_to_its_end(mrunner, proj
     assert out.count("2 completed, 1 failed") == 1 and "2 completed, 1 failed" not in err  # the end, once
     again = mrunner("status", sweep, "--wait")  # an ended sweep: at once
     assert again.returncode == 1 and again.stderr == ""
+
+
+def test_each_point_gets_its_own_gpu_count_and_no_gpu_is_shared(mrunner, mrunner_home, project):
+    """A per-point gpus_per_experiment: each experiment gets as many GPUs as its point asks, never one another
+    experiment holds at the same time; a count above the GPUs listed is refused before anything runs."""
+    result = mrunner("exp.py", "-m", "context.gpus_per_experiment=1,2", "i=range(3)", "sleep=0.3",
+                     "context.gpus=[0,1,2]")  # fmt: skip
+    sweep = sweep_of(result)
+    assert result.returncode == 0, result.stderr
+    found = results(mrunner_home, sweep)
+    assert [len(found[index]["cuda"].split(",")) for index in range(6)] == [1, 1, 1, 2, 2, 2]
+    intervals = [(r["start"], r["end"], set(r["cuda"].split(","))) for r in found.values()]
+    for start, end, gpus in intervals:
+        for other_start, other_end, other in intervals:
+            if (other_start, other_end) != (start, end) and other_start < end and other_end > start:
+                assert not gpus & other, "two experiments held the same GPU at once"
+    assert {gpu for _, _, gpus in intervals for gpu in gpus} <= {"0", "1", "2"}
+    shown = mrunner("status", sweep)
+    assert "resources: gpus_per_experiment=1 (3), gpus_per_experiment=2 (3)" in shown.stdout, shown.stdout
+    refused = mrunner("exp.py", "-m", "context.gpus_per_experiment=1,4", "context.gpus=[0,1,2]")
+    assert refused.returncode != 0 and "gpus_per_experiment is 4 but gpus lists only 3" in refused.stderr

@@ -84,6 +84,21 @@ def test_an_interrupt_kills_experiments_that_ignore_sigterm_after_the_grace_and_
     ]  # the third never started
 
 
+def test_an_interrupt_cancels_an_experiment_waiting_for_its_gpus(mrunner, project):
+    """Per-point GPU counts: experiment 0 holds both GPUs, experiment 1 (one GPU) waits for one in its worker;
+    Ctrl-C records it cancelled, and it never starts."""
+    pids = project.parent / "pids"
+    process = start_mrunner(project, "stubborn.py", "-m", "context.gpus_per_experiment=2,1", "i=0", f"pids={pids}",
+                            "context.gpus=[0,1]", "context.grace_period=1")  # fmt: skip
+    wait_for(lambda: (pids / "0.0").exists())
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert states(mrunner, sweep) == {0: CANCELLED, 1: CANCELLED}
+    assert sorted(path.name for path in pids.iterdir()) == ["0.0"]  # experiment 1 never started
+
+
 def test_an_experiment_that_ended_before_the_interrupt_keeps_its_end(mrunner, project):
     pids = project.parent / "pids"
     process = start_mrunner(project, "stubborn.py", "-m", "i=range(2)", f"pids={pids}", "quick_index=0",

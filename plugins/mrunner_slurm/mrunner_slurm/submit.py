@@ -1,5 +1,6 @@
-"""Submitting a sweep: one job array per attempt, split where the cluster's MaxArraySize demands, all
-written and submitted in one round trip to the helper, each array recorded the moment Slurm accepts it.
+"""Submitting a sweep: one job array per attempt and resource class (the per-point resources runs ask
+for: ``context.mem=8G,32G``), split where the cluster's MaxArraySize demands, all written and submitted in
+one round trip to the helper, each array recorded the moment Slurm accepts it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from mrunner import interrupts, layout
 from mrunner.backend import Rendered
 from mrunner.errors import BackendError
-from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep, resource_label
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.snapshot import Snapshot
@@ -27,11 +28,18 @@ DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default, used only if `scontrol show co
 
 @dataclass
 class Unit:
-    """One job array: runs of one attempt whose indices fit in one array (task id = index - offset)."""
+    """One job array: runs of one attempt and one resource class whose indices fit in one array (task id =
+    index - offset); ``resources`` are what its runs ask for beyond the sweep's context."""
 
     attempt: int
     runs: list[Run]
     offset: int
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def context(self, sweep: Sweep) -> dict[str, Any]:
+        """The context its sbatch options and batch script are made from: the sweep's, with the class's
+        resources over it."""
+        return self.runs[0].context(sweep)
 
     @property
     def task_ids(self) -> list[int]:
@@ -42,14 +50,14 @@ class Unit:
 
 
 def units(runs: Sequence[Run], max_array_size: int) -> list[Unit]:
-    """Group runs by attempt, then into arrays whose task ids stay below ``max_array_size``.
+    """Group runs by attempt and resource class (each class its own sbatch options), then into arrays whose
+    task ids stay below ``max_array_size``.
 
     A task id is the run's own index when that fits (so `JOB_5` is experiment 5); a later array of a
     large sweep counts from its first index instead.
     """
     result: list[Unit] = []
-    for attempt in sorted({run.attempt for run in runs}):
-        group = sorted((run for run in runs if run.attempt == attempt), key=lambda run: run.index)
+    for attempt, group in classes(runs):
         chunk: list[Run] = []
         for run in group:
             if chunk and run.index - chunk[0].index >= max_array_size:
@@ -61,9 +69,21 @@ def units(runs: Sequence[Run], max_array_size: int) -> list[Unit]:
     return result
 
 
+def classes(runs: Sequence[Run]) -> list[tuple[int, list[Run]]]:
+    """The runs of each attempt and resource class (``Run.resource_class``), each group by index: by attempt,
+    then in the order of their first runs (one pass over ``runs``, which may be read from the records)."""
+    groups: dict[tuple[int, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.attempt, run.resource_class), []).append(run)
+    for group in groups.values():
+        group.sort(key=lambda run: run.index)
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], item[1][0].index))
+    return [(attempt, group) for (attempt, _), group in ordered]
+
+
 def _unit(attempt: int, chunk: list[Run], max_array_size: int) -> Unit:
     offset = 0 if chunk[-1].index < max_array_size else chunk[0].index
-    return Unit(attempt, chunk, offset)
+    return Unit(attempt, chunk, offset, resources=dict(chunk[0].resources))
 
 
 def max_array_size(connection: Connection) -> int:
@@ -93,12 +113,12 @@ def client_dir(storage: str) -> str:
 def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int) -> list[Array]:
     """The job arrays of ``runs``, from what the sweep's packaging and set-up recorded (code folder, sweep
     folder, virtualenv): what a submission writes, and what a dry run shows."""
-    context = sweep.context
     storage = sweep.package["storage_dir"]
     directory = sweep.detail["sweep_dir"]
-    venv = sweep.detail.get("venv") or context.get("venv")
+    venv = sweep.detail.get("venv") or sweep.context.get("venv")
     result = []
     for unit in units(runs, max_array_size):
+        context = unit.context(sweep)
         name = unit.name(sweep)
         script = f"{directory}/slurm/{name}.sh"
         bundle = batch.bundle_path(directory, name)
@@ -145,9 +165,10 @@ def submit(
                               detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""))
                     for run in unit.runs])  # fmt: skip
             accepted += len(unit.runs)
+            resources = f", {resource_label(unit.resources)}" if unit.resources else ""
             reporter.step(
                 f"{'found' if event['reused'] else 'submitted'} job array {event['job']} ({len(unit.runs)} "
-                f"experiments, {unit.runs[0].index}-{unit.runs[-1].index}) on {connection.target.alias}"
+                f"experiments, {unit.runs[0].index}-{unit.runs[-1].index}{resources}) on {connection.target.alias}"
             )
     if accepted < len(runs):
         raise BackendError(

@@ -1,0 +1,50 @@
+"""Per-point resources on Kubernetes: each experiment's Job asks for its own point's resources (a swept
+``context.mem``), in the manifest and on the loopback cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mrunner_k8s import manifests
+
+from mrunner.testing import wait_for
+from plugins.mrunner_k8s.tests.test_k8s_cluster import ended, experiments, project, submit  # noqa: F401
+
+
+def test_a_runs_own_resources_replace_the_contexts_in_its_job(sweep, make_run):
+    own = dataclasses.replace(make_run(1), resources={"mem": "16Gi", "gpu": 2, "active_deadline_seconds": 60})
+    job = manifests.to_dict(manifests.job(sweep, own, "127.0.0.1:5000/demo:c-1", {}))
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+        "cpu": "2", "memory": "16Gi", "nvidia.com/gpu": "2",
+    }  # fmt: skip
+    assert job["spec"]["activeDeadlineSeconds"] == 60
+    plain = manifests.to_dict(manifests.job(sweep, make_run(0), "127.0.0.1:5000/demo:c-1", {}))
+    assert plain["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "4Gi"
+
+
+def test_each_pod_gets_the_memory_of_its_point(mrunner, project, cluster, namespace):  # noqa: F811
+    sweep_id, result = submit(mrunner, "-m", "context.mem=64Mi,128Mi", "lr=0.1")
+    runs = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=300, every=1)
+    assert [(r["state"], r["resources"]) for r in runs] == [
+        ("completed", {"mem": "64Mi"}),
+        ("completed", {"mem": "128Mi"}),
+    ]
+    jobs = cluster[1].list_namespaced_job(namespace, label_selector=f"mrunner/sweep={sweep_id}").items
+    memory = {
+        job.metadata.labels["mrunner/index"]: job.spec.template.spec.containers[0].resources.limits["memory"]
+        for job in jobs
+    }
+    assert memory == {"0": "64Mi", "1": "128Mi"}
+    shown = mrunner("status", sweep_id)
+    assert "resources: mem=64Mi (1), mem=128Mi (1)" in shown.stdout, shown.stdout
+
+
+def test_only_the_point_asking_more_than_any_node_says_it_can_never_run(mrunner, project):  # noqa: F811
+    sweep_id, _ = submit(mrunner, "-m", "context.mem=64Mi,1000Ti", "lr=0.2")
+    runs = wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda runs: runs[0]["state"] == "completed" and "can never run" in (runs[1]["detail"] or ""),
+        timeout=300, every=1, what="the small point to complete and the big one to be found unschedulable",
+    )  # fmt: skip
+    assert runs[1]["state"] == "pending" and "mem 1000Ti is more than any node offers" in runs[1]["detail"]
+    assert mrunner("cancel", sweep_id).returncode == 0

@@ -1,0 +1,148 @@
+"""Per-point resources on the real loopback cluster: a grid sweeping ``context.mem`` runs each memory class as
+its own job array, Slurm gives every task the memory its point asked for (as `scontrol show job` and the task's
+own ``SLURM_MEM_PER_NODE`` say), `status` shows the classes, a resubmission of the same grid is skipped, and a
+resumed failed point keeps its class."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mrunner.records import COMPLETED, FAILED, TERMINAL
+from mrunner.testing import wait_for, write_context
+from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
+
+# Writes the memory Slurm gave its task; fails with `exit` until the storage folder holds `heal`.
+MEMORY = """
+import json, os, sys
+import mrunner
+config = mrunner.get_configuration()
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], f"memory.{mrunner.attempt()}"), "w") as out:
+    json.dump({"mem": os.environ.get("SLURM_MEM_PER_NODE"), "job": os.environ.get("SLURM_ARRAY_JOB_ID")}, out)
+if config.exit and not os.path.exists(os.path.join(os.environ["STORAGE_DIR"], "heal")):
+    sys.exit(config.exit)
+"""
+
+
+@pytest.fixture
+def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path) -> Cluster:
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, storage))
+    (tmp_path / "train.py").write_text(MEMORY)
+    return Cluster(slurm_service, storage)
+
+
+def memory_of(cluster: Cluster, document: dict, run: dict, attempt: int) -> dict:
+    folder = f"{cluster.storage}/{document['sweep']['project']}/{run['sweep_id']}/{run['index']}-{run['name']}"
+    return json.loads(cluster.read(f"{folder}/memory.{attempt}"))
+
+
+def asked_memory(cluster: Cluster, job: str) -> set[str]:
+    """The memory every task of array ``job`` asks for, as `scontrol show job` lists them (one line a task)."""
+    text = cluster.ssh(f"scontrol show job -o {job}")
+    return set(re.findall(r"\bMinMemoryNode=(\S+)", text))
+
+
+def ended(mrunner, sweep: str) -> dict:
+    return wait_for(
+        lambda: status(mrunner, sweep), lambda d: all(r["state"] in TERMINAL for r in d["experiments"]),
+        timeout=180, every=1, what=f"every experiment of {sweep} to end",
+    )  # fmt: skip
+
+
+def test_each_memory_class_is_its_own_array_and_resume_keeps_the_class(cluster, mrunner):
+    args = ("+context=test-slurm", "train.py", "-m", "context.mem=600M,1200M", "exit=0,3")
+    dry = mrunner(*args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "2 resource classes, each submitted on its own:" in dry.stdout
+    assert "mem=600M: 2 experiments" in dry.stdout and "mem=1200M: 2 experiments" in dry.stdout
+    assert "--mem=600M" in dry.stdout and "--mem=1200M" in dry.stdout
+
+    submitted = mrunner(*args)
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    assert submitted.stderr.count("submitted job array") == 2, submitted.stderr
+    runs = status(mrunner, sweep)["experiments"]
+    assert [r["resources"] for r in runs] == [{"mem": "600M"}] * 2 + [{"mem": "1200M"}] * 2
+    jobs = [r["backend_ref"].split("_")[0] for r in runs]
+    assert jobs[0] == jobs[1] and jobs[2] == jobs[3] and jobs[0] != jobs[2], "one job array per class"
+    assert len({r["id"] for r in runs}) == 4, "the memory is part of each experiment's identity"
+    # Slurm's own view of each array, read while it still knows them
+    assert asked_memory(cluster, jobs[0]) == {"600M"}
+    assert asked_memory(cluster, jobs[2]) == {"1200M"}
+
+    document = ended(mrunner, sweep)
+    assert [r["state"] for r in document["experiments"]] == [COMPLETED, FAILED, COMPLETED, FAILED]
+    assert [memory_of(cluster, document, r, 0)["mem"] for r in document["experiments"]] == [
+        "600", "600", "1200", "1200",
+    ]  # fmt: skip
+    shown = mrunner("status", sweep)
+    assert shown.returncode == 0, shown.stderr
+    assert "resources: mem=600M (2), mem=1200M (2)" in shown.stdout
+    assert "RESOURCES" in shown.stdout and "mem=1200M" in shown.stdout.splitlines()[-1]
+    one = mrunner("status", f"{sweep}/3")
+    assert "resources: mem=1200M (beyond context test-slurm)" in one.stdout, one.stdout
+
+    cluster.ssh(f"touch {cluster.storage}/heal")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("submitted job array") == 2, resumed.stderr
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [r["state"] for r in runs] == [COMPLETED] * 4
+    assert [r["attempt"] for r in runs] == [0, 1, 0, 1]
+    assert [r["resources"] for r in runs] == [{"mem": "600M"}] * 2 + [{"mem": "1200M"}] * 2
+    assert memory_of(cluster, document, runs[1], 1)["mem"] == "600"
+    assert memory_of(cluster, document, runs[3], 1)["mem"] == "1200"
+
+    again = mrunner(*args)  # the same grid again: every point completed, so nothing is submitted
+    assert again.returncode == 0, again.stderr
+    assert "4 of 4 experiments were already submitted" in again.stderr, again.stderr
+    assert "submitted job array" not in again.stderr
+
+
+def test_resume_with_a_resource_option_overrides_the_class(cluster, mrunner):
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", "context.mem=600M,1200M", "exit=3", "--wait")
+    assert submitted.returncode == 1, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    cluster.ssh(f"touch {cluster.storage}/heal")
+    resumed = mrunner("resume", sweep, "--mem", "900M", "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("submitted job array") == 1, "one class left: both ask for 900M now"
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [r["resources"] for r in runs] == [{"mem": "900M"}] * 2
+    assert [memory_of(cluster, document, r, 1)["mem"] for r in runs] == ["900", "900"]
+    assert [r["attempts"][1]["changes"] for r in runs] == [{"mem": "900M"}] * 2
+
+
+def test_arrays_group_runs_by_attempt_and_resource_class():
+    """No cluster: which arrays a submission makes, and the sbatch options each class's array gets."""
+    from mrunner_slurm.submit import arrays, units
+
+    from mrunner.planning import validated_context
+    from mrunner.records import Run, Sweep
+
+    def run(index: int, attempt: int, **resources) -> Run:
+        return Run("s", index, f"id{index}", "n", {}, ["python3", "t.py"], attempt=attempt, resources=resources)
+
+    runs = [run(0, 0, mem="1G"), run(1, 0, mem="2G"), run(2, 0, mem="1G"), run(3, 1, mem="2G"), run(4, 0)]
+    grouped = units(runs, max_array_size=1001)
+    assert [(u.attempt, u.resources, [r.index for r in u.runs]) for u in grouped] == [
+        (0, {"mem": "1G"}, [0, 2]), (0, {"mem": "2G"}, [1]), (0, {}, [4]), (1, {"mem": "2G"}, [3]),
+    ]  # fmt: skip
+    assert len({u.name(Sweep("s", "n", 0, "c", "slurm", {}, "p", "d", "/p")) for u in grouped}) == 4
+    context = validated_context("c", {"backend": "slurm", "slurm_url": "h", "mem": "500M"})
+    sweep = Sweep(
+        "s", "n", 0, "c", "slurm", context, "p", "d" * 64, "/p",
+        package={"storage_dir": "/st", "code_dir": "/st/code", "entries": []}, detail={"sweep_dir": "/st/p/s"},
+    )  # fmt: skip
+    made = arrays(sweep, runs, 1001)
+    assert [[o for o in a.argv if o.startswith("--mem=")] for a in made] == [
+        ["--mem=1G"], ["--mem=2G"], ["--mem=500M"], ["--mem=2G"],
+    ]  # fmt: skip
+    assert [a.argv[3] for a in made] == ["--array=0,2", "--array=1", "--array=4", "--array=3"]

@@ -78,9 +78,15 @@ class SlurmBackend(Backend):
         record: Callable[[Sequence[RunUpdate]], None],
         reporter: Reporter,
     ) -> None:
-        from mrunner_slurm import submit, transport
+        """Refused whole, before anything reaches Slurm, when the experiments (one job each) exceed the jobs the
+        site still allows the user (``limits``)."""
+        from mrunner_slurm import limits, submit, transport
 
-        submit.submit(transport.connection(sweep.context, sweep.context_name), sweep, runs, secrets, record, reporter)
+        connection = transport.connection(sweep.context, sweep.context_name)
+        found = limits.site_limits(connection, sweep.context.get("account"), sweep.context.get("qos"))
+        where = f"{connection.target.alias} (user {connection.target.user})"
+        limits.refuse_beyond(found, len(runs), where)
+        submit.submit(connection, sweep, runs, secrets, record, reporter)
 
     def status(self, sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate]:
         """Also the ended runs: Slurm may run a finished task again (``scontrol requeue``)."""

@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   slurmctld slurmd slurm-client munge
+  slurmdbd mariadb-server
   openssh-server openssh-client
   python3 python3-venv
 )

@@ -245,8 +245,7 @@ db_ok() {
   pid_of "$DB_PIDFILE" "$MARIADBD" >/dev/null && sql -e 'SELECT 1' >/dev/null 2>&1
 }
 dbd_ok() {
-  pid_of "$SLURMDBD_PIDFILE" /usr/sbin/slurmdbd >/dev/null &&
-    timeout 10 sacctmgr -nP show cluster format=Cluster 2>/dev/null | grep -qx "$CLUSTER"
+  pid_of "$SLURMDBD_PIDFILE" /usr/sbin/slurmdbd >/dev/null
 }
 # The associations and limits as wanted, one line per user: user|account|MaxSubmit|MaxJobs.
 wanted_associations() {
@@ -274,17 +273,21 @@ node_usable() {
     *) return 1 ;;
   esac
 }
+ssh_login_ok() {
+  # Runs as USER through the real sshd; checks the Slurm client side and accounting too.
+  local alias="$1" user="$2"
+  timeout 20 ssh -F "$SSH_CONFIG" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -o ConnectTimeout=10 "$alias" \
+    "set -e; test \"\$(id -un)\" = $user; sinfo -h -o %P | grep -qx '$PARTITION\*'; sbatch --test-only --wrap true 2>&1 | grep -q 'to start at'; sacct -n -X -j 1 >/dev/null; command -v python3 >/dev/null" \
+    </dev/null >/dev/null 2>&1
+}
 ssh_ok() {
-  # Runs as each test user through the real sshd; checks the Slurm client side and accounting too.
-  local alias user
-  for alias in "$SSH_ALIAS" "$LIMITED_ALIAS"; do
-    user="$TEST_USER"
-    [[ "$alias" == "$LIMITED_ALIAS" ]] && user="$LIMITED_USER"
-    timeout 20 ssh -F "$SSH_CONFIG" -o BatchMode=yes -o StrictHostKeyChecking=yes \
-      -o ConnectTimeout=10 "$alias" \
-      "set -e; test \"\$(id -un)\" = $user; sinfo -h -o %P | grep -qx '$PARTITION\*'; sbatch --test-only --wrap true 2>&1 | grep -q 'to start at'; sacct -n -X -j 1 >/dev/null; command -v python3 >/dev/null" \
-      </dev/null >/dev/null 2>&1 || return 1
-  done
+  # Both users at once: each login costs most of a healthy start's time.
+  local limited
+  ssh_login_ok "$LIMITED_ALIAS" "$LIMITED_USER" 9>&- &
+  limited=$!
+  ssh_login_ok "$SSH_ALIAS" "$TEST_USER" || { wait "$limited" || true; return 1; }
+  wait "$limited"
 }
 
 dump_logs() {
@@ -517,6 +520,7 @@ for ((i = 0; i < 300; i++)); do
   timeout 10 sacctmgr -nP show cluster format=Cluster >/dev/null 2>&1 && break
   sleep 0.1
 done
+dbd_ok || fail "slurmdbd exited (see $SLURMDBD_LOG)"
 timeout 10 sacctmgr -nP show cluster format=Cluster >/dev/null 2>&1 || fail "slurmdbd does not answer sacctmgr"
 
 # The cluster, the accounts and the users' associations with their limits, as a site admin makes them.

@@ -633,7 +633,7 @@ def status(document):
         elif note == "preempted":  # the batch script found max_requeue reached and did not start it
             entry = ["preempted", None, "requeued more than max_requeue=%d times" % limit, False]
         elif state in _ENDED_BY_SLURM:
-            entry = [state, _exit_of(queued[2] or "0"), queued[1], False]
+            entry = [state, _exit_of(queued[2] or "0"), None if queued[1] in ("None", "") else queued[1], False]
         elif queued:
             finished = state in ("completed", "failed")
             entry = [

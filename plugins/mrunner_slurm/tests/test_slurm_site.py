@@ -49,6 +49,9 @@ print("done", flush=True)
 """
 
 
+POINTS = 60
+
+
 def checkpoints(cluster: Cluster, document: dict, run: dict) -> str:
     return (
         f"{cluster.storage}/{document['sweep']['project']}/{run['sweep_id']}/checkpoints/{run['index']}-{run['name']}"
@@ -63,15 +66,21 @@ def ledger(cluster: Cluster, document: dict, run: dict) -> list[tuple[int, int]]
 def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continues_every_point_once(
     slurm_service, mrunner, mrunner_home, tmp_path
 ):
-    """Real preemption: nothing imitates it. The sweep runs on the preemptible partition; the test fills the
-    node with a job of its own on the high partition; Slurm requeues the sweep's tasks (PreemptMode=REQUEUE),
-    which get SIGTERM, save and come back as attempt 1 once the high job ended."""
+    """Real preemption: nothing imitates it. The sweep runs on the preemptible partition, each experiment on
+    one of the node's GPUs; the test submits a job of its own on the high partition that needs both GPUs;
+    Slurm requeues the sweep's tasks to make room (PreemptMode=REQUEUE), which get SIGTERM, save and come back
+    as attempt 1 once the high job ended. (GPUs rather than all CPUs: the shared cluster runs other tests'
+    jobs on the default partition, which nothing preempts, and a job that waits for all CPUs would hold
+    them back.)"""
     storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
     cluster = Cluster(slurm_service, storage)
     low, high = slurm_service["preemptible_partition"], slurm_service["preemptor_partition"]
-    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, storage, partition=low, grace_period=5))
+    gpus = slurm_service["gres_gpus"]
+    context = slurm_context(slurm_service, storage, partition=low, grace_period=5, gpu=1)
+    write_context(mrunner_home, "test-slurm", context)
     (tmp_path / "train.py").write_text(LEDGER)
-    submitted = mrunner("+context=test-slurm", "train.py", "-m", "seed=1,2", "points=40", "pause=0.25")
+    seeds = ",".join(str(seed) for seed in range(gpus))
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", f"seed={seeds}", f"points={POINTS}", "pause=0.5")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
     document = status(mrunner, sweep)
@@ -80,14 +89,13 @@ def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continue
         lambda: [len(ledger(cluster, document, run)) for run in runs], lambda done: min(done) >= 3, timeout=120,
         every=0.5, what="both experiments to complete 3 points",
     )  # fmt: skip
-    cpus = slurm_service["node_cpus"]
     preemptor = cluster.ssh(
-        f"sbatch --parsable -p {high} --cpus-per-task={cpus} --mem=1000 --time=5 -J preemptor --wrap 'sleep 300'"
+        f"sbatch --parsable -p {high} --gres=gpu:{gpus} --mem=100 --time=5 -J preemptor --wrap 'sleep 300'"
     ).strip()
     try:
         wait_for(
             lambda: cluster.ssh(f"squeue -h -j {preemptor} -o %T"), lambda state: "RUNNING" in state,
-            timeout=180, every=0.5, what=f"the high-priority job {preemptor} to start",
+            timeout=60, every=0.5, what=f"the high-priority job {preemptor} to start",
         )  # fmt: skip
         preempted = wait_for(
             lambda: status(mrunner, sweep)["experiments"],
@@ -109,7 +117,7 @@ def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continue
     for run in finished:
         assert ends(run) == [(0, PREEMPTED), (1, COMPLETED)]
         written = ledger(cluster, document, run)
-        assert sorted(point for point, _ in written) == list(range(40))  # every point exactly once
+        assert sorted(point for point, _ in written) == list(range(POINTS))  # every point exactly once
         assert {attempt for _, attempt in written} == {0, 1}  # some before the preemption, the rest after
         earlier = mrunner("logs", f"{sweep}/{run['index']}", "--attempt", "0").stdout
         assert "signal 15 at point" in earlier and "saved" in earlier and "done" not in earlier
@@ -153,7 +161,7 @@ def test_status_of_tasks_squeue_forgot_comes_from_sacct_and_without_accounting_f
     )  # fmt: skip
     cluster.ssh(f"scancel {slow['backend_ref']}")
     wait_for(
-        lambda: cluster.ssh(f"squeue -h -r -j {job} -o %i", check=False), lambda listed: not listed.strip(),
+        lambda: cluster.ssh(f"squeue -h -r --states=all -j {job} -o %i", check=False), lambda listed: not listed.strip(),
         timeout=180, every=2, what=f"squeue to forget job {job} (MinJobAge)",
     )  # fmt: skip
 

@@ -660,7 +660,6 @@ state = {
     "preemptible_partition": "$LOW_PARTITION",
     "preemptor_partition": "$HIGH_PARTITION",
     "grace_time": $GRACE_TIME,
-    "node_cpus": 16,
     "limited": {
         "user": "$LIMITED_USER",
         "alias": "$LIMITED_ALIAS",

@@ -11,15 +11,17 @@ from mrunner.errors import Refused
 CONFIG = "AccountingStorageEnforce = associations,limits,qos\nClusterName = site\nMaxArraySize = 1501\n"
 
 
-def output(default: str, associations: str, qos: str, config: str = CONFIG, queued: str = "3") -> str:
-    return "\n@@\n".join(["alice", default, associations, qos, config, queued]) + "\n"
+def output(associations: str, qos: str, config: str = CONFIG, queued: str = "3") -> str:
+    """As the remote command prints it: the user, then `sacctmgr show user withassoc` (default account first
+    on every line), `show qos`, the config lines and the count of queued jobs."""
+    return "\n@@\n".join(["alice", associations, qos, config, queued]) + "\n"
 
 
 def test_the_default_accounts_association_of_this_cluster_and_its_default_qos_bind():
     text = output(
-        "physics",
-        "site|physics||100|50|normal|normal,long\nsite|chem||7|7||normal\nother|physics||1|1||normal\n"
-        "site|physics|gpu|2|2||normal",  # a partition's own association does not bind the others
+        "physics|site|physics||100|50|normal|normal,long\nphysics|site|chem||7|7||normal\n"
+        "physics|other|physics||1|1||normal\n"
+        "physics|site|physics|gpu|2|2||normal",  # a partition's own association does not bind the others
         "normal|80|\nlong|5|5",
     )
     assert parse(text) == Limits(max_submit_jobs=80, max_jobs=50, max_array_size=1501, jobs_in_queue=3)
@@ -27,9 +29,9 @@ def test_the_default_accounts_association_of_this_cluster_and_its_default_qos_bi
 
 
 def test_limits_count_only_where_enforced_and_nothing_is_known_without_accounting():
-    unenforced = output("physics", "site|physics||100|50|normal|normal", "", config=CONFIG.replace(",limits", ""))
+    unenforced = output("physics|site|physics||100|50|normal|normal", "", config=CONFIG.replace(",limits", ""))
     assert parse(unenforced).max_submit_jobs is None and parse(unenforced).max_array_size == 1501
-    none = output("", "", "", config="ClusterName = site\nMaxArraySize = 1001\n", queued="0")
+    none = output("", "", config="ClusterName = site\nMaxArraySize = 1001\n", queued="0")
     assert parse(none) == Limits(None, None, 1001, 0) and parse(none).allowance is None
 
 

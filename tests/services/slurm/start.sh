@@ -203,20 +203,21 @@ EOF
 }
 
 render_ssh_config() {
+  # mrtest's block last: tests append options for it (ControlMaster, ...) to a copy of this file.
   cat <<EOF
-Host $SSH_ALIAS
-    HostName $SSH_HOST
-    Port $SSH_PORT
-    User $TEST_USER
-    IdentityFile $KEY_FILE
-    UserKnownHostsFile $KNOWN_HOSTS
-    IdentitiesOnly yes
-
 Host $LIMITED_ALIAS
     HostName $SSH_HOST
     Port $SSH_PORT
     User $LIMITED_USER
     IdentityFile $LIMITED_KEY_FILE
+    UserKnownHostsFile $KNOWN_HOSTS
+    IdentitiesOnly yes
+
+Host $SSH_ALIAS
+    HostName $SSH_HOST
+    Port $SSH_PORT
+    User $TEST_USER
+    IdentityFile $KEY_FILE
     UserKnownHostsFile $KNOWN_HOSTS
     IdentitiesOnly yes
 EOF

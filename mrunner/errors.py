@@ -19,6 +19,11 @@ class BackendError(MrunnerError):
     exit_code = 3
 
 
+class Refused(BackendError):
+    """The backend refused the whole submission before handing anything over (a site's job limits): a new
+    sweep is forgotten, as if it had never been submitted."""
+
+
 class NotFound(MrunnerError):
     """The records hold no sweep or experiment of that name."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from mrunner import gc_lock, plugins
 from mrunner.backend import SubmitOptions
-from mrunner.errors import BackendError, Interrupted, MrunnerError, os_error
+from mrunner.errors import BackendError, Interrupted, MrunnerError, Refused, os_error
 from mrunner.following import require_answer
 from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
 from mrunner.records import CANCELLED, FAILED, PLANNED, Run, RunUpdate, Sweep
@@ -100,8 +100,10 @@ def hand_over(
     new: bool = False,
 ) -> None:  # fmt: skip
     """Package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep whose
-    packaging or preparation failed (so no run can have reached the backend) is removed from the records."""
+    packaging or preparation failed (so no run can have reached the backend), or that the backend refused
+    whole (``Refused``), is removed from the records."""
     backend = plugins.backend(sweep.backend)
+    first = new
     options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
     try:
@@ -124,7 +126,10 @@ def hand_over(
     except (MrunnerError, OSError, EOFError) as failure:
         error = _as_error(failure, sweep)
         try:
-            forgotten = _not_handed_over(sweep, store, FAILED, f"not submitted: {error}", forget=new)
+            # a new sweep is forgotten when no run can have reached the backend: its packaging or preparation
+            # failed, or the backend refused it whole before handing anything over
+            forget = new or (first and isinstance(failure, Refused))
+            forgotten = _not_handed_over(sweep, store, FAILED, f"not submitted: {error}", forget=forget)
         except MrunnerError:  # the records cannot be written either (a full disk)
             raise type(error)(
                 f"{error} (sweep {sweep.id} stays recorded as planned: `mrunner resume {sweep.id}` submits it "

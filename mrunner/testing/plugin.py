@@ -4,7 +4,8 @@ and mrunner's own tests use, and a tag on every test saying what it needs.
 
 Fixtures: ``mrunner_home`` (a private XDG config and data home, so records and contexts never leak between
 tests or into the developer's own), ``mrunner`` (the command line, run with that home), ``slurm_service``,
-``k8s_service`` and ``mlflow_service`` (the loopback services' state files; see ``mrunner.testing.services``).
+``k8s_service`` and ``mlflow_service`` (the loopback services' state files; see ``mrunner.testing.services``),
+``slurm_limited_service`` (the Slurm cluster as its second user, whose association carries job limits).
 
 Tags, from the fixtures a test uses (directly or through others), the heaviest need only: ``k8s`` (the
 Kubernetes cluster, its Docker engine and registries: ``k8s_service``), ``slurm`` (the Slurm cluster:
@@ -144,6 +145,22 @@ def slurm_service() -> dict[str, Any]:
     from mrunner.testing.services import service
 
     return service("slurm")
+
+
+@pytest.fixture(scope="session")
+def slurm_limited_service(slurm_service: dict[str, Any]) -> dict[str, Any]:
+    """The same Slurm cluster as the second test user (``mrlimited``), whose association carries job limits
+    (``max_submit_jobs``: MaxSubmitJobs, ``max_jobs``: MaxJobs, as a site admin sets them with sacctmgr), in
+    the shape of ``slurm_service`` (``user``, ``alias``, ``key_file``, ``storage_dir`` are its own), so
+    tests of limits never hold back the tests that submit as ``mrtest``."""
+    if "limited" not in slurm_service:  # a cluster started by an older start.sh
+        import os
+
+        message = "the Slurm service has no limited user: restart it with tests/services/slurm/start.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return {**slurm_service, **slurm_service["limited"]}
 
 
 @pytest.fixture(scope="session")

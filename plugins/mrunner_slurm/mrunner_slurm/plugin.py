@@ -50,11 +50,11 @@ class SlurmBackend(Backend):
 
     def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
         from mrunner import layout
-        from mrunner_slurm import deploy, transport
+        from mrunner_slurm import deploy, limits, transport
 
-        facts = deploy.deploy(
-            transport.connection(sweep.context, sweep.context_name), sweep.context["storage_dir"], snapshot, reporter
-        )
+        connection = transport.connection(sweep.context, sweep.context_name)
+        _READINGS[sweep.id] = limits.Reading(connection, sweep.context.get("account"), sweep.context.get("qos"))
+        facts = deploy.deploy(connection, sweep.context["storage_dir"], snapshot, reporter)
         return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir)}  # once per sweep
 
     def setup_resources(self, sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any]:
@@ -78,9 +78,17 @@ class SlurmBackend(Backend):
         record: Callable[[Sequence[RunUpdate]], None],
         reporter: Reporter,
     ) -> None:
-        from mrunner_slurm import submit, transport
+        """Refused whole, before anything reaches Slurm, when the experiments (one job each) exceed the jobs the
+        site still allows the user (``limits``)."""
+        from mrunner_slurm import limits, submit, transport
 
-        submit.submit(transport.connection(sweep.context, sweep.context_name), sweep, runs, secrets, record, reporter)
+        connection = transport.connection(sweep.context, sweep.context_name)
+        reading = _READINGS.pop(sweep.id, None)  # started by package, read meanwhile
+        if reading is None:
+            reading = limits.Reading(connection, sweep.context.get("account"), sweep.context.get("qos"))
+        where = f"{connection.target.alias} (user {connection.target.user})"
+        limits.refuse_beyond(reading.limits(), len(runs), where)
+        submit.submit(connection, sweep, runs, secrets, record, reporter)
 
     def status(self, sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate]:
         """Also the ended runs: Slurm may run a finished task again (``scontrol requeue``)."""
@@ -159,6 +167,8 @@ class SlurmBackend(Backend):
 
 
 _CONNECTING: set[tuple[str, Any]] = set()
+#: The site's limits being read for a sweep (``limits.Reading``), from its packaging to its submission.
+_READINGS: dict[str, Any] = {}
 
 
 def _connect_in_background(context: Mapping[str, Any]) -> None:

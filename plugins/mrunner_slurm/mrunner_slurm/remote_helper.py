@@ -500,6 +500,12 @@ def _listing(jobs, fields):
     return result.stdout.splitlines()
 
 
+def _submitted_attempt(name):
+    """The attempt an array was submitted at, from its job name (``mrunner-SWEEP-aN-...``); None if not ours."""
+    submitted = re.search(r"-a(\d+)-\d+-\d+-\d+$", name.strip())
+    return int(submitted.group(1)) if submitted else None
+
+
 def _queued(jobs):
     """Each array task of these jobs that Slurm lists: (state, reason, exit code, attempt). The attempt is the
     one the task was submitted at (in its job name) plus Slurm's restart count."""
@@ -507,9 +513,38 @@ def _queued(jobs):
     for line in _listing(jobs, "JobArrayID:|,State:|,Reason:|,exit_code:|,RestartCnt:|,Name:|"):
         parts = line.split("|")
         if len(parts) >= 6:
-            submitted = re.search(r"-a(\d+)-\d+-\d+-\d+$", parts[5].strip())
-            attempt = int(submitted.group(1)) + int(parts[4].strip() or 0) if submitted else None
+            submitted = _submitted_attempt(parts[5])
+            attempt = submitted + int(parts[4].strip() or 0) if submitted is not None else None
             found[parts[0].strip()] = (parts[1].strip().split()[0], parts[2].strip(), parts[3].strip(), attempt)
+    return found
+
+
+def _accounted(jobs):
+    """What the site's accounting (slurmdbd) kept of these jobs' array tasks, which squeue forgets MinJobAge
+    after their end: per task the same (state, reason, exit code, attempt) as ``_queued``, from the task's
+    latest record; its attempt counts the records of earlier attempts that requeues (a preemption, a time
+    limit, ``scontrol requeue``) left (``sacct -D``). One sacct for all of them; None where the site keeps
+    no accounting (sacct fails: "Slurm accounting storage is disabled"), so the caller reads jobcomp."""
+    try:
+        result = subprocess.run(
+            ["sacct", "-X", "-D", "-n", "-P", "-j", ",".join(jobs), "-o", "JobID,State,ExitCode,JobName"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+    except OSError:  # no sacct at all
+        return None
+    if result.returncode:
+        return None
+    records = {}
+    for line in result.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 4 and "[" not in parts[0]:  # a pending rest of an array (JOB_[3-9]) squeue lists
+            records.setdefault(parts[0], []).append(parts)
+    found = {}
+    for ref, kept in records.items():
+        state, code, name = kept[-1][1], kept[-1][2], kept[-1][3]
+        submitted = _submitted_attempt(name)
+        attempt = submitted + len(kept) - 1 if submitted is not None else None
+        found[ref] = (state.split()[0], "sacct: %s" % state, code, attempt)
     return found
 
 
@@ -546,7 +581,13 @@ def _completed_before(status_prefix, attempt):
 
 
 def status(document):
-    """The state of each task's latest attempt, from its exit-code file, then one squeue, then jobcomp.
+    """The state of each task's latest attempt, from its exit-code file, then one squeue, then, for the tasks
+    squeue forgot (MinJobAge after their end), one sacct where the site keeps accounting, else jobcomp.
+
+    squeue speaks for the controller itself and comes first: slurmdbd learns of a submission, a start or a
+    requeue a moment later, so sacct alone could call a task just submitted unknown. sacct knows the ends
+    squeue forgot: the exit code, a cancel or time limit the wrapper could not note, and (``-D``) the records
+    of the attempts before a requeue, which count the task's attempt where no log of it was written yet.
 
     The exit-code file (``mrunner.layout``'s, whose path each task brings) exists only when the experiment
     ended by itself: it is the surest end and outranks a cancel, a time limit or a preemption that came
@@ -563,6 +604,10 @@ def status(document):
     tasks = document["tasks"]
     jobs = sorted({task[1].split("_")[0] for task in tasks})
     found = _queued(jobs) if jobs else {}
+    forgotten = sorted({task[1].split("_")[0] for task in tasks if task[1] not in found and not task[7]})
+    accounted = _accounted(forgotten) if forgotten else None  # None: no accounting, or nothing to ask it
+    if accounted:
+        found = {**accounted, **found}
     answer = {}
     unresolved = []
     for index, ref, recorded, status_prefix, log_prefix, limit, retries, ended in tasks:
@@ -588,7 +633,7 @@ def status(document):
         elif note == "preempted":  # the batch script found max_requeue reached and did not start it
             entry = ["preempted", None, "requeued more than max_requeue=%d times" % limit, False]
         elif state in _ENDED_BY_SLURM:
-            entry = [state, _exit_of(queued[2] or "0"), queued[1], False]
+            entry = [state, _exit_of(queued[2] or "0"), None if queued[1] in ("None", "") else queued[1], False]
         elif queued:
             finished = state in ("completed", "failed")
             entry = [
@@ -602,7 +647,7 @@ def status(document):
             entry = [None, None, None, False]
         answer[index] = entry + [attempt, ends]
     if unresolved:
-        finished_tasks = _finished(sorted({ref.split("_")[0] for _, ref in unresolved}))
+        finished_tasks = {} if accounted is not None else _jobcomp(sorted({ref.split("_")[0] for _, ref in unresolved}))
         for index, ref in unresolved:
             if ref in finished_tasks:
                 answer[index][:4] = finished_tasks[ref] + [False]
@@ -675,19 +720,10 @@ def cancel(document):
     return answer
 
 
-def _finished(jobs):
-    """Finished tasks Slurm no longer lists: from sacct where accounting runs, else the jobcomp text file."""
+def _jobcomp(jobs):
+    """Finished tasks Slurm no longer lists, on a site without accounting: from the jobcomp text file where the
+    site writes one (``JobCompType=jobcomp/filetxt``)."""
     found = {}
-    result = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-j", ",".join(jobs), "-o", "JobID,State,ExitCode"], capture_output=True, text=True
-    )
-    if result.returncode == 0:
-        for line in result.stdout.splitlines():
-            parts = line.split("|")
-            if len(parts) == 3:
-                state = _STATES.get(parts[1].split()[0], "failed")
-                found[parts[0]] = [state, _exit_of(parts[2]), None]
-        return found
     config = _slurm_config()
     location = config.get("JobCompLoc")
     if config.get("JobCompType") != "jobcomp/filetxt" or not location or not os.access(location, os.R_OK):
@@ -702,7 +738,7 @@ def _finished(jobs):
             if values.get("ArrayJobId") in wanted:
                 ref = "%s_%s" % (values["ArrayJobId"], values.get("ArrayTaskId"))
                 state = _STATES.get(values.get("JobState", ""), "failed")
-                found[ref] = [state, _exit_of(values.get("ExitCode", "0:0")), None]
+                found[ref] = [state, _exit_of(values.get("ExitCode", "0:0")), "jobcomp: %s" % values.get("JobState")]
     return found
 
 

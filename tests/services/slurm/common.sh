@@ -9,12 +9,29 @@ STATE_JSON="$SERVICES_DIR/slurm.json"
 LOCK_FILE="$SERVICES_DIR/slurm.lock"
 
 TEST_USER=mrtest
+# A second user whose association carries the job limits (MaxSubmitJobs, MaxJobs), so tests of limits never
+# hold back the tests that submit as mrtest.
+LIMITED_USER=mrlimited
 SSH_HOST=127.0.0.1
 SSH_PORT=2222
 SSH_ALIAS=mrunner-test-slurm
+LIMITED_ALIAS=mrunner-test-slurm-limited
 NODE_NAME=localhost
+CLUSTER=mrunner-test
 PARTITION=debug
+# Site-like preemption: jobs on LOW_PARTITION are requeued when a job on HIGH_PARTITION needs their CPUs.
+LOW_PARTITION=low
+HIGH_PARTITION=high
+GRACE_TIME=10
+ACCOUNT=mrunner
+LIMITED_ACCOUNT=limited
 GPU_COUNT=2
+# Accounting: slurmdbd on 127.0.0.1:6819, its MariaDB on 127.0.0.1:3307 (not 3306: a developer's own MySQL
+# keeps its port).
+DBD_PORT=6819
+DB_PORT=3307
+DB_NAME=slurm_acct_db
+DB_USER=slurm
 
 SLURM_ETC=/etc/slurm
 MUNGE_DIR="$STATE_DIR/munge"
@@ -24,6 +41,11 @@ MUNGE_KEY=/etc/munge/munge.key
 SLURMCTLD_PIDFILE="$STATE_DIR/slurmctld.pid"
 SLURMD_PIDFILE="$STATE_DIR/slurmd.pid"
 SSHD_PIDFILE="$STATE_DIR/sshd.pid"
+SLURMDBD_PIDFILE="$STATE_DIR/slurmdbd.pid"
+DB_DIR="$STATE_DIR/mariadb"
+DB_SOCKET="$DB_DIR/mysqld.sock"
+DB_PIDFILE="$DB_DIR/mariadbd.pid" # mariadbd runs as mysql: its files are in its own folder
+MARIADBD=/usr/sbin/mariadbd
 
 log() { printf '[slurm-%s] %s\n' "${SCRIPT_TAG:-service}" "$*" >&2; }
 

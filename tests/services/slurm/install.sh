@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   slurmctld slurmd slurm-client munge
+  slurmdbd mariadb-server
   openssh-server openssh-client
   python3 python3-venv
 )
@@ -17,12 +18,14 @@ if [[ "$(id -u)" -ne 0 ]]; then
   exit 1
 fi
 
+# One dpkg-query for all of them: start.sh runs this on every call, even when all is healthy.
+declare -A installed=()
+while read -r pkg status; do
+  [[ "$status" == "install ok installed" ]] && installed[$pkg]=1
+done < <(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
-  status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
-  if [[ "$status" != "install ok installed" ]]; then
-    missing+=("$pkg")
-  fi
+  [[ -n "${installed[$pkg]:-}" ]] || missing+=("$pkg")
 done
 
 if [[ "${#missing[@]}" -eq 0 ]]; then

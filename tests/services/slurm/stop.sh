@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Stop the daemons started by start.sh (found through their pidfiles in the state dir).
 #
-#   stop.sh           stop sshd, slurmd, slurmctld, munged; keep Slurm state (queued jobs
-#                     survive a later start.sh), keys and logs.
+#   stop.sh           stop sshd, slurmd, slurmctld, slurmdbd, mariadbd, munged; keep Slurm state
+#                     (queued jobs survive a later start.sh), the accounting database, keys and logs.
 #   stop.sh --purge   also cancel every job first, end leftover job steps and delete the
-#                     state dir and slurm.json: the next start.sh starts from scratch
-#                     (new keys, empty queue, job ids from 1).
+#                     state dir (with the accounting database) and slurm.json: the next start.sh
+#                     starts from scratch (new keys, empty queue and accounting, job ids from 1).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,6 +46,8 @@ fi
 stop_pidfile sshd "$SSHD_PIDFILE" /usr/sbin/sshd
 stop_pidfile slurmd "$SLURMD_PIDFILE" /usr/sbin/slurmd
 stop_pidfile slurmctld "$SLURMCTLD_PIDFILE" /usr/sbin/slurmctld
+stop_pidfile slurmdbd "$SLURMDBD_PIDFILE" /usr/sbin/slurmdbd
+stop_pidfile mariadbd "$DB_PIDFILE" "$MARIADBD"
 stop_pidfile munged "$MUNGE_PIDFILE" /usr/sbin/munged
 
 if ((purge)); then

@@ -1,0 +1,224 @@
+"""The loopback cluster run as a site runs Slurm (tests/services/slurm): accounting (sacct, sacctmgr), job
+limits on the limited user's association, and preemption as a partition policy (a job on the `high`
+partition requeues the jobs of the preemptible `low` one)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from mrunner.records import CANCELLED, COMPLETED, PENDING, PREEMPTED
+from mrunner.testing import wait_for, write_context
+from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
+from plugins.mrunner_slurm.tests.test_slurm_requeue import ends, release
+
+# Works through `points`, `pause` seconds each. After each point it writes the point to its ledger and the next
+# point to its checkpoint, with SIGTERM held off meanwhile, so a point is in the ledger exactly when the
+# checkpoint says it is done. SIGTERM (a preemption, a cancel) saves and stops; the next attempt continues
+# from the checkpoint.
+LEDGER = """
+import json, os, signal, sys, time
+import mrunner
+
+config = mrunner.get_configuration()
+folder = mrunner.checkpoint_dir()
+ledger, path = os.path.join(folder, "ledger.txt"), os.path.join(folder, "state.json")
+state = json.load(open(path)) if os.path.exists(path) else {"next": 0}
+print("attempt", mrunner.attempt(), "from point", state["next"], flush=True)
+
+def save():
+    with open(path + ".tmp", "w") as out:
+        json.dump(state, out)
+    os.replace(path + ".tmp", path)
+
+def stop(signum, frame):
+    save()
+    print("signal", signum, "at point", state["next"], "saved", flush=True)
+    sys.exit(143)
+
+signal.signal(signal.SIGTERM, stop)
+while state["next"] < config.points:
+    time.sleep(config.pause)  # the point's work
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    with open(ledger, "a") as out:
+        out.write("%d %d\\n" % (state["next"], mrunner.attempt()))
+    state["next"] += 1
+    save()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+print("done", flush=True)
+"""
+
+
+POINTS = 60
+
+
+def checkpoints(cluster: Cluster, document: dict, run: dict) -> str:
+    return (
+        f"{cluster.storage}/{document['sweep']['project']}/{run['sweep_id']}/checkpoints/{run['index']}-{run['name']}"
+    )
+
+
+def ledger(cluster: Cluster, document: dict, run: dict) -> list[tuple[int, int]]:
+    text = cluster.ssh(f"cat {checkpoints(cluster, document, run)}/ledger.txt 2>/dev/null", check=False)
+    return [(int(point), int(attempt)) for point, attempt in (line.split() for line in text.splitlines())]
+
+
+def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continues_every_point_once(
+    slurm_service, mrunner, mrunner_home, tmp_path
+):
+    """Real preemption: nothing imitates it. The sweep runs on the preemptible partition, each experiment on
+    one of the node's GPUs; the test submits a job of its own on the high partition that needs both GPUs;
+    Slurm requeues the sweep's tasks to make room (PreemptMode=REQUEUE), which get SIGTERM, save and come back
+    as attempt 1 once the high job ended. (GPUs rather than all CPUs: the shared cluster runs other tests'
+    jobs on the default partition, which nothing preempts, and a job that waits for all CPUs would hold
+    them back.)"""
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    cluster = Cluster(slurm_service, storage)
+    low, high = slurm_service["preemptible_partition"], slurm_service["preemptor_partition"]
+    gpus = slurm_service["gres_gpus"]
+    context = slurm_context(slurm_service, storage, partition=low, grace_period=5, gpu=1)
+    write_context(mrunner_home, "test-slurm", context)
+    (tmp_path / "train.py").write_text(LEDGER)
+    seeds = ",".join(str(seed) for seed in range(gpus))
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", f"seed={seeds}", f"points={POINTS}", "pause=0.5")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    wait_for(
+        lambda: [len(ledger(cluster, document, run)) for run in runs], lambda done: min(done) >= 3, timeout=120,
+        every=0.5, what="both experiments to complete 3 points",
+    )  # fmt: skip
+    preemptor = cluster.ssh(
+        f"sbatch --parsable -p {high} --gres=gpu:{gpus} --mem=100 --time=5 -J preemptor --wrap 'sleep 300'"
+    ).strip()
+    try:
+        wait_for(
+            lambda: cluster.ssh(f"squeue -h -j {preemptor} -o %T"), lambda state: "RUNNING" in state,
+            timeout=60, every=0.5, what=f"the high-priority job {preemptor} to start",
+        )  # fmt: skip
+        preempted = wait_for(
+            lambda: status(mrunner, sweep)["experiments"],
+            lambda rs: all(r["attempt"] == 1 and r["state"] == PENDING for r in rs),
+            timeout=60, every=1, what="both tasks requeued as attempt 1",
+        )  # fmt: skip
+        assert [r["backend_ref"] for r in preempted] == [r["backend_ref"] for r in runs]  # the same array tasks
+        for run in runs:  # Slurm's accounting calls it what it was
+            history = cluster.ssh(f"sacct -X -D -n -P -j {run['backend_ref']} -o State")
+            assert history.splitlines()[0] == "PREEMPTED", history
+    finally:
+        cluster.ssh(f"scancel {preemptor}", check=False)
+    for run in runs:
+        release(cluster, run["backend_ref"])
+    finished = wait_for(
+        lambda: status(mrunner, sweep)["experiments"], lambda rs: all(r["state"] == COMPLETED for r in rs),
+        timeout=180, every=1, what="both experiments to complete",
+    )  # fmt: skip
+    for run in finished:
+        assert ends(run) == [(0, PREEMPTED), (1, COMPLETED)]
+        written = ledger(cluster, document, run)
+        assert sorted(point for point, _ in written) == list(range(POINTS))  # every point exactly once
+        assert {attempt for _, attempt in written} == {0, 1}  # some before the preemption, the rest after
+        earlier = mrunner("logs", f"{sweep}/{run['index']}", "--attempt", "0").stdout
+        assert "signal 15 at point" in earlier and "saved" in earlier and "done" not in earlier
+        resumed = mrunner("logs", f"{sweep}/{run['index']}").stdout
+        assert f"attempt 1 from point {max(p for p, a in written if a == 0) + 1}" in resumed and "done" in resumed
+    shown = mrunner("status", f"{sweep}/0").stdout
+    assert "requeued" in shown and PREEMPTED in shown  # the attempts table: how attempt 1 came, how 0 ended
+
+
+SLEEPER = """
+import sys, time
+import mrunner
+time.sleep(float(mrunner.get_configuration().sleep))
+"""
+
+
+def test_status_of_tasks_squeue_forgot_comes_from_sacct_and_without_accounting_from_jobcomp(
+    slurm_service, mrunner, mrunner_home, tmp_path, monkeypatch
+):
+    """A task cancelled outside mrunner (an admin's scancel) leaves no exit code; once squeue forgot it
+    (MinJobAge after its end), `status` asks sacct, in the same helper call. A site without accounting is the
+    same call with a `sacct` first on the helper's PATH that fails as sacct fails there (a fake standing in
+    for a site's missing slurmdbd): the answer comes from the jobcomp file."""
+    from mrunner_slurm import jobs, remote, transport
+
+    from mrunner.store import Store
+
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    cluster = Cluster(slurm_service, storage)
+    context = slurm_context(slurm_service, storage)
+    write_context(mrunner_home, "test-slurm", context)
+    (tmp_path / "train.py").write_text(SLEEPER)
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", "sleep=0,600")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    quick, slow = status(mrunner, sweep)["experiments"]
+    job = slow["backend_ref"].split("_")[0]
+    wait_for(
+        lambda: cluster.ssh(f"squeue -h -j {slow['backend_ref']} -o %T"), lambda state: "RUNNING" in state,
+        timeout=60, every=0.5, what="the slow experiment to run",
+    )  # fmt: skip
+    cluster.ssh(f"scancel {slow['backend_ref']}")
+    wait_for(
+        lambda: cluster.ssh(f"squeue -h -r --states=all -j {job} -o %i", check=False), lambda listed: not listed.strip(),
+        timeout=180, every=2, what=f"squeue to forget job {job} (MinJobAge)",
+    )  # fmt: skip
+
+    fake = f"{storage}/fake-site-without-accounting"
+    cluster.ssh(
+        f"mkdir -p {fake} && printf '#!/bin/sh\\necho \"Slurm accounting storage is disabled\" >&2\\nexit 1\\n' "
+        f"> {fake}/sacct && chmod +x {fake}/sacct"
+    )
+    command = remote._command
+    monkeypatch.setattr(remote, "_command", lambda *args: f"PATH={fake}:$PATH " + command(*args))
+    store = Store()
+    connection = transport.connection(context)
+    calls = connection.calls
+    updates = {u.index: u for u in jobs.status(connection, store.sweep(sweep), store.runs(sweep))}
+    assert connection.calls - calls == 1  # one helper call for the sweep, as with accounting
+    assert (updates[1].state, updates[1].detail) == (CANCELLED, "jobcomp: CANCELLED")
+    monkeypatch.setattr(remote, "_command", command)
+
+    document = status(mrunner, sweep)  # with accounting
+    done, cancelled = document["experiments"]
+    assert (done["state"], done["exit_code"]) == (COMPLETED, 0)
+    assert cancelled["state"] == CANCELLED
+    shown = json.loads(mrunner("status", f"{sweep}/1", "--json").stdout)
+    assert any(str(detail or "").startswith("sacct: CANCELLED by") for _, _, _, detail in shown["history"]), shown
+
+
+def test_a_sweep_beyond_max_submit_jobs_is_refused_whole_before_anything_is_recorded(
+    slurm_limited_service, mrunner, mrunner_home, tmp_path
+):
+    """What the site does with an array beyond the user's MaxSubmitJobs: sbatch refuses it whole. mrunner
+    refuses such a sweep before any sbatch, in one line naming the limit and points_per_task, and records
+    nothing; jobs already queued count against the allowance."""
+    from mrunner.store import Store
+
+    service = slurm_limited_service
+    allowed = service["max_submit_jobs"]
+    storage = f"{service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    cluster = Cluster(service, storage)
+    write_context(mrunner_home, "test-slurm", slurm_context(service, storage))
+    (tmp_path / "train.py").write_text("print('point')\n")
+
+    site = cluster.ssh(f"sbatch --hold --array=0-{allowed} --wrap true 2>&1", check=False)
+    assert "Job violates accounting/QOS policy" in site and "Submitted" not in site
+
+    result = mrunner("+context=test-slurm", "train.py", "-m", f"i=range({allowed + 1})")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"MaxSubmitJobs={allowed}" in line and "points_per_task" in line and f"needs {allowed + 1}" in line
+    assert "nothing was submitted or recorded" in line
+    assert Store().sweeps() == []
+    assert "mrunner-" not in cluster.ssh("squeue -h -u $(id -un) -o %j")
+
+    held = cluster.ssh(f"sbatch --parsable --hold --array=0-{allowed - 3} --wrap true").strip()
+    try:
+        result = mrunner("+context=test-slurm", "train.py", "-m", "i=range(3)")
+        assert result.returncode != 0
+        assert f"{allowed - 2} of them queued or running now" in result.stderr
+        assert Store().sweeps() == []
+    finally:
+        cluster.ssh(f"scancel {held}", check=False)

@@ -154,7 +154,12 @@ def test_resume_after_a_failure_runs_only_the_failed_point(cluster, mrunner, mru
     assert resumed.returncode == 0, resumed.stderr
     document = status(mrunner, sweep)
     runs = document["experiments"]
-    assert [(r["state"], r["attempt"]) for r in runs] == [(COMPLETED, 0), (COMPLETED, 1), (COMPLETED, 0), (COMPLETED, 0)]
+    assert [(r["state"], r["attempt"]) for r in runs] == [
+        (COMPLETED, 0),
+        (COMPLETED, 1),
+        (COMPLETED, 0),
+        (COMPLETED, 0),
+    ]
     assert [ledger(cluster, document, run) for run in runs] == [[0], [0, 1], [0], [0]]
 
 

@@ -41,19 +41,25 @@ class Limits:
     jobs_in_queue: int | None = None  # this user's jobs queued or running now
 
 
-def limits_of(connection: Any) -> Limits:
-    """The site's limits over ``connection``: from ``mrunner_slurm.limits.site_limits`` where that module
-    exists, else MaxArraySize from ``scontrol show config`` (which the connection's first helper call read)."""
+def limits_of(connection: Any, context: Mapping[str, Any]) -> Limits:
+    """The site's limits over ``connection`` for the context's account and QOS: from
+    ``mrunner_slurm.limits.site_limits`` where that module exists, else MaxArraySize from ``scontrol show
+    config`` (which the connection's first helper call read)."""
     try:
         from mrunner_slurm.limits import site_limits  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         value = str(connection.facts.get("MaxArraySize") or "")
         return Limits(max_array_size=int(value) if value.isdigit() else None)
-    found = site_limits(connection)
+    return as_limits(site_limits(connection, context.get("account"), context.get("qos")))
+
+
+def as_limits(found: Any) -> Limits:
+    """Any object with the four fields (``mrunner_slurm.limits.Limits``) as this module's ``Limits``."""
     if isinstance(found, Limits):
         return found
-    get = found.get if isinstance(found, Mapping) else lambda name: getattr(found, name, None)
-    return Limits(*(get(name) for name in ("max_submit_jobs", "max_jobs", "max_array_size", "jobs_in_queue")))
+    return Limits(
+        *(getattr(found, name, None) for name in ("max_submit_jobs", "max_jobs", "max_array_size", "jobs_in_queue"))
+    )
 
 
 def points_per_task(context: Mapping[str, Any], count: int, limits: Limits) -> int:

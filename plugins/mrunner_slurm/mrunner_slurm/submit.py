@@ -162,8 +162,10 @@ def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int, points_per_ta
 
 def submit(
     connection: Connection, sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str],
-    record: Callable[[Sequence[RunUpdate]], None], reporter: Reporter,
+    record: Callable[[Sequence[RunUpdate]], None], reporter: Reporter, points_per_task: int | None = None,
 ) -> None:  # fmt: skip
+    """Write and submit the arrays of ``runs``, ``points_per_task`` points per array task (by default as the
+    context says, ``auto`` read against the site's limits: ``mrunner_slurm.packing``)."""
     storage = sweep.package["storage_dir"]
     directory = sweep.detail["sweep_dir"]
     files: dict[str, list] = {batch.secrets_path(directory): [batch.secrets_file(secrets), 0o600]}
@@ -172,7 +174,9 @@ def submit(
     jobs: list[dict[str, Any]] = []
     by_name: dict[str, Unit] = {}
     size = max_array_size(connection)
-    k = packing.points_per_task(sweep.context, len(runs), packing.limits_of(connection))
+    k = points_per_task or packing.points_per_task(
+        sweep.context, len(runs), packing.limits_of(connection, sweep.context)
+    )
     for array in arrays(sweep, runs, size, k):
         by_name[array.name] = array.unit
         files[array.bundle_path] = [array.bundle, 0o644]

@@ -25,8 +25,8 @@ config = mrunner.get_configuration()
 storage = os.environ["STORAGE_DIR"]
 with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "ledger.txt"), "a") as ledger:
     ledger.write("%d\\n" % mrunner.attempt())
-print("point", config.i, "attempt", mrunner.attempt(), flush=True)
-if config.i == config.get("hold", -1) and mrunner.attempt() < config.get("hold_until", 99):
+print("point", config.i, "attempt", mrunner.attempt(), "gpus", os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
+if config.i in (config.get("hold", -1), config.get("hold_too", -1)) and mrunner.attempt() < config.get("hold_until", 99):
     while not os.path.exists(os.path.join(storage, "gate")):
         time.sleep(0.1)
 if config.i == config.get("fail", -1) and not os.path.exists(os.path.join(storage, "heal")):
@@ -110,6 +110,24 @@ def test_cancel_inside_a_running_task_skips_a_waiting_point_and_stops_a_running_
         timeout=30, every=0.5, what="the task to end",
     )  # fmt: skip
     assert states(mrunner, sweep) == [COMPLETED, CANCELLED, CANCELLED, COMPLETED]
+
+
+def test_points_at_once_run_together_each_on_its_share_of_the_tasks_gpus(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=4, points_at_once=2, gpu=2)
+    sweep = submit(mrunner, "i=range(4)", "hold=0", "hold_too=1")
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["state"] for r in rs] == [RUNNING, RUNNING, PENDING, PENDING],
+        timeout=60, every=0.5, what="points 0 and 1 to run at once, 2 and 3 waiting in the task",
+    )  # fmt: skip
+    assert len({r["backend_ref"] for r in runs}) == 1
+    cluster.ssh(f"touch {cluster.storage}/gate")
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 4,
+        timeout=60, every=0.5, what="the task's four points to complete",
+    )  # fmt: skip
+    gpus = [mrunner("logs", f"{sweep}/{index}").stdout.split(" gpus ")[1].split()[0] for index in range(4)]
+    assert sorted(gpus[:2]) == ["0", "1"] and all(g in ("0", "1") for g in gpus)  # one GPU each
 
 
 def test_a_requeued_task_runs_only_its_points_that_did_not_complete(cluster, mrunner, mrunner_home):

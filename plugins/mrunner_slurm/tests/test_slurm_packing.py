@@ -18,9 +18,10 @@ from plugins.mrunner_slurm.tests.test_slurm_requeue import release
 # Appends its attempt to its ledger; the point `hold` waits for the file `gate` in the storage folder (an
 # attempt below `hold_until` only), the point `fail` exits 3 until the file `heal` is there.
 POINT = """
-import os, sys, time
+import os, signal, sys, time
 import mrunner
 
+signal.signal(signal.SIGUSR1, lambda *_: print("warned of the time limit", flush=True))
 config = mrunner.get_configuration()
 storage = os.environ["STORAGE_DIR"]
 with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "ledger.txt"), "a") as ledger:
@@ -158,6 +159,33 @@ def test_a_requeued_task_runs_only_its_points_that_did_not_complete(cluster, mru
     assert "not run again" in cluster.ssh(
         f"cat {cluster.storage}/{document['sweep']['project']}/{sweep}/logs/0.1.log"
     )  # point 0 completed in attempt 0: its task's next attempt did not run it
+
+
+def test_a_task_at_its_time_limit_comes_back_and_runs_the_points_it_did_not_complete(cluster, mrunner, mrunner_home):
+    """`time` is a point's: a task of 2 points asks for 2 minutes. Point 0 holds in attempt 0 until the warning
+    before the time limit; its wrapper requeues the task, whose next attempt runs points 0 and 1."""
+    packed(cluster, mrunner_home, points_per_task=2, time=1, max_requeue=1)
+    write_context(
+        mrunner_home, "test-slurm",
+        slurm_context(cluster.service, cluster.storage, grace_period=20, points_per_task=2, time=1, max_requeue=1),
+    )  # fmt: skip
+    sweep = submit(mrunner, "i=range(2)", "hold=0", "hold_until=1")
+    ref = status(mrunner, sweep)["experiments"][0]["backend_ref"]
+    assert "TimeLimit=00:02:00" in cluster.ssh(f"scontrol show job {ref}")
+    wait_for(
+        lambda: status(mrunner, sweep)["experiments"], lambda rs: [r["attempt"] for r in rs] == [1, 1],
+        timeout=200, every=1, what="the requeue at the time limit's warning",
+    )  # fmt: skip
+    release(cluster, ref)
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 2,
+        timeout=120, every=0.5, what="the task's next attempt to complete both points",
+    )  # fmt: skip
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [ledger(cluster, document, run) for run in runs] == [[0, 1], [1]]
+    assert [(a["number"], a["end"]) for a in runs[0]["attempts"]] == [(0, "timeout"), (1, COMPLETED)]
+    assert "warned of the time limit" in mrunner("logs", f"{sweep}/0", "--attempt", "0").stdout
 
 
 def test_resume_after_a_failure_runs_only_the_failed_point(cluster, mrunner, mrunner_home):

@@ -86,6 +86,15 @@ def tasks(points: Sequence[T], k: int) -> list[list[T]]:
     return [list(points[start : start + k]) for start in range(0, len(points), k)]
 
 
+def jobs_needed(runs: Sequence[Any], k: int) -> int:
+    """How many jobs (array tasks) ``runs`` make, ``k`` per task: each attempt's runs go to arrays of their own
+    (``mrunner_slurm.submit.units``). What a site's ``MaxSubmitJobs`` counts."""
+    by_attempt: dict[int, int] = {}
+    for run in runs:
+        by_attempt[run.attempt] = by_attempt.get(run.attempt, 0) + 1
+    return sum(math.ceil(count / k) for count in by_attempt.values())
+
+
 def rounds(context: Mapping[str, Any], k: int) -> int:
     """How many points one after another a task of ``k`` points runs at most."""
     return math.ceil(k / max(1, min(int(context.get("points_at_once") or 1), k)))
@@ -134,4 +143,5 @@ def describe(context: Mapping[str, Any], count: int, limits: Limits) -> str | No
     time = (
         f", each task's time limit {task_context(context, k)['time']}" if context.get("time") not in (None, "") else ""
     )
-    return f"packed: {math.ceil(count / k)} array tasks of up to {k} points each{auto}, {how}{time}"
+    tasks = math.ceil(count / k)
+    return f"packed: {tasks} array task{'s' * (tasks != 1)} of up to {k} points each{auto}, {how}{time}"

@@ -44,3 +44,9 @@ def test_packed_arrays_hold_at_most_max_array_size_tasks_of_consecutive_points()
     assert [[run.index for run in task] for task in found[0].tasks or []] == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert found[2].task_of()[22] == 3 and found[2].task_ids == [0, 1, 2, 3]
     assert found[0].name(type("S", (), {"id": "s-000000"})()).endswith("-a0-0-7-8-p2")  # type: ignore[arg-type]
+
+
+def test_the_jobs_a_packed_submission_needs_count_each_attempts_tasks():
+    runs = [_Run(i) for i in range(10)] + [_Run(i, attempt=1) for i in range(10, 13)]
+    assert packing.jobs_needed(runs, 4) == 3 + 1
+    assert packing.jobs_needed(runs, 1) == 13

@@ -113,6 +113,22 @@ def test_cancel_inside_a_running_task_skips_a_waiting_point_and_stops_a_running_
     assert states(mrunner, sweep) == [COMPLETED, CANCELLED, CANCELLED, COMPLETED]
 
 
+def test_cancel_of_a_whole_packed_sweep_scancels_its_tasks(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=3)
+    sweep = submit(mrunner, "i=range(6)", "hold=0", "hold_too=3")  # the first point of each task holds
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found[0] == found[3] == RUNNING,
+        timeout=60, every=0.5, what="points 0 and 3 to run",
+    )  # fmt: skip
+    job = status(mrunner, sweep)["experiments"][0]["backend_ref"].split("_")[0]
+    cancel = mrunner("cancel", sweep)
+    assert cancel.returncode == 0, cancel.stderr
+    assert states(mrunner, sweep) == [CANCELLED] * 6
+    assert cluster.ssh(f"squeue -h -r -j {job} -t PD,R -o %i").split() == []  # no task left to run
+    document = status(mrunner, sweep)
+    assert [ledger(cluster, document, run) for run in document["experiments"]] == [[0], [], [], [0], [], []]
+
+
 def test_points_at_once_run_together_each_on_its_share_of_the_tasks_gpus(cluster, mrunner, mrunner_home):
     packed(cluster, mrunner_home, points_per_task=4, points_at_once=2, gpu=2)
     sweep = submit(mrunner, "i=range(4)", "hold=0", "hold_too=1")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mrunner.records import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING
-from mrunner.testing import wait_for, write_context
+from mrunner.testing import start_mrunner, wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
 from plugins.mrunner_slurm.tests.test_slurm_requeue import release
 
@@ -80,6 +80,23 @@ def test_a_packed_grid_runs_each_point_in_its_own_folder_log_and_status(cluster,
         assert f"point {index + 1} " not in logs.stdout  # its own log only
     squeue = cluster.ssh(f"squeue -h -r --states=all -j {job} -o %i")
     assert sorted(squeue.split()) in ([], [f"{job}_0", f"{job}_1", f"{job}_2"])  # Slurm saw 3 tasks
+
+
+def test_logs_follow_of_a_point_waiting_in_its_task_streams_it_from_its_start_to_its_end(
+    cluster, mrunner, mrunner_home, tmp_path
+):
+    packed(cluster, mrunner_home, points_per_task=2)
+    sweep = submit(mrunner, "i=range(2)", "hold=0")
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found == [RUNNING, PENDING],
+        timeout=60, every=0.5, what="point 1 to wait in its task",
+    )  # fmt: skip
+    follower = start_mrunner(tmp_path, "logs", f"{sweep}/1", "-f")
+    cluster.ssh(f"touch {cluster.storage}/gate")
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert out.splitlines()[0].startswith("point 1 attempt 0") and out.splitlines()[-1] == "point 1 done"
+    assert "point 0" not in out
 
 
 def test_cancel_inside_a_running_task_skips_a_waiting_point_and_stops_a_running_one_alone(

@@ -699,7 +699,8 @@ def cancel(document):
                 cancelling.setdefault(ref, set()).add(index)
                 marked.append((ref, status_prefix, log_prefix))
         folder = {ref: os.path.dirname(os.path.dirname(prefix)) for ref, prefix, _ in marked}
-        whole = {ref for ref in packed if _nothing_left(folder[ref], before[ref], ref, cancelling[ref])}
+        tables = {}
+        whole = {ref for ref in packed if _nothing_left(folder[ref], before[ref], ref, cancelling[ref], tables)}
         marked = [point for point in marked if point[0] not in whole]
         kept = {ref for ref in refs if ref not in packed or ref in whole}
         specs = ["%s_[%s]" % (job, ",".join(sorted(r.split("_")[1] for r in kept if r.split("_")[0] == job))) for job in
@@ -729,15 +730,18 @@ def cancel(document):
 _TASK_POINTS = re.compile(r"^(\d+)\) _mrunner_points='([0-9 ]*)'$", re.M)
 
 
-def _nothing_left(folder, queued, ref, cancelling):
+def _nothing_left(folder, queued, ref, cancelling, tables):
     """Whether packed task ``ref`` has no point left to run once ``cancelling`` are cancelled: each of its
-    points (named in its array's task bundle) is among them, completed, or cancelled before."""
-    try:
-        with open(os.path.join(folder, "tasks", queued[5] + ".sh"), errors="replace") as stream:
-            table = dict(_TASK_POINTS.findall(stream.read()))
-    except OSError:
-        return False
-    points = table.get(ref.split("_")[1])
+    points (named in its array's task bundle, read once per array into ``tables``) is among them, completed,
+    or cancelled before."""
+    path = os.path.join(folder, "tasks", queued[5] + ".sh")
+    if path not in tables:
+        try:
+            with open(path, errors="replace") as stream:
+                tables[path] = dict(_TASK_POINTS.findall(stream.read()))
+        except OSError:
+            tables[path] = {}
+    points = tables[path].get(ref.split("_")[1])
     if points is None:
         return False
     for point in (int(p) for p in points.split()):

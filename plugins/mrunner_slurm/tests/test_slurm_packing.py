@@ -5,6 +5,7 @@ point appends its attempt to a ledger in its own folder: how often it ran is cou
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -240,6 +241,29 @@ def test_resume_after_a_failure_runs_only_the_failed_point(cluster, mrunner, mru
         (COMPLETED, 0),
     ]
     assert [ledger(cluster, document, run) for run in runs] == [[0], [0, 1], [0], [0]]
+
+
+def test_auto_packs_a_sweep_beyond_max_array_size_into_one_array_read_from_the_cluster(
+    cluster, mrunner, mrunner_home, slurm_service
+):
+    """No job limit on this user: auto packs just enough for one array of the cluster's MaxArraySize (read
+    with `scontrol show config`). Submitted held, then cancelled whole: every task scancelled."""
+    packed(cluster, mrunner_home, points_per_task="auto", sbatch_options=["--hold"])
+    count = slurm_service["max_array_size"] + 10
+    sweep = submit(mrunner, f"i=range({count})")
+    runs = every_run(mrunner, sweep)
+    refs = {r["backend_ref"] for r in runs}
+    job = next(iter(refs)).split("_")[0]
+    assert refs == {f"{job}_{task}" for task in range(-(-count // 2))}  # 2 points per task, one array
+    assert len(runs) == count and all(r["state"] == PENDING for r in runs)
+    assert mrunner("cancel", sweep).returncode == 0
+    assert cluster.ssh(f"squeue -h -r -j {job} -t PD,R -o %i").split() == []
+
+
+def every_run(mrunner, sweep: str) -> list[dict]:
+    result = mrunner("status", sweep, "--json", "--all")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["experiments"]
 
 
 def test_the_dry_run_shows_the_packing(cluster, mrunner, mrunner_home):

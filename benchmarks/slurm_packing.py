@@ -34,6 +34,14 @@ import uuid
 from pathlib import Path
 
 SERVICE = json.loads(Path(os.environ.get("MRUNNER_SERVICES_DIR", "/tmp/mrunner-services"), "slurm.json").read_text())
+#: --limited: the site-like cluster's user under MaxSubmitJobs (tests/services/slurm, "limited" in slurm.json)
+ACCOUNT: dict[str, str] = {}
+
+
+def as_limited() -> None:
+    limited = SERVICE["limited"]
+    SERVICE.update(alias=limited["alias"], storage_dir=limited["storage_dir"])
+    ACCOUNT["account"] = limited["account"]
 
 
 def ssh(command: str, check: bool = True) -> str:
@@ -60,7 +68,7 @@ def context(home: Path, storage: str, **keys: object) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     document = {
         "backend": "slurm", "slurm_url": SERVICE["alias"], "ssh_config": SERVICE["ssh_config"],
-        "storage_dir": storage, "partition": SERVICE["partition"], **keys,
+        "storage_dir": storage, "partition": SERVICE["partition"], **ACCOUNT, **keys,
     }  # fmt: skip
     (folder / "bench.yaml").write_text(json.dumps(document))
 
@@ -87,7 +95,8 @@ def bash_loop(storage: str, points: int, k: int, seconds: float, tag: str) -> fl
     start = time.perf_counter()
     ssh(
         f"sbatch --wait --parsable --partition={SERVICE['partition']} --array=0-{tasks - 1} "
-        f"--output={folder}/%A_%a.out {folder}/task.sh"
+        + (f"--account={ACCOUNT['account']} " if ACCOUNT else "")
+        + f"--output={folder}/%A_%a.out {folder}/task.sh"
     )
     return time.perf_counter() - start
 
@@ -117,7 +126,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--overhead-points", type=int, default=200)
     parser.add_argument("--unpacked", action="store_true")
+    parser.add_argument("--limited", action="store_true", help="as the user under MaxSubmitJobs (slurm.json's limited)")
     options = parser.parse_args()
+    if options.limited:
+        as_limited()
     tag = uuid.uuid4().hex[:8]
     storage = f"{SERVICE['storage_dir']}/bench-packing-{tag}"
     with tempfile.TemporaryDirectory() as temporary:
@@ -143,8 +155,11 @@ def main() -> None:
             said = result.stderr.strip().splitlines()[-1:] if result.returncode else []
             print(f"mrunner unpacked: exit {result.returncode} after {took:.1f} s {said} (load {load()})")
 
-        # 2. per-point overhead inside one job
+        # 2. per-point overhead inside one job (--overhead-points 0: not measured)
         n = options.overhead_points
+        if not n:
+            ssh(f"rm -rf {storage}", check=False)
+            return
         (project / "exp.py").write_text(experiment(0))
         context(home, storage, points_per_task=n)
         took, result = mrunner(home, project, "+context=bench", "exp.py", "-m", f"j=range({n})", "--wait")

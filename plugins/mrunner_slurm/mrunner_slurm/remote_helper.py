@@ -504,6 +504,15 @@ def _listing(jobs, fields):
 _ARRAY_NAME = re.compile(r"-a(\d+)-\d+-\d+-\d+((?:-[a-z][a-z0-9]*)*)$")
 
 
+def _array_name(name):
+    """(the attempt the array was submitted at, whether its tasks are packed) from its job name
+    (``mrunner-SWEEP-aN-FIRST-LAST-COUNT[-pK]``); (None, False) for a name that is not mrunner's."""
+    submitted = _ARRAY_NAME.search(name.strip())
+    if submitted is None:
+        return None, False
+    return int(submitted.group(1)), bool(re.search(r"-p\d+(-|$)", submitted.group(2)))
+
+
 def _queued(jobs):
     """Each array task of these jobs that Slurm lists: (state, reason, exit code, attempt, packed, name). The
     attempt is the one the task was submitted at (in its job name) plus Slurm's restart count; packed: the
@@ -512,9 +521,8 @@ def _queued(jobs):
     for line in _listing(jobs, "JobArrayID:|,State:|,Reason:|,exit_code:|,RestartCnt:|,Name:|"):
         parts = line.split("|")
         if len(parts) >= 6:
-            submitted = _ARRAY_NAME.search(parts[5].strip())
-            attempt = int(submitted.group(1)) + int(parts[4].strip() or 0) if submitted else None
-            packed = bool(submitted and re.search(r"-p\d+(-|$)", submitted.group(2)))
+            submitted, packed = _array_name(parts[5])
+            attempt = submitted + int(parts[4].strip() or 0) if submitted is not None else None
             state = parts[1].strip().split()[0]
             found[parts[0].strip()] = (state, parts[2].strip(), parts[3].strip(), attempt, packed, parts[5].strip())
     return found
@@ -605,7 +613,8 @@ def status(document):
         state = _STATES.get(queued[0], "running") if queued else None
         if packed and code is None and state == "running" and not os.path.exists("%s.%d.log" % (log_prefix, attempt)):
             # a point of a running task that the task has not reached yet
-            answer[index] = ["pending", None, "queued in task %s" % ref, False, attempt, ends]
+            # one reason for all of them, so that `--wait` sums them up (the JOB column names the task)
+            answer[index] = ["pending", None, "queued in its running task", False, attempt, ends]
             continue
         if code is not None and note == "retry" and state in ("pending", "running"):
             entry = ["running", None, "attempt %d failed (exit %d): being started again" % (attempt, code), False]

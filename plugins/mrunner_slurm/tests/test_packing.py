@@ -33,6 +33,11 @@ def test_the_time_of_a_task_is_a_points_time_its_rounds():
 
 
 class _Run:
+    """What packing reads of a recorded run (``mrunner.records.Run``): its index, attempt and resource class."""
+
+    resources: dict = {}
+    resource_class = ""
+
     def __init__(self, index: int, attempt: int = 0) -> None:
         self.index, self.attempt = index, attempt
 

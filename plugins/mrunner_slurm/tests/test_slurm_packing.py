@@ -267,6 +267,15 @@ def every_run(mrunner, sweep: str) -> list[dict]:
     return json.loads(result.stdout)["experiments"]
 
 
+def test_each_resource_class_is_packed_in_its_own_array(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=2)
+    sweep = submit(mrunner, "i=range(2)", "context.mem=100M,200M", "--wait")
+    runs = every_run(mrunner, sweep)
+    assert [r["state"] for r in runs] == [COMPLETED] * 4
+    jobs = {r["backend_ref"].split("_")[0] for r in runs}
+    assert len(jobs) == 2 and len({r["backend_ref"] for r in runs}) == 2  # one task of 2 points per class
+
+
 def test_the_dry_run_shows_the_packing(cluster, mrunner, mrunner_home):
     packed(cluster, mrunner_home, points_per_task=4, points_at_once=2, time=10)
     dry = mrunner("+context=test-slurm", "point.py", "-m", "i=range(10)", "--dry-run")

@@ -38,6 +38,8 @@ STARTED_BEFORE = 98
 UNSTARTED = 99
 #: What the starter writes to the wrapper's stdin under ``--handshake`` once it recorded the attempt.
 START = b"start\n"
+#: Seconds between two looks for ``--stop-file`` (a stat on the cluster's shared file system each).
+STOP_FILE_INTERVAL = 2.0
 
 
 class Shell(str):
@@ -49,6 +51,7 @@ def command_line(
     grace: float, config_from: str | None = None, log: str | None = None, once: bool = False,
     handshake: bool = False, requeue_on: str | None = None, requeue_command: str | None = None,
     requeues_left: int | str | None = None, retries_left: int | str | None = None, view: bool = False,
+    stop_file: str | None = None,
 ) -> list[str]:  # fmt: skip
     """The wrapper's command line around an experiment's ``command``: the one place every backend (local,
     Slurm's batch script, a Kubernetes container, a third party's) gets it from, so that an option of the
@@ -70,6 +73,8 @@ def command_line(
         line += ["--requeues-left", _word(requeues_left)]
     if retries_left is not None:
         line += ["--retries-left", _word(retries_left)]
+    if stop_file is not None:
+        line += ["--stop-file", _word(stop_file)]
     return [*line, "--", *command]
 
 
@@ -126,6 +131,12 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         help="start the experiment only once a line `start` arrives on stdin (the starter recorded the attempt "
         "first); the end of stdin before it means the starter is gone: exit 99 without starting",
     )  # fmt: skip
+    parser.add_argument(
+        "--stop-file", metavar="PATH",
+        help="a file whose appearance cancels this attempt alone (a point inside a packed Slurm task, which "
+        "shares the task with other points): not started if it is there, else stopped as by SIGTERM, its end "
+        f"noted `cancelled`; looked for every {STOP_FILE_INTERVAL:g} s",
+    )  # fmt: skip
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
@@ -161,6 +172,10 @@ def main(argv: Sequence[str]) -> int:
             with open(options.config_from, encoding="utf-8") as stream:
                 document = stream.read()
         document = _for_attempt(document, layout.attempt)
+        if options.stop_file and os.path.exists(options.stop_file):
+            contract.write_atomic(layout.exit_code_file() + END_NOTE, CANCELLED_NOTE + "\n")
+            _say("mrunner: this experiment was cancelled: not started")
+            return 128 + signal.SIGTERM
         if options.once and options.log and _started_before(options.log):
             _say(f"mrunner: attempt {layout.attempt} of this experiment started before: not started again")
             return STARTED_BEFORE
@@ -181,6 +196,8 @@ def main(argv: Sequence[str]) -> int:
     if options.requeue_on and options.requeues_left > 0:
         requeue = (getattr(signal, "SIG" + options.requeue_on.upper().removeprefix("SIG")), command)
     retries, log = options.retries_left, options.log
+    if options.stop_file:
+        _watch(options.stop_file, layout.exit_code_file() + END_NOTE)
     while True:
         retry = command if retries > 0 else None
         status = run(options.command, cwd, environ, layout.exit_code_file(), options.grace, log, requeue, retry)
@@ -202,6 +219,19 @@ def main(argv: Sequence[str]) -> int:
         except OSError as error:
             _say(f"mrunner: cannot set up attempt {layout.attempt}: {error}")
             return SETUP_FAILED
+
+
+def _watch(stop_file: str, note: str) -> None:
+    """Stop this attempt as a SIGTERM would once ``stop_file`` appears, noting its end ``cancelled``."""
+
+    def look() -> None:
+        while not os.path.exists(stop_file):
+            threading.Event().wait(STOP_FILE_INTERVAL)
+        contract.write_atomic(note, CANCELLED_NOTE + "\n")
+        _say("mrunner: this experiment was cancelled (mrunner cancel): stopping it")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=look, name="mrunner-stop-file", daemon=True).start()
 
 
 def _told_to_start() -> bool:
@@ -250,6 +280,7 @@ def _output_to(log: str) -> None:
 #: ``retry`` when it failed by itself and the wrapper asked for the next attempt (``retry_failed``).
 END_NOTE = ".end"
 RETRY_NOTE = "retry"
+CANCELLED_NOTE = "cancelled"
 
 
 def run(

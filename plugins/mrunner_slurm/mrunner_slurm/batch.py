@@ -77,18 +77,43 @@ def task_bundle(sweep: Sweep, runs: Sequence[Run], storage: str) -> str:
     (``_mrunner_logs``, ``_mrunner_status``): the batch script adds the attempt, which a requeue raises."""
     lines = ['case "$index" in']
     for run in runs:
-        where = layout.of_run(storage, sweep, run)
-        lines += [
-            f"{run.index})",
-            *exports({**run.env, **where.environment()}, "environment variable"),
-            # one line: C's encoder, 5x faster
-            f"export MRUNNER_CONFIG_DOCUMENT={q(json.dumps(run.config_document(sweep)))}",
-            "set -- " + " ".join(q(arg) for arg in run.command),
-            f"_mrunner_logs={q(attempt_prefix(where.log_file(0), '.log'))}",
-            f"_mrunner_status={q(attempt_prefix(where.exit_code_file(0), ''))};;",
-        ]
+        point = _point_lines(sweep, run, storage)
+        lines += [f"{run.index})", *point[:-1], point[-1] + ";;"]
     lines += ['*) echo "mrunner: no task $index in this array" >&2; exit 97;;', "esac", ""]
     return "\n".join(lines)
+
+
+def packed_bundle(sweep: Sweep, tasks: Sequence[Sequence[Run]], storage: str) -> str:
+    """The tasks of a packed array (``mrunner_slurm.packing``) as one ``case "$SLURM_ARRAY_TASK_ID"``: each
+    branch names its points (``_mrunner_points``, a line the cluster's helper reads too) and defines, per
+    point, a function ``_mrunner_point_INDEX`` holding the lines an unpacked task's branch holds, then
+    calling the batch script's ``_mrunner_start`` (a function, so its ``set --`` is the point's argv; run
+    in a subshell, so its exports stay the point's). Bash parses the whole bundle once per task."""
+    lines = ['case "$SLURM_ARRAY_TASK_ID" in']
+    for task, runs in enumerate(tasks):
+        lines.append(f"{task}) _mrunner_points='{' '.join(str(run.index) for run in runs)}'")
+        for run in runs:
+            lines += [
+                f"_mrunner_point_{run.index}() {{",
+                *_point_lines(sweep, run, storage),
+                '_mrunner_start "$@"',
+                "}",
+            ]
+        lines.append(";;")
+    lines += ['*) echo "mrunner: no task $SLURM_ARRAY_TASK_ID in this array" >&2; exit 97;;', "esac", ""]
+    return "\n".join(lines)
+
+
+def _point_lines(sweep: Sweep, run: Run, storage: str) -> list[str]:
+    where = layout.of_run(storage, sweep, run)
+    return [
+        *exports({**run.env, **where.environment()}, "environment variable"),
+        # one line: C's encoder, 5x faster
+        f"export MRUNNER_CONFIG_DOCUMENT={q(json.dumps(run.config_document(sweep)))}",
+        "set -- " + " ".join(q(arg) for arg in run.command),
+        f"_mrunner_logs={q(attempt_prefix(where.log_file(0), '.log'))}",
+        f"_mrunner_status={q(attempt_prefix(where.exit_code_file(0), ''))}",
+    ]
 
 
 def attempt_prefix(path_of_attempt_0: str, suffix: str) -> str:
@@ -116,6 +141,135 @@ def batch_script(
     ``client_dir`` holds mrunner's experiment side (the wrapper, ``get_configuration``, tracking); it goes
     first on ``PYTHONPATH``, after the experiment's own environment, so the task runs the version that
     submitted it whether or not mrunner is installed on the cluster."""
+    lines = [
+        "#!/bin/bash",
+        f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",
+        f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
+        f". {q(bundle)} || exit 97",
+        "restarts=${SLURM_RESTART_COUNT:-0}",
+        *_point_attempt(context),
+        *_environment(sweep, context, client_dir, sweep_directory, venv),
+        _wrapper(sweep, context, code_dir),
+        "",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def packed_script(
+    sweep: Sweep, context: Mapping[str, Any], code_dir: str, client_dir: str, sweep_directory: str, bundle: str,
+    attempt: int, venv: str | None,
+) -> str:  # fmt: skip
+    """The batch script of a packed array (``mrunner_slurm.packing``): the environment set up once per task
+    (its output in Slurm's ``slurm/JOB_TASK.out``), then each of the task's points in a subshell of its own
+    running exactly what an unpacked task runs (``_mrunner_start``: its attempt, its log, not again once it
+    completed, ``exec`` of the attempt wrapper), ``points_at_once`` at a time. A point cancelled inside its
+    task (a file ``status/INDEX.cancel-JOB_TASK`` that ``mrunner cancel`` writes) is skipped, or stopped
+    alone by its wrapper (``--stop-file``) if it runs. Stopping signals reach the batch shell, which passes
+    them on to the running points' wrappers and starts no further point: a requeued task runs, as its next
+    attempt, the points that did not complete. Slurm's warning before the time limit (``B:USR1``) goes to
+    the running wrappers, which requeue the task; if none runs, the batch shell requeues it itself. Each
+    running point gets its share of the task's GPUs (``CUDA_VISIBLE_DEVICES`` split into
+    ``points_at_once`` slots)."""
+    at_once = max(1, int(context.get("points_at_once") or 1))
+    cancel = '"$_mrunner_status.cancel-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'
+    requeue = 'scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'
+    lines = [
+        "#!/bin/bash",
+        f"# mrunner: sweep {sweep.id}, attempt {attempt}; packed: the points of each task are in the bundle",
+        f". {q(bundle)} || exit 97",
+        "restarts=${SLURM_RESTART_COUNT:-0}",
+        "exec </dev/null",
+        *_environment(sweep, context, client_dir, sweep_directory, venv),
+        "_mrunner_start() {",
+        f"  if [ -e {cancel} ]; then",  # cancelled before it started: skipped, its attempt noted cancelled
+        '    echo cancelled >"$_mrunner_status.$((MRUNNER_ATTEMPT + restarts)).end"; exit 0',
+        "  fi",
+        '  if [ -n "$_mrunner_gpus" ]; then export CUDA_VISIBLE_DEVICES=$_mrunner_gpus; fi',
+        *("  " + line for line in _point_attempt(context)),
+        "  " + _wrapper(sweep, context, code_dir, stop_file=cancel),
+        "}",
+        # the task's GPUs shared out: slot s of N gets the s-th N-th of them
+        'IFS=, read -r -a _mrunner_devices <<<"${CUDA_VISIBLE_DEVICES:-}"',
+        f"_mrunner_slots={at_once}; _mrunner_share=$(( ${{#_mrunner_devices[@]}} / _mrunner_slots ))",
+        "declare -A _mrunner_slot_of=(); _mrunner_free=($(seq 0 $((_mrunner_slots - 1))))",
+        "_mrunner_stop=0; _mrunner_failed=0",
+        "_mrunner_signal() {",  # passed on to the running points; none starts after it
+        "  _mrunner_stop=1",
+        '  for _mrunner_pid in "${!_mrunner_slot_of[@]}"; do kill -s "$1" "$_mrunner_pid" 2>/dev/null; done',
+        # the time limit is near and no wrapper runs to requeue the task for its points left: requeue it here
+        f'  if [ "$1" = {LIMIT_SIGNAL} ] && [ "${{#_mrunner_slot_of[@]}}" = 0 ]; then {requeue}; fi',
+        "}",
+        *(f"trap '_mrunner_signal {name}' {name}" for name in ("TERM", "INT", "HUP", LIMIT_SIGNAL, "USR2")),
+        # wait for a point to end (`wait -n`: bash 4.3; a trapped signal ends the wait early), free its slot
+        "_mrunner_reap() {",
+        "  wait -n; local code=$? pid",
+        '  for pid in "${!_mrunner_slot_of[@]}"; do',
+        '    if ! kill -0 "$pid" 2>/dev/null; then',
+        '      _mrunner_free+=("${_mrunner_slot_of[$pid]}"); unset "_mrunner_slot_of[$pid]"',
+        '      if [ "$code" != 0 ]; then _mrunner_failed=$code; fi',
+        "    fi",
+        "  done",
+        "}",
+        "for _mrunner_point in $_mrunner_points; do",
+        '  while [ "${#_mrunner_free[@]}" = 0 ]; do _mrunner_reap; done',
+        '  if [ "$_mrunner_stop" = 1 ]; then break; fi',
+        '  _mrunner_slot=${_mrunner_free[0]}; _mrunner_free=("${_mrunner_free[@]:1}")',
+        "  _mrunner_gpus=''",
+        '  if [ "$_mrunner_share" -gt 0 ]; then',
+        '    _mrunner_gpus=$(IFS=,; echo "${_mrunner_devices[*]:$((_mrunner_slot * _mrunner_share)):$_mrunner_share}")',
+        "  fi",
+        '  ( "_mrunner_point_$_mrunner_point" ) &',
+        "  _mrunner_slot_of[$!]=$_mrunner_slot",
+        "done",
+        'while [ "${#_mrunner_slot_of[@]}" -gt 0 ]; do _mrunner_reap; done',
+        # a point that failed fails the task: what Slurm's accounting says of a point that left no exit code
+        'exit "$_mrunner_failed"',
+        "",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def _point_attempt(context: Mapping[str, Any]) -> list[str]:
+    """A point's attempt from Slurm's restart count, its log (all it prints from here on), and the checks that
+    keep it from running: an earlier attempt completed, or more requeues than ``max_requeue``. The same
+    lines in an unpacked task and in each point of a packed one; ``exit`` ends the point."""
+    limit = int(context["max_requeue"])
+    return [
+        # a task Slurm requeued (preemption, the time limit, a retry) runs the next attempt: its own log and exit code
+        "_mrunner_attempt=$MRUNNER_ATTEMPT",
+        "export MRUNNER_ATTEMPT=$((MRUNNER_ATTEMPT + restarts))",
+        '_mrunner_log="$_mrunner_logs.$MRUNNER_ATTEMPT.log"',
+        # appended, never truncated: the set-up's output and errors go to this attempt's log too
+        'exec >>"$_mrunner_log" 2>&1 </dev/null',
+        # an experiment that completed in an earlier attempt is not run again: Slurm requeues the task of a node
+        # it lost while the step goes on there, finishes and writes its exit code 0 (what the status reads)
+        "_mrunner_earlier=0",
+        'while [ "$_mrunner_earlier" -lt "$MRUNNER_ATTEMPT" ]; do',
+        '  if [ "$(cat "$_mrunner_status.$_mrunner_earlier" 2>/dev/null)" = 0 ]; then',
+        '    echo "mrunner: attempt $_mrunner_earlier of this experiment completed (exit 0): not run again"; exit 0',
+        "  fi",
+        "  _mrunner_earlier=$((_mrunner_earlier + 1))",
+        "done",
+        # the earlier attempts the wrapper asked for after a failure (noted `retry`) count against retry_failed;
+        # the others that started (left a log: a packed point may not have been reached) against max_requeue
+        "_mrunner_retried=0; _mrunner_requeues=0",
+        'while [ "$_mrunner_attempt" -lt "$MRUNNER_ATTEMPT" ]; do',
+        f'  if [ "$(cat "$_mrunner_status.$_mrunner_attempt{END_NOTE}" 2>/dev/null)" = {RETRY_NOTE} ]; then _mrunner_retried=$((_mrunner_retried + 1));',
+        '  elif [ -e "$_mrunner_logs.$_mrunner_attempt.log" ]; then _mrunner_requeues=$((_mrunner_requeues + 1)); fi',
+        "  _mrunner_attempt=$((_mrunner_attempt + 1))",
+        "done",
+        f'if [ "$_mrunner_requeues" -gt {limit} ]; then',
+        f"  echo 'mrunner: requeued more than max_requeue={limit} times: not started again'",
+        '  echo preempted >"$_mrunner_status.$MRUNNER_ATTEMPT.end"; exit 0',
+        "fi",
+    ]
+
+
+def _environment(
+    sweep: Sweep, context: Mapping[str, Any], client_dir: str, sweep_directory: str, venv: str | None
+) -> list[str]:
+    """The task's environment: the context's set-up (modules, conda, venv, prolog) under the ERR trap, the
+    experiment side on ``PYTHONPATH``, the sweep's secrets."""
     setup: list[str] = []
     for module in context["modules_to_load"]:
         setup.append(f"module load {q(str(module))}")
@@ -127,6 +281,15 @@ def batch_script(
     prolog = context.get("prolog_cmd")
     if prolog:  # the user's own shell, verbatim
         setup += [prolog] if isinstance(prolog, str) else [str(line) for line in prolog]
+    return [
+        *([SETUP_TRAP, *setup, "trap - ERR"] if setup else []),
+        f'export PYTHONPATH={q(client_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"',
+        f"if [ -f {q(secrets_path(sweep_directory))} ]; then . {q(secrets_path(sweep_directory))} || exit 97; fi",
+    ]
+
+
+def _wrapper(sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file: str | None = None) -> str:
+    """``exec`` of the attempt wrapper around the experiment's ``"$@"``."""
     launcher: list[str] = []
     if context.get("cmd_type") == "srun":
         launcher.append("srun")
@@ -144,48 +307,10 @@ def batch_script(
             requeue_command=Shell('"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"'),
             requeues_left=Shell(f"$(({limit} - _mrunner_requeues))"),
             retries_left=Shell(f"$(({retries} - _mrunner_retried))"),
+            stop_file=Shell(stop_file) if stop_file else None,
         ),
     ]  # fmt: skip
-    lines = [
-        "#!/bin/bash",
-        f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",
-        f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
-        f". {q(bundle)} || exit 97",
-        # a task Slurm requeued (preemption, the time limit, a retry) runs the next attempt: its own log and exit code
-        "restarts=${SLURM_RESTART_COUNT:-0}",
-        "_mrunner_attempt=$MRUNNER_ATTEMPT",
-        "export MRUNNER_ATTEMPT=$((MRUNNER_ATTEMPT + restarts))",
-        '_mrunner_log="$_mrunner_logs.$MRUNNER_ATTEMPT.log"',
-        # appended, never truncated: the set-up's output and errors go to this attempt's log too
-        'exec >>"$_mrunner_log" 2>&1 </dev/null',
-        # an experiment that completed in an earlier attempt is not run again: Slurm requeues the task of a node
-        # it lost while the step goes on there, finishes and writes its exit code 0 (what the status reads)
-        "_mrunner_earlier=0",
-        'while [ "$_mrunner_earlier" -lt "$MRUNNER_ATTEMPT" ]; do',
-        '  if [ "$(cat "$_mrunner_status.$_mrunner_earlier" 2>/dev/null)" = 0 ]; then',
-        '    echo "mrunner: attempt $_mrunner_earlier of this experiment completed (exit 0): not run again"; exit 0',
-        "  fi",
-        "  _mrunner_earlier=$((_mrunner_earlier + 1))",
-        "done",
-        # the restarts the wrapper asked for after a failure (noted `retry`) count against retry_failed, the rest
-        # (preemption, the time limit) against max_requeue
-        "_mrunner_retried=0",
-        'while [ "$_mrunner_attempt" -lt "$MRUNNER_ATTEMPT" ]; do',
-        f'  if [ "$(cat "$_mrunner_status.$_mrunner_attempt{END_NOTE}" 2>/dev/null)" = {RETRY_NOTE} ]; then _mrunner_retried=$((_mrunner_retried + 1)); fi',
-        "  _mrunner_attempt=$((_mrunner_attempt + 1))",
-        "done",
-        "_mrunner_requeues=$((restarts - _mrunner_retried))",
-        f'if [ "$_mrunner_requeues" -gt {limit} ]; then',
-        f"  echo 'mrunner: requeued more than max_requeue={limit} times: not started again'",
-        '  echo preempted >"$_mrunner_status.$MRUNNER_ATTEMPT.end"; exit 0',
-        "fi",
-        *([SETUP_TRAP, *setup, "trap - ERR"] if setup else []),
-        f'export PYTHONPATH={q(client_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"',
-        f"if [ -f {q(secrets_path(sweep_directory))} ]; then . {q(secrets_path(sweep_directory))} || exit 97; fi",
-        " ".join(["exec", *(part if isinstance(part, Shell) else q(part) for part in wrapper)]),
-        "",
-    ]
-    return "\n".join(line for line in lines if line)
+    return " ".join(["exec", *(part if isinstance(part, Shell) else q(part) for part in wrapper)])
 
 
 def entries_of(sweep: Sweep) -> list[str]:

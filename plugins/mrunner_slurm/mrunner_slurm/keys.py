@@ -42,6 +42,8 @@ class SlurmKeys:
     conda: str | None = key(None, help="conda environment to activate (`conda activate NAME`)")
     singularity_container: str | None = key(None, help="Singularity/Apptainer image the command runs in (`singularity exec [--nv] IMAGE`)")
     array_parallelism: int | None = key(None, minimum=1, option="--array=...%N", help="at most this many experiments of a job array run at once")
+    points_per_task: int | Literal["auto"] = key(1, minimum=1, help="grid points each array task runs, one after another, each with its own folder, log, attempts and status (Slurm counts a task as a job): a number, or auto for just enough that the sweep fits the site's job limits; `time` stays per point")
+    points_at_once: int = key(1, minimum=1, help="of a task's points, how many run at once on its CPUs/GPUs (its GPUs are shared out among them); with time, a task may take time x ceil(points_per_task / points_at_once)")
     # fmt: on
 
 

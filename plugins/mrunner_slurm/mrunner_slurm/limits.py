@@ -137,17 +137,23 @@ def _smaller(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def refuse_beyond(limits: Limits, jobs: int, where: str) -> None:
-    """Raise ``Refused`` when ``jobs`` more jobs (array tasks) exceed what the user may still submit: sbatch
-    would refuse the arrays that do not fit, after the first ones were accepted."""
+def refuse_beyond(limits: Limits, jobs: int, where: str, points_per_task: int = 1) -> None:
+    """Raise ``Refused`` when ``jobs`` more jobs (array tasks of ``points_per_task`` experiments) exceed what
+    the user may still submit: sbatch would refuse the arrays that do not fit, after the first ones were
+    accepted."""
     allowance = limits.allowance
     if allowance is None or jobs <= allowance:
         return
     queued = limits.jobs_in_queue or 0
     now = f", {queued} of them queued or running now" if queued else ""
-    fits = f"points_per_task: {math.ceil(jobs / allowance)}" if allowance else "points_per_task once some end"
+    each = "one per experiment" if points_per_task == 1 else f"one per {points_per_task} experiments"
+    fits = (
+        f"points_per_task: {math.ceil(jobs * points_per_task / allowance)}, or auto"
+        if allowance
+        else "points_per_task once some end"
+    )
     raise Refused(
         f"{where} allows at most MaxSubmitJobs={limits.max_submit_jobs} jobs queued or running{now}, and this "
-        f"sweep needs {jobs} (one per experiment): set the context key points_per_task ({fits}) to run several "
+        f"sweep needs {jobs} ({each}): set the context key points_per_task ({fits}) to run more "
         f"experiments per job, or submit fewer experiments"
     )

@@ -78,17 +78,19 @@ class SlurmBackend(Backend):
         record: Callable[[Sequence[RunUpdate]], None],
         reporter: Reporter,
     ) -> None:
-        """Refused whole, before anything reaches Slurm, when the experiments (one job each) exceed the jobs the
-        site still allows the user (``limits``)."""
-        from mrunner_slurm import limits, submit, transport
+        """Refused whole, before anything reaches Slurm, when the array tasks (``points_per_task`` experiments
+        each; ``auto`` packs to fit) exceed the jobs the site still allows the user (``limits``)."""
+        from mrunner_slurm import limits, packing, submit, transport
 
         connection = transport.connection(sweep.context, sweep.context_name)
         reading = _READINGS.pop(sweep.id, None)  # started by package, read meanwhile
         if reading is None:
             reading = limits.Reading(connection, sweep.context.get("account"), sweep.context.get("qos"))
+        found = reading.limits()
+        k = packing.points_per_task(sweep.context, len(runs), packing.as_limits(found))
         where = f"{connection.target.alias} (user {connection.target.user})"
-        limits.refuse_beyond(reading.limits(), len(runs), where)
-        submit.submit(connection, sweep, runs, secrets, record, reporter)
+        limits.refuse_beyond(found, packing.jobs_needed(runs, k), where, k)
+        submit.submit(connection, sweep, runs, secrets, record, reporter, points_per_task=k)
 
     def status(self, sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate]:
         """Also the ended runs: Slurm may run a finished task again (``scontrol requeue``)."""

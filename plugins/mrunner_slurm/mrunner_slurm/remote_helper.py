@@ -500,28 +500,37 @@ def _listing(jobs, fields):
     return result.stdout.splitlines()
 
 
-def _submitted_attempt(name):
-    """The attempt an array was submitted at, from its job name (``mrunner-SWEEP-aN-...``); None if not ours."""
-    submitted = re.search(r"-a(\d+)-\d+-\d+-\d+$", name.strip())
-    return int(submitted.group(1)) if submitted else None
+# The name of an array mrunner submitted (mrunner_slurm.submit.Unit.name): the attempt, and `-pK` when packed.
+_ARRAY_NAME = re.compile(r"-a(\d+)-\d+-\d+-\d+((?:-[a-z][a-z0-9]*)*)$")
+
+
+def _array_name(name):
+    """(the attempt the array was submitted at, whether its tasks are packed) from its job name
+    (``mrunner-SWEEP-aN-FIRST-LAST-COUNT[-pK]``); (None, False) for a name that is not mrunner's."""
+    submitted = _ARRAY_NAME.search(name.strip())
+    if submitted is None:
+        return None, False
+    return int(submitted.group(1)), bool(re.search(r"-p\d+(-|$)", submitted.group(2)))
 
 
 def _queued(jobs):
-    """Each array task of these jobs that Slurm lists: (state, reason, exit code, attempt). The attempt is the
-    one the task was submitted at (in its job name) plus Slurm's restart count."""
+    """Each array task of these jobs that Slurm lists: (state, reason, exit code, attempt, packed, name). The
+    attempt is the one the task was submitted at (in its job name) plus Slurm's restart count; packed: the
+    task runs several points (``-pK`` in its name)."""
     found = {}
     for line in _listing(jobs, "JobArrayID:|,State:|,Reason:|,exit_code:|,RestartCnt:|,Name:|"):
         parts = line.split("|")
         if len(parts) >= 6:
-            submitted = _submitted_attempt(parts[5])
+            submitted, packed = _array_name(parts[5])
             attempt = submitted + int(parts[4].strip() or 0) if submitted is not None else None
-            found[parts[0].strip()] = (parts[1].strip().split()[0], parts[2].strip(), parts[3].strip(), attempt)
+            state = parts[1].strip().split()[0]
+            found[parts[0].strip()] = (state, parts[2].strip(), parts[3].strip(), attempt, packed, parts[5].strip())
     return found
 
 
 def _accounted(jobs):
     """What the site's accounting (slurmdbd) kept of these jobs' array tasks, which squeue forgets MinJobAge
-    after their end: per task the same (state, reason, exit code, attempt) as ``_queued``, from the task's
+    after their end: per task the same (state, reason, exit code, attempt, packed, name) as ``_queued``, from the task's
     latest record; its attempt counts the records of earlier attempts that requeues (a preemption, a time
     limit, ``scontrol requeue``) left (``sacct -D``). One sacct for all of them; None where the site keeps
     no accounting (sacct fails: "Slurm accounting storage is disabled"), so the caller reads jobcomp."""
@@ -542,10 +551,16 @@ def _accounted(jobs):
     found = {}
     for ref, kept in records.items():
         state, code, name = kept[-1][1], kept[-1][2], kept[-1][3]
-        submitted = _submitted_attempt(name)
+        submitted, packed = _array_name(name)
         attempt = submitted + len(kept) - 1 if submitted is not None else None
-        found[ref] = (state.split()[0], "sacct: %s" % state, code, attempt)
+        found[ref] = (state.split()[0], "sacct: %s" % state, code, attempt, packed, name)
     return found
+
+
+def _cancel_marker(status_prefix, ref):
+    """The file that cancels one point inside packed task ``ref`` (the batch script skips the point, its
+    wrapper's ``--stop-file`` stops it if it runs), whatever attempt the task is at."""
+    return "%s.cancel-%s" % (status_prefix, ref)
 
 
 def _current_attempt(queued, recorded, log_prefix, most):
@@ -620,12 +635,26 @@ def status(document):
                 at = max(recorded, finished)
                 answer[index] = ["completed", 0, detail % finished, True, at, _ends(status_prefix, recorded, at)]
             continue
+        packed = bool(queued and queued[4])
+        if (
+            packed
+            and os.path.exists(_cancel_marker(status_prefix, ref))
+            and _exit_code("%s.%d" % (status_prefix, attempt)) is None
+        ):
+            if not ended:  # cancelled inside its task: skipped or stopped there, whatever the task does since
+                answer[index] = ["cancelled", None, "cancelled inside task %s" % ref, False, recorded, {}]
+            continue
         if ended and attempt == recorded:
             continue  # an ended run that Slurm has not started again
         ends = _ends(status_prefix, recorded, attempt)
         code = _exit_code("%s.%d" % (status_prefix, attempt))
         note = _note(status_prefix, attempt)
         state = _STATES.get(queued[0], "running") if queued else None
+        if packed and code is None and state == "running" and not os.path.exists("%s.%d.log" % (log_prefix, attempt)):
+            # a point of a running task that the task has not reached yet
+            # one reason for all of them, so that `--wait` sums them up (the JOB column names the task)
+            answer[index] = ["pending", None, "queued in its running task", False, attempt, ends]
+            continue
         if code is not None and note == "retry" and state in ("pending", "running"):
             entry = ["running", None, "attempt %d failed (exit %d): being started again" % (attempt, code), False]
         elif code is not None:
@@ -698,15 +727,41 @@ def cancel(document):
     """scancel the tasks, wait until none of them is left running (at most ``wait`` seconds: the wrapper's
     grace period, which Slurm's KillWait bounds too), then read the exit-code file of the attempt each task
     was running (Slurm may have started a later one than the records know): a task whose experiment ended
-    by itself before the signal reached it keeps that end. Answers [exit code or None, attempt, ends]."""
+    by itself before the signal reached it keeps that end. Answers [exit code or None, attempt, ends].
+
+    A point of a packed task is cancelled alone by a file (``_cancel_marker``): the task skips it, or its
+    wrapper stops it if it runs, and the task's other points go on; the wait is for that point. A packed
+    task none of whose points is left to run once these are cancelled is scancelled as a whole."""
     tasks = document["tasks"]  # [index, "JOB_TASK", recorded attempt, exit-code prefix, log prefix, most attempts]
-    result = subprocess.run(["scancel", *document["specs"]], capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit("mrunner: scancel failed: " + " / ".join(result.stderr.strip().splitlines()[-2:]))
     refs = {task[1] for task in tasks}
     jobs = sorted({ref.split("_")[0] for ref in refs})
+    specs = document["specs"]
+    marked = []
+    before = _queued(jobs) if jobs else {}
+    packed = {ref for ref in refs if before.get(ref) and before[ref][4]}
+    if packed:
+        cancelling = {}
+        for index, ref, _, status_prefix, log_prefix, _ in tasks:
+            if ref in packed:
+                _write_atomic(_cancel_marker(status_prefix, ref), b"")
+                cancelling.setdefault(ref, set()).add(index)
+                marked.append((ref, status_prefix, log_prefix))
+        folder = {ref: os.path.dirname(os.path.dirname(prefix)) for ref, prefix, _ in marked}
+        tables = {}
+        whole = {ref for ref in packed if _nothing_left(folder[ref], before[ref], ref, cancelling[ref], tables)}
+        marked = [point for point in marked if point[0] not in whole]
+        kept = {ref for ref in refs if ref not in packed or ref in whole}
+        specs = ["%s_[%s]" % (job, ",".join(sorted(r.split("_")[1] for r in kept if r.split("_")[0] == job))) for job in
+                 sorted({r.split("_")[0] for r in kept})]  # fmt: skip
+    if specs:
+        result = subprocess.run(["scancel", *specs], capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit("mrunner: scancel failed: " + " / ".join(result.stderr.strip().splitlines()[-2:]))
     deadline = time.monotonic() + document["wait"]
-    while time.monotonic() < deadline and refs & _alive(jobs):
+    while time.monotonic() < deadline:
+        alive = _alive(jobs)
+        if not (refs - {ref for ref, _, _ in marked}) & alive and not _stopping(marked, before, alive):
+            break
         time.sleep(0.2)
     found = _queued(jobs)
     answer = {}
@@ -718,6 +773,41 @@ def cancel(document):
             code, attempt = 0, max(recorded, finished)
         answer[index] = [code, attempt, _ends(status_prefix, recorded, attempt)]
     return answer
+
+
+_TASK_POINTS = re.compile(r"^(\d+)\) _mrunner_points='([0-9 ]*)'$", re.M)
+
+
+def _nothing_left(folder, queued, ref, cancelling, tables):
+    """Whether packed task ``ref`` has no point left to run once ``cancelling`` are cancelled: each of its
+    points (named in its array's task bundle, read once per array into ``tables``) is among them, completed,
+    or cancelled before."""
+    path = os.path.join(folder, "tasks", queued[5] + ".sh")
+    if path not in tables:
+        try:
+            with open(path, errors="replace") as stream:
+                tables[path] = dict(_TASK_POINTS.findall(stream.read()))
+        except OSError:
+            tables[path] = {}
+    points = tables[path].get(ref.split("_")[1])
+    if points is None:
+        return False
+    for point in (int(p) for p in points.split()):
+        prefix = os.path.join(folder, "status", str(point))
+        done = point in cancelling or os.path.exists(_cancel_marker(prefix, ref))
+        if not done and _completed_before(prefix, (queued[3] or 0) + 1) is None:
+            return False
+    return True
+
+
+def _stopping(marked, queued, alive):
+    """Whether a point cancelled inside its running task is still running (started, no end written yet)."""
+    for ref, status_prefix, log_prefix in marked:
+        attempt = queued[ref][3] or 0
+        ended = _exit_code("%s.%d" % (status_prefix, attempt)) is not None or _note(status_prefix, attempt)
+        if ref in alive and os.path.exists("%s.%d.log" % (log_prefix, attempt)) and not ended:
+            return True
+    return False
 
 
 def _jobcomp(jobs):

@@ -19,7 +19,7 @@ from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep, resource_label
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.snapshot import Snapshot
-from mrunner_slurm import batch, deploy, remote
+from mrunner_slurm import batch, deploy, packing, remote
 from mrunner_slurm.keys import resource_options
 from mrunner_slurm.transport import Connection
 
@@ -29,11 +29,13 @@ DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default, used only if `scontrol show co
 @dataclass
 class Unit:
     """One job array: runs of one attempt and one resource class whose indices fit in one array (task id =
-    index - offset); ``resources`` are what its runs ask for beyond the sweep's context."""
+    index - offset), or, packed (``mrunner_slurm.packing``), its ``tasks`` of several runs each (task id =
+    position); ``resources`` are what its runs ask for beyond the sweep's context."""
 
     attempt: int
     runs: list[Run]
     offset: int
+    tasks: list[list[Run]] | None = None
     resources: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def context(self, sweep: Sweep) -> dict[str, Any]:
@@ -43,21 +45,39 @@ class Unit:
 
     @property
     def task_ids(self) -> list[int]:
+        if self.tasks is not None:
+            return list(range(len(self.tasks)))
         return [run.index - self.offset for run in self.runs]
 
+    def task_of(self) -> dict[int, int]:
+        """Each run's task id, by index."""
+        if self.tasks is None:
+            return {run.index: run.index - self.offset for run in self.runs}
+        return {run.index: task for task, runs in enumerate(self.tasks) for run in runs}
+
     def name(self, sweep: Sweep) -> str:
-        return f"mrunner-{sweep.id}-a{self.attempt}-{self.runs[0].index}-{self.runs[-1].index}-{len(self.runs)}"
+        # `-pK`: packed, K points per task at most (the cluster's helper reads it: mrunner_slurm.remote_helper)
+        packed = f"-p{max(len(task) for task in self.tasks)}" if self.tasks is not None else ""
+        return f"mrunner-{sweep.id}-a{self.attempt}-{self.runs[0].index}-{self.runs[-1].index}-{len(self.runs)}{packed}"
 
 
-def units(runs: Sequence[Run], max_array_size: int) -> list[Unit]:
+def units(runs: Sequence[Run], max_array_size: int, points_per_task: int = 1) -> list[Unit]:
     """Group runs by attempt and resource class (each class its own sbatch options), then into arrays whose
     task ids stay below ``max_array_size``.
 
     A task id is the run's own index when that fits (so `JOB_5` is experiment 5); a later array of a
-    large sweep counts from its first index instead.
+    large sweep counts from its first index instead. Packed (``points_per_task`` above 1), each task holds
+    that many consecutive runs and an array at most ``max_array_size`` tasks.
     """
     result: list[Unit] = []
     for attempt, group in classes(runs):
+        if points_per_task > 1:
+            packed = packing.tasks(group, points_per_task)
+            for start in range(0, len(packed), max_array_size):
+                part = packed[start : start + max_array_size]
+                flat = [run for task in part for run in task]
+                result.append(Unit(attempt, flat, 0, part, resources=dict(group[0].resources)))
+            continue
         chunk: list[Run] = []
         for run in group:
             if chunk and run.index - chunk[0].index >= max_array_size:
@@ -110,14 +130,15 @@ def client_dir(storage: str) -> str:
     return f"{storage}/.mrunner/client/{experiment_side_digest()}"
 
 
-def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int) -> list[Array]:
+def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int, points_per_task: int = 1) -> list[Array]:
     """The job arrays of ``runs``, from what the sweep's packaging and set-up recorded (code folder, sweep
     folder, virtualenv): what a submission writes, and what a dry run shows."""
     storage = sweep.package["storage_dir"]
     directory = sweep.detail["sweep_dir"]
     venv = sweep.detail.get("venv") or sweep.context.get("venv")
+    code = sweep.package["code_dir"]
     result = []
-    for unit in units(runs, max_array_size):
+    for unit in units(runs, max_array_size, points_per_task):
         context = unit.context(sweep)
         name = unit.name(sweep)
         script = f"{directory}/slurm/{name}.sh"
@@ -125,20 +146,26 @@ def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int) -> list[Array
         argv = [
             "sbatch", "--parsable", f"--job-name={name}", f"--array={batch.array_spec(unit.task_ids, context.get('array_parallelism'))}",
             f"--chdir={directory}", f"--output={batch.slurm_output(directory, '%A_%a')}", "--open-mode=append",
-            *resource_options(context), script,
+            *resource_options(packing.task_context(context, points_per_task)), script,
         ]  # fmt: skip
-        text = batch.batch_script(
-            sweep, context, sweep.package["code_dir"], client_dir(storage), directory, bundle, unit.attempt,
-            unit.offset, venv,
-        )  # fmt: skip
-        result.append(Array(unit, name, script, text, bundle, batch.task_bundle(sweep, unit.runs, storage), argv))
+        if unit.tasks is not None:
+            text = batch.packed_script(sweep, context, code, client_dir(storage), directory, bundle, unit.attempt, venv)
+            tasks = batch.packed_bundle(sweep, unit.tasks, storage)
+        else:
+            text = batch.batch_script(
+                sweep, context, code, client_dir(storage), directory, bundle, unit.attempt, unit.offset, venv
+            )  # fmt: skip
+            tasks = batch.task_bundle(sweep, unit.runs, storage)
+        result.append(Array(unit, name, script, text, bundle, tasks, argv))
     return result
 
 
 def submit(
     connection: Connection, sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str],
-    record: Callable[[Sequence[RunUpdate]], None], reporter: Reporter,
+    record: Callable[[Sequence[RunUpdate]], None], reporter: Reporter, points_per_task: int | None = None,
 ) -> None:  # fmt: skip
+    """Write and submit the arrays of ``runs``, ``points_per_task`` points per array task (by default as the
+    context says, ``auto`` read against the site's limits: ``mrunner_slurm.packing``)."""
     storage = sweep.package["storage_dir"]
     directory = sweep.detail["sweep_dir"]
     files: dict[str, list] = {batch.secrets_path(directory): [batch.secrets_file(secrets), 0o600]}
@@ -146,7 +173,11 @@ def submit(
         files[f"{client_dir(storage)}/{name}"] = [data.decode(), 0o644]
     jobs: list[dict[str, Any]] = []
     by_name: dict[str, Unit] = {}
-    for array in arrays(sweep, runs, max_array_size(connection)):
+    size = max_array_size(connection)
+    k = points_per_task or packing.points_per_task(
+        sweep.context, len(runs), packing.limits_of(connection, sweep.context)
+    )
+    for array in arrays(sweep, runs, size, k):
         by_name[array.name] = array.unit
         files[array.bundle_path] = [array.bundle, 0o644]
         files[array.script_path] = [array.script, 0o755]
@@ -161,14 +192,16 @@ def submit(
                 done = f" ({accepted} of {len(runs)} experiments were submitted and are recorded)" if accepted else ""
                 raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{done}")
             unit = by_name[event["name"]]
-            record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{event['job']}_{run.index - unit.offset}",
+            task = unit.task_of()
+            record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{event['job']}_{task[run.index]}",
                               detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""))
                     for run in unit.runs])  # fmt: skip
             accepted += len(unit.runs)
             resources = f", {resource_label(unit.resources)}" if unit.resources else ""
+            packed = f" in {len(unit.tasks)} tasks" if unit.tasks is not None else ""
             reporter.step(
                 f"{'found' if event['reused'] else 'submitted'} job array {event['job']} ({len(unit.runs)} "
-                f"experiments, {unit.runs[0].index}-{unit.runs[-1].index}{resources}) on {connection.target.alias}"
+                f"experiments{packed}, {unit.runs[0].index}-{unit.runs[-1].index}{resources}) on {connection.target.alias}"
             )
     if accepted < len(runs):
         raise BackendError(
@@ -181,10 +214,15 @@ def describe(context: Mapping[str, Any], count: int) -> list[str]:
     needed = -(-count // DEFAULT_MAX_ARRAY_SIZE)
     throttle = f", at most {context['array_parallelism']} at once" if context.get("array_parallelism") else ""
     options = " ".join(shlex.quote(o) for o in resource_options(context)) or "(cluster defaults)"
+    k = packing.points_per_task(context, count, packing.Limits())
+    if k > 1:
+        needed = -(-count // (k * DEFAULT_MAX_ARRAY_SIZE))
+        options = " ".join(shlex.quote(o) for o in resource_options(packing.task_context(context, k)))
     lines = [
         f"upload the code snapshot to {context['slurm_url']}:{context['storage_dir']} (only files it lacks)",
         f"submit {count} experiment{'s' * (count != 1)} as {needed} job array{'s' * (needed != 1)}{throttle} "
         f"(more if the cluster's MaxArraySize is below {DEFAULT_MAX_ARRAY_SIZE})",
+        *filter(None, [packing.describe(context, count, packing.Limits())]),
         f"sbatch {options}",
     ]
     if context.get("requirements_file"):
@@ -211,7 +249,8 @@ def render(sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: 
     if sweep.context.get("requirements_file"):
         detail["venv"] = VENV_AT_SUBMISSION
     planned = dataclasses.replace(sweep, package=package, detail=detail)
-    first = arrays(planned, runs[: min(len(runs), DEFAULT_MAX_ARRAY_SIZE)], DEFAULT_MAX_ARRAY_SIZE)[0]
+    k = packing.points_per_task(sweep.context, len(runs), packing.Limits())
+    first = arrays(planned, runs[: min(len(runs), k * DEFAULT_MAX_ARRAY_SIZE)], DEFAULT_MAX_ARRAY_SIZE, k)[0]
     where = sweep.context["slurm_url"]
     return [
         Rendered(f"sbatch command of job array {first.name} (on {where})", shlex.join(first.argv)),

@@ -222,3 +222,31 @@ def test_a_sweep_beyond_max_submit_jobs_is_refused_whole_before_anything_is_reco
         assert Store().sweeps() == []
     finally:
         cluster.ssh(f"scancel {held}", check=False)
+
+
+def test_points_per_task_auto_packs_a_sweep_beyond_max_submit_jobs_into_the_allowance_and_runs_each_point_once(
+    slurm_limited_service, mrunner, mrunner_home, tmp_path
+):
+    """The same sweep that unpacked is refused (more experiments than MaxSubmitJobs) is accepted whole with
+    ``points_per_task: auto``: packed into at most the allowance of array tasks, every point run once."""
+    service = slurm_limited_service
+    allowed = service["max_submit_jobs"]
+    points = 2 * allowed + 1
+    storage = f"{service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", {**slurm_context(service, storage), "points_per_task": "auto"})
+    (tmp_path / "train.py").write_text(
+        "import os\nfrom mrunner import get_configuration\n\n"
+        "config = get_configuration()\n"
+        "with open(os.path.join(os.environ['MRUNNER_EXPERIMENT_DIR'], 'ran'), 'a') as ledger:\n"
+        "    ledger.write('x\\n')\n"
+    )
+    result = mrunner("+context=test-slurm", "train.py", "-m", f"i=range({points})", "--wait", timeout=600)
+    assert result.returncode == 0, result.stderr
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    shown = json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]
+    assert [e["state"] for e in shown] == [COMPLETED] * points
+    tasks = {e["backend_ref"] for e in shown}
+    assert len(tasks) <= allowed, tasks  # packed: fewer jobs than points
+    cluster = Cluster(service, storage)
+    ran = cluster.ssh(f"cat {' '.join(e['output_dir'].split(':', 1)[1] + '/ran' for e in shown)}")
+    assert ran.split() == ["x"] * points  # every point once

@@ -1,0 +1,147 @@
+"""Packing: several grid points per Slurm array task (``points_per_task``), so that a grid fits a site's job
+limits (every array task counts as a job against ``MaxSubmitJobs``; ``MaxArraySize`` caps an array).
+
+Each point of a packed task keeps what it has unpacked: its own folder, log, attempts, exit code, status and
+cancel. The batch script (``mrunner_slurm.batch``) runs a task's points one after another, or
+``points_at_once`` at a time, each through the same per-point steps and attempt wrapper as an unpacked task
+(``mrunner.attempt``); a task Slurm requeues (preemption, the time limit, ``scontrol requeue``) comes back
+as its next attempt and runs only the points that did not complete (an exit code 0 recorded), and a point
+cancelled inside its task is skipped by it (or stopped alone, if it runs). This module decides only which
+points go to which task, how many a task holds, and the task's time limit.
+
+``time`` stays a point's time: a task of K points, N at once, asks Slurm for ``time x ceil(K / N)``. A
+``--time`` among the context's ``sbatch_options`` comes after it on sbatch's command line and so sets the
+task's limit as written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from mrunner.errors import MrunnerError
+
+T = TypeVar("T")
+
+#: Slurm's default MaxArraySize, assumed where the cluster did not say (a dry run).
+DEFAULT_MAX_ARRAY_SIZE = 1001
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the site allows this user, as far as the user can read it; None where unknown. The same shape as
+    ``mrunner_slurm.limits.site_limits`` (the site-like test cluster's reading of ``sacctmgr``), which
+    ``limits_of`` uses when it is there."""
+
+    max_submit_jobs: int | None = None  # jobs (array tasks) queued or running at once (MaxSubmitJobs)
+    max_jobs: int | None = None  # jobs running at once (MaxJobs): throttles, does not refuse
+    max_array_size: int | None = None  # task ids of an array below this (MaxArraySize)
+    jobs_in_queue: int | None = None  # this user's jobs queued or running now
+
+
+def limits_of(connection: Any, context: Mapping[str, Any]) -> Limits:
+    """The site's limits over ``connection`` for the context's account and QOS: from
+    ``mrunner_slurm.limits.site_limits`` where that module exists, else MaxArraySize from ``scontrol show
+    config`` (which the connection's first helper call read)."""
+    try:
+        from mrunner_slurm.limits import site_limits  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        value = str(connection.facts.get("MaxArraySize") or "")
+        return Limits(max_array_size=int(value) if value.isdigit() else None)
+    return as_limits(site_limits(connection, context.get("account"), context.get("qos")))
+
+
+def as_limits(found: Any) -> Limits:
+    """Any object with the four fields (``mrunner_slurm.limits.Limits``) as this module's ``Limits``."""
+    if isinstance(found, Limits):
+        return found
+    return Limits(
+        *(getattr(found, name, None) for name in ("max_submit_jobs", "max_jobs", "max_array_size", "jobs_in_queue"))
+    )
+
+
+def points_per_task(context: Mapping[str, Any], count: int, limits: Limits) -> int:
+    """K for ``count`` points: the context's number, or for ``auto`` the fewest points per task with which
+    the whole sweep is accepted: its tasks within the user's remaining MaxSubmitJobs, and in one array of
+    MaxArraySize tasks where the site sets no job limit this user can read."""
+    asked = context.get("points_per_task", 1)
+    if asked != "auto":
+        return int(asked)
+    room = limits.max_array_size or DEFAULT_MAX_ARRAY_SIZE
+    if limits.max_submit_jobs is not None:
+        left = limits.max_submit_jobs - (limits.jobs_in_queue or 0)
+        if left <= 0:
+            raise MrunnerError(
+                f"points_per_task: auto finds no room: {limits.jobs_in_queue} of your MaxSubmitJobs="
+                f"{limits.max_submit_jobs} jobs are queued or running; wait for some to end, or cancel some"
+            )
+        room = min(room, left)
+    return max(1, math.ceil(count / room))
+
+
+def tasks(points: Sequence[T], k: int) -> list[list[T]]:
+    """The points in tasks of ``k`` consecutive ones (the last may hold fewer)."""
+    return [list(points[start : start + k]) for start in range(0, len(points), k)]
+
+
+def jobs_needed(runs: Sequence[Any], k: int) -> int:
+    """How many jobs (array tasks) ``runs`` make, ``k`` per task: each attempt's runs go to arrays of their own
+    (``mrunner_slurm.submit.units``). What a site's ``MaxSubmitJobs`` counts."""
+    by_attempt: dict[int, int] = {}
+    for run in runs:
+        by_attempt[run.attempt] = by_attempt.get(run.attempt, 0) + 1
+    return sum(math.ceil(count / k) for count in by_attempt.values())
+
+
+def rounds(context: Mapping[str, Any], k: int) -> int:
+    """How many points one after another a task of ``k`` points runs at most."""
+    return math.ceil(k / max(1, min(int(context.get("points_at_once") or 1), k)))
+
+
+def task_context(context: Mapping[str, Any], k: int) -> Mapping[str, Any]:
+    """The context whose resources a task of ``k`` points asks for: ``time`` is a point's, so the task's is
+    that times its rounds."""
+    if k <= 1 or context.get("time") in (None, ""):
+        return context
+    return {**context, "time": slurm_time(minutes(context["time"]) * rounds(context, k))}
+
+
+def minutes(value: str | int) -> float:
+    """A Slurm time (``60``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``) in minutes."""
+    text = str(value).strip()
+    if "-" in text:
+        days, rest = text.split("-", 1)
+        hours, mins, secs = ([float(p) for p in rest.split(":")] + [0.0, 0.0])[:3]
+        return float(days) * 1440 + hours * 60 + mins + secs / 60
+    parts = [float(p) for p in text.split(":")]
+    if len(parts) == 3:
+        return parts[0] * 60 + parts[1] + parts[2] / 60
+    return parts[0] + (parts[1] / 60 if len(parts) == 2 else 0)
+
+
+def slurm_time(total_minutes: float) -> str:
+    """Minutes as Slurm's ``D-HH:MM:SS``."""
+    seconds = math.ceil(total_minutes * 60)
+    days, seconds = divmod(seconds, 86400)
+    return f"{days}-{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def describe(context: Mapping[str, Any], count: int, limits: Limits) -> str | None:
+    """The dry run's line on packing, or None when each task runs one point."""
+    k = points_per_task(context, count, limits)
+    if k <= 1:
+        return None
+    at_once = min(int(context.get("points_at_once") or 1), k)
+    how = "one after another" if at_once == 1 else f"{at_once} at once"
+    auto = (
+        " (auto, from Slurm's default MaxArraySize; the cluster's limits decide at submission)"
+        if context.get("points_per_task") == "auto"
+        else ""
+    )
+    time = (
+        f", each task's time limit {task_context(context, k)['time']}" if context.get("time") not in (None, "") else ""
+    )
+    tasks = math.ceil(count / k)
+    return f"packed: {tasks} array task{'s' * (tasks != 1)} of up to {k} points each{auto}, {how}{time}"

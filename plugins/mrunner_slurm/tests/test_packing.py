@@ -1,0 +1,57 @@
+"""Which points go to which task, how many a task holds (``auto`` against a site's limits) and a task's
+time limit: mrunner_slurm.packing, in the test's process."""
+
+from __future__ import annotations
+
+import pytest
+from mrunner_slurm import packing
+from mrunner_slurm.packing import Limits
+from mrunner_slurm.submit import units
+
+from mrunner.errors import MrunnerError
+
+
+def test_auto_packs_just_enough_for_the_users_remaining_max_submit_jobs():
+    auto = {"points_per_task": "auto"}
+    assert packing.points_per_task(auto, 5000, Limits(max_submit_jobs=20, max_array_size=1001)) == 250
+    assert packing.points_per_task(auto, 5000, Limits(max_submit_jobs=20, jobs_in_queue=10)) == 500
+    assert packing.points_per_task(auto, 10, Limits(max_submit_jobs=20)) == 1  # fits unpacked
+    assert packing.points_per_task(auto, 2500, Limits(max_array_size=1001)) == 3  # no job limit: one array
+    assert packing.points_per_task(auto, 2500, Limits()) == 3  # nothing known: Slurm's default MaxArraySize
+    assert packing.points_per_task({"points_per_task": 7}, 2500, Limits(max_submit_jobs=1)) == 7  # as asked
+    with pytest.raises(MrunnerError, match="20 of your MaxSubmitJobs=20"):
+        packing.points_per_task(auto, 10, Limits(max_submit_jobs=20, jobs_in_queue=20))
+
+
+def test_the_time_of_a_task_is_a_points_time_its_rounds():
+    assert packing.task_context({"time": 30, "points_at_once": 1}, 4)["time"] == "0-02:00:00"
+    assert packing.task_context({"time": "1:00:00", "points_at_once": 2}, 5)["time"] == "0-03:00:00"
+    assert packing.task_context({"time": "1-00:00:00", "points_at_once": 1}, 2)["time"] == "2-00:00:00"
+    assert packing.task_context({"time": "10:30", "points_at_once": 1}, 2)["time"] == "0-00:21:00"
+    assert packing.task_context({"time": None, "points_at_once": 1}, 4)["time"] is None
+    assert packing.task_context({"time": 30, "points_at_once": 1}, 1)["time"] == 30  # unpacked: untouched
+
+
+class _Run:
+    """What packing reads of a recorded run (``mrunner.records.Run``): its index, attempt and resource class."""
+
+    resources: dict = {}
+    resource_class = ""
+
+    def __init__(self, index: int, attempt: int = 0) -> None:
+        self.index, self.attempt = index, attempt
+
+
+def test_packed_arrays_hold_at_most_max_array_size_tasks_of_consecutive_points():
+    runs = [_Run(i) for i in range(23)]
+    found = units(runs, 4, 2)  # type: ignore[arg-type]
+    assert [len(unit.tasks or []) for unit in found] == [4, 4, 4]
+    assert [[run.index for run in task] for task in found[0].tasks or []] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert found[2].task_of()[22] == 3 and found[2].task_ids == [0, 1, 2, 3]
+    assert found[0].name(type("S", (), {"id": "s-000000"})()).endswith("-a0-0-7-8-p2")  # type: ignore[arg-type]
+
+
+def test_the_jobs_a_packed_submission_needs_count_each_attempts_tasks():
+    runs = [_Run(i) for i in range(10)] + [_Run(i, attempt=1) for i in range(10, 13)]
+    assert packing.jobs_needed(runs, 4) == 3 + 1
+    assert packing.jobs_needed(runs, 1) == 13

@@ -1,0 +1,298 @@
+"""Packing on the real loopback cluster: several grid points per array task (``points_per_task``), each with
+its own folder, log, attempts, exit code and status; a point cancelled inside its task is skipped or stopped
+alone; a requeued task runs only its points that did not complete; resume runs only the failed point. Every
+point appends its attempt to a ledger in its own folder: how often it ran is counted from there."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mrunner.records import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING
+from mrunner.testing import start_mrunner, wait_for, write_context
+from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
+from plugins.mrunner_slurm.tests.test_slurm_requeue import release
+
+# Appends its attempt to its ledger; the point `hold` waits for the file `gate` in the storage folder (an
+# attempt below `hold_until` only), the point `fail` exits 3 until the file `heal` is there.
+POINT = """
+import os, signal, sys, time
+import mrunner
+
+signal.signal(signal.SIGUSR1, lambda *_: print("warned of the time limit", flush=True))
+config = mrunner.get_configuration()
+storage = os.environ["STORAGE_DIR"]
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "ledger.txt"), "a") as ledger:
+    ledger.write("%d\\n" % mrunner.attempt())
+print("point", config.i, "attempt", mrunner.attempt(), "gpus", os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
+if config.i in (config.get("hold", -1), config.get("hold_too", -1)) and mrunner.attempt() < config.get("hold_until", 99):
+    while not os.path.exists(os.path.join(storage, "gate")):
+        time.sleep(0.1)
+if config.i == config.get("fail", -1) and not os.path.exists(os.path.join(storage, "heal")):
+    sys.exit(3)
+print("point", config.i, "done", flush=True)
+"""
+
+
+@pytest.fixture
+def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path) -> Cluster:
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    (tmp_path / "point.py").write_text(POINT)
+    return Cluster(slurm_service, storage)
+
+
+def packed(cluster: Cluster, mrunner_home: Path, **keys) -> None:
+    write_context(mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, grace_period=3, **keys))
+
+
+def ledger(cluster: Cluster, document: dict, run: dict) -> list[int]:
+    folder = f"{cluster.storage}/{document['sweep']['project']}/{run['sweep_id']}/{run['index']}-{run['name']}"
+    return [int(line) for line in cluster.ssh(f"cat {folder}/ledger.txt 2>/dev/null", check=False).split()]
+
+
+def submit(mrunner, *args: str) -> str:
+    result = mrunner("+context=test-slurm", "point.py", "-m", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def states(mrunner, sweep: str) -> list[str]:
+    return [run["state"] for run in status(mrunner, sweep)["experiments"]]
+
+
+def test_a_packed_grid_runs_each_point_in_its_own_folder_log_and_status(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=3)
+    sweep = submit(mrunner, "i=range(7)", "--wait")
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [(r["state"], r["exit_code"], r["attempt"]) for r in runs] == [(COMPLETED, 0, 0)] * 7
+    refs = [r["backend_ref"] for r in runs]
+    job = refs[0].split("_")[0]
+    assert refs == [f"{job}_{task}" for task in (0, 0, 0, 1, 1, 1, 2)]  # 3 tasks of one array
+    assert all(ledger(cluster, document, run) == [0] for run in runs)
+    folder = f"{cluster.storage}/{document['sweep']['project']}/{sweep}"
+    assert cluster.ssh(f"cat {folder}/status/4.0").strip() == "0"
+    for index in (0, 4, 6):
+        logs = mrunner("logs", f"{sweep}/{index}")
+        assert logs.returncode == 0 and f"point {index} done" in logs.stdout
+        assert f"point {index + 1} " not in logs.stdout  # its own log only
+    squeue = cluster.ssh(f"squeue -h -r --states=all -j {job} -o %i")
+    assert sorted(squeue.split()) in ([], [f"{job}_0", f"{job}_1", f"{job}_2"])  # Slurm saw 3 tasks
+
+
+def test_logs_follow_of_a_point_waiting_in_its_task_streams_it_from_its_start_to_its_end(
+    cluster, mrunner, mrunner_home, tmp_path
+):
+    packed(cluster, mrunner_home, points_per_task=2)
+    sweep = submit(mrunner, "i=range(2)", "hold=0")
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found == [RUNNING, PENDING],
+        timeout=60, every=0.5, what="point 1 to wait in its task",
+    )  # fmt: skip
+    follower = start_mrunner(tmp_path, "logs", f"{sweep}/1", "-f")
+    cluster.ssh(f"touch {cluster.storage}/gate")
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert out.splitlines()[0].startswith("point 1 attempt 0") and out.splitlines()[-1] == "point 1 done"
+    assert "point 0" not in out
+
+
+def test_cancel_inside_a_running_task_skips_a_waiting_point_and_stops_a_running_one_alone(
+    cluster, mrunner, mrunner_home
+):
+    packed(cluster, mrunner_home, points_per_task=4)
+    sweep = submit(mrunner, "i=range(4)", "hold=1")
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["state"] for r in rs] == [COMPLETED, RUNNING, PENDING, PENDING],
+        timeout=60, every=0.5, what="point 1 to run with 2 and 3 waiting in its task",
+    )  # fmt: skip
+    assert runs[2]["detail"] == "queued in its running task"
+    cancel = mrunner("cancel", f"{sweep}/2")  # waiting inside the running task
+    assert cancel.returncode == 0, cancel.stderr
+    cancel = mrunner("cancel", f"{sweep}/1")  # running: stopped alone, the task goes on with point 3
+    assert cancel.returncode == 0, cancel.stderr
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED, CANCELLED, CANCELLED, COMPLETED],
+        timeout=60, every=0.5, what="point 3 to complete after the cancels",
+    )  # fmt: skip
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [ledger(cluster, document, run) for run in runs] == [[0], [0], [], [0]]  # 2 never started
+    assert "done" not in mrunner("logs", f"{sweep}/1").stdout
+    job = runs[0]["backend_ref"].split("_")[0]
+    wait_for(
+        lambda: cluster.ssh(f"squeue -h -r -j {job} -o %T"), lambda listing: "RUNNING" not in listing,
+        timeout=30, every=0.5, what="the task to end",
+    )  # fmt: skip
+    assert states(mrunner, sweep) == [COMPLETED, CANCELLED, CANCELLED, COMPLETED]
+
+
+def test_cancel_of_a_whole_packed_sweep_scancels_its_tasks(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=3)
+    sweep = submit(mrunner, "i=range(6)", "hold=0", "hold_too=3")  # the first point of each task holds
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found[0] == found[3] == RUNNING,
+        timeout=60, every=0.5, what="points 0 and 3 to run",
+    )  # fmt: skip
+    job = status(mrunner, sweep)["experiments"][0]["backend_ref"].split("_")[0]
+    cancel = mrunner("cancel", sweep)
+    assert cancel.returncode == 0, cancel.stderr
+    assert states(mrunner, sweep) == [CANCELLED] * 6
+    assert cluster.ssh(f"squeue -h -r -j {job} -t PD,R -o %i").split() == []  # no task left to run
+    document = status(mrunner, sweep)
+    assert [ledger(cluster, document, run) for run in document["experiments"]] == [[0], [], [], [0], [], []]
+
+
+def test_points_at_once_run_together_each_on_its_share_of_the_tasks_gpus(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=4, points_at_once=2, gpu=2)
+    sweep = submit(mrunner, "i=range(4)", "hold=0", "hold_too=1")
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["state"] for r in rs] == [RUNNING, RUNNING, PENDING, PENDING],
+        timeout=60, every=0.5, what="points 0 and 1 to run at once, 2 and 3 waiting in the task",
+    )  # fmt: skip
+    assert len({r["backend_ref"] for r in runs}) == 1
+    cluster.ssh(f"touch {cluster.storage}/gate")
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 4,
+        timeout=60, every=0.5, what="the task's four points to complete",
+    )  # fmt: skip
+    gpus = [mrunner("logs", f"{sweep}/{index}").stdout.split(" gpus ")[1].split()[0] for index in range(4)]
+    assert sorted(gpus[:2]) == ["0", "1"] and all(g in ("0", "1") for g in gpus)  # one GPU each
+
+
+def test_a_requeued_task_runs_only_its_points_that_did_not_complete(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=3)
+    sweep = submit(mrunner, "i=range(3)", "hold=1", "hold_until=1")  # point 1 holds in attempt 0 only
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["state"] for r in rs] == [COMPLETED, RUNNING, PENDING],
+        timeout=60, every=0.5, what="point 1 to run",
+    )  # fmt: skip
+    ref = runs[0]["backend_ref"]
+    cluster.ssh(f"scontrol requeue {ref}")
+    wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["attempt"] for r in rs] == [0, 1, 1],
+        timeout=60, every=0.5, what="the requeue to show as the next attempt of points 1 and 2",
+    )  # fmt: skip
+    release(cluster, ref)
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 3,
+        timeout=120, every=0.5, what="the requeued task to complete",
+    )  # fmt: skip
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [ledger(cluster, document, run) for run in runs] == [[0], [0, 1], [1]]
+    assert [r["attempt"] for r in runs] == [0, 1, 1]
+    assert "point 1 done" in mrunner("logs", f"{sweep}/1").stdout
+    assert "not run again" in cluster.ssh(
+        f"cat {cluster.storage}/{document['sweep']['project']}/{sweep}/logs/0.1.log"
+    )  # point 0 completed in attempt 0: its task's next attempt did not run it
+
+
+def test_a_task_at_its_time_limit_comes_back_and_runs_the_points_it_did_not_complete(cluster, mrunner, mrunner_home):
+    """`time` is a point's: a task of 2 points asks for 2 minutes. Point 0 holds in attempt 0 until the warning
+    before the time limit; its wrapper requeues the task, whose next attempt runs points 0 and 1."""
+    packed(cluster, mrunner_home, points_per_task=2, time=1, max_requeue=1)
+    write_context(
+        mrunner_home, "test-slurm",
+        slurm_context(cluster.service, cluster.storage, grace_period=20, points_per_task=2, time=1, max_requeue=1),
+    )  # fmt: skip
+    sweep = submit(mrunner, "i=range(2)", "hold=0", "hold_until=1")
+    ref = status(mrunner, sweep)["experiments"][0]["backend_ref"]
+    assert "TimeLimit=00:02:00" in cluster.ssh(f"scontrol show job {ref}")
+    wait_for(
+        lambda: status(mrunner, sweep)["experiments"], lambda rs: [r["attempt"] for r in rs] == [1, 1],
+        timeout=200, every=1, what="the requeue at the time limit's warning",
+    )  # fmt: skip
+    release(cluster, ref)
+    wait_for(
+        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 2,
+        timeout=120, every=0.5, what="the task's next attempt to complete both points",
+    )  # fmt: skip
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [ledger(cluster, document, run) for run in runs] == [[0, 1], [1]]
+    assert [(a["number"], a["end"]) for a in runs[0]["attempts"]] == [(0, "timeout"), (1, COMPLETED)]
+    assert "warned of the time limit" in mrunner("logs", f"{sweep}/0", "--attempt", "0").stdout
+
+
+def test_resume_after_a_failure_runs_only_the_failed_point(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=2)
+    result = mrunner("+context=test-slurm", "point.py", "-m", "i=range(4)", "fail=1", "--wait")
+    assert result.returncode == 1, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    runs = status(mrunner, sweep)["experiments"]
+    assert [(r["state"], r["exit_code"]) for r in runs] == [(COMPLETED, 0), (FAILED, 3), (COMPLETED, 0), (COMPLETED, 0)]
+    cluster.ssh(f"touch {cluster.storage}/heal")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    assert [(r["state"], r["attempt"]) for r in runs] == [
+        (COMPLETED, 0),
+        (COMPLETED, 1),
+        (COMPLETED, 0),
+        (COMPLETED, 0),
+    ]
+    assert [ledger(cluster, document, run) for run in runs] == [[0], [0, 1], [0], [0]]
+
+
+def test_auto_packs_a_sweep_beyond_max_array_size_into_one_array_read_from_the_cluster(
+    cluster, mrunner, mrunner_home, slurm_service
+):
+    """No job limit on this user: auto packs just enough for one array of the cluster's MaxArraySize (read
+    with `scontrol show config`). Submitted held, then cancelled whole: every task scancelled."""
+    packed(cluster, mrunner_home, points_per_task="auto", sbatch_options=["--hold"])
+    count = slurm_service["max_array_size"] + 10
+    sweep = submit(mrunner, f"i=range({count})")
+    runs = every_run(mrunner, sweep)
+    refs = {r["backend_ref"] for r in runs}
+    job = next(iter(refs)).split("_")[0]
+    expected = {f"{job}_{task}" for task in range(-(-count // 2))}  # 2 points per task, one array
+    assert refs == expected, (len(refs), sorted(refs ^ expected)[:5])
+    assert len(runs) == count and all(r["state"] == PENDING for r in runs)
+    assert mrunner("cancel", sweep).returncode == 0
+    assert cluster.ssh(f"squeue -h -r -j {job} -t PD,R -o %i").split() == []
+
+
+def every_run(mrunner, sweep: str) -> list[dict]:
+    result = mrunner("status", sweep, "--json", "--all")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["experiments"]
+
+
+def test_each_resource_class_is_packed_in_its_own_array(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=2)
+    sweep = submit(mrunner, "i=range(2)", "context.mem=100M,200M", "--wait")
+    runs = every_run(mrunner, sweep)
+    assert [r["state"] for r in runs] == [COMPLETED] * 4
+    jobs = {r["backend_ref"].split("_")[0] for r in runs}
+    assert len(jobs) == 2 and len({r["backend_ref"] for r in runs}) == 2  # one task of 2 points per class
+
+
+def test_the_dry_run_shows_the_packing(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=4, points_at_once=2, time=10)
+    dry = mrunner("+context=test-slurm", "point.py", "-m", "i=range(10)", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "packed: 3 array tasks of up to 4 points each, 2 at once, each task's time limit 0-00:20:00" in dry.stdout
+    assert "--array=0-2 " in dry.stdout and "--time=0-00:20:00" in dry.stdout
+    packed(cluster, mrunner_home, points_per_task="auto")
+    dry = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2500)", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "packed: 834 array tasks of up to 3 points each (auto" in dry.stdout
+
+
+@pytest.mark.parametrize("value", [0, -1, "x"])
+def test_a_bad_points_per_task_is_refused_in_one_line(cluster, mrunner, mrunner_home, value):
+    packed(cluster, mrunner_home, points_per_task=value)
+    result = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2)")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "points_per_task" in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert mrunner("status").stdout.count("point") == 0  # nothing recorded

@@ -69,12 +69,16 @@ def client() -> Any:
 
 
 def _find_or_create(info: Mapping[str, Any]) -> str:
-    """The run tagged with this experiment (an earlier attempt's, whose id file is gone), else a new one named
-    after the experiment, tagged with its sweep, holding its parameters."""
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or str(info.get("project") or "mrunner")
+    return find_or_create(client(), name, info)
+
+
+def find_or_create(tracker: Any, name: str, info: Mapping[str, Any]) -> str:
+    """The run tagged with this experiment (an earlier attempt's, whose id file is gone, or the run deferred
+    tracking made from the submitting machine), else a new one in MLflow experiment ``name``, named after
+    the experiment, tagged with its sweep, holding its parameters. ``tracker``: an ``MlflowClient``."""
     from mlflow.entities import Param, RunTag
 
-    tracker = client()
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or str(info.get("project") or "mrunner")
     experiment = tracker.get_experiment_by_name(name)
     if experiment is None:
         try:
@@ -86,7 +90,7 @@ def _find_or_create(info: Mapping[str, Any]) -> str:
     key = f"{info.get('sweep')}/{info.get('index', 0)}"
     found = tracker.search_runs([experiment_id], filter_string=f"tags.`{TAG}` = '{key}'", max_results=1)
     if found:
-        return found[0].info.run_id
+        return str(found[0].info.run_id)
     tags = {TAG: key, "mrunner.sweep": str(info.get("sweep")), "mrunner.experiment_id": str(info.get("id"))}
     tags.update({f"mrunner.tag.{tag}": "1" for tag in info.get("tags") or []})
     run = tracker.create_run(experiment_id, run_name=str(info.get("name") or "experiment"), tags=tags)
@@ -95,7 +99,7 @@ def _find_or_create(info: Mapping[str, Any]) -> str:
     for start in range(0, len(batch), 100):  # MLflow takes at most 100 parameters per batch
         tracker.log_batch(run.info.run_id, params=batch[start : start + 100])
     tracker.log_batch(run.info.run_id, tags=[RunTag("mrunner.attempt", str(info.get("attempt", 0)))])
-    return run.info.run_id
+    return str(run.info.run_id)
 
 
 def log(metrics: Mapping[str, float], step: int | None, timestamp: float | None = None) -> None:

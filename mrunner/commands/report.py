@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mrunner import cleanup, comparison, following, metrics, paths
-from mrunner.commands.results import pull_runs
+from mrunner import comparison, following, metrics
+from mrunner.commands.results import fetch_metrics
 from mrunner.comparison import Experiment, Row
 from mrunner.errors import MrunnerError, NotFound
 from mrunner.layout import METRICS_FILE, of_run
@@ -23,11 +23,6 @@ from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
 from mrunner.table import render
-
-
-def cache_dir(sweep_id: str) -> Path:
-    """Where `results` keeps a sweep's metrics files: mrunner's data folder, not the project."""
-    return paths.data_dir() / "metrics" / sweep_id
 
 
 def results_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,11 +110,7 @@ def _sweep(store: Store, ref: str) -> Sweep:
 
 def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> list[Experiment]:
     """Bring back the metrics files of the experiments that started, read them; refuse a sweep without any."""
-    started = [run for run in runs if cleanup.started(store, run)]
-    folder = cache_dir(sweep.id)
-    if started:
-        folder.mkdir(parents=True, exist_ok=True)
-        pull_runs(sweep, started, folder, [METRICS_FILE], reporter)
+    folder = fetch_metrics(store, sweep, runs, reporter)
     experiments = []
     for run in runs:
         path = folder / of_run("", sweep, run).folder_name / METRICS_FILE

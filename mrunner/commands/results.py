@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import time
 from pathlib import Path
 
-from mrunner import cleanup, plugins
+from mrunner import cleanup, paths, plugins, uploads
 from mrunner.backend import Artefact, Pulled
 from mrunner.errors import BackendError, MrunnerError
+from mrunner.layout import METRICS_FILE
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.snapshot import RESULTS_FOLDER
@@ -70,6 +72,11 @@ def pull_command(options: argparse.Namespace) -> int:
         f"pulled {pulled.files} file{'s' * (pulled.files != 1)} ({_size(pulled.bytes)}) of {len(chosen)} "
         f"experiment{'s' * (len(chosen) != 1)} to {destination} in {elapsed:.1f} s; {pulled.unchanged} unchanged"
     )
+    if uploads.deferred(sweep):
+        if not options.include or any(fnmatch.fnmatch(METRICS_FILE, glob) for glob in options.include):
+            uploads.upload(sweep, chosen, destination, reporter)
+        else:
+            upload_deferred(store, sweep, chosen, reporter)
     return 0
 
 
@@ -83,6 +90,37 @@ def pull_runs(sweep: Sweep, runs: list[Run], destination: Path, include: list[st
             f"({plugins.serving_distribution(sweep.backend)})"
         )
     return pulled
+
+
+def metrics_cache(sweep_id: str) -> Path:
+    """Where `results` (and deferred tracking) keep a sweep's metrics files: mrunner's data folder, not the
+    project."""
+    return paths.data_dir() / "metrics" / sweep_id
+
+
+def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> Path:
+    """Bring back the metrics files of the experiments of ``runs`` that started into the sweep's cache (only
+    those that changed); then, for a context with ``tracking: deferred``, upload their new lines. Returns the
+    cache folder."""
+    started = [run for run in runs if cleanup.started(store, run)]
+    folder = metrics_cache(sweep.id)
+    if started:
+        folder.mkdir(parents=True, exist_ok=True)
+        pull_runs(sweep, started, folder, [METRICS_FILE], reporter)
+        uploads.upload(sweep, started, folder, reporter)
+    return folder
+
+
+def upload_deferred(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> None:
+    """For a sweep whose context defers tracking: bring its metrics files back and upload what is new (after
+    `status --wait`, or a pull that left them out). A backend that cannot be reached now is a warning: the
+    next call catches up."""
+    if not uploads.deferred(sweep):
+        return
+    try:
+        fetch_metrics(store, sweep, runs, reporter)
+    except MrunnerError as error:
+        reporter.warn(f"the metrics of sweep {sweep.id} were not brought back for upload ({error})")
 
 
 def output_dirs(sweep: Sweep, runs: list[Run]) -> dict[int, str]:

@@ -61,6 +61,11 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
         )
     if not _enabled(context):
         return
+    if context.get("tracking") == "deferred":
+        raise MrunnerError(
+            f"context {context_name}: tracking: deferred uploads to MLflow; W&B keeps the runs of compute nodes "
+            f"without network offline instead: set wandb_mode: offline and `wandb sync` them (and tracking: live)"
+        )
     mode = _mode(context)
     if mode not in MODES:
         raise MrunnerError(f"context {context_name}: wandb_mode {mode!r} is not one of {', '.join(MODES)}")

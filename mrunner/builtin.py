@@ -40,7 +40,7 @@ class CoreKeys:
     )  # fmt: skip
     tracking: Literal["live", "deferred"] = key(
         "live",
-        help="live: experiments send their reports to the trackers the context enables (MLflow) themselves; "
+        help="live: experiments send their reports to the trackers the context enables (MLflow, W&B) themselves; "
         "deferred: they only write them into their folders (compute nodes without network), and mrunner uploads "
         "them from this machine when `results`, `pull` or `status --wait` brings them back",
     )

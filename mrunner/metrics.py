@@ -141,11 +141,22 @@ def entries(data: bytes) -> list[Any]:
 def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
     """``read`` of entries already parsed."""
     found: dict[str, dict[int, tuple[int, float]]] = {}
-    for attempt, name, at, value, _ in points(lines, {}):
-        series = found.setdefault(name, {})
-        earlier = series.get(at)
-        if earlier is None or earlier[0] <= attempt:
-            series[at] = (attempt, value)
+    implicit: dict[tuple[int, str], int] = {}
+    for entry in lines:  # ``points`` inlined: this loop runs for every value `mrunner results` reads
+        try:
+            attempt, step, values = int(entry.get("attempt") or 0), entry.get("step"), entry["metrics"]
+            items = values.items()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # not one of report's lines
+        for name, value in items:
+            at = step
+            if at is None:
+                at = implicit.get((attempt, name), 0)
+                implicit[attempt, name] = at + 1
+            series = found.setdefault(name, {})
+            earlier = series.get(at)
+            if earlier is None or earlier[0] <= attempt:
+                series[at] = (attempt, value)
     return {name: {step: value for step, (_, value) in sorted(series.items())} for name, series in found.items()}
 
 

@@ -7,6 +7,7 @@ backend: plugins/mrunner_k8s/tests/test_k8s_tracking.py.)"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -96,7 +97,7 @@ def test_results_and_status_wait_upload_each_point_once_into_one_run_per_experim
     waiting = mrunner("results", sweep, env=down)
     assert waiting.returncode == 0 and "lr" in waiting.stdout
     warnings = [line for line in waiting.stderr.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and f"the MLflow server {DOWN} does not take sweep {sweep}'s metrics" in warnings[0]
+    assert len(warnings) == 1 and f"MLflow at {DOWN} does not take sweep {sweep}'s metrics" in warnings[0]
     assert runs_of(uri, experiment) == []
 
     first = mrunner("results", sweep, env=up)  # catches up: steps 0-2 of both
@@ -133,10 +134,57 @@ def test_results_and_status_wait_upload_each_point_once_into_one_run_per_experim
     assert history(uri, runs[1].info.run_id) == expected(0.2, 2)
 
 
-def test_deferred_w_and_b_is_refused_in_one_line(mrunner_home, mrunner, tmp_path):
-    keys = {"backend": "local", "wandb": True, "wandb_mode": "offline", "tracking": "deferred"}
+def test_w_and_b_runs_are_replayed_from_here_each_step_once(mrunner_home, mrunner, tmp_path):
+    """W&B offline, so that the runs this machine replays are files to read back: each experiment's run (its
+    deterministic id, resumed by every upload) holds each reported step once, across three uploads."""
+    pytest.importorskip("wandb")
+    from tests.test_tracking_wandb import records
+
+    keys = {
+        "backend": "local", "wandb": True, "wandb_mode": "offline", "wandb_project": "p", "tracking": "deferred",
+        "retry_failed": 1,
+    }  # fmt: skip
     write_context(mrunner_home, "wb", keys)
-    (tmp_path / "train.py").write_text("import mrunner\n")
-    refused = mrunner("+context=wb", "train.py", "lr=1")
-    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    assert "tracking: deferred uploads to MLflow" in refused.stderr
+    stepped = SCRIPT.replace("MRUNNER_MLFLOW", "MRUNNER_WANDB")  # W&B leaves out a step earlier than the run's last:
+    (tmp_path / "train.py").write_text(stepped.replace('{"acc": 0.5})', '{"acc": 0.5}, step=4 + 5 * a)'))
+    gate = tmp_path / "gate"
+    submitted = mrunner("+context=wb", "train.py", "-m", "lr=0.1,0.2", f"gate={gate}", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    wait_for(
+        lambda: mrunner("results", sweep, "--json"),
+        lambda result: result.returncode == 0 and len(json.loads(result.stdout)) == 2,
+        timeout=120, every=0.5, what="the first reports",
+    )  # fmt: skip
+    gate.write_text("")
+    assert mrunner("status", sweep, "--wait").returncode == 0
+    again = mrunner("results", sweep)
+    assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+
+    for run in Store().runs(sweep):
+        assert not [name for name in run.env if "WANDB" in name], run.env  # the experiment got nothing of W&B
+        assert "SEES []" in mrunner("logs", f"{sweep}/{run.index}").stdout
+        identity = hashlib.sha256(f"{sweep}/{run.index}".encode()).hexdigest()[:32]
+        (folder,) = (mrunner_home / "data" / "mrunner" / "metrics").glob(f"{sweep}/{run.index}-train")
+        replays = sorted((folder / "wandb").glob(f"offline-run-*-{identity}"))
+        assert len(replays) >= 2, replays  # the first upload's, and the one after the gate
+        points = []
+        for replay in replays:
+            found = records(replay / f"run-{identity}.wandb")
+            (started,) = [record.run for kind, record in found if kind == "run"]
+            assert started.run_group == sweep and started.display_name == "train"
+            config = {item.key: json.loads(item.value_json) for item in started.config.update}
+            assert config["lr"] == run.parameters["lr"]
+            for kind, record in found:
+                if kind == "history":
+                    items = {
+                        item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                        for item in record.history.item
+                    }
+                    points += [
+                        (name, items["_step"], round(items[name], 6)) for name in ("loss", "acc") if name in items
+                    ]
+        acc = [("acc", 4 + 5 * a, 0.5) for a in range(run.attempt + 1)]
+        assert sorted(points) == sorted(
+            [p for p in expected(run.parameters["lr"], run.attempt + 1) if p[0] != "acc"] + acc
+        )

@@ -140,12 +140,14 @@ def entries(data: bytes) -> list[Any]:
 
 def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
     """``read`` of entries already parsed."""
-    found: dict[str, dict[int, tuple[int, float]]] = {}
+    found: dict[str, dict[int, float]] = {}
+    by: dict[str, dict[int, int]] = {}  # the attempt each kept value came from
     implicit: dict[tuple[int, str], int] = {}
-    for entry in lines:  # ``points`` inlined: this loop runs for every value `mrunner results` reads
+    for entry in lines:  # ``points`` inlined and unrolled: this loop runs for every value `mrunner results` reads
         try:
-            attempt, step, values = int(entry.get("attempt") or 0), entry.get("step"), entry["metrics"]
-            items = values.items()
+            attempt, step, items = entry.get("attempt") or 0, entry.get("step"), entry["metrics"].items()
+            if type(attempt) is not int:
+                attempt = int(attempt)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # not one of report's lines
         for name, value in items:
@@ -153,11 +155,16 @@ def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
             if at is None:
                 at = implicit.get((attempt, name), 0)
                 implicit[attempt, name] = at + 1
-            series = found.setdefault(name, {})
-            earlier = series.get(at)
-            if earlier is None or earlier[0] <= attempt:
-                series[at] = (attempt, value)
-    return {name: {step: value for step, (_, value) in sorted(series.items())} for name, series in found.items()}
+            series = found.get(name)
+            if series is None:
+                series = found[name] = {}
+                by[name] = {}
+            attempts = by[name]
+            earlier = attempts.get(at)
+            if earlier is None or earlier <= attempt:
+                series[at] = value
+                attempts[at] = attempt
+    return {name: dict(sorted(series.items())) for name, series in found.items()}
 
 
 def points(lines: list[Any], implicit: dict[tuple[int, str], int]) -> Iterator[tuple[int, str, int, Any, float]]:

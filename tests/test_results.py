@@ -171,5 +171,10 @@ def test_the_metrics_come_back_into_mrunners_data_folder_not_the_project(mrunner
     assert mrunner("results", sweep).returncode == 0
     cached = sorted(p.relative_to(mrunner_home / "data" / "mrunner" / "metrics" / sweep).as_posix()
                     for p in (mrunner_home / "data" / "mrunner" / "metrics" / sweep).rglob("*") if p.is_file())  # fmt: skip
-    assert cached == [".curves.marshal", "0-train/mrunner-metrics.jsonl", "1-train/mrunner-metrics.jsonl"]
+    assert cached == [
+        ".curves.marshal",
+        ".fetched.json",
+        "0-train/mrunner-metrics.jsonl",
+        "1-train/mrunner-metrics.jsonl",
+    ]
     assert sorted(os.listdir(project)) == ["train.py"]

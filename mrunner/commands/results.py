@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import time
 from pathlib import Path
 
 from mrunner import cleanup, paths, plugins, uploads
 from mrunner.backend import Artefact, Pulled
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.layout import METRICS_FILE
-from mrunner.records import Run, Sweep
+from mrunner.layout import METRICS_FILE, write_atomic
+from mrunner.records import TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.snapshot import RESULTS_FOLDER
 from mrunner.store import Store
@@ -98,17 +99,45 @@ def metrics_cache(sweep_id: str) -> Path:
     return paths.data_dir() / "metrics" / sweep_id
 
 
+#: Beside the cached metrics files: ``{INDEX: time}``, when each experiment's file was last brought back.
+FETCHED = ".fetched.json"
+#: How long after mrunner recorded an experiment's end its metrics file is still asked for: a cluster's shared
+#: file system may show the last writes of a node a little late.
+SETTLE_SECONDS = 60.0
+
+
 def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> Path:
     """Bring back the metrics files of the experiments of ``runs`` that started into the sweep's cache (only
     those that changed); then, for a context with ``tracking: deferred``, upload their new lines. Returns the
-    cache folder."""
-    started = [run for run in runs if cleanup.started(store, run)]
+    cache folder.
+
+    An experiment that had ended (and settled) when its file was last brought back is not asked for again:
+    nothing writes to it any more (a resume makes it active again). So a second `results` of an ended sweep
+    reaches no backend at all."""
     folder = metrics_cache(sweep.id)
-    if started:
+    fetched = _fetched(folder)
+    started = [run for run in runs if cleanup.started(store, run)]
+    wanted = [
+        run for run in started
+        if not (run.state in TERMINAL and fetched.get(str(run.index), 0.0) > run.updated_at + SETTLE_SECONDS)
+    ]  # fmt: skip
+    if wanted:
         folder.mkdir(parents=True, exist_ok=True)
-        pull_runs(sweep, started, folder, [METRICS_FILE], reporter)
+        now = time.time()
+        pull_runs(sweep, wanted, folder, [METRICS_FILE], reporter)
+        fetched.update((str(run.index), now) for run in wanted)
+        write_atomic(str(folder / FETCHED), json.dumps(fetched))
+    if started:
         uploads.upload(sweep, started, folder, reporter)
     return folder
+
+
+def _fetched(folder: Path) -> dict[str, float]:
+    try:
+        found = json.loads((folder / FETCHED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def upload_deferred(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> None:

@@ -30,7 +30,8 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "A sweep's reported metrics (mrunner.report) as a table: one row per experiment, the grid's varying "
         "axes as columns (the constant parameters above), each metric summarised, the state of any experiment "
-        "that has not completed. Brings back only the metrics files, and only those that changed."
+        "that has not completed. Brings back only the metrics files, and only those that changed (with tracking: "
+        "deferred, uploads what is new to the context's trackers)."
     )
     parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
     parser.add_argument(

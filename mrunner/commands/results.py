@@ -35,7 +35,8 @@ def _size(count: int) -> str:
 def pull_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Bring the output folders of a sweep's experiments (or of one) to this machine: only files new or "
-        "changed since the last pull, each written whole. Works while the sweep still runs."
+        "changed since the last pull, each written whole. Works while the sweep still runs. With tracking: "
+        "deferred, uploads the metrics reported since the last upload to the context's trackers."
     )
     parser.add_argument("target", metavar="SWEEP[/INDEX]", help="a sweep id (or prefix), or SWEEP/INDEX")
     parser.add_argument(

@@ -54,7 +54,7 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait", action="store_true",
         help="with SWEEP: follow it to its end first (a progress bar on a terminal, else a line each time the "
-        "counts change); exits 1 if an experiment did not complete",
+        "counts change; with tracking: deferred, then upload its new metrics); exits 1 if an experiment did not complete",
     )  # fmt: skip
 
 

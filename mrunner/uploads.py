@@ -144,6 +144,8 @@ class _Mlflow:
         self.client: Any = None
 
     def unanswered(self) -> str | None:
+        if not self.where:  # MLflow would write into ./mlruns of the current folder
+            return f"no server named: set mlflow_tracking_uri or export {mlflow_tracker.URI_VARIABLE}"
         return mlflow_tracker.unanswered(self.where)
 
     def send(

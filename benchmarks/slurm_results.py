@@ -11,6 +11,10 @@ round by round, the ways take turns going first:
   pulls the metrics files, reads them and prints the table as JSON), then the same command again (nothing
   changed: the second call; past the minute after the sweep's end, it reaches no backend).
 Every round checks that results has a row per experiment with the last step's loss.
+
+With ``--mlflow URI`` the sweep's context has ``mlflow: true`` and ``tracking: deferred`` instead, and one round
+measures the first `results` (which uploads every experiment's run to that MLflow server) and the second (which
+uploads nothing), then checks the server holds a run per experiment with every point.
 """
 
 from __future__ import annotations
@@ -82,12 +86,34 @@ def results(home: Path, project: Path, sweep: str, count: int, steps: int) -> fl
     return elapsed
 
 
+def deferred(home: Path, project: Path, sweep: str, options: argparse.Namespace, experiment: str, load: tuple) -> dict:
+    """The first `results` with every run to upload, the second with none; then the server's runs checked."""
+    from mlflow.tracking import MlflowClient
+
+    loads = [os.getloadavg()[0]]
+    first = results(home, project, sweep, options.experiments, options.steps)
+    loads.append(os.getloadavg()[0])
+    second = results(home, project, sweep, options.experiments, options.steps)
+    client = MlflowClient(options.mlflow)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], max_results=options.experiments + 1)
+    points = len(client.get_metric_history(runs[0].info.run_id, "loss"))
+    if len(runs) != options.experiments or points != options.steps:
+        raise SystemExit(f"MLflow holds {len(runs)} runs, {points} loss points in one")
+    return {
+        "experiments": options.experiments, "steps": options.steps, "mlflow": options.mlflow,
+        "load_average": {"start": load, "end": os.getloadavg(), "calls": loads},
+        "seconds": {"first_with_upload": first, "second": second},
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--experiments", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--fresh", action="store_true", help="measure within a minute of the sweep's end")
+    parser.add_argument("--mlflow", metavar="URI", help="deferred tracking into this MLflow server (one round)")
     parser.add_argument("--dest", default="/dev/shm", help="where the bare way's files land")
     options = parser.parse_args()
     sources = [Path(__file__).parent.parent / "mrunner", *Path(__file__).parent.parent.glob("plugins/*/mrunner_*")]
@@ -96,6 +122,16 @@ def main() -> None:
     loads: list[float] = []
     rows: dict[str, list[float]] = {"bare": [], "mrunner": [], "mrunner_again": []}
     storage = f"{slurm_pull.SERVICE['storage_dir']}/bench-results-{uuid.uuid4().hex[:8]}"
+    experiment = f"bench-results-{uuid.uuid4().hex[:8]}"
+    if options.mlflow:  # the benchmark context's extra keys
+        slurm_dispatch.TRANSPORT.update(
+            {
+                "mlflow": True,
+                "tracking": "deferred",
+                "mlflow_tracking_uri": options.mlflow,
+                "mlflow_experiment": experiment,
+            }
+        )
     with tempfile.TemporaryDirectory() as temporary, tempfile.TemporaryDirectory(dir=options.dest) as landing:
         workdir, pulls = Path(temporary), Path(landing)
         home, project = workdir / "home", workdir / "project"
@@ -108,6 +144,11 @@ def main() -> None:
         # for an ended experiment's file (mrunner.commands.results.SETTLE_SECONDS); --fresh measures within it.
         if not options.fresh:
             time.sleep(max(0.0, ended + 61 - time.monotonic()))
+        if options.mlflow:
+            report = deferred(home, project, sweep, options, experiment, load_start)
+            slurm_pull.ssh(f"chmod -R u+w {shlex.quote(storage)} && rm -rf {shlex.quote(storage)}")
+            print(json.dumps(report, indent=1))
+            return
         for round_ in range(options.repeat):
             loads.append(os.getloadavg()[0])
             for way in ["bare", "mrunner"] if round_ % 2 == 0 else ["mrunner", "bare"]:

@@ -142,6 +142,7 @@ class _Mlflow:
         self.where = mlflow_tracker.tracking_uri(sweep.context) or ""
         self.experiment = mlflow_tracker.experiment_name(sweep.context, sweep.project)
         self.client: Any = None
+        self.experiment_id: str | None = None
 
     def unanswered(self) -> str | None:
         if not self.where:  # MLflow would write into ./mlruns of the current folder
@@ -160,7 +161,12 @@ class _Mlflow:
         if self.client is None:
             self.client = MlflowClient(self.where)
         batch = [Metric(name, float(value), int(at * 1000), step) for _, name, step, value, at in points]
-        run_id = known.get("run") or mlflow_run.find_or_create(self.client, self.experiment, run.config_document(sweep))
+        run_id = known.get("run")
+        if run_id is None:
+            if self.experiment_id is None:  # asked once per upload, not once per experiment
+                self.experiment_id = mlflow_run.experiment_of(self.client, self.experiment)
+            info = run.config_document(sweep)
+            run_id = mlflow_run.find_or_create(self.client, self.experiment, info, self.experiment_id)
         for start in range(0, len(batch), BATCH):
             self.client.log_batch(run_id, metrics=batch[start : start + BATCH])
         return {"run": run_id}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import hookimpl
@@ -38,6 +38,12 @@ class CoreKeys:
         10_000, minimum=1,
         help="a larger sweep is refused unless submitted with --yes (a typo like a=range(1000000) asks first)",
     )  # fmt: skip
+    tracking: Literal["live", "deferred"] = key(
+        "live",
+        help="live: experiments send their reports to the trackers the context enables (MLflow, W&B) themselves; "
+        "deferred: they only write them into their folders (compute nodes without network), and mrunner uploads "
+        "them from this machine when `results`, `pull` or `status --wait` brings them back",
+    )
     max_snapshot_mb: int = key(
         200, minimum=1,
         help="a larger code snapshot is refused before it is copied: list data and outputs in .mrunnerignore",

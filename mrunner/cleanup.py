@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mrunner import gc_lock, plugins, states, treeguard
+from mrunner import gc_lock, plugins, states, treeguard, uploads
 from mrunner.backend import Artefact, Keep
 from mrunner.errors import MrunnerError
 from mrunner.following import refresh
@@ -184,6 +184,7 @@ def forget(store: Store, sweep: Sweep, retired: bool = False) -> list[Artefact]:
                 f"forget it once that submission has ended, if it reached nothing"
             )
         store.forget_sweep(sweep.id)
+        uploads.remove(sweep.id)
         others = {other.snapshot_digest for other in store.sweeps(limit=2**62)}
         gone: list[Artefact] = []
         if sweep.snapshot_digest not in others:

@@ -8,9 +8,9 @@ what the earlier ones wrote. Nothing is buffered in the process: a line written 
 even if the process is killed the next instant, and a kill mid-write leaves at most one torn last line,
 which readers skip (``mrunner.metrics``).
 
-Then it forwards the same numbers to every tracker the context enabled (Neptune, MLflow, W&B), unless the
-context defers tracking (``tracking: deferred``): then mrunner uploads the file's lines from the submitting
-machine when it brings them back.
+Then it forwards the same numbers to every tracker the context enabled in the experiment (Neptune, MLflow,
+W&B). A context with ``tracking: deferred`` enables MLflow here not at all: mrunner uploads the file's lines
+from the submitting machine when it brings them back (``mrunner.uploads``).
 
 Part of the experiment side shipped with each sweep (``mrunner.runtime``): the standard library only; a
 tracker's package is imported on the first report that forwards to it.
@@ -22,15 +22,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from numbers import Real
 from typing import Any
 
 EXPERIMENT_DIR_VARIABLE = "MRUNNER_EXPERIMENT_DIR"  # the names of mrunner.layout's contract
 ATTEMPT_VARIABLE = "MRUNNER_ATTEMPT"
 METRICS_FILE = "mrunner-metrics.jsonl"  # the same as mrunner.layout.METRICS_FILE
-#: ``deferred``: the experiment only writes its metrics file; mrunner uploads it to the trackers later.
-TRACKING_VARIABLE = "MRUNNER_TRACKING"
 
 _descriptor: int | None = None
 _opened_by: int | None = None  # the process that opened it: a forked child opens its own
@@ -100,7 +98,7 @@ def _open() -> int | None:
         os.write(_descriptor, b"\n")  # an earlier process was killed mid-line: end it, so ours stay whole
     _opened_by = os.getpid()
     _attempt = int(os.environ.get(ATTEMPT_VARIABLE) or 0)
-    _forwarders = [] if os.environ.get(TRACKING_VARIABLE) == "deferred" else _enabled_forwarders()
+    _forwarders = _enabled_forwarders()
     return _descriptor
 
 
@@ -142,12 +140,14 @@ def entries(data: bytes) -> list[Any]:
 
 def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
     """``read`` of entries already parsed."""
-    found: dict[str, dict[int, tuple[int, float]]] = {}
+    found: dict[str, dict[int, float]] = {}
+    by: dict[str, dict[int, int]] = {}  # the attempt each kept value came from
     implicit: dict[tuple[int, str], int] = {}
-    for entry in lines:
+    for entry in lines:  # ``points`` inlined and unrolled: this loop runs for every value `mrunner results` reads
         try:
-            attempt, step, values = int(entry.get("attempt") or 0), entry.get("step"), entry["metrics"]
-            items = values.items()
+            attempt, step, items = entry.get("attempt") or 0, entry.get("step"), entry["metrics"].items()
+            if type(attempt) is not int:
+                attempt = int(attempt)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # not one of report's lines
         for name, value in items:
@@ -155,8 +155,32 @@ def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
             if at is None:
                 at = implicit.get((attempt, name), 0)
                 implicit[attempt, name] = at + 1
-            points = found.setdefault(name, {})
-            earlier = points.get(at)
-            if earlier is None or earlier[0] <= attempt:
-                points[at] = (attempt, value)
-    return {name: {step: value for step, (_, value) in sorted(points.items())} for name, points in found.items()}
+            series = found.get(name)
+            if series is None:
+                series = found[name] = {}
+                by[name] = {}
+            attempts = by[name]
+            earlier = attempts.get(at)
+            if earlier is None or earlier <= attempt:
+                series[at] = value
+                attempts[at] = attempt
+    return {name: dict(sorted(series.items())) for name, series in found.items()}
+
+
+def points(lines: list[Any], implicit: dict[tuple[int, str], int]) -> Iterator[tuple[int, str, int, Any, float]]:
+    """Each reported value of ``lines`` as ``(attempt, metric, step, value, time)``, in the file's order; a
+    report without a step is at the next step of its metric in its attempt (0, 1, ...), counted in
+    ``implicit`` (give the counts of the lines before, to continue them)."""
+    for entry in lines:
+        try:
+            attempt, step, values = int(entry.get("attempt") or 0), entry.get("step"), entry["metrics"]
+            items = values.items()
+            at_time = float(entry.get("time") or 0.0)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # not one of report's lines
+        for name, value in items:
+            at = step
+            if at is None:
+                at = implicit.get((attempt, name), 0)
+                implicit[attempt, name] = at + 1
+            yield attempt, name, at, value, at_time

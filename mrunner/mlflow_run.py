@@ -69,33 +69,43 @@ def client() -> Any:
 
 
 def _find_or_create(info: Mapping[str, Any]) -> str:
-    """The run tagged with this experiment (an earlier attempt's, whose id file is gone), else a new one named
-    after the experiment, tagged with its sweep, holding its parameters."""
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or str(info.get("project") or "mrunner")
+    return find_or_create(client(), name, info)
+
+
+def find_or_create(tracker: Any, name: str, info: Mapping[str, Any], experiment_id: str | None = None) -> str:
+    """The run tagged with this experiment (an earlier attempt's, whose id file is gone, or the run deferred
+    tracking made from the submitting machine), else a new one in MLflow experiment ``name`` (whose id the
+    caller may know: ``experiment_id``), named after the experiment, tagged with its sweep, holding its
+    parameters. ``tracker``: an ``MlflowClient``."""
     from mlflow.entities import Param, RunTag
 
-    tracker = client()
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or str(info.get("project") or "mrunner")
-    experiment = tracker.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            experiment_id = tracker.create_experiment(name)
-        except Exception:  # another experiment of the sweep made it first
-            experiment_id = tracker.get_experiment_by_name(name).experiment_id
-    else:
-        experiment_id = experiment.experiment_id
+    if experiment_id is None:
+        experiment_id = experiment_of(tracker, name)
     key = f"{info.get('sweep')}/{info.get('index', 0)}"
     found = tracker.search_runs([experiment_id], filter_string=f"tags.`{TAG}` = '{key}'", max_results=1)
     if found:
-        return found[0].info.run_id
+        return str(found[0].info.run_id)
     tags = {TAG: key, "mrunner.sweep": str(info.get("sweep")), "mrunner.experiment_id": str(info.get("id"))}
     tags.update({f"mrunner.tag.{tag}": "1" for tag in info.get("tags") or []})
     run = tracker.create_run(experiment_id, run_name=str(info.get("name") or "experiment"), tags=tags)
     parameters = _flat(info.get("parameters") or {})
     batch = [Param(k, str(v)[:PARAMETER_LIMIT]) for k, v in parameters.items()]
-    for start in range(0, len(batch), 100):  # MLflow takes at most 100 parameters per batch
-        tracker.log_batch(run.info.run_id, params=batch[start : start + 100])
-    tracker.log_batch(run.info.run_id, tags=[RunTag("mrunner.attempt", str(info.get("attempt", 0)))])
-    return run.info.run_id
+    attempt = [RunTag("mrunner.attempt", str(info.get("attempt", 0)))]
+    for start in range(0, max(len(batch), 1), 100):  # MLflow takes at most 100 parameters per batch
+        tracker.log_batch(run.info.run_id, params=batch[start : start + 100], tags=attempt if not start else [])
+    return str(run.info.run_id)
+
+
+def experiment_of(tracker: Any, name: str) -> str:
+    """The id of MLflow experiment ``name``, made if needed."""
+    experiment = tracker.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        return str(tracker.create_experiment(name))
+    except Exception:  # another experiment of the sweep made it first
+        return str(tracker.get_experiment_by_name(name).experiment_id)
 
 
 def log(metrics: Mapping[str, float], step: int | None, timestamp: float | None = None) -> None:

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     # what plugins implement and how they are found; the trackers built in
     ("contracts", "hookspecs backend builtin plugins trackers tracking metrics mlflow_run wandb_run"),
     # the flow's first rooms: a request made concrete; what follows a hand-over
-    ("planning and following", "planning following"),
+    ("planning and following", "planning following uploads"),
     # what records a sweep and hands it over; what removes what sweeps left
     ("submission", "submission cleanup"),
     # built on a submission

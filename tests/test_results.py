@@ -171,5 +171,29 @@ def test_the_metrics_come_back_into_mrunners_data_folder_not_the_project(mrunner
     assert mrunner("results", sweep).returncode == 0
     cached = sorted(p.relative_to(mrunner_home / "data" / "mrunner" / "metrics" / sweep).as_posix()
                     for p in (mrunner_home / "data" / "mrunner" / "metrics" / sweep).rglob("*") if p.is_file())  # fmt: skip
-    assert cached == ["0-train/mrunner-metrics.jsonl", "1-train/mrunner-metrics.jsonl"]
+    assert cached == [
+        ".curves.marshal",
+        ".fetched.json",
+        "0-train/mrunner-metrics.jsonl",
+        "1-train/mrunner-metrics.jsonl",
+    ]
     assert sorted(os.listdir(project)) == ["train.py"]
+
+
+def test_a_second_call_on_an_ended_sweep_pulls_nothing(mrunner, project, mrunner_home, tmp_path):
+    """An experiment that had ended (a minute before) when its file came back is not asked for again: the
+    second call reaches no backend's pull, and shows the same table from the cache."""
+    import sqlite3
+
+    sweep = submit(mrunner, "lr=0.1", "seed=range(2)", "--wait")
+    with sqlite3.connect(mrunner_home / "data" / "mrunner" / "records.db") as db:  # it ended two minutes ago
+        db.execute("UPDATE experiments SET updated_at = updated_at - 120 WHERE sweep_id = ?", (sweep,))
+    shown = []
+    for call in ("first", "second"):
+        traces = tmp_path / f"traces-{call}"
+        traces.mkdir()
+        result = mrunner("results", sweep, "--json", env={"MRUNNER_TRACE_CALLS": str(traces)})
+        assert result.returncode == 0, result.stderr
+        shown.append(result.stdout)
+        assert ("Backend.pull" in os.listdir(traces)) == (call == "first"), sorted(os.listdir(traces))
+    assert shown[0] == shown[1] and len(json.loads(shown[1])) == 2

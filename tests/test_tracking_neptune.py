@@ -255,3 +255,40 @@ def test_offline_attempts_of_one_experiment_are_one_run(mrunner, mrunner_home, t
         attempts = [v["value"] for op in ops if op["path"] == ["mrunner", "attempts"] for v in op["values"]]
         recorded.append((assigned(ops, "mrunner", "attempt"), attempts))
     assert recorded == [(0, ["0"]), (1, ["1"])]
+
+
+REPORTING = """\
+import mrunner
+
+config = mrunner.get_configuration()  # no with_neptune: the first report starts the run
+for step in range(3):
+    mrunner.report({"loss": config.lr * (3 - step), "acc": step / 2}, step=step * 10)
+"""
+
+
+def test_report_forwards_to_the_neptune_run_offline(mrunner, mrunner_home, tmp_path, neptune_installed):
+    """`mrunner.report` logs each metric under `metrics/` at its step, into the experiment's one run (named,
+    tagged with the sweep), and writes its own metrics file as with any tracker."""
+    (tmp_path / "train.py").write_text(REPORTING)
+    write_context(mrunner_home, "tracked", {"backend": "local", "neptune": True, "neptune_mode": "offline"})
+    done = mrunner("+context=tracked", "train.py", "-m", "lr=0.5,2")
+    assert done.returncode == 0, done.stderr
+    sweep = Store().sweeps()[0]
+    for run in Store().runs(sweep.id):
+        assert run.state == "completed"
+        folder = Path(sweep.context["storage_dir"]) / sweep.project / sweep.id / f"{run.index}-{run.name}"
+        ops = operations(folder)
+        assert assigned(ops, "sys", "name") == "train"
+        assert assigned(ops, "mrunner", "sweep") == sweep.id
+        logged = {
+            name: [(v["step"], v["value"]) for op in ops if op["path"] == ["metrics", name] for v in op["values"]]
+            for name in ("loss", "acc")
+        }
+        lr = run.parameters["lr"]
+        assert logged == {
+            "loss": [(10.0 * s, lr * (3 - s)) for s in range(3)],
+            "acc": [(10.0 * s, s / 2) for s in range(3)],
+        }
+        assert (folder / "mrunner-metrics.jsonl").read_text().count("\n") == 3
+    table = mrunner("results", sweep.id, "--json")
+    assert [row["loss"] for row in json.loads(table.stdout)] == [0.5, 2]

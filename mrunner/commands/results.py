@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import json
 import time
 from pathlib import Path
 
-from mrunner import cleanup, plugins
+from mrunner import cleanup, paths, plugins, uploads
 from mrunner.backend import Artefact, Pulled
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.records import Run, Sweep
+from mrunner.layout import METRICS_FILE, write_atomic
+from mrunner.records import TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.snapshot import RESULTS_FOLDER
 from mrunner.store import Store
@@ -32,7 +35,8 @@ def _size(count: int) -> str:
 def pull_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Bring the output folders of a sweep's experiments (or of one) to this machine: only files new or "
-        "changed since the last pull, each written whole. Works while the sweep still runs."
+        "changed since the last pull, each written whole. Works while the sweep still runs. With tracking: "
+        "deferred, uploads the metrics reported since the last upload to the context's trackers."
     )
     parser.add_argument("target", metavar="SWEEP[/INDEX]", help="a sweep id (or prefix), or SWEEP/INDEX")
     parser.add_argument(
@@ -70,6 +74,11 @@ def pull_command(options: argparse.Namespace) -> int:
         f"pulled {pulled.files} file{'s' * (pulled.files != 1)} ({_size(pulled.bytes)}) of {len(chosen)} "
         f"experiment{'s' * (len(chosen) != 1)} to {destination} in {elapsed:.1f} s; {pulled.unchanged} unchanged"
     )
+    if uploads.deferred(sweep):
+        if not options.include or any(fnmatch.fnmatch(METRICS_FILE, glob) for glob in options.include):
+            uploads.upload(sweep, chosen, destination, reporter)
+        else:
+            upload_deferred(store, sweep, chosen, reporter)
     return 0
 
 
@@ -83,6 +92,65 @@ def pull_runs(sweep: Sweep, runs: list[Run], destination: Path, include: list[st
             f"({plugins.serving_distribution(sweep.backend)})"
         )
     return pulled
+
+
+def metrics_cache(sweep_id: str) -> Path:
+    """Where `results` (and deferred tracking) keep a sweep's metrics files: mrunner's data folder, not the
+    project."""
+    return paths.data_dir() / "metrics" / sweep_id
+
+
+#: Beside the cached metrics files: ``{INDEX: time}``, when each experiment's file was last brought back.
+FETCHED = ".fetched.json"
+#: How long after mrunner recorded an experiment's end its metrics file is still asked for: a cluster's shared
+#: file system may show the last writes of a node a little late.
+SETTLE_SECONDS = 60.0
+
+
+def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> Path:
+    """Bring back the metrics files of the experiments of ``runs`` that started into the sweep's cache (only
+    those that changed); then, for a context with ``tracking: deferred``, upload their new lines. Returns the
+    cache folder.
+
+    An experiment that had ended (and settled) when its file was last brought back is not asked for again:
+    nothing writes to it any more (a resume makes it active again). So a second `results` of an ended sweep
+    reaches no backend at all."""
+    folder = metrics_cache(sweep.id)
+    fetched = _fetched(folder)
+    started = [run for run in runs if cleanup.started(store, run)]
+    wanted = [
+        run for run in started
+        if not (run.state in TERMINAL and fetched.get(str(run.index), 0.0) > run.updated_at + SETTLE_SECONDS)
+    ]  # fmt: skip
+    if wanted:
+        folder.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        pull_runs(sweep, wanted, folder, [METRICS_FILE], reporter)
+        fetched.update((str(run.index), now) for run in wanted)
+        write_atomic(str(folder / FETCHED), json.dumps(fetched))
+    if started:
+        uploads.upload(sweep, started, folder, reporter)
+    return folder
+
+
+def _fetched(folder: Path) -> dict[str, float]:
+    try:
+        found = json.loads((folder / FETCHED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def upload_deferred(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> None:
+    """For a sweep whose context defers tracking: bring its metrics files back and upload what is new (after
+    `status --wait`, or a pull that left them out). A backend that cannot be reached now is a warning: the
+    next call catches up."""
+    if not uploads.deferred(sweep):
+        return
+    try:
+        fetch_metrics(store, sweep, runs, reporter)
+    except MrunnerError as error:
+        reporter.warn(f"the metrics of sweep {sweep.id} were not brought back for upload ({error})")
 
 
 def output_dirs(sweep: Sweep, runs: list[Run]) -> dict[int, str]:

@@ -70,7 +70,9 @@ def run(arguments: RunArguments) -> int:
     if not runs:
         return 0
     if arguments.wait and not arguments.detach:
-        following.wait(sweep, store, reporter)
+        from mrunner.commands.results import upload_deferred
+
+        upload_deferred(store, sweep, following.wait(sweep, store, reporter), reporter)
     counts = store.counts(sweep.id)  # not the runs themselves: a sweep of a million fits in memory
     reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
     if set(counts) <= TERMINAL:  # the backend ran it to the end (local), or we waited

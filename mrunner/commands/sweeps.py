@@ -13,7 +13,7 @@ from dataclasses import asdict
 from mrunner import following, planning, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS
-from mrunner.commands.results import output_dirs
+from mrunner.commands.results import output_dirs, upload_deferred
 from mrunner.errors import MrunnerError, NotRecorded
 from mrunner.recorder import STOPPED
 from mrunner.records import (
@@ -54,7 +54,7 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait", action="store_true",
         help="with SWEEP: follow it to its end first (a progress bar on a terminal, else a line each time the "
-        "counts change); exits 1 if an experiment did not complete",
+        "counts change; with tracking: deferred, then upload its new metrics); exits 1 if an experiment did not complete",
     )  # fmt: skip
 
 
@@ -73,7 +73,8 @@ def status_command(options: argparse.Namespace) -> int:
         return _list_sweeps(store, options)
     sweep, run = store.find(options.sweep)
     if options.wait:
-        following.wait(sweep, store, Reporter())
+        runs = following.wait(sweep, store, Reporter())
+        upload_deferred(store, sweep, runs, Reporter())
     else:
         try:
             following.look(sweep, store, None if run is None else run.index)
@@ -368,6 +369,8 @@ def resume_command(options: argparse.Namespace) -> int:
     if not resumed:
         return 0
     runs = following.wait(sweep, store, reporter) if options.wait and not options.detach else store.runs(sweep.id)
+    if options.wait and not options.detach:
+        upload_deferred(store, sweep, runs, reporter)
     reporter.step(f"sweep {sweep.id}: {following.summary(runs)}")
     if all(r.state in TERMINAL for r in runs):
         return 0 if all(r.state == COMPLETED for r in runs) else 1

@@ -7,10 +7,15 @@ as plain environment.
 
 Credentials are MLflow's own variables of the submitting shell: ``MLFLOW_TRACKING_TOKEN``, or
 ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``.
+
+With ``tracking: deferred`` (compute nodes without network) the experiments get nothing of MLflow, neither
+its address nor its credentials: they only write their metrics files, and ``mrunner.uploads`` sends those
+from this machine. A server down at submission is then a warning, not a refusal.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import urllib.error
 import urllib.request
@@ -33,6 +38,28 @@ CHECK_TIMEOUT = 10.0
 
 def _enabled(context: Mapping[str, Any]) -> bool:
     return bool(context.get("mlflow"))
+
+
+def deferred(context: Mapping[str, Any]) -> bool:
+    """Whether this machine, not the experiments, sends the context's metrics to MLflow."""
+    return _enabled(context) and context.get("tracking") == "deferred"
+
+
+def experiment_name(context: Mapping[str, Any], project: str) -> str:
+    """The MLflow experiment a sweep's runs go into: the context's ``mlflow_experiment``, else the project."""
+    return str(context.get("mlflow_experiment") or project)
+
+
+def unanswered(uri: str) -> str | None:
+    """Why the server at ``uri`` does not answer its health check, or ``None`` when it does (or when ``uri``
+    is no HTTP server, such as a local ``file:`` store, which needs no answer)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CHECK_TIMEOUT):
+            return None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return str(getattr(error, "reason", error))
 
 
 def tracking_uri(context: Mapping[str, Any]) -> str | None:
@@ -76,29 +103,33 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
             f"context {context_name} tracks experiments in MLflow but names no server: set mlflow_tracking_uri: "
             f"http://HOST:PORT or export {URI_VARIABLE}=... (or mlflow: false)"
         )
-    if dry_run or not uri.startswith(("http://", "https://")):
+    if deferred(context):
+        if importlib.util.find_spec("mlflow") is None:
+            raise MrunnerError(
+                f"context {context_name} defers MLflow tracking to this machine, where the mlflow client is not "
+                f"installed: pip install 'mrunner[mlflow]' (or set tracking: live)"
+            )
+        return  # a server down now is a warning (mrunner_sweep_submitted): the upload waits for it
+    if dry_run:
         return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CHECK_TIMEOUT):
-            pass
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
+    reason = unanswered(uri)
+    if reason is not None:
         raise MrunnerError(
             f"the MLflow server {uri} of context {context_name} does not answer ({reason}): start it, or "
             f"set mlflow: false"
-        ) from None
+        )
 
 
 @hookimpl
 def mrunner_secrets(context: Mapping[str, Any]) -> dict[str, str]:
-    if not _enabled(context):
-        return {}
+    if not _enabled(context) or deferred(context):
+        return {}  # deferred: the credentials stay on this machine, which uploads
     return {name: os.environ[name] for name in SECRETS if os.environ.get(name)}
 
 
 @hookimpl
 def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, str]:
-    if not _enabled(context):
+    if not _enabled(context) or deferred(context):
         return {}
     env = {ENABLED_VARIABLE: "1"}
     uri = tracking_uri(context)
@@ -114,5 +145,18 @@ def mrunner_sweep_submitted(sweep: Any, runs: Sequence[Any], reporter: Any) -> N
     if not _enabled(sweep.context) or not runs:
         return
     uri = runs[0].env.get(URI_VARIABLE) or tracking_uri(sweep.context)
-    experiment = sweep.context.get("mlflow_experiment") or sweep.project
-    reporter.step(f"MLflow: runs in experiment {experiment!r} at {uri}, tagged mrunner.sweep={sweep.id}")
+    experiment = experiment_name(sweep.context, sweep.project)
+    if not deferred(sweep.context):
+        reporter.step(f"MLflow: runs in experiment {experiment!r} at {uri}, tagged mrunner.sweep={sweep.id}")
+        return
+    reason = unanswered(uri or "")
+    if reason is not None:
+        reporter.warn(
+            f"the MLflow server {uri} does not answer now ({reason}); the experiments' metrics wait in their "
+            f"folders, and `mrunner results {sweep.id}` uploads them once it does"
+        )
+    else:
+        reporter.step(
+            f"MLflow (deferred): `mrunner results`, `pull` or `status --wait` of {sweep.id} uploads the runs into "
+            f"experiment {experiment!r} at {uri}"
+        )

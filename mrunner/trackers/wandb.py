@@ -2,11 +2,13 @@
 
 This module never imports ``wandb``; the experiment's side, which does, is ``mrunner.wandb_run``. Here the
 context's ``wandb*`` keys are declared and checked, ``WANDB_API_KEY`` travels to the experiments only as a
-secret, and the project, entity and mode as plain environment (W&B reads them itself).
+secret, and the project, entity and mode as plain environment (W&B reads them itself). With ``tracking:
+deferred`` the experiments get none of it: ``mrunner.uploads`` replays their metrics files from this machine.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,8 +29,14 @@ def _enabled(context: Mapping[str, Any]) -> bool:
     return bool(context.get("wandb"))
 
 
-def _mode(context: Mapping[str, Any]) -> str:
+def mode(context: Mapping[str, Any]) -> str:
     return context.get("wandb_mode") or os.environ.get(MODE_VARIABLE) or "online"
+
+
+def deferred(context: Mapping[str, Any]) -> bool:
+    """Whether this machine, not the experiments, sends the context's metrics to W&B (``mrunner.uploads``
+    replays them into each experiment's run)."""
+    return _enabled(context) and context.get("tracking") == "deferred"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,10 +69,15 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
         )
     if not _enabled(context):
         return
-    mode = _mode(context)
-    if mode not in MODES:
-        raise MrunnerError(f"context {context_name}: wandb_mode {mode!r} is not one of {', '.join(MODES)}")
-    if mode == "online" and not os.environ.get(KEY_VARIABLE):
+    if deferred(context) and importlib.util.find_spec("wandb") is None:
+        raise MrunnerError(
+            f"context {context_name} defers W&B tracking to this machine, where the wandb client is not "
+            f"installed: pip install 'mrunner[wandb]' (or set tracking: live)"
+        )
+    chosen = mode(context)
+    if chosen not in MODES:
+        raise MrunnerError(f"context {context_name}: wandb_mode {chosen!r} is not one of {', '.join(MODES)}")
+    if chosen == "online" and not os.environ.get(KEY_VARIABLE):
         raise MrunnerError(
             f"context {context_name} tracks experiments in W&B online but {KEY_VARIABLE} is not set: export it, "
             f"or set wandb_mode: offline (then `wandb sync` the runs from the experiments' folders)"
@@ -73,16 +86,16 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
 
 @hookimpl
 def mrunner_secrets(context: Mapping[str, Any]) -> dict[str, str]:
-    if not _enabled(context) or not os.environ.get(KEY_VARIABLE):
+    if not _enabled(context) or deferred(context) or not os.environ.get(KEY_VARIABLE):
         return {}
     return {KEY_VARIABLE: os.environ[KEY_VARIABLE]}
 
 
 @hookimpl
 def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, str]:
-    if not _enabled(context):
+    if not _enabled(context) or deferred(context):
         return {}
-    env = {ENABLED_VARIABLE: "1", MODE_VARIABLE: _mode(context)}
+    env = {ENABLED_VARIABLE: "1", MODE_VARIABLE: mode(context)}
     if context.get("wandb_project"):
         env["WANDB_PROJECT"] = str(context["wandb_project"])
     if context.get("wandb_entity"):
@@ -95,7 +108,12 @@ def mrunner_sweep_submitted(sweep: Any, runs: Sequence[Any], reporter: Any) -> N
     if not _enabled(sweep.context) or not runs:
         return
     project = sweep.context.get("wandb_project") or sweep.project
-    if _mode(sweep.context) == "offline":
+    if deferred(sweep.context):
+        reporter.step(
+            f"W&B (deferred): `mrunner results`, `pull` or `status --wait` of {sweep.id} replays the metrics into "
+            f"project {project!r}, group {sweep.id}"
+        )
+    elif mode(sweep.context) == "offline":
         reporter.step(
             f"W&B offline: each experiment's run is in its folder (wandb/), group {sweep.id}: `wandb sync` it"
         )

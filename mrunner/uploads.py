@@ -1,0 +1,252 @@
+"""Deferred tracking (``tracking: deferred``): this machine sends what the experiments reported to MLflow, W&B.
+
+Compute nodes without network (many Slurm clusters, Kubernetes pods in their own network) cannot reach a
+tracking server, so with ``tracking: deferred`` the experiments only write their metrics files
+(``mrunner.metrics``), and whenever ``mrunner results``, ``pull`` or ``status --wait`` brings those files
+back, ``upload`` sends the lines added since the last upload into each experiment's MLflow run (the run live
+tracking would have made: found by its tag, else made here, named, tagged, holding the parameters) and W&B run
+(its deterministic id, resumed).
+
+Each line is sent once: a ledger per sweep (``ledger_path``, next to the records, rewritten atomically after
+each experiment) keeps how many bytes of each experiment's file were sent to each tracker, and the run's id.
+A file that grew (a running experiment, a later attempt appending) sends only its new whole lines; a second
+call with nothing new reads no file and calls no server. Each value goes to MLflow with the time it was
+reported, so should the ledger lose an upload (a crash between the send and the write), MLflow's store drops
+the repeated points (their key, time, step and value are the same). A server that does not answer is one
+warning; the lines stay unsent, and the next call catches up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mrunner import metrics, paths
+from mrunner.layout import METRICS_FILE, of_run, write_atomic
+from mrunner.records import Run, Sweep
+from mrunner.reporter import Reporter
+from mrunner.trackers import mlflow as mlflow_tracker
+from mrunner.trackers import wandb as wandb_tracker
+
+#: MLflow takes at most this many metrics per ``log_batch``.
+BATCH = 1000
+
+
+def deferred(sweep: Sweep) -> bool:
+    """Whether this machine uploads the sweep's metrics (its context defers tracking to a tracker)."""
+    return bool(_targets(sweep))
+
+
+def _targets(sweep: Sweep) -> list[str]:
+    """The trackers this machine uploads the sweep's metrics to, by their ledger names."""
+    found = []
+    if mlflow_tracker.deferred(sweep.context):
+        found.append("mlflow")
+    if wandb_tracker.deferred(sweep.context):
+        found.append("wandb")
+    return found
+
+
+def ledger_path(sweep_id: str) -> Path:
+    """What was uploaded of a sweep: a small JSON file beside the records."""
+    return paths.data_dir() / "uploads" / f"{sweep_id}.json"
+
+
+def upload(sweep: Sweep, runs: Sequence[Run], folder: Path, reporter: Reporter) -> int:
+    """Send the lines of each run's metrics file in ``folder`` (``INDEX-NAME/mrunner-metrics.jsonl``, as a
+    pull lays them out) that no earlier upload sent, to each tracker the sweep defers to; returns how many
+    experiments sent something. Does nothing for a sweep that does not defer tracking."""
+    targets = _targets(sweep)
+    if not targets:
+        return 0
+    path = ledger_path(sweep.id)
+    done = 0
+    with _locked(path):
+        ledger = _read(path)
+        for tracker in targets:
+            done += _upload_to(tracker, sweep, runs, folder, ledger, path, reporter)
+    return done
+
+
+def _upload_to(
+    tracker: str, sweep: Sweep, runs: Sequence[Run], folder: Path, ledger: dict[str, Any], path: Path,
+    reporter: Reporter,
+) -> int:  # fmt: skip
+    sent = ledger.setdefault(tracker, {})
+    pending = []
+    for run in runs:
+        file = folder / of_run("", sweep, run).folder_name / METRICS_FILE
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
+            continue
+        if size > sent.get(str(run.index), {}).get("offset", 0):
+            pending.append((run, file))
+    if not pending:
+        return 0
+    target: _Mlflow | _Wandb = _Mlflow(sweep) if tracker == "mlflow" else _Wandb(sweep)
+    reason = target.unanswered()
+    if reason is not None:
+        reporter.warn(_waiting(sweep, target, reason, len(pending)))
+        return 0
+    done = 0
+    for position, (run, file) in enumerate(pending):
+        known = sent.get(str(run.index), {})
+        offset = known.get("offset", 0)
+        try:
+            data = file.read_bytes()
+            end = data.rfind(b"\n") + 1  # a line still being written (or torn) waits
+            if offset > len(data):
+                offset = 0  # the file was replaced (a folder removed and run again): its lines are all new
+            new = _new_points(data, offset, end)
+            entry = target.send(sweep, run, new, known) if new else dict(known)
+        except Exception as error:  # the server went away (or refused): the rest waits for the next call
+            reporter.warn(_waiting(sweep, target, f"{type(error).__name__}: {error}", len(pending) - position))
+            break
+        sent[str(run.index)] = {**entry, "offset": max(end, offset)}
+        write_atomic(str(path), json.dumps(ledger))
+        done += 1 if new else 0
+    if done:
+        reporter.step(f"{target.name}: uploaded the new metrics of {done} experiment{'s' * (done != 1)} of {sweep.id}")
+    return done
+
+
+def _new_points(data: bytes, offset: int, end: int) -> list[tuple[int, str, int, Any, float]]:
+    """The reported values of the whole lines of ``data`` between ``offset`` and ``end``, their implicit steps
+    numbered on from the lines before."""
+    implicit: dict[tuple[int, str], int] = {}
+    for _ in metrics.points(metrics.entries(data[:offset]), implicit):
+        pass  # counts the reports without a step that came before, to continue their numbering
+    return list(metrics.points(metrics.entries(data[offset:end]), implicit))
+
+
+def _waiting(sweep: Sweep, target: _Mlflow | _Wandb, reason: str, count: int) -> str:
+    first = reason.splitlines()[0] if reason else "no answer"
+    return (
+        f"{target.name} at {target.where} does not take sweep {sweep.id}'s metrics ({first[:200]}); {count} "
+        f"experiment{'s' * (count != 1)}' new metrics wait, and a later `mrunner results {sweep.id}` uploads them"
+    )
+
+
+class _Mlflow:
+    """One MLflow server, its client made when an experiment has something to send."""
+
+    name = "MLflow"
+
+    def __init__(self, sweep: Sweep) -> None:
+        self.where = mlflow_tracker.tracking_uri(sweep.context) or ""
+        self.experiment = mlflow_tracker.experiment_name(sweep.context, sweep.project)
+        self.client: Any = None
+        self.experiment_id: str | None = None
+
+    def unanswered(self) -> str | None:
+        if not self.where:  # MLflow would write into ./mlruns of the current folder
+            return f"no server named: set mlflow_tracking_uri or export {mlflow_tracker.URI_VARIABLE}"
+        return mlflow_tracker.unanswered(self.where)
+
+    def send(
+        self, sweep: Sweep, run: Run, points: list[tuple[int, str, int, Any, float]], known: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Log ``points`` to the experiment's run (found or made); returns its ledger entry (the run's id)."""
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        from mrunner import mlflow_run
+
+        if self.client is None:
+            self.client = MlflowClient(self.where)
+        batch = [Metric(name, float(value), int(at * 1000), step) for _, name, step, value, at in points]
+        run_id = known.get("run")
+        if run_id is None:
+            if self.experiment_id is None:  # asked once per upload, not once per experiment
+                self.experiment_id = mlflow_run.experiment_of(self.client, self.experiment)
+            info = run.config_document(sweep)
+            run_id = mlflow_run.find_or_create(self.client, self.experiment, info, self.experiment_id)
+        for start in range(0, len(batch), BATCH):
+            self.client.log_batch(run_id, metrics=batch[start : start + BATCH])
+        return {"run": run_id}
+
+
+class _Wandb:
+    """W&B, replayed into each experiment's run (the id live tracking would use, resumed): online, or with
+    ``wandb_mode: offline`` into run files below the sweep's metrics cache, for `wandb sync`."""
+
+    name = "W&B"
+
+    def __init__(self, sweep: Sweep) -> None:
+        self.mode = wandb_tracker.mode(sweep.context)
+        self.project = str(sweep.context.get("wandb_project") or sweep.project)
+        self.entity = sweep.context.get("wandb_entity")
+        self.where = f"project {self.project}" + (" (offline)" if self.mode == "offline" else "")
+
+    def unanswered(self) -> str | None:
+        return None  # wandb.init says why it cannot reach W&B, for the first experiment
+
+    def send(
+        self, sweep: Sweep, run: Run, points: list[tuple[int, str, int, Any, float]], known: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Log ``points`` to the experiment's run (resumed by its id); returns its ledger entry (the id, and the
+        latest step: W&B keeps a run's steps increasing, so a value at an earlier step, such as an attempt's
+        restarting from an earlier checkpoint, is left out, as W&B leaves it out of live tracking)."""
+        import wandb
+
+        from mrunner import wandb_run
+
+        info = run.config_document(sweep)
+        identity = known.get("run") or wandb_run.run_id(info)
+        folder = paths.data_dir() / "metrics" / sweep.id / of_run("", sweep, run).folder_name
+        folder.mkdir(parents=True, exist_ok=True)
+        live = wandb.init(
+            id=identity, resume="allow", project=self.project, entity=self.entity, group=sweep.id, name=run.name,
+            config=dict(info.get("parameters") or {}), tags=[str(t) for t in info.get("tags") or []],
+            mode="offline" if self.mode == "offline" else "online", dir=str(folder),
+            settings=wandb.Settings(silent=True, console="off"), reinit="create_new",
+        )  # fmt: skip
+        latest: int = known.get("step", -1)
+        try:
+            values: dict[str, Any] = {}
+            for _, name, at, value, _ in points:  # a step's values go in one log call
+                if at < latest:
+                    continue
+                if values and at != latest:
+                    live.log(values, step=latest)
+                    values = {}
+                latest, values[name] = at, value
+            if values:
+                live.log(values, step=latest)
+        finally:
+            live.finish()
+        return {"run": identity, "step": latest}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        return {}  # unreadable: start again; MLflow drops the points it already holds (see the module's text)
+    return found if isinstance(found, dict) else {}
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One upload of a sweep at a time (two `mrunner results` in two shells would both send the new lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def remove(sweep_id: str) -> None:
+    """Forget what was uploaded of a forgotten sweep."""
+    for name in (ledger_path(sweep_id), Path(f"{ledger_path(sweep_id)}.lock")):
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass

@@ -71,8 +71,9 @@ def timed(command: list[str] | str, repeat: int, cwd: Path, env: dict, shell: bo
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run(command, cwd=cwd, env=env, shell=shell, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            command, cwd=cwd, env=env, shell=shell, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         times.append(time.perf_counter() - start)
     return times
 
@@ -90,8 +91,9 @@ def check_section(work: Path, env: dict, repeat: int) -> list[str]:
     (work / "conf" / "db" / "postgres.yaml").write_text("driver: postgres\n")
     (work / "app.py").write_text(GROUPED_APP)
     (work / "exp.py").write_text(PLAIN)
-    probe = subprocess.run([PY, "-c", CHECK_PROBE, *GRID], cwd=work, env=env, check=True, capture_output=True,
-                           text=True).stdout.split()  # fmt: skip
+    probe = subprocess.run(
+        [PY, "-c", CHECK_PROBE, *GRID], cwd=work, env=env, check=True, capture_output=True, text=True
+    ).stdout.split()
     cold, warm, composed = float(probe[0]), float(probe[1]), int(probe[2])
     mrunner = [PY, "-m", "mrunner"]
     app_dry = timed([*mrunner, "app.py", "-m", *GRID, "--dry-run"], repeat * 3, work, env)
@@ -121,28 +123,49 @@ def slurm_rows(work: Path, env: dict, repeat: int) -> list[str]:
     storage = f"{service['storage_dir']}/bench-hydra-{uuid.uuid4().hex[:8]}"
     folder = Path(env["XDG_CONFIG_HOME"]) / "mrunner" / "context"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bench.yaml").write_text(json.dumps({
-        "backend": "slurm", "slurm_url": service["alias"], "ssh_config": service["ssh_config"],
-        "storage_dir": storage, "partition": service["partition"], "time": 5, "sbatch_options": ["--hold"],
-    }))  # fmt: skip
+    (folder / "bench.yaml").write_text(
+        json.dumps(
+            {
+                "backend": "slurm",
+                "slurm_url": service["alias"],
+                "ssh_config": service["ssh_config"],
+                "storage_dir": storage,
+                "partition": service["partition"],
+                "time": 5,
+                "sbatch_options": ["--hold"],
+            }
+        )
+    )
     ways = (("Hydra app: checked", "app.py"), ("plain script: not checked", "exp.py"))
     times: dict[str, list[float]] = {script: [] for _, script in ways}
     for turn in range(repeat + 1):  # the first turn deploys the code and mrunner's client: not counted
         for _, script in ways if turn % 2 else reversed(ways):
             start = time.perf_counter()
-            result = subprocess.run([PY, "-m", "mrunner", "+context=bench", script, "-m", *GRID, "--force", "--quiet"],
-                                    cwd=work, env=env, check=True, capture_output=True, text=True)  # fmt: skip
+            result = subprocess.run(
+                [PY, "-m", "mrunner", "+context=bench", script, "-m", *GRID, "--force", "--quiet"],
+                cwd=work,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             if turn:
                 times[script].append(time.perf_counter() - start)
-            subprocess.run([PY, "-m", "mrunner", "cancel", result.stdout.split()[-1]], cwd=work, env=env, check=True,
-                           capture_output=True)  # fmt: skip
+            subprocess.run(
+                [PY, "-m", "mrunner", "cancel", result.stdout.split()[-1]],
+                cwd=work,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
     rows = [
         f"| `mrunner +context=slurm {script} -m ...`, held ({label}) | {spread(times[script])} |"
         for label, script in ways
     ]
     # the code folders are read-only on the cluster
-    subprocess.run(["ssh", "-F", service["ssh_config"], service["alias"], f"chmod -R u+w {storage}; rm -rf {storage}"],
-                   check=False)  # fmt: skip
+    subprocess.run(
+        ["ssh", "-F", service["ssh_config"], service["alias"], f"chmod -R u+w {storage}; rm -rf {storage}"], check=False
+    )
     return rows
 
 
@@ -154,17 +177,44 @@ def sweep_section(work: Path, env: dict, repeat: int, count: int) -> list[str]:
     xargs = f"seq 0 {count - 1} | xargs -P2 -I{{}} {PY} app.py +i={{}} hydra.run.dir={runs}/xargs/{{}}"
     ways = [
         ("`xargs -P2` running `python app.py +i=N` (the floor)", xargs, True),
-        ("`mrunner app.py -m +i=range(200)`, local backend, `max_parallel=2`",
-         [PY, "-m", "mrunner", "app.py", "-m", f"+i=range({count})", "context.max_parallel=2", "--force", "--quiet"], False),
-        ("`python app.py -m hydra/launcher=mrunner +i=range(200)`, local backend, `max_parallel=2`",
-         [PY, "app.py", "-m", "hydra/launcher=mrunner", "+hydra.launcher.context_keys.max_parallel=2",
-          "hydra.launcher.quiet=true", f"+i=range({count})", f"hydra.sweep.dir={runs}/mrunner"], False),
-        ("Hydra basic launcher (sequential, in process)",
-         [PY, "app.py", "-m", f"+i=range({count})", f"hydra.sweep.dir={runs}/basic"], False),
-        ("Hydra joblib launcher, `n_jobs=2`",
-         [PY, "app.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"+i=range({count})",
-          f"hydra.sweep.dir={runs}/joblib"], False),
-    ]  # fmt: skip
+        (
+            "`mrunner app.py -m +i=range(200)`, local backend, `max_parallel=2`",
+            [PY, "-m", "mrunner", "app.py", "-m", f"+i=range({count})", "context.max_parallel=2", "--force", "--quiet"],
+            False,
+        ),
+        (
+            "`python app.py -m hydra/launcher=mrunner +i=range(200)`, local backend, `max_parallel=2`",
+            [
+                PY,
+                "app.py",
+                "-m",
+                "hydra/launcher=mrunner",
+                "+hydra.launcher.context_keys.max_parallel=2",
+                "hydra.launcher.quiet=true",
+                f"+i=range({count})",
+                f"hydra.sweep.dir={runs}/mrunner",
+            ],
+            False,
+        ),
+        (
+            "Hydra basic launcher (sequential, in process)",
+            [PY, "app.py", "-m", f"+i=range({count})", f"hydra.sweep.dir={runs}/basic"],
+            False,
+        ),
+        (
+            "Hydra joblib launcher, `n_jobs=2`",
+            [
+                PY,
+                "app.py",
+                "-m",
+                "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=2",
+                f"+i=range({count})",
+                f"hydra.sweep.dir={runs}/joblib",
+            ],
+            False,
+        ),
+    ]
     lines = [
         f"## A {count}-point sweep of a trivial Hydra app, two at a time",
         "",
@@ -185,8 +235,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--output", type=Path, default=HERE / "results-hydra.md")
     options = parser.parse_args()
-    sources = [HERE.parent / "mrunner", *HERE.parent.glob("plugins/*/mrunner_*"),
-               HERE.parent / "plugins" / "hydra_mrunner_launcher" / "hydra_plugins"]  # fmt: skip
+    sources = [
+        HERE.parent / "mrunner",
+        *HERE.parent.glob("plugins/*/mrunner_*"),
+        HERE.parent / "plugins" / "hydra_mrunner_launcher" / "hydra_plugins",
+    ]
     subprocess.run([PY, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="mrunner-bench-hydra-"))
     env = {**os.environ, "XDG_DATA_HOME": str(work / "data"), "XDG_CONFIG_HOME": str(work / "config")}

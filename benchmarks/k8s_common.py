@@ -31,11 +31,18 @@ def isolated_home() -> Path:
 
 def write_context(k8s: dict, namespace: str, **keys) -> None:
     context = {
-        "backend": "kubernetes", "kubeconfig": k8s["kubeconfig"], "kube_context": k8s["kube_context"],
-        "docker_host": k8s["docker_host"], "registry_url": f"{k8s['registry']}/mrunner-bench",
-        "base_image": k8s["base_image"], "storage": "/storage", "storage_class": k8s["storage_class"],
-        "default_pvc_size": "100Mi", "namespace": namespace, **keys,
-    }  # fmt: skip
+        "backend": "kubernetes",
+        "kubeconfig": k8s["kubeconfig"],
+        "kube_context": k8s["kube_context"],
+        "docker_host": k8s["docker_host"],
+        "registry_url": f"{k8s['registry']}/mrunner-bench",
+        "base_image": k8s["base_image"],
+        "storage": "/storage",
+        "storage_class": k8s["storage_class"],
+        "default_pvc_size": "100Mi",
+        "namespace": namespace,
+        **keys,
+    }
     folder = Path(os.environ["XDG_CONFIG_HOME"]) / "mrunner" / "context"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "bench-k8s.yaml").write_text(json.dumps(context))

@@ -63,8 +63,11 @@ def main() -> None:
         import os
 
         os.environ["MRB_REGISTRY_PASSWORD"] = open(k8s["registry_password_file"]).read().strip()
-        keys.update(registry_url=f"{k8s['auth_registry']}/mrunner-bench", registry_username=k8s["registry_username"],
-                    registry_password_env="MRB_REGISTRY_PASSWORD")  # fmt: skip
+        keys.update(
+            registry_url=f"{k8s['auth_registry']}/mrunner-bench",
+            registry_username=k8s["registry_username"],
+            registry_password_env="MRB_REGISTRY_PASSWORD",
+        )
     write_context(k8s, namespace, **keys)
     folder = project(home, options.code_kib)
     (folder / "requirements.txt").write_text(WHEEL_PATH + "\n")
@@ -89,8 +92,10 @@ def main() -> None:
     print("| submission | wall s | build s | pushed MB | built |")
     print("|---|---|---|---|---|")
     for label, facts in rows:
-        print(f"| {label} | {facts['seconds']:.2f} | {facts.get('build_seconds', 0):.2f} | "
-              f"{facts['pushed_bytes'] / 1e6:.2f} | {facts['built']} |")  # fmt: skip
+        print(
+            f"| {label} | {facts['seconds']:.2f} | {facts.get('build_seconds', 0):.2f} | "
+            f"{facts['pushed_bytes'] / 1e6:.2f} | {facts['built']} |"
+        )
     build_ratio = second.get("build_seconds", 0) / first["build_seconds"]
     push_ratio = second["pushed_bytes"] / first["pushed_bytes"]
     print(f"second/first: build {build_ratio:.0%}, bytes pushed {push_ratio:.0%}")

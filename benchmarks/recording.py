@@ -77,9 +77,12 @@ def measure(size: int, env: dict) -> dict:
         results = {}
         for way in ("mrunner", "floor"):
             output = subprocess.run(
-                [sys.executable, __file__, "--child", way, str(size), str(folder)], env=env, check=True,
-                capture_output=True, text=True,
-            ).stdout  # fmt: skip
+                [sys.executable, __file__, "--child", way, str(size), str(folder)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             results[way] = json.loads(output.strip().splitlines()[-1])
         return results
 

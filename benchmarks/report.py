@@ -66,8 +66,10 @@ def main() -> None:
         for kind in ("floor", "mrunner"):
             out = subprocess.run(
                 [sys.executable, __file__, "--calls", str(options.calls), "--child", kind, folder],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             seconds[kind] = float(out.stdout)
     rate = {kind: options.calls / value for kind, value in seconds.items()}
     ratio = seconds["mrunner"] / seconds["floor"]

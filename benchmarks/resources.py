@@ -56,9 +56,13 @@ def make_runs(runs: int, repeats: int) -> list[tuple[str, float]]:
     found = []
     for name, (swept, points) in cases.items():
         request = Request(
-            folder / "exp.py", [f"a=range({points})"], multirun=True, context_name="cluster", context_overrides=swept,
+            folder / "exp.py",
+            [f"a=range({points})"],
+            multirun=True,
+            context_name="cluster",
+            context_overrides=swept,
             dry_run=True,
-        )  # fmt: skip
+        )
         plan = Plan(request, cwd=folder)
         frozen = scan(plan.root)
         planned = PlannedRuns(plan, new_sweep(plan, frozen), frozen.digest)
@@ -75,9 +79,17 @@ def group(runs: int, repeats: int) -> list[tuple[int, float, int]]:
     found = []
     for classes in (1, 4, 16):
         made = [
-            Run("s", i, str(i), "n", {}, ["python3", "exp.py"], resources={"mem": f"{i % classes}G"} if classes > 1 else {})
+            Run(
+                "s",
+                i,
+                str(i),
+                "n",
+                {},
+                ["python3", "exp.py"],
+                resources={"mem": f"{i % classes}G"} if classes > 1 else {},
+            )
             for i in range(runs)
-        ]  # fmt: skip
+        ]
         found.append((classes, best(repeats, lambda made=made: units(made, 1001)), len(units(made, 1001))))
     return found
 
@@ -91,7 +103,7 @@ def status(runs: int, repeats: int) -> tuple[float, float]:
     made = [
         Run("", i, f"{i:016x}", "n", {}, ["python3", "exp.py"], resources={"mem": "8G" if i % 2 else "32G"})
         for i in range(runs)
-    ]  # fmt: skip
+    ]
     store.record_sweep(sweep, made, skip_submitted=False)
     assert len(store.resource_classes(sweep.id)) == 2
     return (

@@ -64,14 +64,28 @@ def make_project(root: Path) -> None:
 def context(home: Path, storage: str) -> None:
     folder = home / "config" / "mrunner" / "context"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bench.yaml").write_text(json.dumps({
-        "backend": "slurm", "slurm_url": SERVICE["alias"], "ssh_config": SERVICE["ssh_config"],
-        "storage_dir": storage, "partition": SERVICE["partition"], "time": 5, "sbatch_options": ["--hold"],
-        **TRANSPORT,
-    }))  # fmt: skip
+    (folder / "bench.yaml").write_text(
+        json.dumps(
+            {
+                "backend": "slurm",
+                "slurm_url": SERVICE["alias"],
+                "ssh_config": SERVICE["ssh_config"],
+                "storage_dir": storage,
+                "partition": SERVICE["partition"],
+                "time": 5,
+                "sbatch_options": ["--hold"],
+                **TRANSPORT,
+            }
+        )
+    )
     if LOGIN[0]:
-        subprocess.run([PYTHON, "-m", "mrunner", "login", "bench"], env=env_for(home), check=True,
-                       capture_output=True, stdin=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [PYTHON, "-m", "mrunner", "login", "bench"],
+            env=env_for(home),
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def logout(home: Path) -> None:
@@ -82,8 +96,12 @@ def logout(home: Path) -> None:
 def env_for(home: Path) -> dict:
     runtime = Path("/tmp") / f"mrb-{abs(hash(str(home))) % 10**8}"  # short: it holds sockets
     runtime.mkdir(mode=0o700, exist_ok=True)
-    return {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
-            "XDG_RUNTIME_DIR": str(runtime)}  # fmt: skip
+    return {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_RUNTIME_DIR": str(runtime),
+    }
 
 
 def timed(argv: list[str], cwd: Path, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
@@ -101,8 +119,9 @@ def cancel_jobs(ids: set[str]) -> None:
 
 
 def mrunner_dispatch(project: Path, home: Path) -> tuple[float, str]:
-    elapsed, result = timed([PYTHON, "-m", "mrunner", "+context=bench", "train.py", "-m", f"seed=range({COUNT})"],
-                            project, env_for(home))  # fmt: skip
+    elapsed, result = timed(
+        [PYTHON, "-m", "mrunner", "+context=bench", "train.py", "-m", f"seed=range({COUNT})"], project, env_for(home)
+    )
     return elapsed, result.stdout.strip().splitlines()[-1]
 
 
@@ -209,8 +228,10 @@ def submitit_dispatch(storage: str) -> tuple[float, float, str]:
     started = time.perf_counter()
     result = subprocess.run(
         ["ssh", "-F", SERVICE["ssh_config"], SERVICE["alias"], f"~/bench-venv/bin/python - {storage}/submitit"],
-        input=SUBMITIT, capture_output=True, text=True,
-    )  # fmt: skip
+        input=SUBMITIT,
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - started
     if result.returncode:
         raise SystemExit(f"submitit failed: {result.stderr[-500:]}")
@@ -231,7 +252,7 @@ def redispatch_bytes(project: Path, home: Path) -> tuple[int, int, int, int]:
         "sweep, runs = submission.submit(plan, Store(), Reporter(quiet=True))\n"
         "connection = next(iter(transport._CACHE.values()))\n"
         "print(json.dumps({'total': connection.bytes_sent, 'code': sweep.package['bytes_sent'], 'sweep': sweep.id}))\n"
-    )  # fmt: skip
+    )
     _, first = timed([PYTHON, "-c", code], project, env_for(home))
     (project / "pkg3" / "module_3.py").write_text((project / "pkg3" / "module_3.py").read_text() + "CHANGED = True\n")
     _, second = timed([PYTHON, "-c", code], project, env_for(home))
@@ -301,12 +322,19 @@ def main() -> None:
         # ~50,000 files: left behind, every run would slow the file system down; code folders are read-only
         ssh(f"chmod -R u+w {base} && rm -rf {base}")
     report = {
-        "transport": options.ssh or "default", "login": options.login,
-        "dispatch_seconds": {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)} for k, v in rows.items() if v},
+        "transport": options.ssh or "default",
+        "login": options.login,
+        "dispatch_seconds": {
+            k: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)} for k, v in rows.items() if v
+        },
         "status": {"remote_calls": calls, "median_seconds": statistics.median(status_times)},
-        "redispatch": {"first_code_bytes": code1, "first_total_bytes": total1, "second_code_bytes": code2,
-                       "second_total_bytes": total2},
-    }  # fmt: skip
+        "redispatch": {
+            "first_code_bytes": code1,
+            "first_total_bytes": total1,
+            "second_code_bytes": code2,
+            "second_total_bytes": total2,
+        },
+    }
     print(json.dumps(report, indent=1))
 
 

@@ -67,9 +67,14 @@ def context(home: Path, storage: str, **keys: object) -> None:
     folder = home / "config" / "mrunner" / "context"
     folder.mkdir(parents=True, exist_ok=True)
     document = {
-        "backend": "slurm", "slurm_url": SERVICE["alias"], "ssh_config": SERVICE["ssh_config"],
-        "storage_dir": storage, "partition": SERVICE["partition"], **ACCOUNT, **keys,
-    }  # fmt: skip
+        "backend": "slurm",
+        "slurm_url": SERVICE["alias"],
+        "ssh_config": SERVICE["ssh_config"],
+        "storage_dir": storage,
+        "partition": SERVICE["partition"],
+        **ACCOUNT,
+        **keys,
+    }
     (folder / "bench.yaml").write_text(json.dumps(document))
 
 

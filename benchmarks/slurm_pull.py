@@ -149,8 +149,16 @@ def bare(sweep_dir: str, target: Path, compress: bool = True) -> float:
 def rsync(sweep_dir: str, target: Path) -> float:
     target.mkdir(parents=True, exist_ok=True)
     shell = shlex.join(["ssh", "-F", SERVICE["ssh_config"]])
-    argv = ["rsync", "-az", "-e", shell, "--include=/[0-9]*-*/***", "--exclude=*",
-            f"{SERVICE['alias']}:{sweep_dir}/", f"{target}/"]  # fmt: skip
+    argv = [
+        "rsync",
+        "-az",
+        "-e",
+        shell,
+        "--include=/[0-9]*-*/***",
+        "--exclude=*",
+        f"{SERVICE['alias']}:{sweep_dir}/",
+        f"{target}/",
+    ]
     return timed(argv)
 
 

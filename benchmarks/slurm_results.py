@@ -69,14 +69,20 @@ def write_metrics(dirs: list[str], steps: int) -> dict:
 def bare(sweep_dir: str, target: Path) -> float:
     target.mkdir(parents=True)
     remote = f"cd {shlex.quote(sweep_dir)} && tar c [0-9]*-*/{METRICS}"
-    return slurm_pull.timed(f"{shlex.join(slurm_pull.SSH)} {shlex.quote(remote)} | tar x -C {shlex.quote(str(target))}",
-                            shell=True)  # fmt: skip
+    return slurm_pull.timed(
+        f"{shlex.join(slurm_pull.SSH)} {shlex.quote(remote)} | tar x -C {shlex.quote(str(target))}", shell=True
+    )
 
 
 def results(home: Path, project: Path, sweep: str, count: int, steps: int) -> float:
     started = time.perf_counter()
-    result = subprocess.run([PYTHON, "-m", "mrunner", "results", sweep, "--json"], cwd=project,
-                            env=slurm_dispatch.env_for(home), capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [PYTHON, "-m", "mrunner", "results", sweep, "--json"],
+        cwd=project,
+        env=slurm_dispatch.env_for(home),
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - started
     if result.returncode:
         raise SystemExit(f"mrunner results failed: {result.stderr}")
@@ -101,10 +107,12 @@ def deferred(home: Path, project: Path, sweep: str, options: argparse.Namespace,
     if len(runs) != options.experiments or points != options.steps:
         raise SystemExit(f"MLflow holds {len(runs)} runs, {points} loss points in one")
     return {
-        "experiments": options.experiments, "steps": options.steps, "mlflow": options.mlflow,
+        "experiments": options.experiments,
+        "steps": options.steps,
+        "mlflow": options.mlflow,
         "load_average": {"start": load, "end": os.getloadavg(), "calls": loads},
         "seconds": {"first_with_upload": first, "second": second},
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

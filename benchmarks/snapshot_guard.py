@@ -143,9 +143,13 @@ def end_to_end(base: Path, project: Path, count: int, fake: bool) -> tuple[float
 
 
 def measure(
-    store: Path, storage: Path, project: Path, count: int, mountable: bool,
+    store: Path,
+    storage: Path,
+    project: Path,
+    count: int,
+    mountable: bool,
     add: Callable[[str, str, float], None],
-) -> None:  # fmt: skip
+) -> None:
     """One round: freeze the project in ``store``, lay out ``count`` experiments below ``storage``."""
     from mrunner import codeview, layout, snapshot, treeguard
 
@@ -156,8 +160,11 @@ def measure(
     storage.mkdir()
     entries = layout.working_entries(frozen.files)
     linked = [layout.Layout(str(storage), "bench", "s", i, "exp") for i in range(count)]
-    add("links per top-level entry, no guard (before)", experiment,
-        statistics.median(timed(lambda w=w: layout.prepare(w, tree, entries)) for w in linked))  # fmt: skip
+    add(
+        "links per top-level entry, no guard (before)",
+        experiment,
+        statistics.median(timed(lambda w=w: layout.prepare(w, tree, entries)) for w in linked),
+    )
     if mountable:
         add(
             "view: may this machine mount? (`codeview.available`)",
@@ -176,19 +183,31 @@ def measure(
         add("view: a process that lays out the folder, no mount (baseline)", experiment, bare)
         add("view: a process that lays out the folder and mounts the view", experiment, mounted)
         add("view: the mount alone (the difference)", experiment, mounted - bare)
-    add("watched: pristine copy, hashes and stat record (`treeguard.watch`)", "per sweep of new code",
-        timed(lambda: treeguard.watch(frozen.tree, frozen.files, frozen.copy_file)))  # fmt: skip
+    add(
+        "watched: pristine copy, hashes and stat record (`treeguard.watch`)",
+        "per sweep of new code",
+        timed(lambda: treeguard.watch(frozen.tree, frozen.files, frozen.copy_file)),
+    )
     mirror = layout.working_entries(frozen.files, mirror=True)
     mirrored = [layout.Layout(str(storage / "mirror"), "bench", "s", i, "exp") for i in range(count)]
-    add("watched: real folders and a link per file", experiment,
-        statistics.median(timed(lambda w=w: layout.prepare(w, tree, mirror)) for w in mirrored))  # fmt: skip
-    add("watched: the check before each experiment", experiment,
-        statistics.median(timed(lambda: treeguard.check(frozen.tree, "s")) for _ in range(count)))  # fmt: skip
+    add(
+        "watched: real folders and a link per file",
+        experiment,
+        statistics.median(timed(lambda w=w: layout.prepare(w, tree, mirror)) for w in mirrored),
+    )
+    add(
+        "watched: the check before each experiment",
+        experiment,
+        statistics.median(timed(lambda: treeguard.check(frozen.tree, "s")) for _ in range(count)),
+    )
     with open(frozen.tree / "exp.py", "a") as script:
         script.write("# damaged")
     os.remove(frozen.tree / "data" / "part01" / "f00001.txt")
-    add("watched: a check that finds 2 damaged files and restores them", "after an experiment damaged it",
-        timed(lambda: treeguard.check(frozen.tree, "s")))  # fmt: skip
+    add(
+        "watched: a check that finds 2 damaged files and restores them",
+        "after an experiment damaged it",
+        timed(lambda: treeguard.check(frozen.tree, "s")),
+    )
     for folder in (store, storage):
         for inner, _, _ in os.walk(folder):
             os.chmod(inner, 0o755)

@@ -30,10 +30,16 @@ def build(data: Path) -> None:
     store = Store()
     for count in SIZES:
         sweep = Sweep(
-            id=f"sweep-{count}", name="train", created_at=time.time(), context_name="local", backend="local",
-            context={"backend": "local", "storage_dir": str(data / "storage")}, project="p",
-            snapshot_digest="d" * 64, project_dir="/p",
-        )  # fmt: skip
+            id=f"sweep-{count}",
+            name="train",
+            created_at=time.time(),
+            context_name="local",
+            backend="local",
+            context={"backend": "local", "storage_dir": str(data / "storage")},
+            project="p",
+            snapshot_digest="d" * 64,
+            project_dir="/p",
+        )
         runs = (Run(sweep.id, i, f"{count:06d}{i:010x}", "train", {"lr": i}, ["python3", "t.py"]) for i in range(count))
         store.record_sweep(sweep, runs)
         store.apply(sweep.id, [RunUpdate(i, SUBMITTED) for i in range(count)])

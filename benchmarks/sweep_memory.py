@@ -43,9 +43,17 @@ def measure(size: int) -> dict:
         (project / "exp.py").write_text("import sys\nsys.exit(0)\n")
         env = {**os.environ, "XDG_DATA_HOME": str(folder / "data"), "XDG_CONFIG_HOME": str(folder / "config")}
         command = [
-            sys.executable, "-m", "mrunner", "exp.py", "-m", f"a=range({size // 1000})", "b=range(1000)",
-            "--detach", "--yes", "context.max_parallel=1",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "mrunner",
+            "exp.py",
+            "-m",
+            f"a=range({size // 1000})",
+            "b=range(1000)",
+            "--detach",
+            "--yes",
+            "context.max_parallel=1",
+        ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
         done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, check=True)

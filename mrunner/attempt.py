@@ -47,12 +47,24 @@ class Shell(str):
 
 
 def command_line(
-    python: str, code: str, command: Sequence[str], *, workdir: str = ".", entries: Sequence[str] = (),
-    grace: float, config_from: str | None = None, log: str | None = None, once: bool = False,
-    handshake: bool = False, requeue_on: str | None = None, requeue_command: str | None = None,
-    requeues_left: int | str | None = None, retries_left: int | str | None = None, view: bool = False,
+    python: str,
+    code: str,
+    command: Sequence[str],
+    *,
+    workdir: str = ".",
+    entries: Sequence[str] = (),
+    grace: float,
+    config_from: str | None = None,
+    log: str | None = None,
+    once: bool = False,
+    handshake: bool = False,
+    requeue_on: str | None = None,
+    requeue_command: str | None = None,
+    requeues_left: int | str | None = None,
+    retries_left: int | str | None = None,
+    view: bool = False,
     stop_file: str | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """The wrapper's command line around an experiment's ``command``: the one place every backend (local,
     Slurm's batch script, a Kubernetes container, a third party's) gets it from, so that an option of the
     wrapper means the same everywhere. The options are those of ``main`` (``--help``); a ``Shell`` value is
@@ -100,10 +112,11 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--workdir", default=".", help="the start directory, relative to the snapshot")
     parser.add_argument("--entries", default="[]", help="JSON list from mrunner.layout.working_entries")
     parser.add_argument(
-        "--view", action="store_true",
+        "--view",
+        action="store_true",
         help="lay the code copy-on-write over the experiment's folder (mrunner.codeview: a mount namespace of "
         "its own, root only) instead of links: its writes to the project's files never reach the shared code",
-    )  # fmt: skip
+    )
     parser.add_argument("--config-from", help="a file holding the config document (else $MRUNNER_CONFIG_DOCUMENT)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds between a stopping signal and the kill")
     parser.add_argument("--log", help="also append the experiment's output to this file (the attempt's log)")
@@ -121,22 +134,26 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--requeues-left", type=int, default=0, help="how many more requeues the attempt may ask for")
     parser.add_argument(
-        "--retries-left", type=int, default=0,
+        "--retries-left",
+        type=int,
+        default=0,
         help="how many more times a failure of the experiment (a non-zero exit by itself) may be retried "
         "(retry_failed): the attempt notes `retry` beside its exit code, then runs --requeue-command, or without "
         "one runs the next attempt itself, its output in that attempt's log",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--handshake", action="store_true",
+        "--handshake",
+        action="store_true",
         help="start the experiment only once a line `start` arrives on stdin (the starter recorded the attempt "
         "first); the end of stdin before it means the starter is gone: exit 99 without starting",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--stop-file", metavar="PATH",
+        "--stop-file",
+        metavar="PATH",
         help="a file whose appearance cancels this attempt alone (a point inside a packed Slurm task, which "
         "shares the task with other points): not started if it is there, else stopped as by SIGTERM, its end "
         f"noted `cancelled`; looked for every {STOP_FILE_INTERVAL:g} s",
-    )  # fmt: skip
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
@@ -284,9 +301,15 @@ CANCELLED_NOTE = "cancelled"
 
 
 def run(
-    command: Sequence[str], cwd: str, environ: dict[str, str], exit_code_file: str, grace: float,
-    log: str | None = None, requeue: tuple[int, list[str]] | None = None, retry: list[str] | None = None,
-) -> int:  # fmt: skip
+    command: Sequence[str],
+    cwd: str,
+    environ: dict[str, str],
+    exit_code_file: str,
+    grace: float,
+    log: str | None = None,
+    requeue: tuple[int, list[str]] | None = None,
+    retry: list[str] | None = None,
+) -> int:
     """Run ``command`` in its own process group, pass signals on, record and return its exit code. With
     ``log``, the output also goes to that file (for a platform whose own log of the process does not last,
     such as a pod's).
@@ -305,9 +328,13 @@ def run(
         return 128 + stopped[0]
     try:
         child = subprocess.Popen(
-            list(command), cwd=cwd, env=environ, preexec_fn=_own_group(),
-            stdout=subprocess.PIPE if log else None, stderr=subprocess.STDOUT if log else None,
-        )  # fmt: skip
+            list(command),
+            cwd=cwd,
+            env=environ,
+            preexec_fn=_own_group(),
+            stdout=subprocess.PIPE if log else None,
+            stderr=subprocess.STDOUT if log else None,
+        )
     except OSError as error:
         _say(f"mrunner: cannot start {command[0]}: {error.strerror}")
         _write_end(exit_code_file, 127)

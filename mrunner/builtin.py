@@ -26,18 +26,21 @@ class CoreKeys:
         30, minimum=0, help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before it is killed"
     )
     max_requeue: int = key(
-        3, minimum=0,
+        3,
+        minimum=0,
         help="times an experiment stopped by the platform (preempted, time limit, node or pod lost) is started "
         "again by itself as its next attempt",
-    )  # fmt: skip
+    )
     retry_failed: int = key(
-        0, minimum=0,
+        0,
+        minimum=0,
         help="times an experiment whose script failed by itself (non-zero exit) is started again as its next attempt",
-    )  # fmt: skip
+    )
     max_experiments: int = key(
-        10_000, minimum=1,
+        10_000,
+        minimum=1,
         help="a larger sweep is refused unless submitted with --yes (a typo like a=range(1000000) asks first)",
-    )  # fmt: skip
+    )
     tracking: Literal["live", "deferred"] = key(
         "live",
         help="live: experiments send their reports to the trackers the context enables (MLflow, W&B) themselves; "
@@ -45,9 +48,10 @@ class CoreKeys:
         "them from this machine when `results`, `pull` or `status --wait` brings them back",
     )
     max_snapshot_mb: int = key(
-        200, minimum=1,
+        200,
+        minimum=1,
         help="a larger code snapshot is refused before it is copied: list data and outputs in .mrunnerignore",
-    )  # fmt: skip
+    )
 
 
 @hookimpl

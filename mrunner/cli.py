@@ -24,9 +24,20 @@ from mrunner.commands import GROUP_OPTIONS
 from mrunner.errors import MrunnerError
 
 SUBCOMMANDS = (
-    "context", "config", "plugins", "status", "logs", "cancel", "resume", "results", "pull", "gc", "forget",
-    "login", "logout",
-)  # fmt: skip
+    "context",
+    "config",
+    "plugins",
+    "status",
+    "logs",
+    "cancel",
+    "resume",
+    "results",
+    "pull",
+    "gc",
+    "forget",
+    "login",
+    "logout",
+)
 
 RUN_USAGE = "mrunner [OPTIONS] [+context=NAME | --context NAME] TARGET [-m] [OVERRIDE ...] [-- SCRIPT_ARGS ...]"
 RUN_DESCRIPTION = """\
@@ -191,9 +202,11 @@ class _Parser(argparse.ArgumentParser):
 
 def run_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="mrunner", usage=RUN_USAGE, description=RUN_DESCRIPTION,
+        prog="mrunner",
+        usage=RUN_USAGE,
+        description=RUN_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("--version", action="version", version=f"mrunner {__version__}")
     parser.add_argument("items", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("-m", "--multirun", action="store_true", help="run every point of the grid (needed for sweeps)")
@@ -201,13 +214,17 @@ def run_parser() -> argparse.ArgumentParser:
         "--context", metavar="NAME", help="the context to run on (default: current_context, else local)"
     )
     parser.add_argument(
-        "--spec", nargs="?", const="experiments_list", metavar="VARIABLE",
+        "--spec",
+        nargs="?",
+        const="experiments_list",
+        metavar="VARIABLE",
         help="TARGET is a spec file; take the experiments from VARIABLE (default: experiments_list)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="print the count, the plan and the first experiments with their commands; submit and record nothing",
-    )  # fmt: skip
+    )
     parser.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
     parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended, showing progress")
     parser.add_argument("--force", action="store_true", help="run experiments again even if already submitted")
@@ -243,13 +260,23 @@ def _run(args: list[str]) -> int:
             context_overrides.append(f"context.{option}={value}")
     return run(
         RunArguments(
-            target=target, overrides=overrides, multirun=options.multirun,
-            context_name=options.context or context_name, context_overrides=context_overrides,
-            script_args=script_args, spec_variable=options.spec, dry_run=options.dry_run,
-            detach=options.detach, wait=options.wait, force=options.force, yes=options.yes, name=options.name,
-            tags=options.tag, quiet=options.quiet,
+            target=target,
+            overrides=overrides,
+            multirun=options.multirun,
+            context_name=options.context or context_name,
+            context_overrides=context_overrides,
+            script_args=script_args,
+            spec_variable=options.spec,
+            dry_run=options.dry_run,
+            detach=options.detach,
+            wait=options.wait,
+            force=options.force,
+            yes=options.yes,
+            name=options.name,
+            tags=options.tag,
+            quiet=options.quiet,
         )
-    )  # fmt: skip
+    )
 
 
 def _split_items(items: list[str]) -> tuple[str | None, list[str], str | None, list[str]]:

@@ -109,12 +109,31 @@ def _split(script: str) -> tuple[str, ...]:
 #: interpreter and environment set-up, so changing one of them is a new run, not a repeat.
 NOT_TARGET = frozenset(
     {
-        "max_parallel", "array_parallelism", "grace_period", "max_requeue", "retry_failed", "tags", "secrets",
-        "neptune", "neptune_project", "neptune_mode", "mlflow", "mlflow_experiment", "mlflow_tracking_uri", "wandb",
-        "wandb_entity", "wandb_mode", "wandb_project", "docker_host", "build_network", "registry_username",
-        "registry_password_env", "image_pull_secret", "env",
+        "max_parallel",
+        "array_parallelism",
+        "grace_period",
+        "max_requeue",
+        "retry_failed",
+        "tags",
+        "secrets",
+        "neptune",
+        "neptune_project",
+        "neptune_mode",
+        "mlflow",
+        "mlflow_experiment",
+        "mlflow_tracking_uri",
+        "wandb",
+        "wandb_entity",
+        "wandb_mode",
+        "wandb_project",
+        "docker_host",
+        "build_network",
+        "registry_username",
+        "registry_password_env",
+        "image_pull_secret",
+        "env",
     }
-)  # fmt: skip
+)
 
 
 def target(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,9 +144,12 @@ def target(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def identity(
-    command: Sequence[str], parameters: Mapping[str, Any], env: Mapping[str, str], snapshot: str,
+    command: Sequence[str],
+    parameters: Mapping[str, Any],
+    env: Mapping[str, str],
+    snapshot: str,
     where: Mapping[str, Any],
-) -> str:  # fmt: skip
+) -> str:
     """The experiment's stable identity: the same command, parameters, environment, code and target
     (``target``: the cluster, storage and resources) give the same id."""
     document = _IDENTITY_ENCODER.encode(

@@ -153,9 +153,9 @@ def axis(override: Override, glob_options: GlobOptions | None = None) -> Axis:
         raise MrunnerError(f"override {text!r} has no key: write KEY=VALUE")
     if override.package:
         key = f"{key}@{override.package}"
-    how = {
-        OverrideType.CHANGE: SET, OverrideType.ADD: ADD, OverrideType.FORCE_ADD: FORCE, OverrideType.DEL: DELETE
-    }[override.type]  # fmt: skip
+    how = {OverrideType.CHANGE: SET, OverrideType.ADD: ADD, OverrideType.FORCE_ADD: FORCE, OverrideType.DEL: DELETE}[
+        override.type
+    ]
     element = override.get_key_element()
     if how == DELETE:
         if override.is_sweep_override():

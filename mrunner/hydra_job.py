@@ -42,12 +42,13 @@ class JobReport:
         from omegaconf import OmegaConf
 
         report: dict[str, Any] = {
-            "status": job_return.status.name, "cwd": os.getcwd(),
+            "status": job_return.status.name,
+            "cwd": os.getcwd(),
             "subdir": str(OmegaConf.select(config, "hydra.sweep.subdir")),
             # the config the job ran with, as written (interpolations kept): the launcher's JobReturn
             "config": OmegaConf.to_container(job_return.cfg, enum_to_str=True),
             "hydra": OmegaConf.to_container(job_return.hydra_cfg, enum_to_str=True),
-        }  # fmt: skip
+        }
         value = job_return._return_value  # the property raises a failed job's exception
         if job_return.status.name == "COMPLETED":
             report.update(_plain(value))

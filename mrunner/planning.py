@@ -102,9 +102,11 @@ class Plan:
         self._hydra = {e.python_file: _is_hydra_app(base_dir, e.python_file) for e in self.base}
         first_file = next((f for f, hydra_app in self._hydra.items() if hydra_app), None)
         self.grid = grid.grid(
-            request.overrides, request.multirun,
-            glob_options=lambda key: _glob_options(base_dir, first_file, key), hydra_app=first_file is not None,
-        )  # fmt: skip
+            request.overrides,
+            request.multirun,
+            glob_options=lambda key: _glob_options(base_dir, first_file, key),
+            hydra_app=first_file is not None,
+        )
         if len(self) == 0:
             raise MrunnerError("the grid is empty: an override has no values (check ranges and lists)")
         if request.experiments is None:
@@ -246,12 +248,21 @@ def new_sweep(plan: Plan, frozen: Snapshot) -> Sweep:
     """The sweep a submission of ``plan`` records (a new id each time), its code ``frozen``."""
     request = plan.request
     return Sweep(
-        id=sweep_id(), name=request.name or experiment_name(plan.base[0].name), created_at=time.time(),
-        context_name=plan.context_name, backend=plan.context["backend"], context=plan.context,
-        project=plan.project, snapshot_digest=frozen.digest, project_dir=str(plan.root), workdir=plan.workdir,
-        git_commit=frozen.git_commit, git_dirty=frozen.git_dirty, tags=list(request.tags),
+        id=sweep_id(),
+        name=request.name or experiment_name(plan.base[0].name),
+        created_at=time.time(),
+        context_name=plan.context_name,
+        backend=plan.context["backend"],
+        context=plan.context,
+        project=plan.project,
+        snapshot_digest=frozen.digest,
+        project_dir=str(plan.root),
+        workdir=plan.workdir,
+        git_commit=frozen.git_commit,
+        git_dirty=frozen.git_dirty,
+        tags=list(request.tags),
         argv=_argv_of(request),
-    )  # fmt: skip
+    )
 
 
 def _argv_of(request: Request) -> list[str]:
@@ -282,9 +293,16 @@ class _RunMaker:
         run_id = identity(command, experiment.parameters, env, self.digest, self.targets[label])
         tags = list(dict.fromkeys([*self.context_tags, *self.sweep.tags, *experiment.tags]))
         return Run(
-            self.sweep.id, index, run_id, experiment.name, experiment.parameters, command, env, tags,
+            self.sweep.id,
+            index,
+            run_id,
+            experiment.name,
+            experiment.parameters,
+            command,
+            env,
+            tags,
             resources=dict(experiment.resources),
-        )  # fmt: skip
+        )
 
 
 class PlannedRuns(Sequence[Run]):

@@ -51,9 +51,15 @@ def _label(axes: dict[str, Any]) -> str:
 
 
 def against_axis(
-    experiments: Sequence[Experiment], rows: Sequence[Row], axes: Sequence[str], metric: str, x: str | None,
-    over: Sequence[str], output: Path, sweep_id: str,
-) -> None:  # fmt: skip
+    experiments: Sequence[Experiment],
+    rows: Sequence[Row],
+    axes: Sequence[str],
+    metric: str,
+    x: str | None,
+    over: Sequence[str],
+    output: Path,
+    sweep_id: str,
+) -> None:
     """``metric`` against axis ``x`` (default: the first), a line for each value of the other axes, error bars
     (one standard deviation) over the ``over`` axes."""
     if not axes:
@@ -95,9 +101,13 @@ def against_axis(
 
 
 def curves(
-    experiments: Sequence[Experiment], rows: Sequence[Row], axes: Sequence[str], metric: str, output: Path,
+    experiments: Sequence[Experiment],
+    rows: Sequence[Row],
+    axes: Sequence[str],
+    metric: str,
+    output: Path,
     sweep_id: str,
-) -> None:  # fmt: skip
+) -> None:
     """``metric`` against its step, a line per row: an experiment, or with ``--over`` a group's mean with a band
     of one standard deviation."""
     by_index = {experiment.index: experiment for experiment in experiments}

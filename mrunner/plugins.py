@@ -44,10 +44,24 @@ KNOWN_BACKEND_PACKAGES = {"local": "mrunner-local", "slurm": "mrunner-slurm", "k
 
 # The hooks a backend plugin implemented before a backend became one object: refused with a pointer to the docs.
 OLD_BACKEND_HOOKS = frozenset(
-    {"mrunner_backends", "mrunner_package", "mrunner_setup_resources", "mrunner_submit", "mrunner_status",
-     "mrunner_cancel", "mrunner_logs", "mrunner_pull", "mrunner_plan", "mrunner_render", "mrunner_output_dirs",
-     "mrunner_gc", "mrunner_login", "mrunner_logout", "mrunner_logins"}
-)  # fmt: skip
+    {
+        "mrunner_backends",
+        "mrunner_package",
+        "mrunner_setup_resources",
+        "mrunner_submit",
+        "mrunner_status",
+        "mrunner_cancel",
+        "mrunner_logs",
+        "mrunner_pull",
+        "mrunner_plan",
+        "mrunner_render",
+        "mrunner_output_dirs",
+        "mrunner_gc",
+        "mrunner_login",
+        "mrunner_logout",
+        "mrunner_logins",
+    }
+)
 
 _manager: pluggy.PluginManager | None = None
 _distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
@@ -155,10 +169,13 @@ def _trace_methods(backend: Backend) -> None:
 
 def _refused(plugin: Any, name: str, where: str, error: Exception) -> str:
     incomplete = [
-        value for value in vars(plugin).values()
-        if inspect.isclass(value) and issubclass(value, Backend) and inspect.isabstract(value)
+        value
+        for value in vars(plugin).values()
+        if inspect.isclass(value)
+        and issubclass(value, Backend)
+        and inspect.isabstract(value)
         and value.__module__ == getattr(plugin, "__name__", None)
-    ]  # fmt: skip
+    ]
     if incomplete and isinstance(error, TypeError):
         missing = sorted(incomplete[0].__abstractmethods__)
         return (

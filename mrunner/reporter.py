@@ -47,9 +47,13 @@ class Reporter:
         from rich.progress import Progress as RichProgress
 
         with RichProgress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            transient=False, console=_stderr_console(),
-        ) as bar:  # fmt: skip
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
+            console=_stderr_console(),
+        ) as bar:
             task = bar.add_task(description, total=total)
             yield _RichProgress(bar, task)
 

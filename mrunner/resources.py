@@ -34,9 +34,13 @@ def split(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def axes(
-    swept: Sequence[str], plain: Sequence[str], keys: Mapping[str, ContextKey], backend: str, context_name: str,
+    swept: Sequence[str],
+    plain: Sequence[str],
+    keys: Mapping[str, ContextKey],
+    backend: str,
+    context_name: str,
     multirun: bool,
-) -> list[grid.Axis]:  # fmt: skip
+) -> list[grid.Axis]:
     """The grid's resource axes, one per swept ``context.KEY=A,B`` (keyed by KEY, values checked as the
     context's are), refusing a key that may not vary per point and a key also set once."""
     found: list[grid.Axis] = []

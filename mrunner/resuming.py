@@ -24,9 +24,13 @@ FIXED_ON_RESUME = ("backend", "project", "env", "secrets", "tags")
 
 
 def resume(
-    sweep: Sweep, store: Store, reporter: Reporter, options: SubmitOptions, context_overrides: Sequence[str] = (),
+    sweep: Sweep,
+    store: Store,
+    reporter: Reporter,
+    options: SubmitOptions,
+    context_overrides: Sequence[str] = (),
     current_code: bool = False,
-) -> list[Run]:  # fmt: skip
+) -> list[Run]:
     """Submit again exactly the runs that never started or ended without completing (a completed run never
     runs again), as their next attempt. ``context_overrides`` (``context.KEY=VALUE``) change the resources and
     limits the new attempts get, validated as a submission's context is; ``current_code`` runs the project

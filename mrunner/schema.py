@@ -176,9 +176,16 @@ def keys_of(declaration: type) -> dict[str, ContextKey]:
         else:
             default, required = None, True
         keys[field.name] = ContextKey(
-            field.name, hints[field.name], default, meta.get("help", ""), required, meta.get("minimum"),
-            meta.get("option"), meta.get("shown"), per_point=bool(meta.get("per_point")),
-        )  # fmt: skip
+            field.name,
+            hints[field.name],
+            default,
+            meta.get("help", ""),
+            required,
+            meta.get("minimum"),
+            meta.get("option"),
+            meta.get("shown"),
+            per_point=bool(meta.get("per_point")),
+        )
     return keys
 
 

@@ -40,8 +40,16 @@ EXCLUDED_FOLDERS = frozenset(
 )
 EXCLUDED_SUFFIX = ".pyc"
 # What makes a folder a project's root outside git (the files Python's packaging tools look for, and ours).
-PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".mrunnerignore", "requirements.txt", "Pipfile",
-                   "environment.yml", "tox.ini")  # fmt: skip
+PROJECT_MARKERS = (
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    ".mrunnerignore",
+    "requirements.txt",
+    "Pipfile",
+    "environment.yml",
+    "tox.ini",
+)
 COPY_CHUNK = 1 << 20  # files are hashed and copied this much at a time, never read whole
 # Small files are kept in memory as they are hashed (up to this much in all), so a backend that streams
 # them gets exactly the hashed bytes without reading and hashing them again.
@@ -164,9 +172,12 @@ def selection(root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[s
 
 
 def take(
-    root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[str] = (), store: Path | None = None,
+    root: Path,
+    exclude: Sequence[str] = (),
+    paths_to_copy: Sequence[str] = (),
+    store: Path | None = None,
     max_bytes: int | None = None,
-) -> Snapshot:  # fmt: skip
+) -> Snapshot:
     """Snapshot ``root`` (plus ``paths_to_copy``, placed at the top by their base names) and keep its
     manifest in the store. Over ``max_bytes`` in all, it is refused before any file is read, naming the
     largest folders."""
@@ -180,9 +191,12 @@ def take(
 
 
 def scan(
-    root: Path, exclude: Sequence[str] = (), paths_to_copy: Sequence[str] = (), store: Path | None = None,
+    root: Path,
+    exclude: Sequence[str] = (),
+    paths_to_copy: Sequence[str] = (),
+    store: Path | None = None,
     max_bytes: int | None = None,
-) -> Snapshot:  # fmt: skip
+) -> Snapshot:
     """What ``take`` would snapshot, hashed and checked as it does, with nothing written: a dry run shows
     what a submission would hand over without leaving a manifest behind."""
     root = root.resolve()
@@ -280,9 +294,10 @@ def _select(root: Path, exclude: Sequence[str]) -> list[str]:
     candidates = listed if listed is not None else _walk(root, _ignore_spec(root / ".gitignore", []))
     spec = _ignore_spec(root / ".mrunnerignore", exclude)
     return [
-        name for name in candidates
+        name
+        for name in candidates
         if not _always_excluded(name) and not (own and name.startswith(own)) and not (spec and spec.match_file(name))
-    ]  # fmt: skip
+    ]
 
 
 def _git_files(folder: Path, prefix: str = "") -> list[str] | None:
@@ -290,9 +305,11 @@ def _git_files(folder: Path, prefix: str = "") -> list[str] | None:
     files of nested repositories and submodules included; None outside git."""
     try:
         result = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=folder,
-            capture_output=True, check=False,
-        )  # fmt: skip
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=folder,
+            capture_output=True,
+            check=False,
+        )
     except (FileNotFoundError, NotADirectoryError):
         return None
     if result.returncode != 0:
@@ -339,9 +356,8 @@ def _walk(root: Path, ignored) -> list[str]:
         relative_dir = os.path.relpath(directory, root)
         prefix = "" if relative_dir == "." else relative_dir.replace(os.sep, "/") + "/"
         subdirs[:] = [
-            d for d in subdirs
-            if d not in EXCLUDED_FOLDERS and not (ignored and ignored.match_file(prefix + d + "/"))
-        ]  # fmt: skip
+            d for d in subdirs if d not in EXCLUDED_FOLDERS and not (ignored and ignored.match_file(prefix + d + "/"))
+        ]
         found += [prefix + name for name in names if not (ignored and ignored.match_file(prefix + name))]
     return sorted(found)
 

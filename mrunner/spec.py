@@ -50,10 +50,11 @@ def builds_experiments(path: Path) -> bool:
     except (SyntaxError, ValueError, OSError):
         return False
     return any(
-        isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mrunner"
+        isinstance(node, ast.ImportFrom)
+        and (node.module or "").split(".")[0] == "mrunner"
         and any(alias.name in ("create_experiments", "Experiment") for alias in node.names)
         for node in ast.walk(tree)
-    )  # fmt: skip
+    )
 
 
 def load_spec(path: Path, variable: str = DEFAULT_VARIABLE) -> list[Experiment]:
@@ -172,7 +173,7 @@ def create_experiments(
             exclude=list(exclude or []),
             paths_to_copy=list(paths_to_copy or []),
             resources=dict(resources or {}),
-        )  # fmt: skip
+        )
         for point in expand_grid(params_grid)
     ]
 

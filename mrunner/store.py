@@ -273,9 +273,13 @@ class Store:
 
     @staticmethod
     def _record_chunk(
-        cursor: sqlite3.Cursor, sweep: Sweep, chunk: list[Run], now: float, taken: tuple[str, ...] | None,
+        cursor: sqlite3.Cursor,
+        sweep: Sweep,
+        chunk: list[Run],
+        now: float,
+        taken: tuple[str, ...] | None,
         recorded: Recorded,
-    ) -> None:  # fmt: skip
+    ) -> None:
         identities = list({run.id for run in chunk})
         query = (
             f"SELECT e.id, e.sweep_id, e.state, p.process FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
@@ -352,7 +356,7 @@ class Store:
                         None if sweep.git_dirty is None else int(sweep.git_dirty),
                         sweep.id,
                     ),
-                )  # fmt: skip
+                )
             ]
         )
 
@@ -566,9 +570,15 @@ class Store:
 
     @_guarded
     def runs(
-        self, sweep_id: str, states: Iterable[str] | None = None, *, start: int = 0, stop: int | None = None,
-        limit: int | None = None, last: bool = False,
-    ) -> list[Run]:  # fmt: skip
+        self,
+        sweep_id: str,
+        states: Iterable[str] | None = None,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        limit: int | None = None,
+        last: bool = False,
+    ) -> list[Run]:
         """The sweep's runs in index order: those in ``states`` (default all) with ``start <= index < stop``,
         at most ``limit`` of them (the last ones with ``last``). Read through the primary key, so a slice of
         a large sweep costs what the slice holds."""
@@ -835,39 +845,116 @@ def _add_columns(db: sqlite3.Connection) -> None:
 
 def _sweep_row(sweep: Sweep) -> tuple:
     return (
-        sweep.id, sweep.name, sweep.created_at, sweep.context_name, sweep.backend, _dump(sweep.context),
-        sweep.project, sweep.snapshot_digest, sweep.project_dir, sweep.workdir, sweep.git_commit,
-        None if sweep.git_dirty is None else int(sweep.git_dirty), _dump(sweep.tags), _dump(sweep.argv),
-        _dump(sweep.package), _dump(sweep.detail),
-    )  # fmt: skip
+        sweep.id,
+        sweep.name,
+        sweep.created_at,
+        sweep.context_name,
+        sweep.backend,
+        _dump(sweep.context),
+        sweep.project,
+        sweep.snapshot_digest,
+        sweep.project_dir,
+        sweep.workdir,
+        sweep.git_commit,
+        None if sweep.git_dirty is None else int(sweep.git_dirty),
+        _dump(sweep.tags),
+        _dump(sweep.argv),
+        _dump(sweep.package),
+        _dump(sweep.detail),
+    )
 
 
 def _sweep(row: Sequence) -> Sweep:
-    (id_, name, created_at, context_name, backend, context, project, digest, project_dir, workdir,
-     git_commit, git_dirty, tags, argv, package, detail) = row  # fmt: skip
+    (
+        id_,
+        name,
+        created_at,
+        context_name,
+        backend,
+        context,
+        project,
+        digest,
+        project_dir,
+        workdir,
+        git_commit,
+        git_dirty,
+        tags,
+        argv,
+        package,
+        detail,
+    ) = row
     return Sweep(
-        id=id_, name=name, created_at=created_at, context_name=context_name, backend=backend,
-        context=json.loads(context), project=project, snapshot_digest=digest, project_dir=project_dir,
-        workdir=workdir, git_commit=git_commit, git_dirty=None if git_dirty is None else bool(git_dirty),
-        tags=json.loads(tags), argv=json.loads(argv), package=json.loads(package), detail=json.loads(detail),
-    )  # fmt: skip
+        id=id_,
+        name=name,
+        created_at=created_at,
+        context_name=context_name,
+        backend=backend,
+        context=json.loads(context),
+        project=project,
+        snapshot_digest=digest,
+        project_dir=project_dir,
+        workdir=workdir,
+        git_commit=git_commit,
+        git_dirty=None if git_dirty is None else bool(git_dirty),
+        tags=json.loads(tags),
+        argv=json.loads(argv),
+        package=json.loads(package),
+        detail=json.loads(detail),
+    )
 
 
 def _run_row(run: Run) -> tuple:
     return (
-        run.sweep_id, run.index, run.id, run.name, _dump(run.parameters), _dump(run.command), _dump(run.env),
-        _dump(run.tags), run.state, run.attempt, run.backend_ref, run.exit_code, run.updated_at, _dump(run.resources),
-    )  # fmt: skip
+        run.sweep_id,
+        run.index,
+        run.id,
+        run.name,
+        _dump(run.parameters),
+        _dump(run.command),
+        _dump(run.env),
+        _dump(run.tags),
+        run.state,
+        run.attempt,
+        run.backend_ref,
+        run.exit_code,
+        run.updated_at,
+        _dump(run.resources),
+    )
 
 
 def _run(row: Sequence) -> Run:
-    (sweep_id, index, id_, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code,
-     updated_at, resources) = row  # fmt: skip
+    (
+        sweep_id,
+        index,
+        id_,
+        name,
+        parameters,
+        command,
+        env,
+        tags,
+        state,
+        attempt,
+        backend_ref,
+        exit_code,
+        updated_at,
+        resources,
+    ) = row
     return Run(
-        sweep_id=sweep_id, index=index, id=id_, name=name, parameters=json.loads(parameters),
-        command=json.loads(command), env=_loads(env), tags=_loads(tags), state=state, attempt=attempt,
-        backend_ref=backend_ref, exit_code=exit_code, updated_at=updated_at, resources=_loads(resources),
-    )  # fmt: skip
+        sweep_id=sweep_id,
+        index=index,
+        id=id_,
+        name=name,
+        parameters=json.loads(parameters),
+        command=json.loads(command),
+        env=_loads(env),
+        tags=_loads(tags),
+        state=state,
+        attempt=attempt,
+        backend_ref=backend_ref,
+        exit_code=exit_code,
+        updated_at=updated_at,
+        resources=_loads(resources),
+    )
 
 
 def _loads(text: str) -> Any:

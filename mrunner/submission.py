@@ -96,9 +96,14 @@ def _report_recorded(recorded: Recorded, count: int, context_name: str, reporter
 
 
 def hand_over(
-    sweep: Sweep, runs: Sequence[Run], frozen: Snapshot, store: Store, reporter: Reporter, options: SubmitOptions,
+    sweep: Sweep,
+    runs: Sequence[Run],
+    frozen: Snapshot,
+    store: Store,
+    reporter: Reporter,
+    options: SubmitOptions,
     new: bool = False,
-) -> None:  # fmt: skip
+) -> None:
     """Package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep whose
     packaging or preparation failed (so no run can have reached the backend), or that the backend refused
     whole (``Refused``), is removed from the records."""

@@ -20,9 +20,12 @@ def terminal_width() -> int | None:
 
 
 def render(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], max_width: int = 60, width: int | None = None,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    max_width: int = 60,
+    width: int | None = None,
     whole: Sequence[int] = (0,),
-) -> str:  # fmt: skip
+) -> str:
     """Columns padded to their widest cell; cells longer than ``max_width`` are cut with an ellipsis, and with
     ``width`` (default: ``terminal_width()``) the widest columns but those in ``whole`` (by default the
     first, which names the row) are cut further until a line fits, so that the terminal never wraps a row."""

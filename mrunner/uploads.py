@@ -74,9 +74,14 @@ def upload(sweep: Sweep, runs: Sequence[Run], folder: Path, reporter: Reporter) 
 
 
 def _upload_to(
-    tracker: str, sweep: Sweep, runs: Sequence[Run], folder: Path, ledger: dict[str, Any], path: Path,
+    tracker: str,
+    sweep: Sweep,
+    runs: Sequence[Run],
+    folder: Path,
+    ledger: dict[str, Any],
+    path: Path,
     reporter: Reporter,
-) -> int:  # fmt: skip
+) -> int:
     sent = ledger.setdefault(tracker, {})
     pending = []
     for run in runs:
@@ -202,11 +207,19 @@ class _Wandb:
         folder = paths.data_dir() / "metrics" / sweep.id / of_run("", sweep, run).folder_name
         folder.mkdir(parents=True, exist_ok=True)
         live = wandb.init(
-            id=identity, resume="allow", project=self.project, entity=self.entity, group=sweep.id, name=run.name,
-            config=dict(info.get("parameters") or {}), tags=[str(t) for t in info.get("tags") or []],
-            mode="offline" if self.mode == "offline" else "online", dir=str(folder),
-            settings=wandb.Settings(silent=True, console="off"), reinit="create_new",
-        )  # fmt: skip
+            id=identity,
+            resume="allow",
+            project=self.project,
+            entity=self.entity,
+            group=sweep.id,
+            name=run.name,
+            config=dict(info.get("parameters") or {}),
+            tags=[str(t) for t in info.get("tags") or []],
+            mode="offline" if self.mode == "offline" else "online",
+            dir=str(folder),
+            settings=wandb.Settings(silent=True, console="off"),
+            reinit="create_new",
+        )
         latest: int = known.get("step", -1)
         try:
             values: dict[str, Any] = {}

@@ -40,13 +40,32 @@ class OwnDockerd:
 
         with open(self.folder / "dockerd.log", "ab") as log:
             self.process = subprocess.Popen(
-                ["dockerd", "--config-file", str(self.folder / "daemon.json"),
-                 "--data-root", str(self.folder / "data"), "--exec-root", str(self.folder / "exec"),
-                 "--pidfile", str(self.folder / "dockerd.pid"), "-H", self.url, "--bridge=none",
-                 "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-                 "--exec-opt", "native.cgroupdriver=cgroupfs", "--log-driver=json-file"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            )  # fmt: skip
+                [
+                    "dockerd",
+                    "--config-file",
+                    str(self.folder / "daemon.json"),
+                    "--data-root",
+                    str(self.folder / "data"),
+                    "--exec-root",
+                    str(self.folder / "exec"),
+                    "--pidfile",
+                    str(self.folder / "dockerd.pid"),
+                    "-H",
+                    self.url,
+                    "--bridge=none",
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--ip-forward=false",
+                    "--ip-masq=false",
+                    "--exec-opt",
+                    "native.cgroupdriver=cgroupfs",
+                    "--log-driver=json-file",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + READY_SECONDS
         while True:  # until it answers (or has exited)
             if self.process.poll() is not None:

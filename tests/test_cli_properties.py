@@ -30,13 +30,46 @@ SETTINGS = settings(
 # Pieces of Hydra's override grammar and of what people type, so most examples get past the first character.
 KEYS = st.sampled_from(["lr", "model.depth", "a.b.c", "+extra", "++forced", "~lr", "seed", "db", "name", "x_1"])
 VALUES = st.one_of(
-    st.sampled_from(["0.1", "1,2", "range(3)", "range(5,1)", "choice(a,b)", "glob(*)", "interval(0,1)", "null",
-                     "[1,2]", "{a:1}", "'a b'", '"q"', "${oc.env:HOME}", "shuffle(range(3))", "1e-3", "true", ""]),
+    st.sampled_from(
+        [
+            "0.1",
+            "1,2",
+            "range(3)",
+            "range(5,1)",
+            "choice(a,b)",
+            "glob(*)",
+            "interval(0,1)",
+            "null",
+            "[1,2]",
+            "{a:1}",
+            "'a b'",
+            '"q"',
+            "${oc.env:HOME}",
+            "shuffle(range(3))",
+            "1e-3",
+            "true",
+            "",
+        ]
+    ),
     st.text(alphabet=string.printable + "ąé€\u200b", max_size=12),
-)  # fmt: skip
+)
 OVERRIDES = st.one_of(st.builds(lambda k, v: f"{k}={v}", KEYS, VALUES), st.text(max_size=15))
-CONTEXT_KEYS = ["backend", "max_parallel", "gpus", "gpus_per_experiment", "storage_dir", "python", "env", "secrets",
-                "tags", "max_experiments", "max_snapshot_mb", "grace_period", "project", "nonsense"]  # fmt: skip
+CONTEXT_KEYS = [
+    "backend",
+    "max_parallel",
+    "gpus",
+    "gpus_per_experiment",
+    "storage_dir",
+    "python",
+    "env",
+    "secrets",
+    "tags",
+    "max_experiments",
+    "max_snapshot_mb",
+    "grace_period",
+    "project",
+    "nonsense",
+]
 PLAIN = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-3, 10**6), st.floats(allow_nan=True), st.text(max_size=8)),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
@@ -104,8 +137,12 @@ def test_generated_context_files(project, mrunner_home, capsys, text, overrides)
     folder = mrunner_home / "config" / "mrunner" / "context"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "generated.yaml").write_text(text)
-    for args in (("train.py", "+context=generated", *overrides, "--dry-run"), ("context", "show", "generated"),
-                 ("context",), ("context", "show", "generated", "--keys")):  # fmt: skip
+    for args in (
+        ("train.py", "+context=generated", *overrides, "--dry-run"),
+        ("context", "show", "generated"),
+        ("context",),
+        ("context", "show", "generated", "--keys"),
+    ):
         assert_clean(*outcome(capsys, *args), args)
 
 
@@ -133,9 +170,13 @@ def test_generated_spec_files(project, capsys, script, grid, base, helper, overr
 def test_generated_overrides_submitted_for_real(project, overrides):
     """The whole way, in a process of its own: records, snapshot, the local backend, the experiment."""
     done = subprocess.run(
-        [sys.executable, "-m", "mrunner", "train.py", "-m", *overrides], cwd=project, capture_output=True,
-        text=True, timeout=120, env=os.environ.copy(),
-    )  # fmt: skip
+        [sys.executable, "-m", "mrunner", "train.py", "-m", *overrides],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
     assert done.returncode in (0, 1, 2, 3) and "Traceback" not in done.stderr, (overrides, done.stderr)
     if done.returncode != 1:  # 1: an experiment itself failed, and said why in its log
         assert_clean(done.returncode, done.stderr, tuple(overrides))

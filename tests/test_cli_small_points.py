@@ -49,12 +49,18 @@ def test_a_write_waiting_for_the_records_lock_names_the_process_holding_it(mrunn
     _project(tmp_path, mrunner)
     Store().close()  # the database exists
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sqlite3, sys, time\n"
-         "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-         "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline()",
-         str(paths.data_dir() / "records.db")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline()",
+            str(paths.data_dir() / "records.db"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         submission = subprocess.Popen(
@@ -91,24 +97,44 @@ def test_a_deleted_working_directory_is_named(mrunner, tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()
     result = subprocess.run(
-        [sys.executable, "-c", "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
-         "from mrunner.cli import main; sys.exit(main(['status']))", str(gone)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+            "from mrunner.cli import main; sys.exit(main(['status']))",
+            str(gone),
+        ],
+        capture_output=True,
+        text=True,
+    )
     _one_line_error(result, "the working directory was deleted")
 
 
 def test_context_add_takes_every_key_of_the_backend_as_an_option(mrunner, mrunner_home):
     added = mrunner(
-        "context", "add", "--name", "N", "--type", "slurm", "--slurm_url", "me@login.example.org",
-        "--storage_dir", "/scratch/me", "--partition=gpu", "--time", "60",
-    )  # fmt: skip
+        "context",
+        "add",
+        "--name",
+        "N",
+        "--type",
+        "slurm",
+        "--slurm_url",
+        "me@login.example.org",
+        "--storage_dir",
+        "/scratch/me",
+        "--partition=gpu",
+        "--time",
+        "60",
+    )
     assert added.returncode == 0, added.stderr
     written = yaml.safe_load((mrunner_home / "config" / "mrunner" / "context" / "N.yaml").read_text())
     assert written == {
-        "backend": "slurm", "slurm_url": "me@login.example.org", "storage_dir": "/scratch/me", "partition": "gpu",
+        "backend": "slurm",
+        "slurm_url": "me@login.example.org",
+        "storage_dir": "/scratch/me",
+        "partition": "gpu",
         "time": 60,
-    }  # fmt: skip
+    }
     refused = mrunner("context", "add", "--name", "M", "--type", "slurm", "--slurm_url", "x", "--no_such_key", "1")
     _one_line_error(refused, "--no_such_key")
 

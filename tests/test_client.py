@@ -46,9 +46,12 @@ def test_reading_parameters_imports_nothing_heavy_and_leaves_flags_alone(tmp_pat
         "print(sorted({m.split('.')[0] for m in sys.modules} & %r), sys.argv[1:], c.lr)" % (HEAVY,)
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, "--lr", "7", "--flag"], env={"MRUNNER_CONFIG": str(path)},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", code, "--lr", "7", "--flag"],
+        env={"MRUNNER_CONFIG": str(path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout.strip() == "[] ['--lr', '7', '--flag'] 0.1"
 
 
@@ -64,9 +67,11 @@ def test_the_experiment_side_works_from_shipped_files_alone(tmp_path):
     code = "import mrunner; print(mrunner.get_configuration().lr, mrunner.neptune_run(), mrunner.__file__)"
     result = subprocess.run(
         [sys.executable, "-S", "-c", code],  # -S: no site-packages, so the installed mrunner is out of reach
-        env={"MRUNNER_CONFIG": str(path), "PYTHONPATH": str(tmp_path / "ship")}, capture_output=True, text=True,
+        env={"MRUNNER_CONFIG": str(path), "PYTHONPATH": str(tmp_path / "ship")},
+        capture_output=True,
+        text=True,
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:2] == ["0.25", "None"]
     assert result.stdout.split()[2].startswith(str(tmp_path / "ship"))

@@ -108,9 +108,12 @@ def test_a_script_runs_by_hand_with_the_first_experiment_of_a_spec(tmp_path):
     write(tmp_path, "experiment_helper_conf.py", EXPERIMENT_HELPER_CONF)
     env = {key: value for key, value in __import__("os").environ.items() if key != "MRUNNER_CONFIG"}
     result = subprocess.run(
-        [sys.executable, "experiment_basic.py", "--ex", "experiment_helper_conf.py"], cwd=tmp_path, env=env,
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [sys.executable, "experiment_basic.py", "--ex", "experiment_helper_conf.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert "contains 4 experiment configurations. The first one will be used." in result.stdout
     assert "param3 is 1 param2 is exp1" in result.stdout
@@ -133,9 +136,12 @@ def test_the_original_client_works_from_the_shipped_files_alone(tmp_path):
         "print(sorted({m.split('.')[0] for m in sys.modules} & %r))\n" % (HEAVY,)
     )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", code, "--lr", "3"], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-S", "-c", code, "--lr", "3"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"MRUNNER_CONFIG": str(config), "PYTHONPATH": str(tmp_path / "ship")},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["0.5 0.9 1e-08 None ['--lr', '3']", "[]"]
 
@@ -150,12 +156,25 @@ def test_every_parameter_of_the_original_helper(tmp_path, monkeypatch):
         names["tags"].append("from-callback")
 
     experiments = create_experiments_helper(
-        "old", {"x": 1, "nested": {"a": 1}}, {"y": [1, 2]}, "python3 run.py", "lib:", ["t"],
-        add_random_tag=False, env={"A": "b", "PYTHONPATH": "base"}, project_name="proj", exclude=["logs"],
-        with_neptune=True, display_neptune_link=False, copy_neptune_link=False, paths_to_dump="a b",
-        callbacks=[callback], update_lambda=lambda config, point: config.update(point, seen=True),
-        _script_name="specs/my_spec.py", mrunner_ignore=str(ignore),
-    )  # fmt: skip
+        "old",
+        {"x": 1, "nested": {"a": 1}},
+        {"y": [1, 2]},
+        "python3 run.py",
+        "lib:",
+        ["t"],
+        add_random_tag=False,
+        env={"A": "b", "PYTHONPATH": "base"},
+        project_name="proj",
+        exclude=["logs"],
+        with_neptune=True,
+        display_neptune_link=False,
+        copy_neptune_link=False,
+        paths_to_dump="a b",
+        callbacks=[callback],
+        update_lambda=lambda config, point: config.update(point, seen=True),
+        _script_name="specs/my_spec.py",
+        mrunner_ignore=str(ignore),
+    )
     assert [e.parameters for e in experiments] == [
         {"x": 1, "nested": {"a": 1}, "y": y, "seen": True} for y in (1, 2, 3)
     ]
@@ -174,8 +193,11 @@ def test_every_parameter_of_the_original_helper(tmp_path, monkeypatch):
 def test_grids_expand_in_the_original_order_and_numpy_values_become_plain():
     numpy = pytest.importorskip("numpy")
     assert get_combinations({"a___": [1, 2], "b___": [3, 4], "c": [5, 6]}) == [
-        {"a": 1, "b": 3, "c": 5}, {"a": 1, "b": 3, "c": 6}, {"a": 2, "b": 4, "c": 5}, {"a": 2, "b": 4, "c": 6},
-    ]  # fmt: skip
+        {"a": 1, "b": 3, "c": 5},
+        {"a": 1, "b": 3, "c": 6},
+        {"a": 2, "b": 4, "c": 5},
+        {"a": 2, "b": 4, "c": 6},
+    ]
     assert get_combinations([{"a": [1]}, {}], limit=5) == [{"a": 1}, {}]
     experiments = create_experiments_helper(
         "np", {"w": numpy.float32(0.5)}, {"lr": numpy.array([0.1, 0.2])}, "t.py", with_neptune=False
@@ -202,14 +224,15 @@ def test_what_cannot_work_is_one_clear_line(kwargs, message):
 def test_an_old_spec_error_is_one_line_on_the_command_line(mrunner, tmp_path):
     write(tmp_path, "train.py", "print(1)\n")
     write(
-        tmp_path, "spec.py",
+        tmp_path,
+        "spec.py",
         """
         from mrunner.helpers.specification_helper import create_experiments_helper
         experiments_list = create_experiments_helper(
             experiment_name="e", base_config={}, params_grid={"lr": 0.1}, script="python train.py",
             python_path="", tags=[])
         """,
-    )  # fmt: skip
+    )
     result = mrunner("run", "spec.py")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -280,7 +303,7 @@ def test_parameters_with_a_dot_reach_gin_bindings_as_in_the_original(mrunner, tm
     assert seen == [
         {"lr": lr, "name": "Bob's agent", "activation": 0, "layers": [64, 32], "steps": 3, "bound": lr}
         for lr in (0.1, 0.01)
-    ]  # fmt: skip
+    ]
 
 
 ABSL_EXPERIMENT = """\

@@ -52,7 +52,7 @@ def test_two_identical_submissions_at_once_run_each_experiment_once(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     deadline = time.monotonic() + 120

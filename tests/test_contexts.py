@@ -17,13 +17,27 @@ def context_file(home: Path, name: str) -> Path:
 def test_add_show_use_copy_delete(mrunner, mrunner_home):
     listing = mrunner("context")
     assert listing.returncode == 0 and "* " in listing.stdout and "local" in listing.stdout  # local is the default
-    added = mrunner("context", "add", "--name", "box", "--type", "local", "--storage", "/data/runs",
-                    "--resources", "max_parallel=3", "gpus=[0,1]")  # fmt: skip
+    added = mrunner(
+        "context",
+        "add",
+        "--name",
+        "box",
+        "--type",
+        "local",
+        "--storage",
+        "/data/runs",
+        "--resources",
+        "max_parallel=3",
+        "gpus=[0,1]",
+    )
     assert added.returncode == 0, added.stderr
     assert "active context: box (the first one added)" in added.stdout
     assert yaml.safe_load(context_file(mrunner_home, "box").read_text()) == {
-        "backend": "local", "storage_dir": "/data/runs", "max_parallel": 3, "gpus": [0, 1]
-    }  # fmt: skip
+        "backend": "local",
+        "storage_dir": "/data/runs",
+        "max_parallel": 3,
+        "gpus": [0, 1],
+    }
     assert "* " in [line for line in mrunner("context", "list").stdout.splitlines() if " box " in line][0]
     shown = mrunner("context", "show", "box", "--keys")
     assert "max_parallel: 3" in shown.stdout and "#   gpus_per_experiment: int" in shown.stdout
@@ -100,8 +114,9 @@ def test_user_context_shadows_the_shipped_one(mrunner, mrunner_home, tmp_path):
 def test_context_keys_for_one_run(mrunner, tmp_path):
     result = mrunner("x.py", "context.max_parallel=4", "--dry-run", cwd=_script(tmp_path))
     assert "at most 4 at a time" in result.stdout
-    result = mrunner("--context", "local", "x.py", "-m", "a=1,2,3", "context.max_parallel=9", "--dry-run",
-                     cwd=_script(tmp_path))  # fmt: skip
+    result = mrunner(
+        "--context", "local", "x.py", "-m", "a=1,2,3", "context.max_parallel=9", "--dry-run", cwd=_script(tmp_path)
+    )
     assert "3 experiments" in result.stdout and "at most 9 at a time" in result.stdout
 
 
@@ -115,11 +130,15 @@ def test_contexts_compose_as_hydra_configs_with_defaults_and_overrides(mrunner_h
     (folder / "child.yaml").write_text("defaults:\n  - base\n  - _self_\ntime: 7\nuser_home: ${oc.env:HOME}\n")
     monkeypatch.setenv("HOME", "/home/someone")
     assert config.compose("child", []) == (
-        "child", {"backend": "slurm", "slurm_url": "login", "time": 7, "env": {"A": "1"}, "user_home": "/home/someone"}
-    )  # fmt: skip
+        "child",
+        {"backend": "slurm", "slurm_url": "login", "time": 7, "env": {"A": "1"}, "user_home": "/home/someone"},
+    )
     assert config.compose("base", ["context.time=9", "~context.env", "+context.extra=x"])[1] == {
-        "backend": "slurm", "slurm_url": "login", "time": 9, "extra": "x"
-    }  # fmt: skip
+        "backend": "slurm",
+        "slurm_url": "login",
+        "time": 9,
+        "extra": "x",
+    }
     assert config.compose("base", ["context.env.B=2"])[1]["env"] == {"A": "1", "B": 2}
     with pytest.raises(MrunnerError, match="Ambiguous value for argument"):
         config.compose("base", ["context.time=1,2"])

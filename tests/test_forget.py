@@ -55,9 +55,12 @@ def interrupted_before_packaging(project: Path) -> str:
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # as a collection in progress does
         submission = subprocess.Popen(
-            [sys.executable, "-m", "mrunner", "train.py", "-m", "i=range(3)"], cwd=project,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "mrunner", "train.py", "-m", "i=range(3)"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             wait_for(lambda: Store().sweeps(limit=10), what="the submission to record its sweep")
             submission.send_signal(signal.SIGTERM)

@@ -36,10 +36,14 @@ def retired_sweep(mrunner, tmp_path: Path) -> Sweep:
     store = Store()
     (local,) = store.sweeps()
     retired = replace(
-        local, id="gone-cluster-000001", backend="slurm", context_name="old",
+        local,
+        id="gone-cluster-000001",
+        backend="slurm",
+        context_name="old",
         context={"backend": "slurm", "slurm_url": f"me@127.0.0.1:{_closed_port()}", "storage_dir": "~/mrunner"},
-        package={"code_dir": "~/mrunner/code/x"}, created_at=time.time() - 30 * 86400,
-    )  # fmt: skip
+        package={"code_dir": "~/mrunner/code/x"},
+        created_at=time.time() - 30 * 86400,
+    )
     (run,) = store.runs(local.id)[:1]
     store.record_sweep(retired, [replace(run, sweep_id=retired.id, id="feedfacefeedface")], skip_submitted=False)
     store.apply(retired.id, [RunUpdate(0, RUNNING, backend_ref="12345_0")])

@@ -107,22 +107,28 @@ def test_keys_varied_together_are_one_dimension_and_a_union_runs_its_grids_in_tu
     )
     together = grid.Grid([(lr, bs), seed])  # zipped to the shorter: (0.1, 32), (0.01, 64)
     assert [grid.parameters(p) for p in together] == [
-        {"lr": 0.1, "bs": 32, "seed": 0}, {"lr": 0.1, "bs": 32, "seed": 1},
-        {"lr": 0.01, "bs": 64, "seed": 0}, {"lr": 0.01, "bs": 64, "seed": 1},
-    ]  # fmt: skip
+        {"lr": 0.1, "bs": 32, "seed": 0},
+        {"lr": 0.1, "bs": 32, "seed": 1},
+        {"lr": 0.01, "bs": 64, "seed": 0},
+        {"lr": 0.01, "bs": 64, "seed": 1},
+    ]
     union = grid.Union([grid.Grid([seed]), grid.Grid([grid.parameter_axis("x", [])]), together])
     assert len(union) == 6
     assert [grid.parameters(union[i]) for i in (0, 1, 2, -1)] == [
-        {"seed": 0}, {"seed": 1}, {"lr": 0.1, "bs": 32, "seed": 0}, {"lr": 0.01, "bs": 64, "seed": 1},
-    ]  # fmt: skip
+        {"seed": 0},
+        {"seed": 1},
+        {"lr": 0.1, "bs": 32, "seed": 0},
+        {"lr": 0.01, "bs": 64, "seed": 1},
+    ]
     assert [grid.parameters(p) for p in union] == [grid.parameters(union[i]) for i in range(6)]
     with pytest.raises(IndexError):
         union[6]
 
 
 def test_a_python_grid_of_a_million_points_is_counted_without_being_built():
-    big = grid.python_grid([{"a": range(1000), "b": range(1000)}, {"c": [1]}], lambda g: [
-        grid.parameter_axis(key, values) for key, values in g.items()
-    ])  # fmt: skip
+    big = grid.python_grid(
+        [{"a": range(1000), "b": range(1000)}, {"c": [1]}],
+        lambda g: [grid.parameter_axis(key, values) for key, values in g.items()],
+    )
     assert len(big) == 1_000_001
     assert grid.parameters(big[999_999]) == {"a": 999, "b": 999} and grid.parameters(big[-1]) == {"c": 1}

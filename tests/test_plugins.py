@@ -43,8 +43,11 @@ def install_folder(package: Path, site: Path) -> Path:
     uv = shutil.which("uv")
     if uv is None:
         pytest.fail("uv is needed to install the test plugin (tests/run installs it)")
-    subprocess.run([uv, "pip", "install", "--quiet", "--no-deps", "--python", sys.executable, "--target", str(site), str(package)],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--no-deps", "--python", sys.executable, "--target", str(site), str(package)],
+        check=True,
+        capture_output=True,
+    )
     return site
 
 

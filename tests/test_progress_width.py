@@ -26,10 +26,22 @@ def test_the_progress_line_fits_a_40_column_terminal(tmp_path: Path, mrunner_hom
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
     env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
     child = subprocess.Popen(
-        [sys.executable, "-m", "mrunner", "train.py", "-m", "i=range(6)", "a_long_parameter_name=1",
-         "context.max_parallel=2"],
-        cwd=project, stdin=follower, stdout=follower, stderr=follower, env={**env, "TERM": "xterm"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mrunner",
+            "train.py",
+            "-m",
+            "i=range(6)",
+            "a_long_parameter_name=1",
+            "context.max_parallel=2",
+        ],
+        cwd=project,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**env, "TERM": "xterm"},
+    )
     os.close(follower)
     output = b""
     while True:

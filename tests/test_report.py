@@ -20,9 +20,13 @@ def run_script(code: str, env: dict[str, str], cwd: Path) -> subprocess.Complete
     """``code`` in a fresh Python that imports mrunner from this checkout, as an experiment does."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MRUNNER_")}
     return subprocess.run(
-        [sys.executable, "-c", code], env={**clean, "PYTHONPATH": str(REPO), **env}, cwd=cwd,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", code],
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_metrics_file_name_is_the_layouts():

@@ -35,9 +35,14 @@ def plan(project: Path, *overrides: str, target: str = "train.py", spec: str | N
     context = [o for o in overrides if o.startswith("context.")]
     grid = [o for o in overrides if not o.startswith("context.")]
     request = Request(
-        project / target, grid, multirun=True, context_name="cluster", context_overrides=context, dry_run=True,
+        project / target,
+        grid,
+        multirun=True,
+        context_name="cluster",
+        context_overrides=context,
+        dry_run=True,
         spec_variable=spec,
-    )  # fmt: skip
+    )
     return Plan(request, cwd=project)
 
 
@@ -56,8 +61,11 @@ def test_a_swept_resource_is_a_slowest_dimension_recorded_as_each_runs_resources
     assert planned.resource_classes() == {"mem=8G": ({"mem": "8G"}, 2), "mem=32G": ({"mem": "32G"}, 2)}
     # checked and written as the context holds them: a number for a text key becomes text
     assert [r.resources for r in runs_of(plan(project, "context.time=30,120", "context.gpu=1,2"))] == [
-        {"time": 30, "gpu": 1}, {"time": 30, "gpu": 2}, {"time": 120, "gpu": 1}, {"time": 120, "gpu": 2},
-    ]  # fmt: skip
+        {"time": 30, "gpu": 1},
+        {"time": 30, "gpu": 2},
+        {"time": 120, "gpu": 1},
+        {"time": 120, "gpu": 2},
+    ]
 
 
 def test_resources_are_part_of_the_identity_and_the_same_grid_is_recorded_once(project):
@@ -91,8 +99,13 @@ def test_a_spec_experiment_carries_its_own_resources(project, mrunner):
     # a swept key goes over an experiment's own; the spec's experiments vary slowest
     swept = plan(project, "context.mem=1G,2G", target="spec.py", spec="experiments_list")
     assert [r.resources for r in runs_of(swept)] == [
-        {"mem": "1G"}, {"mem": "2G"}, {"mem": "1G"}, {"mem": "2G"}, {"mem": "1G", "gpu": 2}, {"mem": "2G", "gpu": 2},
-    ]  # fmt: skip
+        {"mem": "1G"},
+        {"mem": "2G"},
+        {"mem": "1G"},
+        {"mem": "2G"},
+        {"mem": "1G", "gpu": 2},
+        {"mem": "2G", "gpu": 2},
+    ]
     dry = mrunner("+context=cluster", "spec.py", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "  - 2 resource classes, each submitted on its own:" in dry.stdout
@@ -108,7 +121,7 @@ def test_a_spec_experiment_carries_its_own_resources(project, mrunner):
         mrunner("+context=cluster", "bad.py", "--dry-run"),
         "experiment train (resources): 'storage_dir' cannot vary per point; keys of the slurm backend that may: "
         "cpu, gpu, mem, nodes, ntasks, partition, qos, time",
-    )  # fmt: skip
+    )
 
 
 def test_the_dry_run_shows_each_class_with_its_count_and_sbatch_options(project, mrunner):
@@ -137,9 +150,11 @@ def test_the_dry_run_shows_each_class_with_its_count_and_sbatch_options(project,
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (("+context=cluster", "-m", "context.storage_dir=/a,/b"),
-         "'context.storage_dir=/a,/b': 'storage_dir' cannot vary per point; keys of the slurm backend that may: "
-         "cpu, gpu, mem, nodes, ntasks, partition, qos, time"),
+        (
+            ("+context=cluster", "-m", "context.storage_dir=/a,/b"),
+            "'context.storage_dir=/a,/b': 'storage_dir' cannot vary per point; keys of the slurm backend that may: "
+            "cpu, gpu, mem, nodes, ntasks, partition, qos, time",
+        ),
         (("+context=cluster", "-m", "context.slurm_url=a,b"), "'slurm_url' cannot vary per point"),
         (("+context=cluster", "-m", "context.backend=slurm,local"), "'backend' cannot vary per point"),
         (("+context=cluster", "-m", "context.memory=1G,2G"), "the slurm backend has no context key 'memory'"),
@@ -147,10 +162,12 @@ def test_the_dry_run_shows_each_class_with_its_count_and_sbatch_options(project,
         (("+context=cluster", "-m", "context.mem=1G,2G", "--mem", "3G"), "context.mem is set more than once"),
         (("+context=cluster", "-m", "context.gpu=1,a:b"), "gpu must be a count or type:count"),
         (("+context=cluster", "-m", "context.nodes=1,x"), "key 'nodes' must be int, got str 'x'"),
-        (("-m", "context.storage_dir=/a,/b"),
-         "'storage_dir' cannot vary per point; keys of the local backend that may: gpus_per_experiment"),
+        (
+            ("-m", "context.storage_dir=/a,/b"),
+            "'storage_dir' cannot vary per point; keys of the local backend that may: gpus_per_experiment",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_key_that_cannot_vary_per_point_is_refused_in_one_line(project, mrunner, mrunner_home, args, said):
     for dry in ([], ["--dry-run"]):
         assert_one_line_error(mrunner("train.py", *args, *dry), said)

@@ -65,9 +65,16 @@ def test_the_table_shows_axes_constants_metrics_and_what_did_not_complete(mrunne
     assert [r["index"] for r in records(mrunner, sweep, "--sort", "loss", "--where", "lr=1")] == [3, 4, 5]
     first = records(mrunner, sweep)[0]
     assert first == {
-        "index": 0, "width": 8, "fail": 2, "torn": 1, "lr": 0.1, "seed": 0, "loss": 0.1, "acc": 1.0,
+        "index": 0,
+        "width": 8,
+        "fail": 2,
+        "torn": 1,
+        "lr": 0.1,
+        "seed": 0,
+        "loss": 0.1,
+        "acc": 1.0,
         "state": "completed",
-    }  # fmt: skip
+    }
 
 
 def test_over_an_axis_gives_mean_std_and_count(mrunner, project, tmp_path):
@@ -169,8 +176,11 @@ def test_refusals_name_what_exists(mrunner, project):
 def test_the_metrics_come_back_into_mrunners_data_folder_not_the_project(mrunner, project, mrunner_home):
     sweep = submit(mrunner, "lr=0.1", "seed=range(2)", "--wait")
     assert mrunner("results", sweep).returncode == 0
-    cached = sorted(p.relative_to(mrunner_home / "data" / "mrunner" / "metrics" / sweep).as_posix()
-                    for p in (mrunner_home / "data" / "mrunner" / "metrics" / sweep).rglob("*") if p.is_file())  # fmt: skip
+    cached = sorted(
+        p.relative_to(mrunner_home / "data" / "mrunner" / "metrics" / sweep).as_posix()
+        for p in (mrunner_home / "data" / "mrunner" / "metrics" / sweep).rglob("*")
+        if p.is_file()
+    )
     assert cached == [
         ".curves.marshal",
         ".fetched.json",

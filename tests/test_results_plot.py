@@ -27,8 +27,12 @@ def sweep(tmp_path: Path, mrunner) -> str:
 
 
 def test_a_metric_against_an_axis_and_its_curves(sweep, mrunner, tmp_path):
-    for args in (["--plot", "loss", "--over", "seed"], ["--plot", "loss", "--x", "width"], ["--curves", "loss"],
-                 ["--curves", "loss", "--over", "seed"]):  # fmt: skip
+    for args in (
+        ["--plot", "loss", "--over", "seed"],
+        ["--plot", "loss", "--x", "width"],
+        ["--curves", "loss"],
+        ["--curves", "loss", "--over", "seed"],
+    ):
         target = tmp_path / "picture.png"
         drawn = mrunner("results", sweep, *args, "-o", str(target))
         assert drawn.returncode == 0 and drawn.stdout.strip() == f"wrote {target}", drawn.stderr

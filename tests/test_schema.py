@@ -21,9 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 def test_the_committed_keys_page_is_generated_from_the_declarations():
     """docs/context-keys.md is what `python -m mrunner.keys_doc` prints (every backend installed)."""
     page = subprocess.run(
-        [sys.executable, "-m", "mrunner.keys_doc"], capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "mrunner.keys_doc"],
+        capture_output=True,
+        text=True,
+        check=True,
         env={k: v for k, v in os.environ.items() if k != "MRUNNER_PLUGINS"},
-    ).stdout  # fmt: skip
+    ).stdout
     assert page == (REPO / "docs" / "context-keys.md").read_text(), (
         "docs/context-keys.md is stale: python -m mrunner.keys_doc > docs/context-keys.md"
     )
@@ -70,8 +73,13 @@ def test_types_ranges_and_choices_are_checked_from_the_declaration(context, said
 
 def test_defaults_fill_the_rest_and_a_backend_overrides_a_core_default_visibly():
     assert validate({"backend": "mine", "label": 7}, KEYS, "c") == {
-        "backend": "mine", "grace_period": 10, "mode": "fast", "size": None, "label": "7", "extra": []
-    }  # fmt: skip
+        "backend": "mine",
+        "grace_period": 10,
+        "mode": "fast",
+        "size": None,
+        "label": "7",
+        "extra": [],
+    }
     assert KEYS["grace_period"].core_default_text() == "30" and KEYS["mode"].core_default_text() is None
     assert list(KEYS) == ["backend", "grace_period", "mode", "size", "label", "extra"]  # the core's place kept
 
@@ -91,6 +99,11 @@ def test_the_slurm_options_come_from_the_declaration():
     context = {name: declared.default for name, declared in keys_of(SlurmKeys).items()}
     context.update(grace_period=30, partition="gpu", mem="8G", cpu=4, gpu="a100:1", time=60)
     assert resource_options(context) == [
-        "--partition=gpu", "--time=60", "--cpus-per-task=4", "--mem=8G", "--requeue", "--signal=B:USR1@30",
+        "--partition=gpu",
+        "--time=60",
+        "--cpus-per-task=4",
+        "--mem=8G",
+        "--requeue",
+        "--signal=B:USR1@30",
         "--gres=gpu:a100:1",
-    ]  # fmt: skip
+    ]

@@ -143,8 +143,17 @@ def test_mrunner_data_inside_the_project_is_never_snapshotted(tmp_path, monkeypa
 
 def test_tool_folders_and_compiled_python_are_never_taken_at_any_depth(tmp_path, mrunner_home, monkeypatch):
     root = tmp_path / "project"
-    for name in ["keep.py", "pkg/venv_tools.py", "pkg/.venv/lib/site.py", "venv/bin/activate", "a/b/__pycache__/m.py",
-                 "a/b/m.pyc", ".neptune/run/data", "sub/.git/config", "a/b/kept.txt"]:  # fmt: skip
+    for name in [
+        "keep.py",
+        "pkg/venv_tools.py",
+        "pkg/.venv/lib/site.py",
+        "venv/bin/activate",
+        "a/b/__pycache__/m.py",
+        "a/b/m.pyc",
+        ".neptune/run/data",
+        "sub/.git/config",
+        "a/b/kept.txt",
+    ]:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(name)
     monkeypatch.setenv("XDG_DATA_HOME", str(root / "records"))  # mrunner's own data inside the project

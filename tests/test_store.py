@@ -14,9 +14,16 @@ from mrunner.store import Store
 
 def a_sweep(sweep_id: str = "brave-turing-000001", context: str = "local", count: int = 3) -> tuple[Sweep, list[Run]]:
     sweep = Sweep(
-        id=sweep_id, name="train", created_at=time.time(), context_name=context, backend="local",
-        context={"backend": "local"}, project="p", snapshot_digest="d" * 64, project_dir="/p",
-    )  # fmt: skip
+        id=sweep_id,
+        name="train",
+        created_at=time.time(),
+        context_name=context,
+        backend="local",
+        context={"backend": "local"},
+        project="p",
+        snapshot_digest="d" * 64,
+        project_dir="/p",
+    )
     runs = [Run(sweep_id, i, f"{sweep_id[-6:]}{i:010d}", "train", {"i": i}, ["python3", "t.py"]) for i in range(count)]
     return sweep, runs
 
@@ -80,8 +87,11 @@ def test_recording_skips_what_is_taken_on_the_same_context_and_repeats_within_th
 def _writer(path: str, sweep_id: str, worker: int) -> None:
     store = Store(path)
     for i in range(100):
-        store.apply(sweep_id, [RunUpdate(i % 50, RUNNING if (i + worker) % 2 else SUBMITTED, detail=f"w{worker}")],
-                    keep_terminal=False)  # fmt: skip
+        store.apply(
+            sweep_id,
+            [RunUpdate(i % 50, RUNNING if (i + worker) % 2 else SUBMITTED, detail=f"w{worker}")],
+            keep_terminal=False,
+        )
 
 
 def test_two_processes_write_at_once(tmp_path):
@@ -111,8 +121,10 @@ def test_a_new_reason_for_the_same_state_is_recorded_once(tmp_path):
     store.apply(sweep.id, [RunUpdate(0, PENDING, detail="Resources"), RunUpdate(1, PENDING, detail="Resources")])
     assert store.details(sweep.id) == {0: "Resources", 1: "Resources", 2: "recorded"}
     assert [(h[1], h[3]) for h in store.history(sweep.id, 0)] == [
-        ("planned", "recorded"), ("pending", "Priority"), ("pending", "Resources"),
-    ]  # fmt: skip
+        ("planned", "recorded"),
+        ("pending", "Priority"),
+        ("pending", "Resources"),
+    ]
     store.apply(sweep.id, [RunUpdate(0, RUNNING)])
     assert store.details(sweep.id) == {1: "Resources", 2: "recorded"}  # running now: the reason it waited is history
 
@@ -151,7 +163,7 @@ def test_processes_opening_a_new_database_together_all_get_it(tmp_path):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for _ in range(3)
         ]
         results = [opener.communicate(timeout=120) for opener in openers]
@@ -163,18 +175,44 @@ def test_an_experiments_identity_includes_its_target_and_resources_but_not_how_i
     tracking are not; a key left unset (a key a later mrunner adds) changes nothing."""
     from mrunner.experiment import identity, target
 
-    slurm = {"backend": "slurm", "slurm_url": "login1", "storage_dir": "/scratch/me", "mem": "8G", "partition": "gpu",
-             "grace_period": 30, "max_requeue": 3, "retry_failed": 0, "array_parallelism": None, "tags": ["a"],
-             "neptune": False, "secrets": ["TOKEN"]}  # fmt: skip
+    slurm = {
+        "backend": "slurm",
+        "slurm_url": "login1",
+        "storage_dir": "/scratch/me",
+        "mem": "8G",
+        "partition": "gpu",
+        "grace_period": 30,
+        "max_requeue": 3,
+        "retry_failed": 0,
+        "array_parallelism": None,
+        "tags": ["a"],
+        "neptune": False,
+        "secrets": ["TOKEN"],
+    }
 
     def of(context: dict) -> str:
         return identity(["python3", "train.py"], {"lr": 0.1}, {}, "digest", target(context))
 
     first = of(slurm)
-    for key, value in [("slurm_url", "login2"), ("storage_dir", "/scratch/other"), ("mem", "16G"),
-                       ("partition", "cpu"), ("time", 60), ("backend", "local")]:  # fmt: skip
+    for key, value in [
+        ("slurm_url", "login2"),
+        ("storage_dir", "/scratch/other"),
+        ("mem", "16G"),
+        ("partition", "cpu"),
+        ("time", 60),
+        ("backend", "local"),
+    ]:
         assert of({**slurm, key: value}) != first, key
-    for key, value in [("grace_period", 5), ("max_requeue", 0), ("retry_failed", 2), ("array_parallelism", 4),
-                       ("tags", ["b"]), ("neptune", True), ("mlflow_tracking_uri", "http://x"), ("secrets", []), ("max_parallel", 2),
-                       ("account", None)]:  # fmt: skip
+    for key, value in [
+        ("grace_period", 5),
+        ("max_requeue", 0),
+        ("retry_failed", 2),
+        ("array_parallelism", 4),
+        ("tags", ["b"]),
+        ("neptune", True),
+        ("mlflow_tracking_uri", "http://x"),
+        ("secrets", []),
+        ("max_parallel", 2),
+        ("account", None),
+    ]:
         assert of({**slurm, key: value}) == first, key

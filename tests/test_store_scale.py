@@ -22,10 +22,16 @@ LARGE = 50_000
 
 def _sweep(sweep_id: str, count: int) -> tuple[Sweep, list[Run]]:
     sweep = Sweep(
-        id=sweep_id, name="train", created_at=time.time(), context_name="local", backend="local",
-        context={"backend": "local", "storage_dir": "/nonexistent"}, project="p", snapshot_digest="d" * 64,
+        id=sweep_id,
+        name="train",
+        created_at=time.time(),
+        context_name="local",
+        backend="local",
+        context={"backend": "local", "storage_dir": "/nonexistent"},
+        project="p",
+        snapshot_digest="d" * 64,
         project_dir="/p",
-    )  # fmt: skip
+    )
     runs = [Run(sweep_id, i, f"{sweep_id[:4]}{i:012x}", "train", {"lr": i}, ["python3", "t.py"]) for i in range(count)]
     return sweep, runs
 

@@ -27,9 +27,13 @@ def run(home: Path, cwd: Path, *args: str, env: dict | None = None) -> subproces
     """The real command line with the test's mrunner home, unable to bypass file modes even as root."""
     prefix = WITHOUT_OVERRIDES if os.geteuid() == 0 else []
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "mrunner", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+        [*prefix, sys.executable, "-m", "mrunner", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"), **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def sweeps_in(db: Path) -> int:
@@ -154,9 +158,12 @@ def assert_ends_in_one_error(result, *fragments: str) -> None:
     "size, fragments",
     [
         (2 * 2**20, ["not enough space in", "MiB free", "(nothing was recorded)"]),  # found before recording
-        (900 * 1024, ["cannot copy the code snapshot to", "No space left on device", "nothing was submitted or recorded"]),
+        (
+            900 * 1024,
+            ["cannot copy the code snapshot to", "No space left on device", "nothing was submitted or recorded"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_full_disk_for_the_snapshot_leaves_nothing_recorded(mrunner_home, project, small_disk, size, fragments):
     (project / "weights.bin").write_bytes(os.urandom(size))  # fits the project's disk, not the small one
     env = {"XDG_DATA_HOME": str(small_disk)}

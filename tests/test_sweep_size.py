@@ -12,9 +12,11 @@ def test_a_huge_sweep_is_refused_before_recording(mrunner, tmp_path, mrunner_hom
     (tmp_path / "train.py").write_text(SCRIPT)
     result = mrunner("train.py", "-m", "a=range(1000000)")
     assert_one_line_error(
-        result, "the sweep has 1,000,000 experiments, more than max_experiments (10,000) of context local",
-        "add --yes", "context.max_experiments=1000000",
-    )  # fmt: skip
+        result,
+        "the sweep has 1,000,000 experiments, more than max_experiments (10,000) of context local",
+        "add --yes",
+        "context.max_experiments=1000000",
+    )
     assert recorded_sweeps(mrunner_home) == 0
     dry = mrunner("train.py", "-m", "a=range(1000000)", "--dry-run")
     assert dry.returncode == 0 and "refused without --yes: the sweep has 1,000,000 experiments" in dry.stdout

@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 def run(*command: str | Path, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     """A command as a user types it: no variable of this test run (pytest's, the workspace's virtualenv)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV", "UV_PROJECT"))}
-    return subprocess.run([str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_pytest_loads_the_kit_by_its_entry_point_and_the_plugin_imports_nothing_heavy():
@@ -34,13 +35,16 @@ def test_pytest_loads_the_kit_by_its_entry_point_and_the_plugin_imports_nothing_
     assert [e.value for e in entry_points(group="pytest11") if e.name == "mrunner"] == ["mrunner.testing.plugin"]
     report = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import pytest; import mrunner.testing.plugin"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     modules = [line.rsplit("|", 1)[1].strip() for line in report.stderr.splitlines() if line.startswith("import time:")]
     after_pytest = modules[modules.index("pytest") + 1 :]  # the report lists a module once its imports are done
     assert after_pytest[-1] == "mrunner.testing.plugin", after_pytest
-    package = subprocess.run([sys.executable, "-c", "import sys, mrunner; print(*sys.modules)"], capture_output=True,
-                             text=True, timeout=120).stdout.split()  # fmt: skip
+    package = subprocess.run(
+        [sys.executable, "-c", "import sys, mrunner; print(*sys.modules)"], capture_output=True, text=True, timeout=120
+    ).stdout.split()
     # nothing beyond what `import mrunner` (which an experiment pays) imports, pytest's own imports aside
     assert set(after_pytest) - {"mrunner.testing", "mrunner.testing.plugin"} <= set(package), after_pytest
 
@@ -61,11 +65,24 @@ def test_the_example_backend_copied_out_of_the_repository_passes_the_shared_suit
     python = tmp_path / "venv" / "bin" / "python"
     # `pip install mrunner` (the core and its default local backend, from this checkout) and the backend, as a user
     # installs them (--no-sources: not as editable members of this workspace); nothing of this checkout on the path
-    installed = run(uv, "pip", "install", "--quiet", "--no-sources", "--compile-bytecode", "--python", python,
-                    REPO, REPO / "plugins" / "mrunner_local", f"{backend}[test]", cwd=backend)  # fmt: skip
+    installed = run(
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--no-sources",
+        "--compile-bytecode",
+        "--python",
+        python,
+        REPO,
+        REPO / "plugins" / "mrunner_local",
+        f"{backend}[test]",
+        cwd=backend,
+    )
     assert installed.returncode == 0, installed.stderr
-    where = run(python, "-c", "import mrunner, mrunner_process; print(mrunner.__file__, mrunner_process.__file__)",
-                cwd=tmp_path)  # fmt: skip
+    where = run(
+        python, "-c", "import mrunner, mrunner_process; print(mrunner.__file__, mrunner_process.__file__)", cwd=tmp_path
+    )
     assert all(path.startswith(str(tmp_path / "venv")) for path in where.stdout.split()), where
 
     tested = run(python, "-m", "pytest", "-rA", "-p", "no:cacheprovider", cwd=backend)
@@ -91,8 +108,9 @@ def test_check_called_fails_a_run_that_calls_a_method_or_hook_in_no_test_and_cou
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_one.py"]
     plain = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0, plain.stdout
-    checked = subprocess.run([*command, "--mrunner-check-called"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=300)  # fmt: skip
+    checked = subprocess.run(
+        [*command, "--mrunner-check-called"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert checked.returncode == 1, checked.stdout
     line = next(line for line in checked.stdout.splitlines() if line.startswith("called by no test"))
     missing = line.split(": ", 1)[1].split(", ")

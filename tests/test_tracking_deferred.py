@@ -64,9 +64,12 @@ def deferred(mlflow_service, mrunner_home, tmp_path) -> tuple[str, str]:
     """A local context deferring MLflow tracking (its server: $MLFLOW_TRACKING_URI of each call)."""
     experiment = f"mrunner-deferred-{uuid.uuid4().hex[:8]}"
     keys = {
-        "backend": "local", "mlflow": True, "mlflow_experiment": experiment, "tracking": "deferred",
+        "backend": "local",
+        "mlflow": True,
+        "mlflow_experiment": experiment,
+        "tracking": "deferred",
         "retry_failed": 1,
-    }  # fmt: skip
+    }
     (tmp_path / "train.py").write_text(SCRIPT)
     return write_context(mrunner_home, "deferred", keys), experiment
 
@@ -79,9 +82,14 @@ def test_results_and_status_wait_upload_each_point_once_into_one_run_per_experim
     up, down = {"MLFLOW_TRACKING_URI": uri}, {"MLFLOW_TRACKING_URI": DOWN}
     gate = tmp_path / "gate"
     submitted = mrunner(
-        f"+context={context}", "train.py", "-m", "lr=0.1,0.2", f"gate={gate}", "--detach",
+        f"+context={context}",
+        "train.py",
+        "-m",
+        "lr=0.1,0.2",
+        f"gate={gate}",
+        "--detach",
         env={**down, "MLFLOW_TRACKING_TOKEN": "tok-" + uuid.uuid4().hex},
-    )  # fmt: skip
+    )
     assert submitted.returncode == 0, submitted.stderr
     assert f"mrunner: warning: the MLflow server {DOWN} does not answer now" in submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
@@ -141,9 +149,13 @@ def test_w_and_b_runs_are_replayed_from_here_each_step_once(mrunner_home, mrunne
     from tests.test_tracking_wandb import records
 
     keys = {
-        "backend": "local", "wandb": True, "wandb_mode": "offline", "wandb_project": "p", "tracking": "deferred",
+        "backend": "local",
+        "wandb": True,
+        "wandb_mode": "offline",
+        "wandb_project": "p",
+        "tracking": "deferred",
         "retry_failed": 1,
-    }  # fmt: skip
+    }
     write_context(mrunner_home, "wb", keys)
     stepped = SCRIPT.replace("MRUNNER_MLFLOW", "MRUNNER_WANDB")  # W&B leaves out a step earlier than the run's last:
     (tmp_path / "train.py").write_text(stepped.replace('{"acc": 0.5})', '{"acc": 0.5}, step=4 + 5 * a)'))
@@ -154,8 +166,10 @@ def test_w_and_b_runs_are_replayed_from_here_each_step_once(mrunner_home, mrunne
     wait_for(
         lambda: mrunner("results", sweep, "--json"),
         lambda result: result.returncode == 0 and len(json.loads(result.stdout)) == 2,
-        timeout=120, every=0.5, what="the first reports",
-    )  # fmt: skip
+        timeout=120,
+        every=0.5,
+        what="the first reports",
+    )
     gate.write_text("")
     assert mrunner("status", sweep, "--wait").returncode == 0
     again = mrunner("results", sweep)

@@ -14,9 +14,13 @@ from pathlib import Path
 def imported_modules(args: list[str], cwd: Path, env: dict | None = None) -> set[str]:
     """Every module ``python -X importtime ARGS`` imported (read from its import-time report)."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-X", "importtime", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")} - {
         "package"
@@ -55,8 +59,11 @@ def test_get_configuration_without_neptune_imports_neither_neptune_yaml_nor_hydr
         print(",".join(heavy))
     """)
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "MRUNNER_CONFIG": str(config)},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""

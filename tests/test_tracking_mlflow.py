@@ -33,9 +33,12 @@ def tracked(mlflow_service, mrunner_home, tmp_path, mrunner) -> tuple[str, str]:
     """A local context tracking into a fresh MLflow experiment; returns (context, experiment name)."""
     experiment = f"mrunner-test-{uuid.uuid4().hex[:8]}"
     keys = {
-        "backend": "local", "mlflow": True, "mlflow_tracking_uri": mlflow_service["tracking_uri"],
-        "mlflow_experiment": experiment, "retry_failed": 1,
-    }  # fmt: skip
+        "backend": "local",
+        "mlflow": True,
+        "mlflow_tracking_uri": mlflow_service["tracking_uri"],
+        "mlflow_experiment": experiment,
+        "retry_failed": 1,
+    }
     (tmp_path / "train.py").write_text(SCRIPT)
     return write_context(mrunner_home, "tracked", keys), experiment
 
@@ -110,8 +113,11 @@ def test_a_tracked_dry_run_does_not_import_mlflow(mrunner_home, tmp_path):
     (tmp_path / "train.py").write_text("import mrunner\n")
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "mrunner", "+context=dry", "train.py", "-m", "lr=1,2", "--dry-run"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "mrunner.trackers.mlflow" in imported

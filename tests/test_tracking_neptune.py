@@ -93,8 +93,9 @@ def test_offline_sweep_records_name_tags_parameters_and_metrics(mrunner, mrunner
     assert not (tmp_path / ".neptune").exists(), "offline data must land in the experiment's folder, not the cwd"
 
 
-def test_neptune_mode_exported_in_the_shell_applies_without_a_token(mrunner, mrunner_home, tmp_path, monkeypatch,
-                                                                  neptune_installed):  # fmt: skip
+def test_neptune_mode_exported_in_the_shell_applies_without_a_token(
+    mrunner, mrunner_home, tmp_path, monkeypatch, neptune_installed
+):
     """`export NEPTUNE_MODE=offline`, as Neptune's docs say, with a context that sets no neptune_mode: no
     token is asked for, and the experiments run offline (the mode travels in their recorded environment)."""
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -124,9 +125,11 @@ def test_neptune_variables_apply_where_the_context_does_not_set_them(monkeypatch
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
     shell = {"neptune": True, "neptune_mode": None, "neptune_project": None, "env": {}}
     assert tracker.mrunner_experiment_env(context=shell, parameters={}) == {
-        ENABLED_VARIABLE: "1", "NEPTUNE_MODE": "offline", "NEPTUNE_PROJECT": "shell/project",
+        ENABLED_VARIABLE: "1",
+        "NEPTUNE_MODE": "offline",
+        "NEPTUNE_PROJECT": "shell/project",
         "NEPTUNE_REQUEST_TIMEOUT": "90",
-    }  # fmt: skip
+    }
     tracker.mrunner_check(context=shell, context_name="c")  # offline: no token needed
     assert tracker.mrunner_secrets(context=shell) == {}
     own = {**shell, "neptune_mode": "debug", "neptune_project": "ctx/project", "env": {"NEPTUNE_REQUEST_TIMEOUT": "5"}}
@@ -180,8 +183,10 @@ def test_the_token_is_a_secret_and_the_project_and_mode_plain_environment(monkey
     on = {"neptune": True, "neptune_mode": "async", "neptune_project": None}
     assert tracker.mrunner_secrets(context=on) == {"NEPTUNE_API_TOKEN": "tok"}
     assert tracker.mrunner_experiment_env(context=on, parameters={}) == {
-        ENABLED_VARIABLE: "1", "NEPTUNE_MODE": "async", "NEPTUNE_PROJECT": "ws/p",
-    }  # fmt: skip
+        ENABLED_VARIABLE: "1",
+        "NEPTUNE_MODE": "async",
+        "NEPTUNE_PROJECT": "ws/p",
+    }
     offline = {**on, "neptune_mode": "offline"}
     assert tracker.mrunner_secrets(context=offline) == {}  # no server: the token stays home
     off = {**on, "neptune": False}
@@ -192,12 +197,14 @@ def test_the_token_is_a_secret_and_the_project_and_mode_plain_environment(monkey
 
 def test_scheduler_job_ids_and_tags():
     assert scheduler_job({"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "3"}) == {
-        "scheduler": "slurm", "job_id": "40_3",
-    }  # fmt: skip
+        "scheduler": "slurm",
+        "job_id": "40_3",
+    }
     assert scheduler_job({"SLURM_JOB_ID": "41"}) == {"scheduler": "slurm", "job_id": "41"}
     assert scheduler_job({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOSTNAME": "sweep-3-abcde"}) == {
-        "scheduler": "kubernetes", "job_id": "sweep-3-abcde",
-    }  # fmt: skip
+        "scheduler": "kubernetes",
+        "job_id": "sweep-3-abcde",
+    }
     assert scheduler_job({"HOSTNAME": "laptop"}) == {}
     assert tags({"tags": ["a", "b", "a"], "sweep": "s-1"}) == ["a", "b", "s-1"]
 

@@ -78,10 +78,16 @@ def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, u
         "submission": done.stdout + done.stderr,
         **{
             f"mrunner {' '.join(args)}": (lambda r: r.stdout + r.stderr)(mrunner(*args, env=env))
-            for args in (["status"], ["status", sweep.id], ["status", sweep.id, "--json"], ["logs", f"{sweep.id}/0"],
-                         ["context", "show", "tracked"], ["plugins"])
+            for args in (
+                ["status"],
+                ["status", sweep.id],
+                ["status", sweep.id, "--json"],
+                ["logs", f"{sweep.id}/0"],
+                ["context", "show", "tracked"],
+                ["plugins"],
+            )
         },
-    }  # fmt: skip
+    }
     places = [mrunner_home, tmp_path, user_home]
     assert_secret_only_in(
         neptune_token, paths=places, outputs=shown, cmdlines=watch_neptune, allowed=[credentials_file]

@@ -29,8 +29,14 @@ def context_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--keys", action="store_true", help="also list every key its backend accepts")
     add = actions.add_parser("add", help="add a context (the first one added becomes active)")
     add.add_argument("--name", required=True)
-    add.add_argument("--backend", "--type", "--backend_type", dest="backend", required=True,
-                     help="local, slurm, kubernetes, or a third-party backend")  # fmt: skip
+    add.add_argument(
+        "--backend",
+        "--type",
+        "--backend_type",
+        dest="backend",
+        required=True,
+        help="local, slurm, kubernetes, or a third-party backend",
+    )
     add.add_argument("--storage", help="storage folder (storage_dir for local and slurm, storage for kubernetes)")
     add.add_argument("--resources", help='resources as "cpu=4 mem=8G gpu=1"')
     add.add_argument("--registry_url", help="image registry (kubernetes)")

@@ -50,11 +50,15 @@ def _list() -> int:
     from mrunner import plugins, table
 
     rows = [
-        (login.context_name, login.where, time.strftime("%Y-%m-%d %H:%M", time.localtime(login.opened_at)),
-         f"{login.persist} after last use")
+        (
+            login.context_name,
+            login.where,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(login.opened_at)),
+            f"{login.persist} after last use",
+        )
         for backend in plugins.backends().values()
         for login in backend.logins()
-    ]  # fmt: skip
+    ]
     if not rows:
         print("no login is open (`mrunner login CONTEXT` opens one)")
         return 0

@@ -31,9 +31,13 @@ def plugins_command(options: argparse.Namespace) -> int:
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         served = plugins.backends_of(plugin)
         entry: dict[str, Any] = {
-            "name": name, "distribution": distribution, "version": version, "backends": [b.name for b in served],
-            "methods": sorted({method for backend in served for method in _implemented(backend)}), "hooks": hooks,
-        }  # fmt: skip
+            "name": name,
+            "distribution": distribution,
+            "version": version,
+            "backends": [b.name for b in served],
+            "methods": sorted({method for backend in served for method in _implemented(backend)}),
+            "hooks": hooks,
+        }
         described = getattr(plugin, "OPTIONS", None)
         if described:
             entry["options"] = [{"option": o, "default": d, "help": h} for o, d, h in described]
@@ -42,10 +46,15 @@ def plugins_command(options: argparse.Namespace) -> int:
         print(json.dumps(listing, indent=1))
         return 0
     rows = [
-        (p["name"], p["distribution"], p["version"], ", ".join(p["backends"]) or "-",
-         ", ".join([*(h.removeprefix("mrunner_") for h in p["hooks"]), *(f"Backend.{m}" for m in p["methods"])]))
+        (
+            p["name"],
+            p["distribution"],
+            p["version"],
+            ", ".join(p["backends"]) or "-",
+            ", ".join([*(h.removeprefix("mrunner_") for h in p["hooks"]), *(f"Backend.{m}" for m in p["methods"])]),
+        )
         for p in listing
-    ]  # fmt: skip
+    ]
     print(table.render(("PLUGIN", "DISTRIBUTION", "VERSION", "BACKENDS", "HOOKS AND METHODS"), rows, max_width=100))
     for plugin in listing:
         if plugin.get("options"):
@@ -58,6 +67,7 @@ def plugins_command(options: argparse.Namespace) -> int:
 def _implemented(backend: Backend) -> list[str]:
     """The ``Backend`` methods ``backend``'s class defines itself (the others keep their defaults)."""
     return [
-        name for name, value in vars(Backend).items()
+        name
+        for name, value in vars(Backend).items()
         if inspect.isfunction(value) and not name.startswith("_") and getattr(type(backend), name) is not value
-    ]  # fmt: skip
+    ]

@@ -35,20 +35,28 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
     parser.add_argument(
-        "--agg", choices=comparison.AGGREGATES, default="last",
+        "--agg",
+        choices=comparison.AGGREGATES,
+        default="last",
         help="how a metric's curve becomes one number (default: last, its value at the last step)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--over", metavar="AXES", action="append", default=[],
+        "--over",
+        metavar="AXES",
+        action="append",
+        default=[],
         help="fold the experiments that differ only in these axes (comma-separated, repeatable, e.g. seed) into one row: mean ± std, n",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--sort", metavar="[-]NAME", help="order rows by a metric or axis (ascending; -NAME descending)"
     )
     parser.add_argument(
-        "--where", metavar="KEY=VALUE", action="append", default=[],
+        "--where",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
         help="only experiments whose parameter KEY is VALUE (repeatable: all must hold)",
-    )  # fmt: skip
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the rows as a JSON list of flat records (pandas)")
     output.add_argument("--csv", metavar="FILE", type=Path, help="write the rows to FILE as CSV ('-': print it)")
@@ -222,9 +230,15 @@ def _csv_to(stream: Any, records: list[dict[str, Any]], columns: list[str]) -> N
 
 
 def _table(
-    sweep: Sweep, runs: list[Run], found: list[Row], axes: list[str], constants: dict[str, Any],
-    names: list[str], over: list[str], how: str,
-) -> str:  # fmt: skip
+    sweep: Sweep,
+    runs: list[Run],
+    found: list[Row],
+    axes: list[str],
+    constants: dict[str, Any],
+    names: list[str],
+    over: list[str],
+    how: str,
+) -> str:
     lines = [
         f"sweep {sweep.id}: {following.summary(runs)}; metrics: {how}"
         + (f", mean ± std over {', '.join(over)}" if over else "")

@@ -40,14 +40,19 @@ def pull_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("target", metavar="SWEEP[/INDEX]", help="a sweep id (or prefix), or SWEEP/INDEX")
     parser.add_argument(
-        "--to", metavar="DIR", type=Path,
+        "--to",
+        metavar="DIR",
+        type=Path,
         help=f"the folder that receives one folder per experiment, INDEX-NAME (default ./{RESULTS_DIR}/SWEEP, a folder "
         "no code snapshot takes)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--include", metavar="GLOB", action="append", default=[],
+        "--include",
+        metavar="GLOB",
+        action="append",
+        default=[],
         help="only files whose path in the experiment's folder matches (repeatable; `*` crosses /)",
-    )  # fmt: skip
+    )
 
 
 def pull_command(options: argparse.Namespace) -> int:
@@ -119,9 +124,10 @@ def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporte
     fetched = _fetched(folder)
     started = [run for run in runs if cleanup.started(store, run)]
     wanted = [
-        run for run in started
+        run
+        for run in started
         if not (run.state in TERMINAL and fetched.get(str(run.index), 0.0) > run.updated_at + SETTLE_SECONDS)
-    ]  # fmt: skip
+    ]
     if wanted:
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
@@ -168,9 +174,11 @@ def gc_arguments(parser: argparse.ArgumentParser) -> None:
         "bundles on Slurm; a sweep's Secret, ConfigMap and finished Jobs on Kubernetes. Never results, checkpoints, logs or records."
     )
     parser.add_argument(
-        "--older-than", metavar="DURATION", default=cleanup.DEFAULT_OLDER_THAN,
+        "--older-than",
+        metavar="DURATION",
+        default=cleanup.DEFAULT_OLDER_THAN,
         help=f"keep what sweeps younger than this use, ended or not (30m, 12h, 7d; default {cleanup.DEFAULT_OLDER_THAN})",
-    )  # fmt: skip
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would go and its size; remove nothing")
 
 
@@ -204,10 +212,11 @@ def forget_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
     parser.add_argument(
-        "--retired", action="store_true",
+        "--retired",
+        action="store_true",
         help="the sweep's cluster is gone for good: forget the sweep though it reached it (its files there are "
         "no longer mrunner's); refused while the backend runs any of it",
-    )  # fmt: skip
+    )
 
 
 def forget_command(options: argparse.Namespace) -> int:

@@ -52,11 +52,20 @@ def run(arguments: RunArguments) -> int:
             f"variable with --spec VARIABLE"
         )
     request = planning.Request(
-        target=target, overrides=arguments.overrides, multirun=arguments.multirun, spec_variable=variable,
-        context_name=arguments.context_name, context_overrides=arguments.context_overrides,
-        script_args=arguments.script_args, name=arguments.name, tags=arguments.tags,
-        detach=arguments.detach, force=arguments.force, yes=arguments.yes, dry_run=arguments.dry_run,
-    )  # fmt: skip
+        target=target,
+        overrides=arguments.overrides,
+        multirun=arguments.multirun,
+        spec_variable=variable,
+        context_name=arguments.context_name,
+        context_overrides=arguments.context_overrides,
+        script_args=arguments.script_args,
+        name=arguments.name,
+        tags=arguments.tags,
+        detach=arguments.detach,
+        force=arguments.force,
+        yes=arguments.yes,
+        dry_run=arguments.dry_run,
+    )
     plan = planning.Plan(request)
     if arguments.dry_run:
         from mrunner import dry_run

@@ -52,10 +52,11 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="every experiment of SWEEP, not only the rows worth a look")
     parser.add_argument("--json", action="store_true", help="machine-readable output (every experiment of SWEEP)")
     parser.add_argument(
-        "--wait", action="store_true",
+        "--wait",
+        action="store_true",
         help="with SWEEP: follow it to its end first (a progress bar on a terminal, else a line each time the "
         "counts change; with tracking: deferred, then upload its new metrics); exits 1 if an experiment did not complete",
-    )  # fmt: skip
+    )
 
 
 #: ``status SWEEP`` shows this many of the first and of the last rows, and at most ``SHOWN_OF_STATE`` rows of
@@ -127,9 +128,18 @@ def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace) -> int:
         if before is not None and r.index != before.index + 1:
             rows.append(("…",))  # rows left out
         rows.append(
-            (r.index, r.id[:12], r.state, "" if r.exit_code is None else r.exit_code, r.attempt, r.backend_ref or "",
-             *([r.resource_class] if by_class else []), grid.describe(r.parameters), details.get(r.index, ""))
-        )  # fmt: skip
+            (
+                r.index,
+                r.id[:12],
+                r.state,
+                "" if r.exit_code is None else r.exit_code,
+                r.attempt,
+                r.backend_ref or "",
+                *([r.resource_class] if by_class else []),
+                grid.describe(r.parameters),
+                details.get(r.index, ""),
+            )
+        )
     header = ("#", "ID", "STATE", "EXIT", "TRY", "JOB", *(["RESOURCES"] if by_class else []), "PARAMETERS", "REASON")
     print(table.render(header, rows))
     if len(shown) < total:
@@ -170,9 +180,11 @@ def _write_json(store: Store, sweep: Sweep) -> None:
         details = store.latest_details(sweep.id, [r.index for r in chunk if r.state not in (COMPLETED, PLANNED)])
         for r in chunk:
             experiment = {
-                **_shallow(r), "detail": details.get(r.index), "output_dir": places.get(r.index),
+                **_shallow(r),
+                "detail": details.get(r.index),
+                "output_dir": places.get(r.index),
                 "attempts": [_shallow(a) for a in attempts.get(r.index, [])],
-            }  # fmt: skip
+            }
             out.write(("\n" if first else ",\n") + json.dumps(experiment))
             first = False
         start = stop
@@ -222,16 +234,31 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
     print(f"command: {' '.join(run.command)}")
     if place:
         print(f"output folder: {place} (`mrunner pull {run.ref}` brings it here)")
-    print(table.render(("TRY", "STARTED", "HOW", "SNAPSHOT", "CHANGED", "ENDED", "END", "EXIT", "DETAIL"), [
-        (a.number, _when(a.started_at), a.cause, a.snapshot_digest[:12],
-         " ".join(f"{k}={v}" for k, v in a.changes.items()), "" if a.ended_at is None else _when(a.ended_at),
-         a.end or ("" if a.number < run.attempt else run.state), "" if a.exit_code is None else a.exit_code,
-         a.detail or "")
-        for a in attempts
-    ]))  # fmt: skip
-    print(table.render(("WHEN", "STATE", "EXIT", "DETAIL"), [
-        (_when(at), state, "" if code is None else code, detail or "") for at, state, code, detail in history
-    ]))  # fmt: skip
+    print(
+        table.render(
+            ("TRY", "STARTED", "HOW", "SNAPSHOT", "CHANGED", "ENDED", "END", "EXIT", "DETAIL"),
+            [
+                (
+                    a.number,
+                    _when(a.started_at),
+                    a.cause,
+                    a.snapshot_digest[:12],
+                    " ".join(f"{k}={v}" for k, v in a.changes.items()),
+                    "" if a.ended_at is None else _when(a.ended_at),
+                    a.end or ("" if a.number < run.attempt else run.state),
+                    "" if a.exit_code is None else a.exit_code,
+                    a.detail or "",
+                )
+                for a in attempts
+            ],
+        )
+    )
+    print(
+        table.render(
+            ("WHEN", "STATE", "EXIT", "DETAIL"),
+            [(_when(at), state, "" if code is None else code, detail or "") for at, state, code, detail in history],
+        )
+    )
     return 0
 
 
@@ -315,9 +342,10 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detach", action="store_true", help="return at once (local: run in the background)")
     parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended")
     parser.add_argument(
-        "--current-code", action="store_true",
+        "--current-code",
+        action="store_true",
         help="run the project folder's code as it is now (a new snapshot, recorded with the attempts)",
-    )  # fmt: skip
+    )
     group = parser.add_argument_group("context keys for the new attempts, where the sweep's backend has the key")
     honouring = _honouring(GROUP_OPTIONS)
     for option in GROUP_OPTIONS:

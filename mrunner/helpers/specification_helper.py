@@ -97,14 +97,30 @@ def create_experiments_helper(
     experiments: list[Experiment] = []
     git_info = None  # the original's; the sweep records the git commit itself
     names = dict(
-        experiment_name=experiment_name, base_config=base_config, params_grid=params_grid, script=script,
-        python_path=python_path, tags=tags, add_random_tag=add_random_tag, env=environment,
-        project_name=project_name, exclude_git_files=exclude_git_files, exclude=exclude,
-        with_neptune=with_neptune, display_neptune_link=display_neptune_link,
-        copy_neptune_link=copy_neptune_link, paths_to_dump=paths_to_dump, paths_to_copy=paths_to_copy,
-        with_mpi=with_mpi, callbacks=callbacks, update_lambda=update_lambda, random_name=random_name,
-        params_configurations=params_configurations, experiments=experiments, git_info=git_info,
-    )  # fmt: skip
+        experiment_name=experiment_name,
+        base_config=base_config,
+        params_grid=params_grid,
+        script=script,
+        python_path=python_path,
+        tags=tags,
+        add_random_tag=add_random_tag,
+        env=environment,
+        project_name=project_name,
+        exclude_git_files=exclude_git_files,
+        exclude=exclude,
+        with_neptune=with_neptune,
+        display_neptune_link=display_neptune_link,
+        copy_neptune_link=copy_neptune_link,
+        paths_to_dump=paths_to_dump,
+        paths_to_copy=paths_to_copy,
+        with_mpi=with_mpi,
+        callbacks=callbacks,
+        update_lambda=update_lambda,
+        random_name=random_name,
+        params_configurations=params_configurations,
+        experiments=experiments,
+        git_info=git_info,
+    )
     for callback in callbacks or []:  # "last chance to change something", as the original called them
         callback(**names)
     update = update_lambda or (lambda config, point: config.update(point))
@@ -123,7 +139,7 @@ def create_experiments_helper(
                 env=dict(environment),
                 exclude=list(exclude),
                 paths_to_copy=list(paths_to_copy or []),
-            )  # fmt: skip
+            )
         )
     return experiments
 

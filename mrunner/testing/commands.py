@@ -21,13 +21,22 @@ class MrunnerCommand:
         self.cwd = cwd
 
     def __call__(
-        self, *args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None,
+        self,
+        *args: str,
+        env: dict | None = None,
+        timeout: float = 300,
+        cwd: Path | None = None,
         input: str | None = None,
-    ) -> subprocess.CompletedProcess:  # fmt: skip
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "mrunner", *args], cwd=cwd or self.cwd, capture_output=True, text=True,
-            timeout=timeout, env={**os.environ, **(env or {})}, input=input,
-        )  # fmt: skip
+            [sys.executable, "-m", "mrunner", *args],
+            cwd=cwd or self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            input=input,
+        )
 
 
 def as_from_a_terminal() -> None:
@@ -42,6 +51,10 @@ def as_from_a_terminal() -> None:
 def start_mrunner(cwd: Path, *args: str, preexec_fn: Callable[[], None] = as_from_a_terminal) -> subprocess.Popen:
     """`mrunner ARGS` started in ``cwd`` without waiting, for a test that interrupts or races it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "mrunner", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=preexec_fn,
-    )  # fmt: skip
+        [sys.executable, "-m", "mrunner", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )

@@ -10,9 +10,13 @@ T = TypeVar("T")
 
 
 def wait_for(
-    look: Callable[[], T], until: Callable[[T], object] = bool, *, timeout: float = 60.0, every: float = 0.05,
+    look: Callable[[], T],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float = 60.0,
+    every: float = 0.05,
     what: str = "the condition",
-) -> T:  # fmt: skip
+) -> T:
     """Call ``look`` every ``every`` seconds until ``until`` holds for what it returned, and return that. After
     ``timeout`` seconds the test fails naming ``what`` and the last look, so a slow platform shows where it
     stood. ``wait_for(lambda: path.exists())`` waits for an event; ``wait_for(lambda: status(sweep), ended)``

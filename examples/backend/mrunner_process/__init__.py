@@ -47,12 +47,19 @@ class ProcessBackend(Backend):
             os.makedirs(os.path.dirname(where.log_file()), exist_ok=True)
             document = json.dumps(run.config_document(sweep))
             env = {**os.environ, **run.env, **secrets, **where.environment(), "MRUNNER_CONFIG_DOCUMENT": document}
-            command = command_line(sys.executable, sweep.package["code_dir"], run.command, workdir=sweep.workdir,
-                                   entries=sweep.package["entries"], grace=sweep.context["grace_period"],
-                                   retries_left=sweep.context["retry_failed"])  # fmt: skip
+            command = command_line(
+                sys.executable,
+                sweep.package["code_dir"],
+                run.command,
+                workdir=sweep.workdir,
+                entries=sweep.package["entries"],
+                grace=sweep.context["grace_period"],
+                retries_left=sweep.context["retry_failed"],
+            )
             with open(where.log_file(), "wb") as log:
-                child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True)  # fmt: skip
+                child = subprocess.Popen(
+                    command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                )
             record([RunUpdate(run.index, RUNNING, backend_ref=str(child.pid))])
 
     def status(self, sweep, runs, ended):

@@ -40,12 +40,17 @@ class TestMrunnerLauncherBatches(BatchedSweeperTestSuite):
     "task_launcher_cfg, extra_flags",
     [
         (
-            {"defaults": [{"override hydra/launcher": "mrunner"}, {"override hydra/hydra_logging": "hydra_debug"},
-                          {"override hydra/job_logging": "disabled"}]},
+            {
+                "defaults": [
+                    {"override hydra/launcher": "mrunner"},
+                    {"override hydra/hydra_logging": "hydra_debug"},
+                    {"override hydra/job_logging": "disabled"},
+                ]
+            },
             ["-m"],
         ),
     ],
-)  # fmt: skip
+)
 class TestMrunnerLauncherIntegration(IntegrationTestSuite):
     """Apps started as scripts: each job runs the app's own script from the code snapshot."""
 
@@ -76,15 +81,23 @@ def test_a_remote_context_refuses_a_task_function_no_command_reaches(hydra_sweep
     folder.mkdir(parents=True)
     (folder / "far.yaml").write_text("backend: slurm\nslurm_url: nowhere.invalid\n")
     sweep = hydra_sweep_runner(
-        calling_file=None, calling_module="hydra.test_utils.a_module", task_function=None, config_path="configs",
-        config_name="compose.yaml", overrides=["hydra/launcher=mrunner", "hydra.launcher.context=far", "+a=0,1"],
+        calling_file=None,
+        calling_module="hydra.test_utils.a_module",
+        task_function=None,
+        config_path="configs",
+        config_name="compose.yaml",
+        overrides=["hydra/launcher=mrunner", "hydra.launcher.context=far", "+a=0,1"],
         temp_dir=tmp_path,
-    )  # fmt: skip
+    )
     with pytest.raises(MrunnerError, match="only a context on this machine .backend local. can run it"):
         with sweep:
             pass
-    assert json.loads(subprocess.run([sys.executable, "-m", "mrunner", "status", "--json"], capture_output=True,
-                                     text=True).stdout) == []  # fmt: skip
+    assert (
+        json.loads(
+            subprocess.run([sys.executable, "-m", "mrunner", "status", "--json"], capture_output=True, text=True).stdout
+        )
+        == []
+    )
 
 
 def test_mrunner_plugins_lists_the_launcher_and_its_options(mrunner):
@@ -92,7 +105,12 @@ def test_mrunner_plugins_lists_the_launcher_and_its_options(mrunner):
     launcher = next(p for p in listing if p["name"] == "hydra-launcher")
     assert launcher["distribution"] == "hydra-mrunner-launcher"
     assert [o["option"] for o in launcher["options"]] == [
-        "hydra.launcher.context", "hydra.launcher.context_keys", "hydra.launcher.name", "hydra.launcher.tags",
-        "hydra.launcher.shared_fs", "hydra.launcher.poll_interval", "hydra.launcher.quiet",
-    ]  # fmt: skip
+        "hydra.launcher.context",
+        "hydra.launcher.context_keys",
+        "hydra.launcher.name",
+        "hydra.launcher.tags",
+        "hydra.launcher.shared_fs",
+        "hydra.launcher.poll_interval",
+        "hydra.launcher.quiet",
+    ]
     assert "hydra.launcher.shared_fs" in mrunner("plugins").stdout

@@ -46,15 +46,24 @@ def scratch_root() -> Path:
 def slurm_context(service: dict) -> dict:
     """The keys of the tests' Slurm context on the loopback cluster."""
     return {
-        "backend": "slurm", "slurm_url": service["alias"], "ssh_config": service["ssh_config"],
-        "storage_dir": f"{service['storage_dir']}/{STORAGE}", "partition": service["partition"],
-        "requirements_file": "requirements.txt", "time": 10,
-    }  # fmt: skip
+        "backend": "slurm",
+        "slurm_url": service["alias"],
+        "ssh_config": service["ssh_config"],
+        "storage_dir": f"{service['storage_dir']}/{STORAGE}",
+        "partition": service["partition"],
+        "requirements_file": "requirements.txt",
+        "time": 10,
+    }
 
 
 def flags(shared: bool) -> list[str]:
-    return ["-m", "hydra/launcher=mrunner", "hydra.launcher.context=test-slurm",
-            f"hydra.launcher.shared_fs={str(shared).lower()}", "hydra.launcher.poll_interval=0.5"]  # fmt: skip
+    return [
+        "-m",
+        "hydra/launcher=mrunner",
+        "hydra.launcher.context=test-slurm",
+        f"hydra.launcher.shared_fs={str(shared).lower()}",
+        "hydra.launcher.poll_interval=0.5",
+    ]
 
 
 # The launcher is chosen on the command line: the cluster's virtualenv has hydra-core, not this plugin, and
@@ -88,18 +97,24 @@ class TestSlurmRemote(_OnSlurm):
 
     NOT_HERE = "the job runs on the cluster in its own experiment folder (MRUNNER_EXPERIMENT_DIR, named after "
 
-    @pytest.mark.skip(reason=NOT_HERE + "the sweep), not in the Hydra output folder of this machine, which a "
-                      "cluster need not see; TestSlurmSharedFs runs it")  # fmt: skip
+    @pytest.mark.skip(
+        reason=NOT_HERE + "the sweep), not in the Hydra output folder of this machine, which a "
+        "cluster need not see; TestSlurmSharedFs runs it"
+    )
     def test_custom_sweeper_run_workdir(self, task_launcher_cfg: dict, extra_flags: list) -> None:
         pass
 
-    @pytest.mark.skip(reason="get_original_cwd() is the folder the job started in on the cluster: the folder the "
-                      "multirun was launched from is on this machine; TestSlurmSharedFs runs it")  # fmt: skip
+    @pytest.mark.skip(
+        reason="get_original_cwd() is the folder the job started in on the cluster: the folder the "
+        "multirun was launched from is on this machine; TestSlurmSharedFs runs it"
+    )
     def test_get_orig_dir_multirun(self, task_launcher_cfg: dict, extra_flags: list) -> None:
         pass
 
-    @pytest.mark.skip(reason="to_absolute_path() resolves against get_original_cwd() and the test checks the job's "
-                      "working directory, both on the cluster (see above); TestSlurmSharedFs runs it")  # fmt: skip
+    @pytest.mark.skip(
+        reason="to_absolute_path() resolves against get_original_cwd() and the test checks the job's "
+        "working directory, both on the cluster (see above); TestSlurmSharedFs runs it"
+    )
     def test_to_absolute_path_multirun(self, task_launcher_cfg: dict, extra_flags: list) -> None:
         pass
 

@@ -29,7 +29,7 @@ from mrunner.records import (
     Run,
     RunUpdate,
     Sweep,
-)  # fmt: skip
+)
 from mrunner_k8s import manifests, names
 
 # A waiting container with one of these reasons will not start by itself: reported with the pending state.
@@ -75,9 +75,14 @@ class Cluster:
         return self._call(what, False, function, *args, missing_ok=True, **kwargs)
 
     def _call(
-        self, what: str, conflict_ok: bool, function: Callable[..., Any], *args: Any, missing_ok: bool = False,
+        self,
+        what: str,
+        conflict_ok: bool,
+        function: Callable[..., Any],
+        *args: Any,
+        missing_ok: bool = False,
         **kwargs: Any,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -118,8 +123,10 @@ class Cluster:
         body = manifests.volume_claim(context, project)
         return self.create(
             f"create volume claim {names.PVC_NAME} in namespace {self.namespace}",
-            self.core.create_namespaced_persistent_volume_claim, self.namespace, body,
-        )  # fmt: skip
+            self.core.create_namespaced_persistent_volume_claim,
+            self.namespace,
+            body,
+        )
 
     def put_secret(self, sweep: Sweep, values: Mapping[str, str]) -> None:
         """The sweep's Secret with the current values (a resume may bring a renewed token)."""
@@ -160,9 +167,11 @@ class Cluster:
         """Why the Job controller could not create a Job's pod (a ResourceQuota, a LimitRange, an admission
         policy), by Job name: the latest ``FailedCreate`` event of each Job of the namespace (one call)."""
         events = self.call(
-            "list why pods were not created", self.core.list_namespaced_event, self.namespace,
+            "list why pods were not created",
+            self.core.list_namespaced_event,
+            self.namespace,
             field_selector="reason=FailedCreate,involvedObject.kind=Job",
-        )  # fmt: skip
+        )
         found: dict[str, tuple[Any, str]] = {}
         for event in events.items:
             when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
@@ -175,13 +184,17 @@ class Cluster:
         """One line on why the project's volume claim is not bound: its phase and its latest warning (a
         storage class that does not exist, a provisioner's refusal), with the context keys that fix it."""
         claim = self.call(
-            f"read volume claim {names.PVC_NAME}", self.core.read_namespaced_persistent_volume_claim,
-            names.PVC_NAME, self.namespace,
-        )  # fmt: skip
+            f"read volume claim {names.PVC_NAME}",
+            self.core.read_namespaced_persistent_volume_claim,
+            names.PVC_NAME,
+            self.namespace,
+        )
         events = self.call(
-            "list the volume claim's events", self.core.list_namespaced_event, self.namespace,
+            "list the volume claim's events",
+            self.core.list_namespaced_event,
+            self.namespace,
             field_selector=f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={names.PVC_NAME},type=Warning",
-        )  # fmt: skip
+        )
         latest = max(events.items, key=lambda e: e.last_timestamp or e.metadata.creation_timestamp, default=None)
         why = f": {' '.join((latest.message or latest.reason or '').split())}" if latest is not None else ""
         return (
@@ -200,9 +213,12 @@ class Cluster:
             chosen = ",".join(str(i) for i in indices[start : start + 200])
             selector = f"mrunner/sweep={sweep.id},mrunner/index in ({chosen})"
             self.call(
-                "delete the sweep's Jobs", self.batch.delete_collection_namespaced_job, self.namespace,
-                label_selector=selector, body=options,
-            )  # fmt: skip
+                "delete the sweep's Jobs",
+                self.batch.delete_collection_namespaced_job,
+                self.namespace,
+                label_selector=selector,
+                body=options,
+            )
 
     def job_stays(self, name: str) -> bool:
         """Whether the Job exists and is not being deleted."""
@@ -244,9 +260,14 @@ class Cluster:
 
     def log_chunks(self, pod_name: str, follow: bool) -> Iterator[str]:
         response = self.call(
-            f"read the log of pod {pod_name}", self.core.read_namespaced_pod_log, pod_name, self.namespace,
-            container="experiment", follow=follow, _preload_content=False,
-        )  # fmt: skip
+            f"read the log of pod {pod_name}",
+            self.core.read_namespaced_pod_log,
+            pod_name,
+            self.namespace,
+            container="experiment",
+            follow=follow,
+            _preload_content=False,
+        )
         try:
             for chunk in response.stream(4096, decode_content=True):
                 yield chunk.decode(errors="replace")
@@ -297,8 +318,9 @@ NO_POD = "waiting for a pod"
 _REFUSED = re.compile(r'^Error creating: pods "[^"]*" is forbidden: ')
 
 
-def explain_waiting(updates: Sequence[RunUpdate], runs: Sequence[Run], jobs: Sequence[Any],
-                    refusals: Mapping[str, str]) -> list[RunUpdate]:  # fmt: skip
+def explain_waiting(
+    updates: Sequence[RunUpdate], runs: Sequence[Run], jobs: Sequence[Any], refusals: Mapping[str, str]
+) -> list[RunUpdate]:
     """Runs still waiting for a pod, with the reason the cluster refused to create it (``creation_refusals``)
     in one line instead of "waiting for a pod": a quota says which, what was asked and what is left."""
     names = {_key(job.metadata.labels): job.metadata.name for job in jobs}

@@ -29,22 +29,30 @@ def collect(cluster: Cluster, recorded: Sequence[Sweep], keep: Keep, dry_run: bo
     namespace = cluster.namespace
     listed = {
         "Job": cluster.call(
-            f"list mrunner's Jobs in namespace {namespace}", cluster.batch.list_namespaced_job, namespace,
+            f"list mrunner's Jobs in namespace {namespace}",
+            cluster.batch.list_namespaced_job,
+            namespace,
             label_selector=f"{OURS},mrunner/sweep",
         ).items,
         "Secret": cluster.call(
-            f"list mrunner's Secrets in namespace {namespace}", cluster.core.list_namespaced_secret, namespace,
+            f"list mrunner's Secrets in namespace {namespace}",
+            cluster.core.list_namespaced_secret,
+            namespace,
             label_selector=f"{OURS},mrunner/sweep",
         ).items,
         "ConfigMap": cluster.call(
-            f"list mrunner's ConfigMaps in namespace {namespace}", cluster.core.list_namespaced_config_map,
-            namespace, label_selector=f"{OURS},mrunner/sweep",
+            f"list mrunner's ConfigMaps in namespace {namespace}",
+            cluster.core.list_namespaced_config_map,
+            namespace,
+            label_selector=f"{OURS},mrunner/sweep",
         ).items,
-    }  # fmt: skip
+    }
     pods = cluster.call(
-        f"list the pull pods in namespace {namespace}", cluster.core.list_namespaced_pod, namespace,
+        f"list the pull pods in namespace {namespace}",
+        cluster.core.list_namespaced_pod,
+        namespace,
         label_selector=f"{OURS},{manifests.PULL_LABEL}",
-    ).items  # fmt: skip
+    ).items
     by_sweep: dict[str, list[tuple[str, Any]]] = {}
     for kind, items in listed.items():
         for item in items:

@@ -100,9 +100,13 @@ def recipe(sweep: Sweep, snapshot: Snapshot) -> Recipe:
     # (the client stays in the image for the start wrapper, which runs from its folder).
     with_client = not any(line.strip().lower().startswith(b"mrunner") for line in requirements.splitlines())
     return Recipe(
-        base_image=sweep.context["base_image"], python=sweep.context["python"], requirements=requirements,
-        snapshot_digest=sweep.snapshot_digest, workdir=sweep.workdir, with_client=with_client,
-    )  # fmt: skip
+        base_image=sweep.context["base_image"],
+        python=sweep.context["python"],
+        requirements=requirements,
+        snapshot_digest=sweep.snapshot_digest,
+        workdir=sweep.workdir,
+        with_client=with_client,
+    )
 
 
 def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
@@ -188,15 +192,25 @@ def _engine(what: str) -> Iterator[None]:
         yield
     except docker.errors.APIError:
         raise
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.DockerException,
-            ConnectionError) as error:  # fmt: skip
+    except (
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        docker.errors.DockerException,
+        ConnectionError,
+    ) as error:
         raise BackendError(f"the connection to docker was lost while {what}: {_first_line(error)}") from None
 
 
 def _build_and_push(
-    client: Any, plan: Recipe, snapshot: Snapshot, sweep: Sweep, repository: str, image: str,
-    auth: dict[str, str] | None, reporter: Reporter,
-) -> dict[str, Any]:  # fmt: skip
+    client: Any,
+    plan: Recipe,
+    snapshot: Snapshot,
+    sweep: Sweep,
+    repository: str,
+    image: str,
+    auth: dict[str, str] | None,
+    reporter: Reporter,
+) -> dict[str, Any]:
     facts: dict[str, Any] = {"image": image, "built": False, "pushed_bytes": 0}
     if _in_registry(client, image, auth):
         reporter.step(f"image {image} is already in the registry: nothing to build or push")
@@ -251,9 +265,16 @@ def _build(client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Swe
     with build_context(plan, snapshot) as archive:
         start = functools.partial(
             client.api.build,
-            fileobj=archive, custom_context=True, tag=image, rm=True, forcerm=True, pull=False, decode=True,
-            network_mode=network, labels={"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project},
-        )  # fmt: skip
+            fileobj=archive,
+            custom_context=True,
+            tag=image,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+            network_mode=network,
+            labels={"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project},
+        )
         for event in _events(start, f"building {image}"):
             text = event.get("stream", "")
             if text.startswith("Step "):
@@ -297,8 +318,12 @@ def _events(start: Callable[[], Iterator[dict[str, Any]]], what: str) -> Iterato
     except docker.errors.APIError as error:
         raise BackendError(f"{what} failed: {_first_line(error)}") from None
     # a dockerd that dies while it streams breaks the response in urllib3, below requests' own errors
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.DockerException,
-            OSError) as error:  # fmt: skip
+    except (
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        docker.errors.DockerException,
+        OSError,
+    ) as error:
         raise BackendError(f"the connection to docker was lost while {what}: {_first_line(error)}") from None
 
 

@@ -121,9 +121,11 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str], requeue
     env += [c.V1EnvVar(name=key, value=str(value)) for key, value in run.env.items() if key not in fixed]
     secret_name = names.secret(sweep.id)
     env += [
-        c.V1EnvVar(name=key, value_from=c.V1EnvVarSource(secret_key_ref=c.V1SecretKeySelector(name=secret_name, key=key)))
+        c.V1EnvVar(
+            name=key, value_from=c.V1EnvVarSource(secret_key_ref=c.V1SecretKeySelector(name=secret_name, key=key))
+        )
         for key in sorted(secret_names)
-    ]  # fmt: skip
+    ]
     container = c.V1Container(
         name="experiment",
         image=image,
@@ -170,7 +172,7 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str], requeue
             "mrunner/ref": run.ref,
             REQUEUES: str(requeues),
             RETRIES: str(retries),
-        },  # fmt: skip
+        },
     )
     return c.V1Job(api_version="batch/v1", kind="Job", metadata=metadata, spec=spec)
 

@@ -75,7 +75,7 @@ class KubernetesBackend(Backend):
             f"build {repository}:<content tag> FROM {context['base_image']} (skipped if the registry has it) and push it",
             f"namespace {namespace} and volume claim {names.PVC_NAME} ({context['default_pvc_size']}) at {context['storage']} for {project}, created if missing",
             f"{count} Job{'s' * (count != 1)} (one pod each, never restarted), {asked}",
-        ]  # fmt: skip
+        ]
 
     def render(
         self, sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: Sequence[str]

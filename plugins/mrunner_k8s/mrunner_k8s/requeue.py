@@ -22,7 +22,9 @@ from mrunner_k8s import manifests
 from mrunner_k8s.cluster import Cluster, is_loss
 
 
-def next_attempts(cluster: Cluster, sweep: Sweep, runs: Sequence[Run], updates: Sequence[RunUpdate], jobs: Sequence[Any]) -> list[RunUpdate]:  # fmt: skip
+def next_attempts(
+    cluster: Cluster, sweep: Sweep, runs: Sequence[Run], updates: Sequence[RunUpdate], jobs: Sequence[Any]
+) -> list[RunUpdate]:
     """``updates`` with each lost (or, within ``retry_failed``, failed) attempt replaced by its next one,
     started here; a lost attempt beyond ``max_requeue`` ends ``preempted``."""
     by_index = {run.index: run for run in runs}
@@ -35,7 +37,9 @@ def next_attempts(cluster: Cluster, sweep: Sweep, runs: Sequence[Run], updates: 
         if job is None or not (is_loss(update) or retry):
             result.append(update)
             continue
-        counts = {key: int((job.metadata.annotations or {}).get(key, 0)) for key in (manifests.REQUEUES, manifests.RETRIES)}  # fmt: skip
+        counts = {
+            key: int((job.metadata.annotations or {}).get(key, 0)) for key in (manifests.REQUEUES, manifests.RETRIES)
+        }
         kind = manifests.RETRIES if retry else manifests.REQUEUES
         limit = int(sweep.context.get("retry_failed" if retry else "max_requeue") or 0)
         if counts[kind] >= limit:
@@ -49,7 +53,17 @@ def next_attempts(cluster: Cluster, sweep: Sweep, runs: Sequence[Run], updates: 
             end = FAILED if retry else PREEMPTED
             why = f"attempt {run.attempt} {'failed' if retry else update.detail}"
             codes = {run.attempt: update.exit_code} if retry and update.exit_code is not None else {}
-            result.append(RunUpdate(run.index, PENDING, backend_ref=started, detail=why, attempt=run.attempt + 1, ends={run.attempt: end}, end_codes=codes))  # fmt: skip
+            result.append(
+                RunUpdate(
+                    run.index,
+                    PENDING,
+                    backend_ref=started,
+                    detail=why,
+                    attempt=run.attempt + 1,
+                    ends={run.attempt: end},
+                    end_codes=codes,
+                )
+            )
     return result
 
 
@@ -59,9 +73,13 @@ def _start(cluster: Cluster, sweep: Sweep, run: Run, job: Any, counts: dict[str,
         env.name for env in job.spec.template.spec.containers[0].env or [] if env.value_from is not None
     ]  # the sweep's Secret's keys, which status is not given
     body = manifests.job(
-        sweep, replace(run, attempt=run.attempt + 1), sweep.package["image"], secret_names,
-        requeues=counts[manifests.REQUEUES], retries=counts[manifests.RETRIES],
-    )  # fmt: skip
+        sweep,
+        replace(run, attempt=run.attempt + 1),
+        sweep.package["image"],
+        secret_names,
+        requeues=counts[manifests.REQUEUES],
+        retries=counts[manifests.RETRIES],
+    )
     cluster.create_job(body)
     if not cluster.job_stays(job.metadata.name):
         cluster.delete_job(body.metadata.name)

@@ -47,9 +47,13 @@ def output_dirs(sweep: Sweep, runs: Sequence[Run]) -> dict[int, str]:
 
 
 def pull(
-    cluster: Cluster, sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str],
+    cluster: Cluster,
+    sweep: Sweep,
+    runs: Sequence[Run],
+    destination: Path,
+    include: Sequence[str],
     reporter: Reporter,
-) -> Pulled:  # fmt: skip
+) -> Pulled:
     wanted = folders(sweep, runs)
     local = transfer.Local(str(destination), wanted)
     request = transfer.request_bytes(wanted, include) + transfer.have_bytes(local.have)
@@ -67,9 +71,11 @@ def pull_pod(cluster: Cluster, sweep: Sweep, reporter: Reporter) -> Iterator[str
     try:
         body = manifests.pull_pod(sweep, name)
         cluster.call(
-            f"create the pull pod {name} in namespace {cluster.namespace}", cluster.core.create_namespaced_pod,
-            cluster.namespace, body,
-        )  # fmt: skip
+            f"create the pull pod {name} in namespace {cluster.namespace}",
+            cluster.core.create_namespaced_pod,
+            cluster.namespace,
+            body,
+        )
         _wait_until_running(cluster, name)
         yield name
     finally:
@@ -79,8 +85,10 @@ def pull_pod(cluster: Cluster, sweep: Sweep, reporter: Reporter) -> Iterator[str
 def _check_claim(cluster: Cluster) -> None:
     claim = cluster.if_exists(
         f"read volume claim {names.PVC_NAME} in namespace {cluster.namespace}",
-        cluster.core.read_namespaced_persistent_volume_claim, names.PVC_NAME, cluster.namespace,
-    )  # fmt: skip
+        cluster.core.read_namespaced_persistent_volume_claim,
+        names.PVC_NAME,
+        cluster.namespace,
+    )
     if claim is None:
         raise BackendError(
             f"volume claim {names.PVC_NAME} is gone from namespace {cluster.namespace} (deleted outside mrunner): "
@@ -97,9 +105,12 @@ def _delete(cluster: Cluster, name: str, reporter: Reporter) -> None:
 
     try:
         cluster.if_exists(
-            f"delete the pull pod {name}", cluster.core.delete_namespaced_pod, name, cluster.namespace,
+            f"delete the pull pod {name}",
+            cluster.core.delete_namespaced_pod,
+            name,
+            cluster.namespace,
             body=client.V1DeleteOptions(grace_period_seconds=0),
-        )  # fmt: skip
+        )
     except BackendError as error:  # never in place of what ended the pull
         reporter.warn(f"{error}; it ends by itself within {manifests.PULL_IDLE_SECONDS} s and `mrunner gc` removes it")
 
@@ -116,9 +127,11 @@ def _wait_until_running(cluster: Cluster, name: str) -> None:
     while (left := deadline - time.monotonic()) > 0:
         watcher = watch.Watch()
         events = watcher.stream(
-            cluster.core.list_namespaced_pod, cluster.namespace, field_selector=f"metadata.name={name}",
+            cluster.core.list_namespaced_pod,
+            cluster.namespace,
+            field_selector=f"metadata.name={name}",
             timeout_seconds=max(1, int(left)),
-        )  # fmt: skip
+        )
         try:
             for event in events:
                 if event["type"] == "DELETED":
@@ -173,10 +186,20 @@ class _Exec:
         self.errors = bytearray()
         self.end = bytearray()
         self.connection = cluster.call(
-            f"start a process in the pull pod {pod}", stream, cluster.core.connect_get_namespaced_pod_exec, pod,
-            cluster.namespace, container="pull", command=command, stdin=bool(stdin), stdout=True, stderr=True,
-            tty=False, _preload_content=False, binary=True,
-        )  # fmt: skip
+            f"start a process in the pull pod {pod}",
+            stream,
+            cluster.core.connect_get_namespaced_pod_exec,
+            pod,
+            cluster.namespace,
+            container="pull",
+            command=command,
+            stdin=bool(stdin),
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+            binary=True,
+        )
 
     def output(self) -> Iterator[bytes]:
         """Chunks of stdout until the process ends; ``EOFError`` when the connection breaks."""

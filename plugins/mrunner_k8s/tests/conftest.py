@@ -15,18 +15,31 @@ def _make_sweep(**context_values) -> Sweep:
         "test-k8s", {"backend": "kubernetes", "registry_url": "127.0.0.1:5000", **context_values}
     )
     return Sweep(
-        id="brave-turing-3f2a9c", name="train", created_at=0.0, context_name="test-k8s", backend="kubernetes",
-        context=context, project="Demo_Project", snapshot_digest="d" * 64, project_dir="/nowhere", workdir="src",
+        id="brave-turing-3f2a9c",
+        name="train",
+        created_at=0.0,
+        context_name="test-k8s",
+        backend="kubernetes",
+        context=context,
+        project="Demo_Project",
+        snapshot_digest="d" * 64,
+        project_dir="/nowhere",
+        workdir="src",
         package={"image": "127.0.0.1:5000/demo:c-1", "entries": ["d outputs", "d src", "l src/train.py"]},
-    )  # fmt: skip
+    )
 
 
 def _make_run(index: int = 0, attempt: int = 0, **env) -> Run:
     return Run(
-        sweep_id="brave-turing-3f2a9c", index=index, id=f"{index:016x}", name="Exp_0003.train",
-        parameters={"lr": 0.1, "model": {"depth": 3}}, command=["python3", "train.py", "lr=0.1"],
-        env=dict(env), attempt=attempt,
-    )  # fmt: skip
+        sweep_id="brave-turing-3f2a9c",
+        index=index,
+        id=f"{index:016x}",
+        name="Exp_0003.train",
+        parameters={"lr": 0.1, "model": {"depth": 3}},
+        command=["python3", "train.py", "lr=0.1"],
+        env=dict(env),
+        attempt=attempt,
+    )
 
 
 @pytest.fixture

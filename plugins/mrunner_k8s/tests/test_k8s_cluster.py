@@ -51,11 +51,19 @@ def project(mrunner_home, tmp_path, tmp_path_factory, k8s_service, namespace, ow
 def k8s_context(k8s: dict, namespace: str, **keys) -> dict:
     """The keys of the context `test-k8s` on the loopback cluster, in namespace ``namespace``."""
     return {
-        "backend": "kubernetes", "project": "mrt-project", "kubeconfig": k8s["kubeconfig"],
-        "kube_context": k8s["kube_context"], "docker_host": k8s["docker_host"], "base_image": k8s["base_image"],
-        "requirements_file": "requirements.txt", "storage": "/storage", "storage_class": k8s["storage_class"],
-        "default_pvc_size": "100Mi", "namespace": namespace, **keys,
-    }  # fmt: skip
+        "backend": "kubernetes",
+        "project": "mrt-project",
+        "kubeconfig": k8s["kubeconfig"],
+        "kube_context": k8s["kube_context"],
+        "docker_host": k8s["docker_host"],
+        "base_image": k8s["base_image"],
+        "requirements_file": "requirements.txt",
+        "storage": "/storage",
+        "storage_class": k8s["storage_class"],
+        "default_pvc_size": "100Mi",
+        "namespace": namespace,
+        **keys,
+    }
 
 
 def submit(mrunner, *args, env=None):
@@ -81,8 +89,11 @@ def test_sweep_runs_reports_logs_and_keeps_the_token_secret(mrunner, project, cl
     runs = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=120, every=1)
     by_params = {(run["parameters"]["lr"], run["parameters"]["code"]): run for run in runs}
     assert {key: (run["state"], run["exit_code"]) for key, run in by_params.items()} == {
-        (0.1, 0): ("completed", 0), (0.01, 0): ("completed", 0), (0.1, 3): ("failed", 3), (0.01, 3): ("failed", 3),
-    }  # fmt: skip
+        (0.1, 0): ("completed", 0),
+        (0.01, 0): ("completed", 0),
+        (0.1, 3): ("failed", 3),
+        (0.01, 3): ("failed", 3),
+    }
 
     index = by_params[(0.01, 3)]["index"]
     logs = mrunner("logs", f"{sweep_id}/{index}")
@@ -137,8 +148,9 @@ def test_the_dry_run_shows_the_job_the_submission_creates(mrunner, project, clus
     shown = yaml.safe_load(text)
     env = {item["name"]: item for item in shown["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MY_FAKE_TOKEN"] == {
-        "name": "MY_FAKE_TOKEN", "valueFrom": {"secretKeyRef": {"key": "MY_FAKE_TOKEN", "name": "<sweep id>-secrets"}}
-    }  # fmt: skip
+        "name": "MY_FAKE_TOKEN",
+        "valueFrom": {"secretKeyRef": {"key": "MY_FAKE_TOKEN", "name": "<sweep id>-secrets"}},
+    }
 
     sweep_id, result = submit(mrunner, *args)
     image = json.loads(mrunner("status", sweep_id, "--json").stdout)["sweep"]["package"]["image"]
@@ -261,8 +273,12 @@ print("REPORT " + json.dumps(report), flush=True)
 
 def _volume(core, namespace: str) -> Path:
     """The test cluster's claim is a hostPath volume: the test reads what the pods left on it."""
-    wait_for(lambda: core.read_namespaced_persistent_volume_claim(
-        "mrunner-storage", namespace).spec.volume_name, timeout=120, every=0.2, what="the volume claim to be bound")  # fmt: skip
+    wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim("mrunner-storage", namespace).spec.volume_name,
+        timeout=120,
+        every=0.2,
+        what="the volume claim to be bound",
+    )
     claim = core.read_namespaced_persistent_volume_claim("mrunner-storage", namespace)
     return Path(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
 
@@ -298,9 +314,12 @@ def test_experiments_write_into_their_own_folders_and_read_the_project(mrunner, 
         assert report["data"] == "project data" and report["helper"] == "from the project"
         assert report["cwd"] == where.experiment_dir
         assert report["env"] == {
-            "MRUNNER_EXPERIMENT_DIR": where.experiment_dir, "MRUNNER_CHECKPOINT_DIR": where.checkpoint_dir,
-            "MRUNNER_ATTEMPT": "0", "MRUNNER_CONFIG": where.config_file, "STORAGE_DIR": "/storage",
-        }  # fmt: skip
+            "MRUNNER_EXPERIMENT_DIR": where.experiment_dir,
+            "MRUNNER_CHECKPOINT_DIR": where.checkpoint_dir,
+            "MRUNNER_ATTEMPT": "0",
+            "MRUNNER_CONFIG": where.config_file,
+            "STORAGE_DIR": "/storage",
+        }
         on_claim = layout.Layout(str(volume), "mrt-project", sweep_id, run["index"], run["name"], run["attempt"])
         folder = Path(on_claim.experiment_dir)
         lr = str(run["parameters"]["lr"])
@@ -484,12 +503,20 @@ def test_fractional_cpus_run_and_a_request_no_node_holds_says_it_can_never_run(m
 
 def _closed_port_kubeconfig(folder: Path) -> Path:
     kubeconfig = folder / "unreachable.kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "down",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "down", "context": {"cluster": "c", "user": "u"}}],
-    }))  # fmt: skip
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "down",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "down", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
     return kubeconfig
 
 
@@ -583,8 +610,9 @@ def test_a_resource_quota_that_blocks_the_pods_is_named_in_one_line(mrunner, pro
 
     core, _ = cluster
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    quota = client.V1ResourceQuota(metadata=client.V1ObjectMeta(name="no-pods"),
-                                   spec=client.V1ResourceQuotaSpec(hard={"pods": "0"}))  # fmt: skip
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})
+    )
     core.create_namespaced_resource_quota(namespace, quota)
     sweep_id, _ = submit(mrunner, "lr=0.5")
     [run] = wait_for(
@@ -605,10 +633,17 @@ def test_a_volume_claim_that_cannot_be_bound_is_named_in_one_line(
 ):
     """A storage class the cluster does not have: the claim stays Pending, and status says so with the
     claim's own warning and the keys to fix, instead of the scheduler's words."""
-    write_context(mrunner_home, "test-k8s", k8s_context(
-        k8s_service, namespace, registry_url=own_images(namespace), storage_class="no-such-class",
-        secrets=["MY_FAKE_TOKEN"],
-    ))  # fmt: skip
+    write_context(
+        mrunner_home,
+        "test-k8s",
+        k8s_context(
+            k8s_service,
+            namespace,
+            registry_url=own_images(namespace),
+            storage_class="no-such-class",
+            secrets=["MY_FAKE_TOKEN"],
+        ),
+    )
     sweep_id, _ = submit(mrunner, "lr=0.6")
     [run] = wait_for(
         lambda: experiments(mrunner, sweep_id),
@@ -714,8 +749,11 @@ def test_wait_rides_out_an_api_server_that_goes_away_and_comes_back(
     write_context(mrunner_home, "test-k8s", keys)
     waiting = subprocess.Popen(
         [sys.executable, "-m", "mrunner", "+context=test-k8s", "exp.py", "lr=0.7", "sleep=25", "--wait"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
 
     def read() -> None:

@@ -180,9 +180,12 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
         (project / "requirements.txt").write_text(f"{WHEEL}\n")
         (project / "src" / "train.py").write_text(f"# {uuid.uuid4().hex}\nimport tiny_dep\nprint(tiny_dep.VALUE)\n")
         sweep = make_sweep(
-            base_image=base, requirements_file="requirements.txt", build_network="none",
-            registry_url=f"{k8s_service['registry']}/mrunner-tests", docker_host=k8s_service["docker_host"],
-        )  # fmt: skip
+            base_image=base,
+            requirements_file="requirements.txt",
+            build_network="none",
+            registry_url=f"{k8s_service['registry']}/mrunner-tests",
+            docker_host=k8s_service["docker_host"],
+        )
         frozen = take(project)
         sweep.snapshot_digest = frozen.digest
         first = image.ensure(sweep, frozen, Reporter(quiet=True))

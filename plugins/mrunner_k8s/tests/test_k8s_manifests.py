@@ -30,10 +30,25 @@ def test_job_manifest(sweep, make_run):
     assert container["resources"]["requests"] == container["resources"]["limits"]
     # The core's start wrapper, run from the shipped client's folder, around the recorded command.
     assert container["command"] == [
-        "python3", "-m", "mrunner.attempt", "--code", "/mrunner/code", "--workdir", "src",
-        "--entries", json.dumps(sweep.package["entries"]), "--config-from", "/etc/mrunner/config.json",
-        "--grace", "30", "--log", layout.of_run("/storage", sweep, run).log_file(), "--once", "--", *run.command,
-    ]  # fmt: skip
+        "python3",
+        "-m",
+        "mrunner.attempt",
+        "--code",
+        "/mrunner/code",
+        "--workdir",
+        "src",
+        "--entries",
+        json.dumps(sweep.package["entries"]),
+        "--config-from",
+        "/etc/mrunner/config.json",
+        "--grace",
+        "30",
+        "--log",
+        layout.of_run("/storage", sweep, run).log_file(),
+        "--once",
+        "--",
+        *run.command,
+    ]
     assert container["workingDir"] == "/mrunner/client"
     assert pod["terminationGracePeriodSeconds"] == 30 + manifests.KILL_MARGIN_SECONDS
     env = _env(job)
@@ -69,9 +84,12 @@ def test_grace_period_sets_the_wrapper_and_the_pod(make_sweep, make_run):
 
 def test_placement_keys(make_sweep, make_run):
     sweep = make_sweep(
-        host_network=True, node_selector={"pool": "gpu"}, image_pull_secret="regcred", tpu=8,
+        host_network=True,
+        node_selector={"pool": "gpu"},
+        image_pull_secret="regcred",
+        tpu=8,
         tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}],
-    )  # fmt: skip
+    )
     pod = manifests.to_dict(manifests.job(sweep, make_run(), "img", {}))["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True and pod["nodeSelector"] == {"pool": "gpu"}
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
@@ -82,9 +100,13 @@ def test_placement_keys(make_sweep, make_run):
 
 def test_pull_pod_reads_the_claim_with_the_sweeps_image_where_experiments_run(make_sweep):
     sweep = make_sweep(
-        host_network=True, node_selector={"pool": "gpu"}, image_pull_secret="regcred", python="/venv/bin/python",
-        tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}], storage="/data",
-    )  # fmt: skip
+        host_network=True,
+        node_selector={"pool": "gpu"},
+        image_pull_secret="regcred",
+        python="/venv/bin/python",
+        tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        storage="/data",
+    )
     pod = manifests.to_dict(manifests.pull_pod(sweep, "brave-turing-3f2a9c-pull-0a1b2c"))
     labels = pod["metadata"]["labels"]
     assert labels[manifests.PULL_LABEL] == sweep.id and labels["app.kubernetes.io/managed-by"] == "mrunner"

@@ -46,8 +46,11 @@ def test_the_password_variable_must_be_set(mrunner, tmp_path):
     environment = {k: v for k, v in os.environ.items() if k != "MRT_UNSET_PASSWORD"}
     result = subprocess.run(
         [sys.executable, "-m", "mrunner", "+context=test-k8s", "exp.py", "--dry-run"],
-        cwd=tmp_path, env=environment, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "MRT_UNSET_PASSWORD" in result.stderr.strip().splitlines()[-1]
 
 
@@ -58,12 +61,20 @@ def test_an_unreachable_api_server_is_one_line(make_sweep, tmp_path):
     from mrunner.errors import BackendError
 
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "nowhere",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "nowhere", "context": {"cluster": "c", "user": "u"}}],
-    }))  # fmt: skip
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "nowhere",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "nowhere", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
     sweep = make_sweep(kubeconfig=str(kubeconfig))
     with pytest.raises(BackendError) as raised:
         Cluster(sweep.context, "demo").sweep_objects(sweep)

@@ -15,8 +15,10 @@ def test_a_runs_own_resources_replace_the_contexts_in_its_job(sweep, make_run):
     own = dataclasses.replace(make_run(1), resources={"mem": "16Gi", "gpu": 2, "active_deadline_seconds": 60})
     job = manifests.to_dict(manifests.job(sweep, own, "127.0.0.1:5000/demo:c-1", {}))
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
-        "cpu": "2", "memory": "16Gi", "nvidia.com/gpu": "2",
-    }  # fmt: skip
+        "cpu": "2",
+        "memory": "16Gi",
+        "nvidia.com/gpu": "2",
+    }
     assert job["spec"]["activeDeadlineSeconds"] == 60
     plain = manifests.to_dict(manifests.job(sweep, make_run(0), "127.0.0.1:5000/demo:c-1", {}))
     assert plain["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "4Gi"
@@ -44,7 +46,9 @@ def test_only_the_point_asking_more_than_any_node_says_it_can_never_run(mrunner,
     runs = wait_for(
         lambda: experiments(mrunner, sweep_id),
         lambda runs: runs[0]["state"] == "completed" and "can never run" in (runs[1]["detail"] or ""),
-        timeout=300, every=1, what="the small point to complete and the big one to be found unschedulable",
-    )  # fmt: skip
+        timeout=300,
+        every=1,
+        what="the small point to complete and the big one to be found unschedulable",
+    )
     assert runs[1]["state"] == "pending" and "mem 1000Ti is more than any node offers" in runs[1]["detail"]
     assert mrunner("cancel", sweep_id).returncode == 0

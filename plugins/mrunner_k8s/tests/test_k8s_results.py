@@ -33,12 +33,20 @@ def project(tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monk
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path_factory.mktemp("docker-config")))  # no stored credentials
     monkeypatch.setenv("MRT_RESULTS_TOKEN", uuid.uuid4().hex)
     context = {
-        "backend": "kubernetes", "project": "mrt-results", "kubeconfig": k8s_service["kubeconfig"],
-        "kube_context": k8s_service["kube_context"], "docker_host": k8s_service["docker_host"],
-        "base_image": k8s_service["base_image"], "registry_url": own_images(namespace), "storage": "/storage",
-        "storage_class": k8s_service["storage_class"], "default_pvc_size": "100Mi", "namespace": namespace,
-        "secrets": ["MRT_RESULTS_TOKEN"], "grace_period": 5,
-    }  # fmt: skip
+        "backend": "kubernetes",
+        "project": "mrt-results",
+        "kubeconfig": k8s_service["kubeconfig"],
+        "kube_context": k8s_service["kube_context"],
+        "docker_host": k8s_service["docker_host"],
+        "base_image": k8s_service["base_image"],
+        "registry_url": own_images(namespace),
+        "storage": "/storage",
+        "storage_class": k8s_service["storage_class"],
+        "default_pvc_size": "100Mi",
+        "namespace": namespace,
+        "secrets": ["MRT_RESULTS_TOKEN"],
+        "grace_period": 5,
+    }
     write_context(mrunner_home, "results-k8s", context)
     mrunner.cwd = tmp_path
     return tmp_path
@@ -94,9 +102,12 @@ def test_a_pull_that_cannot_happen_says_why_in_one_line(
     core = cluster[0]
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     sweep = make_sweep(
-        kubeconfig=k8s_service["kubeconfig"], kube_context=k8s_service["kube_context"], namespace=namespace,
-        storage_class=k8s_service["storage_class"], default_pvc_size="100Mi",
-    )  # fmt: skip
+        kubeconfig=k8s_service["kubeconfig"],
+        kube_context=k8s_service["kube_context"],
+        namespace=namespace,
+        storage_class=k8s_service["storage_class"],
+        default_pvc_size="100Mi",
+    )
     missing_image = f"{k8s_service['registry']}/mrunner-tests/{namespace}/none:missing"
     sweep = replace(sweep, package={**sweep.package, "image": missing_image})
 
@@ -157,8 +168,11 @@ def test_gc_removes_the_ended_sweeps_objects_and_keeps_the_running_ones(
     running = submit(mrunner, "i=3", "sleep=300")
     wait_for(lambda: states(mrunner, running), lambda now: set(now) == {"running"}, timeout=180, every=0.5)
     before = {sweep: objects(cluster, namespace, sweep) for sweep in (ended, running)}
-    assert all(len(names) == (2 if sweep == ended and kind == "Job" else 1) for sweep in before
-               for kind, names in before[sweep].items()), before  # fmt: skip
+    assert all(
+        len(names) == (2 if sweep == ended and kind == "Job" else 1)
+        for sweep in before
+        for kind, names in before[sweep].items()
+    ), before
     # Another machine's sweep, just made: not in these records and too young to go.
     labels = {"app.kubernetes.io/managed-by": "mrunner", "mrunner/sweep": "elsewhere-sweep-0a1b2c"}
     other = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="elsewhere-sweep-0a1b2c-config", labels=labels))
@@ -167,7 +181,11 @@ def test_gc_removes_the_ended_sweeps_objects_and_keeps_the_running_ones(
 
     dry = mrunner("gc", "--older-than", "0", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    listed = sorted(line.split(" (")[0] for line in dry.stdout.splitlines() if line.startswith("kubernetes: ") and " would free " not in line)  # fmt: skip
+    listed = sorted(
+        line.split(" (")[0]
+        for line in dry.stdout.splitlines()
+        if line.startswith("kubernetes: ") and " would free " not in line
+    )
     expected = sorted(
         f"kubernetes: {kind} {namespace}/{name}" for kind, names in before[ended].items() for name in names
     ) + [f"kubernetes: pull pod {namespace}/{leftover}"]

@@ -29,9 +29,11 @@ def pod(index, phase, exit_code=None, waiting=None, reason=None, attempt=0, crea
         [k.V1PodCondition(type="PodScheduled", status="False", message=unschedulable)] if unschedulable else None
     )
     return k.V1Pod(
-        metadata=k.V1ObjectMeta(labels=_labels(index, attempt), creation_timestamp=datetime.fromtimestamp(created, timezone.utc)),
+        metadata=k.V1ObjectMeta(
+            labels=_labels(index, attempt), creation_timestamp=datetime.fromtimestamp(created, timezone.utc)
+        ),
         status=k.V1PodStatus(phase=phase, container_statuses=statuses, reason=reason, conditions=conditions),
-    )  # fmt: skip
+    )
 
 
 def test_states_from_conditions_and_pods(make_run):
@@ -39,19 +41,34 @@ def test_states_from_conditions_and_pods(make_run):
     for run in runs:
         run.state = "submitted"
     jobs = [
-        job(0, "Complete"), job(1, "Failed", "BackoffLimitExceeded"), job(2, "Failed", "DeadlineExceeded"),
-        job(3), job(4), job(5), job(6),
-    ]  # fmt: skip
+        job(0, "Complete"),
+        job(1, "Failed", "BackoffLimitExceeded"),
+        job(2, "Failed", "DeadlineExceeded"),
+        job(3),
+        job(4),
+        job(5),
+        job(6),
+    ]
     pods = [
-        pod(0, "Succeeded", 0), pod(1, "Failed", 3), pod(2, "Failed", 137), pod(3, "Running"),
-        pod(4, "Pending", waiting="ImagePullBackOff"), pod(5, "Failed", 137, reason="Evicted"),
+        pod(0, "Succeeded", 0),
+        pod(1, "Failed", 3),
+        pod(2, "Failed", 137),
+        pod(3, "Running"),
+        pod(4, "Pending", waiting="ImagePullBackOff"),
+        pod(5, "Failed", 137, reason="Evicted"),
         pod(6, "Pending", unschedulable="0/1 nodes are available: 1 Insufficient nvidia.com/gpu."),
-    ]  # fmt: skip
+    ]
     updates = {u.index: u for u in run_states(runs, jobs, pods)}
     assert {i: (u.state, u.exit_code) for i, u in updates.items()} == {
-        0: ("completed", 0), 1: ("failed", 3), 2: ("timeout", 137), 3: ("running", None),
-        4: ("pending", None), 5: ("preempted", None), 6: ("pending", None), 7: ("lost", None),
-    }  # fmt: skip
+        0: ("completed", 0),
+        1: ("failed", 3),
+        2: ("timeout", 137),
+        3: ("running", None),
+        4: ("pending", None),
+        5: ("preempted", None),
+        6: ("pending", None),
+        7: ("lost", None),
+    }
     assert updates[4].detail == "ImagePullBackOff: no such image"
     assert updates[6].detail.startswith("unschedulable: 0/1 nodes")
 
@@ -76,8 +93,11 @@ def test_an_end_of_its_own_is_marked_and_a_deleted_pods_is_not(make_run):
     pods = [pod(0, "Succeeded", 0), pod(1, "Failed", 3), pod(2, "Failed", 137), deleting]
     updates = {u.index: u for u in run_states(runs, jobs, pods)}
     assert {i: (u.state, u.ended_by_itself) for i, u in updates.items()} == {
-        0: ("completed", True), 1: ("failed", True), 2: ("timeout", False), 3: ("preempted", False),
-    }  # fmt: skip
+        0: ("completed", True),
+        1: ("failed", True),
+        2: ("timeout", False),
+        3: ("preempted", False),
+    }
     assert is_loss(updates[3])  # deleted while its Job stays: the platform's doing, requeued by status
 
 

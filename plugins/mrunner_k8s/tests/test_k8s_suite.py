@@ -20,12 +20,19 @@ class TestKubernetesBackend(BackendTestSuite):
         monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path_factory.mktemp("docker-config")))  # no stored credentials
         namespace = f"mrt-{uuid.uuid4().hex[:8]}"
         keys = {
-            "backend": "kubernetes", "project": "mrt-suite", "kubeconfig": k8s_service["kubeconfig"],
-            "kube_context": k8s_service["kube_context"], "docker_host": k8s_service["docker_host"],
-            "base_image": k8s_service["base_image"], "registry_url": own_images(namespace),
-            "storage": "/storage", "storage_class": k8s_service["storage_class"], "default_pvc_size": "100Mi",
-            "namespace": namespace, "grace_period": 5,
-        }  # fmt: skip
+            "backend": "kubernetes",
+            "project": "mrt-suite",
+            "kubeconfig": k8s_service["kubeconfig"],
+            "kube_context": k8s_service["kube_context"],
+            "docker_host": k8s_service["docker_host"],
+            "base_image": k8s_service["base_image"],
+            "registry_url": own_images(namespace),
+            "storage": "/storage",
+            "storage_class": k8s_service["storage_class"],
+            "default_pvc_size": "100Mi",
+            "namespace": namespace,
+            "grace_period": 5,
+        }
         api = config.new_client_from_config(config_file=k8s_service["kubeconfig"], context=k8s_service["kube_context"])
         self.core, self.namespace = client.CoreV1Api(api), namespace
         yield write_context(mrunner_home, "suite-k8s", keys)

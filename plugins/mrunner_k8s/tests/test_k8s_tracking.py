@@ -38,10 +38,16 @@ def deferred(project, mrunner_home, k8s_service, namespace, own_images, mlflow_s
     experiment = f"mrunner-k8s-{uuid.uuid4().hex[:8]}"
     (project / "exp.py").write_text(EXPERIMENT)
     keys = k8s_context(
-        k8s_service, namespace, registry_url=own_images(namespace), mlflow=True, tracking="deferred",
-        mlflow_tracking_uri=mlflow_service["tracking_uri"], mlflow_experiment=experiment, retry_failed=1,
+        k8s_service,
+        namespace,
+        registry_url=own_images(namespace),
+        mlflow=True,
+        tracking="deferred",
+        mlflow_tracking_uri=mlflow_service["tracking_uri"],
+        mlflow_experiment=experiment,
+        retry_failed=1,
         grace_period=5,
-    )  # fmt: skip
+    )
     write_context(mrunner_home, "test-k8s", keys)
     return experiment
 

@@ -33,9 +33,11 @@ class LocalKeys:
     )
     gpus_per_experiment: int = key(1, minimum=1, help="how many of `gpus` each experiment gets", per_point=True)
     storage_dir: str = key(
-        factory=lambda: str(paths.data_dir() / "storage"), shown="$XDG_DATA_HOME/mrunner/storage",
-        option="STORAGE_DIR", help="experiments' output folders go below it",
-    )  # fmt: skip
+        factory=lambda: str(paths.data_dir() / "storage"),
+        shown="$XDG_DATA_HOME/mrunner/storage",
+        option="STORAGE_DIR",
+        help="experiments' output folders go below it",
+    )
     grace_period: int = key(
         10, minimum=0, help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before SIGKILL"
     )

@@ -216,9 +216,15 @@ class Supervisor:
             self._ended(run)
             return
         command = command_line(
-            sys.executable, self.code_dir, run.command, workdir=self.sweep.workdir, entries=self.entries,
-            grace=self.grace, handshake=True, view=self.view == "overlay",
-        )  # fmt: skip
+            sys.executable,
+            self.code_dir,
+            run.command,
+            workdir=self.sweep.workdir,
+            entries=self.entries,
+            grace=self.grace,
+            handshake=True,
+            view=self.view == "overlay",
+        )
         with output:
             if damage:
                 output.write(f"mrunner: {damage}\n".encode())
@@ -287,11 +293,15 @@ class Supervisor:
             self.recorder(
                 [
                     RunUpdate(
-                        run.index, SUBMITTED, detail=f"attempt {run.attempt} failed (exit {end.exit_code})",
-                        attempt=number, ends={run.attempt: FAILED}, end_codes={run.attempt: end.exit_code},
+                        run.index,
+                        SUBMITTED,
+                        detail=f"attempt {run.attempt} failed (exit {end.exit_code})",
+                        attempt=number,
+                        ends={run.attempt: FAILED},
+                        end_codes={run.attempt: end.exit_code},
                     )
                 ]
-            )  # fmt: skip
+            )
         return replace(run, attempt=number, state=SUBMITTED, exit_code=None)
 
     def _ended(self, run: Run) -> None:
@@ -504,9 +514,12 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
     with open(log, "ab") as output:
         started = subprocess.Popen(
             [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id],
-            env={**os.environ, **secrets}, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
+            env={**os.environ, **secrets},
+            stdin=subprocess.PIPE,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     assert started.stdin is not None
     with started.stdin:  # the runs' indices, read by main() before it starts anything
         write_indices((run.index for run in runs), started.stdin)

@@ -94,8 +94,15 @@ def test_a_grid_runs_to_completion_from_the_snapshot(mrunner, mrunner_home, proj
 
 
 def test_at_most_max_parallel_at_once_and_gpus_handed_out(mrunner, mrunner_home, project):
-    result = mrunner("exp.py", "-m", "i=range(6)", "pair=1", "ledger=" + str(project.parent / "ledger"),
-                     "context.gpus=[0,1,2,3]", "context.gpus_per_experiment=2")  # fmt: skip
+    result = mrunner(
+        "exp.py",
+        "-m",
+        "i=range(6)",
+        "pair=1",
+        "ledger=" + str(project.parent / "ledger"),
+        "context.gpus=[0,1,2,3]",
+        "context.gpus_per_experiment=2",
+    )
     found = results(mrunner_home, sweep_of(result))
     intervals = sorted((r["start"], r["end"], r["cuda"]) for r in found.values())
     for start, end, _ in intervals:
@@ -133,8 +140,11 @@ def test_resume_runs_exactly_the_failed_ones(mrunner, mrunner_home, project):
     assert ledger(project) == {0: 1, 1: 2, 2: 1, 3: 2}
     states = status(mrunner, sweep)
     assert {i: (e["state"], e["attempt"]) for i, e in states.items()} == {
-        0: ("completed", 0), 1: ("completed", 1), 2: ("completed", 0), 3: ("completed", 1)
-    }  # fmt: skip
+        0: ("completed", 0),
+        1: ("completed", 1),
+        2: ("completed", 0),
+        3: ("completed", 1),
+    }
     assert "nothing to resume" in mrunner("resume", sweep).stderr
 
 
@@ -177,8 +187,11 @@ def test_resume_refuses_in_one_line_an_option_its_backend_does_not_honour(mrunne
 
 
 def pids_of(mrunner, sweep: str) -> list[int]:
-    return [int(e["backend_ref"][4:].split("@")[0]) for e in status(mrunner, sweep).values()
-            if (e["backend_ref"] or "").startswith("pid:")]  # fmt: skip
+    return [
+        int(e["backend_ref"][4:].split("@")[0])
+        for e in status(mrunner, sweep).values()
+        if (e["backend_ref"] or "").startswith("pid:")
+    ]
 
 
 def alive(pid: int) -> bool:
@@ -190,8 +203,15 @@ def alive(pid: int) -> bool:
 
 
 def test_ctrl_c_terminates_the_children_and_records_them_cancelled(mrunner, project):
-    process = start_mrunner(project, "exp.py", "-m", "i=range(4)", "sleep=60", "ledger=" + str(project.parent / "ledger"),
-                            "context.max_parallel=2")  # fmt: skip
+    process = start_mrunner(
+        project,
+        "exp.py",
+        "-m",
+        "i=range(4)",
+        "sleep=60",
+        "ledger=" + str(project.parent / "ledger"),
+        "context.max_parallel=2",
+    )
     wait_for(lambda: len(ledger(project)) == 2)
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
     children = pids_of(mrunner, sweep)
@@ -205,15 +225,23 @@ def test_ctrl_c_terminates_the_children_and_records_them_cancelled(mrunner, proj
 
 def test_detached_sweep_is_followed_and_cancelled_from_another_shell(mrunner, project):
     """Backend.status and Backend.cancel on a sweep that runs in the background."""
-    result = mrunner("exp.py", "-m", "i=range(3)", "sleep=60", "ledger=" + str(project.parent / "ledger"),
-                     "context.max_parallel=2", "--detach")  # fmt: skip
+    result = mrunner(
+        "exp.py",
+        "-m",
+        "i=range(3)",
+        "sleep=60",
+        "ledger=" + str(project.parent / "ledger"),
+        "context.max_parallel=2",
+        "--detach",
+    )
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip()
     wait_for(lambda: len(ledger(project)) == 2)
     states = status(mrunner, sweep)
     assert [states[i]["state"] for i in range(3)] == ["running", "running", "submitted"]
-    follow = subprocess.Popen([sys.executable, "-m", "mrunner", "logs", f"{sweep}/0", "-f"], cwd=project,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "logs", f"{sweep}/0", "-f"], cwd=project, stdout=subprocess.PIPE, text=True
+    )
     one = mrunner("cancel", f"{sweep}/1")
     assert one.returncode == 0 and "cancelled 1 experiment" in one.stdout
     wait_for(lambda: len(ledger(project)) == 3)  # the waiting one took the freed slot
@@ -231,8 +259,15 @@ def test_killing_mrunner_mid_sweep_loses_nothing_and_duplicates_nothing(mrunner,
     """SIGKILL of mrunner itself: the running experiment finishes on its own; `status` learns how it ended,
     the ones never started become lost, and `resume` runs exactly those."""
     gate = project.parent / "ledger" / "gate"
-    process = start_mrunner(project, "exp.py", "-m", "i=range(3)", f"gate={gate}",
-                            "ledger=" + str(project.parent / "ledger"), "context.max_parallel=1")  # fmt: skip
+    process = start_mrunner(
+        project,
+        "exp.py",
+        "-m",
+        "i=range(3)",
+        f"gate={gate}",
+        "ledger=" + str(project.parent / "ledger"),
+        "context.max_parallel=1",
+    )
     wait_for(lambda: len(ledger(project)) == 1)
     process.kill()
     process.communicate()
@@ -290,8 +325,11 @@ def test_spec_files_run_with_their_own_grid_times_the_command_line_grid(mrunner,
     result = mrunner("--spec", "spec.py", "-m", "sleep=0,0.01")
     found = results(mrunner_home, sweep_of(result))
     assert sorted((r["parameters"]["i"], r["parameters"]["sleep"]) for r in found.values()) == [
-        (0, 0), (0, 0.01), (1, 0), (1, 0.01)
-    ]  # fmt: skip
+        (0, 0),
+        (0, 0.01),
+        (1, 0),
+        (1, 0.01),
+    ]
     assert ledger(project) == {0: 2, 1: 2}
 
 
@@ -320,8 +358,9 @@ def test_secrets_and_environment_reach_only_the_experiment(mrunner, mrunner_home
     missing = mrunner("env.py", "+context.secrets=[MY_FAKE_TOKEN]")
     assert missing.returncode != 0 and "forwards the secret MY_FAKE_TOKEN but it is not set" in missing.stderr
     token = "tok-3f9a1c-SECRET-VALUE"
-    result = mrunner("env.py", "context.secrets=[MY_FAKE_TOKEN]", "+context.env={PLAIN:visible}",
-                     env={"MY_FAKE_TOKEN": token})  # fmt: skip
+    result = mrunner(
+        "env.py", "context.secrets=[MY_FAKE_TOKEN]", "+context.env={PLAIN:visible}", env={"MY_FAKE_TOKEN": token}
+    )
     assert result.returncode == 0, result.stderr
     (found,) = results(mrunner_home, sweep_of(result)).values()
     import hashlib
@@ -364,12 +403,18 @@ def test_status_wait_follows_a_sweep_from_another_shell_to_its_end(mrunner, proj
     folder = project.parent / "ledger"
     gate = folder / "gate"
     (folder / "fail-1").touch()
-    result = mrunner("exp.py", "-m", "i=range(3)", f"gate={gate}", f"ledger={folder}", "context.max_parallel=3",
-                     "--detach")  # fmt: skip
+    result = mrunner(
+        "exp.py", "-m", "i=range(3)", f"gate={gate}", f"ledger={folder}", "context.max_parallel=3", "--detach"
+    )
     sweep = sweep_of(result)
     wait_for(lambda: len(ledger(project)) == 3)
-    follow = subprocess.Popen([sys.executable, "-m", "mrunner", "status", sweep, "--wait"], cwd=project,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "status", sweep, "--wait"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert follow.stderr is not None
     first = follow.stderr.readline().strip()  # it follows: then the experiments may end
     gate.touch()
@@ -386,8 +431,9 @@ def test_status_wait_follows_a_sweep_from_another_shell_to_its_end(mrunner, proj
 def test_each_point_gets_its_own_gpu_count_and_no_gpu_is_shared(mrunner, mrunner_home, project):
     """A per-point gpus_per_experiment: each experiment gets as many GPUs as its point asks, never one another
     experiment holds at the same time; a count above the GPUs listed is refused before anything runs."""
-    result = mrunner("exp.py", "-m", "context.gpus_per_experiment=1,2", "i=range(3)", "sleep=0.3",
-                     "context.gpus=[0,1,2]")  # fmt: skip
+    result = mrunner(
+        "exp.py", "-m", "context.gpus_per_experiment=1,2", "i=range(3)", "sleep=0.3", "context.gpus=[0,1,2]"
+    )
     sweep = sweep_of(result)
     assert result.returncode == 0, result.stderr
     found = results(mrunner_home, sweep)

@@ -52,8 +52,9 @@ def checkpoint(storage: Path) -> dict:
 def test_ctrl_c_during_a_checkpointing_script_then_resume_continues_from_its_checkpoint(mrunner, tmp_path: Path):
     (tmp_path / "train.py").write_text(CHECKPOINTING)
     storage = tmp_path / "storage"
-    process = start_mrunner(tmp_path, "train.py", "steps=400", "pause=0.05", "context.grace_period=5",
-                            f"context.storage_dir={storage}")  # fmt: skip
+    process = start_mrunner(
+        tmp_path, "train.py", "steps=400", "pause=0.05", "context.grace_period=5", f"context.storage_dir={storage}"
+    )
     wait_for(lambda: bool(list(storage.glob("*/*/checkpoints/0-*/state.json"))) and checkpoint(storage)["step"] >= 3)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
@@ -69,8 +70,9 @@ def test_ctrl_c_during_a_checkpointing_script_then_resume_continues_from_its_che
     assert state["step"] == 400 and state["attempts"] == [0, 1]
     shown = status(mrunner, f"{sweep}/0")
     assert [(a["number"], a["cause"], a["end"]) for a in shown["attempts"]] == [
-        (0, "submitted", CANCELLED), (1, "resumed", COMPLETED)
-    ]  # fmt: skip
+        (0, "submitted", CANCELLED),
+        (1, "resumed", COMPLETED),
+    ]
     second = mrunner("logs", f"{sweep}/0").stdout
     assert f"attempt 1 from step {stopped_at}" in second and "done at step 400" in second
     first = mrunner("logs", f"{sweep}/0", "--attempt", "0")
@@ -114,14 +116,19 @@ def test_a_cancel_of_a_retried_experiment_stops_it_and_starts_no_further_attempt
     submitted = mrunner("flaky.py", "context.retry_failed=2", "context.grace_period=2", "--detach")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
-    wait_for(lambda: status(mrunner, f"{sweep}/0")["experiment"]["state"] == "running"
-             and status(mrunner, f"{sweep}/0")["experiment"]["attempt"] == 1)  # fmt: skip
+    wait_for(
+        lambda: (
+            status(mrunner, f"{sweep}/0")["experiment"]["state"] == "running"
+            and status(mrunner, f"{sweep}/0")["experiment"]["attempt"] == 1
+        )
+    )
     cancelled = mrunner("cancel", f"{sweep}/0")
     assert cancelled.returncode == 0, cancelled.stderr
     shown = status(mrunner, f"{sweep}/0")
     assert (shown["experiment"]["state"], shown["experiment"]["attempt"]) == (CANCELLED, 1)
     assert [(a["number"], a["cause"], a["end"], a["exit_code"]) for a in shown["attempts"]] == [
-        (0, "submitted", FAILED, 3), (1, "retried", CANCELLED, None)
-    ]  # fmt: skip
+        (0, "submitted", FAILED, 3),
+        (1, "retried", CANCELLED, None),
+    ]
     assert "attempt 1" in mrunner("logs", f"{sweep}/0").stdout
     assert "attempt 0" in mrunner("logs", f"{sweep}/0", "--attempt", "0").stdout

@@ -74,8 +74,14 @@ def states(mrunner, sweep: str, env: dict | None = None) -> dict[int, str]:
 @pytest.mark.parametrize("detach", [False, True])
 def test_a_storage_disk_that_fills_stops_the_sweep_and_resume_runs_the_rest_once(mrunner, project, disk, detach):
     ledger = project.parent / "ledger"
-    arguments = ["fills.py", "-m", f"i=range({POINTS})", f"ledger={ledger}", f"context.storage_dir={disk}",
-                 "context.max_parallel=2"]  # fmt: skip
+    arguments = [
+        "fills.py",
+        "-m",
+        f"i=range({POINTS})",
+        f"ledger={ledger}",
+        f"context.storage_dir={disk}",
+        "context.max_parallel=2",
+    ]
     result = mrunner(*arguments, *(["--detach"] if detach else []))
     assert "Traceback" not in result.stderr, result.stderr
     if detach:
@@ -109,15 +115,22 @@ def test_a_full_disk_under_the_records_and_the_outputs_stops_the_sweep_and_resum
     ledger = project.parent / "ledger"
     subprocess.run(["mount", "-o", "remount,size=3m", str(disk)], check=True)
     env = {"XDG_DATA_HOME": str(disk / "data")}
-    arguments = ["fills.py", "-m", f"i=range({POINTS})", f"ledger={ledger}", f"context.storage_dir={disk}/storage",
-                 "context.max_parallel=2"]  # fmt: skip
+    arguments = [
+        "fills.py",
+        "-m",
+        f"i=range({POINTS})",
+        f"ledger={ledger}",
+        f"context.storage_dir={disk}/storage",
+        "context.max_parallel=2",
+    ]
     result = mrunner(*arguments, *(["--detach"] if detach else []), env=env)
     assert "Traceback" not in result.stderr, result.stderr
     if detach:
         assert result.returncode == 0, result.stderr
         sweep = result.stdout.strip().splitlines()[-1]
-        wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep, env).values()), timeout=120,
-                 every=0.1)  # fmt: skip
+        wait_for(
+            lambda: not {"submitted", "running"} & set(states(mrunner, sweep, env).values()), timeout=120, every=0.1
+        )
     else:
         assert result.returncode != 0, result.stderr
         assert "disk" in result.stderr.splitlines()[-1], result.stderr

@@ -60,8 +60,9 @@ def test_an_interrupt_kills_experiments_that_ignore_sigterm_after_the_grace_and_
     mrunner, project, number
 ):
     pids = project.parent / "pids"
-    process = start_mrunner(project, "stubborn.py", "-m", "i=range(3)", f"pids={pids}", "context.max_parallel=2",
-                            "context.grace_period=1")  # fmt: skip
+    process = start_mrunner(
+        project, "stubborn.py", "-m", "i=range(3)", f"pids={pids}", "context.max_parallel=2", "context.grace_period=1"
+    )
     wait_for(lambda: len(list(pids.iterdir())) == 2)  # two run, the third waits for a slot
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
     held = [int(pid) for path in pids.iterdir() for pid in path.read_text().split()]
@@ -88,8 +89,16 @@ def test_an_interrupt_cancels_an_experiment_waiting_for_its_gpus(mrunner, projec
     """Per-point GPU counts: experiment 0 holds both GPUs, experiment 1 (one GPU) waits for one in its worker;
     Ctrl-C records it cancelled, and it never starts."""
     pids = project.parent / "pids"
-    process = start_mrunner(project, "stubborn.py", "-m", "context.gpus_per_experiment=2,1", "i=0", f"pids={pids}",
-                            "context.gpus=[0,1]", "context.grace_period=1")  # fmt: skip
+    process = start_mrunner(
+        project,
+        "stubborn.py",
+        "-m",
+        "context.gpus_per_experiment=2,1",
+        "i=0",
+        f"pids={pids}",
+        "context.gpus=[0,1]",
+        "context.grace_period=1",
+    )
     wait_for(lambda: (pids / "0.0").exists())
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
     process.send_signal(signal.SIGINT)
@@ -101,8 +110,16 @@ def test_an_interrupt_cancels_an_experiment_waiting_for_its_gpus(mrunner, projec
 
 def test_an_experiment_that_ended_before_the_interrupt_keeps_its_end(mrunner, project):
     pids = project.parent / "pids"
-    process = start_mrunner(project, "stubborn.py", "-m", "i=range(2)", f"pids={pids}", "quick_index=0",
-                            "context.max_parallel=2", "context.grace_period=1")  # fmt: skip
+    process = start_mrunner(
+        project,
+        "stubborn.py",
+        "-m",
+        "i=range(2)",
+        f"pids={pids}",
+        "quick_index=0",
+        "context.max_parallel=2",
+        "context.grace_period=1",
+    )
     wait_for(lambda: (pids / "1.0").exists())
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
     wait_for(lambda: states(mrunner, sweep)[0] == COMPLETED)

@@ -104,9 +104,12 @@ def as_root_without_mounting(project: Path, *args: str) -> subprocess.CompletedP
     """mrunner as root without CAP_SYS_ADMIN, as in a container that may not mount: file modes still
     do not count, and the copy-on-write view cannot be had."""
     return subprocess.run(
-        ["setpriv", "--bounding-set=-sys_admin", sys.executable, "-m", "mrunner", *args], cwd=project,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        ["setpriv", "--bounding-set=-sys_admin", sys.executable, "-m", "mrunner", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("view", ["overlay", "watched", "watched without CAP_SYS_ADMIN"])

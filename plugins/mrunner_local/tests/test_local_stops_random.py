@@ -73,8 +73,15 @@ def finish_and_check(mrunner, sweep: str, ledger: Path) -> None:
 
 
 def arguments(trial: int, ledger: Path) -> list[str]:
-    return ["ledger.py", "-m", f"i=range({POINTS})", f"trial={trial}", f"ledger={ledger}",
-            f"context.max_parallel={PARALLEL}", "context.grace_period=5"]  # fmt: skip
+    return [
+        "ledger.py",
+        "-m",
+        f"i=range({POINTS})",
+        f"trial={trial}",
+        f"ledger={ledger}",
+        f"context.max_parallel={PARALLEL}",
+        "context.grace_period=5",
+    ]
 
 
 @pytest.mark.parametrize(("number", "trials"), [(signal.SIGINT, 20), (signal.SIGTERM, 4), (signal.SIGHUP, 4)])

@@ -128,9 +128,16 @@ def secrets_file(secrets: Mapping[str, str]) -> str:
 
 
 def batch_script(
-    sweep: Sweep, context: Mapping[str, Any], code_dir: str, client_dir: str, sweep_directory: str, bundle: str,
-    attempt: int, offset: int, venv: str | None,
-) -> str:  # fmt: skip
+    sweep: Sweep,
+    context: Mapping[str, Any],
+    code_dir: str,
+    client_dir: str,
+    sweep_directory: str,
+    bundle: str,
+    attempt: int,
+    offset: int,
+    venv: str | None,
+) -> str:
     """The batch script of one job array: environment set-up, then ``exec`` of the attempt wrapper, so that
     the wrapper is the batch step's process and a scancel's SIGTERM or ``--signal=B:USR1@N`` reaches it (and
     through it the experiment's process group); its output and the experiment's go to the attempt's log.
@@ -156,9 +163,15 @@ def batch_script(
 
 
 def packed_script(
-    sweep: Sweep, context: Mapping[str, Any], code_dir: str, client_dir: str, sweep_directory: str, bundle: str,
-    attempt: int, venv: str | None,
-) -> str:  # fmt: skip
+    sweep: Sweep,
+    context: Mapping[str, Any],
+    code_dir: str,
+    client_dir: str,
+    sweep_directory: str,
+    bundle: str,
+    attempt: int,
+    venv: str | None,
+) -> str:
     """The batch script of a packed array (``mrunner_slurm.packing``): the environment set up once per task
     (its output in Slurm's ``slurm/JOB_TASK.out``), then each of the task's points in a subshell of its own
     running exactly what an unpacked task runs (``_mrunner_start``: its attempt, its log, not again once it
@@ -300,16 +313,23 @@ def _wrapper(sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file:
     wrapper = [
         *launcher,
         *command_line(
-            str(context["python"]), code_dir, [Shell('"$@"')], workdir=sweep.workdir or ".",
-            entries=entries_of(sweep), grace=context["grace_period"], requeue_on=LIMIT_SIGNAL,
+            str(context["python"]),
+            code_dir,
+            [Shell('"$@"')],
+            workdir=sweep.workdir or ".",
+            entries=entries_of(sweep),
+            grace=context["grace_period"],
+            requeue_on=LIMIT_SIGNAL,
             # the array task by its array name: the task that keeps the array's own job id would requeue
             # every task of the array by that id
-            requeue_command=Shell('"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"'),
+            requeue_command=Shell(
+                '"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"'
+            ),
             requeues_left=Shell(f"$(({limit} - _mrunner_requeues))"),
             retries_left=Shell(f"$(({retries} - _mrunner_retried))"),
             stop_file=Shell(stop_file) if stop_file else None,
         ),
-    ]  # fmt: skip
+    ]
     return " ".join(["exec", *(part if isinstance(part, Shell) else q(part) for part in wrapper)])
 
 

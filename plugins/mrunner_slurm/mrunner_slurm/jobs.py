@@ -43,12 +43,15 @@ def _task(sweep: Sweep, run: Run) -> list:
     ]
 
 
-def _later(index: int, state: str, code: int | None, detail: str | None, own: bool, attempt: int, ends: dict) -> RunUpdate:  # fmt: skip
+def _later(
+    index: int, state: str, code: int | None, detail: str | None, own: bool, attempt: int, ends: dict
+) -> RunUpdate:
     """The state of a later attempt than the recorded one, with how each attempt before it ended."""
     states = {int(number): end for number, (end, _) in ends.items()}
     codes = {int(number): c for number, (_, c) in ends.items() if c is not None}
-    return RunUpdate(index, state, exit_code=code, detail=detail, ended_by_itself=own, attempt=attempt, ends=states,
-                     end_codes=codes)  # fmt: skip
+    return RunUpdate(
+        index, state, exit_code=code, detail=detail, ended_by_itself=own, attempt=attempt, ends=states, end_codes=codes
+    )
 
 
 def restartable(ended: Sequence[Run]) -> list[Run]:

@@ -75,8 +75,14 @@ def login(context: Mapping[str, Any], context_name: str) -> str:
     if not openssh.masters.check(where, path):
         interactive = terminal.available()
         openssh.masters.open(where, target, path, persist, interactive=interactive, found=found)
-    note = {"context": context_name, "url": url, "ssh_config": config, "opened_at": time.time(), "persist": persist,
-            "where": f"{target.user}@{target.host}:{target.port}"}  # fmt: skip
+    note = {
+        "context": context_name,
+        "url": url,
+        "ssh_config": config,
+        "opened_at": time.time(),
+        "persist": persist,
+        "where": f"{target.user}@{target.host}:{target.port}",
+    }
     Path(path + ".json").write_text(json.dumps(note))
     return (
         f"logged in to {target.alias} ({note['where']}): mrunner commands in any shell reuse this connection "
@@ -118,8 +124,9 @@ def logins() -> list[Login]:
             note_file.unlink(missing_ok=True)
             continue
         if openssh.masters.check(where, str(note_file.with_suffix(""))):
-            open_ones.append(Login(note["context"], f"{where.destination} ({note['where']})", note["opened_at"],
-                                   note["persist"]))  # fmt: skip
+            open_ones.append(
+                Login(note["context"], f"{where.destination} ({note['where']})", note["opened_at"], note["persist"])
+            )
         else:
             note_file.unlink(missing_ok=True)
     return open_ones

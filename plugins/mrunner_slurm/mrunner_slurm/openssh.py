@@ -97,9 +97,12 @@ def settings(where: Destination) -> dict[str, str]:
 
 def target_of(where: Destination, found: dict[str, str]) -> Target:
     return Target(
-        where.destination, found.get("hostname", where.destination), int(found.get("port", 22)),
-        found.get("user", ""), config_path=where.config_path,
-    )  # fmt: skip
+        where.destination,
+        found.get("hostname", where.destination),
+        int(found.get("port", 22)),
+        found.get("user", ""),
+        config_path=where.config_path,
+    )
 
 
 class OpenSSHConnection(Connection):
@@ -123,8 +126,11 @@ class OpenSSHConnection(Connection):
     def start(self, command: str) -> OpenSSHCall:
         try:
             process = subprocess.Popen(
-                self.argv(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )  # fmt: skip
+                self.argv(command),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
         except OSError as error:
             raise BackendError(f"cannot run ssh: {error.strerror}") from None
         return OpenSSHCall(self, process)
@@ -229,9 +235,11 @@ class Masters:
         if not os.path.exists(path):
             return False
         done = subprocess.run(
-            where.argv("-o", f"ControlPath={path}", "-O", "check"), capture_output=True, timeout=30,
+            where.argv("-o", f"ControlPath={path}", "-O", "check"),
+            capture_output=True,
+            timeout=30,
             stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         return done.returncode == 0
 
     def open(
@@ -250,9 +258,11 @@ class Masters:
         for attempt in range(RETRIES + 1):
             with tempfile.TemporaryFile() as errors:  # not a pipe: the master inherits it in the background
                 done = subprocess.run(
-                    where.argv(*options, "-N", "-f"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    where.argv(*options, "-N", "-f"),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
                     stderr=errors,
-                )  # fmt: skip
+                )
                 errors.seek(0)
                 text = errors.read().decode(errors="replace")
             if done.returncode == 0:
@@ -264,9 +274,11 @@ class Masters:
 
     def close(self, where: Destination, path: str) -> None:
         subprocess.run(
-            where.argv("-o", f"ControlPath={path}", "-O", "exit"), capture_output=True, timeout=30,
+            where.argv("-o", f"ControlPath={path}", "-O", "exit"),
+            capture_output=True,
+            timeout=30,
             stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         self.opened = [(w, p) for w, p in self.opened if p != path]
 
     def close_all(self) -> None:
@@ -304,9 +316,11 @@ def _offered_key(target: Target) -> str:
     """The type and fingerprint of the key the host offers, for the user to compare (trusting nothing)."""
     try:
         scan = subprocess.run(
-            ["ssh-keyscan", "-T", "5", "-p", str(target.port), target.host], capture_output=True, timeout=10,
+            ["ssh-keyscan", "-T", "5", "-p", str(target.port), target.host],
+            capture_output=True,
+            timeout=10,
             stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         listed = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=scan.stdout, capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "its key could not be read"

@@ -222,10 +222,13 @@ def _build(storage, building, manifest, frames):
             _in_parallel(batch)
             batch, size = [], 0
     _in_parallel(batch)
-    _in_parallel([
-        (_link_from_store, (folders, os.path.join(objects, sha), building, relative, mode))
-        for relative, (sha, mode) in manifest.items() if relative not in placed
-    ])  # fmt: skip
+    _in_parallel(
+        [
+            (_link_from_store, (folders, os.path.join(objects, sha), building, relative, mode))
+            for relative, (sha, mode) in manifest.items()
+            if relative not in placed
+        ]
+    )
 
 
 def _in_parallel(tasks):
@@ -537,8 +540,9 @@ def _accounted(jobs):
     try:
         result = subprocess.run(
             ["sacct", "-X", "-D", "-n", "-P", "-j", ",".join(jobs), "-o", "JobID,State,ExitCode,JobName"],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+        )
     except OSError:  # no sacct at all
         return None
     if result.returncode:
@@ -751,8 +755,10 @@ def cancel(document):
         whole = {ref for ref in packed if _nothing_left(folder[ref], before[ref], ref, cancelling[ref], tables)}
         marked = [point for point in marked if point[0] not in whole]
         kept = {ref for ref in refs if ref not in packed or ref in whole}
-        specs = ["%s_[%s]" % (job, ",".join(sorted(r.split("_")[1] for r in kept if r.split("_")[0] == job))) for job in
-                 sorted({r.split("_")[0] for r in kept})]  # fmt: skip
+        specs = [
+            "%s_[%s]" % (job, ",".join(sorted(r.split("_")[1] for r in kept if r.split("_")[0] == job)))
+            for job in sorted({r.split("_")[0] for r in kept})
+        ]
     if specs:
         result = subprocess.run(["scancel", *specs], capture_output=True, text=True)
         if result.returncode:
@@ -842,8 +848,9 @@ def _in_use():
     collecting); a batch script lies in its sweep folder's ``slurm/``."""
     result = subprocess.run(
         ["squeue", "-h", "-u", str(os.getuid()), "-t", "PD,R,CG,CF,S,RQ,RS,RH,SE,SO,ST", "-o", "%o"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     if result.returncode:
         raise SystemExit("mrunner: squeue failed, so nothing is collected: " + result.stderr.strip()[-200:])
     used = {"code": set(), "venvs": set(), "client": set(), "sweeps": set()}  # names; real paths of the last two

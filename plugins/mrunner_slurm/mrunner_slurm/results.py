@@ -37,9 +37,13 @@ def folders(sweep: Sweep, runs: Sequence[Run]) -> dict[str, str]:
 
 
 def pull(
-    connection: Connection, sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str],
+    connection: Connection,
+    sweep: Sweep,
+    runs: Sequence[Run],
+    destination: Path,
+    include: Sequence[str],
     reporter: Reporter,
-) -> Pulled:  # fmt: skip
+) -> Pulled:
     """The sender starts walking the cluster's folders first; this machine lists its own meanwhile."""
     from mrunner_slurm import remote
 

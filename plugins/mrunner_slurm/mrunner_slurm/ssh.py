@@ -85,10 +85,17 @@ def resolve(url: str, config_path: str | None) -> Target:
     jump = entry.get("proxyjump")
     command = entry.get("proxycommand")
     return Target(
-        alias, host, port, user, files, str(entry.get("identitiesonly", "no")).lower() == "yes", known_files,
-        None if jump in (None, "none") else jump, path if os.path.exists(path) else None,
+        alias,
+        host,
+        port,
+        user,
+        files,
+        str(entry.get("identitiesonly", "no")).lower() == "yes",
+        known_files,
+        None if jump in (None, "none") else jump,
+        path if os.path.exists(path) else None,
         None if command in (None, "none") else command,
-    )  # fmt: skip
+    )
 
 
 def _lookup(path: str, alias: str) -> dict[str, Any]:
@@ -385,12 +392,18 @@ def _connect_once(target: Target, interactive: bool) -> ParamikoConnection:
     prompter = _Prompter(target, interactive)
     try:
         client.connect(
-            target.host, target.port, username=target.user, sock=sock,
+            target.host,
+            target.port,
+            username=target.user,
+            sock=sock,
             key_filename=key_files or None,  # type: ignore[arg-type]  # paramiko takes a list too
-            timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT,
-            allow_agent=True, look_for_keys=not target.identities_only,
+            timeout=CONNECT_TIMEOUT,
+            banner_timeout=CONNECT_TIMEOUT,
+            auth_timeout=CONNECT_TIMEOUT,
+            allow_agent=True,
+            look_for_keys=not target.identities_only,
             transport_factory=functools.partial(_transport, prompter=prompter),
-        )  # fmt: skip
+        )
     except BaseException:
         client.close()
         if jump is not None:

@@ -144,26 +144,37 @@ def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int, points_per_ta
         script = f"{directory}/slurm/{name}.sh"
         bundle = batch.bundle_path(directory, name)
         argv = [
-            "sbatch", "--parsable", f"--job-name={name}", f"--array={batch.array_spec(unit.task_ids, context.get('array_parallelism'))}",
-            f"--chdir={directory}", f"--output={batch.slurm_output(directory, '%A_%a')}", "--open-mode=append",
-            *resource_options(packing.task_context(context, points_per_task)), script,
-        ]  # fmt: skip
+            "sbatch",
+            "--parsable",
+            f"--job-name={name}",
+            f"--array={batch.array_spec(unit.task_ids, context.get('array_parallelism'))}",
+            f"--chdir={directory}",
+            f"--output={batch.slurm_output(directory, '%A_%a')}",
+            "--open-mode=append",
+            *resource_options(packing.task_context(context, points_per_task)),
+            script,
+        ]
         if unit.tasks is not None:
             text = batch.packed_script(sweep, context, code, client_dir(storage), directory, bundle, unit.attempt, venv)
             tasks = batch.packed_bundle(sweep, unit.tasks, storage)
         else:
             text = batch.batch_script(
                 sweep, context, code, client_dir(storage), directory, bundle, unit.attempt, unit.offset, venv
-            )  # fmt: skip
+            )
             tasks = batch.task_bundle(sweep, unit.runs, storage)
         result.append(Array(unit, name, script, text, bundle, tasks, argv))
     return result
 
 
 def submit(
-    connection: Connection, sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str],
-    record: Callable[[Sequence[RunUpdate]], None], reporter: Reporter, points_per_task: int | None = None,
-) -> None:  # fmt: skip
+    connection: Connection,
+    sweep: Sweep,
+    runs: Sequence[Run],
+    secrets: Mapping[str, str],
+    record: Callable[[Sequence[RunUpdate]], None],
+    reporter: Reporter,
+    points_per_task: int | None = None,
+) -> None:
     """Write and submit the arrays of ``runs``, ``points_per_task`` points per array task (by default as the
     context says, ``auto`` read against the site's limits: ``mrunner_slurm.packing``)."""
     storage = sweep.package["storage_dir"]
@@ -193,9 +204,17 @@ def submit(
                 raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{done}")
             unit = by_name[event["name"]]
             task = unit.task_of()
-            record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{event['job']}_{task[run.index]}",
-                              detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""))
-                    for run in unit.runs])  # fmt: skip
+            record(
+                [
+                    RunUpdate(
+                        run.index,
+                        SUBMITTED,
+                        backend_ref=f"{event['job']}_{task[run.index]}",
+                        detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""),
+                    )
+                    for run in unit.runs
+                ]
+            )
             accepted += len(unit.runs)
             resources = f", {resource_label(unit.resources)}" if unit.resources else ""
             packed = f" in {len(unit.tasks)} tasks" if unit.tasks is not None else ""
@@ -242,9 +261,10 @@ def render(sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: 
     script (it sources the sweep's ``.secrets.env``), so their names are not needed."""
     storage = storage_on_cluster(str(sweep.context["storage_dir"]))
     package = {
-        "storage_dir": storage, "code_dir": deploy.code_dir(storage, snapshot.digest),
+        "storage_dir": storage,
+        "code_dir": deploy.code_dir(storage, snapshot.digest),
         "entries": layout.working_entries(snapshot.files, sweep.workdir),
-    }  # fmt: skip
+    }
     detail = {"sweep_dir": batch.sweep_dir(storage, sweep)}
     if sweep.context.get("requirements_file"):
         detail["venv"] = VENV_AT_SUBMISSION

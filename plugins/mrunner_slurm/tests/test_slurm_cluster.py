@@ -46,8 +46,10 @@ class Cluster:
     def ssh(self, command: str, check: bool = True) -> str:
         result = subprocess.run(
             ["ssh", "-F", self.service["ssh_config"], self.service["alias"], command],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if check and result.returncode:
             raise AssertionError(f"{command}: {result.stderr}")
         return result.stdout
@@ -75,9 +77,14 @@ def transport_key() -> dict[str, str]:
 def slurm_context(service: dict, storage: str, **extra) -> dict:
     """The keys of a Slurm context on the loopback cluster whose storage_dir is ``storage``."""
     return {
-        "backend": "slurm", "slurm_url": service["alias"], "ssh_config": service["ssh_config"],
-        "storage_dir": storage, "partition": service["partition"], **transport_key(), **extra,
-    }  # fmt: skip
+        "backend": "slurm",
+        "slurm_url": service["alias"],
+        "ssh_config": service["ssh_config"],
+        "storage_dir": storage,
+        "partition": service["partition"],
+        **transport_key(),
+        **extra,
+    }
 
 
 def status(mrunner, sweep: str) -> dict:
@@ -328,8 +335,12 @@ def small_max_array_size(slurm_service):
     start = Path(__file__).resolve().parents[3] / "tests" / "services" / "slurm" / "start.sh"
     subprocess.run([str(start)], env={**os.environ, "SLURM_MAX_ARRAY_SIZE": "4"}, check=True, capture_output=True)
     yield 4
-    subprocess.run([str(start)], env={**os.environ, "SLURM_MAX_ARRAY_SIZE": str(slurm_service["max_array_size"])},
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [str(start)],
+        env={**os.environ, "SLURM_MAX_ARRAY_SIZE": str(slurm_service["max_array_size"])},
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_requirements_file_builds_a_virtualenv_once_and_reuses_it(cluster, mrunner, mrunner_home, tmp_path):
@@ -447,8 +458,10 @@ def test_a_secret_reaches_the_experiment_and_nothing_else(cluster, mrunner, mrun
             every=0.5,
         )
         job = runs[0]["backend_ref"].split("_")[0]
-        while_running = cluster.ssh(f"scontrol show job {job}; scontrol show job -d {job}; squeue -a -o '%all'; "
-                                    f"scontrol write batch_script {job} -")  # fmt: skip
+        while_running = cluster.ssh(
+            f"scontrol show job {job}; scontrol show job -d {job}; squeue -a -o '%all'; "
+            f"scontrol write batch_script {job} -"
+        )
         runs = wait_for(
             lambda: status(mrunner, sweep)["experiments"],
             lambda runs: runs[0]["state"] == "completed",
@@ -529,8 +542,9 @@ def test_a_repeated_submission_of_the_same_attempt_finds_its_job(cluster, mrunne
 
     (tmp_path / "sleepy.py").write_text("import time\ntime.sleep(5)\n")
     os.chdir(tmp_path)
-    plan = planning.Plan(planning.Request(target=Path("sleepy.py"), overrides=["seed=1,2"], multirun=True,
-                                          context_name="test-slurm"))  # fmt: skip
+    plan = planning.Plan(
+        planning.Request(target=Path("sleepy.py"), overrides=["seed=1,2"], multirun=True, context_name="test-slurm")
+    )
     store = Store()
     sweep, runs = submission.submit(plan, store, Reporter(quiet=True))
     first = [r.backend_ref for r in store.runs(sweep.id)]
@@ -580,8 +594,9 @@ def test_neptune_offline_runs_on_the_cluster(slurm_service, mrunner, mrunner_hom
     )
     (tmp_path / "requirements.txt").write_text("neptune==1.14.0.post2\n")
     (tmp_path / "tracked.py").write_text(NEPTUNE_EXPERIMENT)
-    result = mrunner("+context=test-slurm", "tracked.py", "-m", "lr=0.5,2", "--name", "Tracked Run", "--wait",
-                     timeout=900)  # fmt: skip
+    result = mrunner(
+        "+context=test-slurm", "tracked.py", "-m", "lr=0.5,2", "--name", "Tracked Run", "--wait", timeout=900
+    )
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip().splitlines()[-1]
     document = status(mrunner, sweep)
@@ -648,15 +663,24 @@ def test_relative_writes_land_in_each_experiments_own_folder_and_the_project_sta
             assert (seen["out_before"], seen["outputs_before"]) == (False, [])  # nothing of another sweep
             assert (seen["data"], seen["helper"]) == ("project data", 42)
             assert seen["cwd"] == where.experiment_dir
-            assert seen["env"] == {"MRUNNER_EXPERIMENT_DIR": where.experiment_dir,
-                                   "MRUNNER_CHECKPOINT_DIR": where.checkpoint_dir, "MRUNNER_ATTEMPT": "0"}  # fmt: skip
+            assert seen["env"] == {
+                "MRUNNER_EXPERIMENT_DIR": where.experiment_dir,
+                "MRUNNER_CHECKPOINT_DIR": where.checkpoint_dir,
+                "MRUNNER_ATTEMPT": "0",
+            }
             assert seen["snapshot_written"] is False
             assert cluster.read(where.log_file(0)) == "" and cluster.read(where.exit_code_file(0)).strip() == "0"
     code = f"{cluster.storage}/.mrunner/code/{sweeps[0]['sweep']['snapshot_digest']}"
     assert cluster.ssh(f"cd {code} && find . | sort").split() == [
-        ".", "./data", "./data/input.txt", "./helpers.py", "./iso.py", "./outputs", "./outputs/.gitkeep",
+        ".",
+        "./data",
+        "./data/input.txt",
+        "./helpers.py",
+        "./iso.py",
+        "./outputs",
+        "./outputs/.gitkeep",
         "./train.py",
-    ]  # fmt: skip
+    ]
     assert cluster.read(f"{code}/data/input.txt") == "project data"
 
 
@@ -712,16 +736,18 @@ def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
     service = cluster.service
     glob = "conf.d/*" if transport == "paramiko" else f"{home}/.ssh/conf.d/*"
     (home / ".ssh" / "config").write_text(f"Include {glob}\n")
-    (home / ".ssh" / "conf.d" / "cluster").write_text(textwrap.dedent(f"""\
+    (home / ".ssh" / "conf.d" / "cluster").write_text(
+        textwrap.dedent(f"""\
         Host included-cluster
-            HostName {service['host']}
-            Port {service['port']}
-            User {service['user']}
-            IdentityFile {service['key_file']}
-            UserKnownHostsFile {service['known_hosts']}
+            HostName {service["host"]}
+            Port {service["port"]}
+            User {service["user"]}
+            IdentityFile {service["key_file"]}
+            UserKnownHostsFile {service["known_hosts"]}
             IdentitiesOnly yes
-            ProxyCommand {sys.executable} {home / 'relay.py'} %h %p
-        """))  # fmt: skip
+            ProxyCommand {sys.executable} {home / "relay.py"} %h %p
+        """)
+    )
     config = None if transport == "paramiko" else str(home / ".ssh" / "config")
     write_context(
         mrunner_home,
@@ -740,9 +766,12 @@ def test_an_alias_from_an_included_file_reached_through_a_proxy_command(
         ({"modules_to_load": ["no-such-module/1.0"]}, "module load no-such-module/1.0"),
         ({"venv": "/nonexistent/venv"}, ". /nonexistent/venv/bin/activate"),
         ({"conda": "no-such-env"}, "conda activate no-such-env"),
-        ({"prolog_cmd": ["export READY=1", "test -d /nonexistent-dataset", "echo never"]}, "test -d /nonexistent-dataset"),
+        (
+            {"prolog_cmd": ["export READY=1", "test -d /nonexistent-dataset", "echo never"]},
+            "test -d /nonexistent-dataset",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_failing_environment_set_up_fails_the_experiment_and_says_why_in_its_log(
     cluster, mrunner, mrunner_home, keys, command
 ):

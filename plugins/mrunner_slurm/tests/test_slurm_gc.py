@@ -36,8 +36,10 @@ class Cluster:
     def ssh(self, command: str) -> str:
         result = subprocess.run(
             ["ssh", "-F", self.service["ssh_config"], self.service["alias"], command],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, f"{command}: {result.stderr}"
         return result.stdout
 
@@ -49,11 +51,20 @@ class Cluster:
 @pytest.fixture
 def cluster(slurm_service: dict, mrunner_home: Path, tmp_path: Path, mrunner) -> Cluster:
     storage = f"{slurm_service['storage_dir']}/gc-{uuid.uuid4().hex[:10]}"
-    write_context(mrunner_home, "gc-slurm", {
-        "backend": "slurm", "slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"],
-        "storage_dir": storage, "partition": slurm_service["partition"], "secrets": ["MY_FAKE_TOKEN"],
-        "grace_period": 5, **transport_key(),
-    })  # fmt: skip
+    write_context(
+        mrunner_home,
+        "gc-slurm",
+        {
+            "backend": "slurm",
+            "slurm_url": slurm_service["alias"],
+            "ssh_config": slurm_service["ssh_config"],
+            "storage_dir": storage,
+            "partition": slurm_service["partition"],
+            "secrets": ["MY_FAKE_TOKEN"],
+            "grace_period": 5,
+            **transport_key(),
+        },
+    )
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "train.py").write_text(SCRIPT)
     mrunner.cwd = tmp_path / "project"

@@ -76,9 +76,15 @@ class Environment:
     def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
         """``mrunner ARGS`` with no terminal at all."""
         return subprocess.run(
-            [sys.executable, "-m", "mrunner", *args], cwd=self.project, capture_output=True, text=True,
-            timeout=timeout, env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "mrunner", *args],
+            cwd=self.project,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def in_terminal(self, *args: str, answers: dict[bytes, str], timeout: float = 120) -> tuple[int, str, int]:
         """``mrunner ARGS`` in a pseudo-terminal, answering each prompt that contains a key of ``answers``
@@ -221,10 +227,21 @@ def agent(sshd_mfa_service, tmp_path):
     askpass = tmp_path / "askpass"
     askpass.write_text(f"#!/bin/sh\ncat {sshd_mfa_service['passphrase_file']}\n")
     askpass.chmod(0o700)
-    env = {**os.environ, "SSH_AUTH_SOCK": socket, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force",
-           "DISPLAY": "none"}  # fmt: skip
-    added = subprocess.run(["ssh-add", sshd_mfa_service["encrypted_key"]], env=env, capture_output=True,
-                           stdin=subprocess.DEVNULL, start_new_session=True, timeout=30)  # fmt: skip
+    env = {
+        **os.environ,
+        "SSH_AUTH_SOCK": socket,
+        "SSH_ASKPASS": str(askpass),
+        "SSH_ASKPASS_REQUIRE": "force",
+        "DISPLAY": "none",
+    }
+    added = subprocess.run(
+        ["ssh-add", sshd_mfa_service["encrypted_key"]],
+        env=env,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        timeout=30,
+    )
     assert added.returncode == 0, added.stderr
     yield socket
     process.terminate()
@@ -235,8 +252,11 @@ def agent(sshd_mfa_service, tmp_path):
 def test_a_cluster_behind_a_bastion_with_the_key_in_an_agent(
     slurm_service, sshd_mfa_service, mrunner_home, environment, agent, transport
 ):
-    service = {**slurm_service, "alias": sshd_mfa_service["behind_bastion_alias"],
-               "ssh_config": sshd_mfa_service["ssh_config"]}  # fmt: skip
+    service = {
+        **slurm_service,
+        "alias": sshd_mfa_service["behind_bastion_alias"],
+        "ssh_config": sshd_mfa_service["ssh_config"],
+    }
     write_context(
         mrunner_home,
         "test-slurm",
@@ -289,8 +309,9 @@ def test_the_users_own_master_connection_is_used(slurm_service, mrunner_home, en
         slurm_context(service, f"{slurm_service['storage_dir']}/own-{uuid.uuid4().hex[:10]}", ssh="openssh"),
     )
     ssh = ["ssh", "-F", str(tmp_path / "ssh_config"), slurm_service["alias"]]
-    subprocess.run([*ssh[:-1], "-f", "-N", "-o", "ControlPersist=60", ssh[-1]], check=True, timeout=30,
-                   stdin=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [*ssh[:-1], "-f", "-N", "-o", "ControlPersist=60", ssh[-1]], check=True, timeout=30, stdin=subprocess.DEVNULL
+    )
     try:
         said = environment.run("login", "test-slurm")
         assert said.returncode == 0 and "your own ssh master" in said.stdout, said.stderr

@@ -89,9 +89,12 @@ def test_logs_follow_of_a_point_waiting_in_its_task_streams_it_from_its_start_to
     packed(cluster, mrunner_home, points_per_task=2)
     sweep = submit(mrunner, "i=range(2)", "hold=0")
     wait_for(
-        lambda: states(mrunner, sweep), lambda found: found == [RUNNING, PENDING],
-        timeout=60, every=0.5, what="point 1 to wait in its task",
-    )  # fmt: skip
+        lambda: states(mrunner, sweep),
+        lambda found: found == [RUNNING, PENDING],
+        timeout=60,
+        every=0.5,
+        what="point 1 to wait in its task",
+    )
     follower = start_mrunner(tmp_path, "logs", f"{sweep}/1", "-f")
     cluster.ssh(f"touch {cluster.storage}/gate")
     out, err = follower.communicate(timeout=60)
@@ -108,26 +111,34 @@ def test_cancel_inside_a_running_task_skips_a_waiting_point_and_stops_a_running_
     runs = wait_for(
         lambda: status(mrunner, sweep)["experiments"],
         lambda rs: [r["state"] for r in rs] == [COMPLETED, RUNNING, PENDING, PENDING],
-        timeout=60, every=0.5, what="point 1 to run with 2 and 3 waiting in its task",
-    )  # fmt: skip
+        timeout=60,
+        every=0.5,
+        what="point 1 to run with 2 and 3 waiting in its task",
+    )
     assert runs[2]["detail"] == "queued in its running task"
     cancel = mrunner("cancel", f"{sweep}/2")  # waiting inside the running task
     assert cancel.returncode == 0, cancel.stderr
     cancel = mrunner("cancel", f"{sweep}/1")  # running: stopped alone, the task goes on with point 3
     assert cancel.returncode == 0, cancel.stderr
     wait_for(
-        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED, CANCELLED, CANCELLED, COMPLETED],
-        timeout=60, every=0.5, what="point 3 to complete after the cancels",
-    )  # fmt: skip
+        lambda: states(mrunner, sweep),
+        lambda found: found == [COMPLETED, CANCELLED, CANCELLED, COMPLETED],
+        timeout=60,
+        every=0.5,
+        what="point 3 to complete after the cancels",
+    )
     document = status(mrunner, sweep)
     runs = document["experiments"]
     assert [ledger(cluster, document, run) for run in runs] == [[0], [0], [], [0]]  # 2 never started
     assert "done" not in mrunner("logs", f"{sweep}/1").stdout
     job = runs[0]["backend_ref"].split("_")[0]
     wait_for(
-        lambda: cluster.ssh(f"squeue -h -r -j {job} -o %T"), lambda listing: "RUNNING" not in listing,
-        timeout=30, every=0.5, what="the task to end",
-    )  # fmt: skip
+        lambda: cluster.ssh(f"squeue -h -r -j {job} -o %T"),
+        lambda listing: "RUNNING" not in listing,
+        timeout=30,
+        every=0.5,
+        what="the task to end",
+    )
     assert states(mrunner, sweep) == [COMPLETED, CANCELLED, CANCELLED, COMPLETED]
 
 
@@ -135,9 +146,12 @@ def test_cancel_of_a_whole_packed_sweep_scancels_its_tasks(cluster, mrunner, mru
     packed(cluster, mrunner_home, points_per_task=3)
     sweep = submit(mrunner, "i=range(6)", "hold=0", "hold_too=3")  # the first point of each task holds
     wait_for(
-        lambda: states(mrunner, sweep), lambda found: found[0] == found[3] == RUNNING,
-        timeout=60, every=0.5, what="points 0 and 3 to run",
-    )  # fmt: skip
+        lambda: states(mrunner, sweep),
+        lambda found: found[0] == found[3] == RUNNING,
+        timeout=60,
+        every=0.5,
+        what="points 0 and 3 to run",
+    )
     job = status(mrunner, sweep)["experiments"][0]["backend_ref"].split("_")[0]
     cancel = mrunner("cancel", sweep)
     assert cancel.returncode == 0, cancel.stderr
@@ -153,14 +167,19 @@ def test_points_at_once_run_together_each_on_its_share_of_the_tasks_gpus(cluster
     runs = wait_for(
         lambda: status(mrunner, sweep)["experiments"],
         lambda rs: [r["state"] for r in rs] == [RUNNING, RUNNING, PENDING, PENDING],
-        timeout=60, every=0.5, what="points 0 and 1 to run at once, 2 and 3 waiting in the task",
-    )  # fmt: skip
+        timeout=60,
+        every=0.5,
+        what="points 0 and 1 to run at once, 2 and 3 waiting in the task",
+    )
     assert len({r["backend_ref"] for r in runs}) == 1
     cluster.ssh(f"touch {cluster.storage}/gate")
     wait_for(
-        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 4,
-        timeout=60, every=0.5, what="the task's four points to complete",
-    )  # fmt: skip
+        lambda: states(mrunner, sweep),
+        lambda found: found == [COMPLETED] * 4,
+        timeout=60,
+        every=0.5,
+        what="the task's four points to complete",
+    )
     gpus = [mrunner("logs", f"{sweep}/{index}").stdout.split(" gpus ")[1].split()[0] for index in range(4)]
     assert sorted(gpus[:2]) == ["0", "1"] and all(g in ("0", "1") for g in gpus)  # one GPU each
 
@@ -171,20 +190,27 @@ def test_a_requeued_task_runs_only_its_points_that_did_not_complete(cluster, mru
     runs = wait_for(
         lambda: status(mrunner, sweep)["experiments"],
         lambda rs: [r["state"] for r in rs] == [COMPLETED, RUNNING, PENDING],
-        timeout=60, every=0.5, what="point 1 to run",
-    )  # fmt: skip
+        timeout=60,
+        every=0.5,
+        what="point 1 to run",
+    )
     ref = runs[0]["backend_ref"]
     cluster.ssh(f"scontrol requeue {ref}")
     wait_for(
         lambda: status(mrunner, sweep)["experiments"],
         lambda rs: [r["attempt"] for r in rs] == [0, 1, 1],
-        timeout=60, every=0.5, what="the requeue to show as the next attempt of points 1 and 2",
-    )  # fmt: skip
+        timeout=60,
+        every=0.5,
+        what="the requeue to show as the next attempt of points 1 and 2",
+    )
     release(cluster, ref)
     wait_for(
-        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 3,
-        timeout=120, every=0.5, what="the requeued task to complete",
-    )  # fmt: skip
+        lambda: states(mrunner, sweep),
+        lambda found: found == [COMPLETED] * 3,
+        timeout=120,
+        every=0.5,
+        what="the requeued task to complete",
+    )
     document = status(mrunner, sweep)
     runs = document["experiments"]
     assert [ledger(cluster, document, run) for run in runs] == [[0], [0, 1], [1]]
@@ -200,21 +226,28 @@ def test_a_task_at_its_time_limit_comes_back_and_runs_the_points_it_did_not_comp
     before the time limit; its wrapper requeues the task, whose next attempt runs points 0 and 1."""
     packed(cluster, mrunner_home, points_per_task=2, time=1, max_requeue=1)
     write_context(
-        mrunner_home, "test-slurm",
+        mrunner_home,
+        "test-slurm",
         slurm_context(cluster.service, cluster.storage, grace_period=20, points_per_task=2, time=1, max_requeue=1),
-    )  # fmt: skip
+    )
     sweep = submit(mrunner, "i=range(2)", "hold=0", "hold_until=1")
     ref = status(mrunner, sweep)["experiments"][0]["backend_ref"]
     assert "TimeLimit=00:02:00" in cluster.ssh(f"scontrol show job {ref}")
     wait_for(
-        lambda: status(mrunner, sweep)["experiments"], lambda rs: [r["attempt"] for r in rs] == [1, 1],
-        timeout=200, every=1, what="the requeue at the time limit's warning",
-    )  # fmt: skip
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["attempt"] for r in rs] == [1, 1],
+        timeout=200,
+        every=1,
+        what="the requeue at the time limit's warning",
+    )
     release(cluster, ref)
     wait_for(
-        lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 2,
-        timeout=120, every=0.5, what="the task's next attempt to complete both points",
-    )  # fmt: skip
+        lambda: states(mrunner, sweep),
+        lambda found: found == [COMPLETED] * 2,
+        timeout=120,
+        every=0.5,
+        what="the task's next attempt to complete both points",
+    )
     document = status(mrunner, sweep)
     runs = document["experiments"]
     assert [ledger(cluster, document, run) for run in runs] == [[0, 1], [1]]

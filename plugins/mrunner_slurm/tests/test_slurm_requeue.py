@@ -205,9 +205,12 @@ def test_an_experiment_that_exited_0_is_completed_and_never_run_again_whatever_s
     assert cluster.ssh(f"cat {folder}/status/0.0").strip() == "0"
     cluster.ssh(f"scontrol requeue {done['backend_ref']}")  # kept by Slurm for MinJobAge after its end
     wait_for(
-        lambda: checkpoint(cluster, document, running)["step"], lambda step: step >= 2, timeout=60, every=0.5,
+        lambda: checkpoint(cluster, document, running)["step"],
+        lambda step: step >= 2,
+        timeout=60,
+        every=0.5,
         what="experiment 1 at step 2",
-    )  # fmt: skip
+    )
     cluster.ssh(f"scontrol requeue {running['backend_ref']}")
     runs = wait_for(
         lambda: status(mrunner, sweep)["experiments"],
@@ -232,9 +235,11 @@ def test_an_experiment_that_exited_0_is_completed_and_never_run_again_whatever_s
     job = done["backend_ref"].split("_")[0]
     wait_for(
         lambda: cluster.ssh(f"squeue -h -r -j {job} -O 'JobArrayID:|,State:|,RestartCnt:|'"),
-        lambda listing: "PENDING" not in listing and "RUNNING" not in listing, timeout=60, every=0.5,
+        lambda listing: "PENDING" not in listing and "RUNNING" not in listing,
+        timeout=60,
+        every=0.5,
         what="the requeued tasks to end",
-    )  # fmt: skip
+    )
     document = status(mrunner, sweep)
     assert [(r["state"], r["exit_code"]) for r in document["experiments"]] == [(COMPLETED, 0), (COMPLETED, 0)]
     assert ends(document["experiments"][0]) == [(0, COMPLETED)]

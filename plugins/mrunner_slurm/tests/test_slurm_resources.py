@@ -49,9 +49,12 @@ def asked_memory(cluster: Cluster, job: str) -> set[str]:
 
 def ended(mrunner, sweep: str) -> dict:
     return wait_for(
-        lambda: status(mrunner, sweep), lambda d: all(r["state"] in TERMINAL for r in d["experiments"]),
-        timeout=180, every=1, what=f"every experiment of {sweep} to end",
-    )  # fmt: skip
+        lambda: status(mrunner, sweep),
+        lambda d: all(r["state"] in TERMINAL for r in d["experiments"]),
+        timeout=180,
+        every=1,
+        what=f"every experiment of {sweep} to end",
+    )
 
 
 def test_each_memory_class_is_its_own_array_and_resume_keeps_the_class(cluster, mrunner):
@@ -78,8 +81,11 @@ def test_each_memory_class_is_its_own_array_and_resume_keeps_the_class(cluster, 
     document = ended(mrunner, sweep)
     assert [r["state"] for r in document["experiments"]] == [COMPLETED, FAILED, COMPLETED, FAILED]
     assert [memory_of(cluster, document, r, 0)["mem"] for r in document["experiments"]] == [
-        "600", "600", "1200", "1200",
-    ]  # fmt: skip
+        "600",
+        "600",
+        "1200",
+        "1200",
+    ]
     shown = mrunner("status", sweep)
     assert shown.returncode == 0, shown.stderr
     assert "resources: mem=600M (2), mem=1200M (2)" in shown.stdout
@@ -133,16 +139,31 @@ def test_arrays_group_runs_by_attempt_and_resource_class():
     runs = [run(0, 0, mem="1G"), run(1, 0, mem="2G"), run(2, 0, mem="1G"), run(3, 1, mem="2G"), run(4, 0)]
     grouped = units(runs, max_array_size=1001)
     assert [(u.attempt, u.resources, [r.index for r in u.runs]) for u in grouped] == [
-        (0, {"mem": "1G"}, [0, 2]), (0, {"mem": "2G"}, [1]), (0, {}, [4]), (1, {"mem": "2G"}, [3]),
-    ]  # fmt: skip
+        (0, {"mem": "1G"}, [0, 2]),
+        (0, {"mem": "2G"}, [1]),
+        (0, {}, [4]),
+        (1, {"mem": "2G"}, [3]),
+    ]
     assert len({u.name(Sweep("s", "n", 0, "c", "slurm", {}, "p", "d", "/p")) for u in grouped}) == 4
     context = validated_context("c", {"backend": "slurm", "slurm_url": "h", "mem": "500M"})
     sweep = Sweep(
-        "s", "n", 0, "c", "slurm", context, "p", "d" * 64, "/p",
-        package={"storage_dir": "/st", "code_dir": "/st/code", "entries": []}, detail={"sweep_dir": "/st/p/s"},
-    )  # fmt: skip
+        "s",
+        "n",
+        0,
+        "c",
+        "slurm",
+        context,
+        "p",
+        "d" * 64,
+        "/p",
+        package={"storage_dir": "/st", "code_dir": "/st/code", "entries": []},
+        detail={"sweep_dir": "/st/p/s"},
+    )
     made = arrays(sweep, runs, 1001)
     assert [[o for o in a.argv if o.startswith("--mem=")] for a in made] == [
-        ["--mem=1G"], ["--mem=2G"], ["--mem=500M"], ["--mem=2G"],
-    ]  # fmt: skip
+        ["--mem=1G"],
+        ["--mem=2G"],
+        ["--mem=500M"],
+        ["--mem=2G"],
+    ]
     assert [a.argv[3] for a in made] == ["--array=0,2", "--array=1", "--array=4", "--array=3"]

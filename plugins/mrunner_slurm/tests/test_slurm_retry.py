@@ -76,8 +76,9 @@ def test_a_retry_counts_against_retry_failed_not_max_requeue(cluster, mrunner, m
     assert [(r["state"], r["exit_code"], r["attempt"]) for r in runs] == [(COMPLETED, 0, 0), (COMPLETED, 0, 1)]
     failed_once = status(mrunner, sweep)["experiments"][1]
     assert [(a["number"], a["cause"], a["end"], a["exit_code"]) for a in failed_once["attempts"]] == [
-        (0, "submitted", FAILED, 3), (1, "retried", COMPLETED, 0)
-    ]  # fmt: skip
+        (0, "submitted", FAILED, 3),
+        (1, "retried", COMPLETED, 0),
+    ]
     assert restarts(cluster, failed_once["backend_ref"]) in (1, -1)  # Slurm requeued that task once (or forgot it)
     assert "attempt 0" in mrunner("logs", f"{sweep}/1", "--attempt", "0").stdout
 

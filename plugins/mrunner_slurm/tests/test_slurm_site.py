@@ -86,22 +86,30 @@ def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continue
     document = status(mrunner, sweep)
     runs = document["experiments"]
     wait_for(
-        lambda: [len(ledger(cluster, document, run)) for run in runs], lambda done: min(done) >= 3, timeout=120,
-        every=0.5, what="both experiments to complete 3 points",
-    )  # fmt: skip
+        lambda: [len(ledger(cluster, document, run)) for run in runs],
+        lambda done: min(done) >= 3,
+        timeout=120,
+        every=0.5,
+        what="both experiments to complete 3 points",
+    )
     preemptor = cluster.ssh(
         f"sbatch --parsable -p {high} --gres=gpu:{gpus} --mem=100 --time=5 -J preemptor --wrap 'sleep 300'"
     ).strip()
     try:
         wait_for(
-            lambda: cluster.ssh(f"squeue -h -j {preemptor} -o %T"), lambda state: "RUNNING" in state,
-            timeout=60, every=0.5, what=f"the high-priority job {preemptor} to start",
-        )  # fmt: skip
+            lambda: cluster.ssh(f"squeue -h -j {preemptor} -o %T"),
+            lambda state: "RUNNING" in state,
+            timeout=60,
+            every=0.5,
+            what=f"the high-priority job {preemptor} to start",
+        )
         preempted = wait_for(
             lambda: status(mrunner, sweep)["experiments"],
             lambda rs: all(r["attempt"] == 1 and r["state"] == PENDING for r in rs),
-            timeout=60, every=1, what="both tasks requeued as attempt 1",
-        )  # fmt: skip
+            timeout=60,
+            every=1,
+            what="both tasks requeued as attempt 1",
+        )
         assert [r["backend_ref"] for r in preempted] == [r["backend_ref"] for r in runs]  # the same array tasks
         for run in runs:  # Slurm's accounting calls it what it was
             history = cluster.ssh(f"sacct -X -D -n -P -j {run['backend_ref']} -o State")
@@ -111,9 +119,12 @@ def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continue
     for run in runs:
         release(cluster, run["backend_ref"])
     finished = wait_for(
-        lambda: status(mrunner, sweep)["experiments"], lambda rs: all(r["state"] == COMPLETED for r in rs),
-        timeout=180, every=1, what="both experiments to complete",
-    )  # fmt: skip
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: all(r["state"] == COMPLETED for r in rs),
+        timeout=180,
+        every=1,
+        what="both experiments to complete",
+    )
     for run in finished:
         assert ends(run) == [(0, PREEMPTED), (1, COMPLETED)]
         written = ledger(cluster, document, run)
@@ -156,14 +167,20 @@ def test_status_of_tasks_squeue_forgot_comes_from_sacct_and_without_accounting_f
     quick, slow = status(mrunner, sweep)["experiments"]
     job = slow["backend_ref"].split("_")[0]
     wait_for(
-        lambda: cluster.ssh(f"squeue -h -j {slow['backend_ref']} -o %T"), lambda state: "RUNNING" in state,
-        timeout=60, every=0.5, what="the slow experiment to run",
-    )  # fmt: skip
+        lambda: cluster.ssh(f"squeue -h -j {slow['backend_ref']} -o %T"),
+        lambda state: "RUNNING" in state,
+        timeout=60,
+        every=0.5,
+        what="the slow experiment to run",
+    )
     cluster.ssh(f"scancel {slow['backend_ref']}")
     wait_for(
-        lambda: cluster.ssh(f"squeue -h -r --states=all -j {job} -o %i", check=False), lambda listed: not listed.strip(),
-        timeout=180, every=2, what=f"squeue to forget job {job} (MinJobAge)",
-    )  # fmt: skip
+        lambda: cluster.ssh(f"squeue -h -r --states=all -j {job} -o %i", check=False),
+        lambda listed: not listed.strip(),
+        timeout=180,
+        every=2,
+        what=f"squeue to forget job {job} (MinJobAge)",
+    )
 
     fake = f"{storage}/fake-site-without-accounting"
     cluster.ssh(

@@ -34,8 +34,11 @@ def place(slurm_service: dict) -> Iterator[Path]:
 def mounted(folder: Path, options: str) -> Path:
     """A tmpfs at ``folder`` owned by the cluster's user, mounted with ``options`` (``size=64k``, ``ro``)."""
     folder.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options},uid=mrtest,mode=0755", "tmpfs", str(folder)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"{options},uid=mrtest,mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode:
         message = f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}"
         if os.environ.get("CI") == "true":

@@ -17,11 +17,14 @@ class TestSlurmBackend(BackendTestSuite):
         """The suite runs once per transport."""
         self.service = slurm_service
         keys = {
-            "backend": "slurm", "ssh": request.param,
-            "slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"],
+            "backend": "slurm",
+            "ssh": request.param,
+            "slurm_url": slurm_service["alias"],
+            "ssh_config": slurm_service["ssh_config"],
             "storage_dir": f"{slurm_service['storage_dir']}/suite-{uuid.uuid4().hex[:10]}",
-            "partition": slurm_service["partition"], "grace_period": 5,
-        }  # fmt: skip
+            "partition": slurm_service["partition"],
+            "grace_period": 5,
+        }
         return write_context(mrunner_home, "suite-slurm", keys)
 
     def while_waiting(self, mrunner, sweep: str, states: dict[int, dict]) -> None:

@@ -50,16 +50,27 @@ def test_live_tracking_from_the_compute_node(cluster, mrunner, mrunner_home, mlf
     uri = mlflow_service["tracking_uri"]
     experiment = f"mrunner-slurm-{uuid.uuid4().hex[:8]}"
     keys = slurm_context(
-        cluster.service, cluster.storage, requirements_file="requirements.txt", mlflow=True,
-        mlflow_tracking_uri=uri, mlflow_experiment=experiment, retry_failed=1, grace_period=5,
-    )  # fmt: skip
+        cluster.service,
+        cluster.storage,
+        requirements_file="requirements.txt",
+        mlflow=True,
+        mlflow_tracking_uri=uri,
+        mlflow_experiment=experiment,
+        retry_failed=1,
+        grace_period=5,
+    )
     write_context(mrunner_home, "test-slurm", keys)
     token = fake_secret("mlflow")
     with CmdlineWatch(token, witness="train_tracked.py") as arguments:
         done = mrunner(
-            "+context=test-slurm", "train_tracked.py", "-m", "lr=0.1,0.2", "--wait",
-            env={"MLFLOW_TRACKING_TOKEN": token}, timeout=900,
-        )  # fmt: skip
+            "+context=test-slurm",
+            "train_tracked.py",
+            "-m",
+            "lr=0.1,0.2",
+            "--wait",
+            env={"MLFLOW_TRACKING_TOKEN": token},
+            timeout=900,
+        )
     assert done.returncode == 0, done.stderr
     sweep = done.stdout.strip().splitlines()[-1]
     runs = status(mrunner, sweep)["experiments"]

@@ -19,12 +19,14 @@ def test_importing_the_ssh_module_does_not_load_invoke():
 
 def test_match_exec_in_the_ssh_config_still_runs_its_command(tmp_path):
     config = tmp_path / "ssh_config"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         Match host cluster exec "touch {tmp_path}/ran"
             HostName login.example.org
             Port 2200
             User alice
-        """))  # fmt: skip
+        """)
+    )
     code = (
         f"from mrunner_slurm.ssh import resolve; t = resolve('cluster', {str(config)!r}); print(t.host, t.port, t.user)"
     )
@@ -43,22 +45,28 @@ def _resolve(home, alias, config=None):
         f"t = resolve({alias!r}, {config!r}); print(json.dumps([t.host, t.port, t.user, t.proxy_command]))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
         env={**os.environ, "HOME": str(home)},
-    )  # fmt: skip
+    )
     return done
 
 
 def test_include_is_followed_relative_to_dot_ssh_with_globs_in_order(tmp_path):
     ssh = tmp_path / ".ssh"
     (ssh / "config.d").mkdir(parents=True)
-    (ssh / "config").write_text(textwrap.dedent("""\
+    (ssh / "config").write_text(
+        textwrap.dedent("""\
         Include config.d/*.conf
         Host other
             HostName other.example.org
         Host *
             User fallback
-        """))  # fmt: skip
+        """)
+    )
     (ssh / "config.d" / "10-cluster.conf").write_text("Host cluster\n    HostName login.example.org\n    Port 2200\n")
     (ssh / "config.d" / "20-later.conf").write_text("Host cluster\n    Port 9999\n    User alice\n")
     (ssh / "config.d" / "ignored.txt").write_text("Host cluster\n    Port 1\n")
@@ -72,14 +80,16 @@ def test_include_inside_a_block_applies_only_there_and_match_is_applied(tmp_path
     (tmp_path / ".ssh").mkdir()
     (tmp_path / ".ssh" / "common").write_text("User shared\nPort 2022\n")
     config = tmp_path / "custom_config"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         Host cluster
             Include ~/.ssh/common
             HostName login.example.org
         Match originalhost gateway user *
             HostName gw.example.org
             ProxyCommand {sys.executable} relay.py %h %p
-        """))  # fmt: skip
+        """)
+    )
     assert json.loads(_resolve(tmp_path, "cluster", str(config)).stdout) == ["login.example.org", 2022, "shared", None]
     host, port, user, proxy = json.loads(_resolve(tmp_path, "gateway", str(config)).stdout)
     assert (host, port, user) == ("gw.example.org", 22, os.environ.get("USER") or user)

@@ -46,8 +46,15 @@ log = logging.getLogger(__name__)
 
 CALLBACK = "mrunner.hydra_job.JobReport"
 # Hydra overrides that stay with the multirun: a job runs alone, in the folder it is given (hydra.run.dir).
-NOT_FOR_JOBS = ("hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper", "hydra.mode", "hydra.run.",
-                "hydra.sweep.dir")  # fmt: skip
+NOT_FOR_JOBS = (
+    "hydra/launcher",
+    "hydra.launcher",
+    "hydra/sweeper",
+    "hydra.sweeper",
+    "hydra.mode",
+    "hydra.run.",
+    "hydra.sweep.dir",
+)
 
 
 class JobFailed(MrunnerError, CompactHydraException):
@@ -104,10 +111,15 @@ def launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], in
         for experiment in experiments:
             experiment.exclude = [f"/{sweep_dir.resolve().relative_to(root)}/"]
     request = planning.Request(
-        target=None, experiments=experiments, context_name=context_name, name=name,
+        target=None,
+        experiments=experiments,
+        context_name=context_name,
+        name=name,
         context_overrides=[f"context.{k}={grid.format_value(v)}" for k, v in keys.items()],
-        tags=[str(t) for t in options.get("tags") or []], force=True, argv=[Path(sys.executable).name, *sys.argv],
-    )  # fmt: skip
+        tags=[str(t) for t in options.get("tags") or []],
+        force=True,
+        argv=[Path(sys.executable).name, *sys.argv],
+    )
     plan = planning.Plan(request)
     if plan.context["backend"] != backend:
         raise MrunnerError(f"context {context_name}: context_keys may not change its backend ({backend!r})")
@@ -162,19 +174,22 @@ def _command_job(job: Job, script: str, name: str, master: DictConfig, sweep_dir
     assert isinstance(given, list)
     passed = [str(o) for o in given if not str(o).lstrip("+~").startswith(NOT_FOR_JOBS)]
     own = [
-        f"hydra.sweep.dir={grid.format_value(str(sweep_dir))}", f"hydra.job.num={job.index}",
+        f"hydra.sweep.dir={grid.format_value(str(sweep_dir))}",
+        f"hydra.job.num={job.index}",
         f"hydra.job.id={grid.format_value(f'{master.hydra.job.name}_{job.index}')}",
         f"++hydra.callbacks.mrunner_job._target_={CALLBACK}",
-    ]  # fmt: skip
+    ]
     if shared:
         own += [
             "hydra.run.dir=${hydra.sweep.dir}/${hydra.sweep.subdir}",
             f"++hydra.callbacks.mrunner_job.original_cwd={grid.format_value(os.getcwd())}",
         ]
     return Experiment(
-        script=os.path.relpath(script), name=name, parameters=_parameters(job.overrides),
+        script=os.path.relpath(script),
+        name=name,
+        parameters=_parameters(job.overrides),
         overrides=[*job.overrides, *passed, *own],
-    )  # fmt: skip
+    )
 
 
 def _function_job(job: Job, launcher: MrunnerLauncher, sweep_dir: Path, name: str) -> Experiment:
@@ -186,8 +201,12 @@ def _function_job(job: Job, launcher: MrunnerLauncher, sweep_dir: Path, name: st
         config.hydra.sweep.dir = str(sweep_dir)  # the job starts in its own folder: make it absolute
     job_file = _job_file(sweep_dir, job)
     job_file.parent.mkdir(exist_ok=True)
-    state = {"config": config, "hydra_context": launcher.hydra_context, "task_function": launcher.task_function,
-             "singleton_state": Singleton.get_state()}  # fmt: skip
+    state = {
+        "config": config,
+        "hydra_context": launcher.hydra_context,
+        "task_function": launcher.task_function,
+        "singleton_state": Singleton.get_state(),
+    }
     job_file.write_bytes(cloudpickle.dumps(state))
     Path(_job.result_path(str(job_file))).unlink(missing_ok=True)
     script = shlex.join([sys.executable, "-m", _job.__name__, str(job_file)])

@@ -28,9 +28,12 @@ def main(job_file: str) -> int:
     Singleton.set_state(job["singleton_state"])
     HydraConfig.instance().set_config(job["config"])
     returned = run_job(
-        hydra_context=job["hydra_context"], task_function=job["task_function"], config=job["config"],
-        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
-    )  # fmt: skip
+        hydra_context=job["hydra_context"],
+        task_function=job["task_function"],
+        config=job["config"],
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
     try:
         data = cloudpickle.dumps(returned)
     except Exception:  # a return value (or exception) that cannot be pickled travels as its repr

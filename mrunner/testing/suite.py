@@ -366,12 +366,17 @@ class BackendTestSuite:
             (1, 12.5, pytest.approx(0.7071, abs=1e-4), 2),
         ]
         cache = mrunner_home / "data" / "mrunner" / "metrics" / sweep
-        first = self.pulled(cache)
+        first = self.pulled_metrics(cache)
         assert sorted(path.split("/", 1)[1] for path in first) == ["mrunner-metrics.jsonl"] * 4, first
         again = mrunner("results", sweep, "--sort=-score", timeout=self.timeout)
         assert again.returncode == 0, again.stderr
         assert [line.split()[0] for line in again.stdout.splitlines()[3:]] == ["3", "2", "1", "0"], again.stdout
-        assert self.pulled(cache) == first  # nothing transferred or rewritten
+        assert self.pulled_metrics(cache) == first  # nothing transferred or rewritten
+
+    def pulled_metrics(self, cache: Path) -> dict[str, tuple[int, int]]:
+        """The experiments' files in ``results``' cache of a sweep: every file but what mrunner keeps there about
+        them (``.fetched.json``, ``.curves.marshal``: names starting with a dot at the top)."""
+        return {path: mark for path, mark in self.pulled(cache).items() if not path.startswith(".")}
 
     def test_pull_of_an_unknown_sweep_or_an_experiment_never_started(self, mrunner, backend_context, project):
         unknown = mrunner("pull", "nosuchsweep", timeout=self.timeout)

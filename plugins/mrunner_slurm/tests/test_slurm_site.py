@@ -12,7 +12,8 @@ from mrunner.testing import wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
 from plugins.mrunner_slurm.tests.test_slurm_requeue import ends, release
 
-# Works through `points`, `pause` seconds each. After each point it writes the point to its ledger and the next
+# Works through `points`, `pause` seconds each (long enough that a preemption, which takes GraceTime and a
+# scheduling pass, comes while it works). After each point it writes the point to its ledger and the next
 # point to its checkpoint, with SIGTERM held off meanwhile, so a point is in the ledger exactly when the
 # checkpoint says it is done. SIGTERM (a preemption, a cancel) saves and stops; the next attempt continues
 # from the checkpoint.
@@ -80,7 +81,7 @@ def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continue
     write_context(mrunner_home, "test-slurm", context)
     (tmp_path / "train.py").write_text(LEDGER)
     seeds = ",".join(str(seed) for seed in range(gpus))
-    submitted = mrunner("+context=test-slurm", "train.py", "-m", f"seed={seeds}", f"points={POINTS}", "pause=0.5")
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", f"seed={seeds}", f"points={POINTS}", "pause=1.5")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
     document = status(mrunner, sweep)
@@ -188,14 +189,20 @@ def test_status_of_tasks_squeue_forgot_comes_from_sacct_and_without_accounting_f
         f"> {fake}/sacct && chmod +x {fake}/sacct"
     )
     command = remote._command
+    # A fresh connection: one an earlier test of this process opened keeps a helper started in advance
+    # (remote.prestart) with the real PATH; and none of this one's helpers may outlive the fake.
+    transport.close_all()
     monkeypatch.setattr(remote, "_command", lambda *args: f"PATH={fake}:$PATH " + command(*args))
-    store = Store()
-    connection = transport.connection(context)
-    calls = connection.calls
-    updates = {u.index: u for u in jobs.status(connection, store.sweep(sweep), store.runs(sweep))}
+    try:
+        store = Store()
+        connection = transport.connection(context)
+        calls = connection.calls
+        updates = {u.index: u for u in jobs.status(connection, store.sweep(sweep), store.runs(sweep))}
+    finally:
+        transport.close_all()
+        monkeypatch.setattr(remote, "_command", command)
     assert connection.calls - calls == 1  # one helper call for the sweep, as with accounting
     assert (updates[1].state, updates[1].detail) == (CANCELLED, "jobcomp: CANCELLED")
-    monkeypatch.setattr(remote, "_command", command)
 
     document = status(mrunner, sweep)  # with accounting
     done, cancelled = document["experiments"]

@@ -206,6 +206,8 @@ class _Wandb:
         identity = known.get("run") or wandb_run.run_id(info)
         folder = paths.data_dir() / "metrics" / sweep.id / of_run("", sweep, run).folder_name
         folder.mkdir(parents=True, exist_ok=True)
+        if self.mode == "offline":
+            _after_the_last_offline_run(folder / "wandb", identity)
         live = wandb.init(
             id=identity,
             resume="allow",
@@ -235,6 +237,17 @@ class _Wandb:
         finally:
             live.finish()
         return {"run": identity, "step": latest}
+
+
+def _after_the_last_offline_run(folder: Path, identity: str) -> None:
+    """W&B names an offline run's folder after the second it starts (``offline-run-YYYYmmdd_HHMMSS-ID``) and
+    writes its run file there afresh: a second upload of the same run within that second would overwrite the
+    first's points before `wandb sync` sent them. Wait for the next second while that folder exists."""
+    import datetime
+    import time
+
+    while (folder / f"offline-run-{datetime.datetime.now():%Y%m%d_%H%M%S}-{identity}").exists():
+        time.sleep(0.05)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """Slurm backend benchmarks on the loopback cluster (tests/services/slurm), side by side in one run.
 
     .venv/bin/python benchmarks/slurm_dispatch.py [--repeat 3] [--skip-single] [--ssh openssh|paramiko] [--login]
+    .venv/bin/python benchmarks/slurm_dispatch.py --transports openssh+login,openssh,paramiko
 
 `--ssh` is the context's transport (default: the context's default, OpenSSH where installed); `--login` runs
 `mrunner login bench` before each measured command (not timed), so OpenSSH goes through that master.
+`--transports` measures mrunner once per listed transport in every round, side by side with the other ways
+(`+login`: through a `mrunner login` master).
 
 1. Dispatching 1,000 experiments of a 2,000-file project (code not yet on the cluster), wall time from
    process start to return:
@@ -266,14 +269,19 @@ def main() -> None:
     parser.add_argument("--skip-single", action="store_true", help="skip the 1,000 separate sbatch calls (15 s)")
     parser.add_argument("--ssh", choices=["openssh", "paramiko"], help="the context's transport")
     parser.add_argument("--login", action="store_true", help="measure mrunner through a `mrunner login` master")
+    parser.add_argument("--transports", help="comma-separated: openssh, openssh+login, paramiko (one mrunner way each)")
     options = parser.parse_args()
-    TRANSPORT.update({"ssh": options.ssh} if options.ssh else {})
-    LOGIN[0] = options.login
+    if options.transports:
+        transports = options.transports.split(",")
+    else:
+        transports = [(options.ssh or "default") + ("+login" if options.login else "")]
     sources = [Path(__file__).parent.parent / "mrunner", *Path(__file__).parent.parent.glob("plugins/*/mrunner_*")]
     subprocess.run([PYTHON, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
     ensure_submitit()
-    rows: dict[str, list[float]] = {"mrunner": [], "bare": [], "single": [], "submitit": [], "submitit_call": []}
-    status_times: list[float] = []
+    mrunner_ways = ["mrunner" if len(transports) == 1 else f"mrunner[{t}]" for t in transports]
+    rows: dict[str, list[float]] = {way: [] for way in mrunner_ways}
+    rows.update({"bare": [], "single": [], "submitit": [], "submitit_call": []})
+    status_times: dict[str, list[float]] = {way: [] for way in mrunner_ways}
     calls = None
     with tempfile.TemporaryDirectory() as temporary:
         workdir = Path(temporary)
@@ -281,15 +289,17 @@ def main() -> None:
         make_project(project)
         base = f"{SERVICE['storage_dir']}/bench-{uuid.uuid4().hex[:8]}"
         for round_ in range(options.repeat):
-            ways = ["mrunner", "bare", "submitit"]
-            for way in ways if round_ % 2 == 0 else reversed(ways):  # each way goes first in every other round
-                if way == "mrunner":
-                    home = workdir / f"home{round_}"
-                    context(home, f"{base}/mrunner{round_}")
+            ways = [*mrunner_ways, "bare", "submitit"]
+            ways = ways[round_ % len(ways) :] + ways[: round_ % len(ways)]  # each way goes first in turn
+            for way in ways:
+                if way in mrunner_ways:
+                    use_transport(transports[mrunner_ways.index(way)])
+                    home = workdir / f"home{round_}-{mrunner_ways.index(way)}"
+                    context(home, f"{base}/mrunner{round_}-{mrunner_ways.index(way)}")
                     elapsed, sweep = mrunner_dispatch(project, home)
-                    rows["mrunner"].append(elapsed)
+                    rows[way].append(elapsed)
                     status_elapsed, document, jobs = sweep_jobs(home, sweep, project)
-                    status_times.append(status_elapsed)
+                    status_times[way].append(status_elapsed)
                     if calls is None:
                         calls = status_calls(project, home, sweep)
                     cancel_jobs(jobs)
@@ -312,6 +322,7 @@ def main() -> None:
             elapsed, ids = single_dispatch(f"{base}/single", workdir)
             rows["single"].append(elapsed)
             cancel_jobs(ids)
+        use_transport(transports[0])
         home = workdir / "home-bytes"
         context(home, f"{base}/bytes")
         code1, total1, code2, total2, sweep1, sweep2 = redispatch_bytes(project, home)
@@ -322,12 +333,14 @@ def main() -> None:
         # ~50,000 files: left behind, every run would slow the file system down; code folders are read-only
         ssh(f"chmod -R u+w {base} && rm -rf {base}")
     report = {
-        "transport": options.ssh or "default",
-        "login": options.login,
+        "transports": transports,
         "dispatch_seconds": {
             k: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)} for k, v in rows.items() if v
         },
-        "status": {"remote_calls": calls, "median_seconds": statistics.median(status_times)},
+        "status": {
+            "remote_calls": calls,
+            **{f"{way}_median_seconds": statistics.median(times) for way, times in status_times.items()},
+        },
         "redispatch": {
             "first_code_bytes": code1,
             "first_total_bytes": total1,
@@ -336,6 +349,14 @@ def main() -> None:
         },
     }
     print(json.dumps(report, indent=1))
+
+
+def use_transport(transport: str) -> None:
+    """Point the `bench` context at ``transport`` (``openssh``, ``paramiko`` or ``default``, ``+login`` for a master)."""
+    name, _, login = transport.partition("+")
+    TRANSPORT.clear()
+    TRANSPORT.update({"ssh": name} if name != "default" else {})
+    LOGIN[0] = login == "login"
 
 
 def status_calls(project: Path, home: Path, sweep: str) -> int:

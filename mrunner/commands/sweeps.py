@@ -344,7 +344,9 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--current-code",
         action="store_true",
-        help="run the project folder's code as it is now (a new snapshot, recorded with the attempts)",
+        help="run the project folder's code as it is now (a new snapshot, recorded with the attempts); project "
+        "files an earlier attempt changed give way to it (set aside in SWEEP/set-aside/), the experiments' own "
+        "files stay",
     )
     group = parser.add_argument_group("context keys for the new attempts, where the sweep's backend has the key")
     honouring = _honouring(GROUP_OPTIONS)

@@ -1,7 +1,8 @@
 """One attempt of an experiment, as a remote backend starts it: ``python -m mrunner.attempt OPTIONS -- ARGV``.
 
 It prepares the attempt's folders and working directory (``mrunner.layout``; with ``--view``, a copy-on-write
-view of the code snapshot over the experiment's folder, ``mrunner.codeview``), runs the experiment as the
+view of the code snapshot over the experiment's folder, ``mrunner.codeview``; with ``--watch``, links to a
+watched copy of it, checked and restored before the experiment, ``mrunner.treeguard``), runs the experiment as the
 leader of its own process group, passes the signals a scheduler sends before it stops a job (SIGTERM, SIGINT,
 SIGHUP, SIGUSR1, SIGUSR2) on to that whole group, kills the group once a stopping signal's grace period is
 over, and writes the exit code to the attempt's exit-code file when the experiment ended by itself (a stopped
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -24,8 +26,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from mrunner import codeview
+from mrunner import codeview, treeguard
 from mrunner import layout as contract
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -63,6 +66,7 @@ def command_line(
     requeues_left: int | str | None = None,
     retries_left: int | str | None = None,
     view: bool = False,
+    watch: str | None = None,
     stop_file: str | None = None,
 ) -> list[str]:
     """The wrapper's command line around an experiment's ``command``: the one place every backend (local,
@@ -71,6 +75,8 @@ def command_line(
     left for the caller's shell to expand."""
     line = [python, "-m", "mrunner.attempt", "--code", code, "--workdir", workdir or "."]
     line += ["--entries", json.dumps(list(entries))] + ["--view"] * view
+    if watch is not None:
+        line += ["--watch", watch]
     if config_from is not None:
         line += ["--config-from", config_from]
     line += ["--grace", str(grace)]
@@ -116,6 +122,13 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="lay the code copy-on-write over the experiment's folder (mrunner.codeview: a mount namespace of "
         "its own, root only) instead of links: its writes to the project's files never reach the shared code",
+    )
+    parser.add_argument(
+        "--watch",
+        metavar="TREE",
+        help="where the view cannot be mounted (with --view) or always: link to TREE, a copy of --code made once "
+        "and watched (mrunner.treeguard), checked before the experiment and restored from --code when an "
+        "earlier experiment changed it, naming the sweep that used it last",
     )
     parser.add_argument("--config-from", help="a file holding the config document (else $MRUNNER_CONFIG_DOCUMENT)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds between a stopping signal and the kill")
@@ -197,13 +210,7 @@ def main(argv: Sequence[str]) -> int:
             _say(f"mrunner: attempt {layout.attempt} of this experiment started before: not started again")
             return STARTED_BEFORE
         entries = json.loads(options.entries)
-        if options.view:
-            entries = contract.real_folders(entries)
-            contract.unlink_snapshot_links(layout.experiment_dir, os.path.dirname(options.code))
-        contract.prepare(layout, options.code, entries, document)
-        if options.view:
-            codeview.hide_placeholders(options.code, layout.experiment_dir, entries)
-            codeview.mount(options.code, layout.experiment_dir, layout.view_work_dir)
+        code, entries = _lay_out(options, layout, entries, document)
         cwd = contract.working_directory(layout, options.workdir)
     except (OSError, KeyError, ValueError) as error:
         _say(f"mrunner: cannot set up the experiment: {error}")
@@ -227,7 +234,9 @@ def main(argv: Sequence[str]) -> int:
         for number in FORWARDED:
             signal.signal(number, _hold)  # a stop from now on keeps the next attempt from starting
         try:
-            contract.prepare(layout, options.code, entries, _for_attempt(document, layout.attempt))
+            if code == options.watch:
+                _check(Path(code), layout)
+            contract.prepare(layout, code, entries, _for_attempt(document, layout.attempt))
             cwd = contract.working_directory(layout, options.workdir)
             if log:
                 log = layout.log_file()
@@ -236,6 +245,59 @@ def main(argv: Sequence[str]) -> int:
         except OSError as error:
             _say(f"mrunner: cannot set up attempt {layout.attempt}: {error}")
             return SETUP_FAILED
+
+
+def _lay_out(
+    options: argparse.Namespace, layout: contract.Layout, entries: list[str], document: str | None
+) -> tuple[str, list[str]]:
+    """Prepare the attempt's folders: under a copy-on-write view of the code (``--view``), else, or where
+    the view cannot be mounted, with links into the watched copy (``--watch``), else with links into the
+    code. Returns the folder the links point into and the entries a later attempt of this process needs."""
+    if options.view:
+        real = contract.real_folders(entries)
+        try:
+            contract.unlink_snapshot_links(layout.experiment_dir, os.path.dirname(options.code))
+            if options.watch:
+                contract.unlink_snapshot_links(layout.experiment_dir, os.path.dirname(options.watch))
+            gave_way = codeview.reconcile(options.code, layout.experiment_dir, layout.set_aside_dir)
+            if gave_way:
+                shown = ", ".join(gave_way[:5]) + (f" and {len(gave_way) - 5} more" if len(gave_way) > 5 else "")
+                _say(
+                    f"mrunner: this attempt runs other code than the earlier ones: their changes to {shown} give "
+                    f"way to it (set aside in {layout.set_aside_dir})"
+                )
+            contract.prepare(layout, options.code, real, document)
+            codeview.hide_placeholders(options.code, layout.experiment_dir, real)
+            codeview.mount(options.code, layout.experiment_dir, layout.view_work_dir)
+            return options.code, real
+        except OSError as error:
+            if not options.watch:
+                raise
+            if error.errno != errno.EPERM:  # not only an ordinary user's lack of the right to mount
+                _say(f"mrunner: no copy-on-write view of the code ({error}): links to a watched copy of it instead")
+    if options.watch:
+        if os.geteuid() != 0:
+            # The copy's read-only modes refuse an ordinary user's writes through links (its owner may chmod
+            # first: that changes the copy, which the next check restores), so a link per top-level entry does,
+            # a few files per experiment; root, whom modes do not stop, gets a link per file below real
+            # folders, so that its deletes and new files stay in its own folder.
+            entries = contract.unmirrored(entries)
+        treeguard.watch_copy(Path(options.watch), Path(options.code))
+        _check(Path(options.watch), layout)
+        contract.prepare(layout, options.watch, entries, document)
+        return options.watch, entries
+    contract.prepare(layout, options.code, entries, document)
+    return options.code, entries
+
+
+def _check(tree: Path, layout: contract.Layout) -> None:
+    """Restore the watched copy of the code if an experiment changed it, saying so in the attempt's log and
+    beside its exit code (``RESTORED_NOTE``: where a backend's status finds it)."""
+    damage = treeguard.check(tree, layout.sweep)
+    if damage:
+        _say(f"mrunner: {damage}")
+        os.makedirs(os.path.dirname(layout.exit_code_file()), exist_ok=True)
+        contract.write_atomic(layout.exit_code_file() + RESTORED_NOTE, damage + "\n")
 
 
 def _watch(stop_file: str, note: str) -> None:
@@ -296,6 +358,8 @@ def _output_to(log: str) -> None:
 #: Beside an attempt's exit-code file: how the attempt was stopped when the wrapper knows it (``timeout``), or
 #: ``retry`` when it failed by itself and the wrapper asked for the next attempt (``retry_failed``).
 END_NOTE = ".end"
+#: Beside an attempt's exit-code file: what the watch over the code found changed, and restored, before it.
+RESTORED_NOTE = ".restored"
 RETRY_NOTE = "retry"
 CANCELLED_NOTE = "cancelled"
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -52,6 +53,8 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 _CLONE_NEWNS = 0x00020000
 _MS_REC = 0x4000
 _MS_SLAVE = 1 << 19
+#: On an experiment's folder (the upper layer): the code folder its view was last laid over (``reconcile``).
+CODE_MARK = "trusted.mrunner.code"
 
 
 class ViewError(OSError):
@@ -67,6 +70,7 @@ def mount(code_dir: str, folder: str, work_dir: str) -> None:
     if libc is None:
         raise ViewError(0, "cannot mount a copy-on-write view of the code: not on Linux")
     os.makedirs(work_dir, exist_ok=True)
+    os.setxattr(folder, CODE_MARK, os.fsencode(code_dir))  # root's right, as the mount's
     if libc.unshare(_CLONE_NEWNS) != 0:
         _fail("make a mount namespace of its own", ctypes.get_errno())
     # Mounts made here never propagate out; those made outside later still reach the experiment.
@@ -75,6 +79,44 @@ def mount(code_dir: str, folder: str, work_dir: str) -> None:
     options = f"lowerdir={_escape(code_dir)},upperdir={_escape(folder)},workdir={_escape(work_dir)}"
     if libc.mount(b"overlay", os.fsencode(folder), b"overlay", 0, os.fsencode(options)) != 0:
         _fail("mount the copy-on-write view of the code", ctypes.get_errno())
+
+
+def reconcile(code_dir: str, folder: str, aside: str) -> list[str]:
+    """Before ``mount``, when the experiment's ``folder`` was last laid over another code folder than
+    ``code_dir`` (``mrunner resume --current-code``): what an earlier attempt did to the earlier code's files
+    gives way to the new code, as a researcher who resumes with the current code expects, while what the
+    experiment made itself stays. A whiteout (an earlier delete) of a path the new code holds goes, so its
+    file shows; a file at such a path that was a file of the earlier code too (a copy the earlier attempt
+    changed: a config it appended to, the script) moves to ``aside`` (kept, not shown). A file at a path the
+    earlier code did not hold is the experiment's own and stays; where the earlier code folder is gone
+    (collected), every file at a path of the new code counts as changed code. Returns the paths that gave
+    way, for the attempt's log."""
+    try:
+        earlier = os.fsdecode(os.getxattr(folder, CODE_MARK))
+    except OSError:
+        return []  # never laid over any code, or the attribute cannot be read: nothing to tell apart
+    if earlier == code_dir:
+        return []
+    known = os.path.isdir(earlier)
+    gave_way = []
+    for directory, _, names in os.walk(folder):
+        inner = os.path.relpath(directory, folder)
+        for name in names:
+            relative = name if inner == "." else f"{inner}/{name}"
+            if not os.path.lexists(os.path.join(code_dir, relative)):
+                continue
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:  # a whiteout
+                os.unlink(path)
+            elif known and not os.path.lexists(os.path.join(earlier, relative)):
+                continue
+            else:
+                target = os.path.join(aside, relative)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(path, target)
+            gave_way.append(relative)
+    return sorted(gave_way)
 
 
 def hide_placeholders(code_dir: str, folder: str, entries: Iterable[str]) -> None:

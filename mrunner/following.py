@@ -17,14 +17,15 @@ from mrunner.store import Store
 
 def refresh(sweep: Sweep, store: Store) -> list[Run]:
     """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs."""
-    look(sweep, store)
-    return store.runs(sweep.id)
+    return look(sweep, store)
 
 
-def look(sweep: Sweep, store: Store, index: int | None = None) -> None:
+def look(sweep: Sweep, store: Store, index: int | None = None) -> list[Run]:
     """Ask the backend about the sweep's unfinished runs, or about run ``index`` alone, in one call and record
     what changed. With ``index`` only that run is read from the records, so a look at one experiment of a
-    large sweep costs what one run costs. The backend hears of the ended runs too (see ``Backend.status``)."""
+    large sweep costs what one run costs. The backend hears of the ended runs too (see ``Backend.status``).
+    Returns the runs it read as recorded after the look: only those that changed are read again, so that a
+    caller that shows every run (``status --json``, ``--wait``) decodes each from the records once."""
     runs = [store.run(sweep.id, index)] if index is not None else store.runs(sweep.id)
     active = [run for run in runs if run.state in ACTIVE]
     ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
@@ -33,6 +34,9 @@ def look(sweep: Sweep, store: Store, index: int | None = None) -> None:
         require_answer(updates, sweep, "status")
         if updates:
             store.apply(sweep.id, updates)
+            fresh = {run.index: run for run in store.runs_at(sweep.id, [update.index for update in updates])}
+            runs = [fresh.get(run.index, run) for run in runs]
+    return runs
 
 
 #: How long `--wait` goes on asking a backend that cannot be reached (an API server restarting, a dropped

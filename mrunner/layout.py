@@ -13,6 +13,8 @@ Below ``STORAGE_DIR`` (posix paths, the same on every backend)::
         checkpoints/INDEX-NAME/          MRUNNER_CHECKPOINT_DIR: the same for every attempt of the experiment
         views/INDEX-NAME/                the work folder of an attempt's copy-on-write view of the code
                                          (``mrunner.codeview``), where a backend mounts one; removed after it
+        set-aside/INDEX-NAME/ATTEMPT/    project files an earlier attempt changed under its view, set aside when
+                                         this attempt runs other code (``resume --current-code``)
         config/INDEX.json                MRUNNER_CONFIG: parameters and metadata (JSON, which is YAML too)
         logs/INDEX.ATTEMPT.log           what one attempt printed
         status/INDEX.ATTEMPT             one attempt's exit code, written when its command returns by itself
@@ -105,6 +107,10 @@ class Layout:
     @property
     def view_work_dir(self) -> str:
         return f"{self.sweep_dir}/views/{self.folder_name}"
+
+    @property
+    def set_aside_dir(self) -> str:
+        return f"{self.sweep_dir}/set-aside/{self.folder_name}/{self.attempt}"
 
     @property
     def config_file(self) -> str:
@@ -236,6 +242,12 @@ def real_folders(entries: Iterable[str]) -> list[str]:
     """Only the real folders of ``entries``: what an experiment's folder needs under a copy-on-write view of
     the snapshot, which shows the snapshot's files itself."""
     return [entry for entry in entries if entry.startswith("d ")]
+
+
+def unmirrored(entries: Iterable[str]) -> list[str]:
+    """``entries`` with a link per mirrored folder instead of its mirror (``working_entries`` without
+    ``mirror``): a few links per experiment, where file modes stop writes through them."""
+    return [f"l {entry[2:]}" if entry.startswith("m ") else entry for entry in entries]
 
 
 def unlink_snapshot_links(root: str, trees: str) -> None:

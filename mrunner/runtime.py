@@ -22,6 +22,7 @@ EXPERIMENT_MODULES = (
     "layout.py",
     "attempt.py",
     "codeview.py",
+    "treeguard.py",
     "hydra_job.py",
     "helpers/__init__.py",
     "helpers/client_helper.py",

@@ -12,8 +12,15 @@ experiment, a later sweep's first included, the tree is compared with the record
 restored from the copy and the change named with the sweep that last used it.
 
 The guard's files live in ``STORE/guards/DIGEST/`` (``stat.json``, ``pristine/``, ``lock``), made once per
-code digest by the first sweep that needs them; ``mrunner gc`` removes them with the tree. Standard library
-only.
+code digest by the first sweep that needs them; ``mrunner gc`` removes them with the tree.
+
+On a Slurm cluster the roles are turned round (``watch_copy``): the snapshot's code folder is made of hard
+links into a content store every sweep shares, so experiments must not reach it at all. Where a job cannot
+mount the view, its wrapper (``mrunner.attempt --watch``) links to a copy of the code folder made once per
+code digest (``STORE/watched/DIGEST``), and the code folder itself is the pristine copy it is restored from.
+
+This module is part of the experiment side that backends ship where experiments run (``mrunner.runtime``):
+standard library only.
 """
 
 from __future__ import annotations
@@ -72,13 +79,39 @@ def watch(tree: Path, files: Mapping[str, tuple[str, int]], fetch: Callable[[str
         _write(guard / RECORD, {"entries": _stats(tree), "last": None})
 
 
-def check(tree: Path, sweep: str) -> str | None:
-    """Before an experiment of ``sweep`` runs from ``tree``: restore whatever changed since the tree was
-    watched and say so in one line naming the sweep that last used it (None when nothing changed)."""
+def watch_copy(tree: Path, pristine: Path) -> None:
+    """Make ``tree``, a copy of the frozen folder ``pristine`` (its modes kept: read-only), and its guard,
+    unless they exist: what experiments link to where they cannot be given a view of ``pristine``, which
+    they then never reach, so that it stays what ``check`` restores from. Made aside and renamed into
+    place, under the guard's lock: jobs of a sweep starting at once on several nodes make it once."""
+    guard = guard_dir(tree)
+    if (guard / RECORD).is_file():
+        return
+    guard.mkdir(parents=True, exist_ok=True)
+    with open(guard / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (guard / RECORD).is_file():
+            return  # another job made it meanwhile
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        building = tree.with_name(f".tmp-{tree.name}-{os.getpid()}")
+        _remove(building)
+        _remove(tree)  # a copy left by a job killed before it was watched is not trusted
+        shutil.copytree(pristine, building, symlinks=True)
+        os.rename(building, tree)
+        _write(guard / RECORD, {"entries": _stats(tree), "last": None, "pristine": str(pristine)})
+
+
+def check(tree: Path, sweep: str, before: str = "this experiment") -> str | None:
+    """Before an experiment of ``sweep`` runs from ``tree`` (or ``before`` another use of it): restore whatever
+    changed since the tree was watched and say so in one line naming the sweep that last used it (None when
+    nothing changed)."""
     guard = guard_dir(tree)
     record_file = guard / RECORD
     if not record_file.is_file():
         return None  # not watched: its experiments run under a copy-on-write view
+    record = json.loads(record_file.read_text())  # replaced whole, never written in place: read without the lock
+    if record["last"] == sweep and record["entries"] == _stats(tree):
+        return None  # the common case, without the lock: a sweep's jobs starting at once check side by side
     with open(guard / "lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         record = json.loads(record_file.read_text())
@@ -89,12 +122,14 @@ def check(tree: Path, sweep: str) -> str | None:
         added = sorted(found.keys() - expected.keys())
         message = None
         if changed or missing or added:
-            by = f"sweep {record['last']}" if record["last"] else "an experiment"
-            _restore(tree, guard / "pristine", expected, changed + missing, added)
+            # the sweep first: a status table cuts a long detail
+            by = f"sweep {record['last']}, the last to use it," if record["last"] else "an experiment"
+            pristine = Path(record.get("pristine") or guard / "pristine")
+            _restore(tree, pristine, expected, changed + missing, added)
             record["entries"] = _stats(tree)
             message = (
-                f"the code snapshot {tree.name[:12]} was changed after {by} used it "
-                f"({_summary(changed, missing, added)}): restored before this experiment"
+                f"{by} changed code snapshot {tree.name[:12]} ({_summary(changed, missing, added)}): "
+                f"restored before {before}"
             )
         if record["last"] != sweep or message:
             record["last"] = sweep

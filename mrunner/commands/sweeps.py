@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
 from mrunner import following, planning, table
@@ -73,25 +73,26 @@ def status_command(options: argparse.Namespace) -> int:
     if options.sweep is None:
         return _list_sweeps(store, options)
     sweep, run = store.find(options.sweep)
+    runs: list[Run] | None = None  # every run as recorded after the look, when it read them all
     if options.wait:
         runs = following.wait(sweep, store, Reporter())
         upload_deferred(store, sweep, runs, Reporter())
     else:
         try:
-            following.look(sweep, store, None if run is None else run.index)
+            runs = following.look(sweep, store, None if run is None else run.index)
         except NotRecorded as error:  # what the backend says now is lost, what was recorded can still be shown
             print(f"mrunner: warning: {error}; shown as last recorded", file=sys.stderr)
     if run is not None:
         run = store.run(sweep.id, run.index)
         shown = _show_run(store, sweep, run, options)
         return shown or int(options.wait and run.state != COMPLETED)
-    shown = _show_sweep(store, sweep, options)
+    shown = _show_sweep(store, sweep, options, runs)
     return shown or int(options.wait and set(store.counts(sweep.id)) != {COMPLETED})
 
 
-def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace) -> int:
+def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace, runs: list[Run] | None = None) -> int:
     if options.json:
-        _write_json(store, sweep)
+        _write_json(store, sweep, runs)
         return 0
     counts = store.counts(sweep.id)
     total = sum(counts.values())
@@ -166,15 +167,15 @@ def _shallow(record: Run | Attempt) -> dict[str, object]:
 _FIELDS = {kind: [f.name for f in dataclasses.fields(kind)] for kind in (Run, Attempt)}
 
 
-def _write_json(store: Store, sweep: Sweep) -> None:
-    """Every experiment of the sweep as one JSON document, written a chunk of runs at a time: memory and the
-    time to the first byte do not grow with the sweep."""
+def _write_json(store: Store, sweep: Sweep, runs: list[Run] | None = None) -> None:
+    """Every experiment of the sweep as one JSON document, written a chunk of runs at a time: the time to the
+    first byte does not grow with the sweep, nor memory beyond ``runs`` (the sweep's runs as the look before
+    read them, which are not decoded from the records a second time), else read here a chunk at a time."""
     out = sys.stdout
     out.write('{"sweep": ' + json.dumps(asdict(sweep), indent=1) + ',\n"experiments": [')
     first = True
-    start = 0
-    while chunk := store.runs(sweep.id, start=start, limit=RECORD_CHUNK):
-        stop = chunk[-1].index + 1
+    for chunk in _chunks(store, sweep.id) if runs is None else _slices(runs):
+        start, stop = chunk[0].index, chunk[-1].index + 1
         attempts = store.attempts(sweep.id, start=start, stop=stop)
         places = output_dirs(sweep, chunk)
         details = store.latest_details(sweep.id, [r.index for r in chunk if r.state not in (COMPLETED, PLANNED)])
@@ -187,8 +188,20 @@ def _write_json(store: Store, sweep: Sweep) -> None:
             }
             out.write(("\n" if first else ",\n") + json.dumps(experiment))
             first = False
-        start = stop
     out.write("\n]}\n")
+
+
+def _chunks(store: Store, sweep_id: str) -> Iterator[list[Run]]:
+    """The sweep's runs from the records, ``RECORD_CHUNK`` at a time."""
+    start = 0
+    while chunk := store.runs(sweep_id, start=start, limit=RECORD_CHUNK):
+        yield chunk
+        start = chunk[-1].index + 1
+
+
+def _slices(runs: list[Run]) -> Iterator[list[Run]]:
+    for start in range(0, len(runs), RECORD_CHUNK):
+        yield runs[start : start + RECORD_CHUNK]
 
 
 def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
@@ -344,7 +357,9 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--current-code",
         action="store_true",
-        help="run the project folder's code as it is now (a new snapshot, recorded with the attempts)",
+        help="run the project folder's code as it is now (a new snapshot, recorded with the attempts); project "
+        "files an earlier attempt changed give way to it (set aside in SWEEP/set-aside/), the experiments' own "
+        "files stay",
     )
     group = parser.add_argument_group("context keys for the new attempts, where the sweep's backend has the key")
     honouring = _honouring(GROUP_OPTIONS)

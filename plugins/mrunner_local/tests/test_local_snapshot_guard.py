@@ -141,11 +141,11 @@ def test_an_experiment_cannot_change_what_the_next_one_and_a_later_sweep_run(
             folder / "conf" / "a.yaml"
         ).read_text() == "a: 1\nb: 2\n"
         assert not os.path.lexists(folder / "data" / "y") or not (folder / "data" / "y").is_file()  # a whiteout
-        assert "changed after" not in log(mrunner_home, sweep, 1) and "restored" not in first.stderr
+        assert "changed code snapshot" not in log(mrunner_home, sweep, 1) and "restored" not in first.stderr
         assert str(storage(mrunner_home)) not in Path("/proc/self/mountinfo").read_text()  # nothing left mounted
         assert os.listdir(folder.parent / "views") == []  # nor the overlay's work folders
     else:
-        assert f"changed after sweep {sweep} used it" in log(mrunner_home, sweep, 1)
+        assert f"sweep {sweep}, the last to use it, changed code snapshot" in log(mrunner_home, sweep, 1)
         assert "restored" in first.stderr
     later = mrunner("exp.py", "mode=look", "+tag=later")
     assert later.returncode == 0, later.stderr
@@ -153,7 +153,7 @@ def test_an_experiment_cannot_change_what_the_next_one_and_a_later_sweep_run(
     (seen_later,) = seen(mrunner_home, later_sweep).values()
     assert_original(seen_later)
     if view == "watched":  # the last experiment of the first sweep damaged it again: named by the later sweep
-        assert f"changed after sweep {sweep} used it" in log(mrunner_home, later_sweep, 0)
+        assert f"sweep {sweep}, the last to use it, changed code snapshot" in log(mrunner_home, later_sweep, 0)
         assert "deleted data/y" in log(mrunner_home, later_sweep, 0)
     assert_pristine(tree_of(mrunner_home))
     assert mrunner("gc").returncode == 0
@@ -217,3 +217,50 @@ def test_a_later_attempt_under_the_view_finds_what_earlier_ones_of_its_experimen
     assert view == {"data": ["y"], "a.yaml": "a: 1\nb: 2\n"}
     tree = tree_of(mrunner_home)
     assert sorted(os.listdir(tree / "data")) == ["x", "y"] and (tree / "conf" / "a.yaml").read_text() == "a: 1\n"
+
+
+CHANGING = """
+import json, os, sys
+if int(os.environ["MRUNNER_ATTEMPT"]) == 0:
+    os.remove("data/x")
+    open("conf/a.yaml", "a").write("b: 2\\n")
+    open("data/own", "w").write("mine")  # its own output, in a project folder
+    open("out.txt", "w").write("mine")
+    sys.exit(3)
+seen = {
+    "data": sorted(os.listdir("data")),
+    "a.yaml": open("conf/a.yaml").read(),
+    "script": open(__file__).read(),
+    "own": [open("data/own").read(), open("out.txt").read()],
+}
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "seen.json"), "w") as out:
+    json.dump(seen, out)
+"""
+
+
+def test_resumed_with_the_current_code_an_experiment_runs_it_and_keeps_its_own_outputs(mrunner, mrunner_home, project):
+    """An earlier attempt's changes to project files (its view's upper layer) give way to the current code's
+    versions when resumed with ``--current-code``, set aside beside the sweep; what it made itself stays."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a copy-on-write view needs root")
+    (project / "exp.py").write_text(CHANGING)
+    first = mrunner("exp.py")
+    assert first.returncode == 1, first.stderr
+    sweep = first.stdout.strip().splitlines()[-1]
+    (project / "conf" / "a.yaml").write_text("a: 10\n")
+    (project / "exp.py").write_text(CHANGING + "# the current code\n")
+    again = mrunner("resume", sweep, "--current-code")
+    assert again.returncode == 0, again.stderr
+    (view,) = seen(mrunner_home, sweep).values()
+    assert view == {
+        "data": ["own", "x", "y"],  # the current code's x shows again, its own file stays
+        "a.yaml": "a: 10\n",  # the current code's, not the earlier attempt's changed copy
+        "script": CHANGING + "# the current code\n",
+        "own": ["mine", "mine"],
+    }
+    (aside,) = storage(mrunner_home).rglob(f"{sweep}/set-aside/0-*/1")
+    assert (aside / "conf" / "a.yaml").read_text() == "a: 1\nb: 2\n"  # kept, not shown
+    said = next(storage(mrunner_home).rglob(f"{sweep}/logs/0.1.log")).read_text()
+    assert "give way to it" in said and "conf/a.yaml" in said and "data/x" in said
+    trees = sorted((mrunner_home / "data" / "mrunner" / "snapshots" / "trees").glob("*/conf/a.yaml"))
+    assert sorted(path.read_text() for path in trees) == ["a: 1\n", "a: 10\n"]  # both snapshots untouched

@@ -22,6 +22,7 @@ own notices: time limit, cancel, requeue; ``mrunner logs`` shows it after the lo
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -318,6 +319,10 @@ def _wrapper(sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file:
             [Shell('"$@"')],
             workdir=sweep.workdir or ".",
             entries=entries_of(sweep),
+            # a copy-on-write view of the code where the job may mount (root), else links to a watched copy:
+            # either way no experiment changes the code folder, whose files are the shared store's
+            view=True,
+            watch=watched_dir(code_dir),
             grace=context["grace_period"],
             requeue_on=LIMIT_SIGNAL,
             # the array task by its array name: the task that keeps the array's own job id would requeue
@@ -333,6 +338,14 @@ def _wrapper(sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file:
     return " ".join(["exec", *(part if isinstance(part, Shell) else q(part) for part in wrapper)])
 
 
+def watched_dir(code: str) -> str:
+    """Where the jobs that cannot mount a copy-on-write view of the code folder ``STORE/code/DIGEST`` link
+    to instead: ``STORE/watched/DIGEST``, a copy made once on the cluster and watched
+    (``mrunner.treeguard.watch_copy``), so that no experiment reaches the code folder, whose files are hard
+    links into the store every sweep shares (``mrunner_slurm.deploy``)."""
+    return f"{posixpath.dirname(posixpath.dirname(code))}/watched/{posixpath.basename(code)}"
+
+
 def entries_of(sweep: Sweep) -> list[str]:
     """How each experiment's folder mirrors the code snapshot (``mrunner.layout.working_entries``), computed
     once per sweep at package time; a sweep recorded before that was kept computes it from its snapshot."""
@@ -343,7 +356,7 @@ def entries_of(sweep: Sweep) -> list[str]:
     from mrunner import snapshot
 
     frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
-    return layout.working_entries(frozen.files, sweep.workdir)
+    return layout.working_entries(frozen.files, sweep.workdir, mirror=True)
 
 
 def array_spec(task_ids: Sequence[int], parallelism: int | None) -> str:

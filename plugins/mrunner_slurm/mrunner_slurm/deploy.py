@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mrunner import treeguard
 from mrunner.reporter import Reporter
 from mrunner.snapshot import Snapshot
 from mrunner_slurm import remote
@@ -30,17 +31,25 @@ from mrunner_slurm.transport import Connection
 CHUNK = 64 * 1024  # small enough that the cluster starts storing objects while the rest is still being built
 
 
-def deploy(connection: Connection, storage_dir: str, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
-    """Make the snapshot's code folder exist on the cluster; return where it is and what was sent."""
+def deploy(
+    connection: Connection, storage_dir: str, snapshot: Snapshot, reporter: Reporter, sweep: str | None = None
+) -> dict[str, Any]:
+    """Make the snapshot's code folder exist on the cluster; return where it is and what was sent. For a
+    ``sweep`` that reuses a code folder there, the watched copy jobs without a view of it linked to is
+    checked first, restored if an experiment changed it, and the sweep warned (``mrunner.treeguard``)."""
     digest = snapshot.digest
     manifest = {path: list(entry) for path, entry in snapshot.files.items()}
     candidates = _recent_trees(snapshot)
     request: dict[str, Any] = {"candidates": list(candidates)}
     if not candidates:  # no delta possible: let `begin` also say which objects the store lacks
         request["hashes"] = sorted({sha for sha, _ in manifest.values()})
+    if sweep is not None:
+        request["guard"] = {"source": Path(treeguard.__file__).read_text(), "sweep": sweep}
     begun = remote.call(connection, ["begin", storage_dir, digest], remote.pack(request))
     connection.facts.update(begun["config"], storage=begun["storage"])
     storage = begun["storage"]
+    if begun.get("guard"):
+        reporter.warn(begun["guard"])
     if begun["have_code"]:
         return {"storage_dir": storage, "code_dir": code_dir(storage, digest), "objects_sent": 0, "bytes_sent": 0}
     if "missing" in begun:

@@ -54,8 +54,9 @@ class SlurmBackend(Backend):
 
         connection = transport.connection(sweep.context, sweep.context_name)
         _READINGS[sweep.id] = limits.Reading(connection, sweep.context.get("account"), sweep.context.get("qos"))
-        facts = deploy.deploy(connection, sweep.context["storage_dir"], snapshot, reporter)
-        return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir)}  # once per sweep
+        facts = deploy.deploy(connection, sweep.context["storage_dir"], snapshot, reporter, sweep.id)
+        # once per sweep; mirrored: a job that cannot mount the code's view links per file (mrunner.attempt --watch)
+        return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir, mirror=True)}
 
     def setup_resources(self, sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any]:
         """The sweep's folder and, with ``requirements_file``, the virtualenv. Secrets are written by submit,

@@ -73,7 +73,8 @@ def _slurm_config():
 
 def begin(storage, digest, document):
     """Whether the code folder exists, which candidate trees the store holds (bases for a delta), the limits;
-    given the manifest's ``hashes`` (sent when no delta is possible), also which objects are missing."""
+    given the manifest's ``hashes`` (sent when no delta is possible), also which objects are missing; given
+    ``guard``, what an experiment changed in the code's watched copy (``_guard``)."""
     storage = os.path.abspath(os.path.expanduser(storage))
     os.makedirs(os.path.join(_store(storage), "objects"), exist_ok=True)
     os.makedirs(os.path.join(_store(storage), "trees"), exist_ok=True)
@@ -85,7 +86,27 @@ def begin(storage, digest, document):
     answer = {"storage": storage, "have_code": have_code, "known": known, "config": _slurm_config()}
     if "hashes" in document and not have_code:
         answer.update(missing(storage, document["hashes"]))
+    if have_code and "guard" in document:
+        answer["guard"] = _guard(storage, digest, document["guard"])
     return answer
+
+
+def _guard(storage, digest, guard):
+    """Before a later sweep reuses the code: restore the watched copy of the code folder that jobs which could
+    not mount a view of it linked to, if an experiment changed it, and say which sweep used it last (None when
+    nothing changed). The check is ``mrunner.treeguard.check``, whose source the plugin sends along, since
+    this helper imports nothing of mrunner."""
+    store = _store(storage)
+    if not os.path.isfile(os.path.join(store, "guards", digest, "stat.json")):
+        return None  # no job of this code ran without a view
+    import pathlib
+
+    module = {"__name__": "mrunner_treeguard"}
+    exec(compile(guard["source"], "mrunner/treeguard.py", "exec"), module)
+    try:
+        return module["check"](pathlib.Path(store, "watched", digest), guard["sweep"], "sweep %s" % guard["sweep"])
+    except OSError as error:
+        return "cannot check the watched copy of code snapshot %s: %s" % (digest[:12], error)
 
 
 def missing(storage, hashes):
@@ -661,8 +682,8 @@ def status(document):
             continue
         if code is not None and note == "retry" and state in ("pending", "running"):
             entry = ["running", None, "attempt %d failed (exit %d): being started again" % (attempt, code), False]
-        elif code is not None:
-            entry = ["completed" if code == 0 else "failed", code, None, True]
+        elif code is not None:  # the detail: what the watch over the code restored before it (mrunner.attempt)
+            entry = ["completed" if code == 0 else "failed", code, _restored(status_prefix, attempt), True]
         elif note == "preempted":  # the batch script found max_requeue reached and did not start it
             entry = ["preempted", None, "requeued more than max_requeue=%d times" % limit, False]
         elif state in _ENDED_BY_SLURM:
@@ -699,6 +720,16 @@ def _note(status_prefix, attempt):
     or ``retry`` when the wrapper asked for the next attempt after a failure."""
     try:
         with open("%s.%d.end" % (status_prefix, attempt)) as stream:
+            return stream.read().strip() or None
+    except OSError:
+        return None
+
+
+def _restored(status_prefix, attempt):
+    """What the attempt's wrapper found changed in the code's watched copy and restored before it ran, else
+    None (mrunner.attempt.RESTORED_NOTE); read once per attempt, when its end is answered."""
+    try:
+        with open("%s.%d.restored" % (status_prefix, attempt)) as stream:
             return stream.read().strip() or None
     except OSError:
         return None
@@ -904,7 +935,7 @@ def _gone(path, kind, dry_run, removed):
 
 
 def gc(document):
-    """Remove code folders, their file lists and virtualenvs nothing needs, then the objects no remaining
+    """Remove code folders (with their watched copies and guards), their file lists and virtualenvs nothing needs, then the objects no remaining
     file list names. Kept: what the records' live sweeps name, what queued or running jobs use, and what no
     record names unless older than ``unknown_age``; objects and builds younger than ``grace`` in any case
     (a submission of another machine may be on its way to them). Results are never looked at."""
@@ -932,6 +963,14 @@ def gc(document):
         elif not name.startswith(".") and goes(name, path):
             _gone(path, "code folder", dry_run, removed)
             gone_code.add(name)
+    for kind, folder in (("watched code copy", "watched"), ("code guard", "guards")):  # mrunner.treeguard's
+        folder = os.path.join(store, folder)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            path = os.path.join(folder, name)
+            digest = name[len(".tmp-") :].rsplit("-", 1)[0] if name.startswith(".tmp-") else name
+            if digest in gone_code or not os.path.isdir(os.path.join(code, digest)):
+                if not name.startswith(".tmp-") or age(path) > document["grace"]:
+                    _gone(path, kind, dry_run, removed)
     left = set()
     for name in sorted(os.listdir(trees)) if os.path.isdir(trees) else []:
         path, digest = os.path.join(trees, name), name[: -len(".json")]

@@ -263,7 +263,7 @@ def render(sweep: Sweep, runs: Sequence[Run], snapshot: Snapshot, secret_names: 
     package = {
         "storage_dir": storage,
         "code_dir": deploy.code_dir(storage, snapshot.digest),
-        "entries": layout.working_entries(snapshot.files, sweep.workdir),
+        "entries": layout.working_entries(snapshot.files, sweep.workdir, mirror=True),
     }
     detail = {"sweep_dir": batch.sweep_dir(storage, sweep)}
     if sweep.context.get("requirements_file"):

@@ -127,13 +127,18 @@ def test_gc_removes_what_ended_sweeps_left_to_run_and_keeps_results_and_what_a_r
     gone = before - after
     assert after <= before
     expected = {path for path in before if is_run_file(path, ended_dir)}
-    expected |= {path for path in before if path == ended_code or path.startswith(ended_code + "/")}
+    ended_digest, running_digest = first["sweep"]["snapshot_digest"], second["sweep"]["snapshot_digest"]
+    for folder in ("code", "watched", "guards"):  # the code folder, and the watched copy jobs linked to
+        ended_code = f".mrunner/{folder}/{ended_digest}"
+        expected |= {path for path in before if path == ended_code or path.startswith(ended_code + "/")}
+    assert f".mrunner/watched/{ended_digest}/train.py" in before and f".mrunner/guards/{running_digest}" in before
     expected.add(f".mrunner/trees/{first['sweep']['snapshot_digest']}.json")
     assert expected <= gone, sorted(expected - gone)
     stray = {p for p in gone - expected if not p.startswith(".mrunner/objects/")}  # unreferenced objects may go
     assert not stray, f"gc removed more than what the ended sweep left to run: {sorted(stray)}"
     for path in before:  # results stay, and all that the running sweep uses
-        if path.startswith(running_dir) or path.startswith(running_code) or path.startswith(".mrunner/client"):
+        kept = (running_dir, running_code, f".mrunner/watched/{running_digest}", f".mrunner/guards/{running_digest}")
+        if path.startswith(kept) or path.startswith(".mrunner/client"):
             assert path in after, path
         if path.startswith(ended_dir) and not is_run_file(path, ended_dir):
             assert path in after, path

@@ -353,15 +353,16 @@ set_up_accounting() {
     associations_ok || fail "the associations are not as wanted: $(associations | tr '\n' ' ')"
   fi
 }
-# slurm.json's "limited" entry as the limits now are, rewritten in place (atomically) by a start that found
-# everything else healthy: a test session reading the file meanwhile sees the old or the new one, never none.
+# slurm.json's "limited" entry as the limits now are, rewritten in place (atomically) where it says otherwise
+# (limits changed, or the file written by an older start.sh) by a start that found everything else healthy: a
+# test session reading the file meanwhile sees the old or the new one, never none.
 update_state_limits() {
   local tmp
   tmp="$(mktemp "$STATE_JSON.tmp.XXXXXX")"
   /usr/bin/python3 - "$STATE_JSON" "$tmp" <<EOF || { rm -f "$tmp"; fail "could not update $STATE_JSON"; }
 import json, sys
 state = json.load(open(sys.argv[1]))
-state["limited"].update(
+limits = dict(
     max_submit_jobs=$LIMITED_MAX_SUBMIT,
     max_jobs=$LIMITED_MAX_JOBS,
     qos={
@@ -371,12 +372,18 @@ state["limited"].update(
         "grp_submit_jobs": $CAPPED_GRP_SUBMIT,
     },
 )
-with open(sys.argv[2], "w") as f:
-    json.dump(state, f, indent=2)
-    f.write("\n")
+if any(state["limited"].get(key) != value for key, value in limits.items()):
+    state["limited"].update(limits)
+    with open(sys.argv[2], "w") as f:
+        json.dump(state, f, indent=2)
+        f.write("\n")
 EOF
-  chmod 0644 "$tmp"
-  mv -f "$tmp" "$STATE_JSON"
+  if [[ -s "$tmp" ]]; then
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$STATE_JSON"
+  else
+    rm -f "$tmp"
+  fi
 }
 
 # ---------------------------------------------------------------- fast path
@@ -392,10 +399,8 @@ configs_current() {
 }
 if [[ -s "$STATE_JSON" ]] && configs_current && munge_ok && db_ok && dbd_ok && ctld_ok && slurmd_ok && sshd_ok &&
   node_usable && ssh_ok; then
-  if ! qos_ok || ! associations_ok; then
-    set_up_accounting
-    update_state_limits
-  fi
+  set_up_accounting
+  update_state_limits
   log "already running and healthy ($(elapsed) s)"
   exit 0
 fi

@@ -213,6 +213,22 @@ class Backend(abc.ABC):
 
     # -- submitting ------------------------------------------------------------------------------------------
 
+    def admit(self, sweep: Sweep, runs: Sequence[Run], reporter: Reporter) -> dict[str, Any]:
+        """Called at submission and resume before anything else reaches the platform (before ``package``
+        uploads anything and before trackers hear of the sweep): decide what depends on the platform's
+        limits, and refuse what it would not accept whole. Optional.
+
+        ``sweep``: the recorded sweep (``sweep.detail`` holds what earlier admissions returned); ``runs``: the
+        runs about to be handed over, as ``submit`` will get them. Raise ``mrunner.errors.Refused`` with one
+        line naming the limit and the option to change when the platform would accept only part of them (a
+        new sweep is then removed from the records: nothing is left of it). Returns facts merged into
+        ``sweep.detail`` and recorded before ``package``: a decision ``submit`` must make the same way when the
+        same runs are submitted again after an interruption (how runs are grouped into jobs, so that the
+        jobs' deterministic names find the ones already accepted). The default admits everything and
+        returns no facts.
+        """
+        return {}
+
     @abc.abstractmethod
     def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
         """Called at submission and resume, before ``setup_resources``: make the code snapshot available where

@@ -282,7 +282,7 @@ class Store:
     ) -> None:
         identities = list({run.id for run in chunk})
         query = (
-            f"SELECT e.id, e.sweep_id, e.state, p.process FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
+            f"SELECT e.id, e.sweep_id, e.state, p.process, s.package FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
             f"LEFT JOIN submitters p ON p.sweep_id = e.sweep_id WHERE e.id IN ({_marks(len(identities))}) "
             f"AND (e.sweep_id = ?"
         )
@@ -292,8 +292,11 @@ class Store:
             arguments += [sweep.context_name, *taken]
         found: dict[str, str] = {}
         submitting: dict[str, bool] = {}  # a planned run is being submitted only while its submitter runs
-        for identity, owner, state, submitter in cursor.execute(query + ")", arguments):
-            if owner != sweep.id and state == PLANNED:
+        for identity, owner, state, submitter, package in cursor.execute(query + ")", arguments):
+            # A submitter that died before its sweep was packaged handed nothing over: its planned runs are
+            # free. Once packaged, the backend may have accepted some before they were recorded (a kill
+            # between the two): they stay taken, and `mrunner resume` of that sweep finds what was accepted.
+            if owner != sweep.id and state == PLANNED and package in ("", "{}"):
                 if submitter not in submitting:
                     submitting[submitter] = submitter is not None and process.alive(submitter)
                 if not submitting[submitter]:

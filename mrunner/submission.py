@@ -91,7 +91,7 @@ def _report_recorded(recorded: Recorded, count: int, context_name: str, reporter
         reporter.step(
             f"{recorded.skipped} of {count - recorded.repeated} experiments were already submitted on context "
             f"{context_name} (sweep {sweeps}) and are being submitted, running or completed: skipped "
-            f"(--force runs them again)"
+            f"(--force runs them again; `mrunner resume SWEEP` completes a submission that was cut off)"
         )
 
 
@@ -104,15 +104,20 @@ def hand_over(
     options: SubmitOptions,
     new: bool = False,
 ) -> None:
-    """Package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep whose
-    packaging or preparation failed (so no run can have reached the backend), or that the backend refused
-    whole (``Refused``), is removed from the records."""
+    """Admit, package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep
+    whose admission, packaging or preparation failed (so no run can have reached the backend), or that the
+    backend refused whole (``Refused``), is removed from the records."""
     backend = plugins.backend(sweep.backend)
     first = new
     options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
     try:
         with gc_lock.held(exclusive=False):  # `mrunner gc` waits until what the sweep needs is in place
+            admitted = backend.admit(sweep, runs, reporter)  # may refuse: nothing was uploaded or announced yet
+            require_answer(admitted, sweep, "admit")
+            if admitted:
+                sweep.detail.update(admitted)
+                store.update_sweep(sweep)
             package = backend.package(sweep, frozen, reporter)
             require_answer(package, sweep, "package")
             sweep.package = package

@@ -145,6 +145,22 @@ def test_planned_runs_of_a_submitter_that_died_are_not_taken(tmp_path):
     assert store.record_sweep(*same_runs("brave-turing-000003")).count == 2  # a crash left them planned: run them
 
 
+def test_planned_runs_of_a_submitter_that_died_after_packaging_stay_taken(tmp_path):
+    """Packaged, its backend may have accepted some runs before their records: a new submission of the same
+    runs skips them (`mrunner resume` of that sweep finds what the backend accepted), so none runs twice."""
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep(count=2)
+    store.record_sweep(sweep, runs)
+    sweep.package = {"code_dir": "/somewhere"}
+    store.update_sweep(sweep)
+    store._db.execute("UPDATE submitters SET process='999999999@1' WHERE sweep_id=?", (sweep.id,))
+    other, repeat = a_sweep("brave-turing-000004", count=2)
+    for run in repeat:
+        run.id = runs[run.index].id
+    recorded = store.record_sweep(other, repeat)
+    assert (recorded.count, recorded.skipped, recorded.skipped_sweeps) == (0, 2, [sweep.id])
+
+
 def test_processes_opening_a_new_database_together_all_get_it(tmp_path):
     """Switching a new database to WAL answers "locked" at once to all but one opener: each waits instead."""
     import subprocess

@@ -150,7 +150,8 @@ def slurm_service() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def slurm_limited_service(slurm_service: dict[str, Any]) -> dict[str, Any]:
     """The same Slurm cluster as the second test user (``mrlimited``), whose association carries job limits
-    (``max_submit_jobs``: MaxSubmitJobs, ``max_jobs``: MaxJobs, as a site admin sets them with sacctmgr), in
+    (``max_submit_jobs``: MaxSubmitJobs, ``max_jobs``: MaxJobs, as a site admin sets them with sacctmgr; ``qos``:
+    a QOS it may ask for, with per-user and QOS-wide limits, where the cluster's start.sh made one), in
     the shape of ``slurm_service`` (``user``, ``alias``, ``key_file``, ``storage_dir`` are its own), so
     tests of limits never hold back the tests that submit as ``mrtest``."""
     if "limited" not in slurm_service:  # a cluster started by an older start.sh

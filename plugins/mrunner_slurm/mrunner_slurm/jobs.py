@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from mrunner.errors import BackendError
 from mrunner.layout import Layout, of_run
@@ -73,7 +73,9 @@ def status(connection: Connection, sweep: Sweep, runs: Sequence[Run], ended: Seq
     for index, (state, code, detail, own, attempt, ends) in answer.items():
         run = by_index[int(index)]
         if state == PENDING and detail:
-            detail = pending_reason(detail)  # reported even when still pending: the records keep the latest
+            detail = pending_reason(
+                detail, sweep.detail.get("running_limits")
+            )  # reported even when still pending: the records keep the latest
         if attempt > run.attempt:  # Slurm requeued it: the next attempt of the same array task
             updates.append(_later(int(index), state, code, detail, own, attempt, ends))
         elif (state, code) != (run.state, run.exit_code) or (state == PENDING and detail):
@@ -93,8 +95,23 @@ _NEVER = {
 }
 
 
-def pending_reason(reason: str) -> str:
-    """Slurm's reason, saying so when the request can never run as asked and what to change."""
+#: Reasons of a job held back by a limit on the jobs running at once (``limits.Limits.running``): it starts
+#: as others end.
+_THROTTLED = {
+    "AssocMaxJobsLimit": "MaxJobs of your association",
+    "QOSMaxJobsPerUserLimit": "MaxJobsPerUser of the QOS",
+    "AssocGrpJobsLimit": "GrpJobs of your account, all its users' jobs counted",
+    "QOSGrpJobsLimit": "GrpJobs of the QOS, all its users' jobs counted",
+}
+
+
+def pending_reason(reason: str, running_limits: Mapping[str, int] | None = None) -> str:
+    """Slurm's reason, saying so when the request can never run as asked and what to change, and in words
+    when a limit on running jobs holds it back (``running_limits``: those the submission read, by reason)."""
+    if reason in _THROTTLED:
+        limit = (running_limits or {}).get(reason)
+        count = f"limit of {limit} running jobs" if limit is not None else "limit on running jobs"
+        return f"queued: the site's {count} ({_THROTTLED[reason]}: {reason}); it starts as others end"
     asked = _NEVER.get(reason) or ("a job larger than a per-job limit" if "PerJob" in reason else None)
     if asked is None:
         return reason

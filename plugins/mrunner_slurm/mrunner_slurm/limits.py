@@ -1,8 +1,9 @@
 """A site's job limits as its user can read them, and the refusal of a submission that would exceed them.
 
 Sites cap the jobs a user may have queued or running (``MaxSubmitJobs``, and ``MaxJobs`` running, set on the
-user's association or its QOS with ``sacctmgr``), count every array task as one job, and cap the size of a
-job array (``MaxArraySize``). sbatch refuses a whole array that does not fit the allowance left ("Job
+user's association; ``MaxSubmitJobsPerUser``, ``MaxJobsPerUser`` on a QOS; ``GrpSubmitJobs``, ``GrpJobs`` on an
+account or a QOS for all its users together, all with ``sacctmgr``), count every array task as one job, and
+cap the size of a job array (``MaxArraySize``). sbatch refuses a whole array that does not fit the allowance left ("Job
 violates accounting/QOS policy"), so a sweep submitted as several arrays would be half accepted: mrunner
 reads the limits first and refuses before anything is submitted, naming the limit and what to change.
 """
@@ -11,39 +12,75 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from mrunner.errors import Refused
 from mrunner_slurm.transport import Connection
 
 #: One round trip, its commands run at once (each sacctmgr asks slurmdbd: ~0.2 s on a loaded machine): the
-#: user, its default account and its associations (``withassoc``), the QOS limits per user, the controller's
-#: settings, and how many of its jobs (array tasks each) are queued or running. Every part may fail (no
-#: accounting: sacctmgr cannot reach slurmdbd) and then says nothing.
+#: user, its default account and its associations (``withassoc``), then the Grp limits of those accounts'
+#: own associations (all their users' jobs count), the QOS limits (per user and for the whole QOS), the
+#: controller's settings, and the jobs (array tasks each) queued or running, counted per user, account, QOS
+#: and state (``uniq -c``: a few lines whatever the queue's size). Every part may fail (no accounting:
+#: sacctmgr cannot reach slurmdbd) and then says nothing.
 _SCRIPT = (
     "u=$(id -un); d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; "
-    'sacctmgr -nP show user "$u" withassoc '
-    "format=DefaultAccount,Cluster,Account,Partition,MaxSubmit,MaxJobs,DefaultQOS,QOS >$d/a 2>/dev/null & "
-    "sacctmgr -nP show qos format=Name,MaxSubmitPU,MaxJobsPU >$d/q 2>/dev/null & "
+    '{ sacctmgr -nP show user "$u" withassoc '
+    "format=DefaultAccount,Cluster,Account,Partition,MaxSubmit,MaxJobs,DefaultQOS,QOS >$d/a 2>/dev/null; "
+    "a=$(cut -d'|' -f3 $d/a | sort -u | paste -sd,); "
+    'if [ -n "$a" ]; then sacctmgr -nP show assoc accounts="$a" '
+    "format=Cluster,Account,User,Partition,GrpSubmit,GrpJobs >$d/g 2>/dev/null; fi; } & "
+    "sacctmgr -nP show qos format=Name,MaxSubmitPU,MaxJobsPU,GrpSubmit,GrpJobs >$d/q 2>/dev/null & "
     "scontrol show config 2>/dev/null | grep -E '^(ClusterName|MaxArraySize|AccountingStorageEnforce) ' >$d/c & "
-    'squeue -h -r -u "$u" -t PD,R,CG,CF,S,RQ,RS,RH -o %i 2>/dev/null | wc -l >$d/n & '
-    'wait; echo "$u"; for f in a q c n; do echo @@; cat $d/$f; done'
+    "squeue -h -r -t PD,R,CG,CF,S,RQ,RS,RH -o '%u|%a|%q|%t' 2>/dev/null | sort | uniq -c >$d/n & "
+    'wait; echo "$u"; for f in a q c n g; do echo @@; cat $d/$f 2>/dev/null; done'
 )
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One limit on the jobs queued or running at once: its name as the site's admins set it, its value,
+    how many jobs count against it now, and whose jobs count (empty: the user's in its association)."""
+
+    name: str
+    limit: int
+    used: int
+    scope: str = ""
+
+    @property
+    def left(self) -> int:
+        return max(self.limit - self.used, 0)
+
+    @property
+    def phrase(self) -> str:
+        """``MaxSubmitJobs=20 jobs queued or running``, with its scope: the refusal's words."""
+        return f"{self.name}={self.limit} jobs queued or running" + (f" {self.scope}" if self.scope else "")
 
 
 @dataclass(frozen=True)
 class Limits:
     """What binds a user's submissions on a site; ``None`` where the site sets no limit or the user cannot
-    read it (no accounting, limits not enforced)."""
+    read it (no accounting, limits not enforced). Of several limits on queued jobs (the association's
+    MaxSubmitJobs, the QOS's MaxSubmitJobsPerUser and GrpSubmitJobs, the account's GrpSubmitJobs), the one
+    that leaves the fewest jobs binds: its value, its name and the jobs counted against it are below."""
 
-    #: jobs (each array task counts) the user may have queued or running at once: sbatch refuses beyond it
+    #: jobs (each array task counts) the binding limit allows queued or running at once: sbatch refuses beyond
     max_submit_jobs: int | None
-    #: jobs the user may have running at once: more wait in the queue (reason AssocMaxJobsLimit)
+    #: jobs the user may have running at once (the smallest such limit): more wait in the queue
     max_jobs: int | None
     #: Slurm's MaxArraySize: array task ids must stay below it
     max_array_size: int | None
-    #: the user's jobs (array tasks each) queued or running now
+    #: jobs (array tasks each) queued or running now that count against ``max_submit_jobs`` (without a
+    #: limit: the user's own)
     jobs_in_queue: int | None
+    #: the binding limit on queued jobs in words, its name as ``sacctmgr`` shows it (``Bound.phrase``);
+    #: empty: the association's MaxSubmitJobs
+    submit_limit: str = ""
+    #: each limit on running jobs by the pending reason Slurm gives a job it holds back for it
+    #: (``AssocMaxJobsLimit``, ``QOSMaxJobsPerUserLimit``, ``AssocGrpJobsLimit``, ``QOSGrpJobsLimit``): what
+    #: `status` says of such a job (``mrunner_slurm.jobs.pending_reason``)
+    running: dict[str, int] = field(default_factory=dict)
 
     @property
     def allowance(self) -> int | None:
@@ -55,86 +92,135 @@ class Limits:
 
 def site_limits(connection: Connection, account: str | None = None, qos: str | None = None) -> Limits:
     """The site's limits for the connection's user, read in one remote command with ``sacctmgr -nP show
-    user withassoc`` and ``show qos`` (the association of ``account``, else the user's default account, and of
-    ``qos``, else the association's default QOS; the smaller of the two where both set one), ``scontrol
-    show config`` and ``squeue``. Association and QOS limits count only where ``AccountingStorageEnforce``
-    enforces limits. Never raises for a site without accounting: its limits are None."""
+    user withassoc``, ``show assoc`` (the accounts' Grp limits) and ``show qos`` (the association of
+    ``account``, else the user's default account, and of ``qos``, else the association's default QOS; the
+    one leaving the fewest jobs binds), ``scontrol show config`` and ``squeue``. Association and QOS limits
+    count only where ``AccountingStorageEnforce`` enforces limits. Never raises for a site without
+    accounting: its limits are None."""
     result = connection.run(_SCRIPT)
     return parse(result.stdout.decode(errors="replace"), account, qos)
 
 
 class Reading:
-    """``site_limits`` read on a thread of its own, so that a submission reads them while it uploads the code
-    (three sacctmgr, scontrol and squeue cost more than a round trip), and waits only at ``limits()``."""
+    """``site_limits`` read on a thread of its own, so that a submission reads them while it snapshots the
+    code and records the sweep (three sacctmgr, scontrol and squeue cost more than a round trip), and waits
+    only at ``limits()``. ``connect`` opens the connection (without prompting) in that thread; when it gives
+    none, ``limits()`` answers None and the caller reads them itself."""
 
-    def __init__(self, connection: Connection, account: str | None = None, qos: str | None = None) -> None:
+    def __init__(self, connect: Callable[[], Connection | None], account: str | None, qos: str | None) -> None:
         self._found: Limits | None = None
         self._failure: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._read, args=(connection, account, qos), name="mrunner-slurm-limits", daemon=True
+            target=self._read, args=(connect, account, qos), name="mrunner-slurm-limits", daemon=True
         )
         self._thread.start()
 
-    def _read(self, connection: Connection, account: str | None, qos: str | None) -> None:
+    def _read(self, connect: Callable[[], Connection | None], account: str | None, qos: str | None) -> None:
         try:
-            self._found = site_limits(connection, account, qos)
+            connection = connect()
+            if connection is not None:
+                self._found = site_limits(connection, account, qos)
         except BaseException as failure:  # raised again in the caller's thread by limits()
             self._failure = failure
 
-    def limits(self) -> Limits:
+    def limits(self) -> Limits | None:
         self._thread.join()
         if self._failure is not None:
             raise self._failure
-        assert self._found is not None
         return self._found
 
 
 def parse(text: str, account: str | None = None, qos: str | None = None) -> Limits:
     """``site_limits``'s reading of the remote command's output (see ``_SCRIPT``)."""
     parts = [part.strip().splitlines() for part in text.split("@@")]
-    parts += [[]] * (5 - len(parts))
-    _, associations, qoses, config_lines, queued = parts[:5]
+    parts += [[]] * (6 - len(parts))
+    user_lines, associations, qoses, config_lines, queued, groups = parts[:6]
+    user = user_lines[0].strip() if user_lines else ""
     config = dict(line.split("=", 1) for line in config_lines if "=" in line)
     config = {key.strip(): value.strip() for key, value in config.items()}
-    enforced = "limits" in config.get("AccountingStorageEnforce", "") or "safe" in config.get(
-        "AccountingStorageEnforce", ""
-    )
+    enforce = config.get("AccountingStorageEnforce", "")
+    enforced = "limits" in enforce or "safe" in enforce
     cluster = config.get("ClusterName")
-    max_submit = max_jobs = None
+    jobs = _queue(queued)
+
+    def count(**where: str | None) -> int:
+        """The jobs queued or running of ``user``, ``account`` and ``qos`` as given."""
+        return sum(
+            n
+            for (u, a, q, _), n in jobs.items()
+            if all(value == {"user": u, "account": a, "qos": q}[key] for key, value in where.items())
+        )
+
+    submit: list[Bound] = []
+    running: dict[str, int] = {}
     chosen_qos = qos
     for line in associations:
         fields = line.split("|")
         if len(fields) < 8:
             continue
-        default_account, where, name, partition, submit, running, default_qos, allowed = fields[:8]
+        default_account, where, name, partition, max_submit, max_jobs, default_qos, allowed = fields[:8]
         account = account or default_account
         if (cluster and where != cluster) or (account and name != account) or partition:
             continue  # another cluster's, another account's, or a partition's own association
-        max_submit, max_jobs = _number(submit), _number(running)
+        if (limit := _number(max_submit)) is not None:
+            submit.append(Bound("MaxSubmitJobs", limit, count(user=user, account=account)))
+        if (limit := _number(max_jobs)) is not None:
+            running["AssocMaxJobsLimit"] = limit
         if chosen_qos is None:
             listed = [q for q in allowed.split(",") if q]
             chosen_qos = default_qos or (listed[0] if len(listed) == 1 else None)
-    for line in qoses:
+    for line in groups:  # the account's own association (no user): every user of the account counts
         fields = line.split("|")
-        if len(fields) >= 3 and fields[0] == chosen_qos:
-            max_submit = _smaller(max_submit, _number(fields[1]))
-            max_jobs = _smaller(max_jobs, _number(fields[2]))
-    count = queued[0].strip() if queued else ""
+        if len(fields) >= 6 and fields[1] == account and not fields[2] and not fields[3]:
+            if (cluster and fields[0] != cluster) or not account:
+                continue
+            if (limit := _number(fields[4])) is not None:
+                scope = f"in account {account} (all its users' jobs count)"
+                submit.append(Bound("GrpSubmitJobs", limit, count(account=account), scope))
+            if (limit := _number(fields[5])) is not None:
+                running["AssocGrpJobsLimit"] = limit
+    for line in qoses:
+        fields = (line.split("|") + [""] * 5)[:5]
+        if not chosen_qos or fields[0] != chosen_qos:
+            continue
+        if (limit := _number(fields[1])) is not None:
+            scope = f"of yours in QOS {chosen_qos}"
+            submit.append(Bound("MaxSubmitJobsPerUser", limit, count(user=user, qos=chosen_qos), scope))
+        if (limit := _number(fields[3])) is not None:
+            scope = f"in QOS {chosen_qos} (all its users' jobs count)"
+            submit.append(Bound("GrpSubmitJobs", limit, count(qos=chosen_qos), scope))
+        if (limit := _number(fields[2])) is not None:
+            running["QOSMaxJobsPerUserLimit"] = limit
+        if (limit := _number(fields[4])) is not None:
+            running["QOSGrpJobsLimit"] = limit
+    if not enforced:
+        submit, running = [], {}
+    binding = min(submit, key=lambda bound: (bound.left, bound.limit), default=None)
     return Limits(
-        max_submit_jobs=max_submit if enforced else None,
-        max_jobs=max_jobs if enforced else None,
+        max_submit_jobs=binding.limit if binding else None,
+        max_jobs=min(running.values(), default=None),
         max_array_size=_number(config.get("MaxArraySize", "")),
-        jobs_in_queue=int(count) if count.isdigit() else None,
+        jobs_in_queue=binding.used if binding else (count(user=user) if jobs or queued else None),
+        submit_limit=binding.phrase if binding else "",
+        running=running,
     )
+
+
+def _queue(lines: list[str]) -> dict[tuple[str, str, str, str], int]:
+    """``uniq -c`` of ``user|account|qos|state`` lines: the jobs of each."""
+    jobs: dict[tuple[str, str, str, str], int] = {}
+    for line in lines:
+        number, _, rest = line.strip().partition(" ")
+        fields = rest.strip().split("|")
+        if number.isdigit() and len(fields) == 4:
+            key = (fields[0], fields[1], fields[2], fields[3])
+            jobs[key] = jobs.get(key, 0) + int(number)
+    return jobs
 
 
 def _number(text: str) -> int | None:
     text = text.strip()
     return int(text) if text.isdigit() else None
-
-
-def _smaller(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
 
 
 def refuse_beyond(limits: Limits, jobs: int, where: str, points_per_task: int = 1) -> None:
@@ -144,6 +230,7 @@ def refuse_beyond(limits: Limits, jobs: int, where: str, points_per_task: int = 
     allowance = limits.allowance
     if allowance is None or jobs <= allowance:
         return
+    binding = limits.submit_limit or f"MaxSubmitJobs={limits.max_submit_jobs} jobs queued or running"
     queued = limits.jobs_in_queue or 0
     now = f", {queued} of them queued or running now" if queued else ""
     each = "one per experiment" if points_per_task == 1 else f"one per {points_per_task} experiments"
@@ -153,7 +240,7 @@ def refuse_beyond(limits: Limits, jobs: int, where: str, points_per_task: int = 
         else "points_per_task once some end"
     )
     raise Refused(
-        f"{where} allows at most MaxSubmitJobs={limits.max_submit_jobs} jobs queued or running{now}, and this "
+        f"{where} allows at most {binding}{now}, and this "
         f"sweep needs {jobs} ({each}): set the context key points_per_task ({fits}) to run more "
         f"experiments per job, or submit fewer experiments"
     )

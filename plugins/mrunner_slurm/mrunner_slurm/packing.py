@@ -9,6 +9,11 @@ as its next attempt and runs only the points that did not complete (an exit code
 cancelled inside its task is skipped by it (or stopped alone, if it runs). This module decides only which
 points go to which task, how many a task holds, and the task's time limit.
 
+The packing is decided once per attempt and recorded (``decided``) before the first sbatch: a submission
+cut off between an sbatch and its record, submitted again (`mrunner resume`), packs the same runs the same
+way whatever the site's allowance is by then, so its arrays get the same names and the cluster's helper
+finds the ones already submitted instead of running their points twice.
+
 ``time`` stays a point's time: a task of K points, N at once, asks Slurm for ``time x ceil(K / N)``. A
 ``--time`` among the context's ``sbatch_options`` comes after it on sbatch's command line and so sets the
 task's limit as written.
@@ -17,7 +22,7 @@ task's limit as written.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,26 +36,13 @@ DEFAULT_MAX_ARRAY_SIZE = 1001
 
 @dataclass(frozen=True)
 class Limits:
-    """What the site allows this user, as far as the user can read it; None where unknown. The same shape as
-    ``mrunner_slurm.limits.site_limits`` (the site-like test cluster's reading of ``sacctmgr``), which
-    ``limits_of`` uses when it is there."""
+    """What the site allows this user, as far as the user can read it; None where unknown: the fields of
+    ``mrunner_slurm.limits.Limits`` (``site_limits``'s reading of ``sacctmgr``) packing decides from."""
 
     max_submit_jobs: int | None = None  # jobs (array tasks) queued or running at once (MaxSubmitJobs)
     max_jobs: int | None = None  # jobs running at once (MaxJobs): throttles, does not refuse
     max_array_size: int | None = None  # task ids of an array below this (MaxArraySize)
-    jobs_in_queue: int | None = None  # this user's jobs queued or running now
-
-
-def limits_of(connection: Any, context: Mapping[str, Any]) -> Limits:
-    """The site's limits over ``connection`` for the context's account and QOS: from
-    ``mrunner_slurm.limits.site_limits`` where that module exists, else MaxArraySize from ``scontrol show
-    config`` (which the connection's first helper call read)."""
-    try:
-        from mrunner_slurm.limits import site_limits  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        value = str(connection.facts.get("MaxArraySize") or "")
-        return Limits(max_array_size=int(value) if value.isdigit() else None)
-    return as_limits(site_limits(connection, context.get("account"), context.get("qos")))
+    jobs_in_queue: int | None = None  # jobs queued or running now that count against max_submit_jobs
 
 
 def as_limits(found: Any) -> Limits:
@@ -74,8 +66,8 @@ def points_per_task(context: Mapping[str, Any], count: int, limits: Limits) -> i
         left = limits.max_submit_jobs - (limits.jobs_in_queue or 0)
         if left <= 0:
             raise MrunnerError(
-                f"points_per_task: auto finds no room: {limits.jobs_in_queue} of your MaxSubmitJobs="
-                f"{limits.max_submit_jobs} jobs are queued or running; wait for some to end, or cancel some"
+                f"points_per_task: auto finds no room: {limits.jobs_in_queue} jobs are queued or running of the "
+                f"{limits.max_submit_jobs} the site's limit allows; wait for some to end, or cancel some"
             )
         room = min(room, left)
     return max(1, math.ceil(count / room))
@@ -84,15 +76,6 @@ def points_per_task(context: Mapping[str, Any], count: int, limits: Limits) -> i
 def tasks(points: Sequence[T], k: int) -> list[list[T]]:
     """The points in tasks of ``k`` consecutive ones (the last may hold fewer)."""
     return [list(points[start : start + k]) for start in range(0, len(points), k)]
-
-
-def jobs_needed(runs: Sequence[Any], k: int) -> int:
-    """How many jobs (array tasks) ``runs`` make, ``k`` per task: each attempt's runs go to arrays of their own
-    (``mrunner_slurm.submit.units``). What a site's ``MaxSubmitJobs`` counts."""
-    by_attempt: dict[int, int] = {}
-    for run in runs:
-        by_attempt[run.attempt] = by_attempt.get(run.attempt, 0) + 1
-    return sum(math.ceil(count / k) for count in by_attempt.values())
 
 
 def rounds(context: Mapping[str, Any], k: int) -> int:
@@ -145,3 +128,62 @@ def describe(context: Mapping[str, Any], count: int, limits: Limits) -> str | No
     )
     tasks = math.ceil(count / k)
     return f"packed: {tasks} array task{'s' * (tasks != 1)} of up to {k} points each{auto}, {how}{time}"
+
+
+def decided(plan: Mapping[str, Any] | None, runs: Iterable[Any], k: int, max_array_size: int) -> dict[str, Any]:
+    """``plan`` (what ``sweep.detail["packing"]`` records: per attempt, each decision's ``points_per_task``,
+    ``max_array_size`` and runs) with the decision for ``runs`` added: recorded before their first sbatch."""
+    result = {attempt: list(entries) for attempt, entries in (plan or {}).items()}
+    by_attempt: dict[int, list[int]] = {}
+    for run in runs:
+        by_attempt.setdefault(run.attempt, []).append(run.index)
+    for attempt, indices in by_attempt.items():
+        entry = {"points_per_task": k, "max_array_size": max_array_size, "runs": ranges(indices)}
+        result.setdefault(str(attempt), []).append(entry)
+    return result
+
+
+def recorded(plan: Mapping[str, Any] | None, runs: Iterable[T]) -> tuple[list[tuple[int, int, list[T]]], list[T]]:
+    """``runs`` as the recorded ``plan`` packs them: per decision its ``points_per_task``, ``max_array_size``
+    and its runs among ``runs`` (each packed as when it was decided: ``mrunner_slurm.submit.units`` of the
+    same runs in the same order gives the same arrays), and the runs no decision covers."""
+    plan = plan or {}
+    groups: dict[tuple[int, int], list[T]] = {}
+    decisions: dict[tuple[int, int], tuple[int, int]] = {}
+    covered: dict[int, list[set[int]]] = {}
+    left: list[T] = []
+    for run in runs:
+        attempt, index = run.attempt, run.index  # type: ignore[attr-defined]
+        if attempt not in covered:
+            entries = plan.get(str(attempt), [])
+            covered[attempt] = [indices(entry["runs"]) for entry in entries]
+            for position, entry in enumerate(entries):
+                decisions[(attempt, position)] = (int(entry["points_per_task"]), int(entry["max_array_size"]))
+        decision = next((n for n, members in enumerate(covered[attempt]) if index in members), None)
+        if decision is None:
+            left.append(run)
+        else:
+            groups.setdefault((attempt, decision), []).append(run)
+    return [(*decisions[key], members) for key, members in groups.items()], left
+
+
+def ranges(numbers: Iterable[int]) -> str:
+    """``0-39,45,50-52``: sorted indices in a few characters (a sweep's decision is usually one range)."""
+    parts: list[str] = []
+    ordered = sorted(numbers)
+    start = 0
+    for position in range(1, len(ordered) + 1):
+        if position == len(ordered) or ordered[position] != ordered[position - 1] + 1:
+            first, last = ordered[start], ordered[position - 1]
+            parts.append(str(first) if first == last else f"{first}-{last}")
+            start = position
+    return ",".join(parts)
+
+
+def indices(text: str) -> set[int]:
+    """The indices ``ranges`` wrote."""
+    result: set[int] = set()
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        result.update(range(int(first), int(last or first) + 1))
+    return result

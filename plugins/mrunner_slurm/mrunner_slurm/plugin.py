@@ -35,6 +35,7 @@ class SlurmBackend(Backend):
         check_combinations(context, context_name)
         if not dry_run:  # a dry run reaches nothing
             _connect_in_background(context)  # unless the warm-up started it for the same host
+            _read_limits_in_background(context)  # for admit, while the core snapshots and records
 
     def plan(self, context: Mapping[str, Any], count: int) -> list[str]:
         from mrunner_slurm.submit import describe
@@ -48,12 +49,27 @@ class SlurmBackend(Backend):
 
         return render(sweep, runs, snapshot, secret_names)
 
-    def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
-        from mrunner import layout
-        from mrunner_slurm import deploy, limits, transport
+    def admit(self, sweep: Sweep, runs: Sequence[Run], reporter: Reporter) -> dict[str, Any]:
+        """Refused whole, before anything is uploaded or reaches Slurm, when the array tasks
+        (``points_per_task`` experiments each; ``auto`` packs to fit) exceed the jobs the site still allows
+        the user (``limits``: the association's, the account's and the QOS's limits). The packing is
+        decided here and recorded, so that a submission cut off after an sbatch packs the same way when
+        submitted again (``submit.admit``); the limits on running jobs are recorded for `status`."""
+        from mrunner_slurm import limits, submit, transport
 
         connection = transport.connection(sweep.context, sweep.context_name)
-        _READINGS[sweep.id] = limits.Reading(connection, sweep.context.get("account"), sweep.context.get("qos"))
+        account, qos = sweep.context.get("account"), sweep.context.get("qos")
+        reading = _READINGS.pop(_reading_key(sweep.context), None)  # started by check, read meanwhile
+        found = reading.limits() if reading is not None else None
+        if found is None:
+            found = limits.site_limits(connection, account, qos)
+        return {"packing": submit.admit(connection, sweep, runs, found), "running_limits": found.running}
+
+    def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
+        from mrunner import layout
+        from mrunner_slurm import deploy, transport
+
+        connection = transport.connection(sweep.context, sweep.context_name)
         facts = deploy.deploy(connection, sweep.context["storage_dir"], snapshot, reporter, sweep.id)
         # once per sweep; mirrored: a job that cannot mount the code's view links per file (mrunner.attempt --watch)
         return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir, mirror=True)}
@@ -79,19 +95,11 @@ class SlurmBackend(Backend):
         record: Callable[[Sequence[RunUpdate]], None],
         reporter: Reporter,
     ) -> None:
-        """Refused whole, before anything reaches Slurm, when the array tasks (``points_per_task`` experiments
-        each; ``auto`` packs to fit) exceed the jobs the site still allows the user (``limits``)."""
-        from mrunner_slurm import limits, packing, submit, transport
+        """As ``admit`` packed them (recorded in ``sweep.detail``)."""
+        from mrunner_slurm import submit, transport
 
         connection = transport.connection(sweep.context, sweep.context_name)
-        reading = _READINGS.pop(sweep.id, None)  # started by package, read meanwhile
-        if reading is None:
-            reading = limits.Reading(connection, sweep.context.get("account"), sweep.context.get("qos"))
-        found = reading.limits()
-        k = packing.points_per_task(sweep.context, len(runs), packing.as_limits(found))
-        where = f"{connection.target.alias} (user {connection.target.user})"
-        limits.refuse_beyond(found, packing.jobs_needed(runs, k), where, k)
-        submit.submit(connection, sweep, runs, secrets, record, reporter, points_per_task=k)
+        submit.submit(connection, sweep, runs, secrets, record, reporter)
 
     def status(self, sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate]:
         """Also the ended runs: Slurm may run a finished task again (``scontrol requeue``)."""
@@ -170,8 +178,24 @@ class SlurmBackend(Backend):
 
 
 _CONNECTING: set[tuple[str, Any]] = set()
-#: The site's limits being read for a sweep (``limits.Reading``), from its packaging to its submission.
-_READINGS: dict[str, Any] = {}
+#: The site's limits being read for a submission (``limits.Reading``), from its check to its admission, by
+#: cluster, account and QOS.
+_READINGS: dict[tuple[str, Any, Any, Any], Any] = {}
+
+
+def _reading_key(context: Mapping[str, Any]) -> tuple[str, Any, Any, Any]:
+    return (str(context["slurm_url"]), context.get("ssh_config"), context.get("account"), context.get("qos"))
+
+
+def _read_limits_in_background(context: Mapping[str, Any]) -> None:
+    """Read the site's limits (``limits.Reading``) over the connection opened without prompting; a
+    connection that needs a prompt leaves it to ``admit``."""
+    from mrunner_slurm import limits, transport
+
+    key = _reading_key(context)
+    if key not in _READINGS:
+        kept = dict(context)
+        _READINGS[key] = limits.Reading(lambda: transport.warm(kept), kept.get("account"), kept.get("qos"))
 
 
 def _connect_in_background(context: Mapping[str, Any]) -> None:

@@ -19,7 +19,7 @@ from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep, resource_label
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.snapshot import Snapshot
-from mrunner_slurm import batch, deploy, packing, remote
+from mrunner_slurm import batch, deploy, limits, packing, remote
 from mrunner_slurm.keys import resource_options
 from mrunner_slurm.transport import Connection
 
@@ -173,10 +173,10 @@ def submit(
     secrets: Mapping[str, str],
     record: Callable[[Sequence[RunUpdate]], None],
     reporter: Reporter,
-    points_per_task: int | None = None,
 ) -> None:
-    """Write and submit the arrays of ``runs``, ``points_per_task`` points per array task (by default as the
-    context says, ``auto`` read against the site's limits: ``mrunner_slurm.packing``)."""
+    """Write and submit the arrays of ``runs``, packed as the sweep's records say (``points_per_task`` and
+    MaxArraySize decided by ``Backend.admit`` before any sbatch: ``mrunner_slurm.packing.recorded``), so a
+    repeated submission of the same runs makes the same arrays."""
     storage = sweep.package["storage_dir"]
     directory = sweep.detail["sweep_dir"]
     files: dict[str, list] = {batch.secrets_path(directory): [batch.secrets_file(secrets), 0o600]}
@@ -184,15 +184,15 @@ def submit(
         files[f"{client_dir(storage)}/{name}"] = [data.decode(), 0o644]
     jobs: list[dict[str, Any]] = []
     by_name: dict[str, Unit] = {}
-    size = max_array_size(connection)
-    k = points_per_task or packing.points_per_task(
-        sweep.context, len(runs), packing.limits_of(connection, sweep.context)
-    )
-    for array in arrays(sweep, runs, size, k):
-        by_name[array.name] = array.unit
-        files[array.bundle_path] = [array.bundle, 0o644]
-        files[array.script_path] = [array.script, 0o755]
-        jobs.append({"name": array.name, "argv": array.argv, "marker": f"{directory}/submitted/{array.name}"})
+    groups, left = packing.recorded(sweep.detail.get("packing"), runs)
+    if left:  # the core admits every run before it submits it
+        raise BackendError(f"sweep {sweep.id}: no packing is recorded for experiment {left[0].index}; resume it")
+    for k, size, members in groups:
+        for array in arrays(sweep, members, size, k):
+            by_name[array.name] = array.unit
+            files[array.bundle_path] = [array.bundle, 0o644]
+            files[array.script_path] = [array.script, 0o755]
+            jobs.append({"name": array.name, "argv": array.argv, "marker": f"{directory}/submitted/{array.name}"})
     first = layout.of_run(storage, sweep, runs[0])  # the batch scripts write into the logs folder at once
     dirs = [posixpath.dirname(first.log_file()), posixpath.dirname(first.exit_code_file()), f"{directory}/submitted"]
     document = {"files": files, "dirs": dirs, "units": jobs}
@@ -226,6 +226,47 @@ def submit(
         raise BackendError(
             f"the submission to {connection.target.alias} ended early: {accepted} of {len(runs)} accepted"
         )
+
+
+def admit(connection: Connection, sweep: Sweep, runs: Sequence[Run], found: limits.Limits) -> dict[str, Any]:
+    """The sweep's packing with ``runs`` decided (``mrunner_slurm.packing.decided``), refused whole
+    (``limits.refuse_beyond``) when the jobs it would add exceed what the site still allows.
+
+    Runs a recorded decision covers (a submission cut off between an sbatch and its record) keep it, and
+    their arrays the cluster already has add no job; the others get ``points_per_task`` decided now (``auto``
+    against the allowance those arrays leave) and the cluster's MaxArraySize."""
+    known, fresh = packing.recorded(sweep.detail.get("packing"), runs)
+    done = submitted_names(connection, sweep) if known else set()
+    waiting = sum(
+        len(unit.task_ids)
+        for k, size, members in known
+        for unit in units(members, size, k)
+        if unit.name(sweep) not in done
+    )
+    plan = sweep.detail.get("packing") or {}
+    k, adding = 1, 0
+    if fresh:
+        size = found.max_array_size or max_array_size(connection)
+        room = dataclasses.replace(packing.as_limits(found), jobs_in_queue=(found.jobs_in_queue or 0) + waiting)
+        k = packing.points_per_task(sweep.context, len(fresh), room)
+        adding = sum(len(unit.task_ids) for unit in units(fresh, size, k))
+        plan = packing.decided(plan, fresh, k, size)
+    limits.refuse_beyond(found, waiting + adding, f"{connection.target.alias} (user {connection.target.user})", k)
+    return plan
+
+
+def submitted_names(connection: Connection, sweep: Sweep) -> set[str]:
+    """The sweep's arrays the cluster has, by name: a marker the helper wrote when sbatch accepted one, or a
+    job Slurm still lists under that name (``mrunner_slurm.remote_helper.submit`` looks at both)."""
+    directory = sweep.detail.get("sweep_dir")
+    if not directory:
+        return set()  # never prepared: nothing was submitted
+    prefix = f"mrunner-{sweep.id}-"
+    listing = connection.run(
+        f"ls -1 {shlex.quote(directory)}/submitted 2>/dev/null; "
+        f'squeue -h --states=all -u "$(id -un)" -o %j 2>/dev/null | grep -F {shlex.quote(prefix)}; true'
+    )
+    return {line.strip() for line in listing.stdout.decode(errors="replace").splitlines() if line.startswith(prefix)}
 
 
 def describe(context: Mapping[str, Any], count: int) -> list[str]:

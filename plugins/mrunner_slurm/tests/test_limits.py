@@ -10,11 +10,19 @@ from mrunner.errors import Refused
 
 CONFIG = "AccountingStorageEnforce = associations,limits,qos\nClusterName = site\nMaxArraySize = 1501\n"
 
+#: `squeue ... -o '%u|%a|%q|%t' | sort | uniq -c`: alice's 3 jobs in physics/normal (one running), 2 in
+#: chem/long, and bob's 4 in physics/normal
+QUEUE = """      2 alice|physics|normal|PD
+      1 alice|physics|normal|R
+      2 alice|chem|long|PD
+      4 bob|physics|normal|R"""
 
-def output(associations: str, qos: str, config: str = CONFIG, queued: str = "3") -> str:
+
+def output(associations: str, qos: str, config: str = CONFIG, queued: str = QUEUE, groups: str = "") -> str:
     """As the remote command prints it: the user, then `sacctmgr show user withassoc` (default account first
-    on every line), `show qos`, the config lines and the count of queued jobs."""
-    return "\n@@\n".join(["alice", associations, qos, config, queued]) + "\n"
+    on every line), `show qos`, the config lines, the queue counted per user, account, QOS and state, and
+    `show assoc accounts=...` (the accounts' own associations carry their Grp limits)."""
+    return "\n@@\n".join(["alice", associations, qos, config, queued, groups]) + "\n"
 
 
 def test_the_default_accounts_association_of_this_cluster_and_its_default_qos_bind():
@@ -22,17 +30,46 @@ def test_the_default_accounts_association_of_this_cluster_and_its_default_qos_bi
         "physics|site|physics||100|50|normal|normal,long\nphysics|site|chem||7|7||normal\n"
         "physics|other|physics||1|1||normal\n"
         "physics|site|physics|gpu|2|2||normal",  # a partition's own association does not bind the others
-        "normal|80|\nlong|5|5",
+        "normal|80|||\nlong|5|5||",
     )
-    assert parse(text) == Limits(max_submit_jobs=80, max_jobs=50, max_array_size=1501, jobs_in_queue=3)
-    assert parse(text, account="chem", qos="long") == Limits(5, 5, 1501, 3)
+    phrase = "MaxSubmitJobsPerUser=80 jobs queued or running of yours in QOS normal"
+    running = {"AssocMaxJobsLimit": 50}
+    assert parse(text) == Limits(80, 50, 1501, 3, phrase, running)  # the QOS leaves fewer than the association
+    assert parse(text, account="chem", qos="long") == Limits(
+        5,
+        5,
+        1501,
+        2,
+        "MaxSubmitJobsPerUser=5 jobs queued or running of yours in QOS long",
+        {"AssocMaxJobsLimit": 7, "QOSMaxJobsPerUserLimit": 5},
+    )
+
+
+def test_account_and_qos_wide_limits_count_every_users_jobs_and_the_one_leaving_fewest_binds():
+    qos = "normal|80|3|10|8"  # MaxSubmitPU 80, MaxJobsPU 3, GrpSubmit 10, GrpJobs 8
+    groups = "site|physics|||12|6\nsite|physics|bob||1|1"  # the account's own line binds, not bob's
+    text = output("physics|site|physics||100|50|normal|normal", qos, groups=groups)
+    found = parse(text)
+    # account: 12 - 7 (alice's 3 and bob's 4) = 5; QOS-wide: 10 - 7 = 3; alice's own: 100 - 3, 80 - 3
+    assert (found.max_submit_jobs, found.jobs_in_queue, found.allowance) == (10, 7, 3)
+    assert found.submit_limit == "GrpSubmitJobs=10 jobs queued or running in QOS normal (all its users' jobs count)"
+    assert found.running == {
+        "AssocMaxJobsLimit": 50,
+        "AssocGrpJobsLimit": 6,
+        "QOSMaxJobsPerUserLimit": 3,
+        "QOSGrpJobsLimit": 8,
+    }
+    assert found.max_jobs == 3
+    with pytest.raises(Refused, match=r"at most GrpSubmitJobs=10 jobs queued or running in QOS normal \(all its"):
+        refuse_beyond(found, 4, "site")
 
 
 def test_limits_count_only_where_enforced_and_nothing_is_known_without_accounting():
     unenforced = output("physics|site|physics||100|50|normal|normal", "", config=CONFIG.replace(",limits", ""))
     assert parse(unenforced).max_submit_jobs is None and parse(unenforced).max_array_size == 1501
-    none = output("", "", config="ClusterName = site\nMaxArraySize = 1001\n", queued="0")
-    assert parse(none) == Limits(None, None, 1001, 0) and parse(none).allowance is None
+    assert parse(unenforced).running == {}
+    none = output("", "", config="ClusterName = site\nMaxArraySize = 1001\n", queued="")
+    assert parse(none) == Limits(None, None, 1001, None) and parse(none).allowance is None
 
 
 def test_a_submission_beyond_the_allowance_left_is_refused_in_one_line_naming_the_limit_and_the_option():
@@ -44,3 +81,16 @@ def test_a_submission_beyond_the_allowance_left_is_refused_in_one_line_naming_th
     assert "\n" not in message
     assert "MaxSubmitJobs=20" in message and "4 of them queued" in message and "needs 50" in message
     assert "points_per_task: 4" in message  # ceil(50 / 16): what makes it fit now
+
+
+def test_a_task_held_back_by_a_running_jobs_limit_is_queued_in_words_never_can_never_run():
+    from mrunner_slurm.jobs import pending_reason
+
+    from mrunner.records import CANNOT_RUN
+
+    said = pending_reason("AssocMaxJobsLimit", {"AssocMaxJobsLimit": 16})
+    assert said.startswith("queued: the site's limit of 16 running jobs (MaxJobs of your association")
+    assert CANNOT_RUN not in said
+    assert "limit of 2 running jobs" in pending_reason("QOSMaxJobsPerUserLimit", {"QOSMaxJobsPerUserLimit": 2})
+    assert pending_reason("QOSGrpJobsLimit").startswith("queued: the site's limit on running jobs")
+    assert CANNOT_RUN in pending_reason("PartitionNodeLimit")

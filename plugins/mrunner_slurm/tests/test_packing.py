@@ -19,7 +19,7 @@ def test_auto_packs_just_enough_for_the_users_remaining_max_submit_jobs():
     assert packing.points_per_task(auto, 2500, Limits(max_array_size=1001)) == 3  # no job limit: one array
     assert packing.points_per_task(auto, 2500, Limits()) == 3  # nothing known: Slurm's default MaxArraySize
     assert packing.points_per_task({"points_per_task": 7}, 2500, Limits(max_submit_jobs=1)) == 7  # as asked
-    with pytest.raises(MrunnerError, match="20 of your MaxSubmitJobs=20"):
+    with pytest.raises(MrunnerError, match="20 jobs are queued or running of the 20"):
         packing.points_per_task(auto, 10, Limits(max_submit_jobs=20, jobs_in_queue=20))
 
 
@@ -51,7 +51,23 @@ def test_packed_arrays_hold_at_most_max_array_size_tasks_of_consecutive_points()
     assert found[0].name(type("S", (), {"id": "s-000000"})()).endswith("-a0-0-7-8-p2")  # type: ignore[arg-type]
 
 
-def test_the_jobs_a_packed_submission_needs_count_each_attempts_tasks():
-    runs = [_Run(i) for i in range(10)] + [_Run(i, attempt=1) for i in range(10, 13)]
-    assert packing.jobs_needed(runs, 4) == 3 + 1
-    assert packing.jobs_needed(runs, 1) == 13
+def test_the_recorded_packing_packs_the_same_runs_the_same_way_and_leaves_the_others_to_decide():
+    """What admit records before the first sbatch: a submission of the same runs after an interruption gets the
+    decision back (K and MaxArraySize), whatever the allowance is by then; runs no decision covers are left."""
+    first = [_Run(i) for i in range(30)]
+    plan = packing.decided(None, first, 2, 1001)
+    assert plan == {"0": [{"points_per_task": 2, "max_array_size": 1001, "runs": "0-29"}]}
+    retried = [_Run(i, attempt=1) for i in (3, 4, 5, 9)]
+    plan = packing.decided(plan, retried, 3, 1001)
+    assert plan["1"] == [{"points_per_task": 3, "max_array_size": 1001, "runs": "3-5,9"}]
+    again = [_Run(i) for i in range(10, 30)] + [_Run(7, attempt=1), *retried]
+    groups, left = packing.recorded(plan, again)
+    assert [(k, size, [run.index for run in runs]) for k, size, runs in groups] == [
+        (2, 1001, list(range(10, 30))),
+        (3, 1001, [3, 4, 5, 9]),
+    ]
+    assert [(run.index, run.attempt) for run in left] == [(7, 1)]
+    sweep = type("S", (), {"id": "s-000000"})()
+    names = [unit.name(sweep) for unit in units(groups[0][2], 1001, 2)]  # type: ignore[arg-type]
+    assert names == ["mrunner-s-000000-a0-10-29-20-p2"]
+    assert packing.indices(packing.ranges([5, 1, 2, 3, 9, 10])) == {1, 2, 3, 5, 9, 10}

@@ -25,6 +25,12 @@ HIGH_PARTITION=high
 GRACE_TIME=10
 ACCOUNT=mrunner
 LIMITED_ACCOUNT=limited
+# A QOS mrlimited may ask for (`--qos=capped`, its default stays `normal`) whose limits bind as a site's QOS
+# limits do: per user, and for the whole QOS (Grp: every user's jobs count).
+CAPPED_QOS=capped
+CAPPED_MAX_SUBMIT_PER_USER=8
+CAPPED_MAX_JOBS_PER_USER=2
+CAPPED_GRP_SUBMIT=6
 GPU_COUNT=2
 # Accounting: slurmdbd on 127.0.0.1:6819, its MariaDB on 127.0.0.1:3307 (not 3306: a developer's own MySQL
 # keeps its port).

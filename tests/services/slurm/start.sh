@@ -2,7 +2,7 @@
 # Start (idempotently) a real single-node Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd)
 # behind a real key-only sshd on 127.0.0.1:2222, for integration tests and CI: accounting (sacct, sacctmgr),
 # partitions debug (default), low (preemptible) and high (preempts low), users mrtest and mrlimited (whose
-# association carries job limits).
+# association carries job limits, and who may use the QOS `capped`, whose limits bind per user and QOS-wide).
 #
 #   MRUNNER_SERVICES_DIR   base dir (default /tmp/mrunner-services); state in <base>/slurm/,
 #                          connection info in <base>/slurm.json
@@ -248,17 +248,26 @@ db_ok() {
 dbd_ok() {
   pid_of "$SLURMDBD_PIDFILE" /usr/sbin/slurmdbd >/dev/null
 }
-# The associations and limits as wanted, one line per user: user|account|MaxSubmit|MaxJobs.
+# The associations and limits as wanted, one line per user: user|account|MaxSubmit|MaxJobs|QOS|DefaultQOS.
 wanted_associations() {
-  printf '%s|%s||\n' "$TEST_USER" "$ACCOUNT"
-  printf '%s|%s|%s|%s\n' "$LIMITED_USER" "$LIMITED_ACCOUNT" "$LIMITED_MAX_SUBMIT" "$LIMITED_MAX_JOBS"
+  printf '%s|%s|||normal|\n' "$TEST_USER" "$ACCOUNT"
+  printf '%s|%s|%s|%s|%s,normal|normal\n' "$LIMITED_USER" "$LIMITED_ACCOUNT" "$LIMITED_MAX_SUBMIT" "$LIMITED_MAX_JOBS" \
+    "$CAPPED_QOS"
 }
 associations() {
   timeout 10 sacctmgr -nP show assoc cluster="$CLUSTER" users="$TEST_USER,$LIMITED_USER" \
-    format=User,Account,MaxSubmit,MaxJobs 2>/dev/null | sort
+    format=User,Account,MaxSubmit,MaxJobs,QOS,DefaultQOS 2>/dev/null | sort
 }
 associations_ok() {
   [[ "$(associations)" == "$(wanted_associations | sort)" ]]
+}
+# The QOS capped as wanted: Name|MaxSubmitPU|MaxJobsPU|GrpSubmit.
+wanted_qos() {
+  printf '%s|%s|%s|%s\n' "$CAPPED_QOS" "$CAPPED_MAX_SUBMIT_PER_USER" "$CAPPED_MAX_JOBS_PER_USER" "$CAPPED_GRP_SUBMIT"
+}
+qos_ok() {
+  [[ "$(timeout 10 sacctmgr -nP show qos "$CAPPED_QOS" format=Name,MaxSubmitPU,MaxJobsPU,GrpSubmit 2>/dev/null)" == \
+    "$(wanted_qos)" ]]
 }
 node_state() {
   timeout 10 sinfo -h -N -n "$NODE_NAME" -o '%T' 2>/dev/null | head -n1 || true
@@ -311,8 +320,75 @@ fail() {
   exit 1
 }
 
+# The QOS, the accounts and the users' associations with their limits, as a site admin makes them (sacctmgr
+# only: slurmctld takes them from slurmdbd at once, no daemon restarts, queued jobs are kept).
+set_up_accounting() {
+  if ! qos_ok; then
+    log "setting up QOS $CAPPED_QOS"
+    if ! timeout 10 sacctmgr -nP show qos "$CAPPED_QOS" format=Name | grep -qx "$CAPPED_QOS"; then
+      timeout 20 sacctmgr -i add qos "$CAPPED_QOS" >/dev/null || fail "sacctmgr add qos $CAPPED_QOS failed"
+    fi
+    timeout 20 sacctmgr -i modify qos where name="$CAPPED_QOS" set MaxSubmitJobsPerUser="$CAPPED_MAX_SUBMIT_PER_USER" \
+      MaxJobsPerUser="$CAPPED_MAX_JOBS_PER_USER" GrpSubmitJobs="$CAPPED_GRP_SUBMIT" >/dev/null || true
+    qos_ok || fail "the QOS $CAPPED_QOS is not as wanted"
+  fi
+  if ! associations_ok; then
+    log "setting up accounts $ACCOUNT, $LIMITED_ACCOUNT and the associations of $TEST_USER, $LIMITED_USER"
+    for account in "$ACCOUNT" "$LIMITED_ACCOUNT"; do
+      if ! timeout 10 sacctmgr -nP show account "$account" format=Account | grep -qx "$account"; then
+        timeout 20 sacctmgr -i add account "$account" Cluster="$CLUSTER" Description="mrunner tests" \
+          Organization=mrunner >/dev/null || fail "sacctmgr add account $account failed"
+      fi
+    done
+    while IFS='|' read -r user account max_submit max_jobs qos default_qos; do
+      if ! timeout 10 sacctmgr -nP show assoc cluster="$CLUSTER" users="$user" account="$account" format=User |
+        grep -qx "$user"; then
+        timeout 20 sacctmgr -i add user "$user" Account="$account" DefaultAccount="$account" Cluster="$CLUSTER" \
+          >/dev/null || fail "sacctmgr add user $user failed"
+      fi
+      timeout 20 sacctmgr -i modify user where name="$user" cluster="$CLUSTER" account="$account" \
+        set MaxSubmitJobs="${max_submit:--1}" MaxJobs="${max_jobs:--1}" QOS="$qos" \
+        ${default_qos:+DefaultQOS="$default_qos"} >/dev/null || true
+    done < <(wanted_associations)
+    associations_ok || fail "the associations are not as wanted: $(associations | tr '\n' ' ')"
+  fi
+}
+# slurm.json's "limited" entry as the limits now are, rewritten in place (atomically) where it says otherwise
+# (limits changed, or the file written by an older start.sh) by a start that found everything else healthy: a
+# test session reading the file meanwhile sees the old or the new one, never none.
+update_state_limits() {
+  local tmp
+  tmp="$(mktemp "$STATE_JSON.tmp.XXXXXX")"
+  /usr/bin/python3 - "$STATE_JSON" "$tmp" <<EOF || { rm -f "$tmp"; fail "could not update $STATE_JSON"; }
+import json, sys
+state = json.load(open(sys.argv[1]))
+limits = dict(
+    max_submit_jobs=$LIMITED_MAX_SUBMIT,
+    max_jobs=$LIMITED_MAX_JOBS,
+    qos={
+        "name": "$CAPPED_QOS",
+        "max_submit_jobs_per_user": $CAPPED_MAX_SUBMIT_PER_USER,
+        "max_jobs_per_user": $CAPPED_MAX_JOBS_PER_USER,
+        "grp_submit_jobs": $CAPPED_GRP_SUBMIT,
+    },
+)
+if any(state["limited"].get(key) != value for key, value in limits.items()):
+    state["limited"].update(limits)
+    with open(sys.argv[2], "w") as f:
+        json.dump(state, f, indent=2)
+        f.write("\n")
+EOF
+  if [[ -s "$tmp" ]]; then
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$STATE_JSON"
+  else
+    rm -f "$tmp"
+  fi
+}
+
 # ---------------------------------------------------------------- fast path
-# Rendered configs identical to the installed ones + every daemon healthy -> done.
+# Rendered configs identical to the installed ones + every daemon healthy -> done. Limits set otherwise (the
+# QOS, the associations) are set in place first.
 configs_current() {
   [[ -s "$DB_PASS_FILE" ]] &&
     cmp -s <(render_slurm_conf) "$SLURM_ETC/slurm.conf" &&
@@ -321,8 +397,10 @@ configs_current() {
     cmp -s <(render_sshd_config) "$SSHD_CONFIG" &&
     cmp -s <(render_ssh_config) "$SSH_CONFIG"
 }
-if [[ -s "$STATE_JSON" ]] && configs_current && munge_ok && db_ok && dbd_ok && associations_ok &&
-  ctld_ok && slurmd_ok && sshd_ok && node_usable && ssh_ok; then
+if [[ -s "$STATE_JSON" ]] && configs_current && munge_ok && db_ok && dbd_ok && ctld_ok && slurmd_ok && sshd_ok &&
+  node_usable && ssh_ok; then
+  set_up_accounting
+  update_state_limits
   log "already running and healthy ($(elapsed) s)"
   exit 0
 fi
@@ -529,25 +607,7 @@ if ! timeout 10 sacctmgr -nP show cluster format=Cluster | grep -qx "$CLUSTER"; 
   log "registering cluster $CLUSTER"
   timeout 20 sacctmgr -i add cluster "$CLUSTER" >/dev/null || fail "sacctmgr add cluster failed"
 fi
-if ! associations_ok; then
-  log "setting up accounts $ACCOUNT, $LIMITED_ACCOUNT and the associations of $TEST_USER, $LIMITED_USER"
-  for account in "$ACCOUNT" "$LIMITED_ACCOUNT"; do
-    if ! timeout 10 sacctmgr -nP show account "$account" format=Account | grep -qx "$account"; then
-      timeout 20 sacctmgr -i add account "$account" Cluster="$CLUSTER" Description="mrunner tests" \
-        Organization=mrunner >/dev/null || fail "sacctmgr add account $account failed"
-    fi
-  done
-  while IFS='|' read -r user account max_submit max_jobs; do
-    if ! timeout 10 sacctmgr -nP show assoc cluster="$CLUSTER" users="$user" account="$account" format=User |
-      grep -qx "$user"; then
-      timeout 20 sacctmgr -i add user "$user" Account="$account" DefaultAccount="$account" Cluster="$CLUSTER" \
-        >/dev/null || fail "sacctmgr add user $user failed"
-    fi
-    timeout 20 sacctmgr -i modify user where name="$user" cluster="$CLUSTER" account="$account" \
-      set MaxSubmitJobs="${max_submit:--1}" MaxJobs="${max_jobs:--1}" >/dev/null || true
-  done < <(wanted_associations)
-  associations_ok || fail "the associations are not as wanted: $(associations | tr '\n' ' ')"
-fi
+set_up_accounting
 
 if ((slurm_changed)); then
   log "slurm configuration changed: (re)starting slurmctld and slurmd"
@@ -669,6 +729,12 @@ state = {
         "account": "$LIMITED_ACCOUNT",
         "max_submit_jobs": $LIMITED_MAX_SUBMIT,
         "max_jobs": $LIMITED_MAX_JOBS,
+        "qos": {
+            "name": "$CAPPED_QOS",
+            "max_submit_jobs_per_user": $CAPPED_MAX_SUBMIT_PER_USER,
+            "max_jobs_per_user": $CAPPED_MAX_JOBS_PER_USER,
+            "grp_submit_jobs": $CAPPED_GRP_SUBMIT,
+        },
     },
 }
 with open(sys.argv[1], "w") as f:

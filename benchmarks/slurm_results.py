@@ -1,6 +1,6 @@
 """`mrunner results` benchmark on the loopback Slurm cluster (tests/services/slurm), side by side in one run.
 
-    .venv/bin/python benchmarks/slurm_results.py [--repeat 3] [--experiments 1000] [--steps 100]
+    .venv/bin/python benchmarks/slurm_results.py [--repeat 3] [--experiments 1000] [--steps 100] [--before DIR]
 
 A real sweep of 1,000 experiments is submitted held and cancelled (as benchmarks/slurm_pull.py does, so no task
 loads the shared machine); each experiment's metrics file is then written on the cluster's side where the
@@ -10,7 +10,10 @@ round by round, the ways take turns going first:
 - mrunner: ``mrunner results SWEEP --json`` (the real CLI, from process start, its cache emptied first: it
   pulls the metrics files, reads them and prints the table as JSON), then the same command again (nothing
   changed: the second call; past the minute after the sweep's end, it reaches no backend).
-Every round checks that results has a row per experiment with the last step's loss.
+Every round checks that results has a row per experiment with the last step's loss. Both ways write to the
+same file system (``--dest``, a tmpfs by default): the bare way's files and mrunner's data folder, where
+`results` keeps the metrics files. ``--before DIR`` times, in the same rounds, the first call of the mrunner
+of another checkout (a ``git worktree`` of an earlier commit): before and after a change under the same load.
 
 With ``--mlflow URI`` the sweep's context has ``mlflow: true`` and ``tracking: deferred`` instead, and one round
 measures the first `results` (which uploads every experiment's run to that MLflow server) and the second (which
@@ -74,12 +77,17 @@ def bare(sweep_dir: str, target: Path) -> float:
     )
 
 
-def results(home: Path, project: Path, sweep: str, count: int, steps: int) -> float:
+def results(home: Path, project: Path, sweep: str, count: int, steps: int, code: Path | None = None) -> float:
+    """One `mrunner results SWEEP --json`, checked; with ``code``, the mrunner of that checkout (and its
+    plugins) instead of this one's."""
+    environment = slurm_dispatch.env_for(home)
+    if code is not None:
+        environment["PYTHONPATH"] = os.pathsep.join([str(code), *map(str, sorted(code.glob("plugins/mrunner_*")))])
     started = time.perf_counter()
     result = subprocess.run(
         [PYTHON, "-m", "mrunner", "results", sweep, "--json"],
         cwd=project,
-        env=slurm_dispatch.env_for(home),
+        env=environment,
         capture_output=True,
         text=True,
     )
@@ -122,13 +130,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--fresh", action="store_true", help="measure within a minute of the sweep's end")
     parser.add_argument("--mlflow", metavar="URI", help="deferred tracking into this MLflow server (one round)")
-    parser.add_argument("--dest", default="/dev/shm", help="where the bare way's files land")
+    parser.add_argument(
+        "--dest",
+        default="/dev/shm",
+        help="the file system where the bare way's files and mrunner's data folder (its metrics cache) land",
+    )
+    parser.add_argument(
+        "--before", metavar="DIR", type=Path, help="also time the first call of the mrunner of this checkout"
+    )
     options = parser.parse_args()
     sources = [Path(__file__).parent.parent / "mrunner", *Path(__file__).parent.parent.glob("plugins/*/mrunner_*")]
+    if options.before:
+        sources += [options.before / "mrunner", *options.before.glob("plugins/*/mrunner_*")]
     subprocess.run([PYTHON, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
     load_start = os.getloadavg()
     loads: list[float] = []
     rows: dict[str, list[float]] = {"bare": [], "mrunner": [], "mrunner_again": []}
+    if options.before:
+        rows["before"] = []
     storage = f"{slurm_pull.SERVICE['storage_dir']}/bench-results-{uuid.uuid4().hex[:8]}"
     experiment = f"bench-results-{uuid.uuid4().hex[:8]}"
     if options.mlflow:  # the benchmark context's extra keys
@@ -142,7 +161,7 @@ def main() -> None:
         )
     with tempfile.TemporaryDirectory() as temporary, tempfile.TemporaryDirectory(dir=options.dest) as landing:
         workdir, pulls = Path(temporary), Path(landing)
-        home, project = workdir / "home", workdir / "project"
+        home, project = pulls / "home", workdir / "project"  # mrunner's files land where the bare way's do
         sweep, sweep_dir, dirs, _ = slurm_pull.make_sweep(home, project, storage, options.experiments)
         ended = time.monotonic()  # the sweep was cancelled: mrunner recorded its end
         written = write_metrics(dirs, options.steps)
@@ -159,8 +178,14 @@ def main() -> None:
             return
         for round_ in range(options.repeat):
             loads.append(os.getloadavg()[0])
-            for way in ["bare", "mrunner"] if round_ % 2 == 0 else ["mrunner", "bare"]:
-                if way == "bare":
+            ways = ["bare", "mrunner"] + (["before"] if options.before else [])
+            for way in ways if round_ % 2 == 0 else ways[::-1]:
+                if way == "before":
+                    shutil.rmtree(cache, ignore_errors=True)
+                    rows["before"].append(
+                        results(home, project, sweep, options.experiments, options.steps, options.before)
+                    )
+                elif way == "bare":
                     target = pulls / f"bare{round_}"
                     rows["bare"].append(bare(sweep_dir, target))
                     found = len(list(target.glob(f"*/{METRICS}")))
@@ -184,6 +209,9 @@ def main() -> None:
         "first_vs_bare": medians["mrunner"] / medians["bare"],
         "per_round_first_vs_bare": [m / b for m, b in zip(rows["mrunner"], rows["bare"])],
     }
+    if options.before:
+        report["before_vs_bare"] = medians["before"] / medians["bare"]
+        report["per_round_before_vs_bare"] = [m / b for m, b in zip(rows["before"], rows["bare"])]
     print(json.dumps(report, indent=1))
 
 

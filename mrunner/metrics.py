@@ -118,7 +118,42 @@ def read(path: str) -> dict[str, dict[int, float]]:
     A line that is not whole JSON (the torn last line of a killed process) is skipped."""
     with open(path, "rb") as stream:
         data = stream.read()
-    return curves(entries(data))
+    found = _one_attempt_curves(data)
+    return found if found is not None else curves(entries(data))
+
+
+_LINE: Any = None  # report's own lines, as json.dumps writes them (compiled on the first read)
+
+
+def _one_attempt_curves(data: bytes) -> dict[str, dict[int, float]] | None:
+    """``read``'s common case, several times faster: every line is one of report's, with a step, all of one
+    attempt. Each line's metrics alone go through JSON (not its time or the line around them), and the
+    curves are built a metric at a time. ``None`` for any other file (a torn line, another attempt, a
+    report without a step, a line of another shape), which the general path reads."""
+    global _LINE
+    if _LINE is None:
+        import re
+
+        _LINE = re.compile(
+            rb'^\{"attempt": (-?\d+), "step": (-?\d+), "time": [-+0-9.eE]+, "metrics": (\{[^{}\n]*\})\}\n', re.M
+        )
+    lines = _LINE.findall(data)
+    if not lines or len(lines) != data.count(b"\n") or not data.endswith(b"\n") or len({a for a, _, _ in lines}) != 1:
+        return None  # each match is one whole line from its start: as many as lines means every line matched
+    try:
+        values = json.loads(b"[" + b",".join([m for _, _, m in lines]) + b"]")
+    except ValueError:
+        return None
+    steps = [int(step) for _, step, _ in lines]
+    names = values[0].keys()
+    if not all(isinstance(v, dict) and v.keys() == names for v in values):
+        return None  # some lines report other metrics: the general path
+    ordered = all(a < b for a, b in zip(steps, steps[1:]))
+    found: dict[str, dict[int, float]] = {}
+    for name in names:
+        series = dict(zip(steps, [v[name] for v in values]))  # a step reported twice: the later line's value
+        found[name] = series if ordered else dict(sorted(series.items()))
+    return found
 
 
 def entries(data: bytes) -> list[Any]:

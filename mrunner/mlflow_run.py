@@ -17,12 +17,13 @@ import fcntl
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 ENABLED_VARIABLE = "MRUNNER_MLFLOW"  # the same name as mrunner.trackers.mlflow.ENABLED_VARIABLE
 RUN_ID_FILE = ".mrunner-mlflow-run"  # in the experiment's folder
 TAG = "mrunner.experiment"
+ATTEMPT_TAG = "mrunner.attempt"  # set with a new run's parameters, in its first batch
 #: MLflow's limit on a parameter's value (longer ones are cut, not refused).
 PARAMETER_LIMIT = 6000
 
@@ -78,23 +79,76 @@ def find_or_create(tracker: Any, name: str, info: Mapping[str, Any], experiment_
     tracking made from the submitting machine), else a new one in MLflow experiment ``name`` (whose id the
     caller may know: ``experiment_id``), named after the experiment, tagged with its sweep, holding its
     parameters. ``tracker``: an ``MlflowClient``."""
-    from mlflow.entities import Param, RunTag
-
     if experiment_id is None:
         experiment_id = experiment_of(tracker, name)
-    key = f"{info.get('sweep')}/{info.get('index', 0)}"
-    found = tracker.search_runs([experiment_id], filter_string=f"tags.`{TAG}` = '{key}'", max_results=1)
+    found = tracker.search_runs([experiment_id], filter_string=f"tags.`{TAG}` = '{key_of(info)}'", max_results=1)
     if found:
         return str(found[0].info.run_id)
-    tags = {TAG: key, "mrunner.sweep": str(info.get("sweep")), "mrunner.experiment_id": str(info.get("id"))}
+    run_id = create(tracker, experiment_id, info)
+    for _, params, tags in batches([], *first_batch(info)):
+        tracker.log_batch(run_id, params=params, tags=tags)
+    return run_id
+
+
+def key_of(info: Mapping[str, Any]) -> str:
+    """The value of the run's ``TAG``: ``SWEEP/INDEX``."""
+    return f"{info.get('sweep')}/{info.get('index', 0)}"
+
+
+def create(tracker: Any, experiment_id: str, info: Mapping[str, Any]) -> str:
+    """A new run for the experiment ``info`` describes: named after it, tagged with it and its sweep (the tags
+    that find it again come with the run itself, so it is never there without them)."""
+    tags = {TAG: key_of(info), "mrunner.sweep": str(info.get("sweep")), "mrunner.experiment_id": str(info.get("id"))}
     tags.update({f"mrunner.tag.{tag}": "1" for tag in info.get("tags") or []})
     run = tracker.create_run(experiment_id, run_name=str(info.get("name") or "experiment"), tags=tags)
-    parameters = _flat(info.get("parameters") or {})
-    batch = [Param(k, str(v)[:PARAMETER_LIMIT]) for k, v in parameters.items()]
-    attempt = [RunTag("mrunner.attempt", str(info.get("attempt", 0)))]
-    for start in range(0, max(len(batch), 1), 100):  # MLflow takes at most 100 parameters per batch
-        tracker.log_batch(run.info.run_id, params=batch[start : start + 100], tags=attempt if not start else [])
     return str(run.info.run_id)
+
+
+def first_batch(info: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """What a new run gets besides its tags: the experiment's parameters (``Param``), and its attempt (``RunTag``)."""
+    from mlflow.entities import Param, RunTag
+
+    parameters = _flat(info.get("parameters") or {})
+    params = [Param(k, str(v)[:PARAMETER_LIMIT]) for k, v in parameters.items()]
+    return params, [RunTag(ATTEMPT_TAG, str(info.get("attempt", 0)))]
+
+
+#: What one ``log_batch`` may carry (MLflow's REST API refuses more).
+MAX_METRICS, MAX_PARAMS_OR_TAGS, MAX_ENTITIES = 1000, 100, 1000
+
+
+def batches(metrics: list[Any], params: list[Any], tags: list[Any]) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
+    """``(metrics, params, tags)`` in as few ``log_batch`` requests as MLflow's limits allow, metrics filling
+    each request up. The tags (at most a hundred) come with the last of the parameters: a run that has them
+    has all its parameters (``runs_of_sweep``)."""
+    chunks = [params[start : start + MAX_PARAMS_OR_TAGS] for start in range(0, len(params), MAX_PARAMS_OR_TAGS)]
+    left = list(metrics)
+    for number, some_params in enumerate(chunks or [[]]):
+        some_tags = list(tags) if number == max(len(chunks) - 1, 0) else []
+        room = min(MAX_METRICS, MAX_ENTITIES - len(some_params) - len(some_tags))
+        some_metrics, left = left[:room], left[room:]
+        if some_metrics or some_params or some_tags:
+            yield some_metrics, some_params, some_tags
+    for start in range(0, len(left), MAX_METRICS):
+        yield left[start : start + MAX_METRICS], [], []
+
+
+def runs_of_sweep(tracker: Any, experiment_id: str, sweep_id: str) -> dict[str, tuple[str, bool]]:
+    """The runs made for a sweep's experiments, by one search (a page per thousand runs): ``SWEEP/INDEX`` ->
+    (run id, whether its first batch, the parameters with the attempt tag, reached it)."""
+    found: dict[str, tuple[str, bool]] = {}
+    token = None
+    while True:
+        page = tracker.search_runs(
+            [experiment_id], filter_string=f"tags.`mrunner.sweep` = '{sweep_id}'", max_results=1000, page_token=token
+        )
+        for run in page:
+            key = run.data.tags.get(TAG)
+            if key is not None and key not in found:  # MLflow's order (newest first): the one find_or_create finds
+                found[key] = (str(run.info.run_id), ATTEMPT_TAG in run.data.tags)
+        token = page.token
+        if not token:
+            return found
 
 
 def experiment_of(tracker: Any, name: str) -> str:

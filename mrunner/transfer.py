@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import sys
 import zlib
@@ -112,6 +113,19 @@ def walk(request: Mapping[str, Any]) -> list[tuple[str, str, str, os.stat_result
     (FOLDER -> the experiment folder here), ``include`` (globs)."""
     include = request.get("include") or ()
     found: list[tuple[str, str, str, os.stat_result]] = []
+    if include and not any(c in pattern for pattern in include for c in "*?[/"):
+        # only files named at the folder's top (`results` asks for the metrics file): one lstat each, no walk
+        # of folders that may hold thousands of other files
+        for folder, root in request["folders"].items():
+            for name in dict.fromkeys(include):
+                path = os.path.join(os.path.expanduser(root), name)
+                try:
+                    info = os.lstat(path)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                if stat.S_ISREG(info.st_mode) and not name.endswith(PART):
+                    found.append((folder, name, path, info))
+        return found
     for folder, root in request["folders"].items():
         found += ((folder, relative, path, info) for relative, path, info in _files(os.path.expanduser(root), include))
     return found

@@ -5,10 +5,12 @@ tracking server, so with ``tracking: deferred`` the experiments only write their
 (``mrunner.metrics``), and whenever ``mrunner results``, ``pull`` or ``status --wait`` brings those files
 back, ``upload`` sends the lines added since the last upload into each experiment's MLflow run (the run live
 tracking would have made: found by its tag, else made here, named, tagged, holding the parameters) and W&B run
-(its deterministic id, resumed).
+(its deterministic id, resumed). MLflow gets several experiments at once, over one client, the sweep's earlier
+runs found by one search, each experiment's points in batches of a thousand; W&B one run after another.
 
-Each line is sent once: a ledger per sweep (``ledger_path``, next to the records, rewritten atomically after
-each experiment) keeps how many bytes of each experiment's file were sent to each tracker, and the run's id.
+Each line is sent once: a ledger per sweep (``ledger_path``, next to the records, rewritten atomically as
+experiments finish sending, never before) keeps how many bytes of each experiment's file were sent to each
+tracker, and the run's id.
 A file that grew (a running experiment, a later attempt appending) sends only its new whole lines; a second
 call with nothing new reads no file and calls no server. Each value goes to MLflow with the time it was
 reported, so should the ledger lose an upload (a crash between the send and the write), MLflow's store drops
@@ -22,6 +24,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,9 +35,6 @@ from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.trackers import mlflow as mlflow_tracker
 from mrunner.trackers import wandb as wandb_tracker
-
-#: MLflow takes at most this many metrics per ``log_batch``.
-BATCH = 1000
 
 
 def deferred(sweep: Sweep) -> bool:
@@ -99,23 +99,61 @@ def _upload_to(
     if reason is not None:
         reporter.warn(_waiting(sweep, target, reason, len(pending)))
         return 0
-    done = 0
-    for position, (run, file) in enumerate(pending):
+
+    def one(run: Run, file: Path) -> tuple[dict[str, Any], bool]:
+        """Send the new whole lines of one experiment's file; its ledger entry, and whether it sent any."""
         known = sent.get(str(run.index), {})
         offset = known.get("offset", 0)
-        try:
-            data = file.read_bytes()
-            end = data.rfind(b"\n") + 1  # a line still being written (or torn) waits
-            if offset > len(data):
-                offset = 0  # the file was replaced (a folder removed and run again): its lines are all new
-            new = _new_points(data, offset, end)
-            entry = target.send(sweep, run, new, known) if new else dict(known)
-        except Exception as error:  # the server went away (or refused): the rest waits for the next call
-            reporter.warn(_waiting(sweep, target, f"{type(error).__name__}: {error}", len(pending) - position))
-            break
-        sent[str(run.index)] = {**entry, "offset": max(end, offset)}
-        write_atomic(str(path), json.dumps(ledger))
-        done += 1 if new else 0
+        data = file.read_bytes()
+        end = data.rfind(b"\n") + 1  # a line still being written (or torn) waits
+        if offset > len(data):
+            offset = 0  # the file was replaced (a folder removed and run again): its lines are all new
+        new = _new_points(data, offset, end)
+        entry = target.send(sweep, run, new, known) if new else dict(known)
+        return {**entry, "offset": max(end, offset)}, bool(new)
+
+    done = recorded = 0
+    failure: str | None = None
+    try:
+        target.prepare(sweep, [run for run, _ in pending if "run" not in sent.get(str(run.index), {})])
+    except Exception as error:  # the server went away (or refused) between its health check and the search
+        failure = f"{type(error).__name__}: {error}"
+    if failure is None and target.workers == 1:  # one after another, in this thread
+        for run, file in pending:
+            try:
+                entry, new = one(run, file)
+            except Exception as error:  # the server went away (or refused): the rest waits for the next call
+                failure = f"{type(error).__name__}: {error}"
+                break
+            sent[str(run.index)] = entry
+            write_atomic(str(path), json.dumps(ledger))
+            done, recorded = done + new, recorded + 1
+    elif failure is None:
+        with ThreadPoolExecutor(target.workers, thread_name_prefix="mrunner-upload") as pool:
+            futures = {pool.submit(one, run, file): run for run, file in pending}
+            waiting = set(futures)
+            try:
+                while waiting:
+                    finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        if future.cancelled():
+                            continue
+                        raised = future.exception()
+                        if raised is not None:
+                            if failure is None:  # the rest waits for the next call; what is under way ends
+                                failure = f"{type(raised).__name__}: {raised}"
+                                for later in waiting:
+                                    later.cancel()
+                            continue
+                        entry, new = future.result()
+                        sent[str(futures[future].index)] = entry
+                        done, recorded = done + new, recorded + 1
+                    write_atomic(str(path), json.dumps(ledger))  # once for all that ended meanwhile
+            finally:  # an interruption: what was under way ends, and is not recorded (so it goes again)
+                for later in waiting:
+                    later.cancel()
+    if failure is not None:
+        reporter.warn(_waiting(sweep, target, failure, len(pending) - recorded))
     if done:
         reporter.step(f"{target.name}: uploaded the new metrics of {done} experiment{'s' * (done != 1)} of {sweep.id}")
     return done
@@ -139,41 +177,59 @@ def _waiting(sweep: Sweep, target: _Mlflow | _Wandb, reason: str, count: int) ->
 
 
 class _Mlflow:
-    """One MLflow server, its client made when an experiment has something to send."""
+    """One MLflow server: one client (one HTTP session, its connections kept) for the whole upload, the sweep's
+    runs found with one search, the experiments sent side by side (``workers``), each in as few requests
+    as MLflow's batch limits allow."""
 
     name = "MLflow"
+    #: Experiments sent at once: a request's round trip is mostly the server's work and the wire, so several
+    #: under way keep the server busy (it takes them side by side) instead of idle between them.
+    workers = 8
 
     def __init__(self, sweep: Sweep) -> None:
         self.where = mlflow_tracker.tracking_uri(sweep.context) or ""
         self.experiment = mlflow_tracker.experiment_name(sweep.context, sweep.project)
         self.client: Any = None
-        self.experiment_id: str | None = None
+        self.experiment_id = ""
+        self.found: dict[str, tuple[str, bool]] = {}  # SWEEP/INDEX -> (run id, whether it holds parameters)
 
     def unanswered(self) -> str | None:
         if not self.where:  # MLflow would write into ./mlruns of the current folder
             return f"no server named: set mlflow_tracking_uri or export {mlflow_tracker.URI_VARIABLE}"
         return mlflow_tracker.unanswered(self.where)
 
+    def prepare(self, sweep: Sweep, unknown: Sequence[Run]) -> None:
+        """The client; for the experiments the ledger knows no run of (``unknown``), the runs made for the
+        sweep before (by live tracking, or an upload cut off before it wrote the ledger): one search."""
+        from mlflow.tracking import MlflowClient
+
+        from mrunner import mlflow_run
+
+        self.client = MlflowClient(self.where)
+        if unknown:
+            self.experiment_id = mlflow_run.experiment_of(self.client, self.experiment)
+            self.found = mlflow_run.runs_of_sweep(self.client, self.experiment_id, sweep.id)
+
     def send(
         self, sweep: Sweep, run: Run, points: list[tuple[int, str, int, Any, float]], known: dict[str, Any]
     ) -> dict[str, Any]:
         """Log ``points`` to the experiment's run (found or made); returns its ledger entry (the run's id)."""
         from mlflow.entities import Metric
-        from mlflow.tracking import MlflowClient
 
         from mrunner import mlflow_run
 
-        if self.client is None:
-            self.client = MlflowClient(self.where)
         batch = [Metric(name, float(value), int(at * 1000), step) for _, name, step, value, at in points]
         run_id = known.get("run")
+        first: tuple[list[Any], list[Any]] = ([], [])  # parameters and tags the first request carries
         if run_id is None:
-            if self.experiment_id is None:  # asked once per upload, not once per experiment
-                self.experiment_id = mlflow_run.experiment_of(self.client, self.experiment)
             info = run.config_document(sweep)
-            run_id = mlflow_run.find_or_create(self.client, self.experiment, info, self.experiment_id)
-        for start in range(0, len(batch), BATCH):
-            self.client.log_batch(run_id, metrics=batch[start : start + BATCH])
+            run_id, complete = self.found.get(mlflow_run.key_of(info), (None, False))
+            if run_id is None:
+                run_id = mlflow_run.create(self.client, self.experiment_id, info)
+            if not complete:  # a new run, or one whose parameters an interruption kept from it
+                first = mlflow_run.first_batch(info)
+        for some_metrics, params, tags in mlflow_run.batches(batch, *first):
+            self.client.log_batch(run_id, metrics=some_metrics, params=params, tags=tags)
         return {"run": run_id}
 
 
@@ -182,6 +238,7 @@ class _Wandb:
     ``wandb_mode: offline`` into run files below the sweep's metrics cache, for `wandb sync`."""
 
     name = "W&B"
+    workers = 1  # wandb.init and its run files: one run at a time, in this thread
 
     def __init__(self, sweep: Sweep) -> None:
         self.mode = wandb_tracker.mode(sweep.context)
@@ -191,6 +248,9 @@ class _Wandb:
 
     def unanswered(self) -> str | None:
         return None  # wandb.init says why it cannot reach W&B, for the first experiment
+
+    def prepare(self, sweep: Sweep, unknown: Sequence[Run]) -> None:
+        """Nothing: each run's id is known (deterministic)."""
 
     def send(
         self, sweep: Sweep, run: Run, points: list[tuple[int, str, int, Any, float]], known: dict[str, Any]

@@ -110,3 +110,30 @@ def test_an_attempt_after_a_torn_line_starts_on_a_line_of_its_own(tmp_path):
     done = run_script(code, {"MRUNNER_EXPERIMENT_DIR": str(tmp_path), "MRUNNER_ATTEMPT": "1"}, tmp_path)
     assert done.returncode == 0, done.stderr
     assert metrics.read(str(tmp_path / METRICS_FILE)) == {"loss": {0: 1.0, 1: 0.5}}
+
+
+@pytest.mark.parametrize(
+    "lines, fast",
+    [
+        ([(0, s, {"loss": 1 / (1 + s), "acc": s, "lr": 0.001}) for s in range(50)], True),
+        ([(2, s, {"loss": float("nan") if s == 3 else -s * 1e-9}) for s in range(9)], True),
+        ([(0, s, {"loss": s}) for s in (0, 1, 1, 5, 2)], True),  # a step again (the later line), out of order
+        ([(0, 0, {"loss": 1.0}), (0, 1, {"loss": 0.5, "acc": 0.1})], False),  # another metric joins
+        ([(0, 0, {"loss": 1.0}), (1, 0, {"loss": 0.7}), (0, 1, {"loss": 0.2})], False),  # two attempts
+        ([(0, None, {"loss": 1.0}), (0, None, {"loss": 0.5})], False),  # no steps
+        ([(0, 0, {"a{b}": 1.0})], False),  # a name the line pattern does not take
+    ],
+)
+def test_the_fast_read_of_one_attempt_gives_what_the_general_read_gives(tmp_path, lines, fast):
+    """`results` reads the common file (one attempt, every report with a step) by a faster path: the same
+    curves, in the same step order, as the general path, and the general path for anything else."""
+    path = tmp_path / METRICS_FILE
+    text = "".join(
+        json.dumps({"attempt": a, "step": s, "time": 1.5 + s if s else 1.0, "metrics": m}) + "\n" for a, s, m in lines
+    )
+    for content in (text, text + '{"attempt": 0, "step": 99, "tim'):  # whole, then with a torn last line
+        path.write_text(content)
+        general = metrics.curves(metrics.entries(content.encode()))
+        found = metrics.read(str(path))
+        assert json.dumps(found) == json.dumps(general)  # values, kinds and step order
+        assert (metrics._one_attempt_curves(content.encode()) is not None) == (fast and content == text)

@@ -202,3 +202,84 @@ def test_w_and_b_runs_are_replayed_from_here_each_step_once(mrunner_home, mrunne
         assert sorted(points) == sorted(
             [p for p in expected(run.parameters["lr"], run.attempt + 1) if p[0] != "acc"] + acc
         )
+
+
+STEADY = """
+import mrunner
+c = mrunner.get_configuration()
+for step in range(40):
+    mrunner.report({"loss": round(c.i + 1 / (1 + step), 6), "acc": step / 40}, step=step)
+"""
+
+
+def test_an_upload_killed_midway_leaves_each_point_once_after_the_next(mlflow_service, mrunner, mrunner_home, tmp_path):
+    """Six experiments upload side by side through a wire in front of the real server that, after the first two
+    batches, keeps back the server's answers (the server stored those points); mrunner is killed there
+    (SIGKILL: nothing of it runs again). The ledger holds the two answered experiments only; the next
+    `results` sends the other four again, not those two, and the server ends with one run per experiment
+    and each point once."""
+    from mlflow.tracking import MlflowClient
+
+    from mrunner.testing import start_mrunner
+    from tests.mlflow_wire import MlflowWire
+
+    uri = mlflow_service["tracking_uri"]
+    experiment = f"mrunner-cut-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "steady.py").write_text(STEADY)
+    with MlflowWire(uri) as wire:
+        keys = {
+            "backend": "local",
+            "mlflow": True,
+            "mlflow_experiment": experiment,
+            "mlflow_tracking_uri": wire.uri,
+            "tracking": "deferred",
+        }
+        write_context(mrunner_home, "cut", keys)
+        submitted = mrunner("+context=cut", "steady.py", "-m", "i=range(6)", "--detach")
+        assert submitted.returncode == 0, submitted.stderr
+        sweep = submitted.stdout.strip().splitlines()[-1]
+        wait_for(
+            lambda: json.loads(mrunner("status", sweep, "--json").stdout)["experiments"],
+            lambda runs: all(run["state"] == "completed" for run in runs),
+            timeout=120,
+            every=0.5,
+            what="the six experiments to complete",
+        )
+
+        wire.hold_after(2)
+        ledger = mrunner_home / "data" / "mrunner" / "uploads" / f"{sweep}.json"
+        process = start_mrunner(tmp_path, "results", sweep)
+
+        def cut() -> tuple[int, int]:
+            recorded = json.loads(ledger.read_text()).get("mlflow", {}) if ledger.exists() else {}
+            return wire.held, len(recorded)
+
+        try:
+            wait_for(cut, lambda seen: seen == (4, 2), timeout=120, what="two answered uploads and four held")
+        finally:
+            process.kill()
+            process.communicate()
+        before = wire.points()
+        assert len({point[0] for point in before}) == 6 and len(before) == 6 * 80  # the server has them all
+        recorded = json.loads(ledger.read_text())["mlflow"]
+        assert len(recorded) == 2
+        wire.release()
+
+        again = mrunner("results", sweep)
+        assert again.returncode == 0, again.stderr
+        assert "MLflow: uploaded the new metrics of 4 experiments" in again.stderr, again.stderr
+        resent = wire.points()[len(before) :]
+        assert {point[0] for point in resent}.isdisjoint(entry["run"] for entry in recorded.values())
+        assert len(resent) == 4 * 80
+        third = mrunner("results", sweep)
+        assert third.returncode == 0 and "uploaded" not in third.stderr, third.stderr
+        assert len(wire.points()) == len(before) + len(resent)
+
+    client = MlflowClient(uri)
+    runs = runs_of(uri, experiment)
+    assert sorted(run.data.tags["mrunner.experiment"] for run in runs) == [f"{sweep}/{i}" for i in range(6)]
+    for run in runs:
+        i = int(run.data.params["i"])
+        loss = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
+        assert loss == [(step, round(i + 1 / (1 + step), 6)) for step in range(40)]
+        assert len(client.get_metric_history(run.info.run_id, "acc")) == 40

@@ -122,3 +122,19 @@ def test_a_tracked_dry_run_does_not_import_mlflow(mrunner_home, tmp_path):
     imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "mrunner.trackers.mlflow" in imported
     assert not {name for name in imported if name.split(".")[0] == "mlflow"}
+
+
+def test_batches_keep_within_mlflows_limits_and_bring_the_tags_with_the_last_parameters():
+    from mrunner.mlflow_run import batches
+
+    metrics, params, tags = [("m", n) for n in range(2500)], [("p", n) for n in range(250)], [("t", 0)]
+    sent = list(batches(metrics, params, tags))
+    for some_metrics, some_params, some_tags in sent:
+        assert len(some_metrics) <= 1000 and len(some_params) <= 100 and len(some_tags) <= 100
+        assert len(some_metrics) + len(some_params) + len(some_tags) <= 1000
+    assert [m for batch in sent for m in batch[0]] == metrics
+    assert [p for batch in sent for p in batch[1]] == params
+    assert [bool(batch[2]) for batch in sent] == [False, False, True]  # with the parameters' last hundred
+    assert len(sent) == 3  # 2,751 entities: no request more than the limit of a thousand needs
+    assert list(batches([("m", 0)], [], tags)) == [([("m", 0)], [], tags)]
+    assert list(batches([], [], [])) == []

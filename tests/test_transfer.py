@@ -102,3 +102,22 @@ def test_a_part_whose_file_is_gone_on_the_other_side_is_removed_by_a_complete_pu
     stale.write_bytes(b"half of a file the experiment later removed")
     pull(source, destination)
     assert not stale.exists() and tree(destination) == tree(source)
+
+
+def test_a_file_named_at_the_folders_top_is_found_without_a_walk(source, tmp_path):
+    """`results` asks for one file at each folder's top: each is looked up directly (a folder's other files,
+    however many, are never listed), and a link or a part of that name is not sent."""
+    (source / "0-run" / "outputs" / "metrics.json").write_text("{}")  # the same name deeper: not asked for
+    (source / "1-run" / "metrics.json").unlink()
+    (source / "1-run" / "metrics.json").symlink_to(source / "0-run" / "metrics.json")
+    listed = []
+    real = os.scandir
+    try:
+        os.scandir = lambda *a: listed.append(a) or real(*a)  # type: ignore[assignment]
+        found = transfer.walk({"folders": {f.name: str(f) for f in source.iterdir()}, "include": ["metrics.json"]})
+    finally:
+        os.scandir = real  # type: ignore[assignment]
+    assert listed == []
+    assert [(folder, relative) for folder, relative, _, _ in found] == [("0-run", "metrics.json")]
+    received = pull(source, tmp_path / "here", include=("metrics.json",))
+    assert received.files == 1 and tree(tmp_path / "here") == {"0-run/metrics.json": tree(source)["0-run/metrics.json"]}

@@ -12,11 +12,12 @@ import csv
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from mrunner import comparison, following, metrics
-from mrunner.commands.results import fetch_metrics
+from mrunner.commands.results import fetch_metrics, metrics_cache, warm_up
 from mrunner.comparison import Experiment, Row
 from mrunner.errors import MrunnerError, NotFound
 from mrunner.layout import METRICS_FILE, of_run
@@ -71,6 +72,7 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
 def results_command(options: argparse.Namespace) -> int:
     store = Store()
     sweep = _sweep(store, options.sweep)
+    warm_up(store, sweep)
     runs = following.refresh(sweep, store)
     experiments = fetch(store, sweep, runs, Reporter())
     over = [axis for value in options.over for axis in value.split(",") if axis]
@@ -121,8 +123,10 @@ def _sweep(store: Store, ref: str) -> Sweep:
 
 def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> list[Experiment]:
     """Bring back the metrics files of the experiments that started, read them; refuse a sweep without any."""
-    folder = fetch_metrics(store, sweep, runs, reporter)
-    found = read_cached(folder, [of_run("", sweep, run).folder_name for run in runs])
+    names = [of_run("", sweep, run).folder_name for run in runs]
+    with _Arrivals(metrics_cache(sweep.id), names) as arrived:
+        folder = fetch_metrics(store, sweep, runs, reporter)
+    found = read_cached(folder, names, arrived.parsed)
     experiments = []
     for run in runs:
         parameters = comparison.flatten(run.parameters)
@@ -142,9 +146,55 @@ CURVES_CACHE = ".curves.marshal"
 _CACHE_VERSION = 1
 
 
-def read_cached(folder: Path, names: list[str]) -> dict[str, dict[str, dict[int, float]]]:
+class _Arrivals:
+    """Parses the metrics files a pull brings that were not in the cache before it, as they arrive (a pull
+    renames each file into place once whole, in the order of the experiments): the parse of a first call's
+    thousand files then runs while this process waits for the cluster's stream, not after it. A file that
+    was there before may be replaced by the pull: ``read_cached`` reads it afterwards, as any file this
+    thread did not reach."""
+
+    def __init__(self, folder: Path, names: list[str]) -> None:
+        self.paths = [(name, folder / name / METRICS_FILE) for name in names]
+        self.parsed: dict[str, tuple[int, int, dict[str, dict[int, float]]]] = {}
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="mrunner-metrics-arrivals", daemon=True)
+
+    def __enter__(self) -> _Arrivals:
+        self.absent = [(name, path) for name, path in self.paths if not path.exists()]
+        if self.absent:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.ended.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _run(self) -> None:
+        for name, path in self.absent:
+            while True:
+                try:
+                    status = path.stat()
+                    break
+                except FileNotFoundError:
+                    if self.ended.wait(ARRIVAL_POLL):  # the pull ended without it: read_cached looks again
+                        return
+            try:
+                self.parsed[name] = (status.st_size, status.st_mtime_ns, metrics.read(str(path)))
+            except OSError:
+                return
+
+
+#: How often the parse of arriving files looks for the next one while it waits for the stream.
+ARRIVAL_POLL = 0.005
+
+
+def read_cached(
+    folder: Path, names: list[str], parsed: dict[str, tuple[int, int, dict[str, dict[int, float]]]] | None = None
+) -> dict[str, dict[str, dict[int, float]]]:
     """The curves of ``folder/NAME/mrunner-metrics.jsonl`` for each of ``names`` that has one: parsed again only
-    where the file's size or time changed since the last call (a pull rewrites a changed file whole)."""
+    where the file's size or time changed since the last call (a pull rewrites a changed file whole), or since
+    ``parsed`` (NAME -> size, mtime_ns, curves: parsed as it arrived)."""
     import marshal
 
     cache_path = folder / CURVES_CACHE
@@ -162,7 +212,7 @@ def read_cached(folder: Path, names: list[str]) -> dict[str, dict[str, dict[int,
             status = path.stat()
         except FileNotFoundError:
             continue
-        known = cached.get(name)
+        known = (parsed or {}).get(name) or cached.get(name)
         if known is not None and known[0] == status.st_size and known[1] == status.st_mtime_ns:
             curves = known[2]
         else:

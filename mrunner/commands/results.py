@@ -123,11 +123,7 @@ def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporte
     folder = metrics_cache(sweep.id)
     fetched = _fetched(folder)
     started = [run for run in runs if cleanup.started(store, run)]
-    wanted = [
-        run
-        for run in started
-        if not (run.state in TERMINAL and fetched.get(str(run.index), 0.0) > run.updated_at + SETTLE_SECONDS)
-    ]
+    wanted = [run for run in started if not _settled(run, fetched)]
     if wanted:
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
@@ -137,6 +133,20 @@ def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporte
     if started:
         uploads.upload(sweep, started, folder, reporter)
     return folder
+
+
+def _settled(run: Run, fetched: dict[str, float]) -> bool:
+    """Whether the run had ended (and settled) when its metrics file was last brought back."""
+    return run.state in TERMINAL and fetched.get(str(run.index), 0.0) > run.updated_at + SETTLE_SECONDS
+
+
+def warm_up(store: Store, sweep: Sweep) -> None:
+    """Let the sweep's backend prepare (``Backend.warm_up``: the Slurm backend connects in the background)
+    while `results` reads the records and asks about the experiments' states, when it will bring metrics
+    files back (not for a second call of an ended sweep, which reaches no backend)."""
+    fetched = _fetched(metrics_cache(sweep.id))
+    if any(not _settled(run, fetched) for run in store.runs(sweep.id)):
+        plugins.backend(sweep.backend).warm_up(sweep.context)
 
 
 def _fetched(folder: Path) -> dict[str, float]:

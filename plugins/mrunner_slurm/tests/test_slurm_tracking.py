@@ -2,7 +2,8 @@
 MLflow server (tests/services/mlflow) on loopback, so each experiment logs to it itself: one run per experiment
 (the retried one continued), named, tagged with the sweep, its parameters and its metrics at their steps, the
 script's own `mlflow.start_run()` joining it; the token travels as a secret only (never in the batch script,
-a command line, a log or a record).
+a command line, a log or a record). With `tracking: deferred` the cluster gets nothing of MLflow and this
+machine uploads what the experiments reported, each point once.
 
 The mlflow client comes to the cluster the way a user's would: a `requirements_file`, built into a virtualenv
 there once. Its storage folder is the same for every run of this test, so that virtualenv is reused."""
@@ -102,3 +103,106 @@ def test_live_tracking_from_the_compute_node(cluster, mrunner, mrunner_home, mlf
     for path in mrunner_home.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert token.encode() not in path.read_bytes(), f"the token was written into {path}"
+
+
+DEFERRED = """
+import os, sys, mrunner
+c = mrunner.get_configuration()
+a = mrunner.attempt()
+print("SEES", sorted(k for k in os.environ if "MLFLOW" in k), flush=True)
+for step in range(3):
+    mrunner.report({"loss": round(c.lr * (3 - step) + a, 6)}, step=step + 3 * a)
+if c.lr == 0.2 and a == 0:
+    sys.exit(3)
+"""
+
+
+def test_deferred_tracking_uploads_each_point_once_from_this_machine(
+    slurm_service, mlflow_service, mrunner, mrunner_home, tmp_path
+):
+    """`tracking: deferred` on Slurm: the batch script, the experiments' environment and the cluster's files
+    hold neither the server's address nor the token; `results` uploads the first attempts (the retried
+    experiment held for its retry), `status --wait` only the retry's new steps, `pull` and a second `results`
+    nothing, each into the run live tracking would use. What was sent is seen on the wire in front of the
+    real server (which would drop a repeated point without telling)."""
+    from mlflow.tracking import MlflowClient
+
+    from mrunner import mlflow_run
+    from mrunner.store import Store
+    from mrunner.testing import wait_for
+    from plugins.mrunner_slurm.tests.test_slurm_requeue import release
+    from tests.mlflow_wire import MlflowWire
+
+    cluster = Cluster(slurm_service, f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}")
+    (tmp_path / "train_deferred.py").write_text(DEFERRED)
+    experiment = f"mrunner-slurm-deferred-{uuid.uuid4().hex[:8]}"
+    token = fake_secret("mlflow")
+    env = {"MLFLOW_TRACKING_TOKEN": token}
+    with MlflowWire(mlflow_service["tracking_uri"]) as wire:
+        keys = slurm_context(
+            cluster.service,
+            cluster.storage,
+            mlflow=True,
+            tracking="deferred",
+            mlflow_tracking_uri=wire.uri,
+            mlflow_experiment=experiment,
+            retry_failed=1,
+            grace_period=5,
+        )
+        write_context(mrunner_home, "test-slurm", keys)
+        submitted = mrunner("+context=test-slurm", "train_deferred.py", "-m", "lr=0.1,0.2", "--detach", env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        sweep = submitted.stdout.strip().splitlines()[-1]
+        try:
+            # lr=0.1 completed; lr=0.2 failed once and waits in Slurm's two-minute hold for its retry
+            runs = wait_for(
+                lambda: status(mrunner, sweep)["experiments"],
+                lambda runs: (
+                    runs[0]["state"] == "completed" and (runs[1]["state"], runs[1]["attempt"]) == ("pending", 1)
+                ),
+                timeout=300,
+                every=1,
+                what="the first attempts to end",
+            )
+            first = mrunner("results", sweep, env=env)
+            assert first.returncode == 0, first.stderr
+            assert "MLflow: uploaded the new metrics of 2 experiments" in first.stderr, first.stderr
+            assert len(wire.points()) == 6
+
+            release(cluster, runs[1]["backend_ref"])
+            waited = mrunner("status", sweep, "--wait", env=env, timeout=600)
+            assert waited.returncode == 0, waited.stderr
+            assert "MLflow: uploaded the new metrics of 1 experiment " in waited.stderr, waited.stderr
+            pulled = mrunner("pull", sweep, "--to", str(tmp_path / "out"), env=env)
+            assert pulled.returncode == 0 and "uploaded" not in pulled.stderr, pulled.stderr
+            again = mrunner("results", sweep, env=env)
+            assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+        finally:
+            mrunner("cancel", sweep)
+
+    runs = status(mrunner, sweep)["experiments"]
+    assert [(r["state"], r["attempt"]) for r in runs] == [("completed", 0), ("completed", 1)]
+    client = MlflowClient(mlflow_service["tracking_uri"])
+    found = client.get_experiment_by_name(experiment)
+    tracked = sorted(client.search_runs([found.experiment_id]), key=lambda run: run.data.params["lr"])
+    assert [run.data.tags["mrunner.experiment"] for run in tracked] == [f"{sweep}/0", f"{sweep}/1"]
+    assert [run.info.run_name for run in tracked] == ["train-deferred"] * 2
+    sent = wire.points()  # each point once on the wire, the retry's three after the first attempts' six
+    assert len(sent) == len({(run, key, step) for run, key, step, _, _ in sent}) == 9
+    assert [(step, value) for run, _, step, value, _ in sent[6:]] == [(3, 1.6), (4, 1.4), (5, 1.2)]
+    assert {run for run, *_ in sent[6:]} == {tracked[1].info.run_id}
+    for run, lr, attempts in zip(tracked, (0.1, 0.2), (1, 2)):
+        history = sorted((m.step, round(m.value, 6)) for m in client.get_metric_history(run.info.run_id, "loss"))
+        assert history == [(s + 3 * a, round(lr * (3 - s) + a, 6)) for a in range(attempts) for s in range(3)]
+    sweep_record = Store().sweep(sweep)
+    for record, run in zip(Store().runs(sweep), tracked):  # the run live tracking would have found, or made
+        live = mlflow_run.find_or_create(client, experiment, record.config_document(sweep_record))
+        assert live == run.info.run_id
+        assert not [name for name in record.env if "MLFLOW" in name], record.env
+
+    for index in range(2):  # the experiment had nothing of MLflow
+        assert "SEES []" in mrunner("logs", f"{sweep}/{index}").stdout
+    address = wire.uri.removeprefix("http://")
+    sweep_dir = f"{cluster.storage}/{status(mrunner, sweep)['sweep']['project']}/{sweep}"
+    leaked = cluster.ssh(f"grep -r -l -F -e {address} -e {token} {sweep_dir} {cluster.storage}/.mrunner; true")
+    assert leaked.strip() == "", f"the server's address or the token is in {leaked}"

@@ -63,13 +63,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
         from mrunner import plugins
 
-        os.environ[plugins.TRACE_CALLS] = tempfile.mkdtemp(prefix="mrunner-calls-")
+        if not _is_xdist_worker(config):  # pytest-xdist's workers start later and inherit the folder
+            os.environ[plugins.TRACE_CALLS] = tempfile.mkdtemp(prefix="mrunner-calls-")
         plugins.reset()
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    """Whether this process is one of pytest-xdist's workers (``-n``), which runs a share of the tests: the
+    controller alone judges the whole run."""
+    return hasattr(config, "workerinput")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Under ``--mrunner-check-called``: fail a run in which a Backend method or a hook was never called."""
-    if not session.config.getoption("mrunner_check_called"):
+    if not session.config.getoption("mrunner_check_called") or _is_xdist_worker(session.config):
         return
     import os
     import shutil

@@ -125,13 +125,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def mrunner_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh XDG config and data home for mrunner (contexts go to ``HOME/config/mrunner/context``, records
-    below ``HOME/data/mrunner``), every plugin allowed to load, and a fresh plugin manager in this process."""
+    below ``HOME/data/mrunner``), every plugin allowed to load, and a fresh plugin manager in this process.
+    No ``COLUMNS`` or ``LINES`` from whoever started pytest (GNU readline exports them, in pytest-xdist's
+    workers too): mrunner's tables fit ``COLUMNS`` when it is set, so a test that wants a width sets it."""
     from mrunner import plugins
 
     home = tmp_path_factory.mktemp("mrunner-home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    monkeypatch.delenv("MRUNNER_PLUGINS", raising=False)
+    for name in ("MRUNNER_PLUGINS", "COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
     plugins.reset()
     yield home
     plugins.reset()

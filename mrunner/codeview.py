@@ -37,11 +37,13 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import signal
 import stat
 import sys
 import tempfile
 from collections.abc import Iterable
 
+from mrunner.interrupts import SIGNALS
 from mrunner.layout import PLACEHOLDERS
 
 #: Set only by tests (and the benchmark): behave as where mounting is impossible (an ordinary user, a container
@@ -147,6 +149,10 @@ def available(code_dir: str, storage: str) -> bool:
         probe = tempfile.mkdtemp(prefix=".mrunner-view-probe-", dir=storage)
     except OSError:
         return False
+    # Ctrl-C's SIGINT (and the other stops) held until the probe is over: one that came while the fork ran the
+    # interpreter's at-fork handlers would be raised inside one of them, where Python prints it and drops it,
+    # and the interrupted `mrunner` would go on. The probe takes milliseconds; the stop is taken after it.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         pid = os.fork()  # a child of this process: a new interpreter would cost ten times as much
         if pid == 0:
@@ -160,6 +166,7 @@ def available(code_dir: str, storage: str) -> bool:
     except OSError:
         return False
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         shutil.rmtree(probe, ignore_errors=True)
 
 

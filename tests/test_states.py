@@ -57,7 +57,7 @@ def test_a_run_not_yet_ended_takes_any_report(state, reported):
     assert change(state, 0, RunUpdate(0, reported)) is Change.SAME_ATTEMPT
 
 
-@pytest.mark.parametrize("state, reported", [(s, r) for s, r in itertools.product(TERMINAL, STATES) if s != r])
+@pytest.mark.parametrize("state, reported", [(s, r) for s, r in itertools.product(sorted(TERMINAL), STATES) if s != r])
 def test_an_ended_run_keeps_its_end(state, reported):
     """A late "failed" from a killed process never overwrites the "cancelled" the user's cancel recorded."""
     assert change(state, 0, RunUpdate(0, reported)) is Change.KEPT

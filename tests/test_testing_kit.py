@@ -116,3 +116,10 @@ def test_check_called_fails_a_run_that_calls_a_method_or_hook_in_no_test_and_cou
     missing = line.split(": ", 1)[1].split(", ")
     assert {"Backend.submit", "Backend.status", "mrunner_check"} <= set(missing)
     assert "mrunner_register_backends" not in missing
+    # on pytest-xdist's workers: they share the controller's trace folder, and the controller alone judges the run
+    parallel = subprocess.run(
+        [*command, "--mrunner-check-called", "-n", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert parallel.returncode == 1, parallel.stdout
+    lines = [line for line in parallel.stdout.splitlines() if line.startswith("called by no test")]
+    assert lines == [line], parallel.stdout

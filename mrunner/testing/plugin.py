@@ -63,13 +63,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
         from mrunner import plugins
 
-        os.environ[plugins.TRACE_CALLS] = tempfile.mkdtemp(prefix="mrunner-calls-")
+        if not _is_xdist_worker(config):  # pytest-xdist's workers start later and inherit the folder
+            os.environ[plugins.TRACE_CALLS] = tempfile.mkdtemp(prefix="mrunner-calls-")
         plugins.reset()
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    """Whether this process is one of pytest-xdist's workers (``-n``), which runs a share of the tests: the
+    controller alone judges the whole run."""
+    return hasattr(config, "workerinput")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Under ``--mrunner-check-called``: fail a run in which a Backend method or a hook was never called."""
-    if not session.config.getoption("mrunner_check_called"):
+    if not session.config.getoption("mrunner_check_called") or _is_xdist_worker(session.config):
         return
     import os
     import shutil
@@ -118,13 +125,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def mrunner_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh XDG config and data home for mrunner (contexts go to ``HOME/config/mrunner/context``, records
-    below ``HOME/data/mrunner``), every plugin allowed to load, and a fresh plugin manager in this process."""
+    below ``HOME/data/mrunner``), every plugin allowed to load, and a fresh plugin manager in this process.
+    No ``COLUMNS`` or ``LINES`` from whoever started pytest (GNU readline exports them, in pytest-xdist's
+    workers too): mrunner's tables fit ``COLUMNS`` when it is set, so a test that wants a width sets it."""
     from mrunner import plugins
 
     home = tmp_path_factory.mktemp("mrunner-home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    monkeypatch.delenv("MRUNNER_PLUGINS", raising=False)
+    for name in ("MRUNNER_PLUGINS", "COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
     plugins.reset()
     yield home
     plugins.reset()

@@ -36,6 +36,9 @@ os._exit(0)
 POINTS = 24
 PARALLEL = 6
 
+# Dozens of sweeps of 24 experiments, long on purpose: the whole run (tests/run) has them, the fast tier not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def project(tmp_path: Path, mrunner) -> Path:

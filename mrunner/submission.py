@@ -11,11 +11,11 @@ import dataclasses
 import errno
 import shutil
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from mrunner import gc_lock, plugins
 from mrunner.backend import SubmitOptions
-from mrunner.errors import BackendError, Interrupted, MrunnerError, Refused, os_error
+from mrunner.errors import BackendError, Interrupted, MrunnerError, NotFound, Refused, os_error
 from mrunner.following import require_answer
 from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
 from mrunner.records import CANCELLED, FAILED, PLANNED, Run, RunUpdate, Sweep
@@ -29,8 +29,11 @@ def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Sequenc
     sweep, frozen, count = record(plan, store, reporter)
     if not count:
         return sweep, []
-    runs = StoredRuns(store, sweep.id, range(count))  # read a chunk at a time: the records hold them
-    hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach), new=True)
+    try:
+        runs = StoredRuns(store, sweep.id, range(count))  # read a chunk at a time: the records hold them
+        hand_over(sweep, runs, frozen, store, reporter, SubmitOptions(detach=plan.request.detach), new=True)
+    except KeyboardInterrupt:  # before hand_over's own handling began
+        _interrupted(sweep, store)
     return sweep, runs
 
 
@@ -49,16 +52,33 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     _check_space(frozen, len(plan), store)
     sweep = new_sweep(plan, frozen)
-    recorded = store.record_sweep(sweep, PlannedRuns(plan, sweep, frozen.digest), skip_submitted=not request.force)
-    _report_recorded(recorded, len(plan), plan.context_name, reporter)
-    if not recorded.count:  # everything runs or ran already: the sweep that has them
-        return store.sweep(recorded.skipped_sweeps[0]), frozen, 0
-    count = recorded.count
-    reporter.step(
-        f"sweep {sweep.id}: {count} experiment{'s' * (count != 1)} recorded "
-        f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
-    )
+    try:
+        recorded = store.record_sweep(sweep, PlannedRuns(plan, sweep, frozen.digest), skip_submitted=not request.force)
+        _report_recorded(recorded, len(plan), plan.context_name, reporter)
+        if not recorded.count:  # everything runs or ran already: the sweep that has them
+            return store.sweep(recorded.skipped_sweeps[0]), frozen, 0
+        count = recorded.count
+        reporter.step(
+            f"sweep {sweep.id}: {count} experiment{'s' * (count != 1)} recorded "
+            f"(snapshot {frozen.digest[:12]}, {len(frozen.files)} files)"
+        )
+    except KeyboardInterrupt:  # the sweep may be recorded already (the records' commit came first)
+        _interrupted(sweep, store)
     return sweep, frozen, count
+
+
+def _interrupted(sweep: Sweep, store: Store) -> NoReturn:
+    """Ctrl-C (or SIGTERM, SIGHUP) between recording a sweep and handing it over: its runs, still planned,
+    end as cancelled, as an interrupt during the hand-over leaves them; left planned, a repeated submission
+    would skip them as being submitted by another mrunner."""
+    try:
+        store.sweep(sweep.id)
+    except NotFound:  # the interrupt came before the records took the sweep: nothing was recorded
+        raise Interrupted("interrupted: nothing was recorded") from None
+    _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
+    raise Interrupted(
+        f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
+    ) from None
 
 
 RECORD_BYTES = 1024  # what recording one experiment may take on disk: its row, index entries, events, the log
@@ -129,10 +149,7 @@ def hand_over(
         plugins.sweep_submitted(sweep, runs, reporter)
         backend.submit(sweep, runs, secrets, options, lambda updates: store.apply(sweep.id, updates), reporter)
     except KeyboardInterrupt:
-        _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
-        raise Interrupted(
-            f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
-        ) from None
+        _interrupted(sweep, store)
     except (MrunnerError, OSError, EOFError) as failure:
         error = _as_error(failure, sweep)
         try:

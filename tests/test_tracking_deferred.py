@@ -165,10 +165,16 @@ def test_w_and_b_runs_are_replayed_from_here_each_step_once(mrunner_home, mrunne
     sweep = submitted.stdout.strip().splitlines()[-1]
     wait_for(
         lambda: mrunner("results", sweep, "--json"),
-        lambda result: result.returncode == 0 and len(json.loads(result.stdout)) == 2,
+        # a row for each experiment, each with a reported loss: `results` lists an experiment that has not
+        # reported yet too, and then its first upload would come only after the gate
+        lambda result: (
+            result.returncode == 0
+            and len(rows := json.loads(result.stdout)) == 2
+            and all(row["loss"] is not None for row in rows)
+        ),
         timeout=120,
         every=0.5,
-        what="the first reports",
+        what="the first reports of both experiments",
     )
     gate.write_text("")
     assert mrunner("status", sweep, "--wait").returncode == 0

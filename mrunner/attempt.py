@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from mrunner import codeview, treeguard
 from mrunner import layout as contract
+from mrunner import treeguard
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -317,6 +317,8 @@ def _lay_out(
     the view cannot be mounted, with links into the watched copy (``--watch``), else with links into the
     code. Returns the folder the links point into and the entries a later attempt of this process needs."""
     if options.view:
+        from mrunner import codeview  # ctypes, tempfile: loaded only by the attempts that mount
+
         real = contract.real_folders(entries)
         try:
             contract.unlink_snapshot_links(layout.experiment_dir, os.path.dirname(options.code))

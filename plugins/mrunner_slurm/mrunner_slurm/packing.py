@@ -2,13 +2,12 @@
 limits (every array task counts as a job against ``MaxSubmitJobs``; ``MaxArraySize`` caps an array).
 
 Each point of a packed task keeps what it has unpacked: its own folder, log, attempts, exit code, status and
-cancel. The batch script (``mrunner_slurm.batch``) hands a task's points to one attempt runner
-(``mrunner.attempt --points``), which runs them one after another, or ``points_at_once`` at a time, each
-forked from it through the same steps as an unpacked task's attempt; a task Slurm requeues (preemption, the
-time limit, ``scontrol requeue``) comes back as its next attempt and runs only the points that did not
-complete (an exit code 0 recorded), and a point cancelled inside its task is skipped by it (or stopped
-alone, if it runs). This module decides only which points go to which task, how many a task holds, and the
-task's time limit.
+cancel. The batch script (``mrunner_slurm.batch``) runs a task's points one after another, or
+``points_at_once`` at a time, each through the same per-point steps and attempt wrapper as an unpacked task
+(``mrunner.attempt``); a task Slurm requeues (preemption, the time limit, ``scontrol requeue``) comes back
+as its next attempt and runs only the points that did not complete (an exit code 0 recorded), and a point
+cancelled inside its task is skipped by it (or stopped alone, if it runs). This module decides only which
+points go to which task, how many a task holds, and the task's time limit.
 
 The packing is decided once per attempt and recorded (``decided``) before the first sbatch: a submission
 cut off between an sbatch and its record, submitted again (`mrunner resume`), packs the same runs the same

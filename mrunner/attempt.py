@@ -12,6 +12,10 @@ save a checkpoint.
 
 The layout comes from the contract's environment variables (``MRUNNER_EXPERIMENT_DIR``, ...), which the
 backend sets; they are inherited by the experiment. Standard library only: it ships with every sweep.
+
+With ``--points``, one process runs the attempts of a packed task's points (several experiments in one job,
+each with its own environment), each in a process forked from it: the imports and the interpreter's start
+are paid once per task instead of once per point.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from mrunner import codeview, treeguard
 from mrunner import layout as contract
+from mrunner import treeguard
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -68,11 +73,17 @@ def command_line(
     view: bool = False,
     watch: str | None = None,
     stop_file: str | None = None,
+    points: str | None = None,
+    task: int | str | None = None,
+    restarts: int | str | None = None,
+    points_at_once: int | None = None,
+    launcher: Sequence[str] = (),
 ) -> list[str]:
     """The wrapper's command line around an experiment's ``command``: the one place every backend (local,
     Slurm's batch script, a Kubernetes container, a third party's) gets it from, so that an option of the
     wrapper means the same everywhere. The options are those of ``main`` (``--help``); a ``Shell`` value is
-    left for the caller's shell to expand."""
+    left for the caller's shell to expand. With ``points`` (a packed task's file) ``command`` is empty: each
+    point brings its own."""
     line = [python, "-m", "mrunner.attempt", "--code", code, "--workdir", workdir or "."]
     line += ["--entries", json.dumps(list(entries))] + ["--view"] * view
     if watch is not None:
@@ -93,6 +104,12 @@ def command_line(
         line += ["--retries-left", _word(retries_left)]
     if stop_file is not None:
         line += ["--stop-file", _word(stop_file)]
+    if points is not None:
+        line += ["--points", _word(points), "--task", _word(task if task is not None else 0)]
+        line += ["--restarts", _word(restarts if restarts is not None else 0)]
+        line += ["--points-at-once", str(points_at_once or 1)]
+        if launcher:
+            line += ["--launcher", json.dumps(list(launcher))]
     return [*line, "--", *command]
 
 
@@ -145,14 +162,21 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--requeue-command", default="[]", help="JSON argv that requeues this job, run on that signal (passed on first)"
     )
-    parser.add_argument("--requeues-left", type=int, default=0, help="how many more requeues the attempt may ask for")
+    parser.add_argument(
+        "--requeues-left",
+        type=int,
+        default=0,
+        help="how many more requeues the attempt may ask for (with --points: each point, less the requeues its "
+        "earlier attempts had; a point requeued more often is not started again, its end noted `preempted`)",
+    )
     parser.add_argument(
         "--retries-left",
         type=int,
         default=0,
         help="how many more times a failure of the experiment (a non-zero exit by itself) may be retried "
         "(retry_failed): the attempt notes `retry` beside its exit code, then runs --requeue-command, or without "
-        "one runs the next attempt itself, its output in that attempt's log",
+        "one runs the next attempt itself, its output in that attempt's log (with --points: each point, less "
+        "its earlier attempts noted `retry`)",
     )
     parser.add_argument(
         "--handshake",
@@ -165,14 +189,46 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         metavar="PATH",
         help="a file whose appearance cancels this attempt alone (a point inside a packed Slurm task, which "
         "shares the task with other points): not started if it is there, else stopped as by SIGTERM, its end "
-        f"noted `cancelled`; looked for every {STOP_FILE_INTERVAL:g} s",
+        f"noted `cancelled`; looked for every {STOP_FILE_INTERVAL:g} s (with --points: `{{index}}` in PATH "
+        "stands for each point's index)",
+    )
+    parser.add_argument(
+        "--points",
+        metavar="FILE",
+        help="run the points of one packed task (several experiments in one job, e.g. a Slurm array task) "
+        "instead of one command: FILE holds a line of JSON per task, a list of points {index, env, argv}. Each "
+        "point is an attempt of its own (its environment, folder, log, exit code, the options above), forked "
+        "from this process, which imports once; a point that completed in an earlier attempt is not run again",
+    )
+    parser.add_argument("--task", type=int, default=0, help="with --points: the line of FILE (from 0)")
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=0,
+        help="with --points: how often the scheduler started this task before (each point's attempt is its "
+        "MRUNNER_ATTEMPT plus this)",
+    )
+    parser.add_argument(
+        "--points-at-once",
+        type=int,
+        default=1,
+        help="with --points: how many points run at a time, each on its share of $CUDA_VISIBLE_DEVICES",
+    )
+    parser.add_argument(
+        "--launcher",
+        metavar="JSON",
+        help="with --points: start each point's attempt as `LAUNCHER... -m mrunner.attempt OPTIONS -- ARGV`, the "
+        'launcher\'s last word the Python to run it (e.g. ["srun", "python3"]: a job step per point), '
+        "instead of forking it",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
         options.command = options.command[1:]
-    if not options.command:
+    if options.points is None and not options.command:
         parser.error("no command after --")
+    if options.points is not None and options.command:
+        parser.error("--points runs each point's own command: none after --")
     return options
 
 
@@ -194,6 +250,13 @@ def main(argv: Sequence[str]) -> int:
     if options.handshake and not _told_to_start():
         _say("mrunner: whoever started this attempt went away before it was recorded: not started")
         return UNSTARTED
+    if options.points is not None:
+        return _run_points(options)
+    return _attempt(options)
+
+
+def _attempt(options: argparse.Namespace) -> int:
+    """One attempt of the experiment the environment describes, as ``main``'s options say."""
     environ = dict(os.environ)
     document = environ.pop("MRUNNER_CONFIG_DOCUMENT", None)
     try:
@@ -218,7 +281,7 @@ def main(argv: Sequence[str]) -> int:
     requeue = None
     command = json.loads(options.requeue_command)
     if options.requeue_on and options.requeues_left > 0:
-        requeue = (getattr(signal, "SIG" + options.requeue_on.upper().removeprefix("SIG")), command)
+        requeue = (_signal_named(options.requeue_on), command)
     retries, log = options.retries_left, options.log
     if options.stop_file:
         _watch(options.stop_file, layout.exit_code_file() + END_NOTE)
@@ -254,6 +317,8 @@ def _lay_out(
     the view cannot be mounted, with links into the watched copy (``--watch``), else with links into the
     code. Returns the folder the links point into and the entries a later attempt of this process needs."""
     if options.view:
+        from mrunner import codeview  # ctypes, tempfile: loaded only by the attempts that mount
+
         real = contract.real_folders(entries)
         try:
             contract.unlink_snapshot_links(layout.experiment_dir, os.path.dirname(options.code))
@@ -300,6 +365,239 @@ def _check(tree: Path, layout: contract.Layout) -> None:
         contract.write_atomic(layout.exit_code_file() + RESTORED_NOTE, damage + "\n")
 
 
+def _signal_named(name: str) -> int:
+    return int(getattr(signal, "SIG" + name.upper().removeprefix("SIG")))
+
+
+# -- a packed task: several points, each an attempt of its own, forked from one process ------------------------
+
+
+def _run_points(options: argparse.Namespace) -> int:
+    """``--points``: the task's points one after another, ``--points-at-once`` at a time, each an attempt of
+    its own in a process forked from this one, which imported everything once (a point costs a fork, not a
+    Python start and its imports). What the task does before a point starts, a point's attempt does as an
+    unpacked one: a point cancelled (its ``--stop-file`` is there) is skipped, its attempt noted
+    ``cancelled``; one that completed in an earlier attempt of the task, or that was requeued more than
+    ``--requeues-left`` times, is not started again, as a line in its log says. Stopping signals and the
+    requeue signal reach the running points (the scheduler may signal them straight too) and no further point
+    starts: the task's next attempt runs the points that did not complete. The requeue signal when no point
+    runs (none to ask for it) requeues the task here. Returns the last non-zero exit code of a point, so a
+    failed point fails the task, as the scheduler's accounting of it shows."""
+    try:
+        points = _task_points(options.points, options.task)
+    except (OSError, ValueError) as error:
+        _say(f"mrunner: cannot read task {options.task} of {options.points}: {error}")
+        return SETUP_FAILED
+    import ctypes  # noqa: F401  (loaded once here for each point's _own_group, not in every point)
+
+    at_once = max(1, options.points_at_once)
+    devices = [device for device in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if device]
+    share = len(devices) // at_once
+    free = list(range(at_once))
+    running: dict[int, int] = {}  # the process of each running point: its slot
+    stopped: list[int] = []
+    requeue = _signal_named(options.requeue_on) if options.requeue_on else None
+    command = json.loads(options.requeue_command)
+
+    def on_signal(number: int, _frame: object) -> None:
+        if number in STOPPING or number == requeue:
+            stopped.append(number)
+        for pid in list(running):
+            _signal(pid, number)
+        if number == requeue and not running and command:
+            _start_requeue(command)
+
+    for number in FORWARDED:
+        signal.signal(number, on_signal)
+    for early in _early:
+        on_signal(early, None)
+    _early.clear()
+    failed = 0
+    for point in points:
+        while not free:
+            failed = _reap(running, free) or failed
+        if stopped:
+            break
+        slot = free[0]
+        gpus = ",".join(devices[slot * share : (slot + 1) * share]) if share else None
+        if _start_point(point, options, gpus, running, slot, stopped):
+            free.pop(0)
+    while running:
+        failed = _reap(running, free) or failed
+    return failed
+
+
+def _task_points(path: str, task: int) -> list[dict]:
+    """The points of line ``task`` of a packed task file: ``[{"index", "env", "argv"}, ...]``."""
+    with open(path, encoding="utf-8") as stream:
+        for number, line in enumerate(stream):
+            if number == task:
+                points = json.loads(line)
+                if not isinstance(points, list):
+                    raise ValueError("not a list of points")
+                return points
+    raise ValueError("no such task")
+
+
+def _start_point(
+    point: dict, options: argparse.Namespace, gpus: str | None, running: dict[int, int], slot: int, stopped: list[int]
+) -> bool:
+    """Start a point's attempt in a forked process (entered in ``running``), unless it is not to run; whether
+    it started. The checks read only the point's files, so a point that does not run costs no process."""
+    submitted = int(point["env"].get(contract.ATTEMPT, "0"))
+    attempt = submitted + options.restarts
+    env = {name: str(value) for name, value in point["env"].items()}
+    env[contract.ATTEMPT] = str(attempt)
+    try:
+        layout = from_environment(env)
+    except (KeyError, ValueError) as error:
+        _say(f"mrunner: point {point.get('index')} of the task: no experiment layout in its environment: {error}")
+        return False
+    stop_file = options.stop_file.replace("{index}", str(layout.index)) if options.stop_file else None
+    note = layout.exit_code_file() + END_NOTE
+    if stop_file and os.path.exists(stop_file):  # cancelled before it started: its attempt never runs
+        return _not_started(None, None, note, CANCELLED_NOTE)
+    log = layout.log_file()
+    done = next((n for n in range(attempt) if contract.read_exit_code(layout.exit_code_file(n)) == 0), None)
+    if done is not None:  # e.g. a task requeued after a node was lost while the point went on there and finished
+        return _not_started(f"attempt {done} of this experiment completed (exit 0): not run again", log)
+    # the earlier attempts that failed and asked for the next (noted `retry`) count against --retries-left;
+    # the others that started (left a log: a packed point may not have been reached) against --requeues-left
+    retried = requeued = 0
+    for number in range(submitted, attempt):
+        if _note_at(layout.exit_code_file(number)) == RETRY_NOTE:
+            retried += 1
+        elif os.path.exists(layout.log_file(number)):
+            requeued += 1
+    if requeued > options.requeues_left:
+        why = f"requeued more than max_requeue={options.requeues_left} times: not started again"
+        return _not_started(why, log, note, "preempted")
+    own = argparse.Namespace(**vars(options))
+    own.points, own.command, own.stop_file = None, list(point["argv"]), stop_file
+    own.requeues_left, own.retries_left = options.requeues_left - requeued, options.retries_left - retried
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # no signal between the fork and the point's entry in `running`: the task passes each on to every point
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        if stopped:
+            return False
+        pid = os.fork()
+        if pid == 0:
+            _point(own, env, gpus, log)
+        running[pid] = slot
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    return True
+
+
+def _point(options: argparse.Namespace, env: dict[str, str], gpus: str | None, log: str) -> NoReturn:
+    """A point's attempt, in the forked process: its environment, its output appended to its log, then what
+    an unpacked attempt does (``_attempt``); never returns."""
+    status = SETUP_FAILED
+    try:
+        for number in FORWARDED:
+            signal.signal(number, _hold)
+        _early.clear()
+        _stopped.clear()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+        os.environ.update(env)
+        if gpus is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+        try:
+            os.makedirs(os.path.dirname(log), exist_ok=True)
+            _output_to(log)
+        except OSError as error:
+            _say(f"mrunner: cannot set up the experiment: its log {log}: {error.strerror or error}")
+            os._exit(SETUP_FAILED)
+        if options.launcher:
+            line = _launched(options, json.loads(options.launcher))
+            try:
+                os.execvp(line[0], line)
+            except OSError as error:
+                _say(f"mrunner: cannot start {line[0]}: {error.strerror}")
+                status = 127
+        else:
+            status = _attempt(options)
+    except BaseException:  # a fault of mrunner's own: said in the point's log, never raised on
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+
+
+def _launched(options: argparse.Namespace, launcher: list[str]) -> list[str]:
+    """The command line of a point's attempt as a process of its own under ``launcher`` (its last word the
+    Python that runs it)."""
+    return [
+        *launcher[:-1],
+        *command_line(
+            launcher[-1],
+            options.code,
+            options.command,
+            workdir=options.workdir,
+            entries=json.loads(options.entries),
+            grace=options.grace,
+            config_from=options.config_from,
+            log=options.log,
+            once=options.once,
+            requeue_on=options.requeue_on,
+            requeue_command=options.requeue_command,
+            requeues_left=options.requeues_left,
+            retries_left=options.retries_left,
+            view=options.view,
+            watch=options.watch,
+            stop_file=options.stop_file,
+        ),
+    ]
+
+
+def _not_started(why: str | None, log: str | None, note: str | None = None, end: str | None = None) -> bool:
+    """A point the task does not start: ``why`` said in its log of this attempt (which tells that the task
+    reached it), ``end`` noted in its attempt's ``note`` file. False: no process started."""
+    try:
+        if log is not None:
+            os.makedirs(os.path.dirname(log), exist_ok=True)
+            with open(log, "a", encoding="utf-8") as stream:
+                stream.write(f"mrunner: {why}\n")
+        if note is not None:
+            contract.write_atomic(note, f"{end}\n")
+    except OSError as error:
+        _say(f"mrunner: a point not started ({why or end}): cannot record it: {error.strerror or error}")
+    return False
+
+
+def _reap(running: dict[int, int], free: list[int]) -> int:
+    """Wait for a point to end, free its slot; its exit status (128 + N when killed by signal N)."""
+    pid, wait_status = os.waitpid(-1, 0)
+    slot = running.pop(pid, None)
+    if slot is None:  # a requeue command this process started
+        return 0
+    free.append(slot)
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+def _signal(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _start_requeue(command: list[str]) -> None:
+    """Start ``command`` (a scheduler's requeue of this job) on its own: the scheduler stops this job then."""
+    try:
+        subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as error:
+        _say(f"mrunner: cannot requeue with {command[0]}: {error.strerror}")
+
+
 def _watch(stop_file: str, note: str) -> None:
     """Stop this attempt as a SIGTERM would once ``stop_file`` appears, noting its end ``cancelled``."""
 
@@ -338,8 +636,12 @@ def retried(layout: contract.Layout) -> bool:
 
 
 def _note(layout: contract.Layout) -> str | None:
+    return _note_at(layout.exit_code_file())
+
+
+def _note_at(exit_code_file: str) -> str | None:
     try:
-        with open(layout.exit_code_file() + END_NOTE, encoding="ascii") as stream:
+        with open(exit_code_file + END_NOTE, encoding="ascii") as stream:
             return stream.read().strip() or None
     except (OSError, ValueError):
         return None
@@ -415,10 +717,7 @@ def run(
         if requeue is not None and number == requeue[0] and not requeued:
             requeued.append(number)
             contract.write_atomic(exit_code_file + END_NOTE, "timeout\n")
-            try:
-                subprocess.Popen(requeue[1], stdin=subprocess.DEVNULL, start_new_session=True)
-            except OSError as error:
-                _say(f"mrunner: cannot requeue with {requeue[1][0]}: {error.strerror}")
+            _start_requeue(requeue[1])
         if number in STOPPING and not killer:
             timer = threading.Timer(grace, _signal_group, (child.pid, signal.SIGKILL))
             timer.daemon = True

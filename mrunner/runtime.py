@@ -23,6 +23,7 @@ EXPERIMENT_MODULES = (
     "attempt.py",
     "codeview.py",
     "treeguard.py",
+    "interrupts.py",
     "hydra_job.py",
     "helpers/__init__.py",
     "helpers/client_helper.py",

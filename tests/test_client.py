@@ -64,7 +64,10 @@ def test_the_experiment_side_works_from_shipped_files_alone(tmp_path):
         (tmp_path / "ship" / name).write_bytes(data)
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps({"parameters": {"lr": 0.25}}))
-    code = "import mrunner; print(mrunner.get_configuration().lr, mrunner.neptune_run(), mrunner.__file__)"
+    code = (
+        "import mrunner, mrunner.attempt, mrunner.codeview, mrunner.treeguard  # the wrapper, whatever it loads\n"
+        "print(mrunner.get_configuration().lr, mrunner.neptune_run(), mrunner.__file__)"
+    )
     result = subprocess.run(
         [sys.executable, "-S", "-c", code],  # -S: no site-packages, so the installed mrunner is out of reach
         env={"MRUNNER_CONFIG": str(path), "PYTHONPATH": str(tmp_path / "ship")},

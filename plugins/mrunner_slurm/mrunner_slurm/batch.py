@@ -13,7 +13,8 @@ cluster's side of a dispatch (2,000 small files took 0.15-0.5 s on the test clus
 Where an experiment's files are is ``mrunner.layout``'s alone (its folder and working directory, checkpoint
 folder, config, one log and one exit-code file per attempt); the batch script ``exec``s mrunner's attempt
 wrapper (``python -m mrunner.attempt``), which lays them out and runs the experiment. Only Slurm's own files
-are named here, below the sweep folder: ``tasks/NAME.sh`` (the task bundle of array NAME), ``slurm/NAME.sh``
+are named here, below the sweep folder: ``tasks/NAME.sh`` (the task bundle of array NAME; ``tasks/NAME.jsonl``
+when its tasks are packed, which the attempt runner reads itself), ``slurm/NAME.sh``
 (batch scripts), ``slurm/JOB_TASK.out`` (what the batch script printed before its attempt's log was known, and Slurm's
 own notices: time limit, cancel, requeue; ``mrunner logs`` shows it after the log),
 ``submitted/NAME`` (job id of each array, for idempotent resubmission), ``.secrets.env``.
@@ -59,16 +60,19 @@ def secrets_path(sweep_directory: str) -> str:
 
 
 def exports(env: Mapping[str, str], what: str) -> list[str]:
-    lines = []
-    for name, value in env.items():
+    return [f"export {name}={q(str(value))}" for name, value in _named(env, what).items()]
+
+
+def _named(env: Mapping[str, str], what: str) -> Mapping[str, str]:
+    for name in env:
         if not _ENV_NAME.match(name):
             raise MrunnerError(f"{what} {name!r} is not a valid environment variable name")
-        lines.append(f"export {name}={q(str(value))}")
-    return lines
+    return env
 
 
-def bundle_path(sweep_directory: str, name: str) -> str:
-    return f"{sweep_directory}/tasks/{name}.sh"
+def bundle_path(sweep_directory: str, name: str, packed: bool = False) -> str:
+    """The task bundle of array ``name``: bash for an array of one point per task, JSON lines when packed."""
+    return f"{sweep_directory}/tasks/{name}.{'jsonl' if packed else 'sh'}"
 
 
 def task_bundle(sweep: Sweep, runs: Sequence[Run], storage: str) -> str:
@@ -85,24 +89,22 @@ def task_bundle(sweep: Sweep, runs: Sequence[Run], storage: str) -> str:
 
 
 def packed_bundle(sweep: Sweep, tasks: Sequence[Sequence[Run]], storage: str) -> str:
-    """The tasks of a packed array (``mrunner_slurm.packing``) as one ``case "$SLURM_ARRAY_TASK_ID"``: each
-    branch names its points (``_mrunner_points``, a line the cluster's helper reads too) and defines, per
-    point, a function ``_mrunner_point_INDEX`` holding the lines an unpacked task's branch holds, then
-    calling the batch script's ``_mrunner_start`` (a function, so its ``set --`` is the point's argv; run
-    in a subshell, so its exports stay the point's). Bash parses the whole bundle once per task."""
-    lines = ['case "$SLURM_ARRAY_TASK_ID" in']
-    for task, runs in enumerate(tasks):
-        lines.append(f"{task}) _mrunner_points='{' '.join(str(run.index) for run in runs)}'")
+    """The tasks of a packed array (``mrunner_slurm.packing``): a line of JSON per array task, the list of its
+    points, each ``{"index", "env", "argv"}`` (its own environment, the contract's variables and its config
+    document; its argv), which the attempt runner reads (``python -m mrunner.attempt --points``) and the
+    cluster's helper too (which points a task holds). JSON's C encoder writes it, and a task reads only its
+    own line."""
+    lines = []
+    for runs in tasks:
+        points = []
         for run in runs:
-            lines += [
-                f"_mrunner_point_{run.index}() {{",
-                *_point_lines(sweep, run, storage),
-                '_mrunner_start "$@"',
-                "}",
-            ]
-        lines.append(";;")
-    lines += ['*) echo "mrunner: no task $SLURM_ARRAY_TASK_ID in this array" >&2; exit 97;;', "esac", ""]
-    return "\n".join(lines)
+            where = layout.of_run(storage, sweep, run)
+            env = {name: str(value) for name, value in _named(run.env, "environment variable").items()}
+            env.update(where.environment())
+            env["MRUNNER_CONFIG_DOCUMENT"] = json.dumps(run.config_document(sweep))
+            points.append({"index": run.index, "env": env, "argv": list(run.command)})
+        lines.append(json.dumps(points))
+    return "\n".join([*lines, ""])
 
 
 def _point_lines(sweep: Sweep, run: Run, storage: str) -> list[str]:
@@ -155,7 +157,7 @@ def batch_script(
         f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
         f". {q(bundle)} || exit 97",
         "restarts=${SLURM_RESTART_COUNT:-0}",
-        *_point_attempt(context),
+        *_task_attempt(context),
         *_environment(sweep, context, client_dir, sweep_directory, venv),
         _wrapper(sweep, context, code_dir),
         "",
@@ -174,79 +176,35 @@ def packed_script(
     venv: str | None,
 ) -> str:
     """The batch script of a packed array (``mrunner_slurm.packing``): the environment set up once per task
-    (its output in Slurm's ``slurm/JOB_TASK.out``), then each of the task's points in a subshell of its own
-    running exactly what an unpacked task runs (``_mrunner_start``: its attempt, its log, not again once it
-    completed, ``exec`` of the attempt wrapper), ``points_at_once`` at a time. A point cancelled inside its
-    task (a file ``status/INDEX.cancel-JOB_TASK`` that ``mrunner cancel`` writes) is skipped, or stopped
-    alone by its wrapper (``--stop-file``) if it runs. Stopping signals reach the batch shell, which passes
-    them on to the running points' wrappers and starts no further point: a requeued task runs, as its next
-    attempt, the points that did not complete. Slurm's warning before the time limit (``B:USR1``) goes to
-    the running wrappers, which requeue the task; if none runs, the batch shell requeues it itself. Each
-    running point gets its share of the task's GPUs (``CUDA_VISIBLE_DEVICES`` split into
-    ``points_at_once`` slots)."""
-    at_once = max(1, int(context.get("points_at_once") or 1))
-    cancel = '"$_mrunner_status.cancel-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'
-    requeue = 'scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'
+    (its output in Slurm's ``slurm/JOB_TASK.out``), then ``exec`` of one attempt runner for the whole task
+    (``python -m mrunner.attempt --points``), which imports once and forks each point's attempt, one after
+    another or ``points_at_once`` at a time: each point gets what an unpacked task's attempt gets (its
+    attempt from Slurm's restart count, its log, not again once it completed, at most ``max_requeue``
+    requeues, ``retry_failed``, a share of the task's GPUs). A point cancelled inside its task (a file
+    ``status/INDEX.cancel-JOB_TASK`` that ``mrunner cancel`` writes) is skipped, or stopped alone
+    (``--stop-file``) if it runs. The runner is the batch step's process: a stopping signal reaches it, and
+    through it the running points, and it starts no further point; a requeued task runs, as its next
+    attempt, the points that did not complete. Slurm's warning before the time limit (``B:USR1``) reaches the
+    running points, which requeue the task; if none runs, the runner requeues it itself."""
+    stop_file = Shell(
+        q(f"{sweep_directory}/status/{{index}}.cancel-") + '"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'
+    )
     lines = [
         "#!/bin/bash",
-        f"# mrunner: sweep {sweep.id}, attempt {attempt}; packed: the points of each task are in the bundle",
-        f". {q(bundle)} || exit 97",
-        "restarts=${SLURM_RESTART_COUNT:-0}",
+        f"# mrunner: sweep {sweep.id}, attempt {attempt}; packed: each task's points are a line of {bundle}",
         "exec </dev/null",
         *_environment(sweep, context, client_dir, sweep_directory, venv),
-        "_mrunner_start() {",
-        f"  if [ -e {cancel} ]; then",  # cancelled before it started: skipped, its attempt noted cancelled
-        '    echo cancelled >"$_mrunner_status.$((MRUNNER_ATTEMPT + restarts)).end"; exit 0',
-        "  fi",
-        '  if [ -n "$_mrunner_gpus" ]; then export CUDA_VISIBLE_DEVICES=$_mrunner_gpus; fi',
-        *("  " + line for line in _point_attempt(context)),
-        "  " + _wrapper(sweep, context, code_dir, stop_file=cancel),
-        "}",
-        # the task's GPUs shared out: slot s of N gets the s-th N-th of them
-        'IFS=, read -r -a _mrunner_devices <<<"${CUDA_VISIBLE_DEVICES:-}"',
-        f"_mrunner_slots={at_once}; _mrunner_share=$(( ${{#_mrunner_devices[@]}} / _mrunner_slots ))",
-        "declare -A _mrunner_slot_of=(); _mrunner_free=($(seq 0 $((_mrunner_slots - 1))))",
-        "_mrunner_stop=0; _mrunner_failed=0",
-        "_mrunner_signal() {",  # passed on to the running points; none starts after it
-        "  _mrunner_stop=1",
-        '  for _mrunner_pid in "${!_mrunner_slot_of[@]}"; do kill -s "$1" "$_mrunner_pid" 2>/dev/null; done',
-        # the time limit is near and no wrapper runs to requeue the task for its points left: requeue it here
-        f'  if [ "$1" = {LIMIT_SIGNAL} ] && [ "${{#_mrunner_slot_of[@]}}" = 0 ]; then {requeue}; fi',
-        "}",
-        *(f"trap '_mrunner_signal {name}' {name}" for name in ("TERM", "INT", "HUP", LIMIT_SIGNAL, "USR2")),
-        # wait for a point to end (`wait -n`: bash 4.3; a trapped signal ends the wait early), free its slot
-        "_mrunner_reap() {",
-        "  wait -n; local code=$? pid",
-        '  for pid in "${!_mrunner_slot_of[@]}"; do',
-        '    if ! kill -0 "$pid" 2>/dev/null; then',
-        '      _mrunner_free+=("${_mrunner_slot_of[$pid]}"); unset "_mrunner_slot_of[$pid]"',
-        '      if [ "$code" != 0 ]; then _mrunner_failed=$code; fi',
-        "    fi",
-        "  done",
-        "}",
-        "for _mrunner_point in $_mrunner_points; do",
-        '  while [ "${#_mrunner_free[@]}" = 0 ]; do _mrunner_reap; done',
-        '  if [ "$_mrunner_stop" = 1 ]; then break; fi',
-        '  _mrunner_slot=${_mrunner_free[0]}; _mrunner_free=("${_mrunner_free[@]:1}")',
-        "  _mrunner_gpus=''",
-        '  if [ "$_mrunner_share" -gt 0 ]; then',
-        '    _mrunner_gpus=$(IFS=,; echo "${_mrunner_devices[*]:$((_mrunner_slot * _mrunner_share)):$_mrunner_share}")',
-        "  fi",
-        '  ( "_mrunner_point_$_mrunner_point" ) &',
-        "  _mrunner_slot_of[$!]=$_mrunner_slot",
-        "done",
-        'while [ "${#_mrunner_slot_of[@]}" -gt 0 ]; do _mrunner_reap; done',
-        # a point that failed fails the task: what Slurm's accounting says of a point that left no exit code
-        'exit "$_mrunner_failed"',
+        _wrapper(sweep, context, code_dir, stop_file=stop_file, points=bundle),
         "",
     ]
     return "\n".join(line for line in lines if line)
 
 
-def _point_attempt(context: Mapping[str, Any]) -> list[str]:
-    """A point's attempt from Slurm's restart count, its log (all it prints from here on), and the checks that
-    keep it from running: an earlier attempt completed, or more requeues than ``max_requeue``. The same
-    lines in an unpacked task and in each point of a packed one; ``exit`` ends the point."""
+def _task_attempt(context: Mapping[str, Any]) -> list[str]:
+    """A task's attempt from Slurm's restart count, its log (all it prints from here on), and the checks that
+    keep it from running: an earlier attempt completed, or more requeues than ``max_requeue``; ``exit`` ends
+    the task. The attempt runner makes the same checks for each point of a packed task
+    (``mrunner.attempt``'s ``--points``)."""
     limit = int(context["max_requeue"])
     return [
         # a task Slurm requeued (preemption, the time limit, a retry) runs the next attempt: its own log and exit code
@@ -302,13 +260,21 @@ def _environment(
     ]
 
 
-def _wrapper(sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file: str | None = None) -> str:
-    """``exec`` of the attempt wrapper around the experiment's ``"$@"``."""
+def _wrapper(
+    sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file: str | None = None, points: str | None = None
+) -> str:
+    """``exec`` of the attempt wrapper around the experiment's ``"$@"``, or with ``points`` (a packed array's
+    bundle) around the points of the task ``$SLURM_ARRAY_TASK_ID``. Under ``cmd_type: srun`` each point is a
+    job step of its own, as an unpacked task is (``srun`` per point, the runner outside it); in a container
+    only, the runner runs in it and so does each point."""
     launcher: list[str] = []
     if context.get("cmd_type") == "srun":
         launcher.append("srun")
     if context.get("singularity_container"):
         launcher += ["singularity", "exec", *(["--nv"] if context.get("gpu") else []), context["singularity_container"]]
+    per_point: list[str] = []
+    if points and launcher[:1] == ["srun"]:
+        launcher, per_point = [], [*launcher, str(context["python"])]
     limit = int(context["max_requeue"])
     retries = int(context["retry_failed"])
     wrapper = [
@@ -316,7 +282,7 @@ def _wrapper(sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file:
         *command_line(
             str(context["python"]),
             code_dir,
-            [Shell('"$@"')],
+            [] if points else [Shell('"$@"')],
             workdir=sweep.workdir or ".",
             entries=entries_of(sweep),
             # a copy-on-write view of the code where the job may mount (root), else links to a watched copy:
@@ -330,9 +296,15 @@ def _wrapper(sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file:
             requeue_command=Shell(
                 '"[\\"scontrol\\", \\"requeue\\", \\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\\"]"'
             ),
-            requeues_left=Shell(f"$(({limit} - _mrunner_requeues))"),
-            retries_left=Shell(f"$(({retries} - _mrunner_retried))"),
+            # packed, the runner counts each point's earlier requeues and retries itself
+            requeues_left=limit if points else Shell(f"$(({limit} - _mrunner_requeues))"),
+            retries_left=retries if points else Shell(f"$(({retries} - _mrunner_retried))"),
             stop_file=Shell(stop_file) if stop_file else None,
+            points=points,
+            task=Shell('"$SLURM_ARRAY_TASK_ID"'),
+            restarts=Shell('"${SLURM_RESTART_COUNT:-0}"'),
+            points_at_once=int(context.get("points_at_once") or 1),
+            launcher=per_point,
         ),
     ]
     return " ".join(["exec", *(part if isinstance(part, Shell) else q(part) for part in wrapper)])

@@ -583,8 +583,8 @@ def _accounted(jobs):
 
 
 def _cancel_marker(status_prefix, ref):
-    """The file that cancels one point inside packed task ``ref`` (the batch script skips the point, its
-    wrapper's ``--stop-file`` stops it if it runs), whatever attempt the task is at."""
+    """The file that cancels one point inside packed task ``ref`` (the task's attempt runner skips the point,
+    or its ``--stop-file`` stops it if it runs), whatever attempt the task is at."""
     return "%s.cancel-%s" % (status_prefix, ref)
 
 
@@ -812,24 +812,23 @@ def cancel(document):
     return answer
 
 
-_TASK_POINTS = re.compile(r"^(\d+)\) _mrunner_points='([0-9 ]*)'$", re.M)
-
-
 def _nothing_left(folder, queued, ref, cancelling, tables):
     """Whether packed task ``ref`` has no point left to run once ``cancelling`` are cancelled: each of its
-    points (named in its array's task bundle, read once per array into ``tables``) is among them, completed,
-    or cancelled before."""
-    path = os.path.join(folder, "tasks", queued[5] + ".sh")
+    points (its line of its array's task bundle, a list of points in JSON; the bundle's lines read once per
+    array into ``tables``) is among them, completed, or cancelled before."""
+    path = os.path.join(folder, "tasks", queued[5] + ".jsonl")
     if path not in tables:
         try:
-            with open(path, errors="replace") as stream:
-                tables[path] = dict(_TASK_POINTS.findall(stream.read()))
-        except OSError:
-            tables[path] = {}
-    points = tables[path].get(ref.split("_")[1])
-    if points is None:
+            with open(path, encoding="utf-8") as stream:
+                tables[path] = stream.read().splitlines()
+        except (OSError, ValueError):
+            tables[path] = []
+    task = int(ref.split("_")[1])
+    try:
+        points = [int(point["index"]) for point in json.loads(tables[path][task])]
+    except (IndexError, ValueError, KeyError, TypeError):
         return False
-    for point in (int(p) for p in points.split()):
+    for point in points:
         prefix = os.path.join(folder, "status", str(point))
         done = point in cancelling or os.path.exists(_cancel_marker(prefix, ref))
         if not done and _completed_before(prefix, (queued[3] or 0) + 1) is None:
@@ -1054,7 +1053,8 @@ def _collect_sweep_files(storage, document, used, now, removed):
             _gone(path, "experiment side", dry_run, removed)
 
 
-_RUN_FILES = (("tasks", "task bundle", ".sh"), ("slurm", "batch script", ".sh"), ("submitted", "submission marker", ""))
+# task bundles: NAME.sh, or NAME.jsonl when packed
+_RUN_FILES = (("tasks", "task bundle", ""), ("slurm", "batch script", ".sh"), ("submitted", "submission marker", ""))
 
 
 def _run_files(folder, sweep):

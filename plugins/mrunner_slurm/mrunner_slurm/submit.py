@@ -142,7 +142,7 @@ def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int, points_per_ta
         context = unit.context(sweep)
         name = unit.name(sweep)
         script = f"{directory}/slurm/{name}.sh"
-        bundle = batch.bundle_path(directory, name)
+        bundle = batch.bundle_path(directory, name, packed=unit.tasks is not None)
         argv = [
             "sbatch",
             "--parsable",

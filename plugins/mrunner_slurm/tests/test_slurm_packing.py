@@ -27,7 +27,8 @@ config = mrunner.get_configuration()
 storage = os.environ["STORAGE_DIR"]
 with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "ledger.txt"), "a") as ledger:
     ledger.write("%d\\n" % mrunner.attempt())
-print("point", config.i, "attempt", mrunner.attempt(), "gpus", os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
+print("point", config.i, "attempt", mrunner.attempt(), "gpus", os.environ.get("CUDA_VISIBLE_DEVICES"),
+      "step", os.environ.get("SLURM_STEP_ID"), flush=True)
 if config.i in (config.get("hold", -1), config.get("hold_too", -1)) and mrunner.attempt() < config.get("hold_until", 99):
     while not os.path.exists(os.path.join(storage, "gate")):
         time.sleep(0.1)
@@ -221,6 +222,41 @@ def test_a_requeued_task_runs_only_its_points_that_did_not_complete(cluster, mru
     )  # point 0 completed in attempt 0: its task's next attempt did not run it
 
 
+def test_a_task_requeued_with_two_points_running_runs_only_its_unfinished_points(cluster, mrunner, mrunner_home):
+    """Two points at once: 0 and 2 hold in attempt 0 while 1 completes; the requeue stops both running points
+    (the task's runner passes the signal on to each) and starts no further one; the task's next attempt runs
+    0, 2 and 3, never 1 again."""
+    packed(cluster, mrunner_home, points_per_task=4, points_at_once=2)
+    sweep = submit(mrunner, "i=range(4)", "hold=0", "hold_too=2", "hold_until=1")
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["state"] for r in rs] == [RUNNING, COMPLETED, RUNNING, PENDING],
+        timeout=60,
+        every=0.5,
+        what="points 0 and 2 to run, 1 completed, 3 waiting in the task",
+    )
+    ref = runs[0]["backend_ref"]
+    cluster.ssh(f"scontrol requeue {ref}")
+    wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["attempt"] for r in rs] == [1, 0, 1, 1],
+        timeout=60,
+        every=0.5,
+        what="the requeue to show as the next attempt of points 0, 2 and 3",
+    )
+    release(cluster, ref)
+    wait_for(
+        lambda: states(mrunner, sweep),
+        lambda found: found == [COMPLETED] * 4,
+        timeout=120,
+        every=0.5,
+        what="the requeued task to complete",
+    )
+    document = status(mrunner, sweep)
+    assert [ledger(cluster, document, run) for run in document["experiments"]] == [[0, 1], [0], [0, 1], [1]]
+    assert "point 1 done" in mrunner("logs", f"{sweep}/1").stdout
+
+
 def test_a_task_at_its_time_limit_comes_back_and_runs_the_points_it_did_not_complete(cluster, mrunner, mrunner_home):
     """`time` is a point's: a task of 2 points asks for 2 minutes. Point 0 holds in attempt 0 until the warning
     before the time limit; its wrapper requeues the task, whose next attempt runs points 0 and 1."""
@@ -274,6 +310,17 @@ def test_resume_after_a_failure_runs_only_the_failed_point(cluster, mrunner, mru
         (COMPLETED, 0),
     ]
     assert [ledger(cluster, document, run) for run in runs] == [[0], [0, 1], [0], [0]]
+
+
+def test_with_cmd_type_srun_each_point_of_a_task_is_a_job_step_of_its_own(cluster, mrunner, mrunner_home):
+    packed(cluster, mrunner_home, points_per_task=2, cmd_type="srun")
+    result = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2)", "fail=1", "--wait")
+    assert result.returncode == 1, result.stderr  # a point failed
+    sweep = result.stdout.strip().splitlines()[-1]
+    runs = status(mrunner, sweep)["experiments"]
+    assert [(r["state"], r["exit_code"]) for r in runs] == [(COMPLETED, 0), (FAILED, 3)]
+    steps = [mrunner("logs", f"{sweep}/{index}").stdout.split(" step ")[1].split()[0] for index in range(2)]
+    assert steps == ["0", "1"]  # one srun per point, as unpacked
 
 
 def test_auto_packs_a_sweep_beyond_max_array_size_into_one_array_read_from_the_cluster(

@@ -7,6 +7,7 @@ start two seconds after the requeue (`scontrol update StartTime=now`), as an imp
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,62 @@ def test_an_experiment_that_exited_0_is_completed_and_never_run_again_whatever_s
     for run in document["experiments"]:
         assert checkpoint(cluster, document, run)["attempts"] == [0]  # never started again
         assert "completed (exit 0): not run again" in cluster.ssh(f"cat {folder}/logs/{run['index']}.1.log")
+
+
+def test_a_node_lost_mid_run_does_not_run_its_finished_experiments_again(project, mrunner, mrunner_home, slurm_service):
+    """A real lost node: slurmd is killed while two experiments run. The controller stops hearing from the node,
+    marks it down after SlurmdTimeout and requeues its tasks, while their steps go on without slurmd, finish and
+    write exit code 0. When slurmd is back (the service script starts it and returns the node to service), Slurm
+    starts the tasks again: the batch script must see the finished experiments and not run them, and `status`
+    must say completed. Counted from each experiment's own checkpoint: attempt 0 only. (The experiments outlive
+    SlurmdTimeout: a step that ends before the node is marked down completes its job without slurmd.)"""
+    cluster = project
+    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, cluster.storage, grace_period=2))
+    submitted = mrunner("+context=test-slurm", "train.py", "-m", "i=0,1", "steps=60", "pause=1", "slow_until=9")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    folder = f"{cluster.storage}/{document['sweep']['project']}/{sweep}"
+    runs = document["experiments"]
+    wait_for(
+        lambda: [checkpoint(cluster, document, run)["step"] for run in runs],
+        lambda steps: min(steps) >= 2,
+        timeout=60,
+        every=0.5,
+        what="both experiments at step 2",
+    )
+    restart = Path(__file__).resolve().parents[3] / "tests" / "services" / "slurm" / "start.sh"
+    try:
+        subprocess.run(["pkill", "-KILL", "-x", "slurmd"], check=True)
+        wait_for(
+            lambda: cluster.ssh(f"squeue -h -r -j {runs[0]['backend_ref'].split('_')[0]} -O 'RestartCnt:|,State:|'"),
+            lambda listing: listing.strip() and all(line.split("|")[0].strip() != "0" for line in listing.splitlines()),
+            timeout=120,
+            every=1,
+            what="the controller to requeue the lost node's tasks",
+        )
+        codes = " ".join(f"{folder}/status/{run['index']}.0" for run in runs)
+        wait_for(
+            lambda: cluster.ssh(f"cat {codes} 2>/dev/null", check=False).split(),
+            lambda found: found == ["0", "0"],
+            timeout=120,
+            every=0.5,
+            what="both experiments to end with exit code 0 without their slurmd",
+        )
+    finally:
+        subprocess.run(["bash", str(restart)], check=True, capture_output=True)
+    for run in runs:
+        release(cluster, run["backend_ref"])
+    job = runs[0]["backend_ref"].split("_")[0]
+    wait_for(
+        lambda: cluster.ssh(f"squeue -h -r -j {job} -O 'State:|'"),
+        lambda listing: "PENDING" not in listing and "RUNNING" not in listing,
+        timeout=90,
+        every=0.5,
+        what="the requeued tasks to end",
+    )
+    document = status(mrunner, sweep)
+    assert [(r["state"], r["exit_code"]) for r in document["experiments"]] == [(COMPLETED, 0), (COMPLETED, 0)]
+    for run in document["experiments"]:
+        assert checkpoint(cluster, document, run)["attempts"] == [0]  # never started again
+        assert checkpoint(cluster, document, run)["step"] == 60

@@ -291,7 +291,7 @@ def _select(root: Path, exclude: Sequence[str]) -> list[str]:
     data = paths.data_dir().resolve()
     own = f"{data.relative_to(root).as_posix()}/" if root in data.parents else None  # mrunner's own records
     listed = _git_files(root)
-    candidates = listed if listed is not None else _walk(root, _ignore_spec(root / ".gitignore", []))
+    candidates = listed if listed is not None else _walk(root, _ignore_spec(root / ".gitignore", []), own)
     spec = _ignore_spec(root / ".mrunnerignore", exclude)
     return [
         name
@@ -346,7 +346,9 @@ def _ignore_spec(file: Path, extra: Sequence[str]):  # -> pathspec.GitIgnoreSpec
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def _walk(root: Path, ignored) -> list[str]:
+def _walk(root: Path, ignored, skipped: str | None = None) -> list[str]:
+    """The files under ``root``, but for excluded folders, what ``ignored`` matches, and the folder ``skipped``
+    (``a/b/``: mrunner's own data folder when it lies inside the project, never walked into)."""
     found = []
 
     def unreadable(error: OSError) -> None:
@@ -356,7 +358,11 @@ def _walk(root: Path, ignored) -> list[str]:
         relative_dir = os.path.relpath(directory, root)
         prefix = "" if relative_dir == "." else relative_dir.replace(os.sep, "/") + "/"
         subdirs[:] = [
-            d for d in subdirs if d not in EXCLUDED_FOLDERS and not (ignored and ignored.match_file(prefix + d + "/"))
+            d
+            for d in subdirs
+            if d not in EXCLUDED_FOLDERS
+            and prefix + d + "/" != skipped
+            and not (ignored and ignored.match_file(prefix + d + "/"))
         ]
         found += [prefix + name for name in names if not (ignored and ignored.match_file(prefix + name))]
     return sorted(found)

@@ -141,6 +141,28 @@ def test_mrunner_data_inside_the_project_is_never_snapshotted(tmp_path, monkeypa
     assert not any(name.startswith("xdg/") for name in frozen.files)
 
 
+def test_outside_git_the_walk_never_enters_mrunner_data_inside_the_project(tmp_path, monkeypatch):
+    """Outside git the project is walked: mrunner's own data folder inside it (experiments' folders, records:
+    tens of thousands of files after a few sweeps) is pruned from the walk, not listed and then left out."""
+    root = make_project(tmp_path / "project")
+    monkeypatch.setenv("XDG_DATA_HOME", str(root / "xdg"))
+    for index in range(3):
+        (root / "xdg" / "mrunner" / "experiments" / str(index)).mkdir(parents=True)
+    scanned: list[str] = []
+    real_scandir = os.scandir
+
+    def recording_scandir(path):
+        scanned.append(os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", recording_scandir)
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    monkeypatch.undo()
+    assert scanned and any(Path(folder) == root for folder in scanned)
+    assert not [folder for folder in scanned if Path(folder).is_relative_to(root / "xdg" / "mrunner")], scanned
+    assert frozen.files and not any(name.startswith("xdg/") for name in frozen.files)
+
+
 def test_tool_folders_and_compiled_python_are_never_taken_at_any_depth(tmp_path, mrunner_home, monkeypatch):
     root = tmp_path / "project"
     for name in [

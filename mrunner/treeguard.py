@@ -31,7 +31,8 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 RECORD = "stat.json"
@@ -42,19 +43,28 @@ def guard_dir(tree: Path) -> Path:
     return tree.parent.parent / "guards" / tree.name
 
 
+@contextmanager
+def _unguarded(guard: Path) -> Iterator[bool]:
+    """Whether the guard's record is still to be made, asked under the guard's lock (held for the block) so
+    that sweeps or jobs starting at once make it once; a made guard is seen without the lock."""
+    if (guard / RECORD).is_file():
+        yield False
+        return
+    guard.mkdir(parents=True, exist_ok=True)
+    with open(guard / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield not (guard / RECORD).is_file()  # another sweep or job may have made it meanwhile
+
+
 def watch(tree: Path, files: Mapping[str, tuple[str, int]], fetch: Callable[[str, Path], None]) -> None:
     """Make the guard of ``tree`` unless it has one: a pristine copy checked against the snapshot's
     manifest ``files`` (relative path -> (sha256, mode)), and the stat record. A file of the tree that no
     longer matches its hash (changed by an experiment before the tree was watched) is fetched again with
     ``fetch(relative, destination)`` (the snapshot's ``copy_file``) and restored in the tree."""
     guard = guard_dir(tree)
-    if (guard / RECORD).is_file():
-        return
-    guard.mkdir(parents=True, exist_ok=True)
-    with open(guard / "lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (guard / RECORD).is_file():
-            return  # another sweep made it meanwhile
+    with _unguarded(guard) as to_make:
+        if not to_make:
+            return
         pristine = guard / "pristine"
         _remove(pristine)
         shutil.copytree(tree, pristine, symlinks=True)
@@ -85,13 +95,9 @@ def watch_copy(tree: Path, pristine: Path) -> None:
     they then never reach, so that it stays what ``check`` restores from. Made aside and renamed into
     place, under the guard's lock: jobs of a sweep starting at once on several nodes make it once."""
     guard = guard_dir(tree)
-    if (guard / RECORD).is_file():
-        return
-    guard.mkdir(parents=True, exist_ok=True)
-    with open(guard / "lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (guard / RECORD).is_file():
-            return  # another job made it meanwhile
+    with _unguarded(guard) as to_make:
+        if not to_make:
+            return
         tree.parent.mkdir(parents=True, exist_ok=True)
         building = tree.with_name(f".tmp-{tree.name}-{os.getpid()}")
         _remove(building)

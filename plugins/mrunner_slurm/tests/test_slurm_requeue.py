@@ -91,6 +91,20 @@ def release(cluster: Cluster, ref: str) -> None:
     )
 
 
+def released_to_their_end(cluster: Cluster, runs: list[dict], timeout: float) -> None:
+    """Release the requeued tasks of ``runs`` (one array) and wait until none of them is pending or running."""
+    for run in runs:
+        release(cluster, run["backend_ref"])
+    job = runs[0]["backend_ref"].split("_")[0]
+    wait_for(
+        lambda: cluster.ssh(f"squeue -h -r -j {job} -O 'State:|'"),
+        lambda listing: "PENDING" not in listing and "RUNNING" not in listing,
+        timeout=timeout,
+        every=0.5,
+        what="the requeued tasks to end",
+    )
+
+
 def ends(run: dict) -> list[tuple[int, str | None]]:
     return [(a["number"], a["end"]) for a in run["attempts"]]
 
@@ -231,16 +245,7 @@ def test_an_experiment_that_exited_0_is_completed_and_never_run_again_whatever_s
         what="the late exit code 0",
     )
     assert runs[1]["exit_code"] == 0
-    for run in (done, running):
-        release(cluster, run["backend_ref"])
-    job = done["backend_ref"].split("_")[0]
-    wait_for(
-        lambda: cluster.ssh(f"squeue -h -r -j {job} -O 'JobArrayID:|,State:|,RestartCnt:|'"),
-        lambda listing: "PENDING" not in listing and "RUNNING" not in listing,
-        timeout=60,
-        every=0.5,
-        what="the requeued tasks to end",
-    )
+    released_to_their_end(cluster, [done, running], timeout=60)
     document = status(mrunner, sweep)
     assert [(r["state"], r["exit_code"]) for r in document["experiments"]] == [(COMPLETED, 0), (COMPLETED, 0)]
     assert ends(document["experiments"][0]) == [(0, COMPLETED)]
@@ -291,16 +296,7 @@ def test_a_node_lost_mid_run_does_not_run_its_finished_experiments_again(project
         )
     finally:
         subprocess.run(["bash", str(restart)], check=True, capture_output=True)
-    for run in runs:
-        release(cluster, run["backend_ref"])
-    job = runs[0]["backend_ref"].split("_")[0]
-    wait_for(
-        lambda: cluster.ssh(f"squeue -h -r -j {job} -O 'State:|'"),
-        lambda listing: "PENDING" not in listing and "RUNNING" not in listing,
-        timeout=90,
-        every=0.5,
-        what="the requeued tasks to end",
-    )
+    released_to_their_end(cluster, runs, timeout=90)
     document = status(mrunner, sweep)
     assert [(r["state"], r["exit_code"]) for r in document["experiments"]] == [(COMPLETED, 0), (COMPLETED, 0)]
     for run in document["experiments"]:

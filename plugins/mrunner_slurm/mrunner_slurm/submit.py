@@ -55,6 +55,14 @@ class Unit:
             return {run.index: run.index - self.offset for run in self.runs}
         return {run.index: task for task, runs in enumerate(self.tasks) for run in runs}
 
+    def share(self, sweep: Sweep) -> str | None:
+        """What each point gets of its task when several run at once (``packing.point_share``), else None."""
+        if self.tasks is None:
+            return None
+        k = max(len(task) for task in self.tasks)
+        share = packing.point_share(self.context(sweep), k)
+        return f"{packing.at_once(self.context(sweep), k)} at once, {share}" if share else None
+
     def name(self, sweep: Sweep) -> str:
         # `-pK`: packed, K points per task at most (the cluster's helper reads it: mrunner_slurm.remote_helper)
         packed = f"-p{max(len(task) for task in self.tasks)}" if self.tasks is not None else ""
@@ -140,6 +148,7 @@ def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int, points_per_ta
     result = []
     for unit in units(runs, max_array_size, points_per_task):
         context = unit.context(sweep)
+        k = max(len(task) for task in unit.tasks) if unit.tasks is not None else 1
         name = unit.name(sweep)
         script = f"{directory}/slurm/{name}.sh"
         bundle = batch.bundle_path(directory, name, packed=unit.tasks is not None)
@@ -151,11 +160,13 @@ def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int, points_per_ta
             f"--chdir={directory}",
             f"--output={batch.slurm_output(directory, '%A_%a')}",
             "--open-mode=append",
-            *resource_options(packing.task_context(context, points_per_task)),
+            *resource_options(packing.task_context(context, k)),
             script,
         ]
         if unit.tasks is not None:
-            text = batch.packed_script(sweep, context, code, client_dir(storage), directory, bundle, unit.attempt, venv)
+            text = batch.packed_script(
+                sweep, context, code, client_dir(storage), directory, bundle, unit.attempt, venv, k
+            )
             tasks = batch.packed_bundle(sweep, unit.tasks, storage)
         else:
             text = batch.batch_script(
@@ -204,13 +215,16 @@ def submit(
                 raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{done}")
             unit = by_name[event["name"]]
             task = unit.task_of()
+            shared = unit.share(sweep)
             record(
                 [
                     RunUpdate(
                         run.index,
                         SUBMITTED,
                         backend_ref=f"{event['job']}_{task[run.index]}",
-                        detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""),
+                        detail=f"job array {event['job']}"
+                        + (" (found already submitted)" if event["reused"] else "")
+                        + (f"; {shared}" if shared else ""),
                     )
                     for run in unit.runs
                 ]
@@ -218,6 +232,7 @@ def submit(
             accepted += len(unit.runs)
             resources = f", {resource_label(unit.resources)}" if unit.resources else ""
             packed = f" in {len(unit.tasks)} tasks" if unit.tasks is not None else ""
+            packed += f"; {shared}" if shared else ""
             reporter.step(
                 f"{'found' if event['reused'] else 'submitted'} job array {event['job']} ({len(unit.runs)} "
                 f"experiments{packed}, {unit.runs[0].index}-{unit.runs[-1].index}{resources}) on {connection.target.alias}"

@@ -86,6 +86,12 @@ def _check_at_once(context: Mapping[str, Any], context_name: str) -> None:
             f"context {context_name}: points_at_once ({n}) is more than points_per_task ({k}): a task runs at "
             f"most its own points at once; raise points_per_task or lower points_at_once"
         )
+    for name in ("nodes", "ntasks"):
+        if int(context.get(name) or 1) > 1:
+            raise MrunnerError(
+                f"context {context_name}: {name}={context[name]} with points_at_once={n}: points that run at once "
+                f"share one task's CPUs on one node; set points_at_once to 1 for multi-{name[:-1]} experiments"
+            )
     cpu = context.get("cpu")
     if cpu is not None and int(cpu) < 1:
         raise MrunnerError(f"context {context_name}: cpu is per point with points_at_once: at least 1, got {cpu}")

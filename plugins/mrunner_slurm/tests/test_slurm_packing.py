@@ -451,6 +451,7 @@ def test_the_dry_run_shows_the_packing(cluster, mrunner, mrunner_home):
         ({"points_per_task": 2, "points_at_once": 2, "cpu": 0}, "cpu is per point"),
         ({"points_per_task": 2, "points_at_once": 2, "sbatch_options": ["--cpus-per-task=1"]}, "less than a CPU"),
         ({"points_per_task": 2, "points_at_once": 2, "mem": "1.5G"}, "mem is per point"),
+        ({"points_per_task": 2, "points_at_once": 2, "ntasks": 2}, "ntasks=2 with points_at_once=2"),
     ],
 )
 def test_points_at_once_beyond_the_task_is_refused_in_one_line_before_anything_is_recorded(

@@ -1118,13 +1118,17 @@ _RUN_FILES = (("tasks", "task bundle", ""), ("slurm", "batch script", ".sh"), ("
 
 def _run_files(folder, sweep):
     """(kind, path) of what submitting sweep ``sweep`` wrote in its folder to run its arrays (see
-    mrunner_slurm.batch): files named after an array, ``mrunner-SWEEP-...``, never Slurm's ``.out`` files."""
+    mrunner_slurm.batch): files named after an array, ``mrunner-SWEEP-...``, and the stop files of its
+    interrupted submissions, never Slurm's ``.out`` files (nor ``submitted/.lock``: a lock file removed
+    while held would let the next submission lock another)."""
     found = []
     for sub, kind, suffix in _RUN_FILES:
         where = os.path.join(folder, sub)
         for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
             if name.startswith("mrunner-%s-" % sweep) and name.endswith(suffix):
                 found.append((kind, os.path.join(where, name)))
+            elif sub == "submitted" and name.startswith(".stop-"):  # an interrupted submission's (``settle``)
+                found.append(("submission stop", os.path.join(where, name)))
     return found
 
 

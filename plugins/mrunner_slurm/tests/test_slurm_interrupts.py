@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,14 +73,20 @@ ARRAYS = 3  # one per resource class below
 
 
 @pytest.fixture
-def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path) -> Cluster:
+def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path) -> Iterator[Cluster]:
     storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
     write_context(
         mrunner_home, "test-slurm", slurm_context(slurm_service, storage, sbatch_options=["--hold"], grace_period=1)
     )
     (tmp_path / "held.py").write_text(SCRIPT)
     (tmp_path / "signalled.py").write_text(SIGNALLED)
-    return Cluster(slurm_service, storage)
+    found = Cluster(slurm_service, storage)
+    yield found
+    # whatever a failed assertion left held on the shared cluster: the jobs whose folder is this test's
+    listing = found.ssh(f"squeue -h -u {slurm_service['user']} -o '%F|%Z'", check=False).split()
+    left = sorted({line.split("|")[0] for line in listing if line.split("|", 1)[-1].startswith(storage + "/")})
+    if left:
+        found.ssh("scancel " + " ".join(left), check=False)
 
 
 def interrupted(tmp_path: Path, moment: str, count: int, group: bool = False) -> subprocess.CompletedProcess:

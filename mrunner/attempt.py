@@ -77,6 +77,7 @@ def command_line(
     task: int | str | None = None,
     restarts: int | str | None = None,
     points_at_once: int | None = None,
+    cpus_per_point: int | None = None,
     launcher: Sequence[str] = (),
 ) -> list[str]:
     """The wrapper's command line around an experiment's ``command``: the one place every backend (local,
@@ -108,6 +109,8 @@ def command_line(
         line += ["--points", _word(points), "--task", _word(task if task is not None else 0)]
         line += ["--restarts", _word(restarts if restarts is not None else 0)]
         line += ["--points-at-once", str(points_at_once or 1)]
+        if cpus_per_point:
+            line += ["--cpus-per-point", str(cpus_per_point)]
         if launcher:
             line += ["--launcher", json.dumps(list(launcher))]
     return [*line, "--", *command]
@@ -213,6 +216,14 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         type=int,
         default=1,
         help="with --points: how many points run at a time, each on its share of $CUDA_VISIBLE_DEVICES",
+    )
+    parser.add_argument(
+        "--cpus-per-point",
+        type=int,
+        default=0,
+        help="with --points and --points-at-once above 1: bind each running point (and what it starts) to this "
+        "many CPUs of this process's own, apart from the other points' (its share: OMP_NUM_THREADS and "
+        "SLURM_CPUS_PER_TASK say it too); where this process has fewer than that for each, an even part",
     )
     parser.add_argument(
         "--launcher",
@@ -393,6 +404,7 @@ def _run_points(options: argparse.Namespace) -> int:
     at_once = max(1, options.points_at_once)
     devices = [device for device in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if device]
     share = len(devices) // at_once
+    cores = _cpu_shares(at_once, options.cpus_per_point)
     free = list(range(at_once))
     running: dict[int, int] = {}  # the process of each running point: its slot
     stopped: list[int] = []
@@ -420,11 +432,27 @@ def _run_points(options: argparse.Namespace) -> int:
             break
         slot = free[0]
         gpus = ",".join(devices[slot * share : (slot + 1) * share]) if share else None
-        if _start_point(point, options, gpus, running, slot, stopped):
+        if _start_point(point, options, (gpus, cores[slot] if cores else None), running, slot, stopped):
             free.pop(0)
     while running:
         failed = _reap(running, free) or failed
     return failed
+
+
+def _cpu_shares(at_once: int, per_point: int) -> list[list[int]] | None:
+    """Each slot's CPUs (``--cpus-per-point`` of this process's own, consecutive, apart from the other
+    slots'), or None when the points are not bound: one at a time, no count asked, or fewer CPUs here than
+    points at once (said in the task's output)."""
+    if at_once <= 1 or per_point <= 0 or not hasattr(os, "sched_getaffinity"):
+        return None
+    own = sorted(os.sched_getaffinity(0))
+    each = min(per_point, len(own) // at_once)
+    if each < 1:
+        _say(f"mrunner: {len(own)} CPUs for {at_once} points at once: the points share them, unbound")
+        return None
+    if each < per_point:
+        _say(f"mrunner: {len(own)} CPUs for {at_once} points at once of {per_point} each: {each} each")
+    return [own[slot * each : (slot + 1) * each] for slot in range(at_once)]
 
 
 def _task_points(path: str, task: int) -> list[dict]:
@@ -440,10 +468,16 @@ def _task_points(path: str, task: int) -> list[dict]:
 
 
 def _start_point(
-    point: dict, options: argparse.Namespace, gpus: str | None, running: dict[int, int], slot: int, stopped: list[int]
+    point: dict,
+    options: argparse.Namespace,
+    share: tuple[str | None, list[int] | None],
+    running: dict[int, int],
+    slot: int,
+    stopped: list[int],
 ) -> bool:
-    """Start a point's attempt in a forked process (entered in ``running``), unless it is not to run; whether
-    it started. The checks read only the point's files, so a point that does not run costs no process."""
+    """Start a point's attempt in a forked process (entered in ``running``) on its ``share`` of the task (its
+    GPUs, its CPUs), unless it is not to run; whether it started. The checks read only the point's files, so
+    a point that does not run costs no process."""
     submitted = int(point["env"].get(contract.ATTEMPT, "0"))
     attempt = submitted + options.restarts
     env = {name: str(value) for name, value in point["env"].items()}
@@ -484,16 +518,21 @@ def _start_point(
             return False
         pid = os.fork()
         if pid == 0:
-            _point(own, env, gpus, log)
+            _point(own, env, share, log)
         running[pid] = slot
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     return True
 
 
-def _point(options: argparse.Namespace, env: dict[str, str], gpus: str | None, log: str) -> NoReturn:
-    """A point's attempt, in the forked process: its environment, its output appended to its log, then what
-    an unpacked attempt does (``_attempt``); never returns."""
+def _point(
+    options: argparse.Namespace, env: dict[str, str], share: tuple[str | None, list[int] | None], log: str
+) -> NoReturn:
+    """A point's attempt, in the forked process: its environment, its share of the task (its GPUs in
+    ``CUDA_VISIBLE_DEVICES``; bound to its CPUs, which the experiment inherits, and their count in
+    ``OMP_NUM_THREADS`` unless set and in ``SLURM_CPUS_PER_TASK``, which libraries size their pools by),
+    its output appended to its log, then what an unpacked attempt does (``_attempt``); never returns."""
+    gpus, cpus = share
     status = SETUP_FAILED
     try:
         for number in FORWARDED:
@@ -504,6 +543,11 @@ def _point(options: argparse.Namespace, env: dict[str, str], gpus: str | None, l
         os.environ.update(env)
         if gpus is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+            os.environ.setdefault("OMP_NUM_THREADS", str(len(cpus)))
+            if "SLURM_CPUS_PER_TASK" in os.environ:
+                os.environ["SLURM_CPUS_PER_TASK"] = str(len(cpus))
         try:
             os.makedirs(os.path.dirname(log), exist_ok=True)
             _output_to(log)

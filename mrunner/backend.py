@@ -271,8 +271,12 @@ class Backend(abc.ABC):
         call it with ``RunUpdate``s (state ``submitted`` and the job reference) as soon as the backend has
         accepted each part, so that an interruption loses nothing: hand each part over and record it inside
         ``mrunner.interrupts.held()``, or a Ctrl-C between the two leaves an accepted job recorded as never
-        submitted, which `resume` runs again (a backend that runs experiments itself, like the local one, also
-        records ``running`` and the end through ``record``); ``reporter``: progress for the user. Submitting
+        submitted, which `resume` runs again. A backend that can ask its platform afterwards what a cut-off
+        hand-over submitted gives ``held`` a ``stop``: the second interrupt then cuts the wait short, the
+        backend records what the platform says it accepted and makes sure nothing more is, and a third
+        interrupt raises ``mrunner.interrupts.Unsettled``, which leaves the runs not recorded ``planned`` for
+        `resume` (as the Slurm backend does). A backend that runs experiments itself, like the local one,
+        also records ``running`` and the end through ``record``. ``reporter``: progress for the user. Submitting
         the same run at the same ``attempt`` twice must not create a second job (deterministic names, or look
         before submitting): `mrunner resume` after an interruption relies on it. Raise ``BackendError`` with
         the backend's own message when it refuses; what was recorded before stays. Returns once every run is

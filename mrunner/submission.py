@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from mrunner import gc_lock, plugins
+from mrunner import gc_lock, interrupts, plugins
 from mrunner.backend import SubmitOptions
 from mrunner.errors import BackendError, Interrupted, MrunnerError, NotFound, Refused, os_error
 from mrunner.following import require_answer
@@ -67,14 +67,21 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     return sweep, frozen, count
 
 
-def _interrupted(sweep: Sweep, store: Store) -> NoReturn:
-    """Ctrl-C (or SIGTERM, SIGHUP) between recording a sweep and handing it over: its runs, still planned,
-    end as cancelled, as an interrupt during the hand-over leaves them; left planned, a repeated submission
-    would skip them as being submitted by another mrunner."""
+def _interrupted(sweep: Sweep, store: Store, unsettled: bool = False) -> NoReturn:
+    """Ctrl-C (or SIGTERM, SIGHUP) between recording a sweep and handing it over, or during the hand-over
+    once the backend recorded all it handed over: its runs still planned end as cancelled (left planned, a
+    repeated submission would skip them as being submitted by another mrunner). ``unsettled``
+    (``interrupts.Unsettled``): the backend was stopped before it knew what its platform accepted, so the
+    runs still planned may run: they stay planned, and `mrunner resume` finds which the platform has."""
     try:
         store.sweep(sweep.id)
     except NotFound:  # the interrupt came before the records took the sweep: nothing was recorded
         raise Interrupted("interrupted: nothing was recorded") from None
+    if unsettled:
+        raise Interrupted(
+            f"interrupted before the {sweep.backend} backend knew what it had accepted: sweep {sweep.id} keeps "
+            f"those experiments planned; `mrunner resume {sweep.id}` records the ones it accepted and submits the rest"
+        ) from None
     _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
     raise Interrupted(
         f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
@@ -148,8 +155,8 @@ def hand_over(
         new = False  # from here on a backend may accept runs before it can record them: keep the sweep
         plugins.sweep_submitted(sweep, runs, reporter)
         backend.submit(sweep, runs, secrets, options, lambda updates: store.apply(sweep.id, updates), reporter)
-    except KeyboardInterrupt:
-        _interrupted(sweep, store)
+    except KeyboardInterrupt as interrupt:
+        _interrupted(sweep, store, unsettled=isinstance(interrupt, interrupts.Unsettled))
     except (MrunnerError, OSError, EOFError) as failure:
         error = _as_error(failure, sweep)
         try:

@@ -27,7 +27,8 @@ storage = os.environ["STORAGE_DIR"]
 with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "ledger.txt"), "a") as ledger:
     ledger.write(os.environ["MRUNNER_ATTEMPT"] + "\\n")
 print("point", index, "attempt", os.environ["MRUNNER_ATTEMPT"], "gpus", os.environ.get("CUDA_VISIBLE_DEVICES"),
-      "launched", os.environ.get("MRUNNER_TEST_LAUNCHED"), flush=True)
+      "launched", os.environ.get("MRUNNER_TEST_LAUNCHED"), "cpus", sorted(os.sched_getaffinity(0)),
+      "omp", os.environ.get("OMP_NUM_THREADS"), flush=True)
 while os.path.exists(os.path.join(storage, "hold-" + index)):
     time.sleep(0.05)
 if os.path.exists(os.path.join(storage, "fail-" + index)):
@@ -57,7 +58,13 @@ class Task:
         return self.storage / f"cancel-{index}"
 
     def start(
-        self, restarts: int = 0, at_once: int = 1, requeues_left: int = 1, launcher: tuple = (), **env: str
+        self,
+        restarts: int = 0,
+        at_once: int = 1,
+        requeues_left: int = 1,
+        launcher: tuple = (),
+        cpus_per_point: int | None = None,
+        **env: str,
     ) -> subprocess.Popen:
         line = command_line(
             sys.executable,
@@ -71,6 +78,7 @@ class Task:
             task=1,
             restarts=restarts,
             points_at_once=at_once,
+            cpus_per_point=cpus_per_point,
             launcher=launcher,
         )
         return subprocess.Popen(line, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -111,6 +119,26 @@ def test_each_point_of_a_packed_task_is_an_attempt_of_its_own(tmp_path):
         assert Path(task.layouts[index].experiment_dir, "point.py").is_symlink()  # its folder mirrors the code
     gpus = [task.log(i).split(" gpus ")[1].split()[0] for i in range(4)]
     assert set(gpus) == {"0,1", "2,3"} and gpus[0] != gpus[1]  # two at once, each on its half
+
+
+def test_points_at_once_are_each_bound_to_their_own_cpus(tmp_path):
+    own = sorted(os.sched_getaffinity(0))
+    task = Task(tmp_path, 2)
+    (task.storage / "hold-0").touch()
+    (task.storage / "hold-1").touch()
+    runner = task.start(at_once=2, cpus_per_point=1)
+    wait_for(lambda: [task.ledger(i) for i in range(2)], lambda found: found == [[0], [0]], timeout=30, what="both")
+    for index in range(2):  # both run at once
+        (task.storage / f"hold-{index}").unlink()
+    out, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, out.decode()
+    cpus = [task.log(i).split(" cpus ")[1].split(" omp ")[0] for i in range(2)]
+    if len(own) >= 2:
+        assert sorted(cpus) == sorted(str([cpu]) for cpu in own[:2]), cpus  # one CPU each, not the same
+        omp = {task.log(i).split(" omp ")[1].split()[0] for i in range(2)}
+        assert omp == {os.environ.get("OMP_NUM_THREADS", "1")}
+    else:
+        assert "the points share them, unbound" in out.decode()
 
 
 def test_a_cancelled_point_is_skipped_waiting_and_stopped_alone_running(tmp_path):

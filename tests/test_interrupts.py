@@ -48,3 +48,20 @@ def test_without_a_signal_nothing_is_raised_and_an_ignored_signal_stays_ignored(
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def test_with_stop_the_second_signal_stops_the_wait_and_the_block_completes_the_third_breaks_in():
+    stopped, reached = [], []
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with interrupts.held(lambda: stopped.append("stop")):
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            reached.append("recorded what was accepted")
+    assert (stopped, reached) == (["stop"], ["recorded what was accepted"])
+    assert not isinstance(raised.value, interrupts.Unsettled)
+    with pytest.raises(interrupts.Unsettled):
+        with interrupts.held(lambda: stopped.append("stop")):
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGTERM)
+            reached.append("after the third")
+    assert reached == ["recorded what was accepted"]

@@ -33,6 +33,7 @@ from mrunner import layout
 from mrunner.attempt import END_NOTE, RETRY_NOTE, Shell, command_line
 from mrunner.errors import MrunnerError
 from mrunner.records import Run, Sweep
+from mrunner_slurm import packing
 
 #: The signal Slurm sends ``grace_period`` seconds before the time limit (``--signal=B:USR1@N``).
 LIMIT_SIGNAL = "USR1"
@@ -174,18 +175,20 @@ def packed_script(
     bundle: str,
     attempt: int,
     venv: str | None,
+    k: int,
 ) -> str:
     """The batch script of a packed array (``mrunner_slurm.packing``): the environment set up once per task
-    (its output in Slurm's ``slurm/JOB_TASK.out``), then ``exec`` of one attempt runner for the whole task
-    (``python -m mrunner.attempt --points``), which imports once and forks each point's attempt, one after
-    another or ``points_at_once`` at a time: each point gets what an unpacked task's attempt gets (its
-    attempt from Slurm's restart count, its log, not again once it completed, at most ``max_requeue``
-    requeues, ``retry_failed``, a share of the task's GPUs). A point cancelled inside its task (a file
-    ``status/INDEX.cancel-JOB_TASK`` that ``mrunner cancel`` writes) is skipped, or stopped alone
-    (``--stop-file``) if it runs. The runner is the batch step's process: a stopping signal reaches it, and
-    through it the running points, and it starts no further point; a requeued task runs, as its next
-    attempt, the points that did not complete. Slurm's warning before the time limit (``B:USR1``) reaches the
-    running points, which requeue the task; if none runs, the runner requeues it itself."""
+        (its output in Slurm's ``slurm/JOB_TASK.out``), then ``exec`` of one attempt runner for the whole task
+        (``python -m mrunner.attempt --points``), which imports once and forks each point's attempt, one after
+        another or ``points_at_once`` at a time: each point gets what an unpacked task's attempt gets (its
+        attempt from Slurm's restart count, its log, not again once it completed, at most ``max_requeue``
+        requeues, ``retry_failed``, with ``points_at_once`` its share of the task's CPUs and GPUs:
+    ``mrunner_slurm.packing``). A point cancelled inside its task (a file
+        ``status/INDEX.cancel-JOB_TASK`` that ``mrunner cancel`` writes) is skipped, or stopped alone
+        (``--stop-file``) if it runs. The runner is the batch step's process: a stopping signal reaches it, and
+        through it the running points, and it starts no further point; a requeued task runs, as its next
+        attempt, the points that did not complete. Slurm's warning before the time limit (``B:USR1``) reaches the
+        running points, which requeue the task; if none runs, the runner requeues it itself."""
     stop_file = Shell(
         q(f"{sweep_directory}/status/{{index}}.cancel-") + '"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'
     )
@@ -194,7 +197,7 @@ def packed_script(
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; packed: each task's points are a line of {bundle}",
         "exec </dev/null",
         *_environment(sweep, context, client_dir, sweep_directory, venv),
-        _wrapper(sweep, context, code_dir, stop_file=stop_file, points=bundle),
+        _wrapper(sweep, context, code_dir, stop_file=stop_file, points=bundle, k=k),
         "",
     ]
     return "\n".join(line for line in lines if line)
@@ -261,12 +264,18 @@ def _environment(
 
 
 def _wrapper(
-    sweep: Sweep, context: Mapping[str, Any], code_dir: str, stop_file: str | None = None, points: str | None = None
+    sweep: Sweep,
+    context: Mapping[str, Any],
+    code_dir: str,
+    stop_file: str | None = None,
+    points: str | None = None,
+    k: int = 1,
 ) -> str:
     """``exec`` of the attempt wrapper around the experiment's ``"$@"``, or with ``points`` (a packed array's
-    bundle) around the points of the task ``$SLURM_ARRAY_TASK_ID``. Under ``cmd_type: srun`` each point is a
-    job step of its own, as an unpacked task is (``srun`` per point, the runner outside it); in a container
-    only, the runner runs in it and so does each point."""
+    bundle of up to ``k`` points per task) around the points of the task ``$SLURM_ARRAY_TASK_ID``. Under
+    ``cmd_type: srun`` each point is a job step of its own, as an unpacked task is (``srun`` per point, the
+    runner outside it), of its share of the task when several run at once (``packing.point_step``); in a
+    container only, the runner runs in it and so does each point."""
     launcher: list[str] = []
     if context.get("cmd_type") == "srun":
         launcher.append("srun")
@@ -274,7 +283,8 @@ def _wrapper(
         launcher += ["singularity", "exec", *(["--nv"] if context.get("gpu") else []), context["singularity_container"]]
     per_point: list[str] = []
     if points and launcher[:1] == ["srun"]:
-        launcher, per_point = [], [*launcher, str(context["python"])]
+        launcher, per_point = [], ["srun", *packing.point_step(context, k), *launcher[1:], str(context["python"])]
+    at_once = packing.at_once(context, k) if points else 1
     limit = int(context["max_requeue"])
     retries = int(context["retry_failed"])
     wrapper = [
@@ -303,7 +313,9 @@ def _wrapper(
             points=points,
             task=Shell('"$SLURM_ARRAY_TASK_ID"'),
             restarts=Shell('"${SLURM_RESTART_COUNT:-0}"'),
-            points_at_once=int(context.get("points_at_once") or 1),
+            points_at_once=at_once,
+            # bound by this runner when it forks the points; a job step is Slurm's to bind (its --cpus-per-task)
+            cpus_per_point=int(context.get("cpu") or 1) if at_once > 1 and not per_point else None,
             launcher=per_point,
         ),
     ]

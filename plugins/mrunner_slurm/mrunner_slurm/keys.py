@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from mrunner.errors import MrunnerError
 from mrunner.schema import key, keys_of
+from mrunner_slurm.packing import shareable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +44,7 @@ class SlurmKeys:
     singularity_container: str | None = key(None, help="Singularity/Apptainer image the command runs in (`singularity exec [--nv] IMAGE`)")
     array_parallelism: int | None = key(None, minimum=1, option="--array=...%N", help="at most this many experiments of a job array run at once")
     points_per_task: int | Literal["auto"] = key(1, minimum=1, help="grid points each array task runs, one after another, each with its own folder, log, attempts and status (Slurm counts a task as a job): a number, or auto for just enough that the sweep fits the site's job limits; `time` stays per point")
-    points_at_once: int = key(1, minimum=1, help="of a task's points, how many run at once on its CPUs/GPUs (its GPUs are shared out among them); with time, a task may take time x ceil(points_per_task / points_at_once)")
+    points_at_once: int = key(1, minimum=1, help="of a task's points, how many run at once, each on its own share: cpu, mem and gpu stay per point and the task asks for points_at_once times them (cpu 1 when unset); each point is bound to its cpu CPUs and sees its gpu GPUs (CUDA_VISIBLE_DEVICES), and with cmd_type srun is a job step of that size with its mem; with time, a task may take time x ceil(points_per_task / points_at_once)")
     # fmt: on
 
 
@@ -71,6 +72,58 @@ def check_combinations(context: Mapping[str, Any], context_name: str) -> None:
     gpu = context["gpu"]
     if gpu is not None and not str(gpu).split(":")[-1].isdigit():
         raise MrunnerError(f"context {context_name}: gpu must be a count or type:count (e.g. 2 or a100:1), got {gpu!r}")
+    _check_at_once(context, context_name)
+
+
+def _check_at_once(context: Mapping[str, Any], context_name: str) -> None:
+    """``points_at_once`` points share their task's resources (``mrunner_slurm.packing.task_context``): each
+    must get at least one CPU and a whole part of its memory."""
+    n, k = int(context.get("points_at_once") or 1), context.get("points_per_task", 1)
+    if n <= 1:
+        return
+    if k != "auto" and n > int(k):
+        raise MrunnerError(
+            f"context {context_name}: points_at_once ({n}) is more than points_per_task ({k}): a task runs at "
+            f"most its own points at once; raise points_per_task or lower points_at_once"
+        )
+    for name in ("nodes", "ntasks"):
+        if int(context.get(name) or 1) > 1:
+            raise MrunnerError(
+                f"context {context_name}: {name}={context[name]} with points_at_once={n}: points that run at once "
+                f"share one task's CPUs on one node; set points_at_once to 1 for multi-{name[:-1]} experiments"
+            )
+    cpu = context.get("cpu")
+    if cpu is not None and int(cpu) < 1:
+        raise MrunnerError(f"context {context_name}: cpu is per point with points_at_once: at least 1, got {cpu}")
+    asked = _extra_option(context, ("cpus-per-task", "c"))
+    if asked is not None and (not str(asked).isdigit() or int(asked) < n):
+        raise MrunnerError(
+            f"context {context_name}: --cpus-per-task={asked} in sbatch_options leaves {n} points at once less "
+            f"than a CPU each; leave it out (the task asks for points_at_once x cpu) or lower points_at_once"
+        )
+    mem = context.get("mem")
+    if mem not in (None, "") and (":" in str(mem) or not shareable(mem)):
+        raise MrunnerError(
+            f"context {context_name}: mem is per point with points_at_once and must be a whole size such as 8G "
+            f"or 500M (the task asks for {n} times it), got {mem!r}"
+        )
+
+
+def _extra_option(context: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    """The value of one of ``names`` among the context's ``sbatch_options`` (``--cpus-per-task=4``, ``-c 4``
+    as one item ``-c4``, or a mapping's key), or None."""
+    extra = context.get("sbatch_options") or []
+    items = extra.items() if isinstance(extra, dict) else [(str(o), None) for o in extra]
+    for raw, mapped in items:
+        text = str(raw).lstrip("-")
+        name, _, value = text.partition("=")
+        if isinstance(extra, dict):
+            value = str(mapped)
+        elif not value and len(name) > 1 and name[0] == "c" and name[1:].isdigit() and str(raw).startswith("-c"):
+            name, value = "c", name[1:]
+        if name in names:
+            return value
+    return None
 
 
 def gres(gpu: str | int | None) -> str | None:

@@ -130,6 +130,9 @@ class OpenSSHConnection(Connection):
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                # its own session: a terminal's Ctrl-C reaches mrunner alone, which decides what to cut
+                # (mrunner.interrupts) instead of losing the call in the middle of a hand-over
+                start_new_session=True,
             )
         except OSError as error:
             raise BackendError(f"cannot run ssh: {error.strerror}") from None
@@ -212,6 +215,12 @@ class OpenSSHCall(Call):
 
     def stderr(self) -> bytes:
         return b"".join(self._errors)
+
+    def abandon(self) -> None:
+        try:
+            self.process.kill()  # the reader threads then find the end of its output
+        except ProcessLookupError:
+            pass
 
     def close(self) -> None:
         self.shutdown_write()

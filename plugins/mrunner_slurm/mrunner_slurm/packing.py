@@ -14,14 +14,18 @@ cut off between an sbatch and its record, submitted again (`mrunner resume`), pa
 way whatever the site's allowance is by then, so its arrays get the same names and the cluster's helper
 finds the ones already submitted instead of running their points twice.
 
-``time`` stays a point's time: a task of K points, N at once, asks Slurm for ``time x ceil(K / N)``. A
-``--time`` among the context's ``sbatch_options`` comes after it on sbatch's command line and so sets the
-task's limit as written.
+``time`` stays a point's time: a task of K points, N at once, asks Slurm for ``time x ceil(K / N)``. The
+other resources stay a point's too: N points at once share the task's, so the task asks for N times each
+(``cpu``, 1 CPU when unset; ``mem``; ``gpu``), and each running point is confined to its share
+(``mrunner.attempt``'s ``--cpus-per-point``: CPU affinity and ``CUDA_VISIBLE_DEVICES``; under ``cmd_type:
+srun`` a job step of its share: ``point_step``). A ``--time`` (or ``--mem``, ...) among the context's
+``sbatch_options`` comes after these on sbatch's command line and so sets the task's request as written.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -78,17 +82,77 @@ def tasks(points: Sequence[T], k: int) -> list[list[T]]:
     return [list(points[start : start + k]) for start in range(0, len(points), k)]
 
 
+def at_once(context: Mapping[str, Any], k: int) -> int:
+    """How many points a task of ``k`` points runs at a time: ``points_at_once``, at most ``k``."""
+    return max(1, min(int(context.get("points_at_once") or 1), k))
+
+
 def rounds(context: Mapping[str, Any], k: int) -> int:
     """How many points one after another a task of ``k`` points runs at most."""
-    return math.ceil(k / max(1, min(int(context.get("points_at_once") or 1), k)))
+    return math.ceil(k / at_once(context, k))
 
 
 def task_context(context: Mapping[str, Any], k: int) -> Mapping[str, Any]:
     """The context whose resources a task of ``k`` points asks for: ``time`` is a point's, so the task's is
-    that times its rounds."""
-    if k <= 1 or context.get("time") in (None, ""):
+    that times its rounds; ``cpu`` (1 when unset), ``mem`` and ``gpu`` are a point's, so the task's are
+    those times the points it runs at once."""
+    if k <= 1:
         return context
-    return {**context, "time": slurm_time(minutes(context["time"]) * rounds(context, k))}
+    result = dict(context)
+    if context.get("time") not in (None, ""):
+        result["time"] = slurm_time(minutes(context["time"]) * rounds(context, k))
+    n = at_once(context, k)
+    if n > 1:
+        result["cpu"] = int(context.get("cpu") or 1) * n
+        if context.get("mem") not in (None, ""):
+            result["mem"] = times(context["mem"], n)
+        if context.get("gpu") not in (None, ""):
+            result["gpu"] = times(context["gpu"], n)
+    return result
+
+
+#: A size as Slurm's ``--mem`` takes it (whole, an optional unit), or a GPU count after an optional type.
+_AMOUNT = re.compile(r"^(?P<head>(?:[^:]*:)*)(?P<number>\d+)(?P<unit>[KMGTkmgt]?)$")
+
+
+def times(amount: str | int, n: int) -> str:
+    """``8G`` x 2 = ``16G``; ``a100:1`` x 2 = ``a100:2`` (a memory size or a GPU request, ``n`` points' worth)."""
+    found = _AMOUNT.match(str(amount).strip())
+    if found is None:
+        raise MrunnerError(f"cannot share {amount!r} among points: not a whole amount such as 8G or a100:1")
+    return f"{found['head']}{int(found['number']) * n}{found['unit']}"
+
+
+def shareable(amount: str | int) -> bool:
+    """Whether ``times`` can multiply ``amount`` (a whole memory size such as 8G, 500M; a GPU count)."""
+    return _AMOUNT.match(str(amount).strip()) is not None
+
+
+def point_step(context: Mapping[str, Any], k: int) -> list[str]:
+    """The ``srun`` options of a point's job step (``cmd_type: srun``) when a task of ``k`` points runs
+    several at once: one task of the point's own CPUs, memory and GPUs, and only those (``--exact``), so that
+    the steps run side by side, each confined by Slurm as far as the site's task plugin and cgroups do."""
+    if at_once(context, k) <= 1:
+        return []
+    options = ["--exact", "--ntasks=1", f"--cpus-per-task={int(context.get('cpu') or 1)}"]
+    if context.get("mem") not in (None, ""):
+        options.append(f"--mem={context['mem']}")
+    if context.get("gpu") not in (None, "", 0, "0"):
+        options.append(f"--gres=gpu:{str(context['gpu']).strip()}")
+    return options
+
+
+def point_share(context: Mapping[str, Any], k: int) -> str | None:
+    """What each point of a task of ``k`` points running several at once gets, for the dry run and the
+    records: ``each point 2 CPUs, 8G, gpu:1 of the task's``; None when points run one after another."""
+    if at_once(context, k) <= 1:
+        return None
+    parts = [f"{int(context.get('cpu') or 1)} CPU{'s' * (int(context.get('cpu') or 1) != 1)}"]
+    if context.get("mem") not in (None, ""):
+        parts.append(f"{context['mem']} memory")
+    if context.get("gpu") not in (None, "", 0, "0"):
+        parts.append(f"gpu:{context['gpu']}")
+    return "each point " + ", ".join(parts) + " of the task's"
 
 
 def minutes(value: str | int) -> float:
@@ -116,8 +180,8 @@ def describe(context: Mapping[str, Any], count: int, limits: Limits) -> str | No
     k = points_per_task(context, count, limits)
     if k <= 1:
         return None
-    at_once = min(int(context.get("points_at_once") or 1), k)
-    how = "one after another" if at_once == 1 else f"{at_once} at once"
+    n = at_once(context, k)
+    how = "one after another" if n == 1 else f"{n} at once ({point_share(context, k)})"
     auto = (
         " (auto, from Slurm's default MaxArraySize; the cluster's limits decide at submission)"
         if context.get("points_per_task") == "auto"

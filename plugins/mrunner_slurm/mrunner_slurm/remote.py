@@ -7,7 +7,7 @@ import json
 import shlex
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,14 @@ def call(connection: Connection, args: Iterable[str], stdin: bytes | Iterable[by
     return json.loads(result.stdout.decode().strip().splitlines()[-1])
 
 
-def lines(connection: Connection, args: Iterable[str], stdin: bytes) -> Iterator[dict[str, Any]]:
-    """Run a helper command that answers with one JSON line per event, as they come."""
+def lines(
+    connection: Connection, args: Iterable[str], stdin: bytes, started: Callable[[Call], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Run a helper command that answers with one JSON line per event, as they come; ``started`` is given
+    the call before it is fed (to cut it short: ``Call.abandon``)."""
     call, head = _start(connection, list(args))
+    if started is not None:
+        started(call)
     for line in call.lines(head + stdin):
         if line.strip():
             yield json.loads(line)

@@ -6,7 +6,8 @@ calls it. Each command is one round trip: ``begin`` (whether the code is there, 
 and, given the manifest's hashes, which objects the store lacks), ``missing`` (the same, on its own),
 ``receive`` (a gzip stream of the file list and the objects: the code folder assembled, the objects stored content-addressed),
 ``prepare`` (files, e.g. the secrets file, written atomically with their modes), ``venv``, ``submit``
-(sbatch each array once, reconciled by job name), ``status``, ``cancel`` (scancel, then the ends).
+(sbatch each array once, reconciled by job name), ``settle`` (stop an interrupted submission and say what it
+submitted), ``status``, ``cancel`` (scancel, then the ends).
 
 Nothing here imports mrunner: this module is also imported by the plugin (for ``LAUNCHER``).
 """
@@ -419,9 +420,15 @@ def submit(document):
     moment sbatch returns it, so a repeated submission of the same attempt (after an interruption, or a
     controller that handed the same id out again) finds its job instead of creating a second one.
     Prints one JSON line per array as soon as it is accepted.
+
+    Each array's look, sbatch and marker happen under the sweep's submission lock (``_submission_lock``),
+    and not once ``settle`` stopped this submission (its ``token``): so ``settle``, which takes the same
+    lock, sees every array this submission will ever have submitted.
     """
     prepare(document)
     units = document["units"]
+    folder = os.path.dirname(units[0]["marker"]) if units else ""
+    stop = os.path.join(folder, ".stop-" + document["token"]) if document.get("token") else None
     names = ",".join(unit["name"] for unit in units)
     queued = {}
     listing = subprocess.run(
@@ -433,19 +440,71 @@ def submit(document):
             queued[name] = job
     for unit in units:
         marker = unit["marker"]
-        job = None
-        if os.path.exists(marker):
-            with open(marker) as stream:
-                job = stream.read().strip() or None
-        job = job or queued.get(unit["name"])
-        reused = job is not None
-        if job is None:
-            job = _sbatch(unit["argv"])
+        lock = _submission_lock(folder)
+        try:
+            if stop is not None and os.path.exists(stop):
+                return None  # the mrunner that submits was interrupted and settled: it records what was accepted
+            job = _marked(marker) or queued.get(unit["name"])
+            reused = job is not None
             if job is None:
-                return None
-            _write_atomic(marker, job.encode())
+                job = _sbatch(unit["argv"])
+                if job is None:
+                    return None
+                _write_atomic(marker, job.encode())
+        finally:
+            os.close(lock)
         print(json.dumps({"name": unit["name"], "job": job, "reused": reused}), flush=True)
     return None
+
+
+def _marked(marker):
+    """The job id in an array's marker (``submitted/NAME``), or None."""
+    try:
+        with open(marker) as stream:
+            return stream.read().strip() or None
+    except OSError:
+        return None
+
+
+def _submission_lock(folder):
+    """The sweep's submission lock (an exclusive ``flock`` on ``submitted/.lock``), held until the descriptor
+    it returns is closed, or the process ends (a helper killed midway never keeps it)."""
+    import fcntl
+
+    os.makedirs(folder, exist_ok=True)
+    descriptor = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    return descriptor
+
+
+def settle(document):
+    """After the mrunner that ran submission ``token`` was interrupted and stopped waiting for it: stop that
+    submission (no array of it is submitted from now on: ``submit`` looks for the stop file under the lock)
+    once its sbatch in flight, if any, has returned and been marked, and answer which of the arrays
+    ``names`` the cluster has, by name: ``{name: job}`` (a marker, or a job Slurm lists under the name)."""
+    folder = document["folder"]
+    lock = _submission_lock(folder)
+    try:
+        _write_atomic(os.path.join(folder, ".stop-" + document["token"]), b"", made=True)
+        found = {}
+        for name in document["names"]:
+            job = _marked(os.path.join(folder, name))
+            if job is not None:
+                found[name] = job
+        missing = [name for name in document["names"] if name not in found]
+        if missing:  # a helper that died between its sbatch and its marker
+            listing = subprocess.run(
+                ["squeue", "-h", "--states=all", "--name=" + ",".join(missing), "-o", "%j|%F|%r"],
+                capture_output=True,
+                text=True,
+            )
+            for line in listing.stdout.splitlines():
+                name, job, reason = (line.split("|") + ["", ""])[:3]
+                if name in missing and reason != "BadConstraints":
+                    found[name] = job
+    finally:
+        os.close(lock)
+    return found
 
 
 def _sbatch(argv):
@@ -1059,13 +1118,17 @@ _RUN_FILES = (("tasks", "task bundle", ""), ("slurm", "batch script", ".sh"), ("
 
 def _run_files(folder, sweep):
     """(kind, path) of what submitting sweep ``sweep`` wrote in its folder to run its arrays (see
-    mrunner_slurm.batch): files named after an array, ``mrunner-SWEEP-...``, never Slurm's ``.out`` files."""
+    mrunner_slurm.batch): files named after an array, ``mrunner-SWEEP-...``, and the stop files of its
+    interrupted submissions, never Slurm's ``.out`` files (nor ``submitted/.lock``: a lock file removed
+    while held would let the next submission lock another)."""
     found = []
     for sub, kind, suffix in _RUN_FILES:
         where = os.path.join(folder, sub)
         for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
             if name.startswith("mrunner-%s-" % sweep) and name.endswith(suffix):
                 found.append((kind, os.path.join(where, name)))
+            elif sub == "submitted" and name.startswith(".stop-"):  # an interrupted submission's (``settle``)
+                found.append(("submission stop", os.path.join(where, name)))
     return found
 
 
@@ -1126,6 +1189,8 @@ def _run(argv, stdin):
         answer = venv(argv[1], argv[2], stdin.read().decode())
     elif command == "submit":
         answer = submit(json.loads(zlib.decompress(stdin.read())))
+    elif command == "settle":
+        answer = settle(json.loads(zlib.decompress(stdin.read())))
     elif command == "status":
         answer = status(json.loads(zlib.decompress(stdin.read())))
     elif command == "cancel":

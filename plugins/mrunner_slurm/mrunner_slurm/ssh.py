@@ -222,6 +222,9 @@ class ParamikoCall(Call):
     def close(self) -> None:
         self.channel.close()
 
+    def abandon(self) -> None:
+        self.channel.close()
+
 
 class _Stderr(threading.Thread):
     def __init__(self, channel: paramiko.Channel) -> None:

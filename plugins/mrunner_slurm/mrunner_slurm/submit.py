@@ -8,13 +8,14 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import shlex
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mrunner import interrupts, layout
 from mrunner.backend import Rendered
-from mrunner.errors import BackendError
+from mrunner.errors import BackendError, MrunnerError
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep, resource_label
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
@@ -54,6 +55,14 @@ class Unit:
         if self.tasks is None:
             return {run.index: run.index - self.offset for run in self.runs}
         return {run.index: task for task, runs in enumerate(self.tasks) for run in runs}
+
+    def share(self, sweep: Sweep) -> str | None:
+        """What each point gets of its task when several run at once (``packing.point_share``), else None."""
+        if self.tasks is None:
+            return None
+        k = max(len(task) for task in self.tasks)
+        share = packing.point_share(self.context(sweep), k)
+        return f"{packing.at_once(self.context(sweep), k)} at once, {share}" if share else None
 
     def name(self, sweep: Sweep) -> str:
         # `-pK`: packed, K points per task at most (the cluster's helper reads it: mrunner_slurm.remote_helper)
@@ -140,6 +149,7 @@ def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int, points_per_ta
     result = []
     for unit in units(runs, max_array_size, points_per_task):
         context = unit.context(sweep)
+        k = max(len(task) for task in unit.tasks) if unit.tasks is not None else 1
         name = unit.name(sweep)
         script = f"{directory}/slurm/{name}.sh"
         bundle = batch.bundle_path(directory, name, packed=unit.tasks is not None)
@@ -151,11 +161,13 @@ def arrays(sweep: Sweep, runs: Sequence[Run], max_array_size: int, points_per_ta
             f"--chdir={directory}",
             f"--output={batch.slurm_output(directory, '%A_%a')}",
             "--open-mode=append",
-            *resource_options(packing.task_context(context, points_per_task)),
+            *resource_options(packing.task_context(context, k)),
             script,
         ]
         if unit.tasks is not None:
-            text = batch.packed_script(sweep, context, code, client_dir(storage), directory, bundle, unit.attempt, venv)
+            text = batch.packed_script(
+                sweep, context, code, client_dir(storage), directory, bundle, unit.attempt, venv, k
+            )
             tasks = batch.packed_bundle(sweep, unit.tasks, storage)
         else:
             text = batch.batch_script(
@@ -195,37 +207,90 @@ def submit(
             jobs.append({"name": array.name, "argv": array.argv, "marker": f"{directory}/submitted/{array.name}"})
     first = layout.of_run(storage, sweep, runs[0])  # the batch scripts write into the logs folder at once
     dirs = [posixpath.dirname(first.log_file()), posixpath.dirname(first.exit_code_file()), f"{directory}/submitted"]
-    document = {"files": files, "dirs": dirs, "units": jobs}
-    accepted = 0
-    with interrupts.held():  # until every array sbatch accepted is recorded
-        for event in remote.lines(connection, ["submit"], remote.pack(document)):
-            if "error" in event:
-                done = f" ({accepted} of {len(runs)} experiments were submitted and are recorded)" if accepted else ""
-                raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{done}")
-            unit = by_name[event["name"]]
-            task = unit.task_of()
-            record(
-                [
-                    RunUpdate(
-                        run.index,
-                        SUBMITTED,
-                        backend_ref=f"{event['job']}_{task[run.index]}",
-                        detail=f"job array {event['job']}" + (" (found already submitted)" if event["reused"] else ""),
-                    )
-                    for run in unit.runs
-                ]
-            )
-            accepted += len(unit.runs)
-            resources = f", {resource_label(unit.resources)}" if unit.resources else ""
-            packed = f" in {len(unit.tasks)} tasks" if unit.tasks is not None else ""
-            reporter.step(
-                f"{'found' if event['reused'] else 'submitted'} job array {event['job']} ({len(unit.runs)} "
-                f"experiments{packed}, {unit.runs[0].index}-{unit.runs[-1].index}{resources}) on {connection.target.alias}"
-            )
-    if accepted < len(runs):
-        raise BackendError(
-            f"the submission to {connection.target.alias} ended early: {accepted} of {len(runs)} accepted"
+    # this hand-over's name on the cluster: `settle` stops it by that name if mrunner is interrupted midway
+    token = uuid.uuid4().hex
+    document = {"files": files, "dirs": dirs, "units": jobs, "token": token}
+    done: set[str] = set()
+
+    def accepted(name: str, job: str, how: str) -> None:
+        unit = by_name[name]
+        task = unit.task_of()
+        shared = unit.share(sweep)
+        detail = f"job array {job}" + (f" ({how})" if how else "") + (f"; {shared}" if shared else "")
+        record(
+            [
+                RunUpdate(run.index, SUBMITTED, backend_ref=f"{job}_{task[run.index]}", detail=detail)
+                for run in unit.runs
+            ]
         )
+        done.add(name)
+        resources = f", {resource_label(unit.resources)}" if unit.resources else ""
+        packed = f" in {len(unit.tasks)} tasks" if unit.tasks is not None else ""
+        packed += f"; {shared}" if shared else ""
+        reporter.step(
+            f"{'found' if how == REUSED else 'submitted'} job array {job} ({len(unit.runs)} experiments{packed}, "
+            f"{unit.runs[0].index}-{unit.runs[-1].index}{resources}) on {connection.target.alias}"
+        )
+
+    cut = _Cut()
+    # until every array sbatch accepted is recorded; a second interrupt cuts the wait short and settles
+    with interrupts.held(cut.stop):
+        try:
+            for event in remote.lines(connection, ["submit"], remote.pack(document), started=cut.started):
+                if "error" in event:
+                    count = sum(len(by_name[name].runs) for name in done)
+                    submitted = f" ({count} of {len(runs)} experiments were submitted and are recorded)" if done else ""
+                    raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{submitted}")
+                accepted(event["name"], event["job"], REUSED if event["reused"] else "")
+        except (MrunnerError, OSError, EOFError):
+            if not cut.asked:
+                raise
+        if cut.asked:  # the rest of the hand-over will never be submitted; what was is recorded
+            for name, job in settle(connection, directory, token, [job["name"] for job in jobs]).items():
+                if name not in done:
+                    accepted(name, job, "accepted as mrunner was interrupted")
+    if len(done) < len(jobs):
+        count = sum(len(by_name[name].runs) for name in done)
+        raise BackendError(f"the submission to {connection.target.alias} ended early: {count} of {len(runs)} accepted")
+
+
+#: How a submission notes an array the cluster had already (an earlier, cut-off submission of the same runs).
+REUSED = "found already submitted"
+
+
+class _Cut:
+    """The helper call of a submission, cut short by a second interrupt (``interrupts.held``'s ``stop``, run
+    in the signal handler): the call is abandoned, now or, before anything is sent, as it starts."""
+
+    def __init__(self) -> None:
+        self.call: Any = None
+        self.asked = False
+
+    def started(self, call: Any) -> None:
+        self.call = call
+        if self.asked:  # before anything was sent: nothing is
+            call.abandon()
+            raise EOFError("interrupted before the hand-over was sent")
+
+    def stop(self) -> None:
+        self.asked = True
+        if self.call is not None:
+            self.call.abandon()
+
+
+def settle(connection: Connection, directory: str, token: str, names: Sequence[str]) -> dict[str, str]:
+    """Stop the cut-off submission ``token`` on the cluster and return which of its arrays ``names`` the
+    cluster has (``remote_helper.settle``: under the sweep's submission lock, so no sbatch of it is in flight
+    or comes later). A cluster that cannot be asked leaves it unknown: ``interrupts.Unsettled``."""
+    try:
+        found = remote.call(
+            connection,
+            ["settle"],
+            remote.pack({"folder": f"{directory}/submitted", "token": token, "names": list(names)}),
+        )
+    except (MrunnerError, OSError, EOFError):
+        raise interrupts.Unsettled from None
+    return {str(name): str(job) for name, job in found.items()}
 
 
 def admit(connection: Connection, sweep: Sweep, runs: Sequence[Run], found: limits.Limits) -> dict[str, Any]:

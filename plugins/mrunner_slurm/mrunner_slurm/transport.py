@@ -120,6 +120,12 @@ class Call:
     def close(self) -> None:
         raise NotImplementedError
 
+    def abandon(self) -> None:
+        """End this call's connection at once, even from a signal handler (``mrunner.interrupts.held``'s
+        ``stop``): the reader sees its output end, then a failed exit. The remote command is not killed; it
+        finds its output gone."""
+        raise NotImplementedError
+
     def feed(self, stdin: bytes | Iterable[bytes]) -> int:
         """Send ``stdin`` and end it; return how many bytes went."""
         if isinstance(stdin, (bytes, bytearray)):

@@ -32,6 +32,28 @@ def test_the_time_of_a_task_is_a_points_time_its_rounds():
     assert packing.task_context({"time": 30, "points_at_once": 1}, 1)["time"] == 30  # unpacked: untouched
 
 
+def test_points_at_once_share_the_task_each_asking_for_its_own_cpu_mem_and_gpu():
+    context = {"time": 30, "points_at_once": 2, "cpu": 3, "mem": "8G", "gpu": "a100:1"}
+    asked = packing.task_context(context, 4)
+    assert (asked["cpu"], asked["mem"], asked["gpu"], asked["time"]) == (6, "16G", "a100:2", "0-01:00:00")
+    assert packing.task_context({"points_at_once": 2, "mem": "500"}, 2)["cpu"] == 2  # 1 CPU per point when unset
+    assert packing.task_context({"points_at_once": 4, "cpu": 2}, 3)["cpu"] == 6  # at most the task's points
+    assert packing.task_context({"points_at_once": 1, "cpu": 2, "mem": "1G"}, 4) == {
+        "points_at_once": 1,
+        "cpu": 2,
+        "mem": "1G",
+    }
+    assert packing.point_share(context, 4) == "each point 3 CPUs, 8G memory, gpu:a100:1 of the task's"
+    assert packing.point_step(context, 4) == [
+        "--exact",
+        "--ntasks=1",
+        "--cpus-per-task=3",
+        "--mem=8G",
+        "--gres=gpu:a100:1",
+    ]
+    assert packing.point_step({**context, "points_at_once": 1}, 4) == []
+
+
 class _Run:
     """What packing reads of a recorded run (``mrunner.records.Run``): its index, attempt and resource class."""
 

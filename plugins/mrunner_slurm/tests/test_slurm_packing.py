@@ -27,8 +27,11 @@ config = mrunner.get_configuration()
 storage = os.environ["STORAGE_DIR"]
 with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "ledger.txt"), "a") as ledger:
     ledger.write("%d\\n" % mrunner.attempt())
+with open("/proc/self/status") as own:
+    cpus = next(line.split()[1] for line in own if line.startswith("Cpus_allowed_list"))
 print("point", config.i, "attempt", mrunner.attempt(), "gpus", os.environ.get("CUDA_VISIBLE_DEVICES"),
-      "step", os.environ.get("SLURM_STEP_ID"), flush=True)
+      "step", os.environ.get("SLURM_STEP_ID"), "cpus", cpus, "omp", os.environ.get("OMP_NUM_THREADS"),
+      "slurm_cpus", os.environ.get("SLURM_CPUS_PER_TASK"), flush=True)
 if config.i in (config.get("hold", -1), config.get("hold_too", -1)) and mrunner.attempt() < config.get("hold_until", 99):
     while not os.path.exists(os.path.join(storage, "gate")):
         time.sleep(0.1)
@@ -162,8 +165,12 @@ def test_cancel_of_a_whole_packed_sweep_scancels_its_tasks(cluster, mrunner, mru
     assert [ledger(cluster, document, run) for run in document["experiments"]] == [[0], [], [], [0], [], []]
 
 
+def word_after(text: str, label: str) -> str:
+    return text.split(f" {label} ")[1].split()[0]
+
+
 def test_points_at_once_run_together_each_on_its_share_of_the_tasks_gpus(cluster, mrunner, mrunner_home):
-    packed(cluster, mrunner_home, points_per_task=4, points_at_once=2, gpu=2)
+    packed(cluster, mrunner_home, points_per_task=4, points_at_once=2, gpu=1)  # a GPU per point: the task asks 2
     sweep = submit(mrunner, "i=range(4)", "hold=0", "hold_too=1")
     runs = wait_for(
         lambda: status(mrunner, sweep)["experiments"],
@@ -183,6 +190,66 @@ def test_points_at_once_run_together_each_on_its_share_of_the_tasks_gpus(cluster
     )
     gpus = [mrunner("logs", f"{sweep}/{index}").stdout.split(" gpus ")[1].split()[0] for index in range(4)]
     assert sorted(gpus[:2]) == ["0", "1"] and all(g in ("0", "1") for g in gpus)  # one GPU each
+
+
+def two_at_once(mrunner, sweep: str) -> list[dict]:
+    """Wait for points 0 and 1 of the task to run at once (each holds at the gate), then open the gate."""
+    runs = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: [r["state"] for r in rs] == [RUNNING, RUNNING],
+        timeout=60,
+        every=0.5,
+        what="points 0 and 1 to run at once",
+    )
+    return runs
+
+
+def test_points_at_once_are_each_bound_to_their_own_cpus_and_the_task_asks_for_both(
+    cluster, mrunner, mrunner_home, slurm_service
+):
+    """cpu and mem are per point: the task asks for 2 CPUs and 2 x 100M; the runner binds each point to one
+    CPU of the task's (this cluster's TaskPlugin=task/none binds nothing itself), and says so in its env."""
+    packed(cluster, mrunner_home, points_per_task=2, points_at_once=2, cpu=1, mem="100M")
+    sweep = submit(mrunner, "i=range(2)", "hold=0", "hold_too=1")
+    runs = two_at_once(mrunner, sweep)
+    ref = runs[0]["backend_ref"]
+    assert {r["backend_ref"] for r in runs} == {ref}  # one task
+    job = cluster.ssh(f"scontrol show job {ref}")
+    assert " NumCPUs=2 " in job and "MinMemoryNode=200M" in job, job
+    shown = mrunner("status", f"{sweep}/0")
+    assert "job array " + ref.split("_")[0] + "; 2 at once, each point 1 CPU, 100M memory of" in shown.stdout, (
+        shown.stdout
+    )
+    cluster.ssh(f"touch {cluster.storage}/gate")
+    wait_for(lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 2, timeout=60, every=0.5)
+    logs = [mrunner("logs", f"{sweep}/{index}").stdout for index in range(2)]
+    cpus = [word_after(log, "cpus") for log in logs]
+    assert len(set(cpus)) == 2 and all("-" not in c and "," not in c for c in cpus), cpus  # one CPU each, apart
+    assert [(word_after(log, "omp"), word_after(log, "slurm_cpus")) for log in logs] == [("1", "1")] * 2
+    if slurm_service.get("accounting"):
+        asked = cluster.ssh(f"sacct -X -n -P -j {ref} -o AllocCPUS,ReqMem").split()
+        assert asked == ["2|200M"], asked
+
+
+def test_with_cmd_type_srun_points_at_once_are_job_steps_of_their_share(cluster, mrunner, mrunner_home):
+    """Under srun each point is a job step of 1 CPU and 100M (--exact), side by side in a task of 2 CPUs."""
+    packed(cluster, mrunner_home, points_per_task=2, points_at_once=2, cpu=1, mem="100M", cmd_type="srun")
+    sweep = submit(mrunner, "i=range(2)", "hold=0", "hold_too=1")
+    ref = two_at_once(mrunner, sweep)[0]["backend_ref"]
+    steps = cluster.ssh(f"squeue -h -s -j {ref} -o %i").split()
+    assert len([step for step in steps if not step.endswith((".batch", ".extern"))]) == 2, steps  # both at once
+    for step in (0, 1):  # each its share, side by side
+        assert "TRES=cpu=1,mem=100M," in cluster.ssh(f"scontrol show step {ref}.{step}")
+    cluster.ssh(f"touch {cluster.storage}/gate")
+    wait_for(lambda: states(mrunner, sweep), lambda found: found == [COMPLETED] * 2, timeout=60, every=0.5)
+    logs = [mrunner("logs", f"{sweep}/{index}").stdout for index in range(2)]
+    assert sorted(word_after(log, "step") for log in logs) == ["0", "1"]
+    assert [word_after(log, "slurm_cpus") for log in logs] == ["1", "1"]  # the step's own
+    asked = cluster.ssh(f"sacct -n -P -j {ref} -o JobID,AllocCPUS", check=False).split()
+    assert sorted(line for line in asked if line.split("|")[0].endswith((".0", ".1"))) == [
+        f"{ref}.0|1",
+        f"{ref}.1|1",
+    ], asked
 
 
 def test_a_requeued_task_runs_only_its_points_that_did_not_complete(cluster, mrunner, mrunner_home):
@@ -360,12 +427,48 @@ def test_the_dry_run_shows_the_packing(cluster, mrunner, mrunner_home):
     packed(cluster, mrunner_home, points_per_task=4, points_at_once=2, time=10)
     dry = mrunner("+context=test-slurm", "point.py", "-m", "i=range(10)", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "packed: 3 array tasks of up to 4 points each, 2 at once, each task's time limit 0-00:20:00" in dry.stdout
-    assert "--array=0-2 " in dry.stdout and "--time=0-00:20:00" in dry.stdout
+    assert (
+        "packed: 3 array tasks of up to 4 points each, 2 at once (each point 1 CPU of the task's), each task's "
+        "time limit 0-00:20:00" in dry.stdout
+    )
+    assert "--array=0-2 " in dry.stdout and "--time=0-00:20:00" in dry.stdout and "--cpus-per-task=2" in dry.stdout
+    packed(cluster, mrunner_home, points_per_task=2, points_at_once=2, cpu=2, mem="1G", gpu=1, cmd_type="srun")
+    dry = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2)", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "2 at once (each point 2 CPUs, 1G memory, gpu:1 of the task's)" in dry.stdout
+    assert "--cpus-per-task=4 --mem=2G" in dry.stdout and "--gres=gpu:2" in dry.stdout
+    assert '["srun", "--exact", "--ntasks=1", "--cpus-per-task=2", "--mem=1G", "--gres=gpu:1", "python3"]' in dry.stdout
     packed(cluster, mrunner_home, points_per_task="auto")
     dry = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2500)", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "packed: 834 array tasks of up to 3 points each (auto" in dry.stdout
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        ({"points_per_task": 2, "points_at_once": 3}, "points_at_once (3) is more than points_per_task (2)"),
+        ({"points_per_task": 2, "points_at_once": 2, "cpu": 0}, "cpu is per point"),
+        ({"points_per_task": 2, "points_at_once": 2, "sbatch_options": ["--cpus-per-task=1"]}, "less than a CPU"),
+        ({"points_per_task": 2, "points_at_once": 2, "mem": "1.5G"}, "mem is per point"),
+        ({"points_per_task": 2, "points_at_once": 2, "ntasks": 2}, "ntasks=2 with points_at_once=2"),
+    ],
+)
+def test_points_at_once_beyond_the_task_is_refused_in_one_line_before_anything_is_recorded(
+    cluster, mrunner, mrunner_home, keys, named
+):
+    packed(cluster, mrunner_home, **keys)
+    result = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2)")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert mrunner("status").stdout.count("point") == 0  # nothing recorded
+    swept = {k: v for k, v in keys.items() if k != "mem"}
+    if "mem" in keys:  # a swept value is a resource class of its own, checked as the context is
+        packed(cluster, mrunner_home, **swept)
+        result = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2)", "context.mem=1G,1.5G")
+        assert result.returncode != 0 and "mem is per point" in result.stderr, result.stderr
+        assert mrunner("status").stdout.count("point") == 0
 
 
 @pytest.mark.parametrize("value", [0, -1, "x"])

@@ -72,6 +72,8 @@ def test_a_write_waiting_for_the_records_lock_names_the_process_holding_it(mrunn
         holder.communicate("\n")
     rest = submission.communicate()[1]
     assert submission.returncode == 0, rest
+    # one line, though the holder's command line has line breaks in it: the next line is the submission's
+    assert line.rstrip("\n").endswith(")") and rest.startswith("sweep "), line + rest
 
 
 def test_a_spec_that_assigns_another_name_is_refused(mrunner, tmp_path):

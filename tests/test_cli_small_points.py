@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mrunner import paths
@@ -83,6 +84,33 @@ def test_a_spec_that_assigns_another_name_is_refused(mrunner, tmp_path):
     )
     _one_line_error(mrunner("spec.py"), "assigns no experiments_list", "--spec VARIABLE")
     assert Store().sweeps() == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "from mrunner import create_experiments\nexperiments_list = create_experiments('train.py', params_grid={'lr': [1]}\n",
+        "from mrunner import create_experiments\n\nexps = create_experiments('train.py', params_grid={'lr': [1, 2]]})\n",
+        "from mrunner.helpers.specification_helper import create_experiments_helper\n"
+        "experiments_list = create_experiments_helper(experiment_name='x' base_config={}, params_grid={})\n",
+    ],
+)
+def test_a_spec_with_a_syntax_error_is_refused_naming_the_line(mrunner, tmp_path, text):
+    """Not run as an experiment script (which would fail at once, on every point, after the queue's wait)."""
+    project = _project(tmp_path, mrunner)
+    (project / "spec.py").write_text(text)
+    line = len(text.rstrip("\n").splitlines())
+    _one_line_error(mrunner("spec.py"), "spec.py", f"line {line}", "SyntaxError")
+    _one_line_error(mrunner("spec.py", "--dry-run"), f"line {line}")
+    assert Store().sweeps() == []
+
+
+def test_a_script_with_a_syntax_error_is_left_to_its_interpreter(mrunner, tmp_path):
+    """A plain script is not a spec: the context's python (maybe newer than mrunner's) is what judges it."""
+    project = _project(tmp_path, mrunner, "print('a'\n")
+    assert project.exists()
+    ran = mrunner("train.py", "--dry-run")
+    assert ran.returncode == 0, ran.stderr
 
 
 def test_a_script_outside_the_project_is_named_so(mrunner, tmp_path):

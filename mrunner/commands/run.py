@@ -43,6 +43,9 @@ def run(arguments: RunArguments) -> int:
 
     target = Path(arguments.target)  # Plan says clearly if it is missing or not a file
     variable = arguments.spec_variable
+    broken = spec.syntax_error(target, forced=variable is not None) if target.suffix == ".py" else None
+    if broken:
+        raise MrunnerError(broken)
     if variable is None and target.suffix == ".py" and spec.is_spec_file(target):
         variable = spec.DEFAULT_VARIABLE
     elif variable is None and target.suffix == ".py" and spec.builds_experiments(target):

@@ -167,6 +167,12 @@ def test_context_add_takes_every_key_of_the_backend_as_an_option(mrunner, mrunne
     }
     refused = mrunner("context", "add", "--name", "M", "--type", "slurm", "--slurm_url", "x", "--no_such_key", "1")
     _one_line_error(refused, "--no_such_key")
+    # a tracker's keys too, and the original's --neptune with a value as well as alone
+    for name, neptune in (("P", ["--neptune", "true"]), ("Q", ["--neptune=false"]), ("R", ["--neptune"])):
+        added = mrunner("context", "add", "--name", name, "--type", "local", *neptune, "--neptune_project", "ws/p")
+        assert added.returncode == 0, added.stderr
+        written = yaml.safe_load((mrunner_home / "config" / "mrunner" / "context" / f"{name}.yaml").read_text())
+        assert written == {"backend": "local", "neptune": name != "Q", "neptune_project": "ws/p"}, written
 
 
 def test_one_broken_context_file_leaves_the_others_listed(mrunner, mrunner_home):

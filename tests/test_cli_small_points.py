@@ -184,3 +184,13 @@ def test_one_broken_context_file_leaves_the_others_listed(mrunner, mrunner_home)
     assert "fine" in listed.stdout and "broken" in listed.stdout and "local" in listed.stdout
     (warning,) = listed.stderr.strip().splitlines()
     assert "context broken cannot be read" in warning and str(folder / "broken.yaml") in warning
+
+
+def test_a_failed_experiment_that_wrote_nothing_is_said_so(mrunner, tmp_path):
+    """The end of a sweep shows the end of the first failing experiment's output: none, it says so, instead of
+    announcing an output that does not follow."""
+    _project(tmp_path, mrunner, "import sys\nsys.exit(3)\n")
+    ran = mrunner("train.py")
+    assert ran.returncode == 1, ran.stderr
+    said = next(line for line in ran.stderr.splitlines() if " failed (exit 3)" in line)
+    assert said.endswith("failed (exit 3) and wrote no output"), ran.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,28 @@ def test_a_failed_experiment_that_wrote_nothing_is_said_so(mrunner, tmp_path):
     assert ran.returncode == 1, ran.stderr
     said = next(line for line in ran.stderr.splitlines() if " failed (exit 3)" in line)
     assert said.endswith("failed (exit 3) and wrote no output"), ran.stderr
+
+
+def test_ctrl_c_of_status_wait_says_the_sweep_goes_on(mrunner, tmp_path):
+    """Following stops; the sweep does not (its experiments are not this command's): the line says so and how
+    to stop it, where a bare "interrupted" left the user thinking the sweep was stopped."""
+    _project(tmp_path, mrunner, "import time\ntime.sleep(60)\n")
+    detached = mrunner("train.py", "--detach")
+    assert detached.returncode == 0, detached.stderr
+    sweep = detached.stdout.strip().splitlines()[-1]
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "status", sweep, "--wait"],
+        cwd=mrunner.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follow.stderr is not None
+    assert follow.stderr.readline().startswith(f"sweep {sweep}: ")  # following
+    follow.send_signal(signal.SIGINT)
+    _, err = follow.communicate(timeout=60)
+    assert follow.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert f"stopped following sweep {sweep}, which goes on" in last and f"mrunner cancel {sweep}" in last, err
+    assert Store().run(sweep, 0).state in ("submitted", "running")
+    assert mrunner("cancel", sweep).returncode == 0

@@ -14,7 +14,7 @@ from mrunner import following, planning, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS
 from mrunner.commands.results import output_dirs, upload_deferred
-from mrunner.errors import Interrupted, MrunnerError, NotRecorded
+from mrunner.errors import MrunnerError, NotRecorded
 from mrunner.recorder import STOPPED
 from mrunner.records import (
     COMPLETED,
@@ -75,13 +75,7 @@ def status_command(options: argparse.Namespace) -> int:
     sweep, run = store.find(options.sweep)
     runs: list[Run] | None = None  # every run as recorded after the look, when it read them all
     if options.wait:
-        try:
-            runs = following.wait(sweep, store, Reporter())
-        except KeyboardInterrupt:  # the sweep is not this command's to stop
-            raise Interrupted(
-                f"stopped following sweep {sweep.id}, which goes on: `mrunner status {sweep.id} --wait` follows it "
-                f"again, `mrunner cancel {sweep.id}` stops it"
-            ) from None
+        runs = following.wait(sweep, store, Reporter())
         upload_deferred(store, sweep, runs, Reporter())
     else:
         try:

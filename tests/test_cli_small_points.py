@@ -220,3 +220,11 @@ def test_ctrl_c_of_status_wait_says_the_sweep_goes_on(mrunner, tmp_path):
     assert f"stopped following sweep {sweep}, which goes on" in last and f"mrunner cancel {sweep}" in last, err
     assert Store().run(sweep, 0).state in ("submitted", "running")
     assert mrunner("cancel", sweep).returncode == 0
+
+
+def test_an_empty_grid_names_the_override_without_values(mrunner, tmp_path):
+    _project(tmp_path, mrunner)
+    for empty in ("x=range(0)", "x=range(5,1)"):
+        line = _one_line_error(mrunner("train.py", "-m", empty, "y=1,2", "--dry-run"), "the grid is empty")
+        assert repr(empty) in line and "'y=1,2'" not in line, line
+    assert Store().sweeps() == []

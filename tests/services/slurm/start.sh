@@ -446,6 +446,7 @@ reload_sshd() {
   done
   return 1
 }
+sshd_stale=0
 # Every daemon healthy and Slurm configured the same way -> done, after reloading sshd in place where only the
 # ssh configs differ (root's login added). Limits set otherwise (the QOS, the associations) are set in place.
 if [[ -s "$STATE_JSON" ]] && slurm_configs_current && munge_ok && db_ok && dbd_ok && ctld_ok && slurmd_ok &&
@@ -454,7 +455,7 @@ if [[ -s "$STATE_JSON" ]] && slurm_configs_current && munge_ok && db_ok && dbd_o
     root_login
     render_ssh_config | write_if_changed "$SSH_CONFIG" 0644 || true
     render_sshd_config | write_if_changed "$SSHD_CONFIG" 0644 || true
-    reload_sshd || true
+    reload_sshd || sshd_stale=1 # the full start below restarts it
   fi
   if ssh_ok; then
     set_up_accounting
@@ -716,7 +717,7 @@ install -d -m 0755 /run/sshd
 sshd_changed=0
 render_sshd_config | write_if_changed "$SSHD_CONFIG" 0644 && sshd_changed=1
 /usr/sbin/sshd -t -f "$SSHD_CONFIG" || fail "sshd -t rejected $SSHD_CONFIG"
-if ((sshd_changed)) || ! sshd_ok; then
+if ((sshd_changed || sshd_stale)) || ! sshd_ok; then
   # Restart rather than SIGHUP: on SIGHUP sshd re-execs and drops its pidfile for a moment.
   stop_pidfile sshd "$SSHD_PIDFILE" /usr/sbin/sshd
   if port_busy "$SSH_PORT"; then

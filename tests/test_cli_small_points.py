@@ -228,3 +228,16 @@ def test_an_empty_grid_names_the_override_without_values(mrunner, tmp_path):
         line = _one_line_error(mrunner("train.py", "-m", empty, "y=1,2", "--dry-run"), "the grid is empty")
         assert repr(empty) in line and "'y=1,2'" not in line, line
     assert Store().sweeps() == []
+
+
+def test_a_context_edit_that_breaks_the_context_says_the_file_keeps_it_and_how_to_fix_it(
+    mrunner, mrunner_home, tmp_path
+):
+    assert mrunner("context", "add", "--name", "mine", "--type", "local", "max_parallel=2").returncode == 0
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\necho "max_parallel: 0" >> "$1"\n')
+    editor.chmod(0o755)
+    edited = mrunner("context", "edit", "mine", env={"EDITOR": str(editor), "VISUAL": ""})
+    line = _one_line_error(edited, "max_parallel", "must be at least 1")
+    path = mrunner_home / "config" / "mrunner" / "context" / "mine.yaml"
+    assert f"{path} keeps your edit" in line and "`mrunner context edit mine`" in line, line

@@ -201,8 +201,10 @@ def _edit(name: str) -> int:
         config.write_context(name, data)
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     subprocess.run([*shlex.split(editor), str(path)], check=False)
-    edited = config.read_context(name)
-    _check(name, edited)
+    try:
+        _check(name, config.read_context(name))
+    except MrunnerError as error:  # the editor saved it: say so, and how to come back to it
+        raise MrunnerError(f"{error} ({path} keeps your edit: `mrunner context edit {name}` fixes it)") from None
     print(f"context {name} saved ({path})")
     return 0
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from mrunner import plugins
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, Interrupted, MrunnerError
 from mrunner.records import ACTIVE, CANCELLED, CANNOT_RUN, PENDING, PLANNED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.states import UNFINISHED
@@ -48,7 +48,18 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
     """Follow the sweep until every run has ended, with a progress display (without a terminal, a line
     each time the states or the reasons runs wait change; the final line is the caller's to say, once).
     A backend that cannot be reached is asked again for ``WAIT_RETRY_SECONDS``; a run the platform says can
-    never run as asked (``records.CANNOT_RUN``) ends the wait with one line."""
+    never run as asked (``records.CANNOT_RUN``) ends the wait with one line. Ctrl-C stops the following, not
+    the sweep (its experiments run on their platform, or under their own supervisor): the line says so."""
+    try:
+        return _wait(sweep, store, reporter, interval)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped following sweep {sweep.id}, which goes on: `mrunner status {sweep.id} --wait` follows it "
+            f"again, `mrunner cancel {sweep.id}` stops it"
+        ) from None
+
+
+def _wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> list[Run]:
     runs = _refreshed_patiently(sweep, store, reporter, interval)
     shown = ""
     with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:

@@ -108,7 +108,9 @@ class Plan:
             hydra_app=first_file is not None,
         )
         if len(self) == 0:
-            raise MrunnerError("the grid is empty: an override has no values (check ranges and lists)")
+            empty = [repr(axis.text) for axis in getattr(self.grid, "axes", []) if not axis.values]
+            which = f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no values" if empty else "no points"
+            raise MrunnerError(f"the grid is empty: {which} (check its ranges and lists)")
         if request.experiments is None:
             self._check_hydra_apps(base_dir)
         for own in [r for r, _ in self.resource_classes().values() if r]:  # what the declaration cannot check

@@ -7,6 +7,7 @@ A plain experiment script is never executed by mrunner itself.
 from __future__ import annotations
 
 import ast
+import re
 import runpy
 import sys
 import traceback
@@ -55,6 +56,26 @@ def builds_experiments(path: Path) -> bool:
         and any(alias.name in ("create_experiments", "Experiment") for alias in node.names)
         for node in ast.walk(tree)
     )
+
+
+#: words only a spec file has: it then is one even when it does not parse (``create_experiments_helper`` too)
+SPEC_WORDS = re.compile(r"\b(?:experiments_list|create_experiments\w*)\b")
+
+
+def syntax_error(path: Path, forced: bool = False) -> str | None:
+    """The line naming the syntax error of a spec file (``forced``: named by ``--spec``, else one that speaks of
+    ``experiments_list`` or ``create_experiments``), which mrunner runs itself; None when it parses, or is a plain
+    script, whose interpreter (the context's python, maybe newer than mrunner's) judges it."""
+    try:
+        source = path.read_bytes()
+        ast.parse(source, filename=str(path))
+    except SyntaxError as error:
+        if forced or SPEC_WORDS.search(source.decode(errors="replace")):
+            where = f" line {error.lineno}" if error.lineno else ""
+            return f"spec {path}{where}: SyntaxError: {error.msg}: fix it (mrunner runs a spec file to find its experiments)"
+    except (OSError, ValueError):
+        pass  # unreadable, or null bytes: the plan says what is wrong with the target
+    return None
 
 
 def load_spec(path: Path, variable: str = DEFAULT_VARIABLE) -> list[Experiment]:

@@ -768,7 +768,8 @@ def _holders(path: Path) -> list[str]:
             opened = any(os.readlink(f"/proc/{entry}/fd/{fd}") in names for fd in os.listdir(f"/proc/{entry}/fd"))
             if opened:
                 with open(f"/proc/{entry}/cmdline", "rb") as stream:
-                    command = " ".join(stream.read().decode(errors="replace").split("\0")).strip()
+                    # the words of its command line, on one line (a `python -c` program has line breaks)
+                    command = " ".join(stream.read().decode(errors="replace").replace("\0", " ").split())
                 found.append(f"pid {entry} ({command[:80]})")
         except OSError:
             continue

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mrunner import paths
@@ -72,6 +74,8 @@ def test_a_write_waiting_for_the_records_lock_names_the_process_holding_it(mrunn
         holder.communicate("\n")
     rest = submission.communicate()[1]
     assert submission.returncode == 0, rest
+    # one line, though the holder's command line has line breaks in it: the next line is the submission's
+    assert line.rstrip("\n").endswith(")") and rest.startswith("sweep "), line + rest
 
 
 def test_a_spec_that_assigns_another_name_is_refused(mrunner, tmp_path):
@@ -81,6 +85,33 @@ def test_a_spec_that_assigns_another_name_is_refused(mrunner, tmp_path):
     )
     _one_line_error(mrunner("spec.py"), "assigns no experiments_list", "--spec VARIABLE")
     assert Store().sweeps() == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "from mrunner import create_experiments\nexperiments_list = create_experiments('train.py', params_grid={'lr': [1]}\n",
+        "from mrunner import create_experiments\n\nexps = create_experiments('train.py', params_grid={'lr': [1, 2]]})\n",
+        "from mrunner.helpers.specification_helper import create_experiments_helper\n"
+        "experiments_list = create_experiments_helper(experiment_name='x' base_config={}, params_grid={})\n",
+    ],
+)
+def test_a_spec_with_a_syntax_error_is_refused_naming_the_line(mrunner, tmp_path, text):
+    """Not run as an experiment script (which would fail at once, on every point, after the queue's wait)."""
+    project = _project(tmp_path, mrunner)
+    (project / "spec.py").write_text(text)
+    line = len(text.rstrip("\n").splitlines())
+    _one_line_error(mrunner("spec.py"), "spec.py", f"line {line}", "SyntaxError")
+    _one_line_error(mrunner("spec.py", "--dry-run"), f"line {line}")
+    assert Store().sweeps() == []
+
+
+def test_a_script_with_a_syntax_error_is_left_to_its_interpreter(mrunner, tmp_path):
+    """A plain script is not a spec: the context's python (maybe newer than mrunner's) is what judges it."""
+    project = _project(tmp_path, mrunner, "print('a'\n")
+    assert project.exists()
+    ran = mrunner("train.py", "--dry-run")
+    assert ran.returncode == 0, ran.stderr
 
 
 def test_a_script_outside_the_project_is_named_so(mrunner, tmp_path):
@@ -137,6 +168,12 @@ def test_context_add_takes_every_key_of_the_backend_as_an_option(mrunner, mrunne
     }
     refused = mrunner("context", "add", "--name", "M", "--type", "slurm", "--slurm_url", "x", "--no_such_key", "1")
     _one_line_error(refused, "--no_such_key")
+    # a tracker's keys too, and the original's --neptune with a value as well as alone
+    for name, neptune in (("P", ["--neptune", "true"]), ("Q", ["--neptune=false"]), ("R", ["--neptune"])):
+        added = mrunner("context", "add", "--name", name, "--type", "local", *neptune, "--neptune_project", "ws/p")
+        assert added.returncode == 0, added.stderr
+        written = yaml.safe_load((mrunner_home / "config" / "mrunner" / "context" / f"{name}.yaml").read_text())
+        assert written == {"backend": "local", "neptune": name != "Q", "neptune_project": "ws/p"}, written
 
 
 def test_one_broken_context_file_leaves_the_others_listed(mrunner, mrunner_home):
@@ -148,3 +185,59 @@ def test_one_broken_context_file_leaves_the_others_listed(mrunner, mrunner_home)
     assert "fine" in listed.stdout and "broken" in listed.stdout and "local" in listed.stdout
     (warning,) = listed.stderr.strip().splitlines()
     assert "context broken cannot be read" in warning and str(folder / "broken.yaml") in warning
+
+
+def test_a_failed_experiment_that_wrote_nothing_is_said_so(mrunner, tmp_path):
+    """The end of a sweep shows the end of the first failing experiment's output: none, it says so, instead of
+    announcing an output that does not follow."""
+    _project(tmp_path, mrunner, "import sys\nsys.exit(3)\n")
+    ran = mrunner("train.py")
+    assert ran.returncode == 1, ran.stderr
+    said = next(line for line in ran.stderr.splitlines() if " failed (exit 3)" in line)
+    assert said.endswith("failed (exit 3) and wrote no output"), ran.stderr
+
+
+def test_ctrl_c_of_status_wait_says_the_sweep_goes_on(mrunner, tmp_path):
+    """Following stops; the sweep does not (its experiments are not this command's): the line says so and how
+    to stop it, where a bare "interrupted" left the user thinking the sweep was stopped."""
+    _project(tmp_path, mrunner, "import time\ntime.sleep(60)\n")
+    detached = mrunner("train.py", "--detach")
+    assert detached.returncode == 0, detached.stderr
+    sweep = detached.stdout.strip().splitlines()[-1]
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "status", sweep, "--wait"],
+        cwd=mrunner.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follow.stderr is not None
+    assert follow.stderr.readline().startswith(f"sweep {sweep}: ")  # following
+    follow.send_signal(signal.SIGINT)
+    _, err = follow.communicate(timeout=60)
+    assert follow.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert f"stopped following sweep {sweep}, which goes on" in last and f"mrunner cancel {sweep}" in last, err
+    assert Store().run(sweep, 0).state in ("submitted", "running")
+    assert mrunner("cancel", sweep).returncode == 0
+
+
+def test_an_empty_grid_names_the_override_without_values(mrunner, tmp_path):
+    _project(tmp_path, mrunner)
+    for empty in ("x=range(0)", "x=range(5,1)"):
+        line = _one_line_error(mrunner("train.py", "-m", empty, "y=1,2", "--dry-run"), "the grid is empty")
+        assert repr(empty) in line and "'y=1,2'" not in line, line
+    assert Store().sweeps() == []
+
+
+def test_a_context_edit_that_breaks_the_context_says_the_file_keeps_it_and_how_to_fix_it(
+    mrunner, mrunner_home, tmp_path
+):
+    assert mrunner("context", "add", "--name", "mine", "--type", "local", "max_parallel=2").returncode == 0
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\necho "max_parallel: 0" >> "$1"\n')
+    editor.chmod(0o755)
+    edited = mrunner("context", "edit", "mine", env={"EDITOR": str(editor), "VISUAL": ""})
+    line = _one_line_error(edited, "max_parallel", "must be at least 1")
+    path = mrunner_home / "config" / "mrunner" / "context" / "mine.yaml"
+    assert f"{path} keeps your edit" in line and "`mrunner context edit mine`" in line, line

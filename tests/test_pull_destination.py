@@ -25,3 +25,23 @@ def test_pulled_results_never_change_the_next_snapshot(mrunner, tmp_path: Path):
     assert again.returncode == 0, again.stderr
     assert "2 of 2 experiments were already submitted" in again.stderr, again.stderr
     assert {s.snapshot_digest for s in Store().sweeps()} == {sweep.snapshot_digest}
+
+
+def test_a_pull_into_the_project_elsewhere_warns_that_the_next_snapshot_takes_it_in(mrunner, tmp_path: Path):
+    """`--to` a folder of the project that no ignore file leaves out: one warning line naming the fix (the next
+    submission would snapshot the results and run the grid again); none where the snapshot leaves it out."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (project / "train.py").write_text("open('result.txt', 'w').write('42')\n")
+    mrunner.cwd = project
+    assert mrunner("train.py").returncode == 0
+    (sweep,) = Store().sweeps()
+    pulled = mrunner("pull", sweep.id, "--to", "results")
+    assert pulled.returncode == 0, pulled.stderr
+    (warning,) = [line for line in pulled.stderr.splitlines() if line.startswith("mrunner: warning:")]
+    assert "results" in warning and "snapshot" in warning and ".mrunnerignore" in warning, warning
+    (project / ".mrunnerignore").write_text("results/\n")
+    for to in ("results", "mrunner-results/mine", str(tmp_path / "outside")):
+        quiet = mrunner("pull", sweep.id, "--to", to)
+        assert quiet.returncode == 0 and "warning" not in quiet.stderr, (to, quiet.stderr)

@@ -18,6 +18,8 @@ from mrunner.planning import context_keys, validated_context
 # The original mrunner's names for keys that are spelled differently now.
 RENAMED_KEYS = {"type": "backend", "backend_type": "backend"}
 DROPPED_KEYS = ("name", "context_name")
+#: the values ``--neptune VALUE`` may take (YAML's words for true and false); alone, ``--neptune`` is true
+BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off")
 
 
 def context_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,6 +162,14 @@ def key_options(args: list[str]) -> list[str]:
     while position < len(args):
         arg = args[position]
         key, equals, value = arg[2:].partition("=")
+        if arg == "--neptune" and position + 1 < len(args) and args[position + 1].lower() in BOOLEAN_WORDS:
+            pairs.append(f"neptune={args[position + 1]}")  # `--neptune true`: the flag with a value
+            position += 2
+            continue
+        if arg.startswith("--neptune=") and value.lower() in BOOLEAN_WORDS:
+            pairs.append(f"neptune={value}")
+            position += 1
+            continue
         if arg.startswith("--") and key.replace("-", "_") in keys:
             key = key.replace("-", "_")
             if not equals:
@@ -191,8 +201,10 @@ def _edit(name: str) -> int:
         config.write_context(name, data)
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     subprocess.run([*shlex.split(editor), str(path)], check=False)
-    edited = config.read_context(name)
-    _check(name, edited)
+    try:
+        _check(name, config.read_context(name))
+    except MrunnerError as error:  # the editor saved it: say so, and how to come back to it
+        raise MrunnerError(f"{error} ({path} keeps your edit: `mrunner context edit {name}` fixes it)") from None
     print(f"context {name} saved ({path})")
     return 0
 

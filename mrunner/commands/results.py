@@ -79,12 +79,38 @@ def pull_command(options: argparse.Namespace) -> int:
         f"pulled {pulled.files} file{'s' * (pulled.files != 1)} ({_size(pulled.bytes)}) of {len(chosen)} "
         f"experiment{'s' * (len(chosen) != 1)} to {destination} in {elapsed:.1f} s; {pulled.unchanged} unchanged"
     )
+    if options.to is not None:
+        _warn_if_snapshotted(sweep, destination, reporter)
     if uploads.deferred(sweep):
         if not options.include or any(fnmatch.fnmatch(METRICS_FILE, glob) for glob in options.include):
             uploads.upload(sweep, chosen, destination, reporter)
         else:
             upload_deferred(store, sweep, chosen, reporter)
     return 0
+
+
+def _warn_if_snapshotted(sweep: Sweep, destination: Path, reporter: Reporter) -> None:
+    """One line when results were pulled (``--to``) into the sweep's project where its snapshot takes them in:
+    the next submission's code would change with every pull (so its experiments run again) and grow."""
+    project = Path(sweep.project_dir).resolve()
+    place = destination.resolve()
+    if place != project and project not in place.parents:
+        return
+    relative = place.relative_to(project).as_posix()
+    within = "" if relative == "." else f"{relative}/"
+    try:
+        from mrunner import snapshot
+
+        taken = any(path.startswith(within) for path in snapshot.selection(project))
+    except (MrunnerError, OSError):
+        return  # the project cannot be read now: the next submission says why
+    if taken:
+        ignore = f", or add {within} to {project}/.mrunnerignore" if within else ""
+        reporter.warn(
+            f"{destination} lies in the project {project}, whose code snapshot takes it in: the next submission's "
+            f"code changes with every pull (and its experiments run again); pull outside the project or into a "
+            f"folder named {RESULTS_FOLDER}{ignore}"
+        )
 
 
 def pull_runs(sweep: Sweep, runs: list[Run], destination: Path, include: list[str], reporter: Reporter) -> Pulled:

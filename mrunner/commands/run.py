@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from mrunner.records import COMPLETED, FAILED, TERMINAL, Run, Sweep
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mrunner.reporter import Reporter
 
 
@@ -43,6 +45,9 @@ def run(arguments: RunArguments) -> int:
 
     target = Path(arguments.target)  # Plan says clearly if it is missing or not a file
     variable = arguments.spec_variable
+    broken = spec.syntax_error(target, forced=variable is not None) if target.suffix == ".py" else None
+    if broken:
+        raise MrunnerError(broken)
     if variable is None and target.suffix == ".py" and spec.is_spec_file(target):
         variable = spec.DEFAULT_VARIABLE
     elif variable is None and target.suffix == ".py" and spec.builds_experiments(target):
@@ -87,7 +92,7 @@ def run(arguments: RunArguments) -> int:
     if set(counts) <= TERMINAL:  # the backend ran it to the end (local), or we waited
         failed = store.runs(sweep.id, [FAILED], limit=1)
         if failed:
-            _show_tail(sweep, failed[0], reporter)
+            _show_tail(sweep, failed[0], store.latest_details(sweep.id, [failed[0].index]), reporter)
         reporter.step(f"see `mrunner status {sweep.id}` and `mrunner logs {sweep.id}/INDEX`")
         return 0 if set(counts) == {COMPLETED} else 1
     reporter.step(f"follow it with `mrunner status {sweep.id}`; `mrunner logs {sweep.id}/0 -f` shows output")
@@ -97,8 +102,9 @@ def run(arguments: RunArguments) -> int:
 TAIL_LINES = 10
 
 
-def _show_tail(sweep: Sweep, run: Run, reporter: Reporter) -> None:
-    """Where a researcher looks first: the end of the first failing experiment's output."""
+def _show_tail(sweep: Sweep, run: Run, details: Mapping[int, str], reporter: Reporter) -> None:
+    """Where a researcher looks first: why the first failing experiment failed, as the backend recorded it
+    (a full disk: then its log may be empty), and the end of its output."""
     from mrunner import following
     from mrunner.errors import MrunnerError
 
@@ -107,7 +113,9 @@ def _show_tail(sweep: Sweep, run: Run, reporter: Reporter) -> None:
     except MrunnerError:
         return  # its output cannot be read now: `mrunner logs` says why
     exit_code = "" if run.exit_code is None else f" (exit {run.exit_code})"
-    reporter.step(f"experiment {run.ref} failed{exit_code}; the end of its output:")
+    why = f": {details[run.index]}" if details.get(run.index) else ""
+    tail = "; the end of its output:" if lines else (", and wrote no output" if why else " and wrote no output")
+    reporter.step(f"experiment {run.ref} failed{exit_code}{why}{tail}")
     for line in lines:
         reporter.step(f"  | {line}")
 

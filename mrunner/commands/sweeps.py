@@ -142,7 +142,8 @@ def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace, runs: l
             )
         )
     header = ("#", "ID", "STATE", "EXIT", "TRY", "JOB", *(["RESOURCES"] if by_class else []), "PARAMETERS", "REASON")
-    print(table.render(header, rows))
+    # on a narrow terminal the id, the job, the try, the reason and the exit give way to the state and parameters
+    print(table.render(header, rows, drop=(1, 5, 4, len(header) - 1, 3)))
     if len(shown) < total:
         print(f"{len(shown)} of {total} rows shown; --all shows every row")
     return 0
@@ -217,7 +218,8 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
     elif not rows:
         print("no sweeps recorded yet")
     else:
-        print(table.render(("SWEEP", "NAME", "CONTEXT", "CREATED", "EXPERIMENTS", "STATES"), rows))
+        header = ("SWEEP", "NAME", "CONTEXT", "CREATED", "EXPERIMENTS", "STATES")
+        print(table.render(header, rows, drop=(3, 2, 1, 4)))  # narrow: the sweep and its states
     return 0
 
 
@@ -264,12 +266,14 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
                 )
                 for a in attempts
             ],
+            drop=(3, 4, 2, 1, 5),  # narrow: how each attempt ended before where and when it started
         )
     )
     print(
         table.render(
             ("WHEN", "STATE", "EXIT", "DETAIL"),
             [(_when(at), state, "" if code is None else code, detail or "") for at, state, code, detail in history],
+            drop=(2,),
         )
     )
     return 0

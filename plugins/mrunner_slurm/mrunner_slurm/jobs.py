@@ -88,7 +88,7 @@ def status(connection: Connection, sweep: Sweep, runs: Sequence[Run], ended: Seq
 _NEVER = {
     "PartitionNodeLimit": "more nodes than the partition has or allows",
     "PartitionTimeLimit": "a time limit above the partition's",
-    "PartitionConfig": "more CPUs or memory than the partition has, or a partition it cannot use",
+    "PartitionConfig": "more nodes, CPUs or memory than the partition has, or a partition it cannot use",
     "BadConstraints": "constraints or resources that no node offers",
     "InvalidQOS": "a QOS the account cannot use",
     "InvalidAccount": "an account the user cannot use",

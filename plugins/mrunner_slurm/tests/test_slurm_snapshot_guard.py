@@ -6,15 +6,16 @@ job's user (mrtest, who owns the store) file modes refuse an in-place write or a
 delete and a new file in a project folder, but the owner may chmod and then do all of it, and root needs no
 chmod. Jobs there run as mrtest, who may not mount, so their wrapper links to a watched copy of the code
 folder (``mrunner.attempt --watch``, ``mrunner.treeguard``), whose changes the next experiment and a later
-sweep find, restore and name. Untested on the cluster: a root job (the copy-on-write view it mounts is the
-local backend's, test_local_snapshot_guard, through the same wrapper; the link per file it gets where it
-cannot mount is test_attempt_watch's).
+sweep find, restore and name. Jobs submitted as root (start.sh's root login) run as root, whom no file mode
+stops: their wrapper mounts a copy-on-write view of the code per experiment (``mrunner.codeview``; the link per
+file root gets where it cannot mount is test_attempt_watch's).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -145,3 +146,65 @@ def test_an_experiment_cannot_change_what_the_next_one_and_a_later_sweep_run_on_
     assert "changed code snapshot" not in mrunner("logs", f"{later}/0").stdout  # restored once, before the sweep
     assert tree_sums(cluster, f"{cluster.storage}/.mrunner/watched/{digest}") == pristine()
     assert tree_sums(cluster, code) == pristine()
+
+
+@pytest.fixture
+def root_cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path, mrunner) -> Cluster:
+    """The cluster as root (start.sh's root login, from 127.0.0.1, with a key of its own): jobs run as root, whom
+    no file mode stops."""
+    if "root" not in slurm_service:  # a cluster started by an older start.sh
+        message = "the Slurm service has no root login: run tests/services/slurm/start.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    service = {**slurm_service, **slurm_service["root"]}
+    storage = f"{service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(service, storage, array_parallelism=1))
+    project = tmp_path / "project"
+    for relative, text in FILES.items():
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text(text)
+    mrunner.cwd = project
+    cluster = Cluster(service, storage)
+    yield cluster
+    cluster.ssh(f"rm -rf {storage}", check=False)
+
+
+def test_a_root_job_cannot_change_what_the_next_one_and_a_later_sweep_run_on_the_cluster(root_cluster, mrunner):
+    cluster = root_cluster
+    sweep, _ = submit(mrunner, "-m", "mode=vandal,look,vandal_again")  # one task at a time, in order
+    runs = status(mrunner, sweep)
+    project, digest = runs["sweep"]["project"], runs["sweep"]["snapshot_digest"]
+    assert [run["state"] for run in runs["experiments"]] == ["completed"] * 3
+    assert cluster.ssh("id -un").strip() == "root"
+    views = seen(cluster, sweep, project)
+    vandal, look, again = views[0], views[1], views[2]
+    for damaging in (vandal, again):  # nothing refuses root, and each sees its own changes ...
+        assert damaging["refused"] == {} and damaging["errors"] == {}, damaging
+        assert damaging["a.yaml"] == "a: 1\nb: 2\n" and damaging["script"] == SCRIPT + "# damaged\n"
+        assert damaging["own data"] == ["new", "y"] and damaging["own conf"] == ["a.yaml"]
+    assert_original(look)  # ... which the next experiment does not see
+    code = f"{cluster.storage}/.mrunner/code/{digest}"
+    assert tree_sums(cluster, code) == pristine()  # the code folder, the store's hard links: never reached
+    objects = cluster.ssh(f"cd {cluster.storage}/.mrunner/objects && ls").split()
+    assert sorted(objects) == sorted(set(pristine().values()))
+    assert all(cluster.ssh(f"sha256sum {cluster.storage}/.mrunner/objects/{sha}").startswith(sha) for sha in objects)
+    # where root may mount (here: the node is this machine), each experiment ran in a copy-on-write view of its
+    # own, so there is no watched copy and nothing to restore; where it may not, the watched copy is restored
+    # and the sweep that changed it named, before the next experiment and before a later sweep
+    watched = f"{cluster.storage}/.mrunner/watched/{digest}"
+    mounted = not cluster.ssh(f"test -d {watched} && echo yes", check=False).strip()
+    look_log = mrunner("logs", f"{sweep}/1").stdout
+    assert mounted != (f"sweep {sweep}, the last to use it, changed code snapshot" in look_log), look_log
+
+    later, said = submit(mrunner, "mode=look", "+tag=later")
+    (seen_later,) = seen(cluster, later, project).values()
+    assert_original(seen_later)
+    named = (
+        f"sweep {sweep}, the last to use it, changed code snapshot" in said and f"restored before sweep {later}" in said
+    )
+    assert mounted != named, said
+    assert "changed code snapshot" not in mrunner("logs", f"{later}/0").stdout
+    assert tree_sums(cluster, code) == pristine()
+    if not mounted:
+        assert tree_sums(cluster, watched) == pristine()

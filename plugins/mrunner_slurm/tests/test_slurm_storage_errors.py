@@ -114,3 +114,6 @@ def test_an_experiment_that_fills_the_disk_fails_with_enospc_in_its_detail(
     [run] = document["experiments"]
     assert run["state"] == "failed" and run["exit_code"] != 0
     assert f"no space left, ENOSPC: 0 KiB free at {storage}/" in (run["detail"] or ""), run
+    # the wait's own account of the failure says it too, not "the end of its output:" and nothing after it
+    said = next(line for line in submitted.stderr.splitlines() if " failed (exit " in line)
+    assert "no space left, ENOSPC" in said and not said.endswith("the end of its output:"), submitted.stderr

@@ -16,6 +16,10 @@ SSH_HOST=127.0.0.1
 SSH_PORT=2222
 SSH_ALIAS=mrunner-test-slurm
 LIMITED_ALIAS=mrunner-test-slurm-limited
+# root logs in too (key only, from 127.0.0.1 only, its key in a file of its own that no other sshd reads), for
+# tests of what a job running as root can do (file modes do not stop root).
+ROOT_ALIAS=mrunner-test-slurm-root
+ROOT_AUTHORIZED_KEYS=/root/.ssh/mrunner-test-slurm.authorized_keys
 NODE_NAME=localhost
 CLUSTER=mrunner-test
 PARTITION=debug

@@ -51,6 +51,7 @@ chmod 0755 "$STATE_DIR"
 
 KEY_FILE="$STATE_DIR/id_ed25519"
 LIMITED_KEY_FILE="$STATE_DIR/id_ed25519_limited"
+ROOT_KEY_FILE="$STATE_DIR/id_ed25519_root"
 SLURMDBD_LOG="$STATE_DIR/slurmdbd.log"
 DB_LOG="$DB_DIR/mariadbd.log"
 DB_PASS_FILE="$STATE_DIR/slurmdbd.dbpass"
@@ -66,6 +67,7 @@ CTLD_LOG="$STATE_DIR/slurmctld.log"
 SLURMD_LOG="$STATE_DIR/slurmd.log"
 TEST_HOME="/home/$TEST_USER"
 STORAGE_DIR="$TEST_HOME/mrunner"
+ROOT_STORAGE_DIR=/root/mrunner
 
 # ---------------------------------------------------------------- generated files
 # write_if_changed DEST MODE: write stdin to DEST; return 0 if the content changed.
@@ -188,7 +190,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 PermitRootLogin no
-AllowUsers $TEST_USER $LIMITED_USER
+AllowUsers $TEST_USER $LIMITED_USER root@$SSH_HOST
 AuthorizedKeysFile .ssh/authorized_keys
 StrictModes yes
 Subsystem sftp internal-sftp
@@ -199,12 +201,24 @@ PrintMotd no
 PrintLastLog no
 X11Forwarding no
 LogLevel INFO
+# root: a key, from this machine, read from a file of its own (not root's authorized_keys)
+Match User root Address $SSH_HOST
+    PermitRootLogin prohibit-password
+    AuthorizedKeysFile $ROOT_AUTHORIZED_KEYS
 EOF
 }
 
 render_ssh_config() {
   # mrtest's block last: tests append options for it (ControlMaster, ...) to a copy of this file.
   cat <<EOF
+Host $ROOT_ALIAS
+    HostName $SSH_HOST
+    Port $SSH_PORT
+    User root
+    IdentityFile $ROOT_KEY_FILE
+    UserKnownHostsFile $KNOWN_HOSTS
+    IdentitiesOnly yes
+
 Host $LIMITED_ALIAS
     HostName $SSH_HOST
     Port $SSH_PORT
@@ -292,12 +306,14 @@ ssh_login_ok() {
     </dev/null >/dev/null 2>&1
 }
 ssh_ok() {
-  # Both users at once: each login costs most of a healthy start's time.
-  local limited
+  # Every user at once: each login costs most of a healthy start's time.
+  local limited root
   ssh_login_ok "$LIMITED_ALIAS" "$LIMITED_USER" 9>&- &
   limited=$!
-  ssh_login_ok "$SSH_ALIAS" "$TEST_USER" || { wait "$limited" || true; return 1; }
-  wait "$limited"
+  ssh_login_ok "$ROOT_ALIAS" root 9>&- &
+  root=$!
+  ssh_login_ok "$SSH_ALIAS" "$TEST_USER" || { wait "$limited" "$root" || true; return 1; }
+  wait "$limited" && wait "$root"
 }
 
 dump_logs() {
@@ -353,9 +369,9 @@ set_up_accounting() {
     associations_ok || fail "the associations are not as wanted: $(associations | tr '\n' ' ')"
   fi
 }
-# slurm.json's "limited" entry as the limits now are, rewritten in place (atomically) where it says otherwise
-# (limits changed, or the file written by an older start.sh) by a start that found everything else healthy: a
-# test session reading the file meanwhile sees the old or the new one, never none.
+# slurm.json's "limited" entry as the limits now are, and its "root" entry, rewritten in place (atomically) where
+# it says otherwise (limits changed, or the file written by an older start.sh) by a start that found everything
+# else healthy: a test session reading the file meanwhile sees the old or the new one, never none.
 update_state_limits() {
   local tmp
   tmp="$(mktemp "$STATE_JSON.tmp.XXXXXX")"
@@ -372,8 +388,10 @@ limits = dict(
         "grp_submit_jobs": $CAPPED_GRP_SUBMIT,
     },
 )
-if any(state["limited"].get(key) != value for key, value in limits.items()):
+root = {"user": "root", "alias": "$ROOT_ALIAS", "key_file": "$ROOT_KEY_FILE", "storage_dir": "$ROOT_STORAGE_DIR"}
+if any(state["limited"].get(key) != value for key, value in limits.items()) or state.get("root") != root:
     state["limited"].update(limits)
+    state["root"] = root
     with open(sys.argv[2], "w") as f:
         json.dump(state, f, indent=2)
         f.write("\n")
@@ -389,20 +407,62 @@ EOF
 # ---------------------------------------------------------------- fast path
 # Rendered configs identical to the installed ones + every daemon healthy -> done. Limits set otherwise (the
 # QOS, the associations) are set in place first.
-configs_current() {
+slurm_configs_current() {
   [[ -s "$DB_PASS_FILE" ]] &&
     cmp -s <(render_slurm_conf) "$SLURM_ETC/slurm.conf" &&
     cmp -s <(render_slurmdbd_conf) "$SLURM_ETC/slurmdbd.conf" &&
-    cmp -s <(render_gres_conf) "$SLURM_ETC/gres.conf" &&
+    cmp -s <(render_gres_conf) "$SLURM_ETC/gres.conf"
+}
+ssh_configs_current() {
+  [[ -s "$ROOT_KEY_FILE" && -s "$ROOT_AUTHORIZED_KEYS" ]] &&
     cmp -s <(render_sshd_config) "$SSHD_CONFIG" &&
     cmp -s <(render_ssh_config) "$SSH_CONFIG"
 }
-if [[ -s "$STATE_JSON" ]] && configs_current && munge_ok && db_ok && dbd_ok && ctld_ok && slurmd_ok && sshd_ok &&
-  node_usable && ssh_ok; then
-  set_up_accounting
-  update_state_limits
-  log "already running and healthy ($(elapsed) s)"
-  exit 0
+# root's key pair and the file of its own that sshd reads it from (StrictModes refuses one under /tmp), root's
+# storage dir: a job submitted as root runs as root on the node.
+root_login() {
+  if [[ ! -s "$ROOT_KEY_FILE" || ! -s "$ROOT_KEY_FILE.pub" ]]; then
+    rm -f "$ROOT_KEY_FILE" "$ROOT_KEY_FILE.pub"
+    ssh-keygen -q -t ed25519 -N '' -C "root@$ROOT_ALIAS" -f "$ROOT_KEY_FILE"
+  fi
+  chmod 0600 "$ROOT_KEY_FILE"
+  chmod 0644 "$ROOT_KEY_FILE.pub"
+  install -d -m 0700 /root/.ssh
+  printf 'from="%s" %s\n' "$SSH_HOST" "$(cat "$ROOT_KEY_FILE.pub")" | write_if_changed "$ROOT_AUTHORIZED_KEYS" 0600 || true
+  install -d -m 0755 "$ROOT_STORAGE_DIR"
+}
+# A running sshd takes a new config on SIGHUP (it re-execs itself with the same pid; its sessions go on), which
+# only the few connections made in the moment of its re-exec miss: a restart would refuse every new one for as
+# long as it takes. Done once root, whom only the new config lets in, logs in.
+reload_sshd() {
+  local pid
+  /usr/sbin/sshd -t -f "$SSHD_CONFIG" || fail "sshd -t rejected $SSHD_CONFIG"
+  pid="$(pid_of "$SSHD_PIDFILE" /usr/sbin/sshd)" || return 1
+  log "ssh configuration changed: reloading sshd (pid $pid) in place"
+  kill -HUP "$pid"
+  for ((i = 0; i < 100; i++)); do
+    ssh_login_ok "$ROOT_ALIAS" root && return 0
+    sleep 0.1
+  done
+  return 1
+}
+sshd_stale=0
+# Every daemon healthy and Slurm configured the same way -> done, after reloading sshd in place where only the
+# ssh configs differ (root's login added). Limits set otherwise (the QOS, the associations) are set in place.
+if [[ -s "$STATE_JSON" ]] && slurm_configs_current && munge_ok && db_ok && dbd_ok && ctld_ok && slurmd_ok &&
+  sshd_ok && node_usable; then
+  if ! ssh_configs_current; then
+    root_login
+    render_ssh_config | write_if_changed "$SSH_CONFIG" 0644 || true
+    render_sshd_config | write_if_changed "$SSHD_CONFIG" 0644 || true
+    reload_sshd || sshd_stale=1 # the full start below restarts it
+  fi
+  if ssh_ok; then
+    set_up_accounting
+    update_state_limits
+    log "already running and healthy ($(elapsed) s)"
+    exit 0
+  fi
 fi
 rm -f "$STATE_JSON"
 
@@ -475,6 +535,7 @@ client_key() {
 }
 client_key "$KEY_FILE" "$TEST_USER" "$SSH_ALIAS"
 client_key "$LIMITED_KEY_FILE" "$LIMITED_USER" "$LIMITED_ALIAS"
+root_login
 if [[ ! -s "$HOST_KEY" || ! -s "$HOST_KEY.pub" ]]; then
   rm -f "$HOST_KEY" "$HOST_KEY.pub"
   ssh-keygen -q -t ed25519 -N '' -C "$SSH_ALIAS-host" -f "$HOST_KEY"
@@ -656,7 +717,7 @@ install -d -m 0755 /run/sshd
 sshd_changed=0
 render_sshd_config | write_if_changed "$SSHD_CONFIG" 0644 && sshd_changed=1
 /usr/sbin/sshd -t -f "$SSHD_CONFIG" || fail "sshd -t rejected $SSHD_CONFIG"
-if ((sshd_changed)) || ! sshd_ok; then
+if ((sshd_changed || sshd_stale)) || ! sshd_ok; then
   # Restart rather than SIGHUP: on SIGHUP sshd re-execs and drops its pidfile for a moment.
   stop_pidfile sshd "$SSHD_PIDFILE" /usr/sbin/sshd
   if port_busy "$SSH_PORT"; then
@@ -721,6 +782,7 @@ state = {
     "preemptible_partition": "$LOW_PARTITION",
     "preemptor_partition": "$HIGH_PARTITION",
     "grace_time": $GRACE_TIME,
+    "root": {"user": "root", "alias": "$ROOT_ALIAS", "key_file": "$ROOT_KEY_FILE", "storage_dir": "$ROOT_STORAGE_DIR"},
     "limited": {
         "user": "$LIMITED_USER",
         "alias": "$LIMITED_ALIAS",

@@ -60,6 +60,7 @@ if ((purge)); then
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
+  rm -f -- "$ROOT_AUTHORIZED_KEYS" # its key is in the state dir
   if [[ -d "$STATE_DIR" ]]; then
     log "removing $STATE_DIR"
     rm -rf -- "$STATE_DIR"

@@ -1,0 +1,64 @@
+"""`mrunner status` on a narrow terminal (``COLUMNS``, as when the output is not a terminal): every table line fits,
+and what matters is still readable: columns that say little (the id, the job, the try) give way before the state,
+the exit code and the parameters are cut to nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mrunner import table
+
+STATES = {"completed", "failed"}
+
+
+@pytest.fixture
+def sweep(mrunner, tmp_path: Path) -> str:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (project / "train.py").write_text(
+        "import sys\nfrom mrunner import get_configuration\nsys.exit(get_configuration().i % 2)\n"
+    )
+    mrunner.cwd = project
+    ran = mrunner("train.py", "-m", "i=range(30)", "a_long_parameter_name=1")
+    assert ran.returncode == 1, ran.stderr
+    return ran.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("columns", [30, 40, 80])
+def test_status_of_a_sweep_fits_and_keeps_its_states_readable(mrunner, sweep, columns):
+    shown = mrunner("status", sweep, env={"COLUMNS": str(columns)})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("#"))
+    rows = [line for line in lines[start:] if line.split() and line.split()[0].isdigit()]
+    assert rows and all(len(line) <= columns for line in lines[start : start + len(rows) + 2]), lines
+    assert all(STATES & set(row.split()) for row in rows), lines  # each row's state whole
+    assert "STATE" in lines[start].split(), lines[start]
+
+
+@pytest.mark.parametrize("columns", [40, 80])
+def test_the_list_of_sweeps_and_an_experiment_fit_and_stay_readable(mrunner, sweep, columns):
+    listed = mrunner("status", env={"COLUMNS": str(columns)})
+    assert listed.returncode == 0, listed.stderr
+    assert all(len(line) <= columns for line in listed.stdout.splitlines()), listed.stdout
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split()[:1] == ["SWEEP"] and "STATES" in header.split() and row.split()[0] == sweep, listed.stdout
+    assert "15 completed" in row, row  # the states, cut at the end only
+    one = mrunner("status", f"{sweep}/1", env={"COLUMNS": str(columns)})
+    assert one.returncode == 0, one.stderr
+    lines = one.stdout.splitlines()
+    tries = lines[next(n for n, line in enumerate(lines) if line.startswith("TRY")) :]
+    assert all(len(line) <= columns for line in tries), tries
+    assert "END" in tries[0].split() and "failed" in tries[1].split(), tries
+
+
+def test_a_table_drops_the_columns_given_up_first_before_cutting_the_others_to_nothing():
+    headers = ("#", "ID", "STATE", "PARAMETERS")
+    rows = [(0, "0123456789ab", "completed", "lr=0.1 seed=1")]
+    narrow = table.render(headers, rows, width=30, drop=(1,))
+    assert narrow.splitlines() == ["#  STATE      PARAMETERS", "0  completed  lr=0.1 seed=1"]
+    wide = table.render(headers, rows, width=80, drop=(1,))
+    assert wide.splitlines()[0].split() == list(headers)  # room for all: none dropped

@@ -2,9 +2,9 @@
 (`mrunner gc`), each in one call over the plugin's verified connection.
 
 A pull runs the core's ``mrunner.transfer`` on the login node (sent ahead of its request on stdin and kept
-compiled there, like the helper: ``mrunner_slurm.shipped``), which walks the experiment folders while this machine lists its own copies; this machine then
-sends what it has (sizes and times), the cluster answers with one compressed stream of the files that are
-new or changed, and each is written aside and renamed here.
+compiled there, like the helper: ``mrunner_slurm.shipped``), which walks the experiment folders while this
+machine lists its own copies; this machine then sends what it has (sizes and times), the cluster answers with
+one compressed stream of the files that are new or changed, and each is written aside and renamed here.
 """
 
 from __future__ import annotations

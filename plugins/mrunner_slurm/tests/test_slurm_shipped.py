@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from mrunner_slurm import remote, shipped, transport
 from mrunner_slurm.transport import Connection
 
@@ -66,7 +65,9 @@ def test_the_compiled_helper_is_reused_and_a_changed_helper_gets_its_own(connect
 
 
 @pytest.mark.parametrize("damage", ["printf 'not code' >", "head -c 5000 /dev/urandom >", "rm -f"])
-def test_a_damaged_or_missing_compiled_helper_falls_back_to_the_source_and_is_written_again(connection, monkeypatch, damage):
+def test_a_damaged_or_missing_compiled_helper_falls_back_to_the_source_and_is_written_again(
+    connection, monkeypatch, damage
+):
     helper = variant(b'def missing(storage, hashes):\n    return {"missing": ["mine"]}\n\n\n')
     monkeypatch.setattr(remote, "_helper", lambda: helper)
     assert missing(connection) == ["mine"]

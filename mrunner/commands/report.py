@@ -13,8 +13,8 @@ import json
 import os
 import sys
 import threading
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from mrunner import comparison, following, metrics

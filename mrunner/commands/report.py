@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,104 +146,43 @@ CURVES_CACHE = ".curves.marshal"
 _CACHE_VERSION = 1
 
 
-#: A metrics file's size, mtime_ns and curves.
-_Parsed = tuple[int, int, dict[str, dict[int, float]]]
-
-
 class _Arrivals:
     """Parses the metrics files a pull brings that were not in the cache before it, as they arrive (a pull
     renames each file into place once whole, in the order of the experiments): the parse of a first call's
-    thousand files then runs while this process receives the cluster's stream, not after it. The parse runs
-    in a forked process (where ``os.fork`` exists), which sends each file's curves back through a pipe: in a
-    thread it took turns with the receiving loop for the one interpreter lock, so the two added up; in a
-    process they run at once on two cores. A file that was there before may be replaced by the pull:
-    ``read_cached`` reads it afterwards, as any file the parse did not reach (a parse that fails, or a child
-    that dies, leaves it to that)."""
+    thousand files then runs while this process waits for the cluster's stream, not after it. A file that
+    was there before may be replaced by the pull: ``read_cached`` reads it afterwards, as any file this
+    thread did not reach."""
 
     def __init__(self, folder: Path, names: list[str]) -> None:
         self.paths = [(name, folder / name / METRICS_FILE) for name in names]
-        self.parsed: dict[str, _Parsed] = {}
+        self.parsed: dict[str, tuple[int, int, dict[str, dict[int, float]]]] = {}
         self.ended = threading.Event()
         self.thread = threading.Thread(target=self._run, name="mrunner-metrics-arrivals", daemon=True)
-        self.child: int | None = None
-        self.stop = -1  # the write end of the pipe whose end tells the child that the pull ended
 
     def __enter__(self) -> _Arrivals:
         self.absent = [(name, path) for name, path in self.paths if not path.exists()]
-        if self.absent and hasattr(os, "fork"):
-            self._fork()
-        elif self.absent:
+        if self.absent:
             self.thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.ended.set()
-        if self.child is not None:
-            os.close(self.stop)
         if self.thread.is_alive():
             self.thread.join()
-        if self.child is not None:
-            os.waitpid(self.child, 0)
 
     def _run(self) -> None:
-        """The parse in a thread of this process (no fork): each file into ``parsed``."""
-        for name, parsed in self._parse(lambda: self.ended.wait(ARRIVAL_POLL)):
-            self.parsed[name] = parsed
-
-    def _parse(self, ended: Callable[[], bool]) -> Iterator[tuple[str, _Parsed]]:
-        """Each absent file's (name, (size, mtime_ns, curves)) once it is there, until ``ended()`` says the
-        pull ended without the next one."""
         for name, path in self.absent:
             while True:
                 try:
                     status = path.stat()
                     break
                 except FileNotFoundError:
-                    if ended():  # the pull ended without it: read_cached looks again
+                    if self.ended.wait(ARRIVAL_POLL):  # the pull ended without it: read_cached looks again
                         return
             try:
-                yield name, (status.st_size, status.st_mtime_ns, metrics.read(str(path)))
+                self.parsed[name] = (status.st_size, status.st_mtime_ns, metrics.read(str(path)))
             except OSError:
                 return
-
-    def _fork(self) -> None:
-        results, results_end = os.pipe()
-        stop_end, self.stop = os.pipe()
-        self.child = os.fork()
-        if self.child == 0:  # the child: parse, send, leave without running this process's exit handlers
-            try:
-                os.closerange(3, min(results_end, stop_end))  # the pipes of ssh and others: theirs to end
-                os.closerange(min(results_end, stop_end) + 1, max(results_end, stop_end))
-                os.closerange(max(results_end, stop_end) + 1, 1 << 16)
-                self._send(results_end, stop_end)
-            finally:
-                os._exit(0)
-        os.close(results_end)
-        os.close(stop_end)
-        self.thread = threading.Thread(target=self._collect, args=(results,), name="mrunner-metrics", daemon=True)
-        self.thread.start()
-
-    def _send(self, out: int, stop: int) -> None:
-        import marshal
-        import select
-
-        for name, parsed in self._parse(lambda: bool(select.select([stop], [], [], ARRIVAL_POLL)[0])):
-            data = marshal.dumps((name, parsed))
-            view = memoryview(len(data).to_bytes(4, "big") + data)
-            while view:
-                view = view[os.write(out, view) :]
-
-    def _collect(self, results: int) -> None:
-        import marshal
-
-        with os.fdopen(results, "rb") as stream:
-            while len(head := stream.read(4)) == 4:
-                data = stream.read(int.from_bytes(head, "big"))
-                try:
-                    name, parsed = marshal.loads(data)
-                except (EOFError, ValueError, TypeError):  # the child died mid-record: read_cached reads the rest
-                    return
-                self.parsed[name] = tuple(parsed)
 
 
 #: How often the parse of arriving files looks for the next one while it waits for the stream.

@@ -10,7 +10,8 @@ round by round, the ways take turns going first:
 - mrunner: ``mrunner results SWEEP --json`` (the real CLI, from process start, its cache emptied first: it
   pulls the metrics files, reads them and prints the table as JSON), then the same command again (nothing
   changed: the second call; past the minute after the sweep's end, it reaches no backend).
-Every round checks that results has a row per experiment with the last step's loss. Both ways write to the
+Every round checks that results has a row per experiment with the last step's loss. Each way's CPU time
+(user+system of the process and its children: ssh, tar, a forked parse) is reported beside its wall time. Both ways write to the
 same file system (``--dest``, a tmpfs by default): the bare way's files and mrunner's data folder, where
 `results` keeps the metrics files. ``--before DIR`` times, in the same rounds, the first call of the mrunner
 of another checkout (a ``git worktree`` of an earlier commit): before and after a change under the same load.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -59,6 +61,12 @@ for k, folder in enumerate(folders):
     size += len(data)
 print(json.dumps({"files": len(folders), "bytes": size}))
 """
+
+
+def children_cpu() -> float:
+    """User+system CPU seconds of this process's ended children so far (a way's CPU is the difference)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def write_metrics(dirs: list[str], steps: int) -> dict:
@@ -148,6 +156,7 @@ def main() -> None:
     rows: dict[str, list[float]] = {"bare": [], "mrunner": [], "mrunner_again": []}
     if options.before:
         rows["before"] = []
+    cpu: dict[str, list[float]] = {way: [] for way in rows}
     storage = f"{slurm_pull.SERVICE['storage_dir']}/bench-results-{uuid.uuid4().hex[:8]}"
     experiment = f"bench-results-{uuid.uuid4().hex[:8]}"
     if options.mlflow:  # the benchmark context's extra keys
@@ -182,20 +191,28 @@ def main() -> None:
             for way in ways if round_ % 2 == 0 else ways[::-1]:
                 if way == "before":
                     shutil.rmtree(cache, ignore_errors=True)
+                    used = children_cpu()
                     rows["before"].append(
                         results(home, project, sweep, options.experiments, options.steps, options.before)
                     )
+                    cpu["before"].append(children_cpu() - used)
                 elif way == "bare":
                     target = pulls / f"bare{round_}"
+                    used = children_cpu()
                     rows["bare"].append(bare(sweep_dir, target))
+                    cpu["bare"].append(children_cpu() - used)
                     found = len(list(target.glob(f"*/{METRICS}")))
                     if found != options.experiments:
                         raise SystemExit(f"bare pulled {found} files")
                     shutil.rmtree(target)
                 else:
                     shutil.rmtree(cache, ignore_errors=True)
+                    used = children_cpu()
                     rows["mrunner"].append(results(home, project, sweep, options.experiments, options.steps))
+                    cpu["mrunner"].append(children_cpu() - used)
+                    used = children_cpu()
                     rows["mrunner_again"].append(results(home, project, sweep, options.experiments, options.steps))
+                    cpu["mrunner_again"].append(children_cpu() - used)
             print(f"round {round_}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()), file=sys.stderr)
     slurm_pull.ssh(f"chmod -R u+w {shlex.quote(storage)} && rm -rf {shlex.quote(storage)}")
     medians = {k: statistics.median(v) for k, v in rows.items()}
@@ -206,6 +223,7 @@ def main() -> None:
         "load_average": {"start": load_start, "end": os.getloadavg(), "rounds": loads},
         "written": written,
         "seconds": {k: slurm_pull.summary(v) for k, v in rows.items()},
+        "cpu_seconds": {k: slurm_pull.summary(v) for k, v in cpu.items()},
         "first_vs_bare": medians["mrunner"] / medians["bare"],
         "per_round_first_vs_bare": [m / b for m, b in zip(rows["mrunner"], rows["bare"])],
     }

@@ -24,7 +24,7 @@ def look(sweep: Sweep, store: Store, index: int | None = None) -> list[Run]:
     """Ask the backend about the sweep's unfinished runs, or about run ``index`` alone, in one call and record
     what changed. With ``index`` only that run is read from the records, so a look at one experiment of a
     large sweep costs what one run costs. The backend hears of the ended runs too (see ``Backend.status``).
-    Returns the runs it read as recorded after the look: only those that changed are read again, so that a
+    Returns the runs it read as recorded after the look: only those whose record changed are read again, so that a
     caller that shows every run (``status --json``, ``--wait``) decodes each from the records once."""
     runs = [store.run(sweep.id, index)] if index is not None else store.runs(sweep.id)
     active = [run for run in runs if run.state in ACTIVE]
@@ -32,9 +32,9 @@ def look(sweep: Sweep, store: Store, index: int | None = None) -> list[Run]:
     if active or ended:
         updates = plugins.backend(sweep.backend).status(sweep, active, ended)
         require_answer(updates, sweep, "status")
-        if updates:
-            store.apply(sweep.id, updates)
-            fresh = {run.index: run for run in store.runs_at(sweep.id, [update.index for update in updates])}
+        changed = store.apply(sweep.id, updates)  # a pending run's new reason is an event: its row stays
+        if changed:
+            fresh = {run.index: run for run in store.runs_at(sweep.id, [update.index for update in changed])}
             runs = [fresh.get(run.index, run) for run in runs]
     return runs
 

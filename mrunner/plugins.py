@@ -21,12 +21,11 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping, Sequence
-from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from mrunner import hookspecs
+from mrunner import entrypoints, hookspecs
 from mrunner.backend import Backend
 from mrunner.errors import MrunnerError
 
@@ -93,16 +92,14 @@ def _build() -> pluggy.PluginManager:
         _register(pm, __import__(name, fromlist=["_"]), name, f"mrunner (built-in {name})")
     allowed = os.environ.get("MRUNNER_PLUGINS")
     allowed_names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in entrypoints.of_group(ENTRY_POINT_GROUP):
         if allowed_names is not None and entry_point.name not in allowed_names:
             continue
         if pm.get_plugin(entry_point.name) is not None:
             continue  # the same distribution seen twice on sys.path
-        dist = entry_point.dist
-        where = f"{dist.name} {dist.version}" if dist is not None else entry_point.value
-        _register(pm, _load(entry_point, where), entry_point.name, where)
-        if dist is not None:
-            _distributions[entry_point.name] = (dist.name, dist.version)
+        _register(pm, _load(entry_point, entry_point.where), entry_point.name, entry_point.where)
+        if entry_point.distribution is not None:
+            _distributions[entry_point.name] = entry_point.distribution
     return pm
 
 
@@ -202,7 +199,7 @@ def _problem(backend: object) -> str | None:
     return None
 
 
-def _load(entry_point: EntryPoint, where: str) -> Any:
+def _load(entry_point: entrypoints.EntryPoint, where: str) -> Any:
     try:
         return entry_point.load()
     except Exception as error:  # a broken plugin must not look like a bug in mrunner

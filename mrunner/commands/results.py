@@ -195,11 +195,6 @@ def upload_deferred(store: Store, sweep: Sweep, runs: list[Run], reporter: Repor
         reporter.warn(f"the metrics of sweep {sweep.id} were not brought back for upload ({error})")
 
 
-def output_dirs(sweep: Sweep, runs: list[Run]) -> dict[int, str]:
-    """Where each experiment's folder is on its backend (empty when the backend does not say)."""
-    return plugins.backend(sweep.backend).output_dirs(sweep, runs)
-
-
 # -- gc ------------------------------------------------------------------------------------------------------
 
 

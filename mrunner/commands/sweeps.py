@@ -10,10 +10,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
-from mrunner import following, planning, table
+from mrunner import following, plugins, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS
-from mrunner.commands.results import output_dirs, upload_deferred
 from mrunner.errors import MrunnerError, NotRecorded
 from mrunner.recorder import STOPPED
 from mrunner.records import (
@@ -75,6 +74,8 @@ def status_command(options: argparse.Namespace) -> int:
     sweep, run = store.find(options.sweep)
     runs: list[Run] | None = None  # every run as recorded after the look, when it read them all
     if options.wait:
+        from mrunner.commands.results import upload_deferred  # its trackers' modules: only for a --wait
+
         runs = following.wait(sweep, store, Reporter())
         upload_deferred(store, sweep, runs, Reporter())
     else:
@@ -178,7 +179,7 @@ def _write_json(store: Store, sweep: Sweep, runs: list[Run] | None = None) -> No
     for chunk in _chunks(store, sweep.id) if runs is None else _slices(runs):
         start, stop = chunk[0].index, chunk[-1].index + 1
         attempts = store.attempts(sweep.id, start=start, stop=stop)
-        places = output_dirs(sweep, chunk)
+        places = _output_dirs(sweep, chunk)
         details = store.latest_details(sweep.id, [r.index for r in chunk if r.state not in (COMPLETED, PLANNED)])
         for r in chunk:
             experiment = {
@@ -223,10 +224,15 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
     return 0
 
 
+def _output_dirs(sweep: Sweep, runs: list[Run]) -> dict[int, str]:
+    """Where each experiment's folder is on its backend (empty when the backend does not say)."""
+    return plugins.backend(sweep.backend).output_dirs(sweep, runs)
+
+
 def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace) -> int:
     history = store.history(sweep.id, run.index)
     attempts = store.attempts(sweep.id, run.index).get(run.index, [])
-    place = output_dirs(sweep, [run]).get(run.index)
+    place = _output_dirs(sweep, [run]).get(run.index)
     if options.json:
         experiment = {**asdict(run), "output_dir": place}
         print(
@@ -292,8 +298,6 @@ def logs_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def logs_command(options: argparse.Namespace) -> int:
-    from mrunner import plugins
-
     store = Store()
     sweep, run = store.find_run(options.experiment)
     plugins.backend(sweep.backend)
@@ -374,7 +378,7 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _honouring(options: Sequence[str]) -> dict[str, list[str]]:
     """Which installed backends have each of these keys (a backend whose plugin fails to load is left out)."""
-    from mrunner import plugins
+    from mrunner import planning  # yaml and the context machinery: not for `status`
 
     found: dict[str, list[str]] = {option: [] for option in options}
     for backend in plugins.backends():
@@ -390,6 +394,8 @@ def _honouring(options: Sequence[str]) -> dict[str, list[str]]:
 
 def _check_honoured(sweep: Sweep, given: Sequence[str], options: Sequence[str]) -> None:
     """Refuse, in one line, a shorthand option for a key the sweep's backend does not have, naming those it has."""
+    from mrunner import planning
+
     keys = planning.context_keys(sweep.backend)
     refused = [option for option in given if option not in keys]
     if refused:
@@ -417,6 +423,8 @@ def resume_command(options: argparse.Namespace) -> int:
         return 0
     runs = following.wait(sweep, store, reporter) if options.wait and not options.detach else store.runs(sweep.id)
     if options.wait and not options.detach:
+        from mrunner.commands.results import upload_deferred
+
         upload_deferred(store, sweep, runs, reporter)
     reporter.step(f"sweep {sweep.id}: {following.summary(runs)}")
     if all(r.state in TERMINAL for r in runs):

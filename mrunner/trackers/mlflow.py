@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +53,9 @@ def unanswered(uri: str) -> str | None:
     is no HTTP server, such as a local ``file:`` store, which needs no answer)."""
     if not uri.startswith(("http://", "https://")):
         return None
+    import urllib.error  # with http.client and ssl: only where a server is checked
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CHECK_TIMEOUT):
             return None

@@ -29,12 +29,12 @@ class SlurmBackend(Backend):
     def warm_up(self, context: Mapping[str, Any]) -> None:
         url = context.get("slurm_url")
         if isinstance(url, str) and "${" not in url:  # not an interpolation
-            _connect_in_background(context)
+            _connect_in_background(context, prestart=False)  # `results` may make no helper call at all
 
     def check(self, context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
         check_combinations(context, context_name)
         if not dry_run:  # a dry run reaches nothing
-            _connect_in_background(context)  # unless the warm-up started it for the same host
+            _connect_in_background(context, prestart=True)  # a submission's calls: a helper started ahead
             _read_limits_in_background(context)  # for admit, while the core snapshots and records
 
     def plan(self, context: Mapping[str, Any], count: int) -> list[str]:
@@ -177,7 +177,7 @@ class SlurmBackend(Backend):
         return logins.logins()
 
 
-_CONNECTING: set[tuple[str, Any]] = set()
+_CONNECTING: set[tuple[str, Any, bool]] = set()
 #: The site's limits being read for a submission (``limits.Reading``), from its check to its admission, by
 #: cluster, account and QOS.
 _READINGS: dict[tuple[str, Any, Any, Any], Any] = {}
@@ -198,23 +198,25 @@ def _read_limits_in_background(context: Mapping[str, Any]) -> None:
         _READINGS[key] = limits.Reading(lambda: transport.warm(kept), kept.get("account"), kept.get("qos"))
 
 
-def _connect_in_background(context: Mapping[str, Any]) -> None:
-    """Connect (without prompting) and start the first helper (0.1-0.6 s) while the core composes the context,
-    snapshots the code and records the sweep."""
+def _connect_in_background(context: Mapping[str, Any], prestart: bool) -> None:
+    """Connect (without prompting) while the core composes the context, snapshots the code and records the
+    sweep; with ``prestart`` (a submission, which makes several helper calls), then start the first helper
+    (``remote.prestart``). Without it (`results`, whose one call may never come) no helper waits unused.
+    A second call for the same host waits for the first one's connection (``transport.warm``)."""
     import threading
 
-    key = (str(context["slurm_url"]), context.get("ssh_config"))
+    key = (str(context["slurm_url"]), context.get("ssh_config"), prestart)
     if key in _CONNECTING:
         return
     _CONNECTING.add(key)
-    threading.Thread(target=_warm, args=(dict(context),), name="mrunner-slurm-connect", daemon=True).start()
+    threading.Thread(target=_warm, args=(dict(context), prestart), name="mrunner-slurm-connect", daemon=True).start()
 
 
-def _warm(context: dict[str, Any]) -> None:
+def _warm(context: dict[str, Any], prestart: bool) -> None:
     from mrunner_slurm import remote, transport
 
     opened = transport.warm(context)
-    if opened is not None:
+    if opened is not None and prestart:
         remote.prestart(opened)
 
 

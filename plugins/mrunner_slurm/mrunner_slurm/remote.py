@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import shlex
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -12,20 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from mrunner.errors import BackendError, cut_output
-from mrunner_slurm import remote_helper
+from mrunner_slurm import shipped
 from mrunner_slurm.transport import Call, Connection, Result
 
 HELPER_PYTHON = "python3"  # the login node's interpreter that runs the helper (not the experiments')
 
 
-@functools.cache
-def _helper() -> bytes:
-    blob = zlib.compress(Path(remote_helper.__file__).read_bytes(), 9)
-    return str(len(blob)).encode() + b"\n" + blob
+def _helper() -> shipped.Shipped:
+    """The helper as sent with each call, kept compiled on the cluster (``mrunner_slurm.shipped``)."""
+    return shipped.of_file("mrunner-slurm-helper", str(Path(__file__).with_name("remote_helper.py")))
 
 
 def _command(*args: str) -> str:
-    return shlex.join([HELPER_PYTHON, "-c", remote_helper.LAUNCHER, *args])
+    return _helper().command(HELPER_PYTHON, *args)
 
 
 def pack(document: Any) -> bytes:
@@ -35,13 +32,13 @@ def pack(document: Any) -> bytes:
 
 def prestart(connection: Connection) -> None:
     """Start a helper that waits for its command on stdin, so that the next call skips the cluster's python
-    start-up and the helper's compile (~30 ms of a ~35 ms call). Called while the core snapshots the code,
+    start-up and the helper's imports. Called while the core snapshots the code,
     and again in the background whenever a call took the spare one. A spare never used ends when the
     connection closes (its stdin reaches end of file). Failing to start one is not an error: the next
     call then starts its own helper, and reports what is wrong."""
     try:
         call = connection.start(_command("serve"))
-        call.send(_helper())
+        call.send(_helper().head)
     except Exception:
         return
     with _SPARE_LOCK:
@@ -67,7 +64,7 @@ def _start(connection: Connection, args: list[str]) -> tuple[Call, bytes]:
     spare = _take_spare(connection)
     if spare is not None:
         return spare, json.dumps(args).encode() + b"\n"
-    return connection.start(_command(*args)), _helper()
+    return connection.start(_command(*args)), _helper().head
 
 
 def run(connection: Connection, args: Iterable[str], stdin: bytes | Iterable[bytes] = b"") -> Result:

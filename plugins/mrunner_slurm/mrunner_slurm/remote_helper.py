@@ -2,14 +2,14 @@
 
 mrunner never installs anything on the cluster to drive it: every call sends this file (compressed) ahead
 of its own input on the exec channel's stdin, so the helper is always the version of the plugin that
-calls it. Each command is one round trip: ``begin`` (whether the code is there, which earlier trees could be a delta's base, the cluster's limits,
+calls it; the cluster keeps it compiled by its digest (``mrunner_slurm.shipped``). Each command is one round trip: ``begin`` (whether the code is there, which earlier trees could be a delta's base, the cluster's limits,
 and, given the manifest's hashes, which objects the store lacks), ``missing`` (the same, on its own),
 ``receive`` (a gzip stream of the file list and the objects: the code folder assembled, the objects stored content-addressed),
 ``prepare`` (files, e.g. the secrets file, written atomically with their modes), ``venv``, ``submit``
 (sbatch each array once, reconciled by job name), ``settle`` (stop an interrupted submission and say what it
 submitted), ``status``, ``cancel`` (scancel, then the ends).
 
-Nothing here imports mrunner: this module is also imported by the plugin (for ``LAUNCHER``).
+Nothing here imports mrunner (standard library only, run with ``python3 -S``).
 """
 
 import errno
@@ -23,11 +23,6 @@ import threading
 import time
 import zlib
 
-# The command line that starts the helper: stdin holds the length of the compressed helper, then the helper.
-LAUNCHER = (
-    "import sys,zlib;b=sys.stdin.buffer;n=int(b.readline());"
-    "exec(compile(zlib.decompress(b.read(n)),'mrunner-slurm-helper','exec'))"
-)
 TEMPORARY = re.compile(r"temporar|try again|Resource temporarily unavailable|Socket timed out", re.I)
 SUBMIT_RETRY_DELAYS = (1, 2, 4, 8, 15)  # seconds between sbatch tries while the queue is full
 WRITERS = 4  # threads creating the files of an upload (see _in_parallel), in batches of
@@ -1228,7 +1223,7 @@ def _os_failure(error, where):
     return "%s: %s (%s)" % (path, error.strerror, name)
 
 
-if __name__ == "__main__" and sys.argv[:1] == ["-c"]:  # run by LAUNCHER, not imported
+if __name__ == "__main__" and sys.argv[:1] == ["-c"]:  # run by shipped.LAUNCHER, not imported
     main(sys.argv[1:], sys.stdin.buffer)
     sys.stdout.flush()
     os._exit(0)  # the caller waits for the exit: skip the interpreter's teardown (~10 ms)

@@ -1,16 +1,15 @@
 """Experiment folders back from the cluster (`mrunner pull`) and mrunner's own files there collected
 (`mrunner gc`), each in one call over the plugin's verified connection.
 
-A pull runs the core's ``mrunner.transfer`` on the login node (sent ahead of its request on stdin, like the
-helper), which walks the experiment folders while this machine lists its own copies; this machine then
-sends what it has (sizes and times), the cluster answers with one compressed stream of the files that are
-new or changed, and each is written aside and renamed here.
+A pull runs the core's ``mrunner.transfer`` on the login node (sent ahead of its request on stdin and kept
+compiled there, like the helper: ``mrunner_slurm.shipped``), which walks the experiment folders while this
+machine lists its own copies; this machine then sends what it has (sizes and times), the cluster answers with
+one compressed stream of the files that are new or changed, and each is written aside and renamed here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import shlex
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,10 +44,11 @@ def pull(
     reporter: Reporter,
 ) -> Pulled:
     """The sender starts walking the cluster's folders first; this machine lists its own meanwhile."""
-    from mrunner_slurm import remote
+    from mrunner_slurm import remote, shipped
 
     wanted = folders(sweep, runs)
-    call = connection.start(shlex.join([remote.HELPER_PYTHON, "-S", "-c", transfer.LAUNCHER]))  # stdlib only: no site
+    sender = shipped.of_file("mrunner-transfer", transfer.__file__)  # kept compiled on the cluster, as the helper
+    call = connection.start(sender.command(remote.HELPER_PYTHON))
     connection.calls += 1
 
     def chunks() -> Iterator[bytes]:
@@ -57,7 +57,7 @@ def pull(
 
     try:
         with contextlib.suppress(OSError):  # the sender ended early: its stream ends early, its errors say why
-            call.send(transfer.source() + transfer.request_bytes(wanted, include))
+            call.send(sender.head + transfer.request_bytes(wanted, include))
         local = transfer.Local(str(destination), wanted)
         with contextlib.suppress(OSError):
             call.send(transfer.have_bytes(local.have))

@@ -4,10 +4,9 @@ started once per supervisor, with nothing loaded but the wrapper (``mrunner.atte
 Why a process of its own: a fork costs what the forking process holds. Forked from the supervisor (the
 ``mrunner`` command itself when a sweep runs inline, Hydra and the records loaded), each wrapper copied the
 supervisor's page tables, faulted in copies of the pages it touched, and tore the whole address space down at
-its exit, while the supervisor faulted in copies of the pages it wrote as long as the wrapper lived: about
-2,000 page faults and a dozen milliseconds of CPU per experiment (benchmarks/results-core.md). Forked from
-this process, a wrapper shares a small heap that nobody else writes. A new interpreter per wrapper would cost
-more still (its start and imports).
+its exit, while the supervisor faulted in copies of the pages it wrote as long as the wrapper lived (measured
+in benchmarks/results-core.md). Forked from this process, a wrapper shares a small heap that nobody else
+writes. A new interpreter per wrapper would cost more still (its start and imports).
 
 The protocol, over the stream socket this process gets as its stdin: the supervisor sends a request (an
 8-byte length with the descriptors of the attempt's output and handshake attached, then that many bytes of
@@ -21,7 +20,7 @@ died before.
 
 from __future__ import annotations
 
-import ctypes  # noqa: F401  (loaded here, before any fork: the wrapper ties the experiment to it with it)
+import ctypes  # noqa: F401  (loaded before any fork: the wrapper ties its experiment to it with ctypes)
 import gc
 import json
 import os

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -103,10 +104,11 @@ class _ForkServer:
             self.changed.wait_for(lambda: pid in self.ended or self.gone)
             if pid in self.ended:
                 return self.ended.pop(pid)
-        # The fork server was killed: its wrappers went on without it; their ends are told by /proc alone.
-        while os.path.exists(f"/proc/{pid}"):
+        # The fork server ended first (killed): its wrappers went on without it, and their exit statuses went
+        # to whoever reaps orphans; that they ended is told by /proc alone.
+        while _alive(pid):
             threading.Event().wait(0.05)
-        return -9
+        return -signal.SIGKILL
 
     def close(self) -> None:
         """Let it end (wrappers still running go on) and wait for that."""
@@ -134,6 +136,15 @@ class _ForkServer:
         with self.changed:
             self.gone = True
             self.changed.notify_all()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no longer does: not every PID 1 reaps the orphans it inherits)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 _lock = threading.Lock()

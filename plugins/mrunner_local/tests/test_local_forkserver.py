@@ -32,7 +32,7 @@ def test_wrappers_are_forked_by_the_server_and_report_their_ends(tmp_path: Path)
     killed, _ = _started(tmp_path, "killed")
     server = wrapper._server().process.pid
     assert _parent(unstarted.pid) == server != os.getpid()
-    assert os.getsid(unstarted.pid) == unstarted.pid  # a session of its own, as before
+    wait_for(lambda: os.getsid(unstarted.pid) == unstarted.pid, what="a session of its own, as before")
     unstarted.abandon()
     assert unstarted.wait() == UNSTARTED
     assert "went away before it was recorded" in log.read_text()

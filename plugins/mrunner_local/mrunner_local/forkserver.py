@@ -48,16 +48,16 @@ def serve(channel: socket.socket) -> None:
         signal.signal(number, signal.SIG_IGN)  # a stop is the supervisor's to pass on, not this process's
     warm_up()
     gc.freeze()  # what is made now stays as it is: the forks share it
-    while True:
-        _reap(channel)
-        try:
+    try:
+        while True:
+            _reap(channel)
             ready, _, _ = select.select([channel.fileno(), wake_read], [], [])
-        except InterruptedError:
-            continue
-        if wake_read in ready:
-            os.read(wake_read, 4096)
-        if channel.fileno() in ready and not _fork_one(channel):
-            return
+            if wake_read in ready:
+                os.read(wake_read, 4096)
+            if channel.fileno() in ready and not _fork_one(channel):
+                return
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the supervisor went away while a wrapper's end was being told
 
 
 def _fork_one(channel: socket.socket) -> bool:
@@ -68,7 +68,7 @@ def _fork_one(channel: socket.socket) -> bool:
             os.close(fd)
         return False
     (size,) = HEADER.unpack(header)
-    body = b""
+    body = bytearray()
     while len(body) < size:
         chunk = channel.recv(size - len(body))
         if not chunk:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import functools
 import json
 import os
 import signal
@@ -133,6 +134,27 @@ def from_environment(environ: dict[str, str]) -> contract.Layout:
 
 
 def _arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = _parser()
+    options = parser.parse_args(argv)
+    if options.command[:1] == ["--"]:
+        options.command = options.command[1:]
+    if options.points is None and not options.command:
+        parser.error("no command after --")
+    if options.points is not None and options.command:
+        parser.error("--points runs each point's own command: none after --")
+    return options
+
+
+def warm_up() -> None:
+    """Make what reading a command line makes (the parser, its regular expressions, its messages) in a
+    process that forks wrappers, so that each fork reads its own at once: otherwise making the parser is most
+    of a short attempt's own work, done again in every fork."""
+    _arguments(command_line(sys.executable, "/", ["true"], grace=1.0, handshake=True, view=True)[3:])
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The wrapper's command-line parser, made once per process (forks of a warmed-up process share it)."""
     parser = argparse.ArgumentParser(prog="python -m mrunner.attempt", description=__doc__.splitlines()[0])
     parser.add_argument("--code", required=True, help="the code snapshot's folder")
     parser.add_argument("--workdir", default=".", help="the start directory, relative to the snapshot")
@@ -233,14 +255,7 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         "instead of forking it",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER)
-    options = parser.parse_args(argv)
-    if options.command[:1] == ["--"]:
-        options.command = options.command[1:]
-    if options.points is None and not options.command:
-        parser.error("no command after --")
-    if options.points is not None and options.command:
-        parser.error("--points runs each point's own command: none after --")
-    return options
+    return parser
 
 
 #: Signals that came before the experiment started: a scheduler or the kubelet may stop an attempt at once, and

@@ -1,27 +1,29 @@
-"""Starting an attempt's wrapper (``mrunner.attempt``) on this machine: a fork of the supervisor that runs the
-wrapper's ``main`` with the command line every backend builds (``mrunner.attempt.command_line``), instead of a
-new interpreter per experiment, whose start-up would cost about as much as a short experiment itself.
+"""Starting an attempt's wrapper (``mrunner.attempt``) on this machine: a fork that runs the wrapper's ``main``
+with the command line every backend builds (``mrunner.attempt.command_line``), instead of a new interpreter
+per experiment, whose start-up would cost about as much as a short experiment itself.
 
-The fork is made from a worker thread of a process that has other threads, so the child touches nothing that
-another thread might have held at the fork: it gets fresh standard streams, closes every inherited descriptor,
-takes the default dispositions of the stopping signals (blocked across the fork, so that none reaches the
-supervisor's own handlers in the child), and ends with ``os._exit``. Everything the wrapper needs is imported
-before (``mrunner.attempt`` imports it at its top; ``ctypes``, which it loads to tie the experiment to it, too).
+The fork is made by a small process of the supervisor's (``mrunner_local.forkserver``, started at the first
+wrapper and kept while the supervisor lives), not by the supervisor itself: see that module for why and for
+the child's set-up. It reports each wrapper's pid and, when the wrapper ends, its exit status.
 """
 
 from __future__ import annotations
 
-import ctypes  # noqa: F401  (loaded here, before any fork: see the module's docstring)
-import gc
+import atexit
+import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
 
-from mrunner.attempt import FORWARDED, START, main
+from mrunner.attempt import START
 
 _PREFIX = ["-m", "mrunner.attempt"]
+#: The length that precedes each request's JSON (``mrunner_local.forkserver.HEADER``).
+_HEADER_BYTES = 8
 
 
 class Wrapper:
@@ -32,18 +34,14 @@ class Wrapper:
         if list(command[1:3]) != _PREFIX:
             raise ValueError(f"not a command line of mrunner.attempt: {command[:3]}")
         read, self._write = os.pipe()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        self._server = _server()
         try:
-            pid = os.fork()
-            if pid == 0:
-                _child(list(command[3:]), cwd, dict(env), output, read, blocked)
+            self.pid = self._server.fork(list(command[3:]), cwd, dict(env), output, read)
         except BaseException:
             os.close(self._write)
             raise
         finally:
             os.close(read)
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        self.pid = pid
 
     def start(self) -> None:
         """Tell the wrapper to start its experiment."""
@@ -58,44 +56,107 @@ class Wrapper:
 
     def wait(self) -> int:
         """Its exit code, as ``Popen.returncode`` has it (``-N`` when a signal ``N`` killed it)."""
-        while True:
-            try:
-                _, status = os.waitpid(self.pid, 0)
-            except InterruptedError:
-                continue
-            return os.waitstatus_to_exitcode(status)
+        return self._server.wait(self.pid)
 
 
-def _child(argv: list[str], cwd: str, env: dict[str, str], output: int, handshake: int, mask: set) -> NoReturn:
-    code = 127
-    try:
-        gc.disable()  # nothing to collect in a short-lived wrapper; untouched pages stay shared
-        for number in FORWARDED:
-            signal.signal(number, signal.SIG_DFL)
-        os.setsid()
-        os.dup2(handshake, 0)
-        os.dup2(output, 1)
-        os.dup2(output, 2)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(env)
-        sys.stdin = open(0, closefd=False)
-        sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = open(2, "w", closefd=False)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        code = main(argv)
-    except SystemExit as exit:
-        code = exit.code if isinstance(exit.code, int) else 2
-    except BaseException as error:  # a bug of the wrapper: said in the attempt's log
+class _ForkServer:
+    """The supervisor's end of ``mrunner_local.forkserver``: one request at a time, answers and ends read by
+    a thread of their own."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mrunner_local.forkserver"],
+                stdin=theirs.fileno(),
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.channel = ours
+        self.requests = threading.Lock()
+        self.changed = threading.Condition()
+        self.answers: list[dict] = []
+        self.ended: dict[int, int] = {}
+        self.gone = False
+        self.owner = os.getpid()
+        threading.Thread(target=self._read, name="mrunner-forkserver", daemon=True).start()
+
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str], output: int, handshake: int) -> int:
+        """Fork a wrapper running ``mrunner.attempt.main(argv)``; its pid."""
+        body = json.dumps({"argv": argv, "cwd": cwd, "env": env}).encode()
+        with self.requests:
+            if self.gone:
+                raise OSError("the local backend's fork server ended")
+            socket.send_fds(self.channel, [len(body).to_bytes(_HEADER_BYTES, "big")], [output, handshake])
+            self.channel.sendall(body)
+            with self.changed:
+                self.changed.wait_for(lambda: self.answers or self.gone)
+                if not self.answers:
+                    raise OSError("the local backend's fork server ended")
+                answer = self.answers.pop(0)
+        if "error" in answer:
+            raise OSError(*answer["error"])
+        return int(answer["pid"])
+
+    def wait(self, pid: int) -> int:
+        """The exit code of the wrapper ``pid`` once it ended."""
+        with self.changed:
+            self.changed.wait_for(lambda: pid in self.ended or self.gone)
+            if pid in self.ended:
+                return self.ended.pop(pid)
+        # The fork server ended first (killed): its wrappers went on without it, and their exit statuses went
+        # to whoever reaps orphans; that they ended is told by /proc alone.
+        while _alive(pid):
+            threading.Event().wait(0.05)
+        return -signal.SIGKILL
+
+    def close(self) -> None:
+        """Let it end (wrappers still running go on) and wait for that."""
         try:
-            os.write(2, f"mrunner: the attempt wrapper failed: {error!r}\n".encode())
+            self.channel.shutdown(socket.SHUT_RDWR)  # an end of file, though the reading thread holds it open
         except OSError:
             pass
-    finally:
+        self.channel.close()
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os._exit(code)
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _read(self) -> None:
+        with self.channel.makefile("rb") as lines:
+            for line in lines:
+                message = json.loads(line)
+                with self.changed:
+                    if "exit" in message:
+                        self.ended[int(message["exit"])] = int(message["code"])
+                    else:
+                        self.answers.append(message)
+                    self.changed.notify_all()
+        with self.changed:
+            self.gone = True
+            self.changed.notify_all()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no longer does: not every PID 1 reaps the orphans it inherits)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+_lock = threading.Lock()
+_started: _ForkServer | None = None
+
+
+def _server() -> _ForkServer:
+    """This process's fork server, started at its first wrapper (and again should it have ended, or this
+    process be a fork of the one that started it)."""
+    global _started
+    with _lock:
+        if _started is None or _started.gone or _started.owner != os.getpid():
+            _started = _ForkServer()
+            atexit.register(_started.close)
+        return _started

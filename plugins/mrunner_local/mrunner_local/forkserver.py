@@ -1,0 +1,154 @@
+"""The small process that forks the local backend's attempt wrappers: ``python -m mrunner_local.forkserver``,
+started once per supervisor, with nothing loaded but the wrapper (``mrunner.attempt``) and what it needs.
+
+Why a process of its own: a fork costs what the forking process holds. Forked from the supervisor (the
+``mrunner`` command itself when a sweep runs inline, Hydra and the records loaded), each wrapper copied the
+supervisor's page tables, faulted in copies of the pages it touched, and tore the whole address space down at
+its exit, while the supervisor faulted in copies of the pages it wrote as long as the wrapper lived (measured
+in benchmarks/results-core.md). Forked from this process, a wrapper shares a small heap that nobody else
+writes. A new interpreter per wrapper would cost more still (its start and imports).
+
+The protocol, over the stream socket this process gets as its stdin: the supervisor sends a request (an
+8-byte length with the descriptors of the attempt's output and handshake attached, then that many bytes of
+JSON: argv, cwd, env); this process forks the wrapper and answers one JSON line ``{"pid": N}`` (or
+``{"error": [errno, message]}``); when a wrapper ends it sends ``{"exit": N, "code": C}``, C as
+``Popen.returncode`` has it. It reaps its wrappers, so the supervisor never sees them as its children. It
+lives in a session of its own, so a Ctrl-C at the terminal reaches the supervisor alone, and ends when the
+supervisor's end of the socket closes; wrappers still running then go on, as they did when their supervisor
+died before.
+"""
+
+from __future__ import annotations
+
+import ctypes  # noqa: F401  (loaded before any fork: the wrapper ties its experiment to it with ctypes)
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+from typing import NoReturn
+
+import mrunner.codeview  # noqa: F401  (an attempt with --view loads it: once here, not in every wrapper)
+from mrunner.attempt import FORWARDED, main, warm_up
+
+#: The length that precedes each request's JSON.
+HEADER = struct.Struct("!Q")
+
+
+def serve(channel: socket.socket) -> None:
+    """Fork a wrapper per request until the supervisor closes ``channel``; report each one's end."""
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that SIGCHLD writes to the wakeup pipe
+    for number in FORWARDED:
+        signal.signal(number, signal.SIG_IGN)  # a stop is the supervisor's to pass on, not this process's
+    warm_up()
+    gc.freeze()  # what is made now stays as it is: the forks share it
+    try:
+        while True:
+            _reap(channel)
+            ready, _, _ = select.select([channel.fileno(), wake_read], [], [])
+            if wake_read in ready:
+                os.read(wake_read, 4096)
+            if channel.fileno() in ready and not _fork_one(channel):
+                return
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the supervisor went away while a wrapper's end was being told
+
+
+def _fork_one(channel: socket.socket) -> bool:
+    """Read one request and fork its wrapper; False when the supervisor is gone."""
+    header, fds, _, _ = socket.recv_fds(channel, HEADER.size, 2)
+    if len(header) < HEADER.size:
+        for fd in fds:
+            os.close(fd)
+        return False
+    (size,) = HEADER.unpack(header)
+    body = bytearray()
+    while len(body) < size:
+        chunk = channel.recv(size - len(body))
+        if not chunk:
+            return False
+        body += chunk
+    request = json.loads(body)
+    output, handshake = fds
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *FORWARDED})
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child(request["argv"], request["cwd"], request["env"], output, handshake, blocked)
+        answer: dict = {"pid": pid}
+    except OSError as error:
+        answer = {"error": [error.errno, error.strerror or str(error)]}
+    finally:
+        os.close(output)
+        os.close(handshake)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    channel.sendall(json.dumps(answer).encode() + b"\n")
+    return True
+
+
+def _reap(channel: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        channel.sendall(json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+
+
+def _child(argv: list[str], cwd: str, env: dict[str, str], output: int, handshake: int, mask: set) -> NoReturn:
+    """The wrapper: its own session, the handshake as stdin, the attempt's output as stdout and stderr, the
+    default dispositions of the stopping signals (blocked until then), then ``mrunner.attempt.main``."""
+    code = 127
+    try:
+        gc.disable()  # nothing to collect in a short-lived wrapper; untouched pages stay shared
+        signal.set_wakeup_fd(-1)
+        for number in (signal.SIGCHLD, *FORWARDED):
+            signal.signal(number, signal.SIG_DFL)
+        os.setsid()
+        os.dup2(handshake, 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the supervisor's channel and the wakeup pipe among them
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 2
+    except BaseException as error:  # a bug of the wrapper: said in the attempt's log
+        try:
+            os.write(2, f"mrunner: the attempt wrapper failed: {error!r}\n".encode())
+        except OSError:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code)
+
+
+def _channel() -> socket.socket:
+    """The socket the supervisor gave as stdin, moved off descriptor 0 (a wrapper's handshake goes there)."""
+    channel = socket.socket(fileno=os.dup(0))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return channel
+
+
+if __name__ == "__main__":
+    serve(_channel())

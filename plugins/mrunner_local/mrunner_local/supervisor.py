@@ -385,8 +385,7 @@ def end_of(run: Run, exit_file: str, code: int, stopped: bool) -> RunUpdate:
         return RunUpdate(run.index, CANCELLED, detail="stopped by a signal to its pid")
     if code == SETUP_FAILED:
         return RunUpdate(run.index, FAILED, exit_code=code, detail="cannot set up its folder (its log says why)")
-    detail = f"signal {-code}" if code < 0 else None
-    return RunUpdate(run.index, FAILED, exit_code=code, detail=detail)
+    return RunUpdate(run.index, FAILED, exit_code=code)
 
 
 # -- stopping ------------------------------------------------------------------------------------------------

@@ -550,6 +550,7 @@ class Store:
     @_guarded
     def sweep(self, ref: str) -> Sweep:
         """The sweep whose id is ``ref`` or starts with it (an unambiguous prefix)."""
+        ref = _given(ref)
         rows = self._db.execute(
             f"SELECT {_SWEEP_COLUMNS} FROM sweeps WHERE id=? OR id LIKE ? ESCAPE '\\' ORDER BY created_at DESC",
             (ref, _like_prefix(ref)),
@@ -668,6 +669,7 @@ class Store:
 
     def find(self, ref: str) -> tuple[Sweep, Run | None]:
         """A sweep (``SWEEP``: its id or a prefix) or one experiment (``SWEEP/INDEX`` or a prefix of its id)."""
+        ref = _given(ref)
         if "/" in ref:
             return self.find_run(ref)
         try:
@@ -684,6 +686,7 @@ class Store:
     @_guarded
     def find_run(self, ref: str) -> tuple[Sweep, Run]:
         """An experiment named ``SWEEP/INDEX`` or by a prefix (4+ characters) of its identity."""
+        ref = _given(ref)
         if "/" in ref:
             sweep_ref, _, index = ref.rpartition("/")
             if not index.isdigit():
@@ -790,6 +793,17 @@ def _marks(count: int) -> str:
 
 #: Above every character an identity holds: ``id BETWEEN prefix AND prefix + this`` is every id with the prefix.
 _LAST_CHARACTER = "\U0010ffff"
+
+
+def _given(ref: str) -> str:
+    """A reference as typed, without the blanks around it (pasted ids carry them); an empty one is refused
+    before it matches every sweep as a prefix of nothing."""
+    ref = ref.strip()
+    if not ref or ref.startswith("/"):
+        raise MrunnerError(
+            f"no sweep id given (in {ref!r}): name a sweep or SWEEP/INDEX; `mrunner status` lists the recorded sweeps"
+        )
+    return ref
 
 
 def _like_prefix(text: str) -> str:

@@ -582,12 +582,16 @@ class Store:
         stop: int | None = None,
         limit: int | None = None,
         last: bool = False,
+        handed: bool = False,
     ) -> list[Run]:
         """The sweep's runs in index order: those in ``states`` (default all) with ``start <= index < stop``,
-        at most ``limit`` of them (the last ones with ``last``). Read through the primary key, so a slice of
-        a large sweep costs what the slice holds."""
+        at most ``limit`` of them (the last ones with ``last``); with ``handed``, only those the backend
+        named (a job, a pid: the rest never started). Read through the primary key, so a slice of a large
+        sweep costs what the slice holds."""
         query = f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx>=?"
         arguments: list[object] = [sweep_id, start]
+        if handed:
+            query += " AND backend_ref IS NOT NULL AND backend_ref != ''"
         if stop is not None:
             query += " AND idx<?"
             arguments.append(stop)

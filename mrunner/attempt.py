@@ -802,6 +802,8 @@ def run(
     halted = bool(killer) or -code in STOPPING
     if halted:
         _signal_group(child.pid, signal.SIGKILL)
+    elif code < 0:  # its own crash, or a signal passed on: the log says which (the record names it too)
+        _say(f"mrunner: the experiment was killed by {signal.Signals(-code).name}")
     if status == 0:
         # Exit 0 is the experiment's own word that its work is done: completed, whatever signal came after it
         # (or raced `forward`'s look), so that nothing finished is ever run again.

@@ -38,3 +38,47 @@ def runtime_dir() -> Path:
             f"XDG_RUNTIME_DIR to such a folder"
         )
     return folder
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """``path`` made absolute and created, a folder mrunner can write into; else one line naming ``option``
+    (the flag or context key that gave it), before anything is fetched or recorded."""
+    from mrunner.errors import MrunnerError
+
+    path = path.expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise MrunnerError(f"{option} {path} is a file, not a folder: name a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MrunnerError(
+            f"{option} {path}: cannot create it ({error.strerror}): name a folder you can write"
+        ) from None
+    try:  # a probe, not ``os.access``: root passes every mode check, not a read-only or virtual file system
+        os.close(os.open(path / f".mrunner-probe-{os.getpid()}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.unlink(path / f".mrunner-probe-{os.getpid()}")
+    except OSError as error:
+        raise MrunnerError(f"{option} {path}: cannot write into it ({error.strerror}): name another folder") from None
+    return path
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """``path`` as a file mrunner can write (its folder exists and takes it; an existing file is replaced);
+    else one line naming ``option``, before anything is fetched."""
+    from mrunner.errors import MrunnerError
+
+    path = path.expanduser()
+    if path.is_dir():
+        raise MrunnerError(f"{option} {path} is a folder: name a file in it")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise MrunnerError(f"{option} {path}: there is no folder {folder}: create it, or name a file elsewhere")
+    try:  # opened as the command will open it (a new file is removed again): mode bits do not stop root
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY))
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            os.unlink(path)
+    except OSError as error:
+        raise MrunnerError(f"{option} {path}: cannot write it ({error.strerror}): name another file") from None
+    return path

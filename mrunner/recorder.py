@@ -43,6 +43,11 @@ class Recorder:
         """The runs at ``indices``, read a chunk at a time as they are used (``store.StoredRuns``)."""
         return StoredRuns(self._store, self.sweep_id, indices)
 
+    def handed(self) -> list[Run]:
+        """The runs the backend named (a pid, a job): the only ones that can have started, read without the
+        rest of a large sweep."""
+        return self._store.runs(self.sweep_id, handed=True)
+
     def state(self, index: int) -> str:
         """The recorded state of one experiment: a cancel from another shell is seen here before it starts."""
         return self.run(index).state

@@ -6,6 +6,7 @@ no secret: secrets travel separately, from the trackers to the backend, and are 
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,3 +167,17 @@ class RunUpdate:
     def __post_init__(self) -> None:
         if self.state not in STATES:
             raise ValueError(f"unknown experiment state {self.state!r}; states are {', '.join(STATES)}")
+        killer = killed_by(self.exit_code) if self.state == FAILED else None
+        if killer and killer not in (self.detail or ""):  # every backend's failure by a signal names it
+            self.detail = f"killed by {killer}" + (f": {self.detail}" if self.detail else "")
+
+
+def killed_by(exit_code: int | None) -> str | None:
+    """The signal an exit code says killed the experiment (``SIGUSR1``): 128 + N, as the attempt wrapper and
+    shells write it, or -N, as Python's ``Popen`` has it; ``None`` for an exit code of the experiment's own."""
+    if exit_code is None or not (exit_code < 0 or exit_code > 128):
+        return None
+    try:
+        return signal.Signals(-exit_code if exit_code < 0 else exit_code - 128).name
+    except ValueError:
+        return None

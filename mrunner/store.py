@@ -550,6 +550,7 @@ class Store:
     @_guarded
     def sweep(self, ref: str) -> Sweep:
         """The sweep whose id is ``ref`` or starts with it (an unambiguous prefix)."""
+        ref = _given(ref)
         rows = self._db.execute(
             f"SELECT {_SWEEP_COLUMNS} FROM sweeps WHERE id=? OR id LIKE ? ESCAPE '\\' ORDER BY created_at DESC",
             (ref, _like_prefix(ref)),
@@ -581,12 +582,16 @@ class Store:
         stop: int | None = None,
         limit: int | None = None,
         last: bool = False,
+        handed: bool = False,
     ) -> list[Run]:
         """The sweep's runs in index order: those in ``states`` (default all) with ``start <= index < stop``,
-        at most ``limit`` of them (the last ones with ``last``). Read through the primary key, so a slice of
-        a large sweep costs what the slice holds."""
+        at most ``limit`` of them (the last ones with ``last``); with ``handed``, only those the backend
+        named (a job, a pid: the rest never started). Read through the primary key, so a slice of a large
+        sweep costs what the slice holds."""
         query = f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx>=?"
         arguments: list[object] = [sweep_id, start]
+        if handed:
+            query += " AND backend_ref IS NOT NULL AND backend_ref != ''"
         if stop is not None:
             query += " AND idx<?"
             arguments.append(stop)
@@ -668,6 +673,7 @@ class Store:
 
     def find(self, ref: str) -> tuple[Sweep, Run | None]:
         """A sweep (``SWEEP``: its id or a prefix) or one experiment (``SWEEP/INDEX`` or a prefix of its id)."""
+        ref = _given(ref)
         if "/" in ref:
             return self.find_run(ref)
         try:
@@ -684,6 +690,7 @@ class Store:
     @_guarded
     def find_run(self, ref: str) -> tuple[Sweep, Run]:
         """An experiment named ``SWEEP/INDEX`` or by a prefix (4+ characters) of its identity."""
+        ref = _given(ref)
         if "/" in ref:
             sweep_ref, _, index = ref.rpartition("/")
             if not index.isdigit():
@@ -790,6 +797,17 @@ def _marks(count: int) -> str:
 
 #: Above every character an identity holds: ``id BETWEEN prefix AND prefix + this`` is every id with the prefix.
 _LAST_CHARACTER = "\U0010ffff"
+
+
+def _given(ref: str) -> str:
+    """A reference as typed, without the blanks around it (pasted ids carry them); an empty one is refused
+    before it matches every sweep as a prefix of nothing."""
+    ref = ref.strip()
+    if not ref or ref.startswith("/"):
+        raise MrunnerError(
+            f"no sweep id given (in {ref!r}): name a sweep or SWEEP/INDEX; `mrunner status` lists the recorded sweeps"
+        )
+    return ref
 
 
 def _like_prefix(text: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterable, Sequence
 
 GAP = "  "
 
@@ -29,9 +30,9 @@ def render(
 ) -> str:
     """Columns padded to their widest cell; cells longer than ``max_width`` are cut with an ellipsis, and with
     ``width`` (default: ``terminal_width()``) the table is made to fit, so that the terminal never wraps a row:
-    first the columns in ``drop`` are left out, in that order, while the rest cannot each keep ``READABLE``
-    characters (a column cut to one letter and an ellipsis says nothing); then the widest columns but those in
-    ``whole`` (by default the first, which names the row) are cut further until a line fits."""
+    first the columns in ``drop`` are left out whole, in that order, until the others fit uncut (a column that
+    says little gives way before one that says more is cut); then the widest columns but those in ``whole`` (by
+    default the first, which names the row) are cut until a line fits."""
     cells = [[_cut(str(cell), max_width) for cell in row] for row in [headers, *rows]]
     cells = [row + [""] * (len(headers) - len(row)) for row in cells]  # a short row: a mark between rows
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -39,13 +40,13 @@ def render(
     if width is not None:
         kept = list(range(len(headers)))
         for column in drop:
-            if _least(kept, widths, whole) <= width:
+            if _line(widths[i] for i in kept) <= width:
                 break
             kept.remove(column)
         cells = [[row[i] for i in kept] for row in cells]
         widths = [widths[i] for i in kept]
         cuttable = [n for n, i in enumerate(kept) if i not in whole]
-        while cuttable and sum(widths) + len(GAP) * (len(widths) - 1) > width:
+        while cuttable and _line(widths) > width:
             widest = max(cuttable, key=lambda n: widths[n])
             if widths[widest] <= 1:
                 break
@@ -54,14 +55,19 @@ def render(
     return "\n".join(GAP.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells)
 
 
-#: the fewest characters a cut column keeps before ``render`` leaves out a column it may drop
-READABLE = 9
+def fit(text: str, width: int | None = None) -> str:
+    """A line of prose (the lines above a table) broken between words to ``width`` (default:
+    ``terminal_width()``), its continuation indented, so that the terminal does not break it mid-word."""
+    width = terminal_width() if width is None else width
+    if width is None or len(text) <= width:
+        return text
+    return textwrap.fill(text, width, subsequent_indent="  ", break_on_hyphens=False)
 
 
-def _least(kept: Sequence[int], widths: Sequence[int], whole: Sequence[int]) -> int:
-    """The width of the columns ``kept`` with each cuttable one cut to ``READABLE`` characters at most."""
-    least = [widths[i] if i in whole else min(widths[i], READABLE) for i in kept]
-    return sum(least) + len(GAP) * (len(least) - 1)
+def _line(widths: Iterable[int]) -> int:
+    """The length of a line of columns this wide."""
+    widths = list(widths)
+    return sum(widths) + len(GAP) * (len(widths) - 1)
 
 
 def _cut(text: str, width: int) -> str:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mrunner import comparison, following, metrics
+from mrunner import comparison, following, metrics, paths
 from mrunner.commands.results import fetch_metrics, metrics_cache, warm_up
 from mrunner.comparison import Experiment, Row
 from mrunner.errors import MrunnerError, NotFound
@@ -70,6 +70,10 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def results_command(options: argparse.Namespace) -> int:
+    if options.csv is not None and str(options.csv) != "-":
+        paths.writable_file(options.csv, "--csv")
+    if options.output is not None:
+        paths.writable_file(options.output, "-o")
     store = Store()
     sweep = _sweep(store, options.sweep)
     warm_up(store, sweep)

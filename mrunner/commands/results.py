@@ -70,8 +70,7 @@ def pull_command(options: argparse.Namespace) -> int:
             f"{what} {'never started' if one is not None else 'was ever submitted'}, so there is nothing to pull "
             f"(`mrunner resume {sweep.id}` runs it)"
         )
-    destination = (options.to or Path(RESULTS_DIR) / sweep.id).absolute()
-    destination.mkdir(parents=True, exist_ok=True)
+    destination = paths.writable_folder(options.to or Path(RESULTS_DIR) / sweep.id, "--to")
     started_at = time.monotonic()
     pulled = pull_runs(sweep, chosen, destination, options.include, reporter)
     elapsed = time.monotonic() - started_at

@@ -33,6 +33,11 @@ from mrunner.reporter import Reporter
 from mrunner.store import RECORD_CHUNK, Store
 
 
+def _say(line: str) -> None:
+    """A line of prose above a table, broken between words to the terminal's width."""
+    print(table.fit(line))
+
+
 def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
@@ -97,18 +102,18 @@ def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace, runs: l
         return 0
     counts = store.counts(sweep.id)
     total = sum(counts.values())
-    print(f"sweep {sweep.id} ({sweep.name}) on context {sweep.context_name} (backend {sweep.backend})")
+    _say(f"sweep {sweep.id} ({sweep.name}) on context {sweep.context_name} (backend {sweep.backend})")
     dirty = " (dirty)" if sweep.git_dirty else ""
     commit = f", git {sweep.git_commit[:10]}{dirty}" if sweep.git_commit else ""
-    print(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
+    _say(f"created {_when(sweep.created_at)}, snapshot {sweep.snapshot_digest[:12]}{commit}")
     if sweep.detail.get(STOPPED):
-        print(f"its supervisor stopped before the end: {sweep.detail[STOPPED]}")
+        _say(f"its supervisor stopped before the end: {sweep.detail[STOPPED]}")
     waiting = store.runs(sweep.id, [PENDING], limit=SHOWN_OF_STATE * 10)
     reasons = store.latest_details(sweep.id, [r.index for r in waiting])
-    print(f"{total} experiments: {counts_text(counts, list(dict.fromkeys(reasons.values())))}")
+    _say(f"{total} experiments: {counts_text(counts, list(dict.fromkeys(reasons.values())))}")
     classes = store.resource_classes(sweep.id)
     if len(classes) > 1 or "" not in classes:  # experiments ask for resources of their own
-        print(
+        _say(
             "resources: "
             + ", ".join(f"{label or 'the context as it is'} ({count})" for label, count in classes.items())
         )
@@ -146,7 +151,7 @@ def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace, runs: l
     # on a narrow terminal the id, the job, the try, the reason and the exit give way to the state and parameters
     print(table.render(header, rows, drop=(1, 5, 4, len(header) - 1, 3)))
     if len(shown) < total:
-        print(f"{len(shown)} of {total} rows shown; --all shows every row")
+        _say(f"{len(shown)} of {total} rows shown; --all shows every row")
     return 0
 
 
@@ -241,20 +246,20 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
             )
         )
         return 0
-    print(f"experiment {run.ref} ({run.name}), id {run.id}")
-    print(
+    _say(f"experiment {run.ref} ({run.name}), id {run.id}")
+    _say(
         f"state {run.state}"
         + ("" if run.exit_code is None else f", exit code {run.exit_code}")
         + f", attempt {run.attempt}"
     )
     from mrunner import grid
 
-    print(f"parameters: {grid.describe(run.parameters) or '(none)'}")
+    _say(f"parameters: {grid.describe(run.parameters) or '(none)'}")
     if run.resources:
-        print(f"resources: {run.resource_class} (beyond context {sweep.context_name})")
-    print(f"command: {' '.join(run.command)}")
+        _say(f"resources: {run.resource_class} (beyond context {sweep.context_name})")
+    _say(f"command: {' '.join(run.command)}")
     if place:
-        print(f"output folder: {place} (`mrunner pull {run.ref}` brings it here)")
+        _say(f"output folder: {place} (`mrunner pull {run.ref}` brings it here)")
     print(
         table.render(
             ("TRY", "STARTED", "HOW", "SNAPSHOT", "CHANGED", "ENDED", "END", "EXIT", "DETAIL"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,13 @@ class LocalBackend(Backend):
                 f"context {context_name}: gpus_per_experiment is {per} but gpus lists only {len(gpus)} "
                 f"({', '.join(map(str, gpus))}), so no experiment could ever start: lower gpus_per_experiment or list more gpus"
             )
+        python = str(context["python"])
+        if not shutil.which(python):
+            raise MrunnerError(
+                f"context {context_name}: python {python} is no program this machine can run: fix the key"
+            )
+        if not dry_run:  # created now, so that a place that cannot be used is named before anything is recorded
+            paths.writable_folder(Path(context["storage_dir"]), f"context {context_name}: storage_dir")
 
     def plan(self, context: Mapping[str, Any], count: int) -> list[str]:
         from mrunner_local.supervisor import parallelism

@@ -41,7 +41,7 @@ from mrunner import process, treeguard
 from mrunner.attempt import SETUP_FAILED, command_line
 from mrunner.errors import MrunnerError
 from mrunner.recorder import Recorder
-from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import RECORD_CHUNK, default_path
 from mrunner_local.gpus import GpuPool
@@ -161,6 +161,8 @@ class Supervisor:
                 run = self.pending.get_nowait()
             except queue.Empty:
                 return
+            if run.state in TERMINAL:  # cancelled when its chunk was read: skipped, with no folder and no query
+                continue
             gpus = None
             if self.sweep.context.get("gpus"):
                 gpus = self.gpus.take(max(1, int(run.context(self.sweep)["gpus_per_experiment"])), self.stopping)
@@ -385,8 +387,7 @@ def end_of(run: Run, exit_file: str, code: int, stopped: bool) -> RunUpdate:
         return RunUpdate(run.index, CANCELLED, detail="stopped by a signal to its pid")
     if code == SETUP_FAILED:
         return RunUpdate(run.index, FAILED, exit_code=code, detail="cannot set up its folder (its log says why)")
-    detail = f"signal {-code}" if code < 0 else None
-    return RunUpdate(run.index, FAILED, exit_code=code, detail=detail)
+    return RunUpdate(run.index, FAILED, exit_code=code)
 
 
 # -- stopping ------------------------------------------------------------------------------------------------
@@ -536,15 +537,19 @@ def cancel(sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpda
     record(updates)
     # The pids as recorded now, not as ``runs`` were read: a run the supervisor recorded running in between
     # (after that read, before the cancel) runs with a pid that only the records know.
-    recorded = Recorder(str(default_path()), sweep.id).runs([run.index for run in runs])
+    # Only runs recorded with a pid started (a wrapper is recorded before it starts its experiment): the
+    # others are neither signalled nor looked for an exit code, so a large sweep's cancel costs what ran.
+    wanted = {run.index for run in runs}
+    recorded = [run for run in Recorder(str(default_path()), sweep.id).handed() if run.index in wanted]
     pids = [pid for pid in map(_pid_of, recorded) if pid is not None]
     terminate_attempts(pids, float(sweep.context["grace_period"]))
-    ends = [_own_end(sweep, run) for run in runs]
-    return [end for end in ends if end is not None] + [u for u, e in zip(updates, ends) if e is None]
+    where = storage(sweep)
+    ends = {run.index: end for run in recorded if (end := _own_end(where, sweep, run)) is not None}
+    return list(ends.values()) + [update for update in updates if update.index not in ends]
 
 
-def _own_end(sweep: Sweep, run: Run) -> RunUpdate | None:
-    code = contract.read_exit_code(layout_of(sweep, run).exit_code_file())
+def _own_end(where: str, sweep: Sweep, run: Run) -> RunUpdate | None:
+    code = contract.read_exit_code(contract.of_run(where, sweep, run).exit_code_file())
     if code is None:
         return None
     return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True)
@@ -598,7 +603,7 @@ def reconcile(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
     updates = []
     for run in runs:
         if run.state == RUNNING:
-            end = _own_end(sweep, run)
+            end = _own_end(storage(sweep), sweep, run)
             if end is not None:
                 updates.append(end)
                 continue

@@ -73,6 +73,8 @@ def destination(url: str, config_path: str | None) -> Destination:
         if config_path != DEFAULT_CONFIG:  # the key's default may name no file ($HOME elsewhere)
             raise MrunnerError(f"ssh_config {config_path} does not exist: fix the context's `ssh_config`")
         path = None
+    elif path and os.path.isdir(path):
+        raise MrunnerError(f"ssh_config {config_path} is a folder, not a file: fix the context's `ssh_config`")
     if path:
         arguments += ["-F", path]
     if match["user"]:

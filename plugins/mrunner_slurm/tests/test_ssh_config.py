@@ -157,3 +157,15 @@ def test_the_runtime_folder_is_private(tmp_path, monkeypatch):
         assert "only you can use (mode 0700)" in str(error)
     else:
         raise AssertionError("a folder others can enter was accepted")
+
+
+def test_an_ssh_config_that_is_no_readable_file_names_the_key(tmp_path):
+    """A folder, or no file at all, as ``ssh_config``: one line naming the key (not ssh's words)."""
+    import pytest
+    from mrunner_slurm import openssh
+
+    from mrunner.errors import MrunnerError
+
+    for path, says in ((tmp_path, "is a folder"), (tmp_path / "missing", "does not exist")):
+        with pytest.raises(MrunnerError, match=f"ssh_config {path} {says}.*fix the context's `ssh_config`"):
+            openssh.destination("cluster", str(path))

@@ -1,0 +1,53 @@
+"""An experiment that dies of a signal is recorded with the signal's name, whoever sent it: one passed on by
+the pid `status` shows (its attempt wrapper), or the experiment's own crash."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from mrunner.records import FAILED, RunUpdate
+
+# Attempt 0 sends the signal to its parent (the wrapper, the pid `status` shows), or to itself, then waits for it.
+DIES = """
+import os, signal, sys, time
+from mrunner import get_configuration
+
+config = get_configuration()
+number = getattr(signal, config.signal)
+os.kill(os.getppid() if config.to == "wrapper" else os.getpid(), number)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(("name", "to"), [("SIGUSR1", "wrapper"), ("SIGUSR2", "wrapper"), ("SIGABRT", "itself")])
+def test_an_experiment_killed_by_a_signal_is_recorded_naming_it(mrunner, tmp_path: Path, name, to):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dies.py").write_text(DIES)
+    mrunner.cwd = project
+    ran = mrunner("dies.py", f"signal={name}", f"to={to}")
+    assert ran.returncode != 0, ran.stderr
+    sweep = ran.stdout.strip().splitlines()[-1]
+    document = json.loads(mrunner("status", sweep, "--json").stdout)
+    experiment = document["experiments"][0]
+    number = getattr(signal, name)
+    assert (experiment["state"], experiment["exit_code"]) == (FAILED, 128 + number), experiment
+    assert experiment["detail"] == f"killed by {name}", experiment
+    assert f"killed by {name}" in mrunner("status", f"{sweep}/0").stdout
+    assert f"mrunner: the experiment was killed by {name}" in mrunner("logs", f"{sweep}/0").stdout  # as on clusters
+
+
+@pytest.mark.parametrize("number", list(signal.Signals))
+def test_every_signal_end_is_named_as_an_exit_code_and_as_a_returncode(number):
+    """As the attempt wrapper writes it for every backend (128 + N), and as a raw ``Popen`` return code (-N)."""
+    for code in (128 + number, -number):
+        assert RunUpdate(0, FAILED, exit_code=code).detail == f"killed by {number.name}"
+    assert (
+        RunUpdate(0, FAILED, exit_code=128 + number, detail="OOMKilled").detail == f"killed by {number.name}: OOMKilled"
+    )
+    assert RunUpdate(0, FAILED, exit_code=1).detail is None
+    assert RunUpdate(0, FAILED, exit_code=128 + 70).detail is None  # no such signal: an exit code of its own

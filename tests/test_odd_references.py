@@ -1,0 +1,40 @@
+"""Every command that takes a sweep or an experiment, given an empty, blank or malformed reference: one line
+asking for what is missing, a non-zero exit, nothing changed (never a sweep picked because every id starts
+with nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+COMMANDS = [["status"], ["logs"], ["cancel"], ["resume"], ["results"], ["pull"], ["forget"]]
+
+
+@pytest.fixture
+def two_sweeps(mrunner, tmp_path: Path) -> list[str]:
+    (tmp_path / "train.py").write_text("print('ran')\n")
+    mrunner.cwd = tmp_path
+    sweeps = []
+    for value in (1, 2):
+        ran = mrunner("train.py", f"a={value}")
+        assert ran.returncode == 0, ran.stderr
+        sweeps.append(ran.stdout.strip().splitlines()[-1])
+    return sweeps
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("ref", ["", "   ", "/", "/0", " /3"])
+def test_an_empty_or_blank_reference_asks_for_a_sweep_id(mrunner, two_sweeps, command, ref):
+    result = mrunner(*command, ref)
+    assert result.returncode != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mrunner: error: "), result.stderr
+    assert "no sweep id given" in lines[0] and "ambiguous" not in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_reference_with_spaces_around_it_names_the_sweep(mrunner, two_sweeps):
+    shown = mrunner("status", f" {two_sweeps[0]} ")
+    assert shown.returncode == 0, shown.stderr
+    assert f"sweep {two_sweeps[0]} " in shown.stdout

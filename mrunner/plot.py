@@ -63,7 +63,8 @@ def against_axis(
     """``metric`` against axis ``x`` (default: the first), a line for each value of the other axes, error bars
     (one standard deviation) over the ``over`` axes."""
     if not axes:
-        raise MrunnerError(f"sweep {sweep_id} has no axis left to draw {metric} against (every parameter is constant)")
+        why = f"--over {','.join(over)} folds every axis" if over else "every parameter is constant"
+        raise MrunnerError(f"sweep {sweep_id} has no axis left to draw {metric} against ({why})")
     x = x or axes[0]
     if x not in axes:
         raise MrunnerError(f"cannot draw against {x!r}: it is folded by --over; the axes left are {', '.join(axes)}")

@@ -45,6 +45,10 @@ def test_a_picture_needs_a_file_and_an_axis_that_is_not_folded(sweep, mrunner):
     assert missing.returncode != 0 and "add -o FILE.png" in missing.stderr
     folded = mrunner("results", sweep, "--plot", "loss", "--over", "seed", "--x", "seed", "-o", "x.png")
     assert folded.returncode != 0 and "cannot draw against 'seed'" in folded.stderr, folded.stderr
+    every = mrunner("results", sweep, "--plot", "loss", "--over", "lr,seed,width", "-o", "x.png")
+    assert every.returncode != 0 and every.stderr.strip().endswith("(--over lr,seed,width folds every axis)"), (
+        every.stderr
+    )
 
 
 def test_without_matplotlib_one_line_says_how_to_install_it(sweep, mrunner, tmp_path):

@@ -70,23 +70,22 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def results_command(options: argparse.Namespace) -> int:
+    _check_picture_options(options)
     store = Store()
     sweep = _sweep(store, options.sweep)
     warm_up(store, sweep)
     runs = following.refresh(sweep, store)
     experiments = fetch(store, sweep, runs, Reporter())
     over = [axis for value in options.over for axis in value.split(",") if axis]
-    if (options.plot or options.curves) and options.output is None:
-        raise MrunnerError(f"--{'plot' if options.plot else 'curves'} draws into a file: add -o FILE.png")
     chosen = _where(experiments, options.where)
     axes, constants = comparison.split_axes(chosen)
     names = comparison.metric_names(chosen)
-    comparison.check_names(over, axes, [], "fold over")
+    comparison.check_names(over, axes, None, "fold over")
     for wanted in (options.plot, options.curves):
         if wanted and wanted not in names:
             raise MrunnerError(f"no metric {wanted!r} in sweep {sweep.id}; its metrics: {', '.join(names) or 'none'}")
     if options.x:
-        comparison.check_names([options.x], axes, [], "draw against")
+        comparison.check_names([options.x], axes, None, "draw against")
     found = comparison.rows(chosen, axes, names, options.agg, over)
     if options.sort:
         found = comparison.sort(found, options.sort, axes, names)
@@ -109,6 +108,30 @@ def results_command(options: argparse.Namespace) -> int:
     else:
         print(_table(sweep, runs, found, kept, constants, names, over, options.agg))
     return 0
+
+
+def _check_picture_options(options: argparse.Namespace) -> None:
+    """Refuse picture options that would be ignored or write elsewhere than named, before anything is fetched."""
+    drawing = "--plot" if options.plot else "--curves" if options.curves else None
+    if drawing is None:
+        for given, name in ((options.output, "-o"), (options.x, "--x")):
+            if given is not None:
+                raise MrunnerError(
+                    f"{name} goes with --plot METRIC{' or --curves METRIC' * (name == '-o')}: add it, or leave {name} out"
+                )
+        return
+    if options.x is not None and options.curves:
+        raise MrunnerError("--curves draws against the step: leave --x out (it goes with --plot)")
+    if options.output is None:
+        raise MrunnerError(f"{drawing} draws into a file: add -o FILE.png")
+    if options.output.is_dir():
+        raise MrunnerError(
+            f"-o {options.output} is a folder: name the picture's file, e.g. -o {options.output / 'loss.png'}"
+        )
+    if not options.output.suffix[1:]:
+        raise MrunnerError(
+            f"-o {options.output}: the file's extension says its format: add one, e.g. -o {options.output}.png (or .svg, .pdf)"
+        )
 
 
 def _sweep(store: Store, ref: str) -> Sweep:
@@ -226,6 +249,10 @@ def read_cached(
     return found
 
 
+#: How many of a parameter's values a refused ``--where`` names.
+WHERE_VALUES_SHOWN = 10
+
+
 def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experiment]:
     chosen = experiments
     for condition in conditions:
@@ -235,9 +262,17 @@ def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experim
         if not any(key in experiment.parameters for experiment in experiments):
             names = dict.fromkeys(name for experiment in experiments for name in experiment.parameters)
             raise MrunnerError(f"--where {condition!r}: no parameter {key!r}; parameters: {', '.join(names) or 'none'}")
-        chosen = [e for e in chosen if key in e.parameters and comparison.matches(e.parameters[key], wanted)]
-    if not chosen:
-        raise MrunnerError(f"no experiment has {' and '.join(conditions)}")
+        matching = [e for e in chosen if key in e.parameters and comparison.matches(e.parameters[key], wanted)]
+        if not matching:
+            values = dict.fromkeys(_cell(e.parameters[key]) for e in chosen if key in e.parameters)
+            shown = ", ".join(list(values)[:WHERE_VALUES_SHOWN]) + (", ..." if len(values) > WHERE_VALUES_SHOWN else "")
+            among = (
+                f" of those with {' and '.join(conditions[: conditions.index(condition)])}"
+                if chosen is not experiments
+                else ""
+            )
+            raise MrunnerError(f"--where {condition!r}: no experiment{among} has it; {key} is {shown or 'never set'}")
+        chosen = matching
     return chosen
 
 

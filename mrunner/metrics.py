@@ -202,7 +202,10 @@ def _one_attempt_curves(data: bytes) -> dict[str, dict[int, float]] | None:
     ordered = all(a < b for a, b in zip(steps, steps[1:]))
     found: dict[str, dict[int, float]] = {}
     for name in names:
-        series = dict(zip(steps, [v[name] for v in values]))  # a step reported twice: the later line's value
+        column = [v[name] for v in values]
+        if not set(map(type, column)) <= _NUMBERS:
+            return None  # a value that is no number (a line by another hand): the general path skips it
+        series = dict(zip(steps, column))  # a step reported twice: the later line's value
         found[name] = series if ordered else dict(sorted(series.items()))
     return found
 
@@ -224,6 +227,10 @@ def entries(data: bytes) -> list[Any]:
         return found
 
 
+#: What a metric's value is in a file report wrote (JSON's numbers); a reader skips anything else.
+_NUMBERS = frozenset((int, float))
+
+
 def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
     """``read`` of entries already parsed."""
     found: dict[str, dict[int, float]] = {}
@@ -236,7 +243,11 @@ def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
                 attempt = int(attempt)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # not one of report's lines
+        if step is not None and type(step) is not int:
+            continue  # not one of report's lines (a line written by another hand)
         for name, value in items:
+            if type(value) not in _NUMBERS:
+                continue  # not a number: report never writes one
             at = step
             if at is None:
                 at = implicit.get((attempt, name), 0)
@@ -264,7 +275,11 @@ def points(lines: list[Any], implicit: dict[tuple[int, str], int]) -> Iterator[t
             at_time = float(entry.get("time") or 0.0)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # not one of report's lines
+        if step is not None and type(step) is not int:
+            continue  # as ``curves`` reads it
         for name, value in items:
+            if type(value) not in _NUMBERS:
+                continue
             at = step
             if at is None:
                 at = implicit.get((attempt, name), 0)

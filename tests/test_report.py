@@ -197,3 +197,31 @@ def test_the_fast_read_of_one_attempt_gives_what_the_general_read_gives(tmp_path
         found = metrics.read(str(path))
         assert json.dumps(found) == json.dumps(general)  # values, kinds and step order
         assert (metrics._one_attempt_curves(content.encode()) is not None) == (fast and content == text)
+
+
+def test_values_and_steps_that_report_never_writes_are_skipped_by_every_reader(tmp_path):
+    """A line by another hand (a string, null, a bool or a dict as a value; a step that is no int) would make
+    `results` fail with a TypeError in its aggregates: the readers leave such values out, the rest of the
+    line and the file stay."""
+    path = tmp_path / METRICS_FILE
+    good = [json.dumps({"attempt": 0, "step": s, "time": 1.0, "metrics": {"loss": 1.0 / (s + 1)}}) for s in range(3)]
+    odd = [
+        '{"attempt": 0, "step": 3, "time": 1.0, "metrics": {"loss": "x"}}',
+        '{"attempt": 0, "step": 4, "time": 1.0, "metrics": {"loss": null, "acc": 0.5}}',
+        '{"attempt": 0, "step": 5, "time": 1.0, "metrics": {"loss": true, "acc": {"a": 1}}}',
+        '{"attempt": 0, "step": "6", "time": 1.0, "metrics": {"loss": 7.0}}',
+        '{"attempt": 0, "step": 1.5, "time": 1.0, "metrics": {"loss": 7.0}}',
+        "[1, 2]",
+    ]
+    path.write_text("\n".join(good + odd) + "\n")
+    expected = {"loss": {0: 1.0, 1: 0.5, 2: 1 / 3}, "acc": {4: 0.5}}
+    assert metrics.read(str(path)) == expected
+    found = list(metrics.points(metrics.entries(path.read_bytes()), {}))
+    assert [(name, step, value) for _, name, step, value, _ in found] == [
+        ("loss", 0, 1.0),
+        ("loss", 1, 0.5),
+        ("loss", 2, 1 / 3),
+        ("acc", 4, 0.5),
+    ]
+    path.write_text("\n".join(good + odd[:1]) + "\n")  # one attempt, every step an int: the fast path's file
+    assert metrics.read(str(path)) == {"loss": {0: 1.0, 1: 0.5, 2: 1 / 3}}

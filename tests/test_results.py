@@ -176,6 +176,7 @@ def test_refusals_name_what_exists(mrunner, project):
         "--where 'lr=1.0': no experiment of those with lr=0.1 has it; lr is 0.1",
     )
     assert_refused(mrunner("results", sweep, "--where", "lr"), "--where 'lr': expected KEY=VALUE")
+    assert_refused(mrunner("results", f"{sweep}/0"), f"results shows a whole sweep: `mrunner results {sweep}`")
     (project / "quiet.py").write_text("import mrunner\nmrunner.get_configuration()\n")
     quiet = mrunner("quiet.py", "-m", "a=1,2", "--wait")
     silent = quiet.stdout.strip().splitlines()[-1]

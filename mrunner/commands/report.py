@@ -138,6 +138,11 @@ def _sweep(store: Store, ref: str) -> Sweep:
     try:
         return store.sweep(ref)
     except NotFound:
+        if "/" in ref:
+            raise MrunnerError(
+                f"results shows a whole sweep: `mrunner results {ref.split('/')[0]}` (one experiment's row: "
+                f"add --where KEY=VALUE, or see `mrunner logs {ref}`)"
+            ) from None
         recent = [sweep.id for sweep in store.sweeps(limit=5)]
         raise MrunnerError(
             f"no sweep {ref!r} in the records; recent sweeps: {', '.join(recent) or 'none (nothing was ever submitted)'}"
@@ -166,7 +171,7 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> li
 #: The parsed curves of a sweep's metrics files, beside them in the cache: ``marshal`` of ``{folder: (size,
 #: mtime_ns, curves)}``. Parsing a thousand files of a hundred lines costs seconds; loading this, a tenth.
 CURVES_CACHE = ".curves.marshal"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: values that are no numbers are left out
 
 
 class _Arrivals:

@@ -29,8 +29,12 @@ def _pyplot() -> Any:
     except ImportError:
         raise MrunnerError("pictures need matplotlib: pip install 'mrunner[plot]'") from None
     matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-
+    try:
+        import matplotlib.pyplot as pyplot
+    except ImportError as error:  # installed, but a package it needs is missing or broken
+        raise MrunnerError(
+            f"matplotlib is installed but cannot draw ({error}): pip install --force-reinstall 'mrunner[plot]'"
+        ) from None
     return pyplot
 
 

@@ -60,6 +60,21 @@ def test_without_matplotlib_one_line_says_how_to_install_it(sweep, mrunner, tmp_
     assert drawn.stderr.strip() == "mrunner: error: pictures need matplotlib: pip install 'mrunner[plot]'"
 
 
+def test_a_matplotlib_that_cannot_draw_is_one_line_too(sweep, mrunner, tmp_path):
+    """matplotlib there, a package pyplot needs missing (a broken install): one line, no traceback."""
+    shim = tmp_path / "broken-matplotlib"
+    (shim / "matplotlib").mkdir(parents=True)
+    (shim / "matplotlib" / "__init__.py").write_text("def use(name):\n    pass\n")
+    (shim / "matplotlib" / "pyplot.py").write_text(
+        "raise ImportError('No module named kiwisolver', name='kiwisolver')\n"
+    )
+    drawn = mrunner("results", sweep, "--curves", "loss", "-o", "x.png", env={"PYTHONPATH": str(shim)})
+    assert drawn.returncode == 2 and drawn.stderr.strip() == (
+        "mrunner: error: matplotlib is installed but cannot draw (No module named kiwisolver): "
+        "pip install --force-reinstall 'mrunner[plot]'"
+    )
+
+
 def test_a_geometric_axis_is_drawn_on_a_log_scale():
     assert plot.geometric([0.0001, 0.001, 0.01, 0.1])
     assert not plot.geometric([1, 2, 3, 4])  # even steps

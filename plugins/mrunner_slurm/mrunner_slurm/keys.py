@@ -76,8 +76,8 @@ def check_combinations(context: Mapping[str, Any], context_name: str) -> None:
     gpu = context["gpu"]
     if gpu is not None and not str(gpu).split(":")[-1].isdigit():
         raise MrunnerError(f"context {context_name}: gpu must be a count or type:count (e.g. 2 or a100:1), got {gpu!r}")
+    _check_at_once(context, context_name)  # first: its messages say what sharing a task asks of cpu and mem
     _check_resources(context, context_name)
-    _check_at_once(context, context_name)
 
 
 def _check_resources(context: Mapping[str, Any], context_name: str) -> None:

@@ -70,6 +70,22 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
         )
 
 
+#: The context keys of the trackers whose reports ``tracking: deferred`` uploads from this machine.
+DEFERRABLE_TRACKERS = ("mlflow", "wandb")
+
+
+@hookimpl
+def mrunner_sweep_submitted(sweep: Any, runs: Any, reporter: Any) -> None:
+    """Say that ``tracking: deferred`` has nothing to defer when the context enables no tracker to upload to
+    (a warning, not a refusal: a context may keep the setting while a tracker is switched off for a run)."""
+    context = sweep.context
+    if context.get("tracking") == "deferred" and not any(context.get(name) for name in DEFERRABLE_TRACKERS):
+        reporter.warn(
+            f"context {sweep.context_name} has tracking: deferred but enables no tracker to upload to "
+            f"(mlflow: true or wandb: true): the metrics stay in the experiments' folders, for `mrunner results`"
+        )
+
+
 @hookimpl
 def mrunner_secrets(context: Mapping[str, Any]) -> dict[str, str]:
     return {name: os.environ[name] for name in context["secrets"] if name in os.environ}

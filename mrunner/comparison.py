@@ -165,13 +165,15 @@ def sort(found: list[Row], key: str, axes: Sequence[str], metrics: Sequence[str]
     return present + absent
 
 
-def check_names(names: Sequence[str], axes: Sequence[str], metrics: Sequence[str], what: str) -> None:
+def check_names(names: Sequence[str], axes: Sequence[str], metrics: Sequence[str] | None, what: str) -> None:
+    """Refuse a name that is none of ``axes`` (nor of ``metrics``, where a metric would do: ``None`` when only
+    an axis would), naming those that exist."""
     for name in names:
-        if name not in axes and name not in metrics:
-            raise MrunnerError(
-                f"cannot {what} {name!r}: the sweep's axes are {', '.join(axes) or 'none'} and its metrics "
-                f"{', '.join(metrics) or 'none'}"
-            )
+        if name not in axes and name not in (metrics or ()):
+            known = f"the sweep's axes are {', '.join(axes) or 'none (every parameter is constant)'}"
+            if metrics is not None:
+                known += f" and its metrics {', '.join(metrics) or 'none'}"
+            raise MrunnerError(f"cannot {what} {name!r}: {known}")
 
 
 def number(value: float) -> str:

@@ -19,11 +19,11 @@ tracker's package is imported on the first report that forwards to it.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from numbers import Real
 from typing import Any
 
 EXPERIMENT_DIR_VARIABLE = "MRUNNER_EXPERIMENT_DIR"  # the names of mrunner.layout's contract
@@ -46,8 +46,8 @@ def report(metrics: Mapping[str, Any], step: int | None = None) -> None:
     ``MRUNNER_EXPERIMENT_DIR``) it does nothing and warns once.
     """
     values = _numbers(metrics)
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-        raise TypeError(f"mrunner.report: step must be an int, not {type(step).__name__}")
+    if step is not None and (type(step) is not int or not 0 <= step < _STEP_LIMIT):
+        step = _step(step)  # the common case, a plain int in range, costs no call
     descriptor = _open()
     if descriptor is None:
         return
@@ -57,24 +57,75 @@ def report(metrics: Mapping[str, Any], step: int | None = None) -> None:
         forward(values, step)
 
 
+#: The steps every tracker takes (MLflow and W&B keep a step as a signed 64-bit number).
+_STEP_LIMIT = 2**63
+
+
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     """``metrics`` as plain numbers; a name that is not a string or a value that is not a number is refused
-    here, in the experiment, where the mistake is made (a tensor of one element counts as its number)."""
+    here, in the experiment, where the mistake is made (a numpy scalar or a tensor of one element counts as
+    its number; a bool, numpy's too, is no measurement)."""
+    if type(metrics) is not dict and not isinstance(metrics, Mapping):
+        raise TypeError(
+            f"mrunner.report: metrics must map names to numbers, e.g. mrunner.report({{'loss': loss}}), not {metrics!r}"
+        )
     values: dict[str, float] = {}
     for key, value in metrics.items():
-        if not isinstance(key, str):
-            raise TypeError(f"mrunner.report: metric names are strings, not {key!r}")
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"mrunner.report: metric names are non-empty strings, not {key!r}")
         kind = type(value)
-        if kind is float or kind is int or (isinstance(value, Real) and kind is not bool):
-            values[key] = value  # int or float (numpy's too), kept as given
+        if kind is float or (kind is int and -_FLOAT_LIMIT < value < _FLOAT_LIMIT):
+            values[key] = value  # kept as given
             continue
-        if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__"):
-            raise ValueError(f"mrunner.report: metric {key!r} is {value!r}, not a number")
-        try:
-            values[key] = float(value)
+        if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__") or _is_bool(value):
+            raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, not a number")
+        try:  # numpy's scalars (float32, int64), Fraction, Decimal, a tensor of one element: its number
+            values[key] = _whole(value) if hasattr(value, "__index__") else float(value)
+        except OverflowError:
+            raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, too large for a number") from None
         except (TypeError, ValueError):
-            raise ValueError(f"mrunner.report: metric {key!r} is {value!r}, not a single number") from None
+            raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, not a single number") from None
     return values
+
+
+def _whole(value: Any) -> float:
+    """An integer of numpy's (or another library's) as a plain int, or a float where it is none (an array of
+    one float has ``__index__`` but refuses it)."""
+    try:
+        whole = operator.index(value)
+    except TypeError:
+        return float(value)
+    float(whole)  # OverflowError beyond a float's range, as for a plain int
+    return whole
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut short, so that a refusal stays one readable line."""
+    import reprlib
+
+    return reprlib.repr(value)
+
+
+#: An int beyond this is no float: refused (as float(value) does) instead of written and unreadable later.
+_FLOAT_LIMIT = 2**1023
+
+
+def _is_bool(value: Any) -> bool:
+    """Whether ``value`` is a boolean of numpy or a tensor library (``numpy.bool_``, a ``torch.bool`` tensor)."""
+    return str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
+
+
+def _step(step: Any) -> int:
+    """``step`` as an int: any whole number (numpy's too), from 0 to a 64-bit step, as every tracker keeps it."""
+    if isinstance(step, bool) or _is_bool(step):
+        raise TypeError(f"mrunner.report: step must be an int, not {type(step).__name__}")
+    try:
+        whole = operator.index(step)
+    except TypeError:
+        raise TypeError(f"mrunner.report: step must be an int, not {type(step).__name__}") from None
+    if not 0 <= whole < _STEP_LIMIT:
+        raise ValueError(f"mrunner.report: step must be 0 or more (below 2**63), not {whole}")
+    return whole
 
 
 def _open() -> int | None:
@@ -151,7 +202,10 @@ def _one_attempt_curves(data: bytes) -> dict[str, dict[int, float]] | None:
     ordered = all(a < b for a, b in zip(steps, steps[1:]))
     found: dict[str, dict[int, float]] = {}
     for name in names:
-        series = dict(zip(steps, [v[name] for v in values]))  # a step reported twice: the later line's value
+        column = [v[name] for v in values]
+        if not set(map(type, column)) <= _NUMBERS:
+            return None  # a value that is no number (a line by another hand): the general path skips it
+        series = dict(zip(steps, column))  # a step reported twice: the later line's value
         found[name] = series if ordered else dict(sorted(series.items()))
     return found
 
@@ -173,6 +227,10 @@ def entries(data: bytes) -> list[Any]:
         return found
 
 
+#: What a metric's value is in a file report wrote (JSON's numbers); a reader skips anything else.
+_NUMBERS = frozenset((int, float))
+
+
 def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
     """``read`` of entries already parsed."""
     found: dict[str, dict[int, float]] = {}
@@ -185,7 +243,11 @@ def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
                 attempt = int(attempt)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # not one of report's lines
+        if step is not None and type(step) is not int:
+            continue  # not one of report's lines (a line written by another hand)
         for name, value in items:
+            if type(value) not in _NUMBERS:
+                continue  # not a number: report never writes one
             at = step
             if at is None:
                 at = implicit.get((attempt, name), 0)
@@ -213,7 +275,11 @@ def points(lines: list[Any], implicit: dict[tuple[int, str], int]) -> Iterator[t
             at_time = float(entry.get("time") or 0.0)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # not one of report's lines
+        if step is not None and type(step) is not int:
+            continue  # as ``curves`` reads it
         for name, value in items:
+            if type(value) not in _NUMBERS:
+                continue
             at = step
             if at is None:
                 at = implicit.get((attempt, name), 0)

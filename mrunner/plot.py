@@ -29,8 +29,12 @@ def _pyplot() -> Any:
     except ImportError:
         raise MrunnerError("pictures need matplotlib: pip install 'mrunner[plot]'") from None
     matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-
+    try:
+        import matplotlib.pyplot as pyplot
+    except ImportError as error:  # installed, but a package it needs is missing or broken
+        raise MrunnerError(
+            f"matplotlib is installed but cannot draw ({error}): pip install --force-reinstall 'mrunner[plot]'"
+        ) from None
     return pyplot
 
 
@@ -63,7 +67,8 @@ def against_axis(
     """``metric`` against axis ``x`` (default: the first), a line for each value of the other axes, error bars
     (one standard deviation) over the ``over`` axes."""
     if not axes:
-        raise MrunnerError(f"sweep {sweep_id} has no axis left to draw {metric} against (every parameter is constant)")
+        why = f"--over {','.join(over)} folds every axis" if over else "every parameter is constant"
+        raise MrunnerError(f"sweep {sweep_id} has no axis left to draw {metric} against ({why})")
     x = x or axes[0]
     if x not in axes:
         raise MrunnerError(f"cannot draw against {x!r}: it is folded by --over; the axes left are {', '.join(axes)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -77,12 +78,71 @@ def test_several_processes_of_one_experiment_write_whole_lines(tmp_path):
         ("mrunner.report({'acc': None})", "ValueError: mrunner.report: metric 'acc' is None, not a number"),
         ("mrunner.report({'ok': True})", "ValueError: mrunner.report: metric 'ok' is True, not a number"),
         ("mrunner.report({'loss': 1.0}, step=1.5)", "TypeError: mrunner.report: step must be an int, not float"),
+        ("mrunner.report({'loss': 1.0}, step=True)", "TypeError: mrunner.report: step must be an int, not bool"),
+        (
+            "mrunner.report({'loss': 1.0}, step=-1)",
+            "ValueError: mrunner.report: step must be 0 or more (below 2**63), not -1",
+        ),
+        (
+            "mrunner.report({'loss': 1.0}, step=2**63)",
+            "ValueError: mrunner.report: step must be 0 or more (below 2**63), not 9223372036854775808",
+        ),
+        (
+            "mrunner.report(0.5)",
+            "TypeError: mrunner.report: metrics must map names to numbers, e.g. mrunner.report({'loss': loss}), not 0.5",
+        ),
+        (
+            "mrunner.report([('loss', 1)])",
+            "TypeError: mrunner.report: metrics must map names to numbers, e.g. mrunner.report({'loss': loss}), not [('loss', 1)]",
+        ),
+        ("mrunner.report({1: 0.5})", "TypeError: mrunner.report: metric names are non-empty strings, not 1"),
+        ("mrunner.report({'': 0.5})", "TypeError: mrunner.report: metric names are non-empty strings, not ''"),
+        ("mrunner.report({'m': {'a': 1}})", "ValueError: mrunner.report: metric 'm' is {'a': 1}, not a number"),
+        ("mrunner.report({'m': [1.0]})", "ValueError: mrunner.report: metric 'm' is [1.0], not a number"),
+        ("mrunner.report({'m': 1j})", "ValueError: mrunner.report: metric 'm' is 1j, not a number"),
+        ("mrunner.report({'m': b'1'})", "ValueError: mrunner.report: metric 'm' is b'1', not a number"),
+        (
+            "mrunner.report({'m': 10**400})",
+            "ValueError: mrunner.report: metric 'm' is 100000000000000000...0000000000000000000, too large for a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.bool_(True)})",
+            "ValueError: mrunner.report: metric 'm' is np.True_, not a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.ones(2)})",
+            "ValueError: mrunner.report: metric 'm' is array([1., 1.]), not a single number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': 1.0}, step=numpy.float32(2))",
+            "TypeError: mrunner.report: step must be an int, not float32",
+        ),
     ],
 )
 def test_a_value_that_is_not_a_number_is_refused_naming_its_key(tmp_path, call, message):
     done = run_script(f"import mrunner\n{call}", {"MRUNNER_EXPERIMENT_DIR": str(tmp_path)}, tmp_path)
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == message
     assert not (tmp_path / METRICS_FILE).exists() or not (tmp_path / METRICS_FILE).read_text()
+
+
+def test_numbers_of_numpy_and_the_standard_library_are_numbers(tmp_path):
+    """numpy's scalars (a float32 mean, an int64 count, a step from numpy.arange), a 0-d array, Fraction and
+    Decimal are numbers: recorded as plain JSON numbers (json cannot write them as they are)."""
+    pytest.importorskip("numpy")
+    code = (
+        "import decimal, fractions, numpy, mrunner\n"
+        "mrunner.report({'f32': numpy.float32(0.5), 'i64': numpy.int64(3), 'f16': numpy.float16(0.25),"
+        " 'nan': numpy.float32('nan'), 'zero_d': numpy.array(0.75), 'third': fractions.Fraction(1, 4),"
+        " 'dec': decimal.Decimal('0.125')}, step=numpy.int64(4))\n"
+    )
+    done = run_script(code, {"MRUNNER_EXPERIMENT_DIR": str(tmp_path)}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    line = json.loads((tmp_path / METRICS_FILE).read_text())
+    assert line["step"] == 4 and isinstance(line["step"], int)
+    metrics_ = line["metrics"]
+    assert math.isnan(metrics_.pop("nan"))
+    assert metrics_ == {"f32": 0.5, "i64": 3, "f16": 0.25, "zero_d": 0.75, "third": 0.25, "dec": 0.125}
+    assert isinstance(metrics_["i64"], int)
 
 
 def test_outside_mrunner_it_does_nothing_and_warns_once(tmp_path):
@@ -137,3 +197,31 @@ def test_the_fast_read_of_one_attempt_gives_what_the_general_read_gives(tmp_path
         found = metrics.read(str(path))
         assert json.dumps(found) == json.dumps(general)  # values, kinds and step order
         assert (metrics._one_attempt_curves(content.encode()) is not None) == (fast and content == text)
+
+
+def test_values_and_steps_that_report_never_writes_are_skipped_by_every_reader(tmp_path):
+    """A line by another hand (a string, null, a bool or a dict as a value; a step that is no int) would make
+    `results` fail with a TypeError in its aggregates: the readers leave such values out, the rest of the
+    line and the file stay."""
+    path = tmp_path / METRICS_FILE
+    good = [json.dumps({"attempt": 0, "step": s, "time": 1.0, "metrics": {"loss": 1.0 / (s + 1)}}) for s in range(3)]
+    odd = [
+        '{"attempt": 0, "step": 3, "time": 1.0, "metrics": {"loss": "x"}}',
+        '{"attempt": 0, "step": 4, "time": 1.0, "metrics": {"loss": null, "acc": 0.5}}',
+        '{"attempt": 0, "step": 5, "time": 1.0, "metrics": {"loss": true, "acc": {"a": 1}}}',
+        '{"attempt": 0, "step": "6", "time": 1.0, "metrics": {"loss": 7.0}}',
+        '{"attempt": 0, "step": 1.5, "time": 1.0, "metrics": {"loss": 7.0}}',
+        "[1, 2]",
+    ]
+    path.write_text("\n".join(good + odd) + "\n")
+    expected = {"loss": {0: 1.0, 1: 0.5, 2: 1 / 3}, "acc": {4: 0.5}}
+    assert metrics.read(str(path)) == expected
+    found = list(metrics.points(metrics.entries(path.read_bytes()), {}))
+    assert [(name, step, value) for _, name, step, value, _ in found] == [
+        ("loss", 0, 1.0),
+        ("loss", 1, 0.5),
+        ("loss", 2, 1 / 3),
+        ("acc", 4, 0.5),
+    ]
+    path.write_text("\n".join(good + odd[:1]) + "\n")  # one attempt, every step an int: the fast path's file
+    assert metrics.read(str(path)) == {"loss": {0: 1.0, 1: 0.5, 2: 1 / 3}}

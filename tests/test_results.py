@@ -167,10 +167,37 @@ def test_refusals_name_what_exists(mrunner, project):
     assert_refused(mrunner("results", sweep, "--sort", "-los"), "'los'", "metrics loss, acc")
     assert_refused(mrunner("results", sweep, "--where", "seeds=0"), "no parameter 'seeds'", "parameters: lr, seed")
     assert_refused(mrunner("results", sweep, "--plot", "los", "-o", "x.png"), "no metric 'los'", "loss, acc")
+    assert_refused(mrunner("results", sweep, "--over", "sed"), "cannot fold over 'sed': the sweep's axes are lr\n")
+    assert_refused(
+        mrunner("results", sweep, "--where", "lr=0.5"), "--where 'lr=0.5': no experiment has it; lr is 0.1, 1.0"
+    )
+    assert_refused(
+        mrunner("results", sweep, "--where", "lr=0.1", "--where", "lr=1.0"),
+        "--where 'lr=1.0': no experiment of those with lr=0.1 has it; lr is 0.1",
+    )
+    assert_refused(mrunner("results", sweep, "--where", "lr"), "--where 'lr': expected KEY=VALUE")
+    assert_refused(mrunner("results", f"{sweep}/0"), f"results shows a whole sweep: `mrunner results {sweep}`")
     (project / "quiet.py").write_text("import mrunner\nmrunner.get_configuration()\n")
     quiet = mrunner("quiet.py", "-m", "a=1,2", "--wait")
     silent = quiet.stdout.strip().splitlines()[-1]
     assert_refused(mrunner("results", silent), f"sweep {silent} has no reported metrics yet", "2 completed")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-o", "x.png"], "-o goes with --plot METRIC or --curves METRIC: add it, or leave -o out"),
+        (["--x", "lr"], "--x goes with --plot METRIC: add it, or leave --x out"),
+        (["--curves", "loss", "--x", "lr", "-o", "x.png"], "--curves draws against the step: leave --x out"),
+        (["--plot", "loss", "-o", "picture"], "-o picture: the file's extension says its format: add one"),
+        (["--plot", "loss", "-o", "."], "-o . is a folder: name the picture's file, e.g. -o loss.png"),
+    ],
+)
+def test_picture_options_that_would_be_ignored_or_write_elsewhere_are_refused(mrunner, project, args, message):
+    """Before any sweep is looked up: -o or --x that nothing draws, and a file name matplotlib would change
+    (no extension: it appends .png and the picture is not where `wrote FILE` says)."""
+    assert_refused(mrunner("results", "anysweep", *args), message)
+    assert sorted(os.listdir(project)) == ["train.py"]
 
 
 def test_the_metrics_come_back_into_mrunners_data_folder_not_the_project(mrunner, project, mrunner_home):

@@ -45,6 +45,10 @@ def test_a_picture_needs_a_file_and_an_axis_that_is_not_folded(sweep, mrunner):
     assert missing.returncode != 0 and "add -o FILE.png" in missing.stderr
     folded = mrunner("results", sweep, "--plot", "loss", "--over", "seed", "--x", "seed", "-o", "x.png")
     assert folded.returncode != 0 and "cannot draw against 'seed'" in folded.stderr, folded.stderr
+    every = mrunner("results", sweep, "--plot", "loss", "--over", "lr,seed,width", "-o", "x.png")
+    assert every.returncode != 0 and every.stderr.strip().endswith("(--over lr,seed,width folds every axis)"), (
+        every.stderr
+    )
 
 
 def test_without_matplotlib_one_line_says_how_to_install_it(sweep, mrunner, tmp_path):
@@ -54,6 +58,21 @@ def test_without_matplotlib_one_line_says_how_to_install_it(sweep, mrunner, tmp_
     drawn = mrunner("results", sweep, "--plot", "loss", "-o", "x.png", env={"PYTHONPATH": str(shim)})
     assert drawn.returncode != 0
     assert drawn.stderr.strip() == "mrunner: error: pictures need matplotlib: pip install 'mrunner[plot]'"
+
+
+def test_a_matplotlib_that_cannot_draw_is_one_line_too(sweep, mrunner, tmp_path):
+    """matplotlib there, a package pyplot needs missing (a broken install): one line, no traceback."""
+    shim = tmp_path / "broken-matplotlib"
+    (shim / "matplotlib").mkdir(parents=True)
+    (shim / "matplotlib" / "__init__.py").write_text("def use(name):\n    pass\n")
+    (shim / "matplotlib" / "pyplot.py").write_text(
+        "raise ImportError('No module named kiwisolver', name='kiwisolver')\n"
+    )
+    drawn = mrunner("results", sweep, "--curves", "loss", "-o", "x.png", env={"PYTHONPATH": str(shim)})
+    assert drawn.returncode == 2 and drawn.stderr.strip() == (
+        "mrunner: error: matplotlib is installed but cannot draw (No module named kiwisolver): "
+        "pip install --force-reinstall 'mrunner[plot]'"
+    )
 
 
 def test_a_geometric_axis_is_drawn_on_a_log_scale():

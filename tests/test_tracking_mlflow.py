@@ -99,6 +99,39 @@ def test_a_server_that_does_not_answer_is_refused_before_anything_is_recorded(mr
     assert missing.returncode != 0 and "names no server: set mlflow_tracking_uri" in missing.stderr
 
 
+@pytest.mark.parametrize("tracking", ["live", "deferred"])
+def test_a_tracking_uri_mlflow_cannot_use_is_refused_before_anything_is_recorded(
+    mrunner_home, mrunner, tmp_path, tracking
+):
+    """A scheme MLflow does not know (a typo such as htp://) is refused at submission: the experiments would
+    only warn on their first report, and a deferred upload fail later."""
+    (tmp_path / "train.py").write_text("import mrunner\n")
+    for uri, source in (("htp://127.0.0.1:5000", "context"), ("bogus://tracking", "environment")):
+        keys = {"backend": "local", "mlflow": True, "tracking": tracking}
+        if source == "context":
+            keys["mlflow_tracking_uri"] = uri
+        context = write_context(mrunner_home, "typo", keys)
+        refused = mrunner(f"+context={context}", "train.py", "lr=1", env={"MLFLOW_TRACKING_URI": uri})
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        scheme = uri.split(":")[0]
+        assert f"MLflow knows no tracking URI scheme '{scheme}' ({uri}): use http://HOST:PORT" in refused.stderr
+        assert json.loads(mrunner("status", "--json").stdout) == []
+    for uri in ("sqlite:///mlflow.db", str(tmp_path / "mlruns"), "postgresql+psycopg2://u@db/mlflow"):
+        dry = mrunner("+context=typo", "train.py", "lr=1", "--dry-run", env={"MLFLOW_TRACKING_URI": uri})
+        assert dry.returncode == 0, dry.stderr
+
+
+def test_deferred_tracking_without_a_tracker_warns_that_nothing_is_uploaded(mrunner_home, mrunner, tmp_path):
+    context = write_context(mrunner_home, "nowhere", {"backend": "local", "tracking": "deferred"})
+    (tmp_path / "train.py").write_text("import mrunner\n")
+    done = mrunner(f"+context={context}", "train.py", "lr=1", "--wait")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "mrunner: warning: context nowhere has tracking: deferred but enables no tracker to upload to "
+        "(mlflow: true or wandb: true)" in done.stderr
+    )
+
+
 def test_the_token_under_env_is_refused(mrunner_home, mrunner, tmp_path):
     context = write_context(mrunner_home, "leaky", {"backend": "local", "env": {"MLFLOW_TRACKING_TOKEN": "x"}})
     (tmp_path / "train.py").write_text("import mrunner\n")

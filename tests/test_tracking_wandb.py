@@ -94,3 +94,19 @@ def test_online_without_a_key_is_refused_in_one_line(mrunner_home, mrunner, tmp_
     refused = mrunner("+context=online", "train.py", "lr=1", env={"WANDB_API_KEY": ""})
     assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "WANDB_API_KEY is not set: export it, or set wandb_mode: offline" in refused.stderr
+
+
+def test_a_mode_wandb_does_not_have_is_refused_naming_where_it_came_from(mrunner_home, mrunner, tmp_path):
+    (tmp_path / "train.py").write_text("import mrunner\n")
+    write_context(mrunner_home, "moded", {"backend": "local", "wandb": True, "wandb_mode": "offlne"})
+    refused = mrunner("+context=moded", "train.py", "lr=1")
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "mrunner: error: context moded: wandb_mode 'offlne' is not one of online, offline"
+    )
+    write_context(mrunner_home, "inherited", {"backend": "local", "wandb": True})
+    refused = mrunner("+context=inherited", "train.py", "lr=1", env={"WANDB_MODE": "disabled"})
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "mrunner: error: context inherited: $WANDB_MODE (the default of wandb_mode) 'disabled' is not one of "
+        "online, offline"
+    )
+    assert json.loads(mrunner("status", "--json").stdout) == []

@@ -70,6 +70,7 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def results_command(options: argparse.Namespace) -> int:
+    _check_picture_options(options)
     if options.csv is not None and str(options.csv) != "-":
         paths.writable_file(options.csv, "--csv")
     if options.output is not None:
@@ -80,17 +81,15 @@ def results_command(options: argparse.Namespace) -> int:
     runs = following.refresh(sweep, store)
     experiments = fetch(store, sweep, runs, Reporter())
     over = [axis for value in options.over for axis in value.split(",") if axis]
-    if (options.plot or options.curves) and options.output is None:
-        raise MrunnerError(f"--{'plot' if options.plot else 'curves'} draws into a file: add -o FILE.png")
     chosen = _where(experiments, options.where)
     axes, constants = comparison.split_axes(chosen)
     names = comparison.metric_names(chosen)
-    comparison.check_names(over, axes, [], "fold over")
+    comparison.check_names(over, axes, None, "fold over")
     for wanted in (options.plot, options.curves):
         if wanted and wanted not in names:
             raise MrunnerError(f"no metric {wanted!r} in sweep {sweep.id}; its metrics: {', '.join(names) or 'none'}")
     if options.x:
-        comparison.check_names([options.x], axes, [], "draw against")
+        comparison.check_names([options.x], axes, None, "draw against")
     found = comparison.rows(chosen, axes, names, options.agg, over)
     if options.sort:
         found = comparison.sort(found, options.sort, axes, names)
@@ -115,10 +114,39 @@ def results_command(options: argparse.Namespace) -> int:
     return 0
 
 
+def _check_picture_options(options: argparse.Namespace) -> None:
+    """Refuse picture options that would be ignored or write elsewhere than named, before anything is fetched."""
+    drawing = "--plot" if options.plot else "--curves" if options.curves else None
+    if drawing is None:
+        for given, name in ((options.output, "-o"), (options.x, "--x")):
+            if given is not None:
+                raise MrunnerError(
+                    f"{name} goes with --plot METRIC{' or --curves METRIC' * (name == '-o')}: add it, or leave {name} out"
+                )
+        return
+    if options.x is not None and options.curves:
+        raise MrunnerError("--curves draws against the step: leave --x out (it goes with --plot)")
+    if options.output is None:
+        raise MrunnerError(f"{drawing} draws into a file: add -o FILE.png")
+    if options.output.is_dir():
+        raise MrunnerError(
+            f"-o {options.output} is a folder: name the picture's file, e.g. -o {options.output / 'loss.png'}"
+        )
+    if not options.output.suffix[1:]:
+        raise MrunnerError(
+            f"-o {options.output}: the file's extension says its format: add one, e.g. -o {options.output}.png (or .svg, .pdf)"
+        )
+
+
 def _sweep(store: Store, ref: str) -> Sweep:
     try:
         return store.sweep(ref)
     except NotFound:
+        if "/" in ref:
+            raise MrunnerError(
+                f"results shows a whole sweep: `mrunner results {ref.split('/')[0]}` (one experiment's row: "
+                f"add --where KEY=VALUE, or see `mrunner logs {ref}`)"
+            ) from None
         recent = [sweep.id for sweep in store.sweeps(limit=5)]
         raise MrunnerError(
             f"no sweep {ref!r} in the records; recent sweeps: {', '.join(recent) or 'none (nothing was ever submitted)'}"
@@ -147,7 +175,7 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> li
 #: The parsed curves of a sweep's metrics files, beside them in the cache: ``marshal`` of ``{folder: (size,
 #: mtime_ns, curves)}``. Parsing a thousand files of a hundred lines costs seconds; loading this, a tenth.
 CURVES_CACHE = ".curves.marshal"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: values that are no numbers are left out
 
 
 class _Arrivals:
@@ -230,6 +258,10 @@ def read_cached(
     return found
 
 
+#: How many of a parameter's values a refused ``--where`` names.
+WHERE_VALUES_SHOWN = 10
+
+
 def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experiment]:
     chosen = experiments
     for condition in conditions:
@@ -239,9 +271,17 @@ def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experim
         if not any(key in experiment.parameters for experiment in experiments):
             names = dict.fromkeys(name for experiment in experiments for name in experiment.parameters)
             raise MrunnerError(f"--where {condition!r}: no parameter {key!r}; parameters: {', '.join(names) or 'none'}")
-        chosen = [e for e in chosen if key in e.parameters and comparison.matches(e.parameters[key], wanted)]
-    if not chosen:
-        raise MrunnerError(f"no experiment has {' and '.join(conditions)}")
+        matching = [e for e in chosen if key in e.parameters and comparison.matches(e.parameters[key], wanted)]
+        if not matching:
+            values = dict.fromkeys(_cell(e.parameters[key]) for e in chosen if key in e.parameters)
+            shown = ", ".join(list(values)[:WHERE_VALUES_SHOWN]) + (", ..." if len(values) > WHERE_VALUES_SHOWN else "")
+            among = (
+                f" of those with {' and '.join(conditions[: conditions.index(condition)])}"
+                if chosen is not experiments
+                else ""
+            )
+            raise MrunnerError(f"--where {condition!r}: no experiment{among} has it; {key} is {shown or 'never set'}")
+        chosen = matching
     return chosen
 
 

@@ -63,6 +63,29 @@ def unanswered(uri: str) -> str | None:
         return str(getattr(error, "reason", error))
 
 
+#: The tracking URI schemes MLflow itself knows (``mlflow.tracking._tracking_service.utils``): a local store
+#: (a path, ``file:``), a server, Databricks, and SQLAlchemy databases (``postgresql+psycopg2`` too).
+KNOWN_SCHEMES = ("", "file", "http", "https", "databricks", "databricks-uc", "uc")
+DATABASE_SCHEMES = ("postgresql", "mysql", "sqlite", "mssql")
+#: The entry point group of MLflow's tracking store plugins, which add schemes of their own.
+STORE_PLUGINS = "mlflow.tracking_store"
+
+
+def unknown_scheme(uri: str) -> str | None:
+    """The scheme of ``uri`` when MLflow would not know it (none of its own, of no installed store plugin),
+    else ``None``: checked here, because the experiments would only warn about it on their first report."""
+    import urllib.parse
+
+    scheme = urllib.parse.urlparse(uri).scheme.lower()
+    if scheme in KNOWN_SCHEMES or scheme.split("+")[0] in DATABASE_SCHEMES:
+        return None
+    from importlib.metadata import entry_points
+
+    if any(point.name == scheme for point in entry_points(group=STORE_PLUGINS)):
+        return None
+    return scheme
+
+
 def tracking_uri(context: Mapping[str, Any]) -> str | None:
     """The context's ``mlflow_tracking_uri``, else ``$MLFLOW_TRACKING_URI`` of the submitting shell."""
     return context.get("mlflow_tracking_uri") or os.environ.get(URI_VARIABLE) or None
@@ -103,6 +126,12 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
         raise MrunnerError(
             f"context {context_name} tracks experiments in MLflow but names no server: set mlflow_tracking_uri: "
             f"http://HOST:PORT or export {URI_VARIABLE}=... (or mlflow: false)"
+        )
+    scheme = unknown_scheme(uri)
+    if scheme is not None:
+        raise MrunnerError(
+            f"context {context_name}: MLflow knows no tracking URI scheme {scheme!r} ({uri}): use http://HOST:PORT, "
+            f"https://..., a folder (file:///PATH) or a database (sqlite:///FILE.db, postgresql://...)"
         )
     if deferred(context):
         if importlib.util.find_spec("mlflow") is None:

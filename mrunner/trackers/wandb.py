@@ -76,7 +76,8 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
         )
     chosen = mode(context)
     if chosen not in MODES:
-        raise MrunnerError(f"context {context_name}: wandb_mode {chosen!r} is not one of {', '.join(MODES)}")
+        source = "wandb_mode" if context.get("wandb_mode") else f"${MODE_VARIABLE} (the default of wandb_mode)"
+        raise MrunnerError(f"context {context_name}: {source} {chosen!r} is not one of {', '.join(MODES)}")
     if chosen == "online" and not os.environ.get(KEY_VARIABLE):
         raise MrunnerError(
             f"context {context_name} tracks experiments in W&B online but {KEY_VARIABLE} is not set: export it, "

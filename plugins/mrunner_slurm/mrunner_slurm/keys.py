@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from mrunner.errors import MrunnerError
 from mrunner.schema import key, keys_of
-from mrunner_slurm.packing import shareable
+from mrunner_slurm.packing import UNLIMITED_TIMES, shareable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +50,10 @@ class SlurmKeys:
 
 #: An OpenSSH time (``ControlPersist``): ``30m``, ``10h``, ``1d``, ``1h30m``.
 _PERSIST = re.compile(r"^(\d+[smhdwSMHDW]?)+$")
+#: What sbatch takes as ``--mem``: a whole number of megabytes, or with a unit (``500M``, ``8G``, ``8GB``).
+_MEMORY = re.compile(r"^\d+([KMGT]B?)?$", re.IGNORECASE)
+#: What sbatch takes as ``--time``: minutes, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``.
+_TIME = re.compile(r"^(\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2})$")
 
 #: The keys that become one sbatch option each as they are (``--mem=8G``): those declared with an ``--option``.
 #: ``gpu`` (``--gres=gpu:N``) and ``array_parallelism`` (part of ``--array``) are written by their own code.
@@ -72,7 +76,28 @@ def check_combinations(context: Mapping[str, Any], context_name: str) -> None:
     gpu = context["gpu"]
     if gpu is not None and not str(gpu).split(":")[-1].isdigit():
         raise MrunnerError(f"context {context_name}: gpu must be a count or type:count (e.g. 2 or a100:1), got {gpu!r}")
-    _check_at_once(context, context_name)
+    _check_at_once(context, context_name)  # first: its messages say what sharing a task asks of cpu and mem
+    _check_resources(context, context_name)
+
+
+def _check_resources(context: Mapping[str, Any], context_name: str) -> None:
+    """Refuse a resource sbatch would refuse: here, before anything is recorded, rather than at a later job
+    array of a sweep whose per-point resources make several arrays (the first ones already submitted)."""
+    mem = context.get("mem")
+    if mem not in (None, "") and not _MEMORY.match(str(mem).strip()):
+        raise MrunnerError(
+            f"context {context_name}: mem must be a whole size such as 8G, 500M or 8192 (megabytes), got {mem!r}"
+        )
+    time = context.get("time")
+    if time not in (None, "") and not (_TIME.match(str(time).strip()) or str(time).strip().lower() in UNLIMITED_TIMES):
+        raise MrunnerError(
+            f"context {context_name}: time must be minutes (60) or a Slurm time such as 2:00:00 or 1-12:00:00, "
+            f"got {time!r}"
+        )
+    for name in ("cpu", "nodes", "ntasks"):
+        value = context.get(name)
+        if value is not None and int(value) < 1:
+            raise MrunnerError(f"context {context_name}: {name} must be at least 1, got {value!r}")
 
 
 def _check_at_once(context: Mapping[str, Any], context_name: str) -> None:

@@ -92,6 +92,10 @@ def rounds(context: Mapping[str, Any], k: int) -> int:
     return math.ceil(k / at_once(context, k))
 
 
+#: The times sbatch takes for no limit (any case): a task of several such points has no limit either.
+UNLIMITED_TIMES = ("unlimited", "infinite")
+
+
 def task_context(context: Mapping[str, Any], k: int) -> Mapping[str, Any]:
     """The context whose resources a task of ``k`` points asks for: ``time`` is a point's, so the task's is
     that times its rounds; ``cpu`` (1 when unset), ``mem`` and ``gpu`` are a point's, so the task's are
@@ -99,7 +103,7 @@ def task_context(context: Mapping[str, Any], k: int) -> Mapping[str, Any]:
     if k <= 1:
         return context
     result = dict(context)
-    if context.get("time") not in (None, ""):
+    if context.get("time") not in (None, "") and str(context["time"]).strip().lower() not in UNLIMITED_TIMES:
         result["time"] = slurm_time(minutes(context["time"]) * rounds(context, k))
     n = at_once(context, k)
     if n > 1:

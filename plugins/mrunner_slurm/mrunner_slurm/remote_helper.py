@@ -433,6 +433,11 @@ def submit(document):
         name, job, reason = (line.split("|") + ["", ""])[:3]
         if reason != "BadConstraints":  # a refused sbatch leaves such a record: it never was a submission
             queued[name] = job
+    fresh = [unit for unit in units if not _marked(unit["marker"]) and unit["name"] not in queued]
+    refused = _refused_class(fresh) if len(fresh) > 1 else None
+    if refused is not None:
+        print(json.dumps({"error": refused}), flush=True)
+        return None
     for unit in units:
         marker = unit["marker"]
         lock = _submission_lock(folder)
@@ -449,6 +454,30 @@ def submit(document):
         finally:
             os.close(lock)
         print(json.dumps({"name": unit["name"], "job": job, "reused": reused}), flush=True)
+    return None
+
+
+#: The sbatch options that differ between the arrays of one resource class (the rest are the class's).
+_PER_ARRAY = ("--parsable", "--job-name=", "--array=", "--chdir=", "--output=")
+
+
+def _refused_class(units):
+    """What sbatch says when it would refuse one of the resource classes of ``units`` (a partition or QOS
+    the site lacks, a size it refuses), asked with ``sbatch --test-only`` once per class before any array is
+    submitted: a sweep of several classes is then refused whole instead of after its first arrays were
+    accepted. ``None`` when each would be accepted (or the answer was a passing failure, which the real
+    sbatch retries)."""
+    seen = set()
+    for unit in units:
+        argv = unit["argv"]
+        options = tuple(a for a in argv[1:-1] if not a.startswith(_PER_ARRAY))
+        if options in seen:
+            continue
+        seen.add(options)
+        result = subprocess.run([argv[0], "--test-only", *argv[1:]], capture_output=True, text=True)
+        message = " / ".join(result.stderr.strip().splitlines()[-3:]) or "exit status %d" % result.returncode
+        if result.returncode != 0 and not TEMPORARY.search(message):
+            return message
     return None
 
 

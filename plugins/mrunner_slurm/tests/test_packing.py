@@ -30,6 +30,7 @@ def test_the_time_of_a_task_is_a_points_time_its_rounds():
     assert packing.task_context({"time": "10:30", "points_at_once": 1}, 2)["time"] == "0-00:21:00"
     assert packing.task_context({"time": None, "points_at_once": 1}, 4)["time"] is None
     assert packing.task_context({"time": 30, "points_at_once": 1}, 1)["time"] == 30  # unpacked: untouched
+    assert packing.task_context({"time": "UNLIMITED", "points_at_once": 1}, 4)["time"] == "UNLIMITED"  # no limit
 
 
 def test_points_at_once_share_the_task_each_asking_for_its_own_cpu_mem_and_gpu():

@@ -167,3 +167,15 @@ def test_arrays_group_runs_by_attempt_and_resource_class():
         ["--mem=2G"],
     ]
     assert [a.argv[3] for a in made] == ["--array=0,2", "--array=1", "--array=4", "--array=3"]
+
+
+def test_a_resource_class_the_site_refuses_refuses_the_sweep_whole(cluster, mrunner):
+    """A swept partition the cluster lacks: sbatch would accept the first class's array, then refuse the
+    second's. Every class is asked first (sbatch --test-only), so no array of the sweep reaches the queue."""
+    refused = mrunner("+context=test-slurm", "train.py", "-m", "exit=0,1", "context.partition=debug,nosuch")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+    assert "invalid partition specified: nosuch" in refused.stderr.strip().splitlines()[-1]
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    runs = status(mrunner, sweep)["experiments"]
+    assert [r["state"] for r in runs] == [FAILED] * 4 and not any(r["backend_ref"] for r in runs)
+    assert sweep not in cluster.ssh("squeue -h --states=all -o %j")  # no array of it, not even the first class's

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def test_importing_the_ssh_module_does_not_load_invoke():
     code = "import sys, mrunner_slurm.ssh; print(sorted(m for m in ('asyncio', 'unittest.mock', 'invoke.tasks') if m in sys.modules))"
@@ -169,3 +171,43 @@ def test_an_ssh_config_that_is_no_readable_file_names_the_key(tmp_path):
     for path, says in ((tmp_path, "is a folder"), (tmp_path / "missing", "does not exist")):
         with pytest.raises(MrunnerError, match=f"ssh_config {path} {says}.*fix the context's `ssh_config`"):
             openssh.destination("cluster", str(path))
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["context.mem=8G,8Q"], "mem must be a whole size such as 8G, 500M or 8192 (megabytes), got '8Q'"),
+        (["context.mem=1.5G"], "mem must be a whole size such as 8G, 500M or 8192 (megabytes), got '1.5G'"),
+        (["context.time=30,abc"], "time must be minutes (60) or a Slurm time such as 2:00:00 or 1-12:00:00, got 'abc'"),
+        (["context.time=-5"], "time must be minutes (60) or a Slurm time such as 2:00:00 or 1-12:00:00, got -5"),
+        (["context.cpu=0,2"], "cpu must be at least 1, got 0"),
+        (["context.nodes=0"], "nodes must be at least 1, got 0"),
+        (["context.ntasks=-1"], "ntasks must be at least 1, got -1"),
+        (["context.time=abc", "context.points_per_task=2"], "time must be minutes (60)"),
+    ],
+)
+def test_a_resource_sbatch_would_refuse_is_refused_before_anything_is_recorded(
+    tmp_path, mrunner, mrunner_home, overrides, expected
+):
+    """A swept resource makes an array per class: a value sbatch refuses must not wait for its own array, after
+    the first arrays were submitted (the sweep half-accepted)."""
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True)
+    (folder / "c.yaml").write_text(json.dumps({"backend": "slurm", "slurm_url": "cluster"}))
+    (tmp_path / "train.py").write_text("print(1)\n")
+    for dry in (["--dry-run"], []):
+        result = mrunner("+context=c", "train.py", "-m", "lr=1,2", *overrides, *dry)
+        lines = result.stderr.splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"mrunner: error: context c: {expected}"), result.stderr
+    assert "no sweeps recorded yet" in mrunner("status").stdout
+
+
+@pytest.mark.parametrize("value", ["8G", "8gb", "8192", "0", "500M"])
+def test_a_memory_size_sbatch_takes_is_taken(tmp_path, mrunner, mrunner_home, value):
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True)
+    (folder / "c.yaml").write_text(json.dumps({"backend": "slurm", "slurm_url": "cluster", "time": "1-2:00"}))
+    (tmp_path / "train.py").write_text("print(1)\n")
+    result = mrunner("+context=c", "train.py", "-m", "lr=1,2", f"context.mem={value}", "--dry-run")
+    assert result.returncode == 0, result.stderr

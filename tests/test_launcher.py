@@ -159,7 +159,7 @@ def test_at_its_timeout_the_child_is_killed_and_timeout_expired_raised(launcher,
 
 
 @pytest.mark.parametrize(
-    "change", ["PYTHONPATH", "LC_ALL", "TZ", "shadowing file", "long command line", "missing folder"]
+    "change", ["PYTHONPATH", "LC_ALL", "TZ", "shadowing file", "long command line", "missing folder", "NUL"]
 )
 def test_a_call_a_forked_child_cannot_make_exactly_goes_to_a_new_process(launcher, probe, change, monkeypatch):
     env, args, cwd = dict(os.environ), ["exit", "0"], probe
@@ -169,15 +169,17 @@ def test_a_call_a_forked_child_cannot_make_exactly_goes_to_a_new_process(launche
         args.append("x" * launcher._room)
     elif change == "missing folder":
         cwd = probe / "missing"
+    elif change == "NUL":
+        args.append("a\0b")
     else:
         env[change] = {"PYTHONPATH": str(probe), "LC_ALL": "C", "TZ": "Asia/Tokyo"}[change]
     assert launcher.run(args, str(cwd), env, None, 60, module="probe") is None
     # through the fixture's command: a new process, so the test gets what it would without the launcher
     monkeypatch.setattr(warm, "_launcher", launcher)
     command = MrunnerCommand(cwd)
-    if change == "missing folder":
-        with pytest.raises(FileNotFoundError):
-            command("--version")
+    if change in ("missing folder", "NUL"):
+        with pytest.raises(FileNotFoundError if change == "missing folder" else ValueError):
+            command("--version", *args[2:])
     else:
         assert command("--version", *args[2:], env=env).stdout.startswith("mrunner ")
 

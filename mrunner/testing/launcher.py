@@ -153,6 +153,8 @@ class Launcher:
         launcher's, and the command line fits the room the launcher reserved for it."""
         if self.refusal is not None or len(_command_line(args, module)) > self._room:
             return False
+        if any("\0" in text for text in (*args, *env, *env.values())) or any("=" in name for name in env):
+            return False  # Popen refuses such a command or environment: let it say so
         names = {*env, *self.env, *self._read}
         return all(env.get(n) == self.env.get(n) for n in names if n in self._read or _read_at_start(n))
 

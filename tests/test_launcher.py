@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from mrunner.testing.commands import MrunnerCommand
 # What a process can see of how it was started. Not compared: its pid, its parent (the launcher, for a warm
 # child: the probe prints it so that a test can tell the two apart) and what is imported.
 PROBE = r"""
-import atexit, json, os, signal, stat, sys
+import atexit, json, os, resource, signal, stat, sys
 
 atexit.register(lambda: os.write(1, b"exit handler of the command\n"))  # before `logging` is imported, as mrunner's console
 import logging
@@ -63,6 +65,9 @@ seen = {
     "process group": os.getpgrp(),
     "session": os.getsid(0),
     "umask": os.umask(0o022),
+    "open files limit": resource.getrlimit(resource.RLIMIT_NOFILE),
+    "priority": os.getpriority(os.PRIO_PROCESS, 0),
+    "CPUs": sorted(os.sched_getaffinity(0)),
 }
 print(json.dumps(seen, sort_keys=True))
 print("parent", os.getppid())
@@ -114,20 +119,38 @@ def seen(result: subprocess.CompletedProcess) -> tuple[dict, int]:
 pytestmark = pytest.mark.local
 
 
+@contextlib.contextmanager
+def inherited_changes() -> Iterator[None]:
+    """What a process inherits from the test, changed after the launcher started: umask, a resource limit,
+    the calling thread's signal mask."""
+    umask = os.umask(0o027)
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit[0], 1000), limit[1]))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+        os.umask(umask)
+
+
 @pytest.mark.parametrize("input", [None, "two\nlines\n"], ids=["inherited stdin", "input"])
 def test_a_warm_child_is_the_process_a_new_interpreter_would_be(launcher, probe, input):
     if input is None and os.isatty(0):
         pytest.skip("the test process's stdin is a terminal (pytest -s): the probe would wait for it")
     env = {**os.environ, "MRUNNER_PROBE": "x" * 100, "COLUMNS": "77"}
     del env["PATH"]  # a variable of the launcher's start-up, not in this call's environment
-    new = fresh(["exit", "3"], probe, env, input)
-    child = launcher.run(["exit", "3"], str(probe), env, input, 60, module="probe")
+    with inherited_changes():
+        new = fresh(["exit", "3"], probe, env, input)
+        child = launcher.run(["exit", "3"], str(probe), env, input, 60, module="probe")
     assert child is not None, "the launcher refused the call"
     (inside_new, parent_new), (inside_child, parent_child) = seen(new), seen(child)
     assert parent_new == os.getpid() and parent_child == launcher._process.pid  # one of each, really
     assert inside_child == inside_new
     assert inside_child["cmdline"] == [sys.executable, "-m", "probe", "exit", "3"]
     assert inside_child["environ"] == env
+    assert inside_child["umask"] == 0o027 and inside_child["mask"] == [signal.SIGUSR2]
     assert (child.returncode, child.stderr) == (new.returncode, new.stderr) == (3, "to stderr\n")
     assert [line for line in child.stdout.splitlines() if not line.startswith("parent ")] == [
         line for line in new.stdout.splitlines() if not line.startswith("parent ")
@@ -150,7 +173,7 @@ def test_an_uncaught_exception_a_ctrl_c_and_a_signal_end_it_as_they_end_a_new_in
 
 def test_at_its_timeout_the_child_is_killed_and_timeout_expired_raised(launcher, probe):
     with pytest.raises(subprocess.TimeoutExpired) as timed_out:
-        launcher.run(["sleep"], str(probe), os.environ, None, 3, module="probe")
+        launcher.run(["sleep"], str(probe), os.environ, None, 5, module="probe")
     parent = int(timed_out.value.stdout.decode().splitlines()[1].split()[1])
     assert parent == launcher._process.pid
     # the launcher reaped the killed child and serves the next call
@@ -159,9 +182,10 @@ def test_at_its_timeout_the_child_is_killed_and_timeout_expired_raised(launcher,
 
 
 @pytest.mark.parametrize(
-    "change", ["PYTHONPATH", "LC_ALL", "TZ", "shadowing file", "long command line", "missing folder", "NUL"]
+    "change",
+    ["PYTHONPATH", "LC_ALL", "TZ", "shadowing file", "long command line", "missing folder", "NUL", "ignored signal"],
 )
-def test_a_call_a_forked_child_cannot_make_exactly_goes_to_a_new_process(launcher, probe, change, monkeypatch):
+def test_a_call_a_forked_child_cannot_make_exactly_goes_to_a_new_process(launcher, probe, change, monkeypatch, request):
     env, args, cwd = dict(os.environ), ["exit", "0"], probe
     if change == "shadowing file":  # -m puts the working directory first on sys.path: yaml would be this file
         (probe / "yaml.py").write_text("")
@@ -171,6 +195,9 @@ def test_a_call_a_forked_child_cannot_make_exactly_goes_to_a_new_process(launche
         cwd = probe / "missing"
     elif change == "NUL":
         args.append("a\0b")
+    elif change == "ignored signal":  # a new process would start with it ignored, the launcher did not
+        previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        request.addfinalizer(lambda: signal.signal(signal.SIGUSR1, previous))
     else:
         env[change] = {"PYTHONPATH": str(probe), "LC_ALL": "C", "TZ": "Asia/Tokyo"}[change]
     assert launcher.run(args, str(cwd), env, None, 60, module="probe") is None
@@ -226,3 +253,12 @@ def test_a_plugin_whose_import_depends_on_or_changes_the_process_is_caught_at_th
             assert not started.eligible(["status"], env)
     finally:
         started.close()
+
+
+def test_a_child_the_launcher_fails_to_set_up_is_the_launchers_failure_not_the_commands(launcher, probe, monkeypatch):
+    monkeypatch.setattr(warm, "_inherited", lambda: {})  # a request the child cannot take
+    with pytest.raises(warm.LauncherFailed, match="failed to start the command"):
+        launcher.run(["exit", "0"], str(probe), os.environ, None, 60, module="probe")
+    monkeypatch.undo()
+    after = launcher.run(["exit", "0"], str(probe), os.environ, None, 60, module="probe")
+    assert after is not None and after.returncode == 0

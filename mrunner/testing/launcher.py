@@ -5,35 +5,41 @@ importing mrunner's modules, Hydra, OmegaConf and pluggy again (benchmarks/test-
 one process per test process (so one per pytest-xdist worker), started on the first call, that has imported
 them once; for each call it forks a child that becomes ``python -m mrunner ARGS`` with the call's own
 standard streams, working directory, environment, command line and signal dispositions, runs mrunner's
-``__main__`` as ``-m`` does, and exits as that process would; the launcher sends back its exit status. The
-pattern is a fork server's (multiprocessing's ``forkserver``, pytest-xdist's own ``--boxed`` of old).
+``__main__`` as ``-m`` does, and exits as that process would; the launcher sends back its exit status (the
+pattern of multiprocessing's ``forkserver``).
 
 What makes a warm child the process a new one would be:
 
-- it imports nothing before the call that reads the environment, the working directory or the command line:
+- nothing imported before the call depends on the environment, the working directory or the command line:
   the launcher imports every module of the ``mrunner`` package (the test kit and ``__main__`` aside) and each
   module an entry point of the group ``mrunner`` names, and checks at start that doing so changed nothing a
   new process would not have (variables, signal dispositions, open descriptors, threads, warning filters,
-  logging, ``sys.path``, the import machinery); the exit handlers those imports registered run after the
-  command's own ones, as if imported during the command;
+  logging, ``sys.path``, the import machinery) and read no variable a call could set otherwise (a call whose
+  value of a variable read at import differs from the launcher's runs in a new process); the exit handlers
+  those imports registered run before the command's own, as if the modules were imported during the command;
 - the child gets the call's descriptors as 0, 1 and 2 and closes every other one, takes the call's working
-  directory (and ``sys.path[0]``, as ``-m`` puts it there), replaces ``os.environ`` whole, takes ``sys.argv``
-  and ``sys.orig_argv``, the signal dispositions a new interpreter starts with, and its ``/proc/PID/cmdline``
-  (written over the launcher's, which reserves room for it), and runs ``runpy.run_module("mrunner",
-  run_name="__main__", alter_sys=True)``, so an exit, an uncaught exception or a Ctrl-C ends it as it ends
-  ``python -m mrunner``;
+  directory (and ``sys.path[0]``, as ``-m`` puts it there), replaces ``os.environ`` whole, takes what a
+  process inherits from the test at the call (umask, resource limits, priority, CPUs, the calling thread's
+  signal mask), ``sys.argv`` and ``sys.orig_argv``, the signal dispositions a new interpreter starts with
+  (from the signals the test ignores, as the launcher's were), and its ``/proc/PID/cmdline`` (written over
+  the launcher's, which reserves room for it), and runs ``runpy.run_module("mrunner", run_name="__main__",
+  alter_sys=True)``, so an exit, an uncaught exception or a Ctrl-C ends it as it ends ``python -m mrunner``;
 - ``random`` reseeds itself in a forked child; ``os.urandom``, ``uuid`` and ``secrets`` read the kernel's.
 
 Where a child could differ, the call goes to a new process instead (``Launcher.run`` returns None): a
 variable read at an interpreter's start (``PYTHON*``, locale, ``TZ``, ``LD_*``...) differs from the
 launcher's; a file in the working directory would shadow a module the launcher imported (``-m`` puts that
 folder first on ``sys.path``); a standard stream is a terminal where the launcher's was not, or the other way
-round; a folder on ``sys.path`` changed since the launcher started (a package installed meanwhile); the
-command line does not fit the room reserved for it. What still differs, and no test of mrunner looks at:
-the child's parent is the launcher, not the test process (so it is never the test's ``Popen``: a test that
-signals or waits for mrunner itself uses ``start_mrunner``, a real process); its string hashes are the
-launcher's (``PYTHONHASHSEED``); ``/proc/PID/environ`` shows the launcher's start-up environment (the
-process's own, ``os.environ`` and what it passes to its children, is the call's).
+round; a site-packages folder changed since the launcher started (a package installed meanwhile); the test
+ignores other signals, or is in another process group, than when the launcher started; a limit, priority or
+CPU set cannot be taken; the command line does not fit the room reserved for it, or holds a NUL.
+
+What still differs, and no test of mrunner looks at: the child's parent is the launcher, not the test
+process (it is never the test's ``Popen``: a test that signals or waits for mrunner itself uses
+``start_mrunner``, a real process); ``sys.modules`` holds what the launcher imported; string hashes are the
+launcher's (``PYTHONHASHSEED``); an uncaught exception's traceback shows the launcher's frames above
+mrunner's ``__main__``; ``/proc/PID/environ`` shows the launcher's start-up environment (the process's own,
+``os.environ`` and what it passes to its children, is the call's).
 
 ``MRUNNER_TEST_WARM=0`` in the test run's environment makes every call a new process.
 """
@@ -78,6 +84,7 @@ class Request:
     args: tuple[str, ...]
     cwd: str
     env: dict[str, str]
+    inherited: dict[str, Any]  # the rest of what a new process would take from the test's (``_inherited``)
 
 
 # -- the test's side ------------------------------------------------------------------------------------------
@@ -176,7 +183,7 @@ class Launcher:
         encoding = locale.getencoding()  # as subprocess decodes the output of text=True
         pipes = _Pipes(input is not None)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        request = pickle.dumps(Request(module, tuple(args), str(cwd), dict(env)))
+        request = pickle.dumps(Request(module, tuple(args), str(cwd), dict(env), _inherited()))
         try:
             try:
                 with self._sending:
@@ -194,6 +201,8 @@ class Launcher:
         command = [sys.executable, "-m", module, *args]
         if outcome.status is None:
             raise LauncherFailed(f"the mrunner test launcher ended during a call: {self._errors()}")
+        if outcome.broken is not None:
+            raise LauncherFailed(f"the mrunner test launcher failed to start the command:\n{outcome.broken}")
         if outcome.refused:
             return None
         if outcome.timed_out:
@@ -246,6 +255,7 @@ class _Outcome:
     stderr: list[bytes] = field(default_factory=list)
     status: int | None = None
     refused: bool = False
+    broken: str | None = None  # the launcher's failure to set a child up (its traceback)
     timed_out: bool = False
 
 
@@ -283,6 +293,8 @@ def _follow(call: socket.socket, pipes: _Pipes, data: bytes, timeout: float | No
                         selector.unregister(call)
                     elif kind == "refused":
                         outcome.refused = True
+                    elif kind == "broken":
+                        outcome.broken = rest[0]
                 elif key.data == "input":
                     try:
                         written += os.write(pipes.stdin, data[written : written + 65536])
@@ -298,6 +310,31 @@ def _follow(call: socket.socket, pipes: _Pipes, data: bytes, timeout: float | No
                     else:
                         selector.unregister(key.fd)
     return outcome
+
+
+def _inherited() -> dict[str, Any]:
+    """What a process started now by this thread would inherit besides its streams, folder and environment."""
+    import resource
+
+    with open("/proc/self/status", encoding="ascii") as status:
+        umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    limits = {name: resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")}
+    return {
+        "umask": umask,
+        "signal mask": signal.pthread_sigmask(signal.SIG_BLOCK, []),
+        "ignored signals": _ignored(),
+        "limits": limits,
+        "priority": os.getpriority(os.PRIO_PROCESS, 0),
+        "CPUs": os.sched_getaffinity(0),
+        "process group and session": (os.getpgrp(), os.getsid(0)),
+    }
+
+
+def _ignored() -> set[int]:
+    """The signals this process ignores, which a process it starts ignores too (Popen resets SIGPIPE and
+    SIGXFSZ, which Python ignores, and a new Python ignores them again)."""
+    ours = (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ)
+    return {n for n in signal.valid_signals() if n not in ours and signal.getsignal(n) == signal.SIG_IGN}
 
 
 def _text(chunks: list[bytes], encoding: str) -> str:
@@ -347,6 +384,7 @@ class _Start:
     """What a new interpreter starts with, noted before anything is preloaded: each child takes it back."""
 
     signals: dict[int, Any]
+    ignored: set[int]
     ttys: tuple[bool, ...]
     cwd_on_path: bool
     installed: dict[str, int | None]
@@ -359,6 +397,7 @@ def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     start = _Start(
         signals=_signals(),
+        ignored=_ignored(),
         ttys=_ttys(),
         cwd_on_path=bool(sys.path) and sys.path[0] == os.getcwd(),
         installed=_installed(),
@@ -583,7 +622,21 @@ def _send(call: socket.socket, message: tuple) -> None:
 
 
 def _become(call: socket.socket, streams: list[int], request: Request, start: _Start) -> None:
-    """In the forked child: become ``python -m mrunner ARGS`` as the test would start it, and run it."""
+    """In the forked child: become ``python -m mrunner ARGS`` as the test would start it, and run it. A
+    failure on the way is the launcher's, said as such, not the command's."""
+    try:
+        _set_up(call, streams, request, start)
+    except BaseException:
+        import traceback
+
+        _send(call, ("broken", traceback.format_exc()))
+        os._exit(1)
+    import runpy
+
+    runpy.run_module(request.module, run_name="__main__", alter_sys=True)
+
+
+def _set_up(call: socket.socket, streams: list[int], request: Request, start: _Start) -> None:
     for target, fd in enumerate(streams):
         os.dup2(fd, target)
     keep = {0, 1, 2, call.fileno()}
@@ -610,11 +663,9 @@ def _become(call: socket.socket, streams: list[int], request: Request, start: _S
     for number, handler in start.signals.items():
         if signal.getsignal(number) != handler:
             signal.signal(number, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, request.inherited["signal mask"])
     _register_after_first(start.exit_handlers)
     call.close()
-    import runpy
-
-    runpy.run_module(request.module, run_name="__main__", alter_sys=True)
 
 
 def _refusal(request: Request, start: _Start) -> str | None:
@@ -623,6 +674,24 @@ def _refusal(request: Request, start: _Start) -> str | None:
         return "a standard stream is a terminal where the launcher's is not, or the other way round"
     if _installed() != start.installed:
         return "a site-packages folder changed since the launcher started"
+    inherited = request.inherited
+    if inherited["ignored signals"] != start.ignored:
+        return "the test ignores other signals than when the launcher started"
+    if inherited["process group and session"] != (os.getpgrp(), os.getsid(0)):
+        return "the test moved to another process group or session"
+    import resource
+
+    os.umask(inherited["umask"])
+    try:
+        for name, limit in inherited["limits"].items():
+            if resource.getrlimit(getattr(resource, name)) != limit:
+                resource.setrlimit(getattr(resource, name), limit)
+        if os.getpriority(os.PRIO_PROCESS, 0) != inherited["priority"]:
+            os.setpriority(os.PRIO_PROCESS, 0, inherited["priority"])
+        if os.sched_getaffinity(0) != inherited["CPUs"]:
+            os.sched_setaffinity(0, inherited["CPUs"])
+    except (OSError, ValueError) as error:
+        return f"the test's limits, priority or CPUs cannot be taken: {error}"
     os.chdir(request.cwd)
     import importlib.machinery as machinery
 

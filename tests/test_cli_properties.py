@@ -9,10 +9,7 @@ overrides are also submitted for real on the local backend.
 
 from __future__ import annotations
 
-import os
 import string
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mrunner import cli
+from mrunner.testing import MrunnerCommand
 
 SCRIPT = "from mrunner import get_configuration\nprint(get_configuration())\n"
 SETTINGS = settings(
@@ -169,14 +167,7 @@ def test_generated_spec_files(project, capsys, script, grid, base, helper, overr
 @given(overrides=st.lists(st.builds(lambda k, v: f"{k}={v}", KEYS, VALUES), max_size=2))
 def test_generated_overrides_submitted_for_real(project, overrides):
     """The whole way, in a process of its own: records, snapshot, the local backend, the experiment."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mrunner", "train.py", "-m", *overrides],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ.copy(),
-    )
+    done = MrunnerCommand(project)("train.py", "-m", *overrides, timeout=120)
     assert done.returncode in (0, 1, 2, 3) and "Traceback" not in done.stderr, (overrides, done.stderr)
     if done.returncode != 1:  # 1: an experiment itself failed, and said why in its log
         assert_clean(done.returncode, done.stderr, tuple(overrides))

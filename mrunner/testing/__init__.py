@@ -10,8 +10,9 @@ loaded by pytest wherever mrunner is installed) with the fixtures ``mrunner_home
         def backend_context(self, mrunner_home, tmp_path):
             return write_context(mrunner_home, "mine", {"backend": "mine", "storage_dir": str(tmp_path)})
 
-(``examples/backend/tests/test_suite.py`` is one.) The names below load on first use, so pytest's start, which
-imports the plugin and so this package, stays light.
+(``examples/backend/tests/test_suite.py`` is one.) The ``mrunner`` fixture runs each command in a child of a
+warm launcher (``mrunner.testing.launcher``; ``MRUNNER_TEST_WARM=0`` for new interpreters instead). The names
+below load on first use, so pytest's start, which imports the plugin and so this package, stays light.
 """
 
 from __future__ import annotations

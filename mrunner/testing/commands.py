@@ -11,11 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mrunner import interrupts
+from mrunner.testing.launcher import launcher
 
 
 class MrunnerCommand:
     """``mrunner(*args)`` runs the command line in ``cwd`` (the fixture's ``tmp_path`` unless a test moves it)
-    with the test's mrunner home, and returns the completed process."""
+    with the test's mrunner home, and returns the completed process.
+
+    The process is a child of this test process's warm launcher (``mrunner.testing.launcher``), which has
+    imported mrunner once and forks a child that becomes ``python -m mrunner ARGS`` with this call's streams,
+    directory and environment: a command's own work without an interpreter's start-up each time. A call a
+    forked child could not make exactly as a new process would, and every call when ``MRUNNER_TEST_WARM=0``,
+    runs in a new interpreter instead.
+    """
 
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
@@ -28,13 +36,20 @@ class MrunnerCommand:
         cwd: Path | None = None,
         input: str | None = None,
     ) -> subprocess.CompletedProcess:
+        environment = {**os.environ, **(env or {})}
+        folder = cwd or self.cwd
+        warm = launcher(environment)
+        if warm is not None:
+            done = warm.run(args, str(folder), environment, input, timeout)
+            if done is not None:
+                return done
         return subprocess.run(
             [sys.executable, "-m", "mrunner", *args],
-            cwd=cwd or self.cwd,
+            cwd=folder,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**os.environ, **(env or {})},
+            env=environment,
             input=input,
         )
 

@@ -143,7 +143,9 @@ def mrunner_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 @pytest.fixture
 def mrunner(tmp_path: Path, mrunner_home: Path) -> MrunnerCommand:
     """``mrunner(*args, env=, timeout=, cwd=, input=)`` runs the command line in ``tmp_path`` with the test's
-    mrunner home and returns the completed process."""
+    mrunner home and returns the completed process: a child of this test process's warm launcher
+    (``mrunner.testing.launcher``) made into ``python -m mrunner ARGS``, or a new interpreter where a child
+    could not be the same process (and always under ``MRUNNER_TEST_WARM=0``)."""
     from mrunner.testing.commands import MrunnerCommand
 
     return MrunnerCommand(tmp_path)

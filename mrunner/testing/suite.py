@@ -54,8 +54,9 @@ if config.get("report"):  # metrics for `mrunner results`: score = 10 i + g + st
 for line in range(int(config.get("lines", 0))):
     print("line", line, flush=True)
     time.sleep(0.2)
-while config.get("hold"):
-    time.sleep(0.1)  # held until cancelled
+while config.get("hold"):  # held until cancelled, its code read all along: a collection while it runs must leave it
+    open("data/input.txt").read(), open("helper.py").read()
+    time.sleep(0.1)
 secret = os.environ.get("MRUNNER_SUITE_SECRET")
 probe = {
     "i": config.i, "fresh": fresh, "data": open("data/input.txt").read().strip(), "helper": helper.VALUE,
@@ -384,11 +385,12 @@ class BackendTestSuite:
         assert "Traceback" not in unknown.stderr
 
     def test_gc_while_a_sweep_runs_keeps_it_and_the_ended_results(self, mrunner, backend_context, project, tmp_path):
-        """Backend.gc: what a running sweep needs stays, the ended sweeps' code goes, their results stay."""
+        """Backend.gc: what a running sweep needs stays, the ended sweeps' code goes, their results stay. The running
+        experiment is held until cancelled, not timed, so that a slow collection cannot outlast it."""
         ended = self.submit(mrunner, backend_context, "-m", "i=range(2)", "--wait")
         self.ended(mrunner, ended)
         (project / "helper.py").write_text("VALUE = 42  # changed: another code snapshot\n")
-        running = self.submit(mrunner, backend_context, "i=0", "lines=100", "--detach")
+        running = self.submit(mrunner, backend_context, "i=0", "hold=1", "--detach")
         self.wait_for(mrunner, running, lambda s: s[0]["state"] == "running")
         dry = mrunner("gc", "--older-than", "0", "--dry-run", timeout=self.timeout)
         assert dry.returncode == 0 and "would free" in dry.stdout, dry.stdout + dry.stderr
@@ -400,8 +402,10 @@ class BackendTestSuite:
         if self.code_folder_exists(mrunner, ended) is not None:
             assert not self.code_folder_exists(mrunner, ended)
             assert self.code_folder_exists(mrunner, running)
-        states = self.ended(mrunner, running)
-        assert states[0]["state"] == "completed" and self.probe(mrunner, running, 0)["done"] == 1
+        # held, it reads its data and code until the cancel: it failed if the collection took either
+        cancelled = mrunner("cancel", running, timeout=self.timeout)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert self.ended(mrunner, running)[0]["state"] == "cancelled"
         pulled = mrunner("pull", ended, "--to", str(tmp_path / "after-gc"), timeout=self.timeout)
         assert pulled.returncode == 0, pulled.stderr
         assert sorted(p.name for p in (tmp_path / "after-gc").glob("*/out.txt")) == ["out.txt", "out.txt"]

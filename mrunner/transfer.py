@@ -365,7 +365,12 @@ class Receiver:
         final = os.path.join(self.destination, *parts)
         folder = os.path.dirname(final)
         if folder not in self._folders:
-            os.makedirs(folder, exist_ok=True)
+            try:  # the usual case, a folder below one there: one call, not a look at each parent first
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
             self._folders.add(folder)
         part = os.path.join(folder, f".{parts[-1]}{PART}")
         self._current = (open(part, "wb"), part, final, mode, mtime)

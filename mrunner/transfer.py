@@ -87,7 +87,13 @@ class Local:
     def __init__(self, destination: str, folders: Iterable[str]) -> None:
         self.have: dict[str, dict[str, list[int]]] = {}
         self.parts: list[str] = []
+        try:  # one listing, not a failed look into each folder this machine has none of (a first pull)
+            present = set(os.listdir(destination))
+        except (FileNotFoundError, NotADirectoryError):
+            present = set()
         for folder in folders:
+            if folder.split("/", 1)[0] not in present:
+                continue
             files = {
                 relative: [info.st_size, info.st_mtime_ns]
                 for relative, _, info in _files(os.path.join(destination, folder), (), self.parts)

@@ -87,7 +87,13 @@ class Local:
     def __init__(self, destination: str, folders: Iterable[str]) -> None:
         self.have: dict[str, dict[str, list[int]]] = {}
         self.parts: list[str] = []
+        try:  # one listing, not a failed look into each folder this machine has none of (a first pull)
+            present = set(os.listdir(destination))
+        except (FileNotFoundError, NotADirectoryError):
+            present = set()
         for folder in folders:
+            if folder.split("/", 1)[0] not in present:
+                continue
             files = {
                 relative: [info.st_size, info.st_mtime_ns]
                 for relative, _, info in _files(os.path.join(destination, folder), (), self.parts)
@@ -365,7 +371,12 @@ class Receiver:
         final = os.path.join(self.destination, *parts)
         folder = os.path.dirname(final)
         if folder not in self._folders:
-            os.makedirs(folder, exist_ok=True)
+            try:  # the usual case, a folder below one there: one call, not a look at each parent first
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
             self._folders.add(folder)
         part = os.path.join(folder, f".{parts[-1]}{PART}")
         self._current = (open(part, "wb"), part, final, mode, mtime)

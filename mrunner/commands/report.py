@@ -186,13 +186,13 @@ class _Arrivals:
     thread did not reach."""
 
     def __init__(self, folder: Path, names: list[str]) -> None:
-        self.paths = [(name, folder / name / METRICS_FILE) for name in names]
+        self.paths = [(name, os.path.join(folder, name, METRICS_FILE)) for name in names]
         self.parsed: dict[str, tuple[int, int, dict[str, dict[int, float]]]] = {}
         self.ended = threading.Event()
         self.thread = threading.Thread(target=self._run, name="mrunner-metrics-arrivals", daemon=True)
 
     def __enter__(self) -> _Arrivals:
-        self.absent = [(name, path) for name, path in self.paths if not path.exists()]
+        self.absent = [(name, path) for name, path in self.paths if not os.path.exists(path)]
         if self.absent:
             self.thread.start()
         return self
@@ -206,13 +206,13 @@ class _Arrivals:
         for name, path in self.absent:
             while True:
                 try:
-                    status = path.stat()
+                    status = os.stat(path)
                     break
                 except FileNotFoundError:
                     if self.ended.wait(ARRIVAL_POLL):  # the pull ended without it: read_cached looks again
                         return
             try:
-                self.parsed[name] = (status.st_size, status.st_mtime_ns, metrics.read(str(path)))
+                self.parsed[name] = (status.st_size, status.st_mtime_ns, metrics.read(path))
             except OSError:
                 return
 
@@ -238,17 +238,18 @@ def read_cached(
         cached = {}  # none yet, or from another Python: parse again
     found: dict[str, dict[str, dict[int, float]]] = {}
     fresh: dict[str, tuple[int, int, dict[str, dict[int, float]]]] = {}
+    base = str(folder)
     for name in names:
-        path = folder / name / METRICS_FILE
+        path = os.path.join(base, name, METRICS_FILE)  # a str, not a Path: a thousand of them add up
         try:
-            status = path.stat()
+            status = os.stat(path)
         except FileNotFoundError:
             continue
         known = (parsed or {}).get(name) or cached.get(name)
         if known is not None and known[0] == status.st_size and known[1] == status.st_mtime_ns:
             curves = known[2]
         else:
-            curves = metrics.read(str(path))
+            curves = metrics.read(path)
         fresh[name] = (status.st_size, status.st_mtime_ns, curves)
         found[name] = curves
     if fresh != cached:

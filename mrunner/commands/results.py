@@ -170,7 +170,9 @@ def warm_up(store: Store, sweep: Sweep) -> None:
     while `results` reads the records and asks about the experiments' states, when it will bring metrics
     files back (not for a second call of an ended sweep, which reaches no backend)."""
     fetched = _fetched(metrics_cache(sweep.id))
-    if any(not _settled(run, fetched) for run in store.runs(sweep.id)):
+    # nothing brought back yet (a first call): no run is settled, so one run read says enough
+    runs = store.runs(sweep.id, limit=None if fetched else 1)
+    if any(not _settled(run, fetched) for run in runs):
         plugins.backend(sweep.backend).warm_up(sweep.context)
 
 

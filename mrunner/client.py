@@ -7,9 +7,12 @@ written as JSON, which is also valid YAML, and read back with ``json``.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from mrunner.layout import experiment_info
+from mrunner.configfile import experiment_info
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the annotations only: an experiment does not pay for importing ``typing``
+    from typing import Any
 
 __all__ = ["Config", "experiment_info", "get_configuration"]
 

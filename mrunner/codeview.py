@@ -40,7 +40,6 @@ import shutil
 import signal
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable
 
 from mrunner.interrupts import SIGNALS
@@ -145,6 +144,9 @@ def available(code_dir: str, storage: str) -> bool:
     file created in the view lands in the upper layer only."""
     if os.environ.get(FAKE_NO_MOUNT) or _LIBC is None:
         return False
+    import tempfile  # here, not at the top: the local fork server loads this module, and ``tempfile``'s
+    # ``random`` would add its at-fork hook to every attempt wrapper's fork (benchmarks/results-core.md)
+
     try:
         probe = tempfile.mkdtemp(prefix=".mrunner-view-probe-", dir=storage)
     except OSError:

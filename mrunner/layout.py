@@ -42,15 +42,15 @@ This module is part of the experiment side that backends ship where experiments 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-CONFIG = "MRUNNER_CONFIG"
+# The config file is read on the experiment side by mrunner.configfile (lean imports); named here with the contract.
+from mrunner.configfile import CONFIG as CONFIG
+from mrunner.configfile import experiment_info as experiment_info
+
 EXPERIMENT_DIR = "MRUNNER_EXPERIMENT_DIR"
 CHECKPOINT_DIR = "MRUNNER_CHECKPOINT_DIR"
 ATTEMPT = "MRUNNER_ATTEMPT"
@@ -322,28 +322,3 @@ def working_directory(layout: Layout, workdir: str) -> str:
     """Where the experiment's process starts: its folder, or the mirror of the folder mrunner ran in."""
     start = os.path.normpath(workdir)
     return layout.experiment_dir if start in (".", "") else f"{layout.experiment_dir}/{start}"
-
-
-def experiment_info(path: str | None = None) -> dict[str, Any]:
-    """Everything mrunner wrote for this experiment: ``parameters``, ``name``, ``id``, ``sweep``, ``tags``, ...
-
-    Read from ``path`` if given, else from the file ``MRUNNER_CONFIG`` names.
-    """
-    path = path or os.environ.get(CONFIG)
-    if not path:
-        raise RuntimeError(
-            f"{CONFIG} is not set: this script reads its parameters from mrunner. Run it with "
-            f"`mrunner {os.path.basename(sys.argv[0] or 'script.py')} key=value ...`, or point "
-            f"{CONFIG} at a YAML file with a `parameters:` mapping to run it by hand."
-        )
-    with open(path, encoding="utf-8") as stream:
-        text = stream.read()
-    try:
-        document = json.loads(text)
-    except ValueError:  # a YAML file written by hand
-        import yaml
-
-        document = yaml.safe_load(text)
-    if not isinstance(document, dict) or not isinstance(document.get("parameters", {}), dict):
-        raise RuntimeError(f"{path} ({CONFIG}) must be a mapping with a `parameters:` mapping")
-    return document

@@ -24,7 +24,10 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the annotations only: an experiment does not pay for importing ``typing``
+    from typing import Any
 
 EXPERIMENT_DIR_VARIABLE = "MRUNNER_EXPERIMENT_DIR"  # the names of mrunner.layout's contract
 ATTEMPT_VARIABLE = "MRUNNER_ATTEMPT"

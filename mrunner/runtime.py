@@ -20,6 +20,7 @@ EXPERIMENT_MODULES = (
     "mlflow_run.py",
     "wandb_run.py",
     "layout.py",
+    "configfile.py",
     "attempt.py",
     "codeview.py",
     "treeguard.py",

@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     # the records' vocabulary and small tools of one noun, each standing nearly alone
     (
         "words",
-        "errors paths process naming records states reporter table interrupts layout runtime transfer "
+        "errors paths process naming records states reporter table interrupts configfile layout runtime transfer "
         "hydra_app hydra_job hydra_internals schema experiment grid codeview treeguard",
     ),
     # one step's machinery each: compose a context, read a spec, snapshot code, keep the records, run an attempt

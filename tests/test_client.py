@@ -55,6 +55,21 @@ def test_reading_parameters_imports_nothing_heavy_and_leaves_flags_alone(tmp_pat
     assert result.stdout.strip() == "[] ['--lr', '7', '--flag'] 0.1"
 
 
+def test_reading_parameters_costs_little_more_than_json(tmp_path):
+    """Every experiment pays for these imports: beyond ``json``'s own, none of the standard library's big
+    modules (``dataclasses`` alone, with ``inspect``, costs about what Python's start-up does)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps({"parameters": {"lr": 0.1}}))
+    code = (
+        "import sys; import json; before = set(sys.modules); import mrunner; mrunner.get_configuration(); "
+        "print(sorted(m for m in set(sys.modules) - before if not m.startswith('mrunner')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={"MRUNNER_CONFIG": str(path)}, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "['__future__', 'collections.abc']"
+
+
 def test_the_experiment_side_works_from_shipped_files_alone(tmp_path):
     """What a backend ships where mrunner is not installed: a folder on PYTHONPATH is enough."""
     from mrunner.runtime import experiment_side_files

@@ -122,6 +122,10 @@ class _ForkServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        except KeyboardInterrupt:
+            # A stop (Ctrl-C, SIGTERM) while the exiting process waits here: it ends already, and the fork
+            # server ends at the closed socket without it; a traceback from the exit would say otherwise.
+            pass
 
     def _read(self) -> None:
         with self.channel.makefile("rb") as lines:

@@ -88,14 +88,16 @@ def test_a_sweep_interrupted_before_submission_is_forgotten_with_its_snapshot(mr
 
 
 def test_a_sweep_whose_resume_was_refused_before_submission_is_forgotten(mrunner, project, tmp_path):
-    """A resume whose backend refused to prepare it (its storage folder cannot be made) records the runs as
-    failed, not submitted: still a sweep that never reached its backend."""
+    """A resume refused for its context (a storage folder that cannot be made) is refused in one line naming the
+    key before anything is recorded: the runs keep their state, and the sweep, which never reached its backend,
+    can still be forgotten."""
     sweep = interrupted_before_packaging(project)
     (tmp_path / "a-file").write_text("")
     refused = mrunner("resume", sweep, f"context.storage_dir={tmp_path / 'a-file' / 'storage'}")
     assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and "storage_dir" in refused.stderr, refused.stderr
     shown = json.loads(mrunner("status", sweep, "--json").stdout)
-    assert {run["state"] for run in shown["experiments"]} == {"failed"}, shown
+    assert {run["state"] for run in shown["experiments"]} == {"cancelled"}, shown
     digest = shown["sweep"]["snapshot_digest"]
     forgot = mrunner("forget", sweep)
     assert forgot.returncode == 0, forgot.stderr

@@ -65,7 +65,13 @@ class LocalBackend(Backend):
                 f"context {context_name}: python {python} is no program this machine can run: fix the key"
             )
         if not dry_run:  # created now, so that a place that cannot be used is named before anything is recorded
-            paths.writable_folder(Path(context["storage_dir"]), f"context {context_name}: storage_dir")
+            storage = Path(context["storage_dir"]).expanduser()
+            named = f"context {context_name}: storage_dir"
+            if storage.absolute().is_relative_to(paths.data_dir().absolute()):  # the default: the data folder's fault
+                named += (
+                    " (in mrunner's data folder: point XDG_DATA_HOME at a folder you can write, or set storage_dir)"
+                )
+            paths.writable_folder(storage, named)
 
     def plan(self, context: Mapping[str, Any], count: int) -> list[str]:
         from mrunner_local.supervisor import parallelism

@@ -27,6 +27,9 @@ def variant(extra: bytes = b"") -> shipped.Shipped:
 @pytest.fixture
 def connection(slurm_service: dict, mrunner_home: Path):
     context = {"slurm_url": slurm_service["alias"], "ssh_config": slurm_service["ssh_config"], "ssh": "openssh"}
+    # a connection of its own: one an earlier test of this process left open may hold a spare helper (started
+    # with the real helper's code), which a call takes instead of starting the test's variant
+    transport.close_all()
     opened = transport.connection(context)
     yield opened
     opened.run("rm -f ~/.cache/mrunner/*-test-gone.bin")

@@ -227,7 +227,14 @@ def test_points_at_once_are_each_bound_to_their_own_cpus_and_the_task_asks_for_b
     assert len(set(cpus)) == 2 and all("-" not in c and "," not in c for c in cpus), cpus  # one CPU each, apart
     assert [(word_after(log, "omp"), word_after(log, "slurm_cpus")) for log in logs] == [("1", "1")] * 2
     if slurm_service.get("accounting"):
-        asked = cluster.ssh(f"sacct -X -n -P -j {ref} -o AllocCPUS,ReqMem").split()
+        # slurmctld hands a job's record to slurmdbd on its own time: wait until the accounting has it
+        asked = wait_for(
+            lambda: cluster.ssh(f"sacct -X -n -P -j {ref} -o AllocCPUS,ReqMem").split(),
+            bool,
+            timeout=60,
+            every=0.5,
+            what=f"job {ref} in the accounting",
+        )
         assert asked == ["2|200M"], asked
 
 
@@ -245,7 +252,13 @@ def test_with_cmd_type_srun_points_at_once_are_job_steps_of_their_share(cluster,
     logs = [mrunner("logs", f"{sweep}/{index}").stdout for index in range(2)]
     assert sorted(word_after(log, "step") for log in logs) == ["0", "1"]
     assert [word_after(log, "slurm_cpus") for log in logs] == ["1", "1"]  # the step's own
-    asked = cluster.ssh(f"sacct -n -P -j {ref} -o JobID,AllocCPUS", check=False).split()
+    asked = wait_for(  # the accounting has the steps once slurmctld handed them to slurmdbd
+        lambda: cluster.ssh(f"sacct -n -P -j {ref} -o JobID,AllocCPUS", check=False).split(),
+        lambda found: len([line for line in found if line.split("|")[0].endswith((".0", ".1"))]) == 2,
+        timeout=60,
+        every=0.5,
+        what=f"the steps of job {ref} in the accounting",
+    )
     assert sorted(line for line in asked if line.split("|")[0].endswith((".0", ".1"))) == [
         f"{ref}.0|1",
         f"{ref}.1|1",

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mrunner import Backend, hookimpl, layout, states, transfer
+from mrunner import Backend, hookimpl, interrupts, layout, states, transfer
 from mrunner.attempt import command_line, retried
 from mrunner.backend import Pulled
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, RunUpdate
@@ -56,11 +56,13 @@ class ProcessBackend(Backend):
                 grace=sweep.context["grace_period"],
                 retries_left=sweep.context["retry_failed"],
             )
-            with open(where.log_file(), "wb") as log:
+            # a started process is recorded before a Ctrl-C stops the hand-over: one that landed between the
+            # two would leave a running experiment recorded as never submitted, and `resume` would run it again
+            with interrupts.held(), open(where.log_file(), "wb") as log:
                 child = subprocess.Popen(
                     command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
                 )
-            record([RunUpdate(run.index, RUNNING, backend_ref=str(child.pid))])
+                record([RunUpdate(run.index, RUNNING, backend_ref=str(child.pid))])
 
     def status(self, sweep, runs, ended):
         # An ended experiment never starts again by itself: `ended` is not needed here.

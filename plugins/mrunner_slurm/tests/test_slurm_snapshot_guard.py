@@ -71,18 +71,23 @@ with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "seen.json"), "w") 
 FILES = {"exp.py": SCRIPT, "data/x": "x", "data/y": "y", "conf/a.yaml": "a: 1\n", "conf/b.yaml": "b: 1\n"}
 
 
-@pytest.fixture
-def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path, mrunner) -> Cluster:
-    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
-    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, storage, array_parallelism=1))
+def on_cluster(service: dict, tmp_path: Path, mrunner_home: Path, mrunner) -> Cluster:
+    """A context ``test-slurm`` in a storage folder of its own, and the project (``FILES``) as mrunner's folder."""
+    storage = f"{service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(service, storage, array_parallelism=1))
     project = tmp_path / "project"
     for relative, text in FILES.items():
         (project / relative).parent.mkdir(parents=True, exist_ok=True)
         (project / relative).write_text(text)
     mrunner.cwd = project
-    cluster = Cluster(slurm_service, storage)
+    return Cluster(service, storage)
+
+
+@pytest.fixture
+def cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path, mrunner) -> Cluster:
+    cluster = on_cluster(slurm_service, tmp_path, mrunner_home, mrunner)
     yield cluster
-    cluster.ssh(f"chmod -R u+w {storage} && rm -rf {storage}", check=False)
+    cluster.ssh(f"chmod -R u+w {cluster.storage} && rm -rf {cluster.storage}", check=False)
 
 
 def submit(mrunner, *args: str) -> tuple[str, str]:
@@ -157,17 +162,9 @@ def root_cluster(slurm_service: dict, tmp_path: Path, mrunner_home: Path, mrunne
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    service = {**slurm_service, **slurm_service["root"]}
-    storage = f"{service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
-    write_context(mrunner_home, "test-slurm", slurm_context(service, storage, array_parallelism=1))
-    project = tmp_path / "project"
-    for relative, text in FILES.items():
-        (project / relative).parent.mkdir(parents=True, exist_ok=True)
-        (project / relative).write_text(text)
-    mrunner.cwd = project
-    cluster = Cluster(service, storage)
+    cluster = on_cluster({**slurm_service, **slurm_service["root"]}, tmp_path, mrunner_home, mrunner)
     yield cluster
-    cluster.ssh(f"rm -rf {storage}", check=False)
+    cluster.ssh(f"rm -rf {cluster.storage}", check=False)
 
 
 def test_a_root_job_cannot_change_what_the_next_one_and_a_later_sweep_run_on_the_cluster(root_cluster, mrunner):

@@ -38,6 +38,7 @@ class Target:
     proxy_jump: str | None = None
     config_path: str | None = None
     proxy_command: str | None = None
+    bind_address: str | None = None  # BindAddress: the local address a direct connection leaves from
 
     @property
     def known_hosts_name(self) -> str:

@@ -3,11 +3,14 @@ login node that asks a one-time code after the key, a bastion reached with an ag
 
 Commands run "with no terminal" start in a session of their own (``setsid``: no controlling terminal), as
 under cron or a launcher's background worker; a login runs in a pseudo-terminal, where the test types the code.
-Every code the sshd accepts is a line of its log, which is how "asked exactly once" is counted.
+Every code the sshd accepts is a line of its log, which is how "asked exactly once" is counted. Other tests (of
+other checkouts too) use the same sshd at the same time, so each test leaves from a loopback address of its own
+(``BindAddress 127.X.Y.Z`` in its ssh config) and counts only the lines of that address.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -53,14 +56,23 @@ def next_code(service: dict) -> str:
     """A code pam_oath accepts now: it refuses a code it has seen (or an older one), so each login of the
     test session takes the next 30-second step not used yet (within pam_oath's window of 20 steps)."""
     state = Path(service["totp_secret_file"]).with_name("last_step")
-    last = int(state.read_text()) if state.exists() else 0
-    step = max(int(time.time()) // 30, last + 1)
-    state.write_text(str(step))
+    with open(state.with_name("last_step.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two tests at once must not take the same step
+        last = int(state.read_text()) if state.exists() else 0
+        step = max(int(time.time()) // 30, last + 1)
+        state.write_text(str(step))
     return totp(Path(service["totp_secret_file"]).read_text().strip(), step)
 
 
-def accepted_codes(service: dict) -> int:
-    return Path(service["mfa_log"]).read_text(errors="replace").count("Accepted keyboard-interactive/pam")
+def accepted_codes(service: dict, source: str) -> int:
+    """The codes the MFA sshd accepted from connections that left from ``source`` (this test's own)."""
+    log = Path(service["mfa_log"]).read_text(errors="replace")
+    return log.count(f"Accepted keyboard-interactive/pam for {service['user']} from {source} port ")
+
+
+def connections(service: dict, source: str) -> int:
+    """The connections the MFA sshd received from ``source``."""
+    return Path(service["mfa_log"]).read_text(errors="replace").count(f"Connection from {source} port ")
 
 
 class Environment:
@@ -124,11 +136,19 @@ def environment(tmp_path: Path) -> Environment:
     made.cleanup()
 
 
-def mfa_context(mrunner_home: Path, slurm: dict, mfa: dict, name: str = "mfa", **extra) -> None:
-    service = {**slurm, "alias": mfa["mfa_alias"], "ssh_config": mfa["ssh_config"]}
+def mfa_context(mrunner_home: Path, slurm: dict, mfa: dict, name: str = "mfa", **extra) -> str:
+    """A context on the MFA login node whose connections leave from a loopback address of this test's own
+    (written first in a copy of the service's ssh config: OpenSSH and paramiko take a setting's first value);
+    that address, for counting this test's lines of the sshd's log."""
+    source = "127." + ".".join(str(1 + byte % 254) for byte in uuid.uuid4().bytes[:3])
+    config = mrunner_home / f"ssh_config_{name}"
+    text = Path(mfa["ssh_config"]).read_text()
+    config.write_text(f"Host {mfa['mfa_alias']}\n    BindAddress {source}\n{text}")
+    service = {**slurm, "alias": mfa["mfa_alias"], "ssh_config": str(config)}
     write_context(
         mrunner_home, name, slurm_context(service, f"{slurm['storage_dir']}/login-{uuid.uuid4().hex[:10]}", **extra)
     )
+    return source
 
 
 def one_line(stderr: str) -> str:
@@ -144,8 +164,8 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     """Log in once in a terminal; then submit, wait, read logs, pull, cancel, list and collect with no terminal:
     the sshd accepted exactly one code. After logout the same command fails at once in one line. (Backend.login,
     Backend.logins and Backend.logout.)"""
-    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
-    before = accepted_codes(sshd_mfa_service)
+    source = mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    before = accepted_codes(sshd_mfa_service, source)
     code, output, asked = environment.in_terminal("login", "mfa", answers={PROMPT: lambda: next_code(sshd_mfa_service)})
     assert (code, asked) == (0, 1), output
     assert "logged in to mrunner-test-mfa" in output
@@ -164,7 +184,7 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     assert cancelled.returncode == 0 and "cancelled 1 experiment" in cancelled.stdout, cancelled.stderr
     listed = environment.run("login")
     assert "mfa" in listed.stdout and "mrunner-test-mfa" in listed.stdout, listed.stdout
-    assert accepted_codes(sshd_mfa_service) - before == 1, "one code for the whole sequence"
+    assert accepted_codes(sshd_mfa_service, source) - before == 1, "one code for the whole sequence"
 
     out = environment.run("logout", "mfa")
     assert out.returncode == 0 and "logged out of mrunner-test-mfa" in out.stdout, out.stderr
@@ -175,39 +195,41 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     line = one_line(refused.stderr)
     assert "context mfa" in line and "mrunner-test-mfa" in line and "`mrunner login mfa`" in line, line
     # the list of sweeps comes from the records: it reaches no cluster, so it needs no login
+    reached = connections(sshd_mfa_service, source)
     listing = environment.run("status")
     assert listing.returncode == 0 and sweep in listing.stdout and listing.stderr == "", listing.stderr
+    assert connections(sshd_mfa_service, source) == reached, "the listing connected to the cluster"
     collected = environment.run("gc", "--dry-run")
     assert collected.returncode == 0, collected.stderr
     warnings = [line for line in collected.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and warnings[0].startswith("mrunner: warning: skipped mrunner-test-mfa"), collected.stderr
-    assert accepted_codes(sshd_mfa_service) - before == 1
+    assert accepted_codes(sshd_mfa_service, source) - before == 1
 
 
 def test_a_submission_in_a_terminal_asks_once_and_keeps_the_connection(
     slurm_service, sshd_mfa_service, mrunner_home, environment
 ):
     """No login: the submission itself asks for the code once and uses that connection to the end (--wait)."""
-    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
-    before = accepted_codes(sshd_mfa_service)
+    source = mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    before = accepted_codes(sshd_mfa_service, source)
     code, output, asked = environment.in_terminal(
         "+context=mfa", "train.py", "-m", "i=0,1", "--wait", answers={PROMPT: lambda: next_code(sshd_mfa_service)}
     )
     assert (code, asked) == (0, 1), output
-    assert accepted_codes(sshd_mfa_service) - before == 1
+    assert accepted_codes(sshd_mfa_service, source) - before == 1
     assert "no login is open" in environment.run("login").stdout  # its connection ended with the command
 
 
 def test_paramiko_asks_for_the_code_in_the_terminal_once_and_refuses_without_one(
     slurm_service, sshd_mfa_service, mrunner_home, environment
 ):
-    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="paramiko")
-    before = accepted_codes(sshd_mfa_service)
+    source = mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="paramiko")
+    before = accepted_codes(sshd_mfa_service, source)
     code, output, asked = environment.in_terminal(
         "+context=mfa", "train.py", "-m", "i=0,1", "--wait", answers={PROMPT: lambda: next_code(sshd_mfa_service)}
     )
     assert (code, asked) == (0, 1), output
-    assert accepted_codes(sshd_mfa_service) - before == 1
+    assert accepted_codes(sshd_mfa_service, source) - before == 1
     started = time.monotonic()
     refused = environment.run("+context=mfa", "train.py", "i=7")
     assert refused.returncode != 0 and time.monotonic() - started < 10

@@ -21,6 +21,7 @@ from typing import Any
 
 from mrunner.backend import Login
 from mrunner.errors import MrunnerError
+from mrunner_slurm.transport import NeedsLogin
 
 _COUNTER = itertools.count()
 
@@ -73,8 +74,14 @@ def login(context: Mapping[str, Any], context_name: str) -> str:
     path = socket_path(url, config)
     persist = str(context["login_persist"])
     if not openssh.masters.check(where, path):
-        interactive = terminal.available()
-        openssh.masters.open(where, target, path, persist, interactive=interactive, found=found)
+        try:
+            openssh.masters.open(where, target, path, persist, interactive=terminal.available(), found=found)
+        except NeedsLogin as error:  # no terminal to ask in
+            raise NeedsLogin(
+                f"context {context_name}: {target.alias} ({target.user}@{target.host}:{target.port}) needs an "
+                f"interactive login ({error.reason}) and `mrunner login` has no terminal to ask in: run "
+                f"`mrunner login {context_name}` in a terminal"
+            ) from None
     note = {
         "context": context_name,
         "url": url,

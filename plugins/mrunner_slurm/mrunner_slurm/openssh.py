@@ -258,6 +258,10 @@ class Masters:
     ) -> None:
         """Open a master at ``path`` that stays ``persist`` after its last use; ``interactive``: prompts (a
         passphrase, a one-time code, an unknown host key) go to the terminal as ``ssh`` asks them."""
+        if os.path.exists(path) and not self.check(where, path):
+            # left by a master that was killed: ssh would find it in the way, keep no master ("ControlSocket
+            # already exists, disabling multiplexing") and stay in the background as a plain connection
+            os.unlink(path)
         options = ["-o", "ControlMaster=yes", "-o", f"ControlPath={path}", "-o", f"ControlPersist={persist}"]
         if found.get("connecttimeout", "none") == "none":
             options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]

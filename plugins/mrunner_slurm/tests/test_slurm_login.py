@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.testing import write_context
+from mrunner.testing import wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import slurm_context
 
 pytestmark = pytest.mark.slurm
@@ -350,3 +350,45 @@ def test_the_users_own_master_connection_is_used(slurm_service, mrunner_home, en
         print("mrunner status SWEEP through the user's master:", json.dumps([round(t, 3) for t in timings]))
     finally:
         subprocess.run([*ssh[:-1], "-O", "exit", ssh[-1]], capture_output=True, timeout=30)
+
+
+def test_a_login_without_a_terminal_refuses_in_one_line_naming_the_context(
+    slurm_service, sshd_mfa_service, mrunner_home, environment
+):
+    """`mrunner login mfa` under cron or setsid: nothing to ask the code in; the line names the context (not a
+    placeholder) and says to run the login in a terminal."""
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    started = time.monotonic()
+    refused = environment.run("login", "mfa")
+    assert refused.returncode != 0 and time.monotonic() - started < 10
+    line = one_line(refused.stderr)
+    assert "context mfa:" in line and "no terminal" in line and "`mrunner login mfa` in a terminal" in line, line
+    assert "no login is open" in environment.run("login").stdout
+
+
+def test_a_login_whose_master_was_killed_opens_a_new_one(slurm_service, mrunner_home, environment):
+    """A master killed (kill -9, the OOM killer) leaves its socket behind: the next login replaces it and the
+    login works, instead of saying "logged in" while ssh, finding the socket in the way, kept no master."""
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(slurm_service, f"{slurm_service['storage_dir']}/stale-{uuid.uuid4().hex[:10]}", ssh="openssh"),
+    )
+    assert environment.run("login", "test-slurm").returncode == 0  # a key-only cluster: no terminal needed
+    (socket,) = [p for p in Path(environment.runtime, "mrunner", "ssh").iterdir() if p.suffix != ".json"]
+    ssh = ["ssh", "-F", slurm_service["ssh_config"], "-o", f"ControlPath={socket}"]
+    checked = subprocess.run([*ssh, "-O", "check", slurm_service["alias"]], capture_output=True, text=True, timeout=30)
+    pid = int(checked.stderr.split("pid=")[1].split(")")[0])
+    os.kill(pid, 9)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=10, what="the killed master to end")
+    assert socket.exists(), "the killed master's socket is left behind"
+    assert "no login is open" in environment.run("login").stdout
+    again = environment.run("login", "test-slurm")
+    assert again.returncode == 0, again.stderr
+    try:
+        listed = environment.run("login")
+        assert "test-slurm" in listed.stdout, listed.stdout
+        checked = subprocess.run([*ssh, "-O", "check", slurm_service["alias"]], capture_output=True, timeout=30)
+        assert checked.returncode == 0, checked.stderr
+    finally:
+        environment.run("logout", "test-slurm")

@@ -2,7 +2,7 @@
 asks for a passphrase or a one-time code) and reused by every later mrunner command in any shell.
 
 The master's socket lives in mrunner's runtime folder (``paths.runtime_dir()/ssh``, mode 0700: only this user
-can reach the connection), named by a hash of ``slurm_url`` and ``ssh_config``, next to a small JSON note of
+can reach the connection; ``/tmp/mrunner-UID/ssh`` where ``$XDG_RUNTIME_DIR`` is too long for a socket), named by a hash of ``slurm_url`` and ``ssh_config``, next to a small JSON note of
 which context opened it and when (for `mrunner login` without a context). It stays up ``login_persist`` after
 its last use (OpenSSH's ControlPersist). Where the user's own ssh config already keeps a master for the host
 and it is up, mrunner uses theirs and opens none.
@@ -24,12 +24,15 @@ from mrunner.errors import MrunnerError
 from mrunner_slurm.transport import NeedsLogin
 
 _COUNTER = itertools.count()
+#: The longest socket path below the runtime folder: ``/ssh/``, a name (``command_socket_path``: 16 hex digits,
+#: a pid, a count) and the suffix ssh adds to the temporary socket it renames (``.`` and 16 characters).
+_ROOM = len("/ssh/") + 16 + len("-4194304-99999") + 17
 
 
 def folder() -> Path:
     from mrunner import paths
 
-    sockets = paths.runtime_dir() / "ssh"
+    sockets = paths.runtime_dir(room=_ROOM) / "ssh"
     sockets.mkdir(mode=0o700, exist_ok=True)
     return sockets
 

@@ -392,3 +392,27 @@ def test_a_login_whose_master_was_killed_opens_a_new_one(slurm_service, mrunner_
         assert checked.returncode == 0, checked.stderr
     finally:
         environment.run("logout", "test-slurm")
+
+
+def test_a_runtime_folder_too_long_for_a_socket_keeps_the_logins_in_tmp(
+    slurm_service, mrunner_home, environment, tmp_path
+):
+    """An ``$XDG_RUNTIME_DIR`` too long for a unix socket's path (ssh: "too long for Unix domain socket"):
+    logins and submissions work, their sockets in ``/tmp/mrunner-UID``."""
+    long = Path(environment.runtime, "x" * 60)
+    long.mkdir(mode=0o700)
+    config = tmp_path / "ssh_config"  # a file of this test's own: its login socket is named after it
+    config.write_text(Path(slurm_service["ssh_config"]).read_text())
+    service = {**slurm_service, "ssh_config": str(config)}
+    storage = f"{slurm_service['storage_dir']}/long-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(service, storage, ssh="openssh"))
+    env = {"XDG_RUNTIME_DIR": str(long)}
+    logged = environment.run("login", "test-slurm", env=env)
+    assert logged.returncode == 0, logged.stderr
+    try:
+        assert "test-slurm" in environment.run("login", env=env).stdout
+        assert any(Path(f"/tmp/mrunner-{os.getuid()}/ssh").glob("*.json")), "the login's note in /tmp/mrunner-UID"
+        done = environment.run("+context=test-slurm", "train.py", "i=2", "--wait", env=env)
+        assert done.returncode == 0, done.stderr
+    finally:
+        environment.run("logout", "test-slurm", env=env)

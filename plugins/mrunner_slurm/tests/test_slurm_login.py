@@ -416,3 +416,28 @@ def test_a_runtime_folder_too_long_for_a_socket_keeps_the_logins_in_tmp(
         assert done.returncode == 0, done.stderr
     finally:
         environment.run("logout", "test-slurm", env=env)
+
+
+def test_a_hydra_multirun_in_the_background_without_a_login_fails_at_once_in_one_line(
+    slurm_service, sshd_mfa_service, mrunner_home, environment
+):
+    """`python app.py -m hydra/launcher=mrunner` with no terminal and no login: Hydra's one line names the
+    context, the host and `mrunner login CONTEXT`, within seconds (no traceback, no prompt waited on)."""
+    from plugins.hydra_mrunner_launcher.tests.apps import APP
+
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    (environment.project / "app.py").write_text(APP)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "app.py", "-m", "hydra/launcher=mrunner", "hydra.launcher.context=mfa", "+x=1,2"],
+        cwd=environment.project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment.env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert done.returncode == 1 and time.monotonic() - started < 10 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "mrunner-test-mfa" in line]
+    assert line.startswith("context mfa: mrunner-test-mfa") and "`mrunner login mfa`" in line, done.stderr

@@ -40,6 +40,8 @@ _SSH_FAILURE = re.compile(
     r"Connection reset|kex_exchange_identification|^ssh: ",
     re.M,
 )
+#: How a shell says that a ProxyCommand cannot run (the command or a file it names is missing).
+_NOT_RUNNABLE = re.compile(r"No such file or directory|command not found|: not found|Permission denied$")
 _TRANSIENT = re.compile(
     r"Connection refused|Connection reset|timed out|kex_exchange_identification|Connection closed by|"
     r"No route to host|Network is unreachable|banner exchange"
@@ -282,7 +284,9 @@ class Masters:
                 text = errors.read().decode(errors="replace")
             if done.returncode == 0:
                 return
-            if not _TRANSIENT.search(text) or attempt == RETRIES:
+            if attempt == 0 and "UNKNOWN port 65535" in text:
+                text += _proxy_complaint(where, found)
+            if not _TRANSIENT.search(text) or attempt == RETRIES or _broken_proxy(text, found):
                 raise failure(target, text, batch=not interactive, tries=attempt + 1, found=found)
             time.sleep(delay)
             delay *= 2
@@ -325,6 +329,29 @@ def open_connection(url: str, config_path: str | None, interactive: bool) -> Ope
         masters.open(where, target, path, str(COMMAND_PERSIST), interactive=True, found=found)
     masters.opened.append((where, path))
     return OpenSSHConnection(target, where, path, owned=True)
+
+
+def _proxy_complaint(where: Destination, found: dict[str, str]) -> str:
+    """What the ProxyCommand says when run by a plain ``ssh``: a master that persists sends its stderr to
+    /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why."""
+    if found.get("proxycommand", "none") == "none":
+        return ""
+    options = ["-T", "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes"]
+    options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
+    try:
+        done = subprocess.run(
+            [*where.argv(*options), "true"], capture_output=True, timeout=2 * CONNECT_TIMEOUT, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        return ""
+    return "\n" + done.stderr.decode(errors="replace")
+
+
+def _broken_proxy(text: str, found: dict[str, str] | None) -> str | None:
+    """The shell's line saying the context's ProxyCommand cannot run (no retry mends that), if it said so."""
+    if (found or {}).get("proxycommand", "none") == "none":
+        return None
+    return next((line.strip() for line in text.splitlines() if _NOT_RUNNABLE.search(line.strip())), None)
 
 
 def _offered_key(target: Target) -> str:
@@ -373,6 +400,13 @@ def failure(
         return BackendError(
             f"SSH authentication as {target.user} on {target.alias} failed ({reason}); check the key "
             f"(IdentityFile in {target.config_path or '~/.ssh/config'}, or ssh-agent), the code and the user"
+        )
+    broken = _broken_proxy(text, found)
+    if broken is not None:
+        assert found is not None
+        return BackendError(
+            f"the ProxyCommand of {target.alias} cannot run ({broken}): fix `ProxyCommand "
+            f"{found['proxycommand']}` in {target.config_path or '~/.ssh/config'}"
         )
     if "Could not resolve hostname" in text:
         return BackendError(f"cannot resolve the SSH host {target.host} ({lines[-1] if lines else ''})")

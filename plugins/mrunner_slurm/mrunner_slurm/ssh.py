@@ -380,7 +380,13 @@ def _connect_once(target: Target, interactive: bool) -> ParamikoConnection:
             "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT
         )
     elif target.proxy_command:  # its %h, %p, ... were expanded by paramiko's lookup
-        sock = paramiko.ProxyCommand(target.proxy_command)
+        try:
+            sock = paramiko.ProxyCommand(target.proxy_command)
+        except OSError as error:  # the program is missing: no retry mends that
+            raise BackendError(
+                f"the ProxyCommand of {target.alias} cannot run ({error.strerror}): fix `ProxyCommand "
+                f"{target.proxy_command}` in {target.config_path or '~/.ssh/config'}"
+            ) from None
     else:
         source = (target.bind_address, 0) if target.bind_address else None
         sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT, source_address=source)

@@ -441,3 +441,15 @@ def test_a_hydra_multirun_in_the_background_without_a_login_fails_at_once_in_one
     assert done.returncode == 1 and time.monotonic() - started < 10 and "Traceback" not in done.stderr, done.stderr
     (line,) = [line for line in done.stderr.splitlines() if "mrunner-test-mfa" in line]
     assert line.startswith("context mfa: mrunner-test-mfa") and "`mrunner login mfa`" in line, done.stderr
+
+
+def test_a_machine_without_an_ssh_client_falls_back_to_paramiko(
+    slurm_service, sshd_mfa_service, mrunner_home, environment, tmp_path
+):
+    """No ``ssh`` on the PATH and no ``ssh`` key: paramiko reaches the cluster; with no terminal the one line
+    says to run the command in one, not to log in with an OpenSSH this machine lacks."""
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh=None)  # the default transport
+    refused = environment.run("+context=mfa", "train.py", "i=7", env={"PATH": str(tmp_path / "empty")})
+    line = one_line(refused.stderr)
+    assert "the server wants a one-time code (keyboard-interactive) after the key" in line, line  # paramiko's words
+    assert "run it in a terminal, where the code is asked" in line and "ssh: openssh" not in line, line

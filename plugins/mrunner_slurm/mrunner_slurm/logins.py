@@ -76,7 +76,16 @@ def login(context: Mapping[str, Any], context_name: str) -> str:
         return f"{target.alias}: your own ssh master connection ({theirs}) is up; mrunner uses it"
     path = socket_path(url, config)
     persist = str(context["login_persist"])
-    if not openssh.masters.check(where, path):
+    note_file = Path(path + ".json")
+    if openssh.masters.check(where, path):
+        kept = _read_note(note_file)
+        if kept is not None:  # its note says since when: a second login changes nothing
+            return (
+                f"already logged in to {target.alias} ({kept.get('where')}) since "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['opened_at']))}, kept {kept.get('persist')} "
+                f"after its last use; `mrunner logout {context_name}` closes it"
+            )
+    else:
         try:
             openssh.masters.open(where, target, path, persist, interactive=terminal.available(), found=found)
         except NeedsLogin as error:  # no terminal to ask in
@@ -93,11 +102,20 @@ def login(context: Mapping[str, Any], context_name: str) -> str:
         "persist": persist,
         "where": f"{target.user}@{target.host}:{target.port}",
     }
-    Path(path + ".json").write_text(json.dumps(note))
+    note_file.write_text(json.dumps(note))
     return (
         f"logged in to {target.alias} ({note['where']}): mrunner commands in any shell reuse this connection "
         f"until {persist} after its last use, or `mrunner logout {context_name}`"
     )
+
+
+def _read_note(note_file: Path) -> dict[str, Any] | None:
+    try:
+        note = json.loads(note_file.read_text())
+        float(note["opened_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return note if isinstance(note, dict) else None
 
 
 def logout(context: Mapping[str, Any], context_name: str) -> str:

@@ -453,3 +453,21 @@ def test_a_machine_without_an_ssh_client_falls_back_to_paramiko(
     line = one_line(refused.stderr)
     assert "the server wants a one-time code (keyboard-interactive) after the key" in line, line  # paramiko's words
     assert "run it in a terminal, where the code is asked" in line and "ssh: openssh" not in line, line
+
+
+def test_a_second_login_keeps_the_first_and_says_since_when(slurm_service, mrunner_home, environment):
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(slurm_service, f"{slurm_service['storage_dir']}/twice-{uuid.uuid4().hex[:10]}", ssh="openssh"),
+    )
+    first = environment.run("login", "test-slurm")
+    assert first.returncode == 0 and first.stdout.startswith("logged in to mrunner-test-slurm"), first.stderr
+    try:
+        (note,) = Path(environment.runtime, "mrunner", "ssh").glob("*.json")
+        opened = json.loads(note.read_text())["opened_at"]
+        second = environment.run("login", "test-slurm")
+        assert second.returncode == 0 and second.stdout.startswith("already logged in to mrunner-test-slurm"), second
+        assert json.loads(note.read_text())["opened_at"] == opened, "the login's opening time is kept"
+    finally:
+        environment.run("logout", "test-slurm")

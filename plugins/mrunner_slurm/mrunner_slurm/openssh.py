@@ -48,6 +48,14 @@ _TRANSIENT = re.compile(
 )
 
 
+#: What of the user's config is for their interactive sessions, not for mrunner's commands: a RemoteCommand
+#: (ssh refuses one beside a command: "Cannot execute command-line and remote command"), a terminal, and port
+#: forwardings: a master mrunner keeps for hours would hold the user's ports (their own `ssh ALIAS` then
+#: cannot forward them) or fail where one is taken and ExitOnForwardFailure is set; a call through a master
+#: would ask it for them too.
+PLAIN = ("-o", "RemoteCommand=none", "-o", "RequestTTY=no", "-o", "ClearAllForwardings=yes")
+
+
 @dataclass(frozen=True)
 class Destination:
     """How to name the host to ``ssh``: its arguments before the destination, and the destination."""
@@ -124,7 +132,16 @@ class OpenSSHConnection(Connection):
         return os.path.exists(self.control_path)
 
     def argv(self, command: str) -> list[str]:
-        options = ["-T", "-o", "ControlMaster=no", "-o", f"ControlPath={self.control_path}", "-o", "BatchMode=yes"]
+        options = [
+            "-T",
+            *PLAIN,
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            f"ControlPath={self.control_path}",
+            "-o",
+            "BatchMode=yes",
+        ]
         return [*self.where.argv(*options), command]
 
     def start(self, command: str) -> OpenSSHCall:
@@ -264,7 +281,7 @@ class Masters:
             # left by a master that was killed: ssh would find it in the way, keep no master ("ControlSocket
             # already exists, disabling multiplexing") and stay in the background as a plain connection
             os.unlink(path)
-        options = ["-o", "ControlMaster=yes", "-o", f"ControlPath={path}", "-o", f"ControlPersist={persist}"]
+        options = [*PLAIN, "-o", "ControlMaster=yes", "-o", f"ControlPath={path}", "-o", f"ControlPersist={persist}"]
         if found.get("connecttimeout", "none") == "none":
             options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
         if found.get("serveraliveinterval", "0") == "0":
@@ -336,7 +353,7 @@ def _proxy_complaint(where: Destination, found: dict[str, str]) -> str:
     /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why."""
     if found.get("proxycommand", "none") == "none":
         return ""
-    options = ["-T", "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes"]
+    options = ["-T", *PLAIN, "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes"]
     options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
     try:
         done = subprocess.run(

@@ -471,3 +471,41 @@ def test_a_second_login_keeps_the_first_and_says_since_when(slurm_service, mrunn
         assert json.loads(note.read_text())["opened_at"] == opened, "the login's opening time is kept"
     finally:
         environment.run("logout", "test-slurm")
+
+
+def test_a_config_made_for_interactive_sessions_works_and_its_ports_stay_free(
+    slurm_service, mrunner_home, environment, tmp_path
+):
+    """A Host block as researchers write them for their own terminal: a RemoteCommand (a login shell, tmux),
+    RequestTTY, a port forwarding with ExitOnForwardFailure. mrunner's commands run (ssh refused a command
+    beside a RemoteCommand), and its login master holds none of the user's ports for its hours."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        Path(slurm_service["ssh_config"])
+        .read_text()
+        .replace(
+            f"Host {slurm_service['alias']}\n",
+            f"Host {slurm_service['alias']}\n    RemoteCommand exec bash -l\n    RequestTTY yes\n"
+            f"    LocalForward 127.0.0.1:{port} 127.0.0.1:22\n    ExitOnForwardFailure yes\n",
+            1,
+        )
+    )
+    assert "RemoteCommand" in config.read_text()
+    service = {**slurm_service, "ssh_config": str(config)}
+    storage = f"{slurm_service['storage_dir']}/interactive-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(service, storage, ssh="openssh"))
+    assert environment.run("login", "test-slurm").returncode == 0
+    try:
+        done = environment.run("+context=test-slurm", "train.py", "i=3", "--wait")
+        assert done.returncode == 0, done.stderr
+        logs = environment.run("logs", f"{done.stdout.split()[-1]}/0")
+        assert "experiment says 3" in logs.stdout, logs.stderr
+        with socket.socket() as mine:
+            mine.bind(("127.0.0.1", port))  # the user's own `ssh ALIAS` can still forward it
+    finally:
+        environment.run("logout", "test-slurm")

@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import os
+import shlex
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -134,7 +135,7 @@ def logout(context: Mapping[str, Any], context_name: str) -> str:
     if theirs and openssh.masters.check(where, theirs):
         return (
             f"{where.destination}: the connection is your own ssh master ({theirs}), not mrunner's; close it "
-            f"with `ssh -O exit {where.destination}`"
+            f"with `{shlex.join(where.argv('-O', 'exit'))}`"
         )
     return f"context {context_name}: no login is open for {where.destination}"
 

@@ -348,6 +348,8 @@ def test_the_users_own_master_connection_is_used(slurm_service, mrunner_home, en
             assert environment.run("status", sweep).returncode == 0
             timings.append(time.monotonic() - started)
         print("mrunner status SWEEP through the user's master:", json.dumps([round(t, 3) for t in timings]))
+        out = environment.run("logout", "test-slurm")
+        assert f"close it with `{' '.join(ssh[:-1])} -O exit {ssh[-1]}`" in out.stdout, out.stdout  # their config
     finally:
         subprocess.run([*ssh[:-1], "-O", "exit", ssh[-1]], capture_output=True, timeout=30)
 

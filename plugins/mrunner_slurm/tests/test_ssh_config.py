@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -178,6 +179,23 @@ def test_the_runtime_folder_is_private(tmp_path, monkeypatch):
         assert "only you can use (mode 0700)" in str(error)
     else:
         raise AssertionError("a folder others can enter was accepted")
+
+
+def test_without_xdg_runtime_dir_the_logind_folder_is_used_as_a_terminal_has_it(tmp_path, monkeypatch):
+    """cron starts commands without XDG_RUNTIME_DIR: they look where a terminal's XDG_RUNTIME_DIR points
+    (logind's /run/user/UID), so a cron job finds the login a terminal opened; a folder others can enter is
+    passed over."""
+    from mrunner import paths
+
+    session = tmp_path / f"user-{os.getuid()}"
+    session.mkdir(mode=0o700)
+    monkeypatch.setattr(paths, "SESSION_RUNTIME", str(tmp_path / "user-{uid}"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(session))
+    in_terminal = paths.runtime_dir()
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert paths.runtime_dir() == in_terminal == session / "mrunner"
+    session.chmod(0o755)
+    assert paths.runtime_dir() == Path(f"/tmp/mrunner-{os.getuid()}")
 
 
 def test_an_ssh_config_that_is_no_readable_file_names_the_key(tmp_path):

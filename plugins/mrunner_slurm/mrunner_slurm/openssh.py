@@ -350,14 +350,19 @@ def open_connection(url: str, config_path: str | None, interactive: bool) -> Ope
 
 def _proxy_complaint(where: Destination, found: dict[str, str]) -> str:
     """What the ProxyCommand says when run by a plain ``ssh``: a master that persists sends its stderr to
-    /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why."""
+    /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why. In a session
+    of its own: a ProxyCommand that is itself an ``ssh`` (to a bastion) has no terminal to prompt in."""
     if found.get("proxycommand", "none") == "none":
         return ""
     options = ["-T", *PLAIN, "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes"]
     options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
     try:
         done = subprocess.run(
-            [*where.argv(*options), "true"], capture_output=True, timeout=2 * CONNECT_TIMEOUT, stdin=subprocess.DEVNULL
+            [*where.argv(*options), "true"],
+            capture_output=True,
+            timeout=2 * CONNECT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     except subprocess.TimeoutExpired:
         return ""

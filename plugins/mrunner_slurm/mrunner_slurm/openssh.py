@@ -56,6 +56,13 @@ _TRANSIENT = re.compile(
 PLAIN = ("-o", "RemoteCommand=none", "-o", "RequestTTY=no", "-o", "ClearAllForwardings=yes")
 
 
+#: A master's ``ssh`` runs with hangups ignored, as under nohup (OpenSSH keeps an ignored SIGHUP ignored).
+#: After authenticating it forks into the background and stays in the terminal's session until it calls
+#: setsid; a `mrunner login` that leads that session (a tmux window, `ssh -t HOST mrunner login`, a
+#: pseudo-terminal) ends right after, and the terminal's hangup could end the master in between.
+_NOHUP = ("/bin/sh", "-c", 'trap "" HUP; exec "$@"', "sh")
+
+
 @dataclass(frozen=True)
 class Destination:
     """How to name the host to ``ssh``: its arguments before the destination, and the destination."""
@@ -292,7 +299,7 @@ class Masters:
         for attempt in range(RETRIES + 1):
             with tempfile.TemporaryFile() as errors:  # not a pipe: the master inherits it in the background
                 done = subprocess.run(
-                    where.argv(*options, "-N", "-f"),
+                    [*_NOHUP, *where.argv(*options, "-N", "-f")],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=errors,

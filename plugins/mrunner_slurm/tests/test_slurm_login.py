@@ -98,7 +98,7 @@ class Environment:
             start_new_session=True,
         )
 
-    def in_terminal(self, *args: str, answers: dict[bytes, str], timeout: float = 120) -> tuple[int, str, int]:
+    def in_terminal(self, *args: str, answers: dict[bytes, str], timeout: float = 300) -> tuple[int, str, int]:
         """``mrunner ARGS`` in a pseudo-terminal, answering each prompt that contains a key of ``answers``
         with what its value (a function) gives: the exit code, the output and how many prompts came."""
         pid, terminal = pty.fork()
@@ -121,6 +121,8 @@ class Environment:
                 if output.count(prompt) > asked:
                     asked += 1
                     os.write(terminal, answer().encode() + b"\n")
+        else:  # still running at the deadline: stopped, so the test fails with its output instead of hanging
+            os.kill(pid, 9)
         _, status = os.waitpid(pid, 0)
         os.close(terminal)
         return os.waitstatus_to_exitcode(status), output.decode(errors="replace"), asked
@@ -509,5 +511,27 @@ def test_a_config_made_for_interactive_sessions_works_and_its_ports_stay_free(
         assert "experiment says 3" in logs.stdout, logs.stderr
         with socket.socket() as mine:
             mine.bind(("127.0.0.1", port))  # the user's own `ssh ALIAS` can still forward it
+    finally:
+        environment.run("logout", "test-slurm")
+
+
+def test_a_hangup_does_not_end_a_login(slurm_service, mrunner_home, environment):
+    """A login's master outlives the terminal it was opened in: a hangup (the terminal closed, or `mrunner
+    login` leading a tmux window that closes as it ends, before the master has left the terminal's session)
+    leaves it up."""
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(slurm_service, f"{slurm_service['storage_dir']}/hup-{uuid.uuid4().hex[:10]}", ssh="openssh"),
+    )
+    assert environment.run("login", "test-slurm").returncode == 0
+    try:
+        (socket,) = [p for p in Path(environment.runtime, "mrunner", "ssh").iterdir() if p.suffix != ".json"]
+        check = ["ssh", "-F", slurm_service["ssh_config"], "-o", f"ControlPath={socket}", "-O", "check"]
+        checked = subprocess.run([*check, slurm_service["alias"]], capture_output=True, text=True, timeout=30)
+        pid = int(checked.stderr.split("pid=")[1].split(")")[0])
+        os.kill(pid, 1)  # SIGHUP
+        assert "test-slurm" in environment.run("login").stdout  # `ssh -O check` answered after the signal
+        assert Path(f"/proc/{pid}").exists()
     finally:
         environment.run("logout", "test-slurm")

@@ -5,9 +5,10 @@ Importing ``importlib.metadata`` (which imports ``email``, ``zipfile``, ``csv`` 
 as the rest of a `mrunner status` of a Slurm sweep through an open connection (benchmarks/results-slurm.md), and
 every command builds the plugin manager. What it does for the common layout is small: in each folder of
 ``sys.path``, in order, read every ``NAME-VERSION.dist-info/entry_points.txt``; the first distribution of a
-(normalised) name wins. That is done here. Whatever this does not read the same way (a zip file or an
-``.egg-info`` on the path, a finder of distributions besides the standard path finder) makes it ask
-``importlib.metadata`` instead, so the answer is the same either way.
+(normalised) name wins. That is done here. Whatever this does not read the same way (a zip file, an
+``.egg-info`` or an ``.egg`` folder on the path, a ``.DIST-INFO`` not in lower case, whose name
+``importlib.metadata`` takes from its METADATA, a finder of distributions besides the standard path finder)
+makes it ask ``importlib.metadata`` instead, so the answer is the same either way.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def _scanned(group: str) -> list[EntryPoint] | None:
     found: list[EntryPoint] = []
     for entry in sys.path:
         folder = entry or "."
+        if os.path.basename(folder).lower().endswith(".egg"):
+            return None  # an egg's EGG-INFO
         try:
             names = os.listdir(folder)
         except NotADirectoryError:
@@ -72,6 +75,8 @@ def _scanned(group: str) -> list[EntryPoint] | None:
                 return None
             if not lowered.endswith(".dist-info"):
                 continue
+            if not name.endswith(".dist-info"):
+                return None
             normalised = re.sub(r"[-_.]+", "_", name[: -len(".dist-info")].partition("-")[0]).lower()
             if normalised in seen:
                 continue
@@ -94,7 +99,7 @@ def _declared(dist_info: str, group: str) -> list[EntryPoint]:
         if not line or line.startswith("#"):
             continue
         if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
+            section = line.strip("[]")  # as importlib.metadata reads it: `[ group ]` is no `[group]`
         elif section == group:
             name, _, value = line.partition("=")
             entries.append((name.strip(), value.strip()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -23,13 +24,38 @@ def shipped_conf_dir() -> Path:
     return packaged if packaged.is_dir() else here.parent / "conf"
 
 
-def runtime_dir() -> Path:
-    """``$XDG_RUNTIME_DIR/mrunner`` (else ``/tmp/mrunner-UID``): sockets of open logins, which only this user
-    may reach. Created with mode 0700; one that another user owns, or others can enter, is refused."""
+#: The longest path of a unix socket (``sun_path``: 108 bytes on Linux, 104 on macOS and the BSDs, with its NUL).
+SOCKET_PATH_MAX = 103
+
+
+#: Where systemd-logind makes a user's runtime folder, which ``$XDG_RUNTIME_DIR`` names in their sessions.
+SESSION_RUNTIME = "/run/user/{uid}"
+
+
+def _session_runtime() -> str | None:
+    """The user's logind runtime folder, if there is one of theirs that only they can use. cron (and other
+    daemons) start commands without ``$XDG_RUNTIME_DIR``; they must find the logins a terminal opened."""
+    path = SESSION_RUNTIME.format(uid=os.getuid())
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return None
+    return (
+        path if stat.S_ISDIR(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o077 else None
+    )
+
+
+def runtime_dir(room: int = 0) -> Path:
+    """``$XDG_RUNTIME_DIR/mrunner`` (else ``/run/user/UID/mrunner`` where logind made that folder, else
+    ``/tmp/mrunner-UID``): sockets of open logins, which only this user may reach. Created with mode 0700; one that another user owns, or others can enter, is refused. ``room``:
+    how long the paths below it get; where ``$XDG_RUNTIME_DIR`` is too long to leave that much of a socket's
+    path, ``/tmp/mrunner-UID`` instead (ssh cannot listen on a longer path)."""
     from mrunner.errors import MrunnerError
 
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    folder = Path(base) / "mrunner" if base else Path("/tmp") / f"mrunner-{os.getuid()}"
+    base = os.environ.get("XDG_RUNTIME_DIR") or _session_runtime()
+    folder = Path(base) / "mrunner" if base else None
+    if folder is None or len(os.fsencode(folder)) + room > SOCKET_PATH_MAX:
+        folder = Path("/tmp") / f"mrunner-{os.getuid()}"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     status = folder.lstat()
     if status.st_uid != os.getuid() or status.st_mode & 0o077 or not folder.is_dir() or folder.is_symlink():

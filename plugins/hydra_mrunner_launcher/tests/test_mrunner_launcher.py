@@ -74,6 +74,15 @@ def test_return_values_come_back_and_a_failed_job_fails_the_multirun(tmp_path, m
         assert (tmp_path / "sweep" / str(index) / ".hydra" / "overrides.yaml").exists()
 
 
+def test_a_launch_that_cannot_start_fails_in_one_line(tmp_path, mrunner_home):
+    """An mrunner error before any job runs (here an unknown context; a cluster that wants `mrunner login`
+    alike) is one line of Hydra's, as on mrunner's command line: no traceback through Hydra and mrunner."""
+    result = run_app(tmp_path, "-m", "hydra/launcher=mrunner", "hydra.launcher.context=nosuch", "+x=1,2")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "nosuch" in line]
+    assert line.startswith("unknown context 'nosuch'"), result.stderr
+
+
 @pytest.mark.usefixtures("hydra_restore_singletons")
 def test_a_remote_context_refuses_a_task_function_no_command_reaches(hydra_sweep_runner, mrunner_home, tmp_path):
     """Hydra's in-process API (what the suites use) needs a pickle of the task function: local only."""

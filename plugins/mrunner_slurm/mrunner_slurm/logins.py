@@ -2,7 +2,7 @@
 asks for a passphrase or a one-time code) and reused by every later mrunner command in any shell.
 
 The master's socket lives in mrunner's runtime folder (``paths.runtime_dir()/ssh``, mode 0700: only this user
-can reach the connection), named by a hash of ``slurm_url`` and ``ssh_config``, next to a small JSON note of
+can reach the connection; ``/tmp/mrunner-UID/ssh`` where ``$XDG_RUNTIME_DIR`` is too long for a socket), named by a hash of ``slurm_url`` and ``ssh_config``, next to a small JSON note of
 which context opened it and when (for `mrunner login` without a context). It stays up ``login_persist`` after
 its last use (OpenSSH's ControlPersist). Where the user's own ssh config already keeps a master for the host
 and it is up, mrunner uses theirs and opens none.
@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import os
+import shlex
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,14 +22,18 @@ from typing import Any
 
 from mrunner.backend import Login
 from mrunner.errors import MrunnerError
+from mrunner_slurm.transport import NeedsLogin
 
 _COUNTER = itertools.count()
+#: The longest socket path below the runtime folder: ``/ssh/``, a name (``command_socket_path``: 16 hex digits,
+#: a pid, a count) and the suffix ssh adds to the temporary socket it renames (``.`` and 16 characters).
+_ROOM = len("/ssh/") + 16 + len("-4194304-99999") + 17
 
 
 def folder() -> Path:
     from mrunner import paths
 
-    sockets = paths.runtime_dir() / "ssh"
+    sockets = paths.runtime_dir(room=_ROOM) / "ssh"
     sockets.mkdir(mode=0o700, exist_ok=True)
     return sockets
 
@@ -72,9 +77,24 @@ def login(context: Mapping[str, Any], context_name: str) -> str:
         return f"{target.alias}: your own ssh master connection ({theirs}) is up; mrunner uses it"
     path = socket_path(url, config)
     persist = str(context["login_persist"])
-    if not openssh.masters.check(where, path):
-        interactive = terminal.available()
-        openssh.masters.open(where, target, path, persist, interactive=interactive, found=found)
+    note_file = Path(path + ".json")
+    if openssh.masters.check(where, path):
+        kept = _read_note(note_file)
+        if kept is not None:  # its note says since when: a second login changes nothing
+            return (
+                f"already logged in to {target.alias} ({kept.get('where')}) since "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['opened_at']))}, kept {kept.get('persist')} "
+                f"after its last use; `mrunner logout {context_name}` closes it"
+            )
+    else:
+        try:
+            openssh.masters.open(where, target, path, persist, interactive=terminal.available(), found=found)
+        except NeedsLogin as error:  # no terminal to ask in
+            raise NeedsLogin(
+                f"context {context_name}: {target.alias} ({target.user}@{target.host}:{target.port}) needs an "
+                f"interactive login ({error.reason}) and `mrunner login` has no terminal to ask in: run "
+                f"`mrunner login {context_name}` in a terminal"
+            ) from None
     note = {
         "context": context_name,
         "url": url,
@@ -83,11 +103,20 @@ def login(context: Mapping[str, Any], context_name: str) -> str:
         "persist": persist,
         "where": f"{target.user}@{target.host}:{target.port}",
     }
-    Path(path + ".json").write_text(json.dumps(note))
+    note_file.write_text(json.dumps(note))
     return (
         f"logged in to {target.alias} ({note['where']}): mrunner commands in any shell reuse this connection "
         f"until {persist} after its last use, or `mrunner logout {context_name}`"
     )
+
+
+def _read_note(note_file: Path) -> dict[str, Any] | None:
+    try:
+        note = json.loads(note_file.read_text())
+        float(note["opened_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return note if isinstance(note, dict) else None
 
 
 def logout(context: Mapping[str, Any], context_name: str) -> str:
@@ -106,7 +135,7 @@ def logout(context: Mapping[str, Any], context_name: str) -> str:
     if theirs and openssh.masters.check(where, theirs):
         return (
             f"{where.destination}: the connection is your own ssh master ({theirs}), not mrunner's; close it "
-            f"with `ssh -O exit {where.destination}`"
+            f"with `{shlex.join(where.argv('-O', 'exit'))}`"
         )
     return f"context {context_name}: no login is open for {where.destination}"
 

@@ -40,10 +40,27 @@ _SSH_FAILURE = re.compile(
     r"Connection reset|kex_exchange_identification|^ssh: ",
     re.M,
 )
+#: How a shell says that a ProxyCommand cannot run (the command or a file it names is missing).
+_NOT_RUNNABLE = re.compile(r"No such file or directory|command not found|: not found|Permission denied$")
 _TRANSIENT = re.compile(
     r"Connection refused|Connection reset|timed out|kex_exchange_identification|Connection closed by|"
     r"No route to host|Network is unreachable|banner exchange"
 )
+
+
+#: What of the user's config is for their interactive sessions, not for mrunner's commands: a RemoteCommand
+#: (ssh refuses one beside a command: "Cannot execute command-line and remote command"), a terminal, and port
+#: forwardings: a master mrunner keeps for hours would hold the user's ports (their own `ssh ALIAS` then
+#: cannot forward them) or fail where one is taken and ExitOnForwardFailure is set; a call through a master
+#: would ask it for them too.
+PLAIN = ("-o", "RemoteCommand=none", "-o", "RequestTTY=no", "-o", "ClearAllForwardings=yes")
+
+
+#: A master's ``ssh`` runs with hangups ignored, as under nohup (OpenSSH keeps an ignored SIGHUP ignored).
+#: After authenticating it forks into the background and stays in the terminal's session until it calls
+#: setsid; a `mrunner login` that leads that session (a tmux window, `ssh -t HOST mrunner login`, a
+#: pseudo-terminal) ends right after, and the terminal's hangup could end the master in between.
+_NOHUP = ("/bin/sh", "-c", 'trap "" HUP; exec "$@"', "sh")
 
 
 @dataclass(frozen=True)
@@ -122,7 +139,16 @@ class OpenSSHConnection(Connection):
         return os.path.exists(self.control_path)
 
     def argv(self, command: str) -> list[str]:
-        options = ["-T", "-o", "ControlMaster=no", "-o", f"ControlPath={self.control_path}", "-o", "BatchMode=yes"]
+        options = [
+            "-T",
+            *PLAIN,
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            f"ControlPath={self.control_path}",
+            "-o",
+            "BatchMode=yes",
+        ]
         return [*self.where.argv(*options), command]
 
     def start(self, command: str) -> OpenSSHCall:
@@ -258,7 +284,11 @@ class Masters:
     ) -> None:
         """Open a master at ``path`` that stays ``persist`` after its last use; ``interactive``: prompts (a
         passphrase, a one-time code, an unknown host key) go to the terminal as ``ssh`` asks them."""
-        options = ["-o", "ControlMaster=yes", "-o", f"ControlPath={path}", "-o", f"ControlPersist={persist}"]
+        if os.path.exists(path) and not self.check(where, path):
+            # left by a master that was killed: ssh would find it in the way, keep no master ("ControlSocket
+            # already exists, disabling multiplexing") and stay in the background as a plain connection
+            os.unlink(path)
+        options = [*PLAIN, "-o", "ControlMaster=yes", "-o", f"ControlPath={path}", "-o", f"ControlPersist={persist}"]
         if found.get("connecttimeout", "none") == "none":
             options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
         if found.get("serveraliveinterval", "0") == "0":
@@ -269,7 +299,7 @@ class Masters:
         for attempt in range(RETRIES + 1):
             with tempfile.TemporaryFile() as errors:  # not a pipe: the master inherits it in the background
                 done = subprocess.run(
-                    where.argv(*options, "-N", "-f"),
+                    [*_NOHUP, *where.argv(*options, "-N", "-f")],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=errors,
@@ -278,7 +308,9 @@ class Masters:
                 text = errors.read().decode(errors="replace")
             if done.returncode == 0:
                 return
-            if not _TRANSIENT.search(text) or attempt == RETRIES:
+            if attempt == 0 and "UNKNOWN port 65535" in text:
+                text += _proxy_complaint(where, found)
+            if not _TRANSIENT.search(text) or attempt == RETRIES or _broken_proxy(text, found):
                 raise failure(target, text, batch=not interactive, tries=attempt + 1, found=found)
             time.sleep(delay)
             delay *= 2
@@ -321,6 +353,34 @@ def open_connection(url: str, config_path: str | None, interactive: bool) -> Ope
         masters.open(where, target, path, str(COMMAND_PERSIST), interactive=True, found=found)
     masters.opened.append((where, path))
     return OpenSSHConnection(target, where, path, owned=True)
+
+
+def _proxy_complaint(where: Destination, found: dict[str, str]) -> str:
+    """What the ProxyCommand says when run by a plain ``ssh``: a master that persists sends its stderr to
+    /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why. In a session
+    of its own: a ProxyCommand that is itself an ``ssh`` (to a bastion) has no terminal to prompt in."""
+    if found.get("proxycommand", "none") == "none":
+        return ""
+    options = ["-T", *PLAIN, "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes"]
+    options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
+    try:
+        done = subprocess.run(
+            [*where.argv(*options), "true"],
+            capture_output=True,
+            timeout=2 * CONNECT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired:
+        return ""
+    return "\n" + done.stderr.decode(errors="replace")
+
+
+def _broken_proxy(text: str, found: dict[str, str] | None) -> str | None:
+    """The shell's line saying the context's ProxyCommand cannot run (no retry mends that), if it said so."""
+    if (found or {}).get("proxycommand", "none") == "none":
+        return None
+    return next((line.strip() for line in text.splitlines() if _NOT_RUNNABLE.search(line.strip())), None)
 
 
 def _offered_key(target: Target) -> str:
@@ -369,6 +429,13 @@ def failure(
         return BackendError(
             f"SSH authentication as {target.user} on {target.alias} failed ({reason}); check the key "
             f"(IdentityFile in {target.config_path or '~/.ssh/config'}, or ssh-agent), the code and the user"
+        )
+    broken = _broken_proxy(text, found)
+    if broken is not None:
+        assert found is not None
+        return BackendError(
+            f"the ProxyCommand of {target.alias} cannot run ({broken}): fix `ProxyCommand "
+            f"{found['proxycommand']}` in {target.config_path or '~/.ssh/config'}"
         )
     if "Could not resolve hostname" in text:
         return BackendError(f"cannot resolve the SSH host {target.host} ({lines[-1] if lines else ''})")

@@ -2,7 +2,7 @@
 
 Hosts come from ``slurm_url`` (``[user@]host[:port]`` or a Host alias) resolved through the ssh config as
 OpenSSH reads it (``Include`` followed by ``ssh_config``, ``Match`` by paramiko): HostName, User, Port,
-IdentityFile, IdentitiesOnly, UserKnownHostsFile, ProxyJump, ProxyCommand. Host keys are checked
+IdentityFile, IdentitiesOnly, UserKnownHostsFile, ProxyJump, ProxyCommand, BindAddress. Host keys are checked
 against known_hosts and never accepted on trust: an unknown or changed key is refused with its fingerprint
 and the command that trusts it. TCP_NODELAY is set on the socket: without it Nagle's algorithm delays every
 small round trip (measured 5x slower). This module imports paramiko, so only hooks import it.
@@ -95,6 +95,7 @@ def resolve(url: str, config_path: str | None) -> Target:
         None if jump in (None, "none") else jump,
         path if os.path.exists(path) else None,
         None if command in (None, "none") else command,
+        entry.get("bindaddress"),
     )
 
 
@@ -379,9 +380,16 @@ def _connect_once(target: Target, interactive: bool) -> ParamikoConnection:
             "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT
         )
     elif target.proxy_command:  # its %h, %p, ... were expanded by paramiko's lookup
-        sock = paramiko.ProxyCommand(target.proxy_command)
+        try:
+            sock = paramiko.ProxyCommand(target.proxy_command)
+        except OSError as error:  # the program is missing: no retry mends that
+            raise BackendError(
+                f"the ProxyCommand of {target.alias} cannot run ({error.strerror}): fix `ProxyCommand "
+                f"{target.proxy_command}` in {target.config_path or '~/.ssh/config'}"
+            ) from None
     else:
-        sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT)
+        source = (target.bind_address, 0) if target.bind_address else None
+        sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT, source_address=source)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client = paramiko.SSHClient()
     for known in target.known_hosts:

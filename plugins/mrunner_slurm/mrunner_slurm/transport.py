@@ -38,6 +38,7 @@ class Target:
     proxy_jump: str | None = None
     config_path: str | None = None
     proxy_command: str | None = None
+    bind_address: str | None = None  # BindAddress: the local address a direct connection leaves from
 
     @property
     def known_hosts_name(self) -> str:
@@ -73,11 +74,14 @@ class NeedsLogin(BackendError):
     @classmethod
     def of(cls, target: Target, context_name: str | None, reason: str, paramiko: bool = False) -> NeedsLogin:
         name = context_name or "CONTEXT"
-        remedy = (
-            f"run it in a terminal, where the code is asked, or set ssh: openssh and run `mrunner login {name}`"
-            if paramiko
-            else f"run `mrunner login {name}` in a terminal first"
-        )
+        if not paramiko:
+            remedy = f"run `mrunner login {name}` in a terminal first"
+        elif shutil.which("ssh"):
+            remedy = (
+                f"run it in a terminal, where the code is asked, or set ssh: openssh and run `mrunner login {name}`"
+            )
+        else:  # no OpenSSH client here to keep a login with
+            remedy = "run it in a terminal, where the code is asked (once per command: `mrunner login` needs `ssh`)"
         error = cls(
             f"context {name}: {target.alias} ({target.user}@{target.host}:{target.port}) needs an interactive "
             f"login ({reason}) and this command cannot ask for it here: {remedy}"

@@ -3,11 +3,14 @@ login node that asks a one-time code after the key, a bastion reached with an ag
 
 Commands run "with no terminal" start in a session of their own (``setsid``: no controlling terminal), as
 under cron or a launcher's background worker; a login runs in a pseudo-terminal, where the test types the code.
-Every code the sshd accepts is a line of its log, which is how "asked exactly once" is counted.
+Every code the sshd accepts is a line of its log, which is how "asked exactly once" is counted. Other tests (of
+other checkouts too) use the same sshd at the same time, so each test leaves from a loopback address of its own
+(``BindAddress 127.X.Y.Z`` in its ssh config) and counts only the lines of that address.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.testing import write_context
+from mrunner.testing import wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import slurm_context
 
 pytestmark = pytest.mark.slurm
@@ -53,14 +56,23 @@ def next_code(service: dict) -> str:
     """A code pam_oath accepts now: it refuses a code it has seen (or an older one), so each login of the
     test session takes the next 30-second step not used yet (within pam_oath's window of 20 steps)."""
     state = Path(service["totp_secret_file"]).with_name("last_step")
-    last = int(state.read_text()) if state.exists() else 0
-    step = max(int(time.time()) // 30, last + 1)
-    state.write_text(str(step))
+    with open(state.with_name("last_step.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two tests at once must not take the same step
+        last = int(state.read_text()) if state.exists() else 0
+        step = max(int(time.time()) // 30, last + 1)
+        state.write_text(str(step))
     return totp(Path(service["totp_secret_file"]).read_text().strip(), step)
 
 
-def accepted_codes(service: dict) -> int:
-    return Path(service["mfa_log"]).read_text(errors="replace").count("Accepted keyboard-interactive/pam")
+def accepted_codes(service: dict, source: str) -> int:
+    """The codes the MFA sshd accepted from connections that left from ``source`` (this test's own)."""
+    log = Path(service["mfa_log"]).read_text(errors="replace")
+    return log.count(f"Accepted keyboard-interactive/pam for {service['user']} from {source} port ")
+
+
+def connections(service: dict, source: str) -> int:
+    """The connections the MFA sshd received from ``source``."""
+    return Path(service["mfa_log"]).read_text(errors="replace").count(f"Connection from {source} port ")
 
 
 class Environment:
@@ -86,7 +98,7 @@ class Environment:
             start_new_session=True,
         )
 
-    def in_terminal(self, *args: str, answers: dict[bytes, str], timeout: float = 120) -> tuple[int, str, int]:
+    def in_terminal(self, *args: str, answers: dict[bytes, str], timeout: float = 300) -> tuple[int, str, int]:
         """``mrunner ARGS`` in a pseudo-terminal, answering each prompt that contains a key of ``answers``
         with what its value (a function) gives: the exit code, the output and how many prompts came."""
         pid, terminal = pty.fork()
@@ -109,6 +121,8 @@ class Environment:
                 if output.count(prompt) > asked:
                     asked += 1
                     os.write(terminal, answer().encode() + b"\n")
+        else:  # still running at the deadline: stopped, so the test fails with its output instead of hanging
+            os.kill(pid, 9)
         _, status = os.waitpid(pid, 0)
         os.close(terminal)
         return os.waitstatus_to_exitcode(status), output.decode(errors="replace"), asked
@@ -124,11 +138,19 @@ def environment(tmp_path: Path) -> Environment:
     made.cleanup()
 
 
-def mfa_context(mrunner_home: Path, slurm: dict, mfa: dict, name: str = "mfa", **extra) -> None:
-    service = {**slurm, "alias": mfa["mfa_alias"], "ssh_config": mfa["ssh_config"]}
+def mfa_context(mrunner_home: Path, slurm: dict, mfa: dict, name: str = "mfa", **extra) -> str:
+    """A context on the MFA login node whose connections leave from a loopback address of this test's own
+    (written first in a copy of the service's ssh config: OpenSSH and paramiko take a setting's first value);
+    that address, for counting this test's lines of the sshd's log."""
+    source = "127." + ".".join(str(1 + byte % 254) for byte in uuid.uuid4().bytes[:3])
+    config = mrunner_home / f"ssh_config_{name}"
+    text = Path(mfa["ssh_config"]).read_text()
+    config.write_text(f"Host {mfa['mfa_alias']}\n    BindAddress {source}\n{text}")
+    service = {**slurm, "alias": mfa["mfa_alias"], "ssh_config": str(config)}
     write_context(
         mrunner_home, name, slurm_context(service, f"{slurm['storage_dir']}/login-{uuid.uuid4().hex[:10]}", **extra)
     )
+    return source
 
 
 def one_line(stderr: str) -> str:
@@ -144,8 +166,8 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     """Log in once in a terminal; then submit, wait, read logs, pull, cancel, list and collect with no terminal:
     the sshd accepted exactly one code. After logout the same command fails at once in one line. (Backend.login,
     Backend.logins and Backend.logout.)"""
-    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
-    before = accepted_codes(sshd_mfa_service)
+    source = mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    before = accepted_codes(sshd_mfa_service, source)
     code, output, asked = environment.in_terminal("login", "mfa", answers={PROMPT: lambda: next_code(sshd_mfa_service)})
     assert (code, asked) == (0, 1), output
     assert "logged in to mrunner-test-mfa" in output
@@ -164,7 +186,7 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     assert cancelled.returncode == 0 and "cancelled 1 experiment" in cancelled.stdout, cancelled.stderr
     listed = environment.run("login")
     assert "mfa" in listed.stdout and "mrunner-test-mfa" in listed.stdout, listed.stdout
-    assert accepted_codes(sshd_mfa_service) - before == 1, "one code for the whole sequence"
+    assert accepted_codes(sshd_mfa_service, source) - before == 1, "one code for the whole sequence"
 
     out = environment.run("logout", "mfa")
     assert out.returncode == 0 and "logged out of mrunner-test-mfa" in out.stdout, out.stderr
@@ -175,39 +197,41 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     line = one_line(refused.stderr)
     assert "context mfa" in line and "mrunner-test-mfa" in line and "`mrunner login mfa`" in line, line
     # the list of sweeps comes from the records: it reaches no cluster, so it needs no login
+    reached = connections(sshd_mfa_service, source)
     listing = environment.run("status")
     assert listing.returncode == 0 and sweep in listing.stdout and listing.stderr == "", listing.stderr
+    assert connections(sshd_mfa_service, source) == reached, "the listing connected to the cluster"
     collected = environment.run("gc", "--dry-run")
     assert collected.returncode == 0, collected.stderr
     warnings = [line for line in collected.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and warnings[0].startswith("mrunner: warning: skipped mrunner-test-mfa"), collected.stderr
-    assert accepted_codes(sshd_mfa_service) - before == 1
+    assert accepted_codes(sshd_mfa_service, source) - before == 1
 
 
 def test_a_submission_in_a_terminal_asks_once_and_keeps_the_connection(
     slurm_service, sshd_mfa_service, mrunner_home, environment
 ):
     """No login: the submission itself asks for the code once and uses that connection to the end (--wait)."""
-    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
-    before = accepted_codes(sshd_mfa_service)
+    source = mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    before = accepted_codes(sshd_mfa_service, source)
     code, output, asked = environment.in_terminal(
         "+context=mfa", "train.py", "-m", "i=0,1", "--wait", answers={PROMPT: lambda: next_code(sshd_mfa_service)}
     )
     assert (code, asked) == (0, 1), output
-    assert accepted_codes(sshd_mfa_service) - before == 1
+    assert accepted_codes(sshd_mfa_service, source) - before == 1
     assert "no login is open" in environment.run("login").stdout  # its connection ended with the command
 
 
 def test_paramiko_asks_for_the_code_in_the_terminal_once_and_refuses_without_one(
     slurm_service, sshd_mfa_service, mrunner_home, environment
 ):
-    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="paramiko")
-    before = accepted_codes(sshd_mfa_service)
+    source = mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="paramiko")
+    before = accepted_codes(sshd_mfa_service, source)
     code, output, asked = environment.in_terminal(
         "+context=mfa", "train.py", "-m", "i=0,1", "--wait", answers={PROMPT: lambda: next_code(sshd_mfa_service)}
     )
     assert (code, asked) == (0, 1), output
-    assert accepted_codes(sshd_mfa_service) - before == 1
+    assert accepted_codes(sshd_mfa_service, source) - before == 1
     started = time.monotonic()
     refused = environment.run("+context=mfa", "train.py", "i=7")
     assert refused.returncode != 0 and time.monotonic() - started < 10
@@ -326,5 +350,188 @@ def test_the_users_own_master_connection_is_used(slurm_service, mrunner_home, en
             assert environment.run("status", sweep).returncode == 0
             timings.append(time.monotonic() - started)
         print("mrunner status SWEEP through the user's master:", json.dumps([round(t, 3) for t in timings]))
+        out = environment.run("logout", "test-slurm")
+        assert f"close it with `{' '.join(ssh[:-1])} -O exit {ssh[-1]}`" in out.stdout, out.stdout  # their config
     finally:
         subprocess.run([*ssh[:-1], "-O", "exit", ssh[-1]], capture_output=True, timeout=30)
+
+
+def test_a_login_without_a_terminal_refuses_in_one_line_naming_the_context(
+    slurm_service, sshd_mfa_service, mrunner_home, environment
+):
+    """`mrunner login mfa` under cron or setsid: nothing to ask the code in; the line names the context (not a
+    placeholder) and says to run the login in a terminal."""
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    started = time.monotonic()
+    refused = environment.run("login", "mfa")
+    assert refused.returncode != 0 and time.monotonic() - started < 10
+    line = one_line(refused.stderr)
+    assert "context mfa:" in line and "no terminal" in line and "`mrunner login mfa` in a terminal" in line, line
+    assert "no login is open" in environment.run("login").stdout
+
+
+def test_a_login_whose_master_was_killed_opens_a_new_one(slurm_service, mrunner_home, environment):
+    """A master killed (kill -9, the OOM killer) leaves its socket behind: the next login replaces it and the
+    login works, instead of saying "logged in" while ssh, finding the socket in the way, kept no master."""
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(slurm_service, f"{slurm_service['storage_dir']}/stale-{uuid.uuid4().hex[:10]}", ssh="openssh"),
+    )
+    assert environment.run("login", "test-slurm").returncode == 0  # a key-only cluster: no terminal needed
+    (socket,) = [p for p in Path(environment.runtime, "mrunner", "ssh").iterdir() if p.suffix != ".json"]
+    ssh = ["ssh", "-F", slurm_service["ssh_config"], "-o", f"ControlPath={socket}"]
+    checked = subprocess.run([*ssh, "-O", "check", slurm_service["alias"]], capture_output=True, text=True, timeout=30)
+    pid = int(checked.stderr.split("pid=")[1].split(")")[0])
+    os.kill(pid, 9)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=10, what="the killed master to end")
+    assert socket.exists(), "the killed master's socket is left behind"
+    assert "no login is open" in environment.run("login").stdout
+    again = environment.run("login", "test-slurm")
+    assert again.returncode == 0, again.stderr
+    try:
+        listed = environment.run("login")
+        assert "test-slurm" in listed.stdout, listed.stdout
+        checked = subprocess.run([*ssh, "-O", "check", slurm_service["alias"]], capture_output=True, timeout=30)
+        assert checked.returncode == 0, checked.stderr
+    finally:
+        environment.run("logout", "test-slurm")
+
+
+def test_a_runtime_folder_too_long_for_a_socket_keeps_the_logins_in_tmp(
+    slurm_service, mrunner_home, environment, tmp_path
+):
+    """An ``$XDG_RUNTIME_DIR`` too long for a unix socket's path (ssh: "too long for Unix domain socket"):
+    logins and submissions work, their sockets in ``/tmp/mrunner-UID``."""
+    long = Path(environment.runtime, "x" * 60)
+    long.mkdir(mode=0o700)
+    config = tmp_path / "ssh_config"  # a file of this test's own: its login socket is named after it
+    config.write_text(Path(slurm_service["ssh_config"]).read_text())
+    service = {**slurm_service, "ssh_config": str(config)}
+    storage = f"{slurm_service['storage_dir']}/long-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(service, storage, ssh="openssh"))
+    env = {"XDG_RUNTIME_DIR": str(long)}
+    logged = environment.run("login", "test-slurm", env=env)
+    assert logged.returncode == 0, logged.stderr
+    try:
+        assert "test-slurm" in environment.run("login", env=env).stdout
+        assert any(Path(f"/tmp/mrunner-{os.getuid()}/ssh").glob("*.json")), "the login's note in /tmp/mrunner-UID"
+        done = environment.run("+context=test-slurm", "train.py", "i=2", "--wait", env=env)
+        assert done.returncode == 0, done.stderr
+    finally:
+        environment.run("logout", "test-slurm", env=env)
+
+
+def test_a_hydra_multirun_in_the_background_without_a_login_fails_at_once_in_one_line(
+    slurm_service, sshd_mfa_service, mrunner_home, environment
+):
+    """`python app.py -m hydra/launcher=mrunner` with no terminal and no login: Hydra's one line names the
+    context, the host and `mrunner login CONTEXT`, within seconds (no traceback, no prompt waited on)."""
+    from plugins.hydra_mrunner_launcher.tests.apps import APP
+
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    (environment.project / "app.py").write_text(APP)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "app.py", "-m", "hydra/launcher=mrunner", "hydra.launcher.context=mfa", "+x=1,2"],
+        cwd=environment.project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment.env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert done.returncode == 1 and time.monotonic() - started < 10 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "mrunner-test-mfa" in line]
+    assert line.startswith("context mfa: mrunner-test-mfa") and "`mrunner login mfa`" in line, done.stderr
+
+
+def test_a_machine_without_an_ssh_client_falls_back_to_paramiko(
+    slurm_service, sshd_mfa_service, mrunner_home, environment, tmp_path
+):
+    """No ``ssh`` on the PATH and no ``ssh`` key: paramiko reaches the cluster; with no terminal the one line
+    says to run the command in one, not to log in with an OpenSSH this machine lacks."""
+    mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh=None)  # the default transport
+    refused = environment.run("+context=mfa", "train.py", "i=7", env={"PATH": str(tmp_path / "empty")})
+    line = one_line(refused.stderr)
+    assert "the server wants a one-time code (keyboard-interactive) after the key" in line, line  # paramiko's words
+    assert "run it in a terminal, where the code is asked" in line and "ssh: openssh" not in line, line
+
+
+def test_a_second_login_keeps_the_first_and_says_since_when(slurm_service, mrunner_home, environment):
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(slurm_service, f"{slurm_service['storage_dir']}/twice-{uuid.uuid4().hex[:10]}", ssh="openssh"),
+    )
+    first = environment.run("login", "test-slurm")
+    assert first.returncode == 0 and first.stdout.startswith("logged in to mrunner-test-slurm"), first.stderr
+    try:
+        (note,) = Path(environment.runtime, "mrunner", "ssh").glob("*.json")
+        opened = json.loads(note.read_text())["opened_at"]
+        second = environment.run("login", "test-slurm")
+        assert second.returncode == 0 and second.stdout.startswith("already logged in to mrunner-test-slurm"), second
+        assert json.loads(note.read_text())["opened_at"] == opened, "the login's opening time is kept"
+    finally:
+        environment.run("logout", "test-slurm")
+
+
+def test_a_config_made_for_interactive_sessions_works_and_its_ports_stay_free(
+    slurm_service, mrunner_home, environment, tmp_path
+):
+    """A Host block as researchers write them for their own terminal: a RemoteCommand (a login shell, tmux),
+    RequestTTY, a port forwarding with ExitOnForwardFailure. mrunner's commands run (ssh refused a command
+    beside a RemoteCommand), and its login master holds none of the user's ports for its hours."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        Path(slurm_service["ssh_config"])
+        .read_text()
+        .replace(
+            f"Host {slurm_service['alias']}\n",
+            f"Host {slurm_service['alias']}\n    RemoteCommand exec bash -l\n    RequestTTY yes\n"
+            f"    LocalForward 127.0.0.1:{port} 127.0.0.1:22\n    ExitOnForwardFailure yes\n",
+            1,
+        )
+    )
+    assert "RemoteCommand" in config.read_text()
+    service = {**slurm_service, "ssh_config": str(config)}
+    storage = f"{slurm_service['storage_dir']}/interactive-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(service, storage, ssh="openssh"))
+    assert environment.run("login", "test-slurm").returncode == 0
+    try:
+        done = environment.run("+context=test-slurm", "train.py", "i=3", "--wait")
+        assert done.returncode == 0, done.stderr
+        logs = environment.run("logs", f"{done.stdout.split()[-1]}/0")
+        assert "experiment says 3" in logs.stdout, logs.stderr
+        with socket.socket() as mine:
+            mine.bind(("127.0.0.1", port))  # the user's own `ssh ALIAS` can still forward it
+    finally:
+        environment.run("logout", "test-slurm")
+
+
+def test_a_hangup_does_not_end_a_login(slurm_service, mrunner_home, environment):
+    """A login's master outlives the terminal it was opened in: a hangup (the terminal closed, or `mrunner
+    login` leading a tmux window that closes as it ends, before the master has left the terminal's session)
+    leaves it up."""
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(slurm_service, f"{slurm_service['storage_dir']}/hup-{uuid.uuid4().hex[:10]}", ssh="openssh"),
+    )
+    assert environment.run("login", "test-slurm").returncode == 0
+    try:
+        (socket,) = [p for p in Path(environment.runtime, "mrunner", "ssh").iterdir() if p.suffix != ".json"]
+        check = ["ssh", "-F", slurm_service["ssh_config"], "-o", f"ControlPath={socket}", "-O", "check"]
+        checked = subprocess.run([*check, slurm_service["alias"]], capture_output=True, text=True, timeout=30)
+        pid = int(checked.stderr.split("pid=")[1].split(")")[0])
+        os.kill(pid, 1)  # SIGHUP
+        assert "test-slurm" in environment.run("login").stdout  # `ssh -O check` answered after the signal
+        assert Path(f"/proc/{pid}").exists()
+    finally:
+        environment.run("logout", "test-slurm")

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -145,6 +146,25 @@ def test_an_unknown_transport_or_login_time_is_one_line(tmp_path, mrunner, mrunn
         assert lines[0].startswith(f"mrunner: error: context c: {expected}"), result.stderr
 
 
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_proxy_command_that_cannot_run_is_one_line_at_once(tmp_path, mrunner, mrunner_home, transport):
+    """A ProxyCommand whose program is missing: no retries (nothing mends it), one line with why and where to
+    fix it. A master that persists sends its ProxyCommand's stderr to /dev/null, so OpenSSH's reason is asked
+    from a plain ``ssh``."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host cluster\n    HostName 127.0.0.1\n    ProxyCommand /nonexistent/proxy %h %p\n")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    context = {"backend": "slurm", "slurm_url": "cluster", "ssh_config": str(config), "ssh": transport}
+    (mrunner_home / "config" / "mrunner" / "context").mkdir(parents=True)
+    (mrunner_home / "config" / "mrunner" / "context" / "c.yaml").write_text(json.dumps(context))
+    result = mrunner("+context=c", "train.py", env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mrunner: error")]
+    assert result.returncode != 0 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert errors[0].startswith("mrunner: error: the ProxyCommand of cluster cannot run ("), errors[0]
+    assert "No such file or directory" in errors[0] and "/nonexistent/proxy" in errors[0], errors[0]
+    assert f"in {config}" in errors[0], errors[0]
+
+
 def test_the_runtime_folder_is_private(tmp_path, monkeypatch):
     """Login sockets live where only the user can reach them: created 0700; one others can enter is refused."""
     from mrunner import paths
@@ -159,6 +179,23 @@ def test_the_runtime_folder_is_private(tmp_path, monkeypatch):
         assert "only you can use (mode 0700)" in str(error)
     else:
         raise AssertionError("a folder others can enter was accepted")
+
+
+def test_without_xdg_runtime_dir_the_logind_folder_is_used_as_a_terminal_has_it(tmp_path, monkeypatch):
+    """cron starts commands without XDG_RUNTIME_DIR: they look where a terminal's XDG_RUNTIME_DIR points
+    (logind's /run/user/UID), so a cron job finds the login a terminal opened; a folder others can enter is
+    passed over."""
+    from mrunner import paths
+
+    session = tmp_path / f"user-{os.getuid()}"
+    session.mkdir(mode=0o700)
+    monkeypatch.setattr(paths, "SESSION_RUNTIME", str(tmp_path / "user-{uid}"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(session))
+    in_terminal = paths.runtime_dir()
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert paths.runtime_dir() == in_terminal == session / "mrunner"
+    session.chmod(0o755)
+    assert paths.runtime_dir() == Path(f"/tmp/mrunner-{os.getuid()}")
 
 
 def test_an_ssh_config_that_is_no_readable_file_names_the_key(tmp_path):

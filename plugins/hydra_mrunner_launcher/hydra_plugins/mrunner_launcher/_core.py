@@ -77,7 +77,21 @@ class Composed:
     output_dir: str  # absolute: hydra.sweep.dir / hydra.sweep.subdir
 
 
+class LaunchFailed(MrunnerError, CompactHydraException):
+    """What stopped the launch (an unknown context, a cluster that wants `mrunner login` while the app has no
+    terminal): Hydra prints it as one line, as mrunner's command line does, not as a traceback through both."""
+
+
 def launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    try:
+        return _launch(launcher, job_overrides, initial_job_idx)
+    except LaunchFailed:
+        raise
+    except MrunnerError as error:
+        raise LaunchFailed(str(error)) from None
+
+
+def _launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     setup_globals()
     assert launcher.config is not None and launcher.hydra_context is not None and launcher.task_function is not None
     options = launcher.options

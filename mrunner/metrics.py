@@ -37,7 +37,7 @@ _descriptor: int | None = None
 _opened_by: int | None = None  # the process that opened it: a forked child opens its own
 _attempt = 0
 _warned = False
-_forwarders: list[Callable[[dict[str, float], int | None], None]] | None = None
+_forwarders: list[Callable[[dict[str, float], int | None, float], None]] | None = None
 
 
 def report(metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -54,10 +54,11 @@ def report(metrics: Mapping[str, Any], step: int | None = None) -> None:
     descriptor = _open()
     if descriptor is None:
         return
-    line = json.dumps({"attempt": _attempt, "step": step, "time": time.time(), "metrics": values})
+    now = time.time()  # the line's time is the tracker's too: an upload that sends the line again repeats the point
+    line = json.dumps({"attempt": _attempt, "step": step, "time": now, "metrics": values})
     os.write(descriptor, (line + "\n").encode())
     for forward in _forwarders or ():
-        forward(values, step)
+        forward(values, step, now)
 
 
 #: The steps every tracker takes (MLflow and W&B keep a step as a signed 64-bit number).
@@ -156,11 +157,24 @@ def _open() -> int | None:
     return _descriptor
 
 
-def _enabled_forwarders() -> list[Callable[[dict[str, float], int | None], None]]:
-    """The trackers this experiment's context enabled, each as a function taking (metrics, step)."""
+def _enabled_forwarders() -> list[Callable[[dict[str, float], int | None, float], None]]:
+    """The trackers this experiment's context enabled, each as a function taking (metrics, step, time)."""
     from mrunner import tracking
 
-    return tracking.forwarders()
+    return tracking.forwarders(untracked)
+
+
+#: The key of the line an experiment appends when live forwarding to a tracker failed (its server down): the
+#: submitting machine then uploads the experiment's lines to it (``mrunner.uploads``). Readers skip the line.
+UNTRACKED = "untracked"
+
+
+def untracked(tracker: str) -> None:
+    """Note in the metrics file that this process stopped forwarding to ``tracker`` (``mrunner.tracking``)."""
+    descriptor = _open()
+    if descriptor is not None:
+        line = json.dumps({"attempt": _attempt, "time": time.time(), UNTRACKED: tracker})
+        os.write(descriptor, (line + "\n").encode())
 
 
 # -- reading --------------------------------------------------------------------------------------------------

@@ -181,7 +181,8 @@ def _untracked(pending: list[tuple[Run, Path]], sent: dict[str, Any], path: Path
         known = sent.get(str(run.index), {})
         data = file.read_bytes()
         end = data.rfind(b"\n") + 1
-        if known.get("untracked") or _MARK in data[:end]:
+        scanned = known.get("offset", 0) if known.get("offset", 0) <= end else 0  # the lines before, looked at
+        if known.get("untracked") or _MARK in data[scanned:end]:
             chosen.append((run, file))
         else:
             sent[str(run.index)] = {**known, "offset": end}

@@ -278,6 +278,8 @@ def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_t
         return sorted((point.step, point.value) for point in points)
 
     wait_for(history, lambda points: points == [(0, 1.0)], what="the live point of step 0", timeout=120)
+    while_live = mrunner("results", sweep, "--json")  # looks at the file, uploads nothing: tracking is live
+    assert while_live.returncode == 0 and json.loads(while_live.stdout)[0]["loss"] == 1.0, while_live.stderr
     relay.stop()
     gate.write_text("")
 

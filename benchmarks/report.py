@@ -76,7 +76,7 @@ def main() -> None:
     command = f"uv run --no-sync python benchmarks/report.py --calls {options.calls}"
     text = f"""# `mrunner.report` per call
 
-Produced by `{command}` on {time.strftime("%Y-%m-%d")}, {os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}; best of {ROUNDS} rounds of {options.calls:,} calls, each side in a fresh process.
+Produced by `{command}` on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, {os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}; best of {ROUNDS} rounds of {options.calls:,} calls, each side in a fresh process.
 
 `mrunner.report({{"loss": ..., "acc": ...}}, step=i)` in an experiment's environment (no tracker) against a bare
 `json.dumps` + `write` + `flush` of the same metrics to a file opened for appending. Aim: within 3x.

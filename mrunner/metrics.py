@@ -37,7 +37,7 @@ _descriptor: int | None = None
 _opened_by: int | None = None  # the process that opened it: a forked child opens its own
 _attempt = 0
 _warned = False
-_forwarders: list[Callable[[dict[str, float], int | None], None]] | None = None
+_forwarders: list[Callable[[dict[str, float], int | None, float], None]] | None = None
 
 
 def report(metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -54,10 +54,11 @@ def report(metrics: Mapping[str, Any], step: int | None = None) -> None:
     descriptor = _open()
     if descriptor is None:
         return
-    line = json.dumps({"attempt": _attempt, "step": step, "time": time.time(), "metrics": values})
+    now = time.time()  # the line's time is the tracker's too: an upload that sends the line again repeats the point
+    line = json.dumps({"attempt": _attempt, "step": step, "time": now, "metrics": values})
     os.write(descriptor, (line + "\n").encode())
     for forward in _forwarders or ():
-        forward(values, step)
+        forward(values, step, now)
 
 
 #: The steps every tracker takes (MLflow and W&B keep a step as a signed 64-bit number).
@@ -156,11 +157,24 @@ def _open() -> int | None:
     return _descriptor
 
 
-def _enabled_forwarders() -> list[Callable[[dict[str, float], int | None], None]]:
-    """The trackers this experiment's context enabled, each as a function taking (metrics, step)."""
+def _enabled_forwarders() -> list[Callable[[dict[str, float], int | None, float], None]]:
+    """The trackers this experiment's context enabled, each as a function taking (metrics, step, time)."""
     from mrunner import tracking
 
-    return tracking.forwarders()
+    return tracking.forwarders(untracked)
+
+
+#: The key of the line an experiment appends when live forwarding to a tracker failed (its server down): the
+#: submitting machine then uploads the experiment's lines to it (``mrunner.uploads``). Readers skip the line.
+UNTRACKED = "untracked"
+
+
+def untracked(tracker: str) -> None:
+    """Note in the metrics file that this process stopped forwarding to ``tracker`` (``mrunner.tracking``)."""
+    descriptor = _open()
+    if descriptor is not None:
+        line = json.dumps({"attempt": _attempt, "time": time.time(), UNTRACKED: tracker})
+        os.write(descriptor, (line + "\n").encode())
 
 
 # -- reading --------------------------------------------------------------------------------------------------
@@ -176,36 +190,54 @@ def read(path: str) -> dict[str, dict[int, float]]:
     return found if found is not None else curves(entries(data))
 
 
-_LINE: Any = None  # report's own lines, as json.dumps writes them (compiled on the first read)
+#: Report's own lines of one attempt and one set of metric names, as json.dumps writes them: a pattern each,
+#: made on the first file that has them (a sweep's files share a few).
+_PATTERNS: dict[tuple[bytes, tuple[str, ...]], Any] = {}
 
 
 def _one_attempt_curves(data: bytes) -> dict[str, dict[int, float]] | None:
     """``read``'s common case, several times faster: every line is one of report's, with a step, all of one
-    attempt. Each line's metrics alone go through JSON (not its time or the line around them), and the
-    curves are built a metric at a time. ``None`` for any other file (a torn line, another attempt, a
-    report without a step, a line of another shape), which the general path reads."""
-    global _LINE
-    if _LINE is None:
+    attempt, all with the same metrics in the same order. One regular expression, made for the first line's
+    attempt and metric names, takes each line whole and captures its step and values (never its time), and
+    each metric's column goes through JSON as one list of numbers: no dict per line. ``None`` for any other
+    file (a torn line, another attempt, a report without a step or with other metrics, a line of another
+    shape), which the general path reads."""
+    first = data[: data.find(b"\n") + 1]
+    head = b'{"attempt": '
+    if not first.startswith(head):
+        return None
+    try:
+        opening = json.loads(first)
+        names = tuple(opening["metrics"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    attempt = first[len(head) : first.index(b",")]
+    pattern = _PATTERNS.get((attempt, names))
+    if pattern is None:
+        if not names or not attempt.lstrip(b"-").isdigit():
+            return None
         import re
 
-        _LINE = re.compile(
-            rb'^\{"attempt": (-?\d+), "step": (-?\d+), "time": [-+0-9.eE]+, "metrics": (\{[^{}\n]*\})\}\n', re.M
+        pattern = _PATTERNS[attempt, names] = re.compile(
+            rb'^\{"attempt": '
+            + re.escape(attempt)
+            + rb', "step": (\d+), "time": [-+0-9.eE]+, "metrics": \{'
+            + b", ".join(re.escape(json.dumps(name).encode()) + rb": ([^,{}\n]+)" for name in names)
+            + rb"\}\}\n",
+            re.M,
         )
-    lines = _LINE.findall(data)
-    if not lines or len(lines) != data.count(b"\n") or not data.endswith(b"\n") or len({a for a, _, _ in lines}) != 1:
+    lines = pattern.findall(data)
+    if not lines or len(lines) != data.count(b"\n") or not data.endswith(b"\n"):
         return None  # each match is one whole line from its start: as many as lines means every line matched
-    try:
-        values = json.loads(b"[" + b",".join([m for _, _, m in lines]) + b"]")
-    except ValueError:
-        return None
-    steps = [int(step) for _, step, _ in lines]
-    names = values[0].keys()
-    if not all(isinstance(v, dict) and v.keys() == names for v in values):
-        return None  # some lines report other metrics: the general path
+    columns = list(zip(*lines))  # the steps, then each metric's values
+    steps = list(map(int, columns[0]))
     ordered = all(a < b for a, b in zip(steps, steps[1:]))
     found: dict[str, dict[int, float]] = {}
-    for name in names:
-        column = [v[name] for v in values]
+    for name, text in zip(names, columns[1:]):
+        try:
+            column = json.loads(b"[" + b",".join(text) + b"]")
+        except ValueError:
+            return None
         if not set(map(type, column)) <= _NUMBERS:
             return None  # a value that is no number (a line by another hand): the general path skips it
         series = dict(zip(steps, column))  # a step reported twice: the later line's value

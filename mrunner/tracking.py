@@ -150,36 +150,42 @@ def _missing_credentials() -> dict[str, str]:
 # -- forwarding mrunner.report ----------------------------------------------------------------------------------
 
 
-def forwarders() -> list[Any]:
-    """The trackers this experiment's context enabled, each as a function ``(metrics, step)`` that logs
-    one report (``mrunner.report`` calls them). A tracker's package is imported when its first report comes."""
+def forwarders(untracked: Any) -> list[Any]:
+    """The trackers this experiment's context enabled, each as a function ``(metrics, step, time)`` that logs
+    one report (``mrunner.report`` calls them). A tracker's package is imported when its first report comes.
+    ``untracked(tracker)`` notes in the metrics file that forwarding to MLflow stopped (``metrics.untracked``)."""
     from mrunner import mlflow_run, wandb_run
 
     found = []
     if os.environ.get(ENABLED_VARIABLE) == "1":
-        found.append(_guarded("Neptune", _neptune_forward))
+        found.append(_guarded("Neptune", _neptune_forward, None))
     if mlflow_run.enabled():
-        found.append(_guarded("MLflow", mlflow_run.log))
+        found.append(_guarded("MLflow", mlflow_run.log, untracked))
     if wandb_run.enabled():
-        found.append(_guarded("W&B", wandb_run.log))
+        found.append(_guarded("W&B", wandb_run.log, None))
     return found
 
 
-def _guarded(tracker: str, forward: Any) -> Any:
+def _guarded(tracker: str, forward: Any, untracked: Any) -> Any:
     """``forward``, except that a failure (the server down) warns once and stops forwarding to that tracker in
-    this process: the experiment goes on, and its metrics stay in its folder."""
+    this process: the experiment goes on, and its metrics stay in its folder. With ``untracked``, the file
+    notes it, and `mrunner results` uploads them later (``mrunner.uploads``)."""
     failed: list[BaseException] = []
 
-    def call(metrics: Mapping[str, float], step: int | None) -> None:
+    def call(metrics: Mapping[str, float], step: int | None, when: float) -> None:
         if failed:
             return
         try:
-            forward(metrics, step)
+            forward(metrics, step, when)
         except Exception as error:
             failed.append(error)
+            later = ""
+            if untracked is not None:
+                untracked(tracker)
+                later = "; `mrunner results` uploads them later"
             print(
                 f"mrunner: {tracker} refused a report ({type(error).__name__}: {error}); this process stops "
-                f"sending it metrics, which stay in the experiment's mrunner-metrics.jsonl",
+                f"sending it metrics, which stay in the experiment's mrunner-metrics.jsonl{later}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -202,7 +208,7 @@ def join_runs(info: Mapping[str, Any]) -> None:
             print(f"mrunner: no MLflow run ({type(error).__name__}: {error})", file=sys.stderr, flush=True)
 
 
-def _neptune_forward(metrics: Mapping[str, float], step: int | None) -> None:
+def _neptune_forward(metrics: Mapping[str, float], step: int | None, _when: float) -> None:
     run = _run
     if run is None:
         from mrunner.layout import experiment_info

@@ -42,6 +42,10 @@ FRAME = struct.Struct(">cI")  # a frame's kind and length
 Z, R = b"z", b"r"  # a piece of the deflate stream; bytes as they are
 SAMPLED = 1 << 16  # a file's read of at least this many bytes is sampled: sent undeflated if it does not compress
 SAMPLE = 1 << 13
+#: The sender frames and writes out what it has once it holds this much: the receiver writes (and a
+#: ``results`` parses) the first files while the sender still reads the last ones. A thousand small metrics
+#: files deflate to less than a ``CHUNK``, which would otherwise all arrive at the stream's end.
+SEND = 1 << 15
 #: Runs this module from stdin: the length of the compressed source, the source, then the request and ``have``.
 LAUNCHER = (
     "import sys,zlib;b=sys.stdin.buffer;n=int(b.readline());"
@@ -181,7 +185,7 @@ def _incompressible(data: bytes) -> bool:
 
 
 class _Frames:
-    """The sending side's frames (see the module's docstring), written to ``out`` a megabyte at a time."""
+    """The sending side's frames (see the module's docstring), written to ``out`` as they fill (``SEND``)."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
@@ -194,7 +198,7 @@ class _Frames:
     def write(self, data: bytes) -> None:
         self.fed = True
         self.deflated += self.deflate.compress(data)
-        if len(self.deflated) >= CHUNK:
+        if len(self.deflated) >= SEND:
             self._frame(Z, self.deflated)
 
     def raw(self, data: bytes) -> None:
@@ -218,12 +222,13 @@ class _Frames:
         self.size += len(data)
         if isinstance(data, bytearray):
             data.clear()
-        if self.size >= CHUNK:
+        if self.size >= SEND:
             self._send()
 
     def _send(self) -> None:
         for part in self.pending:  # a megabyte of raw bytes is written as it is, not copied into a join
             self.out.write(part)
+        self.out.flush()  # on its way now, not when the output's buffer fills
         self.pending.clear()
         self.size = 0
 

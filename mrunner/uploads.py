@@ -39,17 +39,27 @@ from mrunner.trackers import wandb as wandb_tracker
 
 def deferred(sweep: Sweep) -> bool:
     """Whether this machine uploads the sweep's metrics (its context defers tracking to a tracker)."""
-    return bool(_targets(sweep))
+    return any(target != CATCH_UP for target in _targets(sweep))
 
 
 def _targets(sweep: Sweep) -> list[str]:
-    """The trackers this machine uploads the sweep's metrics to, by their ledger names."""
+    """The trackers this machine uploads the sweep's metrics to, by their ledger names (``CATCH_UP``: only
+    what live tracking could not send)."""
     found = []
     if mlflow_tracker.deferred(sweep.context):
         found.append("mlflow")
+    elif mlflow_tracker.enabled(sweep.context):
+        found.append(CATCH_UP)
     if wandb_tracker.deferred(sweep.context):
         found.append("wandb")
     return found
+
+
+#: The ledger's name for live MLflow tracking: only an experiment whose process stopped forwarding (its metrics
+#: file holds ``metrics.UNTRACKED``: the server was down) is uploaded from here, all its lines, into its run
+#: (MLflow's store drops the points the experiment had sent itself: the same key, time, step and value).
+CATCH_UP = "mlflow-live"
+_MARK = b'"' + metrics.UNTRACKED.encode() + b'": "MLflow"'
 
 
 def ledger_path(sweep_id: str) -> Path:
@@ -92,9 +102,11 @@ def _upload_to(
             continue
         if size > sent.get(str(run.index), {}).get("offset", 0):
             pending.append((run, file))
+    if tracker == CATCH_UP:
+        pending = _untracked(pending, sent, path, ledger)
     if not pending:
         return 0
-    target: _Mlflow | _Wandb = _Mlflow(sweep) if tracker == "mlflow" else _Wandb(sweep)
+    target: _Mlflow | _Wandb = _Wandb(sweep) if tracker == "wandb" else _Mlflow(sweep)
     reason = target.unanswered()
     if reason is not None:
         reporter.warn(_waiting(sweep, target, reason, len(pending)))
@@ -106,10 +118,12 @@ def _upload_to(
         offset = known.get("offset", 0)
         data = file.read_bytes()
         end = data.rfind(b"\n") + 1  # a line still being written (or torn) waits
-        if offset > len(data):
-            offset = 0  # the file was replaced (a folder removed and run again): its lines are all new
+        if offset > len(data) or (tracker == CATCH_UP and not known.get("untracked")):
+            offset = 0  # the file was replaced (a folder removed and run again), or live tracking stopped: all new
         new = _new_points(data, offset, end)
         entry = target.send(sweep, run, new, known) if new else dict(known)
+        if tracker == CATCH_UP:
+            entry["untracked"] = True
         return {**entry, "offset": max(end, offset)}, bool(new)
 
     done = recorded = 0
@@ -157,6 +171,25 @@ def _upload_to(
     if done:
         reporter.step(f"{target.name}: uploaded the new metrics of {done} experiment{'s' * (done != 1)} of {sweep.id}")
     return done
+
+
+def _untracked(pending: list[tuple[Run, Path]], sent: dict[str, Any], path: Path, ledger: dict[str, Any]) -> list:
+    """Of the grown files of a live-tracked sweep, those to upload: an experiment that stopped forwarding
+    (its file notes it), now or before. The others' new lengths are recorded without asking any server."""
+    chosen, passed = [], False
+    for run, file in pending:
+        known = sent.get(str(run.index), {})
+        data = file.read_bytes()
+        end = data.rfind(b"\n") + 1
+        scanned = known.get("offset", 0) if known.get("offset", 0) <= end else 0  # the lines before, looked at
+        if known.get("untracked") or _MARK in data[scanned:end]:
+            chosen.append((run, file))
+        else:
+            sent[str(run.index)] = {**known, "offset": end}
+            passed = True
+    if passed:
+        write_atomic(str(path), json.dumps(ledger))
+    return chosen
 
 
 def _new_points(data: bytes, offset: int, end: int) -> list[tuple[int, str, int, Any, float]]:

@@ -40,7 +40,7 @@ def identify(info: Mapping[str, Any]) -> None:
         os.environ.setdefault("WANDB_DIR", folder)
 
 
-def log(metrics: Mapping[str, float], step: int | None) -> None:
+def log(metrics: Mapping[str, float], step: int | None, _when: float | None = None) -> None:
     """Log one report to the experiment's run, started (or resumed) on the first."""
     import wandb
 

@@ -181,7 +181,9 @@ def test_an_attempt_after_a_torn_line_starts_on_a_line_of_its_own(tmp_path):
         ([(0, 0, {"loss": 1.0}), (0, 1, {"loss": 0.5, "acc": 0.1})], False),  # another metric joins
         ([(0, 0, {"loss": 1.0}), (1, 0, {"loss": 0.7}), (0, 1, {"loss": 0.2})], False),  # two attempts
         ([(0, None, {"loss": 1.0}), (0, None, {"loss": 0.5})], False),  # no steps
-        ([(0, 0, {"a{b}": 1.0})], False),  # a name the line pattern does not take
+        ([(0, 0, {"a{b}": 1.0, 'c"d, e': 2})], True),  # names that JSON and the pattern escape
+        ([(0, s, {"loss": 1.0, "acc": 0.5} if s != 1 else {"acc": 0.5, "loss": 1.0}) for s in range(3)], False),
+        ([(0, 0, {"loss": 1.0}), (0, 1, {"loss": "1.5"})], False),  # a value that is no number
     ],
 )
 def test_the_fast_read_of_one_attempt_gives_what_the_general_read_gives(tmp_path, lines, fast):

@@ -234,3 +234,45 @@ def test_a_second_call_on_an_ended_sweep_pulls_nothing(mrunner, project, mrunner
         shown.append(result.stdout)
         assert ("Backend.pull" in os.listdir(traces)) == (call == "first"), sorted(os.listdir(traces))
     assert shown[0] == shown[1] and len(json.loads(shown[1])) == 2
+
+
+def test_over_an_axis_with_missing_points_says_how_many_values_each_mean_holds(mrunner, project):
+    """A seed that failed before it reported, or a metric one seed never reported: the group's n counts the
+    experiments, so a mean over fewer of them says over how many, in the table as in the records."""
+    (project / "gappy.py").write_text(
+        "import sys, mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "if c.lr == 0.1 and c.seed == 2:\n"
+        "    sys.exit(3)\n"
+        "metrics = {'loss': c.lr * (c.seed + 1)}\n"
+        "if not (c.lr == 1.0 and c.seed == 1):\n"
+        "    metrics['acc'] = 0.5\n"
+        "mrunner.report(metrics, step=0)\n"
+    )
+    result = mrunner("gappy.py", "-m", "lr=0.1,1.0", "seed=range(3)", "--wait")
+    sweep = result.stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep, "--over", "seed")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1].split() == ["lr", "loss", "acc", "n", "state"]
+    assert lines[2].split() == [
+        "0.1",
+        "0.15",
+        "±",
+        "0.07071",
+        "(2",
+        "of",
+        "3)",
+        "0.5",
+        "±",
+        "0",
+        "(2",
+        "of",
+        "3)",
+        "3",
+        "1",
+        "failed",
+    ]
+    assert lines[3].split() == ["1.0", "2", "±", "1", "0.5", "±", "0", "(2", "of", "3)", "3"]
+    found = {r["lr"]: (r["n"], r["loss_n"], r["acc_n"]) for r in records(mrunner, sweep, "--over", "seed")}
+    assert found == {0.1: (3, 2, 2), 1.0: (3, 3, 2)}

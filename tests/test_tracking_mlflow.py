@@ -171,3 +171,133 @@ def test_batches_keep_within_mlflows_limits_and_bring_the_tags_with_the_last_par
     assert len(sent) == 3  # 2,751 entities: no request more than the limit of a thousand needs
     assert list(batches([("m", 0)], [], tags)) == [([("m", 0)], [], tags)]
     assert list(batches([], [], [])) == []
+
+
+class Relay:
+    """A loopback TCP relay in front of the real MLflow server: stopping it is the server going down for the
+    experiment (connections cut, new ones refused); starting it again on the same port, the server back."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.sockets: list = []
+
+    def start(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self.sockets = [listener]
+
+        def pump(source, sink) -> None:
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        def accept() -> None:
+            while True:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                upstream = socket.create_connection(self.target)
+                self.sockets += [client, upstream]
+                threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+                threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    def stop(self) -> None:
+        import socket
+
+        for end in self.sockets:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
+
+
+def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_the_rest_once(
+    mlflow_service, mrunner, mrunner_home, tmp_path
+):
+    """Live tracking whose server goes away mid-run: the report that fails warns once, the experiment goes on
+    and completes, its file notes that it stopped forwarding; the next `mrunner results` (the server back)
+    uploads the experiment's metrics into its run, each point once (those it had sent itself not repeated),
+    and a later call sends nothing again."""
+    from urllib.parse import urlsplit
+
+    from mlflow.tracking import MlflowClient
+
+    from mrunner.testing import wait_for
+
+    served = urlsplit(mlflow_service["tracking_uri"])
+    relay = Relay((served.hostname, served.port))
+    relay.start()
+    experiment = f"mrunner-test-{uuid.uuid4().hex[:8]}"
+    keys = {
+        "backend": "local",
+        "mlflow": True,
+        "mlflow_tracking_uri": f"http://127.0.0.1:{relay.port}",
+        "mlflow_experiment": experiment,
+        "env": {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},  # the failing report gives up at once
+    }
+    write_context(mrunner_home, "cut", keys)
+    gate = tmp_path / "gate"
+    (tmp_path / "train.py").write_text(
+        "import os, time, mrunner\n"
+        "mrunner.get_configuration()\n"
+        "mrunner.report({'loss': 1.0}, step=0)\n"
+        f"while not os.path.exists({str(gate)!r}):\n"
+        "    time.sleep(0.05)\n"
+        "for step in (1, 2):\n"
+        "    mrunner.report({'loss': 1.0 / (1 + step)}, step=step)\n"
+        "print('went on', flush=True)\n"
+    )
+    submitted = mrunner("+context=cut", "train.py", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    client = MlflowClient(mlflow_service["tracking_uri"])
+
+    def history() -> list[tuple[int, float]]:
+        found = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([found.experiment_id]) if found else []
+        points = client.get_metric_history(runs[0].info.run_id, "loss") if len(runs) == 1 else []
+        return sorted((point.step, point.value) for point in points)
+
+    wait_for(history, lambda points: points == [(0, 1.0)], what="the live point of step 0", timeout=120)
+    while_live = mrunner("results", sweep, "--json")  # looks at the file, uploads nothing: tracking is live
+    assert while_live.returncode == 0 and json.loads(while_live.stdout)[0]["loss"] == 1.0, while_live.stderr
+    relay.stop()
+    gate.write_text("")
+
+    def state() -> str:
+        return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
+
+    assert wait_for(state, lambda found: found not in ("queued", "running"), timeout=120) == "completed"
+    log = mrunner("logs", f"{sweep}/0").stdout
+    assert "went on" in log and log.count("MLflow refused a report") == 1, log
+    assert "`mrunner results` uploads them later" in log
+    assert history() == [(0, 1.0)]
+
+    relay.start()  # the server is back
+    shown = mrunner("results", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)[0]["loss"] == pytest.approx(1 / 3)
+    assert history() == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+    again = mrunner("results", sweep)
+    assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+    assert history() == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+    relay.stop()

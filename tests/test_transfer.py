@@ -121,3 +121,43 @@ def test_a_file_named_at_the_folders_top_is_found_without_a_walk(source, tmp_pat
     assert [(folder, relative) for folder, relative, _, _ in found] == [("0-run", "metrics.json")]
     received = pull(source, tmp_path / "here", include=("metrics.json",))
     assert received.files == 1 and tree(tmp_path / "here") == {"0-run/metrics.json": tree(source)["0-run/metrics.json"]}
+
+
+def test_the_sender_puts_out_the_first_files_while_it_still_reads_the_last(tmp_path, monkeypatch):
+    """A sweep's thousand metrics files deflate to less than a megabyte: the sender writes out what it has as it
+    goes, so that the receiver (and `results`' parse) starts on the first files while the sender reads on,
+    instead of getting the whole stream at its end."""
+    root = tmp_path / "cluster"
+    for index in range(400):
+        folder = root / f"{index}-run"
+        folder.mkdir(parents=True)
+        lines = "".join(
+            f'{{"attempt": 0, "step": {s}, "metrics": {{"loss": {1 / (1 + s + index)}}}}}\n' for s in range(100)
+        )
+        (folder / "mrunner-metrics.jsonl").write_text(lines)
+
+    class Out(io.BytesIO):
+        """Records how many bytes the sender had put out at each flush, and how many files it had opened."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.flushes: list[tuple[int, int]] = []
+
+        def flush(self) -> None:
+            self.flushes.append((len(self.getvalue()), opened[0]))
+
+    opened = [0]
+
+    def counted(path: str, mode: str):
+        opened[0] += 1
+        return open(path, mode)
+
+    monkeypatch.setattr(transfer, "open", counted, raising=False)
+    found = transfer.walk({"folders": {f.name: str(f) for f in root.iterdir()}, "include": ["mrunner-metrics.jsonl"]})
+    out = Out()
+    transfer.send(found, {}, out)
+    size, files_read = out.flushes[0]
+    assert files_read < len(found) / 2 and size < len(out.getvalue()) / 2
+    receiver = transfer.Receiver(str(tmp_path / "here"))
+    receiver.feed(out.getvalue()[:size])
+    assert receiver.files > 0  # whole files from the first piece alone

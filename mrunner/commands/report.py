@@ -348,7 +348,10 @@ def _table(
             if name not in row.metrics:
                 values.append("-")
             elif over:
-                values.append(f"{comparison.number(row.metrics[name])} ± {comparison.number(row.std[name])}")
+                cell = f"{comparison.number(row.metrics[name])} ± {comparison.number(row.std[name])}"
+                held = row.count.get(name, 0)
+                # a mean over fewer than the row's n (a seed that failed before reporting) says so
+                values.append(cell if held == len(row.indices) else f"{cell} ({held} of {len(row.indices)})")
             else:
                 values.append(comparison.number(row.metrics[name]))
         first = [] if over else [row.indices[0]]

@@ -34,13 +34,14 @@ SECRETS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING
 CHECK_TIMEOUT = 10.0
 
 
-def _enabled(context: Mapping[str, Any]) -> bool:
+def enabled(context: Mapping[str, Any]) -> bool:
+    """Whether the context tracks its experiments in MLflow (live or deferred)."""
     return bool(context.get("mlflow"))
 
 
 def deferred(context: Mapping[str, Any]) -> bool:
     """Whether this machine, not the experiments, sends the context's metrics to MLflow."""
-    return _enabled(context) and context.get("tracking") == "deferred"
+    return enabled(context) and context.get("tracking") == "deferred"
 
 
 def experiment_name(context: Mapping[str, Any], project: str) -> str:
@@ -119,7 +120,7 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
                 f"context {context_name} sets {name} under `env`, which is recorded and shown: remove it and export "
                 f"it in your shell (with `mlflow: true` it is forwarded as a secret)"
             )
-    if not _enabled(context):
+    if not enabled(context):
         return
     uri = tracking_uri(context)
     if not uri:
@@ -152,14 +153,14 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
 
 @hookimpl
 def mrunner_secrets(context: Mapping[str, Any]) -> dict[str, str]:
-    if not _enabled(context) or deferred(context):
+    if not enabled(context) or deferred(context):
         return {}  # deferred: the credentials stay on this machine, which uploads
     return {name: os.environ[name] for name in SECRETS if os.environ.get(name)}
 
 
 @hookimpl
 def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, str]:
-    if not _enabled(context) or deferred(context):
+    if not enabled(context) or deferred(context):
         return {}
     env = {ENABLED_VARIABLE: "1"}
     uri = tracking_uri(context)
@@ -172,7 +173,7 @@ def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, 
 
 @hookimpl
 def mrunner_sweep_submitted(sweep: Any, runs: Sequence[Any], reporter: Any) -> None:
-    if not _enabled(sweep.context) or not runs:
+    if not enabled(sweep.context) or not runs:
         return
     uri = runs[0].env.get(URI_VARIABLE) or tracking_uri(sweep.context)
     experiment = experiment_name(sweep.context, sweep.project)

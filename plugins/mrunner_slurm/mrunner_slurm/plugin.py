@@ -25,6 +25,10 @@ class SlurmBackend(Backend):
     name = "slurm"
     description = "job arrays on a Slurm cluster reached over SSH"
     keys = SlurmKeys
+    #: Slurm can requeue a finished job only while it keeps it (MinJobAge after its end, 300 s by default;
+    #: clusters often keep them longer); a requeued task that ran while nobody looked is found by its
+    #: attempt's log.
+    restarts_within = 3600.0
 
     def warm_up(self, context: Mapping[str, Any]) -> None:
         url = context.get("slurm_url")
@@ -106,7 +110,7 @@ class SlurmBackend(Backend):
         from mrunner_slurm import jobs, transport
 
         if not runs and not jobs.restartable(ended):
-            return []  # no remote call for a sweep that ended long ago
+            return []  # no remote call for a sweep whose ended runs Slurm never had
         return jobs.status(transport.connection(sweep.context, sweep.context_name), sweep, runs, ended)
 
     def cancel(

@@ -811,9 +811,9 @@ def run(
     elif halted:
         pass
     elif retry is not None and not requeued and not _stopped:
-        _retry(exit_code_file, status, retry)
+        _retry(exit_code_file, code, retry)
     else:
-        _write_end(exit_code_file, status)
+        _write_end(exit_code_file, code)  # -N: killed by signal N, which an exit code of 128 + N cannot tell
     return status
 
 
@@ -835,8 +835,9 @@ def _say(line: str) -> None:
 
 
 def _retry(exit_code_file: str, status: int, command: list[str]) -> None:
-    """Record the failure with the note that it is retried, then ask for the next attempt (the scheduler
-    stops this job: its signals find the experiment gone)."""
+    """Record the failure (``status``: its exit code, or -N when signal N killed it) with the note that it is
+    retried, then ask for the next attempt (the scheduler stops this job: its signals find the experiment
+    gone)."""
     note = exit_code_file + END_NOTE
     contract.write_atomic(note, RETRY_NOTE + "\n")
     contract.write_atomic(exit_code_file, f"{status}\n")

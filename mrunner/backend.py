@@ -157,6 +157,17 @@ class Backend(abc.ABC):
         """
         return None
 
+    def ready(self, context: Mapping[str, Any], context_name: str) -> None:
+        """Called once per submission after the code is snapshot and just before the sweep is recorded: the
+        last word before anything is recorded, for an answer ``check`` started asking in the background (a
+        cluster's limits, whether its storage folder can be written). Optional.
+
+        ``context``, ``context_name``: as ``check`` had them. Raise ``MrunnerError`` with one line naming the
+        key and what to fix: the submission stops with nothing recorded. The default refuses nothing.
+        Returns nothing.
+        """
+        return None
+
     def plan(self, context: Mapping[str, Any], count: int) -> list[str]:
         """Called by ``--dry-run``: what the backend would do. Optional.
 

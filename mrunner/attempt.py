@@ -804,6 +804,7 @@ def run(
         _signal_group(child.pid, signal.SIGKILL)
     elif code < 0:  # its own crash, or a signal passed on: the log says which (the record names it too)
         _say(f"mrunner: the experiment was killed by {signal.Signals(-code).name}")
+        _tell_the_platform(f"killed by {signal.Signals(-code).name}")
     if status == 0:
         # Exit 0 is the experiment's own word that its work is done: completed, whatever signal came after it
         # (or raced `forward`'s look), so that nothing finished is ever run again.
@@ -815,6 +816,22 @@ def run(
     else:
         _write_end(exit_code_file, code)  # -N: killed by signal N, which an exit code of 128 + N cannot tell
     return status
+
+
+#: The environment variable naming the file a platform reads as the container's last word (Kubernetes: its
+#: ``terminationMessagePath``): the wrapper, PID 1 there, exits 128 + N for a death by signal N, which an
+#: exit code of the experiment's own can equal, so it says there that a signal killed it.
+TERMINATION_LOG = "MRUNNER_TERMINATION_LOG"
+
+
+def _tell_the_platform(text: str) -> None:
+    path = os.environ.get(TERMINATION_LOG)
+    if path:
+        try:
+            with open(path, "w", encoding="utf-8") as stream:
+                stream.write(text)
+        except OSError as error:
+            _say(f"mrunner: cannot write {path}: {error.strerror or error}")
 
 
 def _write_end(exit_code_file: str, status: int) -> None:

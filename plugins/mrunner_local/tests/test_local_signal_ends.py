@@ -68,3 +68,19 @@ def test_every_signal_end_is_named_with_the_exit_code_a_shell_gives_it(number):
     assert RunUpdate(0, FAILED, exit_code=1).detail is None
     assert RunUpdate(0, FAILED, exit_code=-70).detail is None  # no such signal
     assert RunUpdate(0, FAILED, end_codes={0: -number}).end_codes == {0: 128 + number}
+
+
+def test_the_wrapper_tells_a_platform_that_reads_a_termination_message(mrunner, tmp_path: Path):
+    """Kubernetes reads the file ``MRUNNER_TERMINATION_LOG`` names: a death by signal says so there (the
+    container's exit code 128 + N cannot); an exit of the experiment's own writes nothing."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dies.py").write_text(DIES)
+    (project / "exits.py").write_text("import sys\nsys.exit(130)\n")
+    told = tmp_path / "termination-log"
+    mrunner.cwd = project
+    ran = mrunner("dies.py", "signal=SIGABRT", "to=itself", env={"MRUNNER_TERMINATION_LOG": str(told)})
+    assert ran.returncode != 0 and told.read_text() == "killed by SIGABRT", ran.stderr
+    told.unlink()
+    ran = mrunner("exits.py", env={"MRUNNER_TERMINATION_LOG": str(told)})
+    assert ran.returncode != 0 and not told.exists(), ran.stderr

@@ -96,7 +96,8 @@ def _refreshed_patiently(sweep: Sweep, store: Store, reporter: Reporter, interva
     deadline = None
     while True:
         try:
-            runs = refresh(sweep, store)
+            # the sweep as recorded now: what its backend recorded meanwhile (why a supervisor stopped) counts
+            runs = refresh(store.sweep(sweep.id), store)
         except BackendError as error:
             if deadline is None:
                 deadline = time.monotonic() + WAIT_RETRY_SECONDS

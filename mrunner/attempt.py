@@ -804,6 +804,7 @@ def run(
         _signal_group(child.pid, signal.SIGKILL)
     elif code < 0:  # its own crash, or a signal passed on: the log says which (the record names it too)
         _say(f"mrunner: the experiment was killed by {signal.Signals(-code).name}")
+        _tell_the_platform(f"killed by {signal.Signals(-code).name}")
     if status == 0:
         # Exit 0 is the experiment's own word that its work is done: completed, whatever signal came after it
         # (or raced `forward`'s look), so that nothing finished is ever run again.
@@ -811,10 +812,26 @@ def run(
     elif halted:
         pass
     elif retry is not None and not requeued and not _stopped:
-        _retry(exit_code_file, status, retry)
+        _retry(exit_code_file, code, retry)
     else:
-        _write_end(exit_code_file, status)
+        _write_end(exit_code_file, code)  # -N: killed by signal N, which an exit code of 128 + N cannot tell
     return status
+
+
+#: The environment variable naming the file a platform reads as the container's last word (Kubernetes: its
+#: ``terminationMessagePath``): the wrapper, PID 1 there, exits 128 + N for a death by signal N, which an
+#: exit code of the experiment's own can equal, so it says there that a signal killed it.
+TERMINATION_LOG = "MRUNNER_TERMINATION_LOG"
+
+
+def _tell_the_platform(text: str) -> None:
+    path = os.environ.get(TERMINATION_LOG)
+    if path:
+        try:
+            with open(path, "w", encoding="utf-8") as stream:
+                stream.write(text)
+        except OSError as error:
+            _say(f"mrunner: cannot write {path}: {error.strerror or error}")
 
 
 def _write_end(exit_code_file: str, status: int) -> None:
@@ -835,8 +852,9 @@ def _say(line: str) -> None:
 
 
 def _retry(exit_code_file: str, status: int, command: list[str]) -> None:
-    """Record the failure with the note that it is retried, then ask for the next attempt (the scheduler
-    stops this job: its signals find the experiment gone)."""
+    """Record the failure (``status``: its exit code, or -N when signal N killed it) with the note that it is
+    retried, then ask for the next attempt (the scheduler stops this job: its signals find the experiment
+    gone)."""
     note = exit_code_file + END_NOTE
     contract.write_atomic(note, RETRY_NOTE + "\n")
     contract.write_atomic(exit_code_file, f"{status}\n")

@@ -126,6 +126,11 @@ class Backend(abc.ABC):
     #: as one of the core's keys (``mrunner.builtin.CoreKeys``) overrides that key's default and help for
     #: this backend; `mrunner context show --keys` and docs/context-keys.md say so.
     keys: ClassVar[type] = NoKeys
+    #: How long after a run's recorded end its platform may start it again by itself (Slurm requeues a
+    #: finished job it still keeps), in seconds: ``status`` gets as ``ended`` the runs that ended within it.
+    #: The default, 0, is a platform that never does, whose ``status`` gets no ended run, so that a look at
+    #: a large finished sweep reads only its unfinished runs.
+    restarts_within: ClassVar[float] = 0.0
 
     # -- before submitting -----------------------------------------------------------------------------------
 
@@ -149,6 +154,17 @@ class Backend(abc.ABC):
         ``MrunnerError`` with a one-line message naming what to fix (missing credentials, an unusable
         combination of keys, a value the platform refuses): nothing is undone later. The default checks
         nothing more than the declaration. Returns nothing.
+        """
+        return None
+
+    def ready(self, context: Mapping[str, Any], context_name: str) -> None:
+        """Called once per submission after the code is snapshot and just before the sweep is recorded: the
+        last word before anything is recorded, for an answer ``check`` started asking in the background (a
+        cluster's limits, whether its storage folder can be written). Optional.
+
+        ``context``, ``context_name``: as ``check`` had them. Raise ``MrunnerError`` with one line naming the
+        key and what to fix: the submission stops with nothing recorded. The default refuses nothing.
+        Returns nothing.
         """
         return None
 
@@ -291,9 +307,10 @@ class Backend(abc.ABC):
         the current state of ``runs``. Required.
 
         ``sweep``: the recorded sweep; ``runs``: its runs that have not ended (submitted, pending, running),
-        possibly none; ``ended``: its runs that ended but were not cancelled, for a platform that may start a
-        finished run again by itself (Slurm requeues a finished job it still keeps), which reports such a
-        run's new attempt; a backend that never does returns ``[]`` at once when ``runs`` is empty. Ask the
+        possibly none; ``ended``: its runs that ended but were not cancelled, handed to the backend and recorded
+        within ``restarts_within`` seconds, for a platform that may start a finished run again by itself
+        (Slurm requeues a finished job it still keeps), which reports such a run's new attempt; always empty
+        for a backend that never does (the default), which returns ``[]`` at once when ``runs`` is empty. Ask the
         backend in as few calls as possible (one per sweep). A run that ended reports its real end (completed
         or failed with its exit code, from the attempt's exit-code file of ``mrunner.layout`` where the
         scheduler has forgotten it), and a run the backend no longer knows and that left no exit code is

@@ -17,26 +17,33 @@ from mrunner.store import Store
 
 def refresh(sweep: Sweep, store: Store) -> list[Run]:
     """Ask the backend about the sweep's unfinished runs (one call), record what changed, return all runs."""
-    return look(sweep, store)
+    ask(sweep, store)
+    return store.runs(sweep.id)
 
 
-def look(sweep: Sweep, store: Store, index: int | None = None) -> list[Run]:
+def ask(sweep: Sweep, store: Store, index: int | None = None) -> None:
     """Ask the backend about the sweep's unfinished runs, or about run ``index`` alone, in one call and record
-    what changed. With ``index`` only that run is read from the records, so a look at one experiment of a
-    large sweep costs what one run costs. The backend hears of the ended runs too (see ``Backend.status``).
-    Returns the runs it read as recorded after the look: only those whose record changed are read again, so that a
-    caller that shows every run (``status --json``, ``--wait``) decodes each from the records once."""
-    runs = [store.run(sweep.id, index)] if index is not None else store.runs(sweep.id)
-    active = [run for run in runs if run.state in ACTIVE]
-    ended = [run for run in runs if run.state in TERMINAL and run.state != CANCELLED]
+    what changed. Only the runs the backend is asked about are read from the records (the unfinished ones, and
+    those it may have started again: ``Backend.restarts_within``), so a look at a large sweep that has ended
+    decodes none of its runs, and a caller that shows every run streams them from the records afterwards."""
+    backend = plugins.backend(sweep.backend)
+    since = time.time() - backend.restarts_within
+    if index is not None:
+        run = store.run(sweep.id, index)
+        active = [run] if run.state in ACTIVE else []
+        ended = [run] if run.state in _RESTARTABLE and backend.restarts_within and run.updated_at >= since else []
+    else:
+        active = store.runs(sweep.id, ACTIVE)
+        restartable = backend.restarts_within > 0
+        ended = store.runs(sweep.id, _RESTARTABLE, handed=True, since=since) if restartable else []
     if active or ended:
-        updates = plugins.backend(sweep.backend).status(sweep, active, ended)
+        updates = backend.status(sweep, active, ended)
         require_answer(updates, sweep, "status")
-        changed = store.apply(sweep.id, updates)  # a pending run's new reason is an event: its row stays
-        if changed:
-            fresh = {run.index: run for run in store.runs_at(sweep.id, [update.index for update in changed])}
-            runs = [fresh.get(run.index, run) for run in runs]
-    return runs
+        store.apply(sweep.id, updates)  # a pending run's new reason is an event: its row stays
+
+
+#: The ended runs a platform may start again by itself: all but the cancelled ones.
+_RESTARTABLE = TERMINAL - {CANCELLED}
 
 
 #: How long `--wait` goes on asking a backend that cannot be reached (an API server restarting, a dropped
@@ -89,7 +96,8 @@ def _refreshed_patiently(sweep: Sweep, store: Store, reporter: Reporter, interva
     deadline = None
     while True:
         try:
-            runs = refresh(sweep, store)
+            # the sweep as recorded now: what its backend recorded meanwhile (why a supervisor stopped) counts
+            runs = refresh(store.sweep(sweep.id), store)
         except BackendError as error:
             if deadline is None:
                 deadline = time.monotonic() + WAIT_RETRY_SECONDS

@@ -278,6 +278,11 @@ def check(context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
     manager().hook.mrunner_check(context=context, context_name=context_name, dry_run=dry_run)
 
 
+def ready(context: Mapping[str, Any], context_name: str) -> None:
+    """``Backend.ready`` of the context's backend."""
+    backend(context["backend"]).ready(context, context_name)
+
+
 def secrets(context: Mapping[str, Any]) -> dict[str, str]:
     """Every plugin's ``mrunner_secrets``, merged (the core's own plugin, which forwards the context's
     ``secrets`` list, last)."""

@@ -168,16 +168,20 @@ class RunUpdate:
         if self.state not in STATES:
             raise ValueError(f"unknown experiment state {self.state!r}; states are {', '.join(STATES)}")
         killer = killed_by(self.exit_code) if self.state == FAILED else None
-        if killer and killer not in (self.detail or ""):  # every backend's failure by a signal names it
-            self.detail = f"killed by {killer}" + (f": {self.detail}" if self.detail else "")
+        if killer:  # every backend's failure by a signal names it, its exit code as a shell has it
+            self.exit_code = 128 - (self.exit_code or 0)
+            if killer not in (self.detail or ""):
+                self.detail = f"killed by {killer}" + (f": {self.detail}" if self.detail else "")
+        self.end_codes = {n: 128 - code if code < 0 else code for n, code in self.end_codes.items()}
 
 
 def killed_by(exit_code: int | None) -> str | None:
-    """The signal an exit code says killed the experiment (``SIGUSR1``): 128 + N, as the attempt wrapper and
-    shells write it, or -N, as Python's ``Popen`` has it; ``None`` for an exit code of the experiment's own."""
-    if exit_code is None or not (exit_code < 0 or exit_code > 128):
+    """The signal that killed the experiment (``SIGUSR1``) when its exit code is -N, as the attempt wrapper
+    writes a death by signal N (it saw it through ``waitpid``) and Python's ``Popen`` has it; ``None`` for any
+    other, 128 + N included: an experiment may exit 130 by its own choice, which is not a signal's doing."""
+    if exit_code is None or exit_code >= 0:
         return None
     try:
-        return signal.Signals(-exit_code if exit_code < 0 else exit_code - 128).name
+        return signal.Signals(-exit_code).name
     except ValueError:
         return None

@@ -583,15 +583,20 @@ class Store:
         limit: int | None = None,
         last: bool = False,
         handed: bool = False,
+        since: float | None = None,
     ) -> list[Run]:
         """The sweep's runs in index order: those in ``states`` (default all) with ``start <= index < stop``,
         at most ``limit`` of them (the last ones with ``last``); with ``handed``, only those the backend
-        named (a job, a pid: the rest never started). Read through the primary key, so a slice of a large
-        sweep costs what the slice holds."""
+        named (a job, a pid: the rest never started); with ``since``, only those recorded at or after that
+        time. Read through the primary key, so a slice of a large sweep costs what the slice holds; the
+        filters are SQL's, so the runs left out are never decoded."""
         query = f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx>=?"
         arguments: list[object] = [sweep_id, start]
         if handed:
             query += " AND backend_ref IS NOT NULL AND backend_ref != ''"
+        if since is not None:
+            query += " AND updated_at>=?"
+            arguments.append(since)
         if stop is not None:
             query += " AND idx<?"
             arguments.append(stop)

@@ -51,6 +51,7 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     excluded, extra = plan.snapshot_patterns
     frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     _check_space(frozen, len(plan), store)
+    plugins.ready(plan.context, plan.context_name)  # the backend's last refusal: nothing is recorded yet
     sweep = new_sweep(plan, frozen)
     try:
         recorded = store.record_sweep(sweep, PlannedRuns(plan, sweep, frozen.digest), skip_submitted=not request.force)

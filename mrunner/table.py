@@ -32,7 +32,8 @@ def render(
     ``width`` (default: ``terminal_width()``) the table is made to fit, so that the terminal never wraps a row:
     first the columns in ``drop`` are left out whole, in that order, until the others fit uncut (a column that
     says little gives way before one that says more is cut); then the widest columns but those in ``whole`` (by
-    default the first, which names the row) are cut until a line fits."""
+    default the first, which names the row) are cut until a line fits; on a terminal too narrow even for
+    those, they are cut as well."""
     cells = [[_cut(str(cell), max_width) for cell in row] for row in [headers, *rows]]
     cells = [row + [""] * (len(headers) - len(row)) for row in cells]  # a short row: a mark between rows
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -45,12 +46,8 @@ def render(
             kept.remove(column)
         cells = [[row[i] for i in kept] for row in cells]
         widths = [widths[i] for i in kept]
-        cuttable = [n for n, i in enumerate(kept) if i not in whole]
-        while cuttable and _line(widths) > width:
-            widest = max(cuttable, key=lambda n: widths[n])
-            if widths[widest] <= 1:
-                break
-            widths[widest] -= 1
+        _narrow(widths, [n for n, i in enumerate(kept) if i not in whole], width)
+        _narrow(widths, range(len(kept)), width)  # still too wide: the columns kept whole are cut too
         cells = [[_cut(cell, w) for cell, w in zip(row, widths)] for row in cells]
     return "\n".join(GAP.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells)
 
@@ -62,6 +59,17 @@ def fit(text: str, width: int | None = None) -> str:
     if width is None or len(text) <= width:
         return text
     return textwrap.fill(text, width, subsequent_indent="  ", break_on_hyphens=False)
+
+
+def _narrow(widths: list[int], columns: Iterable[int], width: int) -> None:
+    """Take a character at a time from the widest of ``columns`` until a line fits ``width`` (or each is one
+    character wide)."""
+    columns = list(columns)
+    while columns and _line(widths) > width:
+        widest = max(columns, key=lambda n: widths[n])
+        if widths[widest] <= 1:
+            break
+        widths[widest] -= 1
 
 
 def _line(widths: Iterable[int]) -> int:

@@ -19,7 +19,8 @@ def sweep(mrunner, tmp_path: Path) -> str:
     project.mkdir()
     (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
     (project / "train.py").write_text(
-        "import sys\nfrom mrunner import get_configuration\nsys.exit(get_configuration().i % 2)\n"
+        "import sys\nfrom mrunner import get_configuration, report\ni = get_configuration().i\n"
+        "report({'a_long_metric_name': i / 7}, step=0)\nsys.exit(i % 2)\n"
     )
     mrunner.cwd = project
     ran = mrunner("train.py", "-m", "i=range(30)", "a_long_parameter_name=1")
@@ -55,6 +56,15 @@ def test_the_list_of_sweeps_and_an_experiment_fit_and_stay_readable(mrunner, swe
     tries = lines[next(n for n, line in enumerate(lines) if line.startswith("TRY")) :]
     assert all(len(line) <= columns for line in lines), lines  # the lines above the tables too
     assert "END" in tries[0].split() and "failed" in tries[1].split(), tries
+
+
+@pytest.mark.parametrize("columns", [20, 30, 40, 60])
+def test_every_line_of_status_and_results_fits_a_narrow_terminal(mrunner, sweep, columns):
+    """The lines above the tables included, and a table whose first column alone is wider than the terminal."""
+    for command in (["status"], ["status", sweep], ["status", f"{sweep}/1"], ["results", sweep]):
+        shown = mrunner(*command, env={"COLUMNS": str(columns)})
+        assert shown.returncode == 0, shown.stderr
+        assert all(len(line) <= columns for line in shown.stdout.splitlines()), (command, shown.stdout)
 
 
 def test_a_table_drops_the_columns_given_up_first_before_cutting_the_others_to_nothing():

@@ -142,3 +142,46 @@ def test_status_of_a_large_sweep_shows_counts_and_the_rows_worth_a_look(records,
     table = _lines(narrow.stdout)[3:-1]  # the rows, between the counts and the last line (plain text)
     assert max(len(line) for line in table) <= 40, narrow.stdout
     assert any(line.split()[0] == str(LARGE - 2) for line in table)  # the row's index is never cut
+
+
+def test_status_json_of_a_large_sweep_streams_each_run_once(records, tmp_path, monkeypatch):
+    """`status --json` writes the first experiment after decoding a chunk of runs, not the whole sweep
+    (the look at the backend reads only the unfinished runs), and decodes each run once."""
+    import argparse
+    import io
+    import sys
+
+    from mrunner import store as store_module
+    from mrunner.commands import sweeps
+
+    source = sqlite3.connect(records.path)
+    source.execute("VACUUM INTO ?", (str(tmp_path / "records.db"),))  # the look records the lost runs: a copy
+    source.close()
+    copy = Store(tmp_path / "records.db")
+    monkeypatch.setattr(sweeps, "Store", lambda: copy)
+    decoded = 0
+    decode = store_module._run
+
+    def counted(row):
+        nonlocal decoded
+        decoded += 1
+        return decode(row)
+
+    monkeypatch.setattr(store_module, "_run", counted)
+    at_first_experiment: list[int] = []
+
+    class Output(io.StringIO):
+        def write(self, text: str) -> int:
+            if '"index"' in text and not at_first_experiment:
+                at_first_experiment.append(decoded)
+            return super().write(text)
+
+    output = Output()
+    monkeypatch.setattr(sys, "stdout", output)
+    options = argparse.Namespace(sweep="bbbb-large", json=True, wait=False, all=False, limit=10)
+    assert sweeps.status_command(options) == 0
+    document = json.loads(output.getvalue())
+    assert len(document["experiments"]) == LARGE
+    assert [e["state"] for e in document["experiments"][:3]] == [LOST, LOST, COMPLETED]
+    assert at_first_experiment[0] <= store_module.RECORD_CHUNK + 3, at_first_experiment
+    assert decoded <= LARGE + 3

@@ -24,7 +24,7 @@ from mrunner.layout import METRICS_FILE, of_run
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
-from mrunner.table import render
+from mrunner.table import fit, render
 
 
 def results_arguments(parser: argparse.ArgumentParser) -> None:
@@ -335,11 +335,13 @@ def _table(
     how: str,
 ) -> str:
     lines = [
-        f"sweep {sweep.id}: {following.summary(runs)}; metrics: {how}"
-        + (f", mean ± std over {', '.join(over)}" if over else "")
+        fit(
+            f"sweep {sweep.id}: {following.summary(runs)}; metrics: {how}"
+            + (f", mean ± std over {', '.join(over)}" if over else "")
+        )
     ]
-    if constants:
-        lines.append("constant: " + ", ".join(f"{key}={_cell(value)}" for key, value in constants.items()))
+    if constants:  # the lines above the table are broken between words to the terminal's width, as it fits
+        lines.append(fit("constant: " + ", ".join(f"{key}={_cell(value)}" for key, value in constants.items())))
     headers = (["#"] if not over else []) + axes + names + (["n"] if over else []) + ["state"]
     cells = []
     for row in found:
@@ -362,7 +364,8 @@ def _table(
             + ([len(row.indices)] if over else [])
             + [row.state]
         )
-    lines.append(render(headers, cells))
+    every_completed = all(not row.state for row in found)  # an empty column gives way first on a narrow terminal
+    lines.append(render(headers, cells, drop=[len(headers) - 1] if every_completed else []))
     return "\n".join(lines)
 
 

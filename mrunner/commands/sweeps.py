@@ -77,7 +77,7 @@ def status_command(options: argparse.Namespace) -> int:
     if options.sweep is None:
         return _list_sweeps(store, options)
     sweep, run = store.find(options.sweep)
-    runs: list[Run] | None = None  # every run as recorded after the look, when it read them all
+    runs: list[Run] | None = None  # every run as recorded after the wait (its uploads need them)
     if options.wait:
         from mrunner.commands.results import upload_deferred  # its trackers' modules: only for a --wait
 
@@ -85,20 +85,20 @@ def status_command(options: argparse.Namespace) -> int:
         upload_deferred(store, sweep, runs, Reporter())
     else:
         try:
-            runs = following.look(sweep, store, None if run is None else run.index)
+            following.ask(sweep, store, None if run is None else run.index)
         except NotRecorded as error:  # what the backend says now is lost, what was recorded can still be shown
             print(f"mrunner: warning: {error}; shown as last recorded", file=sys.stderr)
     if run is not None:
         run = store.run(sweep.id, run.index)
         shown = _show_run(store, sweep, run, options)
         return shown or int(options.wait and run.state != COMPLETED)
-    shown = _show_sweep(store, sweep, options, runs)
+    shown = _show_sweep(store, sweep, options)
     return shown or int(options.wait and set(store.counts(sweep.id)) != {COMPLETED})
 
 
-def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace, runs: list[Run] | None = None) -> int:
+def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace) -> int:
     if options.json:
-        _write_json(store, sweep, runs)
+        _write_json(store, sweep)
         return 0
     counts = store.counts(sweep.id)
     total = sum(counts.values())
@@ -167,21 +167,18 @@ def counts_text(counts: dict[str, int], reasons: list[str]) -> str:
 
 def _shallow(record: Run | Attempt) -> dict[str, object]:
     """A record's fields as a dict, as ``asdict`` makes it without copying every value deeply (its values are
-    fresh from the records, not shared): ``asdict`` took most of the time of a large sweep's ``--json``."""
-    return {name: getattr(record, name) for name in _FIELDS[type(record)]}
+    fresh from the records, not shared): ``asdict`` took most of the time of a large sweep's ``--json``. A
+    dataclass's ``__dict__`` holds exactly its fields, in their order."""
+    return dict(vars(record))
 
 
-_FIELDS = {kind: [f.name for f in dataclasses.fields(kind)] for kind in (Run, Attempt)}
-
-
-def _write_json(store: Store, sweep: Sweep, runs: list[Run] | None = None) -> None:
-    """Every experiment of the sweep as one JSON document, written a chunk of runs at a time: the time to the
-    first byte does not grow with the sweep, nor memory beyond ``runs`` (the sweep's runs as the look before
-    read them, which are not decoded from the records a second time), else read here a chunk at a time."""
+def _write_json(store: Store, sweep: Sweep) -> None:
+    """Every experiment of the sweep as one JSON document, read from the records and written a chunk of runs
+    at a time: neither the time to the first experiment nor memory grows with the sweep."""
     out = sys.stdout
     out.write('{"sweep": ' + json.dumps(asdict(sweep), indent=1) + ',\n"experiments": [')
     first = True
-    for chunk in _chunks(store, sweep.id) if runs is None else _slices(runs):
+    for chunk in _chunks(store, sweep.id):
         start, stop = chunk[0].index, chunk[-1].index + 1
         attempts = store.attempts(sweep.id, start=start, stop=stop)
         places = _output_dirs(sweep, chunk)
@@ -204,11 +201,6 @@ def _chunks(store: Store, sweep_id: str) -> Iterator[list[Run]]:
     while chunk := store.runs(sweep_id, start=start, limit=RECORD_CHUNK):
         yield chunk
         start = chunk[-1].index + 1
-
-
-def _slices(runs: list[Run]) -> Iterator[list[Run]]:
-    for start in range(0, len(runs), RECORD_CHUNK):
-        yield runs[start : start + RECORD_CHUNK]
 
 
 def _list_sweeps(store: Store, options: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
@@ -465,8 +466,22 @@ def _container_end(pod: Any | None) -> tuple[int | None, str | None]:
     for status in (pod.status.container_statuses or []) if pod is not None else []:
         terminated = status.state.terminated if status.state else None
         if terminated is not None:
-            return terminated.exit_code, terminated.reason
+            return signal_end(terminated.exit_code, terminated.message), terminated.reason
     return None, None
+
+
+def signal_end(exit_code: int | None, message: str | None) -> int | None:
+    """The container's exit code, -N where the start wrapper's termination message says signal N killed the
+    experiment (its exit code 128 + N alone could be the experiment's own: ``records.killed_by``)."""
+    words = (message or "").split()
+    if exit_code is not None and len(words) == 3 and words[:2] == ["killed", "by"]:
+        try:
+            number = signal.Signals[words[2]]
+        except KeyError:
+            return exit_code
+        if exit_code == 128 + number:
+            return -number
+    return exit_code
 
 
 def _waiting_reason(pod: Any) -> str | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mrunner import layout
-from mrunner.attempt import command_line
+from mrunner.attempt import TERMINATION_LOG, command_line
 from mrunner.records import Run, Sweep
 from mrunner_k8s import names
 
@@ -116,7 +116,8 @@ def job(sweep: Sweep, run: Run, image: str, secret_names: Iterable[str], requeue
     context = run.context(sweep)
     storage = context["storage"]
     contract = layout.of_run(storage, sweep, run).environment()
-    fixed = {**contract, "PYTHONUNBUFFERED": "1"}
+    # the wrapper says a death by signal where the pod's status shows it (``cluster.signal_end``)
+    fixed = {**contract, "PYTHONUNBUFFERED": "1", TERMINATION_LOG: "/dev/termination-log"}
     env = [c.V1EnvVar(name=key, value=value) for key, value in fixed.items()]
     env += [c.V1EnvVar(name=key, value=str(value)) for key, value in run.env.items() if key not in fixed]
     secret_name = names.secret(sweep.id)

@@ -351,6 +351,21 @@ def test_cancel_after_the_pod_completed_keeps_completed(mrunner, project, cluste
     assert "lr=0.1 storage=/storage" in mrunner("logs", f"{sweep_id}/0").stdout  # its log is still there
 
 
+def test_a_pod_whose_experiment_a_signal_killed_names_it_and_an_own_exit_130_does_not(mrunner, project, cluster):
+    """The start wrapper is PID 1 and exits 128 + N in both cases: its termination message tells them apart."""
+    (project / "ends.py").write_text(
+        "import os, signal, sys\nfrom mrunner import get_configuration\n"
+        "if get_configuration().i == 0:\n    sys.exit(130)\nos.kill(os.getpid(), signal.SIGABRT)\n"
+    )
+    ended = mrunner("+context=test-k8s", "ends.py", "-m", "i=0,1", "--wait")
+    assert ended.returncode == 1, ended.stderr
+    document = json.loads(mrunner("status", ended.stdout.strip().splitlines()[-1], "--json").stdout)
+    own, killed = document["experiments"]
+    assert (own["state"], own["exit_code"]) == ("failed", 130) and "killed" not in (own["detail"] or ""), own
+    assert (killed["state"], killed["exit_code"]) == ("failed", 134), killed
+    assert (killed["detail"] or "").startswith("killed by SIGABRT"), killed
+
+
 def test_api_server_refusal_is_one_clear_line(mrunner, project):
     # A quantity the API server cannot even parse (it answers 400) is caught before anything is recorded.
     result = mrunner("+context=test-k8s", "context.mem=12XB", "exp.py", "lr=0.1")

@@ -121,3 +121,18 @@ def test_a_deleted_pod_is_lost_only_once_nothing_of_its_attempt_runs(make_run):
     never_started.status.container_statuses = None
     legit = pod(0, "Running", created=5)  # deleted before it started: the Job's new pod runs the attempt
     assert run_states([run], [job(0)], [never_started, legit]) == []
+
+
+def test_only_a_death_the_wrapper_saw_by_signal_is_named_as_one():
+    """The start wrapper (PID 1) exits 128 + N either way; its termination message tells a signal's death
+    from an experiment's own `sys.exit(130)`."""
+    from mrunner_k8s.cluster import signal_end
+
+    from mrunner.records import FAILED, RunUpdate
+
+    assert signal_end(134, "killed by SIGABRT") == -6
+    assert RunUpdate(0, FAILED, exit_code=signal_end(134, "killed by SIGABRT")).detail == "killed by SIGABRT"
+    own = RunUpdate(0, FAILED, exit_code=signal_end(130, None))
+    assert (own.exit_code, own.detail) == (130, None)
+    assert signal_end(130, "killed by SIGABRT") == 130  # a message that does not match the exit code
+    assert signal_end(137, "killed by SIGNOPE") == 137

@@ -1,5 +1,6 @@
 """An experiment that dies of a signal is recorded with the signal's name, whoever sent it: one passed on by
-the pid `status` shows (its attempt wrapper), or the experiment's own crash."""
+the pid `status` shows (its attempt wrapper), or the experiment's own crash. One that exits 128 + N by its own
+choice is not: its exit code is its own."""
 
 from __future__ import annotations
 
@@ -41,13 +42,45 @@ def test_an_experiment_killed_by_a_signal_is_recorded_naming_it(mrunner, tmp_pat
     assert f"mrunner: the experiment was killed by {name}" in mrunner("logs", f"{sweep}/0").stdout  # as on clusters
 
 
+def test_an_experiment_that_exits_130_by_itself_is_not_said_to_be_killed(mrunner, tmp_path: Path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "exits.py").write_text("import sys\nsys.exit(130)\n")
+    mrunner.cwd = project
+    ran = mrunner("exits.py")
+    assert ran.returncode != 0, ran.stderr
+    assert "killed" not in ran.stderr + ran.stdout, ran.stderr
+    sweep = ran.stdout.strip().splitlines()[-1]
+    experiment = json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]
+    assert (experiment["state"], experiment["exit_code"], experiment["detail"]) == (FAILED, 130, None), experiment
+    shown = mrunner("status", f"{sweep}/0").stdout
+    assert "killed" not in shown and "exit code 130" in shown, shown
+
+
 @pytest.mark.parametrize("number", list(signal.Signals))
-def test_every_signal_end_is_named_as_an_exit_code_and_as_a_returncode(number):
-    """As the attempt wrapper writes it for every backend (128 + N), and as a raw ``Popen`` return code (-N)."""
-    for code in (128 + number, -number):
-        assert RunUpdate(0, FAILED, exit_code=code).detail == f"killed by {number.name}"
-    assert (
-        RunUpdate(0, FAILED, exit_code=128 + number, detail="OOMKilled").detail == f"killed by {number.name}: OOMKilled"
-    )
+def test_every_signal_end_is_named_with_the_exit_code_a_shell_gives_it(number):
+    """A death by signal N reaches the records as -N (the attempt wrapper's exit-code file, a raw ``Popen``
+    return code, Slurm's ``0:N``); 128 + N is an exit code like any other."""
+    killed = RunUpdate(0, FAILED, exit_code=-number)
+    assert (killed.exit_code, killed.detail) == (128 + number, f"killed by {number.name}")
+    assert RunUpdate(0, FAILED, exit_code=-number, detail="OOMKilled").detail == f"killed by {number.name}: OOMKilled"
+    assert RunUpdate(0, FAILED, exit_code=128 + number).detail is None
     assert RunUpdate(0, FAILED, exit_code=1).detail is None
-    assert RunUpdate(0, FAILED, exit_code=128 + 70).detail is None  # no such signal: an exit code of its own
+    assert RunUpdate(0, FAILED, exit_code=-70).detail is None  # no such signal
+    assert RunUpdate(0, FAILED, end_codes={0: -number}).end_codes == {0: 128 + number}
+
+
+def test_the_wrapper_tells_a_platform_that_reads_a_termination_message(mrunner, tmp_path: Path):
+    """Kubernetes reads the file ``MRUNNER_TERMINATION_LOG`` names: a death by signal says so there (the
+    container's exit code 128 + N cannot); an exit of the experiment's own writes nothing."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dies.py").write_text(DIES)
+    (project / "exits.py").write_text("import sys\nsys.exit(130)\n")
+    told = tmp_path / "termination-log"
+    mrunner.cwd = project
+    ran = mrunner("dies.py", "signal=SIGABRT", "to=itself", env={"MRUNNER_TERMINATION_LOG": str(told)})
+    assert ran.returncode != 0 and told.read_text() == "killed by SIGABRT", ran.stderr
+    told.unlink()
+    ran = mrunner("exits.py", env={"MRUNNER_TERMINATION_LOG": str(told)})
+    assert ran.returncode != 0 and not told.exists(), ran.stderr

@@ -20,12 +20,6 @@ def _layout(sweep: Sweep, run: Run) -> Layout:
     return of_run(sweep.package["storage_dir"], sweep, run)
 
 
-#: How long after a run's recorded end status still asks Slurm whether it started the run again: Slurm can
-#: requeue a finished job only while it keeps it (MinJobAge after its end, 300 s by default; clusters often
-#: keep them longer), and a requeued task that ran while nobody looked is found by its attempt's log.
-RESTARTABLE_SECONDS = 3600.0
-
-
 def _task(sweep: Sweep, run: Run) -> list:
     """What the helper needs of a task: its index, array task, recorded attempt, exit-code and log prefixes
     (the helper adds the attempt), and how many requeues and retries it may have had."""
@@ -55,8 +49,11 @@ def _later(
 
 
 def restartable(ended: Sequence[Run]) -> list[Run]:
-    """The ended runs Slurm may still run again: handed to Slurm, their end recorded not long ago."""
-    recent = time.time() - RESTARTABLE_SECONDS
+    """The ended runs Slurm may still run again: handed to Slurm, their end recorded not long ago (the core
+    passes only those; a caller of its own may not)."""
+    from mrunner_slurm.plugin import SlurmBackend
+
+    recent = time.time() - SlurmBackend.restarts_within
     return [run for run in ended if run.backend_ref and run.updated_at >= recent]
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mrunner.errors import Refused
+from mrunner_slurm import storage_check
 from mrunner_slurm.transport import Connection
 
 #: One round trip, its commands run at once (each sacctmgr asks slurmdbd: ~0.2 s on a loaded machine): the
@@ -23,7 +24,8 @@ from mrunner_slurm.transport import Connection
 #: own associations (all their users' jobs count), the QOS limits (per user and for the whole QOS), the
 #: controller's settings, and the jobs (array tasks each) queued or running, counted per user, account, QOS
 #: and state (``uniq -c``: a few lines whatever the queue's size). Every part may fail (no accounting:
-#: sacctmgr cannot reach slurmdbd) and then says nothing.
+#: sacctmgr cannot reach slurmdbd) and then says nothing. With a storage folder, whether the user can write
+#: it (``storage_check``) rides along: the last part, what refused it.
 _SCRIPT = (
     "u=$(id -un); d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; "
     '{ sacctmgr -nP show user "$u" withassoc '
@@ -34,7 +36,8 @@ _SCRIPT = (
     "sacctmgr -nP show qos format=Name,MaxSubmitPU,MaxJobsPU,GrpSubmit,GrpJobs >$d/q 2>/dev/null & "
     "scontrol show config 2>/dev/null | grep -E '^(ClusterName|MaxArraySize|AccountingStorageEnforce) ' >$d/c & "
     "squeue -h -r -t PD,R,CG,CF,S,RQ,RS,RH -o '%u|%a|%q|%t' 2>/dev/null | sort | uniq -c >$d/n & "
-    'wait; echo "$u"; for f in a q c n g; do echo @@; cat $d/$f 2>/dev/null; done'
+    "{STORAGE} "
+    'wait; echo "$u"; for f in a q c n g s; do echo @@; cat $d/$f 2>/dev/null; done'
 )
 
 
@@ -81,6 +84,8 @@ class Limits:
     #: (``AssocMaxJobsLimit``, ``QOSMaxJobsPerUserLimit``, ``AssocGrpJobsLimit``, ``QOSGrpJobsLimit``): what
     #: `status` says of such a job (``mrunner_slurm.jobs.pending_reason``)
     running: dict[str, int] = field(default_factory=dict)
+    #: why the context's ``storage_dir`` cannot be written, in one line (``storage_check.refusal``); None: it can
+    storage_refusal: str | None = None
 
     @property
     def allowance(self) -> int | None:
@@ -90,15 +95,19 @@ class Limits:
         return max(self.max_submit_jobs - (self.jobs_in_queue or 0), 0)
 
 
-def site_limits(connection: Connection, account: str | None = None, qos: str | None = None) -> Limits:
+def site_limits(
+    connection: Connection, account: str | None = None, qos: str | None = None, storage_dir: str | None = None
+) -> Limits:
     """The site's limits for the connection's user, read in one remote command with ``sacctmgr -nP show
     user withassoc``, ``show assoc`` (the accounts' Grp limits) and ``show qos`` (the association of
     ``account``, else the user's default account, and of ``qos``, else the association's default QOS; the
     one leaving the fewest jobs binds), ``scontrol show config`` and ``squeue``. Association and QOS limits
     count only where ``AccountingStorageEnforce`` enforces limits. Never raises for a site without
-    accounting: its limits are None."""
-    result = connection.run(_SCRIPT)
-    return parse(result.stdout.decode(errors="replace"), account, qos)
+    accounting: its limits are None. With ``storage_dir``, whether the user can write it, in the same
+    command (``Limits.storage_refusal``)."""
+    probe = "" if storage_dir is None else storage_check.script(storage_dir, "$d/s") + " &"
+    result = connection.run(_SCRIPT.replace("{STORAGE}", probe))
+    return parse(result.stdout.decode(errors="replace"), account, qos, storage_dir)
 
 
 class Reading:
@@ -107,19 +116,23 @@ class Reading:
     only at ``limits()``. ``connect`` opens the connection (without prompting) in that thread; when it gives
     none, ``limits()`` answers None and the caller reads them itself."""
 
-    def __init__(self, connect: Callable[[], Connection | None], account: str | None, qos: str | None) -> None:
+    def __init__(
+        self, connect: Callable[[], Connection | None], account: str | None, qos: str | None, storage_dir: str
+    ) -> None:
         self._found: Limits | None = None
         self._failure: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._read, args=(connect, account, qos), name="mrunner-slurm-limits", daemon=True
+            target=self._read, args=(connect, account, qos, storage_dir), name="mrunner-slurm-limits", daemon=True
         )
         self._thread.start()
 
-    def _read(self, connect: Callable[[], Connection | None], account: str | None, qos: str | None) -> None:
+    def _read(
+        self, connect: Callable[[], Connection | None], account: str | None, qos: str | None, storage_dir: str
+    ) -> None:
         try:
             connection = connect()
             if connection is not None:
-                self._found = site_limits(connection, account, qos)
+                self._found = site_limits(connection, account, qos, storage_dir)
         except BaseException as failure:  # raised again in the caller's thread by limits()
             self._failure = failure
 
@@ -130,11 +143,11 @@ class Reading:
         return self._found
 
 
-def parse(text: str, account: str | None = None, qos: str | None = None) -> Limits:
+def parse(text: str, account: str | None = None, qos: str | None = None, storage_dir: str | None = None) -> Limits:
     """``site_limits``'s reading of the remote command's output (see ``_SCRIPT``)."""
     parts = [part.strip().splitlines() for part in text.split("@@")]
-    parts += [[]] * (6 - len(parts))
-    user_lines, associations, qoses, config_lines, queued, groups = parts[:6]
+    parts += [[]] * (7 - len(parts))
+    user_lines, associations, qoses, config_lines, queued, groups, storage = parts[:7]
     user = user_lines[0].strip() if user_lines else ""
     config = dict(line.split("=", 1) for line in config_lines if "=" in line)
     config = {key.strip(): value.strip() for key, value in config.items()}
@@ -203,6 +216,7 @@ def parse(text: str, account: str | None = None, qos: str | None = None) -> Limi
         jobs_in_queue=binding.used if binding else (count(user=user) if jobs or queued else None),
         submit_limit=binding.phrase if binding else "",
         running=running,
+        storage_refusal=None if storage_dir is None else storage_check.refusal("\n".join(storage), storage_dir, user),
     )
 
 

@@ -25,6 +25,10 @@ class SlurmBackend(Backend):
     name = "slurm"
     description = "job arrays on a Slurm cluster reached over SSH"
     keys = SlurmKeys
+    #: Slurm can requeue a finished job only while it keeps it (MinJobAge after its end, 300 s by default;
+    #: clusters often keep them longer); a requeued task that ran while nobody looked is found by its
+    #: attempt's log.
+    restarts_within = 3600.0
 
     def warm_up(self, context: Mapping[str, Any]) -> None:
         url = context.get("slurm_url")
@@ -36,6 +40,18 @@ class SlurmBackend(Backend):
         if not dry_run:  # a dry run reaches nothing
             _connect_in_background(context, prestart=True)  # a submission's calls: a helper started ahead
             _read_limits_in_background(context)  # for admit, while the core snapshots and records
+
+    def ready(self, context: Mapping[str, Any], context_name: str) -> None:
+        """A ``storage_dir`` the cluster's user cannot write is refused here, before the sweep is recorded: the
+        limits' round trip started by ``check`` asked (``storage_check``). A connection that wanted a prompt
+        read nothing yet: ``admit`` asks then."""
+        reading = _READINGS.get(_reading_key(context))
+        try:
+            found = reading.limits() if reading is not None else None
+        except Exception:  # the connection's failure: admit raises it again, worded as it was
+            return
+        if found is not None and found.storage_refusal:
+            raise MrunnerError(f"on {context['slurm_url']}: {found.storage_refusal}")
 
     def plan(self, context: Mapping[str, Any], count: int) -> list[str]:
         from mrunner_slurm.submit import describe
@@ -62,7 +78,9 @@ class SlurmBackend(Backend):
         reading = _READINGS.pop(_reading_key(sweep.context), None)  # started by check, read meanwhile
         found = reading.limits() if reading is not None else None
         if found is None:
-            found = limits.site_limits(connection, account, qos)
+            found = limits.site_limits(connection, account, qos, sweep.context["storage_dir"])
+        if found.storage_refusal:  # a connection that wanted a prompt: not known before the sweep was recorded
+            raise MrunnerError(f"on {sweep.context['slurm_url']}: {found.storage_refusal}")
         return {"packing": submit.admit(connection, sweep, runs, found), "running_limits": found.running}
 
     def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
@@ -106,7 +124,7 @@ class SlurmBackend(Backend):
         from mrunner_slurm import jobs, transport
 
         if not runs and not jobs.restartable(ended):
-            return []  # no remote call for a sweep that ended long ago
+            return []  # no remote call for a sweep whose ended runs Slurm never had
         return jobs.status(transport.connection(sweep.context, sweep.context_name), sweep, runs, ended)
 
     def cancel(
@@ -180,11 +198,17 @@ class SlurmBackend(Backend):
 _CONNECTING: set[tuple[str, Any, bool]] = set()
 #: The site's limits being read for a submission (``limits.Reading``), from its check to its admission, by
 #: cluster, account and QOS.
-_READINGS: dict[tuple[str, Any, Any, Any], Any] = {}
+_READINGS: dict[tuple[str, Any, Any, Any, Any], Any] = {}
 
 
-def _reading_key(context: Mapping[str, Any]) -> tuple[str, Any, Any, Any]:
-    return (str(context["slurm_url"]), context.get("ssh_config"), context.get("account"), context.get("qos"))
+def _reading_key(context: Mapping[str, Any]) -> tuple[str, Any, Any, Any, Any]:
+    return (
+        str(context["slurm_url"]),
+        context.get("ssh_config"),
+        context.get("account"),
+        context.get("qos"),
+        context.get("storage_dir"),
+    )
 
 
 def _read_limits_in_background(context: Mapping[str, Any]) -> None:
@@ -195,7 +219,9 @@ def _read_limits_in_background(context: Mapping[str, Any]) -> None:
     key = _reading_key(context)
     if key not in _READINGS:
         kept = dict(context)
-        _READINGS[key] = limits.Reading(lambda: transport.warm(kept), kept.get("account"), kept.get("qos"))
+        _READINGS[key] = limits.Reading(
+            lambda: transport.warm(kept), kept.get("account"), kept.get("qos"), str(kept["storage_dir"])
+        )
 
 
 def _connect_in_background(context: Mapping[str, Any], prestart: bool) -> None:

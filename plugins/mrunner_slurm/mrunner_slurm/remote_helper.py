@@ -579,12 +579,13 @@ _ENDED_BY_SLURM = {"cancelled", "timeout", "preempted"}
 
 
 def _exit_of(raw):
-    """A Slurm ``ExitCode=N:S`` or a raw wait status as an exit code (128+signal when killed)."""
+    """A Slurm ``ExitCode=N:S`` or a raw wait status as an exit code: -S when signal S killed it (Slurm saw
+    the death by signal), which the records tell from an exit code 128 + S of the experiment's own."""
     if ":" in raw:
         code, _, sig = raw.partition(":")
-        return 128 + int(sig) if int(sig or 0) and not int(code or 0) else int(code or 0)
+        return -int(sig) if int(sig or 0) and not int(code or 0) else int(code or 0)
     status = int(raw)
-    return 128 + (status & 0x7F) if status & 0x7F else status >> 8
+    return -(status & 0x7F) if status & 0x7F else status >> 8
 
 
 def _exit_code(path):

@@ -65,10 +65,20 @@ def project(tmp_path: Path, mrunner) -> Path:
     return tmp_path
 
 
+def refused_before_recording(mrunner, result: subprocess.CompletedProcess) -> str:
+    """The one line, and nothing recorded: `mrunner status` lists no sweep (the probe leaves nothing on the
+    cluster either: tests/test_slurm_limits.py checks a refused sweep's storage stays empty)."""
+    line = one_line(result)
+    assert "storage_dir" in line and "recorded" not in result.stderr, result.stderr  # not even for a moment
+    listed = mrunner("status")
+    assert listed.returncode == 0 and "no sweeps recorded yet" in listed.stdout, listed.stdout
+    return line
+
+
 def test_a_read_only_storage_dir_is_named_with_the_fix(place, project, mrunner, mrunner_home, slurm_service):
     storage = mounted(place / "ro", "ro,size=1m")
-    line = one_line(submit(mrunner, mrunner_home, slurm_service, storage))
-    assert f"{storage}/.mrunner" in line and "read-only file system (EROFS)" in line, line
+    line = refused_before_recording(mrunner, submit(mrunner, mrunner_home, slurm_service, storage))
+    assert f"storage_dir {storage}: {storage} is on a read-only file system (EROFS)" in line, line
     assert "set the context's storage_dir to a writable folder" in line
 
 
@@ -78,8 +88,17 @@ def test_a_storage_dir_the_cluster_user_may_not_write_is_named_with_the_fix(
     forbidden = place / "root-only"
     forbidden.mkdir(mode=0o755)  # root's: mrtest may not create anything in it
     os.chown(place, 0, 0)
-    line = one_line(submit(mrunner, mrunner_home, slurm_service, forbidden / "storage"))
+    line = refused_before_recording(mrunner, submit(mrunner, mrunner_home, slurm_service, forbidden / "storage"))
     assert "user mrtest may not write" in line and str(forbidden) in line and "EACCES" in line, line
+
+
+def test_a_storage_dir_that_is_a_file_on_the_cluster_is_named_with_the_fix(
+    place, project, mrunner, mrunner_home, slurm_service
+):
+    os.chown(place, 0, 0)
+    (place / "a-file").write_text("not a folder\n")
+    line = refused_before_recording(mrunner, submit(mrunner, mrunner_home, slurm_service, place / "a-file"))
+    assert f"storage_dir {place / 'a-file'}" in line and "not a folder" in line, line
 
 
 def test_a_full_disk_at_the_code_upload_says_enospc_and_where(place, project, mrunner, mrunner_home, slurm_service):

@@ -102,6 +102,12 @@ def test_current_context_is_used_when_none_is_named(mrunner, project, mrunner_ho
     assert os.path.exists(mrunner_home / "config" / "mrunner" / "config.yaml")
 
 
+@pytest.mark.parametrize("flag", ["--wait", "--all"])
+def test_status_options_about_one_sweep_need_a_sweep(mrunner, mrunner_home, flag):
+    # without a SWEEP they used to be ignored: `status --wait` listed the sweeps and returned at once
+    assert_one_line_error(mrunner("status", flag), f"status {flag} is about one sweep", f"mrunner status SWEEP {flag}")
+
+
 def test_login_to_a_backend_that_needs_none_is_refused_in_one_line(mrunner, mrunner_home):
     """`mrunner login`/`logout` on a local context: the default Backend.login and Backend.logout refuse it, and
     the list of open logins asks every backend's Backend.logins (none open)."""

@@ -75,6 +75,9 @@ ALL_ROWS = 40
 def status_command(options: argparse.Namespace) -> int:
     store = Store()
     if options.sweep is None:
+        if options.wait or options.all:
+            flag = "--wait" if options.wait else "--all"
+            raise MrunnerError(f"status {flag} is about one sweep: name it (mrunner status SWEEP {flag})")
         return _list_sweeps(store, options)
     sweep, run = store.find(options.sweep)
     runs: list[Run] | None = None  # every run as recorded after the wait (its uploads need them)

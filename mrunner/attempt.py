@@ -21,7 +21,6 @@ are paid once per task instead of once per point.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import functools
 import json
@@ -31,11 +30,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import NoReturn
 
 from mrunner import layout as contract
-from mrunner import treeguard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the annotations only: the wrapper (forked for every local experiment) does not pay for ``typing``
+    from typing import NoReturn
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -318,13 +318,13 @@ def _attempt(options: argparse.Namespace) -> int:
             return status
         # no scheduler to ask: this process runs the next attempt, as the scheduler would
         retries -= 1
-        layout = dataclasses.replace(layout, attempt=layout.attempt + 1)
+        layout = layout.replace(attempt=layout.attempt + 1)
         environ.update(layout.environment())
         for number in FORWARDED:
             signal.signal(number, _hold)  # a stop from now on keeps the next attempt from starting
         try:
             if code == options.watch:
-                _check(Path(code), layout)
+                _check(code, layout)
             contract.prepare(layout, code, entries, _for_attempt(document, layout.attempt))
             cwd = contract.working_directory(layout, options.workdir)
             if log:
@@ -373,18 +373,26 @@ def _lay_out(
             # a few files per experiment; root, whom modes do not stop, gets a link per file below real
             # folders, so that its deletes and new files stay in its own folder.
             entries = contract.unmirrored(entries)
+        from pathlib import Path
+
+        from mrunner import treeguard  # hashlib, shutil: loaded only by the attempts that link to a watched copy
+
         treeguard.watch_copy(Path(options.watch), Path(options.code))
-        _check(Path(options.watch), layout)
+        _check(options.watch, layout)
         contract.prepare(layout, options.watch, entries, document)
         return options.watch, entries
     contract.prepare(layout, options.code, entries, document)
     return options.code, entries
 
 
-def _check(tree: Path, layout: contract.Layout) -> None:
+def _check(tree: str, layout: contract.Layout) -> None:
     """Restore the watched copy of the code if an experiment changed it, saying so in the attempt's log and
     beside its exit code (``RESTORED_NOTE``: where a backend's status finds it)."""
-    damage = treeguard.check(tree, layout.sweep)
+    from pathlib import Path
+
+    from mrunner import treeguard
+
+    damage = treeguard.check(Path(tree), layout.sweep)
     if damage:
         _say(f"mrunner: {damage}")
         os.makedirs(os.path.dirname(layout.exit_code_file()), exist_ok=True)

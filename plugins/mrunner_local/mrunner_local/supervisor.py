@@ -47,7 +47,7 @@ from mrunner.reporter import Reporter
 from mrunner.store import RECORD_CHUNK, default_path
 from mrunner_local.gpus import GpuPool
 from mrunner_local.pending import Pending, read_indices, write_indices
-from mrunner_local.wrapper import Wrapper
+from mrunner_local.wrapper import Wrapper, start_server
 
 #: How long a killed process group may take to be gone: the kernel delivers SIGKILL when it next runs it.
 KILLED_WITHIN_SECONDS = 10.0
@@ -672,6 +672,7 @@ def follow_log(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) 
 def main(argv: Sequence[str]) -> int:
     """The detached supervisor: ``python -m mrunner_local.supervisor RECORDS SWEEP`` with the indices of its
     runs on standard input (``pending.write_indices``)."""
+    start_server()  # its start goes on while the records are read
     recorder = Recorder(argv[0], argv[1])
     sweep = recorder.sweep()
     runs = recorder.runs(read_indices(sys.stdin.buffer))

@@ -21,21 +21,19 @@ are paid once per task instead of once per point.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import functools
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import NoReturn
+from collections.abc import Sequence
 
 from mrunner import layout as contract
-from mrunner import treeguard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the annotations only: the wrapper (forked for every local experiment) does not pay for ``typing``
+    from typing import NoReturn
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -318,13 +316,13 @@ def _attempt(options: argparse.Namespace) -> int:
             return status
         # no scheduler to ask: this process runs the next attempt, as the scheduler would
         retries -= 1
-        layout = dataclasses.replace(layout, attempt=layout.attempt + 1)
+        layout = layout.replace(attempt=layout.attempt + 1)
         environ.update(layout.environment())
         for number in FORWARDED:
             signal.signal(number, _hold)  # a stop from now on keeps the next attempt from starting
         try:
             if code == options.watch:
-                _check(Path(code), layout)
+                _check(code, layout)
             contract.prepare(layout, code, entries, _for_attempt(document, layout.attempt))
             cwd = contract.working_directory(layout, options.workdir)
             if log:
@@ -373,18 +371,26 @@ def _lay_out(
             # a few files per experiment; root, whom modes do not stop, gets a link per file below real
             # folders, so that its deletes and new files stay in its own folder.
             entries = contract.unmirrored(entries)
+        from pathlib import Path
+
+        from mrunner import treeguard  # hashlib, shutil: loaded only by the attempts that link to a watched copy
+
         treeguard.watch_copy(Path(options.watch), Path(options.code))
-        _check(Path(options.watch), layout)
+        _check(options.watch, layout)
         contract.prepare(layout, options.watch, entries, document)
         return options.watch, entries
     contract.prepare(layout, options.code, entries, document)
     return options.code, entries
 
 
-def _check(tree: Path, layout: contract.Layout) -> None:
+def _check(tree: str, layout: contract.Layout) -> None:
     """Restore the watched copy of the code if an experiment changed it, saying so in the attempt's log and
     beside its exit code (``RESTORED_NOTE``: where a backend's status finds it)."""
-    damage = treeguard.check(tree, layout.sweep)
+    from pathlib import Path
+
+    from mrunner import treeguard
+
+    damage = treeguard.check(Path(tree), layout.sweep)
     if damage:
         _say(f"mrunner: {damage}")
         os.makedirs(os.path.dirname(layout.exit_code_file()), exist_ok=True)
@@ -414,7 +420,7 @@ def _run_points(options: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         _say(f"mrunner: cannot read task {options.task} of {options.points}: {error}")
         return SETUP_FAILED
-    import ctypes  # noqa: F401  (loaded once here for each point's _own_group, not in every point)
+    import ctypes  # noqa: F401  (loaded once here for each point's _start, not in every point)
 
     at_once = max(1, options.points_at_once)
     devices = [device for device in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if device]
@@ -651,6 +657,8 @@ def _signal(pid: int, number: int) -> None:
 
 def _start_requeue(command: list[str]) -> None:
     """Start ``command`` (a scheduler's requeue of this job) on its own: the scheduler stops this job then."""
+    import subprocess
+
     try:
         subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
     except OSError as error:
@@ -659,6 +667,8 @@ def _start_requeue(command: list[str]) -> None:
 
 def _watch(stop_file: str, note: str) -> None:
     """Stop this attempt as a SIGTERM would once ``stop_file`` appears, noting its end ``cancelled``."""
+
+    import threading
 
     def look() -> None:
         while not os.path.exists(stop_file):
@@ -752,33 +762,28 @@ def run(
         _say(f"mrunner: stopped by signal {stopped[0]} before the experiment started")
         return 128 + stopped[0]
     try:
-        child = subprocess.Popen(
-            list(command),
-            cwd=cwd,
-            env=environ,
-            preexec_fn=_own_group(),
-            stdout=subprocess.PIPE if log else None,
-            stderr=subprocess.STDOUT if log else None,
-        )
+        pid, output = _start(list(command), cwd, environ, piped=bool(log))
     except OSError as error:
         _say(f"mrunner: cannot start {command[0]}: {error.strerror}")
         _write_end(exit_code_file, 127)
         return 127
-    killer: list[threading.Timer] = []
+    killer: list[object] = []
     requeued: list[int] = []
 
     def forward(number: int, _frame: object) -> None:
         if number in STOPPING:
             _stopped.append(number)
-        if _exited(child.pid):
+        if _exited(pid):
             return  # it ended before the signal: its end is its own
-        _signal_group(child.pid, number)
+        _signal_group(pid, number)
         if requeue is not None and number == requeue[0] and not requeued:
             requeued.append(number)
             contract.write_atomic(exit_code_file + END_NOTE, "timeout\n")
             _start_requeue(requeue[1])
         if number in STOPPING and not killer:
-            timer = threading.Timer(grace, _signal_group, (child.pid, signal.SIGKILL))
+            import threading  # only now: see _start
+
+            timer = threading.Timer(grace, _signal_group, (pid, signal.SIGKILL))
             timer.daemon = True
             timer.start()
             killer.append(timer)
@@ -789,10 +794,12 @@ def run(
         forward(early, None)
     _early.clear()
     copier = None
-    if log and child.stdout is not None:
-        copier = threading.Thread(target=_copy, args=(child.stdout.fileno(), log), daemon=True)
+    if log and output is not None:
+        import threading
+
+        copier = threading.Thread(target=_copy, args=(output, log), daemon=True)
         copier.start()
-    code = child.wait()
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if copier is not None:
         copier.join(5.0)  # a process the experiment left behind may hold the pipe: it is killed below
     status = 128 - code if code < 0 else code
@@ -801,7 +808,7 @@ def run(
     # the group may outlive the attempt, and its end is not its own.
     halted = bool(killer) or -code in STOPPING
     if halted:
-        _signal_group(child.pid, signal.SIGKILL)
+        _signal_group(pid, signal.SIGKILL)
     elif code < 0:  # its own crash, or a signal passed on: the log says which (the record names it too)
         _say(f"mrunner: the experiment was killed by {signal.Signals(-code).name}")
         _tell_the_platform(f"killed by {signal.Signals(-code).name}")
@@ -861,6 +868,8 @@ def _retry(exit_code_file: str, status: int, command: list[str]) -> None:
     _say(f"mrunner: the experiment failed (exit {status}): starting it again as the next attempt")
     if not command:
         return
+    import subprocess
+
     try:
         asked = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         refusal = (asked.stderr.strip() or f"exit status {asked.returncode}") if asked.returncode else ""
@@ -894,28 +903,74 @@ def _copy(source: int, log: str) -> None:
             copy.flush()
 
 
-def _own_group() -> Callable[[], None]:
-    """What the experiment's process does before its command: lead a process group of its own (the signals
-    passed on reach its children too; it stays in this wrapper's session, which a starter can stop as a whole),
-    and on Linux die with this wrapper, so that a wrapper killed outright (SIGKILL) leaves no experiment
-    running unsupervised. Made before the fork: the child only calls what is loaded already."""
-    wrapper = os.getpid()
+def _start(command: list[str], cwd: str, env: dict[str, str], piped: bool) -> tuple[int, int | None]:
+    """Start the experiment: its pid, and with ``piped`` the descriptor its output (stdout and stderr) comes
+    out of. Raises ``OSError`` when it cannot start (the command, or ``cwd``), as ``subprocess.Popen`` would.
+
+    The experiment's process leads a process group of its own (the signals passed on reach its children too;
+    it stays in this wrapper's session, which a starter can stop as a whole) and on Linux dies with this
+    wrapper, so that a wrapper killed outright (SIGKILL) leaves no experiment running unsupervised. That tie
+    (``PR_SET_PDEATHSIG``) must be made by the experiment's process itself between the fork and the exec, so
+    this is a fork (``subprocess`` would fork too, for its ``preexec_fn``), made without ``subprocess``: a
+    fork of a process that imported ``threading`` (which ``subprocess`` imports) runs ``threading``'s at-fork
+    hook in the child, which, with the interpreter's writes to every page of code and objects it touches,
+    costs a wrapper about as much as the rest of the fork (benchmarks/results-core.md). So this module
+    imports ``threading`` and ``subprocess`` only where a rarer path needs them, after the experiment started."""
     prctl = None
     if sys.platform == "linux":
         import ctypes
 
         prctl = ctypes.CDLL(None, use_errno=True).prctl
+    wrapper = os.getpid()
+    report_read, report_write = os.pipe()  # both close on exec: the child's end tells an exec that failed
+    output, into = os.pipe() if piped else (None, None)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)  # this process's handlers: never in the child
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for number in FORWARDED:
+                    signal.signal(number, signal.SIG_DFL)
+                for number in _RESTORED:  # as ``subprocess`` does: Python ignores them, an exec would keep that
+                    signal.signal(number, signal.SIG_DFL)
+                os.setpgid(0, 0)
+                if prctl is not None:
+                    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                    if os.getppid() != wrapper:  # the wrapper died before the request took effect
+                        os._exit(128 + signal.SIGKILL)
+                if into is not None:
+                    os.dup2(into, 1)
+                    os.dup2(into, 2)
+                os.closerange(3, report_write)  # what this process holds is not the experiment's
+                os.closerange(report_write + 1, _MAX_FD)
+                os.chdir(cwd)
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                os.execvpe(command[0], command, env)
+            except OSError as error:
+                os.write(report_write, str(error.errno or 0).encode())
+            finally:
+                os._exit(127)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(report_write)
+        if into is not None:
+            os.close(into)
+    try:
+        failure = os.read(report_read, 32)
+    finally:
+        os.close(report_read)
+    if failure:
+        os.waitpid(pid, 0)
+        if output is not None:
+            os.close(output)
+        code = int(failure)
+        raise OSError(code, os.strerror(code))
+    return pid, output
 
-    def before_exec() -> None:
-        os.setpgid(0, 0)
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != wrapper:  # the wrapper died before the request took effect
-                os._exit(128 + signal.SIGKILL)
 
-    return before_exec
-
-
+#: Signals Python ignores at start that an experiment gets with their default action again.
+_RESTORED = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+_MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 256
 _PR_SET_PDEATHSIG = 1
 
 

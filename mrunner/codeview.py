@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import signal
 import stat
 import sys
@@ -144,8 +143,10 @@ def available(code_dir: str, storage: str) -> bool:
     file created in the view lands in the upper layer only."""
     if os.environ.get(FAKE_NO_MOUNT) or _LIBC is None:
         return False
+    import shutil
     import tempfile  # here, not at the top: the local fork server loads this module, and ``tempfile``'s
-    # ``random`` would add its at-fork hook to every attempt wrapper's fork (benchmarks/results-core.md)
+    # ``random`` would add its at-fork hook to every attempt wrapper's fork (benchmarks/results-core.md);
+    # ``shutil`` (``bz2``, ``lzma``) would only add to what every fork copies
 
     try:
         probe = tempfile.mkdtemp(prefix=".mrunner-view-probe-", dir=storage)

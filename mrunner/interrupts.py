@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -37,6 +36,9 @@ def held(stop: Callable[[], None] | None = None) -> Iterator[None]:
     With ``stop``, the second signal calls it (in the signal handler: it must only cut a wait short, e.g. end
     a connection) and the block goes on, and the third raises ``Unsettled``; without, the second raises
     ``KeyboardInterrupt``."""
+    import threading  # here: the local attempt wrappers load this module, and forks of a process that
+    # imported ``threading`` run its at-fork hook (benchmarks/results-core.md)
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes  # noqa: F401  (loaded before any fork: the wrapper ties its experiment to it with ctypes)
 import gc
+import importlib
 import json
 import os
 import select
@@ -29,10 +30,12 @@ import signal
 import socket
 import struct
 import sys
-from typing import NoReturn
 
-import mrunner.codeview  # noqa: F401  (an attempt with --view loads it: once here, not in every wrapper)
 from mrunner.attempt import FORWARDED, main, warm_up
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the annotations only: every wrapper forked from here would copy ``typing``
+    from typing import NoReturn
 
 #: The length that precedes each request's JSON.
 HEADER = struct.Struct("!Q")
@@ -75,6 +78,7 @@ def _fork_one(channel: socket.socket) -> bool:
             return False
         body += chunk
     request = json.loads(body)
+    _preload(request["argv"])
     output, handshake = fds
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *FORWARDED})
     try:
@@ -90,6 +94,21 @@ def _fork_one(channel: socket.socket) -> bool:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     channel.sendall(json.dumps(answer).encode() + b"\n")
     return True
+
+
+def _preload(argv: list[str]) -> None:
+    """Import what the wrapper's options make it load (``--view``: the view's mount; ``--watch``: the watch over
+    a copy of the code) here, once, before its fork, not in every wrapper; and only what they need, since
+    every fork copies what this process holds."""
+    wanted = [name for option, name in _LOADS if option in argv and name not in sys.modules]
+    for name in wanted:
+        importlib.import_module(name)
+    if wanted:
+        gc.freeze()  # as what was loaded before the first fork
+
+
+#: What a wrapper's option makes it import.
+_LOADS = (("--view", "mrunner.codeview"), ("--watch", "mrunner.treeguard"))
 
 
 def _reap(channel: socket.socket) -> None:
@@ -118,8 +137,7 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], output: int, handshak
         os.dup2(output, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the supervisor's channel and the wakeup pipe among them
         os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(env)
+        _become(env)
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", closefd=False)
         sys.stderr = open(2, "w", closefd=False)
@@ -139,6 +157,16 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], output: int, handshak
         except (OSError, ValueError):
             pass
         os._exit(code)
+
+
+def _become(env: dict[str, str]) -> None:
+    """Make ``os.environ`` the wrapper's ``env``. It differs from this process's own (the supervisor's, which
+    started it) in a few names only: those alone are set or removed, each of which costs a call to libc."""
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def _channel() -> socket.socket:

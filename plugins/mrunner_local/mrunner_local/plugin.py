@@ -124,8 +124,10 @@ class LocalBackend(Backend):
         record: Callable[[Sequence[RunUpdate]], None],
         reporter: Reporter,
     ) -> None:
-        from mrunner_local import supervisor
+        from mrunner_local import supervisor, wrapper
 
+        if not options.detach:  # this process runs them: its fork server starts while the runs are recorded
+            wrapper.start_server()
         for start in range(0, len(runs), RECORD_CHUNK):  # a chunk at a time: runs may be a million, read lazily
             chunk = runs[start : start + RECORD_CHUNK]
             record([RunUpdate(run.index, SUBMITTED, detail="queued locally") for run in chunk])

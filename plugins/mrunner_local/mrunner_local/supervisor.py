@@ -22,6 +22,7 @@ as they end, and the reason, naming the disk and the space needed, is where ``mr
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import queue
@@ -46,7 +47,7 @@ from mrunner.reporter import Reporter
 from mrunner.store import RECORD_CHUNK, default_path
 from mrunner_local.gpus import GpuPool
 from mrunner_local.pending import Pending, read_indices, write_indices
-from mrunner_local.wrapper import Wrapper
+from mrunner_local.wrapper import Wrapper, start_server
 
 #: How long a killed process group may take to be gone: the kernel delivers SIGKILL when it next runs it.
 KILLED_WITHIN_SECONDS = 10.0
@@ -137,6 +138,10 @@ class Supervisor:
         #: (None: a sweep recorded before either, with links per top-level entry).
         self.view = sweep.package.get("view")
         self.grace = float(sweep.context["grace_period"])
+        #: The overlay work folders of views whose attempts ended, removed while the next experiments run (a
+        #: removal waits on the kernel: it is kept out of the time between one experiment's end and the next's
+        #: start); the last ones when a worker ends.
+        self.leftovers: list[str] = []
 
     def record(self, update: RunUpdate) -> None:
         with self.lock:
@@ -156,6 +161,18 @@ class Supervisor:
                 worker.join(0.2)  # short joins keep the main thread responsive to Ctrl-C and signals
 
     def _work(self) -> None:
+        try:
+            self._take_runs()
+        finally:
+            self._clear_leftovers()
+
+    def _clear_leftovers(self) -> None:
+        with self.lock:
+            folders, self.leftovers = self.leftovers, []
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _take_runs(self) -> None:
         while not self.stopping.is_set():
             try:
                 run = self.pending.get_nowait()
@@ -264,11 +281,12 @@ class Supervisor:
             if child is None:
                 self._ended(run)
                 return
+            self._clear_leftovers()
             code = child.wait()
-        if self.view == "overlay":  # the attempt's mount namespace ended with its wrapper: the view is gone
-            shutil.rmtree(layout.view_work_dir, ignore_errors=True)
         with self.lock:
             self.children.pop(run.index, None)
+            if self.view == "overlay":  # the attempt's mount namespace ended with its wrapper: the view is gone
+                self.leftovers.append(_set_aside(layout.view_work_dir))
         end = end_of(run, layout.exit_code_file(), code, stopped=self.stopping.is_set())
         if end.state == CANCELLED and not self.stopping.is_set():
             _stop_session(child.pid)  # the wrapper was killed outright: what is left of its session goes too
@@ -362,6 +380,20 @@ class Supervisor:
                 f"stopping {len(pids)} running experiment{'s' * (len(pids) != 1)}: SIGTERM, then SIGKILL after {self.grace:g} s"
             )
         terminate_attempts(pids, self.grace)
+
+
+_ASIDE = itertools.count()
+
+
+def _set_aside(folder: str) -> str:
+    """Move ``folder`` out of the way of a later attempt's (a retry's, a resume's) under a name of its own, to
+    be removed later; where it went."""
+    aside = f"{os.path.dirname(folder)}/.ended-{os.getpid()}-{next(_ASIDE)}-{os.path.basename(folder)}"
+    try:
+        os.rename(folder, aside)
+    except OSError:
+        return folder  # not there (the attempt never mounted its view), or cannot be moved: removed as it is
+    return aside
 
 
 def _as_line(error: BaseException) -> str:
@@ -640,6 +672,7 @@ def follow_log(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) 
 def main(argv: Sequence[str]) -> int:
     """The detached supervisor: ``python -m mrunner_local.supervisor RECORDS SWEEP`` with the indices of its
     runs on standard input (``pending.write_indices``)."""
+    start_server()  # its start goes on while the records are read
     recorder = Recorder(argv[0], argv[1])
     sweep = recorder.sweep()
     runs = recorder.runs(read_indices(sys.stdin.buffer))

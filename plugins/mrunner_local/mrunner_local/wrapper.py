@@ -155,6 +155,12 @@ _lock = threading.Lock()
 _started: _ForkServer | None = None
 
 
+def start_server() -> None:
+    """Start this process's fork server now rather than at its first wrapper: the server's start (an
+    interpreter and its imports) then goes on while the caller prepares its first experiments."""
+    _server()
+
+
 def _server() -> _ForkServer:
     """This process's fork server, started at its first wrapper (and again should it have ended, or this
     process be a fork of the one that started it)."""

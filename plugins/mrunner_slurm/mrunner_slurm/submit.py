@@ -225,7 +225,7 @@ def submit(
         )
         done.add(name)
         resources = f", {resource_label(unit.resources)}" if unit.resources else ""
-        packed = f" in {len(unit.tasks)} tasks" if unit.tasks is not None else ""
+        packed = f" in {len(unit.tasks)} task{'s' * (len(unit.tasks) != 1)}" if unit.tasks is not None else ""
         packed += f"; {shared}" if shared else ""
         reporter.step(
             f"{'found' if how == REUSED else 'submitted'} job array {job} ({len(unit.runs)} experiments{packed}, "

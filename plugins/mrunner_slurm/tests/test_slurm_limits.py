@@ -232,7 +232,9 @@ def test_auto_packs_several_resource_classes_into_the_qos_allowance_and_each_poi
     )
     result = mrunner("+context=test-slurm", "train.py", "-m", "context.time=1,2,3,4", "i=range(3)")
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("submitted job array") == 4 and "in 1 tasks" in result.stderr, result.stderr
+    assert result.stderr.count("submitted job array") == 4 and "3 experiments in 1 task," in result.stderr, (
+        result.stderr
+    )
     sweep = result.stdout.strip().splitlines()[-1]
     waited = mrunner("status", sweep, "--wait", timeout=600)
     assert waited.returncode == 0, waited.stderr

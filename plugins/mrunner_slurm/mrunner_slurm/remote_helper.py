@@ -458,18 +458,28 @@ def probe(document):
     (``argvs``), all at once. Asked by ``Backend.admit`` before anything is recorded or submitted, so a sweep
     of several classes is refused whole instead of after its first arrays were accepted. ``{"refused":
     [index, message]}`` naming the first class refused, ``{"refused": None}`` when each would be accepted
-    (or the answer was a passing failure, which the real sbatch retries)."""
-    started = [
-        subprocess.Popen([argv[0], "--test-only", *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for argv in document["argvs"]
-    ]
-    refused = None
-    for index, process in enumerate(started):
-        _, stderr = process.communicate()
-        message = " / ".join(stderr.strip().splitlines()[-3:]) or "exit status %d" % process.returncode
-        if refused is None and process.returncode != 0 and not TEMPORARY.search(message):
-            refused = [index, message]
-    return {"refused": refused}
+    (or the answer was a passing failure, which the real sbatch retries). At most ``_PROBES_AT_ONCE`` at a
+    time: a sweep of many classes does not flood the controller."""
+    argvs = document["argvs"]
+    for start in range(0, len(argvs), _PROBES_AT_ONCE):
+        started = [
+            subprocess.Popen(
+                [argv[0], "--test-only", *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for argv in argvs[start : start + _PROBES_AT_ONCE]
+        ]
+        refused = None
+        for index, process in enumerate(started, start):
+            _, stderr = process.communicate()
+            message = " / ".join(stderr.strip().splitlines()[-3:]) or "exit status %d" % process.returncode
+            if refused is None and process.returncode != 0 and not TEMPORARY.search(message):
+                refused = [index, message]
+        if refused is not None:
+            return {"refused": refused}
+    return {"refused": None}
+
+
+_PROBES_AT_ONCE = 8
 
 
 def _marked(marker):

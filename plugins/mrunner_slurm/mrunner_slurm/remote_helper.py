@@ -473,13 +473,28 @@ def probe(document):
             _, stderr = process.communicate()
             message = " / ".join(stderr.strip().splitlines()[-3:]) or "exit status %d" % process.returncode
             if refused is None and process.returncode != 0 and not TEMPORARY.search(message):
-                refused = [index, message]
+                if not (_NODES_UNFIT.search(message) and _nodes_unavailable(argvs[index])):
+                    refused = [index, message]
         if refused is not None:
             return {"refused": refused}
     return {"refused": None}
 
 
 _PROBES_AT_ONCE = 8
+
+#: What ``--test-only`` says of a request no node can take now: no node has it (a real sbatch refuses that
+#: too), or the nodes that have it are down or drained (a real sbatch queues the job until they are back).
+_NODES_UNFIT = re.compile(r"node configuration is not available|Nodes required for job are DOWN", re.I)
+
+
+def _nodes_unavailable(argv):
+    """Whether a node of the class's partition (the default one when none is asked) is down, drained,
+    failing or not responding: then ``--test-only``'s "node configuration is not available" may be their
+    state, not the request, and the real sbatch decides."""
+    partition = next((a.split("=", 1)[1] for a in argv if a.startswith("--partition=")), None)
+    command = ["sinfo", "-h", "-t", "down,drain,drng,fail,maint,no_respond,powered_down,reboot", "-o", "%D"]
+    listing = subprocess.run(command + (["-p", partition] if partition else []), capture_output=True, text=True)
+    return listing.returncode != 0 or any(n.strip() not in ("", "0") for n in listing.stdout.splitlines())
 
 
 def _marked(marker):

@@ -9,7 +9,7 @@ from mrunner.errors import BackendError
 from mrunner.layout import Layout, of_run
 from mrunner.records import CANCELLED, CANNOT_RUN, PENDING, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.states import ended
-from mrunner_slurm import batch, remote
+from mrunner_slurm import batch, packing, remote
 from mrunner_slurm.transport import Connection
 
 FOLLOW_INTERVAL = 1.0  # seconds between reads of a followed log
@@ -125,13 +125,26 @@ def task_specs(runs: Sequence[Run]) -> list[str]:
     return [f"{job}_[{batch.array_spec(sorted(tasks), None)}]" for job, tasks in by_job.items()]
 
 
+#: How a cancelled point of a packed task was stopped (``remote_helper.cancel``: its task goes on with the others).
+PACKED = "inside its task: skipped if waiting, stopped alone if running"
+
+
 def cancel(
     connection: Connection, sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]
 ) -> list[RunUpdate]:
     """Record the runs cancelled, then scancel them and wait (one helper call) until their tasks are gone
     (the wrapper's grace period, bounded by Slurm's KillWait): a task whose experiment had ended by itself
     left its exit-code file meanwhile and keeps that end."""
-    cancelled = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel` (scancel)") for run in runs]
+    groups, _ = packing.recorded(sweep.detail.get("packing"), runs)
+    packed = {run.index for k, _, members in groups if k > 1 for run in members}
+    cancelled = [
+        RunUpdate(
+            run.index,
+            CANCELLED,
+            detail=f"cancelled by `mrunner cancel` ({PACKED if run.index in packed else 'scancel'})",
+        )
+        for run in runs
+    ]
     record(cancelled)
     tasks = []
     for run in runs:

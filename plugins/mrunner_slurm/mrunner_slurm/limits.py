@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mrunner.errors import Refused
-from mrunner_slurm import storage_check
+from mrunner_slurm import packing, storage_check
 from mrunner_slurm.transport import Connection
 
 #: One round trip, its commands run at once (each sacctmgr asks slurmdbd: ~0.2 s on a loaded machine): the
@@ -237,10 +237,14 @@ def _number(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def refuse_beyond(limits: Limits, jobs: int, where: str, points_per_task: int = 1) -> None:
+def refuse_beyond(
+    limits: Limits, jobs: int, where: str, points_per_task: int = 1, classes: Sequence[int] = (), waiting: int = 0
+) -> None:
     """Raise ``Refused`` when ``jobs`` more jobs (array tasks of ``points_per_task`` experiments) exceed what
     the user may still submit: sbatch would refuse the arrays that do not fit, after the first ones were
-    accepted."""
+    accepted. ``classes``: the experiments of each resource class being added (each its own arrays), beyond
+    ``waiting`` jobs of arrays decided earlier: the ``points_per_task`` the refusal suggests is one with
+    which they fit (``packing.fitting``)."""
     allowance = limits.allowance
     if allowance is None or jobs <= allowance:
         return
@@ -248,13 +252,17 @@ def refuse_beyond(limits: Limits, jobs: int, where: str, points_per_task: int = 
     queued = limits.jobs_in_queue or 0
     now = f", {queued} of them queued or running now" if queued else ""
     each = "one per experiment" if points_per_task == 1 else f"one per {points_per_task} experiments"
-    fits = (
-        f"points_per_task: {math.ceil(jobs * points_per_task / allowance)}, or auto"
-        if allowance
-        else "points_per_task once some end"
-    )
-    raise Refused(
-        f"{where} allows at most {binding}{now}, and this "
-        f"sweep needs {jobs} ({each}): set the context key points_per_task ({fits}) to run more "
-        f"experiments per job, or submit fewer experiments"
-    )
+    fits = packing.fitting(classes, allowance - waiting) if classes else math.ceil(jobs * points_per_task / allowance)
+    if not allowance:
+        change = "wait for some of those jobs to end"
+    elif fits is None:
+        change = (
+            f"its {len(classes)} resource classes need a job each at least (each is its own array): sweep "
+            f"fewer resource classes, or wait for some of those jobs to end"
+        )
+    else:
+        change = (
+            f"set the context key points_per_task (points_per_task: {fits}, or auto) to run more experiments "
+            f"per job, or submit fewer experiments"
+        )
+    raise Refused(f"{where} allows at most {binding}{now}, and this sweep needs {jobs} ({each}): {change}")

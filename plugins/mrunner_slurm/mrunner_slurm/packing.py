@@ -77,6 +77,18 @@ def points_per_task(context: Mapping[str, Any], count: int, limits: Limits) -> i
     return max(1, math.ceil(count / room))
 
 
+def fitting(sizes: Sequence[int], room: int, least: int = 1) -> int | None:
+    """The fewest points per task, at least ``least``, with which resource classes of ``sizes`` points each
+    make at most ``room`` tasks (a task holds one class's points: each class is its own array, so a class's
+    last task may be part-full); None when even one task per class is more than ``room``."""
+    if len(sizes) > room:
+        return None
+    k = max(least, math.ceil(sum(sizes) / room) if room else 1, 1)
+    while sum(math.ceil(n / k) for n in sizes) > room:
+        k += 1
+    return k
+
+
 def tasks(points: Sequence[T], k: int) -> list[list[T]]:
     """The points in tasks of ``k`` consecutive ones (the last may hold fewer)."""
     return [list(points[start : start + k]) for start in range(0, len(points), k)]
@@ -180,8 +192,13 @@ def slurm_time(total_minutes: float) -> str:
 
 
 def describe(context: Mapping[str, Any], count: int, limits: Limits) -> str | None:
-    """The dry run's line on packing, or None when each task runs one point."""
+    """The dry run's line on packing, or None when each task runs one point as asked."""
     k = points_per_task(context, count, limits)
+    if k <= 1 and context.get("points_per_task") == "auto":
+        return (
+            "packed: points_per_task auto: 1 point per task as far as a dry run can tell (it reads no limits); "
+            "at submission the site's MaxSubmitJobs less your jobs queued, and its MaxArraySize, decide"
+        )
     if k <= 1:
         return None
     n = at_once(context, k)

@@ -70,7 +70,8 @@ class SlurmBackend(Backend):
         (``points_per_task`` experiments each; ``auto`` packs to fit) exceed the jobs the site still allows
         the user (``limits``: the association's, the account's and the QOS's limits). The packing is
         decided here and recorded, so that a submission cut off after an sbatch packs the same way when
-        submitted again (``submit.admit``); the limits on running jobs are recorded for `status`."""
+        submitted again (``submit.admit``); the limits on running jobs are recorded for `status`. Also
+        refused whole when sbatch would refuse one of its resource classes (``submit.refuse_classes``)."""
         from mrunner_slurm import limits, submit, transport
 
         connection = transport.connection(sweep.context, sweep.context_name)

@@ -433,11 +433,6 @@ def submit(document):
         name, job, reason = (line.split("|") + ["", ""])[:3]
         if reason != "BadConstraints":  # a refused sbatch leaves such a record: it never was a submission
             queued[name] = job
-    fresh = [unit for unit in units if not _marked(unit["marker"]) and unit["name"] not in queued]
-    refused = _refused_class(fresh) if len(fresh) > 1 else None
-    if refused is not None:
-        print(json.dumps({"error": refused}), flush=True)
-        return None
     for unit in units:
         marker = unit["marker"]
         lock = _submission_lock(folder)
@@ -457,28 +452,49 @@ def submit(document):
     return None
 
 
-#: The sbatch options that differ between the arrays of one resource class (the rest are the class's).
-_PER_ARRAY = ("--parsable", "--job-name=", "--array=", "--chdir=", "--output=")
+def probe(document):
+    """What sbatch says when it would refuse one of the sweep's resource classes (a partition, account or QOS
+    the user may not use, a size or gres no node has): ``sbatch --test-only`` of each class's first array
+    (``argvs``), all at once. Asked by ``Backend.admit`` before anything is recorded or submitted, so a sweep
+    of several classes is refused whole instead of after its first arrays were accepted. ``{"refused":
+    [index, message]}`` naming the first class refused, ``{"refused": None}`` when each would be accepted
+    (or the answer was a passing failure, which the real sbatch retries). At most ``_PROBES_AT_ONCE`` at a
+    time: a sweep of many classes does not flood the controller."""
+    argvs = document["argvs"]
+    for start in range(0, len(argvs), _PROBES_AT_ONCE):
+        started = [
+            subprocess.Popen(
+                [argv[0], "--test-only", *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for argv in argvs[start : start + _PROBES_AT_ONCE]
+        ]
+        refused = None
+        for index, process in enumerate(started, start):
+            _, stderr = process.communicate()
+            message = " / ".join(stderr.strip().splitlines()[-3:]) or "exit status %d" % process.returncode
+            if refused is None and process.returncode != 0 and not TEMPORARY.search(message):
+                if not (_NODES_UNFIT.search(message) and _nodes_unavailable(argvs[index])):
+                    refused = [index, message]
+        if refused is not None:
+            return {"refused": refused}
+    return {"refused": None}
 
 
-def _refused_class(units):
-    """What sbatch says when it would refuse one of the resource classes of ``units`` (a partition or QOS
-    the site lacks, a size it refuses), asked with ``sbatch --test-only`` once per class before any array is
-    submitted: a sweep of several classes is then refused whole instead of after its first arrays were
-    accepted. ``None`` when each would be accepted (or the answer was a passing failure, which the real
-    sbatch retries)."""
-    seen = set()
-    for unit in units:
-        argv = unit["argv"]
-        options = tuple(a for a in argv[1:-1] if not a.startswith(_PER_ARRAY))
-        if options in seen:
-            continue
-        seen.add(options)
-        result = subprocess.run([argv[0], "--test-only", *argv[1:]], capture_output=True, text=True)
-        message = " / ".join(result.stderr.strip().splitlines()[-3:]) or "exit status %d" % result.returncode
-        if result.returncode != 0 and not TEMPORARY.search(message):
-            return message
-    return None
+_PROBES_AT_ONCE = 8
+
+#: What ``--test-only`` says of a request no node can take now: no node has it (a real sbatch refuses that
+#: too), or the nodes that have it are down or drained (a real sbatch queues the job until they are back).
+_NODES_UNFIT = re.compile(r"node configuration is not available|Nodes required for job are DOWN", re.I)
+
+
+def _nodes_unavailable(argv):
+    """Whether a node of the class's partition (the default one when none is asked) is down, drained,
+    failing or not responding: then ``--test-only``'s "node configuration is not available" may be their
+    state, not the request, and the real sbatch decides."""
+    partition = next((a.split("=", 1)[1] for a in argv if a.startswith("--partition=")), None)
+    command = ["sinfo", "-h", "-t", "down,drain,drng,fail,maint,no_respond,powered_down,reboot", "-o", "%D"]
+    listing = subprocess.run(command + (["-p", partition] if partition else []), capture_output=True, text=True)
+    return listing.returncode != 0 or any(n.strip() not in ("", "0") for n in listing.stdout.splitlines())
 
 
 def _marked(marker):
@@ -1214,6 +1230,8 @@ def _run(argv, stdin):
         answer = venv(argv[1], argv[2], stdin.read().decode())
     elif command == "submit":
         answer = submit(json.loads(zlib.decompress(stdin.read())))
+    elif command == "probe":
+        answer = probe(json.loads(zlib.decompress(stdin.read())))
     elif command == "settle":
         answer = settle(json.loads(zlib.decompress(stdin.read())))
     elif command == "status":

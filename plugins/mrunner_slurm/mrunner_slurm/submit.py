@@ -15,7 +15,7 @@ from typing import Any
 
 from mrunner import interrupts, layout
 from mrunner.backend import Rendered
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, MrunnerError, Refused
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep, resource_label
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
@@ -225,7 +225,7 @@ def submit(
         )
         done.add(name)
         resources = f", {resource_label(unit.resources)}" if unit.resources else ""
-        packed = f" in {len(unit.tasks)} tasks" if unit.tasks is not None else ""
+        packed = f" in {len(unit.tasks)} task{'s' * (len(unit.tasks) != 1)}" if unit.tasks is not None else ""
         packed += f"; {shared}" if shared else ""
         reporter.step(
             f"{'found' if how == REUSED else 'submitted'} job array {job} ({len(unit.runs)} experiments{packed}, "
@@ -238,9 +238,13 @@ def submit(
         try:
             for event in remote.lines(connection, ["submit"], remote.pack(document), started=cut.started):
                 if "error" in event:
+                    if not done:  # nothing reached the queue: a new sweep is forgotten (``Refused``)
+                        raise Refused(f"sbatch refused sweep {sweep.id}: {event['error']}")
                     count = sum(len(by_name[name].runs) for name in done)
-                    submitted = f" ({count} of {len(runs)} experiments were submitted and are recorded)" if done else ""
-                    raise BackendError(f"sbatch refused sweep {sweep.id}: {event['error']}{submitted}")
+                    raise BackendError(
+                        f"sbatch refused sweep {sweep.id}: {event['error']} ({count} of {len(runs)} experiments "
+                        f"were submitted and are recorded)"
+                    )
                 accepted(event["name"], event["job"], REUSED if event["reused"] else "")
         except (MrunnerError, OSError, EOFError):
             if not cut.asked:
@@ -309,15 +313,59 @@ def admit(connection: Connection, sweep: Sweep, runs: Sequence[Run], found: limi
         if unit.name(sweep) not in done
     )
     plan = sweep.detail.get("packing") or {}
-    k, adding = 1, 0
+    k, adding, sizes = 1, 0, []
     if fresh:
         size = found.max_array_size or max_array_size(connection)
         room = dataclasses.replace(packing.as_limits(found), jobs_in_queue=(found.jobs_in_queue or 0) + waiting)
         k = packing.points_per_task(sweep.context, len(fresh), room)
+        sizes = [len(group) for _, group in classes(fresh)]
+        if sweep.context.get("points_per_task") == "auto" and found.allowance is not None:
+            # each class is its own arrays, its last task part-full: pack further until the classes fit
+            k = packing.fitting(sizes, found.allowance - waiting, k) or max(sizes)
         adding = sum(len(unit.task_ids) for unit in units(fresh, size, k))
         plan = packing.decided(plan, fresh, k, size)
-    limits.refuse_beyond(found, waiting + adding, f"{connection.target.alias} (user {connection.target.user})", k)
+    where = f"{connection.target.alias} (user {connection.target.user})"
+    limits.refuse_beyond(found, waiting + adding, where, k, classes=sizes, waiting=waiting)
+    groups, _ = packing.recorded(plan, runs)
+    refuse_classes(connection, sweep, [unit for k, size, members in groups for unit in units(members, size, k)], done)
     return plan
+
+
+def refuse_classes(connection: Connection, sweep: Sweep, planned: Sequence[Unit], done: set[str]) -> None:
+    """Raise ``Refused`` naming the first resource class sbatch would refuse (``sbatch --test-only`` of each
+    class's first array not yet on the cluster, in one helper call: ``remote_helper.probe``): a partition,
+    account or QOS the user may not use, a memory or gres no node has. Asked at admission, so such a sweep is
+    refused before anything is uploaded or submitted and a new one leaves no record, instead of being
+    refused by sbatch after its first classes' arrays were accepted."""
+    probes: dict[tuple[str, ...], list[Unit]] = {}
+    for unit in planned:
+        if unit.name(sweep) not in done:
+            k = max(len(task) for task in unit.tasks) if unit.tasks is not None else 1
+            probes.setdefault(tuple(resource_options(packing.task_context(unit.context(sweep), k))), []).append(unit)
+    if not probes:
+        return
+    argvs = [
+        [
+            "sbatch",
+            f"--job-name={members[0].name(sweep)}",
+            f"--array={batch.array_spec(members[0].task_ids, None)}",
+            *options,
+            "--wrap=true",
+        ]
+        for options, members in probes.items()
+    ]
+    answer = remote.call(connection, ["probe"], remote.pack({"argvs": argvs}))
+    if not answer.get("refused"):
+        return
+    position, message = answer["refused"]
+    options, members = list(probes.items())[position]
+    count = sum(len(unit.runs) for unit in members)
+    label = resource_label(members[0].resources)
+    what = f"the {count} experiment{'s' * (count != 1)} with {label}" if label else f"context {sweep.context_name}"
+    raise Refused(
+        f"sbatch on {connection.target.alias} refuses {what} (sbatch {shlex.join(options)}): {message}; "
+        f"change {'those values' if label else 'the context'}"
+    )
 
 
 def submitted_names(connection: Connection, sweep: Sweep) -> set[str]:

@@ -94,3 +94,12 @@ def test_a_task_held_back_by_a_running_jobs_limit_is_queued_in_words_never_can_n
     assert "limit of 2 running jobs" in pending_reason("QOSMaxJobsPerUserLimit", {"QOSMaxJobsPerUserLimit": 2})
     assert pending_reason("QOSGrpJobsLimit").startswith("queued: the site's limit on running jobs")
     assert CANNOT_RUN in pending_reason("PartitionNodeLimit")
+
+
+def test_a_refusal_suggests_a_points_per_task_with_which_the_resource_classes_fit():
+    limits = Limits(max_submit_jobs=6, max_jobs=None, max_array_size=1001, jobs_in_queue=0)
+    with pytest.raises(Refused, match=r"points_per_task: 3, or auto"):  # 2 would leave 8 part-full tasks
+        refuse_beyond(limits, 8, "site", 2, classes=[3, 3, 3, 3])
+    with pytest.raises(Refused, match=r"its 7 resource classes need a job each at least") as refused:
+        refuse_beyond(limits, 7, "site", 1, classes=[1] * 7)
+    assert "points_per_task" not in str(refused.value)

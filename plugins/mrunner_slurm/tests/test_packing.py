@@ -94,3 +94,13 @@ def test_the_recorded_packing_packs_the_same_runs_the_same_way_and_leaves_the_ot
     names = [unit.name(sweep) for unit in units(groups[0][2], 1001, 2)]  # type: ignore[arg-type]
     assert names == ["mrunner-s-000000-a0-10-29-20-p2"]
     assert packing.indices(packing.ranges([5, 1, 2, 3, 9, 10])) == {1, 2, 3, 5, 9, 10}
+
+
+def test_auto_packs_resource_classes_until_their_part_full_tasks_fit_too():
+    """Each class is its own arrays, so its last task may be part-full: 4 classes of 3 points in 6 jobs
+    need 3 points per task (2 would make 8 tasks), and 7 classes never fit in 6 jobs."""
+    assert packing.fitting([3, 3, 3, 3], 6) == 3
+    assert packing.fitting([12], 6) == 2  # one class: the total decides
+    assert packing.fitting([3, 3, 3, 3], 6, least=4) == 4  # never below what was asked
+    assert packing.fitting([1] * 7, 6) is None
+    assert packing.fitting([5], 0) is None

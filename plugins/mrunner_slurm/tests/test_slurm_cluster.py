@@ -279,15 +279,25 @@ def test_a_gpu_request_becomes_gres_and_sets_cuda_visible_devices(cluster, mrunn
     assert result_of(cluster, run, document["sweep"]["project"])["cuda"] in expected
 
 
-def test_a_refused_gpu_request_shows_slurms_message_and_leaves_resumable_records(cluster, mrunner, mrunner_home):
-    write_context(mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, gpu=3))
+@pytest.mark.parametrize(
+    "keys,option,reason",
+    [
+        ({"gpu": 3}, "--gres=gpu:3", "Requested node configuration is not available"),
+        ({"account": "limited"}, "--account=limited", "Invalid account"),  # an account the user is not in
+    ],
+)
+def test_a_context_slurm_refuses_shows_slurms_message_and_records_nothing(
+    cluster, mrunner, mrunner_home, keys, option, reason
+):
+    """sbatch --test-only at admission: refused in one line with the option and Slurm's reason, before
+    anything is recorded (a repeated submission once the context is fixed runs it), nothing in the queue."""
+    write_context(mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, **keys))
     result = mrunner("+context=test-slurm", "train.py", "-m", "seed=1,2")
-    assert result.returncode == 3
-    assert "sbatch refused" in result.stderr and "Requested node configuration is not available" in result.stderr
-    sweep = re.search(r"mrunner resume (\S+)`", result.stderr).group(1)
-    # not submitted: failed (so that resume and a repeated submission run them), never left planned
-    assert [r["state"] for r in status(mrunner, sweep)["experiments"]] == ["failed", "failed"]
-    assert "Requested node configuration" in mrunner("resume", sweep).stderr
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "refuses context test-slurm" in line and option in line, line
+    assert reason in line and "nothing was submitted or recorded" in line, line
+    assert json.loads(mrunner("status", "--json").stdout) == []
 
 
 def test_parameters_with_shell_syntax_and_unicode_arrive_exactly(cluster, mrunner, tmp_path):

@@ -214,3 +214,32 @@ def test_tasks_beyond_the_qos_limit_on_running_jobs_are_queued_in_words_and_wait
     assert [e["state"] for e in runs] == [COMPLETED] * (running + 1)
     ledgers = cluster.ssh(" ".join(["cat", *(e["output_dir"].split(":", 1)[1] + "/ran" for e in runs)]))
     assert ledgers.split() == ["ran"] * (running + 1)
+
+
+def test_auto_packs_several_resource_classes_into_the_qos_allowance_and_each_point_runs_once(
+    limited, mrunner, mrunner_home
+):
+    """Each resource class is its own array, its last task part-full: 4 classes of 3 points under the QOS's
+    GrpSubmitJobs=6 would make 8 tasks at 2 points each, so auto packs 3 (4 tasks) and the sweep is
+    accepted whole, where it used to be refused with the very option the user had set."""
+    cluster = limited
+    qos = capped_qos(cluster.service)
+    assert qos["grp_submit_jobs"] == 6
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        {**slurm_context(cluster.service, cluster.storage), "qos": qos["name"], "points_per_task": "auto"},
+    )
+    result = mrunner("+context=test-slurm", "train.py", "-m", "context.time=1,2,3,4", "i=range(3)")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("submitted job array") == 4 and "3 experiments in 1 task," in result.stderr, (
+        result.stderr
+    )
+    sweep = result.stdout.strip().splitlines()[-1]
+    waited = mrunner("status", sweep, "--wait", timeout=600)
+    assert waited.returncode == 0, waited.stderr
+    runs = shown(mrunner, sweep)
+    assert [e["state"] for e in runs] == [COMPLETED] * 12
+    assert len({e["backend_ref"] for e in runs}) == 4  # one task of 3 points per class
+    ledgers = cluster.ssh(" ".join(["cat", *(e["output_dir"].split(":", 1)[1] + "/ran" for e in runs)]))
+    assert ledgers.split() == ["ran"] * 12  # every point once

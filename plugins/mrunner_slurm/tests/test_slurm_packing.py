@@ -134,6 +134,10 @@ def test_cancel_inside_a_running_task_skips_a_waiting_point_and_stops_a_running_
     document = status(mrunner, sweep)
     runs = document["experiments"]
     assert [ledger(cluster, document, run) for run in runs] == [[0], [0], [], [0]]  # 2 never started
+    assert (
+        runs[2]["detail"]
+        == "cancelled by `mrunner cancel` (inside its task: skipped if waiting, stopped alone if running)"
+    )
     assert "done" not in mrunner("logs", f"{sweep}/1").stdout
     job = runs[0]["backend_ref"].split("_")[0]
     wait_for(

@@ -6,6 +6,7 @@ resumed failed point keeps its class."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from pathlib import Path
@@ -169,13 +170,29 @@ def test_arrays_group_runs_by_attempt_and_resource_class():
     assert [a.argv[3] for a in made] == ["--array=0,2", "--array=1", "--array=4", "--array=3"]
 
 
-def test_a_resource_class_the_site_refuses_refuses_the_sweep_whole(cluster, mrunner):
-    """A swept partition the cluster lacks: sbatch would accept the first class's array, then refuse the
-    second's. Every class is asked first (sbatch --test-only), so no array of the sweep reaches the queue."""
-    refused = mrunner("+context=test-slurm", "train.py", "-m", "exit=0,1", "context.partition=debug,nosuch")
+@pytest.mark.parametrize(
+    "swept,said",
+    [
+        ("context.partition=debug,nosuch", "partition=nosuch"),
+        ("context.qos=normal,capped", "qos=capped"),  # a QOS the user's association does not allow
+        ("context.gpu=1,9", "gpu=9"),  # more GPUs than any node has
+    ],
+)
+def test_a_resource_class_the_site_refuses_refuses_the_sweep_before_anything_is_recorded(
+    cluster, mrunner, tmp_path, swept, said
+):
+    """A swept class Slurm would refuse: sbatch would accept the first class's array, then refuse the
+    second's. Every class is asked first (sbatch --test-only) at admission, so the sweep is refused in one
+    line naming the class and Slurm's reason, before anything is uploaded, stays recorded or reaches the
+    queue."""
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    refused = mrunner(
+        "+context=test-slurm", "train.py", "-m", "exit=0,1", swept, env={"MRUNNER_TRACE_CALLS": str(traces)}
+    )
     assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
-    assert "invalid partition specified: nosuch" in refused.stderr.strip().splitlines()[-1]
-    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
-    runs = status(mrunner, sweep)["experiments"]
-    assert [r["state"] for r in runs] == [FAILED] * 4 and not any(r["backend_ref"] for r in runs)
-    assert sweep not in cluster.ssh("squeue -h --states=all -o %j")  # no array of it, not even the first class's
+    line = refused.stderr.strip().splitlines()[-1]
+    assert f"refuses the 2 experiments with {said}" in line and "nothing was submitted or recorded" in line, line
+    assert json.loads(mrunner("status", "--json").stdout) == []
+    assert not {"Backend.package", "Backend.submit", "mrunner_sweep_submitted"} & set(os.listdir(traces))
+    assert cluster.ssh(f"ls -A {cluster.storage} 2>&1 || true").strip().endswith("No such file or directory")

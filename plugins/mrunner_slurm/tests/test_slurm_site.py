@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from mrunner.records import CANCELLED, COMPLETED, PENDING, PREEMPTED
+from mrunner.records import CANCELLED, COMPLETED, PENDING, PREEMPTED, RUNNING
 from mrunner.testing import wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
 from plugins.mrunner_slurm.tests.test_slurm_requeue import ends, release
@@ -274,3 +274,91 @@ def test_points_per_task_auto_packs_a_sweep_beyond_max_submit_jobs_into_the_allo
     cluster = Cluster(service, storage)
     ran = cluster.ssh(f"cat {' '.join(e['output_dir'].split(':', 1)[1] + '/ran' for e in shown)}")
     assert ran.split() == ["x"] * points  # every point once
+
+
+# LEDGER whose point ``gated`` holds after its first step until the storage folder holds `go`, whatever the
+# attempt: the preemption comes while that point works, however long Slurm takes to preempt.
+GATED = LEDGER.replace(
+    'while state["next"] < config.points:\n',
+    'gate = os.path.join(os.environ["STORAGE_DIR"], "go")\n'
+    'while state["next"] < config.points:\n'
+    '    while config.get("gated") == config.seed and state["next"] >= 1 and not os.path.exists(gate):\n'
+    "        time.sleep(0.2)\n",
+)
+
+
+def test_a_packed_task_preempted_by_the_high_partition_runs_only_its_unfinished_points_each_step_once(
+    slurm_service, mrunner, mrunner_home, tmp_path
+):
+    """A task of 3 points (one after another, on one GPU) on the preemptible partition, preempted while its
+    second point works (held after its first step until the test lets it go) by a job on the high partition
+    that needs every GPU: the task comes back as attempt 1
+    and runs only its second point (from that point's checkpoint) and its third; the first, completed
+    before, never runs again. Counted from each point's own ledger: every step of every point once."""
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    cluster = Cluster(slurm_service, storage)
+    low, high = slurm_service["preemptible_partition"], slurm_service["preemptor_partition"]
+    context = slurm_context(slurm_service, storage, partition=low, grace_period=5, gpu=1, points_per_task=3)
+    write_context(mrunner_home, "test-slurm", context)
+    (tmp_path / "train.py").write_text(GATED)
+    assert GATED != LEDGER
+    steps = 4
+    submitted = mrunner(
+        "+context=test-slurm", "train.py", "-m", "seed=0,1,2", f"points={steps}", "pause=0.5", "gated=1"
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert "3 experiments in 1 task," in submitted.stderr, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    document = status(mrunner, sweep)
+    runs = document["experiments"]
+    task = runs[0]["backend_ref"]
+    assert {run["backend_ref"] for run in runs} == {task}
+    wait_for(
+        lambda: (status(mrunner, sweep)["experiments"], ledger(cluster, document, runs[1])),
+        lambda seen: [r["state"] for r in seen[0]] == [COMPLETED, RUNNING, PENDING] and len(seen[1]) >= 1,
+        timeout=120,
+        every=0.5,
+        what="the task's second point to be working",
+    )
+    preemptor = cluster.ssh(
+        f"sbatch --parsable -p {high} --gres=gpu:{slurm_service['gres_gpus']} --mem=100 --time=5 -J preemptor "
+        "--wrap 'sleep 300'"
+    ).strip()
+    try:
+        wait_for(
+            lambda: cluster.ssh(f"squeue -h -j {preemptor} -o %T"),
+            lambda state: "RUNNING" in state,
+            timeout=60,
+            every=0.5,
+            what=f"the high-priority job {preemptor} to start",
+        )
+        preempted = wait_for(
+            lambda: status(mrunner, sweep)["experiments"],
+            lambda rs: (
+                [(r["state"], r["attempt"]) for r in rs][0] == (COMPLETED, 0)
+                and [r["attempt"] for r in rs] == [0, 1, 1]
+            ),
+            timeout=60,
+            every=1,
+            what="the task requeued as attempt 1 with its unfinished points",
+        )
+        assert [r["backend_ref"] for r in preempted] == [task] * 3  # the same array task
+        assert cluster.ssh(f"sacct -X -D -n -P -j {task} -o State").splitlines()[0] == "PREEMPTED"
+    finally:
+        cluster.ssh(f"scancel {preemptor}", check=False)
+    release(cluster, task)
+    cluster.ssh(f"touch {storage}/go")
+    finished = wait_for(
+        lambda: status(mrunner, sweep)["experiments"],
+        lambda rs: all(r["state"] == COMPLETED for r in rs),
+        timeout=180,
+        every=1,
+        what="every point to complete",
+    )
+    written = [ledger(cluster, document, run) for run in finished]
+    for steps_done in written:
+        assert sorted(step for step, _ in steps_done) == list(range(steps))  # every step of every point once
+    assert {attempt for _, attempt in written[0]} == {0}  # completed before the preemption: never again
+    assert {attempt for _, attempt in written[1]} == {0, 1}  # continued from its checkpoint
+    assert ends(finished[0]) == [(0, COMPLETED)]
+    assert ends(finished[1]) == [(0, PREEMPTED), (1, COMPLETED)]

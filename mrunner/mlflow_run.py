@@ -4,7 +4,8 @@ What the submitting side arranged (``mrunner.trackers.mlflow``): ``MRUNNER_MLFLO
 ``mlflow: true``, ``MLFLOW_TRACKING_URI`` (and ``MLFLOW_EXPERIMENT_NAME`` when the context names one) as plain
 environment, credentials as secrets. MLflow reads those itself.
 
-The run is found, or made, once per process, by ``get_configuration()`` or the first ``mrunner.report``: its id
+The run is found, or made, once per process, by ``get_configuration()`` or the first ``mrunner.report`` (on
+its sender's thread, ``mrunner.sender``, the report waiting a few seconds at most for it): its id
 is kept in the experiment's folder (``RUN_ID_FILE``, under a lock, so that ranks starting together make one),
 and an experiment whose folder lost it finds it again by its tag ``mrunner.experiment`` (``SWEEP/INDEX``). Then
 ``MLFLOW_RUN_ID`` is set in this process's environment, so the script's own ``mlflow.start_run()`` continues
@@ -159,6 +160,13 @@ def experiment_of(tracker: Any, name: str) -> str:
         return str(tracker.create_experiment(name))
     except Exception:  # another experiment of the sweep made it first
         return str(tracker.get_experiment_by_name(name).experiment_id)
+
+
+def start() -> None:
+    """Find or make this experiment's run, setting ``MLFLOW_RUN_ID`` (the sender's first step)."""
+    from mrunner.layout import experiment_info
+
+    run_id(experiment_info())
 
 
 def log_many(reports: list[tuple[Mapping[str, float], int | None, float]]) -> None:

@@ -38,6 +38,9 @@ QUEUE_LIMIT = 100_000
 #: What the exit gives the senders, all together, to send what is queued. A healthy server takes a backlog in a
 #: few requests (MLflow: up to a thousand points each); a gone one would hold the exit for minutes of retries.
 EXIT_SECONDS = 10.0
+#: What the first report waits, at most, for the sender to find the tracker's run (a few requests to a server
+#: that answers).
+START_SECONDS = 5.0
 #: Reports sent at most in one go (one ``send`` call).
 BATCH = 1000
 
@@ -54,9 +57,13 @@ class Sender:
         send: Callable[[list[Report]], None],
         untracked: Callable[[str], None] | None,
         prepare: Callable[[], object] | None = None,
+        start: Callable[[], object] | None = None,
     ) -> None:
         """``prepare`` runs here, on the caller's thread: what ``send`` needs that an exiting interpreter would
-        refuse to the sender's thread (importing a client that registers its own exit functions), no network."""
+        refuse to the sender's thread (importing a client that registers its own exit functions), no network.
+        ``start`` runs first on the sender's thread (finding the tracker's run), the caller waiting for it up to
+        ``START_SECONDS``: with a server that answers, what it sets up (``MLFLOW_RUN_ID``) is there when the
+        first report returns; with one that does not, the report returns anyway."""
         self.tracker = tracker
         self._send = send
         self._untracked = untracked
@@ -70,8 +77,10 @@ class Sender:
         except Exception as error:
             self.stop(f"cannot send ({type(error).__name__}: {error})")
             return
-        threading.Thread(target=self._run, name=f"mrunner-{tracker}", daemon=True).start()
+        started = threading.Event()
+        threading.Thread(target=self._run, args=(start, started), name=f"mrunner-{tracker}", daemon=True).start()
         _register(self)
+        started.wait(START_SECONDS)
 
     def put(self, metrics: dict[str, float], step: int | None, when: float) -> None:
         """Queue one report; never blocks. A full queue stops forwarding (the catch-up sends the rest)."""
@@ -108,7 +117,13 @@ class Sender:
             flush=True,
         )
 
-    def _run(self) -> None:
+    def _run(self, start: Callable[[], object] | None, started: threading.Event) -> None:
+        try:
+            if start is not None:
+                start()
+        except Exception as error:
+            self.stop(f"refused a report ({type(error).__name__}: {error})")
+        started.set()
         while True:
             batch: list[Report] = []
             done: list[threading.Event] = []

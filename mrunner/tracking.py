@@ -168,7 +168,7 @@ def forwarders(untracked: Any) -> list[Any]:
     if mlflow_run.enabled():
         from mrunner.sender import Sender
 
-        found.append(Sender("MLflow", mlflow_run.log_many, untracked, prepare=mlflow_run.client).put)
+        found.append(Sender("MLflow", mlflow_run.log_many, untracked, mlflow_run.client, mlflow_run.start).put)
     if wandb_run.enabled():
         found.append(_guarded("W&B", wandb_run.log))
     return found

@@ -84,6 +84,27 @@ def test_one_run_per_experiment_across_attempts_with_params_and_steps(tracked, m
             assert token.encode() not in path.read_bytes(), f"the token was written into {path}"
 
 
+def test_a_script_that_reports_before_its_own_start_run_joins_mrunners_run(tracked, mlflow_service, mrunner, tmp_path):
+    """Without get_configuration(), the first report finds the run (on the sender's thread, the report waiting
+    for it while the server answers), so the script's own mlflow.start_run() right after continues it."""
+    context, experiment = tracked
+    (tmp_path / "train.py").write_text(
+        "import mlflow, mrunner\n"
+        "mrunner.report({'loss': 1.0}, step=0)\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_param('own_param', 'yes')\n"
+        "mrunner.report({'loss': 0.5}, step=1)\n"
+    )
+    done = mrunner(f"+context={context}", "train.py", "lr=0.1", "--wait")
+    assert done.returncode == 0, done.stderr
+    (run,) = runs_of(mlflow_service["tracking_uri"], experiment)
+    assert run.data.params["own_param"] == "yes" and run.data.params["lr"] == "0.1"
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(mlflow_service["tracking_uri"]).get_metric_history(run.info.run_id, "loss")
+    assert sorted((point.step, point.value) for point in history) == [(0, 1.0), (1, 0.5)]
+
+
 def test_a_server_that_does_not_answer_is_refused_before_anything_is_recorded(mrunner_home, mrunner, tmp_path):
     context = write_context(
         mrunner_home, "down", {"backend": "local", "mlflow": True, "mlflow_tracking_uri": "http://127.0.0.1:9"}

@@ -4,7 +4,8 @@ What the submitting side arranged (``mrunner.trackers.mlflow``): ``MRUNNER_MLFLO
 ``mlflow: true``, ``MLFLOW_TRACKING_URI`` (and ``MLFLOW_EXPERIMENT_NAME`` when the context names one) as plain
 environment, credentials as secrets. MLflow reads those itself.
 
-The run is found, or made, once per process, by ``get_configuration()`` or the first ``mrunner.report``: its id
+The run is found, or made, once per process, by ``get_configuration()`` or the first ``mrunner.report`` (on
+its sender's thread, ``mrunner.sender``, the report waiting a few seconds at most for it): its id
 is kept in the experiment's folder (``RUN_ID_FILE``, under a lock, so that ranks starting together make one),
 and an experiment whose folder lost it finds it again by its tag ``mrunner.experiment`` (``SWEEP/INDEX``). Then
 ``MLFLOW_RUN_ID`` is set in this process's environment, so the script's own ``mlflow.start_run()`` continues
@@ -16,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -162,15 +162,26 @@ def experiment_of(tracker: Any, name: str) -> str:
         return str(tracker.get_experiment_by_name(name).experiment_id)
 
 
-def log(metrics: Mapping[str, float], step: int | None, timestamp: float | None = None) -> None:
-    """Log one report to the experiment's run (at ``step``, 0 when it has none)."""
+def start() -> None:
+    """Find or make this experiment's run, setting ``MLFLOW_RUN_ID`` (the sender's first step)."""
+    from mrunner.layout import experiment_info
+
+    run_id(experiment_info())
+
+
+def log_many(reports: list[tuple[Mapping[str, float], int | None, float]]) -> None:
+    """Log reports ``(metrics, step, time)`` to the experiment's run (a report without a step at step 0), in as
+    few requests as MLflow allows. Each point carries its line's time: sent again by the catch-up, it is kept once."""
     from mlflow.entities import Metric
 
     from mrunner.layout import experiment_info
 
     identity = run_id(experiment_info())
-    at = int((timestamp or time.time()) * 1000)
-    client().log_batch(identity, metrics=[Metric(k, float(v), at, step or 0) for k, v in metrics.items()])
+    points = [
+        Metric(k, float(v), int(when * 1000), step or 0) for metrics, step, when in reports for k, v in metrics.items()
+    ]
+    for some, _, _ in batches(points, [], []):
+        client().log_batch(identity, metrics=some)
 
 
 def _flat(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

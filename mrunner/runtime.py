@@ -19,6 +19,7 @@ EXPERIMENT_MODULES = (
     "metrics.py",
     "mlflow_run.py",
     "wandb_run.py",
+    "sender.py",
     "layout.py",
     "configfile.py",
     "attempt.py",

@@ -153,23 +153,30 @@ def _missing_credentials() -> dict[str, str]:
 def forwarders(untracked: Any) -> list[Any]:
     """The trackers this experiment's context enabled, each as a function ``(metrics, step, time)`` that logs
     one report (``mrunner.report`` calls them). A tracker's package is imported when its first report comes.
-    ``untracked(tracker)`` notes in the metrics file that forwarding to MLflow stopped (``metrics.untracked``)."""
+
+    MLflow's client sends each request in the caller's thread, and retries a server that is gone for minutes:
+    its reports go through a background sender (``mrunner.sender``), so ``mrunner.report`` never waits on it;
+    ``untracked(tracker)`` notes in the metrics file that forwarding to it stopped (``metrics.untracked``). W&B's
+    and Neptune's clients queue what they are given and send it from their own process or thread: they are
+    called directly, their run started on the experiment's thread (both start threads of their own, which an
+    interpreter already exiting refuses)."""
     from mrunner import mlflow_run, wandb_run
 
     found = []
     if os.environ.get(ENABLED_VARIABLE) == "1":
-        found.append(_guarded("Neptune", _neptune_forward, None))
+        found.append(_guarded("Neptune", _neptune_forward))
     if mlflow_run.enabled():
-        found.append(_guarded("MLflow", mlflow_run.log, untracked))
+        from mrunner.sender import Sender
+
+        found.append(Sender("MLflow", mlflow_run.log_many, untracked, mlflow_run.client, mlflow_run.start).put)
     if wandb_run.enabled():
-        found.append(_guarded("W&B", wandb_run.log, None))
+        found.append(_guarded("W&B", wandb_run.log))
     return found
 
 
-def _guarded(tracker: str, forward: Any, untracked: Any) -> Any:
+def _guarded(tracker: str, forward: Any) -> Any:
     """``forward``, except that a failure (the server down) warns once and stops forwarding to that tracker in
-    this process: the experiment goes on, and its metrics stay in its folder. With ``untracked``, the file
-    notes it, and `mrunner results` uploads them later (``mrunner.uploads``)."""
+    this process: the experiment goes on, and its metrics stay in its folder."""
     failed: list[BaseException] = []
 
     def call(metrics: Mapping[str, float], step: int | None, when: float) -> None:
@@ -179,13 +186,9 @@ def _guarded(tracker: str, forward: Any, untracked: Any) -> Any:
             forward(metrics, step, when)
         except Exception as error:
             failed.append(error)
-            later = ""
-            if untracked is not None:
-                untracked(tracker)
-                later = "; `mrunner results` uploads them later"
             print(
                 f"mrunner: {tracker} refused a report ({type(error).__name__}: {error}); this process stops "
-                f"sending it metrics, which stay in the experiment's mrunner-metrics.jsonl{later}",
+                f"sending it metrics, which stay in the experiment's mrunner-metrics.jsonl",
                 file=sys.stderr,
                 flush=True,
             )

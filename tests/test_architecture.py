@@ -30,7 +30,10 @@ LAYERS: tuple[tuple[str, str], ...] = (
     # one step's machinery each: compose a context, read a spec, snapshot code, keep the records, run an attempt
     ("parts", "config spec resources checks app_config snapshot store recorder attempt gc_lock comparison plot"),
     # what plugins implement and how they are found; the trackers built in
-    ("contracts", "hookspecs backend builtin entrypoints plugins trackers tracking metrics mlflow_run wandb_run"),
+    (
+        "contracts",
+        "hookspecs backend builtin entrypoints plugins trackers tracking metrics sender mlflow_run wandb_run",
+    ),
     # the flow's first rooms: a request made concrete; what follows a hand-over
     ("planning and following", "planning following uploads"),
     # what records a sweep and hands it over; what removes what sweeps left

@@ -84,6 +84,27 @@ def test_one_run_per_experiment_across_attempts_with_params_and_steps(tracked, m
             assert token.encode() not in path.read_bytes(), f"the token was written into {path}"
 
 
+def test_a_script_that_reports_before_its_own_start_run_joins_mrunners_run(tracked, mlflow_service, mrunner, tmp_path):
+    """Without get_configuration(), the first report finds the run (on the sender's thread, the report waiting
+    for it while the server answers), so the script's own mlflow.start_run() right after continues it."""
+    context, experiment = tracked
+    (tmp_path / "train.py").write_text(
+        "import mlflow, mrunner\n"
+        "mrunner.report({'loss': 1.0}, step=0)\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_param('own_param', 'yes')\n"
+        "mrunner.report({'loss': 0.5}, step=1)\n"
+    )
+    done = mrunner(f"+context={context}", "train.py", "lr=0.1", "--wait")
+    assert done.returncode == 0, done.stderr
+    (run,) = runs_of(mlflow_service["tracking_uri"], experiment)
+    assert run.data.params["own_param"] == "yes" and run.data.params["lr"] == "0.1"
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(mlflow_service["tracking_uri"]).get_metric_history(run.info.run_id, "loss")
+    assert sorted((point.step, point.value) for point in history) == [(0, 1.0), (1, 0.5)]
+
+
 def test_a_server_that_does_not_answer_is_refused_before_anything_is_recorded(mrunner_home, mrunner, tmp_path):
     context = write_context(
         mrunner_home, "down", {"backend": "local", "mlflow": True, "mlflow_tracking_uri": "http://127.0.0.1:9"}
@@ -233,14 +254,16 @@ class Relay:
 def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_the_rest_once(
     mlflow_service, mrunner, mrunner_home, tmp_path
 ):
-    """Live tracking whose server goes away mid-run: the report that fails warns once, the experiment goes on
-    and completes, its file notes that it stopped forwarding; the next `mrunner results` (the server back)
-    uploads the experiment's metrics into its run, each point once (those it had sent itself not repeated),
-    and a later call sends nothing again."""
+    """Live tracking whose server goes away mid-run, MLflow's own retries (about four minutes) left as they are:
+    the reports that meet the dead server return at once (a sender thread waits on it, not the experiment), the
+    process exits within the sender's exit bound, warning once, its file noting that it stopped forwarding; the
+    next `mrunner results` (the server back) uploads the experiment's metrics into its run, each point once
+    (those it had sent itself not repeated), and a later call sends nothing again."""
     from urllib.parse import urlsplit
 
     from mlflow.tracking import MlflowClient
 
+    from mrunner.sender import EXIT_SECONDS
     from mrunner.testing import wait_for
 
     served = urlsplit(mlflow_service["tracking_uri"])
@@ -252,19 +275,35 @@ def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_t
         "mlflow": True,
         "mlflow_tracking_uri": f"http://127.0.0.1:{relay.port}",
         "mlflow_experiment": experiment,
-        "env": {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},  # the failing report gives up at once
     }
     write_context(mrunner_home, "cut", keys)
     gate = tmp_path / "gate"
-    (tmp_path / "train.py").write_text(
+    # The experiment's process of interest is a child (a rank, as it were), so that its exit is timed from its
+    # last statement to its end by waiting on it.
+    (tmp_path / "rank.py").write_text(
         "import os, time, mrunner\n"
         "mrunner.get_configuration()\n"
         "mrunner.report({'loss': 1.0}, step=0)\n"
         f"while not os.path.exists({str(gate)!r}):\n"
         "    time.sleep(0.05)\n"
+        "slowest = 0.0\n"
         "for step in (1, 2):\n"
+        "    started = time.monotonic()\n"
         "    mrunner.report({'loss': 1.0 / (1 + step)}, step=step)\n"
+        "    slowest = max(slowest, time.monotonic() - started)\n"
+        "print('REPORT', slowest, flush=True)\n"
         "print('went on', flush=True)\n"
+    )
+    (tmp_path / "train.py").write_text(
+        "import subprocess, sys, time\n"
+        "rank = subprocess.Popen([sys.executable, 'rank.py'], stdout=subprocess.PIPE, text=True)\n"
+        "for line in rank.stdout:\n"
+        "    print(line, end='', flush=True)\n"
+        "    if line.startswith('went on'):\n"
+        "        break\n"
+        "last = time.monotonic()\n"
+        "assert rank.wait() == 0\n"
+        "print('EXIT', time.monotonic() - last, flush=True)\n"
     )
     submitted = mrunner("+context=cut", "train.py", "--detach")
     assert submitted.returncode == 0, submitted.stderr
@@ -288,8 +327,15 @@ def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_t
 
     assert wait_for(state, lambda found: found not in ("queued", "running"), timeout=120) == "completed"
     log = mrunner("logs", f"{sweep}/0").stdout
-    assert "went on" in log and log.count("MLflow refused a report") == 1, log
+    assert "went on" in log and log.count("this process stops sending it metrics") == 1, log
+    assert f"MLflow: the last reports were not sent within {EXIT_SECONDS:g} s of the exit" in log, log
     assert "`mrunner results` uploads them later" in log
+    # A report is a line written and a put on a queue: a second is ample on a loaded machine, where the one that
+    # met the dead server used to wait out MLflow's retries (minutes). The exit waits EXIT_SECONDS for the
+    # sender, then the interpreter's end: 5 s more is ample, where MLflow's retries would hold it minutes.
+    slowest = float(log.split("REPORT ")[1].split()[0])
+    exit_seconds = float(log.split("EXIT ")[1].split()[0])
+    assert slowest < 1.0 and exit_seconds < EXIT_SECONDS + 5, log
     assert history() == [(0, 1.0)]
 
     relay.start()  # the server is back

@@ -1,0 +1,81 @@
+"""The MLflow sender on its own (``mrunner.sender``): what stops forwarding, once, and what the exit waits for.
+
+``held_send`` is a fake standing for a server that holds a request forever, which a real server does not do on
+demand; the real server going away is tests/test_tracking_mlflow.py's relay test."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from mrunner import sender
+
+
+def held_send(holding: threading.Event, release: threading.Event):
+    def send(reports: list) -> None:
+        holding.set()
+        release.wait()
+
+    return send
+
+
+def test_a_full_queue_stops_forwarding_once_and_notes_it(monkeypatch, capsys):
+    monkeypatch.setattr(sender, "QUEUE_LIMIT", 3)
+    holding, release = threading.Event(), threading.Event()
+    notes: list[str] = []
+    try:
+        forwarding = sender.Sender("MLflow", held_send(holding, release), notes.append)
+        forwarding.put({"loss": 1.0}, 0, 1.0)
+        assert holding.wait(30), "the sender never sent"
+        started = time.monotonic()
+        for step in range(1, 20):
+            forwarding.put({"loss": 1.0}, step, 1.0)
+        assert time.monotonic() - started < 1.0  # puts, none waiting on the held send
+        assert notes == ["MLflow"]
+        err = capsys.readouterr().err
+        assert err.count("3 reports waited unsent; this process stops sending it metrics") == 1, err
+        assert "`mrunner results` uploads them later" in err
+    finally:
+        release.set()
+
+
+def test_the_exit_waits_for_a_held_send_only_its_bound_then_notes_it(capsys):
+    holding, release = threading.Event(), threading.Event()
+    notes: list[str] = []
+    try:
+        forwarding = sender.Sender("MLflow", held_send(holding, release), notes.append)
+        forwarding.put({"loss": 1.0}, 0, 1.0)
+        assert holding.wait(30), "the sender never sent"
+        started = time.monotonic()
+        sender.close(0.5)
+        assert time.monotonic() - started < 5.0  # the bound, and the scheduling of a loaded machine
+        assert notes == ["MLflow"]
+        assert "the last reports were not sent within 0.5 s of the exit" in capsys.readouterr().err
+    finally:
+        release.set()
+
+
+def test_a_refused_send_stops_forwarding_and_later_reports_are_not_sent(capsys):
+    sent: list[int] = []
+    notes: list[str] = []
+
+    def refusing(reports: list) -> None:
+        sent.extend(step for _, step, _ in reports)
+        raise ConnectionError("the server is gone")
+
+    forwarding = sender.Sender("MLflow", refusing, notes.append)
+    forwarding.put({"loss": 1.0}, 0, 1.0)
+    assert forwarding.flushed().wait(30)
+    forwarding.put({"loss": 0.5}, 1, 2.0)
+    assert forwarding.flushed().wait(30)
+    assert sent == [0] and notes == ["MLflow"]
+    assert "refused a report (ConnectionError: the server is gone)" in capsys.readouterr().err
+
+
+def test_a_send_that_works_gets_everything_queued_before_the_exit():
+    sent: list[int] = []
+    forwarding = sender.Sender("MLflow", lambda reports: sent.extend(step for _, step, _ in reports), None)
+    for step in range(2500):
+        forwarding.put({"loss": 1.0}, step, 1.0)
+    sender.close(30)
+    assert sent == list(range(2500))

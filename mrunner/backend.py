@@ -157,14 +157,19 @@ class Backend(abc.ABC):
         """
         return None
 
-    def ready(self, context: Mapping[str, Any], context_name: str) -> None:
+    def ready(
+        self, context: Mapping[str, Any], context_name: str, classes: Sequence[tuple[Mapping[str, Any], int]]
+    ) -> None:
         """Called once per submission after the code is snapshot and just before the sweep is recorded: the
         last word before anything is recorded, for an answer ``check`` started asking in the background (a
-        cluster's limits, whether its storage folder can be written). Optional.
+        cluster's limits, whether its storage folder can be written) or one only the platform can give (would
+        it accept each resource class). Optional.
 
-        ``context``, ``context_name``: as ``check`` had them. Raise ``MrunnerError`` with one line naming the
-        key and what to fix: the submission stops with nothing recorded. The default refuses nothing.
-        Returns nothing.
+        ``context``, ``context_name``: as ``check`` had them; ``classes``: each resource class the plan holds
+        (its own resources over ``context``, empty for the context's own) with how many experiments ask for
+        it, as planned (a repeated submission may record fewer). Raise ``MrunnerError`` (``Refused`` for the
+        platform's refusal) with one line naming the key and what to fix: the submission stops with nothing
+        recorded. The default refuses nothing. Returns nothing.
         """
         return None
 

@@ -278,9 +278,9 @@ def check(context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
     manager().hook.mrunner_check(context=context, context_name=context_name, dry_run=dry_run)
 
 
-def ready(context: Mapping[str, Any], context_name: str) -> None:
+def ready(context: Mapping[str, Any], context_name: str, classes: Sequence[tuple[Mapping[str, Any], int]]) -> None:
     """``Backend.ready`` of the context's backend."""
-    backend(context["backend"]).ready(context, context_name)
+    backend(context["backend"]).ready(context, context_name, classes)
 
 
 def secrets(context: Mapping[str, Any]) -> dict[str, str]:

@@ -51,7 +51,10 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     excluded, extra = plan.snapshot_patterns
     frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     _check_space(frozen, len(plan), store)
-    plugins.ready(plan.context, plan.context_name)  # the backend's last refusal: nothing is recorded yet
+    try:  # the backend's last refusal: nothing is recorded yet
+        plugins.ready(plan.context, plan.context_name, list(plan.resource_classes().values()))
+    except Refused as error:
+        raise Refused(f"{error} (nothing was submitted or recorded: fix it and submit again)") from None
     sweep = new_sweep(plan, frozen)
     try:
         recorded = store.record_sweep(sweep, PlannedRuns(plan, sweep, frozen.digest), skip_submitted=not request.force)

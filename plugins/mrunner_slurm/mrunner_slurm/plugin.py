@@ -41,17 +41,27 @@ class SlurmBackend(Backend):
             _connect_in_background(context, prestart=True)  # a submission's calls: a helper started ahead
             _read_limits_in_background(context)  # for admit, while the core snapshots and records
 
-    def ready(self, context: Mapping[str, Any], context_name: str) -> None:
-        """A ``storage_dir`` the cluster's user cannot write is refused here, before the sweep is recorded: the
-        limits' round trip started by ``check`` asked (``storage_check``). A connection that wanted a prompt
-        read nothing yet: ``admit`` asks then."""
-        reading = _READINGS.get(_reading_key(context))
+    def ready(
+        self, context: Mapping[str, Any], context_name: str, classes: Sequence[tuple[Mapping[str, Any], int]]
+    ) -> None:
+        """Refused here, before the sweep is recorded: a ``storage_dir`` the cluster's user cannot write (the
+        limits' round trip started by ``check`` asked: ``storage_check``), and a resource class sbatch would
+        refuse (``submit.refuse_planned``: one helper call, which ``admit`` then does not make). A
+        connection that wanted a prompt read nothing yet: ``admit`` asks both then."""
+        key = _reading_key(context)
+        reading = _READINGS.get(key)
         try:
             found = reading.limits() if reading is not None else None
         except Exception:  # the connection's failure: admit raises it again, worded as it was
             return
-        if found is not None and found.storage_refusal:
+        if found is None:
+            return
+        if found.storage_refusal:
             raise MrunnerError(f"on {context['slurm_url']}: {found.storage_refusal}")
+        from mrunner_slurm import submit, transport
+
+        connection = transport.connection(context, context_name)  # the one the reading used: no prompt
+        _ASKED[key] = submit.refuse_planned(connection, context, context_name, classes, found)
 
     def plan(self, context: Mapping[str, Any], count: int) -> list[str]:
         from mrunner_slurm.submit import describe
@@ -71,7 +81,8 @@ class SlurmBackend(Backend):
         the user (``limits``: the association's, the account's and the QOS's limits). The packing is
         decided here and recorded, so that a submission cut off after an sbatch packs the same way when
         submitted again (``submit.admit``); the limits on running jobs are recorded for `status`. Also
-        refused whole when sbatch would refuse one of its resource classes (``submit.refuse_classes``)."""
+        refused whole when sbatch would refuse one of its resource classes ``ready`` did not ask about
+        (``submit.refuse_classes``: a resumed sweep, a connection that wanted a prompt)."""
         from mrunner_slurm import limits, submit, transport
 
         connection = transport.connection(sweep.context, sweep.context_name)
@@ -82,7 +93,8 @@ class SlurmBackend(Backend):
             found = limits.site_limits(connection, account, qos, sweep.context["storage_dir"])
         if found.storage_refusal:  # a connection that wanted a prompt: not known before the sweep was recorded
             raise MrunnerError(f"on {sweep.context['slurm_url']}: {found.storage_refusal}")
-        return {"packing": submit.admit(connection, sweep, runs, found), "running_limits": found.running}
+        asked = _ASKED.pop(_reading_key(sweep.context), set())  # the classes ready asked sbatch about
+        return {"packing": submit.admit(connection, sweep, runs, found, asked), "running_limits": found.running}
 
     def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
         from mrunner import layout
@@ -200,6 +212,8 @@ _CONNECTING: set[tuple[str, Any, bool]] = set()
 #: The site's limits being read for a submission (``limits.Reading``), from its check to its admission, by
 #: cluster, account and QOS.
 _READINGS: dict[tuple[str, Any, Any, Any, Any], Any] = {}
+#: The sbatch options of the resource classes ``ready`` found sbatch accepts, for ``admit`` (same keys).
+_ASKED: dict[tuple[str, Any, Any, Any, Any], set[tuple[str, ...]]] = {}
 
 
 def _reading_key(context: Mapping[str, Any]) -> tuple[str, Any, Any, Any, Any]:

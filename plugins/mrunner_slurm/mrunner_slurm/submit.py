@@ -10,6 +10,7 @@ import posixpath
 import shlex
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,7 +298,13 @@ def settle(connection: Connection, directory: str, token: str, names: Sequence[s
     return {str(name): str(job) for name, job in found.items()}
 
 
-def admit(connection: Connection, sweep: Sweep, runs: Sequence[Run], found: limits.Limits) -> dict[str, Any]:
+def admit(
+    connection: Connection,
+    sweep: Sweep,
+    runs: Sequence[Run],
+    found: limits.Limits,
+    asked: AbstractSet[tuple[str, ...]] = frozenset(),
+) -> dict[str, Any]:
     """The sweep's packing with ``runs`` decided (``mrunner_slurm.packing.decided``), refused whole
     (``limits.refuse_beyond``) when the jobs it would add exceed what the site still allows.
 
@@ -327,44 +334,100 @@ def admit(connection: Connection, sweep: Sweep, runs: Sequence[Run], found: limi
     where = f"{connection.target.alias} (user {connection.target.user})"
     limits.refuse_beyond(found, waiting + adding, where, k, classes=sizes, waiting=waiting)
     groups, _ = packing.recorded(plan, runs)
-    refuse_classes(connection, sweep, [unit for k, size, members in groups for unit in units(members, size, k)], done)
+    planned = [unit for k, size, members in groups for unit in units(members, size, k)]
+    refuse_classes(connection, sweep, planned, done, asked)
     return plan
 
 
-def refuse_classes(connection: Connection, sweep: Sweep, planned: Sequence[Unit], done: set[str]) -> None:
+def refuse_planned(
+    connection: Connection,
+    context: Mapping[str, Any],
+    context_name: str,
+    planned: Sequence[tuple[Mapping[str, Any], int]],
+    found: limits.Limits,
+) -> set[tuple[str, ...]]:
+    """Raise ``Refused`` naming the first resource class of a plan (``planned``: each class's own resources
+    and its experiments, ``Backend.ready``) sbatch would refuse, before the sweep is recorded: packed as
+    ``admit`` would pack a new sweep of them (the same ``found`` limits). Returns the sbatch options asked,
+    which ``refuse_classes`` need not ask again. A plan beyond the user's job allowance asks nothing: sbatch
+    would refuse it for that alone, which ``admit`` says better (the limit and ``points_per_task``), after
+    recording, where a repeated submission of runs already submitted records fewer."""
+    counts = [count for _, count in planned]
+    try:
+        k = packing.points_per_task(context, sum(counts), packing.as_limits(found))
+    except MrunnerError:  # auto finds no room: so does admit, unless the records skip every run as submitted
+        return set()
+    if context.get("points_per_task") == "auto" and found.allowance is not None:
+        k = packing.fitting(counts, found.allowance, k) or max(counts)
+    if found.allowance is not None and sum(-(-count // min(k, count)) for count in counts) > found.allowance:
+        return set()
+    size = found.max_array_size or max_array_size(connection)
+    probes: dict[tuple[str, ...], _Probe] = {}
+    for own, count in planned:
+        each = min(k, count) if k > 1 else 1  # a class smaller than K is one task of all its points
+        options = tuple(resource_options(packing.task_context({**context, **own}, each)))
+        tasks = min(-(-count // each), size)  # its first array's
+        probes.setdefault(options, _Probe("mrunner-probe", f"0-{tasks - 1}", resource_label(dict(own)), count))
+    _probe(connection, probes, context_name)
+    return set(probes)
+
+
+def refuse_classes(
+    connection: Connection, sweep: Sweep, planned: Sequence[Unit], done: set[str], asked: AbstractSet[tuple[str, ...]]
+) -> None:
     """Raise ``Refused`` naming the first resource class sbatch would refuse (``sbatch --test-only`` of each
     class's first array not yet on the cluster, in one helper call: ``remote_helper.probe``): a partition,
     account or QOS the user may not use, a memory or gres no node has. Asked at admission, so such a sweep is
-    refused before anything is uploaded or submitted and a new one leaves no record, instead of being
-    refused by sbatch after its first classes' arrays were accepted."""
-    probes: dict[tuple[str, ...], list[Unit]] = {}
+    refused before anything is uploaded or submitted, instead of being refused by sbatch after its first
+    classes' arrays were accepted; only for classes ``refuse_planned`` did not ask (``asked``) before the
+    sweep was recorded (a resumed sweep, a connection that wanted a prompt, a recorded packing)."""
+    grouped: dict[tuple[str, ...], list[Unit]] = {}
     for unit in planned:
         if unit.name(sweep) not in done:
             k = max(len(task) for task in unit.tasks) if unit.tasks is not None else 1
-            probes.setdefault(tuple(resource_options(packing.task_context(unit.context(sweep), k))), []).append(unit)
+            grouped.setdefault(tuple(resource_options(packing.task_context(unit.context(sweep), k))), []).append(unit)
+    probes = {
+        options: _Probe(
+            members[0].name(sweep),
+            batch.array_spec(members[0].task_ids, None),
+            resource_label(members[0].resources),
+            sum(len(unit.runs) for unit in members),
+        )
+        for options, members in grouped.items()
+        if options not in asked
+    }
+    _probe(connection, probes, sweep.context_name)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """One resource class as ``sbatch --test-only`` is asked of it: its first array's name and task ids,
+    and for the refusal its label (empty: the context's own) and experiments."""
+
+    name: str
+    array: str
+    label: str
+    count: int
+
+
+def _probe(connection: Connection, probes: Mapping[tuple[str, ...], _Probe], context_name: str) -> None:
+    """Ask each of ``probes`` (by sbatch options) in one helper call; raise ``Refused`` for the first one
+    sbatch refuses, in one line with the options and Slurm's reason."""
     if not probes:
         return
     argvs = [
-        [
-            "sbatch",
-            f"--job-name={members[0].name(sweep)}",
-            f"--array={batch.array_spec(members[0].task_ids, None)}",
-            *options,
-            "--wrap=true",
-        ]
-        for options, members in probes.items()
+        ["sbatch", f"--job-name={probe.name}", f"--array={probe.array}", *options, "--wrap=true"]
+        for options, probe in probes.items()
     ]
     answer = remote.call(connection, ["probe"], remote.pack({"argvs": argvs}))
     if not answer.get("refused"):
         return
     position, message = answer["refused"]
-    options, members = list(probes.items())[position]
-    count = sum(len(unit.runs) for unit in members)
-    label = resource_label(members[0].resources)
-    what = f"the {count} experiment{'s' * (count != 1)} with {label}" if label else f"context {sweep.context_name}"
+    options, probe = list(probes.items())[position]
+    what = f"the {probe.count} experiment{'s' * (probe.count != 1)} with {probe.label}" if probe.label else ""
     raise Refused(
-        f"sbatch on {connection.target.alias} refuses {what} (sbatch {shlex.join(options)}): {message}; "
-        f"change {'those values' if label else 'the context'}"
+        f"sbatch on {connection.target.alias} refuses {what or f'context {context_name}'} "
+        f"(sbatch {shlex.join(options)}): {message}; change {'those values' if probe.label else 'the context'}"
     )
 
 

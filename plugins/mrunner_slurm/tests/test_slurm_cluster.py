@@ -287,17 +287,22 @@ def test_a_gpu_request_becomes_gres_and_sets_cuda_visible_devices(cluster, mrunn
     ],
 )
 def test_a_context_slurm_refuses_shows_slurms_message_and_records_nothing(
-    cluster, mrunner, mrunner_home, keys, option, reason
+    cluster, mrunner, mrunner_home, tmp_path, keys, option, reason
 ):
-    """sbatch --test-only at admission: refused in one line with the option and Slurm's reason, before
-    anything is recorded (a repeated submission once the context is fixed runs it), nothing in the queue."""
+    """sbatch --test-only before the sweep is recorded (the backend's ``ready``): refused in one line with
+    the option and Slurm's reason, the records never holding the sweep (``admit``, called only once it is
+    recorded, never ran), nothing in the queue."""
     write_context(mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, **keys))
-    result = mrunner("+context=test-slurm", "train.py", "-m", "seed=1,2")
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    result = mrunner("+context=test-slurm", "train.py", "-m", "seed=1,2", env={"MRUNNER_TRACE_CALLS": str(traces)})
     assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert "refuses context test-slurm" in line and option in line, line
     assert reason in line and "nothing was submitted or recorded" in line, line
     assert json.loads(mrunner("status", "--json").stdout) == []
+    called = set(os.listdir(traces))
+    assert "Backend.ready" in called and "Backend.admit" not in called, called
 
 
 def test_parameters_with_shell_syntax_and_unicode_arrive_exactly(cluster, mrunner, tmp_path):

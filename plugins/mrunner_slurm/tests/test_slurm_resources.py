@@ -182,9 +182,10 @@ def test_a_resource_class_the_site_refuses_refuses_the_sweep_before_anything_is_
     cluster, mrunner, tmp_path, swept, said
 ):
     """A swept class Slurm would refuse: sbatch would accept the first class's array, then refuse the
-    second's. Every class is asked first (sbatch --test-only) at admission, so the sweep is refused in one
-    line naming the class and Slurm's reason, before anything is uploaded, stays recorded or reaches the
-    queue."""
+    second's. Every class is asked first (sbatch --test-only) before the sweep is recorded (the backend's
+    ``ready``), so the sweep is refused in one line naming the class and Slurm's reason, and the records
+    never hold it, not even briefly (``admit``, called only once the sweep is recorded, never ran); nothing
+    is uploaded or reaches the queue."""
     traces = tmp_path / "traces"
     traces.mkdir()
     refused = mrunner(
@@ -194,5 +195,30 @@ def test_a_resource_class_the_site_refuses_refuses_the_sweep_before_anything_is_
     line = refused.stderr.strip().splitlines()[-1]
     assert f"refuses the 2 experiments with {said}" in line and "nothing was submitted or recorded" in line, line
     assert json.loads(mrunner("status", "--json").stdout) == []
-    assert not {"Backend.package", "Backend.submit", "mrunner_sweep_submitted"} & set(os.listdir(traces))
+    called = set(os.listdir(traces))
+    assert "Backend.ready" in called, called
+    assert not {"Backend.admit", "Backend.package", "Backend.submit", "mrunner_sweep_submitted"} & called, called
     assert cluster.ssh(f"ls -A {cluster.storage} 2>&1 || true").strip().endswith("No such file or directory")
+
+
+def test_a_spec_experiments_class_the_site_refuses_is_refused_packed_before_the_sweep_is_recorded(
+    cluster, mrunner, tmp_path
+):
+    """A spec experiment's own resources are known to planning as well, and packed (``points_per_task: 2``)
+    the probe asks each class with the options its tasks would have: the records never hold the sweep."""
+    (tmp_path / "spec.py").write_text(
+        "from mrunner import create_experiments\n"
+        "experiments_list = create_experiments('train.py', params_grid={'exit': [0, 0, 0]}) + create_experiments(\n"
+        "    'train.py', params_grid={'exit': [0, 0, 0]}, resources={'partition': 'nosuch'})\n"
+    )
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    refused = mrunner(
+        "+context=test-slurm", "spec.py", "context.points_per_task=2", env={"MRUNNER_TRACE_CALLS": str(traces)}
+    )
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "refuses the 3 experiments with partition=nosuch" in line and "nothing was submitted or recorded" in line
+    assert json.loads(mrunner("status", "--json").stdout) == []
+    called = set(os.listdir(traces))
+    assert "Backend.ready" in called and "Backend.admit" not in called, called

@@ -494,7 +494,7 @@ class Store:
     def details(self, sweep_id: str, states: Iterable[str] | None = None) -> dict[int, str]:
         """What the backend last said about each run of the sweep (its pending reason, why it failed), if
         anything, in index order; with ``states``, only of the runs now in them (why pending runs wait), chosen
-        by SQL: the runs in other states cost nothing (each look of a wait at a large sweep)."""
+        by SQL: the runs in other states are never decoded (each look of a wait at a large sweep)."""
         chosen, arguments = "", [sweep_id]
         if states is not None:
             wanted = sorted(set(states))
@@ -645,7 +645,8 @@ class Store:
 
     @_guarded
     def counts(self, sweep_id: str) -> dict[str, int]:
-        """How many runs of the sweep are in each state, in the order of ``records.STATES``."""
+        """How many runs of the sweep are in each state, in the order of ``records.STATES``: counted by SQL, as
+        each look of a wait does, without decoding the runs."""
         found = dict(
             self._db.execute("SELECT state, count(*) FROM experiments WHERE sweep_id=? GROUP BY state", (sweep_id,))
         )

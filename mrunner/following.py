@@ -51,9 +51,12 @@ _RESTARTABLE = TERMINAL - {CANCELLED}
 WAIT_RETRY_SECONDS = 300.0
 
 
-def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> list[Run]:
+def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> dict[str, int]:
     """Follow the sweep until every run has ended, with a progress display (without a terminal, a line
-    each time the states or the reasons runs wait change; the final line is the caller's to say, once).
+    each time the states or the reasons runs wait change; the final line is the caller's to say, once), and
+    return how many runs ended in each state (``Store.counts``). Each look reads only what it needs: the runs
+    the backend is asked about (``ask``), the counts, and why the pending runs wait, so a look at a sweep
+    of 50,000 costs what its unfinished runs cost; a caller that needs every run reads them once, at the end.
     A backend that cannot be reached is asked again for ``WAIT_RETRY_SECONDS``; a run the platform says can
     never run as asked (``records.CANNOT_RUN``) ends the wait with one line. Ctrl-C stops the following, not
     the sweep (its experiments run on their platform, or under their own supervisor): the line says so."""
@@ -66,38 +69,39 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
         ) from None
 
 
-def _wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> list[Run]:
-    runs = _refreshed_patiently(sweep, store, reporter, interval)
+def _wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> dict[str, int]:
+    counts = _looked_patiently(sweep, store, reporter, interval)
     shown = ""
-    with reporter.progress(len(runs), f"sweep {sweep.id}") as progress:
+    with reporter.progress(sum(counts.values()), f"sweep {sweep.id}") as progress:
         while True:
-            ended = sum(run.state in TERMINAL for run in runs)
-            details = store.details(sweep.id)
-            line = f"sweep {sweep.id}: {summary(runs, details)}"
+            ended = sum(n for state, n in counts.items() if state in TERMINAL)
+            waiting = store.details(sweep.id, [PENDING]) if PENDING in counts else {}
+            line = f"sweep {sweep.id}: {counts_text(counts, list(dict.fromkeys(waiting.values())))}"
             progress.update(ended, description=line)
-            if not any(run.state in UNFINISHED for run in runs):
-                return runs
+            if not UNFINISHED & set(counts):
+                return counts
             if line != shown and not reporter.interactive:
                 reporter.step(line)
             shown = line
-            hopeless = [r for r in runs if r.state == PENDING and CANNOT_RUN in details.get(r.index, "")]
+            hopeless = [index for index, detail in waiting.items() if CANNOT_RUN in detail]
             if hopeless:
                 more = f" (and {len(hopeless) - 1} more)" if len(hopeless) > 1 else ""
                 raise MrunnerError(
-                    f"experiment {hopeless[0].ref}{more} waits for ever: {details[hopeless[0].index]}; "
+                    f"experiment {sweep.id}/{hopeless[0]}{more} waits for ever: {waiting[hopeless[0]]}; "
                     f"`mrunner cancel {sweep.id}`"
                 )
             time.sleep(interval)
-            runs = _refreshed_patiently(sweep, store, reporter, interval)
+            counts = _looked_patiently(sweep, store, reporter, interval)
 
 
-def _refreshed_patiently(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> list[Run]:
-    """``refresh``, asking again while the backend cannot be reached, for up to ``WAIT_RETRY_SECONDS``."""
+def _looked_patiently(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> dict[str, int]:
+    """``ask`` and the counts after it, asking again while the backend cannot be reached, for up to
+    ``WAIT_RETRY_SECONDS``."""
     deadline = None
     while True:
         try:
             # the sweep as recorded now: what its backend recorded meanwhile (why a supervisor stopped) counts
-            runs = refresh(store.sweep(sweep.id), store)
+            ask(store.sweep(sweep.id), store)
         except BackendError as error:
             if deadline is None:
                 deadline = time.monotonic() + WAIT_RETRY_SECONDS
@@ -108,7 +112,7 @@ def _refreshed_patiently(sweep: Sweep, store: Store, reporter: Reporter, interva
             continue
         if deadline is not None:
             reporter.step(f"sweep {sweep.id}: the backend answers again")
-        return runs
+        return store.counts(sweep.id)
 
 
 def output(sweep: Sweep, run: Run) -> str:
@@ -118,21 +122,21 @@ def output(sweep: Sweep, run: Run) -> str:
     return "".join(chunks)
 
 
-def summary(runs: Sequence[Run], details: Mapping[int, str] | None = None) -> str:
-    """``3 completed, 2 pending``; with ``details`` (``Store.details``), why runs wait:
-    ``2 pending (Resources)``."""
+def summary(runs: Sequence[Run]) -> str:
+    """``3 completed, 2 pending``: the count of each state among ``runs``, in the order they first appear."""
     counts: dict[str, int] = {}
-    reasons: dict[str, dict[str, None]] = {}
     for run in runs:
         counts[run.state] = counts.get(run.state, 0) + 1
-        reason = (details or {}).get(run.index)
-        if reason and run.state == PENDING:
-            reasons.setdefault(run.state, {})[reason] = None
+    return counts_text(counts, [])
+
+
+def counts_text(counts: Mapping[str, int], reasons: Sequence[str]) -> str:
+    """``3 completed, 2 pending (Resources)``: the count of each state, and why runs wait."""
     parts = []
-    for state, n in counts.items():
-        why = list(reasons.get(state, ()))
+    for state, count in counts.items():
+        why = reasons if state == PENDING else []
         more = f"; {len(why) - 2} more reasons" if len(why) > 2 else ""
-        parts.append(f"{n} {state}" + (f" ({'; '.join(why[:2])}{more})" if why else ""))
+        parts.append(f"{count} {state}" + (f" ({'; '.join(why[:2])}{more})" if why else ""))
     return ", ".join(parts) or "no experiments"
 
 

@@ -477,14 +477,12 @@ class Store:
         return found
 
     @staticmethod
-    def _latest_details(cursor: sqlite3.Cursor, sweep_id: str, indices: Sequence[int] | None) -> dict[int, str | None]:
-        """The detail of each run's latest event (all runs of the sweep when ``indices`` is None)."""
+    def _latest_details(cursor: sqlite3.Cursor, sweep_id: str, indices: Sequence[int]) -> dict[int, str | None]:
+        """The detail of the latest event of each of the given runs."""
         query = (
             "SELECT idx, detail FROM events WHERE rowid IN "
             "(SELECT max(rowid) FROM events WHERE sweep_id=?{} GROUP BY idx)"
         )
-        if indices is None:
-            return dict(cursor.execute(query.format(""), (sweep_id,)).fetchall())
         found: dict[int, str | None] = {}
         unique = sorted(set(indices))
         for start in range(0, len(unique), 500):
@@ -493,10 +491,20 @@ class Store:
         return found
 
     @_guarded
-    def details(self, sweep_id: str) -> dict[int, str]:
-        """What the backend last said about each run of the sweep (its pending reason, why it failed), if anything."""
-        latest = self._latest_details(self._db.cursor(), sweep_id, None)
-        return {index: detail for index, detail in latest.items() if detail}
+    def details(self, sweep_id: str, states: Iterable[str] | None = None) -> dict[int, str]:
+        """What the backend last said about each run of the sweep (its pending reason, why it failed), if
+        anything, in index order; with ``states``, only of the runs now in them (why pending runs wait), chosen
+        by SQL: the runs in other states are never decoded (each look of a wait at a large sweep)."""
+        chosen, arguments = "", [sweep_id]
+        if states is not None:
+            wanted = sorted(set(states))
+            chosen = f" AND idx IN (SELECT idx FROM experiments WHERE sweep_id=? AND state IN ({_marks(len(wanted))}))"
+            arguments += [sweep_id, *wanted]
+        query = (
+            f"SELECT idx, detail FROM events WHERE rowid IN (SELECT max(rowid) FROM events WHERE sweep_id=?{chosen} "
+            "GROUP BY idx) ORDER BY idx"
+        )
+        return {index: detail for index, detail in self._db.execute(query, arguments) if detail}
 
     @_guarded
     @_spends_the_reserve
@@ -637,7 +645,8 @@ class Store:
 
     @_guarded
     def counts(self, sweep_id: str) -> dict[str, int]:
-        """How many runs of the sweep are in each state, in the order of ``records.STATES``."""
+        """How many runs of the sweep are in each state, in the order of ``records.STATES``: counted by SQL, as
+        each look of a wait does, without decoding the runs."""
         found = dict(
             self._db.execute("SELECT state, count(*) FROM experiments WHERE sweep_id=? GROUP BY state", (sweep_id,))
         )

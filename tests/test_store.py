@@ -120,6 +120,8 @@ def test_a_new_reason_for_the_same_state_is_recorded_once(tmp_path):
     assert store.details(sweep.id) == {0: "Priority", 2: "recorded"}  # 2 is still planned
     store.apply(sweep.id, [RunUpdate(0, PENDING, detail="Resources"), RunUpdate(1, PENDING, detail="Resources")])
     assert store.details(sweep.id) == {0: "Resources", 1: "Resources", 2: "recorded"}
+    assert store.details(sweep.id, [PENDING]) == {0: "Resources", 1: "Resources"}  # why the pending runs wait
+    assert store.details(sweep.id, [RUNNING]) == {}
     assert [(h[1], h[3]) for h in store.history(sweep.id, 0)] == [
         ("planned", "recorded"),
         ("pending", "Priority"),

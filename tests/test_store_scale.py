@@ -185,3 +185,51 @@ def test_status_json_of_a_large_sweep_streams_each_run_once(records, tmp_path, m
     assert [e["state"] for e in document["experiments"][:3]] == [LOST, LOST, COMPLETED]
     assert at_first_experiment[0] <= store_module.RECORD_CHUNK + 3, at_first_experiment
     assert decoded <= LARGE + 3
+
+
+def test_each_look_of_a_wait_at_a_large_sweep_reads_only_its_unfinished_runs(records, tmp_path, monkeypatch):
+    """`status SWEEP --wait` looks every few seconds: each look decodes the runs the backend is asked about
+    (the three unfinished ones here), not the 50,000 (the counts and the pending reasons come from SQL), and the
+    wait's end reads no run either: the summary and the exit code are the counts'. The test plays the sweep's
+    supervisor (this process, alive, recorded as the sweep's): between looks it ends one more run."""
+    from mrunner import following, process
+    from mrunner import store as store_module
+    from mrunner.reporter import Reporter
+
+    source = sqlite3.connect(records.path)
+    source.execute("VACUUM INTO ?", (str(tmp_path / "records.db"),))  # the wait records what changes: a copy
+    source.close()
+    copy = Store(tmp_path / "records.db")
+    sweep = copy.sweep("bbbb-large")
+    sweep.detail["supervisor"] = process.identity()
+    copy.update_sweep(sweep)
+    unfinished = [r.index for r in copy.runs(sweep.id, [SUBMITTED, RUNNING])]
+    assert unfinished == [0, 1, LARGE - 1]
+    decoded = 0
+    decode = store_module._run
+
+    def counted(row):
+        nonlocal decoded
+        decoded += 1
+        return decode(row)
+
+    monkeypatch.setattr(store_module, "_run", counted)
+    at_each_line: list[int] = []
+    lines: list[str] = []
+
+    class Supervising(Reporter):  # without a terminal: a line at each change of the counts
+        def step(self, message: str) -> None:
+            at_each_line.append(decoded)
+            lines.append(message)
+            copy.apply(sweep.id, [RunUpdate(unfinished[len(lines) - 1], COMPLETED, exit_code=0)])
+
+    counts = following.wait(sweep, copy, Supervising(quiet=False), interval=0.001)
+
+    per_look = [b - a for a, b in zip([0, *at_each_line], [*at_each_line, decoded])]
+    assert per_look == [3, 2, 1, 0], per_look  # the unfinished runs of each look; the last look finds none
+    assert counts == {COMPLETED: LARGE - 1, FAILED: 1}
+    assert lines == [
+        f"sweep bbbb-large: 2 submitted, 1 running, {LARGE - 4} completed, 1 failed",
+        f"sweep bbbb-large: 1 submitted, 1 running, {LARGE - 3} completed, 1 failed",
+        f"sweep bbbb-large: 1 submitted, {LARGE - 2} completed, 1 failed",
+    ]

@@ -184,14 +184,15 @@ def _fetched(folder: Path) -> dict[str, float]:
     return found if isinstance(found, dict) else {}
 
 
-def upload_deferred(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> None:
-    """For a sweep whose context defers tracking: bring its metrics files back and upload what is new (after
-    `status --wait`, or a pull that left them out). A backend that cannot be reached now is a warning: the
-    next call catches up."""
+def upload_deferred(store: Store, sweep: Sweep, runs: list[Run] | None, reporter: Reporter) -> None:
+    """For a sweep whose context defers tracking: bring the metrics files of ``runs`` (None: every run, read
+    from the records only here, so a wait that ends with no tracking to upload never reads them all) back and
+    upload what is new (after `status --wait`, or a pull that left them out). A backend that cannot be reached
+    now is a warning: the next call catches up."""
     if not uploads.deferred(sweep):
         return
     try:
-        fetch_metrics(store, sweep, runs, reporter)
+        fetch_metrics(store, sweep, store.runs(sweep.id) if runs is None else runs, reporter)
     except MrunnerError as error:
         reporter.warn(f"the metrics of sweep {sweep.id} were not brought back for upload ({error})")
 

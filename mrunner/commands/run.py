@@ -38,8 +38,8 @@ def run(arguments: RunArguments) -> int:
         warm_up(arguments)
     # planning imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
     from mrunner import following, planning, spec, submission
-    from mrunner.commands.sweeps import counts_text
     from mrunner.errors import MrunnerError
+    from mrunner.following import counts_text
     from mrunner.reporter import Reporter
     from mrunner.store import Store
 
@@ -86,7 +86,8 @@ def run(arguments: RunArguments) -> int:
     if arguments.wait and not arguments.detach:
         from mrunner.commands.results import upload_deferred
 
-        upload_deferred(store, sweep, following.wait(sweep, store, reporter), reporter)
+        following.wait(sweep, store, reporter)
+        upload_deferred(store, sweep, None, reporter)
     counts = store.counts(sweep.id)  # not the runs themselves: a sweep of a million fits in memory
     reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
     if set(counts) <= TERMINAL:  # the backend ran it to the end (local), or we waited

@@ -14,6 +14,7 @@ from mrunner import following, plugins, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS
 from mrunner.errors import MrunnerError, NotRecorded
+from mrunner.following import counts_text
 from mrunner.recorder import STOPPED
 from mrunner.records import (
     COMPLETED,
@@ -80,12 +81,11 @@ def status_command(options: argparse.Namespace) -> int:
             raise MrunnerError(f"status {flag} is about one sweep: name it (mrunner status SWEEP {flag})")
         return _list_sweeps(store, options)
     sweep, run = store.find(options.sweep)
-    runs: list[Run] | None = None  # every run as recorded after the wait (its uploads need them)
     if options.wait:
         from mrunner.commands.results import upload_deferred  # its trackers' modules: only for a --wait
 
-        runs = following.wait(sweep, store, Reporter())
-        upload_deferred(store, sweep, runs, Reporter())
+        following.wait(sweep, store, Reporter())
+        upload_deferred(store, sweep, None, Reporter())
     else:
         try:
             following.ask(sweep, store, None if run is None else run.index)
@@ -156,16 +156,6 @@ def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace) -> int:
     if len(shown) < total:
         _say(f"{len(shown)} of {total} rows shown; --all shows every row")
     return 0
-
-
-def counts_text(counts: dict[str, int], reasons: list[str]) -> str:
-    """``3 completed, 2 pending (Resources)``: the count of each state, and why runs wait."""
-    parts = []
-    for state, count in counts.items():
-        why = reasons if state == PENDING else []
-        more = f"; {len(why) - 2} more reasons" if len(why) > 2 else ""
-        parts.append(f"{count} {state}" + (f" ({'; '.join(why[:2])}{more})" if why else ""))
-    return ", ".join(parts) or "no experiments"
 
 
 def _shallow(record: Run | Attempt) -> dict[str, object]:
@@ -421,12 +411,13 @@ def resume_command(options: argparse.Namespace) -> int:
     )
     if not resumed:
         return 0
-    runs = following.wait(sweep, store, reporter) if options.wait and not options.detach else store.runs(sweep.id)
     if options.wait and not options.detach:
         from mrunner.commands.results import upload_deferred
 
-        upload_deferred(store, sweep, runs, reporter)
-    reporter.step(f"sweep {sweep.id}: {following.summary(runs)}")
-    if all(r.state in TERMINAL for r in runs):
-        return 0 if all(r.state == COMPLETED for r in runs) else 1
+        following.wait(sweep, store, reporter)
+        upload_deferred(store, sweep, None, reporter)
+    counts = store.counts(sweep.id)  # not the runs themselves: the wait read only what each look needed
+    reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
+    if set(counts) <= TERMINAL:
+        return 0 if set(counts) == {COMPLETED} else 1
     return 0

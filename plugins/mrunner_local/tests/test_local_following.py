@@ -36,8 +36,8 @@ def test_a_wait_begun_before_the_supervisor_stopped_ends_its_runs_with_the_recor
     stopped.detail["stopped"] = "the disk of /storage is full: free at least 1.0 MB there"
     store.update_sweep(stopped)  # the supervisor's last word, after the wait began
 
-    runs = following.wait(followed, store, Reporter(), interval=0.01)
+    assert following.wait(followed, store, Reporter(), interval=0.01) == {CANCELLED: 3}
 
-    assert [(run.state) for run in runs] == [CANCELLED] * 3
+    assert [run.state for run in store.runs(sweep.id)] == [CANCELLED] * 3
     details = store.latest_details(sweep.id, [0, 1, 2])
     assert set(details.values()) == {"its supervisor stopped: the disk of /storage is full: free at least 1.0 MB there"}

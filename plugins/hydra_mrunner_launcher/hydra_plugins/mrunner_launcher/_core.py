@@ -140,7 +140,8 @@ def _launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], i
     store = Store()
     reporter = Reporter(quiet=bool(options.get("quiet")))
     sweep, runs = submission.submit(plan, store, reporter)
-    runs = following.wait(sweep, store, reporter, interval=float(options.get("poll_interval") or 2.0))
+    following.wait(sweep, store, reporter, interval=float(options.get("poll_interval") or 2.0))
+    runs = store.runs(sweep.id)  # every run as it ended: each job's return is made of its run
     reporter.step(f"sweep {sweep.id}: {following.summary(runs)} (`mrunner status {sweep.id}`)")
     if script is not None:
         return [_command_return(launcher, job, run, sweep, sweep_dir, shared) for job, run in zip(jobs, runs)]

@@ -199,16 +199,14 @@ def _guarded(tracker: str, forward: Any) -> Any:
 def join_runs(info: Mapping[str, Any]) -> None:
     """Called by ``get_configuration()``: make this experiment's tracker runs known before the script starts its
     own, so that ``mlflow.start_run()`` and ``wandb.init()`` continue mrunner's run (``MLFLOW_RUN_ID``,
-    ``WANDB_RUN_ID``)."""
-    from mrunner import mlflow_run, wandb_run
+    ``WANDB_RUN_ID``). MLflow's run is found on its sender's thread (``mrunner.sender``), this one waiting for
+    it ``START_SECONDS`` at most: a server down at the start stops forwarding then, not minutes later."""
+    from mrunner import metrics, mlflow_run, wandb_run
 
     if wandb_run.enabled():
         wandb_run.identify(info)
     if mlflow_run.enabled():
-        try:
-            mlflow_run.run_id(info)
-        except Exception as error:
-            print(f"mrunner: no MLflow run ({type(error).__name__}: {error})", file=sys.stderr, flush=True)
+        metrics.start_forwarding()
 
 
 def _neptune_forward(metrics: Mapping[str, float], step: int | None, _when: float) -> None:

@@ -59,10 +59,14 @@ def get_configuration(print_diagnostics: bool = False, with_neptune: bool = Fals
         from mrunner.tracking import start_neptune_run
 
         start_neptune_run(info)
-    if os.environ.get("MRUNNER_MLFLOW") == "1" or os.environ.get("MRUNNER_WANDB") == "1":  # trackers' variables
+    if os.environ.get("MRUNNER_WANDB") == "1":  # mrunner.wandb_run.ENABLED_VARIABLE
         from mrunner.tracking import join_runs
 
         join_runs(info)
+    if os.environ.get("MRUNNER_MLFLOW") == "1":
+        from mrunner.metrics import start_forwarding
+
+        start_forwarding()  # the sender finds the run, this thread waiting for it sender.START_SECONDS at most
     return config
 
 

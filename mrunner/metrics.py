@@ -157,6 +157,12 @@ def _open() -> int | None:
     return _descriptor
 
 
+def start_forwarding() -> None:
+    """Start forwarding to the context's trackers now, before any report (``get_configuration()``): the MLflow
+    sender finds the experiment's run, or gives up on a server that does not answer, within its bound."""
+    _open()
+
+
 def _enabled_forwarders() -> list[Callable[[dict[str, float], int | None, float], None]]:
     """The trackers this experiment's context enabled, each as a function taking (metrics, step, time)."""
     from mrunner import tracking

@@ -4,8 +4,9 @@ What the submitting side arranged (``mrunner.trackers.mlflow``): ``MRUNNER_MLFLO
 ``mlflow: true``, ``MLFLOW_TRACKING_URI`` (and ``MLFLOW_EXPERIMENT_NAME`` when the context names one) as plain
 environment, credentials as secrets. MLflow reads those itself.
 
-The run is found, or made, once per process, by ``get_configuration()`` or the first ``mrunner.report`` (on
-its sender's thread, ``mrunner.sender``, the report waiting a few seconds at most for it): its id
+The run is found, or made, once per process, at ``get_configuration()`` or the first ``mrunner.report`` (on
+its sender's thread, ``mrunner.sender``, the experiment waiting ``START_SECONDS`` at most for it, then going
+on without MLflow: a server down at the start holds it up no longer than that): its id
 is kept in the experiment's folder (``RUN_ID_FILE``, under a lock, so that ranks starting together make one),
 and an experiment whose folder lost it finds it again by its tag ``mrunner.experiment`` (``SWEEP/INDEX``). Then
 ``MLFLOW_RUN_ID`` is set in this process's environment, so the script's own ``mlflow.start_run()`` continues
@@ -17,7 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 ENABLED_VARIABLE = "MRUNNER_MLFLOW"  # the same name as mrunner.trackers.mlflow.ENABLED_VARIABLE
@@ -35,9 +36,13 @@ def enabled() -> bool:
     return os.environ.get(ENABLED_VARIABLE) == "1"
 
 
-def run_id(info: Mapping[str, Any]) -> str:
-    """The MLflow run of the experiment ``info`` describes (its ``MRUNNER_CONFIG`` document), made if needed;
-    ``MLFLOW_RUN_ID`` is set to it."""
+class Abandoned(Exception):
+    """The experiment stopped waiting for its run before it was made: the catch-up makes it (``mrunner.uploads``)."""
+
+
+def run_id(info: Mapping[str, Any], stopped: Callable[[], bool] = lambda: False) -> str:
+    """The MLflow run of the experiment ``info`` describes (its ``MRUNNER_CONFIG`` document), made if needed
+    unless ``stopped()`` (forwarding gave up on the server meanwhile); ``MLFLOW_RUN_ID`` is set to it."""
     global _run_id
     if _run_id is None:
         folder = os.environ.get("MRUNNER_EXPERIMENT_DIR") or "."
@@ -46,7 +51,7 @@ def run_id(info: Mapping[str, Any]) -> str:
             stream.seek(0)
             _run_id = stream.read().strip() or None
             if _run_id is None:
-                _run_id = _find_or_create(info)
+                _run_id = _find_or_create(info, stopped)
                 stream.write(_run_id + "\n")
                 stream.flush()
         os.environ["MLFLOW_RUN_ID"] = _run_id
@@ -69,21 +74,18 @@ def client() -> Any:
     return _client
 
 
-def _find_or_create(info: Mapping[str, Any]) -> str:
+def _find_or_create(info: Mapping[str, Any], stopped: Callable[[], bool]) -> str:
+    """The run tagged with this experiment (an earlier attempt's, whose id file is gone, or the one the catch-up
+    or deferred tracking made from the submitting machine), else a new one, named after the experiment, tagged
+    with its sweep, holding its parameters: unless ``stopped()``, when only the catch-up may make it."""
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or str(info.get("project") or "mrunner")
-    return find_or_create(client(), name, info)
-
-
-def find_or_create(tracker: Any, name: str, info: Mapping[str, Any], experiment_id: str | None = None) -> str:
-    """The run tagged with this experiment (an earlier attempt's, whose id file is gone, or the run deferred
-    tracking made from the submitting machine), else a new one in MLflow experiment ``name`` (whose id the
-    caller may know: ``experiment_id``), named after the experiment, tagged with its sweep, holding its
-    parameters. ``tracker``: an ``MlflowClient``."""
-    if experiment_id is None:
-        experiment_id = experiment_of(tracker, name)
+    tracker = client()
+    experiment_id = experiment_of(tracker, name)
     found = tracker.search_runs([experiment_id], filter_string=f"tags.`{TAG}` = '{key_of(info)}'", max_results=1)
     if found:
         return str(found[0].info.run_id)
+    if stopped():  # the server answered too late: a run made now could race the catch-up's, making two
+        raise Abandoned("the experiment went on without its MLflow run")
     run_id = create(tracker, experiment_id, info)
     for _, params, tags in batches([], *first_batch(info)):
         tracker.log_batch(run_id, params=params, tags=tags)
@@ -144,7 +146,7 @@ def runs_of_sweep(tracker: Any, experiment_id: str, sweep_id: str) -> dict[str, 
         )
         for run in page:
             key = run.data.tags.get(TAG)
-            if key is not None and key not in found:  # MLflow's order (newest first): the one find_or_create finds
+            if key is not None and key not in found:  # MLflow's order (newest first): the one _find_or_create finds
                 found[key] = (str(run.info.run_id), ATTEMPT_TAG in run.data.tags)
         token = page.token
         if not token:
@@ -162,11 +164,12 @@ def experiment_of(tracker: Any, name: str) -> str:
         return str(tracker.get_experiment_by_name(name).experiment_id)
 
 
-def start() -> None:
-    """Find or make this experiment's run, setting ``MLFLOW_RUN_ID`` (the sender's first step)."""
+def start(stopped: Callable[[], bool]) -> None:
+    """Find or make this experiment's run, setting ``MLFLOW_RUN_ID`` (the sender's first step); ``stopped``:
+    whether forwarding gave up on the server meanwhile."""
     from mrunner.layout import experiment_info
 
-    run_id(experiment_info())
+    run_id(experiment_info(), stopped)
 
 
 def log_many(reports: list[tuple[Mapping[str, float], int | None, float]]) -> None:

@@ -7,7 +7,9 @@ takes what has queued and sends it in one go (one ``log_batch`` for up to a thou
 slow or gone (MLflow retries a refused connection for about four minutes) holds up that thread only: the
 experiment's ``report`` stays a file write and a put.
 
-Forwarding to a tracker stops, for the rest of the process, when its server refuses a send, when ``QUEUE_LIMIT``
+Forwarding to a tracker stops, for the rest of the process, when its server has not let the sender find the
+tracker's run within ``START_SECONDS`` of the experiment's start (``get_configuration()`` or the first report
+waits no longer), when its server refuses a send, when ``QUEUE_LIMIT``
 reports wait unsent (the server has fallen that far behind), or when the process exits with reports unsent after
 ``EXIT_SECONDS`` (the sender's thread is a daemon: it never holds the exit up for MLflow's retries). Then it warns
 once and, for MLflow, notes it in the metrics file (``untracked``): the next ``mrunner results`` uploads the
@@ -38,8 +40,11 @@ QUEUE_LIMIT = 100_000
 #: What the exit gives the senders, all together, to send what is queued. A healthy server takes a backlog in a
 #: few requests (MLflow: up to a thousand points each); a gone one would hold the exit for minutes of retries.
 EXIT_SECONDS = 10.0
-#: What the first report waits, at most, for the sender to find the tracker's run (a few requests to a server
-#: that answers).
+#: What the experiment's start (``get_configuration()`` or the first report) waits, at most, for the sender to
+#: find or make the tracker's run: two to four requests (MLflow: the experiment, a search by tag, a new run and
+#: its parameters), which a server that answers serves in tens of milliseconds, loaded or not. A server that
+#: has not answered them by then is taken for gone (MLflow's own retries would hold the start for minutes):
+#: forwarding stops, and the catch-up finds or makes the run later.
 START_SECONDS = 5.0
 #: Reports sent at most in one go (one ``send`` call).
 BATCH = 1000
@@ -57,13 +62,14 @@ class Sender:
         send: Callable[[list[Report]], None],
         untracked: Callable[[str], None] | None,
         prepare: Callable[[], object] | None = None,
-        start: Callable[[], object] | None = None,
+        start: Callable[[Callable[[], bool]], object] | None = None,
     ) -> None:
         """``prepare`` runs here, on the caller's thread: what ``send`` needs that an exiting interpreter would
         refuse to the sender's thread (importing a client that registers its own exit functions), no network.
-        ``start`` runs first on the sender's thread (finding the tracker's run), the caller waiting for it up to
-        ``START_SECONDS``: with a server that answers, what it sets up (``MLFLOW_RUN_ID``) is there when the
-        first report returns; with one that does not, the report returns anyway."""
+        ``start(stopped)`` runs first on the sender's thread (finding the tracker's run), the caller waiting for
+        it up to ``START_SECONDS``: with a server that answers, what it sets up (``MLFLOW_RUN_ID``) is there
+        when the caller goes on; with one that does not, forwarding stops then, and ``start``, still waiting on
+        the server, asks ``stopped()`` before it makes anything (the catch-up makes the run instead, once)."""
         self.tracker = tracker
         self._send = send
         self._untracked = untracked
@@ -80,7 +86,12 @@ class Sender:
         started = threading.Event()
         threading.Thread(target=self._run, args=(start, started), name=f"mrunner-{tracker}", daemon=True).start()
         _register(self)
-        started.wait(START_SECONDS)
+        if not started.wait(START_SECONDS):
+            self.stop(f"the server did not answer within {START_SECONDS:g} s of the experiment's start")
+
+    def stopped(self) -> bool:
+        """Whether forwarding stopped in this process."""
+        return self._stopped
 
     def put(self, metrics: dict[str, float], step: int | None, when: float) -> None:
         """Queue one report; never blocks. A full queue stops forwarding (the catch-up sends the rest)."""
@@ -117,10 +128,10 @@ class Sender:
             flush=True,
         )
 
-    def _run(self, start: Callable[[], object] | None, started: threading.Event) -> None:
+    def _run(self, start: Callable[[Callable[[], bool]], object] | None, started: threading.Event) -> None:
         try:
             if start is not None:
-                start()
+                start(self.stopped)
         except Exception as error:
             self.stop(f"refused a report ({type(error).__name__}: {error})")
         started.set()

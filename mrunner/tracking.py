@@ -197,18 +197,14 @@ def _guarded(tracker: str, forward: Any) -> Any:
 
 
 def join_runs(info: Mapping[str, Any]) -> None:
-    """Called by ``get_configuration()``: make this experiment's tracker runs known before the script starts its
-    own, so that ``mlflow.start_run()`` and ``wandb.init()`` continue mrunner's run (``MLFLOW_RUN_ID``,
-    ``WANDB_RUN_ID``)."""
-    from mrunner import mlflow_run, wandb_run
+    """Called by ``get_configuration()``: set this experiment's W&B run identity (``WANDB_RUN_ID``) before the
+    script starts its own run, so that its ``wandb.init()`` continues mrunner's, without a request. MLflow's
+    run (``MLFLOW_RUN_ID``) is found by its sender (``forwarders``), which ``get_configuration()`` starts
+    (``metrics.start_forwarding``): not on this thread, through MLflow's retries."""
+    from mrunner import wandb_run
 
     if wandb_run.enabled():
         wandb_run.identify(info)
-    if mlflow_run.enabled():
-        try:
-            mlflow_run.run_id(info)
-        except Exception as error:
-            print(f"mrunner: no MLflow run ({type(error).__name__}: {error})", file=sys.stderr, flush=True)
 
 
 def _neptune_forward(metrics: Mapping[str, float], step: int | None, _when: float) -> None:

@@ -16,6 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 ENABLED_VARIABLE = "MRUNNER_WANDB"  # the same name as mrunner.trackers.wandb.ENABLED_VARIABLE
+#: What mrunner's own ``wandb.init()`` (on the experiment's thread, at its first report) waits for an online
+#: server, where W&B's default is 90 s: the init starts W&B's service process (seconds on a loaded node) and
+#: makes a few requests. A server that has not answered by then is taken for gone: the init fails, forwarding
+#: to W&B stops with one warning, and the metrics stay in the experiment's folder. ``WANDB_INIT_TIMEOUT`` in
+#: the environment wins. Offline, the init makes no request, and the bound never bites.
+INIT_SECONDS = 15.0
 
 
 def enabled() -> bool:
@@ -49,5 +55,8 @@ def log(metrics: Mapping[str, float], step: int | None, _when: float | None = No
 
         info = experiment_info()
         identify(info)
-        wandb.init(config=dict(info.get("parameters") or {}), tags=[str(t) for t in info.get("tags") or []])
+        bound = None if os.environ.get("WANDB_INIT_TIMEOUT") else wandb.Settings(init_timeout=INIT_SECONDS)
+        wandb.init(
+            config=dict(info.get("parameters") or {}), tags=[str(t) for t in info.get("tags") or []], settings=bound
+        )
     wandb.log(dict(metrics), step=step)

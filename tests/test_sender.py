@@ -79,3 +79,33 @@ def test_a_send_that_works_gets_everything_queued_before_the_exit():
         forwarding.put({"loss": 1.0}, step, 1.0)
     sender.close(30)
     assert sent == list(range(2500))
+
+
+def test_a_start_held_past_its_bound_stops_forwarding_once_and_the_start_then_makes_nothing(monkeypatch, capsys):
+    """``held_start`` stands for a server that does not answer the run's lookup: the caller goes on after
+    ``START_SECONDS``, forwarding stopped and noted; the start, answered later, sees it stopped (it must not
+    make a run the catch-up would make again) and nothing queued is sent."""
+    monkeypatch.setattr(sender, "START_SECONDS", 0.2)
+    holding, release, asked = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+    sent: list[list] = []
+    notes: list[str] = []
+
+    def held_start(stopped) -> None:
+        holding.set()
+        release.wait()
+        seen.append(stopped())
+        asked.set()
+
+    try:
+        started = time.monotonic()
+        forwarding = sender.Sender("MLflow", sent.append, notes.append, start=held_start)
+        assert time.monotonic() - started < 5.0  # the bound, and the scheduling of a loaded machine
+        assert holding.is_set() and notes == ["MLflow"]
+        err = capsys.readouterr().err
+        assert err.count("the server did not answer within 0.2 s of the experiment's start") == 1, err
+        forwarding.put({"loss": 1.0}, 0, 1.0)
+    finally:
+        release.set()
+    assert asked.wait(30) and seen == [True]
+    assert forwarding.flushed().wait(30) and sent == [] and notes == ["MLflow"]

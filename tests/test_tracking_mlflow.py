@@ -347,3 +347,77 @@ def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_t
     assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
     assert history() == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
     relay.stop()
+
+
+def test_a_server_down_at_the_start_the_experiment_starts_within_the_bound_and_results_makes_its_run_once(
+    mlflow_service, mrunner, mrunner_home, tmp_path
+):
+    """Live tracking whose server does not answer when the experiment starts (it answered at submission), MLflow's
+    own retries left as they are: ``get_configuration()`` returns within the sender's start bound, warning once,
+    the experiment trains and completes without its run; the next `mrunner results` (the server back) makes the
+    run, named, tagged and holding the parameters, uploads every point once, and a later call sends nothing."""
+    from urllib.parse import urlsplit
+
+    from mlflow.tracking import MlflowClient
+
+    from mrunner.records import TERMINAL
+    from mrunner.sender import START_SECONDS
+    from mrunner.testing import wait_for
+
+    served = urlsplit(mlflow_service["tracking_uri"])
+    relay = Relay((served.hostname, served.port))
+    relay.start()
+    experiment = f"mrunner-test-{uuid.uuid4().hex[:8]}"
+    keys = {
+        "backend": "local",
+        "mlflow": True,
+        "mlflow_tracking_uri": f"http://127.0.0.1:{relay.port}",
+        "mlflow_experiment": experiment,
+    }
+    write_context(mrunner_home, "gone", keys)
+    gate = tmp_path / "gate"
+    (tmp_path / "train.py").write_text(
+        "import os, time, mlflow, mrunner\n"  # the client imported first, as a script using MLflow does
+        f"while not os.path.exists({str(gate)!r}):\n"
+        "    time.sleep(0.05)\n"
+        "started = time.monotonic()\n"
+        "c = mrunner.get_configuration()\n"
+        "print('CONFIG', time.monotonic() - started, os.environ.get('MLFLOW_RUN_ID'), flush=True)\n"
+        "for step in range(3):\n"
+        "    mrunner.report({'loss': c.lr * (3 - step)}, step=step)\n"
+        "print('trained', flush=True)\n"
+    )
+    submitted = mrunner("+context=gone", "train.py", "-m", "lr=0.5", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    relay.stop()  # gone after the submission's check, before the experiment's start
+    gate.write_text("")
+
+    def state() -> str:
+        return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
+
+    assert wait_for(state, lambda found: found in TERMINAL, timeout=120) == "completed"
+    log = mrunner("logs", f"{sweep}/0").stdout
+    assert "trained" in log and log.count("this process stops sending it metrics") == 1, log
+    assert f"MLflow: the server did not answer within {START_SECONDS:g} s of the experiment's start" in log, log
+    # The bound, plus the start of the sender's thread and a loaded machine's scheduling; MLflow's retries
+    # would hold it minutes.
+    waited, run_id = log.split("CONFIG ")[1].split()[:2]
+    assert float(waited) < START_SECONDS + 2 and run_id == "None", log
+    client = MlflowClient(mlflow_service["tracking_uri"])
+    assert client.get_experiment_by_name(experiment) is None  # nothing made while the server was away
+
+    relay.start()  # the server is back
+    shown = mrunner("results", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)[0]["loss"] == pytest.approx(0.5)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert run.info.run_name == "train" and run.data.params["lr"] == "0.5"
+    assert run.data.tags["mrunner.experiment"] == f"{sweep}/0" and run.data.tags["mrunner.sweep"] == sweep
+    points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
+    assert points == [(0, 1.5), (1, 1.0), (2, 0.5)]
+    again = mrunner("results", sweep)
+    assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")) == points
+    relay.stop()

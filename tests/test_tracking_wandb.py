@@ -110,3 +110,47 @@ def test_a_mode_wandb_does_not_have_is_refused_naming_where_it_came_from(mrunner
         "online, offline"
     )
     assert json.loads(mrunner("status", "--json").stdout) == []
+
+
+def test_online_with_no_server_answering_the_first_report_gives_up_within_the_bound(mrunner_home, mrunner, tmp_path):
+    """W&B online whose server does not answer (a loopback port nobody listens on, W&B's own retries left as they
+    are): mrunner's own ``wandb.init()`` at the first report gives up after ``INIT_SECONDS``, not W&B's 90 s,
+    warning once; the experiment trains on and completes, its metrics in its folder."""
+    import socket
+
+    pytest.importorskip("wandb")
+    from mrunner.records import TERMINAL
+    from mrunner.testing import wait_for
+    from mrunner.wandb_run import INIT_SECONDS
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    keys = {"backend": "local", "wandb": True, "wandb_mode": "online", "wandb_project": "p"}
+    write_context(mrunner_home, "nobody", {**keys, "env": {"WANDB_BASE_URL": f"http://127.0.0.1:{port}"}})
+    (tmp_path / "train.py").write_text(
+        "import time, mrunner, wandb\n"  # the client imported first, as a script using W&B does
+        "c = mrunner.get_configuration()\n"
+        "started = time.monotonic()\n"
+        "mrunner.report({'loss': 1.0}, step=0)\n"
+        "print('FIRST', time.monotonic() - started, flush=True)\n"
+        "for step in (1, 2):\n"
+        "    mrunner.report({'loss': 1.0 / (1 + step)}, step=step)\n"
+        "print('trained', flush=True)\n"
+    )
+    submitted = mrunner("+context=nobody", "train.py", "lr=1", "--detach", env={"WANDB_API_KEY": "k" * 40})
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+
+    def state() -> str:
+        return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
+
+    assert wait_for(state, lambda found: found in TERMINAL, timeout=180) == "completed"
+    log = mrunner("logs", f"{sweep}/0").stdout
+    assert "trained" in log and log.count("W&B refused a report") == 1, log
+    # The bound, plus what W&B's init does besides waiting on the server, which its init_timeout does not bound
+    # (about 10 s when its output is not silenced, as an experiment's is not); its default would hold it 90 s.
+    first = float(log.split("FIRST ")[1].split()[0])
+    assert INIT_SECONDS <= first < INIT_SECONDS + 15, log
+    shown = json.loads(mrunner("results", sweep, "--json").stdout)
+    assert shown[0]["loss"] == pytest.approx(1 / 3)

@@ -21,6 +21,7 @@ are paid once per task instead of once per point.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import functools
 import json
@@ -316,7 +317,7 @@ def _attempt(options: argparse.Namespace) -> int:
             return status
         # no scheduler to ask: this process runs the next attempt, as the scheduler would
         retries -= 1
-        layout = layout.replace(attempt=layout.attempt + 1)
+        layout = dataclasses.replace(layout, attempt=layout.attempt + 1)
         environ.update(layout.environment())
         for number in FORWARDED:
             signal.signal(number, _hold)  # a stop from now on keeps the next attempt from starting

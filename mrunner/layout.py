@@ -45,6 +45,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 # The config file is read on the experiment side by mrunner.configfile (lean imports); named here with the contract.
 from mrunner.configfile import CONFIG as CONFIG
@@ -72,42 +73,19 @@ def safe_name(text: str) -> str:
     return _UNSAFE.sub("_", text).strip(".") or "_"
 
 
+@dataclass(frozen=True)
 class Layout:
-    """Where one experiment's files are, below a backend's storage root. A frozen value, written out rather
-    than a dataclass: the attempt wrapper reads it, and ``dataclasses`` (with ``inspect``, ``ast``, ``dis``)
-    would be most of that wrapper's imports, paid again by every attempt a remote backend starts and copied
-    by every local one's fork."""
+    """Where one experiment's files are, below a backend's storage root. A frozen dataclass: backends outside
+    this repository make another attempt's layout with ``dataclasses.replace(layout, attempt=...)``, as
+    ``examples/backend`` does, so it stays one (``dataclasses`` is imported once per wrapper interpreter, and
+    the local fork server's wrappers inherit it)."""
 
-    __slots__ = ("storage", "project", "sweep", "index", "name", "attempt")
     storage: str
     project: str
     sweep: str
     index: int
     name: str
-    attempt: int
-
-    def __init__(self, storage: str, project: str, sweep: str, index: int, name: str, attempt: int = 0) -> None:
-        for field, value in zip(self.__slots__, (storage, project, sweep, index, name, attempt)):
-            object.__setattr__(self, field, value)
-
-    def replace(self, *, attempt: int) -> Layout:
-        """The same experiment's layout for another attempt."""
-        return Layout(self.storage, self.project, self.sweep, self.index, self.name, attempt)
-
-    def _fields(self) -> dict[str, object]:
-        return {field: getattr(self, field) for field in self.__slots__}
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"a Layout cannot be changed: {name}")
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is Layout and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(tuple(self._fields().values()))
-
-    def __repr__(self) -> str:
-        return "Layout(" + ", ".join(f"{field}={value!r}" for field, value in self._fields().items()) + ")"
+    attempt: int = 0
 
     @property
     def sweep_dir(self) -> str:

@@ -195,9 +195,10 @@ def test_deferred_tracking_uploads_each_point_once_from_this_machine(
         history = sorted((m.step, round(m.value, 6)) for m in client.get_metric_history(run.info.run_id, "loss"))
         assert history == [(s + 3 * a, round(lr * (3 - s) + a, 6)) for a in range(attempts) for s in range(3)]
     sweep_record = Store().sweep(sweep)
-    for record, run in zip(Store().runs(sweep), tracked):  # the run live tracking would have found, or made
-        live = mlflow_run.find_or_create(client, experiment, record.config_document(sweep_record))
-        assert live == run.info.run_id
+    for record, run in zip(Store().runs(sweep), tracked):  # the run live tracking would find (its search, by tag)
+        key = mlflow_run.key_of(record.config_document(sweep_record))
+        live = client.search_runs([found.experiment_id], filter_string=f"tags.`{mlflow_run.TAG}` = '{key}'")
+        assert [one.info.run_id for one in live] == [run.info.run_id]
         assert not [name for name in record.env if "MLFLOW" in name], record.env
 
     for index in range(2):  # the experiment had nothing of MLflow

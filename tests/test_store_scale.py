@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -144,6 +146,25 @@ def test_status_of_a_large_sweep_shows_counts_and_the_rows_worth_a_look(records,
     assert any(line.split()[0] == str(LARGE - 2) for line in table)  # the row's index is never cut
 
 
+def _counted_copy(records: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, Callable[[], int]]:
+    """A copy of the module's records (a test that records must not change them for the others), and how many
+    runs the store has decoded since: every ``Run`` is made by ``store._run`` from its row."""
+    from mrunner import store as store_module
+
+    source = sqlite3.connect(records.path)
+    source.execute("VACUUM INTO ?", (str(tmp_path / "records.db"),))
+    source.close()
+    decoded = [0]
+    decode = store_module._run
+
+    def counted(row):
+        decoded[0] += 1
+        return decode(row)
+
+    monkeypatch.setattr(store_module, "_run", counted)
+    return Store(tmp_path / "records.db"), lambda: decoded[0]
+
+
 def test_status_json_of_a_large_sweep_streams_each_run_once(records, tmp_path, monkeypatch):
     """`status --json` writes the first experiment after decoding a chunk of runs, not the whole sweep
     (the look at the backend reads only the unfinished runs), and decodes each run once."""
@@ -154,26 +175,14 @@ def test_status_json_of_a_large_sweep_streams_each_run_once(records, tmp_path, m
     from mrunner import store as store_module
     from mrunner.commands import sweeps
 
-    source = sqlite3.connect(records.path)
-    source.execute("VACUUM INTO ?", (str(tmp_path / "records.db"),))  # the look records the lost runs: a copy
-    source.close()
-    copy = Store(tmp_path / "records.db")
+    copy, decoded = _counted_copy(records, tmp_path, monkeypatch)  # the look records the lost runs: a copy
     monkeypatch.setattr(sweeps, "Store", lambda: copy)
-    decoded = 0
-    decode = store_module._run
-
-    def counted(row):
-        nonlocal decoded
-        decoded += 1
-        return decode(row)
-
-    monkeypatch.setattr(store_module, "_run", counted)
     at_first_experiment: list[int] = []
 
     class Output(io.StringIO):
         def write(self, text: str) -> int:
             if '"index"' in text and not at_first_experiment:
-                at_first_experiment.append(decoded)
+                at_first_experiment.append(decoded())
             return super().write(text)
 
     output = Output()
@@ -184,7 +193,7 @@ def test_status_json_of_a_large_sweep_streams_each_run_once(records, tmp_path, m
     assert len(document["experiments"]) == LARGE
     assert [e["state"] for e in document["experiments"][:3]] == [LOST, LOST, COMPLETED]
     assert at_first_experiment[0] <= store_module.RECORD_CHUNK + 3, at_first_experiment
-    assert decoded <= LARGE + 3
+    assert decoded() <= LARGE + 3
 
 
 def test_each_look_of_a_wait_at_a_large_sweep_reads_only_its_unfinished_runs(records, tmp_path, monkeypatch):
@@ -193,39 +202,27 @@ def test_each_look_of_a_wait_at_a_large_sweep_reads_only_its_unfinished_runs(rec
     wait's end reads no run either: the summary and the exit code are the counts'. The test plays the sweep's
     supervisor (this process, alive, recorded as the sweep's): between looks it ends one more run."""
     from mrunner import following, process
-    from mrunner import store as store_module
     from mrunner.reporter import Reporter
 
-    source = sqlite3.connect(records.path)
-    source.execute("VACUUM INTO ?", (str(tmp_path / "records.db"),))  # the wait records what changes: a copy
-    source.close()
-    copy = Store(tmp_path / "records.db")
+    copy, decoded = _counted_copy(records, tmp_path, monkeypatch)  # the wait records what changes: a copy
     sweep = copy.sweep("bbbb-large")
     sweep.detail["supervisor"] = process.identity()
     copy.update_sweep(sweep)
     unfinished = [r.index for r in copy.runs(sweep.id, [SUBMITTED, RUNNING])]
     assert unfinished == [0, 1, LARGE - 1]
-    decoded = 0
-    decode = store_module._run
-
-    def counted(row):
-        nonlocal decoded
-        decoded += 1
-        return decode(row)
-
-    monkeypatch.setattr(store_module, "_run", counted)
+    before = decoded()  # the set-up's own reads
     at_each_line: list[int] = []
     lines: list[str] = []
 
     class Supervising(Reporter):  # without a terminal: a line at each change of the counts
         def step(self, message: str) -> None:
-            at_each_line.append(decoded)
+            at_each_line.append(decoded())
             lines.append(message)
             copy.apply(sweep.id, [RunUpdate(unfinished[len(lines) - 1], COMPLETED, exit_code=0)])
 
     counts = following.wait(sweep, copy, Supervising(quiet=False), interval=0.001)
 
-    per_look = [b - a for a, b in zip([0, *at_each_line], [*at_each_line, decoded])]
+    per_look = [b - a for a, b in zip([before, *at_each_line], [*at_each_line, decoded()])]
     assert per_look == [3, 2, 1, 0], per_look  # the unfinished runs of each look; the last look finds none
     assert counts == {COMPLETED: LARGE - 1, FAILED: 1}
     assert lines == [

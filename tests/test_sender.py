@@ -5,8 +5,10 @@ demand; the real server going away is tests/test_tracking_mlflow.py's relay test
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 from mrunner import sender
 
@@ -19,14 +21,23 @@ def held_send(holding: threading.Event, release: threading.Event):
     return send
 
 
-def test_a_full_queue_stops_forwarding_once_and_notes_it(monkeypatch, capsys):
-    monkeypatch.setattr(sender, "QUEUE_LIMIT", 3)
+@contextlib.contextmanager
+def held_sender(notes: list[str]) -> Iterator[sender.Sender]:
+    """A sender whose first report's send is held until the block ends."""
     holding, release = threading.Event(), threading.Event()
-    notes: list[str] = []
     try:
         forwarding = sender.Sender("MLflow", held_send(holding, release), notes.append)
         forwarding.put({"loss": 1.0}, 0, 1.0)
         assert holding.wait(30), "the sender never sent"
+        yield forwarding
+    finally:
+        release.set()
+
+
+def test_a_full_queue_stops_forwarding_once_and_notes_it(monkeypatch, capsys):
+    monkeypatch.setattr(sender, "QUEUE_LIMIT", 3)
+    notes: list[str] = []
+    with held_sender(notes) as forwarding:
         started = time.monotonic()
         for step in range(1, 20):
             forwarding.put({"loss": 1.0}, step, 1.0)
@@ -35,24 +46,16 @@ def test_a_full_queue_stops_forwarding_once_and_notes_it(monkeypatch, capsys):
         err = capsys.readouterr().err
         assert err.count("3 reports waited unsent; this process stops sending it metrics") == 1, err
         assert "`mrunner results` uploads them later" in err
-    finally:
-        release.set()
 
 
 def test_the_exit_waits_for_a_held_send_only_its_bound_then_notes_it(capsys):
-    holding, release = threading.Event(), threading.Event()
     notes: list[str] = []
-    try:
-        forwarding = sender.Sender("MLflow", held_send(holding, release), notes.append)
-        forwarding.put({"loss": 1.0}, 0, 1.0)
-        assert holding.wait(30), "the sender never sent"
+    with held_sender(notes):
         started = time.monotonic()
         sender.close(0.5)
         assert time.monotonic() - started < 5.0  # the bound, and the scheduling of a loaded machine
         assert notes == ["MLflow"]
         assert "the last reports were not sent within 0.5 s of the exit" in capsys.readouterr().err
-    finally:
-        release.set()
 
 
 def test_a_refused_send_stops_forwarding_and_later_reports_are_not_sent(capsys):

@@ -251,20 +251,10 @@ class Relay:
             end.close()
 
 
-def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_the_rest_once(
-    mlflow_service, mrunner, mrunner_home, tmp_path
-):
-    """Live tracking whose server goes away mid-run, MLflow's own retries (about four minutes) left as they are:
-    the reports that meet the dead server return at once (a sender thread waits on it, not the experiment), the
-    process exits within the sender's exit bound, warning once, its file noting that it stopped forwarding; the
-    next `mrunner results` (the server back) uploads the experiment's metrics into its run, each point once
-    (those it had sent itself not repeated), and a later call sends nothing again."""
+def relayed_context(mlflow_service: dict, mrunner_home, name: str) -> tuple[Relay, str]:
+    """A started relay in front of the real server, and context ``name`` tracking live through it into a new
+    MLflow experiment (returned with the relay)."""
     from urllib.parse import urlsplit
-
-    from mlflow.tracking import MlflowClient
-
-    from mrunner.sender import EXIT_SECONDS
-    from mrunner.testing import wait_for
 
     served = urlsplit(mlflow_service["tracking_uri"])
     relay = Relay((served.hostname, served.port))
@@ -276,7 +266,25 @@ def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_t
         "mlflow_tracking_uri": f"http://127.0.0.1:{relay.port}",
         "mlflow_experiment": experiment,
     }
-    write_context(mrunner_home, "cut", keys)
+    write_context(mrunner_home, name, keys)
+    return relay, experiment
+
+
+def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_the_rest_once(
+    mlflow_service, mrunner, mrunner_home, tmp_path
+):
+    """Live tracking whose server goes away mid-run, MLflow's own retries (about four minutes) left as they are:
+    the reports that meet the dead server return at once (a sender thread waits on it, not the experiment), the
+    process exits within the sender's exit bound, warning once, its file noting that it stopped forwarding; the
+    next `mrunner results` (the server back) uploads the experiment's metrics into its run, each point once
+    (those it had sent itself not repeated), and a later call sends nothing again."""
+
+    from mlflow.tracking import MlflowClient
+
+    from mrunner.sender import EXIT_SECONDS
+    from mrunner.testing import wait_for
+
+    relay, experiment = relayed_context(mlflow_service, mrunner_home, "cut")
     gate = tmp_path / "gate"
     # The experiment's process of interest is a child (a rank, as it were), so that its exit is timed from its
     # last statement to its end by waiting on it.
@@ -356,7 +364,6 @@ def test_a_server_down_at_the_start_the_experiment_starts_within_the_bound_and_r
     own retries left as they are: ``get_configuration()`` returns within the sender's start bound, warning once,
     the experiment trains and completes without its run; the next `mrunner results` (the server back) makes the
     run, named, tagged and holding the parameters, uploads every point once, and a later call sends nothing."""
-    from urllib.parse import urlsplit
 
     from mlflow.tracking import MlflowClient
 
@@ -364,17 +371,7 @@ def test_a_server_down_at_the_start_the_experiment_starts_within_the_bound_and_r
     from mrunner.sender import START_SECONDS
     from mrunner.testing import wait_for
 
-    served = urlsplit(mlflow_service["tracking_uri"])
-    relay = Relay((served.hostname, served.port))
-    relay.start()
-    experiment = f"mrunner-test-{uuid.uuid4().hex[:8]}"
-    keys = {
-        "backend": "local",
-        "mlflow": True,
-        "mlflow_tracking_uri": f"http://127.0.0.1:{relay.port}",
-        "mlflow_experiment": experiment,
-    }
-    write_context(mrunner_home, "gone", keys)
+    relay, experiment = relayed_context(mlflow_service, mrunner_home, "gone")
     gate = tmp_path / "gate"
     (tmp_path / "train.py").write_text(
         "import os, time, mlflow, mrunner\n"  # the client imported first, as a script using MLflow does

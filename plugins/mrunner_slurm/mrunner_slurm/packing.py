@@ -89,6 +89,15 @@ def fitting(sizes: Sequence[int], room: int, least: int = 1) -> int | None:
     return k
 
 
+def auto_fitted(context: Mapping[str, Any], sizes: Sequence[int], room: int | None, k: int) -> int:
+    """``k`` for resource classes of ``sizes`` points under ``points_per_task: auto`` with ``room`` jobs left:
+    packed further until every class's tasks fit (``fitting``), else one task per class; any other
+    ``points_per_task``, or no known room, keeps ``k``."""
+    if context.get("points_per_task") != "auto" or room is None:
+        return k
+    return fitting(sizes, room, k) or max(sizes)
+
+
 def tasks(points: Sequence[T], k: int) -> list[list[T]]:
     """The points in tasks of ``k`` consecutive ones (the last may hold fewer)."""
     return [list(points[start : start + k]) for start in range(0, len(points), k)]

@@ -326,9 +326,8 @@ def admit(
         room = dataclasses.replace(packing.as_limits(found), jobs_in_queue=(found.jobs_in_queue or 0) + waiting)
         k = packing.points_per_task(sweep.context, len(fresh), room)
         sizes = [len(group) for _, group in classes(fresh)]
-        if sweep.context.get("points_per_task") == "auto" and found.allowance is not None:
-            # each class is its own arrays, its last task part-full: pack further until the classes fit
-            k = packing.fitting(sizes, found.allowance - waiting, k) or max(sizes)
+        # each class is its own arrays, its last task part-full: auto packs further until the classes fit
+        k = packing.auto_fitted(sweep.context, sizes, None if found.allowance is None else found.allowance - waiting, k)
         adding = sum(len(unit.task_ids) for unit in units(fresh, size, k))
         plan = packing.decided(plan, fresh, k, size)
     where = f"{connection.target.alias} (user {connection.target.user})"
@@ -357,8 +356,7 @@ def refuse_planned(
         k = packing.points_per_task(context, sum(counts), packing.as_limits(found))
     except MrunnerError:  # auto finds no room: so does admit, unless the records skip every run as submitted
         return set()
-    if context.get("points_per_task") == "auto" and found.allowance is not None:
-        k = packing.fitting(counts, found.allowance, k) or max(counts)
+    k = packing.auto_fitted(context, counts, found.allowance, k)
     if found.allowance is not None and sum(-(-count // min(k, count)) for count in counts) > found.allowance:
         return set()
     size = found.max_array_size or max_array_size(connection)

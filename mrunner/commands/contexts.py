@@ -211,7 +211,7 @@ def _edit(name: str) -> int:
 
 def _delete(name: str) -> int:
     path = config.user_context_dir() / f"{name}.yaml"
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling link of yours is deleted too
         if name in config.context_sources():
             raise MrunnerError(f"context {name!r} is an example shipped with mrunner; it cannot be deleted")
         raise MrunnerError(f"unknown context {name!r}; `mrunner context list` shows them")

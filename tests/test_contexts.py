@@ -165,3 +165,18 @@ def test_a_dangling_link_among_your_contexts_is_named_as_yours_and_can_be_delete
     deleted = mrunner("context", "delete", "gone")
     assert deleted.returncode == 0, deleted.stderr
     assert not os.path.lexists(folder / "gone.yaml")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [["--cpu", "4", "cpu=8"], ["--resources", "cpu=4", "--cpu", "8"], ["--storage", "/a", "--storage_dir", "/b"]],
+)
+def test_a_key_given_twice_with_two_values_is_refused(mrunner, mrunner_home, given):
+    """Each form of `context add` names a key (`--KEY VALUE`, `KEY=VALUE`, `--resources`, `--storage`); the same
+    key twice with two values kept one of them without a word."""
+    added = mrunner("context", "add", "--name", "c", "--type", "slurm", "--slurm_url", "u@h", *given)
+    assert added.returncode == 2 and added.stderr.count("\n") == 1, added.stderr
+    assert "is given twice" in added.stderr and "keep one" in added.stderr
+    assert not context_file(mrunner_home, "c").exists()
+    same = mrunner("context", "add", "--name", "c", "--type", "slurm", "--slurm_url", "u@h", "--cpu", "4", "cpu=4")
+    assert same.returncode == 0, same.stderr

@@ -801,16 +801,19 @@ def run(
         copier = threading.Thread(target=_copy, args=(output, log), daemon=True)
         copier.start()
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    # Nothing of its process group outlives the attempt, however it ended: a worker or a `cmd &` it left behind
+    # would run on unsupervised after its end is recorded, holding its CPUs or GPU for the next experiment (as
+    # a Slurm job's end or a pod's ends every process of it). Before the log's copier is joined: such a
+    # process may hold the pipe.
+    _signal_group(pid, signal.SIGKILL)
     if copier is not None:
-        copier.join(5.0)  # a process the experiment left behind may hold the pipe: it is killed below
+        copier.join(5.0)
     status = 128 - code if code < 0 else code
     # Stopped, by the signal passed on or by one sent to it straight (a scheduler such as Slurm signals every
-    # process of the job, so the experiment can die before this process's own signal arrives): nothing of
-    # the group may outlive the attempt, and its end is not its own.
+    # process of the job, so the experiment can die before this process's own signal arrives): its end is not
+    # its own.
     halted = bool(killer) or -code in STOPPING
-    if halted:
-        _signal_group(pid, signal.SIGKILL)
-    elif code < 0:  # its own crash, or a signal passed on: the log says which (the record names it too)
+    if code < 0 and not halted:  # its own crash, or a signal passed on: the log says which (the record names it too)
         _say(f"mrunner: the experiment was killed by {signal.Signals(-code).name}")
         _tell_the_platform(f"killed by {signal.Signals(-code).name}")
     if status == 0:

@@ -73,7 +73,7 @@ def context_sources() -> dict[str, Path]:
 
 
 def is_user_context(name: str) -> bool:
-    return (user_context_dir() / f"{name}.yaml").exists()
+    return os.path.lexists(user_context_dir() / f"{name}.yaml")
 
 
 def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]]:
@@ -142,6 +142,10 @@ def write_context(name: str, context: dict[str, Any]) -> Path:
 
 def _read_yaml(path: Path) -> Any:
     if not path.exists():
+        if path.is_symlink():  # a dangling link is a broken file, not a missing one (nor an empty context)
+            raise MrunnerError(
+                f"{path} is a link to {os.readlink(path)}, which does not exist: fix the link or delete it"
+            )
         return None
     try:
         return yaml.safe_load(path.read_text())

@@ -21,6 +21,14 @@ def refresh(sweep: Sweep, store: Store) -> list[Run]:
     return store.runs(sweep.id)
 
 
+def looked_counts(sweep: Sweep, store: Store) -> dict[str, int]:
+    """How many runs of the sweep are in each state once the backend has been asked about its unfinished runs
+    (``ask``): what a caller that decides by the states alone (gc, cancel, resume) needs, without decoding the
+    sweep's ended runs."""
+    ask(sweep, store)
+    return store.counts(sweep.id)
+
+
 def ask(sweep: Sweep, store: Store, index: int | None = None) -> None:
     """Ask the backend about the sweep's unfinished runs, or about run ``index`` alone, in one call and record
     what changed. Only the runs the backend is asked about are read from the records (the unfinished ones, and

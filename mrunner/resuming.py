@@ -11,7 +11,7 @@ from typing import Any
 from mrunner import plugins
 from mrunner.backend import SubmitOptions
 from mrunner.errors import MrunnerError
-from mrunner.following import refresh, summary
+from mrunner.following import counts_text, looked_counts
 from mrunner.planning import validated_context
 from mrunner.records import PLANNED, RESUMABLE, Run, Sweep
 from mrunner.reporter import Reporter
@@ -41,10 +41,10 @@ def resume(
 
     plugins.backend(sweep.backend)
     changes = context_changes(sweep, context_overrides)
-    runs = refresh(sweep, store)
-    chosen = [run for run in runs if run.state in RESUMABLE]
+    counts = looked_counts(sweep, store)  # the sweep's ended runs stay undecoded: only the resumable are read
+    chosen = store.runs(sweep.id, RESUMABLE)
     if not chosen:
-        reporter.step(f"sweep {sweep.id}: nothing to resume ({summary(runs)})")
+        reporter.step(f"sweep {sweep.id}: nothing to resume ({counts_text(counts, [])})")
         return []
     context = validated_context(sweep.context_name, {**sweep.context, **changes})
     plugins.check(context, sweep.context_name, False)
@@ -74,7 +74,8 @@ def resume(
     chosen = [store.run(sweep.id, run.index) for run in chosen]
     changed = ", ".join(f"{key}={value}" for key, value in changes.items())
     reporter.step(
-        f"sweep {sweep.id}: resuming {len(chosen)} of {len(runs)} experiments" + (f" with {changed}" if changed else "")
+        f"sweep {sweep.id}: resuming {len(chosen)} of {sum(counts.values())} experiments"
+        + (f" with {changed}" if changed else "")
     )
     hand_over(sweep, chosen, frozen, store, reporter, options)
     return chosen

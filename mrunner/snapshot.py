@@ -320,7 +320,10 @@ def _git_files(folder: Path, prefix: str = "") -> list[str] | None:
         if not name:
             continue
         path = folder / name
-        if name.endswith("/") or (path.is_dir() and not path.is_symlink()):  # a nested repository or submodule
+        if path.is_symlink() and path.is_dir():  # a link to a folder: its files, under the link's name
+            if not _loops(str(path), str(folder)):
+                names.update(f"{prefix}{name}/{n}" for n in _walk(path, None))
+        elif name.endswith("/") or path.is_dir():  # a nested repository or submodule
             inner = name.rstrip("/")
             nested = _git_files(path, f"{prefix}{inner}/") if (path / ".git").exists() else None
             names.update(nested if nested is not None else (f"{prefix}{inner}/{n}" for n in _walk(path, None)))
@@ -354,7 +357,9 @@ def _walk(root: Path, ignored, skipped: str | None = None) -> list[str]:
     def unreadable(error: OSError) -> None:
         raise os_error(error, "read", error.filename, f"make it readable, or leave it out in {root}/.mrunnerignore")
 
-    for directory, subdirs, names in os.walk(root, onerror=unreadable):
+    # Links to folders are followed, as links to files are (an experiment reads ``data/`` whether it is a
+    # folder or a link to one), but never into a folder the walk is already inside of (``up -> ..``).
+    for directory, subdirs, names in os.walk(root, onerror=unreadable, followlinks=True):
         relative_dir = os.path.relpath(directory, root)
         prefix = "" if relative_dir == "." else relative_dir.replace(os.sep, "/") + "/"
         subdirs[:] = [
@@ -363,9 +368,25 @@ def _walk(root: Path, ignored, skipped: str | None = None) -> list[str]:
             if d not in EXCLUDED_FOLDERS
             and prefix + d + "/" != skipped
             and not (ignored and ignored.match_file(prefix + d + "/"))
+            and not (os.path.islink(os.path.join(directory, d)) and _loops(os.path.join(directory, d), directory))
         ]
         found += [prefix + name for name in names if not (ignored and ignored.match_file(prefix + name))]
     return sorted(found)
+
+
+def _loops(link: str, directory: str) -> bool:
+    """Whether the folder ``link`` (in ``directory``) leads back into a folder on the way to it: following it
+    would walk the same files for ever (``up -> ..``, or two folders linking to each other)."""
+    target = os.path.realpath(link)
+    on_the_way = directory
+    while True:
+        real = os.path.realpath(on_the_way)
+        if real == target or real.startswith(target.rstrip(os.sep) + os.sep):
+            return True
+        parent = os.path.dirname(on_the_way)
+        if parent == on_the_way:
+            return False
+        on_the_way = parent
 
 
 def _add_extra(extra_files: dict[str, Path], sources: dict[str, str], extra: Path) -> None:

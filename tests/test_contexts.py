@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -142,3 +143,40 @@ def test_contexts_compose_as_hydra_configs_with_defaults_and_overrides(mrunner_h
     assert config.compose("base", ["context.env.B=2"])[1]["env"] == {"A": "1", "B": 2}
     with pytest.raises(MrunnerError, match="Ambiguous value for argument"):
         config.compose("base", ["context.time=1,2"])
+
+
+def test_a_dangling_link_among_your_contexts_is_named_as_yours_and_can_be_deleted(mrunner, mrunner_home, tmp_path):
+    """A context file that is a link to nothing (a dotfiles checkout moved away) is a broken context of yours:
+    the list warns and shows the others, using it names the link, and `context delete` removes it (it was
+    listed as an example shipped with mrunner, `use` took it, and `delete` refused it as shipped)."""
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True)
+    os.symlink(tmp_path / "moved-away.yaml", folder / "gone.yaml")
+    listed = mrunner("context")
+    assert listed.returncode == 0 and "local" in listed.stdout
+    (row,) = [line for line in listed.stdout.splitlines() if " gone " in line]
+    assert "(broken)" in row and "yours" in row
+    assert "moved-away.yaml, which does not exist" in listed.stderr
+    (tmp_path / "x.py").write_text("")
+    for args in (("context", "use", "gone"), ("context", "show", "gone"), ("--context", "gone", "x.py")):
+        refused = mrunner(*args, cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "is a link to" in refused.stderr and "fix the link or delete it" in refused.stderr
+    deleted = mrunner("context", "delete", "gone")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not os.path.lexists(folder / "gone.yaml")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [["--cpu", "4", "cpu=8"], ["--resources", "cpu=4", "--cpu", "8"], ["--storage", "/a", "--storage_dir", "/b"]],
+)
+def test_a_key_given_twice_with_two_values_is_refused(mrunner, mrunner_home, given):
+    """Each form of `context add` names a key (`--KEY VALUE`, `KEY=VALUE`, `--resources`, `--storage`); the same
+    key twice with two values kept one of them without a word."""
+    added = mrunner("context", "add", "--name", "c", "--type", "slurm", "--slurm_url", "u@h", *given)
+    assert added.returncode == 2 and added.stderr.count("\n") == 1, added.stderr
+    assert "is given twice" in added.stderr and "keep one" in added.stderr
+    assert not context_file(mrunner_home, "c").exists()
+    same = mrunner("context", "add", "--name", "c", "--type", "slurm", "--slurm_url", "u@h", "--cpu", "4", "cpu=4")
+    assert same.returncode == 0, same.stderr

@@ -280,3 +280,26 @@ def test_in_git_the_snapshot_holds_what_the_working_tree_holds(tmp_path):
     copy = frozen.folder()
     assert all((copy / name).read_bytes() == os.fsencode(name) for name in odd)
     assert snapshot.load(frozen.digest, store=tmp_path / "store").files == frozen.files
+
+
+@pytest.mark.parametrize("in_git", [False, True])
+def test_a_link_to_a_folder_brings_its_files_and_a_link_back_up_is_not_followed(tmp_path, in_git):
+    """An experiment reads ``inputs/y`` whether ``inputs`` is a folder or a link to one (it was left out, so the
+    experiment met ENOENT with no word); a link into a folder the walk is inside of (``up -> ..``, two folders
+    linking to each other) is not followed, or the walk would never end."""
+    root = tmp_path / "project"
+    (root / "shared").mkdir(parents=True)
+    (root / "shared" / "y").write_text("y")
+    (root / "train.py").write_text("print(open('inputs/y').read())\n")
+    os.symlink("shared", root / "inputs")
+    os.symlink("..", root / "shared" / "up")
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    (root / "b" / "q").write_text("q")
+    os.symlink("../b", root / "a" / "to-b")
+    os.symlink("../a", root / "b" / "to-a")
+    if in_git:
+        git(root, "init", "-q")
+    frozen = snapshot.take(root, store=tmp_path / "store")
+    assert set(frozen.files) == {"train.py", "shared/y", "inputs/y", "b/q", "a/to-b/q"}
+    assert (frozen.folder() / "inputs" / "y").read_text() == "y"

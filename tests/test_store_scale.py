@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.records import COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.store import Store
 
 LARGE = 50_000
@@ -230,3 +230,27 @@ def test_each_look_of_a_wait_at_a_large_sweep_reads_only_its_unfinished_runs(rec
         f"sweep bbbb-large: 1 submitted, 1 running, {LARGE - 3} completed, 1 failed",
         f"sweep bbbb-large: 1 submitted, {LARGE - 2} completed, 1 failed",
     ]
+
+
+def test_gc_and_cancel_of_a_large_sweep_read_only_its_unfinished_runs(records, tmp_path, monkeypatch, mrunner_home):
+    """`cancel` needs only the runs that have not ended and `mrunner gc` decides from the states alone: neither
+    decodes the 50,000 runs of a sweep (each read the whole sweep, gc twice for a sweep with active runs)."""
+    import argparse
+
+    from mrunner import cleanup
+    from mrunner.commands import sweeps
+    from mrunner.reporter import Reporter
+
+    copy, decoded = _counted_copy(records, tmp_path, monkeypatch)  # cancel records its changes: a copy
+    monkeypatch.setattr(sweeps, "Store", lambda: copy)
+    sweep = copy.sweep("bbbb-large")
+    sweep.context["grace_period"] = 0  # what the local backend's cancel reads of a recorded context
+    copy.update_sweep(sweep)
+    before = decoded()
+    assert sweeps.cancel_command(argparse.Namespace(target="bbbb-large")) == 0
+    assert decoded() - before <= 2 * 3, decoded() - before  # the three unfinished runs, read and handed over
+    assert copy.counts("bbbb-large") == {COMPLETED: LARGE - 4, FAILED: 1, CANCELLED: 3}
+    copy.apply("aaaa-small", [RunUpdate(2, RUNNING)])  # ended: refused, so the small sweep keeps its 3 active
+    before = decoded()
+    cleanup.collect(copy, older_than=0, dry_run=True, reporter=Reporter(quiet=True))
+    assert decoded() - before <= 3, decoded() - before  # the small sweep's active runs, asked about

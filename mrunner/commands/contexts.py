@@ -124,13 +124,17 @@ def _add(options: argparse.Namespace) -> int:
     if options.storage is not None:
         storage_key = next((k for k in ("storage_dir", "storage") if k in keys), "storage_dir")
         data[storage_key] = options.storage
-    if options.resources:
-        data.update(_pairs(shlex.split(options.resources), "--resources"))
+    resources = _pairs(shlex.split(options.resources), "--resources") if options.resources else {}
+    given = _pairs(options.keys, "context add")
+    for key in sorted(given.keys() & {**data, **resources}.keys()):
+        earlier = {**data, **resources}[key]
+        if earlier != given[key]:  # `--storage /a storage_dir=/b`, `--resources cpu=4 --cpu 8`: one was dropped
+            raise MrunnerError(f"context add: {key} is given twice ({earlier!r} and {given[key]!r}); keep one")
+    data.update({**resources, **given})
     if options.registry_url is not None:
         data["registry_url"] = options.registry_url
     if options.neptune is not None:
         data["neptune"] = options.neptune
-    data.update(_pairs(options.keys, "KEY=VALUE"))
     _check(options.name, data)
     path = config.write_context(options.name, data)
     print(f"added context {options.name} ({path})")
@@ -190,7 +194,10 @@ def _pairs(items: list[str], where: str) -> dict[str, Any]:
         key, separator, value = item.partition("=")
         if not separator or not key:
             raise MrunnerError(f"{where}: {item!r} is not KEY=VALUE")
-        pairs[key] = yaml.safe_load(value) if value else ""
+        parsed = yaml.safe_load(value) if value else ""
+        if key in pairs and pairs[key] != parsed:  # `--cpu 4 cpu=8`: one of them was dropped without a word
+            raise MrunnerError(f"{where}: {key} is given twice ({pairs[key]!r} and {parsed!r}); keep one")
+        pairs[key] = parsed
     return pairs
 
 
@@ -211,7 +218,7 @@ def _edit(name: str) -> int:
 
 def _delete(name: str) -> int:
     path = config.user_context_dir() / f"{name}.yaml"
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling link of yours is deleted too
         if name in config.context_sources():
             raise MrunnerError(f"context {name!r} is an example shipped with mrunner; it cannot be deleted")
         raise MrunnerError(f"unknown context {name!r}; `mrunner context list` shows them")

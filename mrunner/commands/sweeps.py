@@ -24,6 +24,7 @@ from mrunner.records import (
     PLANNED,
     PREEMPTED,
     RUNNING,
+    STATES,
     TERMINAL,
     TIMEOUT,
     Attempt,
@@ -32,6 +33,9 @@ from mrunner.records import (
 )
 from mrunner.reporter import Reporter
 from mrunner.store import RECORD_CHUNK, Store
+
+#: The states a run may still leave: what `cancel` reads of a sweep.
+OPEN = [state for state in STATES if state not in TERMINAL]
 
 
 def _say(line: str) -> None:
@@ -296,10 +300,11 @@ def logs_command(options: argparse.Namespace) -> int:
             f"experiment {run.ref} was never submitted, so it has no output (`mrunner resume {sweep.id}`)"
         )
 
-    def ended() -> bool:
-        return store.run(sweep.id, run.index).state in TERMINAL or all(
-            r.state in TERMINAL for r in following.refresh(sweep, store) if r.index == run.index
-        )
+    def ended() -> bool:  # asks about this experiment alone: a poll costs the same in a sweep of 50,000
+        if store.run(sweep.id, run.index).state in TERMINAL:
+            return True
+        following.ask(sweep, store, run.index)
+        return store.run(sweep.id, run.index).state in TERMINAL
 
     follow = options.follow
     if options.attempt is not None and options.attempt != run.attempt:
@@ -328,7 +333,7 @@ def cancel_arguments(parser: argparse.ArgumentParser) -> None:
 def cancel_command(options: argparse.Namespace) -> int:
     store = Store()
     sweep, run = store.find(options.target)
-    candidates = [run] if run is not None else store.runs(sweep.id)
+    candidates = [run] if run is not None else store.runs(sweep.id, OPEN)  # the ended ones stay undecoded
     open_runs = [r for r in candidates if r.state not in TERMINAL]
     if not open_runs:
         print(f"nothing to cancel: {'experiment ' + run.ref if run else 'sweep ' + sweep.id} has ended")

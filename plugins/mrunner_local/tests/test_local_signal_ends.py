@@ -84,3 +84,49 @@ def test_the_wrapper_tells_a_platform_that_reads_a_termination_message(mrunner, 
     told.unlink()
     ran = mrunner("exits.py", env={"MRUNNER_TERMINATION_LOG": str(told)})
     assert ran.returncode != 0 and not told.exists(), ran.stderr
+
+
+# Starts a process of its own (a data loader's worker, a `cmd &`) in its process group, notes its pid, then ends.
+LEAVES = """
+import os, subprocess, sys
+from mrunner import get_configuration
+
+config = get_configuration()
+child = subprocess.Popen(["sleep", "600"])
+with open(os.path.join(config.children, str(config.code)), "w") as out:
+    out.write(str(child.pid))
+sys.exit(config.code)
+"""
+
+
+def _runs(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_nothing_an_experiment_started_outlives_its_recorded_end(mrunner, tmp_path: Path, detach):
+    """A process the experiment left in its group ran on unsupervised after the experiment completed or failed,
+    holding its CPUs (or a GPU the next experiment gets), as no Slurm job or pod lets it."""
+    from mrunner.testing import wait_for
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "leaves.py").write_text(LEAVES)
+    children = tmp_path / "children"
+    children.mkdir()
+    mrunner.cwd = project
+    ran = mrunner("leaves.py", "-m", "code=0,3", f"children={children}", *(["--detach"] if detach else []))
+    sweep = ran.stdout.strip().splitlines()[-1]
+
+    def ended() -> bool:
+        found = json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]
+        return [e["state"] for e in found] == ["completed", FAILED]
+
+    wait_for(ended, timeout=120)
+    assert sorted(path.name for path in children.iterdir()) == ["0", "3"]
+    for noted in children.iterdir():
+        pid = int(noted.read_text())
+        wait_for(lambda pid=pid: not _runs(pid), timeout=10)  # gone with the end, not 600 s later

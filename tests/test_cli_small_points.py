@@ -12,6 +12,7 @@ import yaml
 
 from mrunner import paths
 from mrunner.store import Store
+from mrunner.testing import as_from_a_terminal
 
 
 def _project(tmp_path: Path, mrunner, script: str = "print('hi')\n") -> Path:
@@ -210,6 +211,7 @@ def test_ctrl_c_of_status_wait_says_the_sweep_goes_on(mrunner, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,  # Ctrl-C's SIGINT, however pytest was started (a background job ignores it)
     )
     assert follow.stderr is not None
     assert follow.stderr.readline().startswith(f"sweep {sweep}: ")  # following

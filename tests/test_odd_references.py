@@ -8,18 +8,34 @@ from pathlib import Path
 
 import pytest
 
+from mrunner.testing import MrunnerCommand
+from mrunner.testing.plugin import use_home
+
 COMMANDS = [["status"], ["logs"], ["cancel"], ["resume"], ["results"], ["pull"], ["forget"]]
 
 
-@pytest.fixture
-def two_sweeps(mrunner, tmp_path: Path) -> list[str]:
-    (tmp_path / "train.py").write_text("print('ran')\n")
-    mrunner.cwd = tmp_path
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """One mrunner home holding two ended sweeps, shared by the module's tests: each gives a command a
+    reference it refuses, so none changes it."""
+    home = tmp_path_factory.mktemp("mrunner-home")
+    project = tmp_path_factory.mktemp("project")
+    (project / "train.py").write_text("print('ran')\n")
     sweeps = []
-    for value in (1, 2):
-        ran = mrunner("train.py", f"a={value}")
-        assert ran.returncode == 0, ran.stderr
-        sweeps.append(ran.stdout.strip().splitlines()[-1])
+    with pytest.MonkeyPatch.context() as patch:
+        use_home(patch, home)
+        for value in (1, 2):
+            ran = MrunnerCommand(project)("train.py", f"a={value}")
+            assert ran.returncode == 0, ran.stderr
+            sweeps.append(ran.stdout.strip().splitlines()[-1])
+    return home, sweeps
+
+
+@pytest.fixture
+def two_sweeps(shared: tuple[Path, list[str]], mrunner_home: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The shared sweeps' ids, the test's ``mrunner`` using the home that holds them."""
+    home, sweeps = shared
+    use_home(monkeypatch, home)
     return sweeps
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from mrunner import plot
+from mrunner.testing import MrunnerCommand
+from mrunner.testing.plugin import use_home
 
 TRAIN = """
 import math, mrunner
@@ -18,12 +20,26 @@ for step in range(10):
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def sweep(tmp_path: Path, mrunner) -> str:
-    (tmp_path / "train.py").write_text(TRAIN)
-    result = mrunner("train.py", "-m", "lr=0.001,0.01,0.1", "seed=0,1", "width=1,2", "--wait")
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One mrunner home holding a 12-experiment sweep with metrics, shared by the module's tests, which only
+    read it (``results``): the sweep, not each test, pays for its experiments."""
+    home = tmp_path_factory.mktemp("mrunner-home")
+    project = tmp_path_factory.mktemp("project")
+    (project / "train.py").write_text(TRAIN)
+    with pytest.MonkeyPatch.context() as patch:
+        use_home(patch, home)
+        result = MrunnerCommand(project)("train.py", "-m", "lr=0.001,0.01,0.1", "seed=0,1", "width=1,2", "--wait")
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
+    return home, result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def sweep(swept: tuple[Path, str], mrunner_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The shared sweep's id, the test's ``mrunner`` reading the home that holds it."""
+    home, sweep_id = swept
+    use_home(monkeypatch, home)
+    return sweep_id
 
 
 def test_a_metric_against_an_axis_and_its_curves(sweep, mrunner, tmp_path):

@@ -9,23 +9,36 @@ from pathlib import Path
 import pytest
 
 from mrunner import table
+from mrunner.testing import MrunnerCommand
+from mrunner.testing.plugin import use_home
 
 STATES = {"completed", "failed"}
 
 
-@pytest.fixture
-def sweep(mrunner, tmp_path: Path) -> str:
-    project = tmp_path / "project"
-    project.mkdir()
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One mrunner home holding a 30-experiment sweep run to its end (half failed), shared by the module's
+    tests, which only read it: the sweep, not each test, pays for its 30 experiments."""
+    home = tmp_path_factory.mktemp("mrunner-home")
+    project = tmp_path_factory.mktemp("project")
     (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
     (project / "train.py").write_text(
         "import sys\nfrom mrunner import get_configuration, report\ni = get_configuration().i\n"
         "report({'a_long_metric_name': i / 7}, step=0)\nsys.exit(i % 2)\n"
     )
-    mrunner.cwd = project
-    ran = mrunner("train.py", "-m", "i=range(30)", "a_long_parameter_name=1")
+    with pytest.MonkeyPatch.context() as patch:
+        use_home(patch, home)
+        ran = MrunnerCommand(project)("train.py", "-m", "i=range(30)", "a_long_parameter_name=1")
     assert ran.returncode == 1, ran.stderr
-    return ran.stdout.strip().splitlines()[-1]
+    return home, ran.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def sweep(swept: tuple[Path, str], mrunner_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The shared sweep's id, the test's ``mrunner`` reading the home that holds it."""
+    home, sweep_id = swept
+    use_home(monkeypatch, home)
+    return sweep_id
 
 
 @pytest.mark.parametrize("columns", [30, 40, 80])

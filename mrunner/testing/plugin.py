@@ -131,13 +131,20 @@ def mrunner_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     from mrunner import plugins
 
     home = tmp_path_factory.mktemp("mrunner-home")
+    use_home(monkeypatch, home)
+    plugins.reset()
+    yield home
+    plugins.reset()
+
+
+def use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Make ``home`` mrunner's config and data home for what ``monkeypatch`` covers, as ``mrunner_home`` does
+    for a test; a module-scoped fixture that builds something many tests only read (a sweep run to its end)
+    uses it with ``pytest.MonkeyPatch.context()`` to build it, and each test to read it."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     for name in ("MRUNNER_PLUGINS", "COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
-    plugins.reset()
-    yield home
-    plugins.reset()
 
 
 @pytest.fixture

@@ -183,21 +183,6 @@ def untracked(tracker: str) -> None:
         os.write(descriptor, (line + "\n").encode())
 
 
-def noted(tracker: str) -> bool:
-    """Whether a process of this experiment (this one, another rank, an earlier attempt) noted in the metrics
-    file that it stopped forwarding to ``tracker``: from then on the catch-up (``mrunner.uploads``) may be
-    making the tracker's run from the submitting machine, so no process of the experiment makes one itself."""
-    folder = os.environ.get(EXPERIMENT_DIR_VARIABLE)
-    if not folder:
-        return False
-    mark = json.dumps({UNTRACKED: tracker})[1:-1].encode()  # '"untracked": "MLflow"', as untracked() writes it
-    try:
-        with open(os.path.join(folder, METRICS_FILE), "rb") as stream:
-            return mark in stream.read()
-    except FileNotFoundError:
-        return False
-
-
 # -- reading --------------------------------------------------------------------------------------------------
 
 

@@ -507,3 +507,15 @@ def test_a_run_create_that_lands_after_the_catch_up_made_the_run_leaves_one_run(
     points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
     assert points == [(0, 1.5), (1, 1.0), (2, 0.5)]
     relay.stop()
+
+
+def test_the_experiment_side_reads_the_note_the_catch_up_reads():
+    """``mlflow_run`` spells out the note's bytes (importing ``mrunner.metrics`` would be a cycle): the same as
+    what ``metrics.untracked`` writes and ``uploads`` looks for."""
+    import json
+
+    from mrunner import metrics, mlflow_run, uploads
+
+    assert mlflow_run.UNTRACKED_MARK == uploads._MARK
+    assert mlflow_run.UNTRACKED_MARK in json.dumps({"attempt": 0, metrics.UNTRACKED: "MLflow"}).encode()
+    assert mlflow_run.METRICS_FILE == metrics.METRICS_FILE

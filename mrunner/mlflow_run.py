@@ -81,15 +81,49 @@ def _find_or_create(info: Mapping[str, Any], stopped: Callable[[], bool]) -> str
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or str(info.get("project") or "mrunner")
     tracker = client()
     experiment_id = experiment_of(tracker, name)
-    found = tracker.search_runs([experiment_id], filter_string=f"tags.`{TAG}` = '{key_of(info)}'", max_results=1)
+    found = runs_tagged(tracker, experiment_id, key_of(info))
     if found:
         return str(found[0].info.run_id)
-    if stopped():  # the server answered too late: a run made now could race the catch-up's, making two
-        raise Abandoned("the experiment went on without its MLflow run")
+    if stopped() or _caught_up():  # a run made now could race the catch-up's, making two
+        raise Abandoned("the experiment went on without its MLflow run; `mrunner results` makes it")
     run_id = create(tracker, experiment_id, info)
+    if stopped() or _caught_up():
+        # The create landed after forwarding stopped (held on the way): the catch-up makes the run from now on,
+        # and may have made it already. This run is left only when no other is there (the catch-up then finds
+        # it and gives it the parameters); otherwise it goes, empty. Should the catch-up's run land after the
+        # look below, the catch-up sees this one, still without parameters, and deletes it (``uploads``).
+        if any(run.info.run_id != run_id for run in runs_tagged(tracker, experiment_id, key_of(info))):
+            tracker.delete_run(run_id)
+        raise Abandoned("the experiment went on without its MLflow run; `mrunner results` makes it")
     for _, params, tags in batches([], *first_batch(info)):
         tracker.log_batch(run_id, params=params, tags=tags)
     return run_id
+
+
+#: The experiment's metrics file, and what ``mrunner.metrics.untracked("MLflow")`` writes in it (the names of
+#: ``mrunner.metrics``, which imports this module through ``mrunner.tracking``).
+METRICS_FILE, UNTRACKED_MARK = "mrunner-metrics.jsonl", b'"untracked": "MLflow"'
+
+
+def _caught_up() -> bool:
+    """Whether a process of this experiment (this one, another rank, an earlier attempt) stopped forwarding to
+    MLflow (its note in the metrics file): from then on only the catch-up makes the experiment's run, never a
+    process of the experiment, so that the two never make one each."""
+    folder = os.environ.get("MRUNNER_EXPERIMENT_DIR")
+    if not folder:
+        return False
+    try:
+        with open(os.path.join(folder, METRICS_FILE), "rb") as stream:
+            return UNTRACKED_MARK in stream.read()
+    except FileNotFoundError:
+        return False
+
+
+def runs_tagged(tracker: Any, experiment_id: str, key: str) -> list[Any]:
+    """The live runs made for experiment ``key`` (``SWEEP/INDEX``), those holding their parameters first (one
+    without them is a run whose maker stopped before it logged them: only the catch-up still uses it)."""
+    found = tracker.search_runs([experiment_id], filter_string=f"tags.`{TAG}` = '{key}'", max_results=100)
+    return sorted(found, key=lambda run: ATTEMPT_TAG not in run.data.tags)
 
 
 def key_of(info: Mapping[str, Any]) -> str:
@@ -146,8 +180,10 @@ def runs_of_sweep(tracker: Any, experiment_id: str, sweep_id: str) -> dict[str, 
         )
         for run in page:
             key = run.data.tags.get(TAG)
-            if key is not None and key not in found:  # MLflow's order (newest first): the one _find_or_create finds
-                found[key] = (str(run.info.run_id), ATTEMPT_TAG in run.data.tags)
+            complete = ATTEMPT_TAG in run.data.tags
+            if key is not None and (key not in found or complete and not found[key][1]):
+                # MLflow's order (newest first), one holding its parameters first: the one _find_or_create finds
+                found[key] = (str(run.info.run_id), complete)
         token = page.token
         if not token:
             return found

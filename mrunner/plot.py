@@ -2,7 +2,9 @@
 
 matplotlib is an optional extra (``mrunner[plot]``), imported only here, drawing without a display (Agg). Both
 pictures stay readable for large grids: up to ``LEGEND_LIMIT`` lines get a legend; more are coloured along a
-colour bar of the axis that tells them apart (or drawn thin and translucent when nothing orders them). A swept
+colour bar of the axis that tells them apart, or, when no numeric axis does, get a colour and a dash each (up to
+``STYLED_LIMIT``, with a legend beside the picture) or one per value of the axes with few values (a legend of
+those values). A swept
 axis whose values are geometric (0.001, 0.01, 0.1) is drawn on a log scale, and so is a metric spanning
 several orders of magnitude.
 """
@@ -83,7 +85,7 @@ def against_axis(
     pyplot = _pyplot()
     figure, axis = pyplot.subplots(figsize=(8, 5), layout="constrained")
     line_axes = [{a: members[0].axes[a] for a in others} for members in lines.values()]
-    colour = _colouring(pyplot, figure, axis, line_axes, others)
+    colour, handles = _colouring(pyplot, figure, axis, line_axes, others)
     for number, members in enumerate(lines.values()):
         members = sorted(members, key=lambda r: r.axes[x] if numeric_x else categories.index(str(r.axes[x])))
         positions = [r.axes[x] if numeric_x else categories.index(str(r.axes[x])) for r in members]
@@ -102,7 +104,7 @@ def against_axis(
     axis.set_xlabel(x)
     axis.set_ylabel(metric + (f" (mean ± std over {', '.join(over)})" if over else ""))
     axis.set_title(f"sweep {sweep_id}: {metric} against {x}", fontsize=10)
-    _save(pyplot, figure, axis, len(lines), output)
+    _save(pyplot, figure, axis, len(lines), output, handles)
 
 
 def curves(
@@ -119,7 +121,7 @@ def curves(
     pyplot = _pyplot()
     figure, axis = pyplot.subplots(figsize=(8, 5), layout="constrained")
     drawn = [row for row in rows if any(by_index[i].curves.get(metric) for i in row.indices)]
-    colour = _colouring(pyplot, figure, axis, [row.axes for row in drawn], list(axes))
+    colour, handles = _colouring(pyplot, figure, axis, [row.axes for row in drawn], list(axes))
     every: list[float] = []
     for number, row in enumerate(drawn):
         members = [by_index[i].curves[metric] for i in row.indices if by_index[i].curves.get(metric)]
@@ -144,30 +146,85 @@ def curves(
     axis.set_ylabel(metric)
     grouped = len(drawn) < len(experiments)
     axis.set_title(f"sweep {sweep_id}: {metric} per step" + (" (mean ± std per group)" if grouped else ""), fontsize=10)
-    _save(pyplot, figure, axis, len(drawn), output)
+    _save(pyplot, figure, axis, len(drawn), output, handles)
+
+
+#: Past LEGEND_LIMIT lines with no numeric axis to colour by, each line still gets a style of its own (a colour
+#: and a dash) and a legend beside the picture, up to this many lines.
+STYLED_LIMIT = 40
+_DASHES: tuple[Any, ...] = ("-", "--", ":", "-.")
+#: Beyond STYLED_LIMIT, the axis that sets the lines' colour has at most this many values, and the one that sets
+#: their dash at most len(_DASHES): the legend names those values, not each line.
+_KEY_VALUES = 10
 
 
 def _colouring(pyplot: Any, figure: Any, axis: Any, labels: list[dict[str, Any]], names: Sequence[str]) -> Any:
-    """A function (line number, its axes' values) -> line style. Few lines: one colour each, labelled for the
-    legend. Many: coloured along the first numeric axis that tells them apart, with a colour bar, thin and
-    translucent so that a thousand stay legible."""
+    """``(style, handles)``: a function (line number, its axes' values) -> line style, and the legend's entries
+    when they are not the lines' own labels (``None``: a legend of the labelled lines, if any). Few lines: one
+    colour each, labelled. Many: coloured along the first numeric axis that tells them apart, with a colour bar,
+    thin and translucent so that a thousand stay legible. Many with no such axis: up to ``STYLED_LIMIT`` a colour
+    and a dash each, labelled; beyond, coloured by the value of one axis and dashed by that of another, the
+    legend naming those values."""
     if len(labels) <= LEGEND_LIMIT:
         cycle = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
-        return lambda number, axes: {"color": cycle[number % len(cycle)], "label": _label(axes)}
+        return lambda number, axes: {"color": cycle[number % len(cycle)], "label": _label(axes)}, None
     import matplotlib.colors as colors
 
-    ordered = [n for n in names if all(_numeric(a.get(n)) for a in labels) and len({a.get(n) for a in labels}) > 1]
+    varying = [n for n in names if len({str(a.get(n)) for a in labels}) > 1]
+    ordered = [n for n in varying if all(_numeric(a.get(n)) for a in labels)]
     ordered.sort(key=lambda n: "seed" in n.lower())  # a seed orders nothing: colour by a real axis first
-    scale = ordered[0] if ordered else None
     width = 0.6 if len(labels) > 100 else 1.0
     alpha = 0.35 if len(labels) > 100 else 0.7
-    if scale is None:
-        return lambda number, axes: {"color": "tab:blue", "alpha": alpha, "linewidth": width}
+    if not ordered:
+        return _categorical(pyplot, labels, varying, width, alpha)
+    scale = ordered[0]
     values = [a[scale] for a in labels]
     norm = (colors.LogNorm if geometric(values) else colors.Normalize)(min(values), max(values))
     cmap = pyplot.get_cmap("viridis")
     figure.colorbar(pyplot.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axis, label=scale)
-    return lambda number, axes: {"color": cmap(norm(axes[scale])), "alpha": alpha, "linewidth": width}
+    return lambda number, axes: {"color": cmap(norm(axes[scale])), "alpha": alpha, "linewidth": width}, None
+
+
+def _categorical(pyplot: Any, labels: list[dict[str, Any]], varying: list[str], width: float, alpha: float) -> Any:
+    """Styles for many lines that no numeric axis orders (``_colouring``)."""
+    palette = [pyplot.get_cmap("tab10")(i) for i in range(10)]
+    if len(labels) <= STYLED_LIMIT:
+        return (
+            lambda number, axes: {
+                "color": palette[number % len(palette)],
+                "linestyle": _DASHES[number // len(palette) % len(_DASHES)],
+                "label": _label(axes),
+            },
+            None,
+        )
+    from matplotlib.lines import Line2D
+
+    def values_of(name: str) -> list[str]:
+        return list(dict.fromkeys(str(a.get(name)) for a in labels))
+
+    keyed = sorted((n for n in varying if len(values_of(n)) <= _KEY_VALUES), key=lambda n: -len(values_of(n)))
+    colour_by = keyed[0] if keyed else None
+    dash_by = next((n for n in keyed[1:] if len(values_of(n)) <= len(_DASHES)), None)
+    handles = []
+    if colour_by is not None:
+        handles += [
+            Line2D([], [], color=palette[i], label=f"{colour_by}={v}") for i, v in enumerate(values_of(colour_by))
+        ]
+    if dash_by is not None:
+        handles += [
+            Line2D([], [], color="black", linestyle=_DASHES[i], label=f"{dash_by}={v}")
+            for i, v in enumerate(values_of(dash_by))
+        ]
+
+    def style(number: int, axes: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {"alpha": alpha, "linewidth": width, "color": "tab:blue"}
+        if colour_by is not None:
+            found["color"] = palette[values_of(colour_by).index(str(axes.get(colour_by)))]
+        if dash_by is not None:
+            found["linestyle"] = _DASHES[values_of(dash_by).index(str(axes.get(dash_by)))]
+        return found
+
+    return style, handles or None
 
 
 def _log_if_spread(axis: Any, values: list[float]) -> None:
@@ -176,8 +233,12 @@ def _log_if_spread(axis: Any, values: list[float]) -> None:
         axis.set_yscale("log")
 
 
-def _save(pyplot: Any, figure: Any, axis: Any, lines: int, output: Path) -> None:
-    if lines <= LEGEND_LIMIT and lines > 1:
+def _save(pyplot: Any, figure: Any, axis: Any, lines: int, output: Path, handles: list[Any] | None) -> None:
+    if handles is not None:
+        axis.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    elif LEGEND_LIMIT < lines <= STYLED_LIMIT and axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), ncols=math.ceil(lines / 20))
+    elif 1 < lines <= LEGEND_LIMIT:
         axis.legend(fontsize=8)
     axis.grid(True, alpha=0.3)
     try:

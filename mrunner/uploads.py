@@ -225,6 +225,8 @@ class _Mlflow:
         self.client: Any = None
         self.experiment_id = ""
         self.found: dict[str, tuple[str, bool]] = {}  # SWEEP/INDEX -> (run id, whether it holds parameters)
+        #: Whether the experiments' processes track live (this is the catch-up): they may make runs too.
+        self.live = not mlflow_tracker.deferred(sweep.context)
 
     def unanswered(self) -> str | None:
         if not self.where:  # MLflow would write into ./mlruns of the current folder
@@ -263,7 +265,20 @@ class _Mlflow:
                 first = mlflow_run.first_batch(info)
         for some_metrics, params, tags in mlflow_run.batches(batch, *first):
             self.client.log_batch(run_id, metrics=some_metrics, params=params, tags=tags)
+        if self.live and known.get("run") is None:
+            self._one_run(sweep, run, run_id)
         return {"run": run_id}
+
+    def _one_run(self, sweep: Sweep, run: Run, chosen: str) -> None:
+        """Delete the experiment's other runs that hold no parameters: runs an experiment's process made with
+        a create that landed after it had stopped forwarding (held on the way), after this upload's search, so
+        that the experiment has one run (``mlflow_run._find_or_create`` deletes its own when it sees ours)."""
+        from mrunner import mlflow_run
+
+        key = mlflow_run.key_of(run.config_document(sweep))
+        for other in mlflow_run.runs_tagged(self.client, self.experiment_id, key):
+            if other.info.run_id != chosen and mlflow_run.ATTEMPT_TAG not in other.data.tags:
+                self.client.delete_run(other.info.run_id)
 
 
 class _Wandb:

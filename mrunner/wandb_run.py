@@ -55,7 +55,11 @@ def log(metrics: Mapping[str, float], step: int | None, _when: float | None = No
 
         info = experiment_info()
         identify(info)
-        bound = None if os.environ.get("WANDB_INIT_TIMEOUT") else wandb.Settings(init_timeout=INIT_SECONDS)
+        # quiet: W&B's "Currently logged in as" line asks the server who the key belongs to first, outside
+        # init_timeout (WANDB_HTTP_TIMEOUT, 10 s, against a server that is gone); its other lines stay.
+        bound = wandb.Settings(quiet=True)
+        if not os.environ.get("WANDB_INIT_TIMEOUT"):
+            bound.init_timeout = INIT_SECONDS
         wandb.init(
             config=dict(info.get("parameters") or {}), tags=[str(t) for t in info.get("tags") or []], settings=bound
         )

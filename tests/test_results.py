@@ -63,6 +63,8 @@ def test_the_table_shows_axes_constants_metrics_and_what_did_not_complete(mrunne
     assert [r["acc"] for r in records(mrunner, sweep, "--agg", "mean")] == [0.5] * 6
     assert [r["index"] for r in records(mrunner, sweep, "--sort", "-loss")] == [5, 4, 3, 2, 1, 0]
     assert [r["index"] for r in records(mrunner, sweep, "--sort", "loss", "--where", "lr=1")] == [3, 4, 5]
+    # several values as the grid writes them: any of them (was refused: "no experiment has it; lr is 0.1, 1.0")
+    assert [r["index"] for r in records(mrunner, sweep, "--where", "lr=0.1,1.0", "--where", "seed=0,2")] == [0, 2, 3, 5]
     first = records(mrunner, sweep)[0]
     assert first == {
         "index": 0,

@@ -96,3 +96,53 @@ def test_a_geometric_axis_is_drawn_on_a_log_scale():
     assert not plot.geometric([1, 2, 3, 4])  # even steps
     assert not plot.geometric([0, 0.1, 1.0, 10.0])  # zero has no logarithm
     assert not plot.geometric(["adam", "sgd"])
+
+
+def _categorical_grid(**grid: list[str]):
+    """Experiments and rows of a grid of named (non-numeric) values, each with a short loss curve."""
+    import itertools
+
+    from mrunner.comparison import Experiment, Row
+
+    experiments, rows = [], []
+    for index, values in enumerate(itertools.product(*grid.values())):
+        axes = dict(zip(grid, values))
+        curve = {step: 1.0 / (1 + step + index % 7) for step in range(5)}
+        experiments.append(Experiment(index, f"e{index}", "completed", 0, axes, {"loss": curve}))
+        rows.append(Row(dict(axes), {"loss": curve[4]}, "completed", [index]))
+    return experiments, rows, list(grid)
+
+
+def test_past_twelve_lines_with_no_numeric_axis_each_line_has_a_style_of_its_own_with_a_legend(tmp_path):
+    """20 lines told apart by named values only: a colour and a dash each, all different, each in the legend."""
+    pyplot = plot._pyplot()
+    experiments, rows, names = _categorical_grid(opt=["adam", "sgd", "rmsprop", "adagrad", "lion"], model=list("abcd"))
+    figure, axis = pyplot.subplots()
+    style, handles = plot._colouring(pyplot, figure, axis, [row.axes for row in rows], names)
+    styles = [style(number, row.axes) for number, row in enumerate(rows)]
+    pyplot.close(figure)
+    assert handles is None and len({(s["color"], s["linestyle"]) for s in styles}) == 20
+    assert [s["label"] for s in styles][:2] == ["opt=adam, model=a", "opt=adam, model=b"]
+    target = tmp_path / "curves.png"
+    plot.curves(experiments, rows, names, "loss", target, "s")
+    assert target.read_bytes().startswith(PNG)
+
+
+def test_a_thousand_lines_with_no_numeric_axis_are_coloured_and_dashed_by_axes_the_legend_names(tmp_path):
+    """1,000 lines, named values only: colour by an axis of at most ten values, dash by one of at most four, and
+    the legend lists those values (not a thousand lines)."""
+    pyplot = plot._pyplot()
+    grid = {"opt": ["adam", "sgd", "rmsprop", "adagrad", "lion"], "model": list("abcd"), "data": list("vwxyz")}
+    experiments, rows, names = _categorical_grid(**grid, init=[f"i{k}" for k in range(10)])
+    figure, axis = pyplot.subplots()
+    style, handles = plot._colouring(pyplot, figure, axis, [row.axes for row in rows], names)
+    pyplot.close(figure)
+    assert [h.get_label() for h in handles] == [f"init=i{k}" for k in range(10)] + [f"model={m}" for m in "abcd"]
+    colours = {row.axes["init"]: style(n, row.axes)["color"] for n, row in enumerate(rows)}
+    dashes = {row.axes["model"]: style(n, row.axes)["linestyle"] for n, row in enumerate(rows)}
+    assert len(set(colours.values())) == 10 and len(set(dashes.values())) == 4
+    for n, row in enumerate(rows):
+        assert style(n, row.axes)["color"] == colours[row.axes["init"]]
+    target = tmp_path / "plot.png"
+    plot.against_axis(experiments, rows, names, "loss", "opt", [], target, "s")
+    assert target.read_bytes().startswith(PNG)

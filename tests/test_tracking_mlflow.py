@@ -207,6 +207,14 @@ class Relay:
         self.port = probe.getsockname()[1]
         probe.close()
         self.sockets: list = []
+        self.held: bytes | None = None  # a request path to hold, the first time it is asked for
+        self.holding = __import__("threading").Event()  # set while it is held
+        self.released = __import__("threading").Event()
+
+    def hold_first(self, path: bytes) -> None:
+        """Hold the first request for ``path`` on its way to the server (``holding`` set) until ``released``
+        is set: a request sent in time that lands late."""
+        self.held = path
 
     def start(self) -> None:
         import socket
@@ -215,17 +223,39 @@ class Relay:
         listener = socket.create_server(("127.0.0.1", self.port))
         self.sockets = [listener]
 
-        def pump(source, sink) -> None:
-            try:
-                while data := source.recv(65536):
-                    sink.sendall(data)
-            except OSError:
-                pass
-            for end in (source, sink):
+        def cut(*ends) -> None:
+            for end in ends:
                 try:
                     end.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+        def back(upstream, client, current: list) -> None:
+            try:
+                while data := upstream.recv(65536):
+                    client.sendall(data)
+            except OSError:
+                pass
+            if current[0] is upstream:  # the server closed it: the client's goes too, as a proxy's would
+                cut(upstream, client)
+
+        def serve(client) -> None:
+            current: list = [None]  # this client's connection to the server, made when a request comes
+            try:
+                while data := client.recv(65536):
+                    if self.held is not None and self.held in data:
+                        self.held = None
+                        current[0] = None  # the server closes the idle one meanwhile: it lands on a new one
+                        self.holding.set()
+                        self.released.wait()
+                    if current[0] is None:
+                        current[0] = socket.create_connection(self.target)
+                        self.sockets.append(current[0])
+                        threading.Thread(target=back, args=(current[0], client, current), daemon=True).start()
+                    current[0].sendall(data)
+            except OSError:
+                pass
+            cut(client, *[end for end in current if end is not None])
 
         def accept() -> None:
             while True:
@@ -233,10 +263,8 @@ class Relay:
                     client, _ = listener.accept()
                 except OSError:
                     return
-                upstream = socket.create_connection(self.target)
-                self.sockets += [client, upstream]
-                threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
-                threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+                self.sockets.append(client)
+                threading.Thread(target=serve, args=(client,), daemon=True).start()
 
         threading.Thread(target=accept, daemon=True).start()
 
@@ -418,3 +446,76 @@ def test_a_server_down_at_the_start_the_experiment_starts_within_the_bound_and_r
     assert len(client.search_runs([run.info.experiment_id])) == 1
     assert sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")) == points
     relay.stop()
+
+
+def test_a_run_create_that_lands_after_the_catch_up_made_the_run_leaves_one_run(
+    mlflow_service, mrunner, mrunner_home, tmp_path
+):
+    """The experiment's own create of its run is sent in time but held on the way past the sender's start bound:
+    forwarding stops, `mrunner results` (the catch-up) makes the run and uploads the points; then the held create
+    lands. The experiment's process sees it landed after it stopped, finds the catch-up's run, and deletes its own
+    (empty): one live run, holding every point once, and a later `results` makes no other."""
+
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    from mrunner.records import TERMINAL
+    from mrunner.testing import wait_for
+
+    relay, experiment = relayed_context(mlflow_service, mrunner_home, "late")
+    relay.hold_first(b"/runs/create")
+    gate = tmp_path / "gate"
+    (tmp_path / "train.py").write_text(
+        "import os, time, mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "for step in range(3):\n"
+        "    mrunner.report({'loss': c.lr * (3 - step)}, step=step)\n"
+        "print('trained', flush=True)\n"
+        f"while not os.path.exists({str(gate)!r}):\n"  # alive while its held create lands
+        "    time.sleep(0.05)\n"
+    )
+    submitted = mrunner("+context=late", "train.py", "-m", "lr=0.5", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    try:
+        assert relay.holding.wait(120), "the experiment's create never came"
+        wait_for(lambda: mrunner("logs", f"{sweep}/0").stdout, lambda log: "trained" in log, what="training")
+        shown = mrunner("results", sweep, "--json")  # the catch-up: makes the run, uploads the points
+        assert shown.returncode == 0 and "uploaded the new metrics of 1 experiment" in shown.stderr, shown.stderr
+        client = MlflowClient(mlflow_service["tracking_uri"])
+        experiment_id = client.get_experiment_by_name(experiment).experiment_id
+        (made,) = client.search_runs([experiment_id])
+    finally:
+        relay.released.set()  # the held create lands now
+    deleted = wait_for(
+        lambda: client.search_runs([experiment_id], run_view_type=ViewType.DELETED_ONLY),
+        lambda found: len(found) == 1,
+        what="the late run deleted by the experiment's process",
+        timeout=120,
+    )
+    assert deleted[0].info.run_id != made.info.run_id and deleted[0].data.tags["mrunner.experiment"] == f"{sweep}/0"
+    gate.write_text("")
+
+    def state() -> str:
+        return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
+
+    assert wait_for(state, lambda found: found in TERMINAL, timeout=120) == "completed"
+    again = mrunner("results", sweep)
+    assert again.returncode == 0, again.stderr
+    (run,) = client.search_runs([experiment_id])
+    assert run.info.run_id == made.info.run_id and run.data.params["lr"] == "0.5"
+    points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
+    assert points == [(0, 1.5), (1, 1.0), (2, 0.5)]
+    relay.stop()
+
+
+def test_the_experiment_side_reads_the_note_the_catch_up_reads():
+    """``mlflow_run`` spells out the note's bytes (importing ``mrunner.metrics`` would be a cycle): the same as
+    what ``metrics.untracked`` writes and ``uploads`` looks for."""
+    import json
+
+    from mrunner import metrics, mlflow_run, uploads
+
+    assert mlflow_run.UNTRACKED_MARK == uploads._MARK
+    assert mlflow_run.UNTRACKED_MARK in json.dumps({"attempt": 0, metrics.UNTRACKED: "MLflow"}).encode()
+    assert mlflow_run.METRICS_FILE == metrics.METRICS_FILE

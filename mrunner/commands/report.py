@@ -56,7 +56,7 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help="only experiments whose parameter KEY is VALUE (repeatable: all must hold)",
+        help="only experiments whose parameter KEY is VALUE, or one of V1,V2,... (repeatable: all must hold)",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the rows as a JSON list of flat records (pandas)")
@@ -273,6 +273,13 @@ def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experim
             names = dict.fromkeys(name for experiment in experiments for name in experiment.parameters)
             raise MrunnerError(f"--where {condition!r}: no parameter {key!r}; parameters: {', '.join(names) or 'none'}")
         matching = [e for e in chosen if key in e.parameters and comparison.matches(e.parameters[key], wanted)]
+        if not matching and "," in wanted:  # lr=0.1,1.0 as the grid writes it: any of them (no value is all of it)
+            alternatives = wanted.split(",")
+            matching = [
+                e
+                for e in chosen
+                if key in e.parameters and any(comparison.matches(e.parameters[key], one) for one in alternatives)
+            ]
         if not matching:
             values = dict.fromkeys(_cell(e.parameters[key]) for e in chosen if key in e.parameters)
             shown = ", ".join(list(values)[:WHERE_VALUES_SHOWN]) + (", ..." if len(values) > WHERE_VALUES_SHOWN else "")

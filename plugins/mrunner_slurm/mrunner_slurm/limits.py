@@ -238,13 +238,20 @@ def _number(text: str) -> int | None:
 
 
 def refuse_beyond(
-    limits: Limits, jobs: int, where: str, points_per_task: int = 1, classes: Sequence[int] = (), waiting: int = 0
+    limits: Limits,
+    jobs: int,
+    where: str,
+    points_per_task: int = 1,
+    classes: Sequence[int] = (),
+    waiting: int = 0,
+    refusal: type[Refused] = Refused,
 ) -> None:
     """Raise ``Refused`` when ``jobs`` more jobs (array tasks of ``points_per_task`` experiments) exceed what
     the user may still submit: sbatch would refuse the arrays that do not fit, after the first ones were
     accepted. ``classes``: the experiments of each resource class being added (each its own arrays), beyond
     ``waiting`` jobs of arrays decided earlier: the ``points_per_task`` the refusal suggests is one with
-    which they fit (``packing.fitting``)."""
+    which they fit (``packing.fitting``). ``refusal``: the exception raised (``RefusedAsPlanned`` before the
+    sweep is recorded)."""
     allowance = limits.allowance
     if allowance is None or jobs <= allowance:
         return
@@ -265,4 +272,4 @@ def refuse_beyond(
             f"set the context key points_per_task (points_per_task: {fits}, or auto) to run more experiments "
             f"per job, or submit fewer experiments"
         )
-    raise Refused(f"{where} allows at most {binding}{now}, and this sweep needs {jobs} ({each}): {change}")
+    raise refusal(f"{where} allows at most {binding}{now}, and this sweep needs {jobs} ({each}): {change}")

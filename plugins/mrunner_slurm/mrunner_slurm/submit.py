@@ -16,7 +16,7 @@ from typing import Any
 
 from mrunner import interrupts, layout
 from mrunner.backend import Rendered
-from mrunner.errors import BackendError, MrunnerError, Refused
+from mrunner.errors import BackendError, MrunnerError, Refused, RefusedAsPlanned
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep, resource_label
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
@@ -348,17 +348,18 @@ def refuse_planned(
     """Raise ``Refused`` naming the first resource class of a plan (``planned``: each class's own resources
     and its experiments, ``Backend.ready``) sbatch would refuse, before the sweep is recorded: packed as
     ``admit`` would pack a new sweep of them (the same ``found`` limits). Returns the sbatch options asked,
-    which ``refuse_classes`` need not ask again. A plan beyond the user's job allowance asks nothing: sbatch
-    would refuse it for that alone, which ``admit`` says better (the limit and ``points_per_task``), after
-    recording, where a repeated submission of runs already submitted records fewer."""
+    which ``refuse_classes`` need not ask again. A plan beyond the user's job allowance is refused for that
+    alone (the limit and ``points_per_task``: ``limits.refuse_beyond``) as ``RefusedAsPlanned``, which the
+    core asks again of fewer runs when a repeated submission skips some."""
     counts = [count for _, count in planned]
     try:
         k = packing.points_per_task(context, sum(counts), packing.as_limits(found))
-    except MrunnerError:  # auto finds no room: so does admit, unless the records skip every run as submitted
-        return set()
+    except MrunnerError as error:  # auto finds no room
+        raise RefusedAsPlanned(str(error)) from None
     k = packing.auto_fitted(context, counts, found.allowance, k)
-    if found.allowance is not None and sum(-(-count // min(k, count)) for count in counts) > found.allowance:
-        return set()
+    jobs = sum(-(-count // min(k, count)) for count in counts)  # each class its own arrays
+    where = f"{connection.target.alias} (user {connection.target.user})"
+    limits.refuse_beyond(found, jobs, where, k, classes=counts, refusal=RefusedAsPlanned)
     size = found.max_array_size or max_array_size(connection)
     probes: dict[tuple[str, ...], _Probe] = {}
     for own, count in planned:

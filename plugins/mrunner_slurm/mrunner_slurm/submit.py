@@ -366,7 +366,10 @@ def refuse_planned(
         each = min(k, count) if k > 1 else 1  # a class smaller than K is one task of all its points
         options = tuple(resource_options(packing.task_context({**context, **own}, each)))
         tasks = min(-(-count // each), size)  # its first array's
-        probes.setdefault(options, _Probe("mrunner-probe", f"0-{tasks - 1}", resource_label(dict(own)), count))
+        # classes whose tasks ask for the same (cpu=1 two at once, cpu=2 alone) are one probe of them all
+        probes[options] = _Probe("mrunner-probe", f"0-{tasks - 1}", (resource_label(dict(own)),), count).merged(
+            probes.get(options)
+        )
     _probe(connection, probes, context_name)
     return set(probes)
 
@@ -380,33 +383,47 @@ def refuse_classes(
     refused before anything is uploaded or submitted, instead of being refused by sbatch after its first
     classes' arrays were accepted; only for classes ``refuse_planned`` did not ask (``asked``) before the
     sweep was recorded (a resumed sweep, a connection that wanted a prompt, a recorded packing)."""
-    grouped: dict[tuple[str, ...], list[Unit]] = {}
+    probes: dict[tuple[str, ...], _Probe] = {}
     for unit in planned:
         if unit.name(sweep) not in done:
             k = max(len(task) for task in unit.tasks) if unit.tasks is not None else 1
-            grouped.setdefault(tuple(resource_options(packing.task_context(unit.context(sweep), k))), []).append(unit)
-    probes = {
-        options: _Probe(
-            members[0].name(sweep),
-            batch.array_spec(members[0].task_ids, None),
-            resource_label(members[0].resources),
-            sum(len(unit.runs) for unit in members),
-        )
-        for options, members in grouped.items()
-        if options not in asked
-    }
+            options = tuple(resource_options(packing.task_context(unit.context(sweep), k)))
+            if options not in asked:
+                found = _Probe(
+                    unit.name(sweep),
+                    batch.array_spec(unit.task_ids, None),
+                    (resource_label(unit.resources),),
+                    len(unit.runs),
+                )
+                probes[options] = found.merged(probes.get(options))
     _probe(connection, probes, sweep.context_name)
 
 
 @dataclass(frozen=True)
 class _Probe:
-    """One resource class as ``sbatch --test-only`` is asked of it: its first array's name and task ids,
-    and for the refusal its label (empty: the context's own) and experiments."""
+    """The resource classes whose tasks ask for the same sbatch options, as ``sbatch --test-only`` is asked
+    of them: the first one's first array's name and task ids, and for the refusal each class's label and
+    their experiments together."""
 
     name: str
     array: str
-    label: str
+    labels: tuple[str, ...]  # of each class asked (empty: the context's own)
     count: int
+
+    def merged(self, earlier: _Probe | None) -> _Probe:
+        """This class's probe added to ``earlier``'s of the same sbatch options (asked once, as ``earlier``'s
+        first array): the refusal names and counts the experiments of both."""
+        if earlier is None:
+            return self
+        labels = earlier.labels + tuple(label for label in self.labels if label not in earlier.labels)
+        return dataclasses.replace(earlier, labels=labels, count=earlier.count + self.count)
+
+    @property
+    def label(self) -> str:
+        """``gpu=1 or gpu=2``: what its experiments ask for; empty when only the context's own."""
+        if not any(self.labels):
+            return ""
+        return " or ".join(label or "the context's own resources" for label in self.labels)
 
 
 def _probe(connection: Connection, probes: Mapping[tuple[str, ...], _Probe], context_name: str) -> None:

@@ -222,3 +222,23 @@ def test_a_spec_experiments_class_the_site_refuses_is_refused_packed_before_the_
     assert json.loads(mrunner("status", "--json").stdout) == []
     called = set(os.listdir(traces))
     assert "Backend.ready" in called and "Backend.admit" not in called, called
+
+
+def test_packed_classes_whose_tasks_ask_the_same_are_refused_together_with_every_experiment_counted(
+    cluster, mrunner, tmp_path
+):
+    """Packed (``points_per_task: 4``), a class of 4 points of 1 minute and one of 2 points of 2 minutes make
+    tasks that ask for the same 4 minutes: one probe asks for both, so its refusal names both classes and all
+    6 experiments (it named the first class and its 4 alone, as if the others were accepted)."""
+    (tmp_path / "spec.py").write_text(
+        "from mrunner import create_experiments\n"
+        "experiments_list = create_experiments('train.py', params_grid={'exit': [0, 0, 0, 0]}, resources={\n"
+        "    'partition': 'nosuch', 'time': 1}) + create_experiments(\n"
+        "    'train.py', params_grid={'exit': [0, 0]}, resources={'partition': 'nosuch', 'time': 2})\n"
+    )
+    refused = mrunner("+context=test-slurm", "spec.py", "context.points_per_task=4")
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "refuses the 6 experiments with partition=nosuch time=1 or partition=nosuch time=2" in line, line
+    assert "--time=0-00:04:00" in line and "nothing was submitted or recorded" in line, line
+    assert json.loads(mrunner("status", "--json").stdout) == []

@@ -46,6 +46,11 @@ class Unit:
         return self.runs[0].context(sweep)
 
     @property
+    def most(self) -> int:
+        """The points its tasks hold at most (1 unpacked)."""
+        return max(len(task) for task in self.tasks) if self.tasks is not None else 1
+
+    @property
     def task_ids(self) -> list[int]:
         if self.tasks is not None:
             return list(range(len(self.tasks)))
@@ -334,6 +339,8 @@ def admit(
     limits.refuse_beyond(found, waiting + adding, where, k, classes=sizes, waiting=waiting)
     groups, _ = packing.recorded(plan, runs)
     planned = [unit for k, size, members in groups for unit in units(members, size, k)]
+    tasks = [(unit.context(sweep), unit.most) for unit in planned if unit.name(sweep) not in done]
+    limits.refuse_overtime(found, tasks, where)
     refuse_classes(connection, sweep, planned, done, asked)
     return plan
 
@@ -361,9 +368,10 @@ def refuse_planned(
     where = f"{connection.target.alias} (user {connection.target.user})"
     limits.refuse_beyond(found, jobs, where, k, classes=counts, refusal=RefusedAsPlanned)
     size = found.max_array_size or max_array_size(connection)
+    most = [min(k, count) if k > 1 else 1 for count in counts]  # a class smaller than K is one task of all
+    limits.refuse_overtime(found, [({**context, **own}, each) for (own, _), each in zip(planned, most)], where)
     probes: dict[tuple[str, ...], _Probe] = {}
-    for own, count in planned:
-        each = min(k, count) if k > 1 else 1  # a class smaller than K is one task of all its points
+    for (own, count), each in zip(planned, most):
         options = tuple(resource_options(packing.task_context({**context, **own}, each)))
         tasks = min(-(-count // each), size)  # its first array's
         # classes whose tasks ask for the same (cpu=1 two at once, cpu=2 alone) are one probe of them all

@@ -474,7 +474,7 @@ def describe(context: Mapping[str, Any], count: int) -> list[str]:
     needed = -(-count // DEFAULT_MAX_ARRAY_SIZE)
     throttle = f", at most {context['array_parallelism']} at once" if context.get("array_parallelism") else ""
     options = " ".join(shlex.quote(o) for o in resource_options(context)) or "(cluster defaults)"
-    k = packing.points_per_task(context, count, packing.Limits())
+    k = min(packing.points_per_task(context, count, packing.Limits()), max(count, 1))  # a task holds them all
     if k > 1:
         needed = -(-count // (k * DEFAULT_MAX_ARRAY_SIZE))
         options = " ".join(shlex.quote(o) for o in resource_options(packing.task_context(context, k)))

@@ -813,6 +813,9 @@ def run(
     # process of the job, so the experiment can die before this process's own signal arrives): its end is not
     # its own.
     halted = bool(killer) or -code in STOPPING
+    if requeued and code == -requeued[0]:  # the warning passed on killed it (no handler): the time limit's end
+        _say(f"mrunner: the experiment was stopped by the warning before the time limit ({signal.Signals(-code).name})")
+        halted = True
     if code < 0 and not halted:  # its own crash, or a signal passed on: the log says which (the record names it too)
         _say(f"mrunner: the experiment was killed by {signal.Signals(-code).name}")
         _tell_the_platform(f"killed by {signal.Signals(-code).name}")

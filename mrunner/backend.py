@@ -169,7 +169,9 @@ class Backend(abc.ABC):
         (its own resources over ``context``, empty for the context's own) with how many experiments ask for
         it, as planned (a repeated submission may record fewer). Raise ``MrunnerError`` (``Refused`` for the
         platform's refusal) with one line naming the key and what to fix: the submission stops with nothing
-        recorded. The default refuses nothing. Returns nothing.
+        recorded; ``RefusedAsPlanned`` for a refusal of the experiments' number alone (a site's job allowance),
+        which the core asks again of the runs it would record when those are fewer (a repeated submission
+        skips runs already submitted). The default refuses nothing. Returns nothing.
         """
         return None
 

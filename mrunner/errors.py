@@ -24,6 +24,13 @@ class Refused(BackendError):
     sweep is forgotten, as if it had never been submitted."""
 
 
+class RefusedAsPlanned(Refused):
+    """``Backend.ready``'s refusal of the experiments a plan holds for their number alone (beyond a site's job
+    allowance): the records may take fewer (a repeated submission skips those already submitted on the
+    context, a grid's repeats run once), so the core counts the runs it would record, without recording, and
+    asks ``ready`` again of those."""
+
+
 class NotFound(MrunnerError):
     """The records hold no sweep or experiment of that name."""
 

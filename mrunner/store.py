@@ -280,28 +280,7 @@ class Store:
         taken: tuple[str, ...] | None,
         recorded: Recorded,
     ) -> None:
-        identities = list({run.id for run in chunk})
-        query = (
-            f"SELECT e.id, e.sweep_id, e.state, p.process, s.package FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
-            f"LEFT JOIN submitters p ON p.sweep_id = e.sweep_id WHERE e.id IN ({_marks(len(identities))}) "
-            f"AND (e.sweep_id = ?"
-        )
-        arguments: list[object] = [*identities, sweep.id]
-        if taken is not None:
-            query += f" OR (s.context_name = ? AND e.state IN ({_marks(len(taken))}))"
-            arguments += [sweep.context_name, *taken]
-        found: dict[str, str] = {}
-        submitting: dict[str, bool] = {}  # a planned run is being submitted only while its submitter runs
-        for identity, owner, state, submitter, package in cursor.execute(query + ")", arguments):
-            # A submitter that died before its sweep was packaged handed nothing over: its planned runs are
-            # free. Once packaged, the backend may have accepted some before they were recorded (a kill
-            # between the two): they stay taken, and `mrunner resume` of that sweep finds what was accepted.
-            if owner != sweep.id and state == PLANNED and package in ("", "{}"):
-                if submitter not in submitting:
-                    submitting[submitter] = submitter is not None and process.alive(submitter)
-                if not submitting[submitter]:
-                    continue
-            found[identity] = owner
+        found = _owners(cursor, list({run.id for run in chunk}), sweep.id, sweep.context_name, taken)
         rows, events, attempts = [], [], []
         for run in chunk:
             other = found.get(run.id)
@@ -653,6 +632,18 @@ class Store:
         return {state: found[state] for state in records.STATES if state in found}
 
     @_guarded
+    def taken(self, context_name: str, identities: Sequence[str]) -> set[str]:
+        """Of ``identities``, those ``record_sweep`` of a new sweep on context ``context_name`` would skip as
+        already submitted (``skip_submitted``), read without recording anything: how many runs a plan would
+        record, for a refusal of the plan's number (``errors.RefusedAsPlanned``)."""
+        taken = tuple(states.TAKEN)
+        found: set[str] = set()
+        cursor = self._db.cursor()
+        for start in range(0, len(identities), RECORD_CHUNK):
+            found.update(_owners(cursor, list(identities[start : start + RECORD_CHUNK]), "", context_name, taken))
+        return found
+
+    @_guarded
     def resource_classes(self, sweep_id: str) -> dict[str, int]:
         """How many runs of the sweep ask for each set of per-point resources (``Run.resource_class``; empty:
         the sweep's context as it is), in the order of their first run."""
@@ -803,6 +794,35 @@ def _rollback(cursor: sqlite3.Cursor) -> None:
         cursor.execute("ROLLBACK")
     except sqlite3.Error:
         pass
+
+
+def _owners(
+    cursor: sqlite3.Cursor, identities: list[str], sweep_id: str, context_name: str, taken: tuple[str, ...] | None
+) -> dict[str, str]:
+    """The sweep owning each of ``identities`` that a run of sweep ``sweep_id`` must not repeat: a run of that
+    sweep itself, or with ``taken`` one in those states on context ``context_name`` (``record_sweep``)."""
+    query = (
+        f"SELECT e.id, e.sweep_id, e.state, p.process, s.package FROM experiments e JOIN sweeps s ON s.id = e.sweep_id "
+        f"LEFT JOIN submitters p ON p.sweep_id = e.sweep_id WHERE e.id IN ({_marks(len(identities))}) "
+        f"AND (e.sweep_id = ?"
+    )
+    arguments: list[object] = [*identities, sweep_id]
+    if taken is not None:
+        query += f" OR (s.context_name = ? AND e.state IN ({_marks(len(taken))}))"
+        arguments += [context_name, *taken]
+    found: dict[str, str] = {}
+    submitting: dict[str, bool] = {}  # a planned run is being submitted only while its submitter runs
+    for identity, owner, state, submitter, package in cursor.execute(query + ")", arguments):
+        # A submitter that died before its sweep was packaged handed nothing over: its planned runs are
+        # free. Once packaged, the backend may have accepted some before they were recorded (a kill
+        # between the two): they stay taken, and `mrunner resume` of that sweep finds what was accepted.
+        if owner != sweep_id and state == PLANNED and package in ("", "{}"):
+            if submitter not in submitting:
+                submitting[submitter] = submitter is not None and process.alive(submitter)
+            if not submitting[submitter]:
+                continue
+        found[identity] = owner
+    return found
 
 
 def _marks(count: int) -> str:

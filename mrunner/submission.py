@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import itertools
 import shutil
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from mrunner import gc_lock, interrupts, plugins
 from mrunner.backend import SubmitOptions
-from mrunner.errors import BackendError, Interrupted, MrunnerError, NotFound, Refused, os_error
+from mrunner.errors import BackendError, Interrupted, MrunnerError, NotFound, Refused, RefusedAsPlanned, os_error
 from mrunner.following import require_answer
 from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
-from mrunner.records import CANCELLED, FAILED, PLANNED, Run, RunUpdate, Sweep
+from mrunner.records import CANCELLED, FAILED, PLANNED, Run, RunUpdate, Sweep, resource_label
 from mrunner.reporter import Reporter
 from mrunner.snapshot import Snapshot
-from mrunner.store import Recorded, Store, StoredRuns
+from mrunner.store import RECORD_CHUNK, Recorded, Store, StoredRuns
 
 
 def submit(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Sequence[Run]]:
@@ -51,11 +52,11 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     excluded, extra = plan.snapshot_patterns
     frozen = snapshot.take(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     _check_space(frozen, len(plan), store)
+    sweep = new_sweep(plan, frozen)
     try:  # the backend's last refusal: nothing is recorded yet
-        plugins.ready(plan.context, plan.context_name, list(plan.resource_classes().values()))
+        _ready(plan, sweep, frozen, store, skip=not request.force)
     except Refused as error:
         raise Refused(f"{error} (nothing was submitted or recorded: fix it and submit again)") from None
-    sweep = new_sweep(plan, frozen)
     try:
         recorded = store.record_sweep(sweep, PlannedRuns(plan, sweep, frozen.digest), skip_submitted=not request.force)
         _report_recorded(recorded, len(plan), plan.context_name, reporter)
@@ -69,6 +70,38 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     except KeyboardInterrupt:  # the sweep may be recorded already (the records' commit came first)
         _interrupted(sweep, store)
     return sweep, frozen, count
+
+
+def _ready(plan: Plan, sweep: Sweep, frozen: Snapshot, store: Store, skip: bool) -> None:
+    """``Backend.ready`` of the plan's resource classes. A refusal of their number alone
+    (``RefusedAsPlanned``: a job allowance) is asked again of the runs the records would take, counted
+    without recording: a repeated submission skips those already submitted (``skip``), a grid's repeats run
+    once; with as many, or none left to record, the refusal stands or ``record_sweep`` records nothing."""
+    classes = plan.resource_classes()
+    try:
+        plugins.ready(plan.context, plan.context_name, list(classes.values()))
+    except RefusedAsPlanned:
+        taken = _to_record(plan, sweep, frozen, store, skip)
+        if sum(count for _, count in taken.values()) == len(plan):
+            raise
+        if taken:
+            plugins.ready(plan.context, plan.context_name, list(taken.values()))
+
+
+def _to_record(plan: Plan, sweep: Sweep, frozen: Snapshot, store: Store, skip: bool) -> dict[str, tuple[dict, int]]:
+    """``plan.resource_classes()`` of the runs ``record_sweep`` would record: each distinct run once, less
+    those submitted on the context already (with ``skip``); read a chunk at a time."""
+    seen: set[str] = set()
+    classes: dict[str, tuple[dict, int]] = {}
+    remaining = iter(PlannedRuns(plan, sweep, frozen.digest))
+    while chunk := list(itertools.islice(remaining, RECORD_CHUNK)):
+        skipped = store.taken(plan.context_name, [run.id for run in chunk]) if skip else set()
+        for run in chunk:
+            if run.id not in seen and run.id not in skipped:
+                seen.add(run.id)
+                label = resource_label(run.resources)
+                classes[label] = (run.resources, classes.get(label, (run.resources, 0))[1] + 1)
+    return classes
 
 
 def _interrupted(sweep: Sweep, store: Store, unsettled: bool = False) -> NoReturn:

@@ -64,6 +64,8 @@ class Task:
         requeues_left: int = 1,
         launcher: tuple = (),
         cpus_per_point: int | None = None,
+        requeue_on: str | None = None,
+        requeue_command: str | None = None,
         **env: str,
     ) -> subprocess.Popen:
         line = command_line(
@@ -80,6 +82,8 @@ class Task:
             points_at_once=at_once,
             cpus_per_point=cpus_per_point,
             launcher=launcher,
+            requeue_on=requeue_on,
+            requeue_command=requeue_command,
         )
         return subprocess.Popen(line, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -201,3 +205,21 @@ def test_under_a_launcher_each_point_is_an_attempt_process_of_its_own(tmp_path):
     assert [task.exit_code(i) for i in range(2)] == [0, 3] and [task.ledger(i) for i in range(2)] == [[0], [0]]
     assert "point 0 done" in task.log(0) and "point 1 attempt 0" in task.log(1)
     assert "launched 1" in task.log(0)
+
+
+def test_a_point_killed_by_the_time_limits_warning_ends_timeout_not_failed(tmp_path):
+    """Slurm warns a task before its time limit (``--requeue-on USR1``); the runner passes the warning to the
+    running point and requeues the task. A point with no handler for it dies of it: that end is the time
+    limit's (noted ``timeout``, as for a point that saves and is stopped), not a failure of its own (it wrote
+    exit code -10, which the cluster's status read as "failed 138, ended by itself")."""
+    task = Task(tmp_path, 2)
+    (task.storage / "hold-0").touch()
+    requeued = tmp_path / "requeued"
+    runner = task.start(requeue_on="USR1", requeue_command=json.dumps(["touch", str(requeued)]))
+    wait_for(lambda: task.ledger(0), lambda found: found == [0], timeout=30, what="point 0 to run")
+    runner.send_signal(signal.SIGUSR1)
+    out, _ = runner.communicate(timeout=60)
+    assert (task.exit_code(0), task.note(0)) == (None, "timeout"), out.decode()
+    assert "stopped by the warning before the time limit (SIGUSR1)" in task.log(0)
+    wait_for(requeued.exists, lambda found: found, timeout=30, what="the task's requeue")
+    assert task.ledger(1) == []  # the task stops: its next attempt runs the rest

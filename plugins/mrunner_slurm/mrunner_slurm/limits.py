@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mrunner.errors import Refused
 from mrunner_slurm import packing, storage_check
@@ -23,9 +24,10 @@ from mrunner_slurm.transport import Connection
 #: user, its default account and its associations (``withassoc``), then the Grp limits of those accounts'
 #: own associations (all their users' jobs count), the QOS limits (per user and for the whole QOS), the
 #: controller's settings, and the jobs (array tasks each) queued or running, counted per user, account, QOS
-#: and state (``uniq -c``: a few lines whatever the queue's size). Every part may fail (no accounting:
-#: sacctmgr cannot reach slurmdbd) and then says nothing. With a storage folder, whether the user can write
-#: it (``storage_check``) rides along: the last part, what refused it.
+#: and state (``uniq -c``: a few lines whatever the queue's size), and each partition's time limit (sinfo's
+#: ``%l``, the default partition starred). Every part may fail (no accounting: sacctmgr cannot reach
+#: slurmdbd) and then says nothing. With a storage folder, whether the user can write it (``storage_check``)
+#: rides along: what refused it.
 _SCRIPT = (
     "u=$(id -un); d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; "
     '{ sacctmgr -nP show user "$u" withassoc '
@@ -36,8 +38,9 @@ _SCRIPT = (
     "sacctmgr -nP show qos format=Name,MaxSubmitPU,MaxJobsPU,GrpSubmit,GrpJobs >$d/q 2>/dev/null & "
     "scontrol show config 2>/dev/null | grep -E '^(ClusterName|MaxArraySize|AccountingStorageEnforce) ' >$d/c & "
     "squeue -h -r -t PD,R,CG,CF,S,RQ,RS,RH -o '%u|%a|%q|%t' 2>/dev/null | sort | uniq -c >$d/n & "
+    "sinfo -h -a -o '%P|%l' 2>/dev/null | sort -u >$d/p & "
     "{STORAGE} "
-    'wait; echo "$u"; for f in a q c n g s; do echo @@; cat $d/$f 2>/dev/null; done'
+    'wait; echo "$u"; for f in a q c n g s p; do echo @@; cat $d/$f 2>/dev/null; done'
 )
 
 
@@ -86,6 +89,10 @@ class Limits:
     running: dict[str, int] = field(default_factory=dict)
     #: why the context's ``storage_dir`` cannot be written, in one line (``storage_check.refusal``); None: it can
     storage_refusal: str | None = None
+    #: each partition's MaxTime as ``sinfo`` writes it (``infinite``, ``5:00``, ``1-00:00:00``)
+    max_times: dict[str, str] = field(default_factory=dict)
+    #: the partition a job asking for none goes to (``Default=YES``)
+    default_partition: str | None = None
 
     @property
     def allowance(self) -> int | None:
@@ -146,8 +153,8 @@ class Reading:
 def parse(text: str, account: str | None = None, qos: str | None = None, storage_dir: str | None = None) -> Limits:
     """``site_limits``'s reading of the remote command's output (see ``_SCRIPT``)."""
     parts = [part.strip().splitlines() for part in text.split("@@")]
-    parts += [[]] * (7 - len(parts))
-    user_lines, associations, qoses, config_lines, queued, groups, storage = parts[:7]
+    parts += [[]] * (8 - len(parts))
+    user_lines, associations, qoses, config_lines, queued, groups, storage, partitions = parts[:8]
     user = user_lines[0].strip() if user_lines else ""
     config = dict(line.split("=", 1) for line in config_lines if "=" in line)
     config = {key.strip(): value.strip() for key, value in config.items()}
@@ -217,7 +224,22 @@ def parse(text: str, account: str | None = None, qos: str | None = None, storage
         submit_limit=binding.phrase if binding else "",
         running=running,
         storage_refusal=None if storage_dir is None else storage_check.refusal("\n".join(storage), storage_dir, user),
+        **_partitions(partitions),
     )
+
+
+def _partitions(lines: list[str]) -> dict[str, Any]:
+    """``max_times`` and ``default_partition`` from ``sinfo -o '%P|%l'`` lines (``debug*|infinite``: the
+    default partition is starred)."""
+    max_times: dict[str, str] = {}
+    default = None
+    for line in lines:
+        name, _, limit = line.strip().partition("|")
+        if name and limit:
+            if name.endswith("*"):
+                name = default = name[:-1]
+            max_times[name] = limit
+    return {"max_times": max_times, "default_partition": default}
 
 
 def _queue(lines: list[str]) -> dict[tuple[str, str, str, str], int]:
@@ -238,13 +260,20 @@ def _number(text: str) -> int | None:
 
 
 def refuse_beyond(
-    limits: Limits, jobs: int, where: str, points_per_task: int = 1, classes: Sequence[int] = (), waiting: int = 0
+    limits: Limits,
+    jobs: int,
+    where: str,
+    points_per_task: int = 1,
+    classes: Sequence[int] = (),
+    waiting: int = 0,
+    refusal: type[Refused] = Refused,
 ) -> None:
     """Raise ``Refused`` when ``jobs`` more jobs (array tasks of ``points_per_task`` experiments) exceed what
     the user may still submit: sbatch would refuse the arrays that do not fit, after the first ones were
     accepted. ``classes``: the experiments of each resource class being added (each its own arrays), beyond
     ``waiting`` jobs of arrays decided earlier: the ``points_per_task`` the refusal suggests is one with
-    which they fit (``packing.fitting``)."""
+    which they fit (``packing.fitting``). ``refusal``: the exception raised (``RefusedAsPlanned`` before the
+    sweep is recorded)."""
     allowance = limits.allowance
     if allowance is None or jobs <= allowance:
         return
@@ -265,4 +294,52 @@ def refuse_beyond(
             f"set the context key points_per_task (points_per_task: {fits}, or auto) to run more experiments "
             f"per job, or submit fewer experiments"
         )
-    raise Refused(f"{where} allows at most {binding}{now}, and this sweep needs {jobs} ({each}): {change}")
+    raise refusal(f"{where} allows at most {binding}{now}, and this sweep needs {jobs} ({each}): {change}")
+
+
+def refuse_overtime(limits: Limits, tasks: Iterable[tuple[Mapping[str, Any], int]], where: str) -> None:
+    """Raise ``Refused`` when a task (each resource class's context and the points its tasks hold at most)
+    asks for more time than its partition's MaxTime: such a job is refused by sbatch where the site enforces
+    partition limits, and waits forever (``PartitionTimeLimit``) where it does not. Packed, a task asks for
+    ``time`` x its rounds (``packing.task_context``), so a point's time that fits may not fit a task."""
+    for context, k in tasks:
+        time = context.get("time")
+        if time in (None, "") or _sets_time(context):
+            continue
+        asked = packing.task_context(context, k)["time"]
+        names = str(context.get("partition") or limits.default_partition or "").split(",")
+        bounds = [limits.max_times[name] for name in names if name in limits.max_times]
+        if not bounds or len(bounds) < len(names):
+            continue  # a partition the site does not list: sbatch --test-only says so
+        longest = max(bounds, key=_minutes)
+        if _minutes(str(asked)) <= _minutes(longest):
+            continue
+        partition, most = ",".join(names), _minutes(longest)
+        allowed = f"partition {partition} allows at most {most:g} minutes per job (MaxTime={longest})"
+        if str(asked) == str(time) or _minutes(str(time)) > most:
+            raise Refused(
+                f"{where}: {allowed}, and time={time} asks for more: set the context key time to at most "
+                f"{math.floor(most)} (minutes), or the context key partition to another partition"
+            )
+        n = packing.at_once(context, k)
+        fits = n * max(int(most // _minutes(str(time))), 1)
+        how = "one after another" if n == 1 else f"{n} at once"
+        raise Refused(
+            f"{where}: {allowed}, and a task of {k} points of time={time}, {how}, asks for "
+            f"{_minutes(str(asked)):g}: set the context key points_per_task to at most {fits} (or raise "
+            f"points_at_once), lower time, or set the context key partition to another partition"
+        )
+
+
+def _sets_time(context: Mapping[str, Any]) -> bool:
+    """Whether the context's ``sbatch_options`` set the task's time themselves (``--time``, ``-t``)."""
+    extra = context.get("sbatch_options") or []
+    words = [f"--{key.lstrip('-')}" for key in extra] if isinstance(extra, dict) else [str(item) for item in extra]
+    return any(word == "-t" or word.startswith(("--time", "-t")) for word in words)
+
+
+def _minutes(time: str) -> float:
+    """A Slurm time in minutes; unlimited is longer than any."""
+    if time.strip().lower() in packing.UNLIMITED_TIMES:
+        return math.inf
+    return packing.minutes(time)

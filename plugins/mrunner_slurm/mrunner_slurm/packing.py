@@ -201,8 +201,9 @@ def slurm_time(total_minutes: float) -> str:
 
 
 def describe(context: Mapping[str, Any], count: int, limits: Limits) -> str | None:
-    """The dry run's line on packing, or None when each task runs one point as asked."""
-    k = points_per_task(context, count, limits)
+    """The dry run's line on packing, or None when each task runs one point as asked. A ``points_per_task``
+    above the sweep's size packs it whole: its one task holds (and its time is that of) ``count`` points."""
+    k = min(points_per_task(context, count, limits), max(count, 1))
     if k <= 1 and context.get("points_per_task") == "auto":
         return (
             "packed: points_per_task auto: 1 point per task as far as a dry run can tell (it reads no limits); "

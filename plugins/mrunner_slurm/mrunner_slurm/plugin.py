@@ -45,7 +45,8 @@ class SlurmBackend(Backend):
         self, context: Mapping[str, Any], context_name: str, classes: Sequence[tuple[Mapping[str, Any], int]]
     ) -> None:
         """Refused here, before the sweep is recorded: a ``storage_dir`` the cluster's user cannot write (the
-        limits' round trip started by ``check`` asked: ``storage_check``), and a resource class sbatch would
+        limits' round trip started by ``check`` asked: ``storage_check``), a plan beyond the user's job
+        allowance (``RefusedAsPlanned``: the limit and ``points_per_task``), and a resource class sbatch would
         refuse (``submit.refuse_planned``: one helper call, which ``admit`` then does not make). A
         connection that wanted a prompt read nothing yet: ``admit`` asks both then."""
         key = _reading_key(context)

@@ -16,7 +16,7 @@ from typing import Any
 
 from mrunner import interrupts, layout
 from mrunner.backend import Rendered
-from mrunner.errors import BackendError, MrunnerError, Refused
+from mrunner.errors import BackendError, MrunnerError, Refused, RefusedAsPlanned
 from mrunner.records import SUBMITTED, Run, RunUpdate, Sweep, resource_label
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
@@ -44,6 +44,11 @@ class Unit:
         """The context its sbatch options and batch script are made from: the sweep's, with the class's
         resources over it."""
         return self.runs[0].context(sweep)
+
+    @property
+    def most(self) -> int:
+        """The points its tasks hold at most (1 unpacked)."""
+        return max(len(task) for task in self.tasks) if self.tasks is not None else 1
 
     @property
     def task_ids(self) -> list[int]:
@@ -334,6 +339,8 @@ def admit(
     limits.refuse_beyond(found, waiting + adding, where, k, classes=sizes, waiting=waiting)
     groups, _ = packing.recorded(plan, runs)
     planned = [unit for k, size, members in groups for unit in units(members, size, k)]
+    tasks = [(unit.context(sweep), unit.most) for unit in planned if unit.name(sweep) not in done]
+    limits.refuse_overtime(found, tasks, where)
     refuse_classes(connection, sweep, planned, done, asked)
     return plan
 
@@ -348,24 +355,29 @@ def refuse_planned(
     """Raise ``Refused`` naming the first resource class of a plan (``planned``: each class's own resources
     and its experiments, ``Backend.ready``) sbatch would refuse, before the sweep is recorded: packed as
     ``admit`` would pack a new sweep of them (the same ``found`` limits). Returns the sbatch options asked,
-    which ``refuse_classes`` need not ask again. A plan beyond the user's job allowance asks nothing: sbatch
-    would refuse it for that alone, which ``admit`` says better (the limit and ``points_per_task``), after
-    recording, where a repeated submission of runs already submitted records fewer."""
+    which ``refuse_classes`` need not ask again. A plan beyond the user's job allowance is refused for that
+    alone (the limit and ``points_per_task``: ``limits.refuse_beyond``) as ``RefusedAsPlanned``, which the
+    core asks again of fewer runs when a repeated submission skips some."""
     counts = [count for _, count in planned]
     try:
         k = packing.points_per_task(context, sum(counts), packing.as_limits(found))
-    except MrunnerError:  # auto finds no room: so does admit, unless the records skip every run as submitted
-        return set()
+    except MrunnerError as error:  # auto finds no room
+        raise RefusedAsPlanned(str(error)) from None
     k = packing.auto_fitted(context, counts, found.allowance, k)
-    if found.allowance is not None and sum(-(-count // min(k, count)) for count in counts) > found.allowance:
-        return set()
+    jobs = sum(-(-count // min(k, count)) for count in counts)  # each class its own arrays
+    where = f"{connection.target.alias} (user {connection.target.user})"
+    limits.refuse_beyond(found, jobs, where, k, classes=counts, refusal=RefusedAsPlanned)
     size = found.max_array_size or max_array_size(connection)
+    most = [min(k, count) if k > 1 else 1 for count in counts]  # a class smaller than K is one task of all
+    limits.refuse_overtime(found, [({**context, **own}, each) for (own, _), each in zip(planned, most)], where)
     probes: dict[tuple[str, ...], _Probe] = {}
-    for own, count in planned:
-        each = min(k, count) if k > 1 else 1  # a class smaller than K is one task of all its points
+    for (own, count), each in zip(planned, most):
         options = tuple(resource_options(packing.task_context({**context, **own}, each)))
         tasks = min(-(-count // each), size)  # its first array's
-        probes.setdefault(options, _Probe("mrunner-probe", f"0-{tasks - 1}", resource_label(dict(own)), count))
+        # classes whose tasks ask for the same (cpu=1 two at once, cpu=2 alone) are one probe of them all
+        probes[options] = _Probe("mrunner-probe", f"0-{tasks - 1}", (resource_label(dict(own)),), count).merged(
+            probes.get(options)
+        )
     _probe(connection, probes, context_name)
     return set(probes)
 
@@ -379,33 +391,47 @@ def refuse_classes(
     refused before anything is uploaded or submitted, instead of being refused by sbatch after its first
     classes' arrays were accepted; only for classes ``refuse_planned`` did not ask (``asked``) before the
     sweep was recorded (a resumed sweep, a connection that wanted a prompt, a recorded packing)."""
-    grouped: dict[tuple[str, ...], list[Unit]] = {}
+    probes: dict[tuple[str, ...], _Probe] = {}
     for unit in planned:
         if unit.name(sweep) not in done:
             k = max(len(task) for task in unit.tasks) if unit.tasks is not None else 1
-            grouped.setdefault(tuple(resource_options(packing.task_context(unit.context(sweep), k))), []).append(unit)
-    probes = {
-        options: _Probe(
-            members[0].name(sweep),
-            batch.array_spec(members[0].task_ids, None),
-            resource_label(members[0].resources),
-            sum(len(unit.runs) for unit in members),
-        )
-        for options, members in grouped.items()
-        if options not in asked
-    }
+            options = tuple(resource_options(packing.task_context(unit.context(sweep), k)))
+            if options not in asked:
+                found = _Probe(
+                    unit.name(sweep),
+                    batch.array_spec(unit.task_ids, None),
+                    (resource_label(unit.resources),),
+                    len(unit.runs),
+                )
+                probes[options] = found.merged(probes.get(options))
     _probe(connection, probes, sweep.context_name)
 
 
 @dataclass(frozen=True)
 class _Probe:
-    """One resource class as ``sbatch --test-only`` is asked of it: its first array's name and task ids,
-    and for the refusal its label (empty: the context's own) and experiments."""
+    """The resource classes whose tasks ask for the same sbatch options, as ``sbatch --test-only`` is asked
+    of them: the first one's first array's name and task ids, and for the refusal each class's label and
+    their experiments together."""
 
     name: str
     array: str
-    label: str
+    labels: tuple[str, ...]  # of each class asked (empty: the context's own)
     count: int
+
+    def merged(self, earlier: _Probe | None) -> _Probe:
+        """This class's probe added to ``earlier``'s of the same sbatch options (asked once, as ``earlier``'s
+        first array): the refusal names and counts the experiments of both."""
+        if earlier is None:
+            return self
+        labels = earlier.labels + tuple(label for label in self.labels if label not in earlier.labels)
+        return dataclasses.replace(earlier, labels=labels, count=earlier.count + self.count)
+
+    @property
+    def label(self) -> str:
+        """``gpu=1 or gpu=2``: what its experiments ask for; empty when only the context's own."""
+        if not any(self.labels):
+            return ""
+        return " or ".join(label or "the context's own resources" for label in self.labels)
 
 
 def _probe(connection: Connection, probes: Mapping[tuple[str, ...], _Probe], context_name: str) -> None:
@@ -448,7 +474,7 @@ def describe(context: Mapping[str, Any], count: int) -> list[str]:
     needed = -(-count // DEFAULT_MAX_ARRAY_SIZE)
     throttle = f", at most {context['array_parallelism']} at once" if context.get("array_parallelism") else ""
     options = " ".join(shlex.quote(o) for o in resource_options(context)) or "(cluster defaults)"
-    k = packing.points_per_task(context, count, packing.Limits())
+    k = min(packing.points_per_task(context, count, packing.Limits()), max(count, 1))  # a task holds them all
     if k > 1:
         needed = -(-count // (k * DEFAULT_MAX_ARRAY_SIZE))
         options = " ".join(shlex.quote(o) for o in resource_options(packing.task_context(context, k)))

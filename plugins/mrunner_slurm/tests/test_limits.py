@@ -103,3 +103,22 @@ def test_a_refusal_suggests_a_points_per_task_with_which_the_resource_classes_fi
     with pytest.raises(Refused, match=r"its 7 resource classes need a job each at least") as refused:
         refuse_beyond(limits, 7, "site", 1, classes=[1] * 7)
     assert "points_per_task" not in str(refused.value)
+
+
+def test_each_partitions_time_limit_is_read_and_a_task_beyond_it_is_refused_naming_the_key():
+    from mrunner_slurm.limits import refuse_overtime
+
+    text = output("", "") + "@@\n@@\ndebug*|infinite\nshort|5:00\nday|1-00:00:00\n"
+    found = parse(text)
+    assert found.max_times == {"debug": "infinite", "short": "5:00", "day": "1-00:00:00"}
+    assert found.default_partition == "debug"
+    refuse_overtime(found, [({"partition": "short", "time": "0:05:00"}, 1), ({"time": "unlimited"}, 4)], "site")
+    refuse_overtime(found, [({"partition": "short", "time": 2, "sbatch_options": ["--time=4"]}, 3)], "site")
+    with pytest.raises(Refused, match=r"at most 1440 minutes per job \(MaxTime=1-00:00:00\), and time=1-01:00:00"):
+        refuse_overtime(found, [({"partition": "day", "time": "1-01:00:00"}, 1)], "site")
+    with pytest.raises(Refused, match="a task of 3 points of time=2, one after another, asks for 6: set the context "):
+        refuse_overtime(found, [({"partition": "short", "time": 2}, 3)], "site")
+    with pytest.raises(
+        Refused, match="a task of 4 points of time=3, 2 at once, asks for 6: .*points_per_task to at most 2 "
+    ):
+        refuse_overtime(found, [({"partition": "short", "time": 3, "points_at_once": 2}, 4)], "site")

@@ -104,3 +104,23 @@ def test_auto_packs_resource_classes_until_their_part_full_tasks_fit_too():
     assert packing.fitting([3, 3, 3, 3], 6, least=4) == 4  # never below what was asked
     assert packing.fitting([1] * 7, 6) is None
     assert packing.fitting([5], 0) is None
+
+
+def test_the_dry_run_of_a_points_per_task_beyond_the_sweep_packs_it_whole_with_the_time_of_its_points():
+    """A huge points_per_task makes one task of the sweep's points, as a submission does: the dry run said
+    "up to 1000000000 points each" with a time limit of 6944444 days, while the rendered sbatch asked 50 min."""
+    from mrunner_slurm.submit import describe
+
+    context = {
+        "points_per_task": 10**9,
+        "points_at_once": 1,
+        "time": 10,
+        "slurm_url": "site",
+        "storage_dir": "~/m",
+        "sbatch_options": [],
+        "grace_period": 30,
+        "max_requeue": 3,
+    }
+    line = packing.describe(context, 5, Limits())
+    assert line == "packed: 1 array task of up to 5 points each, one after another, each task's time limit 0-00:50:00"
+    assert "sbatch --time=0-00:50:00" in describe(context, 5)[-1]

@@ -82,6 +82,23 @@ def sweep_jobs(cluster: Cluster, sweep: str) -> list[str]:
     return sorted(line for line in listing.splitlines() if f"mrunner-{sweep}-" in line)
 
 
+def submitted_under(cluster: Cluster) -> list[str]:
+    """The jobs (a pending array as one line) that ran, or are to run, in this test's storage folder: those
+    Slurm holds (squeue; a held job is never eligible, so accounting does not list it yet) and those its
+    accounting has in any state (sacct): what any sbatch of its sweeps left."""
+    states = "PD,R,CD,CA,F,TO,PR,NF,OOM,RQ,S,BF,DL"
+    listing = cluster.ssh(
+        f"squeue -h -u $(id -un) -o '%i|%Z'; sacct -n -X -P -S now-1hour -E now -s {states} -o JobID,WorkDir"
+    )
+    return sorted({line for line in listing.splitlines() if f"|{cluster.storage}/" in line})
+
+
+def queued_under(cluster: Cluster) -> list[str]:
+    """The jobs (one per array task) Slurm has queued or running in this test's storage folder."""
+    listing = cluster.ssh("squeue -h -r -u $(id -un) -o '%i|%Z'")
+    return [line for line in listing.splitlines() if f"|{cluster.storage}/" in line]
+
+
 def shown(mrunner, sweep: str) -> list[dict]:
     result = mrunner("status", sweep, "--json")
     assert result.returncode == 0, result.stderr
@@ -167,11 +184,18 @@ def test_a_sweep_beyond_the_qos_limits_is_refused_before_any_upload_record_or_tr
     line = result.stderr.strip().splitlines()[-1]
     assert f"GrpSubmitJobs={grp} jobs queued or running in QOS {qos['name']}" in line, line
     assert f"needs {grp + 1}" in line and "points_per_task" in line and "nothing was submitted or recorded" in line
-    assert Store().sweeps() == []
+    assert Store().sweeps() == [] and json.loads(mrunner("status", "--json").stdout) == []
     assert cluster.ssh(f"ls -A {cluster.storage} 2>&1 || true").strip().endswith("No such file or directory")
+    assert submitted_under(cluster) == []
     called = set(os.listdir(traces))
-    assert "Backend.admit" in called, called
-    assert not called & {"Backend.package", "Backend.setup_resources", "Backend.submit", "mrunner_sweep_submitted"}
+    assert "Backend.ready" in called, called  # refused before the sweep was recorded: admit is called after
+    assert not called & {
+        "Backend.admit",
+        "Backend.package",
+        "Backend.setup_resources",
+        "Backend.submit",
+        "mrunner_sweep_submitted",
+    }
 
     write_context(mrunner_home, "test-slurm", {**context, "points_per_task": "auto", "sbatch_options": ["--hold"]})
     result = mrunner("+context=test-slurm", "train.py", "-m", f"i=range({grp + 1})")
@@ -179,6 +203,7 @@ def test_a_sweep_beyond_the_qos_limits_is_refused_before_any_upload_record_or_tr
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
     tasks = sweep_jobs(cluster, sweep)
     assert 0 < len(tasks) <= grp, tasks  # packed into the QOS's allowance: 2 points per task
+    assert len(submitted_under(cluster)) == 1  # the look that found nothing above sees a held array
     assert {e["state"] for e in shown(mrunner, sweep)} <= {"submitted", PENDING}
 
 
@@ -243,3 +268,44 @@ def test_auto_packs_several_resource_classes_into_the_qos_allowance_and_each_poi
     assert len({e["backend_ref"] for e in runs}) == 4  # one task of 3 points per class
     ledgers = cluster.ssh(" ".join(["cat", *(e["output_dir"].split(":", 1)[1] + "/ran" for e in runs)]))
     assert ledgers.split() == ["ran"] * 12  # every point once
+
+
+def test_beyond_the_allowance_counts_only_the_runs_the_records_would_take_and_refuses_the_rest_before_recording(
+    limited, mrunner, mrunner_home, tmp_path
+):
+    """The refusal before recording counts what the records would take: the same grid again (every run
+    already submitted) records nothing and is not refused; a grid overlapping a submitted one is asked again
+    of its new runs, which fit; a grid of new runs beyond what is left is refused before it is recorded
+    (admit never runs), with nothing submitted."""
+    from mrunner.store import Store
+
+    cluster = limited
+    allowed = cluster.service["max_submit_jobs"]
+    assert allowed == 20
+    write_context(
+        mrunner_home, "test-slurm", {**slurm_context(cluster.service, cluster.storage), "sbatch_options": ["--hold"]}
+    )
+    first = mrunner("+context=test-slurm", "train.py", "-m", "i=range(11)")  # 11 queued: 9 left
+    assert first.returncode == 0, first.stderr
+    again = mrunner("+context=test-slurm", "train.py", "-m", "i=range(11)")  # 11 as planned, 0 to record
+    assert again.returncode == 0, again.stderr
+    assert "11 of 11 experiments were already submitted" in again.stderr, again.stderr
+    overlapping = mrunner("+context=test-slurm", "train.py", "-m", "i=range(5,15)")  # 10 as planned, 4 new
+    assert overlapping.returncode == 0, overlapping.stderr
+    assert "6 of 10 experiments were already submitted" in overlapping.stderr, overlapping.stderr
+    assert len(Store().sweeps()) == 2 and len(queued_under(cluster)) == 15
+    arrays = submitted_under(cluster)
+    assert len(arrays) == 2, arrays
+
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    beyond = mrunner(
+        "+context=test-slurm", "train.py", "-m", "i=range(15,21)", env={"MRUNNER_TRACE_CALLS": str(traces)}
+    )  # 6 new, 5 left
+    assert beyond.returncode == 3 and "Traceback" not in beyond.stderr, beyond.stderr
+    line = beyond.stderr.strip().splitlines()[-1]
+    assert f"MaxSubmitJobs={allowed} jobs queued or running, 15 of them" in line and "needs 6" in line, line
+    assert "points_per_task" in line and "nothing was submitted or recorded" in line, line
+    assert len(Store().sweeps()) == 2 and submitted_under(cluster) == arrays
+    called = set(os.listdir(traces))
+    assert "Backend.ready" in called and "Backend.admit" not in called, called

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,85 @@ def test_a_spec_experiments_class_the_site_refuses_is_refused_packed_before_the_
     assert json.loads(mrunner("status", "--json").stdout) == []
     called = set(os.listdir(traces))
     assert "Backend.ready" in called and "Backend.admit" not in called, called
+
+
+def test_packed_classes_whose_tasks_ask_the_same_are_refused_together_with_every_experiment_counted(
+    cluster, mrunner, tmp_path
+):
+    """Packed (``points_per_task: 4``), a class of 4 points of 1 minute and one of 2 points of 2 minutes make
+    tasks that ask for the same 4 minutes: one probe asks for both, so its refusal names both classes and all
+    6 experiments (it named the first class and its 4 alone, as if the others were accepted)."""
+    (tmp_path / "spec.py").write_text(
+        "from mrunner import create_experiments\n"
+        "experiments_list = create_experiments('train.py', params_grid={'exit': [0, 0, 0, 0]}, resources={\n"
+        "    'partition': 'nosuch', 'time': 1}) + create_experiments(\n"
+        "    'train.py', params_grid={'exit': [0, 0]}, resources={'partition': 'nosuch', 'time': 2})\n"
+    )
+    refused = mrunner("+context=test-slurm", "spec.py", "context.points_per_task=4")
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "refuses the 6 experiments with partition=nosuch time=1 or partition=nosuch time=2" in line, line
+    assert "--time=0-00:04:00" in line and "nothing was submitted or recorded" in line, line
+    assert json.loads(mrunner("status", "--json").stdout) == []
+
+
+@pytest.fixture
+def timed_partition(cluster: Cluster) -> Iterator[str]:
+    """A partition of this test's own on the cluster's node with MaxTime=5 (the shared ones have none), made
+    and removed by the cluster's root as a site admin would (``scontrol create``/``delete``)."""
+    name = f"mrunner-t{uuid.uuid4().hex[:8]}"
+    root = cluster.service["root"]["alias"]
+
+    def admin(command: str) -> None:
+        subprocess.run(["ssh", "-F", cluster.service["ssh_config"], root, command], check=True, timeout=60)
+
+    admin(f"scontrol create PartitionName={name} Nodes=ALL MaxTime=5 State=UP")
+    yield name
+    admin(f"squeue -h -p {name} -o %i | xargs -r scancel; scontrol delete PartitionName={name}")
+
+
+@pytest.mark.parametrize(
+    "keys,said",
+    [
+        (["context.time=10"], "and time=10 asks for more: set the context key time to at most 5 (minutes)"),
+        (["context.time=1,10"], "and time=10 asks for more"),  # one class of two beyond it
+        (
+            ["context.time=2", "context.points_per_task=3"],  # a point fits, a task of 3 does not
+            "a task of 3 points of time=2, one after another, asks for 6: set the context key points_per_task to at most 2",
+        ),
+    ],
+)
+def test_a_time_beyond_the_partitions_max_time_is_refused_before_anything_is_recorded(
+    cluster, mrunner, tmp_path, timed_partition, keys, said
+):
+    """A job asking for more than its partition's MaxTime is refused by sbatch where the site enforces
+    partition limits and waits forever where it does not (this cluster: EnforcePartLimits=NO, so sbatch
+    --test-only accepts it): mrunner refuses it itself, in one line naming the partition's limit and the key
+    to change, before anything is recorded or queued."""
+    refused = mrunner(
+        "+context=test-slurm", "train.py", f"context.partition={timed_partition}", *keys, "-m", "exit=0", "i=range(3)"
+    )
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert f"partition {timed_partition} allows at most 5 minutes per job (MaxTime=5:00)" in line, line
+    assert said in line and "nothing was submitted or recorded" in line, line
+    assert json.loads(mrunner("status", "--json").stdout) == []
+    assert cluster.ssh(f"squeue -h -p {timed_partition}") == ""
+
+
+def test_a_packed_task_within_the_partitions_max_time_runs(cluster, mrunner, timed_partition):
+    """Two points of 2 minutes one after another ask for 4 of the partition's 5: accepted and run."""
+    result = mrunner(
+        "+context=test-slurm",
+        "train.py",
+        f"context.partition={timed_partition}",
+        "context.time=2",
+        "context.points_per_task=2",
+        "-m",
+        "exit=0",
+        "i=range(3)",
+        "--wait",
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    assert [run["state"] for run in status(mrunner, sweep)["experiments"]] == [COMPLETED] * 3

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from mrunner.records import CANCELLED, COMPLETED, PENDING, PREEMPTED, RUNNING
 from mrunner.testing import wait_for, write_context
@@ -64,8 +69,22 @@ def ledger(cluster: Cluster, document: dict, run: dict) -> list[tuple[int, int]]
     return [(int(point), int(attempt)) for point, attempt in (line.split() for line in text.splitlines())]
 
 
+@pytest.fixture
+def site(mrunner_home: Path, tmp_path: Path) -> Callable[..., Cluster]:
+    """``site(service, script, **keys)``: the cluster as ``service``'s user, with a storage folder of this
+    test's own, the context `test-slurm` of ``keys`` on it, and ``script`` as the experiment `train.py`."""
+
+    def on(service: dict, script: str, **keys: Any) -> Cluster:
+        storage = f"{service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+        write_context(mrunner_home, "test-slurm", slurm_context(service, storage, **keys))
+        (tmp_path / "train.py").write_text(script)
+        return Cluster(service, storage)
+
+    return on
+
+
 def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continues_every_point_once(
-    slurm_service, mrunner, mrunner_home, tmp_path
+    slurm_service, mrunner, site
 ):
     """Real preemption: nothing imitates it. The sweep runs on the preemptible partition, each experiment on
     one of the node's GPUs; the test submits a job of its own on the high partition that needs both GPUs;
@@ -73,13 +92,9 @@ def test_a_job_on_the_high_partition_preempts_the_sweep_which_saves_and_continue
     as attempt 1 once the high job ended. (GPUs rather than all CPUs: the shared cluster runs other tests'
     jobs on the default partition, which nothing preempts, and a job that waits for all CPUs would hold
     them back.)"""
-    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
-    cluster = Cluster(slurm_service, storage)
     low, high = slurm_service["preemptible_partition"], slurm_service["preemptor_partition"]
     gpus = slurm_service["gres_gpus"]
-    context = slurm_context(slurm_service, storage, partition=low, grace_period=5, gpu=1)
-    write_context(mrunner_home, "test-slurm", context)
-    (tmp_path / "train.py").write_text(LEDGER)
+    cluster = site(slurm_service, LEDGER, partition=low, grace_period=5, gpu=1)
     seeds = ",".join(str(seed) for seed in range(gpus))
     submitted = mrunner("+context=test-slurm", "train.py", "-m", f"seed={seeds}", f"points={POINTS}", "pause=1.5")
     assert submitted.returncode == 0, submitted.stderr
@@ -147,7 +162,7 @@ time.sleep(float(mrunner.get_configuration().sleep))
 
 
 def test_status_of_tasks_squeue_forgot_comes_from_sacct_and_without_accounting_from_jobcomp(
-    slurm_service, mrunner, mrunner_home, tmp_path, monkeypatch
+    slurm_service, mrunner, site, monkeypatch
 ):
     """A task cancelled outside mrunner (an admin's scancel) leaves no exit code; once squeue forgot it
     (MinJobAge after its end), `status` asks sacct, in the same helper call. A site without accounting is the
@@ -157,11 +172,8 @@ def test_status_of_tasks_squeue_forgot_comes_from_sacct_and_without_accounting_f
 
     from mrunner.store import Store
 
-    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
-    cluster = Cluster(slurm_service, storage)
-    context = slurm_context(slurm_service, storage)
-    write_context(mrunner_home, "test-slurm", context)
-    (tmp_path / "train.py").write_text(SLEEPER)
+    cluster = site(slurm_service, SLEEPER)
+    context = slurm_context(slurm_service, cluster.storage)
     submitted = mrunner("+context=test-slurm", "train.py", "-m", "sleep=0,600")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
@@ -183,7 +195,7 @@ def test_status_of_tasks_squeue_forgot_comes_from_sacct_and_without_accounting_f
         what=f"squeue to forget job {job} (MinJobAge)",
     )
 
-    fake = f"{storage}/fake-site-without-accounting"
+    fake = f"{cluster.storage}/fake-site-without-accounting"
     cluster.ssh(
         f"mkdir -p {fake} && printf '#!/bin/sh\\necho \"Slurm accounting storage is disabled\" >&2\\nexit 1\\n' "
         f"> {fake}/sacct && chmod +x {fake}/sacct"
@@ -213,19 +225,15 @@ def test_status_of_tasks_squeue_forgot_comes_from_sacct_and_without_accounting_f
 
 
 def test_a_sweep_beyond_max_submit_jobs_is_refused_whole_before_anything_is_recorded(
-    slurm_limited_service, mrunner, mrunner_home, tmp_path
+    slurm_limited_service, mrunner, site
 ):
     """What the site does with an array beyond the user's MaxSubmitJobs: sbatch refuses it whole. mrunner
     refuses such a sweep before any sbatch, in one line naming the limit and points_per_task, and records
     nothing; jobs already queued count against the allowance."""
     from mrunner.store import Store
 
-    service = slurm_limited_service
-    allowed = service["max_submit_jobs"]
-    storage = f"{service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
-    cluster = Cluster(service, storage)
-    write_context(mrunner_home, "test-slurm", slurm_context(service, storage))
-    (tmp_path / "train.py").write_text("print('point')\n")
+    allowed = slurm_limited_service["max_submit_jobs"]
+    cluster = site(slurm_limited_service, "print('point')\n")
 
     site = cluster.ssh(f"sbatch --hold --array=0-{allowed} --wrap true 2>&1", check=False)
     assert "Job violates accounting/QOS policy" in site and "Submitted" not in site
@@ -249,20 +257,19 @@ def test_a_sweep_beyond_max_submit_jobs_is_refused_whole_before_anything_is_reco
 
 
 def test_points_per_task_auto_packs_a_sweep_beyond_max_submit_jobs_into_the_allowance_and_runs_each_point_once(
-    slurm_limited_service, mrunner, mrunner_home, tmp_path
+    slurm_limited_service, mrunner, site
 ):
     """The same sweep that unpacked is refused (more experiments than MaxSubmitJobs) is accepted whole with
     ``points_per_task: auto``: packed into at most the allowance of array tasks, every point run once."""
-    service = slurm_limited_service
-    allowed = service["max_submit_jobs"]
+    allowed = slurm_limited_service["max_submit_jobs"]
     points = 2 * allowed + 1
-    storage = f"{service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
-    write_context(mrunner_home, "test-slurm", {**slurm_context(service, storage), "points_per_task": "auto"})
-    (tmp_path / "train.py").write_text(
+    cluster = site(
+        slurm_limited_service,
         "import os\nfrom mrunner import get_configuration\n\n"
         "config = get_configuration()\n"
         "with open(os.path.join(os.environ['MRUNNER_EXPERIMENT_DIR'], 'ran'), 'a') as ledger:\n"
-        "    ledger.write('x\\n')\n"
+        "    ledger.write('x\\n')\n",
+        points_per_task="auto",
     )
     result = mrunner("+context=test-slurm", "train.py", "-m", f"i=range({points})", "--wait", timeout=600)
     assert result.returncode == 0, result.stderr
@@ -271,7 +278,6 @@ def test_points_per_task_auto_packs_a_sweep_beyond_max_submit_jobs_into_the_allo
     assert [e["state"] for e in shown] == [COMPLETED] * points
     tasks = {e["backend_ref"] for e in shown}
     assert len(tasks) <= allowed, tasks  # packed: fewer jobs than points
-    cluster = Cluster(service, storage)
     ran = cluster.ssh(f"cat {' '.join(e['output_dir'].split(':', 1)[1] + '/ran' for e in shown)}")
     assert ran.split() == ["x"] * points  # every point once
 
@@ -288,19 +294,15 @@ GATED = LEDGER.replace(
 
 
 def test_a_packed_task_preempted_by_the_high_partition_runs_only_its_unfinished_points_each_step_once(
-    slurm_service, mrunner, mrunner_home, tmp_path
+    slurm_service, mrunner, site
 ):
     """A task of 3 points (one after another, on one GPU) on the preemptible partition, preempted while its
     second point works (held after its first step until the test lets it go) by a job on the high partition
     that needs every GPU: the task comes back as attempt 1
     and runs only its second point (from that point's checkpoint) and its third; the first, completed
     before, never runs again. Counted from each point's own ledger: every step of every point once."""
-    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
-    cluster = Cluster(slurm_service, storage)
     low, high = slurm_service["preemptible_partition"], slurm_service["preemptor_partition"]
-    context = slurm_context(slurm_service, storage, partition=low, grace_period=5, gpu=1, points_per_task=3)
-    write_context(mrunner_home, "test-slurm", context)
-    (tmp_path / "train.py").write_text(GATED)
+    cluster = site(slurm_service, GATED, partition=low, grace_period=5, gpu=1, points_per_task=3)
     assert GATED != LEDGER
     steps = 4
     submitted = mrunner(
@@ -347,7 +349,7 @@ def test_a_packed_task_preempted_by_the_high_partition_runs_only_its_unfinished_
     finally:
         cluster.ssh(f"scancel {preemptor}", check=False)
     release(cluster, task)
-    cluster.ssh(f"touch {storage}/go")
+    cluster.ssh(f"touch {cluster.storage}/go")
     finished = wait_for(
         lambda: status(mrunner, sweep)["experiments"],
         lambda rs: all(r["state"] == COMPLETED for r in rs),

@@ -12,7 +12,12 @@ The protocol, over the stream socket this process gets as its stdin: the supervi
 8-byte length with the descriptors of the attempt's output and handshake attached, then that many bytes of
 JSON: argv, cwd, env); this process forks the wrapper and answers one JSON line ``{"pid": N}`` (or
 ``{"error": [errno, message]}``); when a wrapper ends it sends ``{"exit": N, "code": C}``, C as
-``Popen.returncode`` has it. It reaps its wrappers, so the supervisor never sees them as its children. It
+``Popen.returncode`` has it, and ``{"gone": N}`` once it reaped it. The two differ in time: a wrapper tells its
+exit code over a pipe of its own just before ``os._exit`` (its experiment ended, its exit-code file written),
+while its exit itself may take milliseconds more in the kernel (the view's mount namespace torn down, the
+overlay's upper file system synced): the supervisor's slot is free at the first, and the view's work folder
+may go at the second. A wrapper killed outright tells nothing: its ``exit`` comes at the reap. It reaps its
+wrappers, so the supervisor never sees them as its children. It
 lives in a session of its own, so a Ctrl-C at the terminal reaches the supervisor alone, and ends when the
 supervisor's end of the socket closes; wrappers still running then go on, as they did when their supervisor
 died before.
@@ -54,9 +59,15 @@ def serve(channel: socket.socket) -> None:
     try:
         while True:
             _reap(channel)
-            ready, _, _ = select.select([channel.fileno(), wake_read], [], [])
+            poller = select.poll()  # not select(): a wrapper's pipe may be past its 1,024 descriptors
+            for descriptor in (channel.fileno(), wake_read, *_telling):
+                poller.register(descriptor, select.POLLIN)
+            ready = [descriptor for descriptor, _ in poller.poll()]
             if wake_read in ready:
                 os.read(wake_read, 4096)
+            for told in ready:
+                if told in _telling:
+                    _told(channel, told)
             if channel.fileno() in ready and not _fork_one(channel):
                 return
     except (BrokenPipeError, ConnectionResetError):
@@ -81,16 +92,22 @@ def _fork_one(channel: socket.socket) -> bool:
     _preload(request["argv"])
     output, handshake = fds
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *FORWARDED})
+    telling, tell = os.pipe()
+    os.set_blocking(telling, False)  # read at a reap too, when a process the wrapper left may hold its end
     try:
         pid = os.fork()
         if pid == 0:
-            _child(request["argv"], request["cwd"], request["env"], output, handshake, blocked)
+            _child(request["argv"], request["cwd"], request["env"], output, handshake, tell, blocked)
         answer: dict = {"pid": pid}
+        _telling[telling] = pid
+        _told_by[pid] = telling
     except OSError as error:
         answer = {"error": [error.errno, error.strerror or str(error)]}
+        os.close(telling)
     finally:
         os.close(output)
         os.close(handshake)
+        os.close(tell)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     channel.sendall(json.dumps(answer).encode() + b"\n")
     return True
@@ -111,6 +128,29 @@ def _preload(argv: list[str]) -> None:
 _LOADS = (("--view", "mrunner.codeview"), ("--watch", "mrunner.treeguard"))
 
 
+#: The read ends of the pipes over which running wrappers tell their exit code, and whose each is.
+_telling: dict[int, int] = {}
+_told_by: dict[int, int] = {}
+#: The wrappers whose exit code was told before their reap.
+_reported: set[int] = set()
+#: The descriptor a wrapper tells its exit code on (its first above the standard three; close on exec).
+TELL_FD = 3
+
+
+def _told(channel: socket.socket, telling: int) -> None:
+    """A wrapper told its exit code (it is about to exit), or closed its pipe without (killed: its reap tells)."""
+    try:
+        told = os.read(telling, 16)
+    except BlockingIOError:
+        told = b""
+    pid = _telling.pop(telling)
+    del _told_by[pid]
+    os.close(telling)
+    if told:
+        _reported.add(pid)
+        channel.sendall(json.dumps({"exit": pid, "code": int(told)}).encode() + b"\n")
+
+
 def _reap(channel: socket.socket) -> None:
     while True:
         try:
@@ -119,12 +159,22 @@ def _reap(channel: socket.socket) -> None:
             return
         if pid == 0:
             return
-        channel.sendall(json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+        if pid in _told_by:  # it may have told, and exited, since the last look
+            _told(channel, _told_by[pid])
+        message = b""
+        if pid in _reported:
+            _reported.discard(pid)
+        else:
+            message = json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status)}).encode() + b"\n"
+        channel.sendall(message + json.dumps({"gone": pid}).encode() + b"\n")
 
 
-def _child(argv: list[str], cwd: str, env: dict[str, str], output: int, handshake: int, mask: set) -> NoReturn:
+def _child(
+    argv: list[str], cwd: str, env: dict[str, str], output: int, handshake: int, tell: int, mask: set
+) -> NoReturn:
     """The wrapper: its own session, the handshake as stdin, the attempt's output as stdout and stderr, the
-    default dispositions of the stopping signals (blocked until then), then ``mrunner.attempt.main``."""
+    default dispositions of the stopping signals (blocked until then), then ``mrunner.attempt.main``; its exit
+    code told on ``tell`` (as ``TELL_FD``, which its experiment never gets) just before it exits."""
     code = 127
     try:
         gc.disable()  # nothing to collect in a short-lived wrapper; untouched pages stay shared
@@ -135,7 +185,8 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], output: int, handshak
         os.dup2(handshake, 0)
         os.dup2(output, 1)
         os.dup2(output, 2)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the supervisor's channel and the wakeup pipe among them
+        os.dup2(tell, TELL_FD, inheritable=False)
+        os.closerange(TELL_FD + 1, os.sysconf("SC_OPEN_MAX"))  # the supervisor's channel, the wakeup pipe, ...
         os.chdir(cwd)
         _become(env)
         sys.stdin = open(0, closefd=False)
@@ -155,6 +206,10 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], output: int, handshak
             sys.stdout.flush()
             sys.stderr.flush()
         except (OSError, ValueError):
+            pass
+        try:
+            os.write(TELL_FD, str(code & 0xFF).encode())  # as its exit status will say
+        except OSError:
             pass
         os._exit(code)
 

@@ -22,7 +22,6 @@ as they end, and the reason, naming the disk and the space needed, is where ``mr
 from __future__ import annotations
 
 import errno
-import itertools
 import json
 import os
 import queue
@@ -138,10 +137,11 @@ class Supervisor:
         #: (None: a sweep recorded before either, with links per top-level entry).
         self.view = sweep.package.get("view")
         self.grace = float(sweep.context["grace_period"])
-        #: The overlay work folders of views whose attempts ended, removed while the next experiments run (a
-        #: removal waits on the kernel: it is kept out of the time between one experiment's end and the next's
-        #: start); the last ones when a worker ends.
-        self.leftovers: list[str] = []
+        #: The wrappers that told their end, with the overlay work folders of their views: each wrapper's exit
+        #: (its mount namespace torn down, the overlay's upper file system synced) and then the folder's removal
+        #: wait on the kernel, so both are awaited while the next experiments run, not between one experiment's
+        #: end and the next's start; the last ones when a worker ends.
+        self.leftovers: list[tuple[Wrapper, str | None]] = []
 
     def record(self, update: RunUpdate) -> None:
         with self.lock:
@@ -168,9 +168,11 @@ class Supervisor:
 
     def _clear_leftovers(self) -> None:
         with self.lock:
-            folders, self.leftovers = self.leftovers, []
-        for folder in folders:
-            shutil.rmtree(folder, ignore_errors=True)
+            ended, self.leftovers = self.leftovers, []
+        for wrapper, folder in ended:
+            wrapper.gone()
+            if folder is not None:  # the attempt's mount namespace ended with its wrapper: the view is gone
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _take_runs(self) -> None:
         while not self.stopping.is_set():
@@ -270,11 +272,13 @@ class Supervisor:
                     except BaseException:
                         child.abandon()
                         child.wait()
+                        child.gone()
                         self.children.pop(run.index, None)
                         raise
                     if not claimed:
                         child.abandon()
                         child.wait()
+                        child.gone()
                         self.children.pop(run.index, None)
                         return
                     child.start()
@@ -285,8 +289,7 @@ class Supervisor:
             code = child.wait()
         with self.lock:
             self.children.pop(run.index, None)
-            if self.view == "overlay":  # the attempt's mount namespace ended with its wrapper: the view is gone
-                self.leftovers.append(_set_aside(layout.view_work_dir))
+            self.leftovers.append((child, layout.view_work_dir if self.view == "overlay" else None))
         end = end_of(run, layout.exit_code_file(), code, stopped=self.stopping.is_set())
         if end.state == CANCELLED and not self.stopping.is_set():
             _stop_session(child.pid)  # the wrapper was killed outright: what is left of its session goes too
@@ -296,6 +299,7 @@ class Supervisor:
             raise DiskFull(self._full_message())
         following = self._retry(run, end) if retries > 0 else None
         if following is not None:
+            self._clear_leftovers()  # its view's work folder, which the next attempt's takes the name of
             self._run_one(following, gpus, retries - 1)
             return
         self.record(end)
@@ -380,20 +384,6 @@ class Supervisor:
                 f"stopping {len(pids)} running experiment{'s' * (len(pids) != 1)}: SIGTERM, then SIGKILL after {self.grace:g} s"
             )
         terminate_attempts(pids, self.grace)
-
-
-_ASIDE = itertools.count()
-
-
-def _set_aside(folder: str) -> str:
-    """Move ``folder`` out of the way of a later attempt's (a retry's, a resume's) under a name of its own, to
-    be removed later; where it went."""
-    aside = f"{os.path.dirname(folder)}/.ended-{os.getpid()}-{next(_ASIDE)}-{os.path.basename(folder)}"
-    try:
-        os.rename(folder, aside)
-    except OSError:
-        return folder  # not there (the attempt never mounted its view), or cannot be moved: removed as it is
-    return aside
 
 
 def _as_line(error: BaseException) -> str:

@@ -55,8 +55,13 @@ class Wrapper:
         os.close(self._write)
 
     def wait(self) -> int:
-        """Its exit code, as ``Popen.returncode`` has it (``-N`` when a signal ``N`` killed it)."""
+        """Its exit code, as ``Popen.returncode`` has it (``-N`` when a signal ``N`` killed it), once it ended:
+        told by the wrapper as it exits, before the kernel is done with its exit (``gone``)."""
         return self._server.wait(self.pid)
+
+    def gone(self) -> None:
+        """Return once the wrapper's exit is done (reaped): its view's mount, and so its work folder, released."""
+        self._server.gone_wait(self.pid)
 
 
 class _ForkServer:
@@ -77,6 +82,7 @@ class _ForkServer:
         self.changed = threading.Condition()
         self.answers: list[dict] = []
         self.ended: dict[int, int] = {}
+        self.reaped: set[int] = set()
         self.gone = False
         self.owner = os.getpid()
         threading.Thread(target=self._read, name="mrunner-forkserver", daemon=True).start()
@@ -106,9 +112,17 @@ class _ForkServer:
                 return self.ended.pop(pid)
         # The fork server ended first (killed): its wrappers went on without it, and their exit statuses went
         # to whoever reaps orphans; that they ended is told by /proc alone.
-        while _alive(pid):
-            threading.Event().wait(0.05)
+        _until_dead(pid)
         return -signal.SIGKILL
+
+    def gone_wait(self, pid: int) -> None:
+        """Return once the wrapper ``pid`` was reaped (or, its fork server gone, is no longer alive)."""
+        with self.changed:
+            self.changed.wait_for(lambda: pid in self.reaped or self.gone)
+            if pid in self.reaped:
+                self.reaped.discard(pid)
+                return
+        _until_dead(pid)
 
     def close(self) -> None:
         """Let it end (wrappers still running go on) and wait for that."""
@@ -134,12 +148,19 @@ class _ForkServer:
                 with self.changed:
                     if "exit" in message:
                         self.ended[int(message["exit"])] = int(message["code"])
+                    elif "gone" in message:
+                        self.reaped.add(int(message["gone"]))
                     else:
                         self.answers.append(message)
                     self.changed.notify_all()
         with self.changed:
             self.gone = True
             self.changed.notify_all()
+
+
+def _until_dead(pid: int) -> None:
+    while _alive(pid):
+        threading.Event().wait(0.05)
 
 
 def _alive(pid: int) -> bool:

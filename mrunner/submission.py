@@ -173,7 +173,8 @@ def hand_over(
     whose admission, packaging or preparation failed (so no run can have reached the backend), or that the
     backend refused whole (``Refused``), is removed from the records. In the same two cases ``undo`` (a
     resume's) is called instead of recording the runs as failed: it puts back the records as they were before
-    the resume, so that a refused change (a time beyond a partition's limit) is not asked for again."""
+    the resume, so that a refused change (a time beyond a partition's limit) is not asked for again; so it is
+    when Ctrl-C stops a resume before the hand-over."""
     backend = plugins.backend(sweep.backend)
     first = new
     handed = False
@@ -197,6 +198,13 @@ def hand_over(
         plugins.sweep_submitted(sweep, runs, reporter)
         backend.submit(sweep, runs, secrets, options, lambda updates: store.apply(sweep.id, updates), reporter)
     except KeyboardInterrupt as interrupt:
+        if undo is not None and not handed:  # a resume stopped before anything reached the backend
+            try:
+                undo()
+            except MrunnerError:  # the records cannot be written (a full disk): as any other interruption
+                pass
+            else:
+                raise Interrupted("interrupted: nothing was resumed, the sweep's records are as they were") from None
         _interrupted(sweep, store, unsettled=isinstance(interrupt, interrupts.Unsettled))
     except (MrunnerError, OSError, EOFError) as failure:
         error = _as_error(failure, sweep)

@@ -5,8 +5,11 @@ installed as a user installs one, that is the local backend with a partition's t
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from mrunner import paths
 from mrunner.store import Store
-from mrunner.testing import write_context
+from mrunner.testing import wait_for, write_context
 
 PICKY = '''
 from dataclasses import dataclass
@@ -155,3 +159,39 @@ def test_a_refused_resume_leaves_the_records_as_they_were(mrunner, mrunner_home,
     assert shown["sweep"]["context"]["time"] == 5, shown["sweep"]["context"]
     attempts = Store().attempts(sweep.id, 1)[1]
     assert [attempt.changes for attempt in attempts[1:]] == [{}], attempts
+
+
+def test_a_resume_interrupted_before_its_hand_over_leaves_the_records_as_they_were(mrunner, tmp_path):
+    """Ctrl-C (SIGTERM) while the resume waits for `mrunner gc`'s lock, after it began recording and before
+    anything reached the backend: the change it asked for and the new attempts are put back."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(SCRIPT)
+    mrunner.cwd = project
+    env = {"MARKER": str(tmp_path / "marker")}
+    assert mrunner("train.py", "-m", "i=range(2)", env=env).returncode != 0  # experiment 1 failed
+    (sweep,) = Store().sweeps(limit=10)
+    before = records_of(sweep.id)
+
+    lock_path = paths.data_dir() / "gc.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a collection in progress does
+        resuming = subprocess.Popen(
+            [sys.executable, "-m", "mrunner", "resume", sweep.id, "context.grace_period=3"],
+            cwd=project,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: records_of(sweep.id) != before, what="the resume to record its new attempt")
+            resuming.send_signal(signal.SIGTERM)
+            _, err = resuming.communicate(timeout=60)
+        finally:
+            if resuming.poll() is None:
+                resuming.kill()
+    assert resuming.returncode == 130 and "Traceback" not in err, err
+    assert "nothing was resumed" in err.strip().splitlines()[-1], err
+    assert records_of(sweep.id) == before

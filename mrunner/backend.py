@@ -244,7 +244,8 @@ class Backend(abc.ABC):
         ``sweep``: the recorded sweep (``sweep.detail`` holds what earlier admissions returned); ``runs``: the
         runs about to be handed over, as ``submit`` will get them. Raise ``mrunner.errors.Refused`` with one
         line naming the limit and the option to change when the platform would accept only part of them (a
-        new sweep is then removed from the records: nothing is left of it). Returns facts merged into
+        new sweep is then removed from the records: nothing is left of it; a resume's records are put back as
+        they were before it). Returns facts merged into
         ``sweep.detail`` and recorded before ``package``: a decision ``submit`` must make the same way when the
         same runs are submitted again after an interruption (how runs are grouped into jobs, so that the
         jobs' deterministic names find the ones already accepted). The default admits everything and

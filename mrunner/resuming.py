@@ -4,6 +4,8 @@ without completing, optionally with changed resources and limits or the current 
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ def resume(
         return []
     context = validated_context(sweep.context_name, {**sweep.context, **changes})
     plugins.check(context, sweep.context_name, False)
+    # what a refused hand-over puts back: a refused change must not stay recorded for the next resume
+    before, since = copy.deepcopy(sweep), time.time()
     if current_code:
         frozen = snapshot.take(Path(sweep.project_dir))
         reporter.step(f"sweep {sweep.id}: running the current code of {sweep.project_dir} ({frozen.digest[:12]})")
@@ -71,13 +75,13 @@ def resume(
     }
     if changed_own:
         store.set_resources(sweep.id, changed_own)
-    chosen = [store.run(sweep.id, run.index) for run in chosen]
+    earlier, chosen = chosen, [store.run(sweep.id, run.index) for run in chosen]
     changed = ", ".join(f"{key}={value}" for key, value in changes.items())
     reporter.step(
         f"sweep {sweep.id}: resuming {len(chosen)} of {sum(counts.values())} experiments"
         + (f" with {changed}" if changed else "")
     )
-    hand_over(sweep, chosen, frozen, store, reporter, options)
+    hand_over(sweep, chosen, frozen, store, reporter, options, undo=lambda: store.undo_resume(before, earlier, since))
     return chosen
 
 

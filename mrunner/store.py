@@ -507,6 +507,52 @@ class Store:
         self._write(statements)
 
     @_guarded
+    def undo_resume(self, sweep: Sweep, runs: Sequence[Run], since: float) -> None:
+        """Put back, in one transaction, what a resume begun at ``since`` recorded before its hand-over was
+        refused: the sweep as ``sweep`` holds it (context, snapshot, the backend's bookkeeping), and each of
+        ``runs`` as it was read then (state, attempt, resources), without the resume's events and attempts."""
+        statements: list[tuple[str, Sequence[object]]] = [
+            (
+                "UPDATE sweeps SET package=?, detail=?, context=?, snapshot_digest=?, git_commit=?, git_dirty=? "
+                "WHERE id=?",
+                (
+                    _dump(sweep.package),
+                    _dump(sweep.detail),
+                    _dump(sweep.context),
+                    sweep.snapshot_digest,
+                    sweep.git_commit,
+                    None if sweep.git_dirty is None else int(sweep.git_dirty),
+                    sweep.id,
+                ),
+            )
+        ]
+        statements += [
+            (
+                "UPDATE experiments SET state=?, attempt=?, exit_code=?, backend_ref=?, updated_at=?, resources=? "
+                "WHERE sweep_id=? AND idx=?",
+                (
+                    run.state,
+                    run.attempt,
+                    run.exit_code,
+                    run.backend_ref,
+                    run.updated_at,
+                    _dump(run.resources),
+                    sweep.id,
+                    run.index,
+                ),
+            )
+            for run in runs
+        ]
+        statements += [
+            ("DELETE FROM events WHERE sweep_id=? AND idx=? AND at>=?", (sweep.id, run.index, since)) for run in runs
+        ]
+        statements += [
+            ("DELETE FROM attempts WHERE sweep_id=? AND idx=? AND attempt>?", (sweep.id, run.index, run.attempt))
+            for run in runs
+        ]
+        self._write(statements)
+
+    @_guarded
     def attempts(
         self, sweep_id: str, index: int | None = None, *, start: int = 0, stop: int | None = None
     ) -> dict[int, list[Attempt]]:

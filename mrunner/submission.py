@@ -11,7 +11,7 @@ import dataclasses
 import errno
 import itertools
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from mrunner import gc_lock, interrupts, plugins
@@ -167,12 +167,17 @@ def hand_over(
     reporter: Reporter,
     options: SubmitOptions,
     new: bool = False,
+    undo: Callable[[], None] | None = None,
 ) -> None:
     """Admit, package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep
     whose admission, packaging or preparation failed (so no run can have reached the backend), or that the
-    backend refused whole (``Refused``), is removed from the records."""
+    backend refused whole (``Refused``), is removed from the records. In the same two cases ``undo`` (a
+    resume's) is called instead of recording the runs as failed: it puts back the records as they were before
+    the resume, so that a refused change (a time beyond a partition's limit) is not asked for again; so it is
+    when Ctrl-C stops a resume before the hand-over."""
     backend = plugins.backend(sweep.backend)
     first = new
+    handed = False
     options = dataclasses.replace(options, records=str(store.path))
     secrets = collect_secrets(sweep.context)
     try:
@@ -189,13 +194,27 @@ def hand_over(
             detail = backend.setup_resources(sweep, secrets, reporter)
             sweep.detail.update(detail or {})
             store.update_sweep(sweep)
-        new = False  # from here on a backend may accept runs before it can record them: keep the sweep
+        new, handed = False, True  # from here on a backend may accept runs before it can record them: keep them
         plugins.sweep_submitted(sweep, runs, reporter)
         backend.submit(sweep, runs, secrets, options, lambda updates: store.apply(sweep.id, updates), reporter)
     except KeyboardInterrupt as interrupt:
+        if undo is not None and not handed:  # a resume stopped before anything reached the backend
+            try:
+                undo()
+            except MrunnerError:  # the records cannot be written (a full disk): as any other interruption
+                pass
+            else:
+                raise Interrupted("interrupted: nothing was resumed, the sweep's records are as they were") from None
         _interrupted(sweep, store, unsettled=isinstance(interrupt, interrupts.Unsettled))
     except (MrunnerError, OSError, EOFError) as failure:
         error = _as_error(failure, sweep)
+        if undo is not None and (not handed or isinstance(failure, Refused)):
+            try:
+                undo()
+            except MrunnerError:  # the records cannot be written either (a full disk): as any other failure
+                pass
+            else:
+                raise type(error)(f"{error} (nothing was resumed: the sweep's records are as they were)") from None
         try:
             # a new sweep is forgotten when no run can have reached the backend: its packaging or preparation
             # failed, or the backend refused it whole before handing anything over

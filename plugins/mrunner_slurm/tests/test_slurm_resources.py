@@ -18,6 +18,7 @@ import pytest
 from mrunner.records import COMPLETED, FAILED, TERMINAL
 from mrunner.testing import wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
+from tests.test_resume_refused import records_of
 
 # Writes the memory Slurm gave its task; fails with `exit` until the storage folder holds `heal`.
 MEMORY = """
@@ -306,3 +307,31 @@ def test_a_packed_task_within_the_partitions_max_time_runs(cluster, mrunner, tim
     assert result.returncode == 0, result.stderr
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
     assert [run["state"] for run in status(mrunner, sweep)["experiments"]] == [COMPLETED] * 3
+
+
+def test_a_resume_refused_for_a_time_beyond_max_time_leaves_the_records_as_they_were(cluster, mrunner, timed_partition):
+    """`resume --time 10` on a partition of MaxTime=5 is refused at admission in one line, and records
+    nothing: the next plain `resume` asks for the sweep's own time again, is accepted and runs the failed
+    point."""
+    ran = mrunner(
+        "+context=test-slurm", "train.py", f"context.partition={timed_partition}", "context.time=2", "-m", "exit=0,3"
+    )
+    assert ran.returncode == 0, ran.stderr
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    assert sorted(run["state"] for run in ended(mrunner, sweep)["experiments"]) == [COMPLETED, FAILED]
+    before = records_of(sweep)
+
+    refused = mrunner("resume", sweep, "--time", "10")
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert f"partition {timed_partition} allows at most 5 minutes per job (MaxTime=5:00)" in line, line
+    assert "nothing was resumed" in line, line
+    assert records_of(sweep) == before
+    assert cluster.ssh(f"squeue -h -p {timed_partition}") == ""
+
+    cluster.ssh(f"touch {cluster.storage}/heal")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    shown = status(mrunner, sweep)
+    assert [run["state"] for run in shown["experiments"]] == [COMPLETED] * 2
+    assert shown["sweep"]["context"]["time"] == 2, shown["sweep"]["context"]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from mrunner.testing import as_from_a_terminal
+
 pytestmark = pytest.mark.local
 
 HOOK = """
@@ -45,7 +47,6 @@ def _interrupted(tmp_path: Path, mrunner_home: Path, module: str, command: list[
     (hooks / "sitecustomize.py").write_text(HOOK)
     ready = tmp_path / "ready"
     env = {**os.environ, "PYTHONPATH": str(hooks), "STOP_IN_IMPORT": module, "STOP_READY": str(ready)}
-    # SIGINT as a terminal's Ctrl-C finds it (a test run in the background inherits it ignored)
     process = subprocess.Popen(
         [*command, "status"],
         cwd=tmp_path,
@@ -53,7 +54,7 @@ def _interrupted(tmp_path: Path, mrunner_home: Path, module: str, command: list[
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 60
     while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -89,7 +90,7 @@ def test_an_experiment_that_imports_mrunner_keeps_its_own_ctrl_c(tmp_path):
         [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_from_a_terminal,
         check=True,
     )
     assert result.stdout.strip() == "True"

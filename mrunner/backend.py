@@ -349,7 +349,8 @@ class Backend(abc.ABC):
         ``sweep``, ``run``: the recorded experiment (at the attempt asked for, by default its latest);
         ``follow``: keep yielding new output until the experiment ends; ``ended``: asks the records (refreshed
         through ``status``) whether the run has ended, for a backend that cannot tell by itself. Returns an
-        iterator over chunks of text.
+        iterator over chunks of text; it raises ``mrunner.errors.NoLog`` for an ended attempt that has no log
+        (it never started, its log could not be written): the command adds the recorded reason.
         """
 
     @abc.abstractmethod

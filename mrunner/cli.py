@@ -117,10 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Stop as Ctrl-C does: what was done is recorded, the rest resumable. A signal ignored by whoever started
     # mrunner stays ignored, as Python leaves an ignored SIGINT: under `nohup`, closing the terminal must not
     # stop the sweep.
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(number) is not signal.SIG_IGN:
-            signal.signal(number, _interrupt)
     try:
+        # Ctrl-C while Python imported mrunner ended the process quietly (`mrunner_entry`); from here it stops as
+        # Ctrl-C should, and is caught below.
+        if getattr(signal.getsignal(signal.SIGINT), "mrunner_start_up", False):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                signal.signal(number, _interrupt)
         return _dispatch(args)
     except MrunnerError as error:
         if debug:

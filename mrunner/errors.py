@@ -39,6 +39,11 @@ class NotRecorded(MrunnerError):
     """The records cannot be written (a full disk, a read-only folder); reading them still works."""
 
 
+class NoLog(MrunnerError):
+    """A backend's ``logs`` found no log of an attempt that has ended (it never started, or its log could not be
+    written): `mrunner logs` adds why, as the records say, instead of printing nothing."""
+
+
 class Interrupted(MrunnerError):
     """The user pressed Ctrl-C; what was done is recorded."""
 

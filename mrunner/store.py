@@ -719,7 +719,11 @@ class Store:
             f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx=?", (sweep_id, index)
         ).fetchone()
         if row is None:
-            raise NotFound(f"sweep {sweep_id} has no experiment {index}")
+            low, high = self._db.execute(  # the ends of the (sweep, index) key: no scan
+                "SELECT min(idx), max(idx) FROM experiments WHERE sweep_id=?", (sweep_id,)
+            ).fetchone()
+            held = "none" if low is None else f"{low}" if low == high else f"{low}-{high}"
+            raise NotFound(f"sweep {sweep_id} has no experiment {index}: the sweep has experiments {held}")
         return _run(row)
 
     def find(self, ref: str) -> tuple[Sweep, Run | None]:

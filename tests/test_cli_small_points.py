@@ -243,3 +243,14 @@ def test_a_context_edit_that_breaks_the_context_says_the_file_keeps_it_and_how_t
     line = _one_line_error(edited, "max_parallel", "must be at least 1")
     path = mrunner_home / "config" / "mrunner" / "context" / "mine.yaml"
     assert f"{path} keeps your edit" in line and "`mrunner context edit mine`" in line, line
+
+
+@pytest.mark.parametrize("backend", ["local", "slurm", "kubernetes"])
+def test_context_add_of_a_key_the_backend_lacks_names_the_keys_it_has(mrunner, mrunner_home, backend):
+    """Not argparse's bare "unrecognized arguments": the closest key, every key of the chosen backend, and
+    nothing written."""
+    refused = mrunner("context", "add", "--name", "M", "--type", backend, "--max-paralel", "1", "--bogus=1")
+    _one_line_error(refused, f"--max-paralel is not a key of the {backend} backend")
+    assert "its keys: " in refused.stderr and "max_experiments, " in refused.stderr
+    assert ("did you mean --max_parallel?" in refused.stderr) == (backend == "local")
+    assert not (mrunner_home / "config" / "mrunner" / "context" / "M.yaml").exists()

@@ -54,3 +54,17 @@ def test_a_reference_with_spaces_around_it_names_the_sweep(mrunner, two_sweeps):
     shown = mrunner("status", f" {two_sweeps[0]} ")
     assert shown.returncode == 0, shown.stderr
     assert f"sweep {two_sweeps[0]} " in shown.stdout
+
+
+@pytest.mark.parametrize("command", [["status"], ["logs"], ["cancel"]], ids=lambda c: c[0])
+def test_an_index_out_of_range_names_the_sweeps_experiments(mrunner, tmp_path: Path, command):
+    (tmp_path / "train.py").write_text("print('ran')\n")
+    mrunner.cwd = tmp_path
+    ran = mrunner("train.py", "-m", "a=range(12)")
+    assert ran.returncode == 0, ran.stderr
+    sweep = ran.stdout.strip().splitlines()[-1]
+    result = mrunner(*command, f"{sweep}/12")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result
+    assert result.stderr.splitlines() == [
+        f"mrunner: error: sweep {sweep} has no experiment 12: the sweep has experiments 0-11"
+    ]

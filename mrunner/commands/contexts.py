@@ -182,10 +182,25 @@ def key_options(args: list[str]) -> list[str]:
                 position += 1
                 value = args[position]
             pairs.append(f"{key}={value}")
+        elif arg.startswith("--") and key.replace("-", "_") not in own | {"no_neptune", "help"}:
+            raise MrunnerError(_unknown_key(arg[2:].partition("=")[0], backend, sorted(keys)))
         else:
             rewritten.append(arg)
         position += 1
     return rewritten + pairs
+
+
+def _unknown_key(given: str, backend: str, keys: list[str]) -> str:
+    """One line for ``context add --KEY`` of a key the backend does not have: the closest key, and all of them
+    (argparse said only "unrecognized arguments")."""
+    import difflib
+
+    close = difflib.get_close_matches(given.replace("-", "_"), keys, n=1)
+    guess = f" (did you mean --{close[0]}?)" if close else ""
+    return (
+        f"context add: --{given} is not a key of the {backend} backend{guess}; its keys: {', '.join(keys)} "
+        f"(as --KEY VALUE or KEY=VALUE; `mrunner context add --help` for the options of every backend)"
+    )
 
 
 def _pairs(items: list[str], where: str) -> dict[str, Any]:

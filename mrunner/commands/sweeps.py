@@ -13,7 +13,7 @@ from dataclasses import asdict
 from mrunner import following, plugins, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS
-from mrunner.errors import MrunnerError, NotRecorded
+from mrunner.errors import MrunnerError, NoLog, NotRecorded
 from mrunner.following import counts_text
 from mrunner.recorder import STOPPED
 from mrunner.records import (
@@ -316,10 +316,32 @@ def logs_command(options: argparse.Namespace) -> int:
     chunks = plugins.backend(sweep.backend).logs(sweep, run, follow, ended)
     if chunks is None:
         raise MrunnerError(f"backend {sweep.backend!r} answered nothing to logs: a bug in its plugin")
-    for chunk in chunks:
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
+    printed = False
+    try:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+            printed = True
+    except NoLog as missing:
+        why = _why_ended(store, sweep, run)
+        raise NoLog(f"{missing}: {why}" if why else f"{missing} (the records do not say why)") from None
+    now = store.run(sweep.id, run.index)
+    if not printed and now.attempt == run.attempt and now.state in TERMINAL and now.state != COMPLETED:
+        # an empty log of an attempt that did not complete: its output may be what a full disk kept from it
+        why = _why_ended(store, sweep, run)
+        print(
+            f"mrunner: experiment {run.ref} printed nothing in attempt {run.attempt} ({now.state}"
+            f"{': ' + why if why else ''})",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _why_ended(store: Store, sweep: Sweep, run: Run) -> str | None:
+    """What the records say of how ``run``'s attempt ended (they keep it of the latest attempt only)."""
+    if store.run(sweep.id, run.index).attempt != run.attempt:
+        return None
+    return store.latest_details(sweep.id, [run.index]).get(run.index)
 
 
 # -- cancel --------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any
 from mrunner import layout as contract
 from mrunner import process, treeguard
 from mrunner.attempt import SETUP_FAILED, command_line
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, NoLog
 from mrunner.recorder import Recorder
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -645,15 +645,19 @@ def follow_log(sweep: Sweep, run: Run, follow: bool, ended: Callable[[], bool]) 
     layout = layout_of(sweep, run)
     path = layout.log_file()
     position = 0
+    found = False
     while True:
         done = contract.read_exit_code(layout.exit_code_file()) is not None or ended()
         if os.path.exists(path):
+            found = True
             with open(path, "rb") as stream:
                 stream.seek(position)
                 chunk = stream.read()
                 position += len(chunk)
             if chunk:
                 yield chunk.decode(errors="replace")
+        if done and not found:
+            raise NoLog(f"experiment {run.ref} has no log of attempt {run.attempt}")
         if not follow or done:
             return
         time.sleep(0.2)

@@ -145,3 +145,26 @@ def test_a_full_disk_under_the_records_and_the_outputs_stops_the_sweep_and_resum
     assert resumed.returncode == 0, resumed.stderr
     assert set(states(mrunner, sweep, env).values()) == {COMPLETED}
     assert done(ledger) == dict.fromkeys(range(POINTS), 1)
+
+
+def test_logs_of_an_attempt_the_full_disk_kept_from_its_log_says_so_and_why(mrunner, project, disk):
+    """An attempt that never started (the disk was full before its log could be made) has no log, and one whose
+    output the full disk kept from its log printed nothing: `logs` says so in one line with the recorded reason,
+    instead of printing nothing and exiting 0."""
+    ledger = project.parent / "ledger"
+    arguments = ["fills.py", "-m", f"i=range({POINTS})", f"ledger={ledger}", f"context.storage_dir={disk}"]
+    assert mrunner(*arguments, "context.max_parallel=2").returncode != 0
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    ended = states(mrunner, sweep)
+    unstarted = [i for i, state in ended.items() if state == "cancelled"]
+    assert unstarted, ended
+    shown = mrunner("logs", f"{sweep}/{unstarted[-1]}")
+    assert shown.returncode != 0 and shown.stdout == "", shown
+    assert shown.stderr.count("\n") == 1 and "has no log of attempt 0: not started: the disk of" in shown.stderr
+    for index in (i for i, state in ended.items() if state == "failed"):
+        shown = mrunner("logs", f"{sweep}/{index}")
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown
+        if not shown.stdout:
+            assert shown.stderr.count("\n") == 1 and "printed nothing in attempt 0 (failed: " in shown.stderr
+    completed = next(i for i, state in ended.items() if state == COMPLETED)
+    assert mrunner("logs", f"{sweep}/{completed}").stderr == ""  # it printed nothing, and completed

@@ -1,0 +1,96 @@
+"""Ctrl-C while the ``mrunner`` command starts (Python importing mrunner and its dependencies) ends it quietly
+with 130, as Ctrl-C later does; an experiment's own SIGINT is left alone.
+
+Each moment is reached, not slept to: an audit hook (installed by a ``sitecustomize`` on ``PYTHONPATH``) stops
+the command in the import of one module, says so in a file and waits there for the signal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mrunner.testing import as_from_a_terminal
+
+pytestmark = pytest.mark.local
+
+HOOK = """
+import os, sys, time
+
+_module, _ready = os.environ["STOP_IN_IMPORT"], os.environ["STOP_READY"]
+
+def _stop(event, args):
+    if event == "import" and args[0] == _module and not os.path.exists(_ready):
+        with open(_ready, "w"):
+            pass
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the signal's handler runs in this loop
+            time.sleep(0.005)
+
+sys.addaudithook(_stop)
+"""
+
+#: Modules the command imports, in order: the package (its ``__init__``), the experiment's API it loads, the
+#: command line, the commands' table, and the records (a command's, inside ``main`` already).
+MOMENTS = ("mrunner", "mrunner.client", "mrunner.cli", "mrunner.commands", "mrunner.store")
+
+
+def _interrupted(tmp_path: Path, mrunner_home: Path, module: str, command: list[str]) -> subprocess.CompletedProcess:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(HOOK)
+    ready = tmp_path / "ready"
+    env = {**os.environ, "PYTHONPATH": str(hooks), "STOP_IN_IMPORT": module, "STOP_READY": str(ready)}
+    process = subprocess.Popen(
+        [*command, "status"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.exists(), f"the command never imported {module}: {process.communicate()}"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.mark.parametrize("module", MOMENTS)
+def test_ctrl_c_while_the_command_starts_ends_it_quietly(tmp_path, mrunner_home, module):
+    script = Path(sys.executable).with_name("mrunner")
+    result = _interrupted(tmp_path, mrunner_home, module, [str(script)])
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines() == ["mrunner: interrupted"]
+
+
+@pytest.mark.parametrize("module", MOMENTS[2:])
+def test_ctrl_c_while_python_m_mrunner_starts_ends_it_quietly(tmp_path, mrunner_home, module):
+    """``python -m mrunner`` runs the package's ``__init__`` before any of its code: from ``__main__`` on."""
+    result = _interrupted(tmp_path, mrunner_home, module, [sys.executable, "-m", "mrunner"])
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines() == ["mrunner: interrupted"]
+
+
+def test_an_experiment_that_imports_mrunner_keeps_its_own_ctrl_c(tmp_path):
+    """``mrunner.report`` runs inside user scripts: importing mrunner changes nothing of their SIGINT."""
+    probe = "import signal, mrunner; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        preexec_fn=as_from_a_terminal,
+        check=True,
+    )
+    assert result.stdout.strip() == "True"

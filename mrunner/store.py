@@ -324,23 +324,7 @@ class Store:
     def update_sweep(self, sweep: Sweep) -> None:
         """Save the backend's bookkeeping of a sweep (``package`` and ``detail``) and what a resume may change
         (the context's resources and limits, the code snapshot)."""
-        self._write(
-            [
-                (
-                    "UPDATE sweeps SET package=?, detail=?, context=?, snapshot_digest=?, git_commit=?, git_dirty=? "
-                    "WHERE id=?",
-                    (
-                        _dump(sweep.package),
-                        _dump(sweep.detail),
-                        _dump(sweep.context),
-                        sweep.snapshot_digest,
-                        sweep.git_commit,
-                        None if sweep.git_dirty is None else int(sweep.git_dirty),
-                        sweep.id,
-                    ),
-                )
-            ]
-        )
+        self._write([_sweep_update(sweep)])
 
     @_guarded
     @_spends_the_reserve
@@ -511,21 +495,7 @@ class Store:
         """Put back, in one transaction, what a resume begun at ``since`` recorded before its hand-over was
         refused: the sweep as ``sweep`` holds it (context, snapshot, the backend's bookkeeping), and each of
         ``runs`` as it was read then (state, attempt, resources), without the resume's events and attempts."""
-        statements: list[tuple[str, Sequence[object]]] = [
-            (
-                "UPDATE sweeps SET package=?, detail=?, context=?, snapshot_digest=?, git_commit=?, git_dirty=? "
-                "WHERE id=?",
-                (
-                    _dump(sweep.package),
-                    _dump(sweep.detail),
-                    _dump(sweep.context),
-                    sweep.snapshot_digest,
-                    sweep.git_commit,
-                    None if sweep.git_dirty is None else int(sweep.git_dirty),
-                    sweep.id,
-                ),
-            )
-        ]
+        statements: list[tuple[str, Sequence[object]]] = [_sweep_update(sweep)]
         statements += [
             (
                 "UPDATE experiments SET state=?, attempt=?, exit_code=?, backend_ref=?, updated_at=?, resources=? "
@@ -903,6 +873,23 @@ _ENCODER = json.JSONEncoder(sort_keys=True)  # one encoder: json.dumps(..., sort
 
 def _dump(value: object) -> str:
     return _ENCODER.encode(value)
+
+
+def _sweep_update(sweep: Sweep) -> tuple[str, Sequence[object]]:
+    """What a resume may change of a sweep (its context, snapshot and the backend's bookkeeping) as one statement:
+    written by a resume, and written back as it was by an undone one."""
+    return (
+        "UPDATE sweeps SET package=?, detail=?, context=?, snapshot_digest=?, git_commit=?, git_dirty=? WHERE id=?",
+        (
+            _dump(sweep.package),
+            _dump(sweep.detail),
+            _dump(sweep.context),
+            sweep.snapshot_digest,
+            sweep.git_commit,
+            None if sweep.git_dirty is None else int(sweep.git_dirty),
+            sweep.id,
+        ),
+    )
 
 
 _EVENT_INSERT = "INSERT INTO events (sweep_id, idx, at, state, exit_code, detail) VALUES (?, ?, ?, ?, ?, ?)"

@@ -204,7 +204,8 @@ def gc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Remove what mrunner left behind that no planned, queued or running sweep needs: code snapshots on this "
         "machine; code folders, unused content-store objects, virtualenvs and a sweep's secrets file and task "
-        "bundles on Slurm; a sweep's Secret, ConfigMap and finished Jobs on Kubernetes. Never results, checkpoints, logs or records."
+        "bundles on Slurm; a sweep's Secret, ConfigMap and finished Jobs, and pull pods left behind, on Kubernetes. "
+        "Never results, checkpoints, logs or records."
     )
     parser.add_argument(
         "--older-than",

@@ -169,7 +169,12 @@ def test_a_dangling_link_among_your_contexts_is_named_as_yours_and_can_be_delete
 
 @pytest.mark.parametrize(
     "given",
-    [["--cpu", "4", "cpu=8"], ["--resources", "cpu=4", "--cpu", "8"], ["--storage", "/a", "--storage_dir", "/b"]],
+    [
+        ["--cpu", "4", "cpu=8"],
+        ["--resources", "cpu=4", "--cpu", "8"],
+        ["--storage", "/a", "--storage_dir", "/b"],
+        ["--storage", "/a", "--resources", "storage_dir=/b"],
+    ],
 )
 def test_a_key_given_twice_with_two_values_is_refused(mrunner, mrunner_home, given):
     """Each form of `context add` names a key (`--KEY VALUE`, `KEY=VALUE`, `--resources`, `--storage`); the same

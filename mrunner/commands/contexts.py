@@ -126,11 +126,11 @@ def _add(options: argparse.Namespace) -> int:
         data[storage_key] = options.storage
     resources = _pairs(shlex.split(options.resources), "--resources") if options.resources else {}
     given = _pairs(options.keys, "context add")
-    for key in sorted(given.keys() & {**data, **resources}.keys()):
-        earlier = {**data, **resources}[key]
-        if earlier != given[key]:  # `--storage /a storage_dir=/b`, `--resources cpu=4 --cpu 8`: one was dropped
-            raise MrunnerError(f"context add: {key} is given twice ({earlier!r} and {given[key]!r}); keep one")
-    data.update({**resources, **given})
+    for source in (resources, given):  # `--storage /a storage_dir=/b`, `--resources cpu=4 --cpu 8`: one was dropped
+        for key in sorted(source.keys() & data.keys()):
+            if data[key] != source[key]:
+                raise MrunnerError(f"context add: {key} is given twice ({data[key]!r} and {source[key]!r}); keep one")
+        data.update(source)
     if options.registry_url is not None:
         data["registry_url"] = options.registry_url
     if options.neptune is not None:

@@ -199,29 +199,28 @@ def _categorical(pyplot: Any, labels: list[dict[str, Any]], varying: list[str], 
         )
     from matplotlib.lines import Line2D
 
-    def values_of(name: str) -> list[str]:
-        return list(dict.fromkeys(str(a.get(name)) for a in labels))
-
-    keyed = sorted((n for n in varying if len(values_of(n)) <= _KEY_VALUES), key=lambda n: -len(values_of(n)))
+    # each axis's values in order of first appearance, read once (not once per line drawn)
+    values = {n: list(dict.fromkeys(str(a.get(n)) for a in labels)) for n in varying}
+    keyed = sorted((n for n in varying if len(values[n]) <= _KEY_VALUES), key=lambda n: -len(values[n]))
     colour_by = keyed[0] if keyed else None
-    dash_by = next((n for n in keyed[1:] if len(values_of(n)) <= len(_DASHES)), None)
+    dash_by = next((n for n in keyed[1:] if len(values[n]) <= len(_DASHES)), None)
     handles = []
     if colour_by is not None:
-        handles += [
-            Line2D([], [], color=palette[i], label=f"{colour_by}={v}") for i, v in enumerate(values_of(colour_by))
-        ]
+        handles += [Line2D([], [], color=palette[i], label=f"{colour_by}={v}") for i, v in enumerate(values[colour_by])]
     if dash_by is not None:
         handles += [
             Line2D([], [], color="black", linestyle=_DASHES[i], label=f"{dash_by}={v}")
-            for i, v in enumerate(values_of(dash_by))
+            for i, v in enumerate(values[dash_by])
         ]
+    colour_of = {v: palette[i] for i, v in enumerate(values[colour_by])} if colour_by is not None else {}
+    dash_of = {v: _DASHES[i] for i, v in enumerate(values[dash_by])} if dash_by is not None else {}
 
     def style(number: int, axes: dict[str, Any]) -> dict[str, Any]:
         found: dict[str, Any] = {"alpha": alpha, "linewidth": width, "color": "tab:blue"}
         if colour_by is not None:
-            found["color"] = palette[values_of(colour_by).index(str(axes.get(colour_by)))]
+            found["color"] = colour_of[str(axes.get(colour_by))]
         if dash_by is not None:
-            found["linestyle"] = _DASHES[values_of(dash_by).index(str(axes.get(dash_by)))]
+            found["linestyle"] = dash_of[str(axes.get(dash_by))]
         return found
 
     return style, handles or None

@@ -24,7 +24,6 @@ from mrunner.records import (
     PLANNED,
     PREEMPTED,
     RUNNING,
-    STATES,
     TERMINAL,
     TIMEOUT,
     Attempt,
@@ -32,10 +31,8 @@ from mrunner.records import (
     Sweep,
 )
 from mrunner.reporter import Reporter
+from mrunner.states import UNFINISHED
 from mrunner.store import RECORD_CHUNK, Store
-
-#: The states a run may still leave: what `cancel` reads of a sweep.
-OPEN = [state for state in STATES if state not in TERMINAL]
 
 
 def _say(line: str) -> None:
@@ -355,7 +352,7 @@ def cancel_arguments(parser: argparse.ArgumentParser) -> None:
 def cancel_command(options: argparse.Namespace) -> int:
     store = Store()
     sweep, run = store.find(options.target)
-    candidates = [run] if run is not None else store.runs(sweep.id, OPEN)  # the ended ones stay undecoded
+    candidates = [run] if run is not None else store.runs(sweep.id, UNFINISHED)  # the ended ones stay undecoded
     open_runs = [r for r in candidates if r.state not in TERMINAL]
     if not open_runs:
         print(f"nothing to cancel: {'experiment ' + run.ref if run else 'sweep ' + sweep.id} has ended")

@@ -214,3 +214,38 @@ def test_a_kill_of_the_pid_status_shows_stops_the_experiment_as_a_cancel_does(mr
     assert shown["experiment"]["exit_code"] is None
     expected = "stopped by a signal to its pid" if number == signal.SIGTERM else "its pid was killed (SIGKILL)"
     assert expected in mrunner("status", f"{sweep}/0").stdout
+
+
+SAVER = """
+import os, signal, sys, time
+from mrunner import get_configuration
+
+config = get_configuration()
+
+def save_and_stop(number, _frame):
+    sys.exit(3)  # saved its state, then stopped as many training loops do: a code of its own, not 0
+
+signal.signal(signal.SIGTERM, save_and_stop)
+with open(os.path.join(str(config.pids), "saver"), "w") as stream:
+    stream.write(str(os.getpid()))
+time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("how", ["kill -TERM of the pid status shows", "mrunner cancel"])
+def test_an_experiment_that_stops_on_sigterm_with_a_code_of_its_own_is_cancelled_either_way(mrunner, project, how):
+    """A handler that saves and exits 3 on SIGTERM: `kill -TERM PID` records it as `cancel` does (cancelled,
+    not `failed 3`), and so a later experiment that fails by itself stays failed."""
+    pids = project.parent / "pids"
+    (project / "saver.py").write_text(SAVER)
+    result = mrunner("saver.py", f"pids={pids}", "--detach")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    wait_for(lambda: (pids / "saver").exists() and (pids / "saver").read_text())
+    if how == "mrunner cancel":
+        assert mrunner("cancel", sweep).returncode == 0
+    else:
+        os.kill(wrapper_pid(mrunner, sweep, 0), signal.SIGTERM)
+    wait_for(lambda: states(mrunner, sweep) == {0: CANCELLED}, what="the experiment recorded cancelled")
+    shown = json.loads(mrunner("status", f"{sweep}/0", "--json").stdout)["experiment"]
+    assert shown["exit_code"] in (None, 3), shown

@@ -87,7 +87,10 @@ def test_a_storage_disk_that_fills_stops_the_sweep_and_resume_runs_the_rest_once
     if detach:
         assert result.returncode == 0, result.stderr
         sweep = result.stdout.strip().splitlines()[-1]
-        wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep).values()), timeout=120, every=0.1)
+        followed = mrunner("status", sweep, "--wait", timeout=120)  # from another shell, to the sweep's end
+        assert followed.returncode != 0, followed.stdout + followed.stderr
+        # why the supervisor stopped is recorded before the runs it did not start end: a follower sees it
+        assert "its supervisor stopped before the end: the disk of" in followed.stdout, followed.stdout
         shown = mrunner("status", sweep).stdout
         assert f"the disk of {disk}" in shown and "free at least" in shown, shown
     else:

@@ -236,6 +236,8 @@ def hand_over(
             ) from None
         if forgotten:
             raise type(error)(f"{error} (nothing was submitted or recorded: fix it and submit again)") from None
+        if f"mrunner resume {sweep.id}" in str(error):  # the backend said what to do already (a full disk)
+            raise error from None
         raise type(error)(
             f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
             f"if it was the context, fix it and submit again)"

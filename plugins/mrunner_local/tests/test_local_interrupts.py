@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -249,3 +251,69 @@ def test_an_experiment_that_stops_on_sigterm_with_a_code_of_its_own_is_cancelled
     wait_for(lambda: states(mrunner, sweep) == {0: CANCELLED}, what="the experiment recorded cancelled")
     shown = json.loads(mrunner("status", f"{sweep}/0", "--json").stdout)["experiment"]
     assert shown["exit_code"] in (None, 3), shown
+
+
+QUEUED_HOOK = """
+import os, sqlite3, sys, time
+
+_ready, _records = os.environ["STOP_READY"], os.environ["STOP_RECORDS"]
+_inside = []
+
+def _stop(event, args):
+    if event != "sqlite3.connect" or _inside or os.path.exists(_ready) or not os.path.exists(_records):
+        return
+    _inside.append(1)
+    try:
+        with sqlite3.connect(_records) as db:
+            queued = db.execute("SELECT count(*) FROM experiments WHERE state='submitted'").fetchone()[0]
+    finally:
+        _inside.clear()
+    if queued:  # the runs are recorded queued and the inline supervisor is not running yet: stop here
+        with open(_ready, "w"):
+            pass
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the signal's handler runs in this loop
+            time.sleep(0.005)
+
+sys.addaudithook(_stop)
+"""
+
+
+def test_ctrl_c_after_the_runs_are_queued_and_before_they_are_supervised_records_them_cancelled(
+    mrunner, mrunner_home, project, tmp_path
+):
+    """The moment between the runs recorded `submitted` (queued locally) and the inline supervisor that takes
+    them (its records' connection): Ctrl-C there left them `submitted`, and `status` later called them `lost`
+    ("its supervisor is gone")."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(QUEUED_HOOK)
+    ready = tmp_path / "ready"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(hooks),
+        "STOP_READY": str(ready),
+        "STOP_RECORDS": str(Store().path),
+    }
+    (project / "quick.py").write_text("print('ran')\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "quick.py", "-m", "i=range(3)"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
+    )
+    try:
+        wait_for(lambda: ready.exists() or process.poll() is not None, what="the runs to be queued")
+        assert ready.exists(), process.communicate()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "Traceback" not in err, err
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    assert set(states(mrunner, sweep).values()) == {CANCELLED}, mrunner("status", sweep).stdout
+    assert mrunner("resume", sweep, "--wait").returncode == 0

@@ -15,11 +15,16 @@ import signal
 
 
 def console() -> int:
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT (nohup) stays ignored
-        signal.signal(signal.SIGINT, starting)
+    quiet_start()
     from mrunner.cli import console as command
 
     return command()
+
+
+def quiet_start() -> None:
+    """Ctrl-C ends the start from here on (also called by ``mrunner/__init__`` under ``python -m mrunner``)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT (nohup) stays ignored
+        signal.signal(signal.SIGINT, starting)
 
 
 def starting(_number: int, _frame: object) -> None:

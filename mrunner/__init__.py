@@ -8,8 +8,30 @@ it with ``@mrunner.hookimpl`` (docs/write-a-backend.md). Importing ``mrunner`` c
 ``get_configuration`` is loaded on first use.
 """
 
-from mrunner.client import attempt, checkpoint_dir, get_configuration
-from mrunner.metrics import report
+import sys
+
+
+def _run_as_main() -> bool:
+    """Whether Python is locating ``mrunner`` to run it (``python -m mrunner``): argv[0] is "-m" meanwhile, and
+    the first ``-m`` option names the module; ``python -m their_package`` importing mrunner does not match."""
+    if sys.argv[:1] != ["-m"]:
+        return False
+    options = sys.orig_argv[1:]
+    for at, option in enumerate(options):
+        if option.startswith("-m"):
+            return (option[2:] or "".join(options[at + 1 : at + 2])) == "mrunner"
+    return False
+
+
+if _run_as_main():
+    # `python -m mrunner` runs this file before `__main__`: Ctrl-C from here on ends the start quietly with one
+    # line and 130, as the console script's `mrunner_entry` makes it
+    from mrunner_entry import quiet_start
+
+    quiet_start()
+
+from mrunner.client import attempt, checkpoint_dir, get_configuration  # noqa: E402
+from mrunner.metrics import report  # noqa: E402
 
 __version__ = "0.2.0"
 __all__ = [

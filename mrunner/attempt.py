@@ -262,6 +262,9 @@ def _parser() -> argparse.ArgumentParser:
 _early: list[int] = []
 #: Stopping signals that came while an experiment ran or after it ended: no further attempt starts then.
 _stopped: list[int] = []
+#: The stopping signal that halted the last experiment this process ran (passed on to it while it ran): its
+#: end, whatever code it chose on the way out, is the stop's (the local fork server reports it so).
+halted_by: list[int] = []
 
 
 def _hold(number: int, _frame: object) -> None:
@@ -819,6 +822,7 @@ def run(
     if code < 0 and not halted:  # its own crash, or a signal passed on: the log says which (the record names it too)
         _say(f"mrunner: the experiment was killed by {signal.Signals(-code).name}")
         _tell_the_platform(f"killed by {signal.Signals(-code).name}")
+    halted_by[:] = [next((number for number in _stopped if number in STOPPING), signal.SIGTERM)] if halted else []
     if status == 0:
         # Exit 0 is the experiment's own word that its work is done: completed, whatever signal came after it
         # (or raced `forward`'s look), so that nothing finished is ever run again.

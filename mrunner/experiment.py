@@ -58,6 +58,8 @@ class Experiment:
                 f"experiment {self.name or self.script}: resources must be a mapping of context keys to values, "
                 f"such as {{'mem': '32G'}}"
             )
+        if type(self.tags) is not list or not all(type(tag) is str for tag in self.tags):
+            self.tags = tag_list(self.tags, f"experiment {self.name or self.script}: ")
         bad_env = [k for k, v in self.env.items() if not isinstance(v, str)]
         if bad_env:
             raise MrunnerError(f"experiment {self.name or self.script}: env value of {bad_env[0]} must be a string")
@@ -92,6 +94,15 @@ class Experiment:
 
 # The same output as json.dumps(..., sort_keys=True, separators=(",", ":")), without a new encoder per call.
 _IDENTITY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+def tag_list(tags: Any, where: str = "") -> list[str]:
+    """``tags`` as a list of strings. A string alone is refused naming the list to write: ``list("baseline")``
+    made eight one-letter tags without a word."""
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        fix = f": write tags=[{tags!r}] for one tag" if isinstance(tags, str) else ", such as tags=['baseline']"
+        raise MrunnerError(f"{where}tags must be a list of strings, got {type(tags).__name__} {tags!r}{fix}")
+    return list(tags)
 
 
 @functools.lru_cache(maxsize=64)

@@ -250,6 +250,20 @@ def python_grid(params_grid: Mapping[Any, Any] | Sequence[Mapping[Any, Any]], di
     return Union([Grid(dimensions(one)) for one in grids])
 
 
+def listed(key: Any, values: Any) -> list[Any]:
+    """The values a key of a grid written in Python takes: a list, tuple, range or array of them. A single
+    value is refused naming the list to write: it used to run as one point (and a string, in the original's
+    ``itertools.product``, as one point per character), so a forgotten ``[...]`` went unnoticed."""
+    if isinstance(values, (list, tuple, range)):
+        return list(values)
+    if hasattr(values, "tolist") and hasattr(values, "dtype"):  # a NumPy array or a pandas Series
+        return list(values.tolist())
+    raise MrunnerError(
+        f"params_grid[{key!r}] must be a list of values, got {type(values).__name__} {values!r}: "
+        f"write [{values!r}] for a single value (or set it in base_config)"
+    )
+
+
 def parameter_axis(key: Any, values: Sequence[Any]) -> Axis:
     """An axis of a grid written in Python: ``key`` is a name as written (``a.b`` is one key, as the
     original's ``config.update(point)`` took it), set to each of ``values``."""

@@ -65,24 +65,38 @@ def resume(
                 f"the code as it is now (nothing was resumed)"
             )
     sweep.context = context
-    store.update_sweep(sweep)
-    store.start_attempt(sweep.id, [run.index for run in chosen if run.state != PLANNED], sweep.snapshot_digest, changes)
     # each keeps the resources it asked for (its class), except those this resume changes for all of them
     changed_own = {
         run.index: {**run.resources, **{key: context[key] for key in changes if key in run.resources}}
         for run in chosen
         if any(key in run.resources for key in changes)
     }
-    if changed_own:
-        store.set_resources(sweep.id, changed_own)
-    earlier, chosen = chosen, [store.run(sweep.id, run.index) for run in chosen]
+    earlier = chosen
+
+    def begin() -> list[Run]:
+        """The resume's own records, in one transaction, inside the hand-over's handling: a failure of the
+        records or a stop at any moment before anything reached the backend leaves the runs as they were."""
+        restarted = [run.index for run in earlier if run.state != PLANNED]
+        store.start_resume(sweep, restarted, changes, changed_own)
+        return [store.run(sweep.id, run.index) for run in earlier]
+
     changed = ", ".join(f"{key}={value}" for key, value in changes.items())
-    reporter.step(
-        f"sweep {sweep.id}: resuming {len(chosen)} of {sum(counts.values())} experiments"
-        + (f" with {changed}" if changed else "")
+    # said once the backend has accepted all but the submission itself: a refusal before is not a resume
+    resuming = f"sweep {sweep.id}: resuming {len(chosen)} of {sum(counts.values())} experiments" + (
+        f" with {changed}" if changed else ""
     )
-    hand_over(sweep, chosen, frozen, store, reporter, options, undo=lambda: store.undo_resume(before, earlier, since))
-    return chosen
+    handed = hand_over(
+        sweep,
+        chosen,
+        frozen,
+        store,
+        reporter,
+        options,
+        undo=lambda: store.undo_resume(before, earlier, since),
+        begin=begin,
+        announce=resuming,
+    )
+    return list(handed)
 
 
 def context_changes(sweep: Sweep, overrides: Sequence[str]) -> dict[str, Any]:

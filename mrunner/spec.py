@@ -17,7 +17,7 @@ from typing import Any
 
 from mrunner import grid
 from mrunner.errors import MrunnerError
-from mrunner.experiment import Experiment
+from mrunner.experiment import Experiment, tag_list
 from mrunner.naming import experiment_name, random_name
 
 DEFAULT_VARIABLE = "experiments_list"
@@ -135,7 +135,7 @@ def _dimensions(params_grid: Mapping[Any, Any]) -> list[grid.Axis | tuple[grid.A
     dimensions: list[grid.Axis | tuple[grid.Axis, ...]] = []
     zipped: list[grid.Axis] = []
     for key, values in params_grid.items():
-        values = list(values) if isinstance(values, (list, tuple, range)) else [values]
+        values = grid.listed(key, values)
         if isinstance(key, tuple):
             rows = [tuple(row) for row in values]
             if any(len(row) != len(key) for row in rows):
@@ -180,7 +180,7 @@ def create_experiments(
     together, each with its own resources.
     """
     readable = experiment_name(name or Path(_first_py(script) or script.split()[0]).stem)
-    all_tags = list(tags) + ([random_name()] if add_random_tag else [])
+    all_tags = tag_list(tags) + ([random_name()] if add_random_tag else [])
     base = dict(base_config or {})
     return [
         Experiment(

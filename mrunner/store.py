@@ -471,22 +471,30 @@ class Store:
 
     @_guarded
     @_spends_the_reserve
-    def start_attempt(
-        self, sweep_id: str, indices: Sequence[int], snapshot_digest: str = "", changes: dict | None = None
+    def start_resume(
+        self, sweep: Sweep, indices: Sequence[int], changes: dict | None = None, resources: dict | None = None
     ) -> None:
-        """Make the given runs planned again under a new attempt number (what `resume` does first), recording
-        the snapshot and the changed context keys the new attempt runs with."""
+        """What `resume` records first, in one transaction (all or nothing, so a failure of the records part-way
+        leaves none of it): the sweep as ``sweep`` holds it now (its context with the changes, the snapshot), the
+        given runs planned again under a new attempt number with the snapshot and the changed context keys, and
+        ``resources`` (by index) that runs ask for from now on."""
         now = time.time()
-        current = {index: row[3] for index, row in self._current(self._db.cursor(), sweep_id, indices).items()}
+        current = {index: row[3] for index, row in self._current(self._db.cursor(), sweep.id, indices).items()}
         again = (
             "UPDATE experiments SET state='planned', attempt=attempt+1, exit_code=NULL, backend_ref=NULL, "
             "updated_at=? WHERE sweep_id=? AND idx=? AND state!='planned'"
         )
-        statements: list[tuple[str, Sequence[object]]] = [(again, (now, sweep_id, index)) for index in indices]
-        statements += [_event(sweep_id, index, now, "planned", None, "resume") for index in indices]
+        digest = sweep.snapshot_digest
+        statements: list[tuple[str, Sequence[object]]] = [_sweep_update(sweep)]
+        statements += [(again, (now, sweep.id, index)) for index in indices]
+        statements += [_event(sweep.id, index, now, "planned", None, "resume") for index in indices]
         statements += [
-            _attempt_start(sweep_id, index, current[index] + 1, now, records.RESUMED, snapshot_digest, changes or {})
+            _attempt_start(sweep.id, index, current[index] + 1, now, records.RESUMED, digest, changes or {})
             for index in indices
+        ]
+        statements += [
+            ("UPDATE experiments SET resources=? WHERE sweep_id=? AND idx=?", (_dump(own), sweep.id, index))
+            for index, own in (resources or {}).items()
         ]
         self._write(statements)
 
@@ -668,14 +676,6 @@ class Store:
             (sweep_id,),
         )
         return {records.resource_label(json.loads(resources)): count for resources, count, _ in rows}
-
-    @_guarded
-    def set_resources(self, sweep_id: str, resources: dict[int, dict[str, Any]]) -> None:
-        """Record what runs ask for from now on (a resume that changes a per-point resource), by index."""
-        self._write(
-            ("UPDATE experiments SET resources=? WHERE sweep_id=? AND idx=?", (_dump(own), sweep_id, index))
-            for index, own in resources.items()
-        )
 
     @_guarded
     def latest_details(self, sweep_id: str, indices: Sequence[int]) -> dict[int, str]:

@@ -168,19 +168,26 @@ def hand_over(
     options: SubmitOptions,
     new: bool = False,
     undo: Callable[[], None] | None = None,
-) -> None:
+    begin: Callable[[], Sequence[Run]] | None = None,
+    announce: str = "",
+) -> Sequence[Run]:
     """Admit, package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep
     whose admission, packaging or preparation failed (so no run can have reached the backend), or that the
     backend refused whole (``Refused``), is removed from the records. In the same two cases ``undo`` (a
     resume's) is called instead of recording the runs as failed: it puts back the records as they were before
     the resume, so that a refused change (a time beyond a partition's limit) is not asked for again; so it is
-    when Ctrl-C stops a resume before the hand-over."""
-    backend = plugins.backend(sweep.backend)
+    when Ctrl-C stops a resume before the hand-over, or its own records fail. A resume's ``begin`` writes
+    those records and returns the runs as they are then, inside this handling (no moment between the records
+    and the hand-over escapes ``undo``); ``announce`` is said once only the submission itself is left, so that
+    nothing claims a resume that is then refused. Returns the runs handed over."""
     first = new
     handed = False
-    options = dataclasses.replace(options, records=str(store.path))
-    secrets = collect_secrets(sweep.context)
     try:
+        if begin is not None:
+            runs = begin()
+        backend = plugins.backend(sweep.backend)
+        options = dataclasses.replace(options, records=str(store.path))
+        secrets = collect_secrets(sweep.context)
         with gc_lock.held(exclusive=False):  # `mrunner gc` waits until what the sweep needs is in place
             admitted = backend.admit(sweep, runs, reporter)  # may refuse: nothing was uploaded or announced yet
             require_answer(admitted, sweep, "admit")
@@ -195,6 +202,8 @@ def hand_over(
             sweep.detail.update(detail or {})
             store.update_sweep(sweep)
         new, handed = False, True  # from here on a backend may accept runs before it can record them: keep them
+        if announce:
+            reporter.step(announce)
         plugins.sweep_submitted(sweep, runs, reporter)
         backend.submit(sweep, runs, secrets, options, lambda updates: store.apply(sweep.id, updates), reporter)
     except KeyboardInterrupt as interrupt:
@@ -227,10 +236,20 @@ def hand_over(
             ) from None
         if forgotten:
             raise type(error)(f"{error} (nothing was submitted or recorded: fix it and submit again)") from None
+        if f"mrunner resume {sweep.id}" in str(error):  # the backend said what to do already (a full disk)
+            raise error from None
         raise type(error)(
             f"{error} (sweep {sweep.id} is recorded: if the cause was passing, `mrunner resume {sweep.id}` retries; "
             f"if it was the context, fix it and submit again)"
         ) from None
+    except BaseException:  # anything else (a plugin's own bug) before anything reached the backend: as it was
+        if undo is not None and not handed:
+            try:
+                undo()
+            except MrunnerError:
+                pass
+        raise
+    return runs
 
 
 # A failure of this machine's files (a full disk, a read-only folder), not of a connection to the backend.

@@ -254,3 +254,38 @@ def test_context_add_of_a_key_the_backend_lacks_names_the_keys_it_has(mrunner, m
     assert "its keys: " in refused.stderr and "max_experiments, " in refused.stderr
     assert ("did you mean --max_parallel?" in refused.stderr) == (backend == "local")
     assert not (mrunner_home / "config" / "mrunner" / "context" / "M.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    "call, fragments",
+    [
+        ("create_experiments('train.py', params_grid={'lr': 0.1, 'seed': [0, 1]})", ("params_grid['lr']", "[0.1]")),
+        ("create_experiments('train.py', params_grid={'opt': 'adam'})", ("params_grid['opt']", "['adam']")),
+        ("create_experiments('train.py', params_grid={'lr': [1]}, tags='baseline')", ("tags", "['baseline']")),
+        (
+            "create_experiments_helper(experiment_name='x', base_config={}, params_grid={'lr': 0.1}, "
+            "script='train.py', python_path='', tags=[])",
+            ("params_grid['lr']", "[0.1]"),
+        ),
+        (
+            "create_experiments_helper(experiment_name='x', base_config={}, params_grid={'lr': [1]}, "
+            "script='train.py', python_path='', tags='baseline')",
+            ("tags", "['baseline']"),
+        ),
+        ("[Experiment('train.py', tags='baseline')]", ("tags", "['baseline']")),
+    ],
+)
+def test_a_spec_with_a_single_value_where_a_list_is_expected_is_refused_naming_the_list(
+    mrunner, tmp_path, call, fragments
+):
+    """A scalar in ``params_grid`` ran as one point and ``tags='baseline'`` became eight one-letter tags; the
+    original's helper took neither (``itertools.product`` over the value, ``tags + [...]``)."""
+    project = _project(tmp_path, mrunner)
+    (project / "spec.py").write_text(
+        "from mrunner import Experiment, create_experiments\n"
+        "from mrunner.helpers.specification_helper import create_experiments_helper\n"
+        f"experiments_list = {call}\n"
+    )
+    for args in (("spec.py", "--dry-run"), ("spec.py",)):
+        _one_line_error(mrunner(*args), *fragments)
+    assert Store().sweeps() == []

@@ -74,9 +74,10 @@ def test_ctrl_c_while_the_command_starts_ends_it_quietly(tmp_path, mrunner_home,
     assert result.stderr.splitlines() == ["mrunner: interrupted"]
 
 
-@pytest.mark.parametrize("module", MOMENTS[2:])
+@pytest.mark.parametrize("module", MOMENTS[1:])
 def test_ctrl_c_while_python_m_mrunner_starts_ends_it_quietly(tmp_path, mrunner_home, module):
-    """``python -m mrunner`` runs the package's ``__init__`` before any of its code: from ``__main__`` on."""
+    """``python -m mrunner`` runs the package's ``__init__`` before ``__main__``: quiet from its first line
+    (the import of ``mrunner`` itself is Python's, before any line of mrunner runs)."""
     result = _interrupted(tmp_path, mrunner_home, module, [sys.executable, "-m", "mrunner"])
     assert "Traceback" not in result.stderr
     assert result.returncode == 130, result.stderr
@@ -88,6 +89,25 @@ def test_an_experiment_that_imports_mrunner_keeps_its_own_ctrl_c(tmp_path):
     probe = "import signal, mrunner; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
     result = subprocess.run(
         [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        preexec_fn=as_from_a_terminal,
+        check=True,
+    )
+    assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("form", [["-m", "their_package"], ["-mtheir_package"]])
+def test_an_experiment_run_as_a_module_that_imports_mrunner_keeps_its_own_ctrl_c(tmp_path, form):
+    """``python -m their_package`` whose ``__init__`` imports mrunner is not ``python -m mrunner``."""
+    package = tmp_path / "their_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("import mrunner\n")
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    (package / "__main__.py").write_text(probe)
+    result = subprocess.run(
+        [sys.executable, *form, "mrunner"],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         preexec_fn=as_from_a_terminal,

@@ -236,7 +236,8 @@ def test_an_old_spec_error_is_one_line_on_the_command_line(mrunner, tmp_path):
     result = mrunner("run", "spec.py")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "mrunner: error: spec spec.py: params_grid['lr'] must be a list (or tuple, array) of values, got float 0.1"
+        "mrunner: error: spec spec.py: params_grid['lr'] must be a list of values, got float 0.1: "
+        "write [0.1] for a single value (or set it in base_config)"
     ]
 
 

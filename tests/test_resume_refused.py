@@ -20,9 +20,12 @@ import pytest
 
 from mrunner import paths
 from mrunner.store import Store
-from mrunner.testing import wait_for, write_context
+from mrunner.testing import as_from_a_terminal, wait_for, write_context
 
 PICKY = '''
+import os
+import sqlite3
+import time
 from dataclasses import dataclass
 
 from mrunner import hookimpl
@@ -58,6 +61,23 @@ class PickyBackend(LocalBackend):
 @hookimpl
 def mrunner_register_backends(register):
     register(PickyBackend())
+
+
+@hookimpl
+def mrunner_secrets(context):
+    """With STOP_READY set: once a resume has recorded its new attempts (before the hand-over asks the
+    backend anything), say so in that file and wait there for the test's signal."""
+    ready = os.environ.get("STOP_READY")
+    if ready and context.get("backend") == "picky" and not os.path.exists(ready):
+        with sqlite3.connect(os.environ["RECORDS"]) as db:
+            resumed = db.execute("SELECT count(*) FROM attempts WHERE attempt>0").fetchone()[0]
+        if resumed:
+            with open(ready, "w"):
+                pass
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the signal's handler runs in this loop
+                time.sleep(0.005)
+    return {}
 '''
 
 # fails until the marker file exists: the sweep has a failed experiment to resume
@@ -149,6 +169,7 @@ def test_a_refused_resume_leaves_the_records_as_they_were(mrunner, mrunner_home,
     errors = [line for line in refused.stderr.splitlines() if line.startswith("mrunner: error: ")]
     assert len(errors) == 1 and said in errors[0] and refused.stderr.rstrip().endswith(errors[0]), refused.stderr
     assert "Traceback" not in refused.stderr
+    assert "resuming" not in refused.stderr  # nothing claims to resume what is then refused
     assert records_of(sweep.id) == before  # nothing half-recorded: not the change, not an attempt, not a state
 
     marker.write_text("")
@@ -195,3 +216,81 @@ def test_a_resume_interrupted_before_its_hand_over_leaves_the_records_as_they_we
     assert resuming.returncode == 130 and "Traceback" not in err, err
     assert "nothing was resumed" in err.strip().splitlines()[-1], err
     assert records_of(sweep.id) == before
+
+
+def _failed_sweep(mrunner, mrunner_home, picky_site, tmp_path) -> tuple[str, dict[str, str]]:
+    """A sweep on the picky backend with experiment 1 failed, and the environment its commands need."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(SCRIPT)
+    mrunner.cwd = project
+    env = {"PYTHONPATH": str(picky_site), "MARKER": str(tmp_path / "marker")}
+    write_context(mrunner_home, "picky", {"backend": "picky", "storage_dir": str(tmp_path / "storage")})
+    assert mrunner("train.py", "-m", "i=range(2)", "+context=picky", env=env).returncode != 0
+    (sweep,) = Store().sweeps(limit=10)
+    return sweep.id, env
+
+
+def _resumed_after_all(mrunner, sweep_id: str, env: dict[str, str], marker: Path) -> None:
+    marker.write_text("")
+    again = mrunner("resume", sweep_id, "--wait", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {run.state for run in Store().runs(sweep_id)} == {"completed"}
+    assert [attempt.number for attempt in Store().attempts(sweep_id, 1)[1]] == [0, 1]
+
+
+def test_a_records_failure_inside_a_resumes_own_writes_leaves_the_records_as_they_were(
+    mrunner, mrunner_home, picky_site, tmp_path
+):
+    """The resume's writes (the changed context, the new attempts, the runs planned again) fail at their
+    second statement: a trigger makes the records database refuse the new attempt's row, as a failing disk
+    would refuse it part-way. None of the resume's writes stays."""
+    sweep_id, env = _failed_sweep(mrunner, mrunner_home, picky_site, tmp_path)
+    before = records_of(sweep_id)
+    with sqlite3.connect(Store().path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    try:
+        refused = mrunner("resume", sweep_id, "context.grace_period=3", env=env)
+    finally:
+        with sqlite3.connect(Store().path) as db:
+            db.execute("DROP TRIGGER refuse_attempts")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("mrunner: error: "), refused.stderr
+    assert "resuming" not in refused.stderr
+    assert records_of(sweep_id) == before
+    _resumed_after_all(mrunner, sweep_id, env, tmp_path / "marker")
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_resume_stopped_after_its_writes_and_before_the_hand_over_leaves_the_records_as_they_were(
+    mrunner, mrunner_home, picky_site, tmp_path, number
+):
+    """The gap between the resume's records and the hand-over's first step (a plugin's ``mrunner_secrets``
+    holds it open): the resume's writes are put back."""
+    sweep_id, env = _failed_sweep(mrunner, mrunner_home, picky_site, tmp_path)
+    before = records_of(sweep_id)
+    ready = tmp_path / "ready"
+    resuming = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "resume", sweep_id, "context.grace_period=3"],
+        cwd=mrunner.cwd,
+        env={**os.environ, **env, "STOP_READY": str(ready), "RECORDS": str(Store().path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
+    )
+    try:
+        wait_for(lambda: ready.exists() or resuming.poll() is not None, what="the resume to record its attempts")
+        assert ready.exists(), resuming.communicate()
+        resuming.send_signal(number)
+        _, err = resuming.communicate(timeout=60)
+    finally:
+        if resuming.poll() is None:
+            resuming.kill()
+    assert resuming.returncode == 130 and "Traceback" not in err, err
+    assert "nothing was resumed" in err.strip().splitlines()[-1], err
+    assert "resuming" not in err
+    assert records_of(sweep_id) == before
+    _resumed_after_all(mrunner, sweep_id, env, tmp_path / "marker")

@@ -87,6 +87,7 @@ def status_command(options: argparse.Namespace) -> int:
 
         following.wait(sweep, store, Reporter())
         upload_deferred(store, sweep, None, Reporter())
+        sweep = store.sweep(sweep.id)  # as it ended: why its supervisor stopped came during the wait
     else:
         try:
             following.ask(sweep, store, None if run is None else run.index)

@@ -19,7 +19,7 @@ from typing import Any
 
 from mrunner import grid
 from mrunner.errors import MrunnerError
-from mrunner.experiment import Experiment
+from mrunner.experiment import Experiment, tag_list
 from mrunner.naming import experiment_name as readable_name
 from mrunner.naming import random_name as new_random_name
 
@@ -76,7 +76,7 @@ def create_experiments_helper(
             "create_experiments_helper(with_mpi=True) is not supported: start MPI in the script itself, "
             "e.g. script='mpirun python3 train.py' (or srun on Slurm)"
         )
-    tags = list(tags or [])
+    tags = tag_list(tags or [])
     if _script_name:
         tags.append(Path(_script_name).stem)
     random_name = new_random_name()
@@ -165,13 +165,7 @@ def _dimensions(param_grid: Mapping[Any, Any]) -> list[grid.Axis | tuple[grid.Ax
 
 
 def _options(key: Any, options: Any) -> list[Any]:
-    if isinstance(options, (list, tuple, range)):
-        return [_plain(option) for option in options]
-    if hasattr(options, "tolist") and hasattr(options, "dtype"):  # a NumPy array or a pandas Series
-        return list(options.tolist())
-    raise MrunnerError(
-        f"params_grid[{key!r}] must be a list (or tuple, array) of values, got {type(options).__name__} {options!r}"
-    )
+    return [_plain(option) for option in grid.listed(key, options)]
 
 
 def _plain(value: Any) -> Any:

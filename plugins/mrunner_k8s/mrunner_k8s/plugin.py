@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mrunner import interrupts
 from mrunner.backend import Artefact, Backend, Keep, Pulled, Rendered, SubmitOptions
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, MrunnerError, NoLog
 from mrunner.hookspecs import hookimpl
 from mrunner.records import SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -223,6 +223,8 @@ class KubernetesBackend(Backend):
                 f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted"
             )
         if pod.status.phase == "Pending":
+            if run.state in TERMINAL:  # ended before its container started (cancelled, unschedulable)
+                raise NoLog(f"experiment {run.ref} has no log of attempt {run.attempt} (its pod never started)")
             raise BackendError(f"experiment {run.ref}'s pod {pod.metadata.name} has not started yet: no output")
         return cluster.log_chunks(pod.metadata.name, follow)
 

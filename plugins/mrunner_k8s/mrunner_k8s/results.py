@@ -21,7 +21,7 @@ from typing import Any
 
 from mrunner import layout, transfer
 from mrunner.backend import Pulled
-from mrunner.errors import BackendError
+from mrunner.errors import BackendError, NoLog
 from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner_k8s import manifests, names
@@ -285,9 +285,10 @@ def claim_log(cluster: Cluster, sweep: Sweep, run: Run) -> Iterator[str]:
         status = process.status()
         if status.get("status") not in (None, "Success"):
             code = _exit_code(status)
-            if code == 3:
-                raise BackendError(
-                    f"experiment {run.ref} has no pod (its Job was deleted) and no log at pvc/{names.PVC_NAME}:{path}"
+            if code == 3:  # named as every backend names an ended attempt without a log
+                raise NoLog(
+                    f"experiment {run.ref} has no log of attempt {run.attempt} (no pod: its Job was deleted; "
+                    f"nothing at pvc/{names.PVC_NAME}:{path})"
                 )
             raise BackendError(f"reading {path} through pod {name} failed: {_cause(process)}")
 

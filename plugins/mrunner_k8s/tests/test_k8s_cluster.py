@@ -516,6 +516,25 @@ def test_fractional_cpus_run_and_a_request_no_node_holds_says_it_can_never_run(m
     assert mrunner("cancel", waited.stdout.strip().splitlines()[0]).returncode == 0
 
 
+def test_an_experiment_ended_before_its_pod_started_is_named_as_having_no_log(mrunner, project):
+    """A pod no node can hold, cancelled: `logs` names the missing log in one line with the recorded end, as
+    every backend names it (``NoLog``), not as a connection or a pod still to come."""
+    sweep_id, _ = submit(mrunner, "lr=0.6", "context.cpu=64")
+    wait_for(
+        lambda: experiments(mrunner, sweep_id),
+        lambda runs: "can never run" in (runs[0]["detail"] or ""),
+        timeout=120,
+        every=1,
+    )
+    assert mrunner("cancel", sweep_id).returncode == 0
+    [run] = experiments(mrunner, sweep_id)
+    assert run["state"] == "cancelled", run
+    shown = mrunner("logs", f"{sweep_id}/0", timeout=300)
+    lines = shown.stderr.strip().splitlines()
+    assert shown.returncode == 2 and len(lines) == 1, shown.stderr
+    assert lines[0].startswith(f"mrunner: error: experiment {sweep_id}/0 has no log of attempt 0"), lines[0]
+
+
 def _closed_port_kubeconfig(folder: Path) -> Path:
     kubeconfig = folder / "unreachable.kubeconfig"
     kubeconfig.write_text(

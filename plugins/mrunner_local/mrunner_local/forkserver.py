@@ -36,7 +36,7 @@ import socket
 import struct
 import sys
 
-from mrunner.attempt import FORWARDED, main, warm_up
+from mrunner.attempt import FORWARDED, halted_by, main, warm_up
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the annotations only: every wrapper forked from here would copy ``typing``
@@ -194,6 +194,8 @@ def _child(
         sys.stderr = open(2, "w", closefd=False)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         code = main(argv)
+        if code != 0 and halted_by:  # stopped by a signal (to this pid, as `cancel` sends it): not its own end,
+            code = 128 + halted_by[0]  # whatever code its handler chose; the supervisor records it cancelled
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else 2
     except BaseException as error:  # a bug of the wrapper: said in the attempt's log

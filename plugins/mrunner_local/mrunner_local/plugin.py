@@ -13,7 +13,7 @@ from mrunner import paths
 from mrunner.backend import Backend, Pulled, SubmitOptions
 from mrunner.errors import MrunnerError, os_error
 from mrunner.hookspecs import hookimpl
-from mrunner.records import ACTIVE, SUBMITTED, Run, RunUpdate, Sweep
+from mrunner.records import ACTIVE, CANCELLED, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.schema import key
 from mrunner.store import RECORD_CHUNK
@@ -128,14 +128,22 @@ class LocalBackend(Backend):
 
         if not options.detach:  # this process runs them: its fork server starts while the runs are recorded
             wrapper.start_server()
-        for start in range(0, len(runs), RECORD_CHUNK):  # a chunk at a time: runs may be a million, read lazily
-            chunk = runs[start : start + RECORD_CHUNK]
-            record([RunUpdate(run.index, SUBMITTED, detail="queued locally") for run in chunk])
-        if options.detach:
-            pid = supervisor.spawn_detached(sweep, runs, secrets, options.records)
-            reporter.step(f"sweep {sweep.id} runs in the background (supervisor pid {pid})")
-        else:
-            supervisor.run_inline(sweep, runs, secrets, options.records, reporter)
+        supervised = False
+        try:
+            for start in range(0, len(runs), RECORD_CHUNK):  # a chunk at a time: runs may be a million, read lazily
+                chunk = runs[start : start + RECORD_CHUNK]
+                record([RunUpdate(run.index, SUBMITTED, detail="queued locally") for run in chunk])
+            if options.detach:
+                pid = supervisor.spawn_detached(sweep, runs, secrets, options.records)
+                supervised = True
+                reporter.step(f"sweep {sweep.id} runs in the background (supervisor pid {pid})")
+            else:
+                supervised = True  # the inline supervisor records what it took, Ctrl-C included (``run_inline``)
+                supervisor.run_inline(sweep, runs, secrets, options.records, reporter)
+        except KeyboardInterrupt:
+            if not supervised or not options.detach:  # queued here and never started by anyone: cancelled
+                _cancel_queued(sweep, record, options.records)
+            raise
 
     def status(self, sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate]:
         """The supervisor records states as they change; here only runs whose supervisor died are found out.
@@ -185,3 +193,15 @@ class LocalBackend(Backend):
 @hookimpl
 def mrunner_register_backends(register: Callable[[Backend], None]) -> None:
     register(LocalBackend())
+
+
+def _cancel_queued(sweep: Sweep, record: Callable[[Sequence[RunUpdate]], None], records: str) -> None:
+    """Record the sweep's runs still queued locally (``submitted``: no supervisor took them, or the inline one
+    stopped before it did) cancelled, as a stop records its waiting runs; else `status` would later call them
+    lost, their supervisor gone. A chunk at a time."""
+    from mrunner.store import Store
+
+    store, start = Store(Path(records)), 0
+    while queued := store.runs(sweep.id, [SUBMITTED], start=start, limit=RECORD_CHUNK):
+        record([RunUpdate(run.index, CANCELLED, detail="cancelled (mrunner was interrupted)") for run in queued])
+        start = queued[-1].index + 1

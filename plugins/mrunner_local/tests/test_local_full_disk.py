@@ -87,7 +87,10 @@ def test_a_storage_disk_that_fills_stops_the_sweep_and_resume_runs_the_rest_once
     if detach:
         assert result.returncode == 0, result.stderr
         sweep = result.stdout.strip().splitlines()[-1]
-        wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep).values()), timeout=120, every=0.1)
+        followed = mrunner("status", sweep, "--wait", timeout=120)  # from another shell, to the sweep's end
+        assert followed.returncode != 0, followed.stdout + followed.stderr
+        # why the supervisor stopped is recorded before the runs it did not start end: a follower sees it
+        assert "its supervisor stopped before the end: the disk of" in followed.stdout, followed.stdout
         shown = mrunner("status", sweep).stdout
         assert f"the disk of {disk}" in shown and "free at least" in shown, shown
     else:
@@ -95,6 +98,7 @@ def test_a_storage_disk_that_fills_stops_the_sweep_and_resume_runs_the_rest_once
         sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
         stopped = [line for line in result.stderr.splitlines() if "stopped: the disk of" in line]
         assert len(stopped) == 1 and str(disk) in stopped[0] and "free at least" in stopped[0], result.stderr
+        assert stopped[0].count(f"mrunner resume {sweep}") == 1, stopped[0]  # said once, not again in a suffix
     ended = states(mrunner, sweep)
     assert "lost" not in ended.values() and COMPLETED in ended.values() and set(ended.values()) != {COMPLETED}
     assert {i for i, state in ended.items() if state == COMPLETED} == set(done(ledger))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -214,3 +216,104 @@ def test_a_kill_of_the_pid_status_shows_stops_the_experiment_as_a_cancel_does(mr
     assert shown["experiment"]["exit_code"] is None
     expected = "stopped by a signal to its pid" if number == signal.SIGTERM else "its pid was killed (SIGKILL)"
     assert expected in mrunner("status", f"{sweep}/0").stdout
+
+
+SAVER = """
+import os, signal, sys, time
+from mrunner import get_configuration
+
+config = get_configuration()
+
+def save_and_stop(number, _frame):
+    sys.exit(3)  # saved its state, then stopped as many training loops do: a code of its own, not 0
+
+signal.signal(signal.SIGTERM, save_and_stop)
+with open(os.path.join(str(config.pids), "saver"), "w") as stream:
+    stream.write(str(os.getpid()))
+time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("how", ["kill -TERM of the pid status shows", "mrunner cancel"])
+def test_an_experiment_that_stops_on_sigterm_with_a_code_of_its_own_is_cancelled_either_way(mrunner, project, how):
+    """A handler that saves and exits 3 on SIGTERM: `kill -TERM PID` records it as `cancel` does (cancelled,
+    not `failed 3`), and so a later experiment that fails by itself stays failed."""
+    pids = project.parent / "pids"
+    (project / "saver.py").write_text(SAVER)
+    result = mrunner("saver.py", f"pids={pids}", "--detach")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    wait_for(lambda: (pids / "saver").exists() and (pids / "saver").read_text())
+    if how == "mrunner cancel":
+        assert mrunner("cancel", sweep).returncode == 0
+    else:
+        os.kill(wrapper_pid(mrunner, sweep, 0), signal.SIGTERM)
+    wait_for(lambda: states(mrunner, sweep) == {0: CANCELLED}, what="the experiment recorded cancelled")
+    shown = json.loads(mrunner("status", f"{sweep}/0", "--json").stdout)["experiment"]
+    assert shown["exit_code"] in (None, 3), shown
+
+
+QUEUED_HOOK = """
+import os, sqlite3, sys, time
+
+_ready, _records = os.environ["STOP_READY"], os.environ["STOP_RECORDS"]
+_inside = []
+
+def _stop(event, args):
+    if event != "sqlite3.connect" or _inside or os.path.exists(_ready) or not os.path.exists(_records):
+        return
+    _inside.append(1)
+    try:
+        with sqlite3.connect(_records) as db:
+            queued = db.execute("SELECT count(*) FROM experiments WHERE state='submitted'").fetchone()[0]
+    finally:
+        _inside.clear()
+    if queued:  # the runs are recorded queued and the inline supervisor is not running yet: stop here
+        with open(_ready, "w"):
+            pass
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the signal's handler runs in this loop
+            time.sleep(0.005)
+
+sys.addaudithook(_stop)
+"""
+
+
+def test_ctrl_c_after_the_runs_are_queued_and_before_they_are_supervised_records_them_cancelled(
+    mrunner, mrunner_home, project, tmp_path
+):
+    """The moment between the runs recorded `submitted` (queued locally) and the inline supervisor that takes
+    them (its records' connection): Ctrl-C there left them `submitted`, and `status` later called them `lost`
+    ("its supervisor is gone")."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(QUEUED_HOOK)
+    ready = tmp_path / "ready"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(hooks),
+        "STOP_READY": str(ready),
+        "STOP_RECORDS": str(Store().path),
+    }
+    (project / "quick.py").write_text("print('ran')\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mrunner", "quick.py", "-m", "i=range(3)"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
+    )
+    try:
+        wait_for(lambda: ready.exists() or process.poll() is not None, what="the runs to be queued")
+        assert ready.exists(), process.communicate()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "Traceback" not in err, err
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    assert set(states(mrunner, sweep).values()) == {CANCELLED}, mrunner("status", sweep).stdout
+    assert mrunner("resume", sweep, "--wait").returncode == 0

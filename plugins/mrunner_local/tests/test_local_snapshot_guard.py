@@ -264,3 +264,42 @@ def test_resumed_with_the_current_code_an_experiment_runs_it_and_keeps_its_own_o
     assert "give way to it" in said and "conf/a.yaml" in said and "data/x" in said
     trees = sorted((mrunner_home / "data" / "mrunner" / "snapshots" / "trees").glob("*/conf/a.yaml"))
     assert sorted(path.read_text() for path in trees) == ["a: 1\n", "a: 10\n"]  # both snapshots untouched
+
+
+RENAMER = """
+import errno, json, os, shutil
+
+out = {}
+try:
+    os.rename("data", "data-renamed")
+    out["os.rename"] = "ok"
+except OSError as error:
+    out["os.rename"] = errno.errorcode[error.errno]
+shutil.move("conf", "conf-moved")  # copies then deletes where a rename crosses devices, as `mv` does
+out["moved"] = sorted(os.listdir("conf-moved"))
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "renamed.json"), "w") as stream:
+    json.dump(out, stream)
+"""
+
+
+@pytest.mark.parametrize("view", ["overlay", "watched"])
+def test_renaming_a_project_folder_inside_an_experiment(mrunner, mrunner_home, project, monkeypatch, view):
+    """What README's file rules say: under the copy-on-write view (an overlay without ``redirect_dir``, so that
+    the experiment's folder keeps whole copies of what it changed), ``os.rename`` of a folder that comes from
+    the snapshot fails with EXDEV, as across file systems; ``shutil.move`` and ``mv`` copy it instead, and the
+    copy is the experiment's own. With links to a watched copy, the folder of links renames."""
+    if os.geteuid() != 0:
+        pytest.skip("the copy-on-write view is mounted as root")
+    if view == "watched":
+        monkeypatch.setenv(FAKE_NO_MOUNT, "1")
+    (project / "rename.py").write_text(RENAMER)
+    ran = mrunner("rename.py")
+    assert ran.returncode == 0, ran.stderr
+    sweep = ran.stdout.strip().splitlines()[-1]
+    folder = next(storage(mrunner_home).rglob(f"{sweep}/0-*"))
+    renamed = json.loads((folder / "renamed.json").read_text())
+    assert renamed == {"os.rename": "EXDEV" if view == "overlay" else "ok", "moved": ["a.yaml", "b.yaml"]}
+    if view == "overlay":  # the moved copy is whole in the experiment's folder, which `pull` reads
+        assert (folder / "conf-moved" / "a.yaml").read_text() == "a: 1\n"
+        assert (folder / "conf-moved" / "a.yaml").is_file() and not (folder / "conf-moved" / "a.yaml").is_symlink()
+    assert_pristine(tree_of(mrunner_home))

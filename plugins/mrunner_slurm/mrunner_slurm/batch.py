@@ -214,8 +214,12 @@ def _task_attempt(context: Mapping[str, Any]) -> list[str]:
         "_mrunner_attempt=$MRUNNER_ATTEMPT",
         "export MRUNNER_ATTEMPT=$((MRUNNER_ATTEMPT + restarts))",
         '_mrunner_log="$_mrunner_logs.$MRUNNER_ATTEMPT.log"',
-        # appended, never truncated: the set-up's output and errors go to this attempt's log too
-        'exec >>"$_mrunner_log" 2>&1 </dev/null',
+        # appended, never truncated: the set-up's output and errors go to this attempt's log too; a log that
+        # cannot be opened (a read-only or full storage) stops the task, as the attempt runner stops a point (bash
+        # goes on after a failed `exec` redirection: the experiment ran with its output in Slurm's file alone)
+        'exec >>"$_mrunner_log" 2>&1 </dev/null || {',
+        '  echo "mrunner: cannot set up the experiment: its log $_mrunner_log cannot be opened" >&2; exit 97',
+        "}",
         # an experiment that completed in an earlier attempt is not run again: Slurm requeues the task of a node
         # it lost while the step goes on there, finishes and writes its exit code 0 (what the status reads)
         "_mrunner_earlier=0",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from mrunner.errors import BackendError
+from mrunner.errors import BackendError, NoLog
 from mrunner.layout import Layout, of_run
 from mrunner.records import CANCELLED, CANNOT_RUN, PENDING, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.states import ended
@@ -178,16 +178,19 @@ def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool, ended: Ca
     position = 0
     checked = 0.0
     done = run.state in TERMINAL
+    found = False
     while True:
         chunk = connection.read(path, position)
         if chunk is None:
             chunk = b""
-            if not follow:
+            if not follow and not done:
                 notes = _slurm_notes(connection, sweep, run)
                 if notes:
                     yield notes
                     return
                 raise BackendError(f"experiment {run.ref} has no output yet ({path} does not exist on the cluster)")
+        else:
+            found = True
         position += len(chunk)
         if chunk:
             yield chunk.decode(errors="replace")
@@ -195,6 +198,8 @@ def logs(connection: Connection, sweep: Sweep, run: Run, follow: bool, ended: Ca
             notes = _slurm_notes(connection, sweep, run)
             if notes:
                 yield notes
+            if not found:  # an ended attempt whose log was never made: named as every backend names it
+                raise NoLog(f"experiment {run.ref} has no log of attempt {run.attempt} ({path} on the cluster)")
             return
         if time.monotonic() - checked >= STATE_INTERVAL:
             checked = time.monotonic()

@@ -93,6 +93,12 @@ def status(mrunner, sweep: str) -> dict:
     return json.loads(result.stdout)
 
 
+def single_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mrunner: error: "), stderr
+    return lines[0]
+
+
 def result_of(cluster: Cluster, run: dict, project: str) -> dict:
     folder = f"{cluster.storage}/{project}/{run['sweep_id']}/{run['index']}-{run['name']}"
     return json.loads(cluster.read(f"{folder}/result.json"))
@@ -206,6 +212,27 @@ def test_failures_report_exit_codes_and_resume_reruns_exactly_them(cluster, mrun
     assert runs[1]["backend_ref"].split("_")[0] != runs[0]["backend_ref"].split("_")[0]
     project = status(mrunner, sweep)["sweep"]["project"]
     assert result_of(cluster, runs[1], project)["attempt"] == 1
+
+
+def test_an_attempt_whose_log_cannot_be_made_on_the_cluster_is_named_as_having_no_log(cluster, mrunner):
+    """The sweep's log folder on the cluster's storage cannot be written (a read-only or foreign folder): the
+    attempt fails before its script runs, and `logs` says it has no log in one line with the recorded end, as
+    the local backend says it (``NoLog``), after what Slurm wrote about the task."""
+    result = mrunner("+context=test-slurm", "train.py", "-m", "exit=3", "--wait")
+    assert result.returncode == 1, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    project = status(mrunner, sweep)["sweep"]["project"]
+    logs = f"{cluster.storage}/{project}/{sweep}/logs"
+    cluster.ssh(f"touch {cluster.storage}/heal && chmod a-w {logs}")
+    try:
+        resumed = mrunner("resume", sweep, "--wait")
+        assert resumed.returncode == 1, resumed.stderr
+        shown = mrunner("logs", f"{sweep}/0")
+    finally:
+        cluster.ssh(f"chmod u+w {logs}")
+    assert shown.returncode == 2, shown.stderr
+    assert "has no log of attempt 1" in single_line(shown.stderr) and "Traceback" not in shown.stderr, shown.stderr
+    assert "cannot set up the experiment: its log" in shown.stdout, shown.stdout
 
 
 def test_cancel_stops_exactly_the_named_experiment_then_the_sweep(cluster, mrunner, tmp_path):

@@ -182,7 +182,11 @@ def fetch_summaries(
     A summary that arrives replaces the file here of an older version (a later ``--curves`` brings it back);
     nothing is asked again of an experiment that had ended when it was last brought back, as for files."""
     from mrunner import summaries
+    from mrunner.backend import Backend
 
+    backend = plugins.backend(sweep.backend)
+    if type(backend).summaries is Backend.summaries:
+        return None  # makes none: no look at the cache for it
     folder = metrics_cache(sweep.id)
     fetched = _fetched(folder)
     kept = summaries.load(folder)
@@ -199,7 +203,7 @@ def fetch_summaries(
                 if name in kept:
                     have[name] = list(kept[name][:2])
         now = time.time()
-        got = plugins.backend(sweep.backend).summaries(sweep, wanted, have, reporter)
+        got = backend.summaries(sweep, wanted, have, reporter)
         if got is None:
             return None
         arrived = summaries.decoded(got)

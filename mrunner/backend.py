@@ -375,8 +375,9 @@ class Backend(abc.ABC):
     def summaries(
         self, sweep: Sweep, runs: Sequence[Run], have: Mapping[str, list[int]], reporter: Reporter
     ) -> dict[str, tuple[int, int, bytes]] | None:
-        """Called by `mrunner results` for its table (not for ``--curves``, nor with ``tracking: deferred``):
-        the summaries of the metrics files of ``runs`` instead of the files. Optional.
+        """Called by `mrunner results` for its table (not for ``--curves``, nor where this machine uploads the
+        metrics to a tracker: ``tracking: deferred``, live MLflow's catch-up): the summaries of the metrics
+        files of ``runs`` instead of the files. Optional.
 
         ``have``: what this machine holds of each experiment's metrics file (``layout.folder_name`` ->
         [size, mtime_ns], the file's or its last summary's). Returns, for each experiment whose

@@ -42,6 +42,12 @@ def deferred(sweep: Sweep) -> bool:
     return any(target != CATCH_UP for target in _targets(sweep))
 
 
+def uploading(sweep: Sweep) -> bool:
+    """Whether this machine may upload some of the sweep's metrics (deferred tracking, or live MLflow's
+    catch-up of an experiment that stopped forwarding): it then needs the metrics files themselves."""
+    return bool(_targets(sweep))
+
+
 def _targets(sweep: Sweep) -> list[str]:
     """The trackers this machine uploads the sweep's metrics to, by their ledger names (``CATCH_UP``: only
     what live tracking could not send)."""

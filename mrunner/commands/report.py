@@ -159,7 +159,7 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter, curve
     (``fetch_summaries``); else the files come back and are read here."""
     names = [of_run("", sweep, run).folder_name for run in runs]
     summarised = None
-    if not curves and not uploads.deferred(sweep):
+    if not curves and not uploads.uploading(sweep):  # an upload reads the files
         summarised = fetch_summaries(store, sweep, runs, reporter)
     if summarised is not None:
         folder = metrics_cache(sweep.id)

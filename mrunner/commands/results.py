@@ -173,11 +173,11 @@ def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporte
 def fetch_summaries(
     store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter
 ) -> dict[str, tuple[int, int, dict[str, list[float]]]] | None:
-    """For a table (no curves, no deferred tracking): bring back the summaries of the metrics files of the
-    experiments of ``runs`` that started and changed (``Backend.summaries``) into the sweep's cache, where they
-    stand for files not brought back (``mrunner.summaries``). Returns the cache's summaries of the folders
-    that have no metrics file here (a file here is as new as its summary or newer), or None where the backend
-    makes none: then `results` brings the files back (``fetch_metrics``).
+    """For a table (no curves, nothing to upload: ``uploads.uploading``): bring back the summaries of the
+    metrics files of the experiments of ``runs`` that started and changed (``Backend.summaries``) into the
+    sweep's cache, where they stand for files not brought back (``mrunner.summaries``). Returns the cache's
+    summaries of the folders that have no metrics file here (a file here is as new as its summary or newer),
+    or None where the backend makes none: then `results` brings the files back (``fetch_metrics``).
 
     A summary that arrives replaces the file here of an older version (a later ``--curves`` brings it back);
     nothing is asked again of an experiment that had ended when it was last brought back, as for files."""

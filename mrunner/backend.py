@@ -372,6 +372,25 @@ class Backend(abc.ABC):
         pulled.
         """
 
+    def summaries(
+        self, sweep: Sweep, runs: Sequence[Run], have: Mapping[str, list[int]], reporter: Reporter
+    ) -> dict[str, tuple[int, int, bytes]] | None:
+        """Called by `mrunner results` for its table (not for ``--curves``, nor where this machine uploads the
+        metrics to a tracker: ``tracking: deferred``, live MLflow's catch-up): the summaries of the metrics
+        files of ``runs`` instead of the files. Optional.
+
+        ``have``: what this machine holds of each experiment's metrics file (``layout.folder_name`` ->
+        [size, mtime_ns], the file's or its last summary's). Returns, for each experiment whose
+        ``mrunner.layout.METRICS_FILE`` exists and differs from ``have`` (size and modification time, as
+        ``pull`` decides), ``folder_name`` -> (size, mtime_ns, summary): the summary being
+        ``mrunner.metrics.summarised`` of the file's first ``size`` bytes, made where the file is, so that a
+        large sweep's table crosses the network as a short line per experiment and is parsed where the files
+        are. ``mrunner.summaries.sender_source`` is ``mrunner.transfer``'s sender that does it (a request made
+        with ``summarise=True``; the summaries arrive in ``Receiver.summaries``). The default returns None:
+        `results` pulls the files (``pull``) and reads them here.
+        """
+        return None
+
     def output_dirs(self, sweep: Sweep, runs: Sequence[Run]) -> dict[int, str]:
         """Called by `mrunner status SWEEP/INDEX` and ``status SWEEP --json``: where each experiment's folder
         is on its backend, as the user would reach it (``HOST:PATH``, ``pvc/CLAIM:PATH``, a local path).

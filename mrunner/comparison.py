@@ -43,6 +43,9 @@ class Experiment:
     exit_code: int | None
     parameters: dict[str, Any]
     curves: dict[str, dict[int, float]]
+    #: where the curves were not brought back: metric -> [last, min, max, mean, last step]
+    #: (``mrunner.metrics.summary``, made where the metrics file is)
+    summary: dict[str, list[float]] = field(default_factory=dict)
 
 
 def flatten(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -76,11 +79,13 @@ def split_axes(experiments: Sequence[Experiment]) -> tuple[list[str], dict[str, 
 def metric_names(experiments: Sequence[Experiment]) -> list[str]:
     names: dict[str, None] = {}
     for experiment in experiments:
-        names.update(dict.fromkeys(experiment.curves))
+        names.update(dict.fromkeys(experiment.curves or experiment.summary))
     return list(names)
 
 
 def aggregate(curve: Mapping[int, float], how: str) -> float:
+    """``how`` of a curve's values in step order; ``mrunner.metrics.summary`` makes the same four numbers where
+    the file is (a test holds them equal)."""
     values = list(curve.values())  # in step order
     if how == "last":
         return values[-1]
@@ -88,7 +93,19 @@ def aggregate(curve: Mapping[int, float], how: str) -> float:
         return min(values)
     if how == "max":
         return max(values)
-    return math.fsum(values) / len(values)
+    try:
+        return math.fsum(values) / len(values)
+    except (ValueError, OverflowError):  # infinities of both signs, an overflow: what float arithmetic gives
+        return sum(values) / len(values)
+
+
+def value(experiment: Experiment, metric: str, how: str) -> float | None:
+    """An experiment's ``metric`` by ``how``: from its curve, else from its summary; None if it has neither."""
+    curve = experiment.curves.get(metric)
+    if curve:
+        return aggregate(curve, how)
+    summary = experiment.summary.get(metric)
+    return summary[AGGREGATES.index(how)] if summary else None
 
 
 def state_of(experiment: Experiment) -> str:
@@ -117,7 +134,7 @@ def rows(
     single = [
         Row(
             axes={axis: experiment.parameters.get(axis) for axis in axes},
-            metrics={m: aggregate(experiment.curves[m], how) for m in metrics if experiment.curves.get(m)},
+            metrics={m: found for m in metrics if (found := value(experiment, m, how)) is not None},
             state=state_of(experiment),
             indices=[experiment.index],
         )

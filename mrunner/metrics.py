@@ -191,9 +191,48 @@ def read(path: str) -> dict[str, dict[int, float]]:
     several reported. A report without a step is at the next step of its metric in its attempt (0, 1, ...).
     A line that is not whole JSON (the torn last line of a killed process) is skipped."""
     with open(path, "rb") as stream:
-        data = stream.read()
+        return curves_of(stream.read())
+
+
+def curves_of(data: bytes) -> dict[str, dict[int, float]]:
+    """``read`` of a metrics file's content."""
     found = _one_attempt_curves(data)
     return found if found is not None else curves(entries(data))
+
+
+def summary(data: bytes) -> dict[str, list[float]]:
+    """What `mrunner results` shows of a metrics file's content without its curves: metric -> [last, min, max,
+    mean, last step], each as ``mrunner.comparison.aggregate`` makes it of ``curves_of(data)``. Made where the
+    file is (the Slurm backend's sender, ``mrunner.summaries``), so that a thousand experiments' table crosses
+    the network as a thousand short lines instead of their files, and is parsed there."""
+    columns = _one_attempt_columns(data)
+    if columns is not None and all(a < b for a, b in zip(columns[1], columns[1][1:])):
+        names, steps, values = columns  # each step once, in order: a column is its curve's values in step order
+        return {name: _summarised(column, steps[-1]) for name, column in zip(names, values)}
+    return {
+        name: _summarised(list(series.values()), next(reversed(series))) for name, series in curves_of(data).items()
+    }
+
+
+def summarised(data: bytes) -> bytes:
+    """``summary`` as the sender sends it: JSON (a float's text gives back that very float)."""
+    return json.dumps(summary(data)).encode()
+
+
+def _summarised(values: list[float], step: int) -> list[float]:
+    return [values[-1], min(values), max(values), mean(values), step]
+
+
+def mean(values: list[float]) -> float:
+    """The mean of a curve's values as `results` shows it (``--agg mean``): exact summation, and where that
+    cannot be made (infinities of both signs, an overflow) what plain float arithmetic gives (nan, inf), never
+    an error."""
+    import math
+
+    try:
+        return math.fsum(values) / len(values)
+    except (ValueError, OverflowError):
+        return sum(values) / len(values)
 
 
 #: Report's own lines of one attempt and one set of metric names, as json.dumps writes them: a pattern each,
@@ -202,12 +241,27 @@ _PATTERNS: dict[tuple[bytes, tuple[str, ...]], Any] = {}
 
 
 def _one_attempt_curves(data: bytes) -> dict[str, dict[int, float]] | None:
-    """``read``'s common case, several times faster: every line is one of report's, with a step, all of one
-    attempt, all with the same metrics in the same order. One regular expression, made for the first line's
-    attempt and metric names, takes each line whole and captures its step and values (never its time), and
-    each metric's column goes through JSON as one list of numbers: no dict per line. ``None`` for any other
-    file (a torn line, another attempt, a report without a step or with other metrics, a line of another
-    shape), which the general path reads."""
+    """``read``'s common case, several times faster (``_one_attempt_columns``); ``None`` for any other file,
+    which the general path reads."""
+    columns = _one_attempt_columns(data)
+    if columns is None:
+        return None
+    names, steps, values = columns
+    ordered = all(a < b for a, b in zip(steps, steps[1:]))
+    found: dict[str, dict[int, float]] = {}
+    for name, column in zip(names, values):
+        series = dict(zip(steps, column))  # a step reported twice: the later line's value
+        found[name] = series if ordered else dict(sorted(series.items()))
+    return found
+
+
+def _one_attempt_columns(data: bytes) -> tuple[tuple[str, ...], list[int], list[list[float]]] | None:
+    """The names, steps and each metric's values in the file's order, when every line is one of report's, with
+    a step, all of one attempt, all with the same metrics in the same order. One regular expression, made for
+    the first line's attempt and metric names, takes each line whole and captures its step and values (never
+    its time), and each metric's column goes through JSON as one list of numbers: no dict per line. ``None``
+    for any other file (a torn line, another attempt, a report without a step or with other metrics, a line
+    of another shape, a value that is no number)."""
     first = data[: data.find(b"\n") + 1]
     head = b'{"attempt": '
     if not first.startswith(head):
@@ -236,19 +290,16 @@ def _one_attempt_curves(data: bytes) -> dict[str, dict[int, float]] | None:
     if not lines or len(lines) != data.count(b"\n") or not data.endswith(b"\n"):
         return None  # each match is one whole line from its start: as many as lines means every line matched
     columns = list(zip(*lines))  # the steps, then each metric's values
-    steps = list(map(int, columns[0]))
-    ordered = all(a < b for a, b in zip(steps, steps[1:]))
-    found: dict[str, dict[int, float]] = {}
-    for name, text in zip(names, columns[1:]):
+    values = []
+    for text in columns[1:]:
         try:
             column = json.loads(b"[" + b",".join(text) + b"]")
         except ValueError:
             return None
         if not set(map(type, column)) <= _NUMBERS:
             return None  # a value that is no number (a line by another hand): the general path skips it
-        series = dict(zip(steps, column))  # a step reported twice: the later line's value
-        found[name] = series if ordered else dict(sorted(series.items()))
-    return found
+        values.append(column)
+    return names, list(map(int, columns[0])), values
 
 
 def entries(data: bytes) -> list[Any]:

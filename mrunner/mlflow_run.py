@@ -189,6 +189,25 @@ def runs_of_sweep(tracker: Any, experiment_id: str, sweep_id: str) -> dict[str, 
             return found
 
 
+def empty_runs_of_sweep(tracker: Any, experiment_id: str, sweep_id: str) -> list[tuple[str, str]]:
+    """The live runs made for a sweep's experiments that hold no parameters, as (``SWEEP/INDEX``, run id): by
+    one search (a page per thousand runs)."""
+    found = []
+    token = None
+    while True:
+        page = tracker.search_runs(
+            [experiment_id], filter_string=f"tags.`mrunner.sweep` = '{sweep_id}'", max_results=1000, page_token=token
+        )
+        found += [
+            (run.data.tags[TAG], str(run.info.run_id))
+            for run in page
+            if TAG in run.data.tags and ATTEMPT_TAG not in run.data.tags
+        ]
+        token = page.token
+        if not token:
+            return found
+
+
 def experiment_of(tracker: Any, name: str) -> str:
     """The id of MLflow experiment ``name``, made if needed."""
     experiment = tracker.get_experiment_by_name(name)

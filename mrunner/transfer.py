@@ -12,7 +12,10 @@ The stream is a sequence of frames, each one byte of kind, four of length (big-e
 ``z`` frames carry pieces of one raw deflate stream (level 1: the sender must not be slower than the wire),
 ``r`` frames bytes as they are. Together they make one logical stream: one JSON line (how many files and
 bytes follow, how many are unchanged), then per file ``PATHLEN SIZE MODE MTIME_NS\\n``, the UTF-8 path
-(``FOLDER/RELATIVE``), SIZE bytes; then ``end\\n``. A megabyte of a file that a sample shows does not
+(``FOLDER/RELATIVE``), SIZE bytes; then ``end\\n``. A request that asks to ``summarise`` gets, per file, a
+summary of its first SIZE bytes instead of them (``PATHLEN SIZE MODE MTIME_NS LENGTH\\n``, the path, LENGTH
+bytes of summary): the sender is then this module with ``mrunner.metrics`` ahead of it
+(``mrunner.summaries``), whose ``summarised`` makes them. A megabyte of a file that a sample shows does not
 compress (a checkpoint, an image, an archive) goes as an ``r`` frame: deflating it would cost the sender's
 CPU for nothing, while headers and text go deflated. Not tar: tar has no way to say "these are
 unchanged", and its headers cost more than the small files they describe.
@@ -142,9 +145,13 @@ def walk(request: Mapping[str, Any]) -> list[tuple[str, str, str, os.stat_result
 
 
 def send(
-    found: Iterable[tuple[str, str, str, os.stat_result]], have: Mapping[str, Mapping[str, list[int]]], out: IO[bytes]
+    found: Iterable[tuple[str, str, str, os.stat_result]],
+    have: Mapping[str, Mapping[str, list[int]]],
+    out: IO[bytes],
+    summarise: Callable[[bytes], bytes] | None = None,
 ) -> None:
-    """Stream the files of ``found`` (see ``walk``) that the receiver lacks: ``have`` is its ``Local.have``."""
+    """Stream the files of ``found`` (see ``walk``) that the receiver lacks: ``have`` is its ``Local.have``;
+    with ``summarise``, what it makes of each file's content instead of the file."""
     chosen, unchanged, total = [], 0, 0
     nothing: dict[str, list[int]] = {}
     for folder, relative, path, info in found:
@@ -155,6 +162,10 @@ def send(
         total += info.st_size
     frames = _Frames(out)
     frames.write(json.dumps({"files": len(chosen), "bytes": total, "unchanged": unchanged}).encode() + b"\n")
+    if summarise is not None:
+        for entries in _summaries(chosen, summarise):
+            frames.write(entries)
+        chosen = []
     for name, path, info in chosen:
         encoded = name.encode("utf-8", "surrogateescape")
         try:
@@ -176,6 +187,77 @@ def send(
                     frames.write(data)
     frames.write(END)
     frames.close()
+
+
+#: A sender of summaries parses in up to this many processes (the cluster's cores), each given at least
+#: ``SHARE`` files: parsing a thousand metrics files is most of what it does.
+WORKERS = 4
+SHARE = 100
+
+
+def _summaries(
+    chosen: Sequence[tuple[str, str, os.stat_result]], summarise: Callable[[bytes], bytes]
+) -> Iterator[bytes]:
+    """The stream's entries of the summaries of ``chosen`` files, in their order: the first share made here
+    while forked processes make the others, each handing its entries back whole through a pipe (one that
+    fails is made here instead)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    count = max(1, min(WORKERS, cores, len(chosen) // SHARE))
+    size = -(-len(chosen) // count) or 1
+    shares = [chosen[k : k + size] for k in range(0, len(chosen), size)]
+    forked: list[tuple[int, int] | None] = []
+    for share in shares[1:]:
+        try:
+            reading, writing = os.pipe()
+            pid = os.fork()
+        except OSError:
+            forked.append(None)
+            continue
+        if pid == 0:  # a worker: its entries to the pipe, then gone without the sender's exit handling
+            code = 1
+            try:
+                os.close(reading)
+                view = memoryview(b"".join(_summary_entry(*one, summarise) for one in share))
+                while view:
+                    view = view[os.write(writing, view) :]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(writing)
+        forked.append((pid, reading))
+    if shares:
+        yield b"".join(_summary_entry(*one, summarise) for one in shares[0])
+    for share, worker in zip(shares[1:], forked):
+        data = b""
+        if worker is not None:
+            pid, reading = worker
+            pieces = []
+            while piece := os.read(reading, 1 << 16):
+                pieces.append(piece)
+            os.close(reading)
+            if os.waitpid(pid, 0)[1] == 0:
+                data = b"".join(pieces)
+        yield data or b"".join(_summary_entry(*one, summarise) for one in share)
+
+
+def _summary_entry(name: str, path: str, info: os.stat_result, summarise: Callable[[bytes], bytes]) -> bytes:
+    """A file's summary in its place: of the bytes its size says (a file that grows while it is read is
+    summarised as it was listed, the size the receiver then has); one removed or shrunk since the walk is sent
+    with a zero time, so that the next pull asks for it again."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    size, mtime = info.st_size, info.st_mtime_ns
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(size)
+    except OSError:
+        data = b""
+    if len(data) != size:
+        size, mtime = len(data), 0
+    summary = summarise(data)
+    return b"%d %d %o %d %d\n%s%s" % (len(encoded), size, info.st_mode & 0o777, mtime, len(summary), encoded, summary)
 
 
 def _incompressible(data: bytes) -> bool:
@@ -240,11 +322,11 @@ def source() -> bytes:
     return str(len(blob)).encode() + b"\n" + blob
 
 
-def request_bytes(folders: Mapping[str, str], include: Sequence[str]) -> bytes:
+def request_bytes(folders: Mapping[str, str], include: Sequence[str], summarise: bool = False) -> bytes:
     """What ``main`` reads after the source: the folders to walk (FOLDER -> the experiment folder where the
-    files are) and the ``include`` globs, as compressed JSON. Sent before the receiver lists its own files,
-    so that both sides walk at once."""
-    return _document({"folders": dict(folders), "include": list(include)})
+    files are), the ``include`` globs and whether to send summaries (``mrunner.summaries``), as compressed
+    JSON. Sent before the receiver lists its own files, so that both sides walk at once."""
+    return _document({"folders": dict(folders), "include": list(include), "summarise": summarise})
 
 
 def have_bytes(have: Mapping[str, Mapping[str, list[int]]]) -> bytes:
@@ -264,8 +346,11 @@ def _read(stream: IO[bytes]) -> Any:
 
 def main() -> None:
     stdin = sys.stdin.buffer
-    found = walk(_read(stdin))
-    send(found, _read(stdin), sys.stdout.buffer)
+    request = _read(stdin)
+    found = walk(request)
+    # the summariser: mrunner.metrics', ahead of this module in the sender of summaries (mrunner.summaries)
+    summarise = globals()["summarised"] if request.get("summarise") else None
+    send(found, _read(stdin), sys.stdout.buffer, summarise)
 
 
 # -- the receiving side --------------------------------------------------------------------------------------
@@ -294,6 +379,8 @@ class Receiver:
         self._current: tuple[IO[bytes], str, str, int, int] | None = None  # stream, part, final, mode, mtime
         self._left = 0
         self._folders: set[str] = set()
+        #: what a stream of summaries brought: FOLDER/RELATIVE -> (size, mtime_ns, summary)
+        self.summaries: dict[str, tuple[int, int, bytes]] = {}
 
     def feed(self, chunk: bytes) -> None:
         view, position = memoryview(chunk), 0
@@ -361,11 +448,20 @@ class Receiver:
                 self.ended = True
                 position = newline + 1
                 break
-            length, size, mode, mtime = (int(field, 8 if k == 2 else 10) for k, field in enumerate(line.split()))
-            if len(buffer) < newline + 1 + length:
+            length, size, mode, mtime, *summarised = (
+                int(field, 8 if k == 2 else 10) for k, field in enumerate(line.split())
+            )
+            ahead = length + sum(summarised)
+            if len(buffer) < newline + 1 + ahead:
                 break
             name = bytes(buffer[newline + 1 : newline + 1 + length]).decode("utf-8", "surrogateescape")
-            position = newline + 1 + length
+            position = newline + 1 + ahead
+            if summarised:
+                self.summaries[name] = (size, mtime, bytes(buffer[newline + 1 + length : position]))
+                self.files += 1
+                self.bytes += size
+                self.on_file()
+                continue
             self._start(name, size, mode, mtime)
         del buffer[:position]
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from mrunner import metrics, paths
 from mrunner.layout import METRICS_FILE, of_run, write_atomic
-from mrunner.records import Run, Sweep
+from mrunner.records import TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.trackers import mlflow as mlflow_tracker
 from mrunner.trackers import wandb as wandb_tracker
@@ -40,6 +40,12 @@ from mrunner.trackers import wandb as wandb_tracker
 def deferred(sweep: Sweep) -> bool:
     """Whether this machine uploads the sweep's metrics (its context defers tracking to a tracker)."""
     return any(target != CATCH_UP for target in _targets(sweep))
+
+
+def uploading(sweep: Sweep) -> bool:
+    """Whether this machine may upload some of the sweep's metrics (deferred tracking, or live MLflow's
+    catch-up of an experiment that stopped forwarding): it then needs the metrics files themselves."""
+    return bool(_targets(sweep))
 
 
 def _targets(sweep: Sweep) -> list[str]:
@@ -104,6 +110,8 @@ def _upload_to(
             pending.append((run, file))
     if tracker == CATCH_UP:
         pending = _untracked(pending, sent, path, ledger)
+        if not pending:
+            _late_creates(sweep, runs, sent)
     if not pending:
         return 0
     target: _Mlflow | _Wandb = _Wandb(sweep) if tracker == "wandb" else _Mlflow(sweep)
@@ -170,7 +178,50 @@ def _upload_to(
         reporter.warn(_waiting(sweep, target, failure, len(pending) - recorded))
     if done:
         reporter.step(f"{target.name}: uploaded the new metrics of {done} experiment{'s' * (done != 1)} of {sweep.id}")
+    if tracker == CATCH_UP and failure is None:
+        _late_creates(sweep, runs, sent)
     return done
+
+
+#: How long after an experiment's end the catch-up still looks for a run its process asked MLflow for before
+#: it stopped forwarding, held on the way and made after the process had ended (nobody else deletes it).
+WATCH_SECONDS = 3600.0
+
+
+def _late_creates(sweep: Sweep, runs: Sequence[Run], sent: dict[str, Any]) -> None:
+    """Delete the runs without parameters that a caught-up experiment's process asked for and MLflow made
+    after the catch-up's run (a create held on the way past the process's end): the experiment keeps one run,
+    the catch-up's, with its points. Looked for, by one search of the sweep's runs, while such an experiment
+    runs and for ``WATCH_SECONDS`` after its end; a server that does not answer is looked at next time."""
+    import time
+
+    from mrunner import mlflow_run
+
+    now = time.time()
+    kept = {}
+    for run in runs:
+        entry = sent.get(str(run.index), {})
+        if (
+            entry.get("untracked")
+            and entry.get("run")
+            and (run.state not in TERMINAL or now - run.updated_at < WATCH_SECONDS)
+        ):
+            kept[f"{sweep.id}/{run.index}"] = entry["run"]
+    if not kept:
+        return
+    target = _Mlflow(sweep)
+    if target.unanswered() is not None:
+        return
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(target.where)
+        experiment_id = mlflow_run.experiment_of(client, target.experiment)
+        for key, run_id in mlflow_run.empty_runs_of_sweep(client, experiment_id, sweep.id):
+            if key in kept and run_id != kept[key]:
+                client.delete_run(run_id)
+    except Exception:  # the server went away meanwhile: the next call looks again
+        return
 
 
 def _untracked(pending: list[tuple[Run, Path]], sent: dict[str, Any], path: Path, ledger: dict[str, Any]) -> list:

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     # what plugins implement and how they are found; the trackers built in
     (
         "contracts",
-        "hookspecs backend builtin entrypoints plugins trackers tracking metrics sender mlflow_run wandb_run",
+        "hookspecs backend builtin entrypoints plugins trackers tracking metrics summaries sender mlflow_run wandb_run",
     ),
     # the flow's first rooms: a request made concrete; what follows a hand-over
     ("planning and following", "planning following uploads"),

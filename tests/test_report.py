@@ -227,3 +227,39 @@ def test_values_and_steps_that_report_never_writes_are_skipped_by_every_reader(t
     ]
     path.write_text("\n".join(good + odd[:1]) + "\n")  # one attempt, every step an int: the fast path's file
     assert metrics.read(str(path)) == {"loss": {0: 1.0, 1: 0.5, 2: 1 / 3}}
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [(0, s, {"loss": 1 / (1 + s), "acc": s, "lr": 0.001}) for s in range(50)],  # the fast path
+        [(0, s, {"loss": s}) for s in (0, 1, 1, 5, 2)],  # a step again, out of order
+        [(0, 0, {"loss": 1.0}), (1, 0, {"loss": 0.7}), (0, 1, {"loss": 0.2})],  # a later attempt's value counts
+        [(0, None, {"loss": 1.0}), (0, None, {"loss": 0.5, "acc": 3})],  # no steps; a metric joins
+        [(0, s, {"loss": [float("nan"), 1.0, float("inf"), -2, 3][s]}) for s in range(5)],
+        [(0, 0, {"loss": float("inf")}), (0, 1, {"loss": float("-inf")})],  # no exact sum: what floats give
+        [(0, 0, {"loss": 1e308}), (0, 1, {"loss": 1e308})],  # an overflowing sum
+        [(0, s, {"loss": 10**6 + s}) for s in range(3)],  # ints stay ints
+    ],
+)
+def test_a_files_summary_is_what_the_table_makes_of_its_curves(tmp_path, lines):
+    """What the Slurm backend sends for `results`' table instead of a metrics file (made on the cluster):
+    per metric the four aggregates of `--agg` exactly as `results` makes them of the file's curves, and the
+    last step, whatever the file (a torn last line too)."""
+    from mrunner import comparison
+
+    text = "".join(json.dumps({"attempt": a, "step": s, "time": 1.5, "metrics": m}) + "\n" for a, s, m in lines)
+    for content in (text, text + '{"attempt": 0, "step": 99, "tim'):
+        data = content.encode()
+        curves = metrics.curves_of(data)
+        expected = {
+            name: [comparison.aggregate(curve, how) for how in comparison.AGGREGATES] + [list(curve)[-1]]
+            for name, curve in curves.items()
+        }
+        found = json.loads(metrics.summarised(data))  # as it crosses the network
+        assert json.dumps(found) == json.dumps(expected)  # values, kinds (int or float) and metric order
+        experiment = comparison.Experiment(0, "e", "completed", 0, {}, {}, found)
+        for how in comparison.AGGREGATES:
+            assert json.dumps(comparison.value(experiment, "loss", how)) == json.dumps(
+                comparison.aggregate(curves["loss"], how)
+            )

@@ -255,7 +255,9 @@ class Relay:
                     current[0].sendall(data)
             except OSError:
                 pass
-            cut(client, *[end for end in current if end is not None])
+            # the client's end only: a request it sent whole (one held, its process gone since) still reaches
+            # the server and is answered; ``back`` closes the server's end then
+            cut(client)
 
         def accept() -> None:
             while True:
@@ -519,3 +521,53 @@ def test_the_experiment_side_reads_the_note_the_catch_up_reads():
     assert mlflow_run.UNTRACKED_MARK == uploads._MARK
     assert mlflow_run.UNTRACKED_MARK in json.dumps({"attempt": 0, metrics.UNTRACKED: "MLflow"}).encode()
     assert mlflow_run.METRICS_FILE == metrics.METRICS_FILE
+
+
+def test_a_run_create_that_lands_after_the_experiments_process_ended_leaves_one_run(
+    mlflow_service, mrunner, mrunner_home, tmp_path
+):
+    """The experiment's own create of its run is held on the way past the sender's start bound and past the
+    process's end: `mrunner results` (the catch-up) makes the run with the points; then the held create lands,
+    an empty run that no process of the experiment is left to delete. The next `results` deletes it: one run,
+    the catch-up's, with each point once."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    from mrunner.records import TERMINAL
+    from mrunner.testing import wait_for
+
+    relay, experiment = relayed_context(mlflow_service, mrunner_home, "ended")
+    relay.hold_first(b"/runs/create")
+    (tmp_path / "train.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "for step in range(3):\n"
+        "    mrunner.report({'loss': c.lr * (3 - step)}, step=step)\n"
+    )
+    submitted = mrunner("+context=ended", "train.py", "-m", "lr=0.5", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    client = MlflowClient(mlflow_service["tracking_uri"])
+
+    def state() -> str:
+        return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
+
+    try:
+        assert relay.holding.wait(120), "the experiment's create never came"
+        assert wait_for(state, lambda found: found in TERMINAL, timeout=120) == "completed"  # its create still held
+        shown = mrunner("results", sweep, "--json")  # the catch-up: makes the run, uploads the points
+        assert shown.returncode == 0 and "uploaded the new metrics of 1 experiment" in shown.stderr, shown.stderr
+        experiment_id = client.get_experiment_by_name(experiment).experiment_id
+        (made,) = client.search_runs([experiment_id])
+    finally:
+        relay.released.set()  # the held create lands now, its process long gone
+    wait_for(lambda: client.search_runs([experiment_id]), lambda found: len(found) == 2, what="the late run")
+    again = mrunner("results", sweep)
+    assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+    (run,) = client.search_runs([experiment_id])
+    assert run.info.run_id == made.info.run_id and run.data.params["lr"] == "0.5"
+    (late,) = client.search_runs([experiment_id], run_view_type=ViewType.DELETED_ONLY)
+    assert late.data.tags["mrunner.experiment"] == f"{sweep}/0" and not late.data.params
+    points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
+    assert points == [(0, 1.5), (1, 1.0), (2, 0.5)]
+    relay.stop()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,3 +164,88 @@ def test_the_sender_puts_out_the_first_files_while_it_still_reads_the_last(tmp_p
     receiver = transfer.Receiver(str(tmp_path / "here"))
     receiver.feed(out.getvalue()[:size])
     assert receiver.files > 0  # whole files from the first piece alone
+
+
+def _metrics_files(root: Path, count: int) -> dict[str, str]:
+    """``count`` experiment folders, each with a metrics file of its own (one with a torn last line, one with a
+    second attempt going back two steps, one with a report without a step): FOLDER -> its path."""
+    folders = {}
+    for index in range(count):
+        folder = root / f"{index}-run"
+        folder.mkdir(parents=True)
+        lines = [
+            json.dumps({"attempt": 0, "step": s, "time": 1.5, "metrics": {"loss": 1 / (1 + s + index), "n": s}})
+            for s in range(20)
+        ]
+        if index % 7 == 1:
+            lines.append('{"attempt": 0, "step": 20, "ti')
+        if index % 7 == 2:
+            lines += [json.dumps({"attempt": 1, "step": s, "time": 2.0, "metrics": {"loss": -s}}) for s in (18, 19)]
+        if index % 7 == 3:
+            lines.append(json.dumps({"attempt": 0, "step": None, "time": 2.0, "metrics": {"acc": 0.5}}))
+        (folder / "mrunner-metrics.jsonl").write_text("\n".join(lines) + ("\n" if index % 7 != 1 else ""))
+        folders[folder.name] = str(folder)
+    return folders
+
+
+def _summarising_pull(folders: dict[str, str], have: dict) -> transfer.Receiver:
+    """The sender of summaries run as a backend runs it: ``python -S -c LAUNCHER`` with ``mrunner.summaries``'
+    source (``mrunner.metrics`` ahead of ``mrunner.transfer``), the request and ``have`` on stdin."""
+    from mrunner import summaries
+
+    request = transfer.request_bytes(folders, ["mrunner-metrics.jsonl"], summarise=True) + transfer.have_bytes(have)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", transfer.LAUNCHER],
+        input=summaries.source() + request,
+        capture_output=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return transfer.receive([done.stdout], "", _progress, "t")
+
+
+def test_a_summarising_pull_sends_each_files_summary_and_only_for_what_changed(tmp_path):
+    """`results`' table from a Slurm sweep: the sender reads each metrics file the receiver lacks and sends
+    ``metrics.summary`` of it instead (in forked processes for a long list, in the experiments' order), with
+    the file's size and time, so that the next pull sends nothing for it until it changes; no file is
+    written here."""
+    from mrunner import metrics, summaries
+
+    folders = _metrics_files(tmp_path / "cluster", 2 * transfer.SHARE + 3)  # three processes where cores allow
+    received = _summarising_pull(folders, {})
+    assert list(received.summaries) == [f"{name}/mrunner-metrics.jsonl" for name in folders]
+    kept = summaries.decoded(received.summaries)
+    for name, path in folders.items():
+        data = Path(path, "mrunner-metrics.jsonl").read_bytes()
+        info = os.stat(Path(path, "mrunner-metrics.jsonl"))
+        assert kept[name] == (info.st_size, info.st_mtime_ns, json.loads(json.dumps(metrics.summary(data))))
+    assert not list(tmp_path.glob("*.mrunner-part")) and not (Path.cwd() / "0-run").exists()
+    have = {name: {"mrunner-metrics.jsonl": list(found[:2])} for name, found in kept.items()}
+    assert _summarising_pull(folders, have).summaries == {}
+    grown = Path(folders["5-run"], "mrunner-metrics.jsonl")
+    with open(grown, "a") as stream:
+        stream.write(json.dumps({"attempt": 0, "step": 99, "time": 3.0, "metrics": {"loss": 7.0, "n": 99}}) + "\n")
+    again = summaries.decoded(_summarising_pull(folders, have).summaries)
+    assert list(again) == ["5-run"] and again["5-run"][2]["loss"][0] == 7.0 and again["5-run"][2]["n"][4] == 99
+
+
+def test_the_sender_of_summaries_is_one_module_whose_parts_share_no_name():
+    """``mrunner.summaries.sender_source`` runs ``mrunner.metrics`` and ``mrunner.transfer`` as one module: a
+    name both define would make one of them call the other's."""
+    import ast
+
+    from mrunner import metrics
+
+    def defined(path: str) -> set[str]:
+        tree = ast.parse(Path(path).read_text())
+        names = set()
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+        return names
+
+    assert defined(metrics.__file__) & defined(transfer.__file__) == set()

@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mrunner import comparison, following, metrics, paths
-from mrunner.commands.results import fetch_metrics, metrics_cache, warm_up
+from mrunner import comparison, following, metrics, paths, uploads
+from mrunner.commands.results import fetch_metrics, fetch_summaries, metrics_cache, warm_up
 from mrunner.comparison import Experiment, Row
 from mrunner.errors import MrunnerError, NotFound
 from mrunner.layout import METRICS_FILE, of_run
@@ -79,7 +79,7 @@ def results_command(options: argparse.Namespace) -> int:
     sweep = _sweep(store, options.sweep)
     warm_up(store, sweep)
     runs = following.refresh(sweep, store)
-    experiments = fetch(store, sweep, runs, Reporter())
+    experiments = fetch(store, sweep, runs, Reporter(), curves=bool(options.curves))
     over = [axis for value in options.over for axis in value.split(",") if axis]
     chosen = _where(experiments, options.where)
     axes, constants = comparison.split_axes(chosen)
@@ -153,18 +153,38 @@ def _sweep(store: Store, ref: str) -> Sweep:
         ) from None
 
 
-def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter) -> list[Experiment]:
-    """Bring back the metrics files of the experiments that started, read them; refuse a sweep without any."""
+def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter, curves: bool = False) -> list[Experiment]:
+    """Bring back what the experiments that started reported, and read it; refuse a sweep without any. For a
+    table (not ``curves``), a backend that can sends each metrics file's summary instead of the file
+    (``fetch_summaries``); else the files come back and are read here."""
     names = [of_run("", sweep, run).folder_name for run in runs]
-    with _Arrivals(metrics_cache(sweep.id), names) as arrived:
-        folder = fetch_metrics(store, sweep, runs, reporter)
-    found = read_cached(folder, names, arrived.parsed)
+    summarised = None
+    if not curves and not uploads.uploading(sweep):  # an upload reads the files
+        summarised = fetch_summaries(store, sweep, runs, reporter)
+    if summarised is not None:
+        folder = metrics_cache(sweep.id)
+        found = read_cached(folder, [name for name in names if name not in summarised])
+    else:
+        summarised = {}
+        with _Arrivals(metrics_cache(sweep.id), names) as arrived:
+            folder = fetch_metrics(store, sweep, runs, reporter)
+        found = read_cached(folder, names, arrived.parsed)
     experiments = []
-    for run in runs:
+    for run, name in zip(runs, names):
         parameters = comparison.flatten(run.parameters)
-        curves = found.get(of_run("", sweep, run).folder_name, {})
-        experiments.append(Experiment(run.index, run.name, run.state, run.exit_code, parameters, curves))
-    if not any(experiment.curves for experiment in experiments):
+        summary = summarised.get(name)
+        experiments.append(
+            Experiment(
+                run.index,
+                run.name,
+                run.state,
+                run.exit_code,
+                parameters,
+                found.get(name, {}),
+                summary[2] if summary is not None else {},
+            )
+        )
+    if not any(experiment.curves or experiment.summary for experiment in experiments):
         raise MrunnerError(
             f"sweep {sweep.id} has no reported metrics yet ({following.summary(runs)}): its experiments record them "
             f"with mrunner.report({{'loss': loss}}, step=step)"

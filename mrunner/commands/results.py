@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
+import os
 import time
 from pathlib import Path
 
 from mrunner import cleanup, paths, plugins, uploads
 from mrunner.backend import Artefact, Pulled
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.layout import METRICS_FILE, write_atomic
+from mrunner.layout import METRICS_FILE, of_run, write_atomic
 from mrunner.records import TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.snapshot import RESULTS_FOLDER
@@ -145,19 +147,77 @@ def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporte
     An experiment that had ended (and settled) when its file was last brought back is not asked for again:
     nothing writes to it any more (a resume makes it active again). So a second `results` of an ended sweep
     reaches no backend at all."""
+    from mrunner import summaries
+
     folder = metrics_cache(sweep.id)
     fetched = _fetched(folder)
     started = [run for run in runs if cleanup.started(store, run)]
-    wanted = [run for run in started if not _settled(run, fetched)]
+    kept = summaries.load(folder)  # what a table brought back of files not here: they come now
+    only = {name for name in kept if not os.path.exists(os.path.join(folder, name, METRICS_FILE))}
+    wanted = [run for run in started if not _settled(run, fetched) or of_run("", sweep, run).folder_name in only]
     if wanted:
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
         pull_runs(sweep, wanted, folder, [METRICS_FILE], reporter)
         fetched.update((str(run.index), now) for run in wanted)
         write_atomic(str(folder / FETCHED), json.dumps(fetched))
+        if kept:  # a file here stands for itself now
+            summaries.save(
+                folder, {n: s for n, s in kept.items() if not os.path.exists(os.path.join(folder, n, METRICS_FILE))}
+            )
     if started:
         uploads.upload(sweep, started, folder, reporter)
     return folder
+
+
+def fetch_summaries(
+    store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter
+) -> dict[str, tuple[int, int, dict[str, list[float]]]] | None:
+    """For a table (no curves, nothing to upload: ``uploads.uploading``): bring back the summaries of the
+    metrics files of the experiments of ``runs`` that started and changed (``Backend.summaries``) into the
+    sweep's cache, where they stand for files not brought back (``mrunner.summaries``). Returns the cache's
+    summaries of the folders that have no metrics file here (a file here is as new as its summary or newer),
+    or None where the backend makes none: then `results` brings the files back (``fetch_metrics``).
+
+    A summary that arrives replaces the file here of an older version (a later ``--curves`` brings it back);
+    nothing is asked again of an experiment that had ended when it was last brought back, as for files."""
+    from mrunner import summaries
+    from mrunner.backend import Backend
+
+    backend = plugins.backend(sweep.backend)
+    if type(backend).summaries is Backend.summaries:
+        return None  # makes none: no look at the cache for it
+    folder = metrics_cache(sweep.id)
+    fetched = _fetched(folder)
+    kept = summaries.load(folder)
+    base = str(folder)
+    wanted = [run for run in runs if cleanup.started(store, run) and not _settled(run, fetched)]
+    if wanted:
+        have: dict[str, list[int]] = {}
+        for run in wanted:
+            name = of_run("", sweep, run).folder_name
+            try:
+                status = os.stat(os.path.join(base, name, METRICS_FILE))
+                have[name] = [status.st_size, status.st_mtime_ns]
+            except FileNotFoundError:
+                if name in kept:
+                    have[name] = list(kept[name][:2])
+        now = time.time()
+        got = backend.summaries(sweep, wanted, have, reporter)
+        if got is None:
+            return None
+        arrived = summaries.decoded(got)
+        if arrived:
+            folder.mkdir(parents=True, exist_ok=True)
+            kept.update(arrived)
+            summaries.save(folder, kept)
+            for name in arrived:  # an older version of the file: its summary stands for it now
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(base, name, METRICS_FILE))
+        folder.mkdir(parents=True, exist_ok=True)
+        fetched.update((str(run.index), now) for run in wanted)
+        write_atomic(str(folder / FETCHED), json.dumps(fetched))
+    return {name: found for name, found in kept.items() if not os.path.exists(os.path.join(base, name, METRICS_FILE))}
 
 
 def _settled(run: Run, fetched: dict[str, float]) -> bool:

@@ -18,6 +18,7 @@ works for a backend whose experiments run on another machine.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -356,9 +357,12 @@ class BackendTestSuite:
         only = self.pulled(project / "mrunner-results" / sweep)
         assert list(only) == [f"{names[0]}/outputs/nested/deep/big.bin"], only
 
-    def test_results_bring_back_only_the_metrics_and_only_once(self, mrunner, mrunner_home, backend_context, project):
-        """`mrunner results` through the backend's pull: the table's numbers, the metrics files alone in mrunner's
-        data folder, and a second call that rewrites none of them."""
+    def test_results_bring_back_only_the_metrics_and_only_once(
+        self, mrunner, mrunner_home, backend_context, project, tmp_path
+    ):
+        """`mrunner results` through the backend's pull (or its summaries, ``Backend.summaries``): the table's
+        numbers, only the metrics files (or their summaries) in mrunner's data folder, and a second call that
+        rewrites none of them; then `--curves` brings the files back and every aggregate stays the same."""
         sweep = self.submit(mrunner, backend_context, "-m", "i=range(2)", "g=0,1", "report=1", "payload=1", "--wait")
         self.ended(mrunner, sweep)
         shown = mrunner("results", sweep, "--over", "g", "--json", timeout=self.timeout)
@@ -367,17 +371,41 @@ class BackendTestSuite:
             (0, 2.5, pytest.approx(0.7071, abs=1e-4), 2),
             (1, 12.5, pytest.approx(0.7071, abs=1e-4), 2),
         ]
+        table = {how: self.results(mrunner, sweep, "--agg", how) for how in ("last", "min", "max", "mean")}
+        assert [row["score"] for row in table["mean"]] == [1.0, 2.0, 11.0, 12.0], table
         cache = mrunner_home / "data" / "mrunner" / "metrics" / sweep
-        first = self.pulled_metrics(cache)
-        assert sorted(path.split("/", 1)[1] for path in first) == ["mrunner-metrics.jsonl"] * 4, first
+        first = self.pulled(cache)
+        files = sorted(path.split("/", 1)[1] for path in first if not path.startswith("."))
+        summaries = self.summarised(cache)
+        assert files == ["mrunner-metrics.jsonl"] * 4 or (not files and len(summaries) == 4), first
         again = mrunner("results", sweep, "--sort=-score", timeout=self.timeout)
         assert again.returncode == 0, again.stderr
         assert [line.split()[0] for line in again.stdout.splitlines()[3:]] == ["3", "2", "1", "0"], again.stdout
-        assert self.pulled_metrics(cache) == first  # nothing transferred or rewritten
+        kept = {path: mark for path, mark in self.pulled(cache).items() if path != ".fetched.json"}
+        assert kept == {path: mark for path, mark in first.items() if path != ".fetched.json"}  # nothing rewritten
+        if importlib.util.find_spec("matplotlib") is None:
+            return  # the curves need mrunner[plot]: a backend's own suite may run without it
+        drawn = mrunner("results", sweep, "--curves", "score", "-o", str(tmp_path / "curves.png"), timeout=self.timeout)
+        assert drawn.returncode == 0 and (tmp_path / "curves.png").stat().st_size, drawn.stderr
+        files = sorted(path.split("/", 1)[1] for path in self.pulled_metrics(cache))
+        assert files == ["mrunner-metrics.jsonl"] * 4 and not self.summarised(cache), self.pulled(cache)
+        assert {how: self.results(mrunner, sweep, "--agg", how) for how in table} == table
+
+    def results(self, mrunner, sweep: str, *options: str) -> list[dict]:
+        shown = mrunner("results", sweep, "--json", *options, timeout=self.timeout)
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)
+
+    @staticmethod
+    def summarised(cache: Path) -> dict:
+        """The experiments whose metrics file `results` holds as a summary (``mrunner.summaries``)."""
+        from mrunner import summaries
+
+        return summaries.load(cache)
 
     def pulled_metrics(self, cache: Path) -> dict[str, tuple[int, int]]:
         """The experiments' files in ``results``' cache of a sweep: every file but what mrunner keeps there about
-        them (``.fetched.json``, ``.curves.marshal``: names starting with a dot at the top)."""
+        them (``.fetched.json``, ``.curves.marshal``, ``.summaries.marshal``: names starting with a dot at the top)."""
         return {path: mark for path, mark in self.pulled(cache).items() if not path.startswith(".")}
 
     def test_pull_of_an_unknown_sweep_or_an_experiment_never_started(self, mrunner, backend_context, project):

@@ -162,6 +162,13 @@ class SlurmBackend(Backend):
             transport.connection(sweep.context, sweep.context_name), sweep, runs, destination, include, reporter
         )
 
+    def summaries(
+        self, sweep: Sweep, runs: Sequence[Run], have: Mapping[str, list[int]], reporter: Reporter
+    ) -> dict[str, tuple[int, int, bytes]] | None:
+        from mrunner_slurm import results, transport
+
+        return results.summaries(transport.connection(sweep.context, sweep.context_name), sweep, runs, have, reporter)
+
     def output_dirs(self, sweep: Sweep, runs: Sequence[Run]) -> dict[int, str]:
         from mrunner_slurm import results
 

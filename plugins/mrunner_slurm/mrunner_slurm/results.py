@@ -10,7 +10,7 @@ one compressed stream of the files that are new or changed, and each is written 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,17 +64,56 @@ def pull(
             call.shutdown_write()
         received = transfer.receive(chunks(), str(destination), reporter.progress, f"pull {sweep.id}")
     except (EOFError, ValueError) as error:
-        from mrunner_slurm.transport import Result
-
-        code = call.exit_status()
-        if code == -1:
-            raise connection.lost() from None
-        message = Result(code, b"", call.stderr()).error
-        raise BackendError(f"pull from {connection.target.alias} failed: {message} ({error})") from None
+        raise _failed(connection, call, "pull", error) from None
     finally:
         call.close()
     local.remove_parts()
     return Pulled(received.files, received.bytes, received.unchanged)
+
+
+def summaries(
+    connection: Connection, sweep: Sweep, runs: Sequence[Run], have: Mapping[str, list[int]], reporter: Reporter
+) -> dict[str, tuple[int, int, bytes]]:
+    """``Backend.summaries``: the pull's sender with ``mrunner.metrics`` ahead of it (kept compiled on the
+    cluster as the plain sender is) reads each metrics file this machine lacks and sends its summary."""
+    from mrunner import summaries as made
+    from mrunner_slurm import remote, shipped
+
+    wanted = folders(sweep, runs)
+    sender = shipped.of_source("mrunner-summaries", made.sender_source())
+    call = connection.start(sender.command(remote.HELPER_PYTHON))
+    connection.calls += 1
+
+    def chunks() -> Iterator[bytes]:
+        while data := call.recv(CHUNK):
+            yield data
+
+    kept = {folder: {layout.METRICS_FILE: mark} for folder, mark in have.items()}
+    try:
+        with contextlib.suppress(OSError):  # the sender ended early: its stream ends early, its errors say why
+            call.send(
+                sender.head
+                + transfer.request_bytes(wanted, [layout.METRICS_FILE], summarise=True)
+                + transfer.have_bytes(kept)
+            )
+            call.shutdown_write()
+        received = transfer.receive(chunks(), "", reporter.progress, f"results {sweep.id}")
+    except (EOFError, ValueError) as error:
+        raise _failed(connection, call, "summaries", error) from None
+    finally:
+        call.close()
+    return received.summaries
+
+
+def _failed(connection: Connection, call: Any, what: str, error: Exception) -> Exception:
+    """The error of a stream that ended early or made no sense: the connection lost, or the sender's words."""
+    from mrunner_slurm.transport import Result
+
+    code = call.exit_status()
+    if code == -1:
+        return connection.lost()
+    message = Result(code, b"", call.stderr()).error
+    return BackendError(f"{what} from {connection.target.alias} failed: {message} ({error})")
 
 
 def collect(connection: Connection, storage: str, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool) -> list[Artefact]:

@@ -469,6 +469,8 @@ def test_the_dry_run_shows_the_packing(cluster, mrunner, mrunner_home):
         ({"points_per_task": 2, "points_at_once": 2, "sbatch_options": ["--cpus-per-task=1"]}, "less than a CPU"),
         ({"points_per_task": 2, "points_at_once": 2, "mem": "1.5G"}, "mem is per point"),
         ({"points_per_task": 2, "points_at_once": 2, "ntasks": 2}, "ntasks=2 with points_at_once=2"),
+        # a GPU per point is fine alone; two at once ask the node for gres:4, which sbatch refuses
+        ({"points_per_task": 2, "points_at_once": 2, "gpu": 2}, "or lower points_at_once (each task asks for 2 "),
     ],
 )
 def test_points_at_once_beyond_the_task_is_refused_in_one_line_before_anything_is_recorded(

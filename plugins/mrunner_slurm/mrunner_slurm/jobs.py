@@ -102,6 +102,16 @@ _THROTTLED = {
 }
 
 
+#: Reasons of a job waiting for a time to come, not for resources or a limit: in words, since a requeued task
+#: (preempted, timed out, retried) shows it for minutes and Slurm's word alone reads like a fault.
+_LATER = {
+    "BeginTime": (
+        "queued until its begin time (BeginTime): Slurm holds a requeued task about two minutes before it may "
+        "start again, or a --begin asked for later"
+    ),
+}
+
+
 def pending_reason(reason: str, running_limits: Mapping[str, int] | None = None) -> str:
     """Slurm's reason, saying so when the request can never run as asked and what to change, and in words
     when a limit on running jobs holds it back (``running_limits``: those the submission read, by reason)."""
@@ -109,6 +119,8 @@ def pending_reason(reason: str, running_limits: Mapping[str, int] | None = None)
         limit = (running_limits or {}).get(reason)
         count = f"limit of {limit} running jobs" if limit is not None else "limit on running jobs"
         return f"queued: the site's {count} ({_THROTTLED[reason]}: {reason}); it starts as others end"
+    if reason in _LATER:
+        return _LATER[reason]
     asked = _NEVER.get(reason) or ("a job larger than a per-job limit" if "PerJob" in reason else None)
     if asked is None:
         return reason

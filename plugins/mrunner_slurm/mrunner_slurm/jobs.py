@@ -41,10 +41,19 @@ def _later(
     index: int, state: str, code: int | None, detail: str | None, own: bool, attempt: int, ends: dict
 ) -> RunUpdate:
     """The state of a later attempt than the recorded one, with how each attempt before it ended."""
-    states = {int(number): end for number, (end, _) in ends.items()}
-    codes = {int(number): c for number, (_, c) in ends.items() if c is not None}
+    states = {int(number): end[0] for number, end in ends.items()}
+    codes = {int(number): end[1] for number, end in ends.items() if end[1] is not None}
+    details = {int(number): end[2] for number, end in ends.items() if len(end) > 2 and end[2]}
     return RunUpdate(
-        index, state, exit_code=code, detail=detail, ended_by_itself=own, attempt=attempt, ends=states, end_codes=codes
+        index,
+        state,
+        exit_code=code,
+        detail=detail,
+        ended_by_itself=own,
+        attempt=attempt,
+        ends=states,
+        end_codes=codes,
+        end_details=details,
     )
 
 

@@ -163,6 +163,9 @@ class RunUpdate:
     ends: dict[int, str] = field(default_factory=dict)
     #: The exit code of each earlier attempt that ended by itself (a failure retried within ``retry_failed``).
     end_codes: dict[int, int] = field(default_factory=dict)
+    #: Why an earlier attempt ended, where the backend knows better than "stopped by the platform": a packed
+    #: point its task never reached in that attempt.
+    end_details: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.state not in STATES:

@@ -420,7 +420,7 @@ class Store:
             cause = states.start_cause(update, earlier, attempt)
             end = states.replaced_end(update, earlier)
             code = update.end_codes.get(earlier)
-            why = "stopped by the platform" if code is None else "ended by itself"
+            why = update.end_details.get(earlier) or ("stopped by the platform" if code is None else "ended by itself")
             statements.append(_attempt_start(sweep_id, update.index, earlier, now, cause, snapshot, changes))
             statements.append(_attempt_end(sweep_id, update.index, earlier, now, end, code, why))
         cause = states.restart_cause(update, update.attempt)

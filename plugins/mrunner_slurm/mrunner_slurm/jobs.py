@@ -41,10 +41,19 @@ def _later(
     index: int, state: str, code: int | None, detail: str | None, own: bool, attempt: int, ends: dict
 ) -> RunUpdate:
     """The state of a later attempt than the recorded one, with how each attempt before it ended."""
-    states = {int(number): end for number, (end, _) in ends.items()}
-    codes = {int(number): c for number, (_, c) in ends.items() if c is not None}
+    states = {int(number): end[0] for number, end in ends.items()}
+    codes = {int(number): end[1] for number, end in ends.items() if end[1] is not None}
+    details = {int(number): end[2] for number, end in ends.items() if len(end) > 2 and end[2]}
     return RunUpdate(
-        index, state, exit_code=code, detail=detail, ended_by_itself=own, attempt=attempt, ends=states, end_codes=codes
+        index,
+        state,
+        exit_code=code,
+        detail=detail,
+        ended_by_itself=own,
+        attempt=attempt,
+        ends=states,
+        end_codes=codes,
+        end_details=details,
     )
 
 
@@ -102,6 +111,16 @@ _THROTTLED = {
 }
 
 
+#: Reasons of a job waiting for a time to come, not for resources or a limit: in words, since a requeued task
+#: (preempted, timed out, retried) shows it for minutes and Slurm's word alone reads like a fault.
+_LATER = {
+    "BeginTime": (
+        "queued until its begin time (BeginTime): Slurm holds a requeued task about two minutes before it may "
+        "start again, or a --begin asked for later"
+    ),
+}
+
+
 def pending_reason(reason: str, running_limits: Mapping[str, int] | None = None) -> str:
     """Slurm's reason, saying so when the request can never run as asked and what to change, and in words
     when a limit on running jobs holds it back (``running_limits``: those the submission read, by reason)."""
@@ -109,6 +128,8 @@ def pending_reason(reason: str, running_limits: Mapping[str, int] | None = None)
         limit = (running_limits or {}).get(reason)
         count = f"limit of {limit} running jobs" if limit is not None else "limit on running jobs"
         return f"queued: the site's {count} ({_THROTTLED[reason]}: {reason}); it starts as others end"
+    if reason in _LATER:
+        return _LATER[reason]
     asked = _NEVER.get(reason) or ("a job larger than a per-job limit" if "PerJob" in reason else None)
     if asked is None:
         return reason

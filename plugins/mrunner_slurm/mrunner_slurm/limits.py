@@ -280,7 +280,7 @@ def refuse_beyond(
     binding = limits.submit_limit or f"MaxSubmitJobs={limits.max_submit_jobs} jobs queued or running"
     queued = limits.jobs_in_queue or 0
     now = f", {queued} of them queued or running now" if queued else ""
-    each = "one per experiment" if points_per_task == 1 else f"one per {points_per_task} experiments"
+    each = _counted(points_per_task, classes)
     fits = packing.fitting(classes, allowance - waiting) if classes else math.ceil(jobs * points_per_task / allowance)
     if not allowance:
         change = "wait for some of those jobs to end"
@@ -295,6 +295,18 @@ def refuse_beyond(
             f"per job, or submit fewer experiments"
         )
     raise refusal(f"{where} allows at most {binding}{now}, and this sweep needs {jobs} ({each}): {change}")
+
+
+def _counted(points_per_task: int, classes: Sequence[int]) -> str:
+    """How a refusal's jobs come about, as the sweep is packed: a ``points_per_task`` beyond a resource
+    class's experiments packs the class into one task, so a huge K reads as what it does, not as its
+    number."""
+    k = min(points_per_task, max(classes)) if classes else points_per_task
+    if k <= 1:
+        return "one per experiment"
+    if len(classes) > 1:
+        return "one per resource class" if k >= max(classes) else f"one per {k} experiments of each resource class"
+    return "one for all its experiments" if classes and k >= classes[0] else f"one per {k} experiments"
 
 
 def refuse_overtime(limits: Limits, tasks: Iterable[tuple[Mapping[str, Any], int]], where: str) -> None:

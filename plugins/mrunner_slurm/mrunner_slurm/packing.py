@@ -222,7 +222,8 @@ def describe(context: Mapping[str, Any], count: int, limits: Limits) -> str | No
         f", each task's time limit {task_context(context, k)['time']}" if context.get("time") not in (None, "") else ""
     )
     tasks = math.ceil(count / k)
-    return f"packed: {tasks} array task{'s' * (tasks != 1)} of up to {k} points each{auto}, {how}{time}"
+    points = f"{tasks} array tasks of up to {k} points each" if tasks != 1 else f"1 array task of all {k} points"
+    return f"packed: {points}{auto}, {how}{time}"
 
 
 def decided(plan: Mapping[str, Any] | None, runs: Iterable[Any], k: int, max_array_size: int) -> dict[str, Any]:

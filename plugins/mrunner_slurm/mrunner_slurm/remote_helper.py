@@ -694,18 +694,27 @@ def _current_attempt(queued, recorded, log_prefix, most):
     return max(attempt, recorded)
 
 
+#: The detail of an attempt an experiment never started: its task (packed, or pending) was stopped or requeued
+#: before it reached the experiment, so no log of that attempt exists.
+NOT_STARTED = "never started in this attempt: its task was stopped or requeued before it reached this experiment"
+
+
 def _ends(status_prefix, recorded, attempt):
-    """How each attempt from ``recorded`` to before ``attempt`` ended: [state, exit code]. One that left its
-    exit code ended by itself (a failure retried within retry_failed, or a finished task Slurm ran again);
-    else the note the wrapper or the batch script left (``timeout``), else it was ``preempted``."""
+    """How each attempt from ``recorded`` to before ``attempt`` ended: [state, exit code, detail or None]. One
+    that left its exit code ended by itself (a failure retried within retry_failed, or a finished task Slurm
+    ran again); else the note the wrapper or the batch script left (``timeout``), else it was ``preempted``,
+    said ``NOT_STARTED`` when it left no log (a packed point its task had not reached yet)."""
     ends = {}
+    folder, index = os.path.split(status_prefix)
     for number in range(recorded, attempt):
         code = _exit_code("%s.%d" % (status_prefix, number))
         if code is not None:
-            ends[number] = ["completed" if code == 0 else "failed", code]
+            ends[number] = ["completed" if code == 0 else "failed", code, None]
         else:
             note = _note(status_prefix, number)
-            ends[number] = [note if note in _ENDED_BY_SLURM else "preempted", None]
+            log = os.path.join(os.path.dirname(folder), "logs", "%s.%d.log" % (index, number))
+            detail = None if os.path.exists(log) else NOT_STARTED
+            ends[number] = [note if note in _ENDED_BY_SLURM else "preempted", None, detail]
     return ends
 
 

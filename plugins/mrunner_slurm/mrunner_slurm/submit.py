@@ -375,9 +375,10 @@ def refuse_planned(
         options = tuple(resource_options(packing.task_context({**context, **own}, each)))
         tasks = min(-(-count // each), size)  # its first array's
         # classes whose tasks ask for the same (cpu=1 two at once, cpu=2 alone) are one probe of them all
-        probes[options] = _Probe("mrunner-probe", f"0-{tasks - 1}", (resource_label(dict(own)),), count).merged(
-            probes.get(options)
-        )
+        at_once = packing.at_once({**context, **own}, each)
+        probes[options] = _Probe(
+            "mrunner-probe", f"0-{tasks - 1}", (resource_label(dict(own)),), count, at_once
+        ).merged(probes.get(options))
     _probe(connection, probes, context_name)
     return set(probes)
 
@@ -402,6 +403,7 @@ def refuse_classes(
                     batch.array_spec(unit.task_ids, None),
                     (resource_label(unit.resources),),
                     len(unit.runs),
+                    packing.at_once(unit.context(sweep), k),
                 )
                 probes[options] = found.merged(probes.get(options))
     _probe(connection, probes, sweep.context_name)
@@ -417,6 +419,7 @@ class _Probe:
     array: str
     labels: tuple[str, ...]  # of each class asked (empty: the context's own)
     count: int
+    at_once: int = 1  # points a task runs at once: it asks for that many times a point's cpu, mem and gpu
 
     def merged(self, earlier: _Probe | None) -> _Probe:
         """This class's probe added to ``earlier``'s of the same sbatch options (asked once, as ``earlier``'s
@@ -424,7 +427,8 @@ class _Probe:
         if earlier is None:
             return self
         labels = earlier.labels + tuple(label for label in self.labels if label not in earlier.labels)
-        return dataclasses.replace(earlier, labels=labels, count=earlier.count + self.count)
+        at_once = max(earlier.at_once, self.at_once)
+        return dataclasses.replace(earlier, labels=labels, count=earlier.count + self.count, at_once=at_once)
 
     @property
     def label(self) -> str:
@@ -449,9 +453,15 @@ def _probe(connection: Connection, probes: Mapping[tuple[str, ...], _Probe], con
     position, message = answer["refused"]
     options, probe = list(probes.items())[position]
     what = f"the {probe.count} experiment{'s' * (probe.count != 1)} with {probe.label}" if probe.label else ""
+    change = "those values" if probe.label else "the context"
+    if probe.at_once > 1:  # the request sbatch refused is a point's times the points run together
+        change += (
+            f", or lower points_at_once (each task asks for {probe.at_once} times a point's cpu, mem and gpu, "
+            f"one share per point running at once)"
+        )
     raise Refused(
         f"sbatch on {connection.target.alias} refuses {what or f'context {context_name}'} "
-        f"(sbatch {shlex.join(options)}): {message}; change {'those values' if probe.label else 'the context'}"
+        f"(sbatch {shlex.join(options)}): {message}; change {change}"
     )
 
 

@@ -122,5 +122,5 @@ def test_the_dry_run_of_a_points_per_task_beyond_the_sweep_packs_it_whole_with_t
         "max_requeue": 3,
     }
     line = packing.describe(context, 5, Limits())
-    assert line == "packed: 1 array task of up to 5 points each, one after another, each task's time limit 0-00:50:00"
+    assert line == "packed: 1 array task of all 5 points, one after another, each task's time limit 0-00:50:00"
     assert "sbatch --time=0-00:50:00" in describe(context, 5)[-1]

@@ -309,3 +309,35 @@ def test_beyond_the_allowance_counts_only_the_runs_the_records_would_take_and_re
     assert len(Store().sweeps()) == 2 and submitted_under(cluster) == arrays
     called = set(os.listdir(traces))
     assert "Backend.ready" in called and "Backend.admit" not in called, called
+
+
+@pytest.mark.parametrize(
+    ("points_per_task", "grid", "each"),
+    [
+        (1_000_000_000, ["context.time=1,2,3,4,5,6,7", "i=range(2)"], "(one per resource class)"),
+        (2, ["context.time=1,2,3,4", "i=range(3)"], "(one per 2 experiments of each resource class)"),
+        (1_000_000_000, ["i=range(3)"], None),
+    ],
+)
+def test_the_refusal_beyond_the_allowance_counts_the_jobs_as_they_are_packed_whatever_points_per_task_says(
+    limited, mrunner, mrunner_home, points_per_task, grid, each
+):
+    """The refusal says how the jobs it counts come about, as the sweep would be packed: a points_per_task
+    beyond a resource class's experiments packs the class into one task, so the line says "one per resource
+    class", never "one per 1000000000 experiments"; below, it names the K each class's tasks hold. One class
+    in one task fits, whatever K says."""
+    from mrunner.store import Store
+
+    cluster = limited
+    qos = capped_qos(cluster.service)
+    context = {**slurm_context(cluster.service, cluster.storage), "qos": qos["name"], "sbatch_options": ["--hold"]}
+    write_context(mrunner_home, "test-slurm", {**context, "points_per_task": points_per_task})
+    result = mrunner("+context=test-slurm", "train.py", "-m", *grid)
+    if each is None:
+        assert result.returncode == 0, result.stderr
+        assert "3 experiments in 1 task" in result.stderr, result.stderr
+        return
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert each in line and "1000000000" not in line, line
+    assert Store().sweeps() == [] and submitted_under(cluster) == []

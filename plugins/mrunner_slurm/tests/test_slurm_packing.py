@@ -449,6 +449,10 @@ def test_the_dry_run_shows_the_packing(cluster, mrunner, mrunner_home):
         "time limit 0-00:20:00" in dry.stdout
     )
     assert "--array=0-2 " in dry.stdout and "--time=0-00:20:00" in dry.stdout and "--cpus-per-task=2" in dry.stdout
+    # a grid smaller than K is one task of all its points, said as such (not "1 array task of up to 3 points each")
+    dry = mrunner("+context=test-slurm", "point.py", "-m", "i=range(3)", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "packed: 1 array task of all 3 points, 2 at once" in dry.stdout, dry.stdout
     packed(cluster, mrunner_home, points_per_task=2, points_at_once=2, cpu=2, mem="1G", gpu=1, cmd_type="srun")
     dry = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2)", "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -469,6 +473,8 @@ def test_the_dry_run_shows_the_packing(cluster, mrunner, mrunner_home):
         ({"points_per_task": 2, "points_at_once": 2, "sbatch_options": ["--cpus-per-task=1"]}, "less than a CPU"),
         ({"points_per_task": 2, "points_at_once": 2, "mem": "1.5G"}, "mem is per point"),
         ({"points_per_task": 2, "points_at_once": 2, "ntasks": 2}, "ntasks=2 with points_at_once=2"),
+        # a GPU per point is fine alone; two at once ask the node for gres:4, which sbatch refuses
+        ({"points_per_task": 2, "points_at_once": 2, "gpu": 2}, "or lower points_at_once (each task asks for 2 "),
     ],
 )
 def test_points_at_once_beyond_the_task_is_refused_in_one_line_before_anything_is_recorded(

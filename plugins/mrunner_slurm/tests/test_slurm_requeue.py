@@ -135,6 +135,15 @@ def test_a_requeued_task_continues_from_its_checkpoint_as_attempt_1_and_its_neig
         what="the requeue",
     )
     assert runs[0]["state"] == PENDING and runs[0]["backend_ref"] == first["backend_ref"]
+    # Slurm holds the requeued task until its begin time: status says why in words, not as Slurm's bare reason
+    held = wait_for(
+        lambda: status(mrunner, sweep)["experiments"][0],
+        lambda run: "BeginTime" in str(run.get("detail")),
+        timeout=30,
+        every=0.5,
+        what="the requeued task's hold to show",
+    )
+    assert held["detail"].startswith("queued until its begin time (BeginTime): Slurm holds a requeued task"), held
     squeue = cluster.ssh(f"squeue -h -r -j {first['backend_ref'].split('_')[0]} -O 'JobArrayID:|,State:|,RestartCnt:|'")
     assert f"{first['backend_ref']}|PENDING|1|" in squeue.replace(" ", "")  # squeue tells the same story
     release(cluster, first["backend_ref"])

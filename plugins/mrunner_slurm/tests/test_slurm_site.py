@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mrunner_slurm.remote_helper import NOT_STARTED
 
 from mrunner.records import CANCELLED, COMPLETED, PENDING, PREEMPTED, RUNNING
 from mrunner.testing import wait_for, write_context
@@ -364,3 +365,6 @@ def test_a_packed_task_preempted_by_the_high_partition_runs_only_its_unfinished_
     assert {attempt for _, attempt in written[1]} == {0, 1}  # continued from its checkpoint
     assert ends(finished[0]) == [(0, COMPLETED)]
     assert ends(finished[1]) == [(0, PREEMPTED), (1, COMPLETED)]
+    # the third point never started in attempt 0: its record says so, not that the platform stopped it
+    assert finished[1]["attempts"][0]["detail"] == "stopped by the platform"
+    assert finished[2]["attempts"][0]["detail"] == NOT_STARTED, finished[2]["attempts"]

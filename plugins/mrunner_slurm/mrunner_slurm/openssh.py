@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, MrunnerError, NeedsUser
 from mrunner_slurm.transport import Call, Connection, NeedsLogin, Target
 
 CONNECT_TIMEOUT = 15
@@ -403,13 +403,14 @@ def _offered_key(target: Target) -> str:
 def failure(
     target: Target, text: str, batch: bool, tries: int = 1, found: dict[str, str] | None = None
 ) -> BackendError:
-    """ssh's complaint about opening a connection as one line that says what to do."""
+    """ssh's complaint about opening a connection as one line that says what to do; a host key to check or a
+    login to make is ``NeedsUser`` (no retry, no `--wait`, mends it)."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("@")]
     name = target.known_hosts_name
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
         offered = re.search(r"(SHA256:[A-Za-z0-9+/=]+)", text)
         offending = re.search(r"Offending \S+ key in (\S+)", text)
-        return BackendError(
+        return NeedsUser(
             f"the host key of {target.alias} ({name}) CHANGED: it offers {offered[1] if offered else 'another key'}"
             f" but {offending[1] if offending else 'known_hosts'} has another; if the cluster's key really changed, "
             f"remove the old line with `ssh-keygen -R '{name}'` and trust the new one (log in once with ssh)"
@@ -417,7 +418,7 @@ def failure(
     if "Host key verification failed" in text:
         known = (found or {}).get("userknownhostsfile", "~/.ssh/known_hosts").split()[0]
         port = f"-p {target.port} " if target.port != 22 else ""
-        return BackendError(
+        return NeedsUser(
             f"the host key of {target.alias} ({name}) is unknown: {_offered_key(target)}; if that is the cluster's "
             f"key, trust it with `ssh-keyscan {port}{target.host} >> {known}` (or log in once with ssh) and retry"
         )

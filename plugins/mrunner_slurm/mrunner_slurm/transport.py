@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, MrunnerError, NeedsUser
 
 TRANSPORTS = ("openssh", "paramiko")
 
@@ -62,7 +62,7 @@ class Result:
         return " / ".join(lines[-3:]) or f"exit status {self.code}"
 
 
-class NeedsLogin(BackendError):
+class NeedsLogin(NeedsUser):
     """The cluster wants an interactive login (a passphrase, a one-time code) and this command cannot ask:
     it has no terminal, or it must not prompt (a background warm-up, gc over many clusters). Made by ``of``;
     the core may re-raise it with a longer message, which keeps the class."""

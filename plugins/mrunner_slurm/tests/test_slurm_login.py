@@ -196,6 +196,12 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     assert refused.returncode != 0 and time.monotonic() - started < 10
     line = one_line(refused.stderr)
     assert "context mfa" in line and "mrunner-test-mfa" in line and "`mrunner login mfa`" in line, line
+    # following it waits for no login: asking again for minutes, as for a cluster that cannot be reached, would
+    # only delay the same line
+    started = time.monotonic()
+    waited = environment.run("status", sweep, "--wait", timeout=60)
+    assert waited.returncode == 3 and time.monotonic() - started < 10, waited.stderr
+    assert one_line(waited.stderr) == line and "asking again" not in waited.stderr, waited.stderr
     # the list of sweeps comes from the records: it reaches no cluster, so it needs no login
     reached = connections(sshd_mfa_service, source)
     listing = environment.run("status")
@@ -319,6 +325,40 @@ def test_a_changed_host_key_is_refused_in_one_line(slurm_service, mrunner_home, 
     assert "CHANGED" in line and slurm_service["host_key_fingerprint"] in line, line
     assert "ssh-keygen -R '[127.0.0.1]:2222'" in line, line
     assert len(known.read_text().splitlines()) == 1, "known_hosts untouched"
+
+
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_host_key_that_changed_under_a_sweep_ends_its_wait_at_once(
+    slurm_service, mrunner_home, environment, tmp_path, transport
+):
+    """The cluster's key changes after a submission: `status SWEEP --wait` says so in one line at once (as
+    `status` does), instead of asking again for minutes as it does a cluster that cannot be reached."""
+    known = tmp_path / "known_hosts"
+    known.write_text(Path(slurm_service["known_hosts"]).read_text())
+    config = Path(slurm_service["ssh_config"]).read_text()
+    (tmp_path / "ssh_config").write_text(config.replace(slurm_service["known_hosts"], str(known)))
+    service = {**slurm_service, "ssh_config": str(tmp_path / "ssh_config")}
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(service, f"{slurm_service['storage_dir']}/moved-{uuid.uuid4().hex[:10]}", ssh=transport),
+    )
+    submitted = environment.run("+context=test-slurm", "train.py", "i=0", "sleep=600")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.split()[-1]
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known.write_text(f"[127.0.0.1]:2222 {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
+    try:
+        started = time.monotonic()
+        waited = environment.run("status", sweep, "--wait", timeout=60)
+        assert waited.returncode == 3 and time.monotonic() - started < 10, waited.stderr
+        line = one_line(waited.stderr)
+        assert "CHANGED" in line and slurm_service["host_key_fingerprint"] in line, line
+        assert "asking again" not in waited.stderr, waited.stderr
+    finally:
+        known.write_text(Path(slurm_service["known_hosts"]).read_text())
+        environment.run("cancel", sweep)
 
 
 def test_the_users_own_master_connection_is_used(slurm_service, mrunner_home, environment, tmp_path):

@@ -26,13 +26,12 @@ import time
 from dataclasses import dataclass
 
 from mrunner.errors import BackendError, MrunnerError, NeedsUser
-from mrunner_slurm.transport import Call, Connection, NeedsLogin, Target
+from mrunner_slurm.transport import DEFAULT_CONFIG, Call, Connection, NeedsLogin, Target
 
 CONNECT_TIMEOUT = 15
 RETRIES = 3  # transient failures (refused, reset, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s
 COMMAND_PERSIST = 120  # seconds a master this command opened outlives it if the command is killed
 _URL = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?$")
-DEFAULT_CONFIG = "~/.ssh/config"  # the context key's default
 _MISSING = 97  # the exit code of `read` for a file that does not exist
 #: How ssh says that it, not the remote command, failed (a 255 exit is then a lost connection).
 _SSH_FAILURE = re.compile(

@@ -229,8 +229,15 @@ def chosen(context: Mapping[str, Any]) -> str:
     return str(value)
 
 
+#: The context key ``ssh_config``'s default (``keys.SlurmKeys``).
+DEFAULT_CONFIG = "~/.ssh/config"
+
+
 def _key(context: Mapping[str, Any]) -> tuple[str, str | None, str]:
-    return str(context["slurm_url"]), context.get("ssh_config"), chosen(context)
+    """One cluster, one key: a context as composed (``Backend.warm_up``'s, without the key's default) and as
+    validated (the default filled in) name the same connection, so a command opens one, and finds the
+    login (whose socket is named after ``ssh_config``) either way."""
+    return str(context["slurm_url"]), context.get("ssh_config") or DEFAULT_CONFIG, chosen(context)
 
 
 _CACHE: dict[tuple[str, str | None, str], Connection] = {}

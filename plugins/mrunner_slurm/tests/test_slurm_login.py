@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import pty
+import pwd
 import select
 import shutil
 import struct
@@ -85,10 +86,12 @@ class Environment:
         self.runtime = tempfile.mkdtemp(prefix="mr", dir="/tmp")
         self.env = {**os.environ, "XDG_RUNTIME_DIR": self.runtime}
 
-    def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-        """``mrunner ARGS`` with no terminal at all."""
+    def run(
+        self, *args: str, timeout: float = 300, env: dict | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
+        """``mrunner ARGS`` with no terminal at all (``prefix``: a command that runs it)."""
         return subprocess.run(
-            [sys.executable, "-m", "mrunner", *args],
+            [*prefix, sys.executable, "-m", "mrunner", *args],
             cwd=self.project,
             capture_output=True,
             text=True,
@@ -98,13 +101,16 @@ class Environment:
             start_new_session=True,
         )
 
-    def in_terminal(self, *args: str, answers: dict[bytes, str], timeout: float = 300) -> tuple[int, str, int]:
+    def in_terminal(
+        self, *args: str, answers: dict[bytes, str], timeout: float = 300, prefix: tuple[str, ...] = ()
+    ) -> tuple[int, str, int]:
         """``mrunner ARGS`` in a pseudo-terminal, answering each prompt that contains a key of ``answers``
         with what its value (a function) gives: the exit code, the output and how many prompts came."""
         pid, terminal = pty.fork()
         if pid == 0:  # the child: its controlling terminal is the pty
             os.chdir(self.project)
-            os.execve(sys.executable, [sys.executable, "-m", "mrunner", *args], self.env)
+            argv = [*prefix, sys.executable, "-m", "mrunner", *args]
+            os.execvpe(argv[0], argv, self.env)
         output, asked, deadline = b"", 0, time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready, _, _ = select.select([terminal], [], [], 0.5)
@@ -325,6 +331,58 @@ def test_a_changed_host_key_is_refused_in_one_line(slurm_service, mrunner_home, 
     assert "CHANGED" in line and slurm_service["host_key_fingerprint"] in line, line
     assert "ssh-keygen -R '[127.0.0.1]:2222'" in line, line
     assert len(known.read_text().splitlines()) == 1, "known_hosts untouched"
+
+
+def own_home_ssh(folder: Path) -> tuple[str, ...]:
+    """A command prefix that runs the command with ``folder`` as the account's ``~/.ssh`` (which OpenSSH reads
+    from the account's home, not ``$HOME``): mounted there in a mount namespace of the command's own, so no
+    other process, nor another test, sees it. Skips where this cannot be done (not root, no ``unshare``)."""
+    home_ssh = Path(pwd.getpwuid(os.getuid()).pw_dir, ".ssh")
+    prefix = ("unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"')
+    prefix += ("sh", str(folder), str(home_ssh))
+    if os.getuid() != 0 or not shutil.which("unshare") or not home_ssh.is_dir():
+        pytest.skip("needs root, unshare and ~/.ssh to give the command a ~/.ssh of the test's own")
+    tried = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=30)
+    if tried.returncode:
+        pytest.skip(f"cannot mount a ~/.ssh of the test's own: {tried.stderr.strip()}")
+    return prefix
+
+
+def test_a_context_on_the_users_own_ssh_config_reuses_the_login_and_opens_no_other_connection(
+    slurm_service, sshd_mfa_service, mrunner_home, environment, tmp_path
+):
+    """The context docs/your-cluster.md makes: `slurm_url: ALIAS` and no `ssh_config` key, the alias in
+    ~/.ssh/config. After `mrunner login`, a submission reaches the cluster only through the login: before,
+    the connection started as the context was read (without the key's default filled in) was another one,
+    which looked for another login socket and tried to log in by itself, refused by the cluster, every
+    command (a site counting failed logins may lock the user out)."""
+    source = "127." + ".".join(str(1 + byte % 254) for byte in uuid.uuid4().bytes[:3])
+    folder = tmp_path / "dot-ssh"
+    folder.mkdir(mode=0o700)
+    (folder / "config").write_text(
+        f"Host {sshd_mfa_service['mfa_alias']}\n    BindAddress {source}\n{Path(sshd_mfa_service['ssh_config']).read_text()}"
+    )
+    (folder / "config").chmod(0o600)
+    prefix = own_home_ssh(folder)
+    service = {**slurm_service, "alias": sshd_mfa_service["mfa_alias"]}
+    keys = slurm_context(service, f"{slurm_service['storage_dir']}/home-{uuid.uuid4().hex[:10]}", ssh="openssh")
+    del keys["ssh_config"]
+    write_context(mrunner_home, "mfa", keys)
+    before = accepted_codes(sshd_mfa_service, source)
+    code, output, asked = environment.in_terminal(
+        "login", "mfa", answers={PROMPT: lambda: next_code(sshd_mfa_service)}, prefix=prefix
+    )
+    assert (code, asked) == (0, 1), output
+    try:
+        reached = connections(sshd_mfa_service, source)
+        done = environment.run("+context=mfa", "train.py", "i=4", "--wait", prefix=prefix)
+        assert done.returncode == 0, done.stderr
+        logs = environment.run("logs", f"{done.stdout.split()[-1]}/0", prefix=prefix)
+        assert "experiment says 4" in logs.stdout, logs.stderr
+        assert connections(sshd_mfa_service, source) == reached, "a connection besides the login's"
+        assert accepted_codes(sshd_mfa_service, source) - before == 1
+    finally:
+        environment.run("logout", "mfa", prefix=prefix)
 
 
 @pytest.mark.parametrize("transport", ["openssh", "paramiko"])

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import logging
 import os
 import re
 import shlex
@@ -58,6 +59,11 @@ def _deferred(name: str) -> Iterator[None]:
 
 with _deferred("invoke"):
     import paramiko
+
+# paramiko logs a failure of its transport thread (a banner that never came: a port whose listener hangs up)
+# with a traceback; where the program set up no logging, Python's last-resort handler printed it on stderr
+# beside the command's one line. mrunner says what failed itself (``connect``).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 CONNECT_TIMEOUT = 15.0
 RETRIES = 3  # transient failures (resets, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s

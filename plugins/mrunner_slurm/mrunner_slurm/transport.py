@@ -242,6 +242,7 @@ def _key(context: Mapping[str, Any]) -> tuple[str, str | None, str]:
 
 _CACHE: dict[tuple[str, str | None, str], Connection] = {}
 _FAILED: dict[tuple[str, str | None, str], Exception] = {}  # what a background connect (see `warm`) ran into
+_GAVE_UP: set[tuple[str, str | None, str]] = set()  # where one did, for the command's life: `warm` tries once
 _LOCK = threading.Lock()
 
 
@@ -297,13 +298,22 @@ def _open(key: tuple[str, str | None, str], interactive: bool) -> Connection:
 
 def warm(context: Mapping[str, Any]) -> Connection | None:
     """Open the context's connection without prompting, keeping a failure for the next `connection` call to
-    raise (so a dead host is reported once, not retried twice). Run in a background thread by the plugin."""
-    try:
-        return batch_connection(context)
-    except Exception as error:
-        with _LOCK:
-            _FAILED[_key(context)] = error
-        return None
+    raise (so a dead host is reported once, not retried twice). Run in background threads by the plugin (the
+    connection's and the site limits' reading): one that finds another's failure kept tries no more, else an
+    unreachable host would cost each of them a round of retries before the command's one line."""
+    key = _key(context)
+    with _LOCK:
+        existing = _CACHE.get(key)
+        if existing is not None and existing.alive:
+            return existing
+        if key in _GAVE_UP:
+            return None
+        try:
+            return _reused_or_opened(key, None, interactive=False)
+        except Exception as error:
+            _FAILED[key] = error
+            _GAVE_UP.add(key)
+            return None
 
 
 def close_all() -> None:

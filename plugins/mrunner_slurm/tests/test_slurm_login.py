@@ -386,6 +386,42 @@ def test_a_context_on_the_users_own_ssh_config_reuses_the_login_and_opens_no_oth
 
 
 @pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_host_that_drops_every_connection_is_tried_one_round_per_command(
+    slurm_service, mrunner_home, environment, transport
+):
+    """A wrong port whose listener hangs up at once (what a load balancer or a firewall does): a submission
+    tries one round (the first try and its retries), then says so in one line. Before, each of the command's
+    background connects (the one started as the context is read, the submission's, the site limits'
+    reading) tried a round of its own, one after another, before the line."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            accepted.append(1)
+            peer.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        url = f"{slurm_service['user']}@127.0.0.1:{listener.getsockname()[1]}"
+        keys = slurm_context(slurm_service, f"{slurm_service['storage_dir']}/drop", ssh=transport, slurm_url=url)
+        write_context(mrunner_home, "test-slurm", keys)
+        refused = environment.run("+context=test-slurm", "train.py", "i=0")
+        assert refused.returncode == 3, refused.stderr
+        assert "after 4 tries" in one_line(refused.stderr), refused.stderr
+        assert len(accepted) == 4, f"{len(accepted)} connections: one round of 4 tries"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
 def test_a_host_key_that_changed_under_a_sweep_ends_its_wait_at_once(
     slurm_service, mrunner_home, environment, tmp_path, transport
 ):

@@ -309,7 +309,7 @@ class Masters:
                 return
             if attempt == 0 and "UNKNOWN port 65535" in text:
                 text += _proxy_complaint(where, found)
-            if not _TRANSIENT.search(text) or attempt == RETRIES or _broken_proxy(text, found):
+            if not _TRANSIENT.search(text) or attempt == RETRIES or _broken_proxy(text, found) or _denied(text):
                 raise failure(target, text, batch=not interactive, tries=attempt + 1, found=found)
             time.sleep(delay)
             delay *= 2
@@ -354,11 +354,18 @@ def open_connection(url: str, config_path: str | None, interactive: bool) -> Ope
     return OpenSSHConnection(target, where, path, owned=True)
 
 
+def _denied(text: str) -> bool:
+    """Whether a hop refused the login (a key locked by its passphrase, a code wanted): no retry mends that;
+    the jump host's refusal reads "Connection closed by UNKNOWN port 65535" too, which alone is transient."""
+    return any("Permission denied" in line or "passphrase" in line.lower() for line in text.splitlines())
+
+
 def _proxy_complaint(where: Destination, found: dict[str, str]) -> str:
-    """What the ProxyCommand says when run by a plain ``ssh``: a master that persists sends its stderr to
-    /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why. In a session
-    of its own: a ProxyCommand that is itself an ``ssh`` (to a bastion) has no terminal to prompt in."""
-    if found.get("proxycommand", "none") == "none":
+    """What the ProxyCommand or ProxyJump says when run by a plain ``ssh``: a master that persists sends its
+    stderr to /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why (a
+    bastion that refused the key: it was not "cannot reach"). In a session of its own: a ProxyCommand that is
+    itself an ``ssh`` (to a bastion) has no terminal to prompt in."""
+    if found.get("proxycommand", "none") == "none" and found.get("proxyjump", "none") == "none":
         return ""
     options = ["-T", *PLAIN, "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes"]
     options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]

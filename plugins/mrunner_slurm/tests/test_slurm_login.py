@@ -307,8 +307,14 @@ def test_a_cluster_behind_a_bastion_with_the_key_in_an_agent(
     assert (
         Path(sshd_mfa_service["bastion_log"]).read_text(errors="replace").count("Accepted publickey") > bastion_before
     )
+    started = time.monotonic()
     without = environment.run("logs", f"{sweep}/0", env={"SSH_AUTH_SOCK": ""})  # no agent: the key is locked
-    assert without.returncode != 0 and len(without.stderr.strip().splitlines()) == 1, without.stderr
+    assert without.returncode == 3 and len(without.stderr.strip().splitlines()) == 1, without.stderr
+    line = one_line(without.stderr)
+    if transport == "openssh":  # the bastion's refusal, not "cannot reach" after retries: a login asks for it
+        assert "`mrunner login test-slurm`" in line and time.monotonic() - started < 10, line
+    else:  # paramiko asks no passphrase: the agent's
+        assert "Private key file is encrypted" in line and "ssh-agent" in line, line
 
 
 @pytest.mark.parametrize("transport", ["openssh", "paramiko"])

@@ -208,6 +208,11 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     waited = environment.run("status", sweep, "--wait", timeout=60)
     assert waited.returncode == 3 and time.monotonic() - started < 10, waited.stderr
     assert one_line(waited.stderr) == line and "asking again" not in waited.stderr, waited.stderr
+    # a submission: that one line alone, before a sweep is recorded (not "recorded", then forgotten)
+    started = time.monotonic()
+    submitting = environment.run("+context=mfa", "train.py", "i=9", "--detach")
+    assert submitting.returncode == 3 and time.monotonic() - started < 10, submitting.stderr
+    assert submitting.stderr.strip().splitlines() == [line], submitting.stderr
     # the list of sweeps comes from the records: it reaches no cluster, so it needs no login
     reached = connections(sshd_mfa_service, source)
     listing = environment.run("status")

@@ -31,6 +31,12 @@ class RefusedAsPlanned(Refused):
     asks ``ready`` again of those."""
 
 
+class NeedsUser(BackendError):
+    """The backend cannot go on until its user does what only they can: log in where the cluster asks a
+    one-time code and this command has no terminal to ask in, or check a host key that changed. Asking again,
+    as `--wait` does while a backend cannot be reached, cannot mend that, so it is said at once."""
+
+
 class NotFound(MrunnerError):
     """The records hold no sweep or experiment of that name."""
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from mrunner import plugins
-from mrunner.errors import BackendError, Interrupted, MrunnerError
+from mrunner.errors import BackendError, Interrupted, MrunnerError, NeedsUser
 from mrunner.records import ACTIVE, CANCELLED, CANNOT_RUN, PENDING, PLANNED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
 from mrunner.states import UNFINISHED
@@ -65,7 +65,8 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
     return how many runs ended in each state (``Store.counts``). Each look reads only what it needs: the runs
     the backend is asked about (``ask``), the counts, and why the pending runs wait, so a look at a sweep
     of 50,000 costs what its unfinished runs cost; a caller that needs every run reads them once, at the end.
-    A backend that cannot be reached is asked again for ``WAIT_RETRY_SECONDS``; a run the platform says can
+    A backend that cannot be reached is asked again for ``WAIT_RETRY_SECONDS`` (not one that waits for its
+    user: ``NeedsUser``, a login or a changed host key, ends the wait at once); a run the platform says can
     never run as asked (``records.CANNOT_RUN``) ends the wait with one line. Ctrl-C stops the following, not
     the sweep (its experiments run on their platform, or under their own supervisor): the line says so."""
     try:
@@ -110,6 +111,8 @@ def _looked_patiently(sweep: Sweep, store: Store, reporter: Reporter, interval: 
         try:
             # the sweep as recorded now: what its backend recorded meanwhile (why a supervisor stopped) counts
             ask(store.sweep(sweep.id), store)
+        except NeedsUser:  # a login or a host key to check: nobody answers it by waiting
+            raise
         except BackendError as error:
             if deadline is None:
                 deadline = time.monotonic() + WAIT_RETRY_SECONDS

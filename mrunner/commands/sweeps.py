@@ -17,6 +17,7 @@ from mrunner.errors import MrunnerError, NoLog, NotRecorded
 from mrunner.following import counts_text
 from mrunner.recorder import STOPPED
 from mrunner.records import (
+    CANCELLED,
     COMPLETED,
     FAILED,
     LOST,
@@ -359,7 +360,12 @@ def cancel_command(options: argparse.Namespace) -> int:
         print(f"nothing to cancel: {'experiment ' + run.ref if run else 'sweep ' + sweep.id} has ended")
         return 0
     updates = following.cancel(sweep, open_runs, store)
-    print(f"cancelled {len(updates)} experiment{'s' * (len(updates) != 1)} of sweep {sweep.id}")
+    # the records may not have known yet that an experiment had ended (the cluster was not asked since): it
+    # keeps its real end, and is not counted as cancelled
+    stopped = sum(update.state == CANCELLED for update in updates)
+    ended = len(updates) - stopped
+    line = f"cancelled {stopped} experiment{'s' * (stopped != 1)} of sweep {sweep.id}"
+    print(line + (f" ({ended} had ended by {'itself' if ended == 1 else 'themselves'} first)" if ended else ""))
     return 0
 
 

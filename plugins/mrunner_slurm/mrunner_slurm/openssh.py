@@ -25,14 +25,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from mrunner.errors import BackendError, MrunnerError
-from mrunner_slurm.transport import Call, Connection, NeedsLogin, Target
+from mrunner.errors import BackendError, MrunnerError, NeedsUser
+from mrunner_slurm.transport import DEFAULT_CONFIG, Call, Connection, NeedsLogin, Target
 
 CONNECT_TIMEOUT = 15
 RETRIES = 3  # transient failures (refused, reset, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s
 COMMAND_PERSIST = 120  # seconds a master this command opened outlives it if the command is killed
 _URL = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?$")
-DEFAULT_CONFIG = "~/.ssh/config"  # the context key's default
 _MISSING = 97  # the exit code of `read` for a file that does not exist
 #: How ssh says that it, not the remote command, failed (a 255 exit is then a lost connection).
 _SSH_FAILURE = re.compile(
@@ -310,7 +309,7 @@ class Masters:
                 return
             if attempt == 0 and "UNKNOWN port 65535" in text:
                 text += _proxy_complaint(where, found)
-            if not _TRANSIENT.search(text) or attempt == RETRIES or _broken_proxy(text, found):
+            if not _TRANSIENT.search(text) or attempt == RETRIES or _broken_proxy(text, found) or _denied(text):
                 raise failure(target, text, batch=not interactive, tries=attempt + 1, found=found)
             time.sleep(delay)
             delay *= 2
@@ -355,11 +354,18 @@ def open_connection(url: str, config_path: str | None, interactive: bool) -> Ope
     return OpenSSHConnection(target, where, path, owned=True)
 
 
+def _denied(text: str) -> bool:
+    """Whether a hop refused the login (a key locked by its passphrase, a code wanted): no retry mends that;
+    the jump host's refusal reads "Connection closed by UNKNOWN port 65535" too, which alone is transient."""
+    return any("Permission denied" in line or "passphrase" in line.lower() for line in text.splitlines())
+
+
 def _proxy_complaint(where: Destination, found: dict[str, str]) -> str:
-    """What the ProxyCommand says when run by a plain ``ssh``: a master that persists sends its stderr to
-    /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why. In a session
-    of its own: a ProxyCommand that is itself an ``ssh`` (to a bastion) has no terminal to prompt in."""
-    if found.get("proxycommand", "none") == "none":
+    """What the ProxyCommand or ProxyJump says when run by a plain ``ssh``: a master that persists sends its
+    stderr to /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why (a
+    bastion that refused the key: it was not "cannot reach"). In a session of its own: a ProxyCommand that is
+    itself an ``ssh`` (to a bastion) has no terminal to prompt in."""
+    if found.get("proxycommand", "none") == "none" and found.get("proxyjump", "none") == "none":
         return ""
     options = ["-T", *PLAIN, "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes"]
     options += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
@@ -403,13 +409,14 @@ def _offered_key(target: Target) -> str:
 def failure(
     target: Target, text: str, batch: bool, tries: int = 1, found: dict[str, str] | None = None
 ) -> BackendError:
-    """ssh's complaint about opening a connection as one line that says what to do."""
+    """ssh's complaint about opening a connection as one line that says what to do; a host key to check or a
+    login to make is ``NeedsUser`` (no retry, no `--wait`, mends it)."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("@")]
     name = target.known_hosts_name
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
         offered = re.search(r"(SHA256:[A-Za-z0-9+/=]+)", text)
         offending = re.search(r"Offending \S+ key in (\S+)", text)
-        return BackendError(
+        return NeedsUser(
             f"the host key of {target.alias} ({name}) CHANGED: it offers {offered[1] if offered else 'another key'}"
             f" but {offending[1] if offending else 'known_hosts'} has another; if the cluster's key really changed, "
             f"remove the old line with `ssh-keygen -R '{name}'` and trust the new one (log in once with ssh)"
@@ -417,7 +424,7 @@ def failure(
     if "Host key verification failed" in text:
         known = (found or {}).get("userknownhostsfile", "~/.ssh/known_hosts").split()[0]
         port = f"-p {target.port} " if target.port != 22 else ""
-        return BackendError(
+        return NeedsUser(
             f"the host key of {target.alias} ({name}) is unknown: {_offered_key(target)}; if that is the cluster's "
             f"key, trust it with `ssh-keyscan {port}{target.host} >> {known}` (or log in once with ssh) and retry"
         )

@@ -48,19 +48,25 @@ class SlurmBackend(Backend):
         limits' round trip started by ``check`` asked: ``storage_check``), a plan beyond the user's job
         allowance (``RefusedAsPlanned``: the limit and ``points_per_task``), and a resource class sbatch would
         refuse (``submit.refuse_planned``: one helper call, which ``admit`` then does not make). A
-        connection that wanted a prompt read nothing yet: ``admit`` asks both then."""
+        connection the background could not open (it never prompts) is opened here, before anything is
+        recorded: in a terminal it asks (a passphrase, a code) once for the whole command; without one, or
+        for a host that cannot be reached, it is the command's one line, with no sweep recorded first and
+        forgotten. ``admit`` then reads the limits over it."""
+        from mrunner_slurm import submit, transport
+
         key = _reading_key(context)
         reading = _READINGS.get(key)
+        if reading is None:  # a dry run reaches nothing
+            return
         try:
-            found = reading.limits() if reading is not None else None
-        except Exception:  # the connection's failure: admit raises it again, worded as it was
+            found = reading.limits()
+        except Exception:  # the reading's own failure: admit raises it again, worded as it was
             return
         if found is None:
+            transport.connection(context, context_name)
             return
         if found.storage_refusal:
             raise MrunnerError(f"on {context['slurm_url']}: {found.storage_refusal}")
-        from mrunner_slurm import submit, transport
-
         connection = transport.connection(context, context_name)  # the one the reading used: no prompt
         _ASKED[key] = submit.refuse_planned(connection, context, context_name, classes, found)
 

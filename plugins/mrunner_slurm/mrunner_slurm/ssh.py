@@ -20,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import logging
 import os
 import re
 import shlex
@@ -31,7 +32,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, MrunnerError, NeedsUser
 from mrunner_slurm.transport import Call, Connection, NeedsLogin, Target
 
 
@@ -58,6 +59,11 @@ def _deferred(name: str) -> Iterator[None]:
 
 with _deferred("invoke"):
     import paramiko
+
+# paramiko logs a failure of its transport thread (a banner that never came: a port whose listener hangs up)
+# with a traceback; where the program set up no logging, Python's last-resort handler printed it on stderr
+# beside the command's one line. mrunner says what failed itself (``connect``).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 CONNECT_TIMEOUT = 15.0
 RETRIES = 3  # transient failures (resets, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s
@@ -134,7 +140,7 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         t = self.target
         known = next((f for f in t.known_hosts if not f.startswith("/etc/")), "~/.ssh/known_hosts")
         scan = f"ssh-keyscan {'-p ' + str(t.port) + ' ' if t.port != 22 else ''}{t.host} >> {known}"
-        raise BackendError(
+        raise NeedsUser(
             f"the host key of {t.alias} ({t.known_hosts_name}) is unknown: {key.get_name()} {fingerprint(key)}; "
             f"if that is the cluster's key, trust it with `{scan}` (or log in once with ssh) and retry"
         )
@@ -257,7 +263,7 @@ def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
         except _NoTerminal as error:
             raise NeedsLogin.of(target, None, str(error), paramiko=True) from None
         except paramiko.BadHostKeyException as error:
-            raise BackendError(
+            raise NeedsUser(
                 f"the host key of {target.alias} ({target.known_hosts_name}) CHANGED: it offers "
                 f"{error.key.get_name()} {fingerprint(error.key)} but known_hosts has {fingerprint(error.expected_key)}; "
                 f"if the cluster's key really changed, remove the old line with "

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mrunner.errors import BackendError, MrunnerError
+from mrunner.errors import BackendError, MrunnerError, NeedsUser
 
 TRANSPORTS = ("openssh", "paramiko")
 
@@ -62,7 +62,7 @@ class Result:
         return " / ".join(lines[-3:]) or f"exit status {self.code}"
 
 
-class NeedsLogin(BackendError):
+class NeedsLogin(NeedsUser):
     """The cluster wants an interactive login (a passphrase, a one-time code) and this command cannot ask:
     it has no terminal, or it must not prompt (a background warm-up, gc over many clusters). Made by ``of``;
     the core may re-raise it with a longer message, which keeps the class."""
@@ -229,12 +229,20 @@ def chosen(context: Mapping[str, Any]) -> str:
     return str(value)
 
 
+#: The context key ``ssh_config``'s default (``keys.SlurmKeys``).
+DEFAULT_CONFIG = "~/.ssh/config"
+
+
 def _key(context: Mapping[str, Any]) -> tuple[str, str | None, str]:
-    return str(context["slurm_url"]), context.get("ssh_config"), chosen(context)
+    """One cluster, one key: a context as composed (``Backend.warm_up``'s, without the key's default) and as
+    validated (the default filled in) name the same connection, so a command opens one, and finds the
+    login (whose socket is named after ``ssh_config``) either way."""
+    return str(context["slurm_url"]), context.get("ssh_config") or DEFAULT_CONFIG, chosen(context)
 
 
 _CACHE: dict[tuple[str, str | None, str], Connection] = {}
 _FAILED: dict[tuple[str, str | None, str], Exception] = {}  # what a background connect (see `warm`) ran into
+_GAVE_UP: set[tuple[str, str | None, str]] = set()  # where one did, for the command's life: `warm` tries once
 _LOCK = threading.Lock()
 
 
@@ -290,13 +298,22 @@ def _open(key: tuple[str, str | None, str], interactive: bool) -> Connection:
 
 def warm(context: Mapping[str, Any]) -> Connection | None:
     """Open the context's connection without prompting, keeping a failure for the next `connection` call to
-    raise (so a dead host is reported once, not retried twice). Run in a background thread by the plugin."""
-    try:
-        return batch_connection(context)
-    except Exception as error:
-        with _LOCK:
-            _FAILED[_key(context)] = error
-        return None
+    raise (so a dead host is reported once, not retried twice). Run in background threads by the plugin (the
+    connection's and the site limits' reading): one that finds another's failure kept tries no more, else an
+    unreachable host would cost each of them a round of retries before the command's one line."""
+    key = _key(context)
+    with _LOCK:
+        existing = _CACHE.get(key)
+        if existing is not None and existing.alive:
+            return existing
+        if key in _GAVE_UP:
+            return None
+        try:
+            return _reused_or_opened(key, None, interactive=False)
+        except Exception as error:
+            _FAILED[key] = error
+            _GAVE_UP.add(key)
+            return None
 
 
 def close_all() -> None:

@@ -276,7 +276,9 @@ def test_cancel_of_an_experiment_that_had_ended_keeps_its_real_end(cluster, mrun
     job = run.backend_ref.split("_")[0]
     cluster.ssh(f"while squeue -h -j {job} -o %i | grep -q .; do sleep 0.2; done")
     assert Store().runs(sweep)[0].state == "submitted"  # the records do not know yet that it ended
-    assert mrunner("cancel", sweep).returncode == 0
+    cancelled = mrunner("cancel", sweep)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"cancelled 0 experiments of sweep {sweep} (1 had ended by itself first)"
     [run] = status(mrunner, sweep)["experiments"]
     assert (run["state"], run["exit_code"]) == ("failed", 3)
 

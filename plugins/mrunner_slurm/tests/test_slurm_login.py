@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import pty
+import pwd
 import select
 import shutil
 import struct
@@ -85,10 +86,12 @@ class Environment:
         self.runtime = tempfile.mkdtemp(prefix="mr", dir="/tmp")
         self.env = {**os.environ, "XDG_RUNTIME_DIR": self.runtime}
 
-    def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-        """``mrunner ARGS`` with no terminal at all."""
+    def run(
+        self, *args: str, timeout: float = 300, env: dict | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
+        """``mrunner ARGS`` with no terminal at all (``prefix``: a command that runs it)."""
         return subprocess.run(
-            [sys.executable, "-m", "mrunner", *args],
+            [*prefix, sys.executable, "-m", "mrunner", *args],
             cwd=self.project,
             capture_output=True,
             text=True,
@@ -98,13 +101,16 @@ class Environment:
             start_new_session=True,
         )
 
-    def in_terminal(self, *args: str, answers: dict[bytes, str], timeout: float = 300) -> tuple[int, str, int]:
+    def in_terminal(
+        self, *args: str, answers: dict[bytes, str], timeout: float = 300, prefix: tuple[str, ...] = ()
+    ) -> tuple[int, str, int]:
         """``mrunner ARGS`` in a pseudo-terminal, answering each prompt that contains a key of ``answers``
         with what its value (a function) gives: the exit code, the output and how many prompts came."""
         pid, terminal = pty.fork()
         if pid == 0:  # the child: its controlling terminal is the pty
             os.chdir(self.project)
-            os.execve(sys.executable, [sys.executable, "-m", "mrunner", *args], self.env)
+            argv = [*prefix, sys.executable, "-m", "mrunner", *args]
+            os.execvpe(argv[0], argv, self.env)
         output, asked, deadline = b"", 0, time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready, _, _ = select.select([terminal], [], [], 0.5)
@@ -196,6 +202,17 @@ def test_one_code_for_a_whole_day_of_commands_without_a_terminal(
     assert refused.returncode != 0 and time.monotonic() - started < 10
     line = one_line(refused.stderr)
     assert "context mfa" in line and "mrunner-test-mfa" in line and "`mrunner login mfa`" in line, line
+    # following it waits for no login: asking again for minutes, as for a cluster that cannot be reached, would
+    # only delay the same line
+    started = time.monotonic()
+    waited = environment.run("status", sweep, "--wait", timeout=60)
+    assert waited.returncode == 3 and time.monotonic() - started < 10, waited.stderr
+    assert one_line(waited.stderr) == line and "asking again" not in waited.stderr, waited.stderr
+    # a submission: that one line alone, before a sweep is recorded (not "recorded", then forgotten)
+    started = time.monotonic()
+    submitting = environment.run("+context=mfa", "train.py", "i=9", "--detach")
+    assert submitting.returncode == 3 and time.monotonic() - started < 10, submitting.stderr
+    assert submitting.stderr.strip().splitlines() == [line], submitting.stderr
     # the list of sweeps comes from the records: it reaches no cluster, so it needs no login
     reached = connections(sshd_mfa_service, source)
     listing = environment.run("status")
@@ -295,8 +312,14 @@ def test_a_cluster_behind_a_bastion_with_the_key_in_an_agent(
     assert (
         Path(sshd_mfa_service["bastion_log"]).read_text(errors="replace").count("Accepted publickey") > bastion_before
     )
+    started = time.monotonic()
     without = environment.run("logs", f"{sweep}/0", env={"SSH_AUTH_SOCK": ""})  # no agent: the key is locked
-    assert without.returncode != 0 and len(without.stderr.strip().splitlines()) == 1, without.stderr
+    assert without.returncode == 3 and len(without.stderr.strip().splitlines()) == 1, without.stderr
+    line = one_line(without.stderr)
+    if transport == "openssh":  # the bastion's refusal, not "cannot reach" after retries: a login asks for it
+        assert "`mrunner login test-slurm`" in line and time.monotonic() - started < 10, line
+    else:  # paramiko asks no passphrase: the agent's
+        assert "Private key file is encrypted" in line and "ssh-agent" in line, line
 
 
 @pytest.mark.parametrize("transport", ["openssh", "paramiko"])
@@ -319,6 +342,128 @@ def test_a_changed_host_key_is_refused_in_one_line(slurm_service, mrunner_home, 
     assert "CHANGED" in line and slurm_service["host_key_fingerprint"] in line, line
     assert "ssh-keygen -R '[127.0.0.1]:2222'" in line, line
     assert len(known.read_text().splitlines()) == 1, "known_hosts untouched"
+
+
+def own_home_ssh(folder: Path) -> tuple[str, ...]:
+    """A command prefix that runs the command with ``folder`` as the account's ``~/.ssh`` (which OpenSSH reads
+    from the account's home, not ``$HOME``): mounted there in a mount namespace of the command's own, so no
+    other process, nor another test, sees it. Skips where this cannot be done (not root, no ``unshare``)."""
+    home_ssh = Path(pwd.getpwuid(os.getuid()).pw_dir, ".ssh")
+    prefix = ("unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"')
+    prefix += ("sh", str(folder), str(home_ssh))
+    if os.getuid() != 0 or not shutil.which("unshare") or not home_ssh.is_dir():
+        pytest.skip("needs root, unshare and ~/.ssh to give the command a ~/.ssh of the test's own")
+    tried = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=30)
+    if tried.returncode:
+        pytest.skip(f"cannot mount a ~/.ssh of the test's own: {tried.stderr.strip()}")
+    return prefix
+
+
+def test_a_context_on_the_users_own_ssh_config_reuses_the_login_and_opens_no_other_connection(
+    slurm_service, sshd_mfa_service, mrunner_home, environment, tmp_path
+):
+    """The context docs/your-cluster.md makes: `slurm_url: ALIAS` and no `ssh_config` key, the alias in
+    ~/.ssh/config. After `mrunner login`, a submission reaches the cluster only through the login: before,
+    the connection started as the context was read (without the key's default filled in) was another one,
+    which looked for another login socket and tried to log in by itself, refused by the cluster, every
+    command (a site counting failed logins may lock the user out)."""
+    source = "127." + ".".join(str(1 + byte % 254) for byte in uuid.uuid4().bytes[:3])
+    folder = tmp_path / "dot-ssh"
+    folder.mkdir(mode=0o700)
+    (folder / "config").write_text(
+        f"Host {sshd_mfa_service['mfa_alias']}\n    BindAddress {source}\n{Path(sshd_mfa_service['ssh_config']).read_text()}"
+    )
+    (folder / "config").chmod(0o600)
+    prefix = own_home_ssh(folder)
+    service = {**slurm_service, "alias": sshd_mfa_service["mfa_alias"]}
+    keys = slurm_context(service, f"{slurm_service['storage_dir']}/home-{uuid.uuid4().hex[:10]}", ssh="openssh")
+    del keys["ssh_config"]
+    write_context(mrunner_home, "mfa", keys)
+    before = accepted_codes(sshd_mfa_service, source)
+    code, output, asked = environment.in_terminal(
+        "login", "mfa", answers={PROMPT: lambda: next_code(sshd_mfa_service)}, prefix=prefix
+    )
+    assert (code, asked) == (0, 1), output
+    try:
+        reached = connections(sshd_mfa_service, source)
+        done = environment.run("+context=mfa", "train.py", "i=4", "--wait", prefix=prefix)
+        assert done.returncode == 0, done.stderr
+        logs = environment.run("logs", f"{done.stdout.split()[-1]}/0", prefix=prefix)
+        assert "experiment says 4" in logs.stdout, logs.stderr
+        assert connections(sshd_mfa_service, source) == reached, "a connection besides the login's"
+        assert accepted_codes(sshd_mfa_service, source) - before == 1
+    finally:
+        environment.run("logout", "mfa", prefix=prefix)
+
+
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_host_that_drops_every_connection_is_tried_one_round_per_command(
+    slurm_service, mrunner_home, environment, transport
+):
+    """A wrong port whose listener hangs up at once (what a load balancer or a firewall does): a submission
+    tries one round (the first try and its retries), then says so in one line. Before, each of the command's
+    background connects (the one started as the context is read, the submission's, the site limits'
+    reading) tried a round of its own, one after another, before the line."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            accepted.append(1)
+            peer.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        url = f"{slurm_service['user']}@127.0.0.1:{listener.getsockname()[1]}"
+        keys = slurm_context(slurm_service, f"{slurm_service['storage_dir']}/drop", ssh=transport, slurm_url=url)
+        write_context(mrunner_home, "test-slurm", keys)
+        refused = environment.run("+context=test-slurm", "train.py", "i=0")
+        assert refused.returncode == 3, refused.stderr
+        assert "after 4 tries" in one_line(refused.stderr), refused.stderr
+        assert len(accepted) == 4, f"{len(accepted)} connections: one round of 4 tries"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_host_key_that_changed_under_a_sweep_ends_its_wait_at_once(
+    slurm_service, mrunner_home, environment, tmp_path, transport
+):
+    """The cluster's key changes after a submission: `status SWEEP --wait` says so in one line at once (as
+    `status` does), instead of asking again for minutes as it does a cluster that cannot be reached."""
+    known = tmp_path / "known_hosts"
+    known.write_text(Path(slurm_service["known_hosts"]).read_text())
+    config = Path(slurm_service["ssh_config"]).read_text()
+    (tmp_path / "ssh_config").write_text(config.replace(slurm_service["known_hosts"], str(known)))
+    service = {**slurm_service, "ssh_config": str(tmp_path / "ssh_config")}
+    write_context(
+        mrunner_home,
+        "test-slurm",
+        slurm_context(service, f"{slurm_service['storage_dir']}/moved-{uuid.uuid4().hex[:10]}", ssh=transport),
+    )
+    submitted = environment.run("+context=test-slurm", "train.py", "i=0", "sleep=600")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.split()[-1]
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known.write_text(f"[127.0.0.1]:2222 {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
+    try:
+        started = time.monotonic()
+        waited = environment.run("status", sweep, "--wait", timeout=60)
+        assert waited.returncode == 3 and time.monotonic() - started < 10, waited.stderr
+        line = one_line(waited.stderr)
+        assert "CHANGED" in line and slurm_service["host_key_fingerprint"] in line, line
+        assert "asking again" not in waited.stderr, waited.stderr
+    finally:
+        known.write_text(Path(slurm_service["known_hosts"]).read_text())
+        environment.run("cancel", sweep)
 
 
 def test_the_users_own_master_connection_is_used(slurm_service, mrunner_home, environment, tmp_path):

@@ -9,17 +9,22 @@ import subprocess
 import sys
 
 import pytest
-from hydra.core.plugins import Plugins
-from hydra.plugins.launcher import Launcher
-from hydra.test_utils.launcher_common_tests import (
+
+# The repository names its pytest plugins instead of autoloading them (pyproject.toml), so pytest no longer rewrites
+# the asserts of all of hydra: those of Hydra's suites, below, are rewritten still, to say what differed.
+pytest.register_assert_rewrite("hydra.test_utils.launcher_common_tests")
+
+from hydra.core.plugins import Plugins  # noqa: E402
+from hydra.plugins.launcher import Launcher  # noqa: E402
+from hydra.test_utils.launcher_common_tests import (  # noqa: E402
     BatchedSweeperTestSuite,
     IntegrationTestSuite,
     LauncherTestSuite,
 )
-from hydra_plugins.mrunner_launcher.mrunner_launcher import MrunnerLauncher
+from hydra_plugins.mrunner_launcher.mrunner_launcher import MrunnerLauncher  # noqa: E402
 
-from mrunner.errors import MrunnerError
-from plugins.hydra_mrunner_launcher.tests.apps import failed_sweep, returned, run_app
+from mrunner.errors import MrunnerError  # noqa: E402
+from plugins.hydra_mrunner_launcher.tests.apps import failed_sweep, returned, run_app  # noqa: E402
 
 
 def test_hydra_discovers_the_launcher() -> None:

@@ -22,10 +22,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hydra.test_utils.launcher_common_tests import IntegrationTestSuite
 
-from mrunner.testing import write_context
-from plugins.hydra_mrunner_launcher.tests.apps import failed_sweep, returned, run_app
+# Hydra's suite, its asserts rewritten (the repository's pytest names its plugins: see test_mrunner_launcher.py)
+pytest.register_assert_rewrite("hydra.test_utils.launcher_common_tests")
+
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite  # noqa: E402
+
+from mrunner.testing import write_context  # noqa: E402
+from plugins.hydra_mrunner_launcher.tests.apps import failed_sweep, returned, run_app  # noqa: E402
 
 # The virtualenv the jobs run in, built once per content and kept in a storage_dir of its own for later runs.
 REQUIREMENTS = "hydra-core==1.3.8\n"

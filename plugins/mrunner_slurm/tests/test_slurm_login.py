@@ -322,20 +322,24 @@ def test_a_cluster_behind_a_bastion_with_the_key_in_an_agent(
         assert "Private key file is encrypted" in line and "ssh-agent" in line, line
 
 
+def context_with_known_hosts(mrunner_home: Path, slurm_service: dict, known: Path, name: str, transport: str) -> None:
+    """The context ``test-slurm`` on the test cluster through an ssh config that trusts the host keys in
+    ``known`` (a file the test may change), with a storage folder of its own named after ``name``."""
+    config = Path(slurm_service["ssh_config"]).read_text()
+    own_config = known.with_name("ssh_config")
+    own_config.write_text(config.replace(slurm_service["known_hosts"], str(known)))
+    service = {**slurm_service, "ssh_config": str(own_config)}
+    storage = f"{slurm_service['storage_dir']}/{name}-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(service, storage, ssh=transport))
+
+
 @pytest.mark.parametrize("transport", ["openssh", "paramiko"])
 def test_a_changed_host_key_is_refused_in_one_line(slurm_service, mrunner_home, environment, tmp_path, transport):
     other = tmp_path / "other_host_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:2222 {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
-    config = Path(slurm_service["ssh_config"]).read_text()
-    (tmp_path / "ssh_config").write_text(config.replace(slurm_service["known_hosts"], str(known)))
-    service = {**slurm_service, "ssh_config": str(tmp_path / "ssh_config")}
-    write_context(
-        mrunner_home,
-        "test-slurm",
-        slurm_context(service, f"{slurm_service['storage_dir']}/key-{uuid.uuid4().hex[:10]}", ssh=transport),
-    )
+    context_with_known_hosts(mrunner_home, slurm_service, known, "key", transport)
     refused = environment.run("+context=test-slurm", "train.py")
     assert refused.returncode == 3
     line = one_line(refused.stderr)
@@ -440,14 +444,7 @@ def test_a_host_key_that_changed_under_a_sweep_ends_its_wait_at_once(
     `status` does), instead of asking again for minutes as it does a cluster that cannot be reached."""
     known = tmp_path / "known_hosts"
     known.write_text(Path(slurm_service["known_hosts"]).read_text())
-    config = Path(slurm_service["ssh_config"]).read_text()
-    (tmp_path / "ssh_config").write_text(config.replace(slurm_service["known_hosts"], str(known)))
-    service = {**slurm_service, "ssh_config": str(tmp_path / "ssh_config")}
-    write_context(
-        mrunner_home,
-        "test-slurm",
-        slurm_context(service, f"{slurm_service['storage_dir']}/moved-{uuid.uuid4().hex[:10]}", ssh=transport),
-    )
+    context_with_known_hosts(mrunner_home, slurm_service, known, "moved", transport)
     submitted = environment.run("+context=test-slurm", "train.py", "i=0", "sleep=600")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.split()[-1]

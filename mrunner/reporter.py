@@ -6,6 +6,7 @@ Results (ids, tables, logs) go to stdout; everything about the process goes to s
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +28,10 @@ class Reporter:
     def step(self, message: str) -> None:
         """One line about what is happening now."""
         if not self.quiet:
-            print(message, file=sys.stderr, flush=True)
+            print(_fitted(message), file=sys.stderr, flush=True)
 
     def warn(self, message: str) -> None:
-        print(f"mrunner: warning: {message}", file=sys.stderr, flush=True)
+        print(_fitted(f"mrunner: warning: {message}"), file=sys.stderr, flush=True)
 
     @property
     def interactive(self) -> bool:
@@ -84,6 +85,17 @@ def _fitted_progress(console: Any) -> Any:
                     yield Text(task.fields["detail"], overflow="fold")
 
     return Fitted(console=console, transient=False)
+
+
+def _fitted(message: str) -> str:
+    """``message`` broken between words to the width of the terminal that stderr is (the terminal itself would
+    break it anywhere, a sweep's id included); as it is when stderr is a file or a pipe."""
+    if not sys.stderr.isatty():
+        return message
+    from mrunner import table
+
+    width = shutil.get_terminal_size().columns
+    return "\n".join(table.fit(line, width) for line in message.split("\n"))
 
 
 class _NoProgress:

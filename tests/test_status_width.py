@@ -4,6 +4,7 @@ the exit code and the parameters are cut to nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,15 @@ def test_a_list_of_states_goes_on_below_its_row_whole_instead_of_being_cut():
         "  15 completed, 15 failed,",
         "  2 running",
     ]
+
+
+def test_status_json_names_each_experiments_own_folder(mrunner, sweep):
+    """The folders `status --json` names (made once per sweep and name, not a layout per run) are the ones
+    the experiments ran in: each exists and holds what its experiment reported."""
+    shown = mrunner("status", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    experiments = json.loads(shown.stdout)["experiments"]
+    folders = [Path(experiment["output_dir"]) for experiment in experiments]
+    assert len(set(folders)) == len(experiments) == 30, folders
+    assert all((folder / "mrunner-metrics.jsonl").is_file() for folder in folders), folders
+    assert [folder.name for folder in folders] == [f"{n}-train" for n in range(30)], folders

@@ -85,8 +85,9 @@ def _wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> di
         while True:
             ended = sum(n for state, n in counts.items() if state in TERMINAL)
             waiting = store.details(sweep.id, [PENDING]) if PENDING in counts else {}
-            line = f"sweep {sweep.id}: {counts_text(counts, list(dict.fromkeys(waiting.values())))}"
-            progress.update(ended, description=line)
+            states = counts_text(counts, list(dict.fromkeys(waiting.values())))
+            line = f"sweep {sweep.id}: {states}"
+            progress.update(ended, detail=states)
             if not UNFINISHED & set(counts):
                 return counts
             if line != shown and not reporter.interactive:

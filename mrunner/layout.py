@@ -147,6 +147,21 @@ def of_run(storage: str, sweep, run) -> Layout:  # sweep, run: mrunner.records.S
     return Layout(storage, sweep.project, sweep.id, run.index, run.name, run.attempt)
 
 
+def experiment_dirs(storage: str, sweep, runs) -> dict[int, str]:  # mrunner.records.Sweep, Runs (duck-typed)
+    """Each run's ``experiment_dir`` by index, as ``of_run`` gives it, derived once per distinct name from the
+    layout of index 0: `status --json` asks this for every run of a sweep of any size, and a layout per run
+    made the sweep's folder (a regular expression) again for each."""
+    parts: dict[str, tuple[str, str]] = {}  # by name: the folder the experiments' are in, what follows the index
+    dirs = {}
+    for run in runs:
+        if run.name not in parts:
+            parent, _, folder = Layout(storage, sweep.project, sweep.id, 0, run.name).experiment_dir.rpartition("/")
+            parts[run.name] = (parent, folder[len("0") :])
+        parent, rest = parts[run.name]
+        dirs[run.index] = f"{parent}/{run.index}{rest}"
+    return dirs
+
+
 # -- the working directory -----------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ the exit code and the parameters are cut to nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,14 +54,17 @@ def test_status_of_a_sweep_fits_and_keeps_its_states_readable(mrunner, sweep, co
     assert "STATE" in lines[start].split(), lines[start]
 
 
-@pytest.mark.parametrize("columns", [40, 80])
+@pytest.mark.parametrize("columns", [40, 50, 60, 80])
 def test_the_list_of_sweeps_and_an_experiment_fit_and_stay_readable(mrunner, sweep, columns):
     listed = mrunner("status", env={"COLUMNS": str(columns)})
     assert listed.returncode == 0, listed.stderr
     assert all(len(line) <= columns for line in listed.stdout.splitlines()), listed.stdout
     header, row = listed.stdout.splitlines()[:2]
     assert header.split()[:1] == ["SWEEP"] and "STATES" in header.split() and row.split()[0] == sweep, listed.stdout
-    assert "15 completed" in row, row  # the states, cut at the end only
+    assert "15 completed" in row, row
+    # each state whole: a list too long for its column goes on below its row, broken between its items
+    states = " ".join(line[header.index("STATES") :].strip() for line in listed.stdout.splitlines()[1:])
+    assert states == "15 completed, 15 failed", listed.stdout
     if columns == 80:  # room for the states whole once the creation time, which says least, gives way
         assert "15 completed, 15 failed" in row and "CREATED" not in header.split(), listed.stdout
     one = mrunner("status", f"{sweep}/1", env={"COLUMNS": str(columns)})
@@ -69,6 +73,8 @@ def test_the_list_of_sweeps_and_an_experiment_fit_and_stay_readable(mrunner, swe
     tries = lines[next(n for n, line in enumerate(lines) if line.startswith("TRY")) :]
     assert all(len(line) <= columns for line in lines), lines  # the lines above the tables too
     assert "END" in tries[0].split() and "failed" in tries[1].split(), tries
+    # a long line (the output folder's path) is broken between words and folders, never inside the sweep's id
+    assert one.stdout.count(sweep) == mrunner("status", f"{sweep}/1").stdout.count(sweep), one.stdout
 
 
 @pytest.mark.parametrize("columns", [20, 30, 40, 60])
@@ -94,3 +100,36 @@ def test_a_table_drops_the_columns_given_up_first_before_cutting_the_others_to_n
         "  0123456789",
     ]
     assert wide.splitlines()[0].split() == list(headers)  # room for all: none dropped
+    assert table.fit("output folder: /storage/project/calm-turing-1a2b3c/1-train", 40).splitlines() == [
+        "output folder: /storage/project/",
+        "  calm-turing-1a2b3c/1-train",
+    ]
+
+
+def test_a_list_of_states_goes_on_below_its_row_whole_instead_of_being_cut():
+    rows = [("calm-turing-1a2b3c", "15 completed, 15 failed, 2 running")]
+    assert table.render(("SWEEP", "STATES"), rows, width=40, wrap=(1,)).splitlines() == [
+        "SWEEP               STATES",
+        "calm-turing-1a2b3c  15 completed,",
+        "                    15 failed,",
+        "                    2 running",
+    ]
+    # too narrow beside the sweep even for one state: the states go under it, across the terminal
+    assert table.render(("SWEEP", "STATES"), rows, width=28, wrap=(1,)).splitlines() == [
+        "SWEEP",
+        "calm-turing-1a2b3c",
+        "  15 completed, 15 failed,",
+        "  2 running",
+    ]
+
+
+def test_status_json_names_each_experiments_own_folder(mrunner, sweep):
+    """The folders `status --json` names (made once per sweep and name, not a layout per run) are the ones
+    the experiments ran in: each exists and holds what its experiment reported."""
+    shown = mrunner("status", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    experiments = json.loads(shown.stdout)["experiments"]
+    folders = [Path(experiment["output_dir"]) for experiment in experiments]
+    assert len(set(folders)) == len(experiments) == 30, folders
+    assert all((folder / "mrunner-metrics.jsonl").is_file() for folder in folders), folders
+    assert [folder.name for folder in folders] == [f"{n}-train" for n in range(30)], folders

@@ -213,7 +213,8 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
         print("no sweeps recorded yet")
     else:
         header = ("SWEEP", "NAME", "CONTEXT", "CREATED", "EXPERIMENTS", "STATES")
-        print(table.render(header, rows, drop=(3, 2, 1, 4)))  # narrow: the sweep and its states
+        # narrow: the sweep and its states, each state whole (the list goes on below its row)
+        print(table.render(header, rows, drop=(3, 2, 1, 4), wrap=(5,)))
     return 0
 
 

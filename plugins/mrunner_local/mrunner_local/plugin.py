@@ -183,11 +183,10 @@ class LocalBackend(Backend):
         return Pulled(files, size, unchanged)
 
     def output_dirs(self, sweep: Sweep, runs: Sequence[Run]) -> dict[int, str]:
-        from mrunner.layout import of_run
+        from mrunner.layout import experiment_dirs
         from mrunner_local.supervisor import storage
 
-        where = storage(sweep)  # once: a sweep's runs share it, and `status --json` asks for every run
-        return {run.index: of_run(where, sweep, run).experiment_dir for run in runs}
+        return experiment_dirs(storage(sweep), sweep, runs)  # `status --json` asks for every run
 
 
 @hookimpl

@@ -44,6 +44,8 @@ def _later(
     states = {int(number): end[0] for number, end in ends.items()}
     codes = {int(number): end[1] for number, end in ends.items() if end[1] is not None}
     details = {int(number): end[2] for number, end in ends.items() if len(end) > 2 and end[2]}
+    # why the attempt after an end started, where Slurm's requeue was mrunner's own: another point's retry
+    restarts = {int(number) + 1: end[3] for number, end in ends.items() if len(end) > 3 and end[3]}
     return RunUpdate(
         index,
         state,
@@ -54,6 +56,7 @@ def _later(
         ends=states,
         end_codes=codes,
         end_details=details,
+        restart_details=restarts,
     )
 
 

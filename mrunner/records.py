@@ -166,6 +166,9 @@ class RunUpdate:
     #: Why an earlier attempt ended, where the backend knows better than "stopped by the platform": a packed
     #: point its task never reached in that attempt.
     end_details: dict[int, str] = field(default_factory=dict)
+    #: Why the platform started an attempt, where the backend knows better than "requeued by the platform": a
+    #: packed point whose task was requeued for the retry of another of its points.
+    restart_details: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.state not in STATES:

@@ -358,7 +358,8 @@ class Store:
                     assert update.attempt is not None
                     attempts += self._requeued(sweep_id, update, attempt, now)
                     how = states.restart_cause(update, update.attempt)
-                    detail = f"attempt {update.attempt} ({'retried' if how == records.RETRIED else 'requeued by the platform'})"
+                    why = "retried" if how == records.RETRIED else "requeued by the platform"
+                    detail = f"attempt {update.attempt} ({update.restart_details.get(update.attempt) or why})"
                     events.append(_event(sweep_id, update.index, now, update.state, update.exit_code, detail)[1])
                     attempt, exit_code = update.attempt, update.exit_code
                     rows.append((update.state, exit_code, new_ref, attempt, now, sweep_id, update.index))

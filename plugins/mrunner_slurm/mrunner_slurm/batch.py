@@ -46,6 +46,17 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 q = shlex.quote
 
 
+#: The line each attempt of a task writes first in Slurm's ``.out`` file, which every attempt of the task
+#: shares: what Slurm writes there after it (a requeue's or a preemption's notice) is that attempt's.
+ATTEMPT_MARK = re.compile(r"^mrunner: attempt (\d+) of this task starts$")
+
+
+def attempt_mark(attempt: int) -> str:
+    """The shell line that writes ``ATTEMPT_MARK`` for the task's attempt: ``attempt`` (the one the array was
+    submitted at) plus Slurm's restart count."""
+    return f'echo "mrunner: attempt $(({attempt} + ${{SLURM_RESTART_COUNT:-0}})) of this task starts"'
+
+
 def slurm_output(sweep_directory: str, backend_ref: str) -> str:
     """Slurm's own output file of array task ``JOB_TASK`` (sbatch ``--output=slurm/%A_%a.out``)."""
     return f"{sweep_directory}/slurm/{backend_ref}.out"
@@ -155,6 +166,7 @@ def batch_script(
     lines = [
         "#!/bin/bash",
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; experiment index = SLURM_ARRAY_TASK_ID + {offset}",
+        attempt_mark(attempt),
         f"index=$((SLURM_ARRAY_TASK_ID + {offset}))",
         f". {q(bundle)} || exit 97",
         "restarts=${SLURM_RESTART_COUNT:-0}",
@@ -195,6 +207,7 @@ def packed_script(
     lines = [
         "#!/bin/bash",
         f"# mrunner: sweep {sweep.id}, attempt {attempt}; packed: each task's points are a line of {bundle}",
+        attempt_mark(attempt),
         "exec </dev/null",
         *_environment(sweep, context, client_dir, sweep_directory, venv),
         _wrapper(sweep, context, code_dir, stop_file=stop_file, points=bundle, k=k),

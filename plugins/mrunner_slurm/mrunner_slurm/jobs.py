@@ -44,6 +44,8 @@ def _later(
     states = {int(number): end[0] for number, end in ends.items()}
     codes = {int(number): end[1] for number, end in ends.items() if end[1] is not None}
     details = {int(number): end[2] for number, end in ends.items() if len(end) > 2 and end[2]}
+    # why the attempt after an end started, where Slurm's requeue was mrunner's own: another point's retry
+    restarts = {int(number) + 1: end[3] for number, end in ends.items() if len(end) > 3 and end[3]}
     return RunUpdate(
         index,
         state,
@@ -54,6 +56,7 @@ def _later(
         ends=states,
         end_codes=codes,
         end_details=details,
+        restart_details=restarts,
     )
 
 
@@ -234,7 +237,27 @@ def _slurm_notes(connection: Connection, sweep: Sweep, run: Run) -> str:
     if not run.backend_ref:
         return ""
     path = batch.slurm_output(batch.sweep_dir(sweep.package["storage_dir"], sweep), run.backend_ref)
-    text = (connection.read(path) or b"").decode(errors="replace")
+    text = own_part((connection.read(path) or b"").decode(errors="replace"), run.attempt)
     if not text.strip():
         return ""
     return f"mrunner: what Slurm wrote about task {run.backend_ref} ({path}):\n{text.rstrip()}\n"
+
+
+def own_part(text: str, attempt: int) -> str:
+    """The part of a task's ``.out`` file that ``attempt`` wrote, from its mark (``batch.ATTEMPT_MARK``) to the
+    next attempt's: every attempt of the task writes to that one file, and an earlier attempt's requeue or
+    preemption notice is not the later one's. What comes before the first mark is the first attempt's; a file
+    with no mark (a task submitted by an mrunner before the marks) is shown whole."""
+    parts: dict[int, list[str]] = {}
+    current: int | None = None
+    before: list[str] = []
+    for line in text.splitlines(keepends=True):
+        mark = batch.ATTEMPT_MARK.match(line.rstrip("\n"))
+        if mark:
+            current = int(mark[1])
+            parts.setdefault(current, before if not parts else [])
+            continue
+        (parts[current] if current is not None else before).append(line)
+    if current is None:
+        return text
+    return "".join(parts.get(attempt, []))

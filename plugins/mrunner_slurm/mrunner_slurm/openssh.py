@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from mrunner.errors import BackendError, MrunnerError, NeedsUser
-from mrunner_slurm.transport import DEFAULT_CONFIG, Call, Connection, NeedsLogin, Target
+from mrunner_slurm.transport import DEFAULT_CONFIG, Call, Connection, NeedsLogin, Target, unresolved
 
 CONNECT_TIMEOUT = 15
 RETRIES = 3  # transient failures (refused, reset, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s
@@ -445,7 +445,8 @@ def failure(
             f"{found['proxycommand']}` in {target.config_path or '~/.ssh/config'}"
         )
     if "Could not resolve hostname" in text:
-        return BackendError(f"cannot resolve the SSH host {target.host} ({lines[-1] if lines else ''})")
+        said = next((line for line in lines if "Could not resolve hostname" in line), "")
+        return unresolved(target, said.rsplit(": ", 1)[-1] or "no reason given")
     if _TRANSIENT.search(text):
         return BackendError(
             f"cannot reach {target.alias} at {target.host}:{target.port} over SSH after {tries} "

@@ -699,23 +699,38 @@ def _current_attempt(queued, recorded, log_prefix, most):
 NOT_STARTED = "never started in this attempt: its task was stopped or requeued before it reached this experiment"
 
 
-def _ends(status_prefix, recorded, attempt):
-    """How each attempt from ``recorded`` to before ``attempt`` ended: [state, exit code, detail or None]. One
-    that left its exit code ended by itself (a failure retried within retry_failed, or a finished task Slurm
-    ran again); else the note the wrapper or the batch script left (``timeout``), else it was ``preempted``,
-    said ``NOT_STARTED`` when it left no log (a packed point its task had not reached yet)."""
+def _ends(status_prefix, recorded, attempt, siblings=()):
+    """How each attempt from ``recorded`` to before ``attempt`` ended: [state, exit code, detail or None, why
+    the next attempt started or None]. One that left its exit code ended by itself (a failure retried within
+    retry_failed, or a finished task Slurm ran again); else the note the wrapper or the batch script left
+    (``timeout``), else it was ``preempted``, said ``NOT_STARTED`` when it left no log (a packed point its task
+    had not reached yet). A packed point stopped or not reached because another point of its task
+    (``siblings``: their exit-code prefixes by index) failed and asked for its retry was not preempted by the
+    platform: its task was requeued for that retry, and its end and its next start say so."""
     ends = {}
     folder, index = os.path.split(status_prefix)
     for number in range(recorded, attempt):
         code = _exit_code("%s.%d" % (status_prefix, number))
         if code is not None:
-            ends[number] = ["completed" if code == 0 else "failed", code, None]
-        else:
-            note = _note(status_prefix, number)
-            log = os.path.join(os.path.dirname(folder), "logs", "%s.%d.log" % (index, number))
-            detail = None if os.path.exists(log) else NOT_STARTED
-            ends[number] = [note if note in _ENDED_BY_SLURM else "preempted", None, detail]
+            ends[number] = ["completed" if code == 0 else "failed", code, None, None]
+            continue
+        note = _note(status_prefix, number)
+        log = os.path.join(os.path.dirname(folder), "logs", "%s.%d.log" % (index, number))
+        detail = None if os.path.exists(log) else NOT_STARTED
+        why = _retried_sibling(siblings, number) if note not in _ENDED_BY_SLURM else None
+        if why is not None:
+            detail = ("never started in this attempt: %s" if detail else "stopped: %s") % why
+        ends[number] = [note if note in _ENDED_BY_SLURM else "preempted", None, detail, why]
     return ends
+
+
+def _retried_sibling(siblings, number):
+    """Why a packed task was requeued at attempt ``number``, when one of its other points failed then and
+    asked for its retry (its note ``retry`` beside its exit code), else None."""
+    for index, prefix in sorted(siblings):
+        if _note(prefix, number) == "retry" and _exit_code("%s.%d" % (prefix, number)) is not None:
+            return "its task was requeued for a retry of experiment %s" % index
+    return None
 
 
 def _completed_before(status_prefix, attempt):
@@ -759,15 +774,26 @@ def status(document):
         found = {**accounted, **found}
     answer = {}
     unresolved = []
+    points = {}  # the points of each task: a packed task's siblings
+    for task in tasks:
+        points.setdefault(task[1], []).append((task[0], task[3]))
     for index, ref, recorded, status_prefix, log_prefix, limit, retries, ended in tasks:
         queued = found.get(ref)
+        siblings = [point for point in points[ref] if point[0] != index]
         attempt = _current_attempt(queued, recorded, log_prefix, limit + retries)
         finished = _completed_before(status_prefix, attempt)
         if finished is not None:  # completed, whatever Slurm did with the task afterwards
             if not ended:
                 detail = "attempt %d completed (exit 0); Slurm's later start of the task did not run it again"
                 at = max(recorded, finished)
-                answer[index] = ["completed", 0, detail % finished, True, at, _ends(status_prefix, recorded, at)]
+                answer[index] = [
+                    "completed",
+                    0,
+                    detail % finished,
+                    True,
+                    at,
+                    _ends(status_prefix, recorded, at, siblings),
+                ]
             continue
         packed = bool(queued and queued[4])
         if (
@@ -780,7 +806,7 @@ def status(document):
             continue
         if ended and attempt == recorded:
             continue  # an ended run that Slurm has not started again
-        ends = _ends(status_prefix, recorded, attempt)
+        ends = _ends(status_prefix, recorded, attempt, siblings)
         code = _exit_code("%s.%d" % (status_prefix, attempt))
         note = _note(status_prefix, attempt)
         state = _STATES.get(queued[0], "running") if queued else None
@@ -911,13 +937,17 @@ def cancel(document):
         time.sleep(0.2)
     found = _queued(jobs)
     answer = {}
+    points = {}  # the points of each task: a packed task's siblings
+    for task in tasks:
+        points.setdefault(task[1], []).append((task[0], task[3]))
     for index, ref, recorded, status_prefix, log_prefix, most in tasks:
+        siblings = [point for point in points[ref] if point[0] != index]
         attempt = _current_attempt(found.get(ref), recorded, log_prefix, most)
         code = _exit_code("%s.%d" % (status_prefix, attempt))
         finished = _completed_before(status_prefix, attempt) if code is None else None
         if finished is not None:  # an earlier attempt had completed: the cancel stopped nothing of it
             code, attempt = 0, max(recorded, finished)
-        answer[index] = [code, attempt, _ends(status_prefix, recorded, attempt)]
+        answer[index] = [code, attempt, _ends(status_prefix, recorded, attempt, siblings)]
     return answer
 
 

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError, NeedsUser
-from mrunner_slurm.transport import Call, Connection, NeedsLogin, Target
+from mrunner_slurm.transport import Call, Connection, NeedsLogin, Target, unresolved
 
 
 class _ImportedOnFirstUse(types.ModuleType):
@@ -275,7 +275,7 @@ def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
                 f"(IdentityFile in {target.config_path or '~/.ssh/config'}, or ssh-agent) and the user"
             ) from None
         except socket.gaierror as error:
-            raise BackendError(f"cannot resolve the SSH host {target.host} ({error.strerror})") from None
+            raise unresolved(target, error.strerror or str(error)) from None
         except (OSError, EOFError, paramiko.SSHException) as error:
             if attempt == RETRIES:
                 reason = getattr(error, "strerror", None) or str(error) or type(error).__name__

@@ -45,6 +45,21 @@ class Target:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
+def unresolved(target: Target, reason: str) -> BackendError:
+    """The host name did not resolve. When the ssh config gave no HostName (the host is the alias itself),
+    the usual cause is a typo in ``slurm_url`` or a Host missing from the config, not DNS: say both."""
+    config = target.config_path or "~/.ssh/config"
+    if target.host != target.alias:
+        return BackendError(
+            f"the HostName {target.host} of Host {target.alias} in {config} does not resolve ({reason}): "
+            f"fix its HostName in {config}"
+        )
+    return BackendError(
+        f"{target.alias} is neither a Host in {config} nor a name that resolves ({reason}): "
+        f"fix the context's slurm_url or add `Host {target.alias}` (with its HostName) to {config}"
+    )
+
+
 @dataclass
 class Result:
     code: int

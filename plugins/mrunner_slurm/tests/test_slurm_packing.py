@@ -396,6 +396,31 @@ def test_resume_after_a_failure_runs_only_the_failed_point(cluster, mrunner, mru
     assert [ledger(cluster, document, run) for run in runs] == [[0], [0, 1], [0], [0]]
 
 
+def test_a_point_whose_task_came_back_for_a_siblings_retry_says_so_not_a_platform_requeue(
+    cluster, mrunner, mrunner_home
+):
+    """Point 0 fails in attempt 0 and asks for its retry (retry_failed): its wrapper requeues the whole task,
+    so point 1, not reached yet, comes back as attempt 1 too. Its history and its attempt 0's end say why: a
+    retry of point 0, not a requeue by the platform."""
+    packed(cluster, mrunner_home, points_per_task=2, retry_failed=1)
+    sweep = submit(mrunner, "i=range(2)", "fail=0")
+
+    def settled(runs: list[dict]) -> bool:
+        for run in runs:  # at every look: a release while Slurm still ends the attempt is undone
+            if run["state"] == PENDING and run["attempt"] > 0:
+                release(cluster, run["backend_ref"])
+        return all(run["state"] in (COMPLETED, FAILED) for run in runs)
+
+    runs = wait_for(lambda: status(mrunner, sweep)["experiments"], settled, timeout=120, every=1, what="the retry")
+    assert [(r["state"], r["attempt"]) for r in runs] == [(FAILED, 1), (COMPLETED, 1)]
+    shown = status(mrunner, f"{sweep}/1")
+    why = "its task was requeued for a retry of experiment 0"
+    starts = [detail for _, _, _, detail in shown["history"] if (detail or "").startswith("attempt 1")]
+    assert starts == [f"attempt 1 ({why})"], shown["history"]
+    (first, _) = shown["attempts"]
+    assert (first["number"], first["end"]) == (0, "preempted") and why in first["detail"], first
+
+
 def test_with_cmd_type_srun_each_point_of_a_task_is_a_job_step_of_its_own(cluster, mrunner, mrunner_home):
     packed(cluster, mrunner_home, points_per_task=2, cmd_type="srun")
     result = mrunner("+context=test-slurm", "point.py", "-m", "i=range(2)", "fail=1", "--wait")

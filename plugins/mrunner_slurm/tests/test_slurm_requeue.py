@@ -166,6 +166,10 @@ def test_a_requeued_task_continues_from_its_checkpoint_as_attempt_1_and_its_neig
     assert resumed_from >= 3 and "done at step 30" in latest
     earlier = mrunner("logs", f"{sweep}/0", "--attempt", "0").stdout
     assert "attempt 0 from step 0" in earlier and "done" not in earlier  # kept, not truncated
+    # Slurm's .out file is the task's, shared by both attempts: the requeue's notice is attempt 0's alone
+    notice = "DUE TO JOB REQUEUE"
+    assert notice in earlier.split("mrunner: what Slurm wrote about task")[1], earlier
+    assert notice not in latest, latest
 
 
 def test_the_time_limit_saves_on_the_signal_requeues_up_to_max_requeue_then_ends_timeout(

@@ -169,6 +169,31 @@ def test_a_proxy_command_that_cannot_run_is_one_line_at_once(tmp_path, mrunner, 
     assert f"in {config}" in errors[0], errors[0]
 
 
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_an_alias_that_is_no_host_of_the_ssh_config_says_so_and_where_to_fix_it(
+    tmp_path, mrunner, mrunner_home, transport
+):
+    """A typo in ``slurm_url`` (or a Host missing from the config) is neither a Host of the ssh config nor a
+    name that resolves: the one line names the config file read and the two places to fix, not only the DNS
+    failure."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host cluster\n    HostName 127.0.0.1\n")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    alias = "nosuchalias.invalid"  # .invalid never resolves (RFC 2606)
+    context = {"backend": "slurm", "slurm_url": alias, "ssh_config": str(config), "ssh": transport}
+    (mrunner_home / "config" / "mrunner" / "context").mkdir(parents=True)
+    (mrunner_home / "config" / "mrunner" / "context" / "c.yaml").write_text(json.dumps(context))
+    result = mrunner("+context=c", "train.py", env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mrunner: error")]
+    assert result.returncode != 0 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert errors[0].startswith(f"mrunner: error: {alias} is neither a Host in {config} nor a name that resolves ("), (
+        errors[0]
+    )
+    assert errors[0].endswith(f"fix the context's slurm_url or add `Host {alias}` (with its HostName) to {config}"), (
+        errors[0]
+    )
+
+
 def test_the_runtime_folder_is_private(tmp_path, monkeypatch):
     """Login sockets live where only the user can reach them: created 0700; one others can enter is refused."""
     from mrunner import paths

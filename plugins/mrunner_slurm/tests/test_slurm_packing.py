@@ -14,7 +14,7 @@ import pytest
 from mrunner.records import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING
 from mrunner.testing import start_mrunner, wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
-from plugins.mrunner_slurm.tests.test_slurm_requeue import release
+from plugins.mrunner_slurm.tests.test_slurm_requeue import release, retried_to_their_end
 
 # Appends its attempt to its ledger; the point `hold` waits for the file `gate` in the storage folder (an
 # attempt below `hold_until` only), the point `fail` exits 3 until the file `heal` is there.
@@ -405,13 +405,7 @@ def test_a_point_whose_task_came_back_for_a_siblings_retry_says_so_not_a_platfor
     packed(cluster, mrunner_home, points_per_task=2, retry_failed=1)
     sweep = submit(mrunner, "i=range(2)", "fail=0")
 
-    def settled(runs: list[dict]) -> bool:
-        for run in runs:  # at every look: a release while Slurm still ends the attempt is undone
-            if run["state"] == PENDING and run["attempt"] > 0:
-                release(cluster, run["backend_ref"])
-        return all(run["state"] in (COMPLETED, FAILED) for run in runs)
-
-    runs = wait_for(lambda: status(mrunner, sweep)["experiments"], settled, timeout=120, every=1, what="the retry")
+    runs = retried_to_their_end(cluster, mrunner, sweep)
     assert [(r["state"], r["attempt"]) for r in runs] == [(FAILED, 1), (COMPLETED, 1)]
     shown = status(mrunner, f"{sweep}/1")
     why = "its task was requeued for a retry of experiment 0"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.records import COMPLETED, PENDING, PREEMPTED, TIMEOUT
+from mrunner.records import COMPLETED, FAILED, PENDING, PREEMPTED, TIMEOUT
 from mrunner.testing import wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
 
@@ -103,6 +103,19 @@ def released_to_their_end(cluster: Cluster, runs: list[dict], timeout: float) ->
         every=0.5,
         what="the requeued tasks to end",
     )
+
+
+def retried_to_their_end(cluster: Cluster, mrunner, sweep: str) -> list[dict]:
+    """The runs of ``sweep`` once each has completed or failed, the tasks requeued for a retry released at
+    every look (a release while Slurm still ends the attempt is undone, so it is asked again)."""
+
+    def settled(runs: list[dict]) -> bool:
+        for run in runs:
+            if run["state"] == PENDING and run["attempt"] > 0:
+                release(cluster, run["backend_ref"])
+        return all(run["state"] in (COMPLETED, FAILED) for run in runs)
+
+    return wait_for(lambda: status(mrunner, sweep)["experiments"], settled, timeout=120, every=1, what="the retry")
 
 
 def ends(run: dict) -> list[tuple[int, str | None]]:

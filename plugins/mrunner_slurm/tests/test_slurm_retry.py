@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.records import CANCELLED, COMPLETED, FAILED, PENDING
+from mrunner.records import CANCELLED, COMPLETED, FAILED
 from mrunner.store import Store
 from mrunner.testing import wait_for, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import Cluster, slurm_context, status
-from plugins.mrunner_slurm.tests.test_slurm_requeue import ends, release
+from plugins.mrunner_slurm.tests.test_slurm_requeue import ends, release, retried_to_their_end
 
 # Attempt 0 fails when `fail` is set; later attempts (or every attempt without `fail`) wait for the file `go`
 # below STORAGE_DIR when `hold` is set, so a test sees them running for as long as it needs.
@@ -66,13 +66,7 @@ def test_a_retry_counts_against_retry_failed_not_max_requeue(cluster, mrunner, m
     )
     sweep = submit(mrunner, "-m", "fail=0,1")
 
-    def settled(runs: list[dict]) -> bool:
-        for run in runs:  # at every look: a release while Slurm still ends the attempt is undone
-            if run["state"] == PENDING and run["attempt"] > 0:
-                release(cluster, run["backend_ref"])
-        return all(run["state"] in (COMPLETED, FAILED) for run in runs)
-
-    runs = wait_for(lambda: status(mrunner, sweep)["experiments"], settled, timeout=120, every=1, what="the retry")
+    runs = retried_to_their_end(cluster, mrunner, sweep)
     assert [(r["state"], r["exit_code"], r["attempt"]) for r in runs] == [(COMPLETED, 0, 0), (COMPLETED, 0, 1)]
     failed_once = status(mrunner, sweep)["experiments"][1]
     assert [(a["number"], a["cause"], a["end"], a["exit_code"]) for a in failed_once["attempts"]] == [

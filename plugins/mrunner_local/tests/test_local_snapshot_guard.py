@@ -329,8 +329,9 @@ def test_renaming_a_project_folder_inside_an_experiment(
     assert results.returncode == 0, results.stderr
     assert [row["renamed"] for row in json.loads(results.stdout)] == [2]
     assert_pristine(tree_of(mrunner_home))
-    if view == "watched":
+    if view == "watched":  # its write through a link is found and restored before the snapshot is used again
         return
+    assert (tree_of(mrunner_home) / "data" / "x").read_text() == "x"  # attempt 1 wrote to its copy, not to this
     assert seen["gone"] == []  # its whiteouts hide the old names still (links are made anew for each attempt)
     pulled = mrunner("pull", sweep, "--to", str(tmp_path / "pulled"))
     assert pulled.returncode == 0, pulled.stderr

@@ -153,14 +153,23 @@ def settle(folder: str) -> list[str]:
     (this kernel's overlay follows redirects) still shows the whole folder; only a reader of the bare folder
     would miss the renamed folders' unchanged files. Where the code the mark names is gone (collected), the
     redirects are dropped: the renamed folders keep what the experiment changed in them."""
-    try:
-        code_dir = os.fsdecode(os.getxattr(folder, UNSETTLED))
-    except OSError:
+    if _attribute(folder, UNSETTLED) is None:
         return []  # not laid over with redirects, settled already, or the attribute cannot be read
-    made: list[str] = []
-    _settle(folder, "", "", code_dir if os.path.isdir(code_dir) else None, made)
-    os.removexattr(folder, UNSETTLED)
-    return made
+    import fcntl
+
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # one at a time: a `pull` may come while a cancelled wrapper settles
+        mark = _attribute(folder, UNSETTLED)
+        if mark is None:
+            return []  # the other one did it
+        code_dir = os.fsdecode(mark)
+        made: list[str] = []
+        _settle(folder, "", "", code_dir if os.path.isdir(code_dir) else None, made)
+        os.removexattr(folder, UNSETTLED)
+        return made
+    finally:
+        os.close(descriptor)
 
 
 def _settle(upper: str, relative: str, origin: str | None, code_dir: str | None, made: list[str]) -> None:

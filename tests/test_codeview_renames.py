@@ -187,3 +187,31 @@ def test_a_folder_never_viewed_with_redirects_is_left_alone(tmp_path):
     folder = tmp_path / "experiment"
     (folder / "out").mkdir(parents=True)
     assert codeview.settle(str(folder)) == []
+
+
+def test_two_settles_of_one_folder_take_turns(tmp_path, code):
+    """A ``pull`` may settle a folder while the wrapper of a cancelled attempt still does: the second waits
+    for the first and finds the folder settled."""
+    import fcntl
+    import time
+
+    folder = tmp_path / "experiment"
+    seen = view(code, folder, "os.rename('data', 'data2')", settle=False)
+    held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a settle under way holds it
+        other = subprocess.Popen(
+            [sys.executable, "-c", f"from mrunner import codeview; print(codeview.settle({str(folder)!r}))"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while f"-> FLOCK  ADVISORY  WRITE {other.pid} " not in Path("/proc/locks").read_text():
+            assert other.poll() is None and time.monotonic() < deadline, "the second settle did not wait"
+        made: list[str] = []  # the first settle's work, under its lock
+        codeview._settle(str(folder), "", "", str(code), made)
+        os.removexattr(folder, codeview.UNSETTLED)
+    finally:
+        os.close(held)
+    assert other.communicate(timeout=30)[0].strip() == "[]" and made == ["data2"]
+    assert plain(folder, "data2") == seen_below(seen, "data2")

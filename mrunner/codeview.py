@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import signal
 import stat
@@ -155,8 +156,6 @@ def settle(folder: str) -> list[str]:
     redirects are dropped: the renamed folders keep what the experiment changed in them."""
     if _attribute(folder, UNSETTLED) is None:
         return []  # not laid over with redirects, settled already, or the attribute cannot be read
-    import fcntl
-
     descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)  # one at a time: a `pull` may come while a cancelled wrapper settles

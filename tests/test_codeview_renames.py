@@ -215,3 +215,44 @@ def test_two_settles_of_one_folder_take_turns(tmp_path, code):
         os.close(held)
     assert other.communicate(timeout=30)[0].strip() == "[]" and made == ["data2"]
     assert plain(folder, "data2") == seen_below(seen, "data2")
+
+
+#: A view whose kernel refuses ``redirect_dir`` (EINVAL, as one built without it does): the mount as before.
+WITHOUT_REDIRECTS = """
+import ctypes, errno, os, sys
+from mrunner import codeview
+
+real = codeview._LIBC
+
+class Refusing:
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def mount(self, source, target, kind, flags, data):
+        if data and b"redirect_dir" in data:
+            ctypes.set_errno(errno.EINVAL)
+            return -1
+        return real.mount(source, target, kind, flags, data)
+
+codeview._LIBC = Refusing()
+code, folder, work = sys.argv[1:]
+codeview.mount(code, folder, work)
+try:
+    os.rename(os.path.join(folder, "data"), os.path.join(folder, "data2"))
+    print("renamed")
+except OSError as error:
+    print(errno.errorcode[error.errno], os.listxattr(folder).count(codeview.UNSETTLED))
+"""
+
+
+def test_where_the_kernel_refuses_redirects_the_view_is_mounted_as_before(tmp_path, code):
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    ran = subprocess.run(
+        [sys.executable, "-c", WITHOUT_REDIRECTS, str(code), str(folder), str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["EXDEV", "0"]  # as before redirects: no mark, nothing to settle

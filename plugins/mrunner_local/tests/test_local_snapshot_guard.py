@@ -394,3 +394,32 @@ def test_a_folder_renamed_under_a_wrapper_killed_outright_is_made_whole_before_i
     assert sorted(os.listdir(folder / "data-renamed")) == ["x", "y"]
     assert not os.path.lexists(folder / "data" / "x")
     assert_pristine(tree_of(mrunner_home))
+
+
+WAITER = """
+import os, signal
+os.rename("data", "data-renamed")
+open("data-renamed/x", "a").write("+changed")
+open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "renamed"), "w").close()
+signal.pause()  # until `mrunner cancel` stops it
+"""
+
+
+def test_a_cancelled_experiment_leaves_its_renamed_folder_whole(mrunner, mrunner_home, project):
+    """``cancel`` returns once the attempt's wrapper ended, which settled the view first."""
+    if os.geteuid() != 0:
+        pytest.skip("the copy-on-write view is mounted as root")
+    from mrunner import codeview
+    from mrunner.testing.waiting import wait_for
+
+    (project / "wait.py").write_text(WAITER)
+    submitted = mrunner("wait.py", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    marker = wait_for(lambda: next(storage(mrunner_home).rglob(f"{sweep}/0-*/renamed"), None), what="the rename")
+    cancelled = mrunner("cancel", sweep)
+    assert cancelled.returncode == 0, cancelled.stderr
+    folder = marker.parent
+    assert {name: (folder / "data-renamed" / name).read_text() for name in ("x", "y")} == {"x": "x+changed", "y": "y"}
+    assert codeview.UNSETTLED not in os.listxattr(folder)
+    assert_pristine(tree_of(mrunner_home))

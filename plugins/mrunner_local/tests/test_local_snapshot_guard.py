@@ -333,6 +333,7 @@ def test_renaming_a_project_folder_inside_an_experiment(
         return
     assert (tree_of(mrunner_home) / "data" / "x").read_text() == "x"  # attempt 1 wrote to its copy, not to this
     assert seen["gone"] == []  # its whiteouts hide the old names still (links are made anew for each attempt)
+    assert "trusted.mrunner.unsettled" not in os.listxattr(folder)  # each attempt's wrapper settled its view
     pulled = mrunner("pull", sweep, "--to", str(tmp_path / "pulled"))
     assert pulled.returncode == 0, pulled.stderr
     (copy,) = (tmp_path / "pulled").iterdir()

@@ -28,7 +28,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mrunner import layout as contract
 
@@ -302,6 +302,7 @@ def _attempt(options: argparse.Namespace) -> int:
             return STARTED_BEFORE
         entries = json.loads(options.entries)
         code, entries = _lay_out(options, layout, entries, document)
+        viewed = options.view and code == options.code  # the view is mounted: settled once the experiment ends
         cwd = contract.working_directory(layout, options.workdir)
     except (OSError, KeyError, ValueError) as error:
         _say(f"mrunner: cannot set up the experiment: {error}")
@@ -315,7 +316,8 @@ def _attempt(options: argparse.Namespace) -> int:
         _watch(options.stop_file, layout.exit_code_file() + END_NOTE)
     while True:
         retry = command if retries > 0 else None
-        status = run(options.command, cwd, environ, layout.exit_code_file(), options.grace, log, requeue, retry)
+        settle = functools.partial(_settle_view, layout.experiment_dir) if viewed else None
+        status = run(options.command, cwd, environ, layout.exit_code_file(), options.grace, log, requeue, retry, settle)
         if command or _stopped or _note(layout) != RETRY_NOTE:
             return status
         # no scheduler to ask: this process runs the next attempt, as the scheduler would
@@ -328,6 +330,10 @@ def _attempt(options: argparse.Namespace) -> int:
             if code == options.watch:
                 _check(code, layout)
             contract.prepare(layout, code, entries, _for_attempt(document, layout.attempt))
+            if viewed:  # settled at the end of the last one: laid again, in this process's own namespace still
+                from mrunner import codeview
+
+                codeview.lay(options.code, layout.experiment_dir, layout.view_work_dir)
             cwd = contract.working_directory(layout, options.workdir)
             if log:
                 log = layout.log_file()
@@ -348,6 +354,7 @@ def _lay_out(
         from mrunner import codeview  # ctypes, tempfile: loaded only by the attempts that mount
 
         real = contract.real_folders(entries)
+        _settled(codeview.settle(layout.experiment_dir), "an earlier attempt")  # one whose wrapper was killed
         try:
             contract.unlink_snapshot_links(layout.experiment_dir, os.path.dirname(options.code))
             if options.watch:
@@ -385,6 +392,25 @@ def _lay_out(
         return options.watch, entries
     contract.prepare(layout, options.code, entries, document)
     return options.code, entries
+
+
+def _settle_view(folder: str) -> None:
+    """Once the experiment ended: take its view off its folder and make the folders it renamed whole there
+    (``codeview.settle``), before its exit code says it ended. A failure (a full disk) is said; the folder
+    stays marked, and the next attempt or a ``pull`` settles it."""
+    from mrunner import codeview
+
+    try:
+        codeview.unmount(folder)
+        _settled(codeview.settle(folder), "the experiment")
+    except OSError as error:
+        _say(f"mrunner: cannot copy the folders the experiment renamed into its folder: {error}")
+
+
+def _settled(made: list[str], who: str) -> None:
+    if made:
+        shown = ", ".join(made[:5]) + (f" and {len(made) - 5} more" if len(made) > 5 else "")
+        _say(f"mrunner: {who} renamed folders of the code: {shown} made whole in the experiment's folder")
 
 
 def _check(tree: str, layout: contract.Layout) -> None:
@@ -748,6 +774,7 @@ def run(
     log: str | None = None,
     requeue: tuple[int, list[str]] | None = None,
     retry: list[str] | None = None,
+    settle: Callable[[], None] | None = None,
 ) -> int:
     """Run ``command`` in its own process group, pass signals on, record and return its exit code. With
     ``log``, the output also goes to that file (for a platform whose own log of the process does not last,
@@ -760,7 +787,10 @@ def run(
     With ``retry`` (argv): when the experiment fails by itself, the attempt's end is noted ``retry`` (before
     its exit code is written, so a reader never sees the failure without the note) and the argv requeues the
     job for the next attempt; if it cannot, the note goes and the failure is the end. An empty argv leaves
-    the next attempt to the caller (``main`` runs it in this process)."""
+    the next attempt to the caller (``main`` runs it in this process).
+
+    With ``settle``: called once the experiment's process group is gone, before its end is written (the
+    view's folder made whole, ``_settle_view``)."""
     stopped = [number for number in _early if number in STOPPING]
     if stopped:  # stopped before it started: it never runs, and its end is not its own
         _say(f"mrunner: stopped by signal {stopped[0]} before the experiment started")
@@ -811,6 +841,8 @@ def run(
     _signal_group(pid, signal.SIGKILL)
     if copier is not None:
         copier.join(5.0)
+    if settle is not None:
+        settle()
     status = 128 - code if code < 0 else code
     # Stopped, by the signal passed on or by one sent to it straight (a scheduler such as Slurm signals every
     # process of the job, so the experiment can die before this process's own signal arrives): its end is not

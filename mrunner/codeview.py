@@ -19,8 +19,20 @@ snapshot's files; the first write to one copies it into the experiment's folder 
 a created file lands there; a delete leaves a whiteout there (a character device 0/0, which transfers skip).
 The snapshot is never written, and the experiment sees its own writes. The namespace belongs to the attempt's
 wrapper and its experiment: the mount is seen by no other process, and it goes when they end, a crash or a
-kill included, so there is nothing to unmount and nothing for ``gc`` but the overlay's empty work folder in
+kill included, so nothing is left mounted and nothing for ``gc`` but the overlay's empty work folder in
 the sweep's folder (``Layout.view_work_dir``), removed with it.
+
+Renaming a folder of the snapshot (``os.rename('data', 'data2')``, a subfolder, a folder moved into another
+one) works as on any file system: the overlay is mounted with ``redirect_dir=on`` where the kernel takes it
+(root's trusted attributes, which this view uses; an unprivileged ``userxattr`` overlay could not, and a
+kernel without redirects still gives ``EXDEV``, as before). Overlayfs moves only the folder then, and records
+in the experiment's folder where its files still are (in the snapshot), so the experiment's folder alone would
+miss them. ``settle`` makes it whole: the wrapper unmounts the view once the experiment ended and copies each
+renamed folder's files from the snapshot into it, before the exit code says the attempt ended. A wrapper
+killed outright leaves the folder marked (``UNSETTLED``); the next attempt settles it before it lays its view,
+and the local backend's ``pull`` before it reads the folder of an experiment that is not running (``settle``
+says the details). The cost is a read of each folder's attributes in the experiment's folder per attempt,
+and the copy of what was renamed (benchmarks/results-snapshot-guard.md).
 
 It needs the right to mount (root with CAP_SYS_ADMIN) and a storage file system that overlayfs accepts as its
 upper layer (ext4, xfs, btrfs, tmpfs; not NFS). ``available`` finds out once per sweep by mounting a small
@@ -35,6 +47,8 @@ standard library only.
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import os
 import signal
 import stat
@@ -55,6 +69,14 @@ _MS_REC = 0x4000
 _MS_SLAVE = 1 << 19
 #: On an experiment's folder (the upper layer): the code folder its view was last laid over (``reconcile``).
 CODE_MARK = "trusted.mrunner.code"
+#: On an experiment's folder: the code folder a view that may rename its folders was laid over, until
+#: ``settle`` made the renamed folders whole in the experiment's folder.
+UNSETTLED = "trusted.mrunner.unsettled"
+_MNT_DETACH = 2
+REDIRECT, OPAQUE = "trusted.overlay.redirect", "trusted.overlay.opaque"
+ORIGIN = "trusted.overlay.origin"
+#: A copy into a renamed folder is made under this suffix and renamed into place: never a half-copied file.
+PART = ".mrunner-settling"
 
 
 class ViewError(OSError):
@@ -65,20 +87,166 @@ def mount(code_dir: str, folder: str, work_dir: str) -> None:
     """Lay the snapshot ``code_dir`` copy-on-write over ``folder`` (the experiment's folder, which keeps what
     the experiment writes), for this process and the processes it starts. ``work_dir``: an empty folder on the
     same file system as ``folder`` that overlayfs needs, of this experiment alone. Call it in a process of
-    one thread (the attempt's wrapper before it starts the experiment)."""
+    one thread (the attempt's wrapper before it starts the experiment); ``settle`` once the experiment ended."""
     libc = _LIBC
     if libc is None:
         raise ViewError(0, "cannot mount a copy-on-write view of the code: not on Linux")
-    os.makedirs(work_dir, exist_ok=True)
     os.setxattr(folder, CODE_MARK, os.fsencode(code_dir))  # root's right, as the mount's
     if libc.unshare(_CLONE_NEWNS) != 0:
         _fail("make a mount namespace of its own", ctypes.get_errno())
     # Mounts made here never propagate out; those made outside later still reach the experiment.
     if libc.mount(b"none", b"/", None, _MS_REC | _MS_SLAVE, None) != 0:
         _fail("keep its mounts to itself", ctypes.get_errno())
+    lay(code_dir, folder, work_dir)
+
+
+def lay(code_dir: str, folder: str, work_dir: str) -> None:
+    """The overlay of ``mount``, in the mount namespace this process has of its own already (``mount`` made
+    it; a next attempt the wrapper runs itself lays the view again after ``settle``). With ``redirect_dir=on``
+    where the kernel takes it, so that a folder of the snapshot renames; ``UNSETTLED`` on ``folder`` says
+    until ``settle`` that it may hold renamed folders that are not whole."""
+    libc = _LIBC
+    if libc is None:
+        raise ViewError(0, "cannot mount a copy-on-write view of the code: not on Linux")
+    os.makedirs(work_dir, exist_ok=True)
     options = f"lowerdir={_escape(code_dir)},upperdir={_escape(folder)},workdir={_escape(work_dir)}"
+    os.setxattr(folder, UNSETTLED, os.fsencode(code_dir))  # before the first rename can happen
+    if libc.mount(b"overlay", os.fsencode(folder), b"overlay", 0, os.fsencode(options + ",redirect_dir=on")) == 0:
+        return
+    number = ctypes.get_errno()
+    os.removexattr(folder, UNSETTLED)
+    if number != errno.EINVAL:  # EINVAL: a kernel without redirects (renaming a snapshot folder gives EXDEV)
+        _fail("mount the copy-on-write view of the code", number)
     if libc.mount(b"overlay", os.fsencode(folder), b"overlay", 0, os.fsencode(options)) != 0:
         _fail("mount the copy-on-write view of the code", ctypes.get_errno())
+
+
+def unmount(folder: str) -> None:
+    """Take the view off ``folder`` in this process's namespace (detached: a process of the experiment that
+    the wrapper's kill has not reaped yet cannot keep it), so that ``folder`` is the upper layer again."""
+    libc = _LIBC
+    if libc is not None and libc.umount2(os.fsencode(folder), _MNT_DETACH) != 0:
+        _fail("unmount the copy-on-write view of the code", ctypes.get_errno())
+
+
+def settle(folder: str) -> list[str]:
+    """Make the experiment's ``folder`` (the view's upper layer, mounted nowhere any more) a plain tree equal
+    to what the experiment saw, when a view with redirects was laid over it (``UNSETTLED``); the renamed
+    folders it made whole (their paths), for the attempt's log. A no-op costing one attribute read otherwise.
+
+    Why. Renaming a folder of the snapshot in the view (``os.rename('data', 'data2')``) moves only the
+    folder: the upper layer gets ``data2`` with ``trusted.overlay.redirect`` naming ``data`` (the origin in
+    the snapshot, which still holds its unchanged files) and a whiteout at ``data``. The experiment sees the
+    whole folder, but the experiment's folder, which ``pull`` reads and a later attempt lays its view over,
+    would hold only the files changed in it. So each folder whose origin in the snapshot is another path than
+    its own gets a copy of the snapshot's entries it shows there (not those it deleted, its whiteouts; not
+    below a folder it emptied, an opaque one; recursing into the folders it holds of its own, which may be
+    renamed again, ``/``-absolute or relative to their parent's origin, as overlayfs resolves them), and is
+    then marked opaque (it holds all it shows: idempotent if this is cut off, and exact for a later view
+    whose snapshot holds a folder at that path) with its redirect, its origin and its whiteouts removed.
+    Files are copied, never linked: a later attempt's write through its view would reach a linked file.
+
+    Who calls it. The attempt's wrapper, after the experiment ended and it unmounted the view (``unmount``),
+    before it writes the exit code, so whoever reads the exit code finds the folder whole. A wrapper killed
+    outright leaves ``UNSETTLED``: the next attempt's wrapper settles it before it lays its view (and before
+    ``reconcile``: the origins are paths of the code the mark names), and the local backend's ``pull``
+    settles the folder of every experiment that is not running. Until then a view with ``redirect_dir=on``
+    (this kernel's overlay follows redirects) still shows the whole folder; only a reader of the bare folder
+    would miss the renamed folders' unchanged files. Where the code the mark names is gone (collected), the
+    redirects are dropped: the renamed folders keep what the experiment changed in them."""
+    if _attribute(folder, UNSETTLED) is None:
+        return []  # not laid over with redirects, settled already, or the attribute cannot be read
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # one at a time: a `pull` may come while a cancelled wrapper settles
+        mark = _attribute(folder, UNSETTLED)
+        if mark is None:
+            return []  # the other one did it
+        code_dir = os.fsdecode(mark)
+        made: list[str] = []
+        _settle(folder, "", "", code_dir if os.path.isdir(code_dir) else None, made)
+        os.removexattr(folder, UNSETTLED)
+        return made
+    finally:
+        os.close(descriptor)
+
+
+def _settle(upper: str, relative: str, origin: str | None, code_dir: str | None, made: list[str]) -> None:
+    """``settle`` of the upper folder ``upper`` (``relative`` in the view), which shows the snapshot's folder
+    ``origin`` (None: nothing of the snapshot) below its own entries."""
+    moved = origin is not None and origin != relative and code_dir is not None
+    own: set[str] = set()
+    whiteouts = []
+    with os.scandir(upper) as entries:
+        for entry in entries:
+            path, inner = entry.path, f"{relative}/{entry.name}" if relative else entry.name
+            if moved and entry.name.endswith(PART):  # a copy a settle cut off left: made again below
+                _remove(path)
+                continue
+            own.add(entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                redirect = _attribute(path, REDIRECT)
+                if _attribute(path, OPAQUE) == b"y":
+                    below = None  # emptied, or made here: nothing of the snapshot below, whatever the redirect
+                elif redirect is not None and redirect.startswith(b"/"):
+                    below = os.fsdecode(redirect).strip("/")  # moved across folders: from the snapshot's root
+                elif origin is None:
+                    below = None
+                else:
+                    name = os.fsdecode(redirect) if redirect is not None else entry.name  # renamed in place
+                    below = f"{origin}/{name}" if origin else name
+                if below is not None and code_dir is not None and not os.path.isdir(os.path.join(code_dir, below)):
+                    below = None
+                _settle(path, inner, below, code_dir, made)
+                if redirect is not None:
+                    os.removexattr(path, REDIRECT)
+            elif moved and _whiteout(path):
+                whiteouts.append(path)
+    if not moved:
+        return
+    assert origin is not None and code_dir is not None
+    import shutil  # here: the wrapper imports this module for every attempt, and most rename nothing
+
+    source = os.path.join(code_dir, origin)
+    for name in os.listdir(source):
+        if name in own:
+            continue
+        part = os.path.join(upper, f".{name}{PART}")
+        found = os.path.join(source, name)
+        if os.path.isdir(found) and not os.path.islink(found):
+            shutil.copytree(found, part, symlinks=True)
+        else:
+            shutil.copy2(found, part, follow_symlinks=False)
+        os.replace(part, os.path.join(upper, name))
+    os.setxattr(upper, OPAQUE, b"y")
+    for path in whiteouts:
+        os.unlink(path)
+    try:
+        os.removexattr(upper, ORIGIN)
+    except OSError:
+        pass  # not there
+    made.append(relative)
+
+
+def _remove(path: str) -> None:
+    import shutil
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _attribute(path: str, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _whiteout(path: str) -> bool:
+    info = os.lstat(path)
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
 
 
 def reconcile(code_dir: str, folder: str, aside: str) -> list[str]:

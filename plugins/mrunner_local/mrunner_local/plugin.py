@@ -169,7 +169,10 @@ class LocalBackend(Backend):
     def pull(
         self, sweep: Sweep, runs: Sequence[Run], destination: Path, include: Sequence[str], reporter: Reporter
     ) -> Pulled:
-        """Hard links from the storage folder where it shares a file system with ``destination``, else copies."""
+        """Hard links from the storage folder where it shares a file system with ``destination``, else copies.
+        The folder of an experiment that is not running is settled first (``codeview.settle``: one whose
+        wrapper was killed before it made the folders the experiment renamed whole)."""
+        from mrunner.codeview import settle
         from mrunner.transfer import copy_folders
         from mrunner_local.supervisor import layout_of
 
@@ -177,6 +180,13 @@ class LocalBackend(Backend):
         with reporter.progress(len(runs), f"pull {sweep.id}") as bar:
             for run in runs:
                 where = layout_of(sweep, run)
+                if run.state not in ACTIVE:
+                    try:
+                        settle(where.experiment_dir)
+                    except OSError as error:
+                        raise os_error(
+                            error, "copy the folders an experiment renamed into", where.experiment_dir
+                        ) from None
                 counts = copy_folders({where.folder_name: where.experiment_dir}, str(destination), include)
                 files, size, unchanged = files + counts[0], size + counts[1], unchanged + counts[2]
                 bar.advance()

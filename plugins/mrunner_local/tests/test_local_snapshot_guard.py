@@ -267,39 +267,160 @@ def test_resumed_with_the_current_code_an_experiment_runs_it_and_keeps_its_own_o
 
 
 RENAMER = """
-import errno, json, os, shutil
+import errno, json, os, shutil, sys
+import mrunner
 
 out = {}
-try:
-    os.rename("data", "data-renamed")
-    out["os.rename"] = "ok"
-except OSError as error:
-    out["os.rename"] = errno.errorcode[error.errno]
-shutil.move("conf", "conf-moved")  # copies then deletes where a rename crosses devices, as `mv` does
-out["moved"] = sorted(os.listdir("conf-moved"))
-with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "renamed.json"), "w") as stream:
-    json.dump(out, stream)
+if mrunner.attempt() == 0:
+    try:
+        os.rename("data", "data-renamed")  # a top-level folder of the project
+        os.rename("data-renamed", "conf/data")  # moved into another folder of the project
+        os.rename("conf/data", "data-renamed")  # and back out
+        out["os.rename"] = "ok"
+    except OSError as error:
+        out["os.rename"] = errno.errorcode[error.errno]
+    shutil.move("conf", "conf-moved")  # a rename, or a copy then a delete where a rename crosses devices (`mv`)
+    os.remove("conf-moved/b.yaml")
+    out["moved"] = sorted(os.listdir("conf-moved"))
+    with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "renamed.json"), "w") as stream:
+        json.dump(out, stream)
+    mrunner.report({"renamed": 1}, step=0)
+    sys.exit(3)  # failed after the renames: resumed below
+seen = {"data-renamed": sorted(os.listdir("data-renamed")), "conf-moved": sorted(os.listdir("conf-moved"))}
+seen["gone"] = [name for name in ("data", "conf") if os.path.exists(name)]
+open("data-renamed/x", "a").write("+attempt 1")
+mrunner.report({"renamed": 2}, step=1)
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "seen.json"), "w") as stream:
+    json.dump(seen, stream)
 """
 
 
+@pytest.mark.parametrize("second", ["resume", "retry"])
 @pytest.mark.parametrize("view", ["overlay", "watched"])
-def test_renaming_a_project_folder_inside_an_experiment(mrunner, mrunner_home, project, monkeypatch, view):
-    """What README's file rules say: under the copy-on-write view (an overlay without ``redirect_dir``, so that
-    the experiment's folder keeps whole copies of what it changed), ``os.rename`` of a folder that comes from
-    the snapshot fails with EXDEV, as across file systems; ``shutil.move`` and ``mv`` copy it instead, and the
-    copy is the experiment's own. With links to a watched copy, the folder of links renames."""
+def test_renaming_a_project_folder_inside_an_experiment(
+    mrunner, mrunner_home, project, monkeypatch, tmp_path, view, second
+):
+    """What README's file rules say: a folder of the project renames inside an experiment (``os.rename``),
+    under the copy-on-write view too (``redirect_dir``), and the experiment's folder, which ``pull`` reads,
+    holds the renamed folders whole once the attempt ended (``codeview.settle``); the next attempt (a
+    ``resume``, or a retry the wrapper runs itself under a view laid again) finds them as the experiment left
+    them. With links to a watched copy, the folder of links renames."""
     if os.geteuid() != 0:
         pytest.skip("the copy-on-write view is mounted as root")
     if view == "watched":
         monkeypatch.setenv(FAKE_NO_MOUNT, "1")
     (project / "rename.py").write_text(RENAMER)
-    ran = mrunner("rename.py")
-    assert ran.returncode == 0, ran.stderr
+    ran = mrunner("rename.py", *(["context.retry_failed=1"] if second == "retry" else []))
+    assert ran.returncode == (1 if second == "resume" else 0), ran.stderr
     sweep = ran.stdout.strip().splitlines()[-1]
     folder = next(storage(mrunner_home).rglob(f"{sweep}/0-*"))
     renamed = json.loads((folder / "renamed.json").read_text())
-    assert renamed == {"os.rename": "EXDEV" if view == "overlay" else "ok", "moved": ["a.yaml", "b.yaml"]}
-    if view == "overlay":  # the moved copy is whole in the experiment's folder, which `pull` reads
-        assert (folder / "conf-moved" / "a.yaml").read_text() == "a: 1\n"
-        assert (folder / "conf-moved" / "a.yaml").is_file() and not (folder / "conf-moved" / "a.yaml").is_symlink()
+    assert renamed == {"os.rename": "ok", "moved": ["a.yaml"]}
+    if second == "resume":
+        if view == "overlay":  # the renamed folders are whole in the experiment's folder, plain files
+            for path, text in {"data-renamed/x": "x", "data-renamed/y": "y", "conf-moved/a.yaml": "a: 1\n"}.items():
+                assert (folder / path).read_text() == text and not (folder / path).is_symlink()
+            assert not (folder / "conf-moved" / "b.yaml").is_file()  # deleted after the rename
+        again = mrunner("resume", sweep)  # a second attempt over the same folder
+        assert again.returncode == 0, again.stderr
+    seen = json.loads((folder / "seen.json").read_text())
+    assert seen["data-renamed"] == ["x", "y"] and seen["conf-moved"] == ["a.yaml"]
+    results = mrunner("results", sweep, "--json")
+    assert results.returncode == 0, results.stderr
+    assert [row["renamed"] for row in json.loads(results.stdout)] == [2]
+    assert_pristine(tree_of(mrunner_home))
+    if view == "watched":  # its write through a link is found and restored before the snapshot is used again
+        return
+    assert (tree_of(mrunner_home) / "data" / "x").read_text() == "x"  # attempt 1 wrote to its copy, not to this
+    assert seen["gone"] == []  # its whiteouts hide the old names still (links are made anew for each attempt)
+    assert "trusted.mrunner.unsettled" not in os.listxattr(folder)  # each attempt's wrapper settled its view
+    pulled = mrunner("pull", sweep, "--to", str(tmp_path / "pulled"))
+    assert pulled.returncode == 0, pulled.stderr
+    (copy,) = (tmp_path / "pulled").iterdir()
+    assert {str(path.relative_to(copy)): path.read_text() for path in copy.rglob("*") if path.is_file()} == {
+        "conf-moved/a.yaml": "a: 1\n",
+        "data-renamed/x": "x+attempt 1",
+        "data-renamed/y": "y",
+        "mrunner-metrics.jsonl": (folder / "mrunner-metrics.jsonl").read_text(),
+        "renamed.json": (folder / "renamed.json").read_text(),
+        "seen.json": (folder / "seen.json").read_text(),
+    }
+
+
+KILLER = """
+import json, os, signal, sys
+import mrunner
+
+if mrunner.attempt() == 0:
+    os.rename("data", "data-renamed")
+    open("data-renamed/x", "a").write("+changed")
+    os.kill(os.getppid(), signal.SIGKILL)  # the attempt's wrapper killed outright: it settles nothing
+    signal.pause()  # killed with it
+seen = {name: open(os.path.join("data-renamed", name)).read() for name in sorted(os.listdir("data-renamed"))}
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "seen.json"), "w") as stream:
+    json.dump(seen, stream)
+"""
+
+
+@pytest.mark.parametrize("then", ["pull", "resume"])
+def test_a_folder_renamed_under_a_wrapper_killed_outright_is_made_whole_before_it_is_read(
+    mrunner, mrunner_home, project, tmp_path, then
+):
+    """The wrapper killed before it settled the view leaves the experiment's folder marked: ``pull`` (of an
+    experiment not running) and the next attempt settle it before they read it."""
+    if os.geteuid() != 0:
+        pytest.skip("the copy-on-write view is mounted as root")
+    from mrunner import codeview
+
+    (project / "killer.py").write_text(KILLER)
+    ran = mrunner("killer.py")
+    assert ran.returncode != 0
+    sweep = ran.stdout.strip().splitlines()[-1]
+    folder = next(storage(mrunner_home).rglob(f"{sweep}/0-*"))
+    assert os.getxattr(folder, codeview.UNSETTLED)  # not settled: only what it changed is there
+    assert sorted(os.listdir(folder / "data-renamed")) == ["x"]
+    if then == "pull":
+        pulled = mrunner("pull", sweep, "--to", str(tmp_path / "pulled"))
+        assert pulled.returncode == 0, pulled.stderr
+        (copy,) = (tmp_path / "pulled").iterdir()
+        assert (copy / "data-renamed" / "x").read_text() == "x+changed" and (
+            copy / "data-renamed" / "y"
+        ).read_text() == "y"
+    else:
+        again = mrunner("resume", sweep)
+        assert again.returncode == 0, again.stderr
+        assert json.loads((folder / "seen.json").read_text()) == {"x": "x+changed", "y": "y"}
+        said = next(storage(mrunner_home).rglob(f"{sweep}/logs/0.1.log")).read_text()
+        assert "an earlier attempt renamed folders of the code: data-renamed made whole" in said
+    assert sorted(os.listdir(folder / "data-renamed")) == ["x", "y"]
+    assert not os.path.lexists(folder / "data" / "x")
+    assert_pristine(tree_of(mrunner_home))
+
+
+WAITER = """
+import os, signal
+os.rename("data", "data-renamed")
+open("data-renamed/x", "a").write("+changed")
+open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "renamed"), "w").close()
+signal.pause()  # until `mrunner cancel` stops it
+"""
+
+
+def test_a_cancelled_experiment_leaves_its_renamed_folder_whole(mrunner, mrunner_home, project):
+    """``cancel`` returns once the attempt's wrapper ended, which settled the view first."""
+    if os.geteuid() != 0:
+        pytest.skip("the copy-on-write view is mounted as root")
+    from mrunner import codeview
+    from mrunner.testing.waiting import wait_for
+
+    (project / "wait.py").write_text(WAITER)
+    submitted = mrunner("wait.py", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    marker = wait_for(lambda: next(storage(mrunner_home).rglob(f"{sweep}/0-*/renamed"), None), what="the rename")
+    cancelled = mrunner("cancel", sweep)
+    assert cancelled.returncode == 0, cancelled.stderr
+    folder = marker.parent
+    assert {name: (folder / "data-renamed" / name).read_text() for name in ("x", "y")} == {"x": "x+changed", "y": "y"}
+    assert codeview.UNSETTLED not in os.listxattr(folder)
     assert_pristine(tree_of(mrunner_home))

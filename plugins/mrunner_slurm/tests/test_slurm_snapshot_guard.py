@@ -205,3 +205,34 @@ def test_a_root_job_cannot_change_what_the_next_one_and_a_later_sweep_run_on_the
     assert tree_sums(cluster, code) == pristine()
     if not mounted:
         assert tree_sums(cluster, watched) == pristine()
+
+
+RENAMER = """
+import json, os
+os.rename("data", "data-renamed")  # a folder of the project, in the copy-on-write view too
+open("data-renamed/x", "a").write("+changed")
+with open(os.path.join(os.environ["MRUNNER_EXPERIMENT_DIR"], "seen.json"), "w") as out:
+    json.dump(sorted(os.listdir("data-renamed")), out)
+"""
+
+
+def test_a_root_job_renames_a_folder_of_the_project_and_its_folder_holds_it_whole(root_cluster, mrunner):
+    """``os.rename`` of a project folder in a root job's copy-on-write view (``redirect_dir``): once the job's
+    attempt ended, the experiment's folder on the cluster holds the renamed folder's files (``codeview.settle``),
+    and the code folder is as uploaded."""
+    cluster = root_cluster
+    (Path(mrunner.cwd) / "rename.py").write_text(RENAMER)
+    done = mrunner("+context=test-slurm", "rename.py", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    sweep = done.stdout.strip().splitlines()[-1]
+    runs = status(mrunner, sweep)
+    project, digest = runs["sweep"]["project"], runs["sweep"]["snapshot_digest"]
+    assert seen(cluster, sweep, project) == {0: ["x", "y"]}
+    expected = {**pristine(), "rename.py": hashlib.sha256(RENAMER.encode()).hexdigest()}
+    assert tree_sums(cluster, f"{cluster.storage}/.mrunner/code/{digest}") == expected
+    if cluster.ssh(f"test -d {cluster.storage}/.mrunner/watched/{digest} && echo yes", check=False).strip():
+        return  # root could not mount here: links to the watched copy, which rename as folders of links
+    folder = cluster.ssh(f"cd {cluster.storage}/{project}/{sweep} && ls -d 0-*").strip()
+    files = cluster.ssh(f"cd {cluster.storage}/{project}/{sweep}/{folder}/data-renamed && grep -H . x y")
+    assert files.split() == ["x:x+changed", "y:y"]  # plain files (a link would be followed to the same text)
+    assert not cluster.ssh(f"find {cluster.storage}/{project}/{sweep}/{folder}/data-renamed -type l").strip()

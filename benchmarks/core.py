@@ -116,7 +116,8 @@ def main() -> None:
         "",
         f"Heavy libraries imported by `--help`: {imported(['--help'], work, env) or 'none'}; "
         f"by the 3-point dry run: {imported(['exp.py', '-m', 'i=range(3)', '--dry-run'], work, env) or 'none'} "
-        "(Hydra parses the overrides and composes the context; no backend library is imported).",
+        "(plain overrides and a plain context are read without Hydra, `grid.plain_axis` and `config.plain`; "
+        "no backend library is imported).",
         "",
         "## Counting a 1,000,000-point grid",
         "",

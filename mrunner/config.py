@@ -8,8 +8,10 @@ command line work as in any Hydra app. ``config.yaml`` beside the contexts holds
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -78,19 +80,26 @@ def is_user_context(name: str) -> bool:
 
 def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]]:
     """The context ``name`` (default: ``current_context``, else ``local``) with ``context.*`` overrides applied,
-    composed by Hydra's own steps (``hydra_internals.Composer``) from the user's folder, then mrunner's."""
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mrunner.hydra_internals import Composer
-
+    composed by Hydra's own steps (``hydra_internals.Composer``) from the user's folder, then mrunner's; a
+    context that uses nothing of Hydra's (``plain``) is read without it."""
     chosen = name or current_context()
     sources = context_sources()
     if chosen not in sources:
         known = ", ".join(sorted(sources)) or "none"
         raise MrunnerError(f"unknown context {chosen!r}; contexts: {known} (add one with `mrunner context add`)")
     _check_readable(sources[chosen], chosen)
+    context = plain(sources[chosen], overrides)
+    return chosen, context if context is not None else composed(chosen, sources[chosen], overrides)
+
+
+def composed(chosen: str, source: Path, overrides: list[str]) -> dict[str, Any]:
+    """The context composed by Hydra (``compose`` without its shortcut)."""
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mrunner.hydra_internals import Composer
+
     composer = Composer(
         [("mrunner-user", f"file://{paths.config_dir()}"), ("main", f"file://{paths.shipped_conf_dir()}")]
     )
@@ -104,8 +113,75 @@ def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]
     except (HydraException, OmegaConfBaseException) as error:
         raise MrunnerError(f"context {chosen}: {' '.join(str(error).split())}") from None
     if not isinstance(context, dict):
-        raise MrunnerError(f"context {chosen} ({sources[chosen]}) must be a mapping of keys to values")
-    return chosen, context  # type: ignore[return-value]  # keys of a composed mapping are strings
+        raise MrunnerError(f"context {chosen} ({source}) must be a mapping of keys to values")
+    return context  # type: ignore[return-value]  # keys of a composed mapping are strings
+
+
+def plain(source: Path, overrides: list[str]) -> dict[str, Any] | None:
+    """The context in ``source`` with ``overrides`` applied, as Hydra composes it, when neither uses anything
+    of Hydra's or OmegaConf's own (``None`` otherwise): no defaults list, package header or interpolation,
+    keys that are words, values YAML reads as OmegaConf does (no duplicate key, date, or string OmegaConf reads
+    as a float), and overrides ``context.KEY=VALUE`` of one plain value each (``grid.plain_axis``) replacing
+    no mapping or list. Hydra's import and composition are most of the start of a command that plans a sweep
+    (benchmarks/results-core.md); ``tests/test_contexts.py`` compares the two ways."""
+    if os.path.lexists(paths.config_dir() / "mrunner.yaml"):  # the user's own primary config: Hydra's to read
+        return None
+    try:
+        text = source.read_text()
+        data = yaml.load(text, Loader=_Strict) if "@package" not in text else None  # _Strict is a SafeLoader
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    context = copy.deepcopy(data)  # YAML's aliases are one object; OmegaConf's nodes are each their own
+    if not context or not isinstance(context, dict) or "defaults" in context or not _plain_tree(context):
+        return None
+    from mrunner import grid
+
+    seen: set[str] = set()
+    for override in overrides:
+        known = grid.plain_axis(override)
+        if known is None or known[1]:
+            return None
+        axis = known[0]
+        prefix, _, key = axis.key.partition(".")
+        if prefix != "context" or "." in key or key in seen or isinstance(context.get(key), (dict, list)):
+            return None
+        seen.add(key)
+        context[key] = axis.values[0]
+    return context
+
+
+class _Strict(yaml.SafeLoader):
+    """PyYAML's safe loader refusing a duplicate key, as OmegaConf's loader does."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        keys = [key.value for key, _ in node.value if key.tag == yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG]
+        if len(keys) != len(set(keys)):
+            raise yaml.constructor.ConstructorError(None, None, "found a duplicate key", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+#: A plain scalar OmegaConf's YAML loader reads as a float where PyYAML's reads a string (``1e-3``, ``1_0.5``).
+_OMEGACONF_FLOAT = re.compile(
+    r"""^(?:[-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+    |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_KEY = re.compile(r"[A-Za-z_][\w-]*", re.ASCII)
+
+
+def _plain_tree(value: Any) -> bool:
+    """Whether OmegaConf holds ``value`` as it is: words as keys, scalars without interpolation or escapes."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _KEY.fullmatch(k) and _plain_tree(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_tree(v) for v in value)
+    if isinstance(value, str):
+        return "$" not in value and "\\" not in value and value != "???" and not _OMEGACONF_FLOAT.match(value)
+    return value is None or isinstance(value, (bool, int, float))
 
 
 def _forcing(override: str) -> str:

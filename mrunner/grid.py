@@ -120,6 +120,55 @@ class Union(Sequence[Point]):
 # -- parsing -------------------------------------------------------------------------------------------------
 
 
+#: ``KEY=VALUE``, ``KEY=A,B,C`` and ``KEY=range(...)`` with a dotted key of letters, digits and ``_`` and values
+#: that are each one token of Hydra's grammar whose meaning is plain: a decimal integer, a decimal with a fraction,
+#: a word of letters, digits and ``_``. Most command lines are only this; the rest goes to Hydra's parser.
+_PLAIN = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)=([\w.,()-]+)", re.ASCII)
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)", re.ASCII)
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+", re.ASCII)
+_WORD = re.compile(r"[A-Za-z_]\w*", re.ASCII)
+_RANGE = re.compile(r"range\((-?\d+)(?:,(-?\d+))?(?:,(-?\d+))?\)", re.ASCII)
+#: words Hydra's lexer reads as a boolean, null or float, not as a string
+_NOT_WORDS = frozenset({"true", "false", "null", "nan", "inf"})
+
+
+def plain_axis(text: str) -> tuple[Axis, bool] | None:
+    """The axis of an override that needs no Hydra to read, and whether Hydra calls it a sweep (``a=range(1)``
+    is one, of one value); None for anything else (``parse`` and ``axis`` read it then).
+
+    The result is what ``axis(parse(text))`` gives (``tests/test_grid.py`` compares the two), without importing
+    Hydra: its import is most of the start of a command that plans a sweep (benchmarks/results-core.md)."""
+    match = _PLAIN.fullmatch(text)
+    if match is None:
+        return None
+    key, value = match.groups()
+    ranged = _RANGE.fullmatch(value)
+    if ranged is not None:
+        given = [n for n in ranged.groups() if n is not None]
+        if not all(_INT.fullmatch(n) for n in given):
+            return None
+        numbers = [int(n) for n in given]
+        start, stop, step = {1: [0, *numbers, 1], 2: [*numbers, 1], 3: numbers}[len(numbers)]
+        if step <= 0:
+            return None
+        return Axis(key, SET, range(start, stop, step), text, key, None), True
+    values = [_plain_value(token) for token in value.split(",")]
+    if any(v is None for v in values):
+        return None
+    texts = [f"{key}={v}" for v in values]
+    return Axis(key, SET, values, text, key, texts), len(values) > 1
+
+
+def _plain_value(token: str) -> int | float | str | None:
+    if _INT.fullmatch(token):
+        return int(token)
+    if _FLOAT.fullmatch(token):
+        return float(token)
+    if _WORD.fullmatch(token) and token.lower() not in _NOT_WORDS:
+        return token
+    return None
+
+
 def parse(text: str) -> Override:
     """Parse one override, or raise an error that shows where it went wrong."""
     from hydra.errors import HydraException
@@ -209,7 +258,7 @@ def grid(
 
     For a Hydra app a key inside another override's key is Hydra's to judge (``db=postgres db.timeout=3``
     chooses a group option and sets a key of it): its config check refuses what the app does not accept."""
-    axes = [axis(parse(text), glob_options) for text in texts]
+    axes = [_axis(text, glob_options) for text in texts]
     sweeps = [a for a in axes if a.is_sweep]
     if sweeps and not multirun:
         raise MrunnerError(
@@ -230,6 +279,11 @@ def grid(
                     f"replaces; keep one (or set {parent} as a whole)"
                 )
     return Grid(axes)
+
+
+def _axis(text: str, glob_options: GlobOptions | None) -> Axis:
+    plain = plain_axis(text)
+    return plain[0] if plain is not None else axis(parse(text), glob_options)
 
 
 # -- grids written in Python ---------------------------------------------------------------------------------

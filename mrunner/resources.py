@@ -28,8 +28,9 @@ def split(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
     plain: list[str] = []
     swept: list[str] = []
     for text in overrides:
-        override = grid.parse(text)
-        (swept if override.is_sweep_override() else plain).append(text)
+        known = grid.plain_axis(text)
+        sweep = known[1] if known is not None else grid.parse(text).is_sweep_override()
+        (swept if sweep else plain).append(text)
     return plain, swept
 
 
@@ -44,9 +45,10 @@ def axes(
     """The grid's resource axes, one per swept ``context.KEY=A,B`` (keyed by KEY, values checked as the
     context's are), refusing a key that may not vary per point and a key also set once."""
     found: list[grid.Axis] = []
-    set_once = {grid.parse(text).key_or_group for text in plain}
+    set_once = {_key(text) for text in plain}
     for text in swept:
-        axis = grid.axis(grid.parse(text))
+        known = grid.plain_axis(text)
+        axis = known[0] if known is not None else grid.axis(grid.parse(text))
         if not multirun:
             raise MrunnerError(f"override {text!r} is a sweep of {len(axis.values)} values: add -m to run every point")
         if axis.how == grid.DELETE or axis.key in set_once or any(a.text == text for a in found):
@@ -59,6 +61,11 @@ def axes(
     if len(set(names)) < len(names):
         raise MrunnerError(f"context key {next(n for n in names if names.count(n) > 1)!r} is swept twice; keep one")
     return found
+
+
+def _key(text: str) -> str:
+    known = grid.plain_axis(text)
+    return known[0].key if known is not None else grid.parse(text).key_or_group
 
 
 def checked(

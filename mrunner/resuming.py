@@ -102,25 +102,34 @@ def resume(
 def context_changes(sweep: Sweep, overrides: Sequence[str]) -> dict[str, Any]:
     """``context.KEY=VALUE`` overrides as ``{KEY: VALUE}``, values read as `mrunner run` reads them (Hydra's
     grammar). A key the sweep's backend does not accept is refused by the validation that follows."""
-    if not overrides:
-        return {}
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     changes: dict[str, Any] = {}
     for text in overrides:
-        try:
-            (override,) = OverridesParser.create().parse_overrides([text.lstrip("+")])
-        except HydraException as error:
-            raise MrunnerError(f"cannot read {text!r}: {' '.join(str(error).split())}") from None
-        key = override.key_or_group
-        if not key.startswith("context.") or override.is_delete() or override.is_sweep_override():
-            raise MrunnerError(f"resume changes one context key at a time as context.KEY=VALUE, got {text!r}")
+        key, value = _read(text)
         name = key[len("context.") :]
         if name in FIXED_ON_RESUME:
             raise MrunnerError(
                 f"resume cannot change context.{name} of sweep {sweep.id}: submit a new sweep for that "
                 f"(keys a resume may change: resources and limits such as time, mem, gpu, cpu, max_requeue)"
             )
-        changes[name] = override.value()
+        changes[name] = value
     return changes
+
+
+def _read(text: str) -> tuple[str, Any]:
+    """The key and value of one ``context.KEY=VALUE``: a plain one without Hydra (``grid.plain_axis``)."""
+    from mrunner import grid
+
+    known = grid.plain_axis(text.lstrip("+"))
+    if known is not None and not known[1] and known[0].key.startswith("context."):
+        return known[0].key, known[0].values[0]
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        (override,) = OverridesParser.create().parse_overrides([text.lstrip("+")])
+    except HydraException as error:
+        raise MrunnerError(f"cannot read {text!r}: {' '.join(str(error).split())}") from None
+    key = override.key_or_group
+    if not key.startswith("context.") or override.is_delete() or override.is_sweep_override():
+        raise MrunnerError(f"resume changes one context key at a time as context.KEY=VALUE, got {text!r}")
+    return key, override.value()

@@ -185,3 +185,66 @@ def test_a_key_given_twice_with_two_values_is_refused(mrunner, mrunner_home, giv
     assert not context_file(mrunner_home, "c").exists()
     same = mrunner("context", "add", "--name", "c", "--type", "slurm", "--slurm_url", "u@h", "--cpu", "4", "cpu=4")
     assert same.returncode == 0, same.stderr
+
+
+_READ_WITHOUT_HYDRA = {
+    "backend: local\nmax_parallel: 3\n": [[], ["context.max_parallel=2"], ["context.storage_dir=x", "context.n=1.5"]],
+    "backend: slurm\nslurm_url: login\ntime: 5\nenv:\n  A: '1'\ngpus: [0, 1]\nnote: null\nflag: yes\nr: 0.5\n": [
+        ["context.time=9", "context.partition=debug"]
+    ],
+    "base: &b {x: 1}\nbackend: local\ncopy: *b\nmerged:\n  <<: *b\n  y: 2\nbig: 0x10\nsexa: 1:30\n": [[]],
+}
+_LEFT_TO_HYDRA = [
+    ("backend: local\nlr: 1e-3\n", []),  # OmegaConf's YAML reads a float where PyYAML reads a string
+    ("backend: local\nwhen: 2024-01-01\n", []),  # a date for PyYAML, a string for OmegaConf
+    ("backend: local\nhome: ${oc.env:HOME}\n", []),
+    ("backend: local\nkey: ???\n", []),
+    ("# @package _global_\nbackend: local\n", []),
+    ("defaults:\n  - local\n  - _self_\nmax_parallel: 2\n", []),
+    ("backend: local\nbackend: slurm\n", []),  # a duplicate key: OmegaConf refuses it
+    ("backend: local\n1: one\n", []),
+    ("backend: local\nenv: {A: b}\n", ["context.env=3"]),
+    ("backend: local\n", ["+context.x=1"]),
+    ("backend: local\n", ["context.a=1", "context.a=2"]),
+    ("backend: local\n", ["context.a.b=1"]),
+    ("backend: local\n", ["context.a=1,2"]),
+    ("backend: local\n", ["context.a=true"]),
+    ("", []),
+    ("{}", []),
+]
+
+
+def test_a_context_read_without_hydra_is_the_context_hydra_composes(mrunner_home):
+    """``config.plain`` (no Hydra) gives exactly Hydra's composition, or leaves the context to Hydra."""
+    from mrunner import config
+
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True)
+    for number, (text, cases) in enumerate(_READ_WITHOUT_HYDRA.items()):
+        (folder / f"c{number}.yaml").write_text(text)
+        for overrides in cases:
+            plain = config.plain(folder / f"c{number}.yaml", overrides)
+            assert plain is not None, (text, overrides)
+            assert plain == config.composed(f"c{number}", folder / f"c{number}.yaml", overrides), (text, overrides)
+            assert repr(plain) == repr(config.composed(f"c{number}", folder / f"c{number}.yaml", overrides))
+    for number, (text, overrides) in enumerate(_LEFT_TO_HYDRA):
+        (folder / f"h{number}.yaml").write_text(text)
+        assert config.plain(folder / f"h{number}.yaml", overrides) is None, (text, overrides)
+    (folder.parent / "mrunner.yaml").write_text("defaults:\n  - _self_\n  - context: null\n")
+    assert config.plain(folder / "c0.yaml", []) is None  # the user's own primary config is Hydra's to read
+
+
+def test_a_plain_dry_run_imports_no_hydra(tmp_path, mrunner_home):
+    """Hydra's import is most of a dry run's start; a plain command line and context need none of it (a new
+    interpreter, as a user's command is: the test kit's warm launcher has Hydra loaded)."""
+    (tmp_path / "exp.py").write_text("from mrunner import get_configuration\nget_configuration()\n")
+    probe = (
+        "import sys\nfrom mrunner.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as end:\n"
+        "    assert not end.code, end.code\nassert 'hydra' not in sys.modules and 'omegaconf' not in sys.modules\n"
+    )
+    args = ["exp.py", "-m", "i=range(3)", "lr=0.1,0.01", "context.max_parallel=2", "--dry-run"]
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "6 experiments" in result.stdout

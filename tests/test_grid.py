@@ -132,3 +132,49 @@ def test_a_python_grid_of_a_million_points_is_counted_without_being_built():
     )
     assert len(big) == 1_000_001
     assert grid.parameters(big[999_999]) == {"a": 999, "b": 999} and grid.parameters(big[-1]) == {"c": 1}
+
+
+def _typed(values):
+    return [(type(value), value) for value in values] if not isinstance(values, range) else values
+
+
+def _same_as_hydra(text):
+    """``plain_axis`` gives what Hydra's parser gives, or leaves the override to it (which Hydra then reads:
+    a float range of 1e300 values is not built here)."""
+    plain = grid.plain_axis(text)
+    if plain is not None:
+        override = grid.parse(text)
+        expected = grid.axis(override)
+        axis, sweep = plain
+        assert axis == expected, text
+        assert _typed(axis.values) == _typed(expected.values), text
+        assert sweep == override.is_sweep_override(), text
+    return plain
+
+
+_TOKENS = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["a", "adam", "_x", "True", "false", "NULL", "nan", "Inf", "inf_x", "range", "choice", "x-y"]),
+    st.sampled_from(["01", "1_000", "1.", ".5", "1e3", "-0", "+1", "0.50", "a b", "'q'", "", "${x}", "[1]"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(["lr", "a.b", "context.mem", "_k9", "9a", "a-b", "+a", "~a", "a@p", "db/x"]),
+    tokens=st.lists(_TOKENS, min_size=1, max_size=3),
+    ranged=st.booleans(),
+)
+def test_an_override_read_without_hydra_is_read_as_hydra_reads_it(key, tokens, ranged):
+    value = f"range({','.join(tokens)})" if ranged else ",".join(tokens)
+    _same_as_hydra(f"{key}={value}")
+
+
+def test_the_plain_overrides_of_most_command_lines_need_no_hydra():
+    for text in ["i=range(3)", "a=range(2,10,3)", "lr=0.1,0.01", "seed=0", "opt=adam,sgd", "context.max_parallel=2",
+                 "a.b=-3", "x=range(-2,2)", "w=choice"]:  # fmt: skip
+        assert _same_as_hydra(text) is not None, text
+    for text in ["a=true", "a=null", "a=1e3", "a=01", "+a=1", "~a", "a=range(0,3,0)", "a=range(3,0,-1)", "a=1.",
+                 "a=x-y", "a='q'", "a=choice(1,2)", "a=range(0,1,0.5)", "a=[1,2]", "a="]:  # fmt: skip
+        assert grid.plain_axis(text) is None, text

@@ -122,8 +122,9 @@ def _show_tail(sweep: Sweep, run: Run, details: Mapping[int, str], reporter: Rep
 
 
 def warm_up(arguments: RunArguments) -> None:
-    """Hand the context file's own keys to the backends before Hydra is imported and the context composed,
-    so that slow preparations (the Slurm backend's SSH connection) overlap them."""
+    """Hand the context file's own keys to the backends before the context is composed (and Hydra imported,
+    where the command line or context needs it), so that slow preparations (the Slurm backend's SSH
+    connection) overlap them."""
     from mrunner import config, plugins
     from mrunner.errors import MrunnerError
 

@@ -256,6 +256,16 @@ def test_context_add_of_a_key_the_backend_lacks_names_the_keys_it_has(mrunner, m
     assert not (mrunner_home / "config" / "mrunner" / "context" / "M.yaml").exists()
 
 
+def test_context_add_of_storage_dir_on_kubernetes_points_to_its_storage_option(mrunner, mrunner_home):
+    """`context add --help` says `--storage` is Kubernetes' storage folder; `--storage_dir` (the local and Slurm
+    key) was told "did you mean --storage_class?" with a list of keys lacking storage, registry_url and neptune."""
+    refused = mrunner("context", "add", "--name", "K", "--type", "kubernetes", "--storage_dir", "/data")
+    line = _one_line_error(refused, "did you mean --storage?")
+    keys = line.partition("its keys: ")[2].partition(" (")[0].split(", ")
+    assert {"storage", "registry_url", "neptune"} <= set(keys), line
+    assert not (mrunner_home / "config" / "mrunner" / "context" / "K.yaml").exists()
+
+
 @pytest.mark.parametrize(
     "call, fragments",
     [

@@ -183,7 +183,8 @@ def key_options(args: list[str]) -> list[str]:
                 value = args[position]
             pairs.append(f"{key}={value}")
         elif arg.startswith("--") and key.replace("-", "_") not in own | {"no_neptune", "help"}:
-            raise MrunnerError(_unknown_key(arg[2:].partition("=")[0], backend, sorted(keys)))
+            options = keys | (set(context_keys(backend)) & own)  # `--storage`, `--registry_url`: options, and keys
+            raise MrunnerError(_unknown_key(arg[2:].partition("=")[0], backend, sorted(options)))
         else:
             rewritten.append(arg)
         position += 1

@@ -125,6 +125,22 @@ def test_a_script_outside_the_project_is_named_so(mrunner, tmp_path):
     assert ".gitignore" not in message
 
 
+@pytest.mark.parametrize("script", ["{project}/train.py", "python3 {project}/train.py --fast"])
+def test_a_spec_naming_its_script_by_an_absolute_path_in_the_project_runs_the_snapshot(mrunner, tmp_path, script):
+    """``os.path.join(os.path.dirname(__file__), 'train.py')`` is a common way to write a spec: that path ran the
+    project's file as it was when the experiment started, not the snapshot (the project may have changed)."""
+    project = _project(tmp_path, mrunner, "print('ran', __file__)\n")
+    (project / "spec.py").write_text(
+        "from mrunner import create_experiments\n"
+        f"experiments_list = create_experiments({script.format(project=project)!r}, params_grid={{'lr': [1]}})\n"
+    )
+    ran = mrunner("spec.py")
+    assert ran.returncode == 0, ran.stderr
+    (sweep,) = Store().sweeps()
+    printed = mrunner("logs", f"{sweep.id}/0").stdout.strip()
+    assert printed.startswith("ran ") and printed.endswith(f"/{sweep.id}/0-train/train.py"), printed
+
+
 def test_a_deleted_working_directory_is_named(mrunner, tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()

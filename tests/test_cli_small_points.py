@@ -141,6 +141,16 @@ def test_a_spec_naming_its_script_by_an_absolute_path_in_the_project_runs_the_sn
     assert printed.startswith("ran ") and printed.endswith(f"/{sweep.id}/0-train/train.py"), printed
 
 
+def test_a_grid_with_repeated_points_says_how_many_in_words_that_agree(mrunner, tmp_path):
+    _project(tmp_path, mrunner)
+    for grid, said in (
+        ("x=1,1,2", "1 experiment of the grid repeats another"),
+        ("x=1,1,1", "2 experiments of the grid repeat another"),
+    ):
+        ran = mrunner("train.py", "-m", grid, "--force")
+        assert ran.returncode == 0 and said in ran.stderr, ran.stderr
+
+
 def test_a_deleted_working_directory_is_named(mrunner, tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()

@@ -151,6 +151,31 @@ def test_a_grid_with_repeated_points_says_how_many_in_words_that_agree(mrunner, 
         assert ran.returncode == 0 and said in ran.stderr, ran.stderr
 
 
+def _sbatch_time(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return next(w for w in result.stdout.split() if w.startswith("--time=")).partition("=")[2]
+
+
+def test_a_slurm_time_written_with_colons_stays_that_time_in_every_context_form(mrunner, mrunner_home, tmp_path):
+    """YAML 1.1 (PyYAML, OmegaConf) reads ``2:00:00`` as the base-60 number 7200, which Slurm takes as minutes:
+    a 2-hour limit became 5 days, from `context add --time 2:00:00`, `--resources "time=1:30"`, a context file
+    written by hand and the original mrunner's config.yaml alike."""
+    _project(tmp_path, mrunner)
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    keys = ("--type", "slurm", "--slurm_url", "me@login.example.org")
+    assert mrunner("context", "add", "--name", "a", *keys, "--time", "2:00:00").returncode == 0
+    assert mrunner("context", "add", "--name", "b", *keys, "--resources", "time=1:30 mem=8G").returncode == 0
+    (folder / "c.yaml").write_text("backend: slurm\nslurm_url: me@login.example.org\ntime: 2:00:00\n")
+    original = tmp_path / "config.yaml"
+    original.write_text("contexts:\n  d:\n    backend_type: slurm\n    slurm_url: me@h\n    time: 1:00:00\n")
+    assert mrunner("context", "import", str(original)).returncode == 0
+    for name, time in (("a", "2:00:00"), ("b", "1:30"), ("c", "2:00:00"), ("d", "1:00:00")):
+        assert _sbatch_time(mrunner("+context=" + name, "train.py", "--dry-run")) == time, name
+        assert f"time: {time}" in mrunner("context", "show", name).stdout.replace("'", ""), name
+    # a command line override still wins over the file's value
+    assert _sbatch_time(mrunner("+context=c", "train.py", "context.time=90", "--dry-run")) == "90"
+
+
 def test_a_deleted_working_directory_is_named(mrunner, tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()

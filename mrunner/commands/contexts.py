@@ -210,7 +210,7 @@ def _pairs(items: list[str], where: str) -> dict[str, Any]:
         key, separator, value = item.partition("=")
         if not separator or not key:
             raise MrunnerError(f"{where}: {item!r} is not KEY=VALUE")
-        parsed = yaml.safe_load(value) if value else ""
+        parsed = config.load_yaml(value) if value else ""
         if key in pairs and pairs[key] != parsed:  # `--cpu 4 cpu=8`: one of them was dropped without a word
             raise MrunnerError(f"{where}: {key} is given twice ({pairs[key]!r} and {parsed!r}); keep one")
         pairs[key] = parsed

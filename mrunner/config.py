@@ -248,7 +248,7 @@ def read_context(name: str) -> dict[str, Any]:
 
 
 def write_context(name: str, context: dict[str, Any]) -> Path:
-    if not name or "/" in name or name.startswith("."):
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", name):  # what `--context NAME` (Hydra's grammar) takes
         raise MrunnerError(f"invalid context name {name!r}: use letters, digits, dots, dashes and underscores")
     path = user_context_dir() / f"{name}.yaml"
     write_yaml(path, context)

@@ -176,6 +176,20 @@ def test_a_slurm_time_written_with_colons_stays_that_time_in_every_context_form(
     assert _sbatch_time(mrunner("+context=c", "train.py", "context.time=90", "--dry-run")) == "90"
 
 
+@pytest.mark.parametrize("name", ["a=b", "x,y", "q(1)", "a'b", "a b", "ż", "_x/y"])
+def test_context_add_refuses_a_name_no_command_could_use(mrunner, mrunner_home, name):
+    """`context add` wrote `a=b.yaml`, `x,y.yaml`, ... which every later `--context NAME` refused with Hydra's
+    grammar error: the name is checked as the line says."""
+    _one_line_error(mrunner("context", "add", "--name", name, "--type", "local"), "invalid context name")
+    assert not list((mrunner_home / "config" / "mrunner" / "context").glob("*.yaml"))
+
+
+def test_a_context_name_of_letters_digits_dots_dashes_and_underscores_is_used(mrunner, tmp_path):
+    _project(tmp_path, mrunner)
+    assert mrunner("context", "add", "--name", "my-gpu.box_2", "--type", "local").returncode == 0
+    assert mrunner("--context", "my-gpu.box_2", "train.py", "--dry-run").returncode == 0
+
+
 def test_a_deleted_working_directory_is_named(mrunner, tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()

@@ -190,6 +190,14 @@ def test_a_context_name_of_letters_digits_dots_dashes_and_underscores_is_used(mr
     assert mrunner("--context", "my-gpu.box_2", "train.py", "--dry-run").returncode == 0
 
 
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_status_limit_below_one_is_refused_not_read_as_no_sweeps(mrunner, tmp_path, limit):
+    """`--limit 0` said "no sweeps recorded yet" with sweeps recorded, and `--limit -1` listed them all."""
+    _project(tmp_path, mrunner)
+    assert mrunner("train.py").returncode == 0
+    _one_line_error(mrunner("status", "--limit", limit), "--limit", "at least 1")
+
+
 def test_a_deleted_working_directory_is_named(mrunner, tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()

@@ -44,6 +44,26 @@ def program(experiment: Experiment) -> tuple[str, bool] | None:
     return None
 
 
+def in_the_snapshot(experiments: Sequence[Experiment], root: Path, base_dir: Path) -> None:
+    """A spec's script named by an absolute path inside the project (``os.path.dirname(__file__)``, a common
+    idiom) is rewritten relative to where mrunner runs, so it runs from the snapshot: as written it ran the
+    project's file as it was when the experiment started."""
+    rewritten: dict[str, str] = {}
+    for experiment in {e.script: e for e in experiments}.values():  # once per distinct script
+        found = program(experiment)
+        if found is None or not os.path.isabs(found[0]):
+            continue
+        real = Path(found[0]).resolve()
+        if real != root and root not in real.parents:
+            continue  # an installed program, outside the project
+        tokens = experiment.script_tokens
+        relative = os.path.relpath(real, base_dir)
+        tokens[tokens.index(found[0])] = relative if not found[1] or os.sep in relative else f".{os.sep}{relative}"
+        rewritten[experiment.script] = shlex.join(tokens)
+    for experiment in experiments if rewritten else ():
+        experiment.script = rewritten.get(experiment.script, experiment.script)
+
+
 def check_programs(experiments: Sequence[Experiment], files: Collection[str], root: Path, workdir: str) -> None:
     """Every experiment's program is in the snapshot (``files``: its relative paths) and, when it runs as
     itself, executable."""

@@ -22,6 +22,27 @@ from mrunner import paths
 from mrunner.errors import MrunnerError, os_error
 
 DEFAULT_CONTEXT = "local"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as a person reads it: ``2:00:00`` and ``1:30`` stay strings (a Slurm time), where YAML 1.1 (PyYAML,
+    and OmegaConf, which Hydra composes contexts with) reads base-60 numbers: 7200, which Slurm takes as minutes."""
+
+
+_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, re.compile(r"^(?![^\n]*:)" + pattern.pattern[1:], pattern.flags) if tag in _NUMBERS else pattern)
+        for tag, pattern in resolvers
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader, with numbers that hold no colon
+
+
 SETTINGS = {"current_context": "the context used when a command names none"}
 
 
@@ -89,7 +110,9 @@ def compose(name: str | None, overrides: list[str]) -> tuple[str, dict[str, Any]
         raise MrunnerError(f"unknown context {chosen!r}; contexts: {known} (add one with `mrunner context add`)")
     _check_readable(sources[chosen], chosen)
     context = plain(sources[chosen], overrides)
-    return chosen, context if context is not None else composed(chosen, sources[chosen], overrides)
+    context = context if context is not None else composed(chosen, sources[chosen], overrides)
+    _as_written(context, _read_yaml(sources[chosen]) or {})
+    return chosen, context
 
 
 def composed(chosen: str, source: Path, overrides: list[str]) -> dict[str, Any]:
@@ -184,6 +207,22 @@ def _plain_tree(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float))
 
 
+def _as_written(composed: dict[Any, Any], written: dict[Any, Any]) -> None:
+    """Put back what Hydra's YAML read as a base-60 number (``time: 2:00:00`` as 7200) where the file wrote it
+    with colons (``load_yaml``), unless an override changed it."""
+    for key, value in written.items():
+        here = composed.get(key)
+        if isinstance(value, dict) and isinstance(here, dict):
+            _as_written(here, value)
+        elif isinstance(value, str) and ":" in value and isinstance(here, (int, float)) and not isinstance(here, bool):
+            try:
+                read = yaml.safe_load(value)
+            except yaml.YAMLError:
+                continue
+            if read == here:
+                composed[key] = value
+
+
 def _forcing(override: str) -> str:
     """``context.KEY=V`` may set a key the context file lacks: schema validation, not Hydra, rejects unknown keys."""
     return override if override.startswith(("+", "~")) else f"++{override}"
@@ -209,7 +248,7 @@ def read_context(name: str) -> dict[str, Any]:
 
 
 def write_context(name: str, context: dict[str, Any]) -> Path:
-    if not name or "/" in name or name.startswith("."):
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", name):  # what `--context NAME` (Hydra's grammar) takes
         raise MrunnerError(f"invalid context name {name!r}: use letters, digits, dots, dashes and underscores")
     path = user_context_dir() / f"{name}.yaml"
     write_yaml(path, context)
@@ -224,7 +263,7 @@ def _read_yaml(path: Path) -> Any:
             )
         return None
     try:
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -114,14 +114,20 @@ def _split(script: str) -> tuple[str, ...]:
 #: Context keys that change neither where an experiment runs nor with what, so a sweep that differs only in
 #: them repeats the earlier one: how many run at once (``max_parallel``, ``array_parallelism``), how a stop
 #: or a failure is handled (``grace_period``, ``max_requeue``, ``retry_failed``), labels (``tags``), which
-#: secrets are forwarded (their values are never recorded), where results are tracked (the trackers' keys),
-#: and how the image is built and pushed rather than what it holds (``docker_host``, ``build_network``,
-#: the registry's credentials). Every other key is the target: the cluster, its storage, the resources, the
+#: secrets are forwarded (their values are never recorded), where results are tracked (the trackers' keys,
+#: ``tracking``), the guards asked at submission (``max_experiments``, ``max_snapshot_mb``), the way to the
+#: cluster rather than which (``ssh``, ``login_persist``), and how the image is built and pushed rather than
+#: what it holds (``docker_host``, ``build_network``, the registry's credentials). Every other key is the target: the cluster, its storage, the resources, the
 #: interpreter and environment set-up, so changing one of them is a new run, not a repeat.
 NOT_TARGET = frozenset(
     {
         "max_parallel",
         "array_parallelism",
+        "max_experiments",  # guards asked at submission
+        "max_snapshot_mb",
+        "tracking",  # a tracker's, as the trackers' own keys below
+        "ssh",  # the way to the cluster, not which cluster
+        "login_persist",
         "grace_period",
         "max_requeue",
         "retry_failed",

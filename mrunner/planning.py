@@ -90,6 +90,7 @@ class Plan:
             assert target is not None
             script = checks.target_script(target, base_dir)
             self.base = [Experiment(script=script, name=experiment_name(request.name or target.stem))]
+        checks.in_the_snapshot(self.base, self.root, base_dir)
         checks.check_programs(
             self.base, snapshot.selection(self.root, *self.snapshot_patterns), self.root, self.workdir
         )

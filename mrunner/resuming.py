@@ -72,12 +72,14 @@ def resume(
         if any(key in run.resources for key in changes)
     }
     earlier = chosen
+    taken: list[str | None] = []  # who handed the sweep over before, once this resume has taken its runs
 
     def begin() -> list[Run]:
         """The resume's own records, in one transaction, inside the hand-over's handling: a failure of the
         records or a stop at any moment before anything reached the backend leaves the runs as they were."""
         restarted = [run.index for run in earlier if run.state != PLANNED]
-        store.start_resume(sweep, restarted, changes, changed_own)
+        expected = {run.index: (run.state, run.attempt) for run in earlier}
+        taken.append(store.start_resume(sweep, restarted, changes, changed_own, expected))
         return [store.run(sweep.id, run.index) for run in earlier]
 
     changed = ", ".join(f"{key}={value}" for key, value in changes.items())
@@ -92,7 +94,7 @@ def resume(
         store,
         reporter,
         options,
-        undo=lambda: store.undo_resume(before, earlier, since),
+        undo=lambda: store.undo_resume(before, earlier, since, taken[0]) if taken else None,
         begin=begin,
         announce=resuming,
     )

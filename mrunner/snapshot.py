@@ -293,11 +293,40 @@ def _select(root: Path, exclude: Sequence[str]) -> list[str]:
     listed = _git_files(root)
     candidates = listed if listed is not None else _walk(root, _ignore_spec(root / ".gitignore", []), own)
     spec = _ignore_spec(root / ".mrunnerignore", exclude)
+    outputs = _hydra_outputs(candidates)
     return [
         name
         for name in candidates
-        if not _always_excluded(name) and not (own and name.startswith(own)) and not (spec and spec.match_file(name))
+        if not _always_excluded(name)
+        and not (own and name.startswith(own))
+        and not (spec and spec.match_file(name))
+        and not (outputs and _within(name, outputs))
     ]
+
+
+def _hydra_outputs(names: Sequence[str]) -> set[str]:
+    """Hydra's output folders among ``names`` (``a/b/``): one holding ``.hydra/`` (a run's or a job's) or, below
+    the root, ``multirun.yaml`` (a sweep's). Results, not code: Hydra and mrunner's Hydra launcher write them into
+    the project (``outputs/DATE/TIME/``, ``multirun/DATE/TIME/``), and snapshotted they would change the code's
+    identity with every run."""
+    folders = set()
+    for name in names:
+        if name.endswith("/multirun.yaml"):
+            folders.add(name[: -len("multirun.yaml")])
+        elif ".hydra/" in name:
+            head, found, _ = f"/{name}".partition("/.hydra/")
+            if found:
+                folders.add(f"{head[1:]}/" if head else ".hydra/")
+    return folders
+
+
+def _within(name: str, folders: set[str]) -> bool:
+    position = name.find("/")
+    while position != -1:
+        if name[: position + 1] in folders:
+            return True
+        position = name.find("/", position + 1)
+    return False
 
 
 def _git_files(folder: Path, prefix: str = "") -> list[str] | None:

@@ -473,14 +473,24 @@ class Store:
     @_guarded
     @_spends_the_reserve
     def start_resume(
-        self, sweep: Sweep, indices: Sequence[int], changes: dict | None = None, resources: dict | None = None
-    ) -> None:
+        self,
+        sweep: Sweep,
+        indices: Sequence[int],
+        changes: dict | None = None,
+        resources: dict | None = None,
+        expected: dict[int, tuple[str, int]] | None = None,
+    ) -> str | None:
         """What `resume` records first, in one transaction (all or nothing, so a failure of the records part-way
         leaves none of it): the sweep as ``sweep`` holds it now (its context with the changes, the snapshot), the
         given runs planned again under a new attempt number with the snapshot and the changed context keys, and
-        ``resources`` (by index) that runs ask for from now on."""
+        ``resources`` (by index) that runs ask for from now on. With ``expected`` (index: the state and attempt
+        the resume read), the resume takes the sweep's hand-over (``submitters``), and is refused if another
+        mrunner took those runs since it read them, or is handing over planned ones right now: two resumes at
+        once would both hand over the same runs. Returns who handed the sweep over before (for ``undo_resume``)."""
         now = time.time()
         current = {index: row[3] for index, row in self._current(self._db.cursor(), sweep.id, indices).items()}
+        if expected is not None:
+            current = {index: expected[index][1] for index in indices}
         again = (
             "UPDATE experiments SET state='planned', attempt=attempt+1, exit_code=NULL, backend_ref=NULL, "
             "updated_at=? WHERE sweep_id=? AND idx=? AND state!='planned'"
@@ -497,14 +507,33 @@ class Store:
             ("UPDATE experiments SET resources=? WHERE sweep_id=? AND idx=?", (_dump(own), sweep.id, index))
             for index, own in (resources or {}).items()
         ]
-        self._write(statements)
+        if expected is None:
+            self._write(statements)
+            return None
+        cursor = self._db.cursor()
+        self._begin(cursor)
+        try:
+            previous = _take_over(cursor, sweep.id, expected, self._current(cursor, sweep.id, list(expected)))
+            for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
+                cursor.executemany(sql, [args for _, args in group])
+        except BaseException:
+            _rollback(cursor)
+            raise
+        cursor.execute("COMMIT")
+        return previous
 
     @_guarded
-    def undo_resume(self, sweep: Sweep, runs: Sequence[Run], since: float) -> None:
+    def undo_resume(self, sweep: Sweep, runs: Sequence[Run], since: float, submitter: str | None = None) -> None:
         """Put back, in one transaction, what a resume begun at ``since`` recorded before its hand-over was
         refused: the sweep as ``sweep`` holds it (context, snapshot, the backend's bookkeeping), and each of
-        ``runs`` as it was read then (state, attempt, resources), without the resume's events and attempts."""
+        ``runs`` as it was read then (state, attempt, resources), without the resume's events and attempts, and
+        ``submitter`` (``start_resume``'s answer) as the process that handed the sweep over."""
         statements: list[tuple[str, Sequence[object]]] = [_sweep_update(sweep)]
+        statements += [
+            ("INSERT OR REPLACE INTO submitters (sweep_id, process) VALUES (?, ?)", (sweep.id, submitter))
+            if submitter
+            else ("DELETE FROM submitters WHERE sweep_id=?", (sweep.id,))
+        ]
         statements += [
             (
                 "UPDATE experiments SET state=?, attempt=?, exit_code=?, backend_ref=?, updated_at=?, resources=? "
@@ -750,6 +779,24 @@ class Store:
             "SELECT at, state, exit_code, detail FROM events WHERE sweep_id=? AND idx=? ORDER BY at, rowid",
             (sweep_id, index),
         ).fetchall()
+
+
+def _take_over(cursor: sqlite3.Cursor, sweep_id: str, expected: dict[int, tuple[str, int]], now: dict) -> str | None:
+    """Inside a resume's transaction: refuse when its runs changed since it read them (another resume planned
+    them again, or handed them over) or when another live process is handing over planned ones; else record
+    this process as the one handing the sweep over, and return the one recorded before."""
+    row = cursor.execute("SELECT process FROM submitters WHERE sweep_id=?", (sweep_id,)).fetchone()
+    holder, me = (row[0] if row else None), process.identity()
+    busy = holder is not None and holder != me and process.alive(holder)
+    moved = [i for i, (state, attempt) in expected.items() if i in now and (now[i][0], now[i][3]) != (state, attempt)]
+    if moved or (busy and any(state == PLANNED for state, _ in expected.values())):
+        who = f" (process {holder.partition('@')[0]})" if busy and holder else ""
+        raise MrunnerError(
+            f"sweep {sweep_id} is being resumed or submitted by another mrunner{who}: its experiments are that "
+            f"one's now; `mrunner status {sweep_id}` shows them, and a resume once it has ended takes what is left"
+        )
+    cursor.execute("INSERT OR REPLACE INTO submitters (sweep_id, process) VALUES (?, ?)", (sweep_id, me))
+    return holder
 
 
 class StoredRuns(Sequence[Run]):

@@ -148,7 +148,7 @@ def _report_recorded(recorded: Recorded, count: int, context_name: str, reporter
     if recorded.repeated:
         repeated = recorded.repeated
         reporter.warn(
-            f"{repeated} experiment{'s' * (repeated != 1)} of the grid repeat another exactly; each runs once"
+            f"{repeated} experiment{'s' * (repeated != 1)} of the grid repeat{'s' * (repeated == 1)} another exactly; each runs once"
         )
     if recorded.skipped:
         sweeps = ", ".join(recorded.skipped_sweeps[:3]) + (", ..." if len(recorded.skipped_sweeps) > 3 else "")

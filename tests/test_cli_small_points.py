@@ -125,6 +125,79 @@ def test_a_script_outside_the_project_is_named_so(mrunner, tmp_path):
     assert ".gitignore" not in message
 
 
+@pytest.mark.parametrize("script", ["{project}/train.py", "python3 {project}/train.py --fast"])
+def test_a_spec_naming_its_script_by_an_absolute_path_in_the_project_runs_the_snapshot(mrunner, tmp_path, script):
+    """``os.path.join(os.path.dirname(__file__), 'train.py')`` is a common way to write a spec: that path ran the
+    project's file as it was when the experiment started, not the snapshot (the project may have changed)."""
+    project = _project(tmp_path, mrunner, "print('ran', __file__)\n")
+    (project / "spec.py").write_text(
+        "from mrunner import create_experiments\n"
+        f"experiments_list = create_experiments({script.format(project=project)!r}, params_grid={{'lr': [1]}})\n"
+    )
+    ran = mrunner("spec.py")
+    assert ran.returncode == 0, ran.stderr
+    (sweep,) = Store().sweeps()
+    printed = mrunner("logs", f"{sweep.id}/0").stdout.strip()
+    assert printed.startswith("ran ") and printed.endswith(f"/{sweep.id}/0-train/train.py"), printed
+
+
+def test_a_grid_with_repeated_points_says_how_many_in_words_that_agree(mrunner, tmp_path):
+    _project(tmp_path, mrunner)
+    for grid, said in (
+        ("x=1,1,2", "1 experiment of the grid repeats another"),
+        ("x=1,1,1", "2 experiments of the grid repeat another"),
+    ):
+        ran = mrunner("train.py", "-m", grid, "--force")
+        assert ran.returncode == 0 and said in ran.stderr, ran.stderr
+
+
+def _sbatch_time(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return next(w for w in result.stdout.split() if w.startswith("--time=")).partition("=")[2]
+
+
+def test_a_slurm_time_written_with_colons_stays_that_time_in_every_context_form(mrunner, mrunner_home, tmp_path):
+    """YAML 1.1 (PyYAML, OmegaConf) reads ``2:00:00`` as the base-60 number 7200, which Slurm takes as minutes:
+    a 2-hour limit became 5 days, from `context add --time 2:00:00`, `--resources "time=1:30"`, a context file
+    written by hand and the original mrunner's config.yaml alike."""
+    _project(tmp_path, mrunner)
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    keys = ("--type", "slurm", "--slurm_url", "me@login.example.org")
+    assert mrunner("context", "add", "--name", "a", *keys, "--time", "2:00:00").returncode == 0
+    assert mrunner("context", "add", "--name", "b", *keys, "--resources", "time=1:30 mem=8G").returncode == 0
+    (folder / "c.yaml").write_text("backend: slurm\nslurm_url: me@login.example.org\ntime: 2:00:00\n")
+    original = tmp_path / "config.yaml"
+    original.write_text("contexts:\n  d:\n    backend_type: slurm\n    slurm_url: me@h\n    time: 1:00:00\n")
+    assert mrunner("context", "import", str(original)).returncode == 0
+    for name, time in (("a", "2:00:00"), ("b", "1:30"), ("c", "2:00:00"), ("d", "1:00:00")):
+        assert _sbatch_time(mrunner("+context=" + name, "train.py", "--dry-run")) == time, name
+        assert f"time: {time}" in mrunner("context", "show", name).stdout.replace("'", ""), name
+    # a command line override still wins over the file's value
+    assert _sbatch_time(mrunner("+context=c", "train.py", "context.time=90", "--dry-run")) == "90"
+
+
+@pytest.mark.parametrize("name", ["a=b", "x,y", "q(1)", "a'b", "a b", "ż", "_x/y"])
+def test_context_add_refuses_a_name_no_command_could_use(mrunner, mrunner_home, name):
+    """`context add` wrote `a=b.yaml`, `x,y.yaml`, ... which every later `--context NAME` refused with Hydra's
+    grammar error: the name is checked as the line says."""
+    _one_line_error(mrunner("context", "add", "--name", name, "--type", "local"), "invalid context name")
+    assert not list((mrunner_home / "config" / "mrunner" / "context").glob("*.yaml"))
+
+
+def test_a_context_name_of_letters_digits_dots_dashes_and_underscores_is_used(mrunner, tmp_path):
+    _project(tmp_path, mrunner)
+    assert mrunner("context", "add", "--name", "my-gpu.box_2", "--type", "local").returncode == 0
+    assert mrunner("--context", "my-gpu.box_2", "train.py", "--dry-run").returncode == 0
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_status_limit_below_one_is_refused_not_read_as_no_sweeps(mrunner, tmp_path, limit):
+    """`--limit 0` said "no sweeps recorded yet" with sweeps recorded, and `--limit -1` listed them all."""
+    _project(tmp_path, mrunner)
+    assert mrunner("train.py").returncode == 0
+    _one_line_error(mrunner("status", "--limit", limit), "--limit", "at least 1")
+
+
 def test_a_deleted_working_directory_is_named(mrunner, tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()
@@ -254,6 +327,16 @@ def test_context_add_of_a_key_the_backend_lacks_names_the_keys_it_has(mrunner, m
     assert "its keys: " in refused.stderr and "max_experiments, " in refused.stderr
     assert ("did you mean --max_parallel?" in refused.stderr) == (backend == "local")
     assert not (mrunner_home / "config" / "mrunner" / "context" / "M.yaml").exists()
+
+
+def test_context_add_of_storage_dir_on_kubernetes_points_to_its_storage_option(mrunner, mrunner_home):
+    """`context add --help` says `--storage` is Kubernetes' storage folder; `--storage_dir` (the local and Slurm
+    key) was told "did you mean --storage_class?" with a list of keys lacking storage, registry_url and neptune."""
+    refused = mrunner("context", "add", "--name", "K", "--type", "kubernetes", "--storage_dir", "/data")
+    line = _one_line_error(refused, "did you mean --storage?")
+    keys = line.partition("its keys: ")[2].partition(" (")[0].split(", ")
+    assert {"storage", "registry_url", "neptune"} <= set(keys), line
+    assert not (mrunner_home / "config" / "mrunner" / "context" / "K.yaml").exists()
 
 
 @pytest.mark.parametrize(

@@ -294,3 +294,56 @@ def test_a_resume_stopped_after_its_writes_and_before_the_hand_over_leaves_the_r
     assert "resuming" not in err
     assert records_of(sweep_id) == before
     _resumed_after_all(mrunner, sweep_id, env, tmp_path / "marker")
+
+
+def test_a_second_resume_while_the_first_hands_over_refuses_and_each_experiment_runs_once(mrunner, tmp_path):
+    """Two `resume`s of one sweep at once: the second read the runs the first had just planned again (or had
+    cancelled ones it then planned a second time) and handed them to a supervisor of its own, so a finished
+    experiment ran twice. The first holds them from its records on; the second says so in one line."""
+    project = tmp_path / "project"
+    project.mkdir()
+    ledger = tmp_path / "ledger"
+    (project / "train.py").write_text(
+        "import os, sys\nfrom mrunner import get_configuration\ni = get_configuration().i\n"
+        "with open(os.environ['LEDGER'], 'a') as f:\n    f.write(f'{i}\\n')\n"
+        "sys.exit(0 if i == 0 or os.path.exists(os.environ['MARKER']) else 1)\n"
+    )
+    mrunner.cwd = project
+    env = {"MARKER": str(tmp_path / "marker"), "LEDGER": str(ledger)}
+    assert mrunner("train.py", "-m", "i=range(2)", env=env).returncode != 0  # experiment 1 failed
+    (sweep,) = Store().sweeps(limit=10)
+    (tmp_path / "marker").write_text("")
+    before = records_of(sweep.id)
+
+    def resume() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mrunner", "resume", sweep.id],
+            cwd=project,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    lock_path = paths.data_dir() / "gc.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first resume waits here, after its records, before the hand-over
+        first = resume()
+        try:
+            wait_for(lambda: records_of(sweep.id) != before, what="the first resume to record its new attempt")
+            second = resume()
+            try:
+                wait_for(lambda: second.poll() is not None, what="the second resume to refuse", timeout=60)
+            finally:
+                if second.poll() is None:
+                    second.kill()
+            _, err = second.communicate(timeout=60)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        _, first_err = first.communicate(timeout=120)
+    assert first.returncode == 0, first_err
+    assert second.returncode != 0 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("mrunner: error: ") and "being resumed or submitted" in line, err
+    assert sorted(ledger.read_text().split()) == ["0", "1", "1"]  # attempt 0 of both, attempt 1 of the failed one
+    assert [attempt.number for attempt in Store().attempts(sweep.id, 1)[1]] == [0, 1]

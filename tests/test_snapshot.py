@@ -303,3 +303,27 @@ def test_a_link_to_a_folder_brings_its_files_and_a_link_back_up_is_not_followed(
     frozen = snapshot.take(root, store=tmp_path / "store")
     assert set(frozen.files) == {"train.py", "shared/y", "inputs/y", "b/q", "a/to-b/q"}
     assert (frozen.folder() / "inputs" / "y").read_text() == "y"
+
+
+@pytest.mark.parametrize("in_git", [False, True])
+def test_hydra_output_folders_are_never_snapshotted(tmp_path, in_git):
+    """`python app.py -m hydra/launcher=mrunner` writes each job's `.hydra/` and log into Hydra's sweep folder
+    (`multirun/DATE/TIME/`, beside `multirun.yaml`) in the project, as a run writes `outputs/DATE/TIME/.hydra/`:
+    the next submission snapshotted them, so the code's identity changed (de-duplication never matched) and
+    snapshots grew with every run. A project's own `outputs/.gitkeep` stays."""
+    root = tmp_path / "project"
+    (root / "conf").mkdir(parents=True)
+    (root / "app.py").write_text("print('app')\n")
+    (root / "conf" / "config.yaml").write_text("lr: 0.1\n")
+    (root / "outputs").mkdir()
+    (root / "outputs" / ".gitkeep").write_text("")
+    for job in ("multirun/2026-12-07/09-46-26/0", "multirun/2026-12-07/09-46-26/1", "outputs/2026-12-07/10-00-00"):
+        (root / job / ".hydra").mkdir(parents=True)
+        (root / job / ".hydra" / "config.yaml").write_text("lr: 0.1\n")
+        (root / job / "app.log").write_text("ran\n")
+    (root / "multirun" / "2026-12-07" / "09-46-26" / "multirun.yaml").write_text("hydra: {}\n")
+    (root / "multirun" / "2026-12-07" / "09-46-26" / ".mrunner").mkdir()
+    (root / "multirun" / "2026-12-07" / "09-46-26" / ".mrunner" / "job.pkl").write_bytes(b"x")
+    if in_git:
+        git(root, "init", "-q")
+    assert sorted(snapshot.selection(root)) == ["app.py", "conf/config.yaml", "outputs/.gitkeep"]

@@ -234,3 +234,25 @@ def test_an_experiments_identity_includes_its_target_and_resources_but_not_how_i
         ("account", None),
     ]:
         assert of({**slurm, key: value}) == first, key
+
+
+def test_guards_tracking_and_the_ssh_transport_are_not_part_of_an_experiments_identity():
+    """A larger ``max_experiments`` or ``max_snapshot_mb`` (guards asked at submission), ``tracking: deferred``
+    (a tracker's key), or another way to the same cluster (``ssh``, ``login_persist``) ran a completed grid
+    again: none of them is where or with what it runs."""
+    from mrunner.experiment import identity, target
+
+    slurm = {"backend": "slurm", "slurm_url": "login1", "mem": "8G", "max_experiments": 10000}
+    slurm |= {"max_snapshot_mb": 200, "tracking": "live", "ssh": "openssh", "login_persist": "10h"}
+
+    def of(context: dict) -> str:
+        return identity(["python3", "train.py"], {"lr": 0.1}, {}, "digest", target(context))
+
+    for key, value in [
+        ("max_experiments", 500),
+        ("max_snapshot_mb", 1000),
+        ("tracking", "deferred"),
+        ("ssh", "paramiko"),
+        ("login_persist", "1h"),
+    ]:
+        assert of({**slurm, key: value}) == of(slurm), key

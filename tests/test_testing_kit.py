@@ -20,8 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run(*command: str | Path, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    """A command as a user types it: no variable of this test run (pytest's, the workspace's virtualenv)."""
+    """A command as a user types it: no variable of this test run (pytest's, the workspace's virtualenv), and
+    that virtualenv off PATH: its ``python3`` holds mrunner, which hid that the example backend ran experiments
+    with whichever ``python3`` PATH had, not the virtualenv it is installed in (``venv/bin/python -m pytest``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV", "UV_PROJECT"))}
+    ours = {str(Path(sys.executable).parent), str(Path(sys.prefix) / "bin")}
+    env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep) if part not in ours)
     return subprocess.run(
         [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -183,7 +183,8 @@ def key_options(args: list[str]) -> list[str]:
                 value = args[position]
             pairs.append(f"{key}={value}")
         elif arg.startswith("--") and key.replace("-", "_") not in own | {"no_neptune", "help"}:
-            raise MrunnerError(_unknown_key(arg[2:].partition("=")[0], backend, sorted(keys)))
+            options = keys | (set(context_keys(backend)) & own)  # `--storage`, `--registry_url`: options, and keys
+            raise MrunnerError(_unknown_key(arg[2:].partition("=")[0], backend, sorted(options)))
         else:
             rewritten.append(arg)
         position += 1
@@ -209,7 +210,7 @@ def _pairs(items: list[str], where: str) -> dict[str, Any]:
         key, separator, value = item.partition("=")
         if not separator or not key:
             raise MrunnerError(f"{where}: {item!r} is not KEY=VALUE")
-        parsed = yaml.safe_load(value) if value else ""
+        parsed = config.load_yaml(value) if value else ""
         if key in pairs and pairs[key] != parsed:  # `--cpu 4 cpu=8`: one of them was dropped without a word
             raise MrunnerError(f"{where}: {key} is given twice ({pairs[key]!r} and {parsed!r}); keep one")
         pairs[key] = parsed

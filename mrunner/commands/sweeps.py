@@ -55,7 +55,7 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
         "the first and last few; --all: every row). With SWEEP/INDEX: one experiment. Asks the backend once."
     )
     parser.add_argument("sweep", nargs="?", metavar="SWEEP|EXPERIMENT", help="a sweep id (or prefix), or SWEEP/INDEX")
-    parser.add_argument("--limit", type=int, default=10, help="how many recent sweeps to list (default 10)")
+    parser.add_argument("--limit", type=_count, default=10, help="how many recent sweeps to list (default 10)")
     parser.add_argument("--all", action="store_true", help="every experiment of SWEEP, not only the rows worth a look")
     parser.add_argument("--json", action="store_true", help="machine-readable output (every experiment of SWEEP)")
     parser.add_argument(
@@ -64,6 +64,17 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
         help="with SWEEP: follow it to its end first (a progress bar on a terminal, else a line each time the "
         "counts change; with tracking: deferred, then upload its new metrics); exits 1 if an experiment did not complete",
     )
+
+
+def _count(text: str) -> int:
+    """``--limit N``: a whole number from 1 (0 read as "no sweeps recorded yet", and -1 as every sweep)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 #: ``status SWEEP`` shows this many of the first and of the last rows, and at most ``SHOWN_OF_STATE`` rows of

@@ -31,6 +31,12 @@ class ProcessKeys:
     """The context keys this backend adds to the core's (``grace_period``, ``retry_failed``, ...)."""
 
     storage_dir: str = key(option="STORAGE_DIR", help="where the experiments' folders go")
+    # experiments run on this machine: with the interpreter mrunner (and so this backend) is installed in, as the
+    # local backend does, not whichever `python3` PATH has (the core's default), which may lack the experiment's
+    # packages (`venv/bin/python -m pytest`, a cron job: the virtualenv is not on PATH)
+    python: str = key(
+        factory=lambda: sys.executable, shown="the interpreter running mrunner", help="interpreter for .py scripts"
+    )
 
 
 class ProcessBackend(Backend):

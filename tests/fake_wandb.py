@@ -202,9 +202,16 @@ def _bucket(run: FakeRun) -> dict[str, Any]:
         "config": json.dumps(run.config),
         "tags": run.tags,
         "notes": None,
-        "wandbConfig": None,
+        # what the client asks of the config W&B keeps (``wandbConfig(keys: ["t"])``): its own ``_wandb.t``,
+        # there once the client sent the config of a started run; without it, a run is not taken as started
+        "wandbConfig": json.dumps({"t": started}) if (started := _wandb_t(run)) is not None else None,
         "sweepName": None,
     }
+
+
+def _wandb_t(run: FakeRun) -> Any:
+    inner = run.config.get("_wandb")
+    return inner.get("value", {}).get("t") if isinstance(inner, dict) else None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -257,7 +264,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         with self.server_of.arrived:
-            self.server_of.requests.append(f"GET {self.path}")
-            self.server_of.unknown.append(f"GET {self.path}")
+            self.server_of.requests.append(f"GET {self.path}")  # a health check: any answer is one
             self.server_of.arrived.notify_all()
         self._answer(404, {})

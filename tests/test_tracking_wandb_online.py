@@ -165,50 +165,63 @@ def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_
 ):
     """The server answered at submission and is gone when the experiment starts its run (at its first report):
     ``wandb.init`` gives up after ``INIT_SECONDS`` (W&B's default: 90 s), warning once; the experiment trains
-    on and completes; `pull` (the server back) makes the run, named, grouped, holding the parameters, with
-    every step once, and `status --wait` later sends nothing."""
+    on. Its retry, the server back, does not forward to W&B (its steps would pass the lost ones, which W&B
+    would then leave out), warning once, and completes; `pull` makes the run, named, grouped, holding the
+    parameters, with every step of both attempts once, and `status --wait` later sends nothing."""
     from mrunner.testing import wait_for
     from mrunner.wandb_run import INIT_SECONDS
 
-    context = online(mrunner_home, fake_wandb, "late")
-    gate = tmp_path / "gate"
+    context = online(mrunner_home, fake_wandb, "late", retry_failed=1)
     (tmp_path / "train.py").write_text(
-        "import os, time, mrunner, wandb\n"  # the client imported first, as a script using W&B does
+        "import os, sys, time, mrunner, wandb\n"  # the client imported first, as a script using W&B does
         "c = mrunner.get_configuration()\n"
-        f"while not os.path.exists({str(gate)!r}):\n"
+        "a = mrunner.attempt()\n"
+        f"while not os.path.exists(os.path.join({str(tmp_path)!r}, f'gate{{a}}')):\n"
         "    time.sleep(0.05)\n"
         "started = time.monotonic()\n"
-        "mrunner.report({'loss': 1.0}, step=0)\n"
+        "mrunner.report({'loss': 1.0 + a}, step=3 * a)\n"
         "print('FIRST', time.monotonic() - started, flush=True)\n"
         "for step in (1, 2):\n"
-        "    mrunner.report({'loss': 1.0 / (1 + step)}, step=step)\n"
+        "    mrunner.report({'loss': 1.0 / (1 + step) + a}, step=step + 3 * a)\n"
         "print('trained', flush=True)\n"
+        "sys.exit(3 if a == 0 else 0)\n"
     )
     env = {"WANDB_API_KEY": "k" * 40}
     submitted = mrunner(f"+context={context}", "train.py", "lr=1", "--detach", env=env)
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
     fake_wandb.stop()
-    gate.write_text("")
-    assert wait_for(lambda: state(mrunner, sweep), lambda s: s in TERMINAL, timeout=180) == ("completed")
-    log = mrunner("logs", f"{sweep}/0").stdout
+    (tmp_path / "gate0").write_text("")
+    wait_for(
+        lambda: json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["attempt"],
+        lambda attempt: attempt == 1,
+        timeout=180,
+        what="the retry",
+    )
+    log = mrunner("logs", f"{sweep}/0", "--attempt", "0").stdout
     assert "trained" in log and log.count("W&B refused a report") == 1, log
     assert "`mrunner results` uploads them later" in log
     # The bound, plus starting and ending W&B's service process (a second or two on a loaded machine).
     first = float(log.split("FIRST ")[1].split()[0])
     assert INIT_SECONDS <= first < INIT_SECONDS + 5, log
-    assert fake_wandb.runs == {}
 
     fake_wandb.start()
+    (tmp_path / "gate1").write_text("")
+    assert wait_for(lambda: state(mrunner, sweep), lambda s: s in TERMINAL, timeout=180) == "completed"
+    log = mrunner("logs", f"{sweep}/0").stdout
+    assert "trained" in log and log.count("W&B refused a report (Abandoned: an earlier process") == 1, log
+    assert fake_wandb.runs == {}  # nothing live: the retry left W&B to the catch-up
+
     pulled = mrunner("pull", sweep, "--to", str(tmp_path / "out"), env=env)
     assert pulled.returncode == 0 and "W&B: uploaded the new metrics of 1 experiment" in pulled.stderr, pulled.stderr
     (run,) = fake_wandb.runs.values()
     assert run.id == run_id(sweep, 0)
     assert (run.name, run.group, run.parameters()) == ("train", sweep, {"lr": 1})
-    assert run.points("loss") == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+    points = [(s + 3 * a, pytest.approx(1.0 / (1 + s) + a)) for a in (0, 1) for s in range(3)]
+    assert run.points("loss") == points
     waited = mrunner("status", sweep, "--wait", env=env)
     assert waited.returncode == 0 and "uploaded" not in waited.stderr, waited.stderr
-    assert run.points("loss") == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+    assert run.points("loss") == points
 
 
 def test_a_server_down_at_submission_is_refused_before_anything_is_recorded(mrunner, mrunner_home, tmp_path):

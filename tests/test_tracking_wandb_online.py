@@ -236,3 +236,28 @@ def test_a_server_down_at_submission_is_refused_before_anything_is_recorded(mrun
     with server:  # the same server up: taken
         taken = mrunner(f"+context={context}", "train.py", "lr=1", "--wait", env={"WANDB_API_KEY": "k" * 40})
     assert taken.returncode == 0, taken.stderr
+
+
+def test_deferred_with_the_server_down_at_submission_warns_and_a_later_results_uploads(mrunner, mrunner_home, tmp_path):
+    """`tracking: deferred` to W&B online whose server is down at submission: a warning, the sweep runs (the
+    experiments get nothing of W&B), its `--wait` and a `results` warn that the metrics wait; the server up,
+    `results` uploads each step once into one run per experiment."""
+    pytest.importorskip("wandb")
+    server = FakeWandbServer()  # nobody listening yet
+    (tmp_path / "train.py").write_text(SCRIPT)
+    keys = {"backend": "local", "wandb": True, "wandb_mode": "online", "wandb_project": "p", "tracking": "deferred"}
+    write_context(mrunner_home, "later", keys)
+    env = {"WANDB_API_KEY": "k" * 40, "WANDB_BASE_URL": server.url}  # this machine's, for the uploads
+    done = mrunner("+context=later", "train.py", "lr=0.1", "--wait", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"the W&B server {server.url} does not answer now" in done.stderr, done.stderr
+    assert f"W&B at project p of {server.url} does not take sweep" in done.stderr, done.stderr
+    sweep = done.stdout.strip().splitlines()[-1]
+    with server:
+        shown = mrunner("results", sweep, env=env)
+        assert shown.returncode == 0 and "W&B: uploaded the new metrics of 1 experiment" in shown.stderr, shown.stderr
+        again = mrunner("results", sweep, env=env)
+        assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+    (run,) = server.runs.values()
+    assert (run.id, run.name, run.group, run.parameters()) == (run_id(sweep, 0), "train", sweep, {"lr": 0.1})
+    assert run.points("loss") == [(s, pytest.approx(0.1 * (3 - s))) for s in range(3)]

@@ -145,6 +145,15 @@ def mrunner_sweep_submitted(sweep: Any, runs: Sequence[Any], reporter: Any) -> N
     if not enabled(sweep.context) or not runs:
         return
     project = sweep.context.get("wandb_project") or sweep.project
+    if deferred(sweep.context) and mode(sweep.context) == "online":
+        url = base_url(sweep.context)
+        reason = unanswered(url)
+        if reason is not None:
+            reporter.warn(
+                f"the W&B server {url} does not answer now ({reason}); the experiments' metrics wait in their "
+                f"folders, and `mrunner results {sweep.id}` uploads them once it does"
+            )
+            return
     if deferred(sweep.context):
         reporter.step(
             f"W&B (deferred): `mrunner results`, `pull` or `status --wait` of {sweep.id} replays the metrics into "

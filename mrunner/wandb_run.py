@@ -66,7 +66,7 @@ def log(metrics: Mapping[str, float], step: int | None, _when: float | None = No
         from mrunner.layout import experiment_info
 
         if _caught_up():
-            raise Abandoned("an earlier process of this experiment lost W&B, so `mrunner results` uploads its metrics")
+            raise Abandoned("an earlier process of this experiment lost W&B")
         info = experiment_info()
         identify(info)
         # quiet: W&B's "Currently logged in as" line asks the server who the key belongs to first, outside

@@ -11,6 +11,7 @@ as a secret. Neptune reads those itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -170,13 +171,14 @@ def forwarders(untracked: Any) -> list[Any]:
 
         found.append(Sender("MLflow", mlflow_run.log_many, untracked, mlflow_run.client, mlflow_run.start).put)
     if wandb_run.enabled():
-        found.append(_guarded("W&B", wandb_run.log))
+        found.append(_guarded("W&B", functools.partial(wandb_run.log, untracked=untracked), untracked))
     return found
 
 
-def _guarded(tracker: str, forward: Any) -> Any:
+def _guarded(tracker: str, forward: Any, untracked: Any = None) -> Any:
     """``forward``, except that a failure (the server down) warns once and stops forwarding to that tracker in
-    this process: the experiment goes on, and its metrics stay in its folder."""
+    this process: the experiment goes on, and its metrics stay in its folder; with ``untracked``, the failure is
+    noted there for the catch-up (``mrunner.uploads``)."""
     failed: list[BaseException] = []
 
     def call(metrics: Mapping[str, float], step: int | None, when: float) -> None:
@@ -186,9 +188,12 @@ def _guarded(tracker: str, forward: Any) -> Any:
             forward(metrics, step, when)
         except Exception as error:
             failed.append(error)
+            if untracked is not None:
+                untracked(tracker)
+            later = ", and `mrunner results` uploads them later" if untracked is not None else ""
             print(
                 f"mrunner: {tracker} refused a report ({type(error).__name__}: {error}); this process stops "
-                f"sending it metrics, which stay in the experiment's mrunner-metrics.jsonl",
+                f"sending it metrics, which stay in the experiment's mrunner-metrics.jsonl{later}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -16,6 +16,10 @@ call with nothing new reads no file and calls no server. Each value goes to MLfl
 reported, so should the ledger lose an upload (a crash between the send and the write), MLflow's store drops
 the repeated points (their key, time, step and value are the same). A server that does not answer is one
 warning; the lines stay unsent, and the next call catches up.
+
+With live tracking the same path catches up an experiment whose process stopped forwarding (its metrics file
+notes it: the server was down at its start, at its exit, or refused a report): all its lines are replayed once
+into its run, MLflow dropping the points it already holds, W&B leaving out the steps its resumed run has.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from mrunner.trackers import wandb as wandb_tracker
 
 def deferred(sweep: Sweep) -> bool:
     """Whether this machine uploads the sweep's metrics (its context defers tracking to a tracker)."""
-    return any(target != CATCH_UP for target in _targets(sweep))
+    return any(target not in _LIVE for target in _targets(sweep))
 
 
 def uploading(sweep: Sweep) -> bool:
@@ -58,14 +62,22 @@ def _targets(sweep: Sweep) -> list[str]:
         found.append(CATCH_UP)
     if wandb_tracker.deferred(sweep.context):
         found.append("wandb")
+    elif wandb_tracker.enabled(sweep.context) and wandb_tracker.mode(sweep.context) == "online":
+        found.append(WANDB_CATCH_UP)
     return found
 
 
-#: The ledger's name for live MLflow tracking: only an experiment whose process stopped forwarding (its metrics
-#: file holds ``metrics.UNTRACKED``: the server was down) is uploaded from here, all its lines, into its run
-#: (MLflow's store drops the points the experiment had sent itself: the same key, time, step and value).
-CATCH_UP = "mlflow-live"
-_MARK = b'"' + metrics.UNTRACKED.encode() + b'": "MLflow"'
+#: The ledger's names for live tracking: only an experiment whose process stopped forwarding (its metrics file
+#: holds ``metrics.UNTRACKED``: the server was down) is uploaded from here, all its lines, into its run (MLflow's
+#: store drops the points the experiment had sent itself: the same key, time, step and value; W&B's client
+#: leaves out the steps the resumed run already has).
+CATCH_UP, WANDB_CATCH_UP = "mlflow-live", "wandb-live"
+_LIVE = {CATCH_UP: "MLflow", WANDB_CATCH_UP: "W&B"}
+
+
+def _mark(tracker: str) -> bytes:
+    """The line's text that says a process stopped forwarding to ``tracker`` (a ledger name of ``_LIVE``)."""
+    return b'"' + metrics.UNTRACKED.encode() + b'": "' + _LIVE[tracker].encode() + b'"'
 
 
 def ledger_path(sweep_id: str) -> Path:
@@ -108,13 +120,13 @@ def _upload_to(
             continue
         if size > sent.get(str(run.index), {}).get("offset", 0):
             pending.append((run, file))
-    if tracker == CATCH_UP:
-        pending = _untracked(pending, sent, path, ledger)
-        if not pending:
+    if tracker in _LIVE:
+        pending = _untracked(pending, sent, path, ledger, _mark(tracker))
+        if not pending and tracker == CATCH_UP:
             _late_creates(sweep, runs, sent)
     if not pending:
         return 0
-    target: _Mlflow | _Wandb = _Wandb(sweep) if tracker == "wandb" else _Mlflow(sweep)
+    target: _Mlflow | _Wandb = _Wandb(sweep) if tracker in ("wandb", WANDB_CATCH_UP) else _Mlflow(sweep)
     reason = target.unanswered()
     if reason is not None:
         reporter.warn(_waiting(sweep, target, reason, len(pending)))
@@ -126,11 +138,11 @@ def _upload_to(
         offset = known.get("offset", 0)
         data = file.read_bytes()
         end = data.rfind(b"\n") + 1  # a line still being written (or torn) waits
-        if offset > len(data) or (tracker == CATCH_UP and not known.get("untracked")):
+        if offset > len(data) or (tracker in _LIVE and not known.get("untracked")):
             offset = 0  # the file was replaced (a folder removed and run again), or live tracking stopped: all new
         new = _new_points(data, offset, end)
         entry = target.send(sweep, run, new, known) if new else dict(known)
-        if tracker == CATCH_UP:
+        if tracker in _LIVE:
             entry["untracked"] = True
         return {**entry, "offset": max(end, offset)}, bool(new)
 
@@ -224,7 +236,9 @@ def _late_creates(sweep: Sweep, runs: Sequence[Run], sent: dict[str, Any]) -> No
         return
 
 
-def _untracked(pending: list[tuple[Run, Path]], sent: dict[str, Any], path: Path, ledger: dict[str, Any]) -> list:
+def _untracked(
+    pending: list[tuple[Run, Path]], sent: dict[str, Any], path: Path, ledger: dict[str, Any], mark: bytes
+) -> list:
     """Of the grown files of a live-tracked sweep, those to upload: an experiment that stopped forwarding
     (its file notes it), now or before. The others' new lengths are recorded without asking any server."""
     chosen, passed = [], False
@@ -233,7 +247,7 @@ def _untracked(pending: list[tuple[Run, Path]], sent: dict[str, Any], path: Path
         data = file.read_bytes()
         end = data.rfind(b"\n") + 1
         scanned = known.get("offset", 0) if known.get("offset", 0) <= end else 0  # the lines before, looked at
-        if known.get("untracked") or _MARK in data[scanned:end]:
+        if known.get("untracked") or mark in data[scanned:end]:
             chosen.append((run, file))
         else:
             sent[str(run.index)] = {**known, "offset": end}
@@ -333,8 +347,9 @@ class _Mlflow:
 
 
 class _Wandb:
-    """W&B, replayed into each experiment's run (the id live tracking would use, resumed): online, or with
-    ``wandb_mode: offline`` into run files below the sweep's metrics cache, for `wandb sync`."""
+    """W&B, replayed into each experiment's run (the id live tracking would use, resumed): online (at the
+    context's ``WANDB_BASE_URL``, else the shell's), or with ``wandb_mode: offline`` into run files below the
+    sweep's metrics cache, for `wandb sync`."""
 
     name = "W&B"
     workers = 1  # wandb.init and its run files: one run at a time, in this thread
@@ -343,10 +358,12 @@ class _Wandb:
         self.mode = wandb_tracker.mode(sweep.context)
         self.project = str(sweep.context.get("wandb_project") or sweep.project)
         self.entity = sweep.context.get("wandb_entity")
-        self.where = f"project {self.project}" + (" (offline)" if self.mode == "offline" else "")
+        self.url = wandb_tracker.base_url(sweep.context)
+        self.where = f"project {self.project}" + (" (offline)" if self.mode == "offline" else f" of {self.url}")
 
     def unanswered(self) -> str | None:
-        return None  # wandb.init says why it cannot reach W&B, for the first experiment
+        """Why the server does not answer (checked first: ``wandb.init`` would wait 90 s for it)."""
+        return None if self.mode == "offline" else wandb_tracker.unanswered(self.url)
 
     def prepare(self, sweep: Sweep, unknown: Sequence[Run]) -> None:
         """Nothing: each run's id is known (deterministic)."""
@@ -378,7 +395,7 @@ class _Wandb:
             tags=[str(t) for t in info.get("tags") or []],
             mode="offline" if self.mode == "offline" else "online",
             dir=str(folder),
-            settings=wandb.Settings(silent=True, console="off"),
+            settings=wandb.Settings(silent=True, console="off", base_url=self.url),
             reinit="create_new",
         )
         latest: int = known.get("step", -1)

@@ -22,6 +22,16 @@ ENABLED_VARIABLE = "MRUNNER_WANDB"  # the same name as mrunner.trackers.wandb.EN
 #: to W&B stops with one warning, and the metrics stay in the experiment's folder. ``WANDB_INIT_TIMEOUT`` in
 #: the environment wins. Offline, the init makes no request, and the bound never bites.
 INIT_SECONDS = 15.0
+#: What the exit of a process whose run mrunner started waits for W&B to take its last points (W&B's default:
+#: until they are sent, however long the server is gone). Those not sent by then are replayed later.
+FINISH_SECONDS = 10.0
+#: The experiment's metrics file, and what ``mrunner.metrics.untracked("W&B")`` writes in it (the names of
+#: ``mrunner.metrics``, which imports this module through ``mrunner.tracking``).
+METRICS_FILE, UNTRACKED_MARK = "mrunner-metrics.jsonl", b'"untracked": "W&B"'
+
+
+class Abandoned(Exception):
+    """An earlier process of the experiment stopped forwarding to W&B: this one does not forward either."""
 
 
 def enabled() -> bool:
@@ -46,13 +56,17 @@ def identify(info: Mapping[str, Any]) -> None:
         os.environ.setdefault("WANDB_DIR", folder)
 
 
-def log(metrics: Mapping[str, float], step: int | None, _when: float | None = None) -> None:
-    """Log one report to the experiment's run, started (or resumed) on the first."""
+def log(metrics: Mapping[str, float], step: int | None, _when: float | None = None, *, untracked: Any = None) -> None:
+    """Log one report to the experiment's run, started (or resumed) on the first; ``untracked("W&B")`` notes in
+    the metrics file that its last points were lost at the exit (``metrics.untracked``, passed in: this module
+    is imported by ``mrunner.metrics``'s own imports)."""
     import wandb
 
     if wandb.run is None:
         from mrunner.layout import experiment_info
 
+        if _caught_up():
+            raise Abandoned("an earlier process of this experiment lost W&B")
         info = experiment_info()
         identify(info)
         # quiet: W&B's "Currently logged in as" line asks the server who the key belongs to first, outside
@@ -60,7 +74,48 @@ def log(metrics: Mapping[str, float], step: int | None, _when: float | None = No
         bound = wandb.Settings(quiet=True)
         if not os.environ.get("WANDB_INIT_TIMEOUT"):
             bound.init_timeout = INIT_SECONDS
-        wandb.init(
+        bound.finish_timeout = FINISH_SECONDS
+        run = wandb.init(
             config=dict(info.get("parameters") or {}), tags=[str(t) for t in info.get("tags") or []], settings=bound
         )
+        import atexit
+
+        atexit.register(_finish, run, untracked)  # after W&B's own teardown was registered (at its init): run before it
     wandb.log(dict(metrics), step=step)
+
+
+def _finish(run: Any, untracked: Any) -> None:
+    """At the exit, end mrunner's run (unless the script did) within ``FINISH_SECONDS``; points W&B did not take
+    by then are noted for the catch-up."""
+    try:
+        run.finish()  # nothing when the script finished it
+    except Exception as error:
+        _lost(untracked, f"{type(error).__name__}: {error}")
+        return
+    if getattr(run, "_finish_timed_out", False):
+        _lost(untracked, f"its last points were not sent within {FINISH_SECONDS:g} s of the exit")
+
+
+def _lost(untracked: Any, why: str) -> None:
+    import sys
+
+    if untracked is not None:
+        untracked("W&B")
+    print(
+        f"mrunner: W&B did not take this process's metrics ({why}); they stay in the experiment's "
+        f"mrunner-metrics.jsonl, and `mrunner results` uploads them later",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _caught_up() -> bool:
+    """Whether a process of this experiment (an earlier attempt, another rank) stopped forwarding to W&B."""
+    folder = os.environ.get("MRUNNER_EXPERIMENT_DIR")
+    if not folder:
+        return False
+    try:
+        with open(os.path.join(folder, METRICS_FILE), "rb") as stream:
+            return UNTRACKED_MARK in stream.read()
+    except FileNotFoundError:
+        return False

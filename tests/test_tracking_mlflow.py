@@ -512,15 +512,16 @@ def test_a_run_create_that_lands_after_the_catch_up_made_the_run_leaves_one_run(
 
 
 def test_the_experiment_side_reads_the_note_the_catch_up_reads():
-    """``mlflow_run`` spells out the note's bytes (importing ``mrunner.metrics`` would be a cycle): the same as
-    what ``metrics.untracked`` writes and ``uploads`` looks for."""
+    """``mlflow_run`` and ``wandb_run`` spell out the note's bytes (importing ``mrunner.metrics`` would be a
+    cycle): the same as what ``metrics.untracked`` writes and ``uploads`` looks for."""
     import json
 
-    from mrunner import metrics, mlflow_run, uploads
+    from mrunner import metrics, mlflow_run, uploads, wandb_run
 
-    assert mlflow_run.UNTRACKED_MARK == uploads._MARK
-    assert mlflow_run.UNTRACKED_MARK in json.dumps({"attempt": 0, metrics.UNTRACKED: "MLflow"}).encode()
-    assert mlflow_run.METRICS_FILE == metrics.METRICS_FILE
+    for side, tracker, ledger in ((mlflow_run, "MLflow", uploads.CATCH_UP), (wandb_run, "W&B", uploads.WANDB_CATCH_UP)):
+        assert side.UNTRACKED_MARK == uploads._mark(ledger)
+        assert side.UNTRACKED_MARK in json.dumps({"attempt": 0, metrics.UNTRACKED: tracker}).encode()
+        assert side.METRICS_FILE == metrics.METRICS_FILE
 
 
 def test_a_run_create_that_lands_after_the_experiments_process_ended_leaves_one_run(

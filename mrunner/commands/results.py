@@ -82,7 +82,7 @@ def pull_command(options: argparse.Namespace) -> int:
     )
     if options.to is not None:
         _warn_if_snapshotted(sweep, destination, reporter)
-    if uploads.deferred(sweep):
+    if uploads.uploading(sweep):  # deferred tracking, or live tracking's catch-up
         if not options.include or any(fnmatch.fnmatch(METRICS_FILE, glob) for glob in options.include):
             uploads.upload(sweep, chosen, destination, reporter)
         else:
@@ -245,11 +245,12 @@ def _fetched(folder: Path) -> dict[str, float]:
 
 
 def upload_deferred(store: Store, sweep: Sweep, runs: list[Run] | None, reporter: Reporter) -> None:
-    """For a sweep whose context defers tracking: bring the metrics files of ``runs`` (None: every run, read
-    from the records only here, so a wait that ends with no tracking to upload never reads them all) back and
-    upload what is new (after `status --wait`, or a pull that left them out). A backend that cannot be reached
-    now is a warning: the next call catches up."""
-    if not uploads.deferred(sweep):
+    """For a sweep whose context defers tracking, or tracks live (an experiment that lost its tracker is caught
+    up): bring the metrics files of ``runs`` (None: every run, read from the records only here, so a wait that
+    ends with no tracking to upload never reads them all) back and upload what is new (after `status --wait`,
+    or a pull that left them out). A backend that cannot be reached now is a warning: the next call catches
+    up."""
+    if not uploads.uploading(sweep):
         return
     try:
         fetch_metrics(store, sweep, store.runs(sweep.id) if runs is None else runs, reporter)

@@ -4,6 +4,7 @@ This module never imports ``wandb``; the experiment's side, which does, is ``mru
 context's ``wandb*`` keys are declared and checked, ``WANDB_API_KEY`` travels to the experiments only as a
 secret, and the project, entity and mode as plain environment (W&B reads them itself). With ``tracking:
 deferred`` the experiments get none of it: ``mrunner.uploads`` replays their metrics files from this machine.
+Online and live, the server must answer at submission (``unanswered``), where nothing is recorded yet.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ MODE_VARIABLE = "WANDB_MODE"
 #: Set to "1" in an experiment whose context has ``wandb: true``; ``mrunner.wandb_run`` reads it.
 ENABLED_VARIABLE = "MRUNNER_WANDB"
 MODES = ("online", "offline")
+BASE_URL_VARIABLE = "WANDB_BASE_URL"
+#: W&B's own server, where its client goes without ``WANDB_BASE_URL``.
+DEFAULT_URL = "https://api.wandb.ai"
+#: How long the submission's check waits for the server to answer (any HTTP answer will do).
+CHECK_TIMEOUT = 5.0
 
 
-def _enabled(context: Mapping[str, Any]) -> bool:
+def enabled(context: Mapping[str, Any]) -> bool:
     return bool(context.get("wandb"))
 
 
@@ -36,7 +42,26 @@ def mode(context: Mapping[str, Any]) -> str:
 def deferred(context: Mapping[str, Any]) -> bool:
     """Whether this machine, not the experiments, sends the context's metrics to W&B (``mrunner.uploads``
     replays them into each experiment's run)."""
-    return _enabled(context) and context.get("tracking") == "deferred"
+    return enabled(context) and context.get("tracking") == "deferred"
+
+
+def base_url(context: Mapping[str, Any]) -> str:
+    """The W&B server: the context's ``env: {WANDB_BASE_URL: ...}``, else the shell's, else W&B's own."""
+    return (context.get("env") or {}).get(BASE_URL_VARIABLE) or os.environ.get(BASE_URL_VARIABLE) or DEFAULT_URL
+
+
+def unanswered(url: str) -> str | None:
+    """Why the W&B server at ``url`` does not answer, or ``None`` when it answers anything (even an error)."""
+    import urllib.error  # with http.client and ssl: only where a server is checked
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/healthz", timeout=CHECK_TIMEOUT):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return str(getattr(error, "reason", error))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,13 +86,13 @@ def mrunner_context_keys() -> type:
 
 
 @hookimpl
-def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
     if KEY_VARIABLE in (context.get("env") or {}):
         raise MrunnerError(
             f"context {context_name} sets {KEY_VARIABLE} under `env`, which is recorded and shown: remove it and "
             f"export it in your shell (with `wandb: true` it is forwarded as a secret)"
         )
-    if not _enabled(context):
+    if not enabled(context):
         return
     if deferred(context) and importlib.util.find_spec("wandb") is None:
         raise MrunnerError(
@@ -83,20 +108,31 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
             f"context {context_name} tracks experiments in W&B online but {KEY_VARIABLE} is not set: export it, "
             f"or set wandb_mode: offline (then `wandb sync` the runs from the experiments' folders)"
         )
+    if chosen == "online" and not deferred(context) and not dry_run:
+        url = base_url(context)
+        why = unanswered(url)
+        if why is not None:
+            raise MrunnerError(
+                f"context {context_name} tracks experiments in W&B online, but the server at {url} does not answer "
+                f"({why}): start it or fix {BASE_URL_VARIABLE}, or set tracking: deferred (this machine uploads "
+                f"later) or wandb_mode: offline"
+            )
 
 
 @hookimpl
 def mrunner_secrets(context: Mapping[str, Any]) -> dict[str, str]:
-    if not _enabled(context) or deferred(context) or not os.environ.get(KEY_VARIABLE):
+    if not enabled(context) or deferred(context) or not os.environ.get(KEY_VARIABLE):
         return {}
     return {KEY_VARIABLE: os.environ[KEY_VARIABLE]}
 
 
 @hookimpl
 def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, str]:
-    if not _enabled(context) or deferred(context):
+    if not enabled(context) or deferred(context):
         return {}
     env = {ENABLED_VARIABLE: "1", MODE_VARIABLE: mode(context)}
+    if os.environ.get(BASE_URL_VARIABLE) and BASE_URL_VARIABLE not in (context.get("env") or {}):
+        env[BASE_URL_VARIABLE] = os.environ[BASE_URL_VARIABLE]  # the server the submission checked
     if context.get("wandb_project"):
         env["WANDB_PROJECT"] = str(context["wandb_project"])
     if context.get("wandb_entity"):
@@ -106,9 +142,18 @@ def mrunner_experiment_env(context: Mapping[str, Any], parameters: Mapping[str, 
 
 @hookimpl
 def mrunner_sweep_submitted(sweep: Any, runs: Sequence[Any], reporter: Any) -> None:
-    if not _enabled(sweep.context) or not runs:
+    if not enabled(sweep.context) or not runs:
         return
     project = sweep.context.get("wandb_project") or sweep.project
+    if deferred(sweep.context) and mode(sweep.context) == "online":
+        url = base_url(sweep.context)
+        reason = unanswered(url)
+        if reason is not None:
+            reporter.warn(
+                f"the W&B server {url} does not answer now ({reason}); the experiments' metrics wait in their "
+                f"folders, and `mrunner results {sweep.id}` uploads them once it does"
+            )
+            return
     if deferred(sweep.context):
         reporter.step(
             f"W&B (deferred): `mrunner results`, `pull` or `status --wait` of {sweep.id} replays the metrics into "

@@ -1,8 +1,9 @@
-"""Deferred MLflow tracking from the loopback Kubernetes cluster: its pods live in their own network namespace
-and cannot reach this machine's loopback, where the MLflow server (tests/services/mlflow) listens, so the
-experiments only write their metrics files, and `mrunner ... --wait` and `mrunner results` upload them from
-this machine: one run per experiment (the retried one continued), named, tagged with the sweep, its
-parameters, its metrics at their steps, each once."""
+"""Deferred MLflow and W&B tracking from the loopback Kubernetes cluster: its pods live in their own network
+namespace and cannot reach this machine's loopback, where the MLflow server (tests/services/mlflow) and the
+fake W&B server (tests/fake_wandb.py: no W&B server can run here) listen, so the experiments only write their
+metrics files, and `mrunner ... --wait` and `mrunner results` upload them from this machine: one run per
+experiment in each (the retried one continued), named, tagged or grouped with the sweep, its parameters, its
+metrics at their steps, each once."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ try:  # the pod's network: this machine's loopback is not there
     print("REACHED", flush=True)
 except OSError as error:
     print("UNREACHABLE", type(error).__name__, flush=True)
-print("SEES", sorted(k for k in os.environ if "MLFLOW" in k), flush=True)
+print("SEES", sorted(k for k in os.environ if "MLFLOW" in k or "WANDB" in k), flush=True)
 for step in range(4):
     mrunner.report({"loss": round(c.lr * (4 - step) + a, 6)}, step=step + 4 * a)
 if c.lr == 0.2 and a == 0:
@@ -45,6 +46,9 @@ def deferred(project, mrunner_home, k8s_service, namespace, own_images, mlflow_s
         tracking="deferred",
         mlflow_tracking_uri=mlflow_service["tracking_uri"],
         mlflow_experiment=experiment,
+        wandb=True,
+        wandb_mode="online",
+        wandb_project="p",
         retry_failed=1,
         grace_period=5,
     )
@@ -53,12 +57,19 @@ def deferred(project, mrunner_home, k8s_service, namespace, own_images, mlflow_s
 
 
 def test_pods_without_a_route_to_the_server_are_uploaded_from_here(deferred, mrunner, mlflow_service):
+    pytest.importorskip("wandb")
     from mlflow.tracking import MlflowClient
 
+    from mrunner.wandb_run import run_id
+    from tests.fake_wandb import FakeWandbServer
+
     uri = mlflow_service["tracking_uri"]
-    done = mrunner("+context=test-k8s", "exp.py", "-m", "lr=0.1,0.2", f"server={uri}", "--wait", timeout=600)
+    wandb = FakeWandbServer().start()
+    env = {"WANDB_BASE_URL": wandb.url, "WANDB_API_KEY": "k" * 40}  # this machine's: the pods get nothing of W&B
+    done = mrunner("+context=test-k8s", "exp.py", "-m", "lr=0.1,0.2", f"server={uri}", "--wait", timeout=600, env=env)
     assert done.returncode == 0, done.stderr
     assert "MLflow: uploaded the new metrics of 2 experiments" in done.stderr, done.stderr
+    assert "W&B: uploaded the new metrics of 2 experiments" in done.stderr, done.stderr
     sweep = done.stdout.strip().splitlines()[-1]
     for index in range(2):
         log = mrunner("logs", f"{sweep}/{index}").stdout
@@ -76,6 +87,15 @@ def test_pods_without_a_route_to_the_server_are_uploaded_from_here(deferred, mru
         history = sorted((m.step, round(m.value, 6)) for m in client.get_metric_history(run.info.run_id, "loss"))
         assert history == [(s + 4 * a, round(lr * (4 - s) + a, 6)) for a in range(attempts) for s in range(4)]
 
-    again = mrunner("results", sweep)
+    assert sorted(wandb.runs) == sorted(run_id({"sweep": sweep, "index": index}) for index in (0, 1))
+    for index, lr in ((0, 0.1), (1, 0.2)):
+        run = wandb.runs[run_id({"sweep": sweep, "index": index})]
+        assert (run.name, run.group, run.parameters()) == ("exp", sweep, {"lr": lr, "server": uri})
+        expected = [(s + 4 * a, round(lr * (4 - s) + a, 6)) for a in range(index + 1) for s in range(4)]
+        assert [(step, round(value, 6)) for step, value in run.points("loss")] == expected
+
+    again = mrunner("results", sweep, env=env)
     assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
     assert len(client.get_metric_history(runs[1].info.run_id, "loss")) == 8
+    assert len(wandb.runs[run_id({"sweep": sweep, "index": 1})].history) == 8
+    wandb.stop()

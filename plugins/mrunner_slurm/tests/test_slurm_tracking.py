@@ -207,3 +207,75 @@ def test_deferred_tracking_uploads_each_point_once_from_this_machine(
     sweep_dir = f"{cluster.storage}/{status(mrunner, sweep)['sweep']['project']}/{sweep}"
     leaked = cluster.ssh(f"grep -r -l -F -e {address} -e {token} {sweep_dir} {cluster.storage}/.mrunner; true")
     assert leaked.strip() == "", f"the server's address or the token is in {leaked}"
+
+
+WANDB_SCRIPT = """
+import sys, time, mrunner
+c = mrunner.get_configuration()
+for step in range(3):
+    mrunner.report({"loss": c.lr * (3 - step)}, step=step + 3 * mrunner.attempt())
+time.sleep(1)  # long enough for the command-line watch to see this process
+if c.lr == 0.2 and mrunner.attempt() == 0:
+    sys.exit(3)
+"""
+
+
+def test_live_w_and_b_online_from_the_compute_node(slurm_service, mrunner, mrunner_home, tmp_path):
+    """W&B online from the loopback cluster's compute node (a process of this machine, so it reaches a server on
+    loopback) into ``FakeWandbServer`` (no W&B server can run here: tests/fake_wandb.py), the real client
+    installed there from a `requirements_file`: one run per experiment, the retried one continued, named, in
+    its sweep's group, its parameters as config, each step once; the key reaches the experiments only as a
+    secret (never in the batch script, a command line, a log or a record)."""
+    pytest.importorskip("wandb")
+    from wandb import __version__
+
+    from mrunner.wandb_run import run_id
+    from tests.fake_wandb import FakeWandbServer
+
+    (tmp_path / "train_wandb.py").write_text(WANDB_SCRIPT)
+    (tmp_path / "requirements.txt").write_text(f"wandb=={__version__}\n")
+    cluster = Cluster(slurm_service, f"{slurm_service['storage_dir']}/wandb-tracking")  # its virtualenv reused
+    key = fake_secret("wandb")[:40]
+    with FakeWandbServer() as server:
+        keys = slurm_context(
+            cluster.service,
+            cluster.storage,
+            requirements_file="requirements.txt",
+            wandb=True,
+            wandb_mode="online",
+            wandb_project="p",
+            env={"WANDB_BASE_URL": server.url},
+            retry_failed=1,
+            grace_period=5,
+        )
+        write_context(mrunner_home, "test-slurm", keys)
+        with CmdlineWatch(key, witness="train_wandb.py") as arguments:
+            done = mrunner(
+                "+context=test-slurm",
+                "train_wandb.py",
+                "-m",
+                "lr=0.1,0.2",
+                "--wait",
+                env={"WANDB_API_KEY": key},
+                timeout=900,
+            )
+        assert done.returncode == 0, done.stderr
+        sweep = done.stdout.strip().splitlines()[-1]
+        runs = status(mrunner, sweep)["experiments"]
+        assert [(r["state"], r["attempt"]) for r in runs] == [("completed", 0), ("completed", 1)]
+        assert sorted(server.runs) == sorted(run_id({"sweep": sweep, "index": index}) for index in (0, 1))
+        for index, lr in ((0, 0.1), (1, 0.2)):
+            run = server.runs[run_id({"sweep": sweep, "index": index})]
+            assert (run.name, run.group, run.parameters()) == ("train-wandb", sweep, {"lr": lr})
+            expected = [(s + 3 * a, pytest.approx(lr * (3 - s))) for a in range(index + 1) for s in range(3)]
+            assert run.points("loss") == expected
+        assert server.unknown == []
+
+    assert arguments.witnessed and arguments.hits == [], arguments.hits
+    sweep_dir = f"{cluster.storage}/{status(mrunner, sweep)['sweep']['project']}/{sweep}"
+    leaked = cluster.ssh(f"grep -r -l -F --exclude=.secrets.env -- {key} {sweep_dir} {cluster.storage}/.mrunner; true")
+    assert leaked.strip() == "", f"the key leaked into {leaked}"
+    assert key not in done.stdout + done.stderr
+    for path in mrunner_home.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert key.encode() not in path.read_bytes(), f"the key was written into {path}"

@@ -278,3 +278,49 @@ def test_over_an_axis_with_missing_points_says_how_many_values_each_mean_holds(m
     assert lines[3].split() == ["1.0", "2", "±", "1", "0.5", "±", "0", "(2", "of", "3)", "3"]
     found = {r["lr"]: (r["n"], r["loss_n"], r["acc_n"]) for r in records(mrunner, sweep, "--over", "seed")}
     assert found == {0.1: (3, 2, 2), 1.0: (3, 3, 2)}
+
+
+def test_a_metric_named_like_a_parameter_or_a_column_of_mrunners_keeps_every_column_apart(mrunner, project):
+    """A metric `lr` beside the axis `lr`, a metric `index`, a parameter `n` beside `--over`'s count: each
+    column once, under its own label (the metric's value overwrote the axis's in --json and --csv)."""
+    (project / "clash.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "mrunner.report({'lr': c.lr * 10, 'index': 7, 'acc': c.seed}, step=0)\n"
+    )
+    result = mrunner("clash.py", "-m", "lr=0.1,1.0", "seed=range(2)", "n=3", "--wait")
+    sweep = result.stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[2].split() == ["#", "lr", "seed", "metric:lr", "metric:index", "acc", "state"]
+    assert records(mrunner, sweep)[1] == {
+        "index": 1,
+        "n": 3,
+        "lr": 0.1,
+        "seed": 1,
+        "metric:lr": 1.0,
+        "metric:index": 7,
+        "acc": 1,
+        "state": "completed",
+    }
+    assert records(mrunner, sweep, "--over", "seed")[0] == {
+        "mrunner:n": 2,
+        "n": 3,
+        "lr": 0.1,
+        "metric:lr": 1.0,
+        "metric:lr_std": 0.0,
+        "metric:lr_n": 2,
+        "metric:index": 7.0,
+        "metric:index_std": 0.0,
+        "metric:index_n": 2,
+        "acc": 0.5,
+        "acc_std": pytest.approx(0.7071, abs=1e-4),
+        "acc_n": 2,
+        "state": "completed",
+    }
+    # a column as the table heads it: the axis by its name, the metric by its label
+    assert [r["index"] for r in records(mrunner, sweep, "--sort", "-metric:lr")][:2] == [2, 3]
+    assert [r["index"] for r in records(mrunner, sweep, "--sort", "-lr")][:2] == [2, 3]
+    assert [r["index"] for r in records(mrunner, sweep, "--sort", "-acc")][:2] == [1, 3]
+    written = mrunner("results", sweep, "--csv", "-")
+    assert next(csv.reader(written.stdout.splitlines())) == list(records(mrunner, sweep)[0])

@@ -84,33 +84,37 @@ def results_command(options: argparse.Namespace) -> int:
     chosen = _where(experiments, options.where)
     axes, constants = comparison.split_axes(chosen)
     names = comparison.metric_names(chosen)
+    shown = comparison.labels([*axes, *constants], names)
     comparison.check_names(over, axes, None, "fold over")
+    drawn = None
     for wanted in (options.plot, options.curves):
-        if wanted and wanted not in names:
-            raise MrunnerError(f"no metric {wanted!r} in sweep {sweep.id}; its metrics: {', '.join(names) or 'none'}")
+        if wanted and (drawn := shown.metric(wanted, names)) is None:
+            raise MrunnerError(
+                f"no metric {wanted!r} in sweep {sweep.id}; its metrics: {', '.join(shown.metrics.values()) or 'none'}"
+            )
     if options.x:
         comparison.check_names([options.x], axes, None, "draw against")
     found = comparison.rows(chosen, axes, names, options.agg, over)
     if options.sort:
-        found = comparison.sort(found, options.sort, axes, names)
+        found = comparison.sort(found, options.sort, axes, names, shown)
     kept = [axis for axis in axes if axis not in over]
-    if options.plot or options.curves:
+    if drawn is not None:
         from mrunner import plot
 
         if options.plot:
-            plot.against_axis(chosen, found, kept, options.plot, options.x, over, options.output, sweep.id)
+            plot.against_axis(chosen, found, kept, drawn, options.x, over, options.output, sweep.id)
         else:
-            plot.curves(chosen, found, kept, options.curves, options.output, sweep.id)
+            plot.curves(chosen, found, kept, drawn, options.output, sweep.id)
         print(f"wrote {options.output}")
         return 0
-    records = _records(found, kept, constants, names, over)
+    records = _records(found, kept, constants, names, over, shown)
     if options.json:
         # a record per line: readable, and json's C encoder (an indented dump runs its Python one)
         print("[\n" + ",\n".join(json.dumps(record) for record in records) + "\n]")
     elif options.csv:
         _write_csv(records, options.csv)
     else:
-        print(_table(sweep, runs, found, kept, constants, names, over, options.agg))
+        print(_table(sweep, runs, found, kept, constants, names, over, options.agg, shown))
     return 0
 
 
@@ -314,20 +318,28 @@ def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experim
 
 
 def _records(
-    found: list[Row], axes: list[str], constants: dict[str, Any], names: list[str], over: list[str]
+    found: list[Row],
+    axes: list[str],
+    constants: dict[str, Any],
+    names: list[str],
+    over: list[str],
+    shown: comparison.Labels,
 ) -> list[dict[str, Any]]:
-    """The rows as flat records, every parameter included, for pandas (``pd.DataFrame(records)``)."""
+    """The rows as flat records, every parameter included, for pandas (``pd.DataFrame(records)``); each key
+    once (``comparison.Labels``)."""
     records = []
     for row in found:
-        record: dict[str, Any] = {"index": row.indices[0]} if not over else {"n": len(row.indices)}
+        record: dict[str, Any] = (
+            {shown.own["index"]: row.indices[0]} if not over else {shown.own["n"]: len(row.indices)}
+        )
         record.update(constants)
         record.update(row.axes)
         for name in names:
-            record[name] = row.metrics.get(name)
+            record[shown.metrics[name]] = row.metrics.get(name)
             if over:
-                record[f"{name}_std"] = row.std.get(name)
-                record[f"{name}_n"] = row.count.get(name, 0)
-        record["state"] = row.state or "completed"
+                record[shown.std[name]] = row.std.get(name)
+                record[shown.count[name]] = row.count.get(name, 0)
+        record[shown.own["state"]] = row.state or "completed"
         records.append(record)
     return records
 
@@ -360,6 +372,7 @@ def _table(
     names: list[str],
     over: list[str],
     how: str,
+    shown: comparison.Labels,
 ) -> str:
     lines = [
         fit(
@@ -369,7 +382,13 @@ def _table(
     ]
     if constants:  # the lines above the table are broken between words to the terminal's width, as it fits
         lines.append(fit("constant: " + ", ".join(f"{key}={_cell(value)}" for key, value in constants.items())))
-    headers = (["#"] if not over else []) + axes + names + (["n"] if over else []) + ["state"]
+    headers = (
+        (["#"] if not over else [])
+        + axes
+        + [shown.metrics[name] for name in names]
+        + ([shown.own["n"]] if over else [])
+        + [shown.own["state"]]
+    )
     cells = []
     for row in found:
         values = []

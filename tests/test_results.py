@@ -324,3 +324,24 @@ def test_a_metric_named_like_a_parameter_or_a_column_of_mrunners_keeps_every_col
     assert [r["index"] for r in records(mrunner, sweep, "--sort", "-acc")][:2] == [1, 3]
     written = mrunner("results", sweep, "--csv", "-")
     assert next(csv.reader(written.stdout.splitlines())) == list(records(mrunner, sweep)[0])
+
+
+def test_a_whole_number_beyond_64_bits_reaches_pandas_as_a_number(mrunner, project):
+    """report keeps an int as given, up to a float's range; pandas reads no integer beyond 64 bits: read_json
+    refused the whole --json ("Value is too big!") and read_csv made the column text."""
+    import io
+
+    import pandas
+
+    (project / "big.py").write_text(
+        "import mrunner\nc = mrunner.get_configuration()\nmrunner.report({'count': 10**30 * c.k, 'small': c.k}, step=0)\n"
+    )
+    sweep = mrunner("big.py", "-m", "k=1,2", "--wait").stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    frame = pandas.read_json(io.StringIO(shown.stdout))
+    assert frame["count"].tolist() == [1e30, 2e30] and frame["small"].tolist() == [1, 2]
+    written = mrunner("results", sweep, "--csv", "-")
+    frame = pandas.read_csv(io.StringIO(written.stdout))
+    assert frame["count"].dtype == "float64" and frame["count"].tolist() == [1e30, 2e30]
+    assert frame["small"].dtype == "int64"

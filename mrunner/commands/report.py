@@ -335,13 +335,21 @@ def _records(
         record.update(constants)
         record.update(row.axes)
         for name in names:
-            record[shown.metrics[name]] = row.metrics.get(name)
+            record[shown.metrics[name]] = _within_int64(row.metrics.get(name))
             if over:
                 record[shown.std[name]] = row.std.get(name)
                 record[shown.count[name]] = row.count.get(name, 0)
         record[shown.own["state"]] = row.state or "completed"
         records.append(record)
     return records
+
+
+def _within_int64(value: float | None) -> float | None:
+    """A whole number beyond 64 bits as a float: pandas reads no such integer (``read_json`` refuses the whole
+    document, "Value is too big!"; ``read_csv`` makes its column text), and a float is what it is then anyway."""
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
 
 
 def _write_csv(records: list[dict[str, Any]], path: Path) -> None:

@@ -121,10 +121,24 @@ def matches(value: Any, wanted: str) -> bool:
     """Whether a parameter's value is what ``--where KEY=VALUE`` asks (numbers compared as numbers)."""
     if str(value) == wanted or _text(value) == wanted:
         return True
+    if isinstance(value, bool):
+        return False  # no number: `flag=1` is not `flag=true`
     try:
         return float(value) == float(wanted)
     except (TypeError, ValueError):
         return False
+
+
+def same(value: Any, wanted: Any) -> bool:
+    """Whether a parameter's value is ``wanted``, a value as the grid's grammar reads it: numbers by value (0.1
+    is 1e-1), a bool only a bool (True is not 1), lists and mappings item by item."""
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return type(value) is type(wanted) and value == wanted
+    if isinstance(value, (list, tuple)) and isinstance(wanted, (list, tuple)):
+        return len(value) == len(wanted) and all(same(a, b) for a, b in zip(value, wanted))
+    if isinstance(value, Mapping) and isinstance(wanted, Mapping):
+        return value.keys() == wanted.keys() and all(same(value[k], wanted[k]) for k in value)
+    return bool(value == wanted)
 
 
 def rows(

@@ -345,3 +345,22 @@ def test_a_whole_number_beyond_64_bits_reaches_pandas_as_a_number(mrunner, proje
     frame = pandas.read_csv(io.StringIO(written.stdout))
     assert frame["count"].dtype == "float64" and frame["count"].tolist() == [1e30, 2e30]
     assert frame["small"].dtype == "int64"
+
+
+def test_where_takes_a_value_as_the_grid_wrote_it(mrunner, project):
+    """`--where` with the spelling of the override that made the grid: a bool (`true`), a null, a list, a quoted
+    string with a comma, 1e-1 for 0.1. Each was refused ("no experiment has it; flag is True, False"), and the
+    refusal named a null as `-`, which no --where takes."""
+    (project / "kinds.py").write_text("import mrunner\nmrunner.get_configuration()\nmrunner.report({'loss': 1.0})\n")
+    result = mrunner("kinds.py", "-m", "flag=true,false", "x=null,0.1", "l=[1,2],[3]", "s='x,y',z", "--wait")
+    sweep = result.stdout.strip().splitlines()[-1]
+
+    def chosen(*conditions: str) -> list[int]:
+        return [r["index"] for r in records(mrunner, sweep, *(f"--where={c}" for c in conditions))]
+
+    assert chosen("flag=true", "x=null", "l=[1,2]") == [0, 1]
+    assert chosen("flag=false", "x=1e-1", "l=[3]", "s='x,y'") == [14]
+    assert chosen("flag=True", "x=None", "l=[1, 2]", "s=x,y") == [0]  # as the table and --json show them
+    assert chosen("s='x,y',z", "flag=false", "x=0.1", "l=[1,2]") == [12, 13]
+    assert_refused(mrunner("results", sweep, "--where", "flag=1"), "no experiment has it; flag is true, false")
+    assert_refused(mrunner("results", sweep, "--where", "x=0"), "no experiment has it; x is null, 0.1")

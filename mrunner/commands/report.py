@@ -283,6 +283,10 @@ def read_cached(
     return found
 
 
+#: The characters of the override grammar that make ``a,b`` more than values split at commas (``'x,y',z``,
+#: ``[1,2]``): such a ``--where`` is read by the grammar itself.
+GRAMMAR = "'\"[]{}()\\"
+
 #: How many of a parameter's values a refused ``--where`` names.
 WHERE_VALUES_SHOWN = 10
 
@@ -297,15 +301,22 @@ def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experim
             names = dict.fromkeys(name for experiment in experiments for name in experiment.parameters)
             raise MrunnerError(f"--where {condition!r}: no parameter {key!r}; parameters: {', '.join(names) or 'none'}")
         matching = [e for e in chosen if key in e.parameters and comparison.matches(e.parameters[key], wanted)]
-        if not matching and "," in wanted:  # lr=0.1,1.0 as the grid writes it: any of them (no value is all of it)
+        if not matching and "," in wanted and not set(wanted) & set(GRAMMAR):  # lr=0.1,1.0: any of them
             alternatives = wanted.split(",")
             matching = [
                 e
                 for e in chosen
                 if key in e.parameters and any(comparison.matches(e.parameters[key], one) for one in alternatives)
             ]
+        if not matching:  # as the grid's override would write it: true, null, [1,2], 'x,y', 1e-1
+            spelled = _as_the_grid_reads(key, wanted)
+            matching = [
+                e
+                for e in chosen
+                if key in e.parameters and any(comparison.same(e.parameters[key], one) for one in spelled)
+            ]
         if not matching:
-            values = dict.fromkeys(_cell(e.parameters[key]) for e in chosen if key in e.parameters)
+            values = dict.fromkeys(_spelled(e.parameters[key]) for e in chosen if key in e.parameters)
             shown = ", ".join(list(values)[:WHERE_VALUES_SHOWN]) + (", ..." if len(values) > WHERE_VALUES_SHOWN else "")
             among = (
                 f" of those with {' and '.join(conditions[: conditions.index(condition)])}"
@@ -315,6 +326,25 @@ def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experim
             raise MrunnerError(f"--where {condition!r}: no experiment{among} has it; {key} is {shown or 'never set'}")
         chosen = matching
     return chosen
+
+
+def _as_the_grid_reads(key: str, wanted: str) -> list[Any]:
+    """The values ``KEY=VALUE`` spans in Hydra's override grammar, the one the grid was written in (``true``,
+    ``null``, ``[1,2]``, ``'x,y'``, ``a,b``): none when it is no override there. Hydra is imported only for a
+    ``--where`` the plain comparison did not match."""
+    from mrunner import grid, hydra_internals
+
+    try:
+        return [hydra_internals.plain(value) for value in grid.axis(grid.parse(f"{key}={wanted}")).values]
+    except MrunnerError:
+        return []
+
+
+def _spelled(value: Any) -> str:
+    """A parameter's value as ``--where`` takes it back (the table shows a null as ``-``, a bool as ``True``)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return _cell(value)
 
 
 def _records(

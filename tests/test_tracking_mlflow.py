@@ -120,6 +120,34 @@ def test_a_server_that_does_not_answer_is_refused_before_anything_is_recorded(mr
     assert missing.returncode != 0 and "names no server: set mlflow_tracking_uri" in missing.stderr
 
 
+def test_an_experiment_deleted_on_the_server_is_refused_before_anything_is_recorded(
+    mlflow_service, mrunner_home, mrunner, tmp_path
+):
+    """An MLflow experiment in the server's trash takes no run: every experiment's first report was refused,
+    and every catch-up upload after it, while the submission had said "MLflow: runs in experiment ..."."""
+    from mlflow.tracking import MlflowClient
+
+    uri = mlflow_service["tracking_uri"]
+    name = f"mrunner-test-{uuid.uuid4().hex[:8]}"
+    client = MlflowClient(uri)
+    identity = client.create_experiment(name)
+    client.delete_experiment(identity)
+    keys = {"backend": "local", "mlflow": True, "mlflow_tracking_uri": uri, "mlflow_experiment": name}
+    context = write_context(mrunner_home, "trashed", keys)
+    (tmp_path / "train.py").write_text("import mrunner\nmrunner.report({'loss': 1.0})\n")
+    refused = mrunner(f"+context={context}", "train.py", "lr=1")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert (
+        f"the MLflow experiment '{name}' of context trashed is deleted at {uri}: restore it "
+        f"(`mlflow experiments restore --experiment-id {identity}`), or name another mlflow_experiment"
+    ) in refused.stderr
+    assert json.loads(mrunner("status", "--json").stdout) == []
+    client.restore_experiment(identity)
+    done = mrunner(f"+context={context}", "train.py", "lr=1", "--wait")
+    assert done.returncode == 0, done.stderr
+    assert [run.data.metrics for run in runs_of(uri, name)] == [{"loss": 1.0}]
+
+
 @pytest.mark.parametrize("tracking", ["live", "deferred"])
 def test_a_tracking_uri_mlflow_cannot_use_is_refused_before_anything_is_recorded(
     mrunner_home, mrunner, tmp_path, tracking

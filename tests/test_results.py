@@ -97,6 +97,11 @@ def test_over_an_axis_gives_mean_std_and_count(mrunner, project, tmp_path):
         ("0.1", pytest.approx(0.2), pytest.approx(0.1), "3"),
         ("1.0", pytest.approx(2.0), pytest.approx(1.0), "3"),
     ]
+    # an axis the rows no longer have: refused, as --x is (it left the rows in their order, as if sorted)
+    assert_refused(
+        mrunner("results", sweep, "--over", "seed", "--sort", "-seed"),
+        "cannot sort by 'seed': it is folded by --over; the axes left are lr and the metrics loss, acc",
+    )
 
 
 def test_a_running_experiment_shows_what_it_reported_so_far(mrunner, project, tmp_path):

@@ -95,9 +95,15 @@ def results_command(options: argparse.Namespace) -> int:
     if options.x:
         comparison.check_names([options.x], axes, None, "draw against")
     found = comparison.rows(chosen, axes, names, options.agg, over)
-    if options.sort:
-        found = comparison.sort(found, options.sort, axes, names, shown)
     kept = [axis for axis in axes if axis not in over]
+    if options.sort:
+        folded = options.sort.lstrip("-")
+        if folded in over and shown.metric(folded, names) is None:
+            raise MrunnerError(
+                f"cannot sort by {folded!r}: it is folded by --over; the axes left are {', '.join(kept) or 'none'}"
+                f" and the metrics {', '.join(shown.metrics.values())}"
+            )
+        found = comparison.sort(found, options.sort, kept, names, shown)
     if drawn is not None:
         from mrunner import plot
 

@@ -304,7 +304,7 @@ class _Mlflow:
 
         from mrunner import mlflow_run
 
-        batch = [Metric(name, float(value), int(at * 1000), step) for _, name, step, value, at in points]
+        batch = [Metric(mlflow_run.name(key), float(value), int(at * 1000), step) for _, key, step, value, at in points]
         run_id = known.get("run")
         first: tuple[list[Any], list[Any]] = ([], [])  # parameters and tags the first request carries
         if run_id is None:

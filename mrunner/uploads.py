@@ -254,9 +254,10 @@ def _new_points(data: bytes, offset: int, end: int) -> list[tuple[int, str, int,
 
 def _waiting(sweep: Sweep, target: _Mlflow | _Wandb, reason: str, count: int) -> str:
     first = reason.splitlines()[0] if reason else "no answer"
+    whose = "1 experiment's" if count == 1 else f"{count} experiments'"
     return (
-        f"{target.name} at {target.where} does not take sweep {sweep.id}'s metrics ({first[:200]}); {count} "
-        f"experiment{'s' * (count != 1)}' new metrics wait, and a later `mrunner results {sweep.id}` uploads them"
+        f"{target.name} at {target.where} does not take sweep {sweep.id}'s metrics ({first[:200]}); {whose} "
+        f"new metrics wait, and a later `mrunner results {sweep.id}` uploads them"
     )
 
 

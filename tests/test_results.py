@@ -329,6 +329,15 @@ def test_a_metric_named_like_a_parameter_or_a_column_of_mrunners_keeps_every_col
     assert [r["index"] for r in records(mrunner, sweep, "--sort", "-acc")][:2] == [1, 3]
     written = mrunner("results", sweep, "--csv", "-")
     assert next(csv.reader(written.stdout.splitlines())) == list(records(mrunner, sweep)[0])
+    pytest.importorskip("matplotlib")
+    (project / "matplotlibrc").write_text("svg.fonttype: none\n")  # the picture's words as text, to read here
+    for args, title in (
+        (["--plot", "metric:lr", "--x", "seed"], "metric:lr against seed"),
+        (["--curves", "lr"], "metric:lr per step"),
+    ):
+        drawn = mrunner("results", sweep, *args, "-o", str(project / "p.svg"), env={"MATPLOTLIBRC": str(project)})
+        assert drawn.returncode == 0, drawn.stderr
+        assert f"sweep {sweep}: {title}" in (project / "p.svg").read_text()
 
 
 def test_a_whole_number_beyond_64_bits_reaches_pandas_as_a_number(mrunner, project):

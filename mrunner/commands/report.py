@@ -108,9 +108,11 @@ def results_command(options: argparse.Namespace) -> int:
         from mrunner import plot
 
         if options.plot:
-            plot.against_axis(chosen, found, kept, drawn, options.x, over, options.output, sweep.id)
+            plot.against_axis(
+                chosen, found, kept, drawn, options.x, over, options.output, sweep.id, shown.metrics[drawn]
+            )
         else:
-            plot.curves(chosen, found, kept, drawn, options.output, sweep.id)
+            plot.curves(chosen, found, kept, drawn, options.output, sweep.id, shown.metrics[drawn])
         print(f"wrote {options.output}")
         return 0
     records = _records(found, kept, constants, names, over, shown)

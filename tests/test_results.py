@@ -378,3 +378,33 @@ def test_where_takes_a_value_as_the_grid_wrote_it(mrunner, project):
     assert chosen("s='x,y',z", "flag=false", "x=0.1", "l=[1,2]") == [12, 13]
     assert_refused(mrunner("results", sweep, "--where", "flag=1"), "no experiment has it; flag is true, false")
     assert_refused(mrunner("results", sweep, "--where", "x=0"), "no experiment has it; x is null, 0.1")
+
+
+def test_experiments_of_a_spec_file_told_apart_by_name_and_tags_are_rows_apart(mrunner, project):
+    """A spec file's `ppo` and `sac` with equal parameters: their name and tags are axes of the table, so
+    `--over seed` means each over its own seeds (it folded both into one row, 56 ± 49.3 over n=6)."""
+    (project / "algo.py").write_text(
+        "import sys, mrunner\nc = mrunner.get_configuration()\n"
+        "mrunner.report({'ret': (100 if sys.argv[1] == 'sac' else 10) + c.seed}, step=0)\n"
+    )
+    (project / "spec.py").write_text(
+        "from mrunner.experiment import Experiment\n"
+        "experiments_list = [\n"
+        "    Experiment(name=algo, script=f'python algo.py {algo}', parameters={'lr': 0.1, 'seed': seed}, tags=[algo])\n"
+        "    for algo in ('ppo', 'sac') for seed in range(2)\n"
+        "]\n"
+    )
+    result = mrunner("spec.py", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep, "--over", "seed")
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split() for line in shown.stdout.splitlines()[2:]] == [
+        ["name", "tags", "ret", "n", "state"],
+        ["ppo", '["ppo"]', "10.5", "±", "0.7071", "2"],
+        ["sac", '["sac"]', "100.5", "±", "0.7071", "2"],
+    ]
+    assert [(r["name"], r["tags"], r["seed"]) for r in records(mrunner, sweep, "--where", "name=sac")] == [
+        ("sac", ["sac"], 0),
+        ("sac", ["sac"], 1),
+    ]

@@ -182,8 +182,8 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter, curve
             folder = fetch_metrics(store, sweep, runs, reporter)
         found = read_cached(folder, names, arrived.parsed)
     experiments = []
-    for run, name in zip(runs, names):
-        parameters = comparison.flatten(run.parameters)
+    for run, name, identity in zip(runs, names, _identities(sweep, runs)):
+        parameters = {**identity["first"], **comparison.flatten(run.parameters), **identity["last"]}
         summary = summarised.get(name)
         experiments.append(
             Experiment(
@@ -202,6 +202,30 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter, curve
             f"with mrunner.report({{'loss': loss}}, step=step)"
         )
     return experiments
+
+
+def _identities(sweep: Sweep, runs: list[Run]) -> list[dict[str, dict[str, Any]]]:
+    """What tells a sweep's experiments apart besides their parameters, as more axes: the experiment's name and
+    tags where they differ (a spec file's `ppo` and `sac` of equal parameters), and the resources a point asks
+    for (a swept `context.mem=8G,32G`, a spec's per-experiment resources) as `context.KEY`. Without them the
+    rows of two such experiments looked alike, and `--over seed` folded `ppo` and `sac` into one mean. Each
+    run's as ``{"first": ..., "last": ...}`` (the name before the parameters, the rest after them); a name or
+    `tags` that a parameter has already gives way as `mrunner:name`, `mrunner:tags`."""
+    taken = {key for run in runs for key in comparison.flatten(run.parameters)}
+
+    def key(name: str) -> str:
+        return name if name not in taken else f"mrunner:{name}"
+
+    named = len({run.name for run in runs}) > 1
+    tagged = len({tuple(run.tags) for run in runs}) > 1
+    asked = list(dict.fromkeys(resource for run in runs for resource in run.resources))
+    found = []
+    for run in runs:
+        last: dict[str, Any] = {f"context.{resource}": run.context(sweep).get(resource) for resource in asked}
+        if tagged:
+            last[key("tags")] = list(run.tags)
+        found.append({"first": {key("name"): run.name} if named else {}, "last": last})
+    return found
 
 
 #: The parsed curves of a sweep's metrics files, beside them in the cache: ``marshal`` of ``{folder: (size,

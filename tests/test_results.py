@@ -408,3 +408,19 @@ def test_experiments_of_a_spec_file_told_apart_by_name_and_tags_are_rows_apart(m
         ("sac", ["sac"], 0),
         ("sac", ["sac"], 1),
     ]
+
+
+def test_names_made_of_the_parameters_are_no_axis(mrunner, project):
+    """A spec file naming each experiment after its parameters (`lr0.1_seed0`): the parameters tell them apart
+    already, so `--over seed` still folds the seeds (a name axis would leave every row alone)."""
+    (project / "spec.py").write_text(
+        "from mrunner.experiment import Experiment\n"
+        "experiments_list = [\n"
+        "    Experiment(name=f'lr{lr}_seed{seed}', script='python train.py', parameters={'lr': lr, 'seed': seed})\n"
+        "    for lr in (0.1, 1.0) for seed in range(2)\n"
+        "]\n"
+    )
+    result = mrunner("spec.py", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    assert [(r["lr"], r["n"]) for r in records(mrunner, sweep, "--over", "seed")] == [(0.1, 2), (1.0, 2)]

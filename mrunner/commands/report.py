@@ -206,7 +206,8 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter, curve
 
 def _identities(sweep: Sweep, runs: list[Run]) -> list[dict[str, dict[str, Any]]]:
     """What tells a sweep's experiments apart besides their parameters, as more axes: the experiment's name and
-    tags where they differ (a spec file's `ppo` and `sac` of equal parameters), and the resources a point asks
+    tags where they differ between experiments of equal parameters (a spec file's `ppo` and `sac`), and the
+    resources a point asks
     for (a swept `context.mem=8G,32G`, a spec's per-experiment resources) as `context.KEY`. Without them the
     rows of two such experiments looked alike, and `--over seed` folded `ppo` and `sac` into one mean. Each
     run's as ``{"first": ..., "last": ...}`` (the name before the parameters, the rest after them); a name or
@@ -216,9 +217,15 @@ def _identities(sweep: Sweep, runs: list[Run]) -> list[dict[str, dict[str, Any]]
     def key(name: str) -> str:
         return name if name not in taken else f"mrunner:{name}"
 
-    named = len({run.name for run in runs}) > 1
-    tagged = len({tuple(run.tags) for run in runs}) > 1
     asked = list(dict.fromkeys(resource for run in runs for resource in run.resources))
+    alike: dict[str, list[Run]] = {}  # the runs of equal parameters and resources
+    for run in runs:
+        same = json.dumps([run.parameters, [run.context(sweep).get(r) for r in asked]], sort_keys=True, default=str)
+        alike.setdefault(same, []).append(run)
+    # only where they tell apart what the parameters do not: names made of the parameters (`lr0.1_seed0`) are
+    # no axis, or `--over seed` could fold nothing
+    named = any(len({run.name for run in group}) > 1 for group in alike.values())
+    tagged = any(len({tuple(run.tags) for run in group}) > 1 for group in alike.values())
     found = []
     for run in runs:
         last: dict[str, Any] = {f"context.{resource}": run.context(sweep).get(resource) for resource in asked}

@@ -121,10 +121,24 @@ def matches(value: Any, wanted: str) -> bool:
     """Whether a parameter's value is what ``--where KEY=VALUE`` asks (numbers compared as numbers)."""
     if str(value) == wanted or _text(value) == wanted:
         return True
+    if isinstance(value, bool):
+        return False  # no number: `flag=1` is not `flag=true`
     try:
         return float(value) == float(wanted)
     except (TypeError, ValueError):
         return False
+
+
+def same(value: Any, wanted: Any) -> bool:
+    """Whether a parameter's value is ``wanted``, a value as the grid's grammar reads it: numbers by value (0.1
+    is 1e-1), a bool only a bool (True is not 1), lists and mappings item by item."""
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return type(value) is type(wanted) and value == wanted
+    if isinstance(value, (list, tuple)) and isinstance(wanted, (list, tuple)):
+        return len(value) == len(wanted) and all(same(a, b) for a, b in zip(value, wanted))
+    if isinstance(value, Mapping) and isinstance(wanted, Mapping):
+        return value.keys() == wanted.keys() and all(same(value[k], wanted[k]) for k in value)
+    return bool(value == wanted)
 
 
 def rows(
@@ -164,14 +178,17 @@ def rows(
     return folded
 
 
-def sort(found: list[Row], key: str, axes: Sequence[str], metrics: Sequence[str]) -> list[Row]:
-    """``--sort NAME`` ascending, ``--sort -NAME`` descending; rows without a value go last either way."""
+def sort(found: list[Row], key: str, axes: Sequence[str], metrics: Sequence[str], shown: Labels) -> list[Row]:
+    """``--sort NAME`` ascending, ``--sort -NAME`` descending; rows without a value go last either way. NAME is
+    a column as the table heads it: an axis, or a metric by its label (``metric:lr`` where an axis is ``lr``)."""
     descending = key.startswith("-")
     name = key.lstrip("-")
-    check_names([name], axes, metrics, "sort by")
+    metric = None if name in axes else shown.metric(name, metrics)
+    if metric is None:
+        check_names([name], axes, [shown.metrics[m] for m in metrics], "sort by")
 
     def value(row: Row) -> Any:
-        return row.metrics.get(name) if name in metrics else row.axes.get(name)
+        return row.metrics.get(metric) if metric is not None else row.axes.get(name)
 
     present = [row for row in found if value(row) is not None]
     absent = [row for row in found if value(row) is None]
@@ -191,6 +208,50 @@ def check_names(names: Sequence[str], axes: Sequence[str], metrics: Sequence[str
             if metrics is not None:
                 known += f" and its metrics {', '.join(metrics) or 'none'}"
             raise MrunnerError(f"cannot {what} {name!r}: {known}")
+
+
+#: The columns of `results`' records that are mrunner's own, not a parameter's or a metric's.
+OWN_COLUMNS = ("index", "n", "state")
+
+
+@dataclass
+class Labels:
+    """The name of each column of `results` (table header, JSON key, CSV column), all different: a parameter
+    keeps its name (``--where``, ``--over`` and ``--x`` name it so), a metric keeps its name unless a parameter
+    or a column of mrunner's has it (then ``metric:NAME``), and mrunner's own columns (``index``, ``n``,
+    ``state``, a metric's ``NAME_std`` and ``NAME_n`` with ``--over``) give way to both (then ``mrunner:NAME``).
+    Without this, a metric named like an axis (``lr``) overwrote the axis's value in ``--json`` and ``--csv``."""
+
+    own: dict[str, str]
+    metrics: dict[str, str]
+    std: dict[str, str]
+    count: dict[str, str]
+
+    def metric(self, label: str, metrics: Sequence[str]) -> str | None:
+        """The metric a name given on the command line means: its label, else its own name (when no axis
+        has it)."""
+        for name, given in self.metrics.items():
+            if given == label:
+                return name
+        return label if label in metrics else None
+
+
+def labels(parameters: Sequence[str], metrics: Sequence[str]) -> Labels:
+    """Each column's label (``Labels``), for a sweep with these parameters (axes and constants) and metrics."""
+    taken = set(parameters)
+
+    def free(name: str, prefix: str) -> str:
+        label = name
+        while label in taken:
+            label = f"{prefix}:{label}"
+        taken.add(label)
+        return label
+
+    own = {name: free(name, "mrunner") for name in OWN_COLUMNS}
+    shown = {name: free(name, "metric") for name in metrics}
+    std = {name: free(f"{shown[name]}_std", "mrunner") for name in metrics}
+    count = {name: free(f"{shown[name]}_n", "mrunner") for name in metrics}
+    return Labels(own, shown, std, count)
 
 
 def number(value: float) -> str:

@@ -135,7 +135,7 @@ def create(tracker: Any, experiment_id: str, info: Mapping[str, Any]) -> str:
     """A new run for the experiment ``info`` describes: named after it, tagged with it and its sweep (the tags
     that find it again come with the run itself, so it is never there without them)."""
     tags = {TAG: key_of(info), "mrunner.sweep": str(info.get("sweep")), "mrunner.experiment_id": str(info.get("id"))}
-    tags.update({f"mrunner.tag.{tag}": "1" for tag in info.get("tags") or []})
+    tags.update({name(f"mrunner.tag.{tag}"): "1" for tag in info.get("tags") or []})
     run = tracker.create_run(experiment_id, run_name=str(info.get("name") or "experiment"), tags=tags)
     return str(run.info.run_id)
 
@@ -145,8 +145,33 @@ def first_batch(info: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
     from mlflow.entities import Param, RunTag
 
     parameters = _flat(info.get("parameters") or {})
-    params = [Param(k, str(v)[:PARAMETER_LIMIT]) for k, v in parameters.items()]
+    params = [Param(name(k), str(v)[:PARAMETER_LIMIT]) for k, v in parameters.items()]
     return params, [RunTag(ATTEMPT_TAG, str(info.get("attempt", 0)))]
+
+
+#: MLflow's limit on the length of a metric's, parameter's or tag's name.
+NAME_LIMIT = 250
+_NAMES: dict[str, str] = {}
+
+
+def name(given: str) -> str:
+    """``given`` (a metric's, parameter's or tag's name) as MLflow takes it: a character MLflow refuses (its
+    names hold letters, digits, ``_ - . : /`` and spaces) becomes ``_``, as does a ``/`` of a name that is no
+    plain path (``a//b``, ``/a``, ``a/``), and a name longer than MLflow's limit is cut. MLflow refuses a whole
+    request for one such name: a metric ``acc@1 (%)`` kept every metric of the experiment out of MLflow, live
+    and in every catch-up after. ``mrunner results`` keeps the name as reported."""
+    found = _NAMES.get(given)
+    if found is None:
+        import posixpath
+        import re
+
+        found = re.sub(r"[^\w/.\- :]", "_", given)[:NAME_LIMIT]
+        if posixpath.normpath(found) != found or found.startswith(("/", "..")) or found == ".":
+            found = found.replace("/", "_")
+            if found == "." or found.startswith(".."):  # no longer a path, but MLflow's check takes it for one
+                found = "_" + found[1:]
+        found = _NAMES[given] = found or "_"
+    return found
 
 
 #: What one ``log_batch`` may carry (MLflow's REST API refuses more).
@@ -236,7 +261,9 @@ def log_many(reports: list[tuple[Mapping[str, float], int | None, float]]) -> No
 
     identity = run_id(experiment_info())
     points = [
-        Metric(k, float(v), int(when * 1000), step or 0) for metrics, step, when in reports for k, v in metrics.items()
+        Metric(name(k), float(v), int(when * 1000), step or 0)
+        for metrics, step, when in reports
+        for k, v in metrics.items()
     ]
     for some, _, _ in batches(points, [], []):
         client().log_batch(identity, metrics=some)

@@ -65,9 +65,12 @@ def against_axis(
     over: Sequence[str],
     output: Path,
     sweep_id: str,
+    label: str | None = None,
 ) -> None:
     """``metric`` against axis ``x`` (default: the first), a line for each value of the other axes, error bars
-    (one standard deviation) over the ``over`` axes."""
+    (one standard deviation) over the ``over`` axes; ``label``: the metric's name as the table heads it
+    (``metric:lr`` beside an axis ``lr``)."""
+    label = label or metric
     if not axes:
         why = f"--over {','.join(over)} folds every axis" if over else "every parameter is constant"
         raise MrunnerError(f"sweep {sweep_id} has no axis left to draw {metric} against ({why})")
@@ -102,8 +105,8 @@ def against_axis(
         axis.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 6 else 0)
     _log_if_spread(axis, [r.metrics[metric] for r in rows if metric in r.metrics])
     axis.set_xlabel(x)
-    axis.set_ylabel(metric + (f" (mean ± std over {', '.join(over)})" if over else ""))
-    axis.set_title(f"sweep {sweep_id}: {metric} against {x}", fontsize=10)
+    axis.set_ylabel(label + (f" (mean ± std over {', '.join(over)})" if over else ""))
+    axis.set_title(f"sweep {sweep_id}: {label} against {x}", fontsize=10)
     _save(pyplot, figure, axis, len(lines), output, handles)
 
 
@@ -114,9 +117,11 @@ def curves(
     metric: str,
     output: Path,
     sweep_id: str,
+    label: str | None = None,
 ) -> None:
     """``metric`` against its step, a line per row: an experiment, or with ``--over`` a group's mean with a band
-    of one standard deviation."""
+    of one standard deviation; ``label`` as ``against_axis`` takes it."""
+    label = label or metric
     by_index = {experiment.index: experiment for experiment in experiments}
     pyplot = _pyplot()
     figure, axis = pyplot.subplots(figsize=(8, 5), layout="constrained")
@@ -143,9 +148,9 @@ def curves(
 
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("step")
-    axis.set_ylabel(metric)
+    axis.set_ylabel(label)
     grouped = len(drawn) < len(experiments)
-    axis.set_title(f"sweep {sweep_id}: {metric} per step" + (" (mean ± std per group)" if grouped else ""), fontsize=10)
+    axis.set_title(f"sweep {sweep_id}: {label} per step" + (" (mean ± std per group)" if grouped else ""), fontsize=10)
     _save(pyplot, figure, axis, len(drawn), output, handles)
 
 

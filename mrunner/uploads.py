@@ -268,9 +268,10 @@ def _new_points(data: bytes, offset: int, end: int) -> list[tuple[int, str, int,
 
 def _waiting(sweep: Sweep, target: _Mlflow | _Wandb, reason: str, count: int) -> str:
     first = reason.splitlines()[0] if reason else "no answer"
+    whose = "1 experiment's" if count == 1 else f"{count} experiments'"
     return (
-        f"{target.name} at {target.where} does not take sweep {sweep.id}'s metrics ({first[:200]}); {count} "
-        f"experiment{'s' * (count != 1)}' new metrics wait, and a later `mrunner results {sweep.id}` uploads them"
+        f"{target.name} at {target.where} does not take sweep {sweep.id}'s metrics ({first[:200]}); {whose} "
+        f"new metrics wait, and a later `mrunner results {sweep.id}` uploads them"
     )
 
 
@@ -318,7 +319,7 @@ class _Mlflow:
 
         from mrunner import mlflow_run
 
-        batch = [Metric(name, float(value), int(at * 1000), step) for _, name, step, value, at in points]
+        batch = [Metric(mlflow_run.name(key), float(value), int(at * 1000), step) for _, key, step, value, at in points]
         run_id = known.get("run")
         first: tuple[list[Any], list[Any]] = ([], [])  # parameters and tags the first request carries
         if run_id is None:

@@ -97,6 +97,11 @@ def test_over_an_axis_gives_mean_std_and_count(mrunner, project, tmp_path):
         ("0.1", pytest.approx(0.2), pytest.approx(0.1), "3"),
         ("1.0", pytest.approx(2.0), pytest.approx(1.0), "3"),
     ]
+    # an axis the rows no longer have: refused, as --x is (it left the rows in their order, as if sorted)
+    assert_refused(
+        mrunner("results", sweep, "--over", "seed", "--sort", "-seed"),
+        "cannot sort by 'seed': it is folded by --over; the axes left are lr and the metrics loss, acc",
+    )
 
 
 def test_a_running_experiment_shows_what_it_reported_so_far(mrunner, project, tmp_path):
@@ -278,3 +283,144 @@ def test_over_an_axis_with_missing_points_says_how_many_values_each_mean_holds(m
     assert lines[3].split() == ["1.0", "2", "±", "1", "0.5", "±", "0", "(2", "of", "3)", "3"]
     found = {r["lr"]: (r["n"], r["loss_n"], r["acc_n"]) for r in records(mrunner, sweep, "--over", "seed")}
     assert found == {0.1: (3, 2, 2), 1.0: (3, 3, 2)}
+
+
+def test_a_metric_named_like_a_parameter_or_a_column_of_mrunners_keeps_every_column_apart(mrunner, project):
+    """A metric `lr` beside the axis `lr`, a metric `index`, a parameter `n` beside `--over`'s count: each
+    column once, under its own label (the metric's value overwrote the axis's in --json and --csv)."""
+    (project / "clash.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "mrunner.report({'lr': c.lr * 10, 'index': 7, 'acc': c.seed}, step=0)\n"
+    )
+    result = mrunner("clash.py", "-m", "lr=0.1,1.0", "seed=range(2)", "n=3", "--wait")
+    sweep = result.stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[2].split() == ["#", "lr", "seed", "metric:lr", "metric:index", "acc", "state"]
+    assert records(mrunner, sweep)[1] == {
+        "index": 1,
+        "n": 3,
+        "lr": 0.1,
+        "seed": 1,
+        "metric:lr": 1.0,
+        "metric:index": 7,
+        "acc": 1,
+        "state": "completed",
+    }
+    assert records(mrunner, sweep, "--over", "seed")[0] == {
+        "mrunner:n": 2,
+        "n": 3,
+        "lr": 0.1,
+        "metric:lr": 1.0,
+        "metric:lr_std": 0.0,
+        "metric:lr_n": 2,
+        "metric:index": 7.0,
+        "metric:index_std": 0.0,
+        "metric:index_n": 2,
+        "acc": 0.5,
+        "acc_std": pytest.approx(0.7071, abs=1e-4),
+        "acc_n": 2,
+        "state": "completed",
+    }
+    # a column as the table heads it: the axis by its name, the metric by its label
+    assert [r["index"] for r in records(mrunner, sweep, "--sort", "-metric:lr")][:2] == [2, 3]
+    assert [r["index"] for r in records(mrunner, sweep, "--sort", "-lr")][:2] == [2, 3]
+    assert [r["index"] for r in records(mrunner, sweep, "--sort", "-acc")][:2] == [1, 3]
+    written = mrunner("results", sweep, "--csv", "-")
+    assert next(csv.reader(written.stdout.splitlines())) == list(records(mrunner, sweep)[0])
+    pytest.importorskip("matplotlib")
+    (project / "matplotlibrc").write_text("svg.fonttype: none\n")  # the picture's words as text, to read here
+    for args, title in (
+        (["--plot", "metric:lr", "--x", "seed"], "metric:lr against seed"),
+        (["--curves", "lr"], "metric:lr per step"),
+    ):
+        drawn = mrunner("results", sweep, *args, "-o", str(project / "p.svg"), env={"MATPLOTLIBRC": str(project)})
+        assert drawn.returncode == 0, drawn.stderr
+        assert f"sweep {sweep}: {title}" in (project / "p.svg").read_text()
+
+
+def test_a_whole_number_beyond_64_bits_reaches_pandas_as_a_number(mrunner, project):
+    """report keeps an int as given, up to a float's range; pandas reads no integer beyond 64 bits: read_json
+    refused the whole --json ("Value is too big!") and read_csv made the column text."""
+    import io
+
+    import pandas
+
+    (project / "big.py").write_text(
+        "import mrunner\nc = mrunner.get_configuration()\nmrunner.report({'count': 10**30 * c.k, 'small': c.k}, step=0)\n"
+    )
+    sweep = mrunner("big.py", "-m", "k=1,2", "--wait").stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    frame = pandas.read_json(io.StringIO(shown.stdout))
+    assert frame["count"].tolist() == [1e30, 2e30] and frame["small"].tolist() == [1, 2]
+    written = mrunner("results", sweep, "--csv", "-")
+    frame = pandas.read_csv(io.StringIO(written.stdout))
+    assert frame["count"].dtype == "float64" and frame["count"].tolist() == [1e30, 2e30]
+    assert frame["small"].dtype == "int64"
+
+
+def test_where_takes_a_value_as_the_grid_wrote_it(mrunner, project):
+    """`--where` with the spelling of the override that made the grid: a bool (`true`), a null, a list, a quoted
+    string with a comma, 1e-1 for 0.1. Each was refused ("no experiment has it; flag is True, False"), and the
+    refusal named a null as `-`, which no --where takes."""
+    (project / "kinds.py").write_text("import mrunner\nmrunner.get_configuration()\nmrunner.report({'loss': 1.0})\n")
+    result = mrunner("kinds.py", "-m", "flag=true,false", "x=null,0.1", "l=[1,2],[3]", "s='x,y',z", "--wait")
+    sweep = result.stdout.strip().splitlines()[-1]
+
+    def chosen(*conditions: str) -> list[int]:
+        return [r["index"] for r in records(mrunner, sweep, *(f"--where={c}" for c in conditions))]
+
+    assert chosen("flag=true", "x=null", "l=[1,2]") == [0, 1]
+    assert chosen("flag=false", "x=1e-1", "l=[3]", "s='x,y'") == [14]
+    assert chosen("flag=True", "x=None", "l=[1, 2]", "s=x,y") == [0]  # as the table and --json show them
+    assert chosen("s='x,y',z", "flag=false", "x=0.1", "l=[1,2]") == [12, 13]
+    assert_refused(mrunner("results", sweep, "--where", "flag=1"), "no experiment has it; flag is true, false")
+    assert_refused(mrunner("results", sweep, "--where", "x=0"), "no experiment has it; x is null, 0.1")
+
+
+def test_experiments_of_a_spec_file_told_apart_by_name_and_tags_are_rows_apart(mrunner, project):
+    """A spec file's `ppo` and `sac` with equal parameters: their name and tags are axes of the table, so
+    `--over seed` means each over its own seeds (it folded both into one row, 56 ± 49.3 over n=6)."""
+    (project / "algo.py").write_text(
+        "import sys, mrunner\nc = mrunner.get_configuration()\n"
+        "mrunner.report({'ret': (100 if sys.argv[1] == 'sac' else 10) + c.seed}, step=0)\n"
+    )
+    (project / "spec.py").write_text(
+        "from mrunner.experiment import Experiment\n"
+        "experiments_list = [\n"
+        "    Experiment(name=algo, script=f'python algo.py {algo}', parameters={'lr': 0.1, 'seed': seed}, tags=[algo])\n"
+        "    for algo in ('ppo', 'sac') for seed in range(2)\n"
+        "]\n"
+    )
+    result = mrunner("spec.py", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep, "--over", "seed")
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split() for line in shown.stdout.splitlines()[2:]] == [
+        ["name", "tags", "ret", "n", "state"],
+        ["ppo", '["ppo"]', "10.5", "±", "0.7071", "2"],
+        ["sac", '["sac"]', "100.5", "±", "0.7071", "2"],
+    ]
+    assert [(r["name"], r["tags"], r["seed"]) for r in records(mrunner, sweep, "--where", "name=sac")] == [
+        ("sac", ["sac"], 0),
+        ("sac", ["sac"], 1),
+    ]
+
+
+def test_names_made_of_the_parameters_are_no_axis(mrunner, project):
+    """A spec file naming each experiment after its parameters (`lr0.1_seed0`): the parameters tell them apart
+    already, so `--over seed` still folds the seeds (a name axis would leave every row alone)."""
+    (project / "spec.py").write_text(
+        "from mrunner.experiment import Experiment\n"
+        "experiments_list = [\n"
+        "    Experiment(name=f'lr{lr}_seed{seed}', script='python train.py', parameters={'lr': lr, 'seed': seed})\n"
+        "    for lr in (0.1, 1.0) for seed in range(2)\n"
+        "]\n"
+    )
+    result = mrunner("spec.py", "--wait")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    assert [(r["lr"], r["n"]) for r in records(mrunner, sweep, "--over", "seed")] == [(0.1, 2), (1.0, 2)]

@@ -121,6 +121,63 @@ def test_a_server_that_does_not_answer_is_refused_before_anything_is_recorded(mr
 
 
 @pytest.mark.parametrize("tracking", ["live", "deferred"])
+def test_names_mlflow_refuses_are_logged_under_names_it_takes(
+    mlflow_service, mrunner_home, mrunner, tmp_path, tracking
+):
+    """A metric `acc@1 (%)`, a tag with `@`, a metric `a//b`: MLflow refuses a whole request for one such name,
+    so no metric of the experiment reached MLflow, live or by any catch-up (every `results` warned that a later
+    one would upload them). Each is logged under a name MLflow takes; `results` keeps the names as reported."""
+    uri = mlflow_service["tracking_uri"]
+    experiment = f"mrunner-test-{uuid.uuid4().hex[:8]}"
+    keys = {"backend": "local", "mlflow": True, "mlflow_tracking_uri": uri, "mlflow_experiment": experiment}
+    context = write_context(mrunner_home, "named", {**keys, "tracking": tracking})
+    (tmp_path / "train.py").write_text(
+        "import mrunner\n"
+        "mrunner.get_configuration()\n"
+        "for step in range(2):\n"
+        "    mrunner.report({'loss': 1.0 + step, 'acc@1 (%)': 50.0 + step, 'a//b': 3.0}, step=step)\n"
+    )
+    done = mrunner(f"+context={context}", "train.py", "lr=1", "--tag", "best@v1", "--wait")
+    assert done.returncode == 0, done.stderr
+    sweep = done.stdout.strip().splitlines()[-1]
+    assert "refused" not in mrunner("logs", f"{sweep}/0").stdout
+    shown = mrunner("results", sweep, "--json")
+    assert shown.returncode == 0 and "warning" not in shown.stderr, shown.stderr
+    assert json.loads(shown.stdout)[0]["acc@1 (%)"] == 51.0
+    (run,) = runs_of(uri, experiment)
+    assert run.data.metrics == {"loss": 2.0, "acc_1 ___": 51.0, "a__b": 3.0}
+    assert run.data.params == {"lr": "1"} and run.data.tags["mrunner.tag.best_v1"] == "1"
+
+
+def test_an_experiment_deleted_on_the_server_is_refused_before_anything_is_recorded(
+    mlflow_service, mrunner_home, mrunner, tmp_path
+):
+    """An MLflow experiment in the server's trash takes no run: every experiment's first report was refused,
+    and every catch-up upload after it, while the submission had said "MLflow: runs in experiment ..."."""
+    from mlflow.tracking import MlflowClient
+
+    uri = mlflow_service["tracking_uri"]
+    name = f"mrunner-test-{uuid.uuid4().hex[:8]}"
+    client = MlflowClient(uri)
+    identity = client.create_experiment(name)
+    client.delete_experiment(identity)
+    keys = {"backend": "local", "mlflow": True, "mlflow_tracking_uri": uri, "mlflow_experiment": name}
+    context = write_context(mrunner_home, "trashed", keys)
+    (tmp_path / "train.py").write_text("import mrunner\nmrunner.report({'loss': 1.0})\n")
+    refused = mrunner(f"+context={context}", "train.py", "lr=1")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert (
+        f"the MLflow experiment '{name}' of context trashed is deleted at {uri}: restore it "
+        f"(`mlflow experiments restore --experiment-id {identity}`), or name another mlflow_experiment"
+    ) in refused.stderr
+    assert json.loads(mrunner("status", "--json").stdout) == []
+    client.restore_experiment(identity)
+    done = mrunner(f"+context={context}", "train.py", "lr=1", "--wait")
+    assert done.returncode == 0, done.stderr
+    assert [run.data.metrics for run in runs_of(uri, name)] == [{"loss": 1.0}]
+
+
+@pytest.mark.parametrize("tracking", ["live", "deferred"])
 def test_a_tracking_uri_mlflow_cannot_use_is_refused_before_anything_is_recorded(
     mrunner_home, mrunner, tmp_path, tracking
 ):

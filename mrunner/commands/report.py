@@ -84,33 +84,45 @@ def results_command(options: argparse.Namespace) -> int:
     chosen = _where(experiments, options.where)
     axes, constants = comparison.split_axes(chosen)
     names = comparison.metric_names(chosen)
+    shown = comparison.labels([*axes, *constants], names)
     comparison.check_names(over, axes, None, "fold over")
+    drawn = None
     for wanted in (options.plot, options.curves):
-        if wanted and wanted not in names:
-            raise MrunnerError(f"no metric {wanted!r} in sweep {sweep.id}; its metrics: {', '.join(names) or 'none'}")
+        if wanted and (drawn := shown.metric(wanted, names)) is None:
+            raise MrunnerError(
+                f"no metric {wanted!r} in sweep {sweep.id}; its metrics: {', '.join(shown.metrics.values()) or 'none'}"
+            )
     if options.x:
         comparison.check_names([options.x], axes, None, "draw against")
     found = comparison.rows(chosen, axes, names, options.agg, over)
-    if options.sort:
-        found = comparison.sort(found, options.sort, axes, names)
     kept = [axis for axis in axes if axis not in over]
-    if options.plot or options.curves:
+    if options.sort:
+        folded = options.sort.lstrip("-")
+        if folded in over and shown.metric(folded, names) is None:
+            raise MrunnerError(
+                f"cannot sort by {folded!r}: it is folded by --over; the axes left are {', '.join(kept) or 'none'}"
+                f" and the metrics {', '.join(shown.metrics.values())}"
+            )
+        found = comparison.sort(found, options.sort, kept, names, shown)
+    if drawn is not None:
         from mrunner import plot
 
         if options.plot:
-            plot.against_axis(chosen, found, kept, options.plot, options.x, over, options.output, sweep.id)
+            plot.against_axis(
+                chosen, found, kept, drawn, options.x, over, options.output, sweep.id, shown.metrics[drawn]
+            )
         else:
-            plot.curves(chosen, found, kept, options.curves, options.output, sweep.id)
+            plot.curves(chosen, found, kept, drawn, options.output, sweep.id, shown.metrics[drawn])
         print(f"wrote {options.output}")
         return 0
-    records = _records(found, kept, constants, names, over)
+    records = _records(found, kept, constants, names, over, shown)
     if options.json:
         # a record per line: readable, and json's C encoder (an indented dump runs its Python one)
         print("[\n" + ",\n".join(json.dumps(record) for record in records) + "\n]")
     elif options.csv:
         _write_csv(records, options.csv)
     else:
-        print(_table(sweep, runs, found, kept, constants, names, over, options.agg))
+        print(_table(sweep, runs, found, kept, constants, names, over, options.agg, shown))
     return 0
 
 
@@ -170,8 +182,8 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter, curve
             folder = fetch_metrics(store, sweep, runs, reporter)
         found = read_cached(folder, names, arrived.parsed)
     experiments = []
-    for run, name in zip(runs, names):
-        parameters = comparison.flatten(run.parameters)
+    for run, name, identity in zip(runs, names, _identities(sweep, runs)):
+        parameters = {**identity["first"], **comparison.flatten(run.parameters), **identity["last"]}
         summary = summarised.get(name)
         experiments.append(
             Experiment(
@@ -190,6 +202,37 @@ def fetch(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporter, curve
             f"with mrunner.report({{'loss': loss}}, step=step)"
         )
     return experiments
+
+
+def _identities(sweep: Sweep, runs: list[Run]) -> list[dict[str, dict[str, Any]]]:
+    """What tells a sweep's experiments apart besides their parameters, as more axes: the experiment's name and
+    tags where they differ between experiments of equal parameters (a spec file's `ppo` and `sac`), and the
+    resources a point asks
+    for (a swept `context.mem=8G,32G`, a spec's per-experiment resources) as `context.KEY`. Without them the
+    rows of two such experiments looked alike, and `--over seed` folded `ppo` and `sac` into one mean. Each
+    run's as ``{"first": ..., "last": ...}`` (the name before the parameters, the rest after them); a name or
+    `tags` that a parameter has already gives way as `mrunner:name`, `mrunner:tags`."""
+    taken = {key for run in runs for key in comparison.flatten(run.parameters)}
+
+    def key(name: str) -> str:
+        return name if name not in taken else f"mrunner:{name}"
+
+    asked = list(dict.fromkeys(resource for run in runs for resource in run.resources))
+    alike: dict[str, list[Run]] = {}  # the runs of equal parameters and resources
+    for run in runs:
+        same = json.dumps([run.parameters, [run.context(sweep).get(r) for r in asked]], sort_keys=True, default=str)
+        alike.setdefault(same, []).append(run)
+    # only where they tell apart what the parameters do not: names made of the parameters (`lr0.1_seed0`) are
+    # no axis, or `--over seed` could fold nothing
+    named = any(len({run.name for run in group}) > 1 for group in alike.values())
+    tagged = any(len({tuple(run.tags) for run in group}) > 1 for group in alike.values())
+    found = []
+    for run in runs:
+        last: dict[str, Any] = {f"context.{resource}": run.context(sweep).get(resource) for resource in asked}
+        if tagged:
+            last[key("tags")] = list(run.tags)
+        found.append({"first": {key("name"): run.name} if named else {}, "last": last})
+    return found
 
 
 #: The parsed curves of a sweep's metrics files, beside them in the cache: ``marshal`` of ``{folder: (size,
@@ -279,6 +322,10 @@ def read_cached(
     return found
 
 
+#: The characters of the override grammar that make ``a,b`` more than values split at commas (``'x,y',z``,
+#: ``[1,2]``): such a ``--where`` is read by the grammar itself.
+GRAMMAR = "'\"[]{}()\\"
+
 #: How many of a parameter's values a refused ``--where`` names.
 WHERE_VALUES_SHOWN = 10
 
@@ -293,15 +340,22 @@ def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experim
             names = dict.fromkeys(name for experiment in experiments for name in experiment.parameters)
             raise MrunnerError(f"--where {condition!r}: no parameter {key!r}; parameters: {', '.join(names) or 'none'}")
         matching = [e for e in chosen if key in e.parameters and comparison.matches(e.parameters[key], wanted)]
-        if not matching and "," in wanted:  # lr=0.1,1.0 as the grid writes it: any of them (no value is all of it)
+        if not matching and "," in wanted and not set(wanted) & set(GRAMMAR):  # lr=0.1,1.0: any of them
             alternatives = wanted.split(",")
             matching = [
                 e
                 for e in chosen
                 if key in e.parameters and any(comparison.matches(e.parameters[key], one) for one in alternatives)
             ]
+        if not matching:  # as the grid's override would write it: true, null, [1,2], 'x,y', 1e-1
+            spelled = _as_the_grid_reads(key, wanted)
+            matching = [
+                e
+                for e in chosen
+                if key in e.parameters and any(comparison.same(e.parameters[key], one) for one in spelled)
+            ]
         if not matching:
-            values = dict.fromkeys(_cell(e.parameters[key]) for e in chosen if key in e.parameters)
+            values = dict.fromkeys(_spelled(e.parameters[key]) for e in chosen if key in e.parameters)
             shown = ", ".join(list(values)[:WHERE_VALUES_SHOWN]) + (", ..." if len(values) > WHERE_VALUES_SHOWN else "")
             among = (
                 f" of those with {' and '.join(conditions[: conditions.index(condition)])}"
@@ -313,23 +367,58 @@ def _where(experiments: list[Experiment], conditions: list[str]) -> list[Experim
     return chosen
 
 
+def _as_the_grid_reads(key: str, wanted: str) -> list[Any]:
+    """The values ``KEY=VALUE`` spans in Hydra's override grammar, the one the grid was written in (``true``,
+    ``null``, ``[1,2]``, ``'x,y'``, ``a,b``): none when it is no override there. Hydra is imported only for a
+    ``--where`` the plain comparison did not match."""
+    from mrunner import grid, hydra_internals
+
+    try:
+        return [hydra_internals.plain(value) for value in grid.axis(grid.parse(f"{key}={wanted}")).values]
+    except MrunnerError:
+        return []
+
+
+def _spelled(value: Any) -> str:
+    """A parameter's value as ``--where`` takes it back (the table shows a null as ``-``, a bool as ``True``)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return _cell(value)
+
+
 def _records(
-    found: list[Row], axes: list[str], constants: dict[str, Any], names: list[str], over: list[str]
+    found: list[Row],
+    axes: list[str],
+    constants: dict[str, Any],
+    names: list[str],
+    over: list[str],
+    shown: comparison.Labels,
 ) -> list[dict[str, Any]]:
-    """The rows as flat records, every parameter included, for pandas (``pd.DataFrame(records)``)."""
+    """The rows as flat records, every parameter included, for pandas (``pd.DataFrame(records)``); each key
+    once (``comparison.Labels``)."""
     records = []
     for row in found:
-        record: dict[str, Any] = {"index": row.indices[0]} if not over else {"n": len(row.indices)}
+        record: dict[str, Any] = (
+            {shown.own["index"]: row.indices[0]} if not over else {shown.own["n"]: len(row.indices)}
+        )
         record.update(constants)
         record.update(row.axes)
         for name in names:
-            record[name] = row.metrics.get(name)
+            record[shown.metrics[name]] = _within_int64(row.metrics.get(name))
             if over:
-                record[f"{name}_std"] = row.std.get(name)
-                record[f"{name}_n"] = row.count.get(name, 0)
-        record["state"] = row.state or "completed"
+                record[shown.std[name]] = row.std.get(name)
+                record[shown.count[name]] = row.count.get(name, 0)
+        record[shown.own["state"]] = row.state or "completed"
         records.append(record)
     return records
+
+
+def _within_int64(value: float | None) -> float | None:
+    """A whole number beyond 64 bits as a float: pandas reads no such integer (``read_json`` refuses the whole
+    document, "Value is too big!"; ``read_csv`` makes its column text), and a float is what it is then anyway."""
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
 
 
 def _write_csv(records: list[dict[str, Any]], path: Path) -> None:
@@ -360,6 +449,7 @@ def _table(
     names: list[str],
     over: list[str],
     how: str,
+    shown: comparison.Labels,
 ) -> str:
     lines = [
         fit(
@@ -369,7 +459,13 @@ def _table(
     ]
     if constants:  # the lines above the table are broken between words to the terminal's width, as it fits
         lines.append(fit("constant: " + ", ".join(f"{key}={_cell(value)}" for key, value in constants.items())))
-    headers = (["#"] if not over else []) + axes + names + (["n"] if over else []) + ["state"]
+    headers = (
+        (["#"] if not over else [])
+        + axes
+        + [shown.metrics[name] for name in names]
+        + ([shown.own["n"]] if over else [])
+        + [shown.own["state"]]
+    )
     cells = []
     for row in found:
         values = []

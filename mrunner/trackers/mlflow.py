@@ -64,6 +64,34 @@ def unanswered(uri: str) -> str | None:
         return str(getattr(error, "reason", error))
 
 
+def deleted(uri: str, experiment: str) -> str | None:
+    """The id of MLflow experiment ``experiment`` when the server at ``uri`` holds it deleted (in its trash,
+    where no run can be made in it), else ``None`` (live, absent, or not known: no HTTP server, credentials it
+    refuses, an answer of another shape). Asked of the REST API directly, with the shell's credentials in
+    the request's header: the submitting machine need not have the mlflow client."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    import base64
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{query}")
+    token, user, password = (os.environ.get(name) for name in SECRETS)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    elif user and password:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=CHECK_TIMEOUT) as response:
+            found = json.load(response).get("experiment") or {}
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return None
+    return str(found.get("experiment_id")) if found.get("lifecycle_stage") == "deleted" else None
+
+
 #: The tracking URI schemes MLflow itself knows (``mlflow.tracking._tracking_service.utils``): a local store
 #: (a path, ``file:``), a server, Databricks, and SQLAlchemy databases (``postgresql+psycopg2`` too).
 KNOWN_SCHEMES = ("", "file", "http", "https", "databricks", "databricks-uc", "uc")
@@ -148,6 +176,20 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
         raise MrunnerError(
             f"the MLflow server {uri} of context {context_name} does not answer ({reason}): start it, or "
             f"set mlflow: false"
+        )
+    _refuse_deleted(uri, context, context_name)
+
+
+def _refuse_deleted(uri: str, context: Mapping[str, Any], context_name: str) -> None:
+    """A context's ``mlflow_experiment`` that the server holds deleted: no experiment could make its run, and
+    no catch-up upload either, so it is refused now (the default experiment, the project's name, is not
+    known yet here: its runs are refused at their first report, each saying why)."""
+    named = context.get("mlflow_experiment")
+    identity = deleted(uri, str(named)) if named else None
+    if identity is not None:
+        raise MrunnerError(
+            f"the MLflow experiment {named!r} of context {context_name} is deleted at {uri}: restore it "
+            f"(`mlflow experiments restore --experiment-id {identity}`), or name another mlflow_experiment"
         )
 
 

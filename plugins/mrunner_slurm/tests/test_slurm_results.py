@@ -111,3 +111,18 @@ def test_results_of_a_running_sweep_from_summaries_files_and_both_are_those_of_t
     # the same table from the files brought back for the curves again
     assert mrunner("results", sweep, "--curves", "y", "-o", str(tmp_path / "y.png")).returncode == 0
     assert {how: results(mrunner, sweep, "--agg", how) for how in comparison.AGGREGATES} == final
+
+
+def test_a_swept_resource_is_an_axis_of_the_table(project, mrunner):
+    """`context.mem=100M,200M` is a dimension of the grid, as the parameters are: a column of its own, `--where`
+    takes it, and `--over seed` keeps its values apart (it folded both memories into one row of n=4)."""
+    (project / "small.py").write_text(
+        "import mrunner\nc = mrunner.get_configuration()\nmrunner.report({'loss': 1.0 + c.seed}, step=0)\n"
+    )
+    done = mrunner("+context=results-slurm", "small.py", "-m", "context.mem=100M,200M", "seed=0,1", "--wait")
+    assert done.returncode == 0, done.stderr
+    sweep = done.stdout.strip().splitlines()[-1]
+    folded = results(mrunner, sweep, "--over", "seed")
+    assert [(r["context.mem"], r["loss"], r["n"]) for r in folded] == [("100M", 1.5, 2), ("200M", 1.5, 2)]
+    chosen = results(mrunner, sweep, "--where", "context.mem=200M")
+    assert [(r["index"], r["seed"]) for r in chosen] == [(2, 0), (3, 1)]

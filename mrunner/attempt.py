@@ -329,10 +329,12 @@ def _attempt(options: argparse.Namespace) -> int:
         try:
             if code == options.watch:
                 _check(code, layout)
-            contract.prepare(layout, code, entries, _for_attempt(document, layout.attempt))
-            if viewed:  # settled at the end of the last one: laid again, in this process's own namespace still
+            if viewed:  # the last one's view, when ``codeview.finish`` left it (nothing renamed): off first
                 from mrunner import codeview
 
+                codeview.unmount_left(layout.experiment_dir)
+            contract.prepare(layout, code, entries, _for_attempt(document, layout.attempt))
+            if viewed:  # settled at the end of the last one: laid again, in this process's own namespace still
                 codeview.lay(options.code, layout.experiment_dir, layout.view_work_dir)
             cwd = contract.working_directory(layout, options.workdir)
             if log:
@@ -395,14 +397,13 @@ def _lay_out(
 
 
 def _settle_view(folder: str) -> None:
-    """Once the experiment ended: take its view off its folder and make the folders it renamed whole there
-    (``codeview.settle``), before its exit code says it ended. A failure (a full disk) is said; the folder
-    stays marked, and the next attempt or a ``pull`` settles it."""
+    """Once the experiment ended: make the folders it renamed whole in its folder (``codeview.finish``: the
+    view taken off only then), before its exit code says it ended. A failure (a full disk) is said; the
+    folder stays marked, and the next attempt or a ``pull`` settles it."""
     from mrunner import codeview
 
     try:
-        codeview.unmount(folder)
-        _settled(codeview.settle(folder), "the experiment")
+        _settled(codeview.finish(folder), "the experiment")
     except OSError as error:
         _say(f"mrunner: cannot copy the folders the experiment renamed into its folder: {error}")
 

@@ -27,8 +27,10 @@ one) works as on any file system: the overlay is mounted with ``redirect_dir=on`
 (root's trusted attributes, which this view uses; an unprivileged ``userxattr`` overlay could not, and a
 kernel without redirects still gives ``EXDEV``, as before). Overlayfs moves only the folder then, and records
 in the experiment's folder where its files still are (in the snapshot), so the experiment's folder alone would
-miss them. ``settle`` makes it whole: the wrapper unmounts the view once the experiment ended and copies each
-renamed folder's files from the snapshot into it, before the exit code says the attempt ended. A wrapper
+miss them. ``settle`` makes it whole: once the experiment ended, the wrapper (``finish``) unmounts the view
+where a folder was renamed and copies each renamed folder's files from the snapshot into it, before the exit
+code says the attempt ended; where none was, it only takes the mark off and leaves the unmount to the end of
+its mount namespace, as before. A wrapper
 killed outright leaves the folder marked (``UNSETTLED``); the next attempt settles it before it lays its view,
 and the local backend's ``pull`` before it reads the folder of an experiment that is not running (``settle``
 says the details). The cost is a read of each folder's attributes in the experiment's folder per attempt,
@@ -111,6 +113,7 @@ def lay(code_dir: str, folder: str, work_dir: str) -> None:
     os.makedirs(work_dir, exist_ok=True)
     options = f"lowerdir={_escape(code_dir)},upperdir={_escape(folder)},workdir={_escape(work_dir)}"
     os.setxattr(folder, UNSETTLED, os.fsencode(code_dir))  # before the first rename can happen
+    _cover(folder)
     if libc.mount(b"overlay", os.fsencode(folder), b"overlay", 0, os.fsencode(options + ",redirect_dir=on")) == 0:
         return
     number = ctypes.get_errno()
@@ -127,6 +130,83 @@ def unmount(folder: str) -> None:
     libc = _LIBC
     if libc is not None and libc.umount2(os.fsencode(folder), _MNT_DETACH) != 0:
         _fail("unmount the copy-on-write view of the code", ctypes.get_errno())
+
+
+#: The experiments' folders this process laid a view over, each as a descriptor opened before the mount: the
+#: upper layer itself, which ``finish`` reads while the view still covers the path.
+_covered: dict[str, int] = {}
+#: The folders ``finish`` left under their view (nothing was renamed): the namespace's end takes it off.
+_left: set[str] = set()
+
+
+def _cover(folder: str) -> None:
+    previous = _covered.pop(folder, None)
+    if previous is not None:
+        os.close(previous)
+    _covered[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def finish(folder: str) -> list[str]:
+    """Once the experiment ended, in the process that laid the view (the attempt's wrapper): ``settle`` the
+    folder, unmounting the view first, when the experiment renamed a folder of the code; when it renamed
+    none (almost every experiment), only the mark goes and the view stays mounted. Returns the folders made
+    whole.
+
+    Why. Unmounting an overlay syncs its upper file system (overlayfs's ``sync_fs``: the whole storage file
+    system, every other process's writes included), milliseconds that the attempt's end would wait for
+    before its exit code; left mounted, the view goes with the wrapper's mount namespace when it exits,
+    after its end was told, as before views renamed. Whether anything was renamed is read from the upper
+    layer through the descriptor ``lay`` opened before the mount (the path shows the view): a folder with
+    ``trusted.overlay.redirect``, looked for in the folders only, as ``settle`` does; without one, ``settle``
+    would change nothing but the mark."""
+    upper = _covered.pop(folder, None)
+    if upper is not None:
+        try:
+            if _nothing_renamed(upper):
+                _left.add(folder)
+                return []
+        except OSError:
+            pass  # the usual way, below
+        finally:
+            os.close(upper)
+    unmount(folder)
+    return settle(folder)
+
+
+def _nothing_renamed(upper: int) -> bool:
+    """With the open upper layer ``upper``: True, its mark taken off, when it holds no redirect."""
+    if _attribute(upper, UNSETTLED) is None:
+        return True  # mounted without redirects (a kernel that refuses them): nothing to settle
+    if _redirected_below(upper):
+        return False
+    fcntl.flock(upper, fcntl.LOCK_EX)  # as ``settle``: one at a time with a `pull`'s
+    if _attribute(upper, UNSETTLED) is not None:
+        os.removexattr(upper, UNSETTLED)
+    return True
+
+
+def _redirected_below(directory: int) -> bool:
+    """Whether a folder below the open folder ``directory`` (an upper layer) holds a redirect."""
+    with os.scandir(directory) as entries:
+        folders = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+    for name in folders:
+        try:
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+        except OSError:
+            continue  # gone meanwhile: a process of the experiment still about
+        try:
+            if _attribute(inner, REDIRECT) is not None or _redirected_below(inner):
+                return True
+        finally:
+            os.close(inner)
+    return False
+
+
+def unmount_left(folder: str) -> None:
+    """Take off the view ``finish`` left on ``folder`` in this process (before a next attempt lays its own)."""
+    if folder in _left:
+        _left.discard(folder)
+        unmount(folder)
 
 
 def settle(folder: str) -> list[str]:
@@ -146,8 +226,8 @@ def settle(folder: str) -> list[str]:
     whose snapshot holds a folder at that path) with its redirect, its origin and its whiteouts removed.
     Files are copied, never linked: a later attempt's write through its view would reach a linked file.
 
-    Who calls it. The attempt's wrapper, after the experiment ended and it unmounted the view (``unmount``),
-    before it writes the exit code, so whoever reads the exit code finds the folder whole. A wrapper killed
+    Who calls it. The attempt's wrapper (``finish``), after the experiment ended and it unmounted the view
+    (``unmount``), before it writes the exit code, so whoever reads the exit code finds the folder whole. A wrapper killed
     outright leaves ``UNSETTLED``: the next attempt's wrapper settles it before it lays its view (and before
     ``reconcile``: the origins are paths of the code the mark names), and the local backend's ``pull``
     settles the folder of every experiment that is not running. Until then a view with ``redirect_dir=on``
@@ -237,9 +317,9 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _attribute(path: str, name: str) -> bytes | None:
+def _attribute(path: str | int, name: str) -> bytes | None:
     try:
-        return os.getxattr(path, name, follow_symlinks=False)
+        return os.getxattr(path, name) if isinstance(path, int) else os.getxattr(path, name, follow_symlinks=False)
     except OSError:
         return None
 

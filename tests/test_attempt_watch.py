@@ -101,3 +101,41 @@ def test_an_experiment_changes_neither_the_code_folder_nor_what_the_next_one_run
         later, said, _ = attempt(code, "s2", 0, "look", may_mount)
         assert later["a.yaml"] == "a: 1\n" and "sweep s1, the last to use it, changed" in said
     assert_as_uploaded(code)
+
+
+RETRIED = """
+import os, sys
+
+folder = os.path.realpath(os.environ["MRUNNER_EXPERIMENT_DIR"])
+with open("/proc/self/mountinfo") as stream:
+    views = sum(line.split()[4] == folder for line in stream)
+attempt = int(os.environ["MRUNNER_ATTEMPT"])
+open(f"out-{attempt}.txt", "w").write(str(views))
+sys.exit(3 if attempt == 0 else 0)
+"""
+
+
+def test_a_retry_the_wrapper_runs_itself_after_an_attempt_that_renamed_nothing_has_one_view(tmp_path):
+    """The wrapper leaves the view of an attempt that renamed nothing mounted (``codeview.finish``: its
+    unmount is the namespace's end, off the attempt's path); the next attempt it runs itself (``--retries-left``
+    without a requeue command, as a packed Slurm point's) takes it off first, so that attempt's view lies over
+    the experiment's folder, not over the last view."""
+    if os.geteuid() != 0:
+        pytest.skip("the copy-on-write view is mounted as root")
+    from mrunner import codeview
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "retried.py").write_text(RETRIED)
+    where = Layout(str(tmp_path / "storage"), "p", "s1", 0, "retried")
+    argv = [sys.executable, "-m", "mrunner.attempt", "--code", str(code), "--view", "--retries-left", "1"]
+    argv += ["--entries", json.dumps(working_entries({"retried.py": RETRIED})), "--grace", "5"]
+    argv += ["--", sys.executable, "retried.py"]
+    done = subprocess.run(argv, env={**os.environ, **where.environment()}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    folder = Path(where.experiment_dir)
+    assert {name: (folder / name).read_text() for name in ("out-0.txt", "out-1.txt")} == {
+        "out-0.txt": "1",
+        "out-1.txt": "1",
+    }
+    assert codeview.UNSETTLED not in os.listxattr(folder)

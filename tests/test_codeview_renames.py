@@ -40,6 +40,10 @@ os.chdir("/")
 if settle == "settle":
     codeview.unmount(folder)
     codeview.settle(folder)
+elif settle == "finish":  # the attempt's wrapper: left mounted when nothing was renamed
+    made = codeview.finish(folder)
+    with open(os.path.join(os.path.dirname(folder), "finished.json"), "w") as stream:
+        json.dump({"made": made, "mounted": os.path.ismount(folder)}, stream)
 print(json.dumps(seen))
 """
 
@@ -73,12 +77,15 @@ def digest(tree: Path) -> str:
     return found.hexdigest()
 
 
-def view(code: Path, folder: Path, statements: str, settle: bool = True) -> dict[str, str]:
-    """What an experiment whose ``statements`` ran in the view over ``folder`` saw (path: content)."""
+def view(code: Path, folder: Path, statements: str, settle: bool | str = True) -> dict[str, str]:
+    """What an experiment whose ``statements`` ran in the view over ``folder`` saw (path: content). ``settle``:
+    True (unmount, then ``settle``), False (killed before either) or ``"finish"`` (``codeview.finish``, as the
+    attempt's wrapper ends it: what it did goes to ``finished.json`` beside ``folder``)."""
     folder.mkdir(exist_ok=True)
     work = folder.parent / f"work-{folder.name}"
+    end = settle if isinstance(settle, str) else "settle" if settle else "killed"
     ran = subprocess.run(
-        [sys.executable, "-c", VIEW, str(code), str(folder), str(work), "settle" if settle else "killed", statements],
+        [sys.executable, "-c", VIEW, str(code), str(folder), str(work), end, statements],
         capture_output=True,
         text=True,
         timeout=60,
@@ -138,13 +145,16 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("end", ["settled", "killed before settling"])
+@pytest.mark.parametrize("end", ["settled", "finished", "killed before settling"])
 def test_a_renamed_folder_of_the_code_is_whole_in_the_experiments_folder(tmp_path, code, case, end):
     statements, renamed = CASES[case]
     before = digest(code)
     folder = tmp_path / "experiment"
-    seen = view(code, folder, statements, settle=end == "settled")
-    if end != "settled":  # the wrapper killed outright: the next attempt or a pull settles it
+    seen = view(code, folder, statements, settle="finish" if end == "finished" else end == "settled")
+    if end == "finished":  # as the wrapper ends an attempt: the view taken off only to settle renamed folders
+        finished = json.loads((tmp_path / "finished.json").read_text())
+        assert set(renamed) <= set(finished["made"]) and not (renamed and finished["mounted"])
+    if end == "killed before settling":  # the wrapper killed outright: the next attempt or a pull settles it
         assert os.getxattr(folder, codeview.UNSETTLED) == os.fsencode(code)
         codeview.settle(folder)
     for below in renamed:  # what `pull` reads: the whole folder as the experiment saw it, plain files
@@ -181,6 +191,24 @@ def test_with_the_snapshot_collected_the_redirects_go_and_what_was_changed_stays
     os.setxattr(folder, codeview.UNSETTLED, os.fsencode(gone))
     assert codeview.settle(folder) == []
     assert plain(folder, "data2") == {"data2/x": "xz"} and overlay_attributes(folder) == []
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        "pass",
+        "open('data/x', 'a').write('z'); os.remove('data/y'); os.mkdir('out'); open('out/f', 'w').write('f')",
+        "os.mkdir('mine'); os.rename('mine', 'mine2')",
+    ],
+)
+def test_an_experiment_that_renamed_no_folder_of_the_code_ends_without_an_unmount(tmp_path, code, statements):
+    """``finish`` leaves the view mounted (the namespace's end takes it off, after the exit code) when
+    nothing of the code was renamed, and takes the mark off: the folder is what the experiment left."""
+    folder = tmp_path / "experiment"
+    seen = view(code, folder, statements, settle="finish")
+    assert json.loads((tmp_path / "finished.json").read_text()) == {"made": [], "mounted": True}
+    assert overlay_attributes(folder) == []
+    assert view(code, folder, "pass") == seen
 
 
 def test_a_folder_never_viewed_with_redirects_is_left_alone(tmp_path):

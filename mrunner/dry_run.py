@@ -10,7 +10,8 @@ from mrunner import plugins
 from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
 from mrunner.records import resource_label
 from mrunner.snapshot import Snapshot
-from mrunner.submission import collect_secrets
+from mrunner.store import Store, default_path
+from mrunner.submission import collect_secrets, to_record
 
 DRY_RUN_SHOWN = 5
 
@@ -23,21 +24,32 @@ def describe(plan: Plan) -> list[str]:
     the backend would be handed (``Backend.render``)."""
     from mrunner import snapshot
 
-    count = len(plan)
     excluded, extra = plan.snapshot_patterns
     frozen = snapshot.scan(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
+    classes, repeated, skipped = _submitted(plan, frozen)
+    count = sum(number for _, number in classes.values())
     lines = [
         "dry run: nothing submitted, nothing recorded",
         f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
         f"project {plan.project}, code from {plan.root}",
     ]
-    lines += ["plan:", *planned_steps(plan)]
+    if repeated:
+        lines.append(
+            f"{repeated} experiment{'s' * (repeated != 1)} of the grid repeat{'s' * (repeated == 1)} another "
+            f"exactly; each runs once"
+        )
+    if skipped:
+        lines.append(
+            f"{skipped} of {len(plan) - repeated} experiments were already submitted on context {plan.context_name} "
+            f"and would be skipped (--force runs them again)"
+        )
+    lines += ["plan:", *planned_steps(plan, classes)]
     if too_large(plan) and not plan.request.yes:
         lines.append(f"refused without --yes: {too_large(plan)}")
-    shown = min(count, DRY_RUN_SHOWN)
+    shown = min(len(plan), DRY_RUN_SHOWN)
     from mrunner import grid
 
-    lines.append(f"first {shown} of {count}:" if shown < count else "experiments:")
+    lines.append(f"first {shown} of {len(plan)}:" if shown < len(plan) else "experiments:")
     for index in range(shown):
         experiment = plan.experiment(index)
         own = f" [{resource_label(experiment.resources)}]" if experiment.resources else ""
@@ -46,18 +58,33 @@ def describe(plan: Plan) -> list[str]:
     return lines + rendered(plan, frozen)
 
 
-def planned_steps(plan: Plan) -> list[str]:
+def _submitted(plan: Plan, frozen: Snapshot) -> tuple[dict[str, tuple[dict, int]], int, int]:
+    """What a submission of ``plan`` would record, as ``submission.to_record`` counts it: its resource classes,
+    how many points repeat another of the grid, and how many were already submitted on the context (read from
+    the records if there are any, without ``--force``; nothing is written)."""
+    sweep = new_sweep(plan, frozen)
+    distinct = to_record(plan, sweep, frozen, None, skip=False)
+    repeated = len(plan) - sum(number for _, number in distinct.values())
+    if plan.request.force or not default_path().exists():
+        return distinct, repeated, 0
+    classes = to_record(plan, sweep, frozen, Store(), skip=True)
+    return classes, repeated, len(plan) - repeated - sum(number for _, number in classes.values())
+
+
+def planned_steps(plan: Plan, classes: dict[str, tuple[dict, int]]) -> list[str]:
     """The backend's plan (``Backend.plan``), once per resource class when experiments ask for different
     resources: the steps every class shares once, then each class with its count and its own steps (a
-    Slurm job array of its own, with its own sbatch options)."""
+    Slurm job array of its own, with its own sbatch options). ``classes``: those of the runs a submission
+    would record (a grid's repeats once, none already submitted)."""
     backend = plugins.backend(plan.context["backend"])
-    classes = plan.resource_classes()
+    if not classes:
+        return ["  - nothing: every experiment was submitted already"]
     if len(classes) == 1:
         ((own, count),) = classes.values()
         return [f"  - {step}" for step in backend.plan({**plan.context, **own}, count)]
     steps = {label: backend.plan({**plan.context, **own}, count) for label, (own, count) in classes.items()}
     # shared: what the whole sweep's plan says too (so neither the count nor a class's resources changed it)
-    whole = backend.plan(plan.context, len(plan))
+    whole = backend.plan(plan.context, sum(number for _, number in classes.values()))
     shared = [step for step in whole if all(step in each for each in steps.values())]
     lines = [f"  - {step}" for step in shared]
     lines.append(f"  - {len(classes)} resource classes, each submitted on its own:")

@@ -81,21 +81,24 @@ def _ready(plan: Plan, sweep: Sweep, frozen: Snapshot, store: Store, skip: bool)
     try:
         plugins.ready(plan.context, plan.context_name, list(classes.values()))
     except RefusedAsPlanned:
-        taken = _to_record(plan, sweep, frozen, store, skip)
+        taken = to_record(plan, sweep, frozen, store, skip)
         if sum(count for _, count in taken.values()) == len(plan):
             raise
         if taken:
             plugins.ready(plan.context, plan.context_name, list(taken.values()))
 
 
-def _to_record(plan: Plan, sweep: Sweep, frozen: Snapshot, store: Store, skip: bool) -> dict[str, tuple[dict, int]]:
+def to_record(
+    plan: Plan, sweep: Sweep, frozen: Snapshot, store: Store | None, skip: bool
+) -> dict[str, tuple[dict, int]]:
     """``plan.resource_classes()`` of the runs ``record_sweep`` would record: each distinct run once, less
-    those submitted on the context already (with ``skip``); read a chunk at a time."""
+    those submitted on the context already (with ``skip``, read from ``store``); read a chunk at a time. The
+    dry run says the same (without records yet, ``store`` is None)."""
     seen: set[str] = set()
     classes: dict[str, tuple[dict, int]] = {}
     remaining = iter(PlannedRuns(plan, sweep, frozen.digest))
     while chunk := list(itertools.islice(remaining, RECORD_CHUNK)):
-        skipped = store.taken(plan.context_name, [run.id for run in chunk]) if skip else set()
+        skipped = store.taken(plan.context_name, [run.id for run in chunk]) if skip and store else set()
         for run in chunk:
             if run.id not in seen and run.id not in skipped:
                 seen.add(run.id)

@@ -372,3 +372,30 @@ def test_a_spec_with_a_single_value_where_a_list_is_expected_is_refused_naming_t
     for args in (("spec.py", "--dry-run"), ("spec.py",)):
         _one_line_error(mrunner(*args), *fragments)
     assert Store().sweeps() == []
+
+
+def test_the_dry_run_counts_what_the_submission_records(mrunner, tmp_path):
+    """A grid that repeats a point (``x=1,1,2``) records 2 runs; its dry run said 3 experiments. After the
+    submission, the dry run of the same grid says that every point would be skipped."""
+    _project(tmp_path, mrunner)
+    dry = mrunner("train.py", "-m", "x=1,1,2", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[1].startswith("2 experiments on context local"), dry.stdout
+    assert lines[2] == "1 experiment of the grid repeats another exactly; each runs once"
+    assert "  - run 2 subprocesses from a snapshot of the code, at most 2 at a time" in lines
+    assert not paths.data_dir().joinpath("records.db").exists()  # the dry run opened no records
+
+    submitted = mrunner("train.py", "-m", "x=1,1,2")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    assert len(Store().runs(sweep)) == 2
+
+    again = mrunner("train.py", "-m", "x=1,1,2,3", "--dry-run")
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert lines[1].startswith("1 experiment on context local"), again.stdout
+    assert "2 of 3 experiments were already submitted on context local and would be skipped" in lines[3]
+    forced = mrunner("train.py", "-m", "x=1,1,2,3", "--dry-run", "--force")
+    assert forced.stdout.splitlines()[1].startswith("3 experiments on context local"), forced.stdout
+    assert len(Store().sweeps()) == 1

@@ -342,21 +342,32 @@ def _waits(update: RunUpdate) -> bool:
 
 
 def never_schedulable(context: Mapping[str, Any], nodes: Sequence[Any]) -> str | None:
-    """Why no node could ever hold one experiment's pod (its cpu or memory above every node's
-    allocatable), or None when one could."""
+    """Why no node could ever hold one experiment's pod (its cpu, memory, GPUs or TPUs above every node's
+    allocatable, a node without GPUs offering none), or None when one could. The resources are those
+    ``manifests.resources`` asks for."""
     from kubernetes.utils import parse_quantity
 
-    for key, resource in (("cpu", "cpu"), ("mem", "memory")):
-        if context.get(key) in (None, ""):
+    for key, resource in (("cpu", "cpu"), ("mem", "memory"), ("gpu", "nvidia.com/gpu"), ("tpu", "google.com/tpu")):
+        if context.get(key) in (None, "") or (key != "cpu" and not context.get(key)):
             continue
         asked = parse_quantity(str(context[key]))
         largest = max((parse_quantity((node.status.allocatable or {}).get(resource, "0")) for node in nodes), default=0)
         if asked > largest:
             return (
                 f"{CANNOT_RUN}: {key} {context[key]} is more than any node offers "
-                f"(the largest allocatable {resource} is {largest:f}); cancel it and submit with less"
+                f"(the largest allocatable {resource} is {_amount(resource, largest)}); cancel it and submit with less"
             )
     return None
+
+
+def _amount(resource: str, amount: Any) -> str:
+    """A node's allocatable amount as a user reads it: memory in binary units (``23.4Gi``), not in bytes."""
+    if resource != "memory":
+        return f"{amount:f}"
+    for unit, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if amount >= size:
+            return f"{float(amount) / size:.1f}".removesuffix(".0") + unit
+    return f"{amount:f}"
 
 
 #: Starts the detail of a ``preempted`` state that the platform caused (the attempt may be requeued).

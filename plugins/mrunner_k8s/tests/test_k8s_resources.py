@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from mrunner_k8s import manifests
 
@@ -51,4 +52,17 @@ def test_only_the_point_asking_more_than_any_node_says_it_can_never_run(mrunner,
         what="the small point to complete and the big one to be found unschedulable",
     )
     assert runs[1]["state"] == "pending" and "mem 1000Ti is more than any node offers" in runs[1]["detail"]
+    # in units a user reads (it was the bytes, 25171337216)
+    assert re.search(r"the largest allocatable memory is \d+(\.\d)?[KMGT]i\)", runs[1]["detail"]), runs[1]["detail"]
     assert mrunner("cancel", sweep_id).returncode == 0
+
+
+def test_a_gpu_on_a_cluster_without_gpus_can_never_run_and_wait_ends(mrunner, project):  # noqa: F811
+    """No node of the cluster offers nvidia.com/gpu at all: the pod waits for ever, so `--wait` ends with one
+    line as it does for a cpu above every node's (it waited with no end)."""
+    waited = mrunner("+context=test-k8s", "exp.py", "lr=0.6", "context.gpu=1", "--wait", timeout=300)
+    assert waited.returncode != 0, waited.stderr
+    last = waited.stderr.strip().splitlines()[-1]
+    assert last.startswith("mrunner: error: experiment ") and "waits for ever: unschedulable" in last, last
+    assert "gpu 1 is more than any node offers (the largest allocatable nvidia.com/gpu is 0)" in last, last
+    assert mrunner("cancel", waited.stdout.strip().splitlines()[0]).returncode == 0

@@ -9,7 +9,6 @@ experiments that differ only there into one row of mean, standard deviation and 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,6 +159,8 @@ def rows(
     groups: dict[tuple, list[Row]] = {}
     for row in single:
         groups.setdefault(tuple(_key(row.axes[axis]) for axis in kept), []).append(row)
+    import statistics  # here: only --over needs it, and `results` connects sooner without it
+
     folded = []
     for members in groups.values():
         values = {m: [r.metrics[m] for r in members if m in r.metrics] for m in metrics}

@@ -58,6 +58,9 @@ SWEEP_DIR = "MRUNNER_SWEEP_DIR"
 STORAGE_DIR = "STORAGE_DIR"
 #: ``mrunner.report``'s file in the experiment's own folder (the name mrunner.metrics writes to).
 METRICS_FILE = "mrunner-metrics.jsonl"
+#: Where `mrunner pull` puts results by default (``./mrunner-results/SWEEP``): never snapshotted (``mrunner.snapshot``), so that
+#: pulled results neither grow later snapshots nor change the code's identity (and so de-duplication).
+RESULTS_FOLDER = "mrunner-results"
 #: The variables every experiment gets, on every backend.
 VARIABLES = (CONFIG, EXPERIMENT_DIR, CHECKPOINT_DIR, ATTEMPT, SWEEP_DIR, STORAGE_DIR)
 

@@ -29,10 +29,8 @@ from pathlib import Path
 
 from mrunner import paths
 from mrunner.errors import MrunnerError, os_error
+from mrunner.layout import RESULTS_FOLDER
 
-#: Where `mrunner pull` puts results by default (``./mrunner-results/SWEEP``): never snapshotted, so that
-#: pulled results neither grow later snapshots nor change the code's identity (and so de-duplication).
-RESULTS_FOLDER = "mrunner-results"
 # Never part of a snapshot, whatever the ignore files say: these folders at any depth, and compiled Python.
 # (Checked without pathspec, whose import alone costs 20 ms: most projects have no pattern of their own.)
 EXCLUDED_FOLDERS = frozenset(

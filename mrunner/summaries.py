@@ -51,8 +51,15 @@ def source() -> bytes:
 
 def decoded(received: dict[str, tuple[int, int, bytes]]) -> dict[str, tuple[int, int, dict[str, list[float]]]]:
     """``Receiver.summaries`` (FOLDER/FILE -> size, mtime_ns, JSON) as the cache keeps them: FOLDER -> size,
-    mtime_ns, metric -> [last, min, max, mean, last step]."""
-    return {name.split("/", 1)[0]: (size, mtime, json.loads(data)) for name, (size, mtime, data) in received.items()}
+    mtime_ns, metric -> [last, min, max, mean, last step]. One decode of them all: a thousand small ones cost
+    several times more."""
+    if not received:
+        return {}
+    found = json.loads(b"[" + b",".join(data for _, _, data in received.values()) + b"]")
+    return {
+        name.split("/", 1)[0]: (size, mtime, summary)
+        for (name, (size, mtime, _)), summary in zip(received.items(), found)
+    }
 
 
 def load(folder: Path) -> dict[str, tuple[int, int, dict[str, list[float]]]]:

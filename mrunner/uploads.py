@@ -28,7 +28,6 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -163,6 +162,8 @@ def _upload_to(
             write_atomic(str(path), json.dumps(ledger))
             done, recorded = done + new, recorded + 1
     elif failure is None:
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # here: most calls upload nothing
+
         with ThreadPoolExecutor(target.workers, thread_name_prefix="mrunner-upload") as pool:
             futures = {pool.submit(one, run, file): run for run, file in pending}
             waiting = set(futures)

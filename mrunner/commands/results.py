@@ -13,10 +13,9 @@ from pathlib import Path
 from mrunner import cleanup, paths, plugins, uploads
 from mrunner.backend import Artefact, Pulled
 from mrunner.errors import BackendError, MrunnerError
-from mrunner.layout import METRICS_FILE, of_run, write_atomic
+from mrunner.layout import METRICS_FILE, RESULTS_FOLDER, of_run, write_atomic
 from mrunner.records import TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
-from mrunner.snapshot import RESULTS_FOLDER
 from mrunner.store import Store
 
 RESULTS_DIR = RESULTS_FOLDER  # the default destination of a pull: no code snapshot takes it

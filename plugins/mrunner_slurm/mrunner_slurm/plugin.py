@@ -173,7 +173,8 @@ class SlurmBackend(Backend):
     ) -> dict[str, tuple[int, int, bytes]] | None:
         from mrunner_slurm import results, transport
 
-        return results.summaries(transport.connection(sweep.context, sweep.context_name), sweep, runs, have, reporter)
+        made = results.summaries_input(sweep, runs, have)  # while the warm-up's connection may still be opening
+        return results.summaries(transport.connection(sweep.context, sweep.context_name), sweep, made, reporter)
 
     def output_dirs(self, sweep: Sweep, runs: Sequence[Run]) -> dict[int, str]:
         from mrunner_slurm import results

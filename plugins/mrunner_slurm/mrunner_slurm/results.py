@@ -21,6 +21,7 @@ from mrunner.records import Run, Sweep
 from mrunner.reporter import Reporter
 
 if TYPE_CHECKING:
+    from mrunner_slurm.shipped import Shipped
     from mrunner_slurm.transport import Connection
 
 CHUNK = 1 << 18
@@ -71,16 +72,28 @@ def pull(
     return Pulled(received.files, received.bytes, received.unchanged)
 
 
+def summaries_input(sweep: Sweep, runs: Sequence[Run], have: Mapping[str, list[int]]) -> tuple[Shipped, bytes]:
+    """What ``summaries`` runs and sends: the sender of summaries (``mrunner.summaries``) and its stdin. Made
+    apart, so that ``Backend.summaries`` makes it (compressing the sender's source, the request of a thousand
+    folders) while the connection that the warm-up started may still be opening, not after."""
+    from mrunner import summaries as made
+    from mrunner_slurm import shipped
+
+    sender = shipped.of_source("mrunner-summaries", made.sender_source())
+    kept = {folder: {layout.METRICS_FILE: mark} for folder, mark in have.items()}
+    request = transfer.request_bytes(folders(sweep, runs), [layout.METRICS_FILE], summarise=True)
+    return sender, sender.head + request + transfer.have_bytes(kept)
+
+
 def summaries(
-    connection: Connection, sweep: Sweep, runs: Sequence[Run], have: Mapping[str, list[int]], reporter: Reporter
+    connection: Connection, sweep: Sweep, made: tuple[Shipped, bytes], reporter: Reporter
 ) -> dict[str, tuple[int, int, bytes]]:
     """``Backend.summaries``: the pull's sender with ``mrunner.metrics`` ahead of it (kept compiled on the
-    cluster as the plain sender is) reads each metrics file this machine lacks and sends its summary."""
-    from mrunner import summaries as made
-    from mrunner_slurm import remote, shipped
+    cluster as the plain sender is) reads each metrics file this machine lacks and sends its summary;
+    ``made`` is ``summaries_input``'s."""
+    from mrunner_slurm import remote
 
-    wanted = folders(sweep, runs)
-    sender = shipped.of_source("mrunner-summaries", made.sender_source())
+    sender, stdin = made
     call = connection.start(sender.command(remote.HELPER_PYTHON))
     connection.calls += 1
 
@@ -88,14 +101,9 @@ def summaries(
         while data := call.recv(CHUNK):
             yield data
 
-    kept = {folder: {layout.METRICS_FILE: mark} for folder, mark in have.items()}
     try:
         with contextlib.suppress(OSError):  # the sender ended early: its stream ends early, its errors say why
-            call.send(
-                sender.head
-                + transfer.request_bytes(wanted, [layout.METRICS_FILE], summarise=True)
-                + transfer.have_bytes(kept)
-            )
+            call.send(stdin)
             call.shutdown_write()
         received = transfer.receive(chunks(), "", reporter.progress, f"results {sweep.id}")
     except (EOFError, ValueError) as error:

@@ -96,8 +96,10 @@ def test_results_and_status_wait_upload_each_point_once_into_one_run_per_experim
 
     # the first reports are in while the experiments wait; the server is down: a warning, the table all the same
     def partial(result) -> bool:
+        """Each experiment's third report (its loss at step 2) is in the table: a loss alone may be the first
+        one's, and the upload below (which the test expects to send steps 0-2) could then meet fewer."""
         rows = json.loads(result.stdout) if result.returncode == 0 else []
-        return len(rows) == 2 and all(row.get("loss") is not None for row in rows)
+        return len(rows) == 2 and all(row.get("loss") == round(row["lr"] * 8, 6) for row in rows)
 
     wait_for(
         lambda: mrunner("results", sweep, "--json", env=down), partial, timeout=120, every=0.5, what="the first reports"
@@ -163,18 +165,23 @@ def test_w_and_b_runs_are_replayed_from_here_each_step_once(mrunner_home, mrunne
     submitted = mrunner("+context=wb", "train.py", "-m", "lr=0.1,0.2", f"gate={gate}", "--detach")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
+    ledger = mrunner_home / "data" / "mrunner" / "uploads" / f"{sweep}.json"
+
+    def uploaded() -> dict:
+        """What the uploads so far sent, after one more `results` (which uploads what is new)."""
+        mrunner("results", sweep)
+        return json.loads(ledger.read_text()).get("wandb", {}) if ledger.exists() else {}
+
     wait_for(
-        lambda: mrunner("results", sweep, "--json"),
-        # a row for each experiment, each with a reported loss: `results` lists an experiment that has not
-        # reported yet too, and then its first upload would come only after the gate
-        lambda result: (
-            result.returncode == 0
-            and len(rows := json.loads(result.stdout)) == 2
-            and all(row["loss"] is not None for row in rows)
-        ),
+        uploaded,
+        # a replay of each experiment before the gate, as the ledger records it (a `step` once points went).
+        # Not the table's rows: `results` reads them after its upload, from the experiment's live file (the
+        # local cache is a hard link), so a file the upload found empty (a first report between its open and
+        # its line) can show a loss whose upload comes only after the gate: one replay of that experiment
+        lambda sent: all("step" in sent.get(str(index), {}) for index in (0, 1)),
         timeout=120,
         every=0.5,
-        what="the first reports of both experiments",
+        what="an upload of the first reports of both experiments",
     )
     gate.write_text("")
     assert mrunner("status", sweep, "--wait").returncode == 0

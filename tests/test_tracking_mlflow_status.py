@@ -165,3 +165,17 @@ def test_an_end_learnt_while_the_server_is_down_is_told_by_a_later_status_and_on
         assert again.returncode == 0 and again.stderr == "", again.stderr
     finally:
         relay.stop()
+
+
+def test_each_end_is_told_once_and_a_start_again_after_a_told_end():
+    from mrunner.mlflow_ends import STATUSES, _new
+    from mrunner.records import RUNNING, STATES, TERMINAL, Run
+
+    assert set(STATUSES) == TERMINAL  # every end has its status
+    assert {STATUSES[state] for state in STATES if state in TERMINAL} == {"FINISHED", "FAILED", "KILLED"}
+    run = Run("s", 0, "id", "n", {}, [], state="failed", attempt=0)
+    assert _new(run, None) and not _new(run, [0, "FAILED", "r"])
+    assert _new(Run("s", 0, "id", "n", {}, [], state="completed", attempt=1), [0, "FAILED", "r"])  # the next end
+    assert not _new(Run("s", 0, "id", "n", {}, [], state=RUNNING, attempt=1), None)  # running, never told ended
+    assert _new(Run("s", 0, "id", "n", {}, [], state=RUNNING, attempt=1), [0, "FAILED", "r"])  # running again
+    assert not _new(Run("s", 0, "id", "n", {}, [], state=RUNNING, attempt=1), [1, "RUNNING", "r"])

@@ -63,19 +63,18 @@ def context(mlflow_service, mrunner_home, tmp_path, request) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("context", ["live"], indirect=True)
-def test_completed_failed_cancelled_then_resumed_live(context, mlflow_service, mrunner, tmp_path):
+def test_completed_failed_cancelled_then_resumed_live(context, mlflow_service, mrunner, mrunner_home, tmp_path):
     name, experiment = context
     uri = mlflow_service["tracking_uri"]
     submitted = mrunner(f"+context={name}", "train.py", "-m", "outcome=ok,fail,hold", "--detach")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
+    # each look is a `status`, which tells MLflow of the ends it has not been told of (the third still runs)
     wait_for(
         lambda: (states(mrunner, sweep), statuses(uri, experiment)),
-        lambda seen: seen[0] == {0: "completed", 1: "failed", 2: "running"} and len(seen[1]) == 3,
-        what="the first two to end and the third to make its run",
+        lambda seen: seen == ({0: "completed", 1: "failed", 2: "running"}, {0: "FINISHED", 1: "FAILED", 2: "RUNNING"}),
+        what="the first two to end, told to MLflow, and the third to make its run",
     )
-    # `status` told MLflow of the two ends it saw; the third still runs
-    assert statuses(uri, experiment) == {0: "FINISHED", 1: "FAILED", 2: "RUNNING"}
     cancelled = mrunner("cancel", f"{sweep}/2")
     assert cancelled.returncode == 0, cancelled.stderr
     runs = mlflow_runs(uri, experiment)
@@ -96,6 +95,11 @@ def test_completed_failed_cancelled_then_resumed_live(context, mlflow_service, m
 
     history = MlflowClient(uri).get_metric_history(runs[1].info.run_id, "loss")
     assert sorted(point.step for point in history) == [0, 1]  # both attempts in the one run
+    told = mrunner_home / "data" / "mrunner" / "uploads" / f"{sweep}.ends.json"
+    assert told.exists()
+    forgotten = mrunner("forget", "--retired", sweep)
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert not told.exists()  # what was told of a forgotten sweep goes with it
 
 
 @pytest.mark.parametrize("context", ["deferred"], indirect=True)

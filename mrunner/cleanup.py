@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mrunner import gc_lock, plugins, states, treeguard, uploads
+from mrunner import gc_lock, mlflow_ends, plugins, states, treeguard, uploads
 from mrunner.backend import Artefact, Keep
 from mrunner.errors import MrunnerError
 from mrunner.following import looked_counts
@@ -187,6 +187,7 @@ def forget(store: Store, sweep: Sweep, retired: bool = False) -> list[Artefact]:
             )
         store.forget_sweep(sweep.id)
         uploads.remove(sweep.id)
+        mlflow_ends.remove(sweep.id)
         others = {other.snapshot_digest for other in store.sweeps(limit=2**62)}
         gone: list[Artefact] = []
         if sweep.snapshot_digest not in others:

@@ -30,6 +30,7 @@ PARAMETER_LIMIT = 6000
 
 _run_id: str | None = None
 _client: Any = None
+_made_here = False  # whether this process made the run (then it is RUNNING already)
 
 
 def enabled() -> bool:
@@ -86,7 +87,9 @@ def _find_or_create(info: Mapping[str, Any], stopped: Callable[[], bool]) -> str
         return str(found[0].info.run_id)
     if stopped() or _caught_up():  # a run made now could race the catch-up's, making two
         raise Abandoned("the experiment went on without its MLflow run; `mrunner results` makes it")
+    global _made_here
     run_id = create(tracker, experiment_id, info)
+    _made_here = True
     if stopped() or _caught_up():
         # The create landed after forwarding stopped (held on the way): the catch-up makes the run from now on,
         # and may have made it already. This run is left only when no other is there (the catch-up then finds
@@ -131,12 +134,15 @@ def key_of(info: Mapping[str, Any]) -> str:
     return f"{info.get('sweep')}/{info.get('index', 0)}"
 
 
-def create(tracker: Any, experiment_id: str, info: Mapping[str, Any]) -> str:
+def create(tracker: Any, experiment_id: str, info: Mapping[str, Any], start_time: int | None = None) -> str:
     """A new run for the experiment ``info`` describes: named after it, tagged with it and its sweep (the tags
-    that find it again come with the run itself, so it is never there without them)."""
+    that find it again come with the run itself, so it is never there without them); ``start_time`` (in
+    milliseconds; default now): when the experiment started, for a run made later (by an upload)."""
     tags = {TAG: key_of(info), "mrunner.sweep": str(info.get("sweep")), "mrunner.experiment_id": str(info.get("id"))}
     tags.update({name(f"mrunner.tag.{tag}"): "1" for tag in info.get("tags") or []})
-    run = tracker.create_run(experiment_id, run_name=str(info.get("name") or "experiment"), tags=tags)
+    run = tracker.create_run(
+        experiment_id, start_time=start_time, run_name=str(info.get("name") or "experiment"), tags=tags
+    )
     return str(run.info.run_id)
 
 
@@ -249,7 +255,27 @@ def start(stopped: Callable[[], bool]) -> None:
     whether forwarding gave up on the server meanwhile."""
     from mrunner.layout import experiment_info
 
-    run_id(experiment_info(), stopped)
+    identity = run_id(experiment_info(), stopped)
+    if not _made_here:
+        # an earlier attempt's run (a retry, a requeue, a resume), which this machine may have set FINISHED,
+        # FAILED or KILLED (``mrunner.mlflow_ends``), or another process's of this one: it runs (again)
+        set_status(client(), identity, "RUNNING", None)
+
+
+def set_status(tracker: Any, run_id: str, status: str, end_time: int | None) -> None:
+    """Set the run's status (and end time, in milliseconds; MLflow keeps the last one when None) in one
+    request: ``MlflowClient.set_terminated`` would ask for the run first and print its address, and
+    ``update_run`` asks for it first too."""
+    from mlflow.entities import RunStatus
+
+    store = getattr(getattr(tracker, "_tracking_client", None), "store", None)
+    if store is None:  # a client of another shape: its public calls
+        if status == "RUNNING":
+            tracker.update_run(run_id, status=status)
+        else:
+            tracker.set_terminated(run_id, status=status, end_time=end_time)
+        return
+    store.update_run_info(run_id, RunStatus.from_string(status), end_time, None)
 
 
 def log_many(reports: list[tuple[Mapping[str, float], int | None, float]]) -> None:

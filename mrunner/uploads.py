@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mrunner import metrics, paths
+from mrunner import metrics, mlflow_ends, paths
 from mrunner.layout import METRICS_FILE, of_run, write_atomic
 from mrunner.records import TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
@@ -327,11 +327,17 @@ class _Mlflow:
             info = run.config_document(sweep)
             run_id, complete = self.found.get(mlflow_run.key_of(info), (None, False))
             if run_id is None:
-                run_id = mlflow_run.create(self.client, self.experiment_id, info)
+                # started when it first reported (not now: a run made after its end would end before it began)
+                first_report = int(min(at for *_, at in points) * 1000) if points else None
+                run_id = mlflow_run.create(self.client, self.experiment_id, info, first_report)
             if not complete:  # a new run, or one whose parameters an interruption kept from it
                 first = mlflow_run.first_batch(info)
         for some_metrics, params, tags in mlflow_run.batches(batch, *first):
             self.client.log_batch(run_id, metrics=some_metrics, params=params, tags=tags)
+        if known.get("run") is None and run.state in TERMINAL:
+            # made here after its end (mlflow_ends.settle looked for it before), or made by a create of the
+            # experiment's that landed after settle looked: RUNNING until told
+            mlflow_ends.set_status(self.client, run_id, run)
         if self.live and known.get("run") is None:
             self._one_run(sweep, run, run_id)
         return {"run": run_id}

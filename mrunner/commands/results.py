@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from mrunner import cleanup, paths, plugins, uploads
+from mrunner import cleanup, mlflow_ends, paths, plugins, uploads
 from mrunner.backend import Artefact, Pulled
 from mrunner.errors import BackendError, MrunnerError
 from mrunner.layout import METRICS_FILE, RESULTS_FOLDER, of_run, write_atomic
@@ -81,6 +81,7 @@ def pull_command(options: argparse.Namespace) -> int:
     )
     if options.to is not None:
         _warn_if_snapshotted(sweep, destination, reporter)
+    mlflow_ends.settle(store, sweep, reporter)  # before the upload, which sets the runs it makes itself
     if uploads.uploading(sweep):  # deferred tracking, or live tracking's catch-up
         if not options.include or any(fnmatch.fnmatch(METRICS_FILE, glob) for glob in options.include):
             uploads.upload(sweep, chosen, destination, reporter)
@@ -148,6 +149,7 @@ def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporte
     reaches no backend at all."""
     from mrunner import summaries
 
+    mlflow_ends.settle(store, sweep, reporter)  # before the upload, which sets the runs it makes itself
     folder = metrics_cache(sweep.id)
     fetched = _fetched(folder)
     started = [run for run in runs if cleanup.started(store, run)]

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
-from mrunner import following, plugins, table
+from mrunner import following, mlflow_ends, plugins, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS
 from mrunner.errors import MrunnerError, NoLog, NotRecorded
@@ -105,6 +105,7 @@ def status_command(options: argparse.Namespace) -> int:
             following.ask(sweep, store, None if run is None else run.index)
         except NotRecorded as error:  # what the backend says now is lost, what was recorded can still be shown
             print(f"mrunner: warning: {error}; shown as last recorded", file=sys.stderr)
+        mlflow_ends.settle(store, sweep, Reporter())  # the ends learnt now, as the MLflow runs' status
     if run is not None:
         run = store.run(sweep.id, run.index)
         shown = _show_run(store, sweep, run, options)
@@ -372,6 +373,7 @@ def cancel_command(options: argparse.Namespace) -> int:
         print(f"nothing to cancel: {'experiment ' + run.ref if run else 'sweep ' + sweep.id} has ended")
         return 0
     updates = following.cancel(sweep, open_runs, store)
+    mlflow_ends.settle(store, sweep, Reporter())  # KILLED in MLflow
     # the records may not have known yet that an experiment had ended (the cluster was not asked since): it
     # keeps its real end, and is not counted as cancelled
     stopped = sum(update.state == CANCELLED for update in updates)

@@ -80,6 +80,7 @@ def test_pods_without_a_route_to_the_server_are_uploaded_from_here(deferred, mru
     runs = sorted(client.search_runs([found.experiment_id]), key=lambda run: run.data.params["lr"])
     assert len(runs) == 2
     assert [run.info.run_name for run in runs] == ["exp", "exp"]
+    assert [run.info.status for run in runs] == ["FINISHED", "FINISHED"]  # set from here, after the upload
     assert [run.data.tags["mrunner.experiment"] for run in runs] == [f"{sweep}/0", f"{sweep}/1"]
     assert all(run.data.tags["mrunner.sweep"] == sweep for run in runs)
     assert [run.data.params["lr"] for run in runs] == ["0.1", "0.2"]

@@ -82,6 +82,7 @@ def test_live_tracking_from_the_compute_node(cluster, mrunner, mrunner_home, mlf
     tracked = sorted(client.search_runs([found.experiment_id]), key=lambda run: run.data.params["lr"])
     assert len(tracked) == 2  # the retried experiment continued its run
     assert [run.info.run_name for run in tracked] == ["train-tracked"] * 2
+    assert [run.info.status for run in tracked] == ["FINISHED"] * 2  # the retried one's failure, then its end
     assert [run.data.tags["mrunner.experiment"] for run in tracked] == [f"{sweep}/0", f"{sweep}/1"]
     assert all(run.data.tags["mrunner.sweep"] == sweep for run in tracked)
     assert [run.data.params["lr"] for run in tracked] == ["0.1", "0.2"]
@@ -168,6 +169,13 @@ def test_deferred_tracking_uploads_each_point_once_from_this_machine(
             assert first.returncode == 0, first.stderr
             assert "MLflow: uploaded the new metrics of 2 experiments" in first.stderr, first.stderr
             assert len(wire.points()) == 6
+            shown = MlflowClient(mlflow_service["tracking_uri"])
+            made = shown.search_runs([shown.get_experiment_by_name(experiment).experiment_id])
+            # the completed one FINISHED; the failed one RUNNING, waiting for its retry
+            assert {run.data.tags["mrunner.experiment"]: run.info.status for run in made} == {
+                f"{sweep}/0": "FINISHED",
+                f"{sweep}/1": "RUNNING",
+            }
 
             release(cluster, runs[1]["backend_ref"])
             waited = mrunner("status", sweep, "--wait", env=env, timeout=600)
@@ -187,6 +195,8 @@ def test_deferred_tracking_uploads_each_point_once_from_this_machine(
     tracked = sorted(client.search_runs([found.experiment_id]), key=lambda run: run.data.params["lr"])
     assert [run.data.tags["mrunner.experiment"] for run in tracked] == [f"{sweep}/0", f"{sweep}/1"]
     assert [run.info.run_name for run in tracked] == ["train-deferred"] * 2
+    assert [run.info.status for run in tracked] == ["FINISHED", "FINISHED"]  # set after the upload
+    assert all(run.info.end_time >= run.info.start_time for run in tracked)
     sent = wire.points()  # each point once on the wire, the retry's three after the first attempts' six
     assert len(sent) == len({(run, key, step) for run, key, step, _, _ in sent}) == 9
     assert [(step, value) for run, _, step, value, _ in sent[6:]] == [(3, 1.6), (4, 1.4), (5, 1.2)]

@@ -18,16 +18,14 @@ status set for it, and the time from which the records are read again.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
-import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mrunner import ledger as ledger_file
 from mrunner import paths
 from mrunner.layout import write_atomic
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, PREEMPTED, RUNNING, TERMINAL, TIMEOUT, Run, Sweep
@@ -71,8 +69,8 @@ def settle(store: Store, sweep: Sweep, reporter: Reporter) -> None:
     if not mlflow_tracker.enabled(sweep.context):
         return
     path = ledger_path(sweep.id)
-    with _locked(path):
-        ledger = _read(path)
+    with ledger_file.locked(path):
+        ledger = ledger_file.read(path)
         began = time.time()
         since = ledger.get("since")
         known: dict[str, list[Any]] = ledger.setdefault("runs", {})
@@ -151,27 +149,6 @@ def set_status(client: Any, run_id: str, run: Run) -> None:
     mlflow_run.set_status(client, run_id, status, int(run.updated_at * 1000) if status != "RUNNING" else None)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # none yet, or unreadable: the ends are set again (the same status)
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One look at a sweep's ends at a time (two commands in two shells would both set them)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def remove(sweep_id: str) -> None:
     """Forget what was set of a forgotten sweep's runs."""
-    for name in (ledger_path(sweep_id), Path(f"{ledger_path(sweep_id)}.lock")):
-        try:
-            os.unlink(name)
-        except FileNotFoundError:
-            pass
+    ledger_file.remove(ledger_path(sweep_id))

@@ -24,14 +24,12 @@ into its run, MLflow dropping the points it already holds, W&B leaving out the s
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mrunner import ledger as ledger_file
 from mrunner import metrics, mlflow_ends, paths
 from mrunner.layout import METRICS_FILE, of_run, write_atomic
 from mrunner.records import TERMINAL, Run, Sweep
@@ -93,8 +91,8 @@ def upload(sweep: Sweep, runs: Sequence[Run], folder: Path, reporter: Reporter) 
         return 0
     path = ledger_path(sweep.id)
     done = 0
-    with _locked(path):
-        ledger = _read(path)
+    with ledger_file.locked(path):
+        ledger = ledger_file.read(path)
         for tracker in targets:
             done += _upload_to(tracker, sweep, runs, folder, ledger, path, reporter)
     return done
@@ -434,29 +432,6 @@ def _after_the_last_offline_run(folder: Path, identity: str) -> None:
         time.sleep(0.05)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except ValueError:
-        return {}  # unreadable: start again; MLflow drops the points it already holds (see the module's text)
-    return found if isinstance(found, dict) else {}
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One upload of a sweep at a time (two `mrunner results` in two shells would both send the new lines)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def remove(sweep_id: str) -> None:
     """Forget what was uploaded of a forgotten sweep."""
-    for name in (ledger_path(sweep_id), Path(f"{ledger_path(sweep_id)}.lock")):
-        try:
-            os.unlink(name)
-        except FileNotFoundError:
-            pass
+    ledger_file.remove(ledger_path(sweep_id))

@@ -71,6 +71,21 @@ PLACEHOLDERS = frozenset({".gitkeep", ".keep", ".gitignore", ".placeholder", ".e
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def metrics_file_holds(mark: bytes) -> bool:
+    """Whether this experiment's metrics file holds ``mark``: how a tracker's forwarding (``mrunner.mlflow_run``,
+    ``mrunner.wandb_run``) learns that a process of the experiment (this one, another rank, an earlier attempt)
+    noted it stopped forwarding (``mrunner.metrics.untracked``). False outside an experiment, or before its
+    first report."""
+    folder = os.environ.get(EXPERIMENT_DIR)
+    if not folder:
+        return False
+    try:
+        with open(os.path.join(folder, METRICS_FILE), "rb") as stream:
+            return mark in stream.read()
+    except FileNotFoundError:
+        return False
+
+
 def safe_name(text: str) -> str:
     """``text`` as one path component that every file system and shell accepts."""
     return _UNSAFE.sub("_", text).strip(".") or "_"

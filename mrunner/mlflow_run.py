@@ -103,23 +103,18 @@ def _find_or_create(info: Mapping[str, Any], stopped: Callable[[], bool]) -> str
     return run_id
 
 
-#: The experiment's metrics file, and what ``mrunner.metrics.untracked("MLflow")`` writes in it (the names of
+#: What ``mrunner.metrics.untracked("MLflow")`` writes in the metrics file, spelt out here (the names of
 #: ``mrunner.metrics``, which imports this module through ``mrunner.tracking``).
-METRICS_FILE, UNTRACKED_MARK = "mrunner-metrics.jsonl", b'"untracked": "MLflow"'
+UNTRACKED_MARK = b'"untracked": "MLflow"'
 
 
 def _caught_up() -> bool:
     """Whether a process of this experiment (this one, another rank, an earlier attempt) stopped forwarding to
     MLflow (its note in the metrics file): from then on only the catch-up makes the experiment's run, never a
     process of the experiment, so that the two never make one each."""
-    folder = os.environ.get("MRUNNER_EXPERIMENT_DIR")
-    if not folder:
-        return False
-    try:
-        with open(os.path.join(folder, METRICS_FILE), "rb") as stream:
-            return UNTRACKED_MARK in stream.read()
-    except FileNotFoundError:
-        return False
+    from mrunner.layout import metrics_file_holds
+
+    return metrics_file_holds(UNTRACKED_MARK)
 
 
 def runs_tagged(tracker: Any, experiment_id: str, key: str) -> list[Any]:

@@ -25,9 +25,9 @@ INIT_SECONDS = 15.0
 #: What the exit of a process whose run mrunner started waits for W&B to take its last points (W&B's default:
 #: until they are sent, however long the server is gone). Those not sent by then are replayed later.
 FINISH_SECONDS = 10.0
-#: The experiment's metrics file, and what ``mrunner.metrics.untracked("W&B")`` writes in it (the names of
+#: What ``mrunner.metrics.untracked("W&B")`` writes in the metrics file, spelt out here (the names of
 #: ``mrunner.metrics``, which imports this module through ``mrunner.tracking``).
-METRICS_FILE, UNTRACKED_MARK = "mrunner-metrics.jsonl", b'"untracked": "W&B"'
+UNTRACKED_MARK = b'"untracked": "W&B"'
 
 
 class Abandoned(Exception):
@@ -111,11 +111,6 @@ def _lost(untracked: Any, why: str) -> None:
 
 def _caught_up() -> bool:
     """Whether a process of this experiment (an earlier attempt, another rank) stopped forwarding to W&B."""
-    folder = os.environ.get("MRUNNER_EXPERIMENT_DIR")
-    if not folder:
-        return False
-    try:
-        with open(os.path.join(folder, METRICS_FILE), "rb") as stream:
-            return UNTRACKED_MARK in stream.read()
-    except FileNotFoundError:
-        return False
+    from mrunner.layout import metrics_file_holds
+
+    return metrics_file_holds(UNTRACKED_MARK)

@@ -14,6 +14,10 @@ from mrunner.store import Store, default_path
 from mrunner.submission import collect_secrets, to_record
 
 DRY_RUN_SHOWN = 5
+#: The largest grid whose points the dry run walks to count what a submission would record (repeats once,
+#: points already submitted skipped): the walk costs each point's identity, and a dry run of a larger grid
+#: answers at once with the grid's size instead.
+DRY_RUN_COUNTED = 10_000
 
 #: How the dry run shows its own sweep id in what it renders: a submission gets a new one.
 SWEEP_ID_PLACEHOLDER = "<sweep id>"
@@ -26,13 +30,19 @@ def describe(plan: Plan) -> list[str]:
 
     excluded, extra = plan.snapshot_patterns
     frozen = snapshot.scan(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
-    classes, repeated, skipped = _submitted(plan, frozen)
+    counted = len(plan) <= DRY_RUN_COUNTED
+    classes, repeated, skipped = _submitted(plan, frozen) if counted else (plan.resource_classes(), 0, 0)
     count = sum(number for _, number in classes.values())
     lines = [
         "dry run: nothing submitted, nothing recorded",
         f"{count} experiment{'s' * (count != 1)} on context {plan.context_name} (backend {plan.context['backend']}), "
         f"project {plan.project}, code from {plan.root}",
     ]
+    if not counted:
+        lines.append(
+            f"a grid of more than {DRY_RUN_COUNTED:,} points: the submission counts which repeat another or were "
+            f"already submitted (each runs once)"
+        )
     if repeated:
         lines.append(
             f"{repeated} experiment{'s' * (repeated != 1)} of the grid repeat{'s' * (repeated == 1)} another "

@@ -81,15 +81,29 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
         if kind is float or (kind is int and -_FLOAT_LIMIT < value < _FLOAT_LIMIT):
             values[key] = value  # kept as given
             continue
-        if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__") or _is_bool(value):
+        if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__") or _no_real(value):
             raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, not a number")
         try:  # numpy's scalars (float32, int64), Fraction, Decimal, a tensor of one element: its number
-            values[key] = _whole(value) if hasattr(value, "__index__") else float(value)
+            number = _whole(value) if hasattr(value, "__index__") else float(value)
         except OverflowError:
             raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, too large for a number") from None
         except (TypeError, ValueError):
             raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, not a single number") from None
+        if number - number != 0 and not _as_given(value, number):
+            # infinite or nan only once converted (Decimal('1e400'), a long double beyond a float's range): the
+            # conversion's overflow, not the experiment's value, which an infinite or nan value given is (kept)
+            raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, too large for a number")
+        values[key] = number
     return values
+
+
+def _as_given(value: Any, number: float) -> bool:
+    """Whether ``number``, infinite or nan, is ``value`` itself (a diverged loss: inf, nan), not an overflow of
+    its conversion (``float(Decimal('1e400'))`` is inf without a word)."""
+    try:
+        return bool(value != value) if number != number else bool(value == number)
+    except Exception:  # a comparison the value's type refuses: no telling, so no number
+        return False
 
 
 def _whole(value: Any) -> float:
@@ -117,6 +131,14 @@ _FLOAT_LIMIT = 2**1023
 def _is_bool(value: Any) -> bool:
     """Whether ``value`` is a boolean of numpy or a tensor library (``numpy.bool_``, a ``torch.bool`` tensor)."""
     return str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
+
+
+def _no_real(value: Any) -> bool:
+    """Whether ``value`` is of numpy's or a tensor library's kinds that are no real number though they convert
+    to one: a boolean (``_is_bool``), a complex number (``float()`` of numpy's drops its imaginary part with
+    only a warning)."""
+    kind = str(getattr(value, "dtype", ""))
+    return kind in ("bool", "torch.bool") or "complex" in kind
 
 
 def _step(step: Any) -> int:

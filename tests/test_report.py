@@ -105,6 +105,34 @@ def test_several_processes_of_one_experiment_write_whole_lines(tmp_path):
             "mrunner.report({'m': 10**400})",
             "ValueError: mrunner.report: metric 'm' is 100000000000000000...0000000000000000000, too large for a number",
         ),
+        (  # infinite only once converted: an overflow, not the experiment's value (an inf given is kept)
+            "import decimal\nmrunner.report({'m': decimal.Decimal('1e400')})",
+            "ValueError: mrunner.report: metric 'm' is Decimal('1E+400'), too large for a number",
+        ),
+        (
+            "import decimal\nmrunner.report({'m': -decimal.Decimal('1e400')})",
+            "ValueError: mrunner.report: metric 'm' is Decimal('-1E+400'), too large for a number",
+        ),
+        (
+            "import fractions\nmrunner.report({'m': fractions.Fraction(10**400, 3)})",
+            "ValueError: mrunner.report: metric 'm' is Fraction(1000...0000000000, 3), too large for a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.longdouble('1e400')})",
+            "ValueError: mrunner.report: metric 'm' is np.longdouble('1e+400'), too large for a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.complex128(1 + 2j)})",
+            "ValueError: mrunner.report: metric 'm' is np.complex128(1+2j), not a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.array([0.5 + 0j])})",
+            "ValueError: mrunner.report: metric 'm' is array([0.5+0.j]), not a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.str_('1')})",
+            "ValueError: mrunner.report: metric 'm' is np.str_('1'), not a number",
+        ),
         (
             "import numpy\nmrunner.report({'m': numpy.bool_(True)})",
             "ValueError: mrunner.report: metric 'm' is np.True_, not a number",
@@ -143,6 +171,23 @@ def test_numbers_of_numpy_and_the_standard_library_are_numbers(tmp_path):
     assert math.isnan(metrics_.pop("nan"))
     assert metrics_ == {"f32": 0.5, "i64": 3, "f16": 0.25, "zero_d": 0.75, "third": 0.25, "dec": 0.125}
     assert isinstance(metrics_["i64"], int)
+
+
+def test_an_infinite_or_nan_value_given_is_kept_as_given(tmp_path):
+    """A diverged loss is a measurement: an inf or nan the experiment gives (a float, numpy's, Decimal's) is
+    recorded as it is; only a value that becomes one by its conversion is refused (above)."""
+    pytest.importorskip("numpy")
+    code = (
+        "import decimal, numpy, mrunner\n"
+        "mrunner.report({'inf': float('inf'), 'ninf': numpy.float64('-inf'), 'f32': numpy.float32('inf'),"
+        " 'dinf': decimal.Decimal('-Infinity'), 'dnan': decimal.Decimal('NaN'), 'nan': float('nan'),"
+        " 'big': decimal.Decimal('1e300'), 'tiny': decimal.Decimal('1e-400')}, step=0)\n"
+    )
+    done = run_script(code, {"MRUNNER_EXPERIMENT_DIR": str(tmp_path)}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads((tmp_path / METRICS_FILE).read_text())["metrics"]
+    assert math.isnan(found.pop("dnan")) and math.isnan(found.pop("nan"))
+    assert found == {"inf": math.inf, "ninf": -math.inf, "f32": math.inf, "dinf": -math.inf, "big": 1e300, "tiny": 0.0}
 
 
 def test_outside_mrunner_it_does_nothing_and_warns_once(tmp_path):

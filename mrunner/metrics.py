@@ -205,6 +205,31 @@ def untracked(tracker: str) -> None:
         os.write(descriptor, (line + "\n").encode())
 
 
+#: The keys of the lines a process writes when it starts forwarding to a tracker whose points the catch-up can
+#: send (MLflow, W&B) and when its exit saw every point taken (``forwarded``). An opening without its closing
+#: is a process that ended without mrunner's tracker exit (SIGKILL, the OOM killer, a lost node, ``os._exit``):
+#: the tracker may lack its last points, and once the experiment has ended the submitting machine replays its
+#: lines (``mrunner.uploads``). Readers skip the lines.
+FORWARDING, FORWARDED = "forwarding", "forwarded"
+
+
+def forwarding(tracker: str) -> None:
+    """Note in the metrics file that this process starts forwarding to ``tracker`` (before any point of it)."""
+    _note(FORWARDING, tracker)
+
+
+def forwarded(tracker: str) -> None:
+    """Note in the metrics file that this process's exit saw ``tracker`` take every point it was given."""
+    _note(FORWARDED, tracker)
+
+
+def _note(key: str, tracker: str) -> None:
+    descriptor = _open()
+    if descriptor is not None:
+        line = json.dumps({"attempt": _attempt, "time": time.time(), key: tracker, "process": os.getpid()})
+        os.write(descriptor, (line + "\n").encode())
+
+
 # -- reading --------------------------------------------------------------------------------------------------
 
 
@@ -284,6 +309,8 @@ def _one_attempt_columns(data: bytes) -> tuple[tuple[str, ...], list[int], list[
     its time), and each metric's column goes through JSON as one list of numbers: no dict per line. ``None``
     for any other file (a torn line, another attempt, a report without a step or with other metrics, a line
     of another shape, a value that is no number)."""
+    if b'"forwarding": "' in data:  # a tracked experiment's notes (``FORWARDING``): the lines around them count
+        data = _without_notes(data)
     first = data[: data.find(b"\n") + 1]
     head = b'{"attempt": '
     if not first.startswith(head):
@@ -322,6 +349,21 @@ def _one_attempt_columns(data: bytes) -> tuple[tuple[str, ...], list[int], list[
             return None  # a value that is no number (a line by another hand): the general path skips it
         values.append(column)
     return names, list(map(int, columns[0])), values
+
+
+def _without_notes(data: bytes) -> bytes:
+    """``data`` without the whole lines ``_note`` wrote."""
+    global _NOTES
+    if _NOTES is None:
+        import re
+
+        _NOTES = re.compile(
+            rb'^\{"attempt": -?\d+, "time": [-+0-9.eE]+, "forward(?:ing|ed)": "[^"\n]*", "process": \d+\}\n', re.M
+        )
+    return _NOTES.sub(b"", data)
+
+
+_NOTES: Any = None
 
 
 def entries(data: bytes) -> list[Any]:

@@ -83,6 +83,10 @@ class Sender:
         except Exception as error:
             self.stop(f"cannot send ({type(error).__name__}: {error})")
             return
+        if untracked is not None:  # a tracker the catch-up serves: the note it looks for when the process vanishes
+            from mrunner.metrics import forwarding
+
+            forwarding(tracker)
         started = threading.Event()
         threading.Thread(target=self._run, args=(start, started), name=f"mrunner-{tracker}", daemon=True).start()
         _register(self)
@@ -182,3 +186,7 @@ def close(seconds: float = EXIT_SECONDS) -> None:
     for sender, done in waiting:
         if not done.wait(max(0.0, deadline - time.monotonic())):
             sender.stop(f"the last reports were not sent within {seconds:g} s of the exit (the server slow or gone)")
+        elif not sender.stopped() and sender._untracked is not None:  # every point taken: no catch-up needed
+            from mrunner.metrics import forwarded
+
+            forwarded(sender.tracker)

@@ -80,6 +80,10 @@ def log(metrics: Mapping[str, float], step: int | None, _when: float | None = No
         )
         import atexit
 
+        if untracked is not None:  # the note the catch-up looks for should this process vanish (``metrics.FORWARDING``)
+            from mrunner.metrics import forwarding
+
+            forwarding("W&B")
         atexit.register(_finish, run, untracked)  # after W&B's own teardown was registered (at its init): run before it
     wandb.log(dict(metrics), step=step)
 
@@ -94,6 +98,10 @@ def _finish(run: Any, untracked: Any) -> None:
         return
     if getattr(run, "_finish_timed_out", False):
         _lost(untracked, f"its last points were not sent within {FINISH_SECONDS:g} s of the exit")
+    elif untracked is not None:  # every point taken: no catch-up needed
+        from mrunner.metrics import forwarded
+
+        forwarded("W&B")
 
 
 def _lost(untracked: Any, why: str) -> None:

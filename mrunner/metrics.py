@@ -197,12 +197,16 @@ def _enabled_forwarders() -> list[Callable[[dict[str, float], int | None, float]
 UNTRACKED = "untracked"
 
 
-def untracked(tracker: str) -> None:
-    """Note in the metrics file that this process stopped forwarding to ``tracker`` (``mrunner.tracking``)."""
+def untracked(tracker: str, key: str = UNTRACKED) -> None:
+    """Note in the metrics file that this process stopped forwarding to ``tracker`` (``mrunner.tracking``); with
+    ``key`` ``FORWARDING`` or ``FORWARDED`` (below), that it started, or that its exit saw every point taken
+    (one callable that the trackers' forwarding is given, rather than modules that import this one)."""
     descriptor = _open()
     if descriptor is not None:
-        line = json.dumps({"attempt": _attempt, "time": time.time(), UNTRACKED: tracker})
-        os.write(descriptor, (line + "\n").encode())
+        note = {"attempt": _attempt, "time": time.time(), key: tracker}
+        if key != UNTRACKED:
+            note["process"] = os.getpid()
+        os.write(descriptor, (json.dumps(note) + "\n").encode())
 
 
 #: The keys of the lines a process writes when it starts forwarding to a tracker whose points the catch-up can
@@ -211,23 +215,6 @@ def untracked(tracker: str) -> None:
 #: the tracker may lack its last points, and once the experiment has ended the submitting machine replays its
 #: lines (``mrunner.uploads``). Readers skip the lines.
 FORWARDING, FORWARDED = "forwarding", "forwarded"
-
-
-def forwarding(tracker: str) -> None:
-    """Note in the metrics file that this process starts forwarding to ``tracker`` (before any point of it)."""
-    _note(FORWARDING, tracker)
-
-
-def forwarded(tracker: str) -> None:
-    """Note in the metrics file that this process's exit saw ``tracker`` take every point it was given."""
-    _note(FORWARDED, tracker)
-
-
-def _note(key: str, tracker: str) -> None:
-    descriptor = _open()
-    if descriptor is not None:
-        line = json.dumps({"attempt": _attempt, "time": time.time(), key: tracker, "process": os.getpid()})
-        os.write(descriptor, (line + "\n").encode())
 
 
 # -- reading --------------------------------------------------------------------------------------------------

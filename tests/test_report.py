@@ -308,3 +308,26 @@ def test_a_files_summary_is_what_the_table_makes_of_its_curves(tmp_path, lines):
             assert json.dumps(comparison.value(experiment, "loss", how)) == json.dumps(
                 comparison.aggregate(curves["loss"], how)
             )
+
+
+def test_the_notes_of_live_forwarding_are_skipped_by_every_reader(tmp_path):
+    """A live-tracked experiment's file holds its processes' forwarding notes (``metrics.FORWARDING``) among its
+    reports, first of all: each reader (the fast path of one attempt's columns too) reads the reports as if the
+    notes were not there."""
+    reports = [
+        {"attempt": 0, "step": s, "time": 1.0 + s, "metrics": {"loss": 1.0 / (1 + s), "acc": s / 10}} for s in range(5)
+    ]
+    notes = [
+        {"attempt": 0, "time": 0.5, metrics.FORWARDING: "MLflow", "process": 12},
+        {"attempt": 0, "time": 0.6, metrics.FORWARDING: "W&B", "process": 12},
+        {"attempt": 0, "time": 9.0, metrics.FORWARDED: "MLflow", "process": 12},
+    ]
+    plain = "".join(json.dumps(line) + "\n" for line in reports).encode()
+    noted = "".join(json.dumps(line) + "\n" for line in [*notes[:2], *reports[:3], notes[2], *reports[3:]]).encode()
+    assert metrics._one_attempt_curves(noted) is not None  # the fast path
+    assert metrics.curves_of(noted) == metrics.curves_of(plain) == metrics.curves(metrics.entries(noted))
+    assert metrics.summary(noted) == metrics.summary(plain)
+    from mrunner import sender, wandb_run
+
+    names = (metrics.FORWARDING, metrics.FORWARDED)  # spelt out where metrics cannot be imported (a cycle)
+    assert names == (sender.FORWARDING, sender.FORWARDED) == (wandb_run.FORWARDING, wandb_run.FORWARDED)

@@ -82,6 +82,38 @@ def metric_names(experiments: Sequence[Experiment]) -> list[str]:
     return list(names)
 
 
+def group_curve(members: Sequence[Mapping[int, float]]) -> list[tuple[int, float, float, int]]:
+    """A group's curve (``--curves --over``) as ``(step, mean, std, n)`` at each step any member reported.
+    Members that reported on different steps (one every 10, another every 5 from 0 and at 15, 25) are each
+    taken at every step within their own first and last, between two of their reports on the straight line
+    through them: a mean of whichever members happened to report at a step would jump between them. A step
+    beyond a member's range leaves it out: ``n`` is the members that cover the step, ``std`` 0 where only one does.
+    Steps of each member in increasing order (as ``mrunner.metrics.read`` gives them)."""
+    import bisect
+    import statistics
+
+    ordered = [(list(curve), list(curve.values())) for curve in members if curve]
+    found = []
+    for step in sorted({step for steps, _ in ordered for step in steps}):
+        values = []
+        for steps, ys in ordered:
+            if not steps[0] <= step <= steps[-1]:
+                continue
+            at = bisect.bisect_left(steps, step)
+            if steps[at] == step:
+                values.append(ys[at])
+            else:  # between two reports: on the line through them
+                share = (step - steps[at - 1]) / (steps[at] - steps[at - 1])
+                values.append(ys[at - 1] + share * (ys[at] - ys[at - 1]))
+        try:
+            mean = math.fsum(values) / len(values)
+        except (ValueError, OverflowError):  # infinities: what float arithmetic gives
+            mean = sum(values) / len(values)
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        found.append((step, mean, spread, len(values)))
+    return found
+
+
 def aggregate(curve: Mapping[int, float], how: str) -> float:
     """``how`` of a curve's values in step order; ``mrunner.metrics.summary`` makes the same four numbers where
     the file is (a test holds them equal)."""

@@ -81,15 +81,29 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
         if kind is float or (kind is int and -_FLOAT_LIMIT < value < _FLOAT_LIMIT):
             values[key] = value  # kept as given
             continue
-        if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__") or _is_bool(value):
+        if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__") or _no_real(value):
             raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, not a number")
         try:  # numpy's scalars (float32, int64), Fraction, Decimal, a tensor of one element: its number
-            values[key] = _whole(value) if hasattr(value, "__index__") else float(value)
+            number = _whole(value) if hasattr(value, "__index__") else float(value)
         except OverflowError:
             raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, too large for a number") from None
         except (TypeError, ValueError):
             raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, not a single number") from None
+        if number - number != 0 and not _as_given(value, number):
+            # infinite or nan only once converted (Decimal('1e400'), a long double beyond a float's range): the
+            # conversion's overflow, not the experiment's value, which an infinite or nan value given is (kept)
+            raise ValueError(f"mrunner.report: metric {key!r} is {_shown(value)}, too large for a number")
+        values[key] = number
     return values
+
+
+def _as_given(value: Any, number: float) -> bool:
+    """Whether ``number``, infinite or nan, is ``value`` itself (a diverged loss: inf, nan), not an overflow of
+    its conversion (``float(Decimal('1e400'))`` is inf without a word)."""
+    try:
+        return bool(value != value) if number != number else bool(value == number)
+    except Exception:  # a comparison the value's type refuses: no telling, so no number
+        return False
 
 
 def _whole(value: Any) -> float:
@@ -117,6 +131,14 @@ _FLOAT_LIMIT = 2**1023
 def _is_bool(value: Any) -> bool:
     """Whether ``value`` is a boolean of numpy or a tensor library (``numpy.bool_``, a ``torch.bool`` tensor)."""
     return str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
+
+
+def _no_real(value: Any) -> bool:
+    """Whether ``value`` is of numpy's or a tensor library's kinds that are no real number though they convert
+    to one: a boolean (``_is_bool``), a complex number (``float()`` of numpy's drops its imaginary part with
+    only a warning)."""
+    kind = str(getattr(value, "dtype", ""))
+    return kind in ("bool", "torch.bool") or "complex" in kind
 
 
 def _step(step: Any) -> int:
@@ -175,12 +197,24 @@ def _enabled_forwarders() -> list[Callable[[dict[str, float], int | None, float]
 UNTRACKED = "untracked"
 
 
-def untracked(tracker: str) -> None:
-    """Note in the metrics file that this process stopped forwarding to ``tracker`` (``mrunner.tracking``)."""
+def untracked(tracker: str, key: str = UNTRACKED) -> None:
+    """Note in the metrics file that this process stopped forwarding to ``tracker`` (``mrunner.tracking``); with
+    ``key`` ``FORWARDING`` or ``FORWARDED`` (below), that it started, or that its exit saw every point taken
+    (one callable that the trackers' forwarding is given, rather than modules that import this one)."""
     descriptor = _open()
     if descriptor is not None:
-        line = json.dumps({"attempt": _attempt, "time": time.time(), UNTRACKED: tracker})
-        os.write(descriptor, (line + "\n").encode())
+        note = {"attempt": _attempt, "time": time.time(), key: tracker}
+        if key != UNTRACKED:
+            note["process"] = os.getpid()
+        os.write(descriptor, (json.dumps(note) + "\n").encode())
+
+
+#: The keys of the lines a process writes when it starts forwarding to a tracker whose points the catch-up can
+#: send (MLflow, W&B) and when its exit saw every point taken (``forwarded``). An opening without its closing
+#: is a process that ended without mrunner's tracker exit (SIGKILL, the OOM killer, a lost node, ``os._exit``):
+#: the tracker may lack its last points, and once the experiment has ended the submitting machine replays its
+#: lines (``mrunner.uploads``). Readers skip the lines.
+FORWARDING, FORWARDED = "forwarding", "forwarded"
 
 
 # -- reading --------------------------------------------------------------------------------------------------
@@ -262,6 +296,8 @@ def _one_attempt_columns(data: bytes) -> tuple[tuple[str, ...], list[int], list[
     its time), and each metric's column goes through JSON as one list of numbers: no dict per line. ``None``
     for any other file (a torn line, another attempt, a report without a step or with other metrics, a line
     of another shape, a value that is no number)."""
+    if b'"forwarding": "' in data:  # a tracked experiment's notes (``FORWARDING``): the lines around them count
+        data = _without_notes(data)
     first = data[: data.find(b"\n") + 1]
     head = b'{"attempt": '
     if not first.startswith(head):
@@ -300,6 +336,21 @@ def _one_attempt_columns(data: bytes) -> tuple[tuple[str, ...], list[int], list[
             return None  # a value that is no number (a line by another hand): the general path skips it
         values.append(column)
     return names, list(map(int, columns[0])), values
+
+
+def _without_notes(data: bytes) -> bytes:
+    """``data`` without the whole lines ``_note`` wrote."""
+    global _NOTES
+    if _NOTES is None:
+        import re
+
+        _NOTES = re.compile(
+            rb'^\{"attempt": -?\d+, "time": [-+0-9.eE]+, "forward(?:ing|ed)": "[^"\n]*", "process": \d+\}\n', re.M
+        )
+    return _NOTES.sub(b"", data)
+
+
+_NOTES: Any = None
 
 
 def entries(data: bytes) -> list[Any]:

@@ -12,12 +12,11 @@ several orders of magnitude.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mrunner.comparison import Experiment, Row
+from mrunner.comparison import Experiment, Row, group_curve
 from mrunner.errors import MrunnerError
 
 LEGEND_LIMIT = 12
@@ -128,20 +127,26 @@ def curves(
     drawn = [row for row in rows if any(by_index[i].curves.get(metric) for i in row.indices)]
     colour, handles = _colouring(pyplot, figure, axis, [row.axes for row in drawn], list(axes))
     every: list[float] = []
+    partial = False
     for number, row in enumerate(drawn):
         members = [by_index[i].curves[metric] for i in row.indices if by_index[i].curves.get(metric)]
-        steps = sorted({step for curve in members for step in curve})
-        means, spreads = [], []
-        for step in steps:
-            values = [curve[step] for curve in members if step in curve]
-            means.append(math.fsum(values) / len(values))
-            spreads.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        found = group_curve(members)
+        steps, means = [point[0] for point in found], [point[1] for point in found]
         every += means
         style = colour(number, row.axes)
-        axis.plot(steps, means, **style)
-        if len(members) > 1:
-            low = [m - s for m, s in zip(means, spreads)]
-            high = [m + s for m, s in zip(means, spreads)]
+        if len(members) > 1 and "label" in style:
+            style["label"] += f" (n={len(members)})"
+        whole = [point[3] == len(members) for point in found]
+        # solid where every member covers the step; dotted where fewer do (one ran longer, or started later)
+        axis.plot(steps, [m if w else math.nan for m, w in zip(means, whole)], **style)
+        if not all(whole):
+            partial = True
+            near = [not w or not all(whole[max(0, i - 1) : i + 2]) for i, w in enumerate(whole)]
+            dotted = {key: value for key, value in style.items() if key != "label"}
+            axis.plot(steps, [m if n else math.nan for m, n in zip(means, near)], **{**dotted, "linestyle": ":"})
+        if len(members) > 1:  # the band where two or more members cover the step
+            low = [m - s if n > 1 else math.nan for _, m, s, n in found]
+            high = [m + s if n > 1 else math.nan for _, m, s, n in found]
             axis.fill_between(steps, low, high, color=style["color"], alpha=0.15, linewidth=0)
     _log_if_spread(axis, every)
     from matplotlib.ticker import MaxNLocator
@@ -150,7 +155,8 @@ def curves(
     axis.set_xlabel("step")
     axis.set_ylabel(label)
     grouped = len(drawn) < len(experiments)
-    axis.set_title(f"sweep {sweep_id}: {label} per step" + (" (mean ± std per group)" if grouped else ""), fontsize=10)
+    note = " (mean ± std per group" + ("; dotted: fewer members)" if partial else ")")
+    axis.set_title(f"sweep {sweep_id}: {label} per step" + (note if grouped else ""), fontsize=10)
     _save(pyplot, figure, axis, len(drawn), output, handles)
 
 

@@ -46,6 +46,9 @@ EXIT_SECONDS = 10.0
 #: has not answered them by then is taken for gone (MLflow's own retries would hold the start for minutes):
 #: forwarding stops, and the catch-up finds or makes the run later.
 START_SECONDS = 5.0
+#: The keys of ``mrunner.metrics``'s notes of a process's forwarding (``metrics.FORWARDING``), spelt out here (the
+#: names of ``mrunner.metrics``, which imports this module through ``mrunner.tracking``).
+FORWARDING, FORWARDED = "forwarding", "forwarded"
 #: Reports sent at most in one go (one ``send`` call).
 BATCH = 1000
 
@@ -60,7 +63,7 @@ class Sender:
         self,
         tracker: str,
         send: Callable[[list[Report]], None],
-        untracked: Callable[[str], None] | None,
+        untracked: Callable[..., None] | None,
         prepare: Callable[[], object] | None = None,
         start: Callable[[Callable[[], bool]], object] | None = None,
     ) -> None:
@@ -83,6 +86,8 @@ class Sender:
         except Exception as error:
             self.stop(f"cannot send ({type(error).__name__}: {error})")
             return
+        if untracked is not None:  # a tracker the catch-up serves: the note it looks for when the process vanishes
+            untracked(tracker, FORWARDING)
         started = threading.Event()
         threading.Thread(target=self._run, args=(start, started), name=f"mrunner-{tracker}", daemon=True).start()
         _register(self)
@@ -182,3 +187,5 @@ def close(seconds: float = EXIT_SECONDS) -> None:
     for sender, done in waiting:
         if not done.wait(max(0.0, deadline - time.monotonic())):
             sender.stop(f"the last reports were not sent within {seconds:g} s of the exit (the server slow or gone)")
+        elif not sender.stopped() and sender._untracked is not None:  # every point taken: no catch-up needed
+            sender._untracked(sender.tracker, FORWARDED)

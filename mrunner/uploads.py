@@ -115,10 +115,12 @@ def _upload_to(
             size = file.stat().st_size
         except FileNotFoundError:
             continue
-        if size > sent.get(str(run.index), {}).get("offset", 0):
-            pending.append((run, file))
+        known = sent.get(str(run.index), {})
+        if size > known.get("offset", 0) or (known.get("open") and run.state in TERMINAL):
+            pending.append((run, file))  # grown, or a process that vanished seen while the experiment ran
+    reasons: dict[int, Any] = {}
     if tracker in _LIVE:
-        pending = _untracked(pending, sent, path, ledger, _mark(tracker))
+        pending = _untracked(pending, sent, path, ledger, tracker, reasons)
         if not pending and tracker == CATCH_UP:
             _late_creates(sweep, runs, sent)
     if not pending:
@@ -139,8 +141,11 @@ def _upload_to(
             offset = 0  # the file was replaced (a folder removed and run again), or live tracking stopped: all new
         new = _new_points(data, offset, end)
         entry = target.send(sweep, run, new, known) if new else dict(known)
-        if tracker in _LIVE:
+        entry.pop("open", None)
+        if tracker in _LIVE and reasons.get(run.index) is None:
             entry["untracked"] = True
+        elif tracker in _LIVE:  # the vanished processes now caught up: only another one replays the file again
+            entry["unclean"] = reasons[run.index]
         return {**entry, "offset": max(end, offset)}, bool(new)
 
     done = recorded = 0
@@ -236,24 +241,51 @@ def _late_creates(sweep: Sweep, runs: Sequence[Run], sent: dict[str, Any]) -> No
 
 
 def _untracked(
-    pending: list[tuple[Run, Path]], sent: dict[str, Any], path: Path, ledger: dict[str, Any], mark: bytes
+    pending: list[tuple[Run, Path]],
+    sent: dict[str, Any],
+    path: Path,
+    ledger: dict[str, Any],
+    tracker: str,
+    reasons: dict[int, Any],
 ) -> list:
     """Of the grown files of a live-tracked sweep, those to upload: an experiment that stopped forwarding
-    (its file notes it), now or before. The others' new lengths are recorded without asking any server."""
+    (its file notes it), now or before; or an ended one of whose processes one ended without mrunner's tracker
+    exit (``_vanished``), its count put in ``reasons``. The others' new lengths are recorded without asking
+    any server, and whether a process may have vanished (``open``: looked at again once the experiment ends)."""
     chosen, passed = [], False
+    mark = _mark(tracker)
     for run, file in pending:
         known = sent.get(str(run.index), {})
         data = file.read_bytes()
         end = data.rfind(b"\n") + 1
         scanned = known.get("offset", 0) if known.get("offset", 0) <= end else 0  # the lines before, looked at
+        vanished = _vanished(data[:end], tracker) if not known.get("untracked") else 0
         if known.get("untracked") or mark in data[scanned:end]:
             chosen.append((run, file))
+        elif vanished > known.get("unclean", 0) and run.state in TERMINAL:
+            chosen.append((run, file))
+            reasons[run.index] = vanished
         else:
             sent[str(run.index)] = {**known, "offset": end}
+            if vanished > known.get("unclean", 0):
+                sent[str(run.index)]["open"] = True
+            else:
+                sent[str(run.index)].pop("open", None)
             passed = True
     if passed:
         write_atomic(str(path), json.dumps(ledger))
     return chosen
+
+
+def _vanished(data: bytes, tracker: str) -> int:
+    """How many processes of the experiment started forwarding to ``tracker`` (a ledger name of ``_LIVE``) and
+    did not end through mrunner's tracker exit (``metrics.FORWARDING``): each process writes one opening, and
+    one closing when its exit saw every point taken. While the experiment runs, those are its live processes
+    too; once it has ended, each is one that was killed outright (SIGKILL, the OOM killer, a lost node), whose
+    last points the tracker may lack."""
+    name = json.dumps(_LIVE[tracker]).encode()
+    opened = data.count(b'"' + metrics.FORWARDING.encode() + b'": ' + name)
+    return opened - data.count(b'"' + metrics.FORWARDED.encode() + b'": ' + name) if opened else 0
 
 
 def _new_points(data: bytes, offset: int, end: int) -> list[tuple[int, str, int, Any, float]]:

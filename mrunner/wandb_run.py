@@ -28,6 +28,7 @@ FINISH_SECONDS = 10.0
 #: What ``mrunner.metrics.untracked("W&B")`` writes in the metrics file, spelt out here (the names of
 #: ``mrunner.metrics``, which imports this module through ``mrunner.tracking``).
 UNTRACKED_MARK = b'"untracked": "W&B"'
+FORWARDING, FORWARDED = "forwarding", "forwarded"  # the keys of ``mrunner.metrics.FORWARDING``'s notes
 
 
 class Abandoned(Exception):
@@ -80,6 +81,8 @@ def log(metrics: Mapping[str, float], step: int | None, _when: float | None = No
         )
         import atexit
 
+        if untracked is not None:  # the note the catch-up looks for should this process vanish (``metrics.FORWARDING``)
+            untracked("W&B", FORWARDING)
         atexit.register(_finish, run, untracked)  # after W&B's own teardown was registered (at its init): run before it
     wandb.log(dict(metrics), step=step)
 
@@ -94,6 +97,8 @@ def _finish(run: Any, untracked: Any) -> None:
         return
     if getattr(run, "_finish_timed_out", False):
         _lost(untracked, f"its last points were not sent within {FINISH_SECONDS:g} s of the exit")
+    elif untracked is not None:  # every point taken: no catch-up needed
+        untracked("W&B", FORWARDED)
 
 
 def _lost(untracked: Any, why: str) -> None:

@@ -105,6 +105,34 @@ def test_several_processes_of_one_experiment_write_whole_lines(tmp_path):
             "mrunner.report({'m': 10**400})",
             "ValueError: mrunner.report: metric 'm' is 100000000000000000...0000000000000000000, too large for a number",
         ),
+        (  # infinite only once converted: an overflow, not the experiment's value (an inf given is kept)
+            "import decimal\nmrunner.report({'m': decimal.Decimal('1e400')})",
+            "ValueError: mrunner.report: metric 'm' is Decimal('1E+400'), too large for a number",
+        ),
+        (
+            "import decimal\nmrunner.report({'m': -decimal.Decimal('1e400')})",
+            "ValueError: mrunner.report: metric 'm' is Decimal('-1E+400'), too large for a number",
+        ),
+        (
+            "import fractions\nmrunner.report({'m': fractions.Fraction(10**400, 3)})",
+            "ValueError: mrunner.report: metric 'm' is Fraction(1000...0000000000, 3), too large for a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.longdouble('1e400')})",
+            "ValueError: mrunner.report: metric 'm' is np.longdouble('1e+400'), too large for a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.complex128(1 + 2j)})",
+            "ValueError: mrunner.report: metric 'm' is np.complex128(1+2j), not a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.array([0.5 + 0j])})",
+            "ValueError: mrunner.report: metric 'm' is array([0.5+0.j]), not a number",
+        ),
+        (
+            "import numpy\nmrunner.report({'m': numpy.str_('1')})",
+            "ValueError: mrunner.report: metric 'm' is np.str_('1'), not a number",
+        ),
         (
             "import numpy\nmrunner.report({'m': numpy.bool_(True)})",
             "ValueError: mrunner.report: metric 'm' is np.True_, not a number",
@@ -143,6 +171,23 @@ def test_numbers_of_numpy_and_the_standard_library_are_numbers(tmp_path):
     assert math.isnan(metrics_.pop("nan"))
     assert metrics_ == {"f32": 0.5, "i64": 3, "f16": 0.25, "zero_d": 0.75, "third": 0.25, "dec": 0.125}
     assert isinstance(metrics_["i64"], int)
+
+
+def test_an_infinite_or_nan_value_given_is_kept_as_given(tmp_path):
+    """A diverged loss is a measurement: an inf or nan the experiment gives (a float, numpy's, Decimal's) is
+    recorded as it is; only a value that becomes one by its conversion is refused (above)."""
+    pytest.importorskip("numpy")
+    code = (
+        "import decimal, numpy, mrunner\n"
+        "mrunner.report({'inf': float('inf'), 'ninf': numpy.float64('-inf'), 'f32': numpy.float32('inf'),"
+        " 'dinf': decimal.Decimal('-Infinity'), 'dnan': decimal.Decimal('NaN'), 'nan': float('nan'),"
+        " 'big': decimal.Decimal('1e300'), 'tiny': decimal.Decimal('1e-400')}, step=0)\n"
+    )
+    done = run_script(code, {"MRUNNER_EXPERIMENT_DIR": str(tmp_path)}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads((tmp_path / METRICS_FILE).read_text())["metrics"]
+    assert math.isnan(found.pop("dnan")) and math.isnan(found.pop("nan"))
+    assert found == {"inf": math.inf, "ninf": -math.inf, "f32": math.inf, "dinf": -math.inf, "big": 1e300, "tiny": 0.0}
 
 
 def test_outside_mrunner_it_does_nothing_and_warns_once(tmp_path):
@@ -263,3 +308,26 @@ def test_a_files_summary_is_what_the_table_makes_of_its_curves(tmp_path, lines):
             assert json.dumps(comparison.value(experiment, "loss", how)) == json.dumps(
                 comparison.aggregate(curves["loss"], how)
             )
+
+
+def test_the_notes_of_live_forwarding_are_skipped_by_every_reader(tmp_path):
+    """A live-tracked experiment's file holds its processes' forwarding notes (``metrics.FORWARDING``) among its
+    reports, first of all: each reader (the fast path of one attempt's columns too) reads the reports as if the
+    notes were not there."""
+    reports = [
+        {"attempt": 0, "step": s, "time": 1.0 + s, "metrics": {"loss": 1.0 / (1 + s), "acc": s / 10}} for s in range(5)
+    ]
+    notes = [
+        {"attempt": 0, "time": 0.5, metrics.FORWARDING: "MLflow", "process": 12},
+        {"attempt": 0, "time": 0.6, metrics.FORWARDING: "W&B", "process": 12},
+        {"attempt": 0, "time": 9.0, metrics.FORWARDED: "MLflow", "process": 12},
+    ]
+    plain = "".join(json.dumps(line) + "\n" for line in reports).encode()
+    noted = "".join(json.dumps(line) + "\n" for line in [*notes[:2], *reports[:3], notes[2], *reports[3:]]).encode()
+    assert metrics._one_attempt_curves(noted) is not None  # the fast path
+    assert metrics.curves_of(noted) == metrics.curves_of(plain) == metrics.curves(metrics.entries(noted))
+    assert metrics.summary(noted) == metrics.summary(plain)
+    from mrunner import sender, wandb_run
+
+    names = (metrics.FORWARDING, metrics.FORWARDED)  # spelt out where metrics cannot be imported (a cycle)
+    assert names == (sender.FORWARDING, sender.FORWARDED) == (wandb_run.FORWARDING, wandb_run.FORWARDED)

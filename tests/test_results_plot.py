@@ -146,3 +146,34 @@ def test_a_thousand_lines_with_no_numeric_axis_are_coloured_and_dashed_by_axes_t
     target = tmp_path / "plot.png"
     plot.against_axis(experiments, rows, names, "loss", "opt", [], target, "s")
     assert target.read_bytes().startswith(PNG)
+
+
+def test_a_groups_curve_over_unequal_step_grids_takes_each_member_between_its_reports():
+    """Seeds that reported on different steps: a mean of whichever members reported at a step jumped between
+    them (a zig-zag); each member is taken on the line between its reports, within its own range, and ``n``
+    says how many members cover the step (the band only where two or more do)."""
+    from mrunner.comparison import group_curve
+
+    every_ten = {0: 1.0, 10: 0.8, 20: 0.6}  # both straight lines, 0.2 apart
+    every_five = {0: 1.2, 5: 1.1, 15: 0.9, 25: 0.7}
+    found = group_curve([every_ten, every_five])
+    assert [(step, n) for step, _, _, n in found] == [(0, 2), (5, 2), (10, 2), (15, 2), (20, 2), (25, 1)]
+    assert [mean for _, mean, _, _ in found] == pytest.approx([1.1, 1.0, 0.9, 0.8, 0.7, 0.7])
+    assert [std for _, _, std, _ in found] == pytest.approx([0.2 / 2**0.5] * 5 + [0.0])
+    assert group_curve([every_ten, {}]) == [(0, 1.0, 0.0, 1), (10, 0.8, 0.0, 1), (20, 0.6, 0.0, 1)]
+
+
+def test_curves_over_seeds_on_unequal_step_grids_are_drawn(mrunner, tmp_path):
+    (tmp_path / "train.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "for step in ([0, 10, 20] if c.seed == 0 else [0, 5, 15, 25]):\n"
+        "    mrunner.report({'loss': 1.0 - c.lr * step / 10 + 0.2 * c.seed}, step=step)\n"
+    )
+    done = mrunner("train.py", "-m", "lr=0.1,0.3", "seed=0,1", "--wait")
+    assert done.returncode == 0, done.stderr
+    sweep = done.stdout.strip().splitlines()[-1]
+    target = tmp_path / "curves.png"
+    drawn = mrunner("results", sweep, "--curves", "loss", "--over", "seed", "-o", str(target))
+    assert drawn.returncode == 0 and drawn.stdout.strip() == f"wrote {target}", drawn.stderr
+    assert target.read_bytes().startswith(PNG)

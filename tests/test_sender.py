@@ -21,12 +21,22 @@ def held_send(holding: threading.Event, release: threading.Event):
     return send
 
 
+def noting(notes: list[str]):
+    """The sender's ``untracked`` callable, as ``mrunner.metrics.untracked`` takes it: a stop as the tracker's
+    name, the forwarding notes (``metrics.FORWARDING``) as ``KEY:TRACKER``."""
+
+    def note(tracker: str, key: str = "untracked") -> None:
+        notes.append(tracker if key == "untracked" else f"{key}:{tracker}")
+
+    return note
+
+
 @contextlib.contextmanager
 def held_sender(notes: list[str]) -> Iterator[sender.Sender]:
     """A sender whose first report's send is held until the block ends."""
     holding, release = threading.Event(), threading.Event()
     try:
-        forwarding = sender.Sender("MLflow", held_send(holding, release), notes.append)
+        forwarding = sender.Sender("MLflow", held_send(holding, release), noting(notes))
         forwarding.put({"loss": 1.0}, 0, 1.0)
         assert holding.wait(30), "the sender never sent"
         yield forwarding
@@ -42,7 +52,7 @@ def test_a_full_queue_stops_forwarding_once_and_notes_it(monkeypatch, capsys):
         for step in range(1, 20):
             forwarding.put({"loss": 1.0}, step, 1.0)
         assert time.monotonic() - started < 1.0  # puts, none waiting on the held send
-        assert notes == ["MLflow"]
+        assert notes == ["forwarding:MLflow", "MLflow"]
         err = capsys.readouterr().err
         assert err.count("3 reports waited unsent; this process stops sending it metrics") == 1, err
         assert "`mrunner results` uploads them later" in err
@@ -54,7 +64,7 @@ def test_the_exit_waits_for_a_held_send_only_its_bound_then_notes_it(capsys):
         started = time.monotonic()
         sender.close(0.5)
         assert time.monotonic() - started < 5.0  # the bound, and the scheduling of a loaded machine
-        assert notes == ["MLflow"]
+        assert notes == ["forwarding:MLflow", "MLflow"]
         assert "the last reports were not sent within 0.5 s of the exit" in capsys.readouterr().err
 
 
@@ -66,22 +76,24 @@ def test_a_refused_send_stops_forwarding_and_later_reports_are_not_sent(capsys):
         sent.extend(step for _, step, _ in reports)
         raise ConnectionError("the server is gone")
 
-    forwarding = sender.Sender("MLflow", refusing, notes.append)
+    forwarding = sender.Sender("MLflow", refusing, noting(notes))
     forwarding.put({"loss": 1.0}, 0, 1.0)
     assert forwarding.flushed().wait(30)
     forwarding.put({"loss": 0.5}, 1, 2.0)
     assert forwarding.flushed().wait(30)
-    assert sent == [0] and notes == ["MLflow"]
+    assert sent == [0] and notes == ["forwarding:MLflow", "MLflow"]
     assert "refused a report (ConnectionError: the server is gone)" in capsys.readouterr().err
 
 
 def test_a_send_that_works_gets_everything_queued_before_the_exit():
     sent: list[int] = []
-    forwarding = sender.Sender("MLflow", lambda reports: sent.extend(step for _, step, _ in reports), None)
+    notes: list[str] = []
+    forwarding = sender.Sender("MLflow", lambda reports: sent.extend(step for _, step, _ in reports), noting(notes))
     for step in range(2500):
         forwarding.put({"loss": 1.0}, step, 1.0)
     sender.close(30)
     assert sent == list(range(2500))
+    assert notes == ["forwarding:MLflow", "forwarded:MLflow"]  # opened before its first point, closed with all taken
 
 
 def test_a_start_held_past_its_bound_stops_forwarding_once_and_the_start_then_makes_nothing(monkeypatch, capsys):
@@ -102,13 +114,13 @@ def test_a_start_held_past_its_bound_stops_forwarding_once_and_the_start_then_ma
 
     try:
         started = time.monotonic()
-        forwarding = sender.Sender("MLflow", sent.append, notes.append, start=held_start)
+        forwarding = sender.Sender("MLflow", sent.append, noting(notes), start=held_start)
         assert time.monotonic() - started < 5.0  # the bound, and the scheduling of a loaded machine
-        assert holding.is_set() and notes == ["MLflow"]
+        assert holding.is_set() and notes == ["forwarding:MLflow", "MLflow"]
         err = capsys.readouterr().err
         assert err.count("the server did not answer within 0.2 s of the experiment's start") == 1, err
         forwarding.put({"loss": 1.0}, 0, 1.0)
     finally:
         release.set()
     assert asked.wait(30) and seen == [True]
-    assert forwarding.flushed().wait(30) and sent == [] and notes == ["MLflow"]
+    assert forwarding.flushed().wait(30) and sent == [] and notes == ["forwarding:MLflow", "MLflow"]

@@ -1,0 +1,158 @@
+"""An experiment process killed outright (SIGKILL: the OOM killer, a lost node, a scheduler's hard kill) while
+tracking live never reaches mrunner's tracker exit, which would have noted the points its tracker did not take.
+Its metrics file holds the opening its forwarding wrote and no closing: once the experiment has ended,
+`mrunner results` (or `pull`, `status --wait`) replays its lines into the same tracker run, each point once.
+Against the real MLflow server (tests/services/mlflow) and the real ``wandb`` client with ``FakeWandbServer``,
+the process killed at several moments: before its first report, with reports queued behind a server that does
+not answer, right after a burst of reports, and after everything had reached the tracker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from mrunner.records import TERMINAL
+from mrunner.testing import wait_for, write_context
+from tests.fake_wandb import FakeWandbServer
+from tests.test_tracking_mlflow import relayed_context
+
+STEPS = 300
+
+#: The experiment: ``moment`` says when it kills itself; the test's gate files say when the test is ready.
+KILLED = f"""
+import os, signal, time, mrunner
+c = mrunner.get_configuration()
+def wait(name):
+    while not os.path.exists(name):
+        time.sleep(0.05)
+def kill():
+    print("killed", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+if c.moment == "start":
+    kill()  # forwarding started, nothing reported
+for step in (0, 1):  # W&B sends a step's row once a later step comes: step 0 reaches the server
+    mrunner.report({{"loss": 1.0 / (1 + step)}}, step=step)
+if c.moment == "queued":
+    wait(c.gate)  # the test stopped the server in front of the tracker
+for step in range(2, {STEPS}):
+    mrunner.report({{"loss": 1.0 / (1 + step)}}, step=step)
+if c.moment == "sent":
+    wait(c.gate)  # the test saw every point in the tracker
+kill()
+"""
+
+
+def expected(moment: str) -> list[tuple[int, float]]:
+    return [] if moment == "start" else [(s, pytest.approx(1.0 / (1 + s))) for s in range(STEPS)]
+
+
+def states(mrunner, sweep: str) -> list[str]:
+    return [e["state"] for e in json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]]
+
+
+@pytest.mark.parametrize("moments", [["start", "burst", "sent"], ["queued"]])
+def test_a_killed_experiment_is_caught_up_in_its_mlflow_run_each_point_once(
+    moments, mlflow_service, mrunner, mrunner_home, tmp_path
+):
+    from mlflow.tracking import MlflowClient
+
+    relay, experiment = relayed_context(mlflow_service, mrunner_home, "killed")
+    gate = tmp_path / "gate"
+    (tmp_path / "train.py").write_text(KILLED)
+    submitted = mrunner("+context=killed", "train.py", "-m", f"moment={','.join(moments)}", f"gate={gate}", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    client = MlflowClient(mlflow_service["tracking_uri"])
+
+    def runs() -> dict[str, str]:
+        """Each experiment's index -> its one live run (an experiment with two fails the test)."""
+        found = client.get_experiment_by_name(experiment)
+        made = client.search_runs([found.experiment_id]) if found else []
+        keys = [run.data.tags["mrunner.experiment"].split("/")[1] for run in made]
+        assert len(keys) == len(set(keys)), keys
+        return {key: run.info.run_id for key, run in zip(keys, made)}
+
+    def history(index: int) -> list[tuple[int, float]]:
+        run = runs().get(str(index))
+        return sorted((p.step, p.value) for p in client.get_metric_history(run, "loss")) if run else []
+
+    if "queued" in moments:
+        wait_for(lambda: history(0), lambda points: len(points) == 2, what="the live points of steps 0, 1", timeout=120)
+        relay.stop()  # the reports after it queue in the sender, unsent
+    if "sent" in moments:
+        index = moments.index("sent")
+        wait_for(lambda: len(history(index)), lambda n: n == STEPS, what="every point in MLflow", timeout=120)
+    gate.write_text("")
+    ended = wait_for(lambda: states(mrunner, sweep), lambda found: all(s in TERMINAL for s in found), timeout=120)
+    assert ended == ["failed"] * len(moments)
+    log = mrunner("logs", f"{sweep}/0").stdout
+    assert "killed" in log and "stops sending it metrics" not in log, log  # no exit: nothing noted
+    if "queued" in moments:
+        relay.start()  # the server is back
+
+    shown = mrunner("results", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    for index, moment in enumerate(moments):
+        assert history(index) == expected(moment), moment
+    assert sorted(runs()) == [str(index) for index in range(len(moments))]
+    again = mrunner("results", sweep)
+    assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+    for index, moment in enumerate(moments):
+        assert history(index) == expected(moment), moment
+    relay.stop()
+
+
+@pytest.fixture
+def fake_wandb() -> Iterator[FakeWandbServer]:
+    pytest.importorskip("wandb")
+    with FakeWandbServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize("moments", [["start", "burst", "sent"], ["queued"]])
+def test_a_killed_experiment_is_caught_up_in_its_wandb_run_each_step_once(
+    moments, fake_wandb, mrunner, mrunner_home, tmp_path
+):
+    from mrunner.wandb_run import run_id
+
+    keys = {"backend": "local", "wandb": True, "wandb_mode": "online", "wandb_project": "p"}
+    context = write_context(mrunner_home, "wb", {**keys, "env": {"WANDB_BASE_URL": fake_wandb.url}})
+    gate = tmp_path / "gate"
+    (tmp_path / "train.py").write_text(KILLED)
+    env = {"WANDB_API_KEY": "k" * 40}
+    submitted = mrunner(
+        f"+context={context}", "train.py", "-m", f"moment={','.join(moments)}", f"gate={gate}", "--detach", env=env
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    identities = [run_id({"sweep": sweep, "index": index}) for index in range(len(moments))]
+
+    def points(index: int) -> list[tuple[int, float]]:
+        run = fake_wandb.runs.get(identities[index])
+        return run.points("loss") if run else []
+
+    if "queued" in moments:
+        fake_wandb.wait(lambda: points(0), timeout=120, what="step 0")
+        fake_wandb.stop()
+    if "sent" in moments:
+        index = moments.index("sent")
+        # W&B sends a step's row once a later step comes: every step but the last reaches the server
+        fake_wandb.wait(lambda: len(points(index)) >= STEPS - 1, timeout=120, what="the steps in W&B")
+    gate.write_text("")
+    ended = wait_for(lambda: states(mrunner, sweep), lambda found: all(s in TERMINAL for s in found), timeout=120)
+    assert ended == ["failed"] * len(moments)
+    if "queued" in moments:
+        fake_wandb.start()
+
+    waited = mrunner("status", sweep, "--wait", env=env)  # the catch-up of `status --wait`
+    assert "W&B: uploaded the new metrics of" in waited.stderr, waited.stderr
+    for index, moment in enumerate(moments):
+        assert points(index) == expected(moment), moment
+    assert set(fake_wandb.runs) <= set(identities)
+    again = mrunner("results", sweep, env=env)
+    assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+    for index, moment in enumerate(moments):
+        assert points(index) == expected(moment), moment
+    assert fake_wandb.unknown == []

@@ -137,14 +137,11 @@ class Supervisor:
         #: (None: a sweep recorded before either, with links per top-level entry).
         self.view = sweep.package.get("view")
         self.grace = float(sweep.context["grace_period"])
-        #: The wrappers that told their end, with the overlay work folders of their views, for the cleaner
-        #: thread: each wrapper's exit (its mount namespace torn down, the overlay's upper file system synced)
-        #: and then the folder's removal wait on the kernel, often longer than a short experiment runs. A worker
-        #: that waited for them would notice its own experiment's end only after that wait, its slot idle; the
-        #: cleaner waits instead, and the sweep ends once it is done (``join``). None: no more.
-        self.leftovers: queue.SimpleQueue[tuple[Wrapper, str | None] | None] = queue.SimpleQueue()
-        self.cleaner = threading.Thread(target=self._clean, name="mrunner-leftovers", daemon=True)
-        self.cleaning = True
+        #: The wrappers that told their end, with the overlay work folders of their views: each wrapper's exit
+        #: (its mount namespace torn down, the overlay's upper file system synced) and then the folder's removal
+        #: wait on the kernel, so both are awaited while the next experiments run, not between one experiment's
+        #: end and the next's start; the last ones when a worker ends.
+        self.leftovers: list[tuple[Wrapper, str | None]] = []
 
     def record(self, update: RunUpdate) -> None:
         with self.lock:
@@ -152,27 +149,30 @@ class Supervisor:
 
     def run(self) -> None:
         """Run every pending experiment; returns when all have ended (or ``stop`` was called)."""
-        self.workers = [threading.Thread(target=self._take_runs, daemon=True) for _ in range(self.slots)]
-        self.cleaner.start()
+        self.workers = [threading.Thread(target=self._work, daemon=True) for _ in range(self.slots)]
         for worker in self.workers:
             worker.start()
         self.join()
 
     def join(self) -> None:
-        """Wait for the workers (each records how its experiment ended before it returns), then for the
-        cleaner to be done with what their wrappers left."""
+        """Wait for the workers: each records how its experiment ended before it returns."""
         for worker in self.workers:
             while worker.is_alive():
                 worker.join(0.2)  # short joins keep the main thread responsive to Ctrl-C and signals
-        if self.cleaning:
-            self.cleaning = False
-            self.leftovers.put(None)
-        while self.cleaner.is_alive():
-            self.cleaner.join(0.2)
 
-    def _clean(self) -> None:
-        while (ended := self.leftovers.get()) is not None:
-            _clear(*ended)
+    def _work(self) -> None:
+        try:
+            self._take_runs()
+        finally:
+            self._clear_leftovers()
+
+    def _clear_leftovers(self) -> None:
+        with self.lock:
+            ended, self.leftovers = self.leftovers, []
+        for wrapper, folder in ended:
+            wrapper.gone()
+            if folder is not None:  # the attempt's mount namespace ended with its wrapper: the view is gone
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _take_runs(self) -> None:
         while not self.stopping.is_set():
@@ -285,24 +285,23 @@ class Supervisor:
             if child is None:
                 self._ended(run)
                 return
+            self._clear_leftovers()
             code = child.wait()
         with self.lock:
             self.children.pop(run.index, None)
-        work = layout.view_work_dir if self.view == "overlay" else None
+            self.leftovers.append((child, layout.view_work_dir if self.view == "overlay" else None))
         end = end_of(run, layout.exit_code_file(), code, stopped=self.stopping.is_set())
         if end.state == CANCELLED and not self.stopping.is_set():
             _stop_session(child.pid)  # the wrapper was killed outright: what is left of its session goes too
-        full = end.state == FAILED and _disk_full(storage(self.sweep))
-        following = self._retry(run, end) if retries > 0 and not full else None
-        if following is not None:
-            _clear(child, work)  # here: its view's work folder, which the next attempt's takes the name of
-            self._run_one(following, gpus, retries - 1)
-            return
-        self.leftovers.put((child, work))
-        if full:
+        if end.state == FAILED and _disk_full(storage(self.sweep)):
             self.record(replace(end, detail=f"the disk is full: {_disk(storage(self.sweep))}"))
             self._ended(run)
             raise DiskFull(self._full_message())
+        following = self._retry(run, end) if retries > 0 else None
+        if following is not None:
+            self._clear_leftovers()  # its view's work folder, which the next attempt's takes the name of
+            self._run_one(following, gpus, retries - 1)
+            return
         self.record(end)
         self._ended(run)
 
@@ -385,13 +384,6 @@ class Supervisor:
                 f"stopping {len(pids)} running experiment{'s' * (len(pids) != 1)}: SIGTERM, then SIGKILL after {self.grace:g} s"
             )
         terminate_attempts(pids, self.grace)
-
-
-def _clear(wrapper: Wrapper, work: str | None) -> None:
-    """Return once ``wrapper``'s exit is done and its view's work folder ``work`` (if any) removed."""
-    wrapper.gone()
-    if work is not None:  # the attempt's mount namespace ended with its wrapper: the view is gone
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _as_line(error: BaseException) -> str:

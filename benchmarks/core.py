@@ -11,6 +11,10 @@ would otherwise recompile them on every run.
 3. 200 experiments that read their parameters with get_configuration() and exit, two at a time: mrunner's local
    backend against `xargs -P2` running the same commands, Hydra's basic launcher and its joblib launcher
    (aim: within 1.3x of xargs).
+
+``--before DIR`` also runs part 3's local sweep with the mrunner of another tree (``git archive REV mrunner
+plugins conf | tar x -C DIR``, put first on ``PYTHONPATH``), alternating with this one in each repeat: before and
+after a change under the same load, with each way's CPU (user + system of its processes) beside its wall time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -46,14 +51,27 @@ def timed(
     command: list[str] | str, repeat: int, cwd: Path, env: dict, shell: bool = False
 ) -> tuple[float, float, float]:
     """(median, min, max) wall seconds of a command over ``repeat`` runs."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(
-            command, cwd=cwd, env=env, shell=shell, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        times.append(time.perf_counter() - start)
+    times = [once(command, cwd, env, shell)[0] for _ in range(repeat)]
     return statistics.median(times), min(times), max(times)
+
+
+def once(command: list[str] | str, cwd: Path, env: dict, shell: bool = False) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of its processes: user + system of the children it waited for) of one run."""
+    used = _children_cpu()
+    start = time.perf_counter()
+    subprocess.run(
+        command, cwd=cwd, env=env, shell=shell, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return time.perf_counter() - start, _children_cpu() - used
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stats(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
 
 
 def peak_rss_mb(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
@@ -87,8 +105,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, default=HERE / "results-core.md")
+    parser.add_argument("--before", metavar="DIR", type=Path, help="also run the local sweep with this tree's mrunner")
     options = parser.parse_args()
     sources = [HERE.parent / "mrunner", *HERE.parent.glob("plugins/*/mrunner_*")]
+    if options.before:
+        sources += [options.before / "mrunner", *options.before.glob("plugins/*/mrunner_*")]
     subprocess.run([PY, "-m", "compileall", "-q", *map(str, sources)], check=True, stdout=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="mrunner-bench-"))
     env = {**os.environ, "XDG_DATA_HOME": str(work / "data"), "XDG_CONFIG_HOME": str(work / "config")}
@@ -143,9 +164,24 @@ def main() -> None:
         "| way | wall time | vs xargs |",
         "|---|---|---|",
     ]
-    floor = timed(xargs, options.repeat, work, env, shell=True)
+    ways: dict[str, tuple[list[str] | str, dict, bool]] = {"floor": (xargs, env, True), "mrunner": (sweep, env, False)}
+    if options.before:
+        tree = options.before.resolve()
+        path = [str(tree), *map(str, sorted(tree.glob("plugins/mrunner_*")))]
+        ways["before"] = (sweep, {**env, "PYTHONPATH": os.pathsep.join(path)}, False)
+    walls: dict[str, list[float]] = {way: [] for way in ways}
+    cpus: dict[str, list[float]] = {way: [] for way in ways}
+    for number in range(options.repeat):  # alternating, so that each way meets the same load
+        for way in [*ways][number % len(ways) :] + [*ways][: number % len(ways)]:
+            command, way_env, shell = ways[way]
+            wall, cpu = once(command, work, way_env, shell)
+            walls[way].append(wall)
+            cpus[way].append(cpu)
+    floor = stats(walls["floor"])
     lines.append(row("`xargs -P2` running `MRUNNER_CONFIG=... python exp.py` (the floor)", floor))
-    lines.append(row("mrunner, local backend, `max_parallel=2`", timed(sweep, options.repeat, work, env), floor[0]))
+    lines.append(row("mrunner, local backend, `max_parallel=2`", stats(walls["mrunner"]), floor[0]))
+    if options.before:
+        lines.append(row(f"mrunner before (`{options.before}`), the same", stats(walls["before"]), floor[0]))
     lines.append(row("Hydra basic launcher (sequential, in-process)", timed(basic, 1, work, env), floor[0]))
     if _has("hydra_plugins.hydra_joblib_launcher"):
         lines.append(row("Hydra joblib launcher, `n_jobs=2`", timed(joblib, 1, work, env), floor[0]))
@@ -154,6 +190,13 @@ def main() -> None:
     lines += [
         "",
         "Hydra's launchers run once (they take tens of seconds); the others are the median of the repeats.",
+        "",
+        f"CPU seconds (user + system of all its processes), median (min-max), load average {os.getloadavg()[0]:.1f} "
+        "at the end: "
+        + "; ".join(f"{way} {stats(cpus[way])[0]:.2f} s ({min(cpus[way]):.2f}-{max(cpus[way]):.2f})" for way in ways),
+        "",
+        "Each round, wall seconds: "
+        + "; ".join(f"{way} " + ", ".join(f"{wall:.2f}" for wall in walls[way]) for way in ways),
         "",
     ]
     options.output.write_text("\n".join(lines))

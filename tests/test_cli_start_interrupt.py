@@ -132,15 +132,16 @@ def _stderr_lines(process: subprocess.Popen) -> Iterator[str]:
 
 
 def _signalled(
-    command: list[str], cwd: Path, number: int, after: int | None
+    command: list[str], cwd: Path, number: int, after: int | None, entry: str = ENTRY
 ) -> tuple[int | None, int | None, int, list[str]]:
     """Start ``command`` with ``-X importtime``'s report on stderr and send ``number`` when the ``after``-th
-    import once the entry's module was imported is reported (``None``: never). Returns the index of that
+    import once the entry's module (``entry``; ending in ``.``: the first of that package's modules) was
+    imported is reported (``None``: never). Returns the index of that
     import (None: the command ended before it), how many imports followed the entry's, the exit code, and
     the stderr lines that are not the import report."""
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
     process = subprocess.Popen(
-        [*command, "status"],
+        command,
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -154,7 +155,8 @@ def _signalled(
             if not line.startswith("import time:"):
                 other.append(line)
                 continue
-            if seen is None and line.rpartition("|")[2].strip() == ENTRY:
+            module = line.rpartition("|")[2].strip()
+            if seen is None and (module.startswith(entry) if entry.endswith(".") else module == entry):
                 seen = 0
             elif seen is not None:
                 seen += 1
@@ -186,7 +188,7 @@ def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_co
     traceback, at most one line, and the signal's code: 130 for SIGINT; for SIGTERM 143 while the command
     starts and 130 once it runs (from there mrunner takes SIGTERM as Ctrl-C). What comes before those first
     lines (the interpreter's own start and ``site``) is Python's and not tried here."""
-    command = COMMANDS[form]()
+    command = [*COMMANDS[form](), "status"]
     _, imports, code, other = _signalled(command, tmp_path, number, None)  # the moments to choose from
     assert code == 0 and other == [] and imports, other
     seed = random.randrange(1 << 30)
@@ -203,3 +205,25 @@ def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_co
         assert code in expected and other == ["mrunner: interrupted"], said
         outcomes.add(code)
     assert outcomes, f"seed {seed}: no trial sent its signal"
+
+
+def test_a_sigint_while_the_attempts_wrapper_starts_ends_it_by_the_signal_without_a_traceback(tmp_path):
+    """The attempt's wrapper (``python -m mrunner.attempt``, as Slurm's batch script and a Kubernetes container
+    start it): a SIGINT while it imports mrunner, before its own handlers are in, ends it by the signal (as a
+    SIGTERM then does), never with a traceback in the attempt's log; once they are in, the wrapper takes it
+    as its stop. Here the wrapper has no experiment's environment: it says so in one line and exits 97."""
+    from mrunner.attempt import command_line
+
+    command = command_line(sys.executable, str(tmp_path), ["true"], grace=1.0)
+    _, imports, code, other = _signalled(command, tmp_path, signal.SIGINT, None, "mrunner.")
+    assert code == 97 and len(other) == 1 and imports, other
+    seed = random.randrange(1 << 30)
+    chosen = random.Random(seed)
+    outcomes = set()
+    for _ in range(TRIALS):
+        sent, _, code, other = _signalled(command, tmp_path, signal.SIGINT, chosen.randrange(imports + 1), "mrunner.")
+        said = f"seed {seed}, signal at import {sent}: exit {code}, stderr {other}"
+        assert not any("Traceback" in line for line in other), said
+        assert code in (-signal.SIGINT, 97, 128 + signal.SIGINT) and len(other) <= 1, said
+        outcomes.add(code)
+    assert -signal.SIGINT in outcomes, f"seed {seed}: {outcomes}"

@@ -55,7 +55,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (sweep_id, idx, attempt)
 );
 CREATE TABLE IF NOT EXISTS submitters (sweep_id TEXT PRIMARY KEY, process TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
+#: In ``marks``: when these records were first opened by an mrunner whose experiment identities take the target
+#: as its backend spells it one way (``Backend.canonical``); sweeps recorded before may hold the identities of
+#: the spelled target (``planning.PlannedRun.former_id``).
+CANONICAL_SINCE = "canonical_targets_since"
 
 _RUN_COLUMNS = (
     "sweep_id, idx, id, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code, updated_at, "
@@ -152,6 +157,10 @@ class Store:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
                 _add_columns(self._db)
+                if self._db.execute("SELECT 1 FROM marks WHERE name=?", (CANONICAL_SINCE,)).fetchone() is None:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO marks (name, value) VALUES (?, ?)", (CANONICAL_SINCE, time.time())
+                    )
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -280,10 +289,14 @@ class Store:
         taken: tuple[str, ...] | None,
         recorded: Recorded,
     ) -> None:
-        found = _owners(cursor, list({run.id for run in chunk}), sweep.id, sweep.context_name, taken)
+        formers = {run.id: former for run in chunk if (former := getattr(run, "former_id", None))}
+        identities = list({run.id for run in chunk} | set(formers.values()))
+        found = _owners(cursor, identities, sweep.id, sweep.context_name, taken)
         rows, events, attempts = [], [], []
         for run in chunk:
             other = found.get(run.id)
+            if other is None and run.id in formers:  # recorded by an earlier mrunner, its target spelled so
+                other = found.get(formers[run.id])
             if other == sweep.id:
                 recorded.repeated += 1
                 continue
@@ -684,6 +697,17 @@ class Store:
             self._db.execute("SELECT state, count(*) FROM experiments WHERE sweep_id=? GROUP BY state", (sweep_id,))
         )
         return {state: found[state] for state in records.STATES if state in found}
+
+    @_guarded
+    def former_identities(self, context_name: str) -> bool:
+        """Whether context ``context_name`` has sweeps recorded before experiment identities took the target
+        as the backend spells it one way (``CANONICAL_SINCE``): only then may a run of it be recorded under
+        its former identity, which a submission then computes too (``planning.PlannedRun``)."""
+        found = self._db.execute(
+            "SELECT 1 FROM sweeps WHERE context_name=? AND created_at < (SELECT value FROM marks WHERE name=?) LIMIT 1",
+            (context_name, CANONICAL_SINCE),
+        ).fetchone()
+        return found is not None
 
     @_guarded
     def taken(self, context_name: str, identities: Sequence[str]) -> set[str]:

@@ -55,12 +55,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (sweep_id, idx, attempt)
 );
 CREATE TABLE IF NOT EXISTS submitters (sweep_id TEXT PRIMARY KEY, process TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
-#: In ``marks``: when these records were first opened by an mrunner whose experiment identities take the target
-#: as its backend spells it one way (``Backend.canonical``); sweeps recorded before may hold the identities of
-#: the spelled target (``planning.PlannedRun.former_id``).
-CANONICAL_SINCE = "canonical_targets_since"
 
 _RUN_COLUMNS = (
     "sweep_id, idx, id, name, parameters, command, env, tags, state, attempt, backend_ref, exit_code, updated_at, "
@@ -157,10 +152,6 @@ class Store:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
                 _add_columns(self._db)
-                if self._db.execute("SELECT 1 FROM marks WHERE name=?", (CANONICAL_SINCE,)).fetchone() is None:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO marks (name, value) VALUES (?, ?)", (CANONICAL_SINCE, time.time())
-                    )
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -265,6 +256,9 @@ class Store:
         cursor = self._db.cursor()
         self._begin(cursor)
         try:
+            if not cursor.execute("PRAGMA user_version").fetchone()[0]:  # the first sweep this mrunner records
+                earlier = cursor.execute("SELECT 1 FROM sweeps LIMIT 1").fetchone() is not None
+                cursor.execute(f"PRAGMA user_version = {int(time.time()) if earlier else 1}")  # former_identities
             cursor.execute(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
             cursor.execute("INSERT INTO submitters (sweep_id, process) VALUES (?, ?)", (sweep.id, process.identity()))
             remaining = iter(runs)
@@ -701,11 +695,15 @@ class Store:
     @_guarded
     def former_identities(self, context_name: str) -> bool:
         """Whether context ``context_name`` has sweeps recorded before experiment identities took the target
-        as the backend spells it one way (``CANONICAL_SINCE``): only then may a run of it be recorded under
-        its former identity, which a submission then computes too (``planning.PlannedRun``)."""
+        as the backend spells it one way: only then may a run of it be recorded under its former identity,
+        which a submission then computes too (``planning.PlannedRun``).
+
+        The database's ``user_version`` says since when (no page of its own, and no write of its own: set in
+        the transaction of the first sweep this mrunner records): 0, none recorded by it yet (every sweep is
+        earlier); 1, the records began with it; else the time of that first sweep."""
+        since = self._db.execute("PRAGMA user_version").fetchone()[0] or float("inf")
         found = self._db.execute(
-            "SELECT 1 FROM sweeps WHERE context_name=? AND created_at < (SELECT value FROM marks WHERE name=?) LIMIT 1",
-            (context_name, CANONICAL_SINCE),
+            "SELECT 1 FROM sweeps WHERE context_name=? AND created_at < ? LIMIT 1", (context_name, since)
         ).fetchone()
         return found is not None
 

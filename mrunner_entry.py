@@ -2,35 +2,43 @@
 
 Python runs a package's ``__init__`` before any module of it, and mrunner's (the experiment's API and what it
 loads) with the command line's own imports take a noticeable part of a second: Ctrl-C in that time raised
-KeyboardInterrupt with a traceback, before ``mrunner.cli.main`` could catch it. This module loads nothing of
-mrunner before it makes Ctrl-C end the command quietly with 130 (nothing is started or recorded yet), and
-``main`` gives SIGINT back to Python's own handler as soon as it can stop as Ctrl-C should. An experiment that
-imports ``mrunner`` never loads this module: its SIGINT stays its own.
+KeyboardInterrupt with a traceback, before ``mrunner.cli.main`` could catch it. So this module, before it
+loads anything (``signal`` alone imports ``enum`` and ``functools``, milliseconds in which a Ctrl-C was a
+traceback too), makes SIGINT and SIGTERM end the command quietly with one line and 128 + the signal, and
+``main`` takes them over as soon as it can stop as Ctrl-C should. Its first lines are its first statements:
+the handlers go in as soon as Python has found this file. What comes before (the interpreter's own start,
+``site``, finding this module) is Python's; a signal there ends Python as Python ends it. An experiment that
+imports ``mrunner`` never loads this module: its SIGINT and SIGTERM stay its own.
 """
 
-from __future__ import annotations
-
-import os
-import signal
+import _signal  # first: Ctrl-C's handling goes in before anything else of this module (see below)
+import os  # loaded by the interpreter's start already (``site``): nothing is found or run
 
 
-def console() -> int:
-    quiet_start()
-    from mrunner.cli import console as command
-
-    return command()
-
-
-def quiet_start() -> None:
-    """Ctrl-C ends the start from here on (also called by ``mrunner/__init__`` under ``python -m mrunner``)."""
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT (nohup) stays ignored
-        signal.signal(signal.SIGINT, starting)
-
-
-def starting(_number: int, _frame: object) -> None:
-    """Ctrl-C while mrunner starts: one line and 130, as the shell reports an interrupted command."""
+def starting(number: int, _frame: object) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM while mrunner starts: one line and 128 + the signal (130, 143), as the shell
+    reports a command a signal ended; nothing is started or recorded yet."""
     os.write(2, b"mrunner: interrupted\n")
-    os._exit(130)
+    os._exit(128 + number)
 
 
 starting.mrunner_start_up = True  # type: ignore[attr-defined]  # how `mrunner.cli.main` knows it
+
+
+def quiet_start() -> None:
+    """SIGINT and SIGTERM end the start quietly from here on (run when this module is imported, by the console
+    script and by ``mrunner/__init__`` under ``python -m mrunner``). A signal ignored by whoever started
+    mrunner (``nohup``) stays ignored, as does one another handler took already."""
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, starting)
+    if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+        _signal.signal(_signal.SIGTERM, starting)
+
+
+quiet_start()
+
+
+def console() -> int:
+    from mrunner.cli import console as command
+
+    return command()

@@ -11,24 +11,35 @@ it with ``@mrunner.hookimpl`` (docs/write-a-backend.md). Importing ``mrunner`` c
 import sys
 
 
-def _run_as_main() -> bool:
-    """Whether Python is locating ``mrunner`` to run it (``python -m mrunner``): argv[0] is "-m" meanwhile, and
-    the first ``-m`` option names the module; ``python -m their_package`` importing mrunner does not match."""
+def _run_as_main() -> str | None:
+    """The module Python is locating to run when it is mrunner's (``python -m mrunner``, the attempt's wrapper
+    ``python -m mrunner.attempt``): argv[0] is "-m" meanwhile, and the first ``-m`` option names the module;
+    ``python -m their_package`` importing mrunner does not match."""
     if sys.argv[:1] != ["-m"]:
-        return False
+        return None
     options = sys.orig_argv[1:]
     for at, option in enumerate(options):
         if option.startswith("-m"):
-            return (option[2:] or "".join(options[at + 1 : at + 2])) == "mrunner"
-    return False
+            named = option[2:] or "".join(options[at + 1 : at + 2])
+            return named if named in ("mrunner", "mrunner.attempt") else None
+    return None
 
 
-if _run_as_main():
+_MAIN = _run_as_main()
+if _MAIN == "mrunner":
     # `python -m mrunner` runs this file before `__main__`: Ctrl-C from here on ends the start quietly with one
     # line and 130, as the console script's `mrunner_entry` makes it
     from mrunner_entry import quiet_start
 
     quiet_start()
+elif _MAIN == "mrunner.attempt":
+    # the attempt's wrapper, as a backend starts it: a SIGINT before the wrapper's own handlers are in (the first
+    # lines of `mrunner.attempt.main`) ends it by the signal, as a SIGTERM then does, not with a traceback of the
+    # import it cut in the attempt's log; an ignored SIGINT stays ignored
+    import _signal
+
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
 
 from mrunner.client import attempt, checkpoint_dir, get_configuration  # noqa: E402
 from mrunner.metrics import report  # noqa: E402

@@ -157,6 +157,18 @@ class Backend(abc.ABC):
         """
         return None
 
+    def canonical(self, context: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Called by the core when it compares targets (an experiment's identity, so "already submitted", at a
+        submission and a dry run), and by a backend's own ``gc`` to group its clusters. Optional.
+
+        Returns the context with every key that names where it runs spelled one way: the same cluster written
+        two ways (a host alias and ``user@alias``, an explicit default port) must be the same target. Resolve as the platform does (for ssh: the ssh config),
+        reaching nothing (a dry run asks too); never raise: keep a spelling that cannot be resolved. Keys
+        that only served to resolve (an ssh config's path) may be left out. The default returns ``context``
+        as it is.
+        """
+        return context
+
     def ready(
         self, context: Mapping[str, Any], context_name: str, classes: Sequence[tuple[Mapping[str, Any], int]]
     ) -> None:

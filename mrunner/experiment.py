@@ -168,7 +168,8 @@ def identity(
     where: Mapping[str, Any],
 ) -> str:
     """The experiment's stable identity: the same command, parameters, environment, code and target
-    (``target``: the cluster, storage and resources) give the same id."""
+    (``target``: the cluster, storage and resources, of the context as its backend spells it one way,
+    ``Backend.canonical``) give the same id."""
     document = _IDENTITY_ENCODER.encode(
         {"command": list(command), "parameters": parameters, "env": dict(env), "snapshot": snapshot, "target": where}
     )

@@ -278,11 +278,12 @@ class _RunMaker:
     """Makes experiment ``index`` of a plan into the run a submission records: its environment (the
     context's, the plugins', its own), command, identity and tags."""
 
-    def __init__(self, plan: Plan, sweep: Sweep, digest: str) -> None:
-        self.plan, self.sweep, self.digest = plan, sweep, digest
+    def __init__(self, plan: Plan, sweep: Sweep, digest: str, former: bool) -> None:
+        self.plan, self.sweep, self.digest, self.former = plan, sweep, digest, former
         self.context_env = {str(k): str(v) for k, v in (plan.context.get("env") or {}).items()}
         self.context_tags = [str(t) for t in plan.context.get("tags") or []]
-        self.targets: dict[str, dict[str, Any]] = {"": target(plan.context)}  # by resource class
+        # by resource class: where it runs as the backend spells it one way, and as an earlier mrunner spelled it
+        self.targets: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {"": _targets(plan.context)}
 
     def __call__(self, index: int, experiment: Experiment) -> Run:
         plan = self.plan
@@ -292,10 +293,11 @@ class _RunMaker:
         command = plan.command(experiment)
         label = resource_label(experiment.resources)
         if label not in self.targets:  # its own resources are part of where it runs, so of its identity
-            self.targets[label] = target({**plan.context, **experiment.resources})
-        run_id = identity(command, experiment.parameters, env, self.digest, self.targets[label])
+            self.targets[label] = _targets({**plan.context, **experiment.resources})
+        where, former = self.targets[label]
+        run_id = identity(command, experiment.parameters, env, self.digest, where)
         tags = list(dict.fromkeys([*self.context_tags, *self.sweep.tags, *experiment.tags]))
-        return Run(
+        return PlannedRun(
             self.sweep.id,
             index,
             run_id,
@@ -305,16 +307,38 @@ class _RunMaker:
             env,
             tags,
             resources=dict(experiment.resources),
+            former_id=None
+            if former is None or not self.former
+            else identity(command, experiment.parameters, env, self.digest, former),
         )
+
+
+@dataclass
+class PlannedRun(Run):
+    """A run as a submission is about to record it, with ``former_id``: the identity an earlier mrunner gave
+    the same experiment, where it spelled its target as the context does (``Backend.canonical`` tells
+    spellings of one cluster apart no more), so that a run recorded then still counts as already
+    submitted (``Store.record_sweep``). Not recorded: the records keep ``id``."""
+
+    former_id: str | None = field(default=None, repr=False, compare=False)
+
+
+def _targets(context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The context's target as its backend spells where it runs (``Backend.canonical``: every spelling of
+    one cluster alike), and as the context spells it when that differs (None otherwise)."""
+    made, spelled = target(plugins.canonical(context)), target(context)
+    return made, (None if spelled == made else spelled)
 
 
 class PlannedRuns(Sequence[Run]):
     """A sweep's runs as a submission records them, each made when it is indexed or reached: a dry run
     renders what a few of them need without making every run of a large sweep."""
 
-    def __init__(self, plan: Plan, sweep: Sweep, digest: str) -> None:
+    def __init__(self, plan: Plan, sweep: Sweep, digest: str, former: bool = False) -> None:
+        """``former``: give each run its ``PlannedRun.former_id`` too, where the target's spelling differs
+        (``Store.former_identities``: only the records of an earlier mrunner hold such identities)."""
         self._plan = plan
-        self._make = _RunMaker(plan, sweep, digest)
+        self._make = _RunMaker(plan, sweep, digest, former)
 
     def __len__(self) -> int:
         return len(self._plan)

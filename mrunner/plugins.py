@@ -278,6 +278,11 @@ def check(context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
     manager().hook.mrunner_check(context=context, context_name=context_name, dry_run=dry_run)
 
 
+def canonical(context: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``Backend.canonical`` of the context's backend: where it runs, spelled one way."""
+    return backend(context["backend"]).canonical(context)
+
+
 def ready(context: Mapping[str, Any], context_name: str, classes: Sequence[tuple[Mapping[str, Any], int]]) -> None:
     """``Backend.ready`` of the context's backend."""
     backend(context["backend"]).ready(context, context_name, classes)

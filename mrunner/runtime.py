@@ -24,6 +24,7 @@ EXPERIMENT_MODULES = (
     "configfile.py",
     "attempt.py",
     "codeview.py",
+    "settling.py",
     "treeguard.py",
     "interrupts.py",
     "hydra_job.py",

@@ -256,6 +256,9 @@ class Store:
         cursor = self._db.cursor()
         self._begin(cursor)
         try:
+            if not cursor.execute("PRAGMA user_version").fetchone()[0]:  # the first sweep this mrunner records
+                earlier = cursor.execute("SELECT 1 FROM sweeps LIMIT 1").fetchone() is not None
+                cursor.execute(f"PRAGMA user_version = {int(time.time()) if earlier else 1}")  # former_identities
             cursor.execute(f"INSERT INTO sweeps ({_SWEEP_COLUMNS}) VALUES ({_marks(16)})", _sweep_row(sweep))
             cursor.execute("INSERT INTO submitters (sweep_id, process) VALUES (?, ?)", (sweep.id, process.identity()))
             remaining = iter(runs)
@@ -280,10 +283,14 @@ class Store:
         taken: tuple[str, ...] | None,
         recorded: Recorded,
     ) -> None:
-        found = _owners(cursor, list({run.id for run in chunk}), sweep.id, sweep.context_name, taken)
+        formers = {run.id: former for run in chunk if (former := getattr(run, "former_id", None))}
+        identities = list({run.id for run in chunk} | set(formers.values()))
+        found = _owners(cursor, identities, sweep.id, sweep.context_name, taken)
         rows, events, attempts = [], [], []
         for run in chunk:
             other = found.get(run.id)
+            if other is None and run.id in formers:  # recorded by an earlier mrunner, its target spelled so
+                other = found.get(formers[run.id])
             if other == sweep.id:
                 recorded.repeated += 1
                 continue
@@ -684,6 +691,21 @@ class Store:
             self._db.execute("SELECT state, count(*) FROM experiments WHERE sweep_id=? GROUP BY state", (sweep_id,))
         )
         return {state: found[state] for state in records.STATES if state in found}
+
+    @_guarded
+    def former_identities(self, context_name: str) -> bool:
+        """Whether context ``context_name`` has sweeps recorded before experiment identities took the target
+        as the backend spells it one way: only then may a run of it be recorded under its former identity,
+        which a submission then computes too (``planning.PlannedRun``).
+
+        The database's ``user_version`` says since when (no page of its own, and no write of its own: set in
+        the transaction of the first sweep this mrunner records): 0, none recorded by it yet (every sweep is
+        earlier); 1, the records began with it; else the time of that first sweep."""
+        since = self._db.execute("PRAGMA user_version").fetchone()[0] or float("inf")
+        found = self._db.execute(
+            "SELECT 1 FROM sweeps WHERE context_name=? AND created_at < ? LIMIT 1", (context_name, since)
+        ).fetchone()
+        return found is not None
 
     @_guarded
     def taken(self, context_name: str, identities: Sequence[str]) -> set[str]:

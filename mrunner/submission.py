@@ -58,7 +58,13 @@ def record(plan: Plan, store: Store, reporter: Reporter) -> tuple[Sweep, Snapsho
     except Refused as error:
         raise Refused(f"{error} (nothing was submitted or recorded: fix it and submit again)") from None
     try:
-        recorded = store.record_sweep(sweep, PlannedRuns(plan, sweep, frozen.digest), skip_submitted=not request.force)
+        recorded = store.record_sweep(
+            sweep,
+            PlannedRuns(
+                plan, sweep, frozen.digest, former=not request.force and store.former_identities(sweep.context_name)
+            ),
+            skip_submitted=not request.force,
+        )
         _report_recorded(recorded, len(plan), plan.context_name, reporter)
         if not recorded.count:  # everything runs or ran already: the sweep that has them
             return store.sweep(recorded.skipped_sweeps[0]), frozen, 0
@@ -96,11 +102,15 @@ def to_record(
     dry run says the same (without records yet, ``store`` is None)."""
     seen: set[str] = set()
     classes: dict[str, tuple[dict, int]] = {}
-    remaining = iter(PlannedRuns(plan, sweep, frozen.digest))
+    former = skip and store is not None and store.former_identities(plan.context_name)
+    remaining = iter(PlannedRuns(plan, sweep, frozen.digest, former))
     while chunk := list(itertools.islice(remaining, RECORD_CHUNK)):
-        skipped = store.taken(plan.context_name, [run.id for run in chunk]) if skip and store else set()
+        skipped: set[str] = set()
+        if skip and store:
+            formers = [former for run in chunk if (former := getattr(run, "former_id", None))]
+            skipped = store.taken(plan.context_name, [run.id for run in chunk] + formers)
         for run in chunk:
-            if run.id not in seen and run.id not in skipped:
+            if run.id not in seen and run.id not in skipped and getattr(run, "former_id", None) not in skipped:
                 seen.add(run.id)
                 label = resource_label(run.resources)
                 classes[label] = (run.resources, classes.get(label, (run.resources, 0))[1] + 1)

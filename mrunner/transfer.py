@@ -325,11 +325,18 @@ def source() -> bytes:
     return str(len(blob)).encode() + b"\n" + blob
 
 
-def request_bytes(folders: Mapping[str, str], include: Sequence[str], summarise: bool = False) -> bytes:
+def request_bytes(
+    folders: Mapping[str, str], include: Sequence[str], summarise: bool = False, settle: Sequence[str] = ()
+) -> bytes:
     """What ``main`` reads after the source: the folders to walk (FOLDER -> the experiment folder where the
-    files are), the ``include`` globs and whether to send summaries (``mrunner.summaries``), as compressed
-    JSON. Sent before the receiver lists its own files, so that both sides walk at once."""
-    return _document({"folders": dict(folders), "include": list(include), "summarise": summarise})
+    files are), the ``include`` globs, whether to send summaries (``mrunner.summaries``) and the experiment
+    folders to settle before the walk (``settle``: a sender with ``mrunner.settling`` ahead of this module,
+    ``settling.sender_source``), as compressed JSON. Sent before the receiver lists its own files, so that
+    both sides walk at once."""
+    document = {"folders": dict(folders), "include": list(include), "summarise": summarise}
+    if settle:
+        document["settle"] = list(settle)
+    return _document(document)
 
 
 def have_bytes(have: Mapping[str, Mapping[str, list[int]]]) -> bytes:
@@ -350,6 +357,8 @@ def _read(stream: IO[bytes]) -> Any:
 def main() -> None:
     stdin = sys.stdin.buffer
     request = _read(stdin)
+    if request.get("settle"):  # mrunner.settling's, ahead of this module in a pull's sender that settles
+        globals()["settle_folders"](request["settle"])
     found = walk(request)
     # the summariser: mrunner.metrics', ahead of this module in the sender of summaries (mrunner.summaries)
     summarise = globals()["summarised"] if request.get("summarise") else None

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     (
         "words",
         "errors paths process naming records states reporter table interrupts configfile layout runtime transfer "
-        "hydra_app hydra_job hydra_internals schema experiment grid codeview treeguard ledger",
+        "hydra_app hydra_job hydra_internals schema experiment grid codeview settling treeguard ledger",
     ),
     # one step's machinery each: compose a context, read a spec, snapshot code, keep the records, run an attempt
     ("parts", "config spec resources checks app_config snapshot store recorder attempt gc_lock comparison plot"),

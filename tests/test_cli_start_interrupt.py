@@ -8,10 +8,12 @@ the command in the import of one module, says so in a file and waits there for t
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,122 @@ def test_an_experiment_run_as_a_module_that_imports_mrunner_keeps_its_own_ctrl_c
         check=True,
     )
     assert result.stdout.strip() == "True"
+
+
+#: Trials per command and signal: each sends the signal as a randomly chosen import of the command's start
+#: is reported done (or once the command runs), so every moment after the entry's first lines gets its turns.
+TRIALS = 40
+#: The entry's module as Python's ``-X importtime`` names it once imported: its handlers are in from there.
+ENTRY = "mrunner_entry"
+
+
+def _stderr_lines(process: subprocess.Popen) -> Iterator[str]:
+    assert process.stderr is not None
+    for line in process.stderr:
+        yield line.rstrip("\n")
+
+
+#: What each command last wrote on stdout (``_signalled``): a command the signal reached only once it had done
+#: everything (its output whole) ends 0, the signal landing in the interpreter's exit, where Python runs no handler.
+OUTPUT: dict[tuple[str, ...], str] = {}
+
+
+def _signalled(
+    command: list[str], cwd: Path, number: int, after: int | None, entry: str = ENTRY
+) -> tuple[int | None, int | None, int, list[str]]:
+    """Start ``command`` with ``-X importtime``'s report on stderr and send ``number`` when the ``after``-th
+    import once the entry's module (``entry``; ending in ``.``: the first of that package's modules) was
+    imported is reported (``None``: never). Returns the index of that
+    import (None: the command ended before it), how many imports followed the entry's, the exit code, and
+    the stderr lines that are not the import report."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,  # a few lines: read once stderr ends
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
+    )
+    other, seen, sent = [], None, None
+    try:
+        for line in _stderr_lines(process):
+            if not line.startswith("import time:"):
+                other.append(line)
+                continue
+            module = line.rpartition("|")[2].strip()
+            if seen is None and (module.startswith(entry) if entry.endswith(".") else module == entry):
+                seen = 0
+            elif seen is not None:
+                seen += 1
+            if seen is not None and seen == after and sent is None:
+                process.send_signal(number)  # while the command goes on importing: at its next instruction
+                sent = seen
+        assert process.stdout is not None
+        OUTPUT[tuple(command)] = process.stdout.read()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return sent, seen, process.returncode, other
+
+
+COMMANDS = {
+    "console": lambda: [str(Path(sys.executable).with_name("mrunner"))],
+    "python -m": lambda: [sys.executable, "-m", "mrunner"],
+}
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("form", list(COMMANDS))
+def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_code(
+    tmp_path, mrunner_home, form, number
+):
+    """Randomised moments: each trial sends the signal as the command reports a randomly chosen import done
+    (``-X importtime``'s lines on stderr, read as they come), from the entry's own first lines (the console
+    script's ``mrunner_entry``, ``mrunner/__init__`` under ``python -m``) to the command running. Never a
+    traceback, at most one line, and the signal's code: 130 for SIGINT; for SIGTERM 143 while the command
+    starts and 130 once it runs (from there mrunner takes SIGTERM as Ctrl-C). What comes before those first
+    lines (the interpreter's own start and ``site``) is Python's and not tried here."""
+    command = [*COMMANDS[form](), "status"]
+    _, imports, code, other = _signalled(command, tmp_path, number, None)  # the moments to choose from
+    assert code == 0 and other == [] and imports, other
+    whole = OUTPUT[tuple(command)]
+    seed = random.randrange(1 << 30)
+    chosen = random.Random(seed)
+    expected = {130} if number == signal.SIGINT else {143, 130}
+    outcomes = set()
+    for _ in range(TRIALS):
+        sent, _, code, other = _signalled(command, tmp_path, number, chosen.randrange(imports + 1))
+        said = f"seed {seed}, signal at import {sent}: exit {code}, stderr {other}"
+        assert not any("Traceback" in line for line in other), said
+        if sent is None or code == 0:  # fewer imports this time (a cache), or the command had done all it does
+            assert code == 0 and other == [] and OUTPUT[tuple(command)] == whole, said
+            continue
+        assert code in expected and other == ["mrunner: interrupted"], said
+        outcomes.add(code)
+    assert outcomes, f"seed {seed}: no trial sent its signal"
+
+
+def test_a_sigint_while_the_attempts_wrapper_starts_ends_it_by_the_signal_without_a_traceback(tmp_path):
+    """The attempt's wrapper (``python -m mrunner.attempt``, as Slurm's batch script and a Kubernetes container
+    start it): a SIGINT while it imports mrunner, before its own handlers are in, ends it by the signal (as a
+    SIGTERM then does), never with a traceback in the attempt's log; once they are in, the wrapper takes it
+    as its stop. Here the wrapper has no experiment's environment: it says so in one line and exits 97."""
+    from mrunner.attempt import command_line
+
+    command = command_line(sys.executable, str(tmp_path), ["true"], grace=1.0)
+    _, imports, code, other = _signalled(command, tmp_path, signal.SIGINT, None, "mrunner.")
+    assert code == 97 and len(other) == 1 and imports, other
+    seed = random.randrange(1 << 30)
+    chosen = random.Random(seed)
+    outcomes = set()
+    for _ in range(TRIALS):
+        sent, _, code, other = _signalled(command, tmp_path, signal.SIGINT, chosen.randrange(imports + 1), "mrunner.")
+        said = f"seed {seed}, signal at import {sent}: exit {code}, stderr {other}"
+        assert not any("Traceback" in line for line in other), said
+        assert code in (-signal.SIGINT, 97, 128 + signal.SIGINT) and len(other) <= 1, said
+        outcomes.add(code)
+    assert -signal.SIGINT in outcomes, f"seed {seed}: {outcomes}"

@@ -256,3 +256,33 @@ def test_guards_tracking_and_the_ssh_transport_are_not_part_of_an_experiments_id
         ("login_persist", "1h"),
     ]:
         assert of({**slurm, key: value}) == of(slurm), key
+
+
+def test_a_run_recorded_under_its_former_identity_counts_as_already_submitted(tmp_path):
+    """An experiment an earlier mrunner recorded under the identity it gave then (its target as the context
+    spelled it: ``planning.PlannedRun.former_id``) is skipped as already submitted, as is one recorded under
+    its identity now; a run without either is recorded."""
+    from mrunner.planning import PlannedRun
+
+    store = Store(tmp_path / "r.db")
+    assert not store.former_identities("local")  # new records: no former identity to look for
+    old, runs = a_sweep("brave-turing-000001", count=2)  # ids as an earlier mrunner made them
+    store.record_sweep(old, runs)
+    assert not store.former_identities("local")  # recorded since: identities as they are made now
+    old.created_at = 0.0  # recorded before the records were opened by this mrunner
+    old.id = "brave-turing-000000"
+    for run in runs:
+        run.sweep_id = old.id
+    store.record_sweep(old, runs, skip_submitted=False)
+    assert store.former_identities("local") and not store.former_identities("other")
+    new, _ = a_sweep("brave-turing-000002", count=0)
+    planned = [
+        PlannedRun(new.id, 0, "now-0", "train", {"i": 0}, ["python3", "t.py"], former_id=runs[0].id),
+        PlannedRun(new.id, 1, "now-1", "train", {"i": 1}, ["python3", "t.py"], former_id="never-recorded"),
+    ]
+    recorded = store.record_sweep(new, planned)
+    assert (recorded.count, recorded.skipped) == (1, 1)
+    assert [run.id for run in store.runs(new.id)] == ["now-1"]
+    again, _ = a_sweep("brave-turing-000003", count=0)
+    recorded = store.record_sweep(again, [PlannedRun(again.id, 0, "now-1", "train", {}, ["python3"], former_id="x")])
+    assert (recorded.count, recorded.skipped) == (0, 1)

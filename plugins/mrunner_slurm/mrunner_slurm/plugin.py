@@ -41,6 +41,12 @@ class SlurmBackend(Backend):
             _connect_in_background(context, prestart=True)  # a submission's calls: a helper started ahead
             _read_limits_in_background(context)  # for admit, while the core snapshots and records
 
+    def canonical(self, context: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``slurm_url`` as ``user@hostname:port`` as the context's ssh resolves it (``places``)."""
+        from mrunner_slurm import places
+
+        return places.canonical(context)
+
     def ready(
         self, context: Mapping[str, Any], context_name: str, classes: Sequence[tuple[Mapping[str, Any], int]]
     ) -> None:
@@ -187,10 +193,11 @@ class SlurmBackend(Backend):
     def gc(self, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
         """One helper call per cluster and storage folder the records name."""
         from mrunner_slurm import results, transport
+        from mrunner_slurm.places import place
 
-        clusters: dict[tuple[str, Any], list[Sweep]] = {}
+        clusters: dict[str, list[Sweep]] = {}  # by the cluster each names, however its records spell it
         for sweep in sweeps:
-            clusters.setdefault((str(sweep.context["slurm_url"]), sweep.context.get("ssh_config")), []).append(sweep)
+            clusters.setdefault(place(sweep.context), []).append(sweep)
         removed: list[Artefact] = []
         for group in clusters.values():  # what a cluster's sweeps keep is kept in each of its storage folders
             for storage in sorted({results.storage_of(sweep) for sweep in group if sweep.package}):

@@ -10,6 +10,7 @@ one compressed stream of the files that are new or changed, and each is written 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mrunner import layout, transfer
 from mrunner.backend import Artefact, Keep, Pulled
 from mrunner.errors import BackendError
-from mrunner.records import Run, Sweep
+from mrunner.records import ACTIVE, Run, Sweep
 from mrunner.reporter import Reporter
 
 if TYPE_CHECKING:
@@ -44,11 +45,16 @@ def pull(
     include: Sequence[str],
     reporter: Reporter,
 ) -> Pulled:
-    """The sender starts walking the cluster's folders first; this machine lists its own meanwhile."""
-    from mrunner_slurm import remote, shipped
+    """The sender starts walking the cluster's folders first; this machine lists its own meanwhile. The folder
+    of each experiment that is not running is settled there first (``mrunner.settling``: one whose attempt's
+    wrapper was killed outright before it made the folders the experiment renamed under its copy-on-write
+    view whole), as the local backend's pull and the next attempt do: one attribute read per folder where
+    nothing is to be done."""
+    from mrunner_slurm import remote
 
     wanted = folders(sweep, runs)
-    sender = shipped.of_file("mrunner-transfer", transfer.__file__)  # kept compiled on the cluster, as the helper
+    ended = [path for run, path in zip(runs, wanted.values()) if run.state not in ACTIVE]
+    sender = _settling_sender()  # kept compiled on the cluster, as the helper
     call = connection.start(sender.command(remote.HELPER_PYTHON))
     connection.calls += 1
 
@@ -58,7 +64,7 @@ def pull(
 
     try:
         with contextlib.suppress(OSError):  # the sender ended early: its stream ends early, its errors say why
-            call.send(sender.head + transfer.request_bytes(wanted, include))
+            call.send(sender.head + transfer.request_bytes(wanted, include, settle=ended))
         local = transfer.Local(str(destination), wanted)
         with contextlib.suppress(OSError):
             call.send(transfer.have_bytes(local.have))
@@ -70,6 +76,14 @@ def pull(
         call.close()
     local.remove_parts()
     return Pulled(received.files, received.bytes, received.unchanged)
+
+
+@functools.cache
+def _settling_sender() -> Shipped:
+    from mrunner import settling
+    from mrunner_slurm import shipped
+
+    return shipped.of_source("mrunner-pull", settling.sender_source())
 
 
 def summaries_input(sweep: Sweep, runs: Sequence[Run], have: Mapping[str, list[int]]) -> tuple[Shipped, bytes]:

@@ -236,3 +236,38 @@ def test_a_root_job_renames_a_folder_of_the_project_and_its_folder_holds_it_whol
     files = cluster.ssh(f"cd {cluster.storage}/{project}/{sweep}/{folder}/data-renamed && grep -H . x y")
     assert files.split() == ["x:x+changed", "y:y"]  # plain files (a link would be followed to the same text)
     assert not cluster.ssh(f"find {cluster.storage}/{project}/{sweep}/{folder}/data-renamed -type l").strip()
+
+
+KILLER = """
+import os, signal
+os.rename("data", "data-renamed")  # a folder of the project, in the copy-on-write view too
+open("data-renamed/x", "a").write("+changed")
+os.kill(os.getppid(), signal.SIGKILL)  # the attempt's wrapper killed outright: it settles nothing
+signal.pause()  # ended with the job
+"""
+
+
+def test_a_folder_renamed_under_a_root_job_whose_wrapper_was_killed_is_pulled_whole(root_cluster, mrunner, tmp_path):
+    """The wrapper killed outright before it settled the view leaves the experiment's folder on the cluster
+    marked (``settling.UNSETTLED``), holding of the renamed folder only what the experiment changed: ``pull``
+    settles it on the login node before it brings it back, so the pulled folder is whole."""
+    cluster = root_cluster
+    (Path(mrunner.cwd) / "killer.py").write_text(KILLER)
+    done = mrunner("+context=test-slurm", "killer.py", "--wait")
+    sweep = done.stdout.strip().splitlines()[-1]
+    runs = status(mrunner, sweep)
+    assert runs["experiments"][0]["state"] not in ("running", "submitted", "planned"), runs
+    project, digest = runs["sweep"]["project"], runs["sweep"]["snapshot_digest"]
+    if cluster.ssh(f"test -d {cluster.storage}/.mrunner/watched/{digest} && echo yes", check=False).strip():
+        pytest.skip("root could not mount a view on this cluster: links to the watched copy, nothing to settle")
+    folder = cluster.ssh(f"cd {cluster.storage}/{project}/{sweep} && ls -d 0-*").strip()
+    where = f"{cluster.storage}/{project}/{sweep}/{folder}"
+    assert cluster.ssh(f"ls {where}/data-renamed").split() == ["x"]  # not settled: only what it changed
+    pulled = mrunner("pull", sweep, "--to", str(tmp_path / "pulled"))
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    (copy,) = (tmp_path / "pulled").iterdir()
+    assert {name: (copy / "data-renamed" / name).read_text() for name in ("x", "y")} == {"x": "x+changed", "y": "y"}
+    assert not (copy / "data").exists()  # the whiteout of the old name is not a file
+    assert cluster.ssh(f"ls {where}/data-renamed").split() == ["x", "y"]  # settled there, plain files
+    assert not cluster.ssh(f"find {where}/data-renamed -type l").strip()
+    assert "unsettled" not in cluster.ssh(f"getfattr -d -m - {where} 2>&1 || true")

@@ -110,7 +110,10 @@ def _still_packaged(sweep: Sweep, frozen: Snapshot, reporter: Reporter) -> dict[
     changed = frozen.changed_since()
     if not changed:
         return None
-    facts = plugins.backend(sweep.backend).packaged(sweep, frozen, reporter)
+    try:
+        facts = plugins.backend(sweep.backend).packaged(sweep, frozen, reporter)
+    except MrunnerError as error:  # the platform could not be asked: said, with nothing recorded
+        raise type(error)(f"{error} (nothing was resumed)") from None
     if facts is None:
         raise MrunnerError(
             f"sweep {sweep.id}: its code snapshot {sweep.snapshot_digest[:12]} is no longer on this machine nor "

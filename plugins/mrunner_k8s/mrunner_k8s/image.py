@@ -237,12 +237,22 @@ def _build_and_push(
 
 
 def in_registry(sweep: Sweep, image: str) -> str | None:
-    """The digest of ``image`` (its manifest's) in the sweep's registry, or None when the registry does not
-    hold it: `resume` runs a recorded image only while it is there, unchanged."""
+    """The digest of ``image`` (its manifest's) in the sweep's registry, or None when the registry says it
+    does not hold it: `resume` runs the submitted code from it only while it is there. A registry that
+    cannot be asked (unreachable, credentials refused) is said as such, not taken for an image gone."""
+    import docker
+
     context = sweep.context
     client = docker_client(context)
     with _engine(f"looking for {image} in the registry"):
-        return _in_registry(client, image, auth_config(context))
+        try:
+            return str(client.images.get_registry_data(image, auth_config=auth_config(context)).id)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as error:
+            raise BackendError(
+                f"cannot ask the registry whether it still holds {image}, the code as submitted: {_first_line(error)}"
+            ) from None
 
 
 def _in_registry(client: Any, image: str, auth: dict[str, str] | None) -> str | None:

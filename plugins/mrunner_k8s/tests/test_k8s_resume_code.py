@@ -155,3 +155,26 @@ def test_once_the_image_is_gone_from_the_registry_resume_names_current_code(mrun
     assert current.returncode == 0, current.stderr
     all_completed(mrunner, sweep)
     assert [ran(mrunner, sweep, i)[1:] for i in range(3)] == [["submitted", "1"], ["edited", "1"], ["edited", "1"]]
+
+
+def test_a_registry_that_cannot_be_asked_is_named_and_nothing_is_resumed(
+    mrunner, mrunner_home, project, k8s_service, namespace, own_images
+):
+    """Pushed through a proxy of the registry that is gone by the resume: one line naming the registry's
+    trouble (not an image gone, not `--current-code`), the records as they were."""
+    from tests.own_dockerd import RegistryProxy
+
+    proxy = RegistryProxy(k8s_service["registry"])
+    registry = own_images(namespace, proxy.address)
+    write_context(mrunner_home, "test-k8s", k8s_context(k8s_service, namespace, registry_url=registry))
+    try:
+        sweep = stop_after(project, "mrunner_k8s.plugin:KubernetesBackend.package")
+    finally:
+        proxy.close()
+    edit(project)
+    refused = mrunner("resume", sweep)
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode != 0 and len(lines) == 1, refused.stderr
+    assert lines[0].startswith(f"mrunner: error: cannot ask the registry whether it still holds {registry}/"), lines
+    assert lines[0].endswith("(nothing was resumed)") and "--current-code" not in lines[0], lines[0]
+    assert {run["state"] for run in states(mrunner, sweep).values()} == {"cancelled"}

@@ -318,7 +318,8 @@ class Backend(abc.ABC):
         hand-over submitted gives ``held`` a ``stop``: the second interrupt then cuts the wait short, the
         backend records what the platform says it accepted and makes sure nothing more is, and a third
         interrupt raises ``mrunner.interrupts.Unsettled``, which leaves the runs not recorded ``planned`` for
-        `resume` (as the Slurm backend does). A backend that runs experiments itself, like the local one,
+        `resume` (as the Slurm backend does); a backend whose submission finds what exists by its name raises
+        ``Unsettled`` itself when the second interrupt breaks in before the record (as the Kubernetes one does). A backend that runs experiments itself, like the local one,
         also records ``running`` and the end through ``record``. ``reporter``: progress for the user. Submitting
         the same run at the same ``attempt`` twice must not create a second job (deterministic names, or look
         before submitting): `mrunner resume` after an interruption relies on it. Raise ``BackendError`` with

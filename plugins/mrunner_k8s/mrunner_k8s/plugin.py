@@ -171,10 +171,21 @@ class KubernetesBackend(Backend):
         with reporter.progress(len(runs), f"creating {len(runs)} Jobs in {cluster.namespace}") as progress:
             for run in runs:
                 body = manifests.job(sweep, run, image, secrets)
-                with interrupts.held():  # a Job the API server created is recorded before an interrupt stops us
-                    if not cluster.create_job(body):
-                        existing += 1
-                    record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")])
+                recorded = False
+                try:
+                    with interrupts.held():  # a Job the API server created is recorded before an interrupt stops us
+                        if not cluster.create_job(body):
+                            existing += 1
+                        record(
+                            [RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")]
+                        )
+                        recorded = True
+                except KeyboardInterrupt:
+                    if recorded:
+                        raise
+                    # a second interrupt broke in: the API server may have created this Job unrecorded, so the
+                    # runs stay planned and `resume` submits them at the same attempt, finding it by its name
+                    raise interrupts.Unsettled from None
                 progress.advance()
         created = len(runs) - existing
         note = f" ({existing} already existed)" if existing else ""

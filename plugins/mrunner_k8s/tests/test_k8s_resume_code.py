@@ -40,9 +40,11 @@ def project(mrunner, mrunner_home, tmp_path, tmp_path_factory, k8s_service, name
     return tmp_path
 
 
-def stop_after(project: Path, target: str, count: int = 1) -> str:
-    """Submit three experiments, stopped right after the ``count``-th call of ``target``; the sweep's id."""
-    stopped = interrupted_after(project, target, "+context=test-k8s", "exp.py", "-m", "i=range(3)", count=count)
+def stop_after(project: Path, target: str, signals: int = 1) -> str:
+    """Submit three experiments, stopped (``signals`` SIGTERMs) right after the first call of ``target``; the
+    sweep's id."""
+    args = ("+context=test-k8s", "exp.py", "-m", "i=range(3)")
+    stopped = interrupted_after(project, target, *args, signals=signals)
     assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
     assert "pushed " in stopped.stderr, stopped.stderr  # the image was built and pushed before the stop
     return sweep_of(project)
@@ -114,6 +116,21 @@ def test_stopped_while_the_jobs_were_created_resume_runs_the_rest_once_from_the_
     assert "resuming 2 of 3" in resumed.stdout + resumed.stderr, resumed.stdout + resumed.stderr
     found = all_completed(mrunner, sweep)
     assert [found[i]["attempt"] for i in range(3)] == [0, 1, 1], found
+    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+
+
+def test_a_second_interrupt_as_a_job_is_created_leaves_it_to_resume_which_runs_each_once(mrunner, project):
+    """Two SIGTERMs right as the API server created the first Job, before it was recorded: the sweep keeps its
+    experiments planned (the backend cannot know what it accepted); `resume`, after an edit, finds that Job by
+    its name instead of creating a second one, and creates the other two from the image: each runs once."""
+    sweep = stop_after(project, "mrunner_k8s.cluster:Cluster.create_job", signals=2)
+    assert {run["state"] for run in states(mrunner, sweep).values()} == {"planned"}
+    edit(project)
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(1 already existed)" in resumed.stdout + resumed.stderr, resumed.stdout + resumed.stderr
+    found = all_completed(mrunner, sweep)
+    assert [found[i]["attempt"] for i in range(3)] == [0, 0, 0], found
     assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
 
 

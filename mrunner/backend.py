@@ -279,6 +279,25 @@ class Backend(abc.ABC):
         image reference; ``{}`` when there are none).
         """
 
+    def packaged(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
+        """Called by `mrunner resume` (without ``--current-code``) instead of ``package`` when the sweep's code
+        snapshot can no longer be read on this machine (no frozen copy, and a file of the project changed or
+        is gone since the submission): whether what ``package`` made of this snapshot earlier is still where
+        the experiments run, whole (an image in the registry, a code folder in the cluster's storage), so that
+        the new attempts run the code the sweep was submitted with. Optional.
+
+        ``sweep``: the recorded sweep; ``sweep.package`` holds what ``package`` returned, or is empty when an
+        interruption came before it was recorded (work out the name from the snapshot's manifest then).
+        ``snapshot``: the snapshot as recorded: ``snapshot.files`` (path -> (sha256, mode)) can be read, but
+        the content of a changed file cannot (``read`` refuses it; never call ``folder()``). ``reporter``:
+        one line saying what the attempts run. Ask the platform; never upload or build anything. Returns the
+        facts to record as ``sweep.package`` (as ``package`` returns them), or None when what was packaged is
+        gone or cannot be trusted to be the snapshot (then `resume` is refused, naming ``--current-code``).
+        Raise ``MrunnerError`` with one line when the platform cannot be asked. The default returns None: the
+        backend runs only what this machine still holds (the local backend's frozen copy).
+        """
+        return None
+
     def setup_resources(self, sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any]:
         """Called after ``package``: make sure what the experiments need exists (remote folders, a
         virtualenv, a namespace, a volume claim, the Secret holding ``secrets``). Optional.
@@ -311,7 +330,8 @@ class Backend(abc.ABC):
         hand-over submitted gives ``held`` a ``stop``: the second interrupt then cuts the wait short, the
         backend records what the platform says it accepted and makes sure nothing more is, and a third
         interrupt raises ``mrunner.interrupts.Unsettled``, which leaves the runs not recorded ``planned`` for
-        `resume` (as the Slurm backend does). A backend that runs experiments itself, like the local one,
+        `resume` (as the Slurm backend does); a backend whose submission finds what exists by its name raises
+        ``Unsettled`` itself when the second interrupt breaks in before the record (as the Kubernetes one does). A backend that runs experiments itself, like the local one,
         also records ``running`` and the end through ``record``. ``reporter``: progress for the user. Submitting
         the same run at the same ``attempt`` twice must not create a second job (deterministic names, or look
         before submitting): `mrunner resume` after an interruption relies on it. Raise ``BackendError`` with

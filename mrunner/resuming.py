@@ -8,7 +8,7 @@ import copy
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrunner import plugins
 from mrunner.backend import SubmitOptions
@@ -19,6 +19,9 @@ from mrunner.records import PLANNED, RESUMABLE, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.store import Store
 from mrunner.submission import hand_over
+
+if TYPE_CHECKING:
+    from mrunner.snapshot import Snapshot
 
 #: Context keys a resume may not change: they say where the sweep's records and files are, or are part of
 #: its experiments' identities.
@@ -52,18 +55,14 @@ def resume(
     plugins.check(context, sweep.context_name, False)
     # what a refused hand-over puts back: a refused change must not stay recorded for the next resume
     before, since = copy.deepcopy(sweep), time.time()
+    packaged: dict[str, Any] | None = None
     if current_code:
         frozen = snapshot.take(Path(sweep.project_dir))
         reporter.step(f"sweep {sweep.id}: running the current code of {sweep.project_dir} ({frozen.digest[:12]})")
         sweep.snapshot_digest, sweep.git_commit, sweep.git_dirty = frozen.digest, frozen.git_commit, frozen.git_dirty
     else:
         frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
-        if changed := frozen.changed_since():  # its frozen copy was collected and the project moved on
-            raise MrunnerError(
-                f"sweep {sweep.id}: its code snapshot {sweep.snapshot_digest[:12]} is no longer on this machine and "
-                f"{changed} changed since in {sweep.project_dir}: `mrunner resume {sweep.id} --current-code` runs "
-                f"the code as it is now (nothing was resumed)"
-            )
+        packaged = _still_packaged(sweep, frozen, reporter)
     sweep.context = context
     # each keeps the resources it asked for (its class), except those this resume changes for all of them
     changed_own = {
@@ -97,8 +96,36 @@ def resume(
         undo=lambda: store.undo_resume(before, earlier, since, taken[0]) if taken else None,
         begin=begin,
         announce=resuming,
+        packaged=packaged,
     )
     return list(handed)
+
+
+def _still_packaged(sweep: Sweep, frozen: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
+    """What the backend packaged of the sweep's snapshot, when this machine can no longer read that snapshot
+    (its frozen copy was collected, or never made, and the project moved on): the image or code folder the
+    submission left where the experiments run holds exactly the submitted code, so the new attempts run it
+    (``Backend.packaged``). None when this machine still has the snapshot (``package`` runs as at submission).
+    Refused in one line naming ``--current-code`` when neither holds it any more."""
+    changed = frozen.changed_since()
+    if not changed:
+        return None
+    try:
+        facts = plugins.backend(sweep.backend).packaged(sweep, frozen, reporter)
+    except MrunnerError as error:  # the platform could not be asked: said, with nothing recorded
+        raise type(error)(f"{error} (nothing was resumed)") from None
+    if facts is None:
+        raise MrunnerError(
+            f"sweep {sweep.id}: its code snapshot {sweep.snapshot_digest[:12]} is no longer on this machine nor "
+            f"kept by the {sweep.backend} backend, "
+            f"and {changed} changed since in {sweep.project_dir}: `mrunner resume {sweep.id} --current-code` runs "
+            f"the code as it is now (nothing was resumed)"
+        )
+    reporter.step(
+        f"sweep {sweep.id}: {changed} changed since the submission: the new attempts run the code as submitted "
+        f"(snapshot {sweep.snapshot_digest[:12]}; `--current-code` runs the code as it is now)"
+    )
+    return facts
 
 
 def context_changes(sweep: Sweep, overrides: Sequence[str]) -> dict[str, Any]:

@@ -183,16 +183,18 @@ def hand_over(
     undo: Callable[[], None] | None = None,
     begin: Callable[[], Sequence[Run]] | None = None,
     announce: str = "",
+    packaged: dict[str, Any] | None = None,
 ) -> Sequence[Run]:
     """Admit, package, prepare and submit ``runs`` (all planned) through the sweep's backend. A ``new`` sweep
-    whose admission, packaging or preparation failed (so no run can have reached the backend), or that the
-    backend refused whole (``Refused``), is removed from the records. In the same two cases ``undo`` (a
-    resume's) is called instead of recording the runs as failed: it puts back the records as they were before
-    the resume, so that a refused change (a time beyond a partition's limit) is not asked for again; so it is
-    when Ctrl-C stops a resume before the hand-over, or its own records fail. A resume's ``begin`` writes
-    those records and returns the runs as they are then, inside this handling (no moment between the records
-    and the hand-over escapes ``undo``); ``announce`` is said once only the submission itself is left, so that
-    nothing claims a resume that is then refused. Returns the runs handed over."""
+        whose admission, packaging or preparation failed (so no run can have reached the backend), or that the
+        backend refused whole (``Refused``), is removed from the records. In the same two cases ``undo`` (a
+        resume's) is called instead of recording the runs as failed: it puts back the records as they were before
+        the resume, so that a refused change (a time beyond a partition's limit) is not asked for again; so it is
+        when Ctrl-C stops a resume before the hand-over, or its own records fail. A resume's ``begin`` writes
+        those records and returns the runs as they are then, inside this handling (no moment between the records
+        and the hand-over escapes ``undo``); ``announce`` is said once only the submission itself is left, so that
+        nothing claims a resume that is then refused; ``packaged`` (a resume's, from ``Backend.packaged``) is
+    recorded as the sweep's package instead of packaging again. Returns the runs handed over."""
     first = new
     handed = False
     try:
@@ -207,8 +209,11 @@ def hand_over(
             if admitted:
                 sweep.detail.update(admitted)
                 store.update_sweep(sweep)
-            package = backend.package(sweep, frozen, reporter)
-            require_answer(package, sweep, "package")
+            if packaged is None:
+                package = backend.package(sweep, frozen, reporter)
+                require_answer(package, sweep, "package")
+            else:  # a resume whose snapshot this machine no longer holds: what the backend keeps of it
+                package = packaged
             sweep.package = package
             store.update_sweep(sweep)
             detail = backend.setup_resources(sweep, secrets, reporter)

@@ -21,7 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mrunner.testing.commands import MrunnerCommand, as_from_a_terminal, start_mrunner
+    from mrunner.testing.commands import MrunnerCommand, as_from_a_terminal, interrupted_after, start_mrunner
     from mrunner.testing.contexts import write_context
     from mrunner.testing.services import service
     from mrunner.testing.suite import BackendTestSuite
@@ -31,6 +31,7 @@ __all__ = [
     "BackendTestSuite",
     "MrunnerCommand",
     "as_from_a_terminal",
+    "interrupted_after",
     "service",
     "start_mrunner",
     "wait_for",
@@ -41,6 +42,7 @@ _LAZY = {
     "BackendTestSuite": "mrunner.testing.suite",
     "MrunnerCommand": "mrunner.testing.commands",
     "as_from_a_terminal": "mrunner.testing.commands",
+    "interrupted_after": "mrunner.testing.commands",
     "start_mrunner": "mrunner.testing.commands",
     "service": "mrunner.testing.services",
     "wait_for": "mrunner.testing.waiting",

@@ -73,3 +73,47 @@ def start_mrunner(cwd: Path, *args: str, preexec_fn: Callable[[], None] = as_fro
         text=True,
         preexec_fn=preexec_fn,
     )
+
+
+# `mrunner ARGS` that sends itself SIGNALS SIGTERMs (which mrunner takes as Ctrl-C) right after the COUNTth call
+# of TARGET returns: ``module.function`` or ``module:Class.method``
+_SIGNALLED_AFTER = """
+import importlib, os, runpy, signal, sys
+
+target, count, signals = sys.argv.pop(1), int(sys.argv.pop(1)), int(sys.argv.pop(1))
+module_name, _, name = target.rpartition(".")
+module_name, _, attribute = module_name.partition(":")
+owner = importlib.import_module(module_name)
+owner = getattr(owner, attribute) if attribute else owner
+real = getattr(owner, name)
+calls = []
+
+def signalled(*args, **kwargs):
+    answer = real(*args, **kwargs)
+    calls.append(1)
+    if len(calls) == count:
+        for _ in range(signals):
+            os.kill(os.getpid(), signal.SIGTERM)
+    return answer
+
+setattr(owner, name, signalled)
+sys.argv[0] = "mrunner"
+runpy.run_module("mrunner", run_name="__main__", alter_sys=True)
+"""
+
+
+def interrupted_after(
+    cwd: Path, target: str, *args: str, count: int = 1, signals: int = 1, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`mrunner ARGS` in ``cwd``, stopped as by Ctrl-C at an exact moment: its own SIGTERM (``signals`` of them,
+    as a user who presses Ctrl-C again) right after the ``count``-th call of ``target`` (``module.function`` or
+    ``module:Class.method``, e.g. ``mrunner.plugins.sweep_submitted``: the backend has packaged and prepared the
+    sweep, nothing is submitted) returns. Returns the completed process."""
+    return subprocess.run(
+        [sys.executable, "-c", _SIGNALLED_AFTER, target, str(count), str(signals), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=as_from_a_terminal,
+    )

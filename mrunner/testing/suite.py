@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.testing.commands import start_mrunner
+from mrunner.testing.commands import interrupted_after, start_mrunner
 from mrunner.testing.waiting import wait_for
 
 PROBE = r"""
@@ -236,6 +236,27 @@ class BackendTestSuite:
         for index in range(4):  # none completed twice, none lost
             seen = self.probe(mrunner, sweep, index)
             assert seen["done"] == 1, (index, seen, states[index], out, err)
+
+    def test_an_interrupted_submission_resumed_after_an_edit_runs_the_submitted_code_once(
+        self, mrunner, backend_context, project
+    ):
+        """Stopped (as by Ctrl-C) once the backend packaged and prepared the sweep, before anything was handed
+        over; the project then edited. `resume` without ``--current-code`` runs every experiment once, with the
+        code as submitted: from this machine's copy of the snapshot, or, where the backend made none, from
+        what it packaged (``Backend.packaged``: an image in a registry, a folder in the cluster's storage)."""
+        args = (f"+context={backend_context}", "probe.py", "-m", "i=range(2)")
+        stopped = interrupted_after(project, "mrunner.plugins.sweep_submitted", *args, timeout=self.timeout)
+        assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
+        (sweep,) = [entry["sweep"]["id"] for entry in json.loads(mrunner("status", "--json").stdout)]
+        assert {entry["state"] for entry in self.status(mrunner, sweep).values()} == {"cancelled"}
+        (project / "helper.py").write_text("VALUE = 43  # edited after the submission\n")
+        resumed = mrunner("resume", sweep, "--wait", timeout=self.timeout)
+        assert resumed.returncode == 0, resumed.stderr
+        states = self.ended(mrunner, sweep)
+        assert [states[i]["state"] for i in range(2)] == ["completed"] * 2, states
+        for index in range(2):
+            seen = self.probe(mrunner, sweep, index)
+            assert (seen["helper"], seen["done"], seen["i"]) == (42, 1, index), seen
 
     def test_two_identical_submissions_at_once_run_each_experiment_once(self, mrunner, backend_context, project):
         both = [

@@ -212,9 +212,10 @@ def _build_and_push(
     reporter: Reporter,
 ) -> dict[str, Any]:
     facts: dict[str, Any] = {"image": image, "built": False, "pushed_bytes": 0}
-    if _in_registry(client, image, auth):
+    found = _in_registry(client, image, auth)
+    if found:
         reporter.step(f"image {image} is already in the registry: nothing to build or push")
-        return facts
+        return {**facts, "image_digest": found}
     if not _local(client, image):
         started = time.monotonic()
         _build(client, plan, snapshot, image, sweep, reporter)
@@ -223,7 +224,9 @@ def _build_and_push(
         stamp = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{plan.tag[:8]}"
         client.api.tag(image, repository, stamp)
         facts["timestamp_tag"] = f"{repository}:{stamp}"
-    pushed, layers = _push(client, repository, plan.tag, auth, reporter)
+    pushed, layers, digest = _push(client, repository, plan.tag, auth, reporter)
+    if digest:  # what `resume` finds in the registry to run the submitted code once this machine lost it
+        facts["image_digest"] = digest
     message = f"pushed {image} ({layers} new layer{'s' * (layers != 1)}, {pushed / 1e6:.1f} MB)"
     if facts.get("timestamp_tag"):
         pushed += _push(client, repository, facts["timestamp_tag"].rsplit(":", 1)[1], auth, reporter)[0]
@@ -233,17 +236,36 @@ def _build_and_push(
     return facts
 
 
-def _in_registry(client: Any, image: str, auth: dict[str, str] | None) -> bool:
+def in_registry(sweep: Sweep, image: str) -> str | None:
+    """The digest of ``image`` (its manifest's) in the sweep's registry, or None when the registry says it
+    does not hold it: `resume` runs the submitted code from it only while it is there. A registry that
+    cannot be asked (unreachable, credentials refused) is said as such, not taken for an image gone."""
+    import docker
+
+    context = sweep.context
+    client = docker_client(context)
+    with _engine(f"looking for {image} in the registry"):
+        try:
+            return str(client.images.get_registry_data(image, auth_config=auth_config(context)).id)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as error:
+            raise BackendError(
+                f"cannot ask the registry whether it still holds {image}, the code as submitted: {_first_line(error)}"
+            ) from None
+
+
+def _in_registry(client: Any, image: str, auth: dict[str, str] | None) -> str | None:
+    """The image's digest in the registry, None when it is not there."""
     import docker
 
     try:
-        client.images.get_registry_data(image, auth_config=auth)
-        return True
+        return str(client.images.get_registry_data(image, auth_config=auth).id)
     except docker.errors.NotFound:
-        return False
+        return None
     except docker.errors.APIError as error:  # unauthorised, unknown manifest, unreachable: the push tells
         if error.status_code in (401, 403, 404, 500):
-            return False
+            return None
         raise BackendError(f"registry check of {image} failed: {_first_line(error)}") from None
 
 
@@ -285,11 +307,14 @@ def _build(client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Swe
                 raise BackendError(f"docker build of {image} failed: {cut_output(event['error'], 1)} ({detail})")
 
 
-def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, reporter: Reporter) -> tuple[int, int]:
-    """Push one tag; returns the bytes uploaded (layers the registry already had cost nothing) and the
-    number of layers uploaded."""
+def _push(
+    client: Any, repository: str, tag: str, auth: dict[str, str] | None, reporter: Reporter
+) -> tuple[int, int, str | None]:
+    """Push one tag; returns the bytes uploaded (layers the registry already had cost nothing), the
+    number of layers uploaded and the digest the registry gave the image's manifest."""
     sent: dict[str, int] = {}
     pushed: set[str] = set()
+    digest: str | None = None
     with reporter.progress(100, f"pushing {repository}:{tag}") as progress:
         start = functools.partial(client.api.push, repository, tag=tag, stream=True, decode=True, auth_config=auth)
         for event in _events(start, f"pushing {repository}:{tag}"):
@@ -302,8 +327,9 @@ def _push(client: Any, repository: str, tag: str, auth: dict[str, str] | None, r
                 progress.update(min(99, int(100 * detail["current"] / detail["total"])), f"pushing layer {layer}")
             elif layer and status == "Pushed":
                 pushed.add(layer)
+            digest = (event.get("aux") or {}).get("Digest") or digest
         progress.update(100)
-    return sum(size for layer, size in sent.items() if layer in pushed), len(pushed)
+    return sum(size for layer, size in sent.items() if layer in pushed), len(pushed), digest
 
 
 def _events(start: Callable[[], Iterator[dict[str, Any]]], what: str) -> Iterator[dict[str, Any]]:

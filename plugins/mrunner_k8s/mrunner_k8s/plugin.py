@@ -109,6 +109,34 @@ class KubernetesBackend(Backend):
             return {**sweep.package, **facts, "timestamp_tag": sweep.package.get("timestamp_tag")}
         return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir)}
 
+    def packaged(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
+        """The sweep's image, while the registry holds it: it is the submitted code whatever the project
+        became. Its name is the recorded one, or, when an interruption came before ``package`` was recorded,
+        the one its recipe gives (the tag is the content's, so a tag the registry holds is that content);
+        None when the registry has neither, or the recipe cannot be read (the requirements file changed)."""
+        from mrunner import layout
+        from mrunner_k8s import image
+
+        reference = sweep.package.get("image")
+        if not reference:
+            try:
+                reference = image.reference(sweep, image.recipe(sweep, snapshot))
+            except MrunnerError:
+                return None
+        digest = image.in_registry(sweep, reference)
+        if digest is None:
+            return None
+        reporter.step(f"image {reference} ({digest}) is in the registry: the new attempts run it")
+        entries = sweep.package.get("entries") or layout.working_entries(snapshot.files, sweep.workdir)
+        return {
+            "built": False,
+            "pushed_bytes": 0,
+            **sweep.package,
+            "image": reference,
+            "image_digest": digest,
+            "entries": entries,
+        }
+
     def setup_resources(self, sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any]:
         from mrunner_k8s import names
 
@@ -143,10 +171,21 @@ class KubernetesBackend(Backend):
         with reporter.progress(len(runs), f"creating {len(runs)} Jobs in {cluster.namespace}") as progress:
             for run in runs:
                 body = manifests.job(sweep, run, image, secrets)
-                with interrupts.held():  # a Job the API server created is recorded before an interrupt stops us
-                    if not cluster.create_job(body):
-                        existing += 1
-                    record([RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")])
+                recorded = False
+                try:
+                    with interrupts.held():  # a Job the API server created is recorded before an interrupt stops us
+                        if not cluster.create_job(body):
+                            existing += 1
+                        record(
+                            [RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")]
+                        )
+                        recorded = True
+                except KeyboardInterrupt:
+                    if recorded:
+                        raise
+                    # a second interrupt broke in: the API server may have created this Job unrecorded, so the
+                    # runs stay planned and `resume` submits them at the same attempt, finding it by its name
+                    raise interrupts.Unsettled from None
                 progress.advance()
         created = len(runs) - existing
         note = f" ({existing} already existed)" if existing else ""

@@ -37,11 +37,28 @@ def deploy(
     """Make the snapshot's code folder exist on the cluster; return where it is and what was sent. For a
     ``sweep`` that reuses a code folder there, the watched copy jobs without a view of it linked to is
     checked first, restored if an experiment changed it, and the sweep warned (``mrunner.treeguard``)."""
+    facts = _deploy(connection, storage_dir, snapshot, reporter, sweep, send=True)
+    assert facts is not None
+    return facts
+
+
+def deployed(
+    connection: Connection, storage_dir: str, snapshot: Snapshot, reporter: Reporter, sweep: str
+) -> dict[str, Any] | None:
+    """Where the snapshot's code folder is on the cluster, checked (and restored) as ``deploy`` checks a
+    reused one, when it is there; None when it is not. Nothing of the snapshot's content is read or sent:
+    `resume` asks this when this machine can no longer read the snapshot."""
+    return _deploy(connection, storage_dir, snapshot, reporter, sweep, send=False)
+
+
+def _deploy(
+    connection: Connection, storage_dir: str, snapshot: Snapshot, reporter: Reporter, sweep: str | None, send: bool
+) -> dict[str, Any] | None:
     digest = snapshot.digest
     manifest = {path: list(entry) for path, entry in snapshot.files.items()}
     candidates = _recent_trees(snapshot)
     request: dict[str, Any] = {"candidates": list(candidates)}
-    if not candidates:  # no delta possible: let `begin` also say which objects the store lacks
+    if not candidates and send:  # no delta possible: let `begin` also say which objects the store lacks
         request["hashes"] = sorted({sha for sha, _ in manifest.values()})
     if sweep is not None:
         request["guard"] = {"source": Path(treeguard.__file__).read_text(), "sweep": sweep}
@@ -52,6 +69,8 @@ def deploy(
         reporter.warn(begun["guard"])
     if begun["have_code"]:
         return {"storage_dir": storage, "code_dir": code_dir(storage, digest), "objects_sent": 0, "bytes_sent": 0}
+    if not send:
+        return None
     if "missing" in begun:
         tree, wanted = ("manifest.json", manifest), set[str](begun["missing"])
     else:

@@ -118,6 +118,25 @@ class SlurmBackend(Backend):
         # once per sweep; mirrored: a job that cannot mount the code's view links per file (mrunner.attempt --watch)
         return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir, mirror=True)}
 
+    def packaged(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
+        """The snapshot's code folder on the cluster, while it is there (uploaded by the interrupted
+        submission or an earlier one, not collected since): it holds the submitted code whatever the project
+        became. None without it, or when the virtualenv's requirements cannot be read as submitted."""
+        from mrunner import layout
+        from mrunner_slurm import deploy, environment, transport
+
+        if sweep.context.get("requirements_file"):
+            try:
+                environment.requirements(sweep)
+            except MrunnerError:
+                return None
+        connection = transport.connection(sweep.context, sweep.context_name)
+        facts = deploy.deployed(connection, sweep.context["storage_dir"], snapshot, reporter, sweep.id)
+        if facts is None:
+            return None
+        reporter.step(f"code snapshot {snapshot.digest[:12]} is in {facts['code_dir']}: the new attempts run it")
+        return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir, mirror=True)}
+
     def setup_resources(self, sweep: Sweep, secrets: Mapping[str, str], reporter: Reporter) -> dict[str, Any]:
         """The sweep's folder and, with ``requirements_file``, the virtualenv. Secrets are written by submit,
         in the same round trip as the batch scripts, into a file only the user can read."""

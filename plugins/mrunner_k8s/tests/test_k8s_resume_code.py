@@ -1,0 +1,197 @@
+"""A Kubernetes submission stopped (SIGTERM, as Ctrl-C) once the image was pushed, before or while its Jobs
+were created, then the project edited: `mrunner resume` without ``--current-code`` runs the never-run
+experiments once each from the pushed image, the code as submitted (``Backend.packaged``); once the image is
+gone from the registry too, the refusal names ``--current-code``. On the loopback cluster and registry
+(tests/services/k8s); the moment of the stop is exact: the process signals itself right after the call named."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mrunner.testing import interrupted_after, wait_for, write_context
+from plugins.mrunner_k8s.tests.test_k8s_cluster import k8s_context
+
+EXPERIMENT = """\
+import os
+from mrunner import get_configuration
+import version
+
+done = os.path.join(os.environ["MRUNNER_CHECKPOINT_DIR"], "done")
+with open(done, "a") as stream:
+    stream.write("x")
+print("RAN", get_configuration().i, version.CODE, len(open(done).read()), flush=True)
+"""
+
+
+@pytest.fixture
+def project(mrunner, mrunner_home, tmp_path, tmp_path_factory, k8s_service, namespace, own_images, monkeypatch):
+    (tmp_path / "exp.py").write_text(EXPERIMENT)
+    (tmp_path / "version.py").write_text('CODE = "submitted"\n')
+    (tmp_path / "requirements.txt").write_text("# nothing to install\n")
+    (tmp_path / "unique.txt").write_text(uuid.uuid4().hex)  # a new snapshot, so a new image to build
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path_factory.mktemp("docker-config")))  # no stored credentials
+    write_context(mrunner_home, "test-k8s", k8s_context(k8s_service, namespace, registry_url=own_images(namespace)))
+    mrunner.cwd = tmp_path
+    return tmp_path
+
+
+def stop_after(project: Path, target: str, signals: int = 1) -> str:
+    """Submit three experiments, stopped (``signals`` SIGTERMs) right after the first call of ``target``; the
+    sweep's id."""
+    args = ("+context=test-k8s", "exp.py", "-m", "i=range(3)")
+    stopped = interrupted_after(project, target, *args, signals=signals)
+    assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert "pushed " in stopped.stderr, stopped.stderr  # the image was built and pushed before the stop
+    return sweep_of(project)
+
+
+def sweep_of(project: Path) -> str:
+    from mrunner.store import Store
+
+    (sweep,) = Store().sweeps()
+    return sweep.id
+
+
+def states(mrunner, sweep: str) -> dict[int, dict]:
+    shown = mrunner("status", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return {run["index"]: run for run in json.loads(shown.stdout)["experiments"]}
+
+
+def ran(mrunner, sweep: str, index: int) -> list[str]:
+    """What experiment ``index`` printed: its index, the code it ran and how many times it got that far."""
+    lines = [line for line in mrunner("logs", f"{sweep}/{index}").stdout.splitlines() if line.startswith("RAN ")]
+    assert len(lines) == 1, lines
+    return lines[0].split()[1:]
+
+
+def edit(project: Path) -> None:
+    (project / "version.py").write_text('CODE = "edited"\n')
+
+
+def all_completed(mrunner, sweep: str) -> dict[int, dict]:
+    terminal = {"completed", "failed", "cancelled", "timeout", "preempted", "lost"}
+    found = wait_for(
+        lambda: states(mrunner, sweep),
+        lambda shown: all(run["state"] in terminal for run in shown.values()),
+        timeout=300,
+        every=1,
+    )
+    assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
+    return found
+
+
+def test_stopped_after_the_push_before_it_was_recorded_resume_runs_the_pushed_image(mrunner, project):
+    """The stop comes as ``package`` returns: the image is in the registry but the records never got its
+    name, so the backend finds it by its content tag."""
+    sweep = stop_after(project, "mrunner_k8s.plugin:KubernetesBackend.package")
+    assert {run["state"] for run in states(mrunner, sweep).values()} == {"cancelled"}
+    edit(project)
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    told = resumed.stdout + resumed.stderr
+    assert "version.py changed since the submission" in told and "is in the registry" in told, told
+    assert "building image" not in told and "pushed " not in told, told  # nothing built or pushed again
+    all_completed(mrunner, sweep)
+    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    again = mrunner("resume", sweep)
+    assert again.returncode == 0 and "nothing to resume" in again.stdout + again.stderr, again.stderr
+
+
+def test_stopped_while_the_jobs_were_created_resume_runs_the_rest_once_from_the_image(mrunner, project):
+    """The stop comes right after the first Job was created: that one is recorded and runs; the two never
+    created run once each from the recorded image after the edit; none runs twice."""
+    sweep = stop_after(project, "mrunner_k8s.cluster:Cluster.create_job")
+    shown = states(mrunner, sweep)
+    assert [shown[i]["state"] for i in range(3)][1:] == ["cancelled", "cancelled"], shown
+    assert shown[0]["state"] != "cancelled", shown
+    edit(project)
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming 2 of 3" in resumed.stdout + resumed.stderr, resumed.stdout + resumed.stderr
+    found = all_completed(mrunner, sweep)
+    assert [found[i]["attempt"] for i in range(3)] == [0, 1, 1], found
+    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+
+
+def test_a_second_interrupt_as_a_job_is_created_leaves_it_to_resume_which_runs_each_once(mrunner, project):
+    """Two SIGTERMs right as the API server created the first Job, before it was recorded: the sweep keeps its
+    experiments planned (the backend cannot know what it accepted); `resume`, after an edit, finds that Job by
+    its name instead of creating a second one, and creates the other two from the image: each runs once."""
+    sweep = stop_after(project, "mrunner_k8s.cluster:Cluster.create_job", signals=2)
+    assert {run["state"] for run in states(mrunner, sweep).values()} == {"planned"}
+    edit(project)
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(1 already existed)" in resumed.stdout + resumed.stderr, resumed.stdout + resumed.stderr
+    found = all_completed(mrunner, sweep)
+    assert [found[i]["attempt"] for i in range(3)] == [0, 0, 0], found
+    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+
+
+def delete_from_registry(reference: str) -> None:
+    """Delete the image ``HOST/REPOSITORY:TAG`` from the (deletion-enabled) loopback registry, by its digest."""
+    host, _, rest = reference.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    accept = "application/vnd.docker.distribution.manifest.v2+json"
+    looked = urllib.request.Request(f"http://{host}/v2/{repository}/manifests/{tag}", method="HEAD")
+    looked.add_header("Accept", accept)
+    with urllib.request.urlopen(looked, timeout=30) as answer:
+        digest = answer.headers["Docker-Content-Digest"]
+    gone = urllib.request.Request(f"http://{host}/v2/{repository}/manifests/{digest}", method="DELETE")
+    with urllib.request.urlopen(gone, timeout=30) as answer:
+        assert answer.status == 202
+
+
+def test_once_the_image_is_gone_from_the_registry_resume_names_current_code(mrunner, project):
+    """Edited, and the image deleted from the registry: one line naming `--current-code`, the records as they
+    were; `--current-code` then runs the code as it is now, once each."""
+    from mrunner.store import Store
+
+    sweep = stop_after(project, "mrunner_k8s.cluster:Cluster.create_job")
+    edit(project)
+    reference = Store().sweep(sweep).package["image"]
+    delete_from_registry(reference)
+    before = states(mrunner, sweep)
+    refused = mrunner("resume", sweep)
+    assert refused.returncode != 0, refused.stdout
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mrunner: error: "), refused.stderr
+    assert f"`mrunner resume {sweep} --current-code`" in lines[0] and "version.py changed" in lines[0], lines[0]
+    assert "nor kept by the kubernetes backend" in lines[0], lines[0]
+    after = states(mrunner, sweep)
+    assert [(after[i]["state"], after[i]["attempt"]) for i in range(3)] == [
+        (before[i]["state"], before[i]["attempt"]) for i in range(3)
+    ]
+    current = mrunner("resume", sweep, "--current-code", "--wait")
+    assert current.returncode == 0, current.stderr
+    all_completed(mrunner, sweep)
+    assert [ran(mrunner, sweep, i)[1:] for i in range(3)] == [["submitted", "1"], ["edited", "1"], ["edited", "1"]]
+
+
+def test_a_registry_that_cannot_be_asked_is_named_and_nothing_is_resumed(
+    mrunner, mrunner_home, project, k8s_service, namespace, own_images
+):
+    """Pushed through a proxy of the registry that is gone by the resume: one line naming the registry's
+    trouble (not an image gone, not `--current-code`), the records as they were."""
+    from tests.own_dockerd import RegistryProxy
+
+    proxy = RegistryProxy(k8s_service["registry"])
+    registry = own_images(namespace, proxy.address)
+    write_context(mrunner_home, "test-k8s", k8s_context(k8s_service, namespace, registry_url=registry))
+    try:
+        sweep = stop_after(project, "mrunner_k8s.plugin:KubernetesBackend.package")
+    finally:
+        proxy.close()
+    edit(project)
+    refused = mrunner("resume", sweep)
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode != 0 and len(lines) == 1, refused.stderr
+    assert lines[0].startswith(f"mrunner: error: cannot ask the registry whether it still holds {registry}/"), lines
+    assert lines[0].endswith("(nothing was resumed)") and "--current-code" not in lines[0], lines[0]
+    assert {run["state"] for run in states(mrunner, sweep).values()} == {"cancelled"}

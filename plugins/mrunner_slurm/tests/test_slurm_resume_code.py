@@ -1,0 +1,90 @@
+"""A Slurm submission stopped (SIGTERM, as Ctrl-C) once the code was uploaded into the cluster's storage and
+before any array was submitted, then the project edited: `mrunner resume` without ``--current-code`` runs
+every experiment once from the uploaded code folder, the code as submitted (``Backend.packaged``); once `gc`
+has collected that folder, the refusal names ``--current-code``. On the loopback cluster (tests/services/slurm);
+the process signals itself right after the backend's ``package`` returns."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mrunner.testing import interrupted_after, wait_for, write_context
+from plugins.mrunner_slurm.tests.test_slurm_cluster import single_line, slurm_context
+
+EXPERIMENT = """\
+import os
+from mrunner import get_configuration
+import version
+
+done = os.path.join(os.environ["MRUNNER_CHECKPOINT_DIR"], "done")
+with open(done, "a") as stream:
+    stream.write("x")
+print("RAN", get_configuration().i, version.CODE, len(open(done).read()), flush=True)
+"""
+
+
+@pytest.fixture
+def project(slurm_service: dict, mrunner, mrunner_home: Path, tmp_path: Path) -> Path:
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    write_context(mrunner_home, "test-slurm", slurm_context(slurm_service, storage))
+    (tmp_path / "exp.py").write_text(EXPERIMENT)
+    (tmp_path / "version.py").write_text('CODE = "submitted"\n')
+    mrunner.cwd = tmp_path
+    return tmp_path
+
+
+def stopped_after_the_upload(project: Path, moment: str = "mrunner_slurm.plugin:SlurmBackend.package") -> str:
+    """Submit three experiments, stopped right after ``moment`` returns (by default ``package``: the code is
+    uploaded, the records do not have its folder yet); the sweep's id."""
+    stopped = interrupted_after(project, moment, "+context=test-slurm", "exp.py", "-m", "i=range(3)")
+    assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert "code: sent" in stopped.stderr, stopped.stderr  # uploaded before the stop
+    from mrunner.store import Store
+
+    (sweep,) = Store().sweeps()
+    return sweep.id
+
+
+def states(mrunner, sweep: str) -> dict[int, dict]:
+    shown = mrunner("status", sweep, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return {run["index"]: run for run in json.loads(shown.stdout)["experiments"]}
+
+
+def ran(mrunner, sweep: str, index: int) -> list[str]:
+    lines = [line for line in mrunner("logs", f"{sweep}/{index}").stdout.splitlines() if line.startswith("RAN ")]
+    assert len(lines) == 1, lines
+    return lines[0].split()[1:]
+
+
+def test_stopped_after_the_upload_resume_runs_the_uploaded_code_once_each(mrunner, project):
+    sweep = stopped_after_the_upload(project)
+    assert {run["state"] for run in states(mrunner, sweep).values()} == {"cancelled"}
+    (project / "version.py").write_text('CODE = "edited"\n')
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    told = resumed.stdout + resumed.stderr
+    assert "version.py changed since the submission" in told and "code: sent" not in told, told
+    terminal = {"completed", "failed", "cancelled", "timeout", "preempted", "lost"}
+    found = wait_for(
+        lambda: states(mrunner, sweep), lambda s: all(r["state"] in terminal for r in s.values()), timeout=300
+    )
+    assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
+    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+
+
+def test_once_gc_collected_the_uploaded_code_resume_names_current_code(mrunner, project):
+    """Stopped once the sweep was packaged and prepared (the records name its code folder, so `gc` visits it)."""
+    sweep = stopped_after_the_upload(project, "mrunner.plugins.sweep_submitted")
+    (project / "version.py").write_text('CODE = "edited"\n')
+    collected = mrunner("gc", "--older-than", "0")
+    assert collected.returncode == 0, collected.stderr
+    assert "slurm: freed " in collected.stdout and "slurm: freed 0 " not in collected.stdout, collected.stdout
+    refused = mrunner("resume", sweep)
+    line = single_line(refused.stderr)
+    assert f"`mrunner resume {sweep} --current-code`" in line and "version.py changed" in line, line
+    assert [run["state"] for run in states(mrunner, sweep).values()] == ["cancelled"] * 3

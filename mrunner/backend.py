@@ -131,6 +131,11 @@ class Backend(abc.ABC):
     #: The default, 0, is a platform that never does, whose ``status`` gets no ended run, so that a look at
     #: a large finished sweep reads only its unfinished runs.
     restarts_within: ClassVar[float] = 0.0
+    #: Seconds between two looks at a sweep's states while mrunner follows it to its end (``--wait``,
+    #: ``status --wait``, Hydra's launcher). Each look asks ``status`` of the unfinished runs: a platform whose
+    #: look is a query of a remote service keeps the default; one whose look is cheap and on this machine may
+    #: look more often, so that a wait ends soon after the sweep's last run.
+    look_every: ClassVar[float] = 2.0
 
     # -- before submitting -----------------------------------------------------------------------------------
 

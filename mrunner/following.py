@@ -59,7 +59,7 @@ _RESTARTABLE = TERMINAL - {CANCELLED}
 WAIT_RETRY_SECONDS = 300.0
 
 
-def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) -> dict[str, int]:
+def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float | None = None) -> dict[str, int]:
     """Follow the sweep until every run has ended, with a progress display (without a terminal, a line
     each time the states or the reasons runs wait change; the final line is the caller's to say, once), and
     return how many runs ended in each state (``Store.counts``). Each look reads only what it needs: the runs
@@ -68,7 +68,10 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float = 2.0) 
     A backend that cannot be reached is asked again for ``WAIT_RETRY_SECONDS`` (not one that waits for its
     user: ``NeedsUser``, a login or a changed host key, ends the wait at once); a run the platform says can
     never run as asked (``records.CANNOT_RUN``) ends the wait with one line. Ctrl-C stops the following, not
-    the sweep (its experiments run on their platform, or under their own supervisor): the line says so."""
+    the sweep (its experiments run on their platform, or under their own supervisor): the line says so.
+    ``interval``: seconds between two looks, by default the backend's (``Backend.look_every``)."""
+    if interval is None:
+        interval = plugins.backend(sweep.backend).look_every
     try:
         return _wait(sweep, store, reporter, interval)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mrunner.testing import MrunnerCommand
+from mrunner.testing.once import built_once
 from mrunner.testing.plugin import use_home
 
 COMMANDS = [["status"], ["logs"], ["cancel"], ["resume"], ["results"], ["pull"], ["forget"]]
@@ -18,17 +19,22 @@ COMMANDS = [["status"], ["logs"], ["cancel"], ["resume"], ["results"], ["pull"],
 def shared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """One mrunner home holding two ended sweeps, shared by the module's tests: each gives a command a
     reference it refuses, so none changes it."""
-    home = tmp_path_factory.mktemp("mrunner-home")
-    project = tmp_path_factory.mktemp("project")
-    (project / "train.py").write_text("print('ran')\n")
-    sweeps = []
-    with pytest.MonkeyPatch.context() as patch:
-        use_home(patch, home)
-        for value in (1, 2):
-            ran = MrunnerCommand(project)("train.py", f"a={value}")
-            assert ran.returncode == 0, ran.stderr
-            sweeps.append(ran.stdout.strip().splitlines()[-1])
-    return home, sweeps
+
+    def build(folder: Path) -> None:  # once per test run, for every pytest-xdist worker
+        home, project = folder / "home", folder / "project"
+        project.mkdir()
+        (project / "train.py").write_text("print('ran')\n")
+        sweeps = []
+        with pytest.MonkeyPatch.context() as patch:
+            use_home(patch, home)
+            for value in (1, 2):
+                ran = MrunnerCommand(project)("train.py", f"a={value}")
+                assert ran.returncode == 0, ran.stderr
+                sweeps.append(ran.stdout.strip().splitlines()[-1])
+        (folder / "sweeps").write_text("\n".join(sweeps))
+
+    folder = built_once(tmp_path_factory, "odd-references-sweeps", build)
+    return folder / "home", (folder / "sweeps").read_text().split("\n")
 
 
 @pytest.fixture

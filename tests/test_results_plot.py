@@ -9,6 +9,7 @@ import pytest
 
 from mrunner import plot
 from mrunner.testing import MrunnerCommand
+from mrunner.testing.once import built_once
 from mrunner.testing.plugin import use_home
 
 TRAIN = """
@@ -24,14 +25,20 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One mrunner home holding a 12-experiment sweep with metrics, shared by the module's tests, which only
     read it (``results``): the sweep, not each test, pays for its experiments."""
-    home = tmp_path_factory.mktemp("mrunner-home")
-    project = tmp_path_factory.mktemp("project")
-    (project / "train.py").write_text(TRAIN)
-    with pytest.MonkeyPatch.context() as patch:
-        use_home(patch, home)
-        result = MrunnerCommand(project)("train.py", "-m", "lr=0.001,0.01,0.1", "seed=0,1", "width=1,2", "--wait")
-    assert result.returncode == 0, result.stderr
-    return home, result.stdout.strip().splitlines()[-1]
+
+    def build(folder: Path) -> None:  # once per test run, for every pytest-xdist worker
+        home, project = folder / "home", folder / "project"
+        project.mkdir()
+        (project / "train.py").write_text(TRAIN)
+        with pytest.MonkeyPatch.context() as patch:
+            use_home(patch, home)
+            grid = ["-m", "lr=0.001,0.01,0.1", "seed=0,1", "width=1,2", "--wait"]
+            result = MrunnerCommand(project)("train.py", *grid)
+        assert result.returncode == 0, result.stderr
+        (folder / "sweep").write_text(result.stdout.strip().splitlines()[-1])
+
+    folder = built_once(tmp_path_factory, "results-plot-sweep", build)
+    return folder / "home", (folder / "sweep").read_text()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 
 from mrunner import table
 from mrunner.testing import MrunnerCommand
+from mrunner.testing.once import built_once
 from mrunner.testing.plugin import use_home
 
 STATES = {"completed", "failed"}
@@ -20,18 +21,23 @@ STATES = {"completed", "failed"}
 def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One mrunner home holding a 30-experiment sweep run to its end (half failed), shared by the module's
     tests, which only read it: the sweep, not each test, pays for its 30 experiments."""
-    home = tmp_path_factory.mktemp("mrunner-home")
-    project = tmp_path_factory.mktemp("project")
-    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
-    (project / "train.py").write_text(
-        "import sys\nfrom mrunner import get_configuration, report\ni = get_configuration().i\n"
-        "report({'a_long_metric_name': i / 7}, step=0)\nsys.exit(i % 2)\n"
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        use_home(patch, home)
-        ran = MrunnerCommand(project)("train.py", "-m", "i=range(30)", "a_long_parameter_name=1")
-    assert ran.returncode == 1, ran.stderr
-    return home, ran.stdout.strip().splitlines()[-1]
+
+    def build(folder: Path) -> None:  # once per test run, for every pytest-xdist worker
+        home, project = folder / "home", folder / "project"
+        project.mkdir()
+        (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+        (project / "train.py").write_text(
+            "import sys\nfrom mrunner import get_configuration, report\ni = get_configuration().i\n"
+            "report({'a_long_metric_name': i / 7}, step=0)\nsys.exit(i % 2)\n"
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            use_home(patch, home)
+            ran = MrunnerCommand(project)("train.py", "-m", "i=range(30)", "a_long_parameter_name=1")
+        assert ran.returncode == 1, ran.stderr
+        (folder / "sweep").write_text(ran.stdout.strip().splitlines()[-1])
+
+    folder = built_once(tmp_path_factory, "status-width-sweep", build)
+    return folder / "home", (folder / "sweep").read_text()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, Run, RunUpdate, Sweep
 from mrunner.store import Store
+from mrunner.testing.once import built_once
 
 LARGE = 50_000
 
@@ -40,15 +41,22 @@ def _sweep(sweep_id: str, count: int) -> tuple[Sweep, list[Run]]:
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """One database holding a sweep of 10 and a sweep of 50,000 experiments, a few of them failed or running."""
-    store = Store(tmp_path_factory.mktemp("records") / "records.db")
-    for sweep_id, count in (("aaaa-small", 10), ("bbbb-large", LARGE)):
-        sweep, runs = _sweep(sweep_id, count)
-        store.record_sweep(sweep, runs)
-        store.apply(sweep.id, [RunUpdate(i, SUBMITTED) for i in range(count)])
-        store.apply(sweep.id, [RunUpdate(i, COMPLETED, exit_code=0) for i in range(2, count - 2)])
-        store.apply(sweep.id, [RunUpdate(count - 2, FAILED, exit_code=3, detail="it failed"), RunUpdate(1, RUNNING)])
-    return store
+    """One database holding a sweep of 10 and a sweep of 50,000 experiments, a few of them failed or running,
+    built once per test run (``built_once``: every worker of pytest-xdist reads the same file); the tests
+    only read it, and a test that records works on a copy (``_counted_copy``)."""
+
+    def build(folder: Path) -> None:
+        store = Store(folder / "records.db")
+        for sweep_id, count in (("aaaa-small", 10), ("bbbb-large", LARGE)):
+            sweep, runs = _sweep(sweep_id, count)
+            store.record_sweep(sweep, runs)
+            store.apply(sweep.id, [RunUpdate(i, SUBMITTED) for i in range(count)])
+            store.apply(sweep.id, [RunUpdate(i, COMPLETED, exit_code=0) for i in range(2, count - 2)])
+            updates = [RunUpdate(count - 2, FAILED, exit_code=3, detail="it failed"), RunUpdate(1, RUNNING)]
+            store.apply(sweep.id, updates)
+        store.close()
+
+    return Store(built_once(tmp_path_factory, "store-scale-records", build) / "records.db")
 
 
 def _lookups(store: Store, sweep_id: str, index: int) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mrunner.testing.commands import MrunnerCommand, as_from_a_terminal, interrupted_after, start_mrunner
     from mrunner.testing.contexts import write_context
+    from mrunner.testing.once import built_once
     from mrunner.testing.services import service
     from mrunner.testing.suite import BackendTestSuite
     from mrunner.testing.waiting import wait_for
@@ -31,6 +32,7 @@ __all__ = [
     "BackendTestSuite",
     "MrunnerCommand",
     "as_from_a_terminal",
+    "built_once",
     "interrupted_after",
     "service",
     "start_mrunner",
@@ -44,6 +46,7 @@ _LAZY = {
     "as_from_a_terminal": "mrunner.testing.commands",
     "interrupted_after": "mrunner.testing.commands",
     "start_mrunner": "mrunner.testing.commands",
+    "built_once": "mrunner.testing.once",
     "service": "mrunner.testing.services",
     "wait_for": "mrunner.testing.waiting",
     "write_context": "mrunner.testing.contexts",

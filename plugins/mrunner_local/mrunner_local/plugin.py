@@ -51,6 +51,7 @@ class LocalBackend(Backend):
     name = "local"
     description = "experiments as subprocesses of this machine, a few at a time"
     keys = LocalKeys
+    look_every = 0.2  # a look reads the records and asks the kernel whether the supervisor lives: no platform
 
     def check(self, context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
         gpus, per = context["gpus"], context["gpus_per_experiment"]

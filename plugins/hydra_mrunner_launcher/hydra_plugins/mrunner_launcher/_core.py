@@ -140,7 +140,8 @@ def _launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], i
     store = Store()
     reporter = Reporter(quiet=bool(options.get("quiet")))
     sweep, runs = submission.submit(plan, store, reporter)
-    following.wait(sweep, store, reporter, interval=float(options.get("poll_interval") or 2.0))
+    interval = float(options["poll_interval"]) if options.get("poll_interval") else None  # None: the backend's
+    following.wait(sweep, store, reporter, interval=interval)
     runs = store.runs(sweep.id)  # every run as it ended: each job's return is made of its run
     reporter.step(f"sweep {sweep.id}: {following.summary(runs)} (`mrunner status {sweep.id}`)")
     if script is not None:

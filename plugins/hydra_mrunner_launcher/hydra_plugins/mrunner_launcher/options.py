@@ -17,7 +17,7 @@ class MrunnerLauncherConf:
     name: Optional[str] = None  # noqa: UP045
     tags: List[str] = field(default_factory=list)  # noqa: UP006
     shared_fs: Optional[bool] = None  # noqa: UP045
-    poll_interval: float = 2.0
+    poll_interval: Optional[float] = None  # noqa: UP045
     quiet: bool = False
 
 
@@ -27,7 +27,7 @@ HELP = {
     "name": "the mrunner sweep's and experiments' name (default: the job name, hydra.job.name)",
     "tags": "tags of every experiment of the sweep",
     "shared_fs": "whether the jobs see this machine's files at the same paths (null: on the local backend only)",
-    "poll_interval": "seconds between two looks at a remote sweep's state while waiting for it to end",
+    "poll_interval": "seconds between two looks at the sweep's state while waiting for it to end (null: the backend's, 2 s on a cluster)",
     "quiet": "print nothing of mrunner's own progress",
 }
 

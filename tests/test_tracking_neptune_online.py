@@ -198,7 +198,7 @@ def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_
 
     context = live(mrunner_home, "late", retry_failed=1)
     (tmp_path / "train.py").write_text(
-        "import os, sys, time, mrunner\n"
+        "import os, sys, time, mrunner, neptune\n"  # the client imported first, as a script using Neptune does
         "a = mrunner.attempt()\n"
         f"while not os.path.exists(os.path.join({str(tmp_path)!r}, f'gate{{a}}')):\n"
         "    time.sleep(0.05)\n"

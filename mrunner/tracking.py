@@ -21,9 +21,9 @@ from typing import Any
 ENABLED_VARIABLE = "MRUNNER_NEPTUNE"  # the same name as mrunner.trackers.neptune.ENABLED_VARIABLE
 DATA_DIRECTORY_VARIABLE = "NEPTUNE_DATA_DIRECTORY"  # neptune >= 1.x: where .neptune/ data goes
 CUSTOM_RUN_ID_LIMIT = 36  # Neptune refuses longer custom run ids
-#: What the first forwarded report waits, at most, for Neptune to start the run (a handful of requests, and
-#: importing neptune, which takes seconds on a loaded node), where Neptune's own retries hold a server that is
-#: gone for about a minute. A run not started by then is taken for lost: forwarding stops, with one warning,
+#: What the experiment's start of its run (``get_configuration(with_neptune=True)``, else the first report)
+#: waits, at most, for Neptune's handful of requests, where Neptune's own retries hold a server that is gone
+#: for about a minute. A run not started by then is taken for lost: forwarding stops, with one warning,
 #: and the catch-up (``mrunner.uploads``) sends the metrics into the same run later.
 START_SECONDS = 15.0
 #: What the exit of a process whose run mrunner started waits for Neptune to send its queued operations

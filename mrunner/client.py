@@ -58,6 +58,11 @@ def get_configuration(print_diagnostics: bool = False, with_neptune: bool = Fals
     if with_neptune:
         from mrunner.tracking import start_neptune_run
 
+        if os.environ.get("MRUNNER_NEPTUNE") == "1":  # mrunner.tracking.ENABLED_VARIABLE
+            from mrunner.metrics import start_forwarding
+
+            start_forwarding()  # the metrics file, where a run that does not start is noted for the catch-up
+
         start_neptune_run(info)
     if os.environ.get("MRUNNER_WANDB") == "1":  # mrunner.wandb_run.ENABLED_VARIABLE
         from mrunner.tracking import join_runs

@@ -21,6 +21,17 @@ from typing import Any
 ENABLED_VARIABLE = "MRUNNER_NEPTUNE"  # the same name as mrunner.trackers.neptune.ENABLED_VARIABLE
 DATA_DIRECTORY_VARIABLE = "NEPTUNE_DATA_DIRECTORY"  # neptune >= 1.x: where .neptune/ data goes
 CUSTOM_RUN_ID_LIMIT = 36  # Neptune refuses longer custom run ids
+#: What the experiment's start of its run (``get_configuration(with_neptune=True)``, else the first report)
+#: waits, at most, for Neptune's handful of requests, where Neptune's own retries hold a server that is gone
+#: for about a minute. A run not started by then is taken for lost: forwarding stops, with one warning,
+#: and the catch-up (``mrunner.uploads``) sends the metrics into the same run later.
+START_SECONDS = 15.0
+#: What the exit of a process whose run mrunner started waits for Neptune to send its queued operations
+#: (Neptune's own default: a minute after the server stopped answering). Points not sent by then stay in the
+#: experiment's metrics file, noted for the catch-up, and in Neptune's own queue under ``.neptune/``.
+FINISH_SECONDS = 10.0
+#: What ``mrunner.metrics.untracked("Neptune")`` writes in the metrics file (``mrunner.uploads`` looks for it).
+UNTRACKED_MARK = b'"untracked": "Neptune"'
 
 _run: Any = None
 
@@ -39,7 +50,10 @@ def start_neptune_run(info: Mapping[str, Any]) -> Any:
 
     Named after the experiment, tagged with its tags and its sweep's id, holding every parameter under
     ``parameters/`` and mrunner's facts (sweep, snapshot digest, git commit, backend, context, scheduler
-    job id) under ``mrunner/``. Returns the run; calling it again returns the same run.
+    job id) under ``mrunner/``. Returns the run; calling it again returns the same run. In an experiment of
+    a sweep tracking live, a server that has not started the run within ``START_SECONDS`` (or an earlier
+    process of the experiment that lost it) gives ``None`` with one warning: the experiment goes on, its
+    reports stay in its folder, and the catch-up (``mrunner.uploads``) sends them into the run later.
     """
     global _run
     if _run is not None:
@@ -52,12 +66,13 @@ def start_neptune_run(info: Mapping[str, Any]) -> Any:
             flush=True,
         )
         return None
+    if _gave_up:
+        return None
     experiment_dir = os.environ.get("MRUNNER_EXPERIMENT_DIR")
     if experiment_dir:  # offline data (and async's queue) in the experiment's own folder, not its cwd
         os.environ.setdefault(DATA_DIRECTORY_VARIABLE, os.path.join(experiment_dir, ".neptune"))
     try:
-        import neptune
-        from neptune.utils import stringify_unsupported
+        import neptune  # noqa: F401  (here, on the caller's thread: a missing package is the caller's to fix)
     except ImportError as error:
         if error.name != "neptune":
             raise  # neptune is there but broken: its own error says more
@@ -65,6 +80,70 @@ def start_neptune_run(info: Mapping[str, Any]) -> Any:
             f"get_configuration(with_neptune=True) needs the neptune package in the experiment's environment "
             f"({sys.executable}): pip install 'mrunner[neptune]'"
         ) from None
+    if not info.get("sweep") or os.environ.get("NEPTUNE_MODE") in ("offline", "debug"):
+        _run = _init_run(info)  # by hand, or no server to wait for: Neptune's own errors, as they come
+        return _run
+    try:
+        _run = _bounded(info)
+    except Exception as error:
+        _give_up(f"{type(error).__name__}: {error}")
+        return None
+    return _run
+
+
+#: Set when this process gave up on Neptune (the run not started in time): no run is started after it.
+_gave_up = False
+#: ``mrunner.metrics.untracked``, handed over with the forwarders (``mrunner.metrics`` imports this module):
+#: notes in the metrics file that this process stopped sending Neptune its reports.
+_untracked: Any = None
+
+
+def _bounded(info: Mapping[str, Any]) -> Any:
+    """``_init_run`` on a thread of its own, waited for ``START_SECONDS``. A start that comes later is not
+    used (its run is stopped at the exit): the reports of the meantime went nowhere, the catch-up sends them."""
+    import threading
+
+    from mrunner.layout import metrics_file_holds
+
+    if metrics_file_holds(UNTRACKED_MARK):
+        raise Abandoned("an earlier process of this experiment lost Neptune")
+    outcome: list[Any] = []
+
+    def start() -> None:
+        try:
+            outcome.append(_init_run(info))
+        except BaseException as error:  # handed to the caller's thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=start, name="mrunner-neptune-start", daemon=True)
+    thread.start()
+    thread.join(START_SECONDS)
+    if not outcome:
+        raise TimeoutError(f"the server did not start the run within {START_SECONDS:g} s")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _give_up(why: str) -> None:
+    global _gave_up
+    _gave_up = True
+    if _untracked is not None:
+        _untracked("Neptune")
+    print(
+        f"mrunner: Neptune did not start this experiment's run ({why}); mrunner.neptune_run() is None, and "
+        f"the reported metrics stay in the experiment's mrunner-metrics.jsonl: `mrunner results` uploads them "
+        f"later",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _init_run(info: Mapping[str, Any]) -> Any:
+    """``neptune.init_run`` for the experiment, its parameters and mrunner's facts set."""
+    import neptune
+    from neptune.utils import stringify_unsupported
+
     options: dict[str, Any] = {}
     if "NEPTUNE_CUSTOM_RUN_ID" not in os.environ and info.get("sweep"):
         # Every process of every attempt of one experiment (DDP ranks, a requeued Slurm job, a replaced pod,
@@ -79,8 +158,37 @@ def start_neptune_run(info: Mapping[str, Any]) -> Any:
         run["parameters"] = stringify_unsupported(dict(parameters))
     run["mrunner"] = stringify_unsupported(system_facts(info))
     run["mrunner/attempts"].append(str(info.get("attempt", 0)))  # one entry per attempt that joined the run
-    _run = run
+    if info.get("sweep") and os.environ.get("NEPTUNE_MODE") not in ("offline", "debug"):  # a server, a catch-up
+        import atexit
+
+        atexit.register(_finish, run)  # after Neptune's own stop was registered (at its init): runs before it
     return run
+
+
+def _finish(run: Any) -> None:
+    """At the exit, stop mrunner's run (unless the script did) within ``FINISH_SECONDS``; when operations are
+    left unsent, note it in the metrics file, so that the catch-up sends the experiment's points."""
+    try:
+        run.stop(seconds=FINISH_SECONDS)  # nothing when the script stopped it
+        processor = getattr(run, "_op_processor", None)  # Neptune keeps no public count of what is unsent
+        left = processor._queue.size() if processor is not None and hasattr(processor, "_queue") else 0
+    except Exception as error:
+        left, why = 1, f"{type(error).__name__}: {error}"
+    else:
+        why = f"its last operations were not sent within {FINISH_SECONDS:g} s of the exit"
+    if left:
+        _lost(why)
+
+
+def _lost(why: str) -> None:
+    if _untracked is not None:
+        _untracked("Neptune")
+    print(
+        f"mrunner: Neptune did not take this process's metrics ({why}); they stay in the experiment's "
+        f"mrunner-metrics.jsonl, and `mrunner results` uploads them later",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def tags(info: Mapping[str, Any]) -> list[str]:
@@ -163,9 +271,11 @@ def forwarders(untracked: Any) -> list[Any]:
     interpreter already exiting refuses)."""
     from mrunner import mlflow_run, wandb_run
 
+    global _untracked
     found = []
     if os.environ.get(ENABLED_VARIABLE) == "1":
-        found.append(_guarded("Neptune", _neptune_forward))
+        _untracked = untracked
+        found.append(_guarded("Neptune", _neptune_forward, untracked))
     if mlflow_run.enabled():
         from mrunner.sender import Sender
 
@@ -212,11 +322,21 @@ def join_runs(info: Mapping[str, Any]) -> None:
         wandb_run.identify(info)
 
 
-def _neptune_forward(metrics: Mapping[str, float], step: int | None, _when: float) -> None:
+class Abandoned(Exception):
+    """An earlier process of the experiment stopped forwarding to Neptune: this one does not forward either
+    (its later steps would go in before the catch-up's, which Neptune then refuses: a series' steps only
+    increase)."""
+
+
+def _neptune_forward(metrics: Mapping[str, float], step: int | None, when: float) -> None:
     run = _run
     if run is None:
+        if _gave_up:
+            return  # said once, noted for the catch-up
         from mrunner.layout import experiment_info
 
         run = start_neptune_run(experiment_info())
+        if run is None:
+            return
     for name, value in metrics.items():
-        run[f"metrics/{name}"].append(value, step=step)
+        run[f"metrics/{name}"].append(value, step=step, timestamp=when)

@@ -35,7 +35,12 @@ from mrunner.layout import METRICS_FILE, of_run, write_atomic
 from mrunner.records import TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.trackers import mlflow as mlflow_tracker
+from mrunner.trackers import neptune as neptune_tracker
 from mrunner.trackers import wandb as wandb_tracker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mrunner.neptune_uploads import Neptune
 
 
 def deferred(sweep: Sweep) -> bool:
@@ -61,6 +66,8 @@ def _targets(sweep: Sweep) -> list[str]:
         found.append("wandb")
     elif wandb_tracker.enabled(sweep.context) and wandb_tracker.mode(sweep.context) == "online":
         found.append(WANDB_CATCH_UP)
+    if neptune_tracker.live(sweep.context):
+        found.append(NEPTUNE_CATCH_UP)
     return found
 
 
@@ -68,8 +75,8 @@ def _targets(sweep: Sweep) -> list[str]:
 #: holds ``metrics.UNTRACKED``: the server was down) is uploaded from here, all its lines, into its run (MLflow's
 #: store drops the points the experiment had sent itself: the same key, time, step and value; W&B's client
 #: leaves out the steps the resumed run already has).
-CATCH_UP, WANDB_CATCH_UP = "mlflow-live", "wandb-live"
-_LIVE = {CATCH_UP: "MLflow", WANDB_CATCH_UP: "W&B"}
+CATCH_UP, WANDB_CATCH_UP, NEPTUNE_CATCH_UP = "mlflow-live", "wandb-live", "neptune-live"
+_LIVE = {CATCH_UP: "MLflow", WANDB_CATCH_UP: "W&B", NEPTUNE_CATCH_UP: "Neptune"}
 
 
 def _mark(tracker: str) -> bytes:
@@ -125,7 +132,13 @@ def _upload_to(
             _late_creates(sweep, runs, sent)
     if not pending:
         return 0
-    target: _Mlflow | _Wandb = _Wandb(sweep) if tracker in ("wandb", WANDB_CATCH_UP) else _Mlflow(sweep)
+    target: _Mlflow | _Wandb | Neptune
+    if tracker == NEPTUNE_CATCH_UP:
+        from mrunner.neptune_uploads import Neptune
+
+        target = Neptune(sweep)
+    else:
+        target = _Wandb(sweep) if tracker in ("wandb", WANDB_CATCH_UP) else _Mlflow(sweep)
     reason = target.unanswered()
     if reason is not None:
         reporter.warn(_waiting(sweep, target, reason, len(pending)))
@@ -297,7 +310,7 @@ def _new_points(data: bytes, offset: int, end: int) -> list[tuple[int, str, int,
     return list(metrics.points(metrics.entries(data[offset:end]), implicit))
 
 
-def _waiting(sweep: Sweep, target: _Mlflow | _Wandb, reason: str, count: int) -> str:
+def _waiting(sweep: Sweep, target: _Mlflow | _Wandb | Neptune, reason: str, count: int) -> str:
     first = reason.splitlines()[0] if reason else "no answer"
     whose = "1 experiment's" if count == 1 else f"{count} experiments'"
     return (

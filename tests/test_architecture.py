@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
         "hookspecs backend builtin entrypoints plugins trackers tracking metrics summaries sender mlflow_run wandb_run",
     ),
     # the flow's first rooms: a request made concrete; what follows a hand-over
-    ("planning and following", "planning following uploads mlflow_ends"),
+    ("planning and following", "planning following uploads neptune_uploads mlflow_ends"),
     # what records a sweep and hands it over; what removes what sweeps left
     ("submission", "submission cleanup"),
     # built on a submission

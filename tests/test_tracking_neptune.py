@@ -130,7 +130,7 @@ def test_neptune_variables_apply_where_the_context_does_not_set_them(monkeypatch
         "NEPTUNE_PROJECT": "shell/project",
         "NEPTUNE_REQUEST_TIMEOUT": "90",
     }
-    tracker.mrunner_check(context=shell, context_name="c")  # offline: no token needed
+    tracker.mrunner_check(context=shell, context_name="c", dry_run=False)  # offline: no token needed
     assert tracker.mrunner_secrets(context=shell) == {}
     own = {**shell, "neptune_mode": "debug", "neptune_project": "ctx/project", "env": {"NEPTUNE_REQUEST_TIMEOUT": "5"}}
     env = tracker.mrunner_experiment_env(context=own, parameters={})
@@ -139,7 +139,7 @@ def test_neptune_variables_apply_where_the_context_does_not_set_them(monkeypatch
     by_env = {**shell, "env": {"NEPTUNE_MODE": "sync"}}
     assert tracker.mrunner_experiment_env(context=by_env, parameters={})["NEPTUNE_MODE"] == "sync"
     with pytest.raises(MrunnerError, match="no API token"):  # sync talks to the server: the token is needed
-        tracker.mrunner_check(context=by_env, context_name="c")
+        tracker.mrunner_check(context=by_env, context_name="c", dry_run=False)
 
 
 def test_neptune_off_gives_the_script_no_run_and_imports_nothing(mrunner, mrunner_home, tmp_path):

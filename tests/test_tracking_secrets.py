@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from mrunner.records import TERMINAL
 from mrunner.store import Store
 from mrunner.testing import wait_for, write_context
+from tests.fake_neptune import FakeNeptuneServer
 from tests.leaks import CmdlineWatch, assert_secret_only_in, fake_secret, secret_places
 
 # The experiment proves it received the secrets by writing their hashes, then sleeps so that the
@@ -44,11 +46,19 @@ def user_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     return home
 
 
+@pytest.fixture
+def fake_neptune() -> Iterator[FakeNeptuneServer]:
+    """A Neptune server for the token to name (tests/fake_neptune.py): the experiments here never call it."""
+    with FakeNeptuneServer() as server:
+        yield server
+
+
 @pytest.mark.parametrize("detach", [False, True], ids=["inline", "detached"])
-def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, user_home, tmp_path, detach):
+def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, user_home, tmp_path, detach, request):
     """mrunner_secrets (the tracker's token from ~/.neptune.yaml, the context's `secrets`) delivered by the
     local backend; mrunner_experiment_env's project recorded; mrunner_sweep_submitted's link printed."""
-    neptune_token, my_token = fake_secret("neptune"), fake_secret("mine")
+    server = request.getfixturevalue("fake_neptune")  # the submission asks whether the token's server answers
+    neptune_token, my_token = server.token(fake_secret("neptune")), fake_secret("mine")
     # The Neptune token only in ~/.neptune.yaml: it can reach the experiment through mrunner_secrets alone.
     credentials_file = user_home / ".neptune.yaml"
     credentials_file.write_text(f"api_token: {neptune_token}\nproject: leak/test\n")
@@ -69,7 +79,7 @@ def test_secrets_reach_only_the_experiments_environment(mrunner, mrunner_home, u
         sweep = Store().sweeps()[0]
         wait_for(lambda: all(run.state in TERMINAL for run in Store().runs(sweep.id)), what="the sweep's end")
     assert watch_neptune.witnessed, "the command-line scan never saw the experiment running"
-    link = f"neptune: experiments tagged {sweep.id} at https://app.neptune.ai/leak/test/runs/table?query="
+    link = f"neptune: experiments tagged {sweep.id} at {server.url}/leak/test/runs/table?query="
     assert link in done.stderr  # mrunner_sweep_submitted
     assert [run.state for run in Store().runs(sweep.id)] == ["completed", "completed"]
 

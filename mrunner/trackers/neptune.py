@@ -44,6 +44,7 @@ DEFAULT_APP_URL = "https://app.neptune.ai"
 FORWARDED = (
     "NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE",
     "NEPTUNE_REQUEST_TIMEOUT",
+    "NEPTUNE_RETRIES_TIMEOUT",
     "NEPTUNE_MONITORING_NAMESPACE",
     "NEPTUNE_SYNC_BATCH_TIMEOUT",
     "NEPTUNE_SYNC_AFTER_STOP_TIMEOUT",
@@ -141,8 +142,32 @@ def mrunner_context_keys() -> type:
     return NeptuneKeys
 
 
+def live(context: Mapping[str, Any]) -> bool:
+    """Whether the context's experiments send their runs to a Neptune server themselves (async or sync mode):
+    then the server must answer at submission, and ``mrunner.uploads`` catches up an experiment that lost it."""
+    return _enabled(context) and _mode(context) not in LOCAL_MODES
+
+
+#: How long the submission's check waits for the Neptune server to answer (any HTTP answer will do).
+CHECK_TIMEOUT = 5.0
+
+
+def unanswered(url: str) -> str | None:
+    """Why the Neptune server at ``url`` does not answer, or ``None`` when it answers anything (even an error)."""
+    import urllib.error  # with http.client and ssl: only where a server is checked
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/backend/swagger.json", timeout=CHECK_TIMEOUT):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return str(getattr(error, "reason", error))
+
+
 @hookimpl
-def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
+def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) -> None:
     if TOKEN_VARIABLE in (context.get("env") or {}):
         raise MrunnerError(
             f"context {context_name} sets {TOKEN_VARIABLE} under `env`, which is recorded and shown: "
@@ -171,6 +196,16 @@ def mrunner_check(context: Mapping[str, Any], context_name: str) -> None:
         raise MrunnerError(
             f"context {context_name} tracks experiments in Neptune but names no project: set neptune_project: "
             f"WORKSPACE/NAME, export {PROJECT_VARIABLE}=WORKSPACE/NAME or put `project:` in {config_file()} ({fallback})"
+        )
+    if dry_run:
+        return
+    url = app_url()
+    why = unanswered(url)
+    if why is not None:
+        hosted = "; Neptune's hosted service has shut down" if url == DEFAULT_APP_URL else ""
+        raise MrunnerError(
+            f"context {context_name} tracks experiments in Neptune ({mode}), but the server at {url} does not "
+            f"answer ({why}{hosted}): start it (a self-hosted server's API token names it), {fallback}"
         )
 
 

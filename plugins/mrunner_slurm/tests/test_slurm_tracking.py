@@ -289,3 +289,78 @@ def test_live_w_and_b_online_from_the_compute_node(slurm_service, mrunner, mrunn
     for path in mrunner_home.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert key.encode() not in path.read_bytes(), f"the key was written into {path}"
+
+
+NEPTUNE_SCRIPT = """
+import sys, time, mrunner
+c = mrunner.get_configuration(with_neptune=True)
+mrunner.neptune_run()["own/attempt"].append(mrunner.attempt())
+for step in range(3):
+    mrunner.report({"loss": c.lr * (3 - step)}, step=step + 3 * mrunner.attempt())
+time.sleep(1)  # long enough for the command-line watch to see this process
+if c.lr == 0.2 and mrunner.attempt() == 0:
+    sys.exit(3)
+"""
+
+
+def test_live_neptune_from_the_compute_node(slurm_service, mrunner, mrunner_home, tmp_path):
+    """Neptune live (async) from the loopback cluster's compute node into ``FakeNeptuneServer`` (Neptune's
+    hosted service has shut down, and no self-hosted server can run here: tests/fake_neptune.py), the real
+    client from the virtualenv the offline Neptune test builds there: one run per experiment, the retried one
+    continued, named, tagged with the sweep, its parameters and each reported point once; the API token
+    reaches the experiments only as a secret (never in the batch script, a command line, a log or a record)."""
+    pytest.importorskip("neptune")
+    from mrunner.tracking import _custom_run_id
+    from tests.fake_neptune import FakeNeptuneServer
+
+    (tmp_path / "train_neptune.py").write_text(NEPTUNE_SCRIPT)
+    (tmp_path / "requirements.txt").write_text("neptune==1.14.0.post2\n")  # as test_neptune_offline_runs_on_the_cluster
+    cluster = Cluster(slurm_service, f"{slurm_service['storage_dir']}/neptune-tests")  # its virtualenv reused
+    with FakeNeptuneServer() as server:
+        token = server.token(fake_secret("neptune"))
+        keys = slurm_context(
+            cluster.service,
+            cluster.storage,
+            requirements_file="requirements.txt",
+            neptune=True,
+            neptune_mode="async",
+            neptune_project="fake/proj",
+            env={"OAUTHLIB_INSECURE_TRANSPORT": "1"},  # the fake is plain http (tests/fake_neptune.py)
+            retry_failed=1,
+            grace_period=5,
+        )
+        write_context(mrunner_home, "test-slurm", keys)
+        with CmdlineWatch(token, witness="train_neptune.py") as arguments:
+            done = mrunner(
+                "+context=test-slurm",
+                "train_neptune.py",
+                "-m",
+                "lr=0.1,0.2",
+                "--wait",
+                env={"NEPTUNE_API_TOKEN": token, "OAUTHLIB_INSECURE_TRANSPORT": "1"},
+                timeout=900,
+            )
+        assert done.returncode == 0, done.stderr
+        sweep = done.stdout.strip().splitlines()[-1]
+        runs = status(mrunner, sweep)["experiments"]
+        assert [(r["state"], r["attempt"]) for r in runs] == [("completed", 0), ("completed", 1)]
+        assert len(server.runs) == 2
+        for index, lr in ((0, 0.1), (1, 0.2)):
+            run = server.by_custom_id(_custom_run_id({"sweep": sweep, "index": index}))
+            assert (run.name, run.parameters()) == ("train-neptune", {"lr": lr}) and sweep in run.tags
+            assert run.fields["mrunner/scheduler"] == "slurm"
+            expected = [(s + 3 * a, pytest.approx(lr * (3 - s))) for a in range(index + 1) for s in range(3)]
+            assert run.points("metrics/loss") == expected and run.refused == {}
+            assert [value for _, value in run.points("own/attempt")] == list(range(index + 1))
+        assert server.unknown == [] and server.tokens == {token}
+
+    assert arguments.witnessed and arguments.hits == [], arguments.hits
+    sweep_dir = f"{cluster.storage}/{status(mrunner, sweep)['sweep']['project']}/{sweep}"
+    leaked = cluster.ssh(
+        f"grep -r -l -F --exclude=.secrets.env -- {token} {sweep_dir} {cluster.storage}/.mrunner; true"
+    )
+    assert leaked.strip() == "", f"the token leaked into {leaked}"
+    assert token not in done.stdout + done.stderr
+    for path in mrunner_home.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert token.encode() not in path.read_bytes(), f"the token was written into {path}"

@@ -114,6 +114,7 @@ print("went on", flush=True)
 """
 
 
+@pytest.mark.slow  # waits out Neptune's bounded exit (FINISH_SECONDS, 10 s) on purpose: that bound is what it tests
 def test_a_server_down_during_a_run_the_experiment_ends_and_results_uploads_the_rest_once(
     fake_neptune, mrunner, mrunner_home, tmp_path
 ):
@@ -184,6 +185,7 @@ def test_a_server_down_during_a_run_the_experiment_ends_and_results_uploads_the_
     assert fake_neptune.unknown == []
 
 
+@pytest.mark.slow  # waits out Neptune's bounded start (START_SECONDS, 15 s) on purpose: that bound is what it tests
 def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_run_once(
     fake_neptune, mrunner, mrunner_home, tmp_path
 ):

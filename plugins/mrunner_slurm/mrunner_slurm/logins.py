@@ -2,10 +2,11 @@
 asks for a passphrase or a one-time code) and reused by every later mrunner command in any shell.
 
 The master's socket lives in mrunner's runtime folder (``paths.runtime_dir()/ssh``, mode 0700: only this user
-can reach the connection; ``/tmp/mrunner-UID/ssh`` where ``$XDG_RUNTIME_DIR`` is too long for a socket), named by a hash of ``slurm_url`` and ``ssh_config``, next to a small JSON note of
-which context opened it and when (for `mrunner login` without a context). It stays up ``login_persist`` after
-its last use (OpenSSH's ControlPersist). Where the user's own ssh config already keeps a master for the host
-and it is up, mrunner uses theirs and opens none.
+can reach the connection; ``/tmp/mrunner-UID/ssh`` where ``$XDG_RUNTIME_DIR`` is too long for a socket), named by
+a hash of the user, host, port and jump host ``ssh -G`` resolves ``slurm_url`` to (as OpenSSH's ``%C``), next to
+a small JSON note of which context opened it and when (for `mrunner login` without a context). It stays up
+``login_persist`` after its last use (OpenSSH's ControlPersist). Where the user's own ssh config already keeps a
+master for the host and it is up, mrunner uses theirs and opens none.
 """
 
 from __future__ import annotations
@@ -38,19 +39,22 @@ def folder() -> Path:
     return sockets
 
 
-def _name(url: str, config_path: str | None) -> str:
-    config = os.path.abspath(os.path.expanduser(config_path)) if config_path else ""
-    return hashlib.sha256(f"{url}\0{config}".encode()).hexdigest()[:16]  # short: a socket path has ~100 bytes
+def _name(found: Mapping[str, str]) -> str:
+    """The master's name from where ``ssh -G`` says the connection goes (user, host, port, jump host), as
+    OpenSSH's own ``%C`` token: every spelling of one cluster (an alias, ``user@alias``, its HostName, an
+    explicit port) shares one login, and two clusters never do."""
+    place = "\0".join(found.get(key, "") for key in ("user", "hostname", "port", "proxyjump"))
+    return hashlib.sha256(place.encode()).hexdigest()[:16]  # short: a socket path has ~100 bytes
 
 
-def socket_path(url: str, config_path: str | None) -> str:
-    """Where the login master of this cluster listens."""
-    return str(folder() / _name(url, config_path))
+def socket_path(found: Mapping[str, str]) -> str:
+    """Where the login master of this cluster listens (``found``: what ``ssh -G`` says of the destination)."""
+    return str(folder() / _name(found))
 
 
-def command_socket_path(url: str, config_path: str | None) -> str:
+def command_socket_path(found: Mapping[str, str]) -> str:
     """A fresh socket for a master this command opens for itself (and closes at its end)."""
-    return str(folder() / f"{_name(url, config_path)}-{os.getpid()}-{next(_COUNTER)}")
+    return str(folder() / f"{_name(found)}-{os.getpid()}-{next(_COUNTER)}")
 
 
 def _require_openssh(context: Mapping[str, Any], context_name: str) -> None:
@@ -75,7 +79,7 @@ def login(context: Mapping[str, Any], context_name: str) -> str:
     theirs = found.get("controlpath")
     if theirs and openssh.masters.check(where, theirs):
         return f"{target.alias}: your own ssh master connection ({theirs}) is up; mrunner uses it"
-    path = socket_path(url, config)
+    path = socket_path(found)
     persist = str(context["login_persist"])
     note_file = Path(path + ".json")
     if openssh.masters.check(where, path):
@@ -126,12 +130,13 @@ def logout(context: Mapping[str, Any], context_name: str) -> str:
     _require_openssh(context, context_name)
     url, config = str(context["slurm_url"]), context.get("ssh_config")
     where = openssh.destination(url, config)
-    path = socket_path(url, config)
+    found = openssh.settings(where)
+    path = socket_path(found)
     Path(path + ".json").unlink(missing_ok=True)
     if openssh.masters.check(where, path):
         openssh.masters.close(where, path)
         return f"logged out of {where.destination} (context {context_name})"
-    theirs = openssh.settings(where).get("controlpath")
+    theirs = found.get("controlpath")
     if theirs and openssh.masters.check(where, theirs):
         return (
             f"{where.destination}: the connection is your own ssh master ({theirs}), not mrunner's; close it "

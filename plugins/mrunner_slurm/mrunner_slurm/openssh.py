@@ -340,10 +340,10 @@ def open_connection(url: str, config_path: str | None, interactive: bool) -> Ope
     where = destination(url, config_path)
     found = settings(where)
     target = target_of(where, found)
-    for path in (found.get("controlpath"), logins.socket_path(url, config_path)):
+    for path in (found.get("controlpath"), logins.socket_path(found)):
         if path and masters.check(where, path):
             return OpenSSHConnection(target, where, path, owned=False)
-    path = logins.command_socket_path(url, config_path)
+    path = logins.command_socket_path(found)
     try:
         masters.open(where, target, path, str(COMMAND_PERSIST), interactive=False, found=found)
     except NeedsLogin:

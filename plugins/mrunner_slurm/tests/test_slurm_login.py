@@ -619,6 +619,40 @@ def test_a_second_login_keeps_the_first_and_says_since_when(slurm_service, mrunn
         environment.run("logout", "test-slurm")
 
 
+def test_every_spelling_of_the_cluster_shares_one_login(slurm_service, sshd_mfa_service, mrunner_home, environment):
+    """A login made through the alias serves ``user@alias``, ``alias:PORT`` and the HostName with its port: ssh
+    resolves them to one user, host and port, and so does the master's name; no second code is asked."""
+    source = mfa_context(mrunner_home, slurm_service, sshd_mfa_service, ssh="openssh")
+    context_file = mrunner_home / "config" / "mrunner" / "context" / "mfa.yaml"
+    context = json.loads(context_file.read_text())
+    resolved = subprocess.run(
+        ["ssh", "-F", context["ssh_config"], "-G", context["slurm_url"]], capture_output=True, text=True, check=True
+    ).stdout
+    found = dict(line.partition(" ")[::2] for line in resolved.splitlines())
+    spellings = [
+        f"{found['user']}@{context['slurm_url']}",
+        f"{context['slurm_url']}:{found['port']}",
+        f" {found['user']}@{context['slurm_url']}:{found['port']} ",
+    ]
+    for number, spelling in enumerate(spellings):
+        write_context(mrunner_home, f"spelled{number}", {**context, "slurm_url": spelling})
+    before = accepted_codes(sshd_mfa_service, source)
+    code, output, asked = environment.in_terminal("login", "mfa", answers={PROMPT: lambda: next_code(sshd_mfa_service)})
+    assert (code, asked) == (0, 1), output
+    try:
+        for number, spelling in enumerate(spellings):
+            listed = environment.run("context", "show", f"spelled{number}")
+            assert listed.returncode == 0, listed.stderr
+            held = environment.run(f"+context=spelled{number}", "train.py", f"i={number}", "--wait")
+            assert held.returncode == 0, (spelling, held.stderr)
+            again = environment.run("login", f"spelled{number}")
+            assert again.returncode == 0 and again.stdout.startswith("already logged in"), (spelling, again)
+        assert accepted_codes(sshd_mfa_service, source) - before == 1, "one code for every spelling"
+    finally:
+        environment.run("logout", "mfa")
+    assert "no login is open" in environment.run("login").stdout
+
+
 def test_a_config_made_for_interactive_sessions_works_and_its_ports_stay_free(
     slurm_service, mrunner_home, environment, tmp_path
 ):

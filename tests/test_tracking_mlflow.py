@@ -199,6 +199,27 @@ def test_a_tracking_uri_mlflow_cannot_use_is_refused_before_anything_is_recorded
         assert dry.returncode == 0, dry.stderr
 
 
+@pytest.mark.parametrize("tracking", ["live", "deferred"])
+def test_a_malformed_tracking_uri_is_refused_in_one_line_before_anything_is_recorded(
+    mrunner_home, mrunner, tmp_path, tracking
+):
+    """A URI that is no URI at all (an IPv6 address without its closing bracket) is refused like an unknown
+    scheme: one line naming the fix, not the traceback of the parser that could not read it."""
+    (tmp_path / "train.py").write_text("import mrunner\n")
+    uri = "http://[::1:5000"
+    context = write_context(
+        mrunner_home, "broken", {"backend": "local", "mlflow": True, "tracking": tracking, "mlflow_tracking_uri": uri}
+    )
+    for dry in ([], ["--dry-run"]):
+        refused = mrunner(f"+context={context}", "train.py", "lr=1", *dry)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert (
+            f"context broken: the MLflow tracking URI {uri} is malformed (Invalid IPv6 URL): use http://HOST:PORT"
+            in refused.stderr
+        )
+    assert json.loads(mrunner("status", "--json").stdout) == []
+
+
 def test_deferred_tracking_without_a_tracker_warns_that_nothing_is_uploaded(mrunner_home, mrunner, tmp_path):
     context = write_context(mrunner_home, "nowhere", {"backend": "local", "tracking": "deferred"})
     (tmp_path / "train.py").write_text("import mrunner\n")

@@ -149,8 +149,10 @@ def state_of(experiment: Experiment) -> str:
 
 
 def matches(value: Any, wanted: str) -> bool:
-    """Whether a parameter's value is what ``--where KEY=VALUE`` asks (numbers compared as numbers)."""
-    if str(value) == wanted or _text(value) == wanted:
+    """Whether a parameter's value is what ``--where KEY=VALUE`` asks (numbers compared as numbers). A null is
+    ``None`` here (as ``--json`` and the refusals say ``null``), never the empty text: ``KEY=`` is the empty
+    string, as in the override that made the grid."""
+    if str(value) == wanted:
         return True
     if isinstance(value, bool):
         return False  # no number: `flag=1` is not `flag=true`

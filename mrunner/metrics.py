@@ -222,8 +222,9 @@ FORWARDING, FORWARDED = "forwarding", "forwarded"
 
 def read(path: str) -> dict[str, dict[int, float]]:
     """The curves a metrics file holds: metric -> {step: value}, the later attempt's value for a step that
-    several reported. A report without a step is at the next step of its metric in its attempt (0, 1, ...).
-    A line that is not whole JSON (the torn last line of a killed process) is skipped."""
+    several reported. A report without a step is at the step after the highest its metric reached so far in
+    its attempt (0, 1, ...; after a report at step 9, step 10), never over a value reported at a step. A line
+    that is not whole JSON (the torn last line of a killed process) is skipped."""
     with open(path, "rb") as stream:
         return curves_of(stream.read())
 
@@ -395,6 +396,8 @@ def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
             if at is None:
                 at = implicit.get((attempt, name), 0)
                 implicit[attempt, name] = at + 1
+            elif at >= implicit.get((attempt, name), 0):
+                implicit[attempt, name] = at + 1  # a report without a step after this one comes after it
             series = found.get(name)
             if series is None:
                 series = found[name] = {}
@@ -409,8 +412,8 @@ def curves(lines: list[Any]) -> dict[str, dict[int, float]]:
 
 def points(lines: list[Any], implicit: dict[tuple[int, str], int]) -> Iterator[tuple[int, str, int, Any, float]]:
     """Each reported value of ``lines`` as ``(attempt, metric, step, value, time)``, in the file's order; a
-    report without a step is at the next step of its metric in its attempt (0, 1, ...), counted in
-    ``implicit`` (give the counts of the lines before, to continue them)."""
+    report without a step is at the step after the highest its metric reached so far in its attempt (0, 1,
+    ...; after step 9, 10), kept in ``implicit`` (give the counts of the lines before, to continue them)."""
     for entry in lines:
         try:
             attempt, step, values = int(entry.get("attempt") or 0), entry.get("step"), entry["metrics"]
@@ -426,5 +429,7 @@ def points(lines: list[Any], implicit: dict[tuple[int, str], int]) -> Iterator[t
             at = step
             if at is None:
                 at = implicit.get((attempt, name), 0)
+                implicit[attempt, name] = at + 1
+            elif at >= implicit.get((attempt, name), 0):
                 implicit[attempt, name] = at + 1
             yield attempt, name, at, value, at_time

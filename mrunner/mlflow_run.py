@@ -273,16 +273,35 @@ def set_status(tracker: Any, run_id: str, status: str, end_time: int | None) -> 
     store.update_run_info(run_id, RunStatus.from_string(status), end_time, None)
 
 
+#: Per metric, the step after the highest this process logged: where its next report without a step goes.
+_next_step: dict[str, int] = {}
+
+
+def _step_of(metric: str, step: int | None) -> int:
+    """The step a report of ``metric`` is logged at: its own, or without one the step after the highest its
+    metric reached in this process (0, 1, ... when none has one), where ``mrunner.metrics.curves`` puts it for
+    `results` and the catch-up: each point then has one step however it reaches MLflow. (Ranks reporting one
+    metric without steps are numbered here each on its own, and in the file together.)"""
+    following = _next_step.get(metric, 0)
+    if step is None:
+        _next_step[metric] = following + 1
+        return following
+    if step >= following:
+        _next_step[metric] = step + 1
+    return step
+
+
 def log_many(reports: list[tuple[Mapping[str, float], int | None, float]]) -> None:
-    """Log reports ``(metrics, step, time)`` to the experiment's run (a report without a step at step 0), in as
-    few requests as MLflow allows. Each point carries its line's time: sent again by the catch-up, it is kept once."""
+    """Log reports ``(metrics, step, time)`` to the experiment's run (a report without a step at ``_step_of``'s
+    step), in as few requests as MLflow allows. Each point carries its line's time: sent again by the catch-up,
+    it is kept once."""
     from mlflow.entities import Metric
 
     from mrunner.layout import experiment_info
 
     identity = run_id(experiment_info())
     points = [
-        Metric(name(k), float(v), int(when * 1000), step or 0)
+        Metric(name(k), float(v), int(when * 1000), _step_of(k, step))
         for metrics, step, when in reports
         for k, v in metrics.items()
     ]

@@ -20,7 +20,7 @@ from typing import Any
 
 #: Beside the metrics files in `results`' cache.
 CACHE = ".summaries.marshal"
-_VERSION = 1
+_VERSION = 2  # 2: a report without a step after stepped ones comes after them (mrunner.metrics.curves)
 
 #: The line of ``mrunner.transfer`` that its sender of summaries leaves out (the one of ``mrunner.metrics``,
 #: ahead of it, stands for both: a future import comes first or not at all).

@@ -209,6 +209,24 @@ def test_a_torn_last_line_and_reports_without_steps(tmp_path):
     assert metrics.read(str(path)) == {"loss": {0: 3.0, 1: 2.0}, "acc": {0: 0.5}}
 
 
+def test_a_report_without_a_step_after_stepped_ones_comes_after_them(tmp_path):
+    """A final value reported without a step after steps 0..2 is the metric's last value: it was put at the
+    metric's first step without a step (0), over the value reported there, so `results` showed neither."""
+    path = tmp_path / METRICS_FILE
+    lines = [{"attempt": 0, "step": s, "time": 1.0 + s, "metrics": {"loss": 10.0 - s}} for s in range(3)]
+    lines += [{"attempt": 0, "step": None, "time": 5.0, "metrics": {"loss": 0.5}}]
+    lines += [{"attempt": 0, "step": 1, "time": 6.0, "metrics": {"loss": 7.0}}]  # back to an earlier step
+    lines += [{"attempt": 0, "step": None, "time": 7.0, "metrics": {"loss": 0.25, "acc": 1.0}}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    expected = {"loss": {0: 10.0, 1: 7.0, 2: 8.0, 3: 0.5, 4: 0.25}, "acc": {0: 1.0}}
+    assert metrics.read(str(path)) == expected
+    found = [(n, s, v) for _, n, s, v, _ in metrics.points(metrics.entries(path.read_bytes()), {})]
+    assert found == [("loss", 0, 10.0), ("loss", 1, 9.0), ("loss", 2, 8.0), ("loss", 3, 0.5), ("loss", 1, 7.0)] + [
+        ("loss", 4, 0.25),
+        ("acc", 0, 1.0),
+    ]
+
+
 def test_an_attempt_after_a_torn_line_starts_on_a_line_of_its_own(tmp_path):
     (tmp_path / METRICS_FILE).write_text(json.dumps({"attempt": 0, "step": 0, "metrics": {"loss": 1.0}}) + '\n{"att')
     code = "import mrunner\nmrunner.report({'loss': 0.5}, step=1)"

@@ -380,6 +380,21 @@ def test_where_takes_a_value_as_the_grid_wrote_it(mrunner, project):
     assert_refused(mrunner("results", sweep, "--where", "x=0"), "no experiment has it; x is null, 0.1")
 
 
+def test_where_an_empty_value_is_the_empty_string_not_a_null(mrunner, project):
+    """`--where s=` is the empty string, as the override `s=` that made the grid: it chose the experiment with
+    `s=null` too (a null's text, for the comparison, was the empty string)."""
+    (project / "kinds.py").write_text("import mrunner\nmrunner.get_configuration()\nmrunner.report({'loss': 1.0})\n")
+    result = mrunner("kinds.py", "-m", "s='',null", "--wait")
+    sweep = result.stdout.strip().splitlines()[-1]
+
+    def chosen(condition: str) -> list[int]:
+        return [r["index"] for r in records(mrunner, sweep, f"--where={condition}")]
+
+    assert chosen("s=") == [0]
+    assert chosen("s=''") == [0]
+    assert chosen("s=null") == [1]
+
+
 def test_experiments_of_a_spec_file_told_apart_by_name_and_tags_are_rows_apart(mrunner, project):
     """A spec file's `ppo` and `sac` with equal parameters: their name and tags are axes of the table, so
     `--over seed` means each over its own seeds (it folded both into one row, 56 ± 49.3 over n=6)."""

@@ -105,6 +105,33 @@ def test_a_script_that_reports_before_its_own_start_run_joins_mrunners_run(track
     assert sorted((point.step, point.value) for point in history) == [(0, 1.0), (1, 0.5)]
 
 
+def test_a_report_without_a_step_is_logged_live_at_the_step_results_reads(tracked, mlflow_service, mrunner, tmp_path):
+    """A report without a step goes, live, where `results` and the deferred upload put it: after the highest step
+    its metric reached (0, 1, ... when none has one). Live MLflow logged each at step 0, so the same script gave
+    another history live than deferred, and a catch-up replay sent those points again at other steps."""
+    context, experiment = tracked
+    (tmp_path / "train.py").write_text(
+        "import mrunner\n"
+        "for step in range(3):\n"
+        "    mrunner.report({'loss': 10.0 - step}, step=step)\n"
+        "mrunner.report({'loss': 0.5, 'acc': 0.25})\n"
+        "mrunner.report({'acc': 0.75})\n"
+    )
+    done = mrunner(f"+context={context}", "train.py", "lr=0.1", "--wait")
+    assert done.returncode == 0, done.stderr
+    (run,) = runs_of(mlflow_service["tracking_uri"], experiment)
+    from mlflow.tracking import MlflowClient
+
+    tracker = MlflowClient(mlflow_service["tracking_uri"])
+    logged = {
+        key: sorted((point.step, point.value) for point in tracker.get_metric_history(run.info.run_id, key))
+        for key in ("loss", "acc")
+    }
+    assert logged == {"loss": [(0, 10.0), (1, 9.0), (2, 8.0), (3, 0.5)], "acc": [(0, 0.25), (1, 0.75)]}
+    table = json.loads(mrunner("results", done.stdout.strip().splitlines()[-1], "--json").stdout)
+    assert [(row["loss"], row["acc"]) for row in table] == [(0.5, 0.75)]
+
+
 def test_a_server_that_does_not_answer_is_refused_before_anything_is_recorded(mrunner_home, mrunner, tmp_path):
     context = write_context(
         mrunner_home, "down", {"backend": "local", "mlflow": True, "mlflow_tracking_uri": "http://127.0.0.1:9"}
@@ -197,6 +224,27 @@ def test_a_tracking_uri_mlflow_cannot_use_is_refused_before_anything_is_recorded
     for uri in ("sqlite:///mlflow.db", str(tmp_path / "mlruns"), "postgresql+psycopg2://u@db/mlflow"):
         dry = mrunner("+context=typo", "train.py", "lr=1", "--dry-run", env={"MLFLOW_TRACKING_URI": uri})
         assert dry.returncode == 0, dry.stderr
+
+
+@pytest.mark.parametrize("tracking", ["live", "deferred"])
+def test_a_malformed_tracking_uri_is_refused_in_one_line_before_anything_is_recorded(
+    mrunner_home, mrunner, tmp_path, tracking
+):
+    """A URI that is no URI at all (an IPv6 address without its closing bracket) is refused like an unknown
+    scheme: one line naming the fix, not the traceback of the parser that could not read it."""
+    (tmp_path / "train.py").write_text("import mrunner\n")
+    uri = "http://[::1:5000"
+    context = write_context(
+        mrunner_home, "broken", {"backend": "local", "mlflow": True, "tracking": tracking, "mlflow_tracking_uri": uri}
+    )
+    for dry in ([], ["--dry-run"]):
+        refused = mrunner(f"+context={context}", "train.py", "lr=1", *dry)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert (
+            f"context broken: the MLflow tracking URI {uri} is malformed (Invalid IPv6 URL): use http://HOST:PORT"
+            in refused.stderr
+        )
+    assert json.loads(mrunner("status", "--json").stdout) == []
 
 
 def test_deferred_tracking_without_a_tracker_warns_that_nothing_is_uploaded(mrunner_home, mrunner, tmp_path):

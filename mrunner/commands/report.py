@@ -238,7 +238,8 @@ def _identities(sweep: Sweep, runs: list[Run]) -> list[dict[str, dict[str, Any]]
 #: The parsed curves of a sweep's metrics files, beside them in the cache: ``marshal`` of ``{folder: (size,
 #: mtime_ns, curves)}``. Parsing a thousand files of a hundred lines costs seconds; loading this, a tenth.
 CURVES_CACHE = ".curves.marshal"
-_CACHE_VERSION = 2  # 2: values that are no numbers are left out
+#: 2: values that are no numbers are left out; 3: a report without a step after stepped ones comes after them.
+_CACHE_VERSION = 3
 
 
 class _Arrivals:

@@ -102,7 +102,8 @@ STORE_PLUGINS = "mlflow.tracking_store"
 
 def unknown_scheme(uri: str) -> str | None:
     """The scheme of ``uri`` when MLflow would not know it (none of its own, of no installed store plugin),
-    else ``None``: checked here, because the experiments would only warn about it on their first report."""
+    else ``None``: checked here, because the experiments would only warn about it on their first report.
+    ``ValueError`` when ``uri`` is no URI at all (``http://[::1:5000``)."""
     import urllib.parse
 
     scheme = urllib.parse.urlparse(uri).scheme.lower()
@@ -156,7 +157,13 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
             f"context {context_name} tracks experiments in MLflow but names no server: set mlflow_tracking_uri: "
             f"http://HOST:PORT or export {URI_VARIABLE}=... (or mlflow: false)"
         )
-    scheme = unknown_scheme(uri)
+    try:
+        scheme = unknown_scheme(uri)
+    except ValueError as error:  # no URI at all (http://[::1:5000): urllib cannot even split it
+        raise MrunnerError(
+            f"context {context_name}: the MLflow tracking URI {uri} is malformed ({error}): use http://HOST:PORT, "
+            f"http://[IPV6]:PORT, a folder (file:///PATH) or a database (sqlite:///FILE.db, postgresql://...)"
+        ) from None
     if scheme is not None:
         raise MrunnerError(
             f"context {context_name}: MLflow knows no tracking URI scheme {scheme!r} ({uri}): use http://HOST:PORT, "

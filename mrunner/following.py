@@ -158,7 +158,9 @@ def counts_text(counts: Mapping[str, int], reasons: Sequence[str]) -> str:
 def cancel(sweep: Sweep, runs: Sequence[Run], store: Store) -> list[RunUpdate]:
     """Cancel ``runs``: planned ones in the records alone, the others through the backend."""
     planned = [
-        RunUpdate(run.index, CANCELLED, detail="cancelled before submission") for run in runs if run.state == PLANNED
+        RunUpdate(run.index, CANCELLED, detail="cancelled before submission", attempt=run.attempt)
+        for run in runs
+        if run.state == PLANNED
     ]
     handed = [run for run in runs if run.state in ACTIVE]
     updates = list(planned)

@@ -156,8 +156,10 @@ class RunUpdate:
     #: The end the experiment's own exit-code file tells: it outranks a ``cancelled`` recorded while the
     #: experiment was already ending (a cancel is recorded before the signal, so a waiting run never starts).
     ended_by_itself: bool = False
-    #: The attempt this state is of, when the platform started a later attempt than the recorded one by itself
-    #: (a requeue after preemption or the time limit, a replaced pod); ``None``: the recorded attempt.
+    #: The attempt this state is of: the recorded one, or a later one the platform started by itself (a requeue
+    #: after preemption or the time limit, a replaced pod). An update of an earlier attempt than the recorded
+    #: one is ignored (``states.change``): it arrived after `resume` or a retry started the next. ``None``: the
+    #: recorded attempt, whichever it is (only for the core's own decisions, such as a user's cancel).
     attempt: int | None = None
     #: How each earlier attempt ended (attempt -> state) when ``attempt`` is set; one missing is ``preempted``.
     ends: dict[int, str] = field(default_factory=dict)

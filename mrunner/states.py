@@ -43,6 +43,7 @@ class Change(enum.Enum):
     KEPT = "kept"  # the recorded state stays: the run had ended, and the report does not outrank that end
     SAME_ATTEMPT = "same attempt"  # the recorded attempt takes the reported state (if anything differs)
     LATER_ATTEMPT = "later attempt"  # the platform started a later attempt: the earlier ones end, it starts
+    EARLIER_ATTEMPT = "earlier attempt"  # about an attempt before the recorded one: ignored, never applied
 
 
 def change(state: str, attempt: int, update: RunUpdate, keep_terminal: bool = True) -> Change:
@@ -54,7 +55,15 @@ def change(state: str, attempt: int, update: RunUpdate, keep_terminal: bool = Tr
     that attempt's own end. With ``keep_terminal`` an ended run keeps its end: a late ``failed`` from a
     killed process must not overwrite the ``cancelled`` the user's cancel recorded, though the experiment's
     own end (its exit-code file, ``ended_by_itself``) outranks a ``cancelled`` recorded while it was ending.
+
+    A report of an earlier attempt than the recorded one is ignored, whatever it says: it comes late (a
+    detached supervisor's end of the attempt that `resume` or a retry has since replaced, a refresh that read
+    the platform before the new attempt was recorded) and applied to the recorded attempt it would end, or
+    start, an attempt it never saw. Every update names its attempt for that reason; ``None`` (the recorded
+    one) is left only for the core's own decisions about whatever attempt is recorded (a cancel).
     """
+    if update.attempt is not None and update.attempt < attempt:
+        return Change.EARLIER_ATTEMPT
     later = update.attempt is not None and update.attempt > attempt
     if later and (state != CANCELLED or update.state == CANCELLED or update.ended_by_itself):
         return Change.LATER_ATTEMPT

@@ -377,7 +377,7 @@ class Store:
                     current[update.index] = (update.state, exit_code, new_ref, attempt)
                     changed.append(update)
                     continue
-                if decided is Change.KEPT:
+                if decided in (Change.KEPT, Change.EARLIER_ATTEMPT):
                     continue
                 new_exit = update.exit_code if update.exit_code is not None else exit_code
                 if (state, new_exit, new_ref) == (update.state, exit_code, backend_ref):

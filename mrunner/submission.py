@@ -294,7 +294,7 @@ def _not_handed_over(sweep: Sweep, store: Store, state: str, detail: str, forget
     if forget and len(planned) == len(runs):
         store.forget_sweep(sweep.id)
         return True
-    store.apply(sweep.id, [RunUpdate(run.index, state, detail=detail) for run in planned])
+    store.apply(sweep.id, [RunUpdate(run.index, state, detail=detail, attempt=run.attempt) for run in planned])
     return False
 
 

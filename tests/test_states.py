@@ -79,7 +79,27 @@ def test_the_experiments_own_end_outranks_a_cancel_recorded_while_it_was_ending(
 def test_a_later_attempt_starts_whatever_the_run_was_recorded_as_but_cancelled(state):
     assert change(state, 1, RunUpdate(0, PENDING, attempt=2)) is Change.LATER_ATTEMPT
     assert change(state, 2, RunUpdate(0, PENDING, attempt=2)) is not Change.LATER_ATTEMPT  # the same attempt
-    assert change(state, 3, RunUpdate(0, PENDING, attempt=2)) is not Change.LATER_ATTEMPT  # an earlier one
+    assert change(state, 3, RunUpdate(0, PENDING, attempt=2)) is Change.EARLIER_ATTEMPT  # an earlier one
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize(
+    "update",
+    [
+        RunUpdate(0, CANCELLED, detail="stopped by a signal to its pid", attempt=0),  # the late end that was seen
+        RunUpdate(0, COMPLETED, exit_code=0, ended_by_itself=True, attempt=0),  # even the experiment's own end
+        RunUpdate(0, FAILED, exit_code=1, ended_by_itself=True, attempt=0),
+        RunUpdate(0, RUNNING, backend_ref="pid:1@2", attempt=0),  # a started (pid) update
+        RunUpdate(0, PREEMPTED, attempt=0),  # a refresh's reading of the platform
+        RunUpdate(0, LOST, attempt=0),
+    ],
+)
+@pytest.mark.parametrize("keep_terminal", [True, False])
+def test_an_update_of_an_earlier_attempt_than_the_recorded_one_is_never_applied(state, update, keep_terminal):
+    """A detached supervisor's end of attempt 0, recorded after `resume` reset the run to attempt 1 (waiting
+    again), must neither end nor touch attempt 1, whatever it reports and whatever attempt 1 is recorded as."""
+    assert change(state, 1, update, keep_terminal) is Change.EARLIER_ATTEMPT
+    assert change(state, 0, update, keep_terminal) is not Change.EARLIER_ATTEMPT  # its own attempt: applied
 
 
 def test_a_requeue_seen_after_a_cancel_does_not_undo_it():

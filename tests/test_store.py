@@ -286,3 +286,25 @@ def test_a_run_recorded_under_its_former_identity_counts_as_already_submitted(tm
     again, _ = a_sweep("brave-turing-000003", count=0)
     recorded = store.record_sweep(again, [PlannedRun(again.id, 0, "now-1", "train", {}, ["python3"], former_id="x")])
     assert (recorded.count, recorded.skipped) == (0, 1)
+
+
+def test_a_late_end_of_the_attempt_a_resume_replaced_is_ignored(tmp_path):
+    """The race behind the random-stop test's rare `cancelled` at attempt 1 with no pid: a detached supervisor
+    records the end of attempt 0 only after `resume` planned attempt 1. That end must not reach attempt 1:
+    neither its state nor its attempt record, while attempt 1's own updates apply."""
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep()
+    store.record_sweep(sweep, runs)
+    store.apply(sweep.id, [RunUpdate(0, RUNNING, backend_ref="pid:9@1", attempt=0)])
+    store.apply(sweep.id, [RunUpdate(0, CANCELLED, detail="cancelled (mrunner was interrupted)")])
+    store.start_resume(sweep, [0])
+    resumed = store.run(sweep.id, 0)
+    assert resumed.attempt == 1
+    late = RunUpdate(0, CANCELLED, detail="stopped by a signal to its pid", attempt=0)
+    assert store.apply(sweep.id, [late]) == []
+    assert (store.run(sweep.id, 0).state, store.run(sweep.id, 0).attempt) == (resumed.state, 1)
+    assert store.attempts(sweep.id, 0)[0][1].end is None  # attempt 1 has not ended
+    store.apply(sweep.id, [RunUpdate(0, SUBMITTED, attempt=1)])
+    store.apply(sweep.id, [RunUpdate(0, COMPLETED, exit_code=0, ended_by_itself=True, attempt=1)])
+    assert store.apply(sweep.id, [RunUpdate(0, FAILED, exit_code=1, ended_by_itself=True, attempt=0)]) == []
+    assert (store.run(sweep.id, 0).state, store.run(sweep.id, 0).attempt) == (COMPLETED, 1)

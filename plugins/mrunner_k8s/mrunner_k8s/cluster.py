@@ -393,9 +393,9 @@ def _state(run: Run, job: Any | None, pods: Sequence[Any]) -> RunUpdate | None:
             return None  # the Job's own replacement of a deleted pod, about to refuse the attempt (--once)
         loss = _loss(job, pods[-1])
         if loss is not None:
-            return RunUpdate(run.index, PREEMPTED, detail=LOSS + loss)
+            return RunUpdate(run.index, PREEMPTED, detail=LOSS + loss, attempt=run.attempt)
     elif watched and _has_condition(job, "Failed"):
-        return RunUpdate(run.index, PREEMPTED, detail=LOSS + "its pod disappeared")
+        return RunUpdate(run.index, PREEMPTED, detail=LOSS + "its pod disappeared", attempt=run.attempt)
     pod = pods[-1] if pods else None
     update = _api_state(run, job, pod)
     if update is not None and update.state in (COMPLETED, FAILED) and not _stopped(pod):
@@ -450,27 +450,33 @@ def _stopped(pod: Any | None) -> bool:
 
 def _api_state(run: Run, job: Any | None, pod: Any | None) -> RunUpdate | None:
     if job is None:
-        return RunUpdate(run.index, LOST, detail="its Job is gone (deleted outside mrunner)")
+        return RunUpdate(run.index, LOST, detail="its Job is gone (deleted outside mrunner)", attempt=run.attempt)
     exit_code, reason = _container_end(pod)
     for condition in job.status.conditions or []:
         if condition.status != "True":
             continue
         if condition.type == "Complete":
-            return RunUpdate(run.index, COMPLETED, exit_code=0 if exit_code is None else exit_code)
+            return RunUpdate(run.index, COMPLETED, exit_code=0 if exit_code is None else exit_code, attempt=run.attempt)
         if condition.type == "Failed":
             if condition.reason == "DeadlineExceeded":
-                return RunUpdate(run.index, TIMEOUT, exit_code=exit_code, detail=condition.message)
-            return RunUpdate(run.index, FAILED, exit_code=exit_code, detail=reason or condition.message)
+                return RunUpdate(run.index, TIMEOUT, exit_code=exit_code, detail=condition.message, attempt=run.attempt)
+            return RunUpdate(
+                run.index, FAILED, exit_code=exit_code, detail=reason or condition.message, attempt=run.attempt
+            )
     if pod is None:
-        return RunUpdate(run.index, PENDING, detail=NO_POD) if run.state in (SUBMITTED, PENDING) else None
+        return (
+            RunUpdate(run.index, PENDING, detail=NO_POD, attempt=run.attempt)
+            if run.state in (SUBMITTED, PENDING)
+            else None
+        )
     phase = pod.status.phase
     if phase == "Running":
-        return RunUpdate(run.index, RUNNING)
+        return RunUpdate(run.index, RUNNING, attempt=run.attempt)
     if phase == "Succeeded":
-        return RunUpdate(run.index, COMPLETED, exit_code=exit_code)
+        return RunUpdate(run.index, COMPLETED, exit_code=exit_code, attempt=run.attempt)
     if phase == "Failed":
-        return RunUpdate(run.index, FAILED, exit_code=exit_code, detail=reason)
-    return RunUpdate(run.index, PENDING, detail=_waiting_reason(pod))
+        return RunUpdate(run.index, FAILED, exit_code=exit_code, detail=reason, attempt=run.attempt)
+    return RunUpdate(run.index, PENDING, detail=_waiting_reason(pod), attempt=run.attempt)
 
 
 def _container_end(pod: Any | None) -> tuple[int | None, str | None]:
@@ -507,4 +513,4 @@ def _waiting_reason(pod: Any) -> str | None:
 
 
 def cancelled(runs: Sequence[Run]) -> list[RunUpdate]:
-    return [RunUpdate(run.index, CANCELLED, detail="its Job was deleted") for run in runs]
+    return [RunUpdate(run.index, CANCELLED, detail="its Job was deleted", attempt=run.attempt) for run in runs]

@@ -177,7 +177,14 @@ class KubernetesBackend(Backend):
                         if not cluster.create_job(body):
                             existing += 1
                         record(
-                            [RunUpdate(run.index, SUBMITTED, backend_ref=f"{cluster.namespace}/{body.metadata.name}")]
+                            [
+                                RunUpdate(
+                                    run.index,
+                                    SUBMITTED,
+                                    backend_ref=f"{cluster.namespace}/{body.metadata.name}",
+                                    attempt=run.attempt,
+                                )
+                            ]
                         )
                         recorded = True
                 except KeyboardInterrupt:

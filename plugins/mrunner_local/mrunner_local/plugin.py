@@ -133,7 +133,7 @@ class LocalBackend(Backend):
         try:
             for start in range(0, len(runs), RECORD_CHUNK):  # a chunk at a time: runs may be a million, read lazily
                 chunk = runs[start : start + RECORD_CHUNK]
-                record([RunUpdate(run.index, SUBMITTED, detail="queued locally") for run in chunk])
+                record([RunUpdate(run.index, SUBMITTED, detail="queued locally", attempt=run.attempt) for run in chunk])
             if options.detach:
                 pid = supervisor.spawn_detached(sweep, runs, secrets, options.records)
                 supervised = True
@@ -213,5 +213,10 @@ def _cancel_queued(sweep: Sweep, record: Callable[[Sequence[RunUpdate]], None], 
 
     store, start = Store(Path(records)), 0
     while queued := store.runs(sweep.id, [SUBMITTED], start=start, limit=RECORD_CHUNK):
-        record([RunUpdate(run.index, CANCELLED, detail="cancelled (mrunner was interrupted)") for run in queued])
+        record(
+            [
+                RunUpdate(run.index, CANCELLED, detail="cancelled (mrunner was interrupted)", attempt=run.attempt)
+                for run in queued
+            ]
+        )
         start = queued[-1].index + 1

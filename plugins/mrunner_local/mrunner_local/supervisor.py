@@ -125,6 +125,7 @@ class Supervisor:
         workers = len(gpus) if gpus and not sweep.context.get("max_parallel") else parallelism(sweep.context)
         self.slots = min(workers, max(1, len(runs)))
         self.children: dict[int, Wrapper] = {}
+        self.attempts: dict[int, int] = {}  # the attempt each child runs: what a stop's cancel of it names
         self.workers: list[threading.Thread] = []
         self.stopping = threading.Event()
         #: Why the sweep stopped before its end by itself (a full disk), as one line; None while it did not.
@@ -204,7 +205,7 @@ class Supervisor:
         with self.lock:
             if self.recorder.state(run.index) == SUBMITTED:
                 reason = f"not started: {self.failure}" if self.failure else self.stop_reason
-                self.recorder([RunUpdate(run.index, CANCELLED, detail=reason)])
+                self.recorder([RunUpdate(run.index, CANCELLED, detail=reason, attempt=run.attempt)])
 
     def _run_one(self, run: Run, gpus: list[str] | None, retries: int) -> None:
         """Run the run's attempt; one that fails by itself is started again as the next attempt (same
@@ -218,7 +219,7 @@ class Supervisor:
                 damage = treeguard.check(Path(self.code_dir), self.sweep.id)  # what an earlier experiment changed
             except OSError as error:
                 detail = f"cannot check its code snapshot: {error}"
-                self.record(RunUpdate(run.index, FAILED, exit_code=SETUP_FAILED, detail=detail))
+                self.record(RunUpdate(run.index, FAILED, exit_code=SETUP_FAILED, detail=detail, attempt=run.attempt))
                 self._ended(run)
                 return
         env = {**self.base_env, **run.env, **self.secrets, **layout.environment()}
@@ -232,7 +233,13 @@ class Supervisor:
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFull(self._full_message(), run) from None
             self.record(
-                RunUpdate(run.index, FAILED, exit_code=SETUP_FAILED, detail=f"cannot set up its folder: {error}")
+                RunUpdate(
+                    run.index,
+                    FAILED,
+                    exit_code=SETUP_FAILED,
+                    detail=f"cannot set up its folder: {error}",
+                    attempt=run.attempt,
+                )
             )
             self._ended(run)
             return
@@ -259,13 +266,23 @@ class Supervisor:
                 except OSError as error:
                     output.write(f"mrunner: cannot start the attempt wrapper: {error}\n".encode())
                     self.recorder(
-                        [RunUpdate(run.index, FAILED, exit_code=127, detail=f"cannot start: {error.strerror}")]
+                        [
+                            RunUpdate(
+                                run.index,
+                                FAILED,
+                                exit_code=127,
+                                detail=f"cannot start: {error.strerror}",
+                                attempt=run.attempt,
+                            )
+                        ]
                     )
                     child = None
                 else:
                     self.children[run.index] = child
+                    self.attempts[run.index] = run.attempt
                     try:  # recorded running first: the wrapper starts the experiment once told to
-                        self.recorder([RunUpdate(run.index, RUNNING, backend_ref=f"pid:{process.identity(child.pid)}")])
+                        pid = f"pid:{process.identity(child.pid)}"
+                        self.recorder([RunUpdate(run.index, RUNNING, backend_ref=pid, attempt=run.attempt)])
                         # A cancel from another shell recorded between the look above and this record keeps
                         # its `cancelled` (and never learnt this pid): the experiment must not start then.
                         claimed = self.recorder.state(run.index) == RUNNING
@@ -274,12 +291,14 @@ class Supervisor:
                         child.wait()
                         child.gone()
                         self.children.pop(run.index, None)
+                        self.attempts.pop(run.index, None)
                         raise
                     if not claimed:
                         child.abandon()
                         child.wait()
                         child.gone()
                         self.children.pop(run.index, None)
+                        self.attempts.pop(run.index, None)
                         return
                     child.start()
             if child is None:
@@ -289,6 +308,7 @@ class Supervisor:
             code = child.wait()
         with self.lock:
             self.children.pop(run.index, None)
+            self.attempts.pop(run.index, None)
             self.leftovers.append((child, layout.view_work_dir if self.view == "overlay" else None))
         end = end_of(run, layout.exit_code_file(), code, stopped=self.stopping.is_set())
         if end.state == CANCELLED and not self.stopping.is_set():
@@ -351,24 +371,26 @@ class Supervisor:
                 self.failure = reason
             self.stopping.set()
             try:
-                self._cancel_waiting([unstarted.index] if unstarted else [], f"not started: {reason}")
+                first = {unstarted.index: unstarted.attempt} if unstarted else {}
+                self._cancel_waiting(first, f"not started: {reason}")
             except (MrunnerError, OSError):
                 pass  # the records' own disk is full: `status` finds them never started (the supervisor's reason)
 
-    def _cancel_waiting(self, first: list[int], detail: str) -> None:
-        """Record ``first`` and every run still waiting cancelled (under ``self.lock``), a chunk at a time: a
-        million waiting runs are never all in memory."""
-        cancelled = first
+    def _cancel_waiting(self, first: dict[int, int], detail: str) -> None:
+        """Record ``first`` (index -> attempt) and every run still waiting cancelled (under ``self.lock``), a
+        chunk at a time: a million waiting runs are never all in memory."""
+        cancelled = dict(first)
         while True:
             try:
-                cancelled.append(self.pending.get_nowait().index)
+                run = self.pending.get_nowait()
             except queue.Empty:
                 break
+            cancelled[run.index] = run.attempt
             if len(cancelled) >= RECORD_CHUNK:
-                self.recorder([RunUpdate(index, CANCELLED, detail=detail) for index in cancelled])
-                cancelled = []
+                self.recorder([RunUpdate(i, CANCELLED, detail=detail, attempt=n) for i, n in cancelled.items()])
+                cancelled = {}
         if cancelled:
-            self.recorder([RunUpdate(index, CANCELLED, detail=detail) for index in cancelled])
+            self.recorder([RunUpdate(i, CANCELLED, detail=detail, attempt=n) for i, n in cancelled.items()])
 
     def stop(self, reason: str, reporter: Reporter | None = None) -> None:
         """Cancel everything: waiting experiments never start, running ones get SIGTERM, then the grace
@@ -377,7 +399,7 @@ class Supervisor:
             self.stop_reason = reason
             self.stopping.set()
             children = dict(self.children)
-            self._cancel_waiting(list(children), reason)
+            self._cancel_waiting({index: self.attempts[index] for index in children}, reason)
         pids = [child.pid for child in children.values()]
         if pids and reporter is not None:
             reporter.step(
@@ -396,20 +418,24 @@ def end_of(run: Run, exit_file: str, code: int, stopped: bool) -> RunUpdate:
     exited 0 makes it do that: completed, even if its file could not be written or a stop came just after);
     else cancelled when it was stopped (by this supervisor, or by a signal to its wrapper, the pid `status`
     shows); else how its wrapper ended (it could not set up the attempt, or failed itself)."""
+    # Every end names its attempt: recorded after `resume` started the next one, it must not end that one.
     real = contract.read_exit_code(exit_file)
     if real is None and code == 0:
         real = 0
     if real is not None:
-        return RunUpdate(run.index, COMPLETED if real == 0 else FAILED, exit_code=real, ended_by_itself=True)
+        state = COMPLETED if real == 0 else FAILED
+        return RunUpdate(run.index, state, exit_code=real, ended_by_itself=True, attempt=run.attempt)
     if stopped:
-        return RunUpdate(run.index, CANCELLED, exit_code=code)
+        return RunUpdate(run.index, CANCELLED, exit_code=code, attempt=run.attempt)
     if code < 0:  # the wrapper itself was killed (its experiment died with it)
-        return RunUpdate(run.index, CANCELLED, detail=f"its pid was killed ({signal.Signals(-code).name})")
+        detail = f"its pid was killed ({signal.Signals(-code).name})"
+        return RunUpdate(run.index, CANCELLED, detail=detail, attempt=run.attempt)
     if code - 128 in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL):  # passed on, then the kill
-        return RunUpdate(run.index, CANCELLED, detail="stopped by a signal to its pid")
+        return RunUpdate(run.index, CANCELLED, detail="stopped by a signal to its pid", attempt=run.attempt)
     if code == SETUP_FAILED:
-        return RunUpdate(run.index, FAILED, exit_code=code, detail="cannot set up its folder (its log says why)")
-    return RunUpdate(run.index, FAILED, exit_code=code)
+        detail = "cannot set up its folder (its log says why)"
+        return RunUpdate(run.index, FAILED, exit_code=code, detail=detail, attempt=run.attempt)
+    return RunUpdate(run.index, FAILED, exit_code=code, attempt=run.attempt)
 
 
 # -- stopping ------------------------------------------------------------------------------------------------
@@ -555,7 +581,8 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
 def cancel(sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpdate]], None]) -> list[RunUpdate]:
     """Record the runs cancelled first (so the supervisor neither starts them nor calls them failed), then
     stop those that run; one that had ended by itself meanwhile keeps its end (its supervisor records it)."""
-    updates = [RunUpdate(run.index, CANCELLED, detail="cancelled by `mrunner cancel`") for run in runs]
+    detail = "cancelled by `mrunner cancel`"
+    updates = [RunUpdate(run.index, CANCELLED, detail=detail, attempt=run.attempt) for run in runs]
     record(updates)
     # The pids as recorded now, not as ``runs`` were read: a run the supervisor recorded running in between
     # (after that read, before the cancel) runs with a pid that only the records know.
@@ -574,7 +601,8 @@ def _own_end(where: str, sweep: Sweep, run: Run) -> RunUpdate | None:
     code = contract.read_exit_code(contract.of_run(where, sweep, run).exit_code_file())
     if code is None:
         return None
-    return RunUpdate(run.index, COMPLETED if code == 0 else FAILED, exit_code=code, ended_by_itself=True)
+    state = COMPLETED if code == 0 else FAILED
+    return RunUpdate(run.index, state, exit_code=code, ended_by_itself=True, attempt=run.attempt)
 
 
 def _pid_of(run: Run) -> int | None:
@@ -632,10 +660,16 @@ def reconcile(sweep: Sweep, runs: Sequence[Run]) -> list[RunUpdate]:
             if _pid_of(run) is not None:
                 continue
         if reason:
-            updates.append(RunUpdate(run.index, CANCELLED, detail=f"its supervisor stopped: {reason}"))
+            detail = f"its supervisor stopped: {reason}"
+            updates.append(RunUpdate(run.index, CANCELLED, detail=detail, attempt=run.attempt))
         else:
             updates.append(
-                RunUpdate(run.index, LOST, detail="its supervisor is gone (killed, or the machine restarted)")
+                RunUpdate(
+                    run.index,
+                    LOST,
+                    detail="its supervisor is gone (killed, or the machine restarted)",
+                    attempt=run.attempt,
+                )
             )
     return updates
 

@@ -88,7 +88,10 @@ def status(connection: Connection, sweep: Sweep, runs: Sequence[Run], ended: Seq
         if attempt > run.attempt:  # Slurm requeued it: the next attempt of the same array task
             updates.append(_later(int(index), state, code, detail, own, attempt, ends))
         elif (state, code) != (run.state, run.exit_code) or (state == PENDING and detail):
-            updates.append(RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own))
+            # named: read before a `resume` recorded the next attempt, it must not end that one
+            updates.append(
+                RunUpdate(int(index), state, exit_code=code, detail=detail, ended_by_itself=own, attempt=run.attempt)
+            )
     return updates
 
 
@@ -166,6 +169,7 @@ def cancel(
             run.index,
             CANCELLED,
             detail=f"cancelled by `mrunner cancel` ({PACKED if run.index in packed else 'scancel'})",
+            attempt=run.attempt,
         )
         for run in runs
     ]
@@ -188,7 +192,7 @@ def cancel(
         if attempt > recorded[update.index]:  # the attempt it stopped was one Slurm had started since
             updates.append(_later(update.index, state, code, update.detail if not own else None, own, attempt, ends))
         elif own:
-            updates.append(RunUpdate(update.index, state, exit_code=code, ended_by_itself=True))
+            updates.append(RunUpdate(update.index, state, exit_code=code, ended_by_itself=True, attempt=update.attempt))
         else:
             updates.append(update)
     return updates

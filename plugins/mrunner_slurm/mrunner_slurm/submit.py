@@ -225,7 +225,9 @@ def submit(
         detail = f"job array {job}" + (f" ({how})" if how else "") + (f"; {shared}" if shared else "")
         record(
             [
-                RunUpdate(run.index, SUBMITTED, backend_ref=f"{job}_{task[run.index]}", detail=detail)
+                RunUpdate(
+                    run.index, SUBMITTED, backend_ref=f"{job}_{task[run.index]}", detail=detail, attempt=run.attempt
+                )
                 for run in unit.runs
             ]
         )

@@ -114,7 +114,7 @@ class _RichProgress:
         self._bar.advance(self._task, amount)
 
     def update(self, completed: int, detail: str | None = None) -> None:
-        kwargs = {"detail": detail} if detail else {}
+        kwargs = {"detail": detail} if detail is not None else {}  # "" takes the detail away
         self._bar.update(self._task, completed=completed, **kwargs)
 
 

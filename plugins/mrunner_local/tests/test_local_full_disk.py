@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -149,6 +151,43 @@ def test_a_full_disk_under_the_records_and_the_outputs_stops_the_sweep_and_resum
     assert resumed.returncode == 0, resumed.stderr
     assert set(states(mrunner, sweep, env).values()) == {COMPLETED}
     assert done(ledger) == dict.fromkeys(range(POINTS), 1)
+
+
+# Each experiment writes 60 files of a few bytes: their blocks, not their lengths, are what fills a disk.
+SMALL_FILES = """
+import os
+from mrunner import get_configuration
+
+config = get_configuration()
+for number in range(60):
+    with open(f"small-{number}.txt", "w") as out:
+        out.write("x")
+with open(os.path.join(config.ledger, f"done-{config.i}"), "a") as ledger:
+    ledger.write("x")
+"""
+
+
+def test_the_space_a_full_disk_asks_for_is_enough_for_the_rest_when_experiments_write_small_files(
+    mrunner, project, disk
+):
+    """Freeing what the line asks for lets `resume` run the rest: the need is measured in the disk's blocks (a
+    file of one byte takes a block), and counts the experiments the full disk cut short, which run again."""
+    (project / "small.py").write_text(SMALL_FILES)
+    ledger = project.parent / "ledger"
+    points = 40
+    arguments = ["small.py", "-m", f"i=range({points})", f"ledger={ledger}", f"context.storage_dir={disk}"]
+    result = mrunner(*arguments, "context.max_parallel=2")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "stopped: the disk of" in line]
+    asked = float(re.search(r"free at least ([0-9.]+) MB", line).group(1)) * 2**20
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    usage = shutil.disk_usage(disk)
+    size = -(-int(usage.used + asked) // 4096) * 4  # KiB, whole pages: exactly what was asked is free
+    subprocess.run(["mount", "-o", f"remount,size={size}k", str(disk)], check=True)
+    resumed = mrunner("resume", sweep)
+    assert resumed.returncode == 0, (line, resumed.stderr)
+    assert set(states(mrunner, sweep).values()) == {COMPLETED}
+    assert done(ledger) == dict.fromkeys(range(points), 1)
 
 
 def test_logs_of_an_attempt_the_full_disk_kept_from_its_log_says_so_and_why(mrunner, project, disk):

@@ -21,6 +21,7 @@ as they end, and the reason, naming the disk and the space needed, is where ``mr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -570,6 +571,11 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
     """Start a background supervisor for ``runs``; secrets reach it through its environment only."""
     log = sweep_dir(sweep) / "supervisor.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _room(sweep).write_bytes(bytes(ROOM_BYTES))
+    except OSError:  # no room even for that: the supervisor goes on without it
+        with contextlib.suppress(OSError):
+            _room(sweep).unlink(missing_ok=True)
     with open(log, "ab") as output:
         started = subprocess.Popen(
             [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id],
@@ -625,9 +631,21 @@ def _pid_of(run: Run) -> int | None:
     return pid if process.identity(pid) == ref[4:] else None
 
 
+#: Room a detached supervisor keeps in its sweep's folder (``supervisor.room``) for the line saying why it
+#: stopped: on a disk that filled under both the records and the outputs, nothing else would take it.
+ROOM_BYTES = 64 * 1024
+
+
+def _room(sweep: Sweep) -> Path:
+    return sweep_dir(sweep) / "supervisor.room"
+
+
 def leave_reason(sweep: Sweep, recorder: Recorder, identity: str, reason: str) -> None:
     """Say why supervisor ``identity`` stopped the sweep early: in the records, and in the sweep's
-    ``supervisor.log``, which is all there is when the records' disk is the full one."""
+    ``supervisor.log``, which is all there is when the records' disk is the full one (the room kept for it
+    freed first, for both)."""
+    with contextlib.suppress(OSError):
+        _room(sweep).unlink(missing_ok=True)
     try:
         recorder.stopped(reason)
     except (MrunnerError, OSError):
@@ -724,6 +742,8 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         supervisor.stop("cancelled (supervisor interrupted)")
     if supervisor.failure is None:
+        with contextlib.suppress(OSError):
+            _room(sweep).unlink(missing_ok=True)
         return 0
     leave_reason(sweep, recorder, process.identity(os.getpid()), supervisor.failure)
     return 1

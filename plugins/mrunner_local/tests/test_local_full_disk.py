@@ -190,6 +190,48 @@ def test_the_space_a_full_disk_asks_for_is_enough_for_the_rest_when_experiments_
     assert done(ledger) == dict.fromkeys(range(points), 1)
 
 
+# Waits for a gate (on another disk) before it writes, so the test fills the disk while it runs.
+GATED = """
+import os, time
+from mrunner import get_configuration
+
+config = get_configuration()
+while not os.path.exists(config.gate):
+    time.sleep(0.05)
+with open("result.bin", "wb") as out:
+    out.write(os.urandom(300_000))
+with open(os.path.join(config.ledger, f"done-{config.i}"), "a") as ledger:
+    ledger.write("x")
+"""
+
+
+def test_a_detached_supervisor_says_why_it_stopped_though_its_disk_has_not_a_byte_left(mrunner, project, disk):
+    """The disk under the records and the outputs fills completely (the records' reserve spent too) while
+    experiments run: the detached supervisor still leaves the line saying why it stopped (in room it kept for
+    it), and once space is freed `status` shows it and `resume` runs each of the rest once."""
+    (project / "gated.py").write_text(GATED)
+    ledger, gate = project.parent / "ledger", project.parent / "gate"
+    env = {"XDG_DATA_HOME": str(disk / "data")}
+    points = 6
+    arguments = ["gated.py", "-m", f"i=range({points})", f"ledger={ledger}", f"gate={gate}"]
+    result = mrunner(*arguments, "context.max_parallel=2", "--detach", env=env)
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    wait_for(lambda: list(states(mrunner, sweep, env).values()).count("running") == 2, timeout=60, every=0.1)
+    fill(disk)
+    gate.touch()
+    said = "its supervisor stopped before the end:"
+    wait_for(lambda: said in mrunner("status", sweep, env=env).stdout, timeout=60, every=0.2)
+    subprocess.run(["mount", "-o", "remount,size=30m", str(disk)], check=True)  # space freed
+    wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep, env).values()), timeout=60, every=0.1)
+    (line,) = [line for line in mrunner("status", sweep, env=env).stdout.splitlines() if line.startswith(said)]
+    assert "disk is full" in line or "the disk of" in line, line
+    resumed = mrunner("resume", sweep, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(states(mrunner, sweep, env).values()) == {COMPLETED}
+    assert done(ledger) == dict.fromkeys(range(points), 1)
+
+
 def test_logs_of_an_attempt_the_full_disk_kept_from_its_log_says_so_and_why(mrunner, project, disk):
     """An attempt that never started (the disk was full before its log could be made) has no log, and one whose
     output the full disk kept from its log printed nothing: `logs` says so in one line with the recorded reason,

@@ -84,7 +84,8 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float | None 
 def _wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> dict[str, int]:
     counts = _looked_patiently(sweep, store, reporter, interval)
     shown = ""
-    with reporter.progress(sum(counts.values()), f"sweep {sweep.id}") as progress:
+    ended = sum(n for state, n in counts.items() if state in TERMINAL)
+    with reporter.progress(sum(counts.values()), f"sweep {sweep.id}", ended) as progress:
         while True:
             ended = sum(n for state, n in counts.items() if state in TERMINAL)
             waiting = store.details(sweep.id, [PENDING]) if PENDING in counts else {}

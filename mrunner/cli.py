@@ -258,6 +258,11 @@ def _run(args: list[str]) -> int:
         target, options.spec = options.spec, "experiments_list"  # `mrunner --spec spec.py`
     if target is None:
         raise MrunnerError("no TARGET: give an experiment script or a spec file (see `mrunner --help`)")
+    if options.context == "" or context_name == "":  # `+context=$CLUSTER` with the variable unset
+        raise MrunnerError(
+            "the context named is empty: give +context=NAME or --context NAME (`mrunner context list` shows "
+            "them), or neither for the current context"
+        )
     for option in GROUP_OPTIONS:
         value = getattr(options, option)
         if value is not None:

@@ -84,14 +84,17 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float | None 
 def _wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float) -> dict[str, int]:
     counts = _looked_patiently(sweep, store, reporter, interval)
     shown = ""
-    with reporter.progress(sum(counts.values()), f"sweep {sweep.id}") as progress:
+    ended = sum(n for state, n in counts.items() if state in TERMINAL)
+    with reporter.progress(sum(counts.values()), f"sweep {sweep.id}", ended) as progress:
         while True:
             ended = sum(n for state, n in counts.items() if state in TERMINAL)
             waiting = store.details(sweep.id, [PENDING]) if PENDING in counts else {}
             states = counts_text(counts, list(dict.fromkeys(waiting.values())))
             line = f"sweep {sweep.id}: {states}"
-            progress.update(ended, detail=states)
-            if not UNFINISHED & set(counts):
+            done = not UNFINISHED & set(counts)
+            # the final counts are the caller's line to say, once: not also below the bar left on the screen
+            progress.update(ended, detail="" if done else states)
+            if done:
                 return counts
             if line != shown and not reporter.interactive:
                 reporter.step(line)

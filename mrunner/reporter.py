@@ -39,13 +39,14 @@ class Reporter:
         return not self.quiet and sys.stderr.isatty()
 
     @contextmanager
-    def progress(self, total: int, description: str) -> Iterator[Progress]:
-        """A progress bar over ``total`` items (silent when not a terminal or quiet)."""
+    def progress(self, total: int, description: str, completed: int = 0) -> Iterator[Progress]:
+        """A progress bar over ``total`` items, ``completed`` of them done already (its first frame shows the
+        real count, not 0 for a sweep followed near its end); silent when not a terminal or quiet."""
         if not self.interactive:
             yield _NoProgress()
             return
         with _fitted_progress(_stderr_console()) as bar:
-            task = bar.add_task(description, total=total, detail="")
+            task = bar.add_task(description, total=total, completed=completed, detail="")
             yield _RichProgress(bar, task)
 
 
@@ -114,7 +115,7 @@ class _RichProgress:
         self._bar.advance(self._task, amount)
 
     def update(self, completed: int, detail: str | None = None) -> None:
-        kwargs = {"detail": detail} if detail else {}
+        kwargs = {"detail": detail} if detail is not None else {}  # "" takes the detail away
         self._bar.update(self._task, completed=completed, **kwargs)
 
 

@@ -43,19 +43,39 @@ def is_spec_file(path: Path, variable: str = DEFAULT_VARIABLE) -> bool:
     return False
 
 
+#: the names a spec file builds its experiments with (``create_experiments_helper``: the original tool's)
+BUILDERS = frozenset({"Experiment", "create_experiments", "create_experiments_helper"})
+
+
 def builds_experiments(path: Path) -> bool:
-    """Whether ``path`` imports ``create_experiments`` or ``Experiment`` from mrunner, as a spec file does (a
-    spec that assigns its list to another name would otherwise run as an experiment script, doing nothing)."""
+    """Whether ``path`` builds experiments with mrunner's builders (``from mrunner... import Experiment``, or
+    ``import mrunner.experiment as me`` and ``me.Experiment(...)``), as a spec file does: a spec that assigns its
+    list to another name would otherwise run as an experiment script, doing nothing."""
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (SyntaxError, ValueError, OSError):
         return False
+    aliases: set[str] = set()  # the names mrunner's modules are bound to, for ``me.Experiment``
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mrunner":
+            if any(alias.name in BUILDERS for alias in node.names):
+                return True
+            aliases.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "mrunner":
+                    aliases.add(alias.asname or alias.name.split(".")[0])
     return any(
-        isinstance(node, ast.ImportFrom)
-        and (node.module or "").split(".")[0] == "mrunner"
-        and any(alias.name in ("create_experiments", "Experiment") for alias in node.names)
+        isinstance(node, ast.Attribute) and node.attr in BUILDERS and _root(node.value) in aliases
         for node in ast.walk(tree)
     )
+
+
+def _root(node: ast.expr) -> str | None:
+    """The name an attribute chain starts from (``mrunner`` of ``mrunner.experiment.Experiment``)."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 #: words only a spec file has: it then is one even when it does not parse (``create_experiments_helper`` too)

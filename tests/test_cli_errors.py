@@ -45,6 +45,10 @@ def project(tmp_path: Path) -> Path:
         (["train.py", "-m", "lr=0.1,,2"], ["invalid override 'lr=0.1,,2' at character 8"]),
         (["train.py", "-m", "lr=range(5,1)"], ["grid is empty"]),
         (["train.py", "+context=nowhere"], ["unknown context 'nowhere'", "local"]),
+        # `+context=$CLUSTER` with the variable unset: not run on the current context instead
+        (["train.py", "+context="], ["context named is empty", "+context=NAME"]),
+        (["train.py", "context="], ["context named is empty"]),
+        (["--context", "", "train.py"], ["context named is empty"]),
         (
             ["train.py", "context.max_paralel=2"],
             ["unknown key 'max_paralel'", "did you mean 'max_parallel'", "valid keys:"],

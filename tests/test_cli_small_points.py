@@ -79,11 +79,20 @@ def test_a_write_waiting_for_the_records_lock_names_the_process_holding_it(mrunn
     assert line.rstrip("\n").endswith(")") and rest.startswith("sweep "), line + rest
 
 
-def test_a_spec_that_assigns_another_name_is_refused(mrunner, tmp_path):
+@pytest.mark.parametrize(
+    "text",
+    [
+        "from mrunner import create_experiments\nexps = create_experiments('train.py', params_grid={'lr': [1, 2]})\n",
+        # the original tool's helper, and mrunner's builders reached through a module
+        "from mrunner.helpers.specification_helper import create_experiments_helper\n"
+        "exps = create_experiments_helper(experiment_name='x', base_config={}, params_grid={}, script='train.py')\n",
+        "import mrunner.experiment as me\nexps = [me.Experiment(name='a', script='train.py', parameters={})]\n",
+        "import mrunner\nexps = mrunner.create_experiments('train.py', params_grid={'lr': [1, 2]})\n",
+    ],
+)
+def test_a_spec_that_assigns_another_name_is_refused(mrunner, tmp_path, text):
     project = _project(tmp_path, mrunner)
-    (project / "spec.py").write_text(
-        "from mrunner import create_experiments\nexps = create_experiments('train.py', params_grid={'lr': [1, 2]})\n"
-    )
+    (project / "spec.py").write_text(text)
     _one_line_error(mrunner("spec.py"), "assigns no experiments_list", "--spec VARIABLE")
     assert Store().sweeps() == []
 

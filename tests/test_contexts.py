@@ -248,3 +248,14 @@ def test_a_plain_dry_run_imports_no_hydra(tmp_path, mrunner_home):
     result = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "6 experiments" in result.stdout
+
+
+def test_only_the_first_context_added_becomes_active(mrunner, mrunner_home):
+    """A user who unset current_context (to run on this machine by default) and adds another context keeps
+    that choice: only the very first context added becomes active, as the command says."""
+    assert "active context: one" in mrunner("context", "add", "--name", "one", "--type", "local").stdout
+    assert mrunner("config", "unset", "current_context").returncode == 0
+    added = mrunner("context", "add", "--name", "two", "--type", "local")
+    assert added.returncode == 0 and "active context" not in added.stdout, added.stdout
+    listing = mrunner("context", "list").stdout.splitlines()
+    assert [line.split()[1] for line in listing if line.startswith("*")] == ["local"], listing

@@ -97,3 +97,18 @@ def test_the_progress_of_status_wait_fits_and_shows_every_state_whole(tmp_path: 
     assert not [segment for segment in redraws if "\u2026" in segment], redraws
     assert any(re.fullmatch(r"(\d+ (submitted|running|completed)(, )?)+", segment) for segment in redraws), redraws
     assert any(re.fullmatch(rf"sweep {sweep}\b.* [0-6]/6( .*)?", segment) for segment in redraws), redraws
+
+
+def test_wait_on_a_terminal_says_the_final_counts_once(tmp_path: Path, mrunner_home: Path):
+    """At the end of `--wait` on a terminal the bar stays, and the final counts are said once, by the line
+    after it, not also by the bar's detail line left above it; the follower's bar, drawn once the run's own
+    ended, starts at the real count, not at 0/3."""
+    project = _project(tmp_path, "import time\ntime.sleep(0.3)\n")
+    text = _on_terminal(["train.py", "-m", "i=range(3)", "--wait"], project, 100)
+    redraws = [segment for segment in _redraws(text) if segment]
+    last_bar = max(i for i, segment in enumerate(redraws) if re.search(r"\b3/3\b", segment))
+    followed = redraws[redraws.index(next(s for s in redraws if re.fullmatch(r"[a-z]+-[a-z]+-[0-9a-f]+", s))) :]
+    assert not [segment for segment in followed if re.search(r"\b0/3\b", segment)], followed  # no stale 0/3
+    assert [segment for segment in redraws[last_bar:] if "3 completed" in segment] == [
+        next(segment for segment in redraws if re.fullmatch(r"sweep \S+: 3 completed", segment))
+    ], redraws

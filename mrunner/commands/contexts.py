@@ -136,9 +136,11 @@ def _add(options: argparse.Namespace) -> int:
     if options.neptune is not None:
         data["neptune"] = options.neptune
     _check(options.name, data)
+    folder = config.user_context_dir()
+    first = not (folder.is_dir() and any(folder.glob("*.yaml")))  # not after `config unset current_context`
     path = config.write_context(options.name, data)
     print(f"added context {options.name} ({path})")
-    if not config.read_settings().get("current_context"):
+    if first and not config.read_settings().get("current_context"):
         config.write_setting("current_context", options.name)
         print(f"active context: {options.name} (the first one added)")
     return 0

@@ -52,7 +52,7 @@ def run(arguments: RunArguments) -> int:
         variable = spec.DEFAULT_VARIABLE
     elif variable is None and target.suffix == ".py" and spec.builds_experiments(target):
         raise MrunnerError(
-            f"{target} builds experiments (it imports create_experiments or Experiment) but assigns no "
+            f"{target} builds experiments (with mrunner's create_experiments or Experiment) but assigns no "
             f"{spec.DEFAULT_VARIABLE} at top level: assign its list to {spec.DEFAULT_VARIABLE}, or name the "
             f"variable with --spec VARIABLE"
         )

@@ -21,6 +21,7 @@ as they end, and the reason, naming the disk and the space needed, is where ``mr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -126,6 +127,7 @@ class Supervisor:
         self.slots = min(workers, max(1, len(runs)))
         self.children: dict[int, Wrapper] = {}
         self.attempts: dict[int, int] = {}  # the attempt each child runs: what a stop's cancel of it names
+        self.completed = 0  # how many of the runs taken completed: a full disk's line asks room for the others
         self.workers: list[threading.Thread] = []
         self.stopping = threading.Event()
         #: Why the sweep stopped before its end by itself (a full disk), as one line; None while it did not.
@@ -323,6 +325,9 @@ class Supervisor:
             self._run_one(following, gpus, retries - 1)
             return
         self.record(end)
+        if end.state == COMPLETED:
+            with self.lock:
+                self.completed += 1
         self._ended(run)
 
     def _retry(self, run: Run, end: RunUpdate) -> Run | None:
@@ -356,8 +361,12 @@ class Supervisor:
         """One line: which disk, how much is free, about how much the rest of the sweep needs."""
         folder = storage(self.sweep)
         written = _size_of(sweep_dir(self.sweep))
-        started = max(1, self.pending.taken)
-        needed = max(ASK_AT_LEAST_BYTES, written // started * (self.pending.qsize() + 1))
+        # per completed experiment (what the ones the full disk cut short wrote counts too: more, never less),
+        # for every one resume runs: those that did not start and those that ran when the disk filled
+        with self.lock:
+            completed = self.completed
+        left = self.pending.qsize() + self.pending.taken - completed
+        needed = max(ASK_AT_LEAST_BYTES, written // max(1, completed) * left)
         return (
             f"the disk of {folder} ({_disk(folder)}) is full: free at least {_megabytes(needed)} there "
             f"(what the rest of sweep {self.sweep.id} needs, going by what its experiments wrote so far), then "
@@ -521,11 +530,13 @@ def _megabytes(size: int) -> str:
 
 
 def _size_of(folder: Path) -> int:
+    """What ``folder`` takes of its disk: the blocks of its files and folders, not their lengths (a file of a few
+    bytes takes a whole block, a folder too: a sweep of many small files would ask for a fraction of its need)."""
     total = 0
     for root, _, files in os.walk(folder):
-        for name in files:
+        for path in (root, *(os.path.join(root, name) for name in files)):
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                total += os.lstat(path).st_blocks * 512  # st_blocks counts 512-byte units, whatever the disk's
             except OSError:
                 continue
     return total
@@ -560,6 +571,11 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
     """Start a background supervisor for ``runs``; secrets reach it through its environment only."""
     log = sweep_dir(sweep) / "supervisor.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _room(sweep).write_bytes(bytes(ROOM_BYTES))
+    except OSError:  # no room even for that: the supervisor goes on without it
+        with contextlib.suppress(OSError):
+            _room(sweep).unlink(missing_ok=True)
     with open(log, "ab") as output:
         started = subprocess.Popen(
             [sys.executable, "-m", "mrunner_local.supervisor", store_path, sweep.id],
@@ -615,9 +631,21 @@ def _pid_of(run: Run) -> int | None:
     return pid if process.identity(pid) == ref[4:] else None
 
 
+#: Room a detached supervisor keeps in its sweep's folder (``supervisor.room``) for the line saying why it
+#: stopped: on a disk that filled under both the records and the outputs, nothing else would take it.
+ROOM_BYTES = 64 * 1024
+
+
+def _room(sweep: Sweep) -> Path:
+    return sweep_dir(sweep) / "supervisor.room"
+
+
 def leave_reason(sweep: Sweep, recorder: Recorder, identity: str, reason: str) -> None:
     """Say why supervisor ``identity`` stopped the sweep early: in the records, and in the sweep's
-    ``supervisor.log``, which is all there is when the records' disk is the full one."""
+    ``supervisor.log``, which is all there is when the records' disk is the full one (the room kept for it
+    freed first, for both)."""
+    with contextlib.suppress(OSError):
+        _room(sweep).unlink(missing_ok=True)
     try:
         recorder.stopped(reason)
     except (MrunnerError, OSError):
@@ -714,6 +742,8 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         supervisor.stop("cancelled (supervisor interrupted)")
     if supervisor.failure is None:
+        with contextlib.suppress(OSError):
+            _room(sweep).unlink(missing_ok=True)
         return 0
     leave_reason(sweep, recorder, process.identity(os.getpid()), supervisor.failure)
     return 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -149,6 +151,85 @@ def test_a_full_disk_under_the_records_and_the_outputs_stops_the_sweep_and_resum
     assert resumed.returncode == 0, resumed.stderr
     assert set(states(mrunner, sweep, env).values()) == {COMPLETED}
     assert done(ledger) == dict.fromkeys(range(POINTS), 1)
+
+
+# Each experiment writes 60 files of a few bytes: their blocks, not their lengths, are what fills a disk.
+SMALL_FILES = """
+import os
+from mrunner import get_configuration
+
+config = get_configuration()
+for number in range(60):
+    with open(f"small-{number}.txt", "w") as out:
+        out.write("x")
+with open(os.path.join(config.ledger, f"done-{config.i}"), "a") as ledger:
+    ledger.write("x")
+"""
+
+
+def test_the_space_a_full_disk_asks_for_is_enough_for_the_rest_when_experiments_write_small_files(
+    mrunner, project, disk
+):
+    """Freeing what the line asks for lets `resume` run the rest: the need is measured in the disk's blocks (a
+    file of one byte takes a block), and counts the experiments the full disk cut short, which run again."""
+    (project / "small.py").write_text(SMALL_FILES)
+    ledger = project.parent / "ledger"
+    points = 40
+    arguments = ["small.py", "-m", f"i=range({points})", f"ledger={ledger}", f"context.storage_dir={disk}"]
+    result = mrunner(*arguments, "context.max_parallel=2")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "stopped: the disk of" in line]
+    asked = float(re.search(r"free at least ([0-9.]+) MB", line).group(1)) * 2**20
+    sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
+    usage = shutil.disk_usage(disk)
+    size = -(-int(usage.used + asked) // 4096) * 4  # KiB, whole pages: exactly what was asked is free
+    subprocess.run(["mount", "-o", f"remount,size={size}k", str(disk)], check=True)
+    resumed = mrunner("resume", sweep)
+    assert resumed.returncode == 0, (line, resumed.stderr)
+    assert set(states(mrunner, sweep).values()) == {COMPLETED}
+    assert done(ledger) == dict.fromkeys(range(points), 1)
+
+
+# Waits for a gate (on another disk) before it writes, so the test fills the disk while it runs.
+GATED = """
+import os, time
+from mrunner import get_configuration
+
+config = get_configuration()
+while not os.path.exists(config.gate):
+    time.sleep(0.05)
+with open("result.bin", "wb") as out:
+    out.write(os.urandom(300_000))
+with open(os.path.join(config.ledger, f"done-{config.i}"), "a") as ledger:
+    ledger.write("x")
+"""
+
+
+def test_a_detached_supervisor_says_why_it_stopped_though_its_disk_has_not_a_byte_left(mrunner, project, disk):
+    """The disk under the records and the outputs fills completely (the records' reserve spent too) while
+    experiments run: the detached supervisor still leaves the line saying why it stopped (in room it kept for
+    it), and once space is freed `status` shows it and `resume` runs each of the rest once."""
+    (project / "gated.py").write_text(GATED)
+    ledger, gate = project.parent / "ledger", project.parent / "gate"
+    env = {"XDG_DATA_HOME": str(disk / "data")}
+    points = 6
+    arguments = ["gated.py", "-m", f"i=range({points})", f"ledger={ledger}", f"gate={gate}"]
+    result = mrunner(*arguments, "context.max_parallel=2", "--detach", env=env)
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    wait_for(lambda: list(states(mrunner, sweep, env).values()).count("running") == 2, timeout=60, every=0.1)
+    fill(disk)
+    gate.touch()
+    said = "its supervisor stopped before the end:"
+    wait_for(lambda: said in mrunner("status", sweep, env=env).stdout, timeout=60, every=0.2)
+    subprocess.run(["mount", "-o", "remount,size=30m", str(disk)], check=True)  # space freed
+    wait_for(lambda: not {"submitted", "running"} & set(states(mrunner, sweep, env).values()), timeout=60, every=0.1)
+    (line,) = [line for line in mrunner("status", sweep, env=env).stdout.splitlines() if line.startswith(said)]
+    assert "disk is full" in line or "the disk of" in line, line
+    resumed = mrunner("resume", sweep, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(states(mrunner, sweep, env).values()) == {COMPLETED}
+    assert done(ledger) == dict.fromkeys(range(points), 1)
 
 
 def test_logs_of_an_attempt_the_full_disk_kept_from_its_log_says_so_and_why(mrunner, project, disk):

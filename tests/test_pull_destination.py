@@ -3,6 +3,7 @@ the same grid submitted again after a pull is the same code and is skipped as al
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from mrunner.store import Store
@@ -45,3 +46,26 @@ def test_a_pull_into_the_project_elsewhere_warns_that_the_next_snapshot_takes_it
     for to in ("results", "mrunner-results/mine", str(tmp_path / "outside")):
         quiet = mrunner("pull", sweep.id, "--to", to)
         assert quiet.returncode == 0 and "warning" not in quiet.stderr, (to, quiet.stderr)
+
+
+def test_pulled_results_leave_a_clean_checkout_clean(mrunner, tmp_path: Path):
+    """git does not list the default destination as untracked (it holds a ``.gitignore`` of ``*``), so the next
+    sweep of a committed project is recorded with its commit and not dirty."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (project / "train.py").write_text("open('result.txt', 'w').write('42')\n")
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "code"]):
+        subprocess.run([*git, *args], check=True)
+    mrunner.cwd = project
+    assert mrunner("train.py").returncode == 0
+    (sweep,) = Store().sweeps()
+    assert sweep.git_dirty is False
+    pulled = mrunner("pull", sweep.id)
+    assert pulled.returncode == 0, pulled.stderr
+    assert list((project / "mrunner-results" / sweep.id).glob("*/result.txt"))
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True, check=True)
+    assert status.stdout == "", status.stdout
+    assert mrunner("train.py", "i=1").returncode == 0
+    assert [s.git_dirty for s in Store().sweeps()] == [False, False]

@@ -72,6 +72,8 @@ def pull_command(options: argparse.Namespace) -> int:
             f"(`mrunner resume {sweep.id}` runs it)"
         )
     destination = paths.writable_folder(options.to or Path(RESULTS_DIR) / sweep.id, "--to")
+    if options.to is None:
+        _ignored_by_git(destination.parent)
     started_at = time.monotonic()
     pulled = pull_runs(sweep, chosen, destination, options.include, reporter)
     elapsed = time.monotonic() - started_at
@@ -112,6 +114,14 @@ def _warn_if_snapshotted(sweep: Sweep, destination: Path, reporter: Reporter) ->
             f"code changes with every pull (and its experiments run again); pull outside the project or into a "
             f"folder named {RESULTS_FOLDER}{ignore}"
         )
+
+
+def _ignored_by_git(folder: Path) -> None:
+    """A ``.gitignore`` of ``*`` in the default destination (as pytest leaves in its cache): results are not code,
+    and git would otherwise list them as untracked, so every later sweep of a clean checkout is recorded dirty."""
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        write_atomic(str(ignore), "# made by `mrunner pull`: pulled results are not code\n*\n")
 
 
 def pull_runs(sweep: Sweep, runs: list[Run], destination: Path, include: list[str], reporter: Reporter) -> Pulled:

@@ -210,8 +210,8 @@ def untracked(tracker: str, key: str = UNTRACKED) -> None:
 
 
 #: The keys of the lines a process writes when it starts forwarding to a tracker whose points the catch-up can
-#: send (MLflow, W&B) and when its exit saw every point taken (``forwarded``). An opening without its closing
-#: is a process that ended without mrunner's tracker exit (SIGKILL, the OOM killer, a lost node, ``os._exit``):
+#: send (MLflow, W&B, Neptune) and when its exit saw every point taken (``forwarded``). An opening without its
+#: closing is a process that ended without mrunner's tracker exit (SIGKILL, the OOM killer, a lost node, ``os._exit``):
 #: the tracker may lack its last points, and once the experiment has ended the submitting machine replays its
 #: lines (``mrunner.uploads``). Readers skip the lines.
 FORWARDING, FORWARDED = "forwarding", "forwarded"

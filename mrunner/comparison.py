@@ -27,7 +27,7 @@ class Row:
     metrics: dict[str, float]
     state: str
     indices: list[int]
-    #: with --over: each metric's standard deviation and how many experiments had it
+    #: with --over: each metric's standard deviation (where two or more experiments had it) and how many had it
     std: dict[str, float] = field(default_factory=dict)
     count: dict[str, int] = field(default_factory=dict)
 
@@ -204,7 +204,8 @@ def rows(
             Row(
                 axes={axis: members[0].axes[axis] for axis in kept},
                 metrics={m: math.fsum(v) / len(v) for m, v in values.items() if v},
-                std={m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in values.items() if v},
+                # a spread of one value is undefined, not 0: no std for it (no ± in the table, null in --json)
+                std={m: statistics.stdev(v) for m, v in values.items() if len(v) > 1},
                 count={m: len(v) for m, v in values.items()},
                 state=", ".join(f"{n} {state}" for state, n in counted.items()),
                 indices=[i for r in members for i in r.indices],

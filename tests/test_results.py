@@ -439,3 +439,22 @@ def test_names_made_of_the_parameters_are_no_axis(mrunner, project):
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip().splitlines()[-1]
     assert [(r["lr"], r["n"]) for r in records(mrunner, sweep, "--over", "seed")] == [(0.1, 2), (1.0, 2)]
+
+
+def test_a_group_of_one_value_shows_no_spread(mrunner, project):
+    """A standard deviation of one value is undefined: a group whose metric one member holds shows its mean
+    without ``± 0``, and ``NAME_std`` is null in the records (it was 0, as if the seeds had agreed)."""
+    (project / "one.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "if not (c.lr == 1.0 and c.seed == 1):\n"
+        "    mrunner.report({'loss': c.lr * (c.seed + 1)}, step=0)\n"
+    )
+    sweep = mrunner("one.py", "-m", "lr=0.1,1.0", "seed=0,1", "--wait").stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep, "--over", "seed")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[2].split() == ["0.1", "0.15", "±", "0.07071", "2"]
+    assert lines[3].split() == ["1.0", "1", "(1", "of", "2)", "2"]
+    found = {r["lr"]: (r["loss"], r["loss_std"], r["loss_n"]) for r in records(mrunner, sweep, "--over", "seed")}
+    assert found == {0.1: (pytest.approx(0.15), pytest.approx(0.0707106781), 2), 1.0: (1.0, None, 1)}

@@ -474,7 +474,9 @@ def _table(
             if name not in row.metrics:
                 values.append("-")
             elif over:
-                cell = f"{comparison.number(row.metrics[name])} ± {comparison.number(row.std[name])}"
+                cell = comparison.number(row.metrics[name])
+                if name in row.std:  # a mean of one value has no spread to show
+                    cell += f" ± {comparison.number(row.std[name])}"
                 held = row.count.get(name, 0)
                 # a mean over fewer than the row's n (a seed that failed before reporting) says so
                 values.append(cell if held == len(row.indices) else f"{cell} ({held} of {len(row.indices)})")

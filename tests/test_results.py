@@ -198,11 +198,15 @@ def test_refusals_name_what_exists(mrunner, project):
         (["--curves", "loss", "--x", "lr", "-o", "x.png"], "--curves draws against the step: leave --x out"),
         (["--plot", "loss", "-o", "picture"], "-o picture: the file's extension says its format: add one"),
         (["--plot", "loss", "-o", "."], "-o . is a folder: name the picture's file, e.g. -o loss.png"),
+        (["--curves", "loss", "--agg", "min", "-o", "x.png"], "--curves draws every step, no summary of them: leave"),
+        (["--plot", "loss", "--sort", "-loss", "-o", "x.png"], "--sort orders the rows of a table, and --plot draws"),
+        (["--curves", "loss", "--sort", "lr", "-o", "x.png"], "--sort orders the rows of a table, and --curves draws"),
     ],
 )
 def test_picture_options_that_would_be_ignored_or_write_elsewhere_are_refused(mrunner, project, args, message):
-    """Before any sweep is looked up: -o or --x that nothing draws, and a file name matplotlib would change
-    (no extension: it appends .png and the picture is not where `wrote FILE` says)."""
+    """Before any sweep is looked up: -o or --x that nothing draws, a file name matplotlib would change (no
+    extension: it appends .png and the picture is not where `wrote FILE` says), and options a picture would
+    ignore (--agg of --curves, which draws every step; --sort, which orders a table's rows)."""
     assert_refused(mrunner("results", "anysweep", *args), message)
     assert sorted(os.listdir(project)) == ["train.py"]
 

@@ -38,8 +38,7 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agg",
         choices=comparison.AGGREGATES,
-        default="last",
-        help="how a metric's curve becomes one number (default: last, its value at the last step)",
+        help="how a metric's curve becomes one number (default: last, its value at the last step); not with --curves",
     )
     parser.add_argument(
         "--over",
@@ -49,7 +48,9 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
         help="fold the experiments that differ only in these axes (comma-separated, repeatable, e.g. seed) into one row: mean ± std, n",
     )
     parser.add_argument(
-        "--sort", metavar="[-]NAME", help="order rows by a metric or axis (ascending; -NAME descending)"
+        "--sort",
+        metavar="[-]NAME",
+        help="order the table's rows by a metric or axis (ascending; -NAME descending); not with a picture",
     )
     parser.add_argument(
         "--where",
@@ -71,6 +72,7 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
 
 def results_command(options: argparse.Namespace) -> int:
     _check_picture_options(options)
+    options.agg = options.agg or "last"
     if options.csv is not None and str(options.csv) != "-":
         paths.writable_file(options.csv, "--csv")
     if options.output is not None:
@@ -138,6 +140,16 @@ def _check_picture_options(options: argparse.Namespace) -> None:
         return
     if options.x is not None and options.curves:
         raise MrunnerError("--curves draws against the step: leave --x out (it goes with --plot)")
+    if options.agg is not None and options.curves:
+        raise MrunnerError(
+            f"--curves draws every step, no summary of them: leave --agg {options.agg} out "
+            f"(it goes with the table, --json, --csv and --plot)"
+        )
+    if options.sort is not None:
+        raise MrunnerError(
+            f"--sort orders the rows of a table, and {drawing} draws no table: leave --sort out "
+            f"(--where chooses the experiments drawn)"
+        )
     if options.output is None:
         raise MrunnerError(f"{drawing} draws into a file: add -o FILE.png")
     if options.output.is_dir():

@@ -203,15 +203,34 @@ def rows(
         folded.append(
             Row(
                 axes={axis: members[0].axes[axis] for axis in kept},
-                metrics={m: math.fsum(v) / len(v) for m, v in values.items() if v},
+                metrics={m: _mean(v) for m, v in values.items() if v},
                 # a spread of one value is undefined, not 0: no std for it (no ± in the table, null in --json)
-                std={m: statistics.stdev(v) for m, v in values.items() if len(v) > 1},
+                std={m: _stdev(v, statistics) for m, v in values.items() if len(v) > 1},
                 count={m: len(v) for m, v in values.items()},
                 state=", ".join(f"{n} {state}" for state, n in counted.items()),
                 indices=[i for r in members for i in r.indices],
             )
         )
     return folded
+
+
+def _mean(values: list[float]) -> float:
+    """A group's mean: exact summation, or where that cannot be made (infinities of both signs) nan."""
+    try:
+        return math.fsum(values) / len(values)
+    except (ValueError, OverflowError):
+        return sum(values) / len(values)
+
+
+def _stdev(values: list[float], statistics: Any) -> float:
+    """A group's standard deviation; nan where a member is nan or infinite (the statistics module raises on
+    those: the spread is undefined, and the table shows it so instead of a traceback)."""
+    if not all(math.isfinite(v) for v in values):
+        return math.nan
+    try:
+        return statistics.stdev(values)
+    except OverflowError:  # finite values whose squares overflow (near 1e308)
+        return math.inf
 
 
 def sort(found: list[Row], key: str, axes: Sequence[str], metrics: Sequence[str], shown: Labels) -> list[Row]:

@@ -462,3 +462,43 @@ def test_a_group_of_one_value_shows_no_spread(mrunner, project):
     assert lines[3].split() == ["1.0", "1", "(1", "of", "2)", "2"]
     found = {r["lr"]: (r["loss"], r["loss_std"], r["loss_n"]) for r in records(mrunner, sweep, "--over", "seed")}
     assert found == {0.1: (pytest.approx(0.15), pytest.approx(0.0707106781), 2), 1.0: (1.0, None, 1)}
+
+
+def test_json_is_strict_nan_and_infinities_are_null_and_csv_keeps_them(mrunner, project):
+    """Python's json writes ``NaN`` and ``Infinity``, which strict readers (jq, JSON.parse, most languages')
+    refuse: --json writes null for them, which jq and ``pandas.read_json`` read as a missing number, and says
+    on stderr which columns held one; --csv keeps them as pandas reads them (inf, -inf, nan)."""
+    import io
+    import math
+    import shutil
+    import subprocess
+
+    import pandas
+
+    (project / "edge.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "mrunner.report({'up': float('inf') if c.k == 1 else 1.0, 'down': -float('inf'), 'odd': float('nan'),"
+        " 'fine': c.k}, step=0)\n"
+    )
+    sweep = mrunner("edge.py", "-m", "k=1,2", "--wait").stdout.strip().splitlines()[-1]
+    for args in ([], ["--over", "k"]):
+        shown = mrunner("results", sweep, "--json", *args)
+        assert shown.returncode == 0, shown.stderr
+
+        def refuse(constant: str) -> None:
+            raise AssertionError(f"--json wrote {constant}")
+
+        found = json.loads(shown.stdout, parse_constant=refuse)
+        assert [(r["up"], r["down"], r["odd"]) for r in found][:1] == [(None, None, None)], found
+        named = shown.stderr.split("numbers): ")[-1].split(";")[0].split(", ")
+        assert "as null" in shown.stderr and {"up", "down", "odd"} <= set(named) and "fine" not in named, shown.stderr
+        if shutil.which("jq"):
+            read = subprocess.run(["jq", "-c", ".[0].down"], input=shown.stdout, capture_output=True, text=True)
+            assert read.returncode == 0 and read.stdout.strip() == "null", read.stderr
+    frame = pandas.read_json(io.StringIO(mrunner("results", sweep, "--json").stdout))
+    assert frame["up"].isna().tolist() == [True, False] and frame["up"].dtype == "float64"
+    assert frame["fine"].tolist() == [1, 2]
+    written = pandas.read_csv(io.StringIO(mrunner("results", sweep, "--csv", "-").stdout))
+    assert written["up"].tolist() == [math.inf, 1.0] and written["down"].tolist() == [-math.inf] * 2
+    assert written["odd"].isna().all() and written["odd"].dtype == "float64"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import threading
@@ -119,8 +120,14 @@ def results_command(options: argparse.Namespace) -> int:
         return 0
     records = _records(found, kept, constants, names, over, shown)
     if options.json:
+        records, unwritten = _strict(records)
         # a record per line: readable, and json's C encoder (an indented dump runs its Python one)
-        print("[\n" + ",\n".join(json.dumps(record) for record in records) + "\n]")
+        print("[\n" + ",\n".join(json.dumps(record, allow_nan=False) for record in records) + "\n]")
+        if unwritten:
+            Reporter().warn(
+                f"--json writes nan, inf and -inf as null (JSON has no such numbers): {', '.join(unwritten)}; "
+                f"--csv FILE keeps them"
+            )
     elif options.csv:
         _write_csv(records, options.csv)
     else:
@@ -424,6 +431,25 @@ def _records(
         record[shown.own["state"]] = row.state or "completed"
         records.append(record)
     return records
+
+
+def _strict(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records with each nan, inf and -inf as null, and the columns that held one: strict JSON has no such
+    numbers (Python's ``NaN``/``Infinity`` are refused by jq and most readers but Python's and pandas'), and null
+    is what both jq and ``pandas.read_json`` read as a missing number (NaN in a float column)."""
+    unwritten: dict[str, None] = {}
+
+    def finite(key: str, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            unwritten[key] = None
+            return None
+        if isinstance(value, list):
+            return [finite(key, item) for item in value]
+        if isinstance(value, dict):
+            return {k: finite(key, item) for k, item in value.items()}
+        return value
+
+    return [{key: finite(key, value) for key, value in record.items()} for record in records], list(unwritten)
 
 
 def _within_int64(value: float | None) -> float | None:

@@ -105,12 +105,8 @@ def group_curve(members: Sequence[Mapping[int, float]]) -> list[tuple[int, float
             else:  # between two reports: on the line through them
                 share = (step - steps[at - 1]) / (steps[at] - steps[at - 1])
                 values.append(ys[at - 1] + share * (ys[at] - ys[at - 1]))
-        try:
-            mean = math.fsum(values) / len(values)
-        except (ValueError, OverflowError):  # infinities: what float arithmetic gives
-            mean = sum(values) / len(values)
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        found.append((step, mean, spread, len(values)))
+        spread = _stdev(values, statistics) if len(values) > 1 else 0.0
+        found.append((step, _mean(values), spread, len(values)))
     return found
 
 
@@ -124,10 +120,7 @@ def aggregate(curve: Mapping[int, float], how: str) -> float:
         return min(values)
     if how == "max":
         return max(values)
-    try:
-        return math.fsum(values) / len(values)
-    except (ValueError, OverflowError):  # infinities of both signs, an overflow: what float arithmetic gives
-        return sum(values) / len(values)
+    return _mean(values)  # as mrunner.metrics.mean
 
 
 def value(experiment: Experiment, metric: str, how: str) -> float | None:
@@ -215,10 +208,16 @@ def rows(
 
 
 def _mean(values: list[float]) -> float:
-    """A group's mean: exact summation, or where that cannot be made (infinities of both signs) nan."""
+    """A group's mean: exact summation; of values whose sum passes a float's maximum, their shares summed (the
+    mean of 1e308 and 1e308 is 1e308, not inf); of infinities, what float arithmetic gives (nan for both signs)."""
     try:
         return math.fsum(values) / len(values)
-    except (ValueError, OverflowError):
+    except OverflowError:
+        try:
+            return math.fsum(value / len(values) for value in values)
+        except (ValueError, OverflowError):
+            return sum(values) / len(values)
+    except ValueError:
         return sum(values) / len(values)
 
 

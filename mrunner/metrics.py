@@ -266,7 +266,12 @@ def mean(values: list[float]) -> float:
 
     try:
         return math.fsum(values) / len(values)
-    except (ValueError, OverflowError):
+    except OverflowError:  # a sum past a float's maximum: the values' shares summed (1e308 and 1e308: 1e308)
+        try:
+            return math.fsum(value / len(values) for value in values)
+        except (ValueError, OverflowError):
+            return sum(values) / len(values)
+    except ValueError:
         return sum(values) / len(values)
 
 

@@ -27,7 +27,7 @@ class Row:
     metrics: dict[str, float]
     state: str
     indices: list[int]
-    #: with --over: each metric's standard deviation and how many experiments had it
+    #: with --over: each metric's standard deviation (where two or more experiments had it) and how many had it
     std: dict[str, float] = field(default_factory=dict)
     count: dict[str, int] = field(default_factory=dict)
 
@@ -105,12 +105,8 @@ def group_curve(members: Sequence[Mapping[int, float]]) -> list[tuple[int, float
             else:  # between two reports: on the line through them
                 share = (step - steps[at - 1]) / (steps[at] - steps[at - 1])
                 values.append(ys[at - 1] + share * (ys[at] - ys[at - 1]))
-        try:
-            mean = math.fsum(values) / len(values)
-        except (ValueError, OverflowError):  # infinities: what float arithmetic gives
-            mean = sum(values) / len(values)
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        found.append((step, mean, spread, len(values)))
+        spread = _stdev(values, statistics) if len(values) > 1 else 0.0
+        found.append((step, _mean(values), spread, len(values)))
     return found
 
 
@@ -124,10 +120,7 @@ def aggregate(curve: Mapping[int, float], how: str) -> float:
         return min(values)
     if how == "max":
         return max(values)
-    try:
-        return math.fsum(values) / len(values)
-    except (ValueError, OverflowError):  # infinities of both signs, an overflow: what float arithmetic gives
-        return sum(values) / len(values)
+    return _mean(values)  # as mrunner.metrics.mean
 
 
 def value(experiment: Experiment, metric: str, how: str) -> float | None:
@@ -203,14 +196,40 @@ def rows(
         folded.append(
             Row(
                 axes={axis: members[0].axes[axis] for axis in kept},
-                metrics={m: math.fsum(v) / len(v) for m, v in values.items() if v},
-                std={m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in values.items() if v},
+                metrics={m: _mean(v) for m, v in values.items() if v},
+                # a spread of one value is undefined, not 0: no std for it (no ± in the table, null in --json)
+                std={m: _stdev(v, statistics) for m, v in values.items() if len(v) > 1},
                 count={m: len(v) for m, v in values.items()},
                 state=", ".join(f"{n} {state}" for state, n in counted.items()),
                 indices=[i for r in members for i in r.indices],
             )
         )
     return folded
+
+
+def _mean(values: list[float]) -> float:
+    """A group's mean: exact summation; of values whose sum passes a float's maximum, their shares summed (the
+    mean of 1e308 and 1e308 is 1e308, not inf); of infinities, what float arithmetic gives (nan for both signs)."""
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:
+        try:
+            return math.fsum(value / len(values) for value in values)
+        except (ValueError, OverflowError):
+            return sum(values) / len(values)
+    except ValueError:
+        return sum(values) / len(values)
+
+
+def _stdev(values: list[float], statistics: Any) -> float:
+    """A group's standard deviation; nan where a member is nan or infinite (the statistics module raises on
+    those: the spread is undefined, and the table shows it so instead of a traceback)."""
+    if not all(math.isfinite(v) for v in values):
+        return math.nan
+    try:
+        return statistics.stdev(values)
+    except OverflowError:  # finite values whose squares overflow (near 1e308)
+        return math.inf
 
 
 def sort(found: list[Row], key: str, axes: Sequence[str], metrics: Sequence[str], shown: Labels) -> list[Row]:

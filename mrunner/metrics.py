@@ -210,8 +210,8 @@ def untracked(tracker: str, key: str = UNTRACKED) -> None:
 
 
 #: The keys of the lines a process writes when it starts forwarding to a tracker whose points the catch-up can
-#: send (MLflow, W&B) and when its exit saw every point taken (``forwarded``). An opening without its closing
-#: is a process that ended without mrunner's tracker exit (SIGKILL, the OOM killer, a lost node, ``os._exit``):
+#: send (MLflow, W&B, Neptune) and when its exit saw every point taken (``forwarded``). An opening without its
+#: closing is a process that ended without mrunner's tracker exit (SIGKILL, the OOM killer, a lost node, ``os._exit``):
 #: the tracker may lack its last points, and once the experiment has ended the submitting machine replays its
 #: lines (``mrunner.uploads``). Readers skip the lines.
 FORWARDING, FORWARDED = "forwarding", "forwarded"
@@ -266,7 +266,12 @@ def mean(values: list[float]) -> float:
 
     try:
         return math.fsum(values) / len(values)
-    except (ValueError, OverflowError):
+    except OverflowError:  # a sum past a float's maximum: the values' shares summed (1e308 and 1e308: 1e308)
+        try:
+            return math.fsum(value / len(values) for value in values)
+        except (ValueError, OverflowError):
+            return sum(values) / len(values)
+    except ValueError:
         return sum(values) / len(values)
 
 

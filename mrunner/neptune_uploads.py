@@ -1,6 +1,9 @@
 """Neptune's catch-up from this machine: an experiment whose process lost its Neptune server (down at its
 start, gone at its exit with operations unsent) has its reported metrics replayed into its run by
-``mrunner.uploads``, when ``mrunner results``, ``pull`` or ``status --wait`` brings its metrics file back.
+``mrunner.uploads``, when ``mrunner results``, ``pull`` or ``status --wait`` brings its metrics file back; and so
+has an ended experiment one of whose processes was killed outright (SIGKILL, the OOM killer, a lost node) with
+operations still in Neptune's queue: its file holds that process's ``forwarding`` note without the ``forwarded``
+one its exit writes once Neptune took everything (``mrunner.tracking``, ``mrunner.metrics.FORWARDING``).
 
 The run is the one live tracking made: Neptune gives the same run for the same ``custom_run_id`` in a project
 (``mrunner.tracking`` derives it from the sweep and index), or makes it here, named, tagged and holding the

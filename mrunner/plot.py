@@ -22,6 +22,8 @@ from mrunner.errors import MrunnerError
 LEGEND_LIMIT = 12
 #: A positive axis whose largest value is at least this many times its smallest is drawn on a log scale.
 LOG_SPAN = 50.0
+#: The same for a metric's values (the y axis): of every experiment drawn, grouped with --over or not.
+METRIC_LOG_SPAN = 1000.0
 
 
 def _pyplot() -> Any:
@@ -88,23 +90,28 @@ def against_axis(
     figure, axis = pyplot.subplots(figsize=(8, 5), layout="constrained")
     line_axes = [{a: members[0].axes[a] for a in others} for members in lines.values()]
     colour, handles = _colouring(pyplot, figure, axis, line_axes, others)
+    logged = _log_if_spread(axis, [r.metrics[metric] for r in rows if metric in r.metrics])
+    scale = 1.0 if logged else _scale([r.metrics[metric] for r in rows if metric in r.metrics])
     for number, members in enumerate(lines.values()):
         members = sorted(members, key=lambda r: r.axes[x] if numeric_x else categories.index(str(r.axes[x])))
         positions = [r.axes[x] if numeric_x else categories.index(str(r.axes[x])) for r in members]
-        values = [r.metrics[metric] for r in members]
+        values = [r.metrics[metric] / scale for r in members]
         style = colour(number, line_axes[number])
         if over:
-            errors = [r.std.get(metric, 0.0) for r in members]
+            errors = [r.std.get(metric, 0.0) / scale for r in members]
             axis.errorbar(positions, values, yerr=errors, capsize=3, marker="o", markersize=3, **style)
         else:
             axis.plot(positions, values, marker="o", markersize=3, **style)
     if numeric_x and geometric(xs):
         axis.set_xscale("log")
+    elif numeric_x and all(type(v) is int for v in xs):  # seeds, widths, layers: no tick between two whole numbers
+        from matplotlib.ticker import MaxNLocator
+
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     if not numeric_x:
         axis.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 6 else 0)
-    _log_if_spread(axis, [r.metrics[metric] for r in rows if metric in r.metrics])
     axis.set_xlabel(x)
-    axis.set_ylabel(label + (f" (mean ± std over {', '.join(over)})" if over else ""))
+    axis.set_ylabel(label + _scaled(scale) + (f" (mean ± std over {', '.join(over)})" if over else ""))
     axis.set_title(f"sweep {sweep_id}: {label} against {x}", fontsize=10)
     _save(pyplot, figure, axis, len(lines), output, handles)
 
@@ -126,17 +133,23 @@ def curves(
     figure, axis = pyplot.subplots(figsize=(8, 5), layout="constrained")
     drawn = [row for row in rows if any(by_index[i].curves.get(metric) for i in row.indices)]
     colour, handles = _colouring(pyplot, figure, axis, [row.axes for row in drawn], list(axes))
-    every: list[float] = []
+    # the scale is chosen from every experiment's values, grouped or not: the same sweep gets the same y axis
+    every = [v for row in drawn for i in row.indices for v in by_index[i].curves.get(metric, {}).values()]
+    logged = _log_if_spread(axis, every)
+    scale = 1.0 if logged else _scale(every)
     partial = False
+    every_step: set[int] = set()
     for number, row in enumerate(drawn):
         members = [by_index[i].curves[metric] for i in row.indices if by_index[i].curves.get(metric)]
-        found = group_curve(members)
+        found = [(step, mean / scale, std / scale, n) for step, mean, std, n in group_curve(members)]
         steps, means = [point[0] for point in found], [point[1] for point in found]
-        every += means
+        every_step.update(steps)
         style = colour(number, row.axes)
         if len(members) > 1 and "label" in style:
             style["label"] += f" (n={len(members)})"
         whole = [point[3] == len(members) for point in found]
+        if len(steps) == 1:  # a line of one point draws nothing: a marker shows it
+            style = {**style, "marker": "o", "markersize": 4}
         # solid where every member covers the step; dotted where fewer do (one ran longer, or started later)
         axis.plot(steps, [m if w else math.nan for m, w in zip(means, whole)], **style)
         if not all(whole):
@@ -148,12 +161,13 @@ def curves(
             low = [m - s if n > 1 else math.nan for _, m, s, n in found]
             high = [m + s if n > 1 else math.nan for _, m, s, n in found]
             axis.fill_between(steps, low, high, color=style["color"], alpha=0.15, linewidth=0)
-    _log_if_spread(axis, every)
     from matplotlib.ticker import MaxNLocator
 
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(every_step) == 1:  # one step: a range of whole numbers around it, so that its ticks are whole too
+        axis.set_xlim(min(every_step) - 1, min(every_step) + 1)
     axis.set_xlabel("step")
-    axis.set_ylabel(label)
+    axis.set_ylabel(label + _scaled(scale))
     grouped = len(drawn) < len(experiments)
     note = " (mean ± std per group" + ("; dotted: fewer members)" if partial else ")")
     axis.set_title(f"sweep {sweep_id}: {label} per step" + (note if grouped else ""), fontsize=10)
@@ -237,10 +251,29 @@ def _categorical(pyplot: Any, labels: list[dict[str, Any]], varying: list[str], 
     return style, handles or None
 
 
-def _log_if_spread(axis: Any, values: list[float]) -> None:
+def _log_if_spread(axis: Any, values: list[float]) -> bool:
+    """A log y axis for positive values spanning ``METRIC_LOG_SPAN`` or more; whether it was chosen."""
     finite = [v for v in values if math.isfinite(v)]
-    if finite and min(finite) > 0 and max(finite) / min(finite) >= 1000:
+    if finite and min(finite) > 0 and max(finite) / min(finite) >= METRIC_LOG_SPAN:
         axis.set_yscale("log")
+        return True
+    return False
+
+
+#: A metric drawn on a linear axis whose largest magnitude reaches this is drawn divided by a power of ten, the
+#: axis's label saying which: matplotlib places a linear axis's ticks with arithmetic that overflows near a
+#: float's maximum ("arange: cannot compute length"), and its own offset notation does not avoid that.
+SCALE_FROM = 1e100
+
+
+def _scale(values: list[float]) -> float:
+    """The power of ten the values are drawn divided by (1 for values matplotlib draws as they are)."""
+    largest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    return 10.0 ** math.floor(math.log10(largest)) if largest >= SCALE_FROM else 1.0
+
+
+def _scaled(scale: float) -> str:
+    return "" if scale == 1.0 else f" (×1e{round(math.log10(scale))})"
 
 
 def _save(pyplot: Any, figure: Any, axis: Any, lines: int, output: Path, handles: list[Any] | None) -> None:
@@ -251,9 +284,23 @@ def _save(pyplot: Any, figure: Any, axis: Any, lines: int, output: Path, handles
     elif 1 < lines <= LEGEND_LIMIT:
         axis.legend(fontsize=8)
     axis.grid(True, alpha=0.3)
+    import io
+    import warnings
+
+    kind = output.suffix[1:].lower()
+    picture = io.BytesIO()
     try:
-        figure.savefig(output, dpi=120)
-    except (OSError, ValueError) as error:
-        raise MrunnerError(f"cannot write {output}: {error}") from None
+        if kind not in figure.canvas.get_supported_filetypes():
+            known = ", ".join(sorted(figure.canvas.get_supported_filetypes()))
+            raise MrunnerError(f"-o {output}: matplotlib writes no .{kind} file; name a .png, .svg or .pdf ({known})")
+        with warnings.catch_warnings():  # numpy's overflow warnings near a float's maximum: the picture is right
+            warnings.simplefilter("ignore", RuntimeWarning)
+            figure.savefig(picture, format=kind, dpi=120)  # drawn in memory: a failure here is no write's
+    except (ValueError, OverflowError, FloatingPointError) as error:
+        raise MrunnerError(f"cannot draw {axis.get_ylabel()} into {output}: matplotlib: {error}") from None
     finally:
         pyplot.close(figure)
+    try:
+        output.write_bytes(picture.getvalue())
+    except OSError as error:
+        raise MrunnerError(f"cannot write {output}: {error.strerror or error}") from None

@@ -32,6 +32,11 @@ START_SECONDS = 15.0
 FINISH_SECONDS = 10.0
 #: What ``mrunner.metrics.untracked("Neptune")`` writes in the metrics file (``mrunner.uploads`` looks for it).
 UNTRACKED_MARK = b'"untracked": "Neptune"'
+#: The keys of ``mrunner.metrics``'s notes of a process's forwarding (``metrics.FORWARDING``), spelt out here (the
+#: same words as there: ``mrunner.metrics`` imports this module): a process that started the run on a server
+#: writes the first, and its exit, once Neptune took every operation, the second; an opening without its closing
+#: is a process killed outright, whose experiment the catch-up (``mrunner.uploads``) replays once it has ended.
+FORWARDING, FORWARDED = "forwarding", "forwarded"
 
 _run: Any = None
 
@@ -161,6 +166,8 @@ def _init_run(info: Mapping[str, Any]) -> Any:
     if info.get("sweep") and os.environ.get("NEPTUNE_MODE") not in ("offline", "debug"):  # a server, a catch-up
         import atexit
 
+        if _untracked is not None:  # the note the catch-up looks for should this process vanish
+            _untracked("Neptune", FORWARDING)
         atexit.register(_finish, run)  # after Neptune's own stop was registered (at its init): runs before it
     return run
 
@@ -178,6 +185,8 @@ def _finish(run: Any) -> None:
         why = f"its last operations were not sent within {FINISH_SECONDS:g} s of the exit"
     if left:
         _lost(why)
+    elif _untracked is not None:  # every operation taken: no catch-up needed
+        _untracked("Neptune", FORWARDED)
 
 
 def _lost(why: str) -> None:

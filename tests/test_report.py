@@ -345,7 +345,8 @@ def test_the_notes_of_live_forwarding_are_skipped_by_every_reader(tmp_path):
     assert metrics._one_attempt_curves(noted) is not None  # the fast path
     assert metrics.curves_of(noted) == metrics.curves_of(plain) == metrics.curves(metrics.entries(noted))
     assert metrics.summary(noted) == metrics.summary(plain)
-    from mrunner import sender, wandb_run
+    from mrunner import sender, tracking, wandb_run
 
     names = (metrics.FORWARDING, metrics.FORWARDED)  # spelt out where metrics cannot be imported (a cycle)
     assert names == (sender.FORWARDING, sender.FORWARDED) == (wandb_run.FORWARDING, wandb_run.FORWARDED)
+    assert names == (tracking.FORWARDING, tracking.FORWARDED)

@@ -198,11 +198,15 @@ def test_refusals_name_what_exists(mrunner, project):
         (["--curves", "loss", "--x", "lr", "-o", "x.png"], "--curves draws against the step: leave --x out"),
         (["--plot", "loss", "-o", "picture"], "-o picture: the file's extension says its format: add one"),
         (["--plot", "loss", "-o", "."], "-o . is a folder: name the picture's file, e.g. -o loss.png"),
+        (["--curves", "loss", "--agg", "min", "-o", "x.png"], "--curves draws every step, no summary of them: leave"),
+        (["--plot", "loss", "--sort", "-loss", "-o", "x.png"], "--sort orders the rows of a table, and --plot draws"),
+        (["--curves", "loss", "--sort", "lr", "-o", "x.png"], "--sort orders the rows of a table, and --curves draws"),
     ],
 )
 def test_picture_options_that_would_be_ignored_or_write_elsewhere_are_refused(mrunner, project, args, message):
-    """Before any sweep is looked up: -o or --x that nothing draws, and a file name matplotlib would change
-    (no extension: it appends .png and the picture is not where `wrote FILE` says)."""
+    """Before any sweep is looked up: -o or --x that nothing draws, a file name matplotlib would change (no
+    extension: it appends .png and the picture is not where `wrote FILE` says), and options a picture would
+    ignore (--agg of --curves, which draws every step; --sort, which orders a table's rows)."""
     assert_refused(mrunner("results", "anysweep", *args), message)
     assert sorted(os.listdir(project)) == ["train.py"]
 
@@ -439,3 +443,62 @@ def test_names_made_of_the_parameters_are_no_axis(mrunner, project):
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip().splitlines()[-1]
     assert [(r["lr"], r["n"]) for r in records(mrunner, sweep, "--over", "seed")] == [(0.1, 2), (1.0, 2)]
+
+
+def test_a_group_of_one_value_shows_no_spread(mrunner, project):
+    """A standard deviation of one value is undefined: a group whose metric one member holds shows its mean
+    without ``± 0``, and ``NAME_std`` is null in the records (it was 0, as if the seeds had agreed)."""
+    (project / "one.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "if not (c.lr == 1.0 and c.seed == 1):\n"
+        "    mrunner.report({'loss': c.lr * (c.seed + 1)}, step=0)\n"
+    )
+    sweep = mrunner("one.py", "-m", "lr=0.1,1.0", "seed=0,1", "--wait").stdout.strip().splitlines()[-1]
+    shown = mrunner("results", sweep, "--over", "seed")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[2].split() == ["0.1", "0.15", "±", "0.07071", "2"]
+    assert lines[3].split() == ["1.0", "1", "(1", "of", "2)", "2"]
+    found = {r["lr"]: (r["loss"], r["loss_std"], r["loss_n"]) for r in records(mrunner, sweep, "--over", "seed")}
+    assert found == {0.1: (pytest.approx(0.15), pytest.approx(0.0707106781), 2), 1.0: (1.0, None, 1)}
+
+
+def test_json_is_strict_nan_and_infinities_are_null_and_csv_keeps_them(mrunner, project):
+    """Python's json writes ``NaN`` and ``Infinity``, which strict readers (jq, JSON.parse, most languages')
+    refuse: --json writes null for them, which jq and ``pandas.read_json`` read as a missing number, and says
+    on stderr which columns held one; --csv keeps them as pandas reads them (inf, -inf, nan)."""
+    import io
+    import math
+    import shutil
+    import subprocess
+
+    import pandas
+
+    (project / "edge.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "mrunner.report({'up': float('inf') if c.k == 1 else 1.0, 'down': -float('inf'), 'odd': float('nan'),"
+        " 'fine': c.k}, step=0)\n"
+    )
+    sweep = mrunner("edge.py", "-m", "k=1,2", "--wait").stdout.strip().splitlines()[-1]
+    for args in ([], ["--over", "k"]):
+        shown = mrunner("results", sweep, "--json", *args)
+        assert shown.returncode == 0, shown.stderr
+
+        def refuse(constant: str) -> None:
+            raise AssertionError(f"--json wrote {constant}")
+
+        found = json.loads(shown.stdout, parse_constant=refuse)
+        assert [(r["up"], r["down"], r["odd"]) for r in found][:1] == [(None, None, None)], found
+        named = shown.stderr.split("numbers): ")[-1].split(";")[0].split(", ")
+        assert "as null" in shown.stderr and {"up", "down", "odd"} <= set(named) and "fine" not in named, shown.stderr
+        if shutil.which("jq"):
+            read = subprocess.run(["jq", "-c", ".[0].down"], input=shown.stdout, capture_output=True, text=True)
+            assert read.returncode == 0 and read.stdout.strip() == "null", read.stderr
+    frame = pandas.read_json(io.StringIO(mrunner("results", sweep, "--json").stdout))
+    assert frame["up"].isna().tolist() == [True, False] and frame["up"].dtype == "float64"
+    assert frame["fine"].tolist() == [1, 2]
+    written = pandas.read_csv(io.StringIO(mrunner("results", sweep, "--csv", "-").stdout))
+    assert written["up"].tolist() == [math.inf, 1.0] and written["down"].tolist() == [-math.inf] * 2
+    assert written["odd"].isna().all() and written["odd"].dtype == "float64"

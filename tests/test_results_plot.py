@@ -3,6 +3,7 @@ telling how to install matplotlib where it is missing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,88 @@ def test_curves_over_seeds_on_unequal_step_grids_are_drawn(mrunner, tmp_path):
     drawn = mrunner("results", sweep, "--curves", "loss", "--over", "seed", "-o", str(target))
     assert drawn.returncode == 0 and drawn.stdout.strip() == f"wrote {target}", drawn.stderr
     assert target.read_bytes().startswith(PNG)
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The axes of each picture the test draws, kept as ``plot`` saves them (the figure closed, its axes still
+    readable)."""
+    kept: list = []
+    save = plot._save
+
+    def keep(pyplot, figure, axis, *args):
+        kept.append(axis)
+        return save(pyplot, figure, axis, *args)
+
+    monkeypatch.setattr(plot, "_save", keep)
+    return kept
+
+
+def _grid(values: dict[tuple[int, int], list[float]]):
+    """Experiments of axes (k, seed), each with a curve of ``values`` at steps 0, 1, ...; their rows."""
+    from mrunner.comparison import Experiment, rows
+
+    experiments = [
+        Experiment(n, f"e{n}", "completed", 0, {"k": k, "seed": seed}, {"m": dict(enumerate(curve))})
+        for n, ((k, seed), curve) in enumerate(values.items())
+    ]
+    return experiments, lambda over: rows(experiments, ["k", "seed"], ["m"], "last", over)
+
+
+def test_values_near_a_floats_limits_are_drawn(mrunner, tmp_path):
+    """matplotlib's linear ticks overflow near a float's maximum ("arange: cannot compute length"), and the line
+    blamed the file ("cannot write x.png"): such values are drawn divided by a power of ten the axis names."""
+    (tmp_path / "huge.py").write_text(
+        "import mrunner\n"
+        "c = mrunner.get_configuration()\n"
+        "mrunner.report({'huge': c.k * (1 + c.seed * 0.7) * 1e308}, step=1)\n"
+        "mrunner.report({'huge': c.k * 1e308}, step=2)\n"
+    )
+    done = mrunner("huge.py", "-m", "k=1,-1", "seed=0,1", "--wait")
+    assert done.returncode == 0, done.stderr
+    sweep = done.stdout.strip().splitlines()[-1]
+    for args in (
+        ["--curves", "huge"],
+        ["--curves", "huge", "--over", "seed"],
+        ["--curves", "huge", "--where", "k=1", "--where", "seed=0"],
+        ["--plot", "huge"],
+        ["--plot", "huge", "--over", "seed"],
+    ):
+        target = tmp_path / "huge.svg"
+        shown = mrunner("results", sweep, *args, "-o", str(target))
+        assert shown.returncode == 0 and shown.stdout.strip() == f"wrote {target}", (args, shown.stderr)
+        assert shown.stderr == "", (args, shown.stderr)  # numpy's overflow warnings neither
+        assert "huge (×1e308)" in target.read_text(), args
+    shown = mrunner("results", sweep, "--over", "seed", "--agg", "mean", "--json")
+    assert shown.returncode == 0, shown.stderr
+    found = {r["k"]: r["huge"] for r in json.loads(shown.stdout)}  # the mean of 1e308 and 1.7e308 is no inf
+    assert found == {1: pytest.approx(1.175e308), -1: pytest.approx(-1.175e308)}
+
+
+def test_a_single_huge_point_is_drawn_on_whole_steps(drawn, tmp_path):
+    experiments, rows = _grid({(1, 0): [1e308]})
+    plot.curves(experiments, rows([]), ["k", "seed"], "m", tmp_path / "one.png", "s")
+    (axis,) = drawn
+    assert axis.get_ylabel() == "m (×1e308)" and axis.get_lines()[0].get_marker() == "o"
+    assert all(tick == int(tick) for tick in axis.get_xticks())
+
+
+def test_an_integer_axis_has_whole_ticks(drawn, tmp_path):
+    """Seeds 0..5 on the horizontal of --plot: ticks at 0, 1, 2..., never 0.25 or 2.5."""
+    experiments, rows = _grid({(k, seed): [0.1 * k + seed] for k in (1, 2) for seed in range(6)})
+    plot.against_axis(experiments, rows([]), ["k", "seed"], "m", "seed", [], tmp_path / "seed.png", "s")
+    plot.against_axis(experiments, rows([]), ["k", "seed"], "m", "k", [], tmp_path / "k.png", "s")
+    for axis in drawn:
+        low, high = axis.get_xlim()
+        ticks = [tick for tick in axis.get_xticks() if low <= tick <= high]
+        assert ticks and all(tick == int(tick) for tick in ticks), ticks
+
+
+def test_grouped_curves_take_the_same_y_scale_as_their_experiments(drawn, tmp_path):
+    """Members spanning 10,000x whose group means span under 1,000x: the ungrouped picture was on a log scale
+    and the grouped one linear (the small groups squashed onto 0); both decide on every experiment's values."""
+    curves = {(1, 0): [0.01, 0.001], (1, 1): [0.04, 0.02], (2, 0): [9.0, 5.0], (2, 1): [12.0, 10.0]}
+    experiments, rows = _grid(curves)
+    plot.curves(experiments, rows([]), ["k", "seed"], "m", tmp_path / "all.png", "s")
+    plot.curves(experiments, rows(["seed"]), ["k"], "m", tmp_path / "groups.png", "s")
+    assert [axis.get_yscale() for axis in drawn] == ["log", "log"]

@@ -2,9 +2,10 @@
 tracking live never reaches mrunner's tracker exit, which would have noted the points its tracker did not take.
 Its metrics file holds the opening its forwarding wrote and no closing: once the experiment has ended,
 `mrunner results` (or `pull`, `status --wait`) replays its lines into the same tracker run, each point once.
-Against the real MLflow server (tests/services/mlflow) and the real ``wandb`` client with ``FakeWandbServer``,
-the process killed at several moments: before its first report, with reports queued behind a server that does
-not answer, right after a burst of reports, and after everything had reached the tracker."""
+Against the real MLflow server (tests/services/mlflow), the real ``wandb`` client with ``FakeWandbServer`` and the
+real ``neptune`` client with ``FakeNeptuneServer``, the process killed at several moments: before its first
+report, with reports queued behind a server that does not answer, right after a burst of reports, and after
+everything had reached the tracker."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from mrunner.records import TERMINAL
 from mrunner.testing import wait_for, write_context
+from tests.fake_neptune import FakeNeptuneServer
 from tests.fake_wandb import FakeWandbServer
 from tests.test_tracking_mlflow import relayed_context
 
@@ -156,3 +158,63 @@ def test_a_killed_experiment_is_caught_up_in_its_wandb_run_each_step_once(
     for index, moment in enumerate(moments):
         assert points(index) == expected(moment), moment
     assert fake_wandb.unknown == []
+
+
+@pytest.fixture
+def fake_neptune() -> Iterator[FakeNeptuneServer]:
+    pytest.importorskip("neptune")
+    with FakeNeptuneServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize("moments", [["start", "burst", "sent"], ["queued"]])
+def test_a_killed_experiment_is_caught_up_in_its_neptune_run_each_step_once(
+    moments, fake_neptune, mrunner, mrunner_home, tmp_path
+):
+    """Neptune's client (async mode) queues the points on disk and sends them from a thread: a process killed
+    outright leaves the queued ones unsent, and its run lacks them until the catch-up replays the experiment's
+    lines (Neptune refuses the steps the run holds: each step once)."""
+    from tests.test_tracking_neptune_online import INSECURE, custom_id, live
+
+    context = live(mrunner_home, "npk")
+    gate = tmp_path / "gate"
+    (tmp_path / "train.py").write_text(KILLED)
+    env = {"NEPTUNE_API_TOKEN": fake_neptune.token(), **INSECURE}
+    submitted = mrunner(
+        f"+context={context}", "train.py", "-m", f"moment={','.join(moments)}", f"gate={gate}", "--detach", env=env
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    identities = [custom_id(sweep, index) for index in range(len(moments))]
+
+    def points(index: int) -> list[tuple[float, float]]:
+        found = [run for run in fake_neptune.runs.values() if run.custom_id == identities[index]]
+        assert len(found) <= 1, found
+        return found[0].points("metrics/loss") if found else []
+
+    if "queued" in moments:
+        fake_neptune.wait(lambda: len(points(0)) == 2, timeout=120, what="steps 0 and 1")
+        fake_neptune.stop()
+    if "sent" in moments:
+        index = moments.index("sent")
+        fake_neptune.wait(lambda: len(points(index)) == STEPS, timeout=120, what="every step in Neptune")
+    gate.write_text("")
+    ended = wait_for(lambda: states(mrunner, sweep), lambda found: all(s in TERMINAL for s in found), timeout=120)
+    assert ended == ["failed"] * len(moments)
+    log = mrunner("logs", f"{sweep}/0").stdout
+    assert "killed" in log and "Neptune did not" not in log, log  # no exit: nothing noted
+    if "queued" in moments:
+        fake_neptune.start()
+
+    waited = mrunner("status", sweep, "--wait", env=env)  # the catch-up of `status --wait`
+    assert "Neptune: uploaded the new metrics of" in waited.stderr, waited.stderr
+    for index, moment in enumerate(moments):
+        assert points(index) == expected(moment), moment
+    assert {run.custom_id for run in fake_neptune.runs.values()} <= set(identities)
+    requests = len(fake_neptune.requests)
+    again = mrunner("results", sweep, env=env)
+    assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+    assert len(fake_neptune.requests) == requests  # nothing new: no request
+    for index, moment in enumerate(moments):
+        assert points(index) == expected(moment), moment
+    assert fake_neptune.unknown == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import threading
@@ -38,8 +39,7 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agg",
         choices=comparison.AGGREGATES,
-        default="last",
-        help="how a metric's curve becomes one number (default: last, its value at the last step)",
+        help="how a metric's curve becomes one number (default: last, its value at the last step); not with --curves",
     )
     parser.add_argument(
         "--over",
@@ -49,7 +49,9 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
         help="fold the experiments that differ only in these axes (comma-separated, repeatable, e.g. seed) into one row: mean ± std, n",
     )
     parser.add_argument(
-        "--sort", metavar="[-]NAME", help="order rows by a metric or axis (ascending; -NAME descending)"
+        "--sort",
+        metavar="[-]NAME",
+        help="order the table's rows by a metric or axis (ascending; -NAME descending); not with a picture",
     )
     parser.add_argument(
         "--where",
@@ -71,6 +73,7 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
 
 def results_command(options: argparse.Namespace) -> int:
     _check_picture_options(options)
+    options.agg = options.agg or "last"
     if options.csv is not None and str(options.csv) != "-":
         paths.writable_file(options.csv, "--csv")
     if options.output is not None:
@@ -117,8 +120,14 @@ def results_command(options: argparse.Namespace) -> int:
         return 0
     records = _records(found, kept, constants, names, over, shown)
     if options.json:
+        records, unwritten = _strict(records)
         # a record per line: readable, and json's C encoder (an indented dump runs its Python one)
-        print("[\n" + ",\n".join(json.dumps(record) for record in records) + "\n]")
+        print("[\n" + ",\n".join(json.dumps(record, allow_nan=False) for record in records) + "\n]")
+        if unwritten:
+            Reporter().warn(
+                f"--json writes nan, inf and -inf as null (JSON has no such numbers): {', '.join(unwritten)}; "
+                f"--csv FILE keeps them"
+            )
     elif options.csv:
         _write_csv(records, options.csv)
     else:
@@ -138,6 +147,16 @@ def _check_picture_options(options: argparse.Namespace) -> None:
         return
     if options.x is not None and options.curves:
         raise MrunnerError("--curves draws against the step: leave --x out (it goes with --plot)")
+    if options.agg is not None and options.curves:
+        raise MrunnerError(
+            f"--curves draws every step, no summary of them: leave --agg {options.agg} out "
+            f"(it goes with the table, --json, --csv and --plot)"
+        )
+    if options.sort is not None:
+        raise MrunnerError(
+            f"--sort orders the rows of a table, and {drawing} draws no table: leave --sort out "
+            f"(--where chooses the experiments drawn)"
+        )
     if options.output is None:
         raise MrunnerError(f"{drawing} draws into a file: add -o FILE.png")
     if options.output.is_dir():
@@ -414,6 +433,25 @@ def _records(
     return records
 
 
+def _strict(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records with each nan, inf and -inf as null, and the columns that held one: strict JSON has no such
+    numbers (Python's ``NaN``/``Infinity`` are refused by jq and most readers but Python's and pandas'), and null
+    is what both jq and ``pandas.read_json`` read as a missing number (NaN in a float column)."""
+    unwritten: dict[str, None] = {}
+
+    def finite(key: str, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            unwritten[key] = None
+            return None
+        if isinstance(value, list):
+            return [finite(key, item) for item in value]
+        if isinstance(value, dict):
+            return {k: finite(key, item) for k, item in value.items()}
+        return value
+
+    return [{key: finite(key, value) for key, value in record.items()} for record in records], list(unwritten)
+
+
 def _within_int64(value: float | None) -> float | None:
     """A whole number beyond 64 bits as a float: pandas reads no such integer (``read_json`` refuses the whole
     document, "Value is too big!"; ``read_csv`` makes its column text), and a float is what it is then anyway."""
@@ -474,7 +512,9 @@ def _table(
             if name not in row.metrics:
                 values.append("-")
             elif over:
-                cell = f"{comparison.number(row.metrics[name])} ± {comparison.number(row.std[name])}"
+                cell = comparison.number(row.metrics[name])
+                if name in row.std:  # a mean of one value has no spread to show
+                    cell += f" ± {comparison.number(row.std[name])}"
                 held = row.count.get(name, 0)
                 # a mean over fewer than the row's n (a seed that failed before reporting) says so
                 values.append(cell if held == len(row.indices) else f"{cell} ({held} of {len(row.indices)})")

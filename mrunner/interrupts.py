@@ -1,5 +1,11 @@
 """Ctrl-C (and SIGTERM, SIGHUP, which mrunner takes as Ctrl-C) held while a backend hands work to its
-platform and records what it accepted.
+platform and records what it accepted; and which of them stopped the command.
+
+SIGTERM and SIGHUP stop mrunner as Ctrl-C does (``KeyboardInterrupt``: what was done is recorded, the rest
+resumable), but the command still exits as a signal's end is reported, 128 + the signal (130 for SIGINT, 143
+for SIGTERM, 129 for SIGHUP): shells, ``timeout``, schedulers and CI systems read the code to tell which stop it
+was. So the command's handlers (``stopping``, and ``held``'s) note the first signal that arrived
+(``stopped_by``), and the command line exits with its code and names it in its line.
 
 An interrupt that lands after the platform accepted a job but before ``record`` wrote it leaves records that
 say the experiment was never submitted: `mrunner resume` then submits it again as a new attempt, and it runs
@@ -23,6 +29,42 @@ from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+_arrived: list[int] = []  # the signals that stopped this command, first first (``note``)
+
+
+def note(number: int) -> None:
+    """Keep ``number`` as what stopped the command, unless one arrived before: the first stop is the one the
+    command ends by (a second Ctrl-C after a SIGTERM only hurries it)."""
+    if not _arrived:
+        _arrived.append(number)
+
+
+def forget() -> None:
+    """A new command begins (``mrunner.cli.main``, which a test may call more than once in a process)."""
+    _arrived.clear()
+
+
+def stopping(number: int, _frame: object) -> None:
+    """The command's handler of the signals above: note which, and stop as Ctrl-C does."""
+    note(number)
+    raise KeyboardInterrupt
+
+
+def stopped_by() -> int:
+    """The signal that stopped the command; SIGINT for a ``KeyboardInterrupt`` no handler here noted (Python's
+    own SIGINT handler raised it)."""
+    return _arrived[0] if _arrived else signal.SIGINT
+
+
+def exit_code() -> int:
+    """128 + the signal that stopped the command, as a shell reports a command a signal ended."""
+    return 128 + stopped_by()
+
+
+def said() -> str:
+    """The stop in words, naming the signal: "interrupted by SIGTERM"."""
+    return f"interrupted by {signal.Signals(stopped_by()).name}"
+
 
 class Unsettled(KeyboardInterrupt):
     """An interrupt that broke into a hand-over (``held``'s last signal) before the block knew what the
@@ -45,6 +87,7 @@ def held(stop: Callable[[], None] | None = None) -> Iterator[None]:
     arrived: list[int] = []
 
     def hold(number: int, _frame: object) -> None:
+        note(number)
         if arrived and (stop is None or len(arrived) > 1):
             raise Unsettled if stop is not None else KeyboardInterrupt
         arrived.append(number)

@@ -127,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for number in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(number) is not signal.SIG_IGN:
                 signal.signal(number, interrupts.stopping)
+        interrupts.take_over()
         return _dispatch(args)
     except Interrupted as error:  # stopped, and the command said what was recorded: the signal's code
         print(f"mrunner: error: {one_line(str(error))}", file=sys.stderr)

@@ -26,10 +26,12 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _arrived: list[int] = []  # the signals that stopped this command, first first (``note``)
+_raising: list[int] = []  # the signal whose ``KeyboardInterrupt`` a handler here raised last (``_unswallowed``)
 
 
 def note(number: int) -> None:
@@ -42,12 +44,44 @@ def note(number: int) -> None:
 def forget() -> None:
     """A new command begins (``mrunner.cli.main``, which a test may call more than once in a process)."""
     _arrived.clear()
+    _raising.clear()
 
 
 def stopping(number: int, _frame: object) -> None:
     """The command's handler of the signals above: note which, and stop as Ctrl-C does."""
     note(number)
-    raise KeyboardInterrupt
+    _raise(number, KeyboardInterrupt)
+
+
+def _raise(number: int, interrupt: type[KeyboardInterrupt]) -> NoReturn:
+    _raising[:] = [number]
+    raise interrupt
+
+
+def take_over() -> None:
+    """Make a stop that lands where Python cannot raise it arrive after all (the command line calls it once
+    its handlers are in). Python runs a signal's handler between any two instructions, also inside a weakref
+    callback or a ``__del__`` (the import system's module-lock callback runs in every import): an exception
+    raised there is printed as "Exception ignored" and dropped, and the command went on as if it had never been
+    stopped, exiting 0 with a traceback. ``sys.unraisablehook`` sees such an interrupt instead and sends the
+    same signal again from another thread, so that its handler runs again once the callback has returned, in
+    code that can stop. Anything else goes to the hook there was."""
+    before = sys.unraisablehook
+    if getattr(before, "mrunner_unswallowed", False):
+        return
+
+    def unswallowed(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _raising:
+            import _thread
+            import os
+
+            # not here: this hook is Python code too, and `os.kill` runs the handler before it returns
+            _thread.start_new_thread(os.kill, (os.getpid(), _raising[0]))
+            return
+        before(unraisable)
+
+    unswallowed.mrunner_unswallowed = True  # type: ignore[attr-defined]
+    sys.unraisablehook = unswallowed
 
 
 def stopped_by() -> int:
@@ -89,7 +123,7 @@ def held(stop: Callable[[], None] | None = None) -> Iterator[None]:
     def hold(number: int, _frame: object) -> None:
         note(number)
         if arrived and (stop is None or len(arrived) > 1):
-            raise Unsettled if stop is not None else KeyboardInterrupt
+            _raise(number, Unsettled if stop is not None else KeyboardInterrupt)
         arrived.append(number)
         if len(arrived) == 1:
             print(

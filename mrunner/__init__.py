@@ -27,8 +27,8 @@ def _run_as_main() -> str | None:
 
 _MAIN = _run_as_main()
 if _MAIN == "mrunner":
-    # `python -m mrunner` runs this file before `__main__`: Ctrl-C from here on ends the start quietly with one
-    # line and 130, as the console script's `mrunner_entry` makes it
+    # `python -m mrunner` runs this file before `__main__`: Ctrl-C (SIGTERM, SIGHUP) from here on ends the start
+    # quietly with one line and 128 + the signal, as the console script's `mrunner_entry` makes it
     from mrunner_entry import quiet_start
 
     quiet_start()

@@ -19,9 +19,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from mrunner import __version__
+from mrunner import __version__, interrupts
 from mrunner.commands import GROUP_OPTIONS
-from mrunner.errors import MrunnerError
+from mrunner.errors import Interrupted, MrunnerError
 
 SUBCOMMANDS = (
     "context",
@@ -117,23 +117,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Stop as Ctrl-C does: what was done is recorded, the rest resumable. A signal ignored by whoever started
     # mrunner stays ignored, as Python leaves an ignored SIGINT: under `nohup`, closing the terminal must not
     # stop the sweep.
+    interrupts.forget()
     try:
         # Ctrl-C while Python imported mrunner ended the process quietly (`mrunner_entry`); from here it stops as
-        # Ctrl-C should, and is caught below.
-        if getattr(signal.getsignal(signal.SIGINT), "mrunner_start_up", False):
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Ctrl-C should, and is caught below, with the signal's own code (`interrupts.stopped_by`).
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is signal.default_int_handler or getattr(handler, "mrunner_start_up", False):
+            signal.signal(signal.SIGINT, interrupts.stopping)
         for number in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(number) is not signal.SIG_IGN:
-                signal.signal(number, _interrupt)
+                signal.signal(number, interrupts.stopping)
+        interrupts.take_over()
         return _dispatch(args)
+    except Interrupted as error:  # stopped, and the command said what was recorded: the signal's code
+        print(f"mrunner: error: {one_line(str(error))}", file=sys.stderr)
+        return interrupts.exit_code()
     except MrunnerError as error:
         if debug:
             traceback.print_exc()
         print(f"mrunner: error: {one_line(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("mrunner: interrupted", file=sys.stderr)
-        return 130
+        print(f"mrunner: {interrupts.said()}", file=sys.stderr)
+        return interrupts.exit_code()
     except BrokenPipeError:
         return 0
     except OSError as error:  # a file-system failure no command turned into a sentence of its own
@@ -143,10 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"mrunner: error: {one_line(str(os_error(error, 'use')))}", file=sys.stderr)
         return 2
-
-
-def _interrupt(number: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def one_line(message: str) -> str:

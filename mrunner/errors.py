@@ -51,7 +51,8 @@ class NoLog(MrunnerError):
 
 
 class Interrupted(MrunnerError):
-    """The user pressed Ctrl-C; what was done is recorded."""
+    """The user pressed Ctrl-C (or mrunner got SIGTERM, SIGHUP); what was done is recorded. The command line
+    exits with 128 + the signal (``interrupts.exit_code``); ``exit_code`` is Ctrl-C's, for a caller without it."""
 
     exit_code = 130
 

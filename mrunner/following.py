@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from mrunner import plugins
+from mrunner import interrupts, plugins
 from mrunner.errors import BackendError, Interrupted, MrunnerError, NeedsUser
 from mrunner.records import ACTIVE, CANCELLED, CANNOT_RUN, PENDING, PLANNED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
@@ -76,7 +76,7 @@ def wait(sweep: Sweep, store: Store, reporter: Reporter, interval: float | None 
         return _wait(sweep, store, reporter, interval)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"stopped following sweep {sweep.id}, which goes on: `mrunner status {sweep.id} --wait` follows it "
+            f"{interrupts.said()}: stopped following sweep {sweep.id}, which goes on: `mrunner status {sweep.id} --wait` follows it "
             f"again, `mrunner cancel {sweep.id}` stops it"
         ) from None
 

@@ -126,15 +126,15 @@ def _interrupted(sweep: Sweep, store: Store, unsettled: bool = False) -> NoRetur
     try:
         store.sweep(sweep.id)
     except NotFound:  # the interrupt came before the records took the sweep: nothing was recorded
-        raise Interrupted("interrupted: nothing was recorded") from None
+        raise Interrupted(f"{interrupts.said()}: nothing was recorded") from None
     if unsettled:
         raise Interrupted(
-            f"interrupted before the {sweep.backend} backend knew what it had accepted: sweep {sweep.id} keeps "
+            f"{interrupts.said()} before the {sweep.backend} backend knew what it had accepted: sweep {sweep.id} keeps "
             f"those experiments planned; `mrunner resume {sweep.id}` records the ones it accepted and submits the rest"
         ) from None
     _not_handed_over(sweep, store, CANCELLED, "interrupted before it was submitted", forget=False)
     raise Interrupted(
-        f"interrupted: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
+        f"{interrupts.said()}: sweep {sweep.id} records what was done; `mrunner resume {sweep.id}` runs the rest"
     ) from None
 
 
@@ -231,7 +231,9 @@ def hand_over(
             except MrunnerError:  # the records cannot be written (a full disk): as any other interruption
                 pass
             else:
-                raise Interrupted("interrupted: nothing was resumed, the sweep's records are as they were") from None
+                raise Interrupted(
+                    f"{interrupts.said()}: nothing was resumed, the sweep's records are as they were"
+                ) from None
         _interrupted(sweep, store, unsettled=isinstance(interrupt, interrupts.Unsettled))
     except (MrunnerError, OSError, EOFError) as failure:
         error = _as_error(failure, sweep)

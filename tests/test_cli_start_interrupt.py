@@ -1,5 +1,6 @@
 """Ctrl-C while the ``mrunner`` command starts (Python importing mrunner and its dependencies) ends it quietly
-with 130, as Ctrl-C later does; an experiment's own SIGINT is left alone.
+with 130, as Ctrl-C later does (SIGTERM with 143, SIGHUP with 129: 128 + the signal, then as later); an
+experiment's own SIGINT is left alone.
 
 Each moment is reached, not slept to: an audit hook (installed by a ``sitecustomize`` on ``PYTHONPATH``) stops
 the command in the import of one module, says so in a file and waits there for the signal.
@@ -73,7 +74,7 @@ def test_ctrl_c_while_the_command_starts_ends_it_quietly(tmp_path, mrunner_home,
     result = _interrupted(tmp_path, mrunner_home, module, [str(script)])
     assert "Traceback" not in result.stderr
     assert result.returncode == 130, result.stderr
-    assert result.stderr.splitlines() == ["mrunner: interrupted"]
+    assert result.stderr.splitlines() == ["mrunner: interrupted by SIGINT"]
 
 
 @pytest.mark.parametrize("module", MOMENTS[1:])
@@ -83,7 +84,7 @@ def test_ctrl_c_while_python_m_mrunner_starts_ends_it_quietly(tmp_path, mrunner_
     result = _interrupted(tmp_path, mrunner_home, module, [sys.executable, "-m", "mrunner"])
     assert "Traceback" not in result.stderr
     assert result.returncode == 130, result.stderr
-    assert result.stderr.splitlines() == ["mrunner: interrupted"]
+    assert result.stderr.splitlines() == ["mrunner: interrupted by SIGINT"]
 
 
 def test_an_experiment_that_imports_mrunner_keeps_its_own_ctrl_c(tmp_path):
@@ -184,7 +185,7 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("form", list(COMMANDS))
 def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_code(
     tmp_path, mrunner_home, form, number
@@ -192,8 +193,9 @@ def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_co
     """Randomised moments: each trial sends the signal as the command reports a randomly chosen import done
     (``-X importtime``'s lines on stderr, read as they come), from the entry's own first lines (the console
     script's ``mrunner_entry``, ``mrunner/__init__`` under ``python -m``) to the command running. Never a
-    traceback, at most one line, and the signal's code: 130 for SIGINT; for SIGTERM 143 while the command
-    starts and 130 once it runs (from there mrunner takes SIGTERM as Ctrl-C). What comes before those first
+    traceback, at most one line, naming the signal, and the signal's code, 128 + the signal (130 for SIGINT,
+    143 for SIGTERM, 129 for SIGHUP), the same while the command starts and once it runs (from there mrunner
+    takes SIGTERM and SIGHUP as Ctrl-C, and still exits with their own code). What comes before those first
     lines (the interpreter's own start and ``site``) is Python's and not tried here."""
     command = [*COMMANDS[form](), "status"]
     _, imports, code, other = _signalled(command, tmp_path, number, None)  # the moments to choose from
@@ -201,7 +203,7 @@ def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_co
     whole = OUTPUT[tuple(command)]
     seed = random.randrange(1 << 30)
     chosen = random.Random(seed)
-    expected = {130} if number == signal.SIGINT else {143, 130}
+    named = f"mrunner: interrupted by {signal.Signals(number).name}"
     outcomes = set()
     for _ in range(TRIALS):
         sent, _, code, other = _signalled(command, tmp_path, number, chosen.randrange(imports + 1))
@@ -210,7 +212,7 @@ def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_co
         if sent is None or code == 0:  # fewer imports this time (a cache), or the command had done all it does
             assert code == 0 and other == [] and OUTPUT[tuple(command)] == whole, said
             continue
-        assert code in expected and other == ["mrunner: interrupted"], said
+        assert code == 128 + number and other == [named], said
         outcomes.add(code)
     assert outcomes, f"seed {seed}: no trial sent its signal"
 

@@ -108,7 +108,7 @@ def interrupted_after(
     """`mrunner ARGS` in ``cwd``, stopped as by Ctrl-C at an exact moment: its own SIGTERM (``signals`` of them,
     as a user who presses Ctrl-C again) right after the ``count``-th call of ``target`` (``module.function`` or
     ``module:Class.method``, e.g. ``mrunner.plugins.sweep_submitted``: the backend has packaged and prepared the
-    sweep, nothing is submitted) returns. Returns the completed process."""
+    sweep, nothing is submitted) returns. Returns the completed process (stopped, it exits 143: 128 + SIGTERM)."""
     return subprocess.run(
         [sys.executable, "-c", _SIGNALLED_AFTER, target, str(count), str(signals), *args],
         cwd=cwd,

@@ -246,7 +246,7 @@ class BackendTestSuite:
         what it packaged (``Backend.packaged``: an image in a registry, a folder in the cluster's storage)."""
         args = (f"+context={backend_context}", "probe.py", "-m", "i=range(2)")
         stopped = interrupted_after(project, "mrunner.plugins.sweep_submitted", *args, timeout=self.timeout)
-        assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
+        assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
         (sweep,) = [entry["sweep"]["id"] for entry in json.loads(mrunner("status", "--json").stdout)]
         assert {entry["state"] for entry in self.status(mrunner, sweep).values()} == {"cancelled"}
         (project / "helper.py").write_text("VALUE = 43  # edited after the submission\n")

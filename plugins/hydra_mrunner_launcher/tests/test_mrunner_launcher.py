@@ -5,6 +5,7 @@ reported failed, return values, the option listing."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -128,3 +129,50 @@ def test_mrunner_plugins_lists_the_launcher_and_its_options(mrunner):
         "hydra.launcher.quiet",
     ]
     assert "hydra.launcher.shared_fs" in mrunner("plugins").stdout
+
+
+# Waits to be stopped once it runs: the launch is interrupted while it follows the sweep.
+WAITING_APP = """
+import time
+import hydra
+
+@hydra.main(config_path=None, config_name=None, version_base=None)
+def main(cfg):
+    time.sleep(600)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_ctrl_c_of_a_launch_exits_130_in_one_line_naming_it(tmp_path, mrunner):
+    """Ctrl-C while the launcher follows its sweep: the app exits as mrunner's command line does, 130 (128 +
+    SIGINT) with one line naming the signal, not Hydra's 1 for a failed launch, and without a traceback."""
+    from mrunner.records import RUNNING
+    from mrunner.store import Store
+    from mrunner.testing import as_from_a_terminal, wait_for
+
+    (tmp_path / "waiting.py").write_text(WAITING_APP)
+    app = subprocess.Popen(
+        [sys.executable, "waiting.py", "-m", "hydra/launcher=mrunner", "hydra.sweep.dir=sweep", "+x=1,2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,  # Ctrl-C's SIGINT, however pytest was started
+    )
+    sweep = None
+    try:
+        wait_for(lambda: Store().sweeps(limit=1) or app.poll() is not None, timeout=120, what="the sweep recorded")
+        assert app.poll() is None, app.communicate()
+        sweep = Store().sweeps(limit=1)[0].id
+        wait_for(lambda: Store().run(sweep, 1).state == RUNNING, timeout=120, what="the experiments to run")
+        app.send_signal(signal.SIGINT)
+        _, err = app.communicate(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+        if sweep is not None:
+            mrunner("cancel", sweep, cwd=tmp_path)
+    assert app.returncode == 128 + signal.SIGINT and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("mrunner: error: interrupted by SIGINT"), err

@@ -9,6 +9,7 @@ held (`--hold`): nothing runs, and the sweep is cancelled at the end."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -155,7 +156,7 @@ def test_a_second_interrupt_during_the_hand_over_records_exactly_what_the_cluste
     cluster, mrunner, tmp_path, moment
 ):
     stopped = interrupted(tmp_path, moment, 2)
-    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     assert "Traceback" not in stopped.stderr, stopped.stderr
     sweep = latest_sweep(mrunner)
     runs = runs_of(mrunner, sweep)
@@ -177,7 +178,7 @@ def test_a_third_interrupt_leaves_the_unknown_planned_and_resume_finds_what_the_
     cluster, mrunner, tmp_path
 ):
     stopped = interrupted(tmp_path, "event", 3)
-    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     assert "Traceback" not in stopped.stderr and "keeps those experiments planned" in stopped.stderr, stopped.stderr
     sweep = latest_sweep(mrunner)
     runs = runs_of(mrunner, sweep)

@@ -7,6 +7,7 @@ the process signals itself right after the backend's ``package`` returns."""
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def stopped_after_the_upload(project: Path, moment: str = "mrunner_slurm.plugin:
     """Submit three experiments, stopped right after ``moment`` returns (by default ``package``: the code is
     uploaded, the records do not have its folder yet); the sweep's id."""
     stopped = interrupted_after(project, moment, "+context=test-slurm", "exp.py", "-m", "i=range(3)")
-    assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
     assert "code: sent" in stopped.stderr, stopped.stderr  # uploaded before the stop
     from mrunner.store import Store
 

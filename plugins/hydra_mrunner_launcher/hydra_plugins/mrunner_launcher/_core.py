@@ -34,8 +34,8 @@ from hydra_plugins.mrunner_launcher.mrunner_launcher import MrunnerLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mrunner import config as mrunner_config
-from mrunner import following, grid, hydra_job, planning, snapshot, submission
-from mrunner.errors import MrunnerError
+from mrunner import following, grid, hydra_job, interrupts, planning, snapshot, submission
+from mrunner.errors import Interrupted, MrunnerError
 from mrunner.experiment import Experiment
 from mrunner.naming import experiment_name
 from mrunner.records import COMPLETED, PLANNED, Run, Sweep
@@ -83,10 +83,17 @@ class LaunchFailed(MrunnerError, CompactHydraException):
 
 
 def launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    interrupts.forget()
     try:
         return _launch(launcher, job_overrides, initial_job_idx)
     except LaunchFailed:
         raise
+    except Interrupted as error:
+        # stopped by a signal (Ctrl-C; SIGTERM, SIGHUP while the sweep is handed over): what was done is recorded.
+        # The app ends as mrunner's command line does, with 128 + the signal, which Hydra's exit 1 for a failed
+        # launch would hide from a shell, `timeout` or a scheduler.
+        print(f"mrunner: error: {error}", file=sys.stderr)
+        raise SystemExit(interrupts.exit_code()) from None
     except MrunnerError as error:
         raise LaunchFailed(str(error)) from None
 

@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from mrunner import following, mlflow_ends, plugins, table
 from mrunner.backend import SubmitOptions
-from mrunner.commands import GROUP_OPTIONS
+from mrunner.commands import GROUP_OPTIONS, shorthands
 from mrunner.errors import MrunnerError, NoLog, NotRecorded
 from mrunner.following import counts_text
 from mrunner.recorder import STOPPED
@@ -405,26 +405,51 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
         "files stay",
     )
     group = parser.add_argument_group("context keys for the new attempts, where the sweep's backend has the key")
-    honouring = _honouring(GROUP_OPTIONS)
-    for option in GROUP_OPTIONS:
-        where = ", ".join(honouring[option]) or "no installed backend"
-        group.add_argument(f"--{option}", metavar="VALUE", help=f"same as context.{option}=VALUE ({where})")
+    honoured = shorthands.honouring(GROUP_OPTIONS)
+    options = [
+        group.add_argument(f"--{option}", metavar="VALUE", help=shorthands.option_help(option, honoured[option]))
+        for option in GROUP_OPTIONS
+    ]
+    # argparse's own --help gives way (the subcommands' parsers resolve a conflict) to one that knows the sweep
+    parser.add_argument("-h", "--help", action=_ResumeHelp, group=group, options=options, honoured=honoured)
 
 
-def _honouring(options: Sequence[str]) -> dict[str, list[str]]:
-    """Which installed backends have each of these keys (a backend whose plugin fails to load is left out)."""
-    from mrunner import planning  # yaml and the context machinery: not for `status`
+class _ResumeHelp(argparse.Action):
+    """``mrunner resume SWEEP --help``: with the sweep named, its backend is known, and the help says plainly
+    which of the options it refuses (without a sweep, or an unknown one, the help of every backend)."""
 
-    found: dict[str, list[str]] = {option: [] for option in options}
-    for backend in plugins.backends():
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        group: argparse._ArgumentGroup,
+        options: list[argparse.Action],
+        honoured: dict[str, list[str]],
+        **_: object,
+    ) -> None:
+        super().__init__(
+            option_strings,
+            argparse.SUPPRESS,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show this help message and exit",
+        )
+        self.group, self.options, self.honoured = group, options, honoured
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: object) -> None:
+        named = getattr(namespace, "sweep", None)
         try:
-            keys = planning.context_keys(backend)
+            sweep = Store().sweep(named) if named else None
         except MrunnerError:
-            continue
-        for option in options:
-            if option in keys:
-                found[option].append(backend)
-    return found
+            sweep = None
+        if sweep is not None:
+            whose = f"sweep {sweep.id}"
+            self.group.title = shorthands.group_title(self.group.title or "", self.honoured, sweep.backend, whose)
+            for action in self.options:
+                option = action.dest
+                action.help = shorthands.option_help(option, self.honoured[option], sweep.backend, "sweep")
+        parser.print_help()
+        parser.exit()
 
 
 def _check_honoured(sweep: Sweep, given: Sequence[str], options: Sequence[str]) -> None:

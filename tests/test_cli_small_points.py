@@ -140,6 +140,20 @@ def test_a_script_outside_the_project_is_named_so(mrunner, tmp_path, mrunner_hom
     assert Store().sweeps() == []
 
 
+def test_a_target_named_by_an_absolute_path_outside_the_cwds_project_runs_from_its_own_snapshot(mrunner, tmp_path):
+    """On the command line the target makes the project (`mrunner /elsewhere/exp.py` snapshots the folder that
+    holds it), so it never runs live from where it lies, as a spec's script outside its project would."""
+    _project(tmp_path, mrunner)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "pyproject.toml").write_text("")
+    (elsewhere / "exp.py").write_text("import os\nprint('ran', os.path.realpath(__file__))\n")
+    ran = mrunner(str(elsewhere / "exp.py"), "--wait")
+    assert ran.returncode == 0, ran.stderr
+    (line,) = [line for line in mrunner("logs", f"{ran.stdout.split()[0]}/0").stdout.splitlines() if "ran" in line]
+    assert line.endswith("/exp.py") and str(elsewhere) not in line, line
+
+
 def test_an_installed_program_named_by_an_absolute_path_still_runs(mrunner, tmp_path):
     """A program outside the project that runs as itself (an interpreter of a virtualenv, a tool) is not a
     script of the project: it runs as named."""

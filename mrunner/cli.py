@@ -272,10 +272,15 @@ def _run(args: list[str]) -> int:
             "the context named is empty: give +context=NAME or --context NAME (`mrunner context list` shows "
             "them), or neither for the current context"
         )
-    for option in GROUP_OPTIONS:
-        value = getattr(options, option)
-        if value is not None:
-            context_overrides.append(f"context.{option}={value}")
+    given = [option for option in GROUP_OPTIONS if getattr(options, option) is not None]
+    if given and not any(o.lstrip("+~").startswith("context.backend") for o in context_overrides):
+        from mrunner.commands import shorthands
+
+        name = options.context or context_name or shorthands.chosen_context([])
+        backend = shorthands.backend_of(name) if name else None
+        if backend is not None:  # else the context's own error, when it is composed, says what is wrong
+            shorthands.refuse_unhonoured(given, GROUP_OPTIONS, backend, f"context {name}")
+    context_overrides += [f"context.{option}={getattr(options, option)}" for option in given]
     return run(
         RunArguments(
             target=target,

@@ -87,3 +87,19 @@ def described(options: Sequence[str], title: str, args: Sequence[str]) -> tuple[
     whose = f"context {name}"
     helps = {option: option_help(option, honoured[option], chosen) for option in options}
     return group_title(title, honoured, chosen, whose), helps
+
+
+def refuse_unhonoured(given: Sequence[str], options: Sequence[str], backend: str, whose: str) -> None:
+    """Refuse, in one line, a shorthand option for a key ``backend`` (of ``whose``: "context local", "sweep
+    S") does not have, naming those it has: not the backend's every key, as an unknown key would."""
+    from mrunner import planning
+
+    keys = planning.context_keys(backend)
+    refused = [option for option in given if option not in keys]
+    if refused:
+        honoured = [f"--{option}" for option in options if option in keys]
+        offer = f"its options are {', '.join(honoured)}" if honoured else "it takes none of these options"
+        raise MrunnerError(
+            f"--{refused[0]}: the {backend} backend of {whose} has no {refused[0]} key; {offer} "
+            f"(or context.KEY=VALUE with a key of its context)"
+        )

@@ -452,28 +452,14 @@ class _ResumeHelp(argparse.Action):
         parser.exit()
 
 
-def _check_honoured(sweep: Sweep, given: Sequence[str], options: Sequence[str]) -> None:
-    """Refuse, in one line, a shorthand option for a key the sweep's backend does not have, naming those it has."""
-    from mrunner import planning
-
-    keys = planning.context_keys(sweep.backend)
-    refused = [option for option in given if option not in keys]
-    if refused:
-        honoured = [f"--{option}" for option in options if option in keys]
-        offer = f"its options are {', '.join(honoured)}" if honoured else "it takes none of these options"
-        raise MrunnerError(
-            f"--{refused[0]}: the {sweep.backend} backend of sweep {sweep.id} has no {refused[0]} key; {offer} "
-            f"(or context.KEY=VALUE with a key of its context)"
-        )
-
-
 def resume_command(options: argparse.Namespace) -> int:
     from mrunner import resuming
 
     store = Store()
     reporter = Reporter()
     sweep = store.sweep(options.sweep)
-    _check_honoured(sweep, [o for o in GROUP_OPTIONS if getattr(options, o) is not None], GROUP_OPTIONS)
+    given = [o for o in GROUP_OPTIONS if getattr(options, o) is not None]
+    shorthands.refuse_unhonoured(given, GROUP_OPTIONS, sweep.backend, f"sweep {sweep.id}")
     changes = list(options.changes)
     changes += [f"context.{o}={getattr(options, o)}" for o in GROUP_OPTIONS if getattr(options, o) is not None]
     resumed = resuming.resume(

@@ -47,7 +47,9 @@ def program(experiment: Experiment) -> tuple[str, bool] | None:
 def in_the_snapshot(experiments: Sequence[Experiment], root: Path, base_dir: Path) -> None:
     """A spec's script named by an absolute path inside the project (``os.path.dirname(__file__)``, a common
     idiom) is rewritten relative to where mrunner runs, so it runs from the snapshot: as written it ran the
-    project's file as it was when the experiment started."""
+    project's file as it was when the experiment started. A Python file named by an absolute path outside the
+    project is refused as ``../exp.py`` is: it would run live, from where it lies, not from any snapshot. An
+    absolute path outside the project that runs as itself (``/opt/venv/bin/python``) is an installed program."""
     rewritten: dict[str, str] = {}
     for experiment in {e.script: e for e in experiments}.values():  # once per distinct script
         found = program(experiment)
@@ -55,6 +57,8 @@ def in_the_snapshot(experiments: Sequence[Experiment], root: Path, base_dir: Pat
             continue
         real = Path(found[0]).resolve()
         if real != root and root not in real.parents:
+            if not found[1]:
+                raise outside(experiment, found[0], root)
             continue  # an installed program, outside the project
         tokens = experiment.script_tokens
         relative = os.path.relpath(real, base_dir)
@@ -76,10 +80,7 @@ def check_programs(experiments: Sequence[Experiment], files: Collection[str], ro
             continue  # an installed program, outside the project
         relative = os.path.normpath(os.path.join(workdir, path)).replace(os.sep, "/")
         if relative == ".." or relative.startswith("../"):
-            raise MrunnerError(
-                f"experiment {experiment.name}: its script {path} lies outside the project {root}, whose folder is "
-                f"what is snapshotted: move the script into the project"
-            )
+            raise outside(experiment, path, root)
         if relative not in files:
             why = (
                 "exists but is left out of the code snapshot (by .gitignore, .mrunnerignore or exclude): "
@@ -93,3 +94,11 @@ def check_programs(experiments: Sequence[Experiment], files: Collection[str], ro
                 f"experiment {experiment.name}: {path} runs as itself but is not executable: "
                 f"`chmod +x {shlex.quote(str(root / relative))}`, or name its interpreter in the script"
             )
+
+
+def outside(experiment: Experiment, path: str, root: Path) -> MrunnerError:
+    """The one refusal of a script outside the project, however it is named (``../exp.py``, ``/tmp/exp.py``)."""
+    return MrunnerError(
+        f"experiment {experiment.name}: its script {path} lies outside the project {root}, whose folder is "
+        f"what is snapshotted: move the script into the project"
+    )

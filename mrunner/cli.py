@@ -206,7 +206,9 @@ class _Parser(argparse.ArgumentParser):
         raise MrunnerError(f"{message} (see `{self.prog} --help`)")
 
 
-def run_parser() -> argparse.ArgumentParser:
+def run_parser(args: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser of a run; when ``args`` ask for help, its shorthand options say which backends honour them
+    (and whether the chosen context's does), which loads every backend's keys: only then."""
     parser = _Parser(
         prog="mrunner",
         usage=RUN_USAGE,
@@ -241,9 +243,16 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tag", action="append", default=[], help="tag every experiment (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="print only the sweep id")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    group = parser.add_argument_group("context keys for this run (the original mrunner's options)")
+    title = "context keys for this run (the original mrunner's options)"
+    helps = {option: f"same as context.{option}=VALUE" for option in GROUP_OPTIONS}
+    before_separator = args[: list(args).index("--")] if "--" in args else args
+    if any(arg in ("-h", "--help") for arg in before_separator):
+        from mrunner.commands import shorthands
+
+        title, helps = shorthands.described(GROUP_OPTIONS, title, before_separator)
+    group = parser.add_argument_group(title)
     for option in GROUP_OPTIONS:
-        group.add_argument(f"--{option}", metavar="VALUE", help=f"same as context.{option}=VALUE")
+        group.add_argument(f"--{option}", metavar="VALUE", help=helps[option])
     return parser
 
 
@@ -254,7 +263,7 @@ def _run(args: list[str]) -> int:
     if "--" in args:
         split = args.index("--")
         args, script_args = args[:split], args[split + 1 :]
-    options = run_parser().parse_intermixed_args(args)
+    options = run_parser(args).parse_intermixed_args(args)
     target, overrides, context_name, context_overrides = _split_items(options.items)
     if options.spec and target is None and os.path.isfile(options.spec):
         target, options.spec = options.spec, "experiments_list"  # `mrunner --spec spec.py`
@@ -265,10 +274,15 @@ def _run(args: list[str]) -> int:
             "the context named is empty: give +context=NAME or --context NAME (`mrunner context list` shows "
             "them), or neither for the current context"
         )
-    for option in GROUP_OPTIONS:
-        value = getattr(options, option)
-        if value is not None:
-            context_overrides.append(f"context.{option}={value}")
+    given = [option for option in GROUP_OPTIONS if getattr(options, option) is not None]
+    if given and not any(o.lstrip("+~").startswith("context.backend") for o in context_overrides):
+        from mrunner.commands import shorthands
+
+        name = options.context or context_name or shorthands.chosen_context([])
+        backend = shorthands.backend_of(name) if name else None
+        if backend is not None:  # else the context's own error, when it is composed, says what is wrong
+            shorthands.refuse_unhonoured(given, GROUP_OPTIONS, backend, f"context {name}")
+    context_overrides += [f"context.{option}={getattr(options, option)}" for option in given]
     return run(
         RunArguments(
             target=target,
@@ -364,7 +378,7 @@ def subcommand_parser(command: str) -> tuple[argparse.ArgumentParser, Callable[[
     name, arguments, handler = commands[command]
     module = importlib.import_module(f"mrunner.commands.{name}")
     configure, handle = getattr(module, arguments), getattr(module, handler)
-    parser = _Parser(prog=f"mrunner {command}")
+    parser = _Parser(prog=f"mrunner {command}", conflict_handler="resolve")  # a command's own --help wins
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     configure(parser)
     return parser, handle

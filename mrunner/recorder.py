@@ -11,9 +11,12 @@ supervises it, and why it stopped when it stops early.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from mrunner.errors import MrunnerError
 from mrunner.records import Run, RunUpdate, Sweep
 from mrunner.store import Store, StoredRuns
 
@@ -56,6 +59,16 @@ class Recorder:
         """Say that the process ``identity`` (``mrunner.process.identity``) supervises the sweep now; a
         reason an earlier supervisor stopped for is cleared."""
         self._set_detail({SUPERVISOR: identity, STOPPED: None})
+
+    def room_on(self, folder: str, experiments: int) -> int:
+        """Bytes the records take of ``folder``'s disk while ``experiments`` more experiments run and end
+        (``Store.room_for``): none when they lie on another disk; what a full disk's line asks to free adds it."""
+        try:
+            if os.stat(self._store.path.parent).st_dev != os.stat(folder).st_dev:
+                return 0
+            return self._store.room_for(experiments)
+        except (OSError, sqlite3.Error) as error:
+            raise MrunnerError(f"cannot measure the records {self._store.path}: {error}") from error
 
     def stopped(self, reason: str) -> None:
         """Say why the supervisor stops before the sweep ended (``mrunner status`` shows it)."""

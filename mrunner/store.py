@@ -194,6 +194,26 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    def room_for(self, experiments: int) -> int:
+        """Bytes of their disk the records take up while ``experiments`` more experiments run and end: what
+        a full disk's line asks to free must count them when they share that disk. The database grows at its
+        own bytes per recorded experiment (its rows, attempts and events); the write-ahead log grows to its
+        checkpoint's size before SQLite folds it in and starts it over (it never shrinks by itself), and as much
+        again while a reader keeps it from starting over; the reserve is made again once there is room."""
+
+        def blocks(path: Path) -> int:
+            try:
+                return os.stat(path).st_blocks * 512  # what the file takes of its disk, not its length
+            except OSError:
+                return 0
+
+        page = self._db.execute("PRAGMA page_size").fetchone()[0]
+        checkpoint = self._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        count = self._db.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]
+        log_room = max(0, 2 * checkpoint * page - blocks(Path(f"{self.path}-wal")))
+        growth = -(-blocks(self.path) // max(1, count)) * experiments
+        return log_room + growth + (0 if self._reserve.exists() else RESERVE_BYTES)
+
     @property
     def _reserve(self) -> Path:
         return self.path.with_name(self.path.name + ".reserve")

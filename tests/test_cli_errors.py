@@ -54,7 +54,7 @@ def project(tmp_path: Path) -> Path:
             ["unknown key 'max_paralel'", "did you mean 'max_parallel'", "valid keys:"],
         ),
         (["train.py", "context.max_parallel=many"], ["'max_parallel' must be int"]),
-        (["train.py", "--partition", "gpu"], ["unknown key 'partition'"]),
+        (["train.py", "--partition", "gpu"], ["--partition: the local backend of context local has no partition key"]),
     ],
 )
 def test_bad_command_lines(mrunner, project, mrunner_home, args, fragments):

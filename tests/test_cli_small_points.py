@@ -124,14 +124,47 @@ def test_a_script_with_a_syntax_error_is_left_to_its_interpreter(mrunner, tmp_pa
     assert ran.returncode == 0, ran.stderr
 
 
-def test_a_script_outside_the_project_is_named_so(mrunner, tmp_path):
+@pytest.mark.parametrize("script", ["../exp.py", "{outside}/exp.py", "python3 {outside}/exp.py --fast"])
+def test_a_script_outside_the_project_is_named_so(mrunner, tmp_path, mrunner_home, script):
+    """However the spec names it, relative or absolute, a Python file outside the project is refused alike:
+    named absolutely it ran live, from where it lies, and never from a snapshot."""
     project = _project(tmp_path, mrunner)
     (tmp_path / "exp.py").write_text("print('outside')\n")
     (project / "spec.py").write_text(
-        "from mrunner import create_experiments\nexperiments_list = create_experiments('../exp.py', params_grid={'lr': [1]})\n"
+        "from mrunner import create_experiments\n"
+        f"experiments_list = create_experiments({script.format(outside=tmp_path)!r}, params_grid={{'lr': [1]}})\n"
     )
-    message = _one_line_error(mrunner("spec.py"), "lies outside the project")
-    assert ".gitignore" not in message
+    for args in (("spec.py",), ("spec.py", "--dry-run")):
+        message = _one_line_error(mrunner(*args), "lies outside the project", "move the script into the project")
+        assert ".gitignore" not in message
+    assert Store().sweeps() == []
+
+
+def test_a_target_named_by_an_absolute_path_outside_the_cwds_project_runs_from_its_own_snapshot(mrunner, tmp_path):
+    """On the command line the target makes the project (`mrunner /elsewhere/exp.py` snapshots the folder that
+    holds it), so it never runs live from where it lies, as a spec's script outside its project would."""
+    _project(tmp_path, mrunner)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "pyproject.toml").write_text("")
+    (elsewhere / "exp.py").write_text("import os\nprint('ran', os.path.realpath(__file__))\n")
+    ran = mrunner(str(elsewhere / "exp.py"), "--wait")
+    assert ran.returncode == 0, ran.stderr
+    (line,) = [line for line in mrunner("logs", f"{ran.stdout.split()[0]}/0").stdout.splitlines() if "ran" in line]
+    assert line.endswith("/exp.py") and str(elsewhere) not in line, line
+
+
+def test_an_installed_program_named_by_an_absolute_path_still_runs(mrunner, tmp_path):
+    """A program outside the project that runs as itself (an interpreter of a virtualenv, a tool) is not a
+    script of the project: it runs as named."""
+    project = _project(tmp_path, mrunner)
+    (project / "spec.py").write_text(
+        "from mrunner import create_experiments\n"
+        f"experiments_list = create_experiments({sys.executable + ' -c print(41+1)'!r}, params_grid={{'lr': [1]}})\n"
+    )
+    ran = mrunner("spec.py", "--wait")
+    assert ran.returncode == 0, ran.stderr
+    assert "42" in mrunner("logs", f"{ran.stdout.split()[0]}/0").stdout
 
 
 @pytest.mark.parametrize("script", ["{project}/train.py", "python3 {project}/train.py --fast"])

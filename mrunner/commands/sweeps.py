@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from mrunner import following, mlflow_ends, plugins, table
 from mrunner.backend import SubmitOptions
-from mrunner.commands import GROUP_OPTIONS
+from mrunner.commands import GROUP_OPTIONS, shorthands
 from mrunner.errors import MrunnerError, NoLog, NotRecorded
 from mrunner.following import counts_text
 from mrunner.recorder import STOPPED
@@ -405,41 +405,51 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
         "files stay",
     )
     group = parser.add_argument_group("context keys for the new attempts, where the sweep's backend has the key")
-    honouring = _honouring(GROUP_OPTIONS)
-    for option in GROUP_OPTIONS:
-        where = ", ".join(honouring[option]) or "no installed backend"
-        group.add_argument(f"--{option}", metavar="VALUE", help=f"same as context.{option}=VALUE ({where})")
+    honoured = shorthands.honouring(GROUP_OPTIONS)
+    options = [
+        group.add_argument(f"--{option}", metavar="VALUE", help=shorthands.option_help(option, honoured[option]))
+        for option in GROUP_OPTIONS
+    ]
+    # argparse's own --help gives way (the subcommands' parsers resolve a conflict) to one that knows the sweep
+    parser.add_argument("-h", "--help", action=_ResumeHelp, group=group, options=options, honoured=honoured)
 
 
-def _honouring(options: Sequence[str]) -> dict[str, list[str]]:
-    """Which installed backends have each of these keys (a backend whose plugin fails to load is left out)."""
-    from mrunner import planning  # yaml and the context machinery: not for `status`
+class _ResumeHelp(argparse.Action):
+    """``mrunner resume SWEEP --help``: with the sweep named, its backend is known, and the help says plainly
+    which of the options it refuses (without a sweep, or an unknown one, the help of every backend)."""
 
-    found: dict[str, list[str]] = {option: [] for option in options}
-    for backend in plugins.backends():
-        try:
-            keys = planning.context_keys(backend)
-        except MrunnerError:
-            continue
-        for option in options:
-            if option in keys:
-                found[option].append(backend)
-    return found
-
-
-def _check_honoured(sweep: Sweep, given: Sequence[str], options: Sequence[str]) -> None:
-    """Refuse, in one line, a shorthand option for a key the sweep's backend does not have, naming those it has."""
-    from mrunner import planning
-
-    keys = planning.context_keys(sweep.backend)
-    refused = [option for option in given if option not in keys]
-    if refused:
-        honoured = [f"--{option}" for option in options if option in keys]
-        offer = f"its options are {', '.join(honoured)}" if honoured else "it takes none of these options"
-        raise MrunnerError(
-            f"--{refused[0]}: the {sweep.backend} backend of sweep {sweep.id} has no {refused[0]} key; {offer} "
-            f"(or context.KEY=VALUE with a key of its context)"
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        group: argparse._ArgumentGroup,
+        options: list[argparse.Action],
+        honoured: dict[str, list[str]],
+        **_: object,
+    ) -> None:
+        super().__init__(
+            option_strings,
+            argparse.SUPPRESS,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show this help message and exit",
         )
+        self.group, self.options, self.honoured = group, options, honoured
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: object) -> None:
+        named = getattr(namespace, "sweep", None)
+        try:
+            sweep = Store().sweep(named) if named else None
+        except MrunnerError:
+            sweep = None
+        if sweep is not None:
+            whose = f"sweep {sweep.id}"
+            self.group.title = shorthands.group_title(self.group.title or "", self.honoured, sweep.backend, whose)
+            for action in self.options:
+                option = action.dest
+                action.help = shorthands.option_help(option, self.honoured[option], sweep.backend, "sweep")
+        parser.print_help()
+        parser.exit()
 
 
 def resume_command(options: argparse.Namespace) -> int:
@@ -448,7 +458,8 @@ def resume_command(options: argparse.Namespace) -> int:
     store = Store()
     reporter = Reporter()
     sweep = store.sweep(options.sweep)
-    _check_honoured(sweep, [o for o in GROUP_OPTIONS if getattr(options, o) is not None], GROUP_OPTIONS)
+    given = [o for o in GROUP_OPTIONS if getattr(options, o) is not None]
+    shorthands.refuse_unhonoured(given, GROUP_OPTIONS, sweep.backend, f"sweep {sweep.id}")
     changes = list(options.changes)
     changes += [f"context.{o}={getattr(options, o)}" for o in GROUP_OPTIONS if getattr(options, o) is not None]
     resumed = resuming.resume(

@@ -366,10 +366,16 @@ class Supervisor:
         with self.lock:
             completed = self.completed
         left = self.pending.qsize() + self.pending.taken - completed
-        needed = max(ASK_AT_LEAST_BYTES, written // max(1, completed) * left)
+        needed = written // max(1, completed) * left
+        try:  # the records (their database and its log) grow on this disk too when they share it
+            records = self.recorder.room_on(_existing(folder), left)
+        except MrunnerError:
+            records = 0  # the records cannot even be read: the line still names the disk
+        needed = max(ASK_AT_LEAST_BYTES, needed + records)
+        counted = " and what its records grow by" if records else ""
         return (
             f"the disk of {folder} ({_disk(folder)}) is full: free at least {_megabytes(needed)} there "
-            f"(what the rest of sweep {self.sweep.id} needs, going by what its experiments wrote so far), then "
+            f"(what the rest of sweep {self.sweep.id} needs, going by what its experiments wrote so far{counted}), then "
             f"`mrunner resume {self.sweep.id}` runs what did not complete"
         )
 

@@ -183,7 +183,16 @@ def test_resume_refuses_in_one_line_an_option_its_backend_does_not_honour(mrunne
     assert f"--time: the local backend of sweep {sweep} has no time key; it takes none of these options" in (
         refused.stderr
     )
-    assert "--time VALUE same as context.time=VALUE (slurm)" in " ".join(mrunner("resume", "--help").stdout.split())
+    assert "--time VALUE same as context.time=VALUE (honoured by slurm)" in " ".join(
+        mrunner("resume", "--help").stdout.split()
+    )
+    # with the sweep named, its backend is known: the help says plainly that it refuses the option
+    shown = " ".join(mrunner("resume", sweep, "--help").stdout.split())
+    assert f"the local backend of sweep {sweep} honours none of them" in shown, shown
+    assert (
+        "--time VALUE same as context.time=VALUE (honoured by slurm; NOT by local, this sweep's backend: refused)"
+        in (shown)
+    )
 
 
 def pids_of(mrunner, sweep: str) -> list[int]:

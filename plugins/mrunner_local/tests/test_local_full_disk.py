@@ -253,3 +253,42 @@ def test_logs_of_an_attempt_the_full_disk_kept_from_its_log_says_so_and_why(mrun
             assert shown.stderr.count("\n") == 1 and "printed nothing in attempt 0 (failed: " in shown.stderr
     completed = next(i for i, state in ended.items() if state == COMPLETED)
     assert mrunner("logs", f"{sweep}/{completed}").stderr == ""  # it printed nothing, and completed
+
+
+# Each experiment writes 30 KB: many experiments, so the records of their ends grow as the outputs do.
+SMALL_OUTPUTS = """
+import os
+from mrunner import get_configuration
+
+config = get_configuration()
+with open("result.bin", "wb") as out:
+    out.write(os.urandom(30_000))
+with open(os.path.join(config.ledger, f"done-{config.i}"), "a") as ledger:
+    ledger.write("x")
+"""
+
+
+def test_the_space_asked_counts_the_records_when_they_share_the_full_disk(mrunner, project, disk):
+    """The records (their database and its write-ahead log) lie on the disk the experiments fill: the line asks
+    for what they need too, not only for what the sweep's folder grows by, so freeing exactly what it asks lets
+    `resume` run the rest."""
+    (project / "small.py").write_text(SMALL_OUTPUTS)
+    ledger = project.parent / "ledger"
+    subprocess.run(["mount", "-o", "remount,size=3m", str(disk)], check=True)
+    env = {"XDG_DATA_HOME": str(disk / "data")}
+    points = 200
+    arguments = ["small.py", "-m", f"i=range({points})", f"ledger={ledger}", "--yes", "--detach"]
+    result = mrunner(*arguments, env=env)
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    followed = mrunner("status", sweep, "--wait", env=env, timeout=300)
+    assert followed.returncode != 0, followed.stdout + followed.stderr
+    (line,) = [line for line in mrunner("status", sweep, env=env).stdout.splitlines() if "free at least" in line]
+    asked = float(re.search(r"free at least ([0-9.]+) MB", line).group(1)) * 2**20
+    usage = shutil.disk_usage(disk)
+    size = -(-int(usage.used + asked) // 4096) * 4  # KiB, whole pages: exactly what was asked is free
+    subprocess.run(["mount", "-o", f"remount,size={size}k", str(disk)], check=True)
+    resumed = mrunner("resume", sweep, "--wait", env=env, timeout=300)
+    assert resumed.returncode == 0, (line, resumed.stdout, resumed.stderr)
+    assert set(states(mrunner, sweep, env).values()) == {COMPLETED}
+    assert done(ledger) == dict.fromkeys(range(points), 1)

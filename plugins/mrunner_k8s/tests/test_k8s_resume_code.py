@@ -156,9 +156,13 @@ def test_once_the_image_is_gone_from_the_registry_resume_names_current_code(mrun
 
     sweep = stop_after(project, "mrunner_k8s.cluster:Cluster.create_job")
     edit(project)
-    reference = Store().sweep(sweep).package["image"]
-    delete_from_registry(reference)
-    before = states(mrunner, sweep)
+    # experiment 0's Job was created before the stop and runs on (its image pulled before it is deleted): its
+    # end, not the refusal, would change the records between the two looks
+    before = wait_for(
+        lambda: states(mrunner, sweep), lambda shown: shown[0]["state"] == "completed", timeout=300, every=1
+    )
+    assert [before[i]["state"] for i in (1, 2)] == ["cancelled"] * 2, before
+    delete_from_registry(Store().sweep(sweep).package["image"])
     refused = mrunner("resume", sweep)
     assert refused.returncode != 0, refused.stdout
     lines = refused.stderr.strip().splitlines()

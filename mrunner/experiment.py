@@ -83,8 +83,8 @@ class Experiment:
     def command(self, python: str, hydra_app: bool) -> list[str]:
         """The argv that runs this experiment; a Hydra app also gets its ``overrides``."""
         tokens = self.script_tokens
-        if tokens[0].endswith(".py"):
-            tokens = [python, *tokens]
+        if tokens[0].endswith(".py"):  # `-x.py` is a file: `python -x.py` would read it as options
+            tokens = [python, f"./{tokens[0]}" if tokens[0].startswith("-") else tokens[0], *tokens[1:]]
         elif tokens[0] in BARE_PYTHONS:  # `python3 -m pkg.run`: the context's interpreter, not whichever is on PATH
             tokens = [python, *tokens[1:]]
         if hydra_app:

@@ -313,6 +313,19 @@ def test_a_failed_experiment_that_wrote_nothing_is_said_so(mrunner, tmp_path):
     assert said.endswith("failed (exit 3) and wrote no output"), ran.stderr
 
 
+def test_a_script_whose_name_starts_with_a_dash_runs_that_file(mrunner, tmp_path):
+    """`./-x.py` names a file: its interpreter must not read the name as one of its options."""
+    project = _project(tmp_path, mrunner)
+    (project / "-x.py").write_text("print('ran -x')\n")
+    dry = mrunner("./-x.py", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert " ./-x.py\n" in dry.stdout, dry.stdout
+    ran = mrunner("./-x.py", "--quiet")
+    assert ran.returncode == 0, ran.stderr
+    logs = mrunner("logs", f"{ran.stdout.strip()}/0")
+    assert logs.stdout == "ran -x\n", logs
+
+
 def test_ctrl_c_of_status_wait_says_the_sweep_goes_on(mrunner, tmp_path):
     """Following stops; the sweep does not (its experiments are not this command's): the line says so and how
     to stop it, where a bare "interrupted" left the user thinking the sweep was stopped."""

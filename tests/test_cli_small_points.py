@@ -116,6 +116,17 @@ def test_a_spec_with_a_syntax_error_is_refused_naming_the_line(mrunner, tmp_path
     assert Store().sweeps() == []
 
 
+@pytest.mark.parametrize("call", ["os._exit(0)", "os._exit(5)"])
+def test_a_spec_that_ends_the_process_itself_is_refused(mrunner, tmp_path, call):
+    """mrunner runs a spec file in its own process: an `os._exit` there (which skips SystemExit) must not end
+    mrunner silently, with exit 0 and nothing said, as if the sweep had been submitted."""
+    project = _project(tmp_path, mrunner)
+    (project / "spec.py").write_text(f"import os\n{call}\nexperiments_list = []\n")
+    for args in (("spec.py",), ("spec.py", "--dry-run")):
+        _one_line_error(mrunner(*args), "spec.py", f"called {call}")
+    assert Store().sweeps() == []
+
+
 def test_a_script_with_a_syntax_error_is_left_to_its_interpreter(mrunner, tmp_path):
     """A plain script is not a spec: the context's python (maybe newer than mrunner's) is what judges it."""
     project = _project(tmp_path, mrunner, "print('a'\n")

@@ -47,12 +47,13 @@ class Experiment:
         if not isinstance(self.parameters, Mapping):
             raise MrunnerError(f"experiment {self.name or self.script}: parameters must be a mapping")
         try:
-            json.dumps(self.parameters)
+            json.dumps(self.parameters, sort_keys=True)  # sorted, as the experiment's identity encodes them
         except (TypeError, ValueError) as error:
-            raise MrunnerError(
-                f"experiment {self.name or self.script}: parameters must be plain data "
-                f"(numbers, strings, booleans, None, lists, mappings): {error}"
-            ) from None
+            if "not supported between instances" in str(error):  # names that do not sort: 3 beside 'a'
+                problem = f"parameter names of one mapping must all be strings (they mix types: {error})"
+            else:
+                problem = f"parameters must be plain data (numbers, strings, booleans, None, lists, mappings): {error}"
+            raise MrunnerError(f"experiment {self.name or self.script}: {problem}") from None
         if not isinstance(self.resources, Mapping) or not all(isinstance(k, str) for k in self.resources):
             raise MrunnerError(
                 f"experiment {self.name or self.script}: resources must be a mapping of context keys to values, "

@@ -47,12 +47,13 @@ class Experiment:
         if not isinstance(self.parameters, Mapping):
             raise MrunnerError(f"experiment {self.name or self.script}: parameters must be a mapping")
         try:
-            json.dumps(self.parameters)
+            json.dumps(self.parameters, sort_keys=True)  # sorted, as the experiment's identity encodes them
         except (TypeError, ValueError) as error:
-            raise MrunnerError(
-                f"experiment {self.name or self.script}: parameters must be plain data "
-                f"(numbers, strings, booleans, None, lists, mappings): {error}"
-            ) from None
+            if "not supported between instances" in str(error):  # names that do not sort: 3 beside 'a'
+                problem = f"parameter names of one mapping must all be strings (they mix types: {error})"
+            else:
+                problem = f"parameters must be plain data (numbers, strings, booleans, None, lists, mappings): {error}"
+            raise MrunnerError(f"experiment {self.name or self.script}: {problem}") from None
         if not isinstance(self.resources, Mapping) or not all(isinstance(k, str) for k in self.resources):
             raise MrunnerError(
                 f"experiment {self.name or self.script}: resources must be a mapping of context keys to values, "
@@ -83,8 +84,8 @@ class Experiment:
     def command(self, python: str, hydra_app: bool) -> list[str]:
         """The argv that runs this experiment; a Hydra app also gets its ``overrides``."""
         tokens = self.script_tokens
-        if tokens[0].endswith(".py"):
-            tokens = [python, *tokens]
+        if tokens[0].endswith(".py"):  # `-x.py` is a file: `python -x.py` would read it as options
+            tokens = [python, f"./{tokens[0]}" if tokens[0].startswith("-") else tokens[0], *tokens[1:]]
         elif tokens[0] in BARE_PYTHONS:  # `python3 -m pkg.run`: the context's interpreter, not whichever is on PATH
             tokens = [python, *tokens[1:]]
         if hydra_app:

@@ -66,6 +66,7 @@ _manager: pluggy.PluginManager | None = None
 _distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
 _serving: dict[str, tuple[object, Backend]] = {}  # backend name -> (plugin, backend)
 _called: set[str] = set()  # what this process already left a trace of
+_left_out: dict[str, str] = {}  # entry-point name -> distribution, of the plugins MRUNNER_PLUGINS leaves out
 
 
 def manager() -> pluggy.PluginManager:
@@ -81,6 +82,7 @@ def reset() -> None:
     global _manager
     _manager = None
     _serving.clear()
+    _left_out.clear()
 
 
 def _build() -> pluggy.PluginManager:
@@ -94,6 +96,7 @@ def _build() -> pluggy.PluginManager:
     allowed_names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
     for entry_point in entrypoints.of_group(ENTRY_POINT_GROUP):
         if allowed_names is not None and entry_point.name not in allowed_names:
+            _left_out[entry_point.name] = entry_point.distribution[0] if entry_point.distribution else ""
             continue
         if pm.get_plugin(entry_point.name) is not None:
             continue  # the same distribution seen twice on sys.path
@@ -243,6 +246,14 @@ def backend(name: str) -> Backend:
         return served[name]
     package = KNOWN_BACKEND_PACKAGES.get(name)
     installed = ", ".join(sorted(served)) or "none"
+    left_out = [
+        entry for entry, distribution in _left_out.items() if name in (entry, distribution) or package == distribution
+    ]
+    if left_out:  # installed: a typo in MRUNNER_PLUGINS is not fixed by installing it again
+        raise MrunnerError(
+            f"backend {name!r} is installed but MRUNNER_PLUGINS={os.environ.get('MRUNNER_PLUGINS', '')!r} leaves it "
+            f"out: add {left_out[0]} to it, or unset it (loaded backends: {installed})"
+        )
     if package:
         hint = f"install it with `pip install {package}`"
     else:

@@ -7,13 +7,14 @@ A plain experiment script is never executed by mrunner itself.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import runpy
 import sys
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mrunner import grid
 from mrunner.errors import MrunnerError
@@ -98,12 +99,28 @@ def syntax_error(path: Path, forced: bool = False) -> str | None:
     return None
 
 
+class _SpecExit(BaseException):
+    """A spec file's ``os._exit(code)``, raised instead while mrunner runs the spec in its own process."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _refused_exit(code: int) -> NoReturn:
+    raise _SpecExit(code)
+
+
 def load_spec(path: Path, variable: str = DEFAULT_VARIABLE) -> list[Experiment]:
     """Run the spec file and return its experiments; any failure is one line naming the file and line."""
     sys.path.insert(0, str(path.parent.resolve()))
+    real_exit = os._exit
+    os._exit = _refused_exit  # type: ignore[assignment]  # it would end mrunner at once, with no word said
     try:
         # `script`: the spec file's name, which the original mrunner gave spec files (`globals()["script"]`)
         namespace = runpy.run_path(str(path), init_globals={"script": path.name}, run_name="__mrunner_spec__")
+    except _SpecExit as error:
+        raise MrunnerError(f"spec {path} called os._exit({error.code}) instead of assigning {variable}") from None
     except SystemExit as error:
         raise MrunnerError(f"spec {path} called exit({error.code}) instead of assigning {variable}") from None
     except BaseException as error:
@@ -113,6 +130,7 @@ def load_spec(path: Path, variable: str = DEFAULT_VARIABLE) -> list[Experiment]:
             raise MrunnerError(f"spec {path}: {error}") from None
         raise MrunnerError(f"spec {path} raised {type(error).__name__}{_where(error, path)}: {error}") from None
     finally:
+        os._exit = real_exit
         sys.path.pop(0)
     if variable not in namespace:
         raise MrunnerError(f"spec {path} does not define {variable}; assign the list of experiments to it")

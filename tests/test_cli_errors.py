@@ -76,12 +76,19 @@ def test_bad_spec_files(mrunner, project, mrunner_home, spec, fragments):
     assert recorded_sweeps(mrunner_home) == 0
 
 
-def test_backend_not_installed_names_the_package(mrunner, project, mrunner_home):
+def test_backend_not_installed_names_the_package(mrunner, project, mrunner_home, monkeypatch):
+    from mrunner import plugins
+    from mrunner.errors import MrunnerError
+
+    # slurm absent from what was found on sys.path (MRUNNER_PLUGINS leaving it out is another line: test_plugins.py)
+    monkeypatch.setattr(plugins, "backends", lambda: {"local": object()})
+    with pytest.raises(MrunnerError) as refused:
+        plugins.backend("slurm")
+    for said in ("backend 'slurm' is not installed", "pip install mrunner-slurm", "installed backends: local"):
+        assert said in str(refused.value), refused.value
     write_context(mrunner_home, "cluster", "backend: slurm\nslurm_url: somewhere\n")
     result = mrunner("train.py", "+context=cluster", env={"MRUNNER_PLUGINS": "local"})
-    assert_one_line_error(
-        result, "backend 'slurm' is not installed", "pip install mrunner-slurm", "installed backends: local"
-    )
+    assert_one_line_error(result, "backend 'slurm' is installed but MRUNNER_PLUGINS='local' leaves it out")
     write_context(mrunner_home, "odd", "backend: quantum\n")
     assert_one_line_error(mrunner("train.py", "context=odd"), "backend 'quantum' is not installed")
 

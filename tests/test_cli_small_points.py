@@ -116,6 +116,17 @@ def test_a_spec_with_a_syntax_error_is_refused_naming_the_line(mrunner, tmp_path
     assert Store().sweeps() == []
 
 
+@pytest.mark.parametrize("call", ["os._exit(0)", "os._exit(5)"])
+def test_a_spec_that_ends_the_process_itself_is_refused(mrunner, tmp_path, call):
+    """mrunner runs a spec file in its own process: an `os._exit` there (which skips SystemExit) must not end
+    mrunner silently, with exit 0 and nothing said, as if the sweep had been submitted."""
+    project = _project(tmp_path, mrunner)
+    (project / "spec.py").write_text(f"import os\n{call}\nexperiments_list = []\n")
+    for args in (("spec.py",), ("spec.py", "--dry-run")):
+        _one_line_error(mrunner(*args), "spec.py", f"called {call}")
+    assert Store().sweeps() == []
+
+
 def test_a_script_with_a_syntax_error_is_left_to_its_interpreter(mrunner, tmp_path):
     """A plain script is not a spec: the context's python (maybe newer than mrunner's) is what judges it."""
     project = _project(tmp_path, mrunner, "print('a'\n")
@@ -311,6 +322,19 @@ def test_a_failed_experiment_that_wrote_nothing_is_said_so(mrunner, tmp_path):
     assert ran.returncode == 1, ran.stderr
     said = next(line for line in ran.stderr.splitlines() if " failed (exit 3)" in line)
     assert said.endswith("failed (exit 3) and wrote no output"), ran.stderr
+
+
+def test_a_script_whose_name_starts_with_a_dash_runs_that_file(mrunner, tmp_path):
+    """`./-x.py` names a file: its interpreter must not read the name as one of its options."""
+    project = _project(tmp_path, mrunner)
+    (project / "-x.py").write_text("print('ran -x')\n")
+    dry = mrunner("./-x.py", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert " ./-x.py\n" in dry.stdout, dry.stdout
+    ran = mrunner("./-x.py", "--quiet")
+    assert ran.returncode == 0, ran.stderr
+    logs = mrunner("logs", f"{ran.stdout.strip()}/0")
+    assert logs.stdout == "ran -x\n", logs
 
 
 def test_ctrl_c_of_status_wait_says_the_sweep_goes_on(mrunner, tmp_path):

@@ -78,6 +78,17 @@ def _script(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.parametrize("missing", ["no-such-config.yaml", "no-such-folder/config.yaml"])
+def test_import_of_a_file_that_does_not_exist_says_so(mrunner, tmp_path, missing):
+    """Not "has no `contexts:` mapping", which sends the user looking inside a file that is not there."""
+    result = mrunner("context", "import", str(tmp_path / missing))
+    assert result.returncode == 2, result
+    assert (
+        result.stderr
+        == f"mrunner: error: {tmp_path / missing} does not exist: name the original mrunner's config.yaml\n"
+    )
+
+
 def test_import_the_original_config(mrunner, mrunner_home, tmp_path):
     original = tmp_path / "config.yaml"
     original.write_text(

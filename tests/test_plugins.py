@@ -207,6 +207,17 @@ def test_mrunner_plugins_restricts_what_loads(mrunner, echo_site):
     assert all(p["distribution"].endswith("(built-in)") for p in json.loads(none.stdout))
 
 
+@pytest.mark.parametrize("allowed", ["nosuch", "slurm", ""])
+def test_a_backend_mrunner_plugins_leaves_out_is_named_so(mrunner, tmp_path, allowed):
+    """Installed but left out (a typo in MRUNNER_PLUGINS, say) is not "not installed: pip install it"."""
+    (tmp_path / "x.py").write_text("print(1)\n")
+    mrunner.cwd = tmp_path
+    result = mrunner("x.py", "--dry-run", env={"MRUNNER_PLUGINS": allowed})
+    assert result.returncode == 2, result
+    assert result.stderr.count("\n") == 1 and "pip install" not in result.stderr, result.stderr
+    assert f"backend 'local' is installed but MRUNNER_PLUGINS={allowed!r} leaves it out" in result.stderr
+
+
 def test_a_plugin_that_fails_to_import_is_named(mrunner, tmp_path):
     site = install(tmp_path, "mrunner-broken", "import a_module_that_does_not_exist\n")
     result = mrunner("plugins", env=with_site(site))

@@ -57,6 +57,14 @@ def test_parameters_must_be_plain_data():
         create_experiments("t.py", params_grid={"f": [object()]})
 
 
+@pytest.mark.parametrize("grid", [{"a": [1], 3: [4]}, {"a": [{1: 2, "b": 3}]}])
+def test_parameter_names_of_mixed_types_in_one_mapping_are_refused_naming_them(grid):
+    """An experiment's identity is its parameters as sorted JSON: names that do not sort against each other
+    (3 beside 'a') ended the submission and its dry run with a traceback."""
+    with pytest.raises(MrunnerError, match=r"experiment t: parameter names .*must all be strings"):
+        create_experiments("t.py", name="t", params_grid=grid)
+
+
 def test_spec_file_recognised_without_running_it(tmp_path):
     spec = write(tmp_path / "spec.py", "raise SystemExit('must not run')\nexperiments_list = []\n")
     assert is_spec_file(spec)

@@ -248,6 +248,8 @@ def _delete(name: str) -> int:
 
 
 def _import(file: Path) -> int:
+    if not os.path.lexists(file.expanduser()):  # read as no file at all, it would be "no `contexts:` mapping"
+        raise MrunnerError(f"{file} does not exist: name the original mrunner's config.yaml")
     data = config._read_yaml(file.expanduser())
     if not isinstance(data, dict) or not isinstance(data.get("contexts"), dict):
         raise MrunnerError(f"{file} has no `contexts:` mapping; is it the original mrunner's config.yaml?")

@@ -25,6 +25,7 @@ from mrunner.records import (
     PLANNED,
     PREEMPTED,
     RUNNING,
+    SUBMITTED,
     TERMINAL,
     TIMEOUT,
     Attempt,
@@ -344,6 +345,13 @@ def logs_command(options: argparse.Namespace) -> int:
         print(
             f"mrunner: experiment {run.ref} printed nothing in attempt {run.attempt} ({now.state}"
             f"{': ' + why if why else ''})",
+            file=sys.stderr,
+        )
+    elif not printed and now.state in (SUBMITTED, PENDING):  # queued: no output yet, which is not "none"
+        detail = store.latest_details(sweep.id, [run.index]).get(run.index)
+        print(
+            f"mrunner: experiment {run.ref} has not started yet ({now.state}{': ' + detail if detail else ''}); "
+            f"`mrunner logs {run.ref} -f` waits for its output",
             file=sys.stderr,
         )
     return 0

@@ -37,7 +37,7 @@ class LocalKeys:
         factory=lambda: str(paths.data_dir() / "storage"),
         shown="$XDG_DATA_HOME/mrunner/storage",
         option="STORAGE_DIR",
-        help="experiments' output folders go below it",
+        help="experiments' output folders go below it (an absolute path, or one starting with ~/)",
     )
     grace_period: int = key(
         10, minimum=0, help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before SIGKILL"
@@ -64,6 +64,11 @@ class LocalBackend(Backend):
         if not shutil.which(python):
             raise MrunnerError(
                 f"context {context_name}: python {python} is no program this machine can run: fix the key"
+            )
+        if not Path(context["storage_dir"]).expanduser().is_absolute():  # recorded, read from any folder later
+            raise MrunnerError(
+                f"context {context_name}: storage_dir {context['storage_dir']} is a relative path: give an absolute "
+                f"folder (or one starting with ~/)"
             )
         if not dry_run:  # created now, so that a place that cannot be used is named before anything is recorded
             storage = Path(context["storage_dir"]).expanduser()

@@ -457,3 +457,22 @@ def test_each_point_gets_its_own_gpu_count_and_no_gpu_is_shared(mrunner, mrunner
     assert "resources: gpus_per_experiment=1 (3), gpus_per_experiment=2 (3)" in shown.stdout, shown.stdout
     refused = mrunner("exp.py", "-m", "context.gpus_per_experiment=1,4", "context.gpus=[0,1,2]")
     assert refused.returncode != 0 and "gpus_per_experiment is 4 but gpus lists only 3" in refused.stderr
+
+
+def test_logs_of_an_experiment_that_has_not_started_says_so(mrunner, project, tmp_path):
+    """An experiment still queued has no output yet: `logs` says so in one line, rather than printing nothing
+    as if it had run and printed nothing."""
+    gate = tmp_path / "gate"
+    sweep = sweep_of(
+        mrunner("exp.py", "-m", "i=0,1", f"ledger={tmp_path / 'ledger'}", f"gate={gate}", "context.max_parallel=1",
+                "--detach", "--quiet")
+    )  # fmt: skip
+    wait_for(lambda: status(mrunner, sweep), lambda s: s[0]["state"] == "running", what="experiment 0 running")
+    shown = mrunner("logs", f"{sweep}/1")
+    gate.touch()
+    assert shown.returncode == 0 and shown.stdout == "", shown
+    assert shown.stderr == (
+        f"mrunner: experiment {sweep}/1 has not started yet (submitted: queued locally); "
+        f"`mrunner logs {sweep}/1 -f` waits for its output\n"
+    )
+    wait_for(lambda: status(mrunner, sweep), lambda s: all(e["state"] == "completed" for e in s.values()))

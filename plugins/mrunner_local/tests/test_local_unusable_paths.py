@@ -24,6 +24,7 @@ def recorded_sweeps(home: Path) -> int:
         ({"storage_dir": "/proc"}, "storage_dir /proc: cannot write into it"),
         ({"storage_dir": "/etc/passwd"}, "storage_dir /etc/passwd is a file"),
         ({"python": "/no/such/python"}, "python /no/such/python"),
+        ({"storage_dir": "relative/storage"}, "storage_dir relative/storage is a relative path"),
     ],
 )
 def test_a_path_key_that_cannot_be_used_names_the_key(mrunner, mrunner_home, tmp_path, keys, says):
@@ -36,3 +37,4 @@ def test_a_path_key_that_cannot_be_used_names_the_key(mrunner, mrunner_home, tmp
     assert len(lines) == 1 and lines[0].startswith("mrunner: error: context odd: "), ran.stderr
     assert says in lines[0], lines[0]
     assert recorded_sweeps(mrunner_home) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]  # nothing made in the project either

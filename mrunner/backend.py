@@ -275,10 +275,11 @@ class Backend(abc.ABC):
         --current-code`, a resume of a sweep stopped before anything was recorded of its package), while the
         snapshot can still be read: what names the package and the experiments' environment, worked out from
         the snapshot and the context alone (an image's content tag, the requirements' content), uploading and
-        building nothing. Recorded as ``sweep.package`` before ``package`` starts, and kept there (``package``'s
-        and ``packaged``'s facts are merged over it), so that `resume` after a stop at any later moment, and
-        whatever the user edited since, runs that code in that environment instead of working it out again
-        from the edited project. Optional. Never read a secret. The default returns no facts.
+        building nothing. Recorded as ``sweep.detail["identified"]`` before ``package`` starts (as ``admit``'s
+        facts are: decisions a later hand-over of the same code must make the same way), so that `resume` after
+        a stop at any later moment, and whatever the user edited since, runs that code in that environment
+        instead of working it out again from the edited project: ``package``, ``packaged`` and
+        ``setup_resources`` read it there. Optional. Never read a secret. The default returns no facts.
         """
         return {}
 
@@ -303,9 +304,10 @@ class Backend(abc.ABC):
         the experiments run, whole (an image in the registry, a code folder in the cluster's storage), so that
         the new attempts run the code the sweep was submitted with. Optional.
 
-        ``sweep``: the recorded sweep; ``sweep.package`` holds what ``package`` returned, or, when an
-        interruption came before that was recorded, what ``identify`` recorded before ``package`` started (it
-        is empty only for a stop before that: work out the name from the snapshot's manifest then).
+        ``sweep``: the recorded sweep; ``sweep.package`` holds what ``package`` returned, or is empty when an
+        interruption came before it was recorded: then ``sweep.detail["identified"]`` holds what ``identify``
+        recorded before ``package`` started, unless the stop came before that too (work out the name from the
+        snapshot's manifest then).
         ``snapshot``: the snapshot as recorded: ``snapshot.files`` (path -> (sha256, mode)) can be read, but
         the content of a changed file cannot (``read`` refuses it; never call ``folder()``). ``reporter``:
         one line saying what the attempts run. Ask the platform; never upload or build anything. Returns the

@@ -194,8 +194,9 @@ def hand_over(
         those records and returns the runs as they are then, inside this handling (no moment between the records
         and the hand-over escapes ``undo``); ``announce`` is said once only the submission itself is left, so that
         nothing claims a resume that is then refused; ``packaged`` (a resume's, from ``Backend.packaged``) is
-    recorded as the sweep's package instead of packaging again. Code new to the backend (an empty
-    ``sweep.package``) is first named by ``Backend.identify``, recorded before ``package`` uploads anything. Returns the runs handed over."""
+    recorded as the sweep's package instead of packaging again. Code new to the backend (nothing recorded in
+    ``sweep.detail["identified"]``) is first named by ``Backend.identify``, recorded before ``package`` uploads
+    anything. Returns the runs handed over."""
     first = new
     handed = False
     try:
@@ -211,17 +212,16 @@ def hand_over(
                 sweep.detail.update(admitted)
                 store.update_sweep(sweep)
             if packaged is None:
-                if not sweep.package:  # code new to the backend: what names its package, before any upload
-                    identity = backend.identify(sweep, frozen)
-                    require_answer(identity, sweep, "identify")
-                    if identity:
-                        sweep.package = dict(identity)
-                        store.update_sweep(sweep)
+                if "identified" not in sweep.detail and not sweep.package:  # code new to the backend
+                    identified = backend.identify(sweep, frozen)  # what names it, recorded before any upload
+                    require_answer(identified, sweep, "identify")
+                    sweep.detail["identified"] = identified
+                    store.update_sweep(sweep)
                 package = backend.package(sweep, frozen, reporter)
                 require_answer(package, sweep, "package")
             else:  # a resume whose snapshot this machine no longer holds: what the backend keeps of it
                 package = packaged
-            sweep.package = {**sweep.package, **package}  # what identify recorded stays unless package changes it
+            sweep.package = package
             store.update_sweep(sweep)
             detail = backend.setup_resources(sweep, secrets, reporter)
             sweep.detail.update(detail or {})

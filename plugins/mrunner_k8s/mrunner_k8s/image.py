@@ -84,7 +84,7 @@ def requirements_of(sweep: Sweep, snapshot: Snapshot) -> bytes:
     name = sweep.context.get("requirements_file")
     if not name:
         return b""
-    recorded = sweep.package.get("requirements")
+    recorded = sweep.detail.get("identified", {}).get("requirements")
     if isinstance(recorded, str):
         return recorded.encode("utf-8", "surrogateescape")
     path = Path(name).expanduser()

@@ -125,7 +125,7 @@ class KubernetesBackend(Backend):
         from mrunner import layout
         from mrunner_k8s import image
 
-        reference = sweep.package.get("image")
+        reference = sweep.package.get("image") or sweep.detail.get("identified", {}).get("image")
         if not reference:
             try:
                 reference = image.reference(sweep, image.recipe(sweep, snapshot))

@@ -125,8 +125,9 @@ def test_stopped_after_the_push_with_the_requirements_edited_too_resume_runs_the
     assert "building image" not in told and "pushed " not in told, told
     all_completed(mrunner, sweep)
     assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
-    package = Store().sweep(sweep).package
-    assert (package["image"], package["requirements"]) == (image, "# nothing to install\n"), package
+    recorded = Store().sweep(sweep)
+    assert recorded.package["image"] == image, recorded.package
+    assert recorded.detail["identified"] == {"image": image, "requirements": "# nothing to install\n"}, recorded.detail
 
 
 def test_stopped_while_the_jobs_were_created_resume_runs_the_rest_once_from_the_image(mrunner, project):

@@ -135,7 +135,7 @@ class SlurmBackend(Backend):
         from mrunner_slurm import deploy, environment, transport
 
         wanted = None  # the requirements file of the snapshot, to read from the code folder on the cluster
-        if sweep.context.get("requirements_file") and "requirements" not in sweep.package:
+        if sweep.context.get("requirements_file") and "requirements" not in sweep.detail.get("identified", {}):
             try:
                 environment.requirements(sweep, snapshot)
             except MrunnerError:

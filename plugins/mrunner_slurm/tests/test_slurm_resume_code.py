@@ -108,7 +108,7 @@ def test_the_requirements_edited_too_resume_runs_the_uploaded_code_in_the_submit
     assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
     assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
     recorded = Store().sweep(sweep)
-    assert recorded.package["requirements"] == "# as submitted\n", recorded.package
+    assert recorded.detail["identified"] == {"requirements": "# as submitted\n"}, recorded.detail
     key = hashlib.sha256(recorded.context["python"].encode() + b"\0" + b"# as submitted\n").hexdigest()[:24]
     assert recorded.detail["venv"].endswith(f"/.mrunner/venvs/{key}"), recorded.detail
     for index in range(3):
@@ -138,7 +138,7 @@ def test_stopped_before_anything_of_its_package_was_recorded_resume_reads_the_re
     stopped = interrupted_after(project, moment, "+context=test-slurm", "exp.py", "-m", "i=range(3)")
     assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
     (sweep,) = [found.id for found in Store().sweeps() if found.id != earlier.stdout.strip().splitlines()[-1]]
-    assert Store().sweep(sweep).package == {}
+    assert Store().sweep(sweep).package == {} and "identified" not in Store().sweep(sweep).detail
     (project / "version.py").write_text('CODE = "edited"\n')
     (project / "requirements.txt").write_text("# edited since\n")
     resumed = mrunner("resume", sweep, "--wait")

@@ -215,8 +215,9 @@ def hand_over(
                 if "identified" not in sweep.detail and not sweep.package:  # code new to the backend
                     identified = backend.identify(sweep, frozen)  # what names it, recorded before any upload
                     require_answer(identified, sweep, "identify")
-                    sweep.detail["identified"] = identified
-                    store.update_sweep(sweep)
+                    if identified:  # a backend that names nothing costs no write
+                        sweep.detail["identified"] = identified
+                        store.update_sweep(sweep)
                 package = backend.package(sweep, frozen, reporter)
                 require_answer(package, sweep, "package")
             else:  # a resume whose snapshot this machine no longer holds: what the backend keeps of it

@@ -24,13 +24,13 @@ def identity(sweep: Sweep, frozen: snapshot.Snapshot) -> dict[str, str]:
 
 
 def requirements(sweep: Sweep, frozen: snapshot.Snapshot | None = None) -> bytes:
-    """The requirements file's content: as recorded when the sweep's code was first packaged (``identity``)
-    or as uploaded with it (read back by ``SlurmBackend.packaged``), else from the sweep's code snapshot (``frozen``, or the one recorded), else from the project folder."""
+    """The requirements file's content: as recorded before the code was first uploaded (``identity``), or as
+    uploaded with it (read back from the cluster by ``SlurmBackend.packaged``); else from the sweep's code
+    snapshot (``frozen``, or the one recorded); else from the project folder."""
     name = sweep.context["requirements_file"]
-    # recorded before the upload (``identity``), else read from the code folder on the cluster (``packaged``)
-    recorded = sweep.detail.get("identified", {}).get("requirements") or sweep.package.get("requirements")
-    if isinstance(recorded, str):
-        return recorded.encode("utf-8", "surrogateescape")
+    for recorded in (sweep.detail.get("identified", {}).get("requirements"), sweep.package.get("requirements")):
+        if isinstance(recorded, str):
+            return recorded.encode("utf-8", "surrogateescape")
     project = Path(sweep.project_dir)
     frozen = frozen or snapshot.load(sweep.snapshot_digest, root=project)
     relative = in_snapshot(sweep, frozen)

@@ -275,11 +275,15 @@ class Backend(abc.ABC):
         --current-code`, a resume of a sweep stopped before anything was recorded of its package), while the
         snapshot can still be read: what names the package and the experiments' environment, worked out from
         the snapshot and the context alone (an image's content tag, the requirements' content), uploading and
-        building nothing. Recorded as ``sweep.detail["identified"]`` before ``package`` starts (as ``admit``'s
-        facts are: decisions a later hand-over of the same code must make the same way), so that `resume` after
-        a stop at any later moment, and whatever the user edited since, runs that code in that environment
-        instead of working it out again from the edited project: ``package``, ``packaged`` and
-        ``setup_resources`` read it there. Optional. Never read a secret. The default returns no facts.
+        building nothing, so that `resume` after a stop at any later moment, and whatever the user edited
+        since, runs that code in that environment instead of working it out again from the edited project.
+        Optional.
+
+        ``sweep``: the recorded sweep (``sweep.context`` is validated); ``snapshot``: its code snapshot, which
+        can be read (``snapshot.read``). Never read a secret. Returns JSON-serialisable facts recorded as
+        ``sweep.detail["identified"]`` before ``package`` starts (as ``admit``'s are: decisions a later
+        hand-over of the same code must make the same way); ``package``, ``packaged`` and ``setup_resources``
+        read them there. The default returns no facts.
         """
         return {}
 

@@ -270,6 +270,23 @@ class Backend(abc.ABC):
         """
         return {}
 
+    def identify(self, sweep: Sweep, snapshot: Snapshot) -> dict[str, Any]:
+        """Called just before ``package`` whenever the sweep's code is new to it (a submission, `mrunner resume
+        --current-code`, a resume of a sweep stopped before anything was recorded of its package), while the
+        snapshot can still be read: what names the package and the experiments' environment, worked out from
+        the snapshot and the context alone (an image's content tag, the requirements' content), uploading and
+        building nothing, so that `resume` after a stop at any later moment, and whatever the user edited
+        since, runs that code in that environment instead of working it out again from the edited project.
+        Optional.
+
+        ``sweep``: the recorded sweep (``sweep.context`` is validated); ``snapshot``: its code snapshot, which
+        can be read (``snapshot.read``). Never read a secret. Returns JSON-serialisable facts recorded as
+        ``sweep.detail["identified"]`` before ``package`` starts (as ``admit``'s are: decisions a later
+        hand-over of the same code must make the same way); ``package``, ``packaged`` and ``setup_resources``
+        read them there. The default returns no facts.
+        """
+        return {}
+
     @abc.abstractmethod
     def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
         """Called at submission and resume, before ``setup_resources``: make the code snapshot available where
@@ -292,7 +309,9 @@ class Backend(abc.ABC):
         the new attempts run the code the sweep was submitted with. Optional.
 
         ``sweep``: the recorded sweep; ``sweep.package`` holds what ``package`` returned, or is empty when an
-        interruption came before it was recorded (work out the name from the snapshot's manifest then).
+        interruption came before it was recorded: then ``sweep.detail["identified"]`` holds what ``identify``
+        recorded before ``package`` started, unless the stop came before that too (work out the name from the
+        snapshot's manifest then).
         ``snapshot``: the snapshot as recorded: ``snapshot.files`` (path -> (sha256, mode)) can be read, but
         the content of a changed file cannot (``read`` refuses it; never call ``folder()``). ``reporter``:
         one line saying what the attempts run. Ask the platform; never upload or build anything. Returns the

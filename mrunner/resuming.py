@@ -60,6 +60,8 @@ def resume(
         frozen = snapshot.take(Path(sweep.project_dir))
         reporter.step(f"sweep {sweep.id}: running the current code of {sweep.project_dir} ({frozen.digest[:12]})")
         sweep.snapshot_digest, sweep.git_commit, sweep.git_dirty = frozen.digest, frozen.git_commit, frozen.git_dirty
+        sweep.package = {}  # new code: named again (``Backend.identify``) and packaged from the project as it is
+        sweep.detail.pop("identified", None)
     else:
         frozen = snapshot.load(sweep.snapshot_digest, root=Path(sweep.project_dir))
         packaged = _still_packaged(sweep, frozen, reporter)

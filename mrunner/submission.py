@@ -194,7 +194,9 @@ def hand_over(
         those records and returns the runs as they are then, inside this handling (no moment between the records
         and the hand-over escapes ``undo``); ``announce`` is said once only the submission itself is left, so that
         nothing claims a resume that is then refused; ``packaged`` (a resume's, from ``Backend.packaged``) is
-    recorded as the sweep's package instead of packaging again. Returns the runs handed over."""
+    recorded as the sweep's package instead of packaging again. Code new to the backend (nothing recorded in
+    ``sweep.detail["identified"]``) is first named by ``Backend.identify``, recorded before ``package`` uploads
+    anything. Returns the runs handed over."""
     first = new
     handed = False
     try:
@@ -210,6 +212,12 @@ def hand_over(
                 sweep.detail.update(admitted)
                 store.update_sweep(sweep)
             if packaged is None:
+                if "identified" not in sweep.detail and not sweep.package:  # code new to the backend
+                    identified = backend.identify(sweep, frozen)  # what names it, recorded before any upload
+                    require_answer(identified, sweep, "identify")
+                    if identified:  # a backend that names nothing costs no write
+                        sweep.detail["identified"] = identified
+                        store.update_sweep(sweep)
                 package = backend.package(sweep, frozen, reporter)
                 require_answer(package, sweep, "package")
             else:  # a resume whose snapshot this machine no longer holds: what the backend keeps of it

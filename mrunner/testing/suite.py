@@ -238,18 +238,22 @@ class BackendTestSuite:
             assert seen["done"] == 1, (index, seen, states[index], out, err)
 
     def test_an_interrupted_submission_resumed_after_an_edit_runs_the_submitted_code_once(
-        self, mrunner, backend_context, project
+        self, mrunner, mrunner_home, backend_context, project
     ):
         """Stopped (as by Ctrl-C) once the backend packaged and prepared the sweep, before anything was handed
-        over; the project then edited. `resume` without ``--current-code`` runs every experiment once, with the
-        code as submitted: from this machine's copy of the snapshot, or, where the backend made none, from
-        what it packaged (``Backend.packaged``: an image in a registry, a folder in the cluster's storage)."""
+        over; the project then edited, and the context file too (left unreadable). `resume` without
+        ``--current-code`` runs every experiment once, with the code and the context as submitted (the
+        records', never the file's): from this machine's copy of the snapshot, or, where the backend made
+        none, from what it packaged (``Backend.packaged``: an image in a registry, a folder in the cluster's
+        storage)."""
         args = (f"+context={backend_context}", "probe.py", "-m", "i=range(2)")
         stopped = interrupted_after(project, "mrunner.plugins.sweep_submitted", *args, timeout=self.timeout)
         assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
         (sweep,) = [entry["sweep"]["id"] for entry in json.loads(mrunner("status", "--json").stdout)]
         assert {entry["state"] for entry in self.status(mrunner, sweep).values()} == {"cancelled"}
         (project / "helper.py").write_text("VALUE = 43  # edited after the submission\n")
+        context_file = mrunner_home / "config" / "mrunner" / "context" / f"{backend_context}.yaml"
+        context_file.write_text("backend: [an edit left half done\n")
         resumed = mrunner("resume", sweep, "--wait", timeout=self.timeout)
         assert resumed.returncode == 0, resumed.stderr
         states = self.ended(mrunner, sweep)

@@ -78,11 +78,15 @@ def has_requirements(text: bytes) -> bool:
 
 
 def requirements_of(sweep: Sweep, snapshot: Snapshot) -> bytes:
-    """The requirements file's content: looked up in the snapshot (its workdir, then its root), then in the
+    """The requirements file's content: as recorded when the sweep's code was first packaged (``identify``),
+    whatever the file became since; else looked up in the snapshot (its workdir, then its root), then in the
     project folder; empty when the context names none."""
     name = sweep.context.get("requirements_file")
     if not name:
         return b""
+    recorded = sweep.detail.get("identified", {}).get("requirements")
+    if isinstance(recorded, str):
+        return recorded.encode("utf-8", "surrogateescape")
     path = Path(name).expanduser()
     if not path.is_absolute():
         for relative in (os.path.normpath(os.path.join(sweep.workdir, name)), os.path.normpath(name)):
@@ -160,6 +164,17 @@ def auth_config(context: Mapping[str, Any]) -> dict[str, str] | None:
     if not context.get("registry_username"):
         raise MrunnerError("registry_password_env is set but registry_username is not: add it to the context")
     return {"username": context["registry_username"], "password": password}
+
+
+def identity(sweep: Sweep, snapshot: Snapshot) -> dict[str, Any]:
+    """What names the sweep's image before it is built: its reference (the tag is the recipe's content) and,
+    with a ``requirements_file``, the requirements' content, recorded before anything is pushed so that a
+    resume after any stop and any edit runs, or builds, this image and no other."""
+    plan = recipe(sweep, snapshot)
+    facts: dict[str, Any] = {"image": reference(sweep, plan)}
+    if sweep.context.get("requirements_file"):
+        facts["requirements"] = plan.requirements.decode("utf-8", "surrogateescape")
+    return facts
 
 
 def reference(sweep: Sweep, plan: Recipe) -> str:

@@ -99,6 +99,13 @@ class KubernetesBackend(Backend):
         text = yaml.safe_dump(manifests.to_dict(body), sort_keys=False, width=10_000)
         return [Rendered(f"Job {body.metadata.name} of experiment 0 in namespace {namespace}{others}", text)]
 
+    def identify(self, sweep: Sweep, snapshot: Snapshot) -> dict[str, Any]:
+        """The image's reference and the requirements it installs, recorded before it is built or pushed:
+        `resume` finds the image by it once the project (its requirements too) was edited."""
+        from mrunner_k8s import image
+
+        return image.identity(sweep, snapshot)
+
     def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
         from mrunner import layout
         from mrunner_k8s import image
@@ -111,13 +118,14 @@ class KubernetesBackend(Backend):
 
     def packaged(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
         """The sweep's image, while the registry holds it: it is the submitted code whatever the project
-        became. Its name is the recorded one, or, when an interruption came before ``package`` was recorded,
-        the one its recipe gives (the tag is the content's, so a tag the registry holds is that content);
-        None when the registry has neither, or the recipe cannot be read (the requirements file changed)."""
+        became. Its name is the recorded one (``identify`` records it before the build), or, for a sweep
+        stopped before that, the one its recipe gives (the tag is the content's, so a tag the registry holds is
+        that content); None when the registry has neither, or the recipe cannot be read (nothing was recorded
+        or pushed, and the requirements file changed)."""
         from mrunner import layout
         from mrunner_k8s import image
 
-        reference = sweep.package.get("image")
+        reference = sweep.package.get("image") or sweep.detail.get("identified", {}).get("image")
         if not reference:
             try:
                 reference = image.reference(sweep, image.recipe(sweep, snapshot))

@@ -65,6 +65,29 @@ def test_tag_follows_content(make_sweep, project):
     assert image.recipe(other_base, changed).tag != image.recipe(sweep, changed).tag
 
 
+def test_the_identified_requirements_decide_the_image_whatever_the_file_became(make_sweep, project, tmp_path):
+    """A requirements file outside the snapshot (no edit of it shows as a changed snapshot): once ``identify``
+    recorded it, an edit of the file changes neither the tag nor what the build installs, so a resume whose
+    snapshot is intact builds or finds the image as submitted."""
+    outside = tmp_path / "reqs.txt"
+    outside.write_text("numpy==1.26.4\n")
+    sweep = make_sweep(requirements_file=str(outside))
+    frozen = take(project)
+    identified = image.identity(sweep, frozen)
+    assert identified == {
+        "image": image.reference(sweep, image.recipe(sweep, frozen)),
+        "requirements": "numpy==1.26.4\n",
+    }
+    sweep.detail["identified"] = identified
+    outside.write_text("numpy==2.0\n")
+    recipe = image.recipe(sweep, frozen)
+    assert image.reference(sweep, recipe) == identified["image"] and recipe.requirements == b"numpy==1.26.4\n"
+    with tarfile.open(fileobj=image.build_context(recipe, frozen)) as tar:
+        assert tar.extractfile("requirements.txt").read() == b"numpy==1.26.4\n"
+    del sweep.detail["identified"]  # as before it was recorded: the edited file
+    assert image.reference(sweep, image.recipe(sweep, frozen)) != identified["image"]
+
+
 def test_missing_requirements_file_is_a_user_error(make_sweep, project):
     with pytest.raises(MrunnerError, match="requirements_file nope.txt"):
         image.recipe(make_sweep(requirements_file="nope.txt"), take(project))

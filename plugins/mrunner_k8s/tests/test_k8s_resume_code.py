@@ -7,6 +7,7 @@ gone from the registry too, the refusal names ``--current-code``. On the loopbac
 from __future__ import annotations
 
 import json
+import re
 import signal
 import urllib.request
 import uuid
@@ -102,6 +103,31 @@ def test_stopped_after_the_push_before_it_was_recorded_resume_runs_the_pushed_im
     assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
     again = mrunner("resume", sweep)
     assert again.returncode == 0 and "nothing to resume" in again.stdout + again.stderr, again.stderr
+
+
+def test_stopped_after_the_push_with_the_requirements_edited_too_resume_runs_the_pushed_image(mrunner, project):
+    """As above, and the requirements file edited as well: the image's name (its content tag, which the
+    requirements are part of) was recorded before the build, so it is not worked out again from the edited
+    file; the image as pushed runs, with the requirements it was built with."""
+    from mrunner.store import Store
+
+    args = ("+context=test-k8s", "exp.py", "-m", "i=range(3)")
+    stopped = interrupted_after(project, "mrunner_k8s.plugin:KubernetesBackend.package", *args)
+    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
+    (image,) = re.findall(r"pushed (\S+) \(", stopped.stderr)
+    sweep = sweep_of(project)
+    edit(project)
+    (project / "requirements.txt").write_text("# edited: something else to install\n")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    told = resumed.stdout + resumed.stderr
+    assert f"image {image} (" in told and "is in the registry" in told, told
+    assert "building image" not in told and "pushed " not in told, told
+    all_completed(mrunner, sweep)
+    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    recorded = Store().sweep(sweep)
+    assert recorded.package["image"] == image, recorded.package
+    assert recorded.detail["identified"] == {"image": image, "requirements": "# nothing to install\n"}, recorded.detail
 
 
 def test_stopped_while_the_jobs_were_created_resume_runs_the_rest_once_from_the_image(mrunner, project):

@@ -16,6 +16,8 @@ SIZE bytes, not a tar: tarfile's headers cost more than everything else of build
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import zlib
 from collections.abc import Iterator
@@ -43,16 +45,35 @@ def deploy(
 
 
 def deployed(
-    connection: Connection, storage_dir: str, snapshot: Snapshot, reporter: Reporter, sweep: str
+    connection: Connection,
+    storage_dir: str,
+    snapshot: Snapshot,
+    reporter: Reporter,
+    sweep: str,
+    read: str | None = None,
 ) -> dict[str, Any] | None:
     """Where the snapshot's code folder is on the cluster, checked (and restored) as ``deploy`` checks a
     reused one, when it is there; None when it is not. Nothing of the snapshot's content is read or sent:
-    `resume` asks this when this machine can no longer read the snapshot."""
-    return _deploy(connection, storage_dir, snapshot, reporter, sweep, send=False)
+    `resume` asks this when this machine can no longer read the snapshot. Given ``read``, a file of the
+    snapshot, its content there is returned too (``"read"``: bytes, or None when the folder has no such file
+    or another content than the snapshot's)."""
+    facts = _deploy(connection, storage_dir, snapshot, reporter, sweep, send=False, read=read)
+    if facts is not None and read is not None:
+        found = facts.get("read")
+        content = base64.b64decode(found) if isinstance(found, str) else None
+        matches = content is not None and hashlib.sha256(content).hexdigest() == snapshot.files[read][0]
+        facts["read"] = content if matches else None
+    return facts
 
 
 def _deploy(
-    connection: Connection, storage_dir: str, snapshot: Snapshot, reporter: Reporter, sweep: str | None, send: bool
+    connection: Connection,
+    storage_dir: str,
+    snapshot: Snapshot,
+    reporter: Reporter,
+    sweep: str | None,
+    send: bool,
+    read: str | None = None,
 ) -> dict[str, Any] | None:
     digest = snapshot.digest
     manifest = {path: list(entry) for path, entry in snapshot.files.items()}
@@ -62,13 +83,16 @@ def _deploy(
         request["hashes"] = sorted({sha for sha, _ in manifest.values()})
     if sweep is not None:
         request["guard"] = {"source": Path(treeguard.__file__).read_text(), "sweep": sweep}
+    if read is not None:
+        request["read"] = read
     begun = remote.call(connection, ["begin", storage_dir, digest], remote.pack(request))
     connection.facts.update(begun["config"], storage=begun["storage"])
     storage = begun["storage"]
     if begun.get("guard"):
         reporter.warn(begun["guard"])
     if begun["have_code"]:
-        return {"storage_dir": storage, "code_dir": code_dir(storage, digest), "objects_sent": 0, "bytes_sent": 0}
+        found = {"storage_dir": storage, "code_dir": code_dir(storage, digest), "objects_sent": 0, "bytes_sent": 0}
+        return {**found, "read": begun.get("read")} if read is not None else found
     if not send:
         return None
     if "missing" in begun:

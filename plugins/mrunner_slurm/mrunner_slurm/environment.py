@@ -15,14 +15,27 @@ from mrunner_slurm import remote
 from mrunner_slurm.transport import Connection
 
 
-def requirements(sweep: Sweep) -> bytes:
-    """The requirements file's content: from the sweep's code snapshot, else from the project folder."""
+def identity(sweep: Sweep, frozen: snapshot.Snapshot) -> dict[str, str]:
+    """The requirements' content, recorded when the sweep's code is first packaged, before it is uploaded:
+    the virtualenv a resume builds or reuses is this one whatever the file became since."""
+    if not sweep.context.get("requirements_file"):
+        return {}
+    return {"requirements": requirements(sweep, frozen).decode("utf-8", "surrogateescape")}
+
+
+def requirements(sweep: Sweep, frozen: snapshot.Snapshot | None = None) -> bytes:
+    """The requirements file's content: as recorded before the code was first uploaded (``identity``), or as
+    uploaded with it (read back from the cluster by ``SlurmBackend.packaged``); else from the sweep's code
+    snapshot (``frozen``, or the one recorded); else from the project folder."""
     name = sweep.context["requirements_file"]
+    for recorded in (sweep.detail.get("identified", {}).get("requirements"), sweep.package.get("requirements")):
+        if isinstance(recorded, str):
+            return recorded.encode("utf-8", "surrogateescape")
     project = Path(sweep.project_dir)
-    frozen = snapshot.load(sweep.snapshot_digest, root=project)
-    for relative in (os.path.normpath(os.path.join(sweep.workdir, name)), name):
-        if relative in frozen.files:
-            return frozen.read(relative)
+    frozen = frozen or snapshot.load(sweep.snapshot_digest, root=project)
+    relative = in_snapshot(sweep, frozen)
+    if relative is not None:
+        return frozen.read(relative)
     candidates = [project / sweep.workdir / name, project / name, Path(os.path.expanduser(name))]
     for candidate in candidates:
         if candidate.is_file():
@@ -30,6 +43,16 @@ def requirements(sweep: Sweep) -> bytes:
     raise MrunnerError(
         f"requirements_file {name} not found in the project {project}: fix the context's requirements_file"
     )
+
+
+def in_snapshot(sweep: Sweep, frozen: snapshot.Snapshot) -> str | None:
+    """The requirements file's path in the code snapshot (its workdir, then its root), None when it is not
+    part of it."""
+    name = sweep.context["requirements_file"]
+    for relative in (os.path.normpath(os.path.join(sweep.workdir, name)), name):
+        if relative in frozen.files:
+            return relative
+    return None
 
 
 def ensure_venv(connection: Connection, sweep: Sweep, reporter: Reporter) -> str:

@@ -109,6 +109,13 @@ class SlurmBackend(Backend):
         asked = _ASKED.pop(_reading_key(sweep.context), set())  # the classes ready asked sbatch about
         return {"packing": submit.admit(connection, sweep, runs, found, asked), "running_limits": found.running}
 
+    def identify(self, sweep: Sweep, snapshot: Snapshot) -> dict[str, Any]:
+        """With a ``requirements_file``, its content, recorded before the code is uploaded: the virtualenv of
+        every later attempt is built from it (or reused), whatever the file became since."""
+        from mrunner_slurm import environment
+
+        return environment.identity(sweep, snapshot)
+
     def package(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any]:
         from mrunner import layout
         from mrunner_slurm import deploy, transport
@@ -121,19 +128,29 @@ class SlurmBackend(Backend):
     def packaged(self, sweep: Sweep, snapshot: Snapshot, reporter: Reporter) -> dict[str, Any] | None:
         """The snapshot's code folder on the cluster, while it is there (uploaded by the interrupted
         submission or an earlier one, not collected since): it holds the submitted code whatever the project
-        became. None without it, or when the virtualenv's requirements cannot be read as submitted."""
+        became, and the virtualenv is built from (or is the one of) the requirements ``identify`` recorded
+        before the upload, or, for a sweep stopped before that, those uploaded with the code (checked against
+        the snapshot). None without the folder, or when the requirements can be read as submitted nowhere."""
         from mrunner import layout
         from mrunner_slurm import deploy, environment, transport
 
-        if sweep.context.get("requirements_file"):
+        wanted = None  # the requirements file of the snapshot, to read from the code folder on the cluster
+        if sweep.context.get("requirements_file") and "requirements" not in sweep.detail.get("identified", {}):
             try:
-                environment.requirements(sweep)
+                environment.requirements(sweep, snapshot)
             except MrunnerError:
-                return None
+                wanted = environment.in_snapshot(sweep, snapshot)
+                if wanted is None:
+                    return None
         connection = transport.connection(sweep.context, sweep.context_name)
-        facts = deploy.deployed(connection, sweep.context["storage_dir"], snapshot, reporter, sweep.id)
+        facts = deploy.deployed(connection, sweep.context["storage_dir"], snapshot, reporter, sweep.id, read=wanted)
         if facts is None:
             return None
+        if wanted is not None:
+            uploaded = facts.pop("read")
+            if uploaded is None:
+                return None
+            facts["requirements"] = uploaded.decode("utf-8", "surrogateescape")
         reporter.step(f"code snapshot {snapshot.digest[:12]} is in {facts['code_dir']}: the new attempts run it")
         return {**facts, "entries": layout.working_entries(snapshot.files, sweep.workdir, mirror=True)}
 

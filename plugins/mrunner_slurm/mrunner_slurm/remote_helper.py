@@ -70,7 +70,9 @@ def _slurm_config():
 def begin(storage, digest, document):
     """Whether the code folder exists, which candidate trees the store holds (bases for a delta), the limits;
     given the manifest's ``hashes`` (sent when no delta is possible), also which objects are missing; given
-    ``guard``, what an experiment changed in the code's watched copy (``_guard``)."""
+    ``guard``, what an experiment changed in the code's watched copy (``_guard``); given ``read``, a file of
+    the existing code folder, base64-encoded (None when it has no such file): `resume` reads the
+    requirements uploaded with the code there once this machine's copy was edited."""
     storage = os.path.abspath(os.path.expanduser(storage))
     os.makedirs(os.path.join(_store(storage), "objects"), exist_ok=True)
     os.makedirs(os.path.join(_store(storage), "trees"), exist_ok=True)
@@ -84,7 +86,23 @@ def begin(storage, digest, document):
         answer.update(missing(storage, document["hashes"]))
     if have_code and "guard" in document:
         answer["guard"] = _guard(storage, digest, document["guard"])
+    if have_code and document.get("read"):
+        answer["read"] = _read_code_file(os.path.join(_store(storage), "code", digest), document["read"])
     return answer
+
+
+def _read_code_file(code, relative):
+    """A file of the code folder ``code``, base64-encoded; None when it has none (or it lies outside)."""
+    import base64
+
+    path = os.path.normpath(os.path.join(code, relative))
+    if not path.startswith(code + os.sep):
+        return None
+    try:
+        with open(path, "rb") as stream:
+            return base64.b64encode(stream.read()).decode("ascii")
+    except OSError:
+        return None
 
 
 def _guard(storage, digest, guard):

@@ -18,6 +18,7 @@ from plugins.mrunner_slurm.tests.test_slurm_cluster import single_line, slurm_co
 
 EXPERIMENT = """\
 import os
+import sys
 from mrunner import get_configuration
 import version
 
@@ -25,6 +26,7 @@ done = os.path.join(os.environ["MRUNNER_CHECKPOINT_DIR"], "done")
 with open(done, "a") as stream:
     stream.write("x")
 print("RAN", get_configuration().i, version.CODE, len(open(done).read()), flush=True)
+print("PREFIX", sys.prefix, flush=True)
 """
 
 
@@ -76,6 +78,79 @@ def test_stopped_after_the_upload_resume_runs_the_uploaded_code_once_each(mrunne
     )
     assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
     assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+
+
+def test_the_requirements_edited_too_resume_runs_the_uploaded_code_in_the_submitted_virtualenv(
+    mrunner, mrunner_home, project, slurm_service
+):
+    """With a ``requirements_file``, stopped once the code was uploaded, before the virtualenv was made; then
+    the code and the requirements edited. The requirements were recorded before the upload: the virtualenv
+    is built from them (its folder named by their content), never from the edited file."""
+    import hashlib
+
+    from mrunner.store import Store
+
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    context = slurm_context(slurm_service, storage, requirements_file="requirements.txt")
+    write_context(mrunner_home, "test-slurm", context)
+    (project / "requirements.txt").write_text("# as submitted\n")
+    sweep = stopped_after_the_upload(project)
+    (project / "version.py").write_text('CODE = "edited"\n')
+    (project / "requirements.txt").write_text("# edited since\n")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    told = resumed.stdout + resumed.stderr
+    assert "changed since the submission" in told and "code: sent" not in told, told
+    terminal = {"completed", "failed", "cancelled", "timeout", "preempted", "lost"}
+    found = wait_for(
+        lambda: states(mrunner, sweep), lambda s: all(r["state"] in terminal for r in s.values()), timeout=300
+    )
+    assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
+    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    recorded = Store().sweep(sweep)
+    assert recorded.detail["identified"] == {"requirements": "# as submitted\n"}, recorded.detail
+    key = hashlib.sha256(recorded.context["python"].encode() + b"\0" + b"# as submitted\n").hexdigest()[:24]
+    assert recorded.detail["venv"].endswith(f"/.mrunner/venvs/{key}"), recorded.detail
+    for index in range(3):
+        shown = mrunner("logs", f"{sweep}/{index}").stdout.splitlines()
+        prefixes = [line.split()[1] for line in shown if line.startswith("PREFIX ")]
+        assert len(prefixes) == 1 and prefixes[0].endswith(f"/.mrunner/venvs/{key}"), prefixes
+
+
+def test_stopped_before_anything_of_its_package_was_recorded_resume_reads_the_requirements_uploaded_with_it(
+    mrunner, mrunner_home, project, slurm_service
+):
+    """A sweep stopped right after ``admit``, before anything of its package was recorded, whose code an
+    earlier sweep uploaded; then the code and the requirements edited. The requirements are read from the
+    code folder on the cluster (checked against the snapshot), so the virtualenv is the submitted one."""
+    import hashlib
+
+    from mrunner.store import Store
+
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    write_context(
+        mrunner_home, "test-slurm", slurm_context(slurm_service, storage, requirements_file="requirements.txt")
+    )
+    (project / "requirements.txt").write_text("# as submitted\n")
+    earlier = mrunner("+context=test-slurm", "exp.py", "i=9")
+    assert earlier.returncode == 0 and "code: sent" in earlier.stderr, earlier.stderr
+    moment = "mrunner_slurm.plugin:SlurmBackend.admit"
+    stopped = interrupted_after(project, moment, "+context=test-slurm", "exp.py", "-m", "i=range(3)")
+    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
+    (sweep,) = [found.id for found in Store().sweeps() if found.id != earlier.stdout.strip().splitlines()[-1]]
+    assert Store().sweep(sweep).package == {} and "identified" not in Store().sweep(sweep).detail
+    (project / "version.py").write_text('CODE = "edited"\n')
+    (project / "requirements.txt").write_text("# edited since\n")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    found = wait_for(
+        lambda: states(mrunner, sweep), lambda s: all(r["state"] == "completed" for r in s.values()), timeout=300
+    )
+    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)], found
+    recorded = Store().sweep(sweep)
+    assert recorded.package["requirements"] == "# as submitted\n", recorded.package
+    key = hashlib.sha256(recorded.context["python"].encode() + b"\0" + b"# as submitted\n").hexdigest()[:24]
+    assert recorded.detail["venv"].endswith(f"/.mrunner/venvs/{key}"), recorded.detail
 
 
 def test_once_gc_collected_the_uploaded_code_resume_names_current_code(mrunner, project):

@@ -140,6 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mrunner: {interrupts.said()}", file=sys.stderr)
         return interrupts.exit_code()
+    except RuntimeError as error:
+        # Python before 3.12 turns an exception raised in a class's `__set_name__` (a dataclass field,
+        # functools.cached_property) into a RuntimeError: a stop that lands there while a command imports a
+        # module is still the stop, not a traceback
+        if not isinstance(error.__cause__, KeyboardInterrupt):
+            raise
+        print(f"mrunner: {interrupts.said()}", file=sys.stderr)
+        return interrupts.exit_code()
     except BrokenPipeError:
         return 0
     except OSError as error:  # a file-system failure no command turned into a sentence of its own

@@ -237,3 +237,28 @@ def test_a_sigint_while_the_attempts_wrapper_starts_ends_it_by_the_signal_withou
         assert code in (-signal.SIGINT, 97, 128 + signal.SIGINT) and len(other) <= 1, said
         outcomes.add(code)
     assert -signal.SIGINT in outcomes, f"seed {seed}: {outcomes}"
+
+
+def test_a_stop_that_lands_in_a_class_bodys_set_name_ends_the_command_by_the_signal(monkeypatch, capsys):
+    """Python before 3.12 turns an exception raised in ``__set_name__`` (a dataclass field,
+    ``functools.cached_property``, run as a module a command imports defines its classes) into a RuntimeError
+    whose cause is the exception: a stop landing there (seen in the randomised trials above) is the stop,
+    one line and 128 + the signal, not a traceback."""
+    from mrunner import cli, interrupts
+
+    def dispatch(args: list[str]) -> int:
+        class Named:
+            def __set_name__(self, owner: type, name: str) -> None:
+                interrupts.stopping(signal.SIGTERM, None)
+
+        class Owner:
+            attribute = Named()
+
+        return 0
+
+    monkeypatch.setattr(cli, "_dispatch", dispatch)
+    # main installs its handlers and its unraisable hook: the test process keeps its own
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    assert cli.main(["status"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "mrunner: interrupted by SIGTERM\n"

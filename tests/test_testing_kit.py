@@ -130,3 +130,25 @@ def test_check_called_fails_a_run_that_calls_a_method_or_hook_in_no_test_and_cou
     assert parallel.returncode == 1, parallel.stdout
     lines = [line for line in parallel.stdout.splitlines() if line.startswith("called by no test")]
     assert lines == [line], parallel.stdout
+
+
+@pytest.mark.parametrize(
+    "fixtures, folder, expected",
+    [
+        (["mrunner_home", "mrunner", "fake_wandb"], "tests", "tracker"),
+        (["mrunner_home", "fake_neptune"], "tests", "tracker"),
+        (["mrunner_home", "mrunner", "fake_wandb", "mlflow_service"], "tests", "mlflow"),
+        (["mrunner_home", "mrunner"], "tests", "local"),
+        (["mrunner_home"], "plugins/mrunner_local/tests", "local"),
+        (["mrunner_home"], "tests", "core"),
+    ],
+)
+def test_a_test_is_tagged_by_the_heaviest_need_its_fixtures_show(fixtures, folder, expected):
+    """A test whose real tracker client talks to a stand-in server (``fake_wandb``, ``fake_neptune``) needs a
+    tracker's server, as MLflow's tests need the MLflow service: ``tracker``, left out of the fast tier."""
+    from types import SimpleNamespace
+
+    from mrunner.testing.plugin import need
+
+    item = SimpleNamespace(fixturenames=fixtures, path=Path(folder) / "test_x.py")
+    assert need(item) == expected

@@ -9,10 +9,13 @@ tests or into the developer's own), ``mrunner`` (the command line, run with that
 
 Tags, from the fixtures a test uses (directly or through others), the heaviest need only: ``k8s`` (the
 Kubernetes cluster, its Docker engine and registries: ``k8s_service``), ``slurm`` (the Slurm cluster:
-``slurm_service``), ``mlflow`` (the MLflow tracking server: ``mlflow_service``), ``local`` (runs mrunner and its experiments as processes of this machine: the ``mrunner``
-fixture, or a test of the local backend's package ``mrunner_local``), else ``core`` (in-process only). A test
-whose need no fixture shows marks it itself. So ``pytest -m "not slurm and not k8s"`` runs every test that
-starts no cluster (``and not mlflow``: no service at all).
+``slurm_service``), ``mlflow`` (the MLflow tracking server: ``mlflow_service``), ``tracker`` (a tracker's server
+stood in for on loopback, the real client talking to it: a test file's ``fake_wandb`` or ``fake_neptune``
+fixture; it is the tracking server's part MLflow's tests get from ``mlflow``), ``local`` (runs mrunner and its
+experiments as processes of this machine: the ``mrunner`` fixture, or a test of the local backend's package
+``mrunner_local``), else ``core`` (in-process only). A test whose need no fixture shows marks it itself. So
+``pytest -m "not slurm and not k8s"`` runs every test that starts no cluster (``and not mlflow and not
+tracker``: no service and no tracker's server either).
 
 ``--mrunner-check-called`` (the whole suite's run, ``tests/run`` without arguments, passes it): the run fails
 when a ``Backend`` method or a hook was called by no test, in the tests' process or any process they started.
@@ -32,13 +35,18 @@ import pytest
 if TYPE_CHECKING:
     from mrunner.testing.commands import MrunnerCommand
 
-#: What a test needs, heaviest first: the fixture that makes a test need it, and the marker's help.
+#: What a test needs, heaviest first: the fixtures that make a test need it, and the marker's help.
 NEEDS = (
-    ("k8s", "k8s_service", "needs the loopback Kubernetes cluster, Docker engine and registry (tests/services/k8s)"),
-    ("slurm", "slurm_service", "needs the loopback Slurm cluster behind sshd (tests/services/slurm)"),
-    ("sshd_mfa", "sshd_mfa_service", "needs the MFA login node and bastion (tests/services/sshd-mfa)"),
-    ("mlflow", "mlflow_service", "needs the loopback MLflow tracking server (tests/services/mlflow)"),
-    ("local", "mrunner", "runs mrunner and its experiments as processes of this machine; starts no cluster"),
+    ("k8s", ("k8s_service",), "needs the loopback Kubernetes cluster, Docker engine and registry (tests/services/k8s)"),
+    ("slurm", ("slurm_service",), "needs the loopback Slurm cluster behind sshd (tests/services/slurm)"),
+    ("sshd_mfa", ("sshd_mfa_service",), "needs the MFA login node and bastion (tests/services/sshd-mfa)"),
+    ("mlflow", ("mlflow_service",), "needs the loopback MLflow tracking server (tests/services/mlflow)"),
+    (
+        "tracker",
+        ("fake_wandb", "fake_neptune"),
+        "needs a tracker's server: a stand-in of W&B's or Neptune's on loopback, with the real client talking to it",
+    ),
+    ("local", ("mrunner",), "runs mrunner and its experiments as processes of this machine; starts no cluster"),
 )
 CORE_HELP = "runs in the test's process only: starts no mrunner, experiment or cluster"
 #: A test in a folder of this name tests the local backend's package: it needs at least ``local``.
@@ -109,8 +117,8 @@ def callable_names() -> list[str]:
 def need(item: pytest.Item) -> str:
     """What ``item`` needs, by the fixtures it uses and the folder it is in."""
     fixtures = set(getattr(item, "fixturenames", ()))
-    for name, fixture, _ in NEEDS:
-        if fixture in fixtures or (name == "local" and LOCAL_PACKAGE in Path(str(item.path)).parts):
+    for name, needing, _ in NEEDS:
+        if fixtures.intersection(needing) or (name == "local" and LOCAL_PACKAGE in Path(str(item.path)).parts):
             return name
     return "core"
 

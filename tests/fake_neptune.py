@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fake_loopback import FakeLoopbackHandler, FakeLoopbackServer
 
 WORKSPACE = "fake"
 
@@ -193,22 +192,43 @@ class FakeNeptuneRun:
         return self.sets.get("sys/tags", [])
 
 
-class FakeNeptuneServer:
+class _Handler(FakeLoopbackHandler):
+    server_of: FakeNeptuneServer
+
+    def _handle(self, method: str) -> None:
+        fake = self.server_of
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = urlsplit(self.path)
+        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        kind = self.headers.get("Content-Type") or ""
+        body: Any = data  # a file's upload: its bytes
+        if "json" in kind:
+            body = json.loads(data) if data else None
+        elif "form" in kind:  # the OAuth token refresh
+            body = {name: values[-1] for name, values in parse_qs(data.decode()).items()}
+        with fake.arrived:
+            status, answer = fake.answer(method, parts.path, query, self.headers, body)
+            fake.arrived.notify_all()
+        self.send_json(status, answer)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+
+class FakeNeptuneServer(FakeLoopbackServer):
     """Fake Neptune server (see the module's text): ``url``, ``token()``, ``runs`` (by id), ``by_custom_id()``,
     ``start()``, ``stop()``, ``requests`` (each operation, in order), ``arrived`` (notified at each), ``wait()``."""
 
+    serves = "Neptune"
+    handler = _Handler
+
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.runs: dict[str, FakeNeptuneRun] = {}
-        self.requests: list[str] = []
-        self.unknown: list[str] = []
         self.tokens: set[str] = set()  # the API tokens the client presented
-        self.arrived = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._connections: set[socket.socket] = set()
 
     def token(self, key: str = "k") -> str:
         """An API token for this server, as Neptune's are: base64 of JSON naming the API's address (``key``,
@@ -221,47 +241,6 @@ class FakeNeptuneServer:
         found = [run for run in self.runs.values() if run.custom_id == custom_id]
         assert len(found) == 1, f"{len(found)} runs with custom id {custom_id}: {list(self.runs)}"
         return found[0]
-
-    # -- lifetime ---------------------------------------------------------------------------------------------
-
-    def start(self) -> FakeNeptuneServer:
-        fake = self
-
-        class Handler(_Handler):
-            server_of = fake
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True, name="fake-neptune").start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self.arrived:
-            connections, self._connections = set(self._connections), set()
-        for connection in connections:  # the client's keep-alive connections: cut, as a server going away does
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def __enter__(self) -> FakeNeptuneServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def wait(self, predicate: Any, timeout: float, what: str) -> Any:
-        """Wait until ``predicate()`` is true (checked at each request that arrives); its value."""
-        with self.arrived:
-            found = self.arrived.wait_for(predicate, timeout=timeout)
-        assert found, f"the fake Neptune server did not see {what} within {timeout} s: {self.requests[-20:]}"
-        return found
 
     # -- answers ----------------------------------------------------------------------------------------------
 
@@ -386,43 +365,3 @@ def _jwt(issuer: str) -> str:
 
     claims = {"exp": int(time.time()) + 86400, "iss": f"{issuer}/auth/realms/fake", "azp": "neptune-client"}
     return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_of: FakeNeptuneServer
-    protocol_version = "HTTP/1.1"  # keep-alive, as the client's requests session expects
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server_of.arrived:
-            self.server_of._connections.add(self.connection)
-
-    def _handle(self, method: str) -> None:
-        fake = self.server_of
-        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        parts = urlsplit(self.path)
-        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
-        kind = self.headers.get("Content-Type") or ""
-        body: Any = data  # a file's upload: its bytes
-        if "json" in kind:
-            body = json.loads(data) if data else None
-        elif "form" in kind:  # the OAuth token refresh
-            body = {name: values[-1] for name, values in parse_qs(data.decode()).items()}
-        with fake.arrived:
-            status, answer = fake.answer(method, parts.path, query, self.headers, body)
-            fake.arrived.notify_all()
-        payload = json.dumps(answer).encode() if answer is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")

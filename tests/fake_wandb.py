@@ -17,11 +17,10 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import socket
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fake_loopback import FakeLoopbackHandler, FakeLoopbackServer
 
 
 @dataclass
@@ -53,65 +52,55 @@ class FakeRun:
         return {key: item.get("value") for key, item in self.config.items() if key != "_wandb"}
 
 
-class FakeWandbServer:
+class _Handler(FakeLoopbackHandler):
+    server_of: FakeWandbServer
+
+    def _body(self) -> bytes:
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return gzip.decompress(data) if self.headers.get("Content-Encoding") == "gzip" else data
+
+    def do_POST(self) -> None:
+        fake = self.server_of
+        data = self._body()
+        with fake.arrived:
+            if self.headers.get("Authorization"):
+                fake.authorizations.add(self.headers["Authorization"])
+            streamed = re.fullmatch(r"/files/[^/]+/[^/]+/([^/]+)/file_stream", self.path)
+            if self.path == "/graphql":
+                answer = fake._graphql(json.loads(data))
+            elif streamed:
+                answer = fake._file_stream(streamed.group(1), json.loads(data))
+            else:  # W&B's own telemetry (/sdk/otel/...), and anything else: taken, kept nowhere
+                fake.requests.append(f"POST {self.path}")
+                answer = {}
+            fake.arrived.notify_all()
+        self.send_json(200, answer)
+
+    def do_PUT(self) -> None:  # a run file's upload, to the URL CreateRunFiles gave
+        self._body()
+        with self.server_of.arrived:
+            self.server_of.requests.append(f"PUT {self.path}")
+            self.server_of.arrived.notify_all()
+        self.send_json(200, None)
+
+    def do_GET(self) -> None:
+        with self.server_of.arrived:
+            self.server_of.requests.append(f"GET {self.path}")  # a health check: any answer is one
+            self.server_of.arrived.notify_all()
+        self.send_json(404, {})
+
+
+class FakeWandbServer(FakeLoopbackServer):
     """Fake W&B server (see the module's text): ``url``, ``runs`` (by id), ``start()``, ``stop()``, ``requests``
     (each request's path or GraphQL operation, in order), and ``arrived`` (a Condition notified at each)."""
 
+    serves = "W&B"
+    handler = _Handler
+
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.runs: dict[str, FakeRun] = {}
-        self.requests: list[str] = []
-        self.unknown: list[str] = []
         self.authorizations: set[str] = set()
-        self.arrived = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._connections: set[socket.socket] = set()
-
-    # -- lifetime ---------------------------------------------------------------------------------------------
-
-    def start(self) -> FakeWandbServer:
-        fake = self
-
-        class Handler(_Handler):
-            server_of = fake
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True, name="fake-wandb").start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self.arrived:
-            connections, self._connections = set(self._connections), set()
-        for connection in connections:  # keep-alive connections of the client: cut, as a server going away does
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def __enter__(self) -> FakeWandbServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    # -- waiting ----------------------------------------------------------------------------------------------
-
-    def wait(self, predicate: Any, timeout: float, what: str) -> Any:
-        """Wait until ``predicate()`` is true (checked at each request that arrives); its value."""
-        with self.arrived:
-            found = self.arrived.wait_for(predicate, timeout=timeout)
-        assert found, f"the fake W&B server did not see {what} within {timeout} s: {self.requests[-20:]}"
-        return found
 
     # -- answers ----------------------------------------------------------------------------------------------
 
@@ -212,58 +201,3 @@ def _bucket(run: FakeRun) -> dict[str, Any]:
 def _wandb_t(run: FakeRun) -> Any:
     inner = run.config.get("_wandb")
     return inner.get("value", {}).get("t") if isinstance(inner, dict) else None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_of: FakeWandbServer
-    protocol_version = "HTTP/1.1"  # keep-alive, as the client expects of W&B
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server_of.arrived:
-            self.server_of._connections.add(self.connection)
-
-    def _body(self) -> bytes:
-        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        return gzip.decompress(data) if self.headers.get("Content-Encoding") == "gzip" else data
-
-    def _answer(self, status: int, answer: dict[str, Any] | None) -> None:
-        data = json.dumps(answer).encode() if answer is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
-        fake = self.server_of
-        data = self._body()
-        with fake.arrived:
-            if self.headers.get("Authorization"):
-                fake.authorizations.add(self.headers["Authorization"])
-            streamed = re.fullmatch(r"/files/[^/]+/[^/]+/([^/]+)/file_stream", self.path)
-            if self.path == "/graphql":
-                answer = fake._graphql(json.loads(data))
-            elif streamed:
-                answer = fake._file_stream(streamed.group(1), json.loads(data))
-            else:  # W&B's own telemetry (/sdk/otel/...), and anything else: taken, kept nowhere
-                fake.requests.append(f"POST {self.path}")
-                answer = {}
-            fake.arrived.notify_all()
-        self._answer(200, answer)
-
-    def do_PUT(self) -> None:  # a run file's upload, to the URL CreateRunFiles gave
-        self._body()
-        with self.server_of.arrived:
-            self.server_of.requests.append(f"PUT {self.path}")
-            self.server_of.arrived.notify_all()
-        self._answer(200, None)
-
-    def do_GET(self) -> None:
-        with self.server_of.arrived:
-            self.server_of.requests.append(f"GET {self.path}")  # a health check: any answer is one
-            self.server_of.arrived.notify_all()
-        self._answer(404, {})

@@ -21,6 +21,7 @@ import secrets as random
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def fake_secret(label: str = "token") -> str:
@@ -127,3 +128,9 @@ def assert_secret_only_in(
     command lines except the ``allowed`` files (the user's own credential file, say)."""
     places = secret_places(secret, paths=paths, outputs=outputs, cmdlines=cmdlines, allowed=allowed)
     assert not places, f"the secret leaked to {len(places)} place(s):\n  " + "\n  ".join(places)
+
+
+def outputs_of(mrunner: Any, *commands: list[str]) -> dict[str, str]:
+    """What the command line shows (stdout and stderr) for each of ``commands`` (``mrunner``: the fixture), by
+    the command's words: the ``outputs`` a test hands to ``assert_secret_only_in``."""
+    return {" ".join(args): (lambda done: done.stdout + done.stderr)(mrunner(*args)) for args in commands}

@@ -12,7 +12,7 @@ import yaml
 
 from mrunner import paths
 from mrunner.store import Store
-from mrunner.testing import as_from_a_terminal
+from mrunner.testing import as_from_a_terminal, write_context
 
 
 def _project(tmp_path: Path, mrunner, script: str = "print('hi')\n") -> Path:
@@ -214,11 +214,10 @@ def test_a_slurm_time_written_with_colons_stays_that_time_in_every_context_form(
     a 2-hour limit became 5 days, from `context add --time 2:00:00`, `--resources "time=1:30"`, a context file
     written by hand and the original mrunner's config.yaml alike."""
     _project(tmp_path, mrunner)
-    folder = mrunner_home / "config" / "mrunner" / "context"
     keys = ("--type", "slurm", "--slurm_url", "me@login.example.org")
     assert mrunner("context", "add", "--name", "a", *keys, "--time", "2:00:00").returncode == 0
     assert mrunner("context", "add", "--name", "b", *keys, "--resources", "time=1:30 mem=8G").returncode == 0
-    (folder / "c.yaml").write_text("backend: slurm\nslurm_url: me@login.example.org\ntime: 2:00:00\n")
+    write_context(mrunner_home, "c", "backend: slurm\nslurm_url: me@login.example.org\ntime: 2:00:00\n")
     original = tmp_path / "config.yaml"
     original.write_text("contexts:\n  d:\n    backend_type: slurm\n    slurm_url: me@h\n    time: 1:00:00\n")
     assert mrunner("context", "import", str(original)).returncode == 0
@@ -305,8 +304,8 @@ def test_context_add_takes_every_key_of_the_backend_as_an_option(mrunner, mrunne
 
 def test_one_broken_context_file_leaves_the_others_listed(mrunner, mrunner_home):
     assert mrunner("context", "add", "--name", "fine", "--type", "local").returncode == 0
+    write_context(mrunner_home, "broken", "backend: [unclosed\n")
     folder = mrunner_home / "config" / "mrunner" / "context"
-    (folder / "broken.yaml").write_text("backend: [unclosed\n")
     listed = mrunner("context", "list")
     assert listed.returncode == 0, listed.stderr
     assert "fine" in listed.stdout and "broken" in listed.stdout and "local" in listed.stdout

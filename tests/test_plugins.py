@@ -76,9 +76,7 @@ def test_an_installed_third_party_backend_is_found_listed_and_used(mrunner, mrun
     assert plugins["local"]["distribution"] == "mrunner-local"
 
     (tmp_path / "x.py").write_text("from mrunner import get_configuration\nprint('a is', get_configuration().a)\n")
-    folder = mrunner_home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True)
-    (folder / "proc.yaml").write_text(f"backend: process\nstorage_dir: {tmp_path / 'storage'}\n")
+    write_context(mrunner_home, "proc", {"backend": "process", "storage_dir": str(tmp_path / "storage")})
     result = mrunner("x.py", "-m", "a=1,2", "+context=proc", "--wait", env=with_site(echo_site))
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip().splitlines()[-1]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
+
+from mrunner.testing import ended, wait_for
 
 TRAIN = """
 import math, os, time, mrunner
@@ -107,19 +108,16 @@ def test_over_an_axis_gives_mean_std_and_count(mrunner, project, tmp_path):
 def test_a_running_experiment_shows_what_it_reported_so_far(mrunner, project, tmp_path):
     gate = tmp_path / "gate"
     sweep = submit(mrunner, "lr=0.5", "seed=range(2)", f"gate={gate}", "--detach")
-    deadline = time.monotonic() + 60
-    while True:
-        found = mrunner("results", sweep, "--json")
-        if found.returncode == 0 and all(r["loss"] is not None for r in json.loads(found.stdout)):
-            break
-        assert time.monotonic() < deadline, found.stdout + found.stderr
-        time.sleep(0.2)
+    wait_for(
+        lambda: mrunner("results", sweep, "--json"),
+        lambda found: found.returncode == 0 and all(r["loss"] is not None for r in json.loads(found.stdout)),
+        every=0.2,
+        what="a result of each experiment",
+    )
     table = mrunner("results", sweep).stdout.splitlines()
     assert table[2].split()[-1] == "state" and [line.split()[-1] for line in table[3:]] == ["running", "running"]
     gate.write_text("")
-    while any(e["state"] != "completed" for e in json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    assert {run["state"] for run in ended(mrunner, sweep, timeout=60, every=0.2).values()} == {"completed"}
     assert [line.split()[-1] for line in mrunner("results", sweep).stdout.splitlines()[3:]] == [
         "1",
         "1",

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from mrunner.testing import write_context
+
 
 def imported_modules(args: list[str], cwd: Path, env: dict | None = None) -> set[str]:
     """Every module ``python -X importtime ARGS`` imported (read from its import-time report)."""
@@ -33,9 +35,7 @@ def neptune_modules(modules: set[str]) -> set[str]:
 
 def test_help_and_a_tracked_dry_run_do_not_import_neptune(tmp_path, mrunner_home, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    folder = mrunner_home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True)
-    (folder / "tracked.yaml").write_text(json.dumps({"backend": "local", "neptune": True, "neptune_project": "w/p"}))
+    write_context(mrunner_home, "tracked", {"backend": "local", "neptune": True, "neptune_project": "w/p"})
     (tmp_path / "train.py").write_text("import mrunner\nmrunner.get_configuration(with_neptune=True)\n")
     (tmp_path / ".mrunnerignore").write_text("")  # HOME is the project here: a home folder needs a marker
     help_modules = imported_modules(["-m", "mrunner", "--help"], tmp_path)

@@ -9,13 +9,11 @@ everything had reached the tracker."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
-from mrunner.records import TERMINAL
-from mrunner.testing import wait_for, write_context
+from mrunner.testing import ended, wait_for, write_context
 from tests.fake_neptune import FakeNeptuneServer
 from tests.fake_wandb import FakeWandbServer
 from tests.test_tracking_mlflow import relayed_context
@@ -48,10 +46,6 @@ kill()
 
 def expected(moment: str) -> list[tuple[int, float]]:
     return [] if moment == "start" else [(s, pytest.approx(1.0 / (1 + s))) for s in range(STEPS)]
-
-
-def states(mrunner, sweep: str) -> list[str]:
-    return [e["state"] for e in json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]]
 
 
 @pytest.mark.parametrize("moments", [["start", "burst", "sent"], ["queued"]])
@@ -87,8 +81,7 @@ def test_a_killed_experiment_is_caught_up_in_its_mlflow_run_each_point_once(
         index = moments.index("sent")
         wait_for(lambda: len(history(index)), lambda n: n == STEPS, what="every point in MLflow", timeout=120)
     gate.write_text("")
-    ended = wait_for(lambda: states(mrunner, sweep), lambda found: all(s in TERMINAL for s in found), timeout=120)
-    assert ended == ["failed"] * len(moments)
+    assert [run["state"] for run in ended(mrunner, sweep, timeout=120).values()] == ["failed"] * len(moments)
     log = mrunner("logs", f"{sweep}/0").stdout
     assert "killed" in log and "stops sending it metrics" not in log, log  # no exit: nothing noted
     if "queued" in moments:
@@ -143,8 +136,7 @@ def test_a_killed_experiment_is_caught_up_in_its_wandb_run_each_step_once(
         # W&B sends a step's row once a later step comes: every step but the last reaches the server
         fake_wandb.wait(lambda: len(points(index)) >= STEPS - 1, timeout=120, what="the steps in W&B")
     gate.write_text("")
-    ended = wait_for(lambda: states(mrunner, sweep), lambda found: all(s in TERMINAL for s in found), timeout=120)
-    assert ended == ["failed"] * len(moments)
+    assert [run["state"] for run in ended(mrunner, sweep, timeout=120).values()] == ["failed"] * len(moments)
     if "queued" in moments:
         fake_wandb.start()
 
@@ -199,8 +191,7 @@ def test_a_killed_experiment_is_caught_up_in_its_neptune_run_each_step_once(
         index = moments.index("sent")
         fake_neptune.wait(lambda: len(points(index)) == STEPS, timeout=120, what="every step in Neptune")
     gate.write_text("")
-    ended = wait_for(lambda: states(mrunner, sweep), lambda found: all(s in TERMINAL for s in found), timeout=120)
-    assert ended == ["failed"] * len(moments)
+    assert [run["state"] for run in ended(mrunner, sweep, timeout=120).values()] == ["failed"] * len(moments)
     log = mrunner("logs", f"{sweep}/0").stdout
     assert "killed" in log and "Neptune did not" not in log, log  # no exit: nothing noted
     if "queued" in moments:

@@ -4,13 +4,12 @@ it, with an end time; for live tracking and for `tracking: deferred` (set after 
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 
 import pytest
 
-from mrunner.testing import wait_for, write_context
+from mrunner.testing import states, wait_for, write_context
 
 SCRIPT = """
 import os, signal, sys, mrunner
@@ -38,12 +37,6 @@ def mlflow_runs(uri: str, experiment: str) -> dict[int, object]:
 
 def statuses(uri: str, experiment: str) -> dict[int, str]:
     return {index: run.info.status for index, run in mlflow_runs(uri, experiment).items()}
-
-
-def states(mrunner, sweep: str) -> dict[int, str]:
-    shown = mrunner("status", sweep, "--json")
-    assert shown.returncode == 0, shown.stderr
-    return {e["index"]: e["state"] for e in json.loads(shown.stdout)["experiments"]}
 
 
 @pytest.fixture

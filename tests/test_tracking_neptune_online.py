@@ -13,10 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from mrunner.records import TERMINAL
-from mrunner.testing import write_context
+from mrunner.testing import ended, experiments, wait_for, write_context
 from tests.fake_neptune import FakeNeptuneServer
-from tests.leaks import CmdlineWatch, assert_secret_only_in, fake_secret
+from tests.leaks import CmdlineWatch, assert_secret_only_in, fake_secret, outputs_of
 
 #: The client's OAuth session refuses plain http unless told (a real server is https): the fake is http.
 INSECURE = {"OAUTHLIB_INSECURE_TRANSPORT": "1"}
@@ -52,10 +51,6 @@ def custom_id(sweep: str, index: int) -> str:
     return _custom_run_id({"sweep": sweep, "index": index})
 
 
-def state(mrunner, sweep: str) -> str:
-    return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
-
-
 def test_one_run_per_experiment_across_attempts_the_token_only_a_secret(fake_neptune, mrunner, mrunner_home, tmp_path):
     (tmp_path / "train.py").write_text(SCRIPT)
     context = live(mrunner_home, "np", retry_failed=1)
@@ -71,7 +66,7 @@ def test_one_run_per_experiment_across_attempts_the_token_only_a_secret(fake_nep
         )
     assert done.returncode == 0, done.stderr
     sweep = done.stdout.strip().splitlines()[-1]
-    states = json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]
+    states = experiments(mrunner, sweep).values()
     assert [(e["state"], e["attempt"]) for e in states] == [("completed", 0), ("completed", 1)]
     assert f"neptune: experiments tagged {sweep} at {fake_neptune.url}/{PROJECT}/runs/table" in done.stderr
 
@@ -91,13 +86,8 @@ def test_one_run_per_experiment_across_attempts_the_token_only_a_secret(fake_nep
     assert fake_neptune.tokens == {token}  # it got there
 
     assert arguments.witnessed
-    shown = {
-        "submission": done.stdout + done.stderr,
-        **{
-            " ".join(args): (lambda r: r.stdout + r.stderr)(mrunner(*args))
-            for args in (["status", sweep], ["logs", f"{sweep}/1"], ["context", "show", context])
-        },
-    }
+    shown = {"submission": done.stdout + done.stderr}
+    shown.update(outputs_of(mrunner, ["status", sweep], ["logs", f"{sweep}/1"], ["context", "show", context]))
     assert_secret_only_in(token, paths=[mrunner_home, tmp_path], outputs=shown, cmdlines=arguments)
 
 
@@ -124,7 +114,6 @@ def test_a_server_down_during_a_run_the_experiment_ends_and_results_uploads_the_
     steps it holds), and a second `results` sends nothing."""
     import time
 
-    from mrunner.testing import wait_for
     from mrunner.tracking import FINISH_SECONDS
 
     context = live(mrunner_home, "cut")
@@ -155,7 +144,7 @@ def test_a_server_down_during_a_run_the_experiment_ends_and_results_uploads_the_
     (tmp_path / "gate").write_text("")
 
     started = time.monotonic()
-    assert wait_for(lambda: state(mrunner, sweep), lambda s: s in TERMINAL, timeout=120) == "completed"
+    assert ended(mrunner, sweep, timeout=120)[0]["state"] == "completed"
     log = mrunner("logs", f"{sweep}/0").stdout
     assert "went on" in log and log.count("Neptune did not take this process's metrics") == 1, log
     assert "`mrunner results` uploads them later" in log
@@ -195,7 +184,6 @@ def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_
     server back, does not start the run either (its steps would pass the lost ones, which Neptune would then
     refuse), and completes; `pull` makes the run, named, tagged, holding the parameters, with every step of
     both attempts once, and `status --wait` later sends nothing."""
-    from mrunner.testing import wait_for
     from mrunner.tracking import START_SECONDS
 
     context = live(mrunner_home, "late", retry_failed=1)
@@ -219,7 +207,7 @@ def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_
     fake_neptune.stop()
     (tmp_path / "gate0").write_text("")
     wait_for(
-        lambda: json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["attempt"],
+        lambda: experiments(mrunner, sweep)[0]["attempt"],
         lambda attempt: attempt == 1,
         timeout=180,
         what="the retry",
@@ -232,7 +220,7 @@ def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_
 
     fake_neptune.start()
     (tmp_path / "gate1").write_text("")
-    assert wait_for(lambda: state(mrunner, sweep), lambda s: s in TERMINAL, timeout=180) == "completed"
+    assert ended(mrunner, sweep, timeout=180)[0]["state"] == "completed"
     log = mrunner("logs", f"{sweep}/0").stdout
     assert "trained" in log and log.count("(Abandoned: an earlier process of this experiment lost Neptune)") == 1, log
     assert fake_neptune.runs == {}  # nothing live: the retry left Neptune to the catch-up

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from mrunner.records import TERMINAL
-from mrunner.testing import write_context
+from mrunner.testing import ended, experiments, wait_for, write_context
 from tests.fake_wandb import FakeWandbServer
-from tests.leaks import CmdlineWatch, assert_secret_only_in, fake_secret
+from tests.leaks import CmdlineWatch, assert_secret_only_in, fake_secret, outputs_of
 
 SCRIPT = """
 import sys, mrunner
@@ -46,10 +45,6 @@ def run_id(sweep: str, index: int) -> str:
     return run_id({"sweep": sweep, "index": index})
 
 
-def state(mrunner, sweep: str) -> str:
-    return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
-
-
 def test_one_run_per_experiment_across_attempts_the_key_only_a_secret(fake_wandb, mrunner, mrunner_home, tmp_path):
     from base64 import b64encode
 
@@ -60,7 +55,7 @@ def test_one_run_per_experiment_across_attempts_the_key_only_a_secret(fake_wandb
         done = mrunner(f"+context={context}", "train.py", "-m", "lr=0.1,0.2", "--wait", env={"WANDB_API_KEY": key})
     assert done.returncode == 0, done.stderr
     sweep = done.stdout.strip().splitlines()[-1]
-    states = json.loads(mrunner("status", sweep, "--json").stdout)["experiments"]
+    states = experiments(mrunner, sweep).values()
     assert [(e["state"], e["attempt"]) for e in states] == [("completed", 0), ("completed", 1)]
 
     assert sorted(fake_wandb.runs) == sorted(run_id(sweep, index) for index in (0, 1))  # no other run
@@ -76,13 +71,8 @@ def test_one_run_per_experiment_across_attempts_the_key_only_a_secret(fake_wandb
     assert fake_wandb.authorizations == {"Basic " + b64encode(f"api:{key}".encode()).decode()}  # it got there
 
     assert arguments.witnessed
-    shown = {
-        "submission": done.stdout + done.stderr,
-        **{
-            " ".join(args): (lambda r: r.stdout + r.stderr)(mrunner(*args))
-            for args in (["status", sweep], ["logs", f"{sweep}/1"], ["context", "show", context])
-        },
-    }
+    shown = {"submission": done.stdout + done.stderr}
+    shown.update(outputs_of(mrunner, ["status", sweep], ["logs", f"{sweep}/1"], ["context", "show", context]))
     assert_secret_only_in(key, paths=[mrunner_home, tmp_path], outputs=shown, cmdlines=arguments)
 
 
@@ -109,7 +99,6 @@ def test_a_server_down_during_a_run_the_experiment_ends_and_results_uploads_the_
     a second `results` sends nothing."""
     import time
 
-    from mrunner.testing import wait_for
     from mrunner.wandb_run import FINISH_SECONDS
 
     context = online(mrunner_home, fake_wandb, "cut")
@@ -135,7 +124,7 @@ def test_a_server_down_during_a_run_the_experiment_ends_and_results_uploads_the_
     (tmp_path / "gate").write_text("")
 
     started = time.monotonic()
-    assert wait_for(lambda: state(mrunner, sweep), lambda s: s in TERMINAL, timeout=120) == ("completed")
+    assert ended(mrunner, sweep, timeout=120)[0]["state"] == "completed"
     log = mrunner("logs", f"{sweep}/0").stdout
     assert "went on" in log and log.count("W&B did not take this process's metrics") == 1, log
     assert "`mrunner results` uploads them later" in log
@@ -170,7 +159,6 @@ def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_
     on. Its retry, the server back, does not forward to W&B (its steps would pass the lost ones, which W&B
     would then leave out), warning once, and completes; `pull` makes the run, named, grouped, holding the
     parameters, with every step of both attempts once, and `status --wait` later sends nothing."""
-    from mrunner.testing import wait_for
     from mrunner.wandb_run import INIT_SECONDS
 
     context = online(mrunner_home, fake_wandb, "late", retry_failed=1)
@@ -195,7 +183,7 @@ def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_
     fake_wandb.stop()
     (tmp_path / "gate0").write_text("")
     wait_for(
-        lambda: json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["attempt"],
+        lambda: experiments(mrunner, sweep)[0]["attempt"],
         lambda attempt: attempt == 1,
         timeout=180,
         what="the retry",
@@ -209,7 +197,7 @@ def test_a_server_down_at_the_start_the_experiment_trains_on_and_pull_makes_its_
 
     fake_wandb.start()
     (tmp_path / "gate1").write_text("")
-    assert wait_for(lambda: state(mrunner, sweep), lambda s: s in TERMINAL, timeout=180) == "completed"
+    assert ended(mrunner, sweep, timeout=180)[0]["state"] == "completed"
     log = mrunner("logs", f"{sweep}/0").stdout
     assert "trained" in log and log.count("W&B refused a report (Abandoned: an earlier process") == 1, log
     assert fake_wandb.runs == {}  # nothing live: the retry left W&B to the catch-up

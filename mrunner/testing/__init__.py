@@ -21,11 +21,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mrunner.testing.commands import MrunnerCommand, as_from_a_terminal, interrupted_after, start_mrunner
+    from mrunner.testing.commands import (
+        MrunnerCommand,
+        as_from_a_terminal,
+        interrupted_after,
+        start_mrunner,
+        stopped_after,
+    )
     from mrunner.testing.contexts import write_context
     from mrunner.testing.once import built_once
     from mrunner.testing.services import service
     from mrunner.testing.suite import BackendTestSuite
+    from mrunner.testing.sweeps import ended, experiments, logged, states
     from mrunner.testing.waiting import wait_for
 
 __all__ = [
@@ -33,9 +40,14 @@ __all__ = [
     "MrunnerCommand",
     "as_from_a_terminal",
     "built_once",
+    "ended",
+    "experiments",
     "interrupted_after",
+    "logged",
     "service",
     "start_mrunner",
+    "states",
+    "stopped_after",
     "wait_for",
     "write_context",
 ]
@@ -46,6 +58,11 @@ _LAZY = {
     "as_from_a_terminal": "mrunner.testing.commands",
     "interrupted_after": "mrunner.testing.commands",
     "start_mrunner": "mrunner.testing.commands",
+    "stopped_after": "mrunner.testing.commands",
+    "ended": "mrunner.testing.sweeps",
+    "experiments": "mrunner.testing.sweeps",
+    "logged": "mrunner.testing.sweeps",
+    "states": "mrunner.testing.sweeps",
     "built_once": "mrunner.testing.once",
     "service": "mrunner.testing.services",
     "wait_for": "mrunner.testing.waiting",

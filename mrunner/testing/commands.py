@@ -3,6 +3,7 @@ fixture) or started and left running for a test that interrupts or races it (``s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -117,3 +118,18 @@ def interrupted_after(
         timeout=timeout,
         preexec_fn=as_from_a_terminal,
     )
+
+
+def stopped_after(
+    mrunner: MrunnerCommand, target: str, *args: str, signals: int = 1, timeout: float = 300
+) -> tuple[str, subprocess.CompletedProcess]:
+    """A submission `mrunner ARGS` in the ``mrunner`` fixture's folder stopped as ``interrupted_after`` stops it,
+    with what every such test checks first: it exited as stopped by the signal (128 + SIGTERM), without a
+    traceback, leaving one sweep recorded. Returns that sweep's id and the stopped process (for what the test
+    asserts of its output: how far it had come)."""
+    stopped = interrupted_after(mrunner.cwd, target, *args, signals=signals, timeout=timeout)
+    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
+    listed = mrunner("status", "--json", timeout=timeout)
+    assert listed.returncode == 0, listed.stderr
+    (sweep,) = [entry["sweep"]["id"] for entry in json.loads(listed.stdout)]
+    return sweep, stopped

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.testing.commands import interrupted_after, start_mrunner
+from mrunner.testing.commands import start_mrunner, stopped_after
+from mrunner.testing.sweeps import experiments
 from mrunner.testing.waiting import wait_for
 
 PROBE = r"""
@@ -111,9 +112,7 @@ class BackendTestSuite:
         return result.stdout.strip().splitlines()[-1]
 
     def status(self, mrunner, sweep: str) -> dict[int, dict]:
-        result = mrunner("status", sweep, "--json", timeout=self.timeout)
-        assert result.returncode == 0, result.stderr
-        return {e["index"]: e for e in json.loads(result.stdout)["experiments"]}
+        return experiments(mrunner, sweep, timeout=self.timeout)
 
     def while_waiting(self, mrunner, sweep: str, states: dict[int, dict]) -> None:
         """Called at each look while a test waits for a state: a backend's suite may hurry its platform along
@@ -247,9 +246,7 @@ class BackendTestSuite:
         none, from what it packaged (``Backend.packaged``: an image in a registry, a folder in the cluster's
         storage)."""
         args = (f"+context={backend_context}", "probe.py", "-m", "i=range(2)")
-        stopped = interrupted_after(project, "mrunner.plugins.sweep_submitted", *args, timeout=self.timeout)
-        assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
-        (sweep,) = [entry["sweep"]["id"] for entry in json.loads(mrunner("status", "--json").stdout)]
+        sweep, _ = stopped_after(mrunner, "mrunner.plugins.sweep_submitted", *args, timeout=self.timeout)
         assert {entry["state"] for entry in self.status(mrunner, sweep).values()} == {"cancelled"}
         (project / "helper.py").write_text("VALUE = 43  # edited after the submission\n")
         context_file = mrunner_home / "config" / "mrunner" / "context" / f"{backend_context}.yaml"

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mrunner import trackers
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import hookimpl
 from mrunner.schema import key
@@ -54,14 +55,7 @@ def unanswered(uri: str) -> str | None:
     is no HTTP server, such as a local ``file:`` store, which needs no answer)."""
     if not uri.startswith(("http://", "https://")):
         return None
-    import urllib.error  # with http.client and ssl: only where a server is checked
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CHECK_TIMEOUT):
-            return None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        return str(getattr(error, "reason", error))
+    return trackers.unanswered(f"{uri.rstrip('/')}/health", CHECK_TIMEOUT, errors_answer=False)
 
 
 def deleted(uri: str, experiment: str) -> str | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mrunner import trackers
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import hookimpl
 from mrunner.schema import key
@@ -154,16 +155,7 @@ CHECK_TIMEOUT = 5.0
 
 def unanswered(url: str) -> str | None:
     """Why the Neptune server at ``url`` does not answer, or ``None`` when it answers anything (even an error)."""
-    import urllib.error  # with http.client and ssl: only where a server is checked
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/api/backend/swagger.json", timeout=CHECK_TIMEOUT):
-            return None
-    except urllib.error.HTTPError:
-        return None  # it answered
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        return str(getattr(error, "reason", error))
+    return trackers.unanswered(f"{url.rstrip('/')}/api/backend/swagger.json", CHECK_TIMEOUT)
 
 
 @hookimpl

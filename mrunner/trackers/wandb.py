@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mrunner import trackers
 from mrunner.errors import MrunnerError
 from mrunner.hookspecs import hookimpl
 from mrunner.schema import key
@@ -52,16 +53,7 @@ def base_url(context: Mapping[str, Any]) -> str:
 
 def unanswered(url: str) -> str | None:
     """Why the W&B server at ``url`` does not answer, or ``None`` when it answers anything (even an error)."""
-    import urllib.error  # with http.client and ssl: only where a server is checked
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/healthz", timeout=CHECK_TIMEOUT):
-            return None
-    except urllib.error.HTTPError:
-        return None  # it answered
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        return str(getattr(error, "reason", error))
+    return trackers.unanswered(f"{url.rstrip('/')}/healthz", CHECK_TIMEOUT)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,16 +6,14 @@ gone from the registry too, the refusal names ``--current-code``. On the loopbac
 
 from __future__ import annotations
 
-import json
 import re
-import signal
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
-from mrunner.testing import interrupted_after, wait_for, write_context
+from mrunner.testing import ended, experiments, logged, states, stopped_after, wait_for, write_context
 from plugins.mrunner_k8s.tests.test_k8s_cluster import k8s_context
 
 EXPERIMENT = """\
@@ -27,7 +25,7 @@ done = os.path.join(os.environ["MRUNNER_CHECKPOINT_DIR"], "done")
 with open(done, "a") as stream:
     stream.write("x")
 print("RAN", get_configuration().i, version.CODE, len(open(done).read()), flush=True)
-"""
+"""  # its index, the code it ran, and how many times it got that far
 
 
 @pytest.fixture
@@ -42,34 +40,12 @@ def project(mrunner, mrunner_home, tmp_path, tmp_path_factory, k8s_service, name
     return tmp_path
 
 
-def stop_after(project: Path, target: str, signals: int = 1) -> str:
-    """Submit three experiments, stopped (``signals`` SIGTERMs) right after the first call of ``target``; the
-    sweep's id."""
-    args = ("+context=test-k8s", "exp.py", "-m", "i=range(3)")
-    stopped = interrupted_after(project, target, *args, signals=signals)
-    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
+def stop_after(mrunner, target: str, signals: int = 1) -> str:
+    """Submit three experiments, stopped (``signals`` SIGTERMs) right after the first call of ``target``, once the
+    image was pushed; the sweep's id."""
+    sweep, stopped = stopped_after(mrunner, target, "+context=test-k8s", "exp.py", "-m", "i=range(3)", signals=signals)
     assert "pushed " in stopped.stderr, stopped.stderr  # the image was built and pushed before the stop
-    return sweep_of(project)
-
-
-def sweep_of(project: Path) -> str:
-    from mrunner.store import Store
-
-    (sweep,) = Store().sweeps()
-    return sweep.id
-
-
-def states(mrunner, sweep: str) -> dict[int, dict]:
-    shown = mrunner("status", sweep, "--json")
-    assert shown.returncode == 0, shown.stderr
-    return {run["index"]: run for run in json.loads(shown.stdout)["experiments"]}
-
-
-def ran(mrunner, sweep: str, index: int) -> list[str]:
-    """What experiment ``index`` printed: its index, the code it ran and how many times it got that far."""
-    lines = [line for line in mrunner("logs", f"{sweep}/{index}").stdout.splitlines() if line.startswith("RAN ")]
-    assert len(lines) == 1, lines
-    return lines[0].split()[1:]
+    return sweep
 
 
 def edit(project: Path) -> None:
@@ -77,13 +53,7 @@ def edit(project: Path) -> None:
 
 
 def all_completed(mrunner, sweep: str) -> dict[int, dict]:
-    terminal = {"completed", "failed", "cancelled", "timeout", "preempted", "lost"}
-    found = wait_for(
-        lambda: states(mrunner, sweep),
-        lambda shown: all(run["state"] in terminal for run in shown.values()),
-        timeout=300,
-        every=1,
-    )
+    found = ended(mrunner, sweep, every=1)
     assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
     return found
 
@@ -91,8 +61,8 @@ def all_completed(mrunner, sweep: str) -> dict[int, dict]:
 def test_stopped_after_the_push_before_it_was_recorded_resume_runs_the_pushed_image(mrunner, project):
     """The stop comes as ``package`` returns: the image is in the registry but the records never got its
     name, so the backend finds it by its content tag."""
-    sweep = stop_after(project, "mrunner_k8s.plugin:KubernetesBackend.package")
-    assert {run["state"] for run in states(mrunner, sweep).values()} == {"cancelled"}
+    sweep = stop_after(mrunner, "mrunner_k8s.plugin:KubernetesBackend.package")
+    assert set(states(mrunner, sweep).values()) == {"cancelled"}
     edit(project)
     resumed = mrunner("resume", sweep, "--wait")
     assert resumed.returncode == 0, resumed.stderr
@@ -100,7 +70,7 @@ def test_stopped_after_the_push_before_it_was_recorded_resume_runs_the_pushed_im
     assert "version.py changed since the submission" in told and "is in the registry" in told, told
     assert "building image" not in told and "pushed " not in told, told  # nothing built or pushed again
     all_completed(mrunner, sweep)
-    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
     again = mrunner("resume", sweep)
     assert again.returncode == 0 and "nothing to resume" in again.stdout + again.stderr, again.stderr
 
@@ -111,11 +81,10 @@ def test_stopped_after_the_push_with_the_requirements_edited_too_resume_runs_the
     file; the image as pushed runs, with the requirements it was built with."""
     from mrunner.store import Store
 
-    args = ("+context=test-k8s", "exp.py", "-m", "i=range(3)")
-    stopped = interrupted_after(project, "mrunner_k8s.plugin:KubernetesBackend.package", *args)
-    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
+    sweep, stopped = stopped_after(
+        mrunner, "mrunner_k8s.plugin:KubernetesBackend.package", "+context=test-k8s", "exp.py", "-m", "i=range(3)"
+    )
     (image,) = re.findall(r"pushed (\S+) \(", stopped.stderr)
-    sweep = sweep_of(project)
     edit(project)
     (project / "requirements.txt").write_text("# edited: something else to install\n")
     resumed = mrunner("resume", sweep, "--wait")
@@ -124,7 +93,7 @@ def test_stopped_after_the_push_with_the_requirements_edited_too_resume_runs_the
     assert f"image {image} (" in told and "is in the registry" in told, told
     assert "building image" not in told and "pushed " not in told, told
     all_completed(mrunner, sweep)
-    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
     recorded = Store().sweep(sweep)
     assert recorded.package["image"] == image, recorded.package
     assert recorded.detail["identified"] == {"image": image, "requirements": "# nothing to install\n"}, recorded.detail
@@ -133,8 +102,8 @@ def test_stopped_after_the_push_with_the_requirements_edited_too_resume_runs_the
 def test_stopped_while_the_jobs_were_created_resume_runs_the_rest_once_from_the_image(mrunner, project):
     """The stop comes right after the first Job was created: that one is recorded and runs; the two never
     created run once each from the recorded image after the edit; none runs twice."""
-    sweep = stop_after(project, "mrunner_k8s.cluster:Cluster.create_job")
-    shown = states(mrunner, sweep)
+    sweep = stop_after(mrunner, "mrunner_k8s.cluster:Cluster.create_job")
+    shown = experiments(mrunner, sweep)
     assert [shown[i]["state"] for i in range(3)][1:] == ["cancelled", "cancelled"], shown
     assert shown[0]["state"] != "cancelled", shown
     edit(project)
@@ -143,22 +112,22 @@ def test_stopped_while_the_jobs_were_created_resume_runs_the_rest_once_from_the_
     assert "resuming 2 of 3" in resumed.stdout + resumed.stderr, resumed.stdout + resumed.stderr
     found = all_completed(mrunner, sweep)
     assert [found[i]["attempt"] for i in range(3)] == [0, 1, 1], found
-    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
 
 
 def test_a_second_interrupt_as_a_job_is_created_leaves_it_to_resume_which_runs_each_once(mrunner, project):
     """Two SIGTERMs right as the API server created the first Job, before it was recorded: the sweep keeps its
     experiments planned (the backend cannot know what it accepted); `resume`, after an edit, finds that Job by
     its name instead of creating a second one, and creates the other two from the image: each runs once."""
-    sweep = stop_after(project, "mrunner_k8s.cluster:Cluster.create_job", signals=2)
-    assert {run["state"] for run in states(mrunner, sweep).values()} == {"planned"}
+    sweep = stop_after(mrunner, "mrunner_k8s.cluster:Cluster.create_job", signals=2)
+    assert set(states(mrunner, sweep).values()) == {"planned"}
     edit(project)
     resumed = mrunner("resume", sweep, "--wait")
     assert resumed.returncode == 0, resumed.stderr
     assert "(1 already existed)" in resumed.stdout + resumed.stderr, resumed.stdout + resumed.stderr
     found = all_completed(mrunner, sweep)
     assert [found[i]["attempt"] for i in range(3)] == [0, 0, 0], found
-    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
 
 
 def delete_from_registry(reference: str) -> None:
@@ -180,12 +149,12 @@ def test_once_the_image_is_gone_from_the_registry_resume_names_current_code(mrun
     were; `--current-code` then runs the code as it is now, once each."""
     from mrunner.store import Store
 
-    sweep = stop_after(project, "mrunner_k8s.cluster:Cluster.create_job")
+    sweep = stop_after(mrunner, "mrunner_k8s.cluster:Cluster.create_job")
     edit(project)
     # experiment 0's Job was created before the stop and runs on (its image pulled before it is deleted): its
     # end, not the refusal, would change the records between the two looks
     before = wait_for(
-        lambda: states(mrunner, sweep), lambda shown: shown[0]["state"] == "completed", timeout=300, every=1
+        lambda: experiments(mrunner, sweep), lambda shown: shown[0]["state"] == "completed", timeout=300, every=1
     )
     assert [before[i]["state"] for i in (1, 2)] == ["cancelled"] * 2, before
     delete_from_registry(Store().sweep(sweep).package["image"])
@@ -195,14 +164,18 @@ def test_once_the_image_is_gone_from_the_registry_resume_names_current_code(mrun
     assert len(lines) == 1 and lines[0].startswith("mrunner: error: "), refused.stderr
     assert f"`mrunner resume {sweep} --current-code`" in lines[0] and "version.py changed" in lines[0], lines[0]
     assert "nor kept by the kubernetes backend" in lines[0], lines[0]
-    after = states(mrunner, sweep)
+    after = experiments(mrunner, sweep)
     assert [(after[i]["state"], after[i]["attempt"]) for i in range(3)] == [
         (before[i]["state"], before[i]["attempt"]) for i in range(3)
     ]
     current = mrunner("resume", sweep, "--current-code", "--wait")
     assert current.returncode == 0, current.stderr
     all_completed(mrunner, sweep)
-    assert [ran(mrunner, sweep, i)[1:] for i in range(3)] == [["submitted", "1"], ["edited", "1"], ["edited", "1"]]
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN")[1:] for i in range(3)] == [
+        ["submitted", "1"],
+        ["edited", "1"],
+        ["edited", "1"],
+    ]
 
 
 def test_a_registry_that_cannot_be_asked_is_named_and_nothing_is_resumed(
@@ -216,7 +189,7 @@ def test_a_registry_that_cannot_be_asked_is_named_and_nothing_is_resumed(
     registry = own_images(namespace, proxy.address)
     write_context(mrunner_home, "test-k8s", k8s_context(k8s_service, namespace, registry_url=registry))
     try:
-        sweep = stop_after(project, "mrunner_k8s.plugin:KubernetesBackend.package")
+        sweep = stop_after(mrunner, "mrunner_k8s.plugin:KubernetesBackend.package")
     finally:
         proxy.close()
     edit(project)
@@ -225,4 +198,4 @@ def test_a_registry_that_cannot_be_asked_is_named_and_nothing_is_resumed(
     assert refused.returncode != 0 and len(lines) == 1, refused.stderr
     assert lines[0].startswith(f"mrunner: error: cannot ask the registry whether it still holds {registry}/"), lines
     assert lines[0].endswith("(nothing was resumed)") and "--current-code" not in lines[0], lines[0]
-    assert {run["state"] for run in states(mrunner, sweep).values()} == {"cancelled"}
+    assert set(states(mrunner, sweep).values()) == {"cancelled"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.testing import start_mrunner, wait_for
+from mrunner.testing import experiments, start_mrunner, wait_for
 
 COUNTING_SCRIPT = """
 import glob, json, os, sys, time
@@ -55,11 +55,6 @@ def sweep_of(result: subprocess.CompletedProcess) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def status(mrunner, sweep: str) -> dict:
-    data = json.loads(mrunner("status", sweep, "--json").stdout)
-    return {e["index"]: e for e in data["experiments"]}
-
-
 def results(home: Path, sweep: str) -> dict[int, dict]:
     found = {}
     for path in (home / "data" / "mrunner" / "storage").rglob(f"{sweep}/*/result.json"):
@@ -89,7 +84,7 @@ def test_a_grid_runs_to_completion_from_the_snapshot(mrunner, mrunner_home, proj
     for index, record in found.items():  # in its own folder, where its relative writes land
         assert Path(record["cwd"]).name == f"{index}-exp" and Path(record["cwd"]).parent.name == sweep
     assert ledger(project) == {0: 1, 1: 1, 2: 1, 3: 1}
-    states = status(mrunner, sweep)
+    states = experiments(mrunner, sweep)
     assert {e["state"] for e in states.values()} == {"completed"} and {e["exit_code"] for e in states.values()} == {0}
 
 
@@ -119,7 +114,7 @@ def test_failures_are_recorded_with_exit_codes_and_logs(mrunner, mrunner_home, p
     result = mrunner("exp.py", "-m", "i=0,1", "ledger=" + str(project.parent / "ledger"))
     assert result.returncode == 1  # a sweep with failures fails the command
     sweep = sweep_of(result)
-    states = status(mrunner, sweep)
+    states = experiments(mrunner, sweep)
     assert (states[0]["state"], states[0]["exit_code"]) == ("completed", 0)
     assert (states[1]["state"], states[1]["exit_code"]) == ("failed", 3)
     log = mrunner("logs", f"{sweep}/1")
@@ -138,7 +133,7 @@ def test_resume_runs_exactly_the_failed_ones(mrunner, mrunner_home, project):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming 2 of 4" in resumed.stderr
     assert ledger(project) == {0: 1, 1: 2, 2: 1, 3: 2}
-    states = status(mrunner, sweep)
+    states = experiments(mrunner, sweep)
     assert {i: (e["state"], e["attempt"]) for i, e in states.items()} == {
         0: ("completed", 0),
         1: ("completed", 1),
@@ -198,7 +193,7 @@ def test_resume_refuses_in_one_line_an_option_its_backend_does_not_honour(mrunne
 def pids_of(mrunner, sweep: str) -> list[int]:
     return [
         int(e["backend_ref"][4:].split("@")[0])
-        for e in status(mrunner, sweep).values()
+        for e in experiments(mrunner, sweep).values()
         if (e["backend_ref"] or "").startswith("pid:")
     ]
 
@@ -228,7 +223,7 @@ def test_ctrl_c_terminates_the_children_and_records_them_cancelled(mrunner, proj
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130
     assert f"mrunner resume {sweep}" in stderr and "Traceback" not in stderr
-    assert {e["state"] for e in status(mrunner, sweep).values()} == {"cancelled"}
+    assert {e["state"] for e in experiments(mrunner, sweep).values()} == {"cancelled"}
     wait_for(lambda: not any(alive(pid) for pid in children), timeout=10)
 
 
@@ -246,7 +241,7 @@ def test_detached_sweep_is_followed_and_cancelled_from_another_shell(mrunner, pr
     assert result.returncode == 0, result.stderr
     sweep = result.stdout.strip()
     wait_for(lambda: len(ledger(project)) == 2)
-    states = status(mrunner, sweep)
+    states = experiments(mrunner, sweep)
     assert [states[i]["state"] for i in range(3)] == ["running", "running", "submitted"]
     follow = subprocess.Popen(
         [sys.executable, "-m", "mrunner", "logs", f"{sweep}/0", "-f"], cwd=project, stdout=subprocess.PIPE, text=True
@@ -259,7 +254,7 @@ def test_detached_sweep_is_followed_and_cancelled_from_another_shell(mrunner, pr
     assert "cancelled 2 experiments" in everything.stdout
     output, _ = follow.communicate(timeout=20)  # following ends when the experiment ends
     assert "started 0" in output
-    assert {e["state"] for e in status(mrunner, sweep).values()} == {"cancelled"}
+    assert {e["state"] for e in experiments(mrunner, sweep).values()} == {"cancelled"}
     wait_for(lambda: not any(alive(pid) for pid in children), timeout=10)
     assert "nothing to cancel" in mrunner("cancel", sweep).stdout
 
@@ -281,14 +276,14 @@ def test_killing_mrunner_mid_sweep_loses_nothing_and_duplicates_nothing(mrunner,
     process.kill()
     process.communicate()
     sweep = json.loads(mrunner("status", "--json").stdout)[0]["sweep"]["id"]
-    states = status(mrunner, sweep)  # the first still runs as an orphan
+    states = experiments(mrunner, sweep)  # the first still runs as an orphan
     assert states[0]["state"] == "running" and states[1]["state"] == states[2]["state"] == "lost"
     gate.touch()
-    wait_for(lambda: status(mrunner, sweep)[0]["state"] == "completed", timeout=20)
+    wait_for(lambda: experiments(mrunner, sweep)[0]["state"] == "completed", timeout=20)
     resumed = mrunner("resume", sweep)
     assert resumed.returncode == 0 and "resuming 2 of 3" in resumed.stderr
     assert ledger(project) == {0: 1, 1: 1, 2: 1}
-    assert {e["state"] for e in status(mrunner, sweep).values()} == {"completed"}
+    assert {e["state"] for e in experiments(mrunner, sweep).values()} == {"completed"}
 
 
 def test_a_hydra_app_receives_the_parameters_as_overrides(mrunner, mrunner_home, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from mrunner.records import CANCELLED, COMPLETED, PLANNED, RUNNING, Run, RunUpdate, Sweep
 from mrunner.store import Store
-from mrunner.testing import as_from_a_terminal, start_mrunner, wait_for
+from mrunner.testing import as_from_a_terminal, start_mrunner, states, wait_for
 
 # Ignores SIGTERM, as does a child it starts in its group; holds on attempt 0 until killed, exits 0 on later ones.
 STUBBORN = """
@@ -50,11 +50,6 @@ def alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def states(mrunner, sweep: str) -> dict[int, str]:
-    data = json.loads(mrunner("status", sweep, "--json").stdout)
-    return {e["index"]: e["state"] for e in data["experiments"]}
 
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

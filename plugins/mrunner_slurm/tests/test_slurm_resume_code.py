@@ -6,14 +6,13 @@ the process signals itself right after the backend's ``package`` returns."""
 
 from __future__ import annotations
 
-import json
 import signal
 import uuid
 from pathlib import Path
 
 import pytest
 
-from mrunner.testing import interrupted_after, wait_for, write_context
+from mrunner.testing import ended, interrupted_after, logged, states, stopped_after, write_context
 from plugins.mrunner_slurm.tests.test_slurm_cluster import single_line, slurm_context
 
 EXPERIMENT = """\
@@ -27,7 +26,7 @@ with open(done, "a") as stream:
     stream.write("x")
 print("RAN", get_configuration().i, version.CODE, len(open(done).read()), flush=True)
 print("PREFIX", sys.prefix, flush=True)
-"""
+"""  # its index, the code it ran, how many times it got that far, and the virtualenv it ran in
 
 
 @pytest.fixture
@@ -40,44 +39,25 @@ def project(slurm_service: dict, mrunner, mrunner_home: Path, tmp_path: Path) ->
     return tmp_path
 
 
-def stopped_after_the_upload(project: Path, moment: str = "mrunner_slurm.plugin:SlurmBackend.package") -> str:
+def stopped_after_the_upload(mrunner, moment: str = "mrunner_slurm.plugin:SlurmBackend.package") -> str:
     """Submit three experiments, stopped right after ``moment`` returns (by default ``package``: the code is
     uploaded, the records do not have its folder yet); the sweep's id."""
-    stopped = interrupted_after(project, moment, "+context=test-slurm", "exp.py", "-m", "i=range(3)")
-    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
+    sweep, stopped = stopped_after(mrunner, moment, "+context=test-slurm", "exp.py", "-m", "i=range(3)")
     assert "code: sent" in stopped.stderr, stopped.stderr  # uploaded before the stop
-    from mrunner.store import Store
-
-    (sweep,) = Store().sweeps()
-    return sweep.id
-
-
-def states(mrunner, sweep: str) -> dict[int, dict]:
-    shown = mrunner("status", sweep, "--json")
-    assert shown.returncode == 0, shown.stderr
-    return {run["index"]: run for run in json.loads(shown.stdout)["experiments"]}
-
-
-def ran(mrunner, sweep: str, index: int) -> list[str]:
-    lines = [line for line in mrunner("logs", f"{sweep}/{index}").stdout.splitlines() if line.startswith("RAN ")]
-    assert len(lines) == 1, lines
-    return lines[0].split()[1:]
+    return sweep
 
 
 def test_stopped_after_the_upload_resume_runs_the_uploaded_code_once_each(mrunner, project):
-    sweep = stopped_after_the_upload(project)
-    assert {run["state"] for run in states(mrunner, sweep).values()} == {"cancelled"}
+    sweep = stopped_after_the_upload(mrunner)
+    assert set(states(mrunner, sweep).values()) == {"cancelled"}
     (project / "version.py").write_text('CODE = "edited"\n')
     resumed = mrunner("resume", sweep, "--wait")
     assert resumed.returncode == 0, resumed.stderr
     told = resumed.stdout + resumed.stderr
     assert "version.py changed since the submission" in told and "code: sent" not in told, told
-    terminal = {"completed", "failed", "cancelled", "timeout", "preempted", "lost"}
-    found = wait_for(
-        lambda: states(mrunner, sweep), lambda s: all(r["state"] in terminal for r in s.values()), timeout=300
-    )
+    found = ended(mrunner, sweep)
     assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
-    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
 
 
 def test_the_requirements_edited_too_resume_runs_the_uploaded_code_in_the_submitted_virtualenv(
@@ -94,19 +74,16 @@ def test_the_requirements_edited_too_resume_runs_the_uploaded_code_in_the_submit
     context = slurm_context(slurm_service, storage, requirements_file="requirements.txt")
     write_context(mrunner_home, "test-slurm", context)
     (project / "requirements.txt").write_text("# as submitted\n")
-    sweep = stopped_after_the_upload(project)
+    sweep = stopped_after_the_upload(mrunner)
     (project / "version.py").write_text('CODE = "edited"\n')
     (project / "requirements.txt").write_text("# edited since\n")
     resumed = mrunner("resume", sweep, "--wait")
     assert resumed.returncode == 0, resumed.stderr
     told = resumed.stdout + resumed.stderr
     assert "changed since the submission" in told and "code: sent" not in told, told
-    terminal = {"completed", "failed", "cancelled", "timeout", "preempted", "lost"}
-    found = wait_for(
-        lambda: states(mrunner, sweep), lambda s: all(r["state"] in terminal for r in s.values()), timeout=300
-    )
+    found = ended(mrunner, sweep)
     assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
-    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
     recorded = Store().sweep(sweep)
     assert recorded.detail["identified"] == {"requirements": "# as submitted\n"}, recorded.detail
     key = hashlib.sha256(recorded.context["python"].encode() + b"\0" + b"# as submitted\n").hexdigest()[:24]
@@ -136,17 +113,18 @@ def test_stopped_before_anything_of_its_package_was_recorded_resume_reads_the_re
     assert earlier.returncode == 0 and "code: sent" in earlier.stderr, earlier.stderr
     moment = "mrunner_slurm.plugin:SlurmBackend.admit"
     stopped = interrupted_after(project, moment, "+context=test-slurm", "exp.py", "-m", "i=range(3)")
-    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, (
+        stopped.stderr
+    )  # two sweeps: not stopped_after's one
     (sweep,) = [found.id for found in Store().sweeps() if found.id != earlier.stdout.strip().splitlines()[-1]]
     assert Store().sweep(sweep).package == {} and "identified" not in Store().sweep(sweep).detail
     (project / "version.py").write_text('CODE = "edited"\n')
     (project / "requirements.txt").write_text("# edited since\n")
     resumed = mrunner("resume", sweep, "--wait")
     assert resumed.returncode == 0, resumed.stderr
-    found = wait_for(
-        lambda: states(mrunner, sweep), lambda s: all(r["state"] == "completed" for r in s.values()), timeout=300
-    )
-    assert [ran(mrunner, sweep, i) for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)], found
+    found = ended(mrunner, sweep)
+    assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
     recorded = Store().sweep(sweep)
     assert recorded.package["requirements"] == "# as submitted\n", recorded.package
     key = hashlib.sha256(recorded.context["python"].encode() + b"\0" + b"# as submitted\n").hexdigest()[:24]
@@ -155,7 +133,7 @@ def test_stopped_before_anything_of_its_package_was_recorded_resume_reads_the_re
 
 def test_once_gc_collected_the_uploaded_code_resume_names_current_code(mrunner, project):
     """Stopped once the sweep was packaged and prepared (the records name its code folder, so `gc` visits it)."""
-    sweep = stopped_after_the_upload(project, "mrunner.plugins.sweep_submitted")
+    sweep = stopped_after_the_upload(mrunner, "mrunner.plugins.sweep_submitted")
     (project / "version.py").write_text('CODE = "edited"\n')
     collected = mrunner("gc", "--older-than", "0")
     assert collected.returncode == 0, collected.stderr
@@ -163,4 +141,4 @@ def test_once_gc_collected_the_uploaded_code_resume_names_current_code(mrunner, 
     refused = mrunner("resume", sweep)
     line = single_line(refused.stderr)
     assert f"`mrunner resume {sweep} --current-code`" in line and "version.py changed" in line, line
-    assert [run["state"] for run in states(mrunner, sweep).values()] == ["cancelled"] * 3
+    assert list(states(mrunner, sweep).values()) == ["cancelled"] * 3

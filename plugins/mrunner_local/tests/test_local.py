@@ -462,7 +462,7 @@ def test_logs_of_an_experiment_that_has_not_started_says_so(mrunner, project, tm
         mrunner("exp.py", "-m", "i=0,1", f"ledger={tmp_path / 'ledger'}", f"gate={gate}", "context.max_parallel=1",
                 "--detach", "--quiet")
     )  # fmt: skip
-    wait_for(lambda: status(mrunner, sweep), lambda s: s[0]["state"] == "running", what="experiment 0 running")
+    wait_for(lambda: experiments(mrunner, sweep), lambda s: s[0]["state"] == "running", what="experiment 0 running")
     shown = mrunner("logs", f"{sweep}/1")
     gate.touch()
     assert shown.returncode == 0 and shown.stdout == "", shown
@@ -470,4 +470,4 @@ def test_logs_of_an_experiment_that_has_not_started_says_so(mrunner, project, tm
         f"mrunner: experiment {sweep}/1 has not started yet (submitted: queued locally); "
         f"`mrunner logs {sweep}/1 -f` waits for its output\n"
     )
-    wait_for(lambda: status(mrunner, sweep), lambda s: all(e["state"] == "completed" for e in s.values()))
+    wait_for(lambda: experiments(mrunner, sweep), lambda s: all(e["state"] == "completed" for e in s.values()))

@@ -423,6 +423,22 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint(cluster, mrunner, m
     assert (tmp_path / "empty_known_hosts").read_text() == "", "never written on trust"
 
 
+@pytest.mark.parametrize("ssh", ["openssh", "paramiko"])
+def test_a_malformed_line_in_known_hosts_is_skipped_as_openssh_does(cluster, mrunner, mrunner_home, tmp_path, ssh):
+    """A key pasted wrong (its type twice) above the cluster's own line: OpenSSH skips that line alone;
+    paramiko's own loader raised InvalidHostKey out of the connection, a traceback."""
+    known = Path(cluster.service["known_hosts"]).read_text()
+    host, _, rest = known.splitlines()[0].partition(" ")
+    (tmp_path / "known_hosts").write_text(f"{host} ssh-ed25519 {rest}\n{known}")
+    config = Path(cluster.service["ssh_config"]).read_text()
+    config = re.sub(r"UserKnownHostsFile .*", f"UserKnownHostsFile {tmp_path / 'known_hosts'}", config)
+    (tmp_path / "ssh_config").write_text(config)
+    service = {**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}
+    write_context(mrunner_home, "test-slurm", {**slurm_context(service, cluster.storage), "ssh": ssh})
+    result = mrunner("+context=test-slurm", "train.py")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
 def test_an_unreachable_host_is_a_clear_error(cluster, mrunner, mrunner_home):
     write_context(
         mrunner_home, "test-slurm", slurm_context({**cluster.service, "alias": "mrtest@127.0.0.1:1"}, cluster.storage)

@@ -439,6 +439,25 @@ def test_a_malformed_line_in_known_hosts_is_skipped_as_openssh_does(cluster, mru
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
 
 
+def test_a_key_openssh_cannot_use_is_named_with_its_fix_not_as_a_login_to_make(
+    cluster, mrunner, mrunner_home, tmp_path
+):
+    """OpenSSH ignores a key others may read, and a missing IdentityFile; the refusal that follows had read
+    "needs an interactive login ... run `mrunner login`", which fails the same way."""
+    key = tmp_path / "loose key"
+    key.write_bytes(Path(cluster.service["key_file"]).read_bytes())
+    key.chmod(0o644)
+    config = Path(cluster.service["ssh_config"]).read_text()
+    for identity, said in ((key, "chmod 600"), (tmp_path / "no-such-key", "does not exist")):
+        (tmp_path / "ssh_config").write_text(re.sub(r"IdentityFile .*", f'IdentityFile "{identity}"', config))
+        service = {**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}
+        write_context(mrunner_home, "test-slurm", {**slurm_context(service, cluster.storage), "ssh": "openssh"})
+        result = mrunner("+context=test-slurm", "train.py")
+        line = single_line(result.stderr)
+        assert result.returncode == 3 and str(identity) in line and said in line, line
+        assert "mrunner login" not in line, line
+
+
 def test_an_unreachable_host_is_a_clear_error(cluster, mrunner, mrunner_home):
     write_context(
         mrunner_home, "test-slurm", slurm_context({**cluster.service, "alias": "mrtest@127.0.0.1:1"}, cluster.storage)

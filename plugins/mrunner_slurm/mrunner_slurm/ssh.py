@@ -277,6 +277,8 @@ def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
         except socket.gaierror as error:
             raise unresolved(target, error.strerror or str(error)) from None
         except (OSError, EOFError, paramiko.SSHException) as error:
+            if str(error) == "No authentication methods available":  # no key and no agent: no retry mends it
+                raise _no_key(target) from None
             if attempt == RETRIES:
                 reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
                 raise BackendError(
@@ -286,6 +288,17 @@ def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def _no_key(target: Target) -> BackendError:
+    """paramiko found no key to offer (no IdentityFile that exists, no agent): named as such, with the files
+    it looked for, instead of "cannot reach" after every retry."""
+    missing = [f for f in target.identity_files if not os.path.exists(f)]
+    looked = f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist and " if missing else ""
+    return BackendError(
+        f"SSH login as {target.user} on {target.alias} has no key to offer: {looked}no ssh-agent holds one; "
+        f"fix IdentityFile in {target.config_path or '~/.ssh/config'}, or load a key with `ssh-add`"
+    )
 
 
 GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")

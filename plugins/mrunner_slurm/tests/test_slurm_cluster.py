@@ -458,6 +458,20 @@ def test_a_key_openssh_cannot_use_is_named_with_its_fix_not_as_a_login_to_make(
         assert "mrunner login" not in line, line
 
 
+def test_paramiko_with_no_key_to_offer_names_the_missing_key_file_at_once(cluster, mrunner, mrunner_home, tmp_path):
+    """No IdentityFile that exists and no agent: paramiko's "No authentication methods available" had been
+    retried as a connection failure and ended "cannot reach ... after 4 tries"."""
+    missing = tmp_path / "no-such-key"
+    config = re.sub(r"IdentityFile .*", f"IdentityFile {missing}", Path(cluster.service["ssh_config"]).read_text())
+    (tmp_path / "ssh_config").write_text(config)
+    service = {**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}
+    write_context(mrunner_home, "test-slurm", {**slurm_context(service, cluster.storage), "ssh": "paramiko"})
+    result = mrunner("+context=test-slurm", "train.py", env={"SSH_AUTH_SOCK": ""})
+    line = single_line(result.stderr)
+    assert result.returncode == 3 and str(missing) in line and "IdentityFile" in line, line
+    assert "cannot reach" not in line, line
+
+
 def test_an_unreachable_host_is_a_clear_error(cluster, mrunner, mrunner_home):
     write_context(
         mrunner_home, "test-slurm", slurm_context({**cluster.service, "alias": "mrtest@127.0.0.1:1"}, cluster.storage)

@@ -21,7 +21,7 @@ class SlurmKeys:
     ssh_config: str = key("~/.ssh/config", help="ssh config file honoured for slurm_url (HostName, User, Port, IdentityFile, ProxyJump, ...)")
     ssh: Literal["openssh", "paramiko"] | None = key(None, help="openssh (the system ssh client with your own config, reusing `mrunner login`) or paramiko; default: openssh where ssh is installed")
     login_persist: str = key("10h", help="how long a `mrunner login` connection stays up after its last use (OpenSSH time: 30m, 10h, 1d)")
-    storage_dir: str = key("~/mrunner", option="STORAGE_DIR", help="folder on the cluster for code, virtualenvs and experiment outputs")
+    storage_dir: str = key("~/mrunner", option="STORAGE_DIR", help="folder on the cluster for code, virtualenvs and experiment outputs (`~` is its home; `$VAR` is not expanded)")
     python: str = key("python3", help="interpreter on the cluster that runs a .py experiment script")
     partition: str | None = key(None, option="--partition", help="Slurm partition", per_point=True)
     account: str | None = key(None, option="--account", help="Slurm account to charge")
@@ -51,6 +51,9 @@ class SlurmKeys:
 #: An OpenSSH time (``ControlPersist``): ``30m``, ``10h``, ``1d``, ``1h30m``.
 _PERSIST = re.compile(r"^(\d+[smhdwSMHDW]?)+$")
 #: What sbatch takes as ``--mem``: a whole number of megabytes, or with a unit (``500M``, ``8G``, ``8GB``).
+#: ``$NAME`` in a storage_dir: an environment variable, which nothing expands on the cluster (``${NAME}`` is
+#: OmegaConf's, refused when the context is read).
+_VARIABLE = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY = re.compile(r"^\d+([KMGT]B?)?$", re.IGNORECASE)
 #: What sbatch takes as ``--time``: minutes, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``.
 _TIME = re.compile(r"^(\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2})$")
@@ -76,6 +79,13 @@ def check_combinations(context: Mapping[str, Any], context_name: str) -> None:
     gpu = context["gpu"]
     if gpu is not None and not str(gpu).split(":")[-1].isdigit():
         raise MrunnerError(f"context {context_name}: gpu must be a count or type:count (e.g. 2 or a100:1), got {gpu!r}")
+    variable = _VARIABLE.search(str(context["storage_dir"]))
+    if variable:
+        raise MrunnerError(
+            f"context {context_name}: storage_dir {context['storage_dir']!r} names the environment variable "
+            f"{variable[0]}, which mrunner does not expand on the cluster (it would make a folder named so): "
+            "write the path itself (~ is the cluster user's home)"
+        )
     _check_at_once(context, context_name)  # first: its messages say what sharing a task asks of cpu and mem
     _check_resources(context, context_name)
 

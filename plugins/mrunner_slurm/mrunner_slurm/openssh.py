@@ -406,6 +406,19 @@ def _offered_key(target: Target) -> str:
     return f"{preferred[0][-1].strip('()')} {preferred[0][1]}" if preferred else "its key could not be read"
 
 
+def _unusable_key(text: str, config: str) -> str | None:
+    """The key file OpenSSH could not use, and the fix, when it said why: one readable by others (it ignores
+    it) or one that does not exist. Without this the refusal that follows reads as a login to make, and
+    `mrunner login` fails the same way."""
+    loose = re.search(r'Load key "(.+)": bad permissions', text)
+    if loose:
+        return f"OpenSSH ignores the key {loose[1]}, which others may read: `chmod 600 {shlex.quote(loose[1])}`"
+    missing = re.search(r"no such identity: (.+): No such file or directory", text)
+    if missing:
+        return f"the key {missing[1]} does not exist: fix IdentityFile in {config}, or make the key"
+    return None
+
+
 def failure(
     target: Target, text: str, batch: bool, tries: int = 1, found: dict[str, str] | None = None
 ) -> BackendError:
@@ -429,6 +442,9 @@ def failure(
             f"key, trust it with `ssh-keyscan {port}{target.host} >> {known}` (or log in once with ssh) and retry"
         )
     denied = next((line for line in lines if "Permission denied" in line or "passphrase" in line.lower()), None)
+    unusable = _unusable_key(text, target.config_path or "~/.ssh/config")
+    if denied is not None and unusable is not None:
+        return NeedsUser(f"SSH login as {target.user} on {target.alias} refused: {unusable}")
     if denied is not None:
         reason = denied.removeprefix(f"{target.user}@{target.host}: ")
         if batch:

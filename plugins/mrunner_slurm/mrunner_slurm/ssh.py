@@ -277,6 +277,8 @@ def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
         except socket.gaierror as error:
             raise unresolved(target, error.strerror or str(error)) from None
         except (OSError, EOFError, paramiko.SSHException) as error:
+            if str(error) == "No authentication methods available":  # no key and no agent: no retry mends it
+                raise _no_key(target) from None
             if attempt == RETRIES:
                 reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
                 raise BackendError(
@@ -286,6 +288,17 @@ def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def _no_key(target: Target) -> BackendError:
+    """paramiko found no key to offer (no IdentityFile that exists, no agent): named as such, with the files
+    it looked for, instead of "cannot reach" after every retry."""
+    missing = [f for f in target.identity_files if not os.path.exists(f)]
+    looked = f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist and " if missing else ""
+    return BackendError(
+        f"SSH login as {target.user} on {target.alias} has no key to offer: {looked}no ssh-agent holds one; "
+        f"fix IdentityFile in {target.config_path or '~/.ssh/config'}, or load a key with `ssh-add`"
+    )
 
 
 GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -377,6 +390,28 @@ def _transport(sock: Any, prompter: _Prompter | None = None, **options: Any) -> 
     return transport
 
 
+def _load_known_hosts(keys: paramiko.HostKeys, path: str) -> None:
+    """Add every well-formed line of a known_hosts file, as OpenSSH reads it: a malformed line (a key pasted
+    wrong) is skipped alone, where paramiko's own loader raises InvalidHostKey out of the connection, a
+    traceback. An unreadable or missing file is treated as empty."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+        except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey):
+            continue
+        if entry is not None and entry.key is not None:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+
+
 def _connect_once(target: Target, interactive: bool) -> ParamikoConnection:
     jump = None
     if target.proxy_jump:
@@ -399,11 +434,7 @@ def _connect_once(target: Target, interactive: bool) -> ParamikoConnection:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client = paramiko.SSHClient()
     for known in target.known_hosts:
-        if os.path.exists(known):
-            try:
-                client.get_host_keys().load(known)
-            except (OSError, paramiko.SSHException):
-                pass  # an unreadable or malformed known_hosts file is treated as missing
+        _load_known_hosts(client.get_host_keys(), known)
     client.set_missing_host_key_policy(_RefuseUnknown(target))
     key_files = [f for f in target.identity_files if os.path.exists(f)]
     prompter = _Prompter(target, interactive)

@@ -423,6 +423,55 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint(cluster, mrunner, m
     assert (tmp_path / "empty_known_hosts").read_text() == "", "never written on trust"
 
 
+@pytest.mark.parametrize("ssh", ["openssh", "paramiko"])
+def test_a_malformed_line_in_known_hosts_is_skipped_as_openssh_does(cluster, mrunner, mrunner_home, tmp_path, ssh):
+    """A key pasted wrong (its type twice) above the cluster's own line: OpenSSH skips that line alone;
+    paramiko's own loader raised InvalidHostKey out of the connection, a traceback."""
+    known = Path(cluster.service["known_hosts"]).read_text()
+    host, _, rest = known.splitlines()[0].partition(" ")
+    (tmp_path / "known_hosts").write_text(f"{host} ssh-ed25519 {rest}\n{known}")
+    config = Path(cluster.service["ssh_config"]).read_text()
+    config = re.sub(r"UserKnownHostsFile .*", f"UserKnownHostsFile {tmp_path / 'known_hosts'}", config)
+    (tmp_path / "ssh_config").write_text(config)
+    service = {**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}
+    write_context(mrunner_home, "test-slurm", {**slurm_context(service, cluster.storage), "ssh": ssh})
+    result = mrunner("+context=test-slurm", "train.py")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_key_openssh_cannot_use_is_named_with_its_fix_not_as_a_login_to_make(
+    cluster, mrunner, mrunner_home, tmp_path
+):
+    """OpenSSH ignores a key others may read, and a missing IdentityFile; the refusal that follows had read
+    "needs an interactive login ... run `mrunner login`", which fails the same way."""
+    key = tmp_path / "loose key"
+    key.write_bytes(Path(cluster.service["key_file"]).read_bytes())
+    key.chmod(0o644)
+    config = Path(cluster.service["ssh_config"]).read_text()
+    for identity, said in ((key, "chmod 600"), (tmp_path / "no-such-key", "does not exist")):
+        (tmp_path / "ssh_config").write_text(re.sub(r"IdentityFile .*", f'IdentityFile "{identity}"', config))
+        service = {**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}
+        write_context(mrunner_home, "test-slurm", {**slurm_context(service, cluster.storage), "ssh": "openssh"})
+        result = mrunner("+context=test-slurm", "train.py")
+        line = single_line(result.stderr)
+        assert result.returncode == 3 and str(identity) in line and said in line, line
+        assert "mrunner login" not in line, line
+
+
+def test_paramiko_with_no_key_to_offer_names_the_missing_key_file_at_once(cluster, mrunner, mrunner_home, tmp_path):
+    """No IdentityFile that exists and no agent: paramiko's "No authentication methods available" had been
+    retried as a connection failure and ended "cannot reach ... after 4 tries"."""
+    missing = tmp_path / "no-such-key"
+    config = re.sub(r"IdentityFile .*", f"IdentityFile {missing}", Path(cluster.service["ssh_config"]).read_text())
+    (tmp_path / "ssh_config").write_text(config)
+    service = {**cluster.service, "ssh_config": str(tmp_path / "ssh_config")}
+    write_context(mrunner_home, "test-slurm", {**slurm_context(service, cluster.storage), "ssh": "paramiko"})
+    result = mrunner("+context=test-slurm", "train.py", env={"SSH_AUTH_SOCK": ""})
+    line = single_line(result.stderr)
+    assert result.returncode == 3 and str(missing) in line and "IdentityFile" in line, line
+    assert "cannot reach" not in line, line
+
+
 def test_an_unreachable_host_is_a_clear_error(cluster, mrunner, mrunner_home):
     write_context(
         mrunner_home, "test-slurm", slurm_context({**cluster.service, "alias": "mrtest@127.0.0.1:1"}, cluster.storage)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mrunner.testing import write_context
+
 
 def test_importing_the_ssh_module_does_not_load_invoke():
     code = "import sys, mrunner_slurm.ssh; print(sorted(m for m in ('asyncio', 'unittest.mock', 'invoke.tasks') if m in sys.modules))"
@@ -277,3 +279,20 @@ def test_a_memory_size_sbatch_takes_is_taken(tmp_path, mrunner, mrunner_home, va
     (tmp_path / "train.py").write_text("print(1)\n")
     result = mrunner("+context=c", "train.py", "-m", "lr=1,2", f"context.mem={value}", "--dry-run")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("storage_dir", ["$SCRATCH/mrunner", "~/a/$USER"])
+def test_a_storage_dir_naming_an_environment_variable_is_refused_before_anything_is_recorded(
+    tmp_path, mrunner, mrunner_home, storage_dir
+):
+    """Nothing expands it on the cluster: `$SCRATCH/mrunner` had made a folder named `$SCRATCH` in the
+    cluster user's home (on its quota), without a word."""
+    write_context(mrunner_home, "c", {"backend": "slurm", "slurm_url": "cluster", "storage_dir": storage_dir})
+    (tmp_path / "train.py").write_text("print(1)\n")
+    for dry in (["--dry-run"], []):
+        result = mrunner("+context=c", "train.py", "-m", "lr=1,2", *dry)
+        lines = result.stderr.splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"mrunner: error: context c: storage_dir {storage_dir!r} "), result.stderr
+        assert "environment variable" in lines[0] and "~" in lines[0], result.stderr
+    assert "no sweeps recorded yet" in mrunner("status").stdout

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from mrunner.errors import MrunnerError
 from mrunner.schema import key, keys_of
+from mrunner_slurm import places
 from mrunner_slurm.packing import UNLIMITED_TIMES, shareable
 
 
@@ -79,6 +80,9 @@ def check_combinations(context: Mapping[str, Any], context_name: str) -> None:
     gpu = context["gpu"]
     if gpu is not None and not str(gpu).split(":")[-1].isdigit():
         raise MrunnerError(f"context {context_name}: gpu must be a count or type:count (e.g. 2 or a100:1), got {gpu!r}")
+    port = places.written_port(str(context["slurm_url"]))
+    if port is not None and not 1 <= port <= 65535:  # ssh would say "Bad port" without naming the key
+        raise MrunnerError(f"context {context_name}: slurm_url {context['slurm_url']!r} names port {port}, not 1-65535")
     variable = _VARIABLE.search(str(context["storage_dir"]))
     if variable:
         raise MrunnerError(

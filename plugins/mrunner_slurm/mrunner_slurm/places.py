@@ -40,6 +40,12 @@ def place(context: Mapping[str, Any]) -> str:
     return _PLACES[key]
 
 
+def written_port(url: str) -> int | None:
+    """The port ``slurm_url`` spells (``host:PORT``, ``[::1]:PORT``), None when it names none."""
+    match = _URL.match(url.strip())
+    return int(match["port"]) if match and match["port"] else None
+
+
 def canonical(context: Mapping[str, Any]) -> dict[str, Any]:
     """The context with ``slurm_url`` as its ``place`` and ``ssh_config`` left out (it only served to resolve
     it): what an experiment's identity and gc compare."""

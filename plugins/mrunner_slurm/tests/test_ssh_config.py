@@ -296,3 +296,19 @@ def test_a_storage_dir_naming_an_environment_variable_is_refused_before_anything
         assert lines[0].startswith(f"mrunner: error: context c: storage_dir {storage_dir!r} "), result.stderr
         assert "environment variable" in lines[0] and "~" in lines[0], result.stderr
     assert "no sweeps recorded yet" in mrunner("status").stdout
+
+
+@pytest.mark.parametrize("slurm_url", ["cluster:99999", "me@cluster:0", "[::1]:70000"])
+def test_a_slurm_url_port_out_of_range_names_the_key_before_anything_is_recorded(
+    tmp_path, mrunner, mrunner_home, slurm_url
+):
+    """ssh said "Bad port '99999'" about its configuration, naming neither the context nor its key."""
+    write_context(mrunner_home, "c", {"backend": "slurm", "slurm_url": slurm_url})
+    (tmp_path / "train.py").write_text("print(1)\n")
+    for dry in (["--dry-run"], []):
+        result = mrunner("+context=c", "train.py", "-m", "lr=1,2", *dry)
+        lines = result.stderr.splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"mrunner: error: context c: slurm_url {slurm_url!r} names port "), result.stderr
+        assert lines[0].endswith("not 1-65535"), result.stderr
+    assert "no sweeps recorded yet" in mrunner("status").stdout

@@ -6,6 +6,7 @@ the process signals itself right after the backend's ``package`` returns."""
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import uuid
 from pathlib import Path
@@ -47,6 +48,19 @@ def stopped_after_the_upload(mrunner, moment: str = "mrunner_slurm.plugin:SlurmB
     return sweep
 
 
+def ran_once_each_as_submitted(mrunner, sweep: str) -> None:
+    """Every experiment completed, each having run once, with the code as submitted."""
+    found = ended(mrunner, sweep)
+    assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+
+
+def venv_key(python: str, requirements: str) -> str:
+    """The name of the virtualenv folder of these requirements, worked out here as the docs give it (the
+    content's sha256 with the interpreter), not by the backend's own code."""
+    return hashlib.sha256(python.encode() + b"\0" + requirements.encode()).hexdigest()[:24]
+
+
 def test_stopped_after_the_upload_resume_runs_the_uploaded_code_once_each(mrunner, project):
     sweep = stopped_after_the_upload(mrunner)
     assert set(states(mrunner, sweep).values()) == {"cancelled"}
@@ -55,9 +69,7 @@ def test_stopped_after_the_upload_resume_runs_the_uploaded_code_once_each(mrunne
     assert resumed.returncode == 0, resumed.stderr
     told = resumed.stdout + resumed.stderr
     assert "version.py changed since the submission" in told and "code: sent" not in told, told
-    found = ended(mrunner, sweep)
-    assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
-    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    ran_once_each_as_submitted(mrunner, sweep)
 
 
 def test_the_requirements_edited_too_resume_runs_the_uploaded_code_in_the_submitted_virtualenv(
@@ -66,8 +78,6 @@ def test_the_requirements_edited_too_resume_runs_the_uploaded_code_in_the_submit
     """With a ``requirements_file``, stopped once the code was uploaded, before the virtualenv was made; then
     the code and the requirements edited. The requirements were recorded before the upload: the virtualenv
     is built from them (its folder named by their content), never from the edited file."""
-    import hashlib
-
     from mrunner.store import Store
 
     storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
@@ -81,12 +91,10 @@ def test_the_requirements_edited_too_resume_runs_the_uploaded_code_in_the_submit
     assert resumed.returncode == 0, resumed.stderr
     told = resumed.stdout + resumed.stderr
     assert "changed since the submission" in told and "code: sent" not in told, told
-    found = ended(mrunner, sweep)
-    assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
-    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    ran_once_each_as_submitted(mrunner, sweep)
     recorded = Store().sweep(sweep)
     assert recorded.detail["identified"] == {"requirements": "# as submitted\n"}, recorded.detail
-    key = hashlib.sha256(recorded.context["python"].encode() + b"\0" + b"# as submitted\n").hexdigest()[:24]
+    key = venv_key(recorded.context["python"], "# as submitted\n")
     assert recorded.detail["venv"].endswith(f"/.mrunner/venvs/{key}"), recorded.detail
     for index in range(3):
         shown = mrunner("logs", f"{sweep}/{index}").stdout.splitlines()
@@ -100,8 +108,6 @@ def test_stopped_before_anything_of_its_package_was_recorded_resume_reads_the_re
     """A sweep stopped right after ``admit``, before anything of its package was recorded, whose code an
     earlier sweep uploaded; then the code and the requirements edited. The requirements are read from the
     code folder on the cluster (checked against the snapshot), so the virtualenv is the submitted one."""
-    import hashlib
-
     from mrunner.store import Store
 
     storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
@@ -113,21 +119,18 @@ def test_stopped_before_anything_of_its_package_was_recorded_resume_reads_the_re
     assert earlier.returncode == 0 and "code: sent" in earlier.stderr, earlier.stderr
     moment = "mrunner_slurm.plugin:SlurmBackend.admit"
     stopped = interrupted_after(project, moment, "+context=test-slurm", "exp.py", "-m", "i=range(3)")
-    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, (
-        stopped.stderr
-    )  # two sweeps: not stopped_after's one
+    # two sweeps recorded, not stopped_after's one: the earlier one is told apart below
+    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in stopped.stderr, stopped.stderr
     (sweep,) = [found.id for found in Store().sweeps() if found.id != earlier.stdout.strip().splitlines()[-1]]
     assert Store().sweep(sweep).package == {} and "identified" not in Store().sweep(sweep).detail
     (project / "version.py").write_text('CODE = "edited"\n')
     (project / "requirements.txt").write_text("# edited since\n")
     resumed = mrunner("resume", sweep, "--wait")
     assert resumed.returncode == 0, resumed.stderr
-    found = ended(mrunner, sweep)
-    assert [found[i]["state"] for i in range(3)] == ["completed"] * 3, found
-    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    ran_once_each_as_submitted(mrunner, sweep)
     recorded = Store().sweep(sweep)
     assert recorded.package["requirements"] == "# as submitted\n", recorded.package
-    key = hashlib.sha256(recorded.context["python"].encode() + b"\0" + b"# as submitted\n").hexdigest()[:24]
+    key = venv_key(recorded.context["python"], "# as submitted\n")
     assert recorded.detail["venv"].endswith(f"/.mrunner/venvs/{key}"), recorded.detail
 
 

@@ -241,6 +241,20 @@ def test_an_ssh_config_that_is_no_readable_file_names_the_key(tmp_path):
             openssh.destination("cluster", str(path))
 
 
+def refused_before_recording(mrunner, *overrides: str) -> str:
+    """The one line `mrunner +context=c train.py -m lr=1,2 OVERRIDES` is refused with (exit 2), the same for its
+    dry run, with no sweep recorded."""
+    said = set()
+    for dry in (["--dry-run"], []):
+        result = mrunner("+context=c", "train.py", "-m", "lr=1,2", *overrides, *dry)
+        lines = result.stderr.splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        said.add(lines[0])
+    assert "no sweeps recorded yet" in mrunner("status").stdout
+    (line,) = said
+    return line
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
@@ -259,16 +273,9 @@ def test_a_resource_sbatch_would_refuse_is_refused_before_anything_is_recorded(
 ):
     """A swept resource makes an array per class: a value sbatch refuses must not wait for its own array, after
     the first arrays were submitted (the sweep half-accepted)."""
-    folder = mrunner_home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True)
-    (folder / "c.yaml").write_text(json.dumps({"backend": "slurm", "slurm_url": "cluster"}))
+    write_context(mrunner_home, "c", {"backend": "slurm", "slurm_url": "cluster"})
     (tmp_path / "train.py").write_text("print(1)\n")
-    for dry in (["--dry-run"], []):
-        result = mrunner("+context=c", "train.py", "-m", "lr=1,2", *overrides, *dry)
-        lines = result.stderr.splitlines()
-        assert result.returncode == 2 and len(lines) == 1, result.stderr
-        assert lines[0].startswith(f"mrunner: error: context c: {expected}"), result.stderr
-    assert "no sweeps recorded yet" in mrunner("status").stdout
+    assert refused_before_recording(mrunner, *overrides).startswith(f"mrunner: error: context c: {expected}")
 
 
 @pytest.mark.parametrize("value", ["8G", "8gb", "8192", "0", "500M"])
@@ -289,13 +296,9 @@ def test_a_storage_dir_naming_an_environment_variable_is_refused_before_anything
     cluster user's home (on its quota), without a word."""
     write_context(mrunner_home, "c", {"backend": "slurm", "slurm_url": "cluster", "storage_dir": storage_dir})
     (tmp_path / "train.py").write_text("print(1)\n")
-    for dry in (["--dry-run"], []):
-        result = mrunner("+context=c", "train.py", "-m", "lr=1,2", *dry)
-        lines = result.stderr.splitlines()
-        assert result.returncode == 2 and len(lines) == 1, result.stderr
-        assert lines[0].startswith(f"mrunner: error: context c: storage_dir {storage_dir!r} "), result.stderr
-        assert "environment variable" in lines[0] and "~" in lines[0], result.stderr
-    assert "no sweeps recorded yet" in mrunner("status").stdout
+    line = refused_before_recording(mrunner)
+    assert line.startswith(f"mrunner: error: context c: storage_dir {storage_dir!r} "), line
+    assert "environment variable" in line and "~" in line, line
 
 
 @pytest.mark.parametrize("slurm_url", ["cluster:99999", "me@cluster:0", "[::1]:70000"])
@@ -305,10 +308,6 @@ def test_a_slurm_url_port_out_of_range_names_the_key_before_anything_is_recorded
     """ssh said "Bad port '99999'" about its configuration, naming neither the context nor its key."""
     write_context(mrunner_home, "c", {"backend": "slurm", "slurm_url": slurm_url})
     (tmp_path / "train.py").write_text("print(1)\n")
-    for dry in (["--dry-run"], []):
-        result = mrunner("+context=c", "train.py", "-m", "lr=1,2", *dry)
-        lines = result.stderr.splitlines()
-        assert result.returncode == 2 and len(lines) == 1, result.stderr
-        assert lines[0].startswith(f"mrunner: error: context c: slurm_url {slurm_url!r} names port "), result.stderr
-        assert lines[0].endswith("not 1-65535"), result.stderr
-    assert "no sweeps recorded yet" in mrunner("status").stdout
+    line = refused_before_recording(mrunner)
+    assert line.startswith(f"mrunner: error: context c: slurm_url {slurm_url!r} names port "), line
+    assert line.endswith("not 1-65535"), line

@@ -26,12 +26,11 @@ import time
 from dataclasses import dataclass
 
 from mrunner.errors import BackendError, MrunnerError, NeedsUser
-from mrunner_slurm.transport import DEFAULT_CONFIG, Call, Connection, NeedsLogin, Target, unresolved
+from mrunner_slurm.transport import DEFAULT_CONFIG, SLURM_URL, Call, Connection, NeedsLogin, Target, unresolved
 
 CONNECT_TIMEOUT = 15
 RETRIES = 3  # transient failures (refused, reset, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s
 COMMAND_PERSIST = 120  # seconds a master this command opened outlives it if the command is killed
-_URL = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?$")
 _MISSING = 97  # the exit code of `read` for a file that does not exist
 #: How ssh says that it, not the remote command, failed (a 255 exit is then a lost connection).
 _SSH_FAILURE = re.compile(
@@ -78,7 +77,7 @@ def destination(url: str, config_path: str | None) -> Destination:
     """``slurm_url`` (``[user@]host[:port]`` or a Host alias) as ``ssh`` arguments. ``-F`` only for a config
     file other than the one ssh reads by itself (``.ssh/config`` in the account's home, which is not always
     ``$HOME``): with ``-F`` OpenSSH skips ``/etc/ssh/ssh_config``, which ``ssh ALIAS`` reads."""
-    match = _URL.match(url.strip())
+    match = SLURM_URL.match(url.strip())
     if not match:
         raise MrunnerError(f"slurm_url {url!r} is not [user@]host[:port] or a Host alias of your ssh config")
     arguments: list[str] = []

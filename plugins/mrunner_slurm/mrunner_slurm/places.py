@@ -13,14 +13,13 @@ submission that uses it says what is wrong.
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Mapping
 from typing import Any
 
 from mrunner.errors import MrunnerError
+from mrunner_slurm.transport import SLURM_URL
 
-_URL = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?$")
 #: Resolved places by (slurm_url, ssh_config, transport): one ``ssh -G`` per cluster and command.
 _PLACES: dict[tuple[str, Any, str], str] = {}
 
@@ -42,7 +41,7 @@ def place(context: Mapping[str, Any]) -> str:
 
 def written_port(url: str) -> int | None:
     """The port ``slurm_url`` spells (``host:PORT``, ``[::1]:PORT``), None when it names none."""
-    match = _URL.match(url.strip())
+    match = SLURM_URL.match(url.strip())
     return int(match["port"]) if match and match["port"] else None
 
 
@@ -67,7 +66,7 @@ def _resolved(url: str, config: str, how: str) -> str:
             target = ssh.resolve(url, config)
             user, host, port = target.user, target.host, str(target.port)
     except (MrunnerError, OSError, ValueError, subprocess.SubprocessError):  # unresolvable: the spelling, tidied
-        match = _URL.match(url.strip())
+        match = SLURM_URL.match(url.strip())
         if not match:
             return url.strip()
         user, host, port = match["user"] or "", match["host"], match["port"] or "22"

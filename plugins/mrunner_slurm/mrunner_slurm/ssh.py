@@ -22,7 +22,6 @@ import hashlib
 import importlib
 import logging
 import os
-import re
 import shlex
 import socket
 import sys
@@ -33,7 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mrunner.errors import BackendError, MrunnerError, NeedsUser
-from mrunner_slurm.transport import Call, Connection, NeedsLogin, Target, unresolved
+from mrunner_slurm.transport import SLURM_URL, Call, Connection, NeedsLogin, Target, unresolved
 
 
 class _ImportedOnFirstUse(types.ModuleType):
@@ -67,12 +66,11 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 CONNECT_TIMEOUT = 15.0
 RETRIES = 3  # transient failures (resets, banner timeouts) are retried with backoff: 0.5 s, 1 s, 2 s
-_URL = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?$")
 
 
 def resolve(url: str, config_path: str | None) -> Target:
     """Apply ``~/.ssh/config`` (or ``config_path``) to ``slurm_url``."""
-    match = _URL.match(url.strip())
+    match = SLURM_URL.match(url.strip())
     if not match:
         raise MrunnerError(f"slurm_url {url!r} is not [user@]host[:port] or a Host alias of your ssh config")
     alias = match["host"].strip("[]")

@@ -12,6 +12,7 @@ from it, read a remote file from an offset (logs), and say who it is connected t
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,6 +22,8 @@ from typing import Any
 from mrunner.errors import BackendError, MrunnerError, NeedsUser
 
 TRANSPORTS = ("openssh", "paramiko")
+#: ``slurm_url`` as written: ``[user@]host[:port]`` (a numeric IPv6 address in brackets) or a Host alias.
+SLURM_URL = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?$")
 
 
 @dataclass(frozen=True)

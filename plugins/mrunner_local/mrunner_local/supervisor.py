@@ -382,8 +382,13 @@ class Supervisor:
     def _fail(self, reason: str, unstarted: Run | None = None) -> None:
         """Stop the sweep for ``reason``: nothing more starts; what runs ends as it ends, recorded by its worker."""
         with self.lock:
-            if self.failure is None:
+            new_failure = self.failure is None
+            if new_failure:
                 self.failure = reason
+                # recorded before the runs it will not start end: a follower that sees every run ended sees why
+                # (``leave_reason`` says it again at the supervisor's end, with the room kept for a full disk)
+                with contextlib.suppress(MrunnerError, OSError):
+                    self.recorder.stopped(reason)
             self.stopping.set()
             try:
                 first = {unstarted.index: unstarted.attempt} if unstarted else {}

@@ -121,6 +121,13 @@ def test_every_kubernetes_key_is_checked_before_anything_is_built(mrunner, tmp_p
         ({"node_selector": {"bad key!": "x"}}, "node_selector bad key!"),
         ({"pvc_access_mode": "ReadWriteAll"}, "key 'pvc_access_mode' must be one of ReadWriteOnce"),
         ({"active_deadline_seconds": 0}, "key 'active_deadline_seconds' must be at least 1"),
+        ({"storage": "relative"}, "storage 'relative' is not an absolute path"),
+        ({"storage": ""}, "storage '' is not an absolute path"),
+        ({"registry_url": ""}, "registry_url '' names no registry"),
+        ({"registry_url": "https://"}, "registry_url 'https://' names no registry"),
+        ({"registry_url": "gcr.io/my project"}, "registry_url 'gcr.io/my project' names no registry"),
+        ({"base_image": ""}, "base_image '' is not an image name"),
+        ({"base_image": "python 3.11"}, "base_image 'python 3.11' is not an image name"),
     ]
     for keys, expected in cases:
         _context(**keys)

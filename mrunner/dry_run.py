@@ -87,14 +87,17 @@ def planned_steps(plan: Plan, classes: dict[str, tuple[dict, int]]) -> list[str]
     Slurm job array of its own, with its own sbatch options). ``classes``: those of the runs a submission
     would record (a grid's repeats once, none already submitted)."""
     backend = plugins.backend(plan.context["backend"])
+    # the project as the sweep records it (its folder's name when the context names none): a plan that
+    # names images or namespaces after it then names the ones the submission uses
+    context = {**plan.context, "project": plan.context.get("project") or plan.project}
     if not classes:
         return ["  - nothing: every experiment was submitted already"]
     if len(classes) == 1:
         ((own, count),) = classes.values()
-        return [f"  - {step}" for step in backend.plan({**plan.context, **own}, count)]
-    steps = {label: backend.plan({**plan.context, **own}, count) for label, (own, count) in classes.items()}
+        return [f"  - {step}" for step in backend.plan({**context, **own}, count)]
+    steps = {label: backend.plan({**context, **own}, count) for label, (own, count) in classes.items()}
     # shared: what the whole sweep's plan says too (so neither the count nor a class's resources changed it)
-    whole = backend.plan(plan.context, sum(number for _, number in classes.values()))
+    whole = backend.plan(context, sum(number for _, number in classes.values()))
     shared = [step for step in whole if all(step in each for each in steps.values())]
     lines = [f"  - {step}" for step in shared]
     lines.append(f"  - {len(classes)} resource classes, each submitted on its own:")

@@ -206,6 +206,10 @@ def _load(entry_point: entrypoints.EntryPoint, where: str) -> Any:
     try:
         return entry_point.load()
     except Exception as error:  # a broken plugin must not look like a bug in mrunner
+        if isinstance(error.__cause__, KeyboardInterrupt):
+            # a Ctrl-C landing in a `__set_name__` of the plugin's classes (Python < 3.12 wraps it in a
+            # RuntimeError): the stop, which `cli.main` ends with, not a broken plugin
+            raise
         raise MrunnerError(
             f"plugin {entry_point.name!r} from distribution {where} failed to import: "
             f"{type(error).__name__}: {error}; reinstall or uninstall it, or leave it out with "

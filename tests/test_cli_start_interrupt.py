@@ -262,3 +262,29 @@ def test_a_stop_that_lands_in_a_class_bodys_set_name_ends_the_command_by_the_sig
     monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
     assert cli.main(["status"]) == 128 + signal.SIGTERM
     assert capsys.readouterr().err == "mrunner: interrupted by SIGTERM\n"
+
+
+def test_a_stop_that_lands_in_a_set_name_while_a_plugin_imports_is_the_stop_not_a_broken_plugin(monkeypatch, capsys):
+    """The same stop inside a plugin's import (the Slurm plugin's dataclasses, loaded by every command that
+    reads a context): the loader's "failed to import ... reinstall or uninstall it" is for a broken plugin,
+    and said so after a Ctrl-C at that moment, exit 2."""
+    from mrunner import cli, interrupts, plugins
+
+    class EntryPoint:
+        name = "slurm"
+
+        def load(self) -> object:
+            class Named:
+                def __set_name__(self, owner: type, name: str) -> None:
+                    interrupts.stopping(signal.SIGINT, None)
+
+            class Connection:
+                facts = Named()
+
+            return Connection
+
+    monkeypatch.setattr(cli, "_dispatch", lambda args: plugins._load(EntryPoint(), "mrunner-slurm 0.2.0"))
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    assert cli.main(["status"]) == 128 + signal.SIGINT
+    assert capsys.readouterr().err == "mrunner: interrupted by SIGINT\n"

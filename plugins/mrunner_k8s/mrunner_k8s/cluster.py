@@ -483,7 +483,12 @@ def _container_end(pod: Any | None) -> tuple[int | None, str | None]:
     for status in (pod.status.container_statuses or []) if pod is not None else []:
         terminated = status.state.terminated if status.state else None
         if terminated is not None:
-            return signal_end(terminated.exit_code, terminated.message), terminated.reason
+            reason = terminated.reason
+            if reason == "ContainerCannotRun" and terminated.message:
+                # the experiment never started (the context's `python` or a program missing from the image):
+                # the runtime's words name it, and the pod's log is empty
+                reason = f"{reason}: {' '.join(terminated.message.split())}"
+            return signal_end(terminated.exit_code, terminated.message), reason
     return None, None
 
 

@@ -31,7 +31,7 @@ class KubernetesKeys:
     requirements_file: str | None = key(None, help="pip requirements installed in their own layer (path in the project)")
     build_network: str | None = key(None, help="network of the build, e.g. host or none (default: none without requirements, else docker's default)")
     namespace: str | None = key(None, help="namespace of the project's objects (default: derived from the project name)")
-    storage: str = key("/storage", option="STORAGE_DIR", help="where the project's volume claim is mounted")
+    storage: str = key("/storage", option="STORAGE_DIR", help="where the project's volume claim is mounted in the pods (an absolute path)")
     default_pvc_size: str = key("40Gi", option="resources.requests.storage", help="size of the volume claim when it is created")
     storage_class: str | None = key(None, option="storageClassName", help="storage class of the volume claim (default: the cluster's default)")
     pvc_access_mode: Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"] = key("ReadWriteOnce", option="accessModes", help="access mode of the volume claim (ReadWriteMany for multi-node sweeps)")
@@ -54,6 +54,7 @@ QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[num
 TOLERATION_FIELDS = {"key": str, "operator": str, "value": str, "effect": str, "tolerationSeconds": int}
 TOLERATION_OPERATORS = ("Exists", "Equal")
 TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_IMAGE = re.compile(r"^[^\s/:@][^\s]*$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -63,6 +64,19 @@ def check(context: Mapping[str, Any], context_name: str) -> None:
     pushed: a mistake here would otherwise surface only at the first Job, after the push. Types, ranges
     and choices are checked from ``KubernetesKeys`` before."""
     where = f"context {context_name}"
+    if not str(context["storage"]).startswith("/"):
+        raise MrunnerError(
+            f"{where}: storage {context['storage']!r} is not an absolute path: the folder of the pods where"
+            " the volume claim is mounted, e.g. /storage"
+        )
+    registry = re.sub(r"^[a-z]+://", "", str(context["registry_url"]).strip()).strip("/")
+    if not registry or re.search(r"\s", registry):
+        raise MrunnerError(
+            f"{where}: registry_url {context['registry_url']!r} names no registry: give the registry (and path)"
+            " images are pushed to, e.g. gcr.io/my-project"
+        )
+    if not _IMAGE.match(str(context["base_image"])):
+        raise MrunnerError(f"{where}: base_image {context['base_image']!r} is not an image name (e.g. python:3.11)")
     for name in ("cpu", "mem", "default_pvc_size"):
         value = context[name]
         if value in (None, ""):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,23 @@ def test_dry_run_describes_image_objects_and_jobs(mrunner, tmp_path):
     assert "build gcr.io/my-project/vision-lab:<content tag> FROM python:3.11" in result.stdout
     assert "namespace vision-lab-" in result.stdout and "mrunner-storage (40Gi) at /storage" in result.stdout
     assert "2 Jobs (one pod each, never restarted), cpu=4, mem=8Gi" in result.stdout
+
+
+def test_the_dry_run_plan_names_the_image_and_namespace_the_jobs_use_without_a_project_key(mrunner, tmp_path):
+    """The project then comes from the project's folder: the plan's image and namespace are the Job's."""
+    folder = Path(os.environ["XDG_CONFIG_HOME"]) / "mrunner" / "context"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test-k8s.yaml").write_text(json.dumps({"backend": "kubernetes", "registry_url": "gcr.io/p"}))
+    project = tmp_path / "Cell Atlas"
+    project.mkdir()
+    (project / "exp.py").write_text("print(1)\n")
+    result = mrunner("+context=test-k8s", str(project / "exp.py"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    image = next(line.split()[-1] for line in result.stdout.splitlines() if line.strip().startswith("image: "))
+    namespace = re.search(r"of experiment 0 in namespace (\S+)", result.stdout)[1]
+    assert image.startswith("gcr.io/p/cell-atlas:c-")
+    assert "build gcr.io/p/cell-atlas:<content tag> FROM python:3.11" in result.stdout
+    assert f"namespace {namespace} and volume claim" in result.stdout and namespace.startswith("cell-atlas")
 
 
 def test_a_plain_registry_password_is_refused(mrunner, tmp_path):
@@ -121,6 +139,13 @@ def test_every_kubernetes_key_is_checked_before_anything_is_built(mrunner, tmp_p
         ({"node_selector": {"bad key!": "x"}}, "node_selector bad key!"),
         ({"pvc_access_mode": "ReadWriteAll"}, "key 'pvc_access_mode' must be one of ReadWriteOnce"),
         ({"active_deadline_seconds": 0}, "key 'active_deadline_seconds' must be at least 1"),
+        ({"storage": "relative"}, "storage 'relative' is not an absolute path"),
+        ({"storage": ""}, "storage '' is not an absolute path"),
+        ({"registry_url": ""}, "registry_url '' names no registry"),
+        ({"registry_url": "https://"}, "registry_url 'https://' names no registry"),
+        ({"registry_url": "gcr.io/my project"}, "registry_url 'gcr.io/my project' names no registry"),
+        ({"base_image": ""}, "base_image '' is not an image name"),
+        ({"base_image": "python 3.11"}, "base_image 'python 3.11' is not an image name"),
     ]
     for keys, expected in cases:
         _context(**keys)

@@ -136,3 +136,20 @@ def test_only_a_death_the_wrapper_saw_by_signal_is_named_as_one():
     assert (own.exit_code, own.detail) == (130, None)
     assert signal_end(130, "killed by SIGABRT") == 130  # a message that does not match the exit code
     assert signal_end(137, "killed by SIGNOPE") == 137
+
+
+def test_a_container_that_could_not_start_says_the_runtimes_reason(make_run):
+    """The context's `python` missing from the image: the runtime's message names the program; "ContainerCannotRun"
+    alone (and a log that printed nothing) left the user guessing."""
+    run = make_run(0)
+    run.state = "submitted"
+    message = (
+        "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container"
+        ' process: exec: "python9": executable file not found in $PATH: unknown'
+    )
+    terminated = k.V1ContainerStateTerminated(exit_code=127, reason="ContainerCannotRun", message=message)
+    failed = pod(0, "Failed")
+    failed.status.container_statuses[0].state = k.V1ContainerState(terminated=terminated)
+    (update,) = run_states([run], [job(0, "Failed", "BackoffLimitExceeded")], [failed])
+    assert (update.state, update.exit_code) == ("failed", 127)
+    assert update.detail == f"ContainerCannotRun: {message}"

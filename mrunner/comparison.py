@@ -116,10 +116,8 @@ def aggregate(curve: Mapping[int, float], how: str) -> float:
     values = list(curve.values())  # in step order
     if how == "last":
         return values[-1]
-    if how == "min":
-        return min(values)
-    if how == "max":
-        return max(values)
+    if how in ("min", "max"):  # nan where any value is nan, as the mean; mrunner.metrics.lowest and highest
+        return math.nan if any(map(math.isnan, values)) else (min if how == "min" else max)(values)
     return _mean(values)  # as mrunner.metrics.mean
 
 

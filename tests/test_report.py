@@ -328,6 +328,25 @@ def test_a_files_summary_is_what_the_table_makes_of_its_curves(tmp_path, lines):
             )
 
 
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_a_nan_anywhere_in_a_curve_makes_its_min_max_and_mean_nan_wherever_it_is(at):
+    """A diverged loss (nan) is kept as given, and `--agg min|max` say so as `--agg mean` does, wherever the nan
+    lies: Python's min and max keep a nan only when it comes first, so a nan after the first step was skipped
+    and the table's min or max depended on the step it appeared at. The cluster's summary says the same."""
+    from mrunner import comparison
+
+    values = [1.0, 5.0, 3.0]
+    values[at] = float("nan")
+    curve = dict(enumerate(values))
+    for how in ("min", "max", "mean"):
+        assert math.isnan(comparison.aggregate(curve, how)), (how, values)
+    text = "".join(
+        json.dumps({"attempt": 0, "step": s, "time": 1.5, "metrics": {"loss": v}}) + "\n" for s, v in curve.items()
+    )
+    *_, lowest, highest, mean, step = metrics.summary(text.encode())["loss"]
+    assert step == 2 and all(math.isnan(v) for v in (lowest, highest, mean))
+
+
 def test_the_notes_of_live_forwarding_are_skipped_by_every_reader(tmp_path):
     """A live-tracked experiment's file holds its processes' forwarding notes (``metrics.FORWARDING``) among its
     reports, first of all: each reader (the fast path of one attempt's columns too) reads the reports as if the

@@ -369,3 +369,19 @@ def test_the_notes_of_live_forwarding_are_skipped_by_every_reader(tmp_path):
     names = (metrics.FORWARDING, metrics.FORWARDED)  # spelt out where metrics cannot be imported (a cycle)
     assert names == (sender.FORWARDING, sender.FORWARDED) == (wandb_run.FORWARDING, wandb_run.FORWARDED)
     assert names == (tracking.FORWARDING, tracking.FORWARDED)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_puts_nan_after_every_number_and_orders_the_numbers(descending):
+    """A diverged experiment's nan is no number to order by: it comes after the numbers either way, and before
+    the rows without the metric. Python's sort with a nan among its keys leaves the numbers around it unordered
+    (every comparison with nan is false): `--sort loss` showed 3, nan, 1, 2 as it found them."""
+    from mrunner import comparison
+
+    values = [3.0, math.nan, 1.0, None, 2.0, -math.inf, math.nan]
+    found = [comparison.Row({"k": k}, {} if v is None else {"loss": v}, "", [k]) for k, v in enumerate(values)]
+    shown = comparison.labels(["k"], ["loss"])
+    ordered = comparison.sort(found, "-loss" if descending else "loss", ["k"], ["loss"], shown)
+    numbers = [-math.inf, 1.0, 2.0, 3.0]
+    expected = (numbers[::-1] if descending else numbers) + ["nan", "nan", None]
+    assert ["nan" if (v := row.metrics.get("loss")) is not None and math.isnan(v) else v for row in ordered] == expected

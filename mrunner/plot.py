@@ -316,7 +316,7 @@ def _warn_of_missing_glyphs(caught: list[Any], output: Path) -> None:
 
     missing: list[str] = []
     for warning in caught:
-        found = re.match(r"Glyph (\d+) .*missing from font", str(warning.message))
+        found = re.match(r"Glyph (\d+) .*missing from", str(warning.message))  # "font(s) X", "current font"
         if found is None:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         elif chr(int(found[1])) not in missing:

@@ -241,8 +241,9 @@ def run_parser(args: Sequence[str] = ()) -> argparse.ArgumentParser:
         action="store_true",
         help="print the count, the plan and the first experiments with their commands; submit and record nothing",
     )
-    parser.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
-    parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended, showing progress")
+    ending = parser.add_mutually_exclusive_group()  # both: the sweep detached and --wait went unsaid
+    ending.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
+    ending.add_argument("--wait", action="store_true", help="wait until every experiment has ended, showing progress")
     parser.add_argument("--force", action="store_true", help="run experiments again even if already submitted")
     parser.add_argument(
         "-y", "--yes", action="store_true", help="submit a sweep larger than the context's max_experiments (10,000)"

@@ -116,10 +116,8 @@ def aggregate(curve: Mapping[int, float], how: str) -> float:
     values = list(curve.values())  # in step order
     if how == "last":
         return values[-1]
-    if how == "min":
-        return min(values)
-    if how == "max":
-        return max(values)
+    if how in ("min", "max"):  # nan where any value is nan, as the mean; mrunner.metrics.lowest and highest
+        return math.nan if any(map(math.isnan, values)) else (min if how == "min" else max)(values)
     return _mean(values)  # as mrunner.metrics.mean
 
 
@@ -233,8 +231,10 @@ def _stdev(values: list[float], statistics: Any) -> float:
 
 
 def sort(found: list[Row], key: str, axes: Sequence[str], metrics: Sequence[str], shown: Labels) -> list[Row]:
-    """``--sort NAME`` ascending, ``--sort -NAME`` descending; rows without a value go last either way. NAME is
-    a column as the table heads it: an axis, or a metric by its label (``metric:lr`` where an axis is ``lr``)."""
+    """``--sort NAME`` ascending, ``--sort -NAME`` descending; rows whose value is nan (no number to order by:
+    among the keys, it would leave the numbers around it unordered), then rows without a value, go last either
+    way. NAME is a column as the table heads it: an axis, or a metric by its label (``metric:lr`` where an axis
+    is ``lr``)."""
     descending = key.startswith("-")
     name = key.lstrip("-")
     metric = None if name in axes else shown.metric(name, metrics)
@@ -244,8 +244,11 @@ def sort(found: list[Row], key: str, axes: Sequence[str], metrics: Sequence[str]
     def value(row: Row) -> Any:
         return row.metrics.get(metric) if metric is not None else row.axes.get(name)
 
-    present = [row for row in found if value(row) is not None]
-    absent = [row for row in found if value(row) is None]
+    def nan(row: Row) -> bool:
+        return isinstance(value(row), float) and math.isnan(value(row))
+
+    present = [row for row in found if value(row) is not None and not nan(row)]
+    absent = [row for row in found if nan(row)] + [row for row in found if value(row) is None]
     try:
         present.sort(key=value, reverse=descending)
     except TypeError:  # an axis of mixed kinds: by its text

@@ -255,7 +255,23 @@ def summarised(data: bytes) -> bytes:
 
 
 def _summarised(values: list[float], step: int) -> list[float]:
-    return [values[-1], min(values), max(values), mean(values), step]
+    return [values[-1], lowest(values), highest(values), mean(values), step]
+
+
+def lowest(values: list[float]) -> float:
+    """A curve's least value as `results` shows it (``--agg min``): nan where any value is nan, as its mean is
+    (Python's ``min`` keeps a nan only when it comes first, so the answer would hang on the step it is at).
+    ``mrunner.comparison.aggregate`` makes the same of a curve (this module cannot be imported there)."""
+    import math
+
+    return math.nan if any(map(math.isnan, values)) else min(values)
+
+
+def highest(values: list[float]) -> float:
+    """A curve's greatest value as `results` shows it (``--agg max``): nan where any value is nan (``lowest``)."""
+    import math
+
+    return math.nan if any(map(math.isnan, values)) else max(values)
 
 
 def mean(values: list[float]) -> float:

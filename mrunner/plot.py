@@ -12,6 +12,7 @@ several orders of magnitude.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -293,14 +294,36 @@ def _save(pyplot: Any, figure: Any, axis: Any, lines: int, output: Path, handles
         if kind not in figure.canvas.get_supported_filetypes():
             known = ", ".join(sorted(figure.canvas.get_supported_filetypes()))
             raise MrunnerError(f"-o {output}: matplotlib writes no .{kind} file; name a .png, .svg or .pdf ({known})")
-        with warnings.catch_warnings():  # numpy's overflow warnings near a float's maximum: the picture is right
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflows near a float's maximum: drawn right
             figure.savefig(picture, format=kind, dpi=120)  # drawn in memory: a failure here is no write's
     except (ValueError, OverflowError, FloatingPointError) as error:
         raise MrunnerError(f"cannot draw {axis.get_ylabel()} into {output}: matplotlib: {error}") from None
     finally:
         pyplot.close(figure)
+    _warn_of_missing_glyphs(caught, output)
     try:
         output.write_bytes(picture.getvalue())
     except OSError as error:
         raise MrunnerError(f"cannot write {output}: {error.strerror or error}") from None
+
+
+def _warn_of_missing_glyphs(caught: list[Any], output: Path) -> None:
+    """matplotlib's warning per character its font cannot draw (a metric or axis named in CJK: DejaVu Sans has
+    none), each a source line of mrunner's, as one line naming them; any other warning as matplotlib gave it."""
+    import re
+    import warnings
+
+    missing: list[str] = []
+    for warning in caught:
+        found = re.match(r"Glyph (\d+) .*missing from", str(warning.message))  # "font(s) X", "current font"
+        if found is None:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        elif chr(int(found[1])) not in missing:
+            missing.append(chr(int(found[1])))
+    if missing:
+        print(
+            f"mrunner: warning: {output} shows boxes for {''.join(missing)!r}: matplotlib's font has no glyph for"
+            " them; name a font that has (font.family in a matplotlibrc), or use other names",
+            file=sys.stderr,
+        )

@@ -483,3 +483,14 @@ def test_the_dry_run_of_a_grid_beyond_what_it_counts_answers_with_the_grids_size
     )
     within = mrunner("train.py", "-m", "x=range(100)", "y=range(100)", "--dry-run")
     assert within.stdout.splitlines()[2] == "plan:", within.stdout
+
+
+def test_detach_with_wait_is_refused_before_anything_is_recorded(mrunner, tmp_path):
+    """`--detach` returns at once and `--wait` follows the sweep to its end: given both, the submission (and a
+    resume) detached and left --wait unsaid; now one line names the clash, and nothing is recorded or run."""
+    (tmp_path / "train.py").write_text("print('ran')\n")
+    for command in (["train.py", "-m", "lr=1,2"], ["resume", "no-such-sweep"]):
+        refused = mrunner(*command, "--detach", "--wait")
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "--wait: not allowed with argument --detach" in refused.stderr, refused.stderr
+    assert mrunner("status", "--json").stdout.strip() == "[]"

@@ -328,6 +328,25 @@ def test_a_files_summary_is_what_the_table_makes_of_its_curves(tmp_path, lines):
             )
 
 
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_a_nan_anywhere_in_a_curve_makes_its_min_max_and_mean_nan_wherever_it_is(at):
+    """A diverged loss (nan) is kept as given, and `--agg min|max` say so as `--agg mean` does, wherever the nan
+    lies: Python's min and max keep a nan only when it comes first, so a nan after the first step was skipped
+    and the table's min or max depended on the step it appeared at. The cluster's summary says the same."""
+    from mrunner import comparison
+
+    values = [1.0, 5.0, 3.0]
+    values[at] = float("nan")
+    curve = dict(enumerate(values))
+    for how in ("min", "max", "mean"):
+        assert math.isnan(comparison.aggregate(curve, how)), (how, values)
+    text = "".join(
+        json.dumps({"attempt": 0, "step": s, "time": 1.5, "metrics": {"loss": v}}) + "\n" for s, v in curve.items()
+    )
+    *_, lowest, highest, mean, step = metrics.summary(text.encode())["loss"]
+    assert step == 2 and all(math.isnan(v) for v in (lowest, highest, mean))
+
+
 def test_the_notes_of_live_forwarding_are_skipped_by_every_reader(tmp_path):
     """A live-tracked experiment's file holds its processes' forwarding notes (``metrics.FORWARDING``) among its
     reports, first of all: each reader (the fast path of one attempt's columns too) reads the reports as if the
@@ -350,3 +369,19 @@ def test_the_notes_of_live_forwarding_are_skipped_by_every_reader(tmp_path):
     names = (metrics.FORWARDING, metrics.FORWARDED)  # spelt out where metrics cannot be imported (a cycle)
     assert names == (sender.FORWARDING, sender.FORWARDED) == (wandb_run.FORWARDING, wandb_run.FORWARDED)
     assert names == (tracking.FORWARDING, tracking.FORWARDED)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_puts_nan_after_every_number_and_orders_the_numbers(descending):
+    """A diverged experiment's nan is no number to order by: it comes after the numbers either way, and before
+    the rows without the metric. Python's sort with a nan among its keys leaves the numbers around it unordered
+    (every comparison with nan is false): `--sort loss` showed 3, nan, 1, 2 as it found them."""
+    from mrunner import comparison
+
+    values = [3.0, math.nan, 1.0, None, 2.0, -math.inf, math.nan]
+    found = [comparison.Row({"k": k}, {} if v is None else {"loss": v}, "", [k]) for k, v in enumerate(values)]
+    shown = comparison.labels(["k"], ["loss"])
+    ordered = comparison.sort(found, "-loss" if descending else "loss", ["k"], ["loss"], shown)
+    numbers = [-math.inf, 1.0, 2.0, 3.0]
+    expected = (numbers[::-1] if descending else numbers) + ["nan", "nan", None]
+    assert ["nan" if (v := row.metrics.get("loss")) is not None and math.isnan(v) else v for row in ordered] == expected

@@ -270,3 +270,21 @@ def test_grouped_curves_take_the_same_y_scale_as_their_experiments(drawn, tmp_pa
     plot.curves(experiments, rows([]), ["k", "seed"], "m", tmp_path / "all.png", "s")
     plot.curves(experiments, rows(["seed"]), ["k"], "m", tmp_path / "groups.png", "s")
     assert [axis.get_yscale() for axis in drawn] == ["log", "log"]
+
+
+def test_characters_the_font_lacks_are_one_warning_line_naming_them(tmp_path, capsys):
+    """A metric named in a script the font has no glyphs for (matplotlib's DejaVu Sans has no CJK): the picture is
+    written, with boxes for them, and one line says which characters and how to get them drawn; matplotlib's own
+    warnings, a source line each with mrunner's file and line, do not reach the user."""
+    import warnings
+
+    from mrunner.comparison import Experiment, rows
+
+    experiments = [Experiment(n, f"e{n}", "completed", 0, {"k": n}, {"损失": {0: 1.0, 1: 0.5}}) for n in (1, 2)]
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        plot.curves(experiments, rows(experiments, ["k"], ["损失"], "last", []), ["k"], "损失", tmp_path / "u.png", "s")
+    assert (tmp_path / "u.png").read_bytes().startswith(PNG)
+    assert [str(w.message) for w in escaped] == []
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("mrunner: warning: ") and "损" in line and "失" in line and "font" in line, line

@@ -676,3 +676,27 @@ def test_a_run_create_that_lands_after_the_experiments_process_ended_leaves_one_
     points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
     assert points == [(0, 1.5), (1, 1.0), (2, 0.5)]
     relay.stop()
+
+
+@pytest.mark.parametrize("tracking", ["live", "deferred"])
+def test_credentials_in_an_http_tracking_uri_are_refused_without_showing_them(
+    mrunner_home, mrunner, tmp_path, tracking
+):
+    """`http://user:password@host:port`: the context (or the shell's MLFLOW_TRACKING_URI, which reaches the
+    experiments as plain environment) would record and show the password, and the server check, which cannot
+    send them, said "Name or service not known" of a server that answers. One line, the password not in it,
+    naming the variables that carry credentials as secrets; nothing recorded."""
+    (tmp_path / "train.py").write_text("import mrunner\n")
+    uri = "http://me:s3cret@127.0.0.1:5055"
+    for source in ("context", "environment"):
+        keys = {"backend": "local", "mlflow": True, "tracking": tracking}
+        if source == "context":
+            keys["mlflow_tracking_uri"] = uri
+        context = write_context(mrunner_home, "userinfo", keys)
+        for dry in ([], ["--dry-run"]):
+            refused = mrunner(f"+context={context}", "train.py", "lr=1", *dry, env={"MLFLOW_TRACKING_URI": uri})
+            assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+            assert "s3cret" not in refused.stderr + refused.stdout
+            assert "http://***@127.0.0.1:5055 holds credentials" in refused.stderr, refused.stderr
+            assert "MLFLOW_TRACKING_USERNAME" in refused.stderr
+            assert json.loads(mrunner("status", "--json").stdout) == []

@@ -83,7 +83,7 @@ def run(arguments: RunArguments) -> int:
     print(sweep.id)  # the new sweep; when every experiment was already submitted, the sweep that has them
     if not runs:
         return 0
-    if arguments.wait and not arguments.detach:
+    if arguments.wait:
         from mrunner.commands.results import upload_deferred
 
         following.wait(sweep, store, reporter)

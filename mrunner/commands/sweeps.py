@@ -403,8 +403,9 @@ def resume_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("sweep", metavar="SWEEP", help="a sweep id (or prefix)")
     parser.add_argument("changes", nargs="*", metavar="context.KEY=VALUE", help="a context key the attempts get")
-    parser.add_argument("--detach", action="store_true", help="return at once (local: run in the background)")
-    parser.add_argument("--wait", action="store_true", help="wait until every experiment has ended")
+    ending = parser.add_mutually_exclusive_group()  # both: the resume detached and --wait went unsaid
+    ending.add_argument("--detach", action="store_true", help="return at once (local: run in the background)")
+    ending.add_argument("--wait", action="store_true", help="wait until every experiment has ended")
     parser.add_argument(
         "--current-code",
         action="store_true",
@@ -475,7 +476,7 @@ def resume_command(options: argparse.Namespace) -> int:
     )
     if not resumed:
         return 0
-    if options.wait and not options.detach:
+    if options.wait:
         from mrunner.commands.results import upload_deferred
 
         following.wait(sweep, store, reporter)

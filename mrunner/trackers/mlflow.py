@@ -163,6 +163,7 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
             f"context {context_name}: MLflow knows no tracking URI scheme {scheme!r} ({uri}): use http://HOST:PORT, "
             f"https://..., a folder (file:///PATH) or a database (sqlite:///FILE.db, postgresql://...)"
         )
+    _refuse_credentials(uri, context_name)
     if deferred(context):
         if importlib.util.find_spec("mlflow") is None:
             raise MrunnerError(
@@ -179,6 +180,22 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
             f"set mlflow: false"
         )
     _refuse_deleted(uri, context, context_name)
+
+
+def _refuse_credentials(uri: str, context_name: str) -> None:
+    """An HTTP tracking URI holding credentials (``http://user:password@host``) would be recorded and shown with
+    the context (or reach the experiments as plain environment, from the shell's ``MLFLOW_TRACKING_URI``), and
+    the server check cannot send them; the password is not repeated in the refusal."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+        raise MrunnerError(
+            f"context {context_name}: the MLflow tracking URI {shown} holds credentials, which would be recorded "
+            f"and shown: take them out of it and export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+            f"MLFLOW_TRACKING_TOKEN) in your shell, which reach the experiments as secrets only"
+        )
 
 
 def _refuse_deleted(uri: str, context: Mapping[str, Any], context_name: str) -> None:

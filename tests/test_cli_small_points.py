@@ -494,3 +494,11 @@ def test_detach_with_wait_is_refused_before_anything_is_recorded(mrunner, tmp_pa
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
         assert "--wait: not allowed with argument --detach" in refused.stderr, refused.stderr
     assert mrunner("status", "--json").stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("grid", "count"), [((), "1 experiment: 1 completed"), (("-m", "i=0,1"), "2 experiments: ")])
+def test_status_counts_experiments_in_words_that_agree_with_the_count(mrunner, tmp_path, grid, count):
+    _project(tmp_path, mrunner)
+    assert mrunner("train.py", *grid).returncode == 0
+    (sweep,) = Store().sweeps()
+    assert count in mrunner("status", sweep.id).stdout

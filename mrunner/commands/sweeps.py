@@ -129,7 +129,7 @@ def _show_sweep(store: Store, sweep: Sweep, options: argparse.Namespace) -> int:
         _say(f"its supervisor stopped before the end: {sweep.detail[STOPPED]}")
     waiting = store.runs(sweep.id, [PENDING], limit=SHOWN_OF_STATE * 10)
     reasons = store.latest_details(sweep.id, [r.index for r in waiting])
-    _say(f"{total} experiments: {counts_text(counts, list(dict.fromkeys(reasons.values())))}")
+    _say(f"{total} experiment{'' if total == 1 else 's'}: {counts_text(counts, list(dict.fromkeys(reasons.values())))}")
     classes = store.resource_classes(sweep.id)
     if len(classes) > 1 or "" not in classes:  # experiments ask for resources of their own
         _say(

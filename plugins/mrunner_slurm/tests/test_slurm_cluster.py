@@ -923,7 +923,7 @@ def test_a_request_that_can_never_run_says_so_in_the_table_and_the_wait_line(clu
     assert runs[0]["state"] == "pending", runs
     assert "can never run as asked (more nodes than the partition has or allows)" in runs[0]["detail"]
     table = mrunner("status", sweep)
-    assert "1 experiments: 1 pending (PartitionNodeLimit: can never run as asked" in table.stdout
+    assert "1 experiment: 1 pending (PartitionNodeLimit: can never run as asked" in table.stdout
     assert "REASON" in table.stdout.splitlines()[3] and "PartitionNodeLimit" in table.stdout.splitlines()[4]
     from mrunner import following
     from mrunner.reporter import Reporter

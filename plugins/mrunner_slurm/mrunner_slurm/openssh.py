@@ -457,7 +457,8 @@ def failure(
     unusable = _unusable_key(text, target.config_path or "~/.ssh/config")
     if denied is not None and unusable is not None:
         return NeedsUser(f"SSH login as {target.user} on {target.alias} refused: {unusable}")
-    if denied is not None and _key_refused(denied):
+    direct = all((found or {}).get(hop, "none") == "none" for hop in ("proxyjump", "proxycommand"))
+    if denied is not None and direct and _key_refused(denied):  # through a hop, the refusal may be the hop's
         files = [os.path.expanduser(f) for f in (found or {}).get("identityfiles", "").splitlines() if f]
         files = [f for f in files if os.path.exists(f)]
         locked = keyfiles.locked(files)

@@ -283,7 +283,9 @@ class Backend(abc.ABC):
         can be read (``snapshot.read``). Never read a secret. Returns JSON-serialisable facts recorded as
         ``sweep.detail["identified"]`` before ``package`` starts (as ``admit``'s are: decisions a later
         hand-over of the same code must make the same way); ``package``, ``packaged`` and ``setup_resources``
-        read them there. The default returns no facts.
+        read them there. A fact named ``requirements`` (a file's text) is shown by `status --json` only as its digest
+        and line count (``mrunner.records.WITHHELD_FACTS``): it may hold an index URL's token. The default returns
+        no facts.
         """
         return {}
 

@@ -178,21 +178,16 @@ def identity(sweep: Sweep, snapshot: Snapshot) -> dict[str, Any]:
 
 
 def identified_requirements(sweep: Sweep, snapshot: Snapshot) -> bool:
-    """Whether the snapshot can be read whole again with the requirements ``identity`` recorded: the project's
-    requirements file changed since, and the recorded text is that file's snapshotted content (its hash), and
-    no other file changed. Then the snapshot keeps that text (``Snapshot.kept``), so the image the submission
-    named can still be built from exactly the submitted content."""
+    """Whether the snapshot can be read whole again with the requirements ``identity`` recorded: they are the
+    requirements file's snapshotted content, and no other file changed since (``Snapshot.restore``). Then
+    the image the submission named can still be built from exactly the submitted content."""
     name = sweep.context.get("requirements_file")
     text = sweep.detail.get("identified", {}).get("requirements")
     if not name or not isinstance(text, str):
         return False
-    data = text.encode("utf-8", "surrogateescape")
     for relative in (os.path.normpath(os.path.join(sweep.workdir, name)), os.path.normpath(name)):
         if relative in snapshot.files:
-            if hashlib.sha256(data).hexdigest() != snapshot.files[relative][0]:
-                return False
-            snapshot.kept[relative] = data
-            return snapshot.changed_since() is None
+            return snapshot.restore(relative, text.encode("utf-8", "surrogateescape"))
     return False
 
 

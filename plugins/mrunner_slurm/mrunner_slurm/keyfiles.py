@@ -77,9 +77,9 @@ def refused(target: Target, files: list[str]) -> str:
             f"ssh-agent holding a key; fix IdentityFile of {target.alias} in {config} (the context's ssh_config), "
             "or load a key with `ssh-add`"
         )
-    offered = ", ".join(files) if files else "the keys of the ssh-agent"
+    offered = f"the key{'s' * (len(files) > 1)} {', '.join(files)}" if files else "the keys of the ssh-agent"
     return (
-        f"SSH login as {target.user} on {target.alias} refused: the server did not accept the key {offered}; "
+        f"SSH login as {target.user} on {target.alias} refused: the server did not accept {offered}; "
         f"fix IdentityFile of {target.alias} in {config} (the context's ssh_config) to name a key the cluster "
         f"accepts, or add the key's .pub to ~/.ssh/authorized_keys of {target.user} there"
     )

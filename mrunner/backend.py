@@ -283,7 +283,9 @@ class Backend(abc.ABC):
         can be read (``snapshot.read``). Never read a secret. Returns JSON-serialisable facts recorded as
         ``sweep.detail["identified"]`` before ``package`` starts (as ``admit``'s are: decisions a later
         hand-over of the same code must make the same way); ``package``, ``packaged`` and ``setup_resources``
-        read them there. The default returns no facts.
+        read them there. A fact named ``requirements`` (a file's text) is shown by `status --json` only as its digest
+        and line count (``mrunner.records.WITHHELD_FACTS``): it may hold an index URL's token. The default returns
+        no facts.
         """
         return {}
 
@@ -314,7 +316,9 @@ class Backend(abc.ABC):
         snapshot's manifest then).
         ``snapshot``: the snapshot as recorded: ``snapshot.files`` (path -> (sha256, mode)) can be read, but
         the content of a changed file cannot (``read`` refuses it; never call ``folder()``). ``reporter``:
-        one line saying what the attempts run. Ask the platform; never upload or build anything. Returns the
+        one line saying what the attempts run. Ask the platform; never upload or build anything, unless
+        what ``identify`` recorded makes the snapshot whole again (its hash checks a recorded file's text: put
+        it in ``snapshot.kept``), then package from it as ``package`` would. Returns the
         facts to record as ``sweep.package`` (as ``package`` returns them), or None when what was packaged is
         gone or cannot be trusted to be the snapshot (then `resume` is refused, naming ``--current-code``).
         Raise ``MrunnerError`` with one line when the platform cannot be asked. The default returns None: the

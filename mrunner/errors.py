@@ -92,12 +92,21 @@ _NOISE = re.compile(
 )
 
 
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL masked (``https://****@host``): a tool's output or an
+    index URL of a requirements file may carry a token."""
+    return _URL_CREDENTIALS.sub(r"\1****@", text)
+
+
 def cut_output(text: str, lines: int = 3, width: int = 200) -> str:
     """What matters of a subprocess's output for a one-line error: without colour codes, the last ``lines``
     lines that say something (not blank, not rules, hints or traceback frames), each cut to ``width``
     characters, joined with `` / ``. Tools (pip, docker) print pages of progress and colour; the cause is
     in their last words."""
-    plain = _ANSI.sub("", text).replace("\r\n", "\n")
+    plain = mask_credentials(_ANSI.sub("", text)).replace("\r\n", "\n")
     kept = [line.strip() for line in plain.replace("\r", "\n").splitlines() if not _NOISE.match(line)]
     if not kept:
         kept = [line.strip() for line in plain.splitlines() if line.strip()]

@@ -6,8 +6,9 @@ no secret: secrets travel separately, from the trackers to the backend, and are 
 
 from __future__ import annotations
 
+import hashlib
 import signal
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PLANNED = "planned"  # recorded, not yet handed to the backend
@@ -181,6 +182,36 @@ class RunUpdate:
             if killer not in (self.detail or ""):
                 self.detail = f"killed by {killer}" + (f": {self.detail}" if self.detail else "")
         self.end_codes = {n: 128 - code if code < 0 else code for n, code in self.end_codes.items()}
+
+
+#: The facts a backend records as a file's text for a resume (``Backend.identify``): shown as their digest and
+#: line count, never as text, which may hold an index URL's token (``--index-url https://user:TOKEN@...``).
+WITHHELD_FACTS = frozenset({"requirements"})
+
+
+def shown(sweep: Sweep) -> dict[str, Any]:
+    """The sweep's fields as `status --json` shows them: every fact named in ``WITHHELD_FACTS``, at any depth
+    of ``detail`` and ``package``, as ``sha256:HEX (N lines)``."""
+
+    def withheld(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: _digest(item) if key in WITHHELD_FACTS and isinstance(item, str) else withheld(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [withheld(item) for item in value]
+        return value
+
+    fields = asdict(sweep)
+    fields["detail"], fields["package"] = withheld(fields["detail"]), withheld(fields["package"])
+    return fields
+
+
+def _digest(text: str) -> str:
+    lines = len(text.splitlines())
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"sha256:{digest} ({lines} line{'s' * (lines != 1)}; not shown: it may hold a token)"
 
 
 def killed_by(exit_code: int | None) -> str | None:

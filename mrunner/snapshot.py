@@ -115,6 +115,15 @@ class Snapshot:
                 return relative
         return None
 
+    def restore(self, relative: str, data: bytes) -> bool:
+        """Take ``data`` as the content of ``relative`` when it is the snapshotted content (its hash), so that
+        a file edited since can be read as snapshotted (a backend recorded its text: ``Backend.identify``);
+        whether the snapshot can now be read whole."""
+        if relative not in self.files or hashlib.sha256(data).hexdigest() != self.files[relative][0]:
+            return False
+        self.kept[relative] = data
+        return self.changed_since() is None
+
     def read(self, relative: str) -> bytes:
         """A file's content as snapshotted: the bytes kept when it was hashed, else the project's file
         checked against its hash, else the frozen copy. A file edited since the snapshot is an error, never

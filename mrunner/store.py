@@ -140,7 +140,8 @@ class Store:
 
     @_guarded
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # the user's alone: the records keep what a resume needs, a requirements file's text too (an index's token)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # a write waits for another process's transaction in ``_begin``, which says who holds it
         self._db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=False)
         # Switching a new database to WAL needs it alone and SQLite answers "locked" at once instead of waiting

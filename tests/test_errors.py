@@ -57,3 +57,15 @@ def test_long_lines_are_cut_and_output_of_only_noise_still_says_something():
     assert cut_output("") == ""
     progress = "".join(f"\r\x1b[2K{i}% done" for i in range(100)) + "\nfailed: disk\n"
     assert cut_output(progress, lines=2) == "99% done / failed: disk"
+
+
+def test_credentials_in_urls_are_masked_in_a_tools_output():
+    """pip quotes an index URL or a `git+https://TOKEN@...` requirement in its errors: the token is not repeated."""
+    said = (
+        "Looking in indexes: https://user:s3cr3t@pypi.example/simple\n"
+        "Cloning git+https://ghp_t0ken@github.com/org/repo.git to /tmp/x\n"
+        "ERROR: Could not find a version that satisfies the requirement x (from -i http://__token__:pypi-AgE@h/s)\n"
+    )
+    line = cut_output(said)
+    assert "s3cr3t" not in line and "ghp_t0ken" not in line and "pypi-AgE" not in line, line
+    assert "https://****@pypi.example/simple" in line and "git+https://****@github.com/org/repo.git" in line, line

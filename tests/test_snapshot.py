@@ -327,3 +327,20 @@ def test_hydra_output_folders_are_never_snapshotted(tmp_path, in_git):
     if in_git:
         git(root, "init", "-q")
     assert sorted(snapshot.selection(root)) == ["app.py", "conf/config.yaml", "outputs/.gitkeep"]
+
+
+def test_a_recorded_text_restores_an_edited_file_only_when_it_is_the_snapshotted_content(tmp_path):
+    """`resume` of a sweep whose backend recorded a file's text (the requirements, ``Backend.identify``): the
+    snapshot is whole again with it, and only with exactly that content and no other file edited."""
+    root = make_project(tmp_path / "project")
+    digest = snapshot.take(root, store=tmp_path / "store").digest
+    (root / "train.py").write_text("print('edited')\n")
+    loaded = snapshot.load(digest, root=root, store=tmp_path / "store")
+    assert loaded.changed_since() == "train.py"
+    assert not loaded.restore("train.py", b"print('something else')\n") and loaded.changed_since() == "train.py"
+    assert loaded.restore("train.py", b"print('train')\n") and loaded.changed_since() is None
+    assert loaded.read("train.py") == b"print('train')\n"
+    (root / "pkg" / "model.py").write_text("X = 2\n")
+    again = snapshot.load(digest, root=root, store=tmp_path / "store")
+    assert not again.restore("train.py", b"print('train')\n")  # another file changed too: still not whole
+    assert not again.restore("no-such-file", b"")

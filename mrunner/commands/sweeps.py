@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
-from mrunner import following, mlflow_ends, plugins, table
+from mrunner import following, mlflow_ends, plugins, records, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS, shorthands
 from mrunner.errors import MrunnerError, NoLog, NotRecorded
@@ -185,7 +185,7 @@ def _write_json(store: Store, sweep: Sweep) -> None:
     """Every experiment of the sweep as one JSON document, read from the records and written a chunk of runs
     at a time: neither the time to the first experiment nor memory grows with the sweep."""
     out = sys.stdout
-    out.write('{"sweep": ' + json.dumps(asdict(sweep), indent=1) + ',\n"experiments": [')
+    out.write('{"sweep": ' + json.dumps(records.shown(sweep), indent=1) + ',\n"experiments": [')
     first = True
     for chunk in _chunks(store, sweep.id):
         start, stop = chunk[0].index, chunk[-1].index + 1
@@ -219,7 +219,7 @@ def _list_sweeps(store: Store, options: argparse.Namespace) -> int:
         counts = store.counts(sweep.id)  # the records alone: listing reaches no cluster (`status SWEEP` does)
         states = counts_text(counts, [])
         rows.append((sweep.id, sweep.name, sweep.context_name, _when(sweep.created_at), sum(counts.values()), states))
-        listing.append({"sweep": asdict(sweep), "states": states})
+        listing.append({"sweep": records.shown(sweep), "states": states})
     if options.json:
         print(json.dumps(listing, indent=1))
     elif not rows:

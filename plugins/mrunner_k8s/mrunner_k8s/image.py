@@ -177,6 +177,20 @@ def identity(sweep: Sweep, snapshot: Snapshot) -> dict[str, Any]:
     return facts
 
 
+def identified_requirements(sweep: Sweep, snapshot: Snapshot) -> bool:
+    """Whether the snapshot can be read whole again with the requirements ``identity`` recorded: they are the
+    requirements file's snapshotted content, and no other file changed since (``Snapshot.restore``). Then
+    the image the submission named can still be built from exactly the submitted content."""
+    name = sweep.context.get("requirements_file")
+    text = sweep.detail.get("identified", {}).get("requirements")
+    if not name or not isinstance(text, str):
+        return False
+    for relative in (os.path.normpath(os.path.join(sweep.workdir, name)), os.path.normpath(name)):
+        if relative in snapshot.files:
+            return snapshot.restore(relative, text.encode("utf-8", "surrogateescape"))
+    return False
+
+
 def reference(sweep: Sweep, plan: Recipe) -> str:
     """The image a sweep's Jobs run: the project's repository, tagged by the recipe's content, so it is
     known before anything is built (a dry run shows it)."""

@@ -120,8 +120,10 @@ class KubernetesBackend(Backend):
         """The sweep's image, while the registry holds it: it is the submitted code whatever the project
         became. Its name is the recorded one (``identify`` records it before the build), or, for a sweep
         stopped before that, the one its recipe gives (the tag is the content's, so a tag the registry holds is
-        that content); None when the registry has neither, or the recipe cannot be read (nothing was recorded
-        or pushed, and the requirements file changed)."""
+        that content). Not pushed yet (a stop between ``identify`` and the push) with only the requirements
+        file changed since: built and pushed from the requirements ``identify`` recorded, which are that
+        file's snapshotted content. None when the registry has neither and the snapshot cannot be read whole,
+        or the recipe cannot be read (nothing was recorded or pushed, and the requirements file changed)."""
         from mrunner import layout
         from mrunner_k8s import image
 
@@ -133,7 +135,11 @@ class KubernetesBackend(Backend):
                 return None
         digest = image.in_registry(sweep, reference)
         if digest is None:
-            return None
+            if not image.identified_requirements(sweep, snapshot):
+                return None
+            # stopped before the push, and only the requirements edited since: built from what was recorded
+            reporter.step(f"image {reference} is not in the registry: building it from the submitted code")
+            return self.package(sweep, snapshot, reporter)
         reporter.step(f"image {reference} ({digest}) is in the registry: the new attempts run it")
         entries = sweep.package.get("entries") or layout.working_entries(snapshot.files, sweep.workdir)
         return {

@@ -75,7 +75,10 @@ def own_images(k8s_service):
     import docker
 
     client = docker.DockerClient(base_url=k8s_service["docker_host"])
-    for tag in {tag for image in client.images.list() for tag in image.tags if any(f in tag for f in folders)}:
+    # the list's own tags: ``images.list()`` inspects each image after listing, and one another test removed
+    # meanwhile (the dockerd is shared) raised ImageNotFound at teardown
+    listed = client.api.images()
+    for tag in {tag for image in listed for tag in image.get("RepoTags") or [] if any(f in tag for f in folders)}:
         try:
             client.images.remove(tag, force=True)
         except docker.errors.ImageNotFound:

@@ -199,3 +199,31 @@ def test_a_registry_that_cannot_be_asked_is_named_and_nothing_is_resumed(
     assert lines[0].startswith(f"mrunner: error: cannot ask the registry whether it still holds {registry}/"), lines
     assert lines[0].endswith("(nothing was resumed)") and "--current-code" not in lines[0], lines[0]
     assert set(states(mrunner, sweep).values()) == {"cancelled"}
+
+
+def test_stopped_before_the_push_with_the_requirements_edited_resume_builds_the_identified_image(mrunner, project):
+    """The stop comes once ``identify``'s facts are recorded, as the build reaches docker: the image's name and
+    the requirements are recorded, nothing is built or pushed; then only the requirements file is edited. `resume` builds and pushes the image named
+    then, from the recorded requirements (the file's snapshotted content), and each experiment runs once
+    with them, as Slurm builds its virtualenv from them."""
+    from mrunner.store import Store
+
+    (project / "exp.py").write_text(EXPERIMENT + 'print("REQUIREMENTS", repr(open("requirements.txt").read()))\n')
+    sweep, stopped = stopped_after(
+        mrunner, "mrunner_k8s.image.docker_client", "+context=test-k8s", "exp.py", "-m", "i=range(3)"
+    )
+    assert "pushed " not in stopped.stderr and "building image" not in stopped.stderr, stopped.stderr
+    identified = Store().sweep(sweep).detail["identified"]
+    assert identified["requirements"] == "# nothing to install\n", identified
+    (project / "requirements.txt").write_text("# edited: something else to install\n")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    told = resumed.stdout + resumed.stderr
+    assert "requirements.txt changed since the submission" in told, told
+    assert f"pushed {identified['image']} (" in told, told  # the image named at the submission, built now
+    all_completed(mrunner, sweep)
+    assert [logged(mrunner, f"{sweep}/{i}", "RAN") for i in range(3)] == [[str(i), "submitted", "1"] for i in range(3)]
+    assert [logged(mrunner, f"{sweep}/{i}", "REQUIREMENTS") for i in range(3)] == [
+        ["'#", "nothing", "to", "install\\n'"]
+    ] * 3
+    assert Store().sweep(sweep).package["image"] == identified["image"]

@@ -55,6 +55,16 @@ def in_snapshot(sweep: Sweep, frozen: snapshot.Snapshot) -> str | None:
     return None
 
 
+def identified_requirements(sweep: Sweep, frozen: snapshot.Snapshot) -> bool:
+    """Whether the snapshot can be read whole again with the requirements ``identity`` recorded: they are the
+    requirements file's snapshotted content, and no other file changed since (``Snapshot.restore``)."""
+    text = sweep.detail.get("identified", {}).get("requirements")
+    if not sweep.context.get("requirements_file") or not isinstance(text, str):
+        return False
+    relative = in_snapshot(sweep, frozen)
+    return relative is not None and frozen.restore(relative, text.encode("utf-8", "surrogateescape"))
+
+
 def ensure_venv(connection: Connection, sweep: Sweep, reporter: Reporter) -> str:
     content = requirements(sweep)
     python = sweep.context["python"]

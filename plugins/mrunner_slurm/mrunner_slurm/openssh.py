@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from mrunner.errors import BackendError, MrunnerError, NeedsUser
+from mrunner_slurm import keyfiles
 from mrunner_slurm.transport import DEFAULT_CONFIG, SLURM_URL, Call, Connection, NeedsLogin, Target, unresolved
 
 CONNECT_TIMEOUT = 15
@@ -106,9 +107,13 @@ def settings(where: Destination) -> dict[str, str]:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise MrunnerError(f"ssh cannot read its configuration for {where.destination}: {' / '.join(lines[-2:])}")
     found: dict[str, str] = {}
+    identities = []  # every IdentityFile, in order (ssh offers each)
     for line in done.stdout.splitlines():
         key, _, value = line.partition(" ")
         found.setdefault(key, value)
+        if key == "identityfile":
+            identities.append(value)
+    found["identityfiles"] = "\n".join(identities)
     return found
 
 
@@ -359,6 +364,14 @@ def _denied(text: str) -> bool:
     return any("Permission denied" in line or "passphrase" in line.lower() for line in text.splitlines())
 
 
+def _key_refused(denied: str) -> bool:
+    """Whether ssh's "Permission denied (METHODS)" says no key offered was accepted and nothing but a key
+    would be: publickey alone. A server that accepted the key and wants a code next lists only what is left
+    (keyboard-interactive); one that takes a password too is a login to make in a terminal."""
+    methods = re.search(r"Permission denied \(([^)]*)\)", denied)
+    return methods is not None and methods[1].split(",") == ["publickey"]
+
+
 def _proxy_complaint(where: Destination, found: dict[str, str]) -> str:
     """What the ProxyCommand or ProxyJump says when run by a plain ``ssh``: a master that persists sends its
     stderr to /dev/null, so the connection that failed through it ("UNKNOWN port 65535") did not say why (a
@@ -444,6 +457,17 @@ def failure(
     unusable = _unusable_key(text, target.config_path or "~/.ssh/config")
     if denied is not None and unusable is not None:
         return NeedsUser(f"SSH login as {target.user} on {target.alias} refused: {unusable}")
+    direct = all((found or {}).get(hop, "none") == "none" for hop in ("proxyjump", "proxycommand"))
+    if denied is not None and direct and _key_refused(denied):  # through a hop, the refusal may be the hop's
+        files = [os.path.expanduser(f) for f in (found or {}).get("identityfiles", "").splitlines() if f]
+        files = [f for f in files if os.path.exists(f)]
+        locked = keyfiles.locked(files)
+        if locked is not None and batch:  # skipped unasked: a login in a terminal asks its passphrase
+            return NeedsLogin.of(
+                target, None, f"the key {locked} is locked by its passphrase and no ssh-agent holds it"
+            )
+        if locked is None:
+            return NeedsUser(keyfiles.refused(target, files))
     if denied is not None:
         reason = denied.removeprefix(f"{target.user}@{target.host}: ")
         if batch:

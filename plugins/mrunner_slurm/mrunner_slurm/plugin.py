@@ -130,7 +130,9 @@ class SlurmBackend(Backend):
         submission or an earlier one, not collected since): it holds the submitted code whatever the project
         became, and the virtualenv is built from (or is the one of) the requirements ``identify`` recorded
         before the upload, or, for a sweep stopped before that, those uploaded with the code (checked against
-        the snapshot). None without the folder, or when the requirements can be read as submitted nowhere."""
+        the snapshot). Not uploaded yet (a stop between ``identify`` and the upload) with only the requirements
+        file changed since: uploaded then, that file from the recorded requirements (its snapshotted content).
+        None without the folder, or when the requirements can be read as submitted nowhere."""
         from mrunner import layout
         from mrunner_slurm import deploy, environment, transport
 
@@ -145,7 +147,11 @@ class SlurmBackend(Backend):
         connection = transport.connection(sweep.context, sweep.context_name)
         facts = deploy.deployed(connection, sweep.context["storage_dir"], snapshot, reporter, sweep.id, read=wanted)
         if facts is None:
-            return None
+            if not environment.identified_requirements(sweep, snapshot):
+                return None
+            # stopped before the upload, and only the requirements edited since: uploaded from what was recorded
+            reporter.step(f"code snapshot {snapshot.digest[:12]} is not on the cluster: uploading the submitted code")
+            return self.package(sweep, snapshot, reporter)
         if wanted is not None:
             uploaded = facts.pop("read")
             if uploaded is None:

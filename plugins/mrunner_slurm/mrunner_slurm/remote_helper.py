@@ -381,7 +381,7 @@ def venv(path, python, requirements):
         subprocess.run(["rm", "-rf", path])
         steps = [[python, "-m", "venv", path]]
         if requirements.strip():
-            _write_atomic(path + ".requirements.txt", requirements.encode())
+            _write_atomic(path + ".requirements.txt", requirements.encode(), 0o600)  # an index URL may hold a token
             steps.append(
                 [
                     os.path.join(path, "bin", "python"),

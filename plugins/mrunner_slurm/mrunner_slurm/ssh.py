@@ -268,10 +268,7 @@ def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
                 f"`ssh-keygen -R '{target.known_hosts_name}'` and trust the new one"
             ) from None
         except paramiko.AuthenticationException as error:
-            raise BackendError(
-                f"SSH authentication as {target.user} on {target.alias} failed ({error}); check the key "
-                f"(IdentityFile in {target.config_path or '~/.ssh/config'}, or ssh-agent) and the user"
-            ) from None
+            raise _auth_failed(target, error) from None
         except socket.gaierror as error:
             raise unresolved(target, error.strerror or str(error)) from None
         except (OSError, EOFError, paramiko.SSHException) as error:
@@ -286,6 +283,27 @@ def connect(target: Target, interactive: bool = False) -> ParamikoConnection:
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def _auth_failed(target: Target, error: Exception) -> MrunnerError:
+    """No key was accepted: a key locked by its passphrase (paramiko asks none), or keys the server refused,
+    each named with its fix; no retry mends either."""
+    from mrunner_slurm import keyfiles
+
+    files = [f for f in target.identity_files if os.path.exists(f)]
+    locked = keyfiles.locked(files)
+    if locked is not None:
+        return NeedsUser(
+            f"SSH login as {target.user} on {target.alias}: the key {locked} is locked by its passphrase and no "
+            f"ssh-agent holds it (the paramiko transport cannot ask for it): load it with `ssh-add {locked}`, or "
+            "set ssh: openssh in the context and run `mrunner login` in a terminal"
+        )
+    if isinstance(error, paramiko.BadAuthenticationType) and "publickey" not in error.allowed_types:
+        return BackendError(
+            f"SSH login as {target.user} on {target.alias} failed: the server takes only "
+            f"{', '.join(error.allowed_types)}, which mrunner does not answer without a terminal"
+        )
+    return NeedsUser(keyfiles.refused(target, files))
 
 
 def _no_key(target: Target) -> BackendError:

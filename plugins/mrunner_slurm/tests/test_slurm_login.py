@@ -319,7 +319,7 @@ def test_a_cluster_behind_a_bastion_with_the_key_in_an_agent(
     if transport == "openssh":  # the bastion's refusal, not "cannot reach" after retries: a login asks for it
         assert "`mrunner login test-slurm`" in line and time.monotonic() - started < 10, line
     else:  # paramiko asks no passphrase: the agent's
-        assert "Private key file is encrypted" in line and "ssh-agent" in line, line
+        assert "id_encrypted is locked by its passphrase" in line and "ssh-agent" in line, line
 
 
 def context_with_known_hosts(mrunner_home: Path, slurm_service: dict, known: Path, name: str, transport: str) -> None:

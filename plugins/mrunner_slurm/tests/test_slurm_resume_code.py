@@ -145,3 +145,32 @@ def test_once_gc_collected_the_uploaded_code_resume_names_current_code(mrunner, 
     line = single_line(refused.stderr)
     assert f"`mrunner resume {sweep} --current-code`" in line and "version.py changed" in line, line
     assert list(states(mrunner, sweep).values()) == ["cancelled"] * 3
+
+
+def test_stopped_before_the_upload_with_the_requirements_edited_resume_uploads_what_was_identified(
+    mrunner, mrunner_home, project, slurm_service
+):
+    """Stopped once ``identify``'s facts were recorded, before anything was uploaded; then only the
+    requirements file edited. `resume` uploads the code as submitted, that file from the recorded requirements
+    (its snapshotted content), and builds the virtualenv from them: each experiment runs once with them."""
+    from mrunner.store import Store
+
+    storage = f"{slurm_service['storage_dir']}/test-{uuid.uuid4().hex[:10]}"
+    context = slurm_context(slurm_service, storage, requirements_file="requirements.txt")
+    write_context(mrunner_home, "test-slurm", context)
+    (project / "requirements.txt").write_text("# as submitted\n")
+    (project / "exp.py").write_text(EXPERIMENT + 'print("REQUIREMENTS", repr(open("requirements.txt").read()))\n')
+    sweep, stopped = stopped_after(
+        mrunner, "mrunner_slurm.deploy._recent_trees", "+context=test-slurm", "exp.py", "-m", "i=range(3)"
+    )
+    assert "code: sent" not in stopped.stderr, stopped.stderr
+    assert Store().sweep(sweep).detail["identified"] == {"requirements": "# as submitted\n"}
+    (project / "requirements.txt").write_text("# edited since\n")
+    resumed = mrunner("resume", sweep, "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    told = resumed.stdout + resumed.stderr
+    assert "requirements.txt changed since the submission" in told and "code: sent" in told, told
+    ran_once_each_as_submitted(mrunner, sweep)
+    assert [logged(mrunner, f"{sweep}/{i}", "REQUIREMENTS") for i in range(3)] == [["'#", "as", "submitted\\n'"]] * 3
+    key = venv_key(Store().sweep(sweep).context["python"], "# as submitted\n")
+    assert Store().sweep(sweep).detail["venv"].endswith(f"/.mrunner/venvs/{key}")

@@ -21,9 +21,18 @@ from mrunner import cli
 from mrunner.testing import MrunnerCommand
 
 SCRIPT = "from mrunner import get_configuration\nprint(get_configuration())\n"
-SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
+#: Examples per property: 50 in the fast tier and 100 more in the whole run (``slow``), 150 in all.
+EXAMPLES = [pytest.param(50, id="50 examples"), pytest.param(100, id="100 examples", marks=pytest.mark.slow)]
+
+
+def examples(count: int) -> settings:
+    """Hypothesis's settings for ``count`` examples of a property checked in a test's own process."""
+    return settings(
+        max_examples=count,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
 
 # Pieces of Hydra's override grammar and of what people type, so most examples get past the first character.
 KEYS = st.sampled_from(["lr", "model.depth", "a.b.c", "+extra", "++forced", "~lr", "seed", "db", "name", "x_1"])
@@ -119,48 +128,63 @@ def assert_clean(code: int, err: str, args: tuple[str, ...]) -> None:
         assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], (args, err)
 
 
-@SETTINGS
-@given(overrides=st.lists(OVERRIDES, max_size=3), multirun=st.booleans())
-def test_generated_overrides(project, capsys, overrides, multirun):
-    args = ("train.py", *(["-m"] if multirun else []), *overrides, "--dry-run")
-    assert_clean(*outcome(capsys, *args), args)
-
-
-@SETTINGS
-@given(
-    text=CONTEXTS,
-    overrides=st.lists(st.builds(lambda k, v: f"context.{k}={v}", st.sampled_from(CONTEXT_KEYS), VALUES), max_size=2),
-)
-def test_generated_context_files(project, mrunner_home, capsys, text, overrides):
-    folder = mrunner_home / "config" / "mrunner" / "context"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "generated.yaml").write_text(text)
-    for args in (
-        ("train.py", "+context=generated", *overrides, "--dry-run"),
-        ("context", "show", "generated"),
-        ("context",),
-        ("context", "show", "generated", "--keys"),
-    ):
+@pytest.mark.parametrize("count", EXAMPLES)
+def test_generated_overrides(project, capsys, count):
+    @examples(count)
+    @given(overrides=st.lists(OVERRIDES, max_size=3), multirun=st.booleans())
+    def check(overrides, multirun):
+        args = ("train.py", *(["-m"] if multirun else []), *overrides, "--dry-run")
         assert_clean(*outcome(capsys, *args), args)
 
+    check()
 
-@SETTINGS
-@given(script=SCRIPTS, grid=GRIDS, base=PLAIN, helper=st.booleans(), overrides=st.lists(OVERRIDES, max_size=2))
-def test_generated_spec_files(project, capsys, script, grid, base, helper, overrides):
-    if helper:  # the original's helper, as old spec files call it
-        call = (
-            "from mrunner.helpers.specification_helper import create_experiments_helper\n"
-            f"experiments_list = create_experiments_helper(experiment_name='g', base_config={base!r}, "
-            f"params_grid={grid!r}, script={script!r}, python_path='', tags=[])\n"
-        )
-    else:
-        call = (
-            "from mrunner import create_experiments\n"
-            f"experiments_list = create_experiments({script!r}, base_config={base!r}, params_grid={grid!r})\n"
-        )
-    (project / "spec.py").write_text(call)  # nan and inf print as names the spec lacks: an error of the spec
-    args = ("spec.py", "-m", *overrides, "--dry-run")
-    assert_clean(*outcome(capsys, *args), args)
+
+@pytest.mark.parametrize("count", EXAMPLES)
+def test_generated_context_files(project, mrunner_home, capsys, count):
+    folder = mrunner_home / "config" / "mrunner" / "context"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    @examples(count)
+    @given(
+        text=CONTEXTS,
+        overrides=st.lists(
+            st.builds(lambda k, v: f"context.{k}={v}", st.sampled_from(CONTEXT_KEYS), VALUES), max_size=2
+        ),
+    )
+    def check(text, overrides):
+        (folder / "generated.yaml").write_text(text)
+        for args in (
+            ("train.py", "+context=generated", *overrides, "--dry-run"),
+            ("context", "show", "generated"),
+            ("context",),
+            ("context", "show", "generated", "--keys"),
+        ):
+            assert_clean(*outcome(capsys, *args), args)
+
+    check()
+
+
+@pytest.mark.parametrize("count", EXAMPLES)
+def test_generated_spec_files(project, capsys, count):
+    @examples(count)
+    @given(script=SCRIPTS, grid=GRIDS, base=PLAIN, helper=st.booleans(), overrides=st.lists(OVERRIDES, max_size=2))
+    def check(script, grid, base, helper, overrides):
+        if helper:  # the original's helper, as old spec files call it
+            call = (
+                "from mrunner.helpers.specification_helper import create_experiments_helper\n"
+                f"experiments_list = create_experiments_helper(experiment_name='g', base_config={base!r}, "
+                f"params_grid={grid!r}, script={script!r}, python_path='', tags=[])\n"
+            )
+        else:
+            call = (
+                "from mrunner import create_experiments\n"
+                f"experiments_list = create_experiments({script!r}, base_config={base!r}, params_grid={grid!r})\n"
+            )
+        (project / "spec.py").write_text(call)  # nan and inf print as names the spec lacks: an error of the spec
+        args = ("spec.py", "-m", *overrides, "--dry-run")
+        assert_clean(*outcome(capsys, *args), args)
+
+    check()
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

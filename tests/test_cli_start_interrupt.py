@@ -121,7 +121,8 @@ def test_an_experiment_run_as_a_module_that_imports_mrunner_keeps_its_own_ctrl_c
 
 #: Trials per command and signal: each sends the signal as a randomly chosen import of the command's start
 #: is reported done (or once the command runs), so every moment after the entry's first lines gets its turns.
-TRIALS = 40
+#: Forty in all, as two tests: ten in the fast tier, thirty more in the whole run (``slow``).
+TRIALS = [pytest.param(10, id="10 trials"), pytest.param(30, id="30 trials", marks=pytest.mark.slow)]
 #: The entry's module as Python's ``-X importtime`` names it once imported: its handlers are in from there.
 ENTRY = "mrunner_entry"
 
@@ -185,10 +186,11 @@ COMMANDS = {
 }
 
 
+@pytest.mark.parametrize("trials", TRIALS)
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("form", list(COMMANDS))
 def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_code(
-    tmp_path, mrunner_home, form, number
+    tmp_path, mrunner_home, form, number, trials
 ):
     """Randomised moments: each trial sends the signal as the command reports a randomly chosen import done
     (``-X importtime``'s lines on stderr, read as they come), from the entry's own first lines (the console
@@ -205,7 +207,7 @@ def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_co
     chosen = random.Random(seed)
     named = f"mrunner: interrupted by {signal.Signals(number).name}"
     outcomes = set()
-    for _ in range(TRIALS):
+    for _ in range(trials):
         sent, _, code, other = _signalled(command, tmp_path, number, chosen.randrange(imports + 1))
         said = f"seed {seed}, signal at import {sent}: exit {code}, stderr {other}"
         assert not any("Traceback" in line for line in other), said
@@ -217,7 +219,8 @@ def test_a_signal_at_any_moment_of_the_start_ends_it_quietly_with_the_signals_co
     assert outcomes, f"seed {seed}: no trial sent its signal"
 
 
-def test_a_sigint_while_the_attempts_wrapper_starts_ends_it_by_the_signal_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("trials", TRIALS)
+def test_a_sigint_while_the_attempts_wrapper_starts_ends_it_by_the_signal_without_a_traceback(tmp_path, trials):
     """The attempt's wrapper (``python -m mrunner.attempt``, as Slurm's batch script and a Kubernetes container
     start it): a SIGINT while it imports mrunner, before its own handlers are in, ends it by the signal (as a
     SIGTERM then does), never with a traceback in the attempt's log; once they are in, the wrapper takes it
@@ -230,7 +233,7 @@ def test_a_sigint_while_the_attempts_wrapper_starts_ends_it_by_the_signal_withou
     seed = random.randrange(1 << 30)
     chosen = random.Random(seed)
     outcomes = set()
-    for _ in range(TRIALS):
+    for _ in range(trials):
         sent, _, code, other = _signalled(command, tmp_path, signal.SIGINT, chosen.randrange(imports + 1), "mrunner.")
         said = f"seed {seed}, signal at import {sent}: exit {code}, stderr {other}"
         assert not any("Traceback" in line for line in other), said

@@ -1,6 +1,10 @@
 """The records at scale: a look at one experiment costs the same in a sweep of 10 and of 50,000, and
 `mrunner status` of a 50,000-run sweep shows counts and the rows worth a look.
 
+Each test runs on a sweep of 5,000 and of 50,000 runs; the 50,000 are ``slow`` (the whole run keeps them, the fast
+tier runs the 5,000, where a scan of a table or a decode of every run still shows as clearly against the sweep of
+10).
+
 Costs are counted, not timed: SQLite's virtual-machine steps (``set_progress_handler``) for the same lookups in
 both sweeps, and every statement's query plan must search an index instead of scanning a table. The timings
 are in benchmarks/results-status.md.
@@ -20,7 +24,8 @@ from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITT
 from mrunner.store import Store
 from mrunner.testing.once import built_once
 
-LARGE = 50_000
+#: The large sweep's sizes: five chunks of records (``store.RECORD_CHUNK``) and fifty.
+SIZES = [pytest.param(5_000, id="5000"), pytest.param(50_000, id="50000", marks=pytest.mark.slow)]
 
 
 def _sweep(sweep_id: str, count: int) -> tuple[Sweep, list[Run]]:
@@ -39,15 +44,21 @@ def _sweep(sweep_id: str, count: int) -> tuple[Sweep, list[Run]]:
     return sweep, runs
 
 
+@pytest.fixture(scope="module", params=SIZES)
+def large(request: pytest.FixtureRequest) -> int:
+    """How many runs the large sweep has."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def records(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """One database holding a sweep of 10 and a sweep of 50,000 experiments, a few of them failed or running,
+def records(tmp_path_factory: pytest.TempPathFactory, large: int) -> Store:
+    """One database holding a sweep of 10 and a sweep of ``large`` experiments, a few of them failed or running,
     built once per test run (``built_once``: every worker of pytest-xdist reads the same file); the tests
     only read it, and a test that records works on a copy (``_counted_copy``)."""
 
     def build(folder: Path) -> None:
         store = Store(folder / "records.db")
-        for sweep_id, count in (("aaaa-small", 10), ("bbbb-large", LARGE)):
+        for sweep_id, count in (("aaaa-small", 10), ("bbbb-large", large)):
             sweep, runs = _sweep(sweep_id, count)
             store.record_sweep(sweep, runs)
             store.apply(sweep.id, [RunUpdate(i, SUBMITTED) for i in range(count)])
@@ -56,7 +67,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> Store:
             store.apply(sweep.id, updates)
         store.close()
 
-    return Store(built_once(tmp_path_factory, "store-scale-records", build) / "records.db")
+    return Store(built_once(tmp_path_factory, f"store-scale-records-{large}", build) / "records.db")
 
 
 def _lookups(store: Store, sweep_id: str, index: int) -> None:
@@ -87,17 +98,17 @@ def _steps(store: Store, sweep_id: str, index: int) -> int:
     return steps
 
 
-def test_a_lookup_of_one_experiment_costs_the_same_in_a_sweep_of_10_and_of_50000(records):
-    small = _steps(records, "aaaa-small", 8)
-    large = _steps(records, "bbbb-large", LARGE - 2)
-    assert large <= small * 1.2 + 50, (small, large)
+def test_a_lookup_of_one_experiment_costs_the_same_in_a_sweep_of_10_and_a_large_one(large, records):
+    in_small = _steps(records, "aaaa-small", 8)
+    in_large = _steps(records, "bbbb-large", large - 2)
+    assert in_large <= in_small * 1.2 + 50, (in_small, in_large)
 
 
-def test_every_statement_of_a_lookup_searches_an_index(records):
+def test_every_statement_of_a_lookup_searches_an_index(large, records):
     statements: list[str] = []
     records._db.set_trace_callback(statements.append)
     try:
-        _lookups(records, "bbbb-large", LARGE - 2)
+        _lookups(records, "bbbb-large", large - 2)
     finally:
         records._db.set_trace_callback(None)
     plain = sqlite3.connect(records.path)
@@ -108,18 +119,19 @@ def test_every_statement_of_a_lookup_searches_an_index(records):
     assert statements
 
 
-def test_iterating_and_slicing_the_runs(records):
-    assert [run.index for run in records.runs("bbbb-large", limit=3, last=True)] == [LARGE - 3, LARGE - 2, LARGE - 1]
-    assert [run.index for run in records.runs("bbbb-large", [FAILED, RUNNING])] == [1, LARGE - 2]
-    assert sum(1 for _ in records.iter_runs("bbbb-large", chunk=7000)) == LARGE
-    assert records.counts("bbbb-large") == {SUBMITTED: 2, RUNNING: 1, COMPLETED: LARGE - 4, FAILED: 1}
+def test_iterating_and_slicing_the_runs(large, records):
+    assert [run.index for run in records.runs("bbbb-large", limit=3, last=True)] == [large - 3, large - 2, large - 1]
+    assert [run.index for run in records.runs("bbbb-large", [FAILED, RUNNING])] == [1, large - 2]
+    chunk = large // 7 - 3  # seven full chunks and a part
+    assert sum(1 for _ in records.iter_runs("bbbb-large", chunk=chunk)) == large
+    assert records.counts("bbbb-large") == {SUBMITTED: 2, RUNNING: 1, COMPLETED: large - 4, FAILED: 1}
 
 
 def _lines(output: str) -> list[str]:
     return output.rstrip("\n").splitlines()
 
 
-def test_status_of_a_large_sweep_shows_counts_and_the_rows_worth_a_look(records, mrunner, mrunner_home):
+def test_status_of_a_large_sweep_shows_counts_and_the_rows_worth_a_look(large, records, mrunner, mrunner_home):
     (mrunner_home / "data" / "mrunner").mkdir(parents=True)
     path = mrunner_home / "data" / "mrunner" / "records.db"
     source = sqlite3.connect(records.path)
@@ -130,28 +142,28 @@ def test_status_of_a_large_sweep_shows_counts_and_the_rows_worth_a_look(records,
     assert shown.returncode == 0, shown.stderr
     lines = _lines(shown.stdout)
     # no supervisor runs the sweep: the local backend finds its unfinished experiments lost
-    assert f"{LARGE} experiments: {LARGE - 4} completed, 1 failed, 3 lost" in shown.stdout
+    assert f"{large} experiments: {large - 4} completed, 1 failed, 3 lost" in shown.stdout
     assert len(lines) < 40, shown.stdout
-    assert any(line.split()[0] == str(LARGE - 2) and FAILED in line for line in lines)
+    assert any(line.split()[0] == str(large - 2) and FAILED in line for line in lines)
     assert "it failed" in shown.stdout and "--all shows every row" in lines[-1]
     assert sum(LOST in line for line in lines[4:]) == 3
-    for index in (0, 1, 4, LARGE - 5, LARGE - 1):
+    for index in (0, 1, 4, large - 5, large - 1):
         assert any(line.split()[0] == str(index) for line in lines[4:]), index
 
     everything = mrunner("status", "bbbb-large", "--all")
-    assert len(_lines(everything.stdout)) == 4 + LARGE
+    assert len(_lines(everything.stdout)) == 4 + large
 
     as_json = mrunner("status", "bbbb-large", "--json")
     document = json.loads(as_json.stdout)
-    assert len(document["experiments"]) == LARGE
-    assert document["experiments"][LARGE - 2]["detail"] == "it failed"
-    assert document["experiments"][LARGE - 2]["state"] == FAILED
+    assert len(document["experiments"]) == large
+    assert document["experiments"][large - 2]["detail"] == "it failed"
+    assert document["experiments"][large - 2]["state"] == FAILED
 
     narrow = mrunner("status", "bbbb-large", env={"COLUMNS": "40"})
     assert narrow.returncode == 0, narrow.stderr
     table = _lines(narrow.stdout)[3:-1]  # the rows, between the counts and the last line (plain text)
     assert max(len(line) for line in table) <= 40, narrow.stdout
-    assert any(line.split()[0] == str(LARGE - 2) for line in table)  # the row's index is never cut
+    assert any(line.split()[0] == str(large - 2) for line in table)  # the row's index is never cut
 
 
 def _counted_copy(records: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, Callable[[], int]]:
@@ -173,7 +185,7 @@ def _counted_copy(records: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return Store(tmp_path / "records.db"), lambda: decoded[0]
 
 
-def test_status_json_of_a_large_sweep_streams_each_run_once(records, tmp_path, monkeypatch):
+def test_status_json_of_a_large_sweep_streams_each_run_once(large, records, tmp_path, monkeypatch):
     """`status --json` writes the first experiment after decoding a chunk of runs, not the whole sweep
     (the look at the backend reads only the unfinished runs), and decodes each run once."""
     import argparse
@@ -198,15 +210,15 @@ def test_status_json_of_a_large_sweep_streams_each_run_once(records, tmp_path, m
     options = argparse.Namespace(sweep="bbbb-large", json=True, wait=False, all=False, limit=10)
     assert sweeps.status_command(options) == 0
     document = json.loads(output.getvalue())
-    assert len(document["experiments"]) == LARGE
+    assert len(document["experiments"]) == large
     assert [e["state"] for e in document["experiments"][:3]] == [LOST, LOST, COMPLETED]
     assert at_first_experiment[0] <= store_module.RECORD_CHUNK + 3, at_first_experiment
-    assert decoded() <= LARGE + 3
+    assert decoded() <= large + 3
 
 
-def test_each_look_of_a_wait_at_a_large_sweep_reads_only_its_unfinished_runs(records, tmp_path, monkeypatch):
+def test_each_look_of_a_wait_at_a_large_sweep_reads_only_its_unfinished_runs(large, records, tmp_path, monkeypatch):
     """`status SWEEP --wait` looks every few seconds: each look decodes the runs the backend is asked about
-    (the three unfinished ones here), not the 50,000 (the counts and the pending reasons come from SQL), and the
+    (the three unfinished ones here), not the whole sweep (the counts and the pending reasons come from SQL), and the
     wait's end reads no run either: the summary and the exit code are the counts'. The test plays the sweep's
     supervisor (this process, alive, recorded as the sweep's): between looks it ends one more run."""
     from mrunner import following, process
@@ -217,7 +229,7 @@ def test_each_look_of_a_wait_at_a_large_sweep_reads_only_its_unfinished_runs(rec
     sweep.detail["supervisor"] = process.identity()
     copy.update_sweep(sweep)
     unfinished = [r.index for r in copy.runs(sweep.id, [SUBMITTED, RUNNING])]
-    assert unfinished == [0, 1, LARGE - 1]
+    assert unfinished == [0, 1, large - 1]
     before = decoded()  # the set-up's own reads
     at_each_line: list[int] = []
     lines: list[str] = []
@@ -232,17 +244,19 @@ def test_each_look_of_a_wait_at_a_large_sweep_reads_only_its_unfinished_runs(rec
 
     per_look = [b - a for a, b in zip([before, *at_each_line], [*at_each_line, decoded()])]
     assert per_look == [3, 2, 1, 0], per_look  # the unfinished runs of each look; the last look finds none
-    assert counts == {COMPLETED: LARGE - 1, FAILED: 1}
+    assert counts == {COMPLETED: large - 1, FAILED: 1}
     assert lines == [
-        f"sweep bbbb-large: 2 submitted, 1 running, {LARGE - 4} completed, 1 failed",
-        f"sweep bbbb-large: 1 submitted, 1 running, {LARGE - 3} completed, 1 failed",
-        f"sweep bbbb-large: 1 submitted, {LARGE - 2} completed, 1 failed",
+        f"sweep bbbb-large: 2 submitted, 1 running, {large - 4} completed, 1 failed",
+        f"sweep bbbb-large: 1 submitted, 1 running, {large - 3} completed, 1 failed",
+        f"sweep bbbb-large: 1 submitted, {large - 2} completed, 1 failed",
     ]
 
 
-def test_gc_and_cancel_of_a_large_sweep_read_only_its_unfinished_runs(records, tmp_path, monkeypatch, mrunner_home):
+def test_gc_and_cancel_of_a_large_sweep_read_only_its_unfinished_runs(
+    large, records, tmp_path, monkeypatch, mrunner_home
+):
     """`cancel` needs only the runs that have not ended and `mrunner gc` decides from the states alone: neither
-    decodes the 50,000 runs of a sweep (each read the whole sweep, gc twice for a sweep with active runs)."""
+    decodes every run of a large sweep (each read the whole sweep, gc twice for a sweep with active runs)."""
     import argparse
 
     from mrunner import cleanup
@@ -257,7 +271,7 @@ def test_gc_and_cancel_of_a_large_sweep_read_only_its_unfinished_runs(records, t
     before = decoded()
     assert sweeps.cancel_command(argparse.Namespace(target="bbbb-large")) == 0
     assert decoded() - before <= 2 * 3, decoded() - before  # the three unfinished runs, read and handed over
-    assert copy.counts("bbbb-large") == {COMPLETED: LARGE - 4, FAILED: 1, CANCELLED: 3}
+    assert copy.counts("bbbb-large") == {COMPLETED: large - 4, FAILED: 1, CANCELLED: 3}
     copy.apply("aaaa-small", [RunUpdate(2, RUNNING)])  # ended: refused, so the small sweep keeps its 3 active
     before = decoded()
     cleanup.collect(copy, older_than=0, dry_run=True, reporter=Reporter(quiet=True))

@@ -316,9 +316,11 @@ class Supervisor:
         if end.state == CANCELLED and not self.stopping.is_set():
             _stop_session(child.pid)  # the wrapper was killed outright: what is left of its session goes too
         if end.state == FAILED and _disk_full(storage(self.sweep)):
+            # why the sweep stops, recorded before this end: it may be the sweep's last, which a follower ends at
+            self._fail(self._full_message())
             self.record(replace(end, detail=f"the disk is full: {_disk(storage(self.sweep))}"))
             self._ended(run)
-            raise DiskFull(self._full_message())
+            return
         following = self._retry(run, end) if retries > 0 else None
         if following is not None:
             self._clear_leftovers()  # its view's work folder, which the next attempt's takes the name of

@@ -860,8 +860,11 @@ def run(
         # Exit 0 is the experiment's own word that its work is done: completed, whatever signal came after it
         # (or raced `forward`'s look), so that nothing finished is ever run again.
         _write_end(exit_code_file, 0)
-    elif halted:
-        pass
+    elif halted:  # its end is not its own, but what its script did with the stop is worth a look
+        try:
+            contract.write_atomic(exit_code_file + contract.STOPPED_NOTE, f"{code}\n")
+        except OSError as error:
+            _say(f"mrunner: cannot note the stopped experiment's exit code {code}: {error.strerror or error}")
     elif retry is not None and not requeued and not _stopped:
         _retry(exit_code_file, code, retry)
     else:

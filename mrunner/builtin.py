@@ -23,7 +23,10 @@ class CoreKeys:
     secrets: list[str] = key([], help="names of environment variables forwarded to experiments as secrets")
     tags: list[Any] = key([], help="tags added to every experiment of this context")
     grace_period: int = key(
-        30, minimum=0, help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before it is killed"
+        30,
+        minimum=0,
+        maximum=86400,
+        help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before it is killed",
     )
     max_requeue: int = key(
         3,

@@ -33,12 +33,20 @@ DEFAULT_OLDER_THAN = "7d"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+#: The longest ``--older-than``: a longer one keeps everything, as surely as a typo would.
+LONGEST_SECONDS = 100 * 365 * 86400
+
+
 def parse_duration(text: str) -> float:
-    """``30m``, ``12h``, ``7d``, ``2w``, ``0`` or plain seconds."""
+    """``30m``, ``12h``, ``7d``, ``2w``, ``0`` or plain seconds, at most 100 years."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if not match:
-        raise MrunnerError(f"--older-than {text!r}: give a duration like 30m, 12h, 7d or 2w")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else None
+    if seconds is None or seconds > LONGEST_SECONDS:
+        raise MrunnerError(
+            f"--older-than {text!r}: give a duration of at most 100 years as a number and a unit s, m, h, d or w "
+            "(30m, 12h, 7d, 2w; 0 for any age)"
+        )
+    return seconds
 
 
 def started(store: Store, run: Run) -> bool:

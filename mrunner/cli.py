@@ -17,7 +17,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mrunner import __version__, interrupts
 from mrunner.commands import GROUP_OPTIONS
@@ -212,6 +212,32 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise MrunnerError(f"{message} (see `{self.prog} --help`)")
+
+    def _parse_known_args(self, arg_strings: list[str], *rest: Any) -> Any:
+        return super()._parse_known_args(_values_joined(self, arg_strings), *rest)
+
+
+def _values_joined(parser: argparse.ArgumentParser, args: Sequence[str]) -> list[str]:
+    """``--older-than -2d`` as ``--older-than=-2d``: argparse takes a value that starts with ``-`` for an option
+    and says only "expected one argument"; joined, the option's own check names it and the form it takes."""
+    joined: list[str] = []
+    values = iter(args)
+    for arg in values:
+        action = parser._option_string_actions.get(arg)
+        if arg == "--":
+            joined += [arg, *values]
+            break
+        if action is not None and action.nargs is None and action.option_strings:
+            value = next(values, None)
+            if value not in (None, "--") and value.startswith("-") and value not in parser._option_string_actions:
+                joined.append(f"{arg}={value}")
+                continue
+            joined.append(arg)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(arg)
+    return joined
 
 
 def run_parser(args: Sequence[str] = ()) -> argparse.ArgumentParser:

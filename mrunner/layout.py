@@ -344,6 +344,18 @@ def write_atomic(path: str, text: str) -> None:
         raise
 
 
+#: Beside an attempt's exit-code file: how the experiment itself ended when it was stopped (a cancel, Ctrl-C, a
+#: signal to the wrapper), its exit code or -N for a death by signal N. Such an attempt leaves no exit code, its
+#: end being not its own; this says what its script did with the stop (a handler's own exit code, or none).
+STOPPED_NOTE = ".stopped"
+
+
+def read_stopped_code(exit_code_file: str) -> int | None:
+    """The stopped experiment's own exit code (``STOPPED_NOTE``), or ``None`` when it was not stopped (or the
+    wrapper could not say)."""
+    return read_exit_code(exit_code_file + STOPPED_NOTE)
+
+
 def read_exit_code(path: str) -> int | None:
     """The exit code an attempt left in its status file, or ``None`` when it has not ended (or left none)."""
     try:

@@ -37,6 +37,7 @@ def key(
     *,
     help: str,
     minimum: float | None = None,
+    maximum: float | None = None,
     option: str | None = None,
     factory: Callable[[], Any] | None = None,
     shown: str | None = None,
@@ -46,14 +47,24 @@ def key(
 
     ``default``: its value when a context leaves it out (none given: the key is required; a list or dict is
     copied for each context). ``help``: one line saying what it does. ``minimum``: the smallest value that
-    makes sense, for numbers (``max_parallel: 0`` does not). ``option``: the platform option the key
+    makes sense, for numbers (``max_parallel: 0`` does not); ``maximum``: the largest (a grace period of centuries
+    overflows the timers that wait it out). ``option``: the platform option the key
     becomes (Slurm's ``mem`` is ``--mem``), shown in the docs. ``factory``: computes a default that depends
     on the machine (the running interpreter); ``shown``: how the docs write such a default. ``per_point``: a
     resource each grid point may ask for differently (``context.mem=8G,32G`` on the command line, a spec's
     per-experiment ``resources``); the backend then runs each distinct set of such values as its own class
     (a Slurm job array each), so only keys the backend can honour per experiment say so.
     """
-    metadata = {"mrunner": {"help": help, "minimum": minimum, "option": option, "shown": shown, "per_point": per_point}}
+    metadata = {
+        "mrunner": {
+            "help": help,
+            "minimum": minimum,
+            "maximum": maximum,
+            "option": option,
+            "shown": shown,
+            "per_point": per_point,
+        }
+    }
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     if isinstance(default, (list, dict)):
@@ -73,6 +84,7 @@ class ContextKey:
     minimum: float | None = None
     option: str | None = None
     shown: str | None = None
+    maximum: float | None = None
     overrides: Any = _NOT_OVERRIDDEN  # the core's default, where a backend's declaration replaces it
     per_point: bool = False  # a grid point may set it (see ``key``)
 
@@ -101,7 +113,11 @@ class ContextKey:
         return (_value_text(self.overrides) or "none") if self.overridden else None
 
     def kind(self) -> str:
-        """The type with its range: ``int >= 1``."""
+        """The type with its range: ``int >= 1``, ``int 0 to 86400``."""
+        if self.minimum is not None and self.maximum is not None:
+            return f"{self.type} {self.minimum:g} to {self.maximum:g}"
+        if self.maximum is not None:
+            return f"{self.type} <= {self.maximum:g}"
         return self.type + (f" >= {self.minimum:g}" if self.minimum is not None else "")
 
     def check(self, value: Any, context_name: str) -> Any:
@@ -121,6 +137,8 @@ class ContextKey:
             raise MrunnerError(f"{where} must be {self.type}, got {type(value).__name__} {value!r}")
         if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
             raise MrunnerError(f"{where} must be at least {self.minimum:g}, got {value!r} - {self.help}")
+        if self.maximum is not None and isinstance(value, (int, float)) and value > self.maximum:
+            raise MrunnerError(f"{where} must be at most {self.maximum:g}, got {value!r} - {self.help}")
         return value
 
 
@@ -184,6 +202,7 @@ def keys_of(declaration: type) -> dict[str, ContextKey]:
             meta.get("minimum"),
             meta.get("option"),
             meta.get("shown"),
+            meta.get("maximum"),
             per_point=bool(meta.get("per_point")),
         )
     return keys

@@ -128,3 +128,46 @@ def test_login_to_a_backend_that_needs_none_is_refused_in_one_line(mrunner, mrun
     listed = mrunner("login")
     assert listed.returncode == 0, listed.stderr
     assert "no login is open" in listed.stdout
+
+
+DURATION = "a number and a unit s, m, h, d or w"
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        # a value starting with `-` reached argparse's "expected one argument", naming neither value nor form
+        (["gc", "--older-than", "-2d"], ["--older-than '-2d'", DURATION]),
+        (["gc", "--older-than", "-1h", "--dry-run"], ["--older-than '-1h'", DURATION]),
+        (["gc", "--older-than", "0x"], ["--older-than '0x'", DURATION]),
+        (["gc", "--older-than", "2 days"], ["--older-than '2 days'", DURATION]),
+        (["gc", "--older-than", ""], ["--older-than ''", DURATION]),
+        (["gc", "--older-than", "nan"], ["--older-than 'nan'", DURATION]),
+        # a duration past any sweep's age kept everything, without a word
+        (["gc", "--older-than", "99999999999999999999d"], ["--older-than '99999999999999999999d'", "100 years"]),
+        (["status", "--limit", "-5"], ["--limit", "at least 1"]),
+        (["status", "--limit", "0"], ["--limit", "at least 1"]),
+        (["status", "--limit", "many"], ["--limit", "invalid int value"]),
+        (["logs", "x/0", "--attempt", "-2h"], ["--attempt", "invalid int value: '-2h'"]),
+        (["train.py", "--time", "-1h"], ["--time: the local backend of context local has no time key"]),
+        (["train.py", "--nodes", "-1"], ["--nodes: the local backend of context local has no nodes key"]),
+        (["train.py", "context.grace_period=-1"], ["'grace_period' must be at least 0"]),
+        # centuries overflowed the wrapper's timer: a traceback in the experiment's log, and no kill after it
+        (["train.py", "context.grace_period=99999999999999999999"], ["'grace_period' must be at most 86400"]),
+        (["train.py", "context.max_parallel=0"], ["'max_parallel' must be at least 1"]),
+        (["train.py", "context.retry_failed=-1"], ["'retry_failed' must be at least 0"]),
+        (["train.py", "context.max_parallel=1e400"], ["'max_parallel' must be int"]),
+    ],
+)
+def test_bad_numbers_and_durations_name_the_option_in_one_line(mrunner, project, mrunner_home, args, fragments):
+    result = mrunner(*args)
+    assert_one_line_error(result, *fragments)
+    assert recorded_sweeps(mrunner_home) == 0
+
+
+def test_a_limit_beyond_what_the_records_count_lists_every_sweep(mrunner, project, mrunner_home):
+    """``--limit`` of 20 digits was a traceback (OverflowError in SQLite): more than there are lists them all."""
+    assert mrunner("train.py").returncode == 0
+    listed = mrunner("status", "--limit", "99999999999999999999")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert listed.stdout.count("train") == 1, listed.stdout

@@ -87,7 +87,7 @@ def test_defaults_fill_the_rest_and_a_backend_overrides_a_core_default_visibly()
 def test_context_show_keys_prints_the_declaration(mrunner, mrunner_home):
     shown = mrunner("context", "show", "local", "--keys").stdout
     assert "#   backend: str (required) - which backend runs the experiments" in shown
-    assert "#   grace_period: int >= 0 (default 10; the core's default: 30) - seconds" in shown
+    assert "#   grace_period: int 0 to 86400 (default 10; the core's default: 30) - seconds" in shown
     assert "#   gpus: list [CUDA_VISIBLE_DEVICES] - GPU ids" in shown
     assert "#   neptune: bool (default false) - track every experiment" in shown
 

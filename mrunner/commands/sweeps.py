@@ -75,7 +75,7 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return min(value, 2**63 - 1)  # more than the records can count lists every sweep, as a large count does
 
 
 #: ``status SWEEP`` shows this many of the first and of the last rows, and at most ``SHOWN_OF_STATE`` rows of

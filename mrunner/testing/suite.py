@@ -205,6 +205,8 @@ class BackendTestSuite:
         assert everything.returncode == 0, everything.stderr
         states = self.ended(mrunner, sweep)
         assert [states[i]["state"] for i in range(2)] == ["cancelled", "cancelled"]
+        if self.stopped_exit_codes:  # beside `cancelled`, what the script did with the stop: SIGTERM killed it
+            wait_for(lambda: [e["exit_code"] for e in self.status(mrunner, sweep).values()] == [-15, -15])
 
     def test_logs_follow_until_the_end(self, mrunner, backend_context, project):
         sweep = self.submit(mrunner, backend_context, "i=0", "lines=5", "--detach")
@@ -297,6 +299,10 @@ class BackendTestSuite:
     def code_folder_exists(self, mrunner, sweep: str) -> bool | None:
         """Whether the sweep's code folder is still on the backend (``None``: this suite cannot tell)."""
         return None
+
+    #: Whether the backend shows a cancelled experiment's own exit code (-N for a death by signal N), as its
+    #: attempt wrapper notes it (``mrunner.layout.read_stopped_code``); the cancel test then checks it.
+    stopped_exit_codes: bool = False
 
     #: Whether the backend's pull streams files and writes each aside (``mrunner.transfer.Receiver``), which
     #: the interrupted-pull test relies on; a backend that links or copies local files atomically says False.

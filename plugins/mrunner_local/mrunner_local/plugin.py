@@ -40,7 +40,10 @@ class LocalKeys:
         help="experiments' output folders go below it (an absolute path, or one starting with ~/)",
     )
     grace_period: int = key(
-        10, minimum=0, help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before SIGKILL"
+        10,
+        minimum=0,
+        maximum=86400,
+        help="seconds an experiment gets to save after SIGTERM (cancel, Ctrl-C) before SIGKILL",
     )
     python: str = key(
         factory=lambda: sys.executable, shown="the interpreter running mrunner", help="interpreter for .py scripts"

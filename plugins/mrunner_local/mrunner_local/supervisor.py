@@ -313,12 +313,16 @@ class Supervisor:
             self.attempts.pop(run.index, None)
             self.leftovers.append((child, layout.view_work_dir if self.view == "overlay" else None))
         end = end_of(run, layout.exit_code_file(), code, stopped=self.stopping.is_set())
+        if end.detail and end.state == CANCELLED and self.recorder.state(run.index) == CANCELLED:
+            end = replace(end, detail=None)  # `mrunner cancel` stopped it: its reason stays the cancel's
         if end.state == CANCELLED and not self.stopping.is_set():
             _stop_session(child.pid)  # the wrapper was killed outright: what is left of its session goes too
         if end.state == FAILED and _disk_full(storage(self.sweep)):
+            # why the sweep stops, recorded before this end: it may be the sweep's last, which a follower ends at
+            self._fail(self._full_message())
             self.record(replace(end, detail=f"the disk is full: {_disk(storage(self.sweep))}"))
             self._ended(run)
-            raise DiskFull(self._full_message())
+            return
         following = self._retry(run, end) if retries > 0 else None
         if following is not None:
             self._clear_leftovers()  # its view's work folder, which the next attempt's takes the name of
@@ -445,13 +449,16 @@ def end_of(run: Run, exit_file: str, code: int, stopped: bool) -> RunUpdate:
     if real is not None:
         state = COMPLETED if real == 0 else FAILED
         return RunUpdate(run.index, state, exit_code=real, ended_by_itself=True, attempt=run.attempt)
+    own = contract.read_stopped_code(exit_file)  # what its script did with the stop: a handler's code, -N
     if stopped:
-        return RunUpdate(run.index, CANCELLED, exit_code=code, attempt=run.attempt)
+        return RunUpdate(run.index, CANCELLED, exit_code=code if own is None else own, attempt=run.attempt)
     if code < 0:  # the wrapper itself was killed (its experiment died with it)
         detail = f"its pid was killed ({signal.Signals(-code).name})"
         return RunUpdate(run.index, CANCELLED, detail=detail, attempt=run.attempt)
-    if code - 128 in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL):  # passed on, then the kill
-        return RunUpdate(run.index, CANCELLED, detail="stopped by a signal to its pid", attempt=run.attempt)
+    stopping = code - 128 in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL)
+    if own is not None or stopping:  # passed on (then the kill): a cancel's, or a signal to its pid
+        detail = "stopped by a signal to its pid"
+        return RunUpdate(run.index, CANCELLED, exit_code=own, detail=detail, attempt=run.attempt)
     if code == SETUP_FAILED:
         detail = "cannot set up its folder (its log says why)"
         return RunUpdate(run.index, FAILED, exit_code=code, detail=detail, attempt=run.attempt)
@@ -620,16 +627,22 @@ def cancel(sweep: Sweep, runs: Sequence[Run], record: Callable[[Sequence[RunUpda
     pids = [pid for pid in map(_pid_of, recorded) if pid is not None]
     terminate_attempts(pids, float(sweep.context["grace_period"]))
     where = storage(sweep)
-    ends = {run.index: end for run in recorded if (end := _own_end(where, sweep, run)) is not None}
+    ends = {run.index: end for run in recorded if (end := _own_end(where, sweep, run, detail)) is not None}
     return list(ends.values()) + [update for update in updates if update.index not in ends]
 
 
-def _own_end(where: str, sweep: Sweep, run: Run) -> RunUpdate | None:
-    code = contract.read_exit_code(contract.of_run(where, sweep, run).exit_code_file())
-    if code is None:
+def _own_end(where: str, sweep: Sweep, run: Run, stopped: str | None = None) -> RunUpdate | None:
+    """How the run's attempt ended by itself (its exit-code file), else, when ``stopped`` says it was stopped,
+    cancelled with what its script did with the stop (``layout.STOPPED_NOTE``); None when neither is known."""
+    exit_file = contract.of_run(where, sweep, run).exit_code_file()
+    code = contract.read_exit_code(exit_file)
+    if code is not None:
+        state = COMPLETED if code == 0 else FAILED
+        return RunUpdate(run.index, state, exit_code=code, ended_by_itself=True, attempt=run.attempt)
+    own = contract.read_stopped_code(exit_file) if stopped else None
+    if own is None:
         return None
-    state = COMPLETED if code == 0 else FAILED
-    return RunUpdate(run.index, state, exit_code=code, ended_by_itself=True, attempt=run.attempt)
+    return RunUpdate(run.index, CANCELLED, exit_code=own, detail=stopped, attempt=run.attempt)
 
 
 def _pid_of(run: Run) -> int | None:

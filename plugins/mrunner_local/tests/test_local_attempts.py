@@ -130,7 +130,7 @@ def test_a_cancel_of_a_retried_experiment_stops_it_and_starts_no_further_attempt
     assert (shown["experiment"]["state"], shown["experiment"]["attempt"]) == (CANCELLED, 1)
     assert [(a["number"], a["cause"], a["end"], a["exit_code"]) for a in shown["attempts"]] == [
         (0, "submitted", FAILED, 3),
-        (1, "retried", CANCELLED, None),
+        (1, "retried", CANCELLED, -15),  # the script's own end of the cancel: SIGTERM killed it
     ]
     assert "attempt 1" in mrunner("logs", f"{sweep}/0").stdout
     assert "attempt 0" in mrunner("logs", f"{sweep}/0", "--attempt", "0").stdout

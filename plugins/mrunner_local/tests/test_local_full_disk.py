@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mrunner.records import COMPLETED
-from mrunner.testing import wait_for
+from mrunner.records import COMPLETED, TERMINAL
+from mrunner.testing import start_mrunner, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
 
@@ -292,3 +292,51 @@ def test_the_space_asked_counts_the_records_when_they_share_the_full_disk(mrunne
     assert resumed.returncode == 0, (line, resumed.stdout, resumed.stderr)
     assert set(states(mrunner, sweep, env).values()) == {COMPLETED}
     assert done(ledger) == dict.fromkeys(range(points), 1)
+
+
+# Point 0 runs until a gate (on another disk) opens; the others write 300 KB each, until the disk is full.
+HOLDS_ONE = """
+import os, time
+from mrunner import get_configuration
+
+config = get_configuration()
+if config.i == 0:
+    while not os.path.exists(config.gate):
+        time.sleep(0.05)
+else:
+    with open("result.bin", "wb") as out:
+        out.write(os.urandom(300_000))
+with open(os.path.join(config.ledger, f"done-{config.i}"), "a") as ledger:
+    ledger.write("x")
+"""
+
+
+def test_a_detached_supervisor_records_why_it_stopped_before_the_runs_it_will_not_start_end(mrunner, project, disk):
+    """The supervisor stops early (its disk is full) while point 0 still runs: it has cancelled the points it will
+    not start and is held, by an experiment the test lets go, between those cancels and its own end. Why it stopped
+    must already be recorded then: otherwise a follower that sees every run end (the held one ending last, or the
+    failing one) can finish without the reason, as a fast-tier run once did."""
+    (project / "holds.py").write_text(HOLDS_ONE)
+    ledger, gate = project.parent / "ledger", project.parent / "gate"
+    arguments = ["holds.py", "-m", f"i=range({POINTS})", f"ledger={ledger}", f"gate={gate}"]
+    result = mrunner(*arguments, f"context.storage_dir={disk}", "context.max_parallel=2", "--detach")
+    assert result.returncode == 0, result.stderr
+    sweep = result.stdout.strip().splitlines()[-1]
+    try:
+        held = wait_for(
+            lambda: states(mrunner, sweep),
+            lambda found: found[0] == "running" and all(s in TERMINAL for i, s in found.items() if i),
+            timeout=120,
+            every=0.1,
+        )
+        assert "cancelled" in held.values(), held  # the disk filled before every point started
+        follower = start_mrunner(project, "status", sweep, "--wait")
+        shown = mrunner("status", sweep).stdout
+        assert f"its supervisor stopped before the end: the disk of {disk}" in shown, shown
+    finally:
+        gate.touch()  # point 0 ends either way: nothing is left running after the test
+    out, err = follower.communicate(timeout=120)
+    assert follower.returncode == 1 and "Traceback" not in err, (out, err)
+    unwrapped = re.sub(r"\n +", "", out)  # its lines wrapped to the width it takes for a terminal's
+    assert f"its supervisor stopped before the end: the disk of {disk}" in unwrapped, out
+    assert done(ledger)[0] == 1

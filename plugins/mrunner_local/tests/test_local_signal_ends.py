@@ -130,3 +130,54 @@ def test_nothing_an_experiment_started_outlives_its_recorded_end(mrunner, tmp_pa
     for noted in children.iterdir():
         pid = int(noted.read_text())
         wait_for(lambda pid=pid: not _runs(pid), timeout=10)  # gone with the end, not 600 s later
+
+
+# Runs until stopped; with a handler, the script answers SIGTERM with an exit code of its own.
+STOPPABLE = """
+import signal, sys, time
+from mrunner import get_configuration
+
+config = get_configuration()
+if config.handler:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+print("started", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("how", ["cancel", "kill"])
+def test_a_stopped_experiment_shows_what_its_script_did_with_the_stop(mrunner, tmp_path: Path, how):
+    """`cancel` (or `kill -TERM` of the pid `status` shows) stops two experiments: one whose script exits 7 from its
+    SIGTERM handler, one that SIGTERM kills. Both are `cancelled` (their ends are not their own), and `status`, its
+    table and `--json`, shows each script's own exit code, 7 and -15, beside it: it was none before."""
+    from mrunner.testing import experiments, wait_for
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "stoppable.py").write_text(STOPPABLE)
+    mrunner.cwd = project
+    submitted = mrunner("stoppable.py", "-m", "handler=true,false", "context.grace_period=5", "--detach", "--quiet")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    for index in (0, 1):
+        wait_for(lambda index=index: "started" in mrunner("logs", f"{sweep}/{index}").stdout, timeout=60, every=0.1)
+    if how == "cancel":
+        assert mrunner("cancel", sweep).returncode == 0
+    else:
+        import os
+
+        for entry in experiments(mrunner, sweep).values():
+            os.kill(int(entry["backend_ref"][4:].split("@")[0]), signal.SIGTERM)
+    shown = wait_for(
+        lambda: experiments(mrunner, sweep),
+        lambda found: all(e["state"] == "cancelled" and e["exit_code"] is not None for e in found.values()),
+        timeout=60,
+        what="both cancelled with their scripts' exit codes",
+    )
+    assert {i: (e["exit_code"], e["attempts"][-1]["exit_code"]) for i, e in shown.items()} == {0: (7, 7), 1: (-15, -15)}
+    table = [line for line in mrunner("status", sweep).stdout.splitlines() if line.split()[2:3] == ["cancelled"]]
+    rows = {int(line.split()[0]): line.split() for line in table}
+    assert rows[0][2:4] == ["cancelled", "7"] and rows[1][2:4] == ["cancelled", "-15"], table
+    reason = "cancelled by `mrunner cancel`" if how == "cancel" else "stopped by a signal to its pid"
+    assert len(table) == 2 and all(line.endswith(reason) for line in table), table

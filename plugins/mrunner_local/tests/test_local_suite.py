@@ -13,6 +13,7 @@ from mrunner.testing import BackendTestSuite, write_context
 class TestLocalBackend(BackendTestSuite):
     timeout = 120.0
     pull_streams = False  # hard links (or copies) made aside and renamed
+    stopped_exit_codes = True  # read from the wrapper's note by the cancel and the supervisor
 
     @pytest.fixture
     def backend_context(self, mrunner_home) -> str:

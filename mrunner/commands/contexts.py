@@ -43,7 +43,12 @@ def context_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--resources", help='resources as "cpu=4 mem=8G gpu=1"')
     add.add_argument("--registry_url", help="image registry (kubernetes)")
     add.add_argument("--neptune", action=argparse.BooleanOptionalAction, default=None, help="track runs in Neptune")
-    add.add_argument("keys", nargs="*", metavar="KEY=VALUE", help="any other key of the backend")
+    add.add_argument(
+        "keys",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="any other key of the backend, as KEY=VALUE or --KEY VALUE (listed in docs/context-keys.md)",
+    )
     edit = actions.add_parser("edit", help="edit a context in $EDITOR")
     edit.add_argument("name")
     delete = actions.add_parser("delete", help="delete one of your contexts")

@@ -411,8 +411,13 @@ def _loss(job: Any, pod: Any) -> str | None:
         if _started(pod) or _has_condition(job, "Failed"):
             return f"pod {pod.metadata.name} was deleted"
         return None  # deleted before it started: the Job controller starts the attempt in a new pod
-    if _container_end(pod)[0] == STARTED_BEFORE:
+    exit_code = _container_end(pod)[0]
+    if exit_code == STARTED_BEFORE:
         return f"pod {pod.metadata.name} replaced a lost pod and did not run the attempt a second time"
+    if exit_code is None and _has_condition(job, "Failed"):
+        # the Job failed for a pod no longer listed (deleted, and gone once its experiment saved), while the
+        # controller's replacement had not yet ended: a failed experiment's own pod stays, with its exit code
+        return f"the pod that ran the attempt was deleted (the Job's new pod {pod.metadata.name} did not run it)"
     return None
 
 

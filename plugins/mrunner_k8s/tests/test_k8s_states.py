@@ -113,6 +113,11 @@ def test_a_deleted_pod_is_lost_only_once_nothing_of_its_attempt_runs(make_run):
     assert run_states([run], [job(0)], [deleted, replacement]) == []
     (update,) = run_states([run], [job(0, "Failed")], [pod(0, "Failed", 98, created=5)])  # the deleted one is gone
     assert is_loss(update)
+    pending = pod(0, "Pending", created=5)
+    pending.status.container_statuses = None
+    for waiting in (pending, pod(0, "Running", created=5)):  # the Job controller's replacement, not ended yet
+        (update,) = run_states([run], [job(0, "Failed", "BackoffLimitExceeded")], [waiting])
+        assert is_loss(update), update  # was `failed` without an exit code, when a status looked then
     cancelled = job(0)
     cancelled.metadata.deletion_timestamp = datetime.fromtimestamp(60, timezone.utc)
     assert not any(is_loss(u) for u in run_states([run], [cancelled], [deleted]))  # a cancel is no loss

@@ -3,8 +3,8 @@
 The experiment's script runs as a process of its own, which cannot tell MLflow how it ended (it may be killed,
 preempted, or cut off at its time limit; MLflow's own ``end_run`` at its exit says FINISHED even for a script
 that failed). This machine's records know, so ``settle`` sets the status of each experiment's run once per end,
-when a command that reads the records (``status``, ``--wait``, ``results``, ``pull``, ``cancel``) finds an end
-that is not in MLflow yet: one search of the sweep's runs, then one request per newly ended run (several at
+when a command that reads the records (``status``, ``--wait``, ``results``, ``pull``, ``cancel``, a submission
+that returns with its sweep ended) finds an end that is not in MLflow yet: one search of the sweep's runs, then one request per newly ended run (several at
 once). A sweep without MLflow costs nothing; a sweep with nothing newly ended reads one small file and asks no
 server. A server that does not answer is a warning, and a later command sets what is left.
 
@@ -63,11 +63,13 @@ def status_of(run: Run) -> str:
     return STATUSES.get(run.state, "RUNNING")
 
 
-def settle(store: Store, sweep: Sweep, reporter: Reporter) -> None:
+def settle(store: Store, sweep: Sweep, reporter: Reporter, uploading: bool = False) -> bool:
     """Set the MLflow status of the sweep's runs whose end (or start again after a set end) MLflow has not
-    been told of; nothing for a sweep that does not track in MLflow."""
+    been told of; nothing for a sweep that does not track in MLflow. Returns False when MLflow was not told
+    (warned): a caller ``uploading`` the sweep's metrics next then leaves MLflow out of that upload, which would
+    warn a second time of the same server, and the warning names `results`, which does both later."""
     if not mlflow_tracker.enabled(sweep.context):
-        return
+        return True
     path = ledger_path(sweep.id)
     with ledger_file.locked(path):
         ledger = ledger_file.read(path)
@@ -83,15 +85,21 @@ def settle(store: Store, sweep: Sweep, reporter: Reporter) -> None:
             failure = _send(sweep, wanted, known)
             if failure is not None:
                 write_atomic(str(path), json.dumps(ledger))  # what was set stays set; the rest waits
+                later = (
+                    f"results {sweep.id}` tells it and uploads what waits"
+                    if uploading
+                    else f"status {sweep.id}` tells it"
+                )
                 reporter.warn(
                     f"MLflow at {mlflow_tracker.tracking_uri(sweep.context)} was not told how "
                     f"{len(wanted)} experiment{'s' * (len(wanted) != 1)} of sweep {sweep.id} ended ({failure}); "
-                    f"a later `mrunner status {sweep.id}` tells it"
+                    f"a later `mrunner {later}"
                 )
-                return
+                return False
         if wanted or since is None or began - MARGIN_SECONDS > since + MARGIN_SECONDS:
             ledger["since"] = began - MARGIN_SECONDS
             write_atomic(str(path), json.dumps(ledger))
+    return True
 
 
 def _new(run: Run, entry: list[Any] | None) -> bool:

@@ -89,11 +89,12 @@ def ledger_path(sweep_id: str) -> Path:
     return paths.data_dir() / "uploads" / f"{sweep_id}.json"
 
 
-def upload(sweep: Sweep, runs: Sequence[Run], folder: Path, reporter: Reporter) -> int:
+def upload(sweep: Sweep, runs: Sequence[Run], folder: Path, reporter: Reporter, mlflow: bool = True) -> int:
     """Send the lines of each run's metrics file in ``folder`` (``INDEX-NAME/mrunner-metrics.jsonl``, as a
-    pull lays them out) that no earlier upload sent, to each tracker the sweep defers to; returns how many
-    experiments sent something. Does nothing for a sweep that does not defer tracking."""
-    targets = _targets(sweep)
+    pull lays them out) that no earlier upload sent, to each tracker the sweep defers to (not MLflow where
+    ``mlflow`` is False: it did not answer just before, and said so); returns how many experiments sent
+    something. Does nothing for a sweep that does not defer tracking."""
+    targets = [t for t in _targets(sweep) if mlflow or t not in ("mlflow", CATCH_UP)]
     if not targets:
         return 0
     path = ledger_path(sweep.id)

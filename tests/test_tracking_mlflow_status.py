@@ -176,3 +176,102 @@ def test_each_end_is_told_once_and_a_start_again_after_a_told_end():
     assert not _new(Run("s", 0, "id", "n", {}, [], state=RUNNING, attempt=1), None)  # running, never told ended
     assert _new(Run("s", 0, "id", "n", {}, [], state=RUNNING, attempt=1), [0, "FAILED", "r"])  # running again
     assert not _new(Run("s", 0, "id", "n", {}, [], state=RUNNING, attempt=1), [1, "RUNNING", "r"])
+
+
+INLINE = """
+import os, sys, time, mrunner
+c = mrunner.get_configuration()
+mrunner.report({"loss": c.lr}, step=mrunner.attempt())
+gate = os.environ.get("GATE")
+if gate:  # the test stops the server meanwhile
+    open(gate + ".started", "w").close()
+    while not os.path.exists(gate):
+        time.sleep(0.05)
+if c.lr == 0.2:
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("tracking", ["live", "deferred"])
+def test_an_inline_sweep_returns_with_its_runs_ended_and_uploaded(
+    tracking, mlflow_service, mrunner_home, mrunner, tmp_path
+):
+    """A local sweep run inline (no --wait, no --detach) has ended when the command returns: MLflow reads each run
+    FINISHED or FAILED and holds its metrics straight after, with no other mrunner command."""
+    from mlflow.tracking import MlflowClient
+
+    uri = mlflow_service["tracking_uri"]
+    experiment = f"mrunner-inline-{uuid.uuid4().hex[:8]}"
+    keys = {"backend": "local", "mlflow": True, "mlflow_tracking_uri": uri, "mlflow_experiment": experiment}
+    name = write_context(mrunner_home, f"inline-{tracking}", {**keys, "tracking": tracking})
+    (tmp_path / "train.py").write_text(INLINE)
+    done = mrunner(f"+context={name}", "train.py", "-m", "lr=0.1,0.2,0.3")
+    assert done.returncode == 1, done.stderr  # one failed
+    runs = mlflow_runs(uri, experiment)
+    assert {index: run.info.status for index, run in runs.items()} == {0: "FINISHED", 1: "FAILED", 2: "FINISHED"}
+    assert {index: run.data.metrics for index, run in runs.items()} == {
+        0: {"loss": 0.1},
+        1: {"loss": 0.2},
+        2: {"loss": 0.3},
+    }
+    assert all(run.info.end_time and run.info.end_time >= run.info.start_time for run in runs.values())
+    client = MlflowClient(uri)
+    assert all(len(client.get_metric_history(run.info.run_id, "loss")) == 1 for run in runs.values())
+    sweep = done.stdout.strip().splitlines()[-1]
+    resumed = mrunner("resume", sweep)  # the failed one, inline: it fails again, and MLflow reads so at once
+    assert resumed.returncode == 1, resumed.stderr
+    runs = mlflow_runs(uri, experiment)
+    assert {index: run.info.status for index, run in runs.items()} == {0: "FINISHED", 1: "FAILED", 2: "FINISHED"}
+    steps = sorted(point.step for point in client.get_metric_history(runs[1].info.run_id, "loss"))
+    assert steps == [0, 1]  # the second attempt's point too
+    again = mrunner("results", sweep)  # told once: nothing is sent again
+    assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
+    assert {i: len(client.get_metric_history(run.info.run_id, "loss")) for i, run in runs.items()} == {0: 1, 1: 2, 2: 1}
+
+
+def test_an_inline_sweep_whose_server_went_away_warns_once_and_keeps_its_exit_code(
+    mlflow_service, mrunner_home, mrunner, tmp_path
+):
+    """The server answers at submission and is gone when the inline sweep ends: one warning line, the exit code
+    the sweep's (1: one failed), the runs told nothing; a later `results` (the server back) uploads and ends them."""
+    import threading
+
+    from tests.test_tracking_mlflow import relayed_context
+
+    relay, experiment = relayed_context(mlflow_service, mrunner_home, "relayed")
+    uri = mlflow_service["tracking_uri"]
+    gate = tmp_path / "gate"
+    (tmp_path / "train.py").write_text(INLINE)
+    try:
+        finished: list = []
+        command = threading.Thread(
+            target=lambda: finished.append(
+                mrunner(
+                    "+context=relayed",
+                    "+context.tracking=deferred",
+                    f"+context.env.GATE={gate}",
+                    "train.py",
+                    "-m",
+                    "lr=0.1,0.2,0.3",
+                )
+            )
+        )
+        command.start()
+        wait_for(lambda: (tmp_path / "gate.started").exists(), bool, what="the first experiment to start", timeout=120)
+        relay.stop()
+        gate.write_text("")
+        command.join(300)
+        (done,) = finished
+        assert done.returncode == 1, done.stderr
+        sweep = done.stdout.strip().splitlines()[-1]
+        warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+        assert len(warnings) == 1, done.stderr
+        assert f"was not told how 3 experiments of sweep {sweep} ended" in warnings[0], warnings
+        assert f"a later `mrunner results {sweep}` tells it and uploads what waits" in warnings[0]
+        assert mlflow_runs(uri, experiment) == {}
+        relay.start()
+        shown = mrunner("results", sweep)
+        assert shown.returncode == 0, shown.stderr
+        assert statuses(uri, experiment) == {0: "FINISHED", 1: "FAILED", 2: "FINISHED"}
+    finally:
+        relay.stop()

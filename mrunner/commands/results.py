@@ -159,7 +159,7 @@ def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporte
     reaches no backend at all."""
     from mrunner import summaries
 
-    mlflow_ends.settle(store, sweep, reporter)  # before the upload, which sets the runs it makes itself
+    told = mlflow_ends.settle(store, sweep, reporter, uploading=True)  # before the upload: it sets its own runs
     folder = metrics_cache(sweep.id)
     fetched = _fetched(folder)
     started = [run for run in runs if cleanup.started(store, run)]
@@ -177,7 +177,7 @@ def fetch_metrics(store: Store, sweep: Sweep, runs: list[Run], reporter: Reporte
                 folder, {n: s for n, s in kept.items() if not os.path.exists(os.path.join(folder, n, METRICS_FILE))}
             )
     if started:
-        uploads.upload(sweep, started, folder, reporter)
+        uploads.upload(sweep, started, folder, reporter, mlflow=told)
     return folder
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from mrunner.reporter import Reporter
+    from mrunner.store import Store
 
 
 @dataclass
@@ -84,11 +85,10 @@ def run(arguments: RunArguments) -> int:
     if not runs:
         return 0
     if arguments.wait:
-        from mrunner.commands.results import upload_deferred
-
         following.wait(sweep, store, reporter)
-        upload_deferred(store, sweep, None, reporter)
     counts = store.counts(sweep.id)  # not the runs themselves: a sweep of a million fits in memory
+    if set(counts) <= TERMINAL:
+        tell_trackers(store, sweep, reporter)
     reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
     if set(counts) <= TERMINAL:  # the backend ran it to the end (local), or we waited
         failed = store.runs(sweep.id, [FAILED], limit=1)
@@ -98,6 +98,20 @@ def run(arguments: RunArguments) -> int:
         return 0 if set(counts) == {COMPLETED} else 1
     reporter.step(f"follow it with `mrunner status {sweep.id}`; `mrunner logs {sweep.id}/0 -f` shows output")
     return 0
+
+
+def tell_trackers(store: Store, sweep: Sweep, reporter: Reporter) -> None:
+    """A sweep that has ended when its command returns (run inline, or waited for) leaves its trackers as a
+    later `results` would: MLflow's runs ended (FINISHED, FAILED, KILLED) and deferred metrics uploaded, so that
+    a researcher opening the tracker then finds no run still RUNNING. A tracker that does not answer is a
+    warning; the sweep's exit code stays its own."""
+    from mrunner.trackers import mlflow, neptune, wandb  # the plugins': imported already
+
+    if not (mlflow.enabled(sweep.context) or wandb.enabled(sweep.context) or neptune.live(sweep.context)):
+        return  # no tracker: nothing more is imported (`upload_deferred` asks the same, and more, of the rest)
+    from mrunner.commands.results import upload_deferred
+
+    upload_deferred(store, sweep, None, reporter)
 
 
 TAIL_LINES = 10

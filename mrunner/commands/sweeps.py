@@ -477,11 +477,12 @@ def resume_command(options: argparse.Namespace) -> int:
     if not resumed:
         return 0
     if options.wait:
-        from mrunner.commands.results import upload_deferred
-
         following.wait(sweep, store, reporter)
-        upload_deferred(store, sweep, None, reporter)
     counts = store.counts(sweep.id)  # not the runs themselves: the wait read only what each look needed
+    if set(counts) <= TERMINAL:  # run inline, or waited for
+        from mrunner.commands.run import tell_trackers
+
+        tell_trackers(store, sweep, reporter)
     reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
     if set(counts) <= TERMINAL:
         return 0 if set(counts) == {COMPLETED} else 1

@@ -248,13 +248,14 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
         def layers(reference):
             return [entry["Id"] for entry in client.api.history(reference)]
 
-        # Every layer up to the pip install is shared; only the code (and what follows it) differs.
+        # Every layer up to the installed requirements (copied from the build stage, then the masked file) is
+        # shared; only the code (and what follows it) differs.
         first_layers, second_layers = layers(first["image"])[::-1], layers(second["image"])[::-1]
         shared = next(i for i, (a, b) in enumerate(zip(first_layers, second_layers)) if a != b)
-        pip_step = next(
-            i for i, entry in enumerate(client.api.history(first["image"])[::-1]) if "pip install" in entry["CreatedBy"]
-        )
-        assert shared > pip_step
+        steps = [entry["CreatedBy"] for entry in client.api.history(first["image"])[::-1]]
+        installed = next(i for i, step in enumerate(steps) if step.endswith(" in / "))  # COPY --from=requirements
+        assert steps[installed + 1].endswith(" in /mrunner/requirements.txt "), steps
+        assert shared > installed + 1, steps
         assert second["pushed_bytes"] < first["pushed_bytes"]
         output = client.containers.run(second["image"], ["python3", "train.py"], network_mode="none", remove=True)
         assert output.strip() == b"43"

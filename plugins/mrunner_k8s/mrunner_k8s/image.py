@@ -1,9 +1,12 @@
-"""The experiment image: the base image, the requirements in a layer of their own, mrunner's small client
-library, then the code snapshot. Tagged by content, so an unchanged snapshot is neither built nor pushed
-again; a new image also gets a readable UTC timestamp tag.
+"""The experiment image: the base image, mrunner's small client library, the installed requirements in a
+layer of their own, then the code snapshot. Tagged by content, so an unchanged snapshot is neither built nor
+pushed again; a new image also gets a readable UTC timestamp tag.
 
-No build argument is ever passed and no secret is ever written into the Dockerfile or the build context:
-the registry password reaches only docker's push call (``auth_config``).
+No build argument is ever passed and no secret is ever written into the Dockerfile: the registry password
+reaches only docker's push call (``auth_config``). A requirements file may hold an index's token
+(``--extra-index-url https://user:TOKEN@host``): pip reads it in a build stage of its own, whose layers are
+never pushed (docker pushes the final stage's alone), and installs into a folder the final stage copies;
+the image holds the file, at ``/mrunner/requirements.txt`` and in the code, with URL credentials masked.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mrunner.errors import BackendError, MrunnerError, cut_output
+from mrunner.errors import BackendError, MrunnerError, cut_output, mask_credentials
 from mrunner.records import Sweep
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
@@ -29,8 +32,19 @@ from mrunner.snapshot import Snapshot
 from mrunner_k8s import names
 from mrunner_k8s.manifests import CLIENT_DIR, CODE_DIR
 
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 REQUIREMENTS_PATH = "/mrunner/requirements.txt"
+STAGED = "/mrunner/staged"  # the build stage's pip install lands below it (``--root``), as if it were ``/``
+REPLACED = "/mrunner/replaced-by-requirements.txt"
+# The names of the installed distributions, one a line (the image's own python; importlib.metadata: 3.8+).
+# The build stage lists them before and after pip: those gone were replaced by the requirements (an upgrade
+# uninstalls them there), and the final stage uninstalls them too before it copies the new ones in.
+_NAMES = "{(d.metadata['Name'] or '').lower() for d in m.distributions()} - {''}"
+_LIST = f"import importlib.metadata as m; print(*sorted({_NAMES}), sep=chr(10))"
+_GONE = (
+    "import importlib.metadata as m, sys; "
+    f"sys.stdout.write(''.join(n + chr(10) for n in sorted(set(open('/mrunner/before.txt').read().split()) - {_NAMES})))"
+)
 
 
 @dataclass(frozen=True)
@@ -43,18 +57,34 @@ class Recipe:
     snapshot_digest: str
     workdir: str
     with_client: bool
+    # the requirements file's path in the snapshot, whose copy in the code is masked too (None: not in it)
+    requirements_in_code: str | None = None
 
     def dockerfile(self) -> str:
-        lines = [f"# mrunner experiment image (template {TEMPLATE_VERSION})", f"FROM {self.base_image}"]
+        lines = [f"# mrunner experiment image (template {TEMPLATE_VERSION})"]
+        py = self.python
+        if has_requirements(self.requirements):
+            # pip reads the file (it may hold an index's token) in a stage whose layers are never pushed, and
+            # installs below STAGED; docker's cache runs it again only when the requirements change.
+            lines += [
+                f"FROM {self.base_image} AS requirements",
+                f"COPY requirements.txt {REQUIREMENTS_PATH}",
+                f'RUN {py} -c "{_LIST}" > /mrunner/before.txt'
+                f" && {py} -m pip install --no-cache-dir --disable-pip-version-check --root {STAGED}"
+                f" -r {REQUIREMENTS_PATH} && mkdir -p {STAGED}"
+                f' && {py} -c "{_GONE}" > /mrunner/replaced.txt',
+            ]
+        lines.append(f"FROM {self.base_image}")
         # Always there: the container starts the experiment through its start wrapper (``mrunner.attempt``).
         lines.append(f"COPY mrunner-client/ {CLIENT_DIR}/")
         if self.with_client:
             lines.append(f"ENV PYTHONPATH={CLIENT_DIR}")
         if has_requirements(self.requirements):
-            # Its own layer before the code: docker's cache rebuilds it only when the requirements change.
             lines += [
-                f"COPY requirements.txt {REQUIREMENTS_PATH}",
-                f"RUN {self.python} -m pip install --no-cache-dir --disable-pip-version-check -r {REQUIREMENTS_PATH}",
+                f"COPY --from=requirements /mrunner/replaced.txt {REPLACED}",
+                f"RUN if [ -s {REPLACED} ]; then {py} -m pip uninstall --yes --disable-pip-version-check -r {REPLACED}; fi",
+                f"COPY --from=requirements {STAGED}/ /",
+                f"COPY requirements-masked.txt {REQUIREMENTS_PATH}",
             ]
         workdir = os.path.normpath(os.path.join(CODE_DIR, self.workdir))
         lines += [f"COPY code/ {CODE_DIR}/", f"WORKDIR {workdir}"]
@@ -68,9 +98,15 @@ class Recipe:
             self.requirements,
             self.snapshot_digest.encode(),
             experiment_side_digest().encode(),
+            (self.requirements_in_code or "").encode(),
         ):
             digest.update(hashlib.sha256(part).digest())
         return f"c-{digest.hexdigest()[:24]}"
+
+
+def masked(text: bytes) -> bytes:
+    """``text`` with the user and password of every URL masked: what the image holds of a requirements file."""
+    return mask_credentials(text.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
 def has_requirements(text: bytes) -> bool:
@@ -98,6 +134,17 @@ def requirements_of(sweep: Sweep, snapshot: Snapshot) -> bytes:
     raise MrunnerError(f"requirements_file {name} not found in the project {sweep.project_dir}: fix the context key")
 
 
+def requirements_in_code(sweep: Sweep, snapshot: Snapshot) -> str | None:
+    """The requirements file's path in the snapshot (its workdir, then its root), None when it is not there."""
+    name = sweep.context.get("requirements_file")
+    if not name or Path(name).expanduser().is_absolute():
+        return None
+    for relative in (os.path.normpath(os.path.join(sweep.workdir, name)), os.path.normpath(name)):
+        if relative in snapshot.files:
+            return relative
+    return None
+
+
 def recipe(sweep: Sweep, snapshot: Snapshot) -> Recipe:
     requirements = requirements_of(sweep, snapshot)
     # A user who installs mrunner itself in the image imports the whole package instead of the client alone
@@ -110,21 +157,25 @@ def recipe(sweep: Sweep, snapshot: Snapshot) -> Recipe:
         snapshot_digest=sweep.snapshot_digest,
         workdir=sweep.workdir,
         with_client=with_client,
+        requirements_in_code=requirements_in_code(sweep, snapshot),
     )
 
 
 def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
-    """The build context as a tar (a temporary file) of the snapshot's files, read straight from the
-    snapshot (checked against their hashes), with fixed owners and times so docker's layer cache depends
-    on content alone."""
+    """The build context as a tar (a temporary file, never named on disk) of the snapshot's files, read
+    straight from the snapshot (checked against their hashes), with fixed owners and times so docker's layer
+    cache depends on content alone. The requirements as written reach only the build stage; the final
+    stage copies them, and the code's copy of them, with URL credentials masked."""
     stream = tempfile.TemporaryFile()
     with tarfile.open(fileobj=stream, mode="w") as tar:
         _add_bytes(tar, "Dockerfile", recipe.dockerfile().encode())
-        _add_bytes(tar, "requirements.txt", recipe.requirements)
+        _add_bytes(tar, "requirements.txt", recipe.requirements)  # read by the build stage alone
+        _add_bytes(tar, "requirements-masked.txt", masked(recipe.requirements))
         for name, data in experiment_side_files().items():  # the start wrapper, get_configuration(), tracking
             _add_bytes(tar, f"mrunner-client/{name}", data)
         for relative, (_, mode) in sorted(snapshot.files.items()):
-            _add_bytes(tar, f"code/{relative}", snapshot.read(relative), mode)
+            data = snapshot.read(relative)
+            _add_bytes(tar, f"code/{relative}", masked(data) if relative == recipe.requirements_in_code else data, mode)
     stream.seek(0)
     return stream
 

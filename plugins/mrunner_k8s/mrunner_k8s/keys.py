@@ -28,7 +28,10 @@ class KubernetesKeys:
     registry_password_env: str | None = key(None, help="environment variable holding the registry password (never a context value)")
     docker_host: str | None = key(None, help="docker daemon that builds images (default: $DOCKER_HOST or the local socket)")
     base_image: str = key("python:3.11", help="image the experiment image starts FROM")
-    requirements_file: str | None = key(None, help="pip requirements installed in their own layer (path in the project)")
+    requirements_file: str | None = key(
+        None,
+        help="pip requirements installed in their own layer (path in the project); an index URL's token reaches no pushed layer",
+    )
     build_network: str | None = key(None, help="network of the build, e.g. host or none (default: none without requirements, else docker's default)")
     namespace: str | None = key(None, help="namespace of the project's objects (default: derived from the project name)")
     storage: str = key("/storage", option="STORAGE_DIR", help="where the project's volume claim is mounted in the pods (an absolute path)")

@@ -28,9 +28,14 @@ def test_dockerfile_requirements_layer_comes_before_the_code(make_sweep, project
     sweep = make_sweep(base_image="python:3.11-slim", requirements_file="requirements.txt")
     recipe = image.recipe(sweep, take(project))
     lines = recipe.dockerfile().splitlines()
-    assert lines[1] == "FROM python:3.11-slim"
-    assert lines.index("COPY requirements.txt /mrunner/requirements.txt") < lines.index("COPY code/ /mrunner/code/")
-    assert any(line.startswith("RUN python3 -m pip install") for line in lines)
+    # pip reads the requirements in a build stage; the final stage (the one pushed) copies what it installed
+    assert lines[1] == "FROM python:3.11-slim AS requirements"
+    assert lines[2] == "COPY requirements.txt /mrunner/requirements.txt"
+    assert "-m pip install" in lines[3] and "--root /mrunner/staged" in lines[3]
+    final = lines.index("FROM python:3.11-slim")
+    assert final > 3 and not [line for line in lines[final:] if line.startswith("COPY requirements.txt")]
+    assert lines.index("COPY --from=requirements /mrunner/staged/ /") < lines.index("COPY code/ /mrunner/code/")
+    assert "COPY requirements-masked.txt /mrunner/requirements.txt" in lines[final:]
     assert lines[-1] == "WORKDIR /mrunner/code/src"
     assert not any(line.startswith(("ARG", "ENV MY", "ENV REGISTRY")) for line in lines)
 
@@ -114,11 +119,31 @@ def test_build_context_is_deterministic_and_complete(make_sweep, project):
             members = {member.name: member for member in tar.getmembers()}
             assert tar.extractfile("Dockerfile").read().decode() == recipe.dockerfile()
             assert tar.extractfile("requirements.txt").read() == b"numpy==1.26.4\n"
+            assert tar.extractfile("requirements-masked.txt").read() == b"numpy==1.26.4\n"
             assert b"def get_configuration" in tar.extractfile("mrunner-client/mrunner/client.py").read()
     assert {"code/src/train.py", "code/run.sh", "code/requirements.txt"} <= set(members)
     assert members["code/run.sh"].mode == 0o755 and members["code/src/train.py"].mode == 0o644
     assert {member.mtime for member in members.values()} == {0}
     assert not frozen.tree.exists()  # read straight from the project: no frozen copy was needed
+
+
+def test_the_image_gets_the_requirements_with_url_credentials_masked(make_sweep, project):
+    """What the build context holds for the final stage: the requirements file, and the code's copy of it,
+    with every URL's user and password masked; the file as written only for the build stage's pip."""
+    text = "--extra-index-url https://me:s3cret@pypi.example/simple\ngit+https://s3cret@github.com/o/r.git\nnumpy\n"
+    (project / "requirements.txt").write_text(text)
+    frozen = take(project)
+    recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), frozen)
+    assert recipe.requirements_in_code == "requirements.txt"
+    shown = b"--extra-index-url https://****@pypi.example/simple\ngit+https://****@github.com/o/r.git\nnumpy\n"
+    with image.build_context(recipe, frozen) as archive, tarfile.open(fileobj=archive) as tar:
+        assert tar.extractfile("requirements-masked.txt").read() == shown
+        assert tar.extractfile("code/requirements.txt").read() == shown
+        assert [m.name for m in tar.getmembers() if b"s3cret" in tar.extractfile(m).read()] == ["requirements.txt"]
+    assert "s3cret" not in recipe.dockerfile()
+    # the image is still named by the requirements as written: another token is another image
+    (project / "requirements.txt").write_text(text.replace("s3cret", "other"))
+    assert image.recipe(make_sweep(requirements_file="requirements.txt"), take(project)).tag != recipe.tag
 
 
 def test_a_file_edited_after_the_snapshot_is_never_sent(make_sweep, project, monkeypatch):
@@ -145,23 +170,23 @@ def test_password_comes_from_the_named_variable(make_sweep, monkeypatch):
 WHEEL = "/opt/tiny_dep-1.0-py3-none-any.whl"
 
 
-def _wheel() -> bytes:
-    """A tiny pure-Python wheel pip can install without a network."""
+def _wheel(version: str = "1.0", value: int = 42) -> bytes:
+    """A tiny pure-Python wheel pip can install without a network (``tiny_dep.VALUE`` is ``value``)."""
     import base64
     import hashlib
     import io
     import zipfile
 
     files = {
-        "tiny_dep/__init__.py": b"VALUE = 42\n",
-        "tiny_dep-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tiny-dep\nVersion: 1.0\n",
-        "tiny_dep-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "tiny_dep/__init__.py": f"VALUE = {value}\n".encode(),
+        f"tiny_dep-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: tiny-dep\nVersion: {version}\n".encode(),
+        f"tiny_dep-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = "".join(
         f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
         for name, data in files.items()
     )
-    files["tiny_dep-1.0.dist-info/RECORD"] = (record + "tiny_dep-1.0.dist-info/RECORD,,\n").encode()
+    files[f"tiny_dep-{version}.dist-info/RECORD"] = (record + f"tiny_dep-{version}.dist-info/RECORD,,\n").encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in files.items():
@@ -223,13 +248,14 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
         def layers(reference):
             return [entry["Id"] for entry in client.api.history(reference)]
 
-        # Every layer up to the pip install is shared; only the code (and what follows it) differs.
+        # Every layer up to the installed requirements (copied from the build stage, then the masked file) is
+        # shared; only the code (and what follows it) differs.
         first_layers, second_layers = layers(first["image"])[::-1], layers(second["image"])[::-1]
         shared = next(i for i, (a, b) in enumerate(zip(first_layers, second_layers)) if a != b)
-        pip_step = next(
-            i for i, entry in enumerate(client.api.history(first["image"])[::-1]) if "pip install" in entry["CreatedBy"]
-        )
-        assert shared > pip_step
+        steps = [entry["CreatedBy"] for entry in client.api.history(first["image"])[::-1]]
+        installed = next(i for i, step in enumerate(steps) if step.endswith(" in / "))  # COPY --from=requirements
+        assert steps[installed + 1].endswith(" in /mrunner/requirements.txt "), steps
+        assert shared > installed + 1, steps
         assert second["pushed_bytes"] < first["pushed_bytes"]
         output = client.containers.run(second["image"], ["python3", "train.py"], network_mode="none", remove=True)
         assert output.strip() == b"43"

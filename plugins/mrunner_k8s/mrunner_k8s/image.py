@@ -16,6 +16,7 @@ import functools
 import hashlib
 import io
 import os
+import re
 import tarfile
 import tempfile
 import time
@@ -109,6 +110,16 @@ def masked(text: bytes) -> bytes:
     return mask_credentials(text.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
+_EDITABLE_VCS = re.compile(rb"^(\s*)(?:-e|--editable)(?:\s+|\s*=\s*)((?:git|hg|svn|bzr)\+)", re.MULTILINE)
+
+
+def for_pip(text: bytes) -> bytes:
+    """The requirements as the build stage's pip reads them: a VCS requirement marked editable (``-e git+...``)
+    installed as a plain one. Editable, pip would keep its checkout (and its ``.git/config``, with the URL's
+    token) outside the folder the final stage copies, so the image would lack it; nobody edits it there."""
+    return _EDITABLE_VCS.sub(rb"\1\2", text)
+
+
 def has_requirements(text: bytes) -> bool:
     return any(line.strip() and not line.strip().startswith(b"#") for line in text.splitlines())
 
@@ -169,7 +180,7 @@ def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
     stream = tempfile.TemporaryFile()
     with tarfile.open(fileobj=stream, mode="w") as tar:
         _add_bytes(tar, "Dockerfile", recipe.dockerfile().encode())
-        _add_bytes(tar, "requirements.txt", recipe.requirements)  # read by the build stage alone
+        _add_bytes(tar, "requirements.txt", for_pip(recipe.requirements))  # read by the build stage alone
         _add_bytes(tar, "requirements-masked.txt", masked(recipe.requirements))
         for name, data in experiment_side_files().items():  # the start wrapper, get_configuration(), tracking
             _add_bytes(tar, f"mrunner-client/{name}", data)

@@ -301,3 +301,23 @@ def test_an_engine_gone_before_the_push_or_the_registry_check_is_named_as_docker
     with pytest.raises(BackendError, match=r"^the connection to docker was lost while building or pushing x: "):
         with image._engine("building or pushing x"):
             image._in_registry(gone_engine, "127.0.0.1:1/p:t", None)
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("-e git+https://github.com/o/r.git#egg=r\n", "git+https://github.com/o/r.git#egg=r\n"),
+        ("  --editable=hg+https://h/r#egg=r\n", "  hg+https://h/r#egg=r\n"),
+        ("--editable  svn+https://s/r#egg=r\nnumpy\n", "svn+https://s/r#egg=r\nnumpy\n"),
+        ("-e ./local\n-e .\n", "-e ./local\n-e .\n"),  # not a checkout: pip reads it as written
+        ("numpy\n# -e git+https://x/y\n", "numpy\n# -e git+https://x/y\n"),
+    ],
+)
+def test_an_editable_vcs_requirement_is_installed_plain_by_the_build_stage(make_sweep, project, written, read):
+    """Editable, pip would keep the checkout outside what the final stage copies: the image would lack it."""
+    (project / "requirements.txt").write_text(written)
+    frozen = take(project)
+    recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), frozen)
+    with image.build_context(recipe, frozen) as archive, tarfile.open(fileobj=archive) as tar:
+        assert tar.extractfile("requirements.txt").read().decode() == read
+        assert tar.extractfile("code/requirements.txt").read().decode() == written  # the code as it was

@@ -8,6 +8,8 @@ import json
 import signal
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +178,98 @@ def test_ctrl_c_of_a_launch_exits_130_in_one_line_naming_it(tmp_path, mrunner):
             mrunner("cancel", sweep, cwd=tmp_path)
     assert app.returncode == 128 + signal.SIGINT and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("mrunner: error: interrupted by SIGINT"), err
+
+
+# Each job reports into its MLflow run; x=2 fails. With GATE set, the jobs wait for that file (the test stops the
+# tracker's server meanwhile).
+REPORTING_APP = """
+import os, time
+import hydra
+import mrunner
+
+@hydra.main(config_path=None, config_name=None, version_base=None)
+def main(cfg):
+    mrunner.report({"loss": cfg.x}, step=0)
+    gate = os.environ.get("GATE")
+    if gate:
+        open(gate + ".started", "w").close()
+        while not os.path.exists(gate):
+            time.sleep(0.05)
+    if cfg.x == 2:
+        raise ValueError("two")
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("tracking", ["live", "deferred"])
+def test_a_multirun_returns_with_its_mlflow_runs_ended(tracking, tmp_path, mlflow_service, mrunner_home):
+    """The launcher waits for its sweep, then tells MLflow how each job ended (and uploads deferred metrics), as
+    `mrunner` does for a sweep it ran inline: straight after the app returns, no run reads RUNNING."""
+    import uuid
+
+    from mrunner.testing import write_context
+    from tests.test_tracking_mlflow_status import mlflow_runs
+
+    uri = mlflow_service["tracking_uri"]
+    experiment = f"mrunner-hydra-{uuid.uuid4().hex[:8]}"
+    keys = {"backend": "local", "mlflow": True, "mlflow_tracking_uri": uri, "mlflow_experiment": experiment}
+    name = write_context(mrunner_home, f"tracked-{tracking}", {**keys, "tracking": tracking})
+    result = _reporting_multirun(tmp_path, name)
+    failed_sweep(result, 1)  # the launcher's returns as before: job #1 failed, the app exits 1
+    assert "warning" not in result.stderr, result.stderr
+    runs = mlflow_runs(uri, experiment)
+    assert {index: run.info.status for index, run in runs.items()} == {0: "FINISHED", 1: "FAILED", 2: "FINISHED"}
+    assert {index: run.data.metrics for index, run in runs.items()} == {0: {"loss": 1}, 1: {"loss": 2}, 2: {"loss": 3}}
+
+
+def test_a_multirun_whose_tracker_went_away_warns_once_and_returns_as_before(tmp_path, mlflow_service, mrunner_home):
+    """The server answers at submission and is gone when the jobs have ended: one warning line naming what was
+    not told, and the app ends as it would have (job #1 failed, exit 1); nothing reaches MLflow."""
+    from mrunner.testing import wait_for, write_context
+    from tests.test_tracking_mlflow import relayed_context
+    from tests.test_tracking_mlflow_status import mlflow_runs
+
+    relay, experiment = relayed_context(mlflow_service, mrunner_home, "relayed")
+    gate = tmp_path / "gate"
+    keys = {"mlflow_tracking_uri": f"http://127.0.0.1:{relay.port}", "mlflow_experiment": experiment}
+    write_context(
+        mrunner_home,
+        "relayed",
+        {"backend": "local", "mlflow": True, **keys, "tracking": "deferred", "env": {"GATE": str(gate)}},
+    )
+    try:
+        finished: list[subprocess.CompletedProcess] = []
+        app = threading.Thread(target=lambda: finished.append(_reporting_multirun(tmp_path, "relayed")))
+        app.start()
+        wait_for(lambda: (tmp_path / "gate.started").exists(), bool, what="the first job to start", timeout=120)
+        relay.stop()
+        gate.write_text("")
+        app.join(300)
+        (result,) = finished
+        sweep, _ = failed_sweep(result, 1)
+        warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+        assert len(warnings) == 1, result.stderr
+        assert f"was not told how 3 experiments of sweep {sweep} ended" in warnings[0], warnings
+        assert mlflow_runs(mlflow_service["tracking_uri"], experiment) == {}
+    finally:
+        relay.stop()
+
+
+def _reporting_multirun(folder: Path, context: str) -> subprocess.CompletedProcess:
+    (folder / "reporting.py").write_text(REPORTING_APP)
+    return subprocess.run(
+        [
+            sys.executable,
+            "reporting.py",
+            "-m",
+            "hydra/launcher=mrunner",
+            f"hydra.launcher.context={context}",
+            "+x=1,2,3",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

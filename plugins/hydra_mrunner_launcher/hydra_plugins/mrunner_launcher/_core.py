@@ -1,6 +1,6 @@
 """The launcher's flow: compose each job's config as Hydra's launchers do, hand the jobs to mrunner as one
-sweep (``planning.Request`` -> ``Plan`` -> ``submission.submit`` -> ``following.wait``), then make each experiment's end a
-``JobReturn``.
+sweep (``planning.Request`` -> ``Plan`` -> ``submission.submit`` -> ``following.wait``), tell the sweep's trackers
+how it ended (as ``mrunner`` does for a sweep it waited for), then make each experiment's end a ``JobReturn``.
 
 A job reaches its backend in one of two ways:
 - **a command** (an app started as ``python app.py -m ...``): the job runs the app's own script from the
@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mrunner import config as mrunner_config
 from mrunner import following, grid, hydra_job, interrupts, planning, snapshot, submission
+from mrunner.commands.run import tell_trackers
 from mrunner.errors import Interrupted, MrunnerError
 from mrunner.experiment import Experiment
 from mrunner.naming import experiment_name
@@ -149,6 +150,7 @@ def _launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], i
     sweep, runs = submission.submit(plan, store, reporter)
     interval = float(options["poll_interval"]) if options.get("poll_interval") else None  # None: the backend's
     following.wait(sweep, store, reporter, interval=interval)
+    tell_trackers(store, sweep, reporter)  # as `mrunner` does: no MLflow run of an ended job reads RUNNING
     runs = store.runs(sweep.id)  # every run as it ended: each job's return is made of its run
     reporter.step(f"sweep {sweep.id}: {following.summary(runs)} (`mrunner status {sweep.id}`)")
     if script is not None:

@@ -87,10 +87,11 @@ def run(arguments: RunArguments) -> int:
     if arguments.wait:
         following.wait(sweep, store, reporter)
     counts = store.counts(sweep.id)  # not the runs themselves: a sweep of a million fits in memory
-    if set(counts) <= TERMINAL:
+    ended = set(counts) <= TERMINAL  # the backend ran it to the end (local), or we waited
+    if ended:
         tell_trackers(store, sweep, reporter)
     reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
-    if set(counts) <= TERMINAL:  # the backend ran it to the end (local), or we waited
+    if ended:
         failed = store.runs(sweep.id, [FAILED], limit=1)
         if failed:
             _show_tail(sweep, failed[0], store.latest_details(sweep.id, [failed[0].index]), reporter)

@@ -479,11 +479,12 @@ def resume_command(options: argparse.Namespace) -> int:
     if options.wait:
         following.wait(sweep, store, reporter)
     counts = store.counts(sweep.id)  # not the runs themselves: the wait read only what each look needed
-    if set(counts) <= TERMINAL:  # run inline, or waited for
+    ended = set(counts) <= TERMINAL  # run inline, or waited for
+    if ended:
         from mrunner.commands.run import tell_trackers
 
         tell_trackers(store, sweep, reporter)
     reporter.step(f"sweep {sweep.id}: {counts_text(counts, [])}")
-    if set(counts) <= TERMINAL:
+    if ended:
         return 0 if set(counts) == {COMPLETED} else 1
     return 0

@@ -4,9 +4,10 @@ The experiment's script runs as a process of its own, which cannot tell MLflow h
 preempted, or cut off at its time limit; MLflow's own ``end_run`` at its exit says FINISHED even for a script
 that failed). This machine's records know, so ``settle`` sets the status of each experiment's run once per end,
 when a command that reads the records (``status``, ``--wait``, ``results``, ``pull``, ``cancel``, a submission
-that returns with its sweep ended) finds an end that is not in MLflow yet: one search of the sweep's runs, then one request per newly ended run (several at
-once). A sweep without MLflow costs nothing; a sweep with nothing newly ended reads one small file and asks no
-server. A server that does not answer is a warning, and a later command sets what is left.
+that returns with its sweep ended) finds an end that is not in MLflow yet: one search of the sweep's runs, then
+one request per newly ended run (several at once). A sweep without MLflow costs nothing; a sweep with nothing
+newly ended reads one small file and asks no server. A server that does not answer is a warning, and a later
+command sets what is left.
 
 A run that starts again (a resume, a requeue) is RUNNING again: with live tracking its process sets that at
 its start (``mrunner.mlflow_run``); with ``tracking: deferred``, where the process cannot reach MLflow, the next

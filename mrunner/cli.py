@@ -292,8 +292,6 @@ def run_parser(args: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def _run(args: list[str]) -> int:
-    from mrunner.commands.run import RunArguments, run
-
     script_args: list[str] = []
     if "--" in args:
         split = args.index("--")
@@ -318,6 +316,8 @@ def _run(args: list[str]) -> int:
         if backend is not None:  # else the context's own error, when it is composed, says what is wrong
             shorthands.refuse_unhonoured(given, GROUP_OPTIONS, backend, f"context {name}")
     context_overrides += [f"context.{option}={getattr(options, option)}" for option in given]
+    from mrunner.commands.run import RunArguments, run  # after parsing: `--help` and a refusal need none of it
+
     return run(
         RunArguments(
             target=target,

@@ -53,7 +53,7 @@ class Recorder:
 
     def state(self, index: int) -> str:
         """The recorded state of one experiment: a cancel from another shell is seen here before it starts."""
-        return self.run(index).state
+        return self._store.state(self.sweep_id, index)
 
     def supervised_by(self, identity: str) -> None:
         """Say that the process ``identity`` (``mrunner.process.identity``) supervises the sweep now; a

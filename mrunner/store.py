@@ -757,6 +757,15 @@ class Store:
         return {index: detail for index, detail in latest.items() if detail}
 
     @_guarded
+    def state(self, sweep_id: str, index: int) -> str:
+        """One experiment's recorded state alone: asked before and after each start by a supervisor, which
+        needs neither its parameters nor its context (``run`` decodes both)."""
+        row = self._db.execute("SELECT state FROM experiments WHERE sweep_id=? AND idx=?", (sweep_id, index)).fetchone()
+        if row is None:
+            return self.run(sweep_id, index).state  # its error, naming the experiments the sweep has
+        return str(row[0])
+
+    @_guarded
     def run(self, sweep_id: str, index: int) -> Run:
         row = self._db.execute(
             f"SELECT {_RUN_COLUMNS} FROM experiments WHERE sweep_id=? AND idx=?", (sweep_id, index)

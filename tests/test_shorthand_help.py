@@ -71,3 +71,50 @@ def test_the_chosen_contexts_backend_says_plainly_which_options_it_refuses(mrunn
         offer = f"its options are {', '.join('--' + o for o in own)}" if own else "it takes none of these options"
         said = f"--{option}: the {backend} backend of context {context} has no {option} key; {offer}"
         assert said in refused.stderr, refused.stderr
+
+
+def test_the_backends_key_names_are_read_again_exactly_when_the_plugins_code_or_installs_change(
+    mrunner_home, tmp_path, monkeypatch
+):
+    from mrunner.commands import keycache
+
+    site = tmp_path / "site"
+    (site / "fake_backend").mkdir(parents=True)
+    (site / "fake_backend" / "__init__.py").write_text("KEYS = 1\n")
+    (site / "fake_backend-1.0.dist-info").mkdir()
+    (site / "fake_backend-1.0.dist-info" / "entry_points.txt").write_text("[mrunner]\nfake = fake_backend\n")
+    monkeypatch.syspath_prepend(str(site))
+    reads: list[int] = []
+
+    def read() -> dict[str, list[str] | None]:
+        reads.append(1)
+        return {"fake": ["cpu"]}
+
+    assert keycache.key_names(read) == {"fake": ["cpu"]} and len(reads) == 1
+    (site / "unrelated.txt").write_text("a file beside the installs changes the folder, not the plugins")
+    assert keycache.key_names(read) == {"fake": ["cpu"]} and len(reads) == 1  # remembered
+    (site / "fake_backend" / "__init__.py").write_text("KEYS = 22\n")  # the plugin's code changed
+    keycache.key_names(read)
+    assert len(reads) == 2
+    (site / "other-2.0.dist-info").mkdir()  # a distribution installed beside it
+    keycache.key_names(read)
+    assert len(reads) == 3
+    monkeypatch.setenv("MRUNNER_PLUGINS", "fake")
+    keycache.key_names(read)
+    assert len(reads) == 4
+    keycache.key_names(read)
+    assert len(reads) == 4
+
+
+def test_a_backend_whose_keys_cannot_be_read_is_not_remembered(mrunner_home):
+    from mrunner.commands import keycache
+
+    reads: list[int] = []
+
+    def read() -> dict[str, list[str] | None]:
+        reads.append(1)
+        return {"local": ["backend"], "broken": None}
+
+    assert keycache.key_names(read) == {"local": ["backend"], "broken": None}
+    keycache.key_names(read)
+    assert len(reads) == 2  # read again: the failure may have been the moment's

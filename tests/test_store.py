@@ -49,6 +49,17 @@ def test_an_ended_experiment_keeps_its_final_state(tmp_path):
     assert store.run(sweep.id, 1).state == CANCELLED
 
 
+def test_an_experiments_state_alone_is_its_runs_and_a_missing_one_is_named(tmp_path):
+    store = Store(tmp_path / "r.db")
+    sweep, runs = a_sweep()
+    store.record_sweep(sweep, runs)
+    store.apply(sweep.id, [RunUpdate(2, RUNNING, backend_ref="pid:1@2")])
+    assert [store.state(sweep.id, i) for i in range(3)] == [store.run(sweep.id, i).state for i in range(3)]
+    assert store.state(sweep.id, 2) == RUNNING
+    with pytest.raises(MrunnerError, match="has no experiment 7: the sweep has experiments 0-2"):
+        store.state(sweep.id, 7)
+
+
 def test_prefixes_must_be_unambiguous(tmp_path):
     store = Store(tmp_path / "r.db")
     for sweep_id in ("calm-curie-aaaaaa", "calm-curie-bbbbbb"):

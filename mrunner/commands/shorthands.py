@@ -3,30 +3,36 @@
 Which backends honour a shorthand is read from the backends' own typed context keys (a backend honours
 ``--time`` when its context has a ``time`` key), never from a list written by hand: a plugin that adds a key
 is offered its option, and ``--help`` never offers an option as if every backend honoured it. Only help and a
-refused option ask: each installed backend's keys are loaded to answer.
+refused option ask: help reads every installed backend's key names (remembered between commands by ``keycache``
+while the plugins' code stays the same), a refusal the chosen backend's keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from mrunner import plugins
 from mrunner.errors import MrunnerError
 
 
 def honouring(options: Sequence[str]) -> dict[str, list[str]]:
-    """Which installed backends have each of these keys (a backend whose plugin fails to load is left out)."""
-    from mrunner import planning  # yaml and the context machinery: not for `status`
+    """Which installed backends have each of these keys (a backend whose plugin fails to load is left out);
+    the backends' key names are remembered between commands (``keycache``), read from the plugins only when
+    their code changed."""
+    from mrunner.commands import keycache
 
-    found: dict[str, list[str]] = {option: [] for option in options}
+    keys = keycache.key_names(_key_names)
+    return {option: [backend for backend, names in keys.items() if names and option in names] for option in options}
+
+
+def _key_names() -> dict[str, list[str] | None]:
+    from mrunner import planning, plugins  # pluggy, every plugin, yaml and the context machinery
+
+    found: dict[str, list[str] | None] = {}
     for backend in plugins.backends():
         try:
-            keys = planning.context_keys(backend)
+            found[backend] = list(planning.context_keys(backend))
         except MrunnerError:
-            continue
-        for option in options:
-            if option in keys:
-                found[option].append(backend)
+            found[backend] = None
     return found
 
 

@@ -151,6 +151,7 @@ def use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     uses it with ``pytest.MonkeyPatch.context()`` to build it, and each test to read it."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     for name in ("MRUNNER_PLUGINS", "COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
 

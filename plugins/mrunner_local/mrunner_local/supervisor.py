@@ -140,6 +140,9 @@ class Supervisor:
         #: (None: a sweep recorded before either, with links per top-level entry).
         self.view = sweep.package.get("view")
         self.grace = float(sweep.context["grace_period"])
+        #: Where the sweep's experiments write, and the sweep's own folder: the same for every start.
+        self.storage = storage(sweep)
+        self.folder = str(sweep_dir(sweep))
         #: The wrappers that told their end, with the overlay work folders of their views: each wrapper's exit
         #: (its mount namespace torn down, the overlay's upper file system synced) and then the folder's removal
         #: wait on the kernel, so both are awaited while the next experiments run, not between one experiment's
@@ -213,7 +216,7 @@ class Supervisor:
         """Run the run's attempt; one that fails by itself is started again as the next attempt (same
         checkpoint folder, a log of its own) while ``retries`` (``retry_failed``) allow."""
         layout = layout_of(self.sweep, run)
-        if _disk_full(storage(self.sweep)):
+        if _disk_full(self.storage):
             raise DiskFull(self._full_message(), run)
         damage = None
         if self.view == "watched":
@@ -264,7 +267,7 @@ class Supervisor:
                     return  # cancelled (or taken over) while it waited
                 child: Wrapper | None
                 try:
-                    child = Wrapper(command, str(sweep_dir(self.sweep)), env, output.fileno())
+                    child = Wrapper(command, self.folder, env, output.fileno())
                 except OSError as error:
                     output.write(f"mrunner: cannot start the attempt wrapper: {error}\n".encode())
                     self.recorder(
@@ -317,7 +320,7 @@ class Supervisor:
             end = replace(end, detail=None)  # `mrunner cancel` stopped it: its reason stays the cancel's
         if end.state == CANCELLED and not self.stopping.is_set():
             _stop_session(child.pid)  # the wrapper was killed outright: what is left of its session goes too
-        if end.state == FAILED and _disk_full(storage(self.sweep)):
+        if end.state == FAILED and _disk_full(self.storage):
             # why the sweep stops, recorded before this end: it may be the sweep's last, which a follower ends at
             self._fail(self._full_message())
             self.record(replace(end, detail=f"the disk is full: {_disk(storage(self.sweep))}"))

@@ -232,7 +232,9 @@ def test_a_slurm_time_written_with_colons_stays_that_time_in_every_context_form(
 def test_context_add_refuses_a_name_no_command_could_use(mrunner, mrunner_home, name):
     """`context add` wrote `a=b.yaml`, `x,y.yaml`, ... which every later `--context NAME` refused with Hydra's
     grammar error: the name is checked as the line says."""
-    _one_line_error(mrunner("context", "add", "--name", name, "--type", "local"), "invalid context name")
+    _one_line_error(
+        mrunner("context", "add", "--name", name, "--type", "local"), "invalid context name", "ASCII letters"
+    )
     assert not list((mrunner_home / "config" / "mrunner" / "context").glob("*.yaml"))
 
 

@@ -11,7 +11,7 @@ from mrunner import plugins
 from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
 from mrunner.records import resource_label
 from mrunner.snapshot import Snapshot
-from mrunner.store import RECORD_CHUNK, Store, default_path
+from mrunner.store import Store, default_path
 from mrunner.submission import collect_secrets, to_record
 
 DRY_RUN_SHOWN = 5
@@ -76,13 +76,14 @@ def describe(plan: Plan) -> list[str]:
 def _recorded_first(plan: Plan, frozen: Snapshot) -> list[int]:
     """The grid positions of the first ``DRY_RUN_SHOWN`` experiments a submission would record, in order: a
     point that repeats another, or that was submitted on the context already (without ``--force``), takes no
-    index there, so the dry run numbers what it lists as the records will."""
+    index there, so the dry run numbers what it lists as the records will. Read in small chunks: the walk
+    usually ends within the first one."""
     store = None if plan.request.force or not default_path().exists() else Store()
     former = store is not None and store.former_identities(plan.context_name)
     runs = iter(PlannedRuns(plan, new_sweep(plan, frozen), frozen.digest, former))
     seen: set[str] = set()
     shown: list[int] = []
-    while len(shown) < DRY_RUN_SHOWN and (chunk := list(itertools.islice(runs, RECORD_CHUNK))):
+    while len(shown) < DRY_RUN_SHOWN and (chunk := list(itertools.islice(runs, 10 * DRY_RUN_SHOWN))):
         taken: set[str] = set()
         if store is not None:
             formers = [former for run in chunk if (former := getattr(run, "former_id", None))]

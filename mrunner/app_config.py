@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 import copy
 import itertools
+import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,14 +240,19 @@ def check(script: Path, fixed: Sequence[Sequence[str]], axes: Sequence[grid.Axis
         groups = tuple(text for text in overrides if app.is_group(parsed[text]))
         by_groups.setdefault(groups, []).append([text for text in overrides if text not in groups])
     composed = 0
-    for fixed_groups, fixed_values in by_groups.items():
-        others = {text for values in fixed_values[1:] for text in values if text[0] not in "+~"}
-        for chosen in itertools.product(*group_texts):
-            choices = [*fixed_groups, *chosen]
-            config = app.compose([*choices, *fixed_values[0], *first_values], choices)
-            composed += 1
-            for text in [*others, *later_values]:
-                app.apply(copy.deepcopy(config), text, choices)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for fixed_groups, fixed_values in by_groups.items():
+            others = {text for values in fixed_values[1:] for text in values if text[0] not in "+~"}
+            for chosen in itertools.product(*group_texts):
+                choices = [*fixed_groups, *chosen]
+                config = app.compose([*choices, *fixed_values[0], *first_values], choices)
+                composed += 1
+                for text in [*others, *later_values]:
+                    app.apply(copy.deepcopy(config), text, choices)
+    for message in dict.fromkeys(_one_line(str(warning.message)) for warning in warned):
+        # Hydra warns at each composition, in Python's two-line format naming its own file: said once here.
+        print(f"mrunner: warning: {script.name}'s config: {message}", file=sys.stderr)
     return composed
 
 

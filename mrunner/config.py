@@ -249,7 +249,10 @@ def read_context(name: str) -> dict[str, Any]:
 
 def write_context(name: str, context: dict[str, Any]) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", name):  # what `--context NAME` (Hydra's grammar) takes
-        raise MrunnerError(f"invalid context name {name!r}: use letters, digits, dots, dashes and underscores")
+        raise MrunnerError(
+            f"invalid context name {name!r}: use ASCII letters, digits, dots, dashes and underscores, "
+            f"starting with a letter, a digit or an underscore"
+        )
     path = user_context_dir() / f"{name}.yaml"
     write_yaml(path, context)
     return path

@@ -4,6 +4,7 @@ snapshotted as a submission does it (the same size limit) but nothing is stored,
 
 from __future__ import annotations
 
+import itertools
 import shlex
 
 from mrunner import plugins
@@ -56,16 +57,42 @@ def describe(plan: Plan) -> list[str]:
     lines += ["plan:", *planned_steps(plan, classes)]
     if too_large(plan) and not plan.request.yes:
         lines.append(f"refused without --yes: {too_large(plan)}")
-    shown = min(len(plan), DRY_RUN_SHOWN)
     from mrunner import grid
 
-    lines.append(f"first {shown} of {len(plan)}:" if shown < len(plan) else "experiments:")
-    for index in range(shown):
-        experiment = plan.experiment(index)
+    points = _recorded_first(plan, frozen) if counted else list(range(min(len(plan), DRY_RUN_SHOWN)))
+    if counted and not points:
+        lines.append("experiments: none (every point was submitted already)")
+    else:
+        total = count if counted else len(plan)
+        lines.append(f"first {len(points)} of {total}:" if len(points) < total else "experiments:")
+    for index, point in enumerate(points):
+        experiment = plan.experiment(point)
         own = f" [{resource_label(experiment.resources)}]" if experiment.resources else ""
         lines.append(f"  [{index}] {experiment.name}: {grid.describe(experiment.parameters) or '(no parameters)'}{own}")
         lines.append(f"      $ {shlex.join(plan.command(experiment))}")
     return lines + rendered(plan, frozen)
+
+
+def _recorded_first(plan: Plan, frozen: Snapshot) -> list[int]:
+    """The grid positions of the first ``DRY_RUN_SHOWN`` experiments a submission would record, in order: a
+    point that repeats another, or that was submitted on the context already (without ``--force``), takes no
+    index there, so the dry run numbers what it lists as the records will. Read in small chunks: the walk
+    usually ends within the first one."""
+    store = None if plan.request.force or not default_path().exists() else Store()
+    former = store is not None and store.former_identities(plan.context_name)
+    runs = iter(PlannedRuns(plan, new_sweep(plan, frozen), frozen.digest, former))
+    seen: set[str] = set()
+    shown: list[int] = []
+    while len(shown) < DRY_RUN_SHOWN and (chunk := list(itertools.islice(runs, 10 * DRY_RUN_SHOWN))):
+        taken: set[str] = set()
+        if store is not None:
+            formers = [former for run in chunk if (former := getattr(run, "former_id", None))]
+            taken = store.taken(plan.context_name, [run.id for run in chunk] + formers)
+        for run in chunk:
+            if run.id not in seen and run.id not in taken and getattr(run, "former_id", None) not in taken:
+                seen.add(run.id)
+                shown.append(run.index)
+    return shown[:DRY_RUN_SHOWN]
 
 
 def _submitted(plan: Plan, frozen: Snapshot) -> tuple[dict[str, tuple[dict, int]], int, int]:

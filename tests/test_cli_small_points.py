@@ -232,7 +232,9 @@ def test_a_slurm_time_written_with_colons_stays_that_time_in_every_context_form(
 def test_context_add_refuses_a_name_no_command_could_use(mrunner, mrunner_home, name):
     """`context add` wrote `a=b.yaml`, `x,y.yaml`, ... which every later `--context NAME` refused with Hydra's
     grammar error: the name is checked as the line says."""
-    _one_line_error(mrunner("context", "add", "--name", name, "--type", "local"), "invalid context name")
+    _one_line_error(
+        mrunner("context", "add", "--name", name, "--type", "local"), "invalid context name", "ASCII letters"
+    )
     assert not list((mrunner_home / "config" / "mrunner" / "context").glob("*.yaml"))
 
 
@@ -464,6 +466,27 @@ def test_the_dry_run_counts_what_the_submission_records(mrunner, tmp_path):
     forced = mrunner("train.py", "-m", "x=1,1,2,3", "--dry-run", "--force")
     assert forced.stdout.splitlines()[1].startswith("3 experiments on context local"), forced.stdout
     assert len(Store().sweeps()) == 1
+
+
+def test_the_dry_run_lists_the_experiments_the_submission_records_numbered_as_it_numbers_them(mrunner, tmp_path):
+    """A repeated point, or one already submitted on the context, takes no index: the dry run of ``x=1,1,2``
+    listed ``[2] x=2``, which the submission recorded as experiment 1, and a grid whose every point was
+    submitted said "nothing" would run while still listing each point as an experiment."""
+    _project(tmp_path, mrunner)
+    dry = mrunner("train.py", "-m", "x=1,1,2", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    listed = [line.strip() for line in dry.stdout.splitlines() if line.startswith("  [")]
+    assert listed == ["[0] train: x=1", "[1] train: x=2"], dry.stdout
+
+    assert mrunner("train.py", "-m", "x=1,1,2").returncode == 0
+    again = mrunner("train.py", "-m", "x=1,3,2,4", "--dry-run")
+    assert again.returncode == 0, again.stderr
+    listed = [line.strip() for line in again.stdout.splitlines() if line.startswith("  [")]
+    assert listed == ["[0] train: x=3", "[1] train: x=4"], again.stdout
+    done = mrunner("train.py", "-m", "x=2,1", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stdout.splitlines() if line.startswith("  [")], done.stdout
+    assert "experiments: none (every point was submitted already)" in done.stdout.splitlines(), done.stdout
 
 
 def test_the_dry_run_of_a_grid_beyond_what_it_counts_answers_with_the_grids_size(mrunner, tmp_path):

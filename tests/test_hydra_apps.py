@@ -169,3 +169,17 @@ def test_main_arguments_follow_hydra_s_defaults(tmp_path):
     assert app_config.main_arguments(script) == app_config.MainArguments(f"file://{tmp_path}/conf", "c", None)
     script.write_text("import hydra\nPATH = 'conf'\n@hydra.main(config_path=PATH)\ndef f(cfg): pass\n")
     assert app_config.main_arguments(script) is None  # not a literal: only running it would tell
+
+
+def test_hydra_s_warning_about_the_config_is_said_once_in_one_line(app, mrunner):
+    """Composing the config to check the grid made Hydra warn (a defaults list without ``_self_``) once per
+    composition, each as two lines of Python's warning format naming Hydra's own file: a newcomer's sweep over
+    ``db=mysql,postgres`` printed four lines about Hydra's internals before anything else."""
+    config = app.parent / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("  - _self_\n", ""))
+    for args in (("--dry-run",), ()):
+        ran = mrunner("app.py", "-m", "db=mysql,postgres", "lr=0.1,0.2", *args)
+        assert ran.returncode == 0, ran.stderr
+        said = [line for line in ran.stderr.splitlines() if "_self_" in line]
+        assert len(said) == 1 and said[0].startswith("mrunner: warning: app.py's config: "), ran.stderr
+        assert "warnings.warn" not in ran.stderr and "hydra/_internal" not in ran.stderr, ran.stderr

@@ -236,7 +236,7 @@ def submit(
         packed = f" in {len(unit.tasks)} task{'s' * (len(unit.tasks) != 1)}" if unit.tasks is not None else ""
         packed += f"; {shared}" if shared else ""
         reporter.step(
-            f"{'found' if how == REUSED else 'submitted'} job array {job} ({len(unit.runs)} experiments{packed}, "
+            f"{'found' if how == REUSED else 'submitted'} job array {job} ({len(unit.runs)} experiment{'s' * (len(unit.runs) != 1)}{packed}, "
             f"{unit.runs[0].index}-{unit.runs[-1].index}{resources}) on {connection.target.alias}"
         )
 

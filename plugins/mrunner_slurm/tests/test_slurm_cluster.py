@@ -302,6 +302,7 @@ def test_a_gpu_request_becomes_gres_and_sets_cuda_visible_devices(cluster, mrunn
     write_context(mrunner_home, "test-slurm", slurm_context(cluster.service, cluster.storage, gpu=gpu))
     result = mrunner("+context=test-slurm", "train.py", "--wait")
     assert result.returncode == 0, result.stderr
+    assert " (1 experiment, 0-0) on " in result.stderr, result.stderr  # it said "1 experiments"
     sweep = result.stdout.strip().splitlines()[-1]
     document = status(mrunner, sweep)
     run = document["experiments"][0]

@@ -136,14 +136,15 @@ LOCK_SECONDS = 60.0
 RESERVE_BYTES = 256 * 1024
 #: Pages the write-ahead log takes before SQLite folds it into the database and starts it over
 #: (``wal_autocheckpoint``; SQLite's default is 1000). Every recorded state change appends whole pages to the log
-#: (an experiment's row, its event, its attempt: a few pages each), so the log is as large as this allows on any
+#: (an experiment's row, its event, its attempt, their indices), so the log is as large as this allows on any
 #: sweep of more than a few dozen experiments: small, so that what a full disk's line asks for the records stays
-#: near what they take (``room_for``).
-LOG_PAGES = 128
-#: The log's most pages (``LOG_PAGES``, the commit that crosses it, what lands while a reader keeps SQLite from
-#: starting the log over): ``journal_size_limit`` cuts the file back to this whenever it starts over, so a
-#: large transaction (recording a big sweep) does not leave its log that large for good.
-LOG_LIMIT_PAGES = 2 * LOG_PAGES
+#: near what they take (``room_for``); not smaller, as each fold syncs the disk (benchmarks/results-full-disk.md).
+LOG_PAGES = 256
+#: The log's most pages: ``LOG_PAGES``, the commit that crosses it, and what lands while a reader keeps SQLite
+#: from starting the log over (a state change is a few pages, a read a moment). ``journal_size_limit`` cuts the
+#: file back to this whenever the log starts over, so a large transaction (recording a big sweep) does not leave
+#: it that large for good.
+LOG_LIMIT_PAGES = LOG_PAGES + LOG_PAGES // 2
 
 
 class Store:

@@ -269,7 +269,8 @@ with open(os.path.join(config.ledger, f"done-{config.i}"), "a") as ledger:
     ledger.write("x")
 """
 
-#: What a full disk's line asks for is at most this many times what `resume` grows the disk by.
+#: What a full disk's line asks for is at most this many times what `resume` grows the disk by, for a resume of a
+#: few MB (of a few experiments, the log's bound and the least ask weigh more: benchmarks/results-full-disk.md).
 ASKS_AT_MOST = 1.3
 
 

@@ -100,7 +100,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 def _spends_the_reserve(method: Callable[..., Any]) -> Callable[..., Any]:
     """A write of what already happened (an experiment's end, a sweep's update) that meets a full disk makes
     room and is tried again: it frees the records' reserve, then folds the write-ahead log into the database
-    and truncates it (the log grows by whole pages with every write until SQLite's checkpoint, megabytes on a
+    and truncates it (the log grows by whole pages with every write until SQLite's checkpoint, a megabyte on a
     busy sweep; folding needs room in the database first). Experiments that fill the disk the records share still get their ends
     recorded, so that `resume` knows what completed. Inside ``_guarded``."""
 

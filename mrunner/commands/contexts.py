@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from mrunner import config, schema, table
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, mask_credentials
 from mrunner.planning import context_keys, validated_context
 
 # The original mrunner's names for keys that are spelled differently now.
@@ -98,7 +98,7 @@ def _list() -> int:
             backend = (config.read_context(name) or {}).get("backend", "?")
         except MrunnerError as error:  # one broken file must not hide the others
             backend = "(broken)"
-            print(f"mrunner: warning: context {name} cannot be read: {error}", file=sys.stderr)
+            print(mask_credentials(f"mrunner: warning: context {name} cannot be read: {error}"), file=sys.stderr)
         origin = "yours" if config.is_user_context(name) else "example shipped with mrunner"
         rows.append(("*" if name == active else "", name, backend, origin, path))
     print(table.render(("", "NAME", "BACKEND", "ORIGIN", "FILE"), rows, max_width=80))
@@ -108,7 +108,8 @@ def _list() -> int:
 def _show(name: str, with_keys: bool) -> int:
     data = config.read_context(name)
     print(f"# context {name} ({config.context_sources()[name]})")
-    print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+    # a tracker's URI or an index URL may hold a token: shown masked, as every line mrunner prints
+    print(mask_credentials(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()))
     if with_keys:
         keys = context_keys(data.get("backend", ""))
         print(f"# keys of backend {data.get('backend')} (all of them: docs/context-keys.md):")

@@ -91,7 +91,11 @@ def context_command(options: argparse.Namespace) -> int:
 def _list() -> int:
     import sys
 
-    active = config.current_context()
+    try:
+        active: str | None = config.current_context()
+    except MrunnerError as error:  # the list is how to choose another: shown, with why none is marked
+        active = None
+        print(mask_credentials(f"mrunner: warning: {error}"), file=sys.stderr)
     rows = []
     for name, path in config.context_sources().items():
         try:
@@ -248,7 +252,12 @@ def _delete(name: str) -> int:
         raise MrunnerError(f"unknown context {name!r}; `mrunner context list` shows them")
     path.unlink()
     if config.read_settings().get("current_context") == name:
-        config.write_setting("current_context", None)
+        # kept as the setting: a command naming no context then refuses, saying so, instead of running here
+        print(
+            f"deleted context {name}, the active one: commands that name no --context refuse until "
+            f"`mrunner context use NAME` picks another"
+        )
+        return 0
     print(f"deleted context {name}")
     return 0
 

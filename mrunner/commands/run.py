@@ -106,10 +106,10 @@ def tell_trackers(store: Store, sweep: Sweep, reporter: Reporter) -> None:
     later `results` would: MLflow's runs ended (FINISHED, FAILED, KILLED) and deferred metrics uploaded, so that
     a researcher opening the tracker then finds no run still RUNNING. A tracker that does not answer is a
     warning; the sweep's exit code stays its own."""
-    from mrunner.trackers import mlflow, neptune, wandb  # the plugins': imported already
+    from mrunner.trackers.targets import told_from_here  # the trackers, the plugins': imported already
 
-    if not (mlflow.enabled(sweep.context) or wandb.enabled(sweep.context) or neptune.live(sweep.context)):
-        return  # no tracker: nothing more is imported (`upload_deferred` asks the same, and more, of the rest)
+    if not told_from_here(sweep.context):
+        return  # no tracker to tell: nothing more is imported (`upload_deferred` asks the same rule)
     from mrunner.commands.results import upload_deferred
 
     upload_deferred(store, sweep, None, reporter)

@@ -30,7 +30,7 @@ def test_an_error_line_masks_a_tracker_uris_credentials(mrunner, mrunner_home, t
 def test_status_tables_and_json_mask_a_presigned_url_among_parameters_and_tags(mrunner, mrunner_home, tmp_path):
     """A parameter that is a presigned URL (its signature a credential for an hour) and a tag holding an index
     URL with a password are recorded as given (the experiment receives them) but shown masked by every
-    `status`, table or JSON, of the sweeps or of one sweep."""
+    `status`, table or JSON, of the sweeps, of one sweep or of one experiment, and by a dry run."""
     (tmp_path / "train.py").write_text("from mrunner import get_configuration\nprint(get_configuration())\n")
     done = mrunner(
         "train.py",
@@ -42,10 +42,19 @@ def test_status_tables_and_json_mask_a_presigned_url_among_parameters_and_tags(m
     assert done.returncode == 0, done.stderr
     listing = mrunner("status", "--json")
     sweep = json.loads(listing.stdout)[0]["sweep"]["id"]
-    for args in (("status",), ("status", "--json"), ("status", sweep), ("status", sweep, "--json")):
+    for args in (
+        ("status",),
+        ("status", "--json"),
+        ("status", sweep),
+        ("status", sweep, "--json"),
+        ("status", f"{sweep}/0"),
+        ("status", f"{sweep}/0", "--json"),
+        ("train.py", "data='https://h/d?sig=SIG1'", "--dry-run"),
+    ):
         shown = mrunner(*args)
         assert shown.returncode == 0, shown.stderr
         assert not unmasked(shown.stdout + shown.stderr), (args, shown.stdout)
+    assert "data=https://h/d?sig=****" in mrunner("train.py", "data='https://h/d?sig=SIG1'", "--dry-run").stdout
     one = mrunner("status", sweep, "--json").stdout
     assert "X-Amz-Date=1&X-Amz-Signature=****" in one and "https://****@h/?token=****" in one, one
     assert "X-Amz-Signature=SIG1" in mrunner("logs", f"{sweep}/0").stdout  # the experiment got it whole

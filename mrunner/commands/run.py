@@ -39,7 +39,7 @@ def run(arguments: RunArguments) -> int:
         warm_up(arguments)
     # planning imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
     from mrunner import following, planning, spec, submission
-    from mrunner.errors import MrunnerError
+    from mrunner.errors import MrunnerError, mask_credentials
     from mrunner.following import counts_text
     from mrunner.reporter import Reporter
     from mrunner.store import Store
@@ -76,7 +76,7 @@ def run(arguments: RunArguments) -> int:
     if arguments.dry_run:
         from mrunner import dry_run
 
-        print("\n".join(dry_run.describe(plan)))
+        print(mask_credentials("\n".join(dry_run.describe(plan))))  # what would run, a token masked
         return 0
     reporter = Reporter(quiet=arguments.quiet)
     store = Store()

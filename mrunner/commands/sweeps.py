@@ -242,11 +242,8 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
     place = _output_dirs(sweep, [run]).get(run.index)
     if options.json:
         experiment = {**asdict(run), "output_dir": place}
-        print(
-            json.dumps(
-                {"experiment": experiment, "attempts": [asdict(a) for a in attempts], "history": history}, indent=1
-            )
-        )
+        shown = {"experiment": experiment, "attempts": [asdict(a) for a in attempts], "history": history}
+        print(mask_credentials(json.dumps(shown, indent=1)))
         return 0
     _say(f"experiment {run.ref} ({run.name}), id {run.id}")
     _say(

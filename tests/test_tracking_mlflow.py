@@ -682,10 +682,14 @@ def test_credentials_in_an_http_tracking_uri_are_refused_without_showing_them(
     """`http://user:password@host:port`: the context (or the shell's MLFLOW_TRACKING_URI, which reaches the
     experiments as plain environment) would record and show the password, and the server check, which cannot
     send them, said "Name or service not known" of a server that answers. One line, the password not in it,
-    naming the variables that carry credentials as secrets; nothing recorded."""
+    naming the variables that carry credentials as secrets; nothing recorded. A token in the URI's query is
+    a credential too."""
     (tmp_path / "train.py").write_text("import mrunner\n")
-    uri = "http://me:s3cret@127.0.0.1:5055"
-    for source in ("context", "environment"):
+    for uri, source in (
+        ("http://me:s3cret@127.0.0.1:5055", "context"),
+        ("http://me:s3cret@127.0.0.1:5055", "environment"),
+        ("http://127.0.0.1:5055/?access_token=s3cret", "context"),
+    ):
         keys = {"backend": "local", "mlflow": True, "tracking": tracking}
         if source == "context":
             keys["mlflow_tracking_uri"] = uri
@@ -694,6 +698,6 @@ def test_credentials_in_an_http_tracking_uri_are_refused_without_showing_them(
             refused = mrunner(f"+context={context}", "train.py", "lr=1", *dry, env={"MLFLOW_TRACKING_URI": uri})
             assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
             assert "s3cret" not in refused.stderr + refused.stdout
-            assert "http://***@127.0.0.1:5055 holds credentials" in refused.stderr, refused.stderr
+            assert f"{uri.replace('me:s3cret@', '****@').replace('s3cret', '****')} holds credentials" in refused.stderr
             assert "MLFLOW_TRACKING_USERNAME" in refused.stderr
             assert json.loads(mrunner("status", "--json").stdout) == []

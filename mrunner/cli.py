@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from mrunner import __version__, interrupts
 from mrunner.commands import GROUP_OPTIONS
-from mrunner.errors import Interrupted, MrunnerError
+from mrunner.errors import Interrupted, MrunnerError, mask_credentials
 
 SUBCOMMANDS = (
     "context",
@@ -161,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def one_line(message: str) -> str:
     """An error message as one line: a line break or other control character from the input (a file name,
-    an override) is shown escaped instead of breaking the line."""
+    an override) is shown escaped instead of breaking the line, and a URL's credentials masked
+    (``errors.mask_credentials``: an index URL, a tracker's URI or a tool's output quoted in it may hold one)."""
+    message = mask_credentials(message)
     if message.isprintable():
         return message
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)

@@ -79,7 +79,19 @@ def write_setting(key: str, value: str | None) -> None:
 
 
 def current_context() -> str:
-    return read_settings().get("current_context") or DEFAULT_CONTEXT
+    """The context of a command that names none: the setting ``current_context``, else ``local``. An active
+    context that no longer exists (deleted, its file removed) is refused in one line, never replaced by
+    ``local``: a researcher who thought they submit to a cluster must not run on this machine unawares."""
+    name = read_settings().get("current_context")
+    if not name:
+        return DEFAULT_CONTEXT
+    if name not in context_sources():
+        raise MrunnerError(
+            f"the active context {name!r} no longer exists (current_context in {settings_file()}): choose "
+            f"another with `mrunner context use NAME` (`mrunner context list` shows them), or name one with "
+            f"--context NAME"
+        )
+    return str(name)
 
 
 # -- contexts ------------------------------------------------------------------------------------------------

@@ -93,12 +93,21 @@ _NOISE = re.compile(
 
 
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]+@")
+# a query parameter that carries a credential: a token, key, secret, password or signature by any spelling
+# (`access_token`, `api_key`, `apikey`, `client_secret`, `sig` of an Azure SAS, `X-Amz-Signature`,
+# `X-Amz-Credential` and `X-Amz-Security-Token` of an S3 presigned URL, `X-Goog-Signature`, `auth`)
+_QUERY_CREDENTIALS = re.compile(
+    r"(?i)([?&;][\w.\-]*?(?:token|key|secret|password|passwd|pwd|pass|sig|signature|credential|auth|"
+    r"authorization|session)=)[^&#;\s'\"<>]+"
+)
 
 
 def mask_credentials(text: str) -> str:
-    """``text`` with the user and password of every URL masked (``https://****@host``): a tool's output or an
-    index URL of a requirements file may carry a token."""
-    return _URL_CREDENTIALS.sub(r"\1****@", text)
+    """``text`` with the credentials of every URL masked: its user and password (``https://****@host``) and
+    the values of its query parameters that carry one (``?token=****``, ``&X-Amz-Signature=****``). A tool's
+    output, an index URL of a requirements file, a tracker's URI or a presigned URL may carry a token, and
+    every line mrunner prints passes through here."""
+    return _QUERY_CREDENTIALS.sub(r"\1****", _URL_CREDENTIALS.sub(r"\1****@", text))
 
 
 def cut_output(text: str, lines: int = 3, width: int = 200) -> str:

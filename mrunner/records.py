@@ -11,6 +11,8 @@ import signal
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mrunner.errors import mask_credentials
+
 PLANNED = "planned"  # recorded, not yet handed to the backend
 SUBMITTED = "submitted"  # the backend accepted it
 PENDING = "pending"  # queued by the scheduler
@@ -191,7 +193,8 @@ WITHHELD_FACTS = frozenset({"requirements"})
 
 def shown(sweep: Sweep) -> dict[str, Any]:
     """The sweep's fields as `status --json` shows them: every fact named in ``WITHHELD_FACTS``, at any depth
-    of ``detail`` and ``package``, as ``sha256:HEX (N lines)``."""
+    of ``detail`` and ``package``, as ``sha256:HEX (N lines)``; in every other text, a URL's credentials
+    masked (``errors.mask_credentials``: a tracker's URI, an index URL quoted in a failure)."""
 
     def withheld(value: Any) -> Any:
         if isinstance(value, dict):
@@ -201,11 +204,9 @@ def shown(sweep: Sweep) -> dict[str, Any]:
             }
         if isinstance(value, list):
             return [withheld(item) for item in value]
-        return value
+        return mask_credentials(value) if isinstance(value, str) else value
 
-    fields = asdict(sweep)
-    fields["detail"], fields["package"] = withheld(fields["detail"]), withheld(fields["package"])
-    return fields
+    return {key: withheld(value) for key, value in asdict(sweep).items()}
 
 
 def _digest(text: str) -> str:

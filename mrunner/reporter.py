@@ -89,8 +89,12 @@ def _fitted_progress(console: Any) -> Any:
 
 
 def _fitted(message: str) -> str:
-    """``message`` broken between words to the width of the terminal that stderr is (the terminal itself would
-    break it anywhere, a sweep's id included); as it is when stderr is a file or a pipe."""
+    """``message`` with a URL's credentials masked (``errors.mask_credentials``), broken between words to the
+    width of the terminal that stderr is (the terminal itself would break it anywhere, a sweep's id included);
+    as it is when stderr is a file or a pipe."""
+    from mrunner.errors import mask_credentials
+
+    message = mask_credentials(message)
     if not sys.stderr.isatty():
         return message
     from mrunner import table

@@ -28,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from mrunner.errors import mask_credentials
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -127,7 +129,7 @@ class Sender:
             self._untracked(self.tracker)
             later = "; `mrunner results` uploads them later"
         print(
-            f"mrunner: {self.tracker}: {why}; this process stops sending it metrics, which stay in the "
+            f"mrunner: {self.tracker}: {mask_credentials(why)}; this process stops sending it metrics, which stay in the "
             f"experiment's mrunner-metrics.jsonl{later}",
             file=sys.stderr,
             flush=True,

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from collections.abc import Iterable, Sequence
 
+from mrunner.errors import mask_credentials
+
 GAP = "  "
 
 
@@ -36,8 +38,9 @@ def render(
     says little gives way before one that says more is cut); then the widest columns but those in ``whole`` (by
     default the first, which names the row) are cut until a line fits; on a terminal too narrow even for
     those, they are cut as well. A cell of a column in ``wrap`` (a list, its items joined by ``", "``) is not cut
-    but goes on, broken between its items, on the lines below its row: a state cut in the middle says nothing."""
-    cells = [[_cut(str(cell), max_width) for cell in row] for row in [headers, *rows]]
+    but goes on, broken between its items, on the lines below its row: a state cut in the middle says nothing.
+    A URL's credentials in a cell are masked (``errors.mask_credentials``)."""
+    cells = [[_cut(mask_credentials(str(cell)), max_width) for cell in row] for row in [headers, *rows]]
     cells = [row + [""] * (len(headers) - len(row)) for row in cells]  # a short row: a mark between rows
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     width = terminal_width() if width is None else width
@@ -86,6 +89,7 @@ def _lines(row: list[str], widths: list[int], wrapped: set[int]) -> list[list[st
 def fit(text: str, width: int | None = None) -> str:
     """A line of prose (the lines above a table) broken between words to ``width`` (default:
     ``terminal_width()``), its continuation indented, so that the terminal does not break it mid-word."""
+    text = mask_credentials(text)
     width = terminal_width() if width is None else width
     if width is None or len(text) <= width:
         return text

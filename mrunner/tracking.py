@@ -18,6 +18,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from mrunner.errors import mask_credentials
+
 ENABLED_VARIABLE = "MRUNNER_NEPTUNE"  # the same name as mrunner.trackers.neptune.ENABLED_VARIABLE
 DATA_DIRECTORY_VARIABLE = "NEPTUNE_DATA_DIRECTORY"  # neptune >= 1.x: where .neptune/ data goes
 CUSTOM_RUN_ID_LIMIT = 36  # Neptune refuses longer custom run ids
@@ -136,7 +138,7 @@ def _give_up(why: str) -> None:
     if _untracked is not None:
         _untracked("Neptune")
     print(
-        f"mrunner: Neptune did not start this experiment's run ({why}); mrunner.neptune_run() is None, and "
+        f"mrunner: Neptune did not start this experiment's run ({mask_credentials(why)}); mrunner.neptune_run() is None, and "
         f"the reported metrics stay in the experiment's mrunner-metrics.jsonl: `mrunner results` uploads them "
         f"later",
         file=sys.stderr,
@@ -193,7 +195,7 @@ def _lost(why: str) -> None:
     if _untracked is not None:
         _untracked("Neptune")
     print(
-        f"mrunner: Neptune did not take this process's metrics ({why}); they stay in the experiment's "
+        f"mrunner: Neptune did not take this process's metrics ({mask_credentials(why)}); they stay in the experiment's "
         f"mrunner-metrics.jsonl, and `mrunner results` uploads them later",
         file=sys.stderr,
         flush=True,
@@ -311,7 +313,8 @@ def _guarded(tracker: str, forward: Any, untracked: Any = None) -> Any:
                 untracked(tracker)
             later = ", and `mrunner results` uploads them later" if untracked is not None else ""
             print(
-                f"mrunner: {tracker} refused a report ({type(error).__name__}: {error}); this process stops "
+                f"mrunner: {tracker} refused a report ({type(error).__name__}: {mask_credentials(str(error))}); "
+                f"this process stops "
                 f"sending it metrics, which stay in the experiment's mrunner-metrics.jsonl{later}",
                 file=sys.stderr,
                 flush=True,

@@ -35,8 +35,8 @@ from mrunner.layout import METRICS_FILE, of_run, write_atomic
 from mrunner.records import TERMINAL, Run, Sweep
 from mrunner.reporter import Reporter
 from mrunner.trackers import mlflow as mlflow_tracker
-from mrunner.trackers import neptune as neptune_tracker
 from mrunner.trackers import wandb as wandb_tracker
+from mrunner.trackers.targets import told_from_here
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,18 +57,8 @@ def uploading(sweep: Sweep) -> bool:
 def _targets(sweep: Sweep) -> list[str]:
     """The trackers this machine uploads the sweep's metrics to, by their ledger names (``CATCH_UP``: only
     what live tracking could not send)."""
-    found = []
-    if mlflow_tracker.deferred(sweep.context):
-        found.append("mlflow")
-    elif mlflow_tracker.enabled(sweep.context):
-        found.append(CATCH_UP)
-    if wandb_tracker.deferred(sweep.context):
-        found.append("wandb")
-    elif wandb_tracker.enabled(sweep.context) and wandb_tracker.mode(sweep.context) == "online":
-        found.append(WANDB_CATCH_UP)
-    if neptune_tracker.live(sweep.context):
-        found.append(NEPTUNE_CATCH_UP)
-    return found
+    live = {"mlflow": CATCH_UP, "wandb": WANDB_CATCH_UP, "neptune": NEPTUNE_CATCH_UP}
+    return [tracker if deferred else live[tracker] for tracker, deferred in told_from_here(sweep.context).items()]
 
 
 #: The ledger's names for live tracking: only an experiment whose process stopped forwarding (its metrics file

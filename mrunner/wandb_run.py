@@ -104,10 +104,12 @@ def _finish(run: Any, untracked: Any) -> None:
 def _lost(untracked: Any, why: str) -> None:
     import sys
 
+    from mrunner.errors import mask_credentials
+
     if untracked is not None:
         untracked("W&B")
     print(
-        f"mrunner: W&B did not take this process's metrics ({why}); they stay in the experiment's "
+        f"mrunner: W&B did not take this process's metrics ({mask_credentials(why)}); they stay in the experiment's "
         f"mrunner-metrics.jsonl, and `mrunner results` uploads them later",
         file=sys.stderr,
         flush=True,

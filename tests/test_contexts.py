@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import textwrap
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from mrunner.testing import write_context
 
 
 def context_file(home: Path, name: str) -> Path:
@@ -45,8 +48,9 @@ def test_add_show_use_copy_delete(mrunner, mrunner_home):
     assert mrunner("context", "copy", "box", "box2").returncode == 0
     assert mrunner("context", "use", "box2").returncode == 0
     assert "current_context: box2" in mrunner("config").stdout
-    assert mrunner("context", "delete", "box2").returncode == 0
-    assert "current_context: " in mrunner("config").stdout and "box2" not in mrunner("config").stdout
+    deleted = mrunner("context", "delete", "box2")
+    assert deleted.returncode == 0 and "the active one" in deleted.stdout, deleted.stdout
+    assert mrunner("context", "use", "box").returncode == 0
     refused = mrunner("context", "delete", "local")
     assert refused.returncode != 0 and "shipped with mrunner" in refused.stderr
 
@@ -270,3 +274,31 @@ def test_only_the_first_context_added_becomes_active(mrunner, mrunner_home):
     assert added.returncode == 0 and "active context" not in added.stdout, added.stdout
     listing = mrunner("context", "list").stdout.splitlines()
     assert [line.split()[1] for line in listing if line.startswith("*")] == ["local"], listing
+
+
+def test_a_deleted_active_context_is_refused_by_name_not_replaced_by_local(mrunner, mrunner_home, tmp_path):
+    """The active context deleted (`context delete`, or its file removed by hand): every command that would
+    use it refuses in one line naming it and `mrunner context use`, nothing recorded; a researcher who thought
+    they submit to a cluster does not run on this machine unawares. The list still shows the others, warning
+    why none is marked; a context named on the command line still works."""
+    (tmp_path / "train.py").write_text("print('ran')\n")
+    for recorded, removed_by in enumerate(("delete", "hand")):
+        write_context(mrunner_home, "cluster", {"backend": "local", "max_parallel": 1})
+        assert mrunner("context", "use", "cluster").returncode == 0
+        if removed_by == "delete":
+            deleted = mrunner("context", "delete", "cluster")
+            assert deleted.returncode == 0 and "`mrunner context use NAME`" in deleted.stdout, deleted.stdout
+        else:
+            context_file(mrunner_home, "cluster").unlink()
+        for args in (("train.py",), ("train.py", "--dry-run"), ("run", "train.py", "--detach"), ("context", "show")):
+            refused = mrunner(*args)
+            lines = refused.stderr.strip().splitlines()
+            assert refused.returncode == 2 and len(lines) == 1 and "Traceback" not in refused.stderr, (args, lines)
+            assert "the active context 'cluster' no longer exists" in lines[0], (args, lines)
+            assert "`mrunner context use NAME`" in lines[0] and "ran" not in refused.stdout, (args, lines)
+        assert len(json.loads(mrunner("status", "--json").stdout)) == recorded  # nothing recorded
+        listing = mrunner("context", "list")
+        assert listing.returncode == 0 and " local " in listing.stdout and "* " not in listing.stdout
+        assert "warning: the active context 'cluster' no longer exists" in listing.stderr
+        assert mrunner("train.py", f"n={recorded}", "--context", "local", "--wait").returncode == 0
+        assert len(json.loads(mrunner("status", "--json").stdout)) == recorded + 1

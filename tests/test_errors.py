@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mrunner.errors import cut_output
+from mrunner.errors import cut_output, mask_credentials
 
 PIP_NOT_FOUND = (
     "\x1b[33mWARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None))\x1b[0m\n"
@@ -69,3 +69,25 @@ def test_credentials_in_urls_are_masked_in_a_tools_output():
     line = cut_output(said)
     assert "s3cr3t" not in line and "ghp_t0ken" not in line and "pypi-AgE" not in line, line
     assert "https://****@pypi.example/simple" in line and "git+https://****@github.com/org/repo.git" in line, line
+
+
+def test_credentials_in_a_urls_query_are_masked_and_its_other_parameters_kept():
+    """An index URL's `?token=`, an API's `access_token`/`api_key`, an S3 or GCS presigned URL's signature,
+    credential and session token, an Azure SAS's `sig`: each value masked, whatever the case of the name;
+    what carries no credential (a page, a date, an algorithm) stays readable."""
+    said = (
+        "pip: https://pypi.example/simple/?token=T1 and https://h/api?page=2&access_token=T2;api_key=T3 "
+        "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=T4%2F2024&"
+        "X-Amz-Date=20240101T000000Z&X-Amz-Security-Token=T5&X-Amz-Signature=T6 "
+        "https://storage.googleapis.com/b/o?X-Goog-Credential=T7&X-Goog-Signature=T8 "
+        "https://a.blob.core.windows.net/c/f?sv=2020-08-04&sig=T9%3D&se=2030 "
+        "'http://mlflow:5000/?Password=T10' \"http://h/?client_secret=T11#frag\" http://h/?apikey=T12&secret=T13"
+    )
+    masked = mask_credentials(said)
+    assert not any(f"T{n}" in masked for n in range(1, 14)), masked
+    for kept in ("page=2", "X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Date=20240101T000000Z", "sv=2020-08-04"):
+        assert kept in masked, masked
+    assert "?token=****" in masked and "&X-Amz-Signature=****" in masked and "#frag" in masked, masked
+    assert mask_credentials("https://u:pw@h/x?token=T&v=1") == "https://****@h/x?token=****&v=1"
+    # cut to one line, a tool's output loses them too
+    assert "T1" not in cut_output("ERROR: 403 for https://pypi.example/simple/?token=T1\n")

@@ -3,6 +3,7 @@ the same grid submitted again after a pull is the same code and is skipped as al
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -69,3 +70,34 @@ def test_pulled_results_leave_a_clean_checkout_clean(mrunner, tmp_path: Path):
     assert status.stdout == "", status.stdout
     assert mrunner("train.py", "i=1").returncode == 0
     assert [s.git_dirty for s in Store().sweeps()] == [False, False]
+
+
+def test_include_patterns_that_match_nothing_are_named(mrunner, tmp_path: Path):
+    """`--include` patterns that match no file of the experiments pulled are named in one line: as an error
+    with exit 1 (as grep finding nothing) when none matched, so a script stops there; as a warning beside what
+    was pulled when others matched, the files found unchanged counting as matched."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(
+        "import os\nos.makedirs('outputs')\nopen('result.txt', 'w').write('42')\nopen('outputs/a.csv', 'w').write('1')\n"
+    )
+    mrunner.cwd = project
+    assert mrunner("train.py", "-m", "i=range(2)").returncode == 0
+    (sweep,) = Store().sweeps()
+    for patterns in (["*.ckpt"], ["*.ckpt", "model *.bin", "*.ckpt"]):
+        nothing = mrunner("pull", sweep.id, *(arg for p in patterns for arg in ("--include", p)))
+        lines = nothing.stderr.strip().splitlines()
+        assert nothing.returncode == 1 and len(lines) == 1 and nothing.stdout == "", nothing
+        named = " ".join(f"--include {shlex.quote(p)}" for p in dict.fromkeys(patterns))
+        assert lines[0].startswith(f"mrunner: error: {named} matched no file in the folders of 2 experiments"), lines
+    for patterns, pulled, unchanged in (
+        (["*.txt", "*.ckpt"], "pulled 2 files", "0 unchanged"),
+        (["*.txt", "nothing*"], "pulled 0 files", "2 unchanged"),
+    ):
+        some = mrunner("pull", sweep.id, "--include", patterns[0], "--include", patterns[1])
+        assert some.returncode == 0 and pulled in some.stdout and unchanged in some.stdout, some
+        (warning,) = some.stderr.strip().splitlines()
+        assert warning.startswith(f"mrunner: warning: --include '{patterns[1]}' matched no file"), warning
+        assert patterns[0] not in warning, warning
+    every = mrunner("pull", sweep.id, "--include", "outputs/*")
+    assert every.returncode == 0 and "pulled 2 files" in every.stdout and every.stderr == "", every

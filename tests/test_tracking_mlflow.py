@@ -9,10 +9,11 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
-from mrunner.testing import write_context
+from mrunner.testing import ended, write_context
 
 SCRIPT = """
 import hashlib, os, sys, mlflow, mrunner
@@ -405,6 +406,18 @@ def relayed_context(mlflow_service: dict, mrunner_home, name: str) -> tuple[Rela
     return relay, experiment
 
 
+def ended_while_the_server_is_away(mrunner, sweep: str, relay: Relay, gate: Path) -> str:
+    """The server gone (the relay stopped), then the experiment let on (its gate opened): its log once it
+    completed, which says once, not per report, that the process stopped sending metrics."""
+    relay.stop()
+    gate.write_text("")
+    (entry,) = ended(mrunner, sweep, timeout=120).values()
+    assert entry["state"] == "completed", entry
+    log = mrunner("logs", f"{sweep}/0").stdout
+    assert log.count("this process stops sending it metrics") == 1, log
+    return log
+
+
 def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_the_rest_once(
     mlflow_service, mrunner, mrunner_home, tmp_path
 ):
@@ -462,15 +475,8 @@ def test_a_server_down_during_a_run_the_experiment_goes_on_and_results_uploads_t
     wait_for(history, lambda points: points == [(0, 1.0)], what="the live point of step 0", timeout=120)
     while_live = mrunner("results", sweep, "--json")  # looks at the file, uploads nothing: tracking is live
     assert while_live.returncode == 0 and json.loads(while_live.stdout)[0]["loss"] == 1.0, while_live.stderr
-    relay.stop()
-    gate.write_text("")
-
-    def state() -> str:
-        return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
-
-    assert wait_for(state, lambda found: found not in ("queued", "running"), timeout=120) == "completed"
-    log = mrunner("logs", f"{sweep}/0").stdout
-    assert "went on" in log and log.count("this process stops sending it metrics") == 1, log
+    log = ended_while_the_server_is_away(mrunner, sweep, relay, gate)
+    assert "went on" in log
     assert f"MLflow: the last reports were not sent within {EXIT_SECONDS:g} s of the exit" in log, log
     assert "`mrunner results` uploads them later" in log
     # A report is a line written and a put on a queue: a second is ample on a loaded machine, where the one that
@@ -502,9 +508,7 @@ def test_a_server_down_at_the_start_the_experiment_starts_within_the_bound_and_r
 
     from mlflow.tracking import MlflowClient
 
-    from mrunner.records import TERMINAL
     from mrunner.sender import START_SECONDS
-    from mrunner.testing import wait_for
 
     relay, experiment = relayed_context(mlflow_service, mrunner_home, "gone")
     gate = tmp_path / "gate"
@@ -522,15 +526,8 @@ def test_a_server_down_at_the_start_the_experiment_starts_within_the_bound_and_r
     submitted = mrunner("+context=gone", "train.py", "-m", "lr=0.5", "--detach")
     assert submitted.returncode == 0, submitted.stderr
     sweep = submitted.stdout.strip().splitlines()[-1]
-    relay.stop()  # gone after the submission's check, before the experiment's start
-    gate.write_text("")
-
-    def state() -> str:
-        return json.loads(mrunner("status", sweep, "--json").stdout)["experiments"][0]["state"]
-
-    assert wait_for(state, lambda found: found in TERMINAL, timeout=120) == "completed"
-    log = mrunner("logs", f"{sweep}/0").stdout
-    assert "trained" in log and log.count("this process stops sending it metrics") == 1, log
+    log = ended_while_the_server_is_away(mrunner, sweep, relay, gate)  # after the submission's check, before the start
+    assert "trained" in log
     assert f"MLflow: the server did not answer within {START_SECONDS:g} s of the experiment's start" in log, log
     # The bound, plus the start of the sender's thread and a loaded machine's scheduling; MLflow's retries
     # would hold it minutes.
@@ -685,10 +682,14 @@ def test_credentials_in_an_http_tracking_uri_are_refused_without_showing_them(
     """`http://user:password@host:port`: the context (or the shell's MLFLOW_TRACKING_URI, which reaches the
     experiments as plain environment) would record and show the password, and the server check, which cannot
     send them, said "Name or service not known" of a server that answers. One line, the password not in it,
-    naming the variables that carry credentials as secrets; nothing recorded."""
+    naming the variables that carry credentials as secrets; nothing recorded. A token in the URI's query is
+    a credential too."""
     (tmp_path / "train.py").write_text("import mrunner\n")
-    uri = "http://me:s3cret@127.0.0.1:5055"
-    for source in ("context", "environment"):
+    for uri, source in (
+        ("http://me:s3cret@127.0.0.1:5055", "context"),
+        ("http://me:s3cret@127.0.0.1:5055", "environment"),
+        ("http://127.0.0.1:5055/?access_token=s3cret", "context"),
+    ):
         keys = {"backend": "local", "mlflow": True, "tracking": tracking}
         if source == "context":
             keys["mlflow_tracking_uri"] = uri
@@ -697,6 +698,6 @@ def test_credentials_in_an_http_tracking_uri_are_refused_without_showing_them(
             refused = mrunner(f"+context={context}", "train.py", "lr=1", *dry, env={"MLFLOW_TRACKING_URI": uri})
             assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
             assert "s3cret" not in refused.stderr + refused.stdout
-            assert "http://***@127.0.0.1:5055 holds credentials" in refused.stderr, refused.stderr
+            assert f"{uri.replace('me:s3cret@', '****@').replace('s3cret', '****')} holds credentials" in refused.stderr
             assert "MLFLOW_TRACKING_USERNAME" in refused.stderr
             assert json.loads(mrunner("status", "--json").stdout) == []

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from mrunner import config, schema, table
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, mask_credentials
 from mrunner.planning import context_keys, validated_context
 
 # The original mrunner's names for keys that are spelled differently now.
@@ -91,14 +91,18 @@ def context_command(options: argparse.Namespace) -> int:
 def _list() -> int:
     import sys
 
-    active = config.current_context()
+    try:
+        active: str | None = config.current_context()
+    except MrunnerError as error:  # the list is how to choose another: shown, with why none is marked
+        active = None
+        print(mask_credentials(f"mrunner: warning: {error}"), file=sys.stderr)
     rows = []
     for name, path in config.context_sources().items():
         try:
             backend = (config.read_context(name) or {}).get("backend", "?")
         except MrunnerError as error:  # one broken file must not hide the others
             backend = "(broken)"
-            print(f"mrunner: warning: context {name} cannot be read: {error}", file=sys.stderr)
+            print(mask_credentials(f"mrunner: warning: context {name} cannot be read: {error}"), file=sys.stderr)
         origin = "yours" if config.is_user_context(name) else "example shipped with mrunner"
         rows.append(("*" if name == active else "", name, backend, origin, path))
     print(table.render(("", "NAME", "BACKEND", "ORIGIN", "FILE"), rows, max_width=80))
@@ -108,7 +112,8 @@ def _list() -> int:
 def _show(name: str, with_keys: bool) -> int:
     data = config.read_context(name)
     print(f"# context {name} ({config.context_sources()[name]})")
-    print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+    # a tracker's URI or an index URL may hold a token: shown masked, as every line mrunner prints
+    print(mask_credentials(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()))
     if with_keys:
         keys = context_keys(data.get("backend", ""))
         print(f"# keys of backend {data.get('backend')} (all of them: docs/context-keys.md):")
@@ -247,7 +252,12 @@ def _delete(name: str) -> int:
         raise MrunnerError(f"unknown context {name!r}; `mrunner context list` shows them")
     path.unlink()
     if config.read_settings().get("current_context") == name:
-        config.write_setting("current_context", None)
+        # kept as the setting: a command naming no context then refuses, saying so, instead of running here
+        print(
+            f"deleted context {name}, the active one: commands that name no --context refuse until "
+            f"`mrunner context use NAME` picks another"
+        )
+        return 0
     print(f"deleted context {name}")
     return 0
 

@@ -7,6 +7,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def pull_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="GLOB",
         action="append",
         default=[],
-        help="only files whose path in the experiment's folder matches (repeatable; `*` crosses /)",
+        help="only files whose path in the experiment's folder matches (repeatable; `*` crosses /); a pattern that "
+        "matches no file is named, and the pull exits 1 when none matches",
     )
 
 
@@ -77,10 +79,18 @@ def pull_command(options: argparse.Namespace) -> int:
     started_at = time.monotonic()
     pulled = pull_runs(sweep, chosen, destination, options.include, reporter)
     elapsed = time.monotonic() - started_at
-    print(
-        f"pulled {pulled.files} file{'s' * (pulled.files != 1)} ({_size(pulled.bytes)}) of {len(chosen)} "
-        f"experiment{'s' * (len(chosen) != 1)} to {destination} in {elapsed:.1f} s; {pulled.unchanged} unchanged"
-    )
+    unmatched = _unmatched(options.include, pulled, destination, sweep, chosen)
+    experiments = f"{len(chosen)} experiment{'s' * (len(chosen) != 1)}"
+    patterns = " ".join(f"--include {shlex.quote(p)}" for p in unmatched)
+    matched_none = f"{patterns} matched no file in the folder{'s' * (len(chosen) != 1)} of {experiments}"
+    none_matched = bool(unmatched) and len(unmatched) == len(set(options.include))
+    if not none_matched:  # what came, and a warning naming the patterns that matched nothing
+        print(
+            f"pulled {pulled.files} file{'s' * (pulled.files != 1)} ({_size(pulled.bytes)}) of {experiments} "
+            f"to {destination} in {elapsed:.1f} s; {pulled.unchanged} unchanged"
+        )
+        if unmatched:
+            reporter.warn(f"{matched_none} (the others did){_GLOBS}")
     if options.to is not None:
         _warn_if_snapshotted(sweep, destination, reporter)
     mlflow_ends.settle(store, sweep, reporter)  # before the upload, which sets the runs it makes itself
@@ -89,7 +99,35 @@ def pull_command(options: argparse.Namespace) -> int:
             uploads.upload(sweep, chosen, destination, reporter)
         else:
             upload_deferred(store, sweep, chosen, reporter)
+    if none_matched:  # as grep finding nothing: exit 1, so that `mrunner pull S --include '*.ckpt' && ...` stops
+        error = MrunnerError(f"{matched_none}: nothing pulled{_GLOBS}")
+        error.exit_code = 1
+        raise error
     return 0
+
+
+_GLOBS = "; a pattern matches the path in an experiment's folder, and `*` crosses / (`*.ckpt`, `outputs/*`)"
+
+
+def _unmatched(include: list[str], pulled: Pulled, destination: Path, sweep: Sweep, runs: list[Run]) -> list[str]:
+    """The ``--include`` patterns that matched no file of ``runs``: every one when the pull neither brought
+    nor found unchanged a file; else those matching no file in the experiments' folders here, where every
+    file a pattern matched now is (brought, or here unchanged). A file an earlier pull brought and the
+    experiment has since removed still counts: a pattern is named only when it surely matched nothing."""
+    patterns = list(dict.fromkeys(include))
+    if not patterns or not (pulled.files or pulled.unchanged):
+        return patterns
+    left = set(patterns)
+    for run in runs:
+        root = destination / of_run("", sweep, run).folder_name
+        for folder, _, files in os.walk(root):
+            prefix = os.path.relpath(folder, root).replace(os.sep, "/")
+            for name in files:
+                relative = name if prefix == "." else f"{prefix}/{name}"
+                left -= {p for p in left if fnmatch.fnmatchcase(relative, p)}
+            if not left:
+                return []
+    return [p for p in patterns if p in left]
 
 
 def _warn_if_snapshotted(sweep: Sweep, destination: Path, reporter: Reporter) -> None:

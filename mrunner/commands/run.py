@@ -39,7 +39,7 @@ def run(arguments: RunArguments) -> int:
         warm_up(arguments)
     # planning imports Hydra: ~0.1 s in which a backend can prepare (see warm_up)
     from mrunner import following, planning, spec, submission
-    from mrunner.errors import MrunnerError
+    from mrunner.errors import MrunnerError, mask_credentials
     from mrunner.following import counts_text
     from mrunner.reporter import Reporter
     from mrunner.store import Store
@@ -76,7 +76,7 @@ def run(arguments: RunArguments) -> int:
     if arguments.dry_run:
         from mrunner import dry_run
 
-        print("\n".join(dry_run.describe(plan)))
+        print(mask_credentials("\n".join(dry_run.describe(plan))))  # what would run, a token masked
         return 0
     reporter = Reporter(quiet=arguments.quiet)
     store = Store()
@@ -106,10 +106,10 @@ def tell_trackers(store: Store, sweep: Sweep, reporter: Reporter) -> None:
     later `results` would: MLflow's runs ended (FINISHED, FAILED, KILLED) and deferred metrics uploaded, so that
     a researcher opening the tracker then finds no run still RUNNING. A tracker that does not answer is a
     warning; the sweep's exit code stays its own."""
-    from mrunner.trackers import mlflow, neptune, wandb  # the plugins': imported already
+    from mrunner.trackers.targets import told_from_here  # the trackers, the plugins': imported already
 
-    if not (mlflow.enabled(sweep.context) or wandb.enabled(sweep.context) or neptune.live(sweep.context)):
-        return  # no tracker: nothing more is imported (`upload_deferred` asks the same, and more, of the rest)
+    if not told_from_here(sweep.context):
+        return  # no tracker to tell: nothing more is imported (`upload_deferred` asks the same rule)
     from mrunner.commands.results import upload_deferred
 
     upload_deferred(store, sweep, None, reporter)

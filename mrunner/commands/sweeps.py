@@ -13,7 +13,7 @@ from dataclasses import asdict
 from mrunner import following, mlflow_ends, plugins, records, table
 from mrunner.backend import SubmitOptions
 from mrunner.commands import GROUP_OPTIONS, shorthands
-from mrunner.errors import MrunnerError, NoLog, NotRecorded
+from mrunner.errors import MrunnerError, NoLog, NotRecorded, mask_credentials
 from mrunner.following import counts_text
 from mrunner.recorder import STOPPED
 from mrunner.records import (
@@ -105,7 +105,7 @@ def status_command(options: argparse.Namespace) -> int:
         try:
             following.ask(sweep, store, None if run is None else run.index)
         except NotRecorded as error:  # what the backend says now is lost, what was recorded can still be shown
-            print(f"mrunner: warning: {error}; shown as last recorded", file=sys.stderr)
+            print(mask_credentials(f"mrunner: warning: {error}; shown as last recorded"), file=sys.stderr)
         mlflow_ends.settle(store, sweep, Reporter())  # the ends learnt now, as the MLflow runs' status
     if run is not None:
         run = store.run(sweep.id, run.index)
@@ -199,7 +199,7 @@ def _write_json(store: Store, sweep: Sweep) -> None:
                 "output_dir": places.get(r.index),
                 "attempts": [_shallow(a) for a in attempts.get(r.index, [])],
             }
-            out.write(("\n" if first else ",\n") + json.dumps(experiment))
+            out.write(("\n" if first else ",\n") + mask_credentials(json.dumps(experiment)))
             first = False
     out.write("\n]}\n")
 
@@ -242,11 +242,8 @@ def _show_run(store: Store, sweep: Sweep, run: Run, options: argparse.Namespace)
     place = _output_dirs(sweep, [run]).get(run.index)
     if options.json:
         experiment = {**asdict(run), "output_dir": place}
-        print(
-            json.dumps(
-                {"experiment": experiment, "attempts": [asdict(a) for a in attempts], "history": history}, indent=1
-            )
-        )
+        shown = {"experiment": experiment, "attempts": [asdict(a) for a in attempts], "history": history}
+        print(mask_credentials(json.dumps(shown, indent=1)))
         return 0
     _say(f"experiment {run.ref} ({run.name}), id {run.id}")
     _say(
@@ -343,15 +340,19 @@ def logs_command(options: argparse.Namespace) -> int:
         # an empty log of an attempt that did not complete: its output may be what a full disk kept from it
         why = _why_ended(store, sweep, run)
         print(
-            f"mrunner: experiment {run.ref} printed nothing in attempt {run.attempt} ({now.state}"
-            f"{': ' + why if why else ''})",
+            mask_credentials(
+                f"mrunner: experiment {run.ref} printed nothing in attempt {run.attempt} ({now.state}"
+                f"{': ' + why if why else ''})"
+            ),
             file=sys.stderr,
         )
     elif not printed and now.state in (SUBMITTED, PENDING):  # queued: no output yet, which is not "none"
         detail = store.latest_details(sweep.id, [run.index]).get(run.index)
         print(
-            f"mrunner: experiment {run.ref} has not started yet ({now.state}{': ' + detail if detail else ''}); "
-            f"`mrunner logs {run.ref} -f` waits for its output",
+            mask_credentials(
+                f"mrunner: experiment {run.ref} has not started yet ({now.state}{': ' + detail if detail else ''}); "
+                f"`mrunner logs {run.ref} -f` waits for its output"
+            ),
             file=sys.stderr,
         )
     return 0

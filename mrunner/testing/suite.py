@@ -384,6 +384,9 @@ class BackendTestSuite:
         assert default.returncode == 0, default.stderr
         only = self.pulled(project / "mrunner-results" / sweep)
         assert list(only) == [f"{names[0]}/outputs/nested/deep/big.bin"], only
+        none = mrunner("pull", sweep, "--include", "*.ckpt", "--include", "*.bin", timeout=self.timeout)
+        assert none.returncode == 0 and "--include '*.ckpt' matched no file" in none.stderr, none.stderr
+        assert "'*.bin'" not in none.stderr, none.stderr  # matched, if only files found unchanged
 
     def test_results_bring_back_only_the_metrics_and_only_once(
         self, mrunner, mrunner_home, backend_context, project, tmp_path

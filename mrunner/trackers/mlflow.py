@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mrunner import trackers
-from mrunner.errors import MrunnerError
+from mrunner.errors import MrunnerError, mask_credentials
 from mrunner.hookspecs import hookimpl
 from mrunner.schema import key
 
@@ -183,14 +183,12 @@ def mrunner_check(context: Mapping[str, Any], context_name: str, dry_run: bool) 
 
 
 def _refuse_credentials(uri: str, context_name: str) -> None:
-    """An HTTP tracking URI holding credentials (``http://user:password@host``) would be recorded and shown with
-    the context (or reach the experiments as plain environment, from the shell's ``MLFLOW_TRACKING_URI``), and
-    the server check cannot send them; the password is not repeated in the refusal."""
-    import urllib.parse
-
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme in ("http", "https") and "@" in parts.netloc:
-        shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+    """An HTTP tracking URI holding credentials (``http://user:password@host``, or a token in its query) would
+    be recorded and shown with the context (or reach the experiments as plain environment, from the shell's
+    ``MLFLOW_TRACKING_URI``), and the server check cannot send them; they are not repeated in the refusal
+    (``errors.mask_credentials``, the one rule of what is a credential)."""
+    shown = mask_credentials(uri)
+    if uri.lower().startswith(("http://", "https://")) and shown != uri:
         raise MrunnerError(
             f"context {context_name}: the MLflow tracking URI {shown} holds credentials, which would be recorded "
             f"and shown: take them out of it and export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from mrunner import config as mrunner_config
 from mrunner import following, grid, hydra_job, interrupts, planning, snapshot, submission
 from mrunner.commands.run import tell_trackers
-from mrunner.errors import Interrupted, MrunnerError
+from mrunner.errors import Interrupted, MrunnerError, mask_credentials
 from mrunner.experiment import Experiment
 from mrunner.naming import experiment_name
 from mrunner.records import COMPLETED, PLANNED, Run, Sweep
@@ -93,10 +93,10 @@ def launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], in
         # stopped by a signal (Ctrl-C; SIGTERM, SIGHUP while the sweep is handed over): what was done is recorded.
         # The app ends as mrunner's command line does, with 128 + the signal, which Hydra's exit 1 for a failed
         # launch would hide from a shell, `timeout` or a scheduler.
-        print(f"mrunner: error: {error}", file=sys.stderr)
+        print(mask_credentials(f"mrunner: error: {error}"), file=sys.stderr)
         raise SystemExit(interrupts.exit_code()) from None
     except MrunnerError as error:
-        raise LaunchFailed(str(error)) from None
+        raise LaunchFailed(mask_credentials(str(error))) from None
 
 
 def _launch(launcher: MrunnerLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:

@@ -164,6 +164,17 @@ class Cluster:
         )
         return jobs.items, pods.items
 
+    def run_objects(self, sweep: Sweep, run: Run) -> tuple[list[Any], list[Any]]:
+        """The Job and pods of the run's current attempt (``sweep_objects`` of one run)."""
+        selector = f"mrunner/sweep={sweep.id},mrunner/index={run.index},mrunner/attempt={run.attempt}"
+        jobs = self.call(
+            "find the experiment's Job", self.batch.list_namespaced_job, self.namespace, label_selector=selector
+        )
+        pods = self.call(
+            "find the experiment's pod", self.core.list_namespaced_pod, self.namespace, label_selector=selector
+        )
+        return jobs.items, pods.items
+
     def creation_refusals(self) -> dict[str, str]:
         """Why the Job controller could not create a Job's pod (a ResourceQuota, a LimitRange, an admission
         policy), by Job name: the latest ``FailedCreate`` event of each Job of the namespace (one call)."""

@@ -68,14 +68,14 @@ class Recipe:
     # the requirements file's path in the snapshot, whose copy in the code is masked too (None: not in it)
     requirements_in_code: str | None = None
 
-    @property
-    def requirements_image(self) -> str:
-        """The local image of what pip installed from these requirements on this base: named by their
-        content, so equal requirements find it and skip pip, and any other file (another token) builds anew."""
+    def requirements_image(self, base_id: str) -> str:
+        """The local image of what pip installed from these requirements on the base image whose id is
+        ``base_id`` (a base tag pulled anew is another base): named by their content, so equal requirements
+        find it and skip pip, and any other file (another token) builds anew."""
         digest = hashlib.sha256()
         for part in (
             str(TEMPLATE_VERSION).encode(),
-            self.base_image.encode(),
+            base_id.encode(),
             self.python.encode(),
             for_pip(self.requirements),
         ):
@@ -102,11 +102,13 @@ class Recipe:
             f"COPY --from=pip {STAGED}/ /staged/\n"
         )
 
-    def dockerfile(self) -> str:
+    def dockerfile(self, requirements_image: str = REQUIREMENTS_IMAGE) -> str:
+        """The experiment image's Dockerfile; ``requirements_image`` names pip's result as the build finds it
+        on its engine (the content tag is the default's, known before any engine is asked)."""
         lines = [f"# mrunner experiment image (template {TEMPLATE_VERSION})"]
         py = self.python
         if has_requirements(self.requirements):
-            lines.append(f"FROM {self.requirements_image} AS requirements")  # pip ran there: nothing of it is here
+            lines.append(f"FROM {requirements_image} AS requirements")  # pip ran there: nothing of it is here
         lines.append(f"FROM {self.base_image}")
         # Always there: the container starts the experiment through its start wrapper (``mrunner.attempt``).
         lines.append(f"COPY mrunner-client/ {CLIENT_DIR}/")
@@ -204,7 +206,7 @@ def recipe(sweep: Sweep, snapshot: Snapshot) -> Recipe:
     )
 
 
-def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
+def build_context(recipe: Recipe, snapshot: Snapshot, requirements_image: str = REQUIREMENTS_IMAGE) -> IO[bytes]:
     """The build context as a tar (a temporary file, never named on disk) of the snapshot's files, read
     straight from the snapshot (checked against their hashes), with fixed owners and times so docker's layer
     cache depends on content alone. The requirements as written are not in it (they reach only the
@@ -212,7 +214,7 @@ def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
     credentials masked."""
     stream = tempfile.TemporaryFile()
     with tarfile.open(fileobj=stream, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", recipe.dockerfile().encode())
+        _add_bytes(tar, "Dockerfile", recipe.dockerfile(requirements_image).encode())
         _add_bytes(tar, "requirements-masked.txt", masked(recipe.requirements))
         for name, data in experiment_side_files().items():  # the start wrapper, get_configuration(), tracking
             _add_bytes(tar, f"mrunner-client/{name}", data)
@@ -345,15 +347,13 @@ def _build_and_push(
     reporter: Reporter,
 ) -> dict[str, Any]:
     facts: dict[str, Any] = {"image": image, "built": False, "pushed_bytes": 0}
-    if has_requirements(plan.requirements):
-        facts["requirements_image"] = plan.requirements_image  # this engine's cache of pip's work, never pushed
     found = _in_registry(client, image, auth)
     if found:
         reporter.step(f"image {image} is already in the registry: nothing to build or push")
         return {**facts, "image_digest": found}
     if not _local(client, image):
         started = time.monotonic()
-        _build(client, plan, snapshot, image, sweep, reporter)
+        facts.update(_build(client, plan, snapshot, image, sweep, reporter))
         facts.update(built=True, build_seconds=round(time.monotonic() - started, 2))
         # Readable, and still unique when two images are built within the same second.
         stamp = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{plan.tag[:8]}"
@@ -414,28 +414,58 @@ def _local(client: Any, image: str) -> bool:
         return False
 
 
-def _build(client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Sweep, reporter: Reporter) -> None:
+def _build(
+    client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Sweep, reporter: Reporter
+) -> dict[str, Any]:
+    """Build the image (pip's build first when this engine has no result of it); returns facts to record."""
     network = sweep.context.get("build_network")
-    if has_requirements(plan.requirements) and not _local(client, plan.requirements_image):
-        _build_requirements(client, plan, network, reporter)
+    facts: dict[str, Any] = {}
+    requirements_image = REQUIREMENTS_IMAGE
+    if has_requirements(plan.requirements):
+        base_id = _image_id(client, plan.base_image)
+        requirements_image = plan.requirements_image(base_id) if base_id else ""
+        if not requirements_image or _image_id(client, requirements_image) is None:
+            requirements_image = _build_requirements(client, plan, network, reporter)
+        facts["requirements_image"] = requirements_image  # this engine's cache of pip's work, never pushed
     reporter.step(f"building image {image} from {plan.base_image}")
     labels = {"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project}
-    with build_context(plan, snapshot) as archive:  # nothing in it needs a network
+    with build_context(plan, snapshot, requirements_image) as archive:  # nothing in it needs a network
         _run_build(client, archive, image, network or "none", labels, reporter)
+    return facts
 
 
-def _build_requirements(client: Any, plan: Recipe, network: str | None, reporter: Reporter) -> None:
-    """pip's build, tagged ``plan.requirements_image``; the layers that held the requirements file (the
-    token) are removed as it ends, whether it succeeded, failed or was interrupted."""
+def _image_id(client: Any, name: str) -> str | None:
+    import docker
+
+    try:
+        return str(client.images.get(name).id)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _build_requirements(client: Any, plan: Recipe, network: str | None, reporter: Reporter) -> str:
+    """pip's build; returns its image's name (``Recipe.requirements_image`` of the base it was built on,
+    which it may have pulled). The layers that held the requirements file (the token) are removed as it
+    ends, whether it succeeded, failed or was interrupted."""
     import uuid
 
+    import docker
+
     build = uuid.uuid4().hex
-    reporter.step(f"installing the requirements on {plan.base_image} (as {plan.requirements_image})")
+    building = f"{REQUIREMENTS_IMAGE}:build-{build}"
+    reporter.step(f"installing the requirements on {plan.base_image}")
     try:
         with requirements_context(plan, build) as archive:
-            _run_build(client, archive, plan.requirements_image, network, {}, reporter)
+            _run_build(client, archive, building, network, {}, reporter)
+        base_id = _image_id(client, plan.base_image)
+        name = plan.requirements_image(base_id or plan.base_image)
+        repository, tag = name.rsplit(":", 1)
+        client.api.tag(building, repository, tag)
+        return name
     finally:
         remove_build_layers(client, build)
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_image(building, noprune=True)  # the name alone: the image keeps ``name``
 
 
 def remove_build_layers(client: Any, build: str) -> None:

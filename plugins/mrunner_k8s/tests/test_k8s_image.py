@@ -37,9 +37,12 @@ def test_dockerfile_requirements_layer_comes_before_the_code(make_sweep, project
     assert "-m pip install" in stage[4] and "--root /mrunner/staged" in stage[4]
     assert stage[5:] == ["FROM scratch", "COPY --from=pip /mrunner/replaced.txt /replaced.txt",
                          "COPY --from=pip /mrunner/staged/ /staged/"]  # fmt: skip
-    assert recipe.requirements_image.startswith("mrunner-requirements:r-")
+    assert recipe.requirements_image("sha256:b1").startswith("mrunner-requirements:r-")
     lines = recipe.dockerfile().splitlines()
-    assert lines[1] == f"FROM {recipe.requirements_image} AS requirements"
+    assert lines[1] == "FROM mrunner-requirements AS requirements"  # the content tag's; the build's names the image
+    assert (
+        recipe.dockerfile("mrunner-requirements:r-1").splitlines()[1] == "FROM mrunner-requirements:r-1 AS requirements"
+    )
     final = lines.index("FROM python:3.11-slim")
     assert final == 2 and not [line for line in lines if line.startswith("COPY requirements.txt")]
     assert lines.index("COPY --from=requirements /staged/ /") < lines.index("COPY code/ /mrunner/code/")
@@ -47,13 +50,14 @@ def test_dockerfile_requirements_layer_comes_before_the_code(make_sweep, project
     assert "pip install" not in recipe.dockerfile()
     assert lines[-1] == "WORKDIR /mrunner/code/src"
     assert not any(line.startswith(("ARG", "ENV MY", "ENV REGISTRY")) for line in lines)
-    # equal requirements on the same base share what pip installed, whatever the code; others do not
+    # equal requirements on the same base (its image id: a tag pulled anew is another) share what pip
+    # installed, whatever the code; others do not
     (project / "src" / "train.py").write_text("print('edited')\n")
-    assert image.recipe(sweep, take(project)).requirements_image == recipe.requirements_image
-    other_base = make_sweep(base_image="python:3.12-slim", requirements_file="requirements.txt")
-    assert image.recipe(other_base, take(project)).requirements_image != recipe.requirements_image
+    first = recipe.requirements_image("sha256:b1")
+    assert image.recipe(sweep, take(project)).requirements_image("sha256:b1") == first
+    assert recipe.requirements_image("sha256:b2") != first
     (project / "requirements.txt").write_text("numpy==2.0\n")
-    assert image.recipe(sweep, take(project)).requirements_image != recipe.requirements_image
+    assert image.recipe(sweep, take(project)).requirements_image("sha256:b1") != first
 
 
 def test_without_requirements_there_is_no_run_step(make_sweep, project):
@@ -259,9 +263,8 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
         )
         frozen = take(project)
         sweep.snapshot_digest = frozen.digest
-        made.append(image.recipe(sweep, frozen).requirements_image)
         first = image.ensure(sweep, frozen, Reporter(quiet=True))
-        made += [first["image"], first.get("timestamp_tag")]
+        made += [first["image"], first.get("timestamp_tag"), first["requirements_image"]]
         root = client.info()["DockerRootDir"]
         holding = subprocess.run(["grep", "-rlsF", token, root], capture_output=True, text=True).stdout.split()
         assert holding == [], holding
@@ -270,6 +273,7 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
         sweep.snapshot_digest = frozen.digest
         second = image.ensure(sweep, frozen, Reporter(quiet=True))
         made += [second["image"], second.get("timestamp_tag")]
+        assert second["requirements_image"] == first["requirements_image"]  # found: pip did not run again
         assert first["built"] and second["built"] and first["image"] != second["image"]
 
         def layers(reference):

@@ -83,7 +83,11 @@ def main() -> None:
     finally:
         delete_namespace(k8s, namespace)
         remove_images(
-            k8s, [keys["base_image"], *(f.get(key) for f in (first, second) for key in ("image", "timestamp_tag"))]
+            k8s,
+            [
+                keys["base_image"],
+                *(f.get(key) for f in (first, second) for key in ("image", "timestamp_tag", "requirements_image")),
+            ],
         )
     rows = [("first submission", first), ("after a code-only change", second), ("unchanged code", unchanged)]
     print(

@@ -105,29 +105,85 @@ class Cluster:
     # -- resources ---------------------------------------------------------------------------------------
 
     def ensure_namespace(self, project: str) -> bool:
+        """Create the namespace if missing (True when created). A user whose rights are a namespace's alone
+        may neither read nor create namespaces: the namespace is then taken as theirs if they may work in it
+        (list volume claims there); else one line says that it is missing or not theirs, and that they may not
+        create it, instead of the refusal of the first object made in it."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
+        read = f"read namespace {self.namespace}"
         try:
             self.core.read_namespace(self.namespace)
             return False
         except ApiException as error:
-            if error.status != 404:  # 403: a user without cluster-wide rights may still own the namespace
-                return False
+            if error.status not in (403, 404):
+                raise BackendError(f"Kubernetes refused to {read}: {api_message(error)}") from None
+            missing = error.status == 404
         except HTTPError as error:
-            self.unreachable(error, f"read namespace {self.namespace}")
+            self.unreachable(error, read)
         body = manifests.namespace(self.namespace, project)
-        return self.create(f"create namespace {self.namespace}", self.core.create_namespace, body)
+        try:
+            self.core.create_namespace(body)
+            return True
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            if error.status != 403:
+                raise BackendError(
+                    f"Kubernetes refused to create namespace {self.namespace}: {api_message(error)}"
+                ) from None
+            refusal = api_message(error)
+        except HTTPError as error:
+            self.unreachable(error, f"create namespace {self.namespace}")
+        if not missing and self._usable():
+            return False
+        where = "does not exist" if missing else "does not exist or gives this user no rights"
+        raise BackendError(
+            f"namespace {self.namespace} {where}, and this user may not create it ({refusal}): set the "
+            "context's `namespace` to one you may use, or ask the cluster's administrator to create it for you"
+        )
+
+    def _usable(self) -> bool:
+        """Whether this user may work in the namespace (it exists, or their rights are the cluster's)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            self.core.list_namespaced_persistent_volume_claim(self.namespace, limit=1)
+            return True
+        except ApiException as error:
+            if error.status in (403, 404):
+                return False
+            raise BackendError(
+                f"Kubernetes refused to list the volume claims of namespace {self.namespace}: {api_message(error)}"
+            ) from None
+        except HTTPError as error:
+            self.unreachable(error, f"list the volume claims of namespace {self.namespace}")
 
     def ensure_claim(self, context: Mapping[str, Any], project: str) -> bool:
-        """Create the project's volume claim if missing; an existing claim is never changed."""
+        """Create the project's volume claim if missing; an existing claim is never changed. A namespace that
+        is gone (deleted since ``ensure_namespace``, or missing to a user with the cluster's rights on claims
+        but none on namespaces) is named as such, not as a claim the API server did not find."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
         body = manifests.volume_claim(context, project)
-        return self.create(
-            f"create volume claim {names.PVC_NAME} in namespace {self.namespace}",
-            self.core.create_namespaced_persistent_volume_claim,
-            self.namespace,
-            body,
-        )
+        what = f"create volume claim {names.PVC_NAME} in namespace {self.namespace}"
+        try:
+            self.core.create_namespaced_persistent_volume_claim(self.namespace, body)
+            return True
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            if error.status == 404:
+                raise BackendError(
+                    f"namespace {self.namespace} does not exist ({api_message(error)}): set the context's "
+                    "`namespace` to one you may use, or ask the cluster's administrator to create it for you"
+                ) from None
+            raise BackendError(f"Kubernetes refused to {what}: {api_message(error)}") from None
+        except HTTPError as error:
+            self.unreachable(error, what)
 
     def put_secret(self, sweep: Sweep, values: Mapping[str, str]) -> None:
         """The sweep's Secret with the current values (a resume may bring a renewed token)."""
@@ -161,6 +217,17 @@ class Cluster:
         )
         pods = self.call(
             "list the sweep's pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector
+        )
+        return jobs.items, pods.items
+
+    def run_objects(self, sweep: Sweep, run: Run) -> tuple[list[Any], list[Any]]:
+        """The Job and pods of the run's current attempt (``sweep_objects`` of one run)."""
+        selector = f"mrunner/sweep={sweep.id},mrunner/index={run.index},mrunner/attempt={run.attempt}"
+        jobs = self.call(
+            "find the experiment's Job", self.batch.list_namespaced_job, self.namespace, label_selector=selector
+        )
+        pods = self.call(
+            "find the experiment's pod", self.core.list_namespaced_pod, self.namespace, label_selector=selector
         )
         return jobs.items, pods.items
 

@@ -4,9 +4,12 @@ pushed again; a new image also gets a readable UTC timestamp tag.
 
 No build argument is ever passed and no secret is ever written into the Dockerfile: the registry password
 reaches only docker's push call (``auth_config``). A requirements file may hold an index's token
-(``--extra-index-url https://user:TOKEN@host``): pip reads it in a build stage of its own, whose layers are
-never pushed (docker pushes the final stage's alone), and installs into a folder the final stage copies;
-the image holds the file, at ``/mrunner/requirements.txt`` and in the code, with URL credentials masked.
+(``--extra-index-url https://user:TOKEN@host``): pip reads it in a build of its own, whose result keeps only
+what pip installed (a local image, ``mrunner-requirements:r-DIGEST``, never pushed); the layers that held the
+file are removed from the engine as that build ends, so no copy of the token stays in docker's build cache on
+disk (the classic builder docker's Python client drives has no secret mounts). That local image is the cache:
+equal requirements on the same base skip pip. The experiment image copies from it and holds the file, at
+``/mrunner/requirements.txt`` and in the code, with URL credentials masked.
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ from mrunner.snapshot import Snapshot
 from mrunner_k8s import names
 from mrunner_k8s.manifests import CLIENT_DIR, CODE_DIR
 
-TEMPLATE_VERSION = 3
+TEMPLATE_VERSION = 4
 REQUIREMENTS_PATH = "/mrunner/requirements.txt"
-STAGED = "/mrunner/staged"  # the build stage's pip install lands below it (``--root``), as if it were ``/``
+STAGED = "/mrunner/staged"  # pip's build installs below it (``--root``), as if it were ``/``
+#: The local images holding what pip installed from a requirements file, by its digest (never pushed).
+REQUIREMENTS_IMAGE = "mrunner-requirements"
+#: The label of the requirements build's own layers (the file with its token among them), removed as it ends.
+STAGE_LABEL = "org.mrunner.requirements-build"
 REPLACED = "/mrunner/replaced-by-requirements.txt"
 # The names of the installed distributions, one a line (the image's own python; importlib.metadata: 3.8+).
-# The build stage lists them before and after pip: those gone were replaced by the requirements (an upgrade
+# pip's build lists them before and after it runs: those gone were replaced by the requirements (an upgrade
 # uninstalls them there), and the final stage uninstalls them too before it copies the new ones in.
 _NAMES = "{(d.metadata['Name'] or '').lower() for d in m.distributions()} - {''}"
 _LIST = f"import importlib.metadata as m; print(*sorted({_NAMES}), sep=chr(10))"
@@ -61,20 +68,47 @@ class Recipe:
     # the requirements file's path in the snapshot, whose copy in the code is masked too (None: not in it)
     requirements_in_code: str | None = None
 
-    def dockerfile(self) -> str:
+    def requirements_image(self, base_id: str) -> str:
+        """The local image of what pip installed from these requirements on the base image whose id is
+        ``base_id`` (a base tag pulled anew is another base): named by their content, so equal requirements
+        find it and skip pip, and any other file (another token) builds anew."""
+        digest = hashlib.sha256()
+        for part in (
+            str(TEMPLATE_VERSION).encode(),
+            base_id.encode(),
+            self.python.encode(),
+            for_pip(self.requirements),
+        ):
+            digest.update(hashlib.sha256(part).digest())
+        return f"{REQUIREMENTS_IMAGE}:r-{digest.hexdigest()[:24]}"
+
+    def requirements_dockerfile(self, build: str) -> str:
+        """The requirements build: pip reads the file (it may hold an index's token) and installs below
+        STAGED; the result keeps only that folder and the list of what it replaced. ``build`` (unique per
+        build) labels the layers that held the file, so that they are found and removed, and are never a cache
+        another build could share while this one removes them."""
+        py = self.python
+        return (
+            f"# mrunner requirements (template {TEMPLATE_VERSION})\n"
+            f"FROM {self.base_image} AS pip\n"
+            f"LABEL {STAGE_LABEL}={build}\n"
+            f"COPY requirements.txt {REQUIREMENTS_PATH}\n"
+            f'RUN {py} -c "{_LIST}" > /mrunner/before.txt'
+            f" && {py} -m pip install --no-cache-dir --disable-pip-version-check --root {STAGED}"
+            f" -r {REQUIREMENTS_PATH} && mkdir -p {STAGED}"
+            f' && {py} -c "{_GONE}" > /mrunner/replaced.txt\n'
+            "FROM scratch\n"
+            "COPY --from=pip /mrunner/replaced.txt /replaced.txt\n"
+            f"COPY --from=pip {STAGED}/ /staged/\n"
+        )
+
+    def dockerfile(self, requirements_image: str = REQUIREMENTS_IMAGE) -> str:
+        """The experiment image's Dockerfile; ``requirements_image`` names pip's result as the build finds it
+        on its engine (the content tag is the default's, known before any engine is asked)."""
         lines = [f"# mrunner experiment image (template {TEMPLATE_VERSION})"]
         py = self.python
         if has_requirements(self.requirements):
-            # pip reads the file (it may hold an index's token) in a stage whose layers are never pushed, and
-            # installs below STAGED; docker's cache runs it again only when the requirements change.
-            lines += [
-                f"FROM {self.base_image} AS requirements",
-                f"COPY requirements.txt {REQUIREMENTS_PATH}",
-                f'RUN {py} -c "{_LIST}" > /mrunner/before.txt'
-                f" && {py} -m pip install --no-cache-dir --disable-pip-version-check --root {STAGED}"
-                f" -r {REQUIREMENTS_PATH} && mkdir -p {STAGED}"
-                f' && {py} -c "{_GONE}" > /mrunner/replaced.txt',
-            ]
+            lines.append(f"FROM {requirements_image} AS requirements")  # pip ran there: nothing of it is here
         lines.append(f"FROM {self.base_image}")
         # Always there: the container starts the experiment through its start wrapper (``mrunner.attempt``).
         lines.append(f"COPY mrunner-client/ {CLIENT_DIR}/")
@@ -82,9 +116,9 @@ class Recipe:
             lines.append(f"ENV PYTHONPATH={CLIENT_DIR}")
         if has_requirements(self.requirements):
             lines += [
-                f"COPY --from=requirements /mrunner/replaced.txt {REPLACED}",
+                f"COPY --from=requirements /replaced.txt {REPLACED}",
                 f"RUN if [ -s {REPLACED} ]; then {py} -m pip uninstall --yes --disable-pip-version-check -r {REPLACED}; fi",
-                f"COPY --from=requirements {STAGED}/ /",
+                "COPY --from=requirements /staged/ /",
                 f"COPY requirements-masked.txt {REQUIREMENTS_PATH}",
             ]
         workdir = os.path.normpath(os.path.join(CODE_DIR, self.workdir))
@@ -114,7 +148,7 @@ _EDITABLE_VCS = re.compile(rb"^(\s*)(?:-e|--editable)(?:\s+|\s*=\s*)((?:git|hg|s
 
 
 def for_pip(text: bytes) -> bytes:
-    """The requirements as the build stage's pip reads them: a VCS requirement marked editable (``-e git+...``)
+    """The requirements as pip's build reads them: a VCS requirement marked editable (``-e git+...``)
     installed as a plain one. Editable, pip would keep its checkout (and its ``.git/config``, with the URL's
     token) outside the folder the final stage copies, so the image would lack it; nobody edits it there."""
     return _EDITABLE_VCS.sub(rb"\1\2", text)
@@ -172,21 +206,31 @@ def recipe(sweep: Sweep, snapshot: Snapshot) -> Recipe:
     )
 
 
-def build_context(recipe: Recipe, snapshot: Snapshot) -> IO[bytes]:
+def build_context(recipe: Recipe, snapshot: Snapshot, requirements_image: str = REQUIREMENTS_IMAGE) -> IO[bytes]:
     """The build context as a tar (a temporary file, never named on disk) of the snapshot's files, read
     straight from the snapshot (checked against their hashes), with fixed owners and times so docker's layer
-    cache depends on content alone. The requirements as written reach only the build stage; the final
-    stage copies them, and the code's copy of them, with URL credentials masked."""
+    cache depends on content alone. The requirements as written are not in it (they reach only the
+    requirements build: ``requirements_context``); the image gets them, and the code's copy of them, with URL
+    credentials masked."""
     stream = tempfile.TemporaryFile()
     with tarfile.open(fileobj=stream, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", recipe.dockerfile().encode())
-        _add_bytes(tar, "requirements.txt", for_pip(recipe.requirements))  # read by the build stage alone
+        _add_bytes(tar, "Dockerfile", recipe.dockerfile(requirements_image).encode())
         _add_bytes(tar, "requirements-masked.txt", masked(recipe.requirements))
         for name, data in experiment_side_files().items():  # the start wrapper, get_configuration(), tracking
             _add_bytes(tar, f"mrunner-client/{name}", data)
         for relative, (_, mode) in sorted(snapshot.files.items()):
             data = snapshot.read(relative)
             _add_bytes(tar, f"code/{relative}", masked(data) if relative == recipe.requirements_in_code else data, mode)
+    stream.seek(0)
+    return stream
+
+
+def requirements_context(recipe: Recipe, build: str) -> IO[bytes]:
+    """The requirements build's context: its Dockerfile and the requirements as pip reads them."""
+    stream = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=stream, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", recipe.requirements_dockerfile(build).encode())
+        _add_bytes(tar, "requirements.txt", for_pip(recipe.requirements))
     stream.seek(0)
     return stream
 
@@ -309,7 +353,7 @@ def _build_and_push(
         return {**facts, "image_digest": found}
     if not _local(client, image):
         started = time.monotonic()
-        _build(client, plan, snapshot, image, sweep, reporter)
+        facts.update(_build(client, plan, snapshot, image, sweep, reporter))
         facts.update(built=True, build_seconds=round(time.monotonic() - started, 2))
         # Readable, and still unique when two images are built within the same second.
         stamp = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{plan.tag[:8]}"
@@ -370,32 +414,97 @@ def _local(client: Any, image: str) -> bool:
         return False
 
 
-def _build(client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Sweep, reporter: Reporter) -> None:
-    # Without requirements nothing needs a network; with them, docker's default network unless set.
-    network = sweep.context.get("build_network") or (None if has_requirements(plan.requirements) else "none")
+def _build(
+    client: Any, plan: Recipe, snapshot: Snapshot, image: str, sweep: Sweep, reporter: Reporter
+) -> dict[str, Any]:
+    """Build the image (pip's build first when this engine has no result of it); returns facts to record."""
+    network = sweep.context.get("build_network")
+    facts: dict[str, Any] = {}
+    requirements_image = REQUIREMENTS_IMAGE
+    if has_requirements(plan.requirements):
+        base_id = _image_id(client, plan.base_image)
+        requirements_image = plan.requirements_image(base_id) if base_id else ""
+        if not requirements_image or _image_id(client, requirements_image) is None:
+            requirements_image = _build_requirements(client, plan, network, reporter)
+        facts["requirements_image"] = requirements_image  # this engine's cache of pip's work, never pushed
     reporter.step(f"building image {image} from {plan.base_image}")
+    labels = {"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project}
+    with build_context(plan, snapshot, requirements_image) as archive:  # nothing in it needs a network
+        _run_build(client, archive, image, network or "none", labels, reporter)
+    return facts
+
+
+def _image_id(client: Any, name: str) -> str | None:
+    import docker
+
+    try:
+        return str(client.images.get(name).id)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _build_requirements(client: Any, plan: Recipe, network: str | None, reporter: Reporter) -> str:
+    """pip's build; returns its image's name (``Recipe.requirements_image`` of the base it was built on,
+    which it may have pulled). The layers that held the requirements file (the token) are removed as it
+    ends, whether it succeeded, failed or was interrupted."""
+    import uuid
+
+    import docker
+
+    build = uuid.uuid4().hex
+    building = f"{REQUIREMENTS_IMAGE}:build-{build}"
+    reporter.step(f"installing the requirements on {plan.base_image}")
+    try:
+        with requirements_context(plan, build) as archive:
+            _run_build(client, archive, building, network, {}, reporter)
+        base_id = _image_id(client, plan.base_image)
+        name = plan.requirements_image(base_id or plan.base_image)
+        repository, tag = name.rsplit(":", 1)
+        client.api.tag(building, repository, tag)
+        return name
+    finally:
+        remove_build_layers(client, build)
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_image(building, noprune=True)  # the name alone: the image keeps ``name``
+
+
+def remove_build_layers(client: Any, build: str) -> None:
+    """Remove the images of one requirements build (its layers with the file among them): the newest of each
+    line, whose untagged parents docker removes with it, down to the base image."""
+    import docker
+
+    images = client.api.images(all=True, filters={"label": f"{STAGE_LABEL}={build}"})
+    parents = {image.get("ParentId") for image in images}
+    for image in images:
+        if image["Id"] not in parents:
+            with contextlib.suppress(docker.errors.NotFound):
+                client.api.remove_image(image["Id"], force=True)
+
+
+def _run_build(
+    client: Any, archive: IO[bytes], tag: str, network: str | None, labels: dict[str, str], reporter: Reporter
+) -> None:
     tail: list[str] = []
-    with build_context(plan, snapshot) as archive:
-        start = functools.partial(
-            client.api.build,
-            fileobj=archive,
-            custom_context=True,
-            tag=image,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            decode=True,
-            network_mode=network,
-            labels={"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project},
-        )
-        for event in _events(start, f"building {image}"):
-            text = event.get("stream", "")
-            if text.startswith("Step "):
-                reporter.step(f"  {text.strip()}")
-            tail = (tail + text.splitlines())[-20:]
-            if "error" in event:
-                detail = cut_output("\n".join(tail))  # pip's colours and pages of progress: its last words
-                raise BackendError(f"docker build of {image} failed: {cut_output(event['error'], 1)} ({detail})")
+    start = functools.partial(
+        client.api.build,
+        fileobj=archive,
+        custom_context=True,
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        pull=False,
+        decode=True,
+        network_mode=network,
+        labels=labels,
+    )
+    for event in _events(start, f"building {tag}"):
+        text = event.get("stream", "")
+        if text.startswith("Step "):
+            reporter.step(f"  {text.strip()}")
+        tail = (tail + text.splitlines())[-20:]
+        if "error" in event:
+            detail = cut_output("\n".join(tail))  # pip's colours and pages of progress: its last words
+            raise BackendError(f"docker build of {tag} failed: {cut_output(event['error'], 1)} ({detail})")
 
 
 def _push(

@@ -21,6 +21,7 @@ from mrunner_k8s.keys import check as check_keys
 
 if TYPE_CHECKING:  # the snapshot module (pathspec) is imported only by what builds one
     from mrunner.snapshot import Snapshot
+    from mrunner_k8s.cluster import Cluster
 
 LOG_WAIT_SECONDS = 600
 
@@ -216,37 +217,15 @@ class KubernetesBackend(Backend):
 
     def status(self, sweep: Sweep, runs: Sequence[Run], ended: Sequence[Run]) -> list[RunUpdate]:
         """A replaced pod is reported as the run's next attempt; an ended run never starts again by itself."""
-        from dataclasses import replace
 
-        from mrunner_k8s.cluster import NO_POD, UNBOUND, explain_waiting, never_schedulable, run_states
+        from mrunner_k8s.cluster import run_states
         from mrunner_k8s.requeue import next_attempts
 
         if not runs:
             return []
         cluster = _cluster(sweep)
         jobs, pods = cluster.sweep_objects(sweep)
-        updates = run_states(runs, jobs, pods)
-        if any(update.detail == NO_POD for update in updates):
-            updates = explain_waiting(updates, runs, jobs, cluster.creation_refusals())
-        if any(UNBOUND in (update.detail or "") for update in updates):
-            trouble = cluster.claim_trouble()
-            updates = [replace(u, detail=trouble) if UNBOUND in (u.detail or "") else u for u in updates]
-        unschedulable = [update.detail for update in updates if (update.detail or "").startswith("unschedulable:")]
-        if any("Insufficient" in (detail or "") for detail in unschedulable):
-            nodes = cluster.nodes()  # one more call, only then
-            waiting = {u.index for u in updates if (u.detail or "").startswith("unschedulable:")}
-            # each run's own request (a per-point resource may ask more than the sweep's context), once a class
-            by_class: dict[str, str | None] = {}
-            never: dict[int, str | None] = {}
-            for run in runs:
-                if run.index in waiting:
-                    if run.resource_class not in by_class:
-                        by_class[run.resource_class] = never_schedulable(run.context(sweep), nodes) if nodes else None
-                    never[run.index] = by_class[run.resource_class]
-            updates = [
-                replace(update, detail=f"{update.detail} {never[update.index]}") if never.get(update.index) else update
-                for update in updates
-            ]
+        updates = _explained(cluster, sweep, runs, run_states(runs, jobs, pods), jobs)
         return next_attempts(cluster, sweep, runs, updates, jobs)
 
     def cancel(
@@ -279,13 +258,20 @@ class KubernetesBackend(Backend):
 
             return claim_log(cluster, sweep, run)
         if pod is None:
+            why = _why_waiting(cluster, sweep, run)
             raise BackendError(
-                f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted"
+                f"experiment {run.ref} has no output yet: {why}"
+                if why
+                else f"experiment {run.ref} has no pod (state {run.state}): not started yet, or its Job was deleted"
             )
         if pod.status.phase == "Pending":
             if run.state in TERMINAL:  # ended before its container started (cancelled, unschedulable)
                 raise NoLog(f"experiment {run.ref} has no log of attempt {run.attempt} (its pod never started)")
-            raise BackendError(f"experiment {run.ref}'s pod {pod.metadata.name} has not started yet: no output")
+            why = _why_waiting(cluster, sweep, run)
+            raise BackendError(
+                f"experiment {run.ref}'s pod {pod.metadata.name} has not started yet, so it has no output"
+                + (f": {why}" if why else "")
+            )
         return cluster.log_chunks(pod.metadata.name, follow)
 
     def pull(
@@ -320,6 +306,48 @@ class KubernetesBackend(Backend):
             except MrunnerError as error:
                 reporter.warn(f"{where} left as it is: {error}")
         return removed
+
+
+def _explained(
+    cluster: Cluster, sweep: Sweep, runs: Sequence[Run], updates: list[RunUpdate], jobs: Sequence[Any]
+) -> list[RunUpdate]:
+    """``updates`` with why each waiting run waits as the cluster says it (a refused pod creation, a claim that
+    cannot be bound, a request above every node's): what `status` shows and `logs` says of a pod not started."""
+    from dataclasses import replace
+
+    from mrunner_k8s.cluster import NO_POD, UNBOUND, explain_waiting, never_schedulable
+
+    if any(update.detail == NO_POD for update in updates):
+        updates = explain_waiting(updates, runs, jobs, cluster.creation_refusals())
+    if any(UNBOUND in (update.detail or "") for update in updates):
+        trouble = cluster.claim_trouble()
+        updates = [replace(u, detail=trouble) if UNBOUND in (u.detail or "") else u for u in updates]
+    unschedulable = [update.detail for update in updates if (update.detail or "").startswith("unschedulable:")]
+    if any("Insufficient" in (detail or "") for detail in unschedulable):
+        nodes = cluster.nodes()  # one more call, only then
+        waiting = {u.index for u in updates if (u.detail or "").startswith("unschedulable:")}
+        # each run's own request (a per-point resource may ask more than the sweep's context), once a class
+        by_class: dict[str, str | None] = {}
+        never: dict[int, str | None] = {}
+        for run in runs:
+            if run.index in waiting:
+                if run.resource_class not in by_class:
+                    by_class[run.resource_class] = never_schedulable(run.context(sweep), nodes) if nodes else None
+                never[run.index] = by_class[run.resource_class]
+        updates = [
+            replace(update, detail=f"{update.detail} {never[update.index]}") if never.get(update.index) else update
+            for update in updates
+        ]
+    return updates
+
+
+def _why_waiting(cluster: Cluster, sweep: Sweep, run: Run) -> str | None:
+    """Why the run's attempt has not started, as `status` says it; None when the cluster names no reason."""
+    from mrunner_k8s.cluster import run_states
+
+    jobs, pods = cluster.run_objects(sweep, run)
+    updates = _explained(cluster, sweep, [run], run_states([run], jobs, pods), jobs)
+    return next((update.detail for update in updates if update.detail), None)
 
 
 @hookimpl

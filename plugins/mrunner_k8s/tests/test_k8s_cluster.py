@@ -690,6 +690,105 @@ def test_a_volume_claim_that_cannot_be_bound_is_named_in_one_line(
     assert mrunner("cancel", sweep_id).returncode == 0
 
 
+@pytest.fixture
+def namespace_user(cluster, namespace, k8s_service, tmp_path):
+    """A kubeconfig of a user whose rights are those of ``edit`` in the test's namespace alone (a
+    ServiceAccount there, its token from the TokenRequest API): it may neither read nor create namespaces.
+    Its objects live in the namespace, which the ``namespace`` fixture deletes."""
+    import yaml
+    from kubernetes import client
+
+    core, _ = cluster
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="user"))
+    )
+    client.RbacAuthorizationV1Api(core.api_client).create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="user-edit"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="edit"),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="user", namespace=namespace)],
+        ),
+    )
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    token = core.create_namespaced_service_account_token("user", namespace, request).status.token
+    admin = yaml.safe_load(Path(k8s_service["kubeconfig"]).read_text())
+    cluster_entry = next(c for c in admin["clusters"] if c["name"] == next(
+        x["context"]["cluster"] for x in admin["contexts"] if x["name"] == k8s_service["kube_context"]))  # fmt: skip
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster_entry],
+        "users": [{"name": "user", "user": {"token": token}}],
+        "contexts": [{"name": "user", "context": {"cluster": cluster_entry["name"], "user": "user"}}],
+        "current-context": "user",
+    }
+    path = tmp_path / "user.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_a_namespace_the_user_may_not_create_is_named_in_one_line_and_nothing_is_recorded(
+    mrunner, mrunner_home, project, namespace, k8s_service, own_images, namespace_user
+):
+    """A user with rights in their own namespace alone, whose context names another that does not exist: one
+    line names that namespace, and that this user may not create it (it was the API server's 403 about the
+    volume claim), and no sweep is recorded. In their own namespace, the same user's sweep runs."""
+    missing = f"{namespace}-missing"
+    keys = {"registry_url": own_images(namespace), "kubeconfig": namespace_user, "kube_context": "user"}
+    write_context(mrunner_home, "test-k8s", k8s_context(k8s_service, missing, **keys))
+    refused = mrunner("+context=test-k8s", "exp.py", "lr=0.8")
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mrunner: error: namespace {missing} does not exist or gives this user no rights, "
+                           "and this user may not create it ("), last  # fmt: skip
+    assert "set the context's `namespace`" in last and "nothing was submitted or recorded" in last, last
+    assert "volume claim" not in last and "persistentvolumeclaims" not in last, last
+    assert json.loads(mrunner("status", "--json").stdout) == []  # nothing recorded
+    write_context(mrunner_home, "test-k8s", k8s_context(k8s_service, namespace, **keys))
+    sweep_id, _ = submit(mrunner, "lr=0.9")
+    runs = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=300, every=1)
+    assert [run["state"] for run in runs] == ["completed"], runs
+
+
+def test_a_missing_namespace_is_named_to_a_user_with_the_clusters_rights_on_claims_alone(
+    mrunner, mrunner_home, project, cluster, namespace, k8s_service, own_images, namespace_user
+):
+    """The same user given the cluster's rights on volume claims (not on namespaces): the claim's creation
+    answers 404 about the namespace, named as the namespace that does not exist."""
+    from kubernetes import client
+
+    rbac = client.RbacAuthorizationV1Api(cluster[0].api_client)
+    name = f"{namespace}-claims"
+    rule = client.V1PolicyRule(api_groups=[""], resources=["persistentvolumeclaims"], verbs=["create", "list"])
+    rbac.create_cluster_role(client.V1ClusterRole(metadata=client.V1ObjectMeta(name=name), rules=[rule]))
+    try:
+        rbac.create_cluster_role_binding(
+            client.V1ClusterRoleBinding(
+                metadata=client.V1ObjectMeta(name=name),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=name),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="user", namespace=namespace)],
+            )
+        )
+        missing = f"{namespace}-missing"
+        keys = {"registry_url": own_images(namespace), "kubeconfig": namespace_user, "kube_context": "user"}
+        write_context(mrunner_home, "test-k8s", k8s_context(k8s_service, missing, **keys))
+        refused = mrunner("+context=test-k8s", "exp.py", "lr=0.8")
+        assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"mrunner: error: namespace {missing} does not exist ("), last
+        assert "nothing was submitted or recorded" in last and "volume claim" not in last, last
+        assert json.loads(mrunner("status", "--json").stdout) == []
+    finally:
+        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+            try:
+                delete(name)
+            except client.exceptions.ApiException:
+                pass
+
+
 def test_a_pip_failure_in_the_image_build_is_one_short_line(mrunner, project):
     """pip's pages of output and colours are cut to its last words: which requirement it could not find."""
     (project / "requirements.txt").write_text("mrunner-no-such-package-3f2a==9.9\n")

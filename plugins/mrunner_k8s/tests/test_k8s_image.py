@@ -27,17 +27,37 @@ def project(tmp_path):
 def test_dockerfile_requirements_layer_comes_before_the_code(make_sweep, project):
     sweep = make_sweep(base_image="python:3.11-slim", requirements_file="requirements.txt")
     recipe = image.recipe(sweep, take(project))
+    # pip reads the requirements in a build of its own, named by their content; the image copies what it installed
+    stage = recipe.requirements_dockerfile("b1").splitlines()
+    assert stage[1:4] == [
+        "FROM python:3.11-slim AS pip",
+        "LABEL org.mrunner.requirements-build=b1",  # every layer holding the file: removed as the build ends
+        "COPY requirements.txt /mrunner/requirements.txt",
+    ]
+    assert "-m pip install" in stage[4] and "--root /mrunner/staged" in stage[4]
+    assert stage[5:] == ["FROM scratch", "COPY --from=pip /mrunner/replaced.txt /replaced.txt",
+                         "COPY --from=pip /mrunner/staged/ /staged/"]  # fmt: skip
+    assert recipe.requirements_image("sha256:b1").startswith("mrunner-requirements:r-")
     lines = recipe.dockerfile().splitlines()
-    # pip reads the requirements in a build stage; the final stage (the one pushed) copies what it installed
-    assert lines[1] == "FROM python:3.11-slim AS requirements"
-    assert lines[2] == "COPY requirements.txt /mrunner/requirements.txt"
-    assert "-m pip install" in lines[3] and "--root /mrunner/staged" in lines[3]
+    assert lines[1] == "FROM mrunner-requirements AS requirements"  # the content tag's; the build's names the image
+    assert (
+        recipe.dockerfile("mrunner-requirements:r-1").splitlines()[1] == "FROM mrunner-requirements:r-1 AS requirements"
+    )
     final = lines.index("FROM python:3.11-slim")
-    assert final > 3 and not [line for line in lines[final:] if line.startswith("COPY requirements.txt")]
-    assert lines.index("COPY --from=requirements /mrunner/staged/ /") < lines.index("COPY code/ /mrunner/code/")
+    assert final == 2 and not [line for line in lines if line.startswith("COPY requirements.txt")]
+    assert lines.index("COPY --from=requirements /staged/ /") < lines.index("COPY code/ /mrunner/code/")
     assert "COPY requirements-masked.txt /mrunner/requirements.txt" in lines[final:]
+    assert "pip install" not in recipe.dockerfile()
     assert lines[-1] == "WORKDIR /mrunner/code/src"
     assert not any(line.startswith(("ARG", "ENV MY", "ENV REGISTRY")) for line in lines)
+    # equal requirements on the same base (its image id: a tag pulled anew is another) share what pip
+    # installed, whatever the code; others do not
+    (project / "src" / "train.py").write_text("print('edited')\n")
+    first = recipe.requirements_image("sha256:b1")
+    assert image.recipe(sweep, take(project)).requirements_image("sha256:b1") == first
+    assert recipe.requirements_image("sha256:b2") != first
+    (project / "requirements.txt").write_text("numpy==2.0\n")
+    assert image.recipe(sweep, take(project)).requirements_image("sha256:b1") != first
 
 
 def test_without_requirements_there_is_no_run_step(make_sweep, project):
@@ -87,7 +107,7 @@ def test_the_identified_requirements_decide_the_image_whatever_the_file_became(m
     outside.write_text("numpy==2.0\n")
     recipe = image.recipe(sweep, frozen)
     assert image.reference(sweep, recipe) == identified["image"] and recipe.requirements == b"numpy==1.26.4\n"
-    with tarfile.open(fileobj=image.build_context(recipe, frozen)) as tar:
+    with tarfile.open(fileobj=image.requirements_context(recipe, "b1")) as tar:
         assert tar.extractfile("requirements.txt").read() == b"numpy==1.26.4\n"
     del sweep.detail["identified"]  # as before it was recorded: the edited file
     assert image.reference(sweep, image.recipe(sweep, frozen)) != identified["image"]
@@ -118,7 +138,7 @@ def test_build_context_is_deterministic_and_complete(make_sweep, project):
         with tarfile.open(fileobj=first) as tar:
             members = {member.name: member for member in tar.getmembers()}
             assert tar.extractfile("Dockerfile").read().decode() == recipe.dockerfile()
-            assert tar.extractfile("requirements.txt").read() == b"numpy==1.26.4\n"
+            assert "requirements.txt" not in tar.getnames()  # only the requirements build reads it
             assert tar.extractfile("requirements-masked.txt").read() == b"numpy==1.26.4\n"
             assert b"def get_configuration" in tar.extractfile("mrunner-client/mrunner/client.py").read()
     assert {"code/src/train.py", "code/run.sh", "code/requirements.txt"} <= set(members)
@@ -139,8 +159,11 @@ def test_the_image_gets_the_requirements_with_url_credentials_masked(make_sweep,
     with image.build_context(recipe, frozen) as archive, tarfile.open(fileobj=archive) as tar:
         assert tar.extractfile("requirements-masked.txt").read() == shown
         assert tar.extractfile("code/requirements.txt").read() == shown
-        assert [m.name for m in tar.getmembers() if b"s3cret" in tar.extractfile(m).read()] == ["requirements.txt"]
-    assert "s3cret" not in recipe.dockerfile()
+        assert [m.name for m in tar.getmembers() if b"s3cret" in tar.extractfile(m).read()] == []
+    with image.requirements_context(recipe, "b1") as archive, tarfile.open(fileobj=archive) as tar:
+        assert tar.getnames() == ["Dockerfile", "requirements.txt"]  # pip's build alone reads the file as written
+        assert b"s3cret" in tar.extractfile("requirements.txt").read()
+    assert "s3cret" not in recipe.dockerfile() + recipe.requirements_dockerfile("b1")
     # the image is still named by the requirements as written: another token is another image
     (project / "requirements.txt").write_text(text.replace("s3cret", "other"))
     assert image.recipe(make_sweep(requirements_file="requirements.txt"), take(project)).tag != recipe.tag
@@ -195,13 +218,16 @@ def _wheel(version: str = "1.0", value: int = 42) -> bytes:
 
 
 def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_sweep, project, tmp_path):
-    """Built on the service's dockerd: pip runs once; a code change rebuilds only the code layer.
+    """Built on the service's dockerd: pip runs once; a code change rebuilds only the code layer; and the
+    requirements file, which holds an index's token, is nowhere on the engine's disk once the image is built
+    (no layer, no config, no build cache), though pip read it there.
 
     The dockerd, its build cache and the registry outlive the test and are shared with every other test run
     on the machine: the base image carries this run's own label, so that no layer of the first image can come
     from an earlier run's cache (its push would then send next to nothing), and only this test's own images
     are removed at its end, also when it fails."""
     import io
+    import subprocess
     import uuid
 
     import docker
@@ -225,7 +251,8 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
             client.api.build(fileobj=context, custom_context=True, tag=base, decode=True, network_mode="none")
         )
         assert not [event for event in events if "error" in event], events[-3:]
-        (project / "requirements.txt").write_text(f"{WHEEL}\n")
+        token = f"ghp_{uuid.uuid4().hex}"  # this run's alone: no earlier run can have left it on the disk
+        (project / "requirements.txt").write_text(f"--extra-index-url https://me:{token}@127.0.0.1:9/simple\n{WHEEL}\n")
         (project / "src" / "train.py").write_text(f"# {uuid.uuid4().hex}\nimport tiny_dep\nprint(tiny_dep.VALUE)\n")
         sweep = make_sweep(
             base_image=base,
@@ -237,12 +264,16 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
         frozen = take(project)
         sweep.snapshot_digest = frozen.digest
         first = image.ensure(sweep, frozen, Reporter(quiet=True))
-        made += [first["image"], first.get("timestamp_tag")]
+        made += [first["image"], first.get("timestamp_tag"), first["requirements_image"]]
+        root = client.info()["DockerRootDir"]
+        holding = subprocess.run(["grep", "-rlsF", token, root], capture_output=True, text=True).stdout.split()
+        assert holding == [], holding
         (project / "src" / "train.py").write_text("import tiny_dep\nprint(tiny_dep.VALUE + 1)\n")
         frozen = take(project)
         sweep.snapshot_digest = frozen.digest
         second = image.ensure(sweep, frozen, Reporter(quiet=True))
         made += [second["image"], second.get("timestamp_tag")]
+        assert second["requirements_image"] == first["requirements_image"]  # found: pip did not run again
         assert first["built"] and second["built"] and first["image"] != second["image"]
 
         def layers(reference):
@@ -318,6 +349,7 @@ def test_an_editable_vcs_requirement_is_installed_plain_by_the_build_stage(make_
     (project / "requirements.txt").write_text(written)
     frozen = take(project)
     recipe = image.recipe(make_sweep(requirements_file="requirements.txt"), frozen)
-    with image.build_context(recipe, frozen) as archive, tarfile.open(fileobj=archive) as tar:
+    with image.requirements_context(recipe, "b1") as archive, tarfile.open(fileobj=archive) as tar:
         assert tar.extractfile("requirements.txt").read().decode() == read
+    with image.build_context(recipe, frozen) as archive, tarfile.open(fileobj=archive) as tar:
         assert tar.extractfile("code/requirements.txt").read().decode() == written  # the code as it was

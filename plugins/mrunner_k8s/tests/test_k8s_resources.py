@@ -54,6 +54,12 @@ def test_only_the_point_asking_more_than_any_node_says_it_can_never_run(mrunner,
     assert runs[1]["state"] == "pending" and "mem 1000Ti is more than any node offers" in runs[1]["detail"]
     # in units a user reads (it was the bytes, 25171337216)
     assert re.search(r"the largest allocatable memory is \d+(\.\d)?[KMGT]i\)", runs[1]["detail"]), runs[1]["detail"]
+    # `logs` says why there is no output yet, as `status` does, in one line (it said only "not started yet")
+    logs = mrunner("logs", f"{sweep_id}/1")
+    assert logs.returncode == 3 and logs.stdout == "", logs
+    (line,) = logs.stderr.strip().splitlines()
+    assert "has not started yet, so it has no output: unschedulable: " in line, line
+    assert "mem 1000Ti is more than any node offers" in line and "cancel it and submit with less" in line, line
     assert mrunner("cancel", sweep_id).returncode == 0
 
 

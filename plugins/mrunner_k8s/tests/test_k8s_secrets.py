@@ -1,5 +1,5 @@
 """A token in the requirements file (an index URL's password, a git URL's user) reaches pip and no pushed layer:
-pip runs in a build stage that is never pushed, and the image holds the requirements file (at
+pip runs in a build of its own, never pushed (whose layers holding the file leave the engine: test_k8s_image), and the image holds the requirements file (at
 ``/mrunner/requirements.txt`` and in the code) with URL credentials masked. Every layer and the config of the
 pushed image are read back from the registry and searched for the token, as are the submission's and
 status's outputs and the experiment's log; the experiment runs with the requirements installed. On the

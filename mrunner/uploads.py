@@ -19,7 +19,9 @@ warning; the lines stay unsent, and the next call catches up.
 
 With live tracking the same path catches up an experiment whose process stopped forwarding (its metrics file
 notes it: the server was down at its start, at its exit, or refused a report): all its lines are replayed once
-into its run, MLflow dropping the points it already holds, W&B leaving out the steps its resumed run has.
+into its run, MLflow dropping the points it already holds, W&B leaving out the steps its resumed run has. An
+MLflow run is made even for an experiment that reported nothing (its process gave up on a slow server before it
+made the run, then ended or was killed): the run, with its parameters and end, is never lost to a slow server.
 """
 
 from __future__ import annotations
@@ -144,7 +146,15 @@ def _upload_to(
         if offset > len(data) or (tracker in _LIVE and not known.get("untracked")):
             offset = 0  # the file was replaced (a folder removed and run again), or live tracking stopped: all new
         new = _new_points(data, offset, end)
-        entry = target.send(sweep, run, new, known) if new else dict(known)
+        if new:
+            entry = target.send(sweep, run, new, known)
+        elif isinstance(target, _Mlflow) and "run" not in known:
+            # nothing reported, but a process of the experiment started (its file's notes): its run is made all
+            # the same, with its parameters and its end, as live tracking would have (its process may have given
+            # up on a slow server before it made it, then been killed)
+            entry = target.send(sweep, run, [], known, began=_began(data[:end]))
+        else:
+            entry = dict(known)
         entry.pop("open", None)
         if tracker in _LIVE and reasons.get(run.index) is None:
             entry["untracked"] = True
@@ -292,6 +302,12 @@ def _vanished(data: bytes, tracker: str) -> int:
     return opened - data.count(b'"' + metrics.FORWARDED.encode() + b'": ' + name) if opened else 0
 
 
+def _began(data: bytes) -> float | None:
+    """When the experiment's file got its first whole line (its first process's start, or its first report)."""
+    first = metrics.entries(data[: data.find(b"\n") + 1])
+    return float(first[0]["time"]) if first and isinstance(first[0], dict) and "time" in first[0] else None
+
+
 def _new_points(data: bytes, offset: int, end: int) -> list[tuple[int, str, int, Any, float]]:
     """The reported values of the whole lines of ``data`` between ``offset`` and ``end``, their implicit steps
     numbered on from the lines before."""
@@ -347,9 +363,15 @@ class _Mlflow:
             self.found = mlflow_run.runs_of_sweep(self.client, self.experiment_id, sweep.id)
 
     def send(
-        self, sweep: Sweep, run: Run, points: list[tuple[int, str, int, Any, float]], known: dict[str, Any]
+        self,
+        sweep: Sweep,
+        run: Run,
+        points: list[tuple[int, str, int, Any, float]],
+        known: dict[str, Any],
+        began: float | None = None,
     ) -> dict[str, Any]:
-        """Log ``points`` to the experiment's run (found or made); returns its ledger entry (the run's id)."""
+        """Log ``points`` to the experiment's run (found or made); returns its ledger entry (the run's id).
+        ``began``: when the experiment started, for a run made here without points (else its first point's)."""
         from mlflow.entities import Metric
 
         from mrunner import mlflow_run
@@ -362,8 +384,9 @@ class _Mlflow:
             run_id, complete = self.found.get(mlflow_run.key_of(info), (None, False))
             if run_id is None:
                 # started when it first reported (not now: a run made after its end would end before it began)
-                first_report = int(min(at for *_, at in points) * 1000) if points else None
-                run_id = mlflow_run.create(self.client, self.experiment_id, info, first_report)
+                first_report = min(at for *_, at in points) if points else began
+                started = int(first_report * 1000) if first_report is not None else None
+                run_id = mlflow_run.create(self.client, self.experiment_id, info, started)
             if not complete:  # a new run, or one whose parameters an interruption kept from it
                 first = mlflow_run.first_batch(info)
         for some_metrics, params, tags in mlflow_run.batches(batch, *first):

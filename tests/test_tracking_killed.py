@@ -83,7 +83,9 @@ def test_a_killed_experiment_is_caught_up_in_its_mlflow_run_each_point_once(
     gate.write_text("")
     assert [run["state"] for run in ended(mrunner, sweep, timeout=120).values()] == ["failed"] * len(moments)
     log = mrunner("logs", f"{sweep}/0").stdout
-    assert "killed" in log and "stops sending it metrics" not in log, log  # no exit: nothing noted
+    stops = [line for line in log.splitlines() if "stops sending it metrics" in line]
+    # no exit: nothing noted (but a start the server answered too late for, which the catch-up serves too)
+    assert "killed" in log and all("of the experiment's start" in line for line in stops), log
     if "queued" in moments:
         relay.start()  # the server is back
 
@@ -96,6 +98,44 @@ def test_a_killed_experiment_is_caught_up_in_its_mlflow_run_each_point_once(
     assert again.returncode == 0 and "uploaded" not in again.stderr, again.stderr
     for index, moment in enumerate(moments):
         assert history(index) == expected(moment), moment
+    relay.stop()
+
+
+def test_a_killed_experiment_whose_server_answered_after_the_start_window_is_caught_up_in_its_mlflow_run(
+    mlflow_service, mrunner, mrunner_home, tmp_path
+):
+    """A server slower than the experiment's start window (``sender.START_SECONDS``: a busy laptop, a slow
+    network, many experiments starting together): the sender's look for the run is answered too late, so the
+    experiment goes on without its run, noting that it stopped forwarding, and is killed before it reports
+    anything. The catch-up makes its run all the same, holding its parameters and its end (FAILED): the run is
+    never lost to a slow server, whatever the process had sent."""
+    from mlflow.tracking import MlflowClient
+
+    relay, experiment = relayed_context(mlflow_service, mrunner_home, "slow")
+    relay.hold_first(b"/runs/search")  # the sender's look for the experiment's run, answered after the window
+    (tmp_path / "train.py").write_text(KILLED)
+    submitted = mrunner("+context=slow", "train.py", "-m", "moment=start", f"gate={tmp_path / 'gate'}", "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep = submitted.stdout.strip().splitlines()[-1]
+    try:
+        assert relay.holding.wait(120), "the sender never looked for the run"
+        assert [run["state"] for run in ended(mrunner, sweep, timeout=120).values()] == ["failed"]
+        log = mrunner("logs", f"{sweep}/0").stdout
+        assert "killed" in log and "did not answer within" in log, log  # it went on without its run
+    finally:
+        relay.released.set()  # the held search is answered, to a process gone
+    waited = mrunner("status", sweep, "--wait")  # the catch-up (`results` refuses a sweep without points)
+    assert "killed by SIGKILL" in waited.stdout and "does not take" not in waited.stderr, waited
+    client = MlflowClient(mlflow_service["tracking_uri"])
+    found = client.get_experiment_by_name(experiment)
+    (made,) = client.search_runs([found.experiment_id]) if found else []
+    assert made.data.tags["mrunner.experiment"] == f"{sweep}/0", made.data.tags
+    assert made.data.params.get("moment") == "start", made.data.params
+    assert made.info.status == "FAILED" and made.info.start_time <= made.info.end_time, made.info
+    assert client.get_metric_history(made.info.run_id, "loss") == []
+    again = mrunner("status", sweep, "--wait")
+    assert "killed by SIGKILL" in again.stdout and "uploaded" not in again.stderr, again
+    assert [run.info.run_id for run in client.search_runs([found.experiment_id])] == [made.info.run_id]
     relay.stop()
 
 

@@ -22,6 +22,7 @@ EXPERIMENT_MODULES = (
     "sender.py",
     "layout.py",
     "configfile.py",
+    "errors.py",
     "attempt.py",
     "codeview.py",
     "settling.py",

@@ -998,7 +998,12 @@ _ENCODER = json.JSONEncoder(sort_keys=True)  # one encoder: json.dumps(..., sort
 
 
 def _dump(value: object) -> str:
+    if not value and type(value) in _EMPTY:  # a run's env, tags and resources, most often: spared the encoder
+        return _EMPTY[type(value)]
     return _ENCODER.encode(value)
+
+
+_EMPTY: dict[type, str] = {dict: "{}", list: "[]"}
 
 
 def _sweep_update(sweep: Sweep) -> tuple[str, Sequence[object]]:

@@ -1,4 +1,4 @@
-"""CPU of a counted dry run and of recording, against the sweep's size; appends to benchmarks/results-recording.md.
+"""CPU of a counted dry run and of recording, against the sweep's size; appends to benchmarks/results-dry-run.md.
 
     uv run --no-sync python benchmarks/dry_run.py [--sizes 1000 10000] [--before DIR] [--label TEXT]
 
@@ -12,8 +12,8 @@ Each measurement runs in a fresh process in a fresh mrunner home, on the local b
   check against the records, the inserts), the process's CPU during the call alone.
 
 CPU is user + system time of the child (``RUSAGE_CHILDREN``), so the machine's load changes it less than the
-wall clock. ``--before DIR``: a folder holding another ``mrunner`` package (``git archive main mrunner | tar
--x -C DIR``), measured in the same run, each case alternating with this tree's, and put in the same table.
+wall clock. ``--before DIR``: a folder holding another ``mrunner`` package and its ``conf``
+(``git archive main mrunner conf | tar -x -C DIR``), measured in the same run, each case alternating with this tree's, and put in the same table.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results-recording.md"
+RESULTS = HERE / "results-dry-run.md"
 
 
 def _grid(size: int) -> list[str]:

@@ -13,7 +13,8 @@ Each measurement runs in a fresh process in a fresh mrunner home, on the local b
 
 CPU is user + system time of the child (``RUSAGE_CHILDREN``), so the machine's load changes it less than the
 wall clock. ``--before DIR``: a folder holding another ``mrunner`` package and its ``conf``
-(``git archive main mrunner conf | tar -x -C DIR``), measured in the same run, each case alternating with this tree's, and put in the same table.
+(``git archive main mrunner conf | tar -x -C DIR``), measured in the same run, each size alternating with
+this tree's, and put in the same table.
 """
 
 from __future__ import annotations

@@ -9,12 +9,15 @@ Each measurement runs in a fresh process in a fresh mrunner home, on the local b
 - "dry run, recorded": the same after the same grid was recorded once (the dry run then looks up which
   points were submitted already: every one was);
 - "record": ``submission.record`` of the grid in-process (grid, commands, environments, identities, the
-  check against the records, the inserts), the process's CPU during the call alone.
+  check against the records, the inserts), the process's CPU during the call alone;
+- "submit --detach": the whole command ``mrunner exp.py -m ... --detach --yes context.max_parallel=1`` in a
+  home of its own (recording, the hand-over, the start of the detached supervisor, whose own CPU is not
+  counted); the sweep is cancelled once measured.
 
 CPU is user + system time of the child (``RUSAGE_CHILDREN``), so the machine's load changes it less than the
-wall clock. ``--before DIR``: a folder holding another ``mrunner`` package and its ``conf``
-(``git archive main mrunner conf | tar -x -C DIR``), measured in the same run, each size alternating with
-this tree's, and put in the same table.
+wall clock. ``--before DIR``: a folder holding another ``mrunner`` package, its ``conf`` and its
+``plugins`` (``git archive main mrunner conf plugins | tar -x -C DIR``), measured in the same run, each
+size alternating with this tree's, and put in the same table.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -52,12 +56,17 @@ def child_record(size: int, folder: Path) -> dict:
 
 
 def _cpu_of(command: list[str], cwd: Path, env: dict) -> float:
+    return _run(command, cwd, env)[0]
+
+
+def _run(command: list[str], cwd: Path, env: dict) -> tuple[float, str]:
+    """The command's CPU (its own report, for the in-process case) and its output."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.stdout.strip().startswith("{"):
-        return float(json.loads(done.stdout)["cpu"])
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return float(json.loads(done.stdout)["cpu"]), done.stdout
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.stdout + done.stderr
 
 
 def measure(size: int, tree: Path | None) -> dict[str, float]:
@@ -69,13 +78,34 @@ def measure(size: int, tree: Path | None) -> dict[str, float]:
         (project / "exp.py").write_text("from mrunner import get_configuration\nget_configuration()\n")
         env = {**os.environ, "XDG_DATA_HOME": str(folder / "data"), "XDG_CONFIG_HOME": str(folder / "config")}
         if tree is not None:
-            env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])
+            plugins = sorted(str(plugin) for plugin in (tree / "plugins").glob("*") if plugin.is_dir())
+            env["PYTHONPATH"] = os.pathsep.join([str(tree), *plugins, *filter(None, [os.environ.get("PYTHONPATH")])])
         dry = [sys.executable, "-m", "mrunner", "exp.py", "-m", *_grid(size), "--dry-run"]
         _cpu_of(dry, project, env)  # once unmeasured: compiles what PYTHONDONTWRITEBYTECODE leaves uncompiled
         result = {"dry run": _cpu_of(dry, project, env)}
         result["record"] = _cpu_of([sys.executable, __file__, "--child", str(size), str(project)], project, env)
         result["dry run, recorded"] = _cpu_of(dry, project, env)
+        own = {**env, "XDG_DATA_HOME": str(folder / "data-submitted")}
+        submit = [sys.executable, "-m", "mrunner", "exp.py", "-m", *_grid(size), "--detach", "--yes"]
+        result["submit --detach"], output = _run([*submit, "context.max_parallel=1"], project, own)
+        sweep = re.search(r"^([a-z]+-[a-z]+-[0-9a-f]+)$", output, re.MULTILINE)  # the id it prints alone
+        assert sweep is not None, output
+        supervisor = re.search(r"supervisor pid (\d+)", output)
+        assert supervisor is not None, output
+        subprocess.run([sys.executable, "-m", "mrunner", "cancel", sweep.group(1)], cwd=project, env=own, check=True)
+        _wait_gone(int(supervisor.group(1)))  # before its folder is removed
         return result
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the detached supervisor {pid} did not stop after `mrunner cancel`")
 
 
 def main() -> None:
@@ -108,11 +138,11 @@ def write(rows: list[tuple[int, dict | None, dict]], options: argparse.Namespace
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end; CPU seconds (user + "
         "system) of one fresh process per case, a 2-D grid `exp.py -m a=range(N/100) b=range(100)` on the local "
-        "backend. The dry runs are the whole command (Python, Hydra, the plan, the snapshot); record is "
-        "`submission.record` alone.",
+        "backend. The dry runs and the submission are the whole command (Python, Hydra, the plan, the snapshot); "
+        "record is `submission.record` alone.",
         "",
     ]
-    cases = ("dry run", "dry run, recorded", "record")
+    cases = ("dry run", "dry run, recorded", "record", "submit --detach")
     if options.before:
         lines += ["| experiments | case | before | after | after / before |", "|---|---|---|---|---|"]
         for size, before, after in rows:

@@ -888,6 +888,12 @@ class StoredRuns(Sequence[Run]):
     def __len__(self) -> int:
         return len(self._indices)
 
+    @property
+    def indices(self) -> Sequence[int]:
+        """The runs' indices in the sweep, in order, known without reading a run (a detached supervisor
+        is handed these alone)."""
+        return self._indices
+
     @overload
     def __getitem__(self, position: int) -> Run: ...
     @overload

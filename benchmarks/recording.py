@@ -63,8 +63,9 @@ def child_floor(folder: Path) -> dict:
     start = time.perf_counter()
     target.execute("BEGIN IMMEDIATE")
     target.execute(f"INSERT INTO sweeps VALUES ({', '.join('?' * len(sweep_row))})", sweep_row)
-    target.executemany(f"INSERT INTO experiments VALUES ({', '.join('?' * 13)})", experiments)
-    target.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", events)
+    # as many values as the schema has columns now (a column added to it broke a fixed count once)
+    target.executemany(f"INSERT INTO experiments VALUES ({', '.join('?' * len(experiments.description))})", experiments)
+    target.executemany(f"INSERT INTO events VALUES ({', '.join('?' * len(events.description))})", events)
     target.execute("COMMIT")
     return {"seconds": time.perf_counter() - start, "peak_mb": _peak_mb()}
 

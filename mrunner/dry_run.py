@@ -4,7 +4,6 @@ snapshotted as a submission does it (the same size limit) but nothing is stored,
 
 from __future__ import annotations
 
-import itertools
 import shlex
 
 from mrunner import plugins
@@ -12,7 +11,7 @@ from mrunner.planning import Plan, PlannedRuns, new_sweep, too_large
 from mrunner.records import resource_label
 from mrunner.snapshot import Snapshot
 from mrunner.store import Store, default_path
-from mrunner.submission import collect_secrets, to_record
+from mrunner.submission import collect_secrets, tally
 
 DRY_RUN_SHOWN = 5
 #: The largest grid whose points the dry run walks to count what a submission would record (repeats once,
@@ -32,7 +31,7 @@ def describe(plan: Plan) -> list[str]:
     excluded, extra = plan.snapshot_patterns
     frozen = snapshot.scan(plan.root, excluded, extra, max_bytes=plan.context["max_snapshot_mb"] * 2**20)
     counted = len(plan) <= DRY_RUN_COUNTED
-    classes, repeated, skipped = _submitted(plan, frozen) if counted else (plan.resource_classes(), 0, 0)
+    classes, repeated, skipped, first = _submitted(plan, frozen) if counted else (plan.resource_classes(), 0, 0, [])
     count = sum(number for _, number in classes.values())
     lines = [
         "dry run: nothing submitted, nothing recorded",
@@ -59,7 +58,7 @@ def describe(plan: Plan) -> list[str]:
         lines.append(f"refused without --yes: {too_large(plan)}")
     from mrunner import grid
 
-    points = _recorded_first(plan, frozen) if counted else list(range(min(len(plan), DRY_RUN_SHOWN)))
+    points = first if counted else list(range(min(len(plan), DRY_RUN_SHOWN)))
     if counted and not points:
         lines.append("experiments: none (every point was submitted already)")
     else:
@@ -73,39 +72,18 @@ def describe(plan: Plan) -> list[str]:
     return lines + rendered(plan, frozen)
 
 
-def _recorded_first(plan: Plan, frozen: Snapshot) -> list[int]:
-    """The grid positions of the first ``DRY_RUN_SHOWN`` experiments a submission would record, in order: a
-    point that repeats another, or that was submitted on the context already (without ``--force``), takes no
-    index there, so the dry run numbers what it lists as the records will. Read in small chunks: the walk
-    usually ends within the first one."""
+def _submitted(plan: Plan, frozen: Snapshot) -> tuple[dict[str, tuple[dict, int]], int, int, list[int]]:
+    """What a submission of ``plan`` would record, as ``submission.to_record`` counts it, in one walk of the
+    grid (``submission.tally``): its resource classes, how many points repeat another of the grid, how many
+    were already submitted on the context (read from the records if there are any, without ``--force``;
+    nothing is written), and the grid positions of the first ``DRY_RUN_SHOWN`` experiments it records, in
+    order: a point that repeats another, or that was submitted already, takes no index there, so the dry
+    run numbers what it lists as the records will."""
     store = None if plan.request.force or not default_path().exists() else Store()
-    former = store is not None and store.former_identities(plan.context_name)
-    runs = iter(PlannedRuns(plan, new_sweep(plan, frozen), frozen.digest, former))
-    seen: set[str] = set()
-    shown: list[int] = []
-    while len(shown) < DRY_RUN_SHOWN and (chunk := list(itertools.islice(runs, 10 * DRY_RUN_SHOWN))):
-        taken: set[str] = set()
-        if store is not None:
-            formers = [former for run in chunk if (former := getattr(run, "former_id", None))]
-            taken = store.taken(plan.context_name, [run.id for run in chunk] + formers)
-        for run in chunk:
-            if run.id not in seen and run.id not in taken and getattr(run, "former_id", None) not in taken:
-                seen.add(run.id)
-                shown.append(run.index)
-    return shown[:DRY_RUN_SHOWN]
-
-
-def _submitted(plan: Plan, frozen: Snapshot) -> tuple[dict[str, tuple[dict, int]], int, int]:
-    """What a submission of ``plan`` would record, as ``submission.to_record`` counts it: its resource classes,
-    how many points repeat another of the grid, and how many were already submitted on the context (read from
-    the records if there are any, without ``--force``; nothing is written)."""
-    sweep = new_sweep(plan, frozen)
-    distinct = to_record(plan, sweep, frozen, None, skip=False)
-    repeated = len(plan) - sum(number for _, number in distinct.values())
-    if plan.request.force or not default_path().exists():
-        return distinct, repeated, 0
-    classes = to_record(plan, sweep, frozen, Store(), skip=True)
-    return classes, repeated, len(plan) - repeated - sum(number for _, number in classes.values())
+    counted = tally(plan, new_sweep(plan, frozen), frozen, store, skip=store is not None, shown=DRY_RUN_SHOWN)
+    repeated = len(plan) - sum(number for _, number in counted.distinct.values())
+    skipped = len(plan) - repeated - sum(number for _, number in counted.classes.values())
+    return counted.classes, repeated, skipped, counted.first
 
 
 def planned_steps(plan: Plan, classes: dict[str, tuple[dict, int]]) -> list[str]:

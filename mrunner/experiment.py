@@ -46,14 +46,7 @@ class Experiment:
             raise MrunnerError(f"experiment {self.name or '?'}: script must be a non-empty string, got {self.script!r}")
         if not isinstance(self.parameters, Mapping):
             raise MrunnerError(f"experiment {self.name or self.script}: parameters must be a mapping")
-        try:
-            json.dumps(self.parameters, sort_keys=True)  # sorted, as the experiment's identity encodes them
-        except (TypeError, ValueError) as error:
-            if "not supported between instances" in str(error):  # names that do not sort: 3 beside 'a'
-                problem = f"parameter names of one mapping must all be strings (they mix types: {error})"
-            else:
-                problem = f"parameters must be plain data (numbers, strings, booleans, None, lists, mappings): {error}"
-            raise MrunnerError(f"experiment {self.name or self.script}: {problem}") from None
+        self._check_parameters()
         if not isinstance(self.resources, Mapping) or not all(isinstance(k, str) for k in self.resources):
             raise MrunnerError(
                 f"experiment {self.name or self.script}: resources must be a mapping of context keys to values, "
@@ -64,6 +57,25 @@ class Experiment:
         bad_env = [k for k, v in self.env.items() if not isinstance(v, str)]
         if bad_env:
             raise MrunnerError(f"experiment {self.name or self.script}: env value of {bad_env[0]} must be a string")
+
+    def _check_parameters(self) -> None:
+        try:
+            _IDENTITY_ENCODER.encode(self.parameters)  # sorted, as the experiment's identity encodes them
+        except (TypeError, ValueError) as error:
+            if "not supported between instances" in str(error):  # names that do not sort: 3 beside 'a'
+                problem = f"parameter names of one mapping must all be strings (they mix types: {error})"
+            else:
+                problem = f"parameters must be plain data (numbers, strings, booleans, None, lists, mappings): {error}"
+            raise MrunnerError(f"experiment {self.name or self.script}: {problem}") from None
+
+    def at_point(self, parameters: dict[str, Any], **changes: Any) -> Experiment:
+        """A copy of this experiment (checked when it was made) with a grid point's ``parameters`` and
+        ``changes`` (its overrides, resources): only the parameters are checked again, which is what a point
+        changes that can be wrong. ``dataclasses.replace`` would check every field of every point again."""
+        point = object.__new__(Experiment)
+        point.__dict__.update(self.__dict__, parameters=parameters, **changes)
+        point._check_parameters()
+        return point
 
     @property
     def script_tokens(self) -> list[str]:

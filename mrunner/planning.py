@@ -101,6 +101,8 @@ class Plan:
         for experiment in self.base:
             experiment.script_args = [*experiment.script_args, *request.script_args]
         self._hydra = {e.python_file: _is_hydra_app(base_dir, e.python_file) for e in self.base}
+        self._hydra_scripts: dict[str, bool] = {}
+        self._commands: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         first_file = next((f for f, hydra_app in self._hydra.items() if hydra_app), None)
         self.grid = grid.grid(
             request.overrides,
@@ -170,19 +172,30 @@ class Plan:
             return dataclasses.replace(experiment, **changes) if changes else experiment
         from mrunner import grid
 
-        if self._hydra.get(experiment.python_file):
-            changes["parameters"], changes["overrides"] = grid.hydra_point(experiment.parameters, self.grid, point)
+        if self._hydra_app(experiment):
+            parameters, changes["overrides"] = grid.hydra_point(experiment.parameters, self.grid, point)
         else:
-            changes["parameters"] = grid.apply(experiment.parameters, self.grid[point])
-        return dataclasses.replace(experiment, **changes)
+            parameters = grid.apply(experiment.parameters, self.grid[point])
+        return experiment.at_point(parameters, **changes)
 
     def command(self, experiment: Experiment) -> list[str]:
-        hydra_app = self._hydra.get(experiment.python_file, False)
+        hydra_app = self._hydra_app(experiment)
+        if not hydra_app:  # the same for every point of a script: made once per sweep
+            key = (experiment.script, tuple(experiment.script_args))
+            if key not in self._commands:
+                self._commands[key] = experiment.command(self.context["python"], hydra_app=False)
+            return list(self._commands[key])
         command = experiment.command(self.context["python"], hydra_app)
-        if hydra_app and not any(o.startswith("hydra.run.dir=") for o in experiment.overrides):
+        if not any(o.startswith("hydra.run.dir=") for o in experiment.overrides):
             # Hydra writes its outputs (and chdirs) into the experiment's own directory
             command += ["hydra.run.dir=${oc.env:MRUNNER_EXPERIMENT_DIR}"]
         return command
+
+    def _hydra_app(self, experiment: Experiment) -> bool:
+        """Whether the experiment's script is a Hydra app, known by script (a point's script is its base's)."""
+        if experiment.script not in self._hydra_scripts:
+            self._hydra_scripts[experiment.script] = self._hydra.get(experiment.python_file, False)
+        return self._hydra_scripts[experiment.script]
 
     def _check_hydra_apps(self, base_dir: Path) -> None:
         """Compose each Hydra app's config for the grid and refuse what it does not accept (app_config)."""

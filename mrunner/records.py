@@ -99,6 +99,8 @@ class Run:
 
 def resource_label(resources: dict[str, Any]) -> str:
     """``mem=32G gpu=2``: per-point resources as a label, keys in a fixed order."""
+    if not resources:  # most points ask for none: asked per point, so spared the join
+        return ""
     return " ".join(f"{key}={resources[key]}" for key in sorted(resources))
 
 

@@ -888,6 +888,12 @@ class StoredRuns(Sequence[Run]):
     def __len__(self) -> int:
         return len(self._indices)
 
+    @property
+    def indices(self) -> Sequence[int]:
+        """The runs' indices in the sweep, in order, known without reading a run (a detached supervisor
+        is handed these alone)."""
+        return self._indices
+
     @overload
     def __getitem__(self, position: int) -> Run: ...
     @overload
@@ -998,7 +1004,12 @@ _ENCODER = json.JSONEncoder(sort_keys=True)  # one encoder: json.dumps(..., sort
 
 
 def _dump(value: object) -> str:
+    if not value and type(value) in _EMPTY:  # a run's env, tags and resources, most often: spared the encoder
+        return _EMPTY[type(value)]
     return _ENCODER.encode(value)
+
+
+_EMPTY: dict[type, str] = {dict: "{}", list: "[]"}
 
 
 def _sweep_update(sweep: Sweep) -> tuple[str, Sequence[object]]:

@@ -100,8 +100,24 @@ def to_record(
     """``plan.resource_classes()`` of the runs ``record_sweep`` would record: each distinct run once, less
     those submitted on the context already (with ``skip``, read from ``store``); read a chunk at a time. The
     dry run says the same (without records yet, ``store`` is None)."""
+    return tally(plan, sweep, frozen, store, skip).classes
+
+
+@dataclasses.dataclass
+class Tally:
+    """What a submission of a plan would record, counted in one walk of its runs (``tally``)."""
+
+    distinct: dict[str, tuple[dict, int]]  # the resource classes of each distinct run once
+    classes: dict[str, tuple[dict, int]]  # the same less the runs submitted on the context already
+    first: list[int]  # the grid positions of the first runs it records, in order
+
+
+def tally(plan: Plan, sweep: Sweep, frozen: Snapshot, store: Store | None, skip: bool, shown: int = 0) -> Tally:
+    """Each run's identity worked out once (and looked up in ``store`` a chunk at a time, with ``skip``) for
+    every count a dry run shows: the grid's repeats, what was submitted already, and the positions of the
+    first ``shown`` runs the records would number from 0."""
     seen: set[str] = set()
-    classes: dict[str, tuple[dict, int]] = {}
+    counted = Tally({}, {}, [])
     former = skip and store is not None and store.former_identities(plan.context_name)
     remaining = iter(PlannedRuns(plan, sweep, frozen.digest, former))
     while chunk := list(itertools.islice(remaining, RECORD_CHUNK)):
@@ -110,11 +126,16 @@ def to_record(
             formers = [former for run in chunk if (former := getattr(run, "former_id", None))]
             skipped = store.taken(plan.context_name, [run.id for run in chunk] + formers)
         for run in chunk:
-            if run.id not in seen and run.id not in skipped and getattr(run, "former_id", None) not in skipped:
-                seen.add(run.id)
-                label = resource_label(run.resources)
-                classes[label] = (run.resources, classes.get(label, (run.resources, 0))[1] + 1)
-    return classes
+            if run.id in seen:
+                continue
+            seen.add(run.id)
+            label = resource_label(run.resources)
+            counted.distinct[label] = (run.resources, counted.distinct.get(label, (run.resources, 0))[1] + 1)
+            if run.id not in skipped and getattr(run, "former_id", None) not in skipped:
+                counted.classes[label] = (run.resources, counted.classes.get(label, (run.resources, 0))[1] + 1)
+                if len(counted.first) < shown:
+                    counted.first.append(run.index)
+    return counted
 
 
 def _interrupted(sweep: Sweep, store: Store, unsettled: bool = False) -> NoReturn:

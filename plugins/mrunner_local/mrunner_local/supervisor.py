@@ -44,7 +44,7 @@ from mrunner.errors import MrunnerError, NoLog
 from mrunner.recorder import Recorder
 from mrunner.records import CANCELLED, COMPLETED, FAILED, LOST, RUNNING, SUBMITTED, TERMINAL, Run, RunUpdate, Sweep
 from mrunner.reporter import Reporter
-from mrunner.store import RECORD_CHUNK, default_path
+from mrunner.store import RECORD_CHUNK, StoredRuns, default_path
 from mrunner_local.gpus import GpuPool
 from mrunner_local.pending import Pending, read_indices, write_indices
 from mrunner_local.wrapper import Wrapper, start_server
@@ -611,7 +611,9 @@ def spawn_detached(sweep: Sweep, runs: Sequence[Run], secrets: Mapping[str, str]
         )
     assert started.stdin is not None
     with started.stdin:  # the runs' indices, read by main() before it starts anything
-        write_indices((run.index for run in runs), started.stdin)
+        # records' runs say their indices without being read again (a sweep's every run, decoded, for a number)
+        indices = runs.indices if isinstance(runs, StoredRuns) else (run.index for run in runs)
+        write_indices(indices, started.stdin)
     # Recorded here, not only by the child, so a `status` right after submission finds it alive.
     Recorder(store_path, sweep.id).supervised_by(process.identity(started.pid))
     sweep.detail["supervisor"] = process.identity(started.pid)

@@ -297,7 +297,9 @@ class KubernetesBackend(Backend):
 
     def gc(self, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
         """One round of lists per cluster and namespace the records name; a cluster that cannot be reached (its
-        kubeconfig gone, its API server down) is left alone with a warning, the others are collected."""
+        kubeconfig gone, its API server down) is left alone with a warning, the others are collected. Then each
+        Docker engine the records name: pip's results no recorded sweep uses, and killed builds' leftovers."""
+        from mrunner_k8s import local_images
         from mrunner_k8s.cluster import Cluster
         from mrunner_k8s.collect import collect
 
@@ -314,7 +316,7 @@ class KubernetesBackend(Backend):
                 removed += collect(Cluster(group[0].context, namespace), sweeps, keep, dry_run)
             except MrunnerError as error:
                 reporter.warn(f"{where} left as it is: {error}")
-        return removed
+        return removed + local_images.collect(sweeps, keep, dry_run, reporter)
 
 
 def _explained(

@@ -185,6 +185,9 @@ def collect(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Report
     """`mrunner gc` on each engine the ledger names: the pip results this machine made that no recorded
     sweep's image was built from (``package["requirements_image"]``) once older than ``--older-than``, and its
     killed builds' leftovers. An engine that cannot be reached is one warning, and its lines stay."""
+    noted = _noted()
+    if not noted:  # nothing built here: no engine to ask (and docker not imported)
+        return []
     import docker
     import requests
 
@@ -192,7 +195,6 @@ def collect(sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Report
 
     used = {sweep.package.get("requirements_image") for sweep in sweeps} - {None}
     before = time.time() - keep.older_than
-    noted = _noted()
     removed: list[Artefact] = []
     for engine, kinds in sorted(noted.items()):
         where = f"docker engine {engine or '(the environment default)'}"

@@ -189,3 +189,23 @@ def test_gc_removes_requirements_images_no_recorded_sweep_uses_and_killed_builds
         f"{used} on docker engine {own.url}"
     ]
     assert _cache_tags(client) == {someone_elses}
+
+
+def test_mrunner_gc_with_no_sweep_recorded_removes_the_results_of_forgotten_sweeps(
+    mrunner, mrunner_home, engine, make_sweep, tmp_path
+):
+    """The records hold no sweep (the one built from it was forgotten): `mrunner gc` lists pip's result under
+    --dry-run and removes it."""
+    own, client = engine
+    _, recipe = _recipe(make_sweep, tmp_path, own, f"{WHEEL}\n# forgotten\n")
+    name = image._build_requirements(client, recipe, "none", Reporter(quiet=True), own.url)
+    time.sleep(1.1)  # docker's creation times are whole seconds
+    dry = mrunner("gc", "--older-than", "0", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"kubernetes: requirements image {name} on docker engine {own.url} (" in dry.stdout, dry.stdout
+    assert "kubernetes: would free 1 item" in dry.stdout and _cache_tags(client) == {name}, dry.stdout
+    collected = mrunner("gc", "--older-than", "0")
+    assert collected.returncode == 0 and "kubernetes: freed 1 item" in collected.stdout, collected.stdout
+    assert _cache_tags(client) == set()
+    again = mrunner("gc", "--older-than", "0")  # the ledger forgot it: nothing more to say
+    assert "kubernetes" not in again.stdout, again.stdout

@@ -95,12 +95,11 @@ def _rewrite(noted: dict[str, dict[str, set[str]]]) -> None:
 
 def _killed(build: str) -> bool:
     """Whether ``build`` is this machine's and its process is gone (it cannot be running any more)."""
-    host, _, rest = build.partition(".")
-    pid = rest.partition(".")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    parts = build.rsplit(".", 2)  # the host name may hold dots of its own
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(parts[1]), 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # another user's live process
@@ -110,12 +109,10 @@ def _killed(build: str) -> bool:
 
 @dataclass(frozen=True)
 class Leftover:
-    """One build's leftovers on the engine: its labelled layers and its result's name, if tagged."""
+    """One build's leftovers on the engine: its result's name, if tagged, and the largest of its images."""
 
     build: str
-    images: list[dict[str, Any]]
     tag: str | None
-    created: float
     size: int
 
 
@@ -133,18 +130,10 @@ def leftovers(client: Any) -> list[Leftover]:
                 tags[tag[len(BUILD_PREFIX) :]] = image
     found = []
     for build in sorted(set(builds) | set(tags)):
-        images = builds.get(build, [])
         tagged = tags.get(build)
-        every = images + ([tagged] if tagged else [])
-        found.append(
-            Leftover(
-                build=build,
-                images=images,
-                tag=f"{BUILD_PREFIX}{build}" if tagged else None,
-                created=max(float(image.get("Created") or 0) for image in every),
-                size=max(int(image.get("Size") or 0) for image in every),
-            )
-        )
+        every = builds.get(build, []) + ([tagged] if tagged else [])
+        size = max(int(image.get("Size") or 0) for image in every)
+        found.append(Leftover(build=build, tag=f"{BUILD_PREFIX}{build}" if tagged else None, size=size))
     return found
 
 

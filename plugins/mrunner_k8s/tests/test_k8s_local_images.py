@@ -126,7 +126,7 @@ def _killed_build(make_sweep, tmp_path, own, client) -> str:
             (entry.get("Labels") or {}).get(local_images.STAGE_LABEL)
             for entry in client.api.images(all=True, filters={"label": local_images.STAGE_LABEL})
         }
-        assert build.split(".")[:2] == [socket.gethostname(), str(child.pid)], build
+        assert build.rsplit(".", 2)[:2] == [socket.gethostname(), str(child.pid)], build
         # the engine ends the build its client left; the layers before pip's step stay
         wait_for(lambda: client.api.containers(all=True), lambda found: not found, timeout=120, every=0.2)
         assert _labelled(client, build)
@@ -209,3 +209,12 @@ def test_mrunner_gc_with_no_sweep_recorded_removes_the_results_of_forgotten_swee
     assert _cache_tags(client) == set()
     again = mrunner("gc", "--older-than", "0")  # the ledger forgot it: nothing more to say
     assert "kubernetes" not in again.stdout, again.stdout
+
+
+def test_a_build_is_killed_only_when_it_is_this_machines_and_its_process_is_gone():
+    assert not local_images._killed(local_images.build_id())  # this process runs it
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    assert local_images._killed(f"{socket.gethostname()}.{ended.pid}.{uuid.uuid4().hex}")
+    assert not local_images._killed(f"other.host.example.{ended.pid}.{uuid.uuid4().hex}")  # another machine's
+    assert not local_images._killed(uuid.uuid4().hex)  # an ID of the earlier form: its builder is unknown

@@ -465,7 +465,9 @@ class Backend(abc.ABC):
         """Called by `mrunner gc`: remove the backend's own artefacts that no sweep in ``keep`` needs. Optional.
 
         ``sweeps``: every recorded sweep of this backend (their contexts and packages say where the backend
-        put things: clusters, storage folders, namespaces); ``keep``: what must stay (see ``Keep``); also keep
+        put things: clusters, storage folders, namespaces), none when it has no recorded sweep (it is called
+        then too, for what it made that outlives a forgotten sweep: a local cache; the command shows it only
+        when that returns something); ``keep``: what must stay (see ``Keep``); also keep
         what the backend itself says is queued or running (a sweep of another machine's records);
         ``dry_run``: remove nothing, list what would go. Never remove results (experiment folders, checkpoint
         folders, logs, exit codes): only what mrunner made to run experiments (code folders, content-store

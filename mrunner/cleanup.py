@@ -92,6 +92,11 @@ def collect(store: Store, older_than: float, dry_run: bool, reporter: Reporter) 
                 continue
             keep = Keep(sweeps=kept[backend], older_than=older_than, grace=GRACE)
             freed[backend] = plugins.backend(backend).gc(group, keep, dry_run, reporter)
+        for name, backend_object in plugins.backends().items():  # no sweep recorded: what outlives a forgotten one
+            if name not in by_backend:
+                keep = Keep(sweeps=[], older_than=older_than, grace=GRACE)
+                if found := backend_object.gc([], keep, dry_run, reporter):
+                    freed[name] = found
         return freed
 
 

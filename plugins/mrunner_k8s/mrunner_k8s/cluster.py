@@ -104,8 +104,16 @@ class Cluster:
 
     # -- resources ---------------------------------------------------------------------------------------
 
-    def ensure_namespace(self, project: str) -> bool:
-        """Create the namespace if missing (True when created). A user whose rights are a namespace's alone
+    def preflight(self, context: Mapping[str, Any], project: str) -> None:
+        """Whether ``ensure_namespace`` and ``ensure_claim`` would succeed, asked of the API server as
+        server-side dry runs (its rights and admission checks, nothing created): called before the image is
+        built and pushed, so that a sweep the cluster would refuse is refused before any build or push."""
+        if not self.ensure_namespace(project, dry_run=True):
+            self.ensure_claim(context, project, dry_run=True)  # a namespace still to create has no claim yet
+
+    def ensure_namespace(self, project: str, dry_run: bool = False) -> bool:
+        """Create the namespace if missing (True when created; with ``dry_run``, when it would be: the API
+        server checks the rights and creates nothing). A user whose rights are a namespace's alone
         may neither read nor create namespaces: the namespace is then taken as theirs if they may work in it
         (list volume claims there); else one line says that it is missing or not theirs, and that they may not
         create it, instead of the refusal of the first object made in it."""
@@ -124,7 +132,7 @@ class Cluster:
             self.unreachable(error, read)
         body = manifests.namespace(self.namespace, project)
         try:
-            self.core.create_namespace(body)
+            self.core.create_namespace(body, dry_run=_dry(dry_run))
             return True
         except ApiException as error:
             if error.status == 409:
@@ -161,8 +169,10 @@ class Cluster:
         except HTTPError as error:
             self.unreachable(error, f"list the volume claims of namespace {self.namespace}")
 
-    def ensure_claim(self, context: Mapping[str, Any], project: str) -> bool:
-        """Create the project's volume claim if missing; an existing claim is never changed. A namespace that
+    def ensure_claim(self, context: Mapping[str, Any], project: str, dry_run: bool = False) -> bool:
+        """Create the project's volume claim if missing (with ``dry_run``, ask whether the API server would,
+        this user's rights and the namespace's quota included, creating nothing); an existing claim is never
+        changed. A namespace that
         is gone (deleted since ``ensure_namespace``, or missing to a user with the cluster's rights on claims
         but none on namespaces) is named as such, not as a claim the API server did not find."""
         from kubernetes.client.exceptions import ApiException
@@ -171,7 +181,7 @@ class Cluster:
         body = manifests.volume_claim(context, project)
         what = f"create volume claim {names.PVC_NAME} in namespace {self.namespace}"
         try:
-            self.core.create_namespaced_persistent_volume_claim(self.namespace, body)
+            self.core.create_namespaced_persistent_volume_claim(self.namespace, body, dry_run=_dry(dry_run))
             return True
         except ApiException as error:
             if error.status == 409:
@@ -591,3 +601,9 @@ def _waiting_reason(pod: Any) -> str | None:
 
 def cancelled(runs: Sequence[Run]) -> list[RunUpdate]:
     return [RunUpdate(run.index, CANCELLED, detail="its Job was deleted", attempt=run.attempt) for run in runs]
+
+
+def _dry(dry_run: bool) -> Any:
+    """The ``dry_run`` argument of a create call: ``All`` makes it a server-side dry run (checked as a creation,
+    persisted nowhere); None, the client's default, creates."""
+    return "All" if dry_run else None

@@ -8,7 +8,7 @@ reaches only docker's push call (``auth_config``). A requirements file may hold 
 what pip installed (a local image, ``mrunner-requirements:r-DIGEST``, never pushed); the layers that held the
 file are removed from the engine as that build ends, so no copy of the token stays in docker's build cache on
 disk (the classic builder docker's Python client drives has no secret mounts). That local image is the cache:
-equal requirements on the same base skip pip. The experiment image copies from it and holds the file, at
+equal requirements on the same base skip pip (``local_images`` removes those no recorded sweep uses). The experiment image copies from it and holds the file, at
 ``/mrunner/requirements.txt`` and in the code, with URL credentials masked.
 """
 
@@ -33,16 +33,13 @@ from mrunner.records import Sweep
 from mrunner.reporter import Reporter
 from mrunner.runtime import experiment_side_digest, experiment_side_files
 from mrunner.snapshot import Snapshot
-from mrunner_k8s import names
+from mrunner_k8s import local_images, names
+from mrunner_k8s.local_images import REQUIREMENTS_IMAGE, STAGE_LABEL
 from mrunner_k8s.manifests import CLIENT_DIR, CODE_DIR
 
 TEMPLATE_VERSION = 4
 REQUIREMENTS_PATH = "/mrunner/requirements.txt"
 STAGED = "/mrunner/staged"  # pip's build installs below it (``--root``), as if it were ``/``
-#: The local images holding what pip installed from a requirements file, by its digest (never pushed).
-REQUIREMENTS_IMAGE = "mrunner-requirements"
-#: The label of the requirements build's own layers (the file with its token among them), removed as it ends.
-STAGE_LABEL = "org.mrunner.requirements-build"
 REPLACED = "/mrunner/replaced-by-requirements.txt"
 # The names of the installed distributions, one a line (the image's own python; importlib.metadata: 3.8+).
 # pip's build lists them before and after it runs: those gone were replaced by the requirements (an upgrade
@@ -425,7 +422,7 @@ def _build(
         base_id = _image_id(client, plan.base_image)
         requirements_image = plan.requirements_image(base_id) if base_id else ""
         if not requirements_image or _image_id(client, requirements_image) is None:
-            requirements_image = _build_requirements(client, plan, network, reporter)
+            requirements_image = _build_requirements(client, plan, network, reporter, sweep.context.get("docker_host"))
         facts["requirements_image"] = requirements_image  # this engine's cache of pip's work, never pushed
     reporter.step(f"building image {image} from {plan.base_image}")
     labels = {"mrunner.snapshot": plan.snapshot_digest, "mrunner.project": sweep.project}
@@ -443,16 +440,18 @@ def _image_id(client: Any, name: str) -> str | None:
         return None
 
 
-def _build_requirements(client: Any, plan: Recipe, network: str | None, reporter: Reporter) -> str:
-    """pip's build; returns its image's name (``Recipe.requirements_image`` of the base it was built on,
-    which it may have pulled). The layers that held the requirements file (the token) are removed as it
-    ends, whether it succeeded, failed or was interrupted."""
-    import uuid
-
-    import docker
-
-    build = uuid.uuid4().hex
-    building = f"{REQUIREMENTS_IMAGE}:build-{build}"
+def _build_requirements(
+    client: Any, plan: Recipe, network: str | None, reporter: Reporter, engine: str | None = None
+) -> str:
+    """pip's build on ``engine`` (the context's ``docker_host``, which ``client`` reaches); returns its image's
+    name (``Recipe.requirements_image`` of the base it was built on, which it may have pulled). The layers
+    that held the requirements file (the token) are removed as it ends, whether it succeeded, failed or was
+    interrupted; those of this machine's earlier builds that were killed outright (SIGKILL: nothing of theirs
+    ran to remove them) go first. The build and its image are noted for `mrunner gc` before they exist."""
+    local_images.remove_killed_builds(client, engine)
+    build = local_images.build_id()
+    building = f"{local_images.BUILD_PREFIX}{build}"
+    local_images.note(engine, "build", build)
     reporter.step(f"installing the requirements on {plan.base_image}")
     try:
         with requirements_context(plan, build) as archive:
@@ -460,25 +459,11 @@ def _build_requirements(client: Any, plan: Recipe, network: str | None, reporter
         base_id = _image_id(client, plan.base_image)
         name = plan.requirements_image(base_id or plan.base_image)
         repository, tag = name.rsplit(":", 1)
+        local_images.note(engine, "image", name)
         client.api.tag(building, repository, tag)
         return name
     finally:
-        remove_build_layers(client, build)
-        with contextlib.suppress(docker.errors.NotFound):
-            client.api.remove_image(building, noprune=True)  # the name alone: the image keeps ``name``
-
-
-def remove_build_layers(client: Any, build: str) -> None:
-    """Remove the images of one requirements build (its layers with the file among them): the newest of each
-    line, whose untagged parents docker removes with it, down to the base image."""
-    import docker
-
-    images = client.api.images(all=True, filters={"label": f"{STAGE_LABEL}={build}"})
-    parents = {image.get("ParentId") for image in images}
-    for image in images:
-        if image["Id"] not in parents:
-            with contextlib.suppress(docker.errors.NotFound):
-                client.api.remove_image(image["Id"], force=True)
+        local_images.remove_build(client, build, building)  # the result's build name alone: it keeps ``name``
 
 
 def _run_build(

@@ -100,6 +100,15 @@ class KubernetesBackend(Backend):
         text = yaml.safe_dump(manifests.to_dict(body), sort_keys=False, width=10_000)
         return [Rendered(f"Job {body.metadata.name} of experiment 0 in namespace {namespace}{others}", text)]
 
+    def admit(self, sweep: Sweep, runs: Sequence[Run], reporter: Reporter) -> dict[str, Any]:
+        """The namespace and volume claim ``setup_resources`` makes, asked as the API server's dry runs before
+        the image is built or pushed: a namespace this user may not use or create, or a claim they may not
+        make there, refuses the sweep before a build of minutes and a push. Decides nothing: no facts."""
+        cluster = _cluster(sweep)
+        cluster.namespace = namespace_of(sweep.context, sweep.project)
+        cluster.preflight(sweep.context, sweep.project)
+        return {}
+
     def identify(self, sweep: Sweep, snapshot: Snapshot) -> dict[str, Any]:
         """The image's reference and the requirements it installs, recorded before it is built or pushed:
         `resume` finds the image by it once the project (its requirements too) was edited."""
@@ -288,7 +297,9 @@ class KubernetesBackend(Backend):
 
     def gc(self, sweeps: Sequence[Sweep], keep: Keep, dry_run: bool, reporter: Reporter) -> list[Artefact]:
         """One round of lists per cluster and namespace the records name; a cluster that cannot be reached (its
-        kubeconfig gone, its API server down) is left alone with a warning, the others are collected."""
+        kubeconfig gone, its API server down) is left alone with a warning, the others are collected. Then each
+        Docker engine the records name: pip's results no recorded sweep uses, and killed builds' leftovers."""
+        from mrunner_k8s import local_images
         from mrunner_k8s.cluster import Cluster
         from mrunner_k8s.collect import collect
 
@@ -305,7 +316,7 @@ class KubernetesBackend(Backend):
                 removed += collect(Cluster(group[0].context, namespace), sweeps, keep, dry_run)
             except MrunnerError as error:
                 reporter.warn(f"{where} left as it is: {error}")
-        return removed
+        return removed + local_images.collect(sweeps, keep, dry_run, reporter)
 
 
 def _explained(

@@ -747,10 +747,29 @@ def test_a_namespace_the_user_may_not_create_is_named_in_one_line_and_nothing_is
     assert "set the context's `namespace`" in last and "nothing was submitted or recorded" in last, last
     assert "volume claim" not in last and "persistentvolumeclaims" not in last, last
     assert json.loads(mrunner("status", "--json").stdout) == []  # nothing recorded
+    _assert_nothing_built(refused.stderr, k8s_service, namespace)  # refused before the build (it came after)
     write_context(mrunner_home, "test-k8s", k8s_context(k8s_service, namespace, **keys))
     sweep_id, _ = submit(mrunner, "lr=0.9")
     runs = wait_for(lambda: experiments(mrunner, sweep_id), ended, timeout=300, every=1)
     assert [run["state"] for run in runs] == ["completed"], runs
+
+
+def _assert_nothing_built(stderr: str, k8s: dict, namespace: str) -> None:
+    """No build or pip step was started, the engine holds no image of the test's registry path (``own_images``'
+    path for ``namespace``) and the registry no repository under it: the sweep was refused before the image."""
+    import urllib.error
+    import urllib.request
+
+    import docker
+
+    assert "building image" not in stderr and "installing the requirements" not in stderr, stderr
+    client = docker.DockerClient(base_url=k8s["docker_host"])
+    tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or []]
+    assert not [tag for tag in tags if f"/mrunner-tests/{namespace}/" in tag], tags
+    looked = f"http://{k8s['registry']}/v2/mrunner-tests/{namespace}/mrt-project/tags/list"
+    with pytest.raises(urllib.error.HTTPError) as unknown:  # the registry knows no such repository
+        urllib.request.urlopen(looked, timeout=30).close()
+    assert unknown.value.code == 404, unknown.value
 
 
 def test_a_missing_namespace_is_named_to_a_user_with_the_clusters_rights_on_claims_alone(
@@ -781,6 +800,7 @@ def test_a_missing_namespace_is_named_to_a_user_with_the_clusters_rights_on_clai
         assert last.startswith(f"mrunner: error: namespace {missing} does not exist ("), last
         assert "nothing was submitted or recorded" in last and "volume claim" not in last, last
         assert json.loads(mrunner("status", "--json").stdout) == []
+        _assert_nothing_built(refused.stderr, k8s_service, namespace)
     finally:
         for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
             try:

@@ -217,7 +217,7 @@ def _wheel(version: str = "1.0", value: int = 42) -> bytes:
     return buffer.getvalue()
 
 
-def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_sweep, project, tmp_path):
+def test_requirements_layer_is_reused_after_a_code_change(mrunner_home, k8s_service, make_sweep, project, tmp_path):
     """Built on the service's dockerd: pip runs once; a code change rebuilds only the code layer; and the
     requirements file, which holds an index's token, is nowhere on the engine's disk once the image is built
     (no layer, no config, no build cache), though pip read it there.
@@ -225,7 +225,8 @@ def test_requirements_layer_is_reused_after_a_code_change(k8s_service, make_swee
     The dockerd, its build cache and the registry outlive the test and are shared with every other test run
     on the machine: the base image carries this run's own label, so that no layer of the first image can come
     from an earlier run's cache (its push would then send next to nothing), and only this test's own images
-    are removed at its end, also when it fails."""
+    are removed at its end, also when it fails. mrunner's home is the test's own (``note`` writes there what
+    `mrunner gc` may remove)."""
     import io
     import subprocess
     import uuid

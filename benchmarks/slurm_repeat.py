@@ -6,14 +6,14 @@
 Why: a repeated grid plans as many jobs as its first submission holds. As ``mrlimited`` (``MaxSubmitJobs=20``)
 with 11 tasks held, the repeat's 11 are beyond the 9 left, so ``Backend.ready`` refuses the plan
 (``RefusedAsPlanned``) and the core counts, without recording, the runs it would record
-(``submission._to_record``: every planned run's identity, looked up in the records a chunk at a time), finds
+(``submission.to_record``: every planned run's identity, looked up in the records a chunk at a time), finds
 none, and records nothing (exit 0). As ``mrtest`` (no limit) the same repeat is within the allowance and makes
 no such pass. Both first submissions are ``--hold`` (nothing runs; the limited user's 11 jobs are held only
 while the benchmark runs, then cancelled).
 
 Each repeat is the real CLI (``python -m mrunner +context=bench exp.py -m i=range(N)``), timed from process
 start to exit, its CPU from ``getrusage``; the counting pass is timed inside the same process by a wrapper
-around ``submission._to_record`` (its result unchanged). The load average is printed beside each figure.
+around ``submission.to_record`` (its result unchanged). The load average is printed beside each figure.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ TIMED = """
 import runpy, sys, time
 from mrunner import submission
 
-counted = submission._to_record
+counted = submission.to_record
 
 def timed(*args, **kwargs):
     start = time.perf_counter()
@@ -46,7 +46,7 @@ def timed(*args, **kwargs):
     finally:
         print(f"counting pass: {time.perf_counter() - start:.3f} s", file=sys.stderr)
 
-submission._to_record = timed
+submission.to_record = timed
 sys.argv = ["mrunner", *sys.argv[1:]]
 runpy.run_module("mrunner", run_name="__main__", alter_sys=True)
 """

@@ -1,3 +1,4 @@
+import io
 import os
 import tarfile
 
@@ -193,11 +194,22 @@ def test_password_comes_from_the_named_variable(make_sweep, monkeypatch):
 WHEEL = "/opt/tiny_dep-1.0-py3-none-any.whl"
 
 
+def wheel_context(dockerfile: str) -> io.BytesIO:
+    """A build context of ``dockerfile`` and the tiny wheel as ``tiny.whl``, for a base image holding it."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in (("Dockerfile", dockerfile.encode()), ("tiny.whl", _wheel())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    return context
+
+
 def _wheel(version: str = "1.0", value: int = 42) -> bytes:
     """A tiny pure-Python wheel pip can install without a network (``tiny_dep.VALUE`` is ``value``)."""
     import base64
     import hashlib
-    import io
     import zipfile
 
     files = {
@@ -227,7 +239,6 @@ def test_requirements_layer_is_reused_after_a_code_change(mrunner_home, k8s_serv
     from an earlier run's cache (its push would then send next to nothing), and only this test's own images
     are removed at its end, also when it fails. mrunner's home is the test's own (``note`` writes there what
     `mrunner gc` may remove)."""
-    import io
     import subprocess
     import uuid
 
@@ -239,13 +250,7 @@ def test_requirements_layer_is_reused_after_a_code_change(mrunner_home, k8s_serv
     run = uuid.uuid4().hex[:8]
     base = f"mrunner-test/tiny-dep-base:{run}"
     dockerfile = f"FROM {k8s_service['base_image']}\nLABEL org.mrunner.test.run={run}\nCOPY tiny.whl {WHEEL}\n"
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in (("Dockerfile", dockerfile.encode()), ("tiny.whl", _wheel())):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
+    context = wheel_context(dockerfile)
     made = [base]
     try:
         events = list(

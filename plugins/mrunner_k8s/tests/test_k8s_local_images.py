@@ -9,13 +9,11 @@ other test runs, whose images no test may touch.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 
@@ -44,7 +42,7 @@ def engine(k8s_service):
     """The test's own dockerd with the service's base image and a wheel pip can install offline."""
     import docker
 
-    from plugins.mrunner_k8s.tests.test_k8s_image import _wheel
+    from plugins.mrunner_k8s.tests.test_k8s_image import wheel_context
     from tests.own_dockerd import OwnDockerd
 
     own = OwnDockerd()
@@ -53,13 +51,7 @@ def engine(k8s_service):
         client = docker.DockerClient(base_url=own.url)
         client.images.pull(k8s_service["base_image"])
         dockerfile = f"FROM {k8s_service['base_image']}\nCOPY tiny.whl {WHEEL}\n"
-        context = io.BytesIO()
-        with tarfile.open(fileobj=context, mode="w") as tar:
-            for name, data in (("Dockerfile", dockerfile.encode()), ("tiny.whl", _wheel())):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        context.seek(0)
+        context = wheel_context(dockerfile)
         events = list(client.api.build(fileobj=context, custom_context=True, tag="tiny-base:1", decode=True))
         assert not [event for event in events if "error" in event], events[-3:]
         yield own, client

@@ -100,7 +100,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 def _spends_the_reserve(method: Callable[..., Any]) -> Callable[..., Any]:
     """A write of what already happened (an experiment's end, a sweep's update) that meets a full disk makes
     room and is tried again: it frees the records' reserve, then folds the write-ahead log into the database
-    and truncates it (the log grows by whole pages with every write until SQLite's checkpoint, a megabyte on a
+    and truncates it (the log grows by whole pages with every write until SQLite's checkpoint, megabytes on a
     busy sweep; folding needs room in the database first). Experiments that fill the disk the records share still get their ends
     recorded, so that `resume` knows what completed. Inside ``_guarded``."""
 
@@ -119,11 +119,6 @@ def _spends_the_reserve(method: Callable[..., Any]) -> Callable[..., Any]:
     return spending
 
 
-def _log_bytes(page: int, pages: int) -> int:
-    """The size of a write-ahead log of ``pages`` pages: its header, and each page with its frame's header."""
-    return 32 + pages * (page + 24)
-
-
 def _is_full(error: sqlite3.Error) -> bool:
     return getattr(error, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(error)
 
@@ -134,17 +129,6 @@ LOCK_SECONDS = 60.0
 #: for the ends of a sweep's running experiments and its stop. Made when a sweep is recorded, where the disk
 #: has room for it a few times over.
 RESERVE_BYTES = 256 * 1024
-#: Pages the write-ahead log takes before SQLite folds it into the database and starts it over
-#: (``wal_autocheckpoint``; SQLite's default is 1000). Every recorded state change appends whole pages to the log
-#: (an experiment's row, its event, its attempt, their indices), so the log is as large as this allows on any
-#: sweep of more than a few dozen experiments: small, so that what a full disk's line asks for the records stays
-#: near what they take (``room_for``); not smaller, as each fold syncs the disk (benchmarks/results-full-disk.md).
-LOG_PAGES = 256
-#: The log's most pages: ``LOG_PAGES``, the commit that crosses it, and what lands while a reader keeps SQLite
-#: from starting the log over (a state change is a few pages, a read a moment). ``journal_size_limit`` cuts the
-#: file back to this whenever the log starts over, so a large transaction (recording a big sweep) does not leave
-#: it that large for good.
-LOG_LIMIT_PAGES = LOG_PAGES + LOG_PAGES // 2
 
 
 class Store:
@@ -167,9 +151,6 @@ class Store:
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute(f"PRAGMA wal_autocheckpoint={LOG_PAGES}")
-                page = self._db.execute("PRAGMA page_size").fetchone()[0]
-                self._db.execute(f"PRAGMA journal_size_limit={_log_bytes(page, LOG_LIMIT_PAGES)}")
                 self._db.executescript(_SCHEMA)
                 _add_columns(self._db)
                 return
@@ -216,15 +197,10 @@ class Store:
 
     def room_for(self, experiments: int) -> int:
         """Bytes of their disk the records take up while ``experiments`` more experiments run and end: what
-        a full disk's line asks to free must count them when they share that disk.
-
-        The database grows at its own bytes per recorded experiment (its rows, attempts and events), and by
-        the pages its log holds beyond the database file's end, once they are folded in. The write-ahead log
-        never holds more than ``LOG_LIMIT_PAGES`` of the sweep's state changes, plus the one transaction in
-        which `resume` marks what it runs again (the rows of those experiments: at most the database's own
-        growth), so it grows by at most that bound less what it takes now; a log folded in and deleted before
-        the resume gives back what it takes, and starts again from nothing: the same sum. The reserve is not
-        counted: a resume does not make it again (the next submission does, where there is room)."""
+        a full disk's line asks to free must count them when they share that disk. The database grows at its
+        own bytes per recorded experiment (its rows, attempts and events); the write-ahead log grows to its
+        checkpoint's size before SQLite folds it in and starts it over (it never shrinks by itself), and as much
+        again while a reader keeps it from starting over; the reserve is made again once there is room."""
 
         def blocks(path: Path) -> int:
             try:
@@ -233,13 +209,11 @@ class Store:
                 return 0
 
         page = self._db.execute("PRAGMA page_size").fetchone()[0]
-        pages = self._db.execute("PRAGMA page_count").fetchone()[0]  # the log's pages included
+        checkpoint = self._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         count = self._db.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]
-        database = blocks(self.path)
-        growth = -(-database // max(1, count)) * experiments
-        folded = max(0, pages * page - database)
-        log = max(0, _log_bytes(page, LOG_LIMIT_PAGES + -(-growth // page)) - blocks(Path(f"{self.path}-wal")))
-        return growth + folded + log
+        log_room = max(0, 2 * checkpoint * page - blocks(Path(f"{self.path}-wal")))
+        growth = -(-blocks(self.path) // max(1, count)) * experiments
+        return log_room + growth + (0 if self._reserve.exists() else RESERVE_BYTES)
 
     @property
     def _reserve(self) -> Path:

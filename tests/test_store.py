@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import sqlite3
 import time
 
 import pytest
@@ -321,27 +319,3 @@ def test_a_late_end_of_the_attempt_a_resume_replaced_is_ignored(tmp_path):
     store.apply(sweep.id, [RunUpdate(0, COMPLETED, exit_code=0, ended_by_itself=True, attempt=1)])
     assert store.apply(sweep.id, [RunUpdate(0, FAILED, exit_code=1, ended_by_itself=True, attempt=0)]) == []
     assert (store.run(sweep.id, 0).state, store.run(sweep.id, 0).attempt) == (COMPLETED, 1)
-
-
-def test_the_write_ahead_log_stays_within_its_bound_while_a_reader_looks(tmp_path):
-    """What a full disk's line asks for the records (``Store.room_for``) rests on the log never taking more than
-    ``LOG_LIMIT_PAGES`` of state changes: after a large transaction (recording a big sweep) its file is cut back
-    to that, and a sweep's state changes one by one, with another connection reading between them, keep it there."""
-    from mrunner import store as records
-
-    path = tmp_path / "records.db"
-    writer, reader = Store(path), Store(path)
-    sweep, runs = a_sweep(count=3000)
-    writer.record_sweep(sweep, runs)
-    log = tmp_path / "records.db-wal"
-    with contextlib.closing(sqlite3.connect(path)) as looking:
-        page = looking.execute("PRAGMA page_size").fetchone()[0]
-    bound = records._log_bytes(page, records.LOG_LIMIT_PAGES)
-    largest = 0
-    for index in range(1000):
-        writer.apply(sweep.id, [RunUpdate(index, RUNNING, backend_ref=f"pid:{index}", attempt=0)])
-        writer.apply(sweep.id, [RunUpdate(index, COMPLETED, exit_code=0, attempt=0)])
-        assert reader.run(sweep.id, index).state == COMPLETED
-        if index >= 10:  # the recording's own log, cut back at the first start over
-            largest = max(largest, log.stat().st_size)
-    assert 0 < largest <= bound, (largest, bound)

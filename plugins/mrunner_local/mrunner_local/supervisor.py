@@ -367,7 +367,7 @@ class Supervisor:
     def _full_message(self) -> str:
         """One line: which disk, how much is free, about how much the rest of the sweep needs."""
         folder = storage(self.sweep)
-        written = _size_of(sweep_dir(self.sweep)) - _blocks(_room(self.sweep))  # the room is freed at the stop
+        written = _size_of(sweep_dir(self.sweep))
         # per completed experiment (what the ones the full disk cut short wrote counts too: more, never less),
         # for every one resume runs: those that did not start and those that ran when the disk filled
         with self.lock:
@@ -378,8 +378,7 @@ class Supervisor:
             records = self.recorder.room_on(_existing(folder), left)
         except MrunnerError:
             records = 0  # the records cannot even be read: the line still names the disk
-        # and the free space below which nothing starts: the last experiment of the resume must find it
-        needed = max(ASK_AT_LEAST_BYTES, needed + records + FULL_BELOW_BYTES)
+        needed = max(ASK_AT_LEAST_BYTES, needed + records)
         counted = " and what its records grow by" if records else ""
         return (
             f"the disk of {folder} ({_disk(folder)}) is full: free at least {_megabytes(needed)} there "
@@ -554,16 +553,14 @@ def _megabytes(size: int) -> str:
 def _size_of(folder: Path) -> int:
     """What ``folder`` takes of its disk: the blocks of its files and folders, not their lengths (a file of a few
     bytes takes a whole block, a folder too: a sweep of many small files would ask for a fraction of its need)."""
-    return sum(
-        _blocks(path) for root, _, files in os.walk(folder) for path in (root, *(os.path.join(root, n) for n in files))
-    )
-
-
-def _blocks(path: str | Path) -> int:
-    try:
-        return os.lstat(path).st_blocks * 512  # st_blocks counts 512-byte units, whatever the disk's
-    except OSError:
-        return 0
+    total = 0
+    for root, _, files in os.walk(folder):
+        for path in (root, *(os.path.join(root, name) for name in files)):
+            try:
+                total += os.lstat(path).st_blocks * 512  # st_blocks counts 512-byte units, whatever the disk's
+            except OSError:
+                continue
+    return total
 
 
 # -- from another shell --------------------------------------------------------------------------------------
